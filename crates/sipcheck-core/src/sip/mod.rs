@@ -1,0 +1,6 @@
+//! SIP signalling: messages, transactions (RFC 3261 §17) and digest authentication.
+
+pub mod auth;
+pub mod build;
+pub mod msg;
+pub mod transaction;
