@@ -1,1 +1,775 @@
-//! TODO
+//! SIP messages: parsing, framing and typed accessors.
+//!
+//! Lines, header names and typed header values are parsed with `ezk-sip-types`; this module adds
+//! what a test harness facing sloppy peers needs around it:
+//!
+//! * framing by `Content-Length` — a datagram whose body is longer than `Content-Length` is
+//!   trimmed (RFC 3261 §18.3), a shorter one is an error, and a stream ([`StreamFramer`]) is split
+//!   into messages by `Content-Length`;
+//! * LF-only line ends, folded header lines, compact header names (`v`, `i`, `f`, `t`, `l`, `m`,
+//!   `c`, `k`, `s`, …), case-insensitive names and several values in one header line;
+//! * a typed [`ParseError`] carrying the byte offset of the fault — never a panic;
+//! * the fields that transactions and dialogs match on (top Via branch, CSeq, Call-ID, tags)
+//!   extracted once, when the message is parsed.
+
+use std::fmt;
+
+use bytes::{Buf, Bytes, BytesMut};
+use bytesstr::BytesStr;
+use ezk_sip_types::header::typed::{FromTo, Via};
+use ezk_sip_types::header::HeaderParse;
+use ezk_sip_types::msg::{Line, MessageLine, PullParser};
+use ezk_sip_types::parse::Parse;
+pub use ezk_sip_types::{Headers, Method, Name};
+
+/// The largest message head (start line and headers) accepted, in bytes.
+pub const MAX_HEAD_LEN: usize = 64 * 1024;
+/// The largest body accepted, in bytes.
+pub const MAX_BODY_LEN: usize = 1024 * 1024;
+
+/// Why a message could not be parsed, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed SIP message at byte {offset}: {kind}")]
+pub struct ParseError {
+    /// Byte offset into the input where the fault was found.
+    pub offset: usize,
+    /// What is wrong.
+    pub kind: ParseErrorKind,
+}
+
+/// The kinds of [`ParseError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseErrorKind {
+    /// The input ends before the end of the message head.
+    #[error("the message head is incomplete")]
+    IncompleteHead,
+    /// The head is larger than [`MAX_HEAD_LEN`].
+    #[error("the message head is larger than {MAX_HEAD_LEN} bytes")]
+    HeadTooLarge,
+    /// The head is not valid UTF-8.
+    #[error("the message head is not valid UTF-8")]
+    NotUtf8,
+    /// The first line is neither a request line nor a status line.
+    #[error("the start line is neither a request line nor a status line")]
+    StartLine,
+    /// A header line has no `name:` part.
+    #[error("a header line has no name")]
+    HeaderLine,
+    /// A header required for matching is absent.
+    #[error("the {0} header is missing")]
+    MissingHeader(&'static str),
+    /// A header is present but its value cannot be parsed.
+    #[error("the {0} header is malformed")]
+    BadHeader(&'static str),
+    /// `Content-Length` is not a number, or is larger than [`MAX_BODY_LEN`].
+    #[error("Content-Length is invalid")]
+    BadContentLength,
+    /// The body is shorter than `Content-Length` says.
+    #[error(
+        "the body is shorter than Content-Length ({expected} bytes expected, {actual} present)"
+    )]
+    BodyTruncated {
+        /// What `Content-Length` announced.
+        expected: usize,
+        /// What was present.
+        actual: usize,
+    },
+    /// A message on a stream transport has no `Content-Length` (RFC 3261 §18.3).
+    #[error("Content-Length is required on stream transports")]
+    StreamWithoutContentLength,
+}
+
+impl ParseError {
+    fn at(offset: usize, kind: ParseErrorKind) -> Self {
+        Self { offset, kind }
+    }
+}
+
+/// The first line of a message.
+#[derive(Debug, Clone)]
+pub enum StartLine {
+    /// `METHOD request-uri SIP/2.0`
+    Request {
+        /// The method.
+        method: Method,
+        /// The Request-URI, as written.
+        uri: BytesStr,
+    },
+    /// `SIP/2.0 code reason`
+    Response {
+        /// The status code.
+        code: u16,
+        /// The reason phrase (may be empty).
+        reason: BytesStr,
+    },
+}
+
+/// A parsed SIP request or response.
+#[derive(Clone)]
+pub struct Message {
+    raw: Bytes,
+    start: StartLine,
+    headers: Headers,
+    body: Bytes,
+    call_id: BytesStr,
+    cseq: u32,
+    cseq_method: Method,
+    branch: Option<BytesStr>,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("start", &self.start)
+            .field("call_id", &self.call_id.as_str())
+            .field("cseq", &self.cseq)
+            .field("cseq_method", &self.cseq_method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Message {
+    /// Parse one message received as a datagram (UDP).
+    ///
+    /// Without `Content-Length` the body is the rest of the datagram; with it, the body is
+    /// trimmed to that length, and a shorter body is an error.
+    pub fn parse_datagram(data: Bytes) -> Result<Self, ParseError> {
+        let data = skip_leading_crlf(data);
+        let head_end = find_head_end(&data)?;
+        let content_length = scan_content_length(&data, head_end)?;
+        let available = data.len() - head_end;
+        let body_len = match content_length {
+            Some(len) if len > available => {
+                return Err(ParseError::at(
+                    data.len(),
+                    ParseErrorKind::BodyTruncated {
+                        expected: len,
+                        actual: available,
+                    },
+                ))
+            }
+            Some(len) => len,
+            None => available,
+        };
+        Self::parse_framed(data.slice(..head_end + body_len), head_end)
+    }
+
+    /// Parse one complete message whose head ends at `head_end` and whose body is the rest.
+    fn parse_framed(raw: Bytes, head_end: usize) -> Result<Self, ParseError> {
+        let head = std::str::from_utf8(&raw[..head_end])
+            .map_err(|e| ParseError::at(e.valid_up_to(), ParseErrorKind::NotUtf8))?;
+        let mut lines = PullParser::new(head.as_bytes(), 0);
+        let first = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => return Err(ParseError::at(0, ParseErrorKind::StartLine)),
+        };
+        // Every line is a subslice of `head`, which lies within `raw` from offset 0.
+        let first = sub_str(head, first);
+        let start = parse_start_line(&raw, first)?;
+
+        let mut headers = Headers::with_capacity(12);
+        let mut offset = lines.progress();
+        for line in lines.by_ref() {
+            let line = match line {
+                Ok(line) => line,
+                Err(_) => return Err(ParseError::at(offset, ParseErrorKind::IncompleteHead)),
+            };
+            let line_str = sub_str(head, line);
+            let line_offset = line.as_ptr() as usize - head.as_ptr() as usize;
+            match Line::parse(&raw, line_str) {
+                Ok((_, parsed)) if !parsed.name.as_print_str().is_empty() => {
+                    let value = unfold(&parsed.value);
+                    headers.insert(parsed.name, value);
+                }
+                _ => return Err(ParseError::at(line_offset, ParseErrorKind::HeaderLine)),
+            }
+            offset = line_offset + line.len();
+        }
+
+        let call_id = headers
+            .get_raw(&Name::CALL_ID)
+            .next()
+            .map(|v| v.slice_ref(v.as_str().trim()))
+            .filter(|v| !v.is_empty())
+            .ok_or(ParseError::at(
+                head_end,
+                ParseErrorKind::MissingHeader("Call-ID"),
+            ))?;
+        let (cseq, cseq_method) = parse_cseq(&headers, head_end)?;
+        let branch = top_via(&headers).and_then(|via| via.params.get_val("branch").cloned());
+
+        let body = raw.slice(head_end..);
+        Ok(Self {
+            raw,
+            start,
+            headers,
+            body,
+            call_id,
+            cseq,
+            cseq_method,
+            branch,
+        })
+    }
+
+    /// The message as received.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The start line.
+    pub fn start_line(&self) -> &StartLine {
+        &self.start
+    }
+
+    /// True for requests.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The method of a request; `None` for a response (see [`Message::cseq_method`]).
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI of a request.
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri.as_str()),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code of a response; `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { code, .. } => Some(*code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Response { reason, .. } => Some(reason.as_str()),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// All headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The first value of a header, by any of its names (long or compact, any case).
+    pub fn header(&self, name: &Name) -> Option<&str> {
+        self.headers.get_raw(name).next().map(|v| v.as_str().trim())
+    }
+
+    /// Every value of a header, in order, with comma-separated values split apart
+    /// (for headers whose grammar allows a list, e.g. Via, Route, Record-Route, Contact).
+    pub fn header_values<'a>(&'a self, name: &Name) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .get_raw(name)
+            .flat_map(|v| split_list(v.as_str()))
+    }
+
+    /// The body (empty when there is none).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> &str {
+        self.call_id.as_str()
+    }
+
+    /// The CSeq sequence number.
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+
+    /// The CSeq method.
+    pub fn cseq_method(&self) -> &Method {
+        &self.cseq_method
+    }
+
+    /// The `branch` parameter of the topmost Via, if any.
+    pub fn branch(&self) -> Option<&str> {
+        self.branch.as_ref().map(|b| b.as_str())
+    }
+
+    /// The topmost Via, parsed.
+    pub fn top_via(&self) -> Option<Via> {
+        top_via(&self.headers)
+    }
+
+    /// The `tag` parameter of the From header.
+    pub fn from_tag(&self) -> Option<BytesStr> {
+        self.from_to(&Name::FROM).and_then(|h| h.tag)
+    }
+
+    /// The `tag` parameter of the To header.
+    pub fn to_tag(&self) -> Option<BytesStr> {
+        self.from_to(&Name::TO).and_then(|h| h.tag)
+    }
+
+    /// The From or To header, parsed.
+    pub fn from_to(&self, name: &Name) -> Option<FromTo> {
+        let value = self.headers.get_raw(name).next()?;
+        FromTo::parse(value.as_ref(), value.as_str().trim())
+            .ok()
+            .map(|(_, h)| h)
+    }
+
+    /// The URIs of every Contact value, in order.
+    pub fn contact_uris(&self) -> Vec<String> {
+        self.header_values(&Name::CONTACT)
+            .map(|c| contact_uri(c).to_string())
+            .collect()
+    }
+}
+
+/// The URI inside a Contact/Route value: between `<` and `>` when present, else up to `;`.
+pub fn contact_uri(value: &str) -> &str {
+    let value = value.trim();
+    if let Some(start) = value.find('<') {
+        let rest = &value[start + 1..];
+        match rest.find('>') {
+            Some(end) => &rest[..end],
+            None => rest,
+        }
+    } else {
+        value.split(';').next().unwrap_or(value).trim()
+    }
+}
+
+/// Split a header value at commas that are outside quotes and angle brackets.
+pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                parts.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts.into_iter().filter(|p| !p.is_empty())
+}
+
+fn sub_str<'a>(head: &'a str, line: &[u8]) -> &'a str {
+    let start = line.as_ptr() as usize - head.as_ptr() as usize;
+    &head[start..start + line.len()]
+}
+
+/// Replace line folding (CRLF or LF followed by white space) by a single space.
+fn unfold(value: &BytesStr) -> BytesStr {
+    let s = value.as_str();
+    if !s.contains(['\r', '\n']) {
+        let trimmed = s.trim_end();
+        return if trimmed.len() == s.len() {
+            value.clone()
+        } else {
+            value.slice_ref(trimmed)
+        };
+    }
+    let mut out = String::with_capacity(s.len());
+    for (i, piece) in s.split('\n').enumerate() {
+        let piece = piece.trim_end_matches('\r');
+        if i == 0 {
+            out.push_str(piece.trim_end());
+        } else {
+            out.push(' ');
+            out.push_str(piece.trim());
+        }
+    }
+    BytesStr::from(out)
+}
+
+fn parse_start_line(raw: &Bytes, line: &str) -> Result<StartLine, ParseError> {
+    match MessageLine::parse(raw)(line) {
+        Ok((rest, MessageLine::Request(req_line))) if rest.trim().is_empty() => {
+            // Keep the URI as written: the printed form of the parsed URI may differ.
+            let uri = line
+                .split_whitespace()
+                .nth(1)
+                .ok_or(ParseError::at(0, ParseErrorKind::StartLine))?;
+            Ok(StartLine::Request {
+                method: req_line.method,
+                uri: BytesStr::from_parse(raw, uri),
+            })
+        }
+        Ok((_, MessageLine::Response(status))) => {
+            let code = status.code.into_u16();
+            if !(100..=699).contains(&code) {
+                return Err(ParseError::at(8, ParseErrorKind::StartLine));
+            }
+            Ok(StartLine::Response {
+                code,
+                reason: status.reason.unwrap_or_default(),
+            })
+        }
+        _ => Err(ParseError::at(0, ParseErrorKind::StartLine)),
+    }
+}
+
+fn parse_cseq(headers: &Headers, head_end: usize) -> Result<(u32, Method), ParseError> {
+    let value = headers.get_raw(&Name::CSEQ).next().ok_or(ParseError::at(
+        head_end,
+        ParseErrorKind::MissingHeader("CSeq"),
+    ))?;
+    let bad = || ParseError::at(head_end, ParseErrorKind::BadHeader("CSeq"));
+    let mut parts = value.as_str().split_whitespace();
+    let num = parts
+        .next()
+        .and_then(|n| n.parse::<u32>().ok())
+        .ok_or_else(bad)?;
+    let method = parts.next().ok_or_else(bad)?;
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok((num, Method::from_parse(value.as_ref(), method)))
+}
+
+fn top_via(headers: &Headers) -> Option<Via> {
+    let first = headers.get_raw(&Name::VIA).next()?;
+    let value = split_list(first.as_str()).next()?;
+    Via::parse(first.as_ref(), value).ok().map(|(_, via)| via)
+}
+
+fn skip_leading_crlf(mut data: Bytes) -> Bytes {
+    let n = data
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    data.advance(n);
+    data
+}
+
+/// Find the end of the head (the index just past the blank line).
+fn find_head_end(data: &[u8]) -> Result<usize, ParseError> {
+    let limit = data.len().min(MAX_HEAD_LEN + 4);
+    let mut i = 0;
+    while let Some(pos) = memchr_nl(&data[i..limit]) {
+        let nl = i + pos;
+        // `nl` is a LF; the head ends at LF (CR)? LF.
+        let next = nl + 1;
+        if data.get(next) == Some(&b'\n') {
+            return Ok(next + 1);
+        }
+        if data.get(next) == Some(&b'\r') && data.get(next + 1) == Some(&b'\n') {
+            return Ok(next + 2);
+        }
+        i = next;
+    }
+    if data.len() > MAX_HEAD_LEN {
+        Err(ParseError::at(MAX_HEAD_LEN, ParseErrorKind::HeadTooLarge))
+    } else {
+        Err(ParseError::at(data.len(), ParseErrorKind::IncompleteHead))
+    }
+}
+
+fn memchr_nl(data: &[u8]) -> Option<usize> {
+    data.iter().position(|&b| b == b'\n')
+}
+
+/// Find `Content-Length` (or `l`) in the head without a full parse, for framing.
+fn scan_content_length(data: &[u8], head_end: usize) -> Result<Option<usize>, ParseError> {
+    let head = &data[..head_end];
+    let mut line_start = 0;
+    let mut found = None;
+    while line_start < head.len() {
+        let line_end = head[line_start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(head.len(), |p| line_start + p);
+        let line = &head[line_start..line_end];
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = line[..colon].trim_ascii();
+            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+                let value = line[colon + 1..].trim_ascii();
+                let len = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&len| len <= MAX_BODY_LEN)
+                    .ok_or(ParseError::at(
+                        line_start + colon + 1,
+                        ParseErrorKind::BadContentLength,
+                    ))?;
+                found = Some(len);
+            }
+        }
+        line_start = line_end + 1;
+    }
+    Ok(found)
+}
+
+/// Splits a byte stream (TCP, later TLS) into messages by `Content-Length`.
+///
+/// Feed it what the socket gave with [`StreamFramer::push`], then take messages with
+/// [`StreamFramer::next_message`] until it returns `None`. After an error the stream cannot be
+/// resynchronised and the connection should be closed.
+#[derive(Debug, Default)]
+pub struct StreamFramer {
+    buf: BytesMut,
+    consumed: usize,
+}
+
+impl StreamFramer {
+    /// An empty framer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes buffered but not yet returned as a message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete message, if one is buffered.
+    ///
+    /// Error offsets count from the start of the stream.
+    pub fn next_message(&mut self) -> Option<Result<Message, ParseError>> {
+        // RFC 5626 keep-alives (CRLF) between messages are skipped.
+        let skip = self
+            .buf
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        self.buf.advance(skip);
+        self.consumed += skip;
+        if self.buf.is_empty() {
+            return None;
+        }
+        let base = self.consumed;
+        let shift = |e: ParseError| ParseError::at(e.offset + base, e.kind);
+        let head_end = match find_head_end(&self.buf) {
+            Ok(end) => end,
+            Err(e) if e.kind == ParseErrorKind::IncompleteHead => return None,
+            Err(e) => return Some(Err(shift(e))),
+        };
+        let len = match scan_content_length(&self.buf, head_end) {
+            Ok(Some(len)) => len,
+            Ok(None) => {
+                return Some(Err(shift(ParseError::at(
+                    head_end,
+                    ParseErrorKind::StreamWithoutContentLength,
+                ))))
+            }
+            Err(e) => return Some(Err(shift(e))),
+        };
+        if self.buf.len() < head_end + len {
+            return None;
+        }
+        let raw = self.buf.split_to(head_end + len).freeze();
+        self.consumed += raw.len();
+        Some(Message::parse_framed(raw, head_end).map_err(shift))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Message, ParseError> {
+        Message::parse_datagram(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    const REGISTER: &str = "REGISTER sip:registrar.biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP bobspc.biloxi.com:5060;branch=z9hG4bKnashds7\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Bob <sip:bob@biloxi.com>;tag=456248\r\n\
+Call-ID: 843817637684230@998sdasdh09\r\n\
+CSeq: 1826 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.4>\r\n\
+Expires: 7200\r\n\
+Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn parses_a_request() {
+        let m = parse(REGISTER).unwrap();
+        assert!(m.is_request());
+        assert_eq!(m.method(), Some(&Method::REGISTER));
+        assert_eq!(m.request_uri(), Some("sip:registrar.biloxi.com"));
+        assert_eq!(m.call_id(), "843817637684230@998sdasdh09");
+        assert_eq!(m.cseq(), 1826);
+        assert_eq!(m.cseq_method(), &Method::REGISTER);
+        assert_eq!(m.branch(), Some("z9hG4bKnashds7"));
+        assert_eq!(m.from_tag().as_deref(), Some("456248"));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.contact_uris(), vec!["sip:bob@192.0.2.4"]);
+        assert!(m.body().is_empty());
+    }
+
+    #[test]
+    fn parses_a_response_with_compact_headers_and_lf_only_lines() {
+        let m = parse(
+            "SIP/2.0 180 Ringing\n\
+v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport=5060, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK2\n\
+f: <sip:a@x>;tag=1\n\
+t: <sip:b@x>;tag=2\n\
+i: abc\n\
+CSEQ: 2 INVITE\n\
+m: <sip:b@10.0.0.3>\n\
+l: 0\n\n",
+        )
+        .unwrap();
+        assert_eq!(m.status(), Some(180));
+        assert_eq!(m.reason(), Some("Ringing"));
+        assert_eq!(m.branch(), Some("z9hG4bK1"));
+        assert_eq!(m.header_values(&Name::VIA).count(), 2);
+        assert_eq!(m.to_tag().as_deref(), Some("2"));
+        assert_eq!(m.call_id(), "abc");
+        assert_eq!(m.cseq_method(), &Method::INVITE);
+        assert_eq!(m.contact_uris(), vec!["sip:b@10.0.0.3"]);
+    }
+
+    #[test]
+    fn accepts_folded_lines_and_space_before_colon() {
+        let m = parse(
+            "OPTIONS sip:x@y SIP/2.0\r\n\
+Via : SIP/2.0/UDP 192.0.2.1\r\n ;branch=z9hG4bKkdjuw\r\n\
+To: sip:x@y\r\nFrom: sip:c@d;tag=3\r\nCall-ID: q\r\nCSeq: 8 OPTIONS\r\n\
+Subject: first\r\n\tsecond\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(m.branch(), Some("z9hG4bKkdjuw"));
+        assert_eq!(m.header(&Name::from("subject")), Some("first second"));
+    }
+
+    #[test]
+    fn datagram_body_longer_than_content_length_is_trimmed() {
+        let m = parse(
+            "MESSAGE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK9\r\nTo: <sip:x@y>\r\n\
+From: <sip:a@b>;tag=1\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n\r\nhello, world",
+        )
+        .unwrap();
+        assert_eq!(&m.body()[..], b"hello");
+    }
+
+    #[test]
+    fn datagram_body_shorter_than_content_length_is_an_error() {
+        let err = parse(
+            "MESSAGE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK9\r\nTo: <sip:x@y>\r\n\
+From: <sip:a@b>;tag=1\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nl: 50\r\n\r\nhello",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.kind,
+            ParseErrorKind::BodyTruncated {
+                expected: 50,
+                actual: 5
+            }
+        );
+    }
+
+    #[test]
+    fn errors_carry_offsets() {
+        let err = parse("garbage\r\n\r\n").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::StartLine);
+        assert_eq!(err.offset, 0);
+
+        let err =
+            parse("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nno colon here\r\n\r\n").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::HeaderLine);
+        assert_eq!(err.offset, 36);
+
+        let err = parse("SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\n").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::MissingHeader("Call-ID"));
+
+        let err = parse("SIP/2.0 200 OK\r\nCall-ID: x\r\nCSeq: one OPTIONS\r\n\r\n").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::BadHeader("CSeq"));
+
+        let err =
+            parse("SIP/2.0 200 OK\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nl: -4\r\n\r\n").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::BadContentLength);
+        assert_eq!(err.offset, 47);
+
+        let err = parse("SIP/2.0 200 OK\r\nCall-ID: x\r\n").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::IncompleteHead);
+
+        let mut bad = b"SIP/2.0 200 OK\r\nCall-ID: \xff\r\n\r\n".to_vec();
+        let err = Message::parse_datagram(Bytes::from(std::mem::take(&mut bad))).unwrap_err();
+        assert_eq!(err, ParseError::at(25, ParseErrorKind::NotUtf8));
+    }
+
+    #[test]
+    fn oversized_head_is_refused() {
+        let mut s = String::from("SIP/2.0 200 OK\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nX-Big: ");
+        s.push_str(&"a".repeat(MAX_HEAD_LEN + 10));
+        s.push_str("\r\n\r\n");
+        assert_eq!(parse(&s).unwrap_err().kind, ParseErrorKind::HeadTooLarge);
+    }
+
+    #[test]
+    fn never_panics_on_prefixes_of_a_valid_message() {
+        for end in 0..REGISTER.len() {
+            let _ = Message::parse_datagram(Bytes::copy_from_slice(&REGISTER.as_bytes()[..end]));
+        }
+    }
+
+    #[test]
+    fn stream_framer_splits_by_content_length() {
+        let one =
+            "MESSAGE sip:x@y SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK9\r\nTo: <sip:x@y>\r\n\
+From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n\r\nhello";
+        let two = one.replace("c1", "c2").replace("hello", "world");
+        let stream = format!("\r\n\r\n{one}{two}");
+        let mut framer = StreamFramer::new();
+        let mut got = Vec::new();
+        // Feed byte by byte: messages appear only when complete.
+        for b in stream.as_bytes() {
+            framer.push(std::slice::from_ref(b));
+            while let Some(m) = framer.next_message() {
+                got.push(m.unwrap());
+            }
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].call_id(), "c1");
+        assert_eq!(&got[0].body()[..], b"hello");
+        assert_eq!(got[1].call_id(), "c2");
+        assert_eq!(&got[1].body()[..], b"world");
+        assert_eq!(framer.buffered(), 0);
+    }
+
+    #[test]
+    fn stream_without_content_length_is_an_error() {
+        let mut framer = StreamFramer::new();
+        framer.push(b"SIP/2.0 200 OK\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n");
+        let err = framer.next_message().unwrap().unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::StreamWithoutContentLength);
+    }
+
+    #[test]
+    fn split_list_respects_quotes_and_brackets() {
+        let v: Vec<_> =
+            split_list(r#""Doe, John" <sip:j@x;a=1,2>;q=0.5, <sip:k@y>, sip:z@w"#).collect();
+        assert_eq!(
+            v,
+            vec![
+                r#""Doe, John" <sip:j@x;a=1,2>;q=0.5"#,
+                "<sip:k@y>",
+                "sip:z@w"
+            ]
+        );
+        assert_eq!(contact_uri(v[0]), "sip:j@x;a=1,2");
+        assert_eq!(contact_uri(v[2]), "sip:z@w");
+    }
+}
