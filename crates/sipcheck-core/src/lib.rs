@@ -12,3 +12,4 @@ pub mod ids;
 pub mod media;
 pub mod rtp;
 pub mod sip;
+pub mod ua;

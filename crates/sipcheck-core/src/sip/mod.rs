@@ -4,3 +4,4 @@ pub mod auth;
 pub mod build;
 pub mod msg;
 pub mod transaction;
+pub mod uri;

@@ -1,0 +1,3 @@
+//! User-agent behaviour above the transaction layer, as sans-IO state machines.
+
+pub mod register;
