@@ -1,0 +1,306 @@
+//! A real Kamailio 5.6 (`tests/peers/kamailio.cfg`) on a free loopback port:
+//! registrar (usrloc in memory), digest auth with password `"pw" + user`,
+//! record-routing stateful proxy, OPTIONS to itself answered 200.
+//!
+//! ```ignore
+//! let kam = Kamailio::start().expect("start kamailio");
+//! // ... sipcheck register --registrar sip:127.0.0.1:{kam.sip_port} ...
+//! assert_eq!(kam.bindings("1001").len(), 1, "{}", kam.log());
+//! ```
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use super::process::{self, RunDir};
+use super::sip::{self, RequestSpec, UdpEndpoint};
+
+/// How long [`Kamailio::start`] waits for the first OPTIONS answer.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a dropped Kamailio gets after SIGTERM before SIGKILL.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Start-up choices; [`Default`] is what [`Kamailio::start`] uses.
+#[derive(Debug, Clone)]
+pub(crate) struct KamailioOptions {
+    /// Shared memory in MB (`-m`): 64 is plenty for functional tests; a load
+    /// test needs more (PEERS.md: `-m 512` for 2,500 calls/s with auth),
+    /// finished transactions are kept ~5 s.
+    pub(crate) shm_mb: u32,
+    /// Private memory per process in MB (`-M`), `None` for Kamailio's 8.
+    pub(crate) pkg_mb: Option<u32>,
+    /// Log one line per request and per relayed reply (define LOG_REQUESTS).
+    /// On by default for diagnostics; turn off for load tests.
+    pub(crate) log_requests: bool,
+    /// Do not challenge INVITE and other out-of-dialog non-REGISTER requests
+    /// (define NO_PROXY_AUTH); REGISTER is always challenged.
+    pub(crate) no_proxy_auth: bool,
+    /// Worker processes per transport (define CHILDREN).
+    pub(crate) children: u32,
+    /// More `-A` pre-processor defines, e.g. `DBG_LEVEL=3`.
+    pub(crate) defines: Vec<String>,
+}
+
+impl Default for KamailioOptions {
+    fn default() -> Self {
+        Self {
+            shm_mb: 64,
+            pkg_mb: None,
+            log_requests: true,
+            no_proxy_auth: false,
+            children: 4,
+            defines: Vec::new(),
+        }
+    }
+}
+
+/// A running Kamailio, stopped (SIGTERM to its PID, SIGKILL after
+/// [`STOP_GRACE`]) when dropped.
+#[derive(Debug)]
+pub(crate) struct Kamailio {
+    /// Its SIP port, on 127.0.0.1, UDP and TCP.
+    pub(crate) sip_port: u16,
+    /// `127.0.0.1:sip_port`.
+    pub(crate) addr: SocketAddr,
+    rundir: RunDir,
+    child: Child,
+    kamcmd: PathBuf,
+    command_line: String,
+}
+
+impl Kamailio {
+    /// The digest realm it challenges with.
+    pub(crate) const REALM: &'static str = super::digest::REALM;
+
+    /// Starts Kamailio with [`KamailioOptions::default`] and waits until it
+    /// answers OPTIONS. Fails (saying how to install it) if the binary is
+    /// missing.
+    pub(crate) fn start() -> anyhow::Result<Self> {
+        Self::start_with(&KamailioOptions::default())
+    }
+
+    /// Starts Kamailio with `opts`; retried on a new port if it exits at
+    /// start (another process may take the free port first).
+    pub(crate) fn start_with(opts: &KamailioOptions) -> anyhow::Result<Self> {
+        let kamailio = process::require_program("kamailio", "kamailio")?;
+        let kamcmd = process::require_program("kamcmd", "kamailio")?;
+        let cfg = config_path();
+        anyhow::ensure!(cfg.is_file(), "missing Kamailio config {}", cfg.display());
+        let mut last_err = None;
+        for _ in 0..3 {
+            match Self::try_start(&kamailio, &kamcmd, &cfg, opts) {
+                Ok(k) => return Ok(k),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("kamailio did not start")))
+    }
+
+    fn try_start(
+        kamailio: &Path,
+        kamcmd: &Path,
+        cfg: &Path,
+        opts: &KamailioOptions,
+    ) -> anyhow::Result<Self> {
+        let port = super::free_port();
+        let rundir = RunDir::new("kamailio").context("create a run directory for kamailio")?;
+        let log_path = rundir.join("kamailio.log");
+        let log =
+            File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let ctl = rundir.join("ctl");
+
+        let mut cmd = Command::new(kamailio);
+        cmd.arg("-DD")
+            .arg("-E")
+            .arg("-f")
+            .arg(cfg)
+            .arg("-l")
+            .arg(format!("udp:127.0.0.1:{port}"))
+            .arg("-l")
+            .arg(format!("tcp:127.0.0.1:{port}"))
+            .arg("-Y")
+            .arg(rundir.path())
+            .arg("-w")
+            .arg(rundir.path())
+            .arg("-m")
+            .arg(opts.shm_mb.to_string());
+        if let Some(pkg) = opts.pkg_mb {
+            cmd.arg("-M").arg(pkg.to_string());
+        }
+        cmd.arg("-A")
+            .arg(format!("CTL_SOCKET=\"unix:{}\"", ctl.display()));
+        cmd.arg("-A").arg(format!("CHILDREN={}", opts.children));
+        if opts.log_requests {
+            cmd.arg("-A").arg("LOG_REQUESTS");
+        }
+        if opts.no_proxy_auth {
+            cmd.arg("-A").arg("NO_PROXY_AUTH");
+        }
+        for d in &opts.defines {
+            cmd.arg("-A").arg(d);
+        }
+        cmd.current_dir(rundir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("duplicate the log file handle")?)
+            .stderr(log);
+        let command_line = format!("{cmd:?}");
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {command_line}"))?;
+
+        let mut kam = Self {
+            sip_port: port,
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            rundir,
+            child,
+            kamcmd: kamcmd.to_owned(),
+            command_line,
+        };
+        kam.wait_ready(&ctl)?;
+        Ok(kam)
+    }
+
+    /// Polls with OPTIONS until a 200 comes back and the control socket
+    /// exists, for at most [`READY_TIMEOUT`].
+    fn wait_ready(&mut self, ctl: &Path) -> anyhow::Result<()> {
+        let ep = UdpEndpoint::bind().context("bind a UDP socket to probe kamailio")?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut answered = false;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "kamailio exited at start with {status}\ncommand: {}\n--- log ---\n{}",
+                    self.command_line,
+                    self.log()
+                );
+            }
+            if !answered {
+                let opts = RequestSpec::new(
+                    "OPTIONS",
+                    &format!("sip:127.0.0.1:{}", self.sip_port),
+                    "sip:probe@sipcheck.test",
+                    &format!("sip:127.0.0.1:{}", self.sip_port),
+                )
+                .build(ep.local);
+                ep.send(&opts, self.addr)?;
+                if let Some((resp, _)) = ep.recv(Duration::from_millis(200))? {
+                    answered = sip::status_code(&resp) == Some(200);
+                }
+            } else if ctl.exists() {
+                return Ok(());
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        bail!(
+            "kamailio did not become ready within {READY_TIMEOUT:?} (OPTIONS answered: {answered}, \
+             control socket {} present: {})\ncommand: {}\n--- log ---\n{}",
+            ctl.display(),
+            ctl.exists(),
+            self.command_line,
+            self.log()
+        )
+    }
+
+    /// `sip:127.0.0.1:PORT`.
+    pub(crate) fn uri(&self) -> String {
+        format!("sip:127.0.0.1:{}", self.sip_port)
+    }
+
+    /// The PID of its main process.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its run directory (log, control socket).
+    pub(crate) fn rundir(&self) -> &Path {
+        self.rundir.path()
+    }
+
+    /// The command line it was started with.
+    pub(crate) fn command_line(&self) -> &str {
+        &self.command_line
+    }
+
+    /// The password it accepts for `user`.
+    pub(crate) fn password_for(user: &str) -> String {
+        super::digest::password_for(user)
+    }
+
+    /// Everything it has logged (stderr and stdout), for diagnostics.
+    pub(crate) fn log(&self) -> String {
+        process::read_lossy(&self.rundir.join("kamailio.log"))
+    }
+
+    /// Runs `kamcmd -s unix:RUNDIR/ctl ARGS` and returns its stdout; errors
+    /// if kamcmd fails or reports an RPC error (`error: ...`).
+    pub(crate) fn kamcmd(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut cmd = Command::new(&self.kamcmd);
+        cmd.arg("-s")
+            .arg(format!("unix:{}", self.rundir.join("ctl").display()))
+            .args(args);
+        let shown = format!("{cmd:?}");
+        let out = match process::run_with_timeout(cmd, Duration::from_secs(10)) {
+            Ok(out) => out,
+            Err(e) => bail!("{shown}: {e:?}"),
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // kamcmd exits 0 even for an RPC error, printed as "error: CODE - TEXT".
+        if !out.status.success() || stdout.starts_with("error:") || stderr.contains("error:") {
+            bail!("{shown} failed ({}):\n{stdout}{stderr}", out.status);
+        }
+        Ok(stdout)
+    }
+
+    /// The contact URIs currently registered for `user` (an AoR user part;
+    /// the registrar ignores domains), empty when none. Panics with the log
+    /// if kamcmd cannot be queried.
+    pub(crate) fn bindings(&self, user: &str) -> Vec<String> {
+        // "s:" makes kamcmd pass a numeric user such as 1001 as a string.
+        match self.kamcmd(&["ul.lookup", "location", &format!("s:{user}")]) {
+            Ok(out) => out
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .map(|a| a.trim().to_owned())
+                .collect(),
+            Err(e) if e.to_string().contains("AOR not found") => Vec::new(),
+            Err(e) => panic!(
+                "cannot list bindings of {user}: {e:#}\n--- kamailio log ---\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// Waits up to `timeout` for `user` to have exactly `count` bindings;
+    /// returns the last list seen.
+    pub(crate) fn wait_bindings(&self, user: &str, count: usize, timeout: Duration) -> Vec<String> {
+        let mut last = Vec::new();
+        process::wait_until(timeout, Duration::from_millis(50), || {
+            last = self.bindings(user);
+            last.len() == count
+        });
+        last
+    }
+
+    /// Stops it now (as drop does) and returns its exit status.
+    pub(crate) fn stop(mut self) -> Option<ExitStatus> {
+        process::stop_child(&mut self.child, "TERM", STOP_GRACE)
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        process::stop_child(&mut self.child, "TERM", STOP_GRACE);
+    }
+}
+
+/// `tests/peers/kamailio.cfg`.
+pub(crate) fn config_path() -> PathBuf {
+    super::peers_dir().join("kamailio.cfg")
+}

@@ -1,0 +1,125 @@
+//! Shared code for sipcheck's integration tests: real peers (Kamailio, SIPp)
+//! started on free loopback ports, raw SIP helpers over std sockets, digest
+//! computation and checks, and a runner for the `sipcheck` binary with a
+//! timeout.
+//!
+//! Use it from a file in `tests/` with `mod support;`. Every peer is a child
+//! process of the test and is stopped by its own PID when its handle drops;
+//! nothing is ever killed by name.
+//!
+//! A missing peer binary is a test failure with the command that installs it
+//! (CI's `.ci/run` installs them all), never a silent skip.
+#![allow(dead_code)]
+
+pub(crate) mod digest;
+pub(crate) mod kamailio;
+pub(crate) mod process;
+pub(crate) mod sip;
+pub(crate) mod sipp;
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// How long [`run_sipcheck`] lets the binary run before killing it.
+pub(crate) const SIPCHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The loopback address every peer listens on.
+pub(crate) const LOOPBACK: &str = "127.0.0.1";
+
+/// The root of the workspace (the root package's manifest directory).
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/peers/`: peer configurations and SIPp scenarios.
+pub(crate) fn peers_dir() -> PathBuf {
+    repo_root().join("tests").join("peers")
+}
+
+/// A loopback port that is free for both UDP and TCP right now, and that no
+/// other caller of this function in this test process has been given.
+///
+/// Found by binding UDP `127.0.0.1:0` and then TCP on the same port, and
+/// releasing both: another process may still take it before the caller
+/// binds it, so peers that fail to start are retried on a new port.
+pub(crate) fn free_port() -> u16 {
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    for _ in 0..200 {
+        let udp = UdpSocket::bind((LOOPBACK, 0)).expect("bind a UDP socket on 127.0.0.1:0");
+        let port = udp
+            .local_addr()
+            .expect("local address of a bound socket")
+            .port();
+        // Ports a peer also uses port + 1 of (baresip's TLS) are not
+        // checked here; callers needing pairs space them themselves.
+        let Ok(tcp) = TcpListener::bind((LOOPBACK, port)) else {
+            continue;
+        };
+        drop(tcp);
+        drop(udp);
+        let mut given = given.lock().unwrap_or_else(|e| e.into_inner());
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("found no loopback port free for both UDP and TCP in 200 tries");
+}
+
+/// The path of the `sipcheck` binary that Cargo built for these tests.
+pub(crate) fn sipcheck_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sipcheck"))
+}
+
+/// Runs `sipcheck ARGS` with the extra environment `envs`, no standard
+/// input, and stdout/stderr captured. Panics, with what it printed so far,
+/// if it runs longer than [`SIPCHECK_TIMEOUT`] (it is killed first).
+pub(crate) fn run_sipcheck<I, S>(args: I, envs: &[(&str, &str)]) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_sipcheck_with_timeout(args, envs, SIPCHECK_TIMEOUT)
+}
+
+/// [`run_sipcheck`] with another time limit.
+pub(crate) fn run_sipcheck_with_timeout<I, S>(
+    args: I,
+    envs: &[(&str, &str)],
+    timeout: Duration,
+) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(sipcheck_bin());
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let shown = format!("{cmd:?}");
+    match process::run_with_timeout(cmd, timeout) {
+        Ok(out) => out,
+        Err(process::RunError::Spawn(e)) => panic!("cannot start {shown}: {e}"),
+        Err(process::RunError::TimedOut { stdout, stderr }) => panic!(
+            "{shown} ran longer than {timeout:?} and was killed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
+/// Everything a finished command printed, for assertion messages.
+pub(crate) fn describe_output(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
