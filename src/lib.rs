@@ -1,1 +1,13 @@
-//! sipcheck
+//! sipcheck: a SIP/RTP voice test harness.
+//!
+//! This crate is the I/O shell around [`sipcheck_core`]: transports, the clock, the drivers
+//! that run the core's state machines, the probes and the reporters. All protocol logic lives
+//! in the core.
+
+pub mod exit;
+pub mod ladder;
+pub mod probe;
+pub mod secret;
+pub mod transport;
+
+pub use sipcheck_core as core;

@@ -1,1 +1,241 @@
-fn main() {}
+//! The `sipcheck` command line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sipcheck::exit::Exit;
+use sipcheck::probe::{self, Network, ProbeError, Verdict};
+use sipcheck::secret::redact;
+use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::transaction::TimerConfig;
+
+/// SIP/RTP voice test harness: probes, scenarios, load, verified media.
+#[derive(Debug, Parser)]
+#[command(name = "sipcheck", version, about, max_term_width = 100)]
+struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send OPTIONS to a SIP URI and print the final status and round-trip time.
+    Options(OptionsCmd),
+    /// Register a user (answering the digest challenge), print the ladder and round-trip time.
+    Register(RegisterCmd),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TransportArg {
+    Udp,
+    Tcp,
+}
+
+/// Network and timer options shared by the probes.
+#[derive(Debug, Args)]
+struct NetArgs {
+    /// Transport for SIP.
+    #[arg(long, value_enum, default_value = "udp")]
+    transport: TransportArg,
+    /// Local address to send from, e.g. 127.0.0.1:5070 (default: the address routed to the
+    /// peer, ephemeral port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    local: Option<SocketAddr>,
+    /// RFC 3261 T1 (round-trip estimate); Timer B/F fire at 64*T1.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    t1: Duration,
+    /// RFC 3261 T2 (maximum retransmit interval for non-INVITE requests).
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    t2: Duration,
+    /// RFC 3261 T4 (maximum time a message remains in the network).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    t4: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct OptionsCmd {
+    /// The SIP URI to probe, e.g. sip:127.0.0.1:5060 or sip:1001@pbx.example.com.
+    #[arg(env = "SIP_TARGET")]
+    uri: String,
+    /// Send via this proxy (HOST[:PORT]); the Request-URI is unchanged.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    proxy: Option<String>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Debug, Args)]
+struct RegisterCmd {
+    /// Registrar, HOST[:PORT].
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]")]
+    server: String,
+    /// User name (address-of-record user part and digest username).
+    #[arg(long, env = "SIP_USER")]
+    user: String,
+    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
+    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true, default_value = "")]
+    password: String,
+    /// Domain of the address of record (default: the server's host).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Requested registration lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    expires: u32,
+    /// Remove the binding again (Expires: 0) after registering.
+    #[arg(long)]
+    unregister: bool,
+    /// Send via this outbound proxy (HOST[:PORT]).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    proxy: Option<String>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+impl NetArgs {
+    fn network(&self) -> Network {
+        Network {
+            transport: match self.transport {
+                TransportArg::Udp => Kind::Udp,
+                TransportArg::Tcp => Kind::Tcp,
+            },
+            local: self.local,
+        }
+    }
+
+    fn timers(&self) -> TimerConfig {
+        TimerConfig {
+            t1: self.t1,
+            t2: self.t2,
+            t4: self.t4,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sipcheck: cannot start the runtime: {e}");
+            return Exit::Internal.into();
+        }
+    };
+    runtime.block_on(run(cli.command)).into()
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(command: Command) -> Exit {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        Command::Options(cmd) => {
+            let result = probe::options::run(
+                &cmd.uri,
+                cmd.proxy.as_deref(),
+                &cmd.net.network(),
+                cmd.net.timers(),
+            )
+            .await;
+            finish(
+                result,
+                cmd.net.json,
+                "",
+                |r| r.verdict,
+                |r, out| r.write_text(out),
+                &mut stdout,
+            )
+        }
+        Command::Register(cmd) => {
+            let args = probe::register::RegisterArgs {
+                server: cmd.server,
+                proxy: cmd.proxy,
+                user: cmd.user,
+                password: cmd.password.clone(),
+                domain: cmd.domain,
+                expires: cmd.expires,
+                unregister: cmd.unregister,
+            };
+            let result = probe::register::run(&args, &cmd.net.network(), cmd.net.timers()).await;
+            finish(
+                result,
+                cmd.net.json,
+                &cmd.password,
+                |r| r.verdict,
+                |r, out| r.write_text(out),
+                &mut stdout,
+            )
+        }
+    }
+}
+
+/// Print a probe's report (text or JSON) or its error, and map it to an exit code.
+fn finish<R: serde::Serialize>(
+    result: Result<R, ProbeError>,
+    json: bool,
+    secret: &str,
+    verdict: impl Fn(&R) -> Verdict,
+    text: impl Fn(&R, &mut Vec<u8>) -> std::io::Result<()>,
+    out: &mut impl Write,
+) -> Exit {
+    match result {
+        Ok(report) => {
+            let mut buf = Vec::new();
+            let written = if json {
+                serde_json::to_writer(&mut buf, &report)
+                    .map_err(std::io::Error::other)
+                    .and_then(|()| writeln!(buf))
+            } else {
+                text(&report, &mut buf)
+            };
+            if let Err(e) = written {
+                eprintln!("sipcheck: cannot write the report: {e}");
+                return Exit::Internal;
+            }
+            let printed = redact(&String::from_utf8_lossy(&buf), secret);
+            if out.write_all(printed.as_bytes()).is_err() {
+                return Exit::Internal;
+            }
+            match verdict(&report) {
+                Verdict::Pass => Exit::Success,
+                Verdict::Fail => Exit::Failure,
+            }
+        }
+        Err(e) => {
+            let message = redact(&e.to_string(), secret);
+            if json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "verdict": "error", "error": message })
+                );
+            }
+            eprintln!("sipcheck: error: {message}");
+            Exit::Usage
+        }
+    }
+}

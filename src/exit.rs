@@ -1,0 +1,36 @@
+//! Exit codes: documented API, listed in the README.
+
+use std::process::ExitCode;
+
+/// How a sipcheck command ended, as seen by a shell or CI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: everything asked for happened and every expectation held.
+    Success,
+    /// 1: the system under test failed: a SIP error response (403, 404, 486 …), a timeout
+    /// (Timer B/F), a credential rejection, or a failed expectation.
+    Failure,
+    /// 2: usage or configuration error: bad flags, an unparsable URI, an unresolvable host, a
+    /// local port in use, an unreadable file. Nothing was sent, or nothing meaningful.
+    Usage,
+    /// 3: an internal or unexpected I/O error in sipcheck itself.
+    Internal,
+}
+
+impl Exit {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Internal => 3,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit.code())
+    }
+}

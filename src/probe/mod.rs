@@ -1,0 +1,53 @@
+//! One-off probes: `sipcheck options` and `sipcheck register`.
+
+pub mod client;
+pub mod options;
+pub mod register;
+
+use std::net::SocketAddr;
+
+use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::uri::UriError;
+
+use crate::transport::{self, Transport, TransportError};
+
+/// Errors that stop a probe before its outcome is known: bad input or a local problem.
+/// (A SIP failure is an outcome, not an error.)
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The URI is not valid.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// A transport could not be set up (resolution, bind, connect).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A flag value is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where requests go and how.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// UDP or TCP.
+    pub transport: Kind,
+    /// Local address to bind (port 0 or absent: ephemeral).
+    pub local: Option<SocketAddr>,
+}
+
+/// Resolve `host` and open the transport towards it.
+pub async fn connect(host: &str, net: &Network) -> Result<(Transport, SocketAddr), ProbeError> {
+    let peer = transport::resolve(host, 5060).await?;
+    let t = Transport::open(net.transport, peer, net.local).await?;
+    Ok((t, peer))
+}
+
+/// Pass or fail, as printed and as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Everything asked for happened.
+    Pass,
+    /// The system under test failed.
+    Fail,
+}
