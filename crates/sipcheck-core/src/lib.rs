@@ -11,5 +11,6 @@
 pub mod ids;
 pub mod media;
 pub mod rtp;
+pub mod sdp;
 pub mod sip;
 pub mod ua;
