@@ -1,0 +1,876 @@
+//! [`TransactionLayer`]: many transactions, matched, timed and polled together.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::client::ClientTransaction;
+use super::matching::{message_sent_by, sent_by_eq, server_key};
+use super::server::ServerTransaction;
+use super::timer::{Timer, TimerConfig};
+use super::{Absorbed, Actions, Outgoing, Report, SendKind, TransactionError, TransactionKind};
+use crate::sip::build;
+use crate::sip::msg::{Message, Method};
+
+/// Names one transaction of a [`TransactionLayer`].
+///
+/// Ids are not reused while the transaction lives; a stale id (of a terminated transaction)
+/// names nothing, even when its slot was reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId {
+    index: u32,
+    generation: u32,
+}
+
+impl fmt::Display for TxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tx{}.{}", self.index, self.generation)
+    }
+}
+
+/// A datagram (or stream write) the shell should send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit<D> {
+    /// Where to: the destination given to [`TransactionLayer::send_request`], or the source a
+    /// request came from.
+    pub destination: D,
+    /// The message.
+    pub bytes: Bytes,
+    /// Why it is sent (first copy, retransmission, ACK, …).
+    pub kind: SendKind,
+}
+
+/// What the layer reports to its user (the UA core).
+#[derive(Debug, Clone)]
+pub enum TransactionEvent<D> {
+    /// A response for client transaction `tx`, to pass up: every provisional, the final, and
+    /// for INVITE the 2xx that ends the transaction.
+    Response {
+        /// The client transaction.
+        tx: TxId,
+        /// The response.
+        message: Message,
+    },
+    /// A new request started server transaction `tx`; answer it with
+    /// [`TransactionLayer::send_response`] or [`TransactionLayer::reply`].
+    NewRequest {
+        /// The new server transaction.
+        tx: TxId,
+        /// The request.
+        message: Message,
+    },
+    /// A timeout: Timer B or F (no final response to a request sent), or Timer H (no ACK for
+    /// a non-2xx final response sent).
+    TimedOut {
+        /// The transaction, which has terminated.
+        tx: TxId,
+        /// Which timer fired.
+        timer: Timer,
+        /// How long it ran ("Timer B expired after 32 s").
+        elapsed: Duration,
+    },
+    /// Transaction `tx` ended and was removed from the layer.
+    Terminated {
+        /// The transaction.
+        tx: TxId,
+    },
+    /// A 2xx to an INVITE that matched no transaction: a retransmission of a 2xx that already
+    /// ended its client transaction, for the UA core to ACK again (§13.2.2.4).
+    StrayResponse {
+        /// The response.
+        message: Message,
+        /// Where it came from.
+        source: D,
+    },
+    /// An ACK that matched no server transaction: the ACK of a 2xx, for the UA core
+    /// (§17.2.3, §13.3.1.4).
+    Ack {
+        /// The ACK.
+        message: Message,
+        /// Where it came from.
+        source: D,
+    },
+}
+
+/// Where [`TransactionLayer::handle_message`] sent a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// A response matched client transaction `tx`.
+    Client {
+        /// The client transaction.
+        tx: TxId,
+        /// Passed up as [`TransactionEvent::Response`]; or absorbed, and why.
+        absorbed: Option<Absorbed>,
+    },
+    /// A request matched server transaction `tx`: a retransmission, or the ACK of a non-2xx.
+    Server {
+        /// The server transaction.
+        tx: TxId,
+        /// What the transaction made of it.
+        absorbed: Absorbed,
+    },
+    /// A request started server transaction `tx` ([`TransactionEvent::NewRequest`]).
+    NewRequest {
+        /// The new server transaction.
+        tx: TxId,
+    },
+    /// An ACK that matched no transaction, passed up as [`TransactionEvent::Ack`].
+    Ack,
+    /// A response that matched no transaction: counted in [`Counters::stray_responses`]; a
+    /// 2xx to an INVITE is passed up as [`TransactionEvent::StrayResponse`].
+    Stray,
+}
+
+/// Running totals of a [`TransactionLayer`]; nothing in them is an error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Client transactions started.
+    pub client_transactions: u64,
+    /// Server transactions started.
+    pub server_transactions: u64,
+    /// Transactions terminated and removed.
+    pub terminated: u64,
+    /// Requests sent (first copies, CANCEL included).
+    pub requests_sent: u64,
+    /// Responses sent by the transaction user (first copies).
+    pub responses_sent: u64,
+    /// ACKs of non-2xx final responses sent (first copies).
+    pub acks_sent: u64,
+    /// Copies sent again: request retransmissions (Timers A, E), response retransmissions
+    /// (Timer G, or for a retransmitted request), ACKs for retransmitted final responses.
+    pub retransmissions_sent: u64,
+    /// Messages sent outside transactions ([`TransactionLayer::send_stateless`]).
+    pub stateless_sent: u64,
+    /// Requests received.
+    pub requests_received: u64,
+    /// Responses received.
+    pub responses_received: u64,
+    /// Received requests that were retransmissions of one a server transaction holds.
+    pub retransmitted_requests: u64,
+    /// ACKs of non-2xx final responses absorbed by a server transaction.
+    pub acks_absorbed: u64,
+    /// ACKs that matched no transaction, passed up.
+    pub acks_passed_up: u64,
+    /// Retransmissions of a final response already received, absorbed.
+    pub duplicate_responses: u64,
+    /// Other responses after the final one (e.g. a 180 overtaken by the 200), absorbed.
+    pub late_responses: u64,
+    /// Responses matching no transaction.
+    pub stray_responses: u64,
+    /// Timeouts (Timers B, F and H).
+    pub timeouts: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Machine {
+    Client(ClientTransaction),
+    Server(ServerTransaction),
+}
+
+impl Machine {
+    fn method(&self) -> &Method {
+        match self {
+            Machine::Client(c) => c.method(),
+            Machine::Server(s) => s.method(),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            Machine::Client(c) => c.is_terminated(),
+            Machine::Server(s) => s.is_terminated(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Machine::Client(c) => c.poll_timeout(),
+            Machine::Server(s) => s.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Actions {
+        match self {
+            Machine::Client(c) => c.handle_timeout(now),
+            Machine::Server(s) => s.handle_timeout(now),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry<D> {
+    machine: Machine,
+    peer: D,
+    /// The deadline last pushed to the heap for this transaction.
+    scheduled: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+struct Slot<D> {
+    generation: u32,
+    entry: Option<Entry<D>>,
+}
+
+/// The transactions sharing one key: usually one, sometimes an INVITE and its CANCEL, rarely
+/// more (peers that reuse branches). `rest` allocates only when there is more than one.
+#[derive(Debug, Clone)]
+struct Bucket {
+    first: TxId,
+    rest: Vec<TxId>,
+}
+
+impl Bucket {
+    fn iter(&self) -> impl Iterator<Item = TxId> + '_ {
+        std::iter::once(self.first).chain(self.rest.iter().copied())
+    }
+
+    /// Remove `id`; true when the bucket is then empty.
+    fn remove(&mut self, id: TxId) -> bool {
+        if self.first == id {
+            match self.rest.pop() {
+                Some(next) => self.first = next,
+                None => return true,
+            }
+        } else {
+            self.rest.retain(|&t| t != id);
+        }
+        false
+    }
+}
+
+/// Many transactions, each with a destination of type `D` chosen by the shell (a socket
+/// address, a connection id, …).
+///
+/// * Output: [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
+///   [`poll_timeout`](Self::poll_timeout) (the earliest deadline, read off a heap).
+/// * Input: [`send_request`](Self::send_request), [`handle_message`](Self::handle_message),
+///   [`send_response`](Self::send_response), [`handle_timeout`](Self::handle_timeout).
+///
+/// Matching follows RFC 3261 §17.1.3 for responses (top Via branch and CSeq method, so an
+/// INVITE and its CANCEL are different transactions) and §17.2.3 for requests (branch,
+/// sent-by and method, an ACK matching its INVITE). Requests whose branch lacks the
+/// `z9hG4bK` magic cookie (RFC 2543 peers) are matched, minimally, on Call-ID, CSeq number,
+/// From tag and top Via. Matching a message allocates nothing; a new transaction allocates
+/// its key once. Terminated transactions are removed at once, so memory follows the number
+/// of live transactions.
+#[derive(Debug, Clone)]
+pub struct TransactionLayer<D> {
+    config: TimerConfig,
+    slots: Vec<Slot<D>>,
+    free: Vec<u32>,
+    live: usize,
+    client_index: HashMap<Box<str>, Bucket>,
+    server_index: HashMap<Box<str>, Bucket>,
+    /// Deadlines, with lazy deletion: an entry is live while its transaction exists and
+    /// still has that deadline scheduled. Stale entries are popped when they reach the top.
+    timers: BinaryHeap<Reverse<(Instant, TxId)>>,
+    /// Scratch list for `handle_timeout`, kept to reuse its allocation.
+    due: Vec<TxId>,
+    transmits: VecDeque<Transmit<D>>,
+    events: VecDeque<TransactionEvent<D>>,
+    counters: Counters,
+}
+
+impl<D: Clone> Default for TransactionLayer<D> {
+    fn default() -> Self {
+        Self::new(TimerConfig::default())
+    }
+}
+
+impl<D: Clone> TransactionLayer<D> {
+    /// An empty layer with the given timers.
+    pub fn new(config: TimerConfig) -> Self {
+        Self {
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            client_index: HashMap::new(),
+            server_index: HashMap::new(),
+            timers: BinaryHeap::new(),
+            due: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The timer configuration.
+    pub fn config(&self) -> &TimerConfig {
+        &self.config
+    }
+
+    /// The running totals.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// How many transactions are live.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no transaction is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The client transaction `tx`, while it lives.
+    pub fn client(&self, tx: TxId) -> Option<&ClientTransaction> {
+        match &self.entry(tx)?.machine {
+            Machine::Client(c) => Some(c),
+            Machine::Server(_) => None,
+        }
+    }
+
+    /// The server transaction `tx`, while it lives.
+    pub fn server(&self, tx: TxId) -> Option<&ServerTransaction> {
+        match &self.entry(tx)?.machine {
+            Machine::Server(s) => Some(s),
+            Machine::Client(_) => None,
+        }
+    }
+
+    /// Start a client transaction: `request` is queued for `destination` at once and
+    /// retransmitted on unreliable transports (Timers A, E) until answered or timed out.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: Message,
+        reliable: bool,
+        destination: D,
+    ) -> Result<TxId, TransactionError> {
+        let tx = ClientTransaction::new(now, request, reliable, self.config)?;
+        let branch = tx.request().branch().unwrap_or_default();
+        if let Some(bucket) = self.client_index.get(branch) {
+            if bucket
+                .iter()
+                .any(|id| self.method_of(id) == Some(tx.method()))
+            {
+                return Err(TransactionError::DuplicateTransaction {
+                    branch: branch.to_string(),
+                    method: tx.method().to_string(),
+                });
+            }
+        }
+        let bytes = tx.request().raw().clone();
+        let id = self.insert(Machine::Client(tx), destination.clone());
+        if let Some(Entry {
+            machine: Machine::Client(c),
+            ..
+        }) = &self.slots[id.index as usize].entry
+        {
+            let branch = c.request().branch().unwrap_or_default();
+            index_insert(&mut self.client_index, branch, id);
+        }
+        self.counters.client_transactions += 1;
+        self.counters.requests_sent += 1;
+        self.transmits.push_back(Transmit {
+            destination,
+            bytes,
+            kind: SendKind::Request,
+        });
+        self.reschedule(id);
+        self.prune_timers();
+        Ok(id)
+    }
+
+    /// [`send_request`](Self::send_request) for a request still in bytes.
+    pub fn send_request_bytes(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        reliable: bool,
+        destination: D,
+    ) -> Result<TxId, TransactionError> {
+        let request = Message::parse_datagram(request)?;
+        self.send_request(now, request, reliable, destination)
+    }
+
+    /// CANCEL the INVITE client transaction `tx` (RFC 3261 §9.1): a new non-INVITE client
+    /// transaction with the INVITE's branch, sent to the INVITE's destination. Allowed once a
+    /// provisional response arrived and before a final one.
+    pub fn send_cancel(&mut self, now: Instant, tx: TxId) -> Result<TxId, TransactionError> {
+        let entry = self
+            .entry(tx)
+            .ok_or(TransactionError::UnknownTransaction(tx))?;
+        let Machine::Client(invite) = &entry.machine else {
+            return Err(TransactionError::NotAClientTransaction(tx));
+        };
+        let reason = if invite.kind() != TransactionKind::Invite {
+            Some("it is not an INVITE")
+        } else if invite.state() != super::ClientState::Proceeding {
+            Some("it is not in the Proceeding state")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(TransactionError::CannotCancel { tx, reason });
+        }
+        let cancel = Bytes::from(build::cancel_for(invite.request()));
+        let reliable = invite.is_reliable();
+        let destination = entry.peer.clone();
+        self.send_request_bytes(now, cancel, reliable, destination)
+    }
+
+    /// Feed a message received from `source` over a transport that is `reliable` or not.
+    ///
+    /// Responses go to the matching client transaction; requests to the matching server
+    /// transaction, or start a new one. Nothing here fails: stray and duplicate messages are
+    /// counted ([`Counters`]).
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        message: Message,
+        reliable: bool,
+        source: D,
+    ) -> Dispatch {
+        let dispatch = if message.is_request() {
+            self.handle_request(now, message, reliable, source)
+        } else {
+            self.handle_response(now, message, source)
+        };
+        self.prune_timers();
+        dispatch
+    }
+
+    fn handle_response(&mut self, now: Instant, message: Message, source: D) -> Dispatch {
+        self.counters.responses_received += 1;
+        let found = message
+            .branch()
+            .and_then(|b| self.client_index.get(b))
+            .and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|&id| self.method_of(id) == Some(message.cseq_method()))
+            });
+        let Some(id) = found else {
+            self.counters.stray_responses += 1;
+            let is_2xx = message.status().is_some_and(|c| (200..300).contains(&c));
+            if is_2xx && *message.cseq_method() == Method::INVITE {
+                self.events
+                    .push_back(TransactionEvent::StrayResponse { message, source });
+            }
+            return Dispatch::Stray;
+        };
+        let Some(Machine::Client(tx)) = self.entry_mut(id).map(|e| &mut e.machine) else {
+            unreachable!("client index names client transactions");
+        };
+        let actions = tx.handle_response(now, &message);
+        let absorbed = match actions.report {
+            Some(Report::Absorbed(a)) => Some(a),
+            _ => None,
+        };
+        self.apply(id, actions, Some(message));
+        Dispatch::Client { tx: id, absorbed }
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        message: Message,
+        reliable: bool,
+        source: D,
+    ) -> Dispatch {
+        self.counters.requests_received += 1;
+        let is_ack = message.method() == Some(&Method::ACK);
+        let found = {
+            let key = server_key(&message);
+            let want = if is_ack {
+                &Method::INVITE
+            } else {
+                message.method().unwrap_or(&Method::ACK)
+            };
+            let sent_by = message_sent_by(&message);
+            self.server_index.get(key.as_str()).and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|&id| match self.entry(id).map(|e| &e.machine) {
+                        Some(Machine::Server(s)) => {
+                            s.method() == want && sent_by_eq(message_sent_by(s.request()), sent_by)
+                        }
+                        _ => false,
+                    })
+            })
+        };
+        if let Some(id) = found {
+            let Some(Machine::Server(tx)) = self.entry_mut(id).map(|e| &mut e.machine) else {
+                unreachable!("server index names server transactions");
+            };
+            let actions = tx.handle_request(now, &message);
+            if is_ack {
+                self.counters.acks_absorbed += 1;
+            } else {
+                self.counters.retransmitted_requests += 1;
+            }
+            let absorbed = match actions.report {
+                Some(Report::Absorbed(a)) => a,
+                _ if is_ack => Absorbed::Ack,
+                _ => Absorbed::RetransmittedRequest,
+            };
+            self.apply(id, actions, None);
+            return Dispatch::Server { tx: id, absorbed };
+        }
+        if is_ack {
+            self.counters.acks_passed_up += 1;
+            self.events
+                .push_back(TransactionEvent::Ack { message, source });
+            return Dispatch::Ack;
+        }
+        let tx = match ServerTransaction::new(now, message.clone(), reliable, self.config) {
+            Ok(tx) => tx,
+            // Only an ACK or a response is refused, and neither reaches here.
+            Err(_) => return Dispatch::Stray,
+        };
+        let id = self.insert(Machine::Server(tx), source);
+        index_insert(&mut self.server_index, server_key(&message).as_str(), id);
+        self.counters.server_transactions += 1;
+        self.events
+            .push_back(TransactionEvent::NewRequest { tx: id, message });
+        self.reschedule(id);
+        Dispatch::NewRequest { tx: id }
+    }
+
+    /// The INVITE server transaction a received CANCEL refers to (RFC 3261 §9.2: matched like
+    /// a request, with the method INVITE).
+    pub fn cancel_target(&self, cancel: &Message) -> Option<TxId> {
+        let key = server_key(cancel);
+        let sent_by = message_sent_by(cancel);
+        self.server_index.get(key.as_str())?.iter().find(|&id| {
+            matches!(
+                self.entry(id).map(|e| &e.machine),
+                Some(Machine::Server(s)) if *s.method() == Method::INVITE
+                    && sent_by_eq(message_sent_by(s.request()), sent_by)
+            )
+        })
+    }
+
+    /// Send a response on server transaction `tx`, to the source of its request. The status
+    /// code is read from the status line.
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        response: Bytes,
+    ) -> Result<(), TransactionError> {
+        let entry = self
+            .entry_mut(tx)
+            .ok_or(TransactionError::UnknownTransaction(tx))?;
+        let Machine::Server(server) = &mut entry.machine else {
+            return Err(TransactionError::NotAServerTransaction(tx));
+        };
+        let actions = server.send_response(now, response)?;
+        self.apply(tx, actions, None);
+        self.prune_timers();
+        Ok(())
+    }
+
+    /// Build a response to the request of server transaction `tx` (RFC 3261 §8.2.6, with the
+    /// standard reason phrase) and send it. `to_tag` is added to To when it has none.
+    pub fn reply(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        code: u16,
+        to_tag: Option<&str>,
+    ) -> Result<(), TransactionError> {
+        let request = self
+            .server(tx)
+            .ok_or(TransactionError::UnknownTransaction(tx))?
+            .request();
+        let mut out = Vec::with_capacity(request.raw().len().min(1024));
+        build::write_response(
+            request,
+            code,
+            build::reason_phrase(code),
+            to_tag,
+            &[],
+            None,
+            &mut out,
+        );
+        self.send_response(now, tx, Bytes::from(out))
+    }
+
+    /// Send `100 Trying` on server transaction `tx` (RFC 3261 §17.2.1).
+    pub fn send_trying(&mut self, now: Instant, tx: TxId) -> Result<(), TransactionError> {
+        self.reply(now, tx, 100, None)
+    }
+
+    /// Queue bytes outside any transaction: the ACK of a 2xx, or a 2xx retransmission from a
+    /// [`Uas2xxRetransmitter`](super::Uas2xxRetransmitter).
+    pub fn send_stateless(&mut self, destination: D, bytes: Bytes) {
+        self.counters.stateless_sent += 1;
+        self.transmits.push_back(Transmit {
+            destination,
+            bytes,
+            kind: SendKind::Stateless,
+        });
+    }
+
+    /// Drop transaction `tx` now, without waiting for its timers (e.g. an INVITE that stays
+    /// in Proceeding after its CANCEL got no answer). A [`TransactionEvent::Terminated`]
+    /// follows.
+    pub fn abandon(&mut self, tx: TxId) -> Result<(), TransactionError> {
+        let entry = self
+            .entry_mut(tx)
+            .ok_or(TransactionError::UnknownTransaction(tx))?;
+        match &mut entry.machine {
+            Machine::Client(c) => c.terminate(),
+            Machine::Server(s) => s.terminate(),
+        }
+        self.finish(tx);
+        self.prune_timers();
+        Ok(())
+    }
+
+    /// Fire every timer that expired at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(entry) = self.entry_mut(id) {
+                if entry.scheduled == Some(at) {
+                    entry.scheduled = None;
+                    due.push(id);
+                }
+            }
+        }
+        for &id in &due {
+            if let Some(entry) = self.entry_mut(id) {
+                let actions = entry.machine.handle_timeout(now);
+                self.apply(id, actions, None);
+            }
+        }
+        self.due = due;
+        self.prune_timers();
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<D>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<TransactionEvent<D>> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called: the earliest
+    /// deadline of any transaction. Constant time: the top of the deadline heap.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Sizes of the internal tables: (deadline heap, client index, server index, slots).
+    #[cfg(test)]
+    pub(super) fn footprint(&self) -> (usize, usize, usize, usize) {
+        (
+            self.timers.len(),
+            self.client_index.len(),
+            self.server_index.len(),
+            self.slots.len(),
+        )
+    }
+
+    /// Carry out a transaction's actions, then reschedule or remove it.
+    fn apply(&mut self, id: TxId, actions: Actions, message: Option<Message>) {
+        if let Some(Outgoing { bytes, kind }) = actions.transmit {
+            match kind {
+                SendKind::Request => self.counters.requests_sent += 1,
+                SendKind::Ack => self.counters.acks_sent += 1,
+                SendKind::Response => self.counters.responses_sent += 1,
+                SendKind::Stateless => self.counters.stateless_sent += 1,
+                SendKind::RequestRetransmission
+                | SendKind::AckRetransmission
+                | SendKind::ResponseRetransmission => self.counters.retransmissions_sent += 1,
+            }
+            if let Some(entry) = self.entry(id) {
+                self.transmits.push_back(Transmit {
+                    destination: entry.peer.clone(),
+                    bytes,
+                    kind,
+                });
+            }
+        }
+        match actions.report {
+            Some(Report::PassUp) => {
+                if let Some(message) = message {
+                    self.events
+                        .push_back(TransactionEvent::Response { tx: id, message });
+                }
+            }
+            Some(Report::Absorbed(Absorbed::RetransmittedFinal)) => {
+                self.counters.duplicate_responses += 1;
+            }
+            Some(Report::Absorbed(Absorbed::LateResponse)) => {
+                self.counters.late_responses += 1;
+            }
+            Some(Report::Absorbed(Absorbed::RetransmittedRequest | Absorbed::Ack)) | None => {}
+            Some(Report::TimedOut { timer, elapsed }) => {
+                self.counters.timeouts += 1;
+                self.events.push_back(TransactionEvent::TimedOut {
+                    tx: id,
+                    timer,
+                    elapsed,
+                });
+            }
+        }
+        self.finish(id);
+    }
+
+    /// Remove `id` if it terminated, else push its next deadline if it changed.
+    fn finish(&mut self, id: TxId) {
+        let terminated = self.entry(id).is_some_and(|e| e.machine.is_terminated());
+        if terminated {
+            self.remove(id);
+        } else {
+            self.reschedule(id);
+        }
+    }
+
+    fn reschedule(&mut self, id: TxId) {
+        let Some(entry) = self.entry_mut(id) else {
+            return;
+        };
+        let next = entry.machine.poll_timeout();
+        if next != entry.scheduled {
+            entry.scheduled = next;
+            if let Some(at) = next {
+                self.timers.push(Reverse((at, id)));
+            }
+        }
+    }
+
+    /// Pop stale deadlines off the top of the heap, so that `poll_timeout` is exact; rebuild
+    /// the heap when stale entries pile up.
+    fn prune_timers(&mut self) {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if self.entry(id).is_some_and(|e| e.scheduled == Some(at)) {
+                break;
+            }
+            self.timers.pop();
+        }
+        if self.timers.len() > 2 * self.live + 1024 {
+            let live = self.slots.iter().enumerate().filter_map(|(index, slot)| {
+                let entry = slot.entry.as_ref()?;
+                let id = TxId {
+                    index: index as u32,
+                    generation: slot.generation,
+                };
+                entry.scheduled.map(|at| Reverse((at, id)))
+            });
+            self.timers = live.collect();
+        }
+    }
+
+    fn insert(&mut self, machine: Machine, peer: D) -> TxId {
+        let entry = Entry {
+            machine,
+            peer,
+            scheduled: None,
+        };
+        self.live += 1;
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            slot.entry = Some(entry);
+            TxId {
+                index,
+                generation: slot.generation,
+            }
+        } else {
+            let index = u32::try_from(self.slots.len()).expect("fewer than 2^32 transactions");
+            self.slots.push(Slot {
+                generation: 0,
+                entry: Some(entry),
+            });
+            TxId {
+                index,
+                generation: 0,
+            }
+        }
+    }
+
+    fn remove(&mut self, id: TxId) {
+        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+            return;
+        };
+        if slot.generation != id.generation {
+            return;
+        }
+        let Some(entry) = slot.entry.take() else {
+            return;
+        };
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id.index);
+        self.live -= 1;
+        match &entry.machine {
+            Machine::Client(c) => {
+                index_remove(
+                    &mut self.client_index,
+                    c.request().branch().unwrap_or_default(),
+                    id,
+                );
+            }
+            Machine::Server(s) => {
+                let key = server_key(s.request());
+                index_remove(&mut self.server_index, key.as_str(), id);
+            }
+        }
+        self.counters.terminated += 1;
+        self.events
+            .push_back(TransactionEvent::Terminated { tx: id });
+    }
+
+    fn entry(&self, id: TxId) -> Option<&Entry<D>> {
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.entry.as_ref()
+    }
+
+    fn entry_mut(&mut self, id: TxId) -> Option<&mut Entry<D>> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    fn method_of(&self, id: TxId) -> Option<&Method> {
+        self.entry(id).map(|e| e.machine.method())
+    }
+}
+
+fn index_insert(index: &mut HashMap<Box<str>, Bucket>, key: &str, id: TxId) {
+    if let Some(bucket) = index.get_mut(key) {
+        bucket.rest.push(id);
+        return;
+    }
+    match index.entry(Box::from(key)) {
+        MapEntry::Occupied(mut o) => o.get_mut().rest.push(id),
+        MapEntry::Vacant(v) => {
+            v.insert(Bucket {
+                first: id,
+                rest: Vec::new(),
+            });
+        }
+    }
+}
+
+fn index_remove(index: &mut HashMap<Box<str>, Bucket>, key: &str, id: TxId) {
+    if let Some(bucket) = index.get_mut(key) {
+        if bucket.remove(id) {
+            index.remove(key);
+        }
+    }
+}

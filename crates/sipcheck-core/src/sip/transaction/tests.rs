@@ -1,0 +1,1357 @@
+//! Both ends of a transaction over a simulated link, in virtual time (quinn's `Pair`).
+//!
+//! A [`Pair`] joins a UAC [`TransactionLayer`] and a UAS one through a [`Link`] with a one-way
+//! delay, scripted drops, duplicates and extra delays, and seeded random loss. The driver
+//! jumps the clock to the next deadline — `min(poll_timeout of both, next delivery)` — so a
+//! 32-second timeout takes microseconds and every instant is exact.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::ids::IdGen;
+use crate::sip::build::{ack_for_non2xx, write_response, RequestSpec, Transport, ViaSpec};
+use crate::sip::msg::Message;
+
+/// The one clock read of these tests; everything after it is virtual.
+#[allow(clippy::disallowed_methods)]
+fn base() -> Instant {
+    Instant::now()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Side {
+    Uac,
+    Uas,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::Uac => Side::Uas,
+            Side::Uas => Side::Uac,
+        }
+    }
+
+    fn i(self) -> usize {
+        self as usize
+    }
+}
+
+fn request_with(
+    method: &str,
+    branch: &str,
+    transport: Transport,
+    call_id: &str,
+    cseq: u32,
+) -> Message {
+    let spec = RequestSpec {
+        method,
+        uri: "sip:bob@192.0.2.2",
+        via: ViaSpec {
+            transport,
+            sent_by: "192.0.2.1:5060".parse().unwrap(),
+            branch,
+            rport: true,
+        },
+        routes: &[],
+        from: "<sip:alice@192.0.2.1>;tag=a1",
+        to: "<sip:bob@192.0.2.2>",
+        call_id,
+        cseq,
+        contact: None,
+        extra: &[],
+        body: None,
+    };
+    Message::parse_datagram(Bytes::from(spec.to_vec())).unwrap()
+}
+
+fn response_to(request: &Message, code: u16) -> Message {
+    let mut out = Vec::new();
+    write_response(request, code, "X", Some("b1"), &[], None, &mut out);
+    Message::parse_datagram(Bytes::from(out)).unwrap()
+}
+
+fn summary(bytes: &[u8]) -> String {
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\r')
+        .unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// One datagram put on the link.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // `line` and `dropped` are there for failure output.
+struct Sent {
+    at: Duration,
+    from: Side,
+    kind: SendKind,
+    line: String,
+    dropped: bool,
+}
+
+/// A datagram link with a one-way delay and scripted or random faults.
+struct Link {
+    delay: Duration,
+    /// (delivery time, sequence) → (receiver, bytes).
+    in_flight: BTreeMap<(Instant, u64), (Side, Bytes)>,
+    seq: u64,
+    /// How many datagrams each side has sent.
+    sent_count: [u64; 2],
+    /// Indexes (per sender) of datagrams to drop.
+    drop_nth: [HashSet<u64>; 2],
+    /// Drop everything a side sends.
+    blackhole: [bool; 2],
+    /// Indexes (per sender) of datagrams to deliver twice, the copy `lag` later.
+    duplicate_nth: [HashMap<u64, Duration>; 2],
+    /// Indexes (per sender) of datagrams delayed by extra time (reordering).
+    delay_nth: [HashMap<u64, Duration>; 2],
+    /// Random loss: probability in parts per million, and the generator.
+    loss: Option<(u64, IdGen)>,
+    log: Vec<Sent>,
+    delivered: [u64; 2],
+    dropped: [u64; 2],
+}
+
+impl Link {
+    fn new(delay: Duration) -> Self {
+        Self {
+            delay,
+            in_flight: BTreeMap::new(),
+            seq: 0,
+            sent_count: [0; 2],
+            drop_nth: Default::default(),
+            blackhole: [false; 2],
+            duplicate_nth: Default::default(),
+            delay_nth: Default::default(),
+            loss: None,
+            log: Vec::new(),
+            delivered: [0; 2],
+            dropped: [0; 2],
+        }
+    }
+
+    fn send(&mut self, now: Instant, start: Instant, from: Side, t: Transmit<Side>) {
+        assert_eq!(t.destination, from.other(), "sent to the wrong side");
+        let n = self.sent_count[from.i()];
+        self.sent_count[from.i()] += 1;
+        let random_drop = match &mut self.loss {
+            Some((ppm, rng)) => rng.next_u64() % 1_000_000 < *ppm,
+            None => false,
+        };
+        let dropped = self.blackhole[from.i()] || self.drop_nth[from.i()].remove(&n) || random_drop;
+        self.log.push(Sent {
+            at: now - start,
+            from,
+            kind: t.kind,
+            line: summary(&t.bytes),
+            dropped,
+        });
+        if dropped {
+            self.dropped[from.i()] += 1;
+            return;
+        }
+        let extra = self.delay_nth[from.i()].remove(&n).unwrap_or_default();
+        let at = now + self.delay + extra;
+        self.push(at, from.other(), t.bytes.clone());
+        if let Some(lag) = self.duplicate_nth[from.i()].remove(&n) {
+            self.push(at + lag, from.other(), t.bytes);
+        }
+    }
+
+    fn push(&mut self, at: Instant, to: Side, bytes: Bytes) {
+        self.seq += 1;
+        self.in_flight.insert((at, self.seq), (to, bytes));
+    }
+
+    fn next_delivery(&self) -> Option<Instant> {
+        self.in_flight.keys().next().map(|&(at, _)| at)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<(Side, Bytes)> {
+        let (&key, _) = self.in_flight.iter().next()?;
+        if key.0 > now {
+            return None;
+        }
+        let (to, bytes) = self.in_flight.remove(&key)?;
+        self.delivered[to.other().i()] += 1;
+        Some((to, bytes))
+    }
+
+    /// Send instants (ms since start) of `from`'s datagrams of the given kinds.
+    fn times(&self, from: Side, kinds: &[SendKind]) -> Vec<u64> {
+        self.log
+            .iter()
+            .filter(|s| s.from == from && kinds.contains(&s.kind))
+            .map(|s| s.at.as_millis() as u64)
+            .collect()
+    }
+}
+
+/// How the UAS transaction user answers a new request: the status codes to send at once,
+/// in order (nothing: a silent TU).
+type Policy = fn(&Message) -> Vec<u16>;
+
+fn silent(_: &Message) -> Vec<u16> {
+    Vec::new()
+}
+
+fn ok(_: &Message) -> Vec<u16> {
+    vec![200]
+}
+
+fn busy_or_ok(m: &Message) -> Vec<u16> {
+    if m.method() == Some(&Method::INVITE) {
+        vec![486]
+    } else {
+        vec![200]
+    }
+}
+
+struct Pair {
+    start: Instant,
+    now: Instant,
+    transport: Transport,
+    uac: TransactionLayer<Side>,
+    uas: TransactionLayer<Side>,
+    link: Link,
+    policy: Policy,
+    ids: IdGen,
+    uac_events: Vec<(Duration, TransactionEvent<Side>)>,
+    uas_events: Vec<(Duration, TransactionEvent<Side>)>,
+}
+
+impl Pair {
+    fn new(transport: Transport, policy: Policy) -> Self {
+        let start = base();
+        Self {
+            start,
+            now: start,
+            transport,
+            uac: TransactionLayer::new(TimerConfig::default()),
+            uas: TransactionLayer::new(TimerConfig::default()),
+            link: Link::new(ms(10)),
+            policy,
+            ids: IdGen::new(1),
+            uac_events: Vec::new(),
+            uas_events: Vec::new(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    fn request(&mut self, method: &str) -> Message {
+        let branch = self.ids.branch();
+        let call_id = self.ids.call_id();
+        request_with(method, &branch, self.transport, &call_id, 1)
+    }
+
+    /// Start a client transaction on the UAC now.
+    fn send(&mut self, method: &str) -> TxId {
+        let request = self.request(method);
+        let reliable = self.transport.is_reliable();
+        self.uac
+            .send_request(self.now, request, reliable, Side::Uas)
+            .unwrap()
+    }
+
+    /// Move queued transmits onto the link and let the UAS TU answer new requests, until
+    /// nothing more is produced at this instant.
+    fn flush(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some(t) = self.uac.poll_transmit() {
+                self.link.send(self.now, self.start, Side::Uac, t);
+                progress = true;
+            }
+            while let Some(t) = self.uas.poll_transmit() {
+                self.link.send(self.now, self.start, Side::Uas, t);
+                progress = true;
+            }
+            let at = self.elapsed();
+            while let Some(e) = self.uac.poll_event() {
+                self.uac_events.push((at, e));
+            }
+            while let Some(e) = self.uas.poll_event() {
+                if let TransactionEvent::NewRequest { tx, message } = &e {
+                    for code in (self.policy)(message) {
+                        let tag = (code > 100).then_some("b1");
+                        self.uas.reply(self.now, *tx, code, tag).unwrap();
+                    }
+                }
+                self.uas_events.push((at, e));
+                progress = true;
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// Run until `limit` after the start, jumping from deadline to deadline.
+    fn run_until(&mut self, limit: Duration) {
+        let limit = self.start + limit;
+        loop {
+            self.flush();
+            let next = [
+                self.uac.poll_timeout(),
+                self.uas.poll_timeout(),
+                self.link.next_delivery(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next.filter(|&n| n <= limit) else {
+                break;
+            };
+            assert!(next >= self.now, "time went backwards");
+            self.now = next;
+            while let Some((to, bytes)) = self.link.pop_due(self.now) {
+                let message = Message::parse_datagram(bytes).unwrap();
+                let reliable = self.transport.is_reliable();
+                let layer = match to {
+                    Side::Uac => &mut self.uac,
+                    Side::Uas => &mut self.uas,
+                };
+                let _ = layer.handle_message(self.now, message, reliable, to.other());
+            }
+            self.uac.handle_timeout(self.now);
+            self.uas.handle_timeout(self.now);
+        }
+        self.now = self.now.max(limit);
+    }
+
+    /// Run until both layers have no timer left and nothing is in flight.
+    fn run_until_idle(&mut self) {
+        self.run_until(self.elapsed() + Duration::from_secs(3600));
+        assert!(self.link.in_flight.is_empty());
+        assert_eq!(self.uac.poll_timeout(), None);
+        assert_eq!(self.uas.poll_timeout(), None);
+    }
+
+    fn uac_times(&self, kinds: &[SendKind]) -> Vec<u64> {
+        self.link.times(Side::Uac, kinds)
+    }
+
+    fn uas_times(&self, kinds: &[SendKind]) -> Vec<u64> {
+        self.link.times(Side::Uas, kinds)
+    }
+}
+
+const REQUESTS: &[SendKind] = &[SendKind::Request, SendKind::RequestRetransmission];
+const RESPONSES: &[SendKind] = &[SendKind::Response, SendKind::ResponseRetransmission];
+const ACKS: &[SendKind] = &[SendKind::Ack, SendKind::AckRetransmission];
+
+fn timed_out(events: &[(Duration, TransactionEvent<Side>)]) -> Vec<(Duration, Timer, Duration)> {
+    events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            TransactionEvent::TimedOut { timer, elapsed, .. } => Some((*at, *timer, *elapsed)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn terminated_at(events: &[(Duration, TransactionEvent<Side>)], id: TxId) -> Option<Duration> {
+    events.iter().find_map(|(at, e)| match e {
+        TransactionEvent::Terminated { tx } if *tx == id => Some(*at),
+        _ => None,
+    })
+}
+
+fn responses(events: &[(Duration, TransactionEvent<Side>)]) -> Vec<(Duration, TxId, u16)> {
+    events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            TransactionEvent::Response { tx, message } => {
+                Some((*at, *tx, message.status().unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Client transactions: timer schedules
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn non_invite_over_udp_to_a_silent_far_end_backs_off_to_t2_and_times_out_on_timer_f() {
+    let mut pair = Pair::new(Transport::Udp, silent);
+    pair.link.blackhole[Side::Uac.i()] = true;
+    let tx = pair.send("OPTIONS");
+    pair.run_until_idle();
+
+    // Timer E: T1, doubling up to T2 — intervals 0.5, 1, 2, 4, 4, 4 … s.
+    assert_eq!(
+        pair.uac_times(REQUESTS),
+        [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert_eq!(pair.uac.counters().retransmissions_sent, 10);
+    assert_eq!(pair.uac.counters().requests_sent, 1);
+    assert_eq!(
+        timed_out(&pair.uac_events),
+        [(Duration::from_secs(32), Timer::F, Duration::from_secs(32))]
+    );
+    assert_eq!(
+        terminated_at(&pair.uac_events, tx),
+        Some(Duration::from_secs(32))
+    );
+    assert!(pair.uac.is_empty());
+    assert_eq!(pair.uac.counters().timeouts, 1);
+}
+
+#[test]
+fn invite_over_udp_to_a_silent_far_end_doubles_timer_a_and_times_out_on_timer_b() {
+    let mut pair = Pair::new(Transport::Udp, silent);
+    pair.link.blackhole[Side::Uac.i()] = true;
+    let tx = pair.send("INVITE");
+    pair.run_until_idle();
+
+    // Timer A: T1 doubling without cap; the next one (63.5 s) is after Timer B.
+    assert_eq!(
+        pair.uac_times(REQUESTS),
+        [0, 500, 1500, 3500, 7500, 15500, 31500]
+    );
+    assert_eq!(pair.uac.counters().retransmissions_sent, 6);
+    let timeouts = timed_out(&pair.uac_events);
+    assert_eq!(
+        timeouts,
+        [(Duration::from_secs(32), Timer::B, Duration::from_secs(32))]
+    );
+    assert_eq!(
+        format!("{} expired after {:?}", timeouts[0].1, timeouts[0].2),
+        "Timer B expired after 32s"
+    );
+    assert_eq!(
+        terminated_at(&pair.uac_events, tx),
+        Some(Duration::from_secs(32))
+    );
+}
+
+#[test]
+fn reliable_transport_never_retransmits_yet_timers_b_and_f_still_fire() {
+    for method in ["OPTIONS", "INVITE"] {
+        let mut pair = Pair::new(Transport::Tcp, silent);
+        pair.link.blackhole[Side::Uac.i()] = true;
+        pair.send(method);
+        pair.run_until_idle();
+        assert_eq!(pair.uac_times(REQUESTS), [0], "{method}");
+        assert_eq!(pair.uac.counters().retransmissions_sent, 0);
+        let timer = if method == "INVITE" {
+            Timer::B
+        } else {
+            Timer::F
+        };
+        assert_eq!(
+            timed_out(&pair.uac_events),
+            [(Duration::from_secs(32), timer, Duration::from_secs(32))]
+        );
+    }
+}
+
+#[test]
+fn reliable_transport_timers_d_k_i_j_are_zero() {
+    // Non-INVITE: the 200 arrives at 20 ms and the client ends then (Timer K = 0); the
+    // server ended when it sent the 200 (Timer J = 0).
+    let mut pair = Pair::new(Transport::Tcp, ok);
+    let tx = pair.send("OPTIONS");
+    pair.run_until_idle();
+    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
+    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(20)));
+    assert_eq!(pair.uas_times(RESPONSES), [10]);
+    assert!(pair
+        .uas_events
+        .iter()
+        .any(|(at, e)| *at == ms(10) && matches!(e, TransactionEvent::Terminated { .. })));
+
+    // INVITE/486: one ACK at 20 ms, client ends then (Timer D = 0); the server is Confirmed
+    // by the ACK at 30 ms and ends at once (Timer I = 0); no 486 retransmission (no Timer G).
+    let mut pair = Pair::new(Transport::Tcp, busy_or_ok);
+    let tx = pair.send("INVITE");
+    pair.run_until_idle();
+    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 486)]);
+    assert_eq!(pair.uac_times(ACKS), [20]);
+    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(20)));
+    assert_eq!(pair.uas_times(RESPONSES), [10]);
+    assert!(pair
+        .uas_events
+        .iter()
+        .any(|(at, e)| *at == ms(30) && matches!(e, TransactionEvent::Terminated { .. })));
+    assert_eq!(pair.uas.counters().acks_absorbed, 1);
+    assert!(pair.uac.is_empty() && pair.uas.is_empty());
+
+    let c = TimerConfig::default();
+    for t in [Timer::D, Timer::I, Timer::J, Timer::K] {
+        assert_eq!(c.duration(t, true), Some(Duration::ZERO), "{t}");
+    }
+    for t in [Timer::A, Timer::E, Timer::G] {
+        assert_eq!(c.duration(t, true), None, "{t}");
+    }
+}
+
+#[test]
+fn non_invite_in_proceeding_retransmits_every_t2() {
+    fn trying(_: &Message) -> Vec<u16> {
+        vec![100]
+    }
+    let mut pair = Pair::new(Transport::Udp, trying);
+    let tx = pair.send("REGISTER");
+    pair.run_until(Duration::from_secs(40));
+
+    // The 100 arrives at 20 ms. The armed Timer E still fires at 0.5 s; from then on it is T2.
+    assert_eq!(
+        pair.uac_times(REQUESTS),
+        [0, 500, 4500, 8500, 12500, 16500, 20500, 24500, 28500]
+    );
+    assert_eq!(pair.uac.counters().retransmissions_sent, 8);
+    // The server re-sends its 100 for each retransmission, and each is passed up.
+    assert_eq!(pair.uas.counters().retransmissions_sent, 8);
+    assert_eq!(responses(&pair.uac_events).len(), 9);
+    assert_eq!(
+        timed_out(&pair.uac_events),
+        [(Duration::from_secs(32), Timer::F, Duration::from_secs(32))]
+    );
+    assert_eq!(
+        terminated_at(&pair.uac_events, tx),
+        Some(Duration::from_secs(32))
+    );
+    // A server transaction in Proceeding has no timer: its TU must answer or abandon it.
+    assert_eq!(pair.uas.len(), 1);
+    let server_tx = match &pair.uas_events[0].1 {
+        TransactionEvent::NewRequest { tx, .. } => *tx,
+        e => panic!("unexpected {e:?}"),
+    };
+    pair.uas.abandon(server_tx).unwrap();
+    assert!(pair.uas.is_empty());
+    assert!(matches!(
+        pair.uas.abandon(server_tx),
+        Err(TransactionError::UnknownTransaction(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Loss, duplication, reordering
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn first_request_and_first_response_lost_the_transaction_still_completes() {
+    let mut pair = Pair::new(Transport::Udp, ok);
+    pair.link.drop_nth[Side::Uac.i()].insert(0);
+    pair.link.drop_nth[Side::Uas.i()].insert(0);
+    let tx = pair.send("MESSAGE");
+    pair.run_until_idle();
+
+    // 0: request lost. 0.5 s: retransmission, 200 at 0.51 s lost. 1.5 s: retransmission,
+    // the server re-sends its 200 (1.51 s), which arrives at 1.52 s.
+    assert_eq!(pair.uac_times(REQUESTS), [0, 500, 1500]);
+    assert_eq!(pair.uas_times(RESPONSES), [510, 1510]);
+    assert_eq!(pair.uac.counters().retransmissions_sent, 2);
+    assert_eq!(pair.uas.counters().retransmissions_sent, 1);
+    assert_eq!(pair.uas.counters().retransmitted_requests, 1);
+    assert_eq!(responses(&pair.uac_events), [(ms(1520), tx, 200)]);
+    // Timer K (T4 = 5 s) on the client; Timer J (64·T1) on the server, from its 200.
+    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(6520)));
+    assert!(pair
+        .uas_events
+        .iter()
+        .any(|(at, e)| *at == ms(32510) && matches!(e, TransactionEvent::Terminated { .. })));
+    assert!(timed_out(&pair.uac_events).is_empty());
+}
+
+#[test]
+fn lost_ack_is_recovered_by_timer_g_and_the_ack_is_sent_again() {
+    let mut pair = Pair::new(Transport::Udp, busy_or_ok);
+    pair.link.drop_nth[Side::Uac.i()].insert(1); // the UAC's second datagram: the ACK
+    let tx = pair.send("INVITE");
+    pair.run_until_idle();
+
+    assert_eq!(pair.uac_times(REQUESTS), [0]);
+    // 486 at 10 ms, again on Timer G at 0.51 s; ACK at 20 ms (lost), again at 0.52 s.
+    assert_eq!(pair.uas_times(RESPONSES), [10, 510]);
+    assert_eq!(pair.uac_times(ACKS), [20, 520]);
+    assert_eq!(pair.uac.counters().acks_sent, 1);
+    assert_eq!(pair.uac.counters().retransmissions_sent, 1);
+    assert_eq!(pair.uac.counters().duplicate_responses, 1);
+    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 486)]);
+    // Client: Timer D = 32 s from Completed. Server: Confirmed at 0.53 s, Timer I = 5 s.
+    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(32020)));
+    assert!(pair
+        .uas_events
+        .iter()
+        .any(|(at, e)| *at == ms(5530) && matches!(e, TransactionEvent::Terminated { .. })));
+    assert_eq!(pair.uas.counters().acks_absorbed, 1);
+    assert_eq!(pair.uas.counters().acks_passed_up, 0);
+}
+
+/// 1,000 transactions (MESSAGE/200 and INVITE/486 alternately, one every 5 ms) with random
+/// loss of `ppm` parts per million each way. Checks that every client transaction ended once,
+/// with a final response or a timeout, and that every counter adds up against the link.
+/// Returns (completed, timed out, the UAC's retransmissions).
+fn lossy_thousand(ppm: u64, seed: u64) -> (usize, usize, u64) {
+    let mut pair = Pair::new(Transport::Udp, busy_or_ok);
+    pair.link.loss = Some((ppm, IdGen::new(seed)));
+    let mut txs = Vec::new();
+    for i in 0..1000u64 {
+        pair.run_until(ms(5 * i));
+        let method = if i % 2 == 0 { "MESSAGE" } else { "INVITE" };
+        txs.push(pair.send(method));
+    }
+    pair.run_until_idle();
+
+    // Each client transaction ended exactly once, with a final response or a timeout.
+    let mut finals = HashMap::new();
+    for (_, tx, code) in responses(&pair.uac_events) {
+        if code >= 200 {
+            assert!(finals.insert(tx, code).is_none(), "two finals passed up");
+        }
+    }
+    let timeouts: HashSet<TxId> = pair
+        .uac_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            TransactionEvent::TimedOut { tx, .. } => Some(*tx),
+            _ => None,
+        })
+        .collect();
+    for tx in &txs {
+        assert!(
+            finals.contains_key(tx) ^ timeouts.contains(tx),
+            "{tx} must complete or time out, not both or neither"
+        );
+        assert!(terminated_at(&pair.uac_events, *tx).is_some());
+    }
+    assert_eq!(finals.len() + timeouts.len(), 1000);
+    assert!(pair.uac.is_empty() && pair.uas.is_empty());
+
+    let (c, s) = (*pair.uac.counters(), *pair.uas.counters());
+    let link = &pair.link;
+    // What each side put on the link is what its counters say it sent.
+    assert_eq!(
+        link.sent_count[Side::Uac.i()],
+        c.requests_sent + c.acks_sent + c.retransmissions_sent
+    );
+    assert_eq!(
+        link.sent_count[Side::Uas.i()],
+        s.responses_sent + s.retransmissions_sent
+    );
+    for side in [Side::Uac, Side::Uas] {
+        assert_eq!(
+            link.sent_count[side.i()],
+            link.delivered[side.i()] + link.dropped[side.i()]
+        );
+    }
+    // What arrived is accounted for, message by message.
+    assert_eq!(s.requests_received, link.delivered[Side::Uac.i()]);
+    assert_eq!(
+        s.requests_received,
+        s.server_transactions + s.retransmitted_requests + s.acks_absorbed + s.acks_passed_up
+    );
+    assert_eq!(c.responses_received, link.delivered[Side::Uas.i()]);
+    assert_eq!(
+        c.responses_received,
+        finals.len() as u64 + c.duplicate_responses + c.late_responses + c.stray_responses
+    );
+    assert_eq!(c.client_transactions, 1000);
+    assert_eq!(c.requests_sent, 1000);
+    assert_eq!(c.timeouts, timeouts.len() as u64);
+    assert_eq!(c.terminated, 1000);
+    assert_eq!(s.terminated, s.server_transactions);
+    // Every server transaction answered once; every 486 that reached the client was ACKed.
+    assert_eq!(s.responses_sent, s.server_transactions);
+    let busy = finals.values().filter(|&&code| code == 486).count() as u64;
+    assert_eq!(c.acks_sent, busy);
+    assert!(link.dropped[0] > 0 && link.dropped[1] > 0);
+    (finals.len(), timeouts.len(), c.retransmissions_sent)
+}
+
+#[test]
+fn twenty_percent_random_loss_over_a_thousand_transactions_adds_up() {
+    let (completed, timed_out, retransmissions) = lossy_thousand(200_000, 0x5eed);
+    // Retransmissions recover 20 % loss: with this seed every transaction completes.
+    assert_eq!((completed, timed_out), (1000, 0));
+    assert!(retransmissions > 500, "{retransmissions}");
+}
+
+#[test]
+fn sixty_percent_random_loss_times_out_some_transactions_consistently() {
+    let (completed, timed_out, _) = lossy_thousand(600_000, 0x5eed);
+    assert_eq!(completed + timed_out, 1000);
+    assert!(
+        completed > 0 && timed_out > 0,
+        "{completed} completed, {timed_out} timed out"
+    );
+}
+
+#[test]
+fn duplicated_final_response_is_absorbed_and_counted() {
+    let mut pair = Pair::new(Transport::Udp, ok);
+    pair.link.duplicate_nth[Side::Uas.i()].insert(0, ms(1));
+    let tx = pair.send("OPTIONS");
+    pair.run_until_idle();
+    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
+    assert_eq!(pair.uac.counters().responses_received, 2);
+    assert_eq!(pair.uac.counters().duplicate_responses, 1);
+    assert_eq!(pair.uac.counters().stray_responses, 0);
+}
+
+#[test]
+fn response_arriving_after_the_transaction_ended_is_a_stray() {
+    let mut pair = Pair::new(Transport::Udp, ok);
+    // The copy arrives 6 s later, after Timer K (5 s) ended the transaction.
+    pair.link.duplicate_nth[Side::Uas.i()].insert(0, Duration::from_secs(6));
+    let tx = pair.send("OPTIONS");
+    pair.run_until_idle();
+    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(5020)));
+    assert_eq!(pair.uac.counters().stray_responses, 1);
+    assert_eq!(pair.uac.counters().duplicate_responses, 0);
+    // A stray non-2xx-to-INVITE is counted, not passed up.
+    assert!(!pair
+        .uac_events
+        .iter()
+        .any(|(_, e)| matches!(e, TransactionEvent::StrayResponse { .. })));
+}
+
+#[test]
+fn provisional_overtaken_by_the_final_is_counted_and_not_fatal() {
+    fn ringing_then_ok(_: &Message) -> Vec<u16> {
+        vec![180, 200]
+    }
+    // Non-INVITE: the 200 completes the transaction; the late 180 is absorbed.
+    let mut pair = Pair::new(Transport::Udp, ringing_then_ok);
+    pair.link.delay_nth[Side::Uas.i()].insert(0, ms(50));
+    let tx = pair.send("MESSAGE");
+    pair.run_until_idle();
+    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
+    assert_eq!(pair.uac.counters().late_responses, 1);
+    assert_eq!(pair.uac.counters().stray_responses, 0);
+
+    // INVITE: the 200 ends the transaction at once, so the late 180 is a stray.
+    let mut pair = Pair::new(Transport::Udp, ringing_then_ok);
+    pair.link.delay_nth[Side::Uas.i()].insert(0, ms(50));
+    let tx = pair.send("INVITE");
+    pair.run_until_idle();
+    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
+    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(20)));
+    assert_eq!(pair.uac.counters().stray_responses, 1);
+    assert!(timed_out(&pair.uac_events).is_empty());
+}
+
+#[test]
+fn retransmitted_2xx_to_invite_is_passed_up_as_a_stray_for_the_ua_to_ack() {
+    let mut pair = Pair::new(Transport::Udp, ok);
+    pair.link.duplicate_nth[Side::Uas.i()].insert(0, ms(500));
+    let tx = pair.send("INVITE");
+    pair.run_until_idle();
+    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
+    let strays: Vec<_> = pair
+        .uac_events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            TransactionEvent::StrayResponse { message, source } => {
+                Some((*at, message.status(), *source))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(strays, [(ms(520), Some(200), Side::Uas)]);
+    assert_eq!(pair.uac.counters().stray_responses, 1);
+    // No ACK from the transaction layer for a 2xx: that is the UA's.
+    assert_eq!(pair.uac.counters().acks_sent, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Server transactions
+// ---------------------------------------------------------------------------------------
+
+/// A single layer driven alone: requests are injected, transmits logged with their instant.
+struct Solo {
+    start: Instant,
+    now: Instant,
+    layer: TransactionLayer<Side>,
+    sent: Vec<(u64, SendKind, String)>,
+    events: Vec<(Duration, TransactionEvent<Side>)>,
+}
+
+impl Solo {
+    fn new() -> Self {
+        let start = base();
+        Self {
+            start,
+            now: start,
+            layer: TransactionLayer::default(),
+            sent: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        let at = self.now - self.start;
+        while let Some(t) = self.layer.poll_transmit() {
+            self.sent
+                .push((at.as_millis() as u64, t.kind, summary(&t.bytes)));
+        }
+        while let Some(e) = self.layer.poll_event() {
+            self.events.push((at, e));
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration) {
+        let limit = self.start + limit;
+        self.drain();
+        while let Some(next) = self.layer.poll_timeout().filter(|&n| n <= limit) {
+            self.now = next;
+            self.layer.handle_timeout(next);
+            self.drain();
+        }
+        self.now = self.now.max(limit);
+    }
+
+    fn receive(&mut self, message: &Message, reliable: bool) -> Dispatch {
+        let d = self
+            .layer
+            .handle_message(self.now, message.clone(), reliable, Side::Uac);
+        self.drain();
+        d
+    }
+
+    fn new_request(&mut self, message: &Message, reliable: bool) -> TxId {
+        match self.receive(message, reliable) {
+            Dispatch::NewRequest { tx } => tx,
+            d => panic!("expected a new transaction, got {d:?}"),
+        }
+    }
+
+    fn times(&self, kinds: &[SendKind]) -> Vec<u64> {
+        self.sent
+            .iter()
+            .filter(|(_, k, _)| kinds.contains(k))
+            .map(|(at, _, _)| *at)
+            .collect()
+    }
+}
+
+#[test]
+fn invite_server_retransmits_486_on_timer_g_until_timer_h() {
+    let mut solo = Solo::new();
+    let invite = request_with("INVITE", "z9hG4bKg1", Transport::Udp, "c-g", 1);
+    let tx = solo.new_request(&invite, false);
+    solo.layer.reply(solo.now, tx, 486, Some("b1")).unwrap();
+    solo.run_until(Duration::from_secs(60));
+
+    // Timer G: T1 doubling up to T2; Timer H at 64·T1.
+    assert_eq!(
+        solo.times(RESPONSES),
+        [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert!(solo
+        .sent
+        .iter()
+        .all(|(_, _, l)| l == "SIP/2.0 486 Busy Here"));
+    assert_eq!(solo.layer.counters().retransmissions_sent, 10);
+    assert_eq!(
+        timed_out(&solo.events),
+        [(Duration::from_secs(32), Timer::H, Duration::from_secs(32))]
+    );
+    assert_eq!(
+        terminated_at(&solo.events, tx),
+        Some(Duration::from_secs(32))
+    );
+    assert!(solo.layer.is_empty());
+}
+
+#[test]
+fn invite_server_absorbs_the_ack_then_timer_i_ends_it() {
+    let mut solo = Solo::new();
+    let invite = request_with("INVITE", "z9hG4bKi1", Transport::Udp, "c-i", 1);
+    let tx = solo.new_request(&invite, false);
+    solo.layer.reply(solo.now, tx, 486, Some("b1")).unwrap();
+    solo.run_until(ms(2000));
+
+    let busy = response_to(&invite, 486);
+    let ack = Message::parse_datagram(Bytes::from(ack_for_non2xx(&invite, &busy))).unwrap();
+    assert_eq!(
+        solo.receive(&ack, false),
+        Dispatch::Server {
+            tx,
+            absorbed: Absorbed::Ack
+        }
+    );
+    assert_eq!(
+        solo.layer.server(tx).unwrap().state(),
+        ServerState::Confirmed
+    );
+    solo.run_until(ms(3000));
+    // A retransmitted ACK is absorbed too.
+    assert_eq!(
+        solo.receive(&ack, false),
+        Dispatch::Server {
+            tx,
+            absorbed: Absorbed::Ack
+        }
+    );
+    solo.run_until(Duration::from_secs(60));
+
+    assert_eq!(solo.times(RESPONSES), [0, 500, 1500]);
+    // The ACK never reached the TU: no NewRequest beyond the INVITE's, no Ack event.
+    let new_requests = solo
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, TransactionEvent::NewRequest { .. }))
+        .count();
+    assert_eq!(new_requests, 1);
+    assert!(!solo
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, TransactionEvent::Ack { .. })));
+    assert_eq!(solo.layer.counters().acks_absorbed, 2);
+    assert!(timed_out(&solo.events).is_empty());
+    // Timer I = T4 after the first ACK.
+    assert_eq!(terminated_at(&solo.events, tx), Some(ms(7000)));
+}
+
+#[test]
+fn retransmitted_invite_elicits_the_latest_response() {
+    let mut solo = Solo::new();
+    let invite = request_with("INVITE", "z9hG4bKr1", Transport::Udp, "c-r", 1);
+    let tx = solo.new_request(&invite, false);
+    // Before any response, a retransmission is simply absorbed.
+    solo.run_until(ms(100));
+    assert_eq!(
+        solo.receive(&invite, false),
+        Dispatch::Server {
+            tx,
+            absorbed: Absorbed::RetransmittedRequest
+        }
+    );
+    assert!(solo.sent.is_empty());
+
+    solo.layer.send_trying(solo.now, tx).unwrap();
+    solo.layer.reply(solo.now, tx, 180, Some("b1")).unwrap();
+    solo.run_until(ms(300));
+    solo.receive(&invite, false);
+    solo.run_until(ms(1000));
+    solo.layer.reply(solo.now, tx, 486, Some("b1")).unwrap();
+    solo.run_until(ms(1200));
+    solo.receive(&invite, false);
+    solo.drain();
+
+    let lines: Vec<_> = solo
+        .sent
+        .iter()
+        .map(|(at, k, l)| (*at, *k, l.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (100, SendKind::Response, "SIP/2.0 100 Trying"),
+            (100, SendKind::Response, "SIP/2.0 180 Ringing"),
+            (300, SendKind::ResponseRetransmission, "SIP/2.0 180 Ringing"),
+            (1000, SendKind::Response, "SIP/2.0 486 Busy Here"),
+            (
+                1200,
+                SendKind::ResponseRetransmission,
+                "SIP/2.0 486 Busy Here"
+            ),
+        ]
+    );
+    assert_eq!(solo.layer.counters().retransmitted_requests, 3);
+    assert!(matches!(
+        solo.layer.reply(solo.now, tx, 200, Some("b1")),
+        Err(TransactionError::FinalAlreadySent {
+            sent: 486,
+            attempted: 200
+        })
+    ));
+}
+
+#[test]
+fn non_invite_server_resends_its_final_response_and_timer_j_cleans_up() {
+    let mut solo = Solo::new();
+    let message = request_with("MESSAGE", "z9hG4bKj1", Transport::Udp, "c-j", 1);
+    let tx = solo.new_request(&message, false);
+    assert_eq!(solo.layer.server(tx).unwrap().state(), ServerState::Trying);
+    // A retransmission in Trying is absorbed silently.
+    solo.receive(&message, false);
+    solo.run_until(ms(100));
+    solo.layer.reply(solo.now, tx, 200, Some("b1")).unwrap();
+    solo.run_until(ms(600));
+    solo.receive(&message, false);
+    solo.run_until(Duration::from_secs(60));
+
+    assert_eq!(solo.times(RESPONSES), [100, 600]);
+    assert_eq!(solo.layer.counters().retransmissions_sent, 1);
+    // Timer J: 64·T1 after the final response.
+    assert_eq!(terminated_at(&solo.events, tx), Some(ms(32100)));
+    assert!(solo.layer.is_empty());
+
+    // Over TCP, Timer J is zero: the final response ends the transaction.
+    let mut solo = Solo::new();
+    let message = request_with("MESSAGE", "z9hG4bKj2", Transport::Tcp, "c-j2", 1);
+    let tx = solo.new_request(&message, true);
+    solo.layer.reply(solo.now, tx, 200, Some("b1")).unwrap();
+    solo.drain();
+    assert_eq!(terminated_at(&solo.events, tx), Some(Duration::ZERO));
+    assert!(solo.layer.is_empty());
+}
+
+#[test]
+fn invite_server_sending_2xx_ends_the_transaction_and_the_2xx_ack_is_passed_up() {
+    let mut solo = Solo::new();
+    let invite = request_with("INVITE", "z9hG4bKok1", Transport::Udp, "c-ok", 1);
+    let tx = solo.new_request(&invite, false);
+    solo.layer.reply(solo.now, tx, 200, Some("b1")).unwrap();
+    solo.drain();
+    assert_eq!(terminated_at(&solo.events, tx), Some(Duration::ZERO));
+    // The ACK of a 2xx is a new transaction's branch: it matches nothing and goes up.
+    let ack = request_with("ACK", "z9hG4bKack1", Transport::Udp, "c-ok", 1);
+    assert_eq!(solo.receive(&ack, false), Dispatch::Ack);
+    assert!(solo.events.iter().any(|(_, e)| matches!(
+        e,
+        TransactionEvent::Ack {
+            source: Side::Uac,
+            ..
+        }
+    )));
+    assert_eq!(solo.layer.counters().acks_passed_up, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The UAS core's 2xx retransmission
+// ---------------------------------------------------------------------------------------
+
+fn run_2xx(r: &mut Uas2xxRetransmitter, start: Instant, ack_at: Option<Duration>) -> Vec<u64> {
+    let mut times = Vec::new();
+    while let Some(next) = r.poll_timeout() {
+        if ack_at.is_some_and(|a| start + a <= next) {
+            assert!(r.handle_ack());
+            assert!(!r.handle_ack(), "a second ACK changes nothing");
+            break;
+        }
+        r.handle_timeout(next);
+        if r.poll_transmit().is_some() {
+            times.push((next - start).as_millis() as u64);
+        }
+    }
+    times
+}
+
+#[test]
+fn uas_2xx_retransmitter_backs_off_to_t2_and_gives_up_at_64_t1() {
+    let start = base();
+    let ok = Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n");
+    let mut r = Uas2xxRetransmitter::new(start, ok, TimerConfig::default());
+    let times = run_2xx(&mut r, start, None);
+    assert_eq!(
+        times,
+        [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert_eq!(r.retransmissions(), 10);
+    assert_eq!(
+        r.poll_event(),
+        Some(Uas2xxEvent::NoAck {
+            elapsed: Duration::from_secs(32)
+        })
+    );
+    assert_eq!(r.state(), Uas2xxState::GaveUp);
+    assert_eq!(r.poll_timeout(), None);
+}
+
+#[test]
+fn uas_2xx_retransmitter_stops_on_ack() {
+    let start = base();
+    let ok = Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n");
+    let mut r = Uas2xxRetransmitter::new(start, ok, TimerConfig::default());
+    let times = run_2xx(&mut r, start, Some(ms(2000)));
+    assert_eq!(times, [500, 1500]);
+    assert_eq!(r.state(), Uas2xxState::Acknowledged);
+    assert!(r.is_done());
+    assert_eq!(r.poll_timeout(), None);
+    assert_eq!(r.poll_transmit(), None);
+    assert_eq!(r.poll_event(), None);
+    // A late timer call after the ACK does nothing.
+    r.handle_timeout(start + Duration::from_secs(40));
+    assert_eq!(r.poll_event(), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// Matching, memory, errors
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn invite_and_its_cancel_share_a_branch_but_are_different_transactions() {
+    fn manual(_: &Message) -> Vec<u16> {
+        Vec::new()
+    }
+    let mut pair = Pair::new(Transport::Udp, manual);
+    let invite = pair.send("INVITE");
+    assert!(matches!(
+        pair.uac.send_cancel(pair.now, invite),
+        Err(TransactionError::CannotCancel { .. })
+    ));
+    pair.run_until(ms(10));
+    let server_invite = match &pair.uas_events[0].1 {
+        TransactionEvent::NewRequest { tx, .. } => *tx,
+        e => panic!("unexpected {e:?}"),
+    };
+    pair.uas
+        .reply(pair.now, server_invite, 180, Some("b1"))
+        .unwrap();
+    pair.run_until(ms(20));
+    let cancel = pair.uac.send_cancel(pair.now, invite).unwrap();
+    assert_ne!(cancel, invite);
+    pair.run_until(ms(30));
+
+    let (server_cancel, cancel_msg) = match &pair.uas_events.last().unwrap().1 {
+        TransactionEvent::NewRequest { tx, message } => (*tx, message.clone()),
+        e => panic!("unexpected {e:?}"),
+    };
+    assert_eq!(
+        cancel_msg.branch(),
+        pair.uac.client(invite).unwrap().request().branch()
+    );
+    assert_eq!(pair.uas.cancel_target(&cancel_msg), Some(server_invite));
+    pair.uas.reply(pair.now, server_cancel, 200, None).unwrap();
+    pair.uas.reply(pair.now, server_invite, 487, None).unwrap();
+    pair.run_until_idle();
+
+    let got = responses(&pair.uac_events);
+    assert_eq!(
+        got,
+        [
+            (ms(20), invite, 180),
+            (ms(40), cancel, 200),
+            (ms(40), invite, 487)
+        ]
+    );
+    assert_eq!(pair.uac_times(ACKS), [40]);
+    assert_eq!(pair.uas.counters().acks_absorbed, 1);
+    assert!(pair.uac.is_empty() && pair.uas.is_empty());
+}
+
+#[test]
+fn rfc_2543_requests_match_on_call_id_cseq_from_tag_and_top_via() {
+    let mut solo = Solo::new();
+    // No magic cookie: matched on Call-ID, CSeq, From tag and top Via.
+    let invite = request_with("INVITE", "legacy1", Transport::Udp, "c-2543", 7);
+    let tx = solo.new_request(&invite, false);
+    assert_eq!(
+        solo.receive(&invite, false),
+        Dispatch::Server {
+            tx,
+            absorbed: Absorbed::RetransmittedRequest
+        }
+    );
+    // Another CSeq is another transaction.
+    let other = request_with("INVITE", "legacy1", Transport::Udp, "c-2543", 8);
+    assert!(matches!(
+        solo.receive(&other, false),
+        Dispatch::NewRequest { .. }
+    ));
+    solo.layer.reply(solo.now, tx, 603, Some("b1")).unwrap();
+    let ack = ack_for_non2xx(&invite, &response_to(&invite, 603));
+    let ack = Message::parse_datagram(Bytes::from(ack)).unwrap();
+    assert_eq!(
+        solo.receive(&ack, false),
+        Dispatch::Server {
+            tx,
+            absorbed: Absorbed::Ack
+        }
+    );
+}
+
+#[test]
+fn server_matching_needs_the_same_sent_by() {
+    let mut solo = Solo::new();
+    let a = request_with("OPTIONS", "z9hG4bKsame", Transport::Udp, "c1", 1);
+    let tx = solo.new_request(&a, false);
+    // Same branch from another host: a different transaction (§17.2.3).
+    let raw = String::from_utf8(a.raw().to_vec())
+        .unwrap()
+        .replace("192.0.2.1:5060", "192.0.2.9:5060");
+    let b = Message::parse_datagram(Bytes::from(raw)).unwrap();
+    let other = solo.new_request(&b, false);
+    assert_ne!(tx, other);
+    assert_eq!(solo.layer.len(), 2);
+}
+
+#[test]
+fn many_transactions_leave_nothing_behind() {
+    fn mixed(m: &Message) -> Vec<u16> {
+        match m.method() {
+            Some(&Method::INVITE) if m.call_id().ends_with(['0', '1', '2']) => vec![200],
+            Some(&Method::INVITE) => vec![180, 486],
+            _ => vec![200],
+        }
+    }
+    let mut pair = Pair::new(Transport::Udp, mixed);
+    pair.link.loss = Some((50_000, IdGen::new(9)));
+    let mut slots_after_first_batch = 0;
+    for batch in 0..2u64 {
+        let offset = pair.elapsed().as_millis() as u64;
+        for i in 0..3000u64 {
+            pair.run_until(ms(offset + i));
+            pair.send(if i % 3 == 0 { "REGISTER" } else { "INVITE" });
+        }
+        assert!(pair.uac.len() > 1000);
+        pair.run_until_idle();
+
+        for layer in [&pair.uac, &pair.uas] {
+            assert!(layer.is_empty());
+            assert_eq!(layer.poll_timeout(), None);
+            let (heap, client_index, server_index, _) = layer.footprint();
+            assert_eq!(heap, 0, "stale deadlines were dropped");
+            assert_eq!((client_index, server_index), (0, 0));
+            let c = layer.counters();
+            assert_eq!(c.terminated, c.client_transactions + c.server_transactions);
+        }
+        assert_eq!(pair.uac.counters().client_transactions, 3000 * (batch + 1));
+        if batch == 0 {
+            slots_after_first_batch = pair.uac.footprint().3;
+        }
+    }
+    // Slots of terminated transactions are reused: the table follows the peak number of live
+    // transactions (which random loss moves a little), not the number ever made.
+    let slots = pair.uac.footprint().3;
+    assert!(slots < 3000, "{slots}");
+    assert!(
+        slots < slots_after_first_batch + slots_after_first_batch / 10,
+        "{slots} slots after the second batch, {slots_after_first_batch} after the first"
+    );
+}
+
+#[test]
+fn poll_timeout_is_the_earliest_deadline_over_all_transactions() {
+    let start = base();
+    let mut layer: TransactionLayer<Side> = TransactionLayer::default();
+    let a = request_with("INVITE", "z9hG4bKa", Transport::Udp, "a", 1);
+    let b = request_with("OPTIONS", "z9hG4bKb", Transport::Tcp, "b", 1);
+    layer.send_request(start, b, true, Side::Uas).unwrap();
+    assert_eq!(layer.poll_timeout(), Some(start + Duration::from_secs(32)));
+    let tx = layer
+        .send_request(start + ms(100), a, false, Side::Uas)
+        .unwrap();
+    assert_eq!(layer.poll_timeout(), Some(start + ms(600)));
+    // Dropping the INVITE leaves its stale deadline behind; poll_timeout skips it.
+    layer.abandon(tx).unwrap();
+    assert_eq!(layer.poll_timeout(), Some(start + Duration::from_secs(32)));
+}
+
+#[test]
+fn refused_operations_are_typed_errors() {
+    let start = base();
+    let mut layer: TransactionLayer<Side> = TransactionLayer::default();
+    let ack = request_with("ACK", "z9hG4bKe1", Transport::Udp, "e", 1);
+    assert_eq!(
+        layer.send_request(start, ack, false, Side::Uas),
+        Err(TransactionError::AckIsNotATransaction)
+    );
+    let req = request_with("OPTIONS", "z9hG4bKe2", Transport::Udp, "e", 1);
+    let resp = response_to(&req, 200);
+    assert_eq!(
+        layer.send_request(start, resp, false, Side::Uas),
+        Err(TransactionError::NotARequest)
+    );
+    let tx = layer
+        .send_request(start, req.clone(), false, Side::Uas)
+        .unwrap();
+    let err = layer
+        .send_request(start, req.clone(), false, Side::Uas)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a client transaction for OPTIONS with branch z9hG4bKe2 is already running"
+    );
+    assert_eq!(
+        layer.send_response(start, tx, Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n")),
+        Err(TransactionError::NotAServerTransaction(tx))
+    );
+    assert!(matches!(
+        layer.send_request_bytes(
+            start,
+            Bytes::from_static(b"nonsense\r\n\r\n"),
+            false,
+            Side::Uas
+        ),
+        Err(TransactionError::Parse(_))
+    ));
+
+    let mut solo = Solo::new();
+    let server = solo.new_request(&req, false);
+    assert_eq!(
+        solo.layer.send_response(
+            solo.now,
+            server,
+            Bytes::from_static(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
+        ),
+        Err(TransactionError::NotAResponse)
+    );
+    solo.layer.reply(solo.now, server, 200, None).unwrap();
+    solo.run_until(Duration::from_secs(40));
+    assert_eq!(
+        solo.layer.reply(solo.now, server, 200, None),
+        Err(TransactionError::UnknownTransaction(server))
+    );
+}
+
+#[test]
+fn status_line_is_read_without_parsing() {
+    assert_eq!(status_of(b"SIP/2.0 486 Busy Here\r\n"), Some(486));
+    assert_eq!(status_of(b"SIP/2.0 200\r\n"), Some(200));
+    assert_eq!(status_of(b"SIP/2.0 2000 OK\r\n"), None);
+    assert_eq!(status_of(b"SIP/2.0 099 X\r\n"), None);
+    assert_eq!(status_of(b"INVITE sip:x SIP/2.0\r\n"), None);
+    let req = request_with("OPTIONS", "z9hG4bKt", Transport::Udp, "t", 1);
+    let trying = Message::parse_datagram(trying_for(&req)).unwrap();
+    assert_eq!(trying.status(), Some(100));
+    assert_eq!(trying.to_tag(), None);
+    assert_eq!(trying.branch(), Some("z9hG4bKt"));
+}
+
+#[test]
+fn timer_config_and_table() {
+    let c = TimerConfig::default();
+    assert_eq!(c.timeout(), Duration::from_secs(32));
+    assert_eq!(c.duration(Timer::D, false), Some(Duration::from_secs(32)));
+    assert_eq!(c.duration(Timer::K, false), Some(Duration::from_secs(5)));
+    assert_eq!(c.duration(Timer::J, false), Some(Duration::from_secs(32)));
+    assert_eq!(
+        TimerConfig::new(Duration::ZERO, ms(4000), ms(5000)),
+        Err(TimerConfigError::ZeroT1)
+    );
+    assert!(matches!(
+        TimerConfig::new(ms(500), ms(100), ms(5000)),
+        Err(TimerConfigError::T2ShorterThanT1 { .. })
+    ));
+    // Timer D is "at least 32 s", also with a short T1.
+    let fast = TimerConfig::new(ms(50), ms(400), ms(500)).unwrap();
+    assert_eq!(
+        fast.duration(Timer::D, false),
+        Some(Duration::from_secs(32))
+    );
+    assert_eq!(fast.duration(Timer::B, false), Some(ms(3200)));
+
+    let now = base();
+    let mut table = TimerTable::default();
+    table.set(Timer::E, now + ms(100));
+    table.set(Timer::F, now + ms(100));
+    table.set(Timer::K, now + ms(50));
+    assert_eq!(table.next_deadline(), Some(now + ms(50)));
+    assert_eq!(table.next_expired(now), None);
+    assert_eq!(table.next_expired(now + ms(200)), Some(Timer::K));
+    table.stop(Timer::K);
+    // At the same instant, the timer that ends a state comes first.
+    assert_eq!(table.next_expired(now + ms(100)), Some(Timer::F));
+    assert_eq!(Timer::E.to_string(), "Timer E");
+    assert_eq!(Timer::E.rfc_section(), "§17.1.2.2");
+    assert_eq!(Timer::ALL.len(), Timer::COUNT);
+}
