@@ -1,4 +1,88 @@
-//! Audio: G.711 codecs, tone generation and detection.
+//! Audio: G.711 codecs, tone generation and detection, RFC 4733 telephone events, WAV files.
+//!
+//! All audio in this module is narrowband telephony audio: mono, 16-bit linear PCM at
+//! [`SAMPLE_RATE`] (8 kHz). Time inside a stream is counted in samples from the start of the
+//! stream; [`samples_to_duration`] and [`duration_to_samples`] convert at the edges.
+//!
+//! Levels are in dBFS, *sine-referenced* (AES17): a sine whose peak is the largest positive
+//! sample value ([`FULL_SCALE`]) is 0 dBFS, so a generated tone at −30 dBFS also measures
+//! −30 dBFS RMS, and the RMS of white noise is comparable with the level of a tone.
 
+use std::time::Duration;
+
+pub mod dtmf;
 pub mod g711;
 pub mod tone;
+pub mod wav;
+
+/// The sampling rate of all audio in this module, in hertz (G.711, RFC 3551 §4.5.14).
+pub const SAMPLE_RATE: u32 = 8000;
+
+/// The peak amplitude of a 0 dBFS sine: the largest positive 16-bit sample.
+pub const FULL_SCALE: f64 = i16::MAX as f64;
+
+/// The number of samples (at [`SAMPLE_RATE`]) in `duration`, rounded to the nearest sample.
+#[must_use]
+pub fn duration_to_samples(duration: Duration) -> u64 {
+    let nanos = duration.as_nanos();
+    let samples = (nanos * u128::from(SAMPLE_RATE) + 500_000_000) / 1_000_000_000;
+    u64::try_from(samples).unwrap_or(u64::MAX)
+}
+
+/// The duration of `samples` samples at [`SAMPLE_RATE`].
+#[must_use]
+pub fn samples_to_duration(samples: u64) -> Duration {
+    let nanos = u128::from(samples) * 1_000_000_000 / u128::from(SAMPLE_RATE);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+/// The sine-referenced level in dBFS of a mean power (mean of the squared samples).
+///
+/// Returns negative infinity for zero power (digital silence).
+#[must_use]
+pub fn power_to_dbfs(mean_square: f64) -> f64 {
+    let reference = FULL_SCALE * FULL_SCALE / 2.0;
+    if mean_square <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        10.0 * (mean_square / reference).log10()
+    }
+}
+
+/// The RMS level in dBFS (sine-referenced) of `samples`; negative infinity for an empty or
+/// all-zero slice.
+#[must_use]
+pub fn rms_dbfs(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    power_to_dbfs(sum / samples.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_sample_duration_conversions_round_trip() {
+        assert_eq!(duration_to_samples(Duration::from_millis(20)), 160);
+        assert_eq!(duration_to_samples(Duration::from_micros(62)), 0);
+        assert_eq!(duration_to_samples(Duration::from_micros(63)), 1);
+        assert_eq!(samples_to_duration(160), Duration::from_millis(20));
+        assert_eq!(samples_to_duration(8000), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn media_full_scale_sine_is_zero_dbfs() {
+        let sine: Vec<i16> = (0..8000)
+            .map(|n| {
+                let phase = 2.0 * std::f64::consts::PI * 1000.0 * f64::from(n) / 8000.0;
+                (FULL_SCALE * phase.sin()).round() as i16
+            })
+            .collect();
+        assert!(rms_dbfs(&sine).abs() < 0.01, "{}", rms_dbfs(&sine));
+        assert_eq!(rms_dbfs(&[0; 160]), f64::NEG_INFINITY);
+        assert_eq!(rms_dbfs(&[]), f64::NEG_INFINITY);
+    }
+}

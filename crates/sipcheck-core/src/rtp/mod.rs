@@ -1,5 +1,11 @@
 //! RTP (RFC 3550/3551): packets, the paced sender schedule and receiver statistics.
+//!
+//! * [`packet`]: parse and write the RTP header, bounds-checked, without allocating.
+//! * [`pacer`]: when each frame is due (`t0 + n·ptime`) and its sequence number, timestamp and
+//!   marker bit.
+//! * [`receiver`]: loss, duplicates, reordering and jitter (RFC 3550 Appendix A), RTP
+//!   timeouts, and a jitter buffer feeding the decoder.
 
-pub mod packet;
 pub mod pacer;
+pub mod packet;
 pub mod receiver;

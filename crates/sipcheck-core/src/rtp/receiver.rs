@@ -1,1 +1,1032 @@
-//! TODO
+//! Per-stream receive statistics (RFC 3550 Appendix A) and a jitter buffer.
+//!
+//! [`RtpReceiver`] takes every received packet of one stream with its arrival time and
+//! keeps:
+//!
+//! * extended sequence numbers (RFC 3550 A.1): 16-bit wrap-arounds are counted, a jump of
+//!   more than 3000 ahead or 100 behind is only believed when the next packet follows it
+//!   (until then the packet is *discarded*), and a believed jump starts a new sequence
+//!   segment whose counts are added to the previous ones;
+//! * expected, received, lost and the loss fraction (A.3). Duplicates (remembered over the
+//!   last 128 sequence numbers) are counted apart and never count as received, so loss
+//!   cannot go negative through duplication; a late packet counts as *reordered* and fills
+//!   its place, so it is not lost;
+//! * the interarrival jitter (A.8) in timestamp units and milliseconds. Packets that repeat
+//!   the previous packet's timestamp (RFC 4733 event updates and their retransmissions) do
+//!   not update it, since their sampling instant is not new;
+//! * the SSRC: a packet with a new SSRC restarts all of the above and bumps
+//!   [`ReceiveStats::ssrc_changes`];
+//! * the last arrival time, for [`RtpReceiver::is_timed_out`].
+//!
+//! Its [`JitterBuffer`] releases payloads in sequence order, one per playout tick, with
+//! [`Playout::Missing`] for packets that did not arrive in time (conceal them with
+//! silence).
+
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::packet::RtpPacket;
+
+/// RFC 3550 A.1: the largest forward jump taken as loss rather than a restart.
+const MAX_DROPOUT: u16 = 3000;
+/// RFC 3550 A.1: the largest backward step taken as reordering rather than a restart.
+const MAX_MISORDER: u16 = 100;
+/// How many recent sequence numbers are remembered to tell duplicates from late packets.
+const HISTORY: u64 = 128;
+
+/// An invalid receiver configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ReceiverError {
+    /// The clock rate is zero.
+    #[error("RTP clock rate must be positive")]
+    BadClockRate,
+    /// The jitter buffer depth is zero.
+    #[error("jitter buffer depth must be at least one frame")]
+    BadDepth,
+}
+
+/// How to receive a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverConfig {
+    /// The RTP clock rate in hertz (default 8000).
+    pub clock_rate: u32,
+    /// How many frames the jitter buffer holds before it starts playing (default 3).
+    pub jitter_buffer_frames: usize,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            clock_rate: 8000,
+            jitter_buffer_frames: 3,
+        }
+    }
+}
+
+/// What a received packet was, with its extended sequence number where it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The first packet of the stream, or of a new SSRC.
+    First(u64),
+    /// Newer than every packet so far (possibly after a gap).
+    InOrder(u64),
+    /// Older than the newest packet and not seen before: counted, not lost.
+    Reordered(u64),
+    /// Seen before.
+    Duplicate(u64),
+    /// A sequence jump not (yet) confirmed by the next packet; not counted.
+    Discarded,
+    /// The packet after a jump confirmed it: a new sequence segment starts here.
+    Restarted(u64),
+}
+
+impl Arrival {
+    /// The extended sequence number, unless the packet was discarded.
+    #[must_use]
+    pub fn sequence(self) -> Option<u64> {
+        match self {
+            Self::First(s)
+            | Self::InOrder(s)
+            | Self::Reordered(s)
+            | Self::Duplicate(s)
+            | Self::Restarted(s) => Some(s),
+            Self::Discarded => None,
+        }
+    }
+}
+
+/// A snapshot of a stream's receive statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ReceiveStats {
+    /// The current SSRC, once a packet arrived.
+    pub ssrc: Option<u32>,
+    /// Packets expected: the span of extended sequence numbers seen, summed over segments.
+    pub expected: u64,
+    /// Distinct packets received (duplicates and discarded packets excluded).
+    pub received: u64,
+    /// Packets received more than once (the extra copies).
+    pub duplicates: u64,
+    /// Packets that arrived after a newer one.
+    pub reordered: u64,
+    /// Packets dropped as unconfirmed sequence jumps (RFC 3550 A.1 `bad_seq`).
+    pub discarded: u64,
+    /// Confirmed sequence jumps of the same SSRC.
+    pub sequence_restarts: u64,
+    /// How many times the SSRC changed (kept across the restart a change causes).
+    pub ssrc_changes: u64,
+    /// The highest extended sequence number (of the current segment).
+    pub highest_sequence: u64,
+    /// Payload bytes of the distinct packets.
+    pub payload_bytes: u64,
+    /// The interarrival jitter (RFC 3550 A.8) in timestamp units.
+    pub jitter_ts: f64,
+    /// The interarrival jitter in milliseconds.
+    pub jitter_ms: f64,
+}
+
+impl ReceiveStats {
+    /// Cumulative packets lost: expected minus received (RFC 3550 A.3). Negative only if a
+    /// duplicate is older than the duplicate memory.
+    #[must_use]
+    pub fn lost(&self) -> i64 {
+        i64::try_from(self.expected).unwrap_or(i64::MAX)
+            - i64::try_from(self.received).unwrap_or(i64::MAX)
+    }
+
+    /// Lost packets as a fraction of the expected ones (0 when none expected).
+    #[must_use]
+    pub fn loss_fraction(&self) -> f64 {
+        if self.expected == 0 {
+            0.0
+        } else {
+            self.lost().max(0) as f64 / self.expected as f64
+        }
+    }
+}
+
+/// Sequence number bookkeeping of RFC 3550 A.1, without probation.
+#[derive(Debug, Clone)]
+struct Sequence {
+    max_seq: u16,
+    /// Wrap-arounds, shifted by 16 (A.1 `cycles`).
+    cycles: u64,
+    base: u64,
+    bad_seq: Option<u16>,
+    /// Bit `i` set: extended sequence `highest − i` was received.
+    seen: u128,
+}
+
+impl Sequence {
+    /// The segment starts at `seq`; extended numbers start one cycle up so that a packet
+    /// reordered from before the first one still has a (smaller) extended number.
+    fn new(seq: u16) -> Self {
+        Self {
+            max_seq: seq,
+            cycles: 1 << 16,
+            base: (1 << 16) + u64::from(seq),
+            bad_seq: None,
+            seen: 1,
+        }
+    }
+
+    fn highest(&self) -> u64 {
+        self.cycles + u64::from(self.max_seq)
+    }
+
+    fn expected(&self) -> u64 {
+        self.highest() - self.base + 1
+    }
+
+    fn update(&mut self, seq: u16) -> Arrival {
+        let delta = seq.wrapping_sub(self.max_seq);
+        if delta == 0 {
+            return Arrival::Duplicate(self.highest());
+        }
+        if delta < MAX_DROPOUT {
+            if seq < self.max_seq {
+                self.cycles += 1 << 16;
+            }
+            self.max_seq = seq;
+            self.seen = if u64::from(delta) >= HISTORY {
+                1
+            } else {
+                (self.seen << delta) | 1
+            };
+            self.bad_seq = None;
+            return Arrival::InOrder(self.highest());
+        }
+        if delta <= u16::MAX - MAX_MISORDER {
+            // A large jump: believe it only if the next packet follows it.
+            if self.bad_seq == Some(seq) {
+                return Arrival::Restarted(0);
+            }
+            self.bad_seq = Some(seq.wrapping_add(1));
+            return Arrival::Discarded;
+        }
+        // Up to MAX_MISORDER behind the newest.
+        let back = self.max_seq.wrapping_sub(seq);
+        let ext = self.highest() - u64::from(back);
+        let bit = 1u128 << back;
+        if self.seen & bit != 0 {
+            return Arrival::Duplicate(ext);
+        }
+        self.seen |= bit;
+        self.base = self.base.min(ext);
+        Arrival::Reordered(ext)
+    }
+}
+
+/// The state of one SSRC.
+#[derive(Debug, Clone)]
+struct Stream {
+    ssrc: u32,
+    sequence: Sequence,
+    /// Expected and received packets of earlier segments.
+    prior_expected: u64,
+    prior_received: u64,
+    received: u64,
+    duplicates: u64,
+    reordered: u64,
+    discarded: u64,
+    restarts: u64,
+    payload_bytes: u64,
+    jitter: f64,
+    /// The arrival time and RTP timestamp of the last packet used for jitter.
+    last_transit: Option<(Instant, u32)>,
+    /// Expected and received at the last interval report (A.3).
+    report_expected: u64,
+    report_received: u64,
+}
+
+impl Stream {
+    fn new(ssrc: u32, seq: u16) -> Self {
+        Self {
+            ssrc,
+            sequence: Sequence::new(seq),
+            prior_expected: 0,
+            prior_received: 0,
+            received: 0,
+            duplicates: 0,
+            reordered: 0,
+            discarded: 0,
+            restarts: 0,
+            payload_bytes: 0,
+            jitter: 0.0,
+            last_transit: None,
+            report_expected: 0,
+            report_received: 0,
+        }
+    }
+
+    fn expected(&self) -> u64 {
+        self.prior_expected + self.sequence.expected()
+    }
+
+    fn total_received(&self) -> u64 {
+        self.prior_received + self.received
+    }
+
+    /// RFC 3550 A.8, in floating point: `J += (|D| − J) / 16`.
+    fn update_jitter(&mut self, now: Instant, timestamp: u32, clock_rate: u32) {
+        if let Some((last_arrival, last_ts)) = self.last_transit {
+            if timestamp == last_ts {
+                return;
+            }
+            let arrival = match now.checked_duration_since(last_arrival) {
+                Some(d) => d.as_secs_f64(),
+                None => -last_arrival.duration_since(now).as_secs_f64(),
+            } * f64::from(clock_rate);
+            // Signed difference of the RTP timestamps, correct across a wrap.
+            let sent = f64::from(timestamp.wrapping_sub(last_ts) as i32);
+            let d = arrival - sent;
+            self.jitter += (d.abs() - self.jitter) / 16.0;
+        }
+        self.last_transit = Some((now, timestamp));
+    }
+}
+
+/// One playout tick's output from a [`JitterBuffer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Playout<'a> {
+    /// The next frame in sequence order.
+    Frame(BufferedFrame<'a>),
+    /// The next frame in sequence order did not arrive in time: conceal it (silence).
+    Missing {
+        /// Its extended sequence number.
+        sequence: u64,
+    },
+    /// Not playing: still filling up to the configured depth (at the start, or after an
+    /// underrun). Play silence.
+    Buffering,
+}
+
+/// A frame released by the jitter buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferedFrame<'a> {
+    /// The extended sequence number.
+    pub sequence: u64,
+    /// The RTP timestamp.
+    pub timestamp: u32,
+    /// The payload type (route telephone events away from the audio decoder).
+    pub payload_type: u8,
+    /// The marker bit.
+    pub marker: bool,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+/// What the jitter buffer did with a pushed packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffered {
+    /// Stored for playout.
+    Stored,
+    /// Already stored.
+    Duplicate,
+    /// Its turn to play has passed; dropped.
+    Late,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    sequence: Option<u64>,
+    timestamp: u32,
+    payload_type: u8,
+    marker: bool,
+    payload: Vec<u8>,
+}
+
+/// Counters of a [`JitterBuffer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JitterBufferStats {
+    /// Frames released.
+    pub played: u64,
+    /// Playout ticks with a missing frame.
+    pub missing: u64,
+    /// Packets that arrived after their playout tick.
+    pub late: u64,
+    /// Times the buffer ran dry while playing and went back to buffering.
+    pub underruns: u64,
+    /// Frames dropped unplayed because a packet far ahead of the playout point arrived.
+    pub overflow: u64,
+}
+
+/// A fixed-depth jitter buffer ordering payloads by extended sequence number.
+///
+/// It starts playing once it holds a span of `depth` frames, then releases one frame per
+/// [`JitterBuffer::pop`] (one pop per ptime, driven by the caller's playout clock). Payloads
+/// are copied into slots that keep their allocation, so a steady stream allocates nothing.
+#[derive(Debug, Clone)]
+pub struct JitterBuffer {
+    depth: u64,
+    slots: Vec<Slot>,
+    next: Option<u64>,
+    highest: Option<u64>,
+    playing: bool,
+    stats: JitterBufferStats,
+}
+
+impl JitterBuffer {
+    /// A buffer that plays once `depth` frames are buffered.
+    ///
+    /// # Errors
+    /// [`ReceiverError::BadDepth`] if `depth` is zero.
+    pub fn new(depth: usize) -> Result<Self, ReceiverError> {
+        if depth == 0 {
+            return Err(ReceiverError::BadDepth);
+        }
+        Ok(Self {
+            depth: depth as u64,
+            slots: vec![Slot::default(); 2 * depth + 2],
+            next: None,
+            highest: None,
+            playing: false,
+            stats: JitterBufferStats::default(),
+        })
+    }
+
+    fn capacity(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    fn slot(&mut self, sequence: u64) -> &mut Slot {
+        let cap = self.capacity();
+        // `sequence % cap < slots.len()`, so the index is in range.
+        &mut self.slots[(sequence % cap) as usize]
+    }
+
+    /// Stores a packet with its extended sequence number.
+    pub fn push(&mut self, sequence: u64, packet: &RtpPacket<'_>) -> Buffered {
+        let cap = self.capacity();
+        let next = match self.next {
+            None => sequence,
+            // Before playing starts, an earlier packet moves the start back (within reach).
+            Some(next) if !self.playing && sequence < next => {
+                if self.highest.is_some_and(|h| h - sequence >= cap) {
+                    self.stats.late += 1;
+                    return Buffered::Late;
+                }
+                sequence
+            }
+            Some(next) if sequence < next => {
+                self.stats.late += 1;
+                return Buffered::Late;
+            }
+            Some(next) => next,
+        };
+        // Too far ahead: give up the oldest frames so that this one fits.
+        let next = if sequence >= next.saturating_add(cap) {
+            let new_next = sequence + 1 - cap;
+            for s in next..new_next.min(next.saturating_add(cap)) {
+                let slot = self.slot(s);
+                if slot.sequence == Some(s) {
+                    slot.sequence = None;
+                }
+            }
+            self.stats.overflow += new_next - next;
+            new_next
+        } else {
+            next
+        };
+        self.next = Some(next);
+        self.highest = Some(self.highest.map_or(sequence, |h| h.max(sequence)));
+        let slot = self.slot(sequence);
+        if slot.sequence == Some(sequence) {
+            return Buffered::Duplicate;
+        }
+        slot.sequence = Some(sequence);
+        slot.timestamp = packet.header.timestamp;
+        slot.payload_type = packet.header.payload_type;
+        slot.marker = packet.header.marker;
+        slot.payload.clear();
+        slot.payload.extend_from_slice(packet.payload);
+        Buffered::Stored
+    }
+
+    /// The output for one playout tick.
+    pub fn pop(&mut self) -> Playout<'_> {
+        let (Some(next), Some(highest)) = (self.next, self.highest) else {
+            return Playout::Buffering;
+        };
+        if !self.playing {
+            if highest.saturating_add(1) >= next.saturating_add(self.depth) {
+                self.playing = true;
+            } else {
+                return Playout::Buffering;
+            }
+        }
+        if next > highest {
+            self.playing = false;
+            self.stats.underruns += 1;
+            return Playout::Buffering;
+        }
+        self.next = Some(next + 1);
+        let slot = self.slot(next);
+        if slot.sequence != Some(next) {
+            self.stats.missing += 1;
+            return Playout::Missing { sequence: next };
+        }
+        slot.sequence = None;
+        self.stats.played += 1;
+        let slot = &self.slots[(next % self.capacity()) as usize];
+        Playout::Frame(BufferedFrame {
+            sequence: next,
+            timestamp: slot.timestamp,
+            payload_type: slot.payload_type,
+            marker: slot.marker,
+            payload: &slot.payload,
+        })
+    }
+
+    /// How many frames are stored and not yet played.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| {
+                s.sequence
+                    .is_some_and(|q| self.next.is_some_and(|n| q >= n))
+            })
+            .count()
+    }
+
+    /// Whether no frame is stored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops everything and starts buffering again (counters are kept).
+    pub fn reset(&mut self) {
+        for slot in &mut self.slots {
+            slot.sequence = None;
+        }
+        self.next = None;
+        self.highest = None;
+        self.playing = false;
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> JitterBufferStats {
+        self.stats
+    }
+}
+
+/// Receive statistics and jitter buffer of one RTP stream.
+#[derive(Debug, Clone)]
+pub struct RtpReceiver {
+    clock_rate: u32,
+    created: Instant,
+    last_arrival: Option<Instant>,
+    stream: Option<Stream>,
+    ssrc_changes: u64,
+    jitter_buffer: JitterBuffer,
+}
+
+impl RtpReceiver {
+    /// A receiver created at `now` (the reference for a timeout before any packet arrives).
+    ///
+    /// # Errors
+    /// [`ReceiverError`] for a zero clock rate or jitter buffer depth.
+    pub fn new(now: Instant, config: ReceiverConfig) -> Result<Self, ReceiverError> {
+        if config.clock_rate == 0 {
+            return Err(ReceiverError::BadClockRate);
+        }
+        Ok(Self {
+            clock_rate: config.clock_rate,
+            created: now,
+            last_arrival: None,
+            stream: None,
+            ssrc_changes: 0,
+            jitter_buffer: JitterBuffer::new(config.jitter_buffer_frames)?,
+        })
+    }
+
+    /// Takes a packet that arrived at `now`: updates the statistics and stores the payload
+    /// in the jitter buffer (unless it is a duplicate or discarded).
+    pub fn on_packet(&mut self, now: Instant, packet: &RtpPacket<'_>) -> Arrival {
+        self.last_arrival = Some(now);
+        let header = &packet.header;
+        let stream = match &mut self.stream {
+            Some(stream) if stream.ssrc == header.ssrc => stream,
+            current => {
+                if current.is_some() {
+                    self.ssrc_changes += 1;
+                    self.jitter_buffer.reset();
+                }
+                current.insert(Stream::new(header.ssrc, header.sequence))
+            }
+        };
+        let arrival = if stream.received == 0 && stream.prior_received == 0 {
+            Arrival::First(stream.sequence.highest())
+        } else {
+            match stream.sequence.update(header.sequence) {
+                Arrival::Restarted(_) => {
+                    stream.prior_expected += stream.sequence.expected();
+                    stream.prior_received += stream.received;
+                    stream.received = 0;
+                    stream.restarts += 1;
+                    stream.sequence = Sequence::new(header.sequence);
+                    stream.last_transit = None;
+                    self.jitter_buffer.reset();
+                    Arrival::Restarted(stream.sequence.highest())
+                }
+                other => other,
+            }
+        };
+        match arrival {
+            Arrival::Duplicate(_) => stream.duplicates += 1,
+            Arrival::Discarded => stream.discarded += 1,
+            Arrival::First(_)
+            | Arrival::InOrder(_)
+            | Arrival::Reordered(_)
+            | Arrival::Restarted(_) => {
+                if matches!(arrival, Arrival::Reordered(_)) {
+                    stream.reordered += 1;
+                }
+                stream.received += 1;
+                stream.payload_bytes += packet.payload.len() as u64;
+                stream.update_jitter(now, header.timestamp, self.clock_rate);
+            }
+        }
+        if let Some(sequence) = arrival.sequence() {
+            if !matches!(arrival, Arrival::Duplicate(_)) {
+                self.jitter_buffer.push(sequence, packet);
+            }
+        }
+        arrival
+    }
+
+    /// The jitter buffer's output for one playout tick.
+    pub fn pop_frame(&mut self) -> Playout<'_> {
+        self.jitter_buffer.pop()
+    }
+
+    /// The jitter buffer's counters.
+    #[must_use]
+    pub fn jitter_buffer_stats(&self) -> JitterBufferStats {
+        self.jitter_buffer.stats()
+    }
+
+    /// A snapshot of the statistics.
+    #[must_use]
+    pub fn stats(&self) -> ReceiveStats {
+        let Some(s) = &self.stream else {
+            return ReceiveStats {
+                ssrc_changes: self.ssrc_changes,
+                ..ReceiveStats::default()
+            };
+        };
+        ReceiveStats {
+            ssrc: Some(s.ssrc),
+            expected: s.expected(),
+            received: s.total_received(),
+            duplicates: s.duplicates,
+            reordered: s.reordered,
+            discarded: s.discarded,
+            sequence_restarts: s.restarts,
+            ssrc_changes: self.ssrc_changes,
+            highest_sequence: s.sequence.highest(),
+            payload_bytes: s.payload_bytes,
+            jitter_ts: s.jitter,
+            jitter_ms: s.jitter * 1000.0 / f64::from(self.clock_rate),
+        }
+    }
+
+    /// The fraction lost since the previous call, as the 8-bit fixed-point number of an
+    /// RTCP report block (RFC 3550 A.3; 0 if nothing was lost or expected).
+    pub fn take_interval_fraction_lost(&mut self) -> u8 {
+        let Some(s) = &mut self.stream else {
+            return 0;
+        };
+        let expected = s.expected();
+        let received = s.total_received();
+        let expected_interval = expected.saturating_sub(s.report_expected);
+        let received_interval = received.saturating_sub(s.report_received);
+        s.report_expected = expected;
+        s.report_received = received;
+        if expected_interval == 0 || received_interval >= expected_interval {
+            return 0;
+        }
+        let lost = expected_interval - received_interval;
+        u8::try_from((lost << 8) / expected_interval).unwrap_or(u8::MAX)
+    }
+
+    /// When the last packet arrived.
+    #[must_use]
+    pub fn last_arrival(&self) -> Option<Instant> {
+        self.last_arrival
+    }
+
+    /// Whether no packet has arrived for `timeout` (counted from creation if none ever did).
+    #[must_use]
+    pub fn is_timed_out(&self, now: Instant, timeout: Duration) -> bool {
+        now.saturating_duration_since(self.last_arrival.unwrap_or(self.created)) >= timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::packet::{write_packet, RtpHeader};
+
+    /// The one clock read of these tests: a base for virtual time.
+    #[allow(clippy::disallowed_methods)]
+    fn base() -> Instant {
+        Instant::now()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A packet as bytes: sequence `seq`, timestamp `ts`, payload `[seq as u8; 4]`.
+    fn bytes(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+        let header = RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+        };
+        let mut buf = vec![0u8; 16];
+        write_packet(&header, &[seq as u8; 4], &mut buf).unwrap();
+        buf
+    }
+
+    /// A stream driver: packet `i` has sequence `seq0 + i`, timestamp `160·i`, and is sent
+    /// at `t0 + 20 ms·i`; `deliver` gets them in the order and at the times the test says.
+    struct Link {
+        t0: Instant,
+        rx: RtpReceiver,
+        seq0: u16,
+        ssrc: u32,
+    }
+
+    impl Link {
+        fn new(seq0: u16) -> Self {
+            let t0 = base();
+            Self {
+                t0,
+                rx: RtpReceiver::new(t0, ReceiverConfig::default()).unwrap(),
+                seq0,
+                ssrc: 0xABCD,
+            }
+        }
+
+        /// Delivers packet `i` with `delay` of network transit.
+        fn deliver(&mut self, i: u32, delay: Duration) -> Arrival {
+            let buf = bytes(self.ssrc, self.seq0.wrapping_add(i as u16), 160 * i);
+            let packet = RtpPacket::parse(&buf).unwrap();
+            let now = self.t0 + ms(20) * i + delay;
+            self.rx.on_packet(now, &packet)
+        }
+    }
+
+    #[test]
+    fn in_order_stream_with_constant_transit_has_no_loss_and_no_jitter() {
+        let mut link = Link::new(1000);
+        for i in 0..500 {
+            link.deliver(i, ms(30));
+        }
+        let stats = link.rx.stats();
+        assert_eq!(stats.ssrc, Some(0xABCD));
+        assert_eq!(stats.expected, 500);
+        assert_eq!(stats.received, 500);
+        assert_eq!(stats.lost(), 0);
+        assert_eq!(stats.loss_fraction(), 0.0);
+        assert_eq!(
+            (stats.duplicates, stats.reordered, stats.discarded),
+            (0, 0, 0)
+        );
+        assert_eq!(stats.payload_bytes, 2000);
+        assert!(stats.jitter_ts.abs() < 1e-6, "{}", stats.jitter_ts);
+    }
+
+    #[test]
+    fn five_percent_loss_is_counted() {
+        let mut link = Link::new(0);
+        for i in 0..1000 {
+            if i % 20 != 7 {
+                link.deliver(i, ms(5));
+            }
+        }
+        let stats = link.rx.stats();
+        assert_eq!(stats.expected, 1000);
+        assert_eq!(stats.received, 950);
+        assert_eq!(stats.lost(), 50);
+        assert!((stats.loss_fraction() - 0.05).abs() < 1e-12);
+        assert_eq!(link.rx.take_interval_fraction_lost(), 12); // 0.05 · 256 = 12.8
+        assert_eq!(link.rx.take_interval_fraction_lost(), 0);
+    }
+
+    #[test]
+    fn duplicates_are_counted_apart_and_not_as_received() {
+        let mut link = Link::new(7);
+        for i in 0..100 {
+            assert!(matches!(
+                link.deliver(i, ms(5)),
+                Arrival::First(_) | Arrival::InOrder(_)
+            ));
+            if i % 10 == 3 {
+                assert!(matches!(link.deliver(i, ms(6)), Arrival::Duplicate(_)));
+            }
+        }
+        // An old duplicate, well behind the newest packet.
+        assert!(matches!(link.deliver(50, ms(1000)), Arrival::Duplicate(_)));
+        let stats = link.rx.stats();
+        assert_eq!(stats.duplicates, 11);
+        assert_eq!(stats.received, 100);
+        assert_eq!(stats.expected, 100);
+        assert_eq!(stats.lost(), 0);
+    }
+
+    #[test]
+    fn adjacent_reordering_is_reordered_not_lost() {
+        let mut link = Link::new(500);
+        let mut kinds = Vec::new();
+        for pair in 0..50 {
+            let (a, b) = (2 * pair, 2 * pair + 1);
+            if pair % 5 == 1 {
+                kinds.push(link.deliver(b, ms(5)));
+                kinds.push(link.deliver(a, ms(6)));
+            } else {
+                kinds.push(link.deliver(a, ms(5)));
+                kinds.push(link.deliver(b, ms(5)));
+            }
+        }
+        let stats = link.rx.stats();
+        assert_eq!(stats.reordered, 10);
+        assert_eq!(stats.expected, 100);
+        assert_eq!(stats.received, 100);
+        assert_eq!(stats.lost(), 0);
+        assert_eq!(kinds[2], Arrival::InOrder((1 << 16) + 503));
+        assert_eq!(kinds[3], Arrival::Reordered((1 << 16) + 502));
+        // The very first packets swapped: the start moves back, nothing is lost.
+        let mut link = Link::new(9);
+        link.deliver(1, ms(5));
+        assert_eq!(link.deliver(0, ms(6)), Arrival::Reordered((1 << 16) + 9));
+        link.deliver(2, ms(5));
+        assert_eq!(link.rx.stats().expected, 3);
+        assert_eq!(link.rx.stats().lost(), 0);
+    }
+
+    #[test]
+    fn sequence_wraps_at_65535() {
+        let mut link = Link::new(65_500);
+        for i in 0..100 {
+            // Swap the two packets either side of the wrap.
+            let i = match i {
+                35 => 36,
+                36 => 35,
+                other => other,
+            };
+            link.deliver(i, ms(5));
+        }
+        let stats = link.rx.stats();
+        assert_eq!(stats.expected, 100);
+        assert_eq!(stats.received, 100);
+        assert_eq!(stats.lost(), 0);
+        assert_eq!(stats.reordered, 1);
+        // One wrap: 65,500 + 99 − 65,536 = 63 in the next cycle.
+        assert_eq!(stats.highest_sequence, (2 << 16) + 63);
+    }
+
+    #[test]
+    fn jitter_with_alternating_transit_follows_rfc_3550() {
+        let mut link = Link::new(0);
+        let n = 200;
+        for i in 0..n {
+            // Transit alternates 0 and 10 ms: |D| = 80 timestamp units every packet.
+            link.deliver(i, if i % 2 == 1 { ms(10) } else { ms(0) });
+        }
+        let expected = 80.0 * (1.0 - (15.0f64 / 16.0).powi(n as i32 - 1));
+        let stats = link.rx.stats();
+        assert!(
+            (stats.jitter_ts - expected).abs() < 1e-6,
+            "{}",
+            stats.jitter_ts
+        );
+        assert!((stats.jitter_ms - expected / 8.0).abs() < 1e-6);
+        // After 10 packets it is still converging: J = 80·(1 − (15/16)^9).
+        let mut short = Link::new(0);
+        for i in 0..10 {
+            short.deliver(i, if i % 2 == 1 { ms(10) } else { ms(0) });
+        }
+        let j10 = 80.0 * (1.0 - (15.0f64 / 16.0).powi(9));
+        assert!((short.rx.stats().jitter_ts - j10).abs() < 1e-6);
+    }
+
+    #[test]
+    fn repeated_timestamps_do_not_add_jitter() {
+        // RFC 4733 event updates: same timestamp, 20 ms apart.
+        let t0 = base();
+        let mut rx = RtpReceiver::new(t0, ReceiverConfig::default()).unwrap();
+        for i in 0..10u16 {
+            let buf = bytes(1, i, 8000);
+            rx.on_packet(t0 + ms(20) * u32::from(i), &RtpPacket::parse(&buf).unwrap());
+        }
+        let buf = bytes(1, 10, 8000 + 1600);
+        rx.on_packet(t0 + ms(200), &RtpPacket::parse(&buf).unwrap());
+        assert!(rx.stats().jitter_ts.abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_new_ssrc_restarts_the_statistics_and_is_counted() {
+        let mut link = Link::new(100);
+        for i in 0..10 {
+            link.deliver(i, ms(5));
+        }
+        link.ssrc = 0x1111;
+        link.seq0 = 40_000;
+        assert!(matches!(link.deliver(10, ms(5)), Arrival::First(_)));
+        for i in 11..15 {
+            link.deliver(i, ms(5));
+        }
+        let stats = link.rx.stats();
+        assert_eq!(stats.ssrc, Some(0x1111));
+        assert_eq!(stats.ssrc_changes, 1);
+        assert_eq!(stats.expected, 5);
+        assert_eq!(stats.received, 5);
+    }
+
+    #[test]
+    fn a_sequence_jump_is_believed_only_when_followed() {
+        let mut link = Link::new(0);
+        for i in 0..10 {
+            link.deliver(i, ms(5));
+        }
+        // A stray packet far ahead: discarded, then the stream goes on.
+        link.seq0 = 20_000;
+        assert_eq!(link.deliver(10, ms(5)), Arrival::Discarded);
+        link.seq0 = 0;
+        assert!(matches!(link.deliver(11, ms(5)), Arrival::InOrder(_)));
+        // Now a real jump: two packets in sequence after it.
+        link.seq0 = 30_000;
+        assert_eq!(link.deliver(12, ms(5)), Arrival::Discarded);
+        assert!(matches!(link.deliver(13, ms(5)), Arrival::Restarted(_)));
+        link.deliver(14, ms(5));
+        let stats = link.rx.stats();
+        assert_eq!(stats.discarded, 2);
+        assert_eq!(stats.sequence_restarts, 1);
+        // Segment one: 0..=11 (11 received, 10 lost to the stray); segment two: 13, 14.
+        assert_eq!(stats.expected, 12 + 2);
+        assert_eq!(stats.received, 11 + 2);
+    }
+
+    #[test]
+    fn timeout_counts_from_the_last_arrival_or_creation() {
+        let mut link = Link::new(0);
+        let t0 = link.t0;
+        assert!(!link.rx.is_timed_out(t0 + ms(999), ms(1000)));
+        assert!(link.rx.is_timed_out(t0 + ms(1000), ms(1000)));
+        link.deliver(50, Duration::ZERO); // arrives at t0 + 1 s
+        assert_eq!(link.rx.last_arrival(), Some(t0 + ms(1000)));
+        assert!(!link.rx.is_timed_out(t0 + ms(1500), ms(1000)));
+        assert!(link.rx.is_timed_out(t0 + ms(2000), ms(1000)));
+        // A clock that went backwards is not a timeout.
+        assert!(!link.rx.is_timed_out(t0, ms(1000)));
+    }
+
+    /// Pops one tick and describes it.
+    fn tick(rx: &mut RtpReceiver) -> Option<Option<u8>> {
+        match rx.pop_frame() {
+            Playout::Frame(f) => Some(Some(f.payload[0])),
+            Playout::Missing { .. } => Some(None),
+            Playout::Buffering => None,
+        }
+    }
+
+    #[test]
+    fn jitter_buffer_releases_in_order_and_conceals_gaps() {
+        let mut link = Link::new(65_530);
+        // Arrival order: 0 2 1 3 5 (4 lost) 6 7 8, 2 (duplicate), 9.
+        let mut out = Vec::new();
+        for i in [0, 2, 1, 3, 5, 6, 7, 8, 2, 9] {
+            link.deliver(i, ms(5));
+            out.push(tick(&mut link.rx));
+        }
+        for _ in 0..4 {
+            out.push(tick(&mut link.rx));
+        }
+        let p = |i: u16| Some(Some(65_530u16.wrapping_add(i) as u8));
+        assert_eq!(
+            out,
+            [
+                None, // buffering: a span of 1 frame, 3 needed
+                p(0), // 0..=2 spans 3 frames (1 is still on its way)
+                p(1), // ... and arrived in time
+                p(2),
+                p(3),
+                Some(None), // 4 was lost
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9),
+                None, // ran dry: underrun, buffering again
+                None,
+                None,
+            ]
+        );
+        let stats = link.rx.jitter_buffer_stats();
+        assert_eq!(stats.played, 9);
+        assert_eq!(stats.missing, 1);
+        assert_eq!(stats.underruns, 1);
+        assert_eq!(link.rx.stats().duplicates, 1);
+    }
+
+    #[test]
+    fn jitter_buffer_drops_late_packets_and_survives_big_gaps() {
+        let mut jb = JitterBuffer::new(2).unwrap();
+        let store = |jb: &mut JitterBuffer, seq: u64| {
+            let buf = bytes(1, seq as u16, 0);
+            jb.push(seq, &RtpPacket::parse(&buf).unwrap())
+        };
+        assert_eq!(store(&mut jb, 10), Buffered::Stored);
+        assert_eq!(store(&mut jb, 11), Buffered::Stored);
+        assert_eq!(store(&mut jb, 11), Buffered::Duplicate);
+        assert_eq!(jb.len(), 2);
+        assert!(matches!(jb.pop(), Playout::Frame(f) if f.sequence == 10));
+        assert_eq!(store(&mut jb, 10), Buffered::Late);
+        assert_eq!(store(&mut jb, 9), Buffered::Late);
+        assert_eq!(jb.stats().late, 2);
+        // A packet far ahead: the frames in between are given up.
+        assert_eq!(store(&mut jb, 100), Buffered::Stored);
+        assert_eq!(jb.stats().overflow, 100 - 11 - 5);
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            seen.push(match jb.pop() {
+                Playout::Frame(f) => Some(f.sequence),
+                Playout::Missing { sequence } => Some(sequence + 1000),
+                Playout::Buffering => None,
+            });
+        }
+        assert_eq!(
+            seen,
+            [
+                Some(1095),
+                Some(1096),
+                Some(1097),
+                Some(1098),
+                Some(1099),
+                Some(100),
+                None,
+                None
+            ]
+        );
+        jb.reset();
+        assert!(jb.is_empty());
+        assert_eq!(jb.pop(), Playout::Buffering);
+        assert_eq!(JitterBuffer::new(0).unwrap_err(), ReceiverError::BadDepth);
+        assert!(RtpReceiver::new(
+            base(),
+            ReceiverConfig {
+                clock_rate: 0,
+                ..ReceiverConfig::default()
+            }
+        )
+        .is_err());
+    }
+}

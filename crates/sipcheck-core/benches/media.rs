@@ -1,0 +1,155 @@
+//! The cost of one 20 ms frame (160 samples at 8 kHz) through the media path.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sipcheck_core::media::g711::{decode_alaw, decode_ulaw, encode_alaw, encode_ulaw, Codec};
+use sipcheck_core::media::tone::{
+    AudioSource, DetectorConfig, Tone, ToneDetector, ToneGenerator, ToneQuery,
+};
+use sipcheck_core::rtp::packet::{write_packet, RtpHeader, RtpPacket};
+use sipcheck_core::rtp::receiver::{Playout, ReceiverConfig, RtpReceiver};
+
+const FRAME: usize = 160;
+
+/// One second of a 440 Hz tone at −20 dBFS, as 50 frames.
+fn tone_frames() -> Vec<[i16; FRAME]> {
+    let mut generator = ToneGenerator::new(&Tone::single(440.0, -20.0).unwrap());
+    (0..50)
+        .map(|_| {
+            let mut frame = [0i16; FRAME];
+            generator.fill(&mut frame);
+            frame
+        })
+        .collect()
+}
+
+fn detector(freqs: &[f64]) -> ToneDetector {
+    let mut det = ToneDetector::new(DetectorConfig::default()).unwrap();
+    for &hz in freqs {
+        det.watch(ToneQuery::single(hz).unwrap()).unwrap();
+    }
+    det
+}
+
+/// The benches' one clock read, as a base for the receiver's arrival times.
+#[allow(clippy::disallowed_methods)]
+fn base() -> Instant {
+    Instant::now()
+}
+
+fn g711(c: &mut Criterion) {
+    let frames = tone_frames();
+    let pcm = frames[7];
+    let mut codes = [0u8; FRAME];
+    let mut out = [0i16; FRAME];
+    let mut group = c.benchmark_group("g711_frame_160");
+    group.throughput(Throughput::Elements(FRAME as u64));
+    group.bench_function("ulaw_encode", |b| {
+        b.iter(|| encode_ulaw(black_box(&pcm), black_box(&mut codes)))
+    });
+    encode_ulaw(&pcm, &mut codes).unwrap();
+    group.bench_function("ulaw_decode", |b| {
+        b.iter(|| decode_ulaw(black_box(&codes), black_box(&mut out)))
+    });
+    group.bench_function("alaw_encode", |b| {
+        b.iter(|| encode_alaw(black_box(&pcm), black_box(&mut codes)))
+    });
+    encode_alaw(&pcm, &mut codes).unwrap();
+    group.bench_function("alaw_decode", |b| {
+        b.iter(|| decode_alaw(black_box(&codes), black_box(&mut out)))
+    });
+    group.finish();
+}
+
+fn tone(c: &mut Criterion) {
+    let frames = tone_frames();
+    let mut group = c.benchmark_group("tone_frame_160");
+    group.throughput(Throughput::Elements(FRAME as u64));
+    let mut generator = ToneGenerator::new(&Tone::dual(697.0, 1209.0, -10.0).unwrap());
+    let mut out = [0i16; FRAME];
+    group.bench_function("generate_dual_tone", |b| {
+        b.iter(|| generator.fill(black_box(&mut out)))
+    });
+    for freqs in [&[440.0][..], &[697.0, 1209.0, 440.0][..]] {
+        let mut det = detector(freqs);
+        let mut i = 0;
+        let name = format!("goertzel_detect_{}_freq", freqs.len());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                det.push(black_box(&frames[i % frames.len()]));
+                i += 1;
+            })
+        });
+    }
+    group.finish();
+}
+
+fn receive_path(c: &mut Criterion) {
+    let frames = tone_frames();
+    let packets: Vec<Vec<u8>> = frames
+        .iter()
+        .enumerate()
+        .map(|(n, frame)| {
+            let mut payload = [0u8; FRAME];
+            Codec::Pcmu.encode(frame, &mut payload).unwrap();
+            let header = RtpHeader {
+                marker: n == 0,
+                payload_type: 0,
+                sequence: n as u16,
+                timestamp: 160 * n as u32,
+                ssrc: 0x1234_5678,
+            };
+            let mut buf = vec![0u8; 12 + FRAME];
+            write_packet(&header, &payload, &mut buf).unwrap();
+            buf
+        })
+        .collect();
+    let mut group = c.benchmark_group("receive_frame_160");
+    group.throughput(Throughput::Elements(FRAME as u64));
+
+    // RTP parse + μ-law decode + Goertzel detection of one frequency.
+    let mut det = detector(&[440.0]);
+    let mut pcm = [0i16; FRAME];
+    let mut i = 0;
+    group.bench_function("parse_decode_detect", |b| {
+        b.iter(|| {
+            let packet = RtpPacket::parse(black_box(&packets[i % packets.len()])).unwrap();
+            let codec = Codec::from_payload_type(packet.header.payload_type).unwrap();
+            let n = codec.decode(packet.payload, &mut pcm).unwrap();
+            det.push(&pcm[..n]);
+            i += 1;
+        })
+    });
+
+    // The same, with receive statistics and the jitter buffer in between.
+    let t0 = base();
+    let mut rx = RtpReceiver::new(t0, ReceiverConfig::default()).unwrap();
+    let mut det = detector(&[440.0]);
+    let mut buf = vec![0u8; 12 + FRAME];
+    let mut n: u32 = 0;
+    group.bench_function("parse_stats_jitterbuffer_decode_detect", |b| {
+        b.iter(|| {
+            // A fresh sequence number and timestamp each time, as on the wire.
+            buf.copy_from_slice(&packets[n as usize % packets.len()]);
+            buf[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            buf[4..8].copy_from_slice(&(160 * n).to_be_bytes());
+            let now = t0 + Duration::from_millis(20) * n;
+            let packet = RtpPacket::parse(black_box(&buf)).unwrap();
+            rx.on_packet(now, &packet);
+            match rx.pop_frame() {
+                Playout::Frame(frame) => {
+                    let n = Codec::Pcmu.decode(frame.payload, &mut pcm).unwrap();
+                    det.push(&pcm[..n]);
+                }
+                Playout::Missing { .. } | Playout::Buffering => det.push(&[0; FRAME]),
+            }
+            n = n.wrapping_add(1);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, g711, tone, receive_path);
+criterion_main!(benches);
