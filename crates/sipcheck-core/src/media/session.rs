@@ -1,0 +1,686 @@
+//! One call's media, sans-IO: the paced sender, the receiver and what it verifies.
+//!
+//! A [`MediaSession`] owns a [`Pacer`] (frame `n` due at `t0 + n·ptime`), the audio source (a
+//! [`Playlist`] or samples pushed through the audio bridge), an optional RFC 4733 DTMF sender,
+//! the [`RtpReceiver`] with its jitter buffer, the G.711 decoder, the tone detector, the DTMF
+//! receiver and an optional recording. The shell wakes it at [`MediaSession::poll_timeout`],
+//! takes packets from [`MediaSession::poll_transmit`] and hands it every datagram that
+//! arrives with [`MediaSession::handle_packet`]. Each send tick is also a playout tick: one
+//! frame leaves the jitter buffer, is decoded and fed to the detector.
+//!
+//! Nothing here allocates per packet once the session is built, except the recording and the
+//! bridge's receive queue when they are enabled.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::dtmf::{DtmfConfig, DtmfError, DtmfReceiver, DtmfSender};
+use super::g711::Codec;
+use super::tone::{
+    Detection, DetectorConfig, Playlist, ToneDetector, ToneError, ToneQuery, WatchId,
+};
+use crate::ids::IdGen;
+use crate::rtp::pacer::{Pacer, PacerConfig, PacerError};
+use crate::rtp::packet::{write_packet, RtpHeader, RtpPacket};
+use crate::rtp::receiver::{
+    JitterBufferStats, Playout, ReceiveStats, ReceiverConfig, ReceiverError, RtpReceiver,
+};
+
+/// The largest RTP packet a session writes (12-byte header and 60 ms of G.711).
+pub const MAX_PACKET: usize = 12 + 480;
+
+/// Received audio kept for the bridge at most (10 s at 8 kHz); older samples are dropped.
+const BRIDGE_QUEUE_MAX: usize = 80_000;
+
+/// How a session sends and receives.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The negotiated codec.
+    pub codec: Codec,
+    /// Its payload type (0 or 8, or the dynamic number the peer chose).
+    pub payload_type: u8,
+    /// The telephone-event payload type, when negotiated.
+    pub telephone_event_pt: Option<u8>,
+    /// Packetisation interval.
+    pub ptime: Duration,
+    /// Jitter buffer depth in frames.
+    pub jitter_buffer_frames: usize,
+    /// Whether we may send (not on hold / recvonly).
+    pub send: bool,
+    /// Keep the decoded received audio for a WAV recording.
+    pub record: bool,
+    /// Keep decoded received audio for [`MediaSession::pull_audio`].
+    pub bridge: bool,
+    /// Tone detector block size.
+    pub detector: DetectorConfig,
+}
+
+impl MediaConfig {
+    /// PCMU or PCMA with its static payload type, 20 ms, a 3-frame jitter buffer.
+    pub fn new(codec: Codec) -> Self {
+        Self {
+            codec,
+            payload_type: codec.payload_type(),
+            telephone_event_pt: None,
+            ptime: Duration::from_millis(20),
+            jitter_buffer_frames: 3,
+            send: true,
+            record: false,
+            bridge: false,
+            detector: DetectorConfig::default(),
+        }
+    }
+}
+
+/// Why a session could not be set up or asked.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Bad pacing parameters.
+    #[error(transparent)]
+    Pacer(#[from] PacerError),
+    /// Bad receiver parameters.
+    #[error(transparent)]
+    Receiver(#[from] ReceiverError),
+    /// Bad tone parameters.
+    #[error(transparent)]
+    Tone(#[from] ToneError),
+    /// Bad DTMF parameters.
+    #[error(transparent)]
+    Dtmf(#[from] DtmfError),
+    /// DTMF was asked for but telephone-event was not negotiated.
+    #[error("the peer did not accept telephone-event (RFC 4733): cannot send DTMF")]
+    NoTelephoneEvent,
+    /// ptime above what a packet buffer holds.
+    #[error("ptime {0:?} is too long (at most 60 ms)")]
+    PtimeTooLong(Duration),
+}
+
+/// A tone the session was asked to find, and what it found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToneResult {
+    /// The frequencies looked for (one, two for a dual tone; several steps for a sequence).
+    pub frequencies: Vec<f64>,
+    /// When it was found (the first detection).
+    pub detection: Option<Detection>,
+}
+
+/// What a session did and heard, summarised once at the end of a call.
+#[derive(Debug, Clone)]
+pub struct MediaReport {
+    /// RTP packets sent (audio and telephone-event).
+    pub packets_sent: u64,
+    /// Telephone-event packets among them.
+    pub dtmf_packets_sent: u64,
+    /// Frames skipped because the sender woke up more than a burst late (generator overrun).
+    pub frames_skipped: u64,
+    /// Send lateness (now − due) per frame, microseconds.
+    pub lateness_us: Histogram<u32>,
+    /// Receive statistics of the far end's stream.
+    pub receive: ReceiveStats,
+    /// Jitter buffer counters.
+    pub jitter_buffer: JitterBufferStats,
+    /// Packets whose payload type was neither the codec's nor telephone-event's.
+    pub wrong_payload_type: u64,
+    /// Datagrams that were not RTP (RTCP is not counted here).
+    pub malformed: u64,
+    /// RMS level of the decoded received audio, dBFS.
+    pub rms_dbfs: f64,
+    /// Loudest 20 ms block received, dBFS.
+    pub peak_block_dbfs: f64,
+    /// The tones asked for, and what was found.
+    pub tones: Vec<ToneResult>,
+    /// DTMF digits received as RFC 4733 events, in order.
+    pub dtmf_received: String,
+    /// Time since the last packet arrived (or since the start if none did).
+    pub since_last_packet: Duration,
+}
+
+impl MediaReport {
+    /// True when the received audio never rose above `threshold_dbfs`.
+    pub fn is_silent(&self, threshold_dbfs: f64) -> bool {
+        self.peak_block_dbfs < threshold_dbfs
+    }
+}
+
+/// One call's media: see the module documentation.
+pub struct MediaSession {
+    config: MediaConfig,
+    started: Instant,
+    pacer: Pacer,
+    source: Playlist,
+    live: VecDeque<i16>,
+    dtmf_tx: Option<DtmfSender>,
+    receiver: RtpReceiver,
+    detector: ToneDetector,
+    watches: Vec<(WatchId, Vec<f64>)>,
+    dtmf_rx: DtmfReceiver,
+    recording: Option<Vec<i16>>,
+    received_audio: VecDeque<i16>,
+    pcm: Vec<i16>,
+    payload: Vec<u8>,
+    decoded: Vec<i16>,
+    packets_sent: u64,
+    dtmf_packets_sent: u64,
+    lateness_us: Histogram<u32>,
+    wrong_payload_type: u64,
+    malformed: u64,
+}
+
+impl std::fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("codec", &self.config.codec)
+            .field("packets_sent", &self.packets_sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaSession {
+    /// A session whose first frame is due at `t0`, playing `source`; SSRC, initial sequence
+    /// and timestamp are drawn from `ids`.
+    pub fn new(
+        t0: Instant,
+        config: MediaConfig,
+        source: Playlist,
+        ids: &mut IdGen,
+    ) -> Result<Self, MediaError> {
+        if config.ptime > Duration::from_millis(60) {
+            return Err(MediaError::PtimeTooLong(config.ptime));
+        }
+        let pacer = Pacer::new(
+            t0,
+            PacerConfig {
+                ptime: config.ptime,
+                ..PacerConfig::random(ids)
+            },
+        )?;
+        let frame = pacer.samples_per_frame() as usize;
+        let receiver = RtpReceiver::new(
+            t0,
+            ReceiverConfig {
+                clock_rate: 8000,
+                jitter_buffer_frames: config.jitter_buffer_frames,
+            },
+        )?;
+        Ok(Self {
+            detector: ToneDetector::new(config.detector)?,
+            recording: config.record.then(Vec::new),
+            started: t0,
+            pacer,
+            source,
+            live: VecDeque::new(),
+            dtmf_tx: None,
+            receiver,
+            watches: Vec::new(),
+            dtmf_rx: DtmfReceiver::new(),
+            received_audio: VecDeque::new(),
+            pcm: vec![0; frame],
+            payload: vec![0; frame],
+            decoded: vec![0; frame],
+            packets_sent: 0,
+            dtmf_packets_sent: 0,
+            lateness_us: Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds"),
+            wrong_payload_type: 0,
+            malformed: 0,
+            config,
+        })
+    }
+
+    /// Look for a tone (single or dual) in what is received.
+    pub fn expect_tone(&mut self, query: ToneQuery) -> Result<WatchId, MediaError> {
+        let freqs = query.frequencies().to_vec();
+        let id = self.detector.watch(query)?;
+        self.watches.push((id, freqs));
+        Ok(id)
+    }
+
+    /// Look for tones in this order (a call's tone signature).
+    pub fn expect_sequence(&mut self, steps: &[ToneQuery]) -> Result<WatchId, MediaError> {
+        let freqs = steps
+            .iter()
+            .flat_map(|s| s.frequencies().iter().copied())
+            .collect();
+        let id = self.detector.watch_sequence(steps)?;
+        self.watches.push((id, freqs));
+        Ok(id)
+    }
+
+    /// Whether tone `id` was found.
+    pub fn tone_found(&self, id: WatchId) -> bool {
+        self.detector.is_complete(id)
+    }
+
+    /// Send `digits` as RFC 4733 events from the next tick on (audio pauses meanwhile).
+    pub fn send_dtmf(&mut self, digits: &str, config: DtmfConfig) -> Result<(), MediaError> {
+        if self.config.telephone_event_pt.is_none() {
+            return Err(MediaError::NoTelephoneEvent);
+        }
+        let config = DtmfConfig {
+            ptime: self.config.ptime,
+            ..config
+        };
+        self.dtmf_tx = Some(DtmfSender::new(digits, config)?);
+        Ok(())
+    }
+
+    /// True while DTMF digits remain to be sent.
+    pub fn is_sending_dtmf(&self) -> bool {
+        self.dtmf_tx.as_ref().is_some_and(|d| !d.is_done())
+    }
+
+    /// Allow or stop sending (hold, re-INVITE).
+    pub fn set_sending(&mut self, send: bool) {
+        if send && !self.config.send {
+            self.pacer.start_talkspurt();
+        }
+        self.config.send = send;
+    }
+
+    /// Queue audio to send (the audio bridge): samples in [-1, 1] at 8 kHz mono; they are
+    /// sent before the playlist resumes.
+    pub fn push_audio(&mut self, samples: &[f32]) {
+        self.live.extend(
+            samples
+                .iter()
+                .map(|&s| (s.clamp(-1.0, 1.0) * 32_767.0) as i16),
+        );
+    }
+
+    /// Take the decoded received audio queued since the last call (bridge mode), as samples
+    /// in [-1, 1] at 8 kHz mono.
+    pub fn pull_audio(&mut self, out: &mut Vec<f32>) {
+        out.extend(
+            self.received_audio
+                .drain(..)
+                .map(|s| f32::from(s) / 32_768.0),
+        );
+    }
+
+    /// When the next frame is due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Instant {
+        self.pacer.poll_timeout()
+    }
+
+    /// The next packet to send now, written into `out` (at least [`MAX_PACKET`] bytes);
+    /// `None` when no frame is due. Call until it returns `None`. Each due frame is also a
+    /// playout tick of the receive side.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        loop {
+            let slot = self.pacer.poll_frame(now)?;
+            let micros = u64::try_from(slot.lateness.as_micros()).unwrap_or(u64::MAX);
+            let _ = self.lateness_us.record(micros.max(1));
+            self.playout_tick();
+            if !self.config.send {
+                continue;
+            }
+            if let Some(dtmf) = &mut self.dtmf_tx {
+                if let Some(packet) = dtmf.poll_tick(slot.timestamp) {
+                    let header = RtpHeader {
+                        marker: packet.marker,
+                        payload_type: self.config.telephone_event_pt.unwrap_or(101),
+                        sequence: slot.sequence,
+                        timestamp: packet.timestamp,
+                        ssrc: self.pacer.ssrc(),
+                    };
+                    self.dtmf_packets_sent += 1;
+                    self.packets_sent += 1;
+                    return write_packet(&header, &packet.payload(), out).ok();
+                }
+                if dtmf.is_done() {
+                    self.dtmf_tx = None;
+                    self.pacer.start_talkspurt();
+                }
+            }
+            let n = self.pcm.len();
+            let from_live = self.live.len().min(n);
+            for (dst, src) in self.pcm.iter_mut().zip(self.live.drain(..from_live)) {
+                *dst = src;
+            }
+            if from_live < n {
+                self.source.fill_counted(&mut self.pcm[from_live..]);
+            }
+            let encoded = self
+                .config
+                .codec
+                .encode(&self.pcm, &mut self.payload)
+                .ok()?;
+            let header = RtpHeader {
+                marker: slot.marker,
+                payload_type: self.config.payload_type,
+                sequence: slot.sequence,
+                timestamp: slot.timestamp,
+                ssrc: self.pacer.ssrc(),
+            };
+            self.packets_sent += 1;
+            return write_packet(&header, &self.payload[..encoded], out).ok();
+        }
+    }
+
+    /// One playout tick: a frame out of the jitter buffer, decoded (or concealed with
+    /// silence), into the detector, the recording and the bridge queue.
+    fn playout_tick(&mut self) {
+        let n = self.decoded.len();
+        let playing = match self.receiver.pop_frame() {
+            Playout::Frame(frame) if frame.payload_type == self.config.payload_type => {
+                let got = self
+                    .config
+                    .codec
+                    .decode(frame.payload, &mut self.decoded)
+                    .unwrap_or(0);
+                self.decoded[got.min(n)..].fill(0);
+                true
+            }
+            Playout::Frame(_) | Playout::Missing { .. } => {
+                self.decoded.fill(0);
+                true
+            }
+            Playout::Buffering => false,
+        };
+        if !playing {
+            return;
+        }
+        self.detector.push(&self.decoded);
+        if let Some(rec) = &mut self.recording {
+            rec.extend_from_slice(&self.decoded);
+        }
+        if self.config.bridge {
+            self.received_audio.extend(self.decoded.iter().copied());
+            let excess = self.received_audio.len().saturating_sub(BRIDGE_QUEUE_MAX);
+            self.received_audio.drain(..excess);
+        }
+    }
+
+    /// A datagram arrived on the RTP port.
+    pub fn handle_packet(&mut self, now: Instant, data: &[u8]) {
+        if crate::rtp::packet::is_rtcp(data) {
+            return;
+        }
+        let Ok(packet) = RtpPacket::parse(data) else {
+            self.malformed += 1;
+            return;
+        };
+        let pt = packet.header.payload_type;
+        if Some(pt) == self.config.telephone_event_pt {
+            let _ = self.dtmf_rx.push(packet.header.timestamp, packet.payload);
+            return;
+        }
+        if pt != self.config.payload_type {
+            self.wrong_payload_type += 1;
+        }
+        self.receiver.on_packet(now, &packet);
+    }
+
+    /// True when nothing arrived for `timeout` (since the start, before the first packet).
+    pub fn is_timed_out(&self, now: Instant, timeout: Duration) -> bool {
+        self.receiver.is_timed_out(now, timeout)
+    }
+
+    /// The time since the session started.
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+
+    /// The recording so far (8 kHz mono), if recording was asked for.
+    pub fn recording(&self) -> Option<&[i16]> {
+        self.recording.as_deref()
+    }
+
+    /// The summary of the session at `now`.
+    pub fn report(&self, now: Instant) -> MediaReport {
+        MediaReport {
+            packets_sent: self.packets_sent,
+            dtmf_packets_sent: self.dtmf_packets_sent,
+            frames_skipped: self.pacer.stats().overrun,
+            lateness_us: self.lateness_us.clone(),
+            receive: self.receiver.stats(),
+            jitter_buffer: self.receiver.jitter_buffer_stats(),
+            wrong_payload_type: self.wrong_payload_type,
+            malformed: self.malformed,
+            rms_dbfs: self.detector.rms_dbfs(),
+            peak_block_dbfs: self.detector.max_block_rms_dbfs(),
+            tones: self
+                .watches
+                .iter()
+                .map(|(id, freqs)| ToneResult {
+                    frequencies: freqs.clone(),
+                    detection: self.detector.detection(*id).cloned(),
+                })
+                .collect(),
+            dtmf_received: self.dtmf_rx.digits(),
+            since_last_packet: now
+                .saturating_duration_since(self.receiver.last_arrival().unwrap_or(self.started)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::tone::{PlaylistItem, Tone};
+
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn tone_session(t0: Instant, hz: f64, seed: u64, codec: Codec) -> MediaSession {
+        let mut config = MediaConfig::new(codec);
+        config.telephone_event_pt = Some(101);
+        let playlist = Playlist::looping(vec![PlaylistItem::Tone {
+            tone: Tone::single(hz, -12.0).unwrap(),
+            duration: Duration::from_secs(1),
+        }]);
+        MediaSession::new(t0, config, playlist, &mut IdGen::new(seed)).unwrap()
+    }
+
+    /// Two sessions joined back to back in virtual time: every packet of one arrives at the
+    /// other `delay` later, except those `drop` says to lose.
+    fn run(
+        a: &mut MediaSession,
+        b: &mut MediaSession,
+        t0: Instant,
+        duration: Duration,
+        delay: Duration,
+        drop: impl Fn(u64) -> bool,
+    ) {
+        let mut buf = [0u8; MAX_PACKET];
+        let mut in_flight: Vec<(Instant, bool, Vec<u8>)> = Vec::new();
+        let mut sent = 0u64;
+        let end = t0 + duration;
+        let mut now = t0;
+        while now < end {
+            for (to_b, session) in [(true, &mut *a), (false, &mut *b)] {
+                while let Some(len) = session.poll_transmit(now, &mut buf) {
+                    sent += 1;
+                    if !drop(sent) {
+                        in_flight.push((now + delay, to_b, buf[..len].to_vec()));
+                    }
+                }
+            }
+            let next_tick = a.poll_timeout().min(b.poll_timeout());
+            in_flight.sort_by_key(|p| p.0);
+            while let Some(p) = in_flight.first() {
+                if p.0 > next_tick {
+                    break;
+                }
+                let (at, to_b, data) = in_flight.remove(0);
+                if to_b {
+                    b.handle_packet(at, &data);
+                } else {
+                    a.handle_packet(at, &data);
+                }
+            }
+            now = next_tick;
+        }
+    }
+
+    #[test]
+    fn each_side_hears_the_others_tone() {
+        let t0 = t0();
+        let mut a = tone_session(t0, 1000.0, 1, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 2, Codec::Pcmu);
+        let a_hears = a.expect_tone(ToneQuery::single(440.0).unwrap()).unwrap();
+        let a_not = a.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        let b_hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        run(
+            &mut a,
+            &mut b,
+            t0,
+            Duration::from_secs(2),
+            Duration::from_millis(30),
+            |_| false,
+        );
+        assert!(a.tone_found(a_hears));
+        assert!(!a.tone_found(a_not), "a heard its own tone");
+        assert!(b.tone_found(b_hears));
+        let now = t0 + Duration::from_secs(2);
+        let r = a.report(now);
+        assert_eq!(r.packets_sent, 100);
+        // The packet sent at 1.98 s is still in flight (30 ms transit) when the run ends.
+        assert_eq!(r.receive.received, 99);
+        assert_eq!(r.receive.lost(), 0);
+        assert_eq!(r.frames_skipped, 0);
+        // 30 ms transit plus a 3-frame jitter buffer: the tone is found within ~150 ms.
+        let onset = r.tones[0].detection.as_ref().unwrap().onset();
+        assert!(onset <= Duration::from_millis(150), "{onset:?}");
+        assert!(r.rms_dbfs > -20.0, "{}", r.rms_dbfs);
+    }
+
+    #[test]
+    fn loss_is_counted_and_the_tone_still_found() {
+        let t0 = t0();
+        let mut a = tone_session(t0, 1000.0, 3, Codec::Pcma);
+        let mut b = tone_session(t0, 1000.0, 4, Codec::Pcma);
+        let hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        // Lose every 10th packet a sends (a sends odd-numbered ones here: 1, 3, 5 …).
+        run(
+            &mut a,
+            &mut b,
+            t0,
+            Duration::from_secs(4),
+            Duration::from_millis(10),
+            |n| n % 2 == 1 && (n / 2) % 10 == 3,
+        );
+        let r = b.report(t0 + Duration::from_secs(4));
+        assert!(b.tone_found(hears));
+        assert_eq!(r.receive.lost(), 20, "{:?}", r.receive);
+        assert!(r.jitter_buffer.missing >= 19, "{:?}", r.jitter_buffer);
+    }
+
+    #[test]
+    fn silence_is_silent_and_never_a_tone() {
+        let t0 = t0();
+        let mut a = MediaSession::new(
+            t0,
+            MediaConfig::new(Codec::Pcmu),
+            Playlist::new(vec![]),
+            &mut IdGen::new(5),
+        )
+        .unwrap();
+        let mut b = tone_session(t0, 440.0, 6, Codec::Pcmu);
+        let hears = b.expect_tone(ToneQuery::single(440.0).unwrap()).unwrap();
+        run(
+            &mut a,
+            &mut b,
+            t0,
+            Duration::from_secs(1),
+            Duration::from_millis(5),
+            |_| false,
+        );
+        let r = b.report(t0 + Duration::from_secs(1));
+        assert!(!b.tone_found(hears));
+        assert!(r.is_silent(-50.0), "{}", r.peak_block_dbfs);
+        assert!(r.receive.received > 40);
+    }
+
+    #[test]
+    fn dtmf_travels_as_rfc4733_events() {
+        let t0 = t0();
+        let mut a = tone_session(t0, 1000.0, 7, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 8, Codec::Pcmu);
+        a.send_dtmf("12#", DtmfConfig::default()).unwrap();
+        run(
+            &mut a,
+            &mut b,
+            t0,
+            Duration::from_secs(2),
+            Duration::from_millis(10),
+            |_| false,
+        );
+        let r = b.report(t0 + Duration::from_secs(2));
+        assert_eq!(r.dtmf_received, "12#");
+        // 100 ms per digit = 5 packets, the end packet twice more: 7 per digit.
+        assert_eq!(a.report(t0).dtmf_packets_sent, 3 * 7);
+        assert!(!a.is_sending_dtmf());
+    }
+
+    #[test]
+    fn dtmf_without_telephone_event_is_refused() {
+        let mut s = MediaSession::new(
+            t0(),
+            MediaConfig::new(Codec::Pcmu),
+            Playlist::new(vec![]),
+            &mut IdGen::new(9),
+        )
+        .unwrap();
+        assert!(matches!(
+            s.send_dtmf("1", DtmfConfig::default()),
+            Err(MediaError::NoTelephoneEvent)
+        ));
+    }
+
+    #[test]
+    fn a_late_wakeup_sends_a_bounded_burst_and_counts_the_rest_as_skipped() {
+        let t0 = t0();
+        let mut a = tone_session(t0, 1000.0, 10, Codec::Pcmu);
+        let mut buf = [0u8; MAX_PACKET];
+        // Wake up 200 ms late: frames 0..=10 are due; 3 are sent, 8 skipped.
+        let now = t0 + Duration::from_millis(200);
+        let mut sent = 0;
+        while a.poll_transmit(now, &mut buf).is_some() {
+            sent += 1;
+        }
+        assert_eq!(sent, 3);
+        let r = a.report(now);
+        assert_eq!(r.frames_skipped, 8);
+        assert!(r.lateness_us.max() >= 40_000);
+    }
+
+    #[test]
+    fn bridge_audio_is_sent_and_received_audio_pulled() {
+        let t0 = t0();
+        let mut config = MediaConfig::new(Codec::Pcmu);
+        config.bridge = true;
+        let mut a = MediaSession::new(
+            t0,
+            config.clone(),
+            Playlist::new(vec![]),
+            &mut IdGen::new(11),
+        )
+        .unwrap();
+        let mut b =
+            MediaSession::new(t0, config, Playlist::new(vec![]), &mut IdGen::new(12)).unwrap();
+        let heard = b.expect_tone(ToneQuery::single(600.0).unwrap()).unwrap();
+        let tone: Vec<f32> = (0..8000)
+            .map(|i| 0.3 * (2.0 * std::f32::consts::PI * 600.0 * i as f32 / 8000.0).sin())
+            .collect();
+        a.push_audio(&tone);
+        run(
+            &mut a,
+            &mut b,
+            t0,
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+            |_| false,
+        );
+        assert!(b.tone_found(heard));
+        let mut got = Vec::new();
+        b.pull_audio(&mut got);
+        assert!(got.len() >= 7000, "{}", got.len());
+        let peak = got.iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!((0.25..0.35).contains(&peak), "{peak}");
+    }
+}
