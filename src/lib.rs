@@ -6,6 +6,7 @@
 
 pub mod exit;
 pub mod ladder;
+pub mod media;
 pub mod probe;
 pub mod secret;
 pub mod transport;

@@ -25,7 +25,7 @@ use crate::ids::IdGen;
 use crate::rtp::pacer::{Pacer, PacerConfig, PacerError};
 use crate::rtp::packet::{write_packet, RtpHeader, RtpPacket};
 use crate::rtp::receiver::{
-    JitterBufferStats, Playout, ReceiveStats, ReceiverConfig, ReceiverError, RtpReceiver,
+    Arrival, JitterBufferStats, Playout, ReceiveStats, ReceiverConfig, ReceiverError, RtpReceiver,
 };
 
 /// The largest RTP packet a session writes (12-byte header and 60 ms of G.711).
@@ -402,15 +402,17 @@ impl MediaSession {
             self.malformed += 1;
             return;
         };
+        // Telephone events share the stream's SSRC and sequence numbers: the receiver counts
+        // them (or they would look like loss); playout conceals them with silence.
         let pt = packet.header.payload_type;
+        let arrival = self.receiver.on_packet(now, &packet);
         if Some(pt) == self.config.telephone_event_pt {
-            let _ = self.dtmf_rx.push(packet.header.timestamp, packet.payload);
-            return;
-        }
-        if pt != self.config.payload_type {
+            if !matches!(arrival, Arrival::Duplicate(_)) {
+                let _ = self.dtmf_rx.push(packet.header.timestamp, packet.payload);
+            }
+        } else if pt != self.config.payload_type {
             self.wrong_payload_type += 1;
         }
-        self.receiver.on_packet(now, &packet);
     }
 
     /// True when nothing arrived for `timeout` (since the start, before the first packet).
@@ -612,6 +614,8 @@ mod tests {
         );
         let r = b.report(t0 + Duration::from_secs(2));
         assert_eq!(r.dtmf_received, "12#");
+        // The events' sequence numbers belong to the stream: no loss is seen.
+        assert_eq!(r.receive.lost(), 0, "{:?}", r.receive);
         // 100 ms per digit = 5 packets, the end packet twice more: 7 per digit.
         assert_eq!(a.report(t0).dtmf_packets_sent, 3 * 7);
         assert!(!a.is_sending_dtmf());
