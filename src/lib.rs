@@ -10,5 +10,6 @@ pub mod media;
 pub mod probe;
 pub mod secret;
 pub mod transport;
+pub mod ua;
 
 pub use sipcheck_core as core;

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sipcheck::exit::Exit;
+use std::path::PathBuf;
+
+use sipcheck::probe::audio::{AudioArgs, ToneSpec};
 use sipcheck::probe::{self, Network, ProbeError, Verdict};
 use sipcheck::secret::redact;
+use sipcheck_core::media::g711::Codec;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::transaction::TimerConfig;
 
@@ -29,6 +33,8 @@ enum Command {
     Options(OptionsCmd),
     /// Register a user (answering the digest challenge), print the ladder and round-trip time.
     Register(RegisterCmd),
+    /// Place one call with real audio: play and expect tones or DTMF, then PASS or FAIL.
+    Call(Box<CallCmd>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -100,6 +106,126 @@ struct RegisterCmd {
     net: NetArgs,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CodecArg {
+    Pcmu,
+    Pcma,
+}
+
+/// Media options shared by `call` and `answer`.
+#[derive(Debug, Args)]
+struct AudioOpts {
+    /// Play a tone for the whole call: HZ or HZ+HZ (dual tone), e.g. 440 or 350+440.
+    #[arg(long, value_name = "HZ[+HZ]")]
+    play_tone: Option<ToneSpec>,
+    /// Play a WAV file (any rate, mono or stereo, 8/16/24/32-bit or float), then silence.
+    #[arg(long, value_name = "FILE", conflicts_with = "play_tone")]
+    play_wav: Option<PathBuf>,
+    /// Level of the played tone in dBFS (per component).
+    #[arg(long, default_value_t = -12.0, allow_hyphen_values = true)]
+    level: f64,
+    /// Fail unless this tone is heard: HZ or HZ+HZ.
+    #[arg(long, value_name = "HZ[+HZ]")]
+    expect_tone: Option<ToneSpec>,
+    /// Send these DTMF digits (RFC 4733) 0.5 s after the answer.
+    #[arg(long, value_name = "DIGITS")]
+    send_dtmf: Option<String>,
+    /// Fail unless exactly these DTMF digits (RFC 4733) are received.
+    #[arg(long, value_name = "DIGITS")]
+    expect_dtmf: Option<String>,
+    /// Write the received audio to a WAV file (8 kHz mono).
+    #[arg(long, value_name = "FILE.wav")]
+    record: Option<PathBuf>,
+    /// Codec to offer/accept (repeat for several, in order of preference).
+    #[arg(long = "codec", value_enum, default_values_t = [CodecArg::Pcmu, CodecArg::Pcma])]
+    codecs: Vec<CodecArg>,
+    /// Do not fail a call that received no RTP at all.
+    #[arg(long)]
+    no_media_ok: bool,
+    /// Local RTP port range.
+    #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
+    rtp_ports: (u16, u16),
+}
+
+impl AudioOpts {
+    fn args(&self) -> AudioArgs {
+        AudioArgs {
+            play_tone: self.play_tone,
+            play_wav: self.play_wav.clone(),
+            level_dbfs: self.level,
+            expect_tone: self.expect_tone,
+            send_dtmf: self.send_dtmf.clone(),
+            expect_dtmf: self.expect_dtmf.clone(),
+            record: self.record.clone(),
+            codecs: self
+                .codecs
+                .iter()
+                .map(|c| match c {
+                    CodecArg::Pcmu => Codec::Pcmu,
+                    CodecArg::Pcma => Codec::Pcma,
+                })
+                .collect(),
+            no_media_ok: self.no_media_ok,
+        }
+    }
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not a port range (FIRST-LAST, e.g. 20000-29999)"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{a}' is not a port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{b}' is not a port"))?;
+    if a == 0 || b < a {
+        return Err(format!("'{s}' is not a port range (1 <= FIRST <= LAST)"));
+    }
+    Ok((a, b))
+}
+
+#[derive(Debug, Args)]
+struct CallCmd {
+    /// The SIP URI to call, e.g. sip:1002@pbx.example.com.
+    #[arg(env = "SIP_TARGET")]
+    uri: String,
+    /// Registrar/proxy to send the call through, HOST[:PORT] (default: the URI's host).
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]")]
+    server: Option<String>,
+    /// Outbound proxy, HOST[:PORT]: requests go there with a pre-loaded Route.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    proxy: Option<String>,
+    /// User name: From, REGISTER and digest username.
+    #[arg(long, env = "SIP_USER")]
+    user: Option<String>,
+    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
+    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Domain of our address of record (default: the server's host).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Register before calling (and unregister afterwards).
+    #[arg(long)]
+    register: bool,
+    /// Hang up (BYE) this long after the answer.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// CANCEL this long after the INVITE; the call then passes only if it ends with 487.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    cancel_after: Option<Duration>,
+    /// CANCEL (and fail) if not answered within this time.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    answer_timeout: Duration,
+    #[command(flatten)]
+    audio: AudioOpts,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
 impl NetArgs {
     fn network(&self) -> Network {
         Network {
@@ -165,6 +291,31 @@ async fn run(command: Command) -> Exit {
                 result,
                 cmd.net.json,
                 "",
+                |r| r.verdict,
+                |r, out| r.write_text(out),
+                &mut stdout,
+            )
+        }
+        Command::Call(cmd) => {
+            let args = probe::call::CallArgs {
+                target: cmd.uri.clone(),
+                server: cmd.server.clone(),
+                proxy: cmd.proxy.clone(),
+                user: cmd.user.clone(),
+                password: cmd.password.clone(),
+                domain: cmd.domain.clone(),
+                register: cmd.register,
+                duration: cmd.duration,
+                cancel_after: cmd.cancel_after,
+                answer_timeout: cmd.answer_timeout,
+                audio: cmd.audio.args(),
+                rtp_ports: cmd.audio.rtp_ports,
+            };
+            let result = probe::call::run(&args, &cmd.net.network(), cmd.net.timers()).await;
+            finish(
+                result,
+                cmd.net.json,
+                cmd.password.as_deref().unwrap_or_default(),
                 |r| r.verdict,
                 |r, out| r.write_text(out),
                 &mut stdout,

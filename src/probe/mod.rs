@@ -1,5 +1,7 @@
 //! One-off probes: `sipcheck options` and `sipcheck register`.
 
+pub mod audio;
+pub mod call;
 pub mod client;
 pub mod options;
 pub mod register;

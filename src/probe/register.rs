@@ -136,7 +136,7 @@ pub async fn run(
 }
 
 /// The host part of `host[:port]` (IPv6 literals keep their brackets).
-fn host_of(server: &str) -> String {
+pub(crate) fn host_of(server: &str) -> String {
     if let Ok(addr) = server.parse::<std::net::SocketAddr>() {
         return match addr {
             std::net::SocketAddr::V4(a) => a.ip().to_string(),

@@ -13,7 +13,15 @@ fn no_runtime_or_socket_crates_among_dependencies() {
         .split("\n[")
         .next()
         .unwrap_or_default();
-    for forbidden in ["tokio", "mio", "async-std", "smol", "socket2", "nix", "libc"] {
+    for forbidden in [
+        "tokio",
+        "mio",
+        "async-std",
+        "smol",
+        "socket2",
+        "nix",
+        "libc",
+    ] {
         assert!(
             !deps.lines().any(|l| {
                 let l = l.trim_start();

@@ -1,0 +1,465 @@
+//! What a call plays, what it expects to hear, and the media part of its report — shared by
+//! `sipcheck call` and `sipcheck answer`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sipcheck_core::ids::IdGen;
+use sipcheck_core::media::g711::Codec;
+use sipcheck_core::media::session::{MediaConfig, MediaReport, MediaSession};
+use sipcheck_core::media::tone::{Playlist, PlaylistItem, Tone, ToneQuery};
+use sipcheck_core::media::wav;
+use sipcheck_core::sdp::{self, Direction, LocalMedia, Negotiated};
+
+use super::ProbeError;
+
+/// A tone as typed on the command line: `440` or `350+440` (Hz).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ToneSpec {
+    /// One or two frequencies.
+    pub low: f64,
+    /// The second frequency of a dual tone.
+    pub high: Option<f64>,
+}
+
+impl std::str::FromStr for ToneSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hz = |v: &str| -> Result<f64, String> {
+            let v = v.trim().trim_end_matches("Hz").trim_end_matches("hz");
+            let f: f64 = v
+                .parse()
+                .map_err(|_| format!("'{s}' is not a frequency in Hz (e.g. 440 or 350+440)"))?;
+            if !(50.0..=3_900.0).contains(&f) {
+                return Err(format!(
+                    "{f} Hz is outside what G.711 carries well (50 to 3900 Hz)"
+                ));
+            }
+            Ok(f)
+        };
+        match s.split_once('+') {
+            Some((a, b)) => Ok(Self {
+                low: hz(a)?,
+                high: Some(hz(b)?),
+            }),
+            None => Ok(Self {
+                low: hz(s)?,
+                high: None,
+            }),
+        }
+    }
+}
+
+impl ToneSpec {
+    fn tone(&self, level_dbfs: f64) -> Result<Tone, ProbeError> {
+        match self.high {
+            Some(high) => Tone::dual(self.low, high, level_dbfs),
+            None => Tone::single(self.low, level_dbfs),
+        }
+        .map_err(|e| ProbeError::Invalid(e.to_string()))
+    }
+
+    fn query(&self) -> Result<ToneQuery, ProbeError> {
+        match self.high {
+            Some(high) => ToneQuery::dual(self.low, high),
+            None => ToneQuery::single(self.low),
+        }
+        .map_err(|e| ProbeError::Invalid(e.to_string()))
+    }
+
+    fn label(&self) -> String {
+        match self.high {
+            Some(high) => format!("{}+{} Hz", self.low, high),
+            None => format!("{} Hz", self.low),
+        }
+    }
+}
+
+/// The media options of a call.
+#[derive(Debug, Clone)]
+pub struct AudioArgs {
+    /// Play this tone (looping) for the whole call.
+    pub play_tone: Option<ToneSpec>,
+    /// Play this WAV file (once, then silence).
+    pub play_wav: Option<PathBuf>,
+    /// Level of the played tone, dBFS per component.
+    pub level_dbfs: f64,
+    /// Expect this tone in the received audio.
+    pub expect_tone: Option<ToneSpec>,
+    /// Send these DTMF digits (RFC 4733) once the call is up.
+    pub send_dtmf: Option<String>,
+    /// Expect exactly these DTMF digits (RFC 4733) from the far end.
+    pub expect_dtmf: Option<String>,
+    /// Write the received audio to this WAV file.
+    pub record: Option<PathBuf>,
+    /// Codecs to offer or accept, in order of preference.
+    pub codecs: Vec<Codec>,
+    /// Do not fail a call that received no RTP at all.
+    pub no_media_ok: bool,
+}
+
+/// The media options, checked and loaded (the WAV read and converted) before any SIP is sent.
+#[derive(Debug, Clone)]
+pub struct PreparedAudio {
+    args: AudioArgs,
+    items: Vec<PlaylistItem>,
+    looping: bool,
+}
+
+impl AudioArgs {
+    /// Check the options and load the WAV file; an error here is a usage error.
+    pub fn prepare(&self) -> Result<PreparedAudio, ProbeError> {
+        if self.play_tone.is_some() && self.play_wav.is_some() {
+            return Err(ProbeError::Invalid(
+                "--play-tone and --play-wav exclude each other".into(),
+            ));
+        }
+        for digits in [&self.send_dtmf, &self.expect_dtmf].into_iter().flatten() {
+            sipcheck_core::media::dtmf::Digit::parse_str(digits)
+                .map_err(|e| ProbeError::Invalid(format!("DTMF digits '{digits}': {e}")))?;
+        }
+        if self.codecs.is_empty() {
+            return Err(ProbeError::Invalid("at least one codec is needed".into()));
+        }
+        let (items, looping) = match (&self.play_tone, &self.play_wav) {
+            (Some(tone), _) => (
+                vec![PlaylistItem::Tone {
+                    tone: tone.tone(self.level_dbfs)?,
+                    duration: Duration::from_secs(1),
+                }],
+                true,
+            ),
+            (None, Some(path)) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    ProbeError::Invalid(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let samples = wav::decode(&bytes)
+                    .map_err(|e| ProbeError::Invalid(format!("{}: {e}", path.display())))?;
+                (vec![PlaylistItem::Pcm(Arc::from(samples))], false)
+            }
+            (None, None) => (Vec::new(), false),
+        };
+        if let Some(tone) = &self.expect_tone {
+            tone.query()?;
+        }
+        Ok(PreparedAudio {
+            args: self.clone(),
+            items,
+            looping,
+        })
+    }
+}
+
+impl PreparedAudio {
+    /// Our media description for an offer or answer on `addr:port`.
+    pub fn local_media(&self, addr: std::net::IpAddr, port: u16, session_id: u64) -> LocalMedia {
+        let mut local = LocalMedia::new(addr, port, session_id);
+        local.codecs = self
+            .args
+            .codecs
+            .iter()
+            .map(|&c| sdp::Codec::from(c))
+            .collect();
+        local
+    }
+
+    /// A media session for what was negotiated, starting now.
+    pub fn session(&self, negotiated: &Negotiated, ids: &mut IdGen) -> MediaSession {
+        let mut config = MediaConfig::new(Codec::from(negotiated.codec));
+        config.payload_type = negotiated.payload_type;
+        config.telephone_event_pt = negotiated.telephone_event_pt;
+        config.ptime = Duration::from_millis(u64::from(negotiated.ptime_ms.clamp(10, 60)));
+        config.send = negotiated.direction.sends();
+        config.record = self.args.record.is_some();
+        let playlist = if self.looping {
+            Playlist::looping(self.items.clone())
+        } else {
+            Playlist::new(self.items.clone())
+        };
+        let mut session = MediaSession::new(Instant::now(), config, playlist, ids)
+            .expect("validated media parameters");
+        if let Some(tone) = &self.args.expect_tone {
+            session
+                .expect_tone(tone.query().expect("validated in prepare"))
+                .expect("validated in prepare");
+        }
+        session
+    }
+
+    /// The digits to send once the call is up.
+    pub fn send_dtmf(&self) -> Option<&str> {
+        self.args.send_dtmf.as_deref()
+    }
+
+    /// Where to write the recording.
+    pub fn record_path(&self) -> Option<&PathBuf> {
+        self.args.record.as_ref()
+    }
+
+    /// The media part of the report, and every expectation that failed.
+    pub fn summarize(
+        &self,
+        negotiated: &Negotiated,
+        report: &MediaReport,
+    ) -> (MediaSummary, Vec<String>) {
+        let r = &report.receive;
+        let lost = r.lost().max(0) as u64;
+        let q = |p: f64| report.lateness_us.value_at_quantile(p) as f64 / 1000.0;
+        let tones: Vec<ToneSummary> = self
+            .args
+            .expect_tone
+            .iter()
+            .zip(&report.tones)
+            .map(|(spec, found)| ToneSummary {
+                tone: spec.label(),
+                detected: found.detection.is_some(),
+                onset_ms: found
+                    .detection
+                    .as_ref()
+                    .map(|d| d.onset().as_secs_f64() * 1000.0),
+                snr_db: found.detection.as_ref().map(|d| d.snr_db),
+            })
+            .collect();
+        let summary = MediaSummary {
+            codec: negotiated.codec.to_string(),
+            remote: negotiated.remote_rtp.to_string(),
+            direction: direction_name(negotiated.direction),
+            packets_sent: report.packets_sent,
+            packets_received: r.received,
+            packets_expected: r.expected,
+            lost,
+            loss_percent: r.loss_fraction() * 100.0,
+            duplicates: r.duplicates,
+            reordered: r.reordered,
+            jitter_ms: r.jitter_ms,
+            ssrc_changes: r.ssrc_changes,
+            wrong_payload_type: report.wrong_payload_type,
+            pacing_lateness_ms: Lateness {
+                p50: q(0.5),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: report.lateness_us.max() as f64 / 1000.0,
+            },
+            frames_skipped: report.frames_skipped,
+            rms_dbfs: finite(report.rms_dbfs),
+            silent: report.is_silent(-50.0),
+            tones,
+            dtmf_sent: self.args.send_dtmf.clone(),
+            dtmf_received: report.dtmf_received.clone(),
+        };
+        let mut failures = Vec::new();
+        if r.received == 0 && !self.args.no_media_ok {
+            failures.push("no RTP received from the far end".to_string());
+        }
+        for t in &summary.tones {
+            if !t.detected {
+                failures.push(format!("expected tone {} not detected", t.tone));
+            }
+        }
+        if let Some(expected) = &self.args.expect_dtmf {
+            if &summary.dtmf_received != expected {
+                failures.push(format!(
+                    "expected DTMF '{expected}', received '{}'",
+                    summary.dtmf_received
+                ));
+            }
+        }
+        (summary, failures)
+    }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    d.as_str()
+}
+
+/// Send-pacing lateness percentiles, milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lateness {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// A tone expectation's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToneSummary {
+    /// What was expected (`440 Hz`, `350+440 Hz`).
+    pub tone: String,
+    /// Whether it was found.
+    pub detected: bool,
+    /// When, after media started, in milliseconds.
+    pub onset_ms: Option<f64>,
+    /// Its signal-to-noise ratio.
+    pub snr_db: Option<f64>,
+}
+
+/// The media figures of one call.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaSummary {
+    /// The negotiated codec.
+    pub codec: String,
+    /// Where RTP was sent.
+    pub remote: String,
+    /// Our direction (sendrecv, recvonly …).
+    pub direction: &'static str,
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// RTP packets received (distinct).
+    pub packets_received: u64,
+    /// Packets the far end's sequence numbers say were sent.
+    pub packets_expected: u64,
+    /// Lost packets.
+    pub lost: u64,
+    /// Loss in percent of the expected packets.
+    pub loss_percent: f64,
+    /// Duplicate packets.
+    pub duplicates: u64,
+    /// Reordered packets.
+    pub reordered: u64,
+    /// RFC 3550 interarrival jitter, milliseconds.
+    pub jitter_ms: f64,
+    /// SSRC changes seen.
+    pub ssrc_changes: u64,
+    /// Packets with an unexpected payload type.
+    pub wrong_payload_type: u64,
+    /// How late our packets left against their schedule.
+    pub pacing_lateness_ms: Lateness,
+    /// Frames the sender skipped because it fell behind (generator overrun).
+    pub frames_skipped: u64,
+    /// RMS level of the received audio, dBFS (absent for digital silence).
+    pub rms_dbfs: Option<f64>,
+    /// True when the received audio never rose above -50 dBFS.
+    pub silent: bool,
+    /// Expected tones.
+    pub tones: Vec<ToneSummary>,
+    /// DTMF digits sent.
+    pub dtmf_sent: Option<String>,
+    /// DTMF digits received.
+    pub dtmf_received: String,
+}
+
+impl MediaSummary {
+    /// Human-readable lines.
+    pub fn write_text(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "media: {} to {} ({}), sent {} packets, received {} of {} (lost {}, {:.2} %), jitter {:.2} ms, {} duplicate, {} reordered",
+            self.codec,
+            self.remote,
+            self.direction,
+            self.packets_sent,
+            self.packets_received,
+            self.packets_expected,
+            self.lost,
+            self.loss_percent,
+            self.jitter_ms,
+            self.duplicates,
+            self.reordered
+        )?;
+        writeln!(
+            out,
+            "pacing: lateness p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms, {} frames skipped",
+            self.pacing_lateness_ms.p50,
+            self.pacing_lateness_ms.p99,
+            self.pacing_lateness_ms.p999,
+            self.pacing_lateness_ms.max,
+            self.frames_skipped
+        )?;
+        match self.rms_dbfs {
+            Some(level) => writeln!(
+                out,
+                "audio: received level {level:.1} dBFS{}",
+                if self.silent { " (silent)" } else { "" }
+            )?,
+            None => writeln!(out, "audio: received digital silence")?,
+        }
+        for t in &self.tones {
+            match (t.detected, t.onset_ms) {
+                (true, Some(onset)) => writeln!(
+                    out,
+                    "tone {}: detected {onset:.0} ms after media start (SNR {:.1} dB)",
+                    t.tone,
+                    t.snr_db.unwrap_or_default()
+                )?,
+                _ => writeln!(out, "tone {}: NOT detected", t.tone)?,
+            }
+        }
+        if let Some(sent) = &self.dtmf_sent {
+            writeln!(out, "dtmf sent: {sent}")?;
+        }
+        if !self.dtmf_received.is_empty() {
+            writeln!(out, "dtmf received: {}", self.dtmf_received)?;
+        }
+        Ok(())
+    }
+}
+
+/// Write a recording as a WAV file.
+pub fn write_recording(path: &PathBuf, samples: &[i16]) -> Result<(), ProbeError> {
+    std::fs::write(path, wav::encode(samples))
+        .map_err(|e| ProbeError::Invalid(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tone_specs_parse_and_refuse_nonsense() {
+        assert_eq!(
+            "440".parse::<ToneSpec>().unwrap(),
+            ToneSpec {
+                low: 440.0,
+                high: None
+            }
+        );
+        assert_eq!(
+            "350+440Hz".parse::<ToneSpec>().unwrap(),
+            ToneSpec {
+                low: 350.0,
+                high: Some(440.0)
+            }
+        );
+        assert!("5000".parse::<ToneSpec>().is_err());
+        assert!("abc".parse::<ToneSpec>().is_err());
+    }
+
+    #[test]
+    fn bad_media_options_are_usage_errors() {
+        let base = AudioArgs {
+            play_tone: None,
+            play_wav: None,
+            level_dbfs: -12.0,
+            expect_tone: None,
+            send_dtmf: None,
+            expect_dtmf: None,
+            record: None,
+            codecs: vec![Codec::Pcmu],
+            no_media_ok: false,
+        };
+        let bad_dtmf = AudioArgs {
+            send_dtmf: Some("12x".into()),
+            ..base.clone()
+        };
+        assert!(bad_dtmf.prepare().is_err());
+        let missing_wav = AudioArgs {
+            play_wav: Some("/nonexistent/file.wav".into()),
+            ..base.clone()
+        };
+        let err = missing_wav.prepare().unwrap_err().to_string();
+        assert!(err.contains("cannot read /nonexistent/file.wav"), "{err}");
+        assert!(base.prepare().is_ok());
+    }
+}

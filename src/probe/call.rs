@@ -1,0 +1,480 @@
+//! `sipcheck call`: one real call with real audio, verified.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::uri::SipTarget;
+use sipcheck_core::ua::call::{
+    CallEndReason, CallEvent, CallId, CallRecord, Endpoint, EndpointConfig, OfferPlacement,
+    OutgoingCall,
+};
+use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
+
+use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
+use super::client::os_seed;
+use super::{connect, Network, ProbeError, Verdict};
+use crate::ladder::{format_rung, Rung};
+use crate::media::{MediaHandle, PortRange};
+use crate::ua::UaDriver;
+
+/// What to call and how.
+#[derive(Debug, Clone)]
+pub struct CallArgs {
+    /// The SIP URI to call.
+    pub target: String,
+    /// Registrar/proxy `host[:port]` to send through (default: the target's host).
+    pub server: Option<String>,
+    /// Outbound proxy `host[:port]`: requests go there with a pre-loaded Route.
+    pub proxy: Option<String>,
+    /// User name for From, REGISTER and digest authentication.
+    pub user: Option<String>,
+    /// Password (never printed).
+    pub password: Option<String>,
+    /// Domain of our address of record (default: the server's host).
+    pub domain: Option<String>,
+    /// Register before calling (and unregister after).
+    pub register: bool,
+    /// Hang up this long after the answer.
+    pub duration: Duration,
+    /// Cancel this long after the INVITE (the call is expected to end with 487).
+    pub cancel_after: Option<Duration>,
+    /// Give up (CANCEL) if not answered within this time.
+    pub answer_timeout: Duration,
+    /// Media options.
+    pub audio: AudioArgs,
+    /// Local RTP ports.
+    pub rtp_ports: (u16, u16),
+}
+
+/// SIP timings of the call, milliseconds.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Timings {
+    /// INVITE to the first provisional response.
+    pub invite_to_first_provisional_ms: Option<f64>,
+    /// INVITE to 180/183 (post-dial delay).
+    pub invite_to_ringing_ms: Option<f64>,
+    /// INVITE to 200.
+    pub invite_to_answer_ms: Option<f64>,
+    /// BYE to its final response.
+    pub bye_rtt_ms: Option<f64>,
+    /// Answer to the end of the call.
+    pub duration_ms: Option<f64>,
+}
+
+/// The result of `sipcheck call`.
+#[derive(Debug, Serialize)]
+pub struct CallReport {
+    /// Always `"call"`.
+    pub command: &'static str,
+    /// The Request-URI.
+    pub target: String,
+    /// The SIP Call-ID.
+    pub call_id: Option<String>,
+    /// Pass or fail.
+    pub verdict: Verdict,
+    /// The final status of the INVITE.
+    pub final_code: Option<u16>,
+    /// Why the call ended.
+    pub end_reason: Option<String>,
+    /// Everything that failed (empty on pass).
+    pub failures: Vec<String>,
+    /// SIP timings.
+    pub timings: Timings,
+    /// Media figures, when media flowed.
+    pub media: Option<MediaSummary>,
+    /// Whether the run was interrupted (Ctrl-C).
+    pub interrupted: bool,
+    /// Every SIP message sent and received.
+    pub ladder: Vec<Rung>,
+}
+
+fn ms(from: Instant, to: Option<Instant>) -> Option<f64> {
+    to.map(|t| t.saturating_duration_since(from).as_secs_f64() * 1000.0)
+}
+
+/// Host part of `host[:port]`.
+pub(crate) fn host_of(server: &str) -> String {
+    super::register::host_of(server)
+}
+
+/// Place the call and verify it.
+pub async fn run(
+    args: &CallArgs,
+    net: &Network,
+    timers: TimerConfig,
+) -> Result<CallReport, ProbeError> {
+    let target = SipTarget::parse(&args.target)?;
+    let prepared = args.audio.prepare()?;
+    let net = Network {
+        transport: target.transport.unwrap_or(net.transport),
+        local: net.local,
+    };
+    let hop = args
+        .proxy
+        .clone()
+        .or_else(|| args.server.clone())
+        .unwrap_or_else(|| target.host_port(5060));
+    let (transport, peer) = connect(&hop, &net).await?;
+    let local = LocalEnd {
+        transport: transport.kind(),
+        addr: transport.local_addr(),
+        routes: args
+            .proxy
+            .as_ref()
+            .map(|_| vec![format!("<sip:{peer};lr>")])
+            .unwrap_or_default(),
+    };
+    let rtp = PortRange::new(args.rtp_ports.0, args.rtp_ports.1)
+        .bind(local.addr.ip())
+        .await
+        .map_err(|e| ProbeError::Invalid(format!("cannot bind an RTP port: {e}")))?;
+    let rtp_port = rtp
+        .local_addr()
+        .map_err(|e| ProbeError::Invalid(e.to_string()))?
+        .port();
+
+    let mut config = EndpointConfig::new(local.clone());
+    config.timers = timers;
+    let seed = os_seed();
+    let endpoint = Endpoint::new(config, sipcheck_core::ids::IdGen::new(seed));
+    let mut driver = UaDriver::new(transport, endpoint, true);
+    let domain = args
+        .domain
+        .clone()
+        .or_else(|| args.server.as_deref().map(host_of))
+        .unwrap_or_else(|| target.host.clone());
+    let user = args.user.clone();
+    let credentials = user
+        .as_ref()
+        .map(|u| Credentials::new(u.clone(), args.password.clone().unwrap_or_default()));
+
+    let mut report = CallReport {
+        command: "call",
+        target: target.uri.clone(),
+        call_id: None,
+        verdict: Verdict::Fail,
+        final_code: None,
+        end_reason: None,
+        failures: Vec::new(),
+        timings: Timings::default(),
+        media: None,
+        interrupted: false,
+        ladder: Vec::new(),
+    };
+
+    let mut registration = None;
+    if args.register {
+        let Some(user) = &user else {
+            return Err(ProbeError::Invalid("--register needs --user".into()));
+        };
+        let mut reg = Registration::new(
+            RegisterParams {
+                user: user.clone(),
+                domain: domain.clone(),
+                credentials: credentials.clone().expect("user given"),
+                expires: 300,
+            },
+            driver.endpoint().ids(),
+        );
+        match register(&mut driver, &mut reg, &local, peer, 300).await {
+            Ok(()) => registration = Some(reg),
+            Err(failure) => {
+                report
+                    .failures
+                    .push(format!("registration failed: {failure}"));
+                report.ladder = driver
+                    .ladder
+                    .as_ref()
+                    .map(|l| l.rungs().to_vec())
+                    .unwrap_or_default();
+                return Ok(report);
+            }
+        }
+    }
+
+    let from_uri = match &user {
+        Some(u) => format!("sip:{u}@{domain}"),
+        None => format!("sip:sipcheck@{}", local.addr.ip()),
+    };
+    let media_desc = prepared.local_media(local.addr.ip(), rtp_port, seed >> 1);
+    let call = driver
+        .endpoint()
+        .invite(
+            Instant::now(),
+            OutgoingCall {
+                request_uri: target.uri.clone(),
+                from_uri,
+                to_uri: target.uri.clone(),
+                destination: peer,
+                credentials,
+                local_media: media_desc,
+                local: local.clone(),
+                offer: OfferPlacement::InInvite,
+                extra_headers: Vec::new(),
+            },
+        )
+        .map_err(|e| ProbeError::Invalid(e.to_string()))?;
+    report.call_id = driver.endpoint().sip_call_id(call).map(str::to_string);
+
+    let outcome = drive_call(&mut driver, call, args, &prepared, rtp).await?;
+    report.interrupted = outcome.interrupted;
+    report.failures.extend(outcome.dtmf_error.clone());
+    let record = outcome.record;
+    let reason = record.reason().cloned();
+    report.final_code = record.final_code;
+    report.end_reason = reason.as_ref().map(ToString::to_string);
+    report.timings = Timings {
+        invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
+        invite_to_ringing_ms: ms(record.invite, record.first_ringing),
+        invite_to_answer_ms: ms(record.invite, record.answer),
+        bye_rtt_ms: record
+            .bye_sent
+            .and_then(|sent| ms(sent, record.bye_response)),
+        duration_ms: record
+            .answer
+            .and_then(|a| ms(a, record.end.as_ref().map(|e| e.at))),
+    };
+
+    if let Some((negotiated, finished)) = &outcome.media {
+        let (summary, failures) = prepared.summarize(negotiated, &finished.report);
+        if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
+            write_recording(path, samples)?;
+        }
+        let mut summary = summary;
+        if outcome.dtmf_error.is_some() {
+            summary.dtmf_sent = None;
+        }
+        report.media = Some(summary);
+        if record.answer.is_some() {
+            report.failures.extend(failures);
+        }
+    }
+
+    match (&args.cancel_after, &reason) {
+        (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {}
+        (Some(_), _) => report.failures.insert(
+            0,
+            format!(
+                "expected the call to be cancelled, but it {}",
+                reason
+                    .as_ref()
+                    .map_or("did not end".to_string(), |r| r.to_string())
+            ),
+        ),
+        (None, _) if record.answer.is_none() => report.failures.insert(
+            0,
+            format!(
+                "not answered: {}",
+                reason
+                    .as_ref()
+                    .map_or("no final response".to_string(), |r| r.to_string())
+            ),
+        ),
+        (None, Some(r)) if !r.is_normal_clearing() => report
+            .failures
+            .insert(0, format!("call ended abnormally: {r}")),
+        _ => {}
+    }
+    if report.interrupted {
+        report.failures.push("interrupted".into());
+    }
+
+    if let Some(mut reg) = registration {
+        if let Err(failure) = register(&mut driver, &mut reg, &local, peer, 0).await {
+            report
+                .failures
+                .push(format!("unregistration failed: {failure}"));
+        }
+    }
+    if report.failures.is_empty() {
+        report.verdict = Verdict::Pass;
+    }
+    report.ladder = driver
+        .ladder
+        .as_ref()
+        .map(|l| l.rungs().to_vec())
+        .unwrap_or_default();
+    Ok(report)
+}
+
+/// Register (or unregister with `expires` 0) through the driver, answering the challenge.
+pub(crate) async fn register(
+    driver: &mut UaDriver,
+    reg: &mut Registration,
+    local: &LocalEnd,
+    peer: SocketAddr,
+    expires: u32,
+) -> Result<(), String> {
+    for _ in 0..4 {
+        let request = reg.request(expires, local, driver.endpoint().ids());
+        let response = driver
+            .request(request, peer, |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        match reg.on_final_response(&response) {
+            Next::Retry => continue,
+            Next::Done(RegisterOutcome::Failed(f)) => return Err(f.to_string()),
+            Next::Done(_) => return Ok(()),
+        }
+    }
+    Err("too many authentication challenges".into())
+}
+
+struct CallOutcome {
+    record: CallRecord,
+    dtmf_error: Option<String>,
+    media: Option<(sipcheck_core::sdp::Negotiated, crate::media::Finished)>,
+    interrupted: bool,
+}
+
+/// Run the call's events and timers until it ends.
+async fn drive_call(
+    driver: &mut UaDriver,
+    call: CallId,
+    args: &CallArgs,
+    prepared: &PreparedAudio,
+    rtp: tokio::net::UdpSocket,
+) -> Result<CallOutcome, ProbeError> {
+    let invited = Instant::now();
+    let mut rtp = Some(rtp);
+    let mut media: Option<(sipcheck_core::sdp::Negotiated, MediaHandle)> = None;
+    let mut cancel_at = args.cancel_after.map(|d| invited + d);
+    let mut give_up_at = Some(invited + args.answer_timeout);
+    let mut hangup_at: Option<Instant> = None;
+    let mut dtmf_at: Option<Instant> = None;
+    let mut interrupted = false;
+    let mut dtmf_error = None;
+    let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let record = loop {
+        let next = [cancel_at, give_up_at, hangup_at, dtmf_at]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            event = driver.next_event() => {
+                let event = event.map_err(ProbeError::Transport)?;
+                match event {
+                    CallEvent::EarlyMedia { call: id, negotiated } if id == call => {
+                        if let Some(socket) = rtp.take() {
+                            let session = prepared.session(&negotiated, &mut ids);
+                            let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+                            media = Some((negotiated, handle));
+                        }
+                    }
+                    CallEvent::Answered { call: id, negotiated } if id == call => {
+                        give_up_at = None;
+                        cancel_at = None;
+                        if let Some(socket) = rtp.take() {
+                            let session = prepared.session(&negotiated, &mut ids);
+                            let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+                            media = Some((negotiated, handle));
+                        } else if let Some((n, handle)) = &mut media {
+                            handle.set_remote(negotiated.remote_rtp);
+                            *n = negotiated;
+                        }
+                        let now = Instant::now();
+                        hangup_at = Some(now + args.duration);
+                        if prepared.send_dtmf().is_some() {
+                            dtmf_at = Some(now + Duration::from_millis(500));
+                        }
+                    }
+                    CallEvent::MediaUpdated { call: id, negotiated } if id == call => {
+                        if let Some((n, handle)) = &mut media {
+                            handle.set_remote(negotiated.remote_rtp);
+                            handle.set_sending(negotiated.direction.sends());
+                            *n = negotiated;
+                        }
+                    }
+                    CallEvent::Ended { call: id, record } if id == call => break *record,
+                    CallEvent::Incoming { call: other, .. } => {
+                        let _ = driver.endpoint().reject(Instant::now(), other, 486);
+                    }
+                    _ => {}
+                }
+            }
+            _ = sleep_until(next) => {
+                let now = Instant::now();
+                if dtmf_at.is_some_and(|t| t <= now) {
+                    dtmf_at = None;
+                    if let (Some((_, handle)), Some(digits)) = (&media, prepared.send_dtmf()) {
+                        if let Err(e) = handle.send_dtmf(digits).await {
+                            dtmf_error = Some(format!("DTMF not sent: {e}"));
+                        }
+                    }
+                }
+                if cancel_at.is_some_and(|t| t <= now) || give_up_at.is_some_and(|t| t <= now) {
+                    cancel_at = None;
+                    give_up_at = None;
+                    let _ = driver.endpoint().cancel(now, call);
+                }
+                if hangup_at.is_some_and(|t| t <= now) {
+                    hangup_at = None;
+                    let _ = driver.endpoint().hangup(now, call);
+                }
+            }
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                cancel_at = None;
+                give_up_at = None;
+                hangup_at = None;
+                let _ = driver.endpoint().hangup(Instant::now(), call);
+            }
+        }
+    };
+    let media = match media {
+        Some((negotiated, handle)) => handle.stop().await.map(|f| (negotiated, f)),
+        None => None,
+    };
+    Ok(CallOutcome {
+        record,
+        dtmf_error,
+        media,
+        interrupted,
+    })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl CallReport {
+    /// Human-readable output: the ladder, the media figures, then PASS or FAIL.
+    pub fn write_text(&self, out: &mut impl Write) -> std::io::Result<()> {
+        for r in &self.ladder {
+            writeln!(out, "{}", format_rung(r))?;
+        }
+        if let Some(call_id) = &self.call_id {
+            writeln!(out, "call-id: {call_id}")?;
+        }
+        let t = &self.timings;
+        let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+        writeln!(
+            out,
+            "sip: first provisional {}, ringing {}, answered {}, bye round trip {}, duration {}",
+            show(t.invite_to_first_provisional_ms),
+            show(t.invite_to_ringing_ms),
+            show(t.invite_to_answer_ms),
+            show(t.bye_rtt_ms),
+            show(t.duration_ms)
+        )?;
+        if let Some(reason) = &self.end_reason {
+            writeln!(out, "ended: {reason}")?;
+        }
+        if let Some(media) = &self.media {
+            media.write_text(out)?;
+        }
+        match self.verdict {
+            Verdict::Pass => writeln!(out, "PASS"),
+            Verdict::Fail => writeln!(out, "FAIL: {}", self.failures.join("; ")),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The driver of a call [`Endpoint`]: one transport, the wall clock, and the event pump.
+//!
+//! The endpoint (dialogs, transactions, SDP) is the core's and never reads the clock; this
+//! driver sends what it asks, hands it what arrives, wakes it at its deadline and returns its
+//! events one by one. Every message can be recorded in a [`Ladder`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sipcheck_core::sip::msg::Message;
+use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
+use sipcheck_core::ua::call::{CallEvent, Endpoint};
+
+use crate::ladder::{Direction, Ladder};
+use crate::transport::{Incoming, Transport, TransportError};
+
+/// An endpoint on a transport, driven by the wall clock.
+pub struct UaDriver {
+    transport: Transport,
+    endpoint: Endpoint<SocketAddr>,
+    /// Every SIP message sent and received, when recording.
+    pub ladder: Option<Ladder>,
+    /// Datagrams that were not SIP messages.
+    pub malformed: u64,
+    /// A message taken from the endpoint whose send has not completed yet.
+    pending: Option<Transmit<SocketAddr>>,
+}
+
+/// How a request sent through the driver ended without a final response.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// A transaction timer expired.
+    #[error("no final response: {timer} expired after {:.1} s (is the peer reachable?)", elapsed.as_secs_f64())]
+    Timeout {
+        /// Which timer.
+        timer: Timer,
+        /// How long it ran.
+        elapsed: std::time::Duration,
+    },
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The request could not be sent.
+    #[error("cannot send the request: {0}")]
+    Refused(String),
+}
+
+impl UaDriver {
+    /// Drive `endpoint` over `transport`; record a ladder when `ladder` is true.
+    pub fn new(transport: Transport, endpoint: Endpoint<SocketAddr>, ladder: bool) -> Self {
+        Self {
+            transport,
+            endpoint,
+            ladder: ladder.then(|| Ladder::new(Instant::now())),
+            malformed: 0,
+            pending: None,
+        }
+    }
+
+    /// The endpoint, for user operations (invite, accept, hangup …). Call
+    /// [`UaDriver::next_event`] afterwards: it sends what the operation queued.
+    pub fn endpoint(&mut self) -> &mut Endpoint<SocketAddr> {
+        &mut self.endpoint
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Send everything the endpoint has queued.
+    pub async fn flush(&mut self) -> Result<(), TransportError> {
+        loop {
+            let t = match self.pending.take() {
+                Some(t) => t,
+                None => match self.endpoint.poll_transmit() {
+                    Some(t) => t,
+                    None => return Ok(()),
+                },
+            };
+            // Kept until sent, so that a cancelled flush resumes with it.
+            self.pending = Some(t.clone());
+            let sent = self.transport.send(t.destination, &t.bytes).await;
+            self.pending = None;
+            if let Some(ladder) = &mut self.ladder {
+                ladder.record(
+                    Instant::now(),
+                    Direction::Sent,
+                    t.destination,
+                    &t.bytes,
+                    t.kind.is_retransmission(),
+                );
+            }
+            if let Err(e) = sent {
+                tracing::warn!(to = %t.destination, error = %e, "send failed");
+                if matches!(self.transport, Transport::Tcp(_)) {
+                    self.endpoint
+                        .transport_failed(Instant::now(), &t.destination);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The next event, pumping the transport and the timers until there is one.
+    ///
+    /// Cancel-safe: it may be dropped at any `.await` (in a `select!`) without losing a
+    /// message or an event (a message being sent is kept and sent first next time).
+    pub async fn next_event(&mut self) -> Result<CallEvent<SocketAddr>, TransportError> {
+        loop {
+            self.flush().await?;
+            if let Some(event) = self.endpoint.poll_event() {
+                return Ok(event);
+            }
+            let deadline = self.endpoint.poll_timeout();
+            let reliable = self.transport.kind().is_reliable();
+            tokio::select! {
+                incoming = self.transport.recv() => match incoming? {
+                    Incoming::Message { message, from } => {
+                        let now = Instant::now();
+                        if let Some(ladder) = &mut self.ladder {
+                            ladder.record(now, Direction::Received, from, message.raw(), false);
+                        }
+                        self.endpoint.handle_message(now, *message, reliable, from);
+                    }
+                    Incoming::Malformed { error, from } => {
+                        self.malformed += 1;
+                        tracing::warn!(%from, %error, "malformed datagram ignored");
+                    }
+                },
+                _ = sleep_until(deadline) => self.endpoint.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// Send a request of our own (REGISTER, OPTIONS) and wait for its final response,
+    /// handing every other event to `other` (calls keep running meanwhile).
+    pub async fn request(
+        &mut self,
+        bytes: Vec<u8>,
+        destination: SocketAddr,
+        mut other: impl FnMut(CallEvent<SocketAddr>),
+    ) -> Result<Message, RequestError> {
+        let tx: TxId = self
+            .endpoint
+            .send_request(Instant::now(), Bytes::from(bytes), destination)
+            .map_err(|e| RequestError::Refused(e.to_string()))?;
+        loop {
+            match self.next_event().await? {
+                CallEvent::Transaction(TransactionEvent::Response { tx: id, message })
+                    if id == tx && message.status().is_some_and(|c| c >= 200) =>
+                {
+                    return Ok(message)
+                }
+                CallEvent::Transaction(TransactionEvent::TimedOut {
+                    tx: id,
+                    timer,
+                    elapsed,
+                }) if id == tx => return Err(RequestError::Timeout { timer, elapsed }),
+                CallEvent::Transaction(_) => {}
+                event => other(event),
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
