@@ -4,6 +4,7 @@
 //! that run the core's state machines, the probes and the reporters. All protocol logic lives
 //! in the core.
 
+pub mod answer;
 pub mod exit;
 pub mod ladder;
 pub mod media;

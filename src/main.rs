@@ -35,6 +35,8 @@ enum Command {
     Register(RegisterCmd),
     /// Place one call with real audio: play and expect tones or DTMF, then PASS or FAIL.
     Call(Box<CallCmd>),
+    /// Answer calls: ring, answer, play and verify audio, hang up; a line per call.
+    Answer(Box<AnswerCmd>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -226,6 +228,51 @@ struct CallCmd {
     net: NetArgs,
 }
 
+#[derive(Debug, Args)]
+struct AnswerCmd {
+    /// Local address to listen on for SIP over UDP.
+    #[arg(long, default_value = "127.0.0.1:5060", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// Register at this server first (and keep the registration fresh), HOST[:PORT].
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]")]
+    server: Option<String>,
+    /// User to register as (digest username).
+    #[arg(long, env = "SIP_USER")]
+    user: Option<String>,
+    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
+    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Domain of the address of record (default: the server's host).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Registration lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    expires: u32,
+    /// Ring (180 Ringing) this long before answering.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    ring: Duration,
+    /// Reject every call with this status code instead of answering (e.g. 486, 603).
+    #[arg(long, value_name = "CODE")]
+    reject: Option<u16>,
+    /// Hang up this long after answering (default: wait for the caller's BYE).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Calls at once; more are answered 486 Busy Here.
+    #[arg(long, default_value_t = 100)]
+    max_calls: usize,
+    /// Exit after this many calls have ended.
+    #[arg(long, value_name = "N")]
+    calls: Option<u64>,
+    #[command(flatten)]
+    audio: AudioOpts,
+    /// RFC 3261 T1; Timer B/F/H fire at 64*T1.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    t1: Duration,
+    /// Print one JSON object per call and the totals instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 impl NetArgs {
     fn network(&self) -> Network {
         Network {
@@ -321,6 +368,43 @@ async fn run(command: Command) -> Exit {
                 &mut stdout,
             )
         }
+        Command::Answer(cmd) => {
+            let args = sipcheck::answer::AnswerArgs {
+                listen: cmd.listen,
+                server: cmd.server.clone(),
+                user: cmd.user.clone(),
+                password: cmd.password.clone(),
+                domain: cmd.domain.clone(),
+                expires: cmd.expires,
+                ring: cmd.ring,
+                reject: cmd.reject,
+                duration: cmd.duration,
+                max_calls: cmd.max_calls.max(1),
+                calls: cmd.calls,
+                audio: cmd.audio.args(),
+                rtp_ports: cmd.audio.rtp_ports,
+                timers: TimerConfig {
+                    t1: cmd.t1,
+                    ..TimerConfig::default()
+                },
+                json: cmd.json,
+            };
+            let secret = cmd.password.clone().unwrap_or_default();
+            let mut out = RedactingWriter::new(&mut stdout, &secret);
+            match sipcheck::answer::run(&args, &mut out).await {
+                Ok(totals) => {
+                    let _ = totals.write(cmd.json, &mut out);
+                    match totals.verdict() {
+                        Verdict::Pass => Exit::Success,
+                        Verdict::Fail => Exit::Failure,
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sipcheck: error: {}", redact(&e.to_string(), &secret));
+                    Exit::Usage
+                }
+            }
+        }
         Command::Register(cmd) => {
             let args = probe::register::RegisterArgs {
                 server: cmd.server,
@@ -341,6 +425,44 @@ async fn run(command: Command) -> Exit {
                 &mut stdout,
             )
         }
+    }
+}
+
+/// A writer that masks a secret in everything written through it, line by line.
+struct RedactingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    secret: &'a str,
+    line: Vec<u8>,
+}
+
+impl<'a, W: Write> RedactingWriter<'a, W> {
+    fn new(inner: &'a mut W, secret: &'a str) -> Self {
+        Self {
+            inner,
+            secret,
+            line: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.line.drain(..=end).collect();
+            let text = redact(&String::from_utf8_lossy(&line), self.secret);
+            self.inner.write_all(text.as_bytes())?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.line.is_empty() {
+            let text = redact(&String::from_utf8_lossy(&self.line), self.secret);
+            self.line.clear();
+            self.inner.write_all(text.as_bytes())?;
+        }
+        self.inner.flush()
     }
 }
 

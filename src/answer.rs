@@ -1,0 +1,493 @@
+//! `sipcheck answer`: the responder — auto-answers calls, plays and verifies audio.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sipcheck_core::ids::IdGen;
+use sipcheck_core::sdp::Negotiated;
+use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::ua::call::{CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig};
+use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
+
+use crate::media::{MediaHandle, PortRange};
+use crate::probe::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
+use crate::probe::call::{host_of, register};
+use crate::probe::client::os_seed;
+use crate::probe::{ProbeError, Verdict};
+use crate::transport::{self, Transport, UdpTransport};
+use crate::ua::UaDriver;
+
+/// How the responder behaves.
+#[derive(Debug, Clone)]
+pub struct AnswerArgs {
+    /// Local SIP address to listen on (UDP).
+    pub listen: SocketAddr,
+    /// Register here first (and keep the registration fresh).
+    pub server: Option<String>,
+    /// User to register as (and digest username).
+    pub user: Option<String>,
+    /// Password (never printed).
+    pub password: Option<String>,
+    /// Domain of the address of record (default: the server's host).
+    pub domain: Option<String>,
+    /// Registration lifetime.
+    pub expires: u32,
+    /// Ring (180) this long before answering.
+    pub ring: Duration,
+    /// Reject every call with this code instead of answering.
+    pub reject: Option<u16>,
+    /// Hang up this long after answering (else wait for the caller's BYE).
+    pub duration: Option<Duration>,
+    /// Calls at once; more are answered 486 Busy Here.
+    pub max_calls: usize,
+    /// Stop after this many calls have ended.
+    pub calls: Option<u64>,
+    /// Media options.
+    pub audio: AudioArgs,
+    /// Local RTP ports.
+    pub rtp_ports: (u16, u16),
+    /// RFC 3261 timers.
+    pub timers: TimerConfig,
+    /// Print one JSON object per call (and the totals) instead of text.
+    pub json: bool,
+}
+
+/// One finished call.
+#[derive(Debug, Serialize)]
+pub struct AnsweredCall {
+    /// Always `"call"`.
+    pub kind: &'static str,
+    /// Sequence number of the call in this run.
+    pub index: u64,
+    /// The SIP Call-ID.
+    pub call_id: String,
+    /// The caller (From).
+    pub from: String,
+    /// Pass or fail.
+    pub verdict: Verdict,
+    /// The final status we sent.
+    pub final_code: Option<u16>,
+    /// Why the call ended.
+    pub end_reason: String,
+    /// Everything that failed.
+    pub failures: Vec<String>,
+    /// Media figures.
+    pub media: Option<MediaSummary>,
+}
+
+/// The totals printed at the end.
+#[derive(Debug, Default, Serialize)]
+pub struct Totals {
+    /// Always `"totals"`.
+    pub kind: &'static str,
+    /// Calls received.
+    pub received: u64,
+    /// Calls answered.
+    pub answered: u64,
+    /// Calls refused because `max_calls` were active.
+    pub busy: u64,
+    /// Calls rejected as asked (`--reject`).
+    pub rejected: u64,
+    /// Calls that passed.
+    pub passed: u64,
+    /// Calls that failed.
+    pub failed: u64,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+    /// Registration problems.
+    pub registration_error: Option<String>,
+}
+
+struct Active {
+    from: String,
+    busy: bool,
+    accept_at: Option<Instant>,
+    hangup_at: Option<Instant>,
+    dtmf_at: Option<Instant>,
+    dtmf_error: Option<String>,
+    media: Option<(Negotiated, MediaHandle)>,
+}
+
+/// Run the responder until `calls` calls have ended or Ctrl-C.
+pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, ProbeError> {
+    let prepared = args.audio.prepare()?;
+    if let Some(code) = args.reject {
+        if !(300..=699).contains(&code) {
+            return Err(ProbeError::Invalid(format!(
+                "--reject {code}: a rejection code is 300 to 699"
+            )));
+        }
+    }
+    let udp = UdpTransport::bind(args.listen, 4 << 20).await?;
+    let transport = Transport::Udp(udp);
+    let local = LocalEnd {
+        transport: Kind::Udp,
+        addr: transport.local_addr(),
+        routes: Vec::new(),
+    };
+    let mut config = EndpointConfig::new(local.clone());
+    config.timers = args.timers;
+    if let Some(user) = &args.user {
+        config.contact_user = user.clone();
+    }
+    let seed = os_seed();
+    let mut driver = UaDriver::new(transport, Endpoint::new(config, IdGen::new(seed)), false);
+    let mut ids = IdGen::new(seed ^ 0x5eed);
+    let ports = PortRange::new(args.rtp_ports.0, args.rtp_ports.1);
+    let mut totals = Totals {
+        kind: "totals",
+        ..Totals::default()
+    };
+
+    // Registration, refreshed before it expires.
+    let mut registration = None;
+    let mut refresh_at = None;
+    if let Some(server) = &args.server {
+        let user = args
+            .user
+            .clone()
+            .ok_or_else(|| ProbeError::Invalid("--server needs --user".into()))?;
+        let registrar = transport::resolve(server, 5060).await?;
+        let domain = args.domain.clone().unwrap_or_else(|| host_of(server));
+        let mut reg = Registration::new(
+            RegisterParams {
+                user: user.clone(),
+                domain,
+                credentials: Credentials::new(user, args.password.clone().unwrap_or_default()),
+                expires: args.expires,
+            },
+            driver.endpoint().ids(),
+        );
+        register(&mut driver, &mut reg, &local, registrar, args.expires)
+            .await
+            .map_err(|e| ProbeError::Invalid(format!("registration failed: {e}")))?;
+        refresh_at = Some(Instant::now() + refresh_interval(args.expires));
+        registration = Some((reg, registrar));
+        if !args.json {
+            let _ = writeln!(out, "registered; listening on {}", local.addr);
+        }
+    } else if !args.json {
+        let _ = writeln!(out, "listening on {}", local.addr);
+    }
+    let _ = out.flush();
+
+    let mut active: HashMap<CallId, Active> = HashMap::new();
+    let mut ended: u64 = 0;
+    let mut draining_since: Option<Instant> = None;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        if args.calls.is_some_and(|n| ended >= n) && active.is_empty() {
+            break;
+        }
+        if draining_since.is_some() && active.is_empty() {
+            break;
+        }
+        if draining_since.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
+            break;
+        }
+        let next = active
+            .values()
+            .flat_map(|a| [a.accept_at, a.hangup_at, a.dtmf_at])
+            .flatten()
+            .chain(refresh_at)
+            .min();
+        tokio::select! {
+            event = driver.next_event() => {
+                let now = Instant::now();
+                match event? {
+                    CallEvent::Incoming { call, from, .. } => {
+                        totals.received += 1;
+                        if draining_since.is_some() {
+                            let _ = driver.endpoint().reject(now, call, 480);
+                            continue;
+                        }
+                        let busy = active.len() >= args.max_calls;
+                        let mut entry = Active {
+                            from,
+                            busy,
+                            accept_at: None,
+                            hangup_at: None,
+                            dtmf_at: None,
+                            dtmf_error: None,
+                            media: None,
+                        };
+                        if busy {
+                            totals.busy += 1;
+                            let _ = driver.endpoint().reject(now, call, 486);
+                        } else if let Some(code) = args.reject {
+                            totals.rejected += 1;
+                            let _ = driver.endpoint().reject(now, call, code);
+                        } else if args.ring.is_zero() {
+                            entry.accept_at = Some(now);
+                        } else {
+                            let _ = driver.endpoint().ring(now, call);
+                            entry.accept_at = Some(now + args.ring);
+                        }
+                        active.insert(call, entry);
+                    }
+                    CallEvent::Answered { call, negotiated } => {
+                        if let Some(a) = active.get_mut(&call) {
+                            totals.answered += 1;
+                            if a.media.is_none() {
+                                // Delayed offer: the answer came in the ACK.
+                                if let Ok(socket) = ports.bind(local.addr.ip()).await {
+                                    let session = prepared.session(&negotiated, &mut ids);
+                                    let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+                                    a.media = Some((negotiated, handle));
+                                }
+                            }
+                            a.hangup_at = args.duration.map(|d| now + d);
+                            if prepared.send_dtmf().is_some() {
+                                a.dtmf_at = Some(now + Duration::from_millis(500));
+                            }
+                        }
+                    }
+                    CallEvent::MediaUpdated { call, negotiated } => {
+                        if let Some((n, handle)) = active.get_mut(&call).and_then(|a| a.media.as_mut()) {
+                            handle.set_remote(negotiated.remote_rtp);
+                            handle.set_sending(negotiated.direction.sends());
+                            *n = negotiated;
+                        }
+                    }
+                    CallEvent::Ended { call, record } => {
+                        let Some(a) = active.remove(&call) else { continue };
+                        ended += 1;
+                        let reason = record.reason().cloned();
+                        let mut failures = Vec::new();
+                        let mut media_summary = None;
+                        if let Some((negotiated, handle)) = a.media {
+                            if let Some(finished) = handle.stop().await {
+                                let (summary, media_failures) = prepared.summarize(&negotiated, &finished.report);
+                                if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
+                                    let path = numbered(path, ended);
+                                    if let Err(e) = write_recording(&path, samples) {
+                                        failures.push(e.to_string());
+                                    }
+                                }
+                                failures.extend(media_failures);
+                                media_summary = Some(summary);
+                            }
+                        }
+                        failures.extend(a.dtmf_error);
+                        let expected_reject = args.reject.is_some() || a.busy;
+                        match &reason {
+                            Some(CallEndReason::Declined { .. }) if expected_reject => {}
+                            Some(r) if r.is_normal_clearing() && !expected_reject => {}
+                            Some(r) => failures.insert(0, r.to_string()),
+                            None => failures.insert(0, "ended without a reason".into()),
+                        }
+                        if a.busy {
+                            failures.insert(0, format!("busy: {} calls already active", args.max_calls));
+                        }
+                        let verdict = if failures.is_empty() { Verdict::Pass } else { Verdict::Fail };
+                        match verdict {
+                            Verdict::Pass => totals.passed += 1,
+                            Verdict::Fail => totals.failed += 1,
+                        }
+                        let line = AnsweredCall {
+                            kind: "call",
+                            index: ended,
+                            call_id: record.call_id.clone(),
+                            from: a.from,
+                            verdict,
+                            final_code: record.final_code,
+                            end_reason: reason.map_or_else(String::new, |r| r.to_string()),
+                            failures,
+                            media: media_summary,
+                        };
+                        print_call(&line, args.json, out);
+                    }
+                    _ => {}
+                }
+            }
+            _ = sleep_until(next) => {
+                let now = Instant::now();
+                let due: Vec<CallId> = active.iter()
+                    .filter(|(_, a)| [a.accept_at, a.hangup_at, a.dtmf_at].into_iter().flatten().any(|t| t <= now))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for call in due {
+                    let Some(a) = active.get_mut(&call) else { continue };
+                    if a.accept_at.is_some_and(|t| t <= now) {
+                        a.accept_at = None;
+                        accept(&mut driver, call, a, &ports, &prepared, &local, &mut ids, seed).await;
+                    }
+                    if a.hangup_at.is_some_and(|t| t <= now) {
+                        a.hangup_at = None;
+                        let _ = driver.endpoint().hangup(now, call);
+                    }
+                    if a.dtmf_at.is_some_and(|t| t <= now) {
+                        a.dtmf_at = None;
+                        if let (Some((_, handle)), Some(digits)) = (&a.media, prepared.send_dtmf()) {
+                            if let Err(e) = handle.send_dtmf(digits).await {
+                                a.dtmf_error = Some(format!("DTMF not sent: {e}"));
+                            }
+                        }
+                    }
+                }
+                if refresh_at.is_some_and(|t| t <= now) {
+                    refresh_at = Some(now + refresh_interval(args.expires));
+                    if let Some((reg, registrar)) = &mut registration {
+                        if let Err(e) = register(&mut driver, reg, &local, *registrar, args.expires).await {
+                            totals.registration_error = Some(format!("refresh failed: {e}"));
+                        }
+                    }
+                }
+            }
+            _ = &mut ctrl_c => {
+                if draining_since.is_some() {
+                    // A second Ctrl-C: leave at once.
+                    totals.interrupted = true;
+                    break;
+                }
+                totals.interrupted = true;
+                draining_since = Some(Instant::now());
+                let now = Instant::now();
+                for call in active.keys().copied().collect::<Vec<_>>() {
+                    let _ = driver.endpoint().hangup(now, call);
+                }
+                ctrl_c.set(tokio::signal::ctrl_c());
+            }
+        }
+    }
+    if let Some((mut reg, registrar)) = registration {
+        if let Err(e) = register(&mut driver, &mut reg, &local, registrar, 0).await {
+            totals.registration_error = Some(format!("unregistration failed: {e}"));
+        }
+    }
+    Ok(totals)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept(
+    driver: &mut UaDriver,
+    call: CallId,
+    a: &mut Active,
+    ports: &PortRange,
+    prepared: &PreparedAudio,
+    local: &LocalEnd,
+    ids: &mut IdGen,
+    seed: u64,
+) {
+    let now = Instant::now();
+    let socket = match ports.bind(local.addr.ip()).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::warn!(error = %e, "no RTP port free: refusing the call");
+            let _ = driver.endpoint().reject(now, call, 503);
+            return;
+        }
+    };
+    let Ok(addr) = socket.local_addr() else {
+        let _ = driver.endpoint().reject(now, call, 500);
+        return;
+    };
+    let media = prepared.local_media(addr.ip(), addr.port(), seed >> 1);
+    match driver.endpoint().accept(now, call, media) {
+        Ok(Some(negotiated)) => {
+            let session = prepared.session(&negotiated, ids);
+            let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+            a.media = Some((negotiated, handle));
+        }
+        // Delayed offer: media starts with the ACK's answer (the socket is bound again then).
+        Ok(None) => {}
+        // 488 was sent; the Ended event follows.
+        Err(e) => tracing::info!(error = %e, "call refused"),
+    }
+}
+
+fn refresh_interval(expires: u32) -> Duration {
+    Duration::from_secs(u64::from(expires.max(2)) * 8 / 10)
+}
+
+/// `rec.wav` → `rec-3.wav` for the third call.
+fn numbered(path: &std::path::Path, index: u64) -> std::path::PathBuf {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("call");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("wav");
+    path.with_file_name(format!("{stem}-{index}.{ext}"))
+}
+
+fn print_call(call: &AnsweredCall, json: bool, out: &mut impl Write) {
+    if json {
+        let _ = serde_json::to_writer(&mut *out, call);
+        let _ = writeln!(out);
+    } else {
+        let _ = write!(
+            out,
+            "call {} from {} [{}]: {}",
+            call.index, call.from, call.call_id, call.end_reason
+        );
+        if let Some(m) = &call.media {
+            let _ = write!(
+                out,
+                "; rtp {} sent, {} received, loss {:.2} %, jitter {:.2} ms",
+                m.packets_sent, m.packets_received, m.loss_percent, m.jitter_ms
+            );
+            for t in &m.tones {
+                let _ = match t.onset_ms {
+                    Some(onset) => write!(out, "; tone {} at {onset:.0} ms", t.tone),
+                    None => write!(out, "; tone {} missing", t.tone),
+                };
+            }
+            if !m.dtmf_received.is_empty() {
+                let _ = write!(out, "; dtmf '{}'", m.dtmf_received);
+            }
+        }
+        let _ = match call.verdict {
+            Verdict::Pass => writeln!(out, " -- PASS"),
+            Verdict::Fail => writeln!(out, " -- FAIL: {}", call.failures.join("; ")),
+        };
+    }
+    let _ = out.flush();
+}
+
+impl Totals {
+    /// The closing line(s).
+    pub fn write(&self, json: bool, out: &mut impl Write) -> std::io::Result<()> {
+        if json {
+            serde_json::to_writer(&mut *out, self).map_err(std::io::Error::other)?;
+            return writeln!(out);
+        }
+        writeln!(
+            out,
+            "totals: {} received, {} answered, {} busy, {} rejected, {} passed, {} failed{}",
+            self.received,
+            self.answered,
+            self.busy,
+            self.rejected,
+            self.passed,
+            self.failed,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        )?;
+        if let Some(e) = &self.registration_error {
+            writeln!(out, "registration: {e}")?;
+        }
+        Ok(())
+    }
+
+    /// The verdict of the whole run.
+    pub fn verdict(&self) -> Verdict {
+        if self.failed == 0 && self.registration_error.is_none() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
