@@ -14,6 +14,7 @@
 pub(crate) mod digest;
 pub(crate) mod kamailio;
 pub(crate) mod process;
+pub(crate) mod responder;
 pub(crate) mod sip;
 pub(crate) mod sipp;
 

@@ -77,6 +77,46 @@ impl Sipp {
         Self::start_uas_with(scenario, extra_args, &SippOptions::default())
     }
 
+    /// SIPp's built-in `uas` scenario (`-sn uas`) on `port`, media on 127.0.0.1 (`-mi`), with
+    /// `extra_args` (e.g. `-rtp_echo`).
+    pub(crate) fn start_builtin_uas(port: u16, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let sipp = process::require_program("sipp", "sip-tester")?;
+        let rundir = RunDir::new("sipp").context("create a run directory for sipp")?;
+        let stdout = File::create(rundir.join("stdout.log")).context("create sipp's stdout.log")?;
+        let stderr = File::create(rundir.join("stderr.log")).context("create sipp's stderr.log")?;
+        let mut cmd = Command::new(sipp);
+        cmd.args([
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-nostdin",
+        ])
+        .arg("-p")
+        .arg(port.to_string())
+        .args(extra_args)
+        .current_dir(rundir.path())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+        let command_line = format!("{cmd:?}");
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {command_line}"))?;
+        let mut s = Self {
+            port,
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            scenario: PathBuf::from("uas (built in)"),
+            rundir,
+            child,
+            command_line,
+        };
+        s.wait_ready()?;
+        Ok(s)
+    }
+
     /// [`Sipp::start_uas`] with `opts`; retried on a new port if SIPp exits
     /// at start (another process may take the free port first).
     pub(crate) fn start_uas_with(

@@ -1,0 +1,331 @@
+//! `sipcheck call` and `sipcheck answer` with real audio, against each other, through a real
+//! Kamailio (digest auth on INVITE), and against SIPp.
+
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use support::kamailio::Kamailio;
+use support::responder::Responder;
+use support::{describe_output, free_port, run_sipcheck};
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn direct_call_tones_and_dtmf_both_ways() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--ring",
+            "200ms",
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--send-dtmf",
+            "456",
+            "--expect-dtmf",
+            "123",
+            "--calls",
+            "1",
+        ],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--send-dtmf",
+            "123",
+            "--expect-dtmf",
+            "456",
+            "--duration",
+            "2s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    let media = &v["media"];
+    assert_eq!(media["tones"][0]["detected"], true, "{shown}");
+    assert_eq!(media["dtmf_received"], "456", "{shown}");
+    assert_eq!(media["lost"], 0, "{shown}");
+    assert!(media["packets_received"].as_u64().unwrap() >= 90, "{shown}");
+    // Ringing for 200 ms before the answer.
+    assert!(
+        v["timings"]["invite_to_answer_ms"].as_f64().unwrap() >= 190.0,
+        "{shown}"
+    );
+    assert!(
+        v["timings"]["invite_to_ringing_ms"].as_f64().unwrap() < 100.0,
+        "{shown}"
+    );
+
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let answered = answer.stdout();
+    assert!(answered.contains("tone 440 Hz at"), "{shown}");
+    assert!(answered.contains("dtmf '123'"), "{shown}");
+    assert!(answered.contains("-- PASS"), "{shown}");
+}
+
+#[test]
+fn silent_far_end_fails_the_expected_tone() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _answer = Responder::start(&["--listen", &listen], &[]);
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "1s",
+        ],
+        &[],
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        stdout(&out).contains("FAIL: expected tone 1000 Hz not detected"),
+        "{shown}"
+    );
+    assert!(
+        stdout(&out).contains("tone 1000 Hz: NOT detected"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn busy_is_the_failure_reason() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _answer = Responder::start(&["--listen", &listen, "--reject", "486"], &[]);
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(["call", &uri, "--json"], &[]);
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["final_code"], 486);
+    assert_eq!(v["end_reason"], "rejected: 486 Busy Here", "{shown}");
+    assert_eq!(
+        v["failures"][0], "not answered: rejected: 486 Busy Here",
+        "{shown}"
+    );
+}
+
+#[test]
+fn cancel_while_ringing_ends_with_487() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(&["--listen", &listen, "--ring", "10s", "--calls", "1"], &[]);
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(["call", &uri, "--cancel-after", "500ms", "--json"], &[]);
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["final_code"], 487, "{shown}");
+    assert_eq!(v["end_reason"], "cancelled", "{shown}");
+    let ladder: Vec<String> = v["ladder"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ladder.iter().any(|l| l.starts_with("CANCEL ")),
+        "{ladder:?}"
+    );
+    assert!(ladder.iter().any(|l| l.contains("487")), "{ladder:?}");
+    answer.wait_exit(Duration::from_secs(10));
+    assert!(
+        answer.stdout().contains("cancelled by the caller"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn kamailio_routes_an_authenticated_call_to_a_registered_responder() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let callee_pw = Kamailio::password_for("2001");
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--server",
+            &server,
+            "--user",
+            "2001",
+            "--ring",
+            "300ms",
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--send-dtmf",
+            "789",
+            "--expect-dtmf",
+            "123",
+            "--calls",
+            "1",
+        ],
+        &[("SIP_PASSWORD", callee_pw.as_str())],
+    );
+    assert!(
+        answer.stdout().contains("registered"),
+        "{}",
+        answer.output()
+    );
+    assert_eq!(kam.bindings("2001").len(), 1, "{}", answer.output());
+
+    let caller_pw = Kamailio::password_for("1001");
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--user",
+            "1001",
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--send-dtmf",
+            "123",
+            "--expect-dtmf",
+            "789",
+            "--duration",
+            "2s",
+            "--json",
+        ],
+        &[("SIP_PASSWORD", caller_pw.as_str())],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        answer.output(),
+        kam.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines: Vec<&str> = v["ladder"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_str().unwrap())
+        .collect();
+    // 407 challenge on the INVITE, answered with credentials.
+    assert!(lines.iter().any(|l| l.contains("407")), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("INVITE ")).count(),
+        2,
+        "{lines:?}"
+    );
+    assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+    assert_eq!(v["media"]["dtmf_received"], "789", "{shown}");
+    assert!(
+        !shown.contains(&caller_pw) && !shown.contains(&callee_pw),
+        "password leaked"
+    );
+
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{shown}"
+    );
+    assert!(answer.stdout().contains("dtmf '123'"), "{shown}");
+    // The responder unregistered on its way out.
+    assert!(kam.bindings("2001").is_empty(), "{shown}");
+}
+
+#[test]
+fn cancel_through_kamailio_reaches_the_ringing_responder() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut answer = Responder::start(
+        &[
+            "--listen", &listen, "--server", &server, "--user", "2002", "--ring", "10s", "--calls",
+            "1",
+        ],
+        &[("SIP_PASSWORD", Kamailio::password_for("2002").as_str())],
+    );
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2002@127.0.0.1",
+            "--server",
+            &server,
+            "--user",
+            "1002",
+            "--cancel-after",
+            "1s",
+            "--json",
+        ],
+        &[("SIP_PASSWORD", Kamailio::password_for("1002").as_str())],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        answer.output(),
+        kam.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["final_code"], 487, "{shown}");
+    answer.wait_exit(Duration::from_secs(15));
+    assert!(
+        answer.stdout().contains("cancelled by the caller"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn sipp_rtp_echo_returns_our_tone() {
+    let port = free_port();
+    let sipp = support::sipp::Sipp::start_builtin_uas(port, &["-rtp_echo"]).expect("start sipp");
+    let uri = format!("sip:echo@127.0.0.1:{port}");
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "350+440",
+            "--expect-tone",
+            "350+440",
+            "--duration",
+            "2s",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        stdout(&out).contains("tone 350+440 Hz: detected"),
+        "{shown}"
+    );
+}
