@@ -168,10 +168,20 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             .map_err(|e| ProbeError::Invalid(format!("registration failed: {e}")))?;
         refresh_at = Some(Instant::now() + refresh_interval(args.expires));
         registration = Some((reg, registrar));
-        if !args.json {
-            let _ = writeln!(out, "registered; listening on {}", local.addr);
-        }
-    } else if !args.json {
+    }
+    if args.json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({
+                "kind": "listening",
+                "address": local.addr.to_string(),
+                "registered": registration.is_some(),
+            })
+        );
+    } else if registration.is_some() {
+        let _ = writeln!(out, "registered; listening on {}", local.addr);
+    } else {
         let _ = writeln!(out, "listening on {}", local.addr);
     }
     let _ = out.flush();

@@ -329,3 +329,64 @@ fn sipp_rtp_echo_returns_our_tone() {
         "{shown}"
     );
 }
+
+#[test]
+fn sipp_uac_pcap_calls_the_responder_and_its_audio_arrives() {
+    let sipp_bin = support::process::require_program("sipp", "sip-tester").expect("sipp");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(&["--listen", &listen, "--calls", "1", "--json"], &[]);
+    // uac_pcap plays pcap/g711a.pcap relative to its working directory.
+    let dir = answer.dir().join("sipp");
+    std::fs::create_dir_all(dir.join("pcap")).unwrap();
+    for entry in std::fs::read_dir("/usr/share/sip-tester").expect("sip-tester's data") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "pcap") {
+            std::fs::copy(&path, dir.join("pcap").join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut cmd = std::process::Command::new(sipp_bin);
+    cmd.args([
+        "-sn",
+        "uac_pcap",
+        &listen,
+        "-i",
+        "127.0.0.1",
+        "-mi",
+        "127.0.0.1",
+        "-m",
+        "1",
+    ])
+    .args(["-nostdin", "-timeout", "30s", "-timeout_error"])
+    .arg("-p")
+    .arg(free_port().to_string())
+    .current_dir(&dir);
+    let out = support::process::run_with_timeout(cmd, Duration::from_secs(40))
+        .unwrap_or_else(|_| panic!("sipp uac_pcap did not finish\n{}", answer.output()));
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "sipp's call failed\n{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let line = answer.stdout();
+    let mut lines = line
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    assert_eq!(lines.next().unwrap()["kind"], "listening");
+    let call = lines.next().unwrap();
+    assert_eq!(call["verdict"], "pass", "{shown}");
+    assert_eq!(call["media"]["codec"], "PCMA/8000", "{shown}");
+    // g711a.pcap holds 236 packets of 30 ms A-law speech, then an RFC 2833 event under a
+    // new SSRC: every packet counts, none lost, and the speech is not silence.
+    assert!(
+        call["media"]["packets_received"].as_u64().unwrap() >= 236,
+        "{shown}"
+    );
+    assert_eq!(call["media"]["lost"], 0, "{shown}");
+    assert_eq!(call["media"]["ssrc_changes"], 1, "{shown}");
+    assert_eq!(call["media"]["silent"], false, "{shown}");
+    // uac_pcap also plays an RFC 2833 event for digit 1.
+    assert_eq!(call["media"]["dtmf_received"], "1", "{shown}");
+}

@@ -35,7 +35,9 @@ impl Responder {
         };
         let ready = process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
             let out = responder.stdout();
-            out.contains("listening on") || !responder.stderr().is_empty()
+            out.contains("listening on")
+                || out.contains("\"listening\"")
+                || !responder.stderr().is_empty()
         });
         assert!(
             ready && responder.stderr().is_empty(),

@@ -166,6 +166,10 @@ pub struct MediaSession {
     lateness_us: Histogram<u32>,
     wrong_payload_type: u64,
     malformed: u64,
+    /// The SSRC of the stream being received.
+    current_ssrc: Option<u32>,
+    /// Totals of the streams received before the current SSRC.
+    earlier: ReceiveStats,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -218,12 +222,14 @@ impl MediaSession {
             received_audio: VecDeque::new(),
             pcm: vec![0; frame],
             payload: vec![0; frame],
-            decoded: vec![0; frame],
+            decoded: vec![0; MAX_PACKET - 12],
             packets_sent: 0,
             dtmf_packets_sent: 0,
             lateness_us: Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds"),
             wrong_payload_type: 0,
             malformed: 0,
+            current_ssrc: None,
+            earlier: ReceiveStats::default(),
             config,
         })
     }
@@ -362,32 +368,30 @@ impl MediaSession {
     /// One playout tick: a frame out of the jitter buffer, decoded (or concealed with
     /// silence), into the detector, the recording and the bridge queue.
     fn playout_tick(&mut self) {
-        let n = self.decoded.len();
-        let playing = match self.receiver.pop_frame() {
-            Playout::Frame(frame) if frame.payload_type == self.config.payload_type => {
-                let got = self
-                    .config
+        // The far end's packets may be longer than ours (a 30 ms peer against our 20 ms):
+        // decode the whole payload, whatever its length (up to 60 ms).
+        let frame = self.pcm.len();
+        let samples = match self.receiver.pop_frame() {
+            Playout::Frame(f) if f.payload_type == self.config.payload_type => {
+                let len = f.payload.len().min(self.decoded.len());
+                self.config
                     .codec
-                    .decode(frame.payload, &mut self.decoded)
-                    .unwrap_or(0);
-                self.decoded[got.min(n)..].fill(0);
-                true
+                    .decode(&f.payload[..len], &mut self.decoded)
+                    .unwrap_or(0)
             }
             Playout::Frame(_) | Playout::Missing { .. } => {
-                self.decoded.fill(0);
-                true
+                self.decoded[..frame].fill(0);
+                frame
             }
-            Playout::Buffering => false,
+            Playout::Buffering => return,
         };
-        if !playing {
-            return;
-        }
-        self.detector.push(&self.decoded);
+        let audio = &self.decoded[..samples];
+        self.detector.push(audio);
         if let Some(rec) = &mut self.recording {
-            rec.extend_from_slice(&self.decoded);
+            rec.extend_from_slice(audio);
         }
         if self.config.bridge {
-            self.received_audio.extend(self.decoded.iter().copied());
+            self.received_audio.extend(audio.iter().copied());
             let excess = self.received_audio.len().saturating_sub(BRIDGE_QUEUE_MAX);
             self.received_audio.drain(..excess);
         }
@@ -405,6 +409,20 @@ impl MediaSession {
         // Telephone events share the stream's SSRC and sequence numbers: the receiver counts
         // them (or they would look like loss); playout conceals them with silence.
         let pt = packet.header.payload_type;
+        if self
+            .current_ssrc
+            .is_some_and(|ssrc| ssrc != packet.header.ssrc)
+        {
+            // The receiver restarts its statistics for a new SSRC; the call's totals do not.
+            let previous = self.receiver.stats();
+            self.earlier.expected += previous.expected;
+            self.earlier.received += previous.received;
+            self.earlier.duplicates += previous.duplicates;
+            self.earlier.reordered += previous.reordered;
+            self.earlier.discarded += previous.discarded;
+            self.earlier.payload_bytes += previous.payload_bytes;
+        }
+        self.current_ssrc = Some(packet.header.ssrc);
         let arrival = self.receiver.on_packet(now, &packet);
         if Some(pt) == self.config.telephone_event_pt {
             if !matches!(arrival, Arrival::Duplicate(_)) {
@@ -430,6 +448,19 @@ impl MediaSession {
         self.recording.as_deref()
     }
 
+    /// Receive statistics over every SSRC of the call: counts summed, jitter and sequence
+    /// state of the current stream.
+    fn receive_totals(&self) -> ReceiveStats {
+        let mut stats = self.receiver.stats();
+        stats.expected += self.earlier.expected;
+        stats.received += self.earlier.received;
+        stats.duplicates += self.earlier.duplicates;
+        stats.reordered += self.earlier.reordered;
+        stats.discarded += self.earlier.discarded;
+        stats.payload_bytes += self.earlier.payload_bytes;
+        stats
+    }
+
     /// The summary of the session at `now`.
     pub fn report(&self, now: Instant) -> MediaReport {
         MediaReport {
@@ -437,7 +468,7 @@ impl MediaSession {
             dtmf_packets_sent: self.dtmf_packets_sent,
             frames_skipped: self.pacer.stats().overrun,
             lateness_us: self.lateness_us.clone(),
-            receive: self.receiver.stats(),
+            receive: self.receive_totals(),
             jitter_buffer: self.receiver.jitter_buffer_stats(),
             wrong_payload_type: self.wrong_payload_type,
             malformed: self.malformed,
@@ -570,6 +601,48 @@ mod tests {
         assert!(b.tone_found(hears));
         assert_eq!(r.receive.lost(), 20, "{:?}", r.receive);
         assert!(r.jitter_buffer.missing >= 19, "{:?}", r.jitter_buffer);
+    }
+
+    /// A far end sending 30 ms packets (240 samples) under a new SSRC halfway, as SIPp's
+    /// pcap replay does: every packet is decoded and counted.
+    #[test]
+    fn longer_packets_and_ssrc_changes_are_decoded_and_counted() {
+        let t0 = t0();
+        let mut config = MediaConfig::new(Codec::Pcma);
+        config.jitter_buffer_frames = 1;
+        let mut b =
+            MediaSession::new(t0, config, Playlist::new(vec![]), &mut IdGen::new(13)).unwrap();
+        let hears = b.expect_tone(ToneQuery::single(800.0).unwrap()).unwrap();
+        let mut tone = crate::media::tone::ToneGenerator::new(&Tone::single(800.0, -10.0).unwrap());
+        let mut pcm = [0i16; 240];
+        let mut payload = [0u8; 240];
+        let mut buf = [0u8; MAX_PACKET];
+        let mut out = [0u8; MAX_PACKET];
+        for i in 0..60u32 {
+            use crate::media::tone::AudioSource;
+            tone.fill(&mut pcm);
+            Codec::Pcma.encode(&pcm, &mut payload).unwrap();
+            let ssrc = if i < 30 { 0x1111 } else { 0x2222 };
+            let header = RtpHeader {
+                marker: i % 30 == 0,
+                payload_type: 8,
+                sequence: (i % 30) as u16 + if i < 30 { 100 } else { 5000 },
+                timestamp: i * 240,
+                ssrc,
+            };
+            let len = write_packet(&header, &payload, &mut buf).unwrap();
+            let at = t0 + Duration::from_millis(u64::from(i) * 30);
+            b.handle_packet(at, &buf[..len]);
+            while b.poll_transmit(at, &mut out).is_some() {}
+        }
+        let end = t0 + Duration::from_secs(3);
+        while b.poll_transmit(end, &mut out).is_some() {}
+        let r = b.report(end);
+        assert_eq!(r.receive.received, 60, "{:?}", r.receive);
+        assert_eq!(r.receive.expected, 60, "{:?}", r.receive);
+        assert_eq!(r.receive.ssrc_changes, 1);
+        assert!(b.tone_found(hears), "30 ms packets were not decoded");
+        assert!(r.rms_dbfs > -15.0, "{}", r.rms_dbfs);
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! User-agent behaviour above the transaction layer, as sans-IO state machines.
 
+pub mod call;
 pub mod register;

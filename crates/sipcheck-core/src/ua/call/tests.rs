@@ -1,0 +1,1818 @@
+//! Two endpoints over a simulated link, in virtual time (quinn's `Pair`).
+//!
+//! A [`Net`] joins endpoint A (the caller) and endpoint B (the callee) through a datagram link
+//! with a one-way delay, scripted drops and delays, seeded random loss, and an optional
+//! interceptor standing in for a proxy (challenging, record-routing). The driver jumps the
+//! clock to the next deadline — the endpoints' `poll_timeout`, the next delivery, the next
+//! scripted user action — so a 32-second timeout takes microseconds and every instant is exact.
+//! Each side has a [`Policy`]: how its user reacts to events (ring, answer, reject, hang up
+//! after a while).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::sdp::{Codec, Direction};
+use crate::sip::build::write_response;
+use crate::sip::transaction::Timer;
+
+/// The one clock read of these tests; everything after it is virtual.
+#[allow(clippy::disallowed_methods)]
+fn base() -> Instant {
+    Instant::now()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+const A: usize = 0;
+const B: usize = 1;
+const NAMES: [&str; 2] = ["A", "B"];
+
+fn addr(side: usize) -> SocketAddr {
+    SocketAddr::new(ip(side), 5060)
+}
+
+fn ip(side: usize) -> IpAddr {
+    IpAddr::from([192, 0, 2, 1 + side as u8])
+}
+
+fn media(side: usize) -> LocalMedia {
+    LocalMedia::new(ip(side), 40000 + 10000 * side as u16, 1000 + side as u64)
+}
+
+fn local(side: usize) -> LocalEnd {
+    LocalEnd {
+        transport: Transport::Udp,
+        addr: addr(side),
+        routes: Vec::new(),
+    }
+}
+
+fn call_to_b() -> OutgoingCall<SocketAddr> {
+    OutgoingCall {
+        request_uri: "sip:bob@192.0.2.2:5060".into(),
+        from_uri: "sip:alice@example.test".into(),
+        to_uri: "sip:bob@example.test".into(),
+        destination: addr(B),
+        credentials: None,
+        local_media: media(A),
+        local: local(A),
+        offer: OfferPlacement::InInvite,
+        extra_headers: Vec::new(),
+    }
+}
+
+const CHALLENGE: &str = r#"Digest realm="example.test", nonce="n0nce", qop="auth", algorithm=MD5"#;
+
+/// How a side's user reacts to events.
+#[derive(Debug, Clone, Default)]
+struct Policy {
+    /// Ring this long after an incoming call.
+    ring_after: Option<Duration>,
+    /// Answer with 183 and SDP at once.
+    early_media: bool,
+    /// Accept this long after an incoming call.
+    answer_after: Option<Duration>,
+    /// Reject incoming calls with this code, at once.
+    reject: Option<u16>,
+    /// Hang up this long after the call is answered.
+    hangup_after: Option<Duration>,
+    /// The media to answer with (else the side's default).
+    media: Option<LocalMedia>,
+}
+
+impl Policy {
+    fn callee(ring_after: Duration, answer_after: Duration) -> Self {
+        Self {
+            ring_after: Some(ring_after),
+            answer_after: Some(answer_after),
+            ..Self::default()
+        }
+    }
+}
+
+/// A user action, run at its scheduled instant.
+#[derive(Debug, Clone)]
+enum Action {
+    Ring(CallId),
+    EarlyMedia(CallId),
+    Accept(CallId),
+    Reject(CallId, u16),
+    Hangup(CallId),
+    Cancel(CallId),
+    Reinvite(CallId, LocalMedia),
+    Invite(Box<OutgoingCall<SocketAddr>>),
+}
+
+/// What the interceptor (a proxy on the path) does with a datagram.
+enum Intercept {
+    /// Deliver it unchanged.
+    Pass,
+    /// Deliver these bytes instead.
+    Replace(Bytes),
+    /// Do not deliver it; send these bytes back to its sender.
+    Reply(Bytes),
+    /// Do not deliver it.
+    Drop,
+    /// Deliver it, and these bytes after it (a second fork's answer).
+    PassAnd(Bytes),
+}
+
+type Interceptor = Box<dyn FnMut(usize, &Message) -> Intercept>;
+
+/// A scripted fault: messages from `from` whose summary (see [`summary`]) starts with
+/// `label`, from the `skip + 1`-th on, `times` times.
+struct Rule {
+    from: usize,
+    label: &'static str,
+    skip: u32,
+    times: u32,
+    fault: Fault,
+    seen: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Drop,
+    Delay(Duration),
+}
+
+/// One datagram put on the link.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // `dropped` is there for failure output.
+struct Sent {
+    at: Duration,
+    from: usize,
+    /// `INVITE`, `ACK`, `200/INVITE`, … (see [`summary`]).
+    label: String,
+    bytes: Bytes,
+    dropped: bool,
+}
+
+impl Sent {
+    fn message(&self) -> Message {
+        Message::parse_datagram(self.bytes.clone()).unwrap()
+    }
+}
+
+/// `METHOD` for a request, `CODE/METHOD` for a response.
+fn summary(message: &Message) -> String {
+    match message.status() {
+        Some(code) => format!("{code}/{}", message.cseq_method()),
+        None => message
+            .method()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    }
+}
+
+struct Side {
+    ep: Endpoint<SocketAddr>,
+    policy: Policy,
+    events: Vec<(Duration, CallEvent<SocketAddr>)>,
+    errors: Vec<CallError>,
+}
+
+struct Net {
+    t0: Instant,
+    now: Instant,
+    delay: Duration,
+    sides: [Side; 2],
+    in_flight: BTreeMap<(Instant, u64), (usize, Bytes)>,
+    actions: BTreeMap<(Instant, u64), (usize, Action)>,
+    seq: u64,
+    rules: Vec<Rule>,
+    /// Random loss in parts per million, and its generator.
+    loss: Option<(u64, IdGen)>,
+    intercept: Option<Interceptor>,
+    log: Vec<Sent>,
+}
+
+impl Net {
+    fn new() -> Self {
+        let t0 = base();
+        let side = |i: usize| {
+            let mut config = EndpointConfig::new(local(i));
+            config.contact_user = ["alice", "bob"][i].to_string();
+            Side {
+                ep: Endpoint::new(config, IdGen::new(100 + i as u64)),
+                policy: Policy::default(),
+                events: Vec::new(),
+                errors: Vec::new(),
+            }
+        };
+        Self {
+            t0,
+            now: t0,
+            delay: ms(10),
+            sides: [side(A), side(B)],
+            in_flight: BTreeMap::new(),
+            actions: BTreeMap::new(),
+            seq: 0,
+            rules: Vec::new(),
+            loss: None,
+            intercept: None,
+            log: Vec::new(),
+        }
+    }
+
+    /// A net whose B rings at once and answers after `answer_after`.
+    fn with_callee(answer_after: Duration) -> Self {
+        let mut net = Self::new();
+        net.sides[B].policy = Policy::callee(Duration::ZERO, answer_after);
+        net
+    }
+
+    fn ep(&mut self, side: usize) -> &mut Endpoint<SocketAddr> {
+        &mut self.sides[side].ep
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    fn rule(&mut self, from: usize, label: &'static str, skip: u32, times: u32, fault: Fault) {
+        self.rules.push(Rule {
+            from,
+            label,
+            skip,
+            times,
+            fault,
+            seen: 0,
+        });
+    }
+
+    /// Schedule `action` on `side` at `at` after the start.
+    fn at(&mut self, at: Duration, side: usize, action: Action) {
+        self.seq += 1;
+        self.actions
+            .insert((self.t0 + at, self.seq), (side, action));
+    }
+
+    /// Place a call from A now.
+    fn invite(&mut self, call: OutgoingCall<SocketAddr>) -> CallId {
+        let now = self.now;
+        let id = self.ep(A).invite(now, call).unwrap();
+        self.flush();
+        id
+    }
+
+    fn send(&mut self, from: usize, bytes: Bytes) {
+        let message = Message::parse_datagram(bytes.clone()).expect("endpoints send valid SIP");
+        let label = summary(&message);
+        let at = self.elapsed();
+        let mut bytes = bytes;
+        if let Some(intercept) = self.intercept.as_mut() {
+            match intercept(from, &message) {
+                Intercept::Pass => {}
+                Intercept::Replace(new) => bytes = new,
+                Intercept::Reply(reply) => {
+                    self.log.push(Sent {
+                        at,
+                        from,
+                        label,
+                        bytes,
+                        dropped: true,
+                    });
+                    let reply_label = summary(&Message::parse_datagram(reply.clone()).unwrap());
+                    self.log.push(Sent {
+                        at,
+                        from: 1 - from,
+                        label: reply_label,
+                        bytes: reply.clone(),
+                        dropped: false,
+                    });
+                    self.seq += 1;
+                    self.in_flight
+                        .insert((self.now + self.delay, self.seq), (from, reply));
+                    return;
+                }
+                Intercept::Drop => {
+                    self.log.push(Sent {
+                        at,
+                        from,
+                        label,
+                        bytes,
+                        dropped: true,
+                    });
+                    return;
+                }
+                Intercept::PassAnd(extra) => {
+                    let extra_label = summary(&Message::parse_datagram(extra.clone()).unwrap());
+                    self.log.push(Sent {
+                        at,
+                        from,
+                        label: extra_label,
+                        bytes: extra.clone(),
+                        dropped: false,
+                    });
+                    self.seq += 1;
+                    self.in_flight
+                        .insert((self.now + self.delay + ms(1), self.seq), (1 - from, extra));
+                }
+            }
+        }
+        let mut dropped = false;
+        let mut extra = Duration::ZERO;
+        for rule in &mut self.rules {
+            if rule.from != from || !label.starts_with(rule.label) {
+                continue;
+            }
+            rule.seen += 1;
+            if rule.seen > rule.skip && rule.seen - rule.skip <= rule.times {
+                match rule.fault {
+                    Fault::Drop => dropped = true,
+                    Fault::Delay(d) => extra += d,
+                }
+            }
+        }
+        if let Some((ppm, gen)) = self.loss.as_mut() {
+            if gen.next_u64() % 1_000_000 < *ppm {
+                dropped = true;
+            }
+        }
+        self.log.push(Sent {
+            at,
+            from,
+            label,
+            bytes: bytes.clone(),
+            dropped,
+        });
+        if !dropped {
+            self.seq += 1;
+            self.in_flight
+                .insert((self.now + self.delay + extra, self.seq), (1 - from, bytes));
+        }
+    }
+
+    /// Put every pending transmit on the link and let the policies see every event.
+    fn flush(&mut self) {
+        loop {
+            let mut idle = true;
+            for side in [A, B] {
+                while let Some(t) = self.sides[side].ep.poll_transmit() {
+                    idle = false;
+                    assert_eq!(t.destination, addr(1 - side), "only two parties here");
+                    self.send(side, t.bytes);
+                }
+                while let Some(event) = self.sides[side].ep.poll_event() {
+                    idle = false;
+                    self.react(side, &event);
+                    let at = self.elapsed();
+                    self.sides[side].events.push((at, event));
+                }
+            }
+            if idle {
+                return;
+            }
+        }
+    }
+
+    fn react(&mut self, side: usize, event: &CallEvent<SocketAddr>) {
+        let policy = self.sides[side].policy.clone();
+        let now = self.elapsed();
+        match *event {
+            CallEvent::Incoming { call, .. } => {
+                if let Some(code) = policy.reject {
+                    self.at(now, side, Action::Reject(call, code));
+                    return;
+                }
+                if let Some(after) = policy.ring_after {
+                    self.at(now + after, side, Action::Ring(call));
+                }
+                if policy.early_media {
+                    self.at(now, side, Action::EarlyMedia(call));
+                }
+                if let Some(after) = policy.answer_after {
+                    self.at(now + after, side, Action::Accept(call));
+                }
+            }
+            CallEvent::Answered { call, .. } => {
+                if let Some(after) = policy.hangup_after {
+                    self.at(now + after, side, Action::Hangup(call));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn run_action(&mut self, side: usize, action: Action) {
+        let now = self.now;
+        let media = self.sides[side].policy.media.clone().unwrap_or(media(side));
+        let ep = &mut self.sides[side].ep;
+        let result = match action {
+            Action::Ring(call) => ep.ring(now, call),
+            Action::EarlyMedia(call) => ep.early_media(now, call, media).map(drop),
+            Action::Accept(call) => ep.accept(now, call, media).map(drop),
+            Action::Reject(call, code) => ep.reject(now, call, code),
+            Action::Hangup(call) => ep.hangup(now, call),
+            Action::Cancel(call) => ep.cancel(now, call),
+            Action::Reinvite(call, media) => ep.reinvite(now, call, media),
+            Action::Invite(call) => ep.invite(now, *call).map(drop),
+        };
+        if let Err(error) = result {
+            self.sides[side].errors.push(error);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.sides[A].ep.poll_timeout(),
+            self.sides[B].ep.poll_timeout(),
+            self.in_flight.keys().next().map(|k| k.0),
+            self.actions.keys().next().map(|k| k.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Advance to the next deadline, if it is not after `limit`, and handle everything due.
+    fn step(&mut self, limit: Instant) -> bool {
+        self.flush();
+        let Some(next) = self.next_deadline() else {
+            return false;
+        };
+        if next > limit {
+            return false;
+        }
+        self.now = self.now.max(next);
+        let now = self.now;
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (to, bytes) = entry.remove();
+            let message = Message::parse_datagram(bytes).unwrap();
+            self.sides[to]
+                .ep
+                .handle_message(now, message, false, addr(1 - to));
+            self.flush();
+        }
+        while let Some(entry) = self.actions.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (side, action) = entry.remove();
+            self.run_action(side, action);
+            self.flush();
+        }
+        for side in [A, B] {
+            if self.sides[side]
+                .ep
+                .poll_timeout()
+                .is_some_and(|at| at <= now)
+            {
+                self.sides[side].ep.handle_timeout(now);
+            }
+        }
+        self.flush();
+        true
+    }
+
+    /// Run until `d` after now.
+    fn run_for(&mut self, d: Duration) {
+        let limit = self.now + d;
+        while self.step(limit) {}
+        self.now = self.now.max(limit);
+    }
+
+    /// Run until nothing is left to do (every transaction finished), at most ten minutes.
+    fn run_until_idle(&mut self) {
+        let limit = self.now + secs(600);
+        while self.step(limit) {}
+        assert!(
+            self.next_deadline().is_none(),
+            "still busy after 10 minutes"
+        );
+    }
+
+    // ---- Reading the outcome ----
+
+    fn events(&self, side: usize) -> impl Iterator<Item = &(Duration, CallEvent<SocketAddr>)> {
+        self.sides[side].events.iter()
+    }
+
+    fn ended(&self, side: usize) -> Vec<&CallRecord> {
+        self.events(side)
+            .filter_map(|(_, e)| match e {
+                CallEvent::Ended { record, .. } => Some(&**record),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reasons(&self, side: usize) -> Vec<CallEndReason> {
+        self.ended(side)
+            .iter()
+            .map(|r| r.reason().unwrap().clone())
+            .collect()
+    }
+
+    fn answered(&self, side: usize) -> Vec<&Negotiated> {
+        self.events(side)
+            .filter_map(|(_, e)| match e {
+                CallEvent::Answered { negotiated, .. } => Some(negotiated),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn updates(&self, side: usize) -> Vec<&Negotiated> {
+        self.events(side)
+            .filter_map(|(_, e)| match e {
+                CallEvent::MediaUpdated { negotiated, .. } => Some(negotiated),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn progress(&self, side: usize) -> Vec<u16> {
+        self.events(side)
+            .filter_map(|(_, e)| match e {
+                CallEvent::Progress { code, .. } => Some(*code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn incoming(&self) -> Vec<CallId> {
+        self.events(B)
+            .filter_map(|(_, e)| match e {
+                CallEvent::Incoming { call, .. } => Some(*call),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `A INVITE`, `B 100/INVITE` … for every datagram, dropped ones marked `(lost)`.
+    fn trace(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}{}",
+                    NAMES[s.from],
+                    s.label,
+                    if s.dropped { " (lost)" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    /// The datagrams `from` sent whose summary is `label`.
+    fn sent(&self, from: usize, label: &str) -> Vec<&Sent> {
+        self.log
+            .iter()
+            .filter(|s| s.from == from && s.label == label)
+            .collect()
+    }
+
+    fn assert_no_errors(&self) {
+        for side in [A, B] {
+            assert!(
+                self.sides[side].errors.is_empty(),
+                "{} had errors: {:?}",
+                NAMES[side],
+                self.sides[side].errors
+            );
+        }
+    }
+
+    /// Both endpoints hold nothing: no call, no dialog, no transaction, no timer.
+    fn assert_empty(&self) {
+        for side in [A, B] {
+            let ep = &self.sides[side].ep;
+            assert!(
+                ep.is_empty(),
+                "{} still has {} calls",
+                NAMES[side],
+                ep.len()
+            );
+            assert!(
+                ep.transactions().is_empty(),
+                "{} still has {} transactions",
+                NAMES[side],
+                ep.transactions().len()
+            );
+            let (calls, dialogs, owners, timers, _) = ep.footprint();
+            assert_eq!(
+                (calls, dialogs, owners, timers),
+                (0, 0, 0, 0),
+                "{}",
+                NAMES[side]
+            );
+            assert_eq!(ep.poll_timeout(), None);
+        }
+    }
+}
+
+fn header_values(message: &Message, name: &Name) -> Vec<String> {
+    message.header_values(name).map(str::to_string).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Basic calls
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn basic_call_a_to_b() {
+    let mut net = Net::with_callee(secs(1));
+    net.sides[A].policy.hangup_after = Some(secs(2));
+    let call = net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+
+    assert_eq!(
+        net.trace(),
+        [
+            "A INVITE",
+            "B 100/INVITE",
+            "B 180/INVITE",
+            "B 200/INVITE",
+            "A ACK",
+            "A BYE",
+            "B 200/BYE"
+        ]
+    );
+    assert_eq!(net.progress(A), [100, 180]);
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+
+    // Both ends agree on the codec and send to each other's RTP address.
+    let (a, b) = (net.answered(A)[0], net.answered(B)[0]);
+    assert_eq!(a.codec, Codec::Pcmu);
+    assert_eq!(b.codec, Codec::Pcmu);
+    assert_eq!(a.payload_type, b.payload_type);
+    assert_eq!(a.telephone_event_pt, Some(101));
+    assert_eq!(b.telephone_event_pt, Some(101));
+    assert_eq!(a.remote_rtp, SocketAddr::new(ip(B), 50000));
+    assert_eq!(b.remote_rtp, SocketAddr::new(ip(A), 40000));
+    assert_eq!(a.direction, Direction::SendRecv);
+
+    // The record: INVITE at 0, 100 and 180 back at 20 ms, 200 sent at 1.010 s and received at
+    // 1.020 s, ACK at once, BYE 2 s later, its 200 one round trip after.
+    let t0 = net.t0;
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.direction, CallDirection::Outgoing);
+    assert_eq!(rec.invite, t0);
+    assert_eq!(rec.first_provisional, Some(t0 + ms(20)));
+    assert_eq!(rec.first_ringing, Some(t0 + ms(20)));
+    assert_eq!(rec.answer, Some(t0 + ms(1020)));
+    assert_eq!(rec.ack, Some(t0 + ms(1020)));
+    assert_eq!(rec.bye_sent, Some(t0 + ms(3020)));
+    assert_eq!(rec.bye_response, Some(t0 + ms(3040)));
+    assert_eq!(rec.bye_round_trip(), Some(ms(20)));
+    assert_eq!(rec.setup_time(), Some(ms(1020)));
+    assert_eq!(rec.post_dial_delay(), Some(ms(20)));
+    assert_eq!(rec.final_code, Some(200));
+    assert_eq!(rec.bye_code, Some(200));
+    assert_eq!(rec.requests_retransmitted, 0);
+    assert_eq!(rec.end.as_ref().unwrap().at, t0 + ms(3040));
+
+    let rec_b = net.ended(B)[0];
+    assert_eq!(rec_b.call_id, rec.call_id);
+    assert_eq!(rec_b.direction, CallDirection::Incoming);
+    assert_eq!(rec_b.invite, t0 + ms(10));
+    assert_eq!(rec_b.first_ringing, Some(t0 + ms(10)));
+    assert_eq!(rec_b.answer, Some(t0 + ms(1010)));
+    assert_eq!(rec_b.ack, Some(t0 + ms(1030)));
+    assert_eq!(rec_b.bye_received, Some(t0 + ms(3030)));
+    assert_eq!(rec_b.responses_retransmitted, 0);
+
+    // The messages themselves.
+    let invite = net.sent(A, "INVITE")[0].message();
+    assert_eq!(invite.request_uri(), Some("sip:bob@192.0.2.2:5060"));
+    assert_eq!(invite.header(&Name::CONTENT_TYPE), Some("application/sdp"));
+    assert_eq!(invite.header(&Name::ALLOW), Some(ALLOW));
+    assert_eq!(
+        invite.contact_uris(),
+        ["sip:alice@192.0.2.1:5060".to_string()]
+    );
+    let ok = net.sent(B, "200/INVITE")[0].message();
+    assert_eq!(ok.contact_uris(), ["sip:bob@192.0.2.2:5060".to_string()]);
+    let ringing = net.sent(B, "180/INVITE")[0].message();
+    assert_eq!(ringing.to_tag(), ok.to_tag(), "one To tag for the dialog");
+    assert!(ok.to_tag().is_some());
+    let ack = net.sent(A, "ACK")[0].message();
+    assert_eq!(ack.request_uri(), Some("sip:bob@192.0.2.2:5060"));
+    assert_eq!(ack.cseq(), invite.cseq());
+    assert_ne!(
+        ack.branch(),
+        invite.branch(),
+        "the ACK of a 2xx is a new request"
+    );
+    assert_eq!(ack.to_tag(), ok.to_tag());
+    let bye = net.sent(A, "BYE")[0].message();
+    assert_eq!(bye.cseq(), invite.cseq() + 1);
+    assert_eq!(bye.call_id(), invite.call_id());
+    assert_eq!(bye.from_tag(), invite.from_tag());
+    assert_eq!(bye.to_tag(), ok.to_tag());
+
+    assert!(net.ep(A).record(call).is_none(), "ended calls are removed");
+    assert_eq!(net.ep(A).state(call), None);
+    net.assert_empty();
+}
+
+#[test]
+fn callee_hangs_up() {
+    let mut net = Net::with_callee(ms(500));
+    net.sides[B].policy.hangup_after = Some(secs(1));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::RemoteBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::LocalBye]);
+    let bye = net.sent(B, "BYE")[0].message();
+    let invite = net.sent(A, "INVITE")[0].message();
+    // B's BYE: From is B (with its tag), To is A with A's tag, to A's Contact.
+    assert_eq!(bye.request_uri(), Some("sip:alice@192.0.2.1:5060"));
+    assert_eq!(bye.to_tag(), invite.from_tag());
+    assert_eq!(bye.call_id(), invite.call_id());
+    assert_eq!(bye.cseq(), 1);
+    let rec = net.ended(B)[0];
+    assert_eq!(rec.bye_round_trip(), Some(ms(20)));
+    net.assert_empty();
+}
+
+#[test]
+fn reject_486() {
+    let mut net = Net::new();
+    net.sides[B].policy.reject = Some(486);
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    let rejected = CallEndReason::Rejected {
+        code: 486,
+        reason: "Busy Here".into(),
+    };
+    assert_eq!(rejected.to_string(), "rejected: 486 Busy Here");
+    assert_eq!(net.reasons(A), [rejected]);
+    assert_eq!(net.reasons(B), [CallEndReason::Declined { code: 486 }]);
+    assert_eq!(net.ended(A)[0].final_code, Some(486));
+    assert_eq!(
+        net.trace(),
+        ["A INVITE", "B 100/INVITE", "B 486/INVITE", "A ACK"]
+    );
+    // The ACK of a non-2xx is the transaction's: same branch as the INVITE.
+    assert_eq!(
+        net.sent(A, "ACK")[0].message().branch(),
+        net.sent(A, "INVITE")[0].message().branch()
+    );
+    net.assert_empty();
+}
+
+#[test]
+fn hangup_of_an_unanswered_incoming_call_sends_480() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.invite(call_to_b());
+    net.run_for(ms(100));
+    let call = net.incoming()[0];
+    net.at(ms(200), B, Action::Hangup(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(B), [CallEndReason::Declined { code: 480 }]);
+    assert!(matches!(
+        net.reasons(A)[0],
+        CallEndReason::Rejected { code: 480, .. }
+    ));
+    net.assert_empty();
+}
+
+#[test]
+fn hangup_while_awaiting_the_ack_waits_for_it() {
+    let mut net = Net::with_callee(ms(100));
+    net.invite(call_to_b());
+    // The first ACK is lost: B is still waiting for one when its user hangs up.
+    net.rule(A, "ACK", 0, 1, Fault::Drop);
+    net.run_for(ms(125));
+    let call = net.incoming()[0];
+    assert_eq!(net.ep(B).state(call), Some(CallState::AwaitingAck));
+    net.at(ms(130), B, Action::Hangup(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    // The BYE leaves only after the ACK of the retransmitted 2xx (RFC 3261 §15).
+    let ack_in = net.sent(A, "ACK")[1].at + net.delay;
+    assert_eq!(net.sent(B, "BYE")[0].at, ack_in);
+    assert_eq!(net.reasons(B), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(A), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// CANCEL
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn caller_cancels_while_ringing() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Cancel(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::Cancelled]);
+    assert_eq!(net.reasons(B), [CallEndReason::CancelledByRemote]);
+    assert_eq!(
+        net.trace(),
+        [
+            "A INVITE",
+            "B 100/INVITE",
+            "B 180/INVITE",
+            "A CANCEL",
+            "B 200/CANCEL",
+            "B 487/INVITE",
+            "A ACK"
+        ]
+    );
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.final_code, Some(487));
+    assert_eq!(rec.cancel, Some(net.t0 + secs(1)));
+    assert!(!rec.answered_before_cancel);
+    // The CANCEL's 200 carries the To tag of the INVITE's responses (§9.2).
+    assert_eq!(
+        net.sent(B, "200/CANCEL")[0].message().to_tag(),
+        net.sent(B, "180/INVITE")[0].message().to_tag()
+    );
+    net.assert_empty();
+}
+
+#[test]
+fn cancel_before_any_provisional_waits_for_the_first() {
+    let mut net = Net::new();
+    // No 100 Trying reaches A; B rings 300 ms after the INVITE.
+    net.rule(B, "100/INVITE", 0, u32::MAX, Fault::Drop);
+    net.sides[B].policy.ring_after = Some(ms(300));
+    let call = net.invite(call_to_b());
+    let now = net.now;
+    net.ep(A).cancel(now, call).unwrap();
+    assert_eq!(net.ep(A).state(call), Some(CallState::Calling));
+    net.run_until_idle();
+    net.assert_no_errors();
+    // §9.1: the CANCEL leaves when the 180 arrives (sent at 310 ms, in at 320 ms).
+    assert_eq!(net.sent(A, "CANCEL")[0].at, ms(320));
+    assert_eq!(net.reasons(A), [CallEndReason::Cancelled]);
+    assert_eq!(net.reasons(B), [CallEndReason::CancelledByRemote]);
+    assert_eq!(net.ended(A)[0].cancel, Some(net.t0 + ms(320)));
+    net.assert_empty();
+}
+
+#[test]
+fn cancel_before_any_provisional_then_a_2xx_is_acked_and_closed() {
+    let mut net = Net::with_callee(ms(50));
+    net.rule(B, "100/INVITE", 0, u32::MAX, Fault::Drop);
+    net.rule(B, "180/INVITE", 0, u32::MAX, Fault::Drop);
+    let call = net.invite(call_to_b());
+    let now = net.now;
+    net.ep(A).cancel(now, call).unwrap();
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert!(net.sent(A, "CANCEL").is_empty());
+    assert_eq!(net.reasons(A), [CallEndReason::Cancelled]);
+    assert!(net.ended(A)[0].answered_before_cancel);
+    assert!(net.answered(A).is_empty(), "the user asked to cancel");
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_200_crossing_the_cancel_is_acked_then_closed_with_bye() {
+    let mut net = Net::with_callee(secs(1));
+    let call = net.invite(call_to_b());
+    // B accepts at 1.010 s; its 200 arrives at 1.020 s; A cancels at 1.015 s.
+    net.at(ms(1015), A, Action::Cancel(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(
+        net.trace(),
+        [
+            "A INVITE",
+            "B 100/INVITE",
+            "B 180/INVITE",
+            "B 200/INVITE",
+            "A CANCEL",
+            "A ACK",
+            "A BYE",
+            "B 481/CANCEL",
+            "B 200/BYE"
+        ]
+    );
+    assert_eq!(net.reasons(A), [CallEndReason::Cancelled]);
+    let rec = net.ended(A)[0];
+    assert!(rec.answered_before_cancel);
+    assert_eq!(rec.bye_code, Some(200));
+    assert!(net.answered(A).is_empty());
+    // B saw a normal call: answered, then hung up.
+    assert_eq!(net.answered(B).len(), 1);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn cancel_after_the_answer_is_a_bye() {
+    let mut net = Net::with_callee(ms(100));
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Cancel(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    assert!(net.sent(A, "CANCEL").is_empty());
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication
+// ---------------------------------------------------------------------------------------
+
+/// A proxy in front of B that challenges INVITEs (every one when `always`, else those
+/// without credentials) and BYEs without credentials when `bye`.
+fn challenger(always: bool, bye: bool) -> Interceptor {
+    Box::new(move |from, m| {
+        if from != A {
+            return Intercept::Pass;
+        }
+        let (challenge, code) = match m.method() {
+            Some(&Method::INVITE) if always || m.header(&Name::AUTHORIZATION).is_none() => {
+                ("WWW-Authenticate", 401)
+            }
+            Some(&Method::BYE) if bye && m.header(&Name::PROXY_AUTHORIZATION).is_none() => {
+                ("Proxy-Authenticate", 407)
+            }
+            Some(&Method::ACK) if m.to_tag().as_deref() == Some("proxy") => return Intercept::Drop,
+            _ => return Intercept::Pass,
+        };
+        let mut out = Vec::new();
+        write_response(
+            m,
+            code,
+            reason_phrase(code),
+            Some("proxy"),
+            &[(challenge, CHALLENGE)],
+            None,
+            &mut out,
+        );
+        Intercept::Reply(Bytes::from(out))
+    })
+}
+
+#[test]
+fn a_401_on_the_invite_is_answered_once() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(challenger(false, false));
+    let mut call = call_to_b();
+    call.credentials = Some(Credentials::new("alice", "secret"));
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.answered(A).len(), 1);
+    let invites = net.sent(A, "INVITE");
+    assert_eq!(invites.len(), 2);
+    let (first, second) = (invites[0].message(), invites[1].message());
+    assert_eq!(second.call_id(), first.call_id());
+    assert_eq!(second.from_tag(), first.from_tag());
+    assert_eq!(second.cseq(), first.cseq() + 1);
+    assert_ne!(second.branch(), first.branch());
+    let authorization = second.header(&Name::AUTHORIZATION).unwrap();
+    assert!(
+        authorization.contains(r#"username="alice""#),
+        "{authorization}"
+    );
+    assert!(!authorization.contains("secret"));
+    // The ACK of the 2xx carries the INVITE's credentials, and its CSeq.
+    let ack = net.sent(A, "ACK").last().unwrap().message();
+    assert_eq!(ack.cseq(), second.cseq());
+    assert_eq!(ack.header(&Name::AUTHORIZATION), Some(authorization));
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.auth_challenges, 1);
+    assert_eq!(rec.invite, net.t0, "the call started with the first INVITE");
+    net.assert_empty();
+}
+
+#[test]
+fn a_second_challenge_is_auth_rejected() {
+    let mut net = Net::with_callee(ms(100));
+    net.intercept = Some(challenger(true, false));
+    let mut call = call_to_b();
+    call.credentials = Some(Credentials::new("alice", "wrong"));
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.sent(A, "INVITE").len(), 2, "never a loop");
+    assert_eq!(net.reasons(A), [CallEndReason::AuthRejected { code: 401 }]);
+    assert_eq!(
+        net.reasons(A)[0].to_string(),
+        "credentials rejected: 401 Unauthorized"
+    );
+    assert_eq!(net.ended(A)[0].auth_challenges, 2);
+    assert!(net.incoming().is_empty());
+    net.assert_empty();
+}
+
+#[test]
+fn a_challenge_without_credentials_ends_the_call() {
+    let mut net = Net::with_callee(ms(100));
+    net.intercept = Some(challenger(false, false));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    assert_eq!(net.reasons(A), [CallEndReason::NoCredentials { code: 401 }]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_407_on_the_bye_is_answered_once() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(challenger(false, true));
+    let mut call = call_to_b();
+    call.credentials = Some(Credentials::new("alice", "secret"));
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    let byes = net.sent(A, "BYE");
+    assert_eq!(byes.len(), 2);
+    let second = byes[1].message();
+    assert_eq!(second.cseq(), byes[0].message().cseq() + 1);
+    assert!(second.header(&Name::PROXY_AUTHORIZATION).is_some());
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.bye_code, Some(200));
+    assert_eq!(
+        rec.auth_challenges, 2,
+        "one for the INVITE, one for the BYE"
+    );
+    // The round trip counts from the first BYE: 10 ms to the 407 (the interceptor answers
+    // in one hop), 20 ms for the second BYE and its 200.
+    assert_eq!(rec.bye_round_trip(), Some(ms(30)));
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// Media negotiation
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn no_common_codec_is_refused_with_488() {
+    let mut net = Net::with_callee(ms(100));
+    let mut b_media = media(B);
+    b_media.codecs = vec![Codec::Pcmu];
+    net.sides[B].policy.media = Some(b_media);
+    let mut call = call_to_b();
+    call.local_media.codecs = vec![Codec::Pcma];
+    net.invite(call);
+    net.run_until_idle();
+    assert!(matches!(
+        net.sides[B].errors[..],
+        [CallError::Negotiation(
+            NegotiationError::NoCommonCodec { .. }
+        )]
+    ));
+    assert_eq!(net.reasons(B), [CallEndReason::CodecRefused]);
+    assert!(matches!(
+        net.reasons(A)[..],
+        [CallEndReason::Rejected { code: 488, .. }]
+    ));
+    assert_eq!(net.ended(B)[0].final_code, Some(488));
+    net.assert_empty();
+}
+
+#[test]
+fn delayed_offer_is_answered_in_the_ack() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    let mut call = call_to_b();
+    call.offer = OfferPlacement::Delayed;
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    let invite = net.sent(A, "INVITE")[0].message();
+    assert!(invite.body().is_empty());
+    assert!(net
+        .events(B)
+        .any(|(_, e)| matches!(e, CallEvent::Incoming { offer: None, .. })));
+    let ack = net.sent(A, "ACK")[0].message();
+    assert!(SessionDescription::parse(ack.body()).is_ok());
+    let (a, b) = (net.answered(A)[0], net.answered(B)[0]);
+    assert_eq!(a.codec, b.codec);
+    assert_eq!(a.remote_rtp, SocketAddr::new(ip(B), 50000));
+    assert_eq!(b.remote_rtp, SocketAddr::new(ip(A), 40000));
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn early_media_in_a_183() {
+    let mut net = Net::with_callee(secs(1));
+    net.sides[B].policy.ring_after = None;
+    net.sides[B].policy.early_media = true;
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.progress(A), [100, 183]);
+    let early = net
+        .events(A)
+        .find_map(|(at, e)| match e {
+            CallEvent::EarlyMedia { negotiated, .. } => Some((*at, negotiated.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(early.0, ms(20));
+    assert_eq!(early.1.remote_rtp, SocketAddr::new(ip(B), 50000));
+    // The 2xx repeats the 183's answer.
+    let sdp183 = net.sent(B, "183/INVITE")[0].message().body().clone();
+    let sdp200 = net.sent(B, "200/INVITE")[0].message().body().clone();
+    assert_eq!(sdp183, sdp200);
+    assert_eq!(*net.answered(A)[0], early.1);
+    assert_eq!(net.ended(A)[0].first_ringing, Some(net.t0 + ms(20)));
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// Losses and timeouts
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_lost_200_is_retransmitted_until_the_ack() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.rule(B, "200/INVITE", 0, 3, Fault::Drop);
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    // §13.3.1.4: T1, then doubling: 0.5 s, 1 s, 2 s after each.
+    let first = net.sent(B, "200/INVITE")[0].at;
+    let offsets: Vec<Duration> = net
+        .sent(B, "200/INVITE")
+        .iter()
+        .map(|s| s.at - first)
+        .collect();
+    assert_eq!(offsets, [ms(0), ms(500), ms(1500), ms(3500)]);
+    assert_eq!(net.sent(A, "ACK").len(), 1);
+    let rec_b = net.ended(B)[0];
+    assert_eq!(rec_b.responses_retransmitted, 3);
+    assert_eq!(rec_b.answer, Some(net.t0 + first));
+    assert_eq!(rec_b.ack, Some(net.t0 + first + ms(3520)));
+    assert_eq!(net.ended(A)[0].answer, Some(net.t0 + first + ms(3510)));
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_lost_ack_is_resent_for_the_retransmitted_200() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(2));
+    net.rule(A, "ACK", 0, 1, Fault::Drop);
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    let acks = net.sent(A, "ACK");
+    assert_eq!(acks.len(), 2);
+    assert_eq!(acks[0].bytes, acks[1].bytes, "the same ACK, byte for byte");
+    assert_eq!(acks[1].at - acks[0].at, ms(500));
+    assert_eq!(net.ended(A)[0].duplicates_received, 1);
+    assert_eq!(net.sides[A].ep.counters().acks_resent, 1);
+    assert_eq!(net.ended(B)[0].responses_retransmitted, 1);
+    assert_eq!(net.answered(B).len(), 1);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn no_ack_at_all_ends_the_call_with_no_ack_and_bye() {
+    let mut net = Net::with_callee(ms(100));
+    net.rule(A, "ACK", 0, u32::MAX, Fault::Drop);
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    let first = net.sent(B, "200/INVITE")[0].at;
+    let offsets: Vec<u64> = net
+        .sent(B, "200/INVITE")
+        .iter()
+        .map(|s| (s.at - first).as_millis() as u64)
+        .collect();
+    assert_eq!(
+        offsets,
+        [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    let rec_b = net.ended(B)[0];
+    assert_eq!(rec_b.responses_retransmitted, 10);
+    assert_eq!(
+        rec_b.reason(),
+        Some(&CallEndReason::NoAck { elapsed: secs(32) })
+    );
+    assert_eq!(
+        rec_b.reason().unwrap().to_string(),
+        "no ACK for the 2xx after 32.0 s (BYE sent)"
+    );
+    assert_eq!(rec_b.end.as_ref().unwrap().at, net.t0 + first + secs(32));
+    assert_eq!(net.sent(B, "BYE")[0].at, first + secs(32));
+    // A answered (it never knew its ACKs were lost), then got B's BYE.
+    assert_eq!(net.answered(A).len(), 1);
+    assert_eq!(net.reasons(A), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn timer_b_when_the_callee_is_silent() {
+    let mut net = Net::new();
+    net.rule(A, "", 0, u32::MAX, Fault::Drop);
+    net.invite(call_to_b());
+    net.run_until_idle();
+    let reason = CallEndReason::Timeout {
+        timer: Timer::B,
+        elapsed: secs(32),
+    };
+    assert_eq!(reason.to_string(), "Timer B expired after 32.0 s");
+    assert_eq!(net.reasons(A), [reason]);
+    let offsets: Vec<u64> = net
+        .sent(A, "INVITE")
+        .iter()
+        .map(|s| s.at.as_millis() as u64)
+        .collect();
+    assert_eq!(offsets, [0, 500, 1500, 3500, 7500, 15500, 31500]);
+    assert_eq!(net.ended(A)[0].end.as_ref().unwrap().at, net.t0 + secs(32));
+    net.assert_empty();
+}
+
+#[test]
+fn cancel_without_any_final_response_gives_up_after_64_t1() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    // B's answers to the CANCEL and the 487 never arrive.
+    net.rule(B, "200/CANCEL", 0, u32::MAX, Fault::Drop);
+    net.rule(B, "487/INVITE", 0, u32::MAX, Fault::Drop);
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Cancel(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::Cancelled]);
+    assert_eq!(
+        net.ended(A)[0].end.as_ref().unwrap().at,
+        net.t0 + secs(1) + secs(32)
+    );
+    assert_eq!(net.reasons(B), [CallEndReason::CancelledByRemote]);
+    net.assert_empty();
+}
+
+#[test]
+fn late_180_after_the_200_is_ignored() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    // Kamailio's workers may forward the 180 after the 200 (PEERS.md).
+    net.rule(B, "180/INVITE", 0, 1, Fault::Delay(ms(500)));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.progress(A), [100]);
+    assert_eq!(net.answered(A).len(), 1);
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    assert_eq!(net.ep(A).transactions().counters().stray_responses, 1);
+    net.assert_empty();
+}
+
+#[test]
+fn a_retransmitted_invite_after_the_200_is_absorbed() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(2));
+    // No provisional reaches A, so it retransmits the INVITE at 500 ms, after B's 200 ended
+    // B's server transaction; and that 200 is lost too.
+    net.rule(B, "100/INVITE", 0, u32::MAX, Fault::Drop);
+    net.rule(B, "180/INVITE", 0, u32::MAX, Fault::Drop);
+    net.rule(B, "200/INVITE", 0, 1, Fault::Drop);
+    net.rule(B, "200/INVITE", 1, 1, Fault::Delay(ms(200)));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.sent(A, "INVITE").len(), 2);
+    assert_eq!(net.incoming().len(), 1, "one call, not two");
+    assert_eq!(net.sides[B].ep.counters().invite_retransmissions, 1);
+    assert_eq!(net.answered(A).len(), 1);
+    assert_eq!(net.ended(A)[0].requests_retransmitted, 1);
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_2xx_from_a_second_fork_is_acked_and_released() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    // A forking proxy: a second branch answers too, with its own To tag and Contact.
+    net.intercept = Some(Box::new(|from, m| {
+        if from == B && m.status() == Some(200) && m.cseq_method() == &Method::INVITE {
+            let tag = m.to_tag().unwrap();
+            let raw = String::from_utf8_lossy(m.raw())
+                .replace(&format!("tag={tag}"), "tag=fork2")
+                .replace("sip:bob@192.0.2.2:5060", "sip:bob@192.0.2.9:5060");
+            return Intercept::PassAnd(Bytes::from(raw));
+        }
+        Intercept::Pass
+    }));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.answered(A).len(), 1, "one call, the first 2xx's");
+    assert_eq!(net.sides[A].ep.counters().forks_released, 1);
+    let acks = net.sent(A, "ACK");
+    assert_eq!(acks.len(), 2);
+    let fork_ack = acks[1].message();
+    assert_eq!(fork_ack.to_tag().as_deref(), Some("fork2"));
+    assert_eq!(fork_ack.request_uri(), Some("sip:bob@192.0.2.9:5060"));
+    let byes = net.sent(A, "BYE");
+    assert_eq!(byes.len(), 2, "one for the fork, one at hang-up");
+    assert_eq!(byes[0].message().to_tag().as_deref(), Some("fork2"));
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// re-INVITE
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn reinvite_hold_and_unhold_from_b() {
+    let mut net = Net::with_callee(ms(100));
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    let call_b = net.incoming()[0];
+    let mut hold = media(B);
+    hold.direction = Direction::SendOnly;
+    net.at(secs(2), B, Action::Reinvite(call_b, hold));
+    net.at(secs(4), B, Action::Reinvite(call_b, media(B)));
+    // A session refresh: the same offer again.
+    net.at(secs(6), B, Action::Reinvite(call_b, media(B)));
+    net.at(secs(8), B, Action::Hangup(call_b));
+    net.run_until_idle();
+    net.assert_no_errors();
+
+    let a = net.updates(A);
+    assert_eq!(a.len(), 2, "the refresh changes nothing at A");
+    assert_eq!(a[0].direction, Direction::RecvOnly);
+    assert!(a[0].remote_hold);
+    assert_eq!(a[1].direction, Direction::SendRecv);
+    assert!(!a[1].remote_hold);
+    let b = net.updates(B);
+    assert_eq!(b.len(), 3);
+    assert_eq!(b[0].direction, Direction::SendOnly);
+    assert_eq!(b[1].direction, Direction::SendRecv);
+    assert_eq!(b[2].direction, Direction::SendRecv);
+
+    // A's answers: recvonly, then sendrecv, each with a new o= version; the refresh gets the
+    // same answer again.
+    let answers: Vec<SessionDescription> = net
+        .sent(A, "200/INVITE")
+        .iter()
+        .map(|s| SessionDescription::parse(s.message().body()).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0].media[0].direction, Some(Direction::RecvOnly));
+    assert_eq!(answers[1].media[0].direction, Some(Direction::SendRecv));
+    assert_eq!(answers[1].origin.version, answers[0].origin.version + 1);
+    assert_eq!(answers[2], answers[1]);
+    let offers: Vec<SessionDescription> = net
+        .sent(B, "INVITE")
+        .iter()
+        .map(|s| SessionDescription::parse(s.message().body()).unwrap())
+        .collect();
+    assert_eq!(offers[0].media[0].direction, Some(Direction::SendOnly));
+    assert_eq!(offers[2].origin.version, offers[1].origin.version);
+
+    // Each re-INVITE is ACKed; B's CSeq counts up from 1.
+    let cseqs: Vec<u32> = net
+        .sent(B, "INVITE")
+        .iter()
+        .map(|s| s.message().cseq())
+        .collect();
+    assert_eq!(cseqs, [1, 2, 3]);
+    assert_eq!(net.sent(B, "ACK").len(), 3);
+    assert_eq!(net.sent(B, "BYE")[0].message().cseq(), 4);
+    assert_eq!(net.reasons(A), [CallEndReason::RemoteBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::LocalBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_refused_reinvite_keeps_the_call() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(3));
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    let call_b = net.incoming()[0];
+    // B offers PCMA only, and a proxy turns it into G.722, which A does not know.
+    let mut pcma = media(B);
+    pcma.codecs = vec![Codec::Pcma];
+    net.intercept = Some(Box::new(|from, m| {
+        if from == B && m.method() == Some(&Method::INVITE) {
+            let raw = String::from_utf8_lossy(m.raw())
+                .replace("RTP/AVP 8 101", "RTP/AVP 9 101")
+                .replace("a=rtpmap:8 PCMA/8000", "a=rtpmap:9 G722/8000");
+            return Intercept::Replace(Bytes::from(raw));
+        }
+        Intercept::Pass
+    }));
+    let now = net.now;
+    net.ep(B).reinvite(now, call_b, pcma).unwrap();
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert!(net
+        .events(B)
+        .any(|(_, e)| matches!(e, CallEvent::UpdateFailed { code: 488, .. })));
+    assert!(net.updates(A).is_empty());
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------------------
+
+/// A proxy pair on the path that record-routes: p1 next to A, p2 next to B, so the INVITE
+/// reaching B lists p2 first (each proxy adds its Record-Route on top).
+fn record_router(routes: &'static str) -> Interceptor {
+    Box::new(move |from, m| {
+        if from == A && m.method() == Some(&Method::INVITE) && m.to_tag().is_none() {
+            let raw = m.raw();
+            let end = raw.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+            let mut out = raw[..end].to_vec();
+            out.extend_from_slice(routes.as_bytes());
+            out.extend_from_slice(&raw[end..]);
+            return Intercept::Replace(Bytes::from(out));
+        }
+        Intercept::Pass
+    })
+}
+
+#[test]
+fn record_route_gives_the_route_headers_of_ack_and_bye() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(record_router(
+        "Record-Route: <sip:p2.example.test;lr>\r\nRecord-Route: <sip:p1.example.test;lr>\r\n",
+    ));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    let ok = net.sent(B, "200/INVITE")[0].message();
+    assert_eq!(
+        header_values(&ok, &Name::RECORD_ROUTE),
+        ["<sip:p2.example.test;lr>", "<sip:p1.example.test;lr>"],
+        "the UAS copies Record-Route into its 2xx"
+    );
+    let ringing = net.sent(B, "180/INVITE")[0].message();
+    assert_eq!(header_values(&ringing, &Name::RECORD_ROUTE).len(), 2);
+    // The UAC's route set is the Record-Route reversed: p1 first.
+    for method in ["ACK", "BYE"] {
+        let m = net.sent(A, method)[0].message();
+        assert_eq!(
+            header_values(&m, &Name::ROUTE),
+            ["<sip:p1.example.test;lr>", "<sip:p2.example.test;lr>"],
+            "{method}"
+        );
+        assert_eq!(m.request_uri(), Some("sip:bob@192.0.2.2:5060"), "{method}");
+    }
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn record_route_at_the_callee_is_kept_in_order() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[B].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(record_router(
+        "Record-Route: <sip:p2.example.test;lr>, <sip:p1.example.test;lr>\r\n",
+    ));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    let bye = net.sent(B, "BYE")[0].message();
+    assert_eq!(
+        header_values(&bye, &Name::ROUTE),
+        ["<sip:p2.example.test;lr>", "<sip:p1.example.test;lr>"]
+    );
+    assert_eq!(bye.request_uri(), Some("sip:alice@192.0.2.1:5060"));
+    net.assert_empty();
+}
+
+#[test]
+fn a_strict_router_gets_the_request_uri() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(record_router(
+        "Record-Route: <sip:p2.example.test;lr>\r\nRecord-Route: <sip:strict.example.test>\r\n",
+    ));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    // RFC 3261 §12.2.1.1: the strict router's URI becomes the Request-URI, the remote target
+    // the last Route.
+    let bye = net.sent(A, "BYE")[0].message();
+    assert_eq!(bye.request_uri(), Some("sip:strict.example.test"));
+    assert_eq!(
+        header_values(&bye, &Name::ROUTE),
+        ["<sip:p2.example.test;lr>", "<sip:bob@192.0.2.2:5060>"]
+    );
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests outside calls
+// ---------------------------------------------------------------------------------------
+
+fn out_of_dialog(method: &str, branch: &str, to_tag: Option<&str>) -> Bytes {
+    let to = match to_tag {
+        Some(tag) => format!("<sip:bob@example.test>;tag={tag}"),
+        None => "<sip:bob@example.test>".to_string(),
+    };
+    Bytes::from(
+        RequestSpec {
+            method,
+            uri: "sip:bob@192.0.2.2:5060",
+            via: ViaSpec {
+                transport: Transport::Udp,
+                sent_by: addr(A),
+                branch,
+                rport: true,
+            },
+            routes: &[],
+            from: "<sip:alice@example.test>;tag=probe",
+            to: &to,
+            call_id: &format!("probe-{branch}"),
+            cseq: 1,
+            contact: None,
+            extra: &[],
+            body: None,
+        }
+        .to_vec(),
+    )
+}
+
+#[test]
+fn requests_outside_calls_are_answered() {
+    let mut net = Net::new();
+    let now = net.now;
+    let cases = [
+        ("OPTIONS", None, 200),
+        ("BYE", Some("nope"), 481),
+        ("INFO", Some("nope"), 481),
+        ("SUBSCRIBE", None, 405),
+        ("FOO", None, 501),
+    ];
+    let mut txs = Vec::new();
+    for (i, (method, tag, _)) in cases.iter().enumerate() {
+        let branch = format!("z9hG4bKprobe{i}");
+        let request = out_of_dialog(method, &branch, *tag);
+        txs.push(net.ep(A).send_request(now, request, addr(B)).unwrap());
+    }
+    net.run_until_idle();
+    net.assert_no_errors();
+    for (tx, (method, _, code)) in txs.iter().zip(cases) {
+        let response = net
+            .events(A)
+            .find_map(|(_, e)| match e {
+                CallEvent::Transaction(TransactionEvent::Response { tx: t, message })
+                    if t == tx =>
+                {
+                    Some(message.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no response to {method}"));
+        assert_eq!(response.status(), Some(code), "{method}");
+        assert!(response.to_tag().is_some(), "{method}: To tag added");
+        if code == 200 || code == 405 {
+            assert_eq!(response.header(&Name::ALLOW), Some(ALLOW), "{method}");
+        }
+        if code == 200 {
+            assert_eq!(response.header(&Name::ACCEPT), Some(ACCEPT));
+        }
+        assert!(net.events(A).any(|(_, e)| matches!(
+            e,
+            CallEvent::Transaction(TransactionEvent::Terminated { tx: t }) if t == tx
+        )));
+    }
+    let counters = *net.sides[B].ep.counters();
+    assert_eq!(counters.options_answered, 1);
+    assert_eq!(counters.no_dialog, 2);
+    assert_eq!(counters.method_refused, 2);
+    net.assert_empty();
+}
+
+#[test]
+fn in_dialog_info_and_options_get_200() {
+    let mut net = Net::with_callee(ms(100));
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    // Send INFO and OPTIONS in A's dialog, built from A's ACK.
+    let ack = net.sent(A, "ACK")[0].message();
+    let from = ack.header(&Name::FROM).unwrap().to_string();
+    let to = ack.header(&Name::TO).unwrap().to_string();
+    let now = net.now;
+    let mut txs = Vec::new();
+    for (i, method) in ["INFO", "OPTIONS", "UPDATE"].into_iter().enumerate() {
+        let branch = format!("z9hG4bKindialog{i}");
+        let bytes = RequestSpec {
+            method,
+            uri: ack.request_uri().unwrap(),
+            via: ViaSpec {
+                transport: Transport::Udp,
+                sent_by: addr(A),
+                branch: &branch,
+                rport: true,
+            },
+            routes: &[],
+            from: &from,
+            to: &to,
+            call_id: ack.call_id(),
+            cseq: 10 + i as u32,
+            contact: None,
+            extra: &[],
+            body: None,
+        }
+        .to_vec();
+        txs.push(
+            net.ep(A)
+                .send_request(now, Bytes::from(bytes), addr(B))
+                .unwrap(),
+        );
+    }
+    net.run_for(secs(1));
+    let codes: Vec<u16> = txs
+        .iter()
+        .map(|tx| {
+            net.events(A)
+                .find_map(|(_, e)| match e {
+                    CallEvent::Transaction(TransactionEvent::Response { tx: t, message })
+                        if t == tx =>
+                    {
+                        message.status()
+                    }
+                    _ => None,
+                })
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(codes, [200, 200, 405]);
+    let call_b = net.incoming()[0];
+    assert_eq!(net.ep(B).state(call_b), Some(CallState::Confirmed));
+    net.at(secs(3), B, Action::Hangup(call_b));
+    net.run_until_idle();
+    net.assert_no_errors();
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// Scale
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn memory_is_bounded_after_many_calls() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(ms(200));
+    for i in 0..100 {
+        net.at(ms(50 * i), A, Action::Invite(Box::new(call_to_b())));
+    }
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A).len(), 100);
+    assert!(net.reasons(A).iter().all(|r| *r == CallEndReason::LocalBye));
+    assert!(net
+        .reasons(B)
+        .iter()
+        .all(|r| *r == CallEndReason::RemoteBye));
+    net.assert_empty();
+    // Slots are reused: no more than the calls alive at once.
+    for side in [A, B] {
+        let slots = net.sides[side].ep.footprint().4;
+        assert!(slots <= 10, "{} slots", slots);
+    }
+}
+
+#[test]
+fn five_percent_loss_over_200_calls_every_call_completes() {
+    let mut net = Net::with_callee(ms(200));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.loss = Some((50_000, IdGen::new(20240611)));
+    for i in 0..200 {
+        net.at(ms(100 * i), A, Action::Invite(Box::new(call_to_b())));
+    }
+    net.run_until_idle();
+    net.assert_no_errors();
+    let lost = net.log.iter().filter(|s| s.dropped).count();
+    assert!(lost > 50, "only {lost} datagrams lost");
+    assert_eq!(net.answered(A).len(), 200);
+    assert_eq!(net.reasons(A).len(), 200);
+    assert!(
+        net.reasons(A).iter().all(|r| *r == CallEndReason::LocalBye),
+        "{:?}",
+        net.reasons(A)
+    );
+    assert_eq!(net.reasons(B).len(), 200);
+    assert!(
+        net.reasons(B)
+            .iter()
+            .all(|r| *r == CallEndReason::RemoteBye),
+        "{:?}",
+        net.reasons(B)
+    );
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// Small pieces
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn end_reasons_read_well() {
+    let cases = [
+        (CallEndReason::LocalBye, "hung up locally (BYE sent)"),
+        (
+            CallEndReason::Rejected {
+                code: 603,
+                reason: String::new(),
+            },
+            "rejected: 603 Decline",
+        ),
+        (
+            CallEndReason::Timeout {
+                timer: Timer::B,
+                elapsed: ms(32_000),
+            },
+            "Timer B expired after 32.0 s",
+        ),
+        (
+            CallEndReason::Declined { code: 486 },
+            "declined locally: 486 Busy Here",
+        ),
+        (
+            CallEndReason::DialogLost { code: 481 },
+            "dialog lost: 481 Call/Transaction Does Not Exist",
+        ),
+    ];
+    for (reason, text) in cases {
+        assert_eq!(reason.to_string(), text);
+    }
+}
+
+#[test]
+fn operations_in_the_wrong_state_are_refused() {
+    let mut net = Net::with_callee(ms(100));
+    let call = net.invite(call_to_b());
+    let now = net.now;
+    assert!(matches!(
+        net.ep(A).ring(now, call),
+        Err(CallError::InvalidState {
+            state: CallState::Calling,
+            ..
+        })
+    ));
+    assert!(matches!(
+        net.ep(A).reinvite(now, call, media(A)),
+        Err(CallError::InvalidState { .. })
+    ));
+    net.run_for(secs(1));
+    let call_b = net.incoming()[0];
+    assert!(matches!(
+        net.ep(B).reject(now, call_b, 200),
+        Err(CallError::InvalidStatus { code: 200, .. })
+    ));
+    net.at(secs(2), A, Action::Hangup(call));
+    net.run_until_idle();
+    let now = net.now;
+    assert_eq!(
+        net.ep(A).hangup(now, call),
+        Err(CallError::UnknownCall(call))
+    );
+    net.assert_empty();
+}
+
+#[test]
+fn transport_failure_ends_the_calls_of_that_peer() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    let now = net.now;
+    net.ep(A).transport_failed(now, &addr(B));
+    net.flush();
+    assert_eq!(net.reasons(A), [CallEndReason::TransportError]);
+    assert!(net.ep(A).is_empty());
+    assert!(net.ep(A).transactions().is_empty());
+}

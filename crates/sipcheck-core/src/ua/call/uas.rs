@@ -1,0 +1,445 @@
+//! The UAS side of calls and every incoming request: new INVITEs, CANCEL, ACK, and requests
+//! within dialogs (BYE, re-INVITE, INFO, OPTIONS); requests outside dialogs are answered here.
+
+use std::time::Instant;
+
+use super::dialog::{header_tag, record_route, Dialog};
+use super::{
+    call_mut, call_ref, contact_value, is_known_method, respond, sdp_body, Awaiting2xx, Call,
+    CallDirection, CallEndReason, CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint,
+    Owner, Role, ACCEPT, ALLOW, SDP,
+};
+use crate::sdp::{answer_update, negotiated_from_answer};
+use crate::sip::msg::{Message, Method, Name};
+use crate::sip::transaction::{TxId, Uas2xxRetransmitter};
+
+impl<D: Clone> Endpoint<D> {
+    pub(super) fn on_ack(&mut self, now: Instant, message: Message) {
+        let found = header_tag(&message, &Name::TO).and_then(|to| {
+            let from = header_tag(&message, &Name::FROM);
+            self.find_dialog(message.call_id(), to, from)
+        });
+        let Some(id) = found else {
+            self.counters.stray_acks += 1;
+            return;
+        };
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        let Some(awaiting) = c.awaiting.as_mut().filter(|a| a.cseq == message.cseq()) else {
+            self.counters.stray_acks += 1;
+            return;
+        };
+        awaiting.retransmitter.handle_ack();
+        let initial = awaiting.initial;
+        c.awaiting = None;
+        let answer = sdp_body(&message);
+        let media = match (c.offer_sent.take(), answer) {
+            (None, _) => Ok(None),
+            (Some(offer), Ok(Some(answer))) => match negotiated_from_answer(&offer, &answer) {
+                Ok(negotiated) => {
+                    c.local_sdp = Some(offer);
+                    c.remote_sdp = Some(answer);
+                    Ok(Some(negotiated))
+                }
+                Err(error) => Err(CallEndReason::MediaFailed(error)),
+            },
+            (Some(_), Ok(None)) => Err(CallEndReason::ProtocolError {
+                detail: "the ACK carries no SDP answer to the offer in our 2xx".to_string(),
+            }),
+            (Some(_), Err(status)) => Err(CallEndReason::ProtocolError {
+                detail: format!("the body of the ACK is unusable ({status})"),
+            }),
+        };
+        if initial {
+            c.record.ack = Some(now);
+            c.state = CallState::Confirmed;
+            match media {
+                Ok(negotiated) => {
+                    if let Some(negotiated) = negotiated {
+                        c.negotiated = Some(negotiated);
+                    }
+                    if let Some(negotiated) = c.negotiated.clone() {
+                        self.events.push_back(CallEvent::Answered {
+                            call: id,
+                            negotiated,
+                        });
+                    }
+                    if c.hangup_after_ack {
+                        self.send_bye(now, id);
+                    }
+                }
+                Err(reason) => {
+                    c.pending_reason = Some(reason);
+                    self.send_bye(now, id);
+                }
+            }
+        } else if let Ok(Some(negotiated)) = media {
+            c.negotiated = Some(negotiated.clone());
+            self.events.push_back(CallEvent::MediaUpdated {
+                call: id,
+                negotiated,
+            });
+        }
+        self.reschedule(id);
+    }
+
+    pub(super) fn on_request(&mut self, now: Instant, tx: TxId, message: Message) {
+        let Some(method) = message.method().cloned() else {
+            return;
+        };
+        if method == Method::CANCEL {
+            self.on_cancel_request(now, tx, &message);
+            return;
+        }
+        if let Some(to_tag) = header_tag(&message, &Name::TO) {
+            let from_tag = header_tag(&message, &Name::FROM);
+            match self.find_dialog(message.call_id(), to_tag, from_tag) {
+                Some(id) => self.on_in_dialog(now, id, tx, &message, &method),
+                None => {
+                    self.counters.no_dialog += 1;
+                    let _ = respond(&mut self.layer, now, tx, 481, None, &[], None);
+                }
+            }
+            return;
+        }
+        let tag = Some(&*self.tag);
+        if method == Method::INVITE {
+            self.on_new_invite(now, tx, message);
+        } else if method == Method::OPTIONS {
+            self.counters.options_answered += 1;
+            let extra = [("Allow", ALLOW), ("Accept", ACCEPT)];
+            let _ = respond(&mut self.layer, now, tx, 200, tag, &extra, None);
+        } else if method == Method::BYE {
+            self.counters.no_dialog += 1;
+            let _ = respond(&mut self.layer, now, tx, 481, tag, &[], None);
+        } else {
+            self.refuse_method(now, tx, &method, false);
+        }
+    }
+
+    /// 405 for a method we know but do not serve here, 501 for one we do not know.
+    fn refuse_method(&mut self, now: Instant, tx: TxId, method: &Method, in_dialog: bool) {
+        self.counters.method_refused += 1;
+        let tag = (!in_dialog).then_some(&*self.tag);
+        let code = if is_known_method(method) { 405 } else { 501 };
+        let extra = [("Allow", ALLOW)];
+        let _ = respond(&mut self.layer, now, tx, code, tag, &extra, None);
+    }
+
+    fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        tx: TxId,
+        message: &Message,
+        method: &Method,
+    ) {
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        // RFC 3261 §12.2.2: a request older than the last one is out of order.
+        if c.dialog
+            .remote_cseq
+            .is_some_and(|last| message.cseq() < last)
+        {
+            self.counters.requests_refused += 1;
+            let _ = respond(&mut self.layer, now, tx, 500, None, &[], None);
+            return;
+        }
+        c.dialog.remote_cseq = Some(message.cseq());
+        if *method == Method::BYE {
+            self.on_bye_request(now, id, tx);
+        } else if *method == Method::INVITE {
+            self.on_reinvite_request(now, id, tx, message);
+        } else if *method == Method::OPTIONS {
+            let extra = [("Allow", ALLOW), ("Accept", ACCEPT)];
+            let _ = respond(&mut self.layer, now, tx, 200, None, &extra, None);
+        } else if *method == Method::INFO {
+            let _ = respond(&mut self.layer, now, tx, 200, None, &[], None);
+        } else {
+            self.refuse_method(now, tx, method, true);
+        }
+    }
+
+    fn on_bye_request(&mut self, now: Instant, id: CallId, tx: TxId) {
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        match c.state {
+            CallState::Calling | CallState::Proceeding | CallState::Cancelling => {
+                // Our INVITE has no 2xx yet: there is no dialog to end.
+                self.counters.no_dialog += 1;
+                let _ = respond(&mut self.layer, now, tx, 481, None, &[], None);
+            }
+            CallState::Offered => {
+                // BYE in an early dialog (RFC 3261 §15): the INVITE gets 487.
+                c.record.bye_received = Some(now);
+                c.record.final_code = Some(487);
+                let _ = respond(&mut self.layer, now, tx, 200, None, &[], None);
+                if let Some(invite) = c.invite_tx {
+                    let tag = Some(&*c.dialog.local_tag);
+                    let _ = respond(&mut self.layer, now, invite, 487, tag, &[], None);
+                }
+                self.end_call(now, id, CallEndReason::RemoteBye);
+            }
+            CallState::AwaitingAck | CallState::Confirmed => {
+                c.record.bye_received = Some(now);
+                let _ = respond(&mut self.layer, now, tx, 200, None, &[], None);
+                self.end_call(now, id, CallEndReason::RemoteBye);
+            }
+            CallState::Terminating => {
+                // The BYEs crossed: answer theirs, wait for the answer to ours.
+                c.record.bye_received = Some(now);
+                let _ = respond(&mut self.layer, now, tx, 200, None, &[], None);
+            }
+        }
+    }
+
+    fn on_reinvite_request(&mut self, now: Instant, id: CallId, tx: TxId, message: &Message) {
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        let busy = c.state != CallState::Confirmed
+            || c.reinvite.is_some()
+            || c.awaiting.is_some()
+            || c.offer_sent.is_some();
+        if busy {
+            // RFC 3261 §14.2: an offer is already under way.
+            self.counters.requests_refused += 1;
+            let _ = respond(&mut self.layer, now, tx, 491, None, &[], None);
+            return;
+        }
+        let offer = match sdp_body(message) {
+            Ok(offer) => offer,
+            Err(status) => {
+                self.counters.requests_refused += 1;
+                let extra = [("Accept", ACCEPT)];
+                let _ = respond(&mut self.layer, now, tx, status, None, &extra, None);
+                return;
+            }
+        };
+        let (Some(local_media), Some(previous)) = (c.local_media.as_ref(), c.local_sdp.as_ref())
+        else {
+            self.counters.requests_refused += 1;
+            let _ = respond(&mut self.layer, now, tx, 500, None, &[], None);
+            return;
+        };
+        // (our description, the new media if it changed, our offer awaiting the ACK)
+        let (sdp, updated, offer_sent) = match &offer {
+            Some(offer)
+                if c.remote_sdp
+                    .as_ref()
+                    .is_some_and(|remote| offer.is_unchanged_from(remote)) =>
+            {
+                // A session refresh (RFC 3264 §8): the same answer again.
+                (previous.clone(), None, None)
+            }
+            Some(offer) => match answer_update(offer, local_media, previous) {
+                Ok((sdp, negotiated)) => (sdp, Some(negotiated), None),
+                Err(_) => {
+                    // §14.2: the offer is refused and the session goes on unchanged.
+                    self.counters.requests_refused += 1;
+                    let _ = respond(&mut self.layer, now, tx, 488, None, &[], None);
+                    return;
+                }
+            },
+            // An offer-less re-INVITE: we offer our current description, the ACK answers.
+            None => (previous.clone(), None, Some(previous.clone())),
+        };
+        if let Some(target) = message.contact_uris().into_iter().next() {
+            c.dialog.remote_target = target;
+        }
+        let body = sdp.to_bytes();
+        let extra = [("Contact", c.contact.as_str()), ("Allow", ALLOW)];
+        let Ok(response) = respond(
+            &mut self.layer,
+            now,
+            tx,
+            200,
+            None,
+            &extra,
+            Some((SDP, &body)),
+        ) else {
+            return;
+        };
+        c.awaiting = Some(Awaiting2xx {
+            cseq: message.cseq(),
+            retransmitter: Uas2xxRetransmitter::new(now, response, self.config.timers),
+            initial: false,
+        });
+        if offer.is_some() {
+            c.remote_sdp = offer;
+        }
+        c.local_sdp = Some(sdp);
+        c.offer_sent = offer_sent;
+        if let Some(negotiated) = updated {
+            c.negotiated = Some(negotiated.clone());
+            self.events.push_back(CallEvent::MediaUpdated {
+                call: id,
+                negotiated,
+            });
+        }
+        self.reschedule(id);
+    }
+
+    fn on_cancel_request(&mut self, now: Instant, tx: TxId, message: &Message) {
+        // RFC 3261 §9.2: 481 when no INVITE transaction matches; else 200, and the INVITE
+        // gets 487 if it is still unanswered.
+        let Some(invite) = self.layer.cancel_target(message) else {
+            self.counters.no_dialog += 1;
+            let _ = respond(&mut self.layer, now, tx, 481, Some(&*self.tag), &[], None);
+            return;
+        };
+        let call = match self.owners.get(&invite) {
+            Some(&Owner::Call(id, Role::IncomingInvite)) => Some(id),
+            _ => None,
+        };
+        let Some((id, c)) = call.and_then(|id| Some((id, call_mut(&mut self.slots, id)?))) else {
+            let _ = respond(&mut self.layer, now, tx, 200, Some(&*self.tag), &[], None);
+            return;
+        };
+        // The CANCEL's 200 carries the To tag of the INVITE's responses.
+        c.record.cancel = Some(now);
+        let tag = Some(&*c.dialog.local_tag);
+        let _ = respond(&mut self.layer, now, tx, 200, tag, &[], None);
+        if c.state != CallState::Offered {
+            return;
+        }
+        let _ = respond(&mut self.layer, now, invite, 487, tag, &[], None);
+        c.record.final_code = Some(487);
+        self.end_call(now, id, CallEndReason::CancelledByRemote);
+    }
+
+    fn on_new_invite(&mut self, now: Instant, tx: TxId, message: Message) {
+        let tag = Some(&*self.tag);
+        let Some(from_tag) = header_tag(&message, &Name::FROM) else {
+            self.counters.requests_refused += 1;
+            let _ = respond(&mut self.layer, now, tx, 400, tag, &[], None);
+            return;
+        };
+        // The same INVITE again, after our 2xx ended its transaction; or the same request
+        // by another path (a merged request, RFC 3261 §8.2.2.2).
+        let known = self.dialogs.get(message.call_id()).and_then(|bucket| {
+            bucket.iter().find(|&id| {
+                call_ref(&self.slots, id).is_some_and(|c| {
+                    c.direction == CallDirection::Incoming
+                        && c.dialog.remote_tag.as_deref() == Some(from_tag)
+                })
+            })
+        });
+        if let Some(id) = known {
+            let Some(c) = call_mut(&mut self.slots, id) else {
+                return;
+            };
+            if c.invite_cseq == message.cseq() && c.invite_branch.as_deref() == message.branch() {
+                self.counters.invite_retransmissions += 1;
+                c.record.duplicates_received += 1;
+                if let Some(awaiting) = c.awaiting.as_ref().filter(|a| a.initial) {
+                    let bytes = awaiting.retransmitter.response().clone();
+                    c.record.responses_retransmitted += 1;
+                    self.layer.send_stateless(c.peer.clone(), bytes);
+                }
+                let _ = self.layer.abandon(tx);
+            } else {
+                self.counters.requests_refused += 1;
+                let _ = respond(&mut self.layer, now, tx, 482, tag, &[], None);
+            }
+            return;
+        }
+        if let Some(require) = message.header(&Name::REQUIRE).filter(|r| !r.is_empty()) {
+            // We support no extension (RFC 3261 §8.2.2.3).
+            self.counters.requests_refused += 1;
+            let require = require.to_string();
+            let extra = [("Unsupported", require.as_str())];
+            let _ = respond(&mut self.layer, now, tx, 420, tag, &extra, None);
+            return;
+        }
+        let offer = match sdp_body(&message) {
+            Ok(offer) => offer,
+            Err(status) => {
+                self.counters.requests_refused += 1;
+                let extra = [("Accept", ACCEPT)];
+                let _ = respond(&mut self.layer, now, tx, status, tag, &extra, None);
+                return;
+            }
+        };
+        let Some(remote_target) = message.contact_uris().into_iter().next() else {
+            self.counters.requests_refused += 1;
+            let _ = respond(&mut self.layer, now, tx, 400, tag, &[], None);
+            return;
+        };
+        let Some((peer, reliable)) = self.source.clone() else {
+            return;
+        };
+        if self.layer.send_trying(now, tx).is_err() {
+            return;
+        }
+        let local_tag = self.ids.tag();
+        let to = message.header(&Name::TO).unwrap_or_default();
+        let from = message.header(&Name::FROM).unwrap_or_default();
+        let dialog = Dialog {
+            call_id: message.call_id().into(),
+            local_header: format!("{to};tag={local_tag}"),
+            local_tag: local_tag.into_boxed_str(),
+            remote_tag: Some(from_tag.into()),
+            remote_header: from.to_string(),
+            local_cseq: 0,
+            remote_cseq: Some(message.cseq()),
+            remote_target,
+            route_set: record_route(&message, false),
+        };
+        let local = &self.config.local;
+        let mut record = CallRecord::new(message.call_id(), CallDirection::Incoming, now);
+        record.first_provisional = Some(now);
+        let entry = Call {
+            state: CallState::Offered,
+            direction: CallDirection::Incoming,
+            peer,
+            reliable,
+            transport: local.transport,
+            local_addr: local.addr,
+            contact: contact_value(&self.config.contact_user, local.transport, local.addr),
+            dialog,
+            invite_tx: Some(tx),
+            invite_cseq: message.cseq(),
+            request_uri: message.request_uri().unwrap_or_default().to_string(),
+            initial_routes: Vec::new(),
+            extra_headers: Vec::new(),
+            auth: None,
+            auth_headers: Vec::new(),
+            invite_challenges: 0,
+            cancel: CancelState::None,
+            cancel_deadline: None,
+            ack: None,
+            early: None,
+            invite_branch: message.branch().map(Box::from),
+            remote_offer: offer.clone(),
+            awaiting: None,
+            hangup_after_ack: false,
+            local_media: None,
+            offer_sent: None,
+            local_sdp: None,
+            remote_sdp: offer.clone(),
+            negotiated: None,
+            reinvite: None,
+            reinvite_ack: None,
+            bye_tx: None,
+            bye_challenges: 0,
+            pending_reason: None,
+            record,
+            scheduled: None,
+        };
+        let id = self.insert(entry);
+        self.owners
+            .insert(tx, Owner::Call(id, Role::IncomingInvite));
+        self.counters.incoming_calls += 1;
+        self.events.push_back(CallEvent::Incoming {
+            call: id,
+            from: from.to_string(),
+            to: to.to_string(),
+            request_uri: message.request_uri().unwrap_or_default().to_string(),
+            offer: offer.map(Box::new),
+        });
+    }
+}
