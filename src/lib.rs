@@ -5,6 +5,7 @@
 //! in the core.
 
 pub mod answer;
+pub mod bridge;
 pub mod exit;
 pub mod ladder;
 pub mod media;

@@ -62,6 +62,8 @@ impl Default for PortRange {
 
 enum Command {
     Dtmf(String, oneshot::Sender<Result<(), MediaError>>),
+    Push(Vec<f32>),
+    Pull(oneshot::Sender<Vec<f32>>),
     Sending(bool),
     Remote(SocketAddr),
     Stop(oneshot::Sender<Finished>),
@@ -101,6 +103,20 @@ impl MediaHandle {
         let (tx, rx) = oneshot::channel();
         let _ = self.commands.send(Command::Dtmf(digits.to_string(), tx));
         rx.await.unwrap_or(Ok(()))
+    }
+
+    /// Queue samples to send (bridge mode): 8 kHz mono in [-1, 1].
+    pub fn push_audio(&self, samples: Vec<f32>) {
+        let _ = self.commands.send(Command::Push(samples));
+    }
+
+    /// The decoded audio received since the last call (bridge mode): 8 kHz mono in [-1, 1].
+    pub async fn pull_audio(&self) -> Vec<f32> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Pull(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Start or stop sending (hold).
@@ -144,6 +160,12 @@ async fn run(
                     let _ = reply.send(session.send_dtmf(&digits, DtmfConfig::default()));
                 }
                 Some(Command::Sending(send)) => session.set_sending(send),
+                Some(Command::Push(samples)) => session.push_audio(&samples),
+                Some(Command::Pull(reply)) => {
+                    let mut audio = Vec::new();
+                    session.pull_audio(&mut audio);
+                    let _ = reply.send(audio);
+                }
                 Some(Command::Remote(addr)) => remote = addr,
                 Some(Command::Stop(reply)) => {
                     let now = Instant::now();
