@@ -390,3 +390,67 @@ fn sipp_uac_pcap_calls_the_responder_and_its_audio_arrives() {
     // uac_pcap also plays an RFC 2833 event for digit 1.
     assert_eq!(call["media"]["dtmf_received"], "1", "{shown}");
 }
+
+#[test]
+fn wav_files_at_8k_and_16k_stereo_are_played_and_recorded() {
+    for (wav, hz) in [
+        ("fixtures/tone-1000hz-8k.wav", "1000"),
+        ("fixtures/tone-700hz-16k-stereo.wav", "700"),
+    ] {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut answer = Responder::start(
+            &["--listen", &listen, "--expect-tone", hz, "--calls", "1"],
+            &[],
+        );
+        let record = answer.dir().join("caller.wav");
+        let wav_path = support::repo_root().join(wav);
+        let uri = format!("sip:bob@{listen}");
+        let out = run_sipcheck(
+            [
+                "call",
+                &uri,
+                "--play-wav",
+                wav_path.to_str().unwrap(),
+                "--duration",
+                "2s",
+                "--record",
+                record.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let shown = format!("{}\n{}", describe_output(&out), answer.output());
+        assert_eq!(out.status.code(), Some(0), "{wav}: {shown}");
+        assert_eq!(
+            answer.wait_exit(Duration::from_secs(10)),
+            Some(0),
+            "{wav}: {shown}"
+        );
+        assert!(
+            answer.stdout().contains(&format!("tone {hz} Hz at")),
+            "{shown}"
+        );
+        // The caller's recording is a valid 8 kHz WAV of what it received (silence here).
+        let bytes = std::fs::read(&record).expect("recording written");
+        assert_eq!(&bytes[..4], b"RIFF");
+        assert!(bytes.len() > 44 + 2 * 8000, "{} bytes", bytes.len());
+    }
+}
+
+#[test]
+fn an_unreadable_wav_is_a_usage_error_and_nothing_is_sent() {
+    let port = free_port();
+    // A plain UDP socket stands in for the callee: it must receive nothing.
+    let callee = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    callee.set_nonblocking(true).unwrap();
+    let uri = format!("sip:bob@127.0.0.1:{port}");
+    let out = run_sipcheck(["call", &uri, "--play-wav", "/nonexistent.wav"], &[]);
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent.wav"),
+        "{shown}"
+    );
+    let mut buf = [0u8; 2048];
+    assert!(callee.recv(&mut buf).is_err(), "something was sent");
+}
