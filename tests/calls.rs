@@ -454,3 +454,51 @@ fn an_unreadable_wav_is_a_usage_error_and_nothing_is_sent() {
     let mut buf = [0u8; 2048];
     assert!(callee.recv(&mut buf).is_err(), "something was sent");
 }
+
+#[test]
+fn ipv6_call_with_media_over_loopback() {
+    let port = free_port();
+    let listen = format!("[::1]:{port}");
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--play-tone",
+            "900",
+            "--expect-tone",
+            "600",
+            "--calls",
+            "1",
+        ],
+        &[],
+    );
+    let uri = format!("sip:bob@[::1]:{port}");
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "600",
+            "--expect-tone",
+            "900",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["media"]["remote"].as_str().unwrap().starts_with("[::1]:"),
+        "{shown}"
+    );
+    let first = v["ladder"][0]["peer"].as_str().unwrap();
+    assert!(first.starts_with("[::1]:"), "{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+}
