@@ -144,6 +144,9 @@ struct AudioOpts {
     /// Do not fail a call that received no RTP at all.
     #[arg(long)]
     no_media_ok: bool,
+    /// Fail a call whose incoming RTP stops for longer than this.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    rtp_timeout: Duration,
     /// Local RTP port range.
     #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
     rtp_ports: (u16, u16),
@@ -168,6 +171,7 @@ impl AudioOpts {
                 })
                 .collect(),
             no_media_ok: self.no_media_ok,
+            rtp_timeout: self.rtp_timeout,
         }
     }
 }

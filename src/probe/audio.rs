@@ -99,6 +99,8 @@ pub struct AudioArgs {
     pub codecs: Vec<Codec>,
     /// Do not fail a call that received no RTP at all.
     pub no_media_ok: bool,
+    /// Fail a call whose RTP stopped for longer than this.
+    pub rtp_timeout: Duration,
 }
 
 /// The media options, checked and loaded (the WAV read and converted) before any SIP is sent.
@@ -253,6 +255,14 @@ impl PreparedAudio {
         let mut failures = Vec::new();
         if r.received == 0 && !self.args.no_media_ok {
             failures.push("no RTP received from the far end".to_string());
+        }
+        let gap = report.max_gap.max(report.since_last_packet);
+        if r.received > 0 && gap > self.args.rtp_timeout {
+            failures.push(format!(
+                "RTP timeout: no media for {:.1} s (limit {:.1} s)",
+                gap.as_secs_f64(),
+                self.args.rtp_timeout.as_secs_f64()
+            ));
         }
         for t in &summary.tones {
             if !t.detected {
@@ -437,6 +447,51 @@ mod tests {
     }
 
     #[test]
+    fn media_that_stops_is_an_rtp_timeout() {
+        use sipcheck_core::rtp::packet::{write_packet, RtpHeader};
+        let args = AudioArgs {
+            play_tone: None,
+            play_wav: None,
+            level_dbfs: -12.0,
+            expect_tone: None,
+            send_dtmf: None,
+            expect_dtmf: None,
+            record: None,
+            codecs: vec![Codec::Pcmu],
+            no_media_ok: false,
+            rtp_timeout: Duration::from_secs(3),
+        };
+        let prepared = args.prepare().unwrap();
+        let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
+        let offer = sdp::create_offer(&local);
+        let (_, negotiated) = sdp::answer(&offer, &local).unwrap();
+        let mut session = prepared.session(&negotiated, &mut IdGen::new(1));
+        let t0 = Instant::now();
+        let mut buf = [0u8; 200];
+        for i in 0..10u16 {
+            let header = RtpHeader {
+                marker: i == 0,
+                payload_type: 0,
+                sequence: i,
+                timestamp: u32::from(i) * 160,
+                ssrc: 7,
+            };
+            let len = write_packet(&header, &[0xff; 160], &mut buf).unwrap();
+            session.handle_packet(t0 + Duration::from_millis(20 * u64::from(i)), &buf[..len]);
+        }
+        // Fine 1 s after the last packet, a timeout 10 s after it.
+        let (_, ok) = prepared.summarize(&negotiated, &session.report(t0 + Duration::from_secs(1)));
+        assert!(ok.is_empty(), "{ok:?}");
+        let (_, failed) =
+            prepared.summarize(&negotiated, &session.report(t0 + Duration::from_secs(10)));
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(
+            failed[0].starts_with("RTP timeout: no media for 9.8 s"),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
     fn bad_media_options_are_usage_errors() {
         let base = AudioArgs {
             play_tone: None,
@@ -448,6 +503,7 @@ mod tests {
             record: None,
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
+            rtp_timeout: Duration::from_secs(3),
         };
         let bad_dtmf = AudioArgs {
             send_dtmf: Some("12x".into()),

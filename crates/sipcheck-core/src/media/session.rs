@@ -135,6 +135,8 @@ pub struct MediaReport {
     pub dtmf_received: String,
     /// Time since the last packet arrived (or since the start if none did).
     pub since_last_packet: Duration,
+    /// The longest time between two received packets (an RTP timeout shows here).
+    pub max_gap: Duration,
 }
 
 impl MediaReport {
@@ -168,6 +170,8 @@ pub struct MediaSession {
     malformed: u64,
     /// The SSRC of the stream being received.
     current_ssrc: Option<u32>,
+    /// The longest time between two received packets.
+    max_gap: Duration,
     /// Totals of the streams received before the current SSRC.
     earlier: ReceiveStats,
 }
@@ -229,6 +233,7 @@ impl MediaSession {
             wrong_payload_type: 0,
             malformed: 0,
             current_ssrc: None,
+            max_gap: Duration::ZERO,
             earlier: ReceiveStats::default(),
             config,
         })
@@ -409,6 +414,9 @@ impl MediaSession {
         // Telephone events share the stream's SSRC and sequence numbers: the receiver counts
         // them (or they would look like loss); playout conceals them with silence.
         let pt = packet.header.payload_type;
+        if let Some(previous) = self.receiver.last_arrival() {
+            self.max_gap = self.max_gap.max(now.saturating_duration_since(previous));
+        }
         if self
             .current_ssrc
             .is_some_and(|ssrc| ssrc != packet.header.ssrc)
@@ -483,6 +491,7 @@ impl MediaSession {
                 })
                 .collect(),
             dtmf_received: self.dtmf_rx.digits(),
+            max_gap: self.max_gap,
             since_last_packet: now
                 .saturating_duration_since(self.receiver.last_arrival().unwrap_or(self.started)),
         }
@@ -601,6 +610,8 @@ mod tests {
         assert!(b.tone_found(hears));
         assert_eq!(r.receive.lost(), 20, "{:?}", r.receive);
         assert!(r.jitter_buffer.missing >= 19, "{:?}", r.jitter_buffer);
+        // Losing one packet leaves a 40 ms gap between arrivals.
+        assert_eq!(r.max_gap, Duration::from_millis(40));
     }
 
     /// A far end sending 30 ms packets (240 samples) under a new SSRC halfway, as SIPp's
