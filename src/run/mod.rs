@@ -1,0 +1,3 @@
+//! `sipcheck run`: a scenario's user agents, load and reports.
+
+pub mod result;

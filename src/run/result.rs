@@ -1,0 +1,175 @@
+//! What a scenario run produces, call by call: the contract between the executor (which fills
+//! these once, at each call's end) and the metrics and reporters (which only read them).
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::ladder::Rung;
+
+/// Which side of a call a user agent was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// It placed the call.
+    Caller,
+    /// It received the call.
+    Callee,
+}
+
+/// A family of failure, for counters ("failures per kind") and JUnit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum FailureKind {
+    /// A SIP final response ended the call (486, 404, 503 …).
+    SipCode(u16),
+    /// A transaction timer expired ("Timer B", "Timer F", "Timer H").
+    Timer(String),
+    /// No RTP arrived, or it stopped (RTP timeout).
+    NoMedia,
+    /// An expected tone was not heard.
+    ToneMissing,
+    /// Expected silence was not silent.
+    NotSilent,
+    /// Expected DTMF digits did not arrive.
+    DtmfMissing,
+    /// No common codec (488), or unusable SDP.
+    CodecRefused,
+    /// Credentials were refused.
+    AuthRejected,
+    /// An expectation about signalling failed (no ringing, a different final code …).
+    Signalling,
+    /// The transport failed.
+    Transport,
+    /// The run was interrupted before the call could finish.
+    Interrupted,
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    /// A short stable label: `sip_486`, `timer_b`, `no_media`, `tone_missing` …
+    pub fn label(&self) -> String {
+        match self {
+            FailureKind::SipCode(code) => format!("sip_{code}"),
+            FailureKind::Timer(t) => t.to_ascii_lowercase().replace(' ', "_"),
+            FailureKind::NoMedia => "no_media".into(),
+            FailureKind::ToneMissing => "tone_missing".into(),
+            FailureKind::NotSilent => "not_silent".into(),
+            FailureKind::DtmfMissing => "dtmf_missing".into(),
+            FailureKind::CodecRefused => "codec_refused".into(),
+            FailureKind::AuthRejected => "auth_rejected".into(),
+            FailureKind::Signalling => "signalling".into(),
+            FailureKind::Transport => "transport".into(),
+            FailureKind::Interrupted => "interrupted".into(),
+            FailureKind::Other => "other".into(),
+        }
+    }
+}
+
+/// One failed expectation or error of a call.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Failure {
+    /// The step that failed (`call`, `expect`, `answer` …).
+    pub step: &'static str,
+    /// Where the step is written in the scenario (line, column).
+    pub line: u32,
+    /// Its column.
+    pub col: u32,
+    /// The family of failure.
+    #[serde(flatten)]
+    pub kind: FailureKind,
+    /// What happened, for people: "expected tone 440 Hz not heard within 2 s".
+    pub message: String,
+}
+
+/// The media figures of one call, summarised at its end.
+#[derive(Debug, Clone)]
+pub struct CallMedia {
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// RTP packets received (distinct).
+    pub packets_received: u64,
+    /// RTP packets the far end's sequence numbers say were sent.
+    pub packets_expected: u64,
+    /// Lost packets.
+    pub packets_lost: u64,
+    /// RFC 3550 interarrival jitter at the end of the call, milliseconds.
+    pub jitter_ms: f64,
+    /// Send lateness against the schedule, microseconds, one value per frame sent.
+    pub pacing_lateness_us: Histogram<u32>,
+    /// Frames the sender skipped because it woke up too late (generator overrun).
+    pub frames_skipped: u64,
+}
+
+/// One call as seen by one of its user agents (a call between two roles of the same run
+/// produces two results: the caller's and the callee's).
+#[derive(Debug, Clone)]
+pub struct CallResult {
+    /// The role of the user agent.
+    pub role: String,
+    /// Caller or callee.
+    pub side: Side,
+    /// The user agent's account.
+    pub user: String,
+    /// The SIP Call-ID.
+    pub call_id: String,
+    /// When the call was scheduled to start, from the run's start (callers only). Latency
+    /// metrics count from here, not from the actual send (no coordinated omission).
+    pub scheduled: Option<Duration>,
+    /// How late the INVITE actually left against the schedule (generator saturation).
+    pub start_lag: Duration,
+    /// Scheduled start (callers) or INVITE received (callees) to the first provisional.
+    pub invite_to_first_provisional: Option<Duration>,
+    /// … to the first 180/183 (post-dial delay).
+    pub invite_to_ringing: Option<Duration>,
+    /// … to the 200 OK.
+    pub invite_to_200: Option<Duration>,
+    /// Our BYE to its final response.
+    pub bye_rtt: Option<Duration>,
+    /// Answer to the end of the call.
+    pub duration: Option<Duration>,
+    /// Start of each `expect: tone` to its detection.
+    pub tone_onsets: Vec<Duration>,
+    /// Media expectations checked (tones, silence) and how many held.
+    pub audio_checked: u32,
+    /// Those that held.
+    pub audio_verified: u32,
+    /// DTMF expectations checked.
+    pub dtmf_checked: u32,
+    /// Those that held.
+    pub dtmf_verified: u32,
+    /// Media figures, when media flowed.
+    pub media: Option<CallMedia>,
+    /// The final status of the INVITE (sent or received).
+    pub final_code: Option<u16>,
+    /// Why the call ended ("hung up by the far end (BYE received)").
+    pub end_reason: String,
+    /// Everything that failed; empty when the call passed.
+    pub failures: Vec<Failure>,
+    /// The call's SIP ladder (kept for failed calls; empty otherwise).
+    pub ladder: Vec<Rung>,
+}
+
+impl CallResult {
+    /// True when nothing failed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// One registration (or refresh, or unregistration) of a user agent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegisterResult {
+    /// The role of the user agent.
+    pub role: String,
+    /// Its account.
+    pub user: String,
+    /// First REGISTER to the final response (challenge round included).
+    #[serde(skip)]
+    pub rtt: Option<Duration>,
+    /// True for an unregistration (Expires: 0).
+    pub unregister: bool,
+    /// The failure, when it failed.
+    pub error: Option<String>,
+}
