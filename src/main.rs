@@ -37,6 +37,17 @@ enum Command {
     Call(Box<CallCmd>),
     /// Answer calls: ring, answer, play and verify audio, hang up; a line per call.
     Answer(Box<AnswerCmd>),
+    /// Check a scenario file without running it: every error, as file:line:col.
+    Validate(ValidateCmd),
+}
+
+#[derive(Debug, Args)]
+struct ValidateCmd {
+    /// The scenario file (YAML).
+    file: String,
+    /// Override a value, e.g. --set load.rate=50/s (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -409,6 +420,26 @@ async fn run(command: Command) -> Exit {
                 }
             }
         }
+        Command::Validate(cmd) => match sipcheck::run::load::load(&cmd.file, &cmd.set) {
+            Ok((scenario, _)) => {
+                let calls = scenario.roles.iter().filter(|r| r.calls()).count();
+                let _ = writeln!(
+                    stdout,
+                    "{}: valid: scenario {}, {} roles ({} calling), {} accounts, {} thresholds",
+                    cmd.file,
+                    scenario.name,
+                    scenario.roles.len(),
+                    calls,
+                    scenario.accounts.len(),
+                    scenario.thresholds.len()
+                );
+                Exit::Success
+            }
+            Err(e) => {
+                eprint!("{e}");
+                Exit::Usage
+            }
+        },
         Command::Register(cmd) => {
             let args = probe::register::RegisterArgs {
                 server: cmd.server,

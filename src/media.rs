@@ -60,7 +60,10 @@ impl Default for PortRange {
     }
 }
 
+type SessionFn = Box<dyn FnOnce(&mut MediaSession, Instant) + Send>;
+
 enum Command {
+    With(SessionFn),
     Dtmf(String, oneshot::Sender<Result<(), MediaError>>),
     Push(Vec<f32>),
     Pull(oneshot::Sender<Vec<f32>>),
@@ -119,6 +122,20 @@ impl MediaHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// Run `f` on the session inside its task (at `now`) and return its result; `None` when
+    /// the task has stopped.
+    pub async fn with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut MediaSession, Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        let job: SessionFn = Box::new(move |session, now| {
+            let _ = tx.send(f(session, now));
+        });
+        self.commands.send(Command::With(job)).ok()?;
+        rx.await.ok()
+    }
+
     /// Start or stop sending (hold).
     pub fn set_sending(&self, send: bool) {
         let _ = self.commands.send(Command::Sending(send));
@@ -160,6 +177,7 @@ async fn run(
                     let _ = reply.send(session.send_dtmf(&digits, DtmfConfig::default()));
                 }
                 Some(Command::Sending(send)) => session.set_sending(send),
+                Some(Command::With(f)) => f(&mut session, Instant::now()),
                 Some(Command::Push(samples)) => session.push_audio(&samples),
                 Some(Command::Pull(reply)) => {
                     let mut audio = Vec::new();

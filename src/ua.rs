@@ -4,6 +4,7 @@
 //! driver sends what it asks, hands it what arrives, wakes it at its deadline and returns its
 //! events one by one. Every message can be recorded in a [`Ladder`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use sipcheck_core::sip::msg::Message;
 use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
 use sipcheck_core::ua::call::{CallEvent, Endpoint};
 
-use crate::ladder::{Direction, Ladder};
+use crate::ladder::{Direction, Ladder, Rung};
 use crate::transport::{Incoming, Transport, TransportError};
 
 /// An endpoint on a transport, driven by the wall clock.
@@ -25,6 +26,8 @@ pub struct UaDriver {
     pub malformed: u64,
     /// A message taken from the endpoint whose send has not completed yet.
     pending: Option<Transmit<SocketAddr>>,
+    /// Per-call ladders (by Call-ID), when recording them.
+    call_ladders: Option<(Instant, HashMap<String, Vec<Rung>>)>,
 }
 
 /// How a request sent through the driver ended without a final response.
@@ -55,7 +58,42 @@ impl UaDriver {
             ladder: ladder.then(|| Ladder::new(Instant::now())),
             malformed: 0,
             pending: None,
+            call_ladders: None,
         }
+    }
+
+    /// Keep a ladder per Call-ID, to be taken with [`UaDriver::take_call_ladder`] when the
+    /// call ends (memory stays bounded by the calls under way).
+    pub fn record_call_ladders(&mut self) {
+        self.call_ladders = Some((Instant::now(), HashMap::new()));
+    }
+
+    /// The ladder of a call (empty when not recording), removed from the driver.
+    pub fn take_call_ladder(&mut self, call_id: &str) -> Vec<Rung> {
+        self.call_ladders
+            .as_mut()
+            .and_then(|(_, map)| map.remove(call_id))
+            .unwrap_or_default()
+    }
+
+    fn record_call(
+        &mut self,
+        direction: Direction,
+        peer: SocketAddr,
+        raw: &[u8],
+        retransmission: bool,
+    ) {
+        let Some((origin, map)) = &mut self.call_ladders else {
+            return;
+        };
+        let Some(call_id) = call_id_of(raw) else {
+            return;
+        };
+        let mut one = Ladder::new(*origin);
+        one.record(Instant::now(), direction, peer, raw, retransmission);
+        map.entry(call_id.to_string())
+            .or_default()
+            .extend(one.rungs().iter().cloned());
     }
 
     /// The endpoint, for user operations (invite, accept, hangup …). Call
@@ -92,6 +130,12 @@ impl UaDriver {
                     t.kind.is_retransmission(),
                 );
             }
+            self.record_call(
+                Direction::Sent,
+                t.destination,
+                &t.bytes,
+                t.kind.is_retransmission(),
+            );
             if let Err(e) = sent {
                 tracing::warn!(to = %t.destination, error = %e, "send failed");
                 if matches!(self.transport, Transport::Tcp(_)) {
@@ -122,6 +166,8 @@ impl UaDriver {
                         if let Some(ladder) = &mut self.ladder {
                             ladder.record(now, Direction::Received, from, message.raw(), false);
                         }
+                        let raw = message.raw().clone();
+                        self.record_call(Direction::Received, from, &raw, false);
                         self.endpoint.handle_message(now, *message, reliable, from);
                     }
                     Incoming::Malformed { error, from } => {
@@ -163,6 +209,18 @@ impl UaDriver {
             }
         }
     }
+}
+
+/// The Call-ID of a raw message, found without a full parse.
+fn call_id_of(raw: &[u8]) -> Option<&str> {
+    let head = &raw[..raw.len().min(4096)];
+    let text = std::str::from_utf8(head).ok()?;
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
+            .then(|| value.trim())
+    })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,0 +1,266 @@
+//! A role's agent: one transport and one call [`Endpoint`] serving every user agent of a
+//! role, and the router between the endpoint and the per-call tasks.
+//!
+//! Call tasks never touch the endpoint: they send [`Command`]s and receive their call's
+//! events on their own channel. Requests of our own (REGISTER) are answered on a oneshot.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sipcheck_core::sdp::{LocalMedia, Negotiated};
+use sipcheck_core::sip::msg::Message;
+use sipcheck_core::sip::transaction::{TransactionEvent, TxId};
+use sipcheck_core::ua::call::{CallError, CallEvent, CallId, OutgoingCall};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ladder::Rung;
+use crate::ua::UaDriver;
+
+/// The events of one call, with its ladder attached to the `Ended` event.
+pub(crate) type CallEvents = mpsc::UnboundedReceiver<(CallEvent<SocketAddr>, Vec<Rung>)>;
+
+/// What a call task asks of its agent.
+pub(crate) enum Command {
+    /// Place a call; the reply carries the call and its event channel.
+    Invite(
+        Box<OutgoingCall<SocketAddr>>,
+        oneshot::Sender<Result<(CallId, String, CallEvents), String>>,
+    ),
+    /// Send 180 Ringing.
+    Ring(CallId),
+    /// Answer with our media; the negotiated media (or `None` for a delayed offer).
+    Accept(
+        CallId,
+        Box<LocalMedia>,
+        oneshot::Sender<Result<Option<Negotiated>, String>>,
+    ),
+    /// Refuse with a code.
+    Reject(CallId, u16),
+    /// BYE, CANCEL or refusal, as the state requires.
+    Hangup(CallId),
+    /// CANCEL (or BYE once answered).
+    Cancel(CallId),
+    /// A request of our own (REGISTER) to a destination; its final response.
+    Request(
+        Vec<u8>,
+        SocketAddr,
+        oneshot::Sender<Result<Message, String>>,
+    ),
+}
+
+/// An incoming call, handed to whoever serves the called user.
+pub(crate) struct IncomingCall {
+    pub(crate) call: CallId,
+    pub(crate) call_id: String,
+    pub(crate) from: String,
+    pub(crate) user: String,
+    pub(crate) events: CallEvents,
+}
+
+/// The agent of one role.
+pub(crate) struct Agent {
+    driver: UaDriver,
+    commands: mpsc::UnboundedReceiver<Command>,
+    incoming: mpsc::UnboundedSender<IncomingCall>,
+    calls: HashMap<CallId, mpsc::UnboundedSender<(CallEvent<SocketAddr>, Vec<Rung>)>>,
+    requests: HashMap<TxId, oneshot::Sender<Result<Message, String>>>,
+}
+
+impl Agent {
+    pub(crate) fn new(
+        driver: UaDriver,
+        commands: mpsc::UnboundedReceiver<Command>,
+        incoming: mpsc::UnboundedSender<IncomingCall>,
+    ) -> Self {
+        Self {
+            driver,
+            commands,
+            incoming,
+            calls: HashMap::new(),
+            requests: HashMap::new(),
+        }
+    }
+
+    /// Run until every command sender is gone and no call is left.
+    pub(crate) async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.driver.next_event() => match event {
+                    Ok(event) => self.route(event),
+                    Err(e) => {
+                        tracing::error!(error = %e, "transport failed");
+                        // Answer every waiter so that nothing hangs.
+                        for (_, reply) in self.requests.drain() {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                        return;
+                    }
+                },
+                command = self.commands.recv() => match command {
+                    Some(command) => self.apply(command),
+                    None if self.calls.is_empty() && self.requests.is_empty() => return,
+                    None => {
+                        // No new work can come; finish what is under way.
+                        while !(self.calls.is_empty() && self.requests.is_empty()) {
+                            match self.driver.next_event().await {
+                                Ok(event) => self.route(event),
+                                Err(_) => return,
+                            }
+                        }
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn route(&mut self, event: CallEvent<SocketAddr>) {
+        match event {
+            CallEvent::Transaction(TransactionEvent::Response { tx, message })
+                if message.status().is_some_and(|c| c >= 200) =>
+            {
+                if let Some(reply) = self.requests.remove(&tx) {
+                    let _ = reply.send(Ok(message));
+                }
+            }
+            CallEvent::Transaction(TransactionEvent::TimedOut { tx, timer, elapsed }) => {
+                if let Some(reply) = self.requests.remove(&tx) {
+                    let _ = reply.send(Err(format!(
+                        "{timer} expired after {:.1} s",
+                        elapsed.as_secs_f64()
+                    )));
+                }
+            }
+            CallEvent::Transaction(_) => {}
+            CallEvent::Incoming {
+                call,
+                from,
+                request_uri,
+                to,
+                ..
+            } => {
+                let user = user_part(&request_uri)
+                    .or_else(|| user_part(&to))
+                    .unwrap_or_default()
+                    .to_string();
+                let call_id = self
+                    .driver
+                    .endpoint()
+                    .sip_call_id(call)
+                    .unwrap_or_default()
+                    .to_string();
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.calls.insert(call, tx);
+                let handed = self.incoming.send(IncomingCall {
+                    call,
+                    call_id,
+                    from,
+                    user,
+                    events: rx,
+                });
+                if handed.is_err() {
+                    self.calls.remove(&call);
+                    let _ = self.driver.endpoint().reject(Instant::now(), call, 480);
+                }
+            }
+            event => {
+                let call = match &event {
+                    CallEvent::Progress { call, .. }
+                    | CallEvent::EarlyMedia { call, .. }
+                    | CallEvent::Answered { call, .. }
+                    | CallEvent::MediaUpdated { call, .. }
+                    | CallEvent::UpdateFailed { call, .. }
+                    | CallEvent::Ended { call, .. } => *call,
+                    _ => return,
+                };
+                let ended = if let CallEvent::Ended { record, .. } = &event {
+                    Some(record.call_id.clone())
+                } else {
+                    None
+                };
+                let ladder = ended
+                    .map(|id| self.driver.take_call_ladder(&id))
+                    .unwrap_or_default();
+                let is_end = matches!(event, CallEvent::Ended { .. });
+                if let Some(tx) = self.calls.get(&call) {
+                    let _ = tx.send((event, ladder));
+                }
+                if is_end {
+                    self.calls.remove(&call);
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        let now = Instant::now();
+        let endpoint = self.driver.endpoint();
+        let log = |r: Result<(), CallError>| {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "call operation refused");
+            }
+        };
+        match command {
+            Command::Invite(call, reply) => {
+                let result = endpoint.invite(now, *call).map_err(|e| e.to_string());
+                let _ = match result {
+                    Ok(id) => {
+                        let call_id = endpoint.sip_call_id(id).unwrap_or_default().to_string();
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        self.calls.insert(id, tx);
+                        reply.send(Ok((id, call_id, rx)))
+                    }
+                    Err(e) => reply.send(Err(e)),
+                };
+            }
+            Command::Ring(call) => log(endpoint.ring(now, call)),
+            Command::Accept(call, media, reply) => {
+                let _ = reply.send(
+                    endpoint
+                        .accept(now, call, *media)
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            Command::Reject(call, code) => log(endpoint.reject(now, call, code)),
+            Command::Hangup(call) => log(endpoint.hangup(now, call)),
+            Command::Cancel(call) => log(endpoint.cancel(now, call)),
+            Command::Request(bytes, to, reply) => {
+                match endpoint.send_request(now, Bytes::from(bytes), to) {
+                    Ok(tx) => {
+                        self.requests.insert(tx, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The user part of a SIP URI or name-addr (`"Bob" <sip:2001@pbx>;tag=1` → `2001`).
+pub(crate) fn user_part(value: &str) -> Option<&str> {
+    let uri = sipcheck_core::sip::msg::contact_uri(value);
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_part;
+
+    #[test]
+    fn user_parts() {
+        assert_eq!(user_part("sip:2001@127.0.0.1:5070"), Some("2001"));
+        assert_eq!(
+            user_part("\"Bob\" <sip:bob@pbx;transport=tcp>;tag=x"),
+            Some("bob")
+        );
+        assert_eq!(user_part("sip:pbx.example.com"), None);
+    }
+}

@@ -1,0 +1,461 @@
+//! The scenario executor: binds each role's transport, registers its user agents, starts
+//! calls on the load plan's schedule, routes incoming calls to callee scripts, and winds
+//! everything down — on time or on Ctrl-C — with every UA unregistered.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sipcheck_core::ids::IdGen;
+use sipcheck_core::scenario::model::{Account, Load, Role, Route, Scenario, Step};
+use sipcheck_core::scenario::plan::LoadPlan;
+use sipcheck_core::sdp;
+use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
+use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use super::agent::{Agent, Command, IncomingCall};
+use super::result::{CallResult, RegisterResult};
+use super::script::{self, RoleContext};
+use crate::media::PortRange;
+use crate::probe::client::os_seed;
+use crate::transport::{self, Transport, TransportError, UdpTransport};
+use crate::ua::UaDriver;
+
+/// What the executor reports while it runs.
+#[derive(Debug)]
+pub enum RunEvent {
+    /// A caller started a call.
+    CallStarted {
+        /// The role.
+        role: String,
+    },
+    /// A call (one side of it) finished; its figures, once.
+    CallFinished(Box<CallResult>),
+    /// A registration (or unregistration) finished.
+    Registered(RegisterResult),
+    /// A call due by the plan was not started: the concurrency cap was reached.
+    NotStarted,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A transport could not be set up.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Something the scenario asks cannot be done here.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The decoded WAV files a scenario plays, by the path written in it.
+pub type Wavs = HashMap<String, Arc<[i16]>>;
+
+struct RoleRun {
+    role: Role,
+    ctx: RoleContext,
+    call_steps: Arc<Vec<sipcheck_core::scenario::model::Located<Step>>>,
+    registrar: Option<SocketAddr>,
+    registers: Option<(Duration, bool)>,
+}
+
+/// Run `scenario` until its load ends or `stop` turns true; every result goes to `events`.
+/// Returns when every call has ended and every UA is unregistered.
+pub async fn execute(
+    scenario: Arc<Scenario>,
+    wavs: Arc<Wavs>,
+    events: mpsc::UnboundedSender<RunEvent>,
+    stop: watch::Receiver<bool>,
+) -> Result<Duration, RunError> {
+    let run_start = Instant::now();
+    let seed = os_seed();
+    let (server, proxy) = match &scenario.target.route {
+        Route::Server {
+            server,
+            outbound_proxy,
+        } => {
+            let port = scenario.target.transport.default_port();
+            let server_addr =
+                transport::resolve(&host_port(&server.host, server.port.unwrap_or(port)), port)
+                    .await?;
+            let proxy_addr = match outbound_proxy {
+                Some(p) => Some(
+                    transport::resolve(&host_port(&p.host, p.port.unwrap_or(port)), port).await?,
+                ),
+                None => None,
+            };
+            (Some(server_addr), proxy_addr)
+        }
+        Route::Direct => (None, None),
+    };
+    if scenario.target.transport != sipcheck_core::scenario::model::Transport::Udp {
+        return Err(RunError::Setup(format!(
+            "scenarios run over UDP for now (target.transport: {})",
+            scenario.target.transport
+        )));
+    }
+    let ports = Arc::new(PortRange::new(
+        scenario.media.rtp_ports.first,
+        scenario.media.rtp_ports.last,
+    ));
+    let codecs: Vec<sdp::Codec> = scenario
+        .media
+        .codecs
+        .iter()
+        .map(|c| match c {
+            sipcheck_core::scenario::model::Codec::Pcmu => sdp::Codec::Pcmu,
+            sipcheck_core::scenario::model::Codec::Pcma => sdp::Codec::Pcma,
+        })
+        .collect();
+    let ptime_ms = u32::try_from(scenario.media.ptime.as_millis()).unwrap_or(20);
+    let jitter_frames =
+        (scenario.media.jitter_buffer.as_millis() / u128::from(ptime_ms.max(1))).max(1) as usize;
+
+    // One transport, endpoint and agent per role.
+    let mut agents = JoinSet::new();
+    let mut incoming_rx = Vec::new();
+    let mut roles = Vec::new();
+    for (index, role) in scenario.roles.iter().enumerate() {
+        let bind = role.listen.or(scenario.target.local).unwrap_or_else(|| {
+            let peer = server.unwrap_or_else(|| "127.0.0.1:5060".parse().expect("literal"));
+            let ip = transport::local_ip_for(peer)
+                .unwrap_or_else(|_| "127.0.0.1".parse().expect("literal"));
+            SocketAddr::new(ip, 0)
+        });
+        let udp = UdpTransport::bind(bind, 4 << 20).await?;
+        let transport = Transport::Udp(udp);
+        let local = LocalEnd {
+            transport: Kind::Udp,
+            addr: transport.local_addr(),
+            routes: proxy
+                .map(|p| vec![format!("<sip:{p};lr>")])
+                .unwrap_or_default(),
+        };
+        let mut config = EndpointConfig::new(local.clone());
+        config.contact_user = role
+            .accounts
+            .first()
+            .map_or_else(|| role.name.clone(), |a| a.user.clone());
+        let endpoint = Endpoint::new(config, IdGen::new(seed.wrapping_add(index as u64)));
+        let mut driver = UaDriver::new(transport, endpoint, false);
+        driver.record_call_ladders();
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        agents.spawn(Agent::new(driver, cmd_rx, in_tx).run());
+        incoming_rx.push(in_rx);
+        let call_steps: Vec<_> = role
+            .steps
+            .iter()
+            .filter(|s| script::is_call_step(&s.value))
+            .cloned()
+            .collect();
+        let registers = role.steps.iter().find_map(|s| match s.value {
+            Step::Register { expires, refresh } => Some((expires, refresh)),
+            _ => None,
+        });
+        roles.push(RoleRun {
+            role: role.clone(),
+            ctx: RoleContext {
+                role: role.name.clone(),
+                commands: cmd_tx,
+                local,
+                next_hop: proxy.or(server),
+                domain: scenario.target.domain.clone(),
+                codecs: codecs.clone(),
+                ptime_ms,
+                jitter_frames,
+                ports: ports.clone(),
+                wavs: wavs.clone(),
+                stop: stop.clone(),
+            },
+            call_steps: Arc::new(call_steps),
+            registrar: proxy.or(server),
+            registers,
+        });
+    }
+
+    // Callee side: serve incoming calls of every role.
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    for (run, mut rx) in roles.iter().zip(incoming_rx) {
+        let accounts: HashMap<String, Account> = run
+            .role
+            .accounts
+            .iter()
+            .map(|a| (a.user.clone(), a.clone()))
+            .collect();
+        let fallback = run.role.accounts.first().cloned();
+        let ctx = run.ctx.clone();
+        let steps = run.call_steps.clone();
+        let answers = run.call_steps.iter().any(|s| {
+            matches!(
+                s.value,
+                Step::Answer { .. } | Step::Reject { .. } | Step::Ring(_)
+            )
+        });
+        let events = events.clone();
+        tasks.spawn(async move {
+            let mut calls = JoinSet::new();
+            let mut n = 0u64;
+            while let Some(incoming) = rx.recv().await {
+                let account = accounts.get(&incoming.user).cloned().or(fallback.clone());
+                match (answers, account) {
+                    (true, Some(account)) => {
+                        n += 1;
+                        let ctx = ctx.clone();
+                        let steps = steps.clone();
+                        let events = events.clone();
+                        calls.spawn(async move {
+                            let result =
+                                script::run_callee(ctx, account, incoming, steps, seed ^ n).await;
+                            let _ = events.send(RunEvent::CallFinished(Box::new(result)));
+                        });
+                    }
+                    _ => {
+                        let IncomingCall { call, .. } = incoming;
+                        let _ = ctx.commands.send(Command::Reject(call, 404));
+                    }
+                }
+                while calls.try_join_next().is_some() {}
+            }
+            while calls.join_next().await.is_some() {}
+        });
+    }
+
+    // Registrations, with refreshes.
+    let mut registered = Vec::new();
+    for run in &roles {
+        let Some((expires, refresh)) = run.registers else {
+            continue;
+        };
+        let Some(registrar) = run.registrar else {
+            return Err(RunError::Setup(format!(
+                "role {} registers but the target has no server",
+                run.role.name
+            )));
+        };
+        let expires = u32::try_from(expires.as_secs()).unwrap_or(3600);
+        let mut set = JoinSet::new();
+        for account in run.role.accounts.clone() {
+            let ctx = run.ctx.clone();
+            let events = events.clone();
+            set.spawn(async move {
+                let mut reg = Registration::new(
+                    RegisterParams {
+                        user: account.user.clone(),
+                        domain: account.domain.clone(),
+                        credentials: Credentials::new(
+                            account.user.clone(),
+                            account.password.expose().to_string(),
+                        ),
+                        expires,
+                    },
+                    &mut IdGen::new(os_seed()),
+                );
+                let result = register(&ctx, &mut reg, registrar, expires).await;
+                let ok = result.is_ok();
+                let _ = events.send(RunEvent::Registered(RegisterResult {
+                    role: ctx.role.clone(),
+                    user: account.user.clone(),
+                    rtt: result.as_ref().ok().copied(),
+                    unregister: false,
+                    error: result.err(),
+                }));
+                (ctx, reg, account, ok)
+            });
+            // Bounded parallelism: the registrar is not the target of a flood at start.
+            while set.len() >= 50 {
+                if let Some(Ok(done)) = set.join_next().await {
+                    registered.push((done, registrar, expires, refresh));
+                }
+            }
+        }
+        while let Some(joined) = set.join_next().await {
+            if let Ok(done) = joined {
+                registered.push((done, registrar, expires, refresh));
+            }
+        }
+    }
+    let (refresh_stop_tx, refresh_stop) = watch::channel(false);
+    let mut refreshers = JoinSet::new();
+    let mut to_unregister = Vec::new();
+    for ((ctx, reg, account, ok), registrar, expires, refresh) in registered {
+        if !ok {
+            continue;
+        }
+        let reg = Arc::new(tokio::sync::Mutex::new(reg));
+        to_unregister.push((ctx.clone(), reg.clone(), account.clone(), registrar));
+        if refresh {
+            let mut stop_refresh = refresh_stop.clone();
+            let events = events.clone();
+            refreshers.spawn(async move {
+                let every = Duration::from_secs(u64::from(expires.max(2)) * 8 / 10);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop_refresh.wait_for(|s| *s) => return,
+                    }
+                    let mut reg = reg.lock().await;
+                    let result = register(&ctx, &mut reg, registrar, expires).await;
+                    if let Err(error) = result {
+                        let _ = events.send(RunEvent::Registered(RegisterResult {
+                            role: ctx.role.clone(),
+                            user: account.user.clone(),
+                            rtt: None,
+                            unregister: false,
+                            error: Some(format!("refresh failed: {error}")),
+                        }));
+                    }
+                }
+            });
+        }
+    }
+
+    // The load: callers start calls on the plan's schedule.
+    let callers: Vec<&RoleRun> = roles.iter().filter(|r| r.role.calls()).collect();
+    let mut calls = JoinSet::new();
+    let load_start = Instant::now();
+    let mut index: u64 = 0;
+    let mut start_call = |index: u64, offset: Duration, calls: &mut JoinSet<()>| {
+        let run = callers[(index as usize) % callers.len()];
+        let n = (index / callers.len() as u64) as usize;
+        let account = run.role.accounts[n % run.role.accounts.len()].clone();
+        let peer = peer_account(&scenario, run, n);
+        let ctx = run.ctx.clone();
+        let steps = run.call_steps.clone();
+        let events_tx = events.clone();
+        let _ = events.send(RunEvent::CallStarted {
+            role: run.role.name.clone(),
+        });
+        let call_seed = seed ^ (index << 20);
+        calls.spawn(async move {
+            let result =
+                script::run_caller(ctx, account, peer, steps, offset, load_start, call_seed).await;
+            let _ = events_tx.send(RunEvent::CallFinished(Box::new(result)));
+        });
+    };
+    let mut stop_load = stop.clone();
+    if callers.is_empty() {
+        // No callers: serve incoming calls until stopped or the load's time is up.
+        let limit = load_end(&scenario.load).unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        tokio::select! {
+            _ = stop_load.wait_for(|s| *s) => {}
+            _ = tokio::time::sleep(limit) => {}
+        }
+    } else {
+        match LoadPlan::compile(&scenario.load) {
+            LoadPlan::Open(mut plan) => {
+                let cap = plan.max_concurrent().map(|c| c as usize);
+                while let Some(offset) = plan.next_start() {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until((load_start + offset).into()) => {}
+                        _ = stop_load.wait_for(|s| *s) => break,
+                    }
+                    while calls.try_join_next().is_some() {}
+                    if cap.is_some_and(|c| calls.len() >= c) {
+                        let _ = events.send(RunEvent::NotStarted);
+                        continue;
+                    }
+                    start_call(index, offset, &mut calls);
+                    index += 1;
+                }
+            }
+            LoadPlan::Closed(plan) => loop {
+                let t = load_start.elapsed();
+                if *stop_load.borrow() || !plan.may_start(index, t) {
+                    break;
+                }
+                while calls.try_join_next().is_some() {}
+                if calls.len() < plan.target_at(t) as usize {
+                    start_call(index, t, &mut calls);
+                    index += 1;
+                    continue;
+                }
+                tokio::select! {
+                    _ = calls.join_next() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    _ = stop_load.wait_for(|s| *s) => break,
+                }
+            },
+        }
+    }
+    while calls.join_next().await.is_some() {}
+    // Callee calls still running finish on their own (BYE); give them the time they need.
+    let _ = refresh_stop_tx.send(true);
+    while refreshers.join_next().await.is_some() {}
+    for (ctx, reg, account, registrar) in to_unregister {
+        let mut reg = reg.lock().await;
+        let result = register(&ctx, &mut reg, registrar, 0).await;
+        let _ = events.send(RunEvent::Registered(RegisterResult {
+            role: ctx.role.clone(),
+            user: account.user.clone(),
+            rtt: result.as_ref().ok().copied(),
+            unregister: true,
+            error: result.err(),
+        }));
+    }
+    // Closing the command channels lets each agent finish its calls and stop.
+    drop(roles);
+    while tasks.join_next().await.is_some() {}
+    while agents.join_next().await.is_some() {}
+    Ok(run_start.elapsed())
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The paired callee for the n-th call of a caller role.
+fn peer_account(scenario: &Scenario, caller: &RoleRun, n: usize) -> Option<Account> {
+    let peer_role = caller.role.steps.iter().find_map(|s| match &s.value {
+        Step::Call(c) => c.peer.clone(),
+        _ => None,
+    })?;
+    let role = scenario.role(&peer_role)?;
+    if role.accounts.is_empty() {
+        return None;
+    }
+    Some(role.accounts[n % role.accounts.len()].clone())
+}
+
+/// When the load's time is up, if it has a time limit.
+fn load_end(load: &Load) -> Option<Duration> {
+    match load {
+        Load::Open { end, .. } | Load::Closed { end, .. } => end.after(),
+    }
+}
+
+/// REGISTER through the role's agent, answering the challenge; the round trip.
+async fn register(
+    ctx: &RoleContext,
+    reg: &mut Registration,
+    registrar: SocketAddr,
+    expires: u32,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut ids = IdGen::new(os_seed());
+    for _ in 0..4 {
+        let request = reg.request(expires, &ctx.local, &mut ids);
+        let (tx, rx) = oneshot::channel();
+        ctx.commands
+            .send(Command::Request(request, registrar, tx))
+            .map_err(|_| "the role's transport is gone".to_string())?;
+        let response = rx
+            .await
+            .map_err(|_| "the role's transport is gone".to_string())??;
+        match reg.on_final_response(&response) {
+            Next::Retry => continue,
+            Next::Done(RegisterOutcome::Failed(f)) => return Err(f.to_string()),
+            Next::Done(_) => return Ok(started.elapsed()),
+        }
+    }
+    Err("too many authentication challenges".into())
+}

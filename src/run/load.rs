@@ -1,0 +1,113 @@
+//! Reading a scenario file: the text, the environment, the files it names (CSV accounts,
+//! WAV prompts), overrides from `--set`; then the core validates it all at once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sipcheck_core::media::wav;
+use sipcheck_core::scenario::model::{PlayItem, Step};
+use sipcheck_core::scenario::{self, Scenario, ScenarioError};
+
+use super::executor::Wavs;
+
+/// Why a scenario cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The scenario is invalid: every problem, formatted `file:line:col: message`.
+    #[error("{}", scenario::report(.0))]
+    Invalid(Vec<ScenarioError>),
+}
+
+/// A path as written in a scenario: relative to the working directory, else to the
+/// scenario's own directory.
+fn resolve(base: &Path, written: &str) -> PathBuf {
+    let direct = PathBuf::from(written);
+    if direct.is_absolute() || direct.exists() {
+        direct
+    } else {
+        base.join(written)
+    }
+}
+
+/// Load and validate `path` with `overrides` (`key=value` strings from `--set`).
+pub fn load(path: &str, overrides: &[String]) -> Result<(Scenario, Wavs), LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    let base = Path::new(path)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let parsed: Vec<(String, String)> = overrides
+        .iter()
+        .map(|o| scenario::parse_override(o))
+        .collect::<Result<_, _>>()
+        .map_err(|e| LoadError::Invalid(vec![e]))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let files = |written: &str| -> Result<String, String> {
+        let p = resolve(&base, written);
+        // WAV files are binary: a readable file is enough at this stage.
+        if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav")) {
+            return std::fs::metadata(&p)
+                .map(|_| String::new())
+                .map_err(|e| e.to_string());
+        }
+        std::fs::read_to_string(&p).map_err(|e| e.to_string())
+    };
+    let scenario = scenario::load_with_overrides(path, &text, &parsed, &env, &files)
+        .map_err(LoadError::Invalid)?;
+
+    // Decode every WAV once; many calls share the samples.
+    let mut wavs: Wavs = HashMap::new();
+    let mut errors = Vec::new();
+    for role in &scenario.roles {
+        for step in &role.steps {
+            let Step::Play(items) = &step.value else {
+                continue;
+            };
+            for item in items {
+                let PlayItem::Wav { path: written } = item else {
+                    continue;
+                };
+                if wavs.contains_key(written) {
+                    continue;
+                }
+                let p = resolve(&base, written);
+                match std::fs::read(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| wav::decode(&bytes).map_err(|e| e.to_string()))
+                {
+                    Ok(samples) => {
+                        wavs.insert(written.clone(), Arc::from(samples));
+                    }
+                    Err(reason) => errors.push(ScenarioError {
+                        file: path.to_string(),
+                        line: step.line,
+                        col: step.col,
+                        message: format!("cannot play {written}: {reason}"),
+                        source_line: text
+                            .lines()
+                            .nth(step.line.saturating_sub(1) as usize)
+                            .unwrap_or_default()
+                            .to_string(),
+                        hint: None,
+                    }),
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadError::Invalid(errors));
+    }
+    Ok((scenario, wavs))
+}

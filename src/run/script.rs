@@ -1,0 +1,975 @@
+//! One call of one user agent, running its role's steps in order.
+//!
+//! The steps of a role from its first call-level step on (`call`, `answer`, `reject`, `ring`
+//! …) run once per call: a caller's when the load plan starts a call, a callee's for each
+//! call it receives. A step that fails records a [`Failure`] (with its line in the scenario)
+//! and ends the script; the call is then hung up. Every wait is bounded.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sipcheck_core::ids::IdGen;
+use sipcheck_core::media::dtmf::DtmfConfig;
+use sipcheck_core::media::g711;
+use sipcheck_core::media::session::{MediaConfig, MediaSession};
+use sipcheck_core::media::tone::{Playlist, PlaylistItem, ToneQuery};
+use sipcheck_core::scenario::model::{Account, Expectation, Located, PlayItem, Step, WaitEvent};
+use sipcheck_core::sdp::{self, LocalMedia, Negotiated};
+use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::ua::call::{
+    CallEndReason, CallEvent, CallId, CallRecord, OfferPlacement, OutgoingCall,
+};
+use sipcheck_core::ua::register::LocalEnd;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::agent::{CallEvents, Command};
+use super::result::{CallMedia, CallResult, Failure, FailureKind, Side};
+use crate::ladder::Rung;
+use crate::media::{MediaHandle, PortRange};
+
+/// Everything a call task shares with its role.
+#[derive(Clone)]
+pub(crate) struct RoleContext {
+    pub(crate) role: String,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) local: LocalEnd,
+    /// Where outgoing calls go (the server or outbound proxy); `None`: the URI's host.
+    pub(crate) next_hop: Option<SocketAddr>,
+    pub(crate) domain: String,
+    pub(crate) codecs: Vec<sdp::Codec>,
+    pub(crate) ptime_ms: u32,
+    pub(crate) jitter_frames: usize,
+    pub(crate) ports: Arc<PortRange>,
+    pub(crate) wavs: Arc<HashMap<String, Arc<[i16]>>>,
+    /// Turns true on Ctrl-C: every call winds down.
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// How long a step may wait for the call to be answered when it needs media.
+const ANSWER_WAIT: Duration = Duration::from_secs(32);
+/// How long a hang-up may take to complete.
+const END_WAIT: Duration = Duration::from_secs(35);
+/// How often media expectations are checked.
+const POLL: Duration = Duration::from_millis(20);
+
+struct Call {
+    ctx: RoleContext,
+    side: Side,
+    user: String,
+    id: Option<CallId>,
+    call_id: String,
+    events: Option<CallEvents>,
+    started: Instant,
+    scheduled: Option<Duration>,
+    start_lag: Duration,
+    rtp: Option<tokio::net::UdpSocket>,
+    media: Option<(Negotiated, MediaHandle)>,
+    ringing: bool,
+    answered: bool,
+    record: Option<CallRecord>,
+    ladder: Vec<Rung>,
+    failures: Vec<Failure>,
+    tone_onsets: Vec<Duration>,
+    audio_checked: u32,
+    audio_verified: u32,
+    dtmf_checked: u32,
+    dtmf_verified: u32,
+    interrupted: bool,
+    ids: IdGen,
+    /// How long steps wait for the answer (the `call` step's timeout).
+    answer_wait: Duration,
+}
+
+/// A caller's call: `steps` from the `call` step on.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_caller(
+    ctx: RoleContext,
+    account: Account,
+    peer: Option<Account>,
+    steps: Arc<Vec<Located<Step>>>,
+    scheduled: Duration,
+    run_start: Instant,
+    seed: u64,
+) -> CallResult {
+    let started = Instant::now();
+    let mut call = Call::new(ctx, Side::Caller, account.user.clone(), started, seed);
+    call.scheduled = Some(scheduled);
+    call.start_lag = started.saturating_duration_since(run_start + scheduled);
+    call.run(&steps, &account, peer.as_ref()).await;
+    call.finish().await
+}
+
+/// A callee's call: an incoming call for `account`, `steps` from its first call-level step.
+pub(crate) async fn run_callee(
+    ctx: RoleContext,
+    account: Account,
+    incoming: super::agent::IncomingCall,
+    steps: Arc<Vec<Located<Step>>>,
+    seed: u64,
+) -> CallResult {
+    let mut call = Call::new(
+        ctx,
+        Side::Callee,
+        account.user.clone(),
+        Instant::now(),
+        seed,
+    );
+    call.id = Some(incoming.call);
+    call.call_id = incoming.call_id;
+    call.events = Some(incoming.events);
+    call.run(&steps, &account, None).await;
+    call.finish().await
+}
+
+/// Whether a step belongs to each call (as opposed to the user agent's set-up).
+pub(crate) fn is_call_step(step: &Step) -> bool {
+    !matches!(step, Step::Register { .. } | Step::Unregister)
+}
+
+impl Call {
+    fn new(ctx: RoleContext, side: Side, user: String, started: Instant, seed: u64) -> Self {
+        Self {
+            ctx,
+            side,
+            user,
+            id: None,
+            call_id: String::new(),
+            events: None,
+            started,
+            scheduled: None,
+            start_lag: Duration::ZERO,
+            rtp: None,
+            media: None,
+            ringing: false,
+            answered: false,
+            record: None,
+            ladder: Vec::new(),
+            failures: Vec::new(),
+            tone_onsets: Vec::new(),
+            audio_checked: 0,
+            audio_verified: 0,
+            dtmf_checked: 0,
+            dtmf_verified: 0,
+            interrupted: false,
+            ids: IdGen::new(seed),
+            answer_wait: ANSWER_WAIT,
+        }
+    }
+
+    fn fail(&mut self, step: &Located<Step>, kind: FailureKind, message: impl Into<String>) {
+        self.failures.push(Failure {
+            step: step.value.name(),
+            line: step.line,
+            col: step.col,
+            kind,
+            message: message.into(),
+        });
+    }
+
+    fn ended(&self) -> bool {
+        self.record.is_some()
+    }
+
+    async fn run(&mut self, steps: &[Located<Step>], account: &Account, peer: Option<&Account>) {
+        for step in steps.iter().filter(|s| is_call_step(&s.value)) {
+            if *self.ctx.stop.borrow() {
+                self.interrupted = true;
+                break;
+            }
+            let ok = self.step(step, account, peer).await;
+            if !ok || self.interrupted {
+                break;
+            }
+        }
+    }
+
+    /// Run one step; false when it failed (the script stops).
+    async fn step(
+        &mut self,
+        step: &Located<Step>,
+        account: &Account,
+        peer: Option<&Account>,
+    ) -> bool {
+        match &step.value {
+            Step::Register { .. } | Step::Unregister => true,
+            Step::Call(c) => {
+                let peer_user = peer.map_or("", |p| p.user.as_str());
+                let to = c.to.render(sipcheck_core::scenario::text::Fill {
+                    user: &account.user,
+                    peer: peer_user,
+                    domain: &account.domain,
+                });
+                self.invite(step, account, &to, c.timeout).await
+            }
+            Step::Answer { ring } => {
+                if !ring.is_zero() {
+                    self.command(Command::Ring);
+                    if !self.pump_for(*ring).await {
+                        return self.unexpected_end(step);
+                    }
+                }
+                self.accept(step).await
+            }
+            Step::Reject { code, ring } => {
+                if !ring.is_zero() {
+                    self.command(Command::Ring);
+                    if !self.pump_for(*ring).await {
+                        return self.unexpected_end(step);
+                    }
+                }
+                let code = *code;
+                self.command(|id| Command::Reject(id, code));
+                self.pump_until_end(END_WAIT).await;
+                true
+            }
+            Step::Ring(d) => {
+                self.command(Command::Ring);
+                self.pump_for(*d).await || self.unexpected_end(step)
+            }
+            Step::Play(items) => {
+                if !self.wait_answer(step).await {
+                    return false;
+                }
+                let playlist = self.playlist(items);
+                if let Some((_, media)) = &self.media {
+                    media.with(move |s, _| s.set_source(playlist)).await;
+                }
+                true
+            }
+            Step::Expect(expectation) => self.expect(step, expectation).await,
+            Step::Dtmf {
+                digits,
+                duration,
+                gap,
+            } => {
+                if !self.wait_answer(step).await {
+                    return false;
+                }
+                let digits: String = digits.iter().map(|d| d.to_char()).collect();
+                let config = DtmfConfig {
+                    digit_duration: *duration,
+                    gap: *gap,
+                    ..DtmfConfig::default()
+                };
+                let sent = match &self.media {
+                    Some((_, media)) => media
+                        .with(move |s, _| s.send_dtmf(&digits, config).map_err(|e| e.to_string()))
+                        .await
+                        .unwrap_or(Ok(())),
+                    None => Err("no media".into()),
+                };
+                if let Err(e) = sent {
+                    self.fail(
+                        step,
+                        FailureKind::DtmfMissing,
+                        format!("DTMF not sent: {e}"),
+                    );
+                    return false;
+                }
+                true
+            }
+            Step::Wait(d) => self.pump_for(*d).await || self.unexpected_end(step),
+            Step::Hangup { after } => {
+                if !after.is_zero() && !self.pump_for(*after).await {
+                    return self.unexpected_end(step);
+                }
+                self.command(Command::Hangup);
+                self.pump_until_end(END_WAIT).await;
+                true
+            }
+            Step::Cancel { after } => {
+                if !after.is_zero() && !self.pump_for(*after).await {
+                    return self.unexpected_end(step);
+                }
+                self.command(Command::Cancel);
+                self.pump_until_end(END_WAIT).await;
+                true
+            }
+            Step::WaitFor(event) => {
+                self.pump_until_end(Duration::from_secs(3600)).await;
+                let expected = match event {
+                    WaitEvent::Bye => CallEndReason::RemoteBye,
+                    WaitEvent::Cancel => CallEndReason::CancelledByRemote,
+                };
+                match self.record.as_ref().and_then(|r| r.reason()) {
+                    Some(reason) if *reason == expected => true,
+                    Some(reason) => {
+                        let reason = reason.to_string();
+                        self.fail(
+                            step,
+                            FailureKind::Signalling,
+                            format!("waited for {event:?}, but the call ended: {reason}"),
+                        );
+                        false
+                    }
+                    None => {
+                        self.fail(
+                            step,
+                            FailureKind::Signalling,
+                            format!("{event:?} did not come"),
+                        );
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&self, make: impl FnOnce(CallId) -> Command) {
+        if let Some(id) = self.id {
+            let _ = self.ctx.commands.send(make(id));
+        }
+    }
+
+    async fn invite(
+        &mut self,
+        step: &Located<Step>,
+        account: &Account,
+        to: &str,
+        timeout: Duration,
+    ) -> bool {
+        let Some(target) = normalize_uri(to, &self.ctx.domain) else {
+            self.fail(step, FailureKind::Other, format!("'{to}' is not a SIP URI"));
+            return false;
+        };
+        let destination = match self.ctx.next_hop {
+            Some(hop) => hop,
+            None => match resolve_uri_host(&target).await {
+                Some(addr) => addr,
+                None => {
+                    self.fail(
+                        step,
+                        FailureKind::Other,
+                        format!("cannot resolve the host of {target}"),
+                    );
+                    return false;
+                }
+            },
+        };
+        let rtp = match self.ctx.ports.bind(self.ctx.local.addr.ip()).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(step, FailureKind::Other, format!("no RTP port free: {e}"));
+                return false;
+            }
+        };
+        let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
+        self.rtp = Some(rtp);
+        let media = self.local_media(port);
+        let outgoing = OutgoingCall {
+            request_uri: target.clone(),
+            from_uri: format!("sip:{}@{}", account.user, account.domain),
+            to_uri: target,
+            destination,
+            credentials: Some(Credentials::new(
+                account.user.clone(),
+                account.password.expose().to_string(),
+            )),
+            local_media: media,
+            local: self.ctx.local.clone(),
+            offer: OfferPlacement::InInvite,
+            extra_headers: Vec::new(),
+        };
+        let (tx, rx) = oneshot::channel();
+        if self
+            .ctx
+            .commands
+            .send(Command::Invite(Box::new(outgoing), tx))
+            .is_err()
+        {
+            self.fail(step, FailureKind::Transport, "the role's transport is gone");
+            return false;
+        }
+        match rx.await {
+            Ok(Ok((id, call_id, events))) => {
+                self.id = Some(id);
+                self.call_id = call_id;
+                self.events = Some(events);
+                self.answer_wait = timeout;
+                true
+            }
+            Ok(Err(e)) => {
+                self.fail(
+                    step,
+                    FailureKind::Other,
+                    format!("cannot place the call: {e}"),
+                );
+                false
+            }
+            Err(_) => {
+                self.fail(step, FailureKind::Transport, "the role's transport is gone");
+                false
+            }
+        }
+    }
+
+    fn local_media(&mut self, port: u16) -> LocalMedia {
+        let mut media = LocalMedia::new(self.ctx.local.addr.ip(), port, self.ids.next_u64() >> 1);
+        media.codecs = self.ctx.codecs.clone();
+        media.ptime_ms = self.ctx.ptime_ms;
+        media
+    }
+
+    async fn accept(&mut self, step: &Located<Step>) -> bool {
+        let rtp = match self.ctx.ports.bind(self.ctx.local.addr.ip()).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.command(|id| Command::Reject(id, 503));
+                self.fail(step, FailureKind::Other, format!("no RTP port free: {e}"));
+                return false;
+            }
+        };
+        let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
+        self.rtp = Some(rtp);
+        let media = self.local_media(port);
+        let (tx, rx) = oneshot::channel();
+        let Some(id) = self.id else { return false };
+        let _ = self
+            .ctx
+            .commands
+            .send(Command::Accept(id, Box::new(media), tx));
+        match rx.await {
+            Ok(Ok(Some(negotiated))) => {
+                self.start_media(negotiated);
+                // The call is up when the ACK arrives.
+                self.wait_answer(step).await
+            }
+            Ok(Ok(None)) => self.wait_answer(step).await,
+            Ok(Err(e)) => {
+                self.fail(
+                    step,
+                    FailureKind::CodecRefused,
+                    format!("cannot answer: {e}"),
+                );
+                false
+            }
+            Err(_) => {
+                self.fail(step, FailureKind::Transport, "the role's transport is gone");
+                false
+            }
+        }
+    }
+
+    fn start_media(&mut self, negotiated: Negotiated) {
+        if self.media.is_some() {
+            return;
+        }
+        let Some(socket) = self.rtp.take() else {
+            return;
+        };
+        let mut config = MediaConfig::new(g711::Codec::from(negotiated.codec));
+        config.payload_type = negotiated.payload_type;
+        config.telephone_event_pt = negotiated.telephone_event_pt;
+        config.ptime = Duration::from_millis(u64::from(negotiated.ptime_ms.clamp(10, 60)));
+        config.send = negotiated.direction.sends();
+        config.jitter_buffer_frames = self.ctx.jitter_frames.max(1);
+        let session = MediaSession::new(
+            Instant::now(),
+            config,
+            Playlist::new(Vec::new()),
+            &mut self.ids,
+        )
+        .expect("valid media parameters");
+        let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+        self.media = Some((negotiated, handle));
+    }
+
+    fn playlist(&self, items: &[PlayItem]) -> Playlist {
+        let mut list = Vec::new();
+        let mut looping = false;
+        for item in items {
+            match item {
+                PlayItem::Tone { tone, duration } => match duration {
+                    Some(d) => list.push(PlaylistItem::Tone {
+                        tone: tone.clone(),
+                        duration: *d,
+                    }),
+                    None => {
+                        // Until the call ends: the last item, looped.
+                        list.push(PlaylistItem::Tone {
+                            tone: tone.clone(),
+                            duration: Duration::from_secs(1),
+                        });
+                        looping = true;
+                    }
+                },
+                PlayItem::Wav { path } => {
+                    if let Some(samples) = self.ctx.wavs.get(path) {
+                        list.push(PlaylistItem::Pcm(samples.clone()));
+                    }
+                }
+                PlayItem::Silence(d) => list.push(PlaylistItem::Silence { duration: *d }),
+            }
+        }
+        // A tone without a duration plays until the call ends: the list then repeats.
+        if looping {
+            return Playlist::looping(list);
+        }
+        Playlist::new(list)
+    }
+
+    /// Handle one event; false when the call ended.
+    fn on_event(&mut self, event: CallEvent<SocketAddr>, ladder: Vec<Rung>) -> bool {
+        match event {
+            CallEvent::Progress { code, .. } => {
+                if code == 180 || code == 183 {
+                    self.ringing = true;
+                }
+            }
+            CallEvent::EarlyMedia { negotiated, .. } => {
+                self.ringing = true;
+                self.start_media(negotiated);
+            }
+            CallEvent::Answered { negotiated, .. } => {
+                self.answered = true;
+                if let Some((n, handle)) = &mut self.media {
+                    handle.set_remote(negotiated.remote_rtp);
+                    *n = negotiated;
+                } else {
+                    self.start_media(negotiated);
+                }
+            }
+            CallEvent::MediaUpdated { negotiated, .. } => {
+                if let Some((n, handle)) = &mut self.media {
+                    handle.set_remote(negotiated.remote_rtp);
+                    handle.set_sending(negotiated.direction.sends());
+                    *n = negotiated;
+                }
+            }
+            CallEvent::Ended { record, .. } => {
+                self.record = Some(*record);
+                self.ladder = ladder;
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Process events for `d`; false when the call ended meanwhile.
+    async fn pump_for(&mut self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        self.pump(deadline, |_| false).await;
+        !self.ended()
+    }
+
+    /// Process events until the call ends or `d` passes.
+    async fn pump_until_end(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        self.pump(deadline, |c| c.ended()).await;
+    }
+
+    /// Process events until `done` holds, the call ends, or the deadline; on Ctrl-C hang up.
+    async fn pump(&mut self, deadline: Instant, done: impl Fn(&Self) -> bool) {
+        let mut deadline = deadline;
+        let mut winding_down = false;
+        while (winding_down || !done(self)) && !self.ended() {
+            let Some(events) = self.events.as_mut() else {
+                return;
+            };
+            let mut stop = self.ctx.stop.clone();
+            let stopping = self.interrupted;
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some((event, ladder)) => {
+                        self.on_event(event, ladder);
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => return,
+                _ = stop.wait_for(|s| *s), if !stopping => {
+                    // Ctrl-C: hang up (or cancel) and wait for the end, bounded.
+                    self.interrupted = true;
+                    winding_down = true;
+                    self.command(Command::Hangup);
+                    deadline = Instant::now() + END_WAIT;
+                }
+            }
+        }
+    }
+
+    fn unexpected_end(&mut self, step: &Located<Step>) -> bool {
+        if self.interrupted {
+            return false;
+        }
+        let (kind, reason) = self.end_failure();
+        self.fail(step, kind, format!("the call ended: {reason}"));
+        false
+    }
+
+    fn end_failure(&self) -> (FailureKind, String) {
+        match self.record.as_ref().and_then(|r| r.reason()) {
+            Some(reason) => (kind_of(reason), reason.to_string()),
+            None => (FailureKind::Other, "no answer".into()),
+        }
+    }
+
+    /// Wait until the call is answered (media can flow); false (with a failure) if it ended.
+    async fn wait_answer(&mut self, step: &Located<Step>) -> bool {
+        let deadline = self.started + self.answer_wait.max(Duration::from_secs(1));
+        self.pump(deadline, |c| c.answered).await;
+        if self.answered && !self.ended() {
+            return true;
+        }
+        if self.interrupted {
+            return false;
+        }
+        if self.ended() {
+            return self.unexpected_end(step);
+        }
+        let wait = self.answer_wait.as_secs_f64();
+        self.fail(
+            step,
+            FailureKind::Signalling,
+            format!("not answered within {wait:.1} s"),
+        );
+        false
+    }
+
+    async fn expect(&mut self, step: &Located<Step>, expectation: &Expectation) -> bool {
+        match expectation {
+            Expectation::Ringing { within } => {
+                let deadline = Instant::now() + *within;
+                self.pump(deadline, |c| c.ringing || c.answered).await;
+                if self.ringing {
+                    true
+                } else {
+                    let why = if self.ended() {
+                        self.end_failure().1
+                    } else {
+                        format!("nothing within {:.1} s", within.as_secs_f64())
+                    };
+                    self.fail(
+                        step,
+                        FailureKind::Signalling,
+                        format!("expected 180/183 ringing: {why}"),
+                    );
+                    false
+                }
+            }
+            Expectation::Answered { within } => {
+                let deadline = Instant::now() + *within;
+                self.pump(deadline, |c| c.answered).await;
+                if self.answered {
+                    true
+                } else {
+                    let (kind, why) = if self.ended() {
+                        self.end_failure()
+                    } else {
+                        (
+                            FailureKind::Signalling,
+                            format!("nothing within {:.1} s", within.as_secs_f64()),
+                        )
+                    };
+                    self.fail(
+                        step,
+                        kind,
+                        format!("expected the call to be answered: {why}"),
+                    );
+                    false
+                }
+            }
+            Expectation::Final { code, within } => {
+                let deadline = Instant::now() + *within;
+                let code = *code;
+                self.pump(deadline, |c| c.answered && code < 300).await;
+                let got = self
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.final_code)
+                    .or(self.answered.then_some(200));
+                if got == Some(code) {
+                    // An expected rejection is the call's normal end.
+                    true
+                } else {
+                    let got = got.map_or("no final response".to_string(), |c| c.to_string());
+                    self.fail(
+                        step,
+                        FailureKind::Signalling,
+                        format!("expected final response {code}, got {got}"),
+                    );
+                    false
+                }
+            }
+            Expectation::Tone {
+                frequencies,
+                within,
+                min_snr,
+                min_duration,
+            } => {
+                self.audio_checked += 1;
+                if !self.wait_answer(step).await {
+                    return false;
+                }
+                let query = match frequencies.as_slice() {
+                    [f] => ToneQuery::single(*f),
+                    [a, b, ..] => ToneQuery::dual(*a, *b),
+                    [] => return true,
+                };
+                let Ok(query) = query else { return true };
+                let query = query.min_snr_db(min_snr.0).min_duration(*min_duration);
+                let label = frequencies
+                    .iter()
+                    .map(|f| format!("{f}"))
+                    .collect::<Vec<_>>()
+                    .join("+");
+                let Some((_, media)) = &self.media else {
+                    return false;
+                };
+                let media = media.clone();
+                let Some(Ok((id, from_sample))) = media
+                    .with(move |s, _| s.expect_tone(query).map(|id| (id, s.samples_played())))
+                    .await
+                else {
+                    return false;
+                };
+                let deadline = Instant::now() + *within;
+                loop {
+                    let found = media
+                        .with(move |s, _| s.detection(id).map(|d| d.onset_sample))
+                        .await
+                        .flatten();
+                    if let Some(onset) = found {
+                        self.audio_verified += 1;
+                        self.tone_onsets.push(Duration::from_micros(
+                            onset.saturating_sub(from_sample) * 125,
+                        ));
+                        return true;
+                    }
+                    if Instant::now() >= deadline || self.ended() || self.interrupted {
+                        break;
+                    }
+                    self.pump(Instant::now() + POLL, |_| false).await;
+                }
+                if self.interrupted {
+                    return false;
+                }
+                self.fail(
+                    step,
+                    FailureKind::ToneMissing,
+                    format!(
+                        "expected tone {label} Hz not heard within {:.1} s",
+                        within.as_secs_f64()
+                    ),
+                );
+                false
+            }
+            Expectation::Silence { duration, within } => {
+                self.audio_checked += 1;
+                if !self.wait_answer(step).await {
+                    return false;
+                }
+                let Some((_, media)) = &self.media else {
+                    return false;
+                };
+                let media = media.clone();
+                let deadline = Instant::now() + *within + *duration;
+                let mut silent_since: Option<Instant> = None;
+                loop {
+                    let level = media.with(|s, _| s.last_level_dbfs()).await.flatten();
+                    let now = Instant::now();
+                    match level {
+                        Some(l) if l < -50.0 => {
+                            let since = *silent_since.get_or_insert(now);
+                            if now.duration_since(since) >= *duration {
+                                self.audio_verified += 1;
+                                return true;
+                            }
+                        }
+                        _ => silent_since = None,
+                    }
+                    if now >= deadline || self.ended() || self.interrupted {
+                        break;
+                    }
+                    self.pump(now + POLL, |_| false).await;
+                }
+                if !self.interrupted {
+                    self.fail(
+                        step,
+                        FailureKind::NotSilent,
+                        format!("expected {:.1} s of silence", duration.as_secs_f64()),
+                    );
+                }
+                false
+            }
+            Expectation::Dtmf { digits, within } => {
+                self.dtmf_checked += 1;
+                if !self.wait_answer(step).await {
+                    return false;
+                }
+                let expected: String = digits.iter().map(|d| d.to_char()).collect();
+                let Some((_, media)) = &self.media else {
+                    return false;
+                };
+                let media = media.clone();
+                let deadline = Instant::now() + *within;
+                let mut got = String::new();
+                loop {
+                    got = media.with(|s, _| s.dtmf_received()).await.unwrap_or(got);
+                    if got.ends_with(&expected) {
+                        self.dtmf_verified += 1;
+                        return true;
+                    }
+                    if Instant::now() >= deadline || self.ended() || self.interrupted {
+                        break;
+                    }
+                    self.pump(Instant::now() + POLL, |_| false).await;
+                }
+                if !self.interrupted {
+                    self.fail(
+                        step,
+                        FailureKind::DtmfMissing,
+                        format!("expected DTMF '{expected}', received '{got}'"),
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Hang up if still up, stop the media and build the result.
+    async fn finish(mut self) -> CallResult {
+        if self.id.is_some() && !self.ended() {
+            self.command(Command::Hangup);
+            self.pump_until_end(END_WAIT).await;
+        }
+        let mut media_result = None;
+        if let Some((_, handle)) = self.media.take() {
+            if let Some(finished) = handle.stop().await {
+                let r = finished.report;
+                media_result = Some(CallMedia {
+                    packets_sent: r.packets_sent,
+                    packets_received: r.receive.received,
+                    packets_expected: r.receive.expected,
+                    packets_lost: r.receive.lost().max(0) as u64,
+                    jitter_ms: r.receive.jitter_ms,
+                    pacing_lateness_us: r.lateness_us,
+                    frames_skipped: r.frames_skipped,
+                });
+            }
+        }
+        let record = self.record.take();
+        // A call that ended abnormally fails, unless a step expected exactly that.
+        if let Some(reason) = record.as_ref().and_then(|r| r.reason()) {
+            let expected_end = matches!(
+                reason,
+                CallEndReason::LocalBye
+                    | CallEndReason::RemoteBye
+                    | CallEndReason::Declined { .. }
+                    | CallEndReason::Cancelled
+                    | CallEndReason::CancelledByRemote
+                    | CallEndReason::Rejected { .. }
+            );
+            if !expected_end && self.failures.is_empty() {
+                self.failures.push(Failure {
+                    step: "call",
+                    line: 0,
+                    col: 0,
+                    kind: kind_of(reason),
+                    message: reason.to_string(),
+                });
+            }
+        }
+        if self.interrupted && self.failures.is_empty() {
+            self.failures.push(Failure {
+                step: "run",
+                line: 0,
+                col: 0,
+                kind: FailureKind::Interrupted,
+                message: "interrupted before the call finished".into(),
+            });
+        }
+        let from = |at: Option<Instant>| -> Option<Duration> {
+            at.map(|t| t.saturating_duration_since(self.origin()))
+        };
+        let r = record.as_ref();
+        CallResult {
+            role: self.ctx.role.clone(),
+            side: self.side,
+            user: self.user.clone(),
+            call_id: self.call_id.clone(),
+            scheduled: self.scheduled,
+            start_lag: self.start_lag,
+            invite_to_first_provisional: r.and_then(|r| from(r.first_provisional)),
+            invite_to_ringing: r.and_then(|r| from(r.first_ringing)),
+            invite_to_200: r.and_then(|r| from(r.answer)),
+            bye_rtt: r.and_then(|r| r.bye_round_trip()),
+            duration: r.and_then(|r| r.duration()),
+            tone_onsets: self.tone_onsets.clone(),
+            audio_checked: self.audio_checked,
+            audio_verified: self.audio_verified,
+            dtmf_checked: self.dtmf_checked,
+            dtmf_verified: self.dtmf_verified,
+            media: media_result,
+            final_code: r.and_then(|r| r.final_code),
+            end_reason: r
+                .and_then(|r| r.reason())
+                .map_or_else(|| "not started".to_string(), |x| x.to_string()),
+            ladder: if self.failures.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut self.ladder)
+            },
+            failures: std::mem::take(&mut self.failures),
+        }
+    }
+
+    /// Where latencies count from: the scheduled start for callers (no coordinated omission),
+    /// the INVITE's arrival for callees.
+    fn origin(&self) -> Instant {
+        match self.scheduled {
+            Some(_) => self.started - self.start_lag,
+            None => self.record.as_ref().map_or(self.started, |r| r.invite),
+        }
+    }
+}
+
+/// The failure family of a call's end.
+fn kind_of(reason: &CallEndReason) -> FailureKind {
+    match reason {
+        CallEndReason::Rejected { code, .. } => FailureKind::SipCode(*code),
+        CallEndReason::Declined { code } => FailureKind::SipCode(*code),
+        CallEndReason::Timeout { timer, .. } => FailureKind::Timer(timer.to_string()),
+        CallEndReason::AuthRejected { .. }
+        | CallEndReason::NoCredentials { .. }
+        | CallEndReason::AuthFailed { .. } => FailureKind::AuthRejected,
+        CallEndReason::CodecRefused | CallEndReason::MediaFailed(_) => FailureKind::CodecRefused,
+        CallEndReason::NoAck { .. } => FailureKind::Timer("Timer H".into()),
+        CallEndReason::TransportError => FailureKind::Transport,
+        CallEndReason::Cancelled | CallEndReason::CancelledByRemote => FailureKind::Signalling,
+        CallEndReason::DialogLost { code } => FailureKind::SipCode(*code),
+        _ => FailureKind::Other,
+    }
+}
+
+/// `2001` → `sip:2001@domain`; `sip:` added when missing.
+fn normalize_uri(to: &str, domain: &str) -> Option<String> {
+    let to = to.trim();
+    if to.is_empty() {
+        return None;
+    }
+    let with_scheme = if to.starts_with("sip:") || to.starts_with("sips:") {
+        to.to_string()
+    } else {
+        format!("sip:{to}")
+    };
+    let rest = with_scheme
+        .split_once(':')
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    if rest.contains('@') || rest.contains('.') || rest.contains('[') {
+        Some(with_scheme)
+    } else {
+        Some(format!("{with_scheme}@{domain}"))
+    }
+}
+
+/// The address of a SIP URI's host (port 5060 by default).
+async fn resolve_uri_host(uri: &str) -> Option<SocketAddr> {
+    let target = sipcheck_core::sip::uri::SipTarget::parse(uri).ok()?;
+    crate::transport::resolve(&target.host_port(5060), 5060)
+        .await
+        .ok()
+}
