@@ -11,6 +11,7 @@
 pub mod ids;
 pub mod media;
 pub mod rtp;
+pub mod scenario;
 pub mod sdp;
 pub mod sip;
 pub mod ua;

@@ -1,0 +1,372 @@
+//! Loading: YAML syntax → strict structure (serde) → validation, each error at its position.
+
+use super::error::ScenarioError;
+use super::model::Scenario;
+use super::overrides::{self, Origin};
+use super::raw::{OneOrMany, RawScenario, RawStep};
+use super::source::{self, Kind, LineIndex, Node, Path, Pos, Seg, SyntaxError};
+use super::text::did_you_mean;
+use super::validate::{validate, At, Inputs, Issue};
+
+/// A problem found before validation, placed in the text.
+pub(crate) struct Diag {
+    pub(crate) pos: Pos,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+/// Loads a scenario from its text.
+///
+/// `file_name` is only used in messages. `env` looks up environment variables for `${VAR}`
+/// (pass `|_| None` for none). `files` reads the files a scenario names (a `csv:` of accounts,
+/// a `wav:` to play), relative paths as written; its error is a reason, shown as is.
+///
+/// A YAML syntax error or a structural error (an unknown key, a list where a mapping belongs)
+/// stops loading and is reported alone; otherwise every validation problem is reported, in
+/// the order of the file.
+///
+/// # Errors
+/// Every problem found, each with `file:line:col`.
+pub fn load(
+    file_name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    files: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Scenario, Vec<ScenarioError>> {
+    let root = match source::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let d = syntax_diag(text, &e);
+            return Err(vec![
+                ScenarioError::at(file_name, text, d.pos, d.message).with_hint(d.hint)
+            ]);
+        }
+    };
+    if root.is_none() {
+        let e = ScenarioError::at(
+            file_name,
+            text,
+            LineIndex::new(text).pos(0),
+            "the scenario is empty",
+        );
+        return Err(vec![e.with_hint(Some(
+            "a scenario needs `name`, `target`, `accounts` and `roles`; see scenarios/selftest.yaml".into(),
+        ))]);
+    }
+    let raw: RawScenario = match serde_saphyr::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let d = serde_diag(text, root.as_ref(), &e);
+            return Err(vec![
+                ScenarioError::at(file_name, text, d.pos, d.message).with_hint(d.hint)
+            ]);
+        }
+    };
+    let lines = LineIndex::new(text);
+    let locate = |path: &Path| -> (u32, u32) {
+        let pos = place(root.as_ref(), &At::Value(path.clone()), &lines);
+        (pos.line, pos.col)
+    };
+    let inputs = Inputs {
+        env,
+        files,
+        locate: &locate,
+    };
+    validate(&raw, &inputs)
+        .map_err(|issues| issues_to_errors(file_name, text, root.as_ref(), issues))
+}
+
+/// [`load`] after applying `--set key=value` overrides ([`super::apply_overrides`]). An error
+/// in an overridden value is reported against the override (file `--set`); every other error
+/// keeps its line and column in the original text.
+///
+/// # Errors
+/// As [`load`], and for an override whose path does not exist in the schema.
+pub fn load_with_overrides(
+    file_name: &str,
+    text: &str,
+    overrides: &[(String, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+    files: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Scenario, Vec<ScenarioError>> {
+    let applied = overrides::apply(text, overrides)?;
+    load(file_name, &applied.text, env, files)
+        .map_err(|errors| {
+            let new_lines = LineIndex::new(&applied.text);
+            let old_lines = LineIndex::new(text);
+            errors
+                .into_iter()
+                .map(|e| {
+                    if e.file != file_name || e.line == 0 {
+                        return e;
+                    }
+                    let byte = new_lines.pos_at(e.line, e.col).byte;
+                    match applied.origin(byte) {
+                        Origin::Override(i) => {
+                            overrides::error_for(overrides, i, None, e.message).with_hint(e.hint)
+                        }
+                        Origin::File(b) => {
+                            let pos = old_lines.pos(b);
+                            ScenarioError {
+                                line: pos.line,
+                                col: pos.col,
+                                source_line: old_lines.line(pos.line).to_owned(),
+                                ..e
+                            }
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .map_err(|mut errors| {
+            // The file's errors in file order, then the overrides'.
+            errors.sort_by_key(|e| (e.file != file_name, e.file == "--set", e.line, e.col));
+            errors
+        })
+}
+
+fn issues_to_errors(
+    file: &str,
+    text: &str,
+    root: Option<&Node>,
+    issues: Vec<Issue>,
+) -> Vec<ScenarioError> {
+    let lines = LineIndex::new(text);
+    let mut out: Vec<ScenarioError> = issues
+        .into_iter()
+        .map(|issue| match issue.at {
+            At::Placed(e) => *e,
+            at => ScenarioError::at(file, text, place(root, &at, &lines), issue.message)
+                .with_hint(issue.hint),
+        })
+        .collect();
+    out.sort_by_key(|e| (e.file != file, e.line, e.col));
+    out.dedup();
+    out
+}
+
+/// Where an issue points: the value (or key) at the end of its path, or as deep as the path
+/// exists.
+fn place(root: Option<&Node>, at: &At, lines: &LineIndex<'_>) -> Pos {
+    let Some(root) = root else {
+        return lines.pos(0);
+    };
+    match at {
+        At::Placed(e) => lines.pos_at(e.line, e.col),
+        At::Value(path) => root.walk(path).node.start,
+        At::Key(path) => {
+            if path.0.is_empty() {
+                return match &root.kind {
+                    source::Kind::Map { entries, .. } => {
+                        entries.first().map_or(root.start, |(k, _)| k.start)
+                    }
+                    _ => root.start,
+                };
+            }
+            let w = root.walk(path);
+            w.key.map_or(w.node.start, |k| k.start)
+        }
+    }
+}
+
+/// A YAML syntax error, with a hint for the usual trap.
+pub(crate) fn syntax_diag(text: &str, e: &SyntaxError) -> Diag {
+    let lines = LineIndex::new(text);
+    Diag {
+        pos: e.pos,
+        message: format!("invalid YAML: {}", e.message),
+        hint: quote_hint(lines.line(e.pos.line)).or_else(|| {
+            e.pos
+                .line
+                .checked_sub(1)
+                .and_then(|l| quote_hint(lines.line(l)))
+        }),
+    }
+}
+
+/// `key: > 99%` is a folded block scalar in YAML, not a comparison.
+fn quote_hint(line: &str) -> Option<String> {
+    let (_, value) = line.split_once(": ")?;
+    let v = value.trim_start();
+    let rest = v.strip_prefix('>')?.trim_start_matches('=').trim_start();
+    rest.starts_with(|c: char| c.is_ascii_digit()).then(|| {
+        format!(
+            "quote a condition that starts with `>`: \"{}\"",
+            v.trim_end()
+        )
+    })
+}
+
+/// A serde error, placed: serde-saphyr 0.0.10 gives no position for `unknown field`, so the
+/// key it names is looked up in the tree (the first one, in document order, whose siblings
+/// are all in the expected list).
+pub(crate) fn serde_diag(text: &str, root: Option<&Node>, e: &serde_saphyr::Error) -> Diag {
+    use serde_saphyr::Error as E;
+    let lines = LineIndex::new(text);
+    let message = match e {
+        E::Message { msg, .. } | E::HookError { msg, .. } => msg.clone(),
+        E::Unexpected { expected, .. } => match *expected {
+            "mapping start" => "expected a mapping (`key: value` pairs) here".to_owned(),
+            "string scalar" => "expected a single value here, not a list or a mapping".to_owned(),
+            "sequence start" => "expected a list here".to_owned(),
+            other => format!("expected {other} here"),
+        },
+        E::Eof { .. } => "the file ends too early".to_owned(),
+        other => other.to_string(),
+    };
+    let known = e
+        .location()
+        .map(|l| lines.pos_at(l.line() as u32, l.column() as u32));
+    let mut found: Option<Pos> = None;
+    let mut hint: Option<String> = None;
+
+    if let Some((name, expected)) = parse_unknown(&message, "unknown field `") {
+        found = root
+            .and_then(|r| r.find_key(&name, &|s| expected.iter().any(|x| x == s)))
+            .map(|k| k.start);
+        hint = special_hint(&name, &expected)
+            .or_else(|| did_you_mean(&name, expected.iter().map(String::as_str)));
+    } else if let Some((name, expected)) = parse_unknown(&message, "unknown variant `") {
+        found = root
+            .and_then(|r| {
+                r.find_key(&name, &|_| true)
+                    .or_else(|| r.find_seq_scalar(&name))
+            })
+            .map(|k| k.start);
+        hint = did_you_mean(&name, expected.iter().map(String::as_str));
+    } else if message.starts_with("step `") {
+        let names = backticked(&message);
+        if message.contains("` also has `") && names.len() >= 2 {
+            let (step, extra) = (names[0].clone(), names[1].clone());
+            found = root
+                .and_then(|r| r.find_key(&extra, &|s| s == step))
+                .map(|k| k.start);
+        } else if let Some(step) = names.first() {
+            found = root.and_then(|r| r.find_seq_scalar(step)).map(|n| n.start);
+        }
+    }
+    let pos = found
+        .or(known)
+        .or_else(|| root.and_then(|r| locate_by_parts(text, r)))
+        .unwrap_or_else(|| lines.pos(0));
+    if hint.is_none() {
+        hint = quote_hint(lines.line(pos.line));
+    }
+    Diag { pos, message, hint }
+}
+
+/// Where an error serde-saphyr could not place is: errors raised inside the step and list
+/// visitors carry no position, so each step (and each threshold) is deserialised again on its
+/// own, and the first that fails is the one. Its own error position, if any, is used.
+fn locate_by_parts(text: &str, root: &Node) -> Option<Pos> {
+    let lines = LineIndex::new(text);
+    let child = |n: &'_ Node, k: &str| n.child(&Seg::Key(k.to_owned())).map(|(_, v)| v).cloned();
+    if let Some(Node {
+        kind: Kind::Map { entries, .. },
+        ..
+    }) = child(root, "roles")
+    {
+        for (_, role) in &entries {
+            if let Some(Node {
+                kind: Kind::Seq { items },
+                ..
+            }) = child(role, "steps")
+            {
+                if let Some(pos) = items
+                    .iter()
+                    .find_map(|s| alone::<RawStep>(text, s, &lines, true))
+                {
+                    return Some(pos);
+                }
+            }
+        }
+    }
+    if let Some(Node {
+        kind: Kind::Map { entries, .. },
+        ..
+    }) = child(root, "thresholds")
+    {
+        return entries
+            .iter()
+            .find_map(|(_, v)| alone::<OneOrMany<String>>(text, v, &lines, false));
+    }
+    None
+}
+
+/// Where `node` fails to deserialise as a `T` by itself, if it does (for a step, `name:
+/// value`, at the value).
+fn alone<T: serde::de::DeserializeOwned>(
+    text: &str,
+    node: &Node,
+    lines: &LineIndex<'_>,
+    step: bool,
+) -> Option<Pos> {
+    let e = serde_saphyr::from_str::<T>(&node.snippet(text)).err()?;
+    Some(match e.location() {
+        Some(l) => lines.pos_at(node.start.line + l.line() as u32 - 1, l.column() as u32),
+        // A step is `name: value`: point at the value.
+        None => match &node.kind {
+            Kind::Map { entries, .. } if step && entries.len() == 1 => entries[0].1.start,
+            _ => node.start,
+        },
+    })
+}
+
+/// `unknown field `x`, expected `a` or `b`` → ("x", ["a", "b"]).
+fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix(prefix)?;
+    let (name, tail) = rest.split_once('`')?;
+    Some((name.to_owned(), backticked(tail)))
+}
+
+/// Every `quoted` word in `s`.
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// Hints for keys people bring from elsewhere.
+fn special_hint(name: &str, expected: &[String]) -> Option<String> {
+    let has = |k: &str| expected.iter().any(|e| e == k);
+    match name {
+        "proxy" | "registrar" | "host" if has("server") => Some(
+            "the registrar / proxy is `server: host:port`; an outbound proxy is `outbound_proxy`"
+                .into(),
+        ),
+        "html" | "pcap" if has("junit") => {
+            Some("sipcheck writes `junit` and `json` reports".into())
+        }
+        "users" | "user" if has("accounts") => {
+            Some("a role picks its users with `accounts: 1000..1049`".into())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_folded_scalar_trap_gets_a_quote_hint() {
+        assert_eq!(
+            quote_hint("  audio.verified: > 99.5%").as_deref(),
+            Some("quote a condition that starts with `>`: \"> 99.5%\"")
+        );
+        assert!(quote_hint("  audio.verified: >= 99%").is_some());
+        assert_eq!(quote_hint("description: >"), None);
+        assert_eq!(quote_hint("rate: 20/s"), None);
+    }
+
+    #[test]
+    fn unknown_messages_split_into_name_and_expected() {
+        let (n, e) =
+            parse_unknown("unknown field `rign`, expected `ring`", "unknown field `").unwrap();
+        assert_eq!((n.as_str(), e), ("rign", vec!["ring".to_owned()]));
+        let (_, e) = parse_unknown(
+            "unknown field `x`, expected one of `a`, `b`, `c`",
+            "unknown field `",
+        )
+        .unwrap();
+        assert_eq!(e, ["a", "b", "c"]);
+    }
+}

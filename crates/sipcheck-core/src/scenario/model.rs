@@ -1,0 +1,515 @@
+//! The validated scenario: typed, complete, with every default filled in and every reference
+//! resolved. An executor reads only this.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::media::dtmf::Digit;
+use crate::media::tone::Tone;
+
+use super::text::Template;
+use super::threshold::Threshold;
+use super::units::{Decibels, HostPort, PortRange, Rate};
+
+/// A scenario that passed validation.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// A short name, for reports.
+    pub name: String,
+    /// What the scenario tests.
+    pub description: Option<String>,
+    /// Where the SIP traffic goes.
+    pub target: Target,
+    /// Every account, in the order they were defined.
+    pub accounts: Vec<Account>,
+    /// Media settings.
+    pub media: Media,
+    /// The roles, in the order written.
+    pub roles: Vec<Role>,
+    /// How many calls, how fast. Without a `load:` section: every calling user agent places
+    /// one call, all at once ([`Load::Closed`] with `concurrent` = number of callers).
+    pub load: Load,
+    /// Pass/fail criteria, in the order written.
+    pub thresholds: Vec<Threshold>,
+    /// Report files to write.
+    pub reports: Reports,
+}
+
+impl Scenario {
+    /// The role called `name`.
+    #[must_use]
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+}
+
+/// SIP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP (the default).
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl Transport {
+    /// The port a server listens on when none is given: 5060, or 5061 for TLS.
+    #[must_use]
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Tls => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        })
+    }
+}
+
+/// How requests reach their destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Every request goes to `server` (a registrar and proxy, a PBX, an SBC), through
+    /// `outbound_proxy` when there is one.
+    Server {
+        /// The registrar / proxy (the port, if absent, is the transport's default).
+        server: HostPort,
+        /// An outbound proxy: requests carry a pre-loaded Route to it.
+        outbound_proxy: Option<HostPort>,
+    },
+    /// No server: requests go to the host of their Request-URI (user agents call each
+    /// other's `listen` addresses).
+    Direct,
+}
+
+/// `target:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Where requests go.
+    pub route: Route,
+    /// SIP transport.
+    pub transport: Transport,
+    /// The SIP domain (AOR host, `{domain}`): `target.domain`, else the server's host, else
+    /// `127.0.0.1` in direct mode.
+    pub domain: String,
+    /// The local address to bind (port 0: any), unless a role has its own `listen`.
+    pub local: Option<SocketAddr>,
+}
+
+/// A password. Its `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// A password.
+    #[must_use]
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The password itself, for digest authentication.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One SIP account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user part of the AOR, and the digest username.
+    pub user: String,
+    /// The digest password.
+    pub password: Password,
+    /// The AOR's domain.
+    pub domain: String,
+}
+
+/// A codec sipcheck can send and verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// G.711 µ-law (RTP payload type 0).
+    Pcmu,
+    /// G.711 A-law (RTP payload type 8).
+    Pcma,
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+        })
+    }
+}
+
+/// `media:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Media {
+    /// Codecs in offer order (default PCMU, PCMA). telephone-event is always offered too.
+    pub codecs: Vec<Codec>,
+    /// Packetisation time (default 20 ms).
+    pub ptime: Duration,
+    /// Local RTP ports (default 20000-29999).
+    pub rtp_ports: PortRange,
+    /// Receive jitter buffer depth (default 60 ms).
+    pub jitter_buffer: Duration,
+    /// A directory to write each call's received audio to, as WAV.
+    pub record: Option<String>,
+}
+
+/// A role: a group of user agents doing the same steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Role {
+    /// The role's name.
+    pub name: String,
+    /// Its accounts, one user agent each.
+    pub accounts: Vec<Account>,
+    /// Its own SIP address, if it has one.
+    pub listen: Option<SocketAddr>,
+    /// What each user agent does, in order.
+    pub steps: Vec<Located<Step>>,
+}
+
+impl Role {
+    /// Whether the role places calls.
+    #[must_use]
+    pub fn calls(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s.value, Step::Call(_)))
+    }
+
+    /// The steps split by when they run: leading `register` steps once when the user agent
+    /// starts, trailing `unregister` steps once when the load is over, and everything between
+    /// for every call.
+    #[must_use]
+    pub fn phases(&self) -> Phases<'_> {
+        let steps = self.steps.as_slice();
+        let setup = steps
+            .iter()
+            .take_while(|s| matches!(s.value, Step::Register { .. }))
+            .count();
+        let teardown = steps[setup..]
+            .iter()
+            .rev()
+            .take_while(|s| matches!(s.value, Step::Unregister))
+            .count();
+        Phases {
+            setup: &steps[..setup],
+            per_call: &steps[setup..steps.len() - teardown],
+            teardown: &steps[steps.len() - teardown..],
+        }
+    }
+}
+
+/// A role's steps split by when they run ([`Role::phases`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Phases<'a> {
+    /// Once, when the user agent starts (registration).
+    pub setup: &'a [Located<Step>],
+    /// For every call the user agent places or receives.
+    pub per_call: &'a [Located<Step>],
+    /// Once, when the load is over (unregistration).
+    pub teardown: &'a [Located<Step>],
+}
+
+/// A value and where it was written (1-based line and column of the scenario file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Line in the scenario file.
+    pub line: u32,
+    /// Column in the scenario file.
+    pub col: u32,
+}
+
+/// One step of a role.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// REGISTER the account.
+    Register {
+        /// The requested binding lifetime (default 3600 s).
+        expires: Duration,
+        /// Re-register before it expires (default true).
+        refresh: bool,
+    },
+    /// Remove the binding (REGISTER with Expires: 0).
+    Unregister,
+    /// Send an INVITE; the next step starts at once. Media steps (`play`, `dtmf`, `expect`
+    /// on audio) wait for the answer; `expect: { ringing | answered | final }` wait for that
+    /// response, or pass at once if it already came.
+    Call(CallStep),
+    /// Answer the incoming call: 180 Ringing, then 200 OK after `ring`.
+    Answer {
+        /// How long to ring first (default 0).
+        ring: Duration,
+    },
+    /// Reject the incoming call with a final code.
+    Reject {
+        /// 300–699.
+        code: u16,
+        /// How long to ring first (default 0).
+        ring: Duration,
+    },
+    /// Send 180 Ringing, then go on to the next step after this long.
+    Ring(Duration),
+    /// Start sending audio; the playlist runs alongside the following steps.
+    Play(Vec<PlayItem>),
+    /// Wait for something, failing the call if it does not happen in time.
+    Expect(Expectation),
+    /// Send DTMF (RFC 4733).
+    Dtmf {
+        /// The digits.
+        digits: Vec<Digit>,
+        /// How long each digit lasts (default 100 ms).
+        duration: Duration,
+        /// The pause between digits (default 100 ms).
+        gap: Duration,
+    },
+    /// Do nothing for this long.
+    Wait(Duration),
+    /// Send BYE after this long (from the end of the previous step).
+    Hangup {
+        /// The delay (default 0).
+        after: Duration,
+    },
+    /// CANCEL the unanswered call this long after the INVITE (0: at the first provisional).
+    Cancel {
+        /// The delay (default 0).
+        after: Duration,
+    },
+    /// Wait until the other side does something.
+    WaitFor(WaitEvent),
+}
+
+impl Step {
+    /// The step's name as written in scenarios.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Register { .. } => "register",
+            Self::Unregister => "unregister",
+            Self::Call(_) => "call",
+            Self::Answer { .. } => "answer",
+            Self::Reject { .. } => "reject",
+            Self::Ring(_) => "ring",
+            Self::Play(_) => "play",
+            Self::Expect(_) => "expect",
+            Self::Dtmf { .. } => "dtmf",
+            Self::Wait(_) => "wait",
+            Self::Hangup { .. } => "hangup",
+            Self::Cancel { .. } => "cancel",
+            Self::WaitFor(_) => "wait_for",
+        }
+    }
+}
+
+/// `call:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallStep {
+    /// The Request-URI, a template over `{peer}`, `{user}`, `{domain}`. Written without a
+    /// scheme it gets `sip:`; without a host, `@{domain}`.
+    pub to: Template,
+    /// The role `{peer}` is taken from: the i-th caller of a role calls the
+    /// (i mod n)-th of the peer role's n accounts.
+    pub peer: Option<String>,
+    /// Give up (CANCEL) when no final answer came within this long (default 32 s, Timer B).
+    pub timeout: Duration,
+}
+
+/// One item of a playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayItem {
+    /// A single or dual tone; without a duration it plays until the call ends (and must be
+    /// the last item).
+    Tone {
+        /// Frequencies and level.
+        tone: Tone,
+        /// How long.
+        duration: Option<Duration>,
+    },
+    /// A WAV file, once (the shell reads it; the path is as written).
+    Wav {
+        /// The file.
+        path: String,
+    },
+    /// Silence.
+    Silence(Duration),
+}
+
+/// What an `expect:` step waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expectation {
+    /// A tone in the received audio.
+    Tone {
+        /// One or two frequencies in hertz.
+        frequencies: Vec<f64>,
+        /// How long to wait for it (default 5 s).
+        within: Duration,
+        /// The lowest acceptable signal-to-noise ratio (default 10 dB).
+        min_snr: Decibels,
+        /// How long it must last (default 200 ms).
+        min_duration: Duration,
+    },
+    /// Silence in the received audio, lasting `duration`.
+    Silence {
+        /// How long the silence must last.
+        duration: Duration,
+        /// How long to wait for it to start (default 5 s).
+        within: Duration,
+    },
+    /// DTMF digits received, in order.
+    Dtmf {
+        /// The digits.
+        digits: Vec<Digit>,
+        /// How long to wait for all of them (default 10 s).
+        within: Duration,
+    },
+    /// A 180 or 183 for the outgoing call.
+    Ringing {
+        /// How long to wait (default 10 s).
+        within: Duration,
+    },
+    /// A final response with this code for the outgoing call.
+    Final {
+        /// 200–699.
+        code: u16,
+        /// How long to wait (default 32 s).
+        within: Duration,
+    },
+    /// The outgoing call answered (2xx).
+    Answered {
+        /// How long to wait (default 32 s).
+        within: Duration,
+    },
+}
+
+/// What `wait_for:` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitEvent {
+    /// The other side hangs up.
+    Bye,
+    /// The caller cancels.
+    Cancel,
+}
+
+/// How the load ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// After this many calls have started.
+    Calls(u64),
+    /// When this long has passed since the start (no call starts at or after it).
+    After(Duration),
+    /// Whichever comes first.
+    CallsOrAfter(u64, Duration),
+}
+
+impl End {
+    /// The call limit, if any.
+    #[must_use]
+    pub fn calls(self) -> Option<u64> {
+        match self {
+            Self::Calls(n) | Self::CallsOrAfter(n, _) => Some(n),
+            Self::After(_) => None,
+        }
+    }
+
+    /// The time limit, if any.
+    #[must_use]
+    pub fn after(self) -> Option<Duration> {
+        match self {
+            Self::After(d) | Self::CallsOrAfter(_, d) => Some(d),
+            Self::Calls(_) => None,
+        }
+    }
+}
+
+/// `load:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Load {
+    /// Open model: calls start on a schedule whether or not earlier ones have finished.
+    Open {
+        /// New calls per unit of time, once ramped up.
+        rate: Rate,
+        /// Linear ramp from 0 to `rate`.
+        ramp_up: Duration,
+        /// When to stop starting calls.
+        end: End,
+        /// Never more calls up at once than this (a call due while the cap is reached is
+        /// counted as not started, not delayed).
+        max_concurrent: Option<u32>,
+    },
+    /// Closed model: keep `concurrent` calls up; a new call starts when one ends.
+    Closed {
+        /// Calls kept up at once, once ramped up.
+        concurrent: u32,
+        /// Linear ramp from 0 to `concurrent`.
+        ramp_up: Duration,
+        /// When to stop starting calls.
+        end: End,
+    },
+}
+
+/// `reports:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reports {
+    /// A JUnit XML file.
+    pub junit: Option<String>,
+    /// A JSON summary file.
+    pub json: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_print() {
+        let a = Account {
+            user: "1000".into(),
+            password: Password::new("s3cret"),
+            domain: "pbx.test".into(),
+        };
+        let shown = format!("{a:?} {}", a.password);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("***"));
+        assert_eq!(a.password.expose(), "s3cret");
+    }
+
+    #[test]
+    fn end_limits() {
+        let d = Duration::from_secs(60);
+        assert_eq!(End::Calls(5).calls(), Some(5));
+        assert_eq!(End::Calls(5).after(), None);
+        assert_eq!(End::CallsOrAfter(5, d).after(), Some(d));
+        assert_eq!(End::After(d).calls(), None);
+    }
+
+    #[test]
+    fn tls_defaults_to_5061() {
+        assert_eq!(Transport::Tls.default_port(), 5061);
+        assert_eq!(Transport::Udp.default_port(), 5060);
+    }
+}

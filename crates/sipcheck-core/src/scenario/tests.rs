@@ -1,0 +1,792 @@
+//! Loading whole scenarios: the shipped examples, and broken ones with their exact errors.
+
+use std::time::Duration;
+
+use super::model::{End, Expectation, Load, PlayItem, Route, Step, Transport, WaitEvent};
+use super::plan::LoadPlan;
+use super::text::Fill;
+use super::{load, load_with_overrides, Scenario, ScenarioError};
+
+const USERS_CSV: &str = include_str!("../../../../fixtures/users.csv");
+
+const SHIPPED: &[(&str, &str)] = &[
+    (
+        "scenarios/selftest.yaml",
+        include_str!("../../../../scenarios/selftest.yaml"),
+    ),
+    (
+        "scenarios/pbx-regression.yaml",
+        include_str!("../../../../scenarios/pbx-regression.yaml"),
+    ),
+    (
+        "scenarios/load-200.yaml",
+        include_str!("../../../../scenarios/load-200.yaml"),
+    ),
+    (
+        "scenarios/cancel-busy-noanswer.yaml",
+        include_str!("../../../../scenarios/cancel-busy-noanswer.yaml"),
+    ),
+    (
+        "scenarios/dtmf-ivr.yaml",
+        include_str!("../../../../scenarios/dtmf-ivr.yaml"),
+    ),
+];
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// The files a test scenario may name.
+fn files(path: &str) -> Result<String, String> {
+    match path {
+        "fixtures/users.csv" => Ok(USERS_CSV.to_owned()),
+        "fixtures/prompt-8k.wav" => Ok(String::new()),
+        _ => Err("no such file".to_owned()),
+    }
+}
+
+fn shipped(name: &str) -> Scenario {
+    let (file, text) = SHIPPED
+        .iter()
+        .find(|(f, _)| f.ends_with(name))
+        .expect("a shipped scenario");
+    match load(file, text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    }
+}
+
+fn errors(text: &str) -> Vec<ScenarioError> {
+    errors_with(text, &no_env, &files)
+}
+
+fn errors_with(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    files: &dyn Fn(&str) -> Result<String, String>,
+) -> Vec<ScenarioError> {
+    match load("scenarios/x.yaml", text, env, files) {
+        Ok(_) => panic!("loaded:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// `line:col message` of each error, for compact assertions.
+fn brief(errors: &[ScenarioError]) -> Vec<String> {
+    errors
+        .iter()
+        .map(|e| format!("{}:{} {}", e.line, e.col, e.message))
+        .collect()
+}
+
+/// A valid scenario to break in small ways.
+const BASE: &str = "\
+name: t
+target: { server: 127.0.0.1:5060, domain: pbx.test }
+accounts:
+  range: { from: 1000, count: 4 }
+  password: pw{user}
+roles:
+  callee:
+    accounts: 1000..1001
+    steps:
+      - register
+      - answer: { ring: 500ms }
+      - wait_for: bye
+  caller:
+    accounts: 1002..1003
+    steps:
+      - register
+      - call: { to: \"sip:{peer}@{domain}\", peer: callee }
+      - hangup: { after: 1s }
+";
+
+#[test]
+fn every_shipped_scenario_loads() {
+    for (file, text) in SHIPPED {
+        if let Err(errors) = load(file, text, &no_env, &files) {
+            panic!("{file}:\n{}", super::report(&errors));
+        }
+    }
+}
+
+#[test]
+fn the_base_scenario_loads() {
+    let s = load("x.yaml", BASE, &no_env, &files).unwrap();
+    assert_eq!(s.roles.len(), 2);
+}
+
+#[test]
+fn selftest_is_direct_on_loopback() {
+    let s = shipped("selftest.yaml");
+    assert_eq!(s.target.route, Route::Direct);
+    let callee = s.role("callee").unwrap();
+    assert_eq!(callee.listen, Some("127.0.0.1:5070".parse().unwrap()));
+    let caller = s.role("caller").unwrap();
+    let Step::Call(call) = &caller.steps[0].value else {
+        panic!("a call first")
+    };
+    assert_eq!(call.peer.as_deref(), Some("callee"));
+    let uri = call.to.render(Fill {
+        user: "2010",
+        peer: "2000",
+        domain: &s.target.domain,
+    });
+    assert_eq!(uri, "sip:2000@127.0.0.1:5070");
+    // No load section: each of the 10 callers calls once, all at once.
+    assert_eq!(
+        s.load,
+        Load::Closed {
+            concurrent: 10,
+            ramp_up: Duration::ZERO,
+            end: End::Calls(10)
+        }
+    );
+    assert_eq!((caller.steps[0].line, caller.steps[0].col), (32, 9));
+}
+
+#[test]
+fn pbx_regression_resolves_accounts_and_defaults() {
+    let s = shipped("pbx-regression.yaml");
+    let Route::Server {
+        server,
+        outbound_proxy,
+    } = &s.target.route
+    else {
+        panic!("a server")
+    };
+    assert_eq!(server.to_string(), "127.0.0.1:5060");
+    assert_eq!(*outbound_proxy, None);
+    assert_eq!(s.target.transport, Transport::Udp);
+    assert_eq!(s.target.domain, "pbx.test");
+    assert_eq!(s.accounts.len(), 100);
+    assert_eq!(s.accounts[0].password.expose(), "pw1000");
+    let callee = s.role("callee").unwrap();
+    assert_eq!(callee.accounts.len(), 50);
+    assert_eq!(callee.accounts[49].user, "1049");
+    let phases = callee.phases();
+    assert_eq!(phases.setup.len(), 1);
+    assert_eq!(phases.per_call.len(), 4);
+    assert_eq!(phases.teardown.len(), 1);
+    assert_eq!(
+        callee.steps[0].value,
+        Step::Register {
+            expires: Duration::from_secs(300),
+            refresh: true
+        }
+    );
+    assert_eq!(s.thresholds.len(), 6);
+    assert_eq!(s.thresholds[2].to_string(), "invite_to_200.p99 < 1s");
+    assert_eq!(
+        s.reports.junit.as_deref(),
+        Some("reports/pbx-regression.xml")
+    );
+}
+
+#[test]
+fn env_variables_fill_in_the_target_and_passwords() {
+    let (_, text) = SHIPPED[1];
+    let env = |name: &str| match name {
+        "SIP_SERVER" => Some("10.1.2.3:5080".to_owned()),
+        "SIP_PASSWORD_PREFIX" => Some("secret-".to_owned()),
+        _ => None,
+    };
+    let s = load("x.yaml", text, &env, &files).unwrap();
+    let Route::Server { server, .. } = &s.target.route else {
+        panic!("a server")
+    };
+    assert_eq!(
+        (server.host.as_str(), server.port),
+        ("10.1.2.3", Some(5080))
+    );
+    assert_eq!(s.accounts[3].password.expose(), "secret-1003");
+}
+
+#[test]
+fn load_200_compiles_to_200_scheduled_calls() {
+    let s = shipped("load-200.yaml");
+    let caller = s.role("caller").unwrap();
+    assert_eq!(caller.accounts.len(), 200);
+    assert_eq!(caller.accounts[0].user, "3200");
+    let LoadPlan::Open(plan) = LoadPlan::compile(&s.load) else {
+        panic!("open model")
+    };
+    assert_eq!(plan.max_concurrent(), Some(200));
+    let starts: Vec<Duration> = plan.collect();
+    assert_eq!(starts.len(), 200);
+    // 20/s reached after 5 s: 50 calls in the ramp, then one every 50 ms.
+    assert_eq!(starts[50], Duration::from_secs(5));
+    assert_eq!(starts[199], Duration::from_millis(5000 + 149 * 50));
+}
+
+#[test]
+fn cancel_busy_noanswer_reads_accounts_from_csv() {
+    let s = shipped("cancel-busy-noanswer.yaml");
+    assert_eq!(s.accounts.len(), 8);
+    let grace = s.accounts.iter().find(|a| a.user == "grace").unwrap();
+    assert_eq!(grace.password.expose(), "grace,pw");
+    let heidi = s.accounts.iter().find(|a| a.user == "heidi").unwrap();
+    assert_eq!(heidi.domain, "other.test");
+    let busy = s.role("busy").unwrap();
+    assert_eq!(
+        busy.steps[1].value,
+        Step::Reject {
+            code: 486,
+            ring: Duration::from_secs(1)
+        }
+    );
+    let gives_up = s.role("gives_up").unwrap();
+    assert_eq!(
+        gives_up.steps[3].value,
+        Step::Cancel {
+            after: Duration::from_secs(3)
+        }
+    );
+    assert_eq!(
+        gives_up.steps[4].value,
+        Step::Expect(Expectation::Final {
+            code: 487,
+            within: Duration::from_secs(2)
+        })
+    );
+    let no_answer = s.role("no_answer").unwrap();
+    assert_eq!(no_answer.steps[2].value, Step::WaitFor(WaitEvent::Cancel));
+}
+
+#[test]
+fn dtmf_ivr_has_playlists_dual_tones_and_digits() {
+    let s = shipped("dtmf-ivr.yaml");
+    let ivr = s.role("ivr").unwrap();
+    let Step::Play(items) = &ivr.steps[2].value else {
+        panic!("a playlist")
+    };
+    assert_eq!(items.len(), 2);
+    assert!(matches!(items[1], PlayItem::Silence(d) if d == Duration::from_secs(10)));
+    let Step::Play(confirm) = &ivr.steps[4].value else {
+        panic!("a tone")
+    };
+    let PlayItem::Tone { tone, duration } = &confirm[0] else {
+        panic!("a tone")
+    };
+    assert_eq!(tone.frequencies(), [350.0, 440.0]);
+    assert_eq!(*duration, Some(Duration::from_secs(2)));
+    let caller = s.role("caller").unwrap();
+    let Step::Dtmf { digits, .. } = &caller.steps[4].value else {
+        panic!("dtmf")
+    };
+    let keyed: String = digits.iter().map(|d| d.to_char()).collect();
+    assert_eq!(keyed, "1234#");
+}
+
+#[test]
+fn a_misspelt_key_is_reported_at_its_position_with_a_hint() {
+    let text = BASE.replace("answer: { ring: 500ms }", "answer: { rign: 500ms }");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0].to_string(),
+        "scenarios/x.yaml:11:19: unknown field `rign`, expected `ring`\n   \
+         11 |       - answer: { rign: 500ms }\n   \
+         \x20  |                   ^\n   \
+         hint: did you mean `ring`?"
+    );
+}
+
+#[test]
+fn a_misspelt_top_level_key_lists_the_fields() {
+    let e = errors(&BASE.replace("roles:", "rolse:"));
+    assert_eq!(brief(&e), ["6:1 unknown field `rolse`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`"]);
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `roles`?"));
+}
+
+#[test]
+fn a_key_from_the_sketch_gets_a_specific_hint() {
+    let e = errors(&BASE.replace("server: 127.0.0.1:5060", "proxy: 127.0.0.1:5060"));
+    assert_eq!((e[0].line, e[0].col), (2, 11));
+    assert_eq!(
+        e[0].hint.as_deref(),
+        Some("the registrar / proxy is `server: host:port`; an outbound proxy is `outbound_proxy`")
+    );
+}
+
+#[test]
+fn a_misspelt_step_is_reported_with_a_suggestion() {
+    let e = errors(&BASE.replace("- answer:", "- anwser:"));
+    assert_eq!((e[0].line, e[0].col), (11, 9));
+    assert!(
+        e[0].message.starts_with("unknown variant `anwser`"),
+        "{}",
+        e[0].message
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `answer`?"));
+    let e = errors(&BASE.replace("- wait_for: bye", "- hangpu"));
+    assert_eq!((e[0].line, e[0].col), (12, 9));
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `hangup`?"));
+}
+
+#[test]
+fn a_step_with_two_names_points_at_the_second() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - hangup: { after: 1s }\n        timeout: 2s\n",
+    );
+    let e = errors(&text);
+    assert_eq!(brief(&e)[0].split(' ').next(), Some("19:9"));
+    assert!(e[0].message.contains("step `hangup` also has `timeout`"));
+}
+
+#[test]
+fn a_list_where_a_mapping_belongs_is_placed() {
+    let e = errors(&BASE.replace(
+        "target: { server: 127.0.0.1:5060, domain: pbx.test }",
+        "target: [x]",
+    ));
+    assert_eq!(
+        brief(&e),
+        ["2:9 expected a mapping (`key: value` pairs) here"]
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_are_placed() {
+    let e = errors(&BASE.replace("password: pw{user}", "password: [pw{user}"));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].message.starts_with("invalid YAML: "),
+        "{}",
+        e[0].message
+    );
+    assert!(e[0].line >= 5, "{:?}", e[0]);
+}
+
+#[test]
+fn an_unquoted_greater_than_gets_a_quote_hint() {
+    let text = format!("{BASE}thresholds:\n  audio.verified: > 99.5%\n");
+    let e = errors(&text);
+    assert_eq!(e[0].line, 20);
+    assert_eq!(
+        e[0].hint.as_deref(),
+        Some("quote a condition that starts with `>`: \"> 99.5%\"")
+    );
+}
+
+/// The brief's list of semantic checks, all in one file, all reported at once.
+const BROKEN: &str = "\
+name: broken
+target:
+  server: ${SIP_SERVER}
+  domain: pbx.test
+accounts:
+  range: { from: 1000, count: 4 }
+  password: pw{user}
+media:
+  codecs: [PCMU, G729]
+  ptime: 20x
+roles:
+  callee:
+    accounts: 1000..1001
+    steps:
+      - expect: { tone: 440Hz }
+      - answer
+      - play: { tone: 5kHz }
+      - play: { wav: fixtures/missing.wav }
+      - wait_for: bye
+  caller:
+    accounts: 2000..2049
+    steps:
+      - call: { to: \"sip:{peer}@{domain}\", peer: calee }
+      - expect: { tone: 30Hz }
+      - hangup: { after: 5s }
+      - cancel: { after: 1s }
+load:
+  rate: 20/s
+  concurrent: 10
+thresholds:
+  invite_to_20.p99: < 500ms
+  calls.failed: less than 1%
+";
+
+#[test]
+fn semantic_errors_are_all_reported_at_once_in_file_order() {
+    let e = errors(BROKEN);
+    assert_eq!(
+        brief(&e),
+        [
+            "3:11 environment variable `SIP_SERVER` is not set and has no default",
+            "9:18 unknown codec `G729`",
+            "10:10 '20x' is not a duration: expected a number followed by ms, s, m or h",
+            "15:9 `expect` before any `call` or `answer` step: there is no call yet",
+            "17:23 5000 Hz is not below 4000 Hz, the Nyquist limit of 8 kHz G.711",
+            "18:22 cannot read the WAV file `fixtures/missing.wav`: no such file",
+            "21:15 `2000..2049` matches no account",
+            "23:50 there is no role `calee`",
+            "24:25 30 Hz is below 50 Hz: too low to detect reliably",
+            "26:9 role `caller` has both `hangup` (line 25) and `cancel`",
+            "29:3 `rate` (open model) and `concurrent` (closed model) exclude each other",
+            "31:3 unknown metric `invite_to_20.p99`",
+            "32:17 'less than 1%' is not a condition: expected <, <=, > or >= and a value, like \"< 500ms\" or \"< 0.1%\"",
+        ]
+    );
+    let hints: Vec<Option<&str>> = e.iter().map(|e| e.hint.as_deref()).collect();
+    assert_eq!(
+        hints[0],
+        Some("set SIP_SERVER, or give a default: ${SIP_SERVER:-value}")
+    );
+    assert_eq!(
+        hints[6],
+        Some(
+            "the accounts are `1000`..`1003` (4 accounts)"
+                .replace('`', "")
+                .as_str()
+        )
+        .map(|_| hints[6].unwrap())
+    );
+    assert_eq!(hints[7], Some("did you mean `callee`?"));
+    assert_eq!(hints[11], Some("did you mean `invite_to_200.p99`?"));
+    assert!(e.iter().all(|e| e.file == "scenarios/x.yaml"));
+    assert_eq!(e[1].source_line, "  codecs: [PCMU, G729]");
+}
+
+#[test]
+fn the_account_hint_summarises_the_accounts() {
+    let e = errors(&BASE.replace("accounts: 1000..1001", "accounts: 2000..2001"));
+    assert_eq!(
+        e[0].hint.as_deref(),
+        Some("the accounts are 1000..1003 (4 accounts)")
+    );
+}
+
+#[test]
+fn a_rate_needs_an_end() {
+    let text = format!("{BASE}load:\n  rate: 20/s\n");
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        ["20:3 a `rate` needs an end: `total_calls` or `duration`"]
+    );
+    assert_eq!(
+        e[0].hint.as_deref(),
+        Some("add `total_calls: 1000` or `duration: 5m`")
+    );
+}
+
+#[test]
+fn a_load_needs_a_model() {
+    let e = errors(&format!("{BASE}load:\n  total_calls: 5\n"));
+    assert_eq!(
+        brief(&e),
+        ["19:1 `load` needs a `rate` (open model, like 20/s) or `concurrent` (closed model, like 50)"]
+    );
+}
+
+#[test]
+fn closed_model_loads() {
+    let text = format!("{BASE}load:\n  concurrent: 2\n  ramp_up: 1s\n  duration: 1m\n");
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(
+        s.load,
+        Load::Closed {
+            concurrent: 2,
+            ramp_up: Duration::from_secs(1),
+            end: End::After(Duration::from_secs(60))
+        }
+    );
+}
+
+#[test]
+fn a_missing_variable_is_named_and_a_default_is_used() {
+    let text = BASE.replace("password: pw{user}", "password: ${PW}{user}");
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        ["5:13 environment variable `PW` is not set and has no default"]
+    );
+    let text = BASE.replace("password: pw{user}", "password: ${PW:-x}{user}");
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(s.accounts[0].password.expose(), "x1000");
+}
+
+#[test]
+fn an_unknown_placeholder_gets_a_suggestion() {
+    let e = errors(&BASE.replace("sip:{peer}@{domain}", "sip:{peeer}@{domain}"));
+    assert_eq!(
+        brief(&e),
+        ["17:21 unknown placeholder `{peeer}`: this value can use `{peer}`, `{user}`, `{domain}`"]
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `{peer}`?"));
+}
+
+#[test]
+fn a_call_pairing_with_an_empty_role_is_an_error() {
+    let text = BASE.replace("    accounts: 1000..1001\n", "    count: 0\n");
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        ["17:21 the call pairs with role `callee`, which has no accounts"]
+    );
+}
+
+#[test]
+fn the_peer_role_is_inferred_when_only_one_role_answers() {
+    let text = BASE.replace(", peer: callee", "");
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    let Step::Call(call) = &s.role("caller").unwrap().steps[1].value else {
+        panic!("a call")
+    };
+    assert_eq!(call.peer.as_deref(), Some("callee"));
+}
+
+#[test]
+fn a_uri_without_scheme_or_host_is_completed() {
+    let text = BASE.replace("\"sip:{peer}@{domain}\"", "\"{peer}\"");
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    let Step::Call(call) = &s.role("caller").unwrap().steps[1].value else {
+        panic!("a call")
+    };
+    assert_eq!(call.to.to_string(), "sip:{peer}@{domain}");
+}
+
+#[test]
+fn duplicate_accounts_are_reported_where_they_are_written() {
+    let csv = "user,password\n1000,a\nbob,b\nbob,c\n";
+    let text = BASE.replace(
+        "  password: pw{user}\n",
+        "  password: pw{user}\n  csv: dup.csv\n",
+    );
+    let files = |p: &str| {
+        if p == "dup.csv" {
+            Ok(csv.to_owned())
+        } else {
+            Err("no".to_owned())
+        }
+    };
+    let e = errors_with(&text, &no_env, &files);
+    let shown: Vec<String> = e
+        .iter()
+        .map(|e| format!("{}:{} {}", e.file, e.line, e.message))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "dup.csv:2 duplicate account `1000`",
+            "dup.csv:4 duplicate account `bob`"
+        ]
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("it is first defined by `range`"));
+    assert_eq!(
+        e[1].hint.as_deref(),
+        Some("it is first defined by dup.csv:3")
+    );
+    assert_eq!(e[1].source_line, "bob,***");
+}
+
+#[test]
+fn an_unreadable_csv_says_which_file() {
+    let text = BASE.replace(
+        "  range: { from: 1000, count: 4 }\n  password: pw{user}\n",
+        "  csv: nope.csv\n",
+    );
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e)[0],
+        "4:8 cannot read the accounts file `nope.csv`: no such file"
+    );
+}
+
+#[test]
+fn roles_may_not_share_accounts() {
+    let e = errors(&BASE.replace("accounts: 1002..1003", "accounts: 1001..1003"));
+    assert_eq!(
+        brief(&e),
+        ["14:15 role `caller` shares accounts with role `callee`: 1001"]
+    );
+}
+
+#[test]
+fn a_count_takes_the_accounts_no_role_names() {
+    let text = BASE.replace("    accounts: 1002..1003\n", "    count: 2\n");
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    let users: Vec<&str> = s
+        .role("caller")
+        .unwrap()
+        .accounts
+        .iter()
+        .map(|a| a.user.as_str())
+        .collect();
+    assert_eq!(users, ["1002", "1003"]);
+    let e = errors(&BASE.replace("    accounts: 1002..1003\n", "    count: 3\n"));
+    assert_eq!(
+        brief(&e),
+        ["14:12 role `caller` wants 3 accounts, but only 2 are not taken by other roles"]
+    );
+}
+
+#[test]
+fn direct_mode_rules() {
+    let text = BASE.replace(
+        "target: { server: 127.0.0.1:5060, domain: pbx.test }",
+        "target: { direct: true }",
+    );
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        [
+            "7:3 in direct mode, role `callee` answers calls, so it needs `listen: ip:port`",
+            "10:9 `register` in direct mode: there is no registrar",
+            "16:9 `register` in direct mode: there is no registrar",
+        ]
+    );
+}
+
+#[test]
+fn step_argument_errors() {
+    let text = BASE
+        .replace("answer: { ring: 500ms }", "reject: { code: 200 }")
+        .replace("hangup: { after: 1s }", "dtmf: \"12x\"")
+        .replace("- wait_for: bye", "- wait_for: hangup");
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        [
+            "11:25 200 is not a status code here: expected 300–699",
+            "12:19 cannot wait for `hangup`: expected bye or cancel",
+            "18:15 '12x' is not a DTMF string: `x` is not one of 0-9, *, #, A-D",
+        ]
+    );
+}
+
+#[test]
+fn a_tone_without_duration_must_end_the_playlist() {
+    let text = BASE.replace(
+        "      - wait_for: bye\n",
+        "      - play: [ { tone: 440Hz }, { silence: 1s } ]\n      - wait_for: bye\n",
+    );
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        ["12:19 a tone without `duration` plays until the call ends, so the items after it never play"]
+    );
+}
+
+#[test]
+fn overrides_apply_before_loading() {
+    let text = format!("{BASE}load:\n  rate: 20/s\n  total_calls: 10\n");
+    let set = vec![
+        ("load.rate".to_owned(), "50/s".to_owned()),
+        ("load.ramp_up".to_owned(), "2s".to_owned()),
+    ];
+    let s = load_with_overrides("x.yaml", &text, &set, &no_env, &files).unwrap();
+    let Load::Open { rate, ramp_up, .. } = s.load else {
+        panic!("open")
+    };
+    assert_eq!(rate.to_string(), "50/s");
+    assert_eq!(ramp_up, Duration::from_secs(2));
+}
+
+#[test]
+fn an_error_in_an_override_points_at_the_override() {
+    let text =
+        format!("{BASE}load:\n  rate: 20/s\n  total_calls: 10\nthresholds:\n  calls.faild: < 1%\n");
+    let set = vec![("load.ramp_up".to_owned(), "2x".to_owned())];
+    let e = load_with_overrides("x.yaml", &text, &set, &no_env, &files).unwrap_err();
+    let shown: Vec<String> = e
+        .iter()
+        .map(|e| format!("{}:{}:{} {}", e.file, e.line, e.col, e.message))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            // The file's own error keeps its line, although a line was inserted above it.
+            "x.yaml:23:3 unknown metric `calls.faild`",
+            "--set:1:14 '2x' is not a duration: expected a number followed by ms, s, m or h",
+        ]
+    );
+    assert_eq!(e[0].source_line, "  calls.faild: < 1%");
+    assert_eq!(e[1].source_line, "load.ramp_up=2x");
+}
+
+#[test]
+fn an_unknown_override_path_is_an_error() {
+    let set = vec![("load.rat".to_owned(), "50/s".to_owned())];
+    let e = load_with_overrides(
+        "x.yaml",
+        &format!("{BASE}load: {{ rate: 1/s, total_calls: 1 }}\n"),
+        &set,
+        &no_env,
+        &files,
+    )
+    .unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0].to_string(),
+        "--set:1:6: unknown field `rat`, expected one of `rate`, `concurrent`, `ramp_up`, `total_calls`, `duration`, `max_concurrent`\n   \
+         1 | load.rat=50/s\n   \
+         \x20 |      ^\n   \
+         hint: did you mean `rate`?"
+    );
+}
+
+#[test]
+fn validation_leaves_its_input_alone() {
+    // The raw model is borrowed immutably; loading twice gives the same result.
+    let a = load("x.yaml", BASE, &no_env, &files).unwrap();
+    let b = load("x.yaml", BASE, &no_env, &files).unwrap();
+    assert_eq!(a.roles, b.roles);
+    assert_eq!(a.accounts, b.accounts);
+}
+
+#[test]
+fn an_empty_file_is_one_error() {
+    for text in ["", "# only a comment\n"] {
+        let e = errors(text);
+        assert_eq!(brief(&e), ["1:1 the scenario is empty"]);
+    }
+}
+
+#[test]
+fn missing_sections_are_all_reported() {
+    let e = errors("name: x\n");
+    assert_eq!(
+        brief(&e),
+        [
+            "1:1 the scenario needs a `target`",
+            "1:1 the scenario needs `accounts`",
+            "1:1 the scenario needs `roles`: who does what",
+        ]
+    );
+}
+
+#[test]
+fn errors_inside_steps_are_placed_at_the_step() {
+    let at = |from: &str, to: &str| {
+        let e = errors(&BASE.replacen(from, to, 1));
+        assert_eq!(e.len(), 1, "{e:?}");
+        format!("{}:{} {}", e[0].line, e[0].col, e[0].message)
+    };
+    let bye = "      - wait_for: bye\n";
+    assert_eq!(
+        at(bye, "      - play: 5\n"),
+        "12:15 invalid type: string \"5\", expected something to play, like { tone: 440Hz, duration: 2s }, { wav: file.wav } or { silence: 1s }"
+    );
+    assert_eq!(
+        at(bye, "      - expect: 5\n"),
+        "12:17 '5' is not a valid argument here: this step takes a mapping, like { key: value }"
+    );
+    // Placed at the step's value: the part inside is not narrowed down further.
+    assert_eq!(
+        at(bye, "      - play: { tone: {a: 1} }\n"),
+        "12:15 invalid type: map, expected a string"
+    );
+    assert_eq!(
+        at(bye, "      - {}\n"),
+        "12:9 an empty mapping is not a step: write a step, like `- wait: 2s`"
+    );
+    assert_eq!(
+        at(bye, "      - register: { expires: [1] }\n"),
+        "12:30 expected a single value here, not a list or a mapping"
+    );
+    let e = errors(&format!(
+        "{BASE}thresholds:\n  calls.failed: {{ lt: 1% }}\n"
+    ));
+    assert_eq!((e[0].line, e[0].col), (20, 17));
+}

@@ -1,0 +1,1592 @@
+//! From the scenario as written ([`RawScenario`]) to the validated [`Scenario`], reporting
+//! every problem at once.
+//!
+//! The pass reads its input and never changes it. Each problem is recorded against the key
+//! path it is about (`roles.caller.steps.2.call.to`); the loader turns paths into
+//! `file:line:col` with the YAML position tree ([`super::source`]). Problems found inside
+//! another file (a CSV of accounts) carry their own position.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
+use crate::media::tone::Tone;
+
+use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
+use super::error::ScenarioError;
+use super::model::{
+    Account, CallStep, Codec, End, Expectation, Load, Located, Media, PlayItem, Reports, Role,
+    Route, Scenario, Step, Target, Transport, WaitEvent,
+};
+use super::raw::{
+    OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
+    RawStep, RawTarget,
+};
+use super::source::Path;
+use super::text::{
+    closest, did_you_mean, expand_env, EnvError, Placeholder, Template, TemplateError,
+    PLACEHOLDER_NAMES,
+};
+use super::threshold::{Condition, MetricRef, Threshold};
+use super::units::{self, Dbfs, Decibels, Frequencies, HostPort, LocalAddr, PortRange};
+
+/// Tones below this are rejected: too low to detect reliably in 20 ms frames.
+pub const MIN_TONE_HZ: f64 = 50.0;
+/// Tones at or above this are rejected: the Nyquist limit of 8 kHz G.711.
+pub const MAX_TONE_HZ: f64 = 4000.0;
+
+const DEFAULT_EXPIRES: Duration = Duration::from_secs(3600);
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(32);
+const DEFAULT_EXPECT_WITHIN: Duration = Duration::from_secs(5);
+const DEFAULT_SIGNALLING_WITHIN: Duration = Duration::from_secs(10);
+const DEFAULT_FINAL_WITHIN: Duration = Duration::from_secs(32);
+const DEFAULT_MIN_SNR_DB: f64 = 10.0;
+const DEFAULT_MIN_TONE: Duration = Duration::from_millis(200);
+const DEFAULT_LEVEL_DBFS: f64 = -12.0;
+const DEFAULT_PTIME: Duration = Duration::from_millis(20);
+const DEFAULT_JITTER_BUFFER: Duration = Duration::from_millis(60);
+const DEFAULT_RTP_PORTS: PortRange = PortRange {
+    first: 20000,
+    last: 29999,
+};
+
+/// Where a problem is.
+#[derive(Debug, Clone)]
+pub(crate) enum At {
+    /// At the value of this key path (or as deep as it exists).
+    Value(Path),
+    /// At the key itself (for a problem with a name, or a missing field of the mapping).
+    Key(Path),
+    /// Already placed, in another file.
+    Placed(Box<ScenarioError>),
+}
+
+/// One problem found by validation.
+#[derive(Debug, Clone)]
+pub(crate) struct Issue {
+    pub(crate) at: At,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+/// What validation may consult: the environment, other files, positions.
+pub(crate) struct Inputs<'a> {
+    pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(crate) files: &'a dyn Fn(&str) -> Result<String, String>,
+    /// The line and column of a key path's value (for [`Located`] steps).
+    pub(crate) locate: &'a dyn Fn(&Path) -> (u32, u32),
+}
+
+struct Ctx<'a> {
+    inputs: &'a Inputs<'a>,
+    issues: Vec<Issue>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, at: At, message: impl Into<String>, hint: Option<String>) {
+        self.issues.push(Issue {
+            at,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn at_value(&mut self, path: &Path, message: impl Display) {
+        self.error(At::Value(path.clone()), message.to_string(), None);
+    }
+
+    fn at_key(&mut self, path: &Path, message: impl Display, hint: Option<String>) {
+        self.error(At::Key(path.clone()), message.to_string(), hint);
+    }
+
+    /// The text of a scalar with `${ENV}` substituted.
+    fn text(&mut self, path: &Path, v: &Option<String>) -> Option<String> {
+        let v = v.as_ref()?;
+        match expand_env(v, self.inputs.env) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let hint = match &e {
+                    EnvError::Unset(n) => {
+                        Some(format!("set {n}, or give a default: ${{{n}:-value}}"))
+                    }
+                    _ => None,
+                };
+                self.error(At::Value(path.clone()), e.to_string(), hint);
+                None
+            }
+        }
+    }
+
+    fn parse<T: FromStr>(&mut self, path: &Path, v: &Option<String>) -> Option<T>
+    where
+        T::Err: Display,
+    {
+        let s = self.text(path, v)?;
+        match s.parse() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.at_value(path, e);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, path: &Path, v: &Option<String>) -> Option<Duration> {
+        self.parse::<units::Duration>(path, v).map(|d| d.0)
+    }
+
+    fn duration_or(&mut self, path: &Path, v: &Option<String>, default: Duration) -> Duration {
+        self.duration(path, v).unwrap_or(default)
+    }
+
+    fn whole(&mut self, path: &Path, v: &Option<String>) -> Option<u64> {
+        let s = self.text(path, v)?;
+        let t = s.trim();
+        match t.parse::<u64>() {
+            Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+            _ => {
+                self.at_value(path, format!("'{s}' is not a whole number"));
+                None
+            }
+        }
+    }
+
+    /// A whole number of at least 1.
+    fn positive(&mut self, path: &Path, v: &Option<String>, what: &str) -> Option<u64> {
+        let n = self.whole(path, v)?;
+        if n == 0 {
+            self.at_value(path, format!("{what} must be at least 1"));
+            return None;
+        }
+        Some(n)
+    }
+
+    fn flag(&mut self, path: &Path, v: &Option<String>) -> Option<bool> {
+        let s = self.text(path, v)?;
+        match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some(true),
+            "false" | "no" | "off" => Some(false),
+            _ => {
+                self.at_value(path, format!("'{s}' is not true or false"));
+                None
+            }
+        }
+    }
+
+    fn status_code(
+        &mut self,
+        path: &Path,
+        v: &Option<String>,
+        range: std::ops::RangeInclusive<u16>,
+    ) -> Option<u16> {
+        let n = self.whole(path, v)?;
+        match u16::try_from(n).ok().filter(|c| range.contains(c)) {
+            Some(c) => Some(c),
+            None => {
+                self.at_value(
+                    path,
+                    format!(
+                        "{n} is not a status code here: expected {}–{}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Validates `raw`, returning the scenario or every problem found.
+pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenario, Vec<Issue>> {
+    let mut cx = Ctx {
+        inputs,
+        issues: Vec::new(),
+    };
+    let root = Path::root();
+
+    let name = cx.text(&root.key("name"), &raw.name);
+    if raw.name.is_none() {
+        cx.at_key(
+            &root,
+            "the scenario needs a `name`",
+            Some("add `name: my-test` at the top".into()),
+        );
+    }
+    let description = cx.text(&root.key("description"), &raw.description);
+
+    let target = match &raw.target {
+        Some(t) => validate_target(&mut cx, &root.key("target"), t),
+        None => {
+            cx.at_key(
+                &root,
+                "the scenario needs a `target`",
+                Some(
+                    "add `target: { server: pbx.example.com:5060 }`, or `target: { direct: true }`"
+                        .into(),
+                ),
+            );
+            None
+        }
+    };
+    let direct = target.as_ref().is_some_and(|t| t.route == Route::Direct);
+    let domain = target
+        .as_ref()
+        .map_or_else(|| "127.0.0.1".to_owned(), |t| t.domain.clone());
+
+    let accounts = match &raw.accounts {
+        Some(a) => validate_accounts(&mut cx, &root.key("accounts"), a, &domain),
+        None => {
+            cx.at_key(
+                &root,
+                "the scenario needs `accounts`",
+                Some(
+                    "add `accounts: { range: { from: 1000, count: 10 }, password: \"pw{user}\" }`"
+                        .into(),
+                ),
+            );
+            Vec::new()
+        }
+    };
+
+    let media = validate_media(&mut cx, &root.key("media"), raw.media.as_ref());
+
+    let roles = validate_roles(&mut cx, &root, raw, &accounts, direct);
+
+    let callers: u64 = roles
+        .iter()
+        .filter(|r| r.calls())
+        .map(|r| r.accounts.len() as u64)
+        .sum();
+    // Whether any role calls, as written (a call step with errors still counts).
+    let any_caller = raw.roles.iter().flat_map(|r| &r.0).any(|(_, role)| {
+        role.steps
+            .iter()
+            .flatten()
+            .any(|s| matches!(s, RawStep::Call(_)))
+    });
+    let load = match &raw.load {
+        Some(l) => {
+            if raw.roles.is_some() && !any_caller {
+                cx.at_key(
+                    &root.key("load"),
+                    "`load` starts calls, but no role has a `call` step",
+                    None,
+                );
+            }
+            validate_load(&mut cx, &root.key("load"), l)
+        }
+        None => {
+            let n = u32::try_from(callers).unwrap_or(u32::MAX);
+            Some(Load::Closed {
+                concurrent: n,
+                ramp_up: Duration::ZERO,
+                end: End::Calls(callers),
+            })
+        }
+    };
+
+    let thresholds = validate_thresholds(&mut cx, &root.key("thresholds"), raw);
+
+    let reports = raw.reports.as_ref().map_or_else(Reports::default, |r| {
+        let p = root.key("reports");
+        Reports {
+            junit: cx.text(&p.key("junit"), &r.junit),
+            json: cx.text(&p.key("json"), &r.json),
+        }
+    });
+
+    if !cx.issues.is_empty() {
+        return Err(cx.issues);
+    }
+    match (name, target, load) {
+        (Some(name), Some(target), Some(load)) => Ok(Scenario {
+            name,
+            description,
+            target,
+            accounts,
+            media,
+            roles,
+            load,
+            thresholds,
+            reports,
+        }),
+        // Every `None` above was reported; keep the pass total anyway.
+        _ => Err(vec![Issue {
+            at: At::Key(root),
+            message: "the scenario is incomplete".into(),
+            hint: None,
+        }]),
+    }
+}
+
+fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> {
+    let direct = cx.flag(&p.key("direct"), &t.direct).unwrap_or(false);
+    let server = cx.parse::<HostPort>(&p.key("server"), &t.server);
+    let outbound_proxy = cx.parse::<HostPort>(&p.key("outbound_proxy"), &t.outbound_proxy);
+    let transport = match cx.text(&p.key("transport"), &t.transport) {
+        None => Some(Transport::Udp),
+        Some(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "udp" => Some(Transport::Udp),
+            "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
+            _ => {
+                cx.error(
+                    At::Value(p.key("transport")),
+                    format!("'{s}' is not a transport: expected udp, tcp or tls"),
+                    did_you_mean(&s, ["udp", "tcp", "tls"]),
+                );
+                None
+            }
+        },
+    };
+    let local = cx
+        .parse::<LocalAddr>(&p.key("local"), &t.local)
+        .map(|l| l.0);
+    let domain = cx.text(&p.key("domain"), &t.domain);
+
+    let route = if direct {
+        if t.server.is_some() {
+            cx.at_key(
+                &p.key("server"),
+                "`server` and `direct: true` exclude each other",
+                Some("direct mode sends each request to the host of its Request-URI".into()),
+            );
+        }
+        if t.outbound_proxy.is_some() {
+            cx.at_key(
+                &p.key("outbound_proxy"),
+                "`outbound_proxy` and `direct: true` exclude each other",
+                None,
+            );
+        }
+        Some(Route::Direct)
+    } else if t.server.is_none() {
+        cx.at_key(
+            p,
+            "`target` needs a `server` (the registrar / proxy, host:port), or `direct: true`",
+            None,
+        );
+        None
+    } else {
+        server.map(|server| Route::Server {
+            server,
+            outbound_proxy,
+        })
+    };
+    let route = route?;
+    let domain = domain.unwrap_or_else(|| match &route {
+        Route::Server { server, .. } => server.host.clone(),
+        Route::Direct => "127.0.0.1".to_owned(),
+    });
+    Some(Target {
+        route,
+        transport: transport?,
+        domain,
+        local,
+    })
+}
+
+fn validate_accounts(
+    cx: &mut Ctx<'_>,
+    p: &Path,
+    a: &RawAccounts,
+    target_domain: &str,
+) -> Vec<Account> {
+    let domain = cx
+        .text(&p.key("domain"), &a.domain)
+        .unwrap_or_else(|| target_domain.to_owned());
+    let mut out: Vec<Account> = Vec::new();
+    // Where each account came from, to report duplicates there.
+    let mut origin: Vec<Option<(String, u32, String)>> = Vec::new();
+
+    if a.range.is_none() && a.csv.is_none() {
+        cx.at_key(
+            p,
+            "`accounts` needs a `range: { from: 1000, count: 100 }` or a `csv: file` of user,password[,domain]",
+            None,
+        );
+    }
+    if let Some(r) = &a.range {
+        let rp = p.key("range");
+        let from = cx.text(&rp.key("from"), &r.from);
+        let count = cx.positive(&rp.key("count"), &r.count, "`count`");
+        if r.from.is_none() {
+            cx.at_key(&rp, "`range` needs `from`: the first user number", None);
+        }
+        if r.count.is_none() {
+            cx.at_key(&rp, "`range` needs `count`: how many users", None);
+        }
+        let password = match cx.text(&p.key("password"), &a.password) {
+            None => Some(Template::parse("", &[]).expect("empty template")),
+            Some(s) => match Template::parse(&s, &[Placeholder::User, Placeholder::Domain]) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    template_error(cx, &p.key("password"), &e);
+                    None
+                }
+            },
+        };
+        if let (Some(from), Some(count), Some(password)) = (from, count, password) {
+            match numbered_users(from.trim(), count) {
+                Some(users) => {
+                    let accounts = range_accounts(users, &password, &domain);
+                    origin.extend(accounts.iter().map(|_| None));
+                    out.extend(accounts);
+                }
+                None => cx.at_value(&rp.key("from"), format!("'{from}' is not a whole number")),
+            }
+        }
+    } else if a.password.is_some() {
+        cx.at_key(
+            &p.key("password"),
+            "`password` is the password of `range` accounts; CSV lines carry their own",
+            None,
+        );
+    }
+    if let Some(file) = cx.text(&p.key("csv"), &a.csv) {
+        match (cx.inputs.files)(&file) {
+            Err(reason) => cx.at_value(
+                &p.key("csv"),
+                format!("cannot read the accounts file `{file}`: {reason}"),
+            ),
+            Ok(contents) => match parse_csv(&file, &contents, &domain) {
+                Err(errors) => {
+                    for e in errors {
+                        cx.error(At::Placed(Box::new(e)), String::new(), None);
+                    }
+                }
+                Ok(rows) => {
+                    if rows.is_empty() {
+                        cx.at_value(
+                            &p.key("csv"),
+                            format!("the accounts file `{file}` has no accounts"),
+                        );
+                    }
+                    for row in rows {
+                        origin.push(Some((file.clone(), row.line, row.masked)));
+                        out.push(row.account);
+                    }
+                }
+            },
+        }
+    }
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, acc) in out.iter().enumerate() {
+        if let Some(&first) = seen.get(acc.user.as_str()) {
+            let message = format!("duplicate account `{}`", acc.user);
+            let first_at = match &origin[first] {
+                Some((f, l, _)) => format!("{f}:{l}"),
+                None => "`range`".to_owned(),
+            };
+            let hint = Some(format!("it is first defined by {first_at}"));
+            match &origin[i] {
+                Some((file, line, masked)) => cx.error(
+                    At::Placed(Box::new(ScenarioError {
+                        file: file.clone(),
+                        line: *line,
+                        col: 1,
+                        message: message.clone(),
+                        source_line: masked.clone(),
+                        hint: hint.clone(),
+                    })),
+                    String::new(),
+                    None,
+                ),
+                None => cx.error(At::Value(p.key("range")), message, hint),
+            }
+        } else {
+            seen.insert(&acc.user, i);
+        }
+    }
+    out
+}
+
+fn template_error(cx: &mut Ctx<'_>, path: &Path, e: &TemplateError) {
+    let hint = match e {
+        TemplateError::Unknown { name, .. } => {
+            closest(name, PLACEHOLDER_NAMES).map(|best| format!("did you mean `{{{best}}}`?"))
+        }
+        TemplateError::Unterminated(_) => None,
+    };
+    cx.error(At::Value(path.clone()), e.to_string(), hint);
+}
+
+fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
+    let default = Media {
+        codecs: vec![Codec::Pcmu, Codec::Pcma],
+        ptime: DEFAULT_PTIME,
+        rtp_ports: DEFAULT_RTP_PORTS,
+        jitter_buffer: DEFAULT_JITTER_BUFFER,
+        record: None,
+    };
+    let Some(m) = m else { return default };
+    let mut codecs = Vec::new();
+    if let Some(list) = &m.codecs {
+        for (i, c) in list.as_slice().iter().enumerate() {
+            let cp = if list.is_list() {
+                p.key("codecs").index(i)
+            } else {
+                p.key("codecs")
+            };
+            let Some(c) = cx.text(&cp, &Some(c.clone())) else {
+                continue;
+            };
+            let codec = match c.trim().to_ascii_uppercase().as_str() {
+                "PCMU" => Codec::Pcmu,
+                "PCMA" => Codec::Pcma,
+                other => {
+                    let hint = match other {
+                        "G711U" | "ULAW" | "G711" => Some("G.711 µ-law is `PCMU`".to_owned()),
+                        "G711A" | "ALAW" => Some("G.711 A-law is `PCMA`".to_owned()),
+                        _ => Some("sipcheck sends and verifies G.711: PCMU and PCMA".to_owned()),
+                    };
+                    cx.error(At::Value(cp), format!("unknown codec `{c}`"), hint);
+                    continue;
+                }
+            };
+            if codecs.contains(&codec) {
+                cx.at_value(&cp, format!("`{codec}` is listed twice"));
+            } else {
+                codecs.push(codec);
+            }
+        }
+        if list.as_slice().is_empty() {
+            cx.at_value(
+                &p.key("codecs"),
+                "`codecs` is empty: list at least one of PCMU, PCMA",
+            );
+        }
+    }
+    let ptime = cx.duration_or(&p.key("ptime"), &m.ptime, DEFAULT_PTIME);
+    let ms = ptime.as_nanos() / 1_000_000;
+    if ptime.as_nanos() % 10_000_000 != 0 || !(10..=60).contains(&ms) {
+        cx.at_value(
+            &p.key("ptime"),
+            "`ptime` must be 10ms, 20ms, 30ms, 40ms, 50ms or 60ms",
+        );
+    }
+    let rtp_ports = cx
+        .parse::<PortRange>(&p.key("rtp_ports"), &m.rtp_ports)
+        .unwrap_or(DEFAULT_RTP_PORTS);
+    if rtp_ports.len() < 2 {
+        cx.at_value(
+            &p.key("rtp_ports"),
+            "`rtp_ports` needs at least two ports (RTP and RTCP)",
+        );
+    }
+    let jitter_buffer = cx.duration_or(
+        &p.key("jitter_buffer"),
+        &m.jitter_buffer,
+        DEFAULT_JITTER_BUFFER,
+    );
+    if jitter_buffer > Duration::from_secs(1) {
+        cx.at_value(
+            &p.key("jitter_buffer"),
+            "`jitter_buffer` above 1s would hide any real problem",
+        );
+    }
+    Media {
+        codecs: if m.codecs.is_some() {
+            codecs
+        } else {
+            default.codecs
+        },
+        ptime,
+        rtp_ports,
+        jitter_buffer,
+        record: cx.text(&p.key("record"), &m.record),
+    }
+}
+
+/// What the selection of one role's accounts produced.
+struct Selection {
+    accounts: Vec<Account>,
+    /// Whether the selector was valid (so that an empty result is worth reporting).
+    ok: bool,
+}
+
+fn validate_roles(
+    cx: &mut Ctx<'_>,
+    root: &Path,
+    raw: &RawScenario,
+    accounts: &[Account],
+    direct: bool,
+) -> Vec<Role> {
+    let p = root.key("roles");
+    let Some(roles) = &raw.roles else {
+        cx.at_key(
+            root,
+            "the scenario needs `roles`: who does what",
+            Some(
+                "add `roles: { callee: { accounts: 1000..1009, steps: [register, answer] } }`"
+                    .into(),
+            ),
+        );
+        return Vec::new();
+    };
+    if roles.0.is_empty() {
+        cx.at_key(&p, "`roles` is empty", None);
+    }
+    let names: Vec<&str> = roles.0.iter().map(|(n, _)| n.as_str()).collect();
+
+    // Explicit selectors first, then counts from what is left, in the order written.
+    let mut owner: Vec<Option<usize>> = vec![None; accounts.len()];
+    let mut selections: Vec<Selection> = Vec::new();
+    for (ri, (name, role)) in roles.0.iter().enumerate() {
+        let rp = p.key(name);
+        selections.push(select_explicit(
+            cx, &rp, name, role, accounts, &mut owner, ri, &names,
+        ));
+    }
+    for (ri, (name, role)) in roles.0.iter().enumerate() {
+        let rp = p.key(name);
+        if role.accounts.is_some() {
+            continue;
+        }
+        let Some(n) = cx.whole(&rp.key("count"), &role.count) else {
+            if role.count.is_none() {
+                cx.at_key(
+                    &rp,
+                    format!("role `{name}` needs `accounts: 1000..1049` (which users) or `count: 50` (how many)"),
+                    None,
+                );
+            }
+            continue;
+        };
+        let free: Vec<usize> = (0..accounts.len())
+            .filter(|&i| owner[i].is_none())
+            .take(n as usize)
+            .collect();
+        if (free.len() as u64) < n {
+            cx.at_value(
+                &rp.key("count"),
+                format!(
+                    "role `{name}` wants {n} accounts, but only {} are not taken by other roles",
+                    free.len()
+                ),
+            );
+            continue;
+        }
+        for &i in &free {
+            owner[i] = Some(ri);
+        }
+        selections[ri] = Selection {
+            accounts: free.iter().map(|&i| accounts[i].clone()).collect(),
+            ok: true,
+        };
+    }
+
+    let mut out = Vec::new();
+    for (ri, (name, role)) in roles.0.iter().enumerate() {
+        let rp = p.key(name);
+        let listen = cx
+            .parse::<LocalAddr>(&rp.key("listen"), &role.listen)
+            .map(|l| l.0);
+        let steps = validate_steps(cx, &rp, name, role, roles.0.as_slice(), &selections, direct);
+        let answers = role.steps.iter().flatten().any(|s| {
+            matches!(
+                s,
+                RawStep::Answer(_) | RawStep::Reject(_) | RawStep::Ring(_)
+            )
+        });
+        if direct && answers && role.listen.is_none() {
+            cx.at_key(
+                &rp,
+                format!(
+                    "in direct mode, role `{name}` answers calls, so it needs `listen: ip:port`"
+                ),
+                Some(
+                    "callers reach it at that address: `to: \"sip:{peer}@127.0.0.1:5070\"`".into(),
+                ),
+            );
+        }
+        out.push(Role {
+            name: name.clone(),
+            accounts: selections[ri].accounts.clone(),
+            listen,
+            steps,
+        });
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn select_explicit(
+    cx: &mut Ctx<'_>,
+    rp: &Path,
+    name: &str,
+    role: &RawRole,
+    accounts: &[Account],
+    owner: &mut [Option<usize>],
+    ri: usize,
+    names: &[&str],
+) -> Selection {
+    let none = Selection {
+        accounts: Vec::new(),
+        ok: false,
+    };
+    if role.accounts.is_some() && role.count.is_some() {
+        cx.at_key(
+            &rp.key("count"),
+            "`accounts` and `count` exclude each other: name the users, or say how many",
+            None,
+        );
+    }
+    let ap = rp.key("accounts");
+    let Some(selectors) = cx.parse::<Selectors>(&ap, &role.accounts) else {
+        return none;
+    };
+    let mut picked = Vec::new();
+    for (i, acc) in accounts.iter().enumerate() {
+        if selectors.0.iter().any(|s| s.matches(&acc.user)) {
+            picked.push(i);
+        }
+    }
+    let mut ok = true;
+    for s in &selectors.0 {
+        if let Selector::User(u) = s {
+            if !accounts.iter().any(|a| &a.user == u) {
+                let users = accounts.iter().map(|a| a.user.as_str());
+                cx.error(
+                    At::Value(ap.clone()),
+                    format!("there is no account `{u}`"),
+                    did_you_mean(u, users),
+                );
+                ok = false;
+            }
+        }
+    }
+    if ok && picked.is_empty() && !accounts.is_empty() {
+        cx.error(
+            At::Value(ap.clone()),
+            format!(
+                "`{}` matches no account",
+                role.accounts.as_deref().unwrap_or_default()
+            ),
+            Some(format!("the accounts are {}", summarize(accounts))),
+        );
+        ok = false;
+    }
+    let mut clash: Vec<(&str, usize)> = Vec::new();
+    for &i in &picked {
+        match owner[i] {
+            Some(other) => clash.push((&accounts[i].user, other)),
+            None => owner[i] = Some(ri),
+        }
+    }
+    if let Some(&(_, other)) = clash.first() {
+        let users: Vec<&str> = clash.iter().take(3).map(|(u, _)| *u).collect();
+        let more = if clash.len() > 3 {
+            format!(" and {} more", clash.len() - 3)
+        } else {
+            String::new()
+        };
+        cx.error(
+            At::Value(ap.clone()),
+            format!(
+                "role `{name}` shares accounts with role `{}`: {}{more}",
+                names[other],
+                users.join(", ")
+            ),
+            Some("each account is one user agent with one role".into()),
+        );
+    }
+    Selection {
+        accounts: picked.iter().map(|&i| accounts[i].clone()).collect(),
+        ok,
+    }
+}
+
+/// `1000..1099 (100 accounts)` or `alice, bob, carol`.
+fn summarize(accounts: &[Account]) -> String {
+    match accounts {
+        [] => "none".into(),
+        [a] => format!("`{}`", a.user),
+        [first, .., last] if accounts.len() > 3 => {
+            format!(
+                "{}..{} ({} accounts)",
+                first.user,
+                last.user,
+                accounts.len()
+            )
+        }
+        _ => accounts
+            .iter()
+            .map(|a| a.user.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn validate_steps(
+    cx: &mut Ctx<'_>,
+    rp: &Path,
+    name: &str,
+    role: &RawRole,
+    roles: &[(String, RawRole)],
+    selections: &[Selection],
+    direct: bool,
+) -> Vec<Located<Step>> {
+    let sp = rp.key("steps");
+    let Some(steps) = &role.steps else {
+        cx.at_key(rp, format!("role `{name}` has no `steps`"), None);
+        return Vec::new();
+    };
+    if steps.is_empty() {
+        cx.at_key(&sp, format!("role `{name}` has no steps"), None);
+    }
+    let mut out = Vec::new();
+    let mut has_call = false;
+    let mut has_answer = false;
+    let mut ends: Option<(&str, u32)> = None;
+    for (i, raw) in steps.iter().enumerate() {
+        let ip = sp.index(i);
+        let ap = ip.key(raw.name());
+        let (line, col) = (cx.inputs.locate)(&ip);
+
+        // Order: what needs a call to exist.
+        let media_step = match raw {
+            RawStep::Play(_) | RawStep::Dtmf(_) => true,
+            RawStep::Expect(e) => {
+                e.ringing.is_none() && e.final_code.is_none() && e.answered.is_none()
+            }
+            _ => false,
+        };
+        if media_step && !has_call && !has_answer {
+            cx.at_key(
+                &ap,
+                format!(
+                    "`{}` before any `call` or `answer` step: there is no call yet",
+                    raw.name()
+                ),
+                None,
+            );
+        }
+        if let RawStep::Expect(e) = raw {
+            let what = [
+                ("ringing", &e.ringing),
+                ("final", &e.final_code),
+                ("answered", &e.answered),
+            ]
+            .into_iter()
+            .find(|(_, v)| v.is_some());
+            if let Some((what, _)) = what {
+                if !has_call {
+                    cx.at_key(
+                        &ap,
+                        format!("`expect: {{ {what} }}` needs an earlier `call` step in this role"),
+                        None,
+                    );
+                }
+            }
+        }
+        match raw {
+            RawStep::Hangup(_) | RawStep::Cancel(_) => {
+                if let Some((other, other_line)) = ends {
+                    if other != raw.name() {
+                        cx.at_key(
+                            &ap,
+                            format!(
+                                "role `{name}` has both `{other}` (line {other_line}) and `{}`",
+                                raw.name()
+                            ),
+                            Some(
+                                "a call ends one way: `cancel` before an answer, `hangup` after"
+                                    .into(),
+                            ),
+                        );
+                    }
+                } else {
+                    ends = Some((raw.name(), line));
+                }
+                if matches!(raw, RawStep::Cancel(_)) && !has_call {
+                    cx.at_key(
+                        &ap,
+                        "`cancel` needs an earlier `call` step in this role",
+                        None,
+                    );
+                } else if !has_call && !has_answer {
+                    cx.at_key(
+                        &ap,
+                        "`hangup` before any `call` or `answer` step: there is no call yet",
+                        None,
+                    );
+                }
+            }
+            RawStep::Register(_) | RawStep::Unregister if direct => {
+                cx.at_key(
+                    &ap,
+                    format!("`{}` in direct mode: there is no registrar", raw.name()),
+                    Some("set `target.server`, or remove the step".into()),
+                );
+            }
+            _ => {}
+        }
+        has_call |= matches!(raw, RawStep::Call(_));
+        has_answer |= matches!(raw, RawStep::Answer(_));
+
+        if let Some(step) = validate_step(cx, &ap, name, raw, roles, selections) {
+            out.push(Located {
+                value: step,
+                line,
+                col,
+            });
+        }
+    }
+    out
+}
+
+fn validate_step(
+    cx: &mut Ctx<'_>,
+    p: &Path,
+    role: &str,
+    raw: &RawStep,
+    roles: &[(String, RawRole)],
+    selections: &[Selection],
+) -> Option<Step> {
+    Some(match raw {
+        RawStep::Register(r) => {
+            let expires = match cx.text(&p.key("expires"), &r.expires) {
+                None => Some(DEFAULT_EXPIRES),
+                Some(s) => {
+                    let t = s.trim();
+                    let d = if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() {
+                        t.parse::<u64>().ok().map(Duration::from_secs)
+                    } else {
+                        t.parse::<units::Duration>().ok().map(|d| d.0)
+                    };
+                    match d {
+                        Some(d)
+                            if d.subsec_nanos() == 0
+                                && d.as_secs() > 0
+                                && d.as_secs() <= u64::from(u32::MAX) =>
+                        {
+                            Some(d)
+                        }
+                        Some(d) if d.is_zero() => {
+                            cx.error(
+                                At::Value(p.key("expires")),
+                                "`expires: 0` removes the binding",
+                                Some("use the `unregister` step".into()),
+                            );
+                            None
+                        }
+                        _ => {
+                            cx.at_value(
+                                &p.key("expires"),
+                                format!("'{s}' is not a registration lifetime: expected whole seconds, like 300 or 5m"),
+                            );
+                            None
+                        }
+                    }
+                }
+            };
+            let refresh = cx.flag(&p.key("refresh"), &r.refresh).unwrap_or(true);
+            Step::Register {
+                expires: expires?,
+                refresh,
+            }
+        }
+        RawStep::Unregister => Step::Unregister,
+        RawStep::Call(c) => Step::Call(validate_call(cx, p, role, c, roles, selections)?),
+        RawStep::Answer(a) => Step::Answer {
+            ring: cx.duration_or(&p.key("ring"), &a.ring, Duration::ZERO),
+        },
+        RawStep::Reject(r) => {
+            if r.code.is_none() {
+                cx.at_key(p, "`reject` needs a `code`, like `reject: 486`", None);
+            }
+            let code = cx.status_code(&p.key("code"), &r.code, 300..=699);
+            let ring = cx.duration_or(&p.key("ring"), &r.ring, Duration::ZERO);
+            Step::Reject { code: code?, ring }
+        }
+        RawStep::Ring(d) => Step::Ring(cx.duration(p, &Some(d.clone()))?),
+        RawStep::Play(items) => Step::Play(validate_play(cx, p, items)?),
+        RawStep::Expect(e) => Step::Expect(validate_expect(cx, p, e)?),
+        RawStep::Dtmf(d) => {
+            if d.send.is_none() {
+                cx.at_key(
+                    p,
+                    "`dtmf` needs the digits to `send`, like `dtmf: \"123#\"`",
+                    None,
+                );
+            }
+            let digits = digits(cx, &p.key("send"), &d.send);
+            let duration = cx.duration_or(&p.key("duration"), &d.duration, DEFAULT_DIGIT_DURATION);
+            let gap = cx.duration_or(&p.key("gap"), &d.gap, DEFAULT_GAP);
+            Step::Dtmf {
+                digits: digits?,
+                duration,
+                gap,
+            }
+        }
+        RawStep::Wait(d) => Step::Wait(cx.duration(p, &Some(d.clone()))?),
+        RawStep::Hangup(a) => Step::Hangup {
+            after: cx.duration_or(&p.key("after"), &a.after, Duration::ZERO),
+        },
+        RawStep::Cancel(a) => Step::Cancel {
+            after: cx.duration_or(&p.key("after"), &a.after, Duration::ZERO),
+        },
+        RawStep::WaitFor(w) => {
+            let s = cx.text(p, &Some(w.clone()))?;
+            match s.trim() {
+                "bye" => Step::WaitFor(WaitEvent::Bye),
+                "cancel" => Step::WaitFor(WaitEvent::Cancel),
+                other => {
+                    cx.error(
+                        At::Value(p.clone()),
+                        format!("cannot wait for `{other}`: expected bye or cancel"),
+                        did_you_mean(other, ["bye", "cancel"]),
+                    );
+                    return None;
+                }
+            }
+        }
+    })
+}
+
+fn digits(cx: &mut Ctx<'_>, p: &Path, v: &Option<String>) -> Option<Vec<Digit>> {
+    let s = cx.text(p, v)?;
+    if s.is_empty() {
+        cx.at_value(p, "no DTMF digits");
+        return None;
+    }
+    match Digit::parse_str(&s) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            let bad = s
+                .chars()
+                .find(|&c| Digit::from_char(c).is_none())
+                .unwrap_or('?');
+            cx.at_value(
+                p,
+                format!("'{s}' is not a DTMF string: `{bad}` is not one of 0-9, *, #, A-D"),
+            );
+            None
+        }
+    }
+}
+
+fn validate_call(
+    cx: &mut Ctx<'_>,
+    p: &Path,
+    role: &str,
+    c: &RawCall,
+    roles: &[(String, RawRole)],
+    selections: &[Selection],
+) -> Option<CallStep> {
+    let timeout = cx.duration_or(&p.key("timeout"), &c.timeout, DEFAULT_CALL_TIMEOUT);
+    let peer = cx.text(&p.key("peer"), &c.peer);
+    let names = roles.iter().map(|(n, _)| n.as_str());
+    let mut peer_ok = true;
+    if let Some(peer) = &peer {
+        if !roles.iter().any(|(n, _)| n == peer) {
+            cx.error(
+                At::Value(p.key("peer")),
+                format!("there is no role `{peer}`"),
+                did_you_mean(peer, names.clone()).or_else(|| {
+                    Some(format!(
+                        "the roles are {}",
+                        names.clone().collect::<Vec<_>>().join(", ")
+                    ))
+                }),
+            );
+            peer_ok = false;
+        }
+    }
+    if c.to.is_none() {
+        cx.at_key(
+            p,
+            "`call` needs `to`, the Request-URI, like `to: \"sip:{peer}@{domain}\"`",
+            None,
+        );
+    }
+    let to = cx.text(&p.key("to"), &c.to)?;
+    let uri = normalize_uri(to.trim());
+    let to = match Template::parse(
+        &uri,
+        &[Placeholder::Peer, Placeholder::User, Placeholder::Domain],
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            template_error(cx, &p.key("to"), &e);
+            return None;
+        }
+    };
+    let peer = if to.uses(Placeholder::Peer) {
+        match peer {
+            Some(peer) => Some(peer),
+            None => {
+                // The one other role that answers, if there is exactly one.
+                let answering: Vec<&str> = roles
+                    .iter()
+                    .filter(|(n, r)| {
+                        n != role
+                            && r.steps.iter().flatten().any(|s| {
+                                matches!(
+                                    s,
+                                    RawStep::Answer(_) | RawStep::Reject(_) | RawStep::Ring(_)
+                                )
+                            })
+                    })
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                match answering.as_slice() {
+                    [one] => Some((*one).to_owned()),
+                    _ => {
+                        cx.error(
+                            At::Value(p.key("to")),
+                            "`{peer}` needs `peer: <role>`: the role whose accounts are called",
+                            (!answering.is_empty())
+                                .then(|| format!("one of: {}", answering.join(", "))),
+                        );
+                        peer_ok = false;
+                        None
+                    }
+                }
+            }
+        }
+    } else {
+        if let Some(peer) = &peer {
+            cx.at_key(
+                &p.key("peer"),
+                format!("`peer: {peer}` is set, but `to` does not use `{{peer}}`"),
+                Some("write the peer into the URI, like `to: \"sip:{peer}@{domain}\"`".into()),
+            );
+            peer_ok = false;
+        }
+        None
+    };
+    if let Some(peer) = &peer {
+        if let Some(ri) = roles.iter().position(|(n, _)| n == peer) {
+            let sel = &selections[ri];
+            if sel.ok && sel.accounts.is_empty() {
+                cx.at_value(
+                    &p.key("to"),
+                    format!("the call pairs with role `{peer}`, which has no accounts"),
+                );
+                peer_ok = false;
+            }
+        }
+    }
+    peer_ok.then_some(CallStep { to, peer, timeout })
+}
+
+/// `1000` → `sip:1000@{domain}`; `sip:1000` → `sip:1000@{domain}`; a URI with a host is kept.
+fn normalize_uri(to: &str) -> String {
+    let lower = to.to_ascii_lowercase();
+    let has_scheme = ["sip:", "sips:", "tel:"]
+        .iter()
+        .any(|s| lower.starts_with(s));
+    let uri = if has_scheme {
+        to.to_owned()
+    } else {
+        format!("sip:{to}")
+    };
+    let is_sip = !uri.to_ascii_lowercase().starts_with("tel:");
+    if is_sip && !uri.contains('@') {
+        format!("{uri}@{{domain}}")
+    } else {
+        uri
+    }
+}
+
+fn frequencies(cx: &mut Ctx<'_>, p: &Path, tone: &OneOrMany<String>) -> Option<Vec<f64>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in tone.as_slice().iter().enumerate() {
+        let ip = if tone.is_list() {
+            p.index(i)
+        } else {
+            p.clone()
+        };
+        match cx.parse::<Frequencies>(&ip, &Some(item.clone())) {
+            Some(f) => {
+                for hz in f.0.iter().map(|f| f.hz()) {
+                    if hz < MIN_TONE_HZ {
+                        cx.at_value(
+                            &ip,
+                            format!(
+                                "{hz} Hz is below {MIN_TONE_HZ} Hz: too low to detect reliably"
+                            ),
+                        );
+                        ok = false;
+                    } else if hz >= MAX_TONE_HZ {
+                        cx.error(
+                            At::Value(ip.clone()),
+                            format!("{hz} Hz is not below {MAX_TONE_HZ} Hz, the Nyquist limit of 8 kHz G.711"),
+                            Some("telephony tones are 300–3400 Hz".into()),
+                        );
+                        ok = false;
+                    }
+                    out.push(hz);
+                }
+            }
+            None => ok = false,
+        }
+    }
+    if ok && out.is_empty() {
+        cx.at_value(p, "no frequency: write one (440Hz) or two (350+440Hz)");
+        return None;
+    }
+    if ok && out.len() > 2 {
+        cx.at_value(
+            p,
+            format!(
+                "{} frequencies: a tone is single (440Hz) or dual (350+440Hz)",
+                out.len()
+            ),
+        );
+        return None;
+    }
+    ok.then_some(out)
+}
+
+fn validate_play(cx: &mut Ctx<'_>, p: &Path, items: &[RawPlay]) -> Option<Vec<PlayItem>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    if items.is_empty() {
+        cx.at_value(p, "`play` has nothing to play");
+        return None;
+    }
+    let many = items.len() > 1;
+    for (i, item) in items.iter().enumerate() {
+        let ip = if many { p.index(i) } else { p.clone() };
+        match play_item(cx, &ip, item) {
+            Some(PlayItem::Tone { duration: None, .. }) if i + 1 < items.len() => {
+                cx.at_key(
+                    &ip.key("tone"),
+                    "a tone without `duration` plays until the call ends, so the items after it never play",
+                    Some("give it a `duration`, or move it to the end".into()),
+                );
+                ok = false;
+            }
+            Some(it) => out.push(it),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn play_item(cx: &mut Ctx<'_>, p: &Path, item: &RawPlay) -> Option<PlayItem> {
+    let kinds: Vec<&str> = [
+        ("tone", item.tone.is_some()),
+        ("wav", item.wav.is_some()),
+        ("silence", item.silence.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect();
+    match kinds.as_slice() {
+        [] => {
+            cx.at_key(p, "`play` needs one of `tone`, `wav` or `silence`", None);
+            return None;
+        }
+        [_] => {}
+        [_, second, ..] => {
+            cx.at_key(
+                &p.key(second),
+                format!(
+                    "`{}` and `{second}` in one item: use a list to play one after the other",
+                    kinds[0]
+                ),
+                Some("play: [ { tone: 440Hz, duration: 1s }, { silence: 500ms } ]".into()),
+            );
+            return None;
+        }
+    }
+    if item.tone.is_none() {
+        for (k, v) in [("level", &item.level), ("duration", &item.duration)] {
+            if v.is_some() {
+                cx.at_key(
+                    &p.key(k),
+                    format!("`{k}` applies to a tone, not to `{}`", kinds[0]),
+                    None,
+                );
+            }
+        }
+    }
+    if let Some(tone) = &item.tone {
+        let freqs = frequencies(cx, &p.key("tone"), tone);
+        let level = cx
+            .parse::<Dbfs>(&p.key("level"), &item.level)
+            .map_or(DEFAULT_LEVEL_DBFS, |l| l.0);
+        let duration = cx.duration(&p.key("duration"), &item.duration);
+        let freqs = freqs?;
+        let tone = match freqs.as_slice() {
+            [f] => Tone::single(*f, level),
+            [a, b] => Tone::dual(*a, *b, level),
+            _ => return None,
+        };
+        match tone {
+            Ok(tone) => Some(PlayItem::Tone { tone, duration }),
+            Err(e) => {
+                cx.at_value(&p.key("tone"), e);
+                None
+            }
+        }
+    } else if let Some(path) = cx.text(&p.key("wav"), &item.wav) {
+        match (cx.inputs.files)(&path) {
+            Ok(_) => Some(PlayItem::Wav { path }),
+            Err(reason) => {
+                cx.at_value(
+                    &p.key("wav"),
+                    format!("cannot read the WAV file `{path}`: {reason}"),
+                );
+                None
+            }
+        }
+    } else if item.silence.is_some() {
+        cx.duration(&p.key("silence"), &item.silence)
+            .map(PlayItem::Silence)
+    } else {
+        None
+    }
+}
+
+fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectation> {
+    let kinds: Vec<&str> = [
+        ("tone", e.tone.is_some()),
+        ("silence", e.silence.is_some()),
+        ("dtmf", e.dtmf.is_some()),
+        ("ringing", e.ringing.is_some()),
+        ("final", e.final_code.is_some()),
+        ("answered", e.answered.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k)
+    .collect();
+    let kind = match kinds.as_slice() {
+        [] => {
+            cx.at_key(
+                p,
+                "`expect` needs one of `tone`, `silence`, `dtmf`, `ringing`, `final` or `answered`",
+                None,
+            );
+            return None;
+        }
+        [one] => *one,
+        [first, second, ..] => {
+            cx.at_key(
+                &p.key(second),
+                format!("`{first}` and `{second}` in one `expect`: write one step for each"),
+                None,
+            );
+            return None;
+        }
+    };
+    if kind != "tone" {
+        for (k, v) in [("min_snr", &e.min_snr), ("min_duration", &e.min_duration)] {
+            if v.is_some() {
+                cx.at_key(
+                    &p.key(k),
+                    format!("`{k}` applies to `expect: {{ tone }}`, not to `{kind}`"),
+                    None,
+                );
+            }
+        }
+    }
+    let within = |cx: &mut Ctx<'_>, default| cx.duration_or(&p.key("within"), &e.within, default);
+    let must_be_true = |cx: &mut Ctx<'_>, key: &str, v: &Option<String>| -> Option<()> {
+        match cx.flag(&p.key(key), v)? {
+            true => Some(()),
+            false => {
+                cx.error(
+                    At::Value(p.key(key)),
+                    format!("`{key}: false` expects nothing"),
+                    Some("remove the step, or expect a `final` code".into()),
+                );
+                None
+            }
+        }
+    };
+    Some(match kind {
+        "tone" => {
+            let frequencies = frequencies(cx, &p.key("tone"), e.tone.as_ref()?);
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            let min_snr = cx
+                .parse::<Decibels>(&p.key("min_snr"), &e.min_snr)
+                .unwrap_or(Decibels(DEFAULT_MIN_SNR_DB));
+            let min_duration =
+                cx.duration_or(&p.key("min_duration"), &e.min_duration, DEFAULT_MIN_TONE);
+            if min_duration > within && e.within.is_some() {
+                cx.at_value(
+                    &p.key("min_duration"),
+                    "`min_duration` is longer than `within`: it can never pass",
+                );
+            }
+            Expectation::Tone {
+                frequencies: frequencies?,
+                within,
+                min_snr,
+                min_duration,
+            }
+        }
+        "silence" => {
+            let duration = cx.duration(&p.key("silence"), &e.silence);
+            Expectation::Silence {
+                duration: duration?,
+                within: within(cx, DEFAULT_EXPECT_WITHIN),
+            }
+        }
+        "dtmf" => {
+            let d = digits(cx, &p.key("dtmf"), &e.dtmf);
+            Expectation::Dtmf {
+                digits: d?,
+                within: within(cx, DEFAULT_SIGNALLING_WITHIN),
+            }
+        }
+        "ringing" => {
+            let t = must_be_true(cx, "ringing", &e.ringing);
+            let within = within(cx, DEFAULT_SIGNALLING_WITHIN);
+            t?;
+            Expectation::Ringing { within }
+        }
+        "final" => {
+            let code = cx.status_code(&p.key("final"), &e.final_code, 200..=699);
+            Expectation::Final {
+                code: code?,
+                within: within(cx, DEFAULT_FINAL_WITHIN),
+            }
+        }
+        _ => {
+            let t = must_be_true(cx, "answered", &e.answered);
+            let within = within(cx, DEFAULT_FINAL_WITHIN);
+            t?;
+            Expectation::Answered { within }
+        }
+    })
+}
+
+fn validate_load(cx: &mut Ctx<'_>, p: &Path, l: &RawLoad) -> Option<Load> {
+    let ramp_up = cx.duration_or(&p.key("ramp_up"), &l.ramp_up, Duration::ZERO);
+    let total = cx.positive(&p.key("total_calls"), &l.total_calls, "`total_calls`");
+    let duration = cx.duration(&p.key("duration"), &l.duration);
+    if duration.is_some_and(|d| d.is_zero()) {
+        cx.at_value(&p.key("duration"), "`duration` must be longer than 0s");
+    }
+    let end = match (total, duration) {
+        (Some(n), Some(d)) => Some(End::CallsOrAfter(n, d)),
+        (Some(n), None) => Some(End::Calls(n)),
+        (None, Some(d)) => Some(End::After(d)),
+        (None, None) => None,
+    };
+    let unbounded = l.total_calls.is_none() && l.duration.is_none();
+    match (&l.rate, &l.concurrent) {
+        (Some(_), Some(_)) => {
+            cx.at_key(
+                &p.key("concurrent"),
+                "`rate` (open model) and `concurrent` (closed model) exclude each other",
+                Some(
+                    "`rate` starts calls on a schedule; `concurrent` keeps a number of calls up"
+                        .into(),
+                ),
+            );
+            None
+        }
+        (None, None) => {
+            cx.at_key(
+                p,
+                "`load` needs a `rate` (open model, like 20/s) or `concurrent` (closed model, like 50)",
+                None,
+            );
+            None
+        }
+        (Some(_), None) => {
+            let rate = cx.parse::<units::Rate>(&p.key("rate"), &l.rate);
+            let max_concurrent = cx
+                .positive(
+                    &p.key("max_concurrent"),
+                    &l.max_concurrent,
+                    "`max_concurrent`",
+                )
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            if unbounded {
+                cx.at_key(
+                    &p.key("rate"),
+                    "a `rate` needs an end: `total_calls` or `duration`",
+                    Some("add `total_calls: 1000` or `duration: 5m`".into()),
+                );
+            }
+            Some(Load::Open {
+                rate: rate?,
+                ramp_up,
+                end: end?,
+                max_concurrent,
+            })
+        }
+        (None, Some(_)) => {
+            let concurrent = cx
+                .positive(&p.key("concurrent"), &l.concurrent, "`concurrent`")
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            if l.max_concurrent.is_some() {
+                cx.at_key(
+                    &p.key("max_concurrent"),
+                    "`max_concurrent` caps the open model (`rate`); `concurrent` is already the cap",
+                    None,
+                );
+            }
+            if unbounded {
+                cx.at_key(
+                    &p.key("concurrent"),
+                    "`concurrent` needs an end: `total_calls` or `duration`",
+                    Some("add `total_calls: 1000` or `duration: 5m`".into()),
+                );
+            }
+            Some(Load::Closed {
+                concurrent: concurrent?,
+                ramp_up,
+                end: end?,
+            })
+        }
+    }
+}
+
+fn validate_thresholds(cx: &mut Ctx<'_>, p: &Path, raw: &RawScenario) -> Vec<Threshold> {
+    let mut out = Vec::new();
+    let Some(map) = &raw.thresholds else {
+        return out;
+    };
+    for (key, conditions) in &map.0 {
+        let kp = p.key(key);
+        let metric = match key.parse::<MetricRef>() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let hint = e.hint();
+                cx.at_key(&kp, e, hint);
+                None
+            }
+        };
+        for (i, c) in conditions.as_slice().iter().enumerate() {
+            let cp = if conditions.is_list() {
+                kp.index(i)
+            } else {
+                kp.clone()
+            };
+            let Some(text) = cx.text(&cp, &Some(c.clone())) else {
+                continue;
+            };
+            let condition = match text.parse::<Condition>() {
+                Ok(c) => c,
+                Err(e) => {
+                    let hint = e.hint();
+                    cx.error(At::Value(cp), e.to_string(), hint);
+                    continue;
+                }
+            };
+            if let Some(metric) = metric {
+                match Threshold::new(metric, condition) {
+                    Ok(t) => out.push(t),
+                    Err(e) => cx.at_value(&cp, e),
+                }
+            }
+        }
+    }
+    out
+}
