@@ -15,6 +15,10 @@ pub enum Exit {
     Usage,
     /// 3: an internal or unexpected I/O error in sipcheck itself.
     Internal,
+    /// 99: the run finished but a threshold failed (thresholds decide when present).
+    Thresholds,
+    /// 130: the run was interrupted (Ctrl-C); calls were hung up and reports written.
+    Interrupted,
 }
 
 impl Exit {
@@ -25,6 +29,8 @@ impl Exit {
             Exit::Failure => 1,
             Exit::Usage => 2,
             Exit::Internal => 3,
+            Exit::Thresholds => 99,
+            Exit::Interrupted => 130,
         }
     }
 }

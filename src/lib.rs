@@ -10,6 +10,7 @@ pub mod exit;
 pub mod ladder;
 pub mod media;
 pub mod probe;
+pub mod report;
 pub mod run;
 pub mod secret;
 pub mod transport;

@@ -39,6 +39,23 @@ enum Command {
     Answer(Box<AnswerCmd>),
     /// Check a scenario file without running it: every error, as file:line:col.
     Validate(ValidateCmd),
+    /// Run a scenario: its user agents, load, expectations, thresholds and reports.
+    Run(RunCmd),
+}
+
+#[derive(Debug, Args)]
+struct RunCmd {
+    /// The scenario file (YAML).
+    file: String,
+    /// Write a JUnit XML report here (overrides the scenario's `reports.junit`).
+    #[arg(long, value_name = "PATH")]
+    junit: Option<String>,
+    /// Write a JSON summary here (overrides the scenario's `reports.json`).
+    #[arg(long, value_name = "PATH")]
+    json: Option<String>,
+    /// Override a value, e.g. --set load.rate=50/s (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -419,6 +436,15 @@ async fn run(command: Command) -> Exit {
                     Exit::Usage
                 }
             }
+        }
+        Command::Run(cmd) => {
+            let args = sipcheck::run::RunArgs {
+                file: cmd.file,
+                overrides: cmd.set,
+                junit: cmd.junit,
+                json: cmd.json,
+            };
+            sipcheck::run::run(&args, &mut stdout).await
         }
         Command::Validate(cmd) => match sipcheck::run::load::load(&cmd.file, &cmd.set) {
             Ok((scenario, _)) => {

@@ -48,13 +48,14 @@ pub(crate) enum Command {
         SocketAddr,
         oneshot::Sender<Result<Message, String>>,
     ),
+    /// Take no new calls; finish the ones under way, then stop.
+    Shutdown,
 }
 
 /// An incoming call, handed to whoever serves the called user.
 pub(crate) struct IncomingCall {
     pub(crate) call: CallId,
     pub(crate) call_id: String,
-    pub(crate) from: String,
     pub(crate) user: String,
     pub(crate) events: CallEvents,
 }
@@ -63,7 +64,7 @@ pub(crate) struct IncomingCall {
 pub(crate) struct Agent {
     driver: UaDriver,
     commands: mpsc::UnboundedReceiver<Command>,
-    incoming: mpsc::UnboundedSender<IncomingCall>,
+    incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
     calls: HashMap<CallId, mpsc::UnboundedSender<(CallEvent<SocketAddr>, Vec<Rung>)>>,
     requests: HashMap<TxId, oneshot::Sender<Result<Message, String>>>,
 }
@@ -77,7 +78,7 @@ impl Agent {
         Self {
             driver,
             commands,
-            incoming,
+            incoming: Some(incoming),
             calls: HashMap::new(),
             requests: HashMap::new(),
         }
@@ -99,10 +100,9 @@ impl Agent {
                     }
                 },
                 command = self.commands.recv() => match command {
-                    Some(command) => self.apply(command),
-                    None if self.calls.is_empty() && self.requests.is_empty() => return,
-                    None => {
-                        // No new work can come; finish what is under way.
+                    Some(Command::Shutdown) | None => {
+                        // No new work: refuse new calls, finish what is under way.
+                        self.incoming = None;
                         while !(self.calls.is_empty() && self.requests.is_empty()) {
                             match self.driver.next_event().await {
                                 Ok(event) => self.route(event),
@@ -111,6 +111,7 @@ impl Agent {
                         }
                         return;
                     }
+                    Some(command) => self.apply(command),
                 },
             }
         }
@@ -136,7 +137,6 @@ impl Agent {
             CallEvent::Transaction(_) => {}
             CallEvent::Incoming {
                 call,
-                from,
                 request_uri,
                 to,
                 ..
@@ -153,14 +153,15 @@ impl Agent {
                     .to_string();
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.calls.insert(call, tx);
-                let handed = self.incoming.send(IncomingCall {
-                    call,
-                    call_id,
-                    from,
-                    user,
-                    events: rx,
+                let handed = self.incoming.as_ref().map(|incoming| {
+                    incoming.send(IncomingCall {
+                        call,
+                        call_id,
+                        user,
+                        events: rx,
+                    })
                 });
-                if handed.is_err() {
+                if !matches!(handed, Some(Ok(()))) {
                     self.calls.remove(&call);
                     let _ = self.driver.endpoint().reject(Instant::now(), call, 480);
                 }
@@ -226,6 +227,7 @@ impl Agent {
             Command::Reject(call, code) => log(endpoint.reject(now, call, code)),
             Command::Hangup(call) => log(endpoint.hangup(now, call)),
             Command::Cancel(call) => log(endpoint.cancel(now, call)),
+            Command::Shutdown => {}
             Command::Request(bytes, to, reply) => {
                 match endpoint.send_request(now, Bytes::from(bytes), to) {
                     Ok(tx) => {

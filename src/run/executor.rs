@@ -320,7 +320,7 @@ pub async fn execute(
     let mut calls = JoinSet::new();
     let load_start = Instant::now();
     let mut index: u64 = 0;
-    let mut start_call = |index: u64, offset: Duration, calls: &mut JoinSet<()>| {
+    let start_call = |index: u64, offset: Duration, calls: &mut JoinSet<()>| {
         let run = callers[(index as usize) % callers.len()];
         let n = (index / callers.len() as u64) as usize;
         let account = run.role.accounts[n % run.role.accounts.len()].clone();
@@ -398,7 +398,10 @@ pub async fn execute(
             error: result.err(),
         }));
     }
-    // Closing the command channels lets each agent finish its calls and stop.
+    // Each agent finishes its calls and stops; then the callee loops end.
+    for run in &roles {
+        let _ = run.ctx.commands.send(Command::Shutdown);
+    }
     drop(roles);
     while tasks.join_next().await.is_some() {}
     while agents.join_next().await.is_some() {}

@@ -746,11 +746,16 @@ impl Call {
                 if self.interrupted {
                     return false;
                 }
+                let level = media
+                    .with(|s, _| s.last_level_dbfs())
+                    .await
+                    .flatten()
+                    .map_or("no audio".to_string(), |l| format!("level {l:.1} dBFS"));
                 self.fail(
                     step,
                     FailureKind::ToneMissing,
                     format!(
-                        "expected tone {label} Hz not heard within {:.1} s",
+                        "expected tone {label} Hz not heard within {:.1} s (received {level})",
                         within.as_secs_f64()
                     ),
                 );

@@ -1,0 +1,604 @@
+//! JUnit XML for GitLab's test report (`artifacts:reports:junit`).
+//!
+//! - One `<testsuite>` per role, with one `<testcase>` per step of the role
+//!   (`caller/call`, `caller/expect (line 14)` when a step name repeats, `callee/answer`).
+//!   A step fails when any call of the role failed at it: its `<failure message="…">` gives
+//!   how many calls failed and how, and its text adds the first failing call's Call-ID,
+//!   failures and SIP ladder. `register` / `unregister` steps count registrations. A step
+//!   with no result at all (nothing ran) is `<skipped>`. Failures not tied to a step (an
+//!   interrupted call, `run`) get a testcase of their own.
+//! - A `thresholds` suite with one testcase per threshold (a failure carries the actual value
+//!   and the limit), whose `<system-out>` is the console summary.
+//!
+//! Written by hand rather than with the `junit-report` crate: that crate writes CDATA without
+//! splitting `]]>`, passes control characters through (which makes the file unparsable XML
+//! 1.0) and stamps the wall clock into every suite. Here every text is escaped, characters
+//! XML 1.0 cannot carry are shown as `\u{…}`, and the output depends on the summary only.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::UNIX_EPOCH;
+
+use super::console;
+use super::metrics::{FailedCall, RoleSummary, RunSummary, StepSummary, ThresholdResult};
+use crate::ladder::format_rung;
+
+/// One `<testcase>`.
+struct Case {
+    name: String,
+    outcome: Outcome,
+    system_out: Option<String>,
+}
+
+enum Outcome {
+    Passed,
+    Failed {
+        kind: String,
+        message: String,
+        text: String,
+    },
+    Skipped(String),
+}
+
+/// Writes the JUnit report of a run.
+///
+/// # Errors
+/// Any error of `out`.
+pub fn write_junit(
+    s: &RunSummary,
+    thresholds: &[ThresholdResult],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut suites: Vec<(String, Vec<Case>, Option<String>)> = s
+        .roles
+        .iter()
+        .map(|role| (role.name.clone(), role_cases(role), None))
+        .collect();
+    let mut summary = Vec::new();
+    console::write_summary(s, thresholds, &mut summary)?;
+    suites.push((
+        "thresholds".into(),
+        thresholds.iter().map(threshold_case).collect(),
+        Some(String::from_utf8_lossy(&summary).into_owned()),
+    ));
+
+    let time = format!("{:.3}", s.elapsed.as_secs_f64());
+    let timestamp = humantime::format_rfc3339_seconds(s.started_at.max(UNIX_EPOCH)).to_string();
+    let count = |f: fn(&Outcome) -> bool| -> usize {
+        suites
+            .iter()
+            .map(|(_, cases, _)| cases.iter().filter(|c| f(&c.outcome)).count())
+            .sum()
+    };
+    let tests: usize = suites.iter().map(|(_, c, _)| c.len()).sum();
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(
+        out,
+        r#"<testsuites name="{}" tests="{tests}" failures="{}" errors="0" skipped="{}" time="{time}" timestamp="{timestamp}">"#,
+        attr(&format!("sipcheck {}", s.scenario)),
+        count(|o| matches!(o, Outcome::Failed { .. })),
+        count(|o| matches!(o, Outcome::Skipped(_))),
+    )?;
+    for (name, cases, system_out) in &suites {
+        let failures = cases
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Failed { .. }))
+            .count();
+        let skipped = cases
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Skipped(_)))
+            .count();
+        writeln!(
+            out,
+            r#"  <testsuite name="{}" tests="{}" failures="{failures}" errors="0" skipped="{skipped}" time="{time}" timestamp="{timestamp}">"#,
+            attr(name),
+            cases.len(),
+        )?;
+        let classname = attr(&format!("{}.{name}", s.scenario));
+        for case in cases {
+            write!(
+                out,
+                r#"    <testcase name="{}" classname="{classname}" time="0""#,
+                attr(&case.name)
+            )?;
+            if matches!(case.outcome, Outcome::Passed) && case.system_out.is_none() {
+                writeln!(out, "/>")?;
+                continue;
+            }
+            writeln!(out, ">")?;
+            match &case.outcome {
+                Outcome::Passed => {}
+                Outcome::Failed {
+                    kind,
+                    message,
+                    text,
+                } => writeln!(
+                    out,
+                    r#"      <failure message="{}" type="{}">{}</failure>"#,
+                    attr(message),
+                    attr(kind),
+                    text_node(text)
+                )?,
+                Outcome::Skipped(message) => {
+                    writeln!(out, r#"      <skipped message="{}"/>"#, attr(message))?;
+                }
+            }
+            if let Some(so) = &case.system_out {
+                writeln!(out, "      <system-out>{}</system-out>", text_node(so))?;
+            }
+            writeln!(out, "    </testcase>")?;
+        }
+        if let Some(so) = system_out {
+            writeln!(out, "    <system-out>{}</system-out>", text_node(so))?;
+        }
+        writeln!(out, "  </testsuite>")?;
+    }
+    writeln!(out, "</testsuites>")
+}
+
+/// The testcases of a role: its steps, in order.
+fn role_cases(role: &RoleSummary) -> Vec<Case> {
+    let repeated = |kind: &str| role.steps.iter().filter(|s| s.kind == kind).count() > 1;
+    let mut cases: Vec<Case> = Vec::new();
+    let mut saw_register = false;
+    let mut saw_unregister = false;
+    for step in &role.steps {
+        let name = if step.line == 0 && repeated(&step.kind) {
+            format!("{}/{} (no line)", role.name, step.kind)
+        } else if repeated(&step.kind) {
+            format!("{}/{} (line {})", role.name, step.kind, step.line)
+        } else {
+            format!("{}/{}", role.name, step.kind)
+        };
+        let case = match step.kind.as_str() {
+            "register" if step.failed == 0 => {
+                saw_register = true;
+                registration_case(name, role, false)
+            }
+            "unregister" if step.failed == 0 => {
+                saw_unregister = true;
+                registration_case(name, role, true)
+            }
+            _ => step_case(name, role, step),
+        };
+        cases.push(case);
+    }
+    let r = &role.registrations;
+    if !saw_register && r.ok + r.failed > 0 {
+        cases.insert(
+            0,
+            registration_case(format!("{}/register", role.name), role, false),
+        );
+    }
+    if !saw_unregister && r.unregister_ok + r.unregister_failed > 0 {
+        cases.push(registration_case(
+            format!("{}/unregister", role.name),
+            role,
+            true,
+        ));
+    }
+    cases
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn step_case(name: String, role: &RoleSummary, step: &StepSummary) -> Case {
+    let calls = role.calls.started;
+    let at = if step.line > 0 {
+        format!("step {} (line {}, col {})", step.kind, step.line, step.col)
+    } else {
+        format!("{} (not tied to a step)", step.kind)
+    };
+    if calls == 0 {
+        return Case {
+            name,
+            outcome: Outcome::Skipped(format!("no call of role {} finished", role.name)),
+            system_out: None,
+        };
+    }
+    if step.failed == 0 {
+        return Case {
+            name,
+            outcome: Outcome::Passed,
+            system_out: Some(format!(
+                "{} of role {}: none failed at {at}.\n",
+                plural(calls, "call", "calls"),
+                role.name
+            )),
+        };
+    }
+    let kinds = step
+        .failures
+        .iter()
+        .map(|(label, n)| format!("{label} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kind = step
+        .failures
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map_or_else(|| "failure".to_owned(), |(label, _)| label.clone());
+    let mut text = format!(
+        "{} of {} of role {} failed at {at}:\n",
+        step.failed,
+        plural(calls, "call", "calls"),
+        role.name
+    );
+    for (label, n) in &step.failures {
+        let _ = writeln!(text, "  {label:<20} {n}");
+    }
+    if let Some(sample) = &step.sample {
+        text.push('\n');
+        sample_text(&mut text, sample);
+    }
+    text.push_str(
+        "\nMore failing calls, with their ladders: failed_call_samples in the JSON summary.\n",
+    );
+    Case {
+        name,
+        outcome: Outcome::Failed {
+            kind,
+            message: format!(
+                "{} of {} failed: {kinds}",
+                step.failed,
+                plural(calls, "call", "calls")
+            ),
+            text,
+        },
+        system_out: None,
+    }
+}
+
+/// The first failing call: Call-ID, failures and SIP ladder.
+fn sample_text(text: &mut String, c: &FailedCall) {
+    let _ = writeln!(text, "First failing call: Call-ID {}", c.call_id);
+    let _ = write!(text, "  user {} ({}", c.user, c.role);
+    if let Some(code) = c.final_code {
+        let _ = write!(text, ", final response {code}");
+    }
+    let _ = writeln!(text, "), ended: {}", c.end_reason);
+    for f in &c.failures {
+        let at = if f.line > 0 {
+            format!("{} (line {})", f.step, f.line)
+        } else {
+            f.step.clone()
+        };
+        let _ = writeln!(text, "  {at}: {}: {}", f.kind, f.message);
+    }
+    if !c.ladder.is_empty() {
+        let _ = writeln!(text, "SIP ladder:");
+        for rung in &c.ladder {
+            let _ = writeln!(text, "{}", format_rung(rung));
+        }
+    }
+}
+
+fn registration_case(name: String, role: &RoleSummary, unregister: bool) -> Case {
+    let r = &role.registrations;
+    let (ok, failed, first, what) = if unregister {
+        (
+            r.unregister_ok,
+            r.unregister_failed,
+            &r.first_unregister_failure,
+            ("unregistration", "unregistrations"),
+        )
+    } else {
+        (
+            r.ok,
+            r.failed,
+            &r.first_failure,
+            ("registration", "registrations"),
+        )
+    };
+    let total = ok + failed;
+    if total == 0 {
+        return Case {
+            name,
+            outcome: Outcome::Skipped(format!("no {} of role {}", what.0, role.name)),
+            system_out: None,
+        };
+    }
+    if failed == 0 {
+        return Case {
+            name,
+            outcome: Outcome::Passed,
+            system_out: Some(format!(
+                "{} of role {}, none failed.\n",
+                plural(total, what.0, what.1),
+                role.name
+            )),
+        };
+    }
+    let first = first
+        .as_ref()
+        .map(|f| format!("{}: {}", f.user, f.error))
+        .unwrap_or_default();
+    Case {
+        name,
+        outcome: Outcome::Failed {
+            kind: what.0.to_owned(),
+            message: format!(
+                "{failed} of {} failed; first: {first}",
+                plural(total, what.0, what.1)
+            ),
+            text: format!(
+                "{failed} of {} of role {} failed.\nFirst failure: {first}\n",
+                plural(total, what.0, what.1),
+                role.name
+            ),
+        },
+        system_out: None,
+    }
+}
+
+fn threshold_case(t: &ThresholdResult) -> Case {
+    let name = format!("{} {}", t.name, t.condition);
+    let actual = match t.actual {
+        Some(_) => format!("actual {}", t.actual_text()),
+        None => "no data: nothing was measured".to_owned(),
+    };
+    if t.passed {
+        Case {
+            name,
+            outcome: Outcome::Passed,
+            system_out: Some(format!("{actual}\n")),
+        }
+    } else {
+        Case {
+            outcome: Outcome::Failed {
+                kind: "threshold".into(),
+                message: format!("{actual}, limit {}", t.condition),
+                text: format!("{name}: {actual}, limit {}\n", t.condition),
+            },
+            name,
+            system_out: None,
+        }
+    }
+}
+
+/// Appends `c` escaped for XML, or `\u{…}` for a character XML 1.0 cannot carry.
+fn push_escaped(out: &mut String, c: char, in_attr: bool) {
+    match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '"' if in_attr => out.push_str("&quot;"),
+        '\'' if in_attr => out.push_str("&apos;"),
+        // Attribute values normalise whitespace; text normalises CR.
+        '\n' if in_attr => out.push_str("&#10;"),
+        '\t' if in_attr => out.push_str("&#9;"),
+        '\r' => out.push_str("&#13;"),
+        '\n' | '\t' => out.push(c),
+        c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
+}
+
+/// `s` escaped for an attribute value in double quotes.
+fn attr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        push_escaped(&mut out, c, true);
+    }
+    out
+}
+
+/// `s` escaped for element text.
+fn text_node(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        push_escaped(&mut out, c, false);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    fn render() -> String {
+        let s = fixture::run();
+        let t = s.check(&fixture::thresholds());
+        let mut out = Vec::new();
+        write_junit(&s, &t, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn attr_of<'a>(n: roxmltree::Node<'a, '_>, name: &str) -> &'a str {
+        n.attribute(name)
+            .unwrap_or_else(|| panic!("no {name} on {n:?}"))
+    }
+
+    #[test]
+    fn snapshot() {
+        crate::report::snapshot::assert_snapshot("report_junit.xml", &render());
+    }
+
+    #[test]
+    fn suites_cases_and_counts() {
+        let xml = render();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "testsuites");
+        let suites: Vec<_> = root
+            .children()
+            .filter(|n| n.has_tag_name("testsuite"))
+            .collect();
+        let names: Vec<_> = suites.iter().map(|s| attr_of(*s, "name")).collect();
+        assert_eq!(names, ["callee", "caller", "thresholds"]);
+        let cases = |suite: roxmltree::Node| -> Vec<(String, bool)> {
+            suite
+                .children()
+                .filter(|n| n.has_tag_name("testcase"))
+                .map(|c| {
+                    (
+                        attr_of(c, "name").to_owned(),
+                        c.children().any(|n| n.has_tag_name("failure")),
+                    )
+                })
+                .collect()
+        };
+        let owned = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
+            v.iter().map(|(n, f)| ((*n).to_owned(), *f)).collect()
+        };
+        assert_eq!(
+            cases(suites[0]),
+            owned(&[
+                ("callee/register", true),
+                ("callee/answer", true),
+                ("callee/play", false),
+                ("callee/expect", false),
+                ("callee/wait_for", false),
+            ])
+        );
+        assert_eq!(
+            cases(suites[1]),
+            owned(&[
+                ("caller/register", false),
+                ("caller/call", true),
+                ("caller/expect (line 18)", false),
+                ("caller/play", false),
+                ("caller/expect (line 20)", true),
+                ("caller/hangup", false),
+            ])
+        );
+        assert_eq!(
+            cases(suites[2]),
+            owned(&[
+                ("invite_to_200.p99 < 500ms", false),
+                ("calls.failed < 1%", true),
+                ("rtp.loss < 0.5%", false),
+                ("audio.verified > 99%", false),
+                ("register_rtt.p99 < 200ms", false),
+            ])
+        );
+        for (suite, tests, failures) in [(0, 5, 2), (1, 6, 2), (2, 5, 1)] {
+            assert_eq!(attr_of(suites[suite], "tests"), tests.to_string());
+            assert_eq!(attr_of(suites[suite], "failures"), failures.to_string());
+        }
+        assert_eq!(attr_of(root, "tests"), "16");
+        assert_eq!(attr_of(root, "failures"), "5");
+        assert_eq!(attr_of(root, "timestamp"), "2025-11-23T12:13:20Z");
+    }
+
+    #[test]
+    fn a_failing_step_carries_counts_call_id_and_ladder() {
+        let xml = render();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let call = doc
+            .descendants()
+            .find(|n| n.attribute("name") == Some("caller/call"))
+            .unwrap();
+        let failure = call.children().find(|n| n.has_tag_name("failure")).unwrap();
+        assert_eq!(
+            attr_of(failure, "message"),
+            "3 of 100 calls failed: sip_486 ×2, timer_b ×1"
+        );
+        assert_eq!(attr_of(failure, "type"), "sip_486");
+        let text = failure.text().unwrap();
+        assert!(
+            text.starts_with(
+                "3 of 100 calls of role caller failed at step call (line 17, col 9):\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("First failing call: Call-ID call-0@sipcheck"),
+            "{text}"
+        );
+        // The message with XML specials and a control character survives, readable.
+        assert!(
+            text.contains(r#"call (line 17): sip_486: call <sip:1000@pbx.test> rejected: 486 "Busy & Here"\u{1}"#),
+            "{text}"
+        );
+        assert!(text.contains("SIP ladder:\n"), "{text}");
+        assert!(
+            text.contains("<-- 127.0.0.1:5060         SIP/2.0 486 Busy Here  [1 INVITE]"),
+            "{text}"
+        );
+
+        let threshold = doc
+            .descendants()
+            .find(|n| n.attribute("name") == Some("calls.failed < 1%"))
+            .unwrap();
+        let failure = threshold
+            .children()
+            .find(|n| n.has_tag_name("failure"))
+            .unwrap();
+        assert_eq!(attr_of(failure, "message"), "actual 4%, limit < 1%");
+
+        let register = doc
+            .descendants()
+            .find(|n| n.attribute("name") == Some("callee/register"))
+            .unwrap();
+        let failure = register
+            .children()
+            .find(|n| n.has_tag_name("failure"))
+            .unwrap();
+        assert_eq!(
+            attr_of(failure, "message"),
+            "1 of 99 registrations failed; first: 1049: 403 Forbidden"
+        );
+    }
+
+    #[test]
+    fn the_console_summary_is_in_the_thresholds_suite() {
+        let xml = render();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let suite = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testsuite") && n.attribute("name") == Some("thresholds"))
+            .unwrap();
+        let out = suite
+            .children()
+            .find(|n| n.has_tag_name("system-out"))
+            .unwrap()
+            .text()
+            .unwrap();
+        let s = fixture::run();
+        let mut expected = Vec::new();
+        console::write_summary(&s, &s.check(&fixture::thresholds()), &mut expected).unwrap();
+        assert_eq!(out, String::from_utf8(expected).unwrap());
+    }
+
+    #[test]
+    fn escaping_keeps_the_document_well_formed() {
+        let nasty = "a<b & \"c\" 'd' ]]> \u{1}\u{1b}[31m\r\n\tend \u{FFFF}";
+        let a = attr(nasty);
+        let t = text_node(nasty);
+        assert_eq!(
+            a,
+            "a&lt;b &amp; &quot;c&quot; &apos;d&apos; ]]&gt; \\u{1}\\u{1b}[31m&#13;&#10;&#9;end \\u{ffff}"
+        );
+        assert_eq!(
+            t,
+            "a&lt;b &amp; \"c\" 'd' ]]&gt; \\u{1}\\u{1b}[31m&#13;\n\tend \\u{ffff}"
+        );
+        let xml = format!(r#"<r a="{a}">{t}</r>"#);
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let shown = "a<b & \"c\" 'd' ]]> \\u{1}\\u{1b}[31m\r\n\tend \\u{ffff}";
+        assert_eq!(doc.root_element().attribute("a"), Some(shown));
+        assert_eq!(doc.root_element().text(), Some(shown));
+        // Unescaped, the same text would not parse.
+        assert!(roxmltree::Document::parse(&format!("<r>{nasty}</r>")).is_err());
+    }
+
+    #[test]
+    fn steps_that_never_ran_are_skipped() {
+        let s = crate::report::Metrics::new(std::time::SystemTime::UNIX_EPOCH, &fixture::info())
+            .finish(std::time::Duration::ZERO, true);
+        let mut out = Vec::new();
+        write_junit(&s, &[], &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let root = doc.root_element();
+        assert_eq!(attr_of(root, "tests"), "11");
+        assert_eq!(attr_of(root, "skipped"), "11");
+        assert_eq!(attr_of(root, "failures"), "0");
+    }
+}

@@ -1,0 +1,1236 @@
+//! The metrics aggregator: the executor hands it each call's figures once, at the call's end
+//! ([`Metrics::record_call`]), and each registration ([`Metrics::record_register`]); at the
+//! end of the run [`Metrics::finish`] turns them into a [`RunSummary`], which every reporter
+//! reads and which answers thresholds ([`RunSummary::value`], [`RunSummary::check`]).
+//!
+//! # What is counted where
+//!
+//! - **Calls.** Every role counts its own results (`calls.by_role`). The run's totals (and the
+//!   `calls.*` thresholds) count the *calling* side when the run has callers, so a call between
+//!   two roles of the run counts once; a run with only callees (calls come from outside)
+//!   counts the callee side. A call *failed* when its result has at least one failure.
+//! - **Failures** are counted per [`FailureKind::label`](crate::run::result::FailureKind::label),
+//!   per occurrence: a call can fail more than one way, so the failures can add up to more
+//!   than the failed calls.
+//! - **Timings** are HdrHistograms of microseconds (3 significant figures, sized for 1 µs to
+//!   1 h and resized above that, so no outlier is clamped):
+//!   - `invite_to_first_provisional`, `invite_to_ringing`, `invite_to_200`: caller side only,
+//!     measured from each call's *scheduled* start (no coordinated omission). Calls that never
+//!     got that far have no sample: read them with `calls.failed`.
+//!   - `call_duration`: the counting side (one sample per call).
+//!   - `bye_rtt`, `tone_onset`: every user agent that measured one.
+//!   - `rtp.jitter`: one sample per received stream (per call result), its RFC 3550 jitter at
+//!     the call's end.
+//!   - `pacing.lateness`: every frame sent, merged from each call's histogram.
+//!   - `register_rtt`: registrations that succeeded (not unregistrations).
+//! - **Per-call loss** ([`RunSummary::call_loss_ppm`]): one sample per received stream that
+//!   expected packets, in parts per million of the packets expected (10 000 ppm = 1 %). The
+//!   `rtp.loss` threshold is the run's total instead: lost ÷ expected over all streams.
+//! - **Generator health.** A *late start* is a call whose INVITE left more than
+//!   [`LATE_START`] after its scheduled time: sipcheck itself, not the system under test, fell
+//!   behind. *Frames skipped* are media frames a sender dropped because it woke up too late
+//!   (the `generator.overrun` metric).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use sipcheck_core::scenario::model::Scenario;
+use sipcheck_core::scenario::threshold::{Metric, MetricRef, Stat, Threshold, ValueUnit};
+
+use crate::ladder::Rung;
+use crate::run::result::{CallResult, RegisterResult, Side};
+
+/// A call whose INVITE left later than this after its scheduled start is a late start.
+pub const LATE_START: Duration = Duration::from_millis(10);
+
+/// How many failing calls are kept per failure kind.
+pub const SAMPLES_PER_KIND: usize = 10;
+
+/// The timing metrics, in report order.
+pub const TIMING_METRICS: [Metric; 9] = [
+    Metric::RegisterRtt,
+    Metric::InviteToFirstProvisional,
+    Metric::InviteToRinging,
+    Metric::InviteTo200,
+    Metric::ByeRtt,
+    Metric::CallDuration,
+    Metric::ToneOnset,
+    Metric::RtpJitter,
+    Metric::PacingLateness,
+];
+
+/// One step of a role as written in the scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepInfo {
+    /// The step's name (`call`, `expect`, `answer` …).
+    pub kind: String,
+    /// Its line in the scenario file.
+    pub line: u32,
+    /// Its column.
+    pub col: u32,
+}
+
+/// One role of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// The role's name.
+    pub name: String,
+    /// Whether it places calls.
+    pub places_calls: bool,
+    /// Its steps, in order.
+    pub steps: Vec<StepInfo>,
+}
+
+/// What the reports need to know about the run besides its results: the scenario's name and
+/// its roles and steps (so that steps that never failed still appear in JUnit).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunInfo {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The roles, in the order written.
+    pub roles: Vec<RoleInfo>,
+}
+
+impl RunInfo {
+    /// The roles and steps of a validated scenario.
+    #[must_use]
+    pub fn from_scenario(scenario: &Scenario) -> Self {
+        Self {
+            scenario: scenario.name.clone(),
+            roles: scenario
+                .roles
+                .iter()
+                .map(|role| RoleInfo {
+                    name: role.name.clone(),
+                    places_calls: role.calls(),
+                    steps: role
+                        .steps
+                        .iter()
+                        .map(|s| StepInfo {
+                            kind: s.value.name().to_owned(),
+                            line: s.line,
+                            col: s.col,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Calls started, passed and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CallCounts {
+    /// Calls with a result.
+    pub started: u64,
+    /// Calls without a failure.
+    pub passed: u64,
+    /// Calls with at least one failure.
+    pub failed: u64,
+}
+
+impl CallCounts {
+    fn add(&mut self, passed: bool) {
+        self.started += 1;
+        if passed {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+
+    /// Failed calls as a fraction of those started; `None` before any call.
+    #[must_use]
+    pub fn failed_ratio(&self) -> Option<f64> {
+        ratio(self.failed, self.started)
+    }
+}
+
+/// Registrations and unregistrations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrationCounts {
+    /// Registrations (and refreshes) that succeeded.
+    pub ok: u64,
+    /// Registrations that failed.
+    pub failed: u64,
+    /// Unregistrations that succeeded.
+    pub unregister_ok: u64,
+    /// Unregistrations that failed.
+    pub unregister_failed: u64,
+    /// The first failed registration.
+    pub first_failure: Option<RegistrationFailure>,
+    /// The first failed unregistration.
+    pub first_unregister_failure: Option<RegistrationFailure>,
+}
+
+impl RegistrationCounts {
+    fn add(&mut self, r: &RegisterResult) {
+        let failure = r.error.as_ref().map(|e| RegistrationFailure {
+            user: r.user.clone(),
+            error: e.clone(),
+        });
+        let (ok, failed, first) = if r.unregister {
+            (
+                &mut self.unregister_ok,
+                &mut self.unregister_failed,
+                &mut self.first_unregister_failure,
+            )
+        } else {
+            (&mut self.ok, &mut self.failed, &mut self.first_failure)
+        };
+        match failure {
+            None => *ok += 1,
+            Some(f) => {
+                *failed += 1;
+                first.get_or_insert(f);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.unregister_ok += other.unregister_ok;
+        self.unregister_failed += other.unregister_failed;
+        if self.first_failure.is_none() {
+            self.first_failure.clone_from(&other.first_failure);
+        }
+        if self.first_unregister_failure.is_none() {
+            self.first_unregister_failure
+                .clone_from(&other.first_unregister_failure);
+        }
+    }
+}
+
+/// A failed registration, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistrationFailure {
+    /// The account.
+    pub user: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Checked and verified media expectations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    /// Expectations checked.
+    pub checked: u64,
+    /// Those that held.
+    pub verified: u64,
+}
+
+impl Verified {
+    /// Verified as a fraction of checked; `None` when nothing was checked.
+    #[must_use]
+    pub fn ratio(&self) -> Option<f64> {
+        ratio(self.verified, self.checked)
+    }
+}
+
+/// RTP packet totals over every stream of the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RtpTotals {
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Packets received.
+    pub packets_received: u64,
+    /// Packets the senders' sequence numbers say were sent to us.
+    pub packets_expected: u64,
+    /// Packets lost.
+    pub packets_lost: u64,
+}
+
+impl RtpTotals {
+    /// Lost as a fraction of expected; `None` when no packet was expected.
+    #[must_use]
+    pub fn loss_ratio(&self) -> Option<f64> {
+        ratio(self.packets_lost, self.packets_expected)
+    }
+}
+
+/// Whether sipcheck itself kept up with its schedule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GeneratorHealth {
+    /// Calls whose INVITE left more than [`LATE_START`] after its scheduled time.
+    pub late_starts: u64,
+    /// The largest start lag seen.
+    pub max_start_lag: Duration,
+    /// Media frames skipped because a sender woke up too late.
+    pub frames_skipped: u64,
+    /// Calls due by the load plan but not started because the concurrency cap was reached.
+    pub not_started: u64,
+}
+
+/// One failure of a sampled call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureNote {
+    /// The step (`call`, `expect` …).
+    pub step: String,
+    /// Its line in the scenario (0: not tied to a step).
+    pub line: u32,
+    /// Its column.
+    pub col: u32,
+    /// [`FailureKind::label`](crate::run::result::FailureKind::label).
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// A failing call kept as an example, with its SIP ladder.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedCall {
+    /// The role.
+    pub role: String,
+    /// The side.
+    pub side: Side,
+    /// The account.
+    pub user: String,
+    /// The SIP Call-ID.
+    pub call_id: String,
+    /// The final status of the INVITE.
+    pub final_code: Option<u16>,
+    /// Why the call ended.
+    pub end_reason: String,
+    /// Everything that failed.
+    pub failures: Vec<FailureNote>,
+    /// The SIP ladder.
+    pub ladder: Vec<Rung>,
+}
+
+impl FailedCall {
+    fn from_result(r: &CallResult) -> Self {
+        Self {
+            role: r.role.clone(),
+            side: r.side,
+            user: r.user.clone(),
+            call_id: r.call_id.clone(),
+            final_code: r.final_code,
+            end_reason: r.end_reason.clone(),
+            failures: r
+                .failures
+                .iter()
+                .map(|f| FailureNote {
+                    step: f.step.to_owned(),
+                    line: f.line,
+                    col: f.col,
+                    kind: f.kind.label(),
+                    message: f.message.clone(),
+                })
+                .collect(),
+            ladder: r.ladder.clone(),
+        }
+    }
+}
+
+/// The results of one step of one role.
+#[derive(Debug, Clone)]
+pub struct StepSummary {
+    /// The step's name.
+    pub kind: String,
+    /// Its line (0: failures not tied to a step, such as an interrupted run).
+    pub line: u32,
+    /// Its column.
+    pub col: u32,
+    /// Calls of the role that failed at this step.
+    pub failed: u64,
+    /// Failures at this step per kind label.
+    pub failures: BTreeMap<String, u64>,
+    /// The first call that failed at this step.
+    pub sample: Option<FailedCall>,
+}
+
+/// The results of one role.
+#[derive(Debug, Clone)]
+pub struct RoleSummary {
+    /// The role's name.
+    pub name: String,
+    /// Whether it places calls.
+    pub places_calls: bool,
+    /// Its calls (each of its call results).
+    pub calls: CallCounts,
+    /// Its failures per kind label.
+    pub failures: BTreeMap<String, u64>,
+    /// Its registrations.
+    pub registrations: RegistrationCounts,
+    /// Its steps: those of the scenario in order, then any other place failures were reported.
+    pub steps: Vec<StepSummary>,
+}
+
+impl RoleSummary {
+    fn new(name: &str, places_calls: bool, steps: &[StepInfo]) -> Self {
+        Self {
+            name: name.to_owned(),
+            places_calls,
+            calls: CallCounts::default(),
+            failures: BTreeMap::new(),
+            registrations: RegistrationCounts::default(),
+            steps: steps
+                .iter()
+                .map(|s| StepSummary {
+                    kind: s.kind.clone(),
+                    line: s.line,
+                    col: s.col,
+                    failed: 0,
+                    failures: BTreeMap::new(),
+                    sample: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The step at `line:col` (or, failing that, the only step at `line`, or the step of
+    /// that name with no position), created when the scenario did not list it.
+    fn step_mut(&mut self, kind: &str, line: u32, col: u32) -> &mut StepSummary {
+        let exact = self
+            .steps
+            .iter()
+            .position(|s| s.line == line && s.col == col && (line > 0 || s.kind == kind));
+        let on_line = || {
+            let mut on_line = self
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| line > 0 && s.line == line);
+            match (on_line.next(), on_line.next()) {
+                (Some((i, _)), None) => Some(i),
+                _ => None,
+            }
+        };
+        let i = match exact.or_else(on_line) {
+            Some(i) => i,
+            None => {
+                self.steps.push(StepSummary {
+                    kind: kind.to_owned(),
+                    line,
+                    col,
+                    failed: 0,
+                    failures: BTreeMap::new(),
+                    sample: None,
+                });
+                self.steps.len() - 1
+            }
+        };
+        &mut self.steps[i]
+    }
+}
+
+/// A timing metric's samples, in microseconds.
+#[derive(Debug, Clone)]
+pub struct TimingSeries {
+    /// The metric.
+    pub metric: Metric,
+    /// Its samples, microseconds.
+    pub micros: Histogram<u64>,
+}
+
+/// Figures of one histogram of microseconds, in milliseconds. Percentiles are HdrHistogram's
+/// highest equivalent value (within 0.1 % above the true value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimingStats {
+    /// Samples.
+    pub count: u64,
+    /// Smallest sample.
+    pub min_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest sample.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+}
+
+impl TimingStats {
+    /// The figures of a histogram of microseconds; `None` when it is empty.
+    #[must_use]
+    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Some(Self {
+            count: h.len(),
+            min_ms: ms(h.min()),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1000.0,
+        })
+    }
+}
+
+/// Everything a run measured, as the reporters read it.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The scenario's name.
+    pub scenario: String,
+    /// When the run started (wall clock).
+    pub started_at: SystemTime,
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// Whether it was interrupted (Ctrl-C) before its planned end.
+    pub interrupted: bool,
+    /// Which side's results the run's call totals count.
+    pub counted_side: Side,
+    /// Call totals (see the module documentation).
+    pub calls: CallCounts,
+    /// Failures per kind label, all roles.
+    pub failures: BTreeMap<String, u64>,
+    /// Registrations, all roles.
+    pub registrations: RegistrationCounts,
+    /// Per role, in the scenario's order.
+    pub roles: Vec<RoleSummary>,
+    /// The timing metrics, in [`TIMING_METRICS`] order (empty histograms included).
+    pub timings: Vec<TimingSeries>,
+    /// Per received stream: lost packets in parts per million of those expected.
+    pub call_loss_ppm: Histogram<u64>,
+    /// RTP totals.
+    pub rtp: RtpTotals,
+    /// Tone and silence expectations.
+    pub audio: Verified,
+    /// DTMF expectations.
+    pub dtmf: Verified,
+    /// Whether sipcheck kept up.
+    pub generator: GeneratorHealth,
+    /// Failing calls kept as examples: the first [`SAMPLES_PER_KIND`] per failure kind label.
+    pub samples: BTreeMap<String, Vec<FailedCall>>,
+}
+
+/// The verdict on one threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdResult {
+    /// The metric and statistic, as written: `invite_to_200.p99`.
+    pub name: String,
+    /// The condition, as written: `< 500ms`.
+    pub condition: String,
+    /// The measured value in `unit`; `None` when nothing was measured (which fails).
+    pub actual: Option<f64>,
+    /// The unit of `actual`.
+    pub unit: ValueUnit,
+    /// Whether the condition held.
+    pub passed: bool,
+}
+
+impl ThresholdResult {
+    /// The measured value for people: `312.4 ms`, `0.08%`, `12`, `20.1/s`, `no data`.
+    #[must_use]
+    pub fn actual_text(&self) -> String {
+        match self.actual {
+            None => "no data".to_owned(),
+            Some(v) => format_value(self.unit, v),
+        }
+    }
+}
+
+/// A value in a threshold unit, for people.
+#[must_use]
+pub fn format_value(unit: ValueUnit, v: f64) -> String {
+    match unit {
+        ValueUnit::Milliseconds if v.abs() < 1.0 => format!("{v:.3} ms"),
+        ValueUnit::Milliseconds => format!("{v:.1} ms"),
+        ValueUnit::Fraction => format!("{}%", trim_float(v * 100.0, 3)),
+        ValueUnit::Count => trim_float(v, 3),
+        ValueUnit::PerSecond => format!("{v:.1}/s"),
+    }
+}
+
+/// `v` with at most `decimals` decimals and no trailing zeros.
+fn trim_float(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// The short name of a threshold unit, as in the JSON summary.
+#[must_use]
+pub fn unit_name(unit: ValueUnit) -> &'static str {
+    match unit {
+        ValueUnit::Milliseconds => "ms",
+        ValueUnit::Fraction => "fraction",
+        ValueUnit::Count => "count",
+        ValueUnit::PerSecond => "per_second",
+    }
+}
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every threshold held, and (without a `calls.*` threshold) every call and registration
+    /// passed.
+    Passed,
+    /// Calls or registrations failed and no `calls.failed` / `calls.passed` threshold says
+    /// how many may.
+    CallsFailed,
+    /// At least one threshold failed.
+    ThresholdsFailed,
+    /// Nothing failed, but the run was interrupted before its planned end.
+    Interrupted,
+}
+
+impl RunSummary {
+    /// The histogram of a timing metric (`None` for a metric that is not a timing).
+    #[must_use]
+    pub fn timing(&self, metric: Metric) -> Option<&Histogram<u64>> {
+        self.timings
+            .iter()
+            .find(|t| t.metric == metric)
+            .map(|t| &t.micros)
+    }
+
+    /// The run's value for a threshold's metric, in the unit of [`MetricRef::unit`]:
+    /// milliseconds for timings, a fraction of one for ratios, a count, or a rate per second
+    /// of the run's elapsed time. `None` when there is nothing to measure (no sample, nothing
+    /// expected or checked), which fails the threshold.
+    #[must_use]
+    pub fn value(&self, r: &MetricRef) -> Option<f64> {
+        let secs = self.elapsed.as_secs_f64();
+        let per_second = |n: u64| (secs > 0.0).then(|| n as f64 / secs);
+        if let Some(h) = self.timing(r.metric) {
+            let ms = |us: u64| us as f64 / 1000.0;
+            return match r.stat? {
+                Stat::Count => Some(h.len() as f64),
+                Stat::Rate => per_second(h.len()),
+                _ if h.is_empty() => None,
+                Stat::Percentile(p) => Some(ms(h.value_at_quantile(p / 100.0))),
+                Stat::Min => Some(ms(h.min())),
+                Stat::Max => Some(ms(h.max())),
+                Stat::Mean => Some(h.mean() / 1000.0),
+            };
+        }
+        let (part, whole) = match r.metric {
+            Metric::RtpLoss => (self.rtp.packets_lost, self.rtp.packets_expected),
+            Metric::CallsFailed => (self.calls.failed, self.calls.started),
+            Metric::CallsPassed => (self.calls.passed, self.calls.started),
+            Metric::AudioVerified => (self.audio.verified, self.audio.checked),
+            Metric::DtmfVerified => (self.dtmf.verified, self.dtmf.checked),
+            Metric::CallsStarted => (self.calls.started, 0),
+            Metric::GeneratorOverrun => (self.generator.frames_skipped, 0),
+            _ => return None,
+        };
+        match r.stat {
+            Some(Stat::Count) => Some(part as f64),
+            Some(Stat::Rate) => per_second(part),
+            None if r.unit() == ValueUnit::Count => Some(part as f64),
+            None => ratio(part, whole),
+            Some(_) => None,
+        }
+    }
+
+    /// Checks thresholds against the run, in order.
+    #[must_use]
+    pub fn check(&self, thresholds: &[Threshold]) -> Vec<ThresholdResult> {
+        thresholds
+            .iter()
+            .map(|t| {
+                let outcome = t.evaluate(&|r| self.value(r));
+                ThresholdResult {
+                    name: t.metric.to_string(),
+                    condition: t.condition.to_string(),
+                    actual: outcome.actual,
+                    unit: t.metric.unit(),
+                    passed: outcome.passed,
+                }
+            })
+            .collect()
+    }
+
+    /// The verdict, k6 style: a failed threshold fails the run. Failed calls fail it too,
+    /// unless a `calls.failed` or `calls.passed` threshold says how many may fail.
+    #[must_use]
+    pub fn verdict(&self, thresholds: &[ThresholdResult]) -> Verdict {
+        if thresholds.iter().any(|t| !t.passed) {
+            return Verdict::ThresholdsFailed;
+        }
+        let governed = thresholds.iter().any(|t| {
+            let base = t.name.split('.').take(2).collect::<Vec<_>>().join(".");
+            base == "calls.failed" || base == "calls.passed"
+        });
+        let failed = self.calls.failed > 0 || self.registrations.failed > 0;
+        if failed && !governed {
+            Verdict::CallsFailed
+        } else if self.interrupted {
+            Verdict::Interrupted
+        } else {
+            Verdict::Passed
+        }
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// A histogram of microseconds: 1 µs to 1 h at 3 significant figures, resized for anything
+/// longer (nothing is clamped).
+fn micros_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("constant bounds are valid for HdrHistogram");
+    h.auto(true);
+    h
+}
+
+fn record(h: &mut Histogram<u64>, value: u64) {
+    if h.record(value).is_err() {
+        h.saturating_record(value);
+    }
+}
+
+fn record_duration(h: &mut Histogram<u64>, d: Duration) {
+    record(h, u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+}
+
+/// Aggregates call and registration results into a [`RunSummary`].
+///
+/// Memory stays bounded whatever the run's length: histograms, counters, one sample per step
+/// and [`SAMPLES_PER_KIND`] per failure kind.
+#[derive(Debug)]
+pub struct Metrics {
+    scenario: String,
+    started_at: SystemTime,
+    roles: Vec<RoleSummary>,
+    by_side: [CallCounts; 2],
+    any_caller_role: bool,
+    timings: Vec<TimingSeries>,
+    duration_by_side: [Histogram<u64>; 2],
+    call_loss_ppm: Histogram<u64>,
+    rtp: RtpTotals,
+    audio: Verified,
+    dtmf: Verified,
+    generator: GeneratorHealth,
+    samples: BTreeMap<String, Vec<FailedCall>>,
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Caller => 0,
+        Side::Callee => 1,
+    }
+}
+
+impl Metrics {
+    /// An aggregator for a run that started at `run_start` (wall clock, for the reports).
+    #[must_use]
+    pub fn new(run_start: SystemTime, info: &RunInfo) -> Self {
+        Self {
+            scenario: info.scenario.clone(),
+            started_at: run_start,
+            roles: info
+                .roles
+                .iter()
+                .map(|r| RoleSummary::new(&r.name, r.places_calls, &r.steps))
+                .collect(),
+            by_side: [CallCounts::default(); 2],
+            any_caller_role: info.roles.iter().any(|r| r.places_calls),
+            timings: TIMING_METRICS
+                .iter()
+                .map(|&metric| TimingSeries {
+                    metric,
+                    micros: micros_histogram(),
+                })
+                .collect(),
+            duration_by_side: [micros_histogram(), micros_histogram()],
+            call_loss_ppm: micros_histogram(),
+            rtp: RtpTotals::default(),
+            audio: Verified::default(),
+            dtmf: Verified::default(),
+            generator: GeneratorHealth::default(),
+            samples: BTreeMap::new(),
+        }
+    }
+
+    fn role_mut(&mut self, name: &str, places_calls: bool) -> &mut RoleSummary {
+        let i = match self.roles.iter().position(|r| r.name == name) {
+            Some(i) => i,
+            None => {
+                self.roles.push(RoleSummary::new(name, places_calls, &[]));
+                self.roles.len() - 1
+            }
+        };
+        &mut self.roles[i]
+    }
+
+    fn series(&mut self, metric: Metric) -> &mut Histogram<u64> {
+        let i = TIMING_METRICS
+            .iter()
+            .position(|&m| m == metric)
+            .expect("a timing metric");
+        &mut self.timings[i].micros
+    }
+
+    /// Records one call as seen by one of its user agents (once, at its end).
+    pub fn record_call(&mut self, r: &CallResult) {
+        let passed = r.passed();
+        self.by_side[side_index(r.side)].add(passed);
+
+        // Timings.
+        if r.side == Side::Caller {
+            for (metric, value) in [
+                (
+                    Metric::InviteToFirstProvisional,
+                    r.invite_to_first_provisional,
+                ),
+                (Metric::InviteToRinging, r.invite_to_ringing),
+                (Metric::InviteTo200, r.invite_to_200),
+            ] {
+                if let Some(d) = value {
+                    record_duration(self.series(metric), d);
+                }
+            }
+        }
+        if let Some(d) = r.duration {
+            record_duration(&mut self.duration_by_side[side_index(r.side)], d);
+        }
+        if let Some(d) = r.bye_rtt {
+            record_duration(self.series(Metric::ByeRtt), d);
+        }
+        for &d in &r.tone_onsets {
+            record_duration(self.series(Metric::ToneOnset), d);
+        }
+
+        // Media.
+        if let Some(m) = &r.media {
+            self.rtp.packets_sent += m.packets_sent;
+            self.rtp.packets_received += m.packets_received;
+            self.rtp.packets_expected += m.packets_expected;
+            self.rtp.packets_lost += m.packets_lost;
+            self.generator.frames_skipped += m.frames_skipped;
+            if m.packets_received > 0 || m.packets_expected > 0 {
+                let jitter_us = (m.jitter_ms.max(0.0) * 1000.0).round() as u64;
+                record(self.series(Metric::RtpJitter), jitter_us);
+            }
+            if m.packets_expected > 0 {
+                let ppm = u128::from(m.packets_lost.min(m.packets_expected)) * 1_000_000
+                    / u128::from(m.packets_expected);
+                record(&mut self.call_loss_ppm, ppm as u64);
+            }
+            let pacing = self.series(Metric::PacingLateness);
+            for v in m.pacing_lateness_us.iter_recorded() {
+                if pacing
+                    .record_n(v.value_iterated_to(), u64::from(v.count_at_value()))
+                    .is_err()
+                {
+                    pacing
+                        .saturating_record_n(v.value_iterated_to(), u64::from(v.count_at_value()));
+                }
+            }
+        }
+        self.audio.checked += u64::from(r.audio_checked);
+        self.audio.verified += u64::from(r.audio_verified);
+        self.dtmf.checked += u64::from(r.dtmf_checked);
+        self.dtmf.verified += u64::from(r.dtmf_verified);
+
+        // Generator.
+        if r.scheduled.is_some() {
+            self.generator.max_start_lag = self.generator.max_start_lag.max(r.start_lag);
+            if r.start_lag > LATE_START {
+                self.generator.late_starts += 1;
+            }
+        }
+
+        // Per role, per step, samples.
+        let role = self.role_mut(&r.role, r.side == Side::Caller);
+        role.calls.add(passed);
+        if passed {
+            return;
+        }
+        let sample = FailedCall::from_result(r);
+        let mut steps_hit: Vec<(u32, u32, &str)> = Vec::new();
+        for f in &r.failures {
+            let label = f.kind.label();
+            *role.failures.entry(label.clone()).or_default() += 1;
+            let step = role.step_mut(f.step, f.line, f.col);
+            *step.failures.entry(label).or_default() += 1;
+            let key = (step.line, step.col, f.step);
+            if !steps_hit.contains(&key) {
+                steps_hit.push(key);
+                step.failed += 1;
+                if step.sample.is_none() {
+                    step.sample = Some(sample.clone());
+                }
+            }
+        }
+        let mut labels: Vec<String> = r.failures.iter().map(|f| f.kind.label()).collect();
+        labels.sort();
+        labels.dedup();
+        for label in labels {
+            let kept = self.samples.entry(label).or_default();
+            if kept.len() < SAMPLES_PER_KIND {
+                kept.push(sample.clone());
+            }
+        }
+    }
+
+    /// Records one registration, refresh or unregistration.
+    pub fn record_register(&mut self, r: &RegisterResult) {
+        if !r.unregister && r.error.is_none() {
+            if let Some(rtt) = r.rtt {
+                record_duration(self.series(Metric::RegisterRtt), rtt);
+            }
+        }
+        self.role_mut(&r.role, false).registrations.add(r);
+    }
+
+    /// Records a call the load plan had due but that did not start because the concurrency
+    /// cap was reached.
+    pub fn record_not_started(&mut self) {
+        self.generator.not_started += 1;
+    }
+
+    /// The summary of the run, which ran for `elapsed` and was `interrupted` or not.
+    #[must_use]
+    pub fn finish(self, elapsed: Duration, interrupted: bool) -> RunSummary {
+        let has_callers = self.any_caller_role || self.by_side[0].started > 0;
+        let counted_side = if has_callers {
+            Side::Caller
+        } else {
+            Side::Callee
+        };
+        let [caller_duration, callee_duration] = self.duration_by_side;
+        let mut timings = self.timings;
+        let duration = match counted_side {
+            Side::Caller => caller_duration,
+            Side::Callee => callee_duration,
+        };
+        if let Some(t) = timings
+            .iter_mut()
+            .find(|t| t.metric == Metric::CallDuration)
+        {
+            t.micros = duration;
+        }
+        let mut failures = BTreeMap::new();
+        let mut registrations = RegistrationCounts::default();
+        for role in &self.roles {
+            for (label, n) in &role.failures {
+                *failures.entry(label.clone()).or_default() += n;
+            }
+            registrations.merge(&role.registrations);
+        }
+        RunSummary {
+            scenario: self.scenario,
+            started_at: self.started_at,
+            elapsed,
+            interrupted,
+            counted_side,
+            calls: self.by_side[side_index(counted_side)],
+            failures,
+            registrations,
+            roles: self.roles,
+            timings,
+            call_loss_ppm: self.call_loss_ppm,
+            rtp: self.rtp,
+            audio: self.audio,
+            dtmf: self.dtmf,
+            generator: self.generator,
+            samples: self.samples,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture::*;
+    use crate::run::result::{CallMedia, Failure, FailureKind};
+
+    fn mref(s: &str) -> MetricRef {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn run_info_lists_roles_and_steps_with_their_lines() {
+        let yaml = "name: tiny
+target: { direct: true, domain: 127.0.0.1 }
+accounts:
+  range: { from: 2000, count: 4 }
+roles:
+  callee:
+    accounts: 2000..2001
+    listen: 127.0.0.1:5070
+    steps:
+      - answer: { ring: 200ms }
+      - wait_for: bye
+  caller:
+    accounts: 2002..2003
+    steps:
+      - call: { to: \"sip:{peer}@127.0.0.1:5070\", peer: callee }
+      - expect: { answered: true }
+      - hangup: { after: 1s }
+thresholds:
+  calls.failed: <= 0%
+";
+        let scenario =
+            sipcheck_core::scenario::load(
+                "tiny.yaml",
+                yaml,
+                &|_| None,
+                &|_| Err("no files".into()),
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let info = RunInfo::from_scenario(&scenario);
+        assert_eq!(info.scenario, "tiny");
+        let roles: Vec<(&str, bool)> = info
+            .roles
+            .iter()
+            .map(|r| (r.name.as_str(), r.places_calls))
+            .collect();
+        assert_eq!(roles, [("callee", false), ("caller", true)]);
+        let steps: Vec<(&str, u32)> = info.roles[1]
+            .steps
+            .iter()
+            .map(|s| (s.kind.as_str(), s.line))
+            .collect();
+        assert_eq!(steps, [("call", 15), ("expect", 16), ("hangup", 17)]);
+        let s = Metrics::new(SystemTime::UNIX_EPOCH, &info).finish(Duration::ZERO, false);
+        let checked = s.check(&scenario.thresholds);
+        assert_eq!(checked[0].name, "calls.failed");
+        assert_eq!(checked[0].actual, None, "no call, no data");
+    }
+
+    #[test]
+    fn calls_count_the_caller_side_and_roles_count_their_own() {
+        let s = run();
+        assert_eq!(s.counted_side, Side::Caller);
+        assert_eq!(
+            s.calls,
+            CallCounts {
+                started: 100,
+                passed: 96,
+                failed: 4
+            }
+        );
+        let callee = &s.roles[0];
+        assert_eq!(callee.name, "callee");
+        assert_eq!(
+            callee.calls,
+            CallCounts {
+                started: 99,
+                passed: 97,
+                failed: 2
+            }
+        );
+        assert_eq!(s.failures["sip_486"], 2);
+        assert_eq!(s.failures["timer_b"], 1);
+        assert_eq!(s.failures["tone_missing"], 1);
+        assert_eq!(s.failures["signalling"], 2);
+        assert_eq!(s.roles[1].failures.get("signalling"), None);
+    }
+
+    #[test]
+    fn callee_only_runs_count_the_callee_side() {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &RunInfo::default());
+        m.record_call(&callee(1));
+        m.record_call(&callee(2));
+        let s = m.finish(Duration::from_secs(1), false);
+        assert_eq!(s.counted_side, Side::Callee);
+        assert_eq!(s.calls.started, 2);
+        // Answering times are not INVITE-sent-to-200 times: no caller-side sample.
+        assert!(s.timing(Metric::InviteTo200).unwrap().is_empty());
+        assert_eq!(s.timing(Metric::CallDuration).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn timings_are_microsecond_histograms_from_the_caller_side() {
+        let s = run();
+        let h = s.timing(Metric::InviteTo200).unwrap();
+        assert_eq!(h.len(), 97);
+        // HdrHistogram reports the lowest value equivalent to the smallest sample, 43 ms.
+        assert_eq!(h.min(), h.lowest_equivalent(43_000));
+        assert_eq!(h.min(), 42_976);
+        let p = s.value(&mref("invite_to_200.p50")).unwrap();
+        assert!((p - 91.0).abs() < 0.1, "{p}");
+        // call_duration: one per call (the counting side), not one per side.
+        assert_eq!(s.timing(Metric::CallDuration).unwrap().len(), 97);
+        // tone onsets from both sides: 97 callee + 96 caller results.
+        assert_eq!(s.timing(Metric::ToneOnset).unwrap().len(), 97 + 96);
+        assert_eq!(s.timing(Metric::RegisterRtt).unwrap().len(), 198);
+        // Pacing merges every frame of every stream.
+        assert_eq!(
+            s.timing(Metric::PacingLateness).unwrap().len(),
+            (97 + 97) * 251
+        );
+        assert_eq!(s.timing(Metric::RtpJitter).unwrap().len(), 97 + 97);
+    }
+
+    #[test]
+    fn values_are_in_the_threshold_units() {
+        let s = run();
+        assert_eq!(s.value(&mref("calls.failed")), Some(0.04));
+        assert_eq!(s.value(&mref("calls.failed.count")), Some(4.0));
+        assert_eq!(s.value(&mref("calls.passed")), Some(0.96));
+        assert_eq!(s.value(&mref("calls.started")), Some(100.0));
+        assert_eq!(s.value(&mref("calls.started.rate")), Some(10.0));
+        assert_eq!(s.value(&mref("generator.overrun")), Some(2.0));
+        assert_eq!(s.value(&mref("invite_to_200.count")), Some(97.0));
+        let loss = s.value(&mref("rtp.loss")).unwrap();
+        // Both streams of calls 10, 20 … 90 lost 2 packets each: 18 × 2 lost of
+        // (97 + 97) × 250 expected.
+        assert_eq!(s.rtp.packets_lost, 36);
+        assert!((loss - 36.0 / (194.0 * 250.0)).abs() < 1e-12, "{loss}");
+        assert_eq!(s.value(&mref("audio.verified")), Some(193.0 / 194.0));
+        assert_eq!(s.value(&mref("dtmf.verified")), Some(1.0));
+        let min = s.value(&mref("invite_to_200.min")).unwrap();
+        assert_eq!(min, 42.976);
+        let mean = s.value(&mref("bye_rtt.mean")).unwrap();
+        assert!((mean - 1.55).abs() < 0.01, "{mean}");
+    }
+
+    #[test]
+    fn nothing_measured_is_no_value() {
+        let s = Metrics::new(SystemTime::UNIX_EPOCH, &info()).finish(Duration::ZERO, false);
+        assert_eq!(s.value(&mref("invite_to_200.p99")), None);
+        assert_eq!(s.value(&mref("invite_to_200.count")), Some(0.0));
+        assert_eq!(s.value(&mref("calls.failed")), None);
+        assert_eq!(s.value(&mref("rtp.loss")), None);
+        assert_eq!(s.value(&mref("calls.started.rate")), None);
+    }
+
+    #[test]
+    fn thresholds_and_verdict() {
+        let s = run();
+        let results = s.check(&thresholds());
+        let by_name: Vec<(&str, bool)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.passed))
+            .collect();
+        assert_eq!(
+            by_name,
+            [
+                ("invite_to_200.p99", true),
+                ("calls.failed", false),
+                ("rtp.loss", true),
+                ("audio.verified", true),
+                ("register_rtt.p99", true)
+            ]
+        );
+        assert_eq!(results[1].actual_text(), "4%");
+        assert_eq!(results[1].condition, "< 1%");
+        assert_eq!(s.verdict(&results), Verdict::ThresholdsFailed);
+        // Failed calls fail the run unless a calls.* threshold governs them.
+        let latency_only = s.check(&thresholds()[..1]);
+        assert_eq!(s.verdict(&latency_only), Verdict::CallsFailed);
+        let lenient = s.check(&[Threshold::parse("calls.failed", "< 5%").unwrap()]);
+        assert_eq!(s.verdict(&lenient), Verdict::Passed);
+    }
+
+    #[test]
+    fn failures_land_on_their_steps_with_one_sample_each() {
+        let s = run();
+        let caller = &s.roles[1];
+        let call = caller.steps.iter().find(|s| s.kind == "call").unwrap();
+        assert_eq!((call.line, call.failed), (17, 3));
+        assert_eq!(call.failures["sip_486"], 2);
+        assert_eq!(call.failures["timer_b"], 1);
+        assert_eq!(call.sample.as_ref().unwrap().call_id, "call-0@sipcheck");
+        let expect20 = caller.steps.iter().find(|s| s.line == 20).unwrap();
+        assert_eq!(expect20.failed, 1);
+        let expect18 = caller.steps.iter().find(|s| s.line == 18).unwrap();
+        assert_eq!(expect18.failed, 0);
+        assert_eq!(caller.steps.len(), 6, "no step invented");
+        assert_eq!(s.samples["sip_486"].len(), 2);
+        assert_eq!(s.samples["sip_486"][1].ladder.len(), 4);
+    }
+
+    #[test]
+    fn unknown_steps_and_unlocated_failures_get_their_own_entry() {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &info());
+        let mut c = caller(1);
+        c.failures.push(Failure {
+            step: "run",
+            line: 0,
+            col: 0,
+            kind: FailureKind::Interrupted,
+            message: "interrupted before the call finished".into(),
+        });
+        c.failures.push(Failure {
+            step: "run",
+            line: 0,
+            col: 0,
+            kind: FailureKind::Other,
+            message: "x".into(),
+        });
+        m.record_call(&c);
+        let s = m.finish(Duration::from_secs(1), true);
+        let caller = &s.roles[1];
+        assert_eq!(caller.steps.len(), 7);
+        let run = caller.steps.last().unwrap();
+        assert_eq!((run.kind.as_str(), run.line, run.failed), ("run", 0, 1));
+        assert_eq!(run.failures.len(), 2);
+        assert_eq!(s.calls.failed, 1);
+    }
+
+    #[test]
+    fn samples_are_bounded_per_kind() {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &info());
+        for i in 0..50 {
+            let mut c = caller(i);
+            c.failures.push(Failure {
+                step: "call",
+                line: 17,
+                col: 9,
+                kind: FailureKind::SipCode(503),
+                message: "503".into(),
+            });
+            m.record_call(&c);
+        }
+        let s = m.finish(Duration::from_secs(1), false);
+        assert_eq!(s.samples["sip_503"].len(), SAMPLES_PER_KIND);
+        assert_eq!(s.failures["sip_503"], 50);
+    }
+
+    #[test]
+    fn generator_health() {
+        let s = run();
+        assert_eq!(s.generator.late_starts, 1);
+        assert_eq!(s.generator.max_start_lag, Duration::from_millis(25));
+        assert_eq!(s.generator.frames_skipped, 2);
+        assert_eq!(s.generator.not_started, 1);
+    }
+
+    #[test]
+    fn registrations() {
+        let s = run();
+        assert_eq!(s.registrations.ok, 198);
+        assert_eq!(s.registrations.failed, 1);
+        assert_eq!(
+            s.registrations.first_failure.as_ref().unwrap().error,
+            "403 Forbidden"
+        );
+    }
+
+    #[test]
+    fn per_call_loss_is_in_ppm_and_long_values_are_not_clamped() {
+        let s = run();
+        assert_eq!(s.call_loss_ppm.len(), 194);
+        assert_eq!(
+            s.call_loss_ppm.max(),
+            s.call_loss_ppm.highest_equivalent(8_000)
+        );
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &info());
+        let mut c = caller(1);
+        c.duration = Some(Duration::from_secs(3 * 3600));
+        c.media = Some(CallMedia {
+            packets_expected: 0,
+            packets_received: 0,
+            ..c.media.take().unwrap()
+        });
+        m.record_call(&c);
+        let s = m.finish(Duration::from_secs(1), false);
+        let max = s.value(&mref("call_duration.max")).unwrap();
+        assert!((max / 3_600_000.0 - 3.0).abs() < 0.01, "{max}");
+        assert!(s.call_loss_ppm.is_empty());
+        assert!(s.timing(Metric::RtpJitter).unwrap().is_empty());
+    }
+}
