@@ -7,11 +7,14 @@ pub mod result;
 mod script;
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::exit::Exit;
+use crate::report::{self, Metrics, Progress, RunInfo, Verdict};
 use executor::RunEvent;
 
 /// Options of `sipcheck run`.
@@ -37,6 +40,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     };
     let scenario = Arc::new(scenario);
+    let junit_path = args
+        .junit
+        .clone()
+        .or_else(|| scenario.reports.junit.clone());
+    let json_path = args.json.clone().or_else(|| scenario.reports.json.clone());
+    let info = RunInfo::from_scenario(&scenario);
+    let started_at = Instant::now();
+    let mut metrics = Metrics::new(SystemTime::now(), &info);
+    let counted = if scenario.roles.iter().any(|r| r.calls()) {
+        result::Side::Caller
+    } else {
+        result::Side::Callee
+    };
+    let mut progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let executor = tokio::spawn(executor::execute(
@@ -46,18 +64,22 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         stop_rx,
     ));
     let mut interrupted = false;
-    let mut results = Vec::new();
-    let mut registrations = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             event = events_rx.recv() => match event {
-                Some(RunEvent::CallFinished(result)) => results.push(*result),
-                Some(RunEvent::Registered(r)) => registrations.push(r),
-                Some(_) => {}
+                Some(RunEvent::CallStarted { .. }) => progress.on_call_started(),
+                Some(RunEvent::CallFinished(result)) => {
+                    progress.on_call_finished(&result);
+                    metrics.record_call(&result);
+                }
+                Some(RunEvent::Registered(r)) => metrics.record_register(&r),
+                Some(RunEvent::NotStarted) => metrics.record_not_started(),
                 None => break,
             },
+            _ = ticker.tick() => progress.tick(Instant::now()),
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
                 let _ = stop_tx.send(true);
@@ -69,6 +91,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             }
         }
     }
+    progress.finish(Instant::now());
     let elapsed = match executor.await {
         Ok(Ok(elapsed)) => elapsed,
         Ok(Err(e)) => {
@@ -80,43 +103,33 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Internal;
         }
     };
-    let failed: Vec<_> = results.iter().filter(|r| !r.passed()).collect();
-    let _ = writeln!(
-        out,
-        "{}: {} calls in {:.1} s, {} passed, {} failed; {} registrations",
-        scenario.name,
-        results.len(),
-        elapsed.as_secs_f64(),
-        results.len() - failed.len(),
-        failed.len(),
-        registrations.len()
-    );
-    for r in failed
-        .iter()
-        .filter(|r| r.side == result::Side::Callee)
-        .take(3)
-        .chain(failed.iter().take(3))
-    {
-        for f in &r.failures {
-            let _ = writeln!(
-                out,
-                "  {} {} [{}]: {}",
-                r.role, r.user, r.call_id, f.message
-            );
-        }
-        if let Some(m) = &r.media {
-            let _ = writeln!(
-                out,
-                "    rtp sent {} received {}",
-                m.packets_sent, m.packets_received
-            );
-        }
-    }
+    let summary = metrics.finish(elapsed, interrupted);
+    let thresholds = summary.check(&scenario.thresholds);
+    let _ = report::console::write_summary(&summary, &thresholds, out);
+    let mut exit = match summary.verdict(&thresholds) {
+        Verdict::Passed => Exit::Success,
+        Verdict::CallsFailed => Exit::Failure,
+        Verdict::ThresholdsFailed => Exit::Thresholds,
+        Verdict::Interrupted => Exit::Interrupted,
+    };
     if interrupted {
-        Exit::Interrupted
-    } else if failed.is_empty() {
-        Exit::Success
-    } else {
-        Exit::Failure
+        exit = Exit::Interrupted;
     }
+    if let Some(path) = &junit_path {
+        if let Err(e) = report::write_atomically(Path::new(path), |w| {
+            report::junit::write_junit(&summary, &thresholds, w)
+        }) {
+            eprintln!("sipcheck: {e}");
+            exit = Exit::Internal;
+        }
+    }
+    if let Some(path) = &json_path {
+        if let Err(e) = report::write_atomically(Path::new(path), |w| {
+            report::json::write_json(&summary, &thresholds, w)
+        }) {
+            eprintln!("sipcheck: {e}");
+            exit = Exit::Internal;
+        }
+    }
+    exit
 }

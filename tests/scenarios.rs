@@ -1,0 +1,247 @@
+//! `sipcheck run` and `sipcheck validate`: the shipped self-test, a load through Kamailio,
+//! failures reported with their reason, thresholds deciding the exit code, bad YAML refused.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::kamailio::Kamailio;
+use support::process::RunDir;
+use support::{describe_output, free_port, repo_root, run_sipcheck_with_timeout};
+
+struct Reports {
+    dir: RunDir,
+}
+
+impl Reports {
+    fn new() -> Self {
+        Self {
+            dir: RunDir::new("reports").unwrap(),
+        }
+    }
+    fn junit(&self) -> PathBuf {
+        self.dir.join("junit.xml")
+    }
+    fn json(&self) -> PathBuf {
+        self.dir.join("summary.json")
+    }
+    fn summary(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.json()).expect("JSON report written");
+        serde_json::from_str(&text).expect("valid JSON")
+    }
+    fn junit_text(&self) -> String {
+        std::fs::read_to_string(self.junit()).expect("JUnit report written")
+    }
+}
+
+fn run(
+    scenario: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+    reports: &Reports,
+) -> std::process::Output {
+    let path = repo_root().join(scenario);
+    let junit = reports.junit();
+    let json = reports.json();
+    let mut args = vec![
+        "run",
+        path.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_sipcheck_with_timeout(args, envs, Duration::from_secs(120))
+}
+
+#[test]
+fn the_selftest_scenario_passes_out_of_the_box() {
+    let reports = Reports::new();
+    let out = run("scenarios/selftest.yaml", &[], &[], &reports);
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["schema"], "sipcheck.run/1");
+    assert_eq!(v["verdict"], "passed", "{shown}");
+    assert_eq!(v["calls"]["started"], 10, "{v}");
+    assert_eq!(v["calls"]["passed"], 10, "{v}");
+    assert_eq!(v["audio"]["verified_ratio"], 1.0, "{v}");
+    assert!(
+        v["metrics"]["invite_to_200"]["count"].as_u64().unwrap() >= 10,
+        "{v}"
+    );
+    assert!(
+        v["thresholds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["passed"] == true),
+        "{v}"
+    );
+    let junit = reports.junit_text();
+    assert!(junit.contains("<testsuite"), "{junit}");
+    assert!(!junit.contains("<failure"), "{junit}");
+}
+
+#[test]
+fn a_hundred_callers_and_callees_through_kamailio_at_20_per_second() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/kamailio-100.yaml",
+        &[],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["started"], 100, "{v}");
+    assert_eq!(v["calls"]["passed"], 100, "{v}");
+    // Each side verified the other's tone: 100 checks on each side.
+    assert_eq!(v["audio"]["checked"], 200, "{v}");
+    assert_eq!(v["audio"]["verified"], 200, "{v}");
+    assert_eq!(v["registrations"]["ok"], 200, "{v}");
+    assert_eq!(v["registrations"]["unregister_ok"], 200, "{v}");
+    assert_eq!(v["rtp"]["packets_lost"], 0, "{v}");
+    // Nothing left behind in the registrar.
+    for user in ["3000", "3099", "3100", "3199"] {
+        assert!(kam.bindings(user).is_empty(), "{user} still registered");
+    }
+}
+
+#[test]
+fn busy_callees_give_exactly_those_failures_in_junit_and_json() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/busy.yaml",
+        &[],
+        &[("CALLEE_LISTEN", listen.as_str())],
+        &reports,
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["verdict"], "calls_failed", "{v}");
+    assert_eq!(v["calls"]["started"], 3, "{v}");
+    assert_eq!(v["calls"]["failed"], 3, "{v}");
+    assert_eq!(v["failures"]["sip_486"], 3, "{v}");
+    assert_eq!(v["failures"].as_object().unwrap().len(), 1, "{v}");
+    let sample = &v["failed_call_samples"][0];
+    assert!(
+        sample["failures"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("486 Busy Here"),
+        "{v}"
+    );
+    assert!(
+        !sample["ladder"].as_array().unwrap().is_empty(),
+        "a sample carries its ladder: {v}"
+    );
+    let junit = reports.junit_text();
+    assert!(junit.contains("<failure"), "{junit}");
+    assert!(junit.contains("486 Busy Here"), "{junit}");
+    assert!(
+        junit.contains(sample["call_id"].as_str().unwrap()),
+        "{junit}"
+    );
+}
+
+#[test]
+fn a_threshold_set_too_tight_fails_the_run_with_exit_99() {
+    let reports = Reports::new();
+    let out = run(
+        "scenarios/selftest.yaml",
+        &["--set", "thresholds.invite_to_200.p99=< 1ms"],
+        &[],
+        &reports,
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains('✗'),
+        "{shown}"
+    );
+    let v = reports.summary();
+    assert_eq!(v["verdict"], "thresholds_failed", "{v}");
+    let failed: Vec<_> = v["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["passed"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "{v}");
+    assert_eq!(failed[0]["name"], "invite_to_200.p99", "{v}");
+    assert!(reports.junit_text().contains("invite_to_200.p99"));
+}
+
+#[test]
+fn broken_yaml_is_refused_with_positions_and_nothing_is_sent() {
+    // A socket stands in for the target: it must receive nothing.
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let addr = target.local_addr().unwrap();
+    let dir = RunDir::new("broken").unwrap();
+    let file = dir.join("broken.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: broken\ntarget: {{ server: {addr} }}\naccounts:\n  range: {{ from: 1000, count: 2 }}\nroles:\n  callee:\n    accounts: 1000..1000\n    steps:\n      - register\n      - answer: {{ rign: 1s }}\n  caller:\n    accounts: 1001..1001\n    steps:\n      - register\n      - call: {{ to: \"{{peer}}\", peer: callee }}\n"
+        ),
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let out = run_sipcheck_with_timeout(
+            [command, file.to_str().unwrap()],
+            &[],
+            Duration::from_secs(30),
+        );
+        let shown = describe_output(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let path = file.to_str().unwrap();
+        assert!(
+            stderr.contains(&format!("{path}:10:19: unknown field `rign`")),
+            "{shown}"
+        );
+        assert!(stderr.contains("did you mean `ring`?"), "{shown}");
+    }
+    let mut buf = [0u8; 1024];
+    assert!(target.recv(&mut buf).is_err(), "something was sent");
+
+    // Semantic errors are all reported at once.
+    std::fs::write(
+        &file,
+        "name: broken\ntarget: { direct: true }\naccounts:\n  range: { from: 1000, count: 2 }\nroles:\n  caller:\n    accounts: 1000..1000\n    steps:\n      - call: { to: \"sip:{peer}@127.0.0.1:5070\", peer: nobody }\n      - play: { tone: 5000Hz }\nload: { rate: 5/s }\n",
+    )
+    .unwrap();
+    let out = run_sipcheck_with_timeout(
+        ["validate", file.to_str().unwrap()],
+        &[],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(":9:"), "{stderr}");
+    assert!(stderr.contains("there is no role `nobody`"), "{stderr}");
+    assert!(stderr.contains(":10:23: 5000 Hz"), "{stderr}");
+    assert!(stderr.contains("needs an end"), "{stderr}");
+}
+
+#[test]
+fn every_shipped_scenario_validates() {
+    for entry in std::fs::read_dir(repo_root().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = run_sipcheck_with_timeout(
+            ["validate", path.to_str().unwrap()],
+            &[],
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    }
+}
