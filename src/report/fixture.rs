@@ -103,7 +103,7 @@ pub(crate) fn caller(i: u64) -> CallResult {
         audio_verified: 1,
         dtmf_checked: 1,
         dtmf_verified: 1,
-        media: Some(media(i, if i % 10 == 0 { 2 } else { 0 })),
+        media: Some(media(i, if i.rem_euclid(10) == 0 { 2 } else { 0 })),
         final_code: Some(200),
         end_reason: "hung up (BYE sent)".into(),
         failures: Vec::new(),

@@ -327,7 +327,7 @@ mod tests {
                 .filter(|(_, s)| **s + 10 == tenth)
             {
                 let mut r = fixture::caller(i as u64 % 100);
-                if i % 40 == 0 {
+                if i.rem_euclid(40) == 0 {
                     r.failures.push(crate::run::result::Failure {
                         step: "call",
                         line: 17,

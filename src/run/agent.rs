@@ -21,6 +21,9 @@ use crate::ua::UaDriver;
 /// The events of one call, with its ladder attached to the `Ended` event.
 pub(crate) type CallEvents = mpsc::UnboundedReceiver<(CallEvent<SocketAddr>, Vec<Rung>)>;
 
+/// Where a call's events go.
+type CallSender = mpsc::UnboundedSender<(CallEvent<SocketAddr>, Vec<Rung>)>;
+
 /// What a call task asks of its agent.
 pub(crate) enum Command {
     /// Place a call; the reply carries the call and its event channel.
@@ -65,7 +68,7 @@ pub(crate) struct Agent {
     driver: UaDriver,
     commands: mpsc::UnboundedReceiver<Command>,
     incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
-    calls: HashMap<CallId, mpsc::UnboundedSender<(CallEvent<SocketAddr>, Vec<Rung>)>>,
+    calls: HashMap<CallId, CallSender>,
     requests: HashMap<TxId, oneshot::Sender<Result<Message, String>>>,
 }
 

@@ -483,13 +483,13 @@ impl Call {
             match item {
                 PlayItem::Tone { tone, duration } => match duration {
                     Some(d) => list.push(PlaylistItem::Tone {
-                        tone: tone.clone(),
+                        tone: *tone,
                         duration: *d,
                     }),
                     None => {
                         // Until the call ends: the last item, looped.
                         list.push(PlaylistItem::Tone {
-                            tone: tone.clone(),
+                            tone: *tone,
                             duration: Duration::from_secs(1),
                         });
                         looping = true;
@@ -513,10 +513,8 @@ impl Call {
     /// Handle one event; false when the call ended.
     fn on_event(&mut self, event: CallEvent<SocketAddr>, ladder: Vec<Rung>) -> bool {
         match event {
-            CallEvent::Progress { code, .. } => {
-                if code == 180 || code == 183 {
-                    self.ringing = true;
-                }
+            CallEvent::Progress { code, .. } if code == 180 || code == 183 => {
+                self.ringing = true;
             }
             CallEvent::EarlyMedia { negotiated, .. } => {
                 self.ringing = true;

@@ -258,6 +258,32 @@ impl MediaSession {
         Ok(id)
     }
 
+    /// What tone `id` found, if anything yet.
+    pub fn detection(&self, id: WatchId) -> Option<&Detection> {
+        self.detector.detection(id)
+    }
+
+    /// Replace what is played (a `play` step), from the next frame on.
+    pub fn set_source(&mut self, source: Playlist) {
+        self.source = source;
+        self.pacer.start_talkspurt();
+    }
+
+    /// DTMF digits received so far.
+    pub fn dtmf_received(&self) -> String {
+        self.dtmf_rx.digits()
+    }
+
+    /// Level of the last 20 ms block played out, dBFS (`None` before any).
+    pub fn last_level_dbfs(&self) -> Option<f64> {
+        self.detector.last_block_rms_dbfs()
+    }
+
+    /// Audio samples played out so far (received, or concealed).
+    pub fn samples_played(&self) -> u64 {
+        self.detector.samples()
+    }
+
     /// Whether tone `id` was found.
     pub fn tone_found(&self, id: WatchId) -> bool {
         self.detector.is_complete(id)

@@ -233,7 +233,7 @@ impl AudioSource for ToneGenerator {
     fn fill(&mut self, out: &mut [i16]) {
         let oscillators = &mut self.oscillators[..self.count];
         for sample in out.iter_mut() {
-            if self.position % RENORMALISE_EVERY == 0 {
+            if self.position.is_multiple_of(RENORMALISE_EVERY) {
                 for o in oscillators.iter_mut() {
                     let norm = o.re.hypot(o.im);
                     o.re /= norm;
@@ -1597,7 +1597,9 @@ mod windowed_snr {
                 crate::media::g711::decode_ulaw(&code, &mut pcm).unwrap();
                 d.push(&pcm);
             }
-            let found = d.detection(id).unwrap_or_else(|| panic!("{hz} Hz not found"));
+            let found = d
+                .detection(id)
+                .unwrap_or_else(|| panic!("{hz} Hz not found"));
             assert!(found.snr_db > 25.0, "{hz} Hz: {}", found.snr_db);
             assert_eq!(found.onset_sample, 0, "{hz} Hz");
         }

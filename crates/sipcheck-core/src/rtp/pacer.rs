@@ -137,7 +137,7 @@ impl Pacer {
             ptime: config.ptime,
             clock_rate: config.clock_rate,
         };
-        if ticks == 0 || ticks % 1_000_000_000 != 0 {
+        if ticks == 0 || !ticks.is_multiple_of(1_000_000_000) {
             return Err(bad_ptime);
         }
         let samples_per_frame = u32::try_from(ticks / 1_000_000_000).map_err(|_| bad_ptime)?;

@@ -66,7 +66,7 @@ fn to_duration(ns: u128) -> Duration {
 }
 
 fn ceil_div(num: u128, den: u128) -> u128 {
-    num / den + u128::from(num % den != 0)
+    num / den + u128::from(!num.is_multiple_of(den))
 }
 
 /// The largest s with s² ≤ n.

@@ -514,7 +514,7 @@ impl fmt::Display for Rate {
             ("m", 60_000_000_000),
             ("s", 1_000_000_000),
         ] {
-            if per_ns % size == 0 {
+            if per_ns.is_multiple_of(size) {
                 let k = per_ns / size;
                 if u128::from(self.calls) % k == 0 {
                     return write!(f, "{}/{unit}", u128::from(self.calls) / k);

@@ -563,7 +563,7 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
     }
     let ptime = cx.duration_or(&p.key("ptime"), &m.ptime, DEFAULT_PTIME);
     let ms = ptime.as_nanos() / 1_000_000;
-    if ptime.as_nanos() % 10_000_000 != 0 || !(10..=60).contains(&ms) {
+    if !ptime.as_nanos().is_multiple_of(10_000_000) || !(10..=60).contains(&ms) {
         cx.at_value(
             &p.key("ptime"),
             "`ptime` must be 10ms, 20ms, 30ms, 40ms, 50ms or 60ms",
