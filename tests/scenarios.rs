@@ -245,3 +245,62 @@ fn every_shipped_scenario_validates() {
         assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
     }
 }
+
+#[test]
+fn ctrl_c_hangs_up_unregisters_and_writes_reports_that_say_so() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let path = repo_root().join("tests/peers/scenarios/kamailio-long.yaml");
+    let stdout = std::fs::File::create(reports.dir.join("stdout")).unwrap();
+    let stderr = std::fs::File::create(reports.dir.join("stderr")).unwrap();
+    let mut child = std::process::Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(reports.json())
+        .arg("--junit")
+        .arg(reports.junit())
+        .env("SIP_SERVER", &server)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // Everyone registered, then the calls are up for a moment.
+    let registered = kam.wait_bindings("5019", 1, Duration::from_secs(20));
+    assert_eq!(registered.len(), 1, "{}", kam.log());
+    std::thread::sleep(Duration::from_secs(3));
+    support::process::signal(child.id(), "INT").unwrap();
+    let status = support::process::wait_timeout(&mut child, Duration::from_secs(30));
+    let output = format!(
+        "{}\n{}",
+        support::process::read_lossy(&reports.dir.join("stdout")),
+        support::process::read_lossy(&reports.dir.join("stderr"))
+    );
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck did not stop after SIGINT\n{output}");
+    };
+    assert_eq!(status.code(), Some(130), "{output}");
+    let v = reports.summary();
+    assert_eq!(v["interrupted"], true, "{v}");
+    // Every failure is the interruption's, not the system under test's.
+    assert_eq!(v["failures"]["interrupted"], 20, "{v}");
+    assert_eq!(v["failures"].as_object().unwrap().len(), 1, "{v}");
+    assert_eq!(v["calls"]["started"], 10, "{v}");
+    assert_eq!(v["registrations"]["unregister_ok"], 20, "{v}");
+    assert!(
+        reports.junit_text().contains("<testsuites"),
+        "JUnit written whole"
+    );
+    // Every call got its BYE (the callees saw them), and no binding is left.
+    assert!(
+        v["metrics"]["bye_rtt"]["count"].as_u64().unwrap() >= 10,
+        "{v}"
+    );
+    for n in 5000..5020 {
+        assert!(
+            kam.bindings(&n.to_string()).is_empty(),
+            "{n} still registered\n{output}"
+        );
+    }
+}

@@ -293,6 +293,9 @@ impl Call {
                     WaitEvent::Bye => CallEndReason::RemoteBye,
                     WaitEvent::Cancel => CallEndReason::CancelledByRemote,
                 };
+                if self.interrupted {
+                    return false;
+                }
                 match self.record.as_ref().and_then(|r| r.reason()) {
                     Some(reason) if *reason == expected => true,
                     Some(reason) => {
