@@ -400,11 +400,17 @@ fn unfold(value: &BytesStr) -> BytesStr {
 fn parse_start_line(raw: &Bytes, line: &str) -> Result<StartLine, ParseError> {
     match MessageLine::parse(raw)(line) {
         Ok((rest, MessageLine::Request(req_line))) if rest.trim().is_empty() => {
-            // Keep the URI as written: the printed form of the parsed URI may differ.
-            let uri = line
-                .split_whitespace()
-                .nth(1)
-                .ok_or(ParseError::at(0, ParseErrorKind::StartLine))?;
+            // RFC 3261 §7.1: Method SP Request-URI SP SIP-Version, exactly. Keep the URI as
+            // written: the printed form of the parsed URI may differ.
+            let mut tokens = line.split([' ', '\t']).filter(|t| !t.is_empty());
+            let (Some(_), Some(uri), Some(version), None) =
+                (tokens.next(), tokens.next(), tokens.next(), tokens.next())
+            else {
+                return Err(ParseError::at(0, ParseErrorKind::StartLine));
+            };
+            if !version.eq_ignore_ascii_case("SIP/2.0") || line.contains(['\r', '\n']) {
+                return Err(ParseError::at(0, ParseErrorKind::StartLine));
+            }
             Ok(StartLine::Request {
                 method: req_line.method,
                 uri: BytesStr::from_parse(raw, uri),
@@ -442,10 +448,15 @@ fn parse_cseq(headers: &Headers, head_end: usize) -> Result<(u32, Method), Parse
     Ok((num, Method::from_parse(value.as_ref(), method)))
 }
 
+/// The first Via value (empty values and lines are skipped, as [`Message::header_values`]
+/// does, so that the top Via of a message and of what is built from it agree).
 fn top_via(headers: &Headers) -> Option<Via> {
-    let first = headers.get_raw(&Name::VIA).next()?;
-    let value = split_list(first.as_str()).next()?;
-    Via::parse(first.as_ref(), value).ok().map(|(_, via)| via)
+    for raw in headers.get_raw(&Name::VIA) {
+        if let Some(value) = split_list(raw.as_str()).next() {
+            return Via::parse(raw.as_ref(), value).ok().map(|(_, via)| via);
+        }
+    }
+    None
 }
 
 fn skip_leading_crlf(mut data: Bytes) -> Bytes {
@@ -473,7 +484,9 @@ fn find_head_end(data: &[u8]) -> Result<usize, ParseError> {
         }
         i = next;
     }
-    if data.len() > MAX_HEAD_LEN {
+    // Too large only once the whole window was seen without an end: the same verdict
+    // whether the bytes came at once or in pieces.
+    if data.len() >= MAX_HEAD_LEN + 4 {
         Err(ParseError::at(MAX_HEAD_LEN, ParseErrorKind::HeadTooLarge))
     } else {
         Err(ParseError::at(data.len(), ParseErrorKind::IncompleteHead))
