@@ -11,8 +11,10 @@
 //! (CI's `.ci/run` installs them all), never a silent skip.
 #![allow(dead_code)]
 
+pub(crate) mod baresip;
 pub(crate) mod digest;
 pub(crate) mod kamailio;
+pub(crate) mod netns;
 pub(crate) mod process;
 pub(crate) mod responder;
 pub(crate) mod sip;
