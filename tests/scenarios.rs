@@ -283,6 +283,7 @@ fn ctrl_c_hangs_up_unregisters_and_writes_reports_that_say_so() {
     assert_eq!(status.code(), Some(130), "{output}");
     let v = reports.summary();
     assert_eq!(v["interrupted"], true, "{v}");
+    assert_eq!(v["verdict"], "interrupted", "{v}");
     // Every failure is the interruption's, not the system under test's.
     assert_eq!(v["failures"]["interrupted"], 20, "{v}");
     assert_eq!(v["failures"].as_object().unwrap().len(), 1, "{v}");
@@ -303,4 +304,23 @@ fn ctrl_c_hangs_up_unregisters_and_writes_reports_that_say_so() {
             "{n} still registered\n{output}"
         );
     }
+}
+
+#[test]
+fn a_scenario_against_sipp_rtp_echo_hears_its_own_tones() {
+    let port = free_port();
+    let sipp = support::sipp::Sipp::start_builtin_uas(port, &["-rtp_echo"]).expect("start sipp");
+    let addr = format!("127.0.0.1:{port}");
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-echo.yaml",
+        &[],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 5, "{v}");
+    assert_eq!(v["audio"]["verified"], 5, "{v}");
 }

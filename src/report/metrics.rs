@@ -576,7 +576,7 @@ pub enum Verdict {
     CallsFailed,
     /// At least one threshold failed.
     ThresholdsFailed,
-    /// Nothing failed, but the run was interrupted before its planned end.
+    /// The run was interrupted before its planned end (its figures decide nothing).
     Interrupted,
 }
 
@@ -651,6 +651,10 @@ impl RunSummary {
     /// unless a `calls.failed` or `calls.passed` threshold says how many may fail.
     #[must_use]
     pub fn verdict(&self, thresholds: &[ThresholdResult]) -> Verdict {
+        // An interrupted run did not do what it planned: its figures cannot pass or fail it.
+        if self.interrupted {
+            return Verdict::Interrupted;
+        }
         if thresholds.iter().any(|t| !t.passed) {
             return Verdict::ThresholdsFailed;
         }
@@ -661,8 +665,6 @@ impl RunSummary {
         let failed = self.calls.failed > 0 || self.registrations.failed > 0;
         if failed && !governed {
             Verdict::CallsFailed
-        } else if self.interrupted {
-            Verdict::Interrupted
         } else {
             Verdict::Passed
         }
