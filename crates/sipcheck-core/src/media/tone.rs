@@ -947,7 +947,7 @@ fn gram_inverse(freqs: &[f64], n: usize) -> [[f64; 4]; 4] {
     let basis = |j: usize, k: usize| -> f64 {
         let w = 2.0 * PI * freqs[j / 2] / f64::from(SAMPLE_RATE);
         let x = w * k as f64;
-        if j % 2 == 0 {
+        if j.is_multiple_of(2) {
             x.cos()
         } else {
             x.sin()
