@@ -561,15 +561,20 @@ fn finish<R: serde::Serialize>(
         }
         Err(e) => {
             let message = redact(&e.to_string(), secret);
+            let (verdict, exit) = if e.is_peer_failure() {
+                ("fail", Exit::Failure)
+            } else {
+                ("error", Exit::Usage)
+            };
             if json {
                 let _ = writeln!(
                     out,
                     "{}",
-                    serde_json::json!({ "verdict": "error", "error": message })
+                    serde_json::json!({ "verdict": verdict, "error": message })
                 );
             }
             eprintln!("sipcheck: error: {message}");
-            Exit::Usage
+            exit
         }
     }
 }

@@ -28,6 +28,22 @@ pub enum ProbeError {
     Invalid(String),
 }
 
+impl ProbeError {
+    /// True when the peer, not the input, is at fault: it refused or closed the connection,
+    /// or sent a stream that cannot be framed. Such an outcome is a failure of the system
+    /// under test (exit 1), not a usage error (exit 2).
+    pub fn is_peer_failure(&self) -> bool {
+        matches!(
+            self,
+            ProbeError::Transport(
+                TransportError::Stream { .. }
+                    | TransportError::Closed(_)
+                    | TransportError::Connect { .. }
+            )
+        )
+    }
+}
+
 /// Where requests go and how.
 #[derive(Debug, Clone)]
 pub struct Network {

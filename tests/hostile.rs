@@ -1,0 +1,767 @@
+//! sipcheck against a scripted hostile peer (`support::hostile`): garbage,
+//! truncated and oversized messages, stray responses, 503s, endless 100
+//! Trying, SDP it cannot use, odd RTP and an OPTIONS flood. Every case checks
+//! that sipcheck does not panic, ends in bounded time with a documented exit
+//! code, and says precisely why it failed.
+
+mod support;
+
+use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::hostile::{request, rss_kib, rtp_packet, sdp, HostilePeer, Msg, Peer};
+use support::process::{self, RunDir};
+use support::responder::Responder;
+use support::{describe_output, free_port, run_sipcheck_with_timeout};
+
+const SCRIPT_WAIT: Duration = Duration::from_secs(10);
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs sipcheck with a 20 s limit and checks the things every case needs:
+/// no panic, a documented exit code (0, 1 or 2). Returns the output and how long it took.
+fn sipcheck(args: &[&str], envs: &[(&str, &str)]) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = run_sipcheck_with_timeout(args, envs, Duration::from_secs(20));
+    let took = started.elapsed();
+    let shown = describe_output(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "sipcheck panicked:\n{shown}"
+    );
+    assert!(
+        matches!(out.status.code(), Some(0..=2)),
+        "undocumented exit code:\n{shown}"
+    );
+    (out, took)
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", describe_output(out)))
+}
+
+/// Garbage a hostile network might deliver: binary noise, text that is not
+/// SIP, an empty-ish datagram, a request line with too many tokens.
+const GARBAGE: &[&[u8]] = &[
+    b"\x00\xff\xfe\x01garbage\r\n\r\n",
+    b"hello world",
+    b"\r\n\r\n",
+    b"SIP/2.0\r\n\r\n",
+    b"SIP/2.0 abc Nope\r\nVia: x\r\n\r\n",
+    b"INVITE a b c d SIP/2.0\r\n\r\n",
+    b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK",
+];
+
+/// Sends the garbage, then `req`'s response truncated in its head and in its
+/// body (a Content-Length larger than what arrived).
+fn send_garbage(p: &Peer, req: &Msg, to: SocketAddr, ok: &str) {
+    for g in GARBAGE {
+        p.send_raw(g, to);
+    }
+    let half = &ok.as_bytes()[..ok.len() / 2];
+    p.send_raw(half, to);
+    p.send_raw(
+        ok.replace("Content-Length: 0", "Content-Length: 40")
+            .as_bytes(),
+        to,
+    );
+    let _ = req;
+}
+
+#[test]
+fn garbage_and_truncated_messages_during_options_are_ignored() {
+    let peer = HostilePeer::start(|p| {
+        let (req, from) = p.recv_request(SCRIPT_WAIT).expect("OPTIONS");
+        let ok = support::hostile::response(&req, 200, "OK", "h1", &[], None);
+        send_garbage(p, &req, from, &ok);
+        p.send_raw(ok.as_bytes(), from);
+        // Answer any retransmission too.
+        while let Some((r, from)) = p.recv_request(Duration::from_millis(500)) {
+            p.respond(&r, from, 200, "OK", &[], None);
+        }
+    });
+    let uri = format!("sip:{}", peer.addr);
+    let (out, took) = sipcheck(&["options", &uri, "--json", "-v"], &[]);
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(v["status"], 200, "{shown}");
+    // Each malformed datagram is logged as ignored at -v.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("malformed datagram ignored"), "{shown}");
+    assert!(took < Duration::from_secs(5), "took {took:?}\n{shown}");
+}
+
+#[test]
+fn garbage_between_challenge_and_answer_does_not_break_register() {
+    let peer = HostilePeer::start(|p| {
+        let (req, from) = p.recv_method("REGISTER", SCRIPT_WAIT).expect("REGISTER");
+        let challenge = support::hostile::response(
+            &req,
+            401,
+            "Unauthorized",
+            "h1",
+            &["WWW-Authenticate: Digest realm=\"hostile.test\", nonce=\"abc123\", algorithm=MD5, qop=\"auth\"".into()],
+            None,
+        );
+        send_garbage(p, &req, from, &challenge);
+        p.send_raw(challenge.as_bytes(), from);
+        let (req2, from) = p
+            .recv_matching(SCRIPT_WAIT, |m| {
+                m.method() == "REGISTER" && m.header("Authorization").is_some()
+            })
+            .expect("authenticated REGISTER");
+        let contact = req2.header("Contact").unwrap_or_default();
+        let ok = support::hostile::response(
+            &req2,
+            200,
+            "OK",
+            "h1",
+            &[format!("Contact: {contact};expires=60")],
+            None,
+        );
+        send_garbage(p, &req2, from, &ok);
+        p.send_raw(ok.as_bytes(), from);
+        while let Some((r, from)) = p.recv_request(Duration::from_millis(500)) {
+            p.respond(
+                &r,
+                from,
+                200,
+                "OK",
+                &[format!("Contact: {contact};expires=60")],
+                None,
+            );
+        }
+    });
+    let server = peer.addr.to_string();
+    let (out, _) = sipcheck(
+        &[
+            "register",
+            "--server",
+            &server,
+            "--user",
+            "1001",
+            "--password",
+            "pw1001",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(json(&out)["verdict"], "pass", "{shown}");
+}
+
+/// A 200 OK to OPTIONS with `mangle` applied, sent for every (re)transmission;
+/// the probe runs with T1 = 20 ms so Timer F fires after 1.28 s.
+fn options_with_bad_response(mangle: fn(String) -> String) -> (Output, Duration, String) {
+    let peer = HostilePeer::start(move |p| {
+        while let Some((req, from)) = p.recv_request(Duration::from_secs(5)) {
+            let ok = support::hostile::response(&req, 200, "OK", "h1", &[], None);
+            p.send_raw(mangle(ok).as_bytes(), from);
+        }
+    });
+    let uri = format!("sip:{}", peer.addr);
+    let (out, took) = sipcheck(&["options", &uri, "--t1", "20ms", "--json"], &[]);
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    (out, took, shown)
+}
+
+fn assert_timer_f(out: &Output, took: Duration, shown: &str) {
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(out);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    let reason = format!("{} {}", v["reason"], v["error"]);
+    assert!(
+        reason.contains("Timer F"),
+        "reason does not name Timer F: {reason}\n{shown}"
+    );
+    assert!(took < Duration::from_secs(6), "took {took:?}\n{shown}");
+}
+
+#[test]
+fn the_longest_header_line_a_datagram_can_carry_is_handled_without_panic() {
+    // A UDP datagram carries at most 65,507 bytes, less than sipcheck's
+    // 64 KiB head limit (MAX_HEAD_LEN = 65,536): over UDP a header line that
+    // long cannot reach the limit, so the response is valid and accepted.
+    // The refusal of a longer head is checked over TCP below.
+    let (out, took, shown) = options_with_bad_response(|ok| {
+        let pad = 65_000 - ok.len();
+        ok.replacen(
+            "Content-Length: 0",
+            &format!("X-Huge: {}\r\nContent-Length: 0", "a".repeat(pad)),
+            1,
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(json(&out)["status"], 200, "{shown}");
+    assert!(took < Duration::from_secs(5), "took {took:?}\n{shown}");
+}
+
+#[test]
+fn a_64_kib_header_line_over_tcp_is_refused_with_a_precise_reason() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("a connection");
+        let _ = conn.set_read_timeout(Some(SCRIPT_WAIT));
+        let mut buf = vec![0u8; 65_536];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let req = Msg {
+            text: String::from_utf8_lossy(&got).into_owned(),
+        };
+        let ok = support::hostile::response(&req, 200, "OK", "h1", &[], None);
+        let huge = ok.replacen(
+            "Content-Length: 0",
+            &format!("X-Huge: {}\r\nContent-Length: 0", "a".repeat(70 * 1024)),
+            1,
+        );
+        let _ = conn.write_all(huge.as_bytes());
+        // Keep the connection open until sipcheck closes it.
+        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let uri = format!("sip:{addr}");
+    let (out, took) = sipcheck(
+        &[
+            "options",
+            &uri,
+            "--transport",
+            "tcp",
+            "--t1",
+            "20ms",
+            "--json",
+        ],
+        &[],
+    );
+    let _ = server.join();
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    let reason = format!("{} {}", v["reason"], v["error"]);
+    assert!(
+        reason.contains("larger than 65536") || reason.contains("Timer F"),
+        "reason names neither the size limit nor the timer: {reason}\n{shown}"
+    );
+    assert!(took < Duration::from_secs(6), "took {took:?}\n{shown}");
+}
+
+#[test]
+fn content_length_larger_than_the_body_is_malformed() {
+    let (out, took, shown) = options_with_bad_response(|ok| {
+        ok.replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Type: text/plain\r\nContent-Length: 500\r\n\r\nshort body",
+        )
+    });
+    assert_timer_f(&out, took, &shown);
+}
+
+#[test]
+fn stray_responses_lose_to_the_real_one() {
+    let peer = HostilePeer::start(|p| {
+        let (req, from) = p.recv_request(SCRIPT_WAIT).expect("OPTIONS");
+        let real =
+            support::hostile::response(&req, 200, "OK", "real", &["X-Which: real".into()], None);
+        let branch = req.branch().expect("branch");
+        // Unknown branch: a 500 and a 200 that belong to nothing.
+        p.send_raw(
+            real.replace(&branch, "z9hG4bKunknown1")
+                .replace("200 OK", "500 Stray")
+                .as_bytes(),
+            from,
+        );
+        p.send_raw(
+            real.replace(&branch, "z9hG4bKunknown2")
+                .replace("X-Which: real", "X-Which: stray")
+                .as_bytes(),
+            from,
+        );
+        // Right branch, wrong CSeq method: another transaction (RFC 3261 §17.1.3).
+        p.send_raw(
+            real.replace("OPTIONS", "REGISTER")
+                .replace("200 OK", "403 Wrong Method")
+                .as_bytes(),
+            from,
+        );
+        p.send_raw(real.as_bytes(), from);
+        // A late duplicate with another To-tag.
+        p.send_raw(
+            real.replace("tag=real", "tag=other")
+                .replace("200 OK", "486 Late")
+                .as_bytes(),
+            from,
+        );
+    });
+    let uri = format!("sip:{}", peer.addr);
+    let (out, _) = sipcheck(&["options", &uri, "--json"], &[]);
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["status"], 200, "{shown}");
+    assert_eq!(v["verdict"], "pass", "{shown}");
+}
+
+/// A UAS script: answers INVITEs with `answer(p, invite, from)` (which sends
+/// whatever it wants), then 200s every BYE/CANCEL and absorbs ACKs until stopped.
+fn uas(answer: impl Fn(&Peer, &Msg, SocketAddr) + Send + 'static) -> HostilePeer {
+    HostilePeer::start(move |p| {
+        let (invite, from) = p.recv_method("INVITE", SCRIPT_WAIT).expect("INVITE");
+        answer(p, &invite, from);
+        while let Some((r, from)) = p.recv_request(Duration::from_secs(15)) {
+            match r.method().as_str() {
+                "BYE" | "CANCEL" | "OPTIONS" => p.respond(&r, from, 200, "OK", &[], None),
+                "INVITE" => answer(p, &r, from),
+                _ => {}
+            }
+        }
+    })
+}
+
+fn methods_seen(seen: &[Msg]) -> Vec<String> {
+    seen.iter()
+        .filter(|m| !m.is_response())
+        .map(Msg::method)
+        .collect()
+}
+
+fn call(peer: &HostilePeer, extra: &[&str]) -> (Output, Duration) {
+    let uri = format!("sip:bob@{}", peer.addr);
+    let mut args = vec!["call", uri.as_str(), "--json", "--rtp-ports", "30000-39999"];
+    args.extend_from_slice(extra);
+    sipcheck(&args, &[])
+}
+
+#[test]
+fn a_503_with_retry_after_fails_register_with_503() {
+    let peer = HostilePeer::start(|p| {
+        while let Some((r, from)) = p.recv_request(Duration::from_secs(5)) {
+            p.respond(
+                &r,
+                from,
+                503,
+                "Service Unavailable",
+                &["Retry-After: 120".into()],
+                None,
+            );
+        }
+    });
+    let server = peer.addr.to_string();
+    let (out, took) = sipcheck(
+        &[
+            "register",
+            "--server",
+            &server,
+            "--user",
+            "1001",
+            "--password",
+            "pw",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["status"], 503, "{shown}");
+    let reason = format!("{} {}", v["reason"], v["error"]);
+    assert!(reason.contains("503"), "{reason}\n{shown}");
+    assert!(took < Duration::from_secs(5), "{took:?}\n{shown}");
+    // Not retried: one REGISTER only (plus no retransmission after the final).
+    let registers = methods_seen(&peer.join())
+        .iter()
+        .filter(|m| *m == "REGISTER")
+        .count();
+    assert_eq!(registers, 1, "{shown}");
+}
+
+#[test]
+fn a_503_with_retry_after_fails_call_as_rejected_503() {
+    let peer = uas(|p, inv, from| {
+        p.respond(
+            inv,
+            from,
+            503,
+            "Service Unavailable",
+            &["Retry-After: 120".into()],
+            None,
+        );
+    });
+    let (out, took) = call(&peer, &[]);
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["final_code"], 503, "{shown}");
+    let failure = v["failures"][0].as_str().unwrap_or_default();
+    assert!(
+        failure.starts_with("not answered: rejected: 503"),
+        "{failure}\n{shown}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}\n{shown}");
+    assert!(
+        methods_seen(&peer.join()).contains(&"ACK".to_string()),
+        "{shown}"
+    );
+}
+
+#[test]
+fn endless_100_trying_is_cancelled_after_the_answer_timeout() {
+    // Sends 100 Trying every 100 ms forever and ignores CANCEL entirely.
+    let peer = HostilePeer::start(|p| {
+        let (invite, from) = p.recv_method("INVITE", SCRIPT_WAIT).expect("INVITE");
+        let started = Instant::now();
+        while !p.stopping() && started.elapsed() < Duration::from_secs(20) {
+            p.respond(&invite, from, 100, "Trying", &[], None);
+            let _ = p.recv(Duration::from_millis(100));
+        }
+    });
+    let (out, took) = call(&peer, &["--answer-timeout", "2s", "--t1", "50ms"]);
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    let failure = v["failures"][0].as_str().unwrap_or_default().to_string();
+    assert!(failure.starts_with("not answered"), "{failure}\n{shown}");
+    assert!(
+        failure.contains("cancel")
+            || failure.contains("Timer")
+            || failure.contains("timeout")
+            || failure.contains("no final response"),
+        "unclear reason: {failure}\n{shown}"
+    );
+    eprintln!("endless 100 Trying: {failure} (after {took:?})");
+    // 2 s answer timeout, then 64·T1 = 3.2 s at most for the CANCEL/INVITE to give up.
+    assert!(took < Duration::from_secs(8), "took {took:?}\n{shown}");
+    assert!(
+        methods_seen(&peer.join()).contains(&"CANCEL".to_string()),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_200_without_sdp_fails_media_negotiation_then_ack_and_bye() {
+    let peer = uas(|p, inv, from| {
+        let contact = format!("Contact: <sip:bob@{}>", p.addr);
+        p.respond(inv, from, 200, "OK", &[contact], None);
+    });
+    let (out, took) = call(&peer, &["--no-media-ok", "--duration", "500ms"]);
+    // Give the BYE a moment to arrive.
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = peer.join();
+    let shown = format!("{}\nseen: {:?}", describe_output(&out), methods_seen(&seen));
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    // The reason names the missing SDP answer (sipcheck words it as a
+    // protocol error: "the 200 has no SDP answer").
+    let failures = v["failures"].to_string();
+    assert!(
+        failures.contains("no SDP answer") || failures.contains("media negotiation failed"),
+        "{shown}"
+    );
+    let methods = methods_seen(&seen);
+    let ack = methods.iter().position(|m| m == "ACK");
+    let bye = methods.iter().position(|m| m == "BYE");
+    assert!(
+        ack.is_some() && bye.is_some() && ack < bye,
+        "ACK then BYE expected: {shown}"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}\n{shown}");
+}
+
+#[test]
+fn an_answer_with_no_common_codec_names_the_codec_problem() {
+    let peer = uas(|p, inv, from| {
+        let contact = format!("Contact: <sip:bob@{}>", p.addr);
+        let rtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let body = sdp(rtp, "18", &["a=rtpmap:18 G729/8000"]);
+        p.respond(inv, from, 200, "OK", &[contact], Some(&body));
+    });
+    let (out, took) = call(&peer, &["--no-media-ok", "--duration", "500ms"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = peer.join();
+    let shown = format!("{}\nseen: {:?}", describe_output(&out), methods_seen(&seen));
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    let failures = v["failures"].to_string();
+    assert!(failures.contains("no common audio codec"), "{shown}");
+    assert!(methods_seen(&seen).contains(&"BYE".to_string()), "{shown}");
+    assert!(took < Duration::from_secs(8), "{took:?}\n{shown}");
+}
+
+/// The peer as UAC: INVITE with `offer` to `answer_addr`; returns the final
+/// response (ACKed when it is not a 2xx; a 2xx is left to the caller).
+fn invite_from_peer(p: &Peer, answer_addr: SocketAddr, call_id: &str, offer: &str) -> Option<Msg> {
+    let uri = format!("sip:bob@{answer_addr}");
+    let invite = request(
+        "INVITE",
+        &uri,
+        p.addr,
+        "z9hG4bKinv1",
+        "caller",
+        &format!("<{uri}>"),
+        call_id,
+        1,
+        &[],
+        Some(offer),
+    );
+    p.send_raw(invite.as_bytes(), answer_addr);
+    let (fin, _) = p.recv_matching(SCRIPT_WAIT, |m| {
+        m.status().is_some_and(|c| c >= 200) && m.method() == "INVITE"
+    })?;
+    if fin.status().is_some_and(|c| c >= 300) {
+        let to = fin.header("To").unwrap_or_default();
+        let ack = request(
+            "ACK",
+            &uri,
+            p.addr,
+            "z9hG4bKinv1",
+            "caller",
+            &to,
+            call_id,
+            1,
+            &[],
+            None,
+        );
+        p.send_raw(ack.as_bytes(), answer_addr);
+    }
+    Some(fin)
+}
+
+#[test]
+fn answer_refuses_a_g729_only_offer_with_488() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let answer = Responder::start(&["--listen", &listen, "--json"], &[]);
+    let peer = HostilePeer::start(move |p| {
+        let rtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let offer = sdp(rtp, "18", &["a=rtpmap:18 G729/8000"]);
+        let fin = invite_from_peer(p, answer_addr, "g729-only@hostile", &offer)
+            .expect("a final response");
+        assert_eq!(fin.status(), Some(488), "{}", fin.text);
+    });
+    let _ = peer.wait();
+    assert!(!answer.stderr().contains("panicked"), "{}", answer.output());
+}
+
+/// `sipcheck answer` started by the test itself, for its PID.
+struct OwnAnswer {
+    child: Child,
+    dir: RunDir,
+}
+
+impl OwnAnswer {
+    fn start(args: &[&str]) -> OwnAnswer {
+        let dir = RunDir::new("hostile-answer").unwrap();
+        let mut child = Command::new(support::sipcheck_bin())
+            .arg("answer")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.join("stdout")).unwrap())
+            .stderr(File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .expect("start sipcheck answer");
+        let ready = process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            process::read_lossy(&dir.join("stdout")).contains("listening")
+        });
+        if !ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "answer did not start: {}",
+                process::read_lossy(&dir.join("stderr"))
+            );
+        }
+        OwnAnswer { child, dir }
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "--- answer stdout ---\n{}\n--- answer stderr ---\n{}",
+            process::read_lossy(&self.dir.join("stdout")),
+            process::read_lossy(&self.dir.join("stderr"))
+        )
+    }
+}
+
+impl Drop for OwnAnswer {
+    fn drop(&mut self) {
+        process::stop_child(&mut self.child, "INT", Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn wrong_payload_types_and_ssrc_jumps_are_counted_by_answer() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--json",
+            "--no-media-ok",
+            "--calls",
+            "1",
+            "--rtp-ports",
+            "30000-39999",
+        ],
+        &[],
+    );
+    let peer = HostilePeer::start(move |p| {
+        let rtp_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = rtp_sock.local_addr().unwrap();
+        let offer = sdp(rtp, "0", &["a=rtpmap:0 PCMU/8000", "a=sendrecv"]);
+        let call_id = "rtp-chaos@hostile";
+        let fin = invite_from_peer(p, answer_addr, call_id, &offer).expect("a final response");
+        assert_eq!(fin.status(), Some(200), "{}", fin.text);
+        let remote = fin.sdp_rtp().expect("SDP in the 200");
+        let uri = format!("sip:bob@{answer_addr}");
+        let to = fin.header("To").unwrap_or_default();
+        let ack = request(
+            "ACK",
+            &uri,
+            p.addr,
+            "z9hG4bKack1",
+            "caller",
+            &to,
+            call_id,
+            1,
+            &[],
+            None,
+        );
+        p.send_raw(ack.as_bytes(), answer_addr);
+        // RTP: good PCMU, then wrong payload types, then SSRC jumps back and forth.
+        let mut seq = 100u16;
+        let mut ts = 1000u32;
+        let plan: [(u8, u32, usize); 6] = [
+            (0, 0x1111, 25),
+            (8, 0x1111, 10),
+            (99, 0x1111, 5),
+            (0, 0x2222, 25),
+            (0, 0x3333, 10),
+            (0, 0x1111, 10),
+        ];
+        for (pt, ssrc, n) in plan {
+            for _ in 0..n {
+                let _ = rtp_sock.send_to(&rtp_packet(pt, seq, ts, ssrc, 0xff), remote);
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(160);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Garbage on the RTP port too.
+        let _ = rtp_sock.send_to(b"\x80", remote);
+        let _ = rtp_sock.send_to(b"not rtp at all", remote);
+        let _ = rtp_sock.send_to(&[0u8; 3000], remote);
+        let bye = request(
+            "BYE",
+            &uri,
+            p.addr,
+            "z9hG4bKbye1",
+            "caller",
+            &to,
+            call_id,
+            2,
+            &[],
+            None,
+        );
+        p.send_raw(bye.as_bytes(), answer_addr);
+        let ok = p.recv_matching(SCRIPT_WAIT, |m| m.method() == "BYE" && m.is_response());
+        assert!(ok.is_some(), "no response to BYE");
+    });
+    let _ = peer.wait();
+    let code = answer.wait_exit(Duration::from_secs(10));
+    let shown = answer.output();
+    assert!(!answer.stderr().contains("panicked"), "{shown}");
+    assert_eq!(code, Some(0), "{shown}");
+    let stdout = answer.stdout();
+    let line = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "call")
+        .unwrap_or_else(|| panic!("no call line:\n{shown}"));
+    let media = &line["media"];
+    assert!(
+        media["wrong_payload_type"].as_u64().unwrap_or(0) > 0,
+        "{line}"
+    );
+    assert!(media["ssrc_changes"].as_u64().unwrap_or(0) > 0, "{line}");
+    assert!(
+        media["packets_received"].as_u64().unwrap_or(0) > 0,
+        "{line}"
+    );
+}
+
+#[test]
+fn an_options_flood_leaves_answer_responsive_and_bounded() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let answer = OwnAnswer::start(&["--listen", &listen]);
+    let pid = answer.child.id();
+    let before = rss_kib(pid).expect("VmRSS");
+
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = flood.local_addr().unwrap();
+    let started = Instant::now();
+    for i in 0..5_000u32 {
+        let msg = request(
+            "OPTIONS",
+            &format!("sip:{listen}"),
+            local,
+            &format!("z9hG4bKflood{i}"),
+            &format!("t{i}"),
+            &format!("<sip:{listen}>"),
+            &format!("flood{i}@hostile"),
+            1,
+            &[],
+            None,
+        );
+        let _ = flood.send_to(msg.as_bytes(), answer_addr);
+    }
+    let flood_took = started.elapsed();
+    // Count answers for a moment (not all need to be, the kernel may drop some).
+    let _ = flood.set_read_timeout(Some(Duration::from_millis(300)));
+    let mut buf = vec![0u8; 65_536];
+    let mut answered = 0u32;
+    while flood.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    let peak = rss_kib(pid).expect("VmRSS after the flood");
+
+    let uri = format!("sip:{listen}");
+    let (out, _) = sipcheck(&["options", &uri, "--json"], &[]);
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(support::process::pid_alive(pid), "answer died\n{shown}");
+    eprintln!(
+        "flood: 5000 OPTIONS in {flood_took:?}, {answered} answered; VmRSS {before} KiB before, {peak} KiB after"
+    );
+    // 5,000 server transactions held for Timer J (32 s) at well under 4 KiB
+    // each is < 20 MB on top of the ~10-20 MB idle process: 64 MB leaves room
+    // for allocator slack and still catches unbounded growth per message.
+    assert!(
+        peak < 64 * 1024,
+        "VmRSS {peak} KiB after the flood (before: {before} KiB)\n{shown}"
+    );
+    assert!(
+        answered > 0,
+        "no OPTIONS answered during the flood\n{shown}"
+    );
+    assert!(!answer.output().contains("panicked"), "{shown}");
+    let _ = stdout;
+}

@@ -1,0 +1,413 @@
+//! No password ever appears in anything sipcheck writes: stdout and stderr of
+//! every command (text, `--json`, `-vv`, `RUST_LOG=trace`), the `run`
+//! console, JUnit and JSON reports, and `validate`'s error output.
+//!
+//! Two secrets, against a real Kamailio (password rule: "pw" + user):
+//! - [`WRONG`] is given where Kamailio expects another password, so it
+//!   flows through the digest computation, the rejection and the ladder;
+//! - [`RIGHT_PREFIX`]: users `Xy7secretQ9a`/`Xy7secretQ9b` have the
+//!   passwords `pwXy7secretQ9a`/`pwXy7secretQ9b`, so the success paths
+//!   (registered, call answered, unregistered) carry a password too. The user
+//!   names appear in the output by design; "pw" + user never should.
+//!
+//! Not covered: a panic's message (no way to force one from outside).
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use support::kamailio::Kamailio;
+use support::process::RunDir;
+use support::responder::Responder;
+use support::{describe_output, free_port, run_sipcheck_with_timeout};
+
+/// A wrong password (Kamailio wants "pw" + user).
+const WRONG: &str = "Xy7-secret-Q9";
+/// The start of every right password used here.
+const RIGHT_PREFIX: &str = "pwXy7secretQ9";
+const USER_A: &str = "Xy7secretQ9a";
+const USER_B: &str = "Xy7secretQ9b";
+
+fn right(user: &str) -> String {
+    format!("pw{user}")
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for secret in [WRONG, RIGHT_PREFIX] {
+        assert!(
+            !text.contains(secret),
+            "{what} contains the password {secret:?}:\n{text}"
+        );
+    }
+}
+
+fn assert_output_clean(what: &str, out: &Output) {
+    let text = describe_output(out);
+    assert!(!text.contains("panicked"), "{what} panicked:\n{text}");
+    assert_clean(what, &text);
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    run_sipcheck_with_timeout(args, envs, Duration::from_secs(60))
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Extra flags and environment of one output variant.
+type Variant = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
+/// The output variants every probe is checked in.
+const VARIANTS: &[Variant] = &[
+    (&["-vv"], &[]),
+    (&["--json", "-vv"], &[]),
+    (&[], &[("RUST_LOG", "trace")]),
+    (&["--json"], &[("RUST_LOG", "trace")]),
+];
+
+#[test]
+fn register_never_prints_the_password() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = kam.addr.to_string();
+    for (extra, envs) in VARIANTS {
+        // Wrong password by flag, then by SIP_PASSWORD.
+        let mut args = vec![
+            "register",
+            "--server",
+            &server,
+            "--user",
+            "1001",
+            "--password",
+            WRONG,
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args, envs);
+        assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+        assert!(
+            stdout(&out).contains("401") || stdout(&out).contains("403"),
+            "{}",
+            describe_output(&out)
+        );
+        assert_output_clean(&format!("register --password {extra:?} {envs:?}"), &out);
+
+        let mut args = vec!["register", "--server", &server, "--user", "1001"];
+        args.extend_from_slice(extra);
+        let mut envs = envs.to_vec();
+        envs.push(("SIP_PASSWORD", WRONG));
+        let out = run(&args, &envs);
+        assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+        assert_output_clean(&format!("register SIP_PASSWORD {extra:?} {envs:?}"), &out);
+
+        // The right password, with unregister.
+        let pw = right(USER_A);
+        let mut args = vec![
+            "register",
+            "--server",
+            &server,
+            "--user",
+            USER_A,
+            "--unregister",
+        ];
+        args.extend_from_slice(extra);
+        let mut envs = envs.to_vec();
+        envs.retain(|(k, _)| *k != "SIP_PASSWORD");
+        envs.push(("SIP_PASSWORD", &pw));
+        let out = run(&args, &envs);
+        assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+        assert_output_clean(
+            &format!("register (right password) {extra:?} {envs:?}"),
+            &out,
+        );
+    }
+}
+
+#[test]
+fn call_and_answer_never_print_the_password() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = kam.addr.to_string();
+
+    // A call with the wrong password: Kamailio's 407 is answered once, then rejected.
+    for (extra, envs) in VARIANTS {
+        let mut args = vec![
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--user",
+            "1001",
+            "--password",
+            WRONG,
+            "--rtp-ports",
+            "30000-39999",
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args, envs);
+        assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+        assert!(stdout(&out).contains("407"), "{}", describe_output(&out));
+        assert_output_clean(&format!("call (wrong password) {extra:?} {envs:?}"), &out);
+    }
+
+    // answer registering with the wrong password (SIP_PASSWORD) gives up.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = run(
+        &[
+            "answer", "--listen", &listen, "--server", &server, "--user", "2001", "--json", "-vv",
+        ],
+        &[("SIP_PASSWORD", WRONG), ("RUST_LOG", "trace")],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert_output_clean("answer (wrong password)", &out);
+
+    // Both right: answer registered as USER_B, a call from USER_A through Kamailio.
+    let pw_a = right(USER_A);
+    let pw_b = right(USER_B);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--server",
+            &server,
+            "--user",
+            USER_B,
+            "--password",
+            &pw_b,
+            "--no-media-ok",
+            "--calls",
+            "1",
+            "--json",
+            "-vv",
+            "--rtp-ports",
+            "30000-39999",
+        ],
+        &[("RUST_LOG", "trace")],
+    );
+    let to = format!("sip:{USER_B}@127.0.0.1");
+    let out = run(
+        &[
+            "call",
+            &to,
+            "--server",
+            &server,
+            "--user",
+            USER_A,
+            "--register",
+            "--no-media-ok",
+            "--duration",
+            "500ms",
+            "-vv",
+            "--rtp-ports",
+            "30000-39999",
+        ],
+        &[("SIP_PASSWORD", &pw_a), ("RUST_LOG", "trace")],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_output_clean("call (right password)", &out);
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let answered = answer.output();
+    assert!(answered.contains("\"kind\":\"call\""), "{answered}");
+    assert_clean("answer (right password)", &answered);
+}
+
+fn scenario(dir: &RunDir, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn read(path: &Path) -> String {
+    support::process::read_lossy(path)
+}
+
+/// Runs a scenario with `--junit` and `--json` and checks every output.
+fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)]) -> Output {
+    let junit = dir.join(&format!("{what}.xml"));
+    let json = dir.join(&format!("{what}.json"));
+    let out = run(
+        &[
+            "run",
+            path,
+            "--junit",
+            junit.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "-vv",
+        ],
+        envs,
+    );
+    assert_output_clean(&format!("run {what}"), &out);
+    let junit_text = read(&junit);
+    let json_text = read(&json);
+    assert!(
+        junit_text.contains("<testsuite"),
+        "{what}: no JUnit report\n{}",
+        describe_output(&out)
+    );
+    assert!(
+        json_text.contains("sipcheck.run/1"),
+        "{what}: no JSON report\n{}",
+        describe_output(&out)
+    );
+    assert_clean(&format!("{what} JUnit report"), &junit_text);
+    assert_clean(&format!("{what} JSON report"), &json_text);
+    out
+}
+
+fn two_party(server: &str, accounts: &str, callee: &str, caller: &str) -> String {
+    format!(
+        "name: secrets\ntarget:\n  server: {server}\n  domain: 127.0.0.1\n{accounts}\
+         media: {{ codecs: [PCMU], rtp_ports: 30000-39999 }}\n\
+         roles:\n  callee:\n    accounts: {callee}\n    steps:\n      - register\n      - answer\n      - play: {{ tone: 1kHz }}\n      - expect: {{ tone: 440Hz, within: 2s }}\n      - wait_for: bye\n      - unregister\n\
+         \x20 caller:\n    accounts: {caller}\n    steps:\n      - register\n      - call: {{ to: \"sip:{{peer}}@{{domain}}\", peer: callee, timeout: 5s }}\n      - play: {{ tone: 440Hz }}\n      - expect: {{ tone: 1kHz, within: 2s }}\n      - hangup: {{ after: 1s }}\n      - unregister\n"
+    )
+}
+
+#[test]
+fn run_reports_never_contain_the_password() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = kam.addr.to_string();
+    let dir = RunDir::new("secrets").unwrap();
+
+    // Wrong passwords from a pattern with an environment variable: every UA's
+    // registration is rejected.
+    let pattern = scenario(
+        &dir,
+        "pattern.yaml",
+        &two_party(
+            &server,
+            "accounts:\n  range: { from: 1000, count: 2 }\n  password: \"${HOSTILE_PW_PREFIX}{user}\"\n",
+            "1000..1000",
+            "1001..1001",
+        ),
+    );
+    let out = run_scenario_clean(
+        "pattern",
+        &pattern,
+        &dir,
+        &[("HOSTILE_PW_PREFIX", WRONG), ("RUST_LOG", "trace")],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", describe_output(&out));
+
+    // Wrong passwords from a CSV file.
+    let csv = dir.join("wrong.csv");
+    std::fs::write(
+        &csv,
+        format!("user,password\n1000,{WRONG}\n1001,{WRONG}x\n"),
+    )
+    .unwrap();
+    let from_csv = scenario(
+        &dir,
+        "csv.yaml",
+        &two_party(
+            &server,
+            &format!("accounts:\n  csv: {}\n", csv.display()),
+            "\"1000\"",
+            "\"1001\"",
+        ),
+    );
+    let out = run_scenario_clean("csv", &from_csv, &dir, &[]);
+    assert_ne!(out.status.code(), Some(0), "{}", describe_output(&out));
+
+    // Right passwords from a CSV file: the calls pass.
+    let csv = dir.join("right.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "user,password\n{USER_A},{}\n{USER_B},{}\n",
+            right(USER_A),
+            right(USER_B)
+        ),
+    )
+    .unwrap();
+    let good = scenario(
+        &dir,
+        "good.yaml",
+        &two_party(
+            &server,
+            &format!("accounts:\n  csv: {}\n", csv.display()),
+            USER_B,
+            USER_A,
+        ),
+    );
+    let out = run_scenario_clean("good", &good, &dir, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+}
+
+#[test]
+fn validate_errors_never_quote_the_password() {
+    let dir = RunDir::new("secrets-validate").unwrap();
+    let good_accounts = format!(
+        "accounts:\n  range: {{ from: 1000, count: 2 }}\n  password: \"{WRONG}{{user}}\"\n"
+    );
+    // An error elsewhere (a misspelt key).
+    let elsewhere = scenario(
+        &dir,
+        "elsewhere.yaml",
+        &two_party("127.0.0.1:5060", &good_accounts, "1000..1000", "1001..1001")
+            .replace("- answer", "- answer: { rign: 1s }"),
+    );
+    for cmd in ["validate", "run"] {
+        let out = run(&[cmd, &elsewhere], &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+        assert!(
+            describe_output(&out).contains("rign"),
+            "{}",
+            describe_output(&out)
+        );
+        assert_output_clean(&format!("{cmd} (error elsewhere)"), &out);
+    }
+    // An override with an error, next to the secret.
+    let out = run(&["validate", &elsewhere, "--set", "load.rate=20x"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+    assert_output_clean("validate --set error", &out);
+}
+
+#[test]
+fn validate_error_on_the_password_line_does_not_quote_it() {
+    let dir = RunDir::new("secrets-validate").unwrap();
+    // The error is on the password line itself: an unset variable.
+    let accounts = format!(
+        "accounts:\n  range: {{ from: 1000, count: 2 }}\n  password: \"{WRONG}${{HOSTILE_UNSET_VAR_Q9}}{{user}}\"\n"
+    );
+    let on_line = scenario(
+        &dir,
+        "online.yaml",
+        &two_party("127.0.0.1:5060", &accounts, "1000..1000", "1001..1001"),
+    );
+    let out = run(&["validate", &on_line], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+    assert!(
+        describe_output(&out).contains("HOSTILE_UNSET_VAR_Q9"),
+        "{}",
+        describe_output(&out)
+    );
+    assert_output_clean("validate (error on the password line)", &out);
+}
+
+#[test]
+fn a_password_given_by_set_is_not_echoed_in_its_error() {
+    let dir = RunDir::new("secrets-validate").unwrap();
+    let accounts = "accounts:\n  range: { from: 1000, count: 2 }\n".to_string();
+    let path = scenario(
+        &dir,
+        "set.yaml",
+        &two_party("127.0.0.1:5060", &accounts, "1000..1000", "1001..1001"),
+    );
+    // A placeholder typo in the password override.
+    let set = format!("accounts.password={WRONG}{{usr}}");
+    let out = run(&["validate", &path, "--set", &set], &[]);
+    let shown = describe_output(&out);
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{shown}");
+    assert_output_clean("validate --set accounts.password=…{usr}", &out);
+}
