@@ -324,3 +324,22 @@ fn a_scenario_against_sipp_rtp_echo_hears_its_own_tones() {
     assert_eq!(v["calls"]["passed"], 5, "{v}");
     assert_eq!(v["audio"]["verified"], 5, "{v}");
 }
+
+#[test]
+fn a_scenario_against_baresip_hears_its_sine() {
+    let baresip = support::baresip::Baresip::start(support::baresip::BaresipOptions::default())
+        .expect("start baresip");
+    let addr = format!("127.0.0.1:{}", baresip.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/baresip.yaml",
+        &[],
+        &[("BARESIP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), baresip.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 2, "{v}");
+    assert_eq!(v["audio"]["verified"], 2, "{v}");
+}
