@@ -20,6 +20,7 @@ use crate::probe::call::{host_of, register};
 use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
 use crate::transport::{self, Transport, UdpTransport};
+use crate::ua::sleep_until;
 use crate::ua::UaDriver;
 
 /// How the responder behaves.
@@ -492,12 +493,5 @@ impl Totals {
         } else {
             Verdict::Fail
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }

@@ -223,7 +223,9 @@ fn call_id_of(raw: &[u8]) -> Option<&str> {
     })
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleep until `deadline`, or forever when there is none (a branch of `select!` that never
+/// fires).
+pub async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,

@@ -19,6 +19,7 @@ use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
 use crate::ladder::{format_rung, Rung};
 use crate::media::{MediaHandle, PortRange};
+use crate::ua::sleep_until;
 use crate::ua::UaDriver;
 
 /// What to call and how.
@@ -437,13 +438,6 @@ async fn drive_call(
         media,
         interrupted,
     })
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 impl CallReport {

@@ -13,6 +13,7 @@ use sipcheck_core::sip::transaction::{
 
 use crate::ladder::{Direction, Ladder};
 use crate::transport::{Incoming, Transport, TransportError};
+use crate::ua::sleep_until;
 
 /// How a transaction ended without a final response.
 #[derive(Debug, thiserror::Error)]
@@ -150,13 +151,6 @@ impl Client {
             }
         }
         Ok(None)
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 
