@@ -194,6 +194,15 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     tokio::pin!(ctrl_c);
     loop {
         if args.calls.is_some_and(|n| ended >= n) && active.is_empty() {
+            // Stay a little to answer retransmissions of the last BYE (its 200 may have been
+            // lost): until no transaction is left, at most 4·T1 (two retransmissions).
+            let until = Instant::now() + args.timers.t1 * 4;
+            while !driver.endpoint().transactions().is_empty() && Instant::now() < until {
+                tokio::select! {
+                    _ = driver.next_event() => {}
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                }
+            }
             break;
         }
         if draining_since.is_some() && active.is_empty() {
@@ -331,6 +340,10 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     }
                     if a.hangup_at.is_some_and(|t| t <= now) {
                         a.hangup_at = None;
+                        // RFC 3261 §15.1.1: media stops once the BYE is sent.
+                        if let Some((_, handle)) = &a.media {
+                            handle.set_sending(false);
+                        }
                         let _ = driver.endpoint().hangup(now, call);
                     }
                     if a.dtmf_at.is_some_and(|t| t <= now) {

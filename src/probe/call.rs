@@ -416,6 +416,10 @@ async fn drive_call(
                 }
                 if hangup_at.is_some_and(|t| t <= now) {
                     hangup_at = None;
+                    // RFC 3261 §15.1.1: media stops once the BYE is sent.
+                    if let Some((_, handle)) = &media {
+                        handle.set_sending(false);
+                    }
                     let _ = driver.endpoint().hangup(now, call);
                 }
             }

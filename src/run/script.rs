@@ -275,6 +275,10 @@ impl Call {
                 if !after.is_zero() && !self.pump_for(*after).await {
                     return self.unexpected_end(step);
                 }
+                // RFC 3261 §15.1.1: media stops once the BYE is sent.
+                if let Some((_, media)) = &self.media {
+                    media.set_sending(false);
+                }
                 self.command(Command::Hangup);
                 self.pump_until_end(END_WAIT).await;
                 true
