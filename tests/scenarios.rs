@@ -343,3 +343,28 @@ fn a_scenario_against_baresip_hears_its_sine() {
     assert_eq!(v["calls"]["passed"], 2, "{v}");
     assert_eq!(v["audio"]["verified"], 2, "{v}");
 }
+
+#[test]
+fn a_silent_far_end_fails_calls_even_without_an_expect_step() {
+    let port = free_port();
+    let sipp = support::sipp::Sipp::start_builtin_uas(port, &[]).expect("start sipp");
+    let addr = format!("127.0.0.1:{port}");
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-silent.yaml",
+        &[],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["failures"]["no_media"], 2, "{v}");
+    assert!(
+        v["failed_call_samples"][0]["failures"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no RTP received"),
+        "{v}"
+    );
+}

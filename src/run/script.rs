@@ -51,6 +51,8 @@ pub(crate) struct RoleContext {
 const ANSWER_WAIT: Duration = Duration::from_secs(32);
 /// How long a hang-up may take to complete.
 const END_WAIT: Duration = Duration::from_secs(35);
+/// An answered call whose RTP stops for longer than this fails.
+const RTP_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often media expectations are checked.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -846,9 +848,41 @@ impl Call {
             self.pump_until_end(END_WAIT).await;
         }
         let mut media_result = None;
-        if let Some((_, handle)) = self.media.take() {
+        if let Some((negotiated, handle)) = self.media.take() {
             if let Some(finished) = handle.stop().await {
                 let r = finished.report;
+                // An answered call whose far end may send but never did, or whose media
+                // stopped for seconds, fails even when no step listened: a silent call is
+                // not a passing call.
+                let up = self
+                    .record
+                    .as_ref()
+                    .and_then(|rec| rec.duration())
+                    .unwrap_or_default();
+                let far_end_sends = negotiated.direction.receives();
+                if self.answered && far_end_sends && up >= Duration::from_secs(1) {
+                    let gap = r.max_gap;
+                    if r.receive.received == 0 {
+                        self.failures.push(Failure {
+                            step: "call",
+                            line: 0,
+                            col: 0,
+                            kind: FailureKind::NoMedia,
+                            message: "no RTP received from the far end".into(),
+                        });
+                    } else if gap > RTP_TIMEOUT {
+                        self.failures.push(Failure {
+                            step: "call",
+                            line: 0,
+                            col: 0,
+                            kind: FailureKind::NoMedia,
+                            message: format!(
+                                "RTP timeout: no media for {:.1} s",
+                                gap.as_secs_f64()
+                            ),
+                        });
+                    }
+                }
                 media_result = Some(CallMedia {
                     packets_sent: r.packets_sent,
                     packets_received: r.receive.received,
