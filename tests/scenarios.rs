@@ -368,3 +368,51 @@ fn a_silent_far_end_fails_calls_even_without_an_expect_step() {
         "{v}"
     );
 }
+
+#[test]
+fn ctrl_c_sends_every_bye_to_sipp_before_exiting() {
+    let port = free_port();
+    let reports = Reports::new();
+    let trace = reports.dir.join("sipp-messages.log");
+    let sipp = support::sipp::Sipp::start_builtin_uas(
+        port,
+        &[
+            "-rtp_echo",
+            "-trace_msg",
+            "-message_file",
+            trace.to_str().unwrap(),
+        ],
+    )
+    .expect("start sipp");
+    let addr = format!("127.0.0.1:{port}");
+    let path = repo_root().join("tests/peers/scenarios/sipp-long.yaml");
+    let mut child = std::process::Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(reports.json())
+        .env("SIPP_ADDR", &addr)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // 5 calls start at once; give them time to be up.
+    std::thread::sleep(Duration::from_secs(3));
+    support::process::signal(child.id(), "INT").unwrap();
+    let status = support::process::wait_timeout(&mut child, Duration::from_secs(30));
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck did not stop after SIGINT");
+    };
+    assert_eq!(status.code(), Some(130));
+    let v = reports.summary();
+    assert_eq!(v["interrupted"], true, "{v}");
+    assert_eq!(v["calls"]["started"], 5, "{v}");
+    assert_eq!(
+        v["metrics"]["bye_rtt"]["count"], 5,
+        "every BYE answered: {v}"
+    );
+    // SIPp's own trace: every call's BYE arrived there.
+    let traced = support::process::read_lossy(&trace);
+    let byes = traced.lines().filter(|l| l.starts_with("BYE sip:")).count();
+    assert_eq!(byes, 5, "{}", sipp.log());
+}
