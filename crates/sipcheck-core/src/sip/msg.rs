@@ -470,8 +470,14 @@ fn skip_leading_crlf(mut data: Bytes) -> Bytes {
 
 /// Find the end of the head (the index just past the blank line).
 fn find_head_end(data: &[u8]) -> Result<usize, ParseError> {
+    find_head_end_from(data, 0)
+}
+
+/// [`find_head_end`], starting the search at `from` (a position before which no blank line
+/// can end: a stream resumes where its last search stopped instead of rescanning the head).
+fn find_head_end_from(data: &[u8], from: usize) -> Result<usize, ParseError> {
     let limit = data.len().min(MAX_HEAD_LEN + 4);
-    let mut i = 0;
+    let mut i = from.min(limit);
     while let Some(pos) = memchr_nl(&data[i..limit]) {
         let nl = i + pos;
         // `nl` is a LF; the head ends at LF (CR)? LF.
@@ -537,6 +543,9 @@ fn scan_content_length(data: &[u8], head_end: usize) -> Result<Option<usize>, Pa
 pub struct StreamFramer {
     buf: BytesMut,
     consumed: usize,
+    /// Bytes of the buffered head already searched for its end, so that a peer sending a
+    /// head one byte at a time costs linear, not quadratic, work.
+    searched: usize,
 }
 
 impl StreamFramer {
@@ -567,14 +576,19 @@ impl StreamFramer {
             .count();
         self.buf.advance(skip);
         self.consumed += skip;
+        self.searched = self.searched.saturating_sub(skip);
         if self.buf.is_empty() {
             return None;
         }
         let base = self.consumed;
         let shift = |e: ParseError| ParseError::at(e.offset + base, e.kind);
-        let head_end = match find_head_end(&self.buf) {
+        // A blank line is at most 4 bytes: resume 3 bytes before where the last search ended.
+        let head_end = match find_head_end_from(&self.buf, self.searched.saturating_sub(3)) {
             Ok(end) => end,
-            Err(e) if e.kind == ParseErrorKind::IncompleteHead => return None,
+            Err(e) if e.kind == ParseErrorKind::IncompleteHead => {
+                self.searched = self.buf.len();
+                return None;
+            }
             Err(e) => return Some(Err(shift(e))),
         };
         let len = match scan_content_length(&self.buf, head_end) {
@@ -592,6 +606,7 @@ impl StreamFramer {
         }
         let raw = self.buf.split_to(head_end + len).freeze();
         self.consumed += raw.len();
+        self.searched = 0;
         Some(Message::parse_framed(raw, head_end).map_err(shift))
     }
 }
