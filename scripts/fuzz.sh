@@ -34,6 +34,9 @@
 # Environment:
 #   FUZZ_SANITIZER   address (default) or none
 #   FUZZ_MAX_LEN     libFuzzer -max_len (default: libFuzzer's choice, 4096 for this corpus)
+#   FUZZ_RUNS        stop each target after this many executions (libFuzzer -runs), with
+#                    SECONDS_PER_TARGET still the upper bound; e.g. the 10-million pass:
+#                    FUZZ_SANITIZER=none FUZZ_RUNS=10000000 scripts/fuzz.sh 3600
 #   FUZZ_KEEP_CORPUS a directory to copy each grown corpus to (<dir>/<target>/); by default
 #                    the grown corpus is thrown away with the temporary directory.
 #
@@ -110,6 +113,9 @@ for target in "${TARGETS[@]}"; do
     dict=$(dict_for "$target")
     if [ -f "$dict" ]; then
         args+=("-dict=$dict")
+    fi
+    if [ -n "${FUZZ_RUNS:-}" ]; then
+        args+=("-runs=$FUZZ_RUNS")
     fi
     if [ -n "${FUZZ_MAX_LEN:-}" ]; then
         args+=("-max_len=$FUZZ_MAX_LEN")

@@ -1,18 +1,28 @@
-//! Media I/O: an RTP socket per call and the task that drives its [`MediaSession`].
+//! Media I/O: an RTP socket per call, driven by a few scheduler threads.
 //!
-//! The session (pacing, encoding, receiving, detection) is the core's; this module only binds
-//! the socket, sleeps until the session's next deadline, sends what it returns and hands it
-//! what arrives. Symmetric RTP: packets leave from the port advertised in our SDP.
+//! The session (pacing, encoding, receiving, detection) is the core's; this module binds the
+//! socket and hands the stream to one scheduler thread (one per core), which wakes on a 1 ms
+//! grid, reads what arrived for the streams due on that tick and sends what their schedules
+//! make due. Symmetric RTP: packets leave from the port advertised in our SDP.
 
+use std::collections::HashMap;
+use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::errno::Errno;
+use nix::sys::socket::{
+    recvmmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage,
+};
+use nix::sys::time::TimeSpec;
 use sipcheck_core::media::dtmf::DtmfConfig;
 use sipcheck_core::media::session::{MediaError, MediaReport, MediaSession, MAX_PACKET};
+use slab::Slab;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// A range of local RTP ports, handed out round-robin (even ports, RTP convention).
 #[derive(Debug)]
@@ -61,18 +71,33 @@ impl Default for PortRange {
 }
 
 type SessionFn = Box<dyn FnOnce(&mut MediaSession, Instant) + Send>;
+type WatchFn = Box<dyn FnMut(&MediaSession, Instant) -> bool + Send>;
 
 enum Command {
     With(SessionFn),
+    Watch(WatchFn, oneshot::Sender<()>),
     Dtmf(String, oneshot::Sender<Result<(), MediaError>>),
     Push(Vec<f32>),
     Pull(oneshot::Sender<Vec<f32>>),
     Sending(bool),
     Remote(SocketAddr),
     Stop(oneshot::Sender<Finished>),
+    /// Every handle is gone without a stop: drop the stream.
+    Forget,
 }
 
-/// What a media task hands back when stopped.
+enum Message {
+    Add(u64, Box<NewStream>),
+    To(u64, Command),
+}
+
+struct NewStream {
+    socket: std::net::UdpSocket,
+    session: MediaSession,
+    remote: SocketAddr,
+}
+
+/// What a media stream hands back when stopped.
 #[derive(Debug)]
 pub struct Finished {
     /// The session's summary.
@@ -81,22 +106,49 @@ pub struct Finished {
     pub recording: Option<Vec<i16>>,
 }
 
-/// A running media task.
+/// A media stream driven by one of the scheduler threads; clones share the stream, which is
+/// dropped when the last clone goes (or at [`MediaHandle::stop`]).
 #[derive(Debug, Clone)]
 pub struct MediaHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    stream: Arc<StreamRef>,
     /// The local RTP address (as advertised in SDP).
     pub local: SocketAddr,
+}
+
+#[derive(Debug)]
+struct StreamRef {
+    id: u64,
+    worker: &'static Worker,
+}
+
+impl StreamRef {
+    fn send(&self, command: Command) -> bool {
+        self.worker.send(Message::To(self.id, command))
+    }
+}
+
+impl Drop for StreamRef {
+    fn drop(&mut self) {
+        self.send(Command::Forget);
+    }
 }
 
 impl MediaHandle {
     /// Start driving `session` on `socket`, sending to `remote`.
     pub fn spawn(socket: UdpSocket, session: MediaSession, remote: SocketAddr) -> Self {
         let local = socket.local_addr().expect("bound socket");
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(Arc::new(socket), session, remote, rx));
+        let socket = socket.into_std().expect("a socket of this runtime");
+        let (id, worker) = engine().place();
+        worker.send(Message::Add(
+            id,
+            Box::new(NewStream {
+                socket,
+                session,
+                remote,
+            }),
+        ));
         Self {
-            commands: tx,
+            stream: Arc::new(StreamRef { id, worker }),
             local,
         }
     }
@@ -104,26 +156,26 @@ impl MediaHandle {
     /// Send DTMF digits as RFC 4733 events.
     pub async fn send_dtmf(&self, digits: &str) -> Result<(), MediaError> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.commands.send(Command::Dtmf(digits.to_string(), tx));
+        self.stream.send(Command::Dtmf(digits.to_string(), tx));
         rx.await.unwrap_or(Ok(()))
     }
 
     /// Queue samples to send (bridge mode): 8 kHz mono in [-1, 1].
     pub fn push_audio(&self, samples: Vec<f32>) {
-        let _ = self.commands.send(Command::Push(samples));
+        self.stream.send(Command::Push(samples));
     }
 
     /// The decoded audio received since the last call (bridge mode): 8 kHz mono in [-1, 1].
     pub async fn pull_audio(&self) -> Vec<f32> {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Pull(tx)).is_err() {
+        if !self.stream.send(Command::Pull(tx)) {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
     }
 
-    /// Run `f` on the session inside its task (at `now`) and return its result; `None` when
-    /// the task has stopped.
+    /// Run `f` on the session on its scheduler thread (at `now`) and return its result;
+    /// `None` when the stream has stopped.
     pub async fn with<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut MediaSession, Instant) -> R + Send + 'static,
@@ -132,75 +184,407 @@ impl MediaHandle {
         let job: SessionFn = Box::new(move |session, now| {
             let _ = tx.send(f(session, now));
         });
-        self.commands.send(Command::With(job)).ok()?;
+        if !self.stream.send(Command::With(job)) {
+            return None;
+        }
         rx.await.ok()
+    }
+
+    /// Resolves once `condition` holds. The scheduler evaluates it when the watch is set and
+    /// after each of the stream's frame ticks (every ptime, when received audio is played
+    /// out and detected); the receiver errors if the stream stops first.
+    pub fn watch(
+        &self,
+        condition: impl FnMut(&MediaSession, Instant) -> bool + Send + 'static,
+    ) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.stream.send(Command::Watch(Box::new(condition), tx));
+        rx
     }
 
     /// Start or stop sending (hold).
     pub fn set_sending(&self, send: bool) {
-        let _ = self.commands.send(Command::Sending(send));
+        self.stream.send(Command::Sending(send));
     }
 
     /// Send to a new remote address (re-INVITE).
     pub fn set_remote(&self, remote: SocketAddr) {
-        let _ = self.commands.send(Command::Remote(remote));
+        self.stream.send(Command::Remote(remote));
     }
 
-    /// Stop the task and take its report.
+    /// Stop the stream and take its report.
     pub async fn stop(&self) -> Option<Finished> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Stop(tx)).ok()?;
+        if !self.stream.send(Command::Stop(tx)) {
+            return None;
+        }
         rx.await.ok()
     }
 }
 
-async fn run(
-    socket: Arc<UdpSocket>,
-    mut session: MediaSession,
-    mut remote: SocketAddr,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
-    let mut out = [0u8; MAX_PACKET];
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let now = Instant::now();
-        while let Some(len) = session.poll_transmit(now, &mut out) {
-            // A send error (ICMP unreachable) is the far end's problem: the receiver's
-            // statistics and the detector tell the story.
-            let _ = socket.send_to(&out[..len], remote).await;
+// ---------------------------------------------------------------------------------------
+// The scheduler threads.
+//
+// Each thread owns a slab of streams and a timing wheel of 1 ms slots. A new stream is put on
+// the least crowded phase of the next 20 ms (its schedule re-anchored on the thread's 1 ms
+// grid), so the thread wakes once per millisecond and serves only the streams due on that
+// tick: it drains the stream's socket (one `recvmmsg`, arrival times from the kernel's
+// `SO_TIMESTAMPNS` stamps, so jitter is measured at arrival, not at the tick), then sends
+// what the session's schedule makes due. RTP timestamps and sequence numbers come from the
+// schedule, never from the wake-up time. No per-packet wake-ups, no epoll: commands arrive on
+// a channel the thread waits on until its next tick. Per-call sockets are kept (symmetric
+// RTP: a stream sends from the port its SDP advertises, which SBCs and NATs latch on), so
+// each packet is its own `sendto`.
+
+/// 1 ms slots; a ptime is at most 60 ms, so every due time fits in the wheel.
+const WHEEL: usize = 128;
+const TICK_NANOS: u128 = 1_000_000;
+/// Datagrams read per `recvmmsg` call.
+const RX_BATCH: usize = 8;
+const RX_BUF: usize = 2048;
+
+struct Engine {
+    workers: Vec<&'static Worker>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Worker {
+    tx: mpsc::Sender<Message>,
+    streams: AtomicUsize,
+}
+
+impl Worker {
+    fn send(&self, message: Message) -> bool {
+        self.tx.send(message).is_ok()
+    }
+}
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+        let workers = (0..threads)
+            .map(|i| {
+                let (tx, rx) = mpsc::channel();
+                let worker: &'static Worker = Box::leak(Box::new(Worker {
+                    tx,
+                    streams: AtomicUsize::new(0),
+                }));
+                std::thread::Builder::new()
+                    .name(format!("rtp-{i}"))
+                    .spawn(move || Scheduler::new(rx, worker).run())
+                    .expect("spawn a media thread");
+                worker
+            })
+            .collect();
+        Engine {
+            workers,
+            next_id: AtomicU64::new(1),
         }
-        let deadline = session.poll_timeout();
-        tokio::select! {
-            biased;
-            command = commands.recv() => match command {
-                Some(Command::Dtmf(digits, reply)) => {
-                    let _ = reply.send(session.send_dtmf(&digits, DtmfConfig::default()));
-                }
-                Some(Command::Sending(send)) => session.set_sending(send),
-                Some(Command::With(f)) => f(&mut session, Instant::now()),
-                Some(Command::Push(samples)) => session.push_audio(&samples),
-                Some(Command::Pull(reply)) => {
-                    let mut audio = Vec::new();
-                    session.pull_audio(&mut audio);
-                    let _ = reply.send(audio);
-                }
-                Some(Command::Remote(addr)) => remote = addr,
-                Some(Command::Stop(reply)) => {
-                    let now = Instant::now();
-                    let _ = reply.send(Finished {
-                        report: session.report(now),
-                        recording: session.recording().map(<[i16]>::to_vec),
-                    });
-                    return;
-                }
-                None => return,
+    })
+}
+
+impl Engine {
+    /// A new stream id and the least loaded worker.
+    fn place(&self) -> (u64, &'static Worker) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let worker = self
+            .workers
+            .iter()
+            .copied()
+            .min_by_key(|w| w.streams.load(Ordering::Relaxed))
+            .expect("at least one worker");
+        worker.streams.fetch_add(1, Ordering::Relaxed);
+        (id, worker)
+    }
+}
+
+struct Stream {
+    id: u64,
+    socket: std::net::UdpSocket,
+    session: MediaSession,
+    remote: SocketAddr,
+    /// The tick whose wheel slot holds this stream.
+    due_tick: u64,
+    watches: Vec<(WatchFn, oneshot::Sender<()>)>,
+}
+
+/// What `recvmmsg` fills.
+struct Receiving {
+    headers: MultiHeaders<SockaddrStorage>,
+    buffers: Vec<[u8; RX_BUF]>,
+}
+
+struct Scheduler {
+    rx: mpsc::Receiver<Message>,
+    worker: &'static Worker,
+    streams: Slab<Stream>,
+    ids: HashMap<u64, usize>,
+    wheel: Vec<Vec<usize>>,
+    epoch: Instant,
+    /// The next tick to run.
+    tick: u64,
+    out: [u8; MAX_PACKET],
+    receiving: Receiving,
+}
+
+impl Scheduler {
+    fn new(rx: mpsc::Receiver<Message>, worker: &'static Worker) -> Self {
+        Self {
+            rx,
+            worker,
+            streams: Slab::new(),
+            ids: HashMap::new(),
+            wheel: (0..WHEEL).map(|_| Vec::new()).collect(),
+            epoch: Instant::now(),
+            tick: 0,
+            out: [0; MAX_PACKET],
+            receiving: Receiving {
+                headers: MultiHeaders::preallocate(RX_BATCH, Some(nix::cmsg_space!(TimeSpec))),
+                buffers: vec![[0; RX_BUF]; RX_BATCH],
             },
-            received = socket.recv_from(&mut buf) => {
-                if let Ok((len, _from)) = received {
-                    session.handle_packet(Instant::now(), &buf[..len]);
-                }
+        }
+    }
+
+    fn tick_time(&self, tick: u64) -> Instant {
+        self.epoch + Duration::from_millis(tick)
+    }
+
+    /// The first tick at or after `t`.
+    fn tick_at(&self, t: Instant) -> u64 {
+        let nanos = t.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(TICK_NANOS)).unwrap_or(u64::MAX)
+    }
+
+    fn run(mut self) {
+        loop {
+            let next = if self.streams.is_empty() {
+                self.rx
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            } else {
+                let left = self
+                    .tick_time(self.tick)
+                    .saturating_duration_since(Instant::now());
+                self.rx.recv_timeout(left)
+            };
+            match next {
+                Ok(message) => self.on_message(message),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+            while let Ok(message) = self.rx.try_recv() {
+                self.on_message(message);
+            }
+            if self.streams.is_empty() {
+                continue;
+            }
+            while self.tick_time(self.tick) <= Instant::now() {
+                self.run_tick(self.tick);
+                self.tick += 1;
+            }
+        }
+    }
+
+    fn schedule(&mut self, key: usize, due: Instant) {
+        let horizon = self.tick + WHEEL as u64 - 1;
+        let tick = self.tick_at(due).clamp(self.tick + 1, horizon);
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.due_tick = tick;
+            self.wheel[(tick % WHEEL as u64) as usize].push(key);
+        }
+    }
+
+    fn run_tick(&mut self, tick: u64) {
+        let slot = (tick % WHEEL as u64) as usize;
+        let mut keys = std::mem::take(&mut self.wheel[slot]);
+        for &key in &keys {
+            let Some(stream) = self.streams.get_mut(key) else {
+                continue;
+            };
+            if stream.due_tick != tick {
+                continue; // a stale entry: the stream moved or the key was reused
+            }
+            drain(&mut self.receiving, stream);
+            loop {
+                let now = Instant::now();
+                let Some(len) = stream.session.poll_transmit(now, &mut self.out) else {
+                    break;
+                };
+                // A send error (ICMP unreachable) is the far end's problem: the receiver's
+                // statistics and the detector tell the story.
+                let _ = stream.socket.send_to(&self.out[..len], stream.remote);
+            }
+            if !stream.watches.is_empty() {
+                check_watches(stream, Instant::now());
+            }
+            let due = stream.session.poll_timeout();
+            self.schedule(key, due);
+        }
+        keys.clear();
+        if self.wheel[slot].is_empty() {
+            self.wheel[slot] = keys;
+        }
+    }
+
+    fn on_message(&mut self, message: Message) {
+        match message {
+            Message::Add(id, new) => self.add(id, *new),
+            Message::To(id, command) => {
+                let Some(&key) = self.ids.get(&id) else {
+                    return; // stopped already: replies are dropped, waiters see an error
+                };
+                self.command(key, command);
+            }
+        }
+    }
+
+    fn add(&mut self, id: u64, new: NewStream) {
+        let NewStream {
+            socket,
+            mut session,
+            remote,
+        } = new;
+        // Without kernel timestamps, arrivals are stamped when read (at the stream's tick).
+        let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
+        if self.streams.is_empty() {
+            self.tick = self.tick_at(Instant::now());
+        }
+        // The least crowded 1 ms phase of the next 20 ms.
+        let now_tick = self.tick_at(Instant::now()).max(self.tick);
+        let start = (now_tick + 1..=now_tick + 20)
+            .min_by_key(|t| self.wheel[(t % WHEEL as u64) as usize].len())
+            .unwrap_or(now_tick + 1);
+        session.restart_at(self.tick_time(start));
+        let due = session.poll_timeout();
+        let key = self.streams.insert(Stream {
+            id,
+            socket,
+            session,
+            remote,
+            due_tick: 0,
+            watches: Vec::new(),
+        });
+        self.ids.insert(id, key);
+        self.schedule(key, due);
+    }
+
+    fn command(&mut self, key: usize, command: Command) {
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
+        let now = Instant::now();
+        match command {
+            Command::With(f) => f(&mut stream.session, now),
+            Command::Watch(condition, reply) => {
+                stream.watches.push((condition, reply));
+                check_watches(stream, now);
+            }
+            Command::Dtmf(digits, reply) => {
+                let _ = reply.send(stream.session.send_dtmf(&digits, DtmfConfig::default()));
+            }
+            Command::Push(samples) => stream.session.push_audio(&samples),
+            Command::Pull(reply) => {
+                let mut audio = Vec::new();
+                stream.session.pull_audio(&mut audio);
+                let _ = reply.send(audio);
+            }
+            Command::Sending(send) => stream.session.set_sending(send),
+            Command::Remote(addr) => stream.remote = addr,
+            Command::Stop(reply) => {
+                let mut stream = self.remove(key);
+                // What arrived since the stream's last tick counts too.
+                drain(&mut self.receiving, &mut stream);
+                let _ = reply.send(Finished {
+                    report: stream.session.report(now),
+                    recording: stream.session.recording().map(<[i16]>::to_vec),
+                });
+            }
+            Command::Forget => {
+                self.remove(key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) -> Stream {
+        let stream = self.streams.remove(key);
+        self.ids.remove(&stream.id);
+        self.worker.streams.fetch_sub(1, Ordering::Relaxed);
+        stream
+    }
+}
+
+/// Read every datagram queued on the stream's socket into its session, each with the time
+/// the kernel received it.
+fn drain(receiving: &mut Receiving, stream: &mut Stream) {
+    let fd = stream.socket.as_raw_fd();
+    loop {
+        let mut got = [(0usize, None::<Duration>); RX_BATCH];
+        let mut buffers = receiving.buffers.iter_mut();
+        let mut slices: [[IoSliceMut<'_>; 1]; RX_BATCH] = std::array::from_fn(|_| {
+            [IoSliceMut::new(
+                buffers.next().expect("one buffer per slice").as_mut_slice(),
+            )]
+        });
+        let received = match recvmmsg(
+            fd,
+            &mut receiving.headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Ok(results) => {
+                let mut count = 0;
+                for (slot, message) in got.iter_mut().zip(results) {
+                    let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
+                        cmsgs.find_map(|c| match c {
+                            ControlMessageOwned::ScmTimestampns(ts) => Some(Duration::new(
+                                u64::try_from(ts.tv_sec()).unwrap_or(0),
+                                u32::try_from(ts.tv_nsec()).unwrap_or(0),
+                            )),
+                            _ => None,
+                        })
+                    });
+                    *slot = (message.bytes.min(RX_BUF), stamp);
+                    count += 1;
+                }
+                Some(count)
+            }
+            // ICMP errors queued on the socket (port unreachable): read on.
+            Err(Errno::ECONNREFUSED | Errno::EINTR) => None,
+            Err(_) => return, // EAGAIN: nothing (more) queued
+        };
+        let Some(count) = received else {
+            continue;
+        };
+        let (wall, now) = (SystemTime::now(), Instant::now());
+        let wall = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        for (i, &(len, stamp)) in got[..count].iter().enumerate() {
+            let age = stamp.map_or(Duration::ZERO, |at| wall.saturating_sub(at));
+            let arrival = now.checked_sub(age).unwrap_or(now);
+            stream
+                .session
+                .handle_packet(arrival, &receiving.buffers[i][..len]);
+        }
+        if count < RX_BATCH {
+            return;
+        }
+    }
+}
+
+/// Resolve the watches whose condition holds; drop those nobody waits for any more.
+fn check_watches(stream: &mut Stream, now: Instant) {
+    let mut i = 0;
+    while i < stream.watches.len() {
+        let (condition, reply) = &mut stream.watches[i];
+        if reply.is_closed() {
+            drop(stream.watches.swap_remove(i));
+        } else if condition(&stream.session, now) {
+            let (_, reply) = stream.watches.swap_remove(i);
+            let _ = reply.send(());
+        } else {
+            i += 1;
         }
     }
 }
@@ -256,6 +640,41 @@ mod tests {
         assert!(ra.packets_sent >= 30, "{}", ra.packets_sent);
         assert_eq!(rb.receive.lost(), 0);
         assert_eq!(ra.frames_skipped, 0);
+    }
+
+    #[tokio::test]
+    async fn a_watch_fires_when_the_tone_is_heard_and_fails_when_the_stream_stops() {
+        let ports = PortRange::new(0, 0);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a_sock = ports.bind(ip).await.unwrap();
+        let b_sock = ports.bind(ip).await.unwrap();
+        let (a_addr, b_addr) = (a_sock.local_addr().unwrap(), b_sock.local_addr().unwrap());
+        let a = MediaHandle::spawn(a_sock, session(700.0, 1300.0, 3), b_addr);
+        let b = MediaHandle::spawn(b_sock, session(1300.0, 700.0, 4), a_addr);
+        let query = ToneQuery::single(1300.0).unwrap();
+        let id = a
+            .with(move |s, _| s.expect_tone(query))
+            .await
+            .unwrap()
+            .unwrap();
+        let heard = a.watch(move |s, _| s.detection(id).is_some());
+        // Bounded: the tone needs 40 ms plus the jitter buffer's fill.
+        tokio::time::timeout(Duration::from_secs(2), heard)
+            .await
+            .expect("heard within 2 s")
+            .expect("the stream is running");
+        let never = b.watch(|_, _| false);
+        let report = b.stop().await.unwrap().report;
+        assert!(report.packets_sent > 0);
+        assert!(never.await.is_err(), "a stopped stream drops its watches");
+        assert!(
+            b.with(|_, _| ()).await.is_none(),
+            "a stopped stream takes no commands"
+        );
+        let ra = a.stop().await.unwrap().report;
+        assert_eq!(ra.frames_skipped, 0);
+        // Loopback, kernel arrival stamps: the measured jitter is far below a frame.
+        assert!(ra.receive.jitter_ms < 5.0, "{}", ra.receive.jitter_ms);
     }
 
     #[tokio::test]

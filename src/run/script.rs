@@ -53,8 +53,6 @@ const ANSWER_WAIT: Duration = Duration::from_secs(32);
 const END_WAIT: Duration = Duration::from_secs(35);
 /// An answered call whose RTP stops for longer than this fails.
 const RTP_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often media expectations are checked.
-const POLL: Duration = Duration::from_millis(20);
 
 struct Call {
     ctx: RoleContext,
@@ -570,22 +568,38 @@ impl Call {
 
     /// Process events until `done` holds, the call ends, or the deadline; on Ctrl-C hang up.
     async fn pump(&mut self, deadline: Instant, done: impl Fn(&Self) -> bool) {
+        self.pump_or(deadline, done, None).await;
+    }
+
+    /// [`Self::pump`], returning early when `signal` (a media watch) resolves: `Some(true)`
+    /// when it fired, `Some(false)` when the media stream stopped first.
+    async fn pump_or(
+        &mut self,
+        deadline: Instant,
+        done: impl Fn(&Self) -> bool,
+        mut signal: Option<&mut oneshot::Receiver<()>>,
+    ) -> Option<bool> {
         let mut deadline = deadline;
         let mut winding_down = false;
         while (winding_down || !done(self)) && !self.ended() {
-            let Some(events) = self.events.as_mut() else {
-                return;
-            };
+            let events = self.events.as_mut()?;
             let mut stop = self.ctx.stop.clone();
             let stopping = self.interrupted;
+            let watching = signal.is_some() && !stopping;
             tokio::select! {
                 event = events.recv() => match event {
                     Some((event, ladder)) => {
                         self.on_event(event, ladder);
                     }
-                    None => return,
+                    None => return None,
                 },
-                _ = tokio::time::sleep_until(deadline.into()) => return,
+                fired = async {
+                    match signal.as_mut() {
+                        Some(rx) => (&mut **rx).await,
+                        None => std::future::pending().await,
+                    }
+                }, if watching => return Some(fired.is_ok()),
+                _ = tokio::time::sleep_until(deadline.into()) => return None,
                 _ = stop.wait_for(|s| *s), if !stopping => {
                     // Ctrl-C: hang up (or cancel) and wait for the end, bounded.
                     self.interrupted = true;
@@ -595,6 +609,7 @@ impl Call {
                 }
             }
         }
+        None
     }
 
     fn unexpected_end(&mut self, step: &Located<Step>) -> bool {
@@ -733,22 +748,20 @@ impl Call {
                     return false;
                 };
                 let deadline = Instant::now() + *within;
-                loop {
-                    let found = media
+                let mut heard = media.watch(move |s, _| s.detection(id).is_some());
+                let fired = self.pump_or(deadline, |_| false, Some(&mut heard)).await;
+                if fired == Some(true) {
+                    let onset = media
                         .with(move |s, _| s.detection(id).map(|d| d.onset_sample))
                         .await
                         .flatten();
-                    if let Some(onset) = found {
+                    if let Some(onset) = onset {
                         self.audio_verified += 1;
                         self.tone_onsets.push(Duration::from_micros(
                             onset.saturating_sub(from_sample) * 125,
                         ));
                         return true;
                     }
-                    if Instant::now() >= deadline || self.ended() || self.interrupted {
-                        break;
-                    }
-                    self.pump(Instant::now() + POLL, |_| false).await;
                 }
                 if self.interrupted {
                     return false;
@@ -778,24 +791,21 @@ impl Call {
                 };
                 let media = media.clone();
                 let deadline = Instant::now() + *within + *duration;
+                let duration = *duration;
                 let mut silent_since: Option<Instant> = None;
-                loop {
-                    let level = media.with(|s, _| s.last_level_dbfs()).await.flatten();
-                    let now = Instant::now();
-                    match level {
-                        Some(l) if l < -50.0 => {
-                            let since = *silent_since.get_or_insert(now);
-                            if now.duration_since(since) >= *duration {
-                                self.audio_verified += 1;
-                                return true;
-                            }
-                        }
-                        _ => silent_since = None,
+                let mut quiet = media.watch(move |s, now| match s.last_level_dbfs() {
+                    Some(l) if l < -50.0 => {
+                        let since = *silent_since.get_or_insert(now);
+                        now.duration_since(since) >= duration
                     }
-                    if now >= deadline || self.ended() || self.interrupted {
-                        break;
+                    _ => {
+                        silent_since = None;
+                        false
                     }
-                    self.pump(now + POLL, |_| false).await;
+                });
+                if self.pump_or(deadline, |_| false, Some(&mut quiet)).await == Some(true) {
+                    self.audio_verified += 1;
+                    return true;
                 }
                 if !self.interrupted {
                     self.fail(
@@ -817,18 +827,16 @@ impl Call {
                 };
                 let media = media.clone();
                 let deadline = Instant::now() + *within;
-                let mut got = String::new();
-                loop {
-                    got = media.with(|s, _| s.dtmf_received()).await.unwrap_or(got);
-                    if got.ends_with(&expected) {
-                        self.dtmf_verified += 1;
-                        return true;
-                    }
-                    if Instant::now() >= deadline || self.ended() || self.interrupted {
-                        break;
-                    }
-                    self.pump(Instant::now() + POLL, |_| false).await;
+                let wanted = expected.clone();
+                let mut all_in = media.watch(move |s, _| s.dtmf_received().ends_with(&wanted));
+                if self.pump_or(deadline, |_| false, Some(&mut all_in)).await == Some(true) {
+                    self.dtmf_verified += 1;
+                    return true;
                 }
+                let got = media
+                    .with(|s, _| s.dtmf_received())
+                    .await
+                    .unwrap_or_default();
                 if !self.interrupted {
                     self.fail(
                         step,

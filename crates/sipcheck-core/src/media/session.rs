@@ -335,6 +335,13 @@ impl MediaSession {
         );
     }
 
+    /// Re-anchors the send schedule so that the first frame is due at `t0` (a scheduler
+    /// placing the stream on a phase of its clock grid); only before the first frame,
+    /// otherwise `false` and nothing changes.
+    pub fn restart_at(&mut self, t0: Instant) -> bool {
+        self.pacer.restart_at(t0)
+    }
+
     /// When the next frame is due.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {

@@ -211,6 +211,17 @@ impl Pacer {
         Some(slot)
     }
 
+    /// Re-anchors the schedule so that frame 0 is due at `t0` — for a scheduler that puts
+    /// each stream on a phase of its own clock grid. Only before the first frame is handed
+    /// out: returns `false` (and changes nothing) once the stream has started.
+    pub fn restart_at(&mut self, t0: Instant) -> bool {
+        if self.next_index != 0 || self.stats.frames != 0 || self.stats.overrun != 0 {
+            return false;
+        }
+        self.t0 = t0;
+        true
+    }
+
     /// Marks the next frame as the first of a talkspurt (marker bit), for example after a
     /// pause in sending (RFC 3551 §4.1).
     pub fn start_talkspurt(&mut self) {
@@ -435,5 +446,23 @@ mod tests {
             ..config(0, 0)
         };
         assert_eq!(Pacer::new(t0, wideband).unwrap().samples_per_frame(), 960);
+    }
+
+    #[test]
+    fn restart_at_moves_frame_zero_only_before_the_first_frame() {
+        let t0 = base();
+        let mut p = Pacer::new(t0, config(7, 1000)).unwrap();
+        assert!(p.restart_at(t0 + ms(3)));
+        assert_eq!(p.poll_timeout(), t0 + ms(3));
+        assert_eq!(p.poll_frame(t0 + ms(2)), None);
+        let first = p.poll_frame(t0 + ms(3)).unwrap();
+        assert_eq!((first.index, first.sequence, first.timestamp), (0, 7, 1000));
+        assert_eq!(first.lateness, Duration::ZERO);
+        assert_eq!(p.poll_timeout(), t0 + ms(23));
+        assert!(
+            !p.restart_at(t0 + ms(5)),
+            "a started stream keeps its schedule"
+        );
+        assert_eq!(p.poll_timeout(), t0 + ms(23));
     }
 }
