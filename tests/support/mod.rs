@@ -14,6 +14,7 @@
 pub(crate) mod baresip;
 pub(crate) mod digest;
 pub(crate) mod hostile;
+pub(crate) mod impair;
 pub(crate) mod kamailio;
 pub(crate) mod netns;
 pub(crate) mod process;

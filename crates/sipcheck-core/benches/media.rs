@@ -4,10 +4,14 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::g711::{decode_alaw, decode_ulaw, encode_alaw, encode_ulaw, Codec};
+use sipcheck_core::media::session::{MediaConfig, MediaSession, MAX_PACKET};
 use sipcheck_core::media::tone::{
     AudioSource, DetectorConfig, Tone, ToneDetector, ToneGenerator, ToneQuery,
 };
+use sipcheck_core::media::tone::{Playlist, PlaylistItem};
+use sipcheck_core::rtp::pacer::{Pacer, PacerConfig};
 use sipcheck_core::rtp::packet::{write_packet, RtpHeader, RtpPacket};
 use sipcheck_core::rtp::receiver::{Playout, ReceiverConfig, RtpReceiver};
 
@@ -151,5 +155,61 @@ fn receive_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, g711, tone, receive_path);
+/// One tick of a stream: the pacer alone, then a whole media session's tick — the frame due
+/// generated (tone), encoded and written as RTP, the peer's packet taken in and the playout
+/// frame decoded and run through the detector.
+fn pacer_tick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pacer_tick");
+    group.throughput(Throughput::Elements(1));
+    let t0 = base();
+    let mut ids = IdGen::new(7);
+    let mut pacer = Pacer::new(t0, PacerConfig::random(&mut ids)).unwrap();
+    let mut k: u32 = 0;
+    group.bench_function("pacer_poll_frame", |b| {
+        b.iter(|| {
+            let now = t0 + Duration::from_millis(20) * k;
+            black_box(pacer.poll_frame(black_box(now)));
+            k = k.wrapping_add(1);
+        })
+    });
+
+    let playlist = Playlist::looping(vec![PlaylistItem::Tone {
+        tone: Tone::single(1000.0, -12.0).unwrap(),
+        duration: Duration::from_secs(1),
+    }]);
+    let mut session =
+        MediaSession::new(t0, MediaConfig::new(Codec::Pcmu), playlist, &mut ids).unwrap();
+    session
+        .expect_tone(ToneQuery::single(440.0).unwrap())
+        .unwrap();
+    let frames = tone_frames();
+    let mut out = [0u8; MAX_PACKET];
+    let mut packet = vec![0u8; 12 + FRAME];
+    let mut n: u32 = 0;
+    group.bench_function("session_send_and_receive_one_frame", |b| {
+        b.iter(|| {
+            let now = t0 + Duration::from_millis(20) * n;
+            let mut payload = [0u8; FRAME];
+            Codec::Pcmu
+                .encode(&frames[n as usize % frames.len()], &mut payload)
+                .unwrap();
+            let header = RtpHeader {
+                marker: n == 0,
+                payload_type: 0,
+                sequence: n as u16,
+                timestamp: 160 * n,
+                ssrc: 0x1234_5678,
+            };
+            write_packet(&header, &payload, &mut packet).unwrap();
+            session.handle_packet(now, black_box(&packet));
+            while let Some(len) = session.poll_transmit(now, &mut out) {
+                black_box(&out[..len]);
+            }
+            n = n.wrapping_add(1);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, g711, tone, receive_path, pacer_tick);
 criterion_main!(benches);

@@ -232,7 +232,9 @@ impl ToneGenerator {
 impl AudioSource for ToneGenerator {
     fn fill(&mut self, out: &mut [i16]) {
         let oscillators = &mut self.oscillators[..self.count];
-        for sample in out.iter_mut() {
+        let mut rest = out;
+        while !rest.is_empty() {
+            // Renormalise at every multiple of RENORMALISE_EVERY samples, then run to the next.
             if self.position.is_multiple_of(RENORMALISE_EVERY) {
                 for o in oscillators.iter_mut() {
                     let norm = o.re.hypot(o.im);
@@ -240,16 +242,26 @@ impl AudioSource for ToneGenerator {
                     o.im /= norm;
                 }
             }
-            let mut value = 0.0;
-            for o in oscillators.iter_mut() {
-                value += o.amplitude * o.im;
-                let re = o.re * o.cos_w - o.im * o.sin_w;
-                o.im = o.re * o.sin_w + o.im * o.cos_w;
-                o.re = re;
+            let to_next = RENORMALISE_EVERY - self.position % RENORMALISE_EVERY;
+            let run = rest
+                .len()
+                .min(usize::try_from(to_next).unwrap_or(usize::MAX));
+            let (now, later) = rest.split_at_mut(run);
+            for sample in now.iter_mut() {
+                let mut value = 0.0;
+                for o in oscillators.iter_mut() {
+                    value += o.amplitude * o.im;
+                    let re = o.re * o.cos_w - o.im * o.sin_w;
+                    o.im = o.re * o.sin_w + o.im * o.cos_w;
+                    o.re = re;
+                }
+                // Round half away from zero (as `f64::round`, without its libm call on
+                // baseline x86-64); `as` saturates out-of-range floats, which is the
+                // clipping wanted here.
+                *sample = (value + 0.5f64.copysign(value)) as i16;
             }
-            // `as` saturates out-of-range floats, which is the clipping wanted here.
-            *sample = value.round() as i16;
-            self.position += 1;
+            self.position += run as u64;
+            rest = later;
         }
     }
 }
