@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -231,8 +231,8 @@ impl MediaHandle {
 // tick: it drains the stream's socket (one `recvmmsg`, arrival times from the kernel's
 // `SO_TIMESTAMPNS` stamps, so jitter is measured at arrival, not at the tick), then sends
 // what the session's schedule makes due. RTP timestamps and sequence numbers come from the
-// schedule, never from the wake-up time. No per-packet wake-ups, no epoll: commands arrive on
-// a channel the thread waits on until its next tick. Per-call sockets are kept (symmetric
+// schedule, never from the wake-up time. No per-packet wake-ups, no epoll, and commands wait
+// in a mailbox for the next tick instead of waking the thread. Per-call sockets are kept (symmetric
 // RTP: a stream sends from the port its SDP advertises, which SBCs and NATs latch on), so
 // each packet is its own `sendto`.
 
@@ -242,21 +242,44 @@ const TICK_NANOS: u128 = 1_000_000;
 /// Datagrams read per `recvmmsg` call.
 const RX_BATCH: usize = 8;
 const RX_BUF: usize = 2048;
+/// The longest a datagram can plausibly wait in its socket before its stream's tick.
+const MAX_QUEUED: Duration = Duration::from_secs(1);
 
 struct Engine {
     workers: Vec<&'static Worker>,
     next_id: AtomicU64,
 }
 
-#[derive(Debug)]
+/// A scheduler thread's mailbox. A thread with streams wakes every millisecond and reads it
+/// then, so a command never costs it an extra wake-up; only an idle thread (no streams,
+/// parked until told) is woken.
 struct Worker {
-    tx: mpsc::Sender<Message>,
+    inbox: Mutex<Vec<Message>>,
+    idle: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
     streams: AtomicUsize,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("streams", &self.streams.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Worker {
     fn send(&self, message: Message) -> bool {
-        self.tx.send(message).is_ok()
+        match self.inbox.lock() {
+            Ok(mut inbox) => inbox.push(message),
+            Err(_) => return false,
+        }
+        if self.idle.load(Ordering::SeqCst) {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
+        true
     }
 }
 
@@ -266,14 +289,15 @@ fn engine() -> &'static Engine {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
         let workers = (0..threads)
             .map(|i| {
-                let (tx, rx) = mpsc::channel();
                 let worker: &'static Worker = Box::leak(Box::new(Worker {
-                    tx,
+                    inbox: Mutex::new(Vec::new()),
+                    idle: AtomicBool::new(false),
+                    thread: OnceLock::new(),
                     streams: AtomicUsize::new(0),
                 }));
                 std::thread::Builder::new()
                     .name(format!("rtp-{i}"))
-                    .spawn(move || Scheduler::new(rx, worker).run())
+                    .spawn(move || Scheduler::new(worker).run())
                     .expect("spawn a media thread");
                 worker
             })
@@ -317,8 +341,9 @@ struct Receiving {
 }
 
 struct Scheduler {
-    rx: mpsc::Receiver<Message>,
     worker: &'static Worker,
+    /// The mailbox's contents, swapped out once per wake-up.
+    inbox: Vec<Message>,
     streams: Slab<Stream>,
     ids: HashMap<u64, usize>,
     wheel: Vec<Vec<usize>>,
@@ -330,10 +355,10 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(rx: mpsc::Receiver<Message>, worker: &'static Worker) -> Self {
+    fn new(worker: &'static Worker) -> Self {
         Self {
-            rx,
             worker,
+            inbox: Vec::new(),
             streams: Slab::new(),
             ids: HashMap::new(),
             wheel: (0..WHEEL).map(|_| Vec::new()).collect(),
@@ -358,33 +383,41 @@ impl Scheduler {
     }
 
     fn run(mut self) {
+        let _ = self.worker.thread.set(std::thread::current());
         loop {
-            let next = if self.streams.is_empty() {
-                self.rx
-                    .recv()
-                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-            } else {
-                let left = self
-                    .tick_time(self.tick)
-                    .saturating_duration_since(Instant::now());
-                self.rx.recv_timeout(left)
-            };
-            match next {
-                Ok(message) => self.on_message(message),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            while let Ok(message) = self.rx.try_recv() {
-                self.on_message(message);
-            }
+            self.read_inbox();
             if self.streams.is_empty() {
+                // Idle: sleep until a sender sees the flag and wakes us (checking the inbox
+                // after raising the flag, so a message sent meanwhile is not missed).
+                self.worker.idle.store(true, Ordering::SeqCst);
+                if self.worker.inbox.lock().is_ok_and(|inbox| inbox.is_empty()) {
+                    std::thread::park();
+                }
+                self.worker.idle.store(false, Ordering::SeqCst);
                 continue;
             }
             while self.tick_time(self.tick) <= Instant::now() {
                 self.run_tick(self.tick);
                 self.tick += 1;
             }
+            let left = self
+                .tick_time(self.tick)
+                .saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                std::thread::park_timeout(left);
+            }
         }
+    }
+
+    fn read_inbox(&mut self) {
+        if let Ok(mut inbox) = self.worker.inbox.lock() {
+            std::mem::swap(&mut *inbox, &mut self.inbox);
+        }
+        let mut messages = std::mem::take(&mut self.inbox);
+        for message in messages.drain(..) {
+            self.on_message(message);
+        }
+        self.inbox = messages;
     }
 
     fn schedule(&mut self, key: usize, due: Instant) {
@@ -561,7 +594,12 @@ fn drain(receiving: &mut Receiving, stream: &mut Stream) {
         let (wall, now) = (SystemTime::now(), Instant::now());
         let wall = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
         for (i, &(len, stamp)) in got[..count].iter().enumerate() {
-            let age = stamp.map_or(Duration::ZERO, |at| wall.saturating_sub(at));
+            // The stamp is wall-clock time: after a clock step (NTP) an age no queued
+            // datagram can have (it waited a tick or two) is not trusted: "now" instead.
+            let age = stamp
+                .map_or(Duration::ZERO, |at| wall.saturating_sub(at))
+                .min(MAX_QUEUED);
+            let age = if age == MAX_QUEUED { Duration::ZERO } else { age };
             let arrival = now.checked_sub(age).unwrap_or(now);
             stream
                 .session
