@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::Serialize;
 
 /// Which way a message went.
@@ -89,6 +90,59 @@ impl Ladder {
             writeln!(out, "{}", format_rung(r))?;
         }
         Ok(())
+    }
+}
+
+/// A call's messages kept as they went (the bytes shared, not copied) and turned into
+/// [`Rung`]s only when asked: most calls pass and their ladder is never looked at.
+#[derive(Debug, Clone, Default)]
+pub struct RawLadder {
+    messages: Vec<RawRung>,
+}
+
+#[derive(Debug, Clone)]
+struct RawRung {
+    at: Instant,
+    direction: Direction,
+    peer: SocketAddr,
+    raw: Bytes,
+    retransmission: bool,
+}
+
+impl RawLadder {
+    /// Keep a message.
+    pub fn push(
+        &mut self,
+        at: Instant,
+        direction: Direction,
+        peer: SocketAddr,
+        raw: Bytes,
+        retransmission: bool,
+    ) {
+        self.messages.push(RawRung {
+            at,
+            direction,
+            peer,
+            raw,
+            retransmission,
+        });
+    }
+
+    /// The rungs, timed from the first message.
+    pub fn rungs(&self) -> Vec<Rung> {
+        let Some(first) = self.messages.first() else {
+            return Vec::new();
+        };
+        let mut ladder = Ladder::new(first.at);
+        for m in &self.messages {
+            ladder.record(m.at, m.direction, m.peer, &m.raw, m.retransmission);
+        }
+        ladder.rungs
+    }
+
+    /// True when no message was kept.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
     }
 }
 

@@ -13,7 +13,7 @@ use sipcheck_core::sip::msg::Message;
 use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
 use sipcheck_core::ua::call::{CallEvent, Endpoint};
 
-use crate::ladder::{Direction, Ladder, Rung};
+use crate::ladder::{Direction, Ladder, RawLadder};
 use crate::transport::{Incoming, Transport, TransportError};
 
 /// An endpoint on a transport, driven by the wall clock.
@@ -27,7 +27,7 @@ pub struct UaDriver {
     /// A message taken from the endpoint whose send has not completed yet.
     pending: Option<Transmit<SocketAddr>>,
     /// Per-call ladders (by Call-ID), when recording them.
-    call_ladders: Option<(Instant, HashMap<String, Vec<Rung>>)>,
+    call_ladders: Option<HashMap<Box<str>, RawLadder>>,
 }
 
 /// How a request sent through the driver ended without a final response.
@@ -65,14 +65,14 @@ impl UaDriver {
     /// Keep a ladder per Call-ID, to be taken with [`UaDriver::take_call_ladder`] when the
     /// call ends (memory stays bounded by the calls under way).
     pub fn record_call_ladders(&mut self) {
-        self.call_ladders = Some((Instant::now(), HashMap::new()));
+        self.call_ladders = Some(HashMap::new());
     }
 
     /// The ladder of a call (empty when not recording), removed from the driver.
-    pub fn take_call_ladder(&mut self, call_id: &str) -> Vec<Rung> {
+    pub fn take_call_ladder(&mut self, call_id: &str) -> RawLadder {
         self.call_ladders
             .as_mut()
-            .and_then(|(_, map)| map.remove(call_id))
+            .and_then(|map| map.remove(call_id))
             .unwrap_or_default()
     }
 
@@ -80,20 +80,25 @@ impl UaDriver {
         &mut self,
         direction: Direction,
         peer: SocketAddr,
-        raw: &[u8],
+        raw: &Bytes,
         retransmission: bool,
     ) {
-        let Some((origin, map)) = &mut self.call_ladders else {
+        let Some(map) = &mut self.call_ladders else {
             return;
         };
         let Some(call_id) = call_id_of(raw) else {
             return;
         };
-        let mut one = Ladder::new(*origin);
-        one.record(Instant::now(), direction, peer, raw, retransmission);
-        map.entry(call_id.to_string())
-            .or_default()
-            .extend(one.rungs().iter().cloned());
+        let now = Instant::now();
+        let raw = raw.clone();
+        match map.get_mut(call_id) {
+            Some(ladder) => ladder.push(now, direction, peer, raw, retransmission),
+            None => {
+                let mut ladder = RawLadder::default();
+                ladder.push(now, direction, peer, raw, retransmission);
+                map.insert(call_id.into(), ladder);
+            }
+        }
     }
 
     /// The endpoint, for user operations (invite, accept, hangup …). Call

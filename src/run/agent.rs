@@ -15,14 +15,14 @@ use sipcheck_core::sip::transaction::{TransactionEvent, TxId};
 use sipcheck_core::ua::call::{CallError, CallEvent, CallId, OutgoingCall};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ladder::Rung;
+use crate::ladder::RawLadder;
 use crate::ua::UaDriver;
 
 /// The events of one call, with its ladder attached to the `Ended` event.
-pub(crate) type CallEvents = mpsc::UnboundedReceiver<(CallEvent<SocketAddr>, Vec<Rung>)>;
+pub(crate) type CallEvents = mpsc::UnboundedReceiver<(CallEvent<SocketAddr>, RawLadder)>;
 
 /// Where a call's events go.
-type CallSender = mpsc::UnboundedSender<(CallEvent<SocketAddr>, Vec<Rung>)>;
+type CallSender = mpsc::UnboundedSender<(CallEvent<SocketAddr>, RawLadder)>;
 
 /// What a call task asks of its agent.
 pub(crate) enum Command {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::agent::{CallEvents, Command};
 use super::result::{CallMedia, CallResult, Failure, FailureKind, Side};
-use crate::ladder::Rung;
+use crate::ladder::RawLadder;
 use crate::media::{MediaHandle, PortRange};
 
 /// Everything a call task shares with its role.
@@ -69,7 +69,7 @@ struct Call {
     ringing: bool,
     answered: bool,
     record: Option<CallRecord>,
-    ladder: Vec<Rung>,
+    ladder: RawLadder,
     failures: Vec<Failure>,
     tone_onsets: Vec<Duration>,
     audio_checked: u32,
@@ -145,7 +145,7 @@ impl Call {
             ringing: false,
             answered: false,
             record: None,
-            ladder: Vec::new(),
+            ladder: RawLadder::default(),
             failures: Vec::new(),
             tone_onsets: Vec::new(),
             audio_checked: 0,
@@ -518,7 +518,7 @@ impl Call {
     }
 
     /// Handle one event; false when the call ended.
-    fn on_event(&mut self, event: CallEvent<SocketAddr>, ladder: Vec<Rung>) -> bool {
+    fn on_event(&mut self, event: CallEvent<SocketAddr>, ladder: RawLadder) -> bool {
         match event {
             CallEvent::Progress { code, .. } if code == 180 || code == 183 => {
                 self.ringing = true;
@@ -962,7 +962,7 @@ impl Call {
             ladder: if self.failures.is_empty() {
                 Vec::new()
             } else {
-                std::mem::take(&mut self.ladder)
+                self.ladder.rungs()
             },
             failures: std::mem::take(&mut self.failures),
         }
