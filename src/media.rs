@@ -10,7 +10,7 @@ use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -254,7 +254,7 @@ struct Engine {
 /// then, so a command never costs it an extra wake-up; only an idle thread (no streams,
 /// parked until told) is woken.
 struct Worker {
-    inbox: Mutex<Vec<Message>>,
+    inbox: mpsc::Sender<Message>,
     idle: AtomicBool,
     thread: OnceLock<std::thread::Thread>,
     streams: AtomicUsize,
@@ -270,9 +270,8 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     fn send(&self, message: Message) -> bool {
-        match self.inbox.lock() {
-            Ok(mut inbox) => inbox.push(message),
-            Err(_) => return false,
+        if self.inbox.send(message).is_err() {
+            return false;
         }
         if self.idle.load(Ordering::SeqCst) {
             if let Some(thread) = self.thread.get() {
@@ -289,15 +288,16 @@ fn engine() -> &'static Engine {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
         let workers = (0..threads)
             .map(|i| {
+                let (tx, rx) = mpsc::channel();
                 let worker: &'static Worker = Box::leak(Box::new(Worker {
-                    inbox: Mutex::new(Vec::new()),
+                    inbox: tx,
                     idle: AtomicBool::new(false),
                     thread: OnceLock::new(),
                     streams: AtomicUsize::new(0),
                 }));
                 std::thread::Builder::new()
                     .name(format!("rtp-{i}"))
-                    .spawn(move || Scheduler::new(worker).run())
+                    .spawn(move || Scheduler::new(worker, rx).run())
                     .expect("spawn a media thread");
                 worker
             })
@@ -342,8 +342,9 @@ struct Receiving {
 
 struct Scheduler {
     worker: &'static Worker,
-    /// The mailbox's contents, swapped out once per wake-up.
-    inbox: Vec<Message>,
+    /// The mailbox, read once per wake-up (never waited on: senders do not wake a busy
+    /// thread).
+    inbox: mpsc::Receiver<Message>,
     streams: Slab<Stream>,
     ids: HashMap<u64, usize>,
     wheel: Vec<Vec<usize>>,
@@ -355,10 +356,10 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(worker: &'static Worker) -> Self {
+    fn new(worker: &'static Worker, inbox: mpsc::Receiver<Message>) -> Self {
         Self {
             worker,
-            inbox: Vec::new(),
+            inbox,
             streams: Slab::new(),
             ids: HashMap::new(),
             wheel: (0..WHEEL).map(|_| Vec::new()).collect(),
@@ -390,8 +391,10 @@ impl Scheduler {
                 // Idle: sleep until a sender sees the flag and wakes us (checking the inbox
                 // after raising the flag, so a message sent meanwhile is not missed).
                 self.worker.idle.store(true, Ordering::SeqCst);
-                if self.worker.inbox.lock().is_ok_and(|inbox| inbox.is_empty()) {
-                    std::thread::park();
+                match self.inbox.try_recv() {
+                    Ok(message) => self.on_message(message),
+                    Err(mpsc::TryRecvError::Empty) => std::thread::park(),
+                    Err(mpsc::TryRecvError::Disconnected) => return,
                 }
                 self.worker.idle.store(false, Ordering::SeqCst);
                 continue;
@@ -410,14 +413,9 @@ impl Scheduler {
     }
 
     fn read_inbox(&mut self) {
-        if let Ok(mut inbox) = self.worker.inbox.lock() {
-            std::mem::swap(&mut *inbox, &mut self.inbox);
-        }
-        let mut messages = std::mem::take(&mut self.inbox);
-        for message in messages.drain(..) {
+        while let Ok(message) = self.inbox.try_recv() {
             self.on_message(message);
         }
-        self.inbox = messages;
     }
 
     fn schedule(&mut self, key: usize, due: Instant) {
