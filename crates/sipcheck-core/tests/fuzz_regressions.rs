@@ -4,7 +4,8 @@
 //! included here as a module, so each input runs through exactly the code libFuzzer ran. For
 //! every target this replays
 //!
-//! * `fuzz/regressions/<target>/*`: minimized inputs that once crashed a target. A file here
+//! * `fuzz/regressions/<target>/*`: minimized inputs that once crashed or hung a target (each
+//!   must run in under libFuzzer's 5 s hang limit). A file here
 //!   whose bug is not fixed yet makes this test fail; once fixed it guards against the bug
 //!   coming back.
 //! * `fuzz/corpus/<target>/*`: the small seed corpus, as a smoke test of the targets.
@@ -12,10 +13,22 @@
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 #[allow(unreachable_pub, dead_code)]
 #[path = "../../../fuzz/src/lib.rs"]
 mod targets;
+
+/// `scripts/fuzz.sh` runs libFuzzer with `-timeout=5`: an input slower than that is a hang
+/// (a debug build is slower than the fuzzer's optimised one, so this only errs on the side of
+/// passing).
+const HANG: Duration = Duration::from_secs(5);
+
+/// The wall clock, to catch inputs that hang a target.
+#[allow(clippy::disallowed_methods)]
+fn clock() -> Instant {
+    Instant::now()
+}
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +64,16 @@ fn replay(kind: &str) -> (usize, Vec<String>) {
         for path in inputs(&fuzz_dir().join(kind).join(name)) {
             let data = fs::read(&path).expect("readable input");
             ran += 1;
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| target(&data))) {
+            let started = clock();
+            let outcome = catch_unwind(AssertUnwindSafe(|| target(&data)));
+            let took = clock().duration_since(started);
+            if took > HANG {
+                failures.push(format!(
+                    "{name}: {}: took {took:?}, more than libFuzzer's {HANG:?} hang limit",
+                    path.display()
+                ));
+            }
+            if let Err(panic) = outcome {
                 let message = panic
                     .downcast_ref::<String>()
                     .map(String::as_str)

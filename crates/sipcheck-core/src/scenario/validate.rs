@@ -36,6 +36,9 @@ use super::units::{self, Dbfs, Decibels, Frequencies, HostPort, LocalAddr, PortR
 pub const MIN_TONE_HZ: f64 = 50.0;
 /// Tones at or above this are rejected: the Nyquist limit of 8 kHz G.711.
 pub const MAX_TONE_HZ: f64 = 4000.0;
+/// The most accounts a `range` may number: far above what one process drives, low enough that
+/// a typo (`count: 10000000000`) is an error rather than an allocation that never ends.
+pub const MAX_RANGE_ACCOUNTS: u64 = 1_000_000;
 
 const DEFAULT_EXPIRES: Duration = Duration::from_secs(3600);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(32);
@@ -412,7 +415,20 @@ fn validate_accounts(
     if let Some(r) = &a.range {
         let rp = p.key("range");
         let from = cx.text(&rp.key("from"), &r.from);
-        let count = cx.positive(&rp.key("count"), &r.count, "`count`");
+        let count = cx
+            .positive(&rp.key("count"), &r.count, "`count`")
+            .and_then(|n| {
+                if n > MAX_RANGE_ACCOUNTS {
+                    cx.at_value(
+                        &rp.key("count"),
+                        format!(
+                            "{n} accounts is more than the {MAX_RANGE_ACCOUNTS} a range may hold"
+                        ),
+                    );
+                    return None;
+                }
+                Some(n)
+            });
         if r.from.is_none() {
             cx.at_key(&rp, "`range` needs `from`: the first user number", None);
         }
