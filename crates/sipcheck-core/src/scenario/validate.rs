@@ -38,7 +38,7 @@ pub const MIN_TONE_HZ: f64 = 50.0;
 pub const MAX_TONE_HZ: f64 = 4000.0;
 /// The most accounts a `range` may number: far above what one process drives, low enough that
 /// a typo (`count: 10000000000`) is an error rather than an allocation that never ends.
-pub const MAX_RANGE_ACCOUNTS: u64 = 1_000_000;
+pub(crate) const MAX_RANGE_ACCOUNTS: u64 = 1_000_000;
 
 const DEFAULT_EXPIRES: Duration = Duration::from_secs(3600);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(32);
