@@ -597,7 +597,11 @@ fn drain(receiving: &mut Receiving, stream: &mut Stream) {
             let age = stamp
                 .map_or(Duration::ZERO, |at| wall.saturating_sub(at))
                 .min(MAX_QUEUED);
-            let age = if age == MAX_QUEUED { Duration::ZERO } else { age };
+            let age = if age == MAX_QUEUED {
+                Duration::ZERO
+            } else {
+                age
+            };
             let arrival = now.checked_sub(age).unwrap_or(now);
             stream
                 .session
