@@ -43,9 +43,12 @@ impl PortRange {
         }
     }
 
-    /// Bind a UDP socket on `ip` at the next free even port of the range.
+    /// Bind a UDP socket on `ip` at the next free even port of the range. Ports are handed out
+    /// round-robin, so a busy one is rare until the range is nearly full: after
+    /// [`PORT_ATTEMPTS`] busy ports in a row the range counts as exhausted (an error for this
+    /// call) instead of every port being tried for every new call.
     pub async fn bind(&self, ip: IpAddr) -> std::io::Result<UdpSocket> {
-        let span = u32::from(self.last - self.first) / 2 + 1;
+        let span = (u32::from(self.last - self.first) / 2 + 1).min(PORT_ATTEMPTS);
         let mut last_err = None;
         for _ in 0..span {
             let port = self.next.fetch_add(2, Ordering::Relaxed);
@@ -60,9 +63,22 @@ impl PortRange {
                 Err(e) => last_err = Some(e),
             }
         }
-        Err(last_err.unwrap_or_else(|| std::io::Error::other("empty RTP port range")))
+        Err(match last_err {
+            Some(e) if e.kind() == std::io::ErrorKind::AddrInUse => std::io::Error::new(
+                e.kind(),
+                format!(
+                    "RTP port range {}-{} exhausted ({span} ports in a row in use)",
+                    self.first, self.last
+                ),
+            ),
+            Some(e) => e,
+            None => std::io::Error::other("empty RTP port range"),
+        })
     }
 }
+
+/// How many busy ports in a row make [`PortRange::bind`] give up.
+pub const PORT_ATTEMPTS: u32 = 64;
 
 impl Default for PortRange {
     fn default() -> Self {
@@ -715,6 +731,35 @@ mod tests {
         assert_eq!(ra.frames_skipped, 0);
         // Loopback, kernel arrival stamps: the measured jitter is far below a frame.
         assert!(ra.receive.jitter_ms < 5.0, "{}", ra.receive.jitter_ms);
+    }
+
+    #[tokio::test]
+    async fn a_full_port_range_is_an_error_after_a_bounded_search() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        // Hold four even ports, then ask a range of exactly those.
+        let range = PortRange::new(0, 0);
+        let mut held = Vec::new();
+        let mut even = None;
+        for _ in 0..200 {
+            let s = range.bind(ip).await.unwrap();
+            let port = s.local_addr().unwrap().port();
+            held.push(s);
+            if port % 2 == 0 {
+                let base = port;
+                let busy: Vec<_> = (1..4)
+                    .filter_map(|k| std::net::UdpSocket::bind((ip, base + 2 * k)).ok())
+                    .collect();
+                if busy.len() == 3 {
+                    even = Some((base, busy));
+                    break;
+                }
+            }
+        }
+        let (base, _busy) = even.expect("four free even ports in a row somewhere");
+        let full = PortRange::new(base, base + 6);
+        let err = full.bind(ip).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("exhausted"), "{err}");
     }
 
     #[tokio::test]
