@@ -800,3 +800,28 @@ fn a_range_beyond_a_million_accounts_is_an_error_not_an_endless_allocation() {
         "4:31 10000000000 accounts is more than the 1000000 a range may hold"
     );
 }
+
+#[test]
+fn a_step_that_can_never_run_in_a_role_without_calls_is_an_error() {
+    let text = "\
+name: t
+target: { server: 127.0.0.1:5060, domain: pbx.test }
+accounts:
+  range: { from: 1000, count: 2 }
+roles:
+  idle:
+    count: 2
+    steps:
+      - register
+      - wait: 5s
+      - unregister
+";
+    let e = errors(text);
+    assert_eq!(
+        brief(&e),
+        ["10:9 role `idle` neither places nor answers calls, so this step (and every one before `unregister`) would never run"]
+    );
+    // Registering and unregistering alone is a valid way to hold registrations.
+    let held = text.replace("      - wait: 5s\n", "");
+    assert!(load("x.yaml", &held, &no_env, &files).is_ok());
+}

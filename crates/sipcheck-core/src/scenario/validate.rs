@@ -709,6 +709,34 @@ fn validate_roles(
                 RawStep::Answer(_) | RawStep::Reject(_) | RawStep::Ring(_)
             )
         });
+        let raw_steps = role.steps.as_deref().unwrap_or_default();
+        if !answers && !raw_steps.iter().any(|s| matches!(s, RawStep::Call(_))) {
+            // Steps between the leading `register`s and the trailing `unregister`s run once
+            // per call: in a role with no call to place or answer they would never run.
+            let setup = raw_steps
+                .iter()
+                .take_while(|s| matches!(s, RawStep::Register(_)))
+                .count();
+            let teardown = raw_steps[setup..]
+                .iter()
+                .rev()
+                .take_while(|s| matches!(s, RawStep::Unregister))
+                .count();
+            if let Some(first) = (setup..raw_steps.len() - teardown).next() {
+                cx.at_key(
+                    &rp.key("steps").index(first),
+                    format!(
+                        "role `{name}` neither places nor answers calls, so this step (and \
+                         every one before `unregister`) would never run"
+                    ),
+                    Some(
+                        "a role of only `register` (and `unregister`) stays registered until \
+                         the other roles' load ends, or until Ctrl-C"
+                            .into(),
+                    ),
+                );
+            }
+        }
         if direct && answers && role.listen.is_none() {
             cx.at_key(
                 &rp,
