@@ -39,10 +39,14 @@ pub(crate) fn closest<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let len = word.chars().count();
+    let limit = (len / 3).max(1);
     let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
+        // The distance is at least the difference in length: skip the quadratic work for
+        // candidates that cannot be within the limit (a long junk word against short names).
+        .filter(|c| len.abs_diff(c.chars().count()) <= limit)
         .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
         .filter(|&(d, c)| d <= limit && c != word)
         .min_by_key(|&(d, _)| d)
