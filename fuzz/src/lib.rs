@@ -704,7 +704,10 @@ pub fn scenario(data: &[u8]) {
             return;
         }
     };
-    let _ = format!("{scenario:?}");
+    // Debug output must not panic; printing a hundred thousand accounts only costs time.
+    if scenario.accounts.len() <= 1_000 {
+        let _ = format!("{scenario:?}");
+    }
     for role in &scenario.roles {
         assert!(scenario.role(&role.name).is_some());
     }

@@ -792,12 +792,12 @@ fn errors_inside_steps_are_placed_at_the_step() {
 }
 
 #[test]
-fn a_range_beyond_a_million_accounts_is_an_error_not_an_endless_allocation() {
+fn a_range_beyond_a_hundred_thousand_accounts_is_an_error_not_an_endless_allocation() {
     // Found by fuzzing: `count: 1003313` built a million accounts before anything else.
     let e = errors(&BASE.replace("count: 4 }", "count: 10000000000 }"));
     assert_eq!(
         brief(&e)[0],
-        "4:31 10000000000 accounts is more than the 1000000 a range may hold"
+        "4:31 10000000000 accounts is more than the 100000 a range may hold"
     );
 }
 

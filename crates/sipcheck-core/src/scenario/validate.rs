@@ -36,9 +36,10 @@ use super::units::{self, Dbfs, Decibels, Frequencies, HostPort, LocalAddr, PortR
 pub const MIN_TONE_HZ: f64 = 50.0;
 /// Tones at or above this are rejected: the Nyquist limit of 8 kHz G.711.
 pub const MAX_TONE_HZ: f64 = 4000.0;
-/// The most accounts a `range` may number: far above what one process drives, low enough that
-/// a typo (`count: 10000000000`) is an error rather than an allocation that never ends.
-pub(crate) const MAX_RANGE_ACCOUNTS: u64 = 1_000_000;
+/// The most accounts a `range` may number: as many as one process can hold registered (about
+/// 5.5 KiB each, so some 550 MB), low enough that a typo (`count: 10000000000`) is an error
+/// rather than an allocation that never ends.
+pub(crate) const MAX_RANGE_ACCOUNTS: u64 = 100_000;
 
 const DEFAULT_EXPIRES: Duration = Duration::from_secs(3600);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(32);
