@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
+use sipcheck_core::media::session::MediaReport;
 use sipcheck_core::sdp::Negotiated;
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
@@ -15,7 +16,7 @@ use sipcheck_core::ua::call::{CallEndReason, CallEvent, CallId, Endpoint, Endpoi
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
 
 use crate::media::{MediaHandle, PortRange};
-use crate::probe::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
+use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::{host_of, register};
 use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
@@ -102,6 +103,13 @@ pub struct Totals {
     pub interrupted: bool,
     /// Registration problems.
     pub registration_error: Option<String>,
+    /// Send-pacing lateness over every call's frames: whether sipcheck kept up.
+    pub pacing_lateness_ms: Lateness,
+    /// Frames skipped over every call because sipcheck fell more than a burst behind
+    /// (generator overrun).
+    pub frames_skipped: u64,
+    #[serde(skip)]
+    lateness_us: Option<hdrhistogram::Histogram<u32>>,
 }
 
 struct Active {
@@ -284,6 +292,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                         if let Some((negotiated, handle)) = a.media {
                             if let Some(finished) = handle.stop().await {
                                 let (summary, media_failures) = prepared.summarize(&negotiated, &finished.report);
+                                totals.add_media(&finished.report);
                                 if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
                                     let path = numbered(path, ended);
                                     if let Err(e) = write_recording(&path, samples) {
@@ -472,6 +481,20 @@ fn print_call(call: &AnsweredCall, json: bool, out: &mut impl Write) {
 }
 
 impl Totals {
+    /// Count one call's media in the generator's health figures.
+    fn add_media(&mut self, report: &MediaReport) {
+        self.frames_skipped += report.frames_skipped;
+        match &mut self.lateness_us {
+            Some(all) => {
+                let _ = all.add(&report.lateness_us);
+            }
+            None => self.lateness_us = Some(report.lateness_us.clone()),
+        }
+        if let Some(all) = &self.lateness_us {
+            self.pacing_lateness_ms = Lateness::of(all);
+        }
+    }
+
     /// The closing line(s).
     pub fn write(&self, json: bool, out: &mut impl Write) -> std::io::Result<()> {
         if json {
@@ -493,6 +516,14 @@ impl Totals {
                 ""
             }
         )?;
+        if self.lateness_us.is_some() {
+            let l = &self.pacing_lateness_ms;
+            writeln!(
+                out,
+                "generator (sipcheck itself): pacing lateness p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; frames skipped {}",
+                l.p50, l.p99, l.p999, l.max, self.frames_skipped
+            )?;
+        }
         if let Some(e) = &self.registration_error {
             writeln!(out, "registration: {e}")?;
         }

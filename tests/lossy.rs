@@ -373,6 +373,20 @@ fn run_and_check(plan: &Plan) -> (Outcome, String) {
     assert_eq!(o.totals["received"], plan.calls, "{shown}");
     assert_eq!(o.totals["passed"], plan.calls, "{shown}");
     assert_eq!(o.totals["failed"], 0, "{shown}");
+    // The responder's own health over every call: skipped frames add up, lateness is measured.
+    let skipped: u64 = o
+        .answered
+        .iter()
+        .map(|c| u(&c["media"]["frames_skipped"]))
+        .sum();
+    assert_eq!(u(&o.totals["frames_skipped"]), skipped, "{shown}");
+    assert!(
+        o.totals["pacing_lateness_ms"]["p50"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0,
+        "{shown}"
+    );
     for a in &o.answered {
         assert_eq!(a["verdict"], "pass", "{shown}");
         assert_eq!(a["media"]["tones"][0]["detected"], true, "{shown}");

@@ -209,7 +209,6 @@ impl PreparedAudio {
     ) -> (MediaSummary, Vec<String>) {
         let r = &report.receive;
         let lost = r.lost().max(0) as u64;
-        let q = |p: f64| report.lateness_us.value_at_quantile(p) as f64 / 1000.0;
         let tones: Vec<ToneSummary> = self
             .args
             .expect_tone
@@ -239,12 +238,7 @@ impl PreparedAudio {
             jitter_ms: r.jitter_ms,
             ssrc_changes: r.ssrc_changes,
             wrong_payload_type: report.wrong_payload_type,
-            pacing_lateness_ms: Lateness {
-                p50: q(0.5),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: report.lateness_us.max() as f64 / 1000.0,
-            },
+            pacing_lateness_ms: Lateness::of(&report.lateness_us),
             frames_skipped: report.frames_skipped,
             rms_dbfs: finite(report.rms_dbfs),
             silent: report.is_silent(-50.0),
@@ -290,7 +284,7 @@ fn direction_name(d: Direction) -> &'static str {
 }
 
 /// Send-pacing lateness percentiles, milliseconds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Lateness {
     /// Median.
     pub p50: f64,
@@ -300,6 +294,19 @@ pub struct Lateness {
     pub p999: f64,
     /// Maximum.
     pub max: f64,
+}
+
+impl Lateness {
+    /// The percentiles of a lateness histogram in microseconds.
+    pub fn of(us: &hdrhistogram::Histogram<u32>) -> Self {
+        let q = |p: f64| us.value_at_quantile(p) as f64 / 1000.0;
+        Self {
+            p50: q(0.5),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: us.max() as f64 / 1000.0,
+        }
+    }
 }
 
 /// A tone expectation's result.
