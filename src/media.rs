@@ -48,6 +48,12 @@ impl PortRange {
     /// [`PORT_ATTEMPTS`] busy ports in a row the range counts as exhausted (an error for this
     /// call) instead of every port being tried for every new call.
     pub async fn bind(&self, ip: IpAddr) -> std::io::Result<UdpSocket> {
+        UdpSocket::from_std(self.bind_std(ip)?)
+    }
+
+    /// [`PortRange::bind`] without the async runtime: a non-blocking std socket, for
+    /// [`MediaHandle::spawn_std`] (the scheduler threads read it; the runtime never does).
+    pub fn bind_std(&self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
         let span = (u32::from(self.last - self.first) / 2 + 1).min(PORT_ATTEMPTS);
         let mut last_err = None;
         for _ in 0..span {
@@ -58,8 +64,11 @@ impl PortRange {
             } else {
                 port
             };
-            match UdpSocket::bind(SocketAddr::new(ip, port)).await {
-                Ok(socket) => return Ok(socket),
+            match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
+                Ok(socket) => {
+                    socket.set_nonblocking(true)?;
+                    return Ok(socket);
+                }
                 Err(e) => last_err = Some(e),
             }
         }
@@ -152,8 +161,17 @@ impl Drop for StreamRef {
 impl MediaHandle {
     /// Start driving `session` on `socket`, sending to `remote`.
     pub fn spawn(socket: UdpSocket, session: MediaSession, remote: SocketAddr) -> Self {
-        let local = socket.local_addr().expect("bound socket");
         let socket = socket.into_std().expect("a socket of this runtime");
+        Self::spawn_std(socket, session, remote)
+    }
+
+    /// [`MediaHandle::spawn`] for a non-blocking std socket (from [`PortRange::bind_std`]).
+    pub fn spawn_std(
+        socket: std::net::UdpSocket,
+        session: MediaSession,
+        remote: SocketAddr,
+    ) -> Self {
+        let local = socket.local_addr().expect("bound socket");
         let (id, worker) = engine().place();
         worker.send(Message::Add(
             id,

@@ -64,7 +64,7 @@ struct Call {
     started: Instant,
     scheduled: Option<Duration>,
     start_lag: Duration,
-    rtp: Option<tokio::net::UdpSocket>,
+    rtp: Option<std::net::UdpSocket>,
     media: Option<(Negotiated, MediaHandle)>,
     ringing: bool,
     answered: bool,
@@ -355,7 +355,7 @@ impl Call {
                 }
             },
         };
-        let rtp = match self.ctx.ports.bind(self.ctx.local.addr.ip()).await {
+        let rtp = match self.ctx.ports.bind_std(self.ctx.local.addr.ip()) {
             Ok(s) => s,
             Err(e) => {
                 self.fail(step, FailureKind::Other, format!("no RTP port free: {e}"));
@@ -420,7 +420,7 @@ impl Call {
     }
 
     async fn accept(&mut self, step: &Located<Step>) -> bool {
-        let rtp = match self.ctx.ports.bind(self.ctx.local.addr.ip()).await {
+        let rtp = match self.ctx.ports.bind_std(self.ctx.local.addr.ip()) {
             Ok(s) => s,
             Err(e) => {
                 self.command(|id| Command::Reject(id, 503));
@@ -479,7 +479,7 @@ impl Call {
             &mut self.ids,
         )
         .expect("valid media parameters");
-        let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+        let handle = MediaHandle::spawn_std(socket, session, negotiated.remote_rtp);
         self.media = Some((negotiated, handle));
     }
 
