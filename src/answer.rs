@@ -1,6 +1,7 @@
 //! `sipcheck answer`: the responder — auto-answers calls, plays and verifies audio.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -152,6 +153,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         kind: "totals",
         ..Totals::default()
     };
+    let mut timers: BinaryHeap<Reverse<(Instant, CallId)>> = BinaryHeap::new();
 
     // Registration, refreshed before it expires.
     let mut registration = None;
@@ -219,10 +221,12 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         if draining_since.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
             break;
         }
-        let next = active
-            .values()
-            .flat_map(|a| [a.accept_at, a.hangup_at, a.dtmf_at])
-            .flatten()
+        // Timers of the active calls: a heap of (when, call), stale entries (a call ended or
+        // its timer done) skipped when they come up, so a wake-up costs O(log n), not a scan.
+        let next = timers
+            .peek()
+            .map(|t| t.0 .0)
+            .into_iter()
             .chain(refresh_at)
             .min();
         tokio::select! {
@@ -253,9 +257,11 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             let _ = driver.endpoint().reject(now, call, code);
                         } else if args.ring.is_zero() {
                             entry.accept_at = Some(now);
+                            timers.push(Reverse((now, call)));
                         } else {
                             let _ = driver.endpoint().ring(now, call);
                             entry.accept_at = Some(now + args.ring);
+                            timers.push(Reverse((now + args.ring, call)));
                         }
                         active.insert(call, entry);
                     }
@@ -271,8 +277,13 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                                 }
                             }
                             a.hangup_at = args.duration.map(|d| now + d);
+                            if let Some(at) = a.hangup_at {
+                                timers.push(Reverse((at, call)));
+                            }
                             if prepared.send_dtmf().is_some() {
-                                a.dtmf_at = Some(now + Duration::from_millis(500));
+                                let at = now + Duration::from_millis(500);
+                                a.dtmf_at = Some(at);
+                                timers.push(Reverse((at, call)));
                             }
                         }
                     }
@@ -337,10 +348,15 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             }
             _ = sleep_until(next) => {
                 let now = Instant::now();
-                let due: Vec<CallId> = active.iter()
-                    .filter(|(_, a)| [a.accept_at, a.hangup_at, a.dtmf_at].into_iter().flatten().any(|t| t <= now))
-                    .map(|(id, _)| *id)
-                    .collect();
+                let mut due = Vec::new();
+                while let Some(&Reverse((at, call))) = timers.peek() {
+                    if at > now {
+                        break;
+                    }
+                    timers.pop();
+                    due.push(call);
+                }
+                due.dedup();
                 for call in due {
                     let Some(a) = active.get_mut(&call) else { continue };
                     if a.accept_at.is_some_and(|t| t <= now) {
