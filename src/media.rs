@@ -44,9 +44,10 @@ impl PortRange {
     }
 
     /// Bind a UDP socket on `ip` at the next free even port of the range. Ports are handed out
-    /// round-robin, so a busy one is rare until the range is nearly full: after
-    /// [`PORT_ATTEMPTS`] busy ports in a row the range counts as exhausted (an error for this
-    /// call) instead of every port being tried for every new call.
+    /// round-robin, so a busy one is rare until the range is nearly full; after a busy one,
+    /// ports spread over the range are tried, and after [`PORT_ATTEMPTS`] busy ports the range
+    /// counts as exhausted (an error for this call) instead of every port being tried for
+    /// every new call.
     pub async fn bind(&self, ip: IpAddr) -> std::io::Result<UdpSocket> {
         UdpSocket::from_std(self.bind_std(ip)?)
     }
@@ -54,15 +55,24 @@ impl PortRange {
     /// [`PortRange::bind`] without the async runtime: a non-blocking std socket, for
     /// [`MediaHandle::spawn_std`] (the scheduler threads read it; the runtime never does).
     pub fn bind_std(&self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
-        let span = (u32::from(self.last - self.first) / 2 + 1).min(PORT_ATTEMPTS);
+        let ports = u32::from(self.last - self.first) / 2 + 1;
+        let attempts = ports.min(PORT_ATTEMPTS);
         let mut last_err = None;
-        for _ in 0..span {
-            let port = self.next.fetch_add(2, Ordering::Relaxed);
-            let port = if port > self.last || port < self.first {
-                self.next.store(self.first + 2, Ordering::Relaxed);
-                self.first
+        for attempt in 0..attempts {
+            let port = if attempt == 0 || attempts == ports {
+                // Round-robin: the next port, usually free.
+                let port = self.next.fetch_add(2, Ordering::Relaxed);
+                if port > self.last || port < self.first {
+                    self.next.store(self.first + 2, Ordering::Relaxed);
+                    self.first
+                } else {
+                    port
+                }
             } else {
-                port
+                // Then ports spread over the whole range, so that a block held by another
+                // program does not look like exhaustion.
+                let spread = mix(u64::from(self.next.load(Ordering::Relaxed)) ^ u64::from(attempt));
+                self.first + 2 * u16::try_from(spread % u64::from(ports)).unwrap_or(0)
             };
             match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(socket) => {
@@ -76,7 +86,7 @@ impl PortRange {
             Some(e) if e.kind() == std::io::ErrorKind::AddrInUse => std::io::Error::new(
                 e.kind(),
                 format!(
-                    "RTP port range {}-{} exhausted ({span} ports in a row in use)",
+                    "RTP port range {}-{} exhausted ({attempts} ports tried, all in use)",
                     self.first, self.last
                 ),
             ),
@@ -86,7 +96,15 @@ impl PortRange {
     }
 }
 
-/// How many busy ports in a row make [`PortRange::bind`] give up.
+/// SplitMix64's finaliser: spreads consecutive inputs over the whole `u64` range.
+fn mix(x: u64) -> u64 {
+    let x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// How many busy ports make [`PortRange::bind`] give up.
 pub const PORT_ATTEMPTS: u32 = 64;
 
 impl Default for PortRange {
@@ -778,6 +796,30 @@ mod tests {
         let err = full.bind(ip).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
         assert!(err.to_string().contains("exhausted"), "{err}");
+    }
+
+    #[test]
+    fn a_busy_block_at_the_start_of_the_range_is_not_exhaustion() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        // Hold the first 70 even ports of a 140-port range (more than PORT_ATTEMPTS in a row).
+        let mut found = None;
+        for base in (41_000u16..50_000).step_by(600) {
+            let held: Vec<_> = (0..70)
+                .map_while(|k| std::net::UdpSocket::bind((ip, base + 2 * k)).ok())
+                .collect();
+            let rest_free =
+                (70..140).all(|k| std::net::UdpSocket::bind((ip, base + 2 * k)).is_ok());
+            if held.len() == 70 && rest_free {
+                found = Some((base, held));
+                break;
+            }
+        }
+        let (base, _held) = found.expect("a free block of 140 even ports between 41000 and 50000");
+        let range = PortRange::new(base, base + 2 * 139);
+        let socket = range
+            .bind_std(ip)
+            .expect("a free port beyond the busy block");
+        assert!(socket.local_addr().unwrap().port() >= base + 140);
     }
 
     #[tokio::test]
