@@ -108,7 +108,7 @@ metrics! {
     /// Calls started.
     CallsStarted = "calls.started" [] Counter,
     /// Times a media generator could not keep up with its schedule.
-    GeneratorOverrun = "generator.overrun" [] Counter,
+    GeneratorOverrun = "generator.overrun" ["generator.frames_skipped"] Counter,
 }
 
 impl Metric {
@@ -643,6 +643,11 @@ mod tests {
         );
         assert_eq!(m("invite_to_180.p95").metric, Metric::InviteToRinging);
         assert_eq!(m("post_dial_delay.max").metric, Metric::InviteToRinging);
+        // The JSON report's key names the same counter.
+        assert_eq!(
+            m("generator.frames_skipped").metric,
+            Metric::GeneratorOverrun
+        );
         for metric in Metric::ALL {
             assert_eq!(Metric::from_name(metric.name()), Some(*metric));
         }
