@@ -200,7 +200,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     let mut active: HashMap<CallId, Active> = HashMap::new();
     let mut ended: u64 = 0;
     let mut draining_since: Option<Instant> = None;
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
     loop {
         if args.calls.is_some_and(|n| ended >= n) && active.is_empty() {
@@ -401,7 +401,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 for call in active.keys().copied().collect::<Vec<_>>() {
                     let _ = driver.endpoint().hangup(now, call);
                 }
-                ctrl_c.set(tokio::signal::ctrl_c());
+                ctrl_c.set(crate::signal::interrupted());
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod probe;
 pub mod report;
 pub mod run;
 pub mod secret;
+pub mod signal;
 pub mod transport;
 pub mod ua;
 

@@ -248,6 +248,15 @@ fn every_shipped_scenario_validates() {
 
 #[test]
 fn ctrl_c_hangs_up_unregisters_and_writes_reports_that_say_so() {
+    interrupting_hangs_up_unregisters_and_writes_reports("INT");
+}
+
+#[test]
+fn sigterm_stops_as_cleanly_as_ctrl_c() {
+    interrupting_hangs_up_unregisters_and_writes_reports("TERM");
+}
+
+fn interrupting_hangs_up_unregisters_and_writes_reports(signal: &str) {
     let kam = Kamailio::start().expect("start kamailio");
     let server = format!("127.0.0.1:{}", kam.sip_port);
     let reports = Reports::new();
@@ -269,7 +278,7 @@ fn ctrl_c_hangs_up_unregisters_and_writes_reports_that_say_so() {
     let registered = kam.wait_bindings("5019", 1, Duration::from_secs(20));
     assert_eq!(registered.len(), 1, "{}", kam.log());
     std::thread::sleep(Duration::from_secs(3));
-    support::process::signal(child.id(), "INT").unwrap();
+    support::process::signal(child.id(), signal).unwrap();
     let status = support::process::wait_timeout(&mut child, Duration::from_secs(30));
     let output = format!(
         "{}\n{}",
@@ -278,7 +287,7 @@ fn ctrl_c_hangs_up_unregisters_and_writes_reports_that_say_so() {
     );
     let Some(status) = status else {
         let _ = child.kill();
-        panic!("sipcheck did not stop after SIGINT\n{output}");
+        panic!("sipcheck did not stop after SIG{signal}\n{output}");
     };
     assert_eq!(status.code(), Some(130), "{output}");
     let v = reports.summary();

@@ -350,7 +350,7 @@ async fn drive_call(
     let mut interrupted = false;
     let mut dtmf_error = None;
     let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
     let record = loop {
         let next = [cancel_at, give_up_at, hangup_at, dtmf_at]

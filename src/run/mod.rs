@@ -65,7 +65,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     ));
     let mut interrupted = false;
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
@@ -85,7 +85,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 let _ = stop_tx.send(true);
                 eprintln!("sipcheck: interrupted: hanging up, unregistering, writing reports (Ctrl-C again to quit at once)");
                 tokio::spawn(async {
-                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = crate::signal::interrupted().await;
                     std::process::exit(130);
                 });
             }
