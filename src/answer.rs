@@ -506,13 +506,14 @@ impl Totals {
             }
             None => self.lateness_us = Some(report.lateness_us.clone()),
         }
-        if let Some(all) = &self.lateness_us {
-            self.pacing_lateness_ms = Lateness::of(all);
-        }
     }
 
     /// The closing line(s).
-    pub fn write(&self, json: bool, out: &mut impl Write) -> std::io::Result<()> {
+    pub fn write(&mut self, json: bool, out: &mut impl Write) -> std::io::Result<()> {
+        // Percentiles once, at the end, not at every call's end.
+        if let Some(all) = &self.lateness_us {
+            self.pacing_lateness_ms = Lateness::of(all);
+        }
         if json {
             serde_json::to_writer(&mut *out, self).map_err(std::io::Error::other)?;
             return writeln!(out);

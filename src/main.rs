@@ -424,7 +424,7 @@ async fn run(command: Command) -> Exit {
             let secret = cmd.password.clone().unwrap_or_default();
             let mut out = RedactingWriter::new(&mut stdout, &secret);
             match sipcheck::answer::run(&args, &mut out).await {
-                Ok(totals) => {
+                Ok(mut totals) => {
                     let _ = totals.write(cmd.json, &mut out);
                     match totals.verdict() {
                         Verdict::Pass => Exit::Success,
