@@ -57,6 +57,39 @@ fn run(
 }
 
 #[test]
+fn dtmf_expectations_in_a_scenario_pass_both_ways_and_fail_on_the_wrong_digits() {
+    let callee = format!("127.0.0.1:{}", support::free_port());
+    let caller = format!("127.0.0.1:{}", support::free_port());
+    let envs = [
+        ("CALLEE_LISTEN", callee.as_str()),
+        ("CALLER_LISTEN", caller.as_str()),
+    ];
+    let reports = Reports::new();
+    let out = run("tests/peers/scenarios/dtmf-direct.yaml", &[], &envs, &reports);
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 2, "{v}");
+    assert_eq!(v["dtmf"]["checked"], 4, "{v}");
+    assert_eq!(v["dtmf"]["verified"], 4, "{v}");
+
+    // The callee now waits for digits the caller never sends.
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/dtmf-direct.yaml",
+        &["--set", "roles.caller.steps.3.dtmf=34#"],
+        &envs,
+        &reports,
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    let v = reports.summary();
+    // Both callees miss 12#, end their script (hanging up), so neither caller hears its 9.
+    assert_eq!(v["failures"]["dtmf_missing"], 4, "{v}");
+    assert_eq!(v["dtmf"]["verified"], 0, "{v}");
+}
+
+#[test]
 fn the_selftest_scenario_passes_out_of_the_box() {
     let reports = Reports::new();
     let out = run("scenarios/selftest.yaml", &[], &[], &reports);

@@ -828,7 +828,16 @@ impl Call {
                 let media = media.clone();
                 let deadline = Instant::now() + *within;
                 let wanted = expected.clone();
-                let mut all_in = media.watch(move |s, _| s.dtmf_received().ends_with(&wanted));
+                // Rebuild the digit string only when a new event has arrived, not every tick.
+                let mut seen = 0;
+                let mut all_in = media.watch(move |s, _| {
+                    let events = s.dtmf_events();
+                    if events == seen {
+                        return false;
+                    }
+                    seen = events;
+                    s.dtmf_received().ends_with(&wanted)
+                });
                 if self.pump_or(deadline, |_| false, Some(&mut all_in)).await == Some(true) {
                     self.dtmf_verified += 1;
                     return true;

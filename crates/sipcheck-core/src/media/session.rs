@@ -274,6 +274,13 @@ impl MediaSession {
         self.dtmf_rx.digits()
     }
 
+    /// How many telephone events have been received: cheap to poll, it changes whenever
+    /// [`MediaSession::dtmf_received`] may have.
+    #[must_use]
+    pub fn dtmf_events(&self) -> usize {
+        self.dtmf_rx.events().len()
+    }
+
     /// Level of the last 20 ms block played out, dBFS (`None` before any).
     pub fn last_level_dbfs(&self) -> Option<f64> {
         self.detector.last_block_rms_dbfs()
