@@ -65,7 +65,12 @@ fn dtmf_expectations_in_a_scenario_pass_both_ways_and_fail_on_the_wrong_digits()
         ("CALLER_LISTEN", caller.as_str()),
     ];
     let reports = Reports::new();
-    let out = run("tests/peers/scenarios/dtmf-direct.yaml", &[], &envs, &reports);
+    let out = run(
+        "tests/peers/scenarios/dtmf-direct.yaml",
+        &[],
+        &envs,
+        &reports,
+    );
     let shown = describe_output(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
     let v = reports.summary();
