@@ -46,21 +46,24 @@
 //!    independent calls (distinct seeds) and their mean is required within
 //!    [`Z_1E4`] σ of D/3: σ_mean = 0.0231 D, tolerance ±0.0897 D (±27 %), a false failure
 //!    below 1e-4. What the theory leaves out — sipcheck's own pacing variation and the
-//!    relay's timer error, both normally tenths of a millisecond — can only add variation,
-//!    and is small against the tolerance at the ranges chosen: D = 8 ms and D = 16 ms
-//!    (below the 20 ms spacing) give disjoint bands, 1.95–3.38 ms and 3.90–6.77 ms, both
-//!    above the control's bound, so the jitter has to *track* the injected variation, not
-//!    merely be non-zero.
+//!    relay's timer error, normally tenths of a millisecond but several milliseconds on a
+//!    loaded machine (seen: +1.4 ms on average over four calls) — can only add variation.
+//!    So the mean must not be below the band, and, once what the timing error added is taken
+//!    out, it must be in it. The relay measures that addition itself: its RFC 3550 figure
+//!    from the real send instants minus the same estimator fed with the drawn delays alone.
+//!    D = 8 ms and D = 16 ms (below the 20 ms spacing) give disjoint bands, 1.95–3.38 ms and
+//!    3.90–6.77 ms, both above the control's bound, so the jitter has to *track* the injected
+//!    variation, not merely be non-zero.
 //!
 //! Each call takes about 5.1 s (5 s of media); the tests of this file run one at a time (a
-//! lock) so that the timing of one does not disturb another, the eight calls of the delay
-//! test at once: about 16 s in all.
+//! lock) so that the timing of one does not disturb another, the four calls of one delay
+//! range at once: about 21 s in all.
 //!
 //! These are timing measurements on a shared machine: if sipcheck's own sending stalls for
 //! several milliseconds in a call's last packets (a starved CPU), the echo really does vary
-//! that much, the agreement check (2.) still holds, but the control's bound or a D/3 band
-//! can be missed. Each failure message prints sipcheck's pacing lateness and the relay's
-//! own timer lateness to tell such a run from a wrong statistic.
+//! that much and the agreement check (2.) still holds, but the control's bound can be
+//! missed. Each failure message prints sipcheck's pacing lateness and the relay's own timer
+//! lateness to tell such a run from a wrong statistic.
 
 mod support;
 
@@ -265,11 +268,13 @@ fn a_clean_echo_has_no_loss_no_reordering_and_little_jitter() {
 fn jitter_tracks_uniform_delay_variation() {
     let _serial = serial();
     let ranges = [8u64, 16];
-    let runs: Vec<(u64, Vec<Echoed>)> = thread::scope(|s| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|&d| {
-                let calls: Vec<_> = (0..CALLS_PER_DELAY)
+    // One delay range after the other (the four calls of a range at once): eight calls at
+    // once on two cores made the relay's own timer error larger than the band.
+    let runs: Vec<(u64, Vec<Echoed>)> = ranges
+        .iter()
+        .map(|&d| {
+            let calls = thread::scope(|s| {
+                let handles: Vec<_> = (0..CALLS_PER_DELAY)
                     .map(|i| {
                         let seed = SEED_BASE + d * 100 + i as u64;
                         s.spawn(move || {
@@ -277,22 +282,14 @@ fn jitter_tracks_uniform_delay_variation() {
                         })
                     })
                     .collect();
-                (d, calls)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(d, calls)| {
-                (
-                    d,
-                    calls
-                        .into_iter()
-                        .map(|h| h.join().expect("call thread"))
-                        .collect(),
-                )
-            })
-            .collect()
-    });
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("call thread"))
+                    .collect()
+            });
+            (d, calls)
+        })
+        .collect();
 
     let mut means = Vec::new();
     for (d, calls) in &runs {
@@ -337,10 +334,34 @@ fn jitter_tracks_uniform_delay_variation() {
              (allowed ±{drawn_tolerance:.3} ms)",
             steps.len()
         );
+        // Timing error (sipcheck's pacing, the relay's timer) can only add variation: the
+        // injected delays alone must show, whatever the load.
         assert!(
-            (mean - target).abs() <= tolerance,
-            "mean jitter {mean:.3} ms for delays uniform in [0, {d}] ms: expected D/3 = \
-             {target:.3} ms ± {tolerance:.3} ms{shown}"
+            mean >= target - tolerance,
+            "mean jitter {mean:.3} ms for delays uniform in [0, {d}] ms: below D/3 = \
+             {target:.3} ms − {tolerance:.3} ms{shown}"
+        );
+        // Above it, the relay's record tells how much its timer error and sipcheck's pacing
+        // added (its RFC 3550 figure from the real send instants minus the one from the
+        // drawn delays alone); without that addition the figure must sit in the D/3 band.
+        let added = calls
+            .iter()
+            .map(|e| {
+                let n = e.count("packets_received") as usize;
+                e.relay.jitter_ms(n) - e.relay.planned_jitter_ms(n)
+            })
+            .sum::<f64>()
+            / calls.len() as f64;
+        let corrected = mean - added;
+        println!(
+            "delay 0-{d} ms: timing error added {added:.3} ms on average; without it \
+             {corrected:.3} ms"
+        );
+        assert!(
+            (corrected - target).abs() <= tolerance,
+            "mean jitter {mean:.3} ms for delays uniform in [0, {d}] ms, {added:.3} ms of it \
+             added by timing error: {corrected:.3} ms, expected D/3 = {target:.3} ms ± \
+             {tolerance:.3} ms{shown}"
         );
         assert!(mean > CONTROL_JITTER_MS, "{shown}");
         means.push(mean);
