@@ -5,7 +5,7 @@
 //! grid, reads what arrived for the streams due on that tick and sends what their schedules
 //! make due. Symmetric RTP: packets leave from the port advertised in our SDP.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -124,6 +124,8 @@ enum Command {
     Pull(oneshot::Sender<Vec<f32>>),
     Sending(bool),
     Remote(SocketAddr),
+    /// A listening stream gets its session (see [`MediaHandle::listen_std`]).
+    Start(Box<(MediaSession, SocketAddr)>),
     Stop(oneshot::Sender<Finished>),
     /// Every handle is gone without a stop: drop the stream.
     Forget,
@@ -131,6 +133,7 @@ enum Command {
 
 enum Message {
     Add(u64, Box<NewStream>),
+    Listen(u64, std::net::UdpSocket),
     To(u64, Command),
 }
 
@@ -203,6 +206,35 @@ impl MediaHandle {
             stream: Arc::new(StreamRef { id, worker }),
             local,
         }
+    }
+
+    /// Read `socket` from now on, before the session exists: an offerer must be ready to
+    /// receive as soon as its offer is sent (RFC 3264 §5.1), and a far end may start its RTP
+    /// with its answer, before that answer has reached us (a lost and retransmitted 200).
+    /// What arrives is kept, with its arrival time, up to [`EARLY_PACKETS`] packets (the
+    /// newest), and handed to the session at [`MediaHandle::start`]; left unread, the socket's
+    /// buffer would overflow after a few seconds and its drops would be counted as loss on
+    /// the network. Until then the stream takes no other command.
+    pub fn listen_std(socket: std::net::UdpSocket) -> Self {
+        let local = socket.local_addr().expect("bound socket");
+        let (id, worker) = engine().place();
+        worker.send(Message::Listen(id, socket));
+        Self {
+            stream: Arc::new(StreamRef { id, worker }),
+            local,
+        }
+    }
+
+    /// [`MediaHandle::listen_std`] for a tokio socket.
+    pub fn listen(socket: UdpSocket) -> Self {
+        Self::listen_std(socket.into_std().expect("a socket of this runtime"))
+    }
+
+    /// Give a listening stream its session: what arrived so far goes to it first, then it
+    /// runs as if spawned now. No effect on a stream that was started already.
+    pub fn start(&self, session: MediaSession, remote: SocketAddr) {
+        self.stream
+            .send(Command::Start(Box::new((session, remote))));
     }
 
     /// Send DTMF digits as RFC 4733 events.
@@ -296,6 +328,11 @@ const RX_BATCH: usize = 8;
 const RX_BUF: usize = 2048;
 /// The longest a datagram can plausibly wait in its socket before its stream's tick.
 const MAX_QUEUED: Duration = Duration::from_secs(1);
+/// The most packets a listening stream keeps before its session starts (the newest):
+/// 20 s of 20 ms packets.
+pub const EARLY_PACKETS: usize = 1_000;
+/// How often a listening stream's socket is read.
+const LISTEN_EVERY: Duration = Duration::from_millis(20);
 
 struct Engine {
     workers: Vec<&'static Worker>,
@@ -379,10 +416,20 @@ impl Engine {
 struct Stream {
     id: u64,
     socket: std::net::UdpSocket,
-    session: MediaSession,
-    remote: SocketAddr,
+    state: State,
     /// The tick whose wheel slot holds this stream.
     due_tick: u64,
+}
+
+enum State {
+    /// Reading the socket, waiting for the session.
+    Listening(VecDeque<(Instant, Box<[u8]>)>),
+    Running(Box<Running>),
+}
+
+struct Running {
+    session: MediaSession,
+    remote: SocketAddr,
     watches: Vec<(WatchFn, oneshot::Sender<()>)>,
 }
 
@@ -489,20 +536,35 @@ impl Scheduler {
             if stream.due_tick != tick {
                 continue; // a stale entry: the stream moved or the key was reused
             }
-            drain(&mut self.receiving, stream);
-            loop {
-                let now = Instant::now();
-                let Some(len) = stream.session.poll_transmit(now, &mut self.out) else {
-                    break;
-                };
-                // A send error (ICMP unreachable) is the far end's problem: the receiver's
-                // statistics and the detector tell the story.
-                let _ = stream.socket.send_to(&self.out[..len], stream.remote);
-            }
-            if !stream.watches.is_empty() {
-                check_watches(stream, Instant::now());
-            }
-            let due = stream.session.poll_timeout();
+            let due = match &mut stream.state {
+                State::Listening(early) => {
+                    drain(&mut self.receiving, &stream.socket, |at, data| {
+                        if early.len() == EARLY_PACKETS {
+                            early.pop_front();
+                        }
+                        early.push_back((at, data.into()));
+                    });
+                    self.tick_time(tick) + LISTEN_EVERY
+                }
+                State::Running(run) => {
+                    drain(&mut self.receiving, &stream.socket, |at, data| {
+                        run.session.handle_packet(at, data);
+                    });
+                    loop {
+                        let now = Instant::now();
+                        let Some(len) = run.session.poll_transmit(now, &mut self.out) else {
+                            break;
+                        };
+                        // A send error (ICMP unreachable) is the far end's problem: the
+                        // receiver's statistics and the detector tell the story.
+                        let _ = stream.socket.send_to(&self.out[..len], run.remote);
+                    }
+                    if !run.watches.is_empty() {
+                        check_watches(run, Instant::now());
+                    }
+                    run.session.poll_timeout()
+                }
+            };
             self.schedule(key, due);
         }
         keys.clear();
@@ -513,7 +575,29 @@ impl Scheduler {
 
     fn on_message(&mut self, message: Message) {
         match message {
-            Message::Add(id, new) => self.add(id, *new),
+            Message::Add(id, new) => {
+                let NewStream {
+                    socket,
+                    session,
+                    remote,
+                } = *new;
+                self.add(id, socket, session, remote, VecDeque::new());
+            }
+            Message::Listen(id, socket) => {
+                let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
+                if self.streams.is_empty() {
+                    self.tick = self.tick_at(Instant::now());
+                }
+                let due = Instant::now() + LISTEN_EVERY;
+                let key = self.streams.insert(Stream {
+                    id,
+                    socket,
+                    state: State::Listening(VecDeque::new()),
+                    due_tick: 0,
+                });
+                self.ids.insert(id, key);
+                self.schedule(key, due);
+            }
             Message::To(id, command) => {
                 let Some(&key) = self.ids.get(&id) else {
                     return; // stopped already: replies are dropped, waiters see an error
@@ -523,12 +607,15 @@ impl Scheduler {
         }
     }
 
-    fn add(&mut self, id: u64, new: NewStream) {
-        let NewStream {
-            socket,
-            mut session,
-            remote,
-        } = new;
+    /// Run `session` on `socket`, after feeding it what arrived before (`early`).
+    fn add(
+        &mut self,
+        id: u64,
+        socket: std::net::UdpSocket,
+        mut session: MediaSession,
+        remote: SocketAddr,
+        early: VecDeque<(Instant, Box<[u8]>)>,
+    ) {
         // Without kernel timestamps, arrivals are stamped when read (at the stream's tick).
         let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
         if self.streams.is_empty() {
@@ -540,14 +627,19 @@ impl Scheduler {
             .min_by_key(|t| self.wheel[(t % WHEEL as u64) as usize].len())
             .unwrap_or(now_tick + 1);
         session.restart_at(self.tick_time(start));
+        for (at, data) in &early {
+            session.handle_packet(*at, data);
+        }
         let due = session.poll_timeout();
         let key = self.streams.insert(Stream {
             id,
             socket,
-            session,
-            remote,
+            state: State::Running(Box::new(Running {
+                session,
+                remote,
+                watches: Vec::new(),
+            })),
             due_tick: 0,
-            watches: Vec::new(),
         });
         self.ids.insert(id, key);
         self.schedule(key, due);
@@ -558,30 +650,60 @@ impl Scheduler {
             return;
         };
         let now = Instant::now();
+        let run = match &mut stream.state {
+            State::Running(run) => run,
+            State::Listening(_) => {
+                match command {
+                    Command::Start(start) => {
+                        let (session, remote) = *start;
+                        let stream = self.remove(key);
+                        let State::Listening(early) = stream.state else {
+                            unreachable!("matched as listening")
+                        };
+                        // Placed anew, counted again on this worker.
+                        self.worker.streams.fetch_add(1, Ordering::Relaxed);
+                        self.add(stream.id, stream.socket, session, remote, early);
+                    }
+                    Command::Forget | Command::Stop(_) => {
+                        self.remove(key);
+                    }
+                    // Nothing else applies before the session: replies are dropped, so
+                    // waiters see an error.
+                    _ => {}
+                }
+                return;
+            }
+        };
         match command {
-            Command::With(f) => f(&mut stream.session, now),
+            Command::With(f) => f(&mut run.session, now),
             Command::Watch(condition, reply) => {
-                stream.watches.push((condition, reply));
-                check_watches(stream, now);
+                run.watches.push((condition, reply));
+                check_watches(run, now);
             }
             Command::Dtmf(digits, reply) => {
-                let _ = reply.send(stream.session.send_dtmf(&digits, DtmfConfig::default()));
+                let _ = reply.send(run.session.send_dtmf(&digits, DtmfConfig::default()));
             }
-            Command::Push(samples) => stream.session.push_audio(&samples),
+            Command::Push(samples) => run.session.push_audio(&samples),
             Command::Pull(reply) => {
                 let mut audio = Vec::new();
-                stream.session.pull_audio(&mut audio);
+                run.session.pull_audio(&mut audio);
                 let _ = reply.send(audio);
             }
-            Command::Sending(send) => stream.session.set_sending(send),
-            Command::Remote(addr) => stream.remote = addr,
+            Command::Sending(send) => run.session.set_sending(send),
+            Command::Remote(addr) => run.remote = addr,
+            Command::Start(_) => {}
             Command::Stop(reply) => {
-                let mut stream = self.remove(key);
+                let stream = self.remove(key);
+                let State::Running(mut run) = stream.state else {
+                    unreachable!("matched as running")
+                };
                 // What arrived since the stream's last tick counts too.
-                drain(&mut self.receiving, &mut stream);
+                drain(&mut self.receiving, &stream.socket, |at, data| {
+                    run.session.handle_packet(at, data);
+                });
                 let _ = reply.send(Finished {
-                    report: stream.session.report(now),
-                    recording: stream.session.recording().map(<[i16]>::to_vec),
+                    report: run.session.report(now),
+                    recording: run.session.recording().map(<[i16]>::to_vec),
                 });
             }
             Command::Forget => {
@@ -598,10 +720,14 @@ impl Scheduler {
     }
 }
 
-/// Read every datagram queued on the stream's socket into its session, each with the time
-/// the kernel received it.
-fn drain(receiving: &mut Receiving, stream: &mut Stream) {
-    let fd = stream.socket.as_raw_fd();
+/// Read every datagram queued on `socket` into `sink`, each with the time the kernel
+/// received it.
+fn drain(
+    receiving: &mut Receiving,
+    socket: &std::net::UdpSocket,
+    mut sink: impl FnMut(Instant, &[u8]),
+) {
+    let fd = socket.as_raw_fd();
     loop {
         let mut got = [(0usize, None::<Duration>); RX_BATCH];
         let mut buffers = receiving.buffers.iter_mut();
@@ -655,9 +781,7 @@ fn drain(receiving: &mut Receiving, stream: &mut Stream) {
                 age
             };
             let arrival = now.checked_sub(age).unwrap_or(now);
-            stream
-                .session
-                .handle_packet(arrival, &receiving.buffers[i][..len]);
+            sink(arrival, &receiving.buffers[i][..len]);
         }
         if count < RX_BATCH {
             return;
@@ -666,14 +790,14 @@ fn drain(receiving: &mut Receiving, stream: &mut Stream) {
 }
 
 /// Resolve the watches whose condition holds; drop those nobody waits for any more.
-fn check_watches(stream: &mut Stream, now: Instant) {
+fn check_watches(run: &mut Running, now: Instant) {
     let mut i = 0;
-    while i < stream.watches.len() {
-        let (condition, reply) = &mut stream.watches[i];
+    while i < run.watches.len() {
+        let (condition, reply) = &mut run.watches[i];
         if reply.is_closed() {
-            drop(stream.watches.swap_remove(i));
-        } else if condition(&stream.session, now) {
-            let (_, reply) = stream.watches.swap_remove(i);
+            drop(run.watches.swap_remove(i));
+        } else if condition(&run.session, now) {
+            let (_, reply) = run.watches.swap_remove(i);
             let _ = reply.send(());
         } else {
             i += 1;
@@ -767,6 +891,77 @@ mod tests {
         assert_eq!(ra.frames_skipped, 0);
         // Loopback, kernel arrival stamps: the measured jitter is far below a frame.
         assert!(ra.receive.jitter_ms < 5.0, "{}", ra.receive.jitter_ms);
+    }
+
+    /// Send PCMA packets `seqs` to `to`, 20 ms of timestamp apart, as fast as the socket
+    /// takes them.
+    fn blast(from: &std::net::UdpSocket, to: SocketAddr, seqs: std::ops::Range<u16>) {
+        use sipcheck_core::rtp::packet::{write_packet, RtpHeader};
+        let mut out = [0u8; 256];
+        for seq in seqs {
+            let header = RtpHeader {
+                marker: false,
+                payload_type: 8,
+                sequence: seq,
+                timestamp: u32::from(seq) * 160,
+                ssrc: 0x1234_5678,
+            };
+            let len = write_packet(&header, &[0xD5; 160], &mut out).unwrap();
+            from.send_to(&out[..len], to).unwrap();
+        }
+    }
+
+    #[test]
+    fn what_arrives_before_the_session_starts_is_kept_not_dropped_by_the_socket() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let ports = PortRange::new(0, 0);
+        let far = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        // More than a default socket buffer holds (~300 such datagrams in 208 KiB), sent
+        // while the session does not exist yet: a far end that starts its RTP with its
+        // answer while that answer is retransmitted to us for seconds.
+        let early = 600u16;
+        let socket = ports.bind_std(ip).unwrap();
+        let local = socket.local_addr().unwrap();
+        let handle = MediaHandle::listen_std(socket);
+        for chunk in (0..early).step_by(50) {
+            blast(&far, local, chunk..chunk + 50);
+            // Bounded pacing: the listening stream reads every 20 ms.
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        handle.start(session(700.0, 1300.0, 9), far.local_addr().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        blast(&far, local, early..early + 50);
+        std::thread::sleep(Duration::from_millis(100));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let report = rt.block_on(handle.stop()).unwrap().report;
+        assert_eq!(report.receive.received, u64::from(early) + 50);
+        assert_eq!(report.receive.lost(), 0);
+    }
+
+    #[test]
+    fn a_listening_stream_keeps_only_the_newest_packets() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let far = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        let socket = PortRange::new(0, 0).bind_std(ip).unwrap();
+        let local = socket.local_addr().unwrap();
+        let handle = MediaHandle::listen_std(socket);
+        let sent = EARLY_PACKETS as u16 + 200;
+        for chunk in (0..sent).step_by(50) {
+            blast(&far, local, chunk..chunk + 50);
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        handle.start(session(700.0, 1300.0, 10), far.local_addr().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let report = rt.block_on(handle.stop()).unwrap().report;
+        // The oldest 200 went; what is left is one unbroken run, so nothing counts as lost.
+        assert_eq!(report.receive.received, EARLY_PACKETS as u64);
+        assert_eq!(report.receive.lost(), 0);
     }
 
     #[tokio::test]

@@ -341,7 +341,8 @@ async fn drive_call(
     rtp: tokio::net::UdpSocket,
 ) -> Result<CallOutcome, ProbeError> {
     let invited = Instant::now();
-    let mut rtp = Some(rtp);
+    // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
+    let mut rtp = Some(MediaHandle::listen(rtp));
     let mut media: Option<(sipcheck_core::sdp::Negotiated, MediaHandle)> = None;
     let mut cancel_at = args.cancel_after.map(|d| invited + d);
     let mut give_up_at = Some(invited + args.answer_timeout);
@@ -362,18 +363,18 @@ async fn drive_call(
                 let event = event.map_err(ProbeError::Transport)?;
                 match event {
                     CallEvent::EarlyMedia { call: id, negotiated } if id == call => {
-                        if let Some(socket) = rtp.take() {
+                        if let Some(handle) = rtp.take() {
                             let session = prepared.session(&negotiated, &mut ids);
-                            let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+                            handle.start(session, negotiated.remote_rtp);
                             media = Some((negotiated, handle));
                         }
                     }
                     CallEvent::Answered { call: id, negotiated } if id == call => {
                         give_up_at = None;
                         cancel_at = None;
-                        if let Some(socket) = rtp.take() {
+                        if let Some(handle) = rtp.take() {
                             let session = prepared.session(&negotiated, &mut ids);
-                            let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+                            handle.start(session, negotiated.remote_rtp);
                             media = Some((negotiated, handle));
                         } else if let Some((n, handle)) = &mut media {
                             handle.set_remote(negotiated.remote_rtp);

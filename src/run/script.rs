@@ -64,7 +64,9 @@ struct Call {
     started: Instant,
     scheduled: Option<Duration>,
     start_lag: Duration,
-    rtp: Option<std::net::UdpSocket>,
+    /// The call's RTP socket, read from the moment it is offered or answered (RFC 3264
+    /// §5.1), until the media session starts on it.
+    rtp: Option<MediaHandle>,
     media: Option<(Negotiated, MediaHandle)>,
     ringing: bool,
     answered: bool,
@@ -363,7 +365,7 @@ impl Call {
             }
         };
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
-        self.rtp = Some(rtp);
+        self.rtp = Some(MediaHandle::listen_std(rtp));
         let media = self.local_media(port);
         let outgoing = OutgoingCall {
             request_uri: target.clone(),
@@ -429,7 +431,7 @@ impl Call {
             }
         };
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
-        self.rtp = Some(rtp);
+        self.rtp = Some(MediaHandle::listen_std(rtp));
         let media = self.local_media(port);
         let (tx, rx) = oneshot::channel();
         let Some(id) = self.id else { return false };
@@ -463,7 +465,7 @@ impl Call {
         if self.media.is_some() {
             return;
         }
-        let Some(socket) = self.rtp.take() else {
+        let Some(handle) = self.rtp.take() else {
             return;
         };
         let mut config = MediaConfig::new(g711::Codec::from(negotiated.codec));
@@ -479,7 +481,7 @@ impl Call {
             &mut self.ids,
         )
         .expect("valid media parameters");
-        let handle = MediaHandle::spawn_std(socket, session, negotiated.remote_rtp);
+        handle.start(session, negotiated.remote_rtp);
         self.media = Some((negotiated, handle));
     }
 
