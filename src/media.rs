@@ -311,8 +311,8 @@ impl MediaHandle {
 //
 // Each thread owns a slab of streams and a timing wheel of 1 ms slots. A new stream is put on
 // the least crowded phase of the next 20 ms (its schedule re-anchored on the thread's 1 ms
-// grid), so the thread wakes once per millisecond and serves only the streams due on that
-// tick: it drains the stream's socket (one `recvmmsg`, arrival times from the kernel's
+// grid), so the thread wakes on the 1 ms ticks that have streams due (at least every
+// MAX_NAP ms while it has any) and serves only the streams due on that tick: it drains the stream's socket (one `recvmmsg`, arrival times from the kernel's
 // `SO_TIMESTAMPNS` stamps, so jitter is measured at arrival, not at the tick), then sends
 // what the session's schedule makes due. RTP timestamps and sequence numbers come from the
 // schedule, never from the wake-up time. No per-packet wake-ups, no epoll, and commands wait
@@ -331,6 +331,8 @@ const MAX_QUEUED: Duration = Duration::from_secs(1);
 /// The most packets a listening stream keeps before its session starts (the newest):
 /// 20 s of 20 ms packets.
 pub const EARLY_PACKETS: usize = 1_000;
+/// The longest a scheduler thread with streams sleeps without a tick to run, in ticks.
+const MAX_NAP: u64 = 5;
 /// How often a listening stream's socket is read.
 const LISTEN_EVERY: Duration = Duration::from_millis(20);
 
@@ -502,13 +504,27 @@ impl Scheduler {
                 self.run_tick(self.tick);
                 self.tick += 1;
             }
+            // Sleep to the next tick with work, at most MAX_NAP ticks: with few streams (or
+            // only listening ones) the thread does not wake every millisecond. Commands wait
+            // in the mailbox meanwhile (a few milliseconds at most), without waking it.
+            let next = self.next_busy_tick();
             let left = self
-                .tick_time(self.tick)
+                .tick_time(next)
                 .saturating_duration_since(Instant::now());
             if !left.is_zero() {
                 std::thread::park_timeout(left);
             }
+            // Nothing was due on the ticks slept over.
+            self.tick = self.tick.max(next.min(self.tick_at(Instant::now())));
         }
+    }
+
+    /// The first tick from the current one whose slot holds a stream, or the current tick
+    /// plus [`MAX_NAP`].
+    fn next_busy_tick(&self) -> u64 {
+        (self.tick..self.tick + MAX_NAP)
+            .find(|t| !self.wheel[(t % WHEEL as u64) as usize].is_empty())
+            .unwrap_or(self.tick + MAX_NAP)
     }
 
     fn read_inbox(&mut self) {
@@ -581,6 +597,9 @@ impl Scheduler {
                     session,
                     remote,
                 } = *new;
+                // Without kernel timestamps, arrivals are stamped when read (at the stream's
+                // tick).
+                let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
                 self.add(id, socket, session, remote, VecDeque::new());
             }
             Message::Listen(id, socket) => {
@@ -616,8 +635,6 @@ impl Scheduler {
         remote: SocketAddr,
         early: VecDeque<(Instant, Box<[u8]>)>,
     ) {
-        // Without kernel timestamps, arrivals are stamped when read (at the stream's tick).
-        let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
         if self.streams.is_empty() {
             self.tick = self.tick_at(Instant::now());
         }
@@ -714,6 +731,11 @@ impl Scheduler {
 
     fn remove(&mut self, key: usize) -> Stream {
         let stream = self.streams.remove(key);
+        // Its wheel entry goes too, so that an empty slot means a tick without work.
+        let slot = &mut self.wheel[(stream.due_tick % WHEEL as u64) as usize];
+        if let Some(i) = slot.iter().position(|&k| k == key) {
+            slot.swap_remove(i);
+        }
         self.ids.remove(&stream.id);
         self.worker.streams.fetch_sub(1, Ordering::Relaxed);
         stream
