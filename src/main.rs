@@ -506,22 +506,38 @@ impl<'a, W: Write> RedactingWriter<'a, W> {
     }
 }
 
-impl<W: Write> Write for RedactingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.line.extend_from_slice(buf);
-        while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.line.drain(..=end).collect();
-            let text = redact(&String::from_utf8_lossy(&line), self.secret);
+impl<W: Write> RedactingWriter<'_, W> {
+    /// Write the buffered line out, redacted.
+    fn emit(&mut self) -> std::io::Result<()> {
+        if self.secret.is_empty() {
+            self.inner.write_all(&self.line)?;
+        } else {
+            let text = redact(&String::from_utf8_lossy(&self.line), self.secret);
             self.inner.write_all(text.as_bytes())?;
         }
+        self.line.clear();
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<'_, W> {
+    /// Lines go out whole (a secret cannot be cut in two by the writes that carry it); only
+    /// the new bytes are searched for the end of a line, so a line written in many small
+    /// pieces (serde_json writes token by token) costs linear time.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..=end]);
+            self.emit()?;
+            rest = &rest[end + 1..];
+        }
+        self.line.extend_from_slice(rest);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.line.is_empty() {
-            let text = redact(&String::from_utf8_lossy(&self.line), self.secret);
-            self.line.clear();
-            self.inner.write_all(text.as_bytes())?;
+            self.emit()?;
         }
         self.inner.flush()
     }
@@ -576,5 +592,40 @@ fn finish<R: serde::Serialize>(
             eprintln!("sipcheck: error: {message}");
             exit
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedactingWriter;
+    use std::io::Write;
+
+    #[test]
+    fn a_secret_written_in_pieces_across_lines_is_redacted() {
+        let mut sink = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut sink, "hunter2");
+            for piece in ["a hun", "ter2 b\nc h", "u", "nter2\nd\ne hunter", "2"] {
+                w.write_all(piece.as_bytes()).unwrap();
+            }
+            w.flush().unwrap();
+        }
+        assert_eq!(String::from_utf8(sink).unwrap(), "a *** b\nc ***\nd\ne ***");
+    }
+
+    #[test]
+    fn without_a_secret_lines_pass_through_unchanged() {
+        let mut sink = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut sink, "");
+            for b in "{\"x\":1}\n{\"y\":2}\ntail".bytes() {
+                w.write_all(&[b]).unwrap();
+            }
+            w.flush().unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(sink).unwrap(),
+            "{\"x\":1}\n{\"y\":2}\ntail"
+        );
     }
 }
