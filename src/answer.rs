@@ -58,6 +58,8 @@ pub struct AnswerArgs {
     pub timers: TimerConfig,
     /// Print one JSON object per call (and the totals) instead of text.
     pub json: bool,
+    /// Print only the calls that failed.
+    pub quiet: bool,
 }
 
 /// One finished call.
@@ -341,7 +343,9 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             failures,
                             media: media_summary,
                         };
-                        print_call(&line, args.json, out);
+                        if !(args.quiet && verdict == Verdict::Pass) {
+                            print_call(&line, args.json, out);
+                        }
                     }
                     _ => {}
                 }

@@ -303,6 +303,10 @@ struct AnswerCmd {
     /// Print one JSON object per call and the totals instead of text.
     #[arg(long)]
     json: bool,
+    /// Print only the calls that failed (and the totals): for load, where a line per call
+    /// costs more than the call.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 impl NetArgs {
@@ -420,6 +424,7 @@ async fn run(command: Command) -> Exit {
                     ..TimerConfig::default()
                 },
                 json: cmd.json,
+                quiet: cmd.quiet,
             };
             let secret = cmd.password.clone().unwrap_or_default();
             let mut out = RedactingWriter::new(&mut stdout, &secret);

@@ -118,6 +118,41 @@ fn silent_far_end_fails_the_expected_tone() {
 }
 
 #[test]
+fn a_quiet_responder_prints_only_the_failed_calls_and_the_totals() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--quiet",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "2",
+        ],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    // The first call plays what the responder expects, the second does not.
+    for hz in ["440", "1000"] {
+        let out = run_sipcheck(["call", &uri, "--play-tone", hz, "--duration", "1s"], &[]);
+        assert!(out.status.code().is_some(), "{}", describe_output(&out));
+    }
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        answer.output()
+    );
+    let printed = answer.stdout();
+    let calls: Vec<&str> = printed.lines().filter(|l| l.starts_with("call ")).collect();
+    assert_eq!(calls.len(), 1, "{printed}");
+    assert!(calls[0].contains("FAIL: expected tone 440 Hz"), "{printed}");
+    assert!(printed.contains("1 passed, 1 failed"), "{printed}");
+}
+
+#[test]
 fn busy_is_the_failure_reason() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
