@@ -479,7 +479,8 @@ class Bench:
         if media:
             argv += ["--play-tone", "1000", "--expect-tone", "440", "--codec", "pcmu"]
         else:
-            argv += ["--no-media-ok"]
+            # Like SIPp's uas, no line per call: only failed calls and the totals.
+            argv += ["--no-media-ok", "--quiet"]
         p = Proc(self, tag, argv, env=self.sipcheck_env({}))
         end = time.monotonic() + 10
         while time.monotonic() < end:
