@@ -479,8 +479,9 @@ class Bench:
         if media:
             argv += ["--play-tone", "1000", "--expect-tone", "440", "--codec", "pcmu"]
         else:
-            # Like SIPp's uas, no line per call: only failed calls and the totals.
-            argv += ["--no-media-ok", "--quiet"]
+            # Like SIPp's uas: no RTP (answers a=inactive, so the caller sends none either)
+            # and no line per call, only failed calls and the totals.
+            argv += ["--no-rtp", "--quiet"]
         p = Proc(self, tag, argv, env=self.sipcheck_env({}))
         end = time.monotonic() + 10
         while time.monotonic() < end:

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::session::MediaReport;
-use sipcheck_core::sdp::Negotiated;
+use sipcheck_core::sdp::{Direction, Negotiated};
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::transaction::TimerConfig;
@@ -60,6 +60,8 @@ pub struct AnswerArgs {
     pub json: bool,
     /// Print only the calls that failed.
     pub quiet: bool,
+    /// Answer every offer `a=inactive`, without an RTP socket.
+    pub no_rtp: bool,
 }
 
 /// One finished call.
@@ -270,7 +272,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     CallEvent::Answered { call, negotiated } => {
                         if let Some(a) = active.get_mut(&call) {
                             totals.answered += 1;
-                            if a.media.is_none() {
+                            if a.media.is_none() && !args.no_rtp {
                                 // Delayed offer: the answer came in the ACK.
                                 if let Ok(socket) = ports.bind(local.addr.ip()).await {
                                     let session = prepared.session(&negotiated, &mut ids);
@@ -365,7 +367,11 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     let Some(a) = active.get_mut(&call) else { continue };
                     if a.accept_at.is_some_and(|t| t <= now) {
                         a.accept_at = None;
-                        accept(&mut driver, call, a, &ports, &prepared, &local, &mut ids, seed).await;
+                        if args.no_rtp {
+                            accept_inactive(&mut driver, call, &prepared, &local, seed);
+                        } else {
+                            accept(&mut driver, call, a, &ports, &prepared, &local, &mut ids, seed).await;
+                        }
                     }
                     if a.hangup_at.is_some_and(|t| t <= now) {
                         a.hangup_at = None;
@@ -454,6 +460,24 @@ async fn accept(
         Err(e) => tracing::info!(error = %e, "call refused"),
     }
 }
+
+/// Answer `a=inactive` (RFC 3264 §6.1), with the discard port: no socket, no RTP either way.
+fn accept_inactive(
+    driver: &mut UaDriver,
+    call: CallId,
+    prepared: &PreparedAudio,
+    local: &LocalEnd,
+    seed: u64,
+) {
+    let mut media = prepared.local_media(local.addr.ip(), DISCARD_PORT, seed >> 1);
+    media.direction = Direction::Inactive;
+    if let Err(e) = driver.endpoint().accept(Instant::now(), call, media) {
+        tracing::info!(error = %e, "call refused");
+    }
+}
+
+/// The port written in an inactive answer (RFC 863 discard; nothing is sent to it).
+const DISCARD_PORT: u16 = 9;
 
 fn refresh_interval(expires: u32) -> Duration {
     Duration::from_secs(u64::from(expires.max(2)) * 8 / 10)

@@ -307,6 +307,10 @@ struct AnswerCmd {
     /// costs more than the call.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Answer every offer `a=inactive` and open no RTP socket: signaling-only load, as SIPp's
+    /// uas (no audio is sent, checked or recorded).
+    #[arg(long, conflicts_with_all = ["play_tone", "play_wav", "expect_tone", "send_dtmf", "expect_dtmf", "record"])]
+    no_rtp: bool,
 }
 
 impl NetArgs {
@@ -425,6 +429,7 @@ async fn run(command: Command) -> Exit {
                 },
                 json: cmd.json,
                 quiet: cmd.quiet,
+                no_rtp: cmd.no_rtp,
             };
             let secret = cmd.password.clone().unwrap_or_default();
             let mut out = RedactingWriter::new(&mut stdout, &secret);

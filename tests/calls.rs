@@ -153,6 +153,46 @@ fn a_quiet_responder_prints_only_the_failed_calls_and_the_totals() {
 }
 
 #[test]
+fn a_responder_without_rtp_answers_inactive_and_the_caller_expects_no_audio() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(
+        &["--listen", &listen, "--no-rtp", "--calls", "2", "--json"],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    // Without audio expectations the call passes: the far end said it sends nothing.
+    let out = run_sipcheck(["call", &uri, "--duration", "1s", "--json"], &[]);
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["media"]["direction"], "inactive", "{shown}");
+    assert_eq!(v["media"]["packets_sent"], 0, "{shown}");
+    assert_eq!(v["media"]["remote"], "127.0.0.1:9", "{shown}");
+    // Expecting a tone from it fails, and says why.
+    let out = run_sipcheck(
+        ["call", &uri, "--duration", "1s", "--expect-tone", "440"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        stdout(&out).contains("the negotiated direction is inactive: the far end sends none"),
+        "{shown}"
+    );
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let answered = answer.stdout();
+    assert_eq!(answered.matches("\"media\":null").count(), 2, "{answered}");
+    // Playing or checking audio makes no sense without RTP: a usage error.
+    let out = run_sipcheck(["answer", "--no-rtp", "--play-tone", "440"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+}
+
+#[test]
 fn busy_is_the_failure_reason() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

@@ -247,7 +247,16 @@ impl PreparedAudio {
             dtmf_received: report.dtmf_received.clone(),
         };
         let mut failures = Vec::new();
-        if r.received == 0 && !self.args.no_media_ok {
+        // An answer of a=inactive or a=sendonly from us (recvonly from the far end) says no
+        // RTP will come: its absence is no failure, but audio expected from it is.
+        let far_end_sends = negotiated.direction.receives();
+        if !far_end_sends && (!summary.tones.is_empty() || self.args.expect_dtmf.is_some()) {
+            failures.push(format!(
+                "audio expected, but the negotiated direction is {}: the far end sends none",
+                negotiated.direction.as_str()
+            ));
+        }
+        if r.received == 0 && far_end_sends && !self.args.no_media_ok {
             failures.push("no RTP received from the far end".to_string());
         }
         let gap = report.max_gap.max(report.since_last_packet);
