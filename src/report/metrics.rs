@@ -818,14 +818,20 @@ impl Metrics {
                     / u128::from(m.packets_expected);
                 record(&mut self.call_loss_ppm, ppm as u64);
             }
-            let pacing = self.series(Metric::PacingLateness);
-            for v in m.pacing_lateness_us.iter_recorded() {
-                if pacing
-                    .record_n(v.value_iterated_to(), u64::from(v.count_at_value()))
-                    .is_err()
-                {
-                    pacing
-                        .saturating_record_n(v.value_iterated_to(), u64::from(v.count_at_value()));
+            // Merged only when the call sent frames: iterating an empty histogram still walks
+            // every bucket.
+            if !m.pacing_lateness_us.is_empty() {
+                let pacing = self.series(Metric::PacingLateness);
+                for v in m.pacing_lateness_us.iter_recorded() {
+                    if pacing
+                        .record_n(v.value_iterated_to(), u64::from(v.count_at_value()))
+                        .is_err()
+                    {
+                        pacing.saturating_record_n(
+                            v.value_iterated_to(),
+                            u64::from(v.count_at_value()),
+                        );
+                    }
                 }
             }
         }
