@@ -18,9 +18,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use bytesstr::BytesStr;
 use ezk_sip_types::header::typed::{FromTo, Via};
 use ezk_sip_types::header::HeaderParse;
-use ezk_sip_types::msg::{Line, MessageLine, PullParser};
+use ezk_sip_types::msg::{MessageLine, PullParser};
 use ezk_sip_types::parse::Parse;
-pub use ezk_sip_types::{Headers, Method, Name};
+pub use ezk_sip_types::{Method, Name};
 
 /// The largest message head (start line and headers) accepted, in bytes.
 pub const MAX_HEAD_LEN: usize = 64 * 1024;
@@ -109,7 +109,7 @@ pub enum StartLine {
 pub struct Message {
     raw: Bytes,
     start: StartLine,
-    headers: Headers,
+    headers: HeaderMap,
     body: Bytes,
     call_id: BytesStr,
     cseq: u32,
@@ -167,7 +167,7 @@ impl Message {
         let first = sub_str(head, first);
         let start = parse_start_line(&raw, first)?;
 
-        let mut headers = Headers::with_capacity(12);
+        let mut headers = HeaderMap::with_capacity(12);
         let mut offset = lines.progress();
         for line in lines.by_ref() {
             let line = match line {
@@ -176,12 +176,12 @@ impl Message {
             };
             let line_str = sub_str(head, line);
             let line_offset = line.as_ptr() as usize - head.as_ptr() as usize;
-            match Line::parse(&raw, line_str) {
-                Ok((_, parsed)) if !parsed.name.as_print_str().is_empty() => {
-                    let value = unfold(&parsed.value);
-                    headers.insert(parsed.name, value);
+            match split_header_line(line_str) {
+                Some((name, value)) => {
+                    let value = unfold(&BytesStr::from_parse(&raw, value));
+                    headers.push(canonical_name(&raw, name), value);
                 }
-                _ => return Err(ParseError::at(line_offset, ParseErrorKind::HeaderLine)),
+                None => return Err(ParseError::at(line_offset, ParseErrorKind::HeaderLine)),
             }
             offset = line_offset + line.len();
         }
@@ -259,7 +259,7 @@ impl Message {
     }
 
     /// All headers.
-    pub fn headers(&self) -> &Headers {
+    pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
 
@@ -270,7 +270,10 @@ impl Message {
 
     /// Every value of a header, in order, with comma-separated values split apart
     /// (for headers whose grammar allows a list, e.g. Via, Route, Record-Route, Contact).
-    pub fn header_values<'a>(&'a self, name: &Name) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn header_values<'a, 'n>(
+        &'a self,
+        name: &'n Name,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
         self.headers
             .get_raw(name)
             .flat_map(|v| split_list(v.as_str()))
@@ -368,6 +371,100 @@ pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
     parts.into_iter().filter(|p| !p.is_empty())
 }
 
+/// The header fields of a message in order, names in their long form (compact forms such as
+/// `v` or `i` expanded, RFC 3261 §7.3.3), values unfolded.
+///
+/// A lookup compares names case-insensitively with a [`Name`]'s long form; no value is parsed
+/// until asked for. (The `ezk-sip-types` header map compared every entry through each name's
+/// list of spellings, and looked each name up in a table of ~70, on every insertion: that was
+/// most of the parse time.)
+#[derive(Clone, Default)]
+pub struct HeaderMap {
+    entries: Vec<(BytesStr, BytesStr)>,
+}
+
+impl HeaderMap {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, name: BytesStr, value: BytesStr) {
+        self.entries.push((name, value));
+    }
+
+    /// Every value of the header `name`, in order, as written (one per header line).
+    pub fn get_raw<'a, 'n>(
+        &'a self,
+        name: &'n Name,
+    ) -> impl Iterator<Item = &'a BytesStr> + use<'a, 'n> {
+        let wanted = name.as_print_str();
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(wanted))
+            .map(|(_, v)| v)
+    }
+
+    /// Every header line, in order: the name (in its long form) and the value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+/// A header line's name and value: `token *WSP ":" *WSP value` (RFC 3261 §7.3.1); `None`
+/// for a line that is not one.
+fn split_header_line(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let end = line.find(|c: char| !is_token_char(c)).unwrap_or(line.len());
+    if end == 0 {
+        return None;
+    }
+    let rest = line[end..].trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let value = rest.strip_prefix(':')?;
+    Some((
+        &line[..end],
+        value.trim_start_matches(|c: char| c.is_ascii_whitespace()),
+    ))
+}
+
+/// `token` characters (RFC 3261 §25.1, and letters of any script, as `ezk-sip-types` takes
+/// them).
+fn is_token_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(
+            c,
+            '-' | '.' | '!' | '%' | '*' | '_' | '`' | '\'' | '~' | '+'
+        )
+}
+
+/// The long form of a header name (RFC 3261 §7.3.3 and the extensions' compact forms), or
+/// the name as written.
+fn canonical_name(raw: &Bytes, name: &str) -> BytesStr {
+    let long = match name.as_bytes() {
+        [c] => match c.to_ascii_lowercase() {
+            b'v' => "Via",
+            b'f' => "From",
+            b't' => "To",
+            b'i' => "Call-ID",
+            b'm' => "Contact",
+            b'l' => "Content-Length",
+            b'c' => "Content-Type",
+            b'e' => "Content-Encoding",
+            b'k' => "Supported",
+            b's' => "Subject",
+            b'o' => "Event",
+            b'u' => "Allow-Events",
+            b'r' => "Refer-To",
+            b'x' => "Session-Expires",
+            b'b' => "Referred-By",
+            _ => return BytesStr::from_parse(raw, name),
+        },
+        _ => return BytesStr::from_parse(raw, name),
+    };
+    BytesStr::from_static(long)
+}
+
 fn sub_str<'a>(head: &'a str, line: &[u8]) -> &'a str {
     let start = line.as_ptr() as usize - head.as_ptr() as usize;
     &head[start..start + line.len()]
@@ -430,7 +527,7 @@ fn parse_start_line(raw: &Bytes, line: &str) -> Result<StartLine, ParseError> {
     }
 }
 
-fn parse_cseq(headers: &Headers, head_end: usize) -> Result<(u32, Method), ParseError> {
+fn parse_cseq(headers: &HeaderMap, head_end: usize) -> Result<(u32, Method), ParseError> {
     let value = headers.get_raw(&Name::CSEQ).next().ok_or(ParseError::at(
         head_end,
         ParseErrorKind::MissingHeader("CSeq"),
@@ -450,7 +547,7 @@ fn parse_cseq(headers: &Headers, head_end: usize) -> Result<(u32, Method), Parse
 
 /// The first Via value (empty values and lines are skipped, as [`Message::header_values`]
 /// does, so that the top Via of a message and of what is built from it agree).
-fn top_via(headers: &Headers) -> Option<Via> {
+fn top_via(headers: &HeaderMap) -> Option<Via> {
     for raw in headers.get_raw(&Name::VIA) {
         if let Some(value) = split_list(raw.as_str()).next() {
             return Via::parse(raw.as_ref(), value).ok().map(|(_, via)| via);
@@ -667,6 +764,62 @@ l: 0\n\n",
         assert_eq!(m.call_id(), "abc");
         assert_eq!(m.cseq_method(), &Method::INVITE);
         assert_eq!(m.contact_uris(), vec!["sip:b@10.0.0.3"]);
+    }
+
+    #[test]
+    fn header_names_are_matched_in_any_case_and_compact_forms_read_as_long() {
+        let m = parse(
+            "SIP/2.0 200 OK\r\n\
+v: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nVIA: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK2\r\n\
+f: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\ni: abc\r\ncseq: 2 INVITE\r\n\
+X-Custom: one\r\nx-custom: two\r\nk: timer\r\nl: 0\r\n\r\n",
+        )
+        .unwrap();
+        // Both spellings of Via, in order, under one name.
+        assert_eq!(m.header_values(&Name::VIA).count(), 2);
+        assert_eq!(m.header(&Name::SUPPORTED), Some("timer"));
+        assert_eq!(m.header(&Name::CONTENT_LENGTH), Some("0"));
+        let custom: Vec<&str> = m
+            .headers()
+            .get_raw(&Name::from("X-CUSTOM"))
+            .map(|v| v.as_str())
+            .collect();
+        assert_eq!(custom, ["one", "two"]);
+        let names: Vec<&str> = m.headers().iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "Via",
+                "VIA",
+                "From",
+                "To",
+                "Call-ID",
+                "cseq",
+                "X-Custom",
+                "x-custom",
+                "Supported",
+                "Content-Length"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_header_line_without_a_name_or_a_colon_is_an_error() {
+        for bad in [
+            ": value",
+            "No colon here",
+            "Bad Name: value",
+            "Na\u{1}me: v",
+        ] {
+            let text = format!(
+                "OPTIONS sip:x@y SIP/2.0\r\nCall-ID: q\r\nCSeq: 1 OPTIONS\r\n{bad}\r\n\r\n"
+            );
+            let err = parse(&text).unwrap_err();
+            assert!(
+                matches!(err.kind, ParseErrorKind::HeaderLine),
+                "{bad:?}: {err:?}"
+            );
+        }
     }
 
     #[test]
