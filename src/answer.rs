@@ -15,8 +15,9 @@ use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::ua::call::{CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
+use tokio::task::JoinSet;
 
-use crate::media::{MediaHandle, PortRange};
+use crate::media::{Finished, MediaHandle, PortRange};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::{host_of, register};
 use crate::probe::client::os_seed;
@@ -202,12 +203,13 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     let _ = out.flush();
 
     let mut active: HashMap<CallId, Active> = HashMap::new();
+    let mut finishing: JoinSet<(Ending, Option<Finished>)> = JoinSet::new();
     let mut ended: u64 = 0;
     let mut draining_since: Option<Instant> = None;
     let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
     loop {
-        if args.calls.is_some_and(|n| ended >= n) && active.is_empty() {
+        if args.calls.is_some_and(|n| ended >= n) && active.is_empty() && finishing.is_empty() {
             // Stay a little to answer retransmissions of the last BYE (its 200 may have been
             // lost): until no transaction is left, at most 4·T1 (two retransmissions).
             let until = Instant::now() + args.timers.t1 * 4;
@@ -219,7 +221,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             }
             break;
         }
-        if draining_since.is_some() && active.is_empty() {
+        if draining_since.is_some() && active.is_empty() && finishing.is_empty() {
             break;
         }
         if draining_since.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
@@ -301,52 +303,27 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     CallEvent::Ended { call, record } => {
                         let Some(a) = active.remove(&call) else { continue };
                         ended += 1;
-                        let reason = record.reason().cloned();
-                        let mut failures = Vec::new();
-                        let mut media_summary = None;
-                        if let Some((negotiated, handle)) = a.media {
-                            if let Some(finished) = handle.stop().await {
-                                let (summary, media_failures) = prepared.summarize(&negotiated, &finished.report);
-                                totals.add_media(&finished.report);
-                                if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
-                                    let path = numbered(path, ended);
-                                    if let Err(e) = write_recording(&path, samples) {
-                                        failures.push(e.to_string());
-                                    }
-                                }
-                                failures.extend(media_failures);
-                                media_summary = Some(summary);
-                            }
-                        }
-                        failures.extend(a.dtmf_error);
-                        let expected_reject = args.reject.is_some() || a.busy;
-                        match &reason {
-                            Some(CallEndReason::Declined { .. }) if expected_reject => {}
-                            Some(r) if r.is_normal_clearing() && !expected_reject => {}
-                            Some(r) => failures.insert(0, r.to_string()),
-                            None => failures.insert(0, "ended without a reason".into()),
-                        }
-                        if a.busy {
-                            failures.insert(0, format!("busy: {} calls already active", args.max_calls));
-                        }
-                        let verdict = if failures.is_empty() { Verdict::Pass } else { Verdict::Fail };
-                        match verdict {
-                            Verdict::Pass => totals.passed += 1,
-                            Verdict::Fail => totals.failed += 1,
-                        }
-                        let line = AnsweredCall {
-                            kind: "call",
+                        let ending = Ending {
                             index: ended,
                             call_id: record.call_id.clone(),
                             from: a.from,
-                            verdict,
                             final_code: record.final_code,
-                            end_reason: reason.map_or_else(String::new, |r| r.to_string()),
-                            failures,
-                            media: media_summary,
+                            reason: record.reason().cloned(),
+                            busy: a.busy,
+                            dtmf_error: a.dtmf_error,
+                            negotiated: None,
                         };
-                        if !(args.quiet && verdict == Verdict::Pass) {
-                            print_call(&line, args.json, out);
+                        match a.media {
+                            // The media report comes from a scheduler thread: waited for
+                            // beside the SIP loop, never in it (at hundreds of calls ending a
+                            // second, waiting here held up every other call's signaling).
+                            Some((negotiated, handle)) => {
+                                finishing.spawn(async move {
+                                    let finished = handle.stop().await;
+                                    (Ending { negotiated: Some(negotiated), ..ending }, finished)
+                                });
+                            }
+                            None => finish_call(ending, None, args, &prepared, &mut totals, out),
                         }
                     }
                     _ => {}
@@ -399,10 +376,16 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     }
                 }
             }
+            Some(joined) = finishing.join_next(), if !finishing.is_empty() => {
+                if let Ok((ending, finished)) = joined {
+                    finish_call(ending, finished, args, &prepared, &mut totals, out);
+                }
+            }
             _ = &mut ctrl_c => {
                 if draining_since.is_some() {
                     // A second Ctrl-C: leave at once.
                     totals.interrupted = true;
+                    finishing.abort_all();
                     break;
                 }
                 totals.interrupted = true;
@@ -415,12 +398,92 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             }
         }
     }
+    // Calls whose media reports are still on their way (a second Ctrl-C, or the 5 s limit).
+    let until = Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(joined)) = tokio::time::timeout_at(until.into(), finishing.join_next()).await
+    {
+        if let Ok((ending, finished)) = joined {
+            finish_call(ending, finished, args, &prepared, &mut totals, out);
+        }
+    }
     if let Some((mut reg, registrar)) = registration {
         if let Err(e) = register(&mut driver, &mut reg, &local, registrar, 0).await {
             totals.registration_error = Some(format!("unregistration failed: {e}"));
         }
     }
     Ok(totals)
+}
+
+/// A call that ended, with what its line needs once its media report is in.
+struct Ending {
+    index: u64,
+    call_id: String,
+    from: String,
+    final_code: Option<u16>,
+    reason: Option<CallEndReason>,
+    busy: bool,
+    dtmf_error: Option<String>,
+    negotiated: Option<Negotiated>,
+}
+
+/// Judge an ended call, count it and print its line.
+fn finish_call(
+    ending: Ending,
+    finished: Option<Finished>,
+    args: &AnswerArgs,
+    prepared: &PreparedAudio,
+    totals: &mut Totals,
+    out: &mut impl Write,
+) {
+    let mut failures = Vec::new();
+    let mut media_summary = None;
+    if let (Some(negotiated), Some(finished)) = (&ending.negotiated, &finished) {
+        let (summary, media_failures) = prepared.summarize(negotiated, &finished.report);
+        totals.add_media(&finished.report);
+        if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
+            let path = numbered(path, ending.index);
+            if let Err(e) = write_recording(&path, samples) {
+                failures.push(e.to_string());
+            }
+        }
+        failures.extend(media_failures);
+        media_summary = Some(summary);
+    }
+    failures.extend(ending.dtmf_error);
+    let expected_reject = args.reject.is_some() || ending.busy;
+    match &ending.reason {
+        Some(CallEndReason::Declined { .. }) if expected_reject => {}
+        Some(r) if r.is_normal_clearing() && !expected_reject => {}
+        Some(r) => failures.insert(0, r.to_string()),
+        None => failures.insert(0, "ended without a reason".into()),
+    }
+    if ending.busy {
+        failures.insert(0, format!("busy: {} calls already active", args.max_calls));
+    }
+    let verdict = if failures.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    match verdict {
+        Verdict::Pass => totals.passed += 1,
+        Verdict::Fail => totals.failed += 1,
+    }
+    if args.quiet && verdict == Verdict::Pass {
+        return;
+    }
+    let line = AnsweredCall {
+        kind: "call",
+        index: ending.index,
+        call_id: ending.call_id,
+        from: ending.from,
+        verdict,
+        final_code: ending.final_code,
+        end_reason: ending.reason.map_or_else(String::new, |r| r.to_string()),
+        failures,
+        media: media_summary,
+    };
+    print_call(&line, args.json, out);
 }
 
 #[allow(clippy::too_many_arguments)]
