@@ -267,9 +267,10 @@ impl PreparedAudio {
                 self.args.rtp_timeout.as_secs_f64()
             ));
         }
+        let behind = overload_note((report.frames_skipped, report.lateness_us.max()));
         for t in &summary.tones {
             if !t.detected {
-                failures.push(format!("expected tone {} not detected", t.tone));
+                failures.push(format!("expected tone {} not detected{behind}", t.tone));
             }
         }
         if let Some(expected) = &self.args.expect_dtmf {
@@ -282,6 +283,23 @@ impl PreparedAudio {
         }
         (summary, failures)
     }
+}
+
+/// Lateness of a media thread beyond which its own timing can explain a failed media check.
+const OVERLOAD_LATE_US: u64 = 20_000;
+
+/// A remark for a failed media check when sipcheck's own media thread was behind on this call
+/// (frames skipped, or frames sent more than 20 ms late): the failure may be the generator's,
+/// not the far end's.
+pub(crate) fn overload_note((skipped, worst_us): (u64, u64)) -> String {
+    if skipped == 0 && worst_us <= OVERLOAD_LATE_US {
+        return String::new();
+    }
+    format!(
+        "; sipcheck itself was behind on this call ({skipped} frames skipped, up to {:.0} ms \
+         late): see the generator figures before blaming the far end",
+        worst_us as f64 / 1000.0
+    )
 }
 
 fn finite(v: f64) -> Option<f64> {
@@ -440,6 +458,19 @@ pub fn write_recording(path: &PathBuf, samples: &[i16]) -> Result<(), ProbeError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_media_failure_says_when_sipcheck_itself_was_behind() {
+        use super::overload_note;
+        assert_eq!(overload_note((0, 0)), "");
+        assert_eq!(overload_note((0, 20_000)), "");
+        let note = overload_note((12, 61_000));
+        assert!(
+            note.contains("12 frames skipped, up to 61 ms late"),
+            "{note}"
+        );
+        assert!(overload_note((0, 25_000)).contains("up to 25 ms late"));
+    }
+
     use super::*;
 
     #[test]

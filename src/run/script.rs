@@ -28,6 +28,7 @@ use super::agent::{CallEvents, Command};
 use super::result::{CallMedia, CallResult, Failure, FailureKind, Side};
 use crate::ladder::RawLadder;
 use crate::media::{MediaHandle, PortRange};
+use crate::probe::audio::overload_note;
 
 /// Everything a call task shares with its role.
 #[derive(Clone)]
@@ -768,17 +769,18 @@ impl Call {
                 if self.interrupted {
                     return false;
                 }
-                let level = media
-                    .with(|s, _| s.last_level_dbfs())
+                let (level, behind) = media
+                    .with(|s, _| (s.last_level_dbfs(), s.generator_behind()))
                     .await
-                    .flatten()
-                    .map_or("no audio".to_string(), |l| format!("level {l:.1} dBFS"));
+                    .unwrap_or((None, (0, 0)));
+                let level = level.map_or("no audio".to_string(), |l| format!("level {l:.1} dBFS"));
                 self.fail(
                     step,
                     FailureKind::ToneMissing,
                     format!(
-                        "expected tone {label} Hz not heard within {:.1} s (received {level})",
-                        within.as_secs_f64()
+                        "expected tone {label} Hz not heard within {:.1} s (received {level}){}",
+                        within.as_secs_f64(),
+                        overload_note(behind)
                     ),
                 );
                 false

@@ -286,6 +286,12 @@ impl MediaSession {
         self.detector.last_block_rms_dbfs()
     }
 
+    /// How far behind its schedule this session's driver has been so far: frames skipped
+    /// (generator overrun) and the worst lateness of a frame, microseconds.
+    pub fn generator_behind(&self) -> (u64, u64) {
+        (self.pacer.stats().overrun, self.lateness_us.max())
+    }
+
     /// Audio samples played out so far (received, or concealed).
     pub fn samples_played(&self) -> u64 {
         self.detector.samples()
