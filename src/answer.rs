@@ -109,8 +109,9 @@ pub struct Totals {
     pub interrupted: bool,
     /// Registration problems.
     pub registration_error: Option<String>,
-    /// Send-pacing lateness over every call's frames: whether sipcheck kept up.
-    pub pacing_lateness_ms: Lateness,
+    /// Send-pacing lateness over every call's frames: whether sipcheck kept up (`None` when
+    /// no frame was sent, e.g. with `--no-rtp`).
+    pub pacing_lateness_ms: Option<Lateness>,
     /// Frames skipped over every call because sipcheck fell more than a burst behind
     /// (generator overrun).
     pub frames_skipped: u64,
@@ -602,9 +603,11 @@ impl Totals {
     /// The closing line(s).
     pub fn write(&mut self, json: bool, out: &mut impl Write) -> std::io::Result<()> {
         // Percentiles once, at the end, not at every call's end.
-        if let Some(all) = &self.lateness_us {
-            self.pacing_lateness_ms = Lateness::of(all);
-        }
+        self.pacing_lateness_ms = self
+            .lateness_us
+            .as_ref()
+            .filter(|all| !all.is_empty())
+            .map(Lateness::of);
         if json {
             serde_json::to_writer(&mut *out, self).map_err(std::io::Error::other)?;
             return writeln!(out);
@@ -624,8 +627,7 @@ impl Totals {
                 ""
             }
         )?;
-        if self.lateness_us.is_some() {
-            let l = &self.pacing_lateness_ms;
+        if let Some(l) = &self.pacing_lateness_ms {
             writeln!(
                 out,
                 "generator (sipcheck itself): pacing lateness p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; frames skipped {}",

@@ -187,6 +187,11 @@ fn a_responder_without_rtp_answers_inactive_and_the_caller_expects_no_audio() {
     );
     let answered = answer.stdout();
     assert_eq!(answered.matches("\"media\":null").count(), 2, "{answered}");
+    // No frame was sent: no lateness to report (not a lateness of zero).
+    assert!(
+        answered.contains("\"pacing_lateness_ms\":null"),
+        "{answered}"
+    );
     // Playing or checking audio makes no sense without RTP: a usage error.
     let out = run_sipcheck(["answer", "--no-rtp", "--play-tone", "440"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
