@@ -731,8 +731,7 @@ impl Scheduler {
 
     fn remove(&mut self, key: usize) -> Stream {
         // Its wheel entry stays until its tick comes, and is skipped then (`due_tick` no longer
-        // matches, or the key is gone). Removing it here instead made some streams never run
-        // at 2,000 media calls: the answering side sent nothing on 155 calls.
+        // matches, or the key is gone).
         let stream = self.streams.remove(key);
         self.ids.remove(&stream.id);
         self.worker.streams.fetch_sub(1, Ordering::Relaxed);
