@@ -784,6 +784,70 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_whose_ticks_come_late_still_plays_out_in_real_time_and_hears_the_tone() {
+        let t0 = t0();
+        let mut a = tone_session(t0, 1000.0, 3, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 4, Codec::Pcmu);
+        let hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        let mut buf = [0u8; MAX_PACKET];
+        let mut queued: Vec<(Instant, Vec<u8>)> = Vec::new();
+        // `a` sends on time; `b`'s thread gets to it only every 200 ms (an overloaded media
+        // thread): it reads what arrived meanwhile, with the arrival times, then its frames.
+        let mut b_next = t0 + Duration::from_millis(200);
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(3) {
+            while let Some(len) = a.poll_transmit(now, &mut buf) {
+                queued.push((now + Duration::from_millis(1), buf[..len].to_vec()));
+            }
+            if now >= b_next {
+                for (at, data) in queued.drain(..) {
+                    b.handle_packet(at, &data);
+                }
+                while b.poll_transmit(now, &mut buf).is_some() {}
+                b_next += Duration::from_millis(200);
+            }
+            now += Duration::from_millis(20);
+        }
+        let r = b.report(now);
+        assert!(r.frames_skipped > 0, "b was not late");
+        assert_eq!(r.receive.lost(), 0);
+        assert!(
+            b.tone_found(hears),
+            "the tone arrived whole but was not heard: {:?}",
+            r.tones
+        );
+    }
+
+    #[test]
+    fn a_sender_whose_ticks_come_late_is_still_heard() {
+        let t0 = t0();
+        let mut a = tone_session(t0, 1000.0, 5, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 6, Codec::Pcmu);
+        let hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        let mut buf = [0u8; MAX_PACKET];
+        // `a`'s thread gets to it every 100 ms: 5 frames due, 3 sent, 2 skipped each time.
+        let mut a_next = t0;
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(3) {
+            if now >= a_next {
+                while let Some(len) = a.poll_transmit(now, &mut buf) {
+                    b.handle_packet(now + Duration::from_millis(1), &buf[..len]);
+                }
+                a_next += Duration::from_millis(100);
+            }
+            while b.poll_transmit(now, &mut buf).is_some() {}
+            now += Duration::from_millis(20);
+        }
+        assert!(a.report(now).frames_skipped > 0, "a was not late");
+        let r = b.report(now);
+        assert!(
+            b.tone_found(hears),
+            "a late sender's tone was not heard: {:?}",
+            r.tones
+        );
+    }
+
+    #[test]
     fn bridge_audio_is_sent_and_received_audio_pulled() {
         let t0 = t0();
         let mut config = MediaConfig::new(Codec::Pcmu);
