@@ -76,7 +76,27 @@ fn tone(c: &mut Criterion) {
     group.bench_function("generate_dual_tone", |b| {
         b.iter(|| generator.fill(black_box(&mut out)))
     });
-    for freqs in [&[440.0][..], &[697.0, 1209.0, 440.0][..]] {
+    // Whole-hertz tones with a short period, played from a table.
+    let mut generator = ToneGenerator::new(&Tone::single(1000.0, -12.0).unwrap());
+    group.bench_function("generate_1000_hz", |b| {
+        b.iter(|| generator.fill(black_box(&mut out)))
+    });
+    let mut generator = ToneGenerator::new(&Tone::dual(350.0, 440.0, -13.0).unwrap());
+    group.bench_function("generate_dial_tone_350_440", |b| {
+        b.iter(|| generator.fill(black_box(&mut out)))
+    });
+    let mut playlist = Playlist::looping(vec![PlaylistItem::Tone {
+        tone: Tone::single(1000.0, -12.0).unwrap(),
+        duration: Duration::from_secs(1),
+    }]);
+    group.bench_function("playlist_1000_hz", |b| {
+        b.iter(|| playlist.fill_counted(black_box(&mut out)))
+    });
+    for freqs in [
+        &[440.0][..],
+        &[350.0, 440.0][..],
+        &[697.0, 1209.0, 440.0][..],
+    ] {
         let mut det = detector(freqs);
         let mut i = 0;
         let name = format!("goertzel_detect_{}_freq", freqs.len());

@@ -188,16 +188,104 @@ struct Oscillator {
 /// the output does not depend on how the caller cuts it into frames).
 const RENORMALISE_EVERY: u64 = 256;
 
+/// The longest period, in samples, that [`ToneGenerator`] plays from a precomputed table.
+const MAX_TABLE_PERIOD: u64 = 1600;
+
+/// A table holds at least this many samples (whole periods), so that a 20 ms frame is at
+/// most two copies.
+const MIN_TABLE_SAMPLES: u64 = 512;
+
+/// Rounds half away from zero (as `f64::round`, without its libm call on baseline x86-64);
+/// `as` saturates out-of-range floats, which is the clipping wanted here.
+#[inline]
+fn to_sample(value: f64) -> i16 {
+    (value + 0.5f64.copysign(value)) as i16
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// For a tone whose frequencies are all whole hertz and whose waveform repeats within
+/// [`MAX_TABLE_PERIOD`] samples (`8000 / gcd(8000, f₁, f₂)`), whole periods of it, at least
+/// [`MIN_TABLE_SAMPLES`] long: sample `n` is `Σ A·sin(2π·(fᵢ·n mod 8000) / 8000)`, rounded
+/// as [`to_sample`] does. The phase is reduced in integers, so every sample is the exact
+/// value rounded.
+fn periodic_table(freqs: &[f64], amplitude: f64) -> Option<Box<[i16]>> {
+    let rate = u64::from(SAMPLE_RATE);
+    let mut period = 1;
+    for &hz in freqs {
+        if hz.fract() != 0.0 {
+            return None;
+        }
+        // `check_frequency` keeps `hz` in (0, 4000): the conversion is exact.
+        let own = rate / gcd(rate, hz as u64);
+        period = period / gcd(period, own) * own;
+    }
+    if period > MAX_TABLE_PERIOD {
+        return None;
+    }
+    // Each component over its own period (which divides the tone's).
+    let components: Vec<Vec<f64>> = freqs
+        .iter()
+        .map(|&hz| {
+            let f = hz as u64;
+            (0..rate / gcd(rate, f))
+                .map(|n| amplitude * (2.0 * PI * ((f * n) % rate) as f64 / rate as f64).sin())
+                .collect()
+        })
+        .collect();
+    let period = usize::try_from(period).ok()?;
+    let mut table: Vec<i16> = (0..period)
+        .map(|n| {
+            let mut value = 0.0;
+            for component in &components {
+                value += component[n % component.len()];
+            }
+            to_sample(value)
+        })
+        .collect();
+    while (table.len() as u64) < MIN_TABLE_SAMPLES {
+        table.extend_from_within(..period);
+    }
+    Some(table.into_boxed_slice())
+}
+
+/// Runs `N` oscillators over `out`, with the phasors held in locals.
+#[inline]
+fn rotate<const N: usize>(oscillators: &mut [Oscillator; N], out: &mut [i16]) {
+    let mut local = *oscillators;
+    for sample in out {
+        let mut value = 0.0;
+        for o in &mut local {
+            value += o.amplitude * o.im;
+            let re = o.re * o.cos_w - o.im * o.sin_w;
+            o.im = o.re * o.sin_w + o.im * o.cos_w;
+            o.re = re;
+        }
+        *sample = to_sample(value);
+    }
+    *oscillators = local;
+}
+
 /// A phase-continuous generator for a [`Tone`].
 ///
 /// Each component is a rotating phasor (`z ← z·e^{iω}`, output `A·Im z`), renormalised to
 /// unit length every 256 samples; consecutive calls to [`AudioSource::fill`] continue the
-/// waveform exactly where the previous call stopped, whatever the frame sizes.
+/// waveform exactly where the previous call stopped, whatever the frame sizes. A tone of
+/// whole-hertz frequencies whose waveform repeats within 1600 samples (such as 1000 Hz,
+/// 440 Hz or 350 + 440 Hz) is instead played from one precomputed table of the exact sines;
+/// its samples differ from the phasors' by at most one step.
 #[derive(Debug, Clone)]
 pub struct ToneGenerator {
     oscillators: [Oscillator; 2],
     count: usize,
     position: u64,
+    /// Whole periods of the waveform, when it is short enough to tabulate.
+    table: Option<Box<[i16]>>,
 }
 
 impl ToneGenerator {
@@ -219,6 +307,7 @@ impl ToneGenerator {
             oscillators: [osc(tone.freqs[0]), osc(tone.freqs[1])],
             count: tone.count,
             position: 0,
+            table: periodic_table(tone.frequencies(), amplitude),
         }
     }
 
@@ -227,16 +316,22 @@ impl ToneGenerator {
     pub fn position(&self) -> u64 {
         self.position
     }
-}
 
-impl AudioSource for ToneGenerator {
-    fn fill(&mut self, out: &mut [i16]) {
-        let oscillators = &mut self.oscillators[..self.count];
+    /// Goes back to the start of the tone: the state of a new generator.
+    fn restart(&mut self) {
+        self.position = 0;
+        for o in &mut self.oscillators {
+            o.re = 1.0;
+            o.im = 0.0;
+        }
+    }
+
+    fn fill_phasors(&mut self, out: &mut [i16]) {
         let mut rest = out;
         while !rest.is_empty() {
             // Renormalise at every multiple of RENORMALISE_EVERY samples, then run to the next.
             if self.position.is_multiple_of(RENORMALISE_EVERY) {
-                for o in oscillators.iter_mut() {
+                for o in &mut self.oscillators[..self.count] {
                     let norm = o.re.hypot(o.im);
                     o.re /= norm;
                     o.im /= norm;
@@ -247,22 +342,34 @@ impl AudioSource for ToneGenerator {
                 .len()
                 .min(usize::try_from(to_next).unwrap_or(usize::MAX));
             let (now, later) = rest.split_at_mut(run);
-            for sample in now.iter_mut() {
-                let mut value = 0.0;
-                for o in oscillators.iter_mut() {
-                    value += o.amplitude * o.im;
-                    let re = o.re * o.cos_w - o.im * o.sin_w;
-                    o.im = o.re * o.sin_w + o.im * o.cos_w;
-                    o.re = re;
-                }
-                // Round half away from zero (as `f64::round`, without its libm call on
-                // baseline x86-64); `as` saturates out-of-range floats, which is the
-                // clipping wanted here.
-                *sample = (value + 0.5f64.copysign(value)) as i16;
+            if self.count == 1 {
+                rotate(std::array::from_mut(&mut self.oscillators[0]), now);
+            } else {
+                rotate(&mut self.oscillators, now);
             }
             self.position += run as u64;
             rest = later;
         }
+    }
+}
+
+impl AudioSource for ToneGenerator {
+    fn fill(&mut self, out: &mut [i16]) {
+        let Some(table) = &self.table else {
+            self.fill_phasors(out);
+            return;
+        };
+        // The table holds whole periods, so the position modulo its length is the phase.
+        let mut at = usize::try_from(self.position % table.len() as u64).unwrap_or(0);
+        let mut rest = &mut *out;
+        while !rest.is_empty() {
+            let run = rest.len().min(table.len() - at);
+            let (now, later) = rest.split_at_mut(run);
+            now.copy_from_slice(&table[at..at + run]);
+            at = 0;
+            rest = later;
+        }
+        self.position += out.len() as u64;
     }
 }
 
@@ -305,7 +412,9 @@ pub struct Playlist {
     looping: bool,
     index: usize,
     offset: u64,
-    generator: Option<ToneGenerator>,
+    /// One generator per tone item, made when the item is first played and restarted each
+    /// time it is played again.
+    generators: Vec<Option<ToneGenerator>>,
     position: u64,
 }
 
@@ -314,13 +423,14 @@ impl Playlist {
     #[must_use]
     pub fn new(items: Vec<PlaylistItem>) -> Self {
         let lengths = items.iter().map(PlaylistItem::samples).collect();
+        let generators = vec![None; items.len()];
         let mut playlist = Self {
             items,
             lengths,
             looping: false,
             index: 0,
             offset: 0,
-            generator: None,
+            generators,
             position: 0,
         };
         playlist.enter_item();
@@ -368,7 +478,6 @@ impl Playlist {
                 if self.looping && self.total_samples() > 0 {
                     self.index = 0;
                 } else {
-                    self.generator = None;
                     return;
                 }
             }
@@ -378,10 +487,12 @@ impl Playlist {
             self.index += 1;
         }
         self.offset = 0;
-        self.generator = match &self.items[self.index] {
-            PlaylistItem::Tone { tone, .. } => Some(ToneGenerator::new(tone)),
-            _ => None,
-        };
+        if let PlaylistItem::Tone { tone, .. } = &self.items[self.index] {
+            match &mut self.generators[self.index] {
+                Some(generator) => generator.restart(),
+                slot @ None => *slot = Some(ToneGenerator::new(tone)),
+            }
+        }
     }
 
     /// Fills `out`; returns how many of its samples came from items (the rest is trailing
@@ -396,7 +507,7 @@ impl Playlist {
             let chunk = &mut out[done..done + n];
             match &self.items[self.index] {
                 PlaylistItem::Tone { .. } => {
-                    if let Some(generator) = self.generator.as_mut() {
+                    if let Some(generator) = &mut self.generators[self.index] {
                         generator.fill(chunk);
                     }
                 }
@@ -414,7 +525,9 @@ impl Playlist {
                 self.enter_item();
             }
         }
-        out[done..].fill(0);
+        if done < out.len() {
+            out[done..].fill(0);
+        }
         self.position += out.len() as u64;
         done
     }
@@ -572,12 +685,13 @@ struct Bin {
     advance: f64,
     s1: f64,
     s2: f64,
-    /// The previous block's filter output.
-    previous: Option<(f64, f64)>,
+    /// The phase of the previous block's filter output.
+    previous_phase: Option<f64>,
     /// This block's component power (same units as a mean square).
     power: f64,
-    /// ω·(N−1): turns the filter output into Σ x·e^{−iωk}.
-    advance_full: f64,
+    /// cos and sin of ω·(N−1): turn the filter output into Σ x·e^{−iωk}.
+    cos_full: f64,
+    sin_full: f64,
     /// This block's Σ x[k]·cos(ωk).
     c: f64,
     /// This block's Σ x[k]·sin(ωk).
@@ -741,9 +855,10 @@ impl ToneDetector {
             advance: (w * n).rem_euclid(2.0 * PI),
             s1: 0.0,
             s2: 0.0,
-            previous: None,
+            previous_phase: None,
             power: 0.0,
-            advance_full: w * (n - 1.0),
+            cos_full: (w * (n - 1.0)).cos(),
+            sin_full: (w * (n - 1.0)).sin(),
             c: 0.0,
             s: 0.0,
             offset_hz: None,
@@ -828,18 +943,25 @@ impl ToneDetector {
             let n = (self.block_samples - self.filled).min(samples.len());
             let (chunk, rest) = samples.split_at(n);
             // Sample by sample, so that results do not depend on how the stream is chunked.
-            for &s in chunk {
-                self.energy += f64::from(s) * f64::from(s);
-            }
-            for bin in &mut self.bins {
-                let (mut s1, mut s2) = (bin.s1, bin.s2);
-                for &x in chunk {
-                    let s = f64::from(x) + bin.coeff * s1 - s2;
-                    s2 = s1;
-                    s1 = s;
-                }
-                bin.s1 = s1;
-                bin.s2 = s2;
+            // The first pass also sums the energy; each accumulator sees the same operations
+            // in the same order as a filter run on its own.
+            let mut groups = self.bins.chunks_mut(BINS_PER_PASS);
+            let first = groups.next().unwrap_or_default();
+            self.energy = match first {
+                [] => goertzel_pass::<0, true>(&mut [], chunk, self.energy),
+                [a] => goertzel_pass::<1, true>(&mut [a], chunk, self.energy),
+                [a, b] => goertzel_pass::<2, true>(&mut [a, b], chunk, self.energy),
+                [a, b, c] => goertzel_pass::<3, true>(&mut [a, b, c], chunk, self.energy),
+                [a, b, c, d, ..] => goertzel_pass::<4, true>(&mut [a, b, c, d], chunk, self.energy),
+            };
+            for group in groups {
+                match group {
+                    [a] => goertzel_pass::<1, false>(&mut [a], chunk, 0.0),
+                    [a, b] => goertzel_pass::<2, false>(&mut [a, b], chunk, 0.0),
+                    [a, b, c] => goertzel_pass::<3, false>(&mut [a, b, c], chunk, 0.0),
+                    [a, b, c, d, ..] => goertzel_pass::<4, false>(&mut [a, b, c, d], chunk, 0.0),
+                    [] => 0.0,
+                };
             }
             self.filled += n;
             if self.filled == self.block_samples {
@@ -859,20 +981,20 @@ impl ToneDetector {
             let im = bin.sin_w * bin.s2;
             bin.power = 2.0 * (re * re + im * im) / (n * n);
             // Σ x[k]·cos(ωk) and Σ x[k]·sin(ωk), for the least-squares fit of the steps.
-            let theta = bin.advance_full;
             let (z_re, z_im) = (
-                re * theta.cos() + im * theta.sin(),
-                im * theta.cos() - re * theta.sin(),
+                re * bin.cos_full + im * bin.sin_full,
+                im * bin.cos_full - re * bin.sin_full,
             );
             bin.c = z_re;
             bin.s = -z_im;
-            bin.offset_hz = bin.previous.map(|(pre, pim)| {
-                let advance = im.atan2(re) - pim.atan2(pre) - bin.advance;
+            let phase = im.atan2(re);
+            bin.offset_hz = bin.previous_phase.map(|previous| {
+                let advance = phase - previous - bin.advance;
                 // Wrap into (−π, π].
                 let wrapped = advance - 2.0 * PI * ((advance + PI) / (2.0 * PI)).floor();
                 wrapped * to_hz
             });
-            bin.previous = Some((re, im));
+            bin.previous_phase = Some(phase);
             bin.s1 = 0.0;
             bin.s2 = 0.0;
         }
@@ -949,6 +1071,39 @@ impl ToneDetector {
     pub fn is_silent(&self, threshold_dbfs: f64) -> bool {
         self.max_block_rms_dbfs() < threshold_dbfs
     }
+}
+
+/// How many Goertzel filters [`goertzel_pass`] runs side by side.
+const BINS_PER_PASS: usize = 4;
+
+/// Runs the filters of `bins` over `chunk` in one pass, their states held in locals so that
+/// the filters' dependency chains interleave. With `ENERGY`, also adds the samples' squares
+/// to `energy`, in order, and returns the sum (otherwise returns `energy` unchanged).
+#[inline]
+fn goertzel_pass<const N: usize, const ENERGY: bool>(
+    bins: &mut [&mut Bin; N],
+    chunk: &[i16],
+    mut energy: f64,
+) -> f64 {
+    let coeff: [f64; N] = std::array::from_fn(|k| bins[k].coeff);
+    let mut s1: [f64; N] = std::array::from_fn(|k| bins[k].s1);
+    let mut s2: [f64; N] = std::array::from_fn(|k| bins[k].s2);
+    for &x in chunk {
+        let x = f64::from(x);
+        if ENERGY {
+            energy += x * x;
+        }
+        for k in 0..N {
+            let s = x + coeff[k] * s1[k] - s2[k];
+            s2[k] = s1[k];
+            s1[k] = s;
+        }
+    }
+    for (k, bin) in bins.iter_mut().enumerate() {
+        bin.s1 = s1[k];
+        bin.s2 = s2[k];
+    }
+    energy
 }
 
 /// The inverse of the Gram matrix of cos(ω·k) and sin(ω·k), k = 0..n, for each frequency
@@ -1267,6 +1422,43 @@ mod tests {
     }
 
     #[test]
+    fn tabulated_tones_are_the_rounded_sines_whatever_the_framing() {
+        // Periods of 8, 200, 800 and 1600 samples (tables), and 8000 and fractional (phasors,
+        // which are accurate enough to round the same way here).
+        for (lo, hi, dbfs) in [
+            (1000.0, None, -12.0),
+            (440.0, None, -20.0),
+            (350.0, Some(440.0), -13.0),
+            (405.0, Some(1000.0), -7.0),
+            (697.0, Some(1209.0), -10.0),
+            (440.5, None, -3.0),
+        ] {
+            let tone = match hi {
+                Some(hi) => Tone::dual(lo, hi, dbfs).unwrap(),
+                None => Tone::single(lo, dbfs).unwrap(),
+            };
+            let mut generator = ToneGenerator::new(&tone);
+            let mut framed = Vec::new();
+            for size in [160, 7, 1, 333, 0, 1601, 159].iter().cycle().take(60) {
+                let mut frame = vec![0; *size];
+                generator.fill(&mut frame);
+                framed.extend_from_slice(&frame);
+            }
+            assert_eq!(generator.position(), framed.len() as u64);
+            let amplitude = FULL_SCALE * 10f64.powf(dbfs / 20.0);
+            for (n, &s) in framed.iter().enumerate() {
+                let t = n as f64 / 8000.0;
+                let exact = amplitude
+                    * ((2.0 * PI * lo * t).sin() + hi.map_or(0.0, |hi| (2.0 * PI * hi * t).sin()));
+                assert!(
+                    (f64::from(s) - exact).abs() <= 0.5 + 1e-6,
+                    "{lo}+{hi:?} Hz, sample {n}: {s} vs {exact}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn tone_generator_saturates_instead_of_wrapping() {
         let mut out = vec![0; 800];
         ToneGenerator::new(&Tone::dual(500.0, 1000.0, 0.0).unwrap()).fill(&mut out);
@@ -1330,6 +1522,24 @@ mod tests {
         ToneGenerator::new(&Tone::single(500.0, -6.0).unwrap()).fill(&mut second);
         assert_eq!(&out[283..323], &second[..]);
         assert!(out[323..].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn a_looping_playlist_restarts_its_tones_at_phase_zero() {
+        let items = vec![
+            tone(1000.0, -6.0, ms(25)),
+            tone(440.5, -6.0, ms(13)),
+            silence(ms(5)),
+        ];
+        let once = render(items.clone());
+        let mut playlist = Playlist::looping(items);
+        let mut out = vec![0; once.len() * 3];
+        for frame in out.chunks_mut(160) {
+            assert_eq!(playlist.fill_counted(frame), frame.len());
+        }
+        for pass in out.chunks(once.len()) {
+            assert_eq!(pass, &once[..]);
+        }
     }
 
     #[test]
