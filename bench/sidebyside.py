@@ -75,6 +75,16 @@ def read_proc(pid):
     return cpu, rss, hwm
 
 
+def read_sys(pid):
+    """System (kernel) CPU seconds of a live process, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[12]) / CLK_TCK
+
+
 class Proc:
     """A child process, sampled by the Monitor, reaped with wait4 (for its rusage)."""
 
@@ -143,6 +153,14 @@ class Proc:
                 return self.rusage.ru_utime + self.rusage.ru_stime
             got = read_proc(self.pid)
             return got[0] if got else self.last_cpu
+
+    def sys(self):
+        """System (kernel) CPU seconds so far, or in total once the process has exited."""
+        with self.lock:
+            if self.rc is not None:
+                return self.rusage.ru_stime
+            got = read_sys(self.pid)
+            return got if got is not None else 0.0
 
     def rss(self):
         got = read_proc(self.pid) if self.rc is None else None
@@ -657,16 +675,17 @@ class Bench:
         def go():
             calls = int(rate * secs)
             uas = self.start_sipp_uas("sipp-uas")
-            cpu0 = uas.cpu()
+            cpu0, sys0 = uas.cpu(), uas.sys()
             limit = secs + 8 if step else 2 * secs + 15
             uac = self.start_sipp_uac("sipp-uac", uas.port, rate, calls, deadline=limit + 5)
             rc = self.finish(uac, limit, grace=5 if step else 15)
             self.settle()
-            cpu1 = uas.cpu()
+            cpu1, sys1 = uas.cpu(), uas.sys()
             uas.stop()
             out = dict(calls=calls, rc=rc, elapsed_s=uac.elapsed(), timed_out=uac.timed_out,
-                       caller_cpu_s=uac.cpu(), caller_peak_kib=uac.peak(),
-                       responder_cpu_s=cpu1 - cpu0, responder_peak_kib=uas.peak())
+                       caller_cpu_s=uac.cpu(), caller_sys_s=uac.sys(),
+                       caller_peak_kib=uac.peak(), responder_cpu_s=cpu1 - cpu0,
+                       responder_sys_s=sys1 - sys0, responder_peak_kib=uas.peak())
             out.update(self.sipp_result(uac, rc, step))
             return out
         return go() if step else self.memo(f"sipp-uac->sipp-uas@{rate}x{secs}", go)
@@ -679,18 +698,19 @@ class Bench:
                 resp = self.start_sipp_uas("sipp-uas")
             else:
                 resp = self.start_answer("answer", media=False)
-            cpu0 = resp.cpu()
+            cpu0, sys0 = resp.cpu(), resp.sys()
             run = self.start_sipcheck_run(
                 "sipcheck-run", "signaling-caller.yaml",
                 dict(BENCH_TARGET=f"{LOOPBACK}:{resp.port}", BENCH_RATE=rate,
                      BENCH_CALLS=calls, BENCH_RTP_PORTS=RUN_RTP))
             rc = self.finish(run, secs + 8 if step else 2 * secs + 15, grace=5 if step else 30)
             self.settle()
-            cpu1 = resp.cpu()
+            cpu1, sys1 = resp.cpu(), resp.sys()
             resp.stop(5 if step else 30)
             out = dict(calls=calls, rc=rc, elapsed_s=run.elapsed(), timed_out=run.timed_out,
-                       caller_cpu_s=run.cpu(), caller_peak_kib=run.peak(),
-                       responder_cpu_s=cpu1 - cpu0, responder_peak_kib=resp.peak())
+                       caller_cpu_s=run.cpu(), caller_sys_s=run.sys(),
+                       caller_peak_kib=run.peak(), responder_cpu_s=cpu1 - cpu0,
+                       responder_sys_s=sys1 - sys0, responder_peak_kib=resp.peak())
             if responder == "answer":
                 out["responder"], _ = self.answer_results(resp, keep_calls=False)
             out.update(self.run_summary(run))
@@ -703,15 +723,16 @@ class Bench:
         def go():
             calls = int(rate * secs)
             ans = self.start_answer("answer", media=False)
-            cpu0 = ans.cpu()
+            cpu0, sys0 = ans.cpu(), ans.sys()
             limit = 2 * secs + 15
             uac = self.start_sipp_uac("sipp-uac", ans.port, rate, calls, deadline=limit + 5)
             rc = self.finish(uac, limit, grace=15)
             self.settle()
-            cpu1 = ans.cpu()
+            cpu1, sys1 = ans.cpu(), ans.sys()
             ans.stop(30)
             out = dict(calls=calls, rc=rc, elapsed_s=uac.elapsed(), timed_out=uac.timed_out,
                        caller_cpu_s=uac.cpu(), responder_cpu_s=cpu1 - cpu0,
+                       responder_sys_s=sys1 - sys0,
                        responder_peak_kib=ans.peak())
             out["responder"], _ = self.answer_results(ans, keep_calls=False)
             out.update(self.sipp_result(uac, rc, False))
@@ -737,7 +758,7 @@ class Bench:
                 expect = 440
             time.sleep(0.3)
             idle_rss = resp.rss()
-            cpu0 = resp.cpu()
+            cpu0, sys0 = resp.cpu(), resp.sys()
             run = self.start_sipcheck_run(
                 "sipcheck-run-media", "media-caller.yaml",
                 dict(BENCH_TARGET=f"{LOOPBACK}:{resp.port}", BENCH_RATE=rate, BENCH_CALLS=n,
@@ -745,12 +766,13 @@ class Bench:
                      BENCH_RTP_PORTS=RUN_RTP))
             rc = self.finish(run, n / rate + hold + 30)
             self.settle()
-            cpu1 = resp.cpu()
+            cpu1, sys1 = resp.cpu(), resp.sys()
             resp_peak = resp.peak()
             resp.stop(30)
             out = dict(calls=n, rate=rate, hold_s=hold, rc=rc, elapsed_s=run.elapsed(),
-                       timed_out=run.timed_out, caller_cpu_s=run.cpu(),
+                       timed_out=run.timed_out, caller_cpu_s=run.cpu(), caller_sys_s=run.sys(),
                        caller_peak_kib=run.peak(), responder_cpu_s=cpu1 - cpu0,
+                       responder_sys_s=sys1 - sys0,
                        responder_idle_kib=idle_rss, responder_peak_kib=resp_peak)
             if responder == "answer":
                 out["responder"], calls = self.answer_results(resp, keep_calls=True)
@@ -773,18 +795,19 @@ class Bench:
             uas = self.start_sipp_uas("sipp-uas-echo", echo=True)
             time.sleep(0.3)
             idle_rss = uas.rss()
-            cpu0 = uas.cpu()
+            cpu0, sys0 = uas.cpu(), uas.sys()
             limit = n / rate + 9 + 30
             uac = self.start_sipp_uac("sipp-uac-pcap", uas.port, rate, n, pcap=True,
                                       deadline=limit + 5)
             rc = self.finish(uac, limit, grace=15)
             self.settle()
-            cpu1 = uas.cpu()
+            cpu1, sys1 = uas.cpu(), uas.sys()
             uas_peak = uas.peak()
             uas.stop()
             out = dict(calls=n, rate=rate, rc=rc, elapsed_s=uac.elapsed(),
-                       timed_out=uac.timed_out, caller_cpu_s=uac.cpu(),
+                       timed_out=uac.timed_out, caller_cpu_s=uac.cpu(), caller_sys_s=uac.sys(),
                        caller_peak_kib=uac.peak(), responder_cpu_s=cpu1 - cpu0,
+                       responder_sys_s=sys1 - sys0,
                        responder_idle_kib=idle_rss, responder_peak_kib=uas_peak,
                        caller_rtp_sent=sipp_rtp_sent(uac), responder_rtp_sent=sipp_rtp_sent(uas))
             out.update(self.sipp_result(uac, rc, False))
@@ -819,6 +842,8 @@ class Bench:
         per = lambda r: r["caller_cpu_s"] / r["ok"] * 1e6 if r["ok"] else None  # noqa: E731
         self.row("caller", f"caller CPU per call, {rate}/s x {secs} s, 0-length calls (us)",
                  per(sc), per(sp), ("<=", 0.5))
+        sys_per = lambda r: r["caller_sys_s"] / r["ok"] * 1e6 if r["ok"] else None  # noqa: E731
+        self.row("caller", "  of which kernel (system) CPU per call (us)", sys_per(sc), sys_per(sp))
         self.row("caller", "  calls passed (of %d)" % sc["calls"], sc["ok"], sp["ok"])
         self.row("caller", f"  caller wall time (s), load planned for {secs} s",
                  round(sc["elapsed_s"], 2), round(sp["elapsed_s"], 2))
@@ -920,6 +945,9 @@ class Bench:
         per = lambda r: r["responder_cpu_s"] / r["ok"] * 1e6 if r["ok"] else None  # noqa: E731
         self.row("responder", f"responder CPU per call, SIPp uac {rate}/s x {secs} s (us)",
                  per(sa), per(sp), ("<=", 0.5))
+        sys_per = lambda r: r["responder_sys_s"] / r["ok"] * 1e6 if r["ok"] else None  # noqa: E731
+        self.row("responder", "  of which kernel (system) CPU per call (us)", sys_per(sa),
+                 sys_per(sp))
         self.row("responder", "  calls passed at the caller (of %d)" % sa["calls"],
                  sa["ok"], sp["ok"])
 
@@ -962,8 +990,12 @@ class Bench:
         self.row(sec, "late call starts (> 10 ms behind schedule)", aa["late_starts"], None)
         self.row(sec, "caller CPU per media call (ms) | SIPp: uac_pcap",
                  aa["caller_cpu_s"] / n * 1e3, pp["caller_cpu_s"] / n * 1e3, ("<=", 0.5))
+        self.row(sec, "  of which kernel (system) CPU (ms) | SIPp: uac_pcap",
+                 aa["caller_sys_s"] / n * 1e3, pp["caller_sys_s"] / n * 1e3)
         self.row(sec, "responder CPU per media call (ms): answer | SIPp: uas -rtp_echo",
                  aa["responder_cpu_s"] / n * 1e3, pp["responder_cpu_s"] / n * 1e3, ("<=", 0.5))
+        self.row(sec, "  of which kernel (system) CPU (ms) | SIPp: uas -rtp_echo",
+                 aa["responder_sys_s"] / n * 1e3, pp["responder_sys_s"] / n * 1e3)
         self.row(sec, f"run -> SIPp uas -rtp_echo: calls passed (of {n})", ae["ok"], pp["ok"],
                  ("==", n), on="sipcheck")
         self.row(sec, "run -> SIPp uas -rtp_echo: own tone verified (calls)",
