@@ -148,6 +148,9 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     };
     let mut config = EndpointConfig::new(local.clone());
     config.timers = args.timers;
+    // Every incoming INVITE is answered, rung or rejected as soon as it is seen, so the 100
+    // Trying is left out (RFC 3261 §17.2.1): one datagram less per call, as SIPp's uas.
+    config.trying = false;
     if let Some(user) = &args.user {
         config.contact_user = user.clone();
     }

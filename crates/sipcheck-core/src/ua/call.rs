@@ -22,7 +22,8 @@
 //!   2xx through the route set (RFC 3261 §12.2.1.1, loose or strict routing) and re-ACKs its
 //!   retransmissions with the same bytes. [`Endpoint::cancel`] works in every state (§9.1:
 //!   the CANCEL waits for the first provisional; a 2xx crossing it is ACKed, then BYE).
-//! * Incoming calls: 100 Trying at once, [`CallEvent::Incoming`] with the offer, then
+//! * Incoming calls: 100 Trying at once (unless [`EndpointConfig::trying`] is off),
+//!   [`CallEvent::Incoming`] with the offer, then
 //!   [`Endpoint::ring`], [`Endpoint::accept`] (2xx retransmitted until the ACK, §13.3.1.4),
 //!   [`Endpoint::reject`]; a CANCEL gets 200 and the INVITE 487.
 //! * In a dialog: BYE either way ([`Endpoint::hangup`]), re-INVITE either way (hold and
@@ -109,6 +110,10 @@ pub struct EndpointConfig {
     pub timers: TimerConfig,
     /// The user part of our Contact in incoming calls.
     pub contact_user: String,
+    /// Send 100 Trying as soon as an INVITE arrives (the default). Turn it off only when
+    /// every [`CallEvent::Incoming`] is answered, rung or rejected at once: RFC 3261 §17.2.1
+    /// lets a UAS that responds within 200 ms leave the 100 out (one datagram less per call).
+    pub trying: bool,
 }
 
 impl EndpointConfig {
@@ -118,6 +123,7 @@ impl EndpointConfig {
             local,
             timers: TimerConfig::default(),
             contact_user: "sipcheck".to_string(),
+            trying: true,
         }
     }
 }
@@ -832,6 +838,7 @@ impl<D: Clone> Endpoint<D> {
             &extra,
             None,
         )?;
+        CallRecord::set_once(&mut c.record.first_provisional, now);
         CallRecord::set_once(&mut c.record.first_ringing, now);
         Ok(())
     }
@@ -864,6 +871,7 @@ impl<D: Clone> Endpoint<D> {
             &extra,
             Some((SDP, &body)),
         )?;
+        CallRecord::set_once(&mut c.record.first_provisional, now);
         CallRecord::set_once(&mut c.record.first_ringing, now);
         c.local_sdp = Some(sdp);
         c.local_media = Some(media);

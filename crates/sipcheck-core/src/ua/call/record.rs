@@ -191,7 +191,7 @@ pub struct CallRecord {
     /// challenge) does not move it.
     pub invite: Instant,
     /// The first provisional response received (outgoing; 100 included) or sent (incoming:
-    /// the 100 Trying, sent at once).
+    /// the 100 Trying, sent at once, or else the first 180/183).
     pub first_provisional: Option<Instant>,
     /// The first 180 or 183 received or sent.
     pub first_ringing: Option<Instant>,

@@ -624,6 +624,59 @@ fn header_values(message: &Message, name: &Name) -> Vec<String> {
 // Basic calls
 // ---------------------------------------------------------------------------------------
 
+/// B's endpoint without the immediate 100 Trying (a UAS that responds at once).
+fn without_trying(net: &mut Net) {
+    let mut config = EndpointConfig::new(local(B));
+    config.contact_user = "bob".to_string();
+    config.trying = false;
+    net.sides[B].ep = Endpoint::new(config, IdGen::new(101));
+}
+
+#[test]
+fn a_uas_that_responds_at_once_can_leave_out_the_100_trying() {
+    // Answered at once, no ringing: the 200 is the only response to the INVITE.
+    let mut net = Net::new();
+    without_trying(&mut net);
+    net.sides[B].policy = Policy {
+        answer_after: Some(Duration::ZERO),
+        ..Policy::default()
+    };
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(
+        net.trace(),
+        ["A INVITE", "B 200/INVITE", "A ACK", "A BYE", "B 200/BYE"]
+    );
+    let rec_b = net.ended(B)[0];
+    assert_eq!(rec_b.first_provisional, None);
+    assert_eq!(rec_b.answer, Some(net.t0 + ms(10)));
+
+    // Ringing at once: the 180 is the first provisional response, and the record says so.
+    let mut net = Net::with_callee(ms(500));
+    without_trying(&mut net);
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(
+        net.trace(),
+        [
+            "A INVITE",
+            "B 180/INVITE",
+            "B 200/INVITE",
+            "A ACK",
+            "A BYE",
+            "B 200/BYE"
+        ]
+    );
+    assert_eq!(net.progress(A), [180]);
+    let rec_b = net.ended(B)[0];
+    assert_eq!(rec_b.first_provisional, Some(net.t0 + ms(10)));
+    assert_eq!(rec_b.first_ringing, Some(net.t0 + ms(10)));
+}
+
 #[test]
 fn basic_call_a_to_b() {
     let mut net = Net::with_callee(secs(1));

@@ -372,7 +372,7 @@ impl<D: Clone> Endpoint<D> {
         let Some((peer, reliable)) = self.source.clone() else {
             return;
         };
-        if self.layer.send_trying(now, tx).is_err() {
+        if self.config.trying && self.layer.send_trying(now, tx).is_err() {
             return;
         }
         let local_tag = self.ids.tag();
@@ -391,7 +391,9 @@ impl<D: Clone> Endpoint<D> {
         };
         let local = &self.config.local;
         let mut record = CallRecord::new(message.call_id(), CallDirection::Incoming, now);
-        record.first_provisional = Some(now);
+        if self.config.trying {
+            record.first_provisional = Some(now);
+        }
         let entry = Call {
             state: CallState::Offered,
             direction: CallDirection::Incoming,
