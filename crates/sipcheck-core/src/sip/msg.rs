@@ -196,7 +196,7 @@ impl Message {
                 ParseErrorKind::MissingHeader("Call-ID"),
             ))?;
         let (cseq, cseq_method) = parse_cseq(&headers, head_end)?;
-        let branch = top_via(&headers).and_then(|via| via.params.get_val("branch").cloned());
+        let branch = top_branch(&headers);
 
         let body = raw.slice(head_end..);
         Ok(Self {
@@ -556,6 +556,107 @@ fn top_via(headers: &HeaderMap) -> Option<Via> {
     None
 }
 
+/// The `branch` parameter of the first Via value: what `top_via(headers)?.params
+/// .get_val("branch")` gives, without the general parser for the plain Via values nearly every
+/// message has (see [`plain_via_branch`]).
+fn top_branch(headers: &HeaderMap) -> Option<BytesStr> {
+    if let Some(raw) = headers.get_raw(&Name::VIA).next() {
+        let first = raw.as_str().split(',').next().unwrap_or_default().trim();
+        if let Some(branch) = plain_via_branch(first) {
+            return branch.map(|b| BytesStr::from_parse(raw.as_ref(), b));
+        }
+    }
+    top_via(headers).and_then(|via| via.params.get_val("branch").cloned())
+}
+
+/// The branch of a Via value written the plain way — `SIP/2.0/<letters> <host>[:<port>]`,
+/// then `;name[=value]` parameters of unreserved characters, no whitespace, no escapes, no
+/// quotes — found by scanning: `Some(branch)` (`Some(None)`: no branch, or one without a
+/// value). `None` for anything else, which is left to the general parser: this accepts only
+/// values on which both agree (a host is a dotted quad, a bracketed IPv6 address or a name
+/// starting with a letter, since a name starting with digits may begin with an IPv4 address).
+fn plain_via_branch(value: &str) -> Option<Option<&str>> {
+    let rest = value.strip_prefix("SIP/2.0/")?;
+    let (transport, rest) = rest.split_once(' ')?;
+    if transport.is_empty() || !transport.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let (sent_by, params) = rest.split_at(rest.find(';').unwrap_or(rest.len()));
+    let port = if let Some(v6) = sent_by.strip_prefix('[') {
+        let (address, port) = v6.split_once(']')?;
+        address.parse::<std::net::Ipv6Addr>().ok()?;
+        port
+    } else {
+        let (host, port) = sent_by.split_at(sent_by.find(':').unwrap_or(sent_by.len()));
+        if !(is_dotted_quad(host) || is_plain_host_name(host)) {
+            return None;
+        }
+        port
+    };
+    if let Some(digits) = port.strip_prefix(':') {
+        if !(1..=5).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.parse::<u16>().is_err()
+        {
+            return None;
+        }
+    } else if !port.is_empty() {
+        return None;
+    }
+    let mut branch = None;
+    if params.is_empty() {
+        return Some(None);
+    }
+    for param in params[1..].split(';') {
+        let (name, param_value) = match param.split_once('=') {
+            Some((name, v)) => (name, Some(v)),
+            None => (param, None),
+        };
+        let plain = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'".contains(&b))
+        };
+        if name.is_empty() || !plain(name) || !param_value.is_none_or(plain) {
+            return None;
+        }
+        if name == "branch" && branch.is_none() {
+            branch = Some(param_value);
+        }
+    }
+    Some(branch.flatten())
+}
+
+/// Four decimal octets, each 0–255 without leading zeros.
+fn is_dotted_quad(host: &str) -> bool {
+    let mut octets = 0;
+    for octet in host.split('.') {
+        octets += 1;
+        let ok = (1..=3).contains(&octet.len())
+            && octet.bytes().all(|b| b.is_ascii_digit())
+            && !(octet.len() > 1 && octet.starts_with('0'))
+            && octet.parse::<u8>().is_ok();
+        if !ok {
+            return false;
+        }
+    }
+    octets == 4
+}
+
+/// A host name starting with a letter: labels of letters, digits and inner hyphens, separated
+/// by dots, with an optional final dot.
+fn is_plain_host_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn skip_leading_crlf(mut data: Bytes) -> Bytes {
     let n = data
         .iter()
@@ -711,6 +812,102 @@ impl StreamFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scanned branch agrees with the general Via parser on every combination of plain
+    /// and odd pieces (hosts that are IPv4 prefixes, bad ports, escapes, quotes, whitespace,
+    /// case), and takes the plain ones without it.
+    #[test]
+    fn the_scanned_via_branch_agrees_with_the_via_parser() {
+        let prefixes = [
+            "SIP/2.0/UDP ",
+            "SIP/2.0/TCP ",
+            "SIP / 2.0 / UDP ",
+            "sip/2.0/UDP ",
+            "SIP/2.0/UDP  ",
+            "SIP/2.0/U-P ",
+        ];
+        let hosts = [
+            "127.0.0.1",
+            "10.0.0.255",
+            "1.2.3.400",
+            "1.2.3.4a",
+            "1.2.3.4.example.com",
+            "001.2.3.4",
+            "256.1.1.1",
+            "1234.1.1.1",
+            "1.2.3",
+            "example.com",
+            "example.com.",
+            "a-b.c",
+            "-bad.com",
+            "bad-.com",
+            "a..b",
+            "host_x",
+            "ex%41mple.com",
+            "[::1]",
+            "[2001:db8::5]",
+            "[zz]",
+            "[::1",
+            "",
+        ];
+        let ports = [
+            "", ":5060", ":65535", ":65536", ":", ":99999", ":0", ":5060x",
+        ];
+        let params = [
+            "",
+            ";branch=z9hG4bK1",
+            ";rport;branch=z9hG4bK2",
+            ";branch",
+            ";branch=",
+            ";Branch=x",
+            ";branch=a%41b",
+            ";branch=\"q\"",
+            ";branch=x;branch=y",
+            ";branch;branch=y",
+            "; branch=x",
+            ";branch=x ",
+            ";received=1.2.3.4;branch=z",
+            ";branch=x;",
+            ";;branch=x",
+            ";a=b=c;branch=x",
+            ";branch=\u{fc}",
+            ";maddr=[::1];branch=k",
+        ];
+        let mut plain = 0;
+        let mut cases = 0;
+        for prefix in prefixes {
+            for host in hosts {
+                for port in ports {
+                    for param in params {
+                        for tail in ["", ", SIP/2.0/UDP other;branch=second"] {
+                            let via = format!("{prefix}{host}{port}{param}{tail}");
+                            let text = format!(
+                                "OPTIONS sip:a@b SIP/2.0\r\nVia: {via}\r\nCall-ID: c\r\n\
+                                 CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                            );
+                            let Ok(m) = parse(&text) else { continue };
+                            cases += 1;
+                            let general = top_via(&m.headers)
+                                .and_then(|v| v.params.get_val("branch").cloned());
+                            assert_eq!(m.branch(), general.as_deref(), "Via: {via}");
+                            let first = via.split(',').next().unwrap().trim();
+                            plain += usize::from(plain_via_branch(first).is_some());
+                        }
+                    }
+                }
+            }
+        }
+        // The usual shapes are taken by the scan, not left to the parser.
+        assert!(cases > 20_000, "{cases}");
+        assert!(plain > 1_000, "{plain} of {cases}");
+        for via in [
+            "SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK.abc",
+            "SIP/2.0/UDP [::1]:5070;branch=z9hG4bK-1",
+            "SIP/2.0/TLS pbx.example.com;branch=z9hG4bK1;received=192.0.2.1",
+        ] {
+            assert!(plain_via_branch(via).is_some_and(|b| b.is_some()), "{via}");
+        }
+    }
 
     fn parse(s: &str) -> Result<Message, ParseError> {
         Message::parse_datagram(Bytes::copy_from_slice(s.as_bytes()))
