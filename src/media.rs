@@ -334,6 +334,9 @@ const MAX_QUEUED: Duration = Duration::from_secs(1);
 pub const EARLY_PACKETS: usize = 1_000;
 /// The longest a scheduler thread with streams sleeps without a tick to run, in ticks.
 const MAX_NAP: u64 = 5;
+/// The media threads' timer slack (Linux), in nanoseconds.
+#[cfg(target_os = "linux")]
+const TIMER_SLACK_NS: std::ffi::c_ulong = 1_000;
 /// How often a listening stream's socket is read.
 const LISTEN_EVERY: Duration = Duration::from_millis(20);
 
@@ -487,6 +490,10 @@ impl Scheduler {
 
     fn run(mut self) {
         let _ = self.worker.thread.set(std::thread::current());
+        // The kernel may fire a sleeping thread's timer up to its "timer slack" late (50 µs
+        // by default) to group wake-ups; a frame's send time is this thread's wake-up time.
+        #[cfg(target_os = "linux")]
+        let _ = nix::sys::prctl::set_timerslack(TIMER_SLACK_NS);
         loop {
             self.read_inbox();
             if self.streams.is_empty() {
@@ -543,15 +550,38 @@ impl Scheduler {
         }
     }
 
+    /// One tick: first every frame due on it is sent, for all of its streams, then what
+    /// arrived is read and the next deadlines are taken. Sending first keeps a frame's
+    /// lateness from growing with the receive work of the streams served before it on the
+    /// same tick; arrivals carry the kernel's receive time, so reading them a little later
+    /// changes no figure.
     fn run_tick(&mut self, tick: u64) {
         let slot = (tick % WHEEL as u64) as usize;
         let mut keys = std::mem::take(&mut self.wheel[slot]);
+        // Stale entries (the stream moved or the key was reused) are dropped here.
+        keys.retain(|&key| {
+            self.streams
+                .get(key)
+                .is_some_and(|stream| stream.due_tick == tick)
+        });
         for &key in &keys {
-            let Some(stream) = self.streams.get_mut(key) else {
-                continue;
-            };
+            let stream = &mut self.streams[key];
+            if let State::Running(run) = &mut stream.state {
+                loop {
+                    let now = Instant::now();
+                    let Some(len) = run.session.poll_transmit(now, &mut self.out) else {
+                        break;
+                    };
+                    // A send error (ICMP unreachable) is the far end's problem: the
+                    // receiver's statistics and the detector tell the story.
+                    let _ = stream.socket.send_to(&self.out[..len], run.remote);
+                }
+            }
+        }
+        for &key in &keys {
+            let stream = &mut self.streams[key];
             if stream.due_tick != tick {
-                continue; // a stale entry: the stream moved or the key was reused
+                continue; // listed twice: served already
             }
             let due = match &mut stream.state {
                 State::Listening(early) => {
@@ -567,15 +597,6 @@ impl Scheduler {
                     drain(&mut self.receiving, &stream.socket, |at, data| {
                         run.session.handle_packet(at, data);
                     });
-                    loop {
-                        let now = Instant::now();
-                        let Some(len) = run.session.poll_transmit(now, &mut self.out) else {
-                            break;
-                        };
-                        // A send error (ICMP unreachable) is the far end's problem: the
-                        // receiver's statistics and the detector tell the story.
-                        let _ = stream.socket.send_to(&self.out[..len], run.remote);
-                    }
                     if !run.watches.is_empty() {
                         check_watches(run, Instant::now());
                     }
