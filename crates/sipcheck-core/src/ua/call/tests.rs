@@ -624,27 +624,29 @@ fn header_values(message: &Message, name: &Name) -> Vec<String> {
 // Basic calls
 // ---------------------------------------------------------------------------------------
 
-/// B's endpoint without the immediate 100 Trying (a UAS that responds at once).
-fn without_trying(net: &mut Net) {
+/// A call from A to a B without the immediate 100 Trying (a UAS that responds at once),
+/// answering as `policy` says; A hangs up 1 s after the answer. Returns the net, run to idle.
+fn call_without_trying(policy: Policy) -> Net {
+    let mut net = Net::new();
     let mut config = EndpointConfig::new(local(B));
     config.contact_user = "bob".to_string();
     config.trying = false;
     net.sides[B].ep = Endpoint::new(config, IdGen::new(101));
+    net.sides[B].policy = policy;
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    net
 }
 
 #[test]
 fn a_uas_that_responds_at_once_can_leave_out_the_100_trying() {
     // Answered at once, no ringing: the 200 is the only response to the INVITE.
-    let mut net = Net::new();
-    without_trying(&mut net);
-    net.sides[B].policy = Policy {
+    let net = call_without_trying(Policy {
         answer_after: Some(Duration::ZERO),
         ..Policy::default()
-    };
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.invite(call_to_b());
-    net.run_until_idle();
-    net.assert_no_errors();
+    });
     assert_eq!(
         net.trace(),
         ["A INVITE", "B 200/INVITE", "A ACK", "A BYE", "B 200/BYE"]
@@ -654,12 +656,7 @@ fn a_uas_that_responds_at_once_can_leave_out_the_100_trying() {
     assert_eq!(rec_b.answer, Some(net.t0 + ms(10)));
 
     // Ringing at once: the 180 is the first provisional response, and the record says so.
-    let mut net = Net::with_callee(ms(500));
-    without_trying(&mut net);
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.invite(call_to_b());
-    net.run_until_idle();
-    net.assert_no_errors();
+    let net = call_without_trying(Policy::callee(Duration::ZERO, ms(500)));
     assert_eq!(
         net.trace(),
         [
