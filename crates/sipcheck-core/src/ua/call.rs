@@ -934,6 +934,10 @@ impl<D: Clone> Endpoint<D> {
         c.local_sdp = Some(sdp);
         c.negotiated.clone_from(&negotiated);
         c.offer_sent = offer_sent;
+        // The offer answered is now the remote description (a re-INVITE is compared with it).
+        if let Some(offer) = c.remote_offer.take() {
+            c.remote_sdp = Some(offer);
+        }
         self.reschedule(call);
         Ok(negotiated)
     }

@@ -1397,6 +1397,26 @@ fn a_2xx_from_a_second_fork_is_acked_and_released() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+fn a_session_refresh_from_the_caller_gets_the_callees_first_answer_again() {
+    let mut net = Net::with_callee(ms(100));
+    let call_a = net.invite(call_to_b());
+    net.run_for(secs(1));
+    // The same offer again (RFC 3264 §8): B compares it with the offer it answered.
+    net.at(secs(2), A, Action::Reinvite(call_a, media(A)));
+    net.at(secs(3), A, Action::Hangup(call_a));
+    net.run_until_idle();
+    net.assert_no_errors();
+    let answers: Vec<SessionDescription> = net
+        .sent(B, "200/INVITE")
+        .iter()
+        .map(|s| SessionDescription::parse(s.message().body()).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[1], answers[0], "the refresh gets the same answer");
+    assert!(net.updates(B).is_empty(), "and changes nothing at B");
+}
+
+#[test]
 fn reinvite_hold_and_unhold_from_b() {
     let mut net = Net::with_callee(ms(100));
     net.invite(call_to_b());

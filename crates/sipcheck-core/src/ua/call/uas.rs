@@ -422,7 +422,8 @@ impl<D: Clone> Endpoint<D> {
             local_media: None,
             offer_sent: None,
             local_sdp: None,
-            remote_sdp: offer.clone(),
+            // Set from the offer when it is answered (`accept` moves it there).
+            remote_sdp: None,
             negotiated: None,
             reinvite: None,
             reinvite_ack: None,
