@@ -698,7 +698,7 @@ fn find_head_end_from(data: &[u8], from: usize) -> Result<usize, ParseError> {
 }
 
 fn memchr_nl(data: &[u8]) -> Option<usize> {
-    data.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', data)
 }
 
 /// Find `Content-Length` (or `l`) in the head without a full parse, for framing.
@@ -707,10 +707,7 @@ fn scan_content_length(data: &[u8], head_end: usize) -> Result<Option<usize>, Pa
     let mut line_start = 0;
     let mut found = None;
     while line_start < head.len() {
-        let line_end = head[line_start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(head.len(), |p| line_start + p);
+        let line_end = memchr_nl(&head[line_start..]).map_or(head.len(), |p| line_start + p);
         let line = &head[line_start..line_end];
         if let Some(colon) = line.iter().position(|&b| b == b':') {
             let name = line[..colon].trim_ascii();
