@@ -553,8 +553,11 @@ impl Scheduler {
     /// One tick: first every frame due on it is sent, for all of its streams, then what
     /// arrived is read and the next deadlines are taken. Sending first keeps a frame's
     /// lateness from growing with the receive work of the streams served before it on the
-    /// same tick; arrivals carry the kernel's receive time, so reading them a little later
-    /// changes no figure.
+    /// same tick. Arrivals carry the kernel's receive time, so reading them a little later
+    /// changes no receive statistic; the playout tick runs with the send, so a frame is
+    /// played one tick after the tick that read it: a constant 20 ms inside sipcheck's own
+    /// jitter buffer, which no reported figure contains (tone onsets count samples from the
+    /// first frame played).
     fn run_tick(&mut self, tick: u64) {
         let slot = (tick % WHEEL as u64) as usize;
         let mut keys = std::mem::take(&mut self.wheel[slot]);
