@@ -46,6 +46,7 @@
 //! another order. [`ToneDetector::watch`] is the one-step case.
 
 use std::f64::consts::PI;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -279,13 +280,24 @@ fn rotate<const N: usize>(oscillators: &mut [Oscillator; N], out: &mut [i16]) {
 /// whole-hertz frequencies whose waveform repeats within 1600 samples (such as 1000 Hz,
 /// 440 Hz or 350 + 440 Hz) is instead played from one precomputed table of the exact sines;
 /// its samples differ from the phasors' by at most one step.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ToneGenerator {
     oscillators: [Oscillator; 2],
     count: usize,
     position: u64,
     /// Whole periods of the waveform, when it is short enough to tabulate.
     table: Option<Box<[i16]>>,
+}
+
+/// The table shows as its length (up to 1,600 samples would drown the rest).
+impl fmt::Debug for ToneGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToneGenerator")
+            .field("oscillators", &&self.oscillators[..self.count])
+            .field("position", &self.position)
+            .field("table_len", &self.table.as_ref().map(|t| t.len()))
+            .finish()
+    }
 }
 
 impl ToneGenerator {

@@ -603,10 +603,10 @@ fn plain_via_branch(value: &str) -> Option<Option<&str>> {
     } else if !port.is_empty() {
         return None;
     }
-    let mut branch = None;
     if params.is_empty() {
         return Some(None);
     }
+    let mut branch = None;
     for param in params[1..].split(';') {
         let (name, param_value) = match param.split_once('=') {
             Some((name, v)) => (name, Some(v)),
