@@ -417,6 +417,43 @@ fn a_silent_far_end_fails_calls_even_without_an_expect_step() {
 }
 
 #[test]
+fn signaling_only_calls_offer_inactive_media_and_pass_without_rtp() {
+    let port = free_port();
+    let trace = RunDir::new("sipp-trace").unwrap();
+    let messages = trace.join("messages.log");
+    let sipp = support::sipp::Sipp::start_builtin_uas(
+        port,
+        &["-trace_msg", "-message_file", messages.to_str().unwrap()],
+    )
+    .expect("start sipp");
+    let addr = format!("127.0.0.1:{port}");
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-signaling-only.yaml",
+        &[],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    // The calls last 1.5 s: with RTP they would fail `no_media` against this silent uas.
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 2, "{v}");
+    drop(sipp);
+    let trace = std::fs::read_to_string(&messages).expect("SIPp's message trace");
+    let invites: Vec<&str> = trace
+        .split("INVITE sip:")
+        .skip(1)
+        .map(|m| m.split("\n----").next().unwrap_or(m))
+        .collect();
+    assert_eq!(invites.len(), 2, "{shown}\n{trace}");
+    for invite in &invites {
+        assert!(invite.contains("m=audio 9 RTP/AVP"), "{invite}");
+        assert!(invite.contains("a=inactive"), "{invite}");
+    }
+}
+
+#[test]
 fn ctrl_c_sends_every_bye_to_sipp_before_exiting() {
     let port = free_port();
     let reports = Reports::new();

@@ -172,6 +172,7 @@ pub async fn execute(
                 ports: ports.clone(),
                 wavs: wavs.clone(),
                 stop: stop.clone(),
+                rtp: scenario.media.rtp,
             },
             call_steps: Arc::new(call_steps),
             registrar: proxy.or(server),

@@ -46,12 +46,16 @@ pub(crate) struct RoleContext {
     pub(crate) wavs: Arc<HashMap<String, Arc<[i16]>>>,
     /// Turns true on Ctrl-C: every call winds down.
     pub(crate) stop: watch::Receiver<bool>,
+    /// Whether calls carry RTP (`media: { rtp: false }`: signaling only).
+    pub(crate) rtp: bool,
 }
 
 /// How long a step may wait for the call to be answered when it needs media.
 const ANSWER_WAIT: Duration = Duration::from_secs(32);
 /// How long a hang-up may take to complete.
 const END_WAIT: Duration = Duration::from_secs(35);
+/// The port of a description without RTP (RFC 863 discard; nothing is sent to it).
+const DISCARD_PORT: u16 = 9;
 /// An answered call whose RTP stops for longer than this fails.
 const RTP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -358,16 +362,9 @@ impl Call {
                 }
             },
         };
-        let rtp = match self.ctx.ports.bind_std(self.ctx.local.addr.ip()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.fail(step, FailureKind::Other, format!("no RTP port free: {e}"));
-                return false;
-            }
+        let Some(media) = self.open_media(step) else {
+            return false;
         };
-        let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
-        self.rtp = Some(MediaHandle::listen_std(rtp));
-        let media = self.local_media(port);
         let outgoing = OutgoingCall {
             request_uri: target.clone(),
             from_uri: format!("sip:{}@{}", account.user, account.domain),
@@ -415,6 +412,27 @@ impl Call {
         }
     }
 
+    /// Our side of the offer or answer: an RTP socket, read from now on, and its port; or,
+    /// without RTP, `a=inactive` on the discard port (RFC 3264 §5.1, §6.1). `None` (with a
+    /// failure) when no port is free.
+    fn open_media(&mut self, step: &Located<Step>) -> Option<LocalMedia> {
+        if !self.ctx.rtp {
+            let mut media = self.local_media(DISCARD_PORT);
+            media.direction = sdp::Direction::Inactive;
+            return Some(media);
+        }
+        let rtp = match self.ctx.ports.bind_std(self.ctx.local.addr.ip()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(step, FailureKind::Other, format!("no RTP port free: {e}"));
+                return None;
+            }
+        };
+        let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
+        self.rtp = Some(MediaHandle::listen_std(rtp));
+        Some(self.local_media(port))
+    }
+
     fn local_media(&mut self, port: u16) -> LocalMedia {
         let mut media = LocalMedia::new(self.ctx.local.addr.ip(), port, self.ids.next_u64() >> 1);
         media.codecs = self.ctx.codecs.clone();
@@ -423,17 +441,10 @@ impl Call {
     }
 
     async fn accept(&mut self, step: &Located<Step>) -> bool {
-        let rtp = match self.ctx.ports.bind_std(self.ctx.local.addr.ip()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.command(|id| Command::Reject(id, 503));
-                self.fail(step, FailureKind::Other, format!("no RTP port free: {e}"));
-                return false;
-            }
+        let Some(media) = self.open_media(step) else {
+            self.command(|id| Command::Reject(id, 503));
+            return false;
         };
-        let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
-        self.rtp = Some(MediaHandle::listen_std(rtp));
-        let media = self.local_media(port);
         let (tx, rx) = oneshot::channel();
         let Some(id) = self.id else { return false };
         let _ = self

@@ -178,6 +178,10 @@ pub struct Media {
     pub jitter_buffer: Duration,
     /// A directory to write each call's received audio to, as WAV.
     pub record: Option<String>,
+    /// Whether calls carry RTP (default true). `false`: signaling only — every offer and
+    /// answer is `a=inactive` on the discard port, no RTP socket is opened, and steps or
+    /// thresholds that need audio are refused.
+    pub rtp: bool,
 }
 
 /// A role: a group of user agents doing the same steps.

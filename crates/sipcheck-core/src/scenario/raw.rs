@@ -120,6 +120,8 @@ pub struct RawMedia {
     pub jitter_buffer: Option<String>,
     /// A directory to write received audio to.
     pub record: Option<String>,
+    /// `false`: signaling only, no RTP.
+    pub rtp: Option<String>,
 }
 
 /// One role: `accounts` (or `count`), an optional `listen` address, and `steps`.

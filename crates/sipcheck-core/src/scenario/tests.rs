@@ -825,3 +825,54 @@ roles:
     let held = text.replace("      - wait: 5s\n", "");
     assert!(load("x.yaml", &held, &no_env, &files).is_ok());
 }
+
+#[test]
+fn rtp_false_makes_a_signaling_only_scenario() {
+    let text = BASE.replace("roles:", "media: { rtp: false }\nroles:");
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert!(!s.media.rtp);
+    assert!(load("x.yaml", BASE, &no_env, &files).unwrap().media.rtp);
+}
+
+#[test]
+fn rtp_false_refuses_what_needs_audio_where_it_is_written() {
+    let text = "\
+name: t
+target: { server: 127.0.0.1:5060, domain: pbx.test }
+accounts:
+  range: { from: 1000, count: 2 }
+media: { rtp: false, record: /tmp/rec }
+roles:
+  caller:
+    accounts: 1000..1001
+    steps:
+      - call: { to: \"sip:echo@{domain}\" }
+      - expect: { answered: true }
+      - play: { tone: 440Hz }
+      - expect: { tone: 440Hz }
+      - dtmf: \"12\"
+      - hangup: { after: 1s }
+thresholds:
+  rtp.loss: \"< 1%\"
+  invite_to_200.p99: \"< 500ms\"
+";
+    let got = brief(&errors(text));
+    assert_eq!(
+        got,
+        [
+            "5:22 `record` writes the received audio, but `rtp: false` opens no RTP",
+            "12:9 `play` needs audio, but `media: { rtp: false }` opens no RTP",
+            "13:9 `expect` needs audio, but `media: { rtp: false }` opens no RTP",
+            "14:9 `dtmf` needs audio, but `media: { rtp: false }` opens no RTP",
+            "17:3 `rtp.loss` is measured on RTP, but `media: { rtp: false }` opens none",
+        ],
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn rtp_must_be_true_or_false() {
+    let text = BASE.replace("roles:", "media: { rtp: sometimes }\nroles:");
+    let got = brief(&errors(&text));
+    assert_eq!(got, ["6:15 'sometimes' is not true or false"], "{got:#?}");
+}

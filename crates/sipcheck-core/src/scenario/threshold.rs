@@ -121,6 +121,21 @@ impl Metric {
             .find(|m| m.name() == name || m.aliases().contains(&name))
     }
 
+    /// Whether the metric is measured on RTP (so a call without RTP never has it).
+    #[must_use]
+    pub fn needs_rtp(self) -> bool {
+        matches!(
+            self,
+            Self::ToneOnset
+                | Self::RtpJitter
+                | Self::PacingLateness
+                | Self::RtpLoss
+                | Self::AudioVerified
+                | Self::DtmfVerified
+                | Self::GeneratorOverrun
+        )
+    }
+
     /// All names and aliases.
     pub fn all_names() -> impl Iterator<Item = &'static str> {
         Self::ALL

@@ -257,7 +257,7 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
 
     let media = validate_media(&mut cx, &root.key("media"), raw.media.as_ref());
 
-    let roles = validate_roles(&mut cx, &root, raw, &accounts, direct);
+    let roles = validate_roles(&mut cx, &root, raw, &accounts, direct, media.rtp);
 
     let callers: u64 = roles
         .iter()
@@ -292,7 +292,7 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
         }
     };
 
-    let thresholds = validate_thresholds(&mut cx, &root.key("thresholds"), raw);
+    let thresholds = validate_thresholds(&mut cx, &root.key("thresholds"), raw, media.rtp);
 
     let reports = raw.reports.as_ref().map_or_else(Reports::default, |r| {
         let p = root.key("reports");
@@ -539,6 +539,7 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
         rtp_ports: DEFAULT_RTP_PORTS,
         jitter_buffer: DEFAULT_JITTER_BUFFER,
         record: None,
+        rtp: true,
     };
     let Some(m) = m else { return default };
     let mut codecs = Vec::new();
@@ -606,6 +607,14 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
             "`jitter_buffer` above 1s would hide any real problem",
         );
     }
+    let rtp = cx.flag(&p.key("rtp"), &m.rtp).unwrap_or(true);
+    if !rtp && m.record.is_some() {
+        cx.at_key(
+            &p.key("record"),
+            "`record` writes the received audio, but `rtp: false` opens no RTP",
+            None,
+        );
+    }
     Media {
         codecs: if m.codecs.is_some() {
             codecs
@@ -616,6 +625,7 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
         rtp_ports,
         jitter_buffer,
         record: cx.text(&p.key("record"), &m.record),
+        rtp,
     }
 }
 
@@ -632,6 +642,7 @@ fn validate_roles(
     raw: &RawScenario,
     accounts: &[Account],
     direct: bool,
+    rtp: bool,
 ) -> Vec<Role> {
     let p = root.key("roles");
     let Some(roles) = &raw.roles else {
@@ -703,7 +714,15 @@ fn validate_roles(
         let listen = cx
             .parse::<LocalAddr>(&rp.key("listen"), &role.listen)
             .map(|l| l.0);
-        let steps = validate_steps(cx, &rp, name, role, roles.0.as_slice(), &selections, direct);
+        let steps = validate_steps(
+            cx,
+            &rp,
+            name,
+            role,
+            roles.0.as_slice(),
+            &selections,
+            (direct, rtp),
+        );
         let answers = role.steps.iter().flatten().any(|s| {
             matches!(
                 s,
@@ -874,7 +893,7 @@ fn validate_steps(
     role: &RawRole,
     roles: &[(String, RawRole)],
     selections: &[Selection],
-    direct: bool,
+    (direct, rtp): (bool, bool),
 ) -> Vec<Located<Step>> {
     let sp = rp.key("steps");
     let Some(steps) = &role.steps else {
@@ -901,6 +920,16 @@ fn validate_steps(
             }
             _ => false,
         };
+        if media_step && !rtp {
+            cx.at_key(
+                &ap,
+                format!(
+                    "`{}` needs audio, but `media: {{ rtp: false }}` opens no RTP",
+                    raw.name()
+                ),
+                Some("remove `rtp: false` from `media`, or this step".into()),
+            );
+        }
         if media_step && !has_call && !has_answer {
             cx.at_key(
                 &ap,
@@ -1593,7 +1622,7 @@ fn validate_load(cx: &mut Ctx<'_>, p: &Path, l: &RawLoad) -> Option<Load> {
     }
 }
 
-fn validate_thresholds(cx: &mut Ctx<'_>, p: &Path, raw: &RawScenario) -> Vec<Threshold> {
+fn validate_thresholds(cx: &mut Ctx<'_>, p: &Path, raw: &RawScenario, rtp: bool) -> Vec<Threshold> {
     let mut out = Vec::new();
     let Some(map) = &raw.thresholds else {
         return out;
@@ -1601,6 +1630,14 @@ fn validate_thresholds(cx: &mut Ctx<'_>, p: &Path, raw: &RawScenario) -> Vec<Thr
     for (key, conditions) in &map.0 {
         let kp = p.key(key);
         let metric = match key.parse::<MetricRef>() {
+            Ok(m) if !rtp && m.metric.needs_rtp() => {
+                cx.at_key(
+                    &kp,
+                    format!("`{key}` is measured on RTP, but `media: {{ rtp: false }}` opens none"),
+                    None,
+                );
+                None
+            }
             Ok(m) => Some(m),
             Err(e) => {
                 let hint = e.hint();
