@@ -210,11 +210,11 @@ pub async fn execute(
                         let ctx = ctx.clone();
                         let steps = steps.clone();
                         let events = events.clone();
-                        calls.spawn(async move {
+                        calls.spawn(Box::pin(async move {
                             let result =
                                 script::run_callee(ctx, account, incoming, steps, seed ^ n).await;
                             let _ = events.send(RunEvent::CallFinished(Box::new(result)));
-                        });
+                        }));
                     }
                     _ => {
                         let IncomingCall { call, .. } = incoming;
@@ -333,11 +333,12 @@ pub async fn execute(
             role: run.role.name.clone(),
         });
         let call_seed = seed ^ (index << 20);
-        calls.spawn(async move {
+        // Boxed: the call's future is a few KiB, moved at every hand-over when inline.
+        calls.spawn(Box::pin(async move {
             let result =
                 script::run_caller(ctx, account, peer, steps, offset, load_start, call_seed).await;
             let _ = events_tx.send(RunEvent::CallFinished(Box::new(result)));
-        });
+        }));
     };
     let mut stop_load = stop.clone();
     if callers.is_empty() {

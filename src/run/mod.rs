@@ -63,34 +63,47 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         events_tx,
         stop_rx,
     ));
-    let mut interrupted = false;
-    let mut ticker = tokio::time::interval(Duration::from_millis(250));
-    let ctrl_c = crate::signal::interrupted();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            event = events_rx.recv() => match event {
-                Some(RunEvent::CallStarted { .. }) => progress.on_call_started(),
-                Some(RunEvent::CallFinished(result)) => {
-                    progress.on_call_finished(&result);
-                    metrics.record_call(&result);
+    // The events are read by a task of the runtime, not by the future the runtime blocks
+    // on: waking that future from a task costs a write to the runtime's eventfd and a turn
+    // of its poll loop, for every call.
+    let collector = tokio::spawn(async move {
+        let mut interrupted = false;
+        let mut ticker = tokio::time::interval(Duration::from_millis(250));
+        let ctrl_c = crate::signal::interrupted();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                event = events_rx.recv() => match event {
+                    Some(RunEvent::CallStarted { .. }) => progress.on_call_started(),
+                    Some(RunEvent::CallFinished(result)) => {
+                        progress.on_call_finished(&result);
+                        metrics.record_call(&result);
+                    }
+                    Some(RunEvent::Registered(r)) => metrics.record_register(&r),
+                    Some(RunEvent::NotStarted) => metrics.record_not_started(),
+                    None => break,
+                },
+                _ = ticker.tick() => progress.tick(Instant::now()),
+                _ = &mut ctrl_c, if !interrupted => {
+                    interrupted = true;
+                    let _ = stop_tx.send(true);
+                    eprintln!("sipcheck: interrupted: hanging up, unregistering, writing reports (Ctrl-C again to quit at once)");
+                    tokio::spawn(async {
+                        let _ = crate::signal::interrupted().await;
+                        std::process::exit(130);
+                    });
                 }
-                Some(RunEvent::Registered(r)) => metrics.record_register(&r),
-                Some(RunEvent::NotStarted) => metrics.record_not_started(),
-                None => break,
-            },
-            _ = ticker.tick() => progress.tick(Instant::now()),
-            _ = &mut ctrl_c, if !interrupted => {
-                interrupted = true;
-                let _ = stop_tx.send(true);
-                eprintln!("sipcheck: interrupted: hanging up, unregistering, writing reports (Ctrl-C again to quit at once)");
-                tokio::spawn(async {
-                    let _ = crate::signal::interrupted().await;
-                    std::process::exit(130);
-                });
             }
         }
-    }
+        (metrics, progress, interrupted)
+    });
+    let (metrics, mut progress, interrupted) = match collector.await {
+        Ok(collected) => collected,
+        Err(e) => {
+            eprintln!("sipcheck: internal error: {e}");
+            return Exit::Internal;
+        }
+    };
     progress.finish(Instant::now());
     let elapsed = match executor.await {
         Ok(Ok(elapsed)) => elapsed,
