@@ -593,7 +593,10 @@ impl Call {
         done: impl Fn(&Self) -> bool,
         mut signal: Option<&mut oneshot::Receiver<()>>,
     ) -> Option<bool> {
-        let mut deadline = deadline;
+        // One timer for the whole wait (a timer made per event would be registered anew
+        // with the runtime for every event of the call).
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(sleep);
         let mut winding_down = false;
         while (winding_down || !done(self)) && !self.ended() {
             let events = self.events.as_mut()?;
@@ -613,13 +616,13 @@ impl Call {
                         None => std::future::pending().await,
                     }
                 }, if watching => return Some(fired.is_ok()),
-                _ = tokio::time::sleep_until(deadline.into()) => return None,
+                () = &mut sleep => return None,
                 _ = stop.wait_for(|s| *s), if !stopping => {
                     // Ctrl-C: hang up (or cancel) and wait for the end, bounded.
                     self.interrupted = true;
                     winding_down = true;
                     self.command(Command::Hangup);
-                    deadline = Instant::now() + END_WAIT;
+                    sleep.as_mut().reset((Instant::now() + END_WAIT).into());
                 }
             }
         }
