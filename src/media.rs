@@ -554,10 +554,10 @@ impl Scheduler {
     /// arrived is read and the next deadlines are taken. Sending first keeps a frame's
     /// lateness from growing with the receive work of the streams served before it on the
     /// same tick. Arrivals carry the kernel's receive time, so reading them a little later
-    /// changes no receive statistic; the playout tick runs with the send, so a frame is
-    /// played one tick after the tick that read it: a constant 20 ms inside sipcheck's own
-    /// jitter buffer, which no reported figure contains (tone onsets count samples from the
-    /// first frame played).
+    /// changes no receive statistic. The sessions' playout ticks are deferred to the read
+    /// (`MediaSession::defer_playout`): a frame leaves the jitter buffer right after what
+    /// arrived went in, as when reading first, and while the packets just read are still
+    /// in the cache.
     fn run_tick(&mut self, tick: u64) {
         let slot = (tick % WHEEL as u64) as usize;
         let mut keys = std::mem::take(&mut self.wheel[slot]);
@@ -600,6 +600,7 @@ impl Scheduler {
                     drain(&mut self.receiving, &stream.socket, |at, data| {
                         run.session.handle_packet(at, data);
                     });
+                    run.session.play_out();
                     if !run.watches.is_empty() {
                         check_watches(run, Instant::now());
                     }
@@ -669,6 +670,7 @@ impl Scheduler {
             .min_by_key(|t| self.wheel[(t % WHEEL as u64) as usize].len())
             .unwrap_or(now_tick + 1);
         session.restart_at(self.tick_time(start));
+        session.defer_playout();
         for (at, data) in &early {
             session.handle_packet(*at, data);
         }
@@ -743,6 +745,7 @@ impl Scheduler {
                 drain(&mut self.receiving, &stream.socket, |at, data| {
                     run.session.handle_packet(at, data);
                 });
+                run.session.play_out();
                 let _ = reply.send(Finished {
                     report: run.session.report(now),
                     recording: run.session.recording().map(<[i16]>::to_vec),
