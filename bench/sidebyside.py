@@ -844,6 +844,7 @@ class Bench:
                  per(sc), per(sp), ("<=", 0.5))
         sys_per = lambda r: r["caller_sys_s"] / r["ok"] * 1e6 if r["ok"] else None  # noqa: E731
         self.row("caller", "  of which kernel (system) CPU per call (us)", sys_per(sc), sys_per(sp))
+        self.budget_row("caller", per(sp), sys_per(sc))
         self.row("caller", "  calls passed (of %d)" % sc["calls"], sc["ok"], sp["ok"])
         self.row("caller", f"  caller wall time (s), load planned for {secs} s",
                  round(sc["elapsed_s"], 2), round(sp["elapsed_s"], 2))
@@ -856,6 +857,15 @@ class Bench:
                 self.note(f"caller: {name} did not keep up with {rate}/s: {r['ok']} of "
                           f"{r['calls']} calls passed in {r['elapsed_s']:.1f} s for {secs} s "
                           f"of load; its CPU per call is still over the calls it completed")
+
+    def budget_row(self, section, sipp_total, sipcheck_sys):
+        """What a CPU target of 0.5 x SIPp leaves for sipcheck's user space per call, once
+        sipcheck's own kernel time (its datagrams' sends and receives) is paid."""
+        left = None
+        if sipp_total is not None and sipcheck_sys is not None:
+            left = round(0.5 * sipp_total - sipcheck_sys, 1)
+        self.row(section, "  user CPU per call a 0.5 x SIPp target leaves (us): 0.5 x SIPp "
+                 "- sipcheck's kernel", left, None)
 
     def sustained(self, r, secs):
         grace = 1.0 + 0.1 * secs
@@ -948,6 +958,7 @@ class Bench:
         sys_per = lambda r: r["responder_sys_s"] / r["ok"] * 1e6 if r["ok"] else None  # noqa: E731
         self.row("responder", "  of which kernel (system) CPU per call (us)", sys_per(sa),
                  sys_per(sp))
+        self.budget_row("responder", per(sp), sys_per(sa))
         self.row("responder", "  calls passed at the caller (of %d)" % sa["calls"],
                  sa["ok"], sp["ok"])
 
