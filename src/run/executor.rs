@@ -58,7 +58,7 @@ pub type Wavs = HashMap<String, Arc<[i16]>>;
 
 struct RoleRun {
     role: Role,
-    ctx: RoleContext,
+    ctx: Arc<RoleContext>,
     call_steps: Arc<Vec<sipcheck_core::scenario::model::Located<Step>>>,
     registrar: Option<SocketAddr>,
     registers: Option<(Duration, bool)>,
@@ -160,7 +160,7 @@ pub async fn execute(
         });
         roles.push(RoleRun {
             role: role.clone(),
-            ctx: RoleContext {
+            ctx: Arc::new(RoleContext {
                 role: role.name.clone(),
                 commands: cmd_tx,
                 local,
@@ -173,7 +173,8 @@ pub async fn execute(
                 wavs: wavs.clone(),
                 stop: stop.clone(),
                 rtp: scenario.media.rtp,
-            },
+                destinations: Default::default(),
+            }),
             call_steps: Arc::new(call_steps),
             registrar: proxy.or(server),
             registers,

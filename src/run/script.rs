@@ -31,7 +31,6 @@ use crate::media::{MediaHandle, PortRange};
 use crate::probe::audio::overload_note;
 
 /// Everything a call task shares with its role.
-#[derive(Clone)]
 pub(crate) struct RoleContext {
     pub(crate) role: String,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
@@ -48,7 +47,12 @@ pub(crate) struct RoleContext {
     pub(crate) stop: watch::Receiver<bool>,
     /// Whether calls carry RTP (`media: { rtp: false }`: signaling only).
     pub(crate) rtp: bool,
+    /// Request-URIs resolved so far, without a next hop (the host of each call's URI).
+    pub(crate) destinations: std::sync::Mutex<HashMap<String, SocketAddr>>,
 }
+
+/// The most Request-URIs whose address is kept (one per callee with `{peer}` URIs).
+const DESTINATIONS_KEPT: usize = 4096;
 
 /// How long a step may wait for the call to be answered when it needs media.
 const ANSWER_WAIT: Duration = Duration::from_secs(32);
@@ -60,7 +64,7 @@ const DISCARD_PORT: u16 = 9;
 const RTP_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct Call {
-    ctx: RoleContext,
+    ctx: Arc<RoleContext>,
     side: Side,
     user: String,
     id: Option<CallId>,
@@ -92,7 +96,7 @@ struct Call {
 /// A caller's call: `steps` from the `call` step on.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_caller(
-    ctx: RoleContext,
+    ctx: Arc<RoleContext>,
     account: Account,
     peer: Option<Account>,
     steps: Arc<Vec<Located<Step>>>,
@@ -110,7 +114,7 @@ pub(crate) async fn run_caller(
 
 /// A callee's call: an incoming call for `account`, `steps` from its first call-level step.
 pub(crate) async fn run_callee(
-    ctx: RoleContext,
+    ctx: Arc<RoleContext>,
     account: Account,
     incoming: super::agent::IncomingCall,
     steps: Arc<Vec<Located<Step>>>,
@@ -136,7 +140,7 @@ pub(crate) fn is_call_step(step: &Step) -> bool {
 }
 
 impl Call {
-    fn new(ctx: RoleContext, side: Side, user: String, started: Instant, seed: u64) -> Self {
+    fn new(ctx: Arc<RoleContext>, side: Side, user: String, started: Instant, seed: u64) -> Self {
         Self {
             ctx,
             side,
@@ -348,10 +352,21 @@ impl Call {
             self.fail(step, FailureKind::Other, format!("'{to}' is not a SIP URI"));
             return false;
         };
-        let destination = match self.ctx.next_hop {
+        let known = || {
+            let kept = self.ctx.destinations.lock().ok()?;
+            kept.get(&target).copied()
+        };
+        let destination = match self.ctx.next_hop.or_else(known) {
             Some(hop) => hop,
             None => match resolve_uri_host(&target).await {
-                Some(addr) => addr,
+                Some(addr) => {
+                    if let Ok(mut kept) = self.ctx.destinations.lock() {
+                        if kept.len() < DESTINATIONS_KEPT {
+                            kept.insert(target.clone(), addr);
+                        }
+                    }
+                    addr
+                }
                 None => {
                     self.fail(
                         step,
