@@ -620,7 +620,8 @@ impl Call {
             let watching = signal.is_some() && !stopping;
             tokio::select! {
                 event = events.recv() => match event {
-                    Some((event, ladder)) => {
+                    Some(event) => {
+                        let (event, ladder) = *event;
                         self.on_event(event, ladder);
                     }
                     None => return None,
