@@ -110,6 +110,13 @@ struct RawRung {
 }
 
 impl RawLadder {
+    /// An empty ladder with room for `n` messages.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            messages: Vec::with_capacity(n),
+        }
+    }
+
     /// Keep a message.
     pub fn push(
         &mut self,

@@ -76,17 +76,20 @@ impl UaDriver {
             .unwrap_or_default()
     }
 
+    /// Keep `raw` in its call's ladder; `call_id` when known (a parsed message), else
+    /// found in `raw`.
     fn record_call(
         &mut self,
         direction: Direction,
         peer: SocketAddr,
         raw: &Bytes,
+        call_id: Option<&str>,
         retransmission: bool,
     ) {
         let Some(map) = &mut self.call_ladders else {
             return;
         };
-        let Some(call_id) = call_id_of(raw) else {
+        let Some(call_id) = call_id.or_else(|| call_id_of(raw)) else {
             return;
         };
         let now = Instant::now();
@@ -94,7 +97,7 @@ impl UaDriver {
         match map.get_mut(call_id) {
             Some(ladder) => ladder.push(now, direction, peer, raw, retransmission),
             None => {
-                let mut ladder = RawLadder::default();
+                let mut ladder = RawLadder::with_capacity(CALL_RUNGS);
                 ladder.push(now, direction, peer, raw, retransmission);
                 map.insert(call_id.into(), ladder);
             }
@@ -139,6 +142,7 @@ impl UaDriver {
                 Direction::Sent,
                 t.destination,
                 &t.bytes,
+                None,
                 t.kind.is_retransmission(),
             );
             if let Err(e) = sent {
@@ -171,8 +175,11 @@ impl UaDriver {
                         if let Some(ladder) = &mut self.ladder {
                             ladder.record(now, Direction::Received, from, message.raw(), false);
                         }
-                        let raw = message.raw().clone();
-                        self.record_call(Direction::Received, from, &raw, false);
+                        if self.call_ladders.is_some() {
+                            let raw = message.raw().clone();
+                            let call_id = Some(message.call_id());
+                            self.record_call(Direction::Received, from, &raw, call_id, false);
+                        }
                         self.endpoint.handle_message(now, *message, reliable, from);
                     }
                     Incoming::Malformed { error, from } => {
@@ -216,16 +223,28 @@ impl UaDriver {
     }
 }
 
-/// The Call-ID of a raw message, found without a full parse.
+/// Room for the messages of a short call (INVITE, 180, 200, ACK, BYE, 200 and a few more)
+/// in one allocation.
+const CALL_RUNGS: usize = 8;
+
+/// The Call-ID of a raw message, found without a full parse: the first `Call-ID` (or `i`)
+/// header line of its head.
 fn call_id_of(raw: &[u8]) -> Option<&str> {
     let head = &raw[..raw.len().min(4096)];
-    let text = std::str::from_utf8(head).ok()?;
-    text.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        let name = name.trim();
-        (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
-            .then(|| value.trim())
-    })
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None; // the end of the head
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
+        }
+    }
+    None
 }
 
 /// Sleep until `deadline`, or forever when there is none (a branch of `select!` that never
@@ -234,5 +253,28 @@ pub async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_id_of;
+
+    #[test]
+    fn the_call_id_is_found_in_the_head_in_either_form() {
+        let long =
+            b"INVITE sip:a@b:5060 SIP/2.0\r\nVia: SIP/2.0/UDP h:5060\r\nCALL-id :  x1@h \r\n\r\n";
+        assert_eq!(call_id_of(long), Some("x1@h"));
+        let compact = b"SIP/2.0 200 OK\r\ni: y2\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(call_id_of(compact), Some("y2"));
+        // Bare line feeds, as some peers send.
+        assert_eq!(
+            call_id_of(b"BYE sip:a@b SIP/2.0\ncall-id: z3\n\n"),
+            Some("z3")
+        );
+        // Not in the head: a body line is not a header.
+        let body = b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\ni: not-a-header\r\n";
+        assert_eq!(call_id_of(body), None);
+        assert_eq!(call_id_of(b"garbage"), None);
     }
 }
