@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -28,6 +29,10 @@ pub struct UaDriver {
     pending: Option<Transmit<SocketAddr>>,
     /// Per-call ladders (by Call-ID), when recording them.
     call_ladders: Option<HashMap<Box<str>, RawLadder>>,
+    /// The endpoint's timer, kept across events (one made per event would be registered
+    /// with the runtime anew for every message), and the deadline it is set to.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    timer_at: Option<Instant>,
 }
 
 /// How a request sent through the driver ended without a final response.
@@ -50,7 +55,8 @@ pub enum RequestError {
 }
 
 impl UaDriver {
-    /// Drive `endpoint` over `transport`; record a ladder when `ladder` is true.
+    /// Drive `endpoint` over `transport`; record a ladder when `ladder` is true. Within a
+    /// tokio runtime (the driver keeps a timer of the runtime's).
     pub fn new(transport: Transport, endpoint: Endpoint<SocketAddr>, ladder: bool) -> Self {
         Self {
             transport,
@@ -59,6 +65,8 @@ impl UaDriver {
             malformed: 0,
             pending: None,
             call_ladders: None,
+            timer: Box::pin(tokio::time::sleep_until(far_future().into())),
+            timer_at: None,
         }
     }
 
@@ -167,6 +175,11 @@ impl UaDriver {
                 return Ok(event);
             }
             let deadline = self.endpoint.poll_timeout();
+            if deadline != self.timer_at {
+                self.timer_at = deadline;
+                let at = deadline.unwrap_or_else(far_future);
+                self.timer.as_mut().reset(at.into());
+            }
             let reliable = self.transport.kind().is_reliable();
             tokio::select! {
                 incoming = self.transport.recv() => match incoming? {
@@ -187,7 +200,9 @@ impl UaDriver {
                         tracing::warn!(%from, %error, "malformed datagram ignored");
                     }
                 },
-                _ = sleep_until(deadline) => self.endpoint.handle_timeout(Instant::now()),
+                () = &mut self.timer, if deadline.is_some() => {
+                    self.endpoint.handle_timeout(Instant::now());
+                }
             }
         }
     }
@@ -245,6 +260,11 @@ fn call_id_of(raw: &[u8]) -> Option<&str> {
         }
     }
     None
+}
+
+/// A deadline that never comes in practice (a day from now), for a timer with nothing to do.
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400)
 }
 
 /// Sleep until `deadline`, or forever when there is none (a branch of `select!` that never
