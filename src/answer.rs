@@ -12,6 +12,7 @@ use sipcheck_core::media::session::MediaReport;
 use sipcheck_core::sdp::{Direction, Negotiated};
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::ua::call::{CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
@@ -120,7 +121,8 @@ pub struct Totals {
 }
 
 struct Active {
-    from: String,
+    /// The From of the INVITE (shared with its buffer; copied only for a printed line).
+    from: BytesStr,
     busy: bool,
     accept_at: Option<Instant>,
     hangup_at: Option<Instant>,
@@ -163,6 +165,8 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         ..Totals::default()
     };
     let mut timers: BinaryHeap<Reverse<(Instant, CallId)>> = BinaryHeap::new();
+    // The calls whose timers are due, kept for reuse from one wake-up to the next.
+    let mut due: Vec<CallId> = Vec::new();
 
     // Registration, refreshed before it expires.
     let mut registration = None;
@@ -304,15 +308,16 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             *n = negotiated;
                         }
                     }
-                    CallEvent::Ended { call, record } => {
+                    CallEvent::Ended { call, mut record } => {
                         let Some(a) = active.remove(&call) else { continue };
                         ended += 1;
+                        let reason = record.reason().cloned();
                         let ending = Ending {
                             index: ended,
-                            call_id: record.call_id.clone(),
+                            call_id: std::mem::take(&mut record.call_id),
                             from: a.from,
                             final_code: record.final_code,
-                            reason: record.reason().cloned(),
+                            reason,
                             busy: a.busy,
                             dtmf_error: a.dtmf_error,
                             negotiated: None,
@@ -335,7 +340,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             }
             _ = sleep_until(next) => {
                 let now = Instant::now();
-                let mut due = Vec::new();
+                due.clear();
                 while let Some(&Reverse((at, call))) = timers.peek() {
                     if at > now {
                         break;
@@ -344,7 +349,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     due.push(call);
                 }
                 due.dedup();
-                for call in due {
+                for call in due.drain(..) {
                     let Some(a) = active.get_mut(&call) else { continue };
                     if a.accept_at.is_some_and(|t| t <= now) {
                         a.accept_at = None;
@@ -422,7 +427,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
 struct Ending {
     index: u64,
     call_id: String,
-    from: String,
+    from: BytesStr,
     final_code: Option<u16>,
     reason: Option<CallEndReason>,
     busy: bool,
@@ -480,7 +485,7 @@ fn finish_call(
         kind: "call",
         index: ending.index,
         call_id: ending.call_id,
-        from: ending.from,
+        from: ending.from.to_string(),
         verdict,
         final_code: ending.final_code,
         end_reason: ending.reason.map_or_else(String::new, |r| r.to_string()),

@@ -9,12 +9,20 @@
 //! ```
 
 use std::hint::black_box;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::tone::{
     AudioSource, DetectorConfig, Tone, ToneDetector, ToneGenerator, ToneQuery,
 };
+use sipcheck_core::sdp::{Direction, LocalMedia};
+use sipcheck_core::sip::build::Transport;
 use sipcheck_core::sip::msg::Message;
+use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig};
+use sipcheck_core::ua::register::LocalEnd;
 
 const OK: &str = "SIP/2.0 200 OK\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;rport=5060;branch=z9hG4bK000000009e3779b9;received=192.0.2.10\r\n\
@@ -35,7 +43,9 @@ fn main() {
         args.next(),
         args.next().and_then(|n| n.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: instructions parse|generate-1000|generate-dtmf|detect-1|detect-2 N");
+        eprintln!(
+            "usage: instructions parse|generate-1000|generate-dtmf|detect-1|detect-2|uas-call N"
+        );
         std::process::exit(2);
     };
     let mut frame = [0i16; FRAME];
@@ -86,6 +96,8 @@ fn main() {
                 })
                 .sum()
         }
+        // One call answered as `sipcheck answer --no-rtp` does.
+        "uas-call" => uas_calls(n),
         other => {
             eprintln!("unknown operation {other}");
             std::process::exit(2);
@@ -93,3 +105,134 @@ fn main() {
     };
     println!("{sink}");
 }
+
+/// `n` calls of a SIPp `uac` (INVITE with SDP, ACK, BYE) to an [`Endpoint`] set up and driven
+/// as `sipcheck answer --no-rtp` drives it: no 100 Trying, every call accepted at once with
+/// an `a=inactive` answer, the caller's BYE answered, and the transaction timers run out so
+/// that every call leaves nothing behind. Each datagram is copied into its own buffer and
+/// parsed, as the UDP transport does. Returns the bytes sent, as a sink.
+fn uas_calls(n: usize) -> usize {
+    let local: SocketAddr = "127.0.0.1:5060".parse().expect("address");
+    let peer: SocketAddr = "127.0.0.1:5061".parse().expect("address");
+    let mut config = EndpointConfig::new(LocalEnd {
+        transport: Transport::Udp,
+        addr: local,
+        routes: Vec::new(),
+    });
+    config.trying = false;
+    let mut endpoint = Endpoint::new(config, IdGen::new(7));
+    let mut media = LocalMedia::new(local.ip(), 9, 7 >> 1);
+    media.direction = Direction::Inactive;
+    let start = Instant::now();
+    let mut buf = Vec::with_capacity(2048);
+    let mut sent = 0;
+    let mut to_tag = String::new();
+    for i in 0..n {
+        // Far enough apart that the previous call's timers (Timer J: 64·T1) have run out.
+        let now = start + Duration::from_secs(40 * i as u64);
+        let call_id = format!("{i}-4242@127.0.0.1");
+        let from = format!("sipp <sip:sipp@127.0.0.1:5061>;tag=4242SIPpTag00{i}");
+        let to = "service <sip:service@127.0.0.1:5060>";
+        let datagram = |buf: &mut Vec<u8>| {
+            let message = Message::parse_datagram(Bytes::copy_from_slice(buf)).expect("valid");
+            buf.clear();
+            message
+        };
+
+        let _ = write!(
+            buf,
+            "INVITE sip:service@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-4242-{i}-0\r\n\
+From: {from}\r\n\
+To: {to}\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: sip:sipp@127.0.0.1:5061\r\n\
+Max-Forwards: 70\r\n\
+Subject: Performance Test\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: {}\r\n\r\n{SIPP_SDP}",
+            SIPP_SDP.len()
+        );
+        endpoint.handle_message(now, datagram(&mut buf), false, peer);
+        sent += drain(&mut endpoint, &mut to_tag);
+        // Accepted once the event is gone, as `answer` does (from its timer).
+        let mut incoming = None;
+        while let Some(event) = endpoint.poll_event() {
+            if let CallEvent::Incoming { call, .. } = event {
+                incoming = Some(call);
+            }
+        }
+        let call = incoming.expect("an incoming call");
+        endpoint.accept(now, call, media.clone()).expect("accepted");
+        sent += drain(&mut endpoint, &mut to_tag);
+
+        let _ = write!(
+            buf,
+            "ACK sip:service@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-4242-{i}-5\r\n\
+From: {from}\r\n\
+To: {to};tag={to_tag}\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: 1 ACK\r\n\
+Contact: sip:sipp@127.0.0.1:5061\r\n\
+Max-Forwards: 70\r\n\
+Subject: Performance Test\r\n\
+Content-Length: 0\r\n\r\n"
+        );
+        endpoint.handle_message(now, datagram(&mut buf), false, peer);
+        let _ = write!(
+            buf,
+            "BYE sip:service@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-4242-{i}-7\r\n\
+From: {from}\r\n\
+To: {to};tag={to_tag}\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: 2 BYE\r\n\
+Contact: sip:sipp@127.0.0.1:5061\r\n\
+Max-Forwards: 70\r\n\
+Subject: Performance Test\r\n\
+Content-Length: 0\r\n\r\n"
+        );
+        endpoint.handle_message(now, datagram(&mut buf), false, peer);
+        sent += drain(&mut endpoint, &mut to_tag);
+        let mut ended = false;
+        while let Some(event) = endpoint.poll_event() {
+            ended |= matches!(event, CallEvent::Ended { .. });
+        }
+        assert!(ended, "call {i} did not end");
+        endpoint.handle_timeout(now + Duration::from_secs(33));
+        sent += drain(&mut endpoint, &mut to_tag);
+        assert!(endpoint.is_empty() && endpoint.transactions().is_empty());
+    }
+    sent
+}
+
+/// Send everything queued (here: count its bytes), noting the To tag of a 200 to the INVITE.
+fn drain(endpoint: &mut Endpoint<SocketAddr>, to_tag: &mut String) -> usize {
+    let mut sent = 0;
+    while let Some(t) = endpoint.poll_transmit() {
+        sent += black_box(&t.bytes).len();
+        let text = std::str::from_utf8(&t.bytes).unwrap_or_default();
+        if text.contains("CSeq: 1 INVITE") {
+            let to = text
+                .lines()
+                .find(|l| l.starts_with("To:"))
+                .unwrap_or_default();
+            if let Some((_, tag)) = to.split_once(";tag=") {
+                to_tag.clear();
+                to_tag.push_str(tag);
+            }
+        }
+    }
+    sent
+}
+
+/// The SDP of SIPp's built-in `uac` scenario.
+const SIPP_SDP: &str = "v=0\r\n\
+o=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+m=audio 6000 RTP/AVP 0\r\n\
+a=rtpmap:0 PCMU/8000\r\n";

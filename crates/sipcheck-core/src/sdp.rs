@@ -182,6 +182,11 @@ impl Address {
         if fields.next().is_some() {
             return Err("unexpected data after the address".to_owned());
         }
+        Self::from_fields(net_type, addr_type, addr)
+    }
+
+    /// [`Address::parse`] of the three fields, already split.
+    fn from_fields(net_type: &str, addr_type: &str, addr: &str) -> Result<Self, String> {
         if !net_type.eq_ignore_ascii_case("IN") {
             return Err(format!("network type {} is not IN", quote(net_type)));
         }
@@ -249,17 +254,35 @@ pub struct Origin {
 
 impl Origin {
     fn parse(value: &str) -> Result<Self, String> {
-        let fields: Vec<&str> = value.split_whitespace().collect();
-        let [username, session_id, version, net_type, addr_type, addr] = fields[..] else {
+        let mut fields = value.split_whitespace();
+        let mut field = || fields.next();
+        let (
+            Some(username),
+            Some(session_id),
+            Some(version),
+            Some(net_type),
+            Some(addr_type),
+            Some(addr),
+            None,
+        ) = (
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+        )
+        else {
             return Err(format!(
                 "expected 6 fields (username sess-id sess-version IN IP4|IP6 address), found {}",
-                fields.len()
+                value.split_whitespace().count()
             ));
         };
         let version = version
             .parse()
             .map_err(|_| format!("session version {} is not a number", quote(version)))?;
-        let address = Address::parse(&format!("{net_type} {addr_type} {addr}"))?;
+        let address = Address::from_fields(net_type, addr_type, addr)?;
         Ok(Self {
             username: username.to_owned(),
             session_id: session_id.to_owned(),
@@ -714,16 +737,33 @@ impl MediaDescription {
     /// The G.711 codecs offered in this section with their payload types, in preference order.
     #[must_use]
     pub fn codecs(&self) -> Vec<(u8, Codec)> {
+        self.codecs_iter().collect()
+    }
+
+    /// [`codecs`](Self::codecs), lazily (nothing allocated).
+    fn codecs_iter(&self) -> impl Iterator<Item = (u8, Codec)> + '_ {
         self.payload_types()
-            .filter_map(|pt| Some((pt, self.rtpmap(pt)?.codec()?)))
-            .collect()
+            .filter_map(|pt| Some((pt, self.codec_of(pt)?)))
+    }
+
+    /// What `self.rtpmap(payload_type)?.codec()` gives, without copying the mapping.
+    fn codec_of(&self, payload_type: u8) -> Option<Codec> {
+        match self.rtpmaps.iter().find(|r| r.payload_type == payload_type) {
+            Some(rtpmap) => rtpmap.codec(),
+            None => RtpMap::for_static_payload_type(payload_type)?.codec(),
+        }
     }
 
     /// The payload type of `telephone-event/8000`, if listed.
     #[must_use]
     pub fn telephone_event_payload_type(&self) -> Option<u8> {
-        self.payload_types()
-            .find(|&pt| self.rtpmap(pt).is_some_and(|r| r.is_telephone_event()))
+        // No static payload type is telephone-event: only an `rtpmap` names it.
+        self.payload_types().find(|&pt| {
+            self.rtpmaps
+                .iter()
+                .find(|r| r.payload_type == pt)
+                .is_some_and(RtpMap::is_telephone_event)
+        })
     }
 
     /// `NAME/RATE` of every listed format (`96` for a dynamic one without `rtpmap`), for
@@ -953,7 +993,17 @@ impl SessionDescription {
     /// The description as SDP text with CRLF line ends.
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.to_string().into_bytes()
+        let mut out = Vec::with_capacity(256);
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Append what [`to_bytes`](Self::to_bytes) gives to `out` (e.g. a buffer kept for
+    /// reuse).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Writing to a vector does not fail.
+        let _ = write!(out, "{self}");
     }
 
     /// The direction of `media` as its author meant it: media-level, else session-level, else
@@ -1291,10 +1341,7 @@ pub fn answer(
             continue;
         }
         saw_audio = true;
-        let common = m
-            .codecs()
-            .into_iter()
-            .find(|(_, c)| local.codecs.contains(c));
+        let common = m.codecs_iter().find(|(_, c)| local.codecs.contains(c));
         let Some((payload_type, codec)) = common else {
             offered.extend(m.format_names());
             media.push(m.rejected());

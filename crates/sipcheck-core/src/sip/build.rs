@@ -8,7 +8,9 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::msg::{Message, Name};
+use bytes::BufMut;
+
+use super::msg::{tag_param, Message, Name};
 
 /// The transport token used in Via headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,7 +125,7 @@ impl RequestSpec<'_> {
 
 /// Write a response to `req` (RFC 3261 §8.2.6.2): Via, From, Call-ID and CSeq copied, To
 /// copied with `to_tag` added when it has none (`to_tag` is ignored for 100 Trying by callers
-/// who pass `None`).
+/// who pass `None`). `out` is a `Vec<u8>`, or a `BytesMut` to split the response off.
 pub fn write_response(
     req: &Message,
     code: u16,
@@ -131,10 +133,14 @@ pub fn write_response(
     to_tag: Option<&str>,
     extra: &[(&str, &str)],
     body: Option<(&str, &[u8])>,
-    out: &mut Vec<u8>,
+    out: &mut impl BufMut,
 ) {
     let mut w = Writer::new(out);
-    w.line(format_args!("SIP/2.0 {code} {reason}"));
+    w.put(b"SIP/2.0 ");
+    w.decimal(u64::from(code));
+    w.put(b" ");
+    w.put(reason.as_bytes());
+    w.put(b"\r\n");
     for via in req.headers().get_raw(&Name::VIA) {
         w.header("Via", via.as_str());
     }
@@ -146,11 +152,19 @@ pub fn write_response(
     w.header("From", req.header(&Name::FROM).unwrap_or_default());
     let to = req.header(&Name::TO).unwrap_or_default();
     match to_tag {
-        Some(tag) if req.to_tag().is_none() => w.line(format_args!("To: {to};tag={tag}")),
+        Some(tag) if tag_param(to).is_none() => {
+            w.put(b"To: ");
+            w.put(to.as_bytes());
+            w.put(b";tag=");
+            w.put(tag.as_bytes());
+            w.put(b"\r\n");
+        }
         _ => w.header("To", to),
     }
     w.header("Call-ID", req.call_id());
-    w.line(format_args!("CSeq: {} {}", req.cseq(), req.cseq_method()));
+    w.put(b"CSeq: ");
+    w.decimal(u64::from(req.cseq()));
+    w.line(format_args!(" {}", req.cseq_method()));
     for (name, value) in extra {
         w.header(name, value);
     }
@@ -242,26 +256,45 @@ pub fn reason_phrase(code: u16) -> &'static str {
 }
 
 /// A thin line writer over a byte buffer.
-struct Writer<'a> {
-    out: &'a mut Vec<u8>,
+struct Writer<'a, B> {
+    out: &'a mut B,
 }
 
-impl<'a> Writer<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
+impl<'a, B: BufMut> Writer<'a, B> {
+    fn new(out: &'a mut B) -> Self {
         Self { out }
     }
 
     fn line(&mut self, args: std::fmt::Arguments<'_>) {
-        let mut s = Adapter(self.out);
+        let mut s = Adapter(&mut *self.out);
         let _ = s.write_fmt(args);
-        self.out.extend_from_slice(b"\r\n");
+        self.out.put_slice(b"\r\n");
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.out.put_slice(bytes);
+    }
+
+    /// `n` in decimal, without the formatting machinery.
+    fn decimal(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.out.put_slice(&digits[i..]);
     }
 
     fn header(&mut self, name: &str, value: &str) {
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b": ");
-        self.out.extend_from_slice(value.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        self.out.put_slice(name.as_bytes());
+        self.out.put_slice(b": ");
+        self.out.put_slice(value.as_bytes());
+        self.out.put_slice(b"\r\n");
     }
 
     fn via(&mut self, via: &ViaSpec<'_>) {
@@ -278,21 +311,23 @@ impl<'a> Writer<'a> {
         match body {
             Some((content_type, body)) => {
                 self.header("Content-Type", content_type);
-                self.line(format_args!("Content-Length: {}", body.len()));
-                self.out.extend_from_slice(b"\r\n");
-                self.out.extend_from_slice(body);
+                self.put(b"Content-Length: ");
+                self.decimal(body.len() as u64);
+                self.put(b"\r\n");
+                self.out.put_slice(b"\r\n");
+                self.out.put_slice(body);
             }
-            None => self.out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+            None => self.out.put_slice(b"Content-Length: 0\r\n\r\n"),
         }
     }
 }
 
-/// `fmt::Write` for a byte vector.
-struct Adapter<'a>(&'a mut Vec<u8>);
+/// `fmt::Write` for a byte buffer.
+struct Adapter<'a, B>(&'a mut B);
 
-impl std::fmt::Write for Adapter<'_> {
+impl<B: BufMut> std::fmt::Write for Adapter<'_, B> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
+        self.0.put_slice(s.as_bytes());
         Ok(())
     }
 }
@@ -353,6 +388,24 @@ mod tests {
         assert_eq!(resp.from_tag().as_deref(), Some("9fxced76sl"));
         assert_eq!(resp.call_id(), invite.call_id());
         assert_eq!(resp.cseq_method(), invite.cseq_method());
+    }
+
+    #[test]
+    fn a_to_tag_already_there_is_kept_alone() {
+        let raw = spec(&[], &[]).to_vec();
+        let text = String::from_utf8(raw).unwrap().replace(
+            "To: <sip:bob@biloxi.example.com>",
+            "To: \"B;tag=no\" <sip:bob@biloxi.example.com>;tag=old",
+        );
+        let request = Message::parse_datagram(Bytes::from(text)).unwrap();
+        let mut out = Vec::new();
+        write_response(&request, 200, "OK", Some("new"), &[], None, &mut out);
+        let response = Message::parse_datagram(Bytes::from(out)).unwrap();
+        assert_eq!(response.to_tag().as_deref(), Some("old"));
+        assert_eq!(
+            response.header(&Name::TO),
+            Some("\"B;tag=no\" <sip:bob@biloxi.example.com>;tag=old")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
-use bytesstr::BytesStr;
+pub use bytesstr::BytesStr;
 use ezk_sip_types::header::typed::{FromTo, Via};
 use ezk_sip_types::header::HeaderParse;
 use ezk_sip_types::msg::{MessageLine, PullParser};
@@ -268,6 +268,21 @@ impl Message {
         self.headers.get_raw(name).next().map(|v| v.as_str().trim())
     }
 
+    /// The first value of a header, as [`Message::header`] gives it, sharing the message's
+    /// buffer instead of copying it.
+    pub fn header_shared(&self, name: &Name) -> Option<BytesStr> {
+        let value = self.headers.get_raw(name).next()?;
+        Some(value.slice_ref(value.as_str().trim()))
+    }
+
+    /// The Request-URI of a request, sharing the message's buffer.
+    pub fn request_uri_shared(&self) -> Option<BytesStr> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri.clone()),
+            StartLine::Response { .. } => None,
+        }
+    }
+
     /// Every value of a header, in order, with comma-separated values split apart
     /// (for headers whose grammar allows a list, e.g. Via, Route, Record-Route, Contact).
     pub fn header_values<'a, 'n>(
@@ -304,6 +319,11 @@ impl Message {
         self.branch.as_ref().map(|b| b.as_str())
     }
 
+    /// [`Message::branch`], sharing the message's buffer.
+    pub fn branch_shared(&self) -> Option<&BytesStr> {
+        self.branch.as_ref()
+    }
+
     /// The topmost Via, parsed.
     pub fn top_via(&self) -> Option<Via> {
         top_via(&self.headers)
@@ -327,12 +347,53 @@ impl Message {
             .map(|(_, h)| h)
     }
 
+    /// The URI of the first Contact value, if any.
+    pub fn first_contact_uri(&self) -> Option<&str> {
+        self.header_values(&Name::CONTACT).next().map(contact_uri)
+    }
+
     /// The URIs of every Contact value, in order.
     pub fn contact_uris(&self) -> Vec<String> {
         self.header_values(&Name::CONTACT)
             .map(|c| contact_uri(c).to_string())
             .collect()
     }
+}
+
+/// The `tag` parameter of a From or To value, without allocating: header parameters follow
+/// the `>` of a name-addr, or the first `;` of a bare URI (RFC 3261 §20.10).
+pub fn tag_param(value: &str) -> Option<&str> {
+    let params = header_params(value)?;
+    params.split(';').find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("tag") {
+            Some(value.trim()).filter(|t| !t.is_empty())
+        } else {
+            None
+        }
+    })
+}
+
+/// The header-parameter part of a name-addr or addr-spec value (after `>`, or after the first
+/// `;` of a bare URI); `None` when there is none.
+fn header_params(value: &str) -> Option<&str> {
+    // Bytes, not chars: every delimiter is ASCII, and no byte of a multi-byte character is.
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in value.bytes().enumerate() {
+        match c {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => {
+                let close = value[i..].find('>')? + i;
+                return Some(&value[close + 1..]);
+            }
+            b';' if !quoted => return Some(&value[i..]),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The URI inside a Contact/Route value: between `<` and `>` when present, else up to `;`.
@@ -349,26 +410,41 @@ pub fn contact_uri(value: &str) -> &str {
     }
 }
 
-/// Split a header value at commas that are outside quotes and angle brackets.
+/// Split a header value at commas that are outside quotes and angle brackets (empty parts
+/// left out, each part trimmed). Lazy: nothing is allocated.
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0);
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                parts.push(value[start..i].trim());
-                start = i + 1;
+    SplitList { rest: Some(value) }.filter(|p| !p.is_empty())
+}
+
+/// The iterator of [`split_list`], before empty parts are left out.
+struct SplitList<'a> {
+    /// What is left to split; `None` once the last part was given.
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for SplitList<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let value = self.rest?;
+        let (mut quoted, mut angle, mut escaped) = (false, false, false);
+        for (i, c) in value.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '<' if !quoted => angle = true,
+                '>' if !quoted => angle = false,
+                ',' if !quoted && !angle => {
+                    self.rest = Some(&value[i + 1..]);
+                    return Some(value[..i].trim());
+                }
+                _ => {}
             }
-            _ => {}
         }
+        self.rest = None;
+        Some(value.trim())
     }
-    parts.push(value[start..].trim());
-    parts.into_iter().filter(|p| !p.is_empty())
 }
 
 /// The header fields of a message in order, names in their long form (compact forms such as
@@ -495,6 +571,12 @@ fn unfold(value: &BytesStr) -> BytesStr {
 }
 
 fn parse_start_line(raw: &Bytes, line: &str) -> Result<StartLine, ParseError> {
+    if let Some((method, uri)) = plain_request_line(line) {
+        return Ok(StartLine::Request {
+            method,
+            uri: BytesStr::from_parse(raw, uri),
+        });
+    }
     match MessageLine::parse(raw)(line) {
         Ok((rest, MessageLine::Request(req_line))) if rest.trim().is_empty() => {
             // RFC 3261 §7.1: Method SP Request-URI SP SIP-Version, exactly. Keep the URI as
@@ -542,7 +624,105 @@ fn parse_cseq(headers: &HeaderMap, head_end: usize) -> Result<(u32, Method), Par
     if parts.next().is_some() {
         return Err(bad());
     }
-    Ok((num, Method::from_parse(value.as_ref(), method)))
+    Ok((num, method_of(value.as_ref(), method)))
+}
+
+/// The method named by `token`: an RFC method spelled exactly (methods are case-sensitive,
+/// RFC 3261 §7.1) without the general parser (whose failed alternatives allocate); anything
+/// else as `Method::from_parse` gives it.
+fn method_of(src: &Bytes, token: &str) -> Method {
+    rfc_method(token).unwrap_or_else(|| Method::from_parse(src, token))
+}
+
+/// The RFC method spelled exactly `token`, if any.
+fn rfc_method(token: &str) -> Option<Method> {
+    Some(match token {
+        "INVITE" => Method::INVITE,
+        "ACK" => Method::ACK,
+        "BYE" => Method::BYE,
+        "CANCEL" => Method::CANCEL,
+        "OPTIONS" => Method::OPTIONS,
+        "REGISTER" => Method::REGISTER,
+        "INFO" => Method::INFO,
+        "UPDATE" => Method::UPDATE,
+        "PRACK" => Method::PRACK,
+        "MESSAGE" => Method::MESSAGE,
+        "SUBSCRIBE" => Method::SUBSCRIBE,
+        "NOTIFY" => Method::NOTIFY,
+        "PUBLISH" => Method::PUBLISH,
+        "REFER" => Method::REFER,
+        _ => return None,
+    })
+}
+
+/// A request line written the plain way — `METHOD SP sip-uri SP SIP/2.0`, single spaces, an
+/// RFC method spelled exactly, and a `sip:`/`sips:` URI with an optional user of unreserved
+/// characters, a host that is a dotted quad or a name starting with a letter, an optional
+/// port and `;name[=value]` parameters of unreserved characters — found by scanning: the
+/// method and the URI. `None` for anything else, which is left to the general parser: this
+/// accepts only lines it accepts too, with the same method (nearly every request a peer
+/// sends, without the allocations of its failed alternatives).
+fn plain_request_line(line: &str) -> Option<(Method, &str)> {
+    let (method, rest) = line.split_once(' ')?;
+    let (uri, version) = rest.split_once(' ')?;
+    if version != "SIP/2.0" {
+        return None;
+    }
+    let method = rfc_method(method)?;
+    is_plain_sip_uri(uri).then_some((method, uri))
+}
+
+/// See [`plain_request_line`].
+fn is_plain_sip_uri(uri: &str) -> bool {
+    let Some(rest) = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+    else {
+        return false;
+    };
+    let unreserved = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'".contains(&b))
+    };
+    let host_port = match rest.split_once('@') {
+        Some((user, host_port)) => {
+            let user_ok = !user.is_empty()
+                && user
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b));
+            if !user_ok {
+                return false;
+            }
+            host_port
+        }
+        None => rest,
+    };
+    let (host_port, params) = host_port.split_at(host_port.find(';').unwrap_or(host_port.len()));
+    let (host, port) = match host_port.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (host_port, None),
+    };
+    if !(is_dotted_quad(host) || is_plain_host_name(host)) {
+        return false;
+    }
+    if let Some(digits) = port {
+        if !(1..=5).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.parse::<u16>().is_err()
+        {
+            return false;
+        }
+    }
+    if params.is_empty() {
+        return true;
+    }
+    params[1..]
+        .split(';')
+        .all(|param| match param.split_once('=') {
+            Some((name, value)) => unreserved(name) && unreserved(value),
+            None => unreserved(param),
+        })
 }
 
 /// The first Via value (empty values and lines are skipped, as [`Message::header_values`]
@@ -628,15 +808,27 @@ fn plain_via_branch(value: &str) -> Option<Option<&str>> {
 
 /// Four decimal octets, each 0–255 without leading zeros.
 fn is_dotted_quad(host: &str) -> bool {
-    let mut octets = 0;
-    for octet in host.split('.') {
-        octets += 1;
-        let ok = (1..=3).contains(&octet.len())
-            && octet.bytes().all(|b| b.is_ascii_digit())
-            && !(octet.len() > 1 && octet.starts_with('0'))
-            && octet.parse::<u8>().is_ok();
-        if !ok {
-            return false;
+    // One pass over the bytes: four octets of 1–3 digits, no leading zero, at most 255.
+    let (mut octets, mut digits, mut value, mut leading_zero) = (0, 0, 0u32, false);
+    for b in host.bytes().chain(std::iter::once(b'.')) {
+        match b {
+            b'0'..=b'9' => {
+                if digits == 0 {
+                    leading_zero = b == b'0';
+                } else if leading_zero || digits == 3 {
+                    return false;
+                }
+                digits += 1;
+                value = value * 10 + u32::from(b - b'0');
+            }
+            b'.' => {
+                if digits == 0 || value > 255 {
+                    return false;
+                }
+                octets += 1;
+                (digits, value) = (0, 0);
+            }
+            _ => return false,
         }
     }
     octets == 4
@@ -709,6 +901,16 @@ fn scan_content_length(data: &[u8], head_end: usize) -> Result<Option<usize>, Pa
     while line_start < head.len() {
         let line_end = memchr_nl(&head[line_start..]).map_or(head.len(), |p| line_start + p);
         let line = &head[line_start..line_end];
+        // Only a name starting with `c` or `l` can be Content-Length: the other lines are
+        // not searched for their colon.
+        let candidate = line
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| matches!(b, b'c' | b'C' | b'l' | b'L'));
+        if !candidate {
+            line_start = line_end + 1;
+            continue;
+        }
         if let Some(colon) = line.iter().position(|&b| b == b':') {
             let name = line[..colon].trim_ascii();
             if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
@@ -809,6 +1011,153 @@ impl StreamFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scanned request line agrees with the general parser on every combination of
+    /// plain and odd pieces, and takes the plain ones without it.
+    #[test]
+    fn the_scanned_request_line_agrees_with_the_general_parser() {
+        let methods = [
+            "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "REFER", "invite",
+            "INVITEX", "INFORM", "FOO", "",
+        ];
+        let users = [
+            "",
+            "alice@",
+            "service@",
+            "+4930123@",
+            "a.b-c_d!e~f*g'h(i)@",
+            "@",
+            "a%41@",
+            "a:pw@",
+            "a;b@",
+            "a/b@",
+            "\u{fc}@",
+        ];
+        let hosts = [
+            "127.0.0.1",
+            "1.2.3.400",
+            "1.2.3.4a",
+            "001.2.3.4",
+            "256.1.1.1",
+            "1.2.3",
+            "example.com",
+            "example.com.",
+            "a-b.c",
+            "-bad.com",
+            "a..b",
+            "host_x",
+            "[::1]",
+            "",
+        ];
+        let ports = ["", ":5060", ":65536", ":", ":0", ":5060x"];
+        let params = [
+            "",
+            ";transport=udp",
+            ";lr",
+            ";lr;transport=tcp",
+            ";user=phone",
+            ";x=",
+            ";=x",
+            ";;lr",
+            ";a%41=b",
+            ";maddr=[::1]",
+            "?subject=x",
+            ";lr?h=v",
+        ];
+        let agree = |line: &str| {
+            let raw = Bytes::from(line.to_string());
+            let line = std::str::from_utf8(&raw).unwrap();
+            let general = match MessageLine::parse(&raw)(line) {
+                Ok((rest, MessageLine::Request(r))) if rest.trim().is_empty() => Some(r.method),
+                _ => None,
+            };
+            let scanned = plain_request_line(line);
+            if let Some((method, uri)) = &scanned {
+                assert_eq!(general.as_ref(), Some(method), "{line}");
+                assert_eq!(Some(*uri), line.split(' ').nth(1), "{line}");
+            }
+            scanned.is_some()
+        };
+        let mut cases = 0;
+        let mut plain = 0;
+        for scheme in ["sip:", "sips:", "SIP:", "tel:"] {
+            for user in users {
+                for host in hosts {
+                    for port in ports {
+                        for param in params {
+                            cases += 1;
+                            let line = format!("INVITE {scheme}{user}{host}{port}{param} SIP/2.0");
+                            plain += usize::from(agree(&line));
+                        }
+                    }
+                }
+            }
+        }
+        for method in methods {
+            for version in ["SIP/2.0", "SIP/2.0 ", " SIP/2.0", "sip/2.0", "SIP/2.00"] {
+                agree(&format!("{method} sip:bob@example.com {version}"));
+            }
+        }
+        assert!(plain >= 500, "{plain} of {cases}");
+        for line in [
+            "INVITE sip:service@127.0.0.1:5060 SIP/2.0",
+            "BYE sip:sipcheck@192.0.2.1:5060;transport=udp SIP/2.0",
+            "ACK sip:bob@pbx.example.com SIP/2.0",
+            "OPTIONS sip:127.0.0.1 SIP/2.0",
+        ] {
+            assert!(plain_request_line(line).is_some(), "{line}");
+        }
+    }
+
+    /// The one-pass dotted-quad check agrees with the plain definition.
+    #[test]
+    fn dotted_quads() {
+        let reference = |host: &str| {
+            let octets: Vec<&str> = host.split('.').collect();
+            octets.len() == 4
+                && octets.iter().all(|o| {
+                    (1..=3).contains(&o.len())
+                        && o.bytes().all(|b| b.is_ascii_digit())
+                        && !(o.len() > 1 && o.starts_with('0'))
+                        && o.parse::<u8>().is_ok()
+                })
+        };
+        let parts = [
+            "0", "1", "00", "01", "9", "10", "99", "100", "255", "256", "999", "1000", "", "a",
+            "1a",
+        ];
+        let mut quads = 0;
+        for a in parts {
+            for b in ["0", "255", "256", "01", ""] {
+                for c in parts {
+                    for tail in ["", ".", ".1", ".1.2"] {
+                        let host = format!("{a}.{b}.1.{c}{tail}");
+                        assert_eq!(is_dotted_quad(&host), reference(&host), "{host}");
+                        quads += usize::from(reference(&host));
+                    }
+                }
+            }
+        }
+        assert!(quads > 20, "{quads}");
+        for host in ["", ".", "1.2.3", "1.2.3.4.", "1..2.3", "127.0.0.1"] {
+            assert_eq!(is_dotted_quad(host), reference(host), "{host}");
+        }
+    }
+
+    /// The CSeq method is the RFC method when spelled exactly, else what the general parser
+    /// makes of it.
+    #[test]
+    fn cseq_methods() {
+        let src = Bytes::from_static(b"INVITE invite INFORM FOO");
+        let text = std::str::from_utf8(&src).unwrap();
+        for token in text.split(' ') {
+            assert_eq!(
+                method_of(&src, token),
+                Method::from_parse(&src, token),
+                "{token}"
+            );
+        }
+    }
 
     /// The scanned branch agrees with the general Via parser on every combination of plain
     /// and odd pieces (hosts that are IPv4 prefixes, bad ports, escapes, quotes, whitespace,
@@ -1144,6 +1493,14 @@ From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n
                 "sip:z@w"
             ]
         );
+        let parts = |value| split_list(value).collect::<Vec<_>>();
+        assert_eq!(parts("a, , b,"), vec!["a", "b"]);
+        assert_eq!(
+            parts(r#""x\"," <sip:a>, b"#),
+            vec![r#""x\"," <sip:a>"#, "b"]
+        );
+        assert_eq!(parts(" "), Vec::<&str>::new());
+        assert_eq!(parts("<sip:a,b>,<sip:c>"), vec!["<sip:a,b>", "<sip:c>"]);
         assert_eq!(contact_uri(v[0]), "sip:j@x;a=1,2");
         assert_eq!(contact_uri(v[2]), "sip:z@w");
     }

@@ -50,6 +50,7 @@ mod uas;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -63,8 +64,8 @@ use crate::sdp::{
     answer, create_offer, LocalMedia, Negotiated, NegotiationError, SessionDescription,
 };
 use crate::sip::auth::{AuthError, ChallengeKind, Credentials, DigestClient};
-use crate::sip::build::{reason_phrase, write_response, RequestSpec, Transport, ViaSpec};
-use crate::sip::msg::{Message, Method, Name};
+use crate::sip::build::{RequestSpec, Transport, ViaSpec};
+use crate::sip::msg::{BytesStr, Message, Method, Name};
 use crate::sip::transaction::{
     Absorbed, ClientState, Dispatch, TimerConfig, TransactionError, TransactionEvent,
     TransactionLayer, Transmit, TxId, Uas2xxEvent, Uas2xxRetransmitter,
@@ -211,14 +212,15 @@ pub enum CallEvent<D> {
     Incoming {
         /// The new call.
         call: CallId,
-        /// The From header value.
-        from: String,
+        /// The From header value (a view of the INVITE's bytes, copied only when asked).
+        from: BytesStr,
         /// The To header value.
-        to: String,
+        to: BytesStr,
         /// The Request-URI.
-        request_uri: String,
-        /// The SDP offer; `None` for a delayed offer (we offer in the 2xx).
-        offer: Option<Box<SessionDescription>>,
+        request_uri: BytesStr,
+        /// The SDP offer; `None` for a delayed offer (we offer in the 2xx). Shared with the
+        /// call, which answers it.
+        offer: Option<Arc<SessionDescription>>,
     },
     /// A provisional response (100–199) to our INVITE.
     Progress {
@@ -388,8 +390,8 @@ struct Call<D> {
     reliable: bool,
     transport: Transport,
     local_addr: SocketAddr,
-    /// Our Contact header value.
-    contact: String,
+    /// Our Contact header value (shared by every incoming call).
+    contact: Arc<str>,
     dialog: Dialog,
     /// The INVITE transaction: client (outgoing) or server (incoming), while it matters.
     invite_tx: Option<TxId>,
@@ -412,7 +414,7 @@ struct Call<D> {
     early: Option<(SessionDescription, Negotiated)>,
     // Incoming only.
     invite_branch: Option<Box<str>>,
-    remote_offer: Option<SessionDescription>,
+    remote_offer: Option<Arc<SessionDescription>>,
     awaiting: Option<Awaiting2xx>,
     hangup_after_ack: bool,
     // Media.
@@ -545,10 +547,14 @@ pub struct Endpoint<D> {
     ids: IdGen,
     /// The To tag of responses outside any dialog (OPTIONS, 405, 481 …).
     tag: Box<str>,
+    /// Our Contact in incoming calls.
+    incoming_contact: Arc<str>,
+    /// The SDP body of the response being written, kept for reuse.
+    body: Vec<u8>,
     slots: Vec<Slot<D>>,
     free: Vec<u32>,
     live: usize,
-    dialogs: HashMap<Box<str>, Bucket>,
+    dialogs: HashMap<Arc<str>, Bucket>,
     owners: HashMap<TxId, Owner>,
     timers: BTreeSet<(Instant, CallId)>,
     events: VecDeque<CallEvent<D>>,
@@ -562,7 +568,11 @@ impl<D: Clone> Endpoint<D> {
     /// An endpoint with no call, drawing its identifiers from `ids`.
     pub fn new(config: EndpointConfig, mut ids: IdGen) -> Self {
         let tag = ids.tag().into_boxed_str();
+        let local = &config.local;
+        let incoming_contact = contact_value(&config.contact_user, local.transport, local.addr);
         Self {
+            incoming_contact: incoming_contact.into(),
+            body: Vec::new(),
             layer: TransactionLayer::new(config.timers),
             config,
             ids,
@@ -761,7 +771,7 @@ impl<D: Clone> Endpoint<D> {
         let call_id = format!("{}@{}", self.ids.call_id(), call.local.addr.ip());
         let local_tag = self.ids.tag();
         let user = user_of(&call.from_uri).unwrap_or(&self.config.contact_user);
-        let contact = contact_value(user, call.local.transport, call.local.addr);
+        let contact = contact_value(user, call.local.transport, call.local.addr).into();
         let offer_sent = match call.offer {
             OfferPlacement::InInvite => Some(create_offer(&call.local_media)),
             OfferPlacement::Delayed => None,
@@ -828,7 +838,7 @@ impl<D: Clone> Endpoint<D> {
     pub fn ring(&mut self, now: Instant, call: CallId) -> Result<(), CallError> {
         let c = expect_state(&mut self.slots, call, "ring", &[CallState::Offered])?;
         let tx = c.invite_tx.ok_or(CallError::UnknownCall(call))?;
-        let extra = [("Contact", c.contact.as_str())];
+        let extra = [("Contact", &*c.contact)];
         respond(
             &mut self.layer,
             now,
@@ -861,7 +871,7 @@ impl<D: Clone> Endpoint<D> {
         let (sdp, negotiated) = answer(offer, &media)?;
         let tx = c.invite_tx.ok_or(CallError::UnknownCall(call))?;
         let body = sdp.to_bytes();
-        let extra = [("Contact", c.contact.as_str())];
+        let extra = [("Contact", &*c.contact)];
         respond(
             &mut self.layer,
             now,
@@ -910,8 +920,9 @@ impl<D: Clone> Endpoint<D> {
             let offer = create_offer(&media);
             (offer.clone(), None, Some(offer))
         };
-        let body = sdp.to_bytes();
-        let extra = [("Contact", c.contact.as_str()), ("Allow", ALLOW)];
+        self.body.clear();
+        sdp.write_to(&mut self.body);
+        let extra = [("Contact", &*c.contact), ("Allow", ALLOW)];
         let response = respond(
             &mut self.layer,
             now,
@@ -919,7 +930,7 @@ impl<D: Clone> Endpoint<D> {
             200,
             Some(&*c.dialog.local_tag),
             &extra,
-            Some((SDP, &body)),
+            Some((SDP, &self.body)),
         )?;
         c.awaiting = Some(Awaiting2xx {
             cseq: c.invite_cseq,
@@ -936,7 +947,7 @@ impl<D: Clone> Endpoint<D> {
         c.offer_sent = offer_sent;
         // The offer answered is now the remote description (a re-INVITE is compared with it).
         if let Some(offer) = c.remote_offer.take() {
-            c.remote_sdp = Some(offer);
+            c.remote_sdp = Some(Arc::unwrap_or_clone(offer));
         }
         self.reschedule(call);
         Ok(negotiated)
@@ -1068,7 +1079,7 @@ impl<D: Clone> Endpoint<D> {
             to: &c.dialog.remote_header,
             call_id: &c.dialog.call_id,
             cseq: c.invite_cseq,
-            contact: Some(&c.contact),
+            contact: Some(&*c.contact),
             extra: &extra,
             body: body.as_deref().map(|b| (SDP, b)),
         }
@@ -1168,7 +1179,7 @@ impl<D: Clone> Endpoint<D> {
             "INVITE",
             c.dialog.local_cseq,
             c.via(&branch),
-            Some(&c.contact),
+            Some(&*c.contact),
             &extra,
             Some((SDP, &body)),
         );
@@ -1336,7 +1347,7 @@ impl<D: Clone> Endpoint<D> {
     }
 
     fn insert(&mut self, call: Call<D>) -> CallId {
-        let key = call.dialog.call_id.clone();
+        let key = Arc::clone(&call.dialog.call_id);
         self.live += 1;
         let id = if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
@@ -1459,25 +1470,7 @@ fn respond<D: Clone>(
     extra: &[(&str, &str)],
     body: Option<(&str, &[u8])>,
 ) -> Result<Bytes, CallError> {
-    let request = layer
-        .server(tx)
-        .ok_or(CallError::Transaction(
-            TransactionError::UnknownTransaction(tx),
-        ))?
-        .request();
-    let mut out = Vec::with_capacity(request.raw().len().min(1024) + 256);
-    write_response(
-        request,
-        code,
-        reason_phrase(code),
-        to_tag,
-        extra,
-        body,
-        &mut out,
-    );
-    let bytes = Bytes::from(out);
-    layer.send_response(now, tx, bytes.clone())?;
-    Ok(bytes)
+    Ok(layer.respond(now, tx, code, to_tag, extra, body)?)
 }
 
 /// Feed the challenges of a 401/407 to `auth`.
@@ -1558,12 +1551,8 @@ fn is_known_method(method: &Method) -> bool {
 /// The ACK of a 2xx built from the response alone (its call is gone): Request-URI from its
 /// Contact, Route from its Record-Route reversed, From/To/Call-ID/CSeq copied.
 fn ack_from_2xx(response: &Message, local: &LocalEnd, branch: &str) -> Vec<u8> {
-    let target = response
-        .contact_uris()
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    let Routing { uri, routes } = dialog::routing(&target, &record_route(response, true));
+    let target = response.first_contact_uri().unwrap_or_default();
+    let Routing { uri, routes } = dialog::routing(target, &record_route(response, true));
     RequestSpec {
         method: "ACK",
         uri: &uri,

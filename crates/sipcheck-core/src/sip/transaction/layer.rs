@@ -1,15 +1,18 @@
 //! [`TransactionLayer`]: many transactions, matched, timed and polled together.
 
+use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use bytesstr::BytesStr;
 
 use super::client::ClientTransaction;
-use super::matching::{message_sent_by, sent_by_eq, server_key};
+use super::matching::{message_sent_by, sent_by_eq, server_key, server_key_shared};
 use super::server::ServerTransaction;
 use super::timer::{Timer, TimerConfig};
 use super::{Absorbed, Actions, Outgoing, Report, SendKind, TransactionError, TransactionKind};
@@ -215,6 +218,33 @@ struct Slot<D> {
     entry: Option<Entry<D>>,
 }
 
+/// A key of the transaction indexes (a branch, or a legacy key): text that shares the buffer
+/// of the message it was read from, so that keeping it allocates nothing. Hashed and
+/// compared as the text, so the indexes are searched with a `&str`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key(BytesStr);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
+}
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// The live transaction `id` of `slots`.
+fn slot_entry<D>(slots: &[Slot<D>], id: TxId) -> Option<&Entry<D>> {
+    let slot = slots.get(id.index as usize)?;
+    if slot.generation != id.generation {
+        return None;
+    }
+    slot.entry.as_ref()
+}
+
 /// The transactions sharing one key: usually one, sometimes an INVITE and its CANCEL, rarely
 /// more (peers that reuse branches). `rest` allocates only when there is more than one.
 #[derive(Debug, Clone)]
@@ -263,8 +293,8 @@ pub struct TransactionLayer<D> {
     slots: Vec<Slot<D>>,
     free: Vec<u32>,
     live: usize,
-    client_index: HashMap<Box<str>, Bucket>,
-    server_index: HashMap<Box<str>, Bucket>,
+    client_index: HashMap<Key, Bucket>,
+    server_index: HashMap<Key, Bucket>,
     /// Deadlines, with lazy deletion: an entry is live while its transaction exists and
     /// still has that deadline scheduled. Stale entries are popped when they reach the top.
     timers: BinaryHeap<Reverse<(Instant, TxId)>>,
@@ -273,7 +303,17 @@ pub struct TransactionLayer<D> {
     transmits: VecDeque<Transmit<D>>,
     events: VecDeque<TransactionEvent<D>>,
     counters: Counters,
+    /// Where responses are written ([`TransactionLayer::respond`]): each is split off this
+    /// buffer, so that a response costs no allocation of its own; a buffer is freed with the
+    /// last response written in it.
+    out: BytesMut,
 }
+
+/// The size of the buffers responses are written in.
+const OUT_CHUNK: usize = 32 * 1024;
+
+/// A new buffer is started when less than this is left in the current one.
+const OUT_MIN: usize = 2 * 1024;
 
 impl<D: Clone> Default for TransactionLayer<D> {
     fn default() -> Self {
@@ -296,6 +336,7 @@ impl<D: Clone> TransactionLayer<D> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            out: BytesMut::new(),
         }
     }
 
@@ -364,7 +405,7 @@ impl<D: Clone> TransactionLayer<D> {
             ..
         }) = &self.slots[id.index as usize].entry
         {
-            let branch = c.request().branch().unwrap_or_default();
+            let branch = c.request().branch_shared().cloned().unwrap_or_default();
             index_insert(&mut self.client_index, branch, id);
         }
         self.counters.client_transactions += 1;
@@ -527,7 +568,7 @@ impl<D: Clone> TransactionLayer<D> {
             Err(_) => return Dispatch::Stray,
         };
         let id = self.insert(Machine::Server(tx), source);
-        index_insert(&mut self.server_index, server_key(&message).as_str(), id);
+        index_insert(&mut self.server_index, server_key_shared(&message), id);
         self.counters.server_transactions += 1;
         self.events
             .push_back(TransactionEvent::NewRequest { tx: id, message });
@@ -578,21 +619,39 @@ impl<D: Clone> TransactionLayer<D> {
         code: u16,
         to_tag: Option<&str>,
     ) -> Result<(), TransactionError> {
-        let request = self
-            .server(tx)
-            .ok_or(TransactionError::UnknownTransaction(tx))?
-            .request();
-        let mut out = Vec::with_capacity(request.raw().len().min(1024));
+        self.respond(now, tx, code, to_tag, &[], None).map(drop)
+    }
+
+    /// [`reply`](Self::reply) with further headers (in order) and a body (its Content-Type
+    /// and bytes); the response is returned too (e.g. for the UA core to retransmit a 2xx).
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        code: u16,
+        to_tag: Option<&str>,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Result<Bytes, TransactionError> {
+        let Some(Machine::Server(server)) = slot_entry(&self.slots, tx).map(|e| &e.machine) else {
+            return Err(TransactionError::UnknownTransaction(tx));
+        };
+        let request = server.request();
+        if self.out.capacity() < OUT_MIN {
+            self.out = BytesMut::with_capacity(OUT_CHUNK);
+        }
         build::write_response(
             request,
             code,
             build::reason_phrase(code),
             to_tag,
-            &[],
-            None,
-            &mut out,
+            extra,
+            body,
+            &mut self.out,
         );
-        self.send_response(now, tx, Bytes::from(out))
+        let response = self.out.split().freeze();
+        self.send_response(now, tx, response.clone())?;
+        Ok(response)
     }
 
     /// Send `100 Trying` on server transaction `tx` (RFC 3261 §17.2.1).
@@ -831,11 +890,7 @@ impl<D: Clone> TransactionLayer<D> {
     }
 
     fn entry(&self, id: TxId) -> Option<&Entry<D>> {
-        let slot = self.slots.get(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.entry.as_ref()
+        slot_entry(&self.slots, id)
     }
 
     fn entry_mut(&mut self, id: TxId) -> Option<&mut Entry<D>> {
@@ -851,12 +906,8 @@ impl<D: Clone> TransactionLayer<D> {
     }
 }
 
-fn index_insert(index: &mut HashMap<Box<str>, Bucket>, key: &str, id: TxId) {
-    if let Some(bucket) = index.get_mut(key) {
-        bucket.rest.push(id);
-        return;
-    }
-    match index.entry(Box::from(key)) {
+fn index_insert(index: &mut HashMap<Key, Bucket>, key: BytesStr, id: TxId) {
+    match index.entry(Key(key)) {
         MapEntry::Occupied(mut o) => o.get_mut().rest.push(id),
         MapEntry::Vacant(v) => {
             v.insert(Bucket {
@@ -867,7 +918,7 @@ fn index_insert(index: &mut HashMap<Box<str>, Bucket>, key: &str, id: TxId) {
     }
 }
 
-fn index_remove(index: &mut HashMap<Box<str>, Bucket>, key: &str, id: TxId) {
+fn index_remove(index: &mut HashMap<Key, Bucket>, key: &str, id: TxId) {
     if let Some(bucket) = index.get_mut(key) {
         if bucket.remove(id) {
             index.remove(key);

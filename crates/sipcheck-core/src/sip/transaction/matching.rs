@@ -1,6 +1,8 @@
 //! Matching helpers (RFC 3261 §17.1.3 and §17.2.3) that work on the raw header text, so that
 //! matching an incoming message does not allocate.
 
+use bytesstr::BytesStr;
+
 use crate::sip::msg::{Message, Name};
 
 /// The RFC 3261 branch prefix (§8.1.1.7).
@@ -44,13 +46,25 @@ pub(crate) fn server_key(request: &Message) -> ServerKey<'_> {
 }
 
 /// The topmost Via value, as written (the first value of the first Via header line).
+/// [`server_key`] as owned text, sharing the request's buffer when it is a branch.
+pub(crate) fn server_key_shared(request: &Message) -> BytesStr {
+    match server_key(request) {
+        ServerKey::Branch(branch) => request
+            .branch_shared()
+            .cloned()
+            .unwrap_or_else(|| BytesStr::from(branch)),
+        ServerKey::Legacy(key) => BytesStr::from(key),
+    }
+}
+
 pub(crate) fn top_via(message: &Message) -> Option<&str> {
     let first = message.header(&Name::VIA)?;
+    // Bytes, not chars: both delimiters are ASCII, and no byte of a multi-byte character is.
     let mut quoted = false;
-    for (i, c) in first.char_indices() {
+    for (i, c) in first.bytes().enumerate() {
         match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => return Some(first[..i].trim()),
+            b'"' => quoted = !quoted,
+            b',' if !quoted => return Some(first[..i].trim()),
             _ => {}
         }
     }

@@ -1355,3 +1355,59 @@ fn timer_config_and_table() {
     assert_eq!(Timer::E.rfc_section(), "§17.1.2.2");
     assert_eq!(Timer::ALL.len(), Timer::COUNT);
 }
+
+/// Responses are split off shared buffers: each one sent (and returned) stays whole and its
+/// own, across the start of new buffers, and a response to an unknown or client transaction
+/// is refused as before.
+#[test]
+fn responses_written_in_shared_buffers_stay_intact() {
+    let now = base();
+    let mut layer: TransactionLayer<Side> = TransactionLayer::new(TimerConfig::default());
+    let mut sent = Vec::new();
+    let body = vec![b'x'; 700];
+    for i in 0..200u32 {
+        let request = request_with("OPTIONS", &format!("z9hG4bKr{i}"), Transport::Udp, "c", i);
+        layer.handle_message(now, request, false, Side::Uac);
+        let Some(TransactionEvent::NewRequest { tx, .. }) = layer.poll_event() else {
+            panic!("no new request");
+        };
+        let tag = format!("t{i}");
+        let response = layer
+            .respond(
+                now,
+                tx,
+                200,
+                Some(&tag),
+                &[("X-Index", &i.to_string())],
+                Some(("text/plain", &body)),
+            )
+            .unwrap();
+        let transmit = layer.poll_transmit().unwrap();
+        assert_eq!(transmit.bytes, response);
+        sent.push((i, response));
+        let client = layer
+            .send_request(
+                now,
+                request_with("OPTIONS", &format!("z9hG4bKc{i}"), Transport::Udp, "d", i),
+                false,
+                Side::Uas,
+            )
+            .unwrap();
+        assert_eq!(
+            layer.respond(now, client, 200, None, &[], None),
+            Err(TransactionError::UnknownTransaction(client))
+        );
+        while layer.poll_transmit().is_some() {}
+    }
+    for (i, bytes) in sent {
+        let m = Message::parse_datagram(bytes).unwrap();
+        assert_eq!(m.status(), Some(200));
+        assert_eq!(m.cseq(), i);
+        assert_eq!(m.to_tag().as_deref(), Some(format!("t{i}").as_str()));
+        assert_eq!(
+            m.header(&crate::sip::msg::Name::from("X-Index")),
+            Some(i.to_string().as_str())
+        );
+        assert_eq!(&m.body()[..], &body[..]);
+    }
+}

@@ -1,14 +1,16 @@
 //! Dialog state (RFC 3261 §12): identifiers, CSeq, remote target and route set, and the
 //! requests sent within a dialog (§12.2.1.1, loose and strict routing).
 
+use std::sync::Arc;
+
 use crate::sip::build::{RequestSpec, ViaSpec};
 use crate::sip::msg::{contact_uri, Message, Name};
 
 /// One dialog, from our side.
 #[derive(Debug, Clone)]
 pub(super) struct Dialog {
-    /// The Call-ID.
-    pub(super) call_id: Box<str>,
+    /// The Call-ID (shared with the endpoint's dialog index).
+    pub(super) call_id: Arc<str>,
     /// Our tag (From tag of an outgoing call, To tag of an incoming one).
     pub(super) local_tag: Box<str>,
     /// The far end's tag, once known (To tag of the 2xx for an outgoing call).
@@ -122,40 +124,7 @@ pub(super) fn record_route(message: &Message, reverse: bool) -> Vec<String> {
     routes
 }
 
-/// The `tag` parameter of a From or To value, without allocating: header parameters follow
-/// the `>` of a name-addr, or the first `;` of a bare URI (RFC 3261 §20.10).
-pub(super) fn tag_of(value: &str) -> Option<&str> {
-    let params = header_params(value)?;
-    params.split(';').find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        if name.trim().eq_ignore_ascii_case("tag") {
-            Some(value.trim()).filter(|t| !t.is_empty())
-        } else {
-            None
-        }
-    })
-}
-
-/// The header-parameter part of a name-addr or addr-spec value (after `>`, or after the first
-/// `;` of a bare URI); `None` when there is none.
-fn header_params(value: &str) -> Option<&str> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => {
-                let close = value[i..].find('>')? + i;
-                return Some(&value[close + 1..]);
-            }
-            ';' if !quoted => return Some(&value[i..]),
-            _ => {}
-        }
-    }
-    None
-}
+pub(super) use crate::sip::msg::tag_param as tag_of;
 
 /// The value of the header `name` of `message` (first occurrence), for dialog matching.
 pub(super) fn header_tag<'a>(message: &'a Message, name: &Name) -> Option<&'a str> {

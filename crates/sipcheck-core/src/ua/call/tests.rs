@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::sdp::{Codec, Direction};
-use crate::sip::build::write_response;
+use crate::sip::build::{reason_phrase, write_response};
 use crate::sip::transaction::Timer;
 
 /// The one clock read of these tests; everything after it is virtual.
@@ -1885,4 +1885,33 @@ fn transport_failure_ends_the_calls_of_that_peer() {
     assert_eq!(net.reasons(A), [CallEndReason::TransportError]);
     assert!(net.ep(A).is_empty());
     assert!(net.ep(A).transactions().is_empty());
+}
+
+/// The Incoming event gives From, To and the Request-URI as the INVITE has them (views of
+/// its bytes), and the offer, which the call answers even while the event is still held.
+#[test]
+fn the_incoming_event_carries_the_invite_s_names_and_offer() {
+    let net = call_without_trying(Policy {
+        answer_after: Some(Duration::ZERO),
+        ..Policy::default()
+    });
+    let (from, to, request_uri, offer) = net
+        .events(B)
+        .find_map(|(_, e)| match e {
+            CallEvent::Incoming {
+                from,
+                to,
+                request_uri,
+                offer,
+                ..
+            } => Some((from, to, request_uri, offer)),
+            _ => None,
+        })
+        .expect("an incoming call");
+    assert!(from.starts_with("<sip:alice@example.test>;tag="), "{from}");
+    assert_eq!(&**to, "<sip:bob@example.test>");
+    assert_eq!(&**request_uri, "sip:bob@192.0.2.2:5060");
+    let offer = offer.as_ref().expect("an offer");
+    assert_eq!(offer.media[0].port, media(A).port);
+    assert_eq!(net.ended(B)[0].final_code, Some(200));
 }

@@ -94,8 +94,8 @@ impl<D: Clone> Endpoint<D> {
         if let Some(to) = message.header(&Name::TO) {
             c.dialog.remote_header = to.to_string();
         }
-        if let Some(target) = message.contact_uris().into_iter().next() {
-            c.dialog.remote_target = target;
+        if let Some(target) = message.first_contact_uri() {
+            c.dialog.remote_target = target.to_string();
         }
         c.dialog.route_set = record_route(message, true);
 
@@ -268,8 +268,8 @@ impl<D: Clone> Endpoint<D> {
                 auth.on_success();
             }
             // Target refresh (RFC 3261 §12.2.1.2).
-            if let Some(target) = message.contact_uris().into_iter().next() {
-                c.dialog.remote_target = target;
+            if let Some(target) = message.first_contact_uri() {
+                c.dialog.remote_target = target.to_string();
             }
             let media = match sdp_body(message) {
                 Ok(Some(answer)) => negotiated_from_answer(&reinvite.offer, &answer)
@@ -416,10 +416,8 @@ impl<D: Clone> Endpoint<D> {
             local_cseq: cseq + 1,
             remote_cseq: None,
             remote_target: message
-                .contact_uris()
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| c.request_uri.clone()),
+                .first_contact_uri()
+                .map_or_else(|| c.request_uri.clone(), str::to_string),
             route_set: record_route(&message, true),
         };
         let routing = fork.routing();

@@ -1,13 +1,14 @@
 //! The UAS side of calls and every incoming request: new INVITEs, CANCEL, ACK, and requests
 //! within dialogs (BYE, re-INVITE, INFO, OPTIONS); requests outside dialogs are answered here.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::dialog::{header_tag, record_route, Dialog};
 use super::{
-    call_mut, call_ref, contact_value, is_known_method, respond, sdp_body, Awaiting2xx, Call,
-    CallDirection, CallEndReason, CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint,
-    Owner, Role, ACCEPT, ALLOW, SDP,
+    call_mut, call_ref, is_known_method, respond, sdp_body, Awaiting2xx, Call, CallDirection,
+    CallEndReason, CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint, Owner, Role,
+    ACCEPT, ALLOW, SDP,
 };
 use crate::sdp::{answer_update, negotiated_from_answer};
 use crate::sip::msg::{Message, Method, Name};
@@ -247,11 +248,11 @@ impl<D: Clone> Endpoint<D> {
             // An offer-less re-INVITE: we offer our current description, the ACK answers.
             None => (previous.clone(), None, Some(previous.clone())),
         };
-        if let Some(target) = message.contact_uris().into_iter().next() {
-            c.dialog.remote_target = target;
+        if let Some(target) = message.first_contact_uri() {
+            c.dialog.remote_target = target.to_string();
         }
         let body = sdp.to_bytes();
-        let extra = [("Contact", c.contact.as_str()), ("Allow", ALLOW)];
+        let extra = [("Contact", &*c.contact), ("Allow", ALLOW)];
         let Ok(response) = respond(
             &mut self.layer,
             now,
@@ -356,7 +357,7 @@ impl<D: Clone> Endpoint<D> {
             return;
         }
         let offer = match sdp_body(&message) {
-            Ok(offer) => offer,
+            Ok(offer) => offer.map(Arc::new),
             Err(status) => {
                 self.counters.requests_refused += 1;
                 let extra = [("Accept", ACCEPT)];
@@ -364,7 +365,7 @@ impl<D: Clone> Endpoint<D> {
                 return;
             }
         };
-        let Some(remote_target) = message.contact_uris().into_iter().next() else {
+        let Some(remote_target) = message.first_contact_uri().map(str::to_string) else {
             self.counters.requests_refused += 1;
             let _ = respond(&mut self.layer, now, tx, 400, tag, &[], None);
             return;
@@ -380,7 +381,7 @@ impl<D: Clone> Endpoint<D> {
         let from = message.header(&Name::FROM).unwrap_or_default();
         let dialog = Dialog {
             call_id: message.call_id().into(),
-            local_header: format!("{to};tag={local_tag}"),
+            local_header: with_tag(to, &local_tag),
             local_tag: local_tag.into_boxed_str(),
             remote_tag: Some(from_tag.into()),
             remote_header: from.to_string(),
@@ -401,11 +402,12 @@ impl<D: Clone> Endpoint<D> {
             reliable,
             transport: local.transport,
             local_addr: local.addr,
-            contact: contact_value(&self.config.contact_user, local.transport, local.addr),
+            contact: Arc::clone(&self.incoming_contact),
             dialog,
             invite_tx: Some(tx),
             invite_cseq: message.cseq(),
-            request_uri: message.request_uri().unwrap_or_default().to_string(),
+            // Outgoing calls only.
+            request_uri: String::new(),
             initial_routes: Vec::new(),
             extra_headers: Vec::new(),
             auth: None,
@@ -437,12 +439,22 @@ impl<D: Clone> Endpoint<D> {
         self.owners
             .insert(tx, Owner::Call(id, Role::IncomingInvite));
         self.counters.incoming_calls += 1;
+        // Shared with the INVITE's buffer: nothing is copied for a user who ignores them.
         self.events.push_back(CallEvent::Incoming {
             call: id,
-            from: from.to_string(),
-            to: to.to_string(),
-            request_uri: message.request_uri().unwrap_or_default().to_string(),
-            offer: offer.map(Box::new),
+            from: message.header_shared(&Name::FROM).unwrap_or_default(),
+            to: message.header_shared(&Name::TO).unwrap_or_default(),
+            request_uri: message.request_uri_shared().unwrap_or_default(),
+            offer,
         });
     }
+}
+
+/// `value;tag=tag`, allocated once.
+fn with_tag(value: &str, tag: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 5 + tag.len());
+    out.push_str(value);
+    out.push_str(";tag=");
+    out.push_str(tag);
+    out
 }
