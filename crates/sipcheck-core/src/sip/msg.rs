@@ -20,7 +20,73 @@ use ezk_sip_types::header::typed::{FromTo, Via};
 use ezk_sip_types::header::HeaderParse;
 use ezk_sip_types::msg::{MessageLine, PullParser};
 use ezk_sip_types::parse::Parse;
-pub use ezk_sip_types::{Method, Name};
+pub use ezk_sip_types::Name;
+
+/// A SIP method: a case-sensitive token (RFC 3261 §7.1). The RFC methods are constants; any
+/// other token (`INFORM`, `invite`) is an extension method of its own, kept as written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Method(MethodRepr);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum MethodRepr {
+    Rfc(&'static str),
+    Other(BytesStr),
+}
+
+macro_rules! rfc_methods {
+    ($($name:ident),+ $(,)?) => {
+        impl Method {
+            $(
+                #[doc = concat!("`", stringify!($name), "`.")]
+                pub const $name: Self = Self(MethodRepr::Rfc(stringify!($name)));
+            )+
+
+            /// The RFC method spelled exactly `token`, if any.
+            fn rfc(token: &str) -> Option<Self> {
+                match token {
+                    $(stringify!($name) => Some(Self::$name),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+rfc_methods!(
+    INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, SUBSCRIBE, NOTIFY,
+    PUBLISH, REFER,
+);
+
+impl Method {
+    /// The method named by `token` (a subslice of `src`): an RFC method when spelled
+    /// exactly, otherwise an extension method sharing `src`.
+    #[must_use]
+    pub fn from_token(src: &Bytes, token: &str) -> Self {
+        Self::rfc(token)
+            .unwrap_or_else(|| Self(MethodRepr::Other(BytesStr::from_parse(src, token))))
+    }
+
+    /// The method as written.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            MethodRepr::Rfc(name) => name,
+            MethodRepr::Other(name) => name.as_str(),
+        }
+    }
+}
+
+impl From<&str> for Method {
+    fn from(token: &str) -> Self {
+        Self::rfc(token).unwrap_or_else(|| Self(MethodRepr::Other(BytesStr::from(token))))
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The largest message head (start line and headers) accepted, in bytes.
 pub const MAX_HEAD_LEN: usize = 64 * 1024;
@@ -578,11 +644,11 @@ fn parse_start_line(raw: &Bytes, line: &str) -> Result<StartLine, ParseError> {
         });
     }
     match MessageLine::parse(raw)(line) {
-        Ok((rest, MessageLine::Request(req_line))) if rest.trim().is_empty() => {
+        Ok((rest, MessageLine::Request(_))) if rest.trim().is_empty() => {
             // RFC 3261 §7.1: Method SP Request-URI SP SIP-Version, exactly. Keep the URI as
             // written: the printed form of the parsed URI may differ.
             let mut tokens = line.split([' ', '\t']).filter(|t| !t.is_empty());
-            let (Some(_), Some(uri), Some(version), None) =
+            let (Some(method), Some(uri), Some(version), None) =
                 (tokens.next(), tokens.next(), tokens.next(), tokens.next())
             else {
                 return Err(ParseError::at(0, ParseErrorKind::StartLine));
@@ -590,8 +656,10 @@ fn parse_start_line(raw: &Bytes, line: &str) -> Result<StartLine, ParseError> {
             if !version.eq_ignore_ascii_case("SIP/2.0") || line.contains(['\r', '\n']) {
                 return Err(ParseError::at(0, ParseErrorKind::StartLine));
             }
+            // The method as written: the general parser reads methods by case-insensitive
+            // prefix (`INFORM` as INFO, `invite` as INVITE).
             Ok(StartLine::Request {
-                method: req_line.method,
+                method: Method::from_token(raw, method),
                 uri: BytesStr::from_parse(raw, uri),
             })
         }
@@ -627,32 +695,14 @@ fn parse_cseq(headers: &HeaderMap, head_end: usize) -> Result<(u32, Method), Par
     Ok((num, method_of(value.as_ref(), method)))
 }
 
-/// The method named by `token`: an RFC method spelled exactly (methods are case-sensitive,
-/// RFC 3261 §7.1) without the general parser (whose failed alternatives allocate); anything
-/// else as `Method::from_parse` gives it.
+/// The method named by `token` (methods are case-sensitive, RFC 3261 §7.1).
 fn method_of(src: &Bytes, token: &str) -> Method {
-    rfc_method(token).unwrap_or_else(|| Method::from_parse(src, token))
+    Method::from_token(src, token)
 }
 
 /// The RFC method spelled exactly `token`, if any.
 fn rfc_method(token: &str) -> Option<Method> {
-    Some(match token {
-        "INVITE" => Method::INVITE,
-        "ACK" => Method::ACK,
-        "BYE" => Method::BYE,
-        "CANCEL" => Method::CANCEL,
-        "OPTIONS" => Method::OPTIONS,
-        "REGISTER" => Method::REGISTER,
-        "INFO" => Method::INFO,
-        "UPDATE" => Method::UPDATE,
-        "PRACK" => Method::PRACK,
-        "MESSAGE" => Method::MESSAGE,
-        "SUBSCRIBE" => Method::SUBSCRIBE,
-        "NOTIFY" => Method::NOTIFY,
-        "PUBLISH" => Method::PUBLISH,
-        "REFER" => Method::REFER,
-        _ => return None,
-    })
+    Method::rfc(token)
 }
 
 /// A request line written the plain way — `METHOD SP sip-uri SP SIP/2.0`, single spaces, an
@@ -1068,12 +1118,14 @@ mod tests {
             let raw = Bytes::from(line.to_string());
             let line = std::str::from_utf8(&raw).unwrap();
             let general = match MessageLine::parse(&raw)(line) {
-                Ok((rest, MessageLine::Request(r))) if rest.trim().is_empty() => Some(r.method),
+                Ok((rest, MessageLine::Request(r))) if rest.trim().is_empty() => {
+                    Some(r.method.to_string())
+                }
                 _ => None,
             };
             let scanned = plain_request_line(line);
             if let Some((method, uri)) = &scanned {
-                assert_eq!(general.as_ref(), Some(method), "{line}");
+                assert_eq!(general.as_deref(), Some(method.as_str()), "{line}");
                 assert_eq!(Some(*uri), line.split(' ').nth(1), "{line}");
             }
             scanned.is_some()
@@ -1144,18 +1196,35 @@ mod tests {
         }
     }
 
-    /// The CSeq method is the RFC method when spelled exactly, else what the general parser
-    /// makes of it.
+    /// Methods are case-sensitive tokens (RFC 3261 §7.1): only an RFC method spelled exactly
+    /// is that method; `invite` and `INFORM` are extension methods of their own.
     #[test]
-    fn cseq_methods() {
-        let src = Bytes::from_static(b"INVITE invite INFORM FOO");
+    fn methods_are_read_exactly_as_written() {
+        let src = Bytes::from_static(b"INVITE invite INFORM FOO REFER");
         let text = std::str::from_utf8(&src).unwrap();
-        for token in text.split(' ') {
-            assert_eq!(
-                method_of(&src, token),
-                Method::from_parse(&src, token),
-                "{token}"
-            );
+        let got: Vec<Method> = text.split(' ').map(|t| method_of(&src, t)).collect();
+        assert_eq!(got[0], Method::INVITE);
+        assert_ne!(got[1], Method::INVITE);
+        assert_eq!(got[1].as_str(), "invite");
+        assert_ne!(got[2], Method::INFO);
+        assert_eq!(got[2].to_string(), "INFORM");
+        assert_eq!(got[3], Method::from("FOO"));
+        assert_eq!(got[4], Method::REFER);
+        // In the request line and in CSeq alike, whichever parser reads the line.
+        for (line, method) in [
+            ("INFORM sip:a@b SIP/2.0", "INFORM"),
+            ("invite sip:a@b SIP/2.0", "invite"),
+            ("INFORM  <sip:a@b>  SIP/2.0", "INFORM"),
+        ] {
+            let raw = format!("{line}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n\r\n");
+            if let Ok(m) = Message::parse_datagram(Bytes::from(raw)) {
+                assert_eq!(m.method().map(Method::as_str), Some(method), "{line}");
+                assert_eq!(m.cseq_method().as_str(), method, "{line}");
+                assert_ne!(m.method(), Some(&Method::INFO));
+                assert_ne!(m.method(), Some(&Method::INVITE));
+            } else {
+                assert!(line.contains('<'), "{line} refused");
+            }
         }
     }
 

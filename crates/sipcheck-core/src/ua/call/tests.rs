@@ -1644,6 +1644,9 @@ fn requests_outside_calls_are_answered() {
         ("INFO", Some("nope"), 481),
         ("SUBSCRIBE", None, 405),
         ("FOO", None, 501),
+        // Methods are case-sensitive (RFC 3261 §7.1): neither INFO nor INVITE.
+        ("INFORM", None, 501),
+        ("invite", None, 501),
     ];
     let mut txs = Vec::new();
     for (i, (method, tag, _)) in cases.iter().enumerate() {
@@ -1681,7 +1684,7 @@ fn requests_outside_calls_are_answered() {
     let counters = *net.sides[B].ep.counters();
     assert_eq!(counters.options_answered, 1);
     assert_eq!(counters.no_dialog, 2);
-    assert_eq!(counters.method_refused, 2);
+    assert_eq!(counters.method_refused, 4);
     net.assert_empty();
 }
 
