@@ -63,9 +63,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         events_tx,
         stop_rx,
     ));
-    // The events are read by a task of the runtime, not by the future the runtime blocks
-    // on: waking that future from a task costs a write to the runtime's eventfd and a turn
-    // of its poll loop, for every call.
+    // The events are read by a task of the runtime, beside the executor's tasks.
     let collector = tokio::spawn(async move {
         let mut interrupted = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(250));

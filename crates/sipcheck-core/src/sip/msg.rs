@@ -692,17 +692,7 @@ fn parse_cseq(headers: &HeaderMap, head_end: usize) -> Result<(u32, Method), Par
     if parts.next().is_some() {
         return Err(bad());
     }
-    Ok((num, method_of(value.as_ref(), method)))
-}
-
-/// The method named by `token` (methods are case-sensitive, RFC 3261 §7.1).
-fn method_of(src: &Bytes, token: &str) -> Method {
-    Method::from_token(src, token)
-}
-
-/// The RFC method spelled exactly `token`, if any.
-fn rfc_method(token: &str) -> Option<Method> {
-    Method::rfc(token)
+    Ok((num, Method::from_token(value.as_ref(), method)))
 }
 
 /// A request line written the plain way — `METHOD SP sip-uri SP SIP/2.0`, single spaces, an
@@ -718,7 +708,7 @@ fn plain_request_line(line: &str) -> Option<(Method, &str)> {
     if version != "SIP/2.0" {
         return None;
     }
-    let method = rfc_method(method)?;
+    let method = Method::rfc(method)?;
     is_plain_sip_uri(uri).then_some((method, uri))
 }
 
@@ -1202,7 +1192,10 @@ mod tests {
     fn methods_are_read_exactly_as_written() {
         let src = Bytes::from_static(b"INVITE invite INFORM FOO REFER");
         let text = std::str::from_utf8(&src).unwrap();
-        let got: Vec<Method> = text.split(' ').map(|t| method_of(&src, t)).collect();
+        let got: Vec<Method> = text
+            .split(' ')
+            .map(|t| Method::from_token(&src, t))
+            .collect();
         assert_eq!(got[0], Method::INVITE);
         assert_ne!(got[1], Method::INVITE);
         assert_eq!(got[1].as_str(), "invite");
