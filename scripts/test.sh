@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine or a developer's:
+#
+#   scripts/test.sh              install the missing peers (as root, or through sudo), then
+#                                run `cargo test --workspace --locked` with any extra arguments
+#   scripts/test.sh --install    only install the missing peers
+#   scripts/test.sh --check      only say what is missing, and the one command that installs it
+#
+# The integration tests run real Kamailio, SIPp, baresip and rtpengine on loopback, capture
+# with tshark, and make lossy links with ip netns and iptables (which need root). Without root
+# and without sudo, the script prints the single apt-get command that installs what is missing
+# and stops (exit 2): it never runs a suite that would fail for want of a package.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Everything the tests need from Debian: the peers (SIPp is the package sip-tester), tshark
+# and sox for captures and audio files, network tools for the lossy-link tests, procps for
+# kill(1), python3 for the side-by-side benchmark (standard library only), g++ for the
+# fuzzers' libFuzzer, and xmllint (libxml2-utils) for the JUnit schema tests.
+PACKAGES=(
+    ca-certificates
+    sip-tester
+    kamailio
+    kamailio-extra-modules
+    kamailio-utils-modules
+    baresip-core
+    rtpengine-daemon
+    tshark
+    sox
+    iproute2
+    iptables
+    procps
+    python3
+    g++
+    libxml2-utils
+)
+
+missing_packages() {
+    local pkg status
+    for pkg in "${PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+        if [ "$status" != "installed" ]; then
+            printf '%s\n' "$pkg"
+        fi
+    done
+}
+
+install_command() {
+    printf 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends %s' "$*"
+}
+
+# Installs what is missing; returns 2 (after printing the command) when it cannot.
+install_missing() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "test.sh: not a Debian system: install the equivalents of: ${PACKAGES[*]}" >&2
+        return 0
+    fi
+    local missing
+    missing=$(missing_packages | tr '\n' ' ')
+    if [ -z "${missing// /}" ]; then
+        echo "test.sh: all peers present (${#PACKAGES[@]} packages)"
+        return 0
+    fi
+    echo "test.sh: missing: $missing"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo=(sudo)
+        else
+            echo "test.sh: not root and no password-less sudo; install them with:" >&2
+            echo "  sudo sh -c '$(install_command $missing)'" >&2
+            return 2
+        fi
+    fi
+    # shellcheck disable=SC2086 # one word per package
+    "${sudo[@]}" sh -c "$(install_command $missing)"
+    missing=$(missing_packages | tr '\n' ' ')
+    if [ -n "${missing// /}" ]; then
+        echo "test.sh: still missing after apt-get install: $missing" >&2
+        return 1
+    fi
+}
+
+case "${1:-}" in
+--check)
+    missing=$(missing_packages | tr '\n' ' ')
+    if [ -z "${missing// /}" ]; then
+        echo "all peers present"
+        exit 0
+    fi
+    echo "missing: $missing"
+    echo "install with: sudo sh -c '$(install_command $missing)'"
+    exit 2
+    ;;
+--install)
+    install_missing
+    exit $?
+    ;;
+esac
+
+install_missing || exit $?
+
+# Kamailio and kamcmd live in /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+exec cargo test --workspace --locked "$@"
