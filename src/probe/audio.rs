@@ -33,10 +33,8 @@ impl std::str::FromStr for ToneSpec {
             let f: f64 = v
                 .parse()
                 .map_err(|_| format!("'{s}' is not a frequency in Hz (e.g. 440 or 350+440)"))?;
-            if !(50.0..=3_900.0).contains(&f) {
-                return Err(format!(
-                    "{f} Hz is outside what G.711 carries well (50 to 3900 Hz)"
-                ));
+            if let Some(message) = sipcheck_core::media::tone_range_error(f) {
+                return Err(message);
             }
             Ok(f)
         };

@@ -19,6 +19,31 @@ pub mod wav;
 /// The sampling rate of all audio in this module, in hertz (G.711, RFC 3551 §4.5.14).
 pub const SAMPLE_RATE: u32 = 8000;
 
+/// The lowest tone sipcheck plays or expects, in hertz: lower tones hold under one cycle in a
+/// 20 ms block and are not detected reliably.
+pub const MIN_TONE_HZ: f64 = 50.0;
+
+/// The highest tone sipcheck plays or expects, in hertz: 8 kHz G.711 carries up to 4 kHz in
+/// theory, but codecs, PBX filters and the detector's ±3 Hz check need a margin below it.
+pub const MAX_TONE_HZ: f64 = 3_900.0;
+
+/// Why a tone frequency is refused, if it is: the one range of [`MIN_TONE_HZ`] to
+/// [`MAX_TONE_HZ`] (inclusive) applies to scenarios and command-line flags alike.
+#[must_use]
+pub fn tone_range_error(hz: f64) -> Option<String> {
+    if hz.is_nan() || hz < MIN_TONE_HZ {
+        Some(format!(
+            "{hz} Hz is below {MIN_TONE_HZ} Hz: too low to detect reliably (tones are {MIN_TONE_HZ}–{MAX_TONE_HZ} Hz)"
+        ))
+    } else if hz > MAX_TONE_HZ {
+        Some(format!(
+            "{hz} Hz is above {MAX_TONE_HZ} Hz: too close to the 4 kHz limit of 8 kHz G.711 (tones are {MIN_TONE_HZ}–{MAX_TONE_HZ} Hz)"
+        ))
+    } else {
+        None
+    }
+}
+
 /// The peak amplitude of a 0 dBFS sine: the largest positive 16-bit sample.
 pub const FULL_SCALE: f64 = i16::MAX as f64;
 
@@ -72,6 +97,17 @@ mod tests {
         assert_eq!(duration_to_samples(Duration::from_micros(63)), 1);
         assert_eq!(samples_to_duration(160), Duration::from_millis(20));
         assert_eq!(samples_to_duration(8000), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn one_tone_range_holds_its_ends_and_refuses_outside() {
+        assert_eq!(tone_range_error(50.0), None);
+        assert_eq!(tone_range_error(3_900.0), None);
+        assert_eq!(tone_range_error(1_000.0), None);
+        assert!(tone_range_error(49.9).unwrap().contains("below 50 Hz"));
+        assert!(tone_range_error(3_900.5).unwrap().contains("above 3900 Hz"));
+        assert!(tone_range_error(4_000.0).unwrap().contains("50–3900 Hz"));
+        assert!(tone_range_error(f64::NAN).is_some());
     }
 
     #[test]

@@ -32,10 +32,7 @@ use super::text::{
 use super::threshold::{Condition, MetricRef, Threshold};
 use super::units::{self, Dbfs, Decibels, Frequencies, HostPort, LocalAddr, PortRange};
 
-/// Tones below this are rejected: too low to detect reliably in 20 ms frames.
-pub const MIN_TONE_HZ: f64 = 50.0;
-/// Tones at or above this are rejected: the Nyquist limit of 8 kHz G.711.
-pub const MAX_TONE_HZ: f64 = 4000.0;
+pub use crate::media::{MAX_TONE_HZ, MIN_TONE_HZ};
 /// The most accounts a `range` may number: as many as one process can hold registered (about
 /// 5.5 KiB each, so some 550 MB), low enough that a typo (`count: 10000000000`) is an error
 /// rather than an allocation that never ends.
@@ -1281,20 +1278,8 @@ fn frequencies(cx: &mut Ctx<'_>, p: &Path, tone: &OneOrMany<String>) -> Option<V
         match cx.parse::<Frequencies>(&ip, &Some(item.clone())) {
             Some(f) => {
                 for hz in f.0.iter().map(|f| f.hz()) {
-                    if hz < MIN_TONE_HZ {
-                        cx.at_value(
-                            &ip,
-                            format!(
-                                "{hz} Hz is below {MIN_TONE_HZ} Hz: too low to detect reliably"
-                            ),
-                        );
-                        ok = false;
-                    } else if hz >= MAX_TONE_HZ {
-                        cx.error(
-                            At::Value(ip.clone()),
-                            format!("{hz} Hz is not below {MAX_TONE_HZ} Hz, the Nyquist limit of 8 kHz G.711"),
-                            Some("telephony tones are 300–3400 Hz".into()),
-                        );
+                    if let Some(message) = crate::media::tone_range_error(hz) {
+                        cx.at_value(&ip, message);
                         ok = false;
                     }
                     out.push(hz);
