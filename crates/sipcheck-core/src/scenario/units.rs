@@ -168,7 +168,9 @@ macro_rules! deserialize_via_from_str {
 /// A span of time written with units: `500ms`, `2s`, `1.5s`, `1m30s`, `5m`, `1h`.
 ///
 /// Parts are written largest first, each at most once; spaces between parts are allowed
-/// (`1m 30s`). A bare number is rejected: the unit is never guessed.
+/// (`1m 30s`). Units may also be spelt `sec`/`secs`/`seconds`, `msec`/`milliseconds`,
+/// `min`/`minutes`, `hr`/`hours`. A bare number is rejected: the unit is never guessed. The
+/// command line parses durations with this same type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub StdDuration);
 
@@ -190,11 +192,16 @@ impl FromStr for Duration {
     type Err = UnitError;
 
     fn from_str(s: &str) -> Result<Self, UnitError> {
-        const UNITS: [(&str, u128); 4] = [
-            ("h", 3_600_000_000_000),
-            ("m", 60_000_000_000),
-            ("s", 1_000_000_000),
-            ("ms", 1_000_000),
+        // Each unit with the spellings people write on a command line too (`5sec`, `2min`):
+        // scenarios and flags accept exactly the same durations.
+        const UNITS: [(&[&str], u128); 4] = [
+            (&["h", "hr", "hrs", "hour", "hours"], 3_600_000_000_000),
+            (&["m", "min", "mins", "minute", "minutes"], 60_000_000_000),
+            (&["s", "sec", "secs", "second", "seconds"], 1_000_000_000),
+            (
+                &["ms", "msec", "msecs", "millisecond", "milliseconds"],
+                1_000_000,
+            ),
         ];
         let bad = || UnitError::Duration(s.to_owned());
         let mut rest = s.trim();
@@ -214,7 +221,10 @@ impl FromStr for Duration {
                 .unwrap_or(rest.len());
             let unit = &rest[..unit_end];
             rest = rest[unit_end..].trim_start();
-            let rank = UNITS.iter().position(|(u, _)| *u == unit).ok_or_else(bad)?;
+            let rank = UNITS
+                .iter()
+                .position(|(spellings, _)| spellings.contains(&unit))
+                .ok_or_else(bad)?;
             if last_rank.is_some_and(|last| rank <= last) {
                 return Err(UnitError::DurationOrder(s.to_owned()));
             }
@@ -710,6 +720,19 @@ mod tests {
     }
 
     #[test]
+    fn units_spelt_out_mean_the_same() {
+        assert_eq!(d("2sec"), StdDuration::from_secs(2));
+        assert_eq!(d("5secs"), StdDuration::from_secs(5));
+        assert_eq!(d("1second"), StdDuration::from_secs(1));
+        assert_eq!(d("250msec"), StdDuration::from_millis(250));
+        assert_eq!(d("3milliseconds"), StdDuration::from_millis(3));
+        assert_eq!(d("2min 30sec"), StdDuration::from_secs(150));
+        assert_eq!(d("1hour"), StdDuration::from_secs(3600));
+        assert_eq!(d("1hr 1min"), StdDuration::from_secs(3660));
+        assert!("1min 1m".parse::<Duration>().is_err(), "one unit twice");
+    }
+
+    #[test]
     fn duration_errors_quote_the_text_and_list_the_units() {
         let e = "20x".parse::<Duration>().unwrap_err();
         assert_eq!(
@@ -717,7 +740,7 @@ mod tests {
             "'20x' is not a duration: expected a number followed by ms, s, m or h"
         );
         for bad in [
-            "", "20", "ms", "-1s", "1.s", "1e3ms", "1 30s", "2 s x", "1sec",
+            "", "20", "ms", "-1s", "1.s", "1e3ms", "1 30s", "2 s x", "1secx", "5 sec", "1us", "1d",
         ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad:?} parsed");
         }
