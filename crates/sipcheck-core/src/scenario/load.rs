@@ -21,9 +21,10 @@ pub(crate) struct Diag {
 /// (pass `|_| None` for none). `files` reads the files a scenario names (a `csv:` of accounts,
 /// a `wav:` to play), relative paths as written; its error is a reason, shown as is.
 ///
-/// A YAML syntax error or a structural error (an unknown key, a list where a mapping belongs)
-/// stops loading and is reported alone; otherwise every validation problem is reported, in
-/// the order of the file.
+/// A YAML syntax error stops loading and is reported alone. Otherwise every problem is
+/// reported, in the order of the file: every unknown key and unknown step, and every
+/// validation problem of the rest (a structural error that cannot be set aside, such as a list
+/// where a mapping belongs, ends the search there).
 ///
 /// # Errors
 /// Every problem found, each with `file:line:col`.
@@ -53,18 +54,24 @@ pub fn load(
             "a scenario needs `name`, `target`, `accounts` and `roles`; see scenarios/selftest.yaml".into(),
         ))]);
     }
-    let raw: RawScenario = match serde_saphyr::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let d = serde_diag(text, root.as_ref(), &e);
-            return Err(vec![
-                ScenarioError::at(file_name, text, d.pos, d.message).with_hint(d.hint)
-            ]);
-        }
-    };
+    match serde_saphyr::from_str::<RawScenario>(text) {
+        Ok(raw) => validated(file_name, text, root.as_ref(), &raw, env, files),
+        Err(e) => Err(structural_errors(file_name, text, root, e, env, files)),
+    }
+}
+
+/// Validates what serde read, each problem placed in `text`.
+fn validated(
+    file_name: &str,
+    text: &str,
+    root: Option<&Node>,
+    raw: &RawScenario,
+    env: &dyn Fn(&str) -> Option<String>,
+    files: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Scenario, Vec<ScenarioError>> {
     let lines = LineIndex::new(text);
     let locate = |path: &Path| -> (u32, u32) {
-        let pos = place(root.as_ref(), &At::Value(path.clone()), &lines);
+        let pos = place(root, &At::Value(path.clone()), &lines);
         (pos.line, pos.col)
     };
     let inputs = Inputs {
@@ -72,8 +79,141 @@ pub fn load(
         files,
         locate: &locate,
     };
-    validate(&raw, &inputs)
-        .map_err(|issues| issues_to_errors(file_name, text, root.as_ref(), issues))
+    validate(raw, &inputs).map_err(|issues| issues_to_errors(file_name, text, root, issues))
+}
+
+/// The most structural errors (unknown keys, unknown steps) one load reports.
+const MAX_STRUCTURAL_ERRORS: usize = 100;
+
+/// Every structural error at once, and the validation problems of the rest.
+///
+/// serde stops at its first error. So the key (or step) an `unknown field`/`unknown variant`
+/// error is about is blanked out of a copy of the text — replaced by spaces, so that every
+/// byte, line and column keeps its place — and the copy is read again, until it reads (then
+/// it is validated too, and its problems join the list) or an error cannot be blanked out
+/// (a list where a mapping belongs: reported, and the reading stops there).
+fn structural_errors(
+    file_name: &str,
+    text: &str,
+    root: Option<Node>,
+    first: serde_saphyr::Error,
+    env: &dyn Fn(&str) -> Option<String>,
+    files: &dyn Fn(&str) -> Result<String, String>,
+) -> Vec<ScenarioError> {
+    let lines = LineIndex::new(text);
+    let mut current = text.to_owned();
+    let mut tree = root;
+    let mut error = first;
+    let mut out: Vec<ScenarioError> = Vec::new();
+    loop {
+        let d = serde_diag(&current, tree.as_ref(), &error);
+        let e = ScenarioError::at(file_name, text, lines.pos(d.pos.byte), d.message.clone())
+            .with_hint(d.hint);
+        if out.contains(&e) || out.len() >= MAX_STRUCTURAL_ERRORS {
+            break;
+        }
+        out.push(e);
+        let Some((from, to)) = tree
+            .as_ref()
+            .and_then(|t| blank_span(&current, t, &d.message))
+        else {
+            break;
+        };
+        blank(&mut current, from, to);
+        tree = match source::parse(&current) {
+            Ok(Some(t)) => Some(t),
+            Ok(None) | Err(_) => break,
+        };
+        match serde_saphyr::from_str::<RawScenario>(&current) {
+            Ok(raw) => {
+                if let Err(more) = validated(file_name, &current, tree.as_ref(), &raw, env, files) {
+                    // A key misspelt is also a key missing: that consequence (`the scenario
+                    // needs `roles``, after `rolse:` was reported with its hint `roles`) is
+                    // not reported twice.
+                    let hinted: Vec<String> = out
+                        .iter()
+                        .filter_map(|e| e.hint.as_deref())
+                        .flat_map(backticked)
+                        .map(|n| {
+                            // `server: host:port` names `server`.
+                            let end = n
+                                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                                .unwrap_or(n.len());
+                            n[..end].to_owned()
+                        })
+                        .collect();
+                    out.extend(
+                        more.into_iter()
+                            .filter(|e| !backticked(&e.message).iter().any(|n| hinted.contains(n)))
+                            .map(|e| ScenarioError {
+                                source_line: lines.line(e.line).to_owned(),
+                                ..e
+                            }),
+                    );
+                }
+                break;
+            }
+            Err(e) => error = e,
+        }
+    }
+    out.sort_by_key(|e| (e.file != file_name, e.line, e.col));
+    out.dedup();
+    out
+}
+
+/// The bytes to blank out for the structural error `message`: the entry of an unknown key,
+/// or the list item of an unknown step (with its `-`, or a comma of a flow collection).
+fn blank_span(text: &str, root: &Node, message: &str) -> Option<(usize, usize)> {
+    let end_of = |n: &Node| n.text_end(text).max(n.start.byte);
+    let (from, to, flow) = if let Some((name, expected)) = parse_unknown(message, "unknown field `")
+    {
+        let (key, value, flow) = root.find_entry(&name, &|s| expected.iter().any(|x| x == s))?;
+        (key.start.byte, end_of(key).max(end_of(value)), flow)
+    } else if let Some((name, _)) = parse_unknown(message, "unknown variant `") {
+        let node = root
+            .find_key(&name, &|_| true)
+            .or_else(|| root.find_seq_scalar(&name))?;
+        let item = root.item_holding(node.start.byte)?;
+        let before = text[..item.start.byte].trim_end_matches([' ', '\t']);
+        if before.ends_with('-') {
+            (before.len() - 1, end_of(item), false)
+        } else {
+            (item.start.byte, end_of(item), true)
+        }
+    } else {
+        return None;
+    };
+    if !flow {
+        return Some((from, to));
+    }
+    // In `{ a: 1, b: 2 }` or `[a, b]` a comma goes with the entry: the one after it, or, for
+    // the last entry, the one before it.
+    let after = &text[to..];
+    let skipped = after.len() - after.trim_start().len();
+    if after.trim_start().starts_with(',') {
+        return Some((from, to + skipped + 1));
+    }
+    let before = text[..from].trim_end();
+    if before.ends_with(',') {
+        return Some((before.len() - 1, to));
+    }
+    Some((from, to))
+}
+
+/// Replaces `text[from..to]` with spaces, keeping line ends and the length in bytes.
+fn blank(text: &mut String, from: usize, to: usize) {
+    let blanked: String = text[from..to]
+        .chars()
+        .flat_map(|c| {
+            let n = if c == '\n' || c == '\r' {
+                0
+            } else {
+                c.len_utf8()
+            };
+            std::iter::repeat_n(' ', n).chain((n == 0).then_some(c))
+        })
+        .collect();
+    text.replace_range(from..to, &blanked);
 }
 
 /// [`load`] after applying `--set key=value` overrides ([`super::apply_overrides`]). An error

@@ -178,6 +178,64 @@ impl Node {
         }
     }
 
+    /// The entry of the first mapping key named `name`, in document order, whose sibling keys
+    /// all satisfy `siblings_ok`; failing that (a mapping may hold several unknown keys), the
+    /// first key named `name` at all. Returns the key, its value and whether the mapping is
+    /// written in flow style (`{ a: 1 }`).
+    pub(crate) fn find_entry(
+        &self,
+        name: &str,
+        siblings_ok: &dyn Fn(&str) -> bool,
+    ) -> Option<(&Node, &Node, bool)> {
+        self.entry_where(name, Some(siblings_ok))
+            .or_else(|| self.entry_where(name, None))
+    }
+
+    fn entry_where(
+        &self,
+        name: &str,
+        siblings_ok: Option<&dyn Fn(&str) -> bool>,
+    ) -> Option<(&Node, &Node, bool)> {
+        match &self.kind {
+            Kind::Scalar { .. } => None,
+            Kind::Seq { items, .. } => items.iter().find_map(|n| n.entry_where(name, siblings_ok)),
+            Kind::Map { entries, flow } => {
+                let here = entries.iter().find(|(k, _)| k.scalar() == Some(name));
+                if let Some((key, value)) = here {
+                    let all_ok = siblings_ok.is_none_or(|ok| {
+                        entries
+                            .iter()
+                            .filter_map(|(k, _)| k.scalar())
+                            .all(|k| k == name || ok(k))
+                    });
+                    if all_ok {
+                        return Some((key, value, *flow));
+                    }
+                }
+                entries
+                    .iter()
+                    .find_map(|(_, v)| v.entry_where(name, siblings_ok))
+            }
+        }
+    }
+
+    /// The innermost sequence item whose text holds the byte `byte`.
+    pub(crate) fn item_holding(&self, byte: usize) -> Option<&Node> {
+        let holds = |n: &Node| n.start.byte <= byte && byte < n.end.byte.max(n.start.byte + 1);
+        match &self.kind {
+            Kind::Scalar { .. } => None,
+            Kind::Seq { items } => items
+                .iter()
+                .find(|n| holds(n))
+                .map(|item| item.item_holding(byte).unwrap_or(item)),
+            Kind::Map { entries, .. } => entries
+                .iter()
+                .map(|(_, v)| v)
+                .find(|v| holds(v))
+                .and_then(|v| v.item_holding(byte)),
+        }
+    }
+
     /// The first scalar item of a sequence (in document order) whose text is `name`.
     pub(crate) fn find_seq_scalar(&self, name: &str) -> Option<&Node> {
         match &self.kind {

@@ -293,6 +293,51 @@ fn a_misspelt_key_is_reported_at_its_position_with_a_hint() {
 }
 
 #[test]
+fn every_unknown_key_and_step_is_reported_at_once_with_the_other_problems() {
+    let text = "\
+name: t
+colour: blue
+target: { server: 127.0.0.1:5060, domian: pbx.test, transport: udp }
+accounts:
+  range: { from: 1000, count: 4 }
+  password: pw{user}
+roles:
+  callee:
+    accounts: 1000..1001
+    steps:
+      - register
+      - answer: { rign: 500ms }
+      - registr
+      - wait_for: bye
+  caller:
+    accounts: 1002..1003
+    steps:
+      - register
+      - call: { to: \"sip:{peer}@{domain}\", peer: callee, timout: 5s }
+      - hangup: { after: 1x }
+load: { rate: 2/s, total_calls: 4, max_concurent: 2 }
+";
+    let e = errors(text);
+    assert_eq!(
+        brief(&e),
+        [
+            "2:1 unknown field `colour`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`",
+            "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`",
+            "12:19 unknown field `rign`, expected `ring`",
+            "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`",
+            "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`",
+            "20:26 '1x' is not a duration: expected a number followed by ms, s, m or h",
+            "21:36 unknown field `max_concurent`, expected one of `rate`, `concurrent`, `ramp_up`, `total_calls`, `duration`, `max_concurrent`",
+        ]
+    );
+    assert_eq!(e[1].hint.as_deref(), Some("did you mean `domain`?"));
+    assert_eq!(
+        e[0].source_line, "colour: blue",
+        "the line as written, not as set aside"
+    );
+}
+
+#[test]
 fn a_misspelt_top_level_key_lists_the_fields() {
     let e = errors(&BASE.replace("roles:", "rolse:"));
     assert_eq!(brief(&e), ["6:1 unknown field `rolse`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`"]);
