@@ -7,7 +7,7 @@
 //! plain line every [`DEFAULT_EVERY`]:
 //!
 //! ```text
-//! [  10.0s] started 200 active 20 passed 178 failed 2 rate 20.1/s p99(invite_to_200) 12.3 ms
+//! [  10.0s] started 200 active 20 passed 178 failed 2 rate(last 1s) 20.1/s p99(invite_to_200) 12.3 ms
 //! ```
 //!
 //! The line is [`format_line`] of a [`Snapshot`]: a pure function. `Progress` never reads the
@@ -48,7 +48,7 @@ pub struct Snapshot {
 }
 
 /// The plain progress line:
-/// `[  10.0s] started 200 active 20 passed 178 failed 2 rate 20.1/s p99(invite_to_200) 12.3 ms`.
+/// `[  10.0s] started 200 active 20 passed 178 failed 2 rate(last 1s) 20.1/s p99(invite_to_200) 12.3 ms`.
 #[must_use]
 pub fn format_line(s: &Snapshot) -> String {
     let rate = s
@@ -59,7 +59,7 @@ pub fn format_line(s: &Snapshot) -> String {
         |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
     );
     format!(
-        "[{:>6.1}s] started {} active {} passed {} failed {} rate {rate} p99(invite_to_200) {p99}",
+        "[{:>6.1}s] started {} active {} passed {} failed {} rate(last 1s) {rate} p99(invite_to_200) {p99}",
         s.elapsed.as_secs_f64(),
         s.started,
         s.active,
@@ -273,7 +273,7 @@ mod tests {
         };
         assert_eq!(
             format_line(&s),
-            "[  10.0s] started 200 active 20 passed 178 failed 2 rate 20.1/s p99(invite_to_200) 12.3 ms"
+            "[  10.0s] started 200 active 20 passed 178 failed 2 rate(last 1s) 20.1/s p99(invite_to_200) 12.3 ms"
         );
         let empty = Snapshot {
             elapsed: Duration::from_millis(250),
@@ -286,7 +286,7 @@ mod tests {
         };
         assert_eq!(
             format_line(&empty),
-            "[   0.2s] started 0 active 0 passed 0 failed 0 rate - p99(invite_to_200) -"
+            "[   0.2s] started 0 active 0 passed 0 failed 0 rate(last 1s) - p99(invite_to_200) -"
         );
     }
 
@@ -352,7 +352,7 @@ mod tests {
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "one line per 5 s: {text}");
         assert!(
-            text.starts_with("[   5.0s] started 100 active 20 passed 78 failed 2 rate 20.0/s p99(invite_to_200) "),
+            text.starts_with("[   5.0s] started 100 active 20 passed 78 failed 2 rate(last 1s) 20.0/s p99(invite_to_200) "),
             "{text}"
         );
         p.finish(t0 + Duration::from_secs(6));
