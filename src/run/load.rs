@@ -53,11 +53,34 @@ fn resolve(base: &Path, written: &str) -> PathBuf {
     }
 }
 
+/// The largest accounts (CSV) file read: 100,000 accounts of some 60 bytes each, with room.
+const MAX_ACCOUNTS_FILE_BYTES: u64 = 16 << 20;
+
+/// The text of the file at `path`, refused (without reading it all) when it is longer than
+/// `limit` bytes.
+fn read_limited(path: &Path, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "longer than {} MiB, the most sipcheck reads of such a file",
+            limit >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
+}
+
 /// Load and validate `path` with `overrides` (`key=value` strings from `--set`).
 pub fn load(path: &str, overrides: &[String]) -> Result<(Scenario, Wavs), LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
-        path: path.to_string(),
-        reason: e.to_string(),
+    let text = read_limited(Path::new(path), scenario::MAX_SCENARIO_BYTES).map_err(|reason| {
+        LoadError::Read {
+            path: path.to_string(),
+            reason,
+        }
     })?;
     let base = Path::new(path)
         .parent()
@@ -77,7 +100,7 @@ pub fn load(path: &str, overrides: &[String]) -> Result<(Scenario, Wavs), LoadEr
                 .map(|_| String::new())
                 .map_err(|e| e.to_string());
         }
-        std::fs::read_to_string(&p).map_err(|e| e.to_string())
+        read_limited(&p, MAX_ACCOUNTS_FILE_BYTES)
     };
     let scenario = scenario::load_with_overrides(path, &text, &parsed, &env, &files)
         .map_err(|errors| LoadError::Invalid(errors.into_iter().map(mask_password).collect()))?;

@@ -15,6 +15,9 @@ pub(crate) struct Diag {
     pub(crate) hint: Option<String>,
 }
 
+/// The longest scenario text read: a thousand times a large real one.
+pub const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+
 /// Loads a scenario from its text.
 ///
 /// `file_name` is only used in messages. `env` looks up environment variables for `${VAR}`
@@ -34,6 +37,19 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
     files: &dyn Fn(&str) -> Result<String, String>,
 ) -> Result<Scenario, Vec<ScenarioError>> {
+    if text.len() as u64 > MAX_SCENARIO_BYTES {
+        let e = ScenarioError::at(
+            file_name,
+            "",
+            LineIndex::new("").pos(0),
+            format!(
+                "the scenario is {} bytes, more than the {} MiB a scenario may be",
+                text.len(),
+                MAX_SCENARIO_BYTES >> 20
+            ),
+        );
+        return Err(vec![e]);
+    }
     let root = match source::parse(text) {
         Ok(root) => root,
         Err(e) => {

@@ -63,7 +63,7 @@ pub mod units;
 mod validate;
 
 pub use error::{report, ScenarioError};
-pub use load::{load, load_with_overrides};
+pub use load::{load, load_with_overrides, MAX_SCENARIO_BYTES};
 pub use model::Scenario;
 pub use overrides::{apply_overrides, parse_override, parse_overrides};
 pub use plan::LoadPlan;

@@ -332,7 +332,25 @@ enum Frame {
     },
 }
 
+/// The most nodes a scenario's tree may hold, aliases expanded: far above any real scenario
+/// (a 1,000-step role is some 5,000 nodes), far below what an alias bomb (`&a [*b, *b, …]`
+/// nested) expands to.
+pub(crate) const MAX_NODES: usize = 200_000;
+
+impl Node {
+    /// How many nodes this one is, itself included.
+    fn size(&self) -> usize {
+        1 + match &self.kind {
+            Kind::Scalar { .. } => 0,
+            Kind::Seq { items } => items.iter().map(Node::size).sum(),
+            Kind::Map { entries, .. } => entries.iter().map(|(k, v)| k.size() + v.size()).sum(),
+        }
+    }
+}
+
 /// Parses the first YAML document of `text` into a tree (`None` for an empty document).
+///
+/// Refuses a document that holds more than [`MAX_NODES`] nodes once its aliases are expanded.
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let lines = LineIndex::new(text);
     // saphyr-parser counts characters; keep a table from character index to byte offset.
@@ -342,8 +360,10 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
 
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Each anchor's node and its size in nodes.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
     let mut root: Option<Node> = None;
+    let mut nodes: usize = 0;
 
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| SyntaxError {
@@ -356,14 +376,25 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             Event::StreamStart | Event::DocumentStart(_) | Event::Nothing => None,
             Event::DocumentEnd | Event::StreamEnd => break,
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Some((
-                    Node {
-                        start,
-                        end,
-                        kind: node.kind.clone(),
-                    },
-                    0,
-                )),
+                Some((node, size)) => {
+                    nodes = nodes.saturating_add(*size);
+                    if nodes > MAX_NODES {
+                        return Err(SyntaxError {
+                            pos: start,
+                            message: format!(
+                                "the document expands to more than {MAX_NODES} nodes with its aliases: refused"
+                            ),
+                        });
+                    }
+                    Some((
+                        Node {
+                            start,
+                            end,
+                            kind: node.kind.clone(),
+                        },
+                        0,
+                    ))
+                }
                 None => {
                     return Err(SyntaxError {
                         pos: start,
@@ -372,6 +403,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 }
             },
             Event::Scalar(value, style, anchor, _) => {
+                nodes += 1;
                 let start = match style {
                     ScalarStyle::Literal | ScalarStyle::Folded => {
                         // The span starts at the content; the node starts at its `|` or `>`.
@@ -461,7 +493,8 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         };
         if let Some((node, anchor)) = complete {
             if anchor != 0 {
-                anchors.insert(anchor, node.clone());
+                let size = node.size();
+                anchors.insert(anchor, (node.clone(), size));
             }
             match stack.last_mut() {
                 None => root = Some(node),

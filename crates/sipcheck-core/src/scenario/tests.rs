@@ -921,3 +921,35 @@ fn rtp_must_be_true_or_false() {
     let got = brief(&errors(&text));
     assert_eq!(got, ["6:15 'sometimes' is not true or false"], "{got:#?}");
 }
+
+#[test]
+fn an_alias_bomb_is_refused_quickly_not_expanded() {
+    // The classic "billion laughs": nine levels of ten aliases each.
+    let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].message.contains("more than 200000 nodes"),
+        "{}",
+        e[0].message
+    );
+}
+
+#[test]
+fn a_scenario_longer_than_a_mebibyte_is_refused_unread() {
+    let text = format!("name: t\n#{}\n", "x".repeat(1 << 20));
+    let e = errors(&text);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].message
+            .contains("more than the 1 MiB a scenario may be"),
+        "{}",
+        e[0].message
+    );
+}
