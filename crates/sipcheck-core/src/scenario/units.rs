@@ -26,6 +26,9 @@ pub enum UnitError {
         "'{0}' is not a duration: write the parts largest first, each once, like 1h30m or 1m30s"
     )]
     DurationOrder(String),
+    /// A duration longer than [`MAX_DURATION`].
+    #[error("'{0}' is longer than 30 days, the longest duration sipcheck takes")]
+    DurationTooLong(String),
     /// Not a percentage.
     #[error("'{0}' is not a percentage: expected a number followed by %, like 0.5%")]
     Percent(String),
@@ -165,6 +168,10 @@ macro_rules! deserialize_via_from_str {
 
 // ---------------------------------------------------------------------------------------------
 
+/// The longest duration accepted anywhere (scenarios and flags): 30 days. Every deadline
+/// sipcheck computes (`now` + a duration of the input) then stays far from overflowing.
+pub const MAX_DURATION: StdDuration = StdDuration::from_secs(30 * 24 * 3600);
+
 /// A span of time written with units: `500ms`, `2s`, `1.5s`, `1m30s`, `5m`, `1h`.
 ///
 /// Parts are written largest first, each at most once; spaces between parts are allowed
@@ -235,7 +242,11 @@ impl FromStr for Duration {
                 .ok_or_else(bad)?;
         }
         let secs = u64::try_from(total / 1_000_000_000).map_err(|_| bad())?;
-        Ok(Self(StdDuration::new(secs, (total % 1_000_000_000) as u32)))
+        let d = StdDuration::new(secs, (total % 1_000_000_000) as u32);
+        if d > MAX_DURATION {
+            return Err(UnitError::DurationTooLong(s.to_owned()));
+        }
+        Ok(Self(d))
     }
 }
 
@@ -744,6 +755,22 @@ mod tests {
         ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn durations_are_at_most_thirty_days() {
+        assert_eq!(d("720h"), MAX_DURATION);
+        for long in [
+            "720h1ms",
+            "18446744073709551615s",
+            "99999999999999999999999h",
+        ] {
+            assert!(long.parse::<Duration>().is_err(), "{long} parsed");
+        }
+        assert_eq!(
+            "721h".parse::<Duration>(),
+            Err(UnitError::DurationTooLong("721h".into()))
+        );
     }
 
     #[test]
