@@ -411,3 +411,52 @@ fn a_password_given_by_set_is_not_echoed_in_its_error() {
     assert!(matches!(out.status.code(), Some(0 | 2)), "{shown}");
     assert_output_clean("validate --set accounts.password=…{usr}", &out);
 }
+
+#[test]
+fn a_misspelt_password_key_and_a_broken_csv_line_do_not_quote_the_password() {
+    let dir = RunDir::new("secrets-validate").unwrap();
+    // The key is misspelt: it is no password key to the scenario, but its value is one.
+    let accounts =
+        format!("accounts:\n  range: {{ from: 1000, count: 2 }}\n  pasword: \"{WRONG}\"\n");
+    let misspelt = scenario(
+        &dir,
+        "misspelt.yaml",
+        &two_party("127.0.0.1:5060", &accounts, "1000..1000", "1001..1001"),
+    );
+    let out = run(&["validate", &misspelt], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+    assert!(
+        describe_output(&out).contains("pasword"),
+        "{}",
+        describe_output(&out)
+    );
+    assert_output_clean("validate (misspelt password key)", &out);
+
+    // A CSV line whose quote around the password never closes.
+    std::fs::write(
+        dir.path().join("users.csv"),
+        format!("alice,\"{WRONG}\nbob,{WRONG}\n"),
+    )
+    .unwrap();
+    let csv = scenario(
+        &dir,
+        "csv.yaml",
+        &two_party(
+            "127.0.0.1:5060",
+            &format!(
+                "accounts:\n  csv: {}\n",
+                dir.path().join("users.csv").display()
+            ),
+            "alice",
+            "bob",
+        ),
+    );
+    let out = run(&["validate", &csv], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+    assert!(
+        describe_output(&out).contains("unterminated quoted field"),
+        "{}",
+        describe_output(&out)
+    );
+    assert_output_clean("validate (CSV with an open quote)", &out);
+}

@@ -27,21 +27,6 @@ pub enum LoadError {
     Invalid(Vec<ScenarioError>),
 }
 
-/// An error's quoted line with the value of a `password` key masked: an error elsewhere on a
-/// password line (an unset variable, a bad placeholder, a `--set`) must not print it.
-fn mask_password(mut error: ScenarioError) -> ScenarioError {
-    let line = &error.source_line;
-    let lower = line.to_ascii_lowercase();
-    if let Some(at) = lower.find("password") {
-        let rest = &line[at + "password".len()..];
-        if let Some(sep) = rest.find([':', '=']) {
-            let keep = at + "password".len() + sep + 1;
-            error.source_line = format!("{} ***", &line[..keep]);
-        }
-    }
-    error
-}
-
 /// A path as written in a scenario: relative to the working directory, else to the
 /// scenario's own directory.
 fn resolve(base: &Path, written: &str) -> PathBuf {
@@ -103,7 +88,7 @@ pub fn load(path: &str, overrides: &[String]) -> Result<(Scenario, Wavs), LoadEr
         read_limited(&p, MAX_ACCOUNTS_FILE_BYTES)
     };
     let scenario = scenario::load_with_overrides(path, &text, &parsed, &env, &files)
-        .map_err(|errors| LoadError::Invalid(errors.into_iter().map(mask_password).collect()))?;
+        .map_err(LoadError::Invalid)?;
 
     // Decode every WAV once; many calls share the samples.
     let mut wavs: Wavs = HashMap::new();
@@ -148,32 +133,4 @@ pub fn load(path: &str, overrides: &[String]) -> Result<(Scenario, Wavs), LoadEr
         return Err(LoadError::Invalid(errors));
     }
     Ok((scenario, wavs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn password_values_are_masked_in_quoted_lines() {
-        let e = ScenarioError {
-            file: "x.yaml".into(),
-            line: 7,
-            col: 13,
-            message: "environment variable X is not set".into(),
-            source_line: "  password: \"s3cret${X}{user}\"".into(),
-            hint: None,
-        };
-        let masked = mask_password(e);
-        assert_eq!(masked.source_line, "  password: ***");
-        let e = ScenarioError {
-            file: "--set".into(),
-            line: 1,
-            col: 19,
-            message: "unknown placeholder {usr}".into(),
-            source_line: "accounts.password=s3cret{usr}".into(),
-            hint: None,
-        };
-        assert_eq!(mask_password(e).source_line, "accounts.password= ***");
-    }
 }

@@ -80,7 +80,11 @@ pub fn parse_csv(
                     file,
                     line_no,
                     col,
-                    line.to_owned(),
+                    // Only the user is shown: where the fields end is unknown.
+                    match line.split_once(',') {
+                        Some((user, _)) => format!("{user},***"),
+                        None => "***".to_owned(),
+                    },
                     "unterminated quoted field",
                 ));
                 continue;
@@ -354,6 +358,10 @@ mod tests {
         assert_eq!(
             (e[3].message.as_str(), e[3].col),
             ("unterminated quoted field", 7)
+        );
+        assert_eq!(
+            e[3].source_line, "carol,***",
+            "the open quote's password is not quoted"
         );
         assert!(e.iter().all(|e| e.file == "u.csv"));
     }

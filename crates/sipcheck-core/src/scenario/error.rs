@@ -44,7 +44,7 @@ impl ScenarioError {
             line: pos.line,
             col: pos.col,
             message: message.into(),
-            source_line: lines.line(pos.line).to_owned(),
+            source_line: mask_secrets(lines.line(pos.line)),
             hint: None,
         }
     }
@@ -55,6 +55,58 @@ impl ScenarioError {
         self.hint = hint;
         self
     }
+}
+
+/// Whether a key (its last dotted segment) may hold a secret: `password`, misspellings such
+/// as `pasword` or `passwd`, `pw`, `secret`, `token`. Masking too much is harmless; too little
+/// is not.
+fn secret_key(key: &str) -> bool {
+    let key = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+    ["pas", "pw", "secret", "token", "credential"]
+        .iter()
+        .any(|s| key.contains(s))
+}
+
+/// `line` with the value of every key that may hold a secret shown as `***`, for quoting a
+/// scenario or `--set` line in an error: `  password: s3cret` → `  password: ***`, `{ user:
+/// a, pasword: x }` → `{ user: a, pasword: *** }`, `accounts.password=x` → `accounts.password=***`.
+pub(crate) fn mask_secrets(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    let mut depth = 0usize;
+    while let Some(sep) = rest.find([':', '=']) {
+        let before = &rest[..sep];
+        depth += before.matches('{').count();
+        depth = depth.saturating_sub(before.matches('}').count());
+        let key_start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            .map_or(0, |i| {
+                i + before[i..].chars().next().map_or(1, char::len_utf8)
+            });
+        let key = &before[key_start..];
+        out.push_str(&rest[..=sep]);
+        rest = &rest[sep + 1..];
+        if !key.is_empty() && secret_key(key) {
+            // The value runs to the end of its flow entry, or of the line.
+            let end = if depth > 0 {
+                rest.find([',', '}']).unwrap_or(rest.len())
+            } else {
+                rest.len()
+            };
+            let lead = rest.len() - rest.trim_start().len();
+            if rest[..end].trim().is_empty() {
+                continue;
+            }
+            out.push_str(&rest[..lead.min(end)]);
+            out.push_str("***");
+            let value = &rest[..end];
+            // Keep the spaces before a `}` or `,`.
+            out.push_str(&value[value.trim_end().len()..]);
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl fmt::Display for ScenarioError {
@@ -107,6 +159,29 @@ pub fn report(errors: &[ScenarioError]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_quoted_lines_are_masked() {
+        for (line, masked) in [
+            ("  password: s3cret", "  password: ***"),
+            ("  pasword: SuperSecret99", "  pasword: ***"),
+            ("  passwd: \"a b\"  # comment", "  passwd: ***"),
+            (
+                "accounts: { csv: a.csv, password: x, domain: d }",
+                "accounts: { csv: a.csv, password: ***, domain: d }",
+            ),
+            ("{ pw: 0 }", "{ pw: *** }"),
+            ("accounts.password=lab", "accounts.password=***"),
+            ("  password:", "  password:"),
+            ("  server: 127.0.0.1:5060", "  server: 127.0.0.1:5060"),
+            (
+                "      - answer: { ring: 500ms }",
+                "      - answer: { ring: 500ms }",
+            ),
+        ] {
+            assert_eq!(mask_secrets(line), masked, "{line}");
+        }
+    }
 
     #[test]
     fn displays_position_source_line_caret_and_hint() {

@@ -1,6 +1,6 @@
 //! Loading: YAML syntax → strict structure (serde) → validation, each error at its position.
 
-use super::error::ScenarioError;
+use super::error::{mask_secrets, ScenarioError};
 use super::model::Scenario;
 use super::overrides::{self, Origin};
 use super::raw::{OneOrMany, RawScenario, RawStep};
@@ -162,7 +162,7 @@ fn structural_errors(
                         more.into_iter()
                             .filter(|e| !backticked(&e.message).iter().any(|n| hinted.contains(n)))
                             .map(|e| ScenarioError {
-                                source_line: lines.line(e.line).to_owned(),
+                                source_line: mask_secrets(lines.line(e.line)),
                                 ..e
                             }),
                     );
@@ -266,7 +266,7 @@ pub fn load_with_overrides(
                             ScenarioError {
                                 line: pos.line,
                                 col: pos.col,
-                                source_line: old_lines.line(pos.line).to_owned(),
+                                source_line: mask_secrets(old_lines.line(pos.line)),
                                 ..e
                             }
                         }

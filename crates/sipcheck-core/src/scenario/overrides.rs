@@ -132,7 +132,7 @@ pub(crate) fn error_for(
         line: (i + 1) as u32,
         col: col.unwrap_or(k.chars().count() as u32 + 2),
         message,
-        source_line: format!("{k}={v}"),
+        source_line: super::error::mask_secrets(&format!("{k}={v}")),
         hint: None,
     }
 }
