@@ -372,6 +372,26 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         })?;
         let start = at(span.start.index());
         let end = at(span.end.index());
+        // A tag of the core schema (`!!str`) is plain YAML; any other (`!Ref`, `!include`)
+        // would ask for something a scenario does not do: refused, not silently ignored.
+        if let Event::Scalar(_, _, _, Some(tag))
+        | Event::SequenceStart(_, Some(tag))
+        | Event::MappingStart(_, Some(tag)) = &event
+        {
+            if !tag.is_yaml_core_schema() {
+                // The event starts at its value; the tag is written before it.
+                let written = tag.to_string();
+                let pos = text[..start.byte]
+                    .rfind(written.as_str())
+                    .map_or(start, |b| lines.pos(b));
+                return Err(SyntaxError {
+                    pos,
+                    message: format!(
+                        "the tag `{tag}` means nothing in a scenario: write the value without it"
+                    ),
+                });
+            }
+        }
         let complete: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::DocumentStart(_) | Event::Nothing => None,
             Event::DocumentEnd | Event::StreamEnd => break,

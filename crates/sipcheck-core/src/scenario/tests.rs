@@ -953,3 +953,15 @@ fn a_scenario_longer_than_a_mebibyte_is_refused_unread() {
         e[0].message
     );
 }
+
+#[test]
+fn an_unknown_yaml_tag_is_refused_not_ignored() {
+    let e = errors(&BASE.replace("name: t", "name: !Ref t"));
+    assert_eq!(
+        brief(&e),
+        ["1:7 invalid YAML: the tag `!Ref` means nothing in a scenario: write the value without it"]
+    );
+    // A core-schema tag is plain YAML.
+    let text = BASE.replace("name: t", "name: !!str t");
+    assert!(load("x.yaml", &text, &no_env, &files).is_ok());
+}
