@@ -241,6 +241,8 @@ pub struct RtpTotals {
     pub packets_expected: u64,
     /// Packets lost.
     pub packets_lost: u64,
+    /// Datagrams at the calls' RTP ports that were not their peers' media (set aside).
+    pub stray_packets: u64,
 }
 
 impl RtpTotals {
@@ -808,6 +810,7 @@ impl Metrics {
             self.rtp.packets_received += m.packets_received;
             self.rtp.packets_expected += m.packets_expected;
             self.rtp.packets_lost += m.packets_lost;
+            self.rtp.stray_packets += m.stray_packets;
             self.generator.frames_skipped += m.frames_skipped;
             if m.packets_received > 0 || m.packets_expected > 0 {
                 let jitter_us = (m.jitter_ms.max(0.0) * 1000.0).round() as u64;

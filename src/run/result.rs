@@ -100,6 +100,9 @@ pub struct CallMedia {
     pub pacing_lateness_us: Histogram<u32>,
     /// Frames the sender skipped because it woke up too late (generator overrun).
     pub frames_skipped: u64,
+    /// Datagrams at the call's RTP port that were not the peer's media (another source, or
+    /// a second SSRC interleaved with the peer's): set aside, never its audio, loss or jitter.
+    pub stray_packets: u64,
 }
 
 /// One call as seen by one of its user agents (a call between two roles of the same run
