@@ -1288,11 +1288,14 @@ mod tests {
         let mut out = [0u8; MAX_PACKET];
         for i in 0..150u32 {
             let now = t0 + Duration::from_millis(20) * i;
-            if i < 60 {
-                s.handle_packet(now, peer(), &before.packet(i));
-            } else if i != 100 {
-                // One packet of the new stream lost.
-                s.handle_packet(now, peer(), &after.packet(i - 60));
+            let packet = if i < 60 {
+                before.packet(i)
+            } else {
+                after.packet(i - 60)
+            };
+            // One packet of each stream lost.
+            if i != 30 && i != 100 {
+                s.handle_packet(now, peer(), &packet);
             }
             while s.poll_transmit(now, &mut out).is_some() {}
             if first_played.is_none() && s.receiver.played_ssrc() == Some(0x0700) {
@@ -1304,12 +1307,14 @@ mod tests {
         assert_eq!(r.stray.packets(), 0, "{:?}", r.stray);
         assert_eq!(r.receive.ssrc, Some(0x0700));
         assert_eq!(r.receive.ssrc_changes, 1);
-        assert_eq!((r.receive.expected, r.receive.received), (150, 149));
-        assert_eq!(r.receive.lost(), 1);
+        // Both streams' packets and losses: the first stream's loss still shows.
+        assert_eq!((r.receive.expected, r.receive.received), (150, 148));
+        assert_eq!(r.receive.lost(), 2);
         // The switch was taken after the old stream's 100 ms of quiet, with the packets held
         // meanwhile played first.
-        // (packets 60 to 64: the last old one arrived at 1.18 s, the switch at 1.28 s).
-        assert_eq!(first_played, Some(60 + 5));
+        // (packets 60 to 64: the last old one arrived at 1.18 s, the switch at 1.28 s; one of
+        // the 60 old ones was lost).
+        assert_eq!(first_played, Some(59 + 5));
     }
 
     /// RFC 4733 events under an SSRC of their own, between the audio packets: the digits
