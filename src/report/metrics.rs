@@ -1244,4 +1244,30 @@ thresholds:
         assert!(s.call_loss_ppm.is_empty());
         assert!(s.timing(Metric::RtpJitter).unwrap().is_empty());
     }
+
+    #[test]
+    fn stray_rtp_is_summed_over_the_calls_and_kept_out_of_loss() {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &info());
+        for (i, stray) in [(1, 0), (2, 120), (3, 7)] {
+            let mut c = caller(i);
+            c.media = Some(CallMedia {
+                stray_packets: stray,
+                ..c.media.take().unwrap()
+            });
+            m.record_call(&c);
+        }
+        let s = m.finish(Duration::from_secs(1), false);
+        assert_eq!(s.rtp.stray_packets, 127);
+        assert_eq!(
+            s.rtp.packets_received + s.rtp.packets_lost,
+            s.rtp.packets_expected
+        );
+        let mut out = Vec::new();
+        crate::report::console::write_summary(&s, &[], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("stray            127 packets from other sources or SSRCs"),
+            "{text}"
+        );
+    }
 }
