@@ -415,9 +415,9 @@ pub struct MediaSummary {
     pub duplicates: u64,
     /// Reordered packets.
     pub reordered: u64,
-    /// RFC 3550 interarrival jitter, milliseconds.
+    /// RFC 3550 interarrival jitter, milliseconds (the highest of the peer's streams').
     pub jitter_ms: f64,
-    /// SSRC changes seen.
+    /// SSRCs the peer sent after its first (a switch, a separate RFC 4733 event stream).
     pub ssrc_changes: u64,
     /// Packets with an unexpected payload type.
     pub wrong_payload_type: u64,

@@ -94,7 +94,8 @@ pub struct CallMedia {
     pub packets_expected: u64,
     /// Lost packets.
     pub packets_lost: u64,
-    /// RFC 3550 interarrival jitter at the end of the call, milliseconds.
+    /// RFC 3550 interarrival jitter at the end of the call, milliseconds: the highest of the
+    /// estimates of the peer's streams (SSRCs).
     pub jitter_ms: f64,
     /// Send lateness against the schedule, microseconds, one value per frame sent.
     pub pacing_lateness_us: Histogram<u32>,
