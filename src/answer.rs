@@ -578,6 +578,16 @@ fn print_call(call: &AnsweredCall, json: bool, out: &mut impl Write) {
                 "; rtp {} sent, {} received, loss {:.2} %, jitter {:.2} ms",
                 m.packets_sent, m.packets_received, m.loss_percent, m.jitter_ms
             );
+            if m.stray_packets > 0 {
+                let _ = write!(
+                    out,
+                    "; stray rtp {} (first from {})",
+                    m.stray_packets,
+                    m.stray_first_source
+                        .as_deref()
+                        .unwrap_or("the peer, another SSRC")
+                );
+            }
             for t in &m.tones {
                 let _ = match t.onset_ms {
                     Some(onset) => write!(out, "; tone {} at {onset:.0} ms", t.tone),

@@ -24,7 +24,9 @@ use slab::Slab;
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
-/// A range of local RTP ports, handed out round-robin (even ports, RTP convention).
+/// A range of local RTP ports, handed out round-robin (even ports, RTP convention), from a
+/// random place of the range: a new process does not take the ports the previous one just
+/// left first (where a far end may still be streaming to that one's calls).
 #[derive(Debug)]
 pub struct PortRange {
     first: u16,
@@ -33,13 +35,21 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    /// Ports `first..=last`.
+    /// Ports `first..=last`, the round-robin starting at a random even port of them.
     pub fn new(first: u16, last: u16) -> Self {
+        Self::starting_at(first, last, crate::probe::client::os_seed())
+    }
+
+    /// Ports `first..=last`, the round-robin starting at the even port `seed` picks.
+    fn starting_at(first: u16, last: u16, seed: u64) -> Self {
         let first = first + first % 2;
+        let last = last.max(first);
+        let ports = u64::from(last - first) / 2 + 1;
+        let offset = u16::try_from(mix(seed) % ports).unwrap_or(0);
         Self {
             first,
-            last: last.max(first),
-            next: AtomicU16::new(first),
+            last,
+            next: AtomicU16::new(first + 2 * offset),
         }
     }
 
@@ -429,7 +439,7 @@ struct Stream {
 
 enum State {
     /// Reading the socket, waiting for the session.
-    Listening(VecDeque<(Instant, Box<[u8]>)>),
+    Listening(VecDeque<(Instant, SocketAddr, Box<[u8]>)>),
     Running(Box<Running>),
 }
 
@@ -588,17 +598,17 @@ impl Scheduler {
             }
             let due = match &mut stream.state {
                 State::Listening(early) => {
-                    drain(&mut self.receiving, &stream.socket, |at, data| {
+                    drain(&mut self.receiving, &stream.socket, |at, from, data| {
                         if early.len() == EARLY_PACKETS {
                             early.pop_front();
                         }
-                        early.push_back((at, data.into()));
+                        early.push_back((at, from, data.into()));
                     });
                     self.tick_time(tick) + LISTEN_EVERY
                 }
                 State::Running(run) => {
-                    drain(&mut self.receiving, &stream.socket, |at, data| {
-                        run.session.handle_packet(at, data);
+                    drain(&mut self.receiving, &stream.socket, |at, from, data| {
+                        run.session.handle_packet(at, from, data);
                     });
                     run.session.play_out();
                     if !run.watches.is_empty() {
@@ -659,7 +669,7 @@ impl Scheduler {
         socket: std::net::UdpSocket,
         mut session: MediaSession,
         remote: SocketAddr,
-        early: VecDeque<(Instant, Box<[u8]>)>,
+        early: VecDeque<(Instant, SocketAddr, Box<[u8]>)>,
     ) {
         if self.streams.is_empty() {
             self.tick = self.tick_at(Instant::now());
@@ -671,8 +681,10 @@ impl Scheduler {
             .unwrap_or(now_tick + 1);
         session.restart_at(self.tick_time(start));
         session.defer_playout();
-        for (at, data) in &early {
-            session.handle_packet(*at, data);
+        // Only the peer's packets are its media: those from elsewhere count as stray.
+        session.set_peer_address(remote);
+        for (at, from, data) in &early {
+            session.handle_packet(*at, *from, data);
         }
         let due = session.poll_timeout();
         let key = self.streams.insert(Stream {
@@ -734,7 +746,10 @@ impl Scheduler {
                 let _ = reply.send(audio);
             }
             Command::Sending(send) => run.session.set_sending(send),
-            Command::Remote(addr) => run.remote = addr,
+            Command::Remote(addr) => {
+                run.remote = addr;
+                run.session.set_peer_address(addr);
+            }
             Command::Start(_) => {}
             Command::Stop(reply) => {
                 let stream = self.remove(key);
@@ -742,8 +757,8 @@ impl Scheduler {
                     unreachable!("matched as running")
                 };
                 // What arrived since the stream's last tick counts too.
-                drain(&mut self.receiving, &stream.socket, |at, data| {
-                    run.session.handle_packet(at, data);
+                drain(&mut self.receiving, &stream.socket, |at, from, data| {
+                    run.session.handle_packet(at, from, data);
                 });
                 run.session.play_out();
                 let _ = reply.send(Finished {
@@ -768,15 +783,16 @@ impl Scheduler {
 }
 
 /// Read every datagram queued on `socket` into `sink`, each with the time the kernel
-/// received it.
+/// received it and its source address.
 fn drain(
     receiving: &mut Receiving,
     socket: &std::net::UdpSocket,
-    mut sink: impl FnMut(Instant, &[u8]),
+    mut sink: impl FnMut(Instant, SocketAddr, &[u8]),
 ) {
     let fd = socket.as_raw_fd();
+    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
     loop {
-        let mut got = [(0usize, None::<Duration>); RX_BATCH];
+        let mut got = [(0usize, None::<Duration>, unknown); RX_BATCH];
         let mut buffers = receiving.buffers.iter_mut();
         let mut slices: [[IoSliceMut<'_>; 1]; RX_BATCH] = std::array::from_fn(|_| {
             [IoSliceMut::new(
@@ -802,7 +818,12 @@ fn drain(
                             _ => None,
                         })
                     });
-                    *slot = (message.bytes.min(RX_BUF), stamp);
+                    let from = message
+                        .address
+                        .as_ref()
+                        .and_then(socket_addr)
+                        .unwrap_or(unknown);
+                    *slot = (message.bytes.min(RX_BUF), stamp, from);
                     count += 1;
                 }
                 Some(count)
@@ -816,7 +837,7 @@ fn drain(
         };
         let (wall, now) = (SystemTime::now(), Instant::now());
         let wall = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-        for (i, &(len, stamp)) in got[..count].iter().enumerate() {
+        for (i, &(len, stamp, from)) in got[..count].iter().enumerate() {
             // The stamp is wall-clock time: after a clock step (NTP) an age no queued
             // datagram can have (it waited a tick or two) is not trusted: "now" instead.
             let age = stamp
@@ -828,12 +849,21 @@ fn drain(
                 age
             };
             let arrival = now.checked_sub(age).unwrap_or(now);
-            sink(arrival, &receiving.buffers[i][..len]);
+            sink(arrival, from, &receiving.buffers[i][..len]);
         }
         if count < RX_BATCH {
             return;
         }
     }
+}
+
+/// A datagram's source as a std address (IPv4 or IPv6).
+fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4(std::net::SocketAddrV4::from(*v4)));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(std::net::SocketAddrV6::from(*v6)))
 }
 
 /// Resolve the watches whose condition holds; drop those nobody waits for any more.
@@ -1062,6 +1092,46 @@ mod tests {
             .bind_std(ip)
             .expect("a free port beyond the busy block");
         assert!(socket.local_addr().unwrap().port() >= base + 140);
+    }
+
+    #[test]
+    fn the_round_robin_starts_at_a_random_port_and_covers_the_range() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        // Two processes (two seeds) start at different places of a 100-port range.
+        let starts: Vec<u16> = (0..4u64)
+            .map(|seed| {
+                PortRange::starting_at(40_000, 40_198, seed)
+                    .next
+                    .load(Ordering::Relaxed)
+            })
+            .collect();
+        assert!(starts
+            .iter()
+            .all(|p| p % 2 == 0 && (40_000..=40_198).contains(p)));
+        assert!(
+            starts.windows(2).any(|w| w[0] != w[1]),
+            "every seed started at {}",
+            starts[0]
+        );
+        // From wherever it starts, the round-robin hands out each even port once per lap.
+        let mut found = None;
+        for base in (42_000u16..52_000).step_by(200) {
+            let held: Vec<_> = (0..8)
+                .map_while(|k| std::net::UdpSocket::bind((ip, base + 2 * k)).ok())
+                .collect();
+            if held.len() == 8 {
+                drop(held);
+                found = Some(base);
+                break;
+            }
+        }
+        let base = found.expect("8 free even ports between 42000 and 52000");
+        let range = PortRange::starting_at(base, base + 14, 5);
+        let mut seen: Vec<u16> = (0..8)
+            .map(|_| range.bind_std(ip).unwrap().local_addr().unwrap().port())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..8).map(|k| base + 2 * k).collect::<Vec<_>>());
     }
 
     #[tokio::test]

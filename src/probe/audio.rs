@@ -11,6 +11,7 @@ use sipcheck_core::media::g711::Codec;
 use sipcheck_core::media::session::{MediaConfig, MediaReport, MediaSession};
 use sipcheck_core::media::tone::{Playlist, PlaylistItem, Tone, ToneQuery};
 use sipcheck_core::media::wav;
+use sipcheck_core::rtp::source::StrayStats;
 use sipcheck_core::sdp::{self, Direction, LocalMedia, Negotiated};
 
 use super::ProbeError;
@@ -236,6 +237,11 @@ impl PreparedAudio {
             jitter_ms: r.jitter_ms,
             ssrc_changes: r.ssrc_changes,
             wrong_payload_type: report.wrong_payload_type,
+            stray_packets: report.stray.packets(),
+            stray_other_address: report.stray.other_address,
+            stray_other_ssrc: report.stray.other_ssrc,
+            stray_sources: report.stray.sources,
+            stray_first_source: report.stray.first_source.map(|a| a.to_string()),
             pacing_lateness_ms: Lateness::of(&report.lateness_us),
             frames_skipped: report.frames_skipped,
             rms_dbfs: finite(report.rms_dbfs),
@@ -245,6 +251,7 @@ impl PreparedAudio {
             dtmf_received: report.dtmf_received.clone(),
         };
         let mut failures = Vec::new();
+        let stray = stray_note(&report.stray);
         // An answer of a=inactive or a=sendonly from us (recvonly from the far end) says no
         // RTP will come: its absence is no failure, but audio expected from it is.
         let far_end_sends = negotiated.direction.receives();
@@ -255,7 +262,7 @@ impl PreparedAudio {
             ));
         }
         if r.received == 0 && far_end_sends && !self.args.no_media_ok {
-            failures.push("no RTP received from the far end".to_string());
+            failures.push(format!("no RTP received from the far end{stray}"));
         }
         let gap = report.max_gap.max(report.since_last_packet);
         if r.received > 0 && gap > self.args.rtp_timeout {
@@ -268,19 +275,55 @@ impl PreparedAudio {
         let behind = overload_note((report.frames_skipped, report.lateness_us.max()));
         for t in &summary.tones {
             if !t.detected {
-                failures.push(format!("expected tone {} not detected{behind}", t.tone));
+                failures.push(format!(
+                    "expected tone {} not detected{behind}{stray}",
+                    t.tone
+                ));
             }
         }
         if let Some(expected) = &self.args.expect_dtmf {
             if &summary.dtmf_received != expected {
                 failures.push(format!(
-                    "expected DTMF '{expected}', received '{}'",
+                    "expected DTMF '{expected}', received '{}'{stray}",
                     summary.dtmf_received
                 ));
             }
         }
         (summary, failures)
     }
+}
+
+/// A remark for a failed media check when RTP that was not the peer's arrived at the call's
+/// port (set aside: never the peer's audio, loss or jitter), naming where it came from.
+pub(crate) fn stray_note(stray: &StrayStats) -> String {
+    if stray.packets() == 0 {
+        return String::new();
+    }
+    let mut parts = Vec::new();
+    if stray.other_address > 0 {
+        parts.push(format!(
+            "{} from {} other source{} (first {})",
+            stray.other_address,
+            stray.sources,
+            if stray.sources == 1 { "" } else { "s" },
+            stray
+                .first_source
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string())
+        ));
+    }
+    if stray.other_ssrc > 0 {
+        parts.push(format!(
+            "{} of a second SSRC {:#010x} interleaved with the peer's",
+            stray.other_ssrc,
+            stray.first_ssrc.unwrap_or_default()
+        ));
+    }
+    format!(
+        "; {} stray RTP packet{} ignored: {}",
+        stray.packets(),
+        if stray.packets() == 1 { "" } else { "s" },
+        parts.join(", ")
+    )
 }
 
 /// Lateness of a media thread beyond which its own timing can explain a failed media check.
@@ -370,12 +413,23 @@ pub struct MediaSummary {
     pub duplicates: u64,
     /// Reordered packets.
     pub reordered: u64,
-    /// RFC 3550 interarrival jitter, milliseconds.
+    /// RFC 3550 interarrival jitter, milliseconds (the highest of the peer's streams').
     pub jitter_ms: f64,
-    /// SSRC changes seen.
+    /// SSRCs the peer sent after its first (a switch, a separate RFC 4733 event stream).
     pub ssrc_changes: u64,
     /// Packets with an unexpected payload type.
     pub wrong_payload_type: u64,
+    /// Datagrams at the call's RTP port that were not the peer's media (set aside: never
+    /// its audio, loss or jitter).
+    pub stray_packets: u64,
+    /// Of those, from a source address other than the peer's.
+    pub stray_other_address: u64,
+    /// Of those, from the peer's address under a second SSRC interleaved with its stream.
+    pub stray_other_ssrc: u64,
+    /// Distinct other source addresses (counted up to 8).
+    pub stray_sources: u64,
+    /// The first other source address.
+    pub stray_first_source: Option<String>,
     /// How late our packets left against their schedule.
     pub pacing_lateness_ms: Lateness,
     /// Frames the sender skipped because it fell behind (generator overrun).
@@ -419,6 +473,18 @@ impl MediaSummary {
             self.pacing_lateness_ms.max,
             self.frames_skipped
         )?;
+        if self.stray_packets > 0 {
+            writeln!(
+                out,
+                "stray rtp: {} packets ignored, not the peer's ({} from {} other source{}, first {}; {} of an interleaved SSRC)",
+                self.stray_packets,
+                self.stray_other_address,
+                self.stray_sources,
+                if self.stray_sources == 1 { "" } else { "s" },
+                self.stray_first_source.as_deref().unwrap_or("none"),
+                self.stray_other_ssrc
+            )?;
+        }
         match self.rms_dbfs {
             Some(level) => writeln!(
                 out,
@@ -522,7 +588,11 @@ mod tests {
                 ssrc: 7,
             };
             let len = write_packet(&header, &[0xff; 160], &mut buf).unwrap();
-            session.handle_packet(t0 + Duration::from_millis(20 * u64::from(i)), &buf[..len]);
+            session.handle_packet(
+                t0 + Duration::from_millis(20 * u64::from(i)),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 4000)),
+                &buf[..len],
+            );
         }
         // Fine 1 s after the last packet, a timeout 10 s after it.
         let (_, ok) = prepared.summarize(&negotiated, &session.report(t0 + Duration::from_secs(1)));

@@ -142,6 +142,13 @@ pub fn write_summary(
             Some(l) => writeln!(out, " ({})", percent(l))?,
             None => writeln!(out)?,
         }
+        if rtp.stray_packets > 0 {
+            writeln!(
+                out,
+                "  stray            {} packets from other sources or SSRCs, ignored (not the peers' media)",
+                rtp.stray_packets
+            )?;
+        }
         if let Some(t) = TimingStats::of(&s.call_loss_ppm) {
             // Parts per million, shown as percent of the stream's expected packets.
             let pct = |ppm: f64| percent(ppm / 1_000_000.0);

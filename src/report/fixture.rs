@@ -65,6 +65,7 @@ fn media(i: u64, lost: u64) -> CallMedia {
         jitter_ms: 0.4 + (i % 10) as f64 * 0.1,
         pacing_lateness_us: pacing,
         frames_skipped: u64::from(i == 7),
+        stray_packets: 0,
     }
 }
 

@@ -37,6 +37,8 @@
 //!   "rtp": {
 //!     "packets_sent", "packets_received", "packets_expected", "packets_lost": integer,
 //!     "loss_ratio": number | null,            lost / expected over every stream
+//!     "stray_packets": integer,               datagrams at the calls' RTP ports that were
+//!                                             not their peers' media (set aside)
 //!     "loss_per_stream_ppm": { "count": integer,
 //!       "min", "p50", "p90", "p99", "p999", "max", "mean": number | null,
 //!       "histogram": string }                 per stream, parts per million of expected
@@ -211,6 +213,7 @@ struct Rtp {
     packets_expected: u64,
     packets_lost: u64,
     loss_ratio: Option<f64>,
+    stray_packets: u64,
     loss_per_stream_ppm: HistogramJson,
 }
 
@@ -332,6 +335,7 @@ pub fn write_json(
             packets_expected: s.rtp.packets_expected,
             packets_lost: s.rtp.packets_lost,
             loss_ratio: s.rtp.loss_ratio(),
+            stray_packets: s.rtp.stray_packets,
             loss_per_stream_ppm: HistogramJson::of(&s.call_loss_ppm, 1.0, "")?,
         },
         audio: s.audio.into(),

@@ -241,6 +241,8 @@ pub struct RtpTotals {
     pub packets_expected: u64,
     /// Packets lost.
     pub packets_lost: u64,
+    /// Datagrams at the calls' RTP ports that were not their peers' media (set aside).
+    pub stray_packets: u64,
 }
 
 impl RtpTotals {
@@ -808,6 +810,7 @@ impl Metrics {
             self.rtp.packets_received += m.packets_received;
             self.rtp.packets_expected += m.packets_expected;
             self.rtp.packets_lost += m.packets_lost;
+            self.rtp.stray_packets += m.stray_packets;
             self.generator.frames_skipped += m.frames_skipped;
             if m.packets_received > 0 || m.packets_expected > 0 {
                 let jitter_us = (m.jitter_ms.max(0.0) * 1000.0).round() as u64;
@@ -1240,5 +1243,31 @@ thresholds:
         assert!((max / 3_600_000.0 - 3.0).abs() < 0.01, "{max}");
         assert!(s.call_loss_ppm.is_empty());
         assert!(s.timing(Metric::RtpJitter).unwrap().is_empty());
+    }
+
+    #[test]
+    fn stray_rtp_is_summed_over_the_calls_and_kept_out_of_loss() {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &info());
+        for (i, stray) in [(1, 0), (2, 120), (3, 7)] {
+            let mut c = caller(i);
+            c.media = Some(CallMedia {
+                stray_packets: stray,
+                ..c.media.take().unwrap()
+            });
+            m.record_call(&c);
+        }
+        let s = m.finish(Duration::from_secs(1), false);
+        assert_eq!(s.rtp.stray_packets, 127);
+        assert_eq!(
+            s.rtp.packets_received + s.rtp.packets_lost,
+            s.rtp.packets_expected
+        );
+        let mut out = Vec::new();
+        crate::report::console::write_summary(&s, &[], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("stray            127 packets from other sources or SSRCs"),
+            "{text}"
+        );
     }
 }

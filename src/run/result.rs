@@ -94,12 +94,16 @@ pub struct CallMedia {
     pub packets_expected: u64,
     /// Lost packets.
     pub packets_lost: u64,
-    /// RFC 3550 interarrival jitter at the end of the call, milliseconds.
+    /// RFC 3550 interarrival jitter at the end of the call, milliseconds: the highest of the
+    /// estimates of the peer's streams (SSRCs).
     pub jitter_ms: f64,
     /// Send lateness against the schedule, microseconds, one value per frame sent.
     pub pacing_lateness_us: Histogram<u32>,
     /// Frames the sender skipped because it woke up too late (generator overrun).
     pub frames_skipped: u64,
+    /// Datagrams at the call's RTP port that were not the peer's media (another source, or
+    /// a second SSRC interleaved with the peer's): set aside, never its audio, loss or jitter.
+    pub stray_packets: u64,
 }
 
 /// One call as seen by one of its user agents (a call between two roles of the same run

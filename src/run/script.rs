@@ -919,7 +919,10 @@ impl Call {
                             line: 0,
                             col: 0,
                             kind: FailureKind::NoMedia,
-                            message: "no RTP received from the far end".into(),
+                            message: format!(
+                                "no RTP received from the far end{}",
+                                crate::probe::audio::stray_note(&r.stray)
+                            ),
                         });
                     } else if gap > RTP_TIMEOUT {
                         self.failures.push(Failure {
@@ -942,6 +945,7 @@ impl Call {
                     jitter_ms: r.receive.jitter_ms,
                     pacing_lateness_us: r.lateness_us,
                     frames_skipped: r.frames_skipped,
+                    stray_packets: r.stray.packets(),
                 });
             }
         }

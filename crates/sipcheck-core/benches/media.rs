@@ -202,6 +202,8 @@ fn pacer_tick(c: &mut Criterion) {
     session
         .expect_tone(ToneQuery::single(440.0).unwrap())
         .unwrap();
+    let far = std::net::SocketAddr::from(([192, 0, 2, 1], 4000));
+    session.set_peer_address(far);
     let frames = tone_frames();
     let mut out = [0u8; MAX_PACKET];
     let mut packet = vec![0u8; 12 + FRAME];
@@ -221,7 +223,7 @@ fn pacer_tick(c: &mut Criterion) {
                 ssrc: 0x1234_5678,
             };
             write_packet(&header, &payload, &mut packet).unwrap();
-            session.handle_packet(now, black_box(&packet));
+            session.handle_packet(now, far, black_box(&packet));
             while let Some(len) = session.poll_transmit(now, &mut out) {
                 black_box(&out[..len]);
             }

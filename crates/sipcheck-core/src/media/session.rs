@@ -5,13 +5,29 @@
 //! the [`RtpReceiver`] with its jitter buffer, the G.711 decoder, the tone detector, the DTMF
 //! receiver and an optional recording. The shell wakes it at [`MediaSession::poll_timeout`],
 //! takes packets from [`MediaSession::poll_transmit`] and hands it every datagram that
-//! arrives with [`MediaSession::handle_packet`]. Each send tick is also a playout tick: one
-//! frame leaves the jitter buffer, is decoded and fed to the detector.
+//! arrives, with its source address, with [`MediaSession::handle_packet`]. Each send tick is
+//! also a playout tick: one frame leaves the jitter buffer, is decoded and fed to the
+//! detector.
+//!
+//! Only the peer's media is the peer's audio. A datagram from a source that is not the
+//! peer's (see [`PeerAddress`]: the SDP's address, or the one latched behind NAT) is counted
+//! as stray and goes nowhere else. Of the peer's packets, one SSRC is *played* (its audio
+//! reaches the jitter buffer and the detector):
+//!
+//! * RFC 4733 telephone events under an SSRC of their own are counted and decoded as DTMF,
+//!   never played;
+//! * another SSRC takes over only by a clean switch: once the played one has been quiet for
+//!   [`SSRC_SWITCH_GAP`]. Until then its packets are held back; if the played SSRC sends again
+//!   meanwhile, the two are interleaved (a second stream nobody signalled) and the held
+//!   packets count as stray; otherwise they are played, in order, when the switch is taken;
+//! * the statistics (loss, jitter, duplicates) are the call's, over every stream played or
+//!   counted (see [`RtpReceiver`]).
 //!
 //! Nothing here allocates per packet once the session is built, except the recording and the
 //! bridge's receive queue when they are enabled.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -27,6 +43,18 @@ use crate::rtp::packet::{write_packet, RtpHeader, RtpPacket};
 use crate::rtp::receiver::{
     Arrival, JitterBufferStats, Playout, ReceiveStats, ReceiverConfig, ReceiverError, RtpReceiver,
 };
+use crate::rtp::source::{PeerAddress, StrayStats};
+
+/// How long the played SSRC must have been quiet for another SSRC of the peer to take over
+/// (a clean switch; see the module documentation).
+pub const SSRC_SWITCH_GAP: Duration = Duration::from_millis(100);
+
+/// A packet held back with its arrival time.
+type HeldPacket = (Instant, Vec<u8>);
+
+/// Packets of another SSRC held back at most while a switch is undecided (the oldest are
+/// counted as stray beyond that).
+const PENDING_MAX: usize = 32;
 
 /// The largest RTP packet a session writes (12-byte header and 60 ms of G.711).
 pub const MAX_PACKET: usize = 12 + 480;
@@ -167,8 +195,11 @@ pub struct MediaReport {
     pub frames_skipped: u64,
     /// Send lateness (now − due) per frame, microseconds.
     pub lateness_us: Histogram<u32>,
-    /// Receive statistics of the far end's stream.
+    /// Receive statistics of the far end's streams (every SSRC of the peer's).
     pub receive: ReceiveStats,
+    /// Datagrams set aside as not the peer's media (packets of an undecided SSRC switch
+    /// included).
+    pub stray: StrayStats,
     /// Jitter buffer counters.
     pub jitter_buffer: JitterBufferStats,
     /// Packets whose payload type was neither the codec's nor telephone-event's.
@@ -222,12 +253,14 @@ pub struct MediaSession {
     owed_playouts: u32,
     wrong_payload_type: u64,
     malformed: u64,
-    /// The SSRC of the stream being received.
-    current_ssrc: Option<u32>,
+    /// Which sources are the peer's, and what was set aside.
+    peer: PeerAddress,
+    /// When the last packet of the played SSRC arrived.
+    played_last: Option<Instant>,
+    /// Another SSRC of the peer's, held back until the switch to it is decided.
+    pending: Option<(u32, Vec<HeldPacket>)>,
     /// The longest time between two received packets.
     max_gap: Duration,
-    /// Totals of the streams received before the current SSRC.
-    earlier: ReceiveStats,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -288,9 +321,10 @@ impl MediaSession {
             owed_playouts: 0,
             wrong_payload_type: 0,
             malformed: 0,
-            current_ssrc: None,
+            peer: PeerAddress::new(),
+            played_last: None,
+            pending: None,
             max_gap: Duration::ZERO,
-            earlier: ReceiveStats::default(),
             config,
         })
     }
@@ -522,8 +556,23 @@ impl MediaSession {
         }
     }
 
-    /// A datagram arrived on the RTP port.
-    pub fn handle_packet(&mut self, now: Instant, data: &[u8]) {
+    /// The peer's RTP address as its SDP says: at the start, and after each SDP it sends (a
+    /// re-INVITE). Until it is set, the first source to send is taken as the peer.
+    pub fn set_peer_address(&mut self, addr: SocketAddr) {
+        self.peer.set_sdp(addr);
+    }
+
+    /// The source address the peer's packets come from, once one did.
+    #[must_use]
+    pub fn peer_source(&self) -> Option<SocketAddr> {
+        self.peer.latched()
+    }
+
+    /// A datagram arrived on the RTP port from `from`.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if !self.peer.accept(from) {
+            return;
+        }
         if crate::rtp::packet::is_rtcp(data) {
             return;
         }
@@ -531,33 +580,87 @@ impl MediaSession {
             self.malformed += 1;
             return;
         };
-        // Telephone events share the stream's SSRC and sequence numbers: the receiver counts
-        // them (or they would look like loss); playout conceals them with silence.
-        let pt = packet.header.payload_type;
+        let ssrc = packet.header.ssrc;
+        let played = self.receiver.played_ssrc();
+        if Some(packet.header.payload_type) == self.config.telephone_event_pt
+            && played != Some(ssrc)
+        {
+            // An RFC 4733 event stream under its own SSRC: counted and decoded, not played.
+            self.note_gap(now);
+            let arrival = self.receiver.on_side_packet(now, &packet);
+            self.take_event(arrival, &packet);
+            return;
+        }
+        match played {
+            None => self.play(now, &packet),
+            Some(current) if current == ssrc => {
+                if let Some((other, held)) = self.pending.take() {
+                    // The played SSRC is still sending: the other one was interleaved.
+                    self.peer.count_stray_ssrc(other, held.len() as u64);
+                }
+                self.play(now, &packet);
+            }
+            Some(_) => self.hold_or_switch(now, ssrc, data),
+        }
+    }
+
+    /// A packet of another SSRC than the played one's: the switch to it is taken once the
+    /// played SSRC has been quiet for [`SSRC_SWITCH_GAP`]; until then it is held back.
+    fn hold_or_switch(&mut self, now: Instant, ssrc: u32, data: &[u8]) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|(other, _)| *other != ssrc)
+        {
+            // A third SSRC while a second one waits: neither is a clean switch yet.
+            if let Some((other, held)) = self.pending.take() {
+                self.peer.count_stray_ssrc(other, held.len() as u64);
+            }
+        }
+        let (_, held) = self.pending.get_or_insert_with(|| (ssrc, Vec::new()));
+        if held.len() == PENDING_MAX {
+            held.remove(0);
+            self.peer.count_stray_ssrc(ssrc, 1);
+        }
+        held.push((now, data.to_vec()));
+        let quiet = self
+            .played_last
+            .is_none_or(|last| now.saturating_duration_since(last) >= SSRC_SWITCH_GAP);
+        if quiet {
+            if let Some((_, held)) = self.pending.take() {
+                for (at, data) in &held {
+                    if let Ok(packet) = RtpPacket::parse(data) {
+                        self.play(*at, &packet);
+                    }
+                }
+            }
+        }
+    }
+
+    fn note_gap(&mut self, now: Instant) {
         if let Some(previous) = self.receiver.last_arrival() {
             self.max_gap = self.max_gap.max(now.saturating_duration_since(previous));
         }
-        if self
-            .current_ssrc
-            .is_some_and(|ssrc| ssrc != packet.header.ssrc)
-        {
-            // The receiver restarts its statistics for a new SSRC; the call's totals do not.
-            let previous = self.receiver.stats();
-            self.earlier.expected += previous.expected;
-            self.earlier.received += previous.received;
-            self.earlier.duplicates += previous.duplicates;
-            self.earlier.reordered += previous.reordered;
-            self.earlier.discarded += previous.discarded;
-            self.earlier.payload_bytes += previous.payload_bytes;
-        }
-        self.current_ssrc = Some(packet.header.ssrc);
-        let arrival = self.receiver.on_packet(now, &packet);
+    }
+
+    /// A packet of the played stream (or the one that becomes it).
+    fn play(&mut self, now: Instant, packet: &RtpPacket<'_>) {
+        self.note_gap(now);
+        let arrival = self.receiver.on_packet(now, packet);
+        self.played_last = Some(self.played_last.map_or(now, |last| last.max(now)));
+        // Telephone events sharing the stream's SSRC and sequence numbers are counted by the
+        // receiver (or they would look like loss); playout conceals them with silence.
+        let pt = packet.header.payload_type;
         if Some(pt) == self.config.telephone_event_pt {
-            if !matches!(arrival, Arrival::Duplicate(_)) {
-                let _ = self.dtmf_rx.push(packet.header.timestamp, packet.payload);
-            }
+            self.take_event(arrival, packet);
         } else if pt != self.config.payload_type {
             self.wrong_payload_type += 1;
+        }
+    }
+
+    fn take_event(&mut self, arrival: Arrival, packet: &RtpPacket<'_>) {
+        if !matches!(arrival, Arrival::Duplicate(_)) {
+            let _ = self.dtmf_rx.push(packet.header.timestamp, packet.payload);
         }
     }
 
@@ -576,17 +679,15 @@ impl MediaSession {
         self.recording.as_deref()
     }
 
-    /// Receive statistics over every SSRC of the call: counts summed, jitter and sequence
-    /// state of the current stream.
-    fn receive_totals(&self) -> ReceiveStats {
-        let mut stats = self.receiver.stats();
-        stats.expected += self.earlier.expected;
-        stats.received += self.earlier.received;
-        stats.duplicates += self.earlier.duplicates;
-        stats.reordered += self.earlier.reordered;
-        stats.discarded += self.earlier.discarded;
-        stats.payload_bytes += self.earlier.payload_bytes;
-        stats
+    /// What was set aside so far, held packets of an undecided switch included.
+    #[must_use]
+    pub fn stray(&self) -> StrayStats {
+        let mut stray = self.peer.stray();
+        if let Some((ssrc, held)) = &self.pending {
+            stray.other_ssrc += held.len() as u64;
+            stray.first_ssrc.get_or_insert(*ssrc);
+        }
+        stray
     }
 
     /// The summary of the session at `now`.
@@ -596,7 +697,8 @@ impl MediaSession {
             dtmf_packets_sent: self.dtmf_packets_sent,
             frames_skipped: self.pacer.stats().overrun,
             lateness_us: self.lateness_us.histogram(),
-            receive: self.receive_totals(),
+            receive: self.receiver.stats(),
+            stray: self.stray(),
             jitter_buffer: self.receiver.jitter_buffer_stats(),
             wrong_payload_type: self.wrong_payload_type,
             malformed: self.malformed,
@@ -621,11 +723,17 @@ impl MediaSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::dtmf::DtmfSender;
     use crate::media::tone::{PlaylistItem, Tone};
 
     #[allow(clippy::disallowed_methods)]
     fn t0() -> Instant {
         Instant::now()
+    }
+
+    /// Where the far end's packets come from in these tests (no SDP address set: it latches).
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], 4000))
     }
 
     #[test]
@@ -689,9 +797,9 @@ mod tests {
                 }
                 let (at, to_b, data) = in_flight.remove(0);
                 if to_b {
-                    b.handle_packet(at, &data);
+                    b.handle_packet(at, peer(), &data);
                 } else {
-                    a.handle_packet(at, &data);
+                    a.handle_packet(at, peer(), &data);
                 }
             }
             now = next_tick;
@@ -754,7 +862,7 @@ mod tests {
                 let arrivals = |b: &mut MediaSession, q: &mut VecDeque<(Instant, Vec<u8>)>| {
                     while q.front().is_some_and(|(at, _)| *at <= now) {
                         let (at, data) = q.pop_front().unwrap();
-                        b.handle_packet(at, &data);
+                        b.handle_packet(at, peer(), &data);
                     }
                 };
                 if deferred {
@@ -832,7 +940,7 @@ mod tests {
             };
             let len = write_packet(&header, &payload, &mut buf).unwrap();
             let at = t0 + Duration::from_millis(u64::from(i) * 30);
-            b.handle_packet(at, &buf[..len]);
+            b.handle_packet(at, peer(), &buf[..len]);
             while b.poll_transmit(at, &mut out).is_some() {}
         }
         let end = t0 + Duration::from_secs(3);
@@ -944,7 +1052,7 @@ mod tests {
             }
             if now >= b_next {
                 for (at, data) in queued.drain(..) {
-                    b.handle_packet(at, &data);
+                    b.handle_packet(at, peer(), &data);
                 }
                 while b.poll_transmit(now, &mut buf).is_some() {}
                 b_next += Duration::from_millis(200);
@@ -974,7 +1082,7 @@ mod tests {
         while now < t0 + Duration::from_secs(3) {
             if now >= a_next {
                 while let Some(len) = a.poll_transmit(now, &mut buf) {
-                    b.handle_packet(now + Duration::from_millis(1), &buf[..len]);
+                    b.handle_packet(now + Duration::from_millis(1), peer(), &buf[..len]);
                 }
                 a_next += Duration::from_millis(100);
             }
@@ -1023,5 +1131,228 @@ mod tests {
         assert!(got.len() >= 7000, "{}", got.len());
         let peak = got.iter().fold(0f32, |m, s| m.max(s.abs()));
         assert!((0.25..0.35).contains(&peak), "{peak}");
+    }
+
+    /// PCMU packets of a `hz` tone, 20 ms each: packet `i` has sequence `seq0 + i` and
+    /// timestamp `160·i`.
+    struct ToneStream {
+        tone: crate::media::tone::ToneGenerator,
+        ssrc: u32,
+        seq0: u16,
+        pt: u8,
+    }
+
+    impl ToneStream {
+        fn new(hz: f64, ssrc: u32, seq0: u16) -> Self {
+            Self {
+                tone: crate::media::tone::ToneGenerator::new(&Tone::single(hz, -10.0).unwrap()),
+                ssrc,
+                seq0,
+                pt: 0,
+            }
+        }
+
+        fn packet(&mut self, i: u32) -> Vec<u8> {
+            use crate::media::tone::AudioSource;
+            let mut pcm = [0i16; 160];
+            let mut payload = [0u8; 160];
+            self.tone.fill(&mut pcm);
+            Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
+            let header = RtpHeader {
+                marker: i == 0,
+                payload_type: self.pt,
+                sequence: self.seq0.wrapping_add(i as u16),
+                timestamp: 160 * i,
+                ssrc: self.ssrc,
+            };
+            let mut buf = [0u8; MAX_PACKET];
+            let len = write_packet(&header, &payload, &mut buf).unwrap();
+            buf[..len].to_vec()
+        }
+    }
+
+    /// A receiving session expecting 700 Hz and 1000 Hz, with the peer's SDP address set.
+    fn listener(t0: Instant) -> (MediaSession, WatchId, WatchId) {
+        let mut config = MediaConfig::new(Codec::Pcmu);
+        config.telephone_event_pt = Some(101);
+        let mut s =
+            MediaSession::new(t0, config, Playlist::new(vec![]), &mut IdGen::new(21)).unwrap();
+        s.set_peer_address(peer());
+        let stray_tone = s.expect_tone(ToneQuery::single(700.0).unwrap()).unwrap();
+        let peer_tone = s.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        (s, stray_tone, peer_tone)
+    }
+
+    /// Runs `n` 20 ms ticks: at tick `i`, `arrivals(i)` gives the datagrams that arrive (with
+    /// their source), then the session plays out.
+    fn drive(
+        s: &mut MediaSession,
+        t0: Instant,
+        n: u32,
+        mut arrivals: impl FnMut(u32) -> Vec<(SocketAddr, Vec<u8>)>,
+    ) -> Instant {
+        let mut out = [0u8; MAX_PACKET];
+        for i in 0..n {
+            let now = t0 + Duration::from_millis(20) * i;
+            for (k, (from, data)) in arrivals(i).into_iter().enumerate() {
+                s.handle_packet(now + Duration::from_micros(100 * k as u64), from, &data);
+            }
+            while s.poll_transmit(now, &mut out).is_some() {}
+        }
+        t0 + Duration::from_millis(20) * n
+    }
+
+    /// A far end still streaming 700 Hz at the port, from another port of the same host,
+    /// before and while the peer sends 1000 Hz: the 700 Hz is never heard and is stray.
+    #[test]
+    fn rtp_from_another_source_is_stray_never_the_peers_audio() {
+        let t0 = t0();
+        let (mut s, stray_tone, peer_tone) = listener(t0);
+        let intruder = SocketAddr::from(([192, 0, 2, 1], 4002));
+        let mut other = ToneStream::new(700.0, 0x0700, 9);
+        let mut far = ToneStream::new(1000.0, 0x1000, 500);
+        let end = drive(&mut s, t0, 150, |i| {
+            // The intruder from the start; the peer from 1 s on.
+            let mut v = vec![(intruder, other.packet(i))];
+            if i >= 50 {
+                v.push((peer(), far.packet(i - 50)));
+            }
+            v
+        });
+        let r = s.report(end);
+        assert!(!s.tone_found(stray_tone), "stray audio was heard");
+        assert!(s.tone_found(peer_tone));
+        assert_eq!(r.receive.received, 100, "{:?}", r.receive);
+        assert_eq!(r.receive.lost(), 0);
+        assert_eq!(r.receive.ssrc, Some(0x1000));
+        assert_eq!(r.receive.ssrc_changes, 0);
+        assert_eq!(r.stray.other_address, 150);
+        assert_eq!(r.stray.first_source, Some(intruder));
+        assert_eq!(r.stray.sources, 1);
+        assert_eq!(r.stray.packets(), 150);
+        // Stray packets are no sign of life of the peer: the gap before its first packet
+        // (1 s, counted from the start) shows.
+        assert_eq!(s.peer_source(), Some(peer()));
+
+        // Without any packet from the peer, stray RTP alone is silence: no received
+        // packet, no tone.
+        let (mut s, stray_tone, _) = listener(t0);
+        let mut other = ToneStream::new(700.0, 0x0700, 9);
+        let end = drive(&mut s, t0, 100, |i| vec![(intruder, other.packet(i))]);
+        let r = s.report(end);
+        assert!(!s.tone_found(stray_tone));
+        assert_eq!(r.receive.received, 0);
+        assert_eq!(r.stray.other_address, 100);
+        assert!(s.is_timed_out(end, Duration::from_secs(2)));
+    }
+
+    /// A second SSRC from the peer's own address, interleaved with the played one: stray,
+    /// never mixed in, and the played stream's loss and jitter are untouched.
+    #[test]
+    fn a_second_ssrc_interleaved_with_the_played_one_is_stray() {
+        let t0 = t0();
+        let (mut s, stray_tone, peer_tone) = listener(t0);
+        let mut far = ToneStream::new(1000.0, 0x1000, 500);
+        let mut second = ToneStream::new(700.0, 0x0700, 40_000);
+        let end = drive(&mut s, t0, 150, |i| {
+            let mut v = vec![(peer(), far.packet(i))];
+            if (20..120).contains(&i) {
+                v.push((peer(), second.packet(i - 20)));
+            }
+            v
+        });
+        let r = s.report(end);
+        assert!(
+            !s.tone_found(stray_tone),
+            "the interleaved stream was heard"
+        );
+        assert!(s.tone_found(peer_tone));
+        assert_eq!((r.receive.expected, r.receive.received), (150, 150));
+        assert_eq!(r.receive.ssrc, Some(0x1000));
+        assert_eq!(r.stray.other_ssrc, 100);
+        assert_eq!(r.stray.first_ssrc, Some(0x0700));
+        assert_eq!(r.stray.other_address, 0);
+        assert_eq!(r.jitter_buffer.missing, 0);
+    }
+
+    /// A clean switch (the played SSRC stops, another starts at once, as after a re-INVITE
+    /// or an SBC's media change) is the peer's: the new stream is played from its first
+    /// packet, nothing is stray, and both streams count.
+    #[test]
+    fn a_clean_ssrc_switch_is_played_from_its_first_packet() {
+        let t0 = t0();
+        let (mut s, new_tone, old_tone) = listener(t0);
+        let mut before = ToneStream::new(1000.0, 0x1000, 500);
+        let mut after = ToneStream::new(700.0, 0x0700, 40_000);
+        let mut first_played = None;
+        let mut out = [0u8; MAX_PACKET];
+        for i in 0..150u32 {
+            let now = t0 + Duration::from_millis(20) * i;
+            let packet = if i < 60 {
+                before.packet(i)
+            } else {
+                after.packet(i - 60)
+            };
+            // One packet of each stream lost.
+            if i != 30 && i != 100 {
+                s.handle_packet(now, peer(), &packet);
+            }
+            while s.poll_transmit(now, &mut out).is_some() {}
+            if first_played.is_none() && s.receiver.played_ssrc() == Some(0x0700) {
+                first_played = Some(s.receiver.stats().received);
+            }
+        }
+        let r = s.report(t0 + Duration::from_secs(3));
+        assert!(s.tone_found(old_tone) && s.tone_found(new_tone));
+        assert_eq!(r.stray.packets(), 0, "{:?}", r.stray);
+        assert_eq!(r.receive.ssrc, Some(0x0700));
+        assert_eq!(r.receive.ssrc_changes, 1);
+        // Both streams' packets and losses: the first stream's loss still shows.
+        assert_eq!((r.receive.expected, r.receive.received), (150, 148));
+        assert_eq!(r.receive.lost(), 2);
+        // The switch was taken after the old stream's 100 ms of quiet, with the packets held
+        // meanwhile played first.
+        // (packets 60 to 64: the last old one arrived at 1.18 s, the switch at 1.28 s; one of
+        // the 60 old ones was lost).
+        assert_eq!(first_played, Some(59 + 5));
+    }
+
+    /// RFC 4733 events under an SSRC of their own, between the audio packets: the digits
+    /// arrive, the audio plays on without a gap, nothing is stray or lost.
+    #[test]
+    fn telephone_events_under_their_own_ssrc_are_dtmf_not_a_switch() {
+        let t0 = t0();
+        let (mut s, _, peer_tone) = listener(t0);
+        let mut far = ToneStream::new(1000.0, 0x1000, 500);
+        let mut events = DtmfSender::new("7", DtmfConfig::default()).unwrap();
+        let mut seq = 3000u16;
+        let end = drive(&mut s, t0, 100, |i| {
+            let mut v = vec![(peer(), far.packet(i))];
+            if i >= 30 {
+                if let Some(e) = events.poll_tick(160 * i) {
+                    let header = RtpHeader {
+                        marker: e.marker,
+                        payload_type: 101,
+                        sequence: seq,
+                        timestamp: e.timestamp,
+                        ssrc: 0xE7E7,
+                    };
+                    seq += 1;
+                    let mut buf = [0u8; 16];
+                    let len = write_packet(&header, &e.payload(), &mut buf).unwrap();
+                    v.push((peer(), buf[..len].to_vec()));
+                }
+            }
+            v
+        });
+        let r = s.report(end);
+        assert_eq!(r.dtmf_received, "7");
+        assert!(s.tone_found(peer_tone));
+        assert_eq!(r.stray.packets(), 0);
+        assert_eq!(r.receive.ssrc, Some(0x1000));
+        assert_eq!(r.receive.ssrc_changes, 1);
+        assert_eq!(r.receive.lost(), 0);
+        assert_eq!(r.receive.received, 100 + 7);
+        assert_eq!(r.jitter_buffer.missing + r.jitter_buffer.underruns, 0);
     }
 }

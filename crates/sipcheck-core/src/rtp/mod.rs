@@ -5,7 +5,10 @@
 //!   marker bit.
 //! * [`receiver`]: loss, duplicates, reordering and jitter (RFC 3550 Appendix A), RTP
 //!   timeouts, and a jitter buffer feeding the decoder.
+//! * [`source`]: which source addresses are the peer's (the SDP's, or latched behind NAT),
+//!   and what was set aside as stray.
 
 pub mod pacer;
 pub mod packet;
 pub mod receiver;
+pub mod source;

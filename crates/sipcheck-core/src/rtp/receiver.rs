@@ -14,11 +14,16 @@
 //! * the interarrival jitter (A.8) in timestamp units and milliseconds. Packets that repeat
 //!   the previous packet's timestamp (RFC 4733 event updates and their retransmissions) do
 //!   not update it, since their sampling instant is not new;
-//! * the SSRC: a packet with a new SSRC restarts all of the above and bumps
-//!   [`ReceiveStats::ssrc_changes`];
+//! * all of the above per SSRC (RFC 3550 keeps them per source): a packet with a new SSRC
+//!   starts a stream of its own and bumps [`ReceiveStats::ssrc_changes`], and the statistics
+//!   are the call's, over every stream: counts summed (a loss in a stream that stopped still
+//!   shows after the peer switched to another), the jitter the highest of the streams'.
+//!   Interleaved streams (an RFC 4733 event stream under its own SSRC) do not disturb each
+//!   other's sequence or jitter state;
 //! * the last arrival time, for [`RtpReceiver::is_timed_out`].
 //!
-//! Its [`JitterBuffer`] releases payloads in sequence order, one per playout tick, with
+//! Its [`JitterBuffer`] is fed by one stream, the played one, and releases payloads in
+//! sequence order, one per playout tick, with
 //! [`Playout::Missing`] for packets that did not arrive in time (conceal them with
 //! silence).
 
@@ -99,7 +104,7 @@ impl Arrival {
 /// A snapshot of a stream's receive statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ReceiveStats {
-    /// The current SSRC, once a packet arrived.
+    /// The played stream's SSRC, once a packet arrived.
     pub ssrc: Option<u32>,
     /// Packets expected: the span of extended sequence numbers seen, summed over segments.
     pub expected: u64,
@@ -113,13 +118,15 @@ pub struct ReceiveStats {
     pub discarded: u64,
     /// Confirmed sequence jumps of the same SSRC.
     pub sequence_restarts: u64,
-    /// How many times the SSRC changed (kept across the restart a change causes).
+    /// SSRCs received after the first (each new SSRC counts once, a return to an earlier
+    /// one does not).
     pub ssrc_changes: u64,
-    /// The highest extended sequence number (of the current segment).
+    /// The highest extended sequence number (of the played stream's current segment).
     pub highest_sequence: u64,
     /// Payload bytes of the distinct packets.
     pub payload_bytes: u64,
-    /// The interarrival jitter (RFC 3550 A.8) in timestamp units.
+    /// The interarrival jitter (RFC 3550 A.8) in timestamp units: the highest of the
+    /// streams' estimates.
     pub jitter_ts: f64,
     /// The interarrival jitter in milliseconds.
     pub jitter_ms: f64,
@@ -234,9 +241,6 @@ struct Stream {
     jitter: f64,
     /// The arrival time and RTP timestamp of the last packet used for jitter.
     last_transit: Option<(Instant, u32)>,
-    /// Expected and received at the last interval report (A.3).
-    report_expected: u64,
-    report_received: u64,
 }
 
 impl Stream {
@@ -254,8 +258,6 @@ impl Stream {
             payload_bytes: 0,
             jitter: 0.0,
             last_transit: None,
-            report_expected: 0,
-            report_received: 0,
         }
     }
 
@@ -513,14 +515,42 @@ impl JitterBuffer {
     }
 }
 
-/// Receive statistics and jitter buffer of one RTP stream.
+/// The most SSRCs a receiver keeps apart; beyond that the oldest stream's counts are folded
+/// into the call's totals (a peer cycling through SSRCs cannot grow the receiver).
+const MAX_STREAMS: usize = 8;
+
+/// Counts of streams no longer kept apart (see [`MAX_STREAMS`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Retired {
+    expected: u64,
+    received: u64,
+    duplicates: u64,
+    reordered: u64,
+    discarded: u64,
+    restarts: u64,
+    payload_bytes: u64,
+    jitter: f64,
+}
+
+/// Receive statistics and jitter buffer of a call's RTP: every SSRC the peer sends has its own
+/// sequence and jitter state (RFC 3550 keeps them per source), and the statistics are the
+/// call's, over every stream. One of them, the *played* stream, feeds the jitter buffer.
 #[derive(Debug, Clone)]
 pub struct RtpReceiver {
     clock_rate: u32,
     created: Instant,
     last_arrival: Option<Instant>,
-    stream: Option<Stream>,
+    /// One per SSRC, in the order they started.
+    streams: Vec<Stream>,
+    /// The stream feeding the jitter buffer (an index into `streams`).
+    played: Option<usize>,
+    /// The stream of the last packet (an index into `streams`), looked at first.
+    last: usize,
+    retired: Retired,
     ssrc_changes: u64,
+    /// Expected and received over every stream at the last interval report (A.3).
+    report_expected: u64,
+    report_received: u64,
     jitter_buffer: JitterBuffer,
 }
 
@@ -537,27 +567,78 @@ impl RtpReceiver {
             clock_rate: config.clock_rate,
             created: now,
             last_arrival: None,
-            stream: None,
+            streams: Vec::with_capacity(2),
+            played: None,
+            last: 0,
+            retired: Retired::default(),
             ssrc_changes: 0,
+            report_expected: 0,
+            report_received: 0,
             jitter_buffer: JitterBuffer::new(config.jitter_buffer_frames)?,
         })
     }
 
-    /// Takes a packet that arrived at `now`: updates the statistics and stores the payload
-    /// in the jitter buffer (unless it is a duplicate or discarded).
+    /// Takes a packet of the played stream that arrived at `now`: updates the statistics and
+    /// stores the payload in the jitter buffer (unless it is a duplicate or discarded). A
+    /// packet of another SSRC than the played stream's makes its stream the played one (the
+    /// jitter buffer starts over); the earlier stream's counts stay in the totals.
     pub fn on_packet(&mut self, now: Instant, packet: &RtpPacket<'_>) -> Arrival {
-        self.last_arrival = Some(now);
-        let header = &packet.header;
-        let stream = match &mut self.stream {
-            Some(stream) if stream.ssrc == header.ssrc => stream,
-            current => {
-                if current.is_some() {
-                    self.ssrc_changes += 1;
-                    self.jitter_buffer.reset();
+        self.receive(now, packet, true)
+    }
+
+    /// Takes a packet that is counted but not played (an RFC 4733 event stream under its own
+    /// SSRC): its stream's statistics are updated, the jitter buffer is left alone.
+    pub fn on_side_packet(&mut self, now: Instant, packet: &RtpPacket<'_>) -> Arrival {
+        self.receive(now, packet, false)
+    }
+
+    /// The index of `ssrc`'s stream, created (and counted as an SSRC change after the first)
+    /// if new.
+    fn stream_index(&mut self, ssrc: u32, seq: u16) -> usize {
+        if self.streams.get(self.last).is_some_and(|s| s.ssrc == ssrc) {
+            return self.last;
+        }
+        if let Some(i) = self.streams.iter().position(|s| s.ssrc == ssrc) {
+            return i;
+        }
+        if !self.streams.is_empty() || self.retired.expected > 0 || self.retired.received > 0 {
+            self.ssrc_changes += 1;
+        }
+        if self.streams.len() == MAX_STREAMS {
+            // Fold the oldest stream that is not being played into the totals.
+            let victim = usize::from(self.played == Some(0));
+            let old = self.streams.remove(victim);
+            let r = &mut self.retired;
+            r.expected += old.expected();
+            r.received += old.total_received();
+            r.duplicates += old.duplicates;
+            r.reordered += old.reordered;
+            r.discarded += old.discarded;
+            r.restarts += old.restarts;
+            r.payload_bytes += old.payload_bytes;
+            r.jitter = r.jitter.max(old.jitter);
+            if let Some(p) = &mut self.played {
+                if *p > victim {
+                    *p -= 1;
                 }
-                current.insert(Stream::new(header.ssrc, header.sequence))
             }
-        };
+        }
+        self.streams.push(Stream::new(ssrc, seq));
+        self.streams.len() - 1
+    }
+
+    fn receive(&mut self, now: Instant, packet: &RtpPacket<'_>, play: bool) -> Arrival {
+        self.last_arrival = Some(self.last_arrival.map_or(now, |last| last.max(now)));
+        let header = &packet.header;
+        let index = self.stream_index(header.ssrc, header.sequence);
+        self.last = index;
+        if play && self.played != Some(index) {
+            if self.played.is_some() {
+                self.jitter_buffer.reset();
+            }
+            self.played = Some(index);
+        }
+        let stream = &mut self.streams[index];
         let arrival = if stream.received == 0 && stream.prior_received == 0 {
             Arrival::First(stream.sequence.highest())
         } else {
@@ -569,7 +650,9 @@ impl RtpReceiver {
                     stream.restarts += 1;
                     stream.sequence = Sequence::new(header.sequence);
                     stream.last_transit = None;
-                    self.jitter_buffer.reset();
+                    if play {
+                        self.jitter_buffer.reset();
+                    }
                     Arrival::Restarted(stream.sequence.highest())
                 }
                 other => other,
@@ -590,9 +673,11 @@ impl RtpReceiver {
                 stream.update_jitter(now, header.timestamp, self.clock_rate);
             }
         }
-        if let Some(sequence) = arrival.sequence() {
-            if !matches!(arrival, Arrival::Duplicate(_)) {
-                self.jitter_buffer.push(sequence, packet);
+        if play {
+            if let Some(sequence) = arrival.sequence() {
+                if !matches!(arrival, Arrival::Duplicate(_)) {
+                    self.jitter_buffer.push(sequence, packet);
+                }
             }
         }
         arrival
@@ -609,43 +694,62 @@ impl RtpReceiver {
         self.jitter_buffer.stats()
     }
 
-    /// A snapshot of the statistics.
+    /// The SSRC of the played stream, once a packet was played.
     #[must_use]
-    pub fn stats(&self) -> ReceiveStats {
-        let Some(s) = &self.stream else {
-            return ReceiveStats {
-                ssrc_changes: self.ssrc_changes,
-                ..ReceiveStats::default()
-            };
-        };
-        ReceiveStats {
-            ssrc: Some(s.ssrc),
-            expected: s.expected(),
-            received: s.total_received(),
-            duplicates: s.duplicates,
-            reordered: s.reordered,
-            discarded: s.discarded,
-            sequence_restarts: s.restarts,
-            ssrc_changes: self.ssrc_changes,
-            highest_sequence: s.sequence.highest(),
-            payload_bytes: s.payload_bytes,
-            jitter_ts: s.jitter,
-            jitter_ms: s.jitter * 1000.0 / f64::from(self.clock_rate),
-        }
+    pub fn played_ssrc(&self) -> Option<u32> {
+        self.played.map(|i| self.streams[i].ssrc)
     }
 
-    /// The fraction lost since the previous call, as the 8-bit fixed-point number of an
-    /// RTCP report block (RFC 3550 A.3; 0 if nothing was lost or expected).
-    pub fn take_interval_fraction_lost(&mut self) -> u8 {
-        let Some(s) = &mut self.stream else {
-            return 0;
+    /// A snapshot of the call's statistics over every stream: counts summed, the jitter the
+    /// highest of the streams' (each stream's RFC 3550 estimate), the SSRC and highest
+    /// sequence number the played stream's (or the last packet's stream's).
+    #[must_use]
+    pub fn stats(&self) -> ReceiveStats {
+        let r = &self.retired;
+        let mut stats = ReceiveStats {
+            ssrc: None,
+            expected: r.expected,
+            received: r.received,
+            duplicates: r.duplicates,
+            reordered: r.reordered,
+            discarded: r.discarded,
+            sequence_restarts: r.restarts,
+            ssrc_changes: self.ssrc_changes,
+            highest_sequence: 0,
+            payload_bytes: r.payload_bytes,
+            jitter_ts: r.jitter,
+            jitter_ms: 0.0,
         };
-        let expected = s.expected();
-        let received = s.total_received();
-        let expected_interval = expected.saturating_sub(s.report_expected);
-        let received_interval = received.saturating_sub(s.report_received);
-        s.report_expected = expected;
-        s.report_received = received;
+        for s in &self.streams {
+            stats.expected += s.expected();
+            stats.received += s.total_received();
+            stats.duplicates += s.duplicates;
+            stats.reordered += s.reordered;
+            stats.discarded += s.discarded;
+            stats.sequence_restarts += s.restarts;
+            stats.payload_bytes += s.payload_bytes;
+            stats.jitter_ts = stats.jitter_ts.max(s.jitter);
+        }
+        if let Some(s) = self
+            .played
+            .or((!self.streams.is_empty()).then_some(self.last))
+        {
+            let s = &self.streams[s];
+            stats.ssrc = Some(s.ssrc);
+            stats.highest_sequence = s.sequence.highest();
+        }
+        stats.jitter_ms = stats.jitter_ts * 1000.0 / f64::from(self.clock_rate);
+        stats
+    }
+
+    /// The fraction lost over every stream since the previous call, as the 8-bit fixed-point
+    /// number of an RTCP report block (RFC 3550 A.3; 0 if nothing was lost or expected).
+    pub fn take_interval_fraction_lost(&mut self) -> u8 {
+        let stats = self.stats();
+        let expected_interval = stats.expected.saturating_sub(self.report_expected);
+        let received_interval = stats.received.saturating_sub(self.report_received);
+        self.report_expected = stats.expected;
+        self.report_received = stats.received;
         if expected_interval == 0 || received_interval >= expected_interval {
             return 0;
         }
@@ -653,7 +757,7 @@ impl RtpReceiver {
         u8::try_from((lost << 8) / expected_interval).unwrap_or(u8::MAX)
     }
 
-    /// When the last packet arrived.
+    /// When the last packet arrived (the latest arrival time taken).
     #[must_use]
     pub fn last_arrival(&self) -> Option<Instant> {
         self.last_arrival
@@ -873,7 +977,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_ssrc_restarts_the_statistics_and_is_counted() {
+    fn a_new_ssrc_starts_a_stream_of_its_own_and_is_counted() {
         let mut link = Link::new(100);
         for i in 0..10 {
             link.deliver(i, ms(5));
@@ -886,9 +990,82 @@ mod tests {
         }
         let stats = link.rx.stats();
         assert_eq!(stats.ssrc, Some(0x1111));
+        assert_eq!(link.rx.played_ssrc(), Some(0x1111));
         assert_eq!(stats.ssrc_changes, 1);
-        assert_eq!(stats.expected, 5);
-        assert_eq!(stats.received, 5);
+        // Both streams, whole: no loss from the jump in sequence numbers between them.
+        assert_eq!(stats.expected, 15);
+        assert_eq!(stats.received, 15);
+        assert_eq!(stats.lost(), 0);
+        // Back to the first SSRC: its stream goes on, it is no new SSRC.
+        link.ssrc = 0xABCD;
+        link.seq0 = 100;
+        assert!(matches!(link.deliver(10, ms(5)), Arrival::InOrder(_)));
+        assert_eq!(link.rx.stats().ssrc_changes, 1);
+    }
+
+    #[test]
+    fn loss_and_jitter_of_a_stream_that_stopped_still_show_after_a_switch() {
+        let mut link = Link::new(1000);
+        // The first stream: 100 packets, every 10th lost, transit alternating 0 and 10 ms.
+        for i in 0..100 {
+            if i % 10 != 4 {
+                link.deliver(i, if i % 2 == 1 { ms(10) } else { ms(0) });
+            }
+        }
+        let first = link.rx.stats();
+        assert_eq!(first.lost(), 10);
+        assert!(first.jitter_ms > 5.0, "{}", first.jitter_ms);
+        // Then a clean stream under a new SSRC: no loss, constant transit.
+        link.ssrc = 0x2222;
+        link.seq0 = 7;
+        for i in 100..400 {
+            link.deliver(i, ms(3));
+        }
+        let stats = link.rx.stats();
+        assert_eq!(stats.ssrc, Some(0x2222));
+        assert_eq!(stats.expected, 400);
+        assert_eq!(stats.received, 390);
+        assert_eq!(stats.lost(), 10);
+        assert!((stats.loss_fraction() - 0.025).abs() < 1e-12);
+        // The call's jitter is the worst stream's, not the last one's (which is ~0).
+        assert!(
+            (stats.jitter_ms - first.jitter_ms).abs() < 1e-9,
+            "{stats:?}"
+        );
+        assert_eq!(link.rx.take_interval_fraction_lost(), 6); // 10 / 400 · 256 = 6.4
+    }
+
+    #[test]
+    fn an_event_stream_under_its_own_ssrc_disturbs_neither_the_audio_nor_its_playout() {
+        let t0 = base();
+        let mut rx = RtpReceiver::new(t0, ReceiverConfig::default()).unwrap();
+        let mut played = Vec::new();
+        for i in 0..50u16 {
+            let at = t0 + ms(20) * u32::from(i);
+            let audio = bytes(0xA, 500 + i, 160 * u32::from(i));
+            let a = rx.on_packet(at, &RtpPacket::parse(&audio).unwrap());
+            assert!(
+                matches!(a, Arrival::First(_) | Arrival::InOrder(_)),
+                "{a:?}"
+            );
+            if (10..20).contains(&i) {
+                // RFC 4733 events interleaved, under another SSRC, at the same pace.
+                let event = bytes(0xE, 9000 + i, 99_000);
+                rx.on_side_packet(at + ms(1), &RtpPacket::parse(&event).unwrap());
+            }
+            if let Some(frame) = tick(&mut rx) {
+                played.push(frame);
+            }
+        }
+        let stats = rx.stats();
+        assert_eq!(stats.ssrc, Some(0xA));
+        assert_eq!(stats.ssrc_changes, 1);
+        assert_eq!((stats.expected, stats.received), (60, 60));
+        assert_eq!(stats.sequence_restarts + stats.discarded, 0);
+        assert_eq!(rx.jitter_buffer_stats().underruns, 0);
+        // Every audio frame after the buffer's fill, in order, nothing concealed.
+        assert_eq!(played.len(), 48);
+        assert!(played.iter().all(Option::is_some));
     }
 
     #[test]
