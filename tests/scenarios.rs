@@ -500,3 +500,36 @@ fn ctrl_c_sends_every_bye_to_sipp_before_exiting() {
     let byes = traced.lines().filter(|l| l.starts_with("BYE sip:")).count();
     assert_eq!(byes, 5, "{}", sipp.log());
 }
+
+#[test]
+fn a_report_on_stdout_has_it_to_itself_and_two_are_refused() {
+    let path = repo_root().join("scenarios/selftest.yaml");
+    let out = run_sipcheck_with_timeout(
+        ["run", path.to_str().unwrap(), "--json", "-"],
+        &[],
+        Duration::from_secs(120),
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_eq!(v["verdict"], "passed", "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("result: PASSED"),
+        "console on stderr: {shown}"
+    );
+
+    let out = run_sipcheck_with_timeout(
+        ["run", path.to_str().unwrap(), "--json", "-", "--junit", "-"],
+        &[],
+        Duration::from_secs(30),
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(out.stdout.is_empty(), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot both go to standard output"),
+        "{shown}"
+    );
+}
