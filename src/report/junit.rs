@@ -21,7 +21,6 @@ use std::time::UNIX_EPOCH;
 
 use super::console;
 use super::metrics::{FailedCall, RoleSummary, RunSummary, StepSummary, ThresholdResult};
-use crate::ladder::format_rung;
 
 /// One `<testcase>`.
 struct Case {
@@ -253,26 +252,8 @@ fn step_case(name: String, role: &RoleSummary, step: &StepSummary) -> Case {
 
 /// The first failing call: Call-ID, failures and SIP ladder.
 fn sample_text(text: &mut String, c: &FailedCall) {
-    let _ = writeln!(text, "First failing call: Call-ID {}", c.call_id);
-    let _ = write!(text, "  user {} ({}", c.user, c.role);
-    if let Some(code) = c.final_code {
-        let _ = write!(text, ", final response {code}");
-    }
-    let _ = writeln!(text, "), ended: {}", c.end_reason);
-    for f in &c.failures {
-        let at = if f.line > 0 {
-            format!("{} (line {})", f.step, f.line)
-        } else {
-            f.step.clone()
-        };
-        let _ = writeln!(text, "  {at}: {}: {}", f.kind, f.message);
-    }
-    if !c.ladder.is_empty() {
-        let _ = writeln!(text, "SIP ladder:");
-        for rung in &c.ladder {
-            let _ = writeln!(text, "{}", format_rung(rung));
-        }
-    }
+    text.push_str("First failing call: ");
+    console::sample_text(text, c);
 }
 
 fn registration_case(name: String, role: &RoleSummary, unregister: bool) -> Case {
@@ -511,9 +492,11 @@ mod tests {
             text.contains("First failing call: Call-ID call-0@sipcheck"),
             "{text}"
         );
-        // The message with XML specials and a control character survives, readable.
+        // The message with XML specials survives, readable; a control character is a space.
         assert!(
-            text.contains(r#"call (line 17): sip_486: call <sip:1000@pbx.test> rejected: 486 "Busy & Here"\u{1}"#),
+            text.contains(
+                "call (line 17): sip_486: call <sip:1000@pbx.test> rejected: 486 \"Busy & Here\"\n"
+            ),
             "{text}"
         );
         assert!(text.contains("SIP ladder:\n"), "{text}");
