@@ -533,3 +533,65 @@ fn a_report_on_stdout_has_it_to_itself_and_two_are_refused() {
         "{shown}"
     );
 }
+
+#[test]
+fn an_interrupted_run_with_failures_lists_them_and_never_says_nothing_failed() {
+    let busy = format!("127.0.0.1:{}", free_port());
+    let answer = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let path = repo_root().join("tests/peers/scenarios/busy-and-long.yaml");
+    let stdout = std::fs::File::create(reports.dir.join("stdout")).unwrap();
+    let stderr = std::fs::File::create(reports.dir.join("stderr")).unwrap();
+    let mut child = std::process::Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(reports.json())
+        .env("BUSY_LISTEN", &busy)
+        .env("ANSWER_LISTEN", &answer)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // The progress line (every 5 s) shows the two busy calls failed; the long ones are up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let progress = support::process::read_lossy(&reports.dir.join("stderr"));
+        if progress.contains(" failed 2 ") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the busy calls did not fail in time\n{progress}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    support::process::signal(child.id(), "INT").unwrap();
+    let status = support::process::wait_timeout(&mut child, Duration::from_secs(30));
+    let console = support::process::read_lossy(&reports.dir.join("stdout"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck did not stop after SIGINT\n{console}");
+    };
+    assert_eq!(status.code(), Some(130), "{console}");
+    let v = reports.summary();
+    assert_eq!(v["failures"]["sip_486"], 2, "{v}");
+    assert_eq!(v["calls"]["failed"], 4, "{v}");
+    // The reason, its count and its first call with its ladder.
+    let reason = console
+        .lines()
+        .find(|l| l.starts_with("  sip_486 Busy Here "))
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(reason.ends_with(" ×2"), "{console}");
+    let first = console
+        .split("  sip_486 Busy Here (×2)\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(first.contains("SIP/2.0 486 Busy Here"), "{console}");
+    assert!(!console.contains("nothing failed"), "{console}");
+    let verdict = console.lines().last().unwrap();
+    assert_eq!(
+        verdict,
+        "result: INTERRUPTED: the run did not finish, and 4 of 4 calls failed (2 of them only cut short by the interruption)",
+        "{console}"
+    );
+}
