@@ -94,6 +94,8 @@ pub struct RoleInfo {
 pub struct RunInfo {
     /// The scenario's name.
     pub scenario: String,
+    /// The scenario file, as named on the command line (empty when unknown).
+    pub file: String,
     /// The roles, in the order written.
     pub roles: Vec<RoleInfo>,
 }
@@ -104,6 +106,7 @@ impl RunInfo {
     pub fn from_scenario(scenario: &Scenario) -> Self {
         Self {
             scenario: scenario.name.clone(),
+            file: String::new(),
             roles: scenario
                 .roles
                 .iter()
@@ -122,6 +125,13 @@ impl RunInfo {
                 })
                 .collect(),
         }
+    }
+
+    /// The same, with the scenario file's path, for the reports' `file:line` locations.
+    #[must_use]
+    pub fn with_file(mut self, file: &str) -> Self {
+        file.clone_into(&mut self.file);
+        self
     }
 }
 
@@ -441,6 +451,12 @@ pub struct StepSummary {
     pub line: u32,
     /// Its column.
     pub col: u32,
+    /// Calls of the role that reached this step.
+    pub reached: u64,
+    /// Calls of the role that completed this step without a failure.
+    pub passed: u64,
+    /// The time the role's calls spent in this step, added up.
+    pub time: Duration,
     /// Calls of the role that failed at this step.
     pub failed: u64,
     /// Failures at this step per kind label.
@@ -480,6 +496,9 @@ impl RoleSummary {
                     kind: s.kind.clone(),
                     line: s.line,
                     col: s.col,
+                    reached: 0,
+                    passed: 0,
+                    time: Duration::ZERO,
                     failed: 0,
                     failures: BTreeMap::new(),
                     sample: None,
@@ -513,6 +532,9 @@ impl RoleSummary {
                     kind: kind.to_owned(),
                     line,
                     col,
+                    reached: 0,
+                    passed: 0,
+                    time: Duration::ZERO,
                     failed: 0,
                     failures: BTreeMap::new(),
                     sample: None,
@@ -581,6 +603,8 @@ impl TimingStats {
 pub struct RunSummary {
     /// The scenario's name.
     pub scenario: String,
+    /// The scenario file, as named on the command line (empty when unknown).
+    pub file: String,
     /// When the run started (wall clock).
     pub started_at: SystemTime,
     /// How long it ran.
@@ -812,6 +836,7 @@ fn record_duration(h: &mut Histogram<u64>, d: Duration) {
 #[derive(Debug)]
 pub struct Metrics {
     scenario: String,
+    file: String,
     started_at: SystemTime,
     roles: Vec<RoleSummary>,
     by_side: [CallCounts; 2],
@@ -841,6 +866,7 @@ impl Metrics {
     pub fn new(run_start: SystemTime, info: &RunInfo) -> Self {
         Self {
             scenario: info.scenario.clone(),
+            file: info.file.clone(),
             started_at: run_start,
             roles: info
                 .roles
@@ -966,6 +992,17 @@ impl Metrics {
         // Per role, per step, samples.
         let role = self.role_mut(&r.role, r.side == Side::Caller);
         role.calls.add(passed);
+        for run in &r.steps {
+            if let Some(step) = role
+                .steps
+                .iter_mut()
+                .find(|s| s.line == run.line && s.col == run.col)
+            {
+                step.reached += 1;
+                step.passed += u64::from(run.passed);
+                step.time += run.elapsed;
+            }
+        }
         if passed {
             return;
         }
@@ -1065,6 +1102,7 @@ impl Metrics {
         }
         RunSummary {
             scenario: self.scenario,
+            file: self.file,
             started_at: self.started_at,
             elapsed,
             interrupted,

@@ -53,7 +53,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         return Exit::Usage;
     }
     let console_to_stderr = to_stdout(&junit_path) || to_stdout(&json_path);
-    let info = RunInfo::from_scenario(&scenario);
+    let info = RunInfo::from_scenario(&scenario).with_file(&args.file);
     let started_at = Instant::now();
     let mut metrics = Metrics::new(SystemTime::now(), &info);
     let counted = if scenario.roles.iter().any(|r| r.calls()) {

@@ -25,7 +25,7 @@ use sipcheck_core::ua::register::LocalEnd;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::agent::{CallEvents, Command};
-use super::result::{CallMedia, CallResult, Failure, FailureKind, Side};
+use super::result::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
 use crate::ladder::RawLadder;
 use crate::media::{MediaHandle, PortRange};
 use crate::probe::audio::overload_note;
@@ -88,6 +88,13 @@ struct Call {
     dtmf_checked: u32,
     dtmf_verified: u32,
     interrupted: bool,
+    /// The steps reached, for the reports.
+    steps_run: Vec<StepRun>,
+    /// The end a later `wait_for` step of the script waits for: a waiting step cut short by
+    /// exactly that end has not failed, the script goes on to that `wait_for`.
+    awaited_end: Option<CallEndReason>,
+    /// Set when a waiting step was cut short by the awaited end.
+    skip_to_wait: bool,
     ids: IdGen,
     /// How long steps wait for the answer (the `call` step's timeout).
     answer_wait: Duration,
@@ -164,6 +171,9 @@ impl Call {
             dtmf_checked: 0,
             dtmf_verified: 0,
             interrupted: false,
+            steps_run: Vec::new(),
+            awaited_end: None,
+            skip_to_wait: false,
             ids: IdGen::new(seed),
             answer_wait: ANSWER_WAIT,
         }
@@ -184,12 +194,32 @@ impl Call {
     }
 
     async fn run(&mut self, steps: &[Located<Step>], account: &Account, peer: Option<&Account>) {
-        for step in steps.iter().filter(|s| is_call_step(&s.value)) {
+        let steps: Vec<&Located<Step>> = steps.iter().filter(|s| is_call_step(&s.value)).collect();
+        for (i, step) in steps.iter().enumerate() {
+            if self.skip_to_wait {
+                if !matches!(step.value, Step::WaitFor(_)) {
+                    continue;
+                }
+                self.skip_to_wait = false;
+            }
             if *self.ctx.stop.borrow() {
                 self.interrupted = true;
                 break;
             }
+            self.awaited_end = steps[i + 1..].iter().find_map(|s| match &s.value {
+                Step::WaitFor(WaitEvent::Bye) => Some(CallEndReason::RemoteBye),
+                Step::WaitFor(WaitEvent::Cancel) => Some(CallEndReason::CancelledByRemote),
+                _ => None,
+            });
+            let began = Instant::now();
+            let failures = self.failures.len();
             let ok = self.step(step, account, peer).await;
+            self.steps_run.push(StepRun {
+                line: step.line,
+                col: step.col,
+                elapsed: began.elapsed(),
+                passed: ok && !self.interrupted && self.failures.len() == failures,
+            });
             if !ok || self.interrupted {
                 break;
             }
@@ -645,9 +675,17 @@ impl Call {
         None
     }
 
+    /// A waiting step saw the call end: a failure, unless a later `wait_for` of the script
+    /// waits for exactly that end (a ring cut short by the caller's CANCEL before
+    /// `wait_for: cancel`), in which case the script goes on to that `wait_for`.
     fn unexpected_end(&mut self, step: &Located<Step>) -> bool {
         if self.interrupted {
             return false;
+        }
+        let reason = self.record.as_ref().and_then(|r| r.reason());
+        if reason.is_some() && reason == self.awaited_end.as_ref() {
+            self.skip_to_wait = true;
+            return true;
         }
         let (kind, reason) = self.end_failure();
         self.fail(step, kind, format!("the call ended: {reason}"));
@@ -1008,6 +1046,7 @@ impl Call {
                 self.ladder.rungs()
             },
             failures: std::mem::take(&mut self.failures),
+            steps: std::mem::take(&mut self.steps_run),
         }
     }
 
