@@ -595,3 +595,157 @@ fn an_interrupted_run_with_failures_lists_them_and_never_says_nothing_failed() {
         "{console}"
     );
 }
+
+/// Validates a JUnit report with xmllint (Debian's libxml2-utils) against the Jenkins xUnit
+/// plugin's junit-10.xsd and JUnit 5's jenkins-junit.xsd, kept in tests/schemas.
+fn assert_valid_junit(path: &std::path::Path) {
+    for schema in ["junit-10.xsd", "jenkins-junit.xsd"] {
+        let schema = repo_root().join("tests/schemas").join(schema);
+        let out = std::process::Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(path)
+            .output()
+            .expect("xmllint (Debian package libxml2-utils) runs");
+        assert!(
+            out.status.success(),
+            "{} rejects {}:\n{}\n{}",
+            schema.display(),
+            path.display(),
+            String::from_utf8_lossy(&out.stderr),
+            support::process::read_lossy(path)
+        );
+    }
+}
+
+/// Each testcase of a role's suite: (name, outcome element or "passed", its text, time,
+/// system-out).
+fn junit_cases(xml: &str) -> Vec<(String, String, String, Option<f64>, String)> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .filter(|n| n.parent().and_then(|p| p.attribute("name")) != Some("thresholds"))
+        .map(|case| {
+            let outcome = case
+                .children()
+                .find(|n| n.has_tag_name("failure") || n.has_tag_name("skipped"));
+            let system_out = case
+                .children()
+                .find(|n| n.has_tag_name("system-out"))
+                .and_then(|n| n.text())
+                .unwrap_or_default();
+            (
+                case.attribute("name").unwrap().to_owned(),
+                outcome.map_or("passed".into(), |n| n.tag_name().name().to_owned()),
+                outcome
+                    .and_then(|n| n.text())
+                    .unwrap_or_default()
+                    .to_owned(),
+                case.attribute("time").map(|t| t.parse().unwrap()),
+                system_out.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shipped_scenarios_write_junit_both_jenkins_schemas_accept() {
+    // The self-test: everything passes, with real times and each step's file:line.
+    let reports = Reports::new();
+    let out = run("scenarios/selftest.yaml", &[], &[], &reports);
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert_valid_junit(&reports.junit());
+    let file = repo_root().join("scenarios/selftest.yaml");
+    let cases = junit_cases(&reports.junit_text());
+    assert_eq!(cases.len(), 10, "{cases:?}");
+    for (name, outcome, _, time, system_out) in &cases {
+        assert_eq!(outcome, "passed", "{name}");
+        assert!(
+            system_out.starts_with(&format!("{}:", file.display())),
+            "{name}: {system_out}"
+        );
+        assert!(time.is_some(), "{name}");
+    }
+    let hangup = cases.iter().find(|c| c.0 == "caller/hangup").unwrap();
+    assert!(
+        hangup
+            .4
+            .starts_with(&format!("{}:37:9: step hangup\n", file.display())),
+        "{hangup:?}"
+    );
+    // 10 calls hang up 3 s after the answer, each.
+    assert!(hangup.3.unwrap() >= 30.0, "{hangup:?}");
+
+    // Busy callees: the expectation fails, the step after it was reached by no call.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/busy.yaml",
+        &[],
+        &[("CALLEE_LISTEN", listen.as_str())],
+        &reports,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    assert_valid_junit(&reports.junit());
+    let cases = junit_cases(&reports.junit_text());
+    let outcome = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.0 == name)
+            .unwrap_or_else(|| panic!("no {name}: {cases:?}"))
+            .clone()
+    };
+    assert_eq!(outcome("caller/call").1, "passed", "{cases:?}");
+    assert_eq!(outcome("caller/expect").1, "failure", "{cases:?}");
+    let hangup = outcome("caller/hangup");
+    assert_eq!(
+        (hangup.1.as_str(), hangup.2.as_str()),
+        (
+            "skipped",
+            "no call of role caller reached this step: all 3 calls stopped before it"
+        ),
+        "{cases:?}"
+    );
+    assert_eq!(hangup.3, None, "nothing timed: {hangup:?}");
+
+    // A busy line and a cancelled ring through Kamailio: the cancel is the scenario's
+    // expected outcome, nothing fails.
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let csv = reports.dir.join("users.csv");
+    std::fs::write(
+        &csv,
+        "user,password\nalice,pwalice\nbob,pwbob\ncarol,pwcarol\ndave,pwdave\n",
+    )
+    .unwrap();
+    let reports = Reports::new();
+    let out = run(
+        "scenarios/cancel-busy-noanswer.yaml",
+        &[],
+        &[
+            ("SIP_SERVER", server.as_str()),
+            ("SIP_DOMAIN", "sipcheck.test"),
+            ("SIP_USERS_CSV", csv.to_str().unwrap()),
+        ],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_valid_junit(&reports.junit());
+    let junit = reports.junit_text();
+    assert!(!junit.contains("<failure"), "{junit}\n{shown}");
+    assert!(!junit.contains("<skipped"), "{junit}\n{shown}");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let cases = junit_cases(&junit);
+    for name in [
+        "no_answer/ring",
+        "no_answer/wait_for",
+        "gives_up/cancel",
+        "calls_busy/expect (line 35)",
+    ] {
+        assert!(
+            cases.iter().any(|c| c.0 == name && c.1 == "passed"),
+            "{name}: {cases:?}"
+        );
+    }
+}

@@ -1,14 +1,25 @@
-//! JUnit XML for GitLab's test report (`artifacts:reports:junit`).
+//! JUnit XML for GitLab's test report (`artifacts:reports:junit`) and Jenkins.
 //!
 //! - One `<testsuite>` per role, with one `<testcase>` per step of the role
 //!   (`caller/call`, `caller/expect (line 14)` when a step name repeats, `callee/answer`).
 //!   A step fails when any call of the role failed at it: its `<failure message="…">` gives
 //!   how many calls failed and how, and its text adds the first failing call's Call-ID,
 //!   failures and SIP ladder. `register` / `unregister` steps count registrations. A step
-//!   with no result at all (nothing ran) is `<skipped>`. Failures not tied to a step (an
-//!   interrupted call, `run`) get a testcase of their own.
+//!   that no call completed (no call reached it, or the calls that did were cut short by an
+//!   interruption) is `<skipped>` with the reason as its text, never passed. Failures not
+//!   tied to a step (an interrupted call, `run`) get a testcase of their own.
 //! - A `thresholds` suite with one testcase per threshold (a failure carries the actual value
 //!   and the limit), whose `<system-out>` is the console summary.
+//! - `time` holds real durations only: a step's is the time the role's calls spent in it,
+//!   added up; a suite's and the document's the run's elapsed time. Registrations and
+//!   thresholds, which nothing timed, have no `time`.
+//! - Each step's `<system-out>` starts with `file:line:col: step <name>`: neither schema
+//!   below has `file` or `line` attributes on `<testcase>`, so the location is text.
+//!
+//! The document validates against the Jenkins xUnit plugin's `junit-10.xsd` and JUnit 5's
+//! `jenkins-junit.xsd` (kept in `tests/schemas/`): no `skipped` or `timestamp` on
+//! `<testsuites>`, `<skipped>` as plain text, children of `<testcase>` in the order
+//! `skipped`, `failure`, `system-out`.
 //!
 //! Written by hand rather than with the `junit-report` crate: that crate writes CDATA without
 //! splitting `]]>`, passes control characters through (which makes the file unparsable XML
