@@ -94,8 +94,18 @@ fn dtmf_expectations_in_a_scenario_pass_both_ways_and_fail_on_the_wrong_digits()
     assert_eq!(v["dtmf"]["verified"], 0, "{v}");
 }
 
+/// scenarios/selftest.yaml listens on fixed ports (5070, 5080): the tests that run it take
+/// turns.
+fn selftest_ports() -> std::sync::MutexGuard<'static, ()> {
+    static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn the_selftest_scenario_passes_out_of_the_box() {
+    let _ports = selftest_ports();
     let reports = Reports::new();
     let out = run("scenarios/selftest.yaml", &[], &[], &reports);
     let shown = describe_output(&out);
@@ -192,6 +202,7 @@ fn busy_callees_give_exactly_those_failures_in_junit_and_json() {
 
 #[test]
 fn a_threshold_set_too_tight_fails_the_run_with_exit_99() {
+    let _ports = selftest_ports();
     let reports = Reports::new();
     let out = run(
         "scenarios/selftest.yaml",
@@ -503,6 +514,7 @@ fn ctrl_c_sends_every_bye_to_sipp_before_exiting() {
 
 #[test]
 fn a_report_on_stdout_has_it_to_itself_and_two_are_refused() {
+    let _ports = selftest_ports();
     let path = repo_root().join("scenarios/selftest.yaml");
     let out = run_sipcheck_with_timeout(
         ["run", path.to_str().unwrap(), "--json", "-"],
@@ -652,6 +664,7 @@ fn junit_cases(xml: &str) -> Vec<(String, String, String, Option<f64>, String)> 
 #[test]
 fn shipped_scenarios_write_junit_both_jenkins_schemas_accept() {
     // The self-test: everything passes, with real times and each step's file:line.
+    let ports = selftest_ports();
     let reports = Reports::new();
     let out = run("scenarios/selftest.yaml", &[], &[], &reports);
     assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
@@ -676,6 +689,7 @@ fn shipped_scenarios_write_junit_both_jenkins_schemas_accept() {
     );
     // 10 calls hang up 3 s after the answer, each.
     assert!(hangup.3.unwrap() >= 30.0, "{hangup:?}");
+    drop(ports);
 
     // Busy callees: the expectation fails, the step after it was reached by no call.
     let listen = format!("127.0.0.1:{}", free_port());
