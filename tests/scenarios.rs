@@ -763,3 +763,73 @@ fn shipped_scenarios_write_junit_both_jenkins_schemas_accept() {
         );
     }
 }
+
+#[test]
+fn reports_go_through_fifos_symlinks_and_dev_null_without_replacing_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = RunDir::new("report-paths").unwrap();
+    let fifo = dir.join("junit.fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::create_dir_all(dir.join("real")).unwrap();
+    let link = dir.join("summary.json");
+    std::os::unix::fs::symlink("real/summary.json", &link).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let listen = format!("127.0.0.1:{}", free_port());
+    let path = repo_root().join("tests/peers/scenarios/busy.yaml");
+    let out = run_sipcheck_with_timeout(
+        [
+            "run",
+            path.to_str().unwrap(),
+            "--junit",
+            fifo.to_str().unwrap(),
+            "--json",
+            link.to_str().unwrap(),
+        ],
+        &[("CALLEE_LISTEN", listen.as_str())],
+        Duration::from_secs(60),
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let junit = reader.join().unwrap();
+    assert!(junit.contains("486 Busy Here"), "{junit}");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO is still a FIFO"
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("real/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["failures"]["sip_486"], 3, "{v}");
+
+    // /dev/null stays the device it is.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = run_sipcheck_with_timeout(
+        [
+            "run",
+            path.to_str().unwrap(),
+            "--junit",
+            "/dev/null",
+            "--json",
+            "/dev/null",
+        ],
+        &[("CALLEE_LISTEN", listen.as_str())],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    let null = std::fs::symlink_metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device(), "{null:?}");
+}

@@ -241,12 +241,13 @@ where
         }
         Destination::Atomic(target) => write_atomically(&target, |w| write(w)),
         Destination::InPlace(target) => {
-            // A regular file reached through a descriptor (`/dev/fd/3` of `3>report.xml`)
-            // holds the report alone; a device or FIFO cannot be truncated.
+            // A regular file reached through a descriptor (`/dev/fd/3` of `3>report.xml`,
+            // `/dev/stdout` redirected to a file) is shared with whoever opened it: the
+            // report goes after what is already there, as the shell's own writes would.
             let regular = fs::metadata(&target).is_ok_and(|m| m.is_file());
             let file = fs::OpenOptions::new()
                 .write(true)
-                .truncate(regular)
+                .append(regular)
                 .open(&target)
                 .map_err(|source| ReportError::Create {
                     path: target.clone(),
@@ -387,19 +388,26 @@ mod tests {
         read.read_to_string(&mut got).unwrap();
         assert_eq!(got, "through the pipe");
 
-        // A regular file open on a descriptor (`3>report.xml`): the same file, written in
-        // place, not replaced by another.
+        // A regular file open on a descriptor (`>out.txt` of `--junit /dev/stdout`): the same
+        // file, not replaced by another, the report after what was written to it before.
         use std::os::unix::fs::MetadataExt;
         let dir = scratch("fd-file");
         fs::create_dir_all(&dir).unwrap();
-        let file_path = dir.join("report.xml");
-        fs::write(&file_path, "old content that is longer").unwrap();
+        let file_path = dir.join("out.txt");
+        let mut file = File::create(&file_path).unwrap();
+        file.write_all(b"console summary\n").unwrap();
         let inode = fs::metadata(&file_path).unwrap().ino();
-        let file = fs::OpenOptions::new().write(true).open(&file_path).unwrap();
         let path = format!("/dev/fd/{}", file.as_raw_fd());
-        write_report(&path, |w| w.write_all(b"new")).unwrap();
+        assert!(matches!(
+            Destination::of(&path).unwrap(),
+            Destination::InPlace(_)
+        ));
+        write_report(&path, |w| w.write_all(b"<testsuites/>")).unwrap();
         drop(file);
-        assert_eq!(fs::read_to_string(&file_path).unwrap(), "new");
+        assert_eq!(
+            fs::read_to_string(&file_path).unwrap(),
+            "console summary\n<testsuites/>"
+        );
         assert_eq!(fs::metadata(&file_path).unwrap().ino(), inode);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         fs::remove_dir_all(&dir).unwrap();
