@@ -833,3 +833,42 @@ fn reports_go_through_fifos_symlinks_and_dev_null_without_replacing_them() {
     let null = std::fs::symlink_metadata("/dev/null").unwrap();
     assert!(null.file_type().is_char_device(), "{null:?}");
 }
+
+#[test]
+fn a_ring_cut_short_by_the_cancel_the_next_step_awaits_is_not_a_failure_and_only_that() {
+    let cancel = format!("127.0.0.1:{}", free_port());
+    let bye = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/cancelled-rings.yaml",
+        &[],
+        &[
+            ("CANCEL_LISTEN", cancel.as_str()),
+            ("BYE_LISTEN", bye.as_str()),
+        ],
+        &reports,
+    );
+    let shown = describe_output(&out);
+    assert_valid_junit(&reports.junit());
+    let cases = junit_cases(&reports.junit_text());
+    let outcome = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.0 == name)
+            .unwrap_or_else(|| panic!("no {name}: {cases:?}"))
+            .clone()
+    };
+    assert_eq!(
+        outcome("waits_cancel/ring").1,
+        "passed",
+        "{cases:?}\n{shown}"
+    );
+    assert_eq!(outcome("waits_cancel/wait_for").1, "passed", "{cases:?}");
+    let ring = outcome("waits_bye/ring");
+    assert_eq!(ring.1, "failure", "{cases:?}");
+    assert!(ring.2.contains("cancelled by the caller"), "{ring:?}");
+    assert_eq!(outcome("waits_bye/wait_for").1, "skipped", "{cases:?}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["by_role"]["waits_cancel"]["failed"], 0, "{v}");
+    assert_eq!(v["calls"]["by_role"]["waits_bye"]["failed"], 1, "{v}");
+}

@@ -90,11 +90,9 @@ struct Call {
     interrupted: bool,
     /// The steps reached, for the reports.
     steps_run: Vec<StepRun>,
-    /// The end a later `wait_for` step of the script waits for: a waiting step cut short by
-    /// exactly that end has not failed, the script goes on to that `wait_for`.
+    /// The end the next step waits for (`wait_for: bye` / `cancel`): a waiting step cut
+    /// short by exactly that end has not failed, the script goes on to that `wait_for`.
     awaited_end: Option<CallEndReason>,
-    /// Set when a waiting step was cut short by the awaited end.
-    skip_to_wait: bool,
     ids: IdGen,
     /// How long steps wait for the answer (the `call` step's timeout).
     answer_wait: Duration,
@@ -173,7 +171,6 @@ impl Call {
             interrupted: false,
             steps_run: Vec::new(),
             awaited_end: None,
-            skip_to_wait: false,
             ids: IdGen::new(seed),
             answer_wait: ANSWER_WAIT,
         }
@@ -196,17 +193,11 @@ impl Call {
     async fn run(&mut self, steps: &[Located<Step>], account: &Account, peer: Option<&Account>) {
         let steps: Vec<&Located<Step>> = steps.iter().filter(|s| is_call_step(&s.value)).collect();
         for (i, step) in steps.iter().enumerate() {
-            if self.skip_to_wait {
-                if !matches!(step.value, Step::WaitFor(_)) {
-                    continue;
-                }
-                self.skip_to_wait = false;
-            }
             if *self.ctx.stop.borrow() {
                 self.interrupted = true;
                 break;
             }
-            self.awaited_end = steps[i + 1..].iter().find_map(|s| match &s.value {
+            self.awaited_end = steps.get(i + 1).and_then(|s| match &s.value {
                 Step::WaitFor(WaitEvent::Bye) => Some(CallEndReason::RemoteBye),
                 Step::WaitFor(WaitEvent::Cancel) => Some(CallEndReason::CancelledByRemote),
                 _ => None,
@@ -248,7 +239,7 @@ impl Call {
                 if !ring.is_zero() {
                     self.command(Command::Ring);
                     if !self.pump_for(*ring).await {
-                        return self.unexpected_end(step);
+                        return self.waiting_cut_short(step);
                     }
                 }
                 self.accept(step).await
@@ -257,7 +248,7 @@ impl Call {
                 if !ring.is_zero() {
                     self.command(Command::Ring);
                     if !self.pump_for(*ring).await {
-                        return self.unexpected_end(step);
+                        return self.waiting_cut_short(step);
                     }
                 }
                 let code = *code;
@@ -267,7 +258,7 @@ impl Call {
             }
             Step::Ring(d) => {
                 self.command(Command::Ring);
-                self.pump_for(*d).await || self.unexpected_end(step)
+                self.pump_for(*d).await || self.waiting_cut_short(step)
             }
             Step::Play(items) => {
                 if !self.wait_answer(step).await {
@@ -311,10 +302,10 @@ impl Call {
                 }
                 true
             }
-            Step::Wait(d) => self.pump_for(*d).await || self.unexpected_end(step),
+            Step::Wait(d) => self.pump_for(*d).await || self.waiting_cut_short(step),
             Step::Hangup { after } => {
                 if !after.is_zero() && !self.pump_for(*after).await {
-                    return self.unexpected_end(step);
+                    return self.waiting_cut_short(step);
                 }
                 // RFC 3261 §15.1.1: media stops once the BYE is sent.
                 if let Some((_, media)) = &self.media {
@@ -326,7 +317,7 @@ impl Call {
             }
             Step::Cancel { after } => {
                 if !after.is_zero() && !self.pump_for(*after).await {
-                    return self.unexpected_end(step);
+                    return self.waiting_cut_short(step);
                 }
                 self.command(Command::Cancel);
                 self.pump_until_end(END_WAIT).await;
@@ -675,17 +666,24 @@ impl Call {
         None
     }
 
-    /// A waiting step saw the call end: a failure, unless a later `wait_for` of the script
-    /// waits for exactly that end (a ring cut short by the caller's CANCEL before
-    /// `wait_for: cancel`), in which case the script goes on to that `wait_for`.
+    /// A step that only waits (`ring`, `wait`, the ring of `answer` / `reject`, the delay of
+    /// `hangup` / `cancel`) saw the call end: a failure, unless the next step is a `wait_for`
+    /// of exactly that end (a ring cut short by the caller's CANCEL before
+    /// `wait_for: cancel`), which then holds at once. No step is skipped that way: steps that
+    /// need the call up (`play`, `expect`, `dtmf`) fail on any end ([`Self::unexpected_end`]).
+    fn waiting_cut_short(&mut self, step: &Located<Step>) -> bool {
+        if !self.interrupted {
+            let reason = self.record.as_ref().and_then(|r| r.reason());
+            if reason.is_some() && reason == self.awaited_end.as_ref() {
+                return true;
+            }
+        }
+        self.unexpected_end(step)
+    }
+
     fn unexpected_end(&mut self, step: &Located<Step>) -> bool {
         if self.interrupted {
             return false;
-        }
-        let reason = self.record.as_ref().and_then(|r| r.reason());
-        if reason.is_some() && reason == self.awaited_end.as_ref() {
-            self.skip_to_wait = true;
-            return true;
         }
         let (kind, reason) = self.end_failure();
         self.fail(step, kind, format!("the call ended: {reason}"));
