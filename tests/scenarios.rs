@@ -557,6 +557,8 @@ fn an_interrupted_run_with_failures_lists_them_and_never_says_nothing_failed() {
     let mut child = std::process::Command::new(support::sipcheck_bin())
         .args(["run", path.to_str().unwrap(), "--json"])
         .arg(reports.json())
+        .arg("--junit")
+        .arg(reports.junit())
         .env("BUSY_LISTEN", &busy)
         .env("ANSWER_LISTEN", &answer)
         .stdin(std::process::Stdio::null())
@@ -606,6 +608,15 @@ fn an_interrupted_run_with_failures_lists_them_and_never_says_nothing_failed() {
         "result: INTERRUPTED: the run did not finish, and 4 of 4 calls failed (2 of them only cut short by the interruption)",
         "{console}"
     );
+    // JUnit: the busy callers' hang-up was reached by no call; the long calls' hang-up was
+    // reached and cut short. Neither passed.
+    assert_valid_junit(&reports.junit());
+    let cases = junit_cases(&reports.junit_text());
+    for name in ["calls_busy/hangup", "calls_long/hangup"] {
+        let case = cases.iter().find(|c| c.0 == name).unwrap();
+        assert_eq!(case.1, "skipped", "{case:?}");
+        assert!(case.2.ends_with("(the run was interrupted)"), "{case:?}");
+    }
 }
 
 /// Validates a JUnit report with xmllint (Debian's libxml2-utils) against the Jenkins xUnit

@@ -239,7 +239,7 @@ impl Call {
                 if !ring.is_zero() {
                     self.command(Command::Ring);
                     if !self.pump_for(*ring).await {
-                        return self.waiting_cut_short(step);
+                        return self.unexpected_end(step);
                     }
                 }
                 self.accept(step).await
@@ -248,7 +248,7 @@ impl Call {
                 if !ring.is_zero() {
                     self.command(Command::Ring);
                     if !self.pump_for(*ring).await {
-                        return self.waiting_cut_short(step);
+                        return self.unexpected_end(step);
                     }
                 }
                 let code = *code;
@@ -317,7 +317,7 @@ impl Call {
             }
             Step::Cancel { after } => {
                 if !after.is_zero() && !self.pump_for(*after).await {
-                    return self.waiting_cut_short(step);
+                    return self.unexpected_end(step);
                 }
                 self.command(Command::Cancel);
                 self.pump_until_end(END_WAIT).await;
@@ -666,11 +666,12 @@ impl Call {
         None
     }
 
-    /// A step that only waits (`ring`, `wait`, the ring of `answer` / `reject`, the delay of
-    /// `hangup` / `cancel`) saw the call end: a failure, unless the next step is a `wait_for`
-    /// of exactly that end (a ring cut short by the caller's CANCEL before
-    /// `wait_for: cancel`), which then holds at once. No step is skipped that way: steps that
-    /// need the call up (`play`, `expect`, `dtmf`) fail on any end ([`Self::unexpected_end`]).
+    /// A step that only waits for time to pass (`ring`, `wait`, the delay of `hangup`) saw
+    /// the call end: a failure, unless the next step is a `wait_for` of exactly that end (a
+    /// ring cut short by the caller's CANCEL before `wait_for: cancel`), which then holds at
+    /// once. No step is skipped that way; steps with a purpose of their own (`answer`,
+    /// `reject`, `cancel`, `play`, `expect`, `dtmf`) fail on any end
+    /// ([`Self::unexpected_end`]).
     fn waiting_cut_short(&mut self, step: &Located<Step>) -> bool {
         if !self.interrupted {
             let reason = self.record.as_ref().and_then(|r| r.reason());
