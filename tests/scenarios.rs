@@ -94,8 +94,18 @@ fn dtmf_expectations_in_a_scenario_pass_both_ways_and_fail_on_the_wrong_digits()
     assert_eq!(v["dtmf"]["verified"], 0, "{v}");
 }
 
+/// scenarios/selftest.yaml listens on fixed ports (5070, 5080): the tests that run it take
+/// turns.
+fn selftest_ports() -> std::sync::MutexGuard<'static, ()> {
+    static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn the_selftest_scenario_passes_out_of_the_box() {
+    let _ports = selftest_ports();
     let reports = Reports::new();
     let out = run("scenarios/selftest.yaml", &[], &[], &reports);
     let shown = describe_output(&out);
@@ -192,6 +202,7 @@ fn busy_callees_give_exactly_those_failures_in_junit_and_json() {
 
 #[test]
 fn a_threshold_set_too_tight_fails_the_run_with_exit_99() {
+    let _ports = selftest_ports();
     let reports = Reports::new();
     let out = run(
         "scenarios/selftest.yaml",
@@ -499,4 +510,376 @@ fn ctrl_c_sends_every_bye_to_sipp_before_exiting() {
     let traced = support::process::read_lossy(&trace);
     let byes = traced.lines().filter(|l| l.starts_with("BYE sip:")).count();
     assert_eq!(byes, 5, "{}", sipp.log());
+}
+
+#[test]
+fn a_report_on_stdout_has_it_to_itself_and_two_are_refused() {
+    let _ports = selftest_ports();
+    let path = repo_root().join("scenarios/selftest.yaml");
+    let out = run_sipcheck_with_timeout(
+        ["run", path.to_str().unwrap(), "--json", "-"],
+        &[],
+        Duration::from_secs(120),
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_eq!(v["verdict"], "passed", "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("result: PASSED"),
+        "console on stderr: {shown}"
+    );
+
+    let out = run_sipcheck_with_timeout(
+        ["run", path.to_str().unwrap(), "--json", "-", "--junit", "-"],
+        &[],
+        Duration::from_secs(30),
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(out.stdout.is_empty(), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot both go to standard output"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_interrupted_run_with_failures_lists_them_and_never_says_nothing_failed() {
+    let busy = format!("127.0.0.1:{}", free_port());
+    let answer = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let path = repo_root().join("tests/peers/scenarios/busy-and-long.yaml");
+    let stdout = std::fs::File::create(reports.dir.join("stdout")).unwrap();
+    let stderr = std::fs::File::create(reports.dir.join("stderr")).unwrap();
+    let mut child = std::process::Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(reports.json())
+        .arg("--junit")
+        .arg(reports.junit())
+        .env("BUSY_LISTEN", &busy)
+        .env("ANSWER_LISTEN", &answer)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // The progress line (every 5 s) shows the two busy calls failed; the long ones are up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let progress = support::process::read_lossy(&reports.dir.join("stderr"));
+        if progress.contains(" failed 2 ") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the busy calls did not fail in time\n{progress}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    support::process::signal(child.id(), "INT").unwrap();
+    let status = support::process::wait_timeout(&mut child, Duration::from_secs(30));
+    let console = support::process::read_lossy(&reports.dir.join("stdout"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck did not stop after SIGINT\n{console}");
+    };
+    assert_eq!(status.code(), Some(130), "{console}");
+    let v = reports.summary();
+    assert_eq!(v["failures"]["sip_486"], 2, "{v}");
+    assert_eq!(v["calls"]["failed"], 4, "{v}");
+    // The reason, its count and its first call with its ladder.
+    let reason = console
+        .lines()
+        .find(|l| l.starts_with("  sip_486 Busy Here "))
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(reason.ends_with(" ×2"), "{console}");
+    let first = console
+        .split("  sip_486 Busy Here (×2)\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(first.contains("SIP/2.0 486 Busy Here"), "{console}");
+    assert!(!console.contains("nothing failed"), "{console}");
+    let verdict = console.lines().last().unwrap();
+    assert_eq!(
+        verdict,
+        "result: INTERRUPTED: the run did not finish, and 4 of 4 calls failed (2 of them only cut short by the interruption)",
+        "{console}"
+    );
+    // JUnit: the busy callers' hang-up was reached by no call; the long calls' hang-up was
+    // reached and cut short. Neither passed.
+    assert_valid_junit(&reports.junit());
+    let cases = junit_cases(&reports.junit_text());
+    for name in ["calls_busy/hangup", "calls_long/hangup"] {
+        let case = cases.iter().find(|c| c.0 == name).unwrap();
+        assert_eq!(case.1, "skipped", "{case:?}");
+        assert!(case.2.ends_with("(the run was interrupted)"), "{case:?}");
+    }
+}
+
+/// Validates a JUnit report with xmllint (Debian's libxml2-utils) against the Jenkins xUnit
+/// plugin's junit-10.xsd and JUnit 5's jenkins-junit.xsd, kept in tests/schemas.
+fn assert_valid_junit(path: &std::path::Path) {
+    for schema in ["junit-10.xsd", "jenkins-junit.xsd"] {
+        let schema = repo_root().join("tests/schemas").join(schema);
+        let out = std::process::Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(path)
+            .output()
+            .expect("xmllint (Debian package libxml2-utils) runs");
+        assert!(
+            out.status.success(),
+            "{} rejects {}:\n{}\n{}",
+            schema.display(),
+            path.display(),
+            String::from_utf8_lossy(&out.stderr),
+            support::process::read_lossy(path)
+        );
+    }
+}
+
+/// Each testcase of a role's suite: (name, outcome element or "passed", its text, time,
+/// system-out).
+fn junit_cases(xml: &str) -> Vec<(String, String, String, Option<f64>, String)> {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .filter(|n| n.parent().and_then(|p| p.attribute("name")) != Some("thresholds"))
+        .map(|case| {
+            let outcome = case
+                .children()
+                .find(|n| n.has_tag_name("failure") || n.has_tag_name("skipped"));
+            let system_out = case
+                .children()
+                .find(|n| n.has_tag_name("system-out"))
+                .and_then(|n| n.text())
+                .unwrap_or_default();
+            (
+                case.attribute("name").unwrap().to_owned(),
+                outcome.map_or("passed".into(), |n| n.tag_name().name().to_owned()),
+                outcome
+                    .and_then(|n| n.text())
+                    .unwrap_or_default()
+                    .to_owned(),
+                case.attribute("time").map(|t| t.parse().unwrap()),
+                system_out.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shipped_scenarios_write_junit_both_jenkins_schemas_accept() {
+    // The self-test: everything passes, with real times and each step's file:line.
+    let ports = selftest_ports();
+    let reports = Reports::new();
+    let out = run("scenarios/selftest.yaml", &[], &[], &reports);
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert_valid_junit(&reports.junit());
+    let file = repo_root().join("scenarios/selftest.yaml");
+    let cases = junit_cases(&reports.junit_text());
+    assert_eq!(cases.len(), 10, "{cases:?}");
+    for (name, outcome, _, time, system_out) in &cases {
+        assert_eq!(outcome, "passed", "{name}");
+        assert!(
+            system_out.starts_with(&format!("{}:", file.display())),
+            "{name}: {system_out}"
+        );
+        assert!(time.is_some(), "{name}");
+    }
+    let hangup = cases.iter().find(|c| c.0 == "caller/hangup").unwrap();
+    assert!(
+        hangup
+            .4
+            .starts_with(&format!("{}:37:9: step hangup\n", file.display())),
+        "{hangup:?}"
+    );
+    // 10 calls hang up 3 s after the answer, each.
+    assert!(hangup.3.unwrap() >= 30.0, "{hangup:?}");
+    drop(ports);
+
+    // Busy callees: the expectation fails, the step after it was reached by no call.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/busy.yaml",
+        &[],
+        &[("CALLEE_LISTEN", listen.as_str())],
+        &reports,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    assert_valid_junit(&reports.junit());
+    let cases = junit_cases(&reports.junit_text());
+    let outcome = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.0 == name)
+            .unwrap_or_else(|| panic!("no {name}: {cases:?}"))
+            .clone()
+    };
+    assert_eq!(outcome("caller/call").1, "passed", "{cases:?}");
+    assert_eq!(outcome("caller/expect").1, "failure", "{cases:?}");
+    let hangup = outcome("caller/hangup");
+    assert_eq!(
+        (hangup.1.as_str(), hangup.2.as_str()),
+        (
+            "skipped",
+            "no call of role caller reached this step: all 3 calls stopped before it"
+        ),
+        "{cases:?}"
+    );
+    assert_eq!(hangup.3, None, "nothing timed: {hangup:?}");
+
+    // A busy line and a cancelled ring through Kamailio: the cancel is the scenario's
+    // expected outcome, nothing fails.
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let csv = reports.dir.join("users.csv");
+    std::fs::write(
+        &csv,
+        "user,password\nalice,pwalice\nbob,pwbob\ncarol,pwcarol\ndave,pwdave\n",
+    )
+    .unwrap();
+    let reports = Reports::new();
+    let out = run(
+        "scenarios/cancel-busy-noanswer.yaml",
+        &[],
+        &[
+            ("SIP_SERVER", server.as_str()),
+            ("SIP_DOMAIN", "sipcheck.test"),
+            ("SIP_USERS_CSV", csv.to_str().unwrap()),
+        ],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_valid_junit(&reports.junit());
+    let junit = reports.junit_text();
+    assert!(!junit.contains("<failure"), "{junit}\n{shown}");
+    assert!(!junit.contains("<skipped"), "{junit}\n{shown}");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let cases = junit_cases(&junit);
+    for name in [
+        "no_answer/ring",
+        "no_answer/wait_for",
+        "gives_up/cancel",
+        "calls_busy/expect (line 35)",
+    ] {
+        assert!(
+            cases.iter().any(|c| c.0 == name && c.1 == "passed"),
+            "{name}: {cases:?}"
+        );
+    }
+}
+
+#[test]
+fn reports_go_through_fifos_symlinks_and_dev_null_without_replacing_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = RunDir::new("report-paths").unwrap();
+    let fifo = dir.join("junit.fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::create_dir_all(dir.join("real")).unwrap();
+    let link = dir.join("summary.json");
+    std::os::unix::fs::symlink("real/summary.json", &link).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let listen = format!("127.0.0.1:{}", free_port());
+    let path = repo_root().join("tests/peers/scenarios/busy.yaml");
+    let out = run_sipcheck_with_timeout(
+        [
+            "run",
+            path.to_str().unwrap(),
+            "--junit",
+            fifo.to_str().unwrap(),
+            "--json",
+            link.to_str().unwrap(),
+        ],
+        &[("CALLEE_LISTEN", listen.as_str())],
+        Duration::from_secs(60),
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let junit = reader.join().unwrap();
+    assert!(junit.contains("486 Busy Here"), "{junit}");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO is still a FIFO"
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("real/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["failures"]["sip_486"], 3, "{v}");
+
+    // /dev/null stays the device it is.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = run_sipcheck_with_timeout(
+        [
+            "run",
+            path.to_str().unwrap(),
+            "--junit",
+            "/dev/null",
+            "--json",
+            "/dev/null",
+        ],
+        &[("CALLEE_LISTEN", listen.as_str())],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    let null = std::fs::symlink_metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device(), "{null:?}");
+}
+
+#[test]
+fn a_ring_cut_short_by_the_cancel_the_next_step_awaits_is_not_a_failure_and_only_that() {
+    let cancel = format!("127.0.0.1:{}", free_port());
+    let bye = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/cancelled-rings.yaml",
+        &[],
+        &[
+            ("CANCEL_LISTEN", cancel.as_str()),
+            ("BYE_LISTEN", bye.as_str()),
+        ],
+        &reports,
+    );
+    let shown = describe_output(&out);
+    assert_valid_junit(&reports.junit());
+    let cases = junit_cases(&reports.junit_text());
+    let outcome = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.0 == name)
+            .unwrap_or_else(|| panic!("no {name}: {cases:?}"))
+            .clone()
+    };
+    assert_eq!(
+        outcome("waits_cancel/ring").1,
+        "passed",
+        "{cases:?}\n{shown}"
+    );
+    assert_eq!(outcome("waits_cancel/wait_for").1, "passed", "{cases:?}");
+    let ring = outcome("waits_bye/ring");
+    assert_eq!(ring.1, "failure", "{cases:?}");
+    assert!(ring.2.contains("cancelled by the caller"), "{ring:?}");
+    assert_eq!(outcome("waits_bye/wait_for").1, "skipped", "{cases:?}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["by_role"]["waits_cancel"]["failed"], 0, "{v}");
+    assert_eq!(v["calls"]["by_role"]["waits_bye"]["failed"], 1, "{v}");
 }

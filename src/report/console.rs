@@ -1,6 +1,7 @@
 //! The plain-text summary printed at the end of a run: what a VoIP engineer reads at a glance.
 //!
-//! Sections appear only when they have data: calls, failures per kind, registrations, a timing
+//! Sections appear only when they have data: calls, failures grouped by exact reason (each
+//! with its first failing call and SIP ladder), registrations, a timing
 //! table (count, p50, p90, p99, p99.9, max in milliseconds), RTP, the generator's own health,
 //! media checks, thresholds and the verdict. Pinned by a snapshot test
 //! (`tests/snapshots/report_console.txt`).
@@ -11,8 +12,10 @@ use hdrhistogram::Histogram;
 use sipcheck_core::scenario::threshold::Metric;
 
 use super::metrics::{
-    CallCounts, RunSummary, ThresholdResult, TimingStats, Verdict, LATE_START, TIMING_METRICS,
+    CallCounts, FailedCall, RunSummary, ThresholdResult, TimingStats, Verdict, LATE_START,
+    TIMING_METRICS,
 };
+use crate::ladder::format_rung;
 use crate::run::result::Side;
 
 /// Writes the summary of a run and its thresholds.
@@ -60,12 +63,32 @@ pub fn write_summary(
         )?;
     }
 
-    // Failures.
-    if !s.failures.is_empty() {
+    // Failures, by exact reason.
+    if !s.reasons.is_empty() {
         writeln!(out)?;
-        writeln!(out, "failures (a call can fail more than one way)")?;
-        for (label, n) in &s.failures {
-            writeln!(out, "  {label:<28}{n:>9}")?;
+        writeln!(
+            out,
+            "failures by reason (a call can fail more than one way)"
+        )?;
+        let width = s
+            .reasons
+            .iter()
+            .map(|r| r.reason.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(60);
+        for r in &s.reasons {
+            writeln!(out, "  {:<width$}  ×{}", one_line(&r.reason), r.count)?;
+        }
+        writeln!(out)?;
+        writeln!(out, "first failing call of each reason")?;
+        for r in &s.reasons {
+            writeln!(out, "  {} (×{})", one_line(&r.reason), r.count)?;
+            let mut text = String::new();
+            sample_text(&mut text, &r.first);
+            for line in text.lines() {
+                writeln!(out, "    {line}")?;
+            }
         }
     }
 
@@ -244,9 +267,86 @@ pub fn write_summary(
             "FAILED: {} of {} calls and {} registrations failed (no calls.failed threshold allows any)",
             s.calls.failed, s.calls.started, s.registrations.failed
         ),
-        Verdict::Interrupted => "INTERRUPTED: nothing failed, but the run did not finish".into(),
+        Verdict::Interrupted => interrupted_verdict(s, thresholds),
     };
     writeln!(out, "result: {verdict}")
+}
+
+/// The verdict of an interrupted run: what failed before the stop, or that nothing did.
+fn interrupted_verdict(s: &RunSummary, thresholds: &[ThresholdResult]) -> String {
+    let r = &s.registrations;
+    let mut failed = Vec::new();
+    if s.calls.failed > 0 {
+        let mut calls = format!("{} of {} calls failed", s.calls.failed, s.calls.started);
+        if s.calls_cut_short == s.calls.failed {
+            calls.push_str(if s.calls.failed == 1 {
+                " (cut short by the interruption)"
+            } else {
+                " (all cut short by the interruption)"
+            });
+        } else if s.calls_cut_short > 0 {
+            calls.push_str(&format!(
+                " ({} of them only cut short by the interruption)",
+                s.calls_cut_short
+            ));
+        }
+        failed.push(calls);
+    }
+    // Failures of the roles' other side (callees when callers count) are in the reasons.
+    let listed: u64 = s.reasons.iter().map(|r| r.count).sum();
+    if s.calls.failed == 0 && listed > 0 {
+        failed.push(format!("{listed} failures of calls on the answering side"));
+    }
+    for (n, what) in [
+        (r.failed, "registrations"),
+        (r.unregister_failed, "unregistrations"),
+    ] {
+        if n > 0 {
+            failed.push(format!("{n} {what} failed"));
+        }
+    }
+    let t = thresholds.iter().filter(|t| !t.passed).count();
+    if t > 0 {
+        failed.push(format!("{t} of {} thresholds failed", thresholds.len()));
+    }
+    if failed.is_empty() {
+        "INTERRUPTED: nothing failed, but the run did not finish".into()
+    } else {
+        format!(
+            "INTERRUPTED: the run did not finish, and {}",
+            failed.join(", ")
+        )
+    }
+}
+
+/// The first failing call of a group: Call-ID, failures and SIP ladder, one item a line.
+pub(crate) fn sample_text(text: &mut String, c: &FailedCall) {
+    use std::fmt::Write as _;
+    let _ = writeln!(text, "Call-ID {}", one_line(&c.call_id));
+    let _ = write!(text, "user {} ({}", one_line(&c.user), c.role);
+    if let Some(code) = c.final_code {
+        let _ = write!(text, ", final response {code}");
+    }
+    let _ = writeln!(text, "), ended: {}", one_line(&c.end_reason));
+    for f in &c.failures {
+        let at = if f.line > 0 {
+            format!("{} (line {})", f.step, f.line)
+        } else {
+            f.step.clone()
+        };
+        let _ = writeln!(
+            text,
+            "{at}: {}: {}",
+            f.kind,
+            one_line(&f.message).trim_end()
+        );
+    }
+    if !c.ladder.is_empty() {
+        let _ = writeln!(text, "SIP ladder:");
+        for rung in &c.ladder {
+            let _ = writeln!(text, "  {}", format_rung(rung));
+        }
+    }
 }
 
 fn calls_row(out: &mut impl Write, name: &str, c: &CallCounts) -> io::Result<()> {
@@ -277,6 +377,7 @@ mod tests {
     use super::*;
     use crate::report::fixture;
     use crate::report::metrics::{Metrics, RunInfo};
+    use crate::run::result::{Failure, FailureKind};
 
     pub(crate) fn render(s: &RunSummary, t: &[ThresholdResult]) -> String {
         let mut out = Vec::new();
@@ -289,6 +390,124 @@ mod tests {
         let s = fixture::run();
         let t = s.check(&fixture::thresholds());
         crate::report::snapshot::assert_snapshot("report_console.txt", &render(&s, &t));
+    }
+
+    #[test]
+    fn failures_are_grouped_by_exact_reason_with_the_first_call_and_its_ladder() {
+        let s = fixture::run();
+        let text = render(&s, &s.check(&fixture::thresholds()));
+        let section: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("failures by reason"))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(
+            section,
+            [
+                "  signalling: the call ended before it could be answered  ×2",
+                "  sip_486 \"Busy & Here\"                                   ×2",
+                "  timer_b: no response to INVITE within 32 s              ×1",
+                "  tone 1000 Hz not heard                                  ×1",
+            ],
+            "{text}"
+        );
+        // Each reason's first call, with its Call-ID and ladder.
+        let first = text
+            .split("first failing call of each reason\n")
+            .nth(1)
+            .unwrap();
+        assert!(
+            first.starts_with(
+                "  signalling: the call ended before it could be answered (×2)\n    Call-ID call-0@sipcheck\n    user 1000 (callee, final response 486), ended: rejected by the far end's proxy (486 relayed)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            first.contains(
+                "  sip_486 \"Busy & Here\" (×2)\n    Call-ID call-0@sipcheck\n    user 1050 (caller, final response 486), ended: rejected: 486 Busy Here\n    call (line 17): sip_486: call <sip:1000@pbx.test> rejected: 486 \"Busy & Here\"\n    SIP ladder:\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            first.contains("ms <-- 127.0.0.1:5060         SIP/2.0 486 Busy Here  [1 INVITE]\n"),
+            "{text}"
+        );
+        assert!(first.contains("  tone 1000 Hz not heard (×1)\n    Call-ID call-5@sipcheck\n"));
+        // Control characters of a peer's text never reach the terminal.
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+    }
+
+    fn interrupted_run(failures: &[FailureKind]) -> RunSummary {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &fixture::info());
+        for (i, kind) in failures.iter().enumerate() {
+            let mut c = fixture::caller(i as u64);
+            c.failures.push(Failure {
+                step: "call",
+                line: 17,
+                col: 9,
+                kind: kind.clone(),
+                message: match kind {
+                    FailureKind::Interrupted => "interrupted before the call finished".into(),
+                    _ => "the call ended: rejected: 480 Temporarily Unavailable".into(),
+                },
+            });
+            m.record_call(&c);
+        }
+        m.record_call(&fixture::caller(99));
+        m.finish(Duration::from_secs(3), true)
+    }
+
+    fn verdict_line(text: &str) -> &str {
+        text.lines().last().unwrap()
+    }
+
+    #[test]
+    fn an_interrupted_run_with_failures_never_says_nothing_failed() {
+        let s = interrupted_run(&[FailureKind::SipCode(480), FailureKind::Interrupted]);
+        let text = render(&s, &[]);
+        assert!(!text.contains("nothing failed"), "{text}");
+        let reason = text
+            .lines()
+            .find(|l| l.starts_with("  sip_480 "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            reason.starts_with("  sip_480 Temporarily Unavailable ") && reason.ends_with(" ×1"),
+            "{text}"
+        );
+        assert_eq!(
+            verdict_line(&text),
+            "result: INTERRUPTED: the run did not finish, and 2 of 3 calls failed (1 of them only cut short by the interruption)"
+        );
+
+        // Calls only cut short by the stop are failures too, and said to be so.
+        let s = interrupted_run(&[FailureKind::Interrupted, FailureKind::Interrupted]);
+        let text = render(&s, &[]);
+        assert!(!text.contains("nothing failed"), "{text}");
+        assert_eq!(
+            verdict_line(&text),
+            "result: INTERRUPTED: the run did not finish, and 2 of 3 calls failed (all cut short by the interruption)"
+        );
+
+        // A failed threshold is said too.
+        let s = interrupted_run(&[]);
+        let t = s.check(&[sipcheck_core::scenario::threshold::Threshold::parse(
+            "invite_to_200.p99",
+            "< 1ms",
+        )
+        .unwrap()]);
+        let text = render(&s, &t);
+        assert_eq!(
+            verdict_line(&text),
+            "result: INTERRUPTED: the run did not finish, and 1 of 1 thresholds failed"
+        );
+        assert_eq!(
+            verdict_line(&render(&s, &[])),
+            "result: INTERRUPTED: nothing failed, but the run did not finish"
+        );
     }
 
     #[test]

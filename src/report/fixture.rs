@@ -9,7 +9,9 @@ use sipcheck_core::scenario::threshold::Threshold;
 
 use super::metrics::{Metrics, RoleInfo, RunInfo, RunSummary, StepInfo};
 use crate::ladder::{Direction, Rung};
-use crate::run::result::{CallMedia, CallResult, Failure, FailureKind, RegisterResult, Side};
+use crate::run::result::{
+    CallMedia, CallResult, Failure, FailureKind, RegisterResult, Side, StepRun,
+};
 
 pub(crate) fn info() -> RunInfo {
     let step = |kind: &str, line| StepInfo {
@@ -19,6 +21,7 @@ pub(crate) fn info() -> RunInfo {
     };
     RunInfo {
         scenario: "pbx-regression".into(),
+        file: "scenarios/pbx-regression.yaml".into(),
         roles: vec![
             RoleInfo {
                 name: "callee".into(),
@@ -81,6 +84,21 @@ fn rung(at_ms: f64, direction: Direction, line: &str, cseq: &str) -> Rung {
     }
 }
 
+/// The steps at `lines` (column 9), each taking `ms` milliseconds; the last one failed when
+/// `failed`.
+fn steps(lines: &[(u32, u64)], failed: bool) -> Vec<StepRun> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, &(line, took))| StepRun {
+            line,
+            col: 9,
+            elapsed: ms(took),
+            passed: !(failed && i + 1 == lines.len()),
+        })
+        .collect()
+}
+
 /// A caller's call `i`: 200 OK in 40 + i ms (i < 100).
 pub(crate) fn caller(i: u64) -> CallResult {
     CallResult {
@@ -109,6 +127,10 @@ pub(crate) fn caller(i: u64) -> CallResult {
         end_reason: "hung up (BYE sent)".into(),
         failures: Vec::new(),
         ladder: Vec::new(),
+        steps: steps(
+            &[(17, 40 + i), (18, 0), (19, 0), (20, 60), (21, 5_000)],
+            false,
+        ),
     }
 }
 
@@ -128,6 +150,7 @@ pub(crate) fn callee(i: u64) -> CallResult {
         dtmf_checked: 0,
         dtmf_verified: 0,
         end_reason: "hung up by the far end (BYE received)".into(),
+        steps: steps(&[(9, 500), (10, 0), (11, 80), (12, 4_500)], false),
         ..caller(i)
     }
 }
@@ -157,6 +180,7 @@ pub(crate) fn run() -> RunSummary {
                 c.dtmf_verified = 0;
                 c.final_code = Some(486);
                 c.end_reason = "rejected: 486 Busy Here".into();
+                c.steps = steps(&[(17, 4)], true);
                 c.failures.push(Failure {
                     step: "call",
                     line: 17,
@@ -178,6 +202,7 @@ pub(crate) fn run() -> RunSummary {
                 e.audio_verified = 0;
                 e.final_code = Some(486);
                 e.end_reason = "rejected by the far end's proxy (486 relayed)".into();
+                e.steps = steps(&[(9, 3)], true);
                 e.failures.push(Failure {
                     step: "answer",
                     line: 9,
@@ -206,6 +231,7 @@ pub(crate) fn run() -> RunSummary {
                 c.dtmf_verified = 0;
                 c.final_code = None;
                 c.end_reason = "no answer: Timer B fired".into();
+                c.steps = steps(&[(17, 32_000)], true);
                 c.failures.push(Failure {
                     step: "call",
                     line: 17,
@@ -224,6 +250,7 @@ pub(crate) fn run() -> RunSummary {
             5 => {
                 c.audio_verified = 0;
                 c.tone_onsets.clear();
+                c.steps = steps(&[(17, 45), (18, 0), (19, 0), (20, 2_000)], true);
                 c.failures.push(Failure {
                     step: "expect",
                     line: 20,

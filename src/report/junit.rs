@@ -1,14 +1,25 @@
-//! JUnit XML for GitLab's test report (`artifacts:reports:junit`).
+//! JUnit XML for GitLab's test report (`artifacts:reports:junit`) and Jenkins.
 //!
 //! - One `<testsuite>` per role, with one `<testcase>` per step of the role
 //!   (`caller/call`, `caller/expect (line 14)` when a step name repeats, `callee/answer`).
 //!   A step fails when any call of the role failed at it: its `<failure message="…">` gives
 //!   how many calls failed and how, and its text adds the first failing call's Call-ID,
 //!   failures and SIP ladder. `register` / `unregister` steps count registrations. A step
-//!   with no result at all (nothing ran) is `<skipped>`. Failures not tied to a step (an
-//!   interrupted call, `run`) get a testcase of their own.
+//!   that no call completed (no call reached it, or the calls that did were cut short by an
+//!   interruption) is `<skipped>` with the reason as its text, never passed. Failures not
+//!   tied to a step (an interrupted call, `run`) get a testcase of their own.
 //! - A `thresholds` suite with one testcase per threshold (a failure carries the actual value
 //!   and the limit), whose `<system-out>` is the console summary.
+//! - `time` holds real durations only: a step's is the time the role's calls spent in it,
+//!   added up; a suite's and the document's the run's elapsed time. Registrations and
+//!   thresholds, which nothing timed, have no `time`.
+//! - Each step's `<system-out>` starts with `file:line:col: step <name>`: neither schema
+//!   below has `file` or `line` attributes on `<testcase>`, so the location is text.
+//!
+//! The document validates against the Jenkins xUnit plugin's `junit-10.xsd` and JUnit 5's
+//! `jenkins-junit.xsd` (kept in `tests/schemas/`): no `skipped` or `timestamp` on
+//! `<testsuites>`, `<skipped>` as plain text, children of `<testcase>` in the order
+//! `skipped`, `failure`, `system-out`.
 //!
 //! Written by hand rather than with the `junit-report` crate: that crate writes CDATA without
 //! splitting `]]>`, passes control characters through (which makes the file unparsable XML
@@ -17,17 +28,18 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::console;
 use super::metrics::{FailedCall, RoleSummary, RunSummary, StepSummary, ThresholdResult};
-use crate::ladder::format_rung;
 
 /// One `<testcase>`.
 struct Case {
     name: String,
     outcome: Outcome,
     system_out: Option<String>,
+    /// Real time spent, when something was timed.
+    time: Option<Duration>,
 }
 
 enum Outcome {
@@ -52,7 +64,7 @@ pub fn write_junit(
     let mut suites: Vec<(String, Vec<Case>, Option<String>)> = s
         .roles
         .iter()
-        .map(|role| (role.name.clone(), role_cases(role), None))
+        .map(|role| (role.name.clone(), role_cases(s, role), None))
         .collect();
     let mut summary = Vec::new();
     console::write_summary(s, thresholds, &mut summary)?;
@@ -74,10 +86,9 @@ pub fn write_junit(
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
-        r#"<testsuites name="{}" tests="{tests}" failures="{}" errors="0" skipped="{}" time="{time}" timestamp="{timestamp}">"#,
+        r#"<testsuites name="{}" tests="{tests}" failures="{}" errors="0" time="{time}">"#,
         attr(&format!("sipcheck {}", s.scenario)),
         count(|o| matches!(o, Outcome::Failed { .. })),
-        count(|o| matches!(o, Outcome::Skipped(_))),
     )?;
     for (name, cases, system_out) in &suites {
         let failures = cases
@@ -98,9 +109,12 @@ pub fn write_junit(
         for case in cases {
             write!(
                 out,
-                r#"    <testcase name="{}" classname="{classname}" time="0""#,
+                r#"    <testcase name="{}" classname="{classname}""#,
                 attr(&case.name)
             )?;
+            if let Some(t) = case.time {
+                write!(out, r#" time="{:.3}""#, t.as_secs_f64())?;
+            }
             if matches!(case.outcome, Outcome::Passed) && case.system_out.is_none() {
                 writeln!(out, "/>")?;
                 continue;
@@ -119,8 +133,10 @@ pub fn write_junit(
                     attr(kind),
                     text_node(text)
                 )?,
+                // Text, not a `message` attribute: jenkins-junit.xsd has `skipped` as a
+                // plain string element.
                 Outcome::Skipped(message) => {
-                    writeln!(out, r#"      <skipped message="{}"/>"#, attr(message))?;
+                    writeln!(out, "      <skipped>{}</skipped>", text_node(message))?;
                 }
             }
             if let Some(so) = &case.system_out {
@@ -137,7 +153,7 @@ pub fn write_junit(
 }
 
 /// The testcases of a role: its steps, in order.
-fn role_cases(role: &RoleSummary) -> Vec<Case> {
+fn role_cases(s: &RunSummary, role: &RoleSummary) -> Vec<Case> {
     let repeated = |kind: &str| role.steps.iter().filter(|s| s.kind == kind).count() > 1;
     let mut cases: Vec<Case> = Vec::new();
     let mut saw_register = false;
@@ -153,13 +169,13 @@ fn role_cases(role: &RoleSummary) -> Vec<Case> {
         let case = match step.kind.as_str() {
             "register" if step.failed == 0 => {
                 saw_register = true;
-                registration_case(name, role, false)
+                registration_case(name, role, false, &location(s, step))
             }
             "unregister" if step.failed == 0 => {
                 saw_unregister = true;
-                registration_case(name, role, true)
+                registration_case(name, role, true, &location(s, step))
             }
-            _ => step_case(name, role, step),
+            _ => step_case(name, s, role, step),
         };
         cases.push(case);
     }
@@ -167,7 +183,7 @@ fn role_cases(role: &RoleSummary) -> Vec<Case> {
     if !saw_register && r.ok + r.failed > 0 {
         cases.insert(
             0,
-            registration_case(format!("{}/register", role.name), role, false),
+            registration_case(format!("{}/register", role.name), role, false, ""),
         );
     }
     if !saw_unregister && r.unregister_ok + r.unregister_failed > 0 {
@@ -175,38 +191,82 @@ fn role_cases(role: &RoleSummary) -> Vec<Case> {
             format!("{}/unregister", role.name),
             role,
             true,
+            "",
         ));
     }
     cases
+}
+
+/// Where a step is written: `scenarios/x.yaml:17:9: step call`, or what it is when it is
+/// not tied to a step.
+fn location(s: &RunSummary, step: &StepSummary) -> String {
+    match (step.line, s.file.as_str()) {
+        (0, _) => format!("{} (not tied to a step)", step.kind),
+        (line, "") => format!("line {line}, col {}: step {}", step.col, step.kind),
+        (line, file) => format!("{file}:{line}:{}: step {}", step.col, step.kind),
+    }
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn step_case(name: String, role: &RoleSummary, step: &StepSummary) -> Case {
+fn step_case(name: String, s: &RunSummary, role: &RoleSummary, step: &StepSummary) -> Case {
     let calls = role.calls.started;
-    let at = if step.line > 0 {
-        format!("step {} (line {}, col {})", step.kind, step.line, step.col)
+    let at = location(s, step);
+    let stopped = if s.interrupted {
+        " (the run was interrupted)"
     } else {
-        format!("{} (not tied to a step)", step.kind)
+        ""
     };
     if calls == 0 {
         return Case {
             name,
-            outcome: Outcome::Skipped(format!("no call of role {} finished", role.name)),
-            system_out: None,
+            outcome: Outcome::Skipped(format!("no call of role {} finished{stopped}", role.name)),
+            system_out: Some(format!("{at}\n")),
+            time: None,
         };
     }
+    if step.failed == 0 && step.passed == 0 {
+        // Nothing failed here, but nothing passed either: never a pass.
+        let why = if step.reached > 0 {
+            format!(
+                "{} reached this step and none completed it{stopped}",
+                plural(step.reached, "call", "calls")
+            )
+        } else {
+            format!(
+                "no call of role {} reached this step: {} stopped before it{stopped}",
+                role.name,
+                if calls == 1 {
+                    "its call".to_owned()
+                } else {
+                    format!("all {calls} calls")
+                }
+            )
+        };
+        return Case {
+            name,
+            outcome: Outcome::Skipped(why),
+            system_out: Some(format!("{at}\n")),
+            time: (step.reached > 0).then_some(step.time),
+        };
+    }
+    let tally = format!(
+        "{} of role {}: {} reached this step, {} completed it, {} failed at it; {} stopped before it.",
+        plural(calls, "call", "calls"),
+        role.name,
+        step.reached,
+        step.passed,
+        step.failed,
+        calls.saturating_sub(step.reached.max(step.failed)),
+    );
     if step.failed == 0 {
         return Case {
             name,
             outcome: Outcome::Passed,
-            system_out: Some(format!(
-                "{} of role {}: none failed at {at}.\n",
-                plural(calls, "call", "calls"),
-                role.name
-            )),
+            system_out: Some(format!("{at}\n{tally}\n")),
+            time: Some(step.time),
         };
     }
     let kinds = step
@@ -247,35 +307,23 @@ fn step_case(name: String, role: &RoleSummary, step: &StepSummary) -> Case {
             ),
             text,
         },
-        system_out: None,
+        system_out: Some(format!("{at}\n{tally}\n")),
+        time: (step.reached > 0).then_some(step.time),
     }
 }
 
 /// The first failing call: Call-ID, failures and SIP ladder.
 fn sample_text(text: &mut String, c: &FailedCall) {
-    let _ = writeln!(text, "First failing call: Call-ID {}", c.call_id);
-    let _ = write!(text, "  user {} ({}", c.user, c.role);
-    if let Some(code) = c.final_code {
-        let _ = write!(text, ", final response {code}");
-    }
-    let _ = writeln!(text, "), ended: {}", c.end_reason);
-    for f in &c.failures {
-        let at = if f.line > 0 {
-            format!("{} (line {})", f.step, f.line)
-        } else {
-            f.step.clone()
-        };
-        let _ = writeln!(text, "  {at}: {}: {}", f.kind, f.message);
-    }
-    if !c.ladder.is_empty() {
-        let _ = writeln!(text, "SIP ladder:");
-        for rung in &c.ladder {
-            let _ = writeln!(text, "{}", format_rung(rung));
-        }
-    }
+    text.push_str("First failing call: ");
+    console::sample_text(text, c);
 }
 
-fn registration_case(name: String, role: &RoleSummary, unregister: bool) -> Case {
+fn registration_case(name: String, role: &RoleSummary, unregister: bool, at: &str) -> Case {
+    let at = if at.is_empty() {
+        String::new()
+    } else {
+        format!("{at}\n")
+    };
     let r = &role.registrations;
     let (ok, failed, first, what) = if unregister {
         (
@@ -297,7 +345,8 @@ fn registration_case(name: String, role: &RoleSummary, unregister: bool) -> Case
         return Case {
             name,
             outcome: Outcome::Skipped(format!("no {} of role {}", what.0, role.name)),
-            system_out: None,
+            system_out: (!at.is_empty()).then_some(at),
+            time: None,
         };
     }
     if failed == 0 {
@@ -305,10 +354,11 @@ fn registration_case(name: String, role: &RoleSummary, unregister: bool) -> Case
             name,
             outcome: Outcome::Passed,
             system_out: Some(format!(
-                "{} of role {}, none failed.\n",
+                "{at}{} of role {}, none failed.\n",
                 plural(total, what.0, what.1),
                 role.name
             )),
+            time: None,
         };
     }
     let first = first
@@ -329,7 +379,8 @@ fn registration_case(name: String, role: &RoleSummary, unregister: bool) -> Case
                 role.name
             ),
         },
-        system_out: None,
+        system_out: (!at.is_empty()).then_some(at),
+        time: None,
     }
 }
 
@@ -344,6 +395,7 @@ fn threshold_case(t: &ThresholdResult) -> Case {
             name,
             outcome: Outcome::Passed,
             system_out: Some(format!("{actual}\n")),
+            time: None,
         }
     } else {
         Case {
@@ -354,6 +406,7 @@ fn threshold_case(t: &ThresholdResult) -> Case {
             },
             name,
             system_out: None,
+            time: None,
         }
     }
 }
@@ -483,7 +536,42 @@ mod tests {
         }
         assert_eq!(attr_of(root, "tests"), "16");
         assert_eq!(attr_of(root, "failures"), "5");
-        assert_eq!(attr_of(root, "timestamp"), "2025-11-23T12:13:20Z");
+        // Both schemas: no timestamp or skipped on <testsuites>; on each <testsuite>.
+        assert_eq!(root.attribute("timestamp"), None);
+        assert_eq!(root.attribute("skipped"), None);
+        assert_eq!(attr_of(suites[0], "timestamp"), "2025-11-23T12:13:20Z");
+        assert_eq!(attr_of(suites[0], "skipped"), "0");
+        // Times are the steps' real durations added up over the role's calls; thresholds
+        // and registrations, which nothing timed, have none.
+        let time = |name: &str| {
+            doc.descendants()
+                .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+                .and_then(|n| n.attribute("time"))
+        };
+        // Calls 3..99 (97 × (40 + i) ms), 0..1 (4 ms each) and 2 (32 s).
+        let call: u64 = (3..100).map(|i| 40 + i).sum::<u64>() + 8 + 32_000;
+        assert_eq!(
+            time("caller/call"),
+            Some(format!("{:.3}", call as f64 / 1000.0).as_str())
+        );
+        assert_eq!(time("caller/hangup"), Some("480.000"));
+        assert_eq!(time("callee/register"), None);
+        assert_eq!(time("calls.failed < 1%"), None);
+        // Every step's testcase says where the step is written.
+        let play = doc
+            .descendants()
+            .find(|n| n.attribute("name") == Some("caller/play"))
+            .unwrap();
+        let out = play
+            .children()
+            .find(|n| n.has_tag_name("system-out"))
+            .unwrap()
+            .text()
+            .unwrap();
+        assert_eq!(
+            out,
+            "scenarios/pbx-regression.yaml:19:9: step play\n100 calls of role caller: 97 reached this step, 97 completed it, 0 failed at it; 3 stopped before it.\n"
+        );
     }
 
     #[test]
@@ -503,7 +591,7 @@ mod tests {
         let text = failure.text().unwrap();
         assert!(
             text.starts_with(
-                "3 of 100 calls of role caller failed at step call (line 17, col 9):\n"
+                "3 of 100 calls of role caller failed at scenarios/pbx-regression.yaml:17:9: step call:\n"
             ),
             "{text}"
         );
@@ -511,9 +599,11 @@ mod tests {
             text.contains("First failing call: Call-ID call-0@sipcheck"),
             "{text}"
         );
-        // The message with XML specials and a control character survives, readable.
+        // The message with XML specials survives, readable; a control character is a space.
         assert!(
-            text.contains(r#"call (line 17): sip_486: call <sip:1000@pbx.test> rejected: 486 "Busy & Here"\u{1}"#),
+            text.contains(
+                "call (line 17): sip_486: call <sip:1000@pbx.test> rejected: 486 \"Busy & Here\"\n"
+            ),
             "{text}"
         );
         assert!(text.contains("SIP ladder:\n"), "{text}");
@@ -598,7 +688,125 @@ mod tests {
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let root = doc.root_element();
         assert_eq!(attr_of(root, "tests"), "11");
-        assert_eq!(attr_of(root, "skipped"), "11");
         assert_eq!(attr_of(root, "failures"), "0");
+        let skipped: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("skipped"))
+            .map(|n| n.text().unwrap())
+            .collect();
+        assert_eq!(skipped.len(), 11);
+        assert!(
+            skipped.contains(&"no call of role caller finished (the run was interrupted)"),
+            "{skipped:?}"
+        );
+        validate(&xml);
+    }
+
+    #[test]
+    fn steps_no_call_reached_are_skipped_with_the_reason_never_passed() {
+        // Every call of the caller fails at its `call` step: its later steps were never run.
+        let mut m =
+            crate::report::Metrics::new(std::time::SystemTime::UNIX_EPOCH, &fixture::info());
+        for i in 0..3 {
+            let mut c = fixture::caller(i);
+            c.steps.truncate(1);
+            c.steps[0].passed = false;
+            c.failures.push(crate::run::result::Failure {
+                step: "call",
+                line: 17,
+                col: 9,
+                kind: crate::run::result::FailureKind::SipCode(480),
+                message: "the call ended: rejected: 480 Temporarily Unavailable".into(),
+            });
+            m.record_call(&c);
+        }
+        // One call reached `expect` (line 18) and was cut short there by Ctrl-C.
+        let mut c = fixture::caller(3);
+        c.steps.truncate(2);
+        c.steps[1].passed = false;
+        c.failures.push(crate::run::result::Failure {
+            step: "run",
+            line: 0,
+            col: 0,
+            kind: crate::run::result::FailureKind::Interrupted,
+            message: "interrupted before the call finished".into(),
+        });
+        m.record_call(&c);
+        let s = m.finish(std::time::Duration::from_secs(5), true);
+        let mut out = Vec::new();
+        write_junit(&s, &[], &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let outcome = |name: &str| -> (String, String) {
+            let case = doc
+                .descendants()
+                .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+                .unwrap_or_else(|| panic!("no {name}: {xml}"));
+            let child = case
+                .children()
+                .find(|n| n.is_element() && !n.has_tag_name("system-out"));
+            child.map_or(("passed".into(), String::new()), |n| {
+                (
+                    n.tag_name().name().to_owned(),
+                    n.text().unwrap_or_default().to_owned(),
+                )
+            })
+        };
+        assert_eq!(outcome("caller/call").0, "failure");
+        assert_eq!(
+            outcome("caller/expect (line 18)"),
+            (
+                "skipped".into(),
+                "1 call reached this step and none completed it (the run was interrupted)".into()
+            )
+        );
+        for name in ["caller/play", "caller/expect (line 20)", "caller/hangup"] {
+            assert_eq!(
+                outcome(name),
+                (
+                    "skipped".into(),
+                    "no call of role caller reached this step: all 4 calls stopped before it (the run was interrupted)"
+                        .into()
+                ),
+                "{name}"
+            );
+        }
+        validate(&xml);
+    }
+
+    /// Validates `xml` with xmllint against both schemas kept in tests/schemas.
+    fn validate(xml: &str) {
+        let dir = std::env::temp_dir().join(format!(
+            "sipcheck-junit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("junit.xml");
+        std::fs::write(&file, xml).unwrap();
+        for schema in ["junit-10.xsd", "jenkins-junit.xsd"] {
+            let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/schemas")
+                .join(schema);
+            let out = std::process::Command::new("xmllint")
+                .arg("--noout")
+                .arg("--schema")
+                .arg(&schema)
+                .arg(&file)
+                .output()
+                .expect("xmllint (Debian package libxml2-utils) runs");
+            assert!(
+                out.status.success(),
+                "{} rejects the report:\n{}\n{xml}",
+                schema.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_report_of_a_failing_run_validates_against_both_jenkins_schemas() {
+        validate(&render());
     }
 }

@@ -40,13 +40,18 @@ use sipcheck_core::scenario::model::Scenario;
 use sipcheck_core::scenario::threshold::{Metric, MetricRef, Stat, Threshold, ValueUnit};
 
 use crate::ladder::Rung;
-use crate::run::result::{CallResult, RegisterResult, Side};
+use crate::run::result::{CallResult, FailureKind, RegisterResult, Side};
+use sipcheck_core::sip::build::reason_phrase;
 
 /// A call whose INVITE left later than this after its scheduled start is a late start.
 pub const LATE_START: Duration = Duration::from_millis(10);
 
 /// How many failing calls are kept per failure kind.
 pub const SAMPLES_PER_KIND: usize = 10;
+
+/// How many distinct failure reasons are told apart; failures of further reasons are counted
+/// under `<kind label>: other reasons`.
+pub const MAX_REASONS: usize = 100;
 
 /// The timing metrics, in report order.
 pub const TIMING_METRICS: [Metric; 9] = [
@@ -89,6 +94,8 @@ pub struct RoleInfo {
 pub struct RunInfo {
     /// The scenario's name.
     pub scenario: String,
+    /// The scenario file, as named on the command line (empty when unknown).
+    pub file: String,
     /// The roles, in the order written.
     pub roles: Vec<RoleInfo>,
 }
@@ -99,6 +106,7 @@ impl RunInfo {
     pub fn from_scenario(scenario: &Scenario) -> Self {
         Self {
             scenario: scenario.name.clone(),
+            file: String::new(),
             roles: scenario
                 .roles
                 .iter()
@@ -117,6 +125,13 @@ impl RunInfo {
                 })
                 .collect(),
         }
+    }
+
+    /// The same, with the scenario file's path, for the reports' `file:line` locations.
+    #[must_use]
+    pub fn with_file(mut self, file: &str) -> Self {
+        file.clone_into(&mut self.file);
+        self
     }
 }
 
@@ -327,6 +342,108 @@ impl FailedCall {
     }
 }
 
+/// The failures of one exact reason, all roles: `sip_480 Temporarily Unavailable`,
+/// `tone 1500 Hz not heard` (see [`failure_reason`]).
+#[derive(Debug, Clone)]
+pub struct ReasonSummary {
+    /// The reason, for people.
+    pub reason: String,
+    /// Its [`FailureKind::label`](crate::run::result::FailureKind::label).
+    pub kind: String,
+    /// How many failures had it.
+    pub count: u64,
+    /// The first call that failed for it, with its SIP ladder.
+    pub first: FailedCall,
+}
+
+/// The exact reason of a failure, to group failures by: a SIP status with the reason phrase
+/// as received (`sip_480 Temporarily Unavailable`), the tone or digits that did not come
+/// (`tone 1500 Hz not heard`, `DTMF '123' not received`), otherwise the kind's label and the
+/// message, without its parenthesised details and, for timers and media timeouts, without
+/// the measured durations (`no_media: RTP timeout: no media for … s`).
+#[must_use]
+pub fn failure_reason(kind: &FailureKind, message: &str) -> String {
+    let message: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let message = message.trim();
+    match kind {
+        FailureKind::SipCode(code) => {
+            let phrase =
+                sip_phrase(message, *code).unwrap_or_else(|| reason_phrase(*code).to_owned());
+            if phrase.is_empty() {
+                format!("sip_{code}")
+            } else {
+                format!("sip_{code} {phrase}")
+            }
+        }
+        FailureKind::ToneMissing => match message
+            .strip_prefix("expected tone ")
+            .and_then(|rest| rest.split_once(" not heard"))
+        {
+            Some((tone, _)) => format!("tone {tone} not heard"),
+            None => generic_reason(kind, message),
+        },
+        FailureKind::DtmfMissing => match message
+            .strip_prefix("expected DTMF ")
+            .and_then(|rest| rest.split_once(", received"))
+        {
+            Some((digits, _)) => format!("DTMF {digits} not received"),
+            None => generic_reason(kind, message),
+        },
+        _ => generic_reason(kind, message),
+    }
+}
+
+/// The reason phrase after `code` in `message` (`… rejected: 480 Temporarily Unavailable`).
+fn sip_phrase(message: &str, code: u16) -> Option<String> {
+    let needle = format!("{code} ");
+    let mut from = 0;
+    while let Some(i) = message[from..].find(&needle) {
+        let at = from + i;
+        let standalone = message[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric());
+        if standalone {
+            let phrase = message[at + needle.len()..].trim();
+            return (!phrase.is_empty()).then(|| phrase.to_owned());
+        }
+        from = at + needle.len();
+    }
+    None
+}
+
+fn generic_reason(kind: &FailureKind, message: &str) -> String {
+    let message = message.strip_prefix("the call ended: ").unwrap_or(message);
+    let message = message.split(" (").next().unwrap_or(message).trim();
+    let message = if matches!(kind, FailureKind::Timer(_) | FailureKind::NoMedia) {
+        without_decimals(message)
+    } else {
+        message.to_owned()
+    };
+    format!("{}: {message}", kind.label())
+}
+
+/// `no media for 3.2 s` → `no media for … s`: numbers with a decimal point (measured
+/// durations) replaced.
+fn without_decimals(s: &str) -> String {
+    s.split(' ')
+        .map(|w| {
+            let number = w.contains('.')
+                && w.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && w.chars().any(|c| c.is_ascii_digit());
+            if number {
+                "…"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The results of one step of one role.
 #[derive(Debug, Clone)]
 pub struct StepSummary {
@@ -336,6 +453,12 @@ pub struct StepSummary {
     pub line: u32,
     /// Its column.
     pub col: u32,
+    /// Calls of the role that reached this step.
+    pub reached: u64,
+    /// Calls of the role that completed this step without a failure.
+    pub passed: u64,
+    /// The time the role's calls spent in this step, added up.
+    pub time: Duration,
     /// Calls of the role that failed at this step.
     pub failed: u64,
     /// Failures at this step per kind label.
@@ -375,6 +498,9 @@ impl RoleSummary {
                     kind: s.kind.clone(),
                     line: s.line,
                     col: s.col,
+                    reached: 0,
+                    passed: 0,
+                    time: Duration::ZERO,
                     failed: 0,
                     failures: BTreeMap::new(),
                     sample: None,
@@ -408,6 +534,9 @@ impl RoleSummary {
                     kind: kind.to_owned(),
                     line,
                     col,
+                    reached: 0,
+                    passed: 0,
+                    time: Duration::ZERO,
                     failed: 0,
                     failures: BTreeMap::new(),
                     sample: None,
@@ -476,6 +605,8 @@ impl TimingStats {
 pub struct RunSummary {
     /// The scenario's name.
     pub scenario: String,
+    /// The scenario file, as named on the command line (empty when unknown).
+    pub file: String,
     /// When the run started (wall clock).
     pub started_at: SystemTime,
     /// How long it ran.
@@ -506,6 +637,10 @@ pub struct RunSummary {
     pub generator: GeneratorHealth,
     /// Failing calls kept as examples: the first [`SAMPLES_PER_KIND`] per failure kind label.
     pub samples: BTreeMap<String, Vec<FailedCall>>,
+    /// Failures grouped by exact reason, all roles, the most frequent first.
+    pub reasons: Vec<ReasonSummary>,
+    /// Calls of the counted side whose only failure is that the run was interrupted.
+    pub calls_cut_short: u64,
 }
 
 /// The verdict on one threshold.
@@ -703,6 +838,7 @@ fn record_duration(h: &mut Histogram<u64>, d: Duration) {
 #[derive(Debug)]
 pub struct Metrics {
     scenario: String,
+    file: String,
     started_at: SystemTime,
     roles: Vec<RoleSummary>,
     by_side: [CallCounts; 2],
@@ -715,6 +851,8 @@ pub struct Metrics {
     dtmf: Verified,
     generator: GeneratorHealth,
     samples: BTreeMap<String, Vec<FailedCall>>,
+    reasons: BTreeMap<String, ReasonSummary>,
+    cut_short: [u64; 2],
 }
 
 fn side_index(side: Side) -> usize {
@@ -730,6 +868,7 @@ impl Metrics {
     pub fn new(run_start: SystemTime, info: &RunInfo) -> Self {
         Self {
             scenario: info.scenario.clone(),
+            file: info.file.clone(),
             started_at: run_start,
             roles: info
                 .roles
@@ -752,6 +891,8 @@ impl Metrics {
             dtmf: Verified::default(),
             generator: GeneratorHealth::default(),
             samples: BTreeMap::new(),
+            reasons: BTreeMap::new(),
+            cut_short: [0; 2],
         }
     }
 
@@ -854,10 +995,43 @@ impl Metrics {
         // Per role, per step, samples.
         let role = self.role_mut(&r.role, r.side == Side::Caller);
         role.calls.add(passed);
+        for run in &r.steps {
+            if let Some(step) = role
+                .steps
+                .iter_mut()
+                .find(|s| s.line == run.line && s.col == run.col)
+            {
+                step.reached += 1;
+                step.passed += u64::from(run.passed);
+                step.time += run.elapsed;
+            }
+        }
         if passed {
             return;
         }
+        if r.failures
+            .iter()
+            .all(|f| f.kind == FailureKind::Interrupted)
+        {
+            self.cut_short[side_index(r.side)] += 1;
+        }
         let sample = FailedCall::from_result(r);
+        for f in &r.failures {
+            let mut reason = failure_reason(&f.kind, &f.message);
+            if !self.reasons.contains_key(&reason) && self.reasons.len() >= MAX_REASONS {
+                reason = format!("{}: other reasons", f.kind.label());
+            }
+            self.reasons
+                .entry(reason.clone())
+                .or_insert_with(|| ReasonSummary {
+                    reason,
+                    kind: f.kind.label(),
+                    count: 0,
+                    first: sample.clone(),
+                })
+                .count += 1;
+        }
+        let role = self.role_mut(&r.role, r.side == Side::Caller);
         let mut steps_hit: Vec<(u32, u32, &str)> = Vec::new();
         for f in &r.failures {
             let label = f.kind.label();
@@ -931,6 +1105,7 @@ impl Metrics {
         }
         RunSummary {
             scenario: self.scenario,
+            file: self.file,
             started_at: self.started_at,
             elapsed,
             interrupted,
@@ -946,6 +1121,12 @@ impl Metrics {
             dtmf: self.dtmf,
             generator: self.generator,
             samples: self.samples,
+            reasons: {
+                let mut reasons: Vec<ReasonSummary> = self.reasons.into_values().collect();
+                reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+                reasons
+            },
+            calls_cut_short: self.cut_short[side_index(counted_side)],
         }
     }
 }
@@ -1180,6 +1361,114 @@ thresholds:
         assert_eq!((run.kind.as_str(), run.line, run.failed), ("run", 0, 1));
         assert_eq!(run.failures.len(), 2);
         assert_eq!(s.calls.failed, 1);
+    }
+
+    #[test]
+    fn failure_reasons_are_exact_and_leave_out_what_varies_per_call() {
+        let cases: [(FailureKind, &str, &str); 9] = [
+            (
+                FailureKind::SipCode(480),
+                "the call ended: rejected: 480 Temporarily Unavailable",
+                "sip_480 Temporarily Unavailable",
+            ),
+            (
+                FailureKind::SipCode(503),
+                "expected the call to be answered: rejected: 503 Overloaded, retry",
+                "sip_503 Overloaded, retry",
+            ),
+            // A code that the message does not spell: the standard phrase.
+            (
+                FailureKind::SipCode(481),
+                "sip:481@pbx dialog gone",
+                "sip_481 Call/Transaction Does Not Exist",
+            ),
+            (
+                FailureKind::ToneMissing,
+                "expected tone 1500 Hz not heard within 2.0 s (received level -41.3 dBFS)",
+                "tone 1500 Hz not heard",
+            ),
+            (
+                FailureKind::ToneMissing,
+                "expected tone 350+440 Hz not heard within 2.0 s (received no audio)",
+                "tone 350+440 Hz not heard",
+            ),
+            (
+                FailureKind::DtmfMissing,
+                "expected DTMF '1234', received '12'",
+                "DTMF '1234' not received",
+            ),
+            (
+                FailureKind::NoMedia,
+                "RTP timeout: no media for 3.2 s",
+                "no_media: RTP timeout: no media for … s",
+            ),
+            (
+                FailureKind::Timer("Timer B".into()),
+                "the call ended: Timer B expired after 32.0 s",
+                "timer_b: Timer B expired after … s",
+            ),
+            (
+                FailureKind::Signalling,
+                "expected final response 486, got 480",
+                "signalling: expected final response 486, got 480",
+            ),
+        ];
+        for (kind, message, reason) in cases {
+            assert_eq!(failure_reason(&kind, message), reason, "{message}");
+        }
+    }
+
+    #[test]
+    fn failures_are_grouped_by_reason_most_frequent_first_with_a_bounded_count() {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &info());
+        let fail = |i: u64, kind: FailureKind, message: String| {
+            let mut c = caller(i);
+            c.failures.push(Failure {
+                step: "call",
+                line: 17,
+                col: 9,
+                kind,
+                message,
+            });
+            c
+        };
+        m.record_call(&fail(
+            1,
+            FailureKind::SipCode(486),
+            "rejected: 486 Busy Here".into(),
+        ));
+        for i in 2..5 {
+            m.record_call(&fail(
+                i,
+                FailureKind::SipCode(480),
+                "rejected: 480 Temporarily Unavailable".into(),
+            ));
+        }
+        for i in 0..(MAX_REASONS as u64 + 5) {
+            m.record_call(&fail(
+                10 + i,
+                FailureKind::Other,
+                format!("'bad{i}' is not a SIP URI"),
+            ));
+        }
+        let s = m.finish(Duration::from_secs(1), false);
+        assert_eq!(s.reasons[0].reason, "other: other reasons");
+        assert_eq!(s.reasons[1].reason, "sip_480 Temporarily Unavailable");
+        assert_eq!(s.reasons[1].count, 3);
+        assert_eq!(s.reasons[1].first.call_id, "call-2@sipcheck");
+        assert_eq!(s.reasons[1].kind, "sip_480");
+        let other = s
+            .reasons
+            .iter()
+            .find(|r| r.reason == "other: other reasons")
+            .unwrap();
+        assert_eq!(
+            other.count, 7,
+            "{MAX_REASONS} reasons kept, the rest lumped"
+        );
+        assert_eq!(s.reasons.len(), MAX_REASONS + 1);
+        let total: u64 = s.reasons.iter().map(|r| r.count).sum();
+        assert_eq!(total, 1 + 3 + MAX_REASONS as u64 + 5);
     }
 
     #[test]

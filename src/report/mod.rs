@@ -9,7 +9,10 @@
 //! - [`progress`]: the live progress line on stderr while the run goes.
 //!
 //! Reporters are pure functions writing to `impl Write`. Report files are written with
-//! [`write_atomically`], so that a reader (a CI job, a dashboard) never sees half a report.
+//! [`write_report`]: `-` is standard output; a regular file goes through
+//! [`write_atomically`], so that a reader (a CI job, a dashboard) never sees half a report; a
+//! symbolic link is written through (its target replaced); a device, FIFO or `/dev/fd/N` is
+//! written in place and never replaced ([`Destination`]).
 //!
 //! ```no_run
 //! # use std::time::{Duration, SystemTime};
@@ -138,6 +141,129 @@ where
     })
 }
 
+/// Where a report goes, given the path the user wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// `-`: standard output.
+    Stdout,
+    /// A regular file, or nothing yet: written beside and renamed over
+    /// ([`write_atomically`]). For a symbolic link this is the file it points to, so the
+    /// link stays and its target is replaced.
+    Atomic(PathBuf),
+    /// Something that is not a regular file (a character device such as `/dev/null` or a
+    /// terminal, a FIFO, a socket, `/dev/fd/N`): opened and written where it is, never
+    /// replaced.
+    InPlace(PathBuf),
+}
+
+/// How many symbolic links are followed before giving up (as Linux's `MAXSYMLINKS`).
+const MAX_LINKS: usize = 40;
+
+impl Destination {
+    /// Decides where the report named `path` goes: `-` is standard output; symbolic links
+    /// are followed to their target; a regular file or a path that does not exist yet is
+    /// replaced atomically; anything else (device, FIFO, socket, a descriptor under
+    /// `/proc` or `/dev/fd`) is written in place.
+    ///
+    /// # Errors
+    /// A link that cannot be read or loops, or a path whose type cannot be read.
+    pub fn of(path: &str) -> io::Result<Self> {
+        if path == "-" {
+            return Ok(Self::Stdout);
+        }
+        let mut p = PathBuf::from(path);
+        for _ in 0..MAX_LINKS {
+            let meta = match fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::Atomic(p)),
+                Err(e) => return Err(e),
+            };
+            if !meta.file_type().is_symlink() {
+                return Ok(if meta.is_file() && !under_proc(&p) {
+                    Self::Atomic(p)
+                } else {
+                    Self::InPlace(p)
+                });
+            }
+            // A link to something that exists but is not a regular file (a descriptor's
+            // pipe, a device): written through the link. /proc's descriptor links name
+            // things such as `pipe:[1234]` that no path reaches.
+            match fs::metadata(&p) {
+                Ok(m) if !m.is_file() || under_proc(&p) => return Ok(Self::InPlace(p)),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let target = fs::read_link(&p)?;
+            p = if target.is_absolute() {
+                target
+            } else {
+                p.parent()
+                    .map_or_else(|| target.clone(), |d| d.join(&target))
+            };
+        }
+        Err(io::Error::other(format!(
+            "{path}: more than {MAX_LINKS} symbolic links"
+        )))
+    }
+}
+
+/// Whether `p` lives under `/proc` (where `/dev/fd/N` leads): such files are descriptors of
+/// a process, written through, never renamed over.
+fn under_proc(p: &Path) -> bool {
+    let dir = p.parent().unwrap_or(p);
+    fs::canonicalize(dir).is_ok_and(|d| d.starts_with("/proc"))
+}
+
+/// Writes a report to `path` as the user named it: `-` is standard output, a regular file
+/// (or a new one) is replaced atomically ([`write_atomically`]), a symbolic link is written
+/// through (its target replaced atomically), and anything that is not a regular file (a
+/// device such as `/dev/null`, a FIFO, `/dev/fd/N`) is opened and written in place, never
+/// replaced.
+///
+/// # Errors
+/// [`ReportError`], naming the file and the operation that failed.
+pub fn write_report<F>(path: &str, write: F) -> Result<(), ReportError>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
+    let dest = Destination::of(path).map_err(|source| ReportError::Create {
+        path: PathBuf::from(path),
+        source,
+    })?;
+    match dest {
+        Destination::Stdout => {
+            let stdout = io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            write(&mut out)
+                .and_then(|()| out.flush())
+                .map_err(ReportError::Stdout)
+        }
+        Destination::Atomic(target) => write_atomically(&target, |w| write(w)),
+        Destination::InPlace(target) => {
+            // A regular file reached through a descriptor (`/dev/fd/3` of `3>report.xml`,
+            // `/dev/stdout` redirected to a file) is shared with whoever opened it: the
+            // report goes after what is already there, as the shell's own writes would.
+            let regular = fs::metadata(&target).is_ok_and(|m| m.is_file());
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .append(regular)
+                .open(&target)
+                .map_err(|source| ReportError::Create {
+                    path: target.clone(),
+                    source,
+                })?;
+            let mut out = BufWriter::new(file);
+            write(&mut out)
+                .and_then(|()| out.flush())
+                .map_err(|source| ReportError::Write {
+                    path: target.clone(),
+                    source,
+                })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +312,172 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("run mkfifo");
+        assert!(status.success());
+    }
+
+    #[test]
+    fn dash_is_standard_output_and_plain_paths_are_atomic() {
+        assert_eq!(Destination::of("-").unwrap(), Destination::Stdout);
+        let dir = scratch("kinds");
+        let new = dir.join("new/junit.xml");
+        assert_eq!(
+            Destination::of(new.to_str().unwrap()).unwrap(),
+            Destination::Atomic(new.clone())
+        );
+        write_report(new.to_str().unwrap(), |w| w.write_all(b"x")).unwrap();
+        assert_eq!(
+            Destination::of(new.to_str().unwrap()).unwrap(),
+            Destination::Atomic(new.clone())
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dev_null_is_written_in_place_and_stays_a_device() {
+        use std::os::unix::fs::FileTypeExt;
+        assert_eq!(
+            Destination::of("/dev/null").unwrap(),
+            Destination::InPlace("/dev/null".into())
+        );
+        write_report("/dev/null", |w| w.write_all(b"<testsuites/>")).unwrap();
+        let meta = fs::symlink_metadata("/dev/null").unwrap();
+        assert!(meta.file_type().is_char_device(), "{meta:?}");
+    }
+
+    #[test]
+    fn a_fifo_is_written_in_place() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = scratch("fifo");
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("report.fifo");
+        mkfifo(&fifo);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read_to_string(fifo).unwrap())
+        };
+        write_report(fifo.to_str().unwrap(), |w| w.write_all(b"{\"ok\":true}")).unwrap();
+        assert_eq!(reader.join().unwrap(), "{\"ok\":true}");
+        let meta = fs::symlink_metadata(&fifo).unwrap();
+        assert!(meta.file_type().is_fifo(), "still a FIFO: {meta:?}");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "nothing beside it");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_descriptor_path_is_written_in_place() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        // A pipe: /dev/fd/N leads to /proc/self/fd/N, a link to `pipe:[…]`.
+        let (mut read, write) = io::pipe().unwrap();
+        let path = format!("/dev/fd/{}", write.as_raw_fd());
+        assert!(matches!(
+            Destination::of(&path).unwrap(),
+            Destination::InPlace(_)
+        ));
+        write_report(&path, |w| w.write_all(b"through the pipe")).unwrap();
+        drop(write);
+        let mut got = String::new();
+        read.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "through the pipe");
+
+        // A regular file open on a descriptor (`>out.txt` of `--junit /dev/stdout`): the same
+        // file, not replaced by another, the report after what was written to it before.
+        use std::os::unix::fs::MetadataExt;
+        let dir = scratch("fd-file");
+        fs::create_dir_all(&dir).unwrap();
+        let file_path = dir.join("out.txt");
+        let mut file = File::create(&file_path).unwrap();
+        file.write_all(b"console summary\n").unwrap();
+        let inode = fs::metadata(&file_path).unwrap().ino();
+        let path = format!("/dev/fd/{}", file.as_raw_fd());
+        assert!(matches!(
+            Destination::of(&path).unwrap(),
+            Destination::InPlace(_)
+        ));
+        write_report(&path, |w| w.write_all(b"<testsuites/>")).unwrap();
+        drop(file);
+        assert_eq!(
+            fs::read_to_string(&file_path).unwrap(),
+            "console summary\n<testsuites/>"
+        );
+        assert_eq!(fs::metadata(&file_path).unwrap().ino(), inode);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_is_written_through_and_its_target_replaced() {
+        use std::os::unix::fs::symlink;
+        let dir = scratch("symlink");
+        fs::create_dir_all(dir.join("real")).unwrap();
+        let target = dir.join("real/junit.xml");
+        fs::write(&target, "old").unwrap();
+        // A relative link, through a second link.
+        let link = dir.join("junit.xml");
+        symlink("real/junit.xml", &link).unwrap();
+        let link2 = dir.join("latest.xml");
+        symlink(&link, &link2).unwrap();
+        assert_eq!(
+            Destination::of(link2.to_str().unwrap()).unwrap(),
+            Destination::Atomic(target.clone())
+        );
+        write_report(link2.to_str().unwrap(), |w| w.write_all(b"new")).unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(fs::symlink_metadata(&link2)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(fs::read_to_string(&link2).unwrap(), "new");
+        let in_real: Vec<_> = fs::read_dir(dir.join("real"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(in_real, ["junit.xml"], "no temporary file left");
+
+        // A dangling link: its target is created, the link kept.
+        let dangling = dir.join("dangling.json");
+        symlink("real/summary.json", &dangling).unwrap();
+        write_report(dangling.to_str().unwrap(), |w| w.write_all(b"{}")).unwrap();
+        assert!(fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::read_to_string(dir.join("real/summary.json")).unwrap(),
+            "{}"
+        );
+
+        // A link to a FIFO: written through, the FIFO kept.
+        let fifo = dir.join("real/pipe");
+        mkfifo(&fifo);
+        let to_fifo = dir.join("to-fifo");
+        symlink(&fifo, &to_fifo).unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read_to_string(fifo).unwrap())
+        };
+        write_report(to_fifo.to_str().unwrap(), |w| w.write_all(b"fifo")).unwrap();
+        assert_eq!(reader.join().unwrap(), "fifo");
+
+        // A loop is an error, not a hang.
+        let a = dir.join("a");
+        let b = dir.join("b");
+        symlink(&b, &a).unwrap();
+        symlink(&a, &b).unwrap();
+        let err = write_report(a.to_str().unwrap(), |w| w.write_all(b"x")).unwrap_err();
+        assert!(err.to_string().contains("symbolic links"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

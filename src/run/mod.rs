@@ -7,7 +7,6 @@ pub mod result;
 mod script;
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -45,7 +44,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .clone()
         .or_else(|| scenario.reports.junit.clone());
     let json_path = args.json.clone().or_else(|| scenario.reports.json.clone());
-    let info = RunInfo::from_scenario(&scenario);
+    // A report on standard output has it to itself: the console summary goes to stderr.
+    let to_stdout = |p: &Option<String>| p.as_deref() == Some("-");
+    if to_stdout(&junit_path) && to_stdout(&json_path) {
+        eprintln!(
+            "sipcheck: the JUnit and JSON reports cannot both go to standard output (-): give one a file"
+        );
+        return Exit::Usage;
+    }
+    let console_to_stderr = to_stdout(&junit_path) || to_stdout(&json_path);
+    let info = RunInfo::from_scenario(&scenario).with_file(&args.file);
     let started_at = Instant::now();
     let mut metrics = Metrics::new(SystemTime::now(), &info);
     let counted = if scenario.roles.iter().any(|r| r.calls()) {
@@ -116,7 +124,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     };
     let summary = metrics.finish(elapsed, interrupted);
     let thresholds = summary.check(&scenario.thresholds);
-    let _ = report::console::write_summary(&summary, &thresholds, out);
+    if console_to_stderr {
+        let _ = report::console::write_summary(&summary, &thresholds, &mut std::io::stderr());
+    } else {
+        let _ = report::console::write_summary(&summary, &thresholds, out);
+    }
     let mut exit = match summary.verdict(&thresholds) {
         Verdict::Passed => Exit::Success,
         Verdict::CallsFailed => Exit::Failure,
@@ -127,16 +139,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         exit = Exit::Interrupted;
     }
     if let Some(path) = &junit_path {
-        if let Err(e) = report::write_atomically(Path::new(path), |w| {
-            report::junit::write_junit(&summary, &thresholds, w)
+        if let Err(e) = report::write_report(path, |mut w| {
+            report::junit::write_junit(&summary, &thresholds, &mut w)
         }) {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
         }
     }
     if let Some(path) = &json_path {
-        if let Err(e) = report::write_atomically(Path::new(path), |w| {
-            report::json::write_json(&summary, &thresholds, w)
+        if let Err(e) = report::write_report(path, |mut w| {
+            report::json::write_json(&summary, &thresholds, &mut w)
         }) {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;

@@ -83,6 +83,19 @@ pub struct Failure {
     pub message: String,
 }
 
+/// One step of a call's script that the call reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRun {
+    /// Where the step is written in the scenario (line).
+    pub line: u32,
+    /// Its column.
+    pub col: u32,
+    /// From the step's start to its end (or to the call's stop, for the step it stopped in).
+    pub elapsed: Duration,
+    /// Whether the step completed without a failure.
+    pub passed: bool,
+}
+
 /// The media figures of one call, summarised at its end.
 #[derive(Debug, Clone)]
 pub struct CallMedia {
@@ -151,6 +164,9 @@ pub struct CallResult {
     pub end_reason: String,
     /// Everything that failed; empty when the call passed.
     pub failures: Vec<Failure>,
+    /// The steps of its script it reached, in order (set-up steps such as `register` are the
+    /// user agent's, not the call's, and are not listed).
+    pub steps: Vec<StepRun>,
     /// The call's SIP ladder (kept for failed calls; empty otherwise).
     pub ladder: Vec<Rung>,
 }

@@ -25,7 +25,7 @@ use sipcheck_core::ua::register::LocalEnd;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::agent::{CallEvents, Command};
-use super::result::{CallMedia, CallResult, Failure, FailureKind, Side};
+use super::result::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
 use crate::ladder::RawLadder;
 use crate::media::{MediaHandle, PortRange};
 use crate::probe::audio::overload_note;
@@ -88,6 +88,11 @@ struct Call {
     dtmf_checked: u32,
     dtmf_verified: u32,
     interrupted: bool,
+    /// The steps reached, for the reports.
+    steps_run: Vec<StepRun>,
+    /// The end the next step waits for (`wait_for: bye` / `cancel`): a waiting step cut
+    /// short by exactly that end has not failed, the script goes on to that `wait_for`.
+    awaited_end: Option<CallEndReason>,
     ids: IdGen,
     /// How long steps wait for the answer (the `call` step's timeout).
     answer_wait: Duration,
@@ -164,6 +169,8 @@ impl Call {
             dtmf_checked: 0,
             dtmf_verified: 0,
             interrupted: false,
+            steps_run: Vec::new(),
+            awaited_end: None,
             ids: IdGen::new(seed),
             answer_wait: ANSWER_WAIT,
         }
@@ -184,12 +191,26 @@ impl Call {
     }
 
     async fn run(&mut self, steps: &[Located<Step>], account: &Account, peer: Option<&Account>) {
-        for step in steps.iter().filter(|s| is_call_step(&s.value)) {
+        let steps: Vec<&Located<Step>> = steps.iter().filter(|s| is_call_step(&s.value)).collect();
+        for (i, step) in steps.iter().enumerate() {
             if *self.ctx.stop.borrow() {
                 self.interrupted = true;
                 break;
             }
+            self.awaited_end = steps.get(i + 1).and_then(|s| match &s.value {
+                Step::WaitFor(WaitEvent::Bye) => Some(CallEndReason::RemoteBye),
+                Step::WaitFor(WaitEvent::Cancel) => Some(CallEndReason::CancelledByRemote),
+                _ => None,
+            });
+            let began = Instant::now();
+            let failures = self.failures.len();
             let ok = self.step(step, account, peer).await;
+            self.steps_run.push(StepRun {
+                line: step.line,
+                col: step.col,
+                elapsed: began.elapsed(),
+                passed: ok && !self.interrupted && self.failures.len() == failures,
+            });
             if !ok || self.interrupted {
                 break;
             }
@@ -237,7 +258,7 @@ impl Call {
             }
             Step::Ring(d) => {
                 self.command(Command::Ring);
-                self.pump_for(*d).await || self.unexpected_end(step)
+                self.pump_for(*d).await || self.waiting_cut_short(step)
             }
             Step::Play(items) => {
                 if !self.wait_answer(step).await {
@@ -281,10 +302,10 @@ impl Call {
                 }
                 true
             }
-            Step::Wait(d) => self.pump_for(*d).await || self.unexpected_end(step),
+            Step::Wait(d) => self.pump_for(*d).await || self.waiting_cut_short(step),
             Step::Hangup { after } => {
                 if !after.is_zero() && !self.pump_for(*after).await {
-                    return self.unexpected_end(step);
+                    return self.waiting_cut_short(step);
                 }
                 // RFC 3261 §15.1.1: media stops once the BYE is sent.
                 if let Some((_, media)) = &self.media {
@@ -643,6 +664,22 @@ impl Call {
             }
         }
         None
+    }
+
+    /// A step that only waits for time to pass (`ring`, `wait`, the delay of `hangup`) saw
+    /// the call end: a failure, unless the next step is a `wait_for` of exactly that end (a
+    /// ring cut short by the caller's CANCEL before `wait_for: cancel`), which then holds at
+    /// once. No step is skipped that way; steps with a purpose of their own (`answer`,
+    /// `reject`, `cancel`, `play`, `expect`, `dtmf`) fail on any end
+    /// ([`Self::unexpected_end`]).
+    fn waiting_cut_short(&mut self, step: &Located<Step>) -> bool {
+        if !self.interrupted {
+            let reason = self.record.as_ref().and_then(|r| r.reason());
+            if reason.is_some() && reason == self.awaited_end.as_ref() {
+                return true;
+            }
+        }
+        self.unexpected_end(step)
     }
 
     fn unexpected_end(&mut self, step: &Located<Step>) -> bool {
@@ -1012,6 +1049,7 @@ impl Call {
                 self.ladder.rungs()
             },
             failures: std::mem::take(&mut self.failures),
+            steps: std::mem::take(&mut self.steps_run),
         }
     }
 
