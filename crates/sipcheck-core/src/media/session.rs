@@ -183,9 +183,13 @@ pub struct MediaReport {
     pub tones: Vec<ToneResult>,
     /// DTMF digits received as RFC 4733 events, in order.
     pub dtmf_received: String,
-    /// Time since the last packet arrived (or since the start if none did).
+    /// Time since the last packet arrived (or since the start if none did), or since RTP was
+    /// expected again after a hold; zero while none is expected (see
+    /// [`MediaSession::set_expecting`]).
     pub since_last_packet: Duration,
-    /// The longest time between two received packets (an RTP timeout shows here).
+    /// The longest time between two received packets (an RTP timeout shows here), not
+    /// counting the time RTP was not expected (a hold): the gap of a hold counts from the
+    /// resume.
     pub max_gap: Duration,
 }
 
@@ -226,6 +230,10 @@ pub struct MediaSession {
     current_ssrc: Option<u32>,
     /// The longest time between two received packets.
     max_gap: Duration,
+    /// RTP is expected from the far end (it is not while the call is on hold either way).
+    expecting: bool,
+    /// When RTP was last expected again (the end of a hold): gaps count from there.
+    resumed: Option<Instant>,
     /// Totals of the streams received before the current SSRC.
     earlier: ReceiveStats,
 }
@@ -290,6 +298,8 @@ impl MediaSession {
             malformed: 0,
             current_ssrc: None,
             max_gap: Duration::ZERO,
+            expecting: true,
+            resumed: None,
             earlier: ReceiveStats::default(),
             config,
         })
@@ -534,7 +544,7 @@ impl MediaSession {
         // Telephone events share the stream's SSRC and sequence numbers: the receiver counts
         // them (or they would look like loss); playout conceals them with silence.
         let pt = packet.header.payload_type;
-        if let Some(previous) = self.receiver.last_arrival() {
+        if let Some(previous) = self.gap_start().filter(|_| self.expecting) {
             self.max_gap = self.max_gap.max(now.saturating_duration_since(previous));
         }
         if self
@@ -558,6 +568,35 @@ impl MediaSession {
             }
         } else if pt != self.config.payload_type {
             self.wrong_payload_type += 1;
+        }
+    }
+
+    /// Whether RTP is expected from the far end from `now` on: not while it holds the call
+    /// (`sendonly`, `inactive`, `0.0.0.0`) or we do, so that a hold longer than the RTP
+    /// timeout is no timeout. The gap open when a hold starts counts up to then; after the
+    /// resume, gaps count from the resume.
+    pub fn set_expecting(&mut self, now: Instant, expecting: bool) {
+        if expecting == self.expecting {
+            return;
+        }
+        if expecting {
+            self.resumed = Some(now);
+        } else if let Some(from) = self.gap_start() {
+            self.max_gap = self.max_gap.max(now.saturating_duration_since(from));
+        }
+        self.expecting = expecting;
+    }
+
+    /// Whether RTP is expected (see [`Self::set_expecting`]).
+    pub fn is_expecting(&self) -> bool {
+        self.expecting
+    }
+
+    /// Where the current gap counts from: the last packet, or the last resume if later.
+    fn gap_start(&self) -> Option<Instant> {
+        match (self.receiver.last_arrival(), self.resumed) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -612,8 +651,11 @@ impl MediaSession {
                 .collect(),
             dtmf_received: self.dtmf_rx.digits(),
             max_gap: self.max_gap,
-            since_last_packet: now
-                .saturating_duration_since(self.receiver.last_arrival().unwrap_or(self.started)),
+            since_last_packet: if self.expecting {
+                now.saturating_duration_since(self.gap_start().unwrap_or(self.started))
+            } else {
+                Duration::ZERO
+            },
         }
     }
 }
@@ -778,6 +820,56 @@ mod tests {
             ));
         }
         assert_eq!(heard[0], heard[1]);
+    }
+
+    /// A far end that holds the call for 5 s sends nothing meanwhile: with the hold told
+    /// to the session, no gap counts; after the resume the tone is heard again, and a far end
+    /// that does not resume its RTP shows a gap from the resume on.
+    #[test]
+    fn a_hold_is_no_gap_and_gaps_count_again_from_the_resume() {
+        let t0 = t0();
+        let secs = Duration::from_secs;
+        let ms = Duration::from_millis;
+        for told in [true, false] {
+            let mut a = tone_session(t0, 1000.0, 21, Codec::Pcmu);
+            let mut b = tone_session(t0, 440.0, 22, Codec::Pcmu);
+            run(&mut a, &mut b, t0, secs(2), ms(10), |_| false);
+            // Hold: a stops sending for 5 s.
+            a.set_sending(false);
+            if told {
+                b.set_expecting(t0 + secs(2), false);
+                assert!(!b.is_expecting());
+                assert_eq!(b.report(t0 + secs(4)).since_last_packet, Duration::ZERO);
+            }
+            run(&mut a, &mut b, t0 + secs(2), secs(5), ms(10), |_| false);
+            // Resume.
+            a.set_sending(true);
+            if told {
+                b.set_expecting(t0 + secs(7), true);
+            }
+            let after = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+            run(&mut a, &mut b, t0 + secs(7), secs(2), ms(10), |_| false);
+            let r = b.report(t0 + secs(9));
+            assert!(b.tone_found(after), "told: {told}");
+            if told {
+                assert!(r.max_gap < ms(100), "{:?}", r.max_gap);
+            } else {
+                assert!(r.max_gap > secs(4), "{:?}", r.max_gap);
+            }
+            // a stops for good without a hold: the gap counts again.
+            a.set_sending(false);
+            run(&mut a, &mut b, t0 + secs(9), secs(4), ms(10), |_| false);
+            assert!(b.report(t0 + secs(13)).since_last_packet > ms(3900));
+        }
+        // Resumed, but the far end never sends again: the gap counts from the resume.
+        let mut b = tone_session(t0, 440.0, 23, Codec::Pcmu);
+        let mut a = tone_session(t0, 1000.0, 24, Codec::Pcmu);
+        run(&mut a, &mut b, t0, secs(1), ms(10), |_| false);
+        b.set_expecting(t0 + secs(1), false);
+        b.set_expecting(t0 + secs(6), true);
+        let r = b.report(t0 + secs(10));
+        assert_eq!(r.since_last_packet, secs(4));
+        assert!(r.max_gap < ms(100));
     }
 
     #[test]
