@@ -191,6 +191,13 @@ impl PreparedAudio {
         session
     }
 
+    /// The tone expected from the far end (`--expect-tone`), to look for again (after a
+    /// resume), with its label.
+    pub fn expected_tone(&self) -> Option<(ToneQuery, String)> {
+        let tone = self.args.expect_tone.as_ref()?;
+        Some((tone.query().ok()?, tone.label()))
+    }
+
     /// The digits to send once the call is up.
     pub fn send_dtmf(&self) -> Option<&str> {
         self.args.send_dtmf.as_deref()

@@ -567,8 +567,7 @@ impl Call {
             }
             CallEvent::MediaUpdated { negotiated, .. } => {
                 if let Some((n, handle)) = &mut self.media {
-                    handle.set_remote(negotiated.remote_rtp);
-                    handle.set_sending(negotiated.direction.sends());
+                    handle.follow(&negotiated);
                     *n = negotiated;
                 }
             }
