@@ -234,6 +234,9 @@ pub struct MediaSession {
     expecting: bool,
     /// When RTP was last expected again (the end of a hold): gaps count from there.
     resumed: Option<Instant>,
+    /// Frames of the schedule not sent (while not sending), mod 2¹⁶: taken off the pacer's
+    /// sequence numbers.
+    unsent: u16,
     /// Totals of the streams received before the current SSRC.
     earlier: ReceiveStats,
 }
@@ -300,6 +303,7 @@ impl MediaSession {
             max_gap: Duration::ZERO,
             expecting: true,
             resumed: None,
+            unsent: 0,
             earlier: ReceiveStats::default(),
             config,
         })
@@ -455,14 +459,18 @@ impl MediaSession {
                 self.playout_tick();
             }
             if !self.config.send {
+                // A frame not sent takes no sequence number (RFC 3550 §5.1: one per packet
+                // sent): after a hold the far end sees no loss, only a timestamp jump.
+                self.unsent = self.unsent.wrapping_add(1);
                 continue;
             }
+            let sequence = slot.sequence.wrapping_sub(self.unsent);
             if let Some(dtmf) = &mut self.dtmf_tx {
                 if let Some(packet) = dtmf.poll_tick(slot.timestamp) {
                     let header = RtpHeader {
                         marker: packet.marker,
                         payload_type: self.config.telephone_event_pt.unwrap_or(101),
-                        sequence: slot.sequence,
+                        sequence,
                         timestamp: packet.timestamp,
                         ssrc: self.pacer.ssrc(),
                     };
@@ -491,7 +499,7 @@ impl MediaSession {
             let header = RtpHeader {
                 marker: slot.marker,
                 payload_type: self.config.payload_type,
-                sequence: slot.sequence,
+                sequence,
                 timestamp: slot.timestamp,
                 ssrc: self.pacer.ssrc(),
             };
@@ -851,6 +859,8 @@ mod tests {
             run(&mut a, &mut b, t0 + secs(7), secs(2), ms(10), |_| false);
             let r = b.report(t0 + secs(9));
             assert!(b.tone_found(after), "told: {told}");
+            // No sequence number was used while a did not send: no loss.
+            assert_eq!(r.receive.lost(), 0, "{:?}", r.receive);
             if told {
                 assert!(r.max_gap < ms(100), "{:?}", r.max_gap);
             } else {
