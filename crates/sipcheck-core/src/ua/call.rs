@@ -91,6 +91,9 @@ const SDP: &str = "application/sdp";
 /// `stale=true` re-challenge (the [`DigestClient`] refuses any other second challenge).
 const MAX_CHALLENGES: u32 = 2;
 
+/// How often a re-INVITE of ours refused with 491 (glare) is sent again.
+const MAX_GLARE_RETRIES: u32 = 3;
+
 /// How long a session refresh of ours waits when another offer is under way, or after a
 /// refresh (or any re-INVITE of ours) was refused.
 const REFRESH_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -395,6 +398,18 @@ struct OutgoingReinvite {
     /// A session refresh of ours (RFC 4028), not asked for by the user: its outcome is no
     /// event.
     refresh: bool,
+    /// How many times it was sent again after a 491 (glare).
+    glare_retries: u32,
+}
+
+/// Our re-INVITE refused with 491 (both ends offered at once), to send again at `at`
+/// (RFC 3261 §14.1).
+#[derive(Debug, Clone)]
+struct GlareRetry {
+    at: Instant,
+    media: LocalMedia,
+    refresh: bool,
+    retries: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -442,6 +457,8 @@ struct Call<D> {
     negotiated: Option<Negotiated>,
     // Re-INVITE and BYE.
     reinvite: Option<OutgoingReinvite>,
+    /// Our re-INVITE waiting to be sent again after a 491.
+    glare: Option<GlareRetry>,
     reinvite_ack: Option<(u32, Bytes)>,
     bye_tx: Option<TxId>,
     bye_challenges: u32,
@@ -462,10 +479,15 @@ impl<D> Call<D> {
             .awaiting
             .as_ref()
             .and_then(|a| a.retransmitter.poll_timeout());
-        [retransmit, self.cancel_deadline, self.session.refresh_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            retransmit,
+            self.cancel_deadline,
+            self.session.refresh_at,
+            self.glare.as_ref().map(|g| g.at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn via<'a>(&self, branch: &'a str) -> ViaSpec<'a> {
@@ -837,6 +859,7 @@ impl<D: Clone> Endpoint<D> {
             remote_sdp: None,
             negotiated: None,
             reinvite: None,
+            glare: None,
             reinvite_ack: None,
             bye_tx: None,
             bye_challenges: 0,
@@ -1063,7 +1086,11 @@ impl<D: Clone> Endpoint<D> {
         media: LocalMedia,
     ) -> Result<(), CallError> {
         let c = expect_state(&mut self.slots, call, "re-INVITE", &[CallState::Confirmed])?;
-        if c.reinvite.is_some() || c.awaiting.is_some() || c.offer_sent.is_some() {
+        if c.reinvite.is_some()
+            || c.glare.is_some()
+            || c.awaiting.is_some()
+            || c.offer_sent.is_some()
+        {
             return Err(CallError::InvalidState {
                 call,
                 action: "re-INVITE while another offer is pending",
@@ -1074,7 +1101,7 @@ impl<D: Clone> Endpoint<D> {
             Some(previous) => create_offer(&media).versioned_after(previous),
             None => create_offer(&media),
         };
-        self.send_reinvite(now, call, offer, media, 0, false)
+        self.send_reinvite(now, call, offer, media, 0, false, 0)
     }
 
     // ----------------------------------------------------------------------------------
@@ -1182,6 +1209,7 @@ impl<D: Clone> Endpoint<D> {
     }
 
     /// Send a re-INVITE carrying `offer`.
+    #[allow(clippy::too_many_arguments)]
     fn send_reinvite(
         &mut self,
         now: Instant,
@@ -1190,6 +1218,7 @@ impl<D: Clone> Endpoint<D> {
         media: LocalMedia,
         challenges: u32,
         refresh: bool,
+        glare_retries: u32,
     ) -> Result<(), CallError> {
         let branch = self.ids.branch();
         let c = call_mut(&mut self.slots, id).ok_or(CallError::UnknownCall(id))?;
@@ -1226,6 +1255,7 @@ impl<D: Clone> Endpoint<D> {
             media,
             challenges,
             refresh,
+            glare_retries,
         });
         // Any re-INVITE refreshes the session: the next refresh counts from its answer.
         c.session.refresh_at = None;
@@ -1355,6 +1385,10 @@ impl<D: Clone> Endpoint<D> {
             self.end_call(now, id, CallEndReason::NoAck { elapsed });
             return;
         }
+        if c.glare.as_ref().is_some_and(|g| g.at <= now) {
+            self.retry_after_glare(now, id);
+            return;
+        }
         if c.session.refresh_at.is_some_and(|at| at <= now) {
             self.refresh_session(now, id);
             return;
@@ -1366,6 +1400,36 @@ impl<D: Clone> Endpoint<D> {
                 let _ = self.layer.abandon(invite);
             }
             self.end_call(now, id, CallEndReason::Cancelled);
+        }
+    }
+
+    /// Send our re-INVITE again after its 491, unless the call moved on; when another offer is
+    /// under way by then (the far end's), ours is given up with [`CallEvent::UpdateFailed`].
+    fn retry_after_glare(&mut self, now: Instant, id: CallId) {
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        let Some(glare) = c.glare.take() else {
+            return;
+        };
+        let busy = c.reinvite.is_some() || c.awaiting.is_some() || c.offer_sent.is_some();
+        // The offer is made anew: the far end's offer may have changed the session meanwhile.
+        let offer = match (&c.local_sdp, glare.refresh) {
+            (Some(current), true) => Some(current.clone()),
+            (Some(current), false) => Some(create_offer(&glare.media).versioned_after(current)),
+            (None, _) => None,
+        };
+        let sent = match offer {
+            Some(offer) if c.state == CallState::Confirmed && !busy => self
+                .send_reinvite(now, id, offer, glare.media, 0, glare.refresh, glare.retries)
+                .is_ok(),
+            _ => false,
+        };
+        if !sent && !glare.refresh {
+            self.events.push_back(CallEvent::UpdateFailed {
+                call: id,
+                code: 491,
+            });
         }
     }
 
@@ -1382,7 +1446,10 @@ impl<D: Clone> Endpoint<D> {
             .flatten();
         match ready {
             Some((offer, media)) if !busy => {
-                if self.send_reinvite(now, id, offer, media, 0, true).is_err() {
+                if self
+                    .send_reinvite(now, id, offer, media, 0, true, 0)
+                    .is_err()
+                {
                     if let Some(c) = call_mut(&mut self.slots, id) {
                         c.session.refresh_at = None;
                     }

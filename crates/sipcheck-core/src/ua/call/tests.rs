@@ -1479,6 +1479,49 @@ fn reinvite_hold_and_unhold_from_b() {
 }
 
 #[test]
+fn reinvites_crossing_get_491_and_are_sent_again_after_the_rfc_waits() {
+    let mut net = Net::with_callee(ms(100));
+    let call_a = net.invite(call_to_b());
+    net.run_for(secs(1));
+    let call_b = net.incoming()[0];
+    // Both ends put the other on hold at the same instant: the re-INVITEs cross.
+    let mut hold_a = media(A);
+    hold_a.direction = Direction::SendOnly;
+    let mut hold_b = media(B);
+    hold_b.direction = Direction::SendOnly;
+    net.at(secs(2), A, Action::Reinvite(call_a, hold_a));
+    net.at(secs(2), B, Action::Reinvite(call_b, hold_b));
+    net.at(secs(10), A, Action::Hangup(call_a));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.sent(A, "491/INVITE").len(), 1, "{:#?}", net.trace());
+    assert_eq!(net.sent(B, "491/INVITE").len(), 1, "{:#?}", net.trace());
+    // RFC 3261 §14.1: the callee (not the Call-ID's owner) tries again within 2 s, the caller
+    // after 2.1 to 4 s.
+    let again = |side: usize| net.sent(side, "INVITE").last().unwrap().at;
+    let b = again(B);
+    assert!(b > secs(2) && b <= secs(2) + ms(2100), "B at {b:?}");
+    let a = again(A);
+    assert!(
+        a >= secs(2) + ms(2100) && a <= secs(2) + ms(4100),
+        "A at {a:?}"
+    );
+    // No re-INVITE failed for good: each side's hold went through.
+    for side in [A, B] {
+        assert!(
+            !net.events(side)
+                .any(|(_, e)| matches!(e, CallEvent::UpdateFailed { .. })),
+            "{}",
+            NAMES[side]
+        );
+    }
+    assert_eq!(net.updates(A).len(), 2);
+    assert_eq!(net.updates(B).len(), 2);
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    net.assert_empty();
+}
+
+#[test]
 fn a_refused_reinvite_keeps_the_call() {
     let mut net = Net::with_callee(ms(100));
     net.sides[A].policy.hangup_after = Some(secs(3));

@@ -9,8 +9,8 @@ use super::dialog::{header_tag, record_route, Dialog};
 use super::session_timer::{Refresher, SessionExpires};
 use super::{
     ack_from_2xx, answer_challenge, call_mut, call_ref, sdp_body, CallDirection, CallEndReason,
-    CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint, Role, MAX_CHALLENGES,
-    REFRESH_RETRY,
+    CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint, GlareRetry, Role,
+    MAX_CHALLENGES, MAX_GLARE_RETRIES, REFRESH_RETRY,
 };
 use crate::sdp::{answer, negotiated_from_answer, Negotiated, NegotiationError};
 use crate::sip::auth::ChallengeKind;
@@ -347,10 +347,11 @@ impl<D: Clone> Endpoint<D> {
                         .send_reinvite(
                             now,
                             id,
-                            reinvite.offer,
-                            reinvite.media,
+                            reinvite.offer.clone(),
+                            reinvite.media.clone(),
                             challenges,
                             reinvite.refresh,
+                            reinvite.glare_retries,
                         )
                         .is_ok()
                     {
@@ -367,6 +368,23 @@ impl<D: Clone> Endpoint<D> {
         let Some(c) = call_mut(&mut self.slots, id) else {
             return;
         };
+        if code == 491 && reinvite.glare_retries < MAX_GLARE_RETRIES {
+            // RFC 3261 §14.1: both ends offered at once. Try again after a random wait: 2.1
+            // to 4 s for the owner of the Call-ID (the caller), up to 2 s for the other.
+            let (base, span) = match c.direction {
+                CallDirection::Outgoing => (2_100, 1_900),
+                CallDirection::Incoming => (0, 2_000),
+            };
+            let wait = base + self.ids.next_u64() % span;
+            c.glare = Some(GlareRetry {
+                at: now + Duration::from_millis(wait),
+                media: reinvite.media,
+                refresh: reinvite.refresh,
+                retries: reinvite.glare_retries + 1,
+            });
+            self.reschedule(id);
+            return;
+        }
         if c.session.we_refresh {
             // The session was not refreshed: try again shortly.
             c.session.refresh_at = Some(now + REFRESH_RETRY);

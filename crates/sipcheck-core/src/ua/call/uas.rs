@@ -506,6 +506,7 @@ impl<D: Clone> Endpoint<D> {
             remote_sdp: None,
             negotiated: None,
             reinvite: None,
+            glare: None,
             reinvite_ack: None,
             bye_tx: None,
             bye_challenges: 0,
