@@ -647,3 +647,54 @@ fn sipp_session_refresh_and_update_hold_mid_call_pass() {
         "{shown}"
     );
 }
+
+/// SIPp answers making sipcheck the refresher of a (short) session timer
+/// (`tests/peers/uas_session_timer_uac_refresh.xml`): sipcheck refreshes it by re-INVITE at
+/// half the interval, its SDP unchanged, and the call passes.
+#[test]
+fn sipp_making_the_caller_refresher_gets_its_refresh() {
+    let sipp = support::sipp::Sipp::start_uas(
+        "uas_session_timer_uac_refresh.xml",
+        &["-rtp_echo", "-mi", "127.0.0.1", "-m", "1"],
+    )
+    .expect("start sipp");
+    let uri = format!("sip:timer@127.0.0.1:{}", sipp.port);
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "3s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        sipp.log(),
+        sipp.messages()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let invites: Vec<String> = sipp
+        .received()
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .collect();
+    assert_eq!(invites.len(), 2, "the INVITE and one refresh: {shown}");
+    let header = |m: &str, name: &str| support::sip::header(m, name).unwrap_or_default();
+    assert_eq!(
+        header(&invites[1], "Session-Expires"),
+        "4;refresher=uac",
+        "{shown}"
+    );
+    assert_eq!(header(&invites[1], "Supported"), "timer", "{shown}");
+    // The refresh's SDP is the INVITE's (the same o= line, version included).
+    let origin = |m: &str| m.lines().find(|l| l.starts_with("o=")).map(str::to_owned);
+    assert_eq!(origin(&invites[1]), origin(&invites[0]), "{shown}");
+    assert!(!sipp.errors().contains("ailed"), "{shown}");
+}
