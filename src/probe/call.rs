@@ -606,6 +606,26 @@ impl CallReport {
         if let Some(media) = &self.media {
             media.write_text(out)?;
         }
+        if let Some(hold) = &self.hold {
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            write!(
+                out,
+                "hold: held {}, resumed {}",
+                yes(hold.held),
+                yes(hold.resumed)
+            )?;
+            match hold.tone_after_resume {
+                Some(heard) => writeln!(out, ", tone after the resume {}", yes(heard))?,
+                None => writeln!(out)?,
+            }
+        }
+        if self.peer_holds > 0 {
+            writeln!(
+                out,
+                "the far end put the call on hold {} time(s)",
+                self.peer_holds
+            )?;
+        }
         match self.verdict {
             Verdict::Pass => writeln!(out, "PASS"),
             Verdict::Fail => writeln!(out, "FAIL: {}", self.failures.join("; ")),
