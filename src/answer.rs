@@ -303,8 +303,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     }
                     CallEvent::MediaUpdated { call, negotiated } => {
                         if let Some((n, handle)) = active.get_mut(&call).and_then(|a| a.media.as_mut()) {
-                            handle.set_remote(negotiated.remote_rtp);
-                            handle.set_sending(negotiated.direction.sends());
+                            handle.follow(&negotiated);
                             *n = negotiated;
                         }
                     }

@@ -254,6 +254,14 @@ struct CallCmd {
     /// CANCEL (and fail) if not answered within this time.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     answer_timeout: Duration,
+    /// Put the far end on hold (re-INVITE with a=sendonly) this long after the answer; the
+    /// hold and the resume must each be answered 2xx.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    hold_after: Option<Duration>,
+    /// Resume (re-INVITE with a=sendrecv) this long after the hold; --expect-tone is then
+    /// checked again after the resume.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "hold_after")]
+    hold_for: Duration,
     #[command(flatten)]
     audio: AudioOpts,
     #[command(flatten)]
@@ -395,6 +403,8 @@ async fn run(command: Command) -> Exit {
                 duration: cmd.duration,
                 cancel_after: cmd.cancel_after,
                 answer_timeout: cmd.answer_timeout,
+                hold_after: cmd.hold_after,
+                hold_for: cmd.hold_for,
                 audio: cmd.audio.args(),
                 rtp_ports: cmd.audio.rtp_ports,
             };

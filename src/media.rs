@@ -133,6 +133,7 @@ enum Command {
     Push(Vec<f32>),
     Pull(oneshot::Sender<Vec<f32>>),
     Sending(bool),
+    Expecting(bool),
     Remote(SocketAddr),
     /// A listening stream gets its session (see [`MediaHandle::listen_std`]).
     Start(Box<(MediaSession, SocketAddr)>),
@@ -299,6 +300,20 @@ impl MediaHandle {
     /// Start or stop sending (hold).
     pub fn set_sending(&self, send: bool) {
         self.stream.send(Command::Sending(send));
+    }
+
+    /// Whether RTP is expected from the far end (not while the call is on hold either way):
+    /// the RTP gap does not count while it is not.
+    pub fn set_expecting(&self, expecting: bool) {
+        self.stream.send(Command::Expecting(expecting));
+    }
+
+    /// Follow new media of the call (a re-INVITE or UPDATE, hold or resume either way): the
+    /// remote address, whether we send, whether RTP is expected.
+    pub fn follow(&self, negotiated: &sipcheck_core::sdp::Negotiated) {
+        self.set_remote(negotiated.remote_rtp);
+        self.set_sending(negotiated.direction.sends());
+        self.set_expecting(negotiated.expects_rtp());
     }
 
     /// Send to a new remote address (re-INVITE).
@@ -746,6 +761,7 @@ impl Scheduler {
                 let _ = reply.send(audio);
             }
             Command::Sending(send) => run.session.set_sending(send),
+            Command::Expecting(expecting) => run.session.set_expecting(now, expecting),
             Command::Remote(addr) => {
                 run.remote = addr;
                 run.session.set_peer_address(addr);

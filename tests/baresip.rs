@@ -244,3 +244,146 @@ fn baresip_lists_and_hangs_up_the_call_on_command() {
     let duration_ms = v["timings"]["duration_ms"].as_f64().unwrap();
     assert!((800.0..5000.0).contains(&duration_ms), "{shown}");
 }
+
+/// The SIP messages of a `--json` report whose start line starts with `line`, as
+/// (milliseconds, direction).
+fn rungs(v: &serde_json::Value, line: &str, cseq_method: &str) -> Vec<(f64, String)> {
+    v["ladder"]
+        .as_array()
+        .map(|rungs| {
+            rungs
+                .iter()
+                .filter(|r| {
+                    r["line"].as_str().is_some_and(|l| l.starts_with(line))
+                        && r["cseq"].as_str().is_some_and(|c| c.ends_with(cseq_method))
+                        && r["retransmission"] == false
+                })
+                .map(|r| {
+                    (
+                        r["at_ms"].as_f64().unwrap_or_default(),
+                        r["direction"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// baresip puts sipcheck on hold (its `/hold`: a re-INVITE with `a=sendonly`, and no RTP)
+/// for longer than the 3 s RTP timeout, then resumes: the call passes, and baresip's tone is
+/// heard again after the resume.
+#[test]
+fn baresip_holds_the_call_longer_than_the_rtp_timeout_and_the_call_passes() {
+    let peer = start(BaresipOptions::default());
+    let uri = peer.uri();
+    let expect = DEFAULT_TONE_HZ.to_string();
+    let caller = thread::spawn(move || {
+        run_sipcheck(
+            [
+                "call",
+                &uri,
+                "--expect-tone",
+                &expect,
+                "--play-tone",
+                "1000",
+                "--duration",
+                "9s",
+                "--json",
+            ],
+            &[],
+        )
+    });
+    peer.wait_for_log(": Call established: ", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    thread::sleep(Duration::from_secs(1));
+    let held = peer.command("/hold").expect("cons /hold");
+    // Held for 4.5 s, more than the RTP timeout.
+    thread::sleep(Duration::from_millis(4500));
+    let resumed = peer.command("/resume").expect("cons /resume");
+    let out = caller.join().expect("the sipcheck thread");
+    let shown = format!(
+        "/hold: {held}\n/resume: {resumed}\n{}\n{}",
+        describe_output(&out),
+        peer.log()
+    );
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(v["peer_holds"], 1, "{shown}");
+    // Two re-INVITEs from baresip, more than 3 s apart, each answered 200.
+    let reinvites = rungs(&v, "INVITE ", "INVITE");
+    let received: Vec<f64> = reinvites
+        .iter()
+        .filter(|(_, d)| d == "received")
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(received.len(), 2, "{shown}");
+    assert!(received[1] - received[0] > 4000.0, "{shown}");
+    assert!(
+        peer.stdout().contains("a=sendonly"),
+        "a sendonly hold: {shown}"
+    );
+    // baresip sent nothing while holding: 9 s of 20 ms packets would be about 450.
+    let media = &v["media"];
+    let received = media["packets_received"].as_u64().unwrap();
+    assert!(
+        (150..=320).contains(&received),
+        "{received} packets: {shown}"
+    );
+    // The tone before the hold, and again after the resume.
+    assert_eq!(media["tones"][0]["detected"], true, "{shown}");
+    assert!(
+        !v["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap_or_default().contains("after the resume")),
+        "{shown}"
+    );
+}
+
+/// `sipcheck call --hold-after 1s --hold-for 4s`: sipcheck puts baresip on hold (a
+/// re-INVITE with `a=sendonly`, answered `recvonly`), then resumes; the call passes, and
+/// baresip's tone is heard again after the resume.
+#[test]
+fn call_with_hold_after_holds_baresip_and_resumes() {
+    let peer = start(BaresipOptions::default());
+    let uri = peer.uri();
+    let expect = DEFAULT_TONE_HZ.to_string();
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--expect-tone",
+            &expect,
+            "--play-tone",
+            "1000",
+            "--duration",
+            "8s",
+            "--hold-after",
+            "1s",
+            "--hold-for",
+            "4s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), peer.log());
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(v["hold"]["held"], true, "{shown}");
+    assert_eq!(v["hold"]["resumed"], true, "{shown}");
+    assert_eq!(v["hold"]["tone_after_resume"], true, "{shown}");
+    let sent: Vec<f64> = rungs(&v, "INVITE ", "INVITE")
+        .iter()
+        .filter(|(_, d)| d == "sent")
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(sent.len(), 3, "the INVITE, the hold, the resume: {shown}");
+    assert!((3900.0..4500.0).contains(&(sent[2] - sent[1])), "{shown}");
+    // baresip's trace shows our sendonly offer and its recvonly answer.
+    let log = peer.stdout();
+    assert!(log.contains("a=sendonly"), "{shown}");
+    assert!(log.contains("a=recvonly"), "{shown}");
+}

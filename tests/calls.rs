@@ -582,3 +582,119 @@ fn ipv6_call_with_media_over_loopback() {
         "{shown}"
     );
 }
+
+/// SIPp answers with a session timer it refreshes itself, then refreshes the session by
+/// re-INVITE, holds the call by UPDATE (a=sendonly) for 4 s — more than the RTP timeout, its
+/// echo of our RTP stopping — resumes by UPDATE and refreshes by a bodiless UPDATE
+/// (`tests/peers/uas_session_timer_update.xml`, which checks each 200): the call passes, and
+/// our tone is heard again after the resume.
+#[test]
+fn sipp_session_refresh_and_update_hold_mid_call_pass() {
+    let sipp = support::sipp::Sipp::start_uas(
+        "uas_session_timer_update.xml",
+        &["-rtp_echo", "-mi", "127.0.0.1", "-m", "1"],
+    )
+    .expect("start sipp");
+    let uri = format!("sip:timer@127.0.0.1:{}", sipp.port);
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "9s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        sipp.log(),
+        sipp.messages()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(v["peer_holds"], 1, "{shown}");
+    // What SIPp received: the 200s to its re-INVITE and UPDATEs, as the scenario checked.
+    let oks: Vec<String> = sipp
+        .received()
+        .into_iter()
+        .filter(|m| m.starts_with("SIP/2.0 200"))
+        .collect();
+    assert_eq!(oks.len(), 4, "{shown}");
+    let header = |m: &str, name: &str| support::sip::header(m, name).unwrap_or_default();
+    assert_eq!(
+        header(&oks[0], "Session-Expires"),
+        "90;refresher=uac",
+        "{shown}"
+    );
+    assert_eq!(header(&oks[0], "Require"), "timer", "{shown}");
+    assert!(oks[1].contains("a=recvonly"), "{shown}");
+    assert!(oks[2].contains("a=sendrecv"), "{shown}");
+    assert_eq!(
+        header(&oks[3], "Session-Expires"),
+        "90;refresher=uac",
+        "{shown}"
+    );
+    // No error in SIPp's scenario (a failed check would be one).
+    assert!(
+        !sipp.errors().contains("Failed") && !sipp.errors().contains("failed"),
+        "{shown}"
+    );
+}
+
+/// SIPp answers making sipcheck the refresher of a (short) session timer
+/// (`tests/peers/uas_session_timer_uac_refresh.xml`): sipcheck refreshes it by re-INVITE at
+/// half the interval, its SDP unchanged, and the call passes.
+#[test]
+fn sipp_making_the_caller_refresher_gets_its_refresh() {
+    let sipp = support::sipp::Sipp::start_uas(
+        "uas_session_timer_uac_refresh.xml",
+        &["-rtp_echo", "-mi", "127.0.0.1", "-m", "1"],
+    )
+    .expect("start sipp");
+    let uri = format!("sip:timer@127.0.0.1:{}", sipp.port);
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "3s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        sipp.log(),
+        sipp.messages()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let invites: Vec<String> = sipp
+        .received()
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .collect();
+    assert_eq!(invites.len(), 2, "the INVITE and one refresh: {shown}");
+    let header = |m: &str, name: &str| support::sip::header(m, name).unwrap_or_default();
+    assert_eq!(
+        header(&invites[1], "Session-Expires"),
+        "4;refresher=uac",
+        "{shown}"
+    );
+    assert_eq!(header(&invites[1], "Supported"), "timer", "{shown}");
+    // The refresh's SDP is the INVITE's (the same o= line, version included).
+    let origin = |m: &str| m.lines().find(|l| l.starts_with("o=")).map(str::to_owned);
+    assert_eq!(origin(&invites[1]), origin(&invites[0]), "{shown}");
+    assert!(!sipp.errors().contains("ailed"), "{shown}");
+}

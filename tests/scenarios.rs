@@ -883,3 +883,75 @@ fn a_ring_cut_short_by_the_cancel_the_next_step_awaits_is_not_a_failure_and_only
     assert_eq!(v["calls"]["by_role"]["waits_cancel"]["failed"], 0, "{v}");
     assert_eq!(v["calls"]["by_role"]["waits_bye"]["failed"], 1, "{v}");
 }
+
+#[test]
+fn hold_and_resume_steps_hear_music_on_hold_and_no_rtp_timeout() {
+    let callee = format!("127.0.0.1:{}", support::free_port());
+    let caller = format!("127.0.0.1:{}", support::free_port());
+    let envs = [
+        ("CALLEE_LISTEN", callee.as_str()),
+        ("CALLER_LISTEN", caller.as_str()),
+    ];
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/hold-direct.yaml",
+        &[],
+        &envs,
+        &reports,
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["by_role"]["caller"]["passed"], 1, "{v}");
+    assert_eq!(v["calls"]["by_role"]["callee"]["passed"], 1, "{v}");
+    // 440 Hz, the music on hold, 440 Hz after the resume; 1 kHz before and after at the
+    // callee.
+    assert_eq!(v["audio"]["checked"], 5, "{v}");
+    assert_eq!(v["audio"]["verified"], 5, "{v}");
+    // The held side sent nothing for 4 s, and took no sequence number for it: no loss.
+    assert_eq!(v["rtp"]["packets_lost"], 0, "{v}");
+
+    // Held with a=inactive instead, the caller hears no music on hold: that step fails.
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/hold-direct.yaml",
+        &["--set", "roles.callee.steps.4={hold: inactive}"],
+        &envs,
+        &reports,
+    );
+    let shown = describe_output(&out);
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["failures"]["tone_missing"], 1, "{v}");
+    assert!(v["failures"].get("no_media").is_none(), "{v}");
+}
+
+#[test]
+fn a_scenario_holds_baresip_longer_than_the_rtp_timeout_and_hears_it_after_the_resume() {
+    for mode in ["sendonly", "inactive"] {
+        let baresip = support::baresip::Baresip::start(support::baresip::BaresipOptions::default())
+            .expect("start baresip");
+        let addr = format!("127.0.0.1:{}", baresip.sip_port);
+        let reports = Reports::new();
+        let out = run(
+            "tests/peers/scenarios/baresip-hold.yaml",
+            &[],
+            &[("BARESIP_ADDR", addr.as_str()), ("MODE", mode)],
+            &reports,
+        );
+        let shown = format!("{mode}\n{}\n{}", describe_output(&out), baresip.log());
+        assert_eq!(out.status.code(), Some(0), "{shown}");
+        let v = reports.summary();
+        assert_eq!(v["calls"]["passed"], 1, "{v}");
+        assert_eq!(v["audio"]["verified"], 2, "{v}");
+        // baresip's trace: our hold offer, its answer, then the resume.
+        let log = baresip.stdout();
+        let answer = if mode == "sendonly" {
+            "recvonly"
+        } else {
+            "inactive"
+        };
+        assert!(log.contains(&format!("a={mode}")), "{shown}");
+        assert!(log.contains(&format!("a={answer}")), "{shown}");
+    }
+}

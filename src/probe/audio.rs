@@ -190,6 +190,13 @@ impl PreparedAudio {
         session
     }
 
+    /// The tone expected from the far end (`--expect-tone`), to look for again (after a
+    /// resume), with its label.
+    pub fn expected_tone(&self) -> Option<(ToneQuery, String)> {
+        let tone = self.args.expect_tone.as_ref()?;
+        Some((tone.query().ok()?, tone.label()))
+    }
+
     /// The digits to send once the call is up.
     pub fn send_dtmf(&self) -> Option<&str> {
         self.args.send_dtmf.as_deref()
@@ -254,8 +261,16 @@ impl PreparedAudio {
         let stray = stray_note(&report.stray);
         // An answer of a=inactive or a=sendonly from us (recvonly from the far end) says no
         // RTP will come: its absence is no failure, but audio expected from it is.
+        // A call that ends on hold (the far end's or ours) says so too, but audio verified
+        // before the hold is no failure.
         let far_end_sends = negotiated.direction.receives();
-        if !far_end_sends && (!summary.tones.is_empty() || self.args.expect_dtmf.is_some()) {
+        let unmet = summary.tones.iter().any(|t| !t.detected)
+            || self
+                .args
+                .expect_dtmf
+                .as_ref()
+                .is_some_and(|d| *d != summary.dtmf_received);
+        if !far_end_sends && unmet {
             failures.push(format!(
                 "audio expected, but the negotiated direction is {}: the far end sends none",
                 negotiated.direction.as_str()
@@ -603,6 +618,74 @@ mod tests {
         assert!(
             failed[0].starts_with("RTP timeout: no media for 9.8 s"),
             "{failed:?}"
+        );
+    }
+
+    /// A far end that sent its tone, then put the call on hold with `a=inactive` until the
+    /// end: the silence of the hold is no RTP timeout, and the tone heard before it is no
+    /// failure of the held direction.
+    #[test]
+    fn a_call_ending_on_hold_keeps_what_was_verified_before() {
+        use sipcheck_core::rtp::packet::{write_packet, RtpHeader};
+        let args = AudioArgs {
+            play_tone: None,
+            play_wav: None,
+            level_dbfs: -12.0,
+            expect_tone: Some("1000".parse().unwrap()),
+            send_dtmf: None,
+            expect_dtmf: None,
+            record: None,
+            codecs: vec![Codec::Pcmu],
+            no_media_ok: false,
+            rtp_timeout: Duration::from_secs(3),
+        };
+        let prepared = args.prepare().unwrap();
+        let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
+        let offer = sdp::create_offer(&local);
+        let (_, negotiated) = sdp::answer(&offer, &local).unwrap();
+        let mut session = prepared.session(&negotiated, &mut IdGen::new(1));
+        let t0 = Instant::now();
+        let mut buf = [0u8; 200];
+        let mut out = [0u8; 1500];
+        let mut payload = [0u8; 160];
+        for i in 0..100u16 {
+            let pcm: Vec<i16> = (0..160)
+                .map(|n| {
+                    let t = f64::from(u32::from(i) * 160 + n) / 8000.0;
+                    ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 8000.0) as i16
+                })
+                .collect();
+            let len = Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
+            let header = RtpHeader {
+                marker: i == 0,
+                payload_type: 0,
+                sequence: i,
+                timestamp: u32::from(i) * 160,
+                ssrc: 7,
+            };
+            let len = write_packet(&header, &payload[..len], &mut buf).unwrap();
+            let now = t0 + Duration::from_millis(20 * u64::from(i));
+            session.handle_packet(now, negotiated.remote_rtp, &buf[..len]);
+            while session.poll_transmit(now, &mut out).is_some() {}
+        }
+        // On hold from 2 s to the end, 10 s later: a=inactive both ways.
+        let held = Negotiated {
+            direction: Direction::Inactive,
+            remote_hold: true,
+            ..negotiated.clone()
+        };
+        session.set_expecting(t0 + Duration::from_secs(2), held.expects_rtp());
+        let end = t0 + Duration::from_secs(12);
+        let (summary, failures) = prepared.summarize(&held, &session.report(end));
+        assert!(summary.tones[0].detected);
+        assert!(failures.is_empty(), "{failures:?}");
+        // Without the hold told, the same silence is an RTP timeout.
+        session.set_expecting(end, true);
+        let (_, failures) =
+            prepared.summarize(&negotiated, &session.report(end + Duration::from_secs(4)));
+        assert!(
+            failures.iter().any(|f| f.starts_with("RTP timeout")),
+            "{failures:?}"
         );
     }
 

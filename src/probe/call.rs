@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sipcheck_core::sdp::{Direction, LocalMedia};
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::SipTarget;
@@ -45,6 +46,10 @@ pub struct CallArgs {
     pub cancel_after: Option<Duration>,
     /// Give up (CANCEL) if not answered within this time.
     pub answer_timeout: Duration,
+    /// Put the far end on hold (re-INVITE `a=sendonly`) this long after the answer.
+    pub hold_after: Option<Duration>,
+    /// Resume (re-INVITE `a=sendrecv`) this long after the hold.
+    pub hold_for: Duration,
     /// Media options.
     pub audio: AudioArgs,
     /// Local RTP ports.
@@ -87,10 +92,26 @@ pub struct CallReport {
     pub timings: Timings,
     /// Media figures, when media flowed.
     pub media: Option<MediaSummary>,
+    /// The hold and resume of `--hold-after`, when asked for.
+    pub hold: Option<HoldReport>,
+    /// Times the far end put the call on hold (`sendonly`, `inactive` or `0.0.0.0`).
+    pub peer_holds: u32,
     /// Whether the run was interrupted (Ctrl-C).
     pub interrupted: bool,
     /// Every SIP message sent and received.
     pub ladder: Vec<Rung>,
+}
+
+/// What became of `--hold-after`: each re-INVITE answered, and the expected tone heard again
+/// after the resume.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HoldReport {
+    /// The hold re-INVITE (`a=sendonly`) was answered 2xx.
+    pub held: bool,
+    /// The resume re-INVITE (`a=sendrecv`) was answered 2xx.
+    pub resumed: bool,
+    /// The expected tone was heard after the resume (`None` without `--expect-tone`).
+    pub tone_after_resume: Option<bool>,
 }
 
 fn ms(from: Instant, to: Option<Instant>) -> Option<f64> {
@@ -163,9 +184,22 @@ pub async fn run(
         failures: Vec::new(),
         timings: Timings::default(),
         media: None,
+        hold: None,
+        peer_holds: 0,
         interrupted: false,
         ladder: Vec::new(),
     };
+    if let Some(after) = args.hold_after {
+        if after + args.hold_for >= args.duration {
+            return Err(ProbeError::Invalid(format!(
+                "--hold-after {} and --hold-for {} end after the call's --duration {}: the \
+                 resume would not be verified",
+                humantime::format_duration(after),
+                humantime::format_duration(args.hold_for),
+                humantime::format_duration(args.duration)
+            )));
+        }
+    }
 
     let mut registration = None;
     if args.register {
@@ -212,7 +246,7 @@ pub async fn run(
                 to_uri: target.uri.clone(),
                 destination: peer,
                 credentials,
-                local_media: media_desc,
+                local_media: media_desc.clone(),
                 local: local.clone(),
                 offer: OfferPlacement::InInvite,
                 extra_headers: Vec::new(),
@@ -221,9 +255,12 @@ pub async fn run(
         .map_err(|e| ProbeError::Invalid(e.to_string()))?;
     report.call_id = driver.endpoint().sip_call_id(call).map(str::to_string);
 
-    let outcome = drive_call(&mut driver, call, args, &prepared, rtp).await?;
+    let mut outcome = drive_call(&mut driver, call, args, &prepared, rtp, &media_desc).await?;
     report.interrupted = outcome.interrupted;
     report.failures.extend(outcome.dtmf_error.clone());
+    report
+        .failures
+        .extend(outcome.hold_failures.iter().cloned());
     let record = outcome.record;
     let reason = record.reason().cloned();
     report.final_code = record.final_code;
@@ -253,7 +290,25 @@ pub async fn run(
         if record.answer.is_some() {
             report.failures.extend(failures);
         }
+        // The tone looked for again from the last resume on (the last watch).
+        if let Some((_, label)) = prepared.expected_tone() {
+            let heard = finished
+                .report
+                .tones
+                .get(outcome.resume_watches)
+                .is_some_and(|t| t.detection.is_some());
+            if outcome.resume_watches > 0 && !heard && record.answer.is_some() {
+                report
+                    .failures
+                    .push(format!("expected tone {label} not heard after the resume"));
+            }
+            if let Some(hold) = &mut outcome.hold {
+                hold.tone_after_resume = hold.resumed.then_some(heard);
+            }
+        }
     }
+    report.hold = outcome.hold.clone();
+    report.peer_holds = outcome.peer_holds;
 
     match (&args.cancel_after, &reason) {
         (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {}
@@ -328,6 +383,12 @@ pub(crate) async fn register(
 struct CallOutcome {
     record: CallRecord,
     dtmf_error: Option<String>,
+    hold: Option<HoldReport>,
+    hold_failures: Vec<String>,
+    /// Tone watches added at resumes (after the first one of the call).
+    resume_watches: usize,
+    /// Times the far end put the call on hold.
+    peer_holds: u32,
     media: Option<(sipcheck_core::sdp::Negotiated, crate::media::Finished)>,
     interrupted: bool,
 }
@@ -339,6 +400,7 @@ async fn drive_call(
     args: &CallArgs,
     prepared: &PreparedAudio,
     rtp: tokio::net::UdpSocket,
+    local_media: &LocalMedia,
 ) -> Result<CallOutcome, ProbeError> {
     let invited = Instant::now();
     // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
@@ -348,16 +410,28 @@ async fn drive_call(
     let mut give_up_at = Some(invited + args.answer_timeout);
     let mut hangup_at: Option<Instant> = None;
     let mut dtmf_at: Option<Instant> = None;
+    let mut hold_at: Option<Instant> = None;
+    let mut resume_at: Option<Instant> = None;
+    let mut hold: Option<HoldReport> = None;
+    let mut hold_failures = Vec::new();
+    // Which re-INVITE of ours awaits its answer: the hold (true) or the resume (false).
+    let mut reinvite_pending: Option<bool> = None;
+    // RTP is expected (the call is not on hold either way); tone watches added at resumes.
+    let mut expecting = true;
+    let mut resume_watches = 0;
+    let mut peer_holds = 0;
     let mut interrupted = false;
     let mut dtmf_error = None;
     let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
     let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
     let record = loop {
-        let next = [cancel_at, give_up_at, hangup_at, dtmf_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            cancel_at, give_up_at, hangup_at, dtmf_at, hold_at, resume_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             event = driver.next_event() => {
                 let event = event.map_err(ProbeError::Transport)?;
@@ -382,15 +456,42 @@ async fn drive_call(
                         }
                         let now = Instant::now();
                         hangup_at = Some(now + args.duration);
+                        hold_at = args.hold_after.map(|after| now + after);
                         if prepared.send_dtmf().is_some() {
                             dtmf_at = Some(now + Duration::from_millis(500));
                         }
                     }
                     CallEvent::MediaUpdated { call: id, negotiated } if id == call => {
                         if let Some((n, handle)) = &mut media {
-                            handle.set_remote(negotiated.remote_rtp);
-                            handle.set_sending(negotiated.direction.sends());
+                            handle.follow(&negotiated);
                             *n = negotiated;
+                        }
+                        match (reinvite_pending.take(), hold.as_mut()) {
+                            (Some(true), Some(h)) => h.held = true,
+                            (Some(false), Some(h)) => h.resumed = true,
+                            (pending, _) => reinvite_pending = pending,
+                        }
+                        // A resume, ours or the far end's: the expected tone is looked for
+                        // again from now on.
+                        let expects = media.as_ref().is_some_and(|(n, _)| n.expects_rtp());
+                        if expects && !expecting {
+                            if let (Some((_, handle)), Some((query, _))) =
+                                (&media, prepared.expected_tone())
+                            {
+                                if handle.with(move |s, _| s.expect_tone(query)).await.is_some() {
+                                    resume_watches += 1;
+                                }
+                            }
+                        }
+                        if media.as_ref().is_some_and(|(n, _)| n.remote_hold) && expecting {
+                            peer_holds += 1;
+                        }
+                        expecting = expects;
+                    }
+                    CallEvent::UpdateFailed { call: id, code } if id == call => {
+                        if let Some(which) = reinvite_pending.take() {
+                            let which = if which { "hold" } else { "resume" };
+                            hold_failures.push(format!("the {which} re-INVITE was answered {code}"));
                         }
                     }
                     CallEvent::Ended { call: id, record } if id == call => break *record,
@@ -415,8 +516,32 @@ async fn drive_call(
                     give_up_at = None;
                     let _ = driver.endpoint().cancel(now, call);
                 }
+                if hold_at.is_some_and(|t| t <= now) {
+                    hold_at = None;
+                    let mut held = local_media.clone();
+                    held.direction = Direction::SendOnly;
+                    hold = Some(HoldReport::default());
+                    match driver.endpoint().reinvite(now, call, held) {
+                        Ok(()) => {
+                            reinvite_pending = Some(true);
+                            resume_at = Some(now + args.hold_for);
+                        }
+                        Err(e) => hold_failures.push(format!("cannot put the call on hold: {e}")),
+                    }
+                }
+                if resume_at.is_some_and(|t| t <= now) {
+                    resume_at = None;
+                    match driver.endpoint().reinvite(now, call, local_media.clone()) {
+                        Ok(()) => reinvite_pending = Some(false),
+                        Err(e) => hold_failures.push(format!("cannot resume the call: {e}")),
+                    }
+                }
                 if hangup_at.is_some_and(|t| t <= now) {
                     hangup_at = None;
+                    if let Some(which) = reinvite_pending.take() {
+                        let which = if which { "hold" } else { "resume" };
+                        hold_failures.push(format!("the {which} re-INVITE had no answer"));
+                    }
                     // RFC 3261 §15.1.1: media stops once the BYE is sent.
                     if let Some((_, handle)) = &media {
                         handle.set_sending(false);
@@ -437,9 +562,19 @@ async fn drive_call(
         Some((negotiated, handle)) => handle.stop().await.map(|f| (negotiated, f)),
         None => None,
     };
+    if let Some(which) = reinvite_pending {
+        let which = if which { "hold" } else { "resume" };
+        hold_failures.push(format!(
+            "the {which} re-INVITE had no answer before the call ended"
+        ));
+    }
     Ok(CallOutcome {
         record,
         dtmf_error,
+        hold,
+        hold_failures,
+        resume_watches,
+        peer_holds,
         media,
         interrupted,
     })
@@ -470,6 +605,26 @@ impl CallReport {
         }
         if let Some(media) = &self.media {
             media.write_text(out)?;
+        }
+        if let Some(hold) = &self.hold {
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            write!(
+                out,
+                "hold: held {}, resumed {}",
+                yes(hold.held),
+                yes(hold.resumed)
+            )?;
+            match hold.tone_after_resume {
+                Some(heard) => writeln!(out, ", tone after the resume {}", yes(heard))?,
+                None => writeln!(out)?,
+            }
+        }
+        if self.peer_holds > 0 {
+            writeln!(
+                out,
+                "the far end put the call on hold {} time(s)",
+                self.peer_holds
+            )?;
         }
         match self.verdict {
             Verdict::Pass => writeln!(out, "PASS"),

@@ -47,6 +47,8 @@ pub(crate) enum Command {
     Hangup(CallId),
     /// CANCEL (or BYE once answered).
     Cancel(CallId),
+    /// A re-INVITE offering this media (hold, resume); its outcome comes as an event.
+    Reinvite(CallId, Box<LocalMedia>, oneshot::Sender<Result<(), String>>),
     /// A request of our own (REGISTER) to a destination; its final response.
     Request(
         Vec<u8>,
@@ -232,6 +234,13 @@ impl Agent {
             Command::Reject(call, code) => log(endpoint.reject(now, call, code)),
             Command::Hangup(call) => log(endpoint.hangup(now, call)),
             Command::Cancel(call) => log(endpoint.cancel(now, call)),
+            Command::Reinvite(call, media, reply) => {
+                let _ = reply.send(
+                    endpoint
+                        .reinvite(now, call, *media)
+                        .map_err(|e| e.to_string()),
+                );
+            }
             Command::Shutdown => {}
             Command::Request(bytes, to, reply) => {
                 match endpoint.send_request(now, Bytes::from(bytes), to) {

@@ -15,7 +15,9 @@ use sipcheck_core::media::dtmf::DtmfConfig;
 use sipcheck_core::media::g711;
 use sipcheck_core::media::session::{MediaConfig, MediaSession};
 use sipcheck_core::media::tone::{Playlist, PlaylistItem, ToneQuery};
-use sipcheck_core::scenario::model::{Account, Expectation, Located, PlayItem, Step, WaitEvent};
+use sipcheck_core::scenario::model::{
+    Account, Expectation, HoldMode, Located, PlayItem, Step, WaitEvent,
+};
 use sipcheck_core::sdp::{self, LocalMedia, Negotiated};
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::ua::call::{
@@ -62,6 +64,9 @@ const END_WAIT: Duration = Duration::from_secs(35);
 const DISCARD_PORT: u16 = 9;
 /// An answered call whose RTP stops for longer than this fails.
 const RTP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a `hold` or `resume` step waits for its re-INVITE's final response (a little
+/// more than Timer B, after which the call ends with BYE).
+const REINVITE_WAIT: Duration = Duration::from_secs(33);
 
 struct Call {
     ctx: Arc<RoleContext>,
@@ -96,6 +101,12 @@ struct Call {
     ids: IdGen,
     /// How long steps wait for the answer (the `call` step's timeout).
     answer_wait: Duration,
+    /// Our media as first offered or answered (what `hold` holds and `resume` restores).
+    local: Option<LocalMedia>,
+    /// A re-INVITE of ours (`hold`, `resume`) awaits its outcome.
+    reinvite_pending: bool,
+    /// Its outcome: answered 2xx, or the status refusing it.
+    reinvite_outcome: Option<Result<(), u16>>,
 }
 
 /// A caller's call: `steps` from the `call` step on.
@@ -173,6 +184,9 @@ impl Call {
             awaited_end: None,
             ids: IdGen::new(seed),
             answer_wait: ANSWER_WAIT,
+            local: None,
+            reinvite_pending: false,
+            reinvite_outcome: None,
         }
     }
 
@@ -303,6 +317,8 @@ impl Call {
                 true
             }
             Step::Wait(d) => self.pump_for(*d).await || self.waiting_cut_short(step),
+            Step::Hold(mode) => self.reinvite(step, Some(*mode)).await,
+            Step::Resume => self.reinvite(step, None).await,
             Step::Hangup { after } => {
                 if !after.is_zero() && !self.pump_for(*after).await {
                     return self.waiting_cut_short(step);
@@ -401,6 +417,7 @@ impl Call {
         let Some(media) = self.open_media(step) else {
             return false;
         };
+        self.local = Some(media.clone());
         let outgoing = OutgoingCall {
             request_uri: target.clone(),
             from_uri: format!("sip:{}@{}", account.user, account.domain),
@@ -483,6 +500,7 @@ impl Call {
         };
         let (tx, rx) = oneshot::channel();
         let Some(id) = self.id else { return false };
+        self.local = Some(media.clone());
         let _ = self
             .ctx
             .commands
@@ -504,6 +522,78 @@ impl Call {
             }
             Err(_) => {
                 self.fail(step, FailureKind::Transport, "the role's transport is gone");
+                false
+            }
+        }
+    }
+
+    /// `hold` (`Some`) or `resume` (`None`): a re-INVITE offering our media held (sendonly or
+    /// inactive) or as first offered, which must be answered 2xx.
+    async fn reinvite(&mut self, step: &Located<Step>, hold: Option<HoldMode>) -> bool {
+        if !self.wait_answer(step).await {
+            return false;
+        }
+        let (Some(id), Some(mut media)) = (self.id, self.local.clone()) else {
+            return false;
+        };
+        if let Some(mode) = hold {
+            media.direction = match (mode, media.direction) {
+                (HoldMode::Inactive, _) | (_, sdp::Direction::Inactive) => sdp::Direction::Inactive,
+                (HoldMode::SendOnly, _) => sdp::Direction::SendOnly,
+            };
+        }
+        let what = step.value.name();
+        let (tx, rx) = oneshot::channel();
+        self.reinvite_pending = true;
+        self.reinvite_outcome = None;
+        if self
+            .ctx
+            .commands
+            .send(Command::Reinvite(id, Box::new(media), tx))
+            .is_err()
+        {
+            self.fail(step, FailureKind::Transport, "the role's transport is gone");
+            return false;
+        }
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.reinvite_pending = false;
+                self.fail(
+                    step,
+                    FailureKind::Signalling,
+                    format!("cannot send the {what} re-INVITE: {e}"),
+                );
+                return false;
+            }
+            Err(_) => {
+                self.fail(step, FailureKind::Transport, "the role's transport is gone");
+                return false;
+            }
+        }
+        let deadline = Instant::now() + REINVITE_WAIT;
+        self.pump(deadline, |c| c.reinvite_outcome.is_some()).await;
+        match self.reinvite_outcome.take() {
+            Some(Ok(())) => true,
+            Some(Err(code)) => {
+                self.fail(
+                    step,
+                    FailureKind::SipCode(code),
+                    format!("the {what} re-INVITE was answered {code}"),
+                );
+                false
+            }
+            None if self.interrupted => false,
+            None if self.ended() => self.unexpected_end(step),
+            None => {
+                self.fail(
+                    step,
+                    FailureKind::Signalling,
+                    format!(
+                        "the {what} re-INVITE had no answer within {:.0} s",
+                        REINVITE_WAIT.as_secs_f64()
+                    ),
+                );
                 false
             }
         }
@@ -588,10 +678,17 @@ impl Call {
             }
             CallEvent::MediaUpdated { negotiated, .. } => {
                 if let Some((n, handle)) = &mut self.media {
-                    handle.set_remote(negotiated.remote_rtp);
-                    handle.set_sending(negotiated.direction.sends());
+                    handle.follow(&negotiated);
                     *n = negotiated;
                 }
+                if self.reinvite_pending {
+                    self.reinvite_pending = false;
+                    self.reinvite_outcome = Some(Ok(()));
+                }
+            }
+            CallEvent::UpdateFailed { code, .. } if self.reinvite_pending => {
+                self.reinvite_pending = false;
+                self.reinvite_outcome = Some(Err(code));
             }
             CallEvent::Ended { record, .. } => {
                 self.record = Some(*record);

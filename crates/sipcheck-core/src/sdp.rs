@@ -1290,6 +1290,15 @@ pub struct Negotiated {
     pub remote_hold: bool,
 }
 
+impl Negotiated {
+    /// Whether RTP is to be expected from the peer: we may receive and the peer does not
+    /// hold the call. A peer that holds may still send (music on hold, `sendonly`), but need
+    /// not: its silence then is no RTP timeout.
+    pub fn expects_rtp(&self) -> bool {
+        self.direction.receives() && !self.remote_hold
+    }
+}
+
 /// Our offer: one RTP/AVP audio stream with `local.codecs` in order, then `telephone-event`
 /// (payload type [`TELEPHONE_EVENT_PT`], events 0–16) if asked for, an `rtpmap` for each,
 /// `a=ptime` and the direction. `local.codecs` should not be empty.

@@ -214,9 +214,13 @@ pub struct MediaReport {
     pub tones: Vec<ToneResult>,
     /// DTMF digits received as RFC 4733 events, in order.
     pub dtmf_received: String,
-    /// Time since the last packet arrived (or since the start if none did).
+    /// Time since the last packet arrived (or since the start if none did), or since RTP was
+    /// expected again after a hold; zero while none is expected (see
+    /// [`MediaSession::set_expecting`]).
     pub since_last_packet: Duration,
-    /// The longest time between two received packets (an RTP timeout shows here).
+    /// The longest time between two received packets (an RTP timeout shows here), not
+    /// counting the time RTP was not expected (a hold): the gap of a hold counts from the
+    /// resume.
     pub max_gap: Duration,
 }
 
@@ -261,6 +265,13 @@ pub struct MediaSession {
     pending: Option<(u32, Vec<HeldPacket>)>,
     /// The longest time between two received packets.
     max_gap: Duration,
+    /// RTP is expected from the far end (it is not while the call is on hold either way).
+    expecting: bool,
+    /// When RTP was last expected again (the end of a hold): gaps count from there.
+    resumed: Option<Instant>,
+    /// Frames of the schedule not sent (while not sending), mod 2¹⁶: taken off the pacer's
+    /// sequence numbers.
+    unsent: u16,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -325,6 +336,9 @@ impl MediaSession {
             played_last: None,
             pending: None,
             max_gap: Duration::ZERO,
+            expecting: true,
+            resumed: None,
+            unsent: 0,
             config,
         })
     }
@@ -479,14 +493,18 @@ impl MediaSession {
                 self.playout_tick();
             }
             if !self.config.send {
+                // A frame not sent takes no sequence number (RFC 3550 §5.1: one per packet
+                // sent): after a hold the far end sees no loss, only a timestamp jump.
+                self.unsent = self.unsent.wrapping_add(1);
                 continue;
             }
+            let sequence = slot.sequence.wrapping_sub(self.unsent);
             if let Some(dtmf) = &mut self.dtmf_tx {
                 if let Some(packet) = dtmf.poll_tick(slot.timestamp) {
                     let header = RtpHeader {
                         marker: packet.marker,
                         payload_type: self.config.telephone_event_pt.unwrap_or(101),
-                        sequence: slot.sequence,
+                        sequence,
                         timestamp: packet.timestamp,
                         ssrc: self.pacer.ssrc(),
                     };
@@ -515,7 +533,7 @@ impl MediaSession {
             let header = RtpHeader {
                 marker: slot.marker,
                 payload_type: self.config.payload_type,
-                sequence: slot.sequence,
+                sequence,
                 timestamp: slot.timestamp,
                 ssrc: self.pacer.ssrc(),
             };
@@ -638,7 +656,7 @@ impl MediaSession {
     }
 
     fn note_gap(&mut self, now: Instant) {
-        if let Some(previous) = self.receiver.last_arrival() {
+        if let Some(previous) = self.gap_start().filter(|_| self.expecting) {
             self.max_gap = self.max_gap.max(now.saturating_duration_since(previous));
         }
     }
@@ -661,6 +679,35 @@ impl MediaSession {
     fn take_event(&mut self, arrival: Arrival, packet: &RtpPacket<'_>) {
         if !matches!(arrival, Arrival::Duplicate(_)) {
             let _ = self.dtmf_rx.push(packet.header.timestamp, packet.payload);
+        }
+    }
+
+    /// Whether RTP is expected from the far end from `now` on: not while it holds the call
+    /// (`sendonly`, `inactive`, `0.0.0.0`) or we do, so that a hold longer than the RTP
+    /// timeout is no timeout. The gap open when a hold starts counts up to then; after the
+    /// resume, gaps count from the resume.
+    pub fn set_expecting(&mut self, now: Instant, expecting: bool) {
+        if expecting == self.expecting {
+            return;
+        }
+        if expecting {
+            self.resumed = Some(now);
+        } else if let Some(from) = self.gap_start() {
+            self.max_gap = self.max_gap.max(now.saturating_duration_since(from));
+        }
+        self.expecting = expecting;
+    }
+
+    /// Whether RTP is expected (see [`Self::set_expecting`]).
+    pub fn is_expecting(&self) -> bool {
+        self.expecting
+    }
+
+    /// Where the current gap counts from: the last packet, or the last resume if later.
+    fn gap_start(&self) -> Option<Instant> {
+        match (self.receiver.last_arrival(), self.resumed) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -714,8 +761,11 @@ impl MediaSession {
                 .collect(),
             dtmf_received: self.dtmf_rx.digits(),
             max_gap: self.max_gap,
-            since_last_packet: now
-                .saturating_duration_since(self.receiver.last_arrival().unwrap_or(self.started)),
+            since_last_packet: if self.expecting {
+                now.saturating_duration_since(self.gap_start().unwrap_or(self.started))
+            } else {
+                Duration::ZERO
+            },
         }
     }
 }
@@ -886,6 +936,58 @@ mod tests {
             ));
         }
         assert_eq!(heard[0], heard[1]);
+    }
+
+    /// A far end that holds the call for 5 s sends nothing meanwhile: with the hold told
+    /// to the session, no gap counts; after the resume the tone is heard again, and a far end
+    /// that does not resume its RTP shows a gap from the resume on.
+    #[test]
+    fn a_hold_is_no_gap_and_gaps_count_again_from_the_resume() {
+        let t0 = t0();
+        let secs = Duration::from_secs;
+        let ms = Duration::from_millis;
+        for told in [true, false] {
+            let mut a = tone_session(t0, 1000.0, 21, Codec::Pcmu);
+            let mut b = tone_session(t0, 440.0, 22, Codec::Pcmu);
+            run(&mut a, &mut b, t0, secs(2), ms(10), |_| false);
+            // Hold: a stops sending for 5 s.
+            a.set_sending(false);
+            if told {
+                b.set_expecting(t0 + secs(2), false);
+                assert!(!b.is_expecting());
+                assert_eq!(b.report(t0 + secs(4)).since_last_packet, Duration::ZERO);
+            }
+            run(&mut a, &mut b, t0 + secs(2), secs(5), ms(10), |_| false);
+            // Resume.
+            a.set_sending(true);
+            if told {
+                b.set_expecting(t0 + secs(7), true);
+            }
+            let after = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+            run(&mut a, &mut b, t0 + secs(7), secs(2), ms(10), |_| false);
+            let r = b.report(t0 + secs(9));
+            assert!(b.tone_found(after), "told: {told}");
+            // No sequence number was used while a did not send: no loss.
+            assert_eq!(r.receive.lost(), 0, "{:?}", r.receive);
+            if told {
+                assert!(r.max_gap < ms(100), "{:?}", r.max_gap);
+            } else {
+                assert!(r.max_gap > secs(4), "{:?}", r.max_gap);
+            }
+            // a stops for good without a hold: the gap counts again.
+            a.set_sending(false);
+            run(&mut a, &mut b, t0 + secs(9), secs(4), ms(10), |_| false);
+            assert!(b.report(t0 + secs(13)).since_last_packet > ms(3900));
+        }
+        // Resumed, but the far end never sends again: the gap counts from the resume.
+        let mut b = tone_session(t0, 440.0, 23, Codec::Pcmu);
+        let mut a = tone_session(t0, 1000.0, 24, Codec::Pcmu);
+        run(&mut a, &mut b, t0, secs(1), ms(10), |_| false);
+        b.set_expecting(t0 + secs(1), false);
+        b.set_expecting(t0 + secs(6), true);
+        let r = b.report(t0 + secs(10));
+        assert_eq!(r.since_last_packet, secs(4));
+        assert!(r.max_gap < ms(100));
     }
 
     #[test]

@@ -306,6 +306,22 @@ pub enum Step {
     },
     /// Wait until the other side does something.
     WaitFor(WaitEvent),
+    /// Put the other side on hold: a re-INVITE offering `a=sendonly` (or `a=inactive`),
+    /// which must be answered 2xx. The RTP timeout does not count while on hold.
+    Hold(HoldMode),
+    /// Take the call off hold: a re-INVITE offering the call's first direction
+    /// (`a=sendrecv`), which must be answered 2xx.
+    Resume,
+}
+
+/// How a `hold` step holds the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HoldMode {
+    /// `a=sendonly`: we still send (music on hold of our own), the other side does not.
+    #[default]
+    SendOnly,
+    /// `a=inactive`: neither side sends.
+    Inactive,
 }
 
 impl Step {
@@ -326,6 +342,8 @@ impl Step {
             Self::Hangup { .. } => "hangup",
             Self::Cancel { .. } => "cancel",
             Self::WaitFor(_) => "wait_for",
+            Self::Hold(_) => "hold",
+            Self::Resume => "resume",
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - reject: 486                   # = reject: { code: 486 }
 //! - wait: 2s
 //! - hangup: { after: 5s }         # or hangup: 5s
+//! - hold                          # = hold: { mode: sendonly }
+//! - resume
 //! ```
 
 use std::fmt;
@@ -297,6 +299,17 @@ pub struct RawAfter {
     pub after: Option<String>,
 }
 
+/// `hold:` arguments (shorthand: `hold: inactive`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "how to hold, like { mode: sendonly } or { mode: inactive }"
+)]
+pub struct RawHold {
+    /// `sendonly` (the default) or `inactive`.
+    pub mode: Option<String>,
+}
+
 /// `unregister: {}` takes no arguments.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(
@@ -334,6 +347,10 @@ pub enum RawStep {
     Cancel(RawAfter),
     /// `wait_for: bye`.
     WaitFor(String),
+    /// `hold`.
+    Hold(RawHold),
+    /// `resume`.
+    Resume,
 }
 
 /// The step names, in the order they are listed in messages.
@@ -351,6 +368,8 @@ pub const STEP_NAMES: &[&str] = &[
     "hangup",
     "cancel",
     "wait_for",
+    "hold",
+    "resume",
 ];
 
 impl RawStep {
@@ -371,6 +390,8 @@ impl RawStep {
             Self::Hangup(_) => "hangup",
             Self::Cancel(_) => "cancel",
             Self::WaitFor(_) => "wait_for",
+            Self::Hold(_) => "hold",
+            Self::Resume => "resume",
         }
     }
 }
@@ -422,6 +443,11 @@ impl Shorthand for RawDtmf {
             send: Some(s),
             ..Self::default()
         })
+    }
+}
+impl Shorthand for RawHold {
+    fn from_scalar(s: String) -> Option<Self> {
+        Some(Self { mode: Some(s) })
     }
 }
 impl Shorthand for RawAfter {
@@ -489,6 +515,8 @@ impl<'de> Deserialize<'de> for RawStep {
                     "answer" => RawStep::Answer(RawAnswer::default()),
                     "hangup" => RawStep::Hangup(RawAfter::default()),
                     "cancel" => RawStep::Cancel(RawAfter::default()),
+                    "hold" => RawStep::Hold(RawHold::default()),
+                    "resume" => RawStep::Resume,
                     _ if STEP_NAMES.contains(&name) => {
                         return Err(E::custom(format!(
                             "step `{name}` needs a value, like `- {}`",
@@ -521,6 +549,11 @@ impl<'de> Deserialize<'de> for RawStep {
                     "hangup" => RawStep::Hangup(map.next_value::<Args<_>>()?.0),
                     "cancel" => RawStep::Cancel(map.next_value::<Args<_>>()?.0),
                     "wait_for" => RawStep::WaitFor(map.next_value()?),
+                    "hold" => RawStep::Hold(map.next_value::<Args<_>>()?.0),
+                    "resume" => {
+                        let _: Args<RawNothing> = map.next_value()?;
+                        RawStep::Resume
+                    }
                     other => return Err(de::Error::unknown_variant(other, STEP_NAMES)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {

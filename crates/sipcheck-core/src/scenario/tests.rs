@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::model::{End, Expectation, Load, PlayItem, Route, Step, Transport, WaitEvent};
+use super::model::{End, Expectation, HoldMode, Load, PlayItem, Route, Step, Transport, WaitEvent};
 use super::plan::LoadPlan;
 use super::text::Fill;
 use super::{load, load_with_overrides, Scenario, ScenarioError};
@@ -324,7 +324,7 @@ load: { rate: 2/s, total_calls: 4, max_concurent: 2 }
             "2:1 unknown field `colour`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`",
             "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`",
             "12:19 unknown field `rign`, expected `ring`",
-            "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`",
+            "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`",
             "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`",
             "20:26 '1x' is not a duration: expected a number followed by ms, s, m or h",
             "21:36 unknown field `max_concurent`, expected one of `rate`, `concurrent`, `ramp_up`, `total_calls`, `duration`, `max_concurrent`",
@@ -367,6 +367,50 @@ fn a_misspelt_step_is_reported_with_a_suggestion() {
     let e = errors(&BASE.replace("- wait_for: bye", "- hangpu"));
     assert_eq!((e[0].line, e[0].col), (12, 9));
     assert_eq!(e[0].hint.as_deref(), Some("did you mean `hangup`?"));
+}
+
+#[test]
+fn hold_and_resume_steps_load_and_are_checked() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - hold\n      - hold: inactive\n      - hold: { mode: sendonly }\n      - resume\n      - hangup: { after: 1s }\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    let steps: Vec<&Step> = caller.steps.iter().map(|s| &s.value).collect();
+    assert_eq!(
+        steps[2..6],
+        [
+            &Step::Hold(HoldMode::SendOnly),
+            &Step::Hold(HoldMode::Inactive),
+            &Step::Hold(HoldMode::SendOnly),
+            &Step::Resume,
+        ]
+    );
+    assert_eq!(steps[3].name(), "hold");
+    assert_eq!(steps[5].name(), "resume");
+
+    // A hold mode that does not exist, and a hold before any call.
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - hold: sendonyl\n",
+    ));
+    assert_eq!(
+        brief(&e),
+        ["18:15 cannot hold as `sendonyl`: expected sendonly or inactive"]
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `sendonly`?"));
+    let e = errors(&BASE.replace("      - answer: { ring: 500ms }\n", "      - resume\n"));
+    assert!(
+        brief(&e)
+            .iter()
+            .any(|m| m.starts_with("11:9 `resume` before any `call` or `answer` step")),
+        "{:?}",
+        brief(&e)
+    );
 }
 
 #[test]

@@ -17,8 +17,8 @@ use crate::media::tone::Tone;
 use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
 use super::error::ScenarioError;
 use super::model::{
-    Account, CallStep, Codec, End, Expectation, Load, Located, Media, PlayItem, Reports, Role,
-    Route, Scenario, Step, Target, Transport, WaitEvent,
+    Account, CallStep, Codec, End, Expectation, HoldMode, Load, Located, Media, PlayItem, Reports,
+    Role, Route, Scenario, Step, Target, Transport, WaitEvent,
 };
 use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
@@ -955,6 +955,16 @@ fn validate_steps(
                 }
             }
         }
+        if matches!(raw, RawStep::Hold(_) | RawStep::Resume) && !has_call && !has_answer {
+            cx.at_key(
+                &ap,
+                format!(
+                    "`{}` before any `call` or `answer` step: there is no call yet",
+                    raw.name()
+                ),
+                None,
+            );
+        }
         match raw {
             RawStep::Hangup(_) | RawStep::Cancel(_) => {
                 if let Some((other, other_line)) = ends {
@@ -1102,6 +1112,22 @@ fn validate_step(
         RawStep::Cancel(a) => Step::Cancel {
             after: cx.duration_or(&p.key("after"), &a.after, Duration::ZERO),
         },
+        RawStep::Hold(h) => match cx.text(&p.key("mode"), &h.mode) {
+            None => Step::Hold(HoldMode::SendOnly),
+            Some(mode) => match mode.trim() {
+                "sendonly" => Step::Hold(HoldMode::SendOnly),
+                "inactive" => Step::Hold(HoldMode::Inactive),
+                other => {
+                    cx.error(
+                        At::Value(p.key("mode")),
+                        format!("cannot hold as `{other}`: expected sendonly or inactive"),
+                        did_you_mean(other, ["sendonly", "inactive"]),
+                    );
+                    return None;
+                }
+            },
+        },
+        RawStep::Resume => Step::Resume,
         RawStep::WaitFor(w) => {
             let s = cx.text(p, &Some(w.clone()))?;
             match s.trim() {

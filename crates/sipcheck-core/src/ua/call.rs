@@ -27,7 +27,13 @@
 //!   [`Endpoint::ring`], [`Endpoint::accept`] (2xx retransmitted until the ACK, §13.3.1.4),
 //!   [`Endpoint::reject`]; a CANCEL gets 200 and the INVITE 487.
 //! * In a dialog: BYE either way ([`Endpoint::hangup`]), re-INVITE either way (hold and
-//!   unhold, [`Endpoint::reinvite`]), INFO/OPTIONS answered 200.
+//!   unhold, [`Endpoint::reinvite`]), UPDATE (RFC 3311: an offer answered in its 200, or a
+//!   bodiless session refresh), INFO/OPTIONS answered 200.
+//! * Session timers (RFC 4028): a request asking for one (`Session-Expires`, `Supported:
+//!   timer`) gets it back in our 2xx with the refresher it named (its sender when it named
+//!   none) and `Require: timer`; when the far end makes us the refresher (in its request or
+//!   in the 2xx to our INVITE) we send a re-INVITE with our description unchanged every half
+//!   interval.
 //! * Outside calls: OPTIONS is answered 200 (with Allow and Accept), requests for unknown
 //!   dialogs 481, methods we know but do not serve 405, others 501. Requests of the caller's
 //!   own (REGISTER, OPTIONS probes) go through [`Endpoint::send_request`] on the same
@@ -42,6 +48,7 @@
 
 mod dialog;
 mod record;
+mod session_timer;
 #[cfg(test)]
 mod tests;
 mod uac;
@@ -58,6 +65,7 @@ use bytes::Bytes;
 pub use record::{CallDirection, CallEnd, CallEndReason, CallRecord};
 
 use self::dialog::{header_tag, record_route, user_of, Dialog, Routing};
+use self::session_timer::SessionTimer;
 use super::register::LocalEnd;
 use crate::ids::IdGen;
 use crate::sdp::{
@@ -72,7 +80,7 @@ use crate::sip::transaction::{
 };
 
 /// The methods we accept, as written in `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 
 /// The body type we accept, as written in `Accept`.
 pub const ACCEPT: &str = "application/sdp";
@@ -82,6 +90,13 @@ const SDP: &str = "application/sdp";
 /// How many challenges of one request are answered before giving up: one, plus one
 /// `stale=true` re-challenge (the [`DigestClient`] refuses any other second challenge).
 const MAX_CHALLENGES: u32 = 2;
+
+/// How often a re-INVITE of ours refused with 491 (glare) is sent again.
+const MAX_GLARE_RETRIES: u32 = 3;
+
+/// How long a session refresh of ours waits when another offer is under way, or after a
+/// refresh (or any re-INVITE of ours) was refused.
+const REFRESH_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Names one call of an [`Endpoint`].
 ///
@@ -380,6 +395,21 @@ struct OutgoingReinvite {
     offer: SessionDescription,
     media: LocalMedia,
     challenges: u32,
+    /// A session refresh of ours (RFC 4028), not asked for by the user: its outcome is no
+    /// event.
+    refresh: bool,
+    /// How many times it was sent again after a 491 (glare).
+    glare_retries: u32,
+}
+
+/// Our re-INVITE refused with 491 (both ends offered at once), to send again at `at`
+/// (RFC 3261 §14.1).
+#[derive(Debug, Clone)]
+struct GlareRetry {
+    at: Instant,
+    media: LocalMedia,
+    refresh: bool,
+    retries: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -427,11 +457,17 @@ struct Call<D> {
     negotiated: Option<Negotiated>,
     // Re-INVITE and BYE.
     reinvite: Option<OutgoingReinvite>,
+    /// Our re-INVITE waiting to be sent again after a 491.
+    glare: Option<GlareRetry>,
     reinvite_ack: Option<(u32, Bytes)>,
     bye_tx: Option<TxId>,
     bye_challenges: u32,
     /// The reason to report once the BYE completes, when it is not a plain hang-up.
     pending_reason: Option<CallEndReason>,
+    /// The session timer (RFC 4028), once a 2xx set one.
+    session: SessionTimer,
+    /// Incoming: the session timer of our 2xx to the INVITE.
+    timer_answer: Option<session_timer::TimerAnswer>,
     record: CallRecord,
     /// The deadline in the endpoint's timer set.
     scheduled: Option<Instant>,
@@ -443,10 +479,15 @@ impl<D> Call<D> {
             .awaiting
             .as_ref()
             .and_then(|a| a.retransmitter.poll_timeout());
-        match (retransmit, self.cancel_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            retransmit,
+            self.cancel_deadline,
+            self.session.refresh_at,
+            self.glare.as_ref().map(|g| g.at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn via<'a>(&self, branch: &'a str) -> ViaSpec<'a> {
@@ -818,10 +859,13 @@ impl<D: Clone> Endpoint<D> {
             remote_sdp: None,
             negotiated: None,
             reinvite: None,
+            glare: None,
             reinvite_ack: None,
             bye_tx: None,
             bye_challenges: 0,
             pending_reason: None,
+            session: SessionTimer::default(),
+            timer_answer: None,
             record: CallRecord::new(&call_id, CallDirection::Outgoing, now),
             scheduled: None,
         };
@@ -922,7 +966,10 @@ impl<D: Clone> Endpoint<D> {
         };
         self.body.clear();
         sdp.write_to(&mut self.body);
-        let extra = [("Contact", &*c.contact), ("Allow", ALLOW)];
+        let mut extra = vec![("Contact", &*c.contact), ("Allow", ALLOW)];
+        if let Some(timer) = &c.timer_answer {
+            extra.extend(timer.headers());
+        }
         let response = respond(
             &mut self.layer,
             now,
@@ -939,6 +986,9 @@ impl<D: Clone> Endpoint<D> {
         });
         c.invite_tx = None;
         c.state = CallState::AwaitingAck;
+        if let Some(timer) = c.timer_answer.take() {
+            c.session.set(now, timer.delta, timer.we_refresh);
+        }
         c.record.answer = Some(now);
         c.record.final_code = Some(200);
         c.local_media = Some(media);
@@ -1036,7 +1086,11 @@ impl<D: Clone> Endpoint<D> {
         media: LocalMedia,
     ) -> Result<(), CallError> {
         let c = expect_state(&mut self.slots, call, "re-INVITE", &[CallState::Confirmed])?;
-        if c.reinvite.is_some() || c.awaiting.is_some() || c.offer_sent.is_some() {
+        if c.reinvite.is_some()
+            || c.glare.is_some()
+            || c.awaiting.is_some()
+            || c.offer_sent.is_some()
+        {
             return Err(CallError::InvalidState {
                 call,
                 action: "re-INVITE while another offer is pending",
@@ -1047,7 +1101,7 @@ impl<D: Clone> Endpoint<D> {
             Some(previous) => create_offer(&media).versioned_after(previous),
             None => create_offer(&media),
         };
-        self.send_reinvite(now, call, offer, media, 0)
+        self.send_reinvite(now, call, offer, media, 0, false, 0)
     }
 
     // ----------------------------------------------------------------------------------
@@ -1155,6 +1209,7 @@ impl<D: Clone> Endpoint<D> {
     }
 
     /// Send a re-INVITE carrying `offer`.
+    #[allow(clippy::too_many_arguments)]
     fn send_reinvite(
         &mut self,
         now: Instant,
@@ -1162,6 +1217,8 @@ impl<D: Clone> Endpoint<D> {
         offer: SessionDescription,
         media: LocalMedia,
         challenges: u32,
+        refresh: bool,
+        glare_retries: u32,
     ) -> Result<(), CallError> {
         let branch = self.ids.branch();
         let c = call_mut(&mut self.slots, id).ok_or(CallError::UnknownCall(id))?;
@@ -1172,7 +1229,12 @@ impl<D: Clone> Endpoint<D> {
             Some(auth) => auth.authorize("INVITE", &routing.uri, &body, &mut self.ids),
             None => Vec::new(),
         };
+        let session_expires = c.session.request_value();
         let mut extra: Vec<(&str, &str)> = vec![("Allow", ALLOW)];
+        if let Some(value) = &session_expires {
+            extra.push(("Session-Expires", value));
+            extra.push(("Supported", session_timer::TIMER));
+        }
         extra.extend(auth.iter().map(|(n, v)| (*n, v.as_str())));
         let bytes = c.dialog.request(
             &routing,
@@ -1192,7 +1254,11 @@ impl<D: Clone> Endpoint<D> {
             offer,
             media,
             challenges,
+            refresh,
+            glare_retries,
         });
+        // Any re-INVITE refreshes the session: the next refresh counts from its answer.
+        c.session.refresh_at = None;
         Ok(())
     }
 
@@ -1319,6 +1385,14 @@ impl<D: Clone> Endpoint<D> {
             self.end_call(now, id, CallEndReason::NoAck { elapsed });
             return;
         }
+        if c.glare.as_ref().is_some_and(|g| g.at <= now) {
+            self.retry_after_glare(now, id);
+            return;
+        }
+        if c.session.refresh_at.is_some_and(|at| at <= now) {
+            self.refresh_session(now, id);
+            return;
+        }
         if c.cancel_deadline.is_some_and(|at| at <= now) {
             // RFC 3261 §9.1: no final response within 64·T1 of the CANCEL.
             c.cancel_deadline = None;
@@ -1326,6 +1400,65 @@ impl<D: Clone> Endpoint<D> {
                 let _ = self.layer.abandon(invite);
             }
             self.end_call(now, id, CallEndReason::Cancelled);
+        }
+    }
+
+    /// Send our re-INVITE again after its 491, unless the call moved on; when another offer is
+    /// under way by then (the far end's), ours is given up with [`CallEvent::UpdateFailed`].
+    fn retry_after_glare(&mut self, now: Instant, id: CallId) {
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        let Some(glare) = c.glare.take() else {
+            return;
+        };
+        let busy = c.reinvite.is_some() || c.awaiting.is_some() || c.offer_sent.is_some();
+        // The offer is made anew: the far end's offer may have changed the session meanwhile.
+        let offer = match (&c.local_sdp, glare.refresh) {
+            (Some(current), true) => Some(current.clone()),
+            (Some(current), false) => Some(create_offer(&glare.media).versioned_after(current)),
+            (None, _) => None,
+        };
+        let sent = match offer {
+            Some(offer) if c.state == CallState::Confirmed && !busy => self
+                .send_reinvite(now, id, offer, glare.media, 0, glare.refresh, glare.retries)
+                .is_ok(),
+            _ => false,
+        };
+        if !sent && !glare.refresh {
+            self.events.push_back(CallEvent::UpdateFailed {
+                call: id,
+                code: 491,
+            });
+        }
+    }
+
+    /// Our session refresh is due (RFC 4028 §10): a re-INVITE with the session as it is (our
+    /// description unchanged, so nothing changes at the far end), or later when another offer
+    /// is under way.
+    fn refresh_session(&mut self, now: Instant, id: CallId) {
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        let busy = c.reinvite.is_some() || c.awaiting.is_some() || c.offer_sent.is_some();
+        let ready = (c.state == CallState::Confirmed)
+            .then(|| c.local_sdp.clone().zip(c.local_media.clone()))
+            .flatten();
+        match ready {
+            Some((offer, media)) if !busy => {
+                if self
+                    .send_reinvite(now, id, offer, media, 0, true, 0)
+                    .is_err()
+                {
+                    if let Some(c) = call_mut(&mut self.slots, id) {
+                        c.session.refresh_at = None;
+                    }
+                }
+            }
+            _ if c.state == CallState::Confirmed || c.state == CallState::AwaitingAck => {
+                c.session.refresh_at = Some(now + REFRESH_RETRY);
+            }
+            _ => c.session.refresh_at = None,
         }
     }
 

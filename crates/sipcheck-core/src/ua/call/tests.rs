@@ -1479,6 +1479,49 @@ fn reinvite_hold_and_unhold_from_b() {
 }
 
 #[test]
+fn reinvites_crossing_get_491_and_are_sent_again_after_the_rfc_waits() {
+    let mut net = Net::with_callee(ms(100));
+    let call_a = net.invite(call_to_b());
+    net.run_for(secs(1));
+    let call_b = net.incoming()[0];
+    // Both ends put the other on hold at the same instant: the re-INVITEs cross.
+    let mut hold_a = media(A);
+    hold_a.direction = Direction::SendOnly;
+    let mut hold_b = media(B);
+    hold_b.direction = Direction::SendOnly;
+    net.at(secs(2), A, Action::Reinvite(call_a, hold_a));
+    net.at(secs(2), B, Action::Reinvite(call_b, hold_b));
+    net.at(secs(10), A, Action::Hangup(call_a));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.sent(A, "491/INVITE").len(), 1, "{:#?}", net.trace());
+    assert_eq!(net.sent(B, "491/INVITE").len(), 1, "{:#?}", net.trace());
+    // RFC 3261 §14.1: the callee (not the Call-ID's owner) tries again within 2 s, the caller
+    // after 2.1 to 4 s.
+    let again = |side: usize| net.sent(side, "INVITE").last().unwrap().at;
+    let b = again(B);
+    assert!(b > secs(2) && b <= secs(2) + ms(2100), "B at {b:?}");
+    let a = again(A);
+    assert!(
+        a >= secs(2) + ms(2100) && a <= secs(2) + ms(4100),
+        "A at {a:?}"
+    );
+    // No re-INVITE failed for good: each side's hold went through.
+    for side in [A, B] {
+        assert!(
+            !net.events(side)
+                .any(|(_, e)| matches!(e, CallEvent::UpdateFailed { .. })),
+            "{}",
+            NAMES[side]
+        );
+    }
+    assert_eq!(net.updates(A).len(), 2);
+    assert_eq!(net.updates(B).len(), 2);
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    net.assert_empty();
+}
+
+#[test]
 fn a_refused_reinvite_keeps_the_call() {
     let mut net = Net::with_callee(ms(100));
     net.sides[A].policy.hangup_after = Some(secs(3));
@@ -1506,6 +1549,230 @@ fn a_refused_reinvite_keeps_the_call() {
         .any(|(_, e)| matches!(e, CallEvent::UpdateFailed { code: 488, .. })));
     assert!(net.updates(A).is_empty());
     assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+/// Send a request in A's dialog as the user's own transaction (built from A's ACK): the far
+/// end sees a request of A's, with CSeq `cseq`.
+fn request_in_a_dialog(
+    net: &mut Net,
+    method: &str,
+    cseq: u32,
+    extra: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> TxId {
+    let ack = net.sent(A, "ACK")[0].message();
+    let from = ack.header(&Name::FROM).unwrap().to_string();
+    let to = ack.header(&Name::TO).unwrap().to_string();
+    let branch = format!("z9hG4bKown{method}{cseq}");
+    let bytes = RequestSpec {
+        method,
+        uri: ack.request_uri().unwrap(),
+        via: ViaSpec {
+            transport: Transport::Udp,
+            sent_by: addr(A),
+            branch: &branch,
+            rport: true,
+        },
+        routes: &[],
+        from: &from,
+        to: &to,
+        call_id: ack.call_id(),
+        cseq,
+        contact: Some("<sip:alice@192.0.2.1:5060>"),
+        extra,
+        body: body.map(|b| ("application/sdp", b)),
+    }
+    .to_vec();
+    let now = net.now;
+    let tx = net
+        .ep(A)
+        .send_request(now, Bytes::from(bytes), addr(B))
+        .unwrap();
+    net.flush();
+    tx
+}
+
+/// The final response to a transaction of A's own.
+fn final_response(net: &Net, tx: TxId) -> Message {
+    net.events(A)
+        .find_map(|(_, e)| match e {
+            CallEvent::Transaction(TransactionEvent::Response { tx: t, message })
+                if *t == tx && message.status().is_some_and(|c| c >= 200) =>
+            {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .expect("a final response")
+}
+
+/// A's offer in its INVITE, turned `direction` with the o= version bumped by `bump`.
+fn a_offer(net: &Net, direction: Direction, bump: u64) -> Vec<u8> {
+    let mut offer = SessionDescription::parse(net.sent(A, "INVITE")[0].message().body()).unwrap();
+    offer.media[0].direction = Some(direction);
+    offer.direction = None;
+    offer.origin.version += bump;
+    offer.to_bytes()
+}
+
+#[test]
+fn update_refreshes_the_session_and_puts_the_call_on_hold_and_off() {
+    let mut net = Net::with_callee(ms(100));
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    let call_b = net.incoming()[0];
+
+    // A session refresh by UPDATE (RFC 4028): B says the same Session-Expires, A refreshing.
+    let timer = [
+        ("Session-Expires", "90;refresher=uac"),
+        ("Supported", "timer"),
+    ];
+    let refresh = request_in_a_dialog(&mut net, "UPDATE", 10, &timer, None);
+    net.run_for(secs(1));
+    let ok = final_response(&net, refresh);
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(ok.header(&Name::SESSION_EXPIRES), Some("90;refresher=uac"));
+    assert_eq!(header_values(&ok, &Name::REQUIRE), ["timer"]);
+    assert!(ok.body().is_empty(), "no offer, no answer");
+    assert!(net.updates(B).is_empty());
+
+    // Hold by UPDATE with a=sendonly: answered recvonly in the 200, no ACK.
+    let hold = a_offer(&net, Direction::SendOnly, 1);
+    let tx = request_in_a_dialog(&mut net, "UPDATE", 11, &[], Some(&hold));
+    net.run_for(secs(1));
+    let ok = final_response(&net, tx);
+    assert_eq!(ok.status(), Some(200));
+    assert!(ok.header(&Name::SESSION_EXPIRES).is_none(), "none asked");
+    let answer = SessionDescription::parse(ok.body()).unwrap();
+    assert_eq!(answer.media[0].direction, Some(Direction::RecvOnly));
+    let b = net.updates(B);
+    assert_eq!(b.len(), 1);
+    assert!(b[0].remote_hold);
+    assert_eq!(b[0].direction, Direction::RecvOnly);
+
+    // Resume: sendrecv again.
+    let resume = a_offer(&net, Direction::SendRecv, 2);
+    let tx = request_in_a_dialog(&mut net, "UPDATE", 12, &[], Some(&resume));
+    net.run_for(secs(1));
+    let answer = SessionDescription::parse(final_response(&net, tx).body()).unwrap();
+    assert_eq!(answer.media[0].direction, Some(Direction::SendRecv));
+    let b = net.updates(B);
+    assert_eq!(b.len(), 2);
+    assert!(!b[1].remote_hold);
+    assert_eq!(b[1].direction, Direction::SendRecv);
+    assert_eq!(net.ep(B).state(call_b), Some(CallState::Confirmed));
+    assert!(net.sent(A, "ACK").len() == 1, "UPDATE is not ACKed");
+
+    net.at(secs(5), B, Action::Hangup(call_b));
+    net.run_until_idle();
+    net.assert_no_errors();
+    net.assert_empty();
+}
+
+#[test]
+fn a_reinvite_with_session_expires_gets_it_back_and_a_hold_is_answered_recvonly() {
+    let mut net = Net::with_callee(ms(100));
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    let call_b = net.incoming()[0];
+    // RFC 3264 §8.4: B answers a sendonly offer recvonly; RFC 4028: with the timer asked.
+    let hold = a_offer(&net, Direction::SendOnly, 1);
+    let timer = [("Session-Expires", "1800"), ("Supported", "timer")];
+    let tx = request_in_a_dialog(&mut net, "INVITE", 10, &timer, Some(&hold));
+    net.run_for(secs(1));
+    let ok = final_response(&net, tx);
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        ok.header(&Name::SESSION_EXPIRES),
+        Some("1800;refresher=uac")
+    );
+    assert_eq!(header_values(&ok, &Name::REQUIRE), ["timer"]);
+    assert!(header_values(&ok, &Name::ALLOW)
+        .iter()
+        .any(|m| m == "UPDATE"));
+    let answer = SessionDescription::parse(ok.body()).unwrap();
+    assert_eq!(answer.media[0].direction, Some(Direction::RecvOnly));
+    assert!(net.updates(B)[0].remote_hold);
+    // Without Supported: timer, no Session-Expires comes back (B would have to refresh).
+    let unsupported = [("Session-Expires", "1800")];
+    let tx = request_in_a_dialog(&mut net, "UPDATE", 11, &unsupported, None);
+    net.run_for(secs(1));
+    let ok = final_response(&net, tx);
+    assert_eq!(ok.status(), Some(200));
+    assert!(ok.header(&Name::SESSION_EXPIRES).is_none());
+    assert!(ok.header(&Name::REQUIRE).is_none());
+    net.at(secs(5), B, Action::Hangup(call_b));
+    net.run_until_idle();
+    net.assert_no_errors();
+}
+
+#[test]
+fn an_invite_asking_the_callee_to_refresh_gets_refreshes_every_half_interval() {
+    let mut net = Net::with_callee(ms(100));
+    let mut call = call_to_b();
+    call.extra_headers = vec![
+        ("Session-Expires".into(), "90;refresher=uas".into()),
+        ("Supported".into(), "timer".into()),
+        ("Require".into(), "timer".into()),
+    ];
+    let call_a = net.invite(call);
+    net.at(secs(100), A, Action::Hangup(call_a));
+    net.run_until_idle();
+    net.assert_no_errors();
+    let ok = net.sent(B, "200/INVITE")[0].message();
+    assert_eq!(ok.header(&Name::SESSION_EXPIRES), Some("90;refresher=uas"));
+    assert_eq!(header_values(&ok, &Name::REQUIRE), ["timer"]);
+    // B refreshes at 45 s and 90 s after its answer, with its description unchanged.
+    let refreshes = net.sent(B, "INVITE");
+    assert_eq!(refreshes.len(), 2, "{:#?}", net.trace());
+    for (i, r) in refreshes.iter().enumerate() {
+        let at = r.at.as_secs_f64();
+        let due = 45.0 * (i + 1) as f64;
+        assert!((due..due + 0.5).contains(&at), "refresh {i} at {at} s");
+        let m = r.message();
+        assert_eq!(m.header(&Name::SESSION_EXPIRES), Some("90;refresher=uac"));
+        assert_eq!(header_values(&m, &Name::SUPPORTED), ["timer"]);
+    }
+    let first = SessionDescription::parse(net.sent(B, "200/INVITE")[0].message().body()).unwrap();
+    let again = SessionDescription::parse(refreshes[0].message().body()).unwrap();
+    assert!(again.is_unchanged_from(&first));
+    assert!(net.updates(A).is_empty() && net.updates(B).is_empty());
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_2xx_naming_the_caller_refresher_makes_it_refresh() {
+    let mut net = Net::with_callee(ms(100));
+    // The callee's 200 asks the caller to refresh, as a refresh-capable PBX may.
+    net.intercept = Some(Box::new(|from, m| {
+        if from == B && m.status() == Some(200) && *m.cseq_method() == Method::INVITE {
+            let raw = String::from_utf8_lossy(m.raw()).replacen(
+                "\r\nContent-Type",
+                "\r\nSession-Expires: 120;refresher=uac\r\nRequire: timer\r\nContent-Type",
+                1,
+            );
+            return Intercept::Replace(Bytes::from(raw));
+        }
+        Intercept::Pass
+    }));
+    let call_a = net.invite(call_to_b());
+    net.at(secs(130), A, Action::Hangup(call_a));
+    net.run_until_idle();
+    net.assert_no_errors();
+    let refreshes = net.sent(A, "INVITE");
+    assert_eq!(
+        refreshes.len(),
+        3,
+        "the INVITE and two refreshes: {:#?}",
+        net.trace()
+    );
+    let at: Vec<u64> = refreshes.iter().map(|r| r.at.as_secs()).collect();
+    assert_eq!(at, [0, 60, 120]);
+    assert_eq!(net.sent(B, "200/INVITE").len(), 3);
+    assert!(net.updates(A).is_empty() && net.updates(B).is_empty());
     assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
     net.assert_empty();
 }
@@ -1742,7 +2009,8 @@ fn in_dialog_info_and_options_get_200() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(codes, [200, 200, 405]);
+    // UPDATE (RFC 3311) without a body: a session refresh, answered 200.
+    assert_eq!(codes, [200, 200, 200]);
     let call_b = net.incoming()[0];
     assert_eq!(net.ep(B).state(call_b), Some(CallState::Confirmed));
     net.at(secs(3), B, Action::Hangup(call_b));

@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::dialog::{header_tag, record_route, Dialog};
+use super::session_timer::{Refresher, SessionExpires};
 use super::{
     ack_from_2xx, answer_challenge, call_mut, call_ref, sdp_body, CallDirection, CallEndReason,
-    CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint, Role, MAX_CHALLENGES,
+    CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint, GlareRetry, Role,
+    MAX_CHALLENGES, MAX_GLARE_RETRIES, REFRESH_RETRY,
 };
 use crate::sdp::{answer, negotiated_from_answer, Negotiated, NegotiationError};
 use crate::sip::auth::ChallengeKind;
@@ -98,6 +100,11 @@ impl<D: Clone> Endpoint<D> {
             c.dialog.remote_target = target.to_string();
         }
         c.dialog.route_set = record_route(message, true);
+        // RFC 4028 §7.2: the 2xx says whether there is a session timer and who refreshes.
+        if let Some(timer) = SessionExpires::of(message) {
+            c.session
+                .set(now, timer.delta, timer.refresher == Some(Refresher::Uac));
+        }
 
         // Media: the answer to our offer, or the far end's (delayed) offer to answer in the
         // ACK.
@@ -271,6 +278,19 @@ impl<D: Clone> Endpoint<D> {
             if let Some(target) = message.first_contact_uri() {
                 c.dialog.remote_target = target.to_string();
             }
+            // Any 2xx to a re-INVITE refreshes the session (RFC 4028 §7.4).
+            match SessionExpires::of(message) {
+                Some(timer) => {
+                    c.session
+                        .set(now, timer.delta, timer.refresher == Some(Refresher::Uac));
+                }
+                None => {
+                    if let Some(delta) = c.session.interval {
+                        let we_refresh = c.session.we_refresh;
+                        c.session.set(now, delta, we_refresh);
+                    }
+                }
+            }
             let media = match sdp_body(message) {
                 Ok(Some(answer)) => negotiated_from_answer(&reinvite.offer, &answer)
                     .map(|negotiated| (answer, negotiated))
@@ -292,14 +312,22 @@ impl<D: Clone> Endpoint<D> {
             c.reinvite_ack = Some((cseq, ack));
             match media {
                 Ok((answer, negotiated)) => {
+                    // A refresh of ours reports only what changed.
+                    let changed = !reinvite.refresh
+                        || c.remote_sdp
+                            .as_ref()
+                            .is_none_or(|previous| !answer.is_unchanged_from(previous));
                     c.local_sdp = Some(reinvite.offer);
                     c.remote_sdp = Some(answer);
                     c.local_media = Some(reinvite.media);
                     c.negotiated = Some(negotiated.clone());
-                    self.events.push_back(CallEvent::MediaUpdated {
-                        call: id,
-                        negotiated,
-                    });
+                    if changed {
+                        self.events.push_back(CallEvent::MediaUpdated {
+                            call: id,
+                            negotiated,
+                        });
+                    }
+                    self.reschedule(id);
                 }
                 Err(reason) => {
                     c.pending_reason = Some(reason);
@@ -316,7 +344,15 @@ impl<D: Clone> Endpoint<D> {
                 {
                     let challenges = reinvite.challenges + 1;
                     if self
-                        .send_reinvite(now, id, reinvite.offer, reinvite.media, challenges)
+                        .send_reinvite(
+                            now,
+                            id,
+                            reinvite.offer.clone(),
+                            reinvite.media.clone(),
+                            challenges,
+                            reinvite.refresh,
+                            reinvite.glare_retries,
+                        )
                         .is_ok()
                     {
                         return;
@@ -329,8 +365,35 @@ impl<D: Clone> Endpoint<D> {
             self.end_call(now, id, CallEndReason::DialogLost { code });
             return;
         }
-        self.events
-            .push_back(CallEvent::UpdateFailed { call: id, code });
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        if code == 491 && reinvite.glare_retries < MAX_GLARE_RETRIES {
+            // RFC 3261 §14.1: both ends offered at once. Try again after a random wait: 2.1
+            // to 4 s for the owner of the Call-ID (the caller), up to 2 s for the other.
+            let (base, span) = match c.direction {
+                CallDirection::Outgoing => (2_100, 1_900),
+                CallDirection::Incoming => (0, 2_000),
+            };
+            let wait = base + self.ids.next_u64() % span;
+            c.glare = Some(GlareRetry {
+                at: now + Duration::from_millis(wait),
+                media: reinvite.media,
+                refresh: reinvite.refresh,
+                retries: reinvite.glare_retries + 1,
+            });
+            self.reschedule(id);
+            return;
+        }
+        if c.session.we_refresh {
+            // The session was not refreshed: try again shortly.
+            c.session.refresh_at = Some(now + REFRESH_RETRY);
+            self.reschedule(id);
+        }
+        if !reinvite.refresh {
+            self.events
+                .push_back(CallEvent::UpdateFailed { call: id, code });
+        }
     }
 
     pub(super) fn on_transaction_timeout(

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::dialog::{header_tag, record_route, Dialog};
+use super::session_timer::{SessionTimer, TimerAnswer, TIMER};
 use super::{
     call_mut, call_ref, is_known_method, respond, sdp_body, Awaiting2xx, Call, CallDirection,
     CallEndReason, CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint, Owner, Role,
     ACCEPT, ALLOW, SDP,
 };
-use crate::sdp::{answer_update, negotiated_from_answer};
+use crate::sdp::{answer_update, negotiated_from_answer, Negotiated, SessionDescription};
 use crate::sip::msg::{Message, Method, Name};
 use crate::sip::transaction::{TxId, Uas2xxRetransmitter};
 
@@ -153,6 +154,8 @@ impl<D: Clone> Endpoint<D> {
             self.on_bye_request(now, id, tx);
         } else if *method == Method::INVITE {
             self.on_reinvite_request(now, id, tx, message);
+        } else if *method == Method::UPDATE {
+            self.on_update_request(now, id, tx, message);
         } else if *method == Method::OPTIONS {
             let extra = [("Allow", ALLOW), ("Accept", ACCEPT)];
             let _ = respond(&mut self.layer, now, tx, 200, None, &extra, None);
@@ -220,39 +223,36 @@ impl<D: Clone> Endpoint<D> {
                 return;
             }
         };
-        let (Some(local_media), Some(previous)) = (c.local_media.as_ref(), c.local_sdp.as_ref())
-        else {
-            self.counters.requests_refused += 1;
-            let _ = respond(&mut self.layer, now, tx, 500, None, &[], None);
-            return;
-        };
         // (our description, the new media if it changed, our offer awaiting the ACK)
         let (sdp, updated, offer_sent) = match &offer {
-            Some(offer)
-                if c.remote_sdp
-                    .as_ref()
-                    .is_some_and(|remote| offer.is_unchanged_from(remote)) =>
-            {
-                // A session refresh (RFC 3264 §8): the same answer again.
-                (previous.clone(), None, None)
-            }
-            Some(offer) => match answer_update(offer, local_media, previous) {
-                Ok((sdp, negotiated)) => (sdp, Some(negotiated), None),
-                Err(_) => {
+            Some(offer) => match answer_offer(c, offer) {
+                Ok((sdp, updated)) => (sdp, updated, None),
+                Err(status) => {
                     // §14.2: the offer is refused and the session goes on unchanged.
                     self.counters.requests_refused += 1;
-                    let _ = respond(&mut self.layer, now, tx, 488, None, &[], None);
+                    let _ = respond(&mut self.layer, now, tx, status, None, &[], None);
                     return;
                 }
             },
             // An offer-less re-INVITE: we offer our current description, the ACK answers.
-            None => (previous.clone(), None, Some(previous.clone())),
+            None => match c.local_sdp.as_ref() {
+                Some(previous) => (previous.clone(), None, Some(previous.clone())),
+                None => {
+                    self.counters.requests_refused += 1;
+                    let _ = respond(&mut self.layer, now, tx, 500, None, &[], None);
+                    return;
+                }
+            },
         };
         if let Some(target) = message.first_contact_uri() {
             c.dialog.remote_target = target.to_string();
         }
         let body = sdp.to_bytes();
-        let extra = [("Contact", &*c.contact), ("Allow", ALLOW)];
+        let timer = TimerAnswer::of(message);
+        let mut extra = vec![("Contact", &*c.contact), ("Allow", ALLOW)];
+        if let Some(timer) = &timer {
+            extra.extend(timer.headers());
+        }
         let Ok(response) = respond(
             &mut self.layer,
             now,
@@ -264,6 +264,7 @@ impl<D: Clone> Endpoint<D> {
         ) else {
             return;
         };
+        c.session.refreshed(now, timer.as_ref());
         c.awaiting = Some(Awaiting2xx {
             cseq: message.cseq(),
             retransmitter: Uas2xxRetransmitter::new(now, response, self.config.timers),
@@ -280,6 +281,78 @@ impl<D: Clone> Endpoint<D> {
                 call: id,
                 negotiated,
             });
+        }
+        self.reschedule(id);
+    }
+
+    /// UPDATE (RFC 3311): a session refresh (RFC 4028) without a body, or a new offer (hold,
+    /// unhold …) answered in its 200 — no ACK follows.
+    fn on_update_request(&mut self, now: Instant, id: CallId, tx: TxId, message: &Message) {
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        let offer = match sdp_body(message) {
+            Ok(offer) => offer,
+            Err(status) => {
+                self.counters.requests_refused += 1;
+                let extra = [("Accept", ACCEPT)];
+                let _ = respond(&mut self.layer, now, tx, status, None, &extra, None);
+                return;
+            }
+        };
+        let answered = match &offer {
+            None => None,
+            Some(offer) => {
+                let settled = matches!(c.state, CallState::Confirmed | CallState::AwaitingAck);
+                if !settled || c.reinvite.is_some() || c.offer_sent.is_some() {
+                    // RFC 3311 §5.2: an offer of ours is under way (or none can be made yet).
+                    self.counters.requests_refused += 1;
+                    let _ = respond(&mut self.layer, now, tx, 491, None, &[], None);
+                    return;
+                }
+                match answer_offer(c, offer) {
+                    Ok(answered) => Some(answered),
+                    Err(status) => {
+                        self.counters.requests_refused += 1;
+                        let _ = respond(&mut self.layer, now, tx, status, None, &[], None);
+                        return;
+                    }
+                }
+            }
+        };
+        // Target refresh (RFC 3311 §5.2).
+        if let Some(target) = message.first_contact_uri() {
+            c.dialog.remote_target = target.to_string();
+        }
+        let timer = TimerAnswer::of(message);
+        let mut extra = vec![("Contact", &*c.contact), ("Allow", ALLOW)];
+        if let Some(timer) = &timer {
+            extra.extend(timer.headers());
+        }
+        let body = answered.as_ref().map(|(sdp, _)| sdp.to_bytes());
+        let sent = respond(
+            &mut self.layer,
+            now,
+            tx,
+            200,
+            None,
+            &extra,
+            body.as_deref().map(|b| (SDP, b)),
+        );
+        if sent.is_err() {
+            return;
+        }
+        c.session.refreshed(now, timer.as_ref());
+        if let (Some(offer), Some((sdp, updated))) = (offer, answered) {
+            c.remote_sdp = Some(offer);
+            c.local_sdp = Some(sdp);
+            if let Some(negotiated) = updated {
+                c.negotiated = Some(negotiated.clone());
+                self.events.push_back(CallEvent::MediaUpdated {
+                    call: id,
+                    negotiated,
+                });
+            }
         }
         self.reschedule(id);
     }
@@ -348,10 +421,15 @@ impl<D: Clone> Endpoint<D> {
             }
             return;
         }
-        if let Some(require) = message.header(&Name::REQUIRE).filter(|r| !r.is_empty()) {
-            // We support no extension (RFC 3261 §8.2.2.3).
+        let unsupported: Vec<&str> = message
+            .header_values(&Name::REQUIRE)
+            .map(str::trim)
+            .filter(|tag| !tag.is_empty() && !tag.eq_ignore_ascii_case(TIMER))
+            .collect();
+        if !unsupported.is_empty() {
+            // We support no extension but session timers (RFC 3261 §8.2.2.3).
             self.counters.requests_refused += 1;
-            let require = require.to_string();
+            let require = unsupported.join(", ");
             let extra = [("Unsupported", require.as_str())];
             let _ = respond(&mut self.layer, now, tx, 420, tag, &extra, None);
             return;
@@ -428,10 +506,13 @@ impl<D: Clone> Endpoint<D> {
             remote_sdp: None,
             negotiated: None,
             reinvite: None,
+            glare: None,
             reinvite_ack: None,
             bye_tx: None,
             bye_challenges: 0,
             pending_reason: None,
+            session: SessionTimer::default(),
+            timer_answer: TimerAnswer::of(&message),
             record,
             scheduled: None,
         };
@@ -457,4 +538,27 @@ fn with_tag(value: &str, tag: &str) -> String {
     out.push_str(";tag=");
     out.push_str(tag);
     out
+}
+
+/// Answer a far end's offer in the call (re-INVITE or UPDATE): our description and the new
+/// media when it changed; a session refresh (the same offer again, RFC 3264 §8) gets the same
+/// answer again. `Err` is the status refusing the offer (488, or 500 before any answer of
+/// ours).
+fn answer_offer<D>(
+    c: &Call<D>,
+    offer: &SessionDescription,
+) -> Result<(SessionDescription, Option<Negotiated>), u16> {
+    let (Some(local_media), Some(previous)) = (c.local_media.as_ref(), c.local_sdp.as_ref()) else {
+        return Err(500);
+    };
+    if c.remote_sdp
+        .as_ref()
+        .is_some_and(|remote| offer.is_unchanged_from(remote))
+    {
+        return Ok((previous.clone(), None));
+    }
+    match answer_update(offer, local_media, previous) {
+        Ok((sdp, negotiated)) => Ok((sdp, Some(negotiated))),
+        Err(_) => Err(488),
+    }
 }
