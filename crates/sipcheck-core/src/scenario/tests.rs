@@ -876,3 +876,17 @@ fn rtp_must_be_true_or_false() {
     let got = brief(&errors(&text));
     assert_eq!(got, ["6:15 'sometimes' is not true or false"], "{got:#?}");
 }
+
+#[test]
+fn tls_is_refused_at_validation_and_tcp_is_accepted() {
+    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: tls }");
+    let e = errors(&tls);
+    assert_eq!(
+        brief(&e),
+        ["2:64 transport `tls` is not supported in scenarios yet"]
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("use `udp` or `tcp`"));
+    let tcp = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TCP }");
+    let s = load("scenarios/x.yaml", &tcp, &no_env, &files).expect("tcp loads");
+    assert_eq!(s.target.transport, Transport::Tcp);
+}

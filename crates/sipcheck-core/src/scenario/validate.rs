@@ -335,7 +335,15 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         Some(s) => match s.trim().to_ascii_lowercase().as_str() {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
-            "tls" => Some(Transport::Tls),
+            "tls" => {
+                // Refused here, not by `run` only: whatever validates, runs.
+                cx.error(
+                    At::Value(p.key("transport")),
+                    "transport `tls` is not supported in scenarios yet",
+                    Some("use `udp` or `tcp`".into()),
+                );
+                None
+            }
             _ => {
                 cx.error(
                     At::Value(p.key("transport")),
