@@ -104,7 +104,13 @@ pub struct Target {
     pub domain: String,
     /// The local address to bind (port 0: any), unless a role has its own `listen`.
     pub local: Option<SocketAddr>,
+    /// TCP: the interval of RFC 5626 CRLF keep-alive pings on each connection sipcheck
+    /// opens (`None`: no pings; UDP: always `None`).
+    pub keepalive: Option<Duration>,
 }
+
+/// The keep-alive interval of TCP connections when the scenario does not set one.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// A password. Its `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]

@@ -71,6 +71,9 @@ pub struct RawTarget {
     pub outbound_proxy: Option<String>,
     /// The local address to bind, `ip[:port]`.
     pub local: Option<String>,
+    /// TCP: the interval of RFC 5626 CRLF keep-alive pings on the connections opened,
+    /// `0s` for none.
+    pub keepalive: Option<String>,
 }
 
 /// `accounts:`.

@@ -890,3 +890,22 @@ fn tls_is_refused_at_validation_and_tcp_is_accepted() {
     let s = load("scenarios/x.yaml", &tcp, &no_env, &files).expect("tcp loads");
     assert_eq!(s.target.transport, Transport::Tcp);
 }
+
+#[test]
+fn tcp_keepalive_defaults_can_be_set_or_turned_off_and_udp_refuses_it() {
+    let with =
+        |extra: &str| BASE.replace("domain: pbx.test }", &format!("domain: pbx.test{extra} }}"));
+    let load_ok = |text: &str| load("scenarios/x.yaml", text, &no_env, &files).expect("loads");
+    let s = load_ok(&with(", transport: tcp"));
+    assert_eq!(s.target.keepalive, Some(super::model::DEFAULT_KEEPALIVE));
+    let s = load_ok(&with(", transport: tcp, keepalive: 2s"));
+    assert_eq!(s.target.keepalive, Some(Duration::from_secs(2)));
+    let s = load_ok(&with(", transport: tcp, keepalive: 0s"));
+    assert_eq!(s.target.keepalive, None);
+    assert_eq!(load_ok(BASE).target.keepalive, None);
+    let e = errors(&with(", keepalive: 2s"));
+    assert_eq!(
+        brief(&e),
+        ["2:53 `keepalive` applies to `transport: tcp` only"]
+    );
+}

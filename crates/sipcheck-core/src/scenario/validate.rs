@@ -18,7 +18,7 @@ use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selec
 use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, Codec, End, Expectation, Load, Located, Media, PlayItem, Reports, Role,
-    Route, Scenario, Step, Target, Transport, WaitEvent,
+    Route, Scenario, Step, Target, Transport, WaitEvent, DEFAULT_KEEPALIVE,
 };
 use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
@@ -358,6 +358,20 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         .parse::<LocalAddr>(&p.key("local"), &t.local)
         .map(|l| l.0);
     let domain = cx.text(&p.key("domain"), &t.domain);
+    let keepalive = match (transport, cx.duration(&p.key("keepalive"), &t.keepalive)) {
+        (Some(Transport::Udp), Some(_)) => {
+            cx.at_key(
+                &p.key("keepalive"),
+                "`keepalive` applies to `transport: tcp` only",
+                None,
+            );
+            None
+        }
+        (_, Some(d)) if d.is_zero() => None,
+        (Some(Transport::Udp), None) => None,
+        (_, Some(d)) => Some(d),
+        (_, None) => Some(DEFAULT_KEEPALIVE),
+    };
 
     let route = if direct {
         if t.server.is_some() {
@@ -398,6 +412,7 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         transport: transport?,
         domain,
         local,
+        keepalive,
     })
 }
 
