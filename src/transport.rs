@@ -1,4 +1,5 @@
-//! SIP transports: one shared UDP socket, or a TCP connection, over IPv4 or IPv6.
+//! SIP transports: one shared UDP socket, a TCP connection, or a pool of TCP connections
+//! with a listening socket, over IPv4 or IPv6.
 //!
 //! The transport only moves bytes and frames messages; everything else (matching responses to
 //! transactions by branch, retransmission, timers) happens in the sans-IO core. One UDP socket
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::keepalive::{KeepAlive, KeepAliveAction, PONG_TIMEOUT};
 use sipcheck_core::sip::msg::{Message, ParseError, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -53,9 +55,27 @@ pub enum TransportError {
         /// The framing error.
         source: ParseError,
     },
+    /// No pong answered a keep-alive ping in time (RFC 5626 §4.4.1): the connection was
+    /// closed.
+    #[error("the TCP connection to {0} was closed: no pong answered a keep-alive ping")]
+    NoPong(SocketAddr),
     /// Any other socket error.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
+}
+
+impl TransportError {
+    /// The peer of a connection that failed or could not be opened, when the error is
+    /// that one connection's (the transport itself still works, for other peers and for
+    /// a new connection to this one).
+    pub fn flow(&self) -> Option<SocketAddr> {
+        match self {
+            TransportError::Connect { addr, .. } => Some(*addr),
+            TransportError::Closed(addr) | TransportError::NoPong(addr) => Some(*addr),
+            TransportError::Stream { peer, .. } => Some(*peer),
+            _ => None,
+        }
+    }
 }
 
 /// Something that arrived on a transport.
@@ -125,6 +145,8 @@ pub enum Transport {
     Udp(UdpTransport),
     /// One TCP connection to a server.
     Tcp(TcpTransport),
+    /// TCP connections to any peer, opened on demand, and a listening socket.
+    TcpPool(TcpPool),
 }
 
 impl Transport {
@@ -149,7 +171,7 @@ impl Transport {
     pub fn kind(&self) -> Kind {
         match self {
             Transport::Udp(_) => Kind::Udp,
-            Transport::Tcp(_) => Kind::Tcp,
+            Transport::Tcp(_) | Transport::TcpPool(_) => Kind::Tcp,
         }
     }
 
@@ -158,22 +180,28 @@ impl Transport {
         match self {
             Transport::Udp(t) => t.local,
             Transport::Tcp(t) => t.local,
+            Transport::TcpPool(t) => t.local,
         }
     }
 
-    /// Send one message to `to` (ignored for TCP, which has one peer).
+    /// Send one message to `to` (ignored for a single TCP connection, which has one peer).
     pub async fn send(&mut self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
         match self {
             Transport::Udp(t) => t.send(to, data).await,
             Transport::Tcp(t) => t.send(data).await,
+            Transport::TcpPool(t) => t.send(to, data).await,
         }
     }
 
     /// Wait for the next message.
+    ///
+    /// For a [`TcpPool`], an error whose [`TransportError::flow`] is set is one
+    /// connection's: the pool goes on.
     pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
         match self {
             Transport::Udp(t) => t.recv().await,
             Transport::Tcp(t) => t.recv().await,
+            Transport::TcpPool(t) => t.recv().await,
         }
     }
 }
@@ -312,6 +340,308 @@ impl TcpTransport {
                 return Err(TransportError::Closed(self.peer));
             }
             self.framer.push(&self.buf[..n]);
+        }
+    }
+}
+
+/// How long opening a TCP connection may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// TCP connections of one side of a run (RFC 3261 §18): a listening socket whose address
+/// Via and Contact advertise, the connections peers open to it, and connections opened on
+/// demand to any destination — one per destination, reused for every message to it
+/// (requests, responses, in-dialog requests), opened again when it has dropped.
+///
+/// Each connection has a reader task (framing by `Content-Length`) and a writer task (so
+/// that a message is written whole even if the caller of [`TcpPool::send`] is cancelled).
+/// A ping (CRLF CRLF) received is answered with a pong (CRLF); the connections this pool
+/// opened are pinged every keep-alive interval when there is one (RFC 5626 §4.4.1).
+#[derive(Debug)]
+pub struct TcpPool {
+    local: SocketAddr,
+    listener: tokio::net::TcpListener,
+    conns: std::collections::HashMap<SocketAddr, Conn>,
+    events_tx: tokio::sync::mpsc::UnboundedSender<ConnEvent>,
+    events_rx: tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
+    next_id: u64,
+    keepalive: Option<std::time::Duration>,
+}
+
+/// What a connection's tasks report.
+#[derive(Debug)]
+enum ConnEvent {
+    Message {
+        peer: SocketAddr,
+        message: Box<Message>,
+    },
+    KeepAlive {
+        id: u64,
+        peer: SocketAddr,
+        pings: u32,
+        pongs: u32,
+    },
+    Closed {
+        id: u64,
+        peer: SocketAddr,
+        error: TransportError,
+    },
+}
+
+/// One connection of a [`TcpPool`]; its tasks stop when it is dropped.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    writer: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    /// Opened by the pool (not accepted).
+    outgoing: bool,
+    keepalive: Option<KeepAlive>,
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+const PING: &[u8] = b"\r\n\r\n";
+const PONG: &[u8] = b"\r\n";
+
+impl TcpPool {
+    /// Listen on `local` (port 0: ephemeral); ping the connections opened every
+    /// `keepalive` when given. Within a tokio runtime.
+    pub async fn bind(
+        local: SocketAddr,
+        keepalive: Option<std::time::Duration>,
+    ) -> Result<Self, TransportError> {
+        let listener = tokio::net::TcpListener::bind(local)
+            .await
+            .map_err(|source| TransportError::Bind {
+                addr: local,
+                source,
+            })?;
+        let local = listener.local_addr()?;
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Self {
+            local,
+            listener,
+            conns: std::collections::HashMap::new(),
+            events_tx,
+            events_rx,
+            next_id: 0,
+            keepalive,
+        })
+    }
+
+    /// The listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The peers a connection is open with (opened or accepted).
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.conns.keys().copied().collect()
+    }
+
+    /// Send one message to `to`, over the connection open with it, else over a new one.
+    /// An error is that connection's only ([`TransportError::flow`]).
+    pub async fn send(&mut self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
+        if !self.conns.contains_key(&to) {
+            self.connect(to).await?;
+        }
+        let sent = self
+            .conns
+            .get(&to)
+            .is_some_and(|c| c.writer.send(Bytes::copy_from_slice(data)).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            self.conns.remove(&to);
+            Err(TransportError::Closed(to))
+        }
+    }
+
+    async fn connect(&mut self, to: SocketAddr) -> Result<(), TransportError> {
+        let socket = if to.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }?;
+        if self.local.is_ipv4() == to.is_ipv4() && !self.local.ip().is_unspecified() {
+            let from = SocketAddr::new(self.local.ip(), 0);
+            socket
+                .bind(from)
+                .map_err(|source| TransportError::Bind { addr: from, source })?;
+        }
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(to)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(TransportError::Connect { addr: to, source }),
+            Err(_) => {
+                return Err(TransportError::Connect {
+                    addr: to,
+                    source: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+                })
+            }
+        };
+        self.register(stream, to, true);
+        Ok(())
+    }
+
+    /// Start the tasks of a connection and keep it (replacing one with the same peer).
+    fn register(&mut self, stream: TcpStream, peer: SocketAddr, outgoing: bool) {
+        let _ = stream.set_nodelay(true);
+        let id = self.next_id;
+        self.next_id += 1;
+        let (mut rd, mut wr) = stream.into_split();
+        let (writer, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let events = self.events_tx.clone();
+        let write_task = tokio::spawn(async move {
+            while let Some(bytes) = to_write.recv().await {
+                if let Err(e) = wr.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %e, "TCP write failed");
+                    let _ = events.send(ConnEvent::Closed {
+                        id,
+                        peer,
+                        error: TransportError::Closed(peer),
+                    });
+                    return;
+                }
+            }
+        });
+        let events = self.events_tx.clone();
+        let read_task = tokio::spawn(async move {
+            let mut framer = StreamFramer::new();
+            let mut buf = vec![0; 65_536];
+            loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        let _ = events.send(ConnEvent::Closed {
+                            id,
+                            peer,
+                            error: TransportError::Closed(peer),
+                        });
+                        return;
+                    }
+                };
+                framer.push(&buf[..n]);
+                while let Some(framed) = framer.next_message() {
+                    match framed {
+                        Ok(message) => {
+                            let _ = events.send(ConnEvent::Message {
+                                peer,
+                                message: Box::new(message),
+                            });
+                        }
+                        Err(source) => {
+                            let _ = events.send(ConnEvent::Closed {
+                                id,
+                                peer,
+                                error: TransportError::Stream { peer, source },
+                            });
+                            return;
+                        }
+                    }
+                }
+                let (pings, pongs) = framer.take_keepalives();
+                if pings + pongs > 0 {
+                    let _ = events.send(ConnEvent::KeepAlive {
+                        id,
+                        peer,
+                        pings,
+                        pongs,
+                    });
+                }
+            }
+        });
+        let keepalive = self
+            .keepalive
+            .filter(|_| outgoing)
+            .map(|every| KeepAlive::new(std::time::Instant::now(), every, PONG_TIMEOUT));
+        self.conns.insert(
+            peer,
+            Conn {
+                id,
+                writer,
+                outgoing,
+                keepalive,
+                tasks: [write_task.abort_handle(), read_task.abort_handle()],
+            },
+        );
+    }
+
+    /// The connection with `peer` if it is still the one numbered `id`.
+    fn conn(&mut self, peer: SocketAddr, id: u64) -> Option<&mut Conn> {
+        self.conns.get_mut(&peer).filter(|c| c.id == id)
+    }
+
+    /// The next message from any connection, accepting connections and answering and
+    /// sending keep-alives meanwhile. An error is one connection's ([`TransportError::flow`]):
+    /// one this pool opened dropped, or went unanswered by pongs and was closed. Accepted
+    /// connections close silently (their peer opens a new one when it needs to).
+    ///
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
+        loop {
+            let deadline = self
+                .conns
+                .values()
+                .filter_map(|c| c.keepalive.as_ref().map(KeepAlive::poll_timeout))
+                .min();
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.register(stream, peer, false),
+                    // Out of file descriptors and the like: the next accept may work.
+                    Err(e) => tracing::warn!(error = %e, "cannot accept a TCP connection"),
+                },
+                event = self.events_rx.recv() => match event {
+                    Some(ConnEvent::Message { peer, message }) => {
+                        return Ok(Incoming::Message { message, from: peer });
+                    }
+                    Some(ConnEvent::KeepAlive { id, peer, pings, pongs }) => {
+                        if let Some(conn) = self.conn(peer, id) {
+                            for _ in 0..pings {
+                                let _ = conn.writer.send(Bytes::from_static(PONG));
+                            }
+                            if let (Some(ka), true) = (&mut conn.keepalive, pongs > 0) {
+                                ka.on_pong(std::time::Instant::now());
+                            }
+                        }
+                    }
+                    Some(ConnEvent::Closed { id, peer, error }) => {
+                        if let Some(conn) = self.conn(peer, id) {
+                            let outgoing = conn.outgoing;
+                            self.conns.remove(&peer);
+                            if outgoing {
+                                return Err(error);
+                            }
+                            tracing::debug!(%peer, %error, "accepted TCP connection closed");
+                        }
+                    }
+                    // The pool keeps a sender: never.
+                    None => return Err(TransportError::Io(io::ErrorKind::BrokenPipe.into())),
+                },
+                () = crate::ua::sleep_until(deadline) => {
+                    let now = std::time::Instant::now();
+                    let mut failed = None;
+                    for (peer, conn) in &mut self.conns {
+                        let Some(ka) = &mut conn.keepalive else { continue };
+                        match ka.handle_timeout(now) {
+                            Some(KeepAliveAction::SendPing) => {
+                                let _ = conn.writer.send(Bytes::from_static(PING));
+                            }
+                            Some(KeepAliveAction::FlowFailed) => failed = Some(*peer),
+                            None => {}
+                        }
+                    }
+                    if let Some(peer) = failed {
+                        self.conns.remove(&peer);
+                        return Err(TransportError::NoPong(peer));
+                    }
+                }
+            }
         }
     }
 }

@@ -155,7 +155,7 @@ impl UaDriver {
             );
             if let Err(e) = sent {
                 tracing::warn!(to = %t.destination, error = %e, "send failed");
-                if matches!(self.transport, Transport::Tcp(_)) {
+                if matches!(self.transport, Transport::Tcp(_) | Transport::TcpPool(_)) {
                     self.endpoint
                         .transport_failed(Instant::now(), &t.destination);
                     return Err(e);

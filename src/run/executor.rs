@@ -8,14 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipcheck_core::ids::IdGen;
-use sipcheck_core::scenario::model::{Account, Load, Role, Route, Scenario, Step};
+use sipcheck_core::scenario::model::{
+    Account, Load, Role, Route, Scenario, Step, Transport as ScenarioTransport,
+};
 use sipcheck_core::scenario::plan::LoadPlan;
 use sipcheck_core::sdp;
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::agent::{Agent, Command, IncomingCall};
@@ -23,7 +25,7 @@ use super::result::{CallResult, RegisterResult};
 use super::script::{self, RoleContext};
 use crate::media::PortRange;
 use crate::probe::client::os_seed;
-use crate::transport::{self, Transport, TransportError, UdpTransport};
+use crate::transport::{self, TcpPool, Transport, TransportError, UdpTransport};
 use crate::ua::UaDriver;
 
 /// What the executor reports while it runs.
@@ -62,6 +64,8 @@ struct RoleRun {
     call_steps: Arc<Vec<sipcheck_core::scenario::model::Located<Step>>>,
     registrar: Option<SocketAddr>,
     registers: Option<(Duration, bool)>,
+    /// The peer of each of the role's TCP connections that drops.
+    flow_lost: broadcast::Sender<SocketAddr>,
 }
 
 /// Run `scenario` until its load ends or `stop` turns true; every result goes to `events`.
@@ -93,12 +97,16 @@ pub async fn execute(
         }
         Route::Direct => (None, None),
     };
-    if scenario.target.transport != sipcheck_core::scenario::model::Transport::Udp {
-        return Err(RunError::Setup(format!(
-            "scenarios run over UDP for now (target.transport: {})",
-            scenario.target.transport
-        )));
-    }
+    let kind = match scenario.target.transport {
+        ScenarioTransport::Udp => Kind::Udp,
+        ScenarioTransport::Tcp => Kind::Tcp,
+        // Refused by validation already.
+        ScenarioTransport::Tls => {
+            return Err(RunError::Setup(
+                "transport `tls` is not supported in scenarios yet".into(),
+            ))
+        }
+    };
     let ports = Arc::new(PortRange::new(
         scenario.media.rtp_ports.first,
         scenario.media.rtp_ports.last,
@@ -127,10 +135,12 @@ pub async fn execute(
                 .unwrap_or_else(|_| "127.0.0.1".parse().expect("literal"));
             SocketAddr::new(ip, 0)
         });
-        let udp = UdpTransport::bind(bind, 4 << 20).await?;
-        let transport = Transport::Udp(udp);
+        let transport = match kind {
+            Kind::Udp => Transport::Udp(UdpTransport::bind(bind, 4 << 20).await?),
+            _ => Transport::TcpPool(TcpPool::bind(bind, scenario.target.keepalive).await?),
+        };
         let local = LocalEnd {
-            transport: Kind::Udp,
+            transport: kind,
             addr: transport.local_addr(),
             routes: proxy
                 .map(|p| vec![format!("<sip:{p};lr>")])
@@ -146,7 +156,12 @@ pub async fn execute(
         driver.record_call_ladders();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        agents.spawn(Agent::new(driver, cmd_rx, in_tx).run());
+        let (flow_lost, _) = broadcast::channel(64);
+        agents.spawn(
+            Agent::new(driver, cmd_rx, in_tx)
+                .notify_flow_lost(flow_lost.clone())
+                .run(),
+        );
         incoming_rx.push(in_rx);
         let call_steps: Vec<_> = role
             .steps
@@ -178,6 +193,7 @@ pub async fn execute(
             call_steps: Arc::new(call_steps),
             registrar: proxy.or(server),
             registers,
+            flow_lost,
         });
     }
 
@@ -272,48 +288,39 @@ pub async fn execute(
             // Bounded parallelism: the registrar is not the target of a flood at start.
             while set.len() >= 50 {
                 if let Some(Ok(done)) = set.join_next().await {
-                    registered.push((done, registrar, expires, refresh));
+                    registered.push((done, registrar, expires, refresh, run.flow_lost.clone()));
                 }
             }
         }
         while let Some(joined) = set.join_next().await {
             if let Ok(done) = joined {
-                registered.push((done, registrar, expires, refresh));
+                registered.push((done, registrar, expires, refresh, run.flow_lost.clone()));
             }
         }
     }
     let (refresh_stop_tx, refresh_stop) = watch::channel(false);
     let mut refreshers = JoinSet::new();
     let mut to_unregister = Vec::new();
-    for ((ctx, reg, account, ok), registrar, expires, refresh) in registered {
+    for ((ctx, reg, account, ok), registrar, expires, refresh, flow_lost) in registered {
         if !ok {
             continue;
         }
         let reg = Arc::new(tokio::sync::Mutex::new(reg));
         to_unregister.push((ctx.clone(), reg.clone(), account.clone(), registrar));
-        if refresh {
-            let mut stop_refresh = refresh_stop.clone();
-            let events = events.clone();
-            refreshers.spawn(async move {
-                let every = Duration::from_secs(u64::from(expires.max(2)) * 8 / 10);
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = stop_refresh.wait_for(|s| *s) => return,
-                    }
-                    let mut reg = reg.lock().await;
-                    let result = register(&ctx, &mut reg, registrar, expires).await;
-                    if let Err(error) = result {
-                        let _ = events.send(RunEvent::Registered(RegisterResult {
-                            role: ctx.role.clone(),
-                            user: account.user.clone(),
-                            rtt: None,
-                            unregister: false,
-                            error: Some(format!("refresh failed: {error}")),
-                        }));
-                    }
-                }
-            });
+        // Over TCP a registration is also renewed when the connection to the registrar
+        // drops, whether or not it is refreshed on time.
+        if refresh || kind.is_reliable() {
+            refreshers.spawn(renew(Renewal {
+                ctx,
+                reg,
+                account,
+                registrar,
+                expires,
+                refresh,
+                flow_lost: kind.is_reliable().then(|| flow_lost.subscribe()),
+                stop: refresh_stop.clone(),
+                events: events.clone(),
+            }));
         }
     }
 
@@ -471,4 +478,111 @@ async fn register(
         }
     }
     Err("too many authentication challenges".into())
+}
+
+/// What keeps one registration alive.
+struct Renewal {
+    ctx: Arc<RoleContext>,
+    reg: Arc<tokio::sync::Mutex<Registration>>,
+    account: Account,
+    registrar: SocketAddr,
+    expires: u32,
+    /// Refreshed at 80 % of its lifetime.
+    refresh: bool,
+    /// Over TCP: the peers of the role's connections that dropped; renewed at once when it
+    /// is the registrar's.
+    flow_lost: Option<broadcast::Receiver<SocketAddr>>,
+    stop: watch::Receiver<bool>,
+    events: mpsc::UnboundedSender<RunEvent>,
+}
+
+/// The first wait before a failed renewal is tried again; doubled after each failure, up
+/// to [`RETRY_MAX`].
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Renew a registration on time (when refreshed) and at once when the connection to the
+/// registrar drops (the REGISTER opens a new one); a failed renewal is reported and tried
+/// again after 1 s, 2 s, 4 s … up to 30 s.
+async fn renew(mut r: Renewal) {
+    let every = Duration::from_secs(u64::from(r.expires.max(2)) * 8 / 10);
+    let mut next_refresh = r.refresh.then(|| Instant::now() + every);
+    let mut retry: Option<Instant> = None;
+    let mut failures: u32 = 0;
+    // A lost connection not yet followed by a registration that worked.
+    let mut after_loss = false;
+    loop {
+        let wake = match (next_refresh, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            _ = crate::ua::sleep_until(wake) => {}
+            lost = recv_lost(&mut r.flow_lost) => match lost {
+                Ok(peer) if peer == r.registrar => after_loss = true,
+                Ok(_) => continue,
+                // Some losses were not seen: one may have been the registrar's.
+                Err(broadcast::error::RecvError::Lagged(_)) => after_loss = true,
+                Err(broadcast::error::RecvError::Closed) => {
+                    r.flow_lost = None;
+                    continue;
+                }
+            },
+            _ = r.stop.wait_for(|s| *s) => return,
+        }
+        // A registration made anew (not a periodic refresh) is reported.
+        let anew = after_loss || retry.is_some();
+        let mut reg = r.reg.lock().await;
+        let result = register(&r.ctx, &mut reg, r.registrar, r.expires).await;
+        drop(reg);
+        match result {
+            Ok(rtt) => {
+                failures = 0;
+                retry = None;
+                after_loss = false;
+                next_refresh = r.refresh.then(|| Instant::now() + every);
+                if anew {
+                    let _ = r.events.send(RunEvent::Registered(RegisterResult {
+                        role: r.ctx.role.clone(),
+                        user: r.account.user.clone(),
+                        rtt: Some(rtt),
+                        unregister: false,
+                        error: None,
+                    }));
+                }
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let wait = RETRY_BASE
+                    .saturating_mul(1 << failures.saturating_sub(1).min(5))
+                    .min(RETRY_MAX);
+                retry = Some(Instant::now() + wait);
+                let what = if after_loss {
+                    format!(
+                        "re-registration after the connection to {} was lost failed",
+                        r.registrar
+                    )
+                } else {
+                    "refresh failed".to_string()
+                };
+                let _ = r.events.send(RunEvent::Registered(RegisterResult {
+                    role: r.ctx.role.clone(),
+                    user: r.account.user.clone(),
+                    rtt: None,
+                    unregister: false,
+                    error: Some(format!("{what}: {error}")),
+                }));
+            }
+        }
+    }
+}
+
+/// The next lost flow, or never without a receiver.
+async fn recv_lost(
+    lost: &mut Option<broadcast::Receiver<SocketAddr>>,
+) -> Result<SocketAddr, broadcast::error::RecvError> {
+    match lost {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
