@@ -355,7 +355,8 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Each connection has a reader task (framing by `Content-Length`) and a writer task (so
 /// that a message is written whole even if the caller of [`TcpPool::send`] is cancelled).
 /// A ping (CRLF CRLF) received is answered with a pong (CRLF); the connections this pool
-/// opened are pinged every keep-alive interval when there is one (RFC 5626 §4.4.1).
+/// opened are pinged every keep-alive interval when there is one (RFC 5626 §4.4.1), and
+/// closed when a pong takes longer than 10 s or the interval, whichever is shorter.
 #[derive(Debug)]
 pub struct TcpPool {
     local: SocketAddr,
@@ -365,6 +366,12 @@ pub struct TcpPool {
     events_rx: tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
     next_id: u64,
     keepalive: Option<std::time::Duration>,
+    /// Connections being opened, by peer: a task each, so that a caller of
+    /// [`TcpPool::send`] cancelled while it waits leaves the connection to be used next time.
+    connecting: std::collections::HashMap<
+        SocketAddr,
+        tokio::task::JoinHandle<Result<TcpStream, TransportError>>,
+    >,
 }
 
 /// What a connection's tasks report.
@@ -432,17 +439,13 @@ impl TcpPool {
             events_rx,
             next_id: 0,
             keepalive,
+            connecting: std::collections::HashMap::new(),
         })
     }
 
     /// The listening address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
-    }
-
-    /// The peers a connection is open with (opened or accepted).
-    pub fn peers(&self) -> Vec<SocketAddr> {
-        self.conns.keys().copied().collect()
     }
 
     /// Send one message to `to`, over the connection open with it, else over a new one.
@@ -464,27 +467,15 @@ impl TcpPool {
     }
 
     async fn connect(&mut self, to: SocketAddr) -> Result<(), TransportError> {
-        let socket = if to.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }?;
-        if self.local.is_ipv4() == to.is_ipv4() && !self.local.ip().is_unspecified() {
-            let from = SocketAddr::new(self.local.ip(), 0);
-            socket
-                .bind(from)
-                .map_err(|source| TransportError::Bind { addr: from, source })?;
-        }
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(to)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(TransportError::Connect { addr: to, source }),
-            Err(_) => {
-                return Err(TransportError::Connect {
-                    addr: to,
-                    source: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
-                })
-            }
-        };
+        let local = self.local;
+        let task = self
+            .connecting
+            .entry(to)
+            .or_insert_with(|| tokio::spawn(open(local, to)));
+        let opened = task.await;
+        self.connecting.remove(&to);
+        let stream = opened.map_err(|e| TransportError::Io(io::Error::other(e)))??;
+        tracing::debug!(peer = %to, "TCP connection opened");
         self.register(stream, to, true);
         Ok(())
     }
@@ -559,7 +550,7 @@ impl TcpPool {
         let keepalive = self
             .keepalive
             .filter(|_| outgoing)
-            .map(|every| KeepAlive::new(std::time::Instant::now(), every, PONG_TIMEOUT));
+            .map(|every| KeepAlive::new(std::time::Instant::now(), every, PONG_TIMEOUT.min(every)));
         self.conns.insert(
             peer,
             Conn {
@@ -592,7 +583,10 @@ impl TcpPool {
                 .min();
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.register(stream, peer, false),
+                    Ok((stream, peer)) => {
+                        tracing::debug!(%peer, local = %self.local, "TCP connection accepted");
+                        self.register(stream, peer, false);
+                    }
                     // Out of file descriptors and the like: the next accept may work.
                     Err(e) => tracing::warn!(error = %e, "cannot accept a TCP connection"),
                 },
@@ -603,9 +597,11 @@ impl TcpPool {
                     Some(ConnEvent::KeepAlive { id, peer, pings, pongs }) => {
                         if let Some(conn) = self.conn(peer, id) {
                             for _ in 0..pings {
+                                tracing::debug!(%peer, "TCP keep-alive: ping answered");
                                 let _ = conn.writer.send(Bytes::from_static(PONG));
                             }
                             if let (Some(ka), true) = (&mut conn.keepalive, pongs > 0) {
+                                tracing::debug!(%peer, "TCP keep-alive: pong received");
                                 ka.on_pong(std::time::Instant::now());
                             }
                         }
@@ -630,6 +626,7 @@ impl TcpPool {
                         let Some(ka) = &mut conn.keepalive else { continue };
                         match ka.handle_timeout(now) {
                             Some(KeepAliveAction::SendPing) => {
+                                tracing::debug!(%peer, "TCP keep-alive: ping sent");
                                 let _ = conn.writer.send(Bytes::from_static(PING));
                             }
                             Some(KeepAliveAction::FlowFailed) => failed = Some(*peer),
@@ -643,6 +640,29 @@ impl TcpPool {
                 }
             }
         }
+    }
+}
+
+/// Open a TCP connection to `to`, from the address of `local` (any port).
+async fn open(local: SocketAddr, to: SocketAddr) -> Result<TcpStream, TransportError> {
+    let socket = if to.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    if local.is_ipv4() == to.is_ipv4() && !local.ip().is_unspecified() {
+        let from = SocketAddr::new(local.ip(), 0);
+        socket
+            .bind(from)
+            .map_err(|source| TransportError::Bind { addr: from, source })?;
+    }
+    match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(to)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(TransportError::Connect { addr: to, source }),
+        Err(_) => Err(TransportError::Connect {
+            addr: to,
+            source: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+        }),
     }
 }
 

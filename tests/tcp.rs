@@ -1,0 +1,236 @@
+//! `sipcheck run` over TCP: through a real Kamailio (registrations, calls both ways,
+//! keep-alive pongs, a restart of Kamailio mid-run), sipcheck to sipcheck without a server,
+//! and `validate` and `run` agreeing on what they refuse.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::kamailio::{Kamailio, KamailioOptions};
+use support::process::{self, RunDir};
+use support::{describe_output, free_port, repo_root, run_sipcheck_with_timeout};
+
+fn json(dir: &RunDir) -> PathBuf {
+    dir.join("summary.json")
+}
+
+fn summary(dir: &RunDir) -> serde_json::Value {
+    let text = std::fs::read_to_string(json(dir)).expect("JSON report written");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn run(scenario: &str, extra: &[&str], envs: &[(&str, &str)], dir: &RunDir) -> Output {
+    let path = repo_root().join(scenario);
+    let json = json(dir);
+    let mut args = vec![
+        "run",
+        path.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_sipcheck_with_timeout(args, envs, Duration::from_secs(120))
+}
+
+/// Log output without its colours.
+fn plain(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn callees_register_over_tcp_behind_kamailio_and_callers_reach_them_both_ways_heard() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let dir = RunDir::new("tcp").unwrap();
+    let out = run(
+        "tests/peers/scenarios/kamailio-tcp.yaml",
+        &[],
+        &[
+            ("SIP_SERVER", server.as_str()),
+            ("KEEPALIVE", "500ms"),
+            ("RUST_LOG", "sipcheck::transport=debug"),
+        ],
+        &dir,
+    );
+    let log = kam.log();
+    let shown = format!("{}\n{log}", describe_output(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = summary(&dir);
+    assert_eq!(v["calls"]["started"], 4, "{v}");
+    assert_eq!(v["calls"]["passed"], 4, "{v}");
+    assert_eq!(v["audio"]["checked"], 8, "{v}");
+    assert_eq!(v["audio"]["verified"], 8, "{v}");
+    // Registered once each: no connection was lost (every ping got its pong in time).
+    assert_eq!(v["registrations"]["ok"], 4, "{v}");
+    assert_eq!(v["registrations"]["failed"], 0, "{v}");
+    assert_eq!(v["registrations"]["unregister_ok"], 4, "{v}");
+    // Everything went over TCP, both ways: Kamailio received every request over TCP.
+    assert!(
+        log.contains("REQ REGISTER sip:sipcheck.test from tcp:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("REQ INVITE sip:3300@sipcheck.test from tcp:"),
+        "{log}"
+    );
+    assert!(log.contains("REQ BYE"), "{log}");
+    // (The test's readiness probe is an OPTIONS over UDP.)
+    let over_udp: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("from udp:") && !l.contains("REQ OPTIONS"))
+        .collect();
+    assert!(over_udp.is_empty(), "{over_udp:#?}");
+    // Keep-alive: pings sent to Kamailio, and answered.
+    let stderr = plain(&out.stderr);
+    assert!(stderr.contains("TCP keep-alive: ping sent"), "{shown}");
+    assert!(stderr.contains("TCP keep-alive: pong received"), "{shown}");
+    for user in ["3300", "3301", "3302", "3303"] {
+        assert!(kam.bindings(user).is_empty(), "{user} still registered");
+    }
+}
+
+#[test]
+fn sipcheck_calls_sipcheck_directly_over_tcp() {
+    let callee = format!("127.0.0.1:{}", free_port());
+    let caller = format!("127.0.0.1:{}", free_port());
+    let envs = [
+        ("CALLEE_LISTEN", callee.as_str()),
+        ("CALLER_LISTEN", caller.as_str()),
+        ("RUST_LOG", "sipcheck::transport=debug"),
+    ];
+    let dir = RunDir::new("tcp-direct").unwrap();
+    let out = run(
+        "tests/peers/scenarios/dtmf-direct.yaml",
+        &["--set", "target.transport=tcp"],
+        &envs,
+        &dir,
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = summary(&dir);
+    assert_eq!(v["calls"]["passed"], 2, "{v}");
+    assert_eq!(v["dtmf"]["verified"], 4, "{v}");
+    // The caller opened connections to the callee's listening socket, which accepted them.
+    let stderr = plain(&out.stderr);
+    // One connection for both calls, opened once (even if the send that opened it was
+    // interrupted by other work of the role's).
+    let opened = format!("TCP connection opened peer={callee}");
+    assert_eq!(stderr.matches(&opened).count(), 1, "{shown}");
+    let accepted = stderr
+        .lines()
+        .filter(|l| l.contains("TCP connection accepted") && l.contains(&format!("local={callee}")))
+        .count();
+    assert_eq!(accepted, 1, "{shown}");
+    assert!(!stderr.contains("send failed"), "{shown}");
+}
+
+#[test]
+fn after_kamailio_restarts_the_uas_reconnect_register_again_and_calls_go_through() {
+    let opts = KamailioOptions::default();
+    let kam = Kamailio::start_with(&opts).expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let dir = RunDir::new("tcp-restart").unwrap();
+    let path = repo_root().join("tests/peers/scenarios/kamailio-tcp-restart.yaml");
+    let stderr_path = dir.join("stderr");
+    let mut child = Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(json(&dir))
+        .env("SIP_SERVER", &server)
+        .env("RUST_LOG", "sipcheck=info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let output = || {
+        format!(
+            "{}\n{}",
+            process::read_lossy(&dir.join("stdout")),
+            process::read_lossy(&stderr_path)
+        )
+    };
+    // The first call (at once) through the first Kamailio: its BYE seen.
+    let first_done = process::wait_until(Duration::from_secs(8), Duration::from_millis(50), || {
+        kam.log().contains("REQ BYE")
+    });
+    assert!(first_done, "no first call\n{}\n{}", kam.log(), output());
+    assert_eq!(kam.bindings("3400").len(), 1, "{}", kam.log());
+
+    // A new Kamailio on the same port knows no one: the UAs must register again.
+    let kam = kam.restart(&opts).expect("restart kamailio");
+    let again = kam.wait_bindings("3400", 1, Duration::from_secs(6));
+    assert_eq!(
+        again.len(),
+        1,
+        "no re-registration\n{}\n{}",
+        kam.log(),
+        output()
+    );
+    assert!(again[0].contains("transport=tcp"), "{again:?}");
+    assert_eq!(
+        kam.wait_bindings("3401", 1, Duration::from_secs(2)).len(),
+        1
+    );
+
+    let status = process::wait_timeout(&mut child, Duration::from_secs(40));
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck did not finish\n{}", output());
+    };
+    let shown = format!("{}\n{}", output(), kam.log());
+    assert_eq!(status.code(), Some(0), "{shown}");
+    let v = summary(&dir);
+    assert_eq!(v["calls"]["passed"], 2, "{v}");
+    assert_eq!(v["audio"]["verified"], 4, "{v}");
+    // Each UA registered twice: at the start and after the connection dropped.
+    assert_eq!(v["registrations"]["ok"], 4, "{v}");
+    assert_eq!(v["registrations"]["unregister_ok"], 2, "{v}");
+    assert!(output().contains("TCP connection lost"), "{shown}");
+    // The second call went through the new Kamailio.
+    assert!(kam.log().contains("REQ BYE"), "{shown}");
+    for user in ["3400", "3401"] {
+        assert!(kam.bindings(user).is_empty(), "{user} still registered");
+    }
+}
+
+#[test]
+fn validate_and_run_both_refuse_tls_at_its_line_and_column() {
+    let dir = RunDir::new("tls").unwrap();
+    let file = dir.join("tls.yaml");
+    std::fs::write(
+        &file,
+        "name: tls\ntarget: { server: 127.0.0.1:5061, transport: tls }\naccounts:\n  range: { from: 1000, count: 1 }\nroles:\n  callee:\n    accounts: 1000..1000\n    steps:\n      - register\n      - answer\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    for command in ["validate", "run"] {
+        let out = run_sipcheck_with_timeout([command, path], &[], Duration::from_secs(30));
+        let shown = describe_output(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{path}:2:46: transport `tls` is not supported in scenarios yet"
+            )),
+            "{command}: {shown}"
+        );
+        assert!(stderr.contains("use `udp` or `tcp`"), "{shown}");
+    }
+}
