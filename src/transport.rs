@@ -738,3 +738,135 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod pool_tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    const OK: &[u8] = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+    async fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
+        buf
+    }
+
+    #[tokio::test]
+    async fn a_peer_connecting_in_is_answered_over_its_connection_pings_with_a_pong() {
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
+        let mut peer = TcpStream::connect(pool.local_addr()).await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        peer.write_all(b"\r\n\r\n").await.unwrap();
+        peer.write_all(OPTIONS).await.unwrap();
+        let from = match pool.recv().await.unwrap() {
+            Incoming::Message { message, from } => {
+                assert_eq!(message.call_id(), "x");
+                from
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(from, peer_addr);
+        // The response goes back over the same connection, after the pong.
+        pool.send(from, OK).await.unwrap();
+        let (got, pool_result) = tokio::join!(read_exactly(&mut peer, 2 + OK.len()), async {
+            tokio::time::timeout(Duration::from_millis(300), pool.recv()).await
+        });
+        assert!(pool_result.is_err(), "nothing more arrived");
+        let mut expected = b"\r\n".to_vec();
+        expected.extend_from_slice(OK);
+        // The pong and the response are written in the order the pool handled them.
+        if got.starts_with(b"\r\n") {
+            assert_eq!(got, expected);
+        } else {
+            let mut other = OK.to_vec();
+            other.extend_from_slice(b"\r\n");
+            assert_eq!(got, other);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_connection_opened_is_pinged_and_closed_when_no_pong_comes() {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut pool = TcpPool::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Some(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+        pool.send(addr, OPTIONS).await.unwrap();
+        let (mut accepted, _) = server.accept().await.unwrap();
+        assert_eq!(read_exactly(&mut accepted, OPTIONS.len()).await, OPTIONS);
+        // Pinged; answered once: the connection lives on.
+        let err = tokio::select! {
+            r = pool.recv() => r.unwrap_err(),
+            ping = read_exactly(&mut accepted, 4) => {
+                assert_eq!(ping, b"\r\n\r\n");
+                accepted.write_all(b"\r\n").await.unwrap();
+                // Not answered this time: closed after the pong timeout.
+                let started = std::time::Instant::now();
+                let (ping, err) = tokio::join!(read_exactly(&mut accepted, 4), async {
+                    tokio::time::timeout(Duration::from_secs(5), pool.recv()).await
+                });
+                assert_eq!(ping, b"\r\n\r\n");
+                assert!(started.elapsed() >= Duration::from_millis(100));
+                err.expect("in time").unwrap_err()
+            }
+        };
+        assert!(
+            matches!(err, TransportError::NoPong(a) if a == addr),
+            "{err}"
+        );
+        assert_eq!(err.flow(), Some(addr));
+        // The pool closed it: the server reads the end of the stream.
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), accepted.read_to_end(&mut rest))
+            .await
+            .expect("closed in time")
+            .unwrap();
+        assert_eq!(n, 0, "{rest:?}");
+        // The next message opens a new connection.
+        pool.send(addr, OPTIONS).await.unwrap();
+        let (mut again, _) = server.accept().await.unwrap();
+        assert_eq!(read_exactly(&mut again, OPTIONS.len()).await, OPTIONS);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_that_peers_error_and_a_dropped_one_is_reported() {
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let err = pool.send(closed, OPTIONS).await.unwrap_err();
+        assert!(matches!(err, TransportError::Connect { .. }), "{err}");
+        assert_eq!(err.flow(), Some(closed));
+
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        pool.send(addr, OPTIONS).await.unwrap();
+        let (accepted, _) = server.accept().await.unwrap();
+        drop(accepted);
+        let err = tokio::time::timeout(Duration::from_secs(5), pool.recv())
+            .await
+            .expect("in time")
+            .unwrap_err();
+        assert!(
+            matches!(err, TransportError::Closed(a) if a == addr),
+            "{err}"
+        );
+    }
+}
