@@ -361,35 +361,49 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub struct TcpPool {
     local: SocketAddr,
     listener: tokio::net::TcpListener,
-    conns: std::collections::HashMap<SocketAddr, Conn>,
+    conns: std::collections::HashMap<FlowKey, Conn>,
     events_tx: tokio::sync::mpsc::UnboundedSender<ConnEvent>,
     events_rx: tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
     next_id: u64,
     keepalive: Option<std::time::Duration>,
-    /// Connections being opened, by peer: a task each, so that a caller of
-    /// [`TcpPool::send`] cancelled while it waits leaves the connection to be used next time.
+    /// Each user agent (the user of a request's `From`) has its own connections.
+    per_ua: bool,
+    /// Connections being opened: a task each, so that a caller of [`TcpPool::send`]
+    /// cancelled while it waits leaves the connection to be used next time.
     connecting: std::collections::HashMap<
-        SocketAddr,
+        FlowKey,
         tokio::task::JoinHandle<Result<TcpStream, TransportError>>,
     >,
+    /// The connection each recent request came in on, by its Via branch: its responses go
+    /// back over it.
+    came_in_on: std::collections::HashMap<Box<str>, FlowKey>,
+    /// The user agent of the connection of the last error returned, when per UA.
+    lost_ua: Option<Arc<str>>,
 }
+
+/// A connection's peer, and its user agent when each has its own (`None`: shared, or
+/// accepted).
+type FlowKey = (SocketAddr, Option<Arc<str>>);
+
+/// How many requests' connections are remembered for their responses.
+const CAME_IN_ON_MAX: usize = 4096;
 
 /// What a connection's tasks report.
 #[derive(Debug)]
 enum ConnEvent {
     Message {
-        peer: SocketAddr,
+        key: FlowKey,
         message: Box<Message>,
     },
     KeepAlive {
         id: u64,
-        peer: SocketAddr,
+        key: FlowKey,
         pings: u32,
         pongs: u32,
     },
     Closed {
         id: u64,
-        peer: SocketAddr,
+        key: FlowKey,
         error: TransportError,
     },
 }
@@ -418,10 +432,12 @@ const PONG: &[u8] = b"\r\n";
 
 impl TcpPool {
     /// Listen on `local` (port 0: ephemeral); ping the connections opened every
-    /// `keepalive` when given. Within a tokio runtime.
+    /// `keepalive` when given; open connections per user agent (the user of a request's
+    /// `From`) when `per_ua`, else one per destination. Within a tokio runtime.
     pub async fn bind(
         local: SocketAddr,
         keepalive: Option<std::time::Duration>,
+        per_ua: bool,
     ) -> Result<Self, TransportError> {
         let listener = tokio::net::TcpListener::bind(local)
             .await
@@ -439,7 +455,10 @@ impl TcpPool {
             events_rx,
             next_id: 0,
             keepalive,
+            per_ua,
             connecting: std::collections::HashMap::new(),
+            came_in_on: std::collections::HashMap::new(),
+            lost_ua: None,
         })
     }
 
@@ -448,53 +467,87 @@ impl TcpPool {
         self.local
     }
 
-    /// Send one message to `to`, over the connection open with it, else over a new one.
-    /// An error is that connection's only ([`TransportError::flow`]).
+    /// Send one message to `to`: a response over the connection its request came in on
+    /// (else any with `to`), a request over the connection open with `to` (its user
+    /// agent's, when per UA); else over a new one. An error is that connection's only
+    /// ([`TransportError::flow`]).
     pub async fn send(&mut self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
-        if !self.conns.contains_key(&to) {
-            self.connect(to).await?;
+        let key = self.route(to, data);
+        if !self.conns.contains_key(&key) {
+            if let Err(e) = self.connect(key.clone()).await {
+                self.lost_ua = key.1;
+                return Err(e);
+            }
         }
         let sent = self
             .conns
-            .get(&to)
+            .get(&key)
             .is_some_and(|c| c.writer.send(Bytes::copy_from_slice(data)).is_ok());
         if sent {
             Ok(())
         } else {
-            self.conns.remove(&to);
+            self.conns.remove(&key);
+            self.lost_ua = key.1;
             Err(TransportError::Closed(to))
         }
     }
 
-    async fn connect(&mut self, to: SocketAddr) -> Result<(), TransportError> {
-        let local = self.local;
+    /// The connection a message to `to` goes over.
+    fn route(&self, to: SocketAddr, data: &[u8]) -> FlowKey {
+        if data.starts_with(b"SIP/2.0 ") {
+            let came_in_on = top_via_branch(data).and_then(|b| self.came_in_on.get(b));
+            if let Some(key) = came_in_on.filter(|k| k.0 == to && self.conns.contains_key(*k)) {
+                return key.clone();
+            }
+            if let Some(key) = self.conns.keys().find(|k| k.0 == to) {
+                return key.clone();
+            }
+            return (to, None);
+        }
+        let ua = if self.per_ua {
+            from_user(data).map(Arc::from)
+        } else {
+            None
+        };
+        (to, ua)
+    }
+
+    /// The user agent whose connection the last error returned was, when each has its own.
+    pub fn take_lost_ua(&mut self) -> Option<Arc<str>> {
+        self.lost_ua.take()
+    }
+
+    async fn connect(&mut self, key: FlowKey) -> Result<(), TransportError> {
+        let (local, to) = (self.local, key.0);
         let task = self
             .connecting
-            .entry(to)
+            .entry(key.clone())
             .or_insert_with(|| tokio::spawn(open(local, to)));
         let opened = task.await;
-        self.connecting.remove(&to);
+        self.connecting.remove(&key);
         let stream = opened.map_err(|e| TransportError::Io(io::Error::other(e)))??;
-        tracing::debug!(peer = %to, "TCP connection opened");
-        self.register(stream, to, true);
+        tracing::debug!(peer = %to, ua = key.1.as_deref().unwrap_or("*"), "TCP connection opened");
+        self.register(stream, key, true);
         Ok(())
     }
 
     /// Start the tasks of a connection and keep it (replacing one with the same peer).
-    fn register(&mut self, stream: TcpStream, peer: SocketAddr, outgoing: bool) {
+    fn register(&mut self, stream: TcpStream, key: FlowKey, outgoing: bool) {
+        let peer = key.0;
         let _ = stream.set_nodelay(true);
         let id = self.next_id;
         self.next_id += 1;
         let (mut rd, mut wr) = stream.into_split();
         let (writer, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
         let events = self.events_tx.clone();
+        let task_key = key.clone();
         let write_task = tokio::spawn(async move {
             while let Some(bytes) = to_write.recv().await {
                 if let Err(e) = wr.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "TCP write failed");
                     let _ = events.send(ConnEvent::Closed {
                         id,
-                        peer,
+                        key: task_key,
                         error: TransportError::Closed(peer),
                     });
                     return;
@@ -502,7 +555,9 @@ impl TcpPool {
             }
         });
         let events = self.events_tx.clone();
+        let task_key = key.clone();
         let read_task = tokio::spawn(async move {
+            let key = task_key;
             let mut framer = StreamFramer::new();
             let mut buf = vec![0; 65_536];
             loop {
@@ -511,7 +566,7 @@ impl TcpPool {
                     _ => {
                         let _ = events.send(ConnEvent::Closed {
                             id,
-                            peer,
+                            key,
                             error: TransportError::Closed(peer),
                         });
                         return;
@@ -522,14 +577,14 @@ impl TcpPool {
                     match framed {
                         Ok(message) => {
                             let _ = events.send(ConnEvent::Message {
-                                peer,
+                                key: key.clone(),
                                 message: Box::new(message),
                             });
                         }
                         Err(source) => {
                             let _ = events.send(ConnEvent::Closed {
                                 id,
-                                peer,
+                                key,
                                 error: TransportError::Stream { peer, source },
                             });
                             return;
@@ -540,7 +595,7 @@ impl TcpPool {
                 if pings + pongs > 0 {
                     let _ = events.send(ConnEvent::KeepAlive {
                         id,
-                        peer,
+                        key: key.clone(),
                         pings,
                         pongs,
                     });
@@ -552,7 +607,7 @@ impl TcpPool {
             .filter(|_| outgoing)
             .map(|every| KeepAlive::new(std::time::Instant::now(), every, PONG_TIMEOUT.min(every)));
         self.conns.insert(
-            peer,
+            key,
             Conn {
                 id,
                 writer,
@@ -563,9 +618,9 @@ impl TcpPool {
         );
     }
 
-    /// The connection with `peer` if it is still the one numbered `id`.
-    fn conn(&mut self, peer: SocketAddr, id: u64) -> Option<&mut Conn> {
-        self.conns.get_mut(&peer).filter(|c| c.id == id)
+    /// The connection of `key` if it is still the one numbered `id`.
+    fn conn(&mut self, key: &FlowKey, id: u64) -> Option<&mut Conn> {
+        self.conns.get_mut(key).filter(|c| c.id == id)
     }
 
     /// The next message from any connection, accepting connections and answering and
@@ -585,17 +640,25 @@ impl TcpPool {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         tracing::debug!(%peer, local = %self.local, "TCP connection accepted");
-                        self.register(stream, peer, false);
+                        self.register(stream, (peer, None), false);
                     }
                     // Out of file descriptors and the like: the next accept may work.
                     Err(e) => tracing::warn!(error = %e, "cannot accept a TCP connection"),
                 },
                 event = self.events_rx.recv() => match event {
-                    Some(ConnEvent::Message { peer, message }) => {
-                        return Ok(Incoming::Message { message, from: peer });
+                    Some(ConnEvent::Message { key, message }) => {
+                        let from = key.0;
+                        if let (true, Some(branch)) = (message.is_request(), message.branch()) {
+                            if self.came_in_on.len() >= CAME_IN_ON_MAX {
+                                self.came_in_on.clear();
+                            }
+                            self.came_in_on.insert(branch.into(), key);
+                        }
+                        return Ok(Incoming::Message { message, from });
                     }
-                    Some(ConnEvent::KeepAlive { id, peer, pings, pongs }) => {
-                        if let Some(conn) = self.conn(peer, id) {
+                    Some(ConnEvent::KeepAlive { id, key, pings, pongs }) => {
+                        let peer = key.0;
+                        if let Some(conn) = self.conn(&key, id) {
                             for _ in 0..pings {
                                 tracing::debug!(%peer, "TCP keep-alive: ping answered");
                                 let _ = conn.writer.send(Bytes::from_static(PONG));
@@ -606,11 +669,13 @@ impl TcpPool {
                             }
                         }
                     }
-                    Some(ConnEvent::Closed { id, peer, error }) => {
-                        if let Some(conn) = self.conn(peer, id) {
+                    Some(ConnEvent::Closed { id, key, error }) => {
+                        let peer = key.0;
+                        if let Some(conn) = self.conn(&key, id) {
                             let outgoing = conn.outgoing;
-                            self.conns.remove(&peer);
+                            self.conns.remove(&key);
                             if outgoing {
+                                self.lost_ua = key.1;
                                 return Err(error);
                             }
                             tracing::debug!(%peer, %error, "accepted TCP connection closed");
@@ -622,25 +687,72 @@ impl TcpPool {
                 () = crate::ua::sleep_until(deadline) => {
                     let now = std::time::Instant::now();
                     let mut failed = None;
-                    for (peer, conn) in &mut self.conns {
+                    for (key, conn) in &mut self.conns {
+                        let peer = key.0;
                         let Some(ka) = &mut conn.keepalive else { continue };
                         match ka.handle_timeout(now) {
                             Some(KeepAliveAction::SendPing) => {
                                 tracing::debug!(%peer, "TCP keep-alive: ping sent");
                                 let _ = conn.writer.send(Bytes::from_static(PING));
                             }
-                            Some(KeepAliveAction::FlowFailed) => failed = Some(*peer),
+                            Some(KeepAliveAction::FlowFailed) => failed = Some(key.clone()),
                             None => {}
                         }
                     }
-                    if let Some(peer) = failed {
-                        self.conns.remove(&peer);
-                        return Err(TransportError::NoPong(peer));
+                    if let Some(key) = failed {
+                        self.conns.remove(&key);
+                        self.lost_ua = key.1;
+                        return Err(TransportError::NoPong(key.0));
                     }
                 }
             }
         }
     }
+}
+
+/// The value of the first header of a message's head named `long` or `compact`
+/// (case-insensitive), found without a full parse.
+fn head_header<'a>(raw: &'a [u8], long: &str, compact: &str) -> Option<&'a str> {
+    let head = &raw[..raw.len().min(8192)];
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(long.as_bytes())
+            || name.eq_ignore_ascii_case(compact.as_bytes())
+        {
+            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
+        }
+    }
+    None
+}
+
+/// The user part of the `From` URI of a raw message (`"A" <sip:1001@pbx>;tag=x` → `1001`).
+pub fn from_user(raw: &[u8]) -> Option<&str> {
+    let value = head_header(raw, "from", "f")?;
+    let uri = sipcheck_core::sip::msg::contact_uri(value);
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user))
+}
+
+/// The `branch` of the first Via of a raw message.
+fn top_via_branch(raw: &[u8]) -> Option<&str> {
+    let via = head_header(raw, "via", "v")?;
+    let first = via.split(',').next()?;
+    first.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("branch")
+            .then(|| value.trim())
+    })
 }
 
 /// Open a TCP connection to `to`, from the address of `local` (any port).
@@ -762,7 +874,7 @@ mod pool_tests {
 
     #[tokio::test]
     async fn a_peer_connecting_in_is_answered_over_its_connection_pings_with_a_pong() {
-        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None)
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, false)
             .await
             .unwrap();
         let mut peer = TcpStream::connect(pool.local_addr()).await.unwrap();
@@ -802,6 +914,7 @@ mod pool_tests {
         let mut pool = TcpPool::bind(
             "127.0.0.1:0".parse().unwrap(),
             Some(Duration::from_millis(100)),
+            false,
         )
         .await
         .unwrap();
@@ -842,9 +955,65 @@ mod pool_tests {
         assert_eq!(read_exactly(&mut again, OPTIONS.len()).await, OPTIONS);
     }
 
+    fn request(user: &str, branch: &str) -> Vec<u8> {
+        format!("OPTIONS sip:s@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/TCP 127.0.0.1:9;rport;branch={branch}\r\nFrom: \"U\" <sip:{user}@pbx.test>;tag=1\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").into_bytes()
+    }
+
+    fn response(branch: &str) -> Vec<u8> {
+        format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch={branch}\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn the_from_user_and_the_top_via_branch_are_read_from_the_head() {
+        let raw = request("1001", "z9hG4bKa");
+        assert_eq!(from_user(&raw), Some("1001"));
+        assert_eq!(top_via_branch(&raw), Some("z9hG4bKa"));
+        assert_eq!(top_via_branch(&response("z9hG4bKb")), Some("z9hG4bKb"));
+        assert_eq!(from_user(&response("x")), None);
+        let compact = b"BYE sip:a@b SIP/2.0\nf: <sip:2002;x@h>;tag=2\nVia: SIP/2.0/TCP h;branch=z9hG4bKc, SIP/2.0/TCP g;branch=z9hG4bKd\n\n";
+        assert_eq!(from_user(compact), Some("2002"));
+        assert_eq!(top_via_branch(compact), Some("z9hG4bKc"));
+    }
+
+    #[tokio::test]
+    async fn per_ua_each_user_has_its_connection_and_a_response_takes_its_requests() {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, true)
+            .await
+            .unwrap();
+        let first = request("1001", "z9hG4bK1");
+        let second = request("1002", "z9hG4bK2");
+        pool.send(addr, &first).await.unwrap();
+        let (mut a, _) = server.accept().await.unwrap();
+        assert_eq!(read_exactly(&mut a, first.len()).await, first);
+        pool.send(addr, &second).await.unwrap();
+        let (mut b, _) = server.accept().await.unwrap();
+        assert_eq!(read_exactly(&mut b, second.len()).await, second);
+        // The same user again: its own connection.
+        pool.send(addr, &first).await.unwrap();
+        assert_eq!(read_exactly(&mut a, first.len()).await, first);
+        // A request of the server's over the second connection: answered over it.
+        let incoming = request("server", "z9hG4bKs");
+        b.write_all(&incoming).await.unwrap();
+        assert!(
+            matches!(pool.recv().await.unwrap(), Incoming::Message { from, .. } if from == addr)
+        );
+        let answer = response("z9hG4bKs");
+        pool.send(addr, &answer).await.unwrap();
+        assert_eq!(read_exactly(&mut b, answer.len()).await, answer);
+        // Nothing else went over the first one.
+        let mut byte = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), a.read(&mut byte))
+                .await
+                .is_err()
+        );
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_that_peers_error_and_a_dropped_one_is_reported() {
-        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None)
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, false)
             .await
             .unwrap();
         let closed = {

@@ -123,6 +123,15 @@ impl UaDriver {
         &self.transport
     }
 
+    /// After an error of one TCP connection of a pool that opens connections per user
+    /// agent: whose connection it was.
+    pub fn take_lost_ua(&mut self) -> Option<std::sync::Arc<str>> {
+        match &mut self.transport {
+            Transport::TcpPool(pool) => pool.take_lost_ua(),
+            _ => None,
+        }
+    }
+
     /// Send everything the endpoint has queued.
     pub async fn flush(&mut self) -> Result<(), TransportError> {
         loop {

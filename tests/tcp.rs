@@ -97,6 +97,15 @@ fn callees_register_over_tcp_behind_kamailio_and_callers_reach_them_both_ways_he
         .filter(|l| l.contains("from udp:") && !l.contains("REQ OPTIONS"))
         .collect();
     assert!(over_udp.is_empty(), "{over_udp:#?}");
+    // A connection per UA: the four REGISTERs came from four source ports.
+    let mut ports: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("REQ REGISTER"))
+        .filter_map(|l| l.rsplit(':').next())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "{ports:?}");
     // Keep-alive: pings sent to Kamailio, and answered.
     let stderr = plain(&out.stderr);
     assert!(stderr.contains("TCP keep-alive: ping sent"), "{shown}");
@@ -107,38 +116,50 @@ fn callees_register_over_tcp_behind_kamailio_and_callers_reach_them_both_ways_he
 }
 
 #[test]
-fn sipcheck_calls_sipcheck_directly_over_tcp() {
-    let callee = format!("127.0.0.1:{}", free_port());
-    let caller = format!("127.0.0.1:{}", free_port());
-    let envs = [
-        ("CALLEE_LISTEN", callee.as_str()),
-        ("CALLER_LISTEN", caller.as_str()),
-        ("RUST_LOG", "sipcheck::transport=debug"),
-    ];
-    let dir = RunDir::new("tcp-direct").unwrap();
-    let out = run(
-        "tests/peers/scenarios/dtmf-direct.yaml",
-        &["--set", "target.transport=tcp"],
-        &envs,
-        &dir,
-    );
-    let shown = describe_output(&out);
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v = summary(&dir);
-    assert_eq!(v["calls"]["passed"], 2, "{v}");
-    assert_eq!(v["dtmf"]["verified"], 4, "{v}");
-    // The caller opened connections to the callee's listening socket, which accepted them.
-    let stderr = plain(&out.stderr);
-    // One connection for both calls, opened once (even if the send that opened it was
-    // interrupted by other work of the role's).
-    let opened = format!("TCP connection opened peer={callee}");
-    assert_eq!(stderr.matches(&opened).count(), 1, "{shown}");
-    let accepted = stderr
-        .lines()
-        .filter(|l| l.contains("TCP connection accepted") && l.contains(&format!("local={callee}")))
-        .count();
-    assert_eq!(accepted, 1, "{shown}");
-    assert!(!stderr.contains("send failed"), "{shown}");
+fn sipcheck_calls_sipcheck_directly_over_tcp_a_connection_per_ua_or_per_role() {
+    // Two callers call the callee's two UAs: per UA, each caller opens its own connection
+    // to the callee's listening socket; per role, they share one.
+    for (sharing, opened) in [("per_ua", 2), ("per_role", 1)] {
+        let callee = format!("127.0.0.1:{}", free_port());
+        let caller = format!("127.0.0.1:{}", free_port());
+        let envs = [
+            ("CALLEE_LISTEN", callee.as_str()),
+            ("CALLER_LISTEN", caller.as_str()),
+            ("RUST_LOG", "sipcheck::transport=debug"),
+        ];
+        let dir = RunDir::new("tcp-direct").unwrap();
+        let connections = format!("target.connections={sharing}");
+        let out = run(
+            "tests/peers/scenarios/dtmf-direct.yaml",
+            &["--set", "target.transport=tcp", "--set", &connections],
+            &envs,
+            &dir,
+        );
+        let shown = format!("{sharing}: {}", describe_output(&out));
+        assert_eq!(out.status.code(), Some(0), "{shown}");
+        let v = summary(&dir);
+        assert_eq!(v["calls"]["passed"], 2, "{v}");
+        assert_eq!(v["dtmf"]["verified"], 4, "{v}");
+        // Each connection opened once (even when the send that opened it was interrupted
+        // by other work of the role's), and accepted by the callee's listening socket.
+        let stderr = plain(&out.stderr);
+        let to_callee = format!("TCP connection opened peer={callee}");
+        assert_eq!(stderr.matches(&to_callee).count(), opened, "{shown}");
+        if sharing == "per_ua" {
+            for ua in ["2102", "2103"] {
+                let line = format!("{to_callee} ua=\"{ua}\"");
+                assert_eq!(stderr.matches(&line).count(), 1, "{shown}");
+            }
+        }
+        let accepted = stderr
+            .lines()
+            .filter(|l| {
+                l.contains("TCP connection accepted") && l.contains(&format!("local={callee}"))
+            })
+            .count();
+        assert_eq!(accepted, opened, "{shown}");
+        assert!(!stderr.contains("send failed"), "{shown}");
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -58,6 +59,12 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// Where the final response to a request of our own goes.
+type Reply = oneshot::Sender<Result<Message, String>>;
+
+/// A TCP connection that dropped: its peer, and its user agent when each has its own.
+pub(crate) type LostFlow = (SocketAddr, Option<Arc<str>>);
+
 /// An incoming call, handed to whoever serves the called user.
 pub(crate) struct IncomingCall {
     pub(crate) call: CallId,
@@ -72,10 +79,12 @@ pub(crate) struct Agent {
     commands: mpsc::UnboundedReceiver<Command>,
     incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
     calls: HashMap<CallId, CallSender>,
-    /// Requests of our own under way: their destination and who waits for the response.
-    requests: HashMap<TxId, (SocketAddr, oneshot::Sender<Result<Message, String>>)>,
-    /// Told the peer of each TCP connection that dropped.
-    flow_lost: Option<broadcast::Sender<SocketAddr>>,
+    /// Requests of our own under way: their destination, their user agent, and who waits
+    /// for the response.
+    requests: HashMap<TxId, (SocketAddr, Option<Arc<str>>, Reply)>,
+    /// Told the peer of each TCP connection that dropped, and its user agent when each has
+    /// its own.
+    flow_lost: Option<broadcast::Sender<LostFlow>>,
 }
 
 impl Agent {
@@ -96,7 +105,7 @@ impl Agent {
 
     /// Tell `lost` the peer of every TCP connection that drops (the registrations through
     /// it are renewed over a new one).
-    pub(crate) fn notify_flow_lost(mut self, lost: broadcast::Sender<SocketAddr>) -> Self {
+    pub(crate) fn notify_flow_lost(mut self, lost: broadcast::Sender<LostFlow>) -> Self {
         self.flow_lost = Some(lost);
         self
     }
@@ -105,15 +114,16 @@ impl Agent {
     /// own sent to it fail now (their responses cannot come) instead of timing out, and
     /// whoever renews registrations is told.
     fn flow_failed(&mut self, peer: SocketAddr, error: &TransportError) {
-        tracing::info!(%peer, %error, "TCP connection lost");
+        let ua = self.driver.take_lost_ua();
+        tracing::info!(%peer, ua = ua.as_deref().unwrap_or("*"), %error, "TCP connection lost");
         let failed: Vec<TxId> = self
             .requests
             .iter()
-            .filter(|(_, (to, _))| *to == peer)
+            .filter(|(_, (to, of, _))| *to == peer && (ua.is_none() || *of == ua))
             .map(|(tx, _)| *tx)
             .collect();
         for tx in failed {
-            if let Some((_, reply)) = self.requests.remove(&tx) {
+            if let Some((_, _, reply)) = self.requests.remove(&tx) {
                 let _ = reply.send(Err(error.to_string()));
             }
         }
@@ -121,7 +131,7 @@ impl Agent {
         // would only fail the same way, at once, again).
         let dropped = !matches!(error, TransportError::Connect { .. });
         if let (Some(lost), true) = (&self.flow_lost, dropped) {
-            let _ = lost.send(peer);
+            let _ = lost.send((peer, ua));
         }
     }
 
@@ -137,7 +147,7 @@ impl Agent {
                     Err(e) => {
                         tracing::error!(error = %e, "transport failed");
                         // Answer every waiter so that nothing hangs.
-                        for (_, (_, reply)) in self.requests.drain() {
+                        for (_, (_, _, reply)) in self.requests.drain() {
                             let _ = reply.send(Err(e.to_string()));
                         }
                         return;
@@ -169,12 +179,12 @@ impl Agent {
             CallEvent::Transaction(TransactionEvent::Response { tx, message })
                 if message.status().is_some_and(|c| c >= 200) =>
             {
-                if let Some((_, reply)) = self.requests.remove(&tx) {
+                if let Some((_, _, reply)) = self.requests.remove(&tx) {
                     let _ = reply.send(Ok(message));
                 }
             }
             CallEvent::Transaction(TransactionEvent::TimedOut { tx, timer, elapsed }) => {
-                if let Some((_, reply)) = self.requests.remove(&tx) {
+                if let Some((_, _, reply)) = self.requests.remove(&tx) {
                     let _ = reply.send(Err(format!(
                         "{timer} expired after {:.1} s",
                         elapsed.as_secs_f64()
@@ -276,9 +286,10 @@ impl Agent {
             Command::Cancel(call) => log(endpoint.cancel(now, call)),
             Command::Shutdown => {}
             Command::Request(bytes, to, reply) => {
+                let ua = crate::transport::from_user(&bytes).map(Arc::from);
                 match endpoint.send_request(now, Bytes::from(bytes), to) {
                     Ok(tx) => {
-                        self.requests.insert(tx, (to, reply));
+                        self.requests.insert(tx, (to, ua, reply));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.to_string()));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::scenario::model::{
-    Account, Load, Role, Route, Scenario, Step, Transport as ScenarioTransport,
+    Account, Connections, Load, Role, Route, Scenario, Step, Transport as ScenarioTransport,
 };
 use sipcheck_core::scenario::plan::LoadPlan;
 use sipcheck_core::sdp;
@@ -20,7 +20,7 @@ use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParam
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::agent::{Agent, Command, IncomingCall};
+use super::agent::{Agent, Command, IncomingCall, LostFlow};
 use super::result::{CallResult, RegisterResult};
 use super::script::{self, RoleContext};
 use crate::media::PortRange;
@@ -64,8 +64,8 @@ struct RoleRun {
     call_steps: Arc<Vec<sipcheck_core::scenario::model::Located<Step>>>,
     registrar: Option<SocketAddr>,
     registers: Option<(Duration, bool)>,
-    /// The peer of each of the role's TCP connections that drops.
-    flow_lost: broadcast::Sender<SocketAddr>,
+    /// The peer (and user agent) of each of the role's TCP connections that drops.
+    flow_lost: broadcast::Sender<LostFlow>,
 }
 
 /// Run `scenario` until its load ends or `stop` turns true; every result goes to `events`.
@@ -137,7 +137,14 @@ pub async fn execute(
         });
         let transport = match kind {
             Kind::Udp => Transport::Udp(UdpTransport::bind(bind, 4 << 20).await?),
-            _ => Transport::TcpPool(TcpPool::bind(bind, scenario.target.keepalive).await?),
+            _ => Transport::TcpPool(
+                TcpPool::bind(
+                    bind,
+                    scenario.target.keepalive,
+                    scenario.target.connections == Connections::PerUa,
+                )
+                .await?,
+            ),
         };
         let local = LocalEnd {
             transport: kind,
@@ -489,9 +496,9 @@ struct Renewal {
     expires: u32,
     /// Refreshed at 80 % of its lifetime.
     refresh: bool,
-    /// Over TCP: the peers of the role's connections that dropped; renewed at once when it
-    /// is the registrar's.
-    flow_lost: Option<broadcast::Receiver<SocketAddr>>,
+    /// Over TCP: the role's connections that dropped; renewed at once when it is the
+    /// registrar's (and this user agent's, when each has its own).
+    flow_lost: Option<broadcast::Receiver<LostFlow>>,
     stop: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<RunEvent>,
 }
@@ -519,7 +526,12 @@ async fn renew(mut r: Renewal) {
         tokio::select! {
             _ = crate::ua::sleep_until(wake) => {}
             lost = recv_lost(&mut r.flow_lost) => match lost {
-                Ok(peer) if peer == r.registrar => after_loss = true,
+                Ok((peer, ua))
+                    if peer == r.registrar
+                        && ua.as_deref().is_none_or(|ua| ua == r.account.user) =>
+                {
+                    after_loss = true
+                }
                 Ok(_) => continue,
                 // Some losses were not seen: one may have been the registrar's.
                 Err(broadcast::error::RecvError::Lagged(_)) => after_loss = true,
@@ -579,8 +591,8 @@ async fn renew(mut r: Renewal) {
 
 /// The next lost flow, or never without a receiver.
 async fn recv_lost(
-    lost: &mut Option<broadcast::Receiver<SocketAddr>>,
-) -> Result<SocketAddr, broadcast::error::RecvError> {
+    lost: &mut Option<broadcast::Receiver<LostFlow>>,
+) -> Result<LostFlow, broadcast::error::RecvError> {
     match lost {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

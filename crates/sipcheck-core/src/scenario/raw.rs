@@ -74,6 +74,8 @@ pub struct RawTarget {
     /// TCP: the interval of RFC 5626 CRLF keep-alive pings on the connections opened,
     /// `0s` for none.
     pub keepalive: Option<String>,
+    /// TCP: `per_ua` (each UA its own connections) or `per_role` (a role's UAs share them).
+    pub connections: Option<String>,
 }
 
 /// `accounts:`.

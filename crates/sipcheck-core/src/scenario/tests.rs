@@ -909,3 +909,26 @@ fn tcp_keepalive_defaults_can_be_set_or_turned_off_and_udp_refuses_it() {
         ["2:53 `keepalive` applies to `transport: tcp` only"]
     );
 }
+
+#[test]
+fn tcp_connections_are_per_ua_unless_shared_per_role() {
+    use super::model::Connections;
+    let with =
+        |extra: &str| BASE.replace("domain: pbx.test }", &format!("domain: pbx.test{extra} }}"));
+    let load_ok = |text: &str| load("scenarios/x.yaml", text, &no_env, &files).expect("loads");
+    let s = load_ok(&with(", transport: tcp"));
+    assert_eq!(s.target.connections, Connections::PerUa);
+    let s = load_ok(&with(", transport: tcp, connections: per_role"));
+    assert_eq!(s.target.connections, Connections::PerRole);
+    let e = errors(&with(", transport: tcp, connections: per_rol"));
+    assert_eq!(
+        brief(&e),
+        ["2:82 'per_rol' is not a connection sharing: expected per_ua or per_role"]
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `per_role`?"));
+    let e = errors(&with(", connections: per_ua"));
+    assert_eq!(
+        brief(&e),
+        ["2:53 `connections` applies to `transport: tcp` only"]
+    );
+}

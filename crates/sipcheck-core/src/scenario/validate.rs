@@ -17,8 +17,8 @@ use crate::media::tone::Tone;
 use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
 use super::error::ScenarioError;
 use super::model::{
-    Account, CallStep, Codec, End, Expectation, Load, Located, Media, PlayItem, Reports, Role,
-    Route, Scenario, Step, Target, Transport, WaitEvent, DEFAULT_KEEPALIVE,
+    Account, CallStep, Codec, Connections, End, Expectation, Load, Located, Media, PlayItem,
+    Reports, Role, Route, Scenario, Step, Target, Transport, WaitEvent, DEFAULT_KEEPALIVE,
 };
 use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
@@ -372,6 +372,29 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         (_, Some(d)) => Some(d),
         (_, None) => Some(DEFAULT_KEEPALIVE),
     };
+    let connections = match cx.text(&p.key("connections"), &t.connections) {
+        None => Connections::default(),
+        Some(_) if transport == Some(Transport::Udp) => {
+            cx.at_key(
+                &p.key("connections"),
+                "`connections` applies to `transport: tcp` only",
+                None,
+            );
+            Connections::default()
+        }
+        Some(c) => match c.trim() {
+            "per_ua" => Connections::PerUa,
+            "per_role" => Connections::PerRole,
+            other => {
+                cx.error(
+                    At::Value(p.key("connections")),
+                    format!("'{other}' is not a connection sharing: expected per_ua or per_role"),
+                    did_you_mean(other, ["per_ua", "per_role"]),
+                );
+                Connections::default()
+            }
+        },
+    };
 
     let route = if direct {
         if t.server.is_some() {
@@ -413,6 +436,7 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         domain,
         local,
         keepalive,
+        connections,
     })
 }
 
