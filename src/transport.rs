@@ -502,6 +502,12 @@ impl TcpPool {
             if let Some(key) = self.conns.keys().find(|k| k.0 == to) {
                 return key.clone();
             }
+            // That connection is gone: a new one to the Via's `received` address and
+            // `sent-by` port (RFC 3261 §18.2.2), not to the old connection's source port.
+            let to = via_sent_by(data).unwrap_or(to);
+            if let Some(key) = self.conns.keys().find(|k| k.0 == to) {
+                return key.clone();
+            }
             return (to, None);
         }
         let ua = if self.per_ua {
@@ -755,6 +761,34 @@ fn top_via_branch(raw: &[u8]) -> Option<&str> {
     })
 }
 
+/// Where a response goes when the connection of its request is gone (RFC 3261 §18.2.2):
+/// the top Via's `received` address (else its sent-by host), at its sent-by port (else
+/// 5060). `None` unless the host is an IP address.
+fn via_sent_by(raw: &[u8]) -> Option<SocketAddr> {
+    let via = head_header(raw, "via", "v")?;
+    let first = via.split(',').next()?;
+    let mut parts = first.split(';');
+    let sent_by = parts.next()?.split_whitespace().nth(1)?;
+    let received = parts.find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("received")
+            .then(|| value.trim())
+    });
+    let (host, port) = match sent_by.parse::<SocketAddr>() {
+        Ok(addr) => (addr.ip().to_string(), addr.port()),
+        Err(_) => match sent_by.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+                (h.to_string(), p.parse().ok()?)
+            }
+            _ => (sent_by.to_string(), 5060),
+        },
+    };
+    let host = received.unwrap_or(&host);
+    let ip: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
 /// Open a TCP connection to `to`, from the address of `local` (any port).
 async fn open(local: SocketAddr, to: SocketAddr) -> Result<TcpStream, TransportError> {
     let socket = if to.is_ipv4() {
@@ -970,6 +1004,20 @@ mod pool_tests {
         assert_eq!(top_via_branch(&raw), Some("z9hG4bKa"));
         assert_eq!(top_via_branch(&response("z9hG4bKb")), Some("z9hG4bKb"));
         assert_eq!(from_user(&response("x")), None);
+        assert_eq!(
+            via_sent_by(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1;received=127.0.0.1\r\n\r\n"),
+            Some("127.0.0.1:5070".parse().unwrap())
+        );
+        assert_eq!(
+            via_sent_by(b"SIP/2.0 200 OK\r\nv: SIP/2.0/TCP [::1];branch=z9hG4bK1\r\n\r\n"),
+            Some("[::1]:5060".parse().unwrap())
+        );
+        assert_eq!(
+            via_sent_by(
+                b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP pbx.test:5070;branch=z9hG4bK1\r\n\r\n"
+            ),
+            None
+        );
         let compact = b"BYE sip:a@b SIP/2.0\nf: <sip:2002;x@h>;tag=2\nVia: SIP/2.0/TCP h;branch=z9hG4bKc, SIP/2.0/TCP g;branch=z9hG4bKd\n\n";
         assert_eq!(from_user(compact), Some("2002"));
         assert_eq!(top_via_branch(compact), Some("z9hG4bKc"));
@@ -1008,6 +1056,37 @@ mod pool_tests {
             tokio::time::timeout(Duration::from_millis(100), a.read(&mut byte))
                 .await
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_whose_connection_closed_goes_to_the_via_sent_by() {
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, true)
+            .await
+            .unwrap();
+        let listening = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sent_by = listening.local_addr().unwrap();
+        let mut peer = TcpStream::connect(pool.local_addr()).await.unwrap();
+        let incoming = format!("OPTIONS sip:s@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {sent_by};branch=z9hG4bKv\r\nFrom: <sip:p@pbx.test>;tag=1\r\nCall-ID: v\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        peer.write_all(incoming.as_bytes()).await.unwrap();
+        let from = match pool.recv().await.unwrap() {
+            Incoming::Message { from, .. } => from,
+            other => panic!("{other:?}"),
+        };
+        drop(peer);
+        // The pool sees the accepted connection close (silently: recv goes on).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while pool.conns.keys().any(|k| k.0 == from) {
+            assert!(std::time::Instant::now() < deadline, "close not seen");
+            let r = tokio::time::timeout(Duration::from_millis(20), pool.recv()).await;
+            assert!(r.is_err(), "{r:?}");
+        }
+        let answer = format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP {sent_by};branch=z9hG4bKv\r\nCall-ID: v\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        pool.send(from, answer.as_bytes()).await.unwrap();
+        let (mut again, _) = listening.accept().await.unwrap();
+        assert_eq!(
+            read_exactly(&mut again, answer.len()).await,
+            answer.as_bytes()
         );
     }
 
