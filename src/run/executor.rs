@@ -17,6 +17,7 @@ use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
+use sipcheck_core::ua::renewal::{Renewal as RenewalSchedule, Why};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -503,88 +504,70 @@ struct Renewal {
     events: mpsc::UnboundedSender<RunEvent>,
 }
 
-/// The first wait before a failed renewal is tried again; doubled after each failure, up
-/// to [`RETRY_MAX`].
-const RETRY_BASE: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// Renew a registration on time (when refreshed) and at once when the connection to the
-/// registrar drops (the REGISTER opens a new one); a failed renewal is reported and tried
-/// again after 1 s, 2 s, 4 s … up to 30 s.
+/// Renew a registration on the core's [`RenewalSchedule`]: on time (when refreshed), at
+/// once when the connection to the registrar drops (the REGISTER opens a new one), and
+/// after a failed attempt again with a growing wait; a failure, or a registration made anew,
+/// is reported.
 async fn renew(mut r: Renewal) {
-    let every = Duration::from_secs(u64::from(r.expires.max(2)) * 8 / 10);
-    let mut next_refresh = r.refresh.then(|| Instant::now() + every);
-    let mut retry: Option<Instant> = None;
-    let mut failures: u32 = 0;
-    // A lost connection not yet followed by a registration that worked.
-    let mut after_loss = false;
+    let mut schedule = RenewalSchedule::new(Instant::now(), r.expires, r.refresh);
     loop {
-        let wake = match (next_refresh, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         tokio::select! {
-            _ = crate::ua::sleep_until(wake) => {}
+            _ = crate::ua::sleep_until(schedule.poll_timeout()) => {}
             lost = recv_lost(&mut r.flow_lost) => match lost {
                 Ok((peer, ua))
                     if peer == r.registrar
                         && ua.as_deref().is_none_or(|ua| ua == r.account.user) =>
                 {
-                    after_loss = true
+                    schedule.flow_lost(Instant::now());
                 }
-                Ok(_) => continue,
+                Ok(_) => {}
                 // Some losses were not seen: one may have been the registrar's.
-                Err(broadcast::error::RecvError::Lagged(_)) => after_loss = true,
-                Err(broadcast::error::RecvError::Closed) => {
-                    r.flow_lost = None;
-                    continue;
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => schedule.flow_lost(Instant::now()),
+                Err(broadcast::error::RecvError::Closed) => r.flow_lost = None,
             },
             _ = r.stop.wait_for(|s| *s) => return,
         }
-        // A registration made anew (not a periodic refresh) is reported.
-        let anew = after_loss || retry.is_some();
+        let Some(why) = schedule.due(Instant::now()) else {
+            continue;
+        };
         let mut reg = r.reg.lock().await;
         let result = register(&r.ctx, &mut reg, r.registrar, r.expires).await;
         drop(reg);
-        match result {
+        let event = match result {
             Ok(rtt) => {
-                failures = 0;
-                retry = None;
-                after_loss = false;
-                next_refresh = r.refresh.then(|| Instant::now() + every);
-                if anew {
-                    let _ = r.events.send(RunEvent::Registered(RegisterResult {
-                        role: r.ctx.role.clone(),
-                        user: r.account.user.clone(),
-                        rtt: Some(rtt),
-                        unregister: false,
-                        error: None,
-                    }));
-                }
+                schedule.on_success(Instant::now());
+                // A registration made anew is reported; a periodic refresh is not.
+                (why != Why::Refresh).then_some(RegisterResult {
+                    role: r.ctx.role.clone(),
+                    user: r.account.user.clone(),
+                    rtt: Some(rtt),
+                    unregister: false,
+                    error: None,
+                })
             }
             Err(error) => {
-                failures = failures.saturating_add(1);
-                let wait = RETRY_BASE
-                    .saturating_mul(1 << failures.saturating_sub(1).min(5))
-                    .min(RETRY_MAX);
-                retry = Some(Instant::now() + wait);
-                let what = if after_loss {
-                    format!(
+                let wait = schedule.on_failure(Instant::now());
+                let what = match why {
+                    Why::FlowLost => format!(
                         "re-registration after the connection to {} was lost failed",
                         r.registrar
-                    )
-                } else {
-                    "refresh failed".to_string()
+                    ),
+                    Why::Refresh | Why::Retry => "refresh failed".to_string(),
                 };
-                let _ = r.events.send(RunEvent::Registered(RegisterResult {
+                Some(RegisterResult {
                     role: r.ctx.role.clone(),
                     user: r.account.user.clone(),
                     rtt: None,
                     unregister: false,
-                    error: Some(format!("{what}: {error}")),
-                }));
+                    error: Some(format!(
+                        "{what}: {error} (tried again in {} s)",
+                        wait.as_secs()
+                    )),
+                })
             }
+        };
+        if let Some(event) = event {
+            let _ = r.events.send(RunEvent::Registered(event));
         }
     }
 }
