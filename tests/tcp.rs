@@ -196,7 +196,7 @@ fn after_kamailio_restarts_the_uas_reconnect_register_again_and_calls_go_through
 
     // A new Kamailio on the same port knows no one: the UAs must register again.
     let kam = kam.restart(&opts).expect("restart kamailio");
-    let again = kam.wait_bindings("3400", 1, Duration::from_secs(6));
+    let again = kam.wait_bindings("3400", 1, Duration::from_secs(14));
     assert_eq!(
         again.len(),
         1,
