@@ -165,8 +165,15 @@ impl UaDriver {
             if let Err(e) = sent {
                 tracing::warn!(to = %t.destination, error = %e, "send failed");
                 if matches!(self.transport, Transport::Tcp(_) | Transport::TcpPool(_)) {
-                    self.endpoint
-                        .transport_failed(Instant::now(), &t.destination);
+                    // The calls with that peer end; a REGISTER or OPTIONS of our own that
+                    // could not go (the registrar restarting) is no reason to end them.
+                    let own = [b"REGISTER ".as_slice(), b"OPTIONS "]
+                        .iter()
+                        .any(|m| t.bytes.starts_with(m));
+                    if !own {
+                        self.endpoint
+                            .transport_failed(Instant::now(), &t.destination);
+                    }
                     return Err(e);
                 }
             }
