@@ -256,3 +256,41 @@ fn validate_and_run_both_refuse_tls_at_its_line_and_column() {
         assert!(stderr.contains("use `udp` or `tcp`"), "{shown}");
     }
 }
+
+#[test]
+fn callers_over_tcp_hear_their_tones_echoed_by_sipp() {
+    let port = free_port();
+    let sipp = support::sipp::Sipp::start_builtin_uas(
+        port,
+        &[
+            "-t",
+            "t1",
+            "-rtp_echo",
+            "-trace_msg",
+            "-message_file",
+            "messages.log",
+        ],
+    )
+    .expect("start sipp");
+    let addr = format!("127.0.0.1:{port}");
+    let dir = RunDir::new("tcp-sipp").unwrap();
+    let out = run(
+        "tests/peers/scenarios/sipp-echo.yaml",
+        &["--set", "target.transport=tcp"],
+        &[("SIPP_ADDR", addr.as_str())],
+        &dir,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = summary(&dir);
+    assert_eq!(v["calls"]["passed"], 5, "{v}");
+    assert_eq!(v["audio"]["verified"], 5, "{v}");
+    // SIPp received every INVITE, ACK and BYE over TCP, none over UDP.
+    let messages = sipp.messages();
+    assert_eq!(
+        messages.matches("TCP message received").count(),
+        15,
+        "{messages}"
+    );
+    assert!(!messages.contains("UDP message"), "{messages}");
+}
