@@ -4,7 +4,9 @@
 //! The transport only moves bytes and frames messages; everything else (matching responses to
 //! transactions by branch, retransmission, timers) happens in the sans-IO core. One UDP socket
 //! serves every user agent of a run: the transaction layer routes what arrives by Via branch.
-//! TLS will be a third variant of [`Transport`] with the same framing as TCP.
+//! A [`TcpPool`] serves a role of `sipcheck run` over TCP: it chooses the connection a message
+//! goes over (its user agent's, the one a request came in on), and times keep-alives with the
+//! core's [`KeepAlive`]. TLS would wrap the same streams, with the same framing.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
