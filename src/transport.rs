@@ -517,7 +517,16 @@ impl TcpPool {
         } else {
             None
         };
-        (to, ua)
+        let key = (to, ua);
+        // A request to a peer that connected to us goes over its connection: its source
+        // port is no listening one (RFC 3261 §18: reuse a connection to the destination).
+        if key.1.is_some() && !self.conns.contains_key(&key) {
+            let shared = (to, None);
+            if self.conns.get(&shared).is_some_and(|c| !c.outgoing) {
+                return shared;
+            }
+        }
+        key
     }
 
     /// The user agent whose connection the last error returned was, when each has its own.
@@ -1090,6 +1099,25 @@ mod pool_tests {
             read_exactly(&mut again, answer.len()).await,
             answer.as_bytes()
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_peer_that_connected_in_goes_over_its_connection() {
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, true)
+            .await
+            .unwrap();
+        let mut peer = TcpStream::connect(pool.local_addr()).await.unwrap();
+        let invite = request("caller", "z9hG4bKi");
+        peer.write_all(&invite).await.unwrap();
+        let from = match pool.recv().await.unwrap() {
+            Incoming::Message { from, .. } => from,
+            other => panic!("{other:?}"),
+        };
+        // A request of one of our UAs to that address: no listening port there, so over
+        // the connection the peer opened.
+        let bye = request("callee", "z9hG4bKb");
+        pool.send(from, &bye).await.unwrap();
+        assert_eq!(read_exactly(&mut peer, bye.len()).await, bye);
     }
 
     #[tokio::test]

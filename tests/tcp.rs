@@ -294,3 +294,52 @@ fn callers_over_tcp_hear_their_tones_echoed_by_sipp() {
     );
     assert!(!messages.contains("UDP message"), "{messages}");
 }
+
+#[test]
+fn interrupted_over_tcp_every_call_ends_as_interrupted_and_every_ua_unregisters() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let dir = RunDir::new("tcp-interrupt").unwrap();
+    let path = repo_root().join("tests/peers/scenarios/kamailio-long.yaml");
+    let stderr_path = dir.join("stderr");
+    let mut child = Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(json(&dir))
+        .args(["--set", "target.transport=tcp"])
+        .args(["--set", "roles.callee.accounts=5000..5001"])
+        .args(["--set", "roles.caller.accounts=5010..5011"])
+        .env("SIP_SERVER", &server)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let output = || {
+        format!(
+            "{}\n{}",
+            process::read_lossy(&dir.join("stdout")),
+            process::read_lossy(&stderr_path)
+        )
+    };
+    // Both calls up (their ACKs through Kamailio), then Ctrl-C.
+    let up = process::wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        kam.log().matches("REQ ACK").count() >= 2
+    });
+    assert!(up, "calls not up\n{}\n{}", kam.log(), output());
+    process::signal(child.id(), "INT").unwrap();
+    let Some(status) = process::wait_timeout(&mut child, Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("sipcheck did not stop\n{}", output());
+    };
+    let shown = format!("{}\n{}", output(), kam.log());
+    assert_eq!(status.code(), Some(130), "{shown}");
+    let v = summary(&dir);
+    // Both sides of both calls ended by the interruption, none by the transport: the
+    // callee's BYE went back over the connection Kamailio had opened to it.
+    assert_eq!(v["failures"]["interrupted"], 4, "{v}");
+    assert_eq!(v["failures"].as_object().unwrap().len(), 1, "{v}");
+    assert_eq!(v["registrations"]["unregister_ok"], 4, "{v}");
+    for user in ["5000", "5001", "5010", "5011"] {
+        assert!(kam.bindings(user).is_empty(), "{user} still registered");
+    }
+}
