@@ -343,3 +343,70 @@ fn interrupted_over_tcp_every_call_ends_as_interrupted_and_every_ua_unregisters(
         assert!(kam.bindings(user).is_empty(), "{user} still registered");
     }
 }
+
+#[test]
+fn a_frozen_kamailio_misses_its_pong_and_the_ua_registers_again_once_it_answers() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let dir = RunDir::new("tcp-pong").unwrap();
+    let path = repo_root().join("tests/peers/scenarios/kamailio-tcp-idle.yaml");
+    let stderr_path = dir.join("stderr");
+    let mut child = Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(json(&dir))
+        .env("SIP_SERVER", &server)
+        .env("KEEPALIVE", "1s")
+        .env("RUST_LOG", "sipcheck=debug")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || plain(process::read_lossy(&stderr_path).as_bytes());
+    assert_eq!(
+        kam.wait_bindings("3500", 1, Duration::from_secs(10)).len(),
+        1,
+        "{}",
+        kam.log()
+    );
+    // Answered pings first.
+    let ponged = process::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        log().contains("TCP keep-alive: pong received")
+    });
+    assert!(ponged, "{}", log());
+    let registers_before = kam.log().matches("REQ REGISTER").count();
+
+    // Kamailio frozen (every process of it): the connection stays open, the pong never
+    // comes, and the UA closes the connection within the interval and the pong timeout.
+    let mut pids = process::child_pids(kam.pid());
+    pids.push(kam.pid());
+    for &pid in &pids {
+        process::signal(pid, "STOP").unwrap();
+    }
+    let closed = process::wait_until(Duration::from_secs(6), Duration::from_millis(50), || {
+        log().contains("no pong answered a keep-alive ping")
+    });
+    for &pid in &pids {
+        process::signal(pid, "CONT").unwrap();
+    }
+    assert!(closed, "{}", log());
+    // Once Kamailio answers again, the UA has registered anew.
+    let again = process::wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        kam.log().matches("REQ REGISTER").count() > registers_before
+            && log().matches("TCP connection opened").count() >= 2
+            && kam.bindings("3500").len() == 1
+    });
+    assert!(again, "{}\n{}", log(), kam.log());
+
+    process::signal(child.id(), "INT").unwrap();
+    let Some(status) = process::wait_timeout(&mut child, Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("sipcheck did not stop\n{}", log());
+    };
+    assert_eq!(status.code(), Some(130), "{}", log());
+    let v = summary(&dir);
+    // The first registration and at least the one after the pong was missed.
+    assert!(v["registrations"]["ok"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(v["registrations"]["unregister_ok"], 1, "{v}");
+    assert!(kam.bindings("3500").is_empty(), "3500 still registered");
+}
