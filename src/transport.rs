@@ -542,7 +542,23 @@ impl TcpPool {
             .or_insert_with(|| tokio::spawn(open(local, to)));
         let opened = task.await;
         self.connecting.remove(&key);
-        let stream = opened.map_err(|e| TransportError::Io(io::Error::other(e)))??;
+        // Whatever failed (no socket to be had, a panicked task), it is this connection's.
+        let stream = match opened {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e @ TransportError::Connect { .. })) => return Err(e),
+            Ok(Err(e)) => {
+                return Err(TransportError::Connect {
+                    addr: to,
+                    source: io::Error::other(e.to_string()),
+                })
+            }
+            Err(e) => {
+                return Err(TransportError::Connect {
+                    addr: to,
+                    source: io::Error::other(e),
+                })
+            }
+        };
         tracing::debug!(peer = %to, ua = key.1.as_deref().unwrap_or("*"), "TCP connection opened");
         self.register(stream, key, true);
         Ok(())
