@@ -1,9 +1,12 @@
-//! SIP transports: one shared UDP socket, or a TCP connection, over IPv4 or IPv6.
+//! SIP transports: one shared UDP socket, a TCP connection, or a pool of TCP connections
+//! with a listening socket, over IPv4 or IPv6.
 //!
 //! The transport only moves bytes and frames messages; everything else (matching responses to
 //! transactions by branch, retransmission, timers) happens in the sans-IO core. One UDP socket
 //! serves every user agent of a run: the transaction layer routes what arrives by Via branch.
-//! TLS will be a third variant of [`Transport`] with the same framing as TCP.
+//! A [`TcpPool`] serves a role of `sipcheck run` over TCP: it chooses the connection a message
+//! goes over (its user agent's, the one a request came in on), and times keep-alives with the
+//! core's [`KeepAlive`]. TLS would wrap the same streams, with the same framing.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::keepalive::{KeepAlive, KeepAliveAction, PONG_TIMEOUT};
 use sipcheck_core::sip::msg::{Message, ParseError, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -53,9 +57,27 @@ pub enum TransportError {
         /// The framing error.
         source: ParseError,
     },
+    /// No pong answered a keep-alive ping in time (RFC 5626 §4.4.1): the connection was
+    /// closed.
+    #[error("the TCP connection to {0} was closed: no pong answered a keep-alive ping")]
+    NoPong(SocketAddr),
     /// Any other socket error.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
+}
+
+impl TransportError {
+    /// The peer of a connection that failed or could not be opened, when the error is
+    /// that one connection's (the transport itself still works, for other peers and for
+    /// a new connection to this one).
+    pub fn flow(&self) -> Option<SocketAddr> {
+        match self {
+            TransportError::Connect { addr, .. } => Some(*addr),
+            TransportError::Closed(addr) | TransportError::NoPong(addr) => Some(*addr),
+            TransportError::Stream { peer, .. } => Some(*peer),
+            _ => None,
+        }
+    }
 }
 
 /// Something that arrived on a transport.
@@ -125,6 +147,8 @@ pub enum Transport {
     Udp(UdpTransport),
     /// One TCP connection to a server.
     Tcp(TcpTransport),
+    /// TCP connections to any peer, opened on demand, and a listening socket.
+    TcpPool(TcpPool),
 }
 
 impl Transport {
@@ -149,7 +173,7 @@ impl Transport {
     pub fn kind(&self) -> Kind {
         match self {
             Transport::Udp(_) => Kind::Udp,
-            Transport::Tcp(_) => Kind::Tcp,
+            Transport::Tcp(_) | Transport::TcpPool(_) => Kind::Tcp,
         }
     }
 
@@ -158,22 +182,28 @@ impl Transport {
         match self {
             Transport::Udp(t) => t.local,
             Transport::Tcp(t) => t.local,
+            Transport::TcpPool(t) => t.local,
         }
     }
 
-    /// Send one message to `to` (ignored for TCP, which has one peer).
+    /// Send one message to `to` (ignored for a single TCP connection, which has one peer).
     pub async fn send(&mut self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
         match self {
             Transport::Udp(t) => t.send(to, data).await,
             Transport::Tcp(t) => t.send(data).await,
+            Transport::TcpPool(t) => t.send(to, data).await,
         }
     }
 
     /// Wait for the next message.
+    ///
+    /// For a [`TcpPool`], an error whose [`TransportError::flow`] is set is one
+    /// connection's: the pool goes on.
     pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
         match self {
             Transport::Udp(t) => t.recv().await,
             Transport::Tcp(t) => t.recv().await,
+            Transport::TcpPool(t) => t.recv().await,
         }
     }
 }
@@ -316,6 +346,499 @@ impl TcpTransport {
     }
 }
 
+/// How long opening a TCP connection may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// TCP connections of one side of a run (RFC 3261 §18): a listening socket whose address
+/// Via and Contact advertise, the connections peers open to it, and connections opened on
+/// demand to any destination — one per destination, reused for every message to it
+/// (requests, responses, in-dialog requests), opened again when it has dropped.
+///
+/// Each connection has a reader task (framing by `Content-Length`) and a writer task (so
+/// that a message is written whole even if the caller of [`TcpPool::send`] is cancelled).
+/// A ping (CRLF CRLF) received is answered with a pong (CRLF); the connections this pool
+/// opened are pinged every keep-alive interval when there is one (RFC 5626 §4.4.1), and
+/// closed when a pong takes longer than 10 s or the interval, whichever is shorter.
+#[derive(Debug)]
+pub struct TcpPool {
+    local: SocketAddr,
+    listener: tokio::net::TcpListener,
+    conns: std::collections::HashMap<FlowKey, Conn>,
+    events_tx: tokio::sync::mpsc::UnboundedSender<ConnEvent>,
+    events_rx: tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
+    next_id: u64,
+    keepalive: Option<std::time::Duration>,
+    /// Each user agent (the user of a request's `From`) has its own connections.
+    per_ua: bool,
+    /// Connections being opened: a task each, so that a caller of [`TcpPool::send`]
+    /// cancelled while it waits leaves the connection to be used next time.
+    connecting: std::collections::HashMap<
+        FlowKey,
+        tokio::task::JoinHandle<Result<TcpStream, TransportError>>,
+    >,
+    /// The connection each recent request came in on, by its Via branch: its responses go
+    /// back over it.
+    came_in_on: std::collections::HashMap<Box<str>, FlowKey>,
+    /// The user agent of the connection of the last error returned, when per UA.
+    lost_ua: Option<Arc<str>>,
+}
+
+/// A connection's peer, and its user agent when each has its own (`None`: shared, or
+/// accepted).
+type FlowKey = (SocketAddr, Option<Arc<str>>);
+
+/// How many requests' connections are remembered for their responses.
+const CAME_IN_ON_MAX: usize = 4096;
+
+/// What a connection's tasks report.
+#[derive(Debug)]
+enum ConnEvent {
+    Message {
+        key: FlowKey,
+        message: Box<Message>,
+    },
+    KeepAlive {
+        id: u64,
+        key: FlowKey,
+        pings: u32,
+        pongs: u32,
+    },
+    Closed {
+        id: u64,
+        key: FlowKey,
+        error: TransportError,
+    },
+}
+
+/// One connection of a [`TcpPool`]; its tasks stop when it is dropped.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    writer: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    /// Opened by the pool (not accepted).
+    outgoing: bool,
+    keepalive: Option<KeepAlive>,
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+const PING: &[u8] = b"\r\n\r\n";
+const PONG: &[u8] = b"\r\n";
+
+impl TcpPool {
+    /// Listen on `local` (port 0: ephemeral); ping the connections opened every
+    /// `keepalive` when given; open connections per user agent (the user of a request's
+    /// `From`) when `per_ua`, else one per destination. Within a tokio runtime.
+    pub async fn bind(
+        local: SocketAddr,
+        keepalive: Option<std::time::Duration>,
+        per_ua: bool,
+    ) -> Result<Self, TransportError> {
+        let listener = tokio::net::TcpListener::bind(local)
+            .await
+            .map_err(|source| TransportError::Bind {
+                addr: local,
+                source,
+            })?;
+        let local = listener.local_addr()?;
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Self {
+            local,
+            listener,
+            conns: std::collections::HashMap::new(),
+            events_tx,
+            events_rx,
+            next_id: 0,
+            keepalive,
+            per_ua,
+            connecting: std::collections::HashMap::new(),
+            came_in_on: std::collections::HashMap::new(),
+            lost_ua: None,
+        })
+    }
+
+    /// The listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Send one message to `to`: a response over the connection its request came in on
+    /// (else any with `to`), a request over the connection open with `to` (its user
+    /// agent's, when per UA); else over a new one. An error is that connection's only
+    /// ([`TransportError::flow`]).
+    pub async fn send(&mut self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
+        let key = self.route(to, data);
+        if !self.conns.contains_key(&key) {
+            if let Err(e) = self.connect(key.clone()).await {
+                self.lost_ua = key.1;
+                return Err(e);
+            }
+        }
+        let sent = self
+            .conns
+            .get(&key)
+            .is_some_and(|c| c.writer.send(Bytes::copy_from_slice(data)).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            self.conns.remove(&key);
+            self.lost_ua = key.1;
+            Err(TransportError::Closed(to))
+        }
+    }
+
+    /// The connection a message to `to` goes over.
+    fn route(&self, to: SocketAddr, data: &[u8]) -> FlowKey {
+        if data.starts_with(b"SIP/2.0 ") {
+            let came_in_on = top_via_branch(data).and_then(|b| self.came_in_on.get(b));
+            if let Some(key) = came_in_on.filter(|k| k.0 == to && self.conns.contains_key(*k)) {
+                return key.clone();
+            }
+            if let Some(key) = self.conns.keys().find(|k| k.0 == to) {
+                return key.clone();
+            }
+            // That connection is gone: a new one to the Via's `received` address and
+            // `sent-by` port (RFC 3261 §18.2.2), not to the old connection's source port.
+            let to = via_sent_by(data).unwrap_or(to);
+            if let Some(key) = self.conns.keys().find(|k| k.0 == to) {
+                return key.clone();
+            }
+            return (to, None);
+        }
+        let ua = if self.per_ua {
+            from_user(data).map(Arc::from)
+        } else {
+            None
+        };
+        let key = (to, ua);
+        // A request to a peer that connected to us goes over its connection: its source
+        // port is no listening one (RFC 3261 §18: reuse a connection to the destination).
+        if key.1.is_some() && !self.conns.contains_key(&key) {
+            let shared = (to, None);
+            if self.conns.get(&shared).is_some_and(|c| !c.outgoing) {
+                return shared;
+            }
+        }
+        key
+    }
+
+    /// The user agent whose connection the last error returned was, when each has its own.
+    pub fn take_lost_ua(&mut self) -> Option<Arc<str>> {
+        self.lost_ua.take()
+    }
+
+    async fn connect(&mut self, key: FlowKey) -> Result<(), TransportError> {
+        let (local, to) = (self.local, key.0);
+        let task = self
+            .connecting
+            .entry(key.clone())
+            .or_insert_with(|| tokio::spawn(open(local, to)));
+        let opened = task.await;
+        self.connecting.remove(&key);
+        // Whatever failed (no socket to be had, a panicked task), it is this connection's.
+        let stream = match opened {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e @ TransportError::Connect { .. })) => return Err(e),
+            Ok(Err(e)) => {
+                return Err(TransportError::Connect {
+                    addr: to,
+                    source: io::Error::other(e.to_string()),
+                })
+            }
+            Err(e) => {
+                return Err(TransportError::Connect {
+                    addr: to,
+                    source: io::Error::other(e),
+                })
+            }
+        };
+        tracing::debug!(peer = %to, ua = key.1.as_deref().unwrap_or("*"), "TCP connection opened");
+        self.register(stream, key, true);
+        Ok(())
+    }
+
+    /// Start the tasks of a connection and keep it (replacing one with the same peer).
+    fn register(&mut self, stream: TcpStream, key: FlowKey, outgoing: bool) {
+        let peer = key.0;
+        let _ = stream.set_nodelay(true);
+        let id = self.next_id;
+        self.next_id += 1;
+        let (mut rd, mut wr) = stream.into_split();
+        let (writer, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let events = self.events_tx.clone();
+        let task_key = key.clone();
+        let write_task = tokio::spawn(async move {
+            while let Some(bytes) = to_write.recv().await {
+                if let Err(e) = wr.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %e, "TCP write failed");
+                    let _ = events.send(ConnEvent::Closed {
+                        id,
+                        key: task_key,
+                        error: TransportError::Closed(peer),
+                    });
+                    return;
+                }
+            }
+        });
+        let events = self.events_tx.clone();
+        let task_key = key.clone();
+        let read_task = tokio::spawn(async move {
+            let key = task_key;
+            let mut framer = StreamFramer::new();
+            let mut buf = vec![0; 65_536];
+            loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        let _ = events.send(ConnEvent::Closed {
+                            id,
+                            key,
+                            error: TransportError::Closed(peer),
+                        });
+                        return;
+                    }
+                };
+                framer.push(&buf[..n]);
+                while let Some(framed) = framer.next_message() {
+                    match framed {
+                        Ok(message) => {
+                            let _ = events.send(ConnEvent::Message {
+                                key: key.clone(),
+                                message: Box::new(message),
+                            });
+                        }
+                        Err(source) => {
+                            let _ = events.send(ConnEvent::Closed {
+                                id,
+                                key,
+                                error: TransportError::Stream { peer, source },
+                            });
+                            return;
+                        }
+                    }
+                }
+                let (pings, pongs) = framer.take_keepalives();
+                if pings + pongs > 0 {
+                    let _ = events.send(ConnEvent::KeepAlive {
+                        id,
+                        key: key.clone(),
+                        pings,
+                        pongs,
+                    });
+                }
+            }
+        });
+        let keepalive = self
+            .keepalive
+            .filter(|_| outgoing)
+            .map(|every| KeepAlive::new(std::time::Instant::now(), every, PONG_TIMEOUT.min(every)));
+        self.conns.insert(
+            key,
+            Conn {
+                id,
+                writer,
+                outgoing,
+                keepalive,
+                tasks: [write_task.abort_handle(), read_task.abort_handle()],
+            },
+        );
+    }
+
+    /// The connection of `key` if it is still the one numbered `id`.
+    fn conn(&mut self, key: &FlowKey, id: u64) -> Option<&mut Conn> {
+        self.conns.get_mut(key).filter(|c| c.id == id)
+    }
+
+    /// The next message from any connection, accepting connections and answering and
+    /// sending keep-alives meanwhile. An error is one connection's ([`TransportError::flow`]):
+    /// one this pool opened dropped, or went unanswered by pongs and was closed. Accepted
+    /// connections close silently (their peer opens a new one when it needs to).
+    ///
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
+        loop {
+            let deadline = self
+                .conns
+                .values()
+                .filter_map(|c| c.keepalive.as_ref().map(KeepAlive::poll_timeout))
+                .min();
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tracing::debug!(%peer, local = %self.local, "TCP connection accepted");
+                        self.register(stream, (peer, None), false);
+                    }
+                    // Out of file descriptors and the like: the next accept may work.
+                    Err(e) => tracing::warn!(error = %e, "cannot accept a TCP connection"),
+                },
+                event = self.events_rx.recv() => match event {
+                    Some(ConnEvent::Message { key, message }) => {
+                        let from = key.0;
+                        if let (true, Some(branch)) = (message.is_request(), message.branch()) {
+                            if self.came_in_on.len() >= CAME_IN_ON_MAX {
+                                self.came_in_on.clear();
+                            }
+                            self.came_in_on.insert(branch.into(), key);
+                        }
+                        return Ok(Incoming::Message { message, from });
+                    }
+                    Some(ConnEvent::KeepAlive { id, key, pings, pongs }) => {
+                        let peer = key.0;
+                        if let Some(conn) = self.conn(&key, id) {
+                            for _ in 0..pings {
+                                tracing::debug!(%peer, "TCP keep-alive: ping answered");
+                                let _ = conn.writer.send(Bytes::from_static(PONG));
+                            }
+                            if let (Some(ka), true) = (&mut conn.keepalive, pongs > 0) {
+                                tracing::debug!(%peer, "TCP keep-alive: pong received");
+                                ka.on_pong(std::time::Instant::now());
+                            }
+                        }
+                    }
+                    Some(ConnEvent::Closed { id, key, error }) => {
+                        let peer = key.0;
+                        if let Some(conn) = self.conn(&key, id) {
+                            let outgoing = conn.outgoing;
+                            self.conns.remove(&key);
+                            if outgoing {
+                                self.lost_ua = key.1;
+                                return Err(error);
+                            }
+                            tracing::debug!(%peer, %error, "accepted TCP connection closed");
+                        }
+                    }
+                    // The pool keeps a sender: never.
+                    None => return Err(TransportError::Io(io::ErrorKind::BrokenPipe.into())),
+                },
+                () = crate::ua::sleep_until(deadline) => {
+                    let now = std::time::Instant::now();
+                    let mut failed = None;
+                    for (key, conn) in &mut self.conns {
+                        let peer = key.0;
+                        let Some(ka) = &mut conn.keepalive else { continue };
+                        match ka.handle_timeout(now) {
+                            Some(KeepAliveAction::SendPing) => {
+                                tracing::debug!(%peer, "TCP keep-alive: ping sent");
+                                let _ = conn.writer.send(Bytes::from_static(PING));
+                            }
+                            Some(KeepAliveAction::FlowFailed) => failed = Some(key.clone()),
+                            None => {}
+                        }
+                    }
+                    if let Some(key) = failed {
+                        self.conns.remove(&key);
+                        self.lost_ua = key.1;
+                        return Err(TransportError::NoPong(key.0));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The value of the first header of a message's head named `long` or `compact`
+/// (case-insensitive), found without a full parse.
+fn head_header<'a>(raw: &'a [u8], long: &str, compact: &str) -> Option<&'a str> {
+    let head = &raw[..raw.len().min(8192)];
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(long.as_bytes())
+            || name.eq_ignore_ascii_case(compact.as_bytes())
+        {
+            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
+        }
+    }
+    None
+}
+
+/// The user part of the `From` URI of a raw message (`"A" <sip:1001@pbx>;tag=x` → `1001`).
+pub fn from_user(raw: &[u8]) -> Option<&str> {
+    let value = head_header(raw, "from", "f")?;
+    let uri = sipcheck_core::sip::msg::contact_uri(value);
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user))
+}
+
+/// The `branch` of the first Via of a raw message.
+fn top_via_branch(raw: &[u8]) -> Option<&str> {
+    let via = head_header(raw, "via", "v")?;
+    let first = via.split(',').next()?;
+    first.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("branch")
+            .then(|| value.trim())
+    })
+}
+
+/// Where a response goes when the connection of its request is gone (RFC 3261 §18.2.2):
+/// the top Via's `received` address (else its sent-by host), at its sent-by port (else
+/// 5060). `None` unless the host is an IP address.
+fn via_sent_by(raw: &[u8]) -> Option<SocketAddr> {
+    let via = head_header(raw, "via", "v")?;
+    let first = via.split(',').next()?;
+    let mut parts = first.split(';');
+    let sent_by = parts.next()?.split_whitespace().nth(1)?;
+    let received = parts.find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("received")
+            .then(|| value.trim())
+    });
+    let (host, port) = match sent_by.parse::<SocketAddr>() {
+        Ok(addr) => (addr.ip().to_string(), addr.port()),
+        Err(_) => match sent_by.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+                (h.to_string(), p.parse().ok()?)
+            }
+            _ => (sent_by.to_string(), 5060),
+        },
+    };
+    let host = received.unwrap_or(&host);
+    let ip: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Open a TCP connection to `to`, from the address of `local` (any port).
+async fn open(local: SocketAddr, to: SocketAddr) -> Result<TcpStream, TransportError> {
+    let socket = if to.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    if local.is_ipv4() == to.is_ipv4() && !local.ip().is_unspecified() {
+        let from = SocketAddr::new(local.ip(), 0);
+        socket
+            .bind(from)
+            .map_err(|source| TransportError::Bind { addr: from, source })?;
+    }
+    match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(to)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(TransportError::Connect { addr: to, source }),
+        Err(_) => Err(TransportError::Connect {
+            addr: to,
+            source: io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +909,258 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    const OK: &[u8] = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+    async fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
+        buf
+    }
+
+    #[tokio::test]
+    async fn a_peer_connecting_in_is_answered_over_its_connection_pings_with_a_pong() {
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, false)
+            .await
+            .unwrap();
+        let mut peer = TcpStream::connect(pool.local_addr()).await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        peer.write_all(b"\r\n\r\n").await.unwrap();
+        peer.write_all(OPTIONS).await.unwrap();
+        let from = match pool.recv().await.unwrap() {
+            Incoming::Message { message, from } => {
+                assert_eq!(message.call_id(), "x");
+                from
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(from, peer_addr);
+        // The response goes back over the same connection, after the pong.
+        pool.send(from, OK).await.unwrap();
+        let (got, pool_result) = tokio::join!(read_exactly(&mut peer, 2 + OK.len()), async {
+            tokio::time::timeout(Duration::from_millis(300), pool.recv()).await
+        });
+        assert!(pool_result.is_err(), "nothing more arrived");
+        let mut expected = b"\r\n".to_vec();
+        expected.extend_from_slice(OK);
+        // The pong and the response are written in the order the pool handled them.
+        if got.starts_with(b"\r\n") {
+            assert_eq!(got, expected);
+        } else {
+            let mut other = OK.to_vec();
+            other.extend_from_slice(b"\r\n");
+            assert_eq!(got, other);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_connection_opened_is_pinged_and_closed_when_no_pong_comes() {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut pool = TcpPool::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Some(Duration::from_millis(100)),
+            false,
+        )
+        .await
+        .unwrap();
+        pool.send(addr, OPTIONS).await.unwrap();
+        let (mut accepted, _) = server.accept().await.unwrap();
+        assert_eq!(read_exactly(&mut accepted, OPTIONS.len()).await, OPTIONS);
+        // Pinged; answered once: the connection lives on.
+        let err = tokio::select! {
+            r = pool.recv() => r.unwrap_err(),
+            ping = read_exactly(&mut accepted, 4) => {
+                assert_eq!(ping, b"\r\n\r\n");
+                accepted.write_all(b"\r\n").await.unwrap();
+                // Not answered this time: closed after the pong timeout.
+                let started = std::time::Instant::now();
+                let (ping, err) = tokio::join!(read_exactly(&mut accepted, 4), async {
+                    tokio::time::timeout(Duration::from_secs(5), pool.recv()).await
+                });
+                assert_eq!(ping, b"\r\n\r\n");
+                assert!(started.elapsed() >= Duration::from_millis(100));
+                err.expect("in time").unwrap_err()
+            }
+        };
+        assert!(
+            matches!(err, TransportError::NoPong(a) if a == addr),
+            "{err}"
+        );
+        assert_eq!(err.flow(), Some(addr));
+        // The pool closed it: the server reads the end of the stream.
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), accepted.read_to_end(&mut rest))
+            .await
+            .expect("closed in time")
+            .unwrap();
+        assert_eq!(n, 0, "{rest:?}");
+        // The next message opens a new connection.
+        pool.send(addr, OPTIONS).await.unwrap();
+        let (mut again, _) = server.accept().await.unwrap();
+        assert_eq!(read_exactly(&mut again, OPTIONS.len()).await, OPTIONS);
+    }
+
+    fn request(user: &str, branch: &str) -> Vec<u8> {
+        format!("OPTIONS sip:s@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/TCP 127.0.0.1:9;rport;branch={branch}\r\nFrom: \"U\" <sip:{user}@pbx.test>;tag=1\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").into_bytes()
+    }
+
+    fn response(branch: &str) -> Vec<u8> {
+        format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch={branch}\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn the_from_user_and_the_top_via_branch_are_read_from_the_head() {
+        let raw = request("1001", "z9hG4bKa");
+        assert_eq!(from_user(&raw), Some("1001"));
+        assert_eq!(top_via_branch(&raw), Some("z9hG4bKa"));
+        assert_eq!(top_via_branch(&response("z9hG4bKb")), Some("z9hG4bKb"));
+        assert_eq!(from_user(&response("x")), None);
+        assert_eq!(
+            via_sent_by(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1;received=127.0.0.1\r\n\r\n"),
+            Some("127.0.0.1:5070".parse().unwrap())
+        );
+        assert_eq!(
+            via_sent_by(b"SIP/2.0 200 OK\r\nv: SIP/2.0/TCP [::1];branch=z9hG4bK1\r\n\r\n"),
+            Some("[::1]:5060".parse().unwrap())
+        );
+        assert_eq!(
+            via_sent_by(
+                b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP pbx.test:5070;branch=z9hG4bK1\r\n\r\n"
+            ),
+            None
+        );
+        let compact = b"BYE sip:a@b SIP/2.0\nf: <sip:2002;x@h>;tag=2\nVia: SIP/2.0/TCP h;branch=z9hG4bKc, SIP/2.0/TCP g;branch=z9hG4bKd\n\n";
+        assert_eq!(from_user(compact), Some("2002"));
+        assert_eq!(top_via_branch(compact), Some("z9hG4bKc"));
+    }
+
+    #[tokio::test]
+    async fn per_ua_each_user_has_its_connection_and_a_response_takes_its_requests() {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, true)
+            .await
+            .unwrap();
+        let first = request("1001", "z9hG4bK1");
+        let second = request("1002", "z9hG4bK2");
+        pool.send(addr, &first).await.unwrap();
+        let (mut a, _) = server.accept().await.unwrap();
+        assert_eq!(read_exactly(&mut a, first.len()).await, first);
+        pool.send(addr, &second).await.unwrap();
+        let (mut b, _) = server.accept().await.unwrap();
+        assert_eq!(read_exactly(&mut b, second.len()).await, second);
+        // The same user again: its own connection.
+        pool.send(addr, &first).await.unwrap();
+        assert_eq!(read_exactly(&mut a, first.len()).await, first);
+        // A request of the server's over the second connection: answered over it.
+        let incoming = request("server", "z9hG4bKs");
+        b.write_all(&incoming).await.unwrap();
+        assert!(
+            matches!(pool.recv().await.unwrap(), Incoming::Message { from, .. } if from == addr)
+        );
+        let answer = response("z9hG4bKs");
+        pool.send(addr, &answer).await.unwrap();
+        assert_eq!(read_exactly(&mut b, answer.len()).await, answer);
+        // Nothing else went over the first one.
+        let mut byte = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), a.read(&mut byte))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_whose_connection_closed_goes_to_the_via_sent_by() {
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, true)
+            .await
+            .unwrap();
+        let listening = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sent_by = listening.local_addr().unwrap();
+        let mut peer = TcpStream::connect(pool.local_addr()).await.unwrap();
+        let incoming = format!("OPTIONS sip:s@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {sent_by};branch=z9hG4bKv\r\nFrom: <sip:p@pbx.test>;tag=1\r\nCall-ID: v\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        peer.write_all(incoming.as_bytes()).await.unwrap();
+        let from = match pool.recv().await.unwrap() {
+            Incoming::Message { from, .. } => from,
+            other => panic!("{other:?}"),
+        };
+        drop(peer);
+        // The pool sees the accepted connection close (silently: recv goes on).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while pool.conns.keys().any(|k| k.0 == from) {
+            assert!(std::time::Instant::now() < deadline, "close not seen");
+            let r = tokio::time::timeout(Duration::from_millis(20), pool.recv()).await;
+            assert!(r.is_err(), "{r:?}");
+        }
+        let answer = format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP {sent_by};branch=z9hG4bKv\r\nCall-ID: v\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        pool.send(from, answer.as_bytes()).await.unwrap();
+        let (mut again, _) = listening.accept().await.unwrap();
+        assert_eq!(
+            read_exactly(&mut again, answer.len()).await,
+            answer.as_bytes()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_peer_that_connected_in_goes_over_its_connection() {
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, true)
+            .await
+            .unwrap();
+        let mut peer = TcpStream::connect(pool.local_addr()).await.unwrap();
+        let invite = request("caller", "z9hG4bKi");
+        peer.write_all(&invite).await.unwrap();
+        let from = match pool.recv().await.unwrap() {
+            Incoming::Message { from, .. } => from,
+            other => panic!("{other:?}"),
+        };
+        // A request of one of our UAs to that address: no listening port there, so over
+        // the connection the peer opened.
+        let bye = request("callee", "z9hG4bKb");
+        pool.send(from, &bye).await.unwrap();
+        assert_eq!(read_exactly(&mut peer, bye.len()).await, bye);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_that_peers_error_and_a_dropped_one_is_reported() {
+        let mut pool = TcpPool::bind("127.0.0.1:0".parse().unwrap(), None, false)
+            .await
+            .unwrap();
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let err = pool.send(closed, OPTIONS).await.unwrap_err();
+        assert!(matches!(err, TransportError::Connect { .. }), "{err}");
+        assert_eq!(err.flow(), Some(closed));
+
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        pool.send(addr, OPTIONS).await.unwrap();
+        let (accepted, _) = server.accept().await.unwrap();
+        drop(accepted);
+        let err = tokio::time::timeout(Duration::from_secs(5), pool.recv())
+            .await
+            .expect("in time")
+            .unwrap_err();
+        assert!(
+            matches!(err, TransportError::Closed(a) if a == addr),
+            "{err}"
+        );
     }
 }

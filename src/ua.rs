@@ -123,6 +123,15 @@ impl UaDriver {
         &self.transport
     }
 
+    /// After an error of one TCP connection of a pool that opens connections per user
+    /// agent: whose connection it was.
+    pub fn take_lost_ua(&mut self) -> Option<std::sync::Arc<str>> {
+        match &mut self.transport {
+            Transport::TcpPool(pool) => pool.take_lost_ua(),
+            _ => None,
+        }
+    }
+
     /// Send everything the endpoint has queued.
     pub async fn flush(&mut self) -> Result<(), TransportError> {
         loop {
@@ -155,9 +164,16 @@ impl UaDriver {
             );
             if let Err(e) = sent {
                 tracing::warn!(to = %t.destination, error = %e, "send failed");
-                if matches!(self.transport, Transport::Tcp(_)) {
-                    self.endpoint
-                        .transport_failed(Instant::now(), &t.destination);
+                if matches!(self.transport, Transport::Tcp(_) | Transport::TcpPool(_)) {
+                    // The calls with that peer end; a REGISTER or OPTIONS of our own that
+                    // could not go (the registrar restarting) is no reason to end them.
+                    let own = [b"REGISTER ".as_slice(), b"OPTIONS "]
+                        .iter()
+                        .any(|m| t.bytes.starts_with(m));
+                    if !own {
+                        self.endpoint
+                            .transport_failed(Instant::now(), &t.destination);
+                    }
                     return Err(e);
                 }
             }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,9 +14,10 @@ use sipcheck_core::sdp::{LocalMedia, Negotiated};
 use sipcheck_core::sip::msg::Message;
 use sipcheck_core::sip::transaction::{TransactionEvent, TxId};
 use sipcheck_core::ua::call::{CallError, CallEvent, CallId, OutgoingCall};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::ladder::RawLadder;
+use crate::transport::TransportError;
 use crate::ua::UaDriver;
 
 /// The events of one call, with its ladder attached to the `Ended` event. Boxed: the
@@ -59,6 +61,12 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// Where the final response to a request of our own goes.
+type Reply = oneshot::Sender<Result<Message, String>>;
+
+/// A TCP connection that dropped: its peer, and its user agent when each has its own.
+pub(crate) type LostFlow = (SocketAddr, Option<Arc<str>>);
+
 /// An incoming call, handed to whoever serves the called user.
 pub(crate) struct IncomingCall {
     pub(crate) call: CallId,
@@ -73,7 +81,12 @@ pub(crate) struct Agent {
     commands: mpsc::UnboundedReceiver<Command>,
     incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
     calls: HashMap<CallId, CallSender>,
-    requests: HashMap<TxId, oneshot::Sender<Result<Message, String>>>,
+    /// Requests of our own under way: their destination, their user agent, and who waits
+    /// for the response.
+    requests: HashMap<TxId, (SocketAddr, Option<Arc<str>>, Reply)>,
+    /// Told the peer of each TCP connection that dropped, and its user agent when each has
+    /// its own.
+    flow_lost: Option<broadcast::Sender<LostFlow>>,
 }
 
 impl Agent {
@@ -88,6 +101,39 @@ impl Agent {
             incoming: Some(incoming),
             calls: HashMap::new(),
             requests: HashMap::new(),
+            flow_lost: None,
+        }
+    }
+
+    /// Tell `lost` the peer of every TCP connection that drops (the registrations through
+    /// it are renewed over a new one).
+    pub(crate) fn notify_flow_lost(mut self, lost: broadcast::Sender<LostFlow>) -> Self {
+        self.flow_lost = Some(lost);
+        self
+    }
+
+    /// A TCP connection with `peer` dropped or could not be opened: the requests of our
+    /// own sent to it fail now (their responses cannot come) instead of timing out, and
+    /// whoever renews registrations is told.
+    fn flow_failed(&mut self, peer: SocketAddr, error: &TransportError) {
+        let ua = self.driver.take_lost_ua();
+        tracing::info!(%peer, ua = ua.as_deref().unwrap_or("*"), %error, "TCP connection lost");
+        let failed: Vec<TxId> = self
+            .requests
+            .iter()
+            .filter(|(_, (to, of, _))| *to == peer && (ua.is_none() || *of == ua))
+            .map(|(tx, _)| *tx)
+            .collect();
+        for tx in failed {
+            if let Some((_, _, reply)) = self.requests.remove(&tx) {
+                let _ = reply.send(Err(error.to_string()));
+            }
+        }
+        // A connection that could not be opened was no flow: nothing to renew (renewing
+        // would only fail the same way, at once, again).
+        let dropped = !matches!(error, TransportError::Connect { .. });
+        if let (Some(lost), true) = (&self.flow_lost, dropped) {
+            let _ = lost.send((peer, ua));
         }
     }
 
@@ -97,10 +143,13 @@ impl Agent {
             tokio::select! {
                 event = self.driver.next_event() => match event {
                     Ok(event) => self.route(event),
+                    Err(e) if e.flow().is_some() => {
+                        self.flow_failed(e.flow().expect("checked"), &e);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "transport failed");
                         // Answer every waiter so that nothing hangs.
-                        for (_, reply) in self.requests.drain() {
+                        for (_, (_, _, reply)) in self.requests.drain() {
                             let _ = reply.send(Err(e.to_string()));
                         }
                         return;
@@ -113,6 +162,9 @@ impl Agent {
                         while !(self.calls.is_empty() && self.requests.is_empty()) {
                             match self.driver.next_event().await {
                                 Ok(event) => self.route(event),
+                                Err(e) if e.flow().is_some() => {
+                                    self.flow_failed(e.flow().expect("checked"), &e);
+                                }
                                 Err(_) => return,
                             }
                         }
@@ -129,12 +181,12 @@ impl Agent {
             CallEvent::Transaction(TransactionEvent::Response { tx, message })
                 if message.status().is_some_and(|c| c >= 200) =>
             {
-                if let Some(reply) = self.requests.remove(&tx) {
+                if let Some((_, _, reply)) = self.requests.remove(&tx) {
                     let _ = reply.send(Ok(message));
                 }
             }
             CallEvent::Transaction(TransactionEvent::TimedOut { tx, timer, elapsed }) => {
-                if let Some(reply) = self.requests.remove(&tx) {
+                if let Some((_, _, reply)) = self.requests.remove(&tx) {
                     let _ = reply.send(Err(format!(
                         "{timer} expired after {:.1} s",
                         elapsed.as_secs_f64()
@@ -243,9 +295,10 @@ impl Agent {
             }
             Command::Shutdown => {}
             Command::Request(bytes, to, reply) => {
+                let ua = crate::transport::from_user(&bytes).map(Arc::from);
                 match endpoint.send_request(now, Bytes::from(bytes), to) {
                     Ok(tx) => {
-                        self.requests.insert(tx, reply);
+                        self.requests.insert(tx, (to, ua, reply));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.to_string()));

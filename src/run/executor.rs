@@ -8,22 +8,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipcheck_core::ids::IdGen;
-use sipcheck_core::scenario::model::{Account, Load, Role, Route, Scenario, Step};
+use sipcheck_core::scenario::model::{
+    Account, Connections, Load, Role, Route, Scenario, Step, Transport as ScenarioTransport,
+};
 use sipcheck_core::scenario::plan::LoadPlan;
 use sipcheck_core::sdp;
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
-use tokio::sync::{mpsc, oneshot, watch};
+use sipcheck_core::ua::renewal::{Renewal as RenewalSchedule, Why};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::agent::{Agent, Command, IncomingCall};
+use super::agent::{Agent, Command, IncomingCall, LostFlow};
 use super::result::{CallResult, RegisterResult};
 use super::script::{self, RoleContext};
 use crate::media::PortRange;
 use crate::probe::client::os_seed;
-use crate::transport::{self, Transport, TransportError, UdpTransport};
+use crate::transport::{self, TcpPool, Transport, TransportError, UdpTransport};
 use crate::ua::UaDriver;
 
 /// What the executor reports while it runs.
@@ -62,6 +65,8 @@ struct RoleRun {
     call_steps: Arc<Vec<sipcheck_core::scenario::model::Located<Step>>>,
     registrar: Option<SocketAddr>,
     registers: Option<(Duration, bool)>,
+    /// The peer (and user agent) of each of the role's TCP connections that drops.
+    flow_lost: broadcast::Sender<LostFlow>,
 }
 
 /// Run `scenario` until its load ends or `stop` turns true; every result goes to `events`.
@@ -93,12 +98,16 @@ pub async fn execute(
         }
         Route::Direct => (None, None),
     };
-    if scenario.target.transport != sipcheck_core::scenario::model::Transport::Udp {
-        return Err(RunError::Setup(format!(
-            "scenarios run over UDP for now (target.transport: {})",
-            scenario.target.transport
-        )));
-    }
+    let kind = match scenario.target.transport {
+        ScenarioTransport::Udp => Kind::Udp,
+        ScenarioTransport::Tcp => Kind::Tcp,
+        // Refused by validation already.
+        ScenarioTransport::Tls => {
+            return Err(RunError::Setup(
+                "transport `tls` is not supported in scenarios yet".into(),
+            ))
+        }
+    };
     let ports = Arc::new(PortRange::new(
         scenario.media.rtp_ports.first,
         scenario.media.rtp_ports.last,
@@ -127,10 +136,19 @@ pub async fn execute(
                 .unwrap_or_else(|_| "127.0.0.1".parse().expect("literal"));
             SocketAddr::new(ip, 0)
         });
-        let udp = UdpTransport::bind(bind, 4 << 20).await?;
-        let transport = Transport::Udp(udp);
+        let transport = match kind {
+            Kind::Udp => Transport::Udp(UdpTransport::bind(bind, 4 << 20).await?),
+            _ => Transport::TcpPool(
+                TcpPool::bind(
+                    bind,
+                    scenario.target.keepalive,
+                    scenario.target.connections == Connections::PerUa,
+                )
+                .await?,
+            ),
+        };
         let local = LocalEnd {
-            transport: Kind::Udp,
+            transport: kind,
             addr: transport.local_addr(),
             routes: proxy
                 .map(|p| vec![format!("<sip:{p};lr>")])
@@ -146,7 +164,12 @@ pub async fn execute(
         driver.record_call_ladders();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        agents.spawn(Agent::new(driver, cmd_rx, in_tx).run());
+        let (flow_lost, _) = broadcast::channel(64);
+        agents.spawn(
+            Agent::new(driver, cmd_rx, in_tx)
+                .notify_flow_lost(flow_lost.clone())
+                .run(),
+        );
         incoming_rx.push(in_rx);
         let call_steps: Vec<_> = role
             .steps
@@ -178,6 +201,7 @@ pub async fn execute(
             call_steps: Arc::new(call_steps),
             registrar: proxy.or(server),
             registers,
+            flow_lost,
         });
     }
 
@@ -272,48 +296,39 @@ pub async fn execute(
             // Bounded parallelism: the registrar is not the target of a flood at start.
             while set.len() >= 50 {
                 if let Some(Ok(done)) = set.join_next().await {
-                    registered.push((done, registrar, expires, refresh));
+                    registered.push((done, registrar, expires, refresh, run.flow_lost.clone()));
                 }
             }
         }
         while let Some(joined) = set.join_next().await {
             if let Ok(done) = joined {
-                registered.push((done, registrar, expires, refresh));
+                registered.push((done, registrar, expires, refresh, run.flow_lost.clone()));
             }
         }
     }
     let (refresh_stop_tx, refresh_stop) = watch::channel(false);
     let mut refreshers = JoinSet::new();
     let mut to_unregister = Vec::new();
-    for ((ctx, reg, account, ok), registrar, expires, refresh) in registered {
+    for ((ctx, reg, account, ok), registrar, expires, refresh, flow_lost) in registered {
         if !ok {
             continue;
         }
         let reg = Arc::new(tokio::sync::Mutex::new(reg));
         to_unregister.push((ctx.clone(), reg.clone(), account.clone(), registrar));
-        if refresh {
-            let mut stop_refresh = refresh_stop.clone();
-            let events = events.clone();
-            refreshers.spawn(async move {
-                let every = Duration::from_secs(u64::from(expires.max(2)) * 8 / 10);
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = stop_refresh.wait_for(|s| *s) => return,
-                    }
-                    let mut reg = reg.lock().await;
-                    let result = register(&ctx, &mut reg, registrar, expires).await;
-                    if let Err(error) = result {
-                        let _ = events.send(RunEvent::Registered(RegisterResult {
-                            role: ctx.role.clone(),
-                            user: account.user.clone(),
-                            rtt: None,
-                            unregister: false,
-                            error: Some(format!("refresh failed: {error}")),
-                        }));
-                    }
-                }
-            });
+        // Over TCP a registration is also renewed when the connection to the registrar
+        // drops, whether or not it is refreshed on time.
+        if refresh || kind.is_reliable() {
+            refreshers.spawn(renew(Renewal {
+                ctx,
+                reg,
+                account,
+                registrar,
+                expires,
+                refresh,
+                flow_lost: kind.is_reliable().then(|| flow_lost.subscribe()),
+                stop: refresh_stop.clone(),
+                events: events.clone(),
+            }));
         }
     }
 
@@ -471,4 +486,98 @@ async fn register(
         }
     }
     Err("too many authentication challenges".into())
+}
+
+/// What keeps one registration alive.
+struct Renewal {
+    ctx: Arc<RoleContext>,
+    reg: Arc<tokio::sync::Mutex<Registration>>,
+    account: Account,
+    registrar: SocketAddr,
+    expires: u32,
+    /// Refreshed at 80 % of its lifetime.
+    refresh: bool,
+    /// Over TCP: the role's connections that dropped; renewed at once when it is the
+    /// registrar's (and this user agent's, when each has its own).
+    flow_lost: Option<broadcast::Receiver<LostFlow>>,
+    stop: watch::Receiver<bool>,
+    events: mpsc::UnboundedSender<RunEvent>,
+}
+
+/// Renew a registration on the core's [`RenewalSchedule`]: on time (when refreshed), at
+/// once when the connection to the registrar drops (the REGISTER opens a new one), and
+/// after a failed attempt again with a growing wait; a failure, or a registration made anew,
+/// is reported.
+async fn renew(mut r: Renewal) {
+    let mut schedule = RenewalSchedule::new(Instant::now(), r.expires, r.refresh);
+    loop {
+        tokio::select! {
+            _ = crate::ua::sleep_until(schedule.poll_timeout()) => {}
+            lost = recv_lost(&mut r.flow_lost) => match lost {
+                Ok((peer, ua))
+                    if peer == r.registrar
+                        && ua.as_deref().is_none_or(|ua| ua == r.account.user) =>
+                {
+                    schedule.flow_lost(Instant::now());
+                }
+                Ok(_) => {}
+                // Some losses were not seen: one may have been the registrar's.
+                Err(broadcast::error::RecvError::Lagged(_)) => schedule.flow_lost(Instant::now()),
+                Err(broadcast::error::RecvError::Closed) => r.flow_lost = None,
+            },
+            _ = r.stop.wait_for(|s| *s) => return,
+        }
+        let Some(why) = schedule.due(Instant::now()) else {
+            continue;
+        };
+        let mut reg = r.reg.lock().await;
+        let result = register(&r.ctx, &mut reg, r.registrar, r.expires).await;
+        drop(reg);
+        let event = match result {
+            Ok(rtt) => {
+                schedule.on_success(Instant::now());
+                // A registration made anew is reported; a periodic refresh is not.
+                (why != Why::Refresh).then_some(RegisterResult {
+                    role: r.ctx.role.clone(),
+                    user: r.account.user.clone(),
+                    rtt: Some(rtt),
+                    unregister: false,
+                    error: None,
+                })
+            }
+            Err(error) => {
+                let wait = schedule.on_failure(Instant::now());
+                let what = match why {
+                    Why::FlowLost => format!(
+                        "re-registration after the connection to {} was lost failed",
+                        r.registrar
+                    ),
+                    Why::Refresh | Why::Retry => "refresh failed".to_string(),
+                };
+                Some(RegisterResult {
+                    role: r.ctx.role.clone(),
+                    user: r.account.user.clone(),
+                    rtt: None,
+                    unregister: false,
+                    error: Some(format!(
+                        "{what}: {error} (tried again in {} s)",
+                        wait.as_secs()
+                    )),
+                })
+            }
+        };
+        if let Some(event) = event {
+            let _ = r.events.send(RunEvent::Registered(event));
+        }
+    }
+}
+
+/// The next lost flow, or never without a receiver.
+async fn recv_lost(
+    lost: &mut Option<broadcast::Receiver<LostFlow>>,
+) -> Result<LostFlow, broadcast::error::RecvError> {
+    match lost {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }

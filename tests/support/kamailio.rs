@@ -93,7 +93,7 @@ impl Kamailio {
         anyhow::ensure!(cfg.is_file(), "missing Kamailio config {}", cfg.display());
         let mut last_err = None;
         for _ in 0..3 {
-            match Self::try_start(&kamailio, &kamcmd, &cfg, opts) {
+            match Self::try_start(&kamailio, &kamcmd, &cfg, opts, super::free_port()) {
                 Ok(k) => return Ok(k),
                 Err(e) => last_err = Some(e),
             }
@@ -106,8 +106,8 @@ impl Kamailio {
         kamcmd: &Path,
         cfg: &Path,
         opts: &KamailioOptions,
+        port: u16,
     ) -> anyhow::Result<Self> {
-        let port = super::free_port();
         let rundir = RunDir::new("kamailio").context("create a run directory for kamailio")?;
         let log_path = rundir.join("kamailio.log");
         let log =
@@ -286,6 +286,17 @@ impl Kamailio {
             last.len() == count
         });
         last
+    }
+
+    /// Stops it (as drop does) and starts a new one with `opts` on the same port: the
+    /// connections to the old one are closed, and the new one has no binding.
+    pub(crate) fn restart(mut self, opts: &KamailioOptions) -> anyhow::Result<Self> {
+        process::stop_child(&mut self.child, "TERM", STOP_GRACE);
+        let port = self.sip_port;
+        drop(self);
+        let kamailio = process::require_program("kamailio", "kamailio")?;
+        let kamcmd = process::require_program("kamcmd", "kamailio")?;
+        Self::try_start(&kamailio, &kamcmd, &config_path(), opts, port)
     }
 
     /// Stops it now (as drop does) and returns its exit status.

@@ -104,7 +104,25 @@ pub struct Target {
     pub domain: String,
     /// The local address to bind (port 0: any), unless a role has its own `listen`.
     pub local: Option<SocketAddr>,
+    /// TCP: the interval of RFC 5626 CRLF keep-alive pings on each connection sipcheck
+    /// opens (`None`: no pings; UDP: always `None`).
+    pub keepalive: Option<Duration>,
+    /// TCP: whether each UA has its own connections or a role's UAs share them.
+    pub connections: Connections,
 }
+
+/// Who shares a TCP connection to a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Connections {
+    /// Each user agent opens its own (as separate phones would).
+    #[default]
+    PerUa,
+    /// The user agents of a role share one.
+    PerRole,
+}
+
+/// The keep-alive interval of TCP connections when the scenario does not set one.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// A password. Its `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]

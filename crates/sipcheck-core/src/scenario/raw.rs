@@ -73,6 +73,11 @@ pub struct RawTarget {
     pub outbound_proxy: Option<String>,
     /// The local address to bind, `ip[:port]`.
     pub local: Option<String>,
+    /// TCP: the interval of RFC 5626 CRLF keep-alive pings on the connections opened,
+    /// `0s` for none.
+    pub keepalive: Option<String>,
+    /// TCP: `per_ua` (each UA its own connections) or `per_role` (a role's UAs share them).
+    pub connections: Option<String>,
 }
 
 /// `accounts:`.

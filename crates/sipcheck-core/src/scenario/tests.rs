@@ -322,7 +322,7 @@ load: { rate: 2/s, total_calls: 4, max_concurent: 2 }
         brief(&e),
         [
             "2:1 unknown field `colour`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`",
-            "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`",
+            "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`, `keepalive`, `connections`",
             "12:19 unknown field `rign`, expected `ring`",
             "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`",
             "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`",
@@ -1008,4 +1008,60 @@ fn an_unknown_yaml_tag_is_refused_not_ignored() {
     // A core-schema tag is plain YAML.
     let text = BASE.replace("name: t", "name: !!str t");
     assert!(load("x.yaml", &text, &no_env, &files).is_ok());
+}
+
+#[test]
+fn tls_is_refused_at_validation_and_tcp_is_accepted() {
+    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: tls }");
+    let e = errors(&tls);
+    assert_eq!(
+        brief(&e),
+        ["2:64 transport `tls` is not supported in scenarios yet"]
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("use `udp` or `tcp`"));
+    let tcp = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TCP }");
+    let s = load("scenarios/x.yaml", &tcp, &no_env, &files).expect("tcp loads");
+    assert_eq!(s.target.transport, Transport::Tcp);
+}
+
+#[test]
+fn tcp_keepalive_defaults_can_be_set_or_turned_off_and_udp_refuses_it() {
+    let with =
+        |extra: &str| BASE.replace("domain: pbx.test }", &format!("domain: pbx.test{extra} }}"));
+    let load_ok = |text: &str| load("scenarios/x.yaml", text, &no_env, &files).expect("loads");
+    let s = load_ok(&with(", transport: tcp"));
+    assert_eq!(s.target.keepalive, Some(super::model::DEFAULT_KEEPALIVE));
+    let s = load_ok(&with(", transport: tcp, keepalive: 2s"));
+    assert_eq!(s.target.keepalive, Some(Duration::from_secs(2)));
+    let s = load_ok(&with(", transport: tcp, keepalive: 0s"));
+    assert_eq!(s.target.keepalive, None);
+    assert_eq!(load_ok(BASE).target.keepalive, None);
+    let e = errors(&with(", keepalive: 2s"));
+    assert_eq!(
+        brief(&e),
+        ["2:53 `keepalive` applies to `transport: tcp` only"]
+    );
+}
+
+#[test]
+fn tcp_connections_are_per_ua_unless_shared_per_role() {
+    use super::model::Connections;
+    let with =
+        |extra: &str| BASE.replace("domain: pbx.test }", &format!("domain: pbx.test{extra} }}"));
+    let load_ok = |text: &str| load("scenarios/x.yaml", text, &no_env, &files).expect("loads");
+    let s = load_ok(&with(", transport: tcp"));
+    assert_eq!(s.target.connections, Connections::PerUa);
+    let s = load_ok(&with(", transport: tcp, connections: per_role"));
+    assert_eq!(s.target.connections, Connections::PerRole);
+    let e = errors(&with(", transport: tcp, connections: per_rol"));
+    assert_eq!(
+        brief(&e),
+        ["2:82 'per_rol' is not a connection sharing: expected per_ua or per_role"]
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `per_role`?"));
+    let e = errors(&with(", connections: per_ua"));
+    assert_eq!(
+        brief(&e),
+        ["2:53 `connections` applies to `transport: tcp` only"]
+    );
 }

@@ -17,8 +17,9 @@ use crate::media::tone::Tone;
 use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
 use super::error::ScenarioError;
 use super::model::{
-    Account, CallStep, Codec, End, Expectation, HoldMode, Load, Located, Media, PlayItem, Reports,
-    Role, Route, Scenario, Step, Target, Transport, WaitEvent,
+    Account, CallStep, Codec, Connections, End, Expectation, HoldMode, Load, Located, Media,
+    PlayItem, Reports, Role, Route, Scenario, Step, Target, Transport, WaitEvent,
+    DEFAULT_KEEPALIVE,
 };
 use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
@@ -332,7 +333,15 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         Some(s) => match s.trim().to_ascii_lowercase().as_str() {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
-            "tls" => Some(Transport::Tls),
+            "tls" => {
+                // Refused here, not by `run` only: whatever validates, runs.
+                cx.error(
+                    At::Value(p.key("transport")),
+                    "transport `tls` is not supported in scenarios yet",
+                    Some("use `udp` or `tcp`".into()),
+                );
+                None
+            }
             _ => {
                 cx.error(
                     At::Value(p.key("transport")),
@@ -347,6 +356,43 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         .parse::<LocalAddr>(&p.key("local"), &t.local)
         .map(|l| l.0);
     let domain = cx.text(&p.key("domain"), &t.domain);
+    let keepalive = match (transport, cx.duration(&p.key("keepalive"), &t.keepalive)) {
+        (Some(Transport::Udp), Some(_)) => {
+            cx.at_key(
+                &p.key("keepalive"),
+                "`keepalive` applies to `transport: tcp` only",
+                None,
+            );
+            None
+        }
+        (_, Some(d)) if d.is_zero() => None,
+        (Some(Transport::Udp), None) => None,
+        (_, Some(d)) => Some(d),
+        (_, None) => Some(DEFAULT_KEEPALIVE),
+    };
+    let connections = match cx.text(&p.key("connections"), &t.connections) {
+        None => Connections::default(),
+        Some(_) if transport == Some(Transport::Udp) => {
+            cx.at_key(
+                &p.key("connections"),
+                "`connections` applies to `transport: tcp` only",
+                None,
+            );
+            Connections::default()
+        }
+        Some(c) => match c.trim() {
+            "per_ua" => Connections::PerUa,
+            "per_role" => Connections::PerRole,
+            other => {
+                cx.error(
+                    At::Value(p.key("connections")),
+                    format!("'{other}' is not a connection sharing: expected per_ua or per_role"),
+                    did_you_mean(other, ["per_ua", "per_role"]),
+                );
+                Connections::default()
+            }
+        },
+    };
 
     let route = if direct {
         if t.server.is_some() {
@@ -387,6 +433,8 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         transport: transport?,
         domain,
         local,
+        keepalive,
+        connections,
     })
 }
 

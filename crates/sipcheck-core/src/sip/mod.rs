@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod build;
+pub mod keepalive;
 pub mod msg;
 pub mod transaction;
 pub mod uri;

@@ -983,6 +983,10 @@ pub struct StreamFramer {
     /// Bytes of the buffered head already searched for its end, so that a peer sending a
     /// head one byte at a time costs linear, not quadratic, work.
     searched: usize,
+    /// RFC 5626 pings (CRLF CRLF) and pongs (a lone CRLF) seen between messages and not yet
+    /// taken.
+    pings: u32,
+    pongs: u32,
 }
 
 impl StreamFramer {
@@ -1001,6 +1005,18 @@ impl StreamFramer {
         self.buf.len()
     }
 
+    /// The RFC 5626 keep-alives seen between messages since the last call, as
+    /// `(pings, pongs)`: each run of CR/LF bytes of four bytes or more counts one ping per
+    /// four bytes, a shorter run one pong. Counted as [`next_message`](Self::next_message)
+    /// skips them (call it until it returns `None` first); a run split across two reads is
+    /// counted as it arrives.
+    pub fn take_keepalives(&mut self) -> (u32, u32) {
+        (
+            std::mem::take(&mut self.pings),
+            std::mem::take(&mut self.pongs),
+        )
+    }
+
     /// The next complete message, if one is buffered.
     ///
     /// Error offsets count from the start of the stream.
@@ -1011,6 +1027,13 @@ impl StreamFramer {
             .iter()
             .take_while(|b| matches!(b, b'\r' | b'\n'))
             .count();
+        if skip >= 4 {
+            self.pings = self
+                .pings
+                .saturating_add(u32::try_from(skip / 4).unwrap_or(u32::MAX));
+        } else if skip > 0 {
+            self.pongs = self.pongs.saturating_add(1);
+        }
         self.buf.advance(skip);
         self.consumed += skip;
         self.searched = self.searched.saturating_sub(skip);
@@ -1051,6 +1074,24 @@ impl StreamFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stream_framer_counts_pings_and_pongs_between_messages() {
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let mut f = StreamFramer::new();
+        f.push(b"\r\n\r\n");
+        assert!(f.next_message().is_none());
+        assert_eq!(f.take_keepalives(), (1, 0));
+        assert_eq!(f.take_keepalives(), (0, 0));
+        f.push(b"\r\n");
+        f.push(msg);
+        f.push(b"\r\n\r\n\r\n\r\n");
+        assert!(matches!(f.next_message(), Some(Ok(_))));
+        assert_eq!(f.take_keepalives(), (0, 1));
+        assert!(f.next_message().is_none());
+        assert_eq!(f.take_keepalives(), (2, 0));
+        assert_eq!(f.buffered(), 0);
+    }
 
     /// The scanned request line agrees with the general parser on every combination of
     /// plain and odd pieces, and takes the plain ones without it.
