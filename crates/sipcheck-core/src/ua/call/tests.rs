@@ -1082,6 +1082,33 @@ fn a_challenge_without_credentials_ends_the_call() {
 }
 
 #[test]
+fn an_answered_challenge_is_never_the_final_response_of_the_call() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept = Some(challenger(false, false));
+    // The authenticated INVITE rings, is cancelled, and neither the CANCEL's 200 nor the
+    // 487 ever arrives.
+    net.rule(B, "200/CANCEL", 0, u32::MAX, Fault::Drop);
+    net.rule(B, "487/INVITE", 0, u32::MAX, Fault::Drop);
+    let mut call = call_to_b();
+    call.credentials = Some(Credentials::new("alice", "secret"));
+    let call = net.invite(call);
+    net.at(secs(1), A, Action::Cancel(call));
+    net.run_until_idle();
+    assert_eq!(net.sent(A, "INVITE").len(), 2);
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.auth_challenges, 1);
+    assert_eq!(rec.final_code, None, "not the 401 that was answered");
+    assert!(matches!(
+        rec.reason(),
+        Some(CallEndReason::CancelFailed {
+            cancel_code: None,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn a_407_on_the_bye_is_answered_once() {
     let mut net = Net::with_callee(ms(100));
     net.sides[A].policy.hangup_after = Some(secs(1));

@@ -210,6 +210,9 @@ impl<D: Clone> Endpoint<D> {
             };
             match outcome {
                 Ok(()) => {
+                    // The challenge answered is no final response of the call: the new
+                    // INVITE's is (none, if it never comes).
+                    c.record.final_code = None;
                     c.invite_challenges += 1;
                     c.invite_cseq += 1;
                     c.state = CallState::Calling;
