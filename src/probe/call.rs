@@ -79,6 +79,10 @@ pub struct CallReport {
     pub verdict: Verdict,
     /// The final status of the INVITE.
     pub final_code: Option<u16>,
+    /// The final status of our BYE (`None`: none sent, or none answered).
+    pub bye_code: Option<u16>,
+    /// The final status of our CANCEL (`None`: none sent, or none answered).
+    pub cancel_code: Option<u16>,
     /// Why the call ended.
     pub end_reason: Option<String>,
     /// Everything that failed (empty on pass).
@@ -159,6 +163,8 @@ pub async fn run(
         call_id: None,
         verdict: Verdict::Fail,
         final_code: None,
+        bye_code: None,
+        cancel_code: None,
         end_reason: None,
         failures: Vec::new(),
         timings: Timings::default(),
@@ -227,6 +233,8 @@ pub async fn run(
     let record = outcome.record;
     let reason = record.reason().cloned();
     report.final_code = record.final_code;
+    report.bye_code = record.bye_code;
+    report.cancel_code = record.cancel_code;
     report.end_reason = reason.as_ref().map(ToString::to_string);
     report.timings = Timings {
         invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
@@ -257,6 +265,9 @@ pub async fn run(
 
     match (&args.cancel_after, &reason) {
         (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {}
+        (_, Some(r @ CallEndReason::CancelFailed { .. })) => {
+            report.failures.insert(0, format!("cancel failed: {r}"));
+        }
         (Some(_), _) => report.failures.insert(
             0,
             format!(
@@ -279,6 +290,9 @@ pub async fn run(
             .failures
             .insert(0, format!("call ended abnormally: {r}")),
         _ => {}
+    }
+    if let Some(failure) = record.bye_failure() {
+        report.failures.push(failure.to_string());
     }
     if report.interrupted {
         report.failures.push("interrupted".into());

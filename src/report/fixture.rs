@@ -105,6 +105,7 @@ pub(crate) fn caller(i: u64) -> CallResult {
         dtmf_verified: 1,
         media: Some(media(i, if i.rem_euclid(10) == 0 { 2 } else { 0 })),
         final_code: Some(200),
+        bye_code: Some(200),
         end_reason: "hung up (BYE sent)".into(),
         failures: Vec::new(),
         ladder: Vec::new(),
@@ -127,6 +128,7 @@ pub(crate) fn callee(i: u64) -> CallResult {
         dtmf_checked: 0,
         dtmf_verified: 0,
         end_reason: "hung up by the far end (BYE received)".into(),
+        bye_code: None,
         ..caller(i)
     }
 }
@@ -155,6 +157,7 @@ pub(crate) fn run() -> RunSummary {
                 c.dtmf_checked = 0;
                 c.dtmf_verified = 0;
                 c.final_code = Some(486);
+                c.bye_code = None;
                 c.end_reason = "rejected: 486 Busy Here".into();
                 c.failures.push(Failure {
                     step: "call",
@@ -204,6 +207,7 @@ pub(crate) fn run() -> RunSummary {
                 c.dtmf_checked = 0;
                 c.dtmf_verified = 0;
                 c.final_code = None;
+                c.bye_code = None;
                 c.end_reason = "no answer: Timer B fired".into();
                 c.failures.push(Failure {
                     step: "call",

@@ -57,6 +57,7 @@
 //!     "kind": string,                         the label they are a sample of
 //!     "role": string, "side": "caller" | "callee", "user": string, "call_id": string,
 //!     "final_code": integer | null, "end_reason": string,
+//!     "bye_code": integer | null,             our BYE's final status (null: none)
 //!     "failures": [ { "step": string, "line": integer, "col": integer,
 //!                     "kind": string, "message": string } ],
 //!     "ladder": [ { "at_ms": number, "direction": "sent" | "received", "peer": string,

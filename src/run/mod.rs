@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use sipcheck_core::scenario::threshold;
 use tokio::sync::{mpsc, watch};
 
 use crate::exit::Exit;
@@ -115,7 +116,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     };
     let summary = metrics.finish(elapsed, interrupted);
-    let thresholds = summary.check(&scenario.thresholds);
+    // The scenario's thresholds, and the built-in ones it does not override
+    // (`calls.not_started <= 0`).
+    let thresholds = summary.check(&threshold::with_builtins(&scenario.thresholds));
     let _ = report::console::write_summary(&summary, &thresholds, out);
     let mut exit = match summary.verdict(&thresholds) {
         Verdict::Passed => Exit::Success,

@@ -91,6 +91,8 @@ struct Call {
     ids: IdGen,
     /// How long steps wait for the answer (the `call` step's timeout).
     answer_wait: Duration,
+    /// The step that hung up (its name, line, column), to name when the BYE fails.
+    bye_step: Option<(&'static str, u32, u32)>,
 }
 
 /// A caller's call: `steps` from the `call` step on.
@@ -166,6 +168,7 @@ impl Call {
             interrupted: false,
             ids: IdGen::new(seed),
             answer_wait: ANSWER_WAIT,
+            bye_step: None,
         }
     }
 
@@ -215,6 +218,9 @@ impl Call {
                 self.invite(step, account, &to, c.timeout).await
             }
             Step::Answer { ring } => {
+                if self.ended() {
+                    return self.unexpected_end(step);
+                }
                 if !ring.is_zero() {
                     self.command(Command::Ring);
                     if !self.pump_for(*ring).await {
@@ -224,6 +230,9 @@ impl Call {
                 self.accept(step).await
             }
             Step::Reject { code, ring } => {
+                if self.ended() {
+                    return self.unexpected_end(step);
+                }
                 if !ring.is_zero() {
                     self.command(Command::Ring);
                     if !self.pump_for(*ring).await {
@@ -237,7 +246,14 @@ impl Call {
             }
             Step::Ring(d) => {
                 self.command(Command::Ring);
-                self.pump_for(*d).await || self.unexpected_end(step)
+                // A caller giving up on a ringing phone ends the ring, not as a failure: the
+                // steps after it judge (`wait_for: cancel` expects it; `answer` fails).
+                self.pump_for(*d).await
+                    || matches!(
+                        self.record.as_ref().and_then(CallRecord::reason),
+                        Some(CallEndReason::CancelledByRemote)
+                    )
+                    || self.unexpected_end(step)
             }
             Step::Play(items) => {
                 if !self.wait_answer(step).await {
@@ -290,6 +306,7 @@ impl Call {
                 if let Some((_, media)) = &self.media {
                     media.set_sending(false);
                 }
+                self.bye_step = Some((step.value.name(), step.line, step.col));
                 self.command(Command::Hangup);
                 self.pump_until_end(END_WAIT).await;
                 true
@@ -298,9 +315,17 @@ impl Call {
                 if !after.is_zero() && !self.pump_for(*after).await {
                     return self.unexpected_end(step);
                 }
+                self.bye_step = Some((step.value.name(), step.line, step.col));
                 self.command(Command::Cancel);
                 self.pump_until_end(END_WAIT).await;
-                true
+                match self.record.as_ref().and_then(|r| r.reason()) {
+                    Some(reason @ CallEndReason::CancelFailed { .. }) => {
+                        let (kind, message) = (kind_of(reason), reason.to_string());
+                        self.fail(step, kind, message);
+                        false
+                    }
+                    _ => true,
+                }
             }
             Step::WaitFor(event) => {
                 self.pump_until_end(Duration::from_secs(3600)).await;
@@ -967,6 +992,18 @@ impl Call {
                 });
             }
         }
+        // A BYE answered with an error or never answered: the call did not end cleanly,
+        // whatever the steps expected (the far end may still hold it).
+        if let Some(failure) = record.as_ref().and_then(CallRecord::bye_failure) {
+            let (step, line, col) = self.bye_step.unwrap_or(("call", 0, 0));
+            self.failures.push(Failure {
+                step,
+                line,
+                col,
+                kind: FailureKind::ByeFailed(failure.short()),
+                message: failure.to_string(),
+            });
+        }
         if self.interrupted && self.failures.is_empty() {
             self.failures.push(Failure {
                 step: "run",
@@ -999,6 +1036,7 @@ impl Call {
             dtmf_verified: self.dtmf_verified,
             media: media_result,
             final_code: r.and_then(|r| r.final_code),
+            bye_code: r.and_then(|r| r.bye_code),
             end_reason: r
                 .and_then(|r| r.reason())
                 .map_or_else(|| "not started".to_string(), |x| x.to_string()),
@@ -1034,6 +1072,11 @@ fn kind_of(reason: &CallEndReason) -> FailureKind {
         CallEndReason::NoAck { .. } => FailureKind::Timer("Timer H".into()),
         CallEndReason::TransportError => FailureKind::Transport,
         CallEndReason::Cancelled | CallEndReason::CancelledByRemote => FailureKind::Signalling,
+        CallEndReason::CancelFailed {
+            cancel_code: Some(code),
+            ..
+        } if !(200..300).contains(code) => FailureKind::CancelFailed(code.to_string()),
+        CallEndReason::CancelFailed { .. } => FailureKind::CancelFailed("no_487".into()),
         CallEndReason::DialogLost { code } => FailureKind::SipCode(*code),
         _ => FailureKind::Other,
     }
