@@ -265,8 +265,17 @@ pub async fn run(
 
     match (&args.cancel_after, &reason) {
         (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {}
-        (_, Some(r @ CallEndReason::CancelFailed { .. })) => {
+        (Some(_), Some(r @ CallEndReason::CancelFailed { .. })) => {
             report.failures.insert(0, format!("cancel failed: {r}"));
+        }
+        (None, Some(r @ CallEndReason::CancelFailed { .. })) if !report.interrupted => {
+            report.failures.insert(
+                0,
+                format!(
+                    "not answered within the answer timeout ({:.1} s), then the CANCEL failed: {r}",
+                    args.answer_timeout.as_secs_f64()
+                ),
+            );
         }
         (Some(_), _) => report.failures.insert(
             0,
