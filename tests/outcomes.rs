@@ -354,3 +354,32 @@ fn the_cancel_scenario_passes_through_kamailio_with_digest_auth() {
     // Nothing waited for a timer: the CANCEL goes 3 s after the INVITE.
     assert!(v["duration_s"].as_f64().unwrap() < 10.0, "{v}");
 }
+
+#[test]
+fn run_fails_a_call_whose_cancel_is_refused_at_its_cancel_step() {
+    let sipp = sipp("uas_cancel_refused.xml");
+    let addr = sipp.addr.to_string();
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-cancel-refused.yaml",
+        &[],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["failed"], 1, "{v}");
+    assert_eq!(v["failures"]["cancel_failed_403"], 1, "{v}");
+    assert_eq!(v["failures"].as_object().unwrap().len(), 1, "{v}");
+    let sample = &v["failed_call_samples"][0];
+    assert_eq!(sample["final_code"], Value::Null, "{v}");
+    let failure = &sample["failures"][0];
+    assert_eq!(failure["step"], "cancel", "{v}");
+    assert_eq!(failure["line"], 16, "{v}");
+    assert_eq!(
+        failure["message"],
+        "CANCEL refused: 403 Forbidden, and no final response to the INVITE within 32.0 s",
+        "{v}"
+    );
+}
