@@ -383,3 +383,41 @@ fn run_fails_a_call_whose_cancel_is_refused_at_its_cancel_step() {
         "{v}"
     );
 }
+
+#[test]
+fn a_call_cancelled_before_any_provisional_then_challenged_is_no_cancellation() {
+    use support::hostile::HostilePeer;
+    // No provisional response; 1.5 s later a 407 (the CANCEL, due at 300 ms, waits for a
+    // provisional that never comes: RFC 3261 §9.1).
+    let peer = HostilePeer::start(|p| {
+        let (invite, from) = p
+            .recv_method("INVITE", Duration::from_secs(10))
+            .expect("INVITE");
+        let since = Instant::now();
+        while since.elapsed() < Duration::from_millis(1500) {
+            // The INVITE's retransmissions, absorbed.
+            let _ = p.recv(Duration::from_millis(1500).saturating_sub(since.elapsed()));
+        }
+        let challenge = r#"Proxy-Authenticate: Digest realm="x", nonce="n""#.to_string();
+        p.respond(
+            &invite,
+            from,
+            407,
+            "Proxy Authentication Required",
+            &[challenge],
+            None,
+        );
+        let _ = p.recv_method("ACK", Duration::from_secs(5));
+    });
+    let uri = format!("sip:bob@{}", peer.addr);
+    let out = run_sipcheck(["call", &uri, "--cancel-after", "300ms", "--json"], &[]);
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out);
+    assert_eq!(v["final_code"], 407, "{shown}");
+    assert_eq!(
+        failures(&v)[0],
+        "expected 487 after the CANCEL, but the INVITE got 407",
+        "{shown}"
+    );
+}

@@ -264,7 +264,19 @@ pub async fn run(
     }
 
     match (&args.cancel_after, &reason) {
-        (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {}
+        (Some(_), Some(CallEndReason::Cancelled))
+            if !record.answered_before_cancel && record.final_code == Some(487) => {}
+        (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {
+            // Cancelled before any provisional, then refused (a challenge left unanswered):
+            // the CANCEL itself was never tried.
+            let got = record
+                .final_code
+                .map_or("no final response".to_string(), |c| c.to_string());
+            report.failures.insert(
+                0,
+                format!("expected 487 after the CANCEL, but the INVITE got {got}"),
+            );
+        }
         (Some(_), Some(r @ CallEndReason::CancelFailed { .. })) => {
             report.failures.insert(0, format!("cancel failed: {r}"));
         }
