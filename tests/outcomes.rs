@@ -421,3 +421,78 @@ fn a_call_cancelled_before_any_provisional_then_challenged_is_no_cancellation() 
         "{shown}"
     );
 }
+
+#[test]
+fn a_callee_waiting_for_a_bye_that_never_comes_gives_up_after_the_load() {
+    let sipp_bin = support::process::require_program("sipp", "sip-tester").expect("sipp");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let reports = Reports::new();
+    let scenario = repo_root().join("tests/peers/scenarios/callee-waits.yaml");
+    let mut run = std::process::Command::new(support::sipcheck_bin());
+    run.arg("run")
+        .arg(&scenario)
+        .arg("--json")
+        .arg(reports.path("summary.json"))
+        .env("CALLEE_LISTEN", &listen)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(reports.path("stdout")).unwrap())
+        .stderr(std::fs::File::create(reports.path("stderr")).unwrap());
+    let started = Instant::now();
+    let mut run = run.spawn().expect("start sipcheck run");
+    assert!(
+        support::process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            support::sipp::port_bound(port)
+        }),
+        "the callee never listened"
+    );
+    // SIPp calls the callee (user 6320) and waits up to 60 s for its BYE.
+    let mut cmd = std::process::Command::new(sipp_bin);
+    cmd.arg("-sf")
+        .arg(support::peers_dir().join("uac_no_bye.xml"))
+        .args([&listen, "-s", "6320", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-m", "1", "-nostdin", "-timeout", "70s", "-timeout_error"])
+        .arg("-p")
+        .arg(free_port().to_string())
+        .current_dir(reports.dir.path());
+    let sipp = support::process::run_with_timeout(cmd, Duration::from_secs(80));
+    let status = support::process::wait_timeout(&mut run, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = run.kill();
+        let _ = run.wait();
+    }
+    let took = started.elapsed();
+    let shown = format!(
+        "--- run stdout ---\n{}\n--- run stderr ---\n{}",
+        support::process::read_lossy(&reports.path("stdout")),
+        support::process::read_lossy(&reports.path("stderr"))
+    );
+    let sipp = sipp.unwrap_or_else(|_| panic!("sipp did not finish\n{shown}"));
+    assert_eq!(
+        sipp.status.code(),
+        Some(0),
+        "SIPp got the callee's BYE\n{}\n{shown}",
+        describe_output(&sipp)
+    );
+    assert!(status.is_some(), "the run did not end\n{shown}");
+    let v = reports.summary();
+    let callee = &v["calls"]["by_role"]["callee"];
+    assert_eq!(callee["started"], 2, "{v}");
+    assert_eq!(callee["passed"], 1, "{v}");
+    assert_eq!(callee["failed"], 1, "{v}");
+    let sample = v["failed_call_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "callee")
+        .expect("a failed callee call");
+    let failure = &sample["failures"][0];
+    assert_eq!(failure["step"], "wait_for", "{v}");
+    assert_eq!(failure["line"], 17, "{v}");
+    assert_eq!(
+        failure["message"], "Bye did not come: the load was over 35 s before",
+        "{v}"
+    );
+    // The caller's call ends at about 3 s; then 35 s, not an hour.
+    assert!(took < Duration::from_secs(60), "took {took:?}\n{shown}");
+}

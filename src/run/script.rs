@@ -45,6 +45,9 @@ pub(crate) struct RoleContext {
     pub(crate) wavs: Arc<HashMap<String, Arc<[i16]>>>,
     /// Turns true on Ctrl-C: every call winds down.
     pub(crate) stop: watch::Receiver<bool>,
+    /// Turns true when the load is over (every caller's call has finished): a callee still
+    /// waiting for the caller's BYE or CANCEL gives up [`END_WAIT`] later.
+    pub(crate) load_done: watch::Receiver<bool>,
     /// Whether calls carry RTP (`media: { rtp: false }`: signaling only).
     pub(crate) rtp: bool,
     /// Request-URIs resolved so far, without a next hop (the host of each call's URI).
@@ -328,7 +331,25 @@ impl Call {
                 }
             }
             Step::WaitFor(event) => {
-                self.pump_until_end(Duration::from_secs(3600)).await;
+                let mut load_done = self.ctx.load_done.clone();
+                let gave_up = tokio::select! {
+                    () = self.pump_until_end(Duration::from_secs(3600)) => false,
+                    () = async {
+                        let _ = load_done.wait_for(|done| *done).await;
+                        tokio::time::sleep(END_WAIT).await;
+                    } => true,
+                };
+                if gave_up && !self.ended() && !self.interrupted {
+                    self.fail(
+                        step,
+                        FailureKind::Signalling,
+                        format!(
+                            "{event:?} did not come: the load was over {:.0} s before",
+                            END_WAIT.as_secs_f64()
+                        ),
+                    );
+                    return false;
+                }
                 let expected = match event {
                     WaitEvent::Bye => CallEndReason::RemoteBye,
                     WaitEvent::Cancel => CallEndReason::CancelledByRemote,
