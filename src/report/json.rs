@@ -18,6 +18,7 @@
 //!     "started": integer, "passed": integer, "failed": integer,
 //!     "failed_ratio": number | null,          failed / started, a fraction of 1
 //!     "not_started": integer,                 due, but the concurrency cap was reached
+//!                                             (built-in threshold calls.not_started <= 0)
 //!     "by_role": { role: {
 //!       "started": integer, "passed": integer, "failed": integer,
 //!       "failures": { label: integer },
