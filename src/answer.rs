@@ -14,7 +14,9 @@ use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::TimerConfig;
-use sipcheck_core::ua::call::{CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig};
+use sipcheck_core::ua::call::{
+    ByeFailure, CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig,
+};
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
 use tokio::task::JoinSet;
 
@@ -81,6 +83,8 @@ pub struct AnsweredCall {
     pub verdict: Verdict,
     /// The final status we sent.
     pub final_code: Option<u16>,
+    /// The final status of our BYE (`--duration`; `None`: none sent, or none answered).
+    pub bye_code: Option<u16>,
     /// Why the call ended.
     pub end_reason: String,
     /// Everything that failed.
@@ -316,6 +320,8 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             call_id: std::mem::take(&mut record.call_id),
                             from: a.from,
                             final_code: record.final_code,
+                            bye_code: record.bye_code,
+                            bye_failure: record.bye_failure(),
                             reason,
                             busy: a.busy,
                             dtmf_error: a.dtmf_error,
@@ -428,6 +434,8 @@ struct Ending {
     call_id: String,
     from: BytesStr,
     final_code: Option<u16>,
+    bye_code: Option<u16>,
+    bye_failure: Option<ByeFailure>,
     reason: Option<CallEndReason>,
     busy: bool,
     dtmf_error: Option<String>,
@@ -465,6 +473,9 @@ fn finish_call(
         Some(r) => failures.insert(0, r.to_string()),
         None => failures.insert(0, "ended without a reason".into()),
     }
+    if let Some(failure) = ending.bye_failure {
+        failures.push(failure.to_string());
+    }
     if ending.busy {
         failures.insert(0, format!("busy: {} calls already active", args.max_calls));
     }
@@ -487,6 +498,7 @@ fn finish_call(
         from: ending.from.to_string(),
         verdict,
         final_code: ending.final_code,
+        bye_code: ending.bye_code,
         end_reason: ending.reason.map_or_else(String::new, |r| r.to_string()),
         failures,
         media: media_summary,

@@ -84,6 +84,10 @@ pub struct CallReport {
     pub verdict: Verdict,
     /// The final status of the INVITE.
     pub final_code: Option<u16>,
+    /// The final status of our BYE (`None`: none sent, or none answered).
+    pub bye_code: Option<u16>,
+    /// The final status of our CANCEL (`None`: none sent, or none answered).
+    pub cancel_code: Option<u16>,
     /// Why the call ended.
     pub end_reason: Option<String>,
     /// Everything that failed (empty on pass).
@@ -180,6 +184,8 @@ pub async fn run(
         call_id: None,
         verdict: Verdict::Fail,
         final_code: None,
+        bye_code: None,
+        cancel_code: None,
         end_reason: None,
         failures: Vec::new(),
         timings: Timings::default(),
@@ -264,6 +270,8 @@ pub async fn run(
     let record = outcome.record;
     let reason = record.reason().cloned();
     report.final_code = record.final_code;
+    report.bye_code = record.bye_code;
+    report.cancel_code = record.cancel_code;
     report.end_reason = reason.as_ref().map(ToString::to_string);
     report.timings = Timings {
         invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
@@ -311,7 +319,31 @@ pub async fn run(
     report.peer_holds = outcome.peer_holds;
 
     match (&args.cancel_after, &reason) {
-        (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {}
+        (Some(_), Some(CallEndReason::Cancelled))
+            if !record.answered_before_cancel && record.final_code == Some(487) => {}
+        (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {
+            // Cancelled before any provisional, then refused (a challenge left unanswered):
+            // the CANCEL itself was never tried.
+            let got = record
+                .final_code
+                .map_or("no final response".to_string(), |c| c.to_string());
+            report.failures.insert(
+                0,
+                format!("expected 487 after the CANCEL, but the INVITE got {got}"),
+            );
+        }
+        (Some(_), Some(r @ CallEndReason::CancelFailed { .. })) => {
+            report.failures.insert(0, format!("cancel failed: {r}"));
+        }
+        (None, Some(r @ CallEndReason::CancelFailed { .. })) if !report.interrupted => {
+            report.failures.insert(
+                0,
+                format!(
+                    "not answered within the answer timeout ({:.1} s), then the CANCEL failed: {r}",
+                    args.answer_timeout.as_secs_f64()
+                ),
+            );
+        }
         (Some(_), _) => report.failures.insert(
             0,
             format!(
@@ -334,6 +366,9 @@ pub async fn run(
             .failures
             .insert(0, format!("call ended abnormally: {r}")),
         _ => {}
+    }
+    if let Some(failure) = record.bye_failure() {
+        report.failures.push(failure.to_string());
     }
     if report.interrupted {
         report.failures.push("interrupted".into());

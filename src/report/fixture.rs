@@ -124,6 +124,7 @@ pub(crate) fn caller(i: u64) -> CallResult {
         dtmf_verified: 1,
         media: Some(media(i, if i.rem_euclid(10) == 0 { 2 } else { 0 })),
         final_code: Some(200),
+        bye_code: Some(200),
         end_reason: "hung up (BYE sent)".into(),
         failures: Vec::new(),
         ladder: Vec::new(),
@@ -151,6 +152,7 @@ pub(crate) fn callee(i: u64) -> CallResult {
         dtmf_verified: 0,
         end_reason: "hung up by the far end (BYE received)".into(),
         steps: steps(&[(9, 500), (10, 0), (11, 80), (12, 4_500)], false),
+        bye_code: None,
         ..caller(i)
     }
 }
@@ -179,6 +181,7 @@ pub(crate) fn run() -> RunSummary {
                 c.dtmf_checked = 0;
                 c.dtmf_verified = 0;
                 c.final_code = Some(486);
+                c.bye_code = None;
                 c.end_reason = "rejected: 486 Busy Here".into();
                 c.steps = steps(&[(17, 4)], true);
                 c.failures.push(Failure {
@@ -230,6 +233,7 @@ pub(crate) fn run() -> RunSummary {
                 c.dtmf_checked = 0;
                 c.dtmf_verified = 0;
                 c.final_code = None;
+                c.bye_code = None;
                 c.end_reason = "no answer: Timer B fired".into();
                 c.steps = steps(&[(17, 32_000)], true);
                 c.failures.push(Failure {

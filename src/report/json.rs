@@ -18,6 +18,7 @@
 //!     "started": integer, "passed": integer, "failed": integer,
 //!     "failed_ratio": number | null,          failed / started, a fraction of 1
 //!     "not_started": integer,                 due, but the concurrency cap was reached
+//!                                             (built-in threshold calls.not_started <= 0)
 //!     "by_role": { role: {
 //!       "started": integer, "passed": integer, "failed": integer,
 //!       "failures": { label: integer },
@@ -59,6 +60,7 @@
 //!     "kind": string,                         the label they are a sample of
 //!     "role": string, "side": "caller" | "callee", "user": string, "call_id": string,
 //!     "final_code": integer | null, "end_reason": string,
+//!     "bye_code": integer | null,             our BYE's final status (null: none)
 //!     "failures": [ { "step": string, "line": integer, "col": integer,
 //!                     "kind": string, "message": string } ],
 //!     "ladder": [ { "at_ms": number, "direction": "sent" | "received", "peer": string,

@@ -309,6 +309,8 @@ pub struct FailedCall {
     pub call_id: String,
     /// The final status of the INVITE.
     pub final_code: Option<u16>,
+    /// The final status of our BYE (`None`: no BYE sent, or none answered).
+    pub bye_code: Option<u16>,
     /// Why the call ended.
     pub end_reason: String,
     /// Everything that failed.
@@ -325,6 +327,7 @@ impl FailedCall {
             user: r.user.clone(),
             call_id: r.call_id.clone(),
             final_code: r.final_code,
+            bye_code: r.bye_code,
             end_reason: r.end_reason.clone(),
             failures: r
                 .failures
@@ -754,6 +757,7 @@ impl RunSummary {
             Metric::AudioVerified => (self.audio.verified, self.audio.checked),
             Metric::DtmfVerified => (self.dtmf.verified, self.dtmf.checked),
             Metric::CallsStarted => (self.calls.started, 0),
+            Metric::CallsNotStarted => (self.generator.not_started, 0),
             Metric::GeneratorOverrun => (self.generator.frames_skipped, 0),
             _ => return None,
         };

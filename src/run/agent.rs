@@ -157,15 +157,27 @@ impl Agent {
                 },
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => {
-                        // No new work: refuse new calls, finish what is under way.
+                        // No new work: refuse new calls, finish what is under way (the
+                        // calls' own commands still apply: a callee giving up on its wait
+                        // hangs up).
                         self.incoming = None;
+                        let mut open = true;
                         while !(self.calls.is_empty() && self.requests.is_empty()) {
-                            match self.driver.next_event().await {
-                                Ok(event) => self.route(event),
-                                Err(e) if e.flow().is_some() => {
-                                    self.flow_failed(e.flow().expect("checked"), &e);
-                                }
-                                Err(_) => return,
+                            tokio::select! {
+                                event = self.driver.next_event() => match event {
+                                    Ok(event) => self.route(event),
+                                    Err(e) if e.flow().is_some() => {
+                                        self.flow_failed(e.flow().expect("checked"), &e);
+                                    }
+                                    Err(_) => return,
+                                },
+                                command = self.commands.recv(), if open => match command {
+                                    Some(Command::Invite(_, reply)) => {
+                                        let _ = reply.send(Err("the run is ending".into()));
+                                    }
+                                    Some(command) => self.apply(command),
+                                    None => open = false,
+                                },
                             }
                         }
                         return;

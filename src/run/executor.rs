@@ -128,6 +128,7 @@ pub async fn execute(
     // One transport, endpoint and agent per role.
     let mut agents = JoinSet::new();
     let mut incoming_rx = Vec::new();
+    let (load_done_tx, load_done) = watch::channel(false);
     let mut roles = Vec::new();
     for (index, role) in scenario.roles.iter().enumerate() {
         let bind = role.listen.or(scenario.target.local).unwrap_or_else(|| {
@@ -195,6 +196,7 @@ pub async fn execute(
                 ports: ports.clone(),
                 wavs: wavs.clone(),
                 stop: stop.clone(),
+                load_done: load_done.clone(),
                 rtp: scenario.media.rtp,
                 destinations: Default::default(),
             }),
@@ -409,7 +411,9 @@ pub async fn execute(
         }
     }
     while calls.join_next().await.is_some() {}
-    // Callee calls still running finish on their own (BYE); give them the time they need.
+    // Callee calls still running finish on their own (BYE); give them the time they need,
+    // bounded: a callee waiting for a BYE or CANCEL gives up a while after this.
+    let _ = load_done_tx.send(true);
     let _ = refresh_stop_tx.send(true);
     while refreshers.join_next().await.is_some() {}
     for (ctx, reg, account, registrar) in to_unregister {

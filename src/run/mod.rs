@@ -10,6 +10,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use sipcheck_core::scenario::threshold;
 use tokio::sync::{mpsc, watch};
 
 use crate::exit::Exit;
@@ -123,7 +124,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     };
     let summary = metrics.finish(elapsed, interrupted);
-    let thresholds = summary.check(&scenario.thresholds);
+    // The scenario's thresholds, and the built-in ones it does not override
+    // (`calls.not_started <= 0`).
+    let thresholds = summary.check(&threshold::with_builtins(&scenario.thresholds));
     if console_to_stderr {
         let _ = report::console::write_summary(&summary, &thresholds, &mut std::io::stderr());
     } else {

@@ -39,6 +39,10 @@ pub enum FailureKind {
     AuthRejected,
     /// An expectation about signalling failed (no ringing, a different final code …).
     Signalling,
+    /// Our BYE was answered ≥ 300 (the status) or never answered (`timeout`, Timer F).
+    ByeFailed(String),
+    /// Our CANCEL was refused (the status), or no 487 followed it (`no_487`).
+    CancelFailed(String),
     /// The transport failed.
     Transport,
     /// The run was interrupted before the call could finish.
@@ -60,6 +64,8 @@ impl FailureKind {
             FailureKind::CodecRefused => "codec_refused".into(),
             FailureKind::AuthRejected => "auth_rejected".into(),
             FailureKind::Signalling => "signalling".into(),
+            FailureKind::ByeFailed(detail) => format!("bye_failed_{detail}"),
+            FailureKind::CancelFailed(detail) => format!("cancel_failed_{detail}"),
             FailureKind::Transport => "transport".into(),
             FailureKind::Interrupted => "interrupted".into(),
             FailureKind::Other => "other".into(),
@@ -160,6 +166,8 @@ pub struct CallResult {
     pub media: Option<CallMedia>,
     /// The final status of the INVITE (sent or received).
     pub final_code: Option<u16>,
+    /// The final status of our BYE, when we sent one and it was answered.
+    pub bye_code: Option<u16>,
     /// Why the call ended ("hung up by the far end (BYE received)").
     pub end_reason: String,
     /// Everything that failed; empty when the call passed.

@@ -47,6 +47,9 @@ pub(crate) struct RoleContext {
     pub(crate) wavs: Arc<HashMap<String, Arc<[i16]>>>,
     /// Turns true on Ctrl-C: every call winds down.
     pub(crate) stop: watch::Receiver<bool>,
+    /// Turns true when the load is over (every caller's call has finished): a callee still
+    /// waiting for the caller's BYE or CANCEL gives up [`END_WAIT`] later.
+    pub(crate) load_done: watch::Receiver<bool>,
     /// Whether calls carry RTP (`media: { rtp: false }`: signaling only).
     pub(crate) rtp: bool,
     /// Request-URIs resolved so far, without a next hop (the host of each call's URI).
@@ -107,6 +110,8 @@ struct Call {
     reinvite_pending: bool,
     /// Its outcome: answered 2xx, or the status refusing it.
     reinvite_outcome: Option<Result<(), u16>>,
+    /// The step that hung up (its name, line, column), to name when the BYE fails.
+    bye_step: Option<(&'static str, u32, u32)>,
 }
 
 /// A caller's call: `steps` from the `call` step on.
@@ -187,6 +192,7 @@ impl Call {
             local: None,
             reinvite_pending: false,
             reinvite_outcome: None,
+            bye_step: None,
         }
     }
 
@@ -250,6 +256,9 @@ impl Call {
                 self.invite(step, account, &to, c.timeout).await
             }
             Step::Answer { ring } => {
+                if self.ended() {
+                    return self.unexpected_end(step);
+                }
                 if !ring.is_zero() {
                     self.command(Command::Ring);
                     if !self.pump_for(*ring).await {
@@ -259,6 +268,9 @@ impl Call {
                 self.accept(step).await
             }
             Step::Reject { code, ring } => {
+                if self.ended() {
+                    return self.unexpected_end(step);
+                }
                 if !ring.is_zero() {
                     self.command(Command::Ring);
                     if !self.pump_for(*ring).await {
@@ -327,6 +339,7 @@ impl Call {
                 if let Some((_, media)) = &self.media {
                     media.set_sending(false);
                 }
+                self.bye_step = Some((step.value.name(), step.line, step.col));
                 self.command(Command::Hangup);
                 self.pump_until_end(END_WAIT).await;
                 true
@@ -335,12 +348,38 @@ impl Call {
                 if !after.is_zero() && !self.pump_for(*after).await {
                     return self.unexpected_end(step);
                 }
+                self.bye_step = Some((step.value.name(), step.line, step.col));
                 self.command(Command::Cancel);
                 self.pump_until_end(END_WAIT).await;
-                true
+                match self.record.as_ref().and_then(|r| r.reason()) {
+                    Some(reason @ CallEndReason::CancelFailed { .. }) => {
+                        let (kind, message) = (kind_of(reason), reason.to_string());
+                        self.fail(step, kind, message);
+                        false
+                    }
+                    _ => true,
+                }
             }
             Step::WaitFor(event) => {
-                self.pump_until_end(Duration::from_secs(3600)).await;
+                let mut load_done = self.ctx.load_done.clone();
+                let gave_up = tokio::select! {
+                    () = self.pump_until_end(Duration::from_secs(3600)) => false,
+                    () = async {
+                        let _ = load_done.wait_for(|done| *done).await;
+                        tokio::time::sleep(END_WAIT).await;
+                    } => true,
+                };
+                if gave_up && !self.ended() && !self.interrupted {
+                    self.fail(
+                        step,
+                        FailureKind::Signalling,
+                        format!(
+                            "{event:?} did not come: the load was over {:.0} s before",
+                            END_WAIT.as_secs_f64()
+                        ),
+                    );
+                    return false;
+                }
                 let expected = match event {
                     WaitEvent::Bye => CallEndReason::RemoteBye,
                     WaitEvent::Cancel => CallEndReason::CancelledByRemote,
@@ -1105,6 +1144,18 @@ impl Call {
                 });
             }
         }
+        // A BYE answered with an error or never answered: the call did not end cleanly,
+        // whatever the steps expected (the far end may still hold it).
+        if let Some(failure) = record.as_ref().and_then(CallRecord::bye_failure) {
+            let (step, line, col) = self.bye_step.unwrap_or(("call", 0, 0));
+            self.failures.push(Failure {
+                step,
+                line,
+                col,
+                kind: FailureKind::ByeFailed(failure.short()),
+                message: failure.to_string(),
+            });
+        }
         if self.interrupted && self.failures.is_empty() {
             self.failures.push(Failure {
                 step: "run",
@@ -1137,6 +1188,7 @@ impl Call {
             dtmf_verified: self.dtmf_verified,
             media: media_result,
             final_code: r.and_then(|r| r.final_code),
+            bye_code: r.and_then(|r| r.bye_code),
             end_reason: r
                 .and_then(|r| r.reason())
                 .map_or_else(|| "not started".to_string(), |x| x.to_string()),
@@ -1173,6 +1225,11 @@ fn kind_of(reason: &CallEndReason) -> FailureKind {
         CallEndReason::NoAck { .. } => FailureKind::Timer("Timer H".into()),
         CallEndReason::TransportError => FailureKind::Transport,
         CallEndReason::Cancelled | CallEndReason::CancelledByRemote => FailureKind::Signalling,
+        CallEndReason::CancelFailed {
+            cancel_code: Some(code),
+            ..
+        } if !(200..300).contains(code) => FailureKind::CancelFailed(code.to_string()),
+        CallEndReason::CancelFailed { .. } => FailureKind::CancelFailed("no_487".into()),
         CallEndReason::DialogLost { code } => FailureKind::SipCode(*code),
         _ => FailureKind::Other,
     }

@@ -282,8 +282,18 @@ fn plan_edit(text: &str, root: &Node, segs: &[Seg], value: &str) -> Result<Edit,
                     (segs[i].text.clone(), &segs[i + 1..])
                 };
                 let mut nested = render_value(value);
-                for seg in rest.iter().rev() {
-                    nested = format!("{{{}: {nested}}}", render_key(&seg.text));
+                if walked.is_empty() && key == "thresholds" && !rest.is_empty() {
+                    // A new `thresholds`: the rest is one dotted metric name.
+                    let name = rest
+                        .iter()
+                        .map(|s| s.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    nested = format!("{{{}: {nested}}}", render_key(&name));
+                } else {
+                    for seg in rest.iter().rev() {
+                        nested = format!("{{{}: {nested}}}", render_key(&seg.text));
+                    }
                 }
                 let entry = format!("{}: {nested}", render_key(&key));
                 return Ok(if *flow {
@@ -511,6 +521,16 @@ roles:
         );
         let out = apply_overrides(DOC, &set(&[("thresholds.rtp.loss", "< 1%")])).unwrap();
         assert!(out.contains("\n  rtp.loss: \"< 1%\"\n"), "{out}");
+    }
+
+    #[test]
+    fn a_threshold_set_in_a_scenario_without_thresholds_keeps_its_dotted_name() {
+        let doc = "name: t\nload: { rate: 1/s }\n";
+        let out = apply_overrides(doc, &set(&[("thresholds.calls.not_started", "<= 2")])).unwrap();
+        assert_eq!(
+            out,
+            "name: t\nload: { rate: 1/s }\nthresholds: {calls.not_started: \"<= 2\"}\n"
+        );
     }
 
     #[test]

@@ -107,6 +107,8 @@ metrics! {
     DtmfVerified = "dtmf.verified" [] Ratio,
     /// Calls started.
     CallsStarted = "calls.started" [] Counter,
+    /// Calls due by the load plan but not started (the concurrency cap was reached).
+    CallsNotStarted = "calls.not_started" [] Counter,
     /// Times a media generator could not keep up with its schedule.
     GeneratorOverrun = "generator.overrun" ["generator.frames_skipped"] Counter,
 }
@@ -635,6 +637,39 @@ impl Threshold {
     }
 }
 
+/// The thresholds every run is held to unless the scenario sets its own on the same metric:
+/// `calls.not_started <= 0` (a call the plan asked for but that never started is not a
+/// silent pass; k6 reports its dropped iterations the same way).
+#[must_use]
+pub fn builtin() -> Vec<Threshold> {
+    vec![Threshold {
+        metric: MetricRef {
+            metric: Metric::CallsNotStarted,
+            stat: None,
+        },
+        condition: Condition {
+            op: Op::Le,
+            limit: Limit::Number(0.0),
+        },
+    }]
+}
+
+/// The scenario's thresholds followed by each [`builtin`] one whose metric the scenario does
+/// not constrain (any statistic of it counts: `calls.not_started.rate` overrides too).
+#[must_use]
+pub fn with_builtins(user: &[Threshold]) -> Vec<Threshold> {
+    let mut all = user.to_vec();
+    for default in builtin() {
+        if !user
+            .iter()
+            .any(|t| t.metric.metric == default.metric.metric)
+        {
+            all.push(default);
+        }
+    }
+    all
+}
+
 impl fmt::Display for Threshold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.metric, self.condition)
@@ -815,6 +850,33 @@ mod tests {
 
         let t = Threshold::parse("audio.verified", ">= 99.5%").unwrap();
         assert!(t.evaluate(&|_| Some(0.995)).passed);
+    }
+
+    #[test]
+    fn not_started_calls_fail_by_default_unless_the_scenario_says_otherwise() {
+        let latency = Threshold::parse("invite_to_200.p99", "< 500ms").unwrap();
+        let all = with_builtins(std::slice::from_ref(&latency));
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], latency);
+        assert_eq!(all[1].to_string(), "calls.not_started <= 0");
+        assert_eq!(all[1].metric.unit(), ValueUnit::Count);
+        let o = all[1].evaluate(&|r| (r.metric == Metric::CallsNotStarted).then_some(2.0));
+        assert!(!o.passed);
+        assert_eq!(o.text, "calls.not_started <= 0: actual 2");
+        assert!(all[1].evaluate(&|_| Some(0.0)).passed);
+
+        // The scenario's own limit replaces the built-in one, whatever its statistic.
+        let allowed = Threshold::parse("calls.not_started", "<= 5").unwrap();
+        assert_eq!(
+            with_builtins(std::slice::from_ref(&allowed)),
+            vec![allowed.clone()]
+        );
+        let rate = Threshold::parse("calls.not_started.rate", "< 1/s").unwrap();
+        assert_eq!(
+            with_builtins(std::slice::from_ref(&rate)),
+            vec![rate.clone()]
+        );
+        assert_eq!(with_builtins(&[]), builtin());
     }
 
     #[test]

@@ -62,7 +62,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use record::{CallDirection, CallEnd, CallEndReason, CallRecord};
+pub use record::{ByeFailure, CallDirection, CallEnd, CallEndReason, CallRecord};
 
 use self::dialog::{header_tag, record_route, user_of, Dialog, Routing};
 use self::session_timer::SessionTimer;
@@ -1399,7 +1399,11 @@ impl<D: Clone> Endpoint<D> {
             if let Some(invite) = c.invite_tx.take() {
                 let _ = self.layer.abandon(invite);
             }
-            self.end_call(now, id, CallEndReason::Cancelled);
+            let reason = CallEndReason::CancelFailed {
+                cancel_code: c.record.cancel_code,
+                waited: Some(self.config.timers.timeout()),
+            };
+            self.end_call(now, id, reason);
         }
     }
 

@@ -48,10 +48,20 @@ pub enum CallEndReason {
         /// The status code we sent.
         code: u16,
     },
-    /// We cancelled our INVITE: the CANCEL got the INVITE a 487, or no final response came
-    /// within `64·T1` of the CANCEL (RFC 3261 §9.1). When a 2xx crossed the CANCEL the call
-    /// was ACKed and closed with BYE, and [`CallRecord::answered_before_cancel`] is set.
+    /// We cancelled our INVITE and the CANCEL got the INVITE its 487. When a 2xx crossed the
+    /// CANCEL the call was ACKed and closed with BYE, and
+    /// [`CallRecord::answered_before_cancel`] is set.
     Cancelled,
+    /// We cancelled our INVITE but the CANCEL did not work: it was refused (a final response
+    /// other than 2xx), or no final response to the INVITE came within `64·T1` of it (RFC
+    /// 3261 §9.1: the INVITE is then given up).
+    CancelFailed {
+        /// The final status of the CANCEL; `None` when none came.
+        cancel_code: Option<u16>,
+        /// How long the INVITE's final response was waited for after the CANCEL; `None` when
+        /// the INVITE got its 487 after all (the CANCEL was refused).
+        waited: Option<Duration>,
+    },
     /// The far end cancelled its INVITE before we answered; we sent 487.
     CancelledByRemote,
     /// A transaction timed out: Timer B (no final response to our INVITE), or Timer B of a
@@ -115,6 +125,41 @@ impl CallEndReason {
     }
 }
 
+/// Our BYE did not complete: it was answered with an error (≥ 300, a challenge we could not
+/// answer included) or never answered (Timer F). See [`CallRecord::bye_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByeFailure {
+    /// The BYE's final status.
+    Status(u16),
+    /// No final response: Timer F expired after this long.
+    Timeout(Duration),
+}
+
+impl ByeFailure {
+    /// `481`, or `timeout`: the short form in failure labels (`bye_failed_481`).
+    pub fn short(&self) -> String {
+        match self {
+            ByeFailure::Status(code) => code.to_string(),
+            ByeFailure::Timeout(_) => "timeout".into(),
+        }
+    }
+}
+
+impl fmt::Display for ByeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ByeFailure::Status(code) => {
+                write!(f, "bye_failed: {code} {}", reason_phrase(*code))
+            }
+            ByeFailure::Timeout(elapsed) => write!(
+                f,
+                "bye_failed: timeout (Timer F expired after {:.1} s)",
+                elapsed.as_secs_f64()
+            ),
+        }
+    }
+}
+
 impl fmt::Display for CallEndReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -132,6 +177,36 @@ impl fmt::Display for CallEndReason {
                 write!(f, "declined locally: {code} {}", reason_phrase(*code))
             }
             CallEndReason::Cancelled => f.write_str("cancelled"),
+            CallEndReason::CancelFailed {
+                cancel_code,
+                waited,
+            } => {
+                let status = |code: u16| format!("{code} {}", reason_phrase(code));
+                match (cancel_code, waited) {
+                    (Some(code), Some(waited)) if !(200..300).contains(code) => write!(
+                        f,
+                        "CANCEL refused: {}, and no final response to the INVITE within {:.1} s",
+                        status(*code),
+                        waited.as_secs_f64()
+                    ),
+                    (Some(code), None) => write!(
+                        f,
+                        "CANCEL refused: {} (the INVITE got 487 nonetheless)",
+                        status(*code)
+                    ),
+                    (Some(code), Some(waited)) => write!(
+                        f,
+                        "CANCEL answered {} but no 487 within {:.1} s",
+                        status(*code),
+                        waited.as_secs_f64()
+                    ),
+                    (None, waited) => write!(
+                        f,
+                        "CANCEL unanswered and no 487 within {:.1} s",
+                        waited.unwrap_or_default().as_secs_f64()
+                    ),
+                }
+            }
             CallEndReason::CancelledByRemote => f.write_str("cancelled by the caller"),
             CallEndReason::Timeout { timer, elapsed } => {
                 write!(f, "{timer} expired after {:.1} s", elapsed.as_secs_f64())
@@ -214,6 +289,10 @@ pub struct CallRecord {
     pub final_code: Option<u16>,
     /// The final status of our BYE; `None` when it timed out or none was sent.
     pub bye_code: Option<u16>,
+    /// Our BYE got no final response: Timer F expired after this long.
+    pub bye_timeout: Option<Duration>,
+    /// The final status of our CANCEL, when one came while the call lived.
+    pub cancel_code: Option<u16>,
     /// Challenges (401/407) received for the INVITE and the BYE.
     pub auth_challenges: u32,
     /// Our requests (INVITE, BYE) sent again by Timer A or E, as far as observed before their
@@ -246,6 +325,8 @@ impl CallRecord {
             bye_received: None,
             final_code: None,
             bye_code: None,
+            bye_timeout: None,
+            cancel_code: None,
             auth_challenges: 0,
             requests_retransmitted: 0,
             responses_retransmitted: 0,
@@ -258,6 +339,20 @@ impl CallRecord {
     /// Why the call ended, once it has.
     pub fn reason(&self) -> Option<&CallEndReason> {
         self.end.as_ref().map(|e| &e.reason)
+    }
+
+    /// Whether our BYE failed: answered ≥ 300 or timed out. A BYE that crossed the far end's
+    /// (both hung up at once) may legitimately get 481 or nothing: that is no failure.
+    pub fn bye_failure(&self) -> Option<ByeFailure> {
+        if self.bye_sent.is_none() || self.bye_received.is_some() {
+            return None;
+        }
+        if let Some(elapsed) = self.bye_timeout {
+            return Some(ByeFailure::Timeout(elapsed));
+        }
+        self.bye_code
+            .filter(|&code| code >= 300)
+            .map(ByeFailure::Status)
     }
 
     /// INVITE to first 180/183 (post-dial delay).

@@ -1082,6 +1082,33 @@ fn a_challenge_without_credentials_ends_the_call() {
 }
 
 #[test]
+fn an_answered_challenge_is_never_the_final_response_of_the_call() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept = Some(challenger(false, false));
+    // The authenticated INVITE rings, is cancelled, and neither the CANCEL's 200 nor the
+    // 487 ever arrives.
+    net.rule(B, "200/CANCEL", 0, u32::MAX, Fault::Drop);
+    net.rule(B, "487/INVITE", 0, u32::MAX, Fault::Drop);
+    let mut call = call_to_b();
+    call.credentials = Some(Credentials::new("alice", "secret"));
+    let call = net.invite(call);
+    net.at(secs(1), A, Action::Cancel(call));
+    net.run_until_idle();
+    assert_eq!(net.sent(A, "INVITE").len(), 2);
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.auth_challenges, 1);
+    assert_eq!(rec.final_code, None, "not the 401 that was answered");
+    assert!(matches!(
+        rec.reason(),
+        Some(CallEndReason::CancelFailed {
+            cancel_code: None,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn a_407_on_the_bye_is_answered_once() {
     let mut net = Net::with_callee(ms(100));
     net.sides[A].policy.hangup_after = Some(secs(1));
@@ -1310,12 +1337,221 @@ fn cancel_without_any_final_response_gives_up_after_64_t1() {
     net.at(secs(1), A, Action::Cancel(call));
     net.run_until_idle();
     net.assert_no_errors();
-    assert_eq!(net.reasons(A), [CallEndReason::Cancelled]);
+    // The cancellation is not known to have worked: a failure, not `Cancelled`.
+    let reason = CallEndReason::CancelFailed {
+        cancel_code: None,
+        waited: Some(secs(32)),
+    };
+    assert_eq!(
+        reason.to_string(),
+        "CANCEL unanswered and no 487 within 32.0 s"
+    );
+    assert_eq!(net.reasons(A), [reason]);
     assert_eq!(
         net.ended(A)[0].end.as_ref().unwrap().at,
         net.t0 + secs(1) + secs(32)
     );
     assert_eq!(net.reasons(B), [CallEndReason::CancelledByRemote]);
+    net.assert_empty();
+}
+
+/// A proxy in front of B that answers every CANCEL itself with `code` and never passes it
+/// on (B keeps ringing).
+fn cancel_refuser(code: u16) -> Interceptor {
+    Box::new(move |from, m| {
+        if from != A || m.method() != Some(&Method::CANCEL) {
+            return Intercept::Pass;
+        }
+        let mut out = Vec::new();
+        write_response(m, code, reason_phrase(code), None, &[], None, &mut out);
+        Intercept::Reply(Bytes::from(out))
+    })
+}
+
+#[test]
+fn a_refused_cancel_without_a_487_fails_64_t1_after_the_cancel() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept = Some(cancel_refuser(403));
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Cancel(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    let reason = CallEndReason::CancelFailed {
+        cancel_code: Some(403),
+        waited: Some(secs(32)),
+    };
+    assert_eq!(
+        reason.to_string(),
+        "CANCEL refused: 403 Forbidden, and no final response to the INVITE within 32.0 s"
+    );
+    assert_eq!(net.reasons(A), [reason]);
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.cancel_code, Some(403));
+    assert_eq!(rec.end.as_ref().unwrap().at, net.t0 + secs(1) + secs(32));
+    assert!(!rec.reason().unwrap().is_normal_clearing());
+}
+
+#[test]
+fn a_refused_cancel_gives_up_after_64_t1_of_a_short_t1() {
+    let mut net = Net::new();
+    for side in [A, B] {
+        let mut config = EndpointConfig::new(local(side));
+        config.contact_user = ["alice", "bob"][side].to_string();
+        config.timers.t1 = ms(50);
+        net.sides[side].ep = Endpoint::new(config, IdGen::new(100 + side as u64));
+    }
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept = Some(cancel_refuser(481));
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Cancel(call));
+    net.run_until_idle();
+    assert_eq!(
+        net.reasons(A),
+        [CallEndReason::CancelFailed {
+            cancel_code: Some(481),
+            waited: Some(ms(3200)),
+        }]
+    );
+    assert_eq!(
+        net.ended(A)[0].end.as_ref().unwrap().at,
+        net.t0 + secs(1) + ms(3200)
+    );
+}
+
+#[test]
+fn a_487_after_a_refused_cancel_still_fails_the_cancellation() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept = Some(cancel_refuser(403));
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Cancel(call));
+    // B gives up on the call itself a second later: its 487 ends A's INVITE.
+    net.run_for(secs(2));
+    let incoming = net.incoming()[0];
+    net.at(secs(2), B, Action::Reject(incoming, 487));
+    net.run_until_idle();
+    net.assert_no_errors();
+    let reason = CallEndReason::CancelFailed {
+        cancel_code: Some(403),
+        waited: None,
+    };
+    assert_eq!(
+        reason.to_string(),
+        "CANCEL refused: 403 Forbidden (the INVITE got 487 nonetheless)"
+    );
+    assert_eq!(net.reasons(A), [reason]);
+    net.assert_empty();
+}
+
+#[test]
+fn an_accepted_cancel_and_its_487_is_a_clean_cancellation() {
+    let mut net = Net::new();
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Cancel(call));
+    net.run_until_idle();
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.reason(), Some(&CallEndReason::Cancelled));
+    assert_eq!(rec.cancel_code, Some(200));
+    assert_eq!(rec.final_code, Some(487));
+    assert_eq!(rec.bye_failure(), None);
+    net.assert_empty();
+}
+
+// ---------------------------------------------------------------------------------------
+// BYE outcomes
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_bye_answered_481_is_a_bye_failure() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    // A proxy turns B's 200 to the BYE into a 481.
+    net.intercept = Some(Box::new(|from, m| {
+        if from == B && m.status() == Some(200) && *m.cseq_method() == Method::BYE {
+            let mut out = Vec::new();
+            write_response(m, 481, reason_phrase(481), None, &[], None, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            // write_response answers a request: take its status line, keep the 200's headers.
+            let status = text.lines().next().unwrap().to_string();
+            let original = String::from_utf8(m.raw().to_vec()).unwrap();
+            let rest = original.split_once("\r\n").unwrap().1;
+            return Intercept::Replace(Bytes::from(format!("{status}\r\n{rest}")));
+        }
+        Intercept::Pass
+    }));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.bye_code, Some(481));
+    assert_eq!(rec.bye_failure(), Some(ByeFailure::Status(481)));
+    assert_eq!(
+        ByeFailure::Status(481).to_string(),
+        "bye_failed: 481 Call/Transaction Does Not Exist"
+    );
+    assert_eq!(ByeFailure::Status(481).short(), "481");
+    // B answered the BYE as it should: its side is clean.
+    assert_eq!(net.ended(B)[0].bye_failure(), None);
+    net.assert_empty();
+}
+
+#[test]
+fn a_bye_never_answered_is_a_bye_failure_by_timer_f() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.rule(B, "200/BYE", 0, u32::MAX, Fault::Drop);
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.bye_code, None);
+    assert_eq!(rec.bye_timeout, Some(secs(32)));
+    let failure = rec.bye_failure().unwrap();
+    assert_eq!(failure, ByeFailure::Timeout(secs(32)));
+    assert_eq!(
+        failure.to_string(),
+        "bye_failed: timeout (Timer F expired after 32.0 s)"
+    );
+    assert_eq!(failure.short(), "timeout");
+    net.assert_empty();
+}
+
+#[test]
+fn a_bye_answered_200_is_no_failure() {
+    let mut net = Net::with_callee(ms(100));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.bye_code, Some(200));
+    assert_eq!(rec.bye_failure(), None);
+    net.assert_empty();
+}
+
+#[test]
+fn crossing_byes_are_no_failure_whatever_ours_gets() {
+    let mut net = Net::with_callee(ms(100));
+    // Both hang up at the same instant, and A's BYE is never answered: B's BYE told A the
+    // dialog is over, so that is no failure of A's.
+    net.rule(B, "200/BYE", 0, u32::MAX, Fault::Drop);
+    let call = net.invite(call_to_b());
+    net.run_for(ms(500));
+    let incoming = net.incoming()[0];
+    net.at(secs(1), A, Action::Hangup(call));
+    net.at(secs(1), B, Action::Hangup(incoming));
+    net.run_until_idle();
+    assert_eq!(net.ended(A)[0].bye_timeout, Some(secs(32)));
+    assert!(net.ended(A)[0].bye_received.is_some());
+    net.assert_no_errors();
+    for side in [A, B] {
+        for rec in net.ended(side) {
+            assert_eq!(rec.bye_failure(), None, "{rec:?}");
+        }
+    }
     net.assert_empty();
 }
 

@@ -30,8 +30,20 @@ impl<D: Clone> Endpoint<D> {
             Role::Invite => self.on_invite_response(now, id, tx, message),
             Role::Bye => self.on_bye_response(now, id, tx, &message),
             Role::Reinvite => self.on_reinvite_response(now, id, tx, &message),
-            // A CANCEL's response says nothing the INVITE's will not.
-            Role::Cancel | Role::IncomingInvite => {}
+            Role::Cancel => self.on_cancel_response(id, &message),
+            Role::IncomingInvite => {}
+        }
+    }
+
+    /// The CANCEL's final response, recorded: a refusal fails the cancellation however the
+    /// INVITE ends (unless a 2xx crossed the CANCEL); the INVITE's 487 or the `64·T1` guard
+    /// still ends the call.
+    fn on_cancel_response(&mut self, id: CallId, message: &Message) {
+        let Some(code) = message.status().filter(|&c| c >= 200) else {
+            return;
+        };
+        if let Some(c) = call_mut(&mut self.slots, id) {
+            c.record.cancel_code = Some(code);
         }
     }
 
@@ -205,6 +217,9 @@ impl<D: Clone> Endpoint<D> {
             };
             match outcome {
                 Ok(()) => {
+                    // The challenge answered is no final response of the call: the new
+                    // INVITE's is (none, if it never comes).
+                    c.record.final_code = None;
                     c.invite_challenges += 1;
                     c.invite_cseq += 1;
                     c.state = CallState::Calling;
@@ -218,7 +233,13 @@ impl<D: Clone> Endpoint<D> {
             return;
         }
         let reason = if c.cancel != CancelState::None && code == 487 {
-            CallEndReason::Cancelled
+            match c.record.cancel_code {
+                Some(refused) if !(200..300).contains(&refused) => CallEndReason::CancelFailed {
+                    cancel_code: Some(refused),
+                    waited: None,
+                },
+                _ => CallEndReason::Cancelled,
+            }
         } else {
             CallEndReason::Rejected {
                 code,
@@ -415,6 +436,7 @@ impl<D: Clone> Endpoint<D> {
             }
             Role::Bye if c.bye_tx == Some(tx) => {
                 c.bye_tx = None;
+                c.record.bye_timeout = Some(elapsed);
                 let reason = c.pending_reason.take().unwrap_or(CallEndReason::LocalBye);
                 self.end_call(now, id, reason);
             }
