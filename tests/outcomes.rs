@@ -474,8 +474,11 @@ fn a_callee_waiting_for_a_bye_that_never_comes_gives_up_after_the_load() {
         "SIPp got the callee's BYE\n{}\n{shown}",
         describe_output(&sipp)
     );
-    assert!(status.is_some(), "the run did not end\n{shown}");
+    let status = status.unwrap_or_else(|| panic!("the run did not end\n{shown}"));
+    // The callee's failed call fails the run, though its caller passed.
+    assert_eq!(status.code(), Some(1), "{shown}");
     let v = reports.summary();
+    assert_eq!(v["verdict"], "calls_failed", "{v}");
     let callee = &v["calls"]["by_role"]["callee"];
     assert_eq!(callee["started"], 2, "{v}");
     assert_eq!(callee["passed"], 1, "{v}");

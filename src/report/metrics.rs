@@ -31,7 +31,7 @@
 //!   behind. *Frames skipped* are media frames a sender dropped because it woke up too late
 //!   (the `generator.overrun` metric).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -857,6 +857,9 @@ pub struct Metrics {
     samples: BTreeMap<String, Vec<FailedCall>>,
     reasons: BTreeMap<String, ReasonSummary>,
     cut_short: [u64; 2],
+    /// The Call-IDs of the failed calls of each side: a call fails when either of its user
+    /// agents failed, and the side not counted is folded in at the end.
+    failed_call_ids: [HashSet<String>; 2],
 }
 
 fn side_index(side: Side) -> usize {
@@ -897,6 +900,7 @@ impl Metrics {
             samples: BTreeMap::new(),
             reasons: BTreeMap::new(),
             cut_short: [0; 2],
+            failed_call_ids: [HashSet::new(), HashSet::new()],
         }
     }
 
@@ -923,6 +927,9 @@ impl Metrics {
     pub fn record_call(&mut self, r: &CallResult) {
         let passed = r.passed();
         self.by_side[side_index(r.side)].add(passed);
+        if !passed {
+            self.failed_call_ids[side_index(r.side)].insert(r.call_id.clone());
+        }
 
         // Timings.
         if r.side == Side::Caller {
@@ -1114,7 +1121,23 @@ impl Metrics {
             elapsed,
             interrupted,
             counted_side,
-            calls: self.by_side[side_index(counted_side)],
+            calls: {
+                // A call is counted once, by the side that places calls when there is one;
+                // a failure of the other side's user agent fails the call too (never a pass
+                // with a callee that did not hear what it expected). The two sides see the
+                // same Call-ID unless a B2BUA changes it: a failure not matched to a failure
+                // of the counted side is counted as one more failed call.
+                let counted = side_index(counted_side);
+                let mut calls = self.by_side[counted];
+                let extra = self.failed_call_ids[1 - counted]
+                    .iter()
+                    .filter(|id| !self.failed_call_ids[counted].contains(*id))
+                    .count() as u64;
+                calls.failed += extra;
+                calls.passed = calls.passed.saturating_sub(extra);
+                calls.started = calls.started.max(calls.passed + calls.failed);
+                calls
+            },
             failures,
             registrations,
             roles: self.roles,
@@ -1222,6 +1245,42 @@ thresholds:
         assert_eq!(s.failures["tone_missing"], 1);
         assert_eq!(s.failures["signalling"], 2);
         assert_eq!(s.roles[1].failures.get("signalling"), None);
+    }
+
+    #[test]
+    fn a_call_whose_callee_failed_is_a_failed_call_though_its_caller_passed() {
+        let failing_callee = |i: u64| {
+            let mut c = callee(i);
+            c.failures.push(crate::run::result::Failure {
+                step: "expect",
+                line: 12,
+                col: 9,
+                kind: FailureKind::ToneMissing,
+                message: "tone 440 Hz not heard".into(),
+            });
+            c
+        };
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &RunInfo::default());
+        for i in 0..3 {
+            m.record_call(&caller(i));
+        }
+        m.record_call(&callee(0));
+        m.record_call(&failing_callee(1));
+        // Through a B2BUA the callee's Call-ID is another one: still a failed call.
+        let mut other = failing_callee(2);
+        other.call_id = "b2bua-leg@pbx".into();
+        m.record_call(&other);
+        let s = m.finish(Duration::from_secs(1), false);
+        assert_eq!(s.counted_side, Side::Caller);
+        assert_eq!(
+            s.calls,
+            CallCounts {
+                started: 3,
+                passed: 1,
+                failed: 2
+            }
+        );
+        assert_eq!(s.verdict(&[]), Verdict::CallsFailed);
     }
 
     #[test]
