@@ -14,8 +14,9 @@ use crate::sdp::{answer, negotiated_from_answer, Negotiated, NegotiationError};
 use crate::sip::auth::ChallengeKind;
 use crate::sip::msg::{Message, Name};
 use crate::sip::transaction::{Timer, TxId};
+use crate::sip::uri::NextHop;
 
-impl<D: Clone> Endpoint<D> {
+impl<D: Clone + NextHop> Endpoint<D> {
     pub(super) fn on_response(
         &mut self,
         now: Instant,
@@ -98,6 +99,7 @@ impl<D: Clone> Endpoint<D> {
             c.dialog.remote_target = target.to_string();
         }
         c.dialog.route_set = record_route(message, true);
+        c.update_hop();
 
         // Media: the answer to our offer, or the far end's (delayed) offer to answer in the
         // ACK.
@@ -270,6 +272,7 @@ impl<D: Clone> Endpoint<D> {
             // Target refresh (RFC 3261 §12.2.1.2).
             if let Some(target) = message.first_contact_uri() {
                 c.dialog.remote_target = target.to_string();
+                c.update_hop();
             }
             let media = match sdp_body(message) {
                 Ok(Some(answer)) => negotiated_from_answer(&reinvite.offer, &answer)
@@ -377,8 +380,9 @@ impl<D: Clone> Endpoint<D> {
             });
         let Some(id) = found else {
             // The call is gone: ACK from the response alone, so the far end stops.
-            let ack = ack_from_2xx(&message, &self.config.local, &self.ids.branch());
-            self.layer.send_stateless(source, Bytes::from(ack));
+            let (ack, hop) = ack_from_2xx(&message, &self.config.local, &self.ids.branch());
+            let destination = D::from_uri(&hop, self.config.local.transport).unwrap_or(source);
+            self.layer.send_stateless(destination, Bytes::from(ack));
             self.counters.acks_resent += 1;
             return;
         };
@@ -399,7 +403,7 @@ impl<D: Clone> Endpoint<D> {
             if let Some(ack) = ack {
                 c.record.duplicates_received += 1;
                 self.counters.acks_resent += 1;
-                self.layer.send_stateless(c.peer.clone(), ack);
+                self.layer.send_stateless(c.hop.clone(), ack);
             }
             return;
         }
@@ -421,6 +425,7 @@ impl<D: Clone> Endpoint<D> {
             route_set: record_route(&message, true),
         };
         let routing = fork.routing();
+        let hop = D::from_uri(fork.next_hop_uri(), c.transport).unwrap_or_else(|| c.peer.clone());
         let branch = self.ids.branch();
         let auth: Vec<(&str, &str)> = c
             .auth_headers
@@ -428,12 +433,12 @@ impl<D: Clone> Endpoint<D> {
             .map(|(n, v)| (*n, v.as_str()))
             .collect();
         let ack = fork.request(&routing, "ACK", cseq, c.via(&branch), None, &auth, None);
-        self.layer.send_stateless(c.peer.clone(), Bytes::from(ack));
+        self.layer.send_stateless(hop.clone(), Bytes::from(ack));
         let branch = self.ids.branch();
         let bye = fork.request(&routing, "BYE", cseq + 1, c.via(&branch), None, &[], None);
         let _ = self
             .layer
-            .send_request_bytes(now, Bytes::from(bye), c.reliable, c.peer.clone());
+            .send_request_bytes(now, Bytes::from(bye), c.reliable, hop);
         self.counters.forks_released += 1;
     }
 }
