@@ -41,18 +41,37 @@ fn sent_to(ladder: &[(String, String, String)], method: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_ack_and_bye_go_to_the_contact_of_the_200_not_to_the_sipp_that_sent_it() {
-    let dialog = Sipp::start_uas("uas_dialog_elsewhere.xml", &[]).expect("start sipp");
+/// sipcheck calls a SIPp whose 200 names another SIPp as Contact, over `transport`
+/// (`udp`, or `tcp`: a connection of its own to the second instance).
+fn ack_and_bye_go_to_the_contact_of_the_200(transport: &str) {
+    let mode = if transport == "tcp" { "t1" } else { "u1" };
+    let dialog = Sipp::start_uas("uas_dialog_elsewhere.xml", &["-t", mode]).expect("start sipp");
     let other_port = dialog.port.to_string();
     let invite = Sipp::start_uas(
         "uas_contact_elsewhere.xml",
-        &["-key", "other_port", &other_port, "-mi", "127.0.0.1"],
+        &[
+            "-key",
+            "other_port",
+            &other_port,
+            "-mi",
+            "127.0.0.1",
+            "-t",
+            mode,
+        ],
     )
     .expect("start sipp");
     let uri = format!("sip:x@127.0.0.1:{}", invite.port);
     let out = run_sipcheck(
-        ["call", &uri, "--duration", "1s", "--no-media-ok", "--json"],
+        [
+            "call",
+            &uri,
+            "--transport",
+            transport,
+            "--duration",
+            "1s",
+            "--no-media-ok",
+            "--json",
+        ],
         &[],
     );
     let shown = format!(
@@ -89,6 +108,16 @@ fn the_ack_and_bye_go_to_the_contact_of_the_200_not_to_the_sipp_that_sent_it() {
     );
     let v = report(&out);
     assert!(v["timings"]["bye_rtt_ms"].is_number(), "{shown}");
+}
+
+#[test]
+fn the_ack_and_bye_go_to_the_contact_of_the_200_not_to_the_sipp_that_sent_it() {
+    ack_and_bye_go_to_the_contact_of_the_200("udp");
+}
+
+#[test]
+fn over_tcp_the_ack_and_bye_open_a_connection_to_the_contact_of_the_200() {
+    ack_and_bye_go_to_the_contact_of_the_200("tcp");
 }
 
 /// Kamailio without Record-Route, a responder registered with it, and its user.
