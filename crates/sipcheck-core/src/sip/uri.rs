@@ -94,7 +94,8 @@ pub trait NextHop: Sized {
 
 /// RFC 3263 §4.2 for a numeric host: the `maddr` parameter when present (RFC 3261 §19.1.1),
 /// else the host; the port of the URI, else 5060 (5061 for `sips:`, `transport=tls`, or when
-/// we speak TLS).
+/// we speak TLS). An unspecified address (`0.0.0.0`, `::`, written by a peer bound to every
+/// interface) or port 0 names no destination.
 impl NextHop for SocketAddr {
     fn from_uri(uri: &str, transport: Transport) -> Option<Self> {
         // A name-addr loses its brackets; a bare URI keeps its parameters.
@@ -120,7 +121,7 @@ impl NextHop for SocketAddr {
                 Host::Name(_) => return None,
             },
         };
-        Some(SocketAddr::new(ip, port))
+        (!ip.is_unspecified() && port != 0).then(|| SocketAddr::new(ip, port))
     }
 }
 
@@ -170,6 +171,10 @@ mod tests {
             at("192.0.2.8:5070")
         );
         assert_eq!(hop("sip:bob@192.0.2.4;maddr=[::1]"), at("[::1]:5060"));
+        // A peer bound to every interface wrote its wildcard address: no destination.
+        assert_eq!(hop("sip:bob@0.0.0.0:5070"), None);
+        assert_eq!(hop("sip:bob@[::]:5070"), None);
+        assert_eq!(hop("sip:bob@192.0.2.4:0"), None);
         // Names are not resolved here.
         assert_eq!(hop("sip:bob@example.test:5070"), None);
         assert_eq!(hop("sip:bob@192.0.2.4;maddr=proxy.example.test"), None);
