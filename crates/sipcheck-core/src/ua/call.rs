@@ -155,8 +155,9 @@ pub struct OutgoingCall<D> {
     pub from_uri: String,
     /// The called party, in To.
     pub to_uri: String,
-    /// Where to send the INVITE and every later request of the call (the next hop: the
-    /// outbound proxy, or the callee).
+    /// Where to send the INVITE, its CANCEL and the ACK of a non-2xx (the next hop: the
+    /// outbound proxy, or the callee). Requests within the dialog go to its own next hop (the
+    /// module documentation says how), this destination when that names a host.
     pub destination: D,
     /// Credentials for a 401/407 to the INVITE or the BYE.
     pub credentials: Option<Credentials>,
@@ -747,7 +748,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
     }
 
     /// The shell could not reach `destination` (connection refused or closed, ICMP
-    /// unreachable): every call whose peer it is ends with
+    /// unreachable): every call whose peer or in-dialog next hop it is ends with
     /// [`CallEndReason::TransportError`], its transactions dropped. Transactions started with
     /// [`send_request`](Self::send_request) are left to time out.
     pub fn transport_failed(&mut self, now: Instant, destination: &D)
