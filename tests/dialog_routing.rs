@@ -122,8 +122,18 @@ fn over_tcp_the_ack_and_bye_open_a_connection_to_the_contact_of_the_200() {
 
 /// Kamailio without Record-Route, a responder registered with it, and its user.
 fn proxy_and_responder(user: &str, extra: &[&str]) -> (Kamailio, Responder, String, String) {
+    proxy_and_responder_with(false, user, extra)
+}
+
+/// Kamailio (record-routing or not), a responder registered with it as `user`, the
+/// proxy's address and the responder's.
+fn proxy_and_responder_with(
+    record_route: bool,
+    user: &str,
+    extra: &[&str],
+) -> (Kamailio, Responder, String, String) {
     let kam = Kamailio::start_with(&KamailioOptions {
-        no_record_route: true,
+        no_record_route: !record_route,
         no_proxy_auth: true,
         ..KamailioOptions::default()
     })
@@ -233,4 +243,50 @@ fn through_a_proxy_that_does_not_record_route_the_callee_s_bye_reaches_the_calle
         "{shown}"
     );
     assert!(answer.stdout().contains("hung up locally"), "{shown}");
+}
+
+#[test]
+fn through_a_record_routing_proxy_every_request_of_the_dialog_goes_through_it() {
+    // The contrast: Kamailio record-routes, so the route set sends ACK and BYE to it, and
+    // the responder's BYE (its route set is the Record-Route) comes back through it.
+    let (kam, mut answer, server, listen) =
+        proxy_and_responder_with(true, "2103", &["--duration", "1s"]);
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2103@127.0.0.1",
+            "--server",
+            &server,
+            "--user",
+            "1103",
+            "--duration",
+            "10s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        answer.output(),
+        kam.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let rungs = ladder(&report(&out));
+    assert_eq!(sent_to(&rungs, "ACK"), [server.as_str()], "{shown}");
+    assert!(
+        rungs.iter().any(|(dir, peer, line)| dir == "received"
+            && *peer == server
+            && line.starts_with("BYE ")),
+        "{shown}"
+    );
+    assert!(
+        !rungs.iter().any(|(_, peer, _)| *peer == listen),
+        "nothing goes end to end: {shown}"
+    );
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{shown}"
+    );
 }
