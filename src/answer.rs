@@ -14,6 +14,7 @@ use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::uri::host_literal;
 use sipcheck_core::ua::call::{
     ByeFailure, CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig,
 };
@@ -181,7 +182,10 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             .clone()
             .ok_or_else(|| ProbeError::Invalid("--server needs --user".into()))?;
         let registrar = transport::resolve(server, 5060).await?;
-        let domain = args.domain.clone().unwrap_or_else(|| host_of(server));
+        let domain = args
+            .domain
+            .as_deref()
+            .map_or_else(|| host_of(server), |d| host_literal(d).into_owned());
         let mut reg = Registration::new(
             RegisterParams {
                 user: user.clone(),

@@ -1,5 +1,6 @@
-//! SIP transports: one shared UDP socket, a TCP connection, or a pool of TCP connections
-//! with a listening socket, over IPv4 or IPv6.
+//! SIP transports: one shared UDP socket, TCP connections (for the probes: one to the server,
+//! and more opened on demand to other destinations), or a pool of TCP connections with a
+//! listening socket (for scenarios), over IPv4 or IPv6.
 //!
 //! The transport only moves bytes and frames messages; everything else (matching responses to
 //! transactions by branch, retransmission, timers) happens in the sans-IO core. One UDP socket
@@ -8,6 +9,7 @@
 //! goes over (its user agent's, the one a request came in on), and times keep-alives with the
 //! core's [`KeepAlive`]. TLS would wrap the same streams, with the same framing.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,7 +19,9 @@ use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::keepalive::{KeepAlive, KeepAliveAction, PONG_TIMEOUT};
 use sipcheck_core::sip::msg::{Message, ParseError, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
 
 /// Errors of the transport layer.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +149,7 @@ pub fn local_ip_for(peer: SocketAddr) -> io::Result<IpAddr> {
 pub enum Transport {
     /// One UDP socket shared by every user agent.
     Udp(UdpTransport),
-    /// One TCP connection to a server.
+    /// A TCP connection to a server, and one to each other destination a dialog names.
     Tcp(TcpTransport),
     /// TCP connections to any peer, opened on demand, and a listening socket.
     TcpPool(TcpPool),
@@ -186,11 +190,12 @@ impl Transport {
         }
     }
 
-    /// Send one message to `to` (ignored for a single TCP connection, which has one peer).
+    /// Send one message to `to` (over TCP: on the connection to `to`, opened when there is
+    /// none yet).
     pub async fn send(&mut self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
         match self {
             Transport::Udp(t) => t.send(to, data).await,
-            Transport::Tcp(t) => t.send(data).await,
+            Transport::Tcp(t) => t.send_to(to, data).await,
             Transport::TcpPool(t) => t.send(to, data).await,
         }
     }
@@ -279,7 +284,9 @@ impl UdpTransport {
     }
 }
 
-/// A TCP connection to one server, framed by `Content-Length`.
+/// A TCP connection to one server, framed by `Content-Length`; and connections to the other
+/// destinations a dialog names (a Contact, a Record-Route), opened on first use and kept, each
+/// read by a task of its own that hands what it frames to [`TcpTransport::recv`].
 #[derive(Debug)]
 pub struct TcpTransport {
     stream: TcpStream,
@@ -287,6 +294,11 @@ pub struct TcpTransport {
     peer: SocketAddr,
     framer: StreamFramer,
     buf: Vec<u8>,
+    /// The write halves of the other connections, by peer.
+    others: HashMap<SocketAddr, OwnedWriteHalf>,
+    /// What their readers framed (errors included), and the sender they clone.
+    from_others: mpsc::UnboundedReceiver<Result<Incoming, TransportError>>,
+    to_recv: mpsc::UnboundedSender<Result<Incoming, TransportError>>,
 }
 
 impl TcpTransport {
@@ -307,22 +319,47 @@ impl TcpTransport {
             .map_err(|source| TransportError::Connect { addr: peer, source })?;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
+        let (to_recv, from_others) = mpsc::unbounded_channel();
         Ok(Self {
             stream,
             local,
             peer,
             framer: StreamFramer::new(),
             buf: vec![0; 65_536],
+            others: HashMap::new(),
+            from_others,
+            to_recv,
         })
     }
 
-    /// Write one message.
+    /// Write one message to the server.
     pub async fn send(&mut self, data: &[u8]) -> Result<(), TransportError> {
         self.stream.write_all(data).await?;
         Ok(())
     }
 
-    /// Read until one whole message is framed.
+    /// Write one message to `to`: the server's connection, or the one to `to`, opened from
+    /// our local address (an ephemeral port) when there is none yet.
+    pub async fn send_to(&mut self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
+        if to == self.peer {
+            return self.send(data).await;
+        }
+        if !self.others.contains_key(&to) {
+            let local = SocketAddr::new(self.local.ip(), 0);
+            let other = Self::connect(local, to).await?;
+            let (read, write) = other.stream.into_split();
+            tokio::spawn(read_framed(read, to, self.to_recv.clone()));
+            self.others.insert(to, write);
+        }
+        let write = self.others.get_mut(&to).expect("inserted above");
+        if let Err(e) = write.write_all(data).await {
+            self.others.remove(&to);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Read until one whole message is framed, on any connection.
     pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
         loop {
             if let Some(framed) = self.framer.next_message() {
@@ -337,11 +374,60 @@ impl TcpTransport {
                     }),
                 };
             }
-            let n = self.stream.read(&mut self.buf).await?;
-            if n == 0 {
-                return Err(TransportError::Closed(self.peer));
+            tokio::select! {
+                read = self.stream.read(&mut self.buf) => {
+                    let n = read?;
+                    if n == 0 {
+                        return Err(TransportError::Closed(self.peer));
+                    }
+                    self.framer.push(&self.buf[..n]);
+                }
+                Some(other) = self.from_others.recv() => {
+                    if let Err(TransportError::Closed(peer)) = &other {
+                        // Closed after use: forget it, a later send opens a new one.
+                        self.others.remove(peer);
+                        continue;
+                    }
+                    return other;
+                }
             }
-            self.framer.push(&self.buf[..n]);
+        }
+    }
+}
+
+/// Read the connection to `peer` until it closes, handing each framed message (or the error
+/// that ends it) to `out`.
+async fn read_framed(
+    mut read: OwnedReadHalf,
+    peer: SocketAddr,
+    out: mpsc::UnboundedSender<Result<Incoming, TransportError>>,
+) {
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0; 65_536];
+    loop {
+        while let Some(framed) = framer.next_message() {
+            let item = match framed {
+                Ok(message) => Ok(Incoming::Message {
+                    message: Box::new(message),
+                    from: peer,
+                }),
+                Err(source) => Err(TransportError::Stream { peer, source }),
+            };
+            let fatal = item.is_err();
+            if out.send(item).is_err() || fatal {
+                return;
+            }
+        }
+        match read.read(&mut buf).await {
+            Ok(0) => {
+                let _ = out.send(Err(TransportError::Closed(peer)));
+                return;
+            }
+            Ok(n) => framer.push(&buf[..n]),
+            Err(e) => {
+                let _ = out.send(Err(e.into()));
+                return;
+            }
         }
     }
 }

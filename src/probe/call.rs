@@ -8,7 +8,7 @@ use serde::Serialize;
 use sipcheck_core::sdp::{Direction, LocalMedia};
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::transaction::TimerConfig;
-use sipcheck_core::sip::uri::SipTarget;
+use sipcheck_core::sip::uri::{host_literal, uri_host, SipTarget};
 use sipcheck_core::ua::call::{
     CallEndReason, CallEvent, CallId, CallRecord, Endpoint, EndpointConfig, OfferPlacement,
     OutgoingCall,
@@ -170,7 +170,8 @@ pub async fn run(
     let mut driver = UaDriver::new(transport, endpoint, true);
     let domain = args
         .domain
-        .clone()
+        .as_deref()
+        .map(|d| host_literal(d).into_owned())
         .or_else(|| args.server.as_deref().map(host_of))
         .unwrap_or_else(|| target.host.clone());
     let user = args.user.clone();
@@ -239,7 +240,7 @@ pub async fn run(
 
     let from_uri = match &user {
         Some(u) => format!("sip:{u}@{domain}"),
-        None => format!("sip:sipcheck@{}", local.addr.ip()),
+        None => format!("sip:sipcheck@{}", uri_host(local.addr.ip())),
     };
     let media_desc = prepared.local_media(local.addr.ip(), rtp_port, seed >> 1);
     let call = driver

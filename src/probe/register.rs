@@ -5,6 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::uri::host_literal;
 use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
 
 use super::client::{Client, TransactError};
@@ -73,7 +74,7 @@ pub async fn run(
     let hop = args.proxy.as_deref().unwrap_or(&args.server);
     let (t, peer) = connect(hop, net).await?;
     let domain = match &args.domain {
-        Some(d) => d.clone(),
+        Some(d) => host_literal(d).into_owned(),
         None => host_of(&args.server),
     };
     let mut client = Client::new(t, peer, timers);
@@ -145,7 +146,7 @@ pub(crate) fn host_of(server: &str) -> String {
     }
     match server.rsplit_once(':') {
         Some((host, port)) if port.parse::<u16>().is_ok() && !host.contains(':') => host.into(),
-        _ => server.to_string(),
+        _ => host_literal(server).into_owned(),
     }
 }
 
@@ -247,6 +248,7 @@ mod tests {
         assert_eq!(host_of("[::1]:5060"), "[::1]");
         assert_eq!(host_of("pbx.example.com:5080"), "pbx.example.com");
         assert_eq!(host_of("pbx.example.com"), "pbx.example.com");
-        assert_eq!(host_of("::1"), "::1");
+        assert_eq!(host_of("::1"), "[::1]");
+        assert_eq!(host_of("2001:db8::5"), "[2001:db8::5]");
     }
 }

@@ -9,7 +9,7 @@
 //! ```
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +42,10 @@ pub(crate) struct KamailioOptions {
     pub(crate) no_proxy_auth: bool,
     /// Worker processes per transport (define CHILDREN).
     pub(crate) children: u32,
+    /// Stay out of dialogs: no Record-Route (define NO_RECORD_ROUTE).
+    pub(crate) no_record_route: bool,
+    /// Listen on `[::1]` instead of `127.0.0.1`.
+    pub(crate) ipv6: bool,
     /// More `-A` pre-processor defines, e.g. `DBG_LEVEL=3`.
     pub(crate) defines: Vec<String>,
 }
@@ -54,6 +58,8 @@ impl Default for KamailioOptions {
             log_requests: true,
             no_proxy_auth: false,
             children: 4,
+            no_record_route: false,
+            ipv6: false,
             defines: Vec::new(),
         }
     }
@@ -63,9 +69,9 @@ impl Default for KamailioOptions {
 /// [`STOP_GRACE`]) when dropped.
 #[derive(Debug)]
 pub(crate) struct Kamailio {
-    /// Its SIP port, on 127.0.0.1, UDP and TCP.
+    /// Its SIP port, on 127.0.0.1 (or ::1), UDP and TCP.
     pub(crate) sip_port: u16,
-    /// `127.0.0.1:sip_port`.
+    /// `127.0.0.1:sip_port` (or `[::1]:sip_port`).
     pub(crate) addr: SocketAddr,
     rundir: RunDir,
     child: Child,
@@ -113,6 +119,12 @@ impl Kamailio {
         let log =
             File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let ctl = rundir.join("ctl");
+        let ip = if opts.ipv6 {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        let listen = SocketAddr::new(ip, port);
 
         let mut cmd = Command::new(kamailio);
         cmd.arg("-DD")
@@ -120,9 +132,9 @@ impl Kamailio {
             .arg("-f")
             .arg(cfg)
             .arg("-l")
-            .arg(format!("udp:127.0.0.1:{port}"))
+            .arg(format!("udp:{listen}"))
             .arg("-l")
-            .arg(format!("tcp:127.0.0.1:{port}"))
+            .arg(format!("tcp:{listen}"))
             .arg("-Y")
             .arg(rundir.path())
             .arg("-w")
@@ -141,6 +153,9 @@ impl Kamailio {
         if opts.no_proxy_auth {
             cmd.arg("-A").arg("NO_PROXY_AUTH");
         }
+        if opts.no_record_route {
+            cmd.arg("-A").arg("NO_RECORD_ROUTE");
+        }
         for d in &opts.defines {
             cmd.arg("-A").arg(d);
         }
@@ -155,7 +170,7 @@ impl Kamailio {
 
         let mut kam = Self {
             sip_port: port,
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            addr: listen,
             rundir,
             child,
             kamcmd: kamcmd.to_owned(),
@@ -168,7 +183,12 @@ impl Kamailio {
     /// Polls with OPTIONS until a 200 comes back and the control socket
     /// exists, for at most [`READY_TIMEOUT`].
     fn wait_ready(&mut self, ctl: &Path) -> anyhow::Result<()> {
-        let ep = UdpEndpoint::bind().context("bind a UDP socket to probe kamailio")?;
+        let ep = if self.addr.is_ipv6() {
+            UdpEndpoint::bind_to("[::1]:0".parse().expect("literal"))
+        } else {
+            UdpEndpoint::bind()
+        }
+        .context("bind a UDP socket to probe kamailio")?;
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut answered = false;
         while Instant::now() < deadline {
@@ -182,9 +202,9 @@ impl Kamailio {
             if !answered {
                 let opts = RequestSpec::new(
                     "OPTIONS",
-                    &format!("sip:127.0.0.1:{}", self.sip_port),
+                    &self.uri(),
                     "sip:probe@sipcheck.test",
-                    &format!("sip:127.0.0.1:{}", self.sip_port),
+                    &self.uri(),
                 )
                 .build(ep.local);
                 ep.send(&opts, self.addr)?;
@@ -207,9 +227,9 @@ impl Kamailio {
         )
     }
 
-    /// `sip:127.0.0.1:PORT`.
+    /// `sip:127.0.0.1:PORT` (or `sip:[::1]:PORT`).
     pub(crate) fn uri(&self) -> String {
-        format!("sip:127.0.0.1:{}", self.sip_port)
+        format!("sip:{}", self.addr)
     }
 
     /// The PID of its main process.

@@ -21,7 +21,12 @@ pub(crate) struct UdpEndpoint {
 impl UdpEndpoint {
     /// Binds a new endpoint on an ephemeral loopback port.
     pub(crate) fn bind() -> io::Result<Self> {
-        let socket = UdpSocket::bind((super::LOOPBACK, 0))?;
+        Self::bind_to(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Binds a new endpoint on `local` (e.g. `[::1]:0`).
+    pub(crate) fn bind_to(local: SocketAddr) -> io::Result<Self> {
+        let socket = UdpSocket::bind(local)?;
         let local = socket.local_addr()?;
         Ok(Self { socket, local })
     }

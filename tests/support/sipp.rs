@@ -80,34 +80,47 @@ impl Sipp {
     /// SIPp's built-in `uas` scenario (`-sn uas`) on `port`, media on 127.0.0.1 (`-mi`), with
     /// `extra_args` (e.g. `-rtp_echo`).
     pub(crate) fn start_builtin_uas(port: u16, extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_builtin_uas_at(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            extra_args,
+            false,
+        )
+    }
+
+    /// [`Sipp::start_builtin_uas`] on `addr` (`[::1]:PORT` over IPv6: `-i ::1 -mi ::1`),
+    /// with its message trace ([`Sipp::messages`]) when `trace` is set.
+    pub(crate) fn start_builtin_uas_at(
+        addr: SocketAddr,
+        extra_args: &[&str],
+        trace: bool,
+    ) -> anyhow::Result<Self> {
         let sipp = process::require_program("sipp", "sip-tester")?;
+        let ip = addr.ip().to_string();
+        let port = addr.port();
         let rundir = RunDir::new("sipp").context("create a run directory for sipp")?;
         let stdout = File::create(rundir.join("stdout.log")).context("create sipp's stdout.log")?;
         let stderr = File::create(rundir.join("stderr.log")).context("create sipp's stderr.log")?;
         let mut cmd = Command::new(sipp);
-        cmd.args([
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-mi",
-            "127.0.0.1",
-            "-nostdin",
-        ])
-        .arg("-p")
-        .arg(port.to_string())
-        .args(extra_args)
-        .current_dir(rundir.path())
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr);
+        cmd.args(["-sn", "uas", "-i", &ip, "-mi", &ip, "-nostdin"])
+            .arg("-p")
+            .arg(port.to_string());
+        if trace {
+            cmd.arg("-trace_msg")
+                .arg("-message_file")
+                .arg(rundir.join("messages.log"));
+        }
+        cmd.args(extra_args)
+            .current_dir(rundir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
         let command_line = format!("{cmd:?}");
         let child = cmd
             .spawn()
             .with_context(|| format!("spawn {command_line}"))?;
         let mut s = Self {
             port,
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            addr,
             scenario: PathBuf::from("uas (built in)"),
             rundir,
             child,
@@ -209,22 +222,27 @@ impl Sipp {
                     self.log()
                 );
             }
-            if port_bound(self.port) {
+            let bound = if self.addr.is_ipv6() {
+                port_bound_v6(self.port)
+            } else {
+                port_bound(self.port)
+            };
+            if bound {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         bail!(
-            "sipp did not bind 127.0.0.1:{} within {READY_TIMEOUT:?}\ncommand: {}\n{}",
-            self.port,
+            "sipp did not bind {} within {READY_TIMEOUT:?}\ncommand: {}\n{}",
+            self.addr,
             self.command_line,
             self.log()
         )
     }
 
-    /// `sip:127.0.0.1:PORT`.
+    /// `sip:127.0.0.1:PORT` (or `sip:[::1]:PORT`).
     pub(crate) fn uri(&self) -> String {
-        format!("sip:127.0.0.1:{}", self.port)
+        format!("sip:{}", self.addr)
     }
 
     /// Its PID.
@@ -330,6 +348,19 @@ pub(crate) fn port_bound(port: u16) -> bool {
         })
     };
     has("/proc/net/udp", false) || has("/proc/net/tcp", true)
+}
+
+/// Whether something is bound to `[::1]:port` (or `[::]:port`) in UDP, per /proc/net/udp6.
+pub(crate) fn port_bound_v6(port: u16) -> bool {
+    let local = format!("00000000000000000000000001000000:{port:04X}");
+    let any = format!("00000000000000000000000000000000:{port:04X}");
+    fs::read_to_string("/proc/net/udp6").is_ok_and(|table| {
+        table.lines().skip(1).any(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|addr| addr == local || addr == any)
+        })
+    })
 }
 
 /// Splits SIPp's `-trace_msg` log into the messages of one direction

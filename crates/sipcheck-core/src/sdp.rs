@@ -205,6 +205,15 @@ impl Address {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Self::Ip(ip));
         }
+        // An IPv6 address in brackets, as in a URI (SIPp's stock scenarios write
+        // `IN IP6 [::1]`): not RFC 8866, accepted all the same.
+        if let Some(ip) = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+        {
+            return Ok(Self::Ip(IpAddr::V6(ip)));
+        }
         let is_host_name = !host.is_empty()
             && host
                 .bytes()
@@ -1952,6 +1961,35 @@ mod tests {
         // No fmtp in the offer: RFC 4733's default 0-15.
         assert_eq!(sdp.media[0].fmtp(101), Some("0-15"));
         assert_eq!(SessionDescription::parse(text.as_bytes()).unwrap(), sdp);
+    }
+
+    #[test]
+    fn ipv6_addresses_in_brackets_are_accepted() {
+        // As SIPp's stock uac writes them over IPv6.
+        let offer = parse(
+            "v=0
+            o=user1 53655765 2353687637 IN IP6 [::1]
+            s=-
+            c=IN IP6 [::1]
+            t=0 0
+            m=audio 6000 RTP/AVP 0",
+        );
+        assert_eq!(
+            offer.origin.address,
+            Address::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
+        let mut ours = local();
+        ours.addr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let (sdp, neg) = answer(&offer, &ours).unwrap();
+        assert_eq!(neg.remote_rtp, sock("[::1]:6000"));
+        // Ours are written without brackets, as RFC 8866 says.
+        assert!(sdp.to_string().contains("c=IN IP6 ::1\r\n"));
+        for bad in ["[::1", "[127.0.0.1]", "[]", "[example.com]"] {
+            assert!(
+                Address::parse(&format!("IN IP6 {bad}")).is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

@@ -117,6 +117,27 @@ fn the_base_scenario_loads() {
 }
 
 #[test]
+fn an_ipv6_domain_is_bracketed_for_uris() {
+    // From the server's address, and as written in `domain` (target's or accounts').
+    let text = BASE.replace(
+        "{ server: 127.0.0.1:5060, domain: pbx.test }",
+        "{ server: \"[::1]:5060\" }",
+    );
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(s.target.domain, "[::1]");
+    assert!(s.accounts.iter().all(|a| a.domain == "[::1]"));
+    let text = BASE.replace("domain: pbx.test", "domain: \"::1\"");
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(s.target.domain, "[::1]");
+    let text = BASE.replace(
+        "  password: pw{user}",
+        "  password: pw{user}\n  domain: \"2001:db8::5\"",
+    );
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert!(s.accounts.iter().all(|a| a.domain == "[2001:db8::5]"));
+}
+
+#[test]
 fn selftest_is_direct_on_loopback() {
     let s = shipped("selftest.yaml");
     assert_eq!(s.target.route, Route::Direct);

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
 use crate::media::tone::Tone;
+use crate::sip::uri::host_literal;
 
 use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
 use super::error::ScenarioError;
@@ -428,6 +429,8 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         Route::Server { server, .. } => server.host.clone(),
         Route::Direct => "127.0.0.1".to_owned(),
     });
+    // An IPv6 domain goes into URIs in brackets.
+    let domain = host_literal(&domain).into_owned();
     Some(Target {
         route,
         transport: transport?,
@@ -444,9 +447,10 @@ fn validate_accounts(
     a: &RawAccounts,
     target_domain: &str,
 ) -> Vec<Account> {
-    let domain = cx
-        .text(&p.key("domain"), &a.domain)
-        .unwrap_or_else(|| target_domain.to_owned());
+    let domain = cx.text(&p.key("domain"), &a.domain).map_or_else(
+        || target_domain.to_owned(),
+        |d| host_literal(&d).into_owned(),
+    );
     let mut out: Vec<Account> = Vec::new();
     // Where each account came from, to report duplicates there.
     let mut origin: Vec<Option<(String, u32, String)>> = Vec::new();

@@ -1,4 +1,8 @@
-//! SIP URIs as a user types them: `sip:user@host:port;transport=tcp`.
+//! SIP URIs as a user types them (`sip:user@host:port;transport=tcp`), where a URI sends a
+//! request ([`NextHop`]), and IPv6 hosts written in brackets.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 
 use ezk_sip_types::host::Host;
 use ezk_sip_types::parse::Parse;
@@ -79,9 +83,115 @@ impl SipTarget {
     }
 }
 
+/// A destination a request addressed to a SIP URI can be sent to, found without a name
+/// lookup: the sans-IO core resolves nothing, so a URI whose host is a name gives `None` (the
+/// caller keeps the destination it already has).
+pub trait NextHop: Sized {
+    /// The destination of `uri` (a bare URI or a name-addr such as a Route value) when we
+    /// speak `transport`.
+    fn from_uri(uri: &str, transport: Transport) -> Option<Self>;
+}
+
+/// RFC 3263 §4.2 for a numeric host: the `maddr` parameter when present (RFC 3261 §19.1.1),
+/// else the host; the port of the URI, else 5060 (5061 for `sips:`, `transport=tls`, or when
+/// we speak TLS). An unspecified address (`0.0.0.0`, `::`, written by a peer bound to every
+/// interface) or port 0 names no destination.
+impl NextHop for SocketAddr {
+    fn from_uri(uri: &str, transport: Transport) -> Option<Self> {
+        // A name-addr loses its brackets; a bare URI keeps its parameters.
+        let uri = if uri.contains('<') {
+            super::msg::contact_uri(uri)
+        } else {
+            uri.trim()
+        };
+        let parsed = SipUri::parse_str(uri).ok()?;
+        let tls = parsed.sips
+            || transport == Transport::Tls
+            || parsed
+                .uri_params
+                .get_val("transport")
+                .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+        let default_port = if tls { 5061 } else { 5060 };
+        let port = parsed.host_port.port.unwrap_or(default_port);
+        let ip = match parsed.uri_params.get_val("maddr") {
+            Some(maddr) => maddr.trim_matches(['[', ']']).parse::<IpAddr>().ok()?,
+            None => match &parsed.host_port.host {
+                Host::IP4(ip) => IpAddr::V4(*ip),
+                Host::IP6(ip) => IpAddr::V6(*ip),
+                Host::Name(_) => return None,
+            },
+        };
+        (!ip.is_unspecified() && port != 0).then(|| SocketAddr::new(ip, port))
+    }
+}
+
+/// An IP address as the host of a URI: IPv6 in brackets (RFC 3261 §25.1 `IPv6reference`).
+pub fn uri_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
+
+/// A host as a user gave it, ready for a URI: a bare IPv6 address gets its brackets; names,
+/// IPv4 and bracketed IPv6 are kept.
+pub fn host_literal(host: &str) -> Cow<'_, str> {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(ip) => Cow::Owned(format!("[{ip}]")),
+        Err(_) => Cow::Borrowed(host),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_hops_of_numeric_uris() {
+        let hop = |uri: &str| SocketAddr::from_uri(uri, Transport::Udp);
+        let at = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(hop("sip:bob@192.0.2.4:5070"), at("192.0.2.4:5070"));
+        assert_eq!(hop("sip:bob@192.0.2.4"), at("192.0.2.4:5060"));
+        assert_eq!(hop("<sip:192.0.2.9;lr>"), at("192.0.2.9:5060"));
+        assert_eq!(
+            hop("\"Proxy\" <sip:192.0.2.9:5080;lr;transport=udp>;x=1"),
+            at("192.0.2.9:5080")
+        );
+        assert_eq!(hop("sip:bob@[::1]:5062"), at("[::1]:5062"));
+        assert_eq!(hop("sip:[2001:db8::7];lr"), at("[2001:db8::7]:5060"));
+        assert_eq!(hop("sips:bob@192.0.2.4"), at("192.0.2.4:5061"));
+        assert_eq!(hop("sip:bob@192.0.2.4;transport=TLS"), at("192.0.2.4:5061"));
+        assert_eq!(
+            SocketAddr::from_uri("sip:bob@192.0.2.4", Transport::Tls),
+            at("192.0.2.4:5061")
+        );
+        // maddr overrides the host (RFC 3261 §19.1.1), the port stays the URI's.
+        assert_eq!(
+            hop("sip:bob@example.test:5070;maddr=192.0.2.8"),
+            at("192.0.2.8:5070")
+        );
+        assert_eq!(hop("sip:bob@192.0.2.4;maddr=[::1]"), at("[::1]:5060"));
+        // A peer bound to every interface wrote its wildcard address: no destination.
+        assert_eq!(hop("sip:bob@0.0.0.0:5070"), None);
+        assert_eq!(hop("sip:bob@[::]:5070"), None);
+        assert_eq!(hop("sip:bob@192.0.2.4:0"), None);
+        // Names are not resolved here.
+        assert_eq!(hop("sip:bob@example.test:5070"), None);
+        assert_eq!(hop("sip:bob@192.0.2.4;maddr=proxy.example.test"), None);
+        assert_eq!(hop("tel:+1555"), None);
+        assert_eq!(hop("garbage"), None);
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(uri_host("::1".parse().unwrap()), "[::1]");
+        assert_eq!(uri_host("127.0.0.1".parse().unwrap()), "127.0.0.1");
+        assert_eq!(host_literal("::1"), "[::1]");
+        assert_eq!(host_literal("[::1]"), "[::1]");
+        assert_eq!(host_literal("2001:db8::1"), "[2001:db8::1]");
+        assert_eq!(host_literal("example.test"), "example.test");
+        assert_eq!(host_literal("192.0.2.1"), "192.0.2.1");
+    }
 
     #[test]
     fn parses_what_users_type() {

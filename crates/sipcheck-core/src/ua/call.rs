@@ -39,9 +39,14 @@
 //!   own (REGISTER, OPTIONS probes) go through [`Endpoint::send_request`] on the same
 //!   transaction layer; their transaction events come back as [`CallEvent::Transaction`].
 //!
-//! Every in-dialog request is sent to the call's peer `D` (the INVITE's destination, or the
-//! source of an incoming INVITE): the core does not resolve URIs. The Request-URI and Route
-//! headers follow the dialog's remote target and route set.
+//! Every request within a dialog (the ACK of a 2xx, BYE, re-INVITE) goes to the dialog's next
+//! hop (RFC 3261 §8.1.2, §12.2.1.1): the first route of its route set (a loose router, or a
+//! strict one, which is then the Request-URI), else the remote target (the far end's
+//! Contact). The core resolves no name: `D` is found from the URI by [`NextHop`] (an IP
+//! literal host, its port or the transport's default, `maddr`), and when the URI names a host,
+//! the call's peer (the INVITE's destination, or the source of an incoming INVITE) is used
+//! instead. The INVITE, its CANCEL (§9.1) and the ACK of a non-2xx final response (§17.1.1.3)
+//! go with the INVITE transaction, to the peer; responses go where the request came from.
 //!
 //! Calls are named by a small copyable [`CallId`]; a call is removed when it ends, and its
 //! [`CallRecord`] (the timing record, for metrics) travels once, in [`CallEvent::Ended`].
@@ -78,6 +83,7 @@ use crate::sip::transaction::{
     Absorbed, ClientState, Dispatch, TimerConfig, TransactionError, TransactionEvent,
     TransactionLayer, Transmit, TxId, Uas2xxEvent, Uas2xxRetransmitter,
 };
+use crate::sip::uri::NextHop;
 
 /// The methods we accept, as written in `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
@@ -164,8 +170,9 @@ pub struct OutgoingCall<D> {
     pub from_uri: String,
     /// The called party, in To.
     pub to_uri: String,
-    /// Where to send the INVITE and every later request of the call (the next hop: the
-    /// outbound proxy, or the callee).
+    /// Where to send the INVITE, its CANCEL and the ACK of a non-2xx (the next hop: the
+    /// outbound proxy, or the callee). Requests within the dialog go to its own next hop (the
+    /// module documentation says how), this destination when that names a host.
     pub destination: D,
     /// Credentials for a 401/407 to the INVITE or the BYE.
     pub credentials: Option<Credentials>,
@@ -416,7 +423,12 @@ struct GlareRetry {
 struct Call<D> {
     state: CallState,
     direction: CallDirection,
+    /// The INVITE's destination, or the source of an incoming INVITE: where the INVITE
+    /// transaction's messages go.
     peer: D,
+    /// The next hop of requests within the dialog ([`Dialog::next_hop_uri`]), the peer until
+    /// the dialog says otherwise or names a host.
+    hop: D,
     reliable: bool,
     transport: Transport,
     local_addr: SocketAddr,
@@ -488,6 +500,15 @@ impl<D> Call<D> {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Follow the dialog's route set and remote target after they were set or refreshed.
+    fn update_hop(&mut self)
+    where
+        D: NextHop + Clone,
+    {
+        self.hop = D::from_uri(self.dialog.next_hop_uri(), self.transport)
+            .unwrap_or_else(|| self.peer.clone());
     }
 
     fn via<'a>(&self, branch: &'a str) -> ViaSpec<'a> {
@@ -605,7 +626,7 @@ pub struct Endpoint<D> {
     source: Option<(D, bool)>,
 }
 
-impl<D: Clone> Endpoint<D> {
+impl<D: Clone + NextHop> Endpoint<D> {
     /// An endpoint with no call, drawing its identifiers from `ids`.
     pub fn new(config: EndpointConfig, mut ids: IdGen) -> Self {
         let tag = ids.tag().into_boxed_str();
@@ -768,7 +789,7 @@ impl<D: Clone> Endpoint<D> {
     }
 
     /// The shell could not reach `destination` (connection refused or closed, ICMP
-    /// unreachable): every call whose peer it is ends with
+    /// unreachable): every call whose peer or in-dialog next hop it is ends with
     /// [`CallEndReason::TransportError`], its transactions dropped. Transactions started with
     /// [`send_request`](Self::send_request) are left to time out.
     pub fn transport_failed(&mut self, now: Instant, destination: &D)
@@ -781,7 +802,7 @@ impl<D: Clone> Endpoint<D> {
             .enumerate()
             .filter_map(|(index, slot)| {
                 let call = slot.call.as_ref()?;
-                (call.peer == *destination).then_some(CallId {
+                (call.peer == *destination || call.hop == *destination).then_some(CallId {
                     index: index as u32,
                     generation: slot.generation,
                 })
@@ -831,6 +852,7 @@ impl<D: Clone> Endpoint<D> {
         let entry = Call {
             state: CallState::Calling,
             direction: CallDirection::Outgoing,
+            hop: call.destination.clone(),
             peer: call.destination,
             reliable: call.local.transport.is_reliable(),
             transport: call.local.transport,
@@ -1193,7 +1215,7 @@ impl<D: Clone> Endpoint<D> {
         c.hangup_after_ack = false;
         match self
             .layer
-            .send_request_bytes(now, Bytes::from(bytes), c.reliable, c.peer.clone())
+            .send_request_bytes(now, Bytes::from(bytes), c.reliable, c.hop.clone())
         {
             Ok(tx) => {
                 c.bye_tx = Some(tx);
@@ -1247,7 +1269,7 @@ impl<D: Clone> Endpoint<D> {
         );
         let tx =
             self.layer
-                .send_request_bytes(now, Bytes::from(bytes), c.reliable, c.peer.clone())?;
+                .send_request_bytes(now, Bytes::from(bytes), c.reliable, c.hop.clone())?;
         self.owners.insert(tx, Owner::Call(id, Role::Reinvite));
         c.reinvite = Some(OutgoingReinvite {
             tx,
@@ -1287,7 +1309,7 @@ impl<D: Clone> Endpoint<D> {
             &extra,
             body.map(|b| (SDP, b)),
         ));
-        self.layer.send_stateless(c.peer.clone(), bytes.clone());
+        self.layer.send_stateless(c.hop.clone(), bytes.clone());
         bytes
     }
 
@@ -1686,11 +1708,14 @@ fn is_known_method(method: &Method) -> bool {
 }
 
 /// The ACK of a 2xx built from the response alone (its call is gone): Request-URI from its
-/// Contact, Route from its Record-Route reversed, From/To/Call-ID/CSeq copied.
-fn ack_from_2xx(response: &Message, local: &LocalEnd, branch: &str) -> Vec<u8> {
+/// Contact, Route from its Record-Route reversed, From/To/Call-ID/CSeq copied. Returned with
+/// the URI of its next hop.
+fn ack_from_2xx(response: &Message, local: &LocalEnd, branch: &str) -> (Vec<u8>, String) {
     let target = response.first_contact_uri().unwrap_or_default();
-    let Routing { uri, routes } = dialog::routing(target, &record_route(response, true));
-    RequestSpec {
+    let route_set = record_route(response, true);
+    let hop = dialog::next_hop_uri(target, &route_set).to_string();
+    let Routing { uri, routes } = dialog::routing(target, &route_set);
+    let ack = RequestSpec {
         method: "ACK",
         uri: &uri,
         via: ViaSpec {
@@ -1708,5 +1733,6 @@ fn ack_from_2xx(response: &Message, local: &LocalEnd, branch: &str) -> Vec<u8> {
         extra: &[],
         body: None,
     }
-    .to_vec()
+    .to_vec();
+    (ack, hop)
 }

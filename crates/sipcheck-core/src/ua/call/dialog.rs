@@ -44,6 +44,13 @@ impl Dialog {
         routing(&self.remote_target, &self.route_set)
     }
 
+    /// The URI a request in this dialog is sent to (RFC 3261 §8.1.2 with §12.2.1.1): the
+    /// first route, be it a loose router (the first Route header) or a strict one (then the
+    /// Request-URI); with no route set, the remote target.
+    pub(super) fn next_hop_uri(&self) -> &str {
+        next_hop_uri(&self.remote_target, &self.route_set)
+    }
+
     /// A request in this dialog, with CSeq `cseq`, addressed as `routing` (from
     /// [`Dialog::routing`]) says.
     #[allow(clippy::too_many_arguments)]
@@ -97,6 +104,13 @@ pub(super) fn routing(remote_target: &str, route_set: &[String]) -> Routing {
             }
         }
     }
+}
+
+/// [`Dialog::next_hop_uri`] of a remote target and route set.
+pub(super) fn next_hop_uri<'a>(remote_target: &'a str, route_set: &'a [String]) -> &'a str {
+    route_set
+        .first()
+        .map_or(remote_target, |first| contact_uri(first))
 }
 
 /// Whether a Route/Record-Route value names a loose router: its URI has the `lr` parameter.
@@ -193,6 +207,12 @@ mod tests {
                 routes: vec!["<sip:p2;lr>".into(), format!("<{target}>")]
             }
         );
+        // The next hop: the remote target, the first loose router, the strict router (the
+        // Request-URI), never the loose router behind a strict one.
+        assert_eq!(next_hop_uri(target, &[]), target);
+        assert_eq!(next_hop_uri(target, &loose), "sip:p1;lr");
+        assert_eq!(next_hop_uri(target, &strict), "sip:p1;maddr=x");
+        assert_eq!(next_hop_uri(target, &strict), routing(target, &strict).uri);
     }
 
     #[test]

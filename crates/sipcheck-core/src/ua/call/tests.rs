@@ -129,6 +129,15 @@ enum Intercept {
 
 type Interceptor = Box<dyn FnMut(usize, &Message) -> Intercept>;
 
+/// A further address on the link.
+#[derive(Debug, Clone, Copy)]
+enum Alias {
+    /// A stateless proxy: what is sent to it reaches the other side, from the proxy's address.
+    Proxy,
+    /// Another address of a side (a Contact that is not where the INVITE went).
+    Of(usize),
+}
+
 /// A scripted fault: messages from `from` whose summary (see [`summary`]) starts with
 /// `label`, from the `skip + 1`-th on, `times` times.
 struct Rule {
@@ -152,6 +161,8 @@ enum Fault {
 struct Sent {
     at: Duration,
     from: usize,
+    /// The destination the endpoint gave.
+    to: SocketAddr,
     /// `INVITE`, `ACK`, `200/INVITE`, … (see [`summary`]).
     label: String,
     bytes: Bytes,
@@ -187,7 +198,10 @@ struct Net {
     now: Instant,
     delay: Duration,
     sides: [Side; 2],
-    in_flight: BTreeMap<(Instant, u64), (usize, Bytes)>,
+    /// (receiving side, source address it sees, datagram).
+    in_flight: BTreeMap<(Instant, u64), (usize, SocketAddr, Bytes)>,
+    /// Further addresses on the link: proxies and other addresses of a side.
+    aliases: BTreeMap<SocketAddr, Alias>,
     actions: BTreeMap<(Instant, u64), (usize, Action)>,
     seq: u64,
     rules: Vec<Rule>,
@@ -216,6 +230,7 @@ impl Net {
             delay: ms(10),
             sides: [side(A), side(B)],
             in_flight: BTreeMap::new(),
+            aliases: BTreeMap::new(),
             actions: BTreeMap::new(),
             seq: 0,
             rules: Vec::new(),
@@ -266,7 +281,20 @@ impl Net {
         id
     }
 
-    fn send(&mut self, from: usize, bytes: Bytes) {
+    /// Which side `to` reaches, and the source address the datagram arrives from.
+    fn route(&self, from: usize, to: SocketAddr) -> (usize, SocketAddr) {
+        if to == addr(1 - from) {
+            return (1 - from, addr(from));
+        }
+        match self.aliases.get(&to) {
+            Some(Alias::Proxy) => (1 - from, to),
+            Some(&Alias::Of(side)) if side != from => (side, addr(from)),
+            _ => panic!("{} sent to {to}, which reaches no other side", NAMES[from]),
+        }
+    }
+
+    fn send(&mut self, from: usize, to: SocketAddr, bytes: Bytes) {
+        let (dest, source) = self.route(from, to);
         let message = Message::parse_datagram(bytes.clone()).expect("endpoints send valid SIP");
         let label = summary(&message);
         let at = self.elapsed();
@@ -279,6 +307,7 @@ impl Net {
                     self.log.push(Sent {
                         at,
                         from,
+                        to,
                         label,
                         bytes,
                         dropped: true,
@@ -286,20 +315,22 @@ impl Net {
                     let reply_label = summary(&Message::parse_datagram(reply.clone()).unwrap());
                     self.log.push(Sent {
                         at,
-                        from: 1 - from,
+                        from: dest,
+                        to: source,
                         label: reply_label,
                         bytes: reply.clone(),
                         dropped: false,
                     });
                     self.seq += 1;
                     self.in_flight
-                        .insert((self.now + self.delay, self.seq), (from, reply));
+                        .insert((self.now + self.delay, self.seq), (from, to, reply));
                     return;
                 }
                 Intercept::Drop => {
                     self.log.push(Sent {
                         at,
                         from,
+                        to,
                         label,
                         bytes,
                         dropped: true,
@@ -311,13 +342,16 @@ impl Net {
                     self.log.push(Sent {
                         at,
                         from,
+                        to,
                         label: extra_label,
                         bytes: extra.clone(),
                         dropped: false,
                     });
                     self.seq += 1;
-                    self.in_flight
-                        .insert((self.now + self.delay + ms(1), self.seq), (1 - from, extra));
+                    self.in_flight.insert(
+                        (self.now + self.delay + ms(1), self.seq),
+                        (dest, source, extra),
+                    );
                 }
             }
         }
@@ -343,14 +377,17 @@ impl Net {
         self.log.push(Sent {
             at,
             from,
+            to,
             label,
             bytes: bytes.clone(),
             dropped,
         });
         if !dropped {
             self.seq += 1;
-            self.in_flight
-                .insert((self.now + self.delay + extra, self.seq), (1 - from, bytes));
+            self.in_flight.insert(
+                (self.now + self.delay + extra, self.seq),
+                (dest, source, bytes),
+            );
         }
     }
 
@@ -361,8 +398,7 @@ impl Net {
             for side in [A, B] {
                 while let Some(t) = self.sides[side].ep.poll_transmit() {
                     idle = false;
-                    assert_eq!(t.destination, addr(1 - side), "only two parties here");
-                    self.send(side, t.bytes);
+                    self.send(side, t.destination, t.bytes);
                 }
                 while let Some(event) = self.sides[side].ep.poll_event() {
                     idle = false;
@@ -451,11 +487,11 @@ impl Net {
             if entry.key().0 > now {
                 break;
             }
-            let (to, bytes) = entry.remove();
+            let (to, source, bytes) = entry.remove();
             let message = Message::parse_datagram(bytes).unwrap();
             self.sides[to]
                 .ep
-                .handle_message(now, message, false, addr(1 - to));
+                .handle_message(now, message, false, source);
             self.flush();
         }
         while let Some(entry) = self.actions.first_entry() {
@@ -1598,6 +1634,9 @@ fn a_retransmitted_invite_after_the_200_is_absorbed() {
 #[test]
 fn a_2xx_from_a_second_fork_is_acked_and_released() {
     let mut net = Net::with_callee(ms(100));
+    let fork: SocketAddr = "192.0.2.9:5060".parse().unwrap();
+    // The second branch's address; it stands for B here (which knows no such dialog).
+    net.aliases.insert(fork, Alias::Of(B));
     net.sides[A].policy.hangup_after = Some(secs(1));
     // A forking proxy: a second branch answers too, with its own To tag and Contact.
     net.intercept = Some(Box::new(|from, m| {
@@ -1623,6 +1662,9 @@ fn a_2xx_from_a_second_fork_is_acked_and_released() {
     let byes = net.sent(A, "BYE");
     assert_eq!(byes.len(), 2, "one for the fork, one at hang-up");
     assert_eq!(byes[0].message().to_tag().as_deref(), Some("fork2"));
+    // Each dialog's requests go to its own Contact.
+    assert_eq!(destinations(&net, A, "ACK"), [addr(B), fork]);
+    assert_eq!(destinations(&net, A, "BYE"), [fork, addr(B)]);
     assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
     assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
     net.assert_empty();
@@ -2102,6 +2144,173 @@ fn a_strict_router_gets_the_request_uri() {
         header_values(&bye, &Name::ROUTE),
         ["<sip:p2.example.test;lr>", "<sip:bob@192.0.2.2:5060>"]
     );
+    net.assert_empty();
+}
+
+/// A proxy on the link, between A and B.
+const PROXY: &str = "192.0.2.50:5060";
+
+fn proxy() -> SocketAddr {
+    PROXY.parse().unwrap()
+}
+
+/// Where `from`'s requests of `label` went, in order.
+fn destinations(net: &Net, from: usize, label: &str) -> Vec<SocketAddr> {
+    net.sent(from, label).iter().map(|s| s.to).collect()
+}
+
+#[test]
+fn without_record_route_in_dialog_requests_go_to_the_contact_not_the_proxy() {
+    // A proxy that does not record-route (RFC 3261 §16.6 leaves it out of the dialog): the
+    // INVITE goes through it, every later request straight to the far end's Contact.
+    let mut net = Net::with_callee(ms(100));
+    net.aliases.insert(proxy(), Alias::Proxy);
+    net.sides[A].policy.hangup_after = Some(secs(2));
+    let mut call = call_to_b();
+    call.destination = proxy();
+    let id = net.invite(call);
+    net.at(secs(1), A, Action::Reinvite(id, media(A)));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(destinations(&net, A, "INVITE"), [proxy(), addr(B)]);
+    assert_eq!(destinations(&net, A, "ACK"), [addr(B), addr(B)]);
+    assert_eq!(destinations(&net, A, "BYE"), [addr(B)]);
+    // B answered the INVITE where it came from (the proxy), the rest to A.
+    assert_eq!(destinations(&net, B, "200/INVITE")[0], proxy());
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn the_callee_s_bye_goes_to_the_caller_s_contact() {
+    let mut net = Net::with_callee(ms(100));
+    net.aliases.insert(proxy(), Alias::Proxy);
+    net.sides[B].policy.hangup_after = Some(secs(1));
+    let mut call = call_to_b();
+    call.destination = proxy();
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    // B saw the INVITE come from the proxy; its BYE goes to A's Contact all the same.
+    assert_eq!(destinations(&net, B, "BYE"), [addr(A)]);
+    assert_eq!(destinations(&net, A, "200/BYE"), [addr(B)]);
+    assert_eq!(net.reasons(B), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(A), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_2xx_contact_elsewhere_gets_the_ack_and_bye_and_the_cancel_and_non_2xx_ack_do_not() {
+    // The callee's 200 names another address (SIPp's uas with a Contact of another
+    // instance): ACK and BYE go there.
+    let elsewhere: SocketAddr = "192.0.2.22:5070".parse().unwrap();
+    let mut net = Net::with_callee(ms(100));
+    net.aliases.insert(elsewhere, Alias::Of(B));
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(Box::new(|from, m| {
+        if from == B && m.status() == Some(200) && *m.cseq_method() == Method::INVITE {
+            let text = String::from_utf8(m.raw().to_vec()).unwrap();
+            let text = text.replace(
+                "Contact: <sip:bob@192.0.2.2:5060>",
+                "Contact: <sip:bob@192.0.2.22:5070>",
+            );
+            return Intercept::Replace(Bytes::from(text));
+        }
+        Intercept::Pass
+    }));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(destinations(&net, A, "ACK"), [elsewhere]);
+    assert_eq!(destinations(&net, A, "BYE"), [elsewhere]);
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+
+    // A CANCEL goes where its INVITE went (§9.1), and so does the ACK of the 487
+    // (§17.1.1.3), whatever the Contact of the 180 says.
+    let mut net = Net::new();
+    net.aliases.insert(proxy(), Alias::Proxy);
+    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    let mut call = call_to_b();
+    call.destination = proxy();
+    let id = net.invite(call);
+    net.at(ms(500), A, Action::Cancel(id));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(destinations(&net, A, "CANCEL"), [proxy()]);
+    assert_eq!(destinations(&net, A, "ACK"), [proxy()]);
+    assert_eq!(net.reasons(A), [CallEndReason::Cancelled]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_loose_router_in_the_route_set_is_the_next_hop() {
+    // The INVITE goes straight to B; a Record-Route naming the proxy (an IP literal) makes
+    // it the next hop of every later request, either way.
+    let mut net = Net::with_callee(ms(100));
+    net.aliases.insert(proxy(), Alias::Proxy);
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(record_router("Record-Route: <sip:192.0.2.50;lr>\r\n"));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(destinations(&net, A, "INVITE"), [addr(B)]);
+    assert_eq!(destinations(&net, A, "ACK"), [proxy()]);
+    assert_eq!(destinations(&net, A, "BYE"), [proxy()]);
+    let bye = net.sent(A, "BYE")[0].message();
+    assert_eq!(bye.request_uri(), Some("sip:bob@192.0.2.2:5060"));
+    assert_eq!(header_values(&bye, &Name::ROUTE), ["<sip:192.0.2.50;lr>"]);
+    net.assert_empty();
+
+    // The callee's BYE too.
+    let mut net = Net::with_callee(ms(100));
+    net.aliases.insert(proxy(), Alias::Proxy);
+    net.sides[B].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(record_router("Record-Route: <sip:192.0.2.50:5060;lr>\r\n"));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(destinations(&net, B, "BYE"), [proxy()]);
+    assert_eq!(net.reasons(B), [CallEndReason::LocalBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_strict_router_first_is_the_next_hop_not_the_loose_one_behind_it() {
+    let strict: SocketAddr = "192.0.2.51:5070".parse().unwrap();
+    let mut net = Net::with_callee(ms(100));
+    net.aliases.insert(strict, Alias::Proxy);
+    net.aliases.insert(proxy(), Alias::Proxy);
+    net.sides[A].policy.hangup_after = Some(secs(1));
+    // Reversed by A: the strict router first, the loose one (the proxy) second.
+    net.intercept = Some(record_router(
+        "Record-Route: <sip:192.0.2.50;lr>\r\nRecord-Route: <sip:192.0.2.51:5070>\r\n",
+    ));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(destinations(&net, A, "ACK"), [strict]);
+    assert_eq!(destinations(&net, A, "BYE"), [strict]);
+    let bye = net.sent(A, "BYE")[0].message();
+    assert_eq!(bye.request_uri(), Some("sip:192.0.2.51:5070"));
+    net.assert_empty();
+}
+
+#[test]
+fn a_route_set_of_names_falls_back_to_the_peer() {
+    // The core resolves no name: with a route of host names, requests go to the INVITE's
+    // destination, as before.
+    let mut net = Net::with_callee(ms(100));
+    net.aliases.insert(proxy(), Alias::Proxy);
+    net.sides[B].policy.hangup_after = Some(secs(1));
+    net.intercept = Some(record_router("Record-Route: <sip:p1.example.test;lr>\r\n"));
+    let mut call = call_to_b();
+    call.destination = proxy();
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(destinations(&net, A, "ACK"), [proxy()]);
+    assert_eq!(destinations(&net, B, "BYE"), [proxy()]);
     net.assert_empty();
 }
 

@@ -16,8 +16,9 @@ use crate::sdp::{answer, negotiated_from_answer, Negotiated, NegotiationError};
 use crate::sip::auth::ChallengeKind;
 use crate::sip::msg::{Message, Name};
 use crate::sip::transaction::{Timer, TxId};
+use crate::sip::uri::NextHop;
 
-impl<D: Clone> Endpoint<D> {
+impl<D: Clone + NextHop> Endpoint<D> {
     pub(super) fn on_response(
         &mut self,
         now: Instant,
@@ -112,6 +113,7 @@ impl<D: Clone> Endpoint<D> {
             c.dialog.remote_target = target.to_string();
         }
         c.dialog.route_set = record_route(message, true);
+        c.update_hop();
         // RFC 4028 §7.2: the 2xx says whether there is a session timer and who refreshes.
         if let Some(timer) = SessionExpires::of(message) {
             c.session
@@ -298,6 +300,7 @@ impl<D: Clone> Endpoint<D> {
             // Target refresh (RFC 3261 §12.2.1.2).
             if let Some(target) = message.first_contact_uri() {
                 c.dialog.remote_target = target.to_string();
+                c.update_hop();
             }
             // Any 2xx to a re-INVITE refreshes the session (RFC 4028 §7.4).
             match SessionExpires::of(message) {
@@ -462,8 +465,9 @@ impl<D: Clone> Endpoint<D> {
             });
         let Some(id) = found else {
             // The call is gone: ACK from the response alone, so the far end stops.
-            let ack = ack_from_2xx(&message, &self.config.local, &self.ids.branch());
-            self.layer.send_stateless(source, Bytes::from(ack));
+            let (ack, hop) = ack_from_2xx(&message, &self.config.local, &self.ids.branch());
+            let destination = D::from_uri(&hop, self.config.local.transport).unwrap_or(source);
+            self.layer.send_stateless(destination, Bytes::from(ack));
             self.counters.acks_resent += 1;
             return;
         };
@@ -484,7 +488,7 @@ impl<D: Clone> Endpoint<D> {
             if let Some(ack) = ack {
                 c.record.duplicates_received += 1;
                 self.counters.acks_resent += 1;
-                self.layer.send_stateless(c.peer.clone(), ack);
+                self.layer.send_stateless(c.hop.clone(), ack);
             }
             return;
         }
@@ -506,6 +510,7 @@ impl<D: Clone> Endpoint<D> {
             route_set: record_route(&message, true),
         };
         let routing = fork.routing();
+        let hop = D::from_uri(fork.next_hop_uri(), c.transport).unwrap_or_else(|| c.peer.clone());
         let branch = self.ids.branch();
         let auth: Vec<(&str, &str)> = c
             .auth_headers
@@ -513,12 +518,12 @@ impl<D: Clone> Endpoint<D> {
             .map(|(n, v)| (*n, v.as_str()))
             .collect();
         let ack = fork.request(&routing, "ACK", cseq, c.via(&branch), None, &auth, None);
-        self.layer.send_stateless(c.peer.clone(), Bytes::from(ack));
+        self.layer.send_stateless(hop.clone(), Bytes::from(ack));
         let branch = self.ids.branch();
         let bye = fork.request(&routing, "BYE", cseq + 1, c.via(&branch), None, &[], None);
         let _ = self
             .layer
-            .send_request_bytes(now, Bytes::from(bye), c.reliable, c.peer.clone());
+            .send_request_bytes(now, Bytes::from(bye), c.reliable, hop);
         self.counters.forks_released += 1;
     }
 }

@@ -14,8 +14,9 @@ use super::{
 use crate::sdp::{answer_update, negotiated_from_answer, Negotiated, SessionDescription};
 use crate::sip::msg::{Message, Method, Name};
 use crate::sip::transaction::{TxId, Uas2xxRetransmitter};
+use crate::sip::uri::NextHop;
 
-impl<D: Clone> Endpoint<D> {
+impl<D: Clone + NextHop> Endpoint<D> {
     pub(super) fn on_ack(&mut self, now: Instant, message: Message) {
         let found = header_tag(&message, &Name::TO).and_then(|to| {
             let from = header_tag(&message, &Name::FROM);
@@ -246,6 +247,7 @@ impl<D: Clone> Endpoint<D> {
         };
         if let Some(target) = message.first_contact_uri() {
             c.dialog.remote_target = target.to_string();
+            c.update_hop();
         }
         let body = sdp.to_bytes();
         let timer = TimerAnswer::of(message);
@@ -473,9 +475,10 @@ impl<D: Clone> Endpoint<D> {
         if self.config.trying {
             record.first_provisional = Some(now);
         }
-        let entry = Call {
+        let mut entry = Call {
             state: CallState::Offered,
             direction: CallDirection::Incoming,
+            hop: peer.clone(),
             peer,
             reliable,
             transport: local.transport,
@@ -516,6 +519,7 @@ impl<D: Clone> Endpoint<D> {
             record,
             scheduled: None,
         };
+        entry.update_hop();
         let id = self.insert(entry);
         self.owners
             .insert(tx, Owner::Call(id, Role::IncomingInvite));
