@@ -189,7 +189,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         );
         register(&mut driver, &mut reg, &local, registrar, args.expires)
             .await
-            .map_err(|e| ProbeError::Invalid(format!("registration failed: {e}")))?;
+            .map_err(ProbeError::Registration)?;
         refresh_at = Some(Instant::now() + refresh_interval(args.expires));
         registration = Some((reg, registrar));
     }

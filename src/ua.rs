@@ -15,7 +15,7 @@ use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
 use sipcheck_core::ua::call::{CallEvent, Endpoint};
 
 use crate::ladder::{Direction, Ladder, RawLadder};
-use crate::transport::{Incoming, Transport, TransportError};
+use crate::transport::{Incoming, Transport, TransportError, Unreachable};
 
 /// An endpoint on a transport, driven by the wall clock.
 pub struct UaDriver {
@@ -33,6 +33,11 @@ pub struct UaDriver {
     /// with the runtime anew for every message), and the deadline it is set to.
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
+    /// The last destination reported unreachable (ICMP), and why.
+    pub unreachable: Option<(SocketAddr, Unreachable)>,
+    /// A destination whose unreachability ends [`UaDriver::next_event`] with an error (the
+    /// one of a request waited for in [`UaDriver::request`]).
+    watch: Option<SocketAddr>,
 }
 
 /// How a request sent through the driver ended without a final response.
@@ -67,6 +72,8 @@ impl UaDriver {
             call_ladders: None,
             timer: Box::pin(tokio::time::sleep_until(far_future().into())),
             timer_at: None,
+            unreachable: None,
+            watch: None,
         }
     }
 
@@ -137,6 +144,16 @@ impl UaDriver {
             self.pending = Some(t.clone());
             let sent = self.transport.send(t.destination, &t.bytes).await;
             self.pending = None;
+            if crate::sip_trace::enabled() {
+                crate::sip_trace::message(
+                    Direction::Sent,
+                    self.transport.local_addr(),
+                    t.destination,
+                    self.transport.kind().via_token(),
+                    &t.bytes,
+                    t.kind.is_retransmission(),
+                );
+            }
             if let Some(ladder) = &mut self.ladder {
                 ladder.record(
                     Instant::now(),
@@ -185,6 +202,16 @@ impl UaDriver {
                 incoming = self.transport.recv() => match incoming? {
                     Incoming::Message { message, from } => {
                         let now = Instant::now();
+                        if crate::sip_trace::enabled() {
+                            crate::sip_trace::message(
+                                Direction::Received,
+                                self.transport.local_addr(),
+                                from,
+                                self.transport.kind().via_token(),
+                                message.raw(),
+                                false,
+                            );
+                        }
                         if let Some(ladder) = &mut self.ladder {
                             ladder.record(now, Direction::Received, from, message.raw(), false);
                         }
@@ -198,6 +225,15 @@ impl UaDriver {
                     Incoming::Malformed { error, from } => {
                         self.malformed += 1;
                         tracing::warn!(%from, %error, "malformed datagram ignored");
+                    }
+                    Incoming::Unreachable { destination, error } => {
+                        tracing::debug!(%destination, %error, "destination unreachable");
+                        // The calls with that peer end at once (not after Timer B).
+                        self.endpoint.transport_failed(Instant::now(), &destination);
+                        self.unreachable = Some((destination, error.clone()));
+                        if self.watch == Some(destination) {
+                            return Err(TransportError::Unreachable { addr: destination, error });
+                        }
                     }
                 },
                 () = &mut self.timer, if deadline.is_some() => {
@@ -219,6 +255,17 @@ impl UaDriver {
             .endpoint
             .send_request(Instant::now(), Bytes::from(bytes), destination)
             .map_err(|e| RequestError::Refused(e.to_string()))?;
+        self.watch = Some(destination);
+        let result = self.wait_final(tx, &mut other).await;
+        self.watch = None;
+        result
+    }
+
+    async fn wait_final(
+        &mut self,
+        tx: TxId,
+        other: &mut impl FnMut(CallEvent<SocketAddr>),
+    ) -> Result<Message, RequestError> {
         loop {
             match self.next_event().await? {
                 CallEvent::Transaction(TransactionEvent::Response { tx: id, message })

@@ -113,7 +113,9 @@ pub async fn run(
     let net = Network {
         transport: target.transport.unwrap_or(net.transport),
         local: net.local,
+        timeout: net.timeout,
     };
+    let deadline = net.timeout.map(|limit| (limit, Instant::now() + limit));
     let hop = args
         .proxy
         .clone()
@@ -221,13 +223,20 @@ pub async fn run(
         .map_err(|e| ProbeError::Invalid(e.to_string()))?;
     report.call_id = driver.endpoint().sip_call_id(call).map(str::to_string);
 
-    let outcome = drive_call(&mut driver, call, args, &prepared, rtp).await?;
+    let outcome = drive_call(&mut driver, call, args, &prepared, rtp, deadline).await?;
     report.interrupted = outcome.interrupted;
     report.failures.extend(outcome.dtmf_error.clone());
     let record = outcome.record;
     let reason = record.reason().cloned();
     report.final_code = record.final_code;
-    report.end_reason = reason.as_ref().map(ToString::to_string);
+    // A transport failure says what failed (ICMP port unreachable …), not only that one did.
+    let describe = |r: &CallEndReason| match (r, &driver.unreachable) {
+        (CallEndReason::TransportError, Some((addr, error))) => {
+            format!("{r}: {addr} is unreachable: {error}")
+        }
+        _ => r.to_string(),
+    };
+    report.end_reason = reason.as_ref().map(describe);
     report.timings = Timings {
         invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
         invite_to_ringing_ms: ms(record.invite, record.first_ringing),
@@ -261,9 +270,7 @@ pub async fn run(
             0,
             format!(
                 "expected the call to be cancelled, but it {}",
-                reason
-                    .as_ref()
-                    .map_or("did not end".to_string(), |r| r.to_string())
+                reason.as_ref().map_or("did not end".to_string(), describe)
             ),
         ),
         (None, _) if record.answer.is_none() => report.failures.insert(
@@ -272,16 +279,22 @@ pub async fn run(
                 "not answered: {}",
                 reason
                     .as_ref()
-                    .map_or("no final response".to_string(), |r| r.to_string())
+                    .map_or("no final response".to_string(), describe)
             ),
         ),
         (None, Some(r)) if !r.is_normal_clearing() => report
             .failures
-            .insert(0, format!("call ended abnormally: {r}")),
+            .insert(0, format!("call ended abnormally: {}", describe(r))),
         _ => {}
     }
     if report.interrupted {
         report.failures.push("interrupted".into());
+    }
+    if let Some(limit) = outcome.timed_out {
+        report.failures.push(format!(
+            "gave up: --timeout {} reached",
+            humantime::format_duration(limit)
+        ));
     }
 
     if let Some(mut reg) = registration {
@@ -318,7 +331,9 @@ pub(crate) async fn register(
             .map_err(|e| e.to_string())?;
         match reg.on_final_response(&response) {
             Next::Retry => continue,
-            Next::Done(RegisterOutcome::Failed(f)) => return Err(f.to_string()),
+            Next::Done(RegisterOutcome::Failed(f)) => {
+                return Err(super::register::describe_failure(&f))
+            }
             Next::Done(_) => return Ok(()),
         }
     }
@@ -330,6 +345,8 @@ struct CallOutcome {
     dtmf_error: Option<String>,
     media: Option<(sipcheck_core::sdp::Negotiated, crate::media::Finished)>,
     interrupted: bool,
+    /// The `--timeout` limit, when it ended the call.
+    timed_out: Option<Duration>,
 }
 
 /// Run the call's events and timers until it ends.
@@ -339,6 +356,7 @@ async fn drive_call(
     args: &CallArgs,
     prepared: &PreparedAudio,
     rtp: tokio::net::UdpSocket,
+    deadline: Option<(Duration, Instant)>,
 ) -> Result<CallOutcome, ProbeError> {
     let invited = Instant::now();
     // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
@@ -349,15 +367,21 @@ async fn drive_call(
     let mut hangup_at: Option<Instant> = None;
     let mut dtmf_at: Option<Instant> = None;
     let mut interrupted = false;
+    let mut timed_out = None;
+    // At the limit the call is hung up (CANCEL or BYE); its end is awaited 2 s more at most.
+    let mut limit_at = deadline.map(|(_, at)| at);
+    let mut abandon_at: Option<Instant> = None;
     let mut dtmf_error = None;
     let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
     let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
     let record = loop {
-        let next = [cancel_at, give_up_at, hangup_at, dtmf_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            cancel_at, give_up_at, hangup_at, dtmf_at, limit_at, abandon_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             event = driver.next_event() => {
                 let event = event.map_err(ProbeError::Transport)?;
@@ -423,6 +447,25 @@ async fn drive_call(
                     }
                     let _ = driver.endpoint().hangup(now, call);
                 }
+                if limit_at.is_some_and(|t| t <= now) {
+                    limit_at = None;
+                    cancel_at = None;
+                    give_up_at = None;
+                    hangup_at = None;
+                    timed_out = deadline.map(|(limit, _)| limit);
+                    abandon_at = Some(now + Duration::from_secs(2));
+                    if let Some((_, handle)) = &media {
+                        handle.set_sending(false);
+                    }
+                    let _ = driver.endpoint().hangup(now, call);
+                }
+                if abandon_at.is_some_and(|t| t <= now) {
+                    // The peer did not conclude the hang-up in time: the call is left as is.
+                    if let Some(record) = driver.endpoint().record(call).cloned() {
+                        break record;
+                    }
+                    abandon_at = None;
+                }
             }
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
@@ -442,6 +485,7 @@ async fn drive_call(
         dtmf_error,
         media,
         interrupted,
+        timed_out,
     })
 }
 
