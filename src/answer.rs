@@ -11,10 +11,13 @@ use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::session::MediaReport;
 use sipcheck_core::sdp::{Direction, Negotiated};
 use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::sip::build::reason_phrase;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::TimerConfig;
-use sipcheck_core::ua::call::{CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig};
+use sipcheck_core::ua::call::{
+    CallEndReason, CallError, CallEvent, CallId, Endpoint, EndpointConfig,
+};
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
 use tokio::task::JoinSet;
 
@@ -102,6 +105,9 @@ pub struct Totals {
     pub busy: u64,
     /// Calls rejected as asked (`--reject`).
     pub rejected: u64,
+    /// INVITEs refused by sipcheck, each a failure: malformed or unacceptable (400, 415,
+    /// 420, 481, 482 before a call began; 488 when no offered codec is one we accept).
+    pub refused: u64,
     /// Calls that passed.
     pub passed: u64,
     /// Calls that failed.
@@ -129,6 +135,8 @@ struct Active {
     dtmf_at: Option<Instant>,
     dtmf_error: Option<String>,
     media: Option<(Negotiated, MediaHandle)>,
+    /// Why the offer was refused (488), with what it offered.
+    refusal: Option<String>,
 }
 
 /// Run the responder until `calls` calls have ended or Ctrl-C.
@@ -262,6 +270,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             dtmf_at: None,
                             dtmf_error: None,
                             media: None,
+                            refusal: None,
                         };
                         if busy {
                             totals.busy += 1;
@@ -301,6 +310,28 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             }
                         }
                     }
+                    CallEvent::InviteRefused { code, reason, from, call_id } => {
+                        // Never a call, but an INVITE received: it is counted and shown.
+                        totals.received += 1;
+                        totals.refused += 1;
+                        totals.failed += 1;
+                        ended += 1;
+                        let line = AnsweredCall {
+                            kind: "call",
+                            index: ended,
+                            call_id,
+                            from,
+                            verdict: Verdict::Fail,
+                            final_code: Some(code),
+                            end_reason: format!("refused: {code} {}", reason_phrase(code)),
+                            failures: vec![format!(
+                                "INVITE refused with {code} {}: {reason}",
+                                reason_phrase(code)
+                            )],
+                            media: None,
+                        };
+                        print_call(&line, args.json, out);
+                    }
                     CallEvent::MediaUpdated { call, negotiated } => {
                         if let Some((n, handle)) = active.get_mut(&call).and_then(|a| a.media.as_mut()) {
                             handle.set_remote(negotiated.remote_rtp);
@@ -320,6 +351,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             reason,
                             busy: a.busy,
                             dtmf_error: a.dtmf_error,
+                            refusal: a.refusal,
                             negotiated: None,
                         };
                         match a.media {
@@ -354,7 +386,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     if a.accept_at.is_some_and(|t| t <= now) {
                         a.accept_at = None;
                         if args.no_rtp {
-                            accept_inactive(&mut driver, call, &prepared, &local, seed);
+                            accept_inactive(&mut driver, call, a, &prepared, &local, seed);
                         } else {
                             accept(&mut driver, call, a, &ports, &prepared, &local, &mut ids, seed).await;
                         }
@@ -432,6 +464,7 @@ struct Ending {
     reason: Option<CallEndReason>,
     busy: bool,
     dtmf_error: Option<String>,
+    refusal: Option<String>,
     negotiated: Option<Negotiated>,
 }
 
@@ -463,8 +496,14 @@ fn finish_call(
     match &ending.reason {
         Some(CallEndReason::Declined { .. }) if expected_reject => {}
         Some(r) if r.is_normal_clearing() && !expected_reject => {}
-        Some(r) => failures.insert(0, r.to_string()),
+        Some(r) => match &ending.refusal {
+            Some(why) => failures.insert(0, format!("{r}: {why}")),
+            None => failures.insert(0, r.to_string()),
+        },
         None => failures.insert(0, "ended without a reason".into()),
+    }
+    if matches!(ending.reason, Some(CallEndReason::CodecRefused)) {
+        totals.refused += 1;
     }
     if ending.busy {
         failures.insert(0, format!("busy: {} calls already active", args.max_calls));
@@ -529,7 +568,19 @@ async fn accept(
         // Delayed offer: media starts with the ACK's answer (the socket is bound again then).
         Ok(None) => {}
         // 488 was sent; the Ended event follows.
-        Err(e) => tracing::info!(error = %e, "call refused"),
+        Err(e) => {
+            tracing::info!(error = %e, "call refused");
+            a.refusal = Some(refusal_of(&e));
+        }
+    }
+}
+
+/// Why `accept` refused a call, as its line says it (the negotiation's words: what was
+/// offered, what we accept).
+fn refusal_of(e: &CallError) -> String {
+    match e {
+        CallError::Negotiation(n) => n.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -537,6 +588,7 @@ async fn accept(
 fn accept_inactive(
     driver: &mut UaDriver,
     call: CallId,
+    a: &mut Active,
     prepared: &PreparedAudio,
     local: &LocalEnd,
     seed: u64,
@@ -545,6 +597,7 @@ fn accept_inactive(
     media.direction = Direction::Inactive;
     if let Err(e) = driver.endpoint().accept(Instant::now(), call, media) {
         tracing::info!(error = %e, "call refused");
+        a.refusal = Some(refusal_of(&e));
     }
 }
 
@@ -575,8 +628,8 @@ fn print_call(call: &AnsweredCall, json: bool, out: &mut impl Write) {
         if let Some(m) = &call.media {
             let _ = write!(
                 out,
-                "; rtp {} sent, {} received, loss {:.2} %, jitter {:.2} ms",
-                m.packets_sent, m.packets_received, m.loss_percent, m.jitter_ms
+                "; {}, rtp {} sent, {} received, loss {:.2} %, jitter {:.2} ms",
+                m.codec, m.packets_sent, m.packets_received, m.loss_percent, m.jitter_ms
             );
             for t in &m.tones {
                 let _ = match t.onset_ms {
@@ -622,11 +675,12 @@ impl Totals {
         }
         writeln!(
             out,
-            "totals: {} received, {} answered, {} busy, {} rejected, {} passed, {} failed{}",
+            "totals: {} received, {} answered, {} busy, {} rejected, {} refused, {} passed, {} failed{}",
             self.received,
             self.answered,
             self.busy,
             self.rejected,
+            self.refused,
             self.passed,
             self.failed,
             if self.interrupted {
