@@ -40,7 +40,7 @@ fn register_over(transport: &str) {
         &kam,
         user,
         &Kamailio::password_for(user),
-        &["--transport", transport],
+        &["--transport", transport, "--keep"],
     );
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
@@ -126,7 +126,7 @@ fn json_output_is_one_object_without_the_password() {
     let server = format!("127.0.0.1:{}", kam.sip_port);
     let out = run_sipcheck(
         [
-            "register", "--json", "-vv", "--server", &server, "--user", user,
+            "register", "--json", "-vv", "--server", &server, "--user", user, "--keep",
         ],
         &[("SIP_PASSWORD", password.as_str()), ("RUST_LOG", "trace")],
     );
