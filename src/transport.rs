@@ -502,6 +502,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_datagram_to_a_closed_port_comes_back_as_unreachable() {
+        // A port nothing listens on (bound, noted and closed).
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dead = closed.local_addr().unwrap();
+        drop(closed);
+        let mut t = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
+            .await
+            .unwrap();
+        t.send(dead, b"OPTIONS sip:x SIP/2.0\r\n\r\n")
+            .await
+            .unwrap();
+        let incoming = tokio::time::timeout(std::time::Duration::from_secs(2), t.recv())
+            .await
+            .expect("the ICMP error is reported, not waited out")
+            .unwrap();
+        match incoming {
+            Incoming::Unreachable { destination, error } => {
+                assert_eq!(destination, dead);
+                assert_eq!(error.icmp, Some((3, 3)), "{error}");
+                assert_eq!(
+                    error.to_string(),
+                    "ICMP port unreachable: connection refused (reported by 127.0.0.1)"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // The socket goes on working: a datagram from a live peer still arrives.
+        let peer = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
+            .await
+            .unwrap();
+        peer.send(t.local_addr(), b"garbage\r\n\r\n").await.unwrap();
+        assert!(matches!(
+            t.recv().await.unwrap(),
+            Incoming::Malformed { .. }
+        ));
+    }
+
+    #[tokio::test]
     async fn a_port_in_use_is_a_bind_error() {
         let first = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
             .await

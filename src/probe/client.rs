@@ -89,6 +89,15 @@ impl Client {
         self.deadline = limit.map(|limit| (limit, Instant::now() + limit));
     }
 
+    /// Leave at least `grace` from now before the limit (when there is one): for cleaning up
+    /// (removing a binding) once the work is done, so that a limit reached just then does not
+    /// leave state behind at the peer.
+    pub fn extend_timeout(&mut self, grace: Duration) {
+        if let Some((_, at)) = &mut self.deadline {
+            *at = (*at).max(Instant::now() + grace);
+        }
+    }
+
     /// The transport (for its local address and kind).
     pub fn transport(&self) -> &Transport {
         &self.transport

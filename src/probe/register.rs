@@ -155,7 +155,9 @@ pub async fn run(
         report.bindings = bindings;
         report.verdict = Verdict::Pass;
         if !args.keep {
-            // Safe by default on a real PBX: our binding does not outlive the probe.
+            // Safe by default on a real PBX: our binding does not outlive the probe (the
+            // removal gets 2 s of its own past --timeout, when that is nearer).
+            client.extend_timeout(std::time::Duration::from_secs(2));
             let un = exchange(&mut client, &mut reg, &local, Ask::Expires(0)).await?;
             report.unregister_rtt_ms = un.rtt_ms;
             let removed = matches!(un.outcome, Some(RegisterOutcome::Unregistered { .. }));
