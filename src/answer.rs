@@ -114,6 +114,8 @@ pub struct Totals {
     pub failed: u64,
     /// Whether the run was interrupted.
     pub interrupted: bool,
+    /// Datagrams that were not SIP messages, ignored (no response can be sent to them).
+    pub malformed: u64,
     /// Registration problems.
     pub registration_error: Option<String>,
     /// Send-pacing lateness over every call's frames: whether sipcheck kept up (`None` when
@@ -130,6 +132,8 @@ struct Active {
     /// The From of the INVITE (shared with its buffer; copied only for a printed line).
     from: BytesStr,
     busy: bool,
+    /// Arrived after Ctrl-C: refused with 480.
+    shutting_down: bool,
     accept_at: Option<Instant>,
     hangup_at: Option<Instant>,
     dtmf_at: Option<Instant>,
@@ -257,14 +261,12 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 match event? {
                     CallEvent::Incoming { call, from, .. } => {
                         totals.received += 1;
-                        if draining_since.is_some() {
-                            let _ = driver.endpoint().reject(now, call, 480);
-                            continue;
-                        }
-                        let busy = active.len() >= args.max_calls;
+                        let shutting_down = draining_since.is_some();
+                        let busy = !shutting_down && active.len() >= args.max_calls;
                         let mut entry = Active {
                             from,
                             busy,
+                            shutting_down,
                             accept_at: None,
                             hangup_at: None,
                             dtmf_at: None,
@@ -272,7 +274,10 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             media: None,
                             refusal: None,
                         };
-                        if busy {
+                        if shutting_down {
+                            // Refused, and on a line of its own like every INVITE received.
+                            let _ = driver.endpoint().reject(now, call, 480);
+                        } else if busy {
                             totals.busy += 1;
                             let _ = driver.endpoint().reject(now, call, 486);
                         } else if let Some(code) = args.reject {
@@ -350,6 +355,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             final_code: record.final_code,
                             reason,
                             busy: a.busy,
+                            shutting_down: a.shutting_down,
                             dtmf_error: a.dtmf_error,
                             refusal: a.refusal,
                             negotiated: None,
@@ -452,6 +458,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             totals.registration_error = Some(format!("unregistration failed: {e}"));
         }
     }
+    totals.malformed = driver.malformed;
     Ok(totals)
 }
 
@@ -463,6 +470,7 @@ struct Ending {
     final_code: Option<u16>,
     reason: Option<CallEndReason>,
     busy: bool,
+    shutting_down: bool,
     dtmf_error: Option<String>,
     refusal: Option<String>,
     negotiated: Option<Negotiated>,
@@ -492,7 +500,7 @@ fn finish_call(
         media_summary = Some(summary);
     }
     failures.extend(ending.dtmf_error);
-    let expected_reject = args.reject.is_some() || ending.busy;
+    let expected_reject = args.reject.is_some() || ending.busy || ending.shutting_down;
     match &ending.reason {
         Some(CallEndReason::Declined { .. }) if expected_reject => {}
         Some(r) if r.is_normal_clearing() && !expected_reject => {}
@@ -507,6 +515,12 @@ fn finish_call(
     }
     if ending.busy {
         failures.insert(0, format!("busy: {} calls already active", args.max_calls));
+    }
+    if ending.shutting_down {
+        failures.insert(
+            0,
+            "refused with 480: sipcheck answer was shutting down".into(),
+        );
     }
     let verdict = if failures.is_empty() {
         Verdict::Pass
@@ -694,6 +708,13 @@ impl Totals {
                 out,
                 "generator (sipcheck itself): pacing lateness p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; frames skipped {}",
                 l.p50, l.p99, l.p999, l.max, self.frames_skipped
+            )?;
+        }
+        if self.malformed > 0 {
+            writeln!(
+                out,
+                "{} datagram(s) that were not SIP ignored (each named on stderr)",
+                self.malformed
             )?;
         }
         if let Some(e) = &self.registration_error {

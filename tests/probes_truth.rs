@@ -332,6 +332,8 @@ fn answer_reports_refused_invites_with_the_reason_and_counts_them() {
     socket
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
+    // Not SIP at all: no response is possible; counted.
+    socket.send_to(b"NOT SIP AT ALL\r\n\r\n", &listen).unwrap();
     // A G.729-only offer: 488, ACKed.
     let invite = raw_invite(&socket, &listen, 1, true);
     socket.send_to(invite.as_bytes(), &listen).unwrap();
@@ -371,6 +373,10 @@ fn answer_reports_refused_invites_with_the_reason_and_counts_them() {
         shown.contains(
             "totals: 2 received, 0 answered, 0 busy, 0 rejected, 2 refused, 0 passed, 2 failed"
         ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("1 datagram(s) that were not SIP ignored"),
         "{shown}"
     );
 }
