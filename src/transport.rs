@@ -285,14 +285,15 @@ impl UdpTransport {
     pub async fn send(&self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
         match self.socket.send_to(data, to).await {
             Ok(_) => Ok(()),
-            Err(e) => {
-                // A pending ICMP error fails the next send: its details are in the error
-                // queue, read now (the socket signals it only once).
-                if is_icmp_error(&e) {
-                    self.read_error_queue();
-                }
-                Err(e.into())
+            // A pending ICMP error (about any earlier destination) fails the next send, which
+            // then sent nothing: its details are read from the error queue now (the socket
+            // signals it only once), and the datagram is sent again, the error consumed.
+            Err(e) if is_icmp_error(&e) => {
+                self.read_error_queue();
+                self.socket.send_to(data, to).await?;
+                Ok(())
             }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -529,7 +530,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         // The socket goes on working: a datagram from a live peer still arrives.
-        let peer = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
+        let mut peer = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
             .await
             .unwrap();
         peer.send(t.local_addr(), b"garbage\r\n\r\n").await.unwrap();
@@ -537,6 +538,26 @@ mod tests {
             t.recv().await.unwrap(),
             Incoming::Malformed { .. }
         ));
+
+        // An error pending when the next datagram goes to another peer: that datagram is
+        // still delivered, and the error still reported.
+        t.send(dead, b"OPTIONS sip:x SIP/2.0\r\n\r\n")
+            .await
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        t.send(peer.local_addr(), b"second\r\n\r\n").await.unwrap();
+        let arrived = tokio::time::timeout(std::time::Duration::from_secs(2), peer.recv())
+            .await
+            .expect("the datagram to the live peer was sent");
+        assert!(matches!(arrived.unwrap(), Incoming::Malformed { .. }));
+        let incoming = tokio::time::timeout(std::time::Duration::from_secs(2), t.recv())
+            .await
+            .expect("the ICMP error is reported")
+            .unwrap();
+        assert!(
+            matches!(incoming, Incoming::Unreachable { destination, .. } if destination == dead),
+            "{incoming:?}"
+        );
     }
 
     #[tokio::test]
