@@ -129,6 +129,30 @@ fn timeout_limits_a_probe_of_a_silent_peer_and_names_the_limit() {
         stdout(&out).contains("gave up: --timeout 1s reached"),
         "{shown}"
     );
+    // Registering first: the limit covers the registration too.
+    let started = Instant::now();
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--user",
+            "1001",
+            "--register",
+            "--timeout",
+            "1s",
+            "--rtp-ports",
+            "30000-39999",
+        ],
+        &[],
+    );
+    let took = started.elapsed();
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(took < Duration::from_secs(3), "call took {took:?}\n{shown}");
+    assert!(
+        stdout(&out).contains("registration failed: no final response within --timeout 1s"),
+        "{shown}"
+    );
 }
 
 /// The start lines of the ladder a probe printed (`  1.234 ms --> peer  LINE  [CSeq]`).

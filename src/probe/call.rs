@@ -183,7 +183,8 @@ pub async fn run(
             },
             driver.endpoint().ids(),
         );
-        match register(&mut driver, &mut reg, &local, peer, 300).await {
+        let registering = register(&mut driver, &mut reg, &local, peer, 300);
+        match within(deadline, Duration::ZERO, registering).await {
             Ok(()) => registration = Some(reg),
             Err(failure) => {
                 report
@@ -298,7 +299,9 @@ pub async fn run(
     }
 
     if let Some(mut reg) = registration {
-        if let Err(failure) = register(&mut driver, &mut reg, &local, peer, 0).await {
+        // The binding's removal gets 2 s of its own past --timeout, when that is nearer.
+        let removing = register(&mut driver, &mut reg, &local, peer, 0);
+        if let Err(failure) = within(deadline, Duration::from_secs(2), removing).await {
             report
                 .failures
                 .push(format!("unregistration failed: {failure}"));
@@ -313,6 +316,25 @@ pub async fn run(
         .map(|l| l.rungs().to_vec())
         .unwrap_or_default();
     Ok(report)
+}
+
+/// `work`, given up at the `--timeout` deadline (but no sooner than `grace` from now).
+async fn within(
+    deadline: Option<(Duration, Instant)>,
+    grace: Duration,
+    work: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    let Some((limit, at)) = deadline else {
+        return work.await;
+    };
+    let at = at.max(Instant::now() + grace);
+    match tokio::time::timeout_at(at.into(), work).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no final response within --timeout {}",
+            humantime::format_duration(limit)
+        )),
+    }
 }
 
 /// Register (or unregister with `expires` 0) through the driver, answering the challenge.
