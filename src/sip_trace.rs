@@ -97,7 +97,10 @@ pub fn message(
     }
     if let Some(file) = &trace.file {
         if let Ok(mut file) = file.lock() {
+            // Written through at once: a long `answer` can be followed with `tail -f`, and a
+            // killed run leaves its trace up to the last message.
             let _ = writeln!(file, "{head}\n{body}\n");
+            let _ = file.flush();
         }
     }
 }
