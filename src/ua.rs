@@ -38,6 +38,9 @@ pub struct UaDriver {
     /// A destination whose unreachability ends [`UaDriver::next_event`] with an error (the
     /// one of a request waited for in [`UaDriver::request`]).
     watch: Option<SocketAddr>,
+    /// Events that came while [`UaDriver::request`] waited, returned first by
+    /// [`UaDriver::next_event`].
+    deferred: std::collections::VecDeque<CallEvent<SocketAddr>>,
 }
 
 /// How a request sent through the driver ended without a final response.
@@ -74,6 +77,7 @@ impl UaDriver {
             timer_at: None,
             unreachable: None,
             watch: None,
+            deferred: std::collections::VecDeque::new(),
         }
     }
 
@@ -186,6 +190,14 @@ impl UaDriver {
     /// Cancel-safe: it may be dropped at any `.await` (in a `select!`) without losing a
     /// message or an event (a message being sent is kept and sent first next time).
     pub async fn next_event(&mut self) -> Result<CallEvent<SocketAddr>, TransportError> {
+        if let Some(event) = self.deferred.pop_front() {
+            return Ok(event);
+        }
+        self.pump().await
+    }
+
+    /// The next event from the endpoint, pumping the transport and the timers.
+    async fn pump(&mut self) -> Result<CallEvent<SocketAddr>, TransportError> {
         loop {
             self.flush().await?;
             if let Some(event) = self.endpoint.poll_event() {
@@ -243,31 +255,28 @@ impl UaDriver {
         }
     }
 
-    /// Send a request of our own (REGISTER, OPTIONS) and wait for its final response,
-    /// handing every other event to `other` (calls keep running meanwhile).
+    /// Send a request of our own (REGISTER, OPTIONS) and wait for its final response. Calls
+    /// keep running meanwhile: their events are kept, in order, for
+    /// [`UaDriver::next_event`] (a BYE or an INVITE arriving during a registration refresh
+    /// is not lost).
     pub async fn request(
         &mut self,
         bytes: Vec<u8>,
         destination: SocketAddr,
-        mut other: impl FnMut(CallEvent<SocketAddr>),
     ) -> Result<Message, RequestError> {
         let tx: TxId = self
             .endpoint
             .send_request(Instant::now(), Bytes::from(bytes), destination)
             .map_err(|e| RequestError::Refused(e.to_string()))?;
         self.watch = Some(destination);
-        let result = self.wait_final(tx, &mut other).await;
+        let result = self.wait_final(tx).await;
         self.watch = None;
         result
     }
 
-    async fn wait_final(
-        &mut self,
-        tx: TxId,
-        other: &mut impl FnMut(CallEvent<SocketAddr>),
-    ) -> Result<Message, RequestError> {
+    async fn wait_final(&mut self, tx: TxId) -> Result<Message, RequestError> {
         loop {
-            match self.next_event().await? {
+            match self.pump().await? {
                 CallEvent::Transaction(TransactionEvent::Response { tx: id, message })
                     if id == tx && message.status().is_some_and(|c| c >= 200) =>
                 {
@@ -278,8 +287,12 @@ impl UaDriver {
                     timer,
                     elapsed,
                 }) if id == tx => return Err(RequestError::Timeout { timer, elapsed }),
-                CallEvent::Transaction(_) => {}
-                event => other(event),
+                // Its provisional responses and its end.
+                CallEvent::Transaction(
+                    TransactionEvent::Response { tx: id, .. }
+                    | TransactionEvent::Terminated { tx: id },
+                ) if id == tx => {}
+                event => self.deferred.push_back(event),
             }
         }
     }
@@ -326,6 +339,76 @@ pub async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::call_id_of;
+    use super::UaDriver;
+    use crate::transport::{Transport, UdpTransport};
+    use sipcheck_core::ids::IdGen;
+    use sipcheck_core::sip::build::Transport as Kind;
+    use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig};
+    use sipcheck_core::ua::register::LocalEnd;
+
+    /// The header line `name: …` of `msg`.
+    fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+        msg.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_call_event_during_a_request_is_kept_for_next_event() {
+        let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
+            .await
+            .unwrap();
+        let local = LocalEnd {
+            transport: Kind::Udp,
+            addr: udp.local_addr(),
+            routes: Vec::new(),
+        };
+        let endpoint = Endpoint::new(EndpointConfig::new(local.clone()), IdGen::new(1));
+        let mut driver = UaDriver::new(Transport::Udp(udp), endpoint, false);
+        let us = local.addr;
+
+        // A registrar that, before answering the REGISTER, sends us an INVITE.
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let them = peer.local_addr().unwrap();
+        let script = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let (n, from) = peer.recv_from(&mut buf).unwrap();
+            let register = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let invite = format!(
+                "INVITE sip:x@{us} SIP/2.0\r\nVia: SIP/2.0/UDP {them};branch=z9hG4bKinv1\r\n\
+                 From: <sip:a@{them}>;tag=a1\r\nTo: <sip:x@{us}>\r\nCall-ID: during@test\r\n\
+                 CSeq: 1 INVITE\r\nContact: <sip:a@{them}>\r\nContent-Length: 0\r\n\r\n"
+            );
+            peer.send_to(invite.as_bytes(), from).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let ok = format!(
+                "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{};tag=r1\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                header(&register, "Via:"),
+                header(&register, "From:"),
+                header(&register, "To:"),
+                header(&register, "Call-ID:"),
+                header(&register, "CSeq:"),
+            );
+            peer.send_to(ok.as_bytes(), from).unwrap();
+        });
+        let register = format!(
+            "REGISTER sip:{them} SIP/2.0\r\nVia: SIP/2.0/UDP {us};branch=z9hG4bKreg1;rport\r\n\
+             From: <sip:u@{them}>;tag=u1\r\nTo: <sip:u@{them}>\r\nCall-ID: reg@test\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:u@{us}>\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
+        );
+        let response = driver.request(register.into_bytes(), them).await.unwrap();
+        assert_eq!(response.status(), Some(200));
+        script.join().unwrap();
+        // The INVITE that came meanwhile is not lost.
+        match driver.next_event().await.unwrap() {
+            CallEvent::Incoming { from, .. } => {
+                assert_eq!(&*from, format!("<sip:a@{them}>;tag=a1"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn the_call_id_is_found_in_the_head_in_either_form() {

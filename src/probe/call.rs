@@ -348,7 +348,7 @@ pub(crate) async fn register(
     for _ in 0..4 {
         let request = reg.request(expires, local, driver.endpoint().ids());
         let response = driver
-            .request(request, peer, |_| {})
+            .request(request, peer)
             .await
             .map_err(|e| e.to_string())?;
         match reg.on_final_response(&response) {
