@@ -306,6 +306,29 @@ fn a_challenge_without_a_password_is_named_and_register_and_answer_exit_alike() 
         "{shown}"
     );
 
+    // A call challenged (407) with no password given says so too.
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--user",
+            "1008",
+            "--rtp-ports",
+            "30000-39999",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "challenged with 407 Proxy Authentication Required but no credentials are configured: no password given (--password or SIP_PASSWORD)"
+        ),
+        "{shown}"
+    );
+
     // A wrong password: the same exit code from both.
     let out = register(&kam, "1008", "not-the-password", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

@@ -214,7 +214,9 @@ pub async fn run(
                 from_uri,
                 to_uri: target.uri.clone(),
                 destination: peer,
-                credentials,
+                // A challenge with no password given ends the call naming that, rather
+                // than answering with an empty password.
+                credentials: credentials.filter(Credentials::has_password),
                 local_media: media_desc,
                 local: local.clone(),
                 offer: OfferPlacement::InInvite,
@@ -234,6 +236,9 @@ pub async fn run(
     let describe = |r: &CallEndReason| match (r, &driver.unreachable) {
         (CallEndReason::TransportError, Some((addr, error))) => {
             format!("{r}: {addr} is unreachable: {error}")
+        }
+        (CallEndReason::NoCredentials { .. }, _) => {
+            format!("{r}: no password given (--password or SIP_PASSWORD)")
         }
         _ => r.to_string(),
     };
