@@ -35,9 +35,9 @@ pub struct UaDriver {
     timer_at: Option<Instant>,
     /// The last destination reported unreachable (ICMP), and why.
     pub unreachable: Option<(SocketAddr, Unreachable)>,
-    /// A destination whose unreachability ends [`UaDriver::next_event`] with an error (the
-    /// one of a request waited for in [`UaDriver::request`]).
-    watch: Option<SocketAddr>,
+    /// Destinations whose unreachability ends [`UaDriver::next_event`] with
+    /// [`TransportError::Unreachable`]: those of requests of our own under way (counted).
+    watched: HashMap<SocketAddr, usize>,
     /// Events that came while [`UaDriver::request`] waited, returned first by
     /// [`UaDriver::next_event`].
     deferred: std::collections::VecDeque<CallEvent<SocketAddr>>,
@@ -76,7 +76,7 @@ impl UaDriver {
             timer: Box::pin(tokio::time::sleep_until(far_future().into())),
             timer_at: None,
             unreachable: None,
-            watch: None,
+            watched: HashMap::new(),
             deferred: std::collections::VecDeque::new(),
         }
     }
@@ -243,7 +243,7 @@ impl UaDriver {
                         // The calls with that peer end at once (not after Timer B).
                         self.endpoint.transport_failed(Instant::now(), &destination);
                         self.unreachable = Some((destination, error.clone()));
-                        if self.watch == Some(destination) {
+                        if self.watched.contains_key(&destination) {
                             return Err(TransportError::Unreachable { addr: destination, error });
                         }
                     }
@@ -268,10 +268,28 @@ impl UaDriver {
             .endpoint
             .send_request(Instant::now(), Bytes::from(bytes), destination)
             .map_err(|e| RequestError::Refused(e.to_string()))?;
-        self.watch = Some(destination);
+        self.watch(destination);
         let result = self.wait_final(tx).await;
-        self.watch = None;
+        self.unwatch(destination);
         result
+    }
+
+    /// Have [`UaDriver::next_event`] end with [`TransportError::Unreachable`] when an ICMP
+    /// error says `destination` is unreachable (a request of ours is waiting for it; calls
+    /// with it end by themselves). Counted: each `watch` wants its
+    /// [`unwatch`](Self::unwatch).
+    pub fn watch(&mut self, destination: SocketAddr) {
+        *self.watched.entry(destination).or_default() += 1;
+    }
+
+    /// Undo one [`UaDriver::watch`].
+    pub fn unwatch(&mut self, destination: SocketAddr) {
+        if let Some(n) = self.watched.get_mut(&destination) {
+            *n -= 1;
+            if *n == 0 {
+                self.watched.remove(&destination);
+            }
+        }
     }
 
     async fn wait_final(&mut self, tx: TxId) -> Result<Message, RequestError> {

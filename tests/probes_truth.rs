@@ -404,3 +404,41 @@ fn answer_reports_refused_invites_with_the_reason_and_counts_them() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_scenario_whose_registrar_is_a_dead_port_fails_at_once() {
+    let dir = RunDir::new("dead-registrar").unwrap();
+    let server = format!("127.0.0.1:{}", dead_port());
+    let path = dir.join("dead.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: dead-registrar\ntarget:\n  server: {server}\n  domain: sipcheck.test\n\
+             accounts:\n  range: {{ from: 3000, count: 2 }}\n  password: \"pw{{user}}\"\n\
+             media: {{ rtp_ports: 30000-39999 }}\n\
+             roles:\n  callee:\n    accounts: 3000..3000\n    steps:\n      - register\n      - answer\n      - wait_for: bye\n\
+             \x20 caller:\n    accounts: 3001..3001\n    steps:\n      - register\n      - call: {{ to: \"sip:{{peer}}@{{domain}}\", peer: callee, timeout: 5s }}\n      - hangup: {{ after: 1s }}\n\
+             load: {{ rate: 1/s, total_calls: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = support::run_sipcheck_with_timeout(
+        ["run", path.to_str().unwrap()],
+        &[],
+        Duration::from_secs(60),
+    );
+    let took = started.elapsed();
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    // Without the ICMP error each REGISTER would wait out Timer F (32 s).
+    assert!(took < Duration::from_secs(5), "took {took:?}\n{shown}");
+    assert!(
+        stdout(&out).contains("registrations: ok 0, failed 2"),
+        "{shown}"
+    );
+    assert!(
+        stdout(&out).contains(&format!("{server} is unreachable: ICMP port unreachable")),
+        "{shown}"
+    );
+}

@@ -16,6 +16,7 @@ use sipcheck_core::ua::call::{CallError, CallEvent, CallId, OutgoingCall};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ladder::RawLadder;
+use crate::transport::TransportError;
 use crate::ua::UaDriver;
 
 /// The events of one call, with its ladder attached to the `Ended` event. Boxed: the
@@ -72,6 +73,8 @@ pub(crate) struct Agent {
     incoming: Option<mpsc::UnboundedSender<IncomingCall>>,
     calls: HashMap<CallId, CallSender>,
     requests: HashMap<TxId, oneshot::Sender<Result<Message, String>>>,
+    /// Where each request went (to fail it at once when that is unreachable).
+    request_to: HashMap<TxId, SocketAddr>,
 }
 
 impl Agent {
@@ -86,7 +89,34 @@ impl Agent {
             incoming: Some(incoming),
             calls: HashMap::new(),
             requests: HashMap::new(),
+            request_to: HashMap::new(),
         }
+    }
+
+    /// Fail the requests to the destination `e` names unreachable.
+    fn unreachable(&mut self, e: &TransportError) {
+        let TransportError::Unreachable { addr, .. } = e else {
+            return;
+        };
+        let failed: Vec<TxId> = self
+            .request_to
+            .iter()
+            .filter(|(_, to)| *to == addr)
+            .map(|(tx, _)| *tx)
+            .collect();
+        for tx in failed {
+            if let Some(reply) = self.answered(tx) {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// The reply to request `tx` is going out: stop watching its destination.
+    fn answered(&mut self, tx: TxId) -> Option<oneshot::Sender<Result<Message, String>>> {
+        if let Some(to) = self.request_to.remove(&tx) {
+            self.driver.unwatch(to);
+        }
+        self.requests.remove(&tx)
     }
 
     /// Run until every command sender is gone and no call is left.
@@ -95,6 +125,9 @@ impl Agent {
             tokio::select! {
                 event = self.driver.next_event() => match event {
                     Ok(event) => self.route(event),
+                    // ICMP says a destination of our requests is unreachable: they fail at
+                    // once (not after Timer F); the transport goes on serving the others.
+                    Err(e @ TransportError::Unreachable { .. }) => self.unreachable(&e),
                     Err(e) => {
                         tracing::error!(error = %e, "transport failed");
                         // Answer every waiter so that nothing hangs.
@@ -111,6 +144,7 @@ impl Agent {
                         while !(self.calls.is_empty() && self.requests.is_empty()) {
                             match self.driver.next_event().await {
                                 Ok(event) => self.route(event),
+                                Err(e @ TransportError::Unreachable { .. }) => self.unreachable(&e),
                                 Err(_) => return,
                             }
                         }
@@ -127,12 +161,12 @@ impl Agent {
             CallEvent::Transaction(TransactionEvent::Response { tx, message })
                 if message.status().is_some_and(|c| c >= 200) =>
             {
-                if let Some(reply) = self.requests.remove(&tx) {
+                if let Some(reply) = self.answered(tx) {
                     let _ = reply.send(Ok(message));
                 }
             }
             CallEvent::Transaction(TransactionEvent::TimedOut { tx, timer, elapsed }) => {
-                if let Some(reply) = self.requests.remove(&tx) {
+                if let Some(reply) = self.answered(tx) {
                     let _ = reply.send(Err(format!(
                         "{timer} expired after {:.1} s",
                         elapsed.as_secs_f64()
@@ -237,6 +271,8 @@ impl Agent {
                 match endpoint.send_request(now, Bytes::from(bytes), to) {
                     Ok(tx) => {
                         self.requests.insert(tx, reply);
+                        self.request_to.insert(tx, to);
+                        self.driver.watch(to);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.to_string()));
