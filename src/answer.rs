@@ -11,12 +11,13 @@ use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::session::MediaReport;
 use sipcheck_core::sdp::{Direction, Negotiated};
 use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::sip::build::reason_phrase;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::host_literal;
 use sipcheck_core::ua::call::{
-    ByeFailure, CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig,
+    ByeFailure, CallEndReason, CallError, CallEvent, CallId, Endpoint, EndpointConfig,
 };
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
 use tokio::task::JoinSet;
@@ -107,12 +108,17 @@ pub struct Totals {
     pub busy: u64,
     /// Calls rejected as asked (`--reject`).
     pub rejected: u64,
+    /// INVITEs refused by sipcheck, each a failure: malformed or unacceptable (400, 415,
+    /// 420, 481, 482 before a call began; 488 when no offered codec is one we accept).
+    pub refused: u64,
     /// Calls that passed.
     pub passed: u64,
     /// Calls that failed.
     pub failed: u64,
     /// Whether the run was interrupted.
     pub interrupted: bool,
+    /// Datagrams that were not SIP messages, ignored (no response can be sent to them).
+    pub malformed: u64,
     /// Registration problems.
     pub registration_error: Option<String>,
     /// Send-pacing lateness over every call's frames: whether sipcheck kept up (`None` when
@@ -129,11 +135,15 @@ struct Active {
     /// The From of the INVITE (shared with its buffer; copied only for a printed line).
     from: BytesStr,
     busy: bool,
+    /// Arrived after Ctrl-C: refused with 480.
+    shutting_down: bool,
     accept_at: Option<Instant>,
     hangup_at: Option<Instant>,
     dtmf_at: Option<Instant>,
     dtmf_error: Option<String>,
     media: Option<(Negotiated, MediaHandle)>,
+    /// Why the offer was refused (488), with what it offered.
+    refusal: Option<String>,
 }
 
 /// Run the responder until `calls` calls have ended or Ctrl-C.
@@ -197,7 +207,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         );
         register(&mut driver, &mut reg, &local, registrar, args.expires)
             .await
-            .map_err(|e| ProbeError::Invalid(format!("registration failed: {e}")))?;
+            .map_err(ProbeError::Registration)?;
         refresh_at = Some(Instant::now() + refresh_interval(args.expires));
         registration = Some((reg, registrar));
     }
@@ -257,21 +267,23 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 match event? {
                     CallEvent::Incoming { call, from, .. } => {
                         totals.received += 1;
-                        if draining_since.is_some() {
-                            let _ = driver.endpoint().reject(now, call, 480);
-                            continue;
-                        }
-                        let busy = active.len() >= args.max_calls;
+                        let shutting_down = draining_since.is_some();
+                        let busy = !shutting_down && active.len() >= args.max_calls;
                         let mut entry = Active {
                             from,
                             busy,
+                            shutting_down,
                             accept_at: None,
                             hangup_at: None,
                             dtmf_at: None,
                             dtmf_error: None,
                             media: None,
+                            refusal: None,
                         };
-                        if busy {
+                        if shutting_down {
+                            // Refused, and on a line of its own like every INVITE received.
+                            let _ = driver.endpoint().reject(now, call, 480);
+                        } else if busy {
                             totals.busy += 1;
                             let _ = driver.endpoint().reject(now, call, 486);
                         } else if let Some(code) = args.reject {
@@ -309,6 +321,29 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             }
                         }
                     }
+                    CallEvent::InviteRefused { code, reason, from, call_id } => {
+                        // Never a call, but an INVITE received: it is counted and shown.
+                        totals.received += 1;
+                        totals.refused += 1;
+                        totals.failed += 1;
+                        ended += 1;
+                        let line = AnsweredCall {
+                            kind: "call",
+                            index: ended,
+                            call_id,
+                            from,
+                            verdict: Verdict::Fail,
+                            final_code: Some(code),
+                            bye_code: None,
+                            end_reason: format!("refused: {code} {}", reason_phrase(code)),
+                            failures: vec![format!(
+                                "INVITE refused with {code} {}: {reason}",
+                                reason_phrase(code)
+                            )],
+                            media: None,
+                        };
+                        print_call(&line, args.json, out);
+                    }
                     CallEvent::MediaUpdated { call, negotiated } => {
                         if let Some((n, handle)) = active.get_mut(&call).and_then(|a| a.media.as_mut()) {
                             handle.follow(&negotiated);
@@ -328,7 +363,9 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             bye_failure: record.bye_failure(),
                             reason,
                             busy: a.busy,
+                            shutting_down: a.shutting_down,
                             dtmf_error: a.dtmf_error,
+                            refusal: a.refusal,
                             negotiated: None,
                         };
                         match a.media {
@@ -363,7 +400,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     if a.accept_at.is_some_and(|t| t <= now) {
                         a.accept_at = None;
                         if args.no_rtp {
-                            accept_inactive(&mut driver, call, &prepared, &local, seed);
+                            accept_inactive(&mut driver, call, a, &prepared, &local, seed);
                         } else {
                             accept(&mut driver, call, a, &ports, &prepared, &local, &mut ids, seed).await;
                         }
@@ -429,6 +466,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             totals.registration_error = Some(format!("unregistration failed: {e}"));
         }
     }
+    totals.malformed = driver.malformed;
     Ok(totals)
 }
 
@@ -442,7 +480,9 @@ struct Ending {
     bye_failure: Option<ByeFailure>,
     reason: Option<CallEndReason>,
     busy: bool,
+    shutting_down: bool,
     dtmf_error: Option<String>,
+    refusal: Option<String>,
     negotiated: Option<Negotiated>,
 }
 
@@ -470,18 +510,30 @@ fn finish_call(
         media_summary = Some(summary);
     }
     failures.extend(ending.dtmf_error);
-    let expected_reject = args.reject.is_some() || ending.busy;
+    let expected_reject = args.reject.is_some() || ending.busy || ending.shutting_down;
     match &ending.reason {
         Some(CallEndReason::Declined { .. }) if expected_reject => {}
         Some(r) if r.is_normal_clearing() && !expected_reject => {}
-        Some(r) => failures.insert(0, r.to_string()),
+        Some(r) => match &ending.refusal {
+            Some(why) => failures.insert(0, format!("{r}: {why}")),
+            None => failures.insert(0, r.to_string()),
+        },
         None => failures.insert(0, "ended without a reason".into()),
     }
     if let Some(failure) = ending.bye_failure {
         failures.push(failure.to_string());
     }
+    if matches!(ending.reason, Some(CallEndReason::CodecRefused)) {
+        totals.refused += 1;
+    }
     if ending.busy {
         failures.insert(0, format!("busy: {} calls already active", args.max_calls));
+    }
+    if ending.shutting_down {
+        failures.insert(
+            0,
+            "refused with 480: sipcheck answer was shutting down".into(),
+        );
     }
     let verdict = if failures.is_empty() {
         Verdict::Pass
@@ -544,7 +596,19 @@ async fn accept(
         // Delayed offer: media starts with the ACK's answer (the socket is bound again then).
         Ok(None) => {}
         // 488 was sent; the Ended event follows.
-        Err(e) => tracing::info!(error = %e, "call refused"),
+        Err(e) => {
+            tracing::info!(error = %e, "call refused");
+            a.refusal = Some(refusal_of(&e));
+        }
+    }
+}
+
+/// Why `accept` refused a call, as its line says it (the negotiation's words: what was
+/// offered, what we accept).
+fn refusal_of(e: &CallError) -> String {
+    match e {
+        CallError::Negotiation(n) => n.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -552,6 +616,7 @@ async fn accept(
 fn accept_inactive(
     driver: &mut UaDriver,
     call: CallId,
+    a: &mut Active,
     prepared: &PreparedAudio,
     local: &LocalEnd,
     seed: u64,
@@ -560,6 +625,7 @@ fn accept_inactive(
     media.direction = Direction::Inactive;
     if let Err(e) = driver.endpoint().accept(Instant::now(), call, media) {
         tracing::info!(error = %e, "call refused");
+        a.refusal = Some(refusal_of(&e));
     }
 }
 
@@ -590,8 +656,8 @@ fn print_call(call: &AnsweredCall, json: bool, out: &mut impl Write) {
         if let Some(m) = &call.media {
             let _ = write!(
                 out,
-                "; rtp {} sent, {} received, loss {:.2} %, jitter {:.2} ms",
-                m.packets_sent, m.packets_received, m.loss_percent, m.jitter_ms
+                "; {}, rtp {} sent, {} received, loss {:.2} %, jitter {:.2} ms",
+                m.codec, m.packets_sent, m.packets_received, m.loss_percent, m.jitter_ms
             );
             if m.stray_packets > 0 {
                 let _ = write!(
@@ -647,11 +713,12 @@ impl Totals {
         }
         writeln!(
             out,
-            "totals: {} received, {} answered, {} busy, {} rejected, {} passed, {} failed{}",
+            "totals: {} received, {} answered, {} busy, {} rejected, {} refused, {} passed, {} failed{}",
             self.received,
             self.answered,
             self.busy,
             self.rejected,
+            self.refused,
             self.passed,
             self.failed,
             if self.interrupted {
@@ -665,6 +732,13 @@ impl Totals {
                 out,
                 "generator (sipcheck itself): pacing lateness p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; frames skipped {}",
                 l.p50, l.p99, l.p999, l.max, self.frames_skipped
+            )?;
+        }
+        if self.malformed > 0 {
+            writeln!(
+                out,
+                "{} datagram(s) that were not SIP ignored (each named on stderr)",
+                self.malformed
             )?;
         }
         if let Some(e) = &self.registration_error {

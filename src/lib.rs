@@ -14,6 +14,7 @@ pub mod report;
 pub mod run;
 pub mod secret;
 pub mod signal;
+pub mod sip_trace;
 pub mod transport;
 pub mod ua;
 

@@ -16,13 +16,104 @@ use sipcheck_core::media::g711::Codec;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::transaction::TimerConfig;
 
+const OPTIONS_HELP: &str = "\
+Examples:
+  sipcheck options sip:pbx.example.com
+  sipcheck options sip:1001@pbx.example.com --proxy 192.0.2.10:5060 --transport tcp
+  sipcheck options sip:127.0.0.1:5060 --timeout 2s -v --trace-sip options.trace
+
+Exit codes:
+  0  a 2xx answered
+  1  the peer failed: another final response, no response (Timer F or --timeout), ICMP port
+     unreachable or a refused/closed TCP connection
+  2  usage error: bad flags, unparsable URI, unresolvable host, local port in use
+  3  internal error in sipcheck";
+
+const REGISTER_HELP: &str = "\
+Examples:
+  export SIP_PASSWORD=secret
+  sipcheck register --server pbx.example.com --user 1001
+  sipcheck register --server pbx.example.com --user 1001 --keep --expires 600
+  sipcheck register --server pbx.example.com --user 1001 --unregister-all
+
+By default the binding is removed again (Expires: 0) before sipcheck exits; --keep leaves it.
+
+Exit codes:
+  0  registered (and unregistered, unless --keep)
+  1  the registrar failed: an error response, rejected credentials, a challenge with no
+     password given, no response (Timer F or --timeout), ICMP port unreachable
+  2  usage error: bad flags, unresolvable host, local port in use
+  3  internal error in sipcheck";
+
+const CALL_HELP: &str = "\
+Examples:
+  export SIP_PASSWORD=secret
+  sipcheck call sip:2001@pbx.example.com --server pbx.example.com --user 1001 \\
+      --play-tone 440 --expect-tone 1000 --duration 5s
+  sipcheck call sip:ivr@192.0.2.20 --play-wav prompt.wav --record heard.wav
+  sipcheck call sip:2001@pbx.example.com --user 1001 --cancel-after 2s
+  sipcheck call sip:test@127.0.0.1:5070 -v --trace-sip call.trace
+
+Exit codes:
+  0  answered, every expectation held (or cancelled with 487 when --cancel-after)
+  1  the call failed: an error response, no answer, Timer B or --timeout, ICMP port
+     unreachable, a missing tone, DTMF digit or RTP
+  2  usage error: bad flags, unparsable URI, unresolvable host, unreadable WAV file
+  3  internal error in sipcheck";
+
+const ANSWER_HELP: &str = "\
+Examples:
+  sipcheck answer --listen 127.0.0.1:5070 --play-tone 1000 --expect-tone 440
+  SIP_PASSWORD=secret sipcheck answer --listen 192.0.2.5:5070 --server pbx.example.com \\
+      --user 2001 --ring 1s
+  sipcheck answer --listen 127.0.0.1:5070 --reject 486 --calls 1
+
+Exit codes:
+  0  every call received passed (after --calls N, Ctrl-C or SIGTERM)
+  1  a call failed (including INVITEs refused as malformed or unacceptable), or the
+     registration failed: an error response, rejected credentials, a challenge with no
+     password given, no response
+  2  usage error: bad flags, listen address in use, unreadable WAV file
+  3  internal error in sipcheck";
+
+const VALIDATE_HELP: &str = "\
+Examples:
+  sipcheck validate scenarios/selftest.yaml
+  sipcheck validate load.yaml --set load.rate=50/s
+
+Exit codes:
+  0  the scenario is valid
+  2  it is not: every error printed as file:line:col
+  3  internal error in sipcheck";
+
+const RUN_HELP: &str = "\
+Examples:
+  sipcheck run scenarios/selftest.yaml
+  sipcheck run load.yaml --set load.rate=50/s --junit report.xml --json report.json
+  sipcheck run scenarios/selftest.yaml -v --trace-sip run.trace
+
+Exit codes:
+  0    every call passed its expectations (or, with thresholds, every threshold held)
+  1    a call failed
+  2    usage error: invalid scenario or flags, nothing was run
+  3    internal error in sipcheck
+  99   a threshold failed
+  130  interrupted (Ctrl-C or SIGTERM): calls hung up, reports written";
+
 /// SIP/RTP voice test harness: probes, scenarios, load, verified media.
 #[derive(Debug, Parser)]
 #[command(name = "sipcheck", version, about, max_term_width = 100)]
 struct Cli {
     /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    /// More output on stderr: -v prints every SIP message sent and received (start line,
+    /// headers, body) and debug logs, -vv also RTP stream events and trace logs. Credentials
+    /// are masked. RUST_LOG overrides the log level.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Write every SIP message sent and received to FILE: its time, direction, transport,
+    /// addresses and full text (credentials masked).
+    #[arg(long, value_name = "FILE", global = true)]
+    trace_sip: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,16 +121,22 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Send OPTIONS to a SIP URI and print the final status and round-trip time.
+    #[command(after_help = OPTIONS_HELP)]
     Options(OptionsCmd),
     /// Register a user (answering the digest challenge), print the ladder and round-trip time.
+    #[command(after_help = REGISTER_HELP)]
     Register(RegisterCmd),
     /// Place one call with real audio: play and expect tones or DTMF, then PASS or FAIL.
+    #[command(after_help = CALL_HELP)]
     Call(Box<CallCmd>),
     /// Answer calls: ring, answer, play and verify audio, hang up; a line per call.
+    #[command(after_help = ANSWER_HELP)]
     Answer(Box<AnswerCmd>),
     /// Check a scenario file without running it: every error, as file:line:col.
+    #[command(after_help = VALIDATE_HELP)]
     Validate(ValidateCmd),
     /// Run a scenario: its user agents, load, expectations, thresholds and reports.
+    #[command(after_help = RUN_HELP)]
     Run(RunCmd),
 }
 
@@ -95,6 +192,9 @@ struct NetArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Give up after this long in all (the probe fails, naming the limit), e.g. 2s.
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -126,9 +226,16 @@ struct RegisterCmd {
     /// Requested registration lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     expires: u32,
-    /// Remove the binding again (Expires: 0) after registering.
-    #[arg(long)]
+    /// Remove the binding again (Expires: 0) after registering: the default, unless --keep.
+    #[arg(long, conflicts_with = "keep")]
     unregister: bool,
+    /// Leave the binding in place at the registrar (default: remove it before exiting).
+    #[arg(long)]
+    keep: bool,
+    /// Remove every binding of the address of record, ours and others' (Contact: * with
+    /// Expires: 0, RFC 3261 §10.2.2), without registering.
+    #[arg(long, conflicts_with_all = ["keep", "unregister"])]
+    unregister_all: bool,
     /// Send via this outbound proxy (HOST[:PORT]).
     #[arg(long, value_name = "HOST[:PORT]")]
     proxy: Option<String>,
@@ -329,6 +436,7 @@ impl NetArgs {
                 TransportArg::Tcp => Kind::Tcp,
             },
             local: self.local,
+            timeout: self.timeout,
         }
     }
 
@@ -344,6 +452,20 @@ impl NetArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    let trace_file = match &cli.trace_sip {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!(
+                    "sipcheck: error: cannot create the SIP trace {}: {e}",
+                    path.display()
+                );
+                return Exit::Usage.into();
+            }
+        },
+        None => None,
+    };
+    sipcheck::sip_trace::install(cli.verbose >= 1, trace_file, cli.command.secrets());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -354,7 +476,21 @@ fn main() -> ExitCode {
             return Exit::Internal.into();
         }
     };
-    runtime.block_on(run(cli.command)).into()
+    let exit = runtime.block_on(run(cli.command));
+    sipcheck::sip_trace::flush();
+    exit.into()
+}
+
+impl Command {
+    /// The passwords given on the command line (masked in the SIP trace).
+    fn secrets(&self) -> Vec<String> {
+        match self {
+            Command::Register(cmd) => vec![cmd.password.clone()],
+            Command::Call(cmd) => cmd.password.clone().into_iter().collect(),
+            Command::Answer(cmd) => cmd.password.clone().into_iter().collect(),
+            Command::Options(_) | Command::Validate(_) | Command::Run(_) => Vec::new(),
+        }
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -453,7 +589,12 @@ async fn run(command: Command) -> Exit {
                 }
                 Err(e) => {
                     eprintln!("sipcheck: error: {}", redact(&e.to_string(), &secret));
-                    Exit::Usage
+                    // The same failure as `register`'s (a refused registration) exits alike.
+                    if e.is_peer_failure() {
+                        Exit::Failure
+                    } else {
+                        Exit::Usage
+                    }
                 }
             }
         }
@@ -494,7 +635,8 @@ async fn run(command: Command) -> Exit {
                 password: cmd.password.clone(),
                 domain: cmd.domain,
                 expires: cmd.expires,
-                unregister: cmd.unregister,
+                keep: cmd.keep,
+                unregister_all: cmd.unregister_all,
             };
             let result = probe::register::run(&args, &cmd.net.network(), cmd.net.timers()).await;
             finish(

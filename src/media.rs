@@ -204,6 +204,7 @@ impl MediaHandle {
         remote: SocketAddr,
     ) -> Self {
         let local = socket.local_addr().expect("bound socket");
+        tracing::trace!(target: "rtp", %local, %remote, "rtp stream started");
         let (id, worker) = engine().place();
         worker.send(Message::Add(
             id,
@@ -228,6 +229,7 @@ impl MediaHandle {
     /// the network. Until then the stream takes no other command.
     pub fn listen_std(socket: std::net::UdpSocket) -> Self {
         let local = socket.local_addr().expect("bound socket");
+        tracing::trace!(target: "rtp", %local, "rtp socket listening");
         let (id, worker) = engine().place();
         worker.send(Message::Listen(id, socket));
         Self {
@@ -244,12 +246,14 @@ impl MediaHandle {
     /// Give a listening stream its session: what arrived so far goes to it first, then it
     /// runs as if spawned now. No effect on a stream that was started already.
     pub fn start(&self, session: MediaSession, remote: SocketAddr) {
+        tracing::trace!(target: "rtp", local = %self.local, %remote, "rtp stream started");
         self.stream
             .send(Command::Start(Box::new((session, remote))));
     }
 
     /// Send DTMF digits as RFC 4733 events.
     pub async fn send_dtmf(&self, digits: &str) -> Result<(), MediaError> {
+        tracing::trace!(target: "rtp", local = %self.local, digits, "rtp dtmf events sent");
         let (tx, rx) = oneshot::channel();
         self.stream.send(Command::Dtmf(digits.to_string(), tx));
         rx.await.unwrap_or(Ok(()))
@@ -299,6 +303,7 @@ impl MediaHandle {
 
     /// Start or stop sending (hold).
     pub fn set_sending(&self, send: bool) {
+        tracing::trace!(target: "rtp", local = %self.local, send, "rtp sending changed");
         self.stream.send(Command::Sending(send));
     }
 
@@ -318,6 +323,7 @@ impl MediaHandle {
 
     /// Send to a new remote address (re-INVITE).
     pub fn set_remote(&self, remote: SocketAddr) {
+        tracing::trace!(target: "rtp", local = %self.local, %remote, "rtp remote changed");
         self.stream.send(Command::Remote(remote));
     }
 
@@ -327,7 +333,18 @@ impl MediaHandle {
         if !self.stream.send(Command::Stop(tx)) {
             return None;
         }
-        rx.await.ok()
+        let finished: Option<Finished> = rx.await.ok();
+        if let Some(f) = &finished {
+            tracing::trace!(
+                target: "rtp",
+                local = %self.local,
+                sent = f.report.packets_sent,
+                received = f.report.receive.received,
+                wrong_payload_type = f.report.wrong_payload_type,
+                "rtp stream stopped"
+            );
+        }
+        finished
     }
 }
 

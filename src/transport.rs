@@ -9,9 +9,10 @@
 //! goes over (its user agent's, the one a request came in on), and times keep-alives with the
 //! core's [`KeepAlive`]. TLS would wrap the same streams, with the same framing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -65,6 +66,14 @@ pub enum TransportError {
     /// closed.
     #[error("the TCP connection to {0} was closed: no pong answered a keep-alive ping")]
     NoPong(SocketAddr),
+    /// What was sent to `addr` could not be delivered (an ICMP error came back).
+    #[error("{addr} is unreachable: {error}")]
+    Unreachable {
+        /// The destination.
+        addr: SocketAddr,
+        /// What the ICMP error said.
+        error: Unreachable,
+    },
     /// Any other socket error.
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
@@ -101,6 +110,49 @@ pub enum Incoming {
         /// Where it came from.
         from: SocketAddr,
     },
+    /// What we sent to `destination` could not be delivered: an ICMP error came back (port
+    /// or host unreachable), reported by the kernel's socket error queue (`IP_RECVERR`).
+    Unreachable {
+        /// Where the undelivered datagram was going.
+        destination: SocketAddr,
+        /// What the ICMP error said.
+        error: Unreachable,
+    },
+}
+
+/// An ICMP error about a datagram we sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    /// The operating system's error (ECONNREFUSED for port unreachable).
+    pub errno: i32,
+    /// The ICMP type and code, when the error came from ICMP.
+    pub icmp: Option<(u8, u8)>,
+    /// The host that sent the ICMP error.
+    pub offender: Option<std::net::IpAddr>,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let os = io::Error::from_raw_os_error(self.errno);
+        let what = match self.icmp {
+            // ICMPv4 destination unreachable / port unreachable; ICMPv6 unreachable / port.
+            Some((3, 3)) | Some((1, 4)) => "ICMP port unreachable".to_string(),
+            Some((3, _)) | Some((1, _)) => "ICMP destination unreachable".to_string(),
+            Some((t, c)) => format!("ICMP error (type {t}, code {c})"),
+            None => "local error".to_string(),
+        };
+        let os = os.to_string();
+        let os = os
+            .split(" (os error")
+            .next()
+            .unwrap_or_default()
+            .to_lowercase();
+        write!(f, "{what}: {os}")?;
+        if let Some(ip) = self.offender {
+            write!(f, " (reported by {ip})")?;
+        }
+        Ok(())
+    }
 }
 
 /// Resolve `host[:port]` (port 5060 by default; IPv6 literals in brackets) to a socket address.
@@ -219,6 +271,8 @@ pub struct UdpTransport {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     buf: Vec<u8>,
+    /// ICMP errors read from the socket's error queue, not yet returned by `recv`.
+    unreachable: Arc<std::sync::Mutex<VecDeque<(SocketAddr, Unreachable)>>>,
 }
 
 impl UdpTransport {
@@ -238,6 +292,13 @@ impl UdpTransport {
         let _ = socket.set_recv_buffer_size(buffer_bytes);
         let _ = socket.set_send_buffer_size(buffer_bytes);
         socket.set_nonblocking(true).map_err(bind_err)?;
+        // ICMP errors (port unreachable …) about what we send, reported on this unconnected
+        // socket through its error queue: a dead peer is known at once, not after Timer B.
+        let _ = if local.is_ipv4() {
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv4RecvErr, &true)
+        } else {
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv6RecvErr, &true)
+        };
         socket.bind(&local.into()).map_err(bind_err)?;
         let socket = UdpSocket::from_std(socket.into()).map_err(bind_err)?;
         let local = socket.local_addr()?;
@@ -245,6 +306,7 @@ impl UdpTransport {
             socket: Arc::new(socket),
             local,
             buf: vec![0; 65_536],
+            unreachable: Arc::default(),
         })
     }
 
@@ -255,18 +317,97 @@ impl UdpTransport {
 
     /// Send one datagram.
     pub async fn send(&self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
-        self.socket.send_to(data, to).await?;
-        Ok(())
+        match self.socket.send_to(data, to).await {
+            Ok(_) => Ok(()),
+            // A pending ICMP error (about any earlier destination) fails the next send, which
+            // then sent nothing: its details are read from the error queue now (the socket
+            // signals it only once), and the datagram is sent again, the error consumed.
+            Err(e) if is_icmp_error(&e) => {
+                self.read_error_queue();
+                self.socket.send_to(data, to).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Move what the socket's error queue holds into `self.unreachable`.
+    fn read_error_queue(&self) {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+        let fd = self.socket.as_raw_fd();
+        let mut queue = match self.unreachable.lock() {
+            Ok(queue) => queue,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Bounded: the kernel keeps a few errors per socket; this is a guard, not a limit.
+        for _ in 0..64 {
+            let mut data = [0u8; 512];
+            let mut iov = [io::IoSliceMut::new(&mut data)];
+            let mut cmsg = nix::cmsg_space!(nix::libc::sock_extended_err, nix::libc::sockaddr_in6);
+            let Ok(msg) = recvmsg::<SockaddrStorage>(
+                fd,
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+            ) else {
+                return;
+            };
+            let destination = msg.address.as_ref().and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from((v4.ip(), v4.port())))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+                    })
+            });
+            let Ok(cmsgs) = msg.cmsgs() else {
+                continue;
+            };
+            for c in cmsgs {
+                let (err, offender) = match c {
+                    ControlMessageOwned::Ipv4RecvErr(err, from) => (
+                        err,
+                        from.map(|a| std::net::IpAddr::from(a.sin_addr.s_addr.to_ne_bytes())),
+                    ),
+                    ControlMessageOwned::Ipv6RecvErr(err, from) => (
+                        err,
+                        from.map(|a| std::net::IpAddr::from(a.sin6_addr.s6_addr)),
+                    ),
+                    _ => continue,
+                };
+                let Some(destination) = destination else {
+                    continue;
+                };
+                let icmp = matches!(
+                    err.ee_origin,
+                    nix::libc::SO_EE_ORIGIN_ICMP | nix::libc::SO_EE_ORIGIN_ICMP6
+                )
+                .then_some((err.ee_type, err.ee_code));
+                queue.push_back((
+                    destination,
+                    Unreachable {
+                        errno: err.ee_errno as i32,
+                        icmp,
+                        offender,
+                    },
+                ));
+            }
+        }
     }
 
     /// Receive and parse one datagram.
     pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
         loop {
+            if let Some((destination, error)) = self.take_unreachable() {
+                return Ok(Incoming::Unreachable { destination, error });
+            }
             let (len, from) = match self.socket.recv_from(&mut self.buf).await {
                 Ok(r) => r,
-                // An ICMP port unreachable from an earlier send surfaces here on some systems:
-                // the transaction's timer reports the failure, so keep receiving.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                // An ICMP error about an earlier send: its details are in the error queue.
+                Err(e) if is_icmp_error(&e) => {
+                    self.read_error_queue();
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             let data = Bytes::copy_from_slice(&self.buf[..len]);
@@ -282,6 +423,25 @@ impl UdpTransport {
             });
         }
     }
+}
+
+impl UdpTransport {
+    fn take_unreachable(&self) -> Option<(SocketAddr, Unreachable)> {
+        match self.unreachable.lock() {
+            Ok(mut queue) => queue.pop_front(),
+            Err(poisoned) => poisoned.into_inner().pop_front(),
+        }
+    }
+}
+
+/// An error a socket reports for an ICMP error about an earlier datagram.
+fn is_icmp_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
 }
 
 /// A TCP connection to one server, framed by `Content-Length`; and connections to the other
@@ -948,6 +1108,64 @@ mod tests {
             resolve("no-such-host.invalid", 5060).await,
             Err(TransportError::Resolve { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_datagram_to_a_closed_port_comes_back_as_unreachable() {
+        // A port nothing listens on (bound, noted and closed).
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dead = closed.local_addr().unwrap();
+        drop(closed);
+        let mut t = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
+            .await
+            .unwrap();
+        t.send(dead, b"OPTIONS sip:x SIP/2.0\r\n\r\n")
+            .await
+            .unwrap();
+        let incoming = tokio::time::timeout(std::time::Duration::from_secs(2), t.recv())
+            .await
+            .expect("the ICMP error is reported, not waited out")
+            .unwrap();
+        match incoming {
+            Incoming::Unreachable { destination, error } => {
+                assert_eq!(destination, dead);
+                assert_eq!(error.icmp, Some((3, 3)), "{error}");
+                assert_eq!(
+                    error.to_string(),
+                    "ICMP port unreachable: connection refused (reported by 127.0.0.1)"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // The socket goes on working: a datagram from a live peer still arrives.
+        let mut peer = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
+            .await
+            .unwrap();
+        peer.send(t.local_addr(), b"garbage\r\n\r\n").await.unwrap();
+        assert!(matches!(
+            t.recv().await.unwrap(),
+            Incoming::Malformed { .. }
+        ));
+
+        // An error pending when the next datagram goes to another peer: that datagram is
+        // still delivered, and the error still reported.
+        t.send(dead, b"OPTIONS sip:x SIP/2.0\r\n\r\n")
+            .await
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        t.send(peer.local_addr(), b"second\r\n\r\n").await.unwrap();
+        let arrived = tokio::time::timeout(std::time::Duration::from_secs(2), peer.recv())
+            .await
+            .expect("the datagram to the live peer was sent");
+        assert!(matches!(arrived.unwrap(), Incoming::Malformed { .. }));
+        let incoming = tokio::time::timeout(std::time::Duration::from_secs(2), t.recv())
+            .await
+            .expect("the ICMP error is reported")
+            .unwrap();
+        assert!(
+            matches!(incoming, Incoming::Unreachable { destination, .. } if destination == dead),
+            "{incoming:?}"
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
 use sipcheck_core::ua::call::{CallEvent, Endpoint};
 
 use crate::ladder::{Direction, Ladder, RawLadder};
-use crate::transport::{Incoming, Transport, TransportError};
+use crate::transport::{Incoming, Transport, TransportError, Unreachable};
 
 /// An endpoint on a transport, driven by the wall clock.
 pub struct UaDriver {
@@ -33,6 +33,14 @@ pub struct UaDriver {
     /// with the runtime anew for every message), and the deadline it is set to.
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
+    /// The last destination reported unreachable (ICMP), and why.
+    pub unreachable: Option<(SocketAddr, Unreachable)>,
+    /// Destinations whose unreachability ends [`UaDriver::next_event`] with
+    /// [`TransportError::Unreachable`]: those of requests of our own under way (counted).
+    watched: HashMap<SocketAddr, usize>,
+    /// Events that came while [`UaDriver::request`] waited, returned first by
+    /// [`UaDriver::next_event`].
+    deferred: std::collections::VecDeque<CallEvent<SocketAddr>>,
 }
 
 /// How a request sent through the driver ended without a final response.
@@ -67,6 +75,9 @@ impl UaDriver {
             call_ladders: None,
             timer: Box::pin(tokio::time::sleep_until(far_future().into())),
             timer_at: None,
+            unreachable: None,
+            watched: HashMap::new(),
+            deferred: std::collections::VecDeque::new(),
         }
     }
 
@@ -146,6 +157,16 @@ impl UaDriver {
             self.pending = Some(t.clone());
             let sent = self.transport.send(t.destination, &t.bytes).await;
             self.pending = None;
+            if crate::sip_trace::enabled() {
+                crate::sip_trace::message(
+                    Direction::Sent,
+                    self.transport.local_addr(),
+                    t.destination,
+                    self.transport.kind().via_token(),
+                    &t.bytes,
+                    t.kind.is_retransmission(),
+                );
+            }
             if let Some(ladder) = &mut self.ladder {
                 ladder.record(
                     Instant::now(),
@@ -185,6 +206,14 @@ impl UaDriver {
     /// Cancel-safe: it may be dropped at any `.await` (in a `select!`) without losing a
     /// message or an event (a message being sent is kept and sent first next time).
     pub async fn next_event(&mut self) -> Result<CallEvent<SocketAddr>, TransportError> {
+        if let Some(event) = self.deferred.pop_front() {
+            return Ok(event);
+        }
+        self.pump().await
+    }
+
+    /// The next event from the endpoint, pumping the transport and the timers.
+    async fn pump(&mut self) -> Result<CallEvent<SocketAddr>, TransportError> {
         loop {
             self.flush().await?;
             if let Some(event) = self.endpoint.poll_event() {
@@ -201,6 +230,16 @@ impl UaDriver {
                 incoming = self.transport.recv() => match incoming? {
                     Incoming::Message { message, from } => {
                         let now = Instant::now();
+                        if crate::sip_trace::enabled() {
+                            crate::sip_trace::message(
+                                Direction::Received,
+                                self.transport.local_addr(),
+                                from,
+                                self.transport.kind().via_token(),
+                                message.raw(),
+                                false,
+                            );
+                        }
                         if let Some(ladder) = &mut self.ladder {
                             ladder.record(now, Direction::Received, from, message.raw(), false);
                         }
@@ -215,6 +254,15 @@ impl UaDriver {
                         self.malformed += 1;
                         tracing::warn!(%from, %error, "malformed datagram ignored");
                     }
+                    Incoming::Unreachable { destination, error } => {
+                        tracing::debug!(%destination, %error, "destination unreachable");
+                        // The calls with that peer end at once (not after Timer B).
+                        self.endpoint.transport_failed(Instant::now(), &destination);
+                        self.unreachable = Some((destination, error.clone()));
+                        if self.watched.contains_key(&destination) {
+                            return Err(TransportError::Unreachable { addr: destination, error });
+                        }
+                    }
                 },
                 () = &mut self.timer, if deadline.is_some() => {
                     self.endpoint.handle_timeout(Instant::now());
@@ -223,20 +271,46 @@ impl UaDriver {
         }
     }
 
-    /// Send a request of our own (REGISTER, OPTIONS) and wait for its final response,
-    /// handing every other event to `other` (calls keep running meanwhile).
+    /// Send a request of our own (REGISTER, OPTIONS) and wait for its final response. Calls
+    /// keep running meanwhile: their events are kept, in order, for
+    /// [`UaDriver::next_event`] (a BYE or an INVITE arriving during a registration refresh
+    /// is not lost).
     pub async fn request(
         &mut self,
         bytes: Vec<u8>,
         destination: SocketAddr,
-        mut other: impl FnMut(CallEvent<SocketAddr>),
     ) -> Result<Message, RequestError> {
         let tx: TxId = self
             .endpoint
             .send_request(Instant::now(), Bytes::from(bytes), destination)
             .map_err(|e| RequestError::Refused(e.to_string()))?;
+        self.watch(destination);
+        let result = self.wait_final(tx).await;
+        self.unwatch(destination);
+        result
+    }
+
+    /// Have [`UaDriver::next_event`] end with [`TransportError::Unreachable`] when an ICMP
+    /// error says `destination` is unreachable (a request of ours is waiting for it; calls
+    /// with it end by themselves). Counted: each `watch` wants its
+    /// [`unwatch`](Self::unwatch).
+    pub fn watch(&mut self, destination: SocketAddr) {
+        *self.watched.entry(destination).or_default() += 1;
+    }
+
+    /// Undo one [`UaDriver::watch`].
+    pub fn unwatch(&mut self, destination: SocketAddr) {
+        if let Some(n) = self.watched.get_mut(&destination) {
+            *n -= 1;
+            if *n == 0 {
+                self.watched.remove(&destination);
+            }
+        }
+    }
+
+    async fn wait_final(&mut self, tx: TxId) -> Result<Message, RequestError> {
         loop {
-            match self.next_event().await? {
+            match self.pump().await? {
                 CallEvent::Transaction(TransactionEvent::Response { tx: id, message })
                     if id == tx && message.status().is_some_and(|c| c >= 200) =>
                 {
@@ -247,8 +321,12 @@ impl UaDriver {
                     timer,
                     elapsed,
                 }) if id == tx => return Err(RequestError::Timeout { timer, elapsed }),
-                CallEvent::Transaction(_) => {}
-                event => other(event),
+                // Its provisional responses and its end.
+                CallEvent::Transaction(
+                    TransactionEvent::Response { tx: id, .. }
+                    | TransactionEvent::Terminated { tx: id },
+                ) if id == tx => {}
+                event => self.deferred.push_back(event),
             }
         }
     }
@@ -295,6 +373,76 @@ pub async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::call_id_of;
+    use super::UaDriver;
+    use crate::transport::{Transport, UdpTransport};
+    use sipcheck_core::ids::IdGen;
+    use sipcheck_core::sip::build::Transport as Kind;
+    use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig};
+    use sipcheck_core::ua::register::LocalEnd;
+
+    /// The header line `name: …` of `msg`.
+    fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+        msg.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_call_event_during_a_request_is_kept_for_next_event() {
+        let udp = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), 65_536)
+            .await
+            .unwrap();
+        let local = LocalEnd {
+            transport: Kind::Udp,
+            addr: udp.local_addr(),
+            routes: Vec::new(),
+        };
+        let endpoint = Endpoint::new(EndpointConfig::new(local.clone()), IdGen::new(1));
+        let mut driver = UaDriver::new(Transport::Udp(udp), endpoint, false);
+        let us = local.addr;
+
+        // A registrar that, before answering the REGISTER, sends us an INVITE.
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let them = peer.local_addr().unwrap();
+        let script = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let (n, from) = peer.recv_from(&mut buf).unwrap();
+            let register = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let invite = format!(
+                "INVITE sip:x@{us} SIP/2.0\r\nVia: SIP/2.0/UDP {them};branch=z9hG4bKinv1\r\n\
+                 From: <sip:a@{them}>;tag=a1\r\nTo: <sip:x@{us}>\r\nCall-ID: during@test\r\n\
+                 CSeq: 1 INVITE\r\nContact: <sip:a@{them}>\r\nContent-Length: 0\r\n\r\n"
+            );
+            peer.send_to(invite.as_bytes(), from).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let ok = format!(
+                "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{};tag=r1\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                header(&register, "Via:"),
+                header(&register, "From:"),
+                header(&register, "To:"),
+                header(&register, "Call-ID:"),
+                header(&register, "CSeq:"),
+            );
+            peer.send_to(ok.as_bytes(), from).unwrap();
+        });
+        let register = format!(
+            "REGISTER sip:{them} SIP/2.0\r\nVia: SIP/2.0/UDP {us};branch=z9hG4bKreg1;rport\r\n\
+             From: <sip:u@{them}>;tag=u1\r\nTo: <sip:u@{them}>\r\nCall-ID: reg@test\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:u@{us}>\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
+        );
+        let response = driver.request(register.into_bytes(), them).await.unwrap();
+        assert_eq!(response.status(), Some(200));
+        script.join().unwrap();
+        // The INVITE that came meanwhile is not lost.
+        match driver.next_event().await.unwrap() {
+            CallEvent::Incoming { from, .. } => {
+                assert_eq!(&*from, format!("<sip:a@{them}>;tag=a1"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn the_call_id_is_found_in_the_head_in_either_form() {

@@ -40,7 +40,7 @@ fn register_over(transport: &str) {
         &kam,
         user,
         &Kamailio::password_for(user),
-        &["--transport", transport],
+        &["--transport", transport, "--keep"],
     );
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
@@ -126,7 +126,7 @@ fn json_output_is_one_object_without_the_password() {
     let server = format!("127.0.0.1:{}", kam.sip_port);
     let out = run_sipcheck(
         [
-            "register", "--json", "-vv", "--server", &server, "--user", user,
+            "register", "--json", "-vv", "--server", &server, "--user", user, "--keep",
         ],
         &[("SIP_PASSWORD", password.as_str()), ("RUST_LOG", "trace")],
     );
@@ -171,8 +171,10 @@ fn options_via_outbound_proxy_keeps_the_request_uri() {
 
 #[test]
 fn silent_peer_is_reported_as_timer_f_with_elapsed_time() {
-    // Nothing listens on this port: with T1 = 10 ms Timer F fires at 640 ms.
-    let port = support::free_port();
+    // A socket that receives and never answers (with nothing bound, ICMP port unreachable
+    // would end the probe at once): with T1 = 10 ms Timer F fires at 640 ms.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     let uri = format!("sip:127.0.0.1:{port}");
     let started = std::time::Instant::now();
     let out = run_sipcheck(["options", &uri, "--t1", "10ms", "--t2", "40ms"], &[]);
@@ -208,4 +210,138 @@ fn a_local_port_in_use_is_exit_2() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("in use"), "{shown}");
+}
+
+#[test]
+fn register_removes_its_binding_unless_keep() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let user = "1006";
+    let password = Kamailio::password_for(user);
+
+    // By default: registered (the 200 lists the binding), then removed.
+    let out = register(&kam, user, &password, &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("registered sip:1006@127.0.0.1"), "{shown}");
+    assert!(stdout.contains("  binding: sip:1006@127.0.0.1:"), "{shown}");
+    assert!(stdout.contains("unregistered in"), "{shown}");
+    // REGISTER, 401, REGISTER, 200 and the removal after it.
+    assert!(stdout.matches("--> ").count() >= 3, "{shown}");
+    assert!(kam.bindings(user).is_empty(), "{:?}", kam.bindings(user));
+
+    // --keep: the binding stays, and the output says so.
+    let out = register(&kam, user, &password, &["--keep"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("binding kept (--keep): it expires in 300 s"),
+        "{shown}"
+    );
+    assert!(!stdout.contains("unregistered in"), "{shown}");
+    assert_eq!(kam.bindings(user).len(), 1, "{shown}");
+}
+
+#[test]
+fn unregister_all_removes_the_bindings_of_other_contacts_too() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let user = "1007";
+    let password = Kamailio::password_for(user);
+    // Two bindings from two local ports (two contacts), kept.
+    for _ in 0..2 {
+        let local = format!("127.0.0.1:{}", support::free_port());
+        let out = register(&kam, user, &password, &["--keep", "--local", &local]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    assert_eq!(kam.bindings(user).len(), 2, "{:?}", kam.bindings(user));
+
+    // From a third contact: Contact: * with Expires: 0 removes them all.
+    let out = register(&kam, user, &password, &["--unregister-all"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("removed every binding of sip:1007@127.0.0.1"),
+        "{shown}"
+    );
+    assert!(
+        !stdout.contains("registered sip:"),
+        "nothing registered\n{shown}"
+    );
+    assert!(kam.bindings(user).is_empty(), "{:?}", kam.bindings(user));
+}
+
+#[test]
+fn a_challenge_without_a_password_is_named_and_register_and_answer_exit_alike() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let expected = "401 challenge but no password given (--password or SIP_PASSWORD)";
+
+    let out = run_sipcheck(["register", "--server", &server, "--user", "1008"], &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("FAIL: {expected}")),
+        "{shown}"
+    );
+    // One REGISTER, its challenge, and no second attempt.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches("--> ").count(),
+        1,
+        "{shown}"
+    );
+
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let out = run_sipcheck(
+        [
+            "answer", "--listen", &listen, "--server", &server, "--user", "1008",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(expected),
+        "{shown}"
+    );
+
+    // A call challenged (407) with no password given says so too.
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--user",
+            "1008",
+            "--rtp-ports",
+            "30000-39999",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "challenged with 407 Proxy Authentication Required but no credentials are configured: no password given (--password or SIP_PASSWORD)"
+        ),
+        "{shown}"
+    );
+
+    // A wrong password: the same exit code from both.
+    let out = register(&kam, "1008", "not-the-password", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = run_sipcheck(
+        [
+            "answer", "--listen", &listen, "--server", &server, "--user", "1008",
+        ],
+        &[("SIP_PASSWORD", "not-the-password")],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("credentials rejected"),
+        "{shown}"
+    );
 }

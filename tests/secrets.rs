@@ -10,6 +10,9 @@
 //!   (registered, call answered, unregistered) carry a password too. The user
 //!   names appear in the output by design; "pw" + user never should.
 //!
+//! The SIP message trace (`-v` on stderr, `--trace-sip FILE`) is checked too: it carries
+//! every REGISTER and INVITE with its `Authorization`, whose digest response is masked.
+//!
 //! Not covered: a panic's message (no way to force one from outside).
 
 mod support;
@@ -189,6 +192,8 @@ fn call_and_answer_never_print_the_password() {
         &[("RUST_LOG", "trace")],
     );
     let to = format!("sip:{USER_B}@127.0.0.1");
+    let dir = RunDir::new("secrets-call").unwrap();
+    let trace = dir.join("call.trace");
     let out = run(
         &[
             "call",
@@ -202,6 +207,8 @@ fn call_and_answer_never_print_the_password() {
             "--duration",
             "500ms",
             "-vv",
+            "--trace-sip",
+            trace.to_str().unwrap(),
             "--rtp-ports",
             "30000-39999",
         ],
@@ -210,6 +217,14 @@ fn call_and_answer_never_print_the_password() {
     let shown = format!("{}\n{}", describe_output(&out), answer.output());
     assert_eq!(out.status.code(), Some(0), "{shown}");
     assert_output_clean("call (right password)", &out);
+    // The trace and -vv's stderr hold the authenticated REGISTER and INVITE, masked.
+    let traced = read(&trace);
+    assert_clean("call --trace-sip", &traced);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for (what, text) in [("trace", &traced), ("stderr", &stderr)] {
+        assert_authorization_masked(what, text, "REGISTER");
+        assert_authorization_masked(what, text, "INVITE");
+    }
     assert_eq!(
         answer.wait_exit(Duration::from_secs(10)),
         Some(0),
@@ -218,6 +233,34 @@ fn call_and_answer_never_print_the_password() {
     let answered = answer.output();
     assert!(answered.contains("\"kind\":\"call\""), "{answered}");
     assert_clean("answer (right password)", &answered);
+}
+
+/// `text` (a SIP trace) holds a `method` request with an `Authorization` or
+/// `Proxy-Authorization` whose digest response is masked, and no unmasked response anywhere.
+fn assert_authorization_masked(what: &str, text: &str, method: &str) {
+    let has = text.split("\n\n").any(|message| {
+        message
+            .lines()
+            .any(|l| l.starts_with(&format!("{method} sip:")))
+            && message.lines().any(|l| {
+                let l = l.to_ascii_lowercase();
+                (l.starts_with("authorization:") || l.starts_with("proxy-authorization:"))
+                    && l.contains("response=\"***\"")
+            })
+    });
+    assert!(
+        has,
+        "{what}: no {method} with a masked digest response:\n{text}"
+    );
+    for line in text.lines() {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("authorization:") || lower.starts_with("proxy-authorization:") {
+            assert!(
+                lower.contains("response=\"***\""),
+                "{what}: an unmasked digest response: {line}"
+            );
+        }
+    }
 }
 
 fn scenario(dir: &RunDir, name: &str, text: &str) -> String {
@@ -234,6 +277,7 @@ fn read(path: &Path) -> String {
 fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)]) -> Output {
     let junit = dir.join(&format!("{what}.xml"));
     let json = dir.join(&format!("{what}.json"));
+    let trace = dir.join(&format!("{what}.trace"));
     let out = run(
         &[
             "run",
@@ -243,10 +287,21 @@ fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)
             "--json",
             json.to_str().unwrap(),
             "-vv",
+            "--trace-sip",
+            trace.to_str().unwrap(),
         ],
         envs,
     );
     assert_output_clean(&format!("run {what}"), &out);
+    // Every registration was challenged and answered: the trace holds it, masked.
+    let traced = read(&trace);
+    assert_clean(&format!("{what} SIP trace"), &traced);
+    assert_authorization_masked(&format!("{what} SIP trace"), &traced, "REGISTER");
+    assert_authorization_masked(
+        &format!("{what} -vv stderr"),
+        &String::from_utf8_lossy(&out.stderr),
+        "REGISTER",
+    );
     let junit_text = read(&junit);
     let json_text = read(&json);
     assert!(

@@ -138,7 +138,9 @@ pub async fn run(
     let net = Network {
         transport: target.transport.unwrap_or(net.transport),
         local: net.local,
+        timeout: net.timeout,
     };
+    let deadline = net.timeout.map(|limit| (limit, Instant::now() + limit));
     let hop = args
         .proxy
         .clone()
@@ -222,7 +224,8 @@ pub async fn run(
             },
             driver.endpoint().ids(),
         );
-        match register(&mut driver, &mut reg, &local, peer, 300).await {
+        let registering = register(&mut driver, &mut reg, &local, peer, 300);
+        match within(deadline, Duration::ZERO, registering).await {
             Ok(()) => registration = Some(reg),
             Err(failure) => {
                 report
@@ -252,7 +255,9 @@ pub async fn run(
                 from_uri,
                 to_uri: target.uri.clone(),
                 destination: peer,
-                credentials,
+                // A challenge with no password given ends the call naming that, rather
+                // than answering with an empty password.
+                credentials: credentials.filter(Credentials::has_password),
                 local_media: media_desc.clone(),
                 local: local.clone(),
                 offer: OfferPlacement::InInvite,
@@ -262,7 +267,16 @@ pub async fn run(
         .map_err(|e| ProbeError::Invalid(e.to_string()))?;
     report.call_id = driver.endpoint().sip_call_id(call).map(str::to_string);
 
-    let mut outcome = drive_call(&mut driver, call, args, &prepared, rtp, &media_desc).await?;
+    let mut outcome = drive_call(
+        &mut driver,
+        call,
+        args,
+        &prepared,
+        rtp,
+        &media_desc,
+        deadline,
+    )
+    .await?;
     report.interrupted = outcome.interrupted;
     report.failures.extend(outcome.dtmf_error.clone());
     report
@@ -273,7 +287,17 @@ pub async fn run(
     report.final_code = record.final_code;
     report.bye_code = record.bye_code;
     report.cancel_code = record.cancel_code;
-    report.end_reason = reason.as_ref().map(ToString::to_string);
+    // A transport failure says what failed (ICMP port unreachable …), not only that one did.
+    let describe = |r: &CallEndReason| match (r, &driver.unreachable) {
+        (CallEndReason::TransportError, Some((addr, error))) => {
+            format!("{r}: {addr} is unreachable: {error}")
+        }
+        (CallEndReason::NoCredentials { .. }, _) => {
+            format!("{r}: no password given (--password or SIP_PASSWORD)")
+        }
+        _ => r.to_string(),
+    };
+    report.end_reason = reason.as_ref().map(describe);
     report.timings = Timings {
         invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
         invite_to_ringing_ms: ms(record.invite, record.first_ringing),
@@ -349,9 +373,7 @@ pub async fn run(
             0,
             format!(
                 "expected the call to be cancelled, but it {}",
-                reason
-                    .as_ref()
-                    .map_or("did not end".to_string(), |r| r.to_string())
+                reason.as_ref().map_or("did not end".to_string(), describe)
             ),
         ),
         (None, _) if record.answer.is_none() => report.failures.insert(
@@ -360,12 +382,12 @@ pub async fn run(
                 "not answered: {}",
                 reason
                     .as_ref()
-                    .map_or("no final response".to_string(), |r| r.to_string())
+                    .map_or("no final response".to_string(), describe)
             ),
         ),
         (None, Some(r)) if !r.is_normal_clearing() => report
             .failures
-            .insert(0, format!("call ended abnormally: {r}")),
+            .insert(0, format!("call ended abnormally: {}", describe(r))),
         _ => {}
     }
     if let Some(failure) = record.bye_failure() {
@@ -374,9 +396,17 @@ pub async fn run(
     if report.interrupted {
         report.failures.push("interrupted".into());
     }
+    if let Some(limit) = outcome.timed_out {
+        report.failures.push(format!(
+            "gave up: --timeout {} reached",
+            humantime::format_duration(limit)
+        ));
+    }
 
     if let Some(mut reg) = registration {
-        if let Err(failure) = register(&mut driver, &mut reg, &local, peer, 0).await {
+        // The binding's removal gets 2 s of its own past --timeout, when that is nearer.
+        let removing = register(&mut driver, &mut reg, &local, peer, 0);
+        if let Err(failure) = within(deadline, Duration::from_secs(2), removing).await {
             report
                 .failures
                 .push(format!("unregistration failed: {failure}"));
@@ -393,6 +423,25 @@ pub async fn run(
     Ok(report)
 }
 
+/// `work`, given up at the `--timeout` deadline (but no sooner than `grace` from now).
+async fn within(
+    deadline: Option<(Duration, Instant)>,
+    grace: Duration,
+    work: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    let Some((limit, at)) = deadline else {
+        return work.await;
+    };
+    let at = at.max(Instant::now() + grace);
+    match tokio::time::timeout_at(at.into(), work).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no final response within --timeout {}",
+            humantime::format_duration(limit)
+        )),
+    }
+}
+
 /// Register (or unregister with `expires` 0) through the driver, answering the challenge.
 pub(crate) async fn register(
     driver: &mut UaDriver,
@@ -404,12 +453,14 @@ pub(crate) async fn register(
     for _ in 0..4 {
         let request = reg.request(expires, local, driver.endpoint().ids());
         let response = driver
-            .request(request, peer, |_| {})
+            .request(request, peer)
             .await
             .map_err(|e| e.to_string())?;
         match reg.on_final_response(&response) {
             Next::Retry => continue,
-            Next::Done(RegisterOutcome::Failed(f)) => return Err(f.to_string()),
+            Next::Done(RegisterOutcome::Failed(f)) => {
+                return Err(super::register::describe_failure(&f))
+            }
             Next::Done(_) => return Ok(()),
         }
     }
@@ -427,6 +478,8 @@ struct CallOutcome {
     peer_holds: u32,
     media: Option<(sipcheck_core::sdp::Negotiated, crate::media::Finished)>,
     interrupted: bool,
+    /// The `--timeout` limit, when it ended the call.
+    timed_out: Option<Duration>,
 }
 
 /// Run the call's events and timers until it ends.
@@ -437,6 +490,7 @@ async fn drive_call(
     prepared: &PreparedAudio,
     rtp: tokio::net::UdpSocket,
     local_media: &LocalMedia,
+    deadline: Option<(Duration, Instant)>,
 ) -> Result<CallOutcome, ProbeError> {
     let invited = Instant::now();
     // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
@@ -457,13 +511,17 @@ async fn drive_call(
     let mut resume_watches = 0;
     let mut peer_holds = 0;
     let mut interrupted = false;
+    let mut timed_out = None;
+    // At the limit the call is hung up (CANCEL or BYE); its end is awaited 2 s more at most.
+    let mut limit_at = deadline.map(|(_, at)| at);
+    let mut abandon_at: Option<Instant> = None;
     let mut dtmf_error = None;
     let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
     let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
     let record = loop {
         let next = [
-            cancel_at, give_up_at, hangup_at, dtmf_at, hold_at, resume_at,
+            cancel_at, give_up_at, hangup_at, dtmf_at, hold_at, resume_at, limit_at, abandon_at,
         ]
         .into_iter()
         .flatten()
@@ -584,6 +642,25 @@ async fn drive_call(
                     }
                     let _ = driver.endpoint().hangup(now, call);
                 }
+                if limit_at.is_some_and(|t| t <= now) {
+                    limit_at = None;
+                    cancel_at = None;
+                    give_up_at = None;
+                    hangup_at = None;
+                    timed_out = deadline.map(|(limit, _)| limit);
+                    abandon_at = Some(now + Duration::from_secs(2));
+                    if let Some((_, handle)) = &media {
+                        handle.set_sending(false);
+                    }
+                    let _ = driver.endpoint().hangup(now, call);
+                }
+                if abandon_at.is_some_and(|t| t <= now) {
+                    // The peer did not conclude the hang-up in time: the call is left as is.
+                    if let Some(record) = driver.endpoint().record(call).cloned() {
+                        break record;
+                    }
+                    abandon_at = None;
+                }
             }
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
@@ -613,6 +690,7 @@ async fn drive_call(
         peer_holds,
         media,
         interrupted,
+        timed_out,
     })
 }
 

@@ -12,7 +12,7 @@ use sipcheck_core::sip::transaction::{
 };
 
 use crate::ladder::{Direction, Ladder};
-use crate::transport::{Incoming, Transport, TransportError};
+use crate::transport::{Incoming, Transport, TransportError, Unreachable};
 use crate::ua::sleep_until;
 
 /// How a transaction ended without a final response.
@@ -26,6 +26,17 @@ pub enum TransactError {
         /// Time since the request was first sent.
         elapsed: Duration,
     },
+    /// The next hop is unreachable: an ICMP error came back (port unreachable …).
+    #[error("no final response: {addr} is unreachable: {error}")]
+    Unreachable {
+        /// The next hop.
+        addr: SocketAddr,
+        /// What the ICMP error said.
+        error: Unreachable,
+    },
+    /// The overall limit (`--timeout`) was reached.
+    #[error("no final response within --timeout {}", humantime::format_duration(*.0))]
+    Deadline(Duration),
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -55,6 +66,8 @@ pub struct Client {
     pub ids: IdGen,
     /// Malformed datagrams received (counted, not fatal).
     pub malformed: u64,
+    /// The overall limit and when it is reached (`--timeout`).
+    deadline: Option<(Duration, Instant)>,
 }
 
 impl Client {
@@ -67,6 +80,21 @@ impl Client {
             ladder: Ladder::new(Instant::now()),
             ids: IdGen::new(os_seed()),
             malformed: 0,
+            deadline: None,
+        }
+    }
+
+    /// Give up on every request once `limit` has passed from now.
+    pub fn set_timeout(&mut self, limit: Option<Duration>) {
+        self.deadline = limit.map(|limit| (limit, Instant::now() + limit));
+    }
+
+    /// Leave at least `grace` from now before the limit (when there is one): for cleaning up
+    /// (removing a binding) once the work is done, so that a limit reached just then does not
+    /// leave state behind at the peer.
+    pub fn extend_timeout(&mut self, grace: Duration) {
+        if let Some((_, at)) = &mut self.deadline {
+            *at = (*at).max(Instant::now() + grace);
         }
     }
 
@@ -89,11 +117,26 @@ impl Client {
                 return Ok(done);
             }
             let deadline = self.layer.poll_timeout();
+            if let Some((limit, at)) = self.deadline {
+                if Instant::now() >= at {
+                    let _ = self.layer.abandon(tx);
+                    return Err(TransactError::Deadline(limit));
+                }
+            }
+            let overall = self.deadline.map(|(_, at)| at);
             tokio::select! {
                 incoming = self.transport.recv() => {
                     let now = Instant::now();
                     match incoming? {
                         Incoming::Message { message, from } => {
+                            crate::sip_trace::message(
+                                Direction::Received,
+                                self.transport.local_addr(),
+                                from,
+                                self.transport.kind().via_token(),
+                                message.raw(),
+                                false,
+                            );
                             self.ladder.record(now, Direction::Received, from, message.raw(), false);
                             self.layer.handle_message(now, *message, reliable, from);
                         }
@@ -101,8 +144,15 @@ impl Client {
                             self.malformed += 1;
                             tracing::warn!(%from, %error, "malformed datagram ignored");
                         }
+                        Incoming::Unreachable { destination, error } => {
+                            if destination == self.next_hop {
+                                let _ = self.layer.abandon(tx);
+                                return Err(TransactError::Unreachable { addr: destination, error });
+                            }
+                        }
                     }
                 }
+                _ = sleep_until(overall) => {}
                 _ = sleep_until(deadline) => {
                     self.layer.handle_timeout(Instant::now());
                 }
@@ -117,6 +167,14 @@ impl Client {
                 Instant::now(),
                 Direction::Sent,
                 transmit.destination,
+                &transmit.bytes,
+                transmit.kind.is_retransmission(),
+            );
+            crate::sip_trace::message(
+                Direction::Sent,
+                self.transport.local_addr(),
+                transmit.destination,
+                self.transport.kind().via_token(),
                 &transmit.bytes,
                 transmit.kind.is_retransmission(),
             );

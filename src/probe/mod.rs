@@ -26,6 +26,9 @@ pub enum ProbeError {
     /// A flag value is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The registration a command needs failed (the registrar's fault, as for `register`).
+    #[error("registration failed: {0}")]
+    Registration(String),
 }
 
 impl ProbeError {
@@ -39,7 +42,8 @@ impl ProbeError {
                 TransportError::Stream { .. }
                     | TransportError::Closed(_)
                     | TransportError::Connect { .. }
-            )
+                    | TransportError::Unreachable { .. }
+            ) | ProbeError::Registration(_)
         )
     }
 }
@@ -51,6 +55,9 @@ pub struct Network {
     pub transport: Kind,
     /// Local address to bind (port 0 or absent: ephemeral).
     pub local: Option<SocketAddr>,
+    /// The overall limit of the probe (`--timeout`): it fails, naming the limit, when
+    /// nothing has concluded by then.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Resolve `host` and open the transport towards it.

@@ -46,10 +46,12 @@ pub async fn run(
     let net = Network {
         transport: target.transport.unwrap_or(transport),
         local: net.local,
+        timeout: net.timeout,
     };
     let hop = proxy.map_or_else(|| target.host_port(5060), str::to_string);
     let (t, peer) = connect(&hop, &net).await?;
     let mut client = Client::new(t, peer, timers);
+    client.set_timeout(net.timeout);
     let local = client.transport().local_addr();
     let branch = client.ids.branch();
     let call_id = client.ids.call_id();
@@ -102,8 +104,12 @@ pub async fn run(
                 ));
             }
         }
-        Err(TransactError::Timeout { timer, elapsed }) => {
-            report.error = Some(TransactError::Timeout { timer, elapsed }.to_string());
+        Err(
+            e @ (TransactError::Timeout { .. }
+            | TransactError::Unreachable { .. }
+            | TransactError::Deadline(_)),
+        ) => {
+            report.error = Some(e.to_string());
         }
         Err(TransactError::Transport(e)) => return Err(e.into()),
         Err(e @ TransactError::Request(_)) => return Err(ProbeError::Invalid(e.to_string())),

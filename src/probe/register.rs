@@ -6,7 +6,9 @@ use serde::Serialize;
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::host_literal;
-use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
+use sipcheck_core::ua::register::{
+    LocalEnd, Next, RegisterFailure, RegisterOutcome, RegisterParams, Registration,
+};
 
 use super::client::{Client, TransactError};
 use super::{connect, Network, ProbeError, Verdict};
@@ -27,8 +29,10 @@ pub struct RegisterArgs {
     pub domain: Option<String>,
     /// Requested binding lifetime.
     pub expires: u32,
-    /// Remove the binding after registering.
-    pub unregister: bool,
+    /// Leave the binding in place (by default it is removed before the probe ends).
+    pub keep: bool,
+    /// Remove every binding of the address of record (`Contact: *`), without registering.
+    pub unregister_all: bool,
 }
 
 /// The result of a registration probe.
@@ -50,8 +54,13 @@ pub struct RegisterReport {
     pub expires: Option<u32>,
     /// Bindings listed by the registrar in its 200.
     pub bindings: Vec<String>,
-    /// Whether `--unregister` removed the binding.
+    /// Whether the binding was removed again (`None` with `--keep`, or when registering
+    /// failed); with `--unregister-all`, whether every binding was removed.
     pub unregistered: Option<bool>,
+    /// True with `--keep`: the binding was left at the registrar.
+    pub kept: bool,
+    /// True with `--unregister-all`: `Contact: *` removed every binding of the AOR.
+    pub unregister_all: bool,
     /// Round trip of the un-REGISTER, in milliseconds.
     pub unregister_rtt_ms: Option<f64>,
     /// Pass or fail.
@@ -78,6 +87,7 @@ pub async fn run(
         None => host_of(&args.server),
     };
     let mut client = Client::new(t, peer, timers);
+    client.set_timeout(net.timeout);
     let local = LocalEnd {
         transport: client.transport().kind(),
         addr: client.transport().local_addr(),
@@ -106,13 +116,37 @@ pub async fn run(
         expires: None,
         bindings: Vec::new(),
         unregistered: None,
+        kept: args.keep,
+        unregister_all: args.unregister_all,
         unregister_rtt_ms: None,
         verdict: Verdict::Fail,
         error: None,
         ladder: Vec::new(),
     };
 
-    let first = exchange(&mut client, &mut reg, &local, args.expires).await?;
+    if args.unregister_all {
+        let all = exchange(&mut client, &mut reg, &local, Ask::RemoveAll).await?;
+        report.status = all.status;
+        report.reason = all.reason;
+        report.unregister_rtt_ms = all.rtt_ms;
+        report.error = all.error;
+        if let Some(RegisterOutcome::Unregistered { remaining }) = all.outcome {
+            report.unregistered = Some(remaining.is_empty());
+            if remaining.is_empty() {
+                report.verdict = Verdict::Pass;
+            } else {
+                report.error = Some(format!(
+                    "the registrar still lists {} binding(s) after Contact: *",
+                    remaining.len()
+                ));
+            }
+            report.bindings = remaining;
+        }
+        report.ladder = client.ladder.rungs().to_vec();
+        return Ok(report);
+    }
+
+    let first = exchange(&mut client, &mut reg, &local, Ask::Expires(args.expires)).await?;
     report.status = first.status;
     report.reason = first.reason;
     report.rtt_ms = first.rtt_ms;
@@ -121,14 +155,20 @@ pub async fn run(
         report.expires = Some(expires);
         report.bindings = bindings;
         report.verdict = Verdict::Pass;
-        if args.unregister {
-            let un = exchange(&mut client, &mut reg, &local, 0).await?;
+        if !args.keep {
+            // Safe by default on a real PBX: our binding does not outlive the probe (the
+            // removal gets 2 s of its own past --timeout, when that is nearer).
+            client.extend_timeout(std::time::Duration::from_secs(2));
+            let un = exchange(&mut client, &mut reg, &local, Ask::Expires(0)).await?;
             report.unregister_rtt_ms = un.rtt_ms;
             let removed = matches!(un.outcome, Some(RegisterOutcome::Unregistered { .. }));
             report.unregistered = Some(removed);
             if !removed {
                 report.verdict = Verdict::Fail;
-                report.error = un.error.or(Some("unregistration failed".into()));
+                report.error = Some(format!(
+                    "registered, but the binding could not be removed: {}",
+                    un.error.as_deref().unwrap_or("unregistration failed")
+                ));
             }
         }
     }
@@ -159,12 +199,29 @@ struct ExchangeResult {
     outcome: Option<RegisterOutcome>,
 }
 
+/// What a REGISTER asks for.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    /// Our binding for this long (0 removes it).
+    Expires(u32),
+    /// Remove every binding of the AOR (`Contact: *`).
+    RemoveAll,
+}
+
+/// A registration failure as printed: a missing password says where one is given.
+pub fn describe_failure(failure: &RegisterFailure) -> String {
+    match failure {
+        RegisterFailure::NoPassword { .. } => format!("{failure} (--password or SIP_PASSWORD)"),
+        _ => failure.to_string(),
+    }
+}
+
 /// Run REGISTER (with its challenge round) to a conclusion.
 async fn exchange(
     client: &mut Client,
     reg: &mut Registration,
     local: &LocalEnd,
-    expires: u32,
+    ask: Ask,
 ) -> Result<ExchangeResult, ProbeError> {
     let started = std::time::Instant::now();
     let mut result = ExchangeResult {
@@ -176,11 +233,18 @@ async fn exchange(
     };
     // The state machine stops a challenge loop itself; this bound is a second guard.
     for _ in 0..4 {
-        let request = reg.request(expires, local, &mut client.ids);
+        let request = match ask {
+            Ask::Expires(expires) => reg.request(expires, local, &mut client.ids),
+            Ask::RemoveAll => reg.request_unregister_all(local, &mut client.ids),
+        };
         let done = match client.transact(request).await {
             Ok(done) => done,
-            Err(TransactError::Timeout { timer, elapsed }) => {
-                result.error = Some(TransactError::Timeout { timer, elapsed }.to_string());
+            Err(
+                e @ (TransactError::Timeout { .. }
+                | TransactError::Unreachable { .. }
+                | TransactError::Deadline(_)),
+            ) => {
+                result.error = Some(e.to_string());
                 return Ok(result);
             }
             Err(TransactError::Transport(e)) => return Err(e.into()),
@@ -191,7 +255,7 @@ async fn exchange(
         if let Next::Done(outcome) = reg.on_final_response(&done.response) {
             result.rtt_ms = Some(millis(started.elapsed()));
             if let RegisterOutcome::Failed(failure) = &outcome {
-                result.error = Some(failure.to_string());
+                result.error = Some(describe_failure(failure));
             }
             result.outcome = Some(outcome);
             return Ok(result);
@@ -207,7 +271,20 @@ impl RegisterReport {
         for r in &self.ladder {
             writeln!(out, "{}", format_rung(r))?;
         }
-        if self.verdict == Verdict::Pass || self.expires.is_some() {
+        if self.unregister_all {
+            if self.unregistered == Some(true) {
+                writeln!(
+                    out,
+                    "removed every binding of {} at {} in {:.3} ms",
+                    self.aor,
+                    self.server,
+                    self.unregister_rtt_ms.unwrap_or_default()
+                )?;
+            }
+            for b in &self.bindings {
+                writeln!(out, "  still listed: {b}")?;
+            }
+        } else if self.verdict == Verdict::Pass || self.expires.is_some() {
             writeln!(
                 out,
                 "registered {} at {} in {:.3} ms (expires {} s)",
@@ -220,12 +297,20 @@ impl RegisterReport {
                 writeln!(out, "  binding: {b}")?;
             }
         }
-        if let Some(true) = self.unregistered {
-            writeln!(
-                out,
-                "unregistered in {:.3} ms",
-                self.unregister_rtt_ms.unwrap_or_default()
-            )?;
+        if !self.unregister_all {
+            if let Some(true) = self.unregistered {
+                writeln!(
+                    out,
+                    "unregistered in {:.3} ms (the binding is removed; --keep leaves it)",
+                    self.unregister_rtt_ms.unwrap_or_default()
+                )?;
+            } else if self.kept && self.expires.is_some() {
+                writeln!(
+                    out,
+                    "binding kept (--keep): it expires in {} s",
+                    self.expires.unwrap_or_default()
+                )?;
+            }
         }
         match self.verdict {
             Verdict::Pass => writeln!(out, "PASS"),

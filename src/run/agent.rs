@@ -125,7 +125,7 @@ impl Agent {
             .map(|(tx, _)| *tx)
             .collect();
         for tx in failed {
-            if let Some((_, _, reply)) = self.requests.remove(&tx) {
+            if let Some(reply) = self.answered(tx) {
                 let _ = reply.send(Err(error.to_string()));
             }
         }
@@ -137,6 +137,31 @@ impl Agent {
         }
     }
 
+    /// Fail the requests to the destination `e` names unreachable.
+    fn unreachable(&mut self, e: &TransportError) {
+        let TransportError::Unreachable { addr, .. } = e else {
+            return;
+        };
+        let failed: Vec<TxId> = self
+            .requests
+            .iter()
+            .filter(|(_, (to, _, _))| to == addr)
+            .map(|(tx, _)| *tx)
+            .collect();
+        for tx in failed {
+            if let Some(reply) = self.answered(tx) {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// The reply to request `tx` is going out: stop watching its destination.
+    fn answered(&mut self, tx: TxId) -> Option<Reply> {
+        let (to, _, reply) = self.requests.remove(&tx)?;
+        self.driver.unwatch(to);
+        Some(reply)
+    }
+
     /// Run until every command sender is gone and no call is left.
     pub(crate) async fn run(mut self) {
         loop {
@@ -146,6 +171,9 @@ impl Agent {
                     Err(e) if e.flow().is_some() => {
                         self.flow_failed(e.flow().expect("checked"), &e);
                     }
+                    // ICMP says a destination of our requests is unreachable: they fail at
+                    // once (not after Timer F); the transport goes on serving the others.
+                    Err(e @ TransportError::Unreachable { .. }) => self.unreachable(&e),
                     Err(e) => {
                         tracing::error!(error = %e, "transport failed");
                         // Answer every waiter so that nothing hangs.
@@ -168,6 +196,9 @@ impl Agent {
                                     Ok(event) => self.route(event),
                                     Err(e) if e.flow().is_some() => {
                                         self.flow_failed(e.flow().expect("checked"), &e);
+                                    }
+                                    Err(e @ TransportError::Unreachable { .. }) => {
+                                        self.unreachable(&e);
                                     }
                                     Err(_) => return,
                                 },
@@ -193,12 +224,12 @@ impl Agent {
             CallEvent::Transaction(TransactionEvent::Response { tx, message })
                 if message.status().is_some_and(|c| c >= 200) =>
             {
-                if let Some((_, _, reply)) = self.requests.remove(&tx) {
+                if let Some(reply) = self.answered(tx) {
                     let _ = reply.send(Ok(message));
                 }
             }
             CallEvent::Transaction(TransactionEvent::TimedOut { tx, timer, elapsed }) => {
-                if let Some((_, _, reply)) = self.requests.remove(&tx) {
+                if let Some(reply) = self.answered(tx) {
                     let _ = reply.send(Err(format!(
                         "{timer} expired after {:.1} s",
                         elapsed.as_secs_f64()
@@ -311,6 +342,7 @@ impl Agent {
                 match endpoint.send_request(now, Bytes::from(bytes), to) {
                     Ok(tx) => {
                         self.requests.insert(tx, (to, ua, reply));
+                        self.driver.watch(to);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.to_string()));

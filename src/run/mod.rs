@@ -39,6 +39,13 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Usage;
         }
     };
+    for account in scenario
+        .accounts
+        .iter()
+        .chain(scenario.roles.iter().flat_map(|r| r.accounts.iter()))
+    {
+        crate::sip_trace::add_secret(account.password.expose());
+    }
     let scenario = Arc::new(scenario);
     let junit_path = args
         .junit

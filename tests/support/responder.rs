@@ -33,14 +33,15 @@ impl Responder {
             child: Some(child),
             rundir,
         };
+        // Listening, or an error (with -v its stderr carries the SIP messages too).
+        let listening = |out: &str| out.contains("listening on") || out.contains("\"listening\"");
         let ready = process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-            let out = responder.stdout();
-            out.contains("listening on")
-                || out.contains("\"listening\"")
-                || !responder.stderr().is_empty()
+            listening(&responder.stdout()) || responder.stderr().contains("sipcheck: error")
         });
         assert!(
-            ready && responder.stderr().is_empty(),
+            ready
+                && listening(&responder.stdout())
+                && !responder.stderr().contains("sipcheck: error"),
             "sipcheck answer did not start:\n{}",
             responder.output()
         );

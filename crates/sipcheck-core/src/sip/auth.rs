@@ -95,6 +95,11 @@ impl Password {
     fn expose(&self) -> &str {
         &self.0
     }
+
+    /// True for an empty password (none was given).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Debug for Password {
@@ -136,6 +141,11 @@ impl Credentials {
             username: username.into(),
             password: password.into(),
         }
+    }
+
+    /// True when a password is set (not empty).
+    pub fn has_password(&self) -> bool {
+        !self.password.is_empty()
     }
 }
 

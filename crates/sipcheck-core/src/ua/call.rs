@@ -288,6 +288,20 @@ pub enum CallEvent<D> {
         /// Its timing record and end reason.
         record: Box<CallRecord>,
     },
+    /// An INVITE that started no call was refused by the endpoint itself: malformed (400),
+    /// of a body type we do not take (415), requiring an extension (420), a merged copy
+    /// (482), or naming a dialog we do not know (481). Reported so that a responder accounts
+    /// for every INVITE it received.
+    InviteRefused {
+        /// The status code sent.
+        code: u16,
+        /// Why, in words.
+        reason: String,
+        /// The From header value (empty when absent).
+        from: String,
+        /// The Call-ID.
+        call_id: String,
+    },
     /// An event of a transaction started with [`Endpoint::send_request`].
     Transaction(TransactionEvent<D>),
 }

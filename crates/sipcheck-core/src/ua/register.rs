@@ -74,6 +74,12 @@ pub enum RegisterFailure {
         /// Why.
         source: AuthError,
     },
+    /// A challenge came and no password is configured (an empty one answers nothing).
+    #[error("{code} challenge but no password given")]
+    NoPassword {
+        /// 401 or 407.
+        code: u16,
+    },
     /// Any other final response.
     #[error("rejected with {code} {reason}")]
     Rejected {
@@ -133,8 +139,6 @@ impl Registration {
     /// The next REGISTER, asking for `expires` seconds (0 removes the binding), with a new
     /// branch from `ids` and credentials when a challenge is known.
     pub fn request(&mut self, expires: u32, local: &LocalEnd, ids: &mut IdGen) -> Vec<u8> {
-        self.cseq += 1;
-        self.last_expires = expires;
         self.contact_uri = format!(
             "sip:{}@{}{}",
             self.params.user,
@@ -145,11 +149,29 @@ impl Registration {
                 Transport::Tls => ";transport=tls",
             }
         );
+        self.build(expires, local, ids)
+    }
+
+    /// A REGISTER removing every binding of the address of record, ours and others'
+    /// (`Contact: *` with `Expires: 0`, RFC 3261 §10.2.2). Its 2xx reads as
+    /// [`RegisterOutcome::Unregistered`], `remaining` listing what the registrar still holds.
+    pub fn request_unregister_all(&mut self, local: &LocalEnd, ids: &mut IdGen) -> Vec<u8> {
+        self.contact_uri = "*".into();
+        self.build(0, local, ids)
+    }
+
+    fn build(&mut self, expires: u32, local: &LocalEnd, ids: &mut IdGen) -> Vec<u8> {
+        self.cseq += 1;
+        self.last_expires = expires;
         let request_uri = format!("sip:{}", self.params.domain);
         let aor = self.aor();
         let from = format!("<{aor}>;tag={}", self.from_tag);
         let to = format!("<{aor}>");
-        let contact = format!("<{}>", self.contact_uri);
+        let contact = if self.contact_uri == "*" {
+            "*".to_string()
+        } else {
+            format!("<{}>", self.contact_uri)
+        };
         let expires_value = expires.to_string();
         let authorization = self.auth.authorize("REGISTER", &request_uri, b"", ids);
         let mut extra: Vec<(&str, &str)> = vec![("Expires", &expires_value)];
@@ -181,6 +203,11 @@ impl Registration {
         let code = response.status().unwrap_or(0);
         let reason = response.reason().unwrap_or_default().to_string();
         if let Some(kind) = ChallengeKind::from_status(code) {
+            if !self.params.credentials.has_password() {
+                return Next::Done(RegisterOutcome::Failed(RegisterFailure::NoPassword {
+                    code,
+                }));
+            }
             let name = match kind {
                 ChallengeKind::Www => Name::WWW_AUTHENTICATE,
                 ChallengeKind::Proxy => Name::PROXY_AUTHENTICATE,
@@ -375,6 +402,47 @@ mod tests {
             Next::Done(RegisterOutcome::Unregistered {
                 remaining: vec!["sip:1001@10.0.0.9".into()]
             })
+        );
+    }
+
+    #[test]
+    fn a_challenge_without_a_password_is_named_as_such() {
+        let mut ids = IdGen::new(1);
+        let mut reg = Registration::new(
+            RegisterParams {
+                user: "1001".into(),
+                domain: "example.test".into(),
+                credentials: Credentials::new("1001", String::new()),
+                expires: 300,
+            },
+            &mut ids,
+        );
+        let (_, local, _) = setup();
+        let req = parse(reg.request(300, &local, &mut ids));
+        let next = reg.on_final_response(&respond(&req, 401, &[("WWW-Authenticate", CHALLENGE)]));
+        let Next::Done(RegisterOutcome::Failed(failure)) = next else {
+            panic!("{next:?}");
+        };
+        assert_eq!(failure, RegisterFailure::NoPassword { code: 401 });
+        assert_eq!(failure.to_string(), "401 challenge but no password given");
+    }
+
+    #[test]
+    fn unregister_all_sends_a_wildcard_contact_with_expires_0() {
+        let (mut reg, local, mut ids) = setup();
+        let req = parse(reg.request_unregister_all(&local, &mut ids));
+        assert_eq!(req.header(&Name::CONTACT), Some("*"));
+        assert_eq!(req.header(&Name::EXPIRES), Some("0"));
+        let challenged = respond(&req, 401, &[("WWW-Authenticate", CHALLENGE)]);
+        assert_eq!(reg.on_final_response(&challenged), Next::Retry);
+        // The retry keeps the wildcard (the same request, now with credentials).
+        let again = parse(reg.request_unregister_all(&local, &mut ids));
+        assert_eq!(again.header(&Name::CONTACT), Some("*"));
+        assert_eq!(again.cseq(), req.cseq() + 1);
+        assert!(again.header(&Name::AUTHORIZATION).is_some());
+        assert_eq!(
+            reg.on_final_response(&respond(&again, 200, &[])),
+            Next::Done(RegisterOutcome::Unregistered { remaining: vec![] })
         );
     }
 

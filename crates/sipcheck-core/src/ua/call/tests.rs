@@ -2631,3 +2631,51 @@ fn the_incoming_event_carries_the_invite_s_names_and_offer() {
     assert_eq!(offer.media[0].port, media(A).port);
     assert_eq!(net.ended(B)[0].final_code, Some(200));
 }
+
+#[test]
+fn an_invite_refused_before_it_is_a_call_is_reported() {
+    let now = base();
+    let mut b = Endpoint::new(EndpointConfig::new(local(B)), IdGen::new(7));
+    let invite = |contact: &str, to_tag: &str| {
+        Bytes::from(format!(
+            "INVITE sip:b@192.0.2.2 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{to_tag}x{}\r\n\
+             From: <sip:a@192.0.2.1>;tag=fa\r\n\
+             To: <sip:b@192.0.2.2>{to_tag}\r\n\
+             Call-ID: refused-{}@a\r\n\
+             CSeq: 1 INVITE\r\n\
+             {contact}Content-Length: 0\r\n\r\n",
+            contact.len(),
+            contact.len() + to_tag.len()
+        ))
+    };
+    // No Contact: 400; a To tag naming no dialog: 481.
+    for (bytes, code) in [
+        (invite("", ""), 400),
+        (invite("Contact: <sip:a@192.0.2.1>\r\n", ";tag=nope"), 481),
+    ] {
+        let message = Message::parse_datagram(bytes).unwrap();
+        b.handle_message(now, message, false, addr(A));
+        let mut sent = Vec::new();
+        while let Some(t) = b.poll_transmit() {
+            sent.push(Message::parse_datagram(t.bytes).unwrap().status());
+        }
+        assert_eq!(sent, [Some(code)]);
+        let events: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();
+        match &events[..] {
+            [CallEvent::InviteRefused {
+                code: c,
+                reason,
+                from,
+                call_id,
+            }] => {
+                assert_eq!(*c, code);
+                assert!(!reason.is_empty());
+                assert_eq!(from, "<sip:a@192.0.2.1>;tag=fa");
+                assert!(call_id.starts_with("refused-"), "{call_id}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(b.is_empty());
+}

@@ -102,6 +102,9 @@ impl<D: Clone + NextHop> Endpoint<D> {
                 None => {
                     self.counters.no_dialog += 1;
                     let _ = respond(&mut self.layer, now, tx, 481, None, &[], None);
+                    if method == Method::INVITE {
+                        self.invite_refused(&message, 481, "re-INVITE for no dialog we know");
+                    }
                 }
             }
             return;
@@ -119,6 +122,16 @@ impl<D: Clone + NextHop> Endpoint<D> {
         } else {
             self.refuse_method(now, tx, &method, false);
         }
+    }
+
+    /// Report an INVITE refused before it became a call.
+    fn invite_refused(&mut self, message: &Message, code: u16, reason: impl Into<String>) {
+        self.events.push_back(CallEvent::InviteRefused {
+            code,
+            reason: reason.into(),
+            from: message.header(&Name::FROM).unwrap_or_default().to_string(),
+            call_id: message.call_id().to_string(),
+        });
     }
 
     /// 405 for a method we know but do not serve here, 501 for one we do not know.
@@ -392,6 +405,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let Some(from_tag) = header_tag(&message, &Name::FROM) else {
             self.counters.requests_refused += 1;
             let _ = respond(&mut self.layer, now, tx, 400, tag, &[], None);
+            self.invite_refused(&message, 400, "no tag in From");
             return;
         };
         // The same INVITE again, after our 2xx ended its transaction; or the same request
@@ -420,6 +434,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             } else {
                 self.counters.requests_refused += 1;
                 let _ = respond(&mut self.layer, now, tx, 482, tag, &[], None);
+                self.invite_refused(&message, 482, "a copy of a call already received (merged)");
             }
             return;
         }
@@ -434,6 +449,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             let require = unsupported.join(", ");
             let extra = [("Unsupported", require.as_str())];
             let _ = respond(&mut self.layer, now, tx, 420, tag, &extra, None);
+            self.invite_refused(&message, 420, format!("requires {require}, not supported"));
             return;
         }
         let offer = match sdp_body(&message) {
@@ -442,12 +458,19 @@ impl<D: Clone + NextHop> Endpoint<D> {
                 self.counters.requests_refused += 1;
                 let extra = [("Accept", ACCEPT)];
                 let _ = respond(&mut self.layer, now, tx, status, tag, &extra, None);
+                let why = if status == 415 {
+                    "the body is not SDP"
+                } else {
+                    "the SDP offer does not parse"
+                };
+                self.invite_refused(&message, status, why);
                 return;
             }
         };
         let Some(remote_target) = message.first_contact_uri().map(str::to_string) else {
             self.counters.requests_refused += 1;
             let _ = respond(&mut self.layer, now, tx, 400, tag, &[], None);
+            self.invite_refused(&message, 400, "no Contact");
             return;
         };
         let Some((peer, reliable)) = self.source.clone() else {
