@@ -181,19 +181,19 @@ struct NetArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     local: Option<SocketAddr>,
     /// RFC 3261 T1 (round-trip estimate); Timer B/F fire at 64*T1.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     t1: Duration,
     /// RFC 3261 T2 (maximum retransmit interval for non-INVITE requests).
-    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
     t2: Duration,
     /// RFC 3261 T4 (maximum time a message remains in the network).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     t4: Duration,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
     /// Give up after this long in all (the probe fails, naming the limit), e.g. 2s.
-    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
     timeout: Option<Duration>,
 }
 
@@ -280,7 +280,7 @@ struct AudioOpts {
     #[arg(long)]
     no_media_ok: bool,
     /// Fail a call whose incoming RTP stops for longer than this.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
     rtp_timeout: Duration,
     /// Local RTP port range.
     #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
@@ -309,6 +309,14 @@ impl AudioOpts {
             rtp_timeout: self.rtp_timeout,
         }
     }
+}
+
+/// A duration on the command line, read exactly as in a scenario (`500ms`, `2s`, `1m30s`,
+/// `5sec`, `2min`; at most 30 days): one set of units everywhere.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<sipcheck_core::scenario::units::Duration>()
+        .map(Duration::from)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -353,21 +361,21 @@ struct CallCmd {
     #[arg(long)]
     register: bool,
     /// Hang up (BYE) this long after the answer.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     duration: Duration,
     /// CANCEL this long after the INVITE; the call then passes only if it ends with 487.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_duration)]
     cancel_after: Option<Duration>,
     /// CANCEL (and fail) if not answered within this time.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     answer_timeout: Duration,
     /// Put the far end on hold (re-INVITE with a=sendonly) this long after the answer; the
     /// hold and the resume must each be answered 2xx.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_duration)]
     hold_after: Option<Duration>,
     /// Resume (re-INVITE with a=sendrecv) this long after the hold; --expect-tone is then
     /// checked again after the resume.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "hold_after")]
+    #[arg(long, default_value = "2s", value_parser = parse_duration, requires = "hold_after")]
     hold_for: Duration,
     #[command(flatten)]
     audio: AudioOpts,
@@ -396,13 +404,13 @@ struct AnswerCmd {
     #[arg(long, default_value_t = 300)]
     expires: u32,
     /// Ring (180 Ringing) this long before answering.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
     ring: Duration,
     /// Reject every call with this status code instead of answering (e.g. 486, 603).
     #[arg(long, value_name = "CODE")]
     reject: Option<u16>,
     /// Hang up this long after answering (default: wait for the caller's BYE).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
     /// Calls at once; more are answered 486 Busy Here.
     #[arg(long, default_value_t = 100)]
@@ -413,7 +421,7 @@ struct AnswerCmd {
     #[command(flatten)]
     audio: AudioOpts,
     /// RFC 3261 T1; Timer B/F/H fire at 64*T1.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     t1: Duration,
     /// Print one JSON object per call and the totals instead of text.
     #[arg(long)]

@@ -71,3 +71,43 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
     let mut buf = [0u8; 2048];
     assert!(target.recv(&mut buf).is_err(), "something was sent");
 }
+
+#[test]
+fn durations_on_the_command_line_read_as_in_scenarios_and_overflow_none() {
+    // Accepted like a scenario's `2sec`; a duration past 30 days is refused before anything
+    // is sent (it panicked adding to an Instant before).
+    for (flag, value) in [
+        ("--duration", "18446744073709551615s"),
+        ("--answer-timeout", "18446744073709551615s"),
+        ("--duration", "721h"),
+        ("--duration", "5d"),
+    ] {
+        let out = std::process::Command::new(support::sipcheck_bin())
+            .args(["call", "sip:x@127.0.0.1:9", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(value), "{flag} {value}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // The spelt-out units are accepted: validation of the scenario-style `5sec` passes clap,
+    // and the call then fails for want of a peer (not for the flag).
+    let out = std::process::Command::new(support::sipcheck_bin())
+        .args([
+            "options",
+            "sip:x@127.0.0.1:9",
+            "--t1",
+            "50msec",
+            "--timeout",
+            "1sec",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
