@@ -113,6 +113,7 @@ fn register_with_kamailio_over_ipv6() {
             "1201",
             "--expires",
             "300",
+            "--keep",
         ],
         &[("SIP_PASSWORD", Kamailio::password_for("1201").as_str())],
     );
