@@ -955,3 +955,55 @@ fn a_scenario_holds_baresip_longer_than_the_rtp_timeout_and_hears_it_after_the_r
         assert!(log.contains(&format!("a={answer}")), "{shown}");
     }
 }
+
+#[test]
+fn every_other_shipped_scenario_runs_through_kamailio_and_writes_valid_junit() {
+    // The PBX regression, the DTMF IVR and the load scenario as shipped, made small with
+    // `--set` (accounts and calls), against the test Kamailio: every call passes and both
+    // Jenkins schemas accept the JUnit.
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let envs = [
+        ("SIP_SERVER", server.as_str()),
+        ("SIP_DOMAIN", "sipcheck.test"),
+    ];
+    for (scenario, sets) in [
+        (
+            "scenarios/pbx-regression.yaml",
+            &[
+                "accounts.range.count=4",
+                "roles.callee.count=2",
+                "roles.caller.count=2",
+            ][..],
+        ),
+        ("scenarios/dtmf-ivr.yaml", &[][..]),
+        (
+            "scenarios/load-200.yaml",
+            &[
+                "accounts.range.count=4",
+                "roles.callee.count=2",
+                "roles.caller.count=2",
+                "load.total_calls=2",
+                "load.ramp_up=0s",
+                "load.rate=2/s",
+                "roles.caller.steps.4.hangup.after=2s",
+                // sipcheck's own pacing on a CI machine busy with other tests is no
+                // property of the scenario under test here.
+                "thresholds.pacing.lateness.p99=< 1s",
+            ][..],
+        ),
+    ] {
+        let reports = Reports::new();
+        let mut extra = Vec::new();
+        for s in sets {
+            extra.extend(["--set", s]);
+        }
+        let out = run(scenario, &extra, &envs, &reports);
+        let shown = format!("{scenario}\n{}\n{}", describe_output(&out), kam.log());
+        assert_eq!(out.status.code(), Some(0), "{shown}");
+        assert_valid_junit(&reports.junit());
+        let v = reports.summary();
+        assert!(v["calls"]["passed"].as_u64().unwrap() >= 2, "{v}\n{shown}");
+        assert_eq!(v["calls"]["failed"], 0, "{v}");
+    }
+}
