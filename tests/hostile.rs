@@ -856,3 +856,27 @@ fn escape_and_bell_bytes_in_from_and_call_id_do_not_reach_the_terminal() {
     assert!(err.contains("Call-ID: evil\\x1b[2J"), "{shown}");
     assert_eq!(control_bytes(&err), Vec::<char>::new(), "{shown}");
 }
+
+#[test]
+fn escape_and_bell_bytes_in_a_reason_phrase_do_not_reach_the_terminal() {
+    // A 403 whose reason phrase clears the screen, rings and prints a fake verdict.
+    let peer = HostilePeer::start(|p| {
+        while let Some((r, from)) = p.recv_request(Duration::from_millis(1500)) {
+            p.respond(&r, from, 403, "No\x1b[2J\x07PASS\x1b[0m", &[], None);
+        }
+    });
+    let uri = format!("sip:{}", peer.addr);
+    let (out, _) = sipcheck(
+        &["options", &uri, "-v", "--timeout", "3s"],
+        &[("NO_COLOR", "1")],
+    );
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let text = stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The report and its ladder name the response, escaped; so does the -v trace.
+    assert!(text.contains("403 No\\x1b[2J\\x07PASS\\x1b[0m"), "{shown}");
+    assert!(stderr.contains("403 No\\x1b[2J\\x07PASS"), "{shown}");
+    assert_eq!(control_bytes(&text), Vec::<char>::new(), "{shown}");
+    assert_eq!(control_bytes(&stderr), Vec::<char>::new(), "{shown}");
+}
