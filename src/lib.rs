@@ -12,9 +12,9 @@ pub mod media;
 pub mod probe;
 pub mod report;
 pub mod run;
-pub mod secret;
 pub mod signal;
 pub mod sip_trace;
+pub mod terminal;
 pub mod transport;
 pub mod ua;
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use sipcheck::probe::audio::{AudioArgs, ToneSpec};
 use sipcheck::probe::{self, Network, ProbeError, Verdict};
-use sipcheck::secret::redact;
+use sipcheck::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::media::g711::Codec;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::transaction::TimerConfig;
@@ -473,7 +473,7 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    sipcheck::sip_trace::install(cli.verbose >= 1, trace_file, cli.command.secrets());
+    sipcheck::sip_trace::install(cli.verbose >= 1, trace_file);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -487,18 +487,6 @@ fn main() -> ExitCode {
     let exit = runtime.block_on(run(cli.command));
     sipcheck::sip_trace::flush();
     exit.into()
-}
-
-impl Command {
-    /// The passwords given on the command line (masked in the SIP trace).
-    fn secrets(&self) -> Vec<String> {
-        match self {
-            Command::Register(cmd) => vec![cmd.password.clone()],
-            Command::Call(cmd) => cmd.password.clone().into_iter().collect(),
-            Command::Answer(cmd) => cmd.password.clone().into_iter().collect(),
-            Command::Options(_) | Command::Validate(_) | Command::Run(_) => Vec::new(),
-        }
-    }
 }
 
 fn init_logging(verbose: u8) {
@@ -529,7 +517,6 @@ async fn run(command: Command) -> Exit {
             finish(
                 result,
                 cmd.net.json,
-                "",
                 |r| r.verdict,
                 |r, out| r.write_text(out),
                 &mut stdout,
@@ -556,7 +543,6 @@ async fn run(command: Command) -> Exit {
             finish(
                 result,
                 cmd.net.json,
-                cmd.password.as_deref().unwrap_or_default(),
                 |r| r.verdict,
                 |r, out| r.write_text(out),
                 &mut stdout,
@@ -585,18 +571,25 @@ async fn run(command: Command) -> Exit {
                 quiet: cmd.quiet,
                 no_rtp: cmd.no_rtp,
             };
-            let secret = cmd.password.clone().unwrap_or_default();
-            let mut out = RedactingWriter::new(&mut stdout, &secret);
-            match sipcheck::answer::run(&args, &mut out).await {
+            // JSON escapes its own strings; text is escaped for the terminal.
+            let mut out: Box<dyn Write> = if cmd.json {
+                Box::new(&mut stdout)
+            } else {
+                Box::new(TerminalWriter::new(&mut stdout))
+            };
+            let result = sipcheck::answer::run(&args, &mut out).await;
+            match result {
                 Ok(mut totals) => {
                     let _ = totals.write(cmd.json, &mut out);
+                    let _ = out.flush();
                     match totals.verdict() {
                         Verdict::Pass => Exit::Success,
                         Verdict::Fail => Exit::Failure,
                     }
                 }
                 Err(e) => {
-                    eprintln!("sipcheck: error: {}", redact(&e.to_string(), &secret));
+                    drop(out);
+                    eprintln!("sipcheck: error: {}", escape_controls(&e.to_string()));
                     // The same failure as `register`'s (a refused registration) exits alike.
                     if e.is_peer_failure() {
                         Exit::Failure
@@ -621,8 +614,8 @@ async fn run(command: Command) -> Exit {
                 let _ = writeln!(
                     stdout,
                     "{}: valid: scenario {}, {} roles ({} calling), {} accounts, {} thresholds",
-                    cmd.file,
-                    scenario.name,
+                    escape_controls(&cmd.file),
+                    escape_controls(&scenario.name),
                     scenario.roles.len(),
                     calls,
                     scenario.accounts.len(),
@@ -631,7 +624,7 @@ async fn run(command: Command) -> Exit {
                 Exit::Success
             }
             Err(e) => {
-                eprint!("{e}");
+                eprint!("{}", escape_controls(&e.to_string()));
                 Exit::Usage
             }
         },
@@ -650,7 +643,6 @@ async fn run(command: Command) -> Exit {
             finish(
                 result,
                 cmd.net.json,
-                &cmd.password,
                 |r| r.verdict,
                 |r, out| r.write_text(out),
                 &mut stdout,
@@ -659,65 +651,10 @@ async fn run(command: Command) -> Exit {
     }
 }
 
-/// A writer that masks a secret in everything written through it, line by line.
-struct RedactingWriter<'a, W: Write> {
-    inner: &'a mut W,
-    secret: &'a str,
-    line: Vec<u8>,
-}
-
-impl<'a, W: Write> RedactingWriter<'a, W> {
-    fn new(inner: &'a mut W, secret: &'a str) -> Self {
-        Self {
-            inner,
-            secret,
-            line: Vec::new(),
-        }
-    }
-}
-
-impl<W: Write> RedactingWriter<'_, W> {
-    /// Write the buffered line out, redacted.
-    fn emit(&mut self) -> std::io::Result<()> {
-        if self.secret.is_empty() {
-            self.inner.write_all(&self.line)?;
-        } else {
-            let text = redact(&String::from_utf8_lossy(&self.line), self.secret);
-            self.inner.write_all(text.as_bytes())?;
-        }
-        self.line.clear();
-        Ok(())
-    }
-}
-
-impl<W: Write> Write for RedactingWriter<'_, W> {
-    /// Lines go out whole (a secret cannot be cut in two by the writes that carry it); only
-    /// the new bytes are searched for the end of a line, so a line written in many small
-    /// pieces (serde_json writes token by token) costs linear time.
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut rest = buf;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..=end]);
-            self.emit()?;
-            rest = &rest[end + 1..];
-        }
-        self.line.extend_from_slice(rest);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.line.is_empty() {
-            self.emit()?;
-        }
-        self.inner.flush()
-    }
-}
-
 /// Print a probe's report (text or JSON) or its error, and map it to an exit code.
 fn finish<R: serde::Serialize>(
     result: Result<R, ProbeError>,
     json: bool,
-    secret: &str,
     verdict: impl Fn(&R) -> Verdict,
     text: impl Fn(&R, &mut Vec<u8>) -> std::io::Result<()>,
     out: &mut impl Write,
@@ -736,8 +673,14 @@ fn finish<R: serde::Serialize>(
                 eprintln!("sipcheck: cannot write the report: {e}");
                 return Exit::Internal;
             }
-            let printed = redact(&String::from_utf8_lossy(&buf), secret);
-            if out.write_all(printed.as_bytes()).is_err() {
+            // JSON escapes its own strings; text is escaped for the terminal.
+            let printed = if json {
+                out.write_all(&buf)
+            } else {
+                let mut text = TerminalWriter::new(&mut *out);
+                text.write_all(&buf).and_then(|()| text.flush())
+            };
+            if printed.is_err() {
                 return Exit::Internal;
             }
             match verdict(&report) {
@@ -746,7 +689,7 @@ fn finish<R: serde::Serialize>(
             }
         }
         Err(e) => {
-            let message = redact(&e.to_string(), secret);
+            let message = e.to_string();
             let (verdict, exit) = if e.is_peer_failure() {
                 ("fail", Exit::Failure)
             } else {
@@ -759,43 +702,8 @@ fn finish<R: serde::Serialize>(
                     serde_json::json!({ "verdict": verdict, "error": message })
                 );
             }
-            eprintln!("sipcheck: error: {message}");
+            eprintln!("sipcheck: error: {}", escape_controls(&message));
             exit
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RedactingWriter;
-    use std::io::Write;
-
-    #[test]
-    fn a_secret_written_in_pieces_across_lines_is_redacted() {
-        let mut sink = Vec::new();
-        {
-            let mut w = RedactingWriter::new(&mut sink, "hunter2");
-            for piece in ["a hun", "ter2 b\nc h", "u", "nter2\nd\ne hunter", "2"] {
-                w.write_all(piece.as_bytes()).unwrap();
-            }
-            w.flush().unwrap();
-        }
-        assert_eq!(String::from_utf8(sink).unwrap(), "a *** b\nc ***\nd\ne ***");
-    }
-
-    #[test]
-    fn without_a_secret_lines_pass_through_unchanged() {
-        let mut sink = Vec::new();
-        {
-            let mut w = RedactingWriter::new(&mut sink, "");
-            for b in "{\"x\":1}\n{\"y\":2}\ntail".bytes() {
-                w.write_all(&[b]).unwrap();
-            }
-            w.flush().unwrap();
-        }
-        assert_eq!(
-            String::from_utf8(sink).unwrap(),
-            "{\"x\":1}\n{\"y\":2}\ntail"
-        );
     }
 }

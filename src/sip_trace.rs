@@ -1,8 +1,10 @@
 //! The SIP message trace: with `-v` every SIP message sent and received is printed on stderr
 //! (start line, headers and body); with `--trace-sip FILE` every one is written to FILE, each
 //! under a line with its wall-clock time, direction, addresses and size (as SIPp's
-//! `-trace_msg`). Credentials never appear in either: the digest `response=` of
-//! `Authorization` and `Proxy-Authorization` is masked, and so is every registered secret.
+//! `-trace_msg`). Credentials never appear in either: the digest `response=` and `cnonce=`
+//! of `Authorization` and `Proxy-Authorization` are masked (by parsing the header: no
+//! password is ever searched for in the text, it never reaches the trace). Control characters
+//! a peer put in a message are escaped ([`crate::terminal::escape_controls`]).
 //!
 //! One trace per process, installed by the command line before anything is sent; the drivers
 //! ([`crate::ua::UaDriver`], [`crate::probe::client::Client`]) report every message to it.
@@ -15,42 +17,26 @@ use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use crate::ladder::Direction;
+use crate::terminal::escape_controls;
 
 /// Where the trace goes.
 struct SipTrace {
     stderr: bool,
     file: Option<Mutex<BufWriter<File>>>,
-    secrets: Mutex<Vec<String>>,
 }
 
 static TRACE: OnceLock<SipTrace> = OnceLock::new();
 
 /// Install the process's trace: messages on stderr when `stderr`, and in `file` when given.
 /// Nothing is installed when neither is asked for; a second call is ignored.
-pub fn install(stderr: bool, file: Option<File>, secrets: Vec<String>) {
+pub fn install(stderr: bool, file: Option<File>) {
     if !stderr && file.is_none() {
         return;
     }
-    let secrets = secrets.into_iter().filter(|s| !s.is_empty()).collect();
     let _ = TRACE.set(SipTrace {
         stderr,
         file: file.map(|f| Mutex::new(BufWriter::new(f))),
-        secrets: Mutex::new(secrets),
     });
-}
-
-/// Mask `secret` too in what the trace writes from now on (e.g. a scenario's passwords).
-pub fn add_secret(secret: &str) {
-    if secret.is_empty() {
-        return;
-    }
-    if let Some(trace) = TRACE.get() {
-        if let Ok(mut secrets) = trace.secrets.lock() {
-            if !secrets.iter().any(|s| s == secret) {
-                secrets.push(secret.to_string());
-            }
-        }
-    }
 }
 
 /// True when a trace is installed.
@@ -70,11 +56,7 @@ pub fn message(
     let Some(trace) = TRACE.get() else {
         return;
     };
-    let text = String::from_utf8_lossy(raw);
-    let text = match trace.secrets.lock() {
-        Ok(secrets) => redact_message(&text, &secrets),
-        Err(_) => redact_message(&text, &[]),
-    };
+    let text = mask_credentials(&String::from_utf8_lossy(raw));
     let (verb, from, to) = match direction {
         Direction::Sent => ("sent", local, peer),
         Direction::Received => ("received", peer, local),
@@ -90,7 +72,7 @@ pub fn message(
         raw.len()
     );
     let body = text.replace("\r\n", "\n");
-    let body = body.trim_end_matches('\n');
+    let body = escape_controls(body.trim_end_matches('\n'));
     if trace.stderr {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{head}\n{body}\n");
@@ -114,35 +96,32 @@ pub fn flush() {
     }
 }
 
-/// `text` (a SIP message) with the digest response of every `Authorization` and
-/// `Proxy-Authorization` header masked, and every one of `secrets` too.
-pub fn redact_message(text: &str, secrets: &[String]) -> String {
+/// `text` (a SIP message) with the digest `response` and `cnonce` of every `Authorization`
+/// and `Proxy-Authorization` header masked; nothing else is changed.
+pub fn mask_credentials(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let name = line.split(':').next().unwrap_or_default().trim();
         if name.eq_ignore_ascii_case("authorization")
             || name.eq_ignore_ascii_case("proxy-authorization")
         {
-            out.push_str(&mask_response(line));
+            out.push_str(&mask_param(&mask_param(line, "response"), "cnonce"));
         } else {
             out.push_str(line);
         }
     }
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(secret.as_str(), "***");
-    }
     out
 }
 
-/// The `response=` parameter's value of a credentials line replaced with `***`.
-fn mask_response(line: &str) -> String {
+/// The value of the `name=` parameter of a credentials line replaced with `***`.
+fn mask_param(line: &str, name: &str) -> String {
     let lower = line.to_ascii_lowercase();
     let mut out = String::with_capacity(line.len());
     let mut rest = 0;
     let mut search = 0;
-    while let Some(found) = lower[search..].find("response") {
+    while let Some(found) = lower[search..].find(name) {
         let at = search + found;
-        search = at + "response".len();
+        search = at + name.len();
         // A parameter name: preceded by a separator, followed by `=`.
         let before = lower[..at].trim_end();
         if !(before.ends_with(',') || before.ends_with(' ') || before.ends_with("digest")) {
@@ -182,22 +161,36 @@ fn mask_response(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_message;
+    use super::mask_credentials;
 
     #[test]
-    fn the_digest_response_and_secrets_are_masked() {
+    fn the_digest_response_and_cnonce_are_masked_and_nothing_else() {
         let msg = "REGISTER sip:a SIP/2.0\r\n\
-                   Authorization: Digest username=\"1001\", realm=\"r\", nonce=\"n\", uri=\"sip:a\", response=\"0123abcd\", algorithm=MD5\r\n\
+                   Authorization: Digest username=\"1001\", realm=\"r\", nonce=\"n0\", uri=\"sip:a\", response=\"0123abcd\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, nc=00000001\r\n\
                    proxy-authorization: Digest response = 99ff ,username=\"1001\"\r\n\
-                   Subject: hunter2 says response=\"keep\"\r\n\r\n";
-        let out = redact_message(msg, &["hunter2".to_string()]);
+                   Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK0\r\n\
+                   Subject: lab FAIL 0 e says response=\"keep\"\r\n\r\n";
+        let out = mask_credentials(msg);
         assert!(!out.contains("0123abcd"), "{out}");
         assert!(!out.contains("99ff"), "{out}");
-        assert!(!out.contains("hunter2"), "{out}");
-        assert!(out.contains("response=\"***\", algorithm=MD5\r\n"), "{out}");
+        assert!(!out.contains("c0ffee"), "{out}");
+        assert!(
+            out.contains(
+                "response=\"***\", algorithm=MD5, cnonce=\"***\", qop=auth, nc=00000001\r\n"
+            ),
+            "{out}"
+        );
         assert!(out.contains("response = *** ,username"), "{out}");
-        // Other headers keep their text (only the secret is masked).
-        assert!(out.contains("Subject: *** says response=\"keep\""), "{out}");
+        assert!(out.contains("nonce=\"n0\""), "{out}");
+        // Other headers keep their text, whatever the password.
+        assert!(
+            out.contains("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK0\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Subject: lab FAIL 0 e says response=\"keep\""),
+            "{out}"
+        );
         assert!(out.contains("username=\"1001\", realm=\"r\""), "{out}");
     }
 }

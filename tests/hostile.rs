@@ -765,3 +765,118 @@ fn an_options_flood_leaves_answer_responsive_and_bounded() {
     assert!(!answer.output().contains("panicked"), "{shown}");
     let _ = stdout;
 }
+
+/// Bytes a terminal acts on: C0 controls (but line feed and tab), DEL, and C1 controls.
+fn control_bytes(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|&c| c.is_control() && c != '\n' && c != '\t')
+        .collect()
+}
+
+#[test]
+fn escape_and_bell_bytes_in_from_and_call_id_do_not_reach_the_terminal() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let dir = RunDir::new("hostile-terminal").unwrap();
+    let trace = dir.join("answer.trace");
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--reject",
+            "486",
+            "--calls",
+            "1",
+            "-v",
+            "--trace-sip",
+            trace.to_str().unwrap(),
+        ],
+        &[("NO_COLOR", "1")],
+    );
+    // A screen clear, a title change, a bell and a C1 CSI in the caller's display name and
+    // Call-ID.
+    let call_id = "evil\x1b[2J\x07\u{9b}31m@hostile";
+    let peer = HostilePeer::start(move |p| {
+        let uri = format!("sip:bob@{answer_addr}");
+        let invite = request(
+            "INVITE",
+            &uri,
+            p.addr,
+            "z9hG4bKesc1",
+            "caller",
+            &format!("<{uri}>"),
+            call_id,
+            1,
+            &[],
+            None,
+        )
+        .replace(
+            "From: <sip:hostile@",
+            "From: \"\x1b]0;pwned\x07\x1b[2JPASS\x08\" <sip:hostile@",
+        );
+        p.send_raw(invite.as_bytes(), answer_addr);
+        let (fin, _) = p
+            .recv_matching(SCRIPT_WAIT, |m| {
+                m.status().is_some_and(|c| c >= 200) && m.method() == "INVITE"
+            })
+            .expect("a final response");
+        assert_eq!(fin.status(), Some(486), "{}", fin.text);
+        let ack = request(
+            "ACK",
+            &uri,
+            p.addr,
+            "z9hG4bKesc1",
+            "caller",
+            &fin.header("To").unwrap_or_default(),
+            call_id,
+            1,
+            &[],
+            None,
+        );
+        p.send_raw(ack.as_bytes(), answer_addr);
+    });
+    let _ = peer.wait();
+    let exit = answer.wait_exit(Duration::from_secs(10));
+    let shown = answer.output();
+    assert!(matches!(exit, Some(0 | 1)), "{shown}");
+    let out = answer.stdout();
+    // The call was seen and printed, its peer text escaped.
+    assert!(out.contains("call 1 from "), "{shown}");
+    assert!(out.contains("evil\\x1b[2J\\x07\\x9b31m@hostile"), "{shown}");
+    assert!(
+        out.contains("\\x1b]0;pwned\\x07\\x1b[2JPASS\\x08"),
+        "{shown}"
+    );
+    assert_eq!(control_bytes(&out), Vec::<char>::new(), "{shown}");
+    // The SIP trace, on stderr (-v) and in its file, is escaped too.
+    let traced = support::process::read_lossy(&trace);
+    assert!(traced.contains("Call-ID: evil\\x1b[2J"), "{traced}");
+    assert_eq!(control_bytes(&traced), Vec::<char>::new(), "{traced}");
+    let err = answer.stderr();
+    assert!(err.contains("Call-ID: evil\\x1b[2J"), "{shown}");
+    assert_eq!(control_bytes(&err), Vec::<char>::new(), "{shown}");
+}
+
+#[test]
+fn escape_and_bell_bytes_in_a_reason_phrase_do_not_reach_the_terminal() {
+    // A 403 whose reason phrase clears the screen, rings and prints a fake verdict.
+    let peer = HostilePeer::start(|p| {
+        while let Some((r, from)) = p.recv_request(Duration::from_millis(1500)) {
+            p.respond(&r, from, 403, "No\x1b[2J\x07PASS\x1b[0m", &[], None);
+        }
+    });
+    let uri = format!("sip:{}", peer.addr);
+    let (out, _) = sipcheck(
+        &["options", &uri, "-v", "--timeout", "3s"],
+        &[("NO_COLOR", "1")],
+    );
+    let shown = format!("{}\npeer saw:\n{}", describe_output(&out), peer.ladder());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let text = stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The report and its ladder name the response, escaped; so does the -v trace.
+    assert!(text.contains("403 No\\x1b[2J\\x07PASS\\x1b[0m"), "{shown}");
+    assert!(stderr.contains("403 No\\x1b[2J\\x07PASS"), "{shown}");
+    assert_eq!(control_bytes(&text), Vec::<char>::new(), "{shown}");
+    assert_eq!(control_bytes(&stderr), Vec::<char>::new(), "{shown}");
+}

@@ -515,3 +515,310 @@ fn a_misspelt_password_key_and_a_broken_csv_line_do_not_quote_the_password() {
     );
     assert_output_clean("validate (CSV with an open quote)", &out);
 }
+
+/// Passwords a search-and-replace on output would find everywhere: in addresses, domains,
+/// verdicts, status codes and JSON syntax.
+const SHORT: &[&str] = &["0", "e", "lab", "FAIL", "\"", ",", ":", "100"];
+/// A password found nowhere in any output: what the others are compared with.
+const LONG: &str = "Qz8vLr3Wm2Kp7Tx9Hj4N";
+
+/// The shape of a JSON value: its keys and the kinds of its values, not the values.
+fn shape(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let fields: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{}", shape(v))).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        serde_json::Value::Array(a) => {
+            format!("[{}]", a.iter().map(shape).collect::<Vec<_>>().join(","))
+        }
+        serde_json::Value::String(_) => "s".into(),
+        serde_json::Value::Number(_) => "n".into(),
+        serde_json::Value::Bool(_) => "b".into(),
+        serde_json::Value::Null => "null".into(),
+    }
+}
+
+/// Every line of `text` as JSON (panics naming `what` when one does not parse).
+fn json_lines(what: &str, text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// What of a text output cannot vary from one run to the next: its line count and how often
+/// it says each of the words a redaction would have rewritten.
+fn text_marks(text: &str) -> Vec<(String, usize)> {
+    let mut marks = vec![("lines".to_string(), text.lines().count())];
+    for word in [
+        "127.0.0.1",
+        "lab.local",
+        "FAIL",
+        "PASS",
+        "***",
+        "Unauthorized",
+        "Proxy Authentication Required",
+    ] {
+        marks.push((word.to_string(), text.matches(word).count()));
+    }
+    marks
+}
+
+/// A SIP trace shows every message as it was: `***` only as the masked digest `response`
+/// and `cnonce` of credentials, the addresses intact.
+fn assert_trace_untouched(what: &str, traced: &str) {
+    assert!(
+        traced.contains("Via: SIP/2.0/UDP 127.0.0.1:"),
+        "{what}: {traced}"
+    );
+    for line in traced.lines() {
+        let lower = line.to_ascii_lowercase();
+        if !(lower.starts_with("authorization:") || lower.starts_with("proxy-authorization:")) {
+            assert!(
+                !line.contains("***"),
+                "{what}: a line of the trace rewritten: {line}"
+            );
+        }
+    }
+}
+
+/// Runs `args` with each password of [`SHORT`] and with [`LONG`], in text and in JSON, and
+/// checks that the password changed nothing: same exit code, the same marks in the text
+/// (stdout and stderr), JSON that parses with the same shape and verdict (`json_report`: the
+/// command prints JSON even when it fails).
+fn assert_password_changes_nothing(what: &str, args: &[&str], json_report: bool) {
+    let dir = RunDir::new("secrets-short").unwrap();
+    let trace = dir.join("trace");
+    let with = |password: &str, json: bool| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--password", password]);
+        if json {
+            all.push("--json");
+        } else {
+            all.extend(["--trace-sip", trace.to_str().unwrap()]);
+        }
+        run(&all, &[])
+    };
+    let text_ref = with(LONG, false);
+    let json_ref = with(LONG, true);
+    let ref_values = json_lines(what, &stdout(&json_ref));
+    assert_eq!(
+        !ref_values.is_empty(),
+        json_report,
+        "{}",
+        describe_output(&json_ref)
+    );
+    for password in SHORT {
+        let text = with(password, false);
+        let shown = describe_output(&text);
+        assert_trace_untouched(&format!("{what} --password {password:?}"), &read(&trace));
+        assert!(!shown.contains("panicked"), "{what} {password:?}: {shown}");
+        assert_eq!(
+            text.status.code(),
+            text_ref.status.code(),
+            "{what} {password:?}: {shown}"
+        );
+        assert_eq!(
+            text_marks(&stdout(&text)),
+            text_marks(&stdout(&text_ref)),
+            "{what} --password {password:?}:\n{shown}\n--- with a long password ---\n{}",
+            describe_output(&text_ref)
+        );
+        assert_eq!(
+            text_marks(&String::from_utf8_lossy(&text.stderr)),
+            text_marks(&String::from_utf8_lossy(&text_ref.stderr)),
+            "{what} --password {password:?}:\n{shown}\n--- with a long password ---\n{}",
+            describe_output(&text_ref)
+        );
+        let json = with(password, true);
+        let shown = describe_output(&json);
+        assert_eq!(
+            json.status.code(),
+            json_ref.status.code(),
+            "{what} {password:?}: {shown}"
+        );
+        let values = json_lines(&format!("{what} --password {password:?}"), &stdout(&json));
+        assert_eq!(
+            values.len(),
+            ref_values.len(),
+            "{what} {password:?}: {shown}"
+        );
+        for (v, r) in values.iter().zip(&ref_values) {
+            assert_eq!(shape(v), shape(r), "{what} {password:?}: {shown}");
+            assert_eq!(
+                v.get("verdict"),
+                r.get("verdict"),
+                "{what} {password:?}: {shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn short_and_common_word_passwords_change_nothing_in_register_call_and_answer() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = kam.addr.to_string();
+    // Kamailio refuses each of them (it wants "pw" + user): the failure is reported whole.
+    assert_password_changes_nothing(
+        "register",
+        &[
+            "register",
+            "--server",
+            &server,
+            "--user",
+            "1000",
+            "--domain",
+            "lab.local",
+        ],
+        true,
+    );
+    let to = format!("sip:1001@{server}");
+    assert_password_changes_nothing(
+        "call",
+        &[
+            "call",
+            &to,
+            "--server",
+            &server,
+            "--user",
+            "1000",
+            "--no-media-ok",
+        ],
+        true,
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    assert_password_changes_nothing(
+        "answer",
+        &[
+            "answer", "--listen", &listen, "--server", &server, "--user", "2001",
+        ],
+        // A refused registration is an error on stderr, whatever the format.
+        false,
+    );
+}
+
+#[test]
+fn answer_with_password_100_prints_json_that_parses() {
+    // A call's JSON is full of these: the caller is user 100, counts and codes are numbers.
+    for password in ["100", "0", ":"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut answer = Responder::start(
+            &[
+                "--listen",
+                &listen,
+                "--password",
+                password,
+                "--no-media-ok",
+                "--calls",
+                "1",
+                "--json",
+                "--rtp-ports",
+                "30000-39999",
+            ],
+            &[],
+        );
+        let to = format!("sip:100@{listen}");
+        let out = run(
+            &[
+                "call",
+                &to,
+                "--user",
+                "100",
+                "--no-media-ok",
+                "--duration",
+                "300ms",
+                "--rtp-ports",
+                "30000-39999",
+            ],
+            &[],
+        );
+        let shown = format!("{}\n{}", describe_output(&out), answer.output());
+        assert_eq!(out.status.code(), Some(0), "{shown}");
+        assert_eq!(
+            answer.wait_exit(Duration::from_secs(10)),
+            Some(0),
+            "{shown}"
+        );
+        let what = format!("answer --password {password:?} --json");
+        let values = json_lines(&what, &answer.stdout());
+        let call = values
+            .iter()
+            .find(|v| v["kind"] == "call")
+            .unwrap_or_else(|| panic!("{what}: no call: {shown}"));
+        assert_eq!(call["verdict"], "pass", "{what}: {shown}");
+        assert_eq!(call["final_code"], 200, "{what}: {shown}");
+        let from = call["from"].as_str().unwrap_or_default();
+        assert!(
+            from.starts_with("<sip:100@127.0.0.1>;tag="),
+            "{what}: {shown}"
+        );
+        assert!(!answer.stdout().contains("***"), "{what}: {shown}");
+    }
+}
+
+#[test]
+fn short_and_common_word_passwords_change_nothing_in_run() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = kam.addr.to_string();
+    let dir = RunDir::new("secrets-short").unwrap();
+    let outputs = |password: &str, name: &str| {
+        // Single-quoted YAML takes every one of them as it is.
+        let accounts =
+            format!("accounts:\n  range: {{ from: 1000, count: 2 }}\n  password: '{password}'\n");
+        let path = scenario(
+            &dir,
+            &format!("{name}.yaml"),
+            &two_party(&server, &accounts, "1000..1000", "1001..1001"),
+        );
+        let json = dir.join(&format!("{name}.json"));
+        let trace = dir.join(&format!("{name}.trace"));
+        let out = run(
+            &[
+                "run",
+                &path,
+                "--json",
+                json.to_str().unwrap(),
+                "--trace-sip",
+                trace.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_trace_untouched(&format!("run {password:?}"), &read(&trace));
+        let report: serde_json::Value = serde_json::from_str(&read(&json))
+            .unwrap_or_else(|e| panic!("run {password:?}: JSON report ({e}): {}", read(&json)));
+        (out, report)
+    };
+    let (text_ref, json_ref) = outputs(LONG, "long");
+    for (i, password) in SHORT.iter().enumerate() {
+        let (out, report) = outputs(password, &format!("short{i}"));
+        let shown = describe_output(&out);
+        assert_eq!(
+            out.status.code(),
+            text_ref.status.code(),
+            "run {password:?}: {shown}"
+        );
+        assert_eq!(
+            text_marks(&stdout(&out)),
+            text_marks(&stdout(&text_ref)),
+            "run {password:?}:\n{shown}\n--- with a long password ---\n{}",
+            describe_output(&text_ref)
+        );
+        assert_eq!(
+            report.get("verdict"),
+            json_ref.get("verdict"),
+            "run {password:?}"
+        );
+        assert_eq!(
+            report["summary"].get("verdict").or(report.get("result")),
+            json_ref["summary"]
+                .get("verdict")
+                .or(json_ref.get("result")),
+            "run {password:?}"
+        );
+        assert!(
+            !read(&dir.join(&format!("short{i}.json"))).contains("***"),
+            "run {password:?}"
+        );
+    }
+}

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::exit::Exit;
 use crate::report::{self, Metrics, Progress, RunInfo, Verdict};
+use crate::terminal::{escape_controls, TerminalWriter};
 use executor::RunEvent;
 
 /// Options of `sipcheck run`.
@@ -35,17 +36,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let (scenario, wavs) = match load::load(&args.file, &args.overrides) {
         Ok(loaded) => loaded,
         Err(e) => {
-            eprint!("{e}");
+            eprint!("{}", escape_controls(&e.to_string()));
             return Exit::Usage;
         }
     };
-    for account in scenario
-        .accounts
-        .iter()
-        .chain(scenario.roles.iter().flat_map(|r| r.accounts.iter()))
-    {
-        crate::sip_trace::add_secret(account.password.expose());
-    }
     let scenario = Arc::new(scenario);
     let junit_path = args
         .junit
@@ -122,7 +116,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let elapsed = match executor.await {
         Ok(Ok(elapsed)) => elapsed,
         Ok(Err(e)) => {
-            eprintln!("sipcheck: error: {e}");
+            eprintln!("sipcheck: error: {}", escape_controls(&e.to_string()));
             return Exit::Usage;
         }
         Err(e) => {
@@ -135,9 +129,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     // (`calls.not_started <= 0`).
     let thresholds = summary.check(&threshold::with_builtins(&scenario.thresholds));
     if console_to_stderr {
-        let _ = report::console::write_summary(&summary, &thresholds, &mut std::io::stderr());
+        let mut err = TerminalWriter::new(std::io::stderr());
+        let _ = report::console::write_summary(&summary, &thresholds, &mut err);
     } else {
-        let _ = report::console::write_summary(&summary, &thresholds, out);
+        let mut out = TerminalWriter::new(out);
+        let _ = report::console::write_summary(&summary, &thresholds, &mut out);
     }
     let mut exit = match summary.verdict(&thresholds) {
         Verdict::Passed => Exit::Success,
