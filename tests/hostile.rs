@@ -1005,3 +1005,75 @@ fn the_first_sigint_ends_answer_within_2_s_whatever_its_calls_wait_for() {
     assert!(shown.contains("(interrupted)"), "{shown}");
     eprintln!("answer ended {took:?} after SIGINT");
 }
+
+#[test]
+fn sipp_calls_get_through_a_flood_of_unacked_invites_with_their_media_after_the_ack() {
+    let sipp_bin = process::require_program("sipp", "sip-tester").expect("sipp");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = OwnAnswer::start(&[
+        "--listen",
+        &listen,
+        "--max-calls",
+        "4",
+        "--no-media-ok",
+        "--json",
+    ]);
+    let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let victim_addr = victim.local_addr().unwrap();
+    let flood = std::thread::spawn(move || {
+        let sources: Vec<UdpSocket> = (2..=5)
+            .map(|i| UdpSocket::bind(format!("127.0.0.{i}:0")).unwrap())
+            .collect();
+        let offer = sdp(victim_addr, "0", &["a=rtpmap:0 PCMU/8000", "a=sendrecv"]);
+        for i in 0..100 {
+            raw_invite(
+                &sources[i % 4],
+                answer_addr,
+                &format!("sflood{i}@hostile"),
+                Some(&offer),
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    // SIPp's own UAC: signaling from 127.0.0.1, media on 127.0.0.3 (another address than
+    // the INVITE's source: held back until its ACK, then sent).
+    let mut cmd = Command::new(sipp_bin);
+    cmd.args(["-sn", "uac", &listen, "-i", "127.0.0.1", "-mi", "127.0.0.3"])
+        .args(["-m", "8", "-r", "4", "-l", "2", "-d", "1000"])
+        .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
+        .arg("-p")
+        .arg(free_port().to_string())
+        .current_dir(answer.dir.path());
+    let out = process::run_with_timeout(cmd, Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("sipp did not finish\n{}", answer.output()));
+    flood.join().unwrap();
+    let victim_got = count_datagrams(&victim, Duration::from_millis(200));
+    process::signal(answer.child.id(), "INT").unwrap();
+    let _ = process::wait_timeout(&mut answer.child, Duration::from_secs(2));
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "SIPp's calls failed\n{shown}");
+    assert_eq!(victim_got, 0, "RTP sent for INVITEs never ACKed\n{shown}");
+    let stdout = process::read_lossy(&answer.dir.join("stdout"));
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let sipp_calls: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "call" && !l["call_id"].as_str().unwrap().contains("@hostile"))
+        .collect();
+    assert_eq!(sipp_calls.len(), 8, "{shown}");
+    for call in sipp_calls {
+        assert_eq!(call["verdict"], "pass", "{call}\n{shown}");
+        assert!(
+            call["media"]["packets_sent"].as_u64().unwrap_or(0) > 0,
+            "no RTP sent to SIPp after its ACK: {call}"
+        );
+    }
+    let totals = lines.iter().find(|l| l["kind"] == "totals").expect(&shown);
+    assert!(
+        totals["unconfirmed_dropped"].as_u64().unwrap() > 0,
+        "{totals}"
+    );
+}
