@@ -16,8 +16,9 @@ use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::host_literal;
+use sipcheck_core::ua::admission::{media_before_ack, Admission, Admit, Limits};
 use sipcheck_core::ua::call::{
-    ByeFailure, CallEndReason, CallError, CallEvent, CallId, Endpoint, EndpointConfig,
+    ByeFailure, CallEndReason, CallError, CallEvent, CallId, CallState, Endpoint, EndpointConfig,
 };
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
 use tokio::task::JoinSet;
@@ -106,6 +107,12 @@ pub struct Totals {
     pub answered: u64,
     /// Calls refused because `max_calls` were active.
     pub busy: u64,
+    /// Unconfirmed calls (no ACK yet) dropped for newer ones: the budget of unconfirmed
+    /// calls, or every slot, was full. Each a failure.
+    pub unconfirmed_dropped: u64,
+    /// INVITEs refused with 486 because their source already held its share of
+    /// unconfirmed calls. Each a failure.
+    pub source_limited: u64,
     /// Calls rejected as asked (`--reject`).
     pub rejected: u64,
     /// INVITEs refused by sipcheck, each a failure: malformed or unacceptable (400, 415,
@@ -134,7 +141,14 @@ pub struct Totals {
 struct Active {
     /// The From of the INVITE (shared with its buffer; copied only for a printed line).
     from: BytesStr,
+    /// Where the INVITE came from.
+    source: SocketAddr,
     busy: bool,
+    /// Refused: its source held its share of unconfirmed calls.
+    source_limited: bool,
+    /// RTP is held back until the ACK: the SDP names another address than the INVITE's
+    /// source.
+    held: bool,
     /// Arrived after Ctrl-C: refused with 480.
     shutting_down: bool,
     accept_at: Option<Instant>,
@@ -179,6 +193,8 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         kind: "totals",
         ..Totals::default()
     };
+    let mut admission: Admission<CallId, std::net::IpAddr> =
+        Admission::new(Limits::for_calls(args.max_calls));
     let mut timers: BinaryHeap<Reverse<(Instant, CallId)>> = BinaryHeap::new();
     // The calls whose timers are due, kept for reuse from one wake-up to the next.
     let mut due: Vec<CallId> = Vec::new();
@@ -250,7 +266,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         if draining_since.is_some() && active.is_empty() && finishing.is_empty() {
             break;
         }
-        if draining_since.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
+        if draining_since.is_some_and(|t| t.elapsed() >= DRAIN) {
             break;
         }
         // Timers of the active calls: a heap of (when, call), stale entries (a call ended or
@@ -260,18 +276,35 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             .map(|t| t.0 .0)
             .into_iter()
             .chain(refresh_at)
+            // Woken at the end of the drain, whatever the calls are waiting for.
+            .chain(draining_since.map(|t| t + DRAIN))
             .min();
         tokio::select! {
             event = driver.next_event() => {
                 let now = Instant::now();
                 match event? {
-                    CallEvent::Incoming { call, from, .. } => {
+                    CallEvent::Incoming { call, from, source, .. } => {
                         totals.received += 1;
                         let shutting_down = draining_since.is_some();
-                        let busy = !shutting_down && active.len() >= args.max_calls;
+                        let admit = if shutting_down {
+                            None
+                        } else {
+                            Some(admission.admit(now, call, source.ip()))
+                        };
+                        let busy = admit == Some(Admit::Busy);
+                        let source_limited = admit == Some(Admit::SourceLimit);
+                        if let Some(Admit::Accept { drop: Some(old) }) = admit {
+                            // The oldest unconfirmed call gives its slot: nothing more is
+                            // sent to it (its line says it was dropped).
+                            totals.unconfirmed_dropped += 1;
+                            let _ = driver.endpoint().abandon(now, old);
+                        }
                         let mut entry = Active {
                             from,
+                            source,
                             busy,
+                            source_limited,
+                            held: false,
                             shutting_down,
                             accept_at: None,
                             hangup_at: None,
@@ -285,6 +318,9 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             let _ = driver.endpoint().reject(now, call, 480);
                         } else if busy {
                             totals.busy += 1;
+                            let _ = driver.endpoint().reject(now, call, 486);
+                        } else if source_limited {
+                            totals.source_limited += 1;
                             let _ = driver.endpoint().reject(now, call, 486);
                         } else if let Some(code) = args.reject {
                             totals.rejected += 1;
@@ -300,8 +336,16 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                         active.insert(call, entry);
                     }
                     CallEvent::Answered { call, negotiated } => {
+                        admission.confirmed(call);
                         if let Some(a) = active.get_mut(&call) {
                             totals.answered += 1;
+                            if a.held {
+                                // Confirmed: media goes where the SDP says.
+                                a.held = false;
+                                if let Some((_, handle)) = &a.media {
+                                    handle.follow(&negotiated);
+                                }
+                            }
                             if a.media.is_none() && !args.no_rtp {
                                 // Delayed offer: the answer came in the ACK.
                                 if let Ok(socket) = ports.bind(local.addr.ip()).await {
@@ -345,12 +389,19 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                         print_call(&line, args.json, out);
                     }
                     CallEvent::MediaUpdated { call, negotiated } => {
-                        if let Some((n, handle)) = active.get_mut(&call).and_then(|a| a.media.as_mut()) {
-                            handle.follow(&negotiated);
-                            *n = negotiated;
+                        if let Some(a) = active.get_mut(&call) {
+                            let held = a.held;
+                            if let Some((n, handle)) = a.media.as_mut() {
+                                handle.follow(&negotiated);
+                                if held {
+                                    handle.set_sending(false);
+                                }
+                                *n = negotiated;
+                            }
                         }
                     }
                     CallEvent::Ended { call, mut record } => {
+                        admission.ended(call);
                         let Some(a) = active.remove(&call) else { continue };
                         ended += 1;
                         let reason = record.reason().cloned();
@@ -363,6 +414,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             bye_failure: record.bye_failure(),
                             reason,
                             busy: a.busy,
+                            source_limited: a.source_limited.then(|| a.source.ip()),
                             shutting_down: a.shutting_down,
                             dtmf_error: a.dtmf_error,
                             refusal: a.refusal,
@@ -397,6 +449,10 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 due.dedup();
                 for call in due.drain(..) {
                     let Some(a) = active.get_mut(&call) else { continue };
+                    if driver.endpoint().state(call).is_none() {
+                        // Ended (dropped), its Ended event not read yet.
+                        continue;
+                    }
                     if a.accept_at.is_some_and(|t| t <= now) {
                         a.accept_at = None;
                         if args.no_rtp {
@@ -447,14 +503,21 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 draining_since = Some(Instant::now());
                 let now = Instant::now();
                 for call in active.keys().copied().collect::<Vec<_>>() {
-                    let _ = driver.endpoint().hangup(now, call);
+                    // A call still waiting for its ACK is dropped (a BYE could only follow
+                    // an ACK that may never come); the others are hung up.
+                    if driver.endpoint().state(call) == Some(CallState::AwaitingAck) {
+                        let _ = driver.endpoint().abandon(now, call);
+                    } else {
+                        let _ = driver.endpoint().hangup(now, call);
+                    }
                 }
                 ctrl_c.set(crate::signal::interrupted());
             }
         }
     }
-    // Calls whose media reports are still on their way (a second Ctrl-C, or the 5 s limit).
-    let until = Instant::now() + Duration::from_secs(2);
+    // Calls whose media reports are still on their way (a second Ctrl-C, or the drain's
+    // limit).
+    let until = Instant::now() + Duration::from_millis(500);
     while let Ok(Some(joined)) = tokio::time::timeout_at(until.into(), finishing.join_next()).await
     {
         if let Ok((ending, finished)) = joined {
@@ -480,6 +543,7 @@ struct Ending {
     bye_failure: Option<ByeFailure>,
     reason: Option<CallEndReason>,
     busy: bool,
+    source_limited: Option<std::net::IpAddr>,
     shutting_down: bool,
     dtmf_error: Option<String>,
     refusal: Option<String>,
@@ -510,7 +574,10 @@ fn finish_call(
         media_summary = Some(summary);
     }
     failures.extend(ending.dtmf_error);
-    let expected_reject = args.reject.is_some() || ending.busy || ending.shutting_down;
+    let expected_reject = args.reject.is_some()
+        || ending.busy
+        || ending.shutting_down
+        || ending.source_limited.is_some();
     match &ending.reason {
         Some(CallEndReason::Declined { .. }) if expected_reject => {}
         Some(r) if r.is_normal_clearing() && !expected_reject => {}
@@ -528,6 +595,15 @@ fn finish_call(
     }
     if ending.busy {
         failures.insert(0, format!("busy: {} calls already active", args.max_calls));
+    }
+    if let Some(ip) = ending.source_limited {
+        failures.insert(
+            0,
+            format!(
+                "refused with 486: {ip} already held {} unconfirmed call(s) (no ACK yet)",
+                Limits::for_calls(args.max_calls).per_source
+            ),
+        );
     }
     if ending.shutting_down {
         failures.insert(
@@ -589,7 +665,12 @@ async fn accept(
     let media = prepared.local_media(addr.ip(), addr.port(), seed >> 1);
     match driver.endpoint().accept(now, call, media) {
         Ok(Some(negotiated)) => {
-            let session = prepared.session(&negotiated, ids);
+            let mut session = prepared.session(&negotiated, ids);
+            if !media_before_ack(negotiated.remote_rtp.ip(), a.source.ip()) {
+                // Not a byte to an address the INVITE did not come from before its ACK.
+                session.set_sending(false);
+                a.held = true;
+            }
             let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
             a.media = Some((negotiated, handle));
         }
@@ -628,6 +709,10 @@ fn accept_inactive(
         a.refusal = Some(refusal_of(&e));
     }
 }
+
+/// How long the first Ctrl-C waits for the calls to end (their BYEs answered) before
+/// leaving anyway.
+const DRAIN: Duration = Duration::from_secs(1);
 
 /// The port written in an inactive answer (RFC 863 discard; nothing is sent to it).
 const DISCARD_PORT: u16 = 9;
@@ -732,6 +817,13 @@ impl Totals {
                 out,
                 "generator (sipcheck itself): pacing lateness p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; frames skipped {}",
                 l.p50, l.p99, l.p999, l.max, self.frames_skipped
+            )?;
+        }
+        if self.unconfirmed_dropped > 0 || self.source_limited > 0 {
+            writeln!(
+                out,
+                "unconfirmed calls (no ACK): {} dropped for newer calls, {} refused (per-source limit)",
+                self.unconfirmed_dropped, self.source_limited
             )?;
         }
         if self.malformed > 0 {

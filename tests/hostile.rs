@@ -880,3 +880,315 @@ fn escape_and_bell_bytes_in_a_reason_phrase_do_not_reach_the_terminal() {
     assert_eq!(control_bytes(&text), Vec::<char>::new(), "{shown}");
     assert_eq!(control_bytes(&stderr), Vec::<char>::new(), "{shown}");
 }
+
+/// The first final response to INVITE `call_id` arriving on `sock` within `timeout`.
+fn final_response(sock: &UdpSocket, call_id: &str, timeout: Duration) -> Option<Msg> {
+    let until = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65_536];
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while Instant::now() < until {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let m = Msg {
+                text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            };
+            if m.status().is_some_and(|c| c >= 200)
+                && m.method() == "INVITE"
+                && m.header("Call-ID").as_deref() == Some(call_id)
+            {
+                return Some(m);
+            }
+        }
+    }
+    None
+}
+
+/// Datagrams arriving on `sock` during `window`.
+fn count_datagrams(sock: &UdpSocket, window: Duration) -> usize {
+    let until = Instant::now() + window;
+    let mut buf = vec![0u8; 2048];
+    let mut n = 0;
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    while Instant::now() < until {
+        if sock.recv_from(&mut buf).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A raw INVITE from `sip` (its address in Via and Contact) to `answer_addr`, with `offer`
+/// (none: a delayed offer).
+fn raw_invite(sip: &UdpSocket, answer_addr: SocketAddr, call_id: &str, offer: Option<&str>) {
+    let uri = format!("sip:bob@{answer_addr}");
+    let invite = request(
+        "INVITE",
+        &uri,
+        sip.local_addr().unwrap(),
+        &format!("z9hG4bK{call_id}"),
+        "hostile",
+        &format!("<{uri}>"),
+        call_id,
+        1,
+        &[],
+        offer,
+    );
+    sip.send_to(invite.as_bytes(), answer_addr).unwrap();
+}
+
+/// An in-dialog request (`ACK` of the 2xx, `BYE`) for the dialog `ok` established.
+fn raw_in_dialog(
+    sip: &UdpSocket,
+    answer_addr: SocketAddr,
+    ok: &Msg,
+    method: &str,
+    cseq: u32,
+    body: Option<&str>,
+) {
+    let call_id = ok.header("Call-ID").unwrap_or_default();
+    let to = ok.header("To").unwrap_or_default();
+    let msg = request(
+        method,
+        &format!("sip:bob@{answer_addr}"),
+        sip.local_addr().unwrap(),
+        &format!("z9hG4bK{method}{cseq}{call_id}"),
+        "hostile",
+        &to,
+        &call_id,
+        cseq,
+        &[],
+        body,
+    );
+    sip.send_to(msg.as_bytes(), answer_addr).unwrap();
+}
+
+#[test]
+fn answer_sends_no_rtp_before_the_ack_to_an_address_the_invite_did_not_come_from() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let answer = OwnAnswer::start(&["--listen", &listen]);
+    // The INVITE comes from 127.0.0.2; its SDP names a victim on 127.0.0.1.
+    let sip = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let offer = sdp(
+        victim.local_addr().unwrap(),
+        "0",
+        &["a=rtpmap:0 PCMU/8000", "a=sendrecv"],
+    );
+    raw_invite(&sip, answer_addr, "reflect@hostile", Some(&offer));
+    let ok = final_response(&sip, "reflect@hostile", SCRIPT_WAIT)
+        .unwrap_or_else(|| panic!("no final response\n{}", answer.output()));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text);
+    let before_ack = count_datagrams(&victim, Duration::from_millis(1500));
+    assert_eq!(
+        before_ack,
+        0,
+        "RTP sent to an address the INVITE did not come from, before any ACK\n{}",
+        answer.output()
+    );
+    // Confirmed: the media goes where the SDP says.
+    raw_in_dialog(&sip, answer_addr, &ok, "ACK", 1, None);
+    let after_ack = count_datagrams(&victim, Duration::from_millis(1000));
+    assert!(
+        after_ack >= 20,
+        "{after_ack} RTP packets in 1 s after the ACK\n{}",
+        answer.output()
+    );
+    raw_in_dialog(&sip, answer_addr, &ok, "BYE", 2, None);
+
+    // The control: an SDP naming the INVITE's own address gets its RTP at once.
+    let own = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let offer = sdp(
+        own.local_addr().unwrap(),
+        "0",
+        &["a=rtpmap:0 PCMU/8000", "a=sendrecv"],
+    );
+    raw_invite(&sip, answer_addr, "own@hostile", Some(&offer));
+    let ok = final_response(&sip, "own@hostile", SCRIPT_WAIT)
+        .unwrap_or_else(|| panic!("no final response\n{}", answer.output()));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text);
+    let early = count_datagrams(&own, Duration::from_millis(1000));
+    assert!(
+        early >= 20,
+        "{early} RTP packets in 1 s to the INVITE's own address\n{}",
+        answer.output()
+    );
+    raw_in_dialog(&sip, answer_addr, &ok, "ACK", 1, None);
+    raw_in_dialog(&sip, answer_addr, &ok, "BYE", 2, None);
+    assert!(!answer.output().contains("panicked"), "{}", answer.output());
+}
+
+#[test]
+fn legitimate_calls_get_through_a_flood_of_unacked_invites() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = OwnAnswer::start(&["--listen", &listen, "--max-calls", "4", "--json"]);
+    // 20 INVITEs a second for 5 s, never ACKed, from four addresses in turn (each pushes
+    // out the oldest unconfirmed call), the last second from one (over its share); their
+    // SDP names a victim that must get nothing.
+    let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let victim_addr = victim.local_addr().unwrap();
+    let flood = std::thread::spawn(move || {
+        let sources: Vec<UdpSocket> = (2..=5)
+            .map(|i| UdpSocket::bind(format!("127.0.0.{i}:0")).unwrap())
+            .collect();
+        let offer = sdp(victim_addr, "0", &["a=rtpmap:0 PCMU/8000", "a=sendrecv"]);
+        for i in 0..100 {
+            let from = if i < 80 { i % 4 } else { 0 };
+            raw_invite(
+                &sources[from],
+                answer_addr,
+                &format!("flood{i}@hostile"),
+                Some(&offer),
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let uri = format!("sip:bob@{listen}");
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        let (out, _) = sipcheck(&["call", &uri, "--duration", "1s", "--json"], &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "a legitimate call failed during the flood\n{}\n{}",
+            describe_output(&out),
+            answer.output()
+        );
+    }
+    flood.join().unwrap();
+    let victim_got = count_datagrams(&victim, Duration::from_millis(200));
+    process::signal(answer.child.id(), "INT").unwrap();
+    let status = process::wait_timeout(&mut answer.child, Duration::from_secs(2));
+    assert!(status.is_some(), "answer still running 2 s after SIGINT");
+    let shown = answer.output();
+    assert_eq!(victim_got, 0, "RTP sent for INVITEs never ACKed\n{shown}");
+    let stdout = process::read_lossy(&answer.dir.join("stdout"));
+    let totals = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "totals")
+        .unwrap_or_else(|| panic!("no totals\n{shown}"));
+    // --max-calls 4: 2 unconfirmed at once, 1 per source.
+    assert!(
+        totals["unconfirmed_dropped"].as_u64().unwrap() > 0,
+        "{totals}"
+    );
+    assert!(totals["source_limited"].as_u64().unwrap() > 0, "{totals}");
+    assert!(totals["passed"].as_u64().unwrap() >= 3, "{totals}");
+    let dropped = stdout
+        .lines()
+        .filter(|l| l.contains("dropped unconfirmed after"))
+        .count();
+    assert!(dropped > 0, "no call line names the drop\n{shown}");
+}
+
+#[test]
+fn the_first_sigint_ends_answer_within_2_s_whatever_its_calls_wait_for() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = OwnAnswer::start(&["--listen", &listen]);
+    let sip = UdpSocket::bind("127.0.0.2:0").unwrap();
+    // An offer-less INVITE whose ACK carries no SDP: answer closes it with a BYE that is
+    // never answered.
+    raw_invite(&sip, answer_addr, "offerless@hostile", None);
+    let ok = final_response(&sip, "offerless@hostile", SCRIPT_WAIT)
+        .unwrap_or_else(|| panic!("no final response\n{}", answer.output()));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text);
+    raw_in_dialog(&sip, answer_addr, &ok, "ACK", 1, None);
+    // And an INVITE never ACKed.
+    let offer = sdp(
+        sip.local_addr().unwrap(),
+        "0",
+        &["a=rtpmap:0 PCMU/8000", "a=sendrecv"],
+    );
+    raw_invite(&sip, answer_addr, "unacked@hostile", Some(&offer));
+    let ok = final_response(&sip, "unacked@hostile", SCRIPT_WAIT)
+        .unwrap_or_else(|| panic!("no final response\n{}", answer.output()));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    process::signal(answer.child.id(), "INT").unwrap();
+    let status = process::wait_timeout(&mut answer.child, Duration::from_secs(2));
+    let took = started.elapsed();
+    let shown = answer.output();
+    assert!(
+        status.is_some(),
+        "answer still running 2 s after SIGINT\n{shown}"
+    );
+    assert!(shown.contains("(interrupted)"), "{shown}");
+    eprintln!("answer ended {took:?} after SIGINT");
+}
+
+#[test]
+fn sipp_calls_get_through_a_flood_of_unacked_invites_with_their_media_after_the_ack() {
+    let sipp_bin = process::require_program("sipp", "sip-tester").expect("sipp");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = OwnAnswer::start(&[
+        "--listen",
+        &listen,
+        "--max-calls",
+        "4",
+        "--no-media-ok",
+        "--json",
+    ]);
+    let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let victim_addr = victim.local_addr().unwrap();
+    let flood = std::thread::spawn(move || {
+        let sources: Vec<UdpSocket> = (2..=5)
+            .map(|i| UdpSocket::bind(format!("127.0.0.{i}:0")).unwrap())
+            .collect();
+        let offer = sdp(victim_addr, "0", &["a=rtpmap:0 PCMU/8000", "a=sendrecv"]);
+        for i in 0..100 {
+            raw_invite(
+                &sources[i % 4],
+                answer_addr,
+                &format!("sflood{i}@hostile"),
+                Some(&offer),
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    // SIPp's own UAC: signaling from 127.0.0.1, media on 127.0.0.3 (another address than
+    // the INVITE's source: held back until its ACK, then sent).
+    let mut cmd = Command::new(sipp_bin);
+    cmd.args(["-sn", "uac", &listen, "-i", "127.0.0.1", "-mi", "127.0.0.3"])
+        .args(["-m", "8", "-r", "4", "-l", "2", "-d", "1000"])
+        .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
+        .arg("-p")
+        .arg(free_port().to_string())
+        .current_dir(answer.dir.path());
+    let out = process::run_with_timeout(cmd, Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("sipp did not finish\n{}", answer.output()));
+    flood.join().unwrap();
+    let victim_got = count_datagrams(&victim, Duration::from_millis(200));
+    process::signal(answer.child.id(), "INT").unwrap();
+    let _ = process::wait_timeout(&mut answer.child, Duration::from_secs(2));
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "SIPp's calls failed\n{shown}");
+    assert_eq!(victim_got, 0, "RTP sent for INVITEs never ACKed\n{shown}");
+    let stdout = process::read_lossy(&answer.dir.join("stdout"));
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let sipp_calls: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "call" && !l["call_id"].as_str().unwrap().contains("@hostile"))
+        .collect();
+    assert_eq!(sipp_calls.len(), 8, "{shown}");
+    for call in sipp_calls {
+        assert_eq!(call["verdict"], "pass", "{call}\n{shown}");
+        assert!(
+            call["media"]["packets_sent"].as_u64().unwrap_or(0) > 0,
+            "no RTP sent to SIPp after its ACK: {call}"
+        );
+    }
+    let totals = lines.iter().find(|l| l["kind"] == "totals").expect(&shown);
+    assert!(
+        totals["unconfirmed_dropped"].as_u64().unwrap() > 0,
+        "{totals}"
+    );
+}

@@ -243,6 +243,8 @@ pub enum CallEvent<D> {
         /// The SDP offer; `None` for a delayed offer (we offer in the 2xx). Shared with the
         /// call, which answers it.
         offer: Option<Arc<SessionDescription>>,
+        /// Where the INVITE came from (the transport address it was received from).
+        source: D,
     },
     /// A provisional response (100–199) to our INVITE.
     Progress {
@@ -1110,6 +1112,40 @@ impl<D: Clone + NextHop> Endpoint<D> {
             }
             CallState::Terminating => Ok(()),
         }
+    }
+
+    /// Drop an incoming call that is not confirmed yet, sending nothing more: waiting for
+    /// its ACK, the 2xx is no longer retransmitted and no BYE follows; not answered yet, it
+    /// is refused with 503 (the INVITE server transaction's own retransmissions only). The
+    /// call ends with [`CallEndReason::Dropped`]. A responder does this to an un-ACKed call
+    /// whose slot is needed, rather than keep it for `64·T1`. Confirmed or outgoing calls
+    /// are refused with [`CallError::InvalidState`].
+    pub fn abandon(&mut self, now: Instant, call: CallId) -> Result<(), CallError> {
+        let c = expect_state(
+            &mut self.slots,
+            call,
+            "abandon",
+            &[CallState::Offered, CallState::AwaitingAck],
+        )?;
+        if c.direction != CallDirection::Incoming {
+            return Err(CallError::InvalidState {
+                call,
+                action: "abandon",
+                state: c.state,
+            });
+        }
+        let since = c.record.invite;
+        if c.state == CallState::Offered {
+            if let Some(tx) = c.invite_tx {
+                c.record.final_code = Some(503);
+                let tag = Some(&*c.dialog.local_tag);
+                let _ = respond(&mut self.layer, now, tx, 503, tag, &[], None);
+            }
+        }
+        c.awaiting = None;
+        let unconfirmed = now.saturating_duration_since(since);
+        self.end_call(now, call, CallEndReason::Dropped { unconfirmed });
+        Ok(())
     }
 
     /// Send a re-INVITE with a new offer from `media` (hold: `Direction::SendOnly`; unhold:

@@ -1,5 +1,6 @@
 //! User-agent behaviour above the transaction layer, as sans-IO state machines.
 
+pub mod admission;
 pub mod call;
 pub mod register;
 pub mod renewal;

@@ -101,6 +101,12 @@ pub enum CallEndReason {
         /// How long the 2xx was retransmitted.
         elapsed: Duration,
     },
+    /// We dropped an incoming call that was not confirmed (no ACK yet) because its slot was
+    /// needed ([`Endpoint::abandon`](super::Endpoint::abandon)): nothing more was sent.
+    Dropped {
+        /// How long it had been waiting since its INVITE.
+        unconfirmed: Duration,
+    },
     /// A re-INVITE got 481 or 408: the far end no longer knows the dialog (RFC 3261
     /// §12.2.1.2).
     DialogLost {
@@ -230,6 +236,11 @@ impl fmt::Display for CallEndReason {
                 f,
                 "no ACK for the 2xx after {:.1} s (BYE sent)",
                 elapsed.as_secs_f64()
+            ),
+            CallEndReason::Dropped { unconfirmed } => write!(
+                f,
+                "dropped unconfirmed after {:.1} s (no ACK yet; its slot was needed)",
+                unconfirmed.as_secs_f64()
             ),
             CallEndReason::DialogLost { code } => {
                 write!(f, "dialog lost: {code} {}", reason_phrase(*code))

@@ -108,6 +108,7 @@ enum Action {
     Accept(CallId),
     Reject(CallId, u16),
     Hangup(CallId),
+    Abandon(CallId),
     Cancel(CallId),
     Reinvite(CallId, LocalMedia),
     Invite(Box<OutgoingCall<SocketAddr>>),
@@ -451,6 +452,7 @@ impl Net {
             Action::Accept(call) => ep.accept(now, call, media).map(drop),
             Action::Reject(call, code) => ep.reject(now, call, code),
             Action::Hangup(call) => ep.hangup(now, call),
+            Action::Abandon(call) => ep.abandon(now, call),
             Action::Cancel(call) => ep.cancel(now, call),
             Action::Reinvite(call, media) => ep.reinvite(now, call, media),
             Action::Invite(call) => ep.invite(now, *call).map(drop),
@@ -1303,6 +1305,65 @@ fn a_lost_ack_is_resent_for_the_retransmitted_200() {
     assert_eq!(net.answered(B).len(), 1);
     assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
     net.assert_empty();
+}
+
+#[test]
+fn an_abandoned_unacked_call_sends_nothing_more() {
+    let mut net = Net::with_callee(ms(100));
+    net.rule(A, "ACK", 0, u32::MAX, Fault::Drop);
+    net.invite(call_to_b());
+    net.run_for(ms(50));
+    let source = net.events(B).find_map(|(_, e)| match e {
+        CallEvent::Incoming { source, .. } => Some(*source),
+        _ => None,
+    });
+    assert_eq!(source, Some(addr(A)), "the INVITE's source is reported");
+    let call = net.incoming()[0];
+    net.at(secs(2), B, Action::Abandon(call));
+    net.run_for(secs(40));
+    net.assert_no_errors();
+    let first = net.sent(B, "200/INVITE")[0].at;
+    let offsets: Vec<u64> = net
+        .sent(B, "200/INVITE")
+        .iter()
+        .map(|s| (s.at - first).as_millis() as u64)
+        .collect();
+    assert_eq!(offsets, [0, 500, 1500], "no 2xx after the call was dropped");
+    assert!(
+        net.sent(B, "BYE").is_empty(),
+        "no BYE to a peer that never ACKed"
+    );
+    let rec = net.ended(B)[0];
+    let unconfirmed = rec.end.as_ref().unwrap().at - rec.invite;
+    assert_eq!(net.t0 + secs(2), rec.end.as_ref().unwrap().at);
+    assert_eq!(net.reasons(B), [CallEndReason::Dropped { unconfirmed }]);
+    assert_eq!(
+        net.reasons(B)[0].to_string(),
+        format!(
+            "dropped unconfirmed after {:.1} s (no ACK yet; its slot was needed)",
+            unconfirmed.as_secs_f64()
+        )
+    );
+    assert!(net.answered(B).is_empty());
+}
+
+#[test]
+fn an_abandoned_ringing_call_is_refused_with_503() {
+    let mut net = Net::with_callee(secs(10));
+    net.invite(call_to_b());
+    net.run_for(ms(50));
+    let call = net.incoming()[0];
+    net.at(secs(1), B, Action::Abandon(call));
+    net.run_until_idle();
+    // The answer scheduled at 10 s finds the call gone.
+    assert_eq!(net.sides[B].errors, [CallError::UnknownCall(call)]);
+    assert_eq!(net.sent(B, "503/INVITE").len(), 1);
+    assert!(net.sent(B, "200/INVITE").is_empty());
+    assert!(matches!(
+        net.reasons(B)[..],
+        [CallEndReason::Dropped { .. }]
+    ));
+    assert_eq!(net.ended(B)[0].final_code, Some(503));
 }
 
 #[test]

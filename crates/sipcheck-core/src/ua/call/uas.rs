@@ -476,6 +476,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let Some((peer, reliable)) = self.source.clone() else {
             return;
         };
+        let source = peer.clone();
         if self.config.trying && self.layer.send_trying(now, tx).is_err() {
             return;
         }
@@ -554,6 +555,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             to: message.header_shared(&Name::TO).unwrap_or_default(),
             request_uri: message.request_uri_shared().unwrap_or_default(),
             offer,
+            source,
         });
     }
 }
