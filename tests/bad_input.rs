@@ -14,6 +14,9 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
     target.set_nonblocking(true).unwrap();
     let uri = format!("sip:x@{}", target.local_addr().unwrap());
     let server = target.local_addr().unwrap().to_string();
+    // No TLS: a URI that needs it is refused, never sent in clear.
+    let sips = format!("sips:x@{}", target.local_addr().unwrap());
+    let tls = format!("{uri};transport=tls");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["call", &uri, "--rtp-ports", "30000-20000"],
@@ -30,6 +33,10 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
             "/no/such.wav",
         ),
         (vec!["call", "sip:a b@c"], "SIP URI"),
+        (vec!["call", &sips], "requires TLS"),
+        (vec!["options", &sips], "requires TLS"),
+        (vec!["call", &tls], "requires TLS"),
+        (vec!["options", &tls], "requires TLS"),
         (vec!["options", &uri, "--t1", "fast"], "t1"),
         (vec!["options", &uri, "--transport", "sctp"], "sctp"),
         (
