@@ -118,3 +118,75 @@ fn durations_on_the_command_line_read_as_in_scenarios_and_overflow_none() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every output path (`run`'s reports, `--record`) is checked before the first request: one
+/// that cannot be written is exit 2, naming it, and the target receives nothing (not a whole
+/// run or call followed by a failure to save it).
+#[test]
+fn unwritable_output_paths_are_refused_before_anything_is_sent() {
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let addr = target.local_addr().unwrap();
+    let uri = format!("sip:x@{addr}");
+    let dir = std::env::temp_dir().join(format!("sipcheck-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("one-call.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name: one-call\ntarget: {{ direct: true, domain: 127.0.0.1 }}\n\
+             accounts:\n  range: {{ from: 2000, count: 1 }}\n\
+             media: {{ rtp_ports: 40000-40999 }}\n\
+             roles:\n  caller:\n    accounts: 2000..2000\n    listen: 127.0.0.1:0\n    steps:\n\
+             \x20     - call: {{ to: \"{uri}\", timeout: 2s }}\n\
+             \x20     - hangup: {{ after: 1s }}\n"
+        ),
+    )
+    .unwrap();
+    let scenario = scenario.to_str().unwrap().to_string();
+    let validate = run_sipcheck_with_timeout(
+        ["validate", scenario.as_str()],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        validate.status.code(),
+        Some(0),
+        "{}",
+        describe_output(&validate)
+    );
+    // A file where a directory should be.
+    let file = dir.join("file");
+    std::fs::write(&file, "").unwrap();
+    let under_file = format!("{}/x.wav", file.display());
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["call", &uri, "--record", "/proc/version/x.wav"],
+        vec!["call", &uri, "--record", &under_file],
+        vec![
+            "answer",
+            "--listen",
+            "127.0.0.1:0",
+            "--record",
+            "/proc/version/x.wav",
+        ],
+        vec!["run", &scenario, "--junit", "/proc/version/x.xml"],
+        vec!["run", &scenario, "--json", "/proc/version/x.json"],
+    ];
+    for args in cases {
+        let started = std::time::Instant::now();
+        let out = run_sipcheck_with_timeout(args.iter().copied(), &[], Duration::from_secs(20));
+        let shown = format!("{args:?}\n{}", describe_output(&out));
+        assert_eq!(out.status.code(), Some(2), "{shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let path = args.last().unwrap();
+        assert!(
+            stderr.contains(path),
+            "the error does not name {path}: {shown}"
+        );
+        // Refused at once: no call was placed and waited for.
+        assert!(started.elapsed() < Duration::from_secs(5), "{shown}");
+    }
+    let mut buf = [0u8; 2048];
+    assert!(target.recv(&mut buf).is_err(), "something was sent");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -543,8 +543,27 @@ impl MediaSummary {
 
 /// Write a recording as a WAV file.
 pub fn write_recording(path: &PathBuf, samples: &[i16]) -> Result<(), ProbeError> {
-    std::fs::write(path, wav::encode(samples))
-        .map_err(|e| ProbeError::Invalid(format!("cannot write {}: {e}", path.display())))
+    let wav = wav::encode(samples);
+    match path.to_str() {
+        // As a report: atomically, through links, in place for a device or FIFO.
+        Some(name) => crate::report::write_report(name, |w| std::io::Write::write_all(w, &wav))
+            .map_err(|e| ProbeError::Invalid(e.to_string())),
+        None => std::fs::write(path, wav)
+            .map_err(|e| ProbeError::Invalid(format!("cannot write {}: {e}", path.display()))),
+    }
+}
+
+/// Checks before the call that the recording could be written to `path`
+/// ([`crate::report::check_writable`]).
+///
+/// # Errors
+/// [`ProbeError::Invalid`] naming the path and why it cannot be written.
+pub fn check_recording(path: &std::path::Path) -> Result<(), ProbeError> {
+    match path.to_str() {
+        Some(name) => crate::report::check_writable(name)
+            .map_err(|e| ProbeError::Invalid(format!("--record: {e}"))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

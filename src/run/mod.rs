@@ -61,6 +61,13 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         return Exit::Usage;
     }
     let console_to_stderr = to_stdout(&junit_path) || to_stdout(&json_path);
+    // Every report must be writable before the first call is placed, not found out after.
+    for path in junit_path.iter().chain(&json_path) {
+        if let Err(e) = report::check_writable(path) {
+            eprintln!("sipcheck: {e}; nothing was sent");
+            return Exit::Usage;
+        }
+    }
     let info = RunInfo::from_scenario(&scenario).with_file(&args.file);
     let started_at = Instant::now();
     let mut metrics = Metrics::new(SystemTime::now(), &info);
