@@ -799,6 +799,77 @@ fn sequence_and_timestamp_jumps_are_discontinuities_not_loss_or_jitter() {
     assert_eq!(media["ssrc_changes"], 0, "{line}");
 }
 
+/// `--rtp-ports` is exact and inclusive: a one-port odd range gives that port to the call
+/// (its SDP says so), never its even neighbour nor a port the system picks.
+#[test]
+fn a_one_port_odd_rtp_range_is_the_port_answer_offers() {
+    let odd = (0..200)
+        .map(|_| free_port())
+        .find(|p| p % 2 == 1 && UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free odd port");
+    let range = format!("{odd}-{odd}");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--json",
+            "--no-media-ok",
+            "--calls",
+            "1",
+            "--rtp-ports",
+            &range,
+        ],
+        &[],
+    );
+    let peer = HostilePeer::start(move |p| {
+        let rtp = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let offer = sdp(rtp, "0", &["a=rtpmap:0 PCMU/8000", "a=sendrecv"]);
+        let call_id = "odd-port@hostile";
+        let fin = invite_from_peer(p, answer_addr, call_id, &offer).expect("a final response");
+        assert_eq!(fin.status(), Some(200), "{}", fin.text);
+        let remote = fin.sdp_rtp().expect("SDP in the 200");
+        assert_eq!(remote.port(), odd, "{}", fin.text);
+        let uri = format!("sip:bob@{answer_addr}");
+        let to = fin.header("To").unwrap_or_default();
+        let ack = request(
+            "ACK",
+            &uri,
+            p.addr,
+            "z9hG4bKack1",
+            "caller",
+            &to,
+            call_id,
+            1,
+            &[],
+            None,
+        );
+        p.send_raw(ack.as_bytes(), answer_addr);
+        let bye = request(
+            "BYE",
+            &uri,
+            p.addr,
+            "z9hG4bKbye1",
+            "caller",
+            &to,
+            call_id,
+            2,
+            &[],
+            None,
+        );
+        p.send_raw(bye.as_bytes(), answer_addr);
+        let ok = p.recv_matching(SCRIPT_WAIT, |m| m.method() == "BYE" && m.is_response());
+        assert!(ok.is_some(), "no response to BYE");
+    });
+    let _ = peer.wait();
+    let code = answer.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", answer.output());
+}
+
 #[test]
 fn an_options_flood_leaves_answer_responsive_and_bounded() {
     let port = free_port();
