@@ -144,20 +144,33 @@ fn unwritable_output_paths_are_refused_before_anything_is_sent() {
     )
     .unwrap();
     let scenario = scenario.to_str().unwrap().to_string();
-    let validate = run_sipcheck_with_timeout(
-        ["validate", scenario.as_str()],
-        &[],
-        Duration::from_secs(20),
-    );
-    assert_eq!(
-        validate.status.code(),
-        Some(0),
-        "{}",
-        describe_output(&validate)
-    );
-    // A file where a directory should be.
+    // The same with `media.record` in a file's place.
     let file = dir.join("file");
     std::fs::write(&file, "").unwrap();
+    let recording = dir.join("record.yaml");
+    std::fs::write(
+        &recording,
+        std::fs::read_to_string(&scenario).unwrap().replace(
+            "media: { rtp_ports: 40000-40999 }",
+            &format!(
+                "media: {{ rtp_ports: 40000-40999, record: {} }}",
+                file.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let recording = recording.to_str().unwrap().to_string();
+    for file in [&scenario, &recording] {
+        let validate =
+            run_sipcheck_with_timeout(["validate", file.as_str()], &[], Duration::from_secs(20));
+        assert_eq!(
+            validate.status.code(),
+            Some(0),
+            "{}",
+            describe_output(&validate)
+        );
+    }
+    // A file where a directory should be.
     let under_file = format!("{}/x.wav", file.display());
     let cases: Vec<Vec<&str>> = vec![
         vec!["call", &uri, "--record", "/proc/version/x.wav"],
@@ -171,6 +184,7 @@ fn unwritable_output_paths_are_refused_before_anything_is_sent() {
         ],
         vec!["run", &scenario, "--junit", "/proc/version/x.xml"],
         vec!["run", &scenario, "--json", "/proc/version/x.json"],
+        vec!["run", &recording],
     ];
     for args in cases {
         let started = std::time::Instant::now();
@@ -178,7 +192,11 @@ fn unwritable_output_paths_are_refused_before_anything_is_sent() {
         let shown = format!("{args:?}\n{}", describe_output(&out));
         assert_eq!(out.status.code(), Some(2), "{shown}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let path = args.last().unwrap();
+        let path = if args.len() == 2 {
+            file.to_str().unwrap()
+        } else {
+            args.last().unwrap()
+        };
         assert!(
             stderr.contains(path),
             "the error does not name {path}: {shown}"

@@ -68,6 +68,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Usage;
         }
     }
+    // So must the directory of `media.record` (a file in it).
+    if let Some(dir) = &scenario.media.record {
+        let file = std::path::Path::new(dir).join("call.wav");
+        if let Err(e) = report::check_writable(&file.to_string_lossy()) {
+            eprintln!(
+                "sipcheck: media.record: {dir} cannot take recordings ({e}); nothing was sent"
+            );
+            return Exit::Usage;
+        }
+    }
     let info = RunInfo::from_scenario(&scenario).with_file(&args.file);
     let started_at = Instant::now();
     let mut metrics = Metrics::new(SystemTime::now(), &info);
