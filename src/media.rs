@@ -80,7 +80,8 @@ impl PortRange {
         u16::try_from(u32::from(self.base) + u32::from(self.step) * k).unwrap_or(self.base)
     }
 
-    /// Bind a UDP socket on `ip` at the next free even port of the range. Ports are handed out
+    /// Bind a UDP socket on `ip` at the next free port of the range (an even one, unless the
+    /// range is a single odd port); an error names the port or range. Ports are handed out
     /// round-robin, so a busy one is rare until the range is nearly full; after a busy one,
     /// ports spread over the range are tried, and after [`PORT_ATTEMPTS`] busy ports the range
     /// counts as exhausted (an error for this call) instead of every port being tried for
