@@ -163,6 +163,9 @@ struct Active {
 /// Run the responder until `calls` calls have ended or Ctrl-C.
 pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, ProbeError> {
     let prepared = args.audio.prepare()?;
+    if let Some(path) = prepared.record_path() {
+        crate::probe::audio::check_recording(path)?;
+    }
     if let Some(code) = args.reject {
         if !(300..=699).contains(&code) {
             return Err(ProbeError::Invalid(format!(

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,11 +27,21 @@ use tokio::sync::oneshot;
 /// A range of local RTP ports, handed out round-robin (even ports, RTP convention), from a
 /// random place of the range: a new process does not take the ports the previous one just
 /// left first (where a far end may still be streaming to that one's calls).
+///
+/// The range is exact and inclusive: its even ports are used, and a range without one (a
+/// single odd port) uses that port. No port outside it is ever bound (`0-0` alone means a
+/// port the system picks, for tests).
 #[derive(Debug)]
 pub struct PortRange {
+    /// The range as given, for messages.
     first: u16,
     last: u16,
-    next: AtomicU16,
+    /// The candidate ports: `base + step·k` for `k < count`.
+    base: u16,
+    step: u16,
+    count: u32,
+    /// The index of the next candidate, round-robin (taken modulo `count`).
+    next: AtomicU32,
 }
 
 impl PortRange {
@@ -42,18 +52,36 @@ impl PortRange {
 
     /// Ports `first..=last`, the round-robin starting at the even port `seed` picks.
     fn starting_at(first: u16, last: u16, seed: u64) -> Self {
-        let first = first + first % 2;
         let last = last.max(first);
-        let ports = u64::from(last - first) / 2 + 1;
-        let offset = u16::try_from(mix(seed) % ports).unwrap_or(0);
+        let even = u32::from(first) + u32::from(first % 2);
+        let (base, step, count) = if even <= u32::from(last) {
+            // `even <= last`, so it fits a u16.
+            let base = u16::try_from(even).unwrap_or(last);
+            (base, 2, u32::from(last - base) / 2 + 1)
+        } else {
+            // A single odd port.
+            (first, 1, 1)
+        };
+        let offset = u32::try_from(mix(seed) % u64::from(count)).unwrap_or(0);
         Self {
             first,
             last,
-            next: AtomicU16::new(first + 2 * offset),
+            base,
+            step,
+            count,
+            next: AtomicU32::new(offset),
         }
     }
 
-    /// Bind a UDP socket on `ip` at the next free even port of the range. Ports are handed out
+    /// The candidate port of index `k` (taken modulo the number of candidates).
+    fn port(&self, k: u32) -> u16 {
+        let k = k % self.count;
+        // `base + step·k <= last`, so it fits a u16.
+        u16::try_from(u32::from(self.base) + u32::from(self.step) * k).unwrap_or(self.base)
+    }
+
+    /// Bind a UDP socket on `ip` at the next free port of the range (an even one, unless the
+    /// range is a single odd port); an error names the port or range. Ports are handed out
     /// round-robin, so a busy one is rare until the range is nearly full; after a busy one,
     /// ports spread over the range are tried, and after [`PORT_ATTEMPTS`] busy ports the range
     /// counts as exhausted (an error for this call) instead of every port being tried for
@@ -65,42 +93,44 @@ impl PortRange {
     /// [`PortRange::bind`] without the async runtime: a non-blocking std socket, for
     /// [`MediaHandle::spawn_std`] (the scheduler threads read it; the runtime never does).
     pub fn bind_std(&self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
-        let ports = u32::from(self.last - self.first) / 2 + 1;
+        let ports = self.count;
         let attempts = ports.min(PORT_ATTEMPTS);
         let mut last_err = None;
         for attempt in 0..attempts {
             let port = if attempt == 0 || attempts == ports {
                 // Round-robin: the next port, usually free.
-                let port = self.next.fetch_add(2, Ordering::Relaxed);
-                if port > self.last || port < self.first {
-                    self.next.store(self.first + 2, Ordering::Relaxed);
-                    self.first
-                } else {
-                    port
-                }
+                self.port(self.next.fetch_add(1, Ordering::Relaxed) % ports)
             } else {
                 // Then ports spread over the whole range, so that a block held by another
                 // program does not look like exhaustion.
                 let spread = mix(u64::from(self.next.load(Ordering::Relaxed)) ^ u64::from(attempt));
-                self.first + 2 * u16::try_from(spread % u64::from(ports)).unwrap_or(0)
+                self.port(u32::try_from(spread % u64::from(ports)).unwrap_or(0))
             };
             match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(socket) => {
                     socket.set_nonblocking(true)?;
                     return Ok(socket);
                 }
-                Err(e) => last_err = Some(e),
+                Err(e) => last_err = Some((port, e)),
             }
         }
         Err(match last_err {
-            Some(e) if e.kind() == std::io::ErrorKind::AddrInUse => std::io::Error::new(
+            Some((_, e)) if e.kind() == std::io::ErrorKind::AddrInUse && attempts > 1 => {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "RTP port range {}-{} exhausted ({attempts} ports tried, all in use)",
+                        self.first, self.last
+                    ),
+                )
+            }
+            Some((port, e)) => std::io::Error::new(
                 e.kind(),
                 format!(
-                    "RTP port range {}-{} exhausted ({attempts} ports tried, all in use)",
+                    "RTP port {port} (of the range {}-{}): {e}",
                     self.first, self.last
                 ),
             ),
-            Some(e) => e,
             None => std::io::Error::other("empty RTP port range"),
         })
     }
@@ -1133,9 +1163,8 @@ mod tests {
         // Two processes (two seeds) start at different places of a 100-port range.
         let starts: Vec<u16> = (0..4u64)
             .map(|seed| {
-                PortRange::starting_at(40_000, 40_198, seed)
-                    .next
-                    .load(Ordering::Relaxed)
+                let range = PortRange::starting_at(40_000, 40_198, seed);
+                range.port(range.next.load(Ordering::Relaxed))
             })
             .collect();
         assert!(starts
@@ -1165,6 +1194,49 @@ mod tests {
             .collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..8).map(|k| base + 2 * k).collect::<Vec<_>>());
+    }
+
+    /// A free port of loopback with the parity asked for, and the socket holding it.
+    fn free_with_parity(odd: bool, from: u16) -> u16 {
+        (from..from + 2000)
+            .filter(|p| (p % 2 == 1) == odd)
+            .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+            .expect("a free port")
+    }
+
+    #[test]
+    fn the_range_is_exact_and_inclusive() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        // A single odd port: that port, on every bind, never its even neighbour.
+        let odd = free_with_parity(true, 43_001);
+        let range = PortRange::new(odd, odd);
+        let socket = range.bind_std(ip).unwrap();
+        assert_eq!(socket.local_addr().unwrap().port(), odd);
+        // Busy (held by the first socket): an error naming it, no other port.
+        let err = range.bind_std(ip).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(
+            err.to_string().contains(&format!("RTP port {odd} ")),
+            "{err}"
+        );
+        drop(socket);
+        // An odd first port and an even last: the even one only.
+        let even = free_with_parity(false, 44_000);
+        let range = PortRange::new(even - 1, even);
+        for _ in 0..3 {
+            assert_eq!(
+                range.bind_std(ip).unwrap().local_addr().unwrap().port(),
+                even
+            );
+        }
+        // The top of the port space, without overflow or a port the system picks.
+        for (first, last, want) in [(65_535, 65_535, 65_535), (65_533, 65_535, 65_534)] {
+            let range = PortRange::new(first, last);
+            match range.bind_std(ip) {
+                Ok(s) => assert_eq!(s.local_addr().unwrap().port(), want),
+                Err(e) => assert!(e.to_string().contains(&format!("RTP port {want} ")), "{e}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -14,6 +14,9 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
     target.set_nonblocking(true).unwrap();
     let uri = format!("sip:x@{}", target.local_addr().unwrap());
     let server = target.local_addr().unwrap().to_string();
+    // No TLS: a URI that needs it is refused, never sent in clear.
+    let sips = format!("sips:x@{}", target.local_addr().unwrap());
+    let tls = format!("{uri};transport=tls");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["call", &uri, "--rtp-ports", "30000-20000"],
@@ -30,6 +33,10 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
             "/no/such.wav",
         ),
         (vec!["call", "sip:a b@c"], "SIP URI"),
+        (vec!["call", &sips], "requires TLS"),
+        (vec!["options", &sips], "requires TLS"),
+        (vec!["call", &tls], "requires TLS"),
+        (vec!["options", &tls], "requires TLS"),
         (vec!["options", &uri, "--t1", "fast"], "t1"),
         (vec!["options", &uri, "--transport", "sctp"], "sctp"),
         (
@@ -110,4 +117,94 @@ fn durations_on_the_command_line_read_as_in_scenarios_and_overflow_none() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Every output path (`run`'s reports, `--record`) is checked before the first request: one
+/// that cannot be written is exit 2, naming it, and the target receives nothing (not a whole
+/// run or call followed by a failure to save it).
+#[test]
+fn unwritable_output_paths_are_refused_before_anything_is_sent() {
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let addr = target.local_addr().unwrap();
+    let uri = format!("sip:x@{addr}");
+    let dir = std::env::temp_dir().join(format!("sipcheck-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("one-call.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name: one-call\ntarget: {{ direct: true, domain: 127.0.0.1 }}\n\
+             accounts:\n  range: {{ from: 2000, count: 1 }}\n\
+             media: {{ rtp_ports: 40000-40999 }}\n\
+             roles:\n  caller:\n    accounts: 2000..2000\n    listen: 127.0.0.1:0\n    steps:\n\
+             \x20     - call: {{ to: \"{uri}\", timeout: 2s }}\n\
+             \x20     - hangup: {{ after: 1s }}\n"
+        ),
+    )
+    .unwrap();
+    let scenario = scenario.to_str().unwrap().to_string();
+    // The same with `media.record` in a file's place.
+    let file = dir.join("file");
+    std::fs::write(&file, "").unwrap();
+    let recording = dir.join("record.yaml");
+    std::fs::write(
+        &recording,
+        std::fs::read_to_string(&scenario).unwrap().replace(
+            "media: { rtp_ports: 40000-40999 }",
+            &format!(
+                "media: {{ rtp_ports: 40000-40999, record: {} }}",
+                file.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let recording = recording.to_str().unwrap().to_string();
+    for file in [&scenario, &recording] {
+        let validate =
+            run_sipcheck_with_timeout(["validate", file.as_str()], &[], Duration::from_secs(20));
+        assert_eq!(
+            validate.status.code(),
+            Some(0),
+            "{}",
+            describe_output(&validate)
+        );
+    }
+    // A file where a directory should be.
+    let under_file = format!("{}/x.wav", file.display());
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["call", &uri, "--record", "/proc/version/x.wav"],
+        vec!["call", &uri, "--record", &under_file],
+        vec![
+            "answer",
+            "--listen",
+            "127.0.0.1:0",
+            "--record",
+            "/proc/version/x.wav",
+        ],
+        vec!["run", &scenario, "--junit", "/proc/version/x.xml"],
+        vec!["run", &scenario, "--json", "/proc/version/x.json"],
+        vec!["run", &recording],
+    ];
+    for args in cases {
+        let started = std::time::Instant::now();
+        let out = run_sipcheck_with_timeout(args.iter().copied(), &[], Duration::from_secs(20));
+        let shown = format!("{args:?}\n{}", describe_output(&out));
+        assert_eq!(out.status.code(), Some(2), "{shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let path = if args.len() == 2 {
+            file.to_str().unwrap()
+        } else {
+            args.last().unwrap()
+        };
+        assert!(
+            stderr.contains(path),
+            "the error does not name {path}: {shown}"
+        );
+        // Refused at once: no call was placed and waited for.
+        assert!(started.elapsed() < Duration::from_secs(5), "{shown}");
+    }
+    let mut buf = [0u8; 2048];
+    assert!(target.recv(&mut buf).is_err(), "something was sent");
+    let _ = std::fs::remove_dir_all(&dir);
 }

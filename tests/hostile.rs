@@ -706,6 +706,170 @@ fn wrong_payload_types_and_ssrc_jumps_are_counted_by_answer() {
     );
 }
 
+/// A peer whose RTP sequence numbers and timestamps jump mid-call (a restarted sender, a
+/// media server switching sources under one SSRC): per RFC 3550 A.1 the jumps are restarts,
+/// reported as discontinuities, neither loss nor jitter, on a lossless loopback link.
+#[test]
+fn sequence_and_timestamp_jumps_are_discontinuities_not_loss_or_jitter() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--json",
+            "--calls",
+            "1",
+            "--rtp-ports",
+            "30000-39999",
+        ],
+        &[],
+    );
+    let peer = HostilePeer::start(move |p| {
+        let rtp_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = rtp_sock.local_addr().unwrap();
+        let offer = sdp(rtp, "0", &["a=rtpmap:0 PCMU/8000", "a=sendrecv"]);
+        let call_id = "rtp-jumps@hostile";
+        let fin = invite_from_peer(p, answer_addr, call_id, &offer).expect("a final response");
+        assert_eq!(fin.status(), Some(200), "{}", fin.text);
+        let remote = fin.sdp_rtp().expect("SDP in the 200");
+        let uri = format!("sip:bob@{answer_addr}");
+        let to = fin.header("To").unwrap_or_default();
+        let ack = request(
+            "ACK",
+            &uri,
+            p.addr,
+            "z9hG4bKack1",
+            "caller",
+            &to,
+            call_id,
+            1,
+            &[],
+            None,
+        );
+        p.send_raw(ack.as_bytes(), answer_addr);
+        // 150 packets paced at 20 ms; at 50 the timestamps jump by 2^31 (the sequence goes
+        // on); at 100 the sequence jumps by 20,000 and the timestamps by 10^9.
+        let start = std::time::Instant::now();
+        for i in 0..150u32 {
+            let seq = (500 + i + if i >= 100 { 20_000 } else { 0 }) as u16;
+            let ts = (160 * i)
+                .wrapping_add(if i >= 50 { 1 << 31 } else { 0 })
+                .wrapping_add(if i >= 100 { 1_000_000_000 } else { 0 });
+            let _ = rtp_sock.send_to(&rtp_packet(0, seq, ts, 0x7777, 0xff), remote);
+            let due = start + Duration::from_millis(20) * (i + 1);
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        }
+        let bye = request(
+            "BYE",
+            &uri,
+            p.addr,
+            "z9hG4bKbye1",
+            "caller",
+            &to,
+            call_id,
+            2,
+            &[],
+            None,
+        );
+        p.send_raw(bye.as_bytes(), answer_addr);
+        let ok = p.recv_matching(SCRIPT_WAIT, |m| m.method() == "BYE" && m.is_response());
+        assert!(ok.is_some(), "no response to BYE");
+    });
+    let _ = peer.wait();
+    let code = answer.wait_exit(Duration::from_secs(10));
+    let shown = answer.output();
+    assert_eq!(code, Some(0), "{shown}");
+    let stdout = answer.stdout();
+    let line = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "call")
+        .unwrap_or_else(|| panic!("no call line:\n{shown}"));
+    assert_eq!(line["verdict"], "pass", "{line}");
+    let media = &line["media"];
+    assert_eq!(media["discontinuities"], 2, "{line}");
+    assert_eq!(media["lost"], 0, "{line}");
+    assert_eq!(media["loss_percent"], 0.0, "{line}");
+    // Every packet but the one held back at the sequence jump (RFC 3550 A.1 probation).
+    assert_eq!(media["packets_received"], 149, "{line}");
+    // Loopback jitter: a few ms at most, where the jumps alone would make it hours.
+    let jitter = media["jitter_ms"].as_f64().unwrap();
+    assert!(jitter < 20.0, "{line}");
+    assert_eq!(media["ssrc_changes"], 0, "{line}");
+}
+
+/// `--rtp-ports` is exact and inclusive: a one-port odd range gives that port to the call
+/// (its SDP says so), never its even neighbour nor a port the system picks.
+#[test]
+fn a_one_port_odd_rtp_range_is_the_port_answer_offers() {
+    let odd = (0..200)
+        .map(|_| free_port())
+        .find(|p| p % 2 == 1 && UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free odd port");
+    let range = format!("{odd}-{odd}");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--json",
+            "--no-media-ok",
+            "--calls",
+            "1",
+            "--rtp-ports",
+            &range,
+        ],
+        &[],
+    );
+    let peer = HostilePeer::start(move |p| {
+        let rtp = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let offer = sdp(rtp, "0", &["a=rtpmap:0 PCMU/8000", "a=sendrecv"]);
+        let call_id = "odd-port@hostile";
+        let fin = invite_from_peer(p, answer_addr, call_id, &offer).expect("a final response");
+        assert_eq!(fin.status(), Some(200), "{}", fin.text);
+        let remote = fin.sdp_rtp().expect("SDP in the 200");
+        assert_eq!(remote.port(), odd, "{}", fin.text);
+        let uri = format!("sip:bob@{answer_addr}");
+        let to = fin.header("To").unwrap_or_default();
+        let ack = request(
+            "ACK",
+            &uri,
+            p.addr,
+            "z9hG4bKack1",
+            "caller",
+            &to,
+            call_id,
+            1,
+            &[],
+            None,
+        );
+        p.send_raw(ack.as_bytes(), answer_addr);
+        let bye = request(
+            "BYE",
+            &uri,
+            p.addr,
+            "z9hG4bKbye1",
+            "caller",
+            &to,
+            call_id,
+            2,
+            &[],
+            None,
+        );
+        p.send_raw(bye.as_bytes(), answer_addr);
+        let ok = p.recv_matching(SCRIPT_WAIT, |m| m.method() == "BYE" && m.is_response());
+        assert!(ok.is_some(), "no response to BYE");
+    });
+    let _ = peer.wait();
+    let code = answer.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", answer.output());
+}
+
 #[test]
 fn an_options_flood_leaves_answer_responsive_and_bounded() {
     let port = free_port();

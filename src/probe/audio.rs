@@ -243,6 +243,7 @@ impl PreparedAudio {
             reordered: r.reordered,
             jitter_ms: r.jitter_ms,
             ssrc_changes: r.ssrc_changes,
+            discontinuities: r.discontinuities(),
             wrong_payload_type: report.wrong_payload_type,
             stray_packets: report.stray.packets(),
             stray_other_address: report.stray.other_address,
@@ -432,6 +433,9 @@ pub struct MediaSummary {
     pub jitter_ms: f64,
     /// SSRCs the peer sent after its first (a switch, a separate RFC 4733 event stream).
     pub ssrc_changes: u64,
+    /// Sequence or timestamp jumps of one SSRC (RFC 3550 A.1 restarts, timestamp
+    /// discontinuities): the sender's events, counted neither as loss nor as jitter.
+    pub discontinuities: u64,
     /// Packets with an unexpected payload type.
     pub wrong_payload_type: u64,
     /// Datagrams at the call's RTP port that were not the peer's media (set aside: never
@@ -488,6 +492,14 @@ impl MediaSummary {
             self.pacing_lateness_ms.max,
             self.frames_skipped
         )?;
+        if self.discontinuities > 0 {
+            writeln!(
+                out,
+                "rtp: {} sequence/timestamp discontinuit{} of the peer's stream (neither loss nor jitter)",
+                self.discontinuities,
+                if self.discontinuities == 1 { "y" } else { "ies" }
+            )?;
+        }
         if self.stray_packets > 0 {
             writeln!(
                 out,
@@ -531,8 +543,27 @@ impl MediaSummary {
 
 /// Write a recording as a WAV file.
 pub fn write_recording(path: &PathBuf, samples: &[i16]) -> Result<(), ProbeError> {
-    std::fs::write(path, wav::encode(samples))
-        .map_err(|e| ProbeError::Invalid(format!("cannot write {}: {e}", path.display())))
+    let wav = wav::encode(samples);
+    match path.to_str() {
+        // As a report: atomically, through links, in place for a device or FIFO.
+        Some(name) => crate::report::write_report(name, |w| std::io::Write::write_all(w, &wav))
+            .map_err(|e| ProbeError::Invalid(e.to_string())),
+        None => std::fs::write(path, wav)
+            .map_err(|e| ProbeError::Invalid(format!("cannot write {}: {e}", path.display()))),
+    }
+}
+
+/// Checks before the call that the recording could be written to `path`
+/// ([`crate::report::check_writable`]).
+///
+/// # Errors
+/// [`ProbeError::Invalid`] naming the path and why it cannot be written.
+pub fn check_recording(path: &std::path::Path) -> Result<(), ProbeError> {
+    match path.to_str() {
+        Some(name) => crate::report::check_writable(name)
+            .map_err(|e| ProbeError::Invalid(format!("--record: {e}"))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -135,6 +135,9 @@ pub async fn run(
 ) -> Result<CallReport, ProbeError> {
     let target = SipTarget::parse(&args.target)?;
     let prepared = args.audio.prepare()?;
+    if let Some(path) = prepared.record_path() {
+        super::audio::check_recording(path)?;
+    }
     let net = Network {
         transport: target.transport.unwrap_or(net.transport),
         local: net.local,

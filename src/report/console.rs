@@ -172,6 +172,13 @@ pub fn write_summary(
                 rtp.stray_packets
             )?;
         }
+        if rtp.discontinuities > 0 {
+            writeln!(
+                out,
+                "  discontinuities  {} sequence/timestamp jumps within the peers' streams (neither loss nor jitter)",
+                rtp.discontinuities
+            )?;
+        }
         if let Some(t) = TimingStats::of(&s.call_loss_ppm) {
             // Parts per million, shown as percent of the stream's expected packets.
             let pct = |ppm: f64| percent(ppm / 1_000_000.0);

@@ -69,6 +69,7 @@ fn media(i: u64, lost: u64) -> CallMedia {
         pacing_lateness_us: pacing,
         frames_skipped: u64::from(i == 7),
         stray_packets: 0,
+        discontinuities: 0,
     }
 }
 

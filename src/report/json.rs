@@ -40,6 +40,8 @@
 //!     "loss_ratio": number | null,            lost / expected over every stream
 //!     "stray_packets": integer,               datagrams at the calls' RTP ports that were
 //!                                             not their peers' media (set aside)
+//!     "discontinuities": integer,             sequence or timestamp jumps within the peers'
+//!                                             streams (neither loss nor jitter)
 //!     "loss_per_stream_ppm": { "count": integer,
 //!       "min", "p50", "p90", "p99", "p999", "max", "mean": number | null,
 //!       "histogram": string }                 per stream, parts per million of expected
@@ -216,6 +218,7 @@ struct Rtp {
     packets_lost: u64,
     loss_ratio: Option<f64>,
     stray_packets: u64,
+    discontinuities: u64,
     loss_per_stream_ppm: HistogramJson,
 }
 
@@ -338,6 +341,7 @@ pub fn write_json(
             packets_lost: s.rtp.packets_lost,
             loss_ratio: s.rtp.loss_ratio(),
             stray_packets: s.rtp.stray_packets,
+            discontinuities: s.rtp.discontinuities,
             loss_per_stream_ppm: HistogramJson::of(&s.call_loss_ppm, 1.0, "")?,
         },
         audio: s.audio.into(),

@@ -258,6 +258,8 @@ pub struct RtpTotals {
     pub packets_lost: u64,
     /// Datagrams at the calls' RTP ports that were not their peers' media (set aside).
     pub stray_packets: u64,
+    /// Sequence or timestamp jumps within the peers' streams (neither loss nor jitter).
+    pub discontinuities: u64,
 }
 
 impl RtpTotals {
@@ -963,6 +965,7 @@ impl Metrics {
             self.rtp.packets_expected += m.packets_expected;
             self.rtp.packets_lost += m.packets_lost;
             self.rtp.stray_packets += m.stray_packets;
+            self.rtp.discontinuities += m.discontinuities;
             self.generator.frames_skipped += m.frames_skipped;
             if m.packets_received > 0 || m.packets_expected > 0 {
                 let jitter_us = (m.jitter_ms.max(0.0) * 1000.0).round() as u64;
@@ -1604,12 +1607,14 @@ thresholds:
             let mut c = caller(i);
             c.media = Some(CallMedia {
                 stray_packets: stray,
+                discontinuities: i,
                 ..c.media.take().unwrap()
             });
             m.record_call(&c);
         }
         let s = m.finish(Duration::from_secs(1), false);
         assert_eq!(s.rtp.stray_packets, 127);
+        assert_eq!(s.rtp.discontinuities, 6);
         assert_eq!(
             s.rtp.packets_received + s.rtp.packets_lost,
             s.rtp.packets_expected

@@ -208,6 +208,82 @@ impl Destination {
     }
 }
 
+/// Checks, before any work, that a report (or recording) could be written to `path` as
+/// [`write_report`] would: `-` is fine; a device, FIFO or descriptor path must exist and not
+/// be a directory; a regular file (or one to be created, a symbolic link's target) must not
+/// be a directory, and the nearest existing directory above it must take a new file (a
+/// hidden probe file is created there and removed). Nothing else is written; missing
+/// directories are left to [`write_report`].
+///
+/// # Errors
+/// [`ReportError::Create`] naming the path and why it cannot be written.
+pub fn check_writable(path: &str) -> Result<(), ReportError> {
+    let refuse = |p: &Path, source: io::Error| ReportError::Create {
+        path: p.to_path_buf(),
+        source,
+    };
+    let dest = Destination::of(path).map_err(|e| refuse(Path::new(path), e))?;
+    match dest {
+        Destination::Stdout => Ok(()),
+        Destination::InPlace(target) => match fs::metadata(&target) {
+            Ok(m) if m.is_dir() => Err(refuse(
+                &target,
+                io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(refuse(&target, e)),
+        },
+        Destination::Atomic(target) => {
+            if fs::metadata(&target).is_ok_and(|m| m.is_dir()) {
+                return Err(refuse(
+                    &target,
+                    io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
+                ));
+            }
+            // The nearest existing ancestor: a directory that takes a new file.
+            let mut dir = match target.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            loop {
+                match fs::metadata(&dir) {
+                    Ok(m) if m.is_dir() => break,
+                    Ok(_) => {
+                        return Err(refuse(
+                            &target,
+                            io::Error::new(
+                                io::ErrorKind::NotADirectory,
+                                format!("{} is not a directory", dir.display()),
+                            ),
+                        ))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => match dir.parent() {
+                        Some(up) if !up.as_os_str().is_empty() => dir = up.to_path_buf(),
+                        _ => {
+                            dir = PathBuf::from(".");
+                            break;
+                        }
+                    },
+                    Err(e) => return Err(refuse(&dir, e)),
+                }
+            }
+            let probe = dir.join(format!(".sipcheck-check.{}.tmp", std::process::id()));
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
+                Ok(_) => {
+                    let _ = fs::remove_file(&probe);
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(refuse(&target, e)),
+            }
+        }
+    }
+}
+
 /// Whether `p` lives under `/proc` (where `/dev/fd/N` leads): such files are descriptors of
 /// a process, written through, never renamed over.
 fn under_proc(p: &Path) -> bool {
@@ -478,6 +554,45 @@ mod tests {
         symlink(&a, &b).unwrap();
         let err = write_report(a.to_str().unwrap(), |w| w.write_all(b"x")).unwrap_err();
         assert!(err.to_string().contains("symbolic links"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn output_paths_are_checked_without_writing_them() {
+        let dir = scratch("check");
+        fs::create_dir_all(&dir).unwrap();
+        // Fine: standard output, a device, a new file (even in directories still to be
+        // made), an existing one, a FIFO, a link to a file.
+        let new = dir.join("a/b/report.xml");
+        let file = dir.join("old.xml");
+        fs::write(&file, "old").unwrap();
+        let fifo = dir.join("fifo");
+        mkfifo(&fifo);
+        let link = dir.join("link.xml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for ok in [
+            "-",
+            "/dev/null",
+            new.to_str().unwrap(),
+            file.to_str().unwrap(),
+            fifo.to_str().unwrap(),
+            link.to_str().unwrap(),
+        ] {
+            check_writable(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        // Nothing was written: no directory made, the file as it was, no probe left.
+        assert!(!dir.join("a").exists());
+        assert_eq!(fs::read_to_string(&file).unwrap(), "old");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 3);
+        // Refused: under a file, a directory, a file under /proc.
+        for bad in [
+            "/proc/version/x.xml",
+            &format!("{}/x/y.xml", file.display()),
+            dir.to_str().unwrap(),
+        ] {
+            let err = check_writable(bad).unwrap_err();
+            assert!(err.to_string().contains("cannot create"), "{bad}: {err}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -55,6 +55,23 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         return Exit::Usage;
     }
     let console_to_stderr = to_stdout(&junit_path) || to_stdout(&json_path);
+    // Every report must be writable before the first call is placed, not found out after.
+    for path in junit_path.iter().chain(&json_path) {
+        if let Err(e) = report::check_writable(path) {
+            eprintln!("sipcheck: {e}; nothing was sent");
+            return Exit::Usage;
+        }
+    }
+    // So must the directory of `media.record` (a file in it).
+    if let Some(dir) = &scenario.media.record {
+        let file = std::path::Path::new(dir).join("call.wav");
+        if let Err(e) = report::check_writable(&file.to_string_lossy()) {
+            eprintln!(
+                "sipcheck: media.record: {dir} cannot take recordings ({e}); nothing was sent"
+            );
+            return Exit::Usage;
+        }
+    }
     let info = RunInfo::from_scenario(&scenario).with_file(&args.file);
     let started_at = Instant::now();
     let mut metrics = Metrics::new(SystemTime::now(), &info);

@@ -123,6 +123,9 @@ pub struct CallMedia {
     /// Datagrams at the call's RTP port that were not the peer's media (another source, or
     /// a second SSRC interleaved with the peer's): set aside, never its audio, loss or jitter.
     pub stray_packets: u64,
+    /// Sequence or timestamp jumps within one of the peer's streams (RFC 3550 A.1 restarts,
+    /// timestamp discontinuities): the sender's events, counted neither as loss nor jitter.
+    pub discontinuities: u64,
 }
 
 /// One call as seen by one of its user agents (a call between two roles of the same run

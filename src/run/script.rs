@@ -1119,6 +1119,7 @@ impl Call {
                     pacing_lateness_us: r.lateness_us,
                     frames_skipped: r.frames_skipped,
                     stray_packets: r.stray.packets(),
+                    discontinuities: r.receive.discontinuities(),
                 });
             }
         }

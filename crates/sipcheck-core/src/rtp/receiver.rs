@@ -13,7 +13,11 @@
 //!   its place, so it is not lost;
 //! * the interarrival jitter (A.8) in timestamp units and milliseconds. Packets that repeat
 //!   the previous packet's timestamp (RFC 4733 event updates and their retransmissions) do
-//!   not update it, since their sampling instant is not new;
+//!   not update it, since their sampling instant is not new. A timestamp jump (the
+//!   relative transit changing by more than [`MAX_TRANSIT_STEP_SECS`] between two packets:
+//!   a sender that restarted its clock, or resumed after a pause with the timestamps of
+//!   before) is no jitter: it restarts the estimate's transit baseline and is counted as a
+//!   discontinuity, as is a confirmed sequence jump;
 //! * all of the above per SSRC (RFC 3550 keeps them per source): a packet with a new SSRC
 //!   starts a stream of its own and bumps [`ReceiveStats::ssrc_changes`], and the statistics
 //!   are the call's, over every stream: counts summed (a loss in a stream that stopped still
@@ -37,6 +41,10 @@ use super::packet::RtpPacket;
 const MAX_DROPOUT: u16 = 3000;
 /// RFC 3550 A.1: the largest backward step taken as reordering rather than a restart.
 const MAX_MISORDER: u16 = 100;
+/// The largest change of relative transit (RFC 3550 A.8 `D`) between two packets taken as
+/// jitter, in seconds; a larger one is a timestamp discontinuity. No voice path delays one
+/// packet a second more than the one before and still plays it.
+pub const MAX_TRANSIT_STEP_SECS: u32 = 1;
 /// How many recent sequence numbers are remembered to tell duplicates from late packets.
 const HISTORY: u64 = 128;
 
@@ -118,6 +126,9 @@ pub struct ReceiveStats {
     pub discarded: u64,
     /// Confirmed sequence jumps of the same SSRC.
     pub sequence_restarts: u64,
+    /// Timestamp jumps of the same SSRC without a sequence jump (see
+    /// [`MAX_TRANSIT_STEP_SECS`]): the jitter estimate's baseline restarted there.
+    pub timestamp_jumps: u64,
     /// SSRCs received after the first (each new SSRC counts once, a return to an earlier
     /// one does not).
     pub ssrc_changes: u64,
@@ -133,6 +144,12 @@ pub struct ReceiveStats {
 }
 
 impl ReceiveStats {
+    /// Sequence and timestamp discontinuities: events of the sender, neither loss nor jitter.
+    #[must_use]
+    pub fn discontinuities(&self) -> u64 {
+        self.sequence_restarts + self.timestamp_jumps
+    }
+
     /// Cumulative packets lost: expected minus received (RFC 3550 A.3). Negative only if a
     /// duplicate is older than the duplicate memory.
     #[must_use]
@@ -237,6 +254,7 @@ struct Stream {
     reordered: u64,
     discarded: u64,
     restarts: u64,
+    timestamp_jumps: u64,
     payload_bytes: u64,
     jitter: f64,
     /// The arrival time and RTP timestamp of the last packet used for jitter.
@@ -255,6 +273,7 @@ impl Stream {
             reordered: 0,
             discarded: 0,
             restarts: 0,
+            timestamp_jumps: 0,
             payload_bytes: 0,
             jitter: 0.0,
             last_transit: None,
@@ -269,7 +288,8 @@ impl Stream {
         self.prior_received + self.received
     }
 
-    /// RFC 3550 A.8, in floating point: `J += (|D| − J) / 16`.
+    /// RFC 3550 A.8, in floating point: `J += (|D| − J) / 16`. A `|D|` of more than
+    /// [`MAX_TRANSIT_STEP_SECS`] is a timestamp jump: counted, and the baseline restarts.
     fn update_jitter(&mut self, now: Instant, timestamp: u32, clock_rate: u32) {
         if let Some((last_arrival, last_ts)) = self.last_transit {
             if timestamp == last_ts {
@@ -282,7 +302,11 @@ impl Stream {
             // Signed difference of the RTP timestamps, correct across a wrap.
             let sent = f64::from(timestamp.wrapping_sub(last_ts) as i32);
             let d = arrival - sent;
-            self.jitter += (d.abs() - self.jitter) / 16.0;
+            if d.abs() > f64::from(MAX_TRANSIT_STEP_SECS) * f64::from(clock_rate) {
+                self.timestamp_jumps += 1;
+            } else {
+                self.jitter += (d.abs() - self.jitter) / 16.0;
+            }
         }
         self.last_transit = Some((now, timestamp));
     }
@@ -528,6 +552,7 @@ struct Retired {
     reordered: u64,
     discarded: u64,
     restarts: u64,
+    timestamp_jumps: u64,
     payload_bytes: u64,
     jitter: f64,
 }
@@ -615,6 +640,7 @@ impl RtpReceiver {
             r.reordered += old.reordered;
             r.discarded += old.discarded;
             r.restarts += old.restarts;
+            r.timestamp_jumps += old.timestamp_jumps;
             r.payload_bytes += old.payload_bytes;
             r.jitter = r.jitter.max(old.jitter);
             if let Some(p) = &mut self.played {
@@ -714,6 +740,7 @@ impl RtpReceiver {
             reordered: r.reordered,
             discarded: r.discarded,
             sequence_restarts: r.restarts,
+            timestamp_jumps: r.timestamp_jumps,
             ssrc_changes: self.ssrc_changes,
             highest_sequence: 0,
             payload_bytes: r.payload_bytes,
@@ -727,6 +754,7 @@ impl RtpReceiver {
             stats.reordered += s.reordered;
             stats.discarded += s.discarded;
             stats.sequence_restarts += s.restarts;
+            stats.timestamp_jumps += s.timestamp_jumps;
             stats.payload_bytes += s.payload_bytes;
             stats.jitter_ts = stats.jitter_ts.max(s.jitter);
         }
@@ -1090,6 +1118,96 @@ mod tests {
         // Segment one: 0..=11 (11 received, 10 lost to the stray); segment two: 13, 14.
         assert_eq!(stats.expected, 12 + 2);
         assert_eq!(stats.received, 11 + 2);
+    }
+
+    /// Delivers `n` packets 20 ms apart with constant transit, starting at packet `i0`
+    /// of the schedule; packet `i` carries `seq(i)` and `ts(i)`.
+    fn stream(
+        rx: &mut RtpReceiver,
+        t0: Instant,
+        range: std::ops::Range<u32>,
+        seq: impl Fn(u32) -> u16,
+        ts: impl Fn(u32) -> u32,
+    ) {
+        for i in range {
+            let buf = bytes(0x5EED, seq(i), ts(i));
+            rx.on_packet(t0 + ms(20) * i + ms(7), &RtpPacket::parse(&buf).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_timestamp_jump_is_a_discontinuity_not_jitter() {
+        let t0 = base();
+        let mut rx = RtpReceiver::new(t0, ReceiverConfig::default()).unwrap();
+        // 100 packets, then the timestamps jump by 2^30 (37 hours at 8 kHz), sequence going on;
+        // then back down by 5 s.
+        stream(&mut rx, t0, 0..100, |i| i as u16, |i| 160 * i);
+        stream(&mut rx, t0, 100..200, |i| i as u16, |i| 160 * i + (1 << 30));
+        stream(
+            &mut rx,
+            t0,
+            200..300,
+            |i| i as u16,
+            |i| 160 * i + (1 << 30) - 40_000,
+        );
+        let stats = rx.stats();
+        assert_eq!(stats.timestamp_jumps, 2);
+        assert_eq!(stats.sequence_restarts, 0);
+        assert_eq!(stats.discontinuities(), 2);
+        assert_eq!(
+            (stats.expected, stats.received, stats.lost()),
+            (300, 300, 0)
+        );
+        assert!(stats.jitter_ms.abs() < 1e-6, "{stats:?}");
+        // A step of transit just under a second is still jitter (|D| = 7999 units).
+        let mut rx = RtpReceiver::new(t0, ReceiverConfig::default()).unwrap();
+        stream(&mut rx, t0, 0..10, |i| i as u16, |i| 160 * i);
+        stream(&mut rx, t0, 10..11, |i| i as u16, |i| 160 * i + 7999);
+        let stats = rx.stats();
+        assert_eq!(stats.timestamp_jumps, 0);
+        assert!((stats.jitter_ts - 7999.0 / 16.0).abs() < 1e-6, "{stats:?}");
+    }
+
+    #[test]
+    fn sequence_and_timestamp_jumps_on_a_lossless_link_are_neither_loss_nor_jitter() {
+        let t0 = base();
+        let mut rx = RtpReceiver::new(t0, ReceiverConfig::default()).unwrap();
+        let ts_of = |i: u32| {
+            160 * i + if i >= 200 { 3_000_000_000 } else { 0 } + if i >= 400 { 123_456 } else { 0 }
+        };
+        // 0..200 from 1000; a jump forward of 20,000 (timestamps jumping too); at 400 a jump
+        // back by 10,000 (timestamps jumping again), then on to 600.
+        let seq_of = |i: u32| {
+            let s = 1000 + i;
+            let s = if i >= 200 { s + 20_000 } else { s };
+            (if i >= 400 { s - 10_000 } else { s }) as u16
+        };
+        let mut played = 0;
+        for i in 0..600 {
+            let buf = bytes(0x5EED, seq_of(i), ts_of(i));
+            let arrival = rx.on_packet(t0 + ms(20) * i + ms(7), &RtpPacket::parse(&buf).unwrap());
+            match i {
+                200 | 400 => assert_eq!(arrival, Arrival::Discarded, "{i}"),
+                201 | 401 => assert!(matches!(arrival, Arrival::Restarted(_)), "{i}"),
+                _ => assert!(matches!(arrival, Arrival::First(_) | Arrival::InOrder(_))),
+            }
+            if matches!(rx.pop_frame(), Playout::Frame(_)) {
+                played += 1;
+            }
+        }
+        let stats = rx.stats();
+        assert_eq!(stats.sequence_restarts, 2);
+        // The timestamp jumps came with the sequence jumps: one event each, not two.
+        assert_eq!(stats.timestamp_jumps, 0);
+        assert_eq!(stats.discontinuities(), 2);
+        // The packet of each jump is held back (probation), nothing counts as lost.
+        assert_eq!(stats.discarded, 2);
+        assert_eq!((stats.expected, stats.received), (598, 598));
+        assert_eq!(stats.lost(), 0);
+        assert_eq!(stats.loss_fraction(), 0.0);
+        assert!(stats.jitter_ms.abs() < 1e-6, "{stats:?}");
+        // Playout restarts at each jump (refilling the buffer), then goes on.
+        assert!(played > 580, "{played}");
     }
 
     #[test]

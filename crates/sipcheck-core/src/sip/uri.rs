@@ -19,6 +19,10 @@ pub enum UriError {
     /// A `transport=` parameter names a transport sipcheck does not speak.
     #[error("'{0}' names an unsupported transport '{1}'")]
     UnsupportedTransport(String, String),
+    /// A `sips:` URI or `transport=tls`: it needs TLS, which sipcheck does not speak, and
+    /// sending it over plain UDP or TCP would not honour it.
+    #[error("'{0}' requires TLS (a sips: URI or transport=tls), which sipcheck does not support yet; use a sip: URI")]
+    NeedsTls(String),
 }
 
 /// A parsed SIP URI: what a probe needs to address a request.
@@ -37,9 +41,16 @@ pub struct SipTarget {
 }
 
 impl SipTarget {
-    /// Parse `input`; a missing `sip:` scheme is added.
+    /// Parse `input`; a missing `sip:` scheme is added. A `sips:` URI or `transport=tls` is
+    /// refused ([`UriError::NeedsTls`]): there is no TLS to send it over.
     pub fn parse(input: &str) -> Result<Self, UriError> {
         let input = input.trim();
+        if input
+            .get(..5)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
+        {
+            return Err(UriError::NeedsTls(input.to_string()));
+        }
         let uri = if input.starts_with("sip:") || input.starts_with("sips:") {
             input.to_string()
         } else {
@@ -56,11 +67,16 @@ impl SipTarget {
             Host::IP4(ip) => ip.to_string(),
             Host::Name(n) => n.to_string(),
         };
+        if parsed.sips {
+            return Err(UriError::NeedsTls(input.to_string()));
+        }
         let transport = match parsed.uri_params.get_val("transport") {
             None => None,
             Some(t) if t.eq_ignore_ascii_case("udp") => Some(Transport::Udp),
             Some(t) if t.eq_ignore_ascii_case("tcp") => Some(Transport::Tcp),
-            Some(t) if t.eq_ignore_ascii_case("tls") => Some(Transport::Tls),
+            Some(t) if t.eq_ignore_ascii_case("tls") => {
+                return Err(UriError::NeedsTls(input.to_string()))
+            }
             Some(t) => {
                 return Err(UriError::UnsupportedTransport(
                     input.to_string(),
@@ -228,5 +244,20 @@ mod tests {
             SipTarget::parse("sip:a@b;transport=sctp"),
             Err(UriError::UnsupportedTransport(..))
         ));
+    }
+
+    #[test]
+    fn uris_that_need_tls_are_refused() {
+        for uri in [
+            "sips:bob@127.0.0.1:5061",
+            "SIPS:bob@127.0.0.1",
+            "sips:pbx.example.com",
+            "sip:bob@127.0.0.1;transport=tls",
+            "sip:bob@127.0.0.1;transport=TLS",
+        ] {
+            let err = SipTarget::parse(uri).unwrap_err();
+            assert_eq!(err, UriError::NeedsTls(uri.to_string()), "{uri}");
+            assert!(err.to_string().contains("requires TLS"), "{err}");
+        }
     }
 }
