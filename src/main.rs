@@ -1,5 +1,7 @@
 //! The `sipcheck` command line.
 
+mod logging;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -181,7 +183,7 @@ struct NetArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     local: Option<SocketAddr>,
     /// RFC 3261 T1 (round-trip estimate); Timer B/F fire at 64*T1.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_t1)]
     t1: Duration,
     /// RFC 3261 T2 (maximum retransmit interval for non-INVITE requests).
     #[arg(long, default_value = "4s", value_parser = parse_duration)]
@@ -203,7 +205,7 @@ struct OptionsCmd {
     #[arg(env = "SIP_TARGET")]
     uri: String,
     /// Send via this proxy (HOST[:PORT]); the Request-URI is unchanged.
-    #[arg(long, value_name = "HOST[:PORT]")]
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
     proxy: Option<String>,
     #[command(flatten)]
     net: NetArgs,
@@ -212,7 +214,7 @@ struct OptionsCmd {
 #[derive(Debug, Args)]
 struct RegisterCmd {
     /// Registrar, HOST[:PORT].
-    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]")]
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
     server: String,
     /// User name (address-of-record user part and digest username).
     #[arg(long, env = "SIP_USER")]
@@ -237,7 +239,7 @@ struct RegisterCmd {
     #[arg(long, conflicts_with_all = ["keep", "unregister"])]
     unregister_all: bool,
     /// Send via this outbound proxy (HOST[:PORT]).
-    #[arg(long, value_name = "HOST[:PORT]")]
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
     proxy: Option<String>,
     #[command(flatten)]
     net: NetArgs,
@@ -259,7 +261,7 @@ struct AudioOpts {
     #[arg(long, value_name = "FILE", conflicts_with = "play_tone")]
     play_wav: Option<PathBuf>,
     /// Level of the played tone in dBFS (per component).
-    #[arg(long, default_value_t = -12.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = -12.0, allow_hyphen_values = true, value_parser = parse_level)]
     level: f64,
     /// Fail unless this tone is heard: HZ or HZ+HZ.
     #[arg(long, value_name = "HZ[+HZ]")]
@@ -319,6 +321,51 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| e.to_string())
 }
 
+/// T1 is the unit of every SIP timer: 0 would retransmit without pause and time out at once.
+fn parse_t1(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "'{s}' is no T1: it must be more than 0 (e.g. 500ms)"
+        ));
+    }
+    Ok(d)
+}
+
+/// A tone level in dBFS: a number, at most 0 (full scale).
+fn parse_level(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(l) if l.is_finite() && l <= 0.0 => Ok(l),
+        Ok(l) if l.is_finite() => Err(format!(
+            "'{s}' is above full scale: a level is in dBFS, at most 0 (e.g. -12)"
+        )),
+        _ => Err(format!(
+            "'{s}' is not a level in dBFS (a number at most 0, e.g. -12)"
+        )),
+    }
+}
+
+/// A server or proxy, HOST[:PORT]: refused here if its port is 0; the rest is resolved
+/// (and refused, naming why) later.
+fn parse_server(s: &str) -> Result<String, String> {
+    let port = if let Some(rest) = s.strip_prefix('[') {
+        rest.split_once(']')
+            .and_then(|(_, after)| after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => Some(port),
+            _ => None,
+        }
+    };
+    match port.map(str::parse::<u16>) {
+        None => Ok(s.to_string()),
+        Some(Ok(0)) => Err(format!(
+            "'{s}' names port 0; give a port from 1 to 65535 or none"
+        )),
+        Some(_) => Ok(s.to_string()),
+    }
+}
+
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
         .split_once('-')
@@ -343,10 +390,10 @@ struct CallCmd {
     #[arg(env = "SIP_TARGET")]
     uri: String,
     /// Registrar/proxy to send the call through, HOST[:PORT] (default: the URI's host).
-    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]")]
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
     server: Option<String>,
     /// Outbound proxy, HOST[:PORT]: requests go there with a pre-loaded Route.
-    #[arg(long, value_name = "HOST[:PORT]")]
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
     proxy: Option<String>,
     /// User name: From, REGISTER and digest username.
     #[arg(long, env = "SIP_USER")]
@@ -389,7 +436,7 @@ struct AnswerCmd {
     #[arg(long, default_value = "127.0.0.1:5060", value_name = "ADDR:PORT")]
     listen: SocketAddr,
     /// Register at this server first (and keep the registration fresh), HOST[:PORT].
-    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]")]
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
     server: Option<String>,
     /// User to register as (digest username).
     #[arg(long, env = "SIP_USER")]
@@ -421,7 +468,7 @@ struct AnswerCmd {
     #[command(flatten)]
     audio: AudioOpts,
     /// RFC 3261 T1; Timer B/F/H fire at 64*T1.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_t1)]
     t1: Duration,
     /// Print one JSON object per call and the totals instead of text.
     #[arg(long)]
@@ -459,7 +506,7 @@ impl NetArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    logging::init(cli.verbose);
     let trace_file = match &cli.trace_sip {
         Some(path) => match std::fs::File::create(path) {
             Ok(file) => Some(file),
@@ -486,21 +533,8 @@ fn main() -> ExitCode {
     };
     let exit = runtime.block_on(run(cli.command));
     sipcheck::sip_trace::flush();
+    logging::summarize();
     exit.into()
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn run(command: Command) -> Exit {
@@ -704,6 +738,35 @@ fn finish<R: serde::Serialize>(
             }
             eprintln!("sipcheck: error: {}", escape_controls(&message));
             exit
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_of_t1_level_and_server_ports() {
+        assert_eq!(parse_t1("1ms"), Ok(Duration::from_millis(1)));
+        assert!(parse_t1("0ms").is_err());
+        assert_eq!(parse_level("0"), Ok(0.0));
+        assert_eq!(parse_level("-12.5"), Ok(-12.5));
+        for bad in ["0.1", "100", "NaN", "-inf", "loud"] {
+            assert!(parse_level(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "pbx",
+            "pbx:5060",
+            "127.0.0.1:1",
+            "[::1]:5060",
+            "::1",
+            "[::1]",
+        ] {
+            assert_eq!(parse_server(good).as_deref(), Ok(good));
+        }
+        for bad in ["pbx:0", "127.0.0.1:0", "[::1]:0"] {
+            assert!(parse_server(bad).is_err(), "{bad}");
         }
     }
 }

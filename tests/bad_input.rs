@@ -208,3 +208,61 @@ fn unwritable_output_paths_are_refused_before_anything_is_sent() {
     assert!(target.recv(&mut buf).is_err(), "something was sent");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn zero_timers_levels_above_full_scale_and_port_zero_are_refused_at_parse_time() {
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let addr = target.local_addr().unwrap();
+    let uri = format!("sip:x@{addr}");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["options", &uri, "--t1", "0ms"], "t1"),
+        (vec!["call", &uri, "--t1", "0s"], "t1"),
+        (
+            vec!["answer", "--listen", "127.0.0.1:0", "--t1", "0ms"],
+            "t1",
+        ),
+        (vec!["call", &uri, "--level", "NaN"], "level"),
+        (vec!["call", &uri, "--level", "inf"], "level"),
+        (vec!["call", &uri, "--level", "100"], "full scale"),
+        (
+            vec!["answer", "--listen", "127.0.0.1:0", "--level", "3"],
+            "full scale",
+        ),
+        (vec!["options", "sip:x@127.0.0.1:0"], "port 0"),
+        (vec!["call", "sip:x@localhost:0"], "port 0"),
+        (vec!["call", &uri, "--server", "127.0.0.1:0"], "port 0"),
+        (vec!["call", &uri, "--proxy", "[::1]:0"], "port 0"),
+        (vec!["options", &uri, "--proxy", "localhost:0"], "port 0"),
+        (
+            vec!["register", "--server", "127.0.0.1:0", "--user", "u"],
+            "port 0",
+        ),
+        (
+            vec![
+                "answer",
+                "--listen",
+                "127.0.0.1:0",
+                "--server",
+                "pbx.invalid:0",
+                "--user",
+                "u",
+            ],
+            "port 0",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run_sipcheck_with_timeout(args.iter().copied(), &[], Duration::from_secs(20));
+        let shown = format!("{args:?}\n{}", describe_output(&out));
+        assert_eq!(out.status.code(), Some(2), "{shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.to_lowercase().contains(&needle.to_lowercase()),
+            "the error does not name '{needle}': {shown}"
+        );
+        let errors = stderr.lines().filter(|l| l.contains("error")).count();
+        assert_eq!(errors, 1, "not a one-line error: {shown}");
+    }
+    let mut buf = [0u8; 2048];
+    assert!(target.recv(&mut buf).is_err(), "something was sent");
+}

@@ -1356,3 +1356,46 @@ fn sipp_calls_get_through_a_flood_of_unacked_invites_with_their_media_after_the_
         "{totals}"
     );
 }
+
+#[test]
+fn a_flood_of_garbage_logs_a_few_warnings_a_count_and_no_colour() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = OwnAnswer::start(&["--listen", &listen]);
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..5_000usize {
+        let _ = flood.send_to(GARBAGE[i % GARBAGE.len()], answer_addr);
+    }
+    // answer still answers (so it has read the flood queued before this), then exits on SIGINT.
+    let uri = format!("sip:{listen}");
+    let (out, _) = sipcheck(&["options", &uri, "--json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", answer.output());
+    process::signal(answer.child.id(), "INT").unwrap();
+    let status = process::wait_timeout(&mut answer.child, Duration::from_secs(5));
+    assert!(status.is_some(), "answer still running 5 s after SIGINT");
+    let shown = answer.output();
+    let stderr = process::read_lossy(&answer.dir.join("stderr"));
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("malformed datagram ignored"))
+        .count();
+    assert!(warnings >= 1, "no warning at all\n{shown}");
+    assert!(
+        stderr.lines().count() < 50,
+        "{} lines on stderr",
+        stderr.lines().count()
+    );
+    assert!(!stderr.contains('\x1b'), "ANSI escape in a file\n{shown}");
+    // The rest are counted: the summary says how many were left out.
+    let left_out: u64 = stderr
+        .lines()
+        .filter(|l| l.contains("left out") && l.contains("malformed datagram ignored"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    assert!(left_out > 0, "no count of the warnings left out\n{shown}");
+    // Every datagram the kernel delivered is either shown or counted; it may drop some.
+    assert!(
+        warnings as u64 + left_out <= 5_000,
+        "{warnings} shown + {left_out} left out\n{shown}"
+    );
+}

@@ -16,6 +16,9 @@ pub enum UriError {
     /// Not a `sip:` or `sips:` URI, or not parsable as one.
     #[error("'{0}' is not a valid SIP URI (expected sip:user@host[:port])")]
     Invalid(String),
+    /// The URI names port 0, which no peer listens on.
+    #[error("'{0}' names port 0; give a port from 1 to 65535 or none")]
+    PortZero(String),
     /// A `transport=` parameter names a transport sipcheck does not speak.
     #[error("'{0}' names an unsupported transport '{1}'")]
     UnsupportedTransport(String, String),
@@ -84,6 +87,9 @@ impl SipTarget {
                 ))
             }
         };
+        if parsed.host_port.port == Some(0) {
+            return Err(UriError::PortZero(input.to_string()));
+        }
         Ok(Self {
             uri,
             user,
@@ -226,6 +232,17 @@ mod tests {
         let t = SipTarget::parse("sip:alice@[::1]:5062").unwrap();
         assert_eq!(t.host, "[::1]");
         assert_eq!(t.host_port(5060), "[::1]:5062");
+    }
+
+    #[test]
+    fn port_zero_is_refused() {
+        for uri in ["sip:bob@127.0.0.1:0", "pbx.example.com:0", "sip:[::1]:0"] {
+            assert!(
+                matches!(SipTarget::parse(uri), Err(UriError::PortZero(_))),
+                "{uri}"
+            );
+        }
+        assert_eq!(SipTarget::parse("sip:bob@host:1").unwrap().port, Some(1));
     }
 
     #[test]
