@@ -1007,3 +1007,77 @@ fn every_other_shipped_scenario_runs_through_kamailio_and_writes_valid_junit() {
         assert_eq!(v["calls"]["failed"], 0, "{v}");
     }
 }
+
+/// The samples of a 16-bit PCM WAV file (its `data` chunk).
+fn wav_samples(bytes: &[u8]) -> Vec<i16> {
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        if id == b"data" {
+            let end = (at + 8 + len).min(bytes.len());
+            return bytes[at + 8..end]
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect();
+        }
+        at += 8 + len + (len & 1);
+    }
+    panic!("no data chunk");
+}
+
+/// The power of `hz` in `samples` (8 kHz) relative to their total power (Goertzel).
+fn share_at(samples: &[i16], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut total = 0.0f64;
+    for &x in samples {
+        let x = f64::from(x);
+        let s = x + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+        total += x * x;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    // A pure tone of N samples has Goertzel power N²A²/4 and total power N·A²/2.
+    power * 2.0 / (samples.len() as f64 * total.max(1.0))
+}
+
+#[test]
+fn media_record_writes_each_calls_received_audio_and_it_holds_the_far_ends_tone() {
+    let _ports = selftest_ports();
+    let reports = Reports::new();
+    let dir = reports.dir.join("recordings");
+    let set = format!("media.record={}", dir.display());
+    let out = run("scenarios/selftest.yaml", &["--set", &set], &[], &reports);
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    // 10 calls, each recorded by its caller and by its callee.
+    assert_eq!(files.len(), 20, "{files:?}");
+    for path in &files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let samples = wav_samples(&std::fs::read(path).unwrap());
+        // The callers hang up 3 s after the answer: most of 3 s of audio.
+        assert!(
+            samples.len() > 8000 * 2,
+            "{name}: {} samples",
+            samples.len()
+        );
+        // Callers hear the callees' 1 kHz, callees the callers' 440 Hz.
+        let (heard, not) = if name.starts_with("caller-") {
+            (1000.0, 440.0)
+        } else {
+            assert!(name.starts_with("callee-"), "{name}");
+            (440.0, 1000.0)
+        };
+        let (a, b) = (share_at(&samples, heard), share_at(&samples, not));
+        assert!(
+            a > 0.5 && b < 0.01,
+            "{name}: {heard} Hz {a:.3}, {not} Hz {b:.3}"
+        );
+    }
+}

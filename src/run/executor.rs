@@ -198,6 +198,7 @@ pub async fn execute(
                 stop: stop.clone(),
                 load_done: load_done.clone(),
                 rtp: scenario.media.rtp,
+                record_dir: scenario.media.record.as_ref().map(std::path::PathBuf::from),
                 destinations: Default::default(),
             }),
             call_steps: Arc::new(call_steps),

@@ -52,6 +52,8 @@ pub(crate) struct RoleContext {
     pub(crate) load_done: watch::Receiver<bool>,
     /// Whether calls carry RTP (`media: { rtp: false }`: signaling only).
     pub(crate) rtp: bool,
+    /// `media.record`: the directory each call's received audio is written to, as WAV.
+    pub(crate) record_dir: Option<std::path::PathBuf>,
     /// Request-URIs resolved so far, without a next hop (the host of each call's URI).
     pub(crate) destinations: std::sync::Mutex<HashMap<String, SocketAddr>>,
 }
@@ -651,6 +653,7 @@ impl Call {
         config.ptime = Duration::from_millis(u64::from(negotiated.ptime_ms.clamp(10, 60)));
         config.send = negotiated.direction.sends();
         config.jitter_buffer_frames = self.ctx.jitter_frames.max(1);
+        config.record = self.ctx.record_dir.is_some();
         let session = MediaSession::new(
             Instant::now(),
             config,
@@ -1074,6 +1077,12 @@ impl Call {
         let mut media_result = None;
         if let Some((negotiated, handle)) = self.media.take() {
             if let Some(finished) = handle.stop().await {
+                if let (Some(dir), Some(samples)) = (&self.ctx.record_dir, &finished.recording) {
+                    let path = dir.join(recording_name(&self.ctx.role, &self.user, &self.call_id));
+                    if let Err(e) = crate::probe::audio::write_recording(&path, samples) {
+                        tracing::warn!(path = %path.display(), error = %e, "recording not written");
+                    }
+                }
                 let r = finished.report;
                 // An answered call whose far end may send but never did, or whose media
                 // stopped for seconds, fails even when no step listened: a silent call is
@@ -1264,4 +1273,23 @@ async fn resolve_uri_host(uri: &str) -> Option<SocketAddr> {
     crate::transport::resolve(&target.host_port(5060), 5060)
         .await
         .ok()
+}
+
+/// The file a call's received audio is written to in `media.record`: its role, user and
+/// Call-ID, with anything but letters, digits, `-`, `_` and `.` (a path separator, a control
+/// character a peer put in its Call-ID) written as `_`.
+fn recording_name(role: &str, user: &str, call_id: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .take(80)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("{}-{}-{}.wav", clean(role), clean(user), clean(call_id))
 }
