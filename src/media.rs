@@ -111,6 +111,16 @@ impl PortRange {
                     socket.set_nonblocking(true)?;
                     return Ok(socket);
                 }
+                Err(e)
+                    if e.raw_os_error() == Some(nix::errno::Errno::EMFILE as i32)
+                        || e.raw_os_error() == Some(nix::errno::Errno::ENFILE as i32) =>
+                {
+                    // No port is at fault: the process (or the system) is out of files.
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("out of file descriptors (raise ulimit -n): {e}"),
+                    ));
+                }
                 Err(e) => last_err = Some((port, e)),
             }
         }

@@ -1081,3 +1081,34 @@ fn media_record_writes_each_calls_received_audio_and_it_holds_the_far_ends_tone(
         );
     }
 }
+
+#[test]
+fn a_run_that_would_run_out_of_file_descriptors_is_refused_with_the_numbers() {
+    // The self-test keeps 10 calls up with both ends in this process: 20 RTP sockets and the
+    // rest; under a hard limit of 70 open files it cannot run, and says so before sending.
+    let path = repo_root().join("scenarios/selftest.yaml");
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=70:70")
+        .arg(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap()])
+        .output()
+        .expect("prlimit (util-linux) runs");
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs about 84 open files (10 calls at once × 2 RTP socket(s)")
+            && err.contains("the limit is 70")
+            && err.contains("nothing was sent"),
+        "{shown}"
+    );
+    // With room, the same run starts (and passes).
+    let _ports = selftest_ports();
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=200:200")
+        .arg(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+}

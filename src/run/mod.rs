@@ -72,6 +72,12 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Usage;
         }
     }
+    // Enough file descriptors for the calls the plan keeps up at once, or a refusal that
+    // names the numbers, before anything is sent.
+    if let Err(e) = fd_budget(&scenario) {
+        eprintln!("sipcheck: {e}; nothing was sent");
+        return Exit::Usage;
+    }
     let info = RunInfo::from_scenario(&scenario).with_file(&args.file);
     let started_at = Instant::now();
     let mut metrics = Metrics::new(SystemTime::now(), &info);
@@ -178,4 +184,66 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     }
     exit
+}
+
+/// File descriptors a run needs besides its calls' (SIP sockets, listeners, reports, the
+/// runtime's own, the standard streams).
+const FD_OVERHEAD: u64 = 64;
+
+/// Raises the soft limit of open files to the hard limit, then checks it against what the
+/// scenario needs: an RTP socket per call kept up at once and per side played in this process
+/// (a call between two of its roles has both ends here), a TCP connection per user agent over
+/// TCP, and [`FD_OVERHEAD`]. Open-model plans without `max_concurrent` are counted as one call
+/// per calling user agent at once (an estimate; set `max_concurrent` to be exact).
+fn fd_budget(scenario: &sipcheck_core::scenario::Scenario) -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    use sipcheck_core::scenario::model::{Load, Transport};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let callers: u64 = scenario
+        .roles
+        .iter()
+        .filter(|r| r.calls())
+        .map(|r| r.accounts.len() as u64)
+        .sum();
+    let answering = scenario.roles.iter().any(|r| !r.calls());
+    let at_once = match scenario.load {
+        Load::Open {
+            max_concurrent: Some(n),
+            ..
+        } => u64::from(n),
+        Load::Closed { concurrent, .. } => u64::from(concurrent),
+        Load::Open {
+            max_concurrent: None,
+            ..
+        } => callers,
+    };
+    let sides = if answering { 2 } else { 1 };
+    let rtp = if scenario.media.rtp {
+        at_once * sides
+    } else {
+        0
+    };
+    let uas: u64 = scenario.roles.iter().map(|r| r.accounts.len() as u64).sum();
+    let tcp = if scenario.target.transport == Transport::Tcp {
+        uas
+    } else {
+        0
+    };
+    let need = rtp + tcp + FD_OVERHEAD;
+    if need > soft {
+        return Err(format!(
+            "the scenario needs about {need} open files ({at_once} calls at once × {sides} \
+             RTP socket(s), {tcp} TCP connections, {FD_OVERHEAD} for the rest) but the limit \
+             is {soft} (ulimit -n; hard limit {hard}): raise it, or lower the calls kept up \
+             at once (load.max_concurrent)"
+        ));
+    }
+    Ok(())
 }

@@ -518,7 +518,7 @@ impl Call {
         let rtp = match self.ctx.ports.bind_std(self.ctx.local.addr.ip()) {
             Ok(s) => s,
             Err(e) => {
-                self.fail(step, FailureKind::Other, format!("no RTP port free: {e}"));
+                self.fail(step, FailureKind::Other, format!("no RTP socket: {e}"));
                 return None;
             }
         };
