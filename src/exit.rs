@@ -19,6 +19,9 @@ pub enum Exit {
     Thresholds,
     /// 130: the run was interrupted (Ctrl-C); calls were hung up and reports written.
     Interrupted,
+    /// 131: `run` was interrupted twice: it left at once, without hanging up, unregistering
+    /// or writing its reports (nothing it wrote before is a complete report).
+    Abandoned,
 }
 
 impl Exit {
@@ -31,6 +34,7 @@ impl Exit {
             Exit::Internal => 3,
             Exit::Thresholds => 99,
             Exit::Interrupted => 130,
+            Exit::Abandoned => 131,
         }
     }
 }

@@ -100,7 +100,8 @@ Exit codes:
   2    usage error: invalid scenario or flags, nothing was run
   3    internal error in sipcheck
   99   a threshold failed
-  130  interrupted (Ctrl-C or SIGTERM): calls hung up, reports written";
+  130  interrupted (Ctrl-C or SIGTERM): calls hung up, reports written
+  131  interrupted twice: left at once, no report written";
 
 /// SIP/RTP voice test harness: probes, scenarios, load, verified media.
 #[derive(Debug, Parser)]

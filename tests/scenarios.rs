@@ -1112,3 +1112,54 @@ fn a_run_that_would_run_out_of_file_descriptors_is_refused_with_the_numbers() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
 }
+
+#[test]
+fn a_second_ctrl_c_leaves_at_once_with_its_own_exit_code() {
+    let busy = format!("127.0.0.1:{}", free_port());
+    let answer = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let path = repo_root().join("tests/peers/scenarios/busy-and-long.yaml");
+    let stderr = std::fs::File::create(reports.dir.join("stderr")).unwrap();
+    let mut child = std::process::Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(reports.json())
+        .env("BUSY_LISTEN", &busy)
+        .env("ANSWER_LISTEN", &answer)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let wait_for = |text: &str, child: &mut std::process::Child| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = support::process::read_lossy(&reports.dir.join("stderr"));
+            if log.contains(text) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("no {text:?} in time\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Calls are up (the busy ones failed already), then the first Ctrl-C starts the wind-down.
+    wait_for(" failed 2 ", &mut child);
+    support::process::signal(child.id(), "INT").unwrap();
+    wait_for("Ctrl-C again to quit at once", &mut child);
+    // At once: the wind-down of these calls takes well under a second.
+    support::process::signal(child.id(), "INT").unwrap();
+    let status = support::process::wait_timeout(&mut child, Duration::from_secs(10));
+    let log = support::process::read_lossy(&reports.dir.join("stderr"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck did not leave after a second SIGINT\n{log}");
+    };
+    assert_eq!(status.code(), Some(131), "{log}");
+    assert!(log.contains("interrupted again"), "{log}");
+    assert!(
+        !reports.json().exists(),
+        "no report is written after a second Ctrl-C"
+    );
+}

@@ -100,8 +100,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let collector = tokio::spawn(async move {
         let mut interrupted = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
-        let ctrl_c = crate::signal::interrupted();
-        tokio::pin!(ctrl_c);
+        let mut interrupts = crate::signal::Interrupts::new().ok();
         loop {
             tokio::select! {
                 event = events_rx.recv() => match event {
@@ -115,13 +114,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                     None => break,
                 },
                 _ = ticker.tick() => progress.tick(Instant::now()),
-                _ = &mut ctrl_c, if !interrupted => {
+                _ = async { interrupts.as_mut().expect("guarded").next().await }, if interrupts.is_some() && !interrupted => {
                     interrupted = true;
                     let _ = stop_tx.send(true);
                     eprintln!("sipcheck: interrupted: hanging up, unregistering, writing reports (Ctrl-C again to quit at once)");
-                    tokio::spawn(async {
-                        let _ = crate::signal::interrupted().await;
-                        std::process::exit(130);
+                    // The same listener hears the next signal, however soon it comes.
+                    let mut again = interrupts.take().expect("guarded");
+                    tokio::spawn(async move {
+                        again.next().await;
+                        eprintln!("sipcheck: interrupted again: leaving at once, no reports written");
+                        std::process::exit(i32::from(Exit::Abandoned.code()));
                     });
                 }
             }
