@@ -114,6 +114,7 @@ where
     let name = path
         .file_name()
         .map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
+    remove_stale_temporaries(&dir, &name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let file = File::create(&tmp).map_err(|source| ReportError::Create {
         path: tmp.clone(),
@@ -139,6 +140,30 @@ where
             source,
         }
     })
+}
+
+/// Removes the temporary files of `name` left in `dir` by a sipcheck that was killed while
+/// writing (`.NAME.PID.tmp` whose process is gone), so that they do not pile up. Those of a
+/// live process (another run writing the same report now) are left alone.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Where a report goes, given the path the user wrote.
@@ -397,6 +422,28 @@ mod tests {
             .status()
             .expect("run mkfifo");
         assert!(status.success());
+    }
+
+    #[test]
+    fn a_temporary_left_by_a_killed_writer_is_removed_one_of_a_live_one_kept() {
+        let dir = scratch("stale");
+        std::fs::create_dir_all(&dir).unwrap();
+        // No process has a PID above the kernel's maximum (2^22); PID 1 always lives.
+        let stale = dir.join(".junit.xml.999999999.tmp");
+        let live = dir.join(".junit.xml.1.tmp");
+        let other = dir.join(".summary.json.999999999.tmp");
+        for f in [&stale, &live, &other] {
+            std::fs::write(f, b"half a report").unwrap();
+        }
+        let path = dir.join("junit.xml");
+        write_report(path.to_str().unwrap(), |w| w.write_all(b"<x/>")).unwrap();
+        assert!(!stale.exists(), "a dead writer's temporary is removed");
+        assert!(live.exists(), "a live writer's temporary is left");
+        assert!(
+            other.exists(),
+            "another report's temporaries are its own writer's business"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"<x/>");
     }
 
     #[test]
