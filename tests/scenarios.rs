@@ -680,6 +680,19 @@ fn shipped_scenarios_write_junit_both_jenkins_schemas_accept() {
     let out = run("scenarios/selftest.yaml", &[], &[], &reports);
     assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
     assert_valid_junit(&reports.junit());
+    // One run id, random, in the console, the JSON and every JUnit suite.
+    let run_id = reports.summary()["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(run_id.len(), 16, "{run_id}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("run id {run_id}")),
+        "{}",
+        describe_output(&out)
+    );
+    let property = format!(r#"<property name="sipcheck.run_id" value="{run_id}"/>"#);
+    assert_eq!(
+        reports.junit_text().matches(&property).count(),
+        reports.junit_text().matches("<testsuite ").count()
+    );
     let file = repo_root().join("scenarios/selftest.yaml");
     let cases = junit_cases(&reports.junit_text());
     assert_eq!(cases.len(), 10, "{cases:?}");

@@ -37,6 +37,13 @@ pub fn write_summary(
     } else {
         writeln!(out, "sipcheck run {}: {secs:.1} s", s.scenario)?;
     }
+    if !s.run_id.is_empty() {
+        writeln!(
+            out,
+            "run id {} (in the JUnit and JSON reports too)",
+            s.run_id
+        )?;
+    }
 
     // Calls.
     writeln!(out)?;

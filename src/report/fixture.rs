@@ -296,7 +296,9 @@ pub(crate) fn run() -> RunSummary {
         }
     }
     m.record_not_started();
-    m.finish(Duration::from_secs(10), false)
+    let mut s = m.finish(Duration::from_secs(10), false);
+    s.run_id = "5eed0f1ced0c0de5".into();
+    s
 }
 
 pub(crate) fn thresholds() -> Vec<Threshold> {

@@ -8,6 +8,8 @@
 //! ```text
 //! {
 //!   "schema": "sipcheck.run/1",
+//!   "run_id": string,                         this run's random id (also in the console
+//!                                             and the JUnit report)
 //!   "scenario": string,                       scenario name
 //!   "started_at_unix_ms": integer,            wall clock at the run's start
 //!   "duration_s": number,                     how long the run lasted
@@ -97,6 +99,7 @@ pub const SCHEMA: &str = "sipcheck.run/1";
 #[derive(Serialize)]
 struct Doc<'a> {
     schema: &'static str,
+    run_id: &'a str,
     scenario: &'a str,
     started_at_unix_ms: u64,
     duration_s: f64,
@@ -299,6 +302,7 @@ pub fn write_json(
         .collect::<io::Result<_>>()?;
     let doc = Doc {
         schema: SCHEMA,
+        run_id: &s.run_id,
         scenario: &s.scenario,
         started_at_unix_ms: s
             .started_at

@@ -105,6 +105,11 @@ pub fn write_junit(
             attr(name),
             cases.len(),
         )?;
+        writeln!(
+            out,
+            r#"    <properties><property name="sipcheck.run_id" value="{}"/></properties>"#,
+            attr(&s.run_id)
+        )?;
         let classname = attr(&format!("{}.{name}", s.scenario));
         for case in cases {
             write!(

@@ -608,6 +608,9 @@ impl TimingStats {
 /// Everything a run measured, as the reporters read it.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
+    /// This run's id (random, set by the run), written into every report so that a report
+    /// left from an earlier run is never taken for this one's.
+    pub run_id: String,
     /// The scenario's name.
     pub scenario: String,
     /// The scenario file, as named on the command line (empty when unknown).
@@ -1118,6 +1121,7 @@ impl Metrics {
             registrations.merge(&role.registrations);
         }
         RunSummary {
+            run_id: String::new(),
             scenario: self.scenario,
             file: self.file,
             started_at: self.started_at,

@@ -149,7 +149,8 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Internal;
         }
     };
-    let summary = metrics.finish(elapsed, interrupted);
+    let mut summary = metrics.finish(elapsed, interrupted);
+    summary.run_id = format!("{:016x}", rand::random::<u64>());
     // The scenario's thresholds, and the built-in ones it does not override
     // (`calls.not_started <= 0`).
     let thresholds = summary.check(&threshold::with_builtins(&scenario.thresholds));
