@@ -124,6 +124,10 @@ pub struct Totals {
     pub failed: u64,
     /// Whether the run was interrupted.
     pub interrupted: bool,
+    /// Requests refused statelessly with `503 Service Unavailable` (and `Retry-After`)
+    /// because the server transaction table was full. Any makes the run fail: not every
+    /// request was served.
+    pub overload_503: u64,
     /// Datagrams that were not SIP messages, ignored (no response can be sent to them).
     pub malformed: u64,
     /// Registration problems.
@@ -533,6 +537,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         }
     }
     totals.malformed = driver.malformed;
+    totals.overload_503 = driver.endpoint().transactions().counters().overload_503;
     Ok(totals)
 }
 
@@ -829,6 +834,13 @@ impl Totals {
                 self.unconfirmed_dropped, self.source_limited
             )?;
         }
+        if self.overload_503 > 0 {
+            writeln!(
+                out,
+                "overload: {} request(s) refused with 503 Service Unavailable (transaction table full)",
+                self.overload_503
+            )?;
+        }
         if self.malformed > 0 {
             writeln!(
                 out,
@@ -844,10 +856,40 @@ impl Totals {
 
     /// The verdict of the whole run.
     pub fn verdict(&self) -> Verdict {
-        if self.failed == 0 && self.registration_error.is_none() {
+        if self.failed == 0 && self.overload_503 == 0 && self.registration_error.is_none() {
             Verdict::Pass
         } else {
             Verdict::Fail
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_refusals_are_shown_and_fail_the_run() {
+        let mut totals = Totals {
+            kind: "totals",
+            received: 1,
+            answered: 1,
+            passed: 1,
+            ..Totals::default()
+        };
+        assert_eq!(totals.verdict(), Verdict::Pass);
+        totals.overload_503 = 3;
+        assert_eq!(totals.verdict(), Verdict::Fail);
+        let mut text = Vec::new();
+        totals.write(false, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("overload: 3 request(s) refused with 503 Service Unavailable"),
+            "{text}"
+        );
+        let mut json = Vec::new();
+        totals.write(true, &mut json).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(json["overload_503"], 3);
     }
 }

@@ -126,7 +126,27 @@ pub enum Dispatch {
     /// A response that matched no transaction: counted in [`Counters::stray_responses`]; a
     /// 2xx to an INVITE is passed up as [`TransactionEvent::StrayResponse`].
     Stray,
+    /// A request that would have started a server transaction beyond the cap
+    /// ([`TransactionLayer::with_max_server_transactions`]): answered statelessly with
+    /// `503 Service Unavailable` and `Retry-After`, counted in [`Counters::overload_503`].
+    Overloaded,
 }
+
+/// The default cap on live server transactions
+/// ([`TransactionLayer::with_max_server_transactions`]).
+pub const DEFAULT_MAX_SERVER_TRANSACTIONS: usize = 50_000;
+
+/// The `Retry-After` (seconds) of the stateless 503 sent beyond the cap.
+pub const OVERLOAD_RETRY_AFTER: &str = "5";
+
+/// Tables whose length falls below 1/`SHRINK_RATIO` of their capacity are shrunk, once they
+/// hold at least `SHRINK_MIN` entries' worth of capacity.
+const SHRINK_RATIO: usize = 8;
+const SHRINK_MIN: usize = 1024;
+
+/// The To tag of the stateless 503: fixed, so that a retransmitted request gets the same
+/// response (RFC 3261 §8.2.6.2).
+const OVERLOAD_TO_TAG: &str = "sipcheck-overload";
 
 /// Running totals of a [`TransactionLayer`]; nothing in them is an error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -166,6 +186,9 @@ pub struct Counters {
     pub stray_responses: u64,
     /// Timeouts (Timers B, F and H).
     pub timeouts: u64,
+    /// Requests refused statelessly with `503 Service Unavailable` because the server
+    /// transaction table was full.
+    pub overload_503: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +316,9 @@ pub struct TransactionLayer<D> {
     slots: Vec<Slot<D>>,
     free: Vec<u32>,
     live: usize,
+    /// Live server transactions, and the cap on them.
+    live_servers: usize,
+    max_servers: usize,
     client_index: HashMap<Key, Bucket>,
     server_index: HashMap<Key, Bucket>,
     /// Deadlines, with lazy deletion: an entry is live while its transaction exists and
@@ -329,6 +355,8 @@ impl<D: Clone> TransactionLayer<D> {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            live_servers: 0,
+            max_servers: DEFAULT_MAX_SERVER_TRANSACTIONS,
             client_index: HashMap::new(),
             server_index: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -338,6 +366,16 @@ impl<D: Clone> TransactionLayer<D> {
             counters: Counters::default(),
             out: BytesMut::new(),
         }
+    }
+
+    /// Cap the live server transactions at `max` (default
+    /// [`DEFAULT_MAX_SERVER_TRANSACTIONS`]). A request that would start one more is answered
+    /// statelessly with `503 Service Unavailable` and `Retry-After` (RFC 3261 §21.5.4) and
+    /// starts nothing; an ACK is never answered.
+    #[must_use]
+    pub fn with_max_server_transactions(mut self, max: usize) -> Self {
+        self.max_servers = max;
+        self
     }
 
     /// The timer configuration.
@@ -562,6 +600,10 @@ impl<D: Clone> TransactionLayer<D> {
                 .push_back(TransactionEvent::Ack { message, source });
             return Dispatch::Ack;
         }
+        if self.live_servers >= self.max_servers {
+            self.refuse_overloaded(&message, source);
+            return Dispatch::Overloaded;
+        }
         let tx = match ServerTransaction::new(now, message.clone(), reliable, self.config) {
             Ok(tx) => tx,
             // Only an ACK or a response is refused, and neither reaches here.
@@ -569,11 +611,31 @@ impl<D: Clone> TransactionLayer<D> {
         };
         let id = self.insert(Machine::Server(tx), source);
         index_insert(&mut self.server_index, server_key_shared(&message), id);
+        self.live_servers += 1;
         self.counters.server_transactions += 1;
         self.events
             .push_back(TransactionEvent::NewRequest { tx: id, message });
         self.reschedule(id);
         Dispatch::NewRequest { tx: id }
+    }
+
+    /// Answer `request` statelessly with `503 Service Unavailable` and `Retry-After`.
+    fn refuse_overloaded(&mut self, request: &Message, source: D) {
+        self.counters.overload_503 += 1;
+        if self.out.capacity() < OUT_MIN {
+            self.out = BytesMut::with_capacity(OUT_CHUNK);
+        }
+        build::write_response(
+            request,
+            503,
+            build::reason_phrase(503),
+            Some(OVERLOAD_TO_TAG),
+            &[("Retry-After", OVERLOAD_RETRY_AFTER)],
+            None,
+            &mut self.out,
+        );
+        let bytes = self.out.split().freeze();
+        self.send_stateless(source, bytes);
     }
 
     /// The INVITE server transaction a received CANCEL refers to (RFC 3261 §9.2: matched like
@@ -729,6 +791,12 @@ impl<D: Clone> TransactionLayer<D> {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// Capacities of (deadline heap, server index).
+    #[cfg(test)]
+    pub(super) fn index_capacities(&self) -> (usize, usize) {
+        (self.timers.capacity(), self.server_index.capacity())
+    }
+
     /// Sizes of the internal tables: (deadline heap, client index, server index, slots).
     #[cfg(test)]
     pub(super) fn footprint(&self) -> (usize, usize, usize, usize) {
@@ -882,11 +950,37 @@ impl<D: Clone> TransactionLayer<D> {
             Machine::Server(s) => {
                 let key = server_key(s.request());
                 index_remove(&mut self.server_index, key.as_str(), id);
+                self.live_servers -= 1;
             }
         }
+        self.shrink_after_storm();
         self.counters.terminated += 1;
         self.events
             .push_back(TransactionEvent::Terminated { tx: id });
+    }
+
+    /// Give memory back once a storm has passed: tables that fell to a small fraction of
+    /// their capacity are shrunk. (The slot table keeps its length: its free slots carry the
+    /// generations that keep stale ids from naming new transactions.)
+    fn shrink_after_storm(&mut self) {
+        fn sparse(len: usize, capacity: usize) -> bool {
+            capacity >= SHRINK_MIN && len * SHRINK_RATIO < capacity
+        }
+        if sparse(self.server_index.len(), self.server_index.capacity()) {
+            self.server_index.shrink_to(self.server_index.len() * 2);
+        }
+        if sparse(self.client_index.len(), self.client_index.capacity()) {
+            self.client_index.shrink_to(self.client_index.len() * 2);
+        }
+        if sparse(self.timers.len(), self.timers.capacity()) {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+        if sparse(self.events.len(), self.events.capacity()) {
+            self.events.shrink_to(self.events.len() * 2);
+        }
+        if sparse(self.transmits.len(), self.transmits.capacity()) {
+            self.transmits.shrink_to(self.transmits.len() * 2);
+        }
     }
 
     fn entry(&self, id: TxId) -> Option<&Entry<D>> {

@@ -28,7 +28,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use client::{ClientState, ClientTransaction};
-pub use layer::{Counters, Dispatch, TransactionEvent, TransactionLayer, Transmit, TxId};
+pub use layer::{
+    Counters, Dispatch, TransactionEvent, TransactionLayer, Transmit, TxId,
+    DEFAULT_MAX_SERVER_TRANSACTIONS, OVERLOAD_RETRY_AFTER,
+};
 pub use server::{ServerState, ServerTransaction};
 pub use timer::{Timer, TimerConfig, TimerConfigError, TimerTable};
 pub use uas2xx::{Uas2xxEvent, Uas2xxRetransmitter, Uas2xxState};

@@ -1411,3 +1411,117 @@ fn responses_written_in_shared_buffers_stay_intact() {
         assert_eq!(&m.body()[..], &body[..]);
     }
 }
+
+/// The bytes of every queued transmit, drained.
+fn drain(layer: &mut TransactionLayer<Side>) -> Vec<Transmit<Side>> {
+    std::iter::from_fn(|| layer.poll_transmit()).collect()
+}
+
+#[test]
+fn beyond_the_server_cap_requests_get_a_stateless_503_until_transactions_expire() {
+    let t0 = base();
+    let mut uas: TransactionLayer<Side> =
+        TransactionLayer::new(TimerConfig::default()).with_max_server_transactions(10);
+    let bye = |i: u32| request_with("BYE", &format!("z9hG4bKbye{i}"), Transport::Udp, "c1", i);
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let Dispatch::NewRequest { tx } = uas.handle_message(t0, bye(i), false, Side::Uac) else {
+            panic!("request {i} under the cap starts a transaction");
+        };
+        uas.reply(t0, tx, 200, Some("b1")).unwrap();
+        ids.push(tx);
+    }
+    assert_eq!(drain(&mut uas).len(), 10);
+
+    // The 11th BYE and a new INVITE: refused statelessly, nothing started.
+    assert_eq!(
+        uas.handle_message(t0, bye(10), false, Side::Uac),
+        Dispatch::Overloaded
+    );
+    let invite = request_with("INVITE", "z9hG4bKinv", Transport::Udp, "c2", 1);
+    assert_eq!(
+        uas.handle_message(t0, invite.clone(), false, Side::Uac),
+        Dispatch::Overloaded
+    );
+    let sent = drain(&mut uas);
+    assert_eq!(sent.len(), 2);
+    for t in &sent {
+        assert_eq!(t.kind, SendKind::Stateless);
+        assert_eq!(t.destination, Side::Uac);
+        let m = Message::parse_datagram(t.bytes.clone()).unwrap();
+        assert_eq!(m.status(), Some(503));
+        let text = String::from_utf8_lossy(&t.bytes);
+        assert!(text.contains("\r\nRetry-After: 5\r\n"), "{text}");
+        assert!(text.contains(";tag=sipcheck-overload"), "{text}");
+    }
+    assert_eq!(uas.len(), 10);
+    assert_eq!(uas.counters().overload_503, 2);
+
+    // An ACK is never answered, even beyond the cap; a retransmission of a live transaction
+    // is still absorbed by it.
+    let ack = request_with("ACK", "z9hG4bKack", Transport::Udp, "c2", 1);
+    assert_eq!(uas.handle_message(t0, ack, false, Side::Uac), Dispatch::Ack);
+    assert!(matches!(
+        uas.handle_message(t0, bye(3), false, Side::Uac),
+        Dispatch::Server { tx, .. } if tx == ids[3]
+    ));
+    let resent = drain(&mut uas);
+    assert_eq!(resent.len(), 1, "the 200 again, no 503");
+    assert_eq!(
+        Message::parse_datagram(resent[0].bytes.clone())
+            .unwrap()
+            .status(),
+        Some(200)
+    );
+    assert_eq!(uas.counters().overload_503, 2);
+
+    // Timer J (64*T1) ends the transactions: new requests are served again.
+    let later = t0 + TimerConfig::default().t1 * 64;
+    assert_eq!(uas.poll_timeout(), Some(later));
+    uas.handle_timeout(later);
+    assert!(uas.is_empty());
+    assert!(matches!(
+        uas.handle_message(later, invite, false, Side::Uac),
+        Dispatch::NewRequest { .. }
+    ));
+    assert!(drain(&mut uas).is_empty());
+    assert_eq!(uas.counters().overload_503, 2);
+}
+
+#[test]
+fn tables_shrink_after_a_storm() {
+    let t0 = base();
+    let mut uas: TransactionLayer<Side> = TransactionLayer::new(TimerConfig::default());
+    for i in 0..20_000u32 {
+        let bye = request_with("BYE", &format!("z9hG4bKs{i}"), Transport::Tcp, "c1", i);
+        let Dispatch::NewRequest { tx } = uas.handle_message(t0, bye, true, Side::Uac) else {
+            panic!("under the cap");
+        };
+        let _ = tx;
+    }
+    let storm = uas.index_capacities();
+    assert!(storm.1 >= 20_000);
+    // Answered over a reliable transport: Timer J is zero, every transaction ends.
+    let ids: Vec<TxId> = std::iter::from_fn(|| uas.poll_event())
+        .filter_map(|e| match e {
+            TransactionEvent::NewRequest { tx, .. } => Some(tx),
+            _ => None,
+        })
+        .collect();
+    for tx in ids {
+        uas.reply(t0, tx, 200, Some("b1")).unwrap();
+        uas.handle_timeout(t0);
+        drain(&mut uas);
+        while uas.poll_event().is_some() {}
+    }
+    assert!(uas.is_empty());
+    let after = uas.index_capacities();
+    assert!(
+        after.1 < 2048,
+        "server index shrank: {storm:?} -> {after:?}"
+    );
+    assert!(
+        after.0 < 2048,
+        "deadline heap shrank: {storm:?} -> {after:?}"
+    );
+}
