@@ -134,11 +134,13 @@ impl AudioArgs {
                 true,
             ),
             (None, Some(path)) => {
-                let bytes = std::fs::read(path).map_err(|e| {
+                // Decoded as it is read: the file is never held whole in memory.
+                let file = std::fs::File::open(path).map_err(|e| {
                     ProbeError::Invalid(format!("cannot read {}: {e}", path.display()))
                 })?;
-                let samples = wav::decode(&bytes)
-                    .map_err(|e| ProbeError::Invalid(format!("{}: {e}", path.display())))?;
+                let samples =
+                    wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file))
+                        .map_err(|e| ProbeError::Invalid(format!("{}: {e}", path.display())))?;
                 (vec![PlaylistItem::Pcm(Arc::from(samples))], false)
             }
             (None, None) => (Vec::new(), false),

@@ -1,18 +1,27 @@
 //! WAV files in and out: any rate, mono or stereo, 8/16/24/32-bit integer or float, converted
 //! to the 8 kHz mono 16-bit samples a G.711 call carries; and recordings written as WAV.
 //!
-//! The bytes come from the caller (the shell reads the file), so this stays sans-IO. Rate
-//! conversion uses `rubato`'s FFT resampler, which is band-limited: content above the new
-//! Nyquist frequency (4 kHz) is filtered out instead of folding back as aliases, as sample
-//! dropping would.
+//! The caller supplies the bytes as a reader (the shell opens the file), so this stays sans-IO.
+//! A file is decoded as it is read, a chunk at a time: memory is the result (2 bytes per 8 kHz
+//! sample, [`MAX_SECONDS`] at most) plus a few kilobytes, never the file itself nor a wide
+//! intermediate copy of it. [`inspect`] reads the header only, for validation. Rate conversion
+//! uses `rubato`'s FFT resampler, which is band-limited: content above the new Nyquist
+//! frequency (4 kHz) is filtered out instead of folding back as aliases, as sample dropping
+//! would.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
+use rubato::{Fft, FixedSync, Indexing, Resampler};
 
 /// The sample rate of G.711 audio.
 pub const RATE: u32 = 8_000;
+
+/// The longest WAV file played: 4 hours, 230 MB once converted to 8 kHz 16-bit samples.
+pub const MAX_SECONDS: u32 = 4 * 3600;
+
+/// The most 8 kHz samples a decoded file may hold.
+const MAX_SAMPLES: usize = MAX_SECONDS as usize * RATE as usize;
 
 /// Why a WAV file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +32,12 @@ pub enum WavError {
     /// A format hound reads but sipcheck does not convert.
     #[error("unsupported WAV format: {0}")]
     Unsupported(String),
+    /// Longer than [`MAX_SECONDS`].
+    #[error("{seconds} s of audio, longer than the {max} s sipcheck plays", max = MAX_SECONDS)]
+    TooLong {
+        /// The file's length (as its header says, or as far as it was read).
+        seconds: u64,
+    },
     /// The resampler failed.
     #[error("cannot resample from {from} Hz: {reason}")]
     Resample {
@@ -33,10 +48,32 @@ pub enum WavError {
     },
 }
 
-/// Decode a WAV file's bytes to 8 kHz mono samples (channels are averaged).
-pub fn decode(bytes: &[u8]) -> Result<Vec<i16>, WavError> {
-    let reader =
-        hound::WavReader::new(Cursor::new(bytes)).map_err(|e| WavError::Format(e.to_string()))?;
+/// What a WAV file's header says, checked: a format sipcheck converts, and not too long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavInfo {
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Channels (averaged into one).
+    pub channels: u16,
+    /// Frames (samples per channel), as the header says.
+    pub frames: u32,
+}
+
+impl WavInfo {
+    /// The length in whole seconds, rounded up.
+    pub fn seconds(&self) -> u64 {
+        u64::from(self.frames).div_ceil(u64::from(self.sample_rate))
+    }
+}
+
+/// Read a WAV file's header only (up to the start of its samples) and check that sipcheck can
+/// play it: what validation needs, without decoding.
+pub fn inspect<R: Read>(source: R) -> Result<WavInfo, WavError> {
+    open(source).map(|(_, info)| info)
+}
+
+fn open<R: Read>(source: R) -> Result<(hound::WavReader<R>, WavInfo), WavError> {
+    let reader = hound::WavReader::new(source).map_err(|e| WavError::Format(e.to_string()))?;
     let spec = reader.spec();
     if spec.channels == 0 || spec.channels > 8 {
         return Err(WavError::Unsupported(format!("{} channels", spec.channels)));
@@ -47,33 +84,176 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<i16>, WavError> {
             spec.sample_rate
         )));
     }
-    let samples: Vec<f64> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader
-            .into_samples::<f32>()
-            .map(|s| s.map(f64::from))
-            .collect::<Result<_, _>>(),
-        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
-            let scale = f64::from(1u32 << (bits - 1));
-            reader
-                .into_samples::<i32>()
-                .map(|s| s.map(|v| f64::from(v) / scale))
-                .collect::<Result<_, _>>()
-        }
+    match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) | (hound::SampleFormat::Int, 8 | 16 | 24 | 32) => {}
         (format, bits) => {
             return Err(WavError::Unsupported(format!(
                 "{bits}-bit {format:?} samples"
             )))
         }
     }
-    .map_err(|e| WavError::Format(e.to_string()))?;
+    let info = WavInfo {
+        sample_rate: spec.sample_rate,
+        channels: spec.channels,
+        frames: reader.duration(),
+    };
+    if info.seconds() > u64::from(MAX_SECONDS) {
+        return Err(WavError::TooLong {
+            seconds: info.seconds(),
+        });
+    }
+    Ok((reader, info))
+}
 
-    let channels = usize::from(spec.channels);
-    let mono: Vec<f64> = samples
-        .chunks_exact(channels)
-        .map(|frame| frame.iter().sum::<f64>() / channels as f64)
-        .collect();
-    let resampled = resample(&mono, spec.sample_rate)?;
-    Ok(resampled.iter().map(|&s| to_i16(s)).collect())
+/// Decode a WAV file's bytes to 8 kHz mono samples (channels are averaged).
+pub fn decode(bytes: &[u8]) -> Result<Vec<i16>, WavError> {
+    decode_from(bytes)
+}
+
+/// Decode a WAV file to 8 kHz mono samples (channels are averaged), reading `source` as it
+/// goes: give it a buffered reader. Memory is the result plus a few kilobytes.
+pub fn decode_from<R: Read>(source: R) -> Result<Vec<i16>, WavError> {
+    let (mut reader, info) = open(source)?;
+    let mut sink = Sink::new(info.sample_rate)?;
+    let channels = usize::from(info.channels);
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    let mut add = |value: f64, sink: &mut Sink| -> Result<(), WavError> {
+        sum += value;
+        count += 1;
+        if count == channels {
+            let mono = sum / channels as f64;
+            (sum, count) = (0.0, 0);
+            sink.push(mono)?;
+        }
+        Ok(())
+    };
+    let format = |e: hound::Error| WavError::Format(e.to_string());
+    if info_is_float(&reader) {
+        for sample in reader.samples::<f32>() {
+            add(f64::from(sample.map_err(format)?), &mut sink)?;
+        }
+    } else {
+        let scale = f64::from(1u32 << (reader.spec().bits_per_sample - 1));
+        for sample in reader.samples::<i32>() {
+            add(f64::from(sample.map_err(format)?) / scale, &mut sink)?;
+        }
+    }
+    sink.finish()
+}
+
+fn info_is_float<R: Read>(reader: &hound::WavReader<R>) -> bool {
+    reader.spec().sample_format == hound::SampleFormat::Float
+}
+
+/// Mono samples at the file's rate in, 8 kHz 16-bit samples out, a chunk at a time: the same
+/// samples [`resample`] gives for the whole clip at once.
+struct Sink {
+    out: Vec<i16>,
+    /// Input frames received.
+    frames_in: usize,
+    resampling: Option<Resampling>,
+}
+
+struct Resampling {
+    from: u32,
+    resampler: Fft<f64>,
+    /// One input chunk, `filled` of it received.
+    chunk: Vec<f64>,
+    filled: usize,
+    output: Vec<f64>,
+    /// The resampler's delay still to drop from the start of the output.
+    to_trim: usize,
+}
+
+impl Sink {
+    fn new(from: u32) -> Result<Self, WavError> {
+        let resampling = if from == RATE {
+            None
+        } else {
+            let resampler =
+                Fft::<f64>::new(from as usize, RATE as usize, 1024, 1, FixedSync::Input)
+                    .map_err(|e| resample_error(from, &e))?;
+            Some(Resampling {
+                from,
+                chunk: vec![0.0; resampler.input_frames_next()],
+                filled: 0,
+                output: vec![0.0; resampler.output_frames_max()],
+                to_trim: resampler.output_delay(),
+                resampler,
+            })
+        };
+        Ok(Self {
+            out: Vec::new(),
+            frames_in: 0,
+            resampling,
+        })
+    }
+
+    fn push(&mut self, sample: f64) -> Result<(), WavError> {
+        self.frames_in += 1;
+        match &mut self.resampling {
+            None => self.out.push(to_i16(sample)),
+            Some(r) => {
+                r.chunk[r.filled] = sample;
+                r.filled += 1;
+                if r.filled == r.chunk.len() {
+                    r.process(None, &mut self.out)?;
+                }
+            }
+        }
+        if self.out.len() > MAX_SAMPLES {
+            return Err(WavError::TooLong {
+                seconds: u64::from(MAX_SECONDS) + 1,
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<i16>, WavError> {
+        if let Some(r) = &mut self.resampling {
+            let expected = (r.resampler.resample_ratio() * self.frames_in as f64).ceil() as usize;
+            if r.filled > 0 {
+                let partial = r.filled;
+                r.process(Some(partial), &mut self.out)?;
+            }
+            while self.out.len() < expected {
+                r.process(Some(0), &mut self.out)?;
+            }
+            self.out.truncate(expected);
+        }
+        self.out.shrink_to_fit();
+        Ok(self.out)
+    }
+}
+
+impl Resampling {
+    /// Resample the chunk (`partial`: only that many frames of it, the rest silence).
+    fn process(&mut self, partial: Option<usize>, out: &mut Vec<i16>) -> Result<(), WavError> {
+        let from = self.from;
+        let mut indexing = Indexing::new();
+        indexing.partial_len = partial;
+        let input = InterleavedSlice::new(&self.chunk[..], 1, self.chunk.len())
+            .map_err(|e| resample_error(from, &e))?;
+        let output_len = self.output.len();
+        let mut output = InterleavedSlice::new_mut(&mut self.output[..], 1, output_len)
+            .map_err(|e| resample_error(from, &e))?;
+        let (_, written) = self
+            .resampler
+            .process_into_buffer(&input, &mut output, Some(&indexing))
+            .map_err(|e| resample_error(from, &e))?;
+        let trimmed = written.min(self.to_trim);
+        self.to_trim -= trimmed;
+        out.extend(self.output[trimmed..written].iter().map(|&s| to_i16(s)));
+        self.filled = 0;
+        Ok(())
+    }
+}
+
+fn resample_error(from: u32, e: &dyn std::fmt::Display) -> WavError {
+    WavError::Resample {
+        from,
+        reason: e.to_string(),
+    }
 }
 
 /// Resample mono `input` at `from` Hz to 8 kHz.
@@ -205,6 +385,101 @@ mod tests {
     fn garbage_and_unsupported_formats_are_errors() {
         assert!(matches!(decode(b"RIFF1234WAVE"), Err(WavError::Format(_))));
         assert!(matches!(decode(b""), Err(WavError::Format(_))));
+    }
+
+    /// The whole clip decoded to one wide buffer and resampled at once.
+    fn decoded_at_once(bytes: &[u8]) -> Vec<i16> {
+        let mut reader = hound::WavReader::new(bytes).unwrap();
+        let spec = reader.spec();
+        let samples: Vec<f64> = reader
+            .samples::<i32>()
+            .map(|s| f64::from(s.unwrap()) / 32_768.0)
+            .collect();
+        let channels = usize::from(spec.channels);
+        let mono: Vec<f64> = samples
+            .chunks_exact(channels)
+            .map(|frame| frame.iter().sum::<f64>() / channels as f64)
+            .collect();
+        let out = resample(&mono, spec.sample_rate).unwrap();
+        out.iter().map(|&s| to_i16(s)).collect()
+    }
+
+    #[test]
+    fn decoding_a_chunk_at_a_time_gives_the_samples_of_the_whole_clip_at_once() {
+        // rubato's whole-clip path moves only part of its first output chunk when it trims the
+        // resampler's delay (the rest stays where it was): the samples agree after that chunk.
+        const SKIP: usize = 600;
+        for (rate, channels, seconds) in [(44_100, 2, 3.0), (16_000, 1, 2.5), (8_000, 1, 1.0)] {
+            let bytes = wav(rate, channels, 16, false, seconds, 700.0);
+            let streamed = decode_from(&bytes[..]).unwrap();
+            let at_once = decoded_at_once(&bytes);
+            let first_difference = streamed
+                .iter()
+                .zip(&at_once)
+                .skip(SKIP)
+                .position(|(a, b)| a != b);
+            assert!(
+                streamed.len() == at_once.len() && first_difference.is_none(),
+                "{rate} Hz {channels} ch: {} samples streamed, {} at once, first difference at {first_difference:?}",
+                streamed.len(),
+                at_once.len()
+            );
+        }
+    }
+
+    /// The header of a 16-bit mono 8 kHz WAV file whose samples would last `seconds`.
+    fn header_claiming(seconds: u32) -> Vec<u8> {
+        let mut header = wav(RATE, 1, 16, false, 0.0, 0.0);
+        assert_eq!(header.len(), 44, "a canonical header");
+        let data = seconds * RATE * 2;
+        header[4..8].copy_from_slice(&(36 + data).to_le_bytes());
+        header[40..44].copy_from_slice(&data.to_le_bytes());
+        header
+    }
+
+    /// Gives the header, then fails any read past it.
+    struct HeaderOnly(Cursor<Vec<u8>>);
+
+    impl Read for HeaderOnly {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 if !buf.is_empty() => Err(std::io::Error::other("read past the header")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn inspecting_reads_the_header_only() {
+        let info = inspect(HeaderOnly(Cursor::new(header_claiming(7_200)))).unwrap();
+        assert_eq!(
+            info,
+            WavInfo {
+                sample_rate: RATE,
+                channels: 1,
+                frames: 7_200 * RATE
+            }
+        );
+        assert_eq!(info.seconds(), 7_200);
+        // Decoding the same reader does read on, and says why it stopped.
+        let err = decode_from(HeaderOnly(Cursor::new(header_claiming(7_200)))).unwrap_err();
+        assert!(matches!(err, WavError::Format(_)), "{err}");
+    }
+
+    #[test]
+    fn a_file_longer_than_the_maximum_is_refused_from_its_header() {
+        assert!(inspect(HeaderOnly(Cursor::new(header_claiming(MAX_SECONDS)))).is_ok());
+        for reader in [
+            inspect(HeaderOnly(Cursor::new(header_claiming(MAX_SECONDS + 1)))).map(|_| ()),
+            decode_from(HeaderOnly(Cursor::new(header_claiming(MAX_SECONDS + 1)))).map(|_| ()),
+        ] {
+            let err = reader.unwrap_err();
+            assert!(
+                matches!(err, WavError::TooLong { seconds } if seconds == u64::from(MAX_SECONDS) + 1),
+                "{err}"
+            );
+            assert!(err.to_string().contains("longer than the 14400 s"), "{err}");
+        }
     }
 
     #[test]
