@@ -2,7 +2,6 @@
 //! `sipcheck call` and `sipcheck answer`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -141,7 +140,7 @@ impl AudioArgs {
                 let samples =
                     wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file))
                         .map_err(|e| ProbeError::Invalid(format!("{}: {e}", path.display())))?;
-                (vec![PlaylistItem::Pcm(Arc::from(samples))], false)
+                (vec![PlaylistItem::Pcm(samples)], false)
             }
             (None, None) => (Vec::new(), false),
         };

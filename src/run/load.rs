@@ -87,7 +87,7 @@ fn inspect_wav(path: &Path) -> Result<wav::WavInfo, String> {
 }
 
 /// A WAV file decoded to 8 kHz as it is read: never held whole in memory.
-fn decode_wav(path: &Path) -> Result<Vec<i16>, String> {
+fn decode_wav(path: &Path) -> Result<Arc<[i16]>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file)).map_err(|e| e.to_string())
 }
@@ -148,7 +148,7 @@ fn load_with(
                 };
                 match checked {
                     Ok(Some(samples)) => {
-                        wavs.insert(written.clone(), Arc::from(samples));
+                        wavs.insert(written.clone(), samples);
                     }
                     Ok(None) => {}
                     Err(reason) => errors.push(ScenarioError {

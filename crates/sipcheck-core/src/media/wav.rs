@@ -10,6 +10,7 @@
 //! would.
 
 use std::io::{Cursor, Read};
+use std::sync::Arc;
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Indexing, Resampler};
@@ -19,9 +20,6 @@ pub const RATE: u32 = 8_000;
 
 /// The longest WAV file played: 4 hours, 230 MB once converted to 8 kHz 16-bit samples.
 pub const MAX_SECONDS: u32 = 4 * 3600;
-
-/// The most 8 kHz samples a decoded file may hold.
-const MAX_SAMPLES: usize = MAX_SECONDS as usize * RATE as usize;
 
 /// Why a WAV file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -106,15 +104,16 @@ fn open<R: Read>(source: R) -> Result<(hound::WavReader<R>, WavInfo), WavError> 
 }
 
 /// Decode a WAV file's bytes to 8 kHz mono samples (channels are averaged).
-pub fn decode(bytes: &[u8]) -> Result<Vec<i16>, WavError> {
+pub fn decode(bytes: &[u8]) -> Result<Arc<[i16]>, WavError> {
     decode_from(bytes)
 }
 
 /// Decode a WAV file to 8 kHz mono samples (channels are averaged), reading `source` as it
-/// goes: give it a buffered reader. Memory is the result plus a few kilobytes.
-pub fn decode_from<R: Read>(source: R) -> Result<Vec<i16>, WavError> {
+/// goes: give it a buffered reader. Memory is the result, allocated once at its final size
+/// from the header, plus a few kilobytes.
+pub fn decode_from<R: Read>(source: R) -> Result<Arc<[i16]>, WavError> {
     let (mut reader, info) = open(source)?;
-    let mut sink = Sink::new(info.sample_rate)?;
+    let mut sink = Sink::new(info.sample_rate, info.frames as usize)?;
     let channels = usize::from(info.channels);
     let (mut sum, mut count) = (0.0f64, 0usize);
     let mut add = |value: f64, sink: &mut Sink| -> Result<(), WavError> {
@@ -148,10 +147,36 @@ fn info_is_float<R: Read>(reader: &hound::WavReader<R>) -> bool {
 /// Mono samples at the file's rate in, 8 kHz 16-bit samples out, a chunk at a time: the same
 /// samples [`resample`] gives for the whole clip at once.
 struct Sink {
-    out: Vec<i16>,
-    /// Input frames received.
-    frames_in: usize,
+    out: Output,
     resampling: Option<Resampling>,
+}
+
+/// The decoded samples, allocated once at their final length and filled in order.
+struct Output {
+    samples: Arc<[i16]>,
+    filled: usize,
+}
+
+impl Output {
+    fn new(len: usize) -> Self {
+        Self {
+            // From an iterator of known length, the Arc is allocated once, at its size.
+            samples: std::iter::repeat_n(0, len).collect(),
+            filled: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.filled == self.samples.len()
+    }
+
+    /// Append `sample`; beyond the expected length (the resampler's padding), drop it.
+    fn push(&mut self, sample: i16) {
+        if let Some(slot) = Arc::get_mut(&mut self.samples).and_then(|s| s.get_mut(self.filled)) {
+            *slot = sample;
+            self.filled += 1;
+        }
+    }
 }
 
 struct Resampling {
@@ -166,31 +191,32 @@ struct Resampling {
 }
 
 impl Sink {
-    fn new(from: u32) -> Result<Self, WavError> {
-        let resampling = if from == RATE {
-            None
+    /// For `frames` frames at `from` Hz.
+    fn new(from: u32, frames: usize) -> Result<Self, WavError> {
+        let (resampling, len) = if from == RATE {
+            (None, frames)
         } else {
             let resampler =
                 Fft::<f64>::new(from as usize, RATE as usize, 1024, 1, FixedSync::Input)
                     .map_err(|e| resample_error(from, &e))?;
-            Some(Resampling {
+            let len = (resampler.resample_ratio() * frames as f64).ceil() as usize;
+            let resampling = Resampling {
                 from,
                 chunk: vec![0.0; resampler.input_frames_next()],
                 filled: 0,
                 output: vec![0.0; resampler.output_frames_max()],
                 to_trim: resampler.output_delay(),
                 resampler,
-            })
+            };
+            (Some(resampling), len)
         };
         Ok(Self {
-            out: Vec::new(),
-            frames_in: 0,
+            out: Output::new(len),
             resampling,
         })
     }
 
     fn push(&mut self, sample: f64) -> Result<(), WavError> {
-        self.frames_in += 1;
         match &mut self.resampling {
             None => self.out.push(to_i16(sample)),
             Some(r) => {
@@ -201,34 +227,27 @@ impl Sink {
                 }
             }
         }
-        if self.out.len() > MAX_SAMPLES {
-            return Err(WavError::TooLong {
-                seconds: u64::from(MAX_SECONDS) + 1,
-            });
-        }
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<i16>, WavError> {
+    fn finish(mut self) -> Result<Arc<[i16]>, WavError> {
         if let Some(r) = &mut self.resampling {
-            let expected = (r.resampler.resample_ratio() * self.frames_in as f64).ceil() as usize;
             if r.filled > 0 {
                 let partial = r.filled;
                 r.process(Some(partial), &mut self.out)?;
             }
-            while self.out.len() < expected {
+            // The resampler's delay: silence in, the last samples out.
+            while !self.out.is_full() {
                 r.process(Some(0), &mut self.out)?;
             }
-            self.out.truncate(expected);
         }
-        self.out.shrink_to_fit();
-        Ok(self.out)
+        Ok(self.out.samples)
     }
 }
 
 impl Resampling {
     /// Resample the chunk (`partial`: only that many frames of it, the rest silence).
-    fn process(&mut self, partial: Option<usize>, out: &mut Vec<i16>) -> Result<(), WavError> {
+    fn process(&mut self, partial: Option<usize>, out: &mut Output) -> Result<(), WavError> {
         let from = self.from;
         let mut indexing = Indexing::new();
         indexing.partial_len = partial;
@@ -243,7 +262,9 @@ impl Resampling {
             .map_err(|e| resample_error(from, &e))?;
         let trimmed = written.min(self.to_trim);
         self.to_trim -= trimmed;
-        out.extend(self.output[trimmed..written].iter().map(|&s| to_i16(s)));
+        for &sample in &self.output[trimmed..written] {
+            out.push(to_i16(sample));
+        }
         self.filled = 0;
         Ok(())
     }
@@ -485,6 +506,6 @@ mod tests {
     #[test]
     fn recording_round_trips() {
         let samples: Vec<i16> = (0..800).map(|i| (i * 37 % 2000) as i16 - 1000).collect();
-        assert_eq!(decode(&encode(&samples)).unwrap(), samples);
+        assert_eq!(*decode(&encode(&samples)).unwrap(), *samples);
     }
 }
