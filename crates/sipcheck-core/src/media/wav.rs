@@ -70,18 +70,156 @@ pub fn inspect<R: Read>(source: R) -> Result<WavInfo, WavError> {
     open(source).map(|(_, info)| info)
 }
 
-fn open<R: Read>(source: R) -> Result<(hound::WavReader<R>, WavInfo), WavError> {
-    let reader = hound::WavReader::new(source).map_err(|e| WavError::Format(e.to_string()))?;
-    let spec = reader.spec();
-    if spec.channels == 0 || spec.channels > 8 {
-        return Err(WavError::Unsupported(format!("{} channels", spec.channels)));
-    }
-    if spec.sample_rate < 1_000 || spec.sample_rate > 384_000 {
-        return Err(WavError::Unsupported(format!(
-            "sample rate {} Hz",
-            spec.sample_rate
+/// The most bytes of chunks before the samples (format, metadata) read.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// A G.711 WAV file's samples.
+#[derive(Debug, Clone, Copy)]
+enum Law {
+    A,
+    Mu,
+}
+
+/// A file opened up to its samples.
+enum Opened<R: Read> {
+    /// Linear PCM or float, which hound reads (the header bytes read first, then the rest).
+    Hound(hound::WavReader<std::io::Chain<Cursor<Vec<u8>>, R>>),
+    /// A-law or µ-law, one byte a sample, read here.
+    G711 { law: Law, data: std::io::Take<R> },
+}
+
+/// What the RIFF chunks before the samples say.
+struct Header {
+    tag: u16,
+    channels: u16,
+    rate: u32,
+    bits: u16,
+    data_len: u32,
+}
+
+fn read_exact<R: Read>(source: &mut R, buf: &mut [u8], read: &mut Vec<u8>) -> Result<(), WavError> {
+    source
+        .read_exact(buf)
+        .map_err(|e| WavError::Format(format!("the header ends early: {e}")))?;
+    read.extend_from_slice(buf);
+    if read.len() > MAX_HEADER_BYTES {
+        return Err(WavError::Format(format!(
+            "more than {MAX_HEADER_BYTES} bytes of chunks before the samples"
         )));
     }
+    Ok(())
+}
+
+/// Read the RIFF chunks up to the start of the samples, keeping the bytes read in `read`.
+fn read_header<R: Read>(source: &mut R, read: &mut Vec<u8>) -> Result<Header, WavError> {
+    let mut riff = [0u8; 12];
+    read_exact(source, &mut riff, read)?;
+    if &riff[0..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
+        return Err(WavError::Format("no RIFF WAVE header".into()));
+    }
+    let mut format: Option<(u16, u16, u32, u16)> = None;
+    loop {
+        let mut chunk = [0u8; 8];
+        read_exact(source, &mut chunk, read)?;
+        let len = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
+        if &chunk[0..4] == b"data" {
+            let (tag, channels, rate, bits) = format
+                .ok_or_else(|| WavError::Format("no `fmt ` chunk before the samples".into()))?;
+            return Ok(Header {
+                tag,
+                channels,
+                rate,
+                bits,
+                data_len: len,
+            });
+        }
+        // Chunks are padded to an even length.
+        let padded = len as usize + (len as usize & 1);
+        if padded > MAX_HEADER_BYTES {
+            return Err(WavError::Format(format!(
+                "more than {MAX_HEADER_BYTES} bytes of chunks before the samples"
+            )));
+        }
+        let mut body = vec![0u8; padded];
+        read_exact(source, &mut body, read)?;
+        if &chunk[0..4] == b"fmt " {
+            if len < 16 {
+                return Err(WavError::Format(
+                    "a `fmt ` chunk shorter than 16 bytes".into(),
+                ));
+            }
+            let u16_at = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
+            let mut tag = u16_at(0);
+            // WAVE_FORMAT_EXTENSIBLE: the format is the sub-format GUID's first two bytes.
+            if tag == 0xFFFE && len >= 26 {
+                tag = u16_at(24);
+            }
+            let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+            format = Some((tag, u16_at(2), rate, u16_at(14)));
+        }
+    }
+}
+
+/// The name of a WAV format tag sipcheck does not read.
+fn format_name(tag: u16) -> String {
+    let name = match tag {
+        0x0002 => "Microsoft ADPCM",
+        0x0011 => "IMA ADPCM",
+        0x0031 => "GSM 6.10",
+        0x0040 | 0x0064 => "G.721 ADPCM",
+        0x0050 => "MPEG",
+        0x0055 => "MP3",
+        _ => "compressed",
+    };
+    format!("{name} samples (format tag {tag:#06x})")
+}
+
+fn check(info: &WavInfo) -> Result<(), WavError> {
+    if info.channels == 0 || info.channels > 8 {
+        return Err(WavError::Unsupported(format!("{} channels", info.channels)));
+    }
+    if info.sample_rate < 1_000 || info.sample_rate > 384_000 {
+        return Err(WavError::Unsupported(format!(
+            "sample rate {} Hz",
+            info.sample_rate
+        )));
+    }
+    if info.seconds() > u64::from(MAX_SECONDS) {
+        return Err(WavError::TooLong {
+            seconds: info.seconds(),
+        });
+    }
+    Ok(())
+}
+
+fn open<R: Read>(mut source: R) -> Result<(Opened<R>, WavInfo), WavError> {
+    let mut read = Vec::new();
+    let header = read_header(&mut source, &mut read)?;
+    let law = match header.tag {
+        1 | 3 => None,
+        6 => Some(Law::A),
+        7 => Some(Law::Mu),
+        tag => return Err(WavError::Unsupported(format_name(tag))),
+    };
+    if let Some(law) = law {
+        if header.bits != 8 {
+            return Err(WavError::Unsupported(format!(
+                "{}-bit {law:?}-law samples (G.711 is 8-bit)",
+                header.bits
+            )));
+        }
+        let info = WavInfo {
+            sample_rate: header.rate,
+            channels: header.channels,
+            frames: header.data_len / u32::from(header.channels.max(1)),
+        };
+        check(&info)?;
+        let data = source.take(u64::from(header.data_len));
+        return Ok((Opened::G711 { law, data }, info));
+    }
+    let reader = hound::WavReader::new(Cursor::new(read).chain(source))
+        .map_err(|e| WavError::Format(e.to_string()))?;
+    let spec = reader.spec();
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) | (hound::SampleFormat::Int, 8 | 16 | 24 | 32) => {}
         (format, bits) => {
@@ -95,12 +233,8 @@ fn open<R: Read>(source: R) -> Result<(hound::WavReader<R>, WavInfo), WavError> 
         channels: spec.channels,
         frames: reader.duration(),
     };
-    if info.seconds() > u64::from(MAX_SECONDS) {
-        return Err(WavError::TooLong {
-            seconds: info.seconds(),
-        });
-    }
-    Ok((reader, info))
+    check(&info)?;
+    Ok((Opened::Hound(reader), info))
 }
 
 /// Decode a WAV file's bytes to 8 kHz mono samples (channels are averaged).
@@ -110,9 +244,9 @@ pub fn decode(bytes: &[u8]) -> Result<Arc<[i16]>, WavError> {
 
 /// Decode a WAV file to 8 kHz mono samples (channels are averaged), reading `source` as it
 /// goes: give it a buffered reader. Memory is the result, allocated once at its final size
-/// from the header, plus a few kilobytes.
+/// from the header, plus a few kilobytes. Linear PCM, float, A-law and µ-law are read.
 pub fn decode_from<R: Read>(source: R) -> Result<Arc<[i16]>, WavError> {
-    let (mut reader, info) = open(source)?;
+    let (opened, info) = open(source)?;
     let mut sink = Sink::new(info.sample_rate, info.frames as usize)?;
     let channels = usize::from(info.channels);
     let (mut sum, mut count) = (0.0f64, 0usize);
@@ -127,21 +261,47 @@ pub fn decode_from<R: Read>(source: R) -> Result<Arc<[i16]>, WavError> {
         Ok(())
     };
     let format = |e: hound::Error| WavError::Format(e.to_string());
-    if info_is_float(&reader) {
-        for sample in reader.samples::<f32>() {
-            add(f64::from(sample.map_err(format)?), &mut sink)?;
+    match opened {
+        Opened::Hound(mut reader) => {
+            if reader.spec().sample_format == hound::SampleFormat::Float {
+                for sample in reader.samples::<f32>() {
+                    add(f64::from(sample.map_err(format)?), &mut sink)?;
+                }
+            } else {
+                let scale = f64::from(1u32 << (reader.spec().bits_per_sample - 1));
+                for sample in reader.samples::<i32>() {
+                    add(f64::from(sample.map_err(format)?) / scale, &mut sink)?;
+                }
+            }
         }
-    } else {
-        let scale = f64::from(1u32 << (reader.spec().bits_per_sample - 1));
-        for sample in reader.samples::<i32>() {
-            add(f64::from(sample.map_err(format)?) / scale, &mut sink)?;
+        Opened::G711 { law, mut data } => {
+            let expected = data.limit();
+            let mut got = 0u64;
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = data
+                    .read(&mut buf)
+                    .map_err(|e| WavError::Format(e.to_string()))?;
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+                for &code in &buf[..n] {
+                    let linear = match law {
+                        Law::A => super::g711::alaw_decode(code),
+                        Law::Mu => super::g711::ulaw_decode(code),
+                    };
+                    add(f64::from(linear) / 32_768.0, &mut sink)?;
+                }
+            }
+            if got < expected {
+                return Err(WavError::Format(format!(
+                    "the file ends after {got} of its {expected} bytes of samples"
+                )));
+            }
         }
     }
     sink.finish()
-}
-
-fn info_is_float<R: Read>(reader: &hound::WavReader<R>) -> bool {
-    reader.spec().sample_format == hound::SampleFormat::Float
 }
 
 /// Mono samples at the file's rate in, 8 kHz 16-bit samples out, a chunk at a time: the same
@@ -501,6 +661,87 @@ mod tests {
             );
             assert!(err.to_string().contains("longer than the 14400 s"), "{err}");
         }
+    }
+
+    /// A G.711 WAV file (format tag 6, A-law, or 7, µ-law) of these 8 kHz mono samples.
+    fn g711_wav(tag: u16, samples: &[i16]) -> Vec<u8> {
+        use crate::media::g711::{alaw_encode, ulaw_encode};
+        let data: Vec<u8> = samples
+            .iter()
+            .map(|&s| {
+                if tag == 6 {
+                    alaw_encode(s)
+                } else {
+                    ulaw_encode(s)
+                }
+            })
+            .collect();
+        let mut fmt = Vec::new();
+        fmt.extend_from_slice(&tag.to_le_bytes());
+        fmt.extend_from_slice(&1u16.to_le_bytes());
+        fmt.extend_from_slice(&RATE.to_le_bytes());
+        fmt.extend_from_slice(&RATE.to_le_bytes());
+        fmt.extend_from_slice(&1u16.to_le_bytes());
+        fmt.extend_from_slice(&8u16.to_le_bytes());
+        fmt.extend_from_slice(&0u16.to_le_bytes());
+        let mut body = b"WAVEfmt ".to_vec();
+        body.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+        body.extend_from_slice(&fmt);
+        body.extend_from_slice(b"fact");
+        body.extend_from_slice(&4u32.to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(b"data");
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(&data);
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        file.extend_from_slice(&body);
+        file
+    }
+
+    #[test]
+    fn a_law_and_mu_law_files_are_read() {
+        use crate::media::g711::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
+        let tone: Vec<i16> = (0..RATE)
+            .map(|i| {
+                let phase = 2.0 * std::f64::consts::PI * 1000.0 * f64::from(i) / f64::from(RATE);
+                (12_000.0 * phase.sin()) as i16
+            })
+            .collect();
+        for (tag, round_trip) in [
+            (6, (|s| alaw_decode(alaw_encode(s))) as fn(i16) -> i16),
+            (7, |s| ulaw_decode(ulaw_encode(s))),
+        ] {
+            let bytes = g711_wav(tag, &tone);
+            let samples = decode(&bytes).unwrap();
+            let expected: Vec<i16> = tone.iter().map(|&s| round_trip(s)).collect();
+            assert_eq!(*samples, *expected, "format tag {tag}");
+            assert!(detects(&samples, 1000.0), "format tag {tag}");
+            let info = inspect(&bytes[..]).unwrap();
+            assert_eq!(
+                (info.sample_rate, info.channels, info.frames),
+                (RATE, 1, RATE)
+            );
+        }
+    }
+
+    #[test]
+    fn a_g711_file_cut_short_or_of_another_encoding_is_refused_naming_why() {
+        let mut truncated = g711_wav(7, &[0; 800]);
+        truncated.truncate(truncated.len() - 100);
+        let err = decode(&truncated).unwrap_err().to_string();
+        assert!(err.contains("ends after 700 of its 800 bytes"), "{err}");
+
+        let mut mp3 = g711_wav(7, &[0; 800]);
+        mp3[20..22].copy_from_slice(&0x55u16.to_le_bytes());
+        let err = decode(&mp3).unwrap_err();
+        assert!(matches!(err, WavError::Unsupported(_)), "{err}");
+        assert!(
+            err.to_string().contains("MP3 samples (format tag 0x0055)"),
+            "{err}"
+        );
+        let err = inspect(&mp3[..]).unwrap_err().to_string();
+        assert!(err.contains("format tag 0x0055"), "{err}");
     }
 
     #[test]
