@@ -137,8 +137,9 @@ impl AudioArgs {
                 let file = std::fs::File::open(path).map_err(|e| {
                     ProbeError::Invalid(format!("cannot read {}: {e}", path.display()))
                 })?;
+                let len = file.metadata().map_or(u64::MAX, |m| m.len());
                 let samples =
-                    wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file))
+                    wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file), len)
                         .map_err(|e| ProbeError::Invalid(format!("{}: {e}", path.display())))?;
                 (vec![PlaylistItem::Pcm(samples)], false)
             }

@@ -89,7 +89,9 @@ fn inspect_wav(path: &Path) -> Result<wav::WavInfo, String> {
 /// A WAV file decoded to 8 kHz as it is read: never held whole in memory.
 fn decode_wav(path: &Path) -> Result<Arc<[i16]>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file)).map_err(|e| e.to_string())
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file), len)
+        .map_err(|e| e.to_string())
 }
 
 fn load_with(

@@ -55,6 +55,8 @@ pub struct WavInfo {
     pub channels: u16,
     /// Frames (samples per channel), as the header says.
     pub frames: u32,
+    /// The bytes of samples, as the header says.
+    pub data_bytes: u64,
 }
 
 impl WavInfo {
@@ -212,11 +214,13 @@ fn open<R: Read>(mut source: R) -> Result<(Opened<R>, WavInfo), WavError> {
             sample_rate: header.rate,
             channels: header.channels,
             frames: header.data_len / u32::from(header.channels.max(1)),
+            data_bytes: u64::from(header.data_len),
         };
         check(&info)?;
         let data = source.take(u64::from(header.data_len));
         return Ok((Opened::G711 { law, data }, info));
     }
+    let data_bytes = u64::from(header.data_len);
     let reader = hound::WavReader::new(Cursor::new(read).chain(source))
         .map_err(|e| WavError::Format(e.to_string()))?;
     let spec = reader.spec();
@@ -232,6 +236,7 @@ fn open<R: Read>(mut source: R) -> Result<(Opened<R>, WavInfo), WavError> {
         sample_rate: spec.sample_rate,
         channels: spec.channels,
         frames: reader.duration(),
+        data_bytes,
     };
     check(&info)?;
     Ok((Opened::Hound(reader), info))
@@ -239,14 +244,22 @@ fn open<R: Read>(mut source: R) -> Result<(Opened<R>, WavInfo), WavError> {
 
 /// Decode a WAV file's bytes to 8 kHz mono samples (channels are averaged).
 pub fn decode(bytes: &[u8]) -> Result<Arc<[i16]>, WavError> {
-    decode_from(bytes)
+    decode_from(bytes, bytes.len() as u64)
 }
 
 /// Decode a WAV file to 8 kHz mono samples (channels are averaged), reading `source` as it
 /// goes: give it a buffered reader. Memory is the result, allocated once at its final size
 /// from the header, plus a few kilobytes. Linear PCM, float, A-law and µ-law are read.
-pub fn decode_from<R: Read>(source: R) -> Result<Arc<[i16]>, WavError> {
+/// `file_len` is the file's length: a header that claims more samples than the file can hold
+/// is refused before anything is allocated for them.
+pub fn decode_from<R: Read>(source: R, file_len: u64) -> Result<Arc<[i16]>, WavError> {
     let (opened, info) = open(source)?;
+    if info.data_bytes > file_len {
+        return Err(WavError::Format(format!(
+            "the header announces {} bytes of samples, the file has {file_len} bytes in all",
+            info.data_bytes
+        )));
+    }
     let mut sink = Sink::new(info.sample_rate, info.frames as usize)?;
     let channels = usize::from(info.channels);
     let (mut sum, mut count) = (0.0f64, 0usize);
@@ -592,7 +605,7 @@ mod tests {
         const SKIP: usize = 600;
         for (rate, channels, seconds) in [(44_100, 2, 3.0), (16_000, 1, 2.5), (8_000, 1, 1.0)] {
             let bytes = wav(rate, channels, 16, false, seconds, 700.0);
-            let streamed = decode_from(&bytes[..]).unwrap();
+            let streamed = decode(&bytes).unwrap();
             let at_once = decoded_at_once(&bytes);
             let first_difference = streamed
                 .iter()
@@ -638,13 +651,26 @@ mod tests {
             WavInfo {
                 sample_rate: RATE,
                 channels: 1,
-                frames: 7_200 * RATE
+                frames: 7_200 * RATE,
+                data_bytes: u64::from(7_200 * RATE * 2),
             }
         );
         assert_eq!(info.seconds(), 7_200);
         // Decoding the same reader does read on, and says why it stopped.
-        let err = decode_from(HeaderOnly(Cursor::new(header_claiming(7_200)))).unwrap_err();
+        let err =
+            decode_from(HeaderOnly(Cursor::new(header_claiming(7_200))), u64::MAX).unwrap_err();
         assert!(matches!(err, WavError::Format(_)), "{err}");
+    }
+
+    #[test]
+    fn a_header_announcing_more_samples_than_the_file_holds_is_refused_before_allocating() {
+        let header = header_claiming(3_600);
+        let err = decode_from(HeaderOnly(Cursor::new(header.clone())), 44).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("announces 57600000 bytes of samples, the file has 44 bytes"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -652,7 +678,11 @@ mod tests {
         assert!(inspect(HeaderOnly(Cursor::new(header_claiming(MAX_SECONDS)))).is_ok());
         for reader in [
             inspect(HeaderOnly(Cursor::new(header_claiming(MAX_SECONDS + 1)))).map(|_| ()),
-            decode_from(HeaderOnly(Cursor::new(header_claiming(MAX_SECONDS + 1)))).map(|_| ()),
+            decode_from(
+                HeaderOnly(Cursor::new(header_claiming(MAX_SECONDS + 1))),
+                u64::MAX,
+            )
+            .map(|_| ()),
         ] {
             let err = reader.unwrap_err();
             assert!(
@@ -730,6 +760,11 @@ mod tests {
         let mut truncated = g711_wav(7, &[0; 800]);
         truncated.truncate(truncated.len() - 100);
         let err = decode(&truncated).unwrap_err().to_string();
+        assert!(err.contains("announces 800 bytes of samples"), "{err}");
+        // Whatever length the caller gives, the samples stop where the file does.
+        let err = decode_from(&truncated[..], u64::MAX)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ends after 700 of its 800 bytes"), "{err}");
 
         let mut mp3 = g711_wav(7, &[0; 800]);
