@@ -156,5 +156,27 @@ roles:
         "run with a {file_size}-byte WAV peaked at {run_peak} bytes"
     );
 
+    // A header announcing those 2 hours in a 44-byte file: validate and run refuse it (exit 2),
+    // naming the mismatch, as call does.
+    let header_only = support::repo_root().join("fixtures/header-only-2h.wav");
+    let text = std::fs::read_to_string(&scenario)
+        .unwrap()
+        .replace(wav.to_str().unwrap(), header_only.to_str().unwrap());
+    std::fs::write(&scenario, text).unwrap();
+    for command in ["validate", "run"] {
+        let out = run_sipcheck_with_timeout(
+            [command, scenario.to_str().unwrap()],
+            &[],
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("announces 115200000 bytes of samples, the file has 44 bytes"),
+            "{command}: {}",
+            describe_output(&out)
+        );
+    }
+
     std::fs::remove_dir_all(&dir).unwrap();
 }

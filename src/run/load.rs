@@ -80,10 +80,14 @@ enum WavUse {
     Inspect,
 }
 
-/// A WAV file's header, checked (the file is read up to its samples only).
+/// A WAV file's header, checked, and the file long enough for the samples it announces (the
+/// file is read up to its samples only).
 fn inspect_wav(path: &Path) -> Result<wav::WavInfo, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    wav::inspect(std::io::BufReader::new(file)).map_err(|e| e.to_string())
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let info = wav::inspect(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    info.fits(len).map_err(|e| e.to_string())?;
+    Ok(info)
 }
 
 /// A WAV file decoded to 8 kHz as it is read: never held whole in memory.

@@ -60,6 +60,17 @@ pub struct WavInfo {
 }
 
 impl WavInfo {
+    /// Check that a file of `file_len` bytes can hold the samples the header announces.
+    pub fn fits(&self, file_len: u64) -> Result<(), WavError> {
+        if self.data_bytes > file_len {
+            return Err(WavError::Format(format!(
+                "the header announces {} bytes of samples, the file has {file_len} bytes in all",
+                self.data_bytes
+            )));
+        }
+        Ok(())
+    }
+
     /// The length in whole seconds, rounded up.
     pub fn seconds(&self) -> u64 {
         u64::from(self.frames).div_ceil(u64::from(self.sample_rate))
@@ -254,12 +265,7 @@ pub fn decode(bytes: &[u8]) -> Result<Arc<[i16]>, WavError> {
 /// is refused before anything is allocated for them.
 pub fn decode_from<R: Read>(source: R, file_len: u64) -> Result<Arc<[i16]>, WavError> {
     let (opened, info) = open(source)?;
-    if info.data_bytes > file_len {
-        return Err(WavError::Format(format!(
-            "the header announces {} bytes of samples, the file has {file_len} bytes in all",
-            info.data_bytes
-        )));
-    }
+    info.fits(file_len)?;
     let mut sink = Sink::new(info.sample_rate, info.frames as usize)?;
     let channels = usize::from(info.channels);
     let (mut sum, mut count) = (0.0f64, 0usize);
