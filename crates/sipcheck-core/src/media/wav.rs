@@ -270,6 +270,13 @@ pub fn decode_from<R: Read>(source: R, file_len: u64) -> Result<Arc<[i16]>, WavE
     let channels = usize::from(info.channels);
     let (mut sum, mut count) = (0.0f64, 0usize);
     let mut add = |value: f64, sink: &mut Sink| -> Result<(), WavError> {
+        // Float files may hold NaN, infinities or values past full scale: they are clipped
+        // (NaN is silence), as the resampler's FFT cannot take them.
+        let value = if value.is_nan() {
+            0.0
+        } else {
+            value.clamp(-1.0, 1.0)
+        };
         sum += value;
         count += 1;
         if count == channels {
@@ -783,6 +790,32 @@ mod tests {
         );
         let err = inspect(&mp3[..]).unwrap_err().to_string();
         assert!(err.contains("format tag 0x0055"), "{err}");
+    }
+
+    #[test]
+    fn float_files_with_nan_and_infinities_are_clipped_not_a_panic() {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut out = Cursor::new(Vec::new());
+        {
+            let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+            for i in 0..4_000 {
+                let v = match i % 4 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    2 => f32::MAX,
+                    _ => 0.25,
+                };
+                w.write_sample(v).unwrap();
+            }
+            w.finalize().unwrap();
+        }
+        let samples = decode(&out.into_inner()).unwrap();
+        assert_eq!(samples.len(), 2_000);
     }
 
     #[test]
