@@ -643,8 +643,8 @@ async fn run(command: Command) -> Exit {
             };
             sipcheck::run::run(&args, &mut stdout).await
         }
-        Command::Validate(cmd) => match sipcheck::run::load::load(&cmd.file, &cmd.set) {
-            Ok((scenario, _)) => {
+        Command::Validate(cmd) => match sipcheck::run::load::validate(&cmd.file, &cmd.set) {
+            Ok(scenario) => {
                 let calls = scenario.roles.iter().filter(|r| r.calls()).count();
                 let _ = writeln!(
                     stdout,

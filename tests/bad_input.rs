@@ -32,6 +32,11 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
             vec!["call", &uri, "--play-wav", "/no/such.wav"],
             "/no/such.wav",
         ),
+        // A 44-byte header announcing 2 hours of samples: refused before they are allocated.
+        (
+            vec!["call", &uri, "--play-wav", "fixtures/header-only-2h.wav"],
+            "announces 115200000 bytes of samples, the file has 44 bytes",
+        ),
         (vec!["call", "sip:a b@c"], "SIP URI"),
         (vec!["call", &sips], "requires TLS"),
         (vec!["options", &sips], "requires TLS"),

@@ -476,6 +476,9 @@ fn wav_files_at_8k_and_16k_stereo_are_played_and_recorded() {
     for (wav, hz) in [
         ("fixtures/tone-1000hz-8k.wav", "1000"),
         ("fixtures/tone-700hz-16k-stereo.wav", "700"),
+        // G.711 telephony files (format tags 6 and 7), one byte a sample.
+        ("fixtures/tone-1000hz-8k-alaw.wav", "1000"),
+        ("fixtures/tone-1000hz-8k-ulaw.wav", "1000"),
     ] {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");

@@ -41,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtp_packet", rtp_packet),
     ("telephone_event", telephone_event),
     ("scenario", scenario),
+    ("wav", wav),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -756,5 +757,27 @@ pub fn scenario(data: &[u8]) {
             let _ = plan.target_at(Duration::from_millis(1500));
             let _ = plan.may_start(1, Duration::from_secs(1));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WAV files
+// ---------------------------------------------------------------------------------------------
+
+/// `wav::inspect` and `wav::decode` on the whole input: a file decoded was inspectable too, and
+/// its samples are no more than its header's length at 8 kHz (memory follows the header,
+/// which cannot announce more than the input holds).
+pub fn wav(data: &[u8]) {
+    use sipcheck_core::media::wav;
+    let info = wav::inspect(data);
+    if let Ok(samples) = wav::decode(data) {
+        let info = info.expect("a decoded file's header is inspectable");
+        assert!(info.data_bytes <= data.len() as u64);
+        let most = u64::from(info.frames) * u64::from(wav::RATE) / u64::from(info.sample_rate) + 1;
+        assert!(
+            samples.len() as u64 <= most,
+            "{} samples from {info:?}",
+            samples.len()
+        );
     }
 }

@@ -2,7 +2,6 @@
 //! `sipcheck call` and `sipcheck answer`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -134,12 +133,15 @@ impl AudioArgs {
                 true,
             ),
             (None, Some(path)) => {
-                let bytes = std::fs::read(path).map_err(|e| {
+                // Decoded as it is read: the file is never held whole in memory.
+                let file = std::fs::File::open(path).map_err(|e| {
                     ProbeError::Invalid(format!("cannot read {}: {e}", path.display()))
                 })?;
-                let samples = wav::decode(&bytes)
-                    .map_err(|e| ProbeError::Invalid(format!("{}: {e}", path.display())))?;
-                (vec![PlaylistItem::Pcm(Arc::from(samples))], false)
+                let len = file.metadata().map_or(u64::MAX, |m| m.len());
+                let samples =
+                    wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file), len)
+                        .map_err(|e| ProbeError::Invalid(format!("{}: {e}", path.display())))?;
+                (vec![PlaylistItem::Pcm(samples)], false)
             }
             (None, None) => (Vec::new(), false),
         };

@@ -59,8 +59,50 @@ fn read_limited(path: &Path, limit: u64) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
-/// Load and validate `path` with `overrides` (`key=value` strings from `--set`).
+/// Load and validate `path` with `overrides` (`key=value` strings from `--set`), decoding
+/// every WAV file it plays.
 pub fn load(path: &str, overrides: &[String]) -> Result<(Scenario, Wavs), LoadError> {
+    load_with(path, overrides, WavUse::Decode)
+}
+
+/// Validate `path` with `overrides` as [`load`] does, reading only the headers of the WAV files
+/// it plays (their format and length are checked, their samples are not decoded).
+pub fn validate(path: &str, overrides: &[String]) -> Result<Scenario, LoadError> {
+    load_with(path, overrides, WavUse::Inspect).map(|(scenario, _)| scenario)
+}
+
+/// What loading does with a scenario's WAV files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WavUse {
+    /// Decode them, once each, to play.
+    Decode,
+    /// Check their headers only.
+    Inspect,
+}
+
+/// A WAV file's header, checked, and the file long enough for the samples it announces (the
+/// file is read up to its samples only).
+fn inspect_wav(path: &Path) -> Result<wav::WavInfo, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let info = wav::inspect(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    info.fits(len).map_err(|e| e.to_string())?;
+    Ok(info)
+}
+
+/// A WAV file decoded to 8 kHz as it is read: never held whole in memory.
+fn decode_wav(path: &Path) -> Result<Arc<[i16]>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    wav::decode_from(std::io::BufReader::with_capacity(64 << 10, file), len)
+        .map_err(|e| e.to_string())
+}
+
+fn load_with(
+    path: &str,
+    overrides: &[String],
+    use_wavs: WavUse,
+) -> Result<(Scenario, Wavs), LoadError> {
     let text = read_limited(Path::new(path), scenario::MAX_SCENARIO_BYTES).map_err(|reason| {
         LoadError::Read {
             path: path.to_string(),
@@ -90,7 +132,7 @@ pub fn load(path: &str, overrides: &[String]) -> Result<(Scenario, Wavs), LoadEr
     let scenario = scenario::load_with_overrides(path, &text, &parsed, &env, &files)
         .map_err(LoadError::Invalid)?;
 
-    // Decode every WAV once; many calls share the samples.
+    // Decode every WAV once (many calls share the samples), or read its header only.
     let mut wavs: Wavs = HashMap::new();
     let mut errors = Vec::new();
     for role in &scenario.roles {
@@ -106,13 +148,15 @@ pub fn load(path: &str, overrides: &[String]) -> Result<(Scenario, Wavs), LoadEr
                     continue;
                 }
                 let p = resolve(&base, written);
-                match std::fs::read(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| wav::decode(&bytes).map_err(|e| e.to_string()))
-                {
-                    Ok(samples) => {
-                        wavs.insert(written.clone(), Arc::from(samples));
+                let checked = match use_wavs {
+                    WavUse::Decode => decode_wav(&p).map(Some),
+                    WavUse::Inspect => inspect_wav(&p).map(|_| None),
+                };
+                match checked {
+                    Ok(Some(samples)) => {
+                        wavs.insert(written.clone(), samples);
                     }
+                    Ok(None) => {}
                     Err(reason) => errors.push(ScenarioError {
                         file: path.to_string(),
                         line: step.line,
