@@ -487,11 +487,18 @@ fn ctrl_c_sends_every_bye_to_sipp_before_exiting() {
         .env("SIPP_ADDR", &addr)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(reports.dir.join("stderr")).unwrap())
         .spawn()
         .unwrap();
-    // 5 calls start at once; give them time to be up.
-    std::thread::sleep(Duration::from_secs(3));
+    // 5 calls start at once; interrupt once all are up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !support::process::read_lossy(&reports.dir.join("stderr")).contains(" active 5 ") {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the calls were not up in time\n{}", sipp.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     support::process::signal(child.id(), "INT").unwrap();
     let status = support::process::wait_timeout(&mut child, Duration::from_secs(30));
     let Some(status) = status else {
@@ -1128,16 +1135,17 @@ fn a_run_that_would_run_out_of_file_descriptors_is_refused_with_the_numbers() {
 
 #[test]
 fn a_second_ctrl_c_leaves_at_once_with_its_own_exit_code() {
-    let busy = format!("127.0.0.1:{}", free_port());
-    let answer = format!("127.0.0.1:{}", free_port());
+    // SIPp answers the calls and never answers a BYE: after the first Ctrl-C the wind-down
+    // waits on the BYEs' Timer F (32 s), so the second Ctrl-C certainly lands during it.
+    let sipp = support::sipp::Sipp::start_uas("uas_bye_silent.xml", &["-mi", "127.0.0.1"])
+        .expect("start sipp");
     let reports = Reports::new();
-    let path = repo_root().join("tests/peers/scenarios/busy-and-long.yaml");
+    let path = repo_root().join("tests/peers/scenarios/sipp-long.yaml");
     let stderr = std::fs::File::create(reports.dir.join("stderr")).unwrap();
     let mut child = std::process::Command::new(support::sipcheck_bin())
         .args(["run", path.to_str().unwrap(), "--json"])
         .arg(reports.json())
-        .env("BUSY_LISTEN", &busy)
-        .env("ANSWER_LISTEN", &answer)
+        .env("SIPP_ADDR", sipp.addr.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(stderr)
@@ -1152,16 +1160,16 @@ fn a_second_ctrl_c_leaves_at_once_with_its_own_exit_code() {
             }
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("no {text:?} in time\n{log}");
+                panic!("no {text:?} in time\n{log}\n{}", sipp.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    // Calls are up (the busy ones failed already), then the first Ctrl-C starts the wind-down.
-    wait_for(" failed 2 ", &mut child);
+    // All five calls are up, then the first Ctrl-C starts the wind-down.
+    wait_for(" active 5 ", &mut child);
     support::process::signal(child.id(), "INT").unwrap();
     wait_for("Ctrl-C again to quit at once", &mut child);
-    // At once: the wind-down of these calls takes well under a second.
+    let second = std::time::Instant::now();
     support::process::signal(child.id(), "INT").unwrap();
     let status = support::process::wait_timeout(&mut child, Duration::from_secs(10));
     let log = support::process::read_lossy(&reports.dir.join("stderr"));
@@ -1169,6 +1177,8 @@ fn a_second_ctrl_c_leaves_at_once_with_its_own_exit_code() {
         let _ = child.kill();
         panic!("sipcheck did not leave after a second SIGINT\n{log}");
     };
+    // At once: not after the BYEs' 32 s.
+    assert!(second.elapsed() < Duration::from_secs(5), "{log}");
     assert_eq!(status.code(), Some(131), "{log}");
     assert!(log.contains("interrupted again"), "{log}");
     assert!(
