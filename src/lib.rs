@@ -7,7 +7,6 @@
 pub mod answer;
 pub mod bridge;
 pub mod exit;
-pub mod ladder;
 pub mod media;
 pub mod probe;
 pub mod report;

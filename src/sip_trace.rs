@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
-use crate::ladder::Direction;
 use crate::terminal::escape_controls;
+use sipcheck_core::stats::ladder::Direction;
 
 /// Where the trace goes.
 struct SipTrace {

@@ -14,8 +14,8 @@ use sipcheck_core::sip::msg::Message;
 use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
 use sipcheck_core::ua::call::{CallEvent, Endpoint};
 
-use crate::ladder::{Direction, Ladder, RawLadder};
 use crate::transport::{Incoming, Transport, TransportError, Unreachable};
+use sipcheck_core::stats::ladder::{Direction, Ladder, RawLadder};
 
 /// An endpoint on a transport, driven by the wall clock.
 pub struct UaDriver {

@@ -18,10 +18,10 @@ use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParam
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
-use crate::ladder::{format_rung, Rung};
 use crate::media::{MediaHandle, PortRange};
 use crate::ua::sleep_until;
 use crate::ua::UaDriver;
+use sipcheck_core::stats::ladder::{format_rung, Rung};
 
 /// What to call and how.
 #[derive(Debug, Clone)]

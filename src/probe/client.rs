@@ -11,9 +11,9 @@ use sipcheck_core::sip::transaction::{
     Timer, TimerConfig, TransactionError, TransactionEvent, TransactionLayer, TxId,
 };
 
-use crate::ladder::{Direction, Ladder};
 use crate::transport::{Incoming, Transport, TransportError, Unreachable};
 use crate::ua::sleep_until;
+use sipcheck_core::stats::ladder::{Direction, Ladder};
 
 /// How a transaction ended without a final response.
 #[derive(Debug, thiserror::Error)]

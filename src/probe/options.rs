@@ -9,7 +9,7 @@ use sipcheck_core::sip::uri::SipTarget;
 
 use super::client::{Client, TransactError};
 use super::{connect, Network, ProbeError, Verdict};
-use crate::ladder::{millis, Rung};
+use sipcheck_core::stats::ladder::{millis, Rung};
 
 /// The result of an OPTIONS probe.
 #[derive(Debug, Serialize)]
@@ -122,7 +122,7 @@ impl OptionsReport {
     /// Human-readable output.
     pub fn write_text(&self, out: &mut impl Write) -> std::io::Result<()> {
         for r in &self.ladder {
-            writeln!(out, "{}", crate::ladder::format_rung(r))?;
+            writeln!(out, "{}", sipcheck_core::stats::ladder::format_rung(r))?;
         }
         if let (Some(code), Some(rtt)) = (self.status, self.rtt_ms) {
             writeln!(

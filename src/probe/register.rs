@@ -12,7 +12,7 @@ use sipcheck_core::ua::register::{
 
 use super::client::{Client, TransactError};
 use super::{connect, Network, ProbeError, Verdict};
-use crate::ladder::{format_rung, millis, Rung};
+use sipcheck_core::stats::ladder::{format_rung, millis, Rung};
 
 /// What to register.
 #[derive(Debug, Clone)]

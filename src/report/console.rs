@@ -15,8 +15,8 @@ use super::metrics::{
     CallCounts, FailedCall, RunSummary, ThresholdResult, TimingStats, Verdict, LATE_START,
     TIMING_METRICS,
 };
-use crate::ladder::format_rung;
-use crate::run::result::Side;
+use sipcheck_core::stats::ladder::format_rung;
+use sipcheck_core::stats::outcome::Side;
 
 /// Writes the summary of a run and its thresholds.
 ///
@@ -391,7 +391,7 @@ mod tests {
     use super::*;
     use crate::report::fixture;
     use crate::report::metrics::{Metrics, RunInfo};
-    use crate::run::result::{Failure, FailureKind};
+    use sipcheck_core::stats::outcome::{Failure, FailureKind};
 
     pub(crate) fn render(s: &RunSummary, t: &[ThresholdResult]) -> String {
         let mut out = Vec::new();

@@ -8,8 +8,8 @@ use hdrhistogram::Histogram;
 use sipcheck_core::scenario::threshold::Threshold;
 
 use super::metrics::{Metrics, RoleInfo, RunInfo, RunSummary, StepInfo};
-use crate::ladder::{Direction, Rung};
-use crate::run::result::{
+use sipcheck_core::stats::ladder::{Direction, Rung};
+use sipcheck_core::stats::outcome::{
     CallMedia, CallResult, Failure, FailureKind, RegisterResult, Side, StepRun,
 };
 

@@ -91,7 +91,7 @@ use super::metrics::{
     unit_name, FailedCall, RegistrationCounts, RunSummary, ThresholdResult, TimingStats, Verdict,
     Verified, LATE_START,
 };
-use crate::run::result::Side;
+use sipcheck_core::stats::outcome::Side;
 
 /// The schema identifier written in every summary.
 pub const SCHEMA: &str = "sipcheck.run/1";

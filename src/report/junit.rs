@@ -716,11 +716,11 @@ mod tests {
             let mut c = fixture::caller(i);
             c.steps.truncate(1);
             c.steps[0].passed = false;
-            c.failures.push(crate::run::result::Failure {
+            c.failures.push(sipcheck_core::stats::outcome::Failure {
                 step: "call",
                 line: 17,
                 col: 9,
-                kind: crate::run::result::FailureKind::SipCode(480),
+                kind: sipcheck_core::stats::outcome::FailureKind::SipCode(480),
                 message: "the call ended: rejected: 480 Temporarily Unavailable".into(),
             });
             m.record_call(&c);
@@ -729,11 +729,11 @@ mod tests {
         let mut c = fixture::caller(3);
         c.steps.truncate(2);
         c.steps[1].passed = false;
-        c.failures.push(crate::run::result::Failure {
+        c.failures.push(sipcheck_core::stats::outcome::Failure {
             step: "run",
             line: 0,
             col: 0,
-            kind: crate::run::result::FailureKind::Interrupted,
+            kind: sipcheck_core::stats::outcome::FailureKind::Interrupted,
             message: "interrupted before the call finished".into(),
         });
         m.record_call(&c);

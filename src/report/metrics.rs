@@ -9,7 +9,7 @@
 //!   `calls.*` thresholds) count the *calling* side when the run has callers, so a call between
 //!   two roles of the run counts once; a run with only callees (calls come from outside)
 //!   counts the callee side. A call *failed* when its result has at least one failure.
-//! - **Failures** are counted per [`FailureKind::label`](crate::run::result::FailureKind::label),
+//! - **Failures** are counted per [`FailureKind::label`](sipcheck_core::stats::outcome::FailureKind::label),
 //!   per occurrence: a call can fail more than one way, so the failures can add up to more
 //!   than the failed calls.
 //! - **Timings** are HdrHistograms of microseconds (3 significant figures, sized for 1 µs to
@@ -39,9 +39,9 @@ use serde::Serialize;
 use sipcheck_core::scenario::model::Scenario;
 use sipcheck_core::scenario::threshold::{Metric, MetricRef, Stat, Threshold, ValueUnit};
 
-use crate::ladder::Rung;
-use crate::run::result::{CallResult, FailureKind, RegisterResult, Side};
 use sipcheck_core::sip::build::reason_phrase;
+use sipcheck_core::stats::ladder::Rung;
+use sipcheck_core::stats::outcome::{CallResult, FailureKind, RegisterResult, Side};
 
 /// A call whose INVITE left later than this after its scheduled start is a late start.
 pub const LATE_START: Duration = Duration::from_millis(10);
@@ -292,7 +292,7 @@ pub struct FailureNote {
     pub line: u32,
     /// Its column.
     pub col: u32,
-    /// [`FailureKind::label`](crate::run::result::FailureKind::label).
+    /// [`FailureKind::label`](sipcheck_core::stats::outcome::FailureKind::label).
     pub kind: String,
     /// What happened.
     pub message: String,
@@ -353,7 +353,7 @@ impl FailedCall {
 pub struct ReasonSummary {
     /// The reason, for people.
     pub reason: String,
-    /// Its [`FailureKind::label`](crate::run::result::FailureKind::label).
+    /// Its [`FailureKind::label`](sipcheck_core::stats::outcome::FailureKind::label).
     pub kind: String,
     /// How many failures had it.
     pub count: u64,
@@ -1169,7 +1169,7 @@ impl Metrics {
 mod tests {
     use super::*;
     use crate::report::fixture::*;
-    use crate::run::result::{CallMedia, Failure, FailureKind};
+    use sipcheck_core::stats::outcome::{CallMedia, Failure, FailureKind};
 
     fn mref(s: &str) -> MetricRef {
         s.parse().unwrap()
@@ -1258,7 +1258,7 @@ thresholds:
     fn a_call_whose_callee_failed_is_a_failed_call_though_its_caller_passed() {
         let failing_callee = |i: u64| {
             let mut c = callee(i);
-            c.failures.push(crate::run::result::Failure {
+            c.failures.push(sipcheck_core::stats::outcome::Failure {
                 step: "expect",
                 line: 12,
                 col: 9,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::run::result::{CallResult, Side};
+use sipcheck_core::stats::outcome::{CallResult, Side};
 
 /// How often a plain progress line is printed by default.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(5);
@@ -328,11 +328,11 @@ mod tests {
             {
                 let mut r = fixture::caller(i as u64 % 100);
                 if i.rem_euclid(40) == 0 {
-                    r.failures.push(crate::run::result::Failure {
+                    r.failures.push(sipcheck_core::stats::outcome::Failure {
                         step: "call",
                         line: 17,
                         col: 9,
-                        kind: crate::run::result::FailureKind::SipCode(503),
+                        kind: sipcheck_core::stats::outcome::FailureKind::SipCode(503),
                         message: "503".into(),
                     });
                 }

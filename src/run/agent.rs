@@ -16,9 +16,9 @@ use sipcheck_core::sip::transaction::{TransactionEvent, TxId};
 use sipcheck_core::ua::call::{CallError, CallEvent, CallId, OutgoingCall};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::ladder::RawLadder;
 use crate::transport::TransportError;
 use crate::ua::UaDriver;
+use sipcheck_core::stats::ladder::RawLadder;
 
 /// The events of one call, with its ladder attached to the `Ended` event. Boxed: the
 /// channel allocates room for 32 messages at once, which unboxed (336 bytes each) is a

@@ -22,12 +22,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::agent::{Agent, Command, IncomingCall, LostFlow};
-use super::result::{CallResult, RegisterResult};
 use super::script::{self, RoleContext};
 use crate::media::PortRange;
 use crate::probe::client::os_seed;
 use crate::transport::{self, TcpPool, Transport, TransportError, UdpTransport};
 use crate::ua::UaDriver;
+use sipcheck_core::stats::outcome::{CallResult, RegisterResult};
 
 /// What the executor reports while it runs.
 #[derive(Debug)]

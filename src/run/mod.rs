@@ -3,7 +3,6 @@
 mod agent;
 pub mod executor;
 pub mod load;
-pub mod result;
 mod script;
 
 use std::io::Write;
@@ -82,9 +81,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let started_at = Instant::now();
     let mut metrics = Metrics::new(SystemTime::now(), &info);
     let counted = if scenario.roles.iter().any(|r| r.calls()) {
-        result::Side::Caller
+        sipcheck_core::stats::outcome::Side::Caller
     } else {
-        result::Side::Callee
+        sipcheck_core::stats::outcome::Side::Callee
     };
     let mut progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
 

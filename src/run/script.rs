@@ -27,10 +27,10 @@ use sipcheck_core::ua::register::LocalEnd;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::agent::{CallEvents, Command};
-use super::result::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
-use crate::ladder::RawLadder;
 use crate::media::{MediaHandle, PortRange};
 use crate::probe::audio::overload_note;
+use sipcheck_core::stats::ladder::RawLadder;
+use sipcheck_core::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
 
 /// Everything a call task shares with its role.
 pub(crate) struct RoleContext {

@@ -14,4 +14,5 @@ pub mod rtp;
 pub mod scenario;
 pub mod sdp;
 pub mod sip;
+pub mod stats;
 pub mod ua;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::ladder::Rung;
+use super::ladder::Rung;
 
 /// Which side of a call a user agent was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
