@@ -5,16 +5,16 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::kamailio::Kamailio;
 use support::process::RunDir;
+use support::reports::{run_scenario as run, Reports};
 use support::responder::Responder;
 use support::sipp::Sipp;
-use support::{describe_output, free_port, repo_root, run_sipcheck, run_sipcheck_with_timeout};
+use support::{describe_output, free_port, repo_root, run_sipcheck};
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
@@ -185,44 +185,6 @@ fn answer_fails_a_call_whose_bye_the_caller_answers_481() {
     assert_eq!(totals["failed"], 1, "{shown}");
 }
 
-struct Reports {
-    dir: RunDir,
-}
-
-impl Reports {
-    fn new() -> Self {
-        Self {
-            dir: RunDir::new("reports").unwrap(),
-        }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-    fn summary(&self) -> Value {
-        let text = std::fs::read_to_string(self.path("summary.json")).expect("JSON report");
-        serde_json::from_str(&text).expect("valid JSON")
-    }
-    fn junit(&self) -> String {
-        std::fs::read_to_string(self.path("junit.xml")).expect("JUnit report")
-    }
-}
-
-fn run(scenario: &str, extra: &[&str], envs: &[(&str, &str)], reports: &Reports) -> Output {
-    let path = repo_root().join(scenario);
-    let junit = reports.path("junit.xml");
-    let json = reports.path("summary.json");
-    let mut args = vec![
-        "run",
-        path.to_str().unwrap(),
-        "--junit",
-        junit.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run_sipcheck_with_timeout(args, envs, Duration::from_secs(120))
-}
-
 #[test]
 fn run_fails_a_call_whose_bye_is_answered_481_at_its_hangup_step() {
     let sipp = sipp("uas_bye_481.xml");
@@ -253,9 +215,9 @@ fn run_fails_a_call_whose_bye_is_answered_481_at_its_hangup_step() {
         "{v}"
     );
     assert!(
-        reports.junit().contains("bye_failed: 481"),
+        reports.junit_text().contains("bye_failed: 481"),
         "{}",
-        reports.junit()
+        reports.junit_text()
     );
 }
 
@@ -293,7 +255,7 @@ fn planned_calls_that_never_started_fail_the_run_unless_allowed() {
     assert_eq!(failed[0]["name"], "calls.not_started", "{v}");
     assert_eq!(failed[0]["condition"], "<= 0", "{v}");
     assert_eq!(failed[0]["actual"], 2.0, "{v}");
-    let junit = reports.junit();
+    let junit = reports.junit_text();
     assert!(
         junit.contains(r#"<failure message="actual 2, limit &lt;= 0" type="threshold">"#),
         "{junit}"
@@ -433,7 +395,7 @@ fn a_callee_waiting_for_a_bye_that_never_comes_gives_up_after_the_load() {
     run.arg("run")
         .arg(&scenario)
         .arg("--json")
-        .arg(reports.path("summary.json"))
+        .arg(reports.json())
         .env("CALLEE_LISTEN", &listen)
         .stdin(std::process::Stdio::null())
         .stdout(std::fs::File::create(reports.path("stdout")).unwrap())

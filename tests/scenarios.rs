@@ -3,58 +3,12 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use support::kamailio::Kamailio;
 use support::process::RunDir;
+use support::reports::{run_scenario as run, Reports};
 use support::{describe_output, free_port, repo_root, run_sipcheck_with_timeout};
-
-struct Reports {
-    dir: RunDir,
-}
-
-impl Reports {
-    fn new() -> Self {
-        Self {
-            dir: RunDir::new("reports").unwrap(),
-        }
-    }
-    fn junit(&self) -> PathBuf {
-        self.dir.join("junit.xml")
-    }
-    fn json(&self) -> PathBuf {
-        self.dir.join("summary.json")
-    }
-    fn summary(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.json()).expect("JSON report written");
-        serde_json::from_str(&text).expect("valid JSON")
-    }
-    fn junit_text(&self) -> String {
-        std::fs::read_to_string(self.junit()).expect("JUnit report written")
-    }
-}
-
-fn run(
-    scenario: &str,
-    extra: &[&str],
-    envs: &[(&str, &str)],
-    reports: &Reports,
-) -> std::process::Output {
-    let path = repo_root().join(scenario);
-    let junit = reports.junit();
-    let json = reports.json();
-    let mut args = vec![
-        "run",
-        path.to_str().unwrap(),
-        "--junit",
-        junit.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run_sipcheck_with_timeout(args, envs, Duration::from_secs(120))
-}
 
 #[test]
 fn dtmf_expectations_in_a_scenario_pass_both_ways_and_fail_on_the_wrong_digits() {

@@ -18,6 +18,7 @@ pub(crate) mod impair;
 pub(crate) mod kamailio;
 pub(crate) mod netns;
 pub(crate) mod process;
+pub(crate) mod reports;
 pub(crate) mod responder;
 pub(crate) mod sip;
 pub(crate) mod sipp;

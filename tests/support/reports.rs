@@ -1,0 +1,71 @@
+//! The report files of one `sipcheck run` (JUnit and JSON) in a run directory of their own,
+//! and the runner that asks for both.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use super::process::RunDir;
+
+/// Where one run's reports go.
+pub(crate) struct Reports {
+    /// The run directory (kept on failure).
+    pub(crate) dir: RunDir,
+}
+
+impl Reports {
+    pub(crate) fn new() -> Self {
+        Self {
+            dir: RunDir::new("reports").expect("create a run directory for reports"),
+        }
+    }
+
+    /// A file in the run directory.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The JUnit report's path.
+    pub(crate) fn junit(&self) -> PathBuf {
+        self.path("junit.xml")
+    }
+
+    /// The JSON report's path.
+    pub(crate) fn json(&self) -> PathBuf {
+        self.path("summary.json")
+    }
+
+    /// The JSON report, parsed.
+    pub(crate) fn summary(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.json()).expect("JSON report written");
+        serde_json::from_str(&text).expect("valid JSON")
+    }
+
+    /// The JUnit report's text.
+    pub(crate) fn junit_text(&self) -> String {
+        std::fs::read_to_string(self.junit()).expect("JUnit report written")
+    }
+}
+
+/// `sipcheck run SCENARIO --junit … --json … EXTRA` (the scenario's path relative to the
+/// repository) with `envs`, killed after 120 s.
+pub(crate) fn run_scenario(
+    scenario: impl AsRef<Path>,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+    reports: &Reports,
+) -> Output {
+    let path = super::repo_root().join(scenario);
+    let junit = reports.junit();
+    let json = reports.json();
+    let mut args = vec![
+        "run",
+        path.to_str().expect("a UTF-8 path"),
+        "--junit",
+        junit.to_str().expect("a UTF-8 path"),
+        "--json",
+        json.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    super::run_sipcheck_with_timeout(args, envs, Duration::from_secs(120))
+}
