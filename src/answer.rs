@@ -55,6 +55,8 @@ pub struct AnswerArgs {
     pub duration: Option<Duration>,
     /// Calls at once; more are answered 486 Busy Here.
     pub max_calls: usize,
+    /// Server transactions alive at once; more requests are answered 503 (stateless).
+    pub max_transactions: usize,
     /// Stop after this many calls have ended.
     pub calls: Option<u64>,
     /// Media options.
@@ -189,6 +191,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     // Every incoming INVITE is answered, rung or rejected as soon as it is seen, so the 100
     // Trying is left out (RFC 3261 §17.2.1): one datagram less per call, as SIPp's uas.
     config.trying = false;
+    config.max_server_transactions = args.max_transactions;
     if let Some(user) = &args.user {
         config.contact_user = user.clone();
     }

@@ -16,7 +16,7 @@ use sipcheck::probe::{self, Network, ProbeError, Verdict};
 use sipcheck::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::media::g711::Codec;
 use sipcheck_core::sip::build::Transport as Kind;
-use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::transaction::{TimerConfig, DEFAULT_MAX_SERVER_TRANSACTIONS};
 
 const OPTIONS_HELP: &str = "\
 Examples:
@@ -323,6 +323,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// T1 is the unit of every SIP timer: 0 would retransmit without pause and time out at once.
+fn parse_max_transactions(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
 fn parse_t1(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d.is_zero() {
@@ -463,6 +471,11 @@ struct AnswerCmd {
     /// Calls at once; more are answered 486 Busy Here.
     #[arg(long, default_value_t = 100)]
     max_calls: usize,
+    /// Server transactions alive at once (each held until its Timer J or K ends): beyond it
+    /// a request is answered statelessly 503 Service Unavailable with Retry-After, so a
+    /// flood of stray requests cannot grow memory without bound.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SERVER_TRANSACTIONS, value_parser = parse_max_transactions)]
+    max_transactions: usize,
     /// Exit after this many calls have ended.
     #[arg(long, value_name = "N")]
     calls: Option<u64>,
@@ -595,6 +608,7 @@ async fn run(command: Command) -> Exit {
                 reject: cmd.reject,
                 duration: cmd.duration,
                 max_calls: cmd.max_calls.max(1),
+                max_transactions: cmd.max_transactions,
                 calls: cmd.calls,
                 audio: cmd.audio.args(),
                 rtp_ports: cmd.audio.rtp_ports,

@@ -930,6 +930,142 @@ fn an_options_flood_leaves_answer_responsive_and_bounded() {
     let _ = stdout;
 }
 
+/// A storm of stray BYEs (no dialog: each answered 481 and its server transaction kept for
+/// Timer J) fills the transaction table up to its cap; beyond it requests are answered
+/// statelessly 503 with Retry-After and cost no memory, the process stays bounded, and once
+/// Timer J has run out the table is free again.
+#[test]
+fn a_bye_storm_beyond_the_transaction_cap_is_answered_503_and_memory_stays_bounded() {
+    const CAP: usize = 1_000;
+    const STORM: u32 = 6_000;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    // T1 50 ms: Timer J is 64·T1 = 3.2 s.
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--json",
+            "--t1",
+            "50ms",
+            "--max-transactions",
+            &CAP.to_string(),
+        ],
+        &[],
+    );
+    let pid = answer.pid().expect("answer runs");
+    let before = rss_kib(pid).expect("VmRSS");
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = sock.local_addr().unwrap();
+    let reader = sock.try_clone().unwrap();
+    // Count the responses as they come (the socket's buffer would overflow otherwise).
+    let counts = std::thread::spawn(move || {
+        let _ = reader.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = vec![0u8; 65_536];
+        let (mut r481, mut r503, mut retry_after, mut other) = (0u32, 0u32, 0u32, 0u32);
+        while let Ok((n, _)) = reader.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if text.starts_with("SIP/2.0 481 ") {
+                r481 += 1;
+            } else if text.starts_with("SIP/2.0 503 ") {
+                r503 += 1;
+                if text.to_ascii_lowercase().contains("\r\nretry-after: ") {
+                    retry_after += 1;
+                }
+            } else {
+                other += 1;
+            }
+        }
+        (r481, r503, retry_after, other)
+    });
+    let uri = format!("sip:bob@{listen}");
+    let mut peak = before;
+    for i in 0..STORM {
+        let bye = request(
+            "BYE",
+            &uri,
+            local,
+            &format!("z9hG4bKstorm{i}"),
+            &format!("s{i}"),
+            &format!("<sip:bob@{listen}>;tag=gone{i}"),
+            &format!("storm{i}@hostile"),
+            2,
+            &[],
+            None,
+        );
+        let _ = sock.send_to(bye.as_bytes(), answer_addr);
+        // Paced in bursts, so that the kernel's buffers drop none of them.
+        if i % 200 == 199 {
+            std::thread::sleep(Duration::from_millis(5));
+            peak = peak.max(rss_kib(pid).unwrap_or(0));
+        }
+    }
+    let (r481, r503, retry_after, other) = counts.join().unwrap();
+    peak = peak.max(rss_kib(pid).unwrap_or(0));
+    let shown = format!(
+        "481: {r481}, 503: {r503} ({retry_after} with Retry-After), other: {other}; \
+         VmRSS {before} KiB before, peak {peak} KiB\n{}",
+        answer.output()
+    );
+    eprintln!("{shown}");
+    // The table holds at most CAP transactions: at most CAP BYEs got their 481 within the
+    // storm (it lasts well under Timer J), the others the stateless 503.
+    assert!(r481 >= 1 && r481 as usize <= CAP, "{shown}");
+    assert!(r503 > 0, "{shown}");
+    assert_eq!(retry_after, r503, "every 503 says when to retry\n{shown}");
+    assert_eq!(other, 0, "{shown}");
+    assert!(
+        peak < before + 48 * 1024,
+        "VmRSS grew from {before} to {peak} KiB\n{shown}"
+    );
+
+    // Timer J over, the table is free again: a request is served, not refused.
+    std::thread::sleep(Duration::from_millis(3_500));
+    let opts = request(
+        "OPTIONS",
+        &format!("sip:{listen}"),
+        local,
+        "z9hG4bKafterstorm",
+        "after",
+        &format!("<sip:{listen}>"),
+        "after-storm@hostile",
+        1,
+        &[],
+        None,
+    );
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = sock.send_to(opts.as_bytes(), answer_addr);
+    let mut buf = vec![0u8; 65_536];
+    let mut answered = None;
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if text.contains("after-storm@hostile") {
+            answered = Some(text);
+            break;
+        }
+    }
+    let answered = answered.unwrap_or_else(|| panic!("no answer to the OPTIONS\n{shown}"));
+    assert!(answered.starts_with("SIP/2.0 200 "), "{answered}\n{shown}");
+
+    // Its totals count the refusals.
+    let code = answer.interrupt();
+    let out = answer.stdout();
+    let totals = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "totals")
+        .unwrap_or_else(|| panic!("no totals\n{}", answer.output()));
+    // (At least those we received: our socket may have dropped a few responses.)
+    let counted = totals["overload_503"].as_u64().unwrap_or(0);
+    assert!(
+        counted >= u64::from(r503) && counted <= u64::from(STORM) - CAP as u64,
+        "{totals}\n{shown}"
+    );
+    assert!(code.is_some(), "{}", answer.output());
+    assert!(!answer.stderr().contains("panicked"), "{}", answer.output());
+}
+
 /// Bytes a terminal acts on: C0 controls (but line feed and tab), DEL, and C1 controls.
 fn control_bytes(text: &str) -> Vec<char> {
     text.chars()

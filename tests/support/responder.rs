@@ -95,6 +95,11 @@ impl Responder {
         status.and_then(|s| s.code())
     }
 
+    /// Its process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Where its files are.
     pub(crate) fn dir(&self) -> PathBuf {
         self.rundir.path().to_path_buf()

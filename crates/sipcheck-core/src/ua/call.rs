@@ -82,6 +82,7 @@ use crate::sip::msg::{BytesStr, Message, Method, Name};
 use crate::sip::transaction::{
     Absorbed, ClientState, Dispatch, TimerConfig, TransactionError, TransactionEvent,
     TransactionLayer, Transmit, TxId, Uas2xxEvent, Uas2xxRetransmitter,
+    DEFAULT_MAX_SERVER_TRANSACTIONS,
 };
 use crate::sip::uri::NextHop;
 
@@ -136,6 +137,10 @@ pub struct EndpointConfig {
     /// every [`CallEvent::Incoming`] is answered, rung or rejected at once: RFC 3261 §17.2.1
     /// lets a UAS that responds within 200 ms leave the 100 out (one datagram less per call).
     pub trying: bool,
+    /// The most server transactions alive at once; a request beyond it is answered
+    /// statelessly with 503 and `Retry-After` (RFC 3261 §21.5.4). Default
+    /// [`DEFAULT_MAX_SERVER_TRANSACTIONS`].
+    pub max_server_transactions: usize,
 }
 
 impl EndpointConfig {
@@ -146,6 +151,7 @@ impl EndpointConfig {
             timers: TimerConfig::default(),
             contact_user: "sipcheck".to_string(),
             trying: true,
+            max_server_transactions: DEFAULT_MAX_SERVER_TRANSACTIONS,
         }
     }
 }
@@ -651,7 +657,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
         Self {
             incoming_contact: incoming_contact.into(),
             body: Vec::new(),
-            layer: TransactionLayer::new(config.timers),
+            layer: TransactionLayer::new(config.timers)
+                .with_max_server_transactions(config.max_server_transactions),
             config,
             ids,
             tag,
