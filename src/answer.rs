@@ -20,14 +20,16 @@ use sipcheck_core::ua::admission::{media_before_ack, Admission, Admit, Limits};
 use sipcheck_core::ua::call::{
     ByeFailure, CallEndReason, CallError, CallEvent, CallId, CallState, Endpoint, EndpointConfig,
 };
-use sipcheck_core::ua::register::{LocalEnd, RegisterParams, Registration};
+use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
+use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle};
 use tokio::task::JoinSet;
 
 use crate::media::{Finished, MediaHandle, PortRange};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
-use crate::probe::call::{host_of, register};
+use crate::probe::call::{host_of, register_step};
 use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
+use crate::registration;
 use crate::transport::{self, Transport, UdpTransport};
 use crate::ua::sleep_until;
 use crate::ua::UaDriver;
@@ -211,7 +213,6 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
 
     // Registration, refreshed before it expires.
     let mut registration = None;
-    let mut refresh_at = None;
     if let Some(server) = &args.server {
         let user = args
             .user
@@ -222,20 +223,25 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             .domain
             .as_deref()
             .map_or_else(|| host_of(server), |d| host_literal(d).into_owned());
-        let mut reg = Registration::new(
-            RegisterParams {
-                user: user.clone(),
-                domain,
-                credentials: Credentials::new(user, args.password.clone().unwrap_or_default()),
-                expires: args.expires,
+        let mut lifecycle = Lifecycle::new(
+            RegistrationConfig {
+                params: RegisterParams {
+                    user: user.clone(),
+                    domain,
+                    credentials: Credentials::new(user, args.password.clone().unwrap_or_default()),
+                    expires: args.expires,
+                },
+                local: local.clone(),
+                refresh: true,
+                registrar: registrar.to_string(),
             },
-            driver.endpoint().ids(),
+            IdGen::new(seed ^ 0x4e6),
         );
-        register(&mut driver, &mut reg, &local, registrar, args.expires)
+        lifecycle.register(Instant::now());
+        register_step(&mut driver, &mut lifecycle, registrar)
             .await
             .map_err(ProbeError::Registration)?;
-        refresh_at = Some(Instant::now() + refresh_interval(args.expires));
-        registration = Some((reg, registrar));
+        registration = Some((lifecycle, registrar));
     }
     if args.json {
         let _ = writeln!(
@@ -285,7 +291,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             .peek()
             .map(|t| t.0 .0)
             .into_iter()
-            .chain(refresh_at)
+            .chain(registration.as_ref().and_then(|(r, _)| r.poll_timeout()))
             // Woken at the end of the drain, whatever the calls are waiting for.
             .chain(draining_since.map(|t| t + DRAIN))
             .min();
@@ -488,11 +494,12 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                         }
                     }
                 }
-                if refresh_at.is_some_and(|t| t <= now) {
-                    refresh_at = Some(now + refresh_interval(args.expires));
-                    if let Some((reg, registrar)) = &mut registration {
-                        if let Err(e) = register(&mut driver, reg, &local, *registrar, args.expires).await {
-                            totals.registration_error = Some(format!("refresh failed: {e}"));
+                if let Some((lifecycle, registrar)) = &mut registration {
+                    lifecycle.handle_timeout(now);
+                    let mut path = registration::DriverPath { driver: &mut driver, registrar: *registrar };
+                    for event in registration::exchange(lifecycle, &mut path).await {
+                        if let Some(error) = event.error_message() {
+                            totals.registration_error = Some(error);
                         }
                     }
                 }
@@ -534,8 +541,9 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             finish_call(ending, finished, args, &prepared, &mut totals, out);
         }
     }
-    if let Some((mut reg, registrar)) = registration {
-        if let Err(e) = register(&mut driver, &mut reg, &local, registrar, 0).await {
+    if let Some((mut lifecycle, registrar)) = registration {
+        lifecycle.stop(Instant::now());
+        if let Err(e) = register_step(&mut driver, &mut lifecycle, registrar).await {
             totals.registration_error = Some(format!("unregistration failed: {e}"));
         }
     }
@@ -727,10 +735,6 @@ const DRAIN: Duration = Duration::from_secs(1);
 
 /// The port written in an inactive answer (RFC 863 discard; nothing is sent to it).
 const DISCARD_PORT: u16 = 9;
-
-fn refresh_interval(expires: u32) -> Duration {
-    Duration::from_secs(u64::from(expires.max(2)) * 8 / 10)
-}
 
 /// `rec.wav` → `rec-3.wav` for the third call.
 fn numbered(path: &std::path::Path, index: u64) -> std::path::PathBuf {

@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod exit;
 pub mod media;
 pub mod probe;
+pub mod registration;
 pub mod report;
 pub mod run;
 pub mod signal;

@@ -354,9 +354,18 @@ fn parse_level(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A server or proxy, HOST[:PORT]: refused here if its port is 0; the rest is resolved
-/// (and refused, naming why) later.
+/// A server or proxy, HOST[:PORT]: refused here if its port is 0, or if it is a `sips:`
+/// address (RFC 3261 §26.2.2: it needs TLS, which is not there to send it over); the rest is
+/// resolved (and refused, naming why) later.
 fn parse_server(s: &str) -> Result<String, String> {
+    if s.trim()
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
+    {
+        return Err(format!(
+            "{s}: sips: needs TLS, which sipcheck does not support yet; give HOST[:PORT]"
+        ));
+    }
     let port = if let Some(rest) = s.strip_prefix('[') {
         rest.split_once(']')
             .and_then(|(_, after)| after.strip_prefix(':'))
@@ -782,6 +791,10 @@ mod tests {
         }
         for bad in ["pbx:0", "127.0.0.1:0", "[::1]:0"] {
             assert!(parse_server(bad).is_err(), "{bad}");
+        }
+        for sips in ["sips:pbx", "SIPS:127.0.0.1:5061", " sips:[::1]"] {
+            let err = parse_server(sips).unwrap_err();
+            assert!(err.contains("sips: needs TLS"), "{err}");
         }
     }
 }

@@ -271,3 +271,113 @@ fn zero_timers_levels_above_full_scale_and_port_zero_are_refused_at_parse_time()
     let mut buf = [0u8; 2048];
     assert!(target.recv(&mut buf).is_err(), "something was sent");
 }
+
+/// No TLS yet (RFC 3261 §26.2.2): a `sips:` server or proxy, on any command, in the
+/// environment or in a scenario, is refused naming where it was given; nothing is sent in
+/// clear instead.
+#[test]
+fn sips_servers_and_proxies_are_refused_everywhere_and_nothing_is_sent() {
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let addr = target.local_addr().unwrap();
+    let uri = format!("sip:x@{addr}");
+    let server = addr.to_string();
+    let sips = format!("sips:{addr}");
+    let sips_env = [("SIP_SERVER", sips.as_str())];
+    // (arguments, environment, the flag the error names)
+    type Case<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["register", "--server", &sips, "--user", "u"],
+            &[],
+            "--server",
+        ),
+        (vec!["register", "--user", "u"], &sips_env, "--server"),
+        (
+            vec![
+                "register", "--server", &server, "--proxy", &sips, "--user", "u",
+            ],
+            &[],
+            "--proxy",
+        ),
+        (vec!["call", &uri, "--server", &sips], &[], "--server"),
+        (vec!["call", &uri, "--proxy", &sips], &[], "--proxy"),
+        (vec!["options", &uri, "--proxy", &sips], &[], "--proxy"),
+        (
+            vec![
+                "answer",
+                "--listen",
+                "127.0.0.1:0",
+                "--server",
+                &sips,
+                "--user",
+                "u",
+            ],
+            &[],
+            "--server",
+        ),
+    ];
+    for (args, envs, flag) in cases {
+        let out = run_sipcheck_with_timeout(args.iter().copied(), envs, Duration::from_secs(20));
+        let shown = format!("{args:?} {envs:?}\n{}", describe_output(&out));
+        assert_eq!(out.status.code(), Some(2), "{shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(flag),
+            "the error does not name {flag}: {shown}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "{sips}: sips: needs TLS, which sipcheck does not support yet"
+            )),
+            "{shown}"
+        );
+    }
+
+    // A scenario's server, outbound proxy or call URI: refused at load, at its line and column.
+    let dir = std::env::temp_dir().join(format!("sipcheck-sips-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (target_line, to, at) in [
+        (
+            format!("target: {{ server: \"{sips}\" }}"),
+            uri.clone(),
+            "2:19",
+        ),
+        (
+            format!("target: {{ server: \"{server}\", outbound_proxy: \"{sips}\" }}"),
+            uri.clone(),
+            "2:",
+        ),
+        (
+            format!("target: {{ server: \"{server}\" }}"),
+            format!("sips:x@{addr}"),
+            "8:21",
+        ),
+    ] {
+        let scenario = dir.join("sips.yaml");
+        std::fs::write(
+            &scenario,
+            format!(
+                "name: sips\n{target_line}\naccounts: {{ range: {{ from: 1000, count: 2 }}, password: pw }}\n\
+                 roles:\n  caller:\n    accounts: 1000..1001\n    steps:\n      - call: {{ to: \"{to}\" }}\n\
+                 \x20     - hangup: {{ after: 1s }}\n"
+            ),
+        )
+        .unwrap();
+        for command in ["run", "validate"] {
+            let out = run_sipcheck_with_timeout(
+                [command, scenario.to_str().unwrap()],
+                &[],
+                Duration::from_secs(20),
+            );
+            let shown = format!("{command} {target_line} {to}\n{}", describe_output(&out));
+            assert_eq!(out.status.code(), Some(2), "{shown}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(&format!("sips.yaml:{at}")), "{shown}");
+            assert!(stderr.contains("sips: needs TLS"), "{shown}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut buf = [0u8; 2048];
+    assert!(target.recv(&mut buf).is_err(), "something was sent");
+}

@@ -1140,3 +1140,73 @@ fn a_second_ctrl_c_leaves_at_once_with_its_own_exit_code() {
         "no report is written after a second Ctrl-C"
     );
 }
+
+/// A UA of `run` registered at SIPp playing a registrar (`tests/peers/uas_register_refresh.xml`)
+/// that grants 2 s: refreshed at 80 % of that (not of the 300 s asked), the refresh refused
+/// with 503 is reported and tried again after 1 s, the retry is counted as a registration made
+/// anew, and Ctrl-C removes the binding.
+#[test]
+fn a_refused_refresh_is_reported_retried_and_the_binding_removed_at_the_end() {
+    let sipp = support::sipp::Sipp::start_uas("uas_register_refresh.xml", &[]).expect("sipp");
+    let reports = Reports::new();
+    let trace = reports.dir.join("sip.trace");
+    let path = repo_root().join("tests/peers/scenarios/sipp-registrar-refresh.yaml");
+    let mut child = std::process::Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(reports.json())
+        .arg("--trace-sip")
+        .arg(&trace)
+        .env("SIP_SERVER", sipp.addr.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(reports.dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(reports.dir.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let registers = || {
+        support::process::read_lossy(&trace)
+            .lines()
+            .filter(|l| l.starts_with("REGISTER sip:"))
+            .count()
+    };
+    let oks = || {
+        support::process::read_lossy(&trace)
+            .matches("SIP/2.0 200 OK")
+            .count()
+    };
+    // The registration, the refused refresh, the retry and its 200: well within 10 s.
+    let retried =
+        support::process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            registers() == 3 && oks() == 2
+        });
+    if !retried {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "no refresh and retry in time\n{}",
+            support::process::read_lossy(&trace)
+        );
+    }
+    support::process::signal(child.id(), "INT").unwrap();
+    let status = support::process::wait_timeout(&mut child, Duration::from_secs(30));
+    let console = support::process::read_lossy(&reports.dir.join("stdout"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck did not stop after SIGINT\n{console}");
+    };
+    assert_eq!(status.code(), Some(130), "{console}");
+    let sent = support::process::read_lossy(&trace);
+    assert_eq!(registers(), 4, "{sent}");
+    let last = sent.rsplit("REGISTER sip:").next().unwrap_or_default();
+    assert!(last.contains("Expires: 0"), "the removal last: {sent}");
+    assert!(
+        console.contains(
+            "registrations: ok 2, failed 1 (first: 3600: refresh failed: rejected with 503 \
+             Service Unavailable (tried again in 1 s))"
+        ),
+        "{console}"
+    );
+    let v = reports.summary();
+    assert_eq!(v["registrations"]["ok"], 2, "{v}");
+    assert_eq!(v["registrations"]["failed"], 1, "{v}");
+    assert_eq!(v["registrations"]["unregister_ok"], 1, "{v}");
+}

@@ -13,12 +13,14 @@ use sipcheck_core::ua::call::{
     CallEndReason, CallEvent, CallId, CallRecord, Endpoint, EndpointConfig, OfferPlacement,
     OutgoingCall,
 };
-use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
+use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
+use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle, RegistrationEvent};
 
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
 use crate::media::{MediaHandle, PortRange};
+use crate::registration;
 use crate::ua::sleep_until;
 use crate::ua::UaDriver;
 use sipcheck_core::stats::ladder::{format_rung, Rung};
@@ -218,18 +220,24 @@ pub async fn run(
         let Some(user) = &user else {
             return Err(ProbeError::Invalid("--register needs --user".into()));
         };
-        let mut reg = Registration::new(
-            RegisterParams {
-                user: user.clone(),
-                domain: domain.clone(),
-                credentials: credentials.clone().expect("user given"),
-                expires: 300,
+        let mut lifecycle = Lifecycle::new(
+            RegistrationConfig {
+                params: RegisterParams {
+                    user: user.clone(),
+                    domain: domain.clone(),
+                    credentials: credentials.clone().expect("user given"),
+                    expires: 300,
+                },
+                local: local.clone(),
+                refresh: false,
+                registrar: peer.to_string(),
             },
-            driver.endpoint().ids(),
+            sipcheck_core::ids::IdGen::new(seed ^ 0x5eed),
         );
-        let registering = register(&mut driver, &mut reg, &local, peer, 300);
+        lifecycle.register(Instant::now());
+        let registering = register_step(&mut driver, &mut lifecycle, peer);
         match within(deadline, Duration::ZERO, registering).await {
-            Ok(()) => registration = Some(reg),
+            Ok(()) => registration = Some(lifecycle),
             Err(failure) => {
                 report
                     .failures
@@ -406,9 +414,10 @@ pub async fn run(
         ));
     }
 
-    if let Some(mut reg) = registration {
+    if let Some(mut lifecycle) = registration {
         // The binding's removal gets 2 s of its own past --timeout, when that is nearer.
-        let removing = register(&mut driver, &mut reg, &local, peer, 0);
+        lifecycle.stop(Instant::now());
+        let removing = register_step(&mut driver, &mut lifecycle, peer);
         if let Err(failure) = within(deadline, Duration::from_secs(2), removing).await {
             report
                 .failures
@@ -445,29 +454,22 @@ async fn within(
     }
 }
 
-/// Register (or unregister with `expires` 0) through the driver, answering the challenge.
-pub(crate) async fn register(
+/// Carry the REGISTERs `lifecycle` has to send through the driver (a registration or an
+/// unregistration, with its challenge round); the failure, as printed, if it failed.
+pub(crate) async fn register_step(
     driver: &mut UaDriver,
-    reg: &mut Registration,
-    local: &LocalEnd,
-    peer: SocketAddr,
-    expires: u32,
+    lifecycle: &mut Lifecycle,
+    registrar: SocketAddr,
 ) -> Result<(), String> {
-    for _ in 0..4 {
-        let request = reg.request(expires, local, driver.endpoint().ids());
-        let response = driver
-            .request(request, peer)
-            .await
-            .map_err(|e| e.to_string())?;
-        match reg.on_final_response(&response) {
-            Next::Retry => continue,
-            Next::Done(RegisterOutcome::Failed(f)) => {
-                return Err(super::register::describe_failure(&f))
-            }
-            Next::Done(_) => return Ok(()),
+    let mut path = registration::DriverPath { driver, registrar };
+    for event in registration::exchange(lifecycle, &mut path).await {
+        if let RegistrationEvent::Failed { error } | RegistrationEvent::UnregisterFailed { error } =
+            &event
+        {
+            return Err(registration::describe(error));
         }
     }
-    Err("too many authentication challenges".into())
+    Ok(())
 }
 
 struct CallOutcome {

@@ -1,17 +1,19 @@
 //! `sipcheck register`: register (answering the digest challenge), optionally unregister.
 
 use std::io::Write;
+use std::time::Instant;
 
 use serde::Serialize;
+use sipcheck_core::ids::IdGen;
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::host_literal;
-use sipcheck_core::ua::register::{
-    LocalEnd, Next, RegisterFailure, RegisterOutcome, RegisterParams, Registration,
-};
+use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
+use sipcheck_core::ua::registration::{Config, Lifecycle, RegistrationEvent, Response};
 
-use super::client::{Client, TransactError};
+use super::client::{os_seed, Client, TransactError};
 use super::{connect, Network, ProbeError, Verdict};
+use crate::registration;
 use sipcheck_core::stats::ladder::{format_rung, millis, Rung};
 
 /// What to register.
@@ -97,18 +99,23 @@ pub async fn run(
             .map(|_| vec![format!("<sip:{peer};lr>")])
             .unwrap_or_default(),
     };
-    let mut reg = Registration::new(
-        RegisterParams {
-            user: args.user.clone(),
-            domain,
-            credentials: Credentials::new(args.user.clone(), args.password.clone()),
-            expires: args.expires,
+    let mut lifecycle = Lifecycle::new(
+        Config {
+            params: RegisterParams {
+                user: args.user.clone(),
+                domain,
+                credentials: Credentials::new(args.user.clone(), args.password.clone()),
+                expires: args.expires,
+            },
+            local,
+            refresh: false,
+            registrar: peer.to_string(),
         },
-        &mut client.ids,
+        IdGen::new(os_seed()),
     );
     let mut report = RegisterReport {
         command: "register",
-        aor: reg.aor(),
+        aor: lifecycle.aor(),
         server: peer.to_string(),
         status: None,
         reason: None,
@@ -123,57 +130,127 @@ pub async fn run(
         error: None,
         ladder: Vec::new(),
     };
+    let mut path = ClientPath {
+        client: &mut client,
+        fatal: None,
+    };
 
     if args.unregister_all {
-        let all = exchange(&mut client, &mut reg, &local, Ask::RemoveAll).await?;
-        report.status = all.status;
-        report.reason = all.reason;
-        report.unregister_rtt_ms = all.rtt_ms;
-        report.error = all.error;
-        if let Some(RegisterOutcome::Unregistered { remaining }) = all.outcome {
-            report.unregistered = Some(remaining.is_empty());
-            if remaining.is_empty() {
-                report.verdict = Verdict::Pass;
-            } else {
-                report.error = Some(format!(
-                    "the registrar still lists {} binding(s) after Contact: *",
-                    remaining.len()
-                ));
+        lifecycle.remove_all(Instant::now());
+        let events = registration::exchange(&mut lifecycle, &mut path).await;
+        path.check()?;
+        report.set_status(&lifecycle);
+        for event in events {
+            match event {
+                RegistrationEvent::Unregistered { rtt, remaining } => {
+                    report.unregister_rtt_ms = Some(millis(rtt));
+                    report.unregistered = Some(remaining.is_empty());
+                    if remaining.is_empty() {
+                        report.verdict = Verdict::Pass;
+                    } else {
+                        report.error = Some(format!(
+                            "the registrar still lists {} binding(s) after Contact: *",
+                            remaining.len()
+                        ));
+                    }
+                    report.bindings = remaining;
+                }
+                RegistrationEvent::UnregisterFailed { error } => {
+                    report.error = Some(registration::describe(&error));
+                }
+                _ => {}
             }
-            report.bindings = remaining;
         }
         report.ladder = client.ladder.rungs().to_vec();
         return Ok(report);
     }
 
-    let first = exchange(&mut client, &mut reg, &local, Ask::Expires(args.expires)).await?;
-    report.status = first.status;
-    report.reason = first.reason;
-    report.rtt_ms = first.rtt_ms;
-    report.error = first.error;
-    if let Some(RegisterOutcome::Registered { expires, bindings }) = first.outcome {
-        report.expires = Some(expires);
-        report.bindings = bindings;
-        report.verdict = Verdict::Pass;
-        if !args.keep {
-            // Safe by default on a real PBX: our binding does not outlive the probe (the
-            // removal gets 2 s of its own past --timeout, when that is nearer).
-            client.extend_timeout(std::time::Duration::from_secs(2));
-            let un = exchange(&mut client, &mut reg, &local, Ask::Expires(0)).await?;
-            report.unregister_rtt_ms = un.rtt_ms;
-            let removed = matches!(un.outcome, Some(RegisterOutcome::Unregistered { .. }));
-            report.unregistered = Some(removed);
-            if !removed {
-                report.verdict = Verdict::Fail;
-                report.error = Some(format!(
-                    "registered, but the binding could not be removed: {}",
-                    un.error.as_deref().unwrap_or("unregistration failed")
-                ));
+    lifecycle.register(Instant::now());
+    for event in registration::exchange(&mut lifecycle, &mut path).await {
+        match event {
+            RegistrationEvent::Registered {
+                rtt,
+                expires,
+                bindings,
+            } => {
+                report.rtt_ms = Some(millis(rtt));
+                report.expires = Some(expires);
+                report.bindings = bindings;
+                report.verdict = Verdict::Pass;
+            }
+            RegistrationEvent::Failed { error } => {
+                report.error = Some(registration::describe(&error));
+            }
+            _ => {}
+        }
+    }
+    path.check()?;
+    report.set_status(&lifecycle);
+    if lifecycle.is_bound() && !args.keep {
+        // Safe by default on a real PBX: our binding does not outlive the probe (the
+        // removal gets 2 s of its own past --timeout, when that is nearer).
+        path.client
+            .extend_timeout(std::time::Duration::from_secs(2));
+        lifecycle.stop(Instant::now());
+        for event in registration::exchange(&mut lifecycle, &mut path).await {
+            match event {
+                RegistrationEvent::Unregistered { rtt, .. } => {
+                    report.unregister_rtt_ms = Some(millis(rtt));
+                    report.unregistered = Some(true);
+                }
+                RegistrationEvent::UnregisterFailed { error } => {
+                    report.unregistered = Some(false);
+                    report.verdict = Verdict::Fail;
+                    report.error = Some(format!(
+                        "registered, but the binding could not be removed: {}",
+                        registration::describe(&error)
+                    ));
+                }
+                _ => {}
             }
         }
+        path.check()?;
     }
     report.ladder = client.ladder.rungs().to_vec();
     Ok(report)
+}
+
+/// REGISTERs through the probe's [`Client`]: a timeout, an unreachable next hop or the
+/// `--timeout` limit is the registrar's failure; a broken transport or a request that cannot
+/// be sent ends the probe with an error.
+struct ClientPath<'a> {
+    client: &'a mut Client,
+    fatal: Option<ProbeError>,
+}
+
+impl ClientPath<'_> {
+    /// The error that ended the exchange, if the transport or the request failed.
+    fn check(&mut self) -> Result<(), ProbeError> {
+        self.fatal.take().map_or(Ok(()), Err)
+    }
+}
+
+impl registration::Path for ClientPath<'_> {
+    async fn transact(&mut self, request: Vec<u8>) -> Response {
+        match self.client.transact(request).await {
+            Ok(done) => Response::Final(Box::new(done.response)),
+            Err(
+                e @ (TransactError::Timeout { .. }
+                | TransactError::Unreachable { .. }
+                | TransactError::Deadline(_)),
+            ) => Response::NoResponse(e.to_string()),
+            Err(TransactError::Transport(e)) => {
+                let text = e.to_string();
+                self.fatal = Some(e.into());
+                Response::NoResponse(text)
+            }
+            Err(e @ TransactError::Request(_)) => {
+                let text = e.to_string();
+                self.fatal = Some(ProbeError::Invalid(text.clone()));
+                Response::NoResponse(text)
+            }
+        }
+    }
 }
 
 /// The host part of `host[:port]` (IPv6 literals keep their brackets).
@@ -190,79 +267,14 @@ pub(crate) fn host_of(server: &str) -> String {
     }
 }
 
-/// What one REGISTER exchange (with its challenge round) came to.
-struct ExchangeResult {
-    status: Option<u16>,
-    reason: Option<String>,
-    rtt_ms: Option<f64>,
-    error: Option<String>,
-    outcome: Option<RegisterOutcome>,
-}
-
-/// What a REGISTER asks for.
-#[derive(Debug, Clone, Copy)]
-enum Ask {
-    /// Our binding for this long (0 removes it).
-    Expires(u32),
-    /// Remove every binding of the AOR (`Contact: *`).
-    RemoveAll,
-}
-
-/// A registration failure as printed: a missing password says where one is given.
-pub fn describe_failure(failure: &RegisterFailure) -> String {
-    match failure {
-        RegisterFailure::NoPassword { .. } => format!("{failure} (--password or SIP_PASSWORD)"),
-        _ => failure.to_string(),
-    }
-}
-
-/// Run REGISTER (with its challenge round) to a conclusion.
-async fn exchange(
-    client: &mut Client,
-    reg: &mut Registration,
-    local: &LocalEnd,
-    ask: Ask,
-) -> Result<ExchangeResult, ProbeError> {
-    let started = std::time::Instant::now();
-    let mut result = ExchangeResult {
-        status: None,
-        reason: None,
-        rtt_ms: None,
-        error: None,
-        outcome: None,
-    };
-    // The state machine stops a challenge loop itself; this bound is a second guard.
-    for _ in 0..4 {
-        let request = match ask {
-            Ask::Expires(expires) => reg.request(expires, local, &mut client.ids),
-            Ask::RemoveAll => reg.request_unregister_all(local, &mut client.ids),
-        };
-        let done = match client.transact(request).await {
-            Ok(done) => done,
-            Err(
-                e @ (TransactError::Timeout { .. }
-                | TransactError::Unreachable { .. }
-                | TransactError::Deadline(_)),
-            ) => {
-                result.error = Some(e.to_string());
-                return Ok(result);
-            }
-            Err(TransactError::Transport(e)) => return Err(e.into()),
-            Err(e @ TransactError::Request(_)) => return Err(ProbeError::Invalid(e.to_string())),
-        };
-        result.status = done.response.status();
-        result.reason = done.response.reason().map(str::to_string);
-        if let Next::Done(outcome) = reg.on_final_response(&done.response) {
-            result.rtt_ms = Some(millis(started.elapsed()));
-            if let RegisterOutcome::Failed(failure) = &outcome {
-                result.error = Some(describe_failure(failure));
-            }
-            result.outcome = Some(outcome);
-            return Ok(result);
+impl RegisterReport {
+    /// The status of the last final response, if one came.
+    fn set_status(&mut self, lifecycle: &Lifecycle) {
+        if let Some((code, reason)) = lifecycle.last_status() {
+            self.status = Some(code);
+            self.reason = Some(reason.to_string());
         }
     }
-    result.error = Some("too many authentication challenges".into());
-    Ok(result)
 }
 
 impl RegisterReport {

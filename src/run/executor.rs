@@ -16,8 +16,11 @@ use sipcheck_core::sdp;
 use sipcheck_core::sip::auth::Credentials;
 use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
-use sipcheck_core::ua::register::{LocalEnd, Next, RegisterOutcome, RegisterParams, Registration};
-use sipcheck_core::ua::renewal::{Renewal as RenewalSchedule, Why};
+use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
+use sipcheck_core::ua::registration::{
+    Config as RegistrationConfig, Lifecycle, RegistrationEvent, Response,
+};
+use sipcheck_core::ua::renewal::Why;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -25,6 +28,7 @@ use super::agent::{Agent, Command, IncomingCall, LostFlow};
 use super::script::{self, RoleContext};
 use crate::media::PortRange;
 use crate::probe::client::os_seed;
+use crate::registration;
 use crate::transport::{self, TcpPool, Transport, TransportError, UdpTransport};
 use crate::ua::UaDriver;
 use sipcheck_core::stats::outcome::{CallResult, RegisterResult};
@@ -255,8 +259,13 @@ pub async fn execute(
         });
     }
 
-    // Registrations, with refreshes.
-    let mut registered = Vec::new();
+    // Registrations: each user agent's life (registered before the load starts, renewed
+    // during it, unregistered after it) in a task of its own.
+    let (registration_stop_tx, registration_stop) = watch::channel(false);
+    // Bounded parallelism: the registrar is not the target of a flood at start or end.
+    let gate = Arc::new(tokio::sync::Semaphore::new(50));
+    let mut lives = JoinSet::new();
+    let mut first_rounds = Vec::new();
     for run in &roles {
         let Some((expires, refresh)) = run.registers else {
             continue;
@@ -268,71 +277,27 @@ pub async fn execute(
             )));
         };
         let expires = u32::try_from(expires.as_secs()).unwrap_or(3600);
-        let mut set = JoinSet::new();
         for account in run.role.accounts.clone() {
-            let ctx = run.ctx.clone();
-            let events = events.clone();
-            set.spawn(async move {
-                let mut reg = Registration::new(
-                    RegisterParams {
-                        user: account.user.clone(),
-                        domain: account.domain.clone(),
-                        credentials: Credentials::new(
-                            account.user.clone(),
-                            account.password.expose().to_string(),
-                        ),
-                        expires,
-                    },
-                    &mut IdGen::new(os_seed()),
-                );
-                let result = register(&ctx, &mut reg, registrar, expires).await;
-                let ok = result.is_ok();
-                let _ = events.send(RunEvent::Registered(RegisterResult {
-                    role: ctx.role.clone(),
-                    user: account.user.clone(),
-                    rtt: result.as_ref().ok().copied(),
-                    unregister: false,
-                    error: result.err(),
-                }));
-                (ctx, reg, account, ok)
-            });
-            // Bounded parallelism: the registrar is not the target of a flood at start.
-            while set.len() >= 50 {
-                if let Some(Ok(done)) = set.join_next().await {
-                    registered.push((done, registrar, expires, refresh, run.flow_lost.clone()));
-                }
-            }
-        }
-        while let Some(joined) = set.join_next().await {
-            if let Ok(done) = joined {
-                registered.push((done, registrar, expires, refresh, run.flow_lost.clone()));
-            }
-        }
-    }
-    let (refresh_stop_tx, refresh_stop) = watch::channel(false);
-    let mut refreshers = JoinSet::new();
-    let mut to_unregister = Vec::new();
-    for ((ctx, reg, account, ok), registrar, expires, refresh, flow_lost) in registered {
-        if !ok {
-            continue;
-        }
-        let reg = Arc::new(tokio::sync::Mutex::new(reg));
-        to_unregister.push((ctx.clone(), reg.clone(), account.clone(), registrar));
-        // Over TCP a registration is also renewed when the connection to the registrar
-        // drops, whether or not it is refreshed on time.
-        if refresh || kind.is_reliable() {
-            refreshers.spawn(renew(Renewal {
-                ctx,
-                reg,
+            let (first_tx, first_rx) = oneshot::channel();
+            first_rounds.push(first_rx);
+            lives.spawn(keep_registered(Life {
+                ctx: run.ctx.clone(),
                 account,
                 registrar,
                 expires,
                 refresh,
-                flow_lost: kind.is_reliable().then(|| flow_lost.subscribe()),
-                stop: refresh_stop.clone(),
+                // Over TCP a registration is also renewed when the connection to the
+                // registrar drops, whether or not it is refreshed on time.
+                flow_lost: kind.is_reliable().then(|| run.flow_lost.subscribe()),
+                stop: registration_stop.clone(),
                 events: events.clone(),
+                gate: gate.clone(),
+                first_round: Some(first_tx),
             }));
         }
+    }
+    for first in first_rounds {
+        let _ = first.await;
     }
 
     // The load: callers start calls on the plan's schedule.
@@ -415,19 +380,8 @@ pub async fn execute(
     // Callee calls still running finish on their own (BYE); give them the time they need,
     // bounded: a callee waiting for a BYE or CANCEL gives up a while after this.
     let _ = load_done_tx.send(true);
-    let _ = refresh_stop_tx.send(true);
-    while refreshers.join_next().await.is_some() {}
-    for (ctx, reg, account, registrar) in to_unregister {
-        let mut reg = reg.lock().await;
-        let result = register(&ctx, &mut reg, registrar, 0).await;
-        let _ = events.send(RunEvent::Registered(RegisterResult {
-            role: ctx.role.clone(),
-            user: account.user.clone(),
-            rtt: result.as_ref().ok().copied(),
-            unregister: true,
-            error: result.err(),
-        }));
-    }
+    let _ = registration_stop_tx.send(true);
+    while lives.join_next().await.is_some() {}
     // Each agent finishes its calls and stops; then the callee loops end.
     for run in &roles {
         let _ = run.ctx.commands.send(Command::Shutdown);
@@ -466,37 +420,9 @@ fn load_end(load: &Load) -> Option<Duration> {
     }
 }
 
-/// REGISTER through the role's agent, answering the challenge; the round trip.
-async fn register(
-    ctx: &RoleContext,
-    reg: &mut Registration,
-    registrar: SocketAddr,
-    expires: u32,
-) -> Result<Duration, String> {
-    let started = Instant::now();
-    let mut ids = IdGen::new(os_seed());
-    for _ in 0..4 {
-        let request = reg.request(expires, &ctx.local, &mut ids);
-        let (tx, rx) = oneshot::channel();
-        ctx.commands
-            .send(Command::Request(request, registrar, tx))
-            .map_err(|_| "the role's transport is gone".to_string())?;
-        let response = rx
-            .await
-            .map_err(|_| "the role's transport is gone".to_string())??;
-        match reg.on_final_response(&response) {
-            Next::Retry => continue,
-            Next::Done(RegisterOutcome::Failed(f)) => return Err(f.to_string()),
-            Next::Done(_) => return Ok(started.elapsed()),
-        }
-    }
-    Err("too many authentication challenges".into())
-}
-
-/// What keeps one registration alive.
-struct Renewal {
+/// What one user agent's registration life needs.
+struct Life {
     ctx: Arc<RoleContext>,
-    reg: Arc<tokio::sync::Mutex<Registration>>,
     account: Account,
     registrar: SocketAddr,
     expires: u32,
@@ -505,74 +431,127 @@ struct Renewal {
     /// Over TCP: the role's connections that dropped; renewed at once when it is the
     /// registrar's (and this user agent's, when each has its own).
     flow_lost: Option<broadcast::Receiver<LostFlow>>,
+    /// Turns true when the load is over: time to unregister.
     stop: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<RunEvent>,
+    /// Permits for the first registration and the unregistration.
+    gate: Arc<tokio::sync::Semaphore>,
+    /// Dropped once the first registration is done (whatever its outcome).
+    first_round: Option<oneshot::Sender<()>>,
 }
 
-/// Renew a registration on the core's [`RenewalSchedule`]: on time (when refreshed), at
-/// once when the connection to the registrar drops (the REGISTER opens a new one), and
-/// after a failed attempt again with a growing wait; a failure, or a registration made anew,
-/// is reported.
-async fn renew(mut r: Renewal) {
-    let mut schedule = RenewalSchedule::new(Instant::now(), r.expires, r.refresh);
-    loop {
+/// Drive one user agent's registration [`Lifecycle`] through the role's agent: register,
+/// renew on the core's schedule (on time when refreshed, at once when the connection to the
+/// registrar drops, after a failure again with a growing wait), unregister when the load is
+/// over. The first registration, a registration made anew, every failure and the
+/// unregistration are reported.
+async fn keep_registered(mut life: Life) {
+    let mut lifecycle = Lifecycle::new(
+        RegistrationConfig {
+            params: RegisterParams {
+                user: life.account.user.clone(),
+                domain: life.account.domain.clone(),
+                credentials: Credentials::new(
+                    life.account.user.clone(),
+                    life.account.password.expose().to_string(),
+                ),
+                expires: life.expires,
+            },
+            local: life.ctx.local.clone(),
+            refresh: life.refresh,
+            registrar: life.registrar.to_string(),
+        },
+        IdGen::new(os_seed()),
+    );
+    let mut path = AgentPath {
+        commands: life.ctx.commands.clone(),
+        registrar: life.registrar,
+    };
+    {
+        let _permit = life.gate.acquire().await;
+        lifecycle.register(Instant::now());
+        let events = registration::exchange(&mut lifecycle, &mut path).await;
+        report(&life, events);
+    }
+    drop(life.first_round.take());
+    while !lifecycle.is_closed() {
         tokio::select! {
-            _ = crate::ua::sleep_until(schedule.poll_timeout()) => {}
-            lost = recv_lost(&mut r.flow_lost) => match lost {
+            _ = crate::ua::sleep_until(lifecycle.poll_timeout()) => {
+                lifecycle.handle_timeout(Instant::now());
+            }
+            lost = recv_lost(&mut life.flow_lost) => match lost {
                 Ok((peer, ua))
-                    if peer == r.registrar
-                        && ua.as_deref().is_none_or(|ua| ua == r.account.user) =>
+                    if peer == life.registrar
+                        && ua.as_deref().is_none_or(|ua| ua == life.account.user) =>
                 {
-                    schedule.flow_lost(Instant::now());
+                    lifecycle.flow_lost(Instant::now());
                 }
                 Ok(_) => {}
                 // Some losses were not seen: one may have been the registrar's.
-                Err(broadcast::error::RecvError::Lagged(_)) => schedule.flow_lost(Instant::now()),
-                Err(broadcast::error::RecvError::Closed) => r.flow_lost = None,
+                Err(broadcast::error::RecvError::Lagged(_)) => lifecycle.flow_lost(Instant::now()),
+                Err(broadcast::error::RecvError::Closed) => life.flow_lost = None,
             },
-            _ = r.stop.wait_for(|s| *s) => return,
+            _ = life.stop.wait_for(|s| *s) => {
+                lifecycle.stop(Instant::now());
+            }
         }
-        let Some(why) = schedule.due(Instant::now()) else {
-            continue;
+        let _permit = if lifecycle.is_busy() && *life.stop.borrow() {
+            life.gate.acquire().await.ok()
+        } else {
+            None
         };
-        let mut reg = r.reg.lock().await;
-        let result = register(&r.ctx, &mut reg, r.registrar, r.expires).await;
-        drop(reg);
-        let event = match result {
-            Ok(rtt) => {
-                schedule.on_success(Instant::now());
-                // A registration made anew is reported; a periodic refresh is not.
-                (why != Why::Refresh).then_some(RegisterResult {
-                    role: r.ctx.role.clone(),
-                    user: r.account.user.clone(),
-                    rtt: Some(rtt),
-                    unregister: false,
-                    error: None,
-                })
+        let events = registration::exchange(&mut lifecycle, &mut path).await;
+        report(&life, events);
+    }
+}
+
+/// The registration events a run reports: the first registration, one made anew, every
+/// failure, the unregistration (a periodic refresh that worked is not reported).
+fn report(life: &Life, events: Vec<RegistrationEvent>) {
+    for event in events {
+        let (rtt, unregister) = match &event {
+            RegistrationEvent::Registered { rtt, .. } => (Some(*rtt), false),
+            RegistrationEvent::Renewed { why, rtt, .. } if *why != Why::Refresh => {
+                (Some(*rtt), false)
             }
-            Err(error) => {
-                let wait = schedule.on_failure(Instant::now());
-                let what = match why {
-                    Why::FlowLost => format!(
-                        "re-registration after the connection to {} was lost failed",
-                        r.registrar
-                    ),
-                    Why::Refresh | Why::Retry => "refresh failed".to_string(),
-                };
-                Some(RegisterResult {
-                    role: r.ctx.role.clone(),
-                    user: r.account.user.clone(),
-                    rtt: None,
-                    unregister: false,
-                    error: Some(format!(
-                        "{what}: {error} (tried again in {} s)",
-                        wait.as_secs()
-                    )),
-                })
+            RegistrationEvent::Renewed { .. } => continue,
+            RegistrationEvent::Failed { .. } | RegistrationEvent::RenewalFailed { .. } => {
+                (None, false)
             }
+            RegistrationEvent::Unregistered { rtt, .. } => (Some(*rtt), true),
+            RegistrationEvent::UnregisterFailed { .. } => (None, true),
         };
-        if let Some(event) = event {
-            let _ = r.events.send(RunEvent::Registered(event));
+        let _ = life.events.send(RunEvent::Registered(RegisterResult {
+            role: life.ctx.role.clone(),
+            user: life.account.user.clone(),
+            rtt,
+            unregister,
+            error: event.error_message(),
+        }));
+    }
+}
+
+/// REGISTERs through a role's agent (its calls keep running meanwhile).
+struct AgentPath {
+    commands: mpsc::UnboundedSender<Command>,
+    registrar: SocketAddr,
+}
+
+impl registration::Path for AgentPath {
+    async fn transact(&mut self, request: Vec<u8>) -> Response {
+        let gone = || Response::NoResponse("the role's transport is gone".into());
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Request(request, self.registrar, tx))
+            .is_err()
+        {
+            return gone();
+        }
+        match rx.await {
+            Ok(Ok(message)) => Response::Final(Box::new(message)),
+            Ok(Err(error)) => Response::NoResponse(error),
+            Err(_) => gone(),
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - `uas_auth_md5.xml`: REGISTER challenged with Digest MD5 and verified by
 //!   SIPp (`<verifyauth>`), password `"pw" + user`; 200 or 403.
 //! - `uas_options.xml`: answers OPTIONS 200.
+//! - `uas_register_refresh.xml`: a registrar granting 2 s, refusing the
+//!   first refresh with 503, granting the retry 60 s, removing the binding.
 //!
 //! SIPp ignores SIGTERM: it is stopped with SIGINT, then SIGKILL.
 

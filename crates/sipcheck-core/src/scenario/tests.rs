@@ -1086,3 +1086,56 @@ fn tcp_connections_are_per_ua_unless_shared_per_role() {
         ["2:53 `connections` applies to `transport: tcp` only"]
     );
 }
+
+#[test]
+fn sips_servers_proxies_and_call_uris_are_refused_at_their_position() {
+    // RFC 3261 §26.2.2: a sips: URI needs TLS end to end; none is sent over UDP or TCP.
+    let text = BASE
+        .replace(
+            "target: { server: 127.0.0.1:5060, domain: pbx.test }",
+            "target: { server: \"sips:127.0.0.1:5061\", outbound_proxy: \"SIPS:proxy.test\", domain: pbx.test }",
+        )
+        .replace(
+            "call: { to: \"sip:{peer}@{domain}\", peer: callee }",
+            "call: { to: \"sips:{peer}@{domain}\", peer: callee }",
+        );
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        [
+            "2:19 'sips:127.0.0.1:5061': sips: needs TLS, which sipcheck does not support yet; give host or host:port",
+            "2:58 'SIPS:proxy.test': sips: needs TLS, which sipcheck does not support yet; give host or host:port",
+            "17:21 `sips:{peer}@{domain}`: sips: needs TLS, which sipcheck does not support yet",
+        ]
+    );
+    assert!(
+        e[2].to_string().starts_with("scenarios/x.yaml:17:21: "),
+        "{}",
+        e[2]
+    );
+}
+
+#[test]
+fn a_call_uri_asking_for_tls_is_refused_whatever_fills_it() {
+    for to in [
+        "SIPS:{peer}@{domain}",
+        "sip:{peer}@{domain};transport=TLS",
+        "sips:bob@pbx.test",
+    ] {
+        let text = BASE.replace("\"sip:{peer}@{domain}\"", &format!("\"{to}\""));
+        let text = if to.contains("{peer}") {
+            text
+        } else {
+            text.replace(", peer: callee", "")
+        };
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{to}: {:?}", brief(&e));
+        assert!(e[0].message.contains("needs TLS"), "{to}: {}", e[0]);
+        assert_eq!(e[0].line, 17, "{to}");
+    }
+    // A sip: URI (the scheme added when missing) loads.
+    for to in ["{peer}", "sip:{peer}@{domain};transport=tcp"] {
+        let text = BASE.replace("\"sip:{peer}@{domain}\"", &format!("\"{to}\""));
+        load("x.yaml", &text, &no_env, &files).unwrap();
+    }
+}

@@ -66,6 +66,10 @@ pub enum UnitError {
         "'{0}' is not an address: expected host or host:port, like pbx.test:5060 or [::1]:5060"
     )]
     HostPort(String),
+    /// A `sips:` address: it needs TLS (RFC 3261 §26.2.2), which sipcheck does not speak, and
+    /// sending to it over UDP or TCP would not honour it.
+    #[error("'{0}': sips: needs TLS, which sipcheck does not support yet; give host or host:port")]
+    NeedsTls(String),
     /// Not `ip[:port]`.
     #[error("'{0}' is not a local address: expected an IP address with an optional port, like 127.0.0.1:5070")]
     LocalAddr(String),
@@ -625,6 +629,11 @@ impl FromStr for HostPort {
     fn from_str(s: &str) -> Result<Self, UnitError> {
         let bad = || UnitError::HostPort(s.to_owned());
         let t = s.trim();
+        if t.get(..5)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
+        {
+            return Err(UnitError::NeedsTls(s.to_owned()));
+        }
         let port_of = |p: &str| p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(bad);
         let (host, port) = if let Some(rest) = t.strip_prefix('[') {
             let (host, after) = rest.split_once(']').ok_or_else(bad)?;
@@ -643,7 +652,7 @@ impl FromStr for HostPort {
             }
         };
         let valid_host = !host.is_empty()
-            && (host.contains(':')
+            && (host.parse::<std::net::Ipv6Addr>().is_ok()
                 || host
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'));
@@ -890,8 +899,22 @@ mod tests {
         let h: HostPort = "[2001:db8::1]:5061".parse().unwrap();
         assert_eq!((h.host.as_str(), h.port), ("2001:db8::1", Some(5061)));
         assert_eq!(h.to_string(), "[2001:db8::1]:5061");
-        for bad in ["", "pbx.test:", "pbx.test:99999", "pb x", "[::1", "a:b"] {
+        for bad in [
+            "",
+            "pbx.test:",
+            "pbx.test:99999",
+            "pb x",
+            "[::1",
+            "a:b",
+            "sip:pbx.test:5060",
+        ] {
             assert!(bad.parse::<HostPort>().is_err(), "{bad:?} parsed");
+        }
+        // RFC 3261 §26.2.2: a sips: address needs TLS; it is refused, named as such.
+        for sips in ["sips:pbx.test", "SIPS:pbx.test:5061", "sips:[::1]:5061"] {
+            let err = sips.parse::<HostPort>().unwrap_err();
+            assert_eq!(err, UnitError::NeedsTls(sips.into()));
+            assert!(err.to_string().contains("sips: needs TLS"), "{err}");
         }
     }
 

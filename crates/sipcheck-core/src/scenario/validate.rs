@@ -1256,6 +1256,19 @@ fn validate_call(
     }
     let to = cx.text(&p.key("to"), &c.to)?;
     let uri = normalize_uri(to.trim());
+    // The scheme and parameters are literal text (placeholders fill the user and host
+    // parts), so a URI that needs TLS is known here, before any account fills it.
+    if let Some(what) = needs_tls(&uri) {
+        cx.error(
+            At::Value(p.key("to")),
+            format!(
+                "`{}`: {what} needs TLS, which sipcheck does not support yet",
+                to.trim()
+            ),
+            Some("use a sip: URI; sending it over UDP or TCP would not honour it".into()),
+        );
+        return None;
+    }
     let to = match Template::parse(
         &uri,
         &[Placeholder::Peer, Placeholder::User, Placeholder::Domain],
@@ -1323,6 +1336,19 @@ fn validate_call(
         }
     }
     peer_ok.then_some(CallStep { to, peer, timeout })
+}
+
+/// A URI that asks for TLS (RFC 3261 §19.1, §26.2.2): a `sips:` scheme or
+/// `transport=tls`; which of them.
+fn needs_tls(uri: &str) -> Option<&'static str> {
+    let lower = uri.to_ascii_lowercase();
+    if lower.starts_with("sips:") {
+        Some("sips:")
+    } else if lower.contains(";transport=tls") {
+        Some("transport=tls")
+    } else {
+        None
+    }
 }
 
 /// `1000` → `sip:1000@{domain}`; `sip:1000` → `sip:1000@{domain}`; a URI with a host is kept.

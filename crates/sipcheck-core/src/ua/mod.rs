@@ -3,4 +3,5 @@
 pub mod admission;
 pub mod call;
 pub mod register;
+pub mod registration;
 pub mod renewal;

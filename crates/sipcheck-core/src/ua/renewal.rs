@@ -38,7 +38,8 @@ impl Renewal {
     /// A registration made at `now` for `expires` seconds; refreshed when `refresh`.
     #[must_use]
     pub fn new(now: Instant, expires: u32, refresh: bool) -> Self {
-        let every = refresh.then(|| Duration::from_secs(u64::from(expires.max(2)) * 8 / 10));
+        // In milliseconds: 80 % of a short lifetime is not rounded down to whole seconds.
+        let every = refresh.then(|| Duration::from_millis(u64::from(expires.max(2)) * 800));
         Self {
             every,
             next_refresh: every.map(|e| now + e),
@@ -155,6 +156,8 @@ mod tests {
         r.on_success(t0 + s(5));
         assert_eq!(r.poll_timeout(), None);
 
+        let r = Renewal::new(t0, 2, true);
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_millis(1600)));
         let mut r = Renewal::new(t0, 60, true);
         assert_eq!(r.due(t0 + s(48)), Some(Why::Refresh));
         assert_eq!(r.on_failure(t0 + s(48)), s(1));
