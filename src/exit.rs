@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use sipcheck_core::stats::verdict::Verdict;
+
 /// How a sipcheck command ended, as seen by a shell or CI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -35,6 +37,18 @@ impl Exit {
             Exit::Thresholds => 99,
             Exit::Interrupted => 130,
             Exit::Abandoned => 131,
+        }
+    }
+}
+
+impl From<Verdict> for Exit {
+    /// A passed verdict is 0, a failed one 1, failed thresholds 99, an interrupted run 130.
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Passed => Exit::Success,
+            Verdict::Failed => Exit::Failure,
+            Verdict::ThresholdsFailed => Exit::Thresholds,
+            Verdict::Interrupted => Exit::Interrupted,
         }
     }
 }
