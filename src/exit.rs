@@ -58,3 +58,17 @@ impl From<Exit> for ExitCode {
         ExitCode::from(exit.code())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_keep_their_exit_codes() {
+        let code = |v: Verdict| Exit::from(v).code();
+        assert_eq!(code(Verdict::Passed), 0);
+        assert_eq!(code(Verdict::Failed), 1);
+        assert_eq!(code(Verdict::ThresholdsFailed), 99);
+        assert_eq!(code(Verdict::Interrupted), 130);
+    }
+}

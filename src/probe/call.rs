@@ -188,7 +188,7 @@ pub async fn run(
         command: "call",
         target: target.uri.clone(),
         call_id: None,
-        verdict: Verdict::Fail,
+        verdict: Verdict::Failed,
         final_code: None,
         bye_code: None,
         cancel_code: None,
@@ -416,7 +416,7 @@ pub async fn run(
         }
     }
     if report.failures.is_empty() {
-        report.verdict = Verdict::Pass;
+        report.verdict = Verdict::Passed;
     }
     report.ladder = driver
         .ladder
@@ -744,8 +744,10 @@ impl CallReport {
             )?;
         }
         match self.verdict {
-            Verdict::Pass => writeln!(out, "PASS"),
-            Verdict::Fail => writeln!(out, "FAIL: {}", self.failures.join("; ")),
+            Verdict::Passed => writeln!(out, "PASS"),
+            Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => {
+                writeln!(out, "FAIL: {}", self.failures.join("; "))
+            }
         }
     }
 }

@@ -119,7 +119,7 @@ pub async fn run(
         kept: args.keep,
         unregister_all: args.unregister_all,
         unregister_rtt_ms: None,
-        verdict: Verdict::Fail,
+        verdict: Verdict::Failed,
         error: None,
         ladder: Vec::new(),
     };
@@ -133,7 +133,7 @@ pub async fn run(
         if let Some(RegisterOutcome::Unregistered { remaining }) = all.outcome {
             report.unregistered = Some(remaining.is_empty());
             if remaining.is_empty() {
-                report.verdict = Verdict::Pass;
+                report.verdict = Verdict::Passed;
             } else {
                 report.error = Some(format!(
                     "the registrar still lists {} binding(s) after Contact: *",
@@ -154,7 +154,7 @@ pub async fn run(
     if let Some(RegisterOutcome::Registered { expires, bindings }) = first.outcome {
         report.expires = Some(expires);
         report.bindings = bindings;
-        report.verdict = Verdict::Pass;
+        report.verdict = Verdict::Passed;
         if !args.keep {
             // Safe by default on a real PBX: our binding does not outlive the probe (the
             // removal gets 2 s of its own past --timeout, when that is nearer).
@@ -164,7 +164,7 @@ pub async fn run(
             let removed = matches!(un.outcome, Some(RegisterOutcome::Unregistered { .. }));
             report.unregistered = Some(removed);
             if !removed {
-                report.verdict = Verdict::Fail;
+                report.verdict = Verdict::Failed;
                 report.error = Some(format!(
                     "registered, but the binding could not be removed: {}",
                     un.error.as_deref().unwrap_or("unregistration failed")
@@ -284,7 +284,7 @@ impl RegisterReport {
             for b in &self.bindings {
                 writeln!(out, "  still listed: {b}")?;
             }
-        } else if self.verdict == Verdict::Pass || self.expires.is_some() {
+        } else if self.verdict == Verdict::Passed || self.expires.is_some() {
             writeln!(
                 out,
                 "registered {} at {} in {:.3} ms (expires {} s)",
@@ -313,8 +313,8 @@ impl RegisterReport {
             }
         }
         match self.verdict {
-            Verdict::Pass => writeln!(out, "PASS"),
-            Verdict::Fail => writeln!(
+            Verdict::Passed => writeln!(out, "PASS"),
+            Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => writeln!(
                 out,
                 "FAIL: {}",
                 self.error.as_deref().unwrap_or("registration failed")
