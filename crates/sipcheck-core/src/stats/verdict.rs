@@ -45,24 +45,6 @@ pub enum Verdict {
     Interrupted,
 }
 
-impl Verdict {
-    /// [`Verdict::Passed`] when `passed`, else [`Verdict::Failed`].
-    #[must_use]
-    pub fn of(passed: bool) -> Self {
-        if passed {
-            Self::Passed
-        } else {
-            Self::Failed
-        }
-    }
-
-    /// Whether it is [`Verdict::Passed`].
-    #[must_use]
-    pub fn passed(self) -> bool {
-        self == Self::Passed
-    }
-}
-
 /// The verdict on one threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThresholdResult {

@@ -322,17 +322,3 @@ fn an_interrupted_run_is_interrupted_whatever_its_figures() {
     let checked = interrupted.check(&thresholds());
     assert_eq!(interrupted.verdict(&checked), Verdict::Interrupted);
 }
-
-#[test]
-fn verdicts_of_probes() {
-    assert_eq!(Verdict::of(true), Verdict::Passed);
-    assert_eq!(Verdict::of(false), Verdict::Failed);
-    assert!(Verdict::Passed.passed());
-    for v in [
-        Verdict::Failed,
-        Verdict::ThresholdsFailed,
-        Verdict::Interrupted,
-    ] {
-        assert!(!v.passed(), "{v:?}");
-    }
-}
