@@ -392,7 +392,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             index: ended,
                             call_id,
                             from,
-                            verdict: Verdict::Fail,
+                            verdict: Verdict::Failed,
                             final_code: Some(code),
                             bye_code: None,
                             end_reason: format!("refused: {code} {}", reason_phrase(code)),
@@ -631,15 +631,15 @@ fn finish_call(
         );
     }
     let verdict = if failures.is_empty() {
-        Verdict::Pass
+        Verdict::Passed
     } else {
-        Verdict::Fail
+        Verdict::Failed
     };
     match verdict {
-        Verdict::Pass => totals.passed += 1,
-        Verdict::Fail => totals.failed += 1,
+        Verdict::Passed => totals.passed += 1,
+        Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => totals.failed += 1,
     }
-    if args.quiet && verdict == Verdict::Pass {
+    if args.quiet && verdict == Verdict::Passed {
         return;
     }
     let line = AnsweredCall {
@@ -780,8 +780,10 @@ fn print_call(call: &AnsweredCall, json: bool, out: &mut impl Write) {
             }
         }
         let _ = match call.verdict {
-            Verdict::Pass => writeln!(out, " -- PASS"),
-            Verdict::Fail => writeln!(out, " -- FAIL: {}", call.failures.join("; ")),
+            Verdict::Passed => writeln!(out, " -- PASS"),
+            Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => {
+                writeln!(out, " -- FAIL: {}", call.failures.join("; "))
+            }
         };
     }
     let _ = out.flush();
@@ -864,9 +866,9 @@ impl Totals {
     /// The verdict of the whole run.
     pub fn verdict(&self) -> Verdict {
         if self.failed == 0 && self.overload_503 == 0 && self.registration_error.is_none() {
-            Verdict::Pass
+            Verdict::Passed
         } else {
-            Verdict::Fail
+            Verdict::Failed
         }
     }
 }
@@ -884,9 +886,9 @@ mod tests {
             passed: 1,
             ..Totals::default()
         };
-        assert_eq!(totals.verdict(), Verdict::Pass);
+        assert_eq!(totals.verdict(), Verdict::Passed);
         totals.overload_503 = 3;
-        assert_eq!(totals.verdict(), Verdict::Fail);
+        assert_eq!(totals.verdict(), Verdict::Failed);
         let mut text = Vec::new();
         totals.write(false, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();

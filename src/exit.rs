@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use sipcheck_core::stats::verdict::Verdict;
+
 /// How a sipcheck command ended, as seen by a shell or CI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -39,8 +41,34 @@ impl Exit {
     }
 }
 
+impl From<Verdict> for Exit {
+    /// A passed verdict is 0, a failed one 1, failed thresholds 99, an interrupted run 130.
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Passed => Exit::Success,
+            Verdict::Failed => Exit::Failure,
+            Verdict::ThresholdsFailed => Exit::Thresholds,
+            Verdict::Interrupted => Exit::Interrupted,
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> Self {
         ExitCode::from(exit.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_keep_their_exit_codes() {
+        let code = |v: Verdict| Exit::from(v).code();
+        assert_eq!(code(Verdict::Passed), 0);
+        assert_eq!(code(Verdict::Failed), 1);
+        assert_eq!(code(Verdict::ThresholdsFailed), 99);
+        assert_eq!(code(Verdict::Interrupted), 130);
     }
 }

@@ -640,10 +640,7 @@ async fn run(command: Command) -> Exit {
                 Ok(mut totals) => {
                     let _ = totals.write(cmd.json, &mut out);
                     let _ = out.flush();
-                    match totals.verdict() {
-                        Verdict::Pass => Exit::Success,
-                        Verdict::Fail => Exit::Failure,
-                    }
+                    Exit::from(totals.verdict())
                 }
                 Err(e) => {
                     drop(out);
@@ -741,10 +738,7 @@ fn finish<R: serde::Serialize>(
             if printed.is_err() {
                 return Exit::Internal;
             }
-            match verdict(&report) {
-                Verdict::Pass => Exit::Success,
-                Verdict::Fail => Exit::Failure,
-            }
+            Exit::from(verdict(&report))
         }
         Err(e) => {
             let message = e.to_string();

@@ -190,7 +190,7 @@ pub async fn run(
         command: "call",
         target: target.uri.clone(),
         call_id: None,
-        verdict: Verdict::Fail,
+        verdict: Verdict::Failed,
         final_code: None,
         bye_code: None,
         cancel_code: None,
@@ -425,7 +425,7 @@ pub async fn run(
         }
     }
     if report.failures.is_empty() {
-        report.verdict = Verdict::Pass;
+        report.verdict = Verdict::Passed;
     }
     report.ladder = driver
         .ladder
@@ -746,8 +746,10 @@ impl CallReport {
             )?;
         }
         match self.verdict {
-            Verdict::Pass => writeln!(out, "PASS"),
-            Verdict::Fail => writeln!(out, "FAIL: {}", self.failures.join("; ")),
+            Verdict::Passed => writeln!(out, "PASS"),
+            Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => {
+                writeln!(out, "FAIL: {}", self.failures.join("; "))
+            }
         }
     }
 }

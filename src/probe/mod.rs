@@ -67,12 +67,18 @@ pub async fn connect(host: &str, net: &Network) -> Result<(Transport, SocketAddr
     Ok((t, peer))
 }
 
-/// Pass or fail, as printed and as JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Everything asked for happened.
-    Pass,
-    /// The system under test failed.
-    Fail,
+/// Pass or fail, as printed and as JSON (`pass`, `fail`): the one verdict type of every
+/// command, from the core.
+pub use sipcheck_core::stats::verdict::Verdict;
+
+#[cfg(test)]
+mod tests {
+    use super::Verdict;
+
+    #[test]
+    fn the_probes_json_spells_the_verdict_pass_or_fail() {
+        let json = |v: Verdict| serde_json::to_string(&v).unwrap();
+        assert_eq!(json(Verdict::Passed), r#""pass""#);
+        assert_eq!(json(Verdict::Failed), r#""fail""#);
+    }
 }

@@ -85,7 +85,7 @@ pub async fn run(
         status: None,
         reason: None,
         rtt_ms: None,
-        verdict: Verdict::Fail,
+        verdict: Verdict::Failed,
         error: None,
         ladder: Vec::new(),
     };
@@ -96,7 +96,7 @@ pub async fn run(
             report.reason = exchange.response.reason().map(str::to_string);
             report.rtt_ms = Some(millis(exchange.rtt));
             if (200..300).contains(&code) {
-                report.verdict = Verdict::Pass;
+                report.verdict = Verdict::Passed;
             } else {
                 report.error = Some(format!(
                     "OPTIONS answered {code} {}",
@@ -133,8 +133,8 @@ impl OptionsReport {
             )?;
         }
         match self.verdict {
-            Verdict::Pass => writeln!(out, "PASS"),
-            Verdict::Fail => writeln!(
+            Verdict::Passed => writeln!(out, "PASS"),
+            Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => writeln!(
                 out,
                 "FAIL: {}",
                 self.error.as_deref().unwrap_or("no final response")

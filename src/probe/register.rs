@@ -126,7 +126,7 @@ pub async fn run(
         kept: args.keep,
         unregister_all: args.unregister_all,
         unregister_rtt_ms: None,
-        verdict: Verdict::Fail,
+        verdict: Verdict::Failed,
         error: None,
         ladder: Vec::new(),
     };
@@ -146,7 +146,7 @@ pub async fn run(
                     report.unregister_rtt_ms = Some(millis(rtt));
                     report.unregistered = Some(remaining.is_empty());
                     if remaining.is_empty() {
-                        report.verdict = Verdict::Pass;
+                        report.verdict = Verdict::Passed;
                     } else {
                         report.error = Some(format!(
                             "the registrar still lists {} binding(s) after Contact: *",
@@ -176,7 +176,7 @@ pub async fn run(
                 report.rtt_ms = Some(millis(rtt));
                 report.expires = Some(expires);
                 report.bindings = bindings;
-                report.verdict = Verdict::Pass;
+                report.verdict = Verdict::Passed;
             }
             RegistrationEvent::Failed { error } => {
                 report.error = Some(registration::describe(&error));
@@ -200,7 +200,7 @@ pub async fn run(
                 }
                 RegistrationEvent::UnregisterFailed { error } => {
                     report.unregistered = Some(false);
-                    report.verdict = Verdict::Fail;
+                    report.verdict = Verdict::Failed;
                     report.error = Some(format!(
                         "registered, but the binding could not be removed: {}",
                         registration::describe(&error)
@@ -296,7 +296,7 @@ impl RegisterReport {
             for b in &self.bindings {
                 writeln!(out, "  still listed: {b}")?;
             }
-        } else if self.verdict == Verdict::Pass || self.expires.is_some() {
+        } else if self.verdict == Verdict::Passed || self.expires.is_some() {
             writeln!(
                 out,
                 "registered {} at {} in {:.3} ms (expires {} s)",
@@ -325,8 +325,8 @@ impl RegisterReport {
             }
         }
         match self.verdict {
-            Verdict::Pass => writeln!(out, "PASS"),
-            Verdict::Fail => writeln!(
+            Verdict::Passed => writeln!(out, "PASS"),
+            Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => writeln!(
                 out,
                 "FAIL: {}",
                 self.error.as_deref().unwrap_or("registration failed")

@@ -11,12 +11,13 @@ use std::io::{self, Write};
 use hdrhistogram::Histogram;
 use sipcheck_core::scenario::threshold::Metric;
 
-use super::metrics::{
-    CallCounts, FailedCall, RunSummary, ThresholdResult, TimingStats, Verdict, LATE_START,
-    TIMING_METRICS,
-};
+use super::values::actual_text;
 use sipcheck_core::stats::ladder::format_rung;
+use sipcheck_core::stats::metrics::{
+    CallCounts, FailedCall, RunSummary, TimingStats, LATE_START, TIMING_METRICS,
+};
 use sipcheck_core::stats::outcome::Side;
+use sipcheck_core::stats::verdict::{ThresholdResult, Verdict};
 
 /// Writes the summary of a run and its thresholds.
 ///
@@ -256,13 +257,13 @@ pub fn write_summary(
         writeln!(out, "thresholds")?;
         let width = thresholds
             .iter()
-            .map(|t| t.name.chars().count() + t.condition.chars().count() + 1)
+            .map(|t| threshold_rule(t).chars().count())
             .max()
             .unwrap_or(0);
         for t in thresholds {
             let mark = if t.passed { '✓' } else { '✗' };
-            let rule = format!("{} {}", t.name, t.condition);
-            writeln!(out, "  {mark} {rule:<width$}  actual {}", t.actual_text())?;
+            let rule = threshold_rule(t);
+            writeln!(out, "  {mark} {rule:<width$}  actual {}", actual_text(t))?;
         }
     }
 
@@ -277,13 +278,18 @@ pub fn write_summary(
                 thresholds.len()
             )
         }
-        Verdict::CallsFailed => format!(
+        Verdict::Failed => format!(
             "FAILED: {} of {} calls and {} registrations failed (no calls.failed threshold allows any)",
             s.calls.failed, s.calls.started, s.registrations.failed
         ),
         Verdict::Interrupted => interrupted_verdict(s, thresholds),
     };
     writeln!(out, "result: {verdict}")
+}
+
+/// A threshold as the reports name it: `invite_to_200.p99 < 500ms`.
+pub(crate) fn threshold_rule(t: &ThresholdResult) -> String {
+    format!("{} {}", t.threshold.metric, t.threshold.condition)
 }
 
 /// The verdict of an interrupted run: what failed before the stop, or that nothing did.
@@ -389,9 +395,9 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::report::fixture;
-    use crate::report::metrics::{Metrics, RunInfo};
-    use sipcheck_core::stats::outcome::{Failure, FailureKind};
+    use sipcheck_core::stats::fixture;
+    use sipcheck_core::stats::metrics::{Metrics, RunInfo};
+    use sipcheck_core::stats::outcome::{CallMedia, Failure, FailureKind};
 
     pub(crate) fn render(s: &RunSummary, t: &[ThresholdResult]) -> String {
         let mut out = Vec::new();
@@ -452,6 +458,24 @@ mod tests {
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),
             "{text:?}"
+        );
+    }
+
+    #[test]
+    fn stray_rtp_is_shown_apart_from_loss() {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &fixture::info());
+        for (i, stray) in [(1, 0), (2, 120), (3, 7)] {
+            let mut c = fixture::caller(i);
+            c.media = Some(CallMedia {
+                stray_packets: stray,
+                ..c.media.take().unwrap()
+            });
+            m.record_call(&c);
+        }
+        let text = render(&m.finish(Duration::from_secs(1), false), &[]);
+        assert!(
+            text.contains("stray            127 packets from other sources or SSRCs"),
+            "{text}"
         );
     }
 

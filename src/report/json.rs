@@ -87,11 +87,12 @@ use hdrhistogram::serialization::{Serializer as _, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::metrics::{
-    unit_name, FailedCall, RegistrationCounts, RunSummary, ThresholdResult, TimingStats, Verdict,
-    Verified, LATE_START,
+use super::values::unit_name;
+use sipcheck_core::stats::metrics::{
+    FailedCall, RegistrationCounts, RunSummary, TimingStats, Verified, LATE_START,
 };
 use sipcheck_core::stats::outcome::Side;
+use sipcheck_core::stats::verdict::{ThresholdResult, Verdict};
 
 /// The schema identifier written in every summary.
 pub const SCHEMA: &str = "sipcheck.run/1";
@@ -113,7 +114,7 @@ struct Doc<'a> {
     audio: Checks,
     dtmf: Checks,
     generator: Generator,
-    thresholds: Vec<ThresholdJson<'a>>,
+    thresholds: Vec<ThresholdJson>,
     failed_call_samples: Vec<Sample<'a>>,
 }
 
@@ -251,9 +252,9 @@ struct Generator {
 }
 
 #[derive(Serialize)]
-struct ThresholdJson<'a> {
-    name: &'a str,
-    condition: &'a str,
+struct ThresholdJson {
+    name: String,
+    condition: String,
     actual: Option<f64>,
     unit: &'static str,
     passed: bool,
@@ -275,7 +276,7 @@ fn round3(v: f64) -> f64 {
 pub fn verdict_name(v: Verdict) -> &'static str {
     match v {
         Verdict::Passed => "passed",
-        Verdict::CallsFailed => "calls_failed",
+        Verdict::Failed => "calls_failed",
         Verdict::ThresholdsFailed => "thresholds_failed",
         Verdict::Interrupted => "interrupted",
     }
@@ -359,10 +360,10 @@ pub fn write_json(
         thresholds: thresholds
             .iter()
             .map(|t| ThresholdJson {
-                name: &t.name,
-                condition: &t.condition,
+                name: t.threshold.metric.to_string(),
+                condition: t.threshold.condition.to_string(),
                 actual: t.actual,
-                unit: unit_name(t.unit),
+                unit: unit_name(t.unit()),
                 passed: t.passed,
             })
             .collect(),
@@ -383,7 +384,7 @@ mod tests {
     use sipcheck_core::scenario::threshold::Metric;
 
     use super::*;
-    use crate::report::fixture;
+    use sipcheck_core::stats::fixture;
 
     fn document() -> Value {
         let s = fixture::run();
@@ -468,8 +469,11 @@ mod tests {
 
     #[test]
     fn empty_metrics_are_present_with_null_statistics() {
-        let s = crate::report::Metrics::new(std::time::SystemTime::UNIX_EPOCH, &Default::default())
-            .finish(std::time::Duration::ZERO, false);
+        let s = sipcheck_core::stats::metrics::Metrics::new(
+            std::time::SystemTime::UNIX_EPOCH,
+            &Default::default(),
+        )
+        .finish(std::time::Duration::ZERO, false);
         let mut out = Vec::new();
         write_json(&s, &[], &mut out).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -603,9 +607,11 @@ mod tests {
         let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(schema["properties"]["schema"]["const"], SCHEMA);
         for doc in [document(), {
-            let s =
-                crate::report::Metrics::new(std::time::SystemTime::UNIX_EPOCH, &Default::default())
-                    .finish(std::time::Duration::ZERO, true);
+            let s = sipcheck_core::stats::metrics::Metrics::new(
+                std::time::SystemTime::UNIX_EPOCH,
+                &Default::default(),
+            )
+            .finish(std::time::Duration::ZERO, true);
             let mut out = Vec::new();
             write_json(&s, &[], &mut out).unwrap();
             serde_json::from_slice(&out).unwrap()

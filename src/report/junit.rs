@@ -31,7 +31,9 @@ use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::console;
-use super::metrics::{FailedCall, RoleSummary, RunSummary, StepSummary, ThresholdResult};
+use super::values::actual_text;
+use sipcheck_core::stats::metrics::{FailedCall, RoleSummary, RunSummary, StepSummary};
+use sipcheck_core::stats::verdict::ThresholdResult;
 
 /// One `<testcase>`.
 struct Case {
@@ -390,9 +392,10 @@ fn registration_case(name: String, role: &RoleSummary, unregister: bool, at: &st
 }
 
 fn threshold_case(t: &ThresholdResult) -> Case {
-    let name = format!("{} {}", t.name, t.condition);
+    let name = console::threshold_rule(t);
+    let condition = &t.threshold.condition;
     let actual = match t.actual {
-        Some(_) => format!("actual {}", t.actual_text()),
+        Some(_) => format!("actual {}", actual_text(t)),
         None => "no data: nothing was measured".to_owned(),
     };
     if t.passed {
@@ -406,8 +409,8 @@ fn threshold_case(t: &ThresholdResult) -> Case {
         Case {
             outcome: Outcome::Failed {
                 kind: "threshold".into(),
-                message: format!("{actual}, limit {}", t.condition),
-                text: format!("{name}: {actual}, limit {}\n", t.condition),
+                message: format!("{actual}, limit {condition}"),
+                text: format!("{name}: {actual}, limit {condition}\n"),
             },
             name,
             system_out: None,
@@ -457,7 +460,7 @@ fn text_node(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixture;
+    use sipcheck_core::stats::fixture;
 
     fn render() -> String {
         let s = fixture::run();
@@ -685,8 +688,11 @@ mod tests {
 
     #[test]
     fn steps_that_never_ran_are_skipped() {
-        let s = crate::report::Metrics::new(std::time::SystemTime::UNIX_EPOCH, &fixture::info())
-            .finish(std::time::Duration::ZERO, true);
+        let s = sipcheck_core::stats::metrics::Metrics::new(
+            std::time::SystemTime::UNIX_EPOCH,
+            &fixture::info(),
+        )
+        .finish(std::time::Duration::ZERO, true);
         let mut out = Vec::new();
         write_junit(&s, &[], &mut out).unwrap();
         let xml = String::from_utf8(out).unwrap();
@@ -710,8 +716,10 @@ mod tests {
     #[test]
     fn steps_no_call_reached_are_skipped_with_the_reason_never_passed() {
         // Every call of the caller fails at its `call` step: its later steps were never run.
-        let mut m =
-            crate::report::Metrics::new(std::time::SystemTime::UNIX_EPOCH, &fixture::info());
+        let mut m = sipcheck_core::stats::metrics::Metrics::new(
+            std::time::SystemTime::UNIX_EPOCH,
+            &fixture::info(),
+        );
         for i in 0..3 {
             let mut c = fixture::caller(i);
             c.steps.truncate(1);

@@ -1,12 +1,15 @@
-//! Run reports: the metrics aggregator and the reporters that read its summary.
+//! Run reports: the reporters that format a run's figures.
 //!
-//! - [`metrics`]: [`Metrics`] takes each call's figures once, at its end, and
-//!   [`Metrics::finish`] makes the [`RunSummary`] that every reporter reads and that answers
-//!   the scenario's thresholds ([`RunSummary::check`], [`RunSummary::verdict`]).
+//! The figures come from the core: [`Metrics`] takes each call's figures once, at its end,
+//! and [`Metrics::finish`] makes the [`RunSummary`] that every reporter reads and that answers
+//! the scenario's thresholds ([`RunSummary::check`], [`RunSummary::verdict`], in
+//! [`sipcheck_core::stats::verdict`]). Nothing here computes a figure or a verdict.
+//!
 //! - [`console`]: the plain-text summary printed at the end of a run.
 //! - [`junit`]: JUnit XML for GitLab's test report.
 //! - [`json`]: the versioned JSON summary (`sipcheck.run/1`), HdrHistograms included.
 //! - [`progress`]: the live progress line on stderr while the run goes.
+//! - [`values`]: threshold values and units as the reports spell them.
 //!
 //! Reporters are pure functions writing to `impl Write`. Report files are written with
 //! [`write_report`]: `-` is standard output; a regular file goes through
@@ -16,7 +19,8 @@
 //!
 //! ```no_run
 //! # use std::time::{Duration, SystemTime};
-//! # use sipcheck::report::{self, Metrics, RunInfo};
+//! # use sipcheck::report;
+//! # use sipcheck::core::stats::metrics::{Metrics, RunInfo};
 //! # fn demo(scenario: &sipcheck::core::scenario::Scenario) -> Result<(), report::ReportError> {
 //! let mut metrics = Metrics::new(SystemTime::now(), &RunInfo::from_scenario(scenario));
 //! // … metrics.record_call(&result) for every call result, at its end …
@@ -34,21 +38,20 @@
 //! ```
 
 pub mod console;
-#[cfg(test)]
-mod fixture;
 pub mod json;
 pub mod junit;
-pub mod metrics;
 pub mod progress;
 #[cfg(test)]
 mod snapshot;
+pub mod values;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-pub use metrics::{Metrics, RoleInfo, RunInfo, RunSummary, StepInfo, ThresholdResult, Verdict};
 pub use progress::Progress;
+#[cfg(doc)]
+use sipcheck_core::stats::metrics::{Metrics, RunSummary};
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]

@@ -258,7 +258,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::report::fixture;
+    use sipcheck_core::stats::fixture;
 
     #[test]
     fn the_plain_line() {

@@ -13,9 +13,10 @@ use sipcheck_core::scenario::threshold;
 use tokio::sync::{mpsc, watch};
 
 use crate::exit::Exit;
-use crate::report::{self, Metrics, Progress, RunInfo, Verdict};
+use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
 use executor::RunEvent;
+use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 
 /// Options of `sipcheck run`.
 #[derive(Debug, Clone)]
@@ -160,12 +161,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         let mut out = TerminalWriter::new(out);
         let _ = report::console::write_summary(&summary, &thresholds, &mut out);
     }
-    let mut exit = match summary.verdict(&thresholds) {
-        Verdict::Passed => Exit::Success,
-        Verdict::CallsFailed => Exit::Failure,
-        Verdict::ThresholdsFailed => Exit::Thresholds,
-        Verdict::Interrupted => Exit::Interrupted,
-    };
+    let mut exit = Exit::from(summary.verdict(&thresholds));
     if interrupted {
         exit = Exit::Interrupted;
     }

@@ -10,9 +10,9 @@
 //!
 //! The metric names are a closed set ([`Metric`]); a statistic picks one number out of a
 //! metric ([`Stat`]); the condition compares it with a value that carries a unit, and the unit
-//! must fit the metric (a time for a latency, a percentage for a ratio). [`Threshold::evaluate`]
-//! is pure: the executor hands it a lookup of measured values, in the units of
-//! [`MetricRef::unit`].
+//! must fit the metric (a time for a latency, a percentage for a ratio). [`Condition::holds`]
+//! compares a measured value, in the unit of [`MetricRef::unit`]; a run's values and its
+//! verdict are in [`crate::stats::verdict`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -209,7 +209,7 @@ impl fmt::Display for Stat {
     }
 }
 
-/// The unit of a measured value handed to [`Threshold::evaluate`].
+/// The unit of a measured value handed to [`Condition::holds`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueUnit {
     /// Milliseconds.
@@ -383,20 +383,6 @@ impl Limit {
             Self::Rate(_) => "a rate",
         }
     }
-
-    /// `actual` (in the canonical unit) written in this limit's unit.
-    fn format_actual(self, actual: f64) -> String {
-        match self {
-            Self::Time(_) => format!("{}ms", round3(actual)),
-            Self::Percent(_) => format!("{}%", round3(actual * 100.0)),
-            Self::Number(_) => format!("{}", round3(actual)),
-            Self::Rate(_) => format!("{}/s", round3(actual)),
-        }
-    }
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }
 
 impl fmt::Display for Limit {
@@ -454,6 +440,14 @@ impl FromStr for Condition {
             Limit::Number(v.parse().map_err(|_| malformed())?)
         };
         Ok(Self { op, limit })
+    }
+}
+
+impl Condition {
+    /// Whether `actual`, in the unit of [`MetricRef::unit`], satisfies the condition.
+    #[must_use]
+    pub fn holds(&self, actual: f64) -> bool {
+        self.op.holds(actual, self.limit.canonical())
     }
 }
 
@@ -559,17 +553,6 @@ pub struct Threshold {
     pub condition: Condition,
 }
 
-/// The verdict of one threshold.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdOutcome {
-    /// Whether the condition held (`false` when there was no value).
-    pub passed: bool,
-    /// The measured value, in the unit of [`MetricRef::unit`].
-    pub actual: Option<f64>,
-    /// `invite_to_200.p99 < 500ms: actual 312.5ms`, for a report.
-    pub text: String,
-}
-
 impl Threshold {
     /// A threshold, if the condition's unit fits the metric.
     ///
@@ -616,24 +599,6 @@ impl Threshold {
     /// Any [`ThresholdError`].
     pub fn parse(metric: &str, condition: &str) -> Result<Self, ThresholdError> {
         Self::new(metric.parse()?, condition.parse()?)
-    }
-
-    /// Checks the threshold against measured values; `values` returns `None` when a value
-    /// was not measured (which fails the threshold).
-    #[must_use]
-    pub fn evaluate(&self, values: &dyn Fn(&MetricRef) -> Option<f64>) -> ThresholdOutcome {
-        let actual = values(&self.metric);
-        let passed =
-            actual.is_some_and(|a| self.condition.op.holds(a, self.condition.limit.canonical()));
-        let shown = actual.map_or_else(
-            || "no data".to_owned(),
-            |a| format!("actual {}", self.condition.limit.format_actual(a)),
-        );
-        ThresholdOutcome {
-            passed,
-            actual,
-            text: format!("{self}: {shown}"),
-        }
     }
 }
 
@@ -833,23 +798,20 @@ mod tests {
     }
 
     #[test]
-    fn evaluate_compares_in_canonical_units() {
+    fn conditions_compare_in_canonical_units() {
         let t = Threshold::parse("invite_to_200.p99", "< 500ms").unwrap();
-        let o = t.evaluate(&|r| (r.metric == Metric::InviteTo200).then_some(312.5));
-        assert!(o.passed);
-        assert_eq!(o.actual, Some(312.5));
-        assert_eq!(o.text, "invite_to_200.p99 < 500ms: actual 312.5ms");
-        let o = t.evaluate(&|_| Some(500.0));
-        assert!(!o.passed);
+        assert!(t.condition.holds(312.5));
+        assert!(!t.condition.holds(500.0));
 
         let t = Threshold::parse("calls.failed", "< 0.1%").unwrap();
-        let o = t.evaluate(&|_| Some(0.0008));
-        assert!(o.passed);
-        assert_eq!(o.text, "calls.failed < 0.1%: actual 0.08%");
-        assert!(!t.evaluate(&|_| Some(0.002)).passed);
+        assert!(t.condition.holds(0.0008));
+        assert!(!t.condition.holds(0.002));
 
         let t = Threshold::parse("audio.verified", ">= 99.5%").unwrap();
-        assert!(t.evaluate(&|_| Some(0.995)).passed);
+        assert!(t.condition.holds(0.995));
+        let t = Threshold::parse("calls.started.rate", "> 5/s").unwrap();
+        assert!(t.condition.holds(5.5));
+        assert!(!t.condition.holds(5.0));
     }
 
     #[test]
@@ -860,10 +822,9 @@ mod tests {
         assert_eq!(all[0], latency);
         assert_eq!(all[1].to_string(), "calls.not_started <= 0");
         assert_eq!(all[1].metric.unit(), ValueUnit::Count);
-        let o = all[1].evaluate(&|r| (r.metric == Metric::CallsNotStarted).then_some(2.0));
-        assert!(!o.passed);
-        assert_eq!(o.text, "calls.not_started <= 0: actual 2");
-        assert!(all[1].evaluate(&|_| Some(0.0)).passed);
+        assert_eq!(all[1].metric.metric, Metric::CallsNotStarted);
+        assert!(!all[1].condition.holds(2.0));
+        assert!(all[1].condition.holds(0.0));
 
         // The scenario's own limit replaces the built-in one, whatever its statistic.
         let allowed = Threshold::parse("calls.not_started", "<= 5").unwrap();
@@ -877,14 +838,5 @@ mod tests {
             vec![rate.clone()]
         );
         assert_eq!(with_builtins(&[]), builtin());
-    }
-
-    #[test]
-    fn no_data_fails() {
-        let t = Threshold::parse("rtp.loss", "< 0.5%").unwrap();
-        let o = t.evaluate(&|_| None);
-        assert!(!o.passed);
-        assert_eq!(o.actual, None);
-        assert_eq!(o.text, "rtp.loss < 0.5%: no data");
     }
 }

@@ -1,5 +1,11 @@
-//! What a run produces: each call's outcome record and its SIP ladder, filled once at the
-//! call's end and only read by the metrics and the reporters.
+//! What a run produces and what it is judged by: each call's outcome record and its SIP
+//! ladder, filled once at the call's end ([`outcome`], [`ladder`]); the aggregate of a run's
+//! records ([`metrics`]); and the verdict over the scenario's thresholds ([`verdict`]).
+//! Nothing here reads a clock or writes anywhere: the shell's reporters format these figures.
 
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fixture;
 pub mod ladder;
+pub mod metrics;
 pub mod outcome;
+pub mod verdict;

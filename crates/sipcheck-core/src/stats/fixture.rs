@@ -1,19 +1,21 @@
-//! Synthetic runs for the reporters' tests: the same run feeds the metrics, console, JUnit
-//! and JSON tests and their snapshots.
+//! Synthetic runs for tests: the same run feeds the metrics and verdict tests here and the
+//! console, JUnit and JSON reporters' tests and snapshots in the shell (which turns on the
+//! `test-fixtures` feature for its tests). Not part of the library's API.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
-use sipcheck_core::scenario::threshold::Threshold;
 
-use super::metrics::{Metrics, RoleInfo, RunInfo, RunSummary, StepInfo};
-use sipcheck_core::stats::ladder::{Direction, Rung};
-use sipcheck_core::stats::outcome::{
+use crate::scenario::threshold::Threshold;
+use crate::stats::ladder::{Direction, Rung};
+use crate::stats::metrics::{Metrics, RoleInfo, RunInfo, RunSummary, StepInfo};
+use crate::stats::outcome::{
     CallMedia, CallResult, Failure, FailureKind, RegisterResult, Side, StepRun,
 };
 
-pub(crate) fn info() -> RunInfo {
+/// The roles and steps of the synthetic run: a callee (lines 8–12) and a caller (16–21).
+pub fn info() -> RunInfo {
     let step = |kind: &str, line| StepInfo {
         kind: kind.into(),
         line,
@@ -101,7 +103,7 @@ fn steps(lines: &[(u32, u64)], failed: bool) -> Vec<StepRun> {
 }
 
 /// A caller's call `i`: 200 OK in 40 + i ms (i < 100).
-pub(crate) fn caller(i: u64) -> CallResult {
+pub fn caller(i: u64) -> CallResult {
     CallResult {
         role: "caller".into(),
         side: Side::Caller,
@@ -137,7 +139,7 @@ pub(crate) fn caller(i: u64) -> CallResult {
 }
 
 /// A callee's side of call `i`.
-pub(crate) fn callee(i: u64) -> CallResult {
+pub fn callee(i: u64) -> CallResult {
     CallResult {
         role: "callee".into(),
         side: Side::Callee,
@@ -163,7 +165,7 @@ pub(crate) fn callee(i: u64) -> CallResult {
 /// (Timer B, the callee never saw it), call 5's tone missing on the caller. Streams of calls
 /// 10, 20 … 90 lose 2 of 250 packets; call 3 starts 25 ms late; call 7 skips a frame on both
 /// sides. Each account registers twice, except callee 1049 whose first REGISTER fails.
-pub(crate) fn run() -> RunSummary {
+pub fn run() -> RunSummary {
     use Direction::{Received, Sent};
     let start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_763_900_000_000);
     let mut m = Metrics::new(start, &info());
@@ -301,7 +303,8 @@ pub(crate) fn run() -> RunSummary {
     s
 }
 
-pub(crate) fn thresholds() -> Vec<Threshold> {
+/// Five thresholds on the synthetic run; `calls.failed < 1%` fails (4% failed).
+pub fn thresholds() -> Vec<Threshold> {
     [
         ("invite_to_200.p99", "< 500ms"),
         ("calls.failed", "< 1%"),

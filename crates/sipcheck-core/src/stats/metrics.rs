@@ -1,7 +1,11 @@
 //! The metrics aggregator: the executor hands it each call's figures once, at the call's end
 //! ([`Metrics::record_call`]), and each registration ([`Metrics::record_register`]); at the
 //! end of the run [`Metrics::finish`] turns them into a [`RunSummary`], which every reporter
-//! reads and which answers thresholds ([`RunSummary::value`], [`RunSummary::check`]).
+//! reads and which answers thresholds ([`RunSummary::value`], [`RunSummary::check`], in
+//! [`super::verdict`]).
+//!
+//! Pure: no clock is read (the run's start and its elapsed time are handed in), nothing is
+//! written anywhere.
 //!
 //! # What is counted where
 //!
@@ -9,7 +13,7 @@
 //!   `calls.*` thresholds) count the *calling* side when the run has callers, so a call between
 //!   two roles of the run counts once; a run with only callees (calls come from outside)
 //!   counts the callee side. A call *failed* when its result has at least one failure.
-//! - **Failures** are counted per [`FailureKind::label`](sipcheck_core::stats::outcome::FailureKind::label),
+//! - **Failures** are counted per [`FailureKind::label`](crate::stats::outcome::FailureKind::label),
 //!   per occurrence: a call can fail more than one way, so the failures can add up to more
 //!   than the failed calls.
 //! - **Timings** are HdrHistograms of microseconds (3 significant figures, sized for 1 µs to
@@ -36,12 +40,12 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use sipcheck_core::scenario::model::Scenario;
-use sipcheck_core::scenario::threshold::{Metric, MetricRef, Stat, Threshold, ValueUnit};
 
-use sipcheck_core::sip::build::reason_phrase;
-use sipcheck_core::stats::ladder::Rung;
-use sipcheck_core::stats::outcome::{CallResult, FailureKind, RegisterResult, Side};
+use crate::scenario::model::Scenario;
+use crate::scenario::threshold::Metric;
+use crate::sip::build::reason_phrase;
+use crate::stats::ladder::Rung;
+use crate::stats::outcome::{CallResult, FailureKind, RegisterResult, Side};
 
 /// A call whose INVITE left later than this after its scheduled start is a late start.
 pub const LATE_START: Duration = Duration::from_millis(10);
@@ -292,7 +296,7 @@ pub struct FailureNote {
     pub line: u32,
     /// Its column.
     pub col: u32,
-    /// [`FailureKind::label`](sipcheck_core::stats::outcome::FailureKind::label).
+    /// [`FailureKind::label`](crate::stats::outcome::FailureKind::label).
     pub kind: String,
     /// What happened.
     pub message: String,
@@ -353,7 +357,7 @@ impl FailedCall {
 pub struct ReasonSummary {
     /// The reason, for people.
     pub reason: String,
-    /// Its [`FailureKind::label`](sipcheck_core::stats::outcome::FailureKind::label).
+    /// Its [`FailureKind::label`](crate::stats::outcome::FailureKind::label).
     pub kind: String,
     /// How many failures had it.
     pub count: u64,
@@ -651,80 +655,6 @@ pub struct RunSummary {
     pub calls_cut_short: u64,
 }
 
-/// The verdict on one threshold.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdResult {
-    /// The metric and statistic, as written: `invite_to_200.p99`.
-    pub name: String,
-    /// The condition, as written: `< 500ms`.
-    pub condition: String,
-    /// The measured value in `unit`; `None` when nothing was measured (which fails).
-    pub actual: Option<f64>,
-    /// The unit of `actual`.
-    pub unit: ValueUnit,
-    /// Whether the condition held.
-    pub passed: bool,
-}
-
-impl ThresholdResult {
-    /// The measured value for people: `312.4 ms`, `0.08%`, `12`, `20.1/s`, `no data`.
-    #[must_use]
-    pub fn actual_text(&self) -> String {
-        match self.actual {
-            None => "no data".to_owned(),
-            Some(v) => format_value(self.unit, v),
-        }
-    }
-}
-
-/// A value in a threshold unit, for people.
-#[must_use]
-pub fn format_value(unit: ValueUnit, v: f64) -> String {
-    match unit {
-        ValueUnit::Milliseconds if v.abs() < 1.0 => format!("{v:.3} ms"),
-        ValueUnit::Milliseconds => format!("{v:.1} ms"),
-        ValueUnit::Fraction => format!("{}%", trim_float(v * 100.0, 3)),
-        ValueUnit::Count => trim_float(v, 3),
-        ValueUnit::PerSecond => format!("{v:.1}/s"),
-    }
-}
-
-/// `v` with at most `decimals` decimals and no trailing zeros.
-fn trim_float(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
-}
-
-/// The short name of a threshold unit, as in the JSON summary.
-#[must_use]
-pub fn unit_name(unit: ValueUnit) -> &'static str {
-    match unit {
-        ValueUnit::Milliseconds => "ms",
-        ValueUnit::Fraction => "fraction",
-        ValueUnit::Count => "count",
-        ValueUnit::PerSecond => "per_second",
-    }
-}
-
-/// How a run ended, for the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every threshold held, and (without a `calls.*` threshold) every call and registration
-    /// passed.
-    Passed,
-    /// Calls or registrations failed and no `calls.failed` / `calls.passed` threshold says
-    /// how many may.
-    CallsFailed,
-    /// At least one threshold failed.
-    ThresholdsFailed,
-    /// The run was interrupted before its planned end (its figures decide nothing).
-    Interrupted,
-}
-
 impl RunSummary {
     /// The histogram of a timing metric (`None` for a metric that is not a timing).
     #[must_use]
@@ -734,90 +664,10 @@ impl RunSummary {
             .find(|t| t.metric == metric)
             .map(|t| &t.micros)
     }
-
-    /// The run's value for a threshold's metric, in the unit of [`MetricRef::unit`]:
-    /// milliseconds for timings, a fraction of one for ratios, a count, or a rate per second
-    /// of the run's elapsed time. `None` when there is nothing to measure (no sample, nothing
-    /// expected or checked), which fails the threshold.
-    #[must_use]
-    pub fn value(&self, r: &MetricRef) -> Option<f64> {
-        let secs = self.elapsed.as_secs_f64();
-        let per_second = |n: u64| (secs > 0.0).then(|| n as f64 / secs);
-        if let Some(h) = self.timing(r.metric) {
-            let ms = |us: u64| us as f64 / 1000.0;
-            return match r.stat? {
-                Stat::Count => Some(h.len() as f64),
-                Stat::Rate => per_second(h.len()),
-                _ if h.is_empty() => None,
-                Stat::Percentile(p) => Some(ms(h.value_at_quantile(p / 100.0))),
-                Stat::Min => Some(ms(h.min())),
-                Stat::Max => Some(ms(h.max())),
-                Stat::Mean => Some(h.mean() / 1000.0),
-            };
-        }
-        let (part, whole) = match r.metric {
-            Metric::RtpLoss => (self.rtp.packets_lost, self.rtp.packets_expected),
-            Metric::CallsFailed => (self.calls.failed, self.calls.started),
-            Metric::CallsPassed => (self.calls.passed, self.calls.started),
-            Metric::AudioVerified => (self.audio.verified, self.audio.checked),
-            Metric::DtmfVerified => (self.dtmf.verified, self.dtmf.checked),
-            Metric::CallsStarted => (self.calls.started, 0),
-            Metric::CallsNotStarted => (self.generator.not_started, 0),
-            Metric::GeneratorOverrun => (self.generator.frames_skipped, 0),
-            _ => return None,
-        };
-        match r.stat {
-            Some(Stat::Count) => Some(part as f64),
-            Some(Stat::Rate) => per_second(part),
-            None if r.unit() == ValueUnit::Count => Some(part as f64),
-            None => ratio(part, whole),
-            Some(_) => None,
-        }
-    }
-
-    /// Checks thresholds against the run, in order.
-    #[must_use]
-    pub fn check(&self, thresholds: &[Threshold]) -> Vec<ThresholdResult> {
-        thresholds
-            .iter()
-            .map(|t| {
-                let outcome = t.evaluate(&|r| self.value(r));
-                ThresholdResult {
-                    name: t.metric.to_string(),
-                    condition: t.condition.to_string(),
-                    actual: outcome.actual,
-                    unit: t.metric.unit(),
-                    passed: outcome.passed,
-                }
-            })
-            .collect()
-    }
-
-    /// The verdict, k6 style: a failed threshold fails the run. Failed calls fail it too,
-    /// unless a `calls.failed` or `calls.passed` threshold says how many may fail.
-    #[must_use]
-    pub fn verdict(&self, thresholds: &[ThresholdResult]) -> Verdict {
-        // An interrupted run did not do what it planned: its figures cannot pass or fail it.
-        if self.interrupted {
-            return Verdict::Interrupted;
-        }
-        if thresholds.iter().any(|t| !t.passed) {
-            return Verdict::ThresholdsFailed;
-        }
-        let governed = thresholds.iter().any(|t| {
-            let base = t.name.split('.').take(2).collect::<Vec<_>>().join(".");
-            base == "calls.failed" || base == "calls.passed"
-        });
-        let failed = self.calls.failed > 0 || self.registrations.failed > 0;
-        if failed && !governed {
-            Verdict::CallsFailed
-        } else {
-            Verdict::Passed
-        }
-    }
 }
 
-fn ratio(part: u64, whole: u64) -> Option<f64> {
+/// `part` of `whole`; `None` when `whole` is nothing.
+pub(crate) fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
@@ -1168,11 +1018,26 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixture::*;
-    use sipcheck_core::stats::outcome::{CallMedia, Failure, FailureKind};
+    use crate::scenario::threshold::{MetricKind, MetricRef};
+    use crate::stats::fixture::*;
+    use crate::stats::outcome::{CallMedia, Failure, FailureKind};
+    use crate::stats::verdict::Verdict;
 
     fn mref(s: &str) -> MetricRef {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_timing_metrics_are_every_timing_of_the_scenario_in_its_order() {
+        let timings: Vec<Metric> = Metric::ALL
+            .iter()
+            .copied()
+            .filter(|m| m.kind() == MetricKind::Timing)
+            .collect();
+        assert_eq!(TIMING_METRICS.to_vec(), timings);
+        let s = run();
+        let kept: Vec<Metric> = s.timings.iter().map(|t| t.metric).collect();
+        assert_eq!(kept, timings);
     }
 
     #[test]
@@ -1198,13 +1063,8 @@ thresholds:
   calls.failed: <= 0%
 ";
         let scenario =
-            sipcheck_core::scenario::load(
-                "tiny.yaml",
-                yaml,
-                &|_| None,
-                &|_| Err("no files".into()),
-            )
-            .unwrap_or_else(|e| panic!("{e:?}"));
+            crate::scenario::load("tiny.yaml", yaml, &|_| None, &|_| Err("no files".into()))
+                .unwrap_or_else(|e| panic!("{e:?}"));
         let info = RunInfo::from_scenario(&scenario);
         assert_eq!(info.scenario, "tiny");
         let roles: Vec<(&str, bool)> = info
@@ -1221,7 +1081,7 @@ thresholds:
         assert_eq!(steps, [("call", 15), ("expect", 16), ("hangup", 17)]);
         let s = Metrics::new(SystemTime::UNIX_EPOCH, &info).finish(Duration::ZERO, false);
         let checked = s.check(&scenario.thresholds);
-        assert_eq!(checked[0].name, "calls.failed");
+        assert_eq!(checked[0].metric().to_string(), "calls.failed");
         assert_eq!(checked[0].actual, None, "no call, no data");
     }
 
@@ -1258,7 +1118,7 @@ thresholds:
     fn a_call_whose_callee_failed_is_a_failed_call_though_its_caller_passed() {
         let failing_callee = |i: u64| {
             let mut c = callee(i);
-            c.failures.push(sipcheck_core::stats::outcome::Failure {
+            c.failures.push(crate::stats::outcome::Failure {
                 step: "expect",
                 line: 12,
                 col: 9,
@@ -1287,7 +1147,7 @@ thresholds:
                 failed: 2
             }
         );
-        assert_eq!(s.verdict(&[]), Verdict::CallsFailed);
+        assert_eq!(s.verdict(&[]), Verdict::Failed);
     }
 
     #[test]
@@ -1324,67 +1184,6 @@ thresholds:
             (97 + 97) * 251
         );
         assert_eq!(s.timing(Metric::RtpJitter).unwrap().len(), 97 + 97);
-    }
-
-    #[test]
-    fn values_are_in_the_threshold_units() {
-        let s = run();
-        assert_eq!(s.value(&mref("calls.failed")), Some(0.04));
-        assert_eq!(s.value(&mref("calls.failed.count")), Some(4.0));
-        assert_eq!(s.value(&mref("calls.passed")), Some(0.96));
-        assert_eq!(s.value(&mref("calls.started")), Some(100.0));
-        assert_eq!(s.value(&mref("calls.started.rate")), Some(10.0));
-        assert_eq!(s.value(&mref("generator.overrun")), Some(2.0));
-        assert_eq!(s.value(&mref("invite_to_200.count")), Some(97.0));
-        let loss = s.value(&mref("rtp.loss")).unwrap();
-        // Both streams of calls 10, 20 … 90 lost 2 packets each: 18 × 2 lost of
-        // (97 + 97) × 250 expected.
-        assert_eq!(s.rtp.packets_lost, 36);
-        assert!((loss - 36.0 / (194.0 * 250.0)).abs() < 1e-12, "{loss}");
-        assert_eq!(s.value(&mref("audio.verified")), Some(193.0 / 194.0));
-        assert_eq!(s.value(&mref("dtmf.verified")), Some(1.0));
-        let min = s.value(&mref("invite_to_200.min")).unwrap();
-        assert_eq!(min, 42.976);
-        let mean = s.value(&mref("bye_rtt.mean")).unwrap();
-        assert!((mean - 1.55).abs() < 0.01, "{mean}");
-    }
-
-    #[test]
-    fn nothing_measured_is_no_value() {
-        let s = Metrics::new(SystemTime::UNIX_EPOCH, &info()).finish(Duration::ZERO, false);
-        assert_eq!(s.value(&mref("invite_to_200.p99")), None);
-        assert_eq!(s.value(&mref("invite_to_200.count")), Some(0.0));
-        assert_eq!(s.value(&mref("calls.failed")), None);
-        assert_eq!(s.value(&mref("rtp.loss")), None);
-        assert_eq!(s.value(&mref("calls.started.rate")), None);
-    }
-
-    #[test]
-    fn thresholds_and_verdict() {
-        let s = run();
-        let results = s.check(&thresholds());
-        let by_name: Vec<(&str, bool)> = results
-            .iter()
-            .map(|r| (r.name.as_str(), r.passed))
-            .collect();
-        assert_eq!(
-            by_name,
-            [
-                ("invite_to_200.p99", true),
-                ("calls.failed", false),
-                ("rtp.loss", true),
-                ("audio.verified", true),
-                ("register_rtt.p99", true)
-            ]
-        );
-        assert_eq!(results[1].actual_text(), "4%");
-        assert_eq!(results[1].condition, "< 1%");
-        assert_eq!(s.verdict(&results), Verdict::ThresholdsFailed);
-        // Failed calls fail the run unless a calls.* threshold governs them.
-        let latency_only = s.check(&thresholds()[..1]);
-        assert_eq!(s.verdict(&latency_only), Verdict::CallsFailed);
-        let lenient = s.check(&[Threshold::parse("calls.failed", "< 5%").unwrap()]);
-        assert_eq!(s.verdict(&lenient), Verdict::Passed);
     }
 
     #[test]
@@ -1622,13 +1421,6 @@ thresholds:
         assert_eq!(
             s.rtp.packets_received + s.rtp.packets_lost,
             s.rtp.packets_expected
-        );
-        let mut out = Vec::new();
-        crate::report::console::write_summary(&s, &[], &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.contains("stray            127 packets from other sources or SSRCs"),
-            "{text}"
         );
     }
 }
