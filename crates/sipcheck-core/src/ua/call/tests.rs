@@ -86,6 +86,8 @@ struct Policy {
     answer_after: Option<Duration>,
     /// Reject incoming calls with this code, at once.
     reject: Option<u16>,
+    /// Reject, at once, the incoming calls this rule gives a code for (told the Request-URI).
+    reject_when: Option<fn(&str) -> Option<u16>>,
     /// Hang up this long after the call is answered.
     hangup_after: Option<Duration>,
     /// The media to answer with (else the side's default).
@@ -200,8 +202,13 @@ impl Side {
     fn react(&mut self, now: Instant, event: &CallEvent<SocketAddr>) {
         let policy = self.policy.clone();
         match *event {
-            CallEvent::Incoming { call, .. } => {
-                if let Some(code) = policy.reject {
+            CallEvent::Incoming {
+                call,
+                ref request_uri,
+                ..
+            } => {
+                let by_rule = policy.reject_when.and_then(|rule| rule(request_uri));
+                if let Some(code) = policy.reject.or(by_rule) {
                     self.at(now, Action::Reject(call, code));
                     return;
                 }
@@ -2471,6 +2478,152 @@ fn five_percent_loss_over_200_calls_every_call_completes() {
         "{:?}",
         net.reasons(B)
     );
+    net.assert_empty();
+}
+
+/// The callee's rule for [`a_thousand_calls_over_five_percent_loss_end_as_the_callee_s_rule_says`]:
+/// `sip:bob<n>@…` is refused with 486 when `n` is 3 modulo 4.
+fn busy_every_fourth(request_uri: &str) -> Option<u16> {
+    let n: u32 = request_uri
+        .strip_prefix("sip:bob")?
+        .split('@')
+        .next()?
+        .parse()
+        .ok()?;
+    (n % 4 == 3).then_some(486)
+}
+
+#[test]
+fn a_thousand_calls_over_five_percent_loss_end_as_the_callee_s_rule_says() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[B].policy.reject_when = Some(busy_every_fourth);
+    net.random_loss(50_000, 0x1000_ca11);
+    for i in 0..1000u64 {
+        let mut call = call_to_b();
+        call.request_uri = format!("sip:bob{i}@192.0.2.2:5060");
+        net.at(ms(20 * i), A, Action::Invite(Box::new(call)));
+    }
+    net.run_until_idle();
+    net.assert_no_errors();
+    let log = net.log();
+    let lost = log.iter().filter(|s| s.dropped).count();
+    assert!(
+        (3..=7).contains(&(lost * 100 / log.len())),
+        "{lost} of {} datagrams lost",
+        log.len()
+    );
+
+    // Every call ended once on each side, as the rule says: call n was placed at 20·n ms.
+    let busy = CallEndReason::Rejected {
+        code: 486,
+        reason: "Busy Here".into(),
+    };
+    let mut seen = vec![0u32; 1000];
+    for rec in net.ended(A) {
+        let n = ((rec.invite - net.t0).as_millis() / 20) as usize;
+        seen[n] += 1;
+        let rejected = busy_every_fourth(&format!("sip:bob{n}@192.0.2.2:5060")).is_some();
+        let (reason, code) = if rejected {
+            (busy.clone(), 486)
+        } else {
+            (CallEndReason::LocalBye, 200)
+        };
+        assert_eq!(rec.reason(), Some(&reason), "call {n}");
+        assert_eq!(rec.final_code, Some(code), "call {n}");
+        assert_eq!(rec.answer.is_some(), !rejected, "call {n}");
+    }
+    assert!(seen.iter().all(|&n| n == 1), "each call ends once at A");
+    let reasons_b = net.reasons(B);
+    assert_eq!(reasons_b.len(), 1000);
+    let declined = reasons_b
+        .iter()
+        .filter(|r| **r == CallEndReason::Declined { code: 486 })
+        .count();
+    let remote_bye = reasons_b
+        .iter()
+        .filter(|r| **r == CallEndReason::RemoteBye)
+        .count();
+    assert_eq!((declined, remote_bye), (250, 750));
+    assert_eq!(net.answered(A).len(), 750);
+    // The loss was felt, and recovered from by retransmission.
+    let retransmitted: u32 = net.ended(A).iter().map(|r| r.requests_retransmitted).sum();
+    assert!(retransmitted > 50, "{retransmitted}");
+    net.assert_empty();
+}
+
+#[test]
+fn duplicated_and_reordered_invite_responses_and_ack_make_one_call() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    // The INVITE arrives twice; the 100 is overtaken by the 180 and the 200; the 180 and the
+    // 200 arrive twice; the ACK arrives twice.
+    net.rule(A, "INVITE", 0, 1, Fault::Duplicate(ms(3)));
+    net.rule(B, "100/INVITE", 0, 1, Fault::Delay(ms(200)));
+    net.rule(B, "180/INVITE", 0, 1, Fault::Duplicate(ms(1)));
+    net.rule(B, "200/INVITE", 0, 1, Fault::Duplicate(ms(2)));
+    net.rule(A, "ACK", 0, 1, Fault::Duplicate(ms(1)));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+
+    // One call on each side, answered once, ended once.
+    assert_eq!(net.incoming().len(), 1);
+    assert_eq!((net.answered(A).len(), net.answered(B).len()), (1, 1));
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    // The copy of the INVITE is absorbed by B's transaction, which sends its latest
+    // provisional response again (RFC 3261 §17.2.1); each copy of the 200 is ACKed
+    // (§13.2.2.4); the 100 that arrives last changes nothing.
+    assert_eq!(
+        net.trace(),
+        [
+            "A INVITE",
+            "B 100/INVITE",
+            "B 180/INVITE",
+            "B 180/INVITE",
+            "B 200/INVITE",
+            "A ACK",
+            "A ACK",
+            "A BYE",
+            "B 200/BYE"
+        ]
+    );
+    // Each copy of the 180 is reported (the record keeps the first); the late 100 is not.
+    let progress = net.progress(A);
+    assert!(!progress.is_empty() && progress.iter().all(|&code| code == 180));
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.answer, Some(net.t0 + ms(120)));
+    assert_eq!(rec.first_ringing, Some(net.t0 + ms(20)));
+    net.assert_empty();
+}
+
+#[test]
+fn a_hundred_calls_over_a_duplicating_and_reordering_link_each_make_one_call() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.sim.net.seed(0xd0b1e);
+    // A third of the datagrams arrive twice, a third are held back 15 ms (the 100, 180 and
+    // 200 sent at one instant overtake each other).
+    let link = LinkConfig::new(ms(10))
+        .with_duplication(330_000, ms(2))
+        .with_reordering(330_000, ms(15));
+    net.sim.net.set_default_link(link);
+    for i in 0..100u64 {
+        net.at(ms(50 * i), A, Action::Invite(Box::new(call_to_b())));
+    }
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.incoming().len(), 100);
+    assert_eq!((net.answered(A).len(), net.answered(B).len()), (100, 100));
+    assert_eq!(net.reasons(A), vec![CallEndReason::LocalBye; 100]);
+    assert_eq!(net.reasons(B), vec![CallEndReason::RemoteBye; 100]);
+    // The faults happened: more arrived than was sent, and B saw some ACKs twice.
+    let (sent, delivered) = [addr(A), addr(B)].iter().fold((0, 0), |(s, d), a| {
+        let c = net.sim.net.counts(a);
+        (s + c.sent, d + c.delivered)
+    });
+    assert!(delivered > sent + sent / 5, "{delivered} of {sent}");
     net.assert_empty();
 }
 
