@@ -13,17 +13,19 @@
 //! and every instant is exact. Nothing here reads a clock: the start instant is given.
 //!
 //! ```
-//! # use std::time::{Duration, Instant};
-//! # use bytes::Bytes;
-//! use sipcheck_core::sim::{Datagram, LinkConfig, Network, Rule, Fault};
-//! # fn demo(start: Instant) {
+//! use std::time::{Duration, Instant};
+//! use bytes::Bytes;
+//! use sipcheck_core::sim::{Datagram, Fault, LinkConfig, Network, Rule};
+//!
+//! let start = Instant::now(); // the only clock read: everything after it is virtual
 //! let mut net = Network::new(start, LinkConfig::new(Duration::from_millis(10)));
 //! net.add_rule(Rule::new(Fault::Drop).from("a").to("b").times(1));
-//! net.send(Datagram { from: "a", to: "b", bytes: Bytes::from_static(b"lost") });
-//! net.send(Datagram { from: "a", to: "b", bytes: Bytes::from_static(b"kept") });
+//! assert!(!net.send(Datagram { from: "a", to: "b", bytes: Bytes::from_static(b"lost") }));
+//! assert!(net.send(Datagram { from: "a", to: "b", bytes: Bytes::from_static(b"kept") }));
+//! assert_eq!(net.next_delivery(), Some(start + Duration::from_millis(10)));
 //! net.advance(start + Duration::from_millis(10));
 //! assert_eq!(net.poll_delivery().unwrap().bytes, "kept");
-//! # }
+//! assert_eq!(net.poll_delivery(), None);
 //! ```
 
 use std::collections::BTreeMap;
@@ -685,5 +687,317 @@ impl<A: Clone + Ord + Debug, N: Node<A>> Sim<A, N> {
         let limit = self.now() + bound;
         while self.step(limit) {}
         self.next_deadline().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one clock read of these tests; everything after it is virtual.
+    #[allow(clippy::disallowed_methods)]
+    fn base() -> Instant {
+        Instant::now()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn dgram(from: &'static str, to: &'static str, n: u32) -> Datagram<&'static str> {
+        Datagram {
+            from,
+            to,
+            bytes: Bytes::from(n.to_string()),
+        }
+    }
+
+    /// Everything due by `at`, as (arrival, from, payload).
+    fn drain(
+        net: &mut Network<&'static str>,
+        at: Instant,
+    ) -> Vec<(Duration, &'static str, String)> {
+        let mut out = Vec::new();
+        while let Some(next) = net.next_delivery().filter(|&n| n <= at) {
+            net.advance(next);
+            while let Some(d) = net.poll_delivery() {
+                let text = String::from_utf8(d.bytes.to_vec()).unwrap();
+                out.push((net.elapsed(), d.from, text));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_direction_has_its_own_delay() {
+        let t0 = base();
+        let mut net = Network::new(t0, LinkConfig::new(ms(10)));
+        net.set_link("b", "a", LinkConfig::new(ms(30)));
+        net.send(dgram("a", "b", 1));
+        net.send(dgram("b", "a", 2));
+        net.send(dgram("c", "a", 3));
+        assert_eq!(
+            drain(&mut net, t0 + ms(100)),
+            [
+                (ms(10), "a", "1".into()),
+                (ms(10), "c", "3".into()),
+                (ms(30), "b", "2".into())
+            ]
+        );
+        assert!(net.is_idle());
+    }
+
+    #[test]
+    fn drop_next_drops_exactly_that_many_on_that_direction() {
+        let t0 = base();
+        let mut net = Network::new(t0, LinkConfig::new(ms(5)));
+        net.drop_next("a", "b", 2);
+        for n in 0..4 {
+            net.send(dgram("a", "b", n));
+            net.send(dgram("b", "a", 10 + n));
+            net.send(dgram("a", "c", 20 + n));
+        }
+        let got: Vec<String> = drain(&mut net, t0 + ms(5))
+            .into_iter()
+            .map(|(_, _, text)| text)
+            .collect();
+        assert_eq!(
+            got,
+            ["10", "20", "11", "21", "2", "12", "22", "3", "13", "23"]
+        );
+        assert_eq!(
+            net.counts(&"a"),
+            Counts {
+                sent: 8,
+                dropped: 2,
+                delivered: 6
+            }
+        );
+        assert_eq!(net.log().iter().filter(|s| s.dropped).count(), 2);
+    }
+
+    #[test]
+    fn a_rule_skips_then_applies_a_number_of_times_to_matching_datagrams() {
+        let t0 = base();
+        let mut net = Network::new(t0, LinkConfig::new(ms(5)));
+        // The 2nd and 3rd datagram from a whose payload is even are held back 100 ms.
+        net.add_rule(
+            Rule::new(Fault::Delay(ms(100)))
+                .from("a")
+                .matching(|b| b.last().is_some_and(|c| (c - b'0').is_multiple_of(2)))
+                .skip(1)
+                .times(2),
+        );
+        for n in 0..8 {
+            net.send(dgram("a", "b", n));
+        }
+        let got: Vec<(Duration, String)> = drain(&mut net, t0 + ms(200))
+            .into_iter()
+            .map(|(at, _, text)| (at, text))
+            .collect();
+        let late: Vec<&str> = got
+            .iter()
+            .filter(|(at, _)| *at == ms(105))
+            .map(|(_, t)| t.as_str())
+            .collect();
+        assert_eq!(late, ["2", "4"]);
+        assert_eq!(got.len(), 8);
+    }
+
+    #[test]
+    fn seeded_random_loss_replays_and_loses_about_its_share() {
+        let run = |seed: u64| {
+            let mut net = Network::new(base(), LinkConfig::new(ms(1)).with_loss(50_000));
+            net.seed(seed);
+            (0..10_000)
+                .map(|n| net.send(dgram("a", "b", n)))
+                .collect::<Vec<bool>>()
+        };
+        let first = run(7);
+        assert_eq!(first, run(7), "one seed, one pattern");
+        assert_ne!(first, run(8));
+        let lost = first.iter().filter(|&&kept| !kept).count();
+        assert!((400..=600).contains(&lost), "{lost} of 10,000 lost at 5 %");
+    }
+
+    #[test]
+    fn duplicates_arrive_lag_later_and_count_twice() {
+        let t0 = base();
+        let mut net = Network::new(t0, LinkConfig::new(ms(10)));
+        net.add_rule(Rule::new(Fault::Duplicate(ms(7))).from("a").times(1));
+        net.send(dgram("a", "b", 1));
+        net.send(dgram("a", "b", 2));
+        assert_eq!(
+            drain(&mut net, t0 + ms(100)),
+            [
+                (ms(10), "a", "1".into()),
+                (ms(10), "a", "2".into()),
+                (ms(17), "a", "1".into())
+            ]
+        );
+        let c = net.counts(&"a");
+        assert_eq!((c.sent, c.delivered, c.dropped), (2, 3, 0));
+
+        // At random: about the configured share.
+        let mut net = Network::new(t0, LinkConfig::new(ms(10)).with_duplication(250_000, ms(1)));
+        for n in 0..4000 {
+            net.send(dgram("a", "b", n));
+        }
+        let copies = drain(&mut net, t0 + ms(100)).len() - 4000;
+        assert!(
+            (800..=1200).contains(&copies),
+            "{copies} copies of 4,000 at 25 %"
+        );
+    }
+
+    #[test]
+    fn reordering_lets_later_datagrams_overtake() {
+        let t0 = base();
+        let mut net = Network::new(t0, LinkConfig::new(ms(10)).with_reordering(300_000, ms(25)));
+        net.seed(3);
+        for n in 0..1000u32 {
+            net.advance(t0 + ms(u64::from(n) * 10));
+            net.send(dgram("a", "b", n));
+        }
+        let order: Vec<u32> = drain(&mut net, t0 + secs(20))
+            .into_iter()
+            .map(|(_, _, text)| text.parse().unwrap())
+            .collect();
+        assert_eq!(order.len(), 1000, "nothing lost");
+        let overtaken = order.windows(2).filter(|w| w[0] > w[1]).count();
+        assert!((200..=400).contains(&overtaken), "{overtaken} inversions");
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn a_relay_forwards_from_its_own_address_and_an_interceptor_answers_for_the_far_end() {
+        let t0 = base();
+        let mut net = Network::new(t0, LinkConfig::new(ms(10)));
+        net.add_relay("proxy", |from| if *from == "a" { "b" } else { "a" });
+        net.send(dgram("a", "proxy", 1));
+        let d = {
+            net.advance(t0 + ms(10));
+            net.poll_delivery().unwrap()
+        };
+        assert_eq!((d.from, d.to), ("proxy", "b"));
+        assert_eq!(
+            net.log()[0].to,
+            "proxy",
+            "the log keeps the destination given"
+        );
+
+        net.set_interceptor(|d| match &d.bytes[..] {
+            b"2" => Intercept::Reply(Bytes::from_static(b"no")),
+            b"3" => Intercept::Replace(Bytes::from_static(b"three")),
+            b"4" => Intercept::Drop,
+            b"5" => Intercept::PassAnd(Bytes::from_static(b"fork"), ms(1)),
+            _ => Intercept::Pass,
+        });
+        for n in 2..=6 {
+            net.send(dgram("a", "b", n));
+        }
+        assert_eq!(
+            drain(&mut net, t0 + ms(100)),
+            [
+                (ms(20), "b", "no".into()),
+                (ms(20), "a", "three".into()),
+                (ms(20), "a", "5".into()),
+                (ms(20), "a", "6".into()),
+                (ms(21), "a", "fork".into())
+            ]
+        );
+        let dropped: Vec<bool> = net.log().iter().map(|s| s.dropped).collect();
+        // 1; 2 stopped and its reply; 3; 4 stopped; the fork's answer, then 5; 6.
+        assert_eq!(
+            dropped,
+            [false, true, false, false, true, false, false, false]
+        );
+    }
+
+    /// A node that sends `left` pings, one a second, and counts the echoes; or (with `left`
+    /// `None`) echoes whatever it gets.
+    struct Pinger {
+        me: &'static str,
+        peer: &'static str,
+        next: Option<Instant>,
+        left: Option<u32>,
+        outbox: Vec<Datagram<&'static str>>,
+        echoes: Vec<Instant>,
+    }
+
+    impl Node<&'static str> for Pinger {
+        fn handle_datagram(&mut self, now: Instant, datagram: Datagram<&'static str>) {
+            if self.left.is_some() {
+                self.echoes.push(now);
+            } else {
+                self.outbox.push(Datagram {
+                    from: self.me,
+                    to: datagram.from,
+                    bytes: datagram.bytes,
+                });
+            }
+        }
+
+        fn handle_timeout(&mut self, now: Instant) {
+            let left = self.left.as_mut().unwrap();
+            *left -= 1;
+            self.outbox.push(Datagram {
+                from: self.me,
+                to: self.peer,
+                bytes: Bytes::from_static(b"ping"),
+            });
+            self.next = (*left > 0).then(|| now + secs(1));
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.next
+        }
+
+        fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram<&'static str>> {
+            self.outbox.pop()
+        }
+    }
+
+    #[test]
+    fn the_clock_jumps_from_deadline_to_deadline() {
+        let t0 = base();
+        let mut net = Network::new(t0, LinkConfig::new(ms(10)));
+        net.set_link("echo", "pinger", LinkConfig::new(ms(40)));
+        net.drop_next("pinger", "echo", 1);
+        let mut sim = Sim::new(net);
+        let pinger = |me, peer, left: Option<u32>| Pinger {
+            me,
+            peer,
+            next: left.map(|_| t0),
+            left,
+            outbox: Vec::new(),
+            echoes: Vec::new(),
+        };
+        sim.add_node(pinger("pinger", "echo", Some(3600)), ["pinger"]);
+        sim.add_node(pinger("echo", "pinger", None), ["echo"]);
+        // An hour of pings, a second apart.
+        assert!(sim.run_until_idle(secs(7200)));
+        let echoes = &sim.nodes[0].echoes;
+        assert_eq!(echoes.len(), 3599, "the first ping was lost");
+        assert_eq!(echoes[0], t0 + secs(1) + ms(50));
+        assert_eq!(*echoes.last().unwrap(), t0 + secs(3599) + ms(50));
+        assert_eq!(
+            sim.now(),
+            t0 + secs(3599) + ms(50),
+            "the clock stops at the last deadline"
+        );
+        assert_eq!(sim.net.counts(&"pinger").sent, 3600);
+        assert_eq!(sim.net.counts(&"echo").delivered, 3599);
+
+        // run_until moves the clock to its limit even when nothing happens.
+        sim.run_until(t0 + secs(4000));
+        assert_eq!(sim.now(), t0 + secs(4000));
+        assert_eq!(sim.owner(&"echo"), Some(1));
     }
 }
