@@ -246,7 +246,9 @@ pub struct Sent<A> {
     pub dropped: bool,
 }
 
-/// What one address put on the network and what became of it.
+/// What one address put on the network and what became of it. An interceptor's reply counts
+/// as sent by the address it answers for, and a fork's extra answer as sent by the sender of
+/// the datagram it follows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Datagrams it sent (those the interceptor stopped included).
@@ -818,6 +820,20 @@ mod tests {
         assert_ne!(first, run(8));
         let lost = first.iter().filter(|&&kept| !kept).count();
         assert!((400..=600).contains(&lost), "{lost} of 10,000 lost at 5 %");
+        // Loss on one direction only.
+        let mut net = Network::new(base(), LinkConfig::new(ms(1)));
+        net.set_link("a", "b", LinkConfig::new(ms(1)).with_loss(500_000));
+        for n in 0..1000 {
+            net.send(dgram("a", "b", n));
+            net.send(dgram("b", "a", n));
+        }
+        let (a, b) = (net.counts(&"a"), net.counts(&"b"));
+        assert!(
+            (400..=600).contains(&a.dropped),
+            "{} of 1,000 lost at 50 %",
+            a.dropped
+        );
+        assert_eq!(b.dropped, 0);
     }
 
     #[test]

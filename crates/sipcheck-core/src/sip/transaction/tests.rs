@@ -634,6 +634,66 @@ fn lossy_thousand(ppm: u32, seed: u64) -> (usize, usize, u64) {
 }
 
 #[test]
+fn a_thousand_transactions_over_a_duplicating_and_reordering_link_each_end_once() {
+    // MESSAGE/200 and INVITE/486 alternately, one every 5 ms; a quarter of the datagrams each
+    // way arrive twice (2 ms apart), a quarter are held back 30 ms, so later ones overtake them.
+    let mut pair = Pair::new(Transport::Udp, busy_or_ok);
+    pair.net().seed(0xd0b1e);
+    let link = LinkConfig::new(ms(10))
+        .with_duplication(250_000, ms(2))
+        .with_reordering(250_000, ms(30));
+    pair.net().set_default_link(link);
+    let mut txs = Vec::new();
+    for i in 0..1000u64 {
+        pair.run_until(ms(5 * i));
+        txs.push(pair.send(if i % 2 == 0 { "MESSAGE" } else { "INVITE" }));
+    }
+    pair.run_until_idle();
+
+    // Every transaction got exactly one final response, the one its method calls for, and
+    // nothing timed out: no datagram was lost.
+    let mut finals = HashMap::new();
+    for (_, tx, code) in responses(pair.uac_events()) {
+        if code >= 200 {
+            assert!(finals.insert(tx, code).is_none(), "two finals passed up");
+        }
+    }
+    for (i, tx) in txs.iter().enumerate() {
+        let expected = if i % 2 == 0 { 200 } else { 486 };
+        assert_eq!(finals.get(tx), Some(&expected), "transaction {i}");
+    }
+    assert!(timed_out(pair.uac_events()).is_empty());
+    assert!(pair.uac().is_empty() && pair.uas().is_empty());
+
+    // The copies were absorbed and counted, not passed up.
+    let (c, s) = (*pair.uac().counters(), *pair.uas().counters());
+    assert_eq!(s.server_transactions, 1000);
+    assert!(
+        s.retransmitted_requests > 100,
+        "{}",
+        s.retransmitted_requests
+    );
+    assert!(c.duplicate_responses > 100, "{}", c.duplicate_responses);
+    assert_eq!(c.acks_sent, 500);
+    assert_eq!(c.timeouts, 0);
+    assert_eq!(
+        s.requests_received,
+        s.server_transactions + s.retransmitted_requests + s.acks_absorbed + s.acks_passed_up
+    );
+    assert_eq!(
+        c.responses_received,
+        1000 + c.duplicate_responses + c.late_responses + c.stray_responses
+    );
+    let (uac, uas) = (
+        pair.sim.net.counts(&Side::Uac),
+        pair.sim.net.counts(&Side::Uas),
+    );
+    assert_eq!(s.requests_received, uac.delivered);
+    assert_eq!(c.responses_received, uas.delivered);
+    assert!(uac.delivered > uac.sent && uas.delivered > uas.sent);
+}
+
+#[test]
 fn twenty_percent_random_loss_over_a_thousand_transactions_adds_up() {
     let (completed, timed_out, retransmissions) = lossy_thousand(200_000, 0x5eed);
     // Retransmissions recover 20 % loss: with this seed every transaction completes.
