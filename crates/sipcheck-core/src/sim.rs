@@ -552,6 +552,26 @@ pub trait Node<A> {
     fn poll_transmit(&mut self, now: Instant) -> Option<Datagram<A>>;
 }
 
+/// A boxed node is a node: `Sim<A, Box<dyn Node<A>>>` drives nodes of different kinds (a UA,
+/// a registrar, a proxy) over one network.
+impl<A, T: Node<A> + ?Sized> Node<A> for Box<T> {
+    fn handle_datagram(&mut self, now: Instant, datagram: Datagram<A>) {
+        (**self).handle_datagram(now, datagram);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        (**self).handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        (**self).poll_timeout()
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Datagram<A>> {
+        (**self).poll_transmit(now)
+    }
+}
+
 /// Nodes over a [`Network`], driven in virtual time.
 pub struct Sim<A, N> {
     /// The network between the nodes.
@@ -1010,6 +1030,26 @@ mod tests {
         );
         assert_eq!(sim.net.counts(&"pinger").sent, 3600);
         assert_eq!(sim.net.counts(&"echo").delivered, 3599);
+
+        // Nodes of different kinds, boxed: a silent one beside the pair.
+        struct Mute;
+        impl Node<&'static str> for Mute {
+            fn handle_datagram(&mut self, _: Instant, _: Datagram<&'static str>) {}
+            fn handle_timeout(&mut self, _: Instant) {}
+            fn poll_timeout(&self) -> Option<Instant> {
+                None
+            }
+            fn poll_transmit(&mut self, _: Instant) -> Option<Datagram<&'static str>> {
+                None
+            }
+        }
+        let mut mixed: Sim<&'static str, Box<dyn Node<&'static str>>> =
+            Sim::new(Network::new(t0, LinkConfig::new(ms(10))));
+        mixed.add_node(Box::new(pinger("pinger", "mute", Some(2))), ["pinger"]);
+        mixed.add_node(Box::new(Mute), ["mute"]);
+        assert!(mixed.run_until_idle(secs(10)));
+        assert_eq!(mixed.net.counts(&"pinger").delivered, 2);
+        assert_eq!(mixed.net.counts(&"mute").sent, 0);
 
         // run_until moves the clock to its limit even when nothing happens.
         sim.run_until(t0 + secs(4000));
