@@ -638,6 +638,11 @@ impl<A: Clone + Ord + Debug, N: Node<A>> Sim<A, N> {
     }
 
     /// Puts everything the nodes send now on the network, until none has more to send.
+    ///
+    /// # Panics
+    /// If a node sends to an address that is neither a node's nor a relay's: a bug in the node
+    /// or the test, caught even when the datagram would have been lost. (A host that never
+    /// answers is a node that ignores what it gets.)
     pub fn flush(&mut self) {
         let now = self.net.now();
         loop {
@@ -645,6 +650,13 @@ impl<A: Clone + Ord + Debug, N: Node<A>> Sim<A, N> {
             for node in &mut self.nodes {
                 while let Some(datagram) = node.poll_transmit(now) {
                     idle = false;
+                    assert!(
+                        self.owners.contains_key(&datagram.to)
+                            || self.net.relays.contains_key(&datagram.to),
+                        "{:?} sent to {:?}, which reaches no node",
+                        datagram.from,
+                        datagram.to
+                    );
                     self.net.send(datagram);
                 }
             }
@@ -998,6 +1010,25 @@ mod tests {
         fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram<&'static str>> {
             self.outbox.pop()
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "\"pinger\" sent to \"nobody\", which reaches no node")]
+    fn sending_to_an_address_no_node_holds_is_a_bug_even_if_the_datagram_is_lost() {
+        let t0 = base();
+        let mut net = Network::new(t0, LinkConfig::new(ms(10)));
+        net.blackhole("pinger");
+        let mut sim = Sim::new(net);
+        let pinger = Pinger {
+            me: "pinger",
+            peer: "nobody",
+            next: Some(t0),
+            left: Some(1),
+            outbox: Vec::new(),
+            echoes: Vec::new(),
+        };
+        sim.add_node(pinger, ["pinger"]);
+        sim.run_for(secs(1));
     }
 
     #[test]
