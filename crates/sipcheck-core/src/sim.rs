@@ -11,6 +11,9 @@
 //! delivers what is due, and jumps its clock to the next deadline — the earliest of the nodes'
 //! [`Node::poll_timeout`] and the next delivery — so a 32-second timeout takes microseconds
 //! and every instant is exact. Nothing here reads a clock: the start instant is given.
+//! Everything is deterministic: within one instant the datagrams due are delivered in the
+//! order they were sent, each followed by a flush of what the nodes send in reply, and then
+//! the nodes whose deadline has come are woken in the order they were added.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
