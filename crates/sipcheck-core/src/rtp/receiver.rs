@@ -949,6 +949,70 @@ mod tests {
         assert_eq!(stream.rx.stats().lost(), 0);
     }
 
+    /// A 60 s stream through the core's network simulator with seeded loss, duplication and
+    /// reordering: the receiver's counts are exactly what the network did to the stream.
+    #[test]
+    fn statistics_match_what_a_lossy_duplicating_reordering_network_did() {
+        use crate::sim::{Datagram, LinkConfig, Network};
+        use std::collections::HashSet;
+
+        let t0 = base();
+        let link = LinkConfig::new(ms(30))
+            .with_loss(30_000)
+            .with_duplication(20_000, ms(3))
+            .with_reordering(50_000, ms(45));
+        let mut net = Network::new(t0, link);
+        net.seed(42);
+        let mut rx = RtpReceiver::new(t0, ReceiverConfig::default()).unwrap();
+        let seq0: u16 = 65_000; // the sequence wraps during the stream
+        let (mut distinct, mut copies, mut reordered) = (HashSet::new(), 0u64, 0u64);
+        let mut highest: Option<u32> = None;
+        let mut receive = |net: &mut Network<&str>, until: Instant| {
+            while let Some(at) = net.next_delivery().filter(|&at| at <= until) {
+                net.advance(at);
+                while let Some(d) = net.poll_delivery() {
+                    let packet = RtpPacket::parse(&d.bytes).unwrap();
+                    let i = u32::from(packet.header.sequence.wrapping_sub(seq0));
+                    rx.on_packet(net.now(), &packet);
+                    copies += 1;
+                    if distinct.insert(i) && highest.is_some_and(|h| i < h) {
+                        reordered += 1;
+                    }
+                    highest = highest.max(Some(i));
+                }
+            }
+        };
+        let n = 3000u32;
+        for i in 0..n {
+            let at = t0 + ms(20) * i;
+            receive(&mut net, at);
+            net.advance(at);
+            let bytes = bytes(0xABCD, seq0.wrapping_add(i as u16), 160 * i);
+            net.send(Datagram {
+                from: "tx",
+                to: "rx",
+                bytes: bytes.into(),
+            });
+        }
+        receive(&mut net, t0 + Duration::from_secs(3600));
+
+        let sent = net.counts(&"tx");
+        assert_eq!(sent.sent, u64::from(n));
+        assert!(sent.dropped > 50 && copies > sent.sent - sent.dropped && reordered > 50);
+        let first = *distinct.iter().min().unwrap();
+        let last = highest.unwrap();
+        let stats = rx.stats();
+        assert_eq!(stats.received, distinct.len() as u64);
+        assert_eq!(stats.duplicates, copies - distinct.len() as u64);
+        assert_eq!(stats.reordered, reordered);
+        assert_eq!(stats.expected, u64::from(last - first + 1));
+        assert_eq!(
+            stats.lost(),
+            i64::from(last - first + 1) - distinct.len() as i64
+        );
+        assert_eq!(stats.discarded, 0);
+    }
+
     #[test]
     fn sequence_wraps_at_65535() {
         let mut stream = Stream::new(65_500);
