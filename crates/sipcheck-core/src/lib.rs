@@ -13,6 +13,7 @@ pub mod media;
 pub mod rtp;
 pub mod scenario;
 pub mod sdp;
+pub mod sim;
 pub mod sip;
 pub mod stats;
 pub mod ua;

@@ -827,16 +827,18 @@ mod tests {
         buf
     }
 
-    /// A stream driver: packet `i` has sequence `seq0 + i`, timestamp `160·i`, and is sent
-    /// at `t0 + 20 ms·i`; `deliver` gets them in the order and at the times the test says.
-    struct Link {
+    /// A stream driver, not a network: packet `i` has sequence `seq0 + i`, timestamp `160·i`,
+    /// and is sent at `t0 + 20 ms·i`; `deliver` hands it to the receiver straight away, in the
+    /// order and with the transit time the test says (the core's network simulator is
+    /// [`crate::sim`]).
+    struct Stream {
         t0: Instant,
         rx: RtpReceiver,
         seq0: u16,
         ssrc: u32,
     }
 
-    impl Link {
+    impl Stream {
         fn new(seq0: u16) -> Self {
             let t0 = base();
             Self {
@@ -858,11 +860,11 @@ mod tests {
 
     #[test]
     fn in_order_stream_with_constant_transit_has_no_loss_and_no_jitter() {
-        let mut link = Link::new(1000);
+        let mut stream = Stream::new(1000);
         for i in 0..500 {
-            link.deliver(i, ms(30));
+            stream.deliver(i, ms(30));
         }
-        let stats = link.rx.stats();
+        let stats = stream.rx.stats();
         assert_eq!(stats.ssrc, Some(0xABCD));
         assert_eq!(stats.expected, 500);
         assert_eq!(stats.received, 500);
@@ -878,36 +880,39 @@ mod tests {
 
     #[test]
     fn five_percent_loss_is_counted() {
-        let mut link = Link::new(0);
+        let mut stream = Stream::new(0);
         for i in 0..1000 {
             if i % 20 != 7 {
-                link.deliver(i, ms(5));
+                stream.deliver(i, ms(5));
             }
         }
-        let stats = link.rx.stats();
+        let stats = stream.rx.stats();
         assert_eq!(stats.expected, 1000);
         assert_eq!(stats.received, 950);
         assert_eq!(stats.lost(), 50);
         assert!((stats.loss_fraction() - 0.05).abs() < 1e-12);
-        assert_eq!(link.rx.take_interval_fraction_lost(), 12); // 0.05 · 256 = 12.8
-        assert_eq!(link.rx.take_interval_fraction_lost(), 0);
+        assert_eq!(stream.rx.take_interval_fraction_lost(), 12); // 0.05 · 256 = 12.8
+        assert_eq!(stream.rx.take_interval_fraction_lost(), 0);
     }
 
     #[test]
     fn duplicates_are_counted_apart_and_not_as_received() {
-        let mut link = Link::new(7);
+        let mut stream = Stream::new(7);
         for i in 0..100 {
             assert!(matches!(
-                link.deliver(i, ms(5)),
+                stream.deliver(i, ms(5)),
                 Arrival::First(_) | Arrival::InOrder(_)
             ));
             if i % 10 == 3 {
-                assert!(matches!(link.deliver(i, ms(6)), Arrival::Duplicate(_)));
+                assert!(matches!(stream.deliver(i, ms(6)), Arrival::Duplicate(_)));
             }
         }
         // An old duplicate, well behind the newest packet.
-        assert!(matches!(link.deliver(50, ms(1000)), Arrival::Duplicate(_)));
-        let stats = link.rx.stats();
+        assert!(matches!(
+            stream.deliver(50, ms(1000)),
+            Arrival::Duplicate(_)
+        ));
+        let stats = stream.rx.stats();
         assert_eq!(stats.duplicates, 11);
         assert_eq!(stats.received, 100);
         assert_eq!(stats.expected, 100);
@@ -916,19 +921,19 @@ mod tests {
 
     #[test]
     fn adjacent_reordering_is_reordered_not_lost() {
-        let mut link = Link::new(500);
+        let mut stream = Stream::new(500);
         let mut kinds = Vec::new();
         for pair in 0..50 {
             let (a, b) = (2 * pair, 2 * pair + 1);
             if pair % 5 == 1 {
-                kinds.push(link.deliver(b, ms(5)));
-                kinds.push(link.deliver(a, ms(6)));
+                kinds.push(stream.deliver(b, ms(5)));
+                kinds.push(stream.deliver(a, ms(6)));
             } else {
-                kinds.push(link.deliver(a, ms(5)));
-                kinds.push(link.deliver(b, ms(5)));
+                kinds.push(stream.deliver(a, ms(5)));
+                kinds.push(stream.deliver(b, ms(5)));
             }
         }
-        let stats = link.rx.stats();
+        let stats = stream.rx.stats();
         assert_eq!(stats.reordered, 10);
         assert_eq!(stats.expected, 100);
         assert_eq!(stats.received, 100);
@@ -936,17 +941,81 @@ mod tests {
         assert_eq!(kinds[2], Arrival::InOrder((1 << 16) + 503));
         assert_eq!(kinds[3], Arrival::Reordered((1 << 16) + 502));
         // The very first packets swapped: the start moves back, nothing is lost.
-        let mut link = Link::new(9);
-        link.deliver(1, ms(5));
-        assert_eq!(link.deliver(0, ms(6)), Arrival::Reordered((1 << 16) + 9));
-        link.deliver(2, ms(5));
-        assert_eq!(link.rx.stats().expected, 3);
-        assert_eq!(link.rx.stats().lost(), 0);
+        let mut stream = Stream::new(9);
+        stream.deliver(1, ms(5));
+        assert_eq!(stream.deliver(0, ms(6)), Arrival::Reordered((1 << 16) + 9));
+        stream.deliver(2, ms(5));
+        assert_eq!(stream.rx.stats().expected, 3);
+        assert_eq!(stream.rx.stats().lost(), 0);
+    }
+
+    /// A 60 s stream through the core's network simulator with seeded loss, duplication and
+    /// reordering: the receiver's counts are exactly what the network did to the stream.
+    #[test]
+    fn statistics_match_what_a_lossy_duplicating_reordering_network_did() {
+        use crate::sim::{Datagram, LinkConfig, Network};
+        use std::collections::HashSet;
+
+        let t0 = base();
+        let link = LinkConfig::new(ms(30))
+            .with_loss(30_000)
+            .with_duplication(20_000, ms(3))
+            .with_reordering(50_000, ms(45));
+        let mut net = Network::new(t0, link);
+        net.seed(42);
+        let mut rx = RtpReceiver::new(t0, ReceiverConfig::default()).unwrap();
+        let seq0: u16 = 65_000; // the sequence wraps during the stream
+        let (mut distinct, mut copies, mut reordered) = (HashSet::new(), 0u64, 0u64);
+        let mut highest: Option<u32> = None;
+        let mut receive = |net: &mut Network<&str>, until: Instant| {
+            while let Some(at) = net.next_delivery().filter(|&at| at <= until) {
+                net.advance(at);
+                while let Some(d) = net.poll_delivery() {
+                    let packet = RtpPacket::parse(&d.bytes).unwrap();
+                    let i = u32::from(packet.header.sequence.wrapping_sub(seq0));
+                    rx.on_packet(net.now(), &packet);
+                    copies += 1;
+                    if distinct.insert(i) && highest.is_some_and(|h| i < h) {
+                        reordered += 1;
+                    }
+                    highest = highest.max(Some(i));
+                }
+            }
+        };
+        let n = 3000u32;
+        for i in 0..n {
+            let at = t0 + ms(20) * i;
+            receive(&mut net, at);
+            net.advance(at);
+            let bytes = bytes(0xABCD, seq0.wrapping_add(i as u16), 160 * i);
+            net.send(Datagram {
+                from: "tx",
+                to: "rx",
+                bytes: bytes.into(),
+            });
+        }
+        receive(&mut net, t0 + Duration::from_secs(3600));
+
+        let sent = net.counts(&"tx");
+        assert_eq!(sent.sent, u64::from(n));
+        assert!(sent.dropped > 50 && copies > sent.sent - sent.dropped && reordered > 50);
+        let first = *distinct.iter().min().unwrap();
+        let last = highest.unwrap();
+        let stats = rx.stats();
+        assert_eq!(stats.received, distinct.len() as u64);
+        assert_eq!(stats.duplicates, copies - distinct.len() as u64);
+        assert_eq!(stats.reordered, reordered);
+        assert_eq!(stats.expected, u64::from(last - first + 1));
+        assert_eq!(
+            stats.lost(),
+            i64::from(last - first + 1) - distinct.len() as i64
+        );
+        assert_eq!(stats.discarded, 0);
     }
 
     #[test]
     fn sequence_wraps_at_65535() {
-        let mut link = Link::new(65_500);
+        let mut stream = Stream::new(65_500);
         for i in 0..100 {
             // Swap the two packets either side of the wrap.
             let i = match i {
@@ -954,9 +1023,9 @@ mod tests {
                 36 => 35,
                 other => other,
             };
-            link.deliver(i, ms(5));
+            stream.deliver(i, ms(5));
         }
-        let stats = link.rx.stats();
+        let stats = stream.rx.stats();
         assert_eq!(stats.expected, 100);
         assert_eq!(stats.received, 100);
         assert_eq!(stats.lost(), 0);
@@ -967,14 +1036,14 @@ mod tests {
 
     #[test]
     fn jitter_with_alternating_transit_follows_rfc_3550() {
-        let mut link = Link::new(0);
+        let mut stream = Stream::new(0);
         let n = 200;
         for i in 0..n {
             // Transit alternates 0 and 10 ms: |D| = 80 timestamp units every packet.
-            link.deliver(i, if i % 2 == 1 { ms(10) } else { ms(0) });
+            stream.deliver(i, if i % 2 == 1 { ms(10) } else { ms(0) });
         }
         let expected = 80.0 * (1.0 - (15.0f64 / 16.0).powi(n as i32 - 1));
-        let stats = link.rx.stats();
+        let stats = stream.rx.stats();
         assert!(
             (stats.jitter_ts - expected).abs() < 1e-6,
             "{}",
@@ -982,7 +1051,7 @@ mod tests {
         );
         assert!((stats.jitter_ms - expected / 8.0).abs() < 1e-6);
         // After 10 packets it is still converging: J = 80·(1 − (15/16)^9).
-        let mut short = Link::new(0);
+        let mut short = Stream::new(0);
         for i in 0..10 {
             short.deliver(i, if i % 2 == 1 { ms(10) } else { ms(0) });
         }
@@ -1006,50 +1075,50 @@ mod tests {
 
     #[test]
     fn a_new_ssrc_starts_a_stream_of_its_own_and_is_counted() {
-        let mut link = Link::new(100);
+        let mut stream = Stream::new(100);
         for i in 0..10 {
-            link.deliver(i, ms(5));
+            stream.deliver(i, ms(5));
         }
-        link.ssrc = 0x1111;
-        link.seq0 = 40_000;
-        assert!(matches!(link.deliver(10, ms(5)), Arrival::First(_)));
+        stream.ssrc = 0x1111;
+        stream.seq0 = 40_000;
+        assert!(matches!(stream.deliver(10, ms(5)), Arrival::First(_)));
         for i in 11..15 {
-            link.deliver(i, ms(5));
+            stream.deliver(i, ms(5));
         }
-        let stats = link.rx.stats();
+        let stats = stream.rx.stats();
         assert_eq!(stats.ssrc, Some(0x1111));
-        assert_eq!(link.rx.played_ssrc(), Some(0x1111));
+        assert_eq!(stream.rx.played_ssrc(), Some(0x1111));
         assert_eq!(stats.ssrc_changes, 1);
         // Both streams, whole: no loss from the jump in sequence numbers between them.
         assert_eq!(stats.expected, 15);
         assert_eq!(stats.received, 15);
         assert_eq!(stats.lost(), 0);
         // Back to the first SSRC: its stream goes on, it is no new SSRC.
-        link.ssrc = 0xABCD;
-        link.seq0 = 100;
-        assert!(matches!(link.deliver(10, ms(5)), Arrival::InOrder(_)));
-        assert_eq!(link.rx.stats().ssrc_changes, 1);
+        stream.ssrc = 0xABCD;
+        stream.seq0 = 100;
+        assert!(matches!(stream.deliver(10, ms(5)), Arrival::InOrder(_)));
+        assert_eq!(stream.rx.stats().ssrc_changes, 1);
     }
 
     #[test]
     fn loss_and_jitter_of_a_stream_that_stopped_still_show_after_a_switch() {
-        let mut link = Link::new(1000);
+        let mut stream = Stream::new(1000);
         // The first stream: 100 packets, every 10th lost, transit alternating 0 and 10 ms.
         for i in 0..100 {
             if i % 10 != 4 {
-                link.deliver(i, if i % 2 == 1 { ms(10) } else { ms(0) });
+                stream.deliver(i, if i % 2 == 1 { ms(10) } else { ms(0) });
             }
         }
-        let first = link.rx.stats();
+        let first = stream.rx.stats();
         assert_eq!(first.lost(), 10);
         assert!(first.jitter_ms > 5.0, "{}", first.jitter_ms);
         // Then a clean stream under a new SSRC: no loss, constant transit.
-        link.ssrc = 0x2222;
-        link.seq0 = 7;
+        stream.ssrc = 0x2222;
+        stream.seq0 = 7;
         for i in 100..400 {
-            link.deliver(i, ms(3));
+            stream.deliver(i, ms(3));
         }
-        let stats = link.rx.stats();
+        let stats = stream.rx.stats();
         assert_eq!(stats.ssrc, Some(0x2222));
         assert_eq!(stats.expected, 400);
         assert_eq!(stats.received, 390);
@@ -1060,7 +1129,7 @@ mod tests {
             (stats.jitter_ms - first.jitter_ms).abs() < 1e-9,
             "{stats:?}"
         );
-        assert_eq!(link.rx.take_interval_fraction_lost(), 6); // 10 / 400 · 256 = 6.4
+        assert_eq!(stream.rx.take_interval_fraction_lost(), 6); // 10 / 400 · 256 = 6.4
     }
 
     #[test]
@@ -1098,21 +1167,21 @@ mod tests {
 
     #[test]
     fn a_sequence_jump_is_believed_only_when_followed() {
-        let mut link = Link::new(0);
+        let mut stream = Stream::new(0);
         for i in 0..10 {
-            link.deliver(i, ms(5));
+            stream.deliver(i, ms(5));
         }
         // A stray packet far ahead: discarded, then the stream goes on.
-        link.seq0 = 20_000;
-        assert_eq!(link.deliver(10, ms(5)), Arrival::Discarded);
-        link.seq0 = 0;
-        assert!(matches!(link.deliver(11, ms(5)), Arrival::InOrder(_)));
+        stream.seq0 = 20_000;
+        assert_eq!(stream.deliver(10, ms(5)), Arrival::Discarded);
+        stream.seq0 = 0;
+        assert!(matches!(stream.deliver(11, ms(5)), Arrival::InOrder(_)));
         // Now a real jump: two packets in sequence after it.
-        link.seq0 = 30_000;
-        assert_eq!(link.deliver(12, ms(5)), Arrival::Discarded);
-        assert!(matches!(link.deliver(13, ms(5)), Arrival::Restarted(_)));
-        link.deliver(14, ms(5));
-        let stats = link.rx.stats();
+        stream.seq0 = 30_000;
+        assert_eq!(stream.deliver(12, ms(5)), Arrival::Discarded);
+        assert!(matches!(stream.deliver(13, ms(5)), Arrival::Restarted(_)));
+        stream.deliver(14, ms(5));
+        let stats = stream.rx.stats();
         assert_eq!(stats.discarded, 2);
         assert_eq!(stats.sequence_restarts, 1);
         // Segment one: 0..=11 (11 received, 10 lost to the stray); segment two: 13, 14.
@@ -1212,16 +1281,16 @@ mod tests {
 
     #[test]
     fn timeout_counts_from_the_last_arrival_or_creation() {
-        let mut link = Link::new(0);
-        let t0 = link.t0;
-        assert!(!link.rx.is_timed_out(t0 + ms(999), ms(1000)));
-        assert!(link.rx.is_timed_out(t0 + ms(1000), ms(1000)));
-        link.deliver(50, Duration::ZERO); // arrives at t0 + 1 s
-        assert_eq!(link.rx.last_arrival(), Some(t0 + ms(1000)));
-        assert!(!link.rx.is_timed_out(t0 + ms(1500), ms(1000)));
-        assert!(link.rx.is_timed_out(t0 + ms(2000), ms(1000)));
+        let mut stream = Stream::new(0);
+        let t0 = stream.t0;
+        assert!(!stream.rx.is_timed_out(t0 + ms(999), ms(1000)));
+        assert!(stream.rx.is_timed_out(t0 + ms(1000), ms(1000)));
+        stream.deliver(50, Duration::ZERO); // arrives at t0 + 1 s
+        assert_eq!(stream.rx.last_arrival(), Some(t0 + ms(1000)));
+        assert!(!stream.rx.is_timed_out(t0 + ms(1500), ms(1000)));
+        assert!(stream.rx.is_timed_out(t0 + ms(2000), ms(1000)));
         // A clock that went backwards is not a timeout.
-        assert!(!link.rx.is_timed_out(t0, ms(1000)));
+        assert!(!stream.rx.is_timed_out(t0, ms(1000)));
     }
 
     /// Pops one tick and describes it.
@@ -1235,15 +1304,15 @@ mod tests {
 
     #[test]
     fn jitter_buffer_releases_in_order_and_conceals_gaps() {
-        let mut link = Link::new(65_530);
+        let mut stream = Stream::new(65_530);
         // Arrival order: 0 2 1 3 5 (4 lost) 6 7 8, 2 (duplicate), 9.
         let mut out = Vec::new();
         for i in [0, 2, 1, 3, 5, 6, 7, 8, 2, 9] {
-            link.deliver(i, ms(5));
-            out.push(tick(&mut link.rx));
+            stream.deliver(i, ms(5));
+            out.push(tick(&mut stream.rx));
         }
         for _ in 0..4 {
-            out.push(tick(&mut link.rx));
+            out.push(tick(&mut stream.rx));
         }
         let p = |i: u16| Some(Some(65_530u16.wrapping_add(i) as u8));
         assert_eq!(
@@ -1265,11 +1334,11 @@ mod tests {
                 None,
             ]
         );
-        let stats = link.rx.jitter_buffer_stats();
+        let stats = stream.rx.jitter_buffer_stats();
         assert_eq!(stats.played, 9);
         assert_eq!(stats.missing, 1);
         assert_eq!(stats.underruns, 1);
-        assert_eq!(link.rx.stats().duplicates, 1);
+        assert_eq!(stream.rx.stats().duplicates, 1);
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! Both ends of a transaction over a simulated link, in virtual time (quinn's `Pair`).
 //!
-//! A [`Pair`] joins a UAC [`TransactionLayer`] and a UAS one through a [`Link`] with a one-way
-//! delay, scripted drops, duplicates and extra delays, and seeded random loss. The driver
-//! jumps the clock to the next deadline — `min(poll_timeout of both, next delivery)` — so a
-//! 32-second timeout takes microseconds and every instant is exact.
+//! A [`Pair`] joins a UAC [`TransactionLayer`] and a UAS one as two nodes of a
+//! [`Sim`](crate::sim::Sim): a 10 ms link each way, scripted drops, duplicates and extra
+//! delays, and seeded random loss. The simulator jumps the clock to the next deadline —
+//! `min(poll_timeout of both, next delivery)` — so a 32-second timeout takes microseconds and
+//! every instant is exact.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::*;
 use crate::ids::IdGen;
+use crate::sim::{Datagram, Fault, LinkConfig, Network, Node, Rule, Sim};
 use crate::sip::build::{ack_for_non2xx, write_response, RequestSpec, Transport, ViaSpec};
 use crate::sip::msg::Message;
 
@@ -25,7 +27,7 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Side {
     Uac,
     Uas,
@@ -86,112 +88,65 @@ fn summary(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// One datagram put on the link.
-#[derive(Debug, Clone)]
-#[allow(dead_code)] // `line` and `dropped` are there for failure output.
-struct Sent {
-    at: Duration,
-    from: Side,
-    kind: SendKind,
-    line: String,
-    dropped: bool,
+/// One side of the pair: a transaction layer and, on the UAS, a transaction user answering
+/// new requests by its [`Policy`].
+struct Peer {
+    side: Side,
+    start: Instant,
+    reliable: bool,
+    layer: TransactionLayer<Side>,
+    /// The UAS's transaction user (none on the UAC).
+    policy: Option<Policy>,
+    events: Vec<(Duration, TransactionEvent<Side>)>,
+    /// What the layer sent, when and why (dropped datagrams included).
+    sent: Vec<(Duration, SendKind)>,
 }
 
-/// A datagram link with a one-way delay and scripted or random faults.
-struct Link {
-    delay: Duration,
-    /// (delivery time, sequence) → (receiver, bytes).
-    in_flight: BTreeMap<(Instant, u64), (Side, Bytes)>,
-    seq: u64,
-    /// How many datagrams each side has sent.
-    sent_count: [u64; 2],
-    /// Indexes (per sender) of datagrams to drop.
-    drop_nth: [HashSet<u64>; 2],
-    /// Drop everything a side sends.
-    blackhole: [bool; 2],
-    /// Indexes (per sender) of datagrams to deliver twice, the copy `lag` later.
-    duplicate_nth: [HashMap<u64, Duration>; 2],
-    /// Indexes (per sender) of datagrams delayed by extra time (reordering).
-    delay_nth: [HashMap<u64, Duration>; 2],
-    /// Random loss: probability in parts per million, and the generator.
-    loss: Option<(u64, IdGen)>,
-    log: Vec<Sent>,
-    delivered: [u64; 2],
-    dropped: [u64; 2],
-}
+impl Node<Side> for Peer {
+    fn handle_datagram(&mut self, now: Instant, datagram: Datagram<Side>) {
+        let message = Message::parse_datagram(datagram.bytes).unwrap();
+        let _ = self
+            .layer
+            .handle_message(now, message, self.reliable, datagram.from);
+    }
 
-impl Link {
-    fn new(delay: Duration) -> Self {
-        Self {
-            delay,
-            in_flight: BTreeMap::new(),
-            seq: 0,
-            sent_count: [0; 2],
-            drop_nth: Default::default(),
-            blackhole: [false; 2],
-            duplicate_nth: Default::default(),
-            delay_nth: Default::default(),
-            loss: None,
-            log: Vec::new(),
-            delivered: [0; 2],
-            dropped: [0; 2],
+    fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.layer.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Datagram<Side>> {
+        let at = now - self.start;
+        loop {
+            if let Some(t) = self.layer.poll_transmit() {
+                assert_eq!(t.destination, self.side.other(), "sent to the wrong side");
+                self.sent.push((at, t.kind));
+                return Some(Datagram {
+                    from: self.side,
+                    to: t.destination,
+                    bytes: t.bytes,
+                });
+            }
+            let mut answered = false;
+            while let Some(e) = self.layer.poll_event() {
+                if let (Some(policy), TransactionEvent::NewRequest { tx, message }) =
+                    (self.policy, &e)
+                {
+                    for code in policy(message) {
+                        let tag = (code > 100).then_some("b1");
+                        self.layer.reply(now, *tx, code, tag).unwrap();
+                        answered = true;
+                    }
+                }
+                self.events.push((at, e));
+            }
+            if !answered {
+                return None;
+            }
         }
-    }
-
-    fn send(&mut self, now: Instant, start: Instant, from: Side, t: Transmit<Side>) {
-        assert_eq!(t.destination, from.other(), "sent to the wrong side");
-        let n = self.sent_count[from.i()];
-        self.sent_count[from.i()] += 1;
-        let random_drop = match &mut self.loss {
-            Some((ppm, rng)) => rng.next_u64() % 1_000_000 < *ppm,
-            None => false,
-        };
-        let dropped = self.blackhole[from.i()] || self.drop_nth[from.i()].remove(&n) || random_drop;
-        self.log.push(Sent {
-            at: now - start,
-            from,
-            kind: t.kind,
-            line: summary(&t.bytes),
-            dropped,
-        });
-        if dropped {
-            self.dropped[from.i()] += 1;
-            return;
-        }
-        let extra = self.delay_nth[from.i()].remove(&n).unwrap_or_default();
-        let at = now + self.delay + extra;
-        self.push(at, from.other(), t.bytes.clone());
-        if let Some(lag) = self.duplicate_nth[from.i()].remove(&n) {
-            self.push(at + lag, from.other(), t.bytes);
-        }
-    }
-
-    fn push(&mut self, at: Instant, to: Side, bytes: Bytes) {
-        self.seq += 1;
-        self.in_flight.insert((at, self.seq), (to, bytes));
-    }
-
-    fn next_delivery(&self) -> Option<Instant> {
-        self.in_flight.keys().next().map(|&(at, _)| at)
-    }
-
-    fn pop_due(&mut self, now: Instant) -> Option<(Side, Bytes)> {
-        let (&key, _) = self.in_flight.iter().next()?;
-        if key.0 > now {
-            return None;
-        }
-        let (to, bytes) = self.in_flight.remove(&key)?;
-        self.delivered[to.other().i()] += 1;
-        Some((to, bytes))
-    }
-
-    /// Send instants (ms since start) of `from`'s datagrams of the given kinds.
-    fn times(&self, from: Side, kinds: &[SendKind]) -> Vec<u64> {
-        self.log
-            .iter()
-            .filter(|s| s.from == from && kinds.contains(&s.kind))
-            .map(|s| s.at.as_millis() as u64)
-            .collect()
     }
 }
 
@@ -215,38 +170,95 @@ fn busy_or_ok(m: &Message) -> Vec<u16> {
     }
 }
 
+/// A UAC layer and a UAS layer over a 10 ms link.
 struct Pair {
-    start: Instant,
-    now: Instant,
     transport: Transport,
-    uac: TransactionLayer<Side>,
-    uas: TransactionLayer<Side>,
-    link: Link,
-    policy: Policy,
+    sim: Sim<Side, Peer>,
     ids: IdGen,
-    uac_events: Vec<(Duration, TransactionEvent<Side>)>,
-    uas_events: Vec<(Duration, TransactionEvent<Side>)>,
 }
 
 impl Pair {
     fn new(transport: Transport, policy: Policy) -> Self {
         let start = base();
+        let mut sim = Sim::new(Network::new(start, LinkConfig::new(ms(10))));
+        for (side, policy) in [(Side::Uac, None), (Side::Uas, Some(policy))] {
+            let peer = Peer {
+                side,
+                start,
+                reliable: transport.is_reliable(),
+                layer: TransactionLayer::new(TimerConfig::default()),
+                policy,
+                events: Vec::new(),
+                sent: Vec::new(),
+            };
+            sim.add_node(peer, [side]);
+        }
         Self {
-            start,
-            now: start,
             transport,
-            uac: TransactionLayer::new(TimerConfig::default()),
-            uas: TransactionLayer::new(TimerConfig::default()),
-            link: Link::new(ms(10)),
-            policy,
+            sim,
             ids: IdGen::new(1),
-            uac_events: Vec::new(),
-            uas_events: Vec::new(),
         }
     }
 
+    fn now(&self) -> Instant {
+        self.sim.now()
+    }
+
     fn elapsed(&self) -> Duration {
-        self.now - self.start
+        self.sim.elapsed()
+    }
+
+    fn net(&mut self) -> &mut Network<Side> {
+        &mut self.sim.net
+    }
+
+    fn uac(&self) -> &TransactionLayer<Side> {
+        &self.sim.nodes[Side::Uac.i()].layer
+    }
+
+    fn uas(&self) -> &TransactionLayer<Side> {
+        &self.sim.nodes[Side::Uas.i()].layer
+    }
+
+    fn uac_mut(&mut self) -> &mut TransactionLayer<Side> {
+        &mut self.sim.nodes[Side::Uac.i()].layer
+    }
+
+    fn uas_mut(&mut self) -> &mut TransactionLayer<Side> {
+        &mut self.sim.nodes[Side::Uas.i()].layer
+    }
+
+    fn uac_events(&self) -> &[(Duration, TransactionEvent<Side>)] {
+        &self.sim.nodes[Side::Uac.i()].events
+    }
+
+    fn uas_events(&self) -> &[(Duration, TransactionEvent<Side>)] {
+        &self.sim.nodes[Side::Uas.i()].events
+    }
+
+    /// Drops the `n`-th datagram (from 0) `from` sends.
+    fn drop_nth(&mut self, from: Side, n: u64) {
+        self.net()
+            .add_rule(Rule::new(Fault::Drop).from(from).skip(n).times(1));
+    }
+
+    /// Delivers the `n`-th datagram `from` sends twice, the copy `lag` later.
+    fn duplicate_nth(&mut self, from: Side, n: u64, lag: Duration) {
+        self.net()
+            .add_rule(Rule::new(Fault::Duplicate(lag)).from(from).skip(n).times(1));
+    }
+
+    /// Delays the `n`-th datagram `from` sends by `extra` (reordering).
+    fn delay_nth(&mut self, from: Side, n: u64, extra: Duration) {
+        self.net()
+            .add_rule(Rule::new(Fault::Delay(extra)).from(from).skip(n).times(1));
+    }
+
+    /// Loses `ppm` parts per million each way at random, seeded with `seed`.
+    fn random_loss(&mut self, ppm: u32, seed: u64) {
+        self.net().seed(seed);
+        self.net()
+            .set_default_link(LinkConfig::new(ms(10)).with_loss(ppm));
     }
 
     fn request(&mut self, method: &str) -> Message {
@@ -259,91 +271,41 @@ impl Pair {
     fn send(&mut self, method: &str) -> TxId {
         let request = self.request(method);
         let reliable = self.transport.is_reliable();
-        self.uac
-            .send_request(self.now, request, reliable, Side::Uas)
+        let now = self.now();
+        self.uac_mut()
+            .send_request(now, request, reliable, Side::Uas)
             .unwrap()
-    }
-
-    /// Move queued transmits onto the link and let the UAS TU answer new requests, until
-    /// nothing more is produced at this instant.
-    fn flush(&mut self) {
-        loop {
-            let mut progress = false;
-            while let Some(t) = self.uac.poll_transmit() {
-                self.link.send(self.now, self.start, Side::Uac, t);
-                progress = true;
-            }
-            while let Some(t) = self.uas.poll_transmit() {
-                self.link.send(self.now, self.start, Side::Uas, t);
-                progress = true;
-            }
-            let at = self.elapsed();
-            while let Some(e) = self.uac.poll_event() {
-                self.uac_events.push((at, e));
-            }
-            while let Some(e) = self.uas.poll_event() {
-                if let TransactionEvent::NewRequest { tx, message } = &e {
-                    for code in (self.policy)(message) {
-                        let tag = (code > 100).then_some("b1");
-                        self.uas.reply(self.now, *tx, code, tag).unwrap();
-                    }
-                }
-                self.uas_events.push((at, e));
-                progress = true;
-            }
-            if !progress {
-                break;
-            }
-        }
     }
 
     /// Run until `limit` after the start, jumping from deadline to deadline.
     fn run_until(&mut self, limit: Duration) {
-        let limit = self.start + limit;
-        loop {
-            self.flush();
-            let next = [
-                self.uac.poll_timeout(),
-                self.uas.poll_timeout(),
-                self.link.next_delivery(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let Some(next) = next.filter(|&n| n <= limit) else {
-                break;
-            };
-            assert!(next >= self.now, "time went backwards");
-            self.now = next;
-            while let Some((to, bytes)) = self.link.pop_due(self.now) {
-                let message = Message::parse_datagram(bytes).unwrap();
-                let reliable = self.transport.is_reliable();
-                let layer = match to {
-                    Side::Uac => &mut self.uac,
-                    Side::Uas => &mut self.uas,
-                };
-                let _ = layer.handle_message(self.now, message, reliable, to.other());
-            }
-            self.uac.handle_timeout(self.now);
-            self.uas.handle_timeout(self.now);
-        }
-        self.now = self.now.max(limit);
+        let limit = self.sim.net.start() + limit;
+        self.sim.run_until(limit);
     }
 
     /// Run until both layers have no timer left and nothing is in flight.
     fn run_until_idle(&mut self) {
         self.run_until(self.elapsed() + Duration::from_secs(3600));
-        assert!(self.link.in_flight.is_empty());
-        assert_eq!(self.uac.poll_timeout(), None);
-        assert_eq!(self.uas.poll_timeout(), None);
+        assert!(self.sim.net.is_idle());
+        assert_eq!(self.uac().poll_timeout(), None);
+        assert_eq!(self.uas().poll_timeout(), None);
+    }
+
+    fn times(&self, side: Side, kinds: &[SendKind]) -> Vec<u64> {
+        self.sim.nodes[side.i()]
+            .sent
+            .iter()
+            .filter(|(_, kind)| kinds.contains(kind))
+            .map(|(at, _)| at.as_millis() as u64)
+            .collect()
     }
 
     fn uac_times(&self, kinds: &[SendKind]) -> Vec<u64> {
-        self.link.times(Side::Uac, kinds)
+        self.times(Side::Uac, kinds)
     }
 
     fn uas_times(&self, kinds: &[SendKind]) -> Vec<u64> {
-        self.link.times(Side::Uas, kinds)
+        self.times(Side::Uas, kinds)
     }
 }
 
@@ -387,7 +349,7 @@ fn responses(events: &[(Duration, TransactionEvent<Side>)]) -> Vec<(Duration, Tx
 #[test]
 fn non_invite_over_udp_to_a_silent_far_end_backs_off_to_t2_and_times_out_on_timer_f() {
     let mut pair = Pair::new(Transport::Udp, silent);
-    pair.link.blackhole[Side::Uac.i()] = true;
+    pair.net().blackhole(Side::Uac);
     let tx = pair.send("OPTIONS");
     pair.run_until_idle();
 
@@ -396,24 +358,24 @@ fn non_invite_over_udp_to_a_silent_far_end_backs_off_to_t2_and_times_out_on_time
         pair.uac_times(REQUESTS),
         [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
     );
-    assert_eq!(pair.uac.counters().retransmissions_sent, 10);
-    assert_eq!(pair.uac.counters().requests_sent, 1);
+    assert_eq!(pair.uac().counters().retransmissions_sent, 10);
+    assert_eq!(pair.uac().counters().requests_sent, 1);
     assert_eq!(
-        timed_out(&pair.uac_events),
+        timed_out(pair.uac_events()),
         [(Duration::from_secs(32), Timer::F, Duration::from_secs(32))]
     );
     assert_eq!(
-        terminated_at(&pair.uac_events, tx),
+        terminated_at(pair.uac_events(), tx),
         Some(Duration::from_secs(32))
     );
-    assert!(pair.uac.is_empty());
-    assert_eq!(pair.uac.counters().timeouts, 1);
+    assert!(pair.uac().is_empty());
+    assert_eq!(pair.uac().counters().timeouts, 1);
 }
 
 #[test]
 fn invite_over_udp_to_a_silent_far_end_doubles_timer_a_and_times_out_on_timer_b() {
     let mut pair = Pair::new(Transport::Udp, silent);
-    pair.link.blackhole[Side::Uac.i()] = true;
+    pair.net().blackhole(Side::Uac);
     let tx = pair.send("INVITE");
     pair.run_until_idle();
 
@@ -422,8 +384,8 @@ fn invite_over_udp_to_a_silent_far_end_doubles_timer_a_and_times_out_on_timer_b(
         pair.uac_times(REQUESTS),
         [0, 500, 1500, 3500, 7500, 15500, 31500]
     );
-    assert_eq!(pair.uac.counters().retransmissions_sent, 6);
-    let timeouts = timed_out(&pair.uac_events);
+    assert_eq!(pair.uac().counters().retransmissions_sent, 6);
+    let timeouts = timed_out(pair.uac_events());
     assert_eq!(
         timeouts,
         [(Duration::from_secs(32), Timer::B, Duration::from_secs(32))]
@@ -433,7 +395,7 @@ fn invite_over_udp_to_a_silent_far_end_doubles_timer_a_and_times_out_on_timer_b(
         "Timer B expired after 32s"
     );
     assert_eq!(
-        terminated_at(&pair.uac_events, tx),
+        terminated_at(pair.uac_events(), tx),
         Some(Duration::from_secs(32))
     );
 }
@@ -442,18 +404,18 @@ fn invite_over_udp_to_a_silent_far_end_doubles_timer_a_and_times_out_on_timer_b(
 fn reliable_transport_never_retransmits_yet_timers_b_and_f_still_fire() {
     for method in ["OPTIONS", "INVITE"] {
         let mut pair = Pair::new(Transport::Tcp, silent);
-        pair.link.blackhole[Side::Uac.i()] = true;
+        pair.net().blackhole(Side::Uac);
         pair.send(method);
         pair.run_until_idle();
         assert_eq!(pair.uac_times(REQUESTS), [0], "{method}");
-        assert_eq!(pair.uac.counters().retransmissions_sent, 0);
+        assert_eq!(pair.uac().counters().retransmissions_sent, 0);
         let timer = if method == "INVITE" {
             Timer::B
         } else {
             Timer::F
         };
         assert_eq!(
-            timed_out(&pair.uac_events),
+            timed_out(pair.uac_events()),
             [(Duration::from_secs(32), timer, Duration::from_secs(32))]
         );
     }
@@ -466,11 +428,11 @@ fn reliable_transport_timers_d_k_i_j_are_zero() {
     let mut pair = Pair::new(Transport::Tcp, ok);
     let tx = pair.send("OPTIONS");
     pair.run_until_idle();
-    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
-    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(20)));
+    assert_eq!(responses(pair.uac_events()), [(ms(20), tx, 200)]);
+    assert_eq!(terminated_at(pair.uac_events(), tx), Some(ms(20)));
     assert_eq!(pair.uas_times(RESPONSES), [10]);
     assert!(pair
-        .uas_events
+        .uas_events()
         .iter()
         .any(|(at, e)| *at == ms(10) && matches!(e, TransactionEvent::Terminated { .. })));
 
@@ -479,16 +441,16 @@ fn reliable_transport_timers_d_k_i_j_are_zero() {
     let mut pair = Pair::new(Transport::Tcp, busy_or_ok);
     let tx = pair.send("INVITE");
     pair.run_until_idle();
-    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 486)]);
+    assert_eq!(responses(pair.uac_events()), [(ms(20), tx, 486)]);
     assert_eq!(pair.uac_times(ACKS), [20]);
-    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(20)));
+    assert_eq!(terminated_at(pair.uac_events(), tx), Some(ms(20)));
     assert_eq!(pair.uas_times(RESPONSES), [10]);
     assert!(pair
-        .uas_events
+        .uas_events()
         .iter()
         .any(|(at, e)| *at == ms(30) && matches!(e, TransactionEvent::Terminated { .. })));
-    assert_eq!(pair.uas.counters().acks_absorbed, 1);
-    assert!(pair.uac.is_empty() && pair.uas.is_empty());
+    assert_eq!(pair.uas().counters().acks_absorbed, 1);
+    assert!(pair.uac().is_empty() && pair.uas().is_empty());
 
     let c = TimerConfig::default();
     for t in [Timer::D, Timer::I, Timer::J, Timer::K] {
@@ -513,28 +475,28 @@ fn non_invite_in_proceeding_retransmits_every_t2() {
         pair.uac_times(REQUESTS),
         [0, 500, 4500, 8500, 12500, 16500, 20500, 24500, 28500]
     );
-    assert_eq!(pair.uac.counters().retransmissions_sent, 8);
+    assert_eq!(pair.uac().counters().retransmissions_sent, 8);
     // The server re-sends its 100 for each retransmission, and each is passed up.
-    assert_eq!(pair.uas.counters().retransmissions_sent, 8);
-    assert_eq!(responses(&pair.uac_events).len(), 9);
+    assert_eq!(pair.uas().counters().retransmissions_sent, 8);
+    assert_eq!(responses(pair.uac_events()).len(), 9);
     assert_eq!(
-        timed_out(&pair.uac_events),
+        timed_out(pair.uac_events()),
         [(Duration::from_secs(32), Timer::F, Duration::from_secs(32))]
     );
     assert_eq!(
-        terminated_at(&pair.uac_events, tx),
+        terminated_at(pair.uac_events(), tx),
         Some(Duration::from_secs(32))
     );
     // A server transaction in Proceeding has no timer: its TU must answer or abandon it.
-    assert_eq!(pair.uas.len(), 1);
-    let server_tx = match &pair.uas_events[0].1 {
+    assert_eq!(pair.uas().len(), 1);
+    let server_tx = match &pair.uas_events()[0].1 {
         TransactionEvent::NewRequest { tx, .. } => *tx,
         e => panic!("unexpected {e:?}"),
     };
-    pair.uas.abandon(server_tx).unwrap();
-    assert!(pair.uas.is_empty());
+    pair.uas_mut().abandon(server_tx).unwrap();
+    assert!(pair.uas().is_empty());
     assert!(matches!(
-        pair.uas.abandon(server_tx),
+        pair.uas_mut().abandon(server_tx),
         Err(TransactionError::UnknownTransaction(_))
     ));
 }
@@ -546,8 +508,8 @@ fn non_invite_in_proceeding_retransmits_every_t2() {
 #[test]
 fn first_request_and_first_response_lost_the_transaction_still_completes() {
     let mut pair = Pair::new(Transport::Udp, ok);
-    pair.link.drop_nth[Side::Uac.i()].insert(0);
-    pair.link.drop_nth[Side::Uas.i()].insert(0);
+    pair.drop_nth(Side::Uac, 0);
+    pair.drop_nth(Side::Uas, 0);
     let tx = pair.send("MESSAGE");
     pair.run_until_idle();
 
@@ -555,23 +517,23 @@ fn first_request_and_first_response_lost_the_transaction_still_completes() {
     // the server re-sends its 200 (1.51 s), which arrives at 1.52 s.
     assert_eq!(pair.uac_times(REQUESTS), [0, 500, 1500]);
     assert_eq!(pair.uas_times(RESPONSES), [510, 1510]);
-    assert_eq!(pair.uac.counters().retransmissions_sent, 2);
-    assert_eq!(pair.uas.counters().retransmissions_sent, 1);
-    assert_eq!(pair.uas.counters().retransmitted_requests, 1);
-    assert_eq!(responses(&pair.uac_events), [(ms(1520), tx, 200)]);
+    assert_eq!(pair.uac().counters().retransmissions_sent, 2);
+    assert_eq!(pair.uas().counters().retransmissions_sent, 1);
+    assert_eq!(pair.uas().counters().retransmitted_requests, 1);
+    assert_eq!(responses(pair.uac_events()), [(ms(1520), tx, 200)]);
     // Timer K (T4 = 5 s) on the client; Timer J (64·T1) on the server, from its 200.
-    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(6520)));
+    assert_eq!(terminated_at(pair.uac_events(), tx), Some(ms(6520)));
     assert!(pair
-        .uas_events
+        .uas_events()
         .iter()
         .any(|(at, e)| *at == ms(32510) && matches!(e, TransactionEvent::Terminated { .. })));
-    assert!(timed_out(&pair.uac_events).is_empty());
+    assert!(timed_out(pair.uac_events()).is_empty());
 }
 
 #[test]
 fn lost_ack_is_recovered_by_timer_g_and_the_ack_is_sent_again() {
     let mut pair = Pair::new(Transport::Udp, busy_or_ok);
-    pair.link.drop_nth[Side::Uac.i()].insert(1); // the UAC's second datagram: the ACK
+    pair.drop_nth(Side::Uac, 1); // the UAC's second datagram: the ACK
     let tx = pair.send("INVITE");
     pair.run_until_idle();
 
@@ -579,27 +541,27 @@ fn lost_ack_is_recovered_by_timer_g_and_the_ack_is_sent_again() {
     // 486 at 10 ms, again on Timer G at 0.51 s; ACK at 20 ms (lost), again at 0.52 s.
     assert_eq!(pair.uas_times(RESPONSES), [10, 510]);
     assert_eq!(pair.uac_times(ACKS), [20, 520]);
-    assert_eq!(pair.uac.counters().acks_sent, 1);
-    assert_eq!(pair.uac.counters().retransmissions_sent, 1);
-    assert_eq!(pair.uac.counters().duplicate_responses, 1);
-    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 486)]);
+    assert_eq!(pair.uac().counters().acks_sent, 1);
+    assert_eq!(pair.uac().counters().retransmissions_sent, 1);
+    assert_eq!(pair.uac().counters().duplicate_responses, 1);
+    assert_eq!(responses(pair.uac_events()), [(ms(20), tx, 486)]);
     // Client: Timer D = 32 s from Completed. Server: Confirmed at 0.53 s, Timer I = 5 s.
-    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(32020)));
+    assert_eq!(terminated_at(pair.uac_events(), tx), Some(ms(32020)));
     assert!(pair
-        .uas_events
+        .uas_events()
         .iter()
         .any(|(at, e)| *at == ms(5530) && matches!(e, TransactionEvent::Terminated { .. })));
-    assert_eq!(pair.uas.counters().acks_absorbed, 1);
-    assert_eq!(pair.uas.counters().acks_passed_up, 0);
+    assert_eq!(pair.uas().counters().acks_absorbed, 1);
+    assert_eq!(pair.uas().counters().acks_passed_up, 0);
 }
 
 /// 1,000 transactions (MESSAGE/200 and INVITE/486 alternately, one every 5 ms) with random
 /// loss of `ppm` parts per million each way. Checks that every client transaction ended once,
 /// with a final response or a timeout, and that every counter adds up against the link.
 /// Returns (completed, timed out, the UAC's retransmissions).
-fn lossy_thousand(ppm: u64, seed: u64) -> (usize, usize, u64) {
+fn lossy_thousand(ppm: u32, seed: u64) -> (usize, usize, u64) {
     let mut pair = Pair::new(Transport::Udp, busy_or_ok);
-    pair.link.loss = Some((ppm, IdGen::new(seed)));
+    pair.random_loss(ppm, seed);
     let mut txs = Vec::new();
     for i in 0..1000u64 {
         pair.run_until(ms(5 * i));
@@ -610,13 +572,13 @@ fn lossy_thousand(ppm: u64, seed: u64) -> (usize, usize, u64) {
 
     // Each client transaction ended exactly once, with a final response or a timeout.
     let mut finals = HashMap::new();
-    for (_, tx, code) in responses(&pair.uac_events) {
+    for (_, tx, code) in responses(pair.uac_events()) {
         if code >= 200 {
             assert!(finals.insert(tx, code).is_none(), "two finals passed up");
         }
     }
     let timeouts: HashSet<TxId> = pair
-        .uac_events
+        .uac_events()
         .iter()
         .filter_map(|(_, e)| match e {
             TransactionEvent::TimedOut { tx, .. } => Some(*tx),
@@ -628,35 +590,32 @@ fn lossy_thousand(ppm: u64, seed: u64) -> (usize, usize, u64) {
             finals.contains_key(tx) ^ timeouts.contains(tx),
             "{tx} must complete or time out, not both or neither"
         );
-        assert!(terminated_at(&pair.uac_events, *tx).is_some());
+        assert!(terminated_at(pair.uac_events(), *tx).is_some());
     }
     assert_eq!(finals.len() + timeouts.len(), 1000);
-    assert!(pair.uac.is_empty() && pair.uas.is_empty());
+    assert!(pair.uac().is_empty() && pair.uas().is_empty());
 
-    let (c, s) = (*pair.uac.counters(), *pair.uas.counters());
-    let link = &pair.link;
+    let (c, s) = (*pair.uac().counters(), *pair.uas().counters());
+    let (uac_link, uas_link) = (
+        pair.sim.net.counts(&Side::Uac),
+        pair.sim.net.counts(&Side::Uas),
+    );
     // What each side put on the link is what its counters say it sent.
     assert_eq!(
-        link.sent_count[Side::Uac.i()],
+        uac_link.sent,
         c.requests_sent + c.acks_sent + c.retransmissions_sent
     );
-    assert_eq!(
-        link.sent_count[Side::Uas.i()],
-        s.responses_sent + s.retransmissions_sent
-    );
-    for side in [Side::Uac, Side::Uas] {
-        assert_eq!(
-            link.sent_count[side.i()],
-            link.delivered[side.i()] + link.dropped[side.i()]
-        );
+    assert_eq!(uas_link.sent, s.responses_sent + s.retransmissions_sent);
+    for link in [uac_link, uas_link] {
+        assert_eq!(link.sent, link.delivered + link.dropped);
     }
     // What arrived is accounted for, message by message.
-    assert_eq!(s.requests_received, link.delivered[Side::Uac.i()]);
+    assert_eq!(s.requests_received, uac_link.delivered);
     assert_eq!(
         s.requests_received,
         s.server_transactions + s.retransmitted_requests + s.acks_absorbed + s.acks_passed_up
     );
-    assert_eq!(c.responses_received, link.delivered[Side::Uas.i()]);
+    assert_eq!(c.responses_received, uas_link.delivered);
     assert_eq!(
         c.responses_received,
         finals.len() as u64 + c.duplicate_responses + c.late_responses + c.stray_responses
@@ -670,8 +629,68 @@ fn lossy_thousand(ppm: u64, seed: u64) -> (usize, usize, u64) {
     assert_eq!(s.responses_sent, s.server_transactions);
     let busy = finals.values().filter(|&&code| code == 486).count() as u64;
     assert_eq!(c.acks_sent, busy);
-    assert!(link.dropped[0] > 0 && link.dropped[1] > 0);
+    assert!(uac_link.dropped > 0 && uas_link.dropped > 0);
     (finals.len(), timeouts.len(), c.retransmissions_sent)
+}
+
+#[test]
+fn a_thousand_transactions_over_a_duplicating_and_reordering_link_each_end_once() {
+    // MESSAGE/200 and INVITE/486 alternately, one every 5 ms; a quarter of the datagrams each
+    // way arrive twice (2 ms apart), a quarter are held back 30 ms, so later ones overtake them.
+    let mut pair = Pair::new(Transport::Udp, busy_or_ok);
+    pair.net().seed(0xd0b1e);
+    let link = LinkConfig::new(ms(10))
+        .with_duplication(250_000, ms(2))
+        .with_reordering(250_000, ms(30));
+    pair.net().set_default_link(link);
+    let mut txs = Vec::new();
+    for i in 0..1000u64 {
+        pair.run_until(ms(5 * i));
+        txs.push(pair.send(if i % 2 == 0 { "MESSAGE" } else { "INVITE" }));
+    }
+    pair.run_until_idle();
+
+    // Every transaction got exactly one final response, the one its method calls for, and
+    // nothing timed out: no datagram was lost.
+    let mut finals = HashMap::new();
+    for (_, tx, code) in responses(pair.uac_events()) {
+        if code >= 200 {
+            assert!(finals.insert(tx, code).is_none(), "two finals passed up");
+        }
+    }
+    for (i, tx) in txs.iter().enumerate() {
+        let expected = if i % 2 == 0 { 200 } else { 486 };
+        assert_eq!(finals.get(tx), Some(&expected), "transaction {i}");
+    }
+    assert!(timed_out(pair.uac_events()).is_empty());
+    assert!(pair.uac().is_empty() && pair.uas().is_empty());
+
+    // The copies were absorbed and counted, not passed up.
+    let (c, s) = (*pair.uac().counters(), *pair.uas().counters());
+    assert_eq!(s.server_transactions, 1000);
+    assert!(
+        s.retransmitted_requests > 100,
+        "{}",
+        s.retransmitted_requests
+    );
+    assert!(c.duplicate_responses > 100, "{}", c.duplicate_responses);
+    assert_eq!(c.acks_sent, 500);
+    assert_eq!(c.timeouts, 0);
+    assert_eq!(
+        s.requests_received,
+        s.server_transactions + s.retransmitted_requests + s.acks_absorbed + s.acks_passed_up
+    );
+    assert_eq!(
+        c.responses_received,
+        1000 + c.duplicate_responses + c.late_responses + c.stray_responses
+    );
+    let (uac, uas) = (
+        pair.sim.net.counts(&Side::Uac),
+        pair.sim.net.counts(&Side::Uas),
+    );
+    assert_eq!(s.requests_received, uac.delivered);
+    assert_eq!(c.responses_received, uas.delivered);
+    assert!(uac.delivered > uac.sent && uas.delivered > uas.sent);
 }
 
 #[test]
@@ -695,28 +714,28 @@ fn sixty_percent_random_loss_times_out_some_transactions_consistently() {
 #[test]
 fn duplicated_final_response_is_absorbed_and_counted() {
     let mut pair = Pair::new(Transport::Udp, ok);
-    pair.link.duplicate_nth[Side::Uas.i()].insert(0, ms(1));
+    pair.duplicate_nth(Side::Uas, 0, ms(1));
     let tx = pair.send("OPTIONS");
     pair.run_until_idle();
-    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
-    assert_eq!(pair.uac.counters().responses_received, 2);
-    assert_eq!(pair.uac.counters().duplicate_responses, 1);
-    assert_eq!(pair.uac.counters().stray_responses, 0);
+    assert_eq!(responses(pair.uac_events()), [(ms(20), tx, 200)]);
+    assert_eq!(pair.uac().counters().responses_received, 2);
+    assert_eq!(pair.uac().counters().duplicate_responses, 1);
+    assert_eq!(pair.uac().counters().stray_responses, 0);
 }
 
 #[test]
 fn response_arriving_after_the_transaction_ended_is_a_stray() {
     let mut pair = Pair::new(Transport::Udp, ok);
     // The copy arrives 6 s later, after Timer K (5 s) ended the transaction.
-    pair.link.duplicate_nth[Side::Uas.i()].insert(0, Duration::from_secs(6));
+    pair.duplicate_nth(Side::Uas, 0, Duration::from_secs(6));
     let tx = pair.send("OPTIONS");
     pair.run_until_idle();
-    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(5020)));
-    assert_eq!(pair.uac.counters().stray_responses, 1);
-    assert_eq!(pair.uac.counters().duplicate_responses, 0);
+    assert_eq!(terminated_at(pair.uac_events(), tx), Some(ms(5020)));
+    assert_eq!(pair.uac().counters().stray_responses, 1);
+    assert_eq!(pair.uac().counters().duplicate_responses, 0);
     // A stray non-2xx-to-INVITE is counted, not passed up.
     assert!(!pair
-        .uac_events
+        .uac_events()
         .iter()
         .any(|(_, e)| matches!(e, TransactionEvent::StrayResponse { .. })));
 }
@@ -728,33 +747,33 @@ fn provisional_overtaken_by_the_final_is_counted_and_not_fatal() {
     }
     // Non-INVITE: the 200 completes the transaction; the late 180 is absorbed.
     let mut pair = Pair::new(Transport::Udp, ringing_then_ok);
-    pair.link.delay_nth[Side::Uas.i()].insert(0, ms(50));
+    pair.delay_nth(Side::Uas, 0, ms(50));
     let tx = pair.send("MESSAGE");
     pair.run_until_idle();
-    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
-    assert_eq!(pair.uac.counters().late_responses, 1);
-    assert_eq!(pair.uac.counters().stray_responses, 0);
+    assert_eq!(responses(pair.uac_events()), [(ms(20), tx, 200)]);
+    assert_eq!(pair.uac().counters().late_responses, 1);
+    assert_eq!(pair.uac().counters().stray_responses, 0);
 
     // INVITE: the 200 ends the transaction at once, so the late 180 is a stray.
     let mut pair = Pair::new(Transport::Udp, ringing_then_ok);
-    pair.link.delay_nth[Side::Uas.i()].insert(0, ms(50));
+    pair.delay_nth(Side::Uas, 0, ms(50));
     let tx = pair.send("INVITE");
     pair.run_until_idle();
-    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
-    assert_eq!(terminated_at(&pair.uac_events, tx), Some(ms(20)));
-    assert_eq!(pair.uac.counters().stray_responses, 1);
-    assert!(timed_out(&pair.uac_events).is_empty());
+    assert_eq!(responses(pair.uac_events()), [(ms(20), tx, 200)]);
+    assert_eq!(terminated_at(pair.uac_events(), tx), Some(ms(20)));
+    assert_eq!(pair.uac().counters().stray_responses, 1);
+    assert!(timed_out(pair.uac_events()).is_empty());
 }
 
 #[test]
 fn retransmitted_2xx_to_invite_is_passed_up_as_a_stray_for_the_ua_to_ack() {
     let mut pair = Pair::new(Transport::Udp, ok);
-    pair.link.duplicate_nth[Side::Uas.i()].insert(0, ms(500));
+    pair.duplicate_nth(Side::Uas, 0, ms(500));
     let tx = pair.send("INVITE");
     pair.run_until_idle();
-    assert_eq!(responses(&pair.uac_events), [(ms(20), tx, 200)]);
+    assert_eq!(responses(pair.uac_events()), [(ms(20), tx, 200)]);
     let strays: Vec<_> = pair
-        .uac_events
+        .uac_events()
         .iter()
         .filter_map(|(at, e)| match e {
             TransactionEvent::StrayResponse { message, source } => {
@@ -764,9 +783,9 @@ fn retransmitted_2xx_to_invite_is_passed_up_as_a_stray_for_the_ua_to_ack() {
         })
         .collect();
     assert_eq!(strays, [(ms(520), Some(200), Side::Uas)]);
-    assert_eq!(pair.uac.counters().stray_responses, 1);
+    assert_eq!(pair.uac().counters().stray_responses, 1);
     // No ACK from the transaction layer for a 2xx: that is the UA's.
-    assert_eq!(pair.uac.counters().acks_sent, 0);
+    assert_eq!(pair.uac().counters().acks_sent, 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1094,37 +1113,41 @@ fn invite_and_its_cancel_share_a_branch_but_are_different_transactions() {
     }
     let mut pair = Pair::new(Transport::Udp, manual);
     let invite = pair.send("INVITE");
+    let now = pair.now();
     assert!(matches!(
-        pair.uac.send_cancel(pair.now, invite),
+        pair.uac_mut().send_cancel(now, invite),
         Err(TransactionError::CannotCancel { .. })
     ));
     pair.run_until(ms(10));
-    let server_invite = match &pair.uas_events[0].1 {
+    let server_invite = match &pair.uas_events()[0].1 {
         TransactionEvent::NewRequest { tx, .. } => *tx,
         e => panic!("unexpected {e:?}"),
     };
-    pair.uas
-        .reply(pair.now, server_invite, 180, Some("b1"))
+    let now = pair.now();
+    pair.uas_mut()
+        .reply(now, server_invite, 180, Some("b1"))
         .unwrap();
     pair.run_until(ms(20));
-    let cancel = pair.uac.send_cancel(pair.now, invite).unwrap();
+    let now = pair.now();
+    let cancel = pair.uac_mut().send_cancel(now, invite).unwrap();
     assert_ne!(cancel, invite);
     pair.run_until(ms(30));
 
-    let (server_cancel, cancel_msg) = match &pair.uas_events.last().unwrap().1 {
+    let (server_cancel, cancel_msg) = match &pair.uas_events().last().unwrap().1 {
         TransactionEvent::NewRequest { tx, message } => (*tx, message.clone()),
         e => panic!("unexpected {e:?}"),
     };
     assert_eq!(
         cancel_msg.branch(),
-        pair.uac.client(invite).unwrap().request().branch()
+        pair.uac().client(invite).unwrap().request().branch()
     );
-    assert_eq!(pair.uas.cancel_target(&cancel_msg), Some(server_invite));
-    pair.uas.reply(pair.now, server_cancel, 200, None).unwrap();
-    pair.uas.reply(pair.now, server_invite, 487, None).unwrap();
+    assert_eq!(pair.uas().cancel_target(&cancel_msg), Some(server_invite));
+    let now = pair.now();
+    pair.uas_mut().reply(now, server_cancel, 200, None).unwrap();
+    pair.uas_mut().reply(now, server_invite, 487, None).unwrap();
     pair.run_until_idle();
 
-    let got = responses(&pair.uac_events);
+    let got = responses(pair.uac_events());
     assert_eq!(
         got,
         [
@@ -1134,8 +1157,8 @@ fn invite_and_its_cancel_share_a_branch_but_are_different_transactions() {
         ]
     );
     assert_eq!(pair.uac_times(ACKS), [40]);
-    assert_eq!(pair.uas.counters().acks_absorbed, 1);
-    assert!(pair.uac.is_empty() && pair.uas.is_empty());
+    assert_eq!(pair.uas().counters().acks_absorbed, 1);
+    assert!(pair.uac().is_empty() && pair.uas().is_empty());
 }
 
 #[test]
@@ -1194,7 +1217,7 @@ fn many_transactions_leave_nothing_behind() {
         }
     }
     let mut pair = Pair::new(Transport::Udp, mixed);
-    pair.link.loss = Some((50_000, IdGen::new(9)));
+    pair.random_loss(50_000, 9);
     let mut slots_after_first_batch = 0;
     for batch in 0..2u64 {
         let offset = pair.elapsed().as_millis() as u64;
@@ -1202,10 +1225,10 @@ fn many_transactions_leave_nothing_behind() {
             pair.run_until(ms(offset + i));
             pair.send(if i % 3 == 0 { "REGISTER" } else { "INVITE" });
         }
-        assert!(pair.uac.len() > 1000);
+        assert!(pair.uac().len() > 1000);
         pair.run_until_idle();
 
-        for layer in [&pair.uac, &pair.uas] {
+        for layer in [pair.uac(), pair.uas()] {
             assert!(layer.is_empty());
             assert_eq!(layer.poll_timeout(), None);
             let (heap, client_index, server_index, _) = layer.footprint();
@@ -1214,14 +1237,17 @@ fn many_transactions_leave_nothing_behind() {
             let c = layer.counters();
             assert_eq!(c.terminated, c.client_transactions + c.server_transactions);
         }
-        assert_eq!(pair.uac.counters().client_transactions, 3000 * (batch + 1));
+        assert_eq!(
+            pair.uac().counters().client_transactions,
+            3000 * (batch + 1)
+        );
         if batch == 0 {
-            slots_after_first_batch = pair.uac.footprint().3;
+            slots_after_first_batch = pair.uac().footprint().3;
         }
     }
     // Slots of terminated transactions are reused: the table follows the peak number of live
     // transactions (which random loss moves a little), not the number ever made.
-    let slots = pair.uac.footprint().3;
+    let slots = pair.uac().footprint().3;
     assert!(slots < 3000, "{slots}");
     assert!(
         slots < slots_after_first_batch + slots_after_first_batch / 10,

@@ -1,10 +1,11 @@
 //! Two endpoints over a simulated link, in virtual time (quinn's `Pair`).
 //!
-//! A [`Net`] joins endpoint A (the caller) and endpoint B (the callee) through a datagram link
-//! with a one-way delay, scripted drops and delays, seeded random loss, and an optional
-//! interceptor standing in for a proxy (challenging, record-routing). The driver jumps the
-//! clock to the next deadline — the endpoints' `poll_timeout`, the next delivery, the next
-//! scripted user action — so a 32-second timeout takes microseconds and every instant is exact.
+//! A [`Net`] joins endpoint A (the caller) and endpoint B (the callee) as two nodes of a
+//! [`Sim`](crate::sim::Sim): a 10 ms link each way, scripted drops and delays, seeded random
+//! loss, and an optional interceptor standing in for a proxy (challenging, record-routing).
+//! The simulator jumps the clock to the next deadline — the endpoints' `poll_timeout`, the
+//! next delivery, the next scripted user action — so a 32-second timeout takes microseconds
+//! and every instant is exact.
 //! Each side has a [`Policy`]: how its user reacts to events (ring, answer, reject, hang up
 //! after a while).
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::sdp::{Codec, Direction};
+use crate::sim::{Datagram, Fault, Intercept, LinkConfig, Network, Node, Rule, Sim};
 use crate::sip::build::{reason_phrase, write_response};
 use crate::sip::transaction::Timer;
 
@@ -84,6 +86,8 @@ struct Policy {
     answer_after: Option<Duration>,
     /// Reject incoming calls with this code, at once.
     reject: Option<u16>,
+    /// Reject, at once, the incoming calls this rule gives a code for (told the Request-URI).
+    reject_when: Option<fn(&str) -> Option<u16>>,
     /// Hang up this long after the call is answered.
     hangup_after: Option<Duration>,
     /// The media to answer with (else the side's default).
@@ -114,23 +118,10 @@ enum Action {
     Invite(Box<OutgoingCall<SocketAddr>>),
 }
 
-/// What the interceptor (a proxy on the path) does with a datagram.
-enum Intercept {
-    /// Deliver it unchanged.
-    Pass,
-    /// Deliver these bytes instead.
-    Replace(Bytes),
-    /// Do not deliver it; send these bytes back to its sender.
-    Reply(Bytes),
-    /// Do not deliver it.
-    Drop,
-    /// Deliver it, and these bytes after it (a second fork's answer).
-    PassAnd(Bytes),
-}
-
+/// What a proxy on the path does with a datagram, told which side sent it.
 type Interceptor = Box<dyn FnMut(usize, &Message) -> Intercept>;
 
-/// A further address on the link.
+/// A further address on the network.
 #[derive(Debug, Clone, Copy)]
 enum Alias {
     /// A stateless proxy: what is sent to it reaches the other side, from the proxy's address.
@@ -139,24 +130,7 @@ enum Alias {
     Of(usize),
 }
 
-/// A scripted fault: messages from `from` whose summary (see [`summary`]) starts with
-/// `label`, from the `skip + 1`-th on, `times` times.
-struct Rule {
-    from: usize,
-    label: &'static str,
-    skip: u32,
-    times: u32,
-    fault: Fault,
-    seen: u32,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    Drop,
-    Delay(Duration),
-}
-
-/// One datagram put on the link.
+/// One datagram put on the network, as the tests read it.
 #[derive(Debug, Clone)]
 #[allow(dead_code)] // `dropped` is there for failure output.
 struct Sent {
@@ -187,265 +161,79 @@ fn summary(message: &Message) -> String {
     }
 }
 
+/// The summary of a datagram's bytes.
+fn label(bytes: &[u8]) -> String {
+    summary(
+        &Message::parse_datagram(Bytes::copy_from_slice(bytes)).expect("endpoints send valid SIP"),
+    )
+}
+
+/// One endpoint and its user: a node of the simulator.
 struct Side {
+    index: usize,
+    t0: Instant,
     ep: Endpoint<SocketAddr>,
     policy: Policy,
+    /// The user's scheduled actions: (instant, sequence) → action.
+    actions: BTreeMap<(Instant, u64), Action>,
+    seq: u64,
     events: Vec<(Duration, CallEvent<SocketAddr>)>,
     errors: Vec<CallError>,
 }
 
-struct Net {
-    t0: Instant,
-    now: Instant,
-    delay: Duration,
-    sides: [Side; 2],
-    /// (receiving side, source address it sees, datagram).
-    in_flight: BTreeMap<(Instant, u64), (usize, SocketAddr, Bytes)>,
-    /// Further addresses on the link: proxies and other addresses of a side.
-    aliases: BTreeMap<SocketAddr, Alias>,
-    actions: BTreeMap<(Instant, u64), (usize, Action)>,
-    seq: u64,
-    rules: Vec<Rule>,
-    /// Random loss in parts per million, and its generator.
-    loss: Option<(u64, IdGen)>,
-    intercept: Option<Interceptor>,
-    log: Vec<Sent>,
-}
-
-impl Net {
-    fn new() -> Self {
-        let t0 = base();
-        let side = |i: usize| {
-            let mut config = EndpointConfig::new(local(i));
-            config.contact_user = ["alice", "bob"][i].to_string();
-            Side {
-                ep: Endpoint::new(config, IdGen::new(100 + i as u64)),
-                policy: Policy::default(),
-                events: Vec::new(),
-                errors: Vec::new(),
-            }
-        };
-        Self {
-            t0,
-            now: t0,
-            delay: ms(10),
-            sides: [side(A), side(B)],
-            in_flight: BTreeMap::new(),
-            aliases: BTreeMap::new(),
-            actions: BTreeMap::new(),
-            seq: 0,
-            rules: Vec::new(),
-            loss: None,
-            intercept: None,
-            log: Vec::new(),
-        }
-    }
-
-    /// A net whose B rings at once and answers after `answer_after`.
-    fn with_callee(answer_after: Duration) -> Self {
-        let mut net = Self::new();
-        net.sides[B].policy = Policy::callee(Duration::ZERO, answer_after);
-        net
-    }
-
-    fn ep(&mut self, side: usize) -> &mut Endpoint<SocketAddr> {
-        &mut self.sides[side].ep
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.now - self.t0
-    }
-
-    fn rule(&mut self, from: usize, label: &'static str, skip: u32, times: u32, fault: Fault) {
-        self.rules.push(Rule {
-            from,
-            label,
-            skip,
-            times,
-            fault,
-            seen: 0,
-        });
-    }
-
-    /// Schedule `action` on `side` at `at` after the start.
-    fn at(&mut self, at: Duration, side: usize, action: Action) {
+impl Side {
+    /// Schedules `action` at `at`.
+    fn at(&mut self, at: Instant, action: Action) {
         self.seq += 1;
-        self.actions
-            .insert((self.t0 + at, self.seq), (side, action));
+        self.actions.insert((at, self.seq), action);
     }
 
-    /// Place a call from A now.
-    fn invite(&mut self, call: OutgoingCall<SocketAddr>) -> CallId {
-        let now = self.now;
-        let id = self.ep(A).invite(now, call).unwrap();
-        self.flush();
-        id
+    /// Lets the policy see every pending event.
+    fn react_all(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(event) = self.ep.poll_event() {
+            any = true;
+            self.react(now, &event);
+            self.events.push((now - self.t0, event));
+        }
+        any
     }
 
-    /// Which side `to` reaches, and the source address the datagram arrives from.
-    fn route(&self, from: usize, to: SocketAddr) -> (usize, SocketAddr) {
-        if to == addr(1 - from) {
-            return (1 - from, addr(from));
-        }
-        match self.aliases.get(&to) {
-            Some(Alias::Proxy) => (1 - from, to),
-            Some(&Alias::Of(side)) if side != from => (side, addr(from)),
-            _ => panic!("{} sent to {to}, which reaches no other side", NAMES[from]),
-        }
-    }
-
-    fn send(&mut self, from: usize, to: SocketAddr, bytes: Bytes) {
-        let (dest, source) = self.route(from, to);
-        let message = Message::parse_datagram(bytes.clone()).expect("endpoints send valid SIP");
-        let label = summary(&message);
-        let at = self.elapsed();
-        let mut bytes = bytes;
-        if let Some(intercept) = self.intercept.as_mut() {
-            match intercept(from, &message) {
-                Intercept::Pass => {}
-                Intercept::Replace(new) => bytes = new,
-                Intercept::Reply(reply) => {
-                    self.log.push(Sent {
-                        at,
-                        from,
-                        to,
-                        label,
-                        bytes,
-                        dropped: true,
-                    });
-                    let reply_label = summary(&Message::parse_datagram(reply.clone()).unwrap());
-                    self.log.push(Sent {
-                        at,
-                        from: dest,
-                        to: source,
-                        label: reply_label,
-                        bytes: reply.clone(),
-                        dropped: false,
-                    });
-                    self.seq += 1;
-                    self.in_flight
-                        .insert((self.now + self.delay, self.seq), (from, to, reply));
-                    return;
-                }
-                Intercept::Drop => {
-                    self.log.push(Sent {
-                        at,
-                        from,
-                        to,
-                        label,
-                        bytes,
-                        dropped: true,
-                    });
-                    return;
-                }
-                Intercept::PassAnd(extra) => {
-                    let extra_label = summary(&Message::parse_datagram(extra.clone()).unwrap());
-                    self.log.push(Sent {
-                        at,
-                        from,
-                        to,
-                        label: extra_label,
-                        bytes: extra.clone(),
-                        dropped: false,
-                    });
-                    self.seq += 1;
-                    self.in_flight.insert(
-                        (self.now + self.delay + ms(1), self.seq),
-                        (dest, source, extra),
-                    );
-                }
-            }
-        }
-        let mut dropped = false;
-        let mut extra = Duration::ZERO;
-        for rule in &mut self.rules {
-            if rule.from != from || !label.starts_with(rule.label) {
-                continue;
-            }
-            rule.seen += 1;
-            if rule.seen > rule.skip && rule.seen - rule.skip <= rule.times {
-                match rule.fault {
-                    Fault::Drop => dropped = true,
-                    Fault::Delay(d) => extra += d,
-                }
-            }
-        }
-        if let Some((ppm, gen)) = self.loss.as_mut() {
-            if gen.next_u64() % 1_000_000 < *ppm {
-                dropped = true;
-            }
-        }
-        self.log.push(Sent {
-            at,
-            from,
-            to,
-            label,
-            bytes: bytes.clone(),
-            dropped,
-        });
-        if !dropped {
-            self.seq += 1;
-            self.in_flight.insert(
-                (self.now + self.delay + extra, self.seq),
-                (dest, source, bytes),
-            );
-        }
-    }
-
-    /// Put every pending transmit on the link and let the policies see every event.
-    fn flush(&mut self) {
-        loop {
-            let mut idle = true;
-            for side in [A, B] {
-                while let Some(t) = self.sides[side].ep.poll_transmit() {
-                    idle = false;
-                    self.send(side, t.destination, t.bytes);
-                }
-                while let Some(event) = self.sides[side].ep.poll_event() {
-                    idle = false;
-                    self.react(side, &event);
-                    let at = self.elapsed();
-                    self.sides[side].events.push((at, event));
-                }
-            }
-            if idle {
-                return;
-            }
-        }
-    }
-
-    fn react(&mut self, side: usize, event: &CallEvent<SocketAddr>) {
-        let policy = self.sides[side].policy.clone();
-        let now = self.elapsed();
+    fn react(&mut self, now: Instant, event: &CallEvent<SocketAddr>) {
+        let policy = self.policy.clone();
         match *event {
-            CallEvent::Incoming { call, .. } => {
-                if let Some(code) = policy.reject {
-                    self.at(now, side, Action::Reject(call, code));
+            CallEvent::Incoming {
+                call,
+                ref request_uri,
+                ..
+            } => {
+                let by_rule = policy.reject_when.and_then(|rule| rule(request_uri));
+                if let Some(code) = policy.reject.or(by_rule) {
+                    self.at(now, Action::Reject(call, code));
                     return;
                 }
                 if let Some(after) = policy.ring_after {
-                    self.at(now + after, side, Action::Ring(call));
+                    self.at(now + after, Action::Ring(call));
                 }
                 if policy.early_media {
-                    self.at(now, side, Action::EarlyMedia(call));
+                    self.at(now, Action::EarlyMedia(call));
                 }
                 if let Some(after) = policy.answer_after {
-                    self.at(now + after, side, Action::Accept(call));
+                    self.at(now + after, Action::Accept(call));
                 }
             }
             CallEvent::Answered { call, .. } => {
                 if let Some(after) = policy.hangup_after {
-                    self.at(now + after, side, Action::Hangup(call));
+                    self.at(now + after, Action::Hangup(call));
                 }
             }
             _ => {}
         }
     }
 
-    fn run_action(&mut self, side: usize, action: Action) {
-        let now = self.now;
-        let media = self.sides[side].policy.media.clone().unwrap_or(media(side));
-        let ep = &mut self.sides[side].ep;
+    fn run_action(&mut self, now: Instant, action: Action) {
+        let media = self.policy.media.clone().unwrap_or(media(self.index));
+        let ep = &mut self.ep;
         let result = match action {
             Action::Ring(call) => ep.ring(now, call),
             Action::EarlyMedia(call) => ep.early_media(now, call, media).map(drop),
@@ -458,86 +246,197 @@ impl Net {
             Action::Invite(call) => ep.invite(now, *call).map(drop),
         };
         if let Err(error) = result {
-            self.sides[side].errors.push(error);
+            self.errors.push(error);
         }
     }
+}
 
-    fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.sides[A].ep.poll_timeout(),
-            self.sides[B].ep.poll_timeout(),
-            self.in_flight.keys().next().map(|k| k.0),
-            self.actions.keys().next().map(|k| k.0),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+impl Node<SocketAddr> for Side {
+    fn handle_datagram(&mut self, now: Instant, datagram: Datagram<SocketAddr>) {
+        let message = Message::parse_datagram(datagram.bytes).unwrap();
+        self.ep.handle_message(now, message, false, datagram.from);
     }
 
-    /// Advance to the next deadline, if it is not after `limit`, and handle everything due.
-    fn step(&mut self, limit: Instant) -> bool {
-        self.flush();
-        let Some(next) = self.next_deadline() else {
-            return false;
-        };
-        if next > limit {
-            return false;
-        }
-        self.now = self.now.max(next);
-        let now = self.now;
-        while let Some(entry) = self.in_flight.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let (to, source, bytes) = entry.remove();
-            let message = Message::parse_datagram(bytes).unwrap();
-            self.sides[to]
-                .ep
-                .handle_message(now, message, false, source);
-            self.flush();
-        }
+    /// The user's actions due by now, in order (and those they lead to at once), then the
+    /// endpoint's timers.
+    fn handle_timeout(&mut self, now: Instant) {
         while let Some(entry) = self.actions.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            let (side, action) = entry.remove();
-            self.run_action(side, action);
-            self.flush();
+            let action = entry.remove();
+            self.run_action(now, action);
+            self.react_all(now);
         }
-        for side in [A, B] {
-            if self.sides[side]
-                .ep
-                .poll_timeout()
-                .is_some_and(|at| at <= now)
-            {
-                self.sides[side].ep.handle_timeout(now);
+        if self.ep.poll_timeout().is_some_and(|at| at <= now) {
+            self.ep.handle_timeout(now);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let action = self.actions.keys().next().map(|k| k.0);
+        self.ep.poll_timeout().into_iter().chain(action).min()
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Datagram<SocketAddr>> {
+        loop {
+            if let Some(t) = self.ep.poll_transmit() {
+                return Some(Datagram {
+                    from: addr(self.index),
+                    to: t.destination,
+                    bytes: t.bytes,
+                });
+            }
+            if !self.react_all(now) {
+                return None;
             }
         }
+    }
+}
+
+/// Endpoint A (the caller) and endpoint B (the callee) over a 10 ms link.
+struct Net {
+    t0: Instant,
+    sim: Sim<SocketAddr, Side>,
+}
+
+impl Net {
+    fn new() -> Self {
+        let t0 = base();
+        let mut sim = Sim::new(Network::new(t0, LinkConfig::new(ms(10))));
+        for i in [A, B] {
+            let mut config = EndpointConfig::new(local(i));
+            config.contact_user = ["alice", "bob"][i].to_string();
+            let side = Side {
+                index: i,
+                t0,
+                ep: Endpoint::new(config, IdGen::new(100 + i as u64)),
+                policy: Policy::default(),
+                actions: BTreeMap::new(),
+                seq: 0,
+                events: Vec::new(),
+                errors: Vec::new(),
+            };
+            sim.add_node(side, [addr(i)]);
+        }
+        Self { t0, sim }
+    }
+
+    /// A net whose B rings at once and answers after `answer_after`.
+    fn with_callee(answer_after: Duration) -> Self {
+        let mut net = Self::new();
+        net.sim.nodes[B].policy = Policy::callee(Duration::ZERO, answer_after);
+        net
+    }
+
+    fn ep(&mut self, side: usize) -> &mut Endpoint<SocketAddr> {
+        &mut self.sim.nodes[side].ep
+    }
+
+    fn now(&self) -> Instant {
+        self.sim.now()
+    }
+
+    /// The one-way delay between A and B.
+    fn delay(&self) -> Duration {
+        self.sim.net.link(&addr(A), &addr(B)).delay
+    }
+
+    /// Messages from `from` whose summary (see [`summary`]) starts with `label`, from the
+    /// `skip + 1`-th on, `times` times, suffer `fault`.
+    fn rule(&mut self, from: usize, label: &'static str, skip: u32, times: u32, fault: Fault) {
+        let rule = Rule::new(fault)
+            .from(addr(from))
+            .matching(move |bytes| self::label(bytes).starts_with(label))
+            .skip(skip.into())
+            .times(times.into());
+        self.sim.net.add_rule(rule);
+    }
+
+    /// Puts a proxy on the path.
+    fn intercept(&mut self, mut interceptor: Interceptor) {
+        self.sim.net.set_interceptor(move |datagram| {
+            let from = if datagram.from == addr(A) { A } else { B };
+            let message = Message::parse_datagram(datagram.bytes.clone()).unwrap();
+            interceptor(from, &message)
+        });
+    }
+
+    /// Adds a further address on the network.
+    fn alias(&mut self, at: SocketAddr, alias: Alias) {
+        match alias {
+            Alias::Of(side) => self.sim.add_address(side, at),
+            Alias::Proxy => {
+                self.sim
+                    .net
+                    .add_relay(at, |from| if *from == addr(A) { addr(B) } else { addr(A) })
+            }
+        }
+    }
+
+    /// Loses `ppm` parts per million each way at random, seeded with `seed`.
+    fn random_loss(&mut self, ppm: u32, seed: u64) {
+        self.sim.net.seed(seed);
+        let link = LinkConfig::new(self.delay()).with_loss(ppm);
+        self.sim.net.set_default_link(link);
+    }
+
+    /// Schedule `action` on `side` at `at` after the start.
+    fn at(&mut self, at: Duration, side: usize, action: Action) {
+        let at = self.t0 + at;
+        self.sim.nodes[side].at(at, action);
+    }
+
+    /// Place a call from A now.
+    fn invite(&mut self, call: OutgoingCall<SocketAddr>) -> CallId {
+        let now = self.now();
+        let id = self.ep(A).invite(now, call).unwrap();
         self.flush();
-        true
+        id
+    }
+
+    /// Put every pending transmit on the network and let the policies see every event.
+    fn flush(&mut self) {
+        self.sim.flush();
     }
 
     /// Run until `d` after now.
     fn run_for(&mut self, d: Duration) {
-        let limit = self.now + d;
-        while self.step(limit) {}
-        self.now = self.now.max(limit);
+        self.sim.run_for(d);
     }
 
     /// Run until nothing is left to do (every transaction finished), at most ten minutes.
     fn run_until_idle(&mut self) {
-        let limit = self.now + secs(600);
-        while self.step(limit) {}
         assert!(
-            self.next_deadline().is_none(),
+            self.sim.run_until_idle(secs(600)),
             "still busy after 10 minutes"
         );
+    }
+
+    /// Every datagram put on the network, in order.
+    fn log(&self) -> Vec<Sent> {
+        self.sim
+            .net
+            .log()
+            .iter()
+            .map(|s| Sent {
+                at: s.at - self.t0,
+                from: self
+                    .sim
+                    .owner(&s.from)
+                    .unwrap_or_else(|| panic!("{} belongs to no side", s.from)),
+                to: s.to,
+                label: label(&s.bytes),
+                bytes: s.bytes.clone(),
+                dropped: s.dropped,
+            })
+            .collect()
     }
 
     // ---- Reading the outcome ----
 
     fn events(&self, side: usize) -> impl Iterator<Item = &(Duration, CallEvent<SocketAddr>)> {
-        self.sides[side].events.iter()
+        self.sim.nodes[side].events.iter()
     }
 
     fn ended(&self, side: usize) -> Vec<&CallRecord> {
@@ -594,7 +493,7 @@ impl Net {
 
     /// `A INVITE`, `B 100/INVITE` … for every datagram, dropped ones marked `(lost)`.
     fn trace(&self) -> Vec<String> {
-        self.log
+        self.log()
             .iter()
             .map(|s| {
                 format!(
@@ -608,9 +507,9 @@ impl Net {
     }
 
     /// The datagrams `from` sent whose summary is `label`.
-    fn sent(&self, from: usize, label: &str) -> Vec<&Sent> {
-        self.log
-            .iter()
+    fn sent(&self, from: usize, label: &str) -> Vec<Sent> {
+        self.log()
+            .into_iter()
             .filter(|s| s.from == from && s.label == label)
             .collect()
     }
@@ -618,10 +517,10 @@ impl Net {
     fn assert_no_errors(&self) {
         for side in [A, B] {
             assert!(
-                self.sides[side].errors.is_empty(),
+                self.sim.nodes[side].errors.is_empty(),
                 "{} had errors: {:?}",
                 NAMES[side],
-                self.sides[side].errors
+                self.sim.nodes[side].errors
             );
         }
     }
@@ -629,7 +528,7 @@ impl Net {
     /// Both endpoints hold nothing: no call, no dialog, no transaction, no timer.
     fn assert_empty(&self) {
         for side in [A, B] {
-            let ep = &self.sides[side].ep;
+            let ep = &self.sim.nodes[side].ep;
             assert!(
                 ep.is_empty(),
                 "{} still has {} calls",
@@ -669,9 +568,9 @@ fn call_without_trying(policy: Policy) -> Net {
     let mut config = EndpointConfig::new(local(B));
     config.contact_user = "bob".to_string();
     config.trying = false;
-    net.sides[B].ep = Endpoint::new(config, IdGen::new(101));
-    net.sides[B].policy = policy;
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[B].ep = Endpoint::new(config, IdGen::new(101));
+    net.sim.nodes[B].policy = policy;
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     net.invite(call_to_b());
     net.run_until_idle();
     net.assert_no_errors();
@@ -715,7 +614,7 @@ fn a_uas_that_responds_at_once_can_leave_out_the_100_trying() {
 #[test]
 fn basic_call_a_to_b() {
     let mut net = Net::with_callee(secs(1));
-    net.sides[A].policy.hangup_after = Some(secs(2));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(2));
     let call = net.invite(call_to_b());
     net.run_until_idle();
     net.assert_no_errors();
@@ -814,7 +713,7 @@ fn basic_call_a_to_b() {
 #[test]
 fn callee_hangs_up() {
     let mut net = Net::with_callee(ms(500));
-    net.sides[B].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[B].policy.hangup_after = Some(secs(1));
     net.invite(call_to_b());
     net.run_until_idle();
     net.assert_no_errors();
@@ -835,7 +734,7 @@ fn callee_hangs_up() {
 #[test]
 fn reject_486() {
     let mut net = Net::new();
-    net.sides[B].policy.reject = Some(486);
+    net.sim.nodes[B].policy.reject = Some(486);
     net.invite(call_to_b());
     net.run_until_idle();
     net.assert_no_errors();
@@ -862,7 +761,7 @@ fn reject_486() {
 #[test]
 fn hangup_of_an_unanswered_incoming_call_sends_480() {
     let mut net = Net::new();
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
     net.invite(call_to_b());
     net.run_for(ms(100));
     let call = net.incoming()[0];
@@ -890,7 +789,7 @@ fn hangup_while_awaiting_the_ack_waits_for_it() {
     net.run_until_idle();
     net.assert_no_errors();
     // The BYE leaves only after the ACK of the retransmitted 2xx (RFC 3261 §15).
-    let ack_in = net.sent(A, "ACK")[1].at + net.delay;
+    let ack_in = net.sent(A, "ACK")[1].at + net.delay();
     assert_eq!(net.sent(B, "BYE")[0].at, ack_in);
     assert_eq!(net.reasons(B), [CallEndReason::LocalBye]);
     assert_eq!(net.reasons(A), [CallEndReason::RemoteBye]);
@@ -904,7 +803,7 @@ fn hangup_while_awaiting_the_ack_waits_for_it() {
 #[test]
 fn caller_cancels_while_ringing() {
     let mut net = Net::new();
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
     let call = net.invite(call_to_b());
     net.at(secs(1), A, Action::Cancel(call));
     net.run_until_idle();
@@ -940,9 +839,9 @@ fn cancel_before_any_provisional_waits_for_the_first() {
     let mut net = Net::new();
     // No 100 Trying reaches A; B rings 300 ms after the INVITE.
     net.rule(B, "100/INVITE", 0, u32::MAX, Fault::Drop);
-    net.sides[B].policy.ring_after = Some(ms(300));
+    net.sim.nodes[B].policy.ring_after = Some(ms(300));
     let call = net.invite(call_to_b());
-    let now = net.now;
+    let now = net.now();
     net.ep(A).cancel(now, call).unwrap();
     assert_eq!(net.ep(A).state(call), Some(CallState::Calling));
     net.run_until_idle();
@@ -961,7 +860,7 @@ fn cancel_before_any_provisional_then_a_2xx_is_acked_and_closed() {
     net.rule(B, "100/INVITE", 0, u32::MAX, Fault::Drop);
     net.rule(B, "180/INVITE", 0, u32::MAX, Fault::Drop);
     let call = net.invite(call_to_b());
-    let now = net.now;
+    let now = net.now();
     net.ep(A).cancel(now, call).unwrap();
     net.run_until_idle();
     net.assert_no_errors();
@@ -1057,8 +956,8 @@ fn challenger(always: bool, bye: bool) -> Interceptor {
 #[test]
 fn a_401_on_the_invite_is_answered_once() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(challenger(false, false));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.intercept(challenger(false, false));
     let mut call = call_to_b();
     call.credentials = Some(Credentials::new("alice", "secret"));
     net.invite(call);
@@ -1092,7 +991,7 @@ fn a_401_on_the_invite_is_answered_once() {
 #[test]
 fn a_second_challenge_is_auth_rejected() {
     let mut net = Net::with_callee(ms(100));
-    net.intercept = Some(challenger(true, false));
+    net.intercept(challenger(true, false));
     let mut call = call_to_b();
     call.credentials = Some(Credentials::new("alice", "wrong"));
     net.invite(call);
@@ -1112,7 +1011,7 @@ fn a_second_challenge_is_auth_rejected() {
 #[test]
 fn a_challenge_without_credentials_ends_the_call() {
     let mut net = Net::with_callee(ms(100));
-    net.intercept = Some(challenger(false, false));
+    net.intercept(challenger(false, false));
     net.invite(call_to_b());
     net.run_until_idle();
     assert_eq!(net.reasons(A), [CallEndReason::NoCredentials { code: 401 }]);
@@ -1122,8 +1021,8 @@ fn a_challenge_without_credentials_ends_the_call() {
 #[test]
 fn an_answered_challenge_is_never_the_final_response_of_the_call() {
     let mut net = Net::new();
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
-    net.intercept = Some(challenger(false, false));
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept(challenger(false, false));
     // The authenticated INVITE rings, is cancelled, and neither the CANCEL's 200 nor the
     // 487 ever arrives.
     net.rule(B, "200/CANCEL", 0, u32::MAX, Fault::Drop);
@@ -1149,8 +1048,8 @@ fn an_answered_challenge_is_never_the_final_response_of_the_call() {
 #[test]
 fn a_407_on_the_bye_is_answered_once() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(challenger(false, true));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.intercept(challenger(false, true));
     let mut call = call_to_b();
     call.credentials = Some(Credentials::new("alice", "secret"));
     net.invite(call);
@@ -1184,13 +1083,13 @@ fn no_common_codec_is_refused_with_488() {
     let mut net = Net::with_callee(ms(100));
     let mut b_media = media(B);
     b_media.codecs = vec![Codec::Pcmu];
-    net.sides[B].policy.media = Some(b_media);
+    net.sim.nodes[B].policy.media = Some(b_media);
     let mut call = call_to_b();
     call.local_media.codecs = vec![Codec::Pcma];
     net.invite(call);
     net.run_until_idle();
     assert!(matches!(
-        net.sides[B].errors[..],
+        net.sim.nodes[B].errors[..],
         [CallError::Negotiation(
             NegotiationError::NoCommonCodec { .. }
         )]
@@ -1207,7 +1106,7 @@ fn no_common_codec_is_refused_with_488() {
 #[test]
 fn delayed_offer_is_answered_in_the_ack() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     let mut call = call_to_b();
     call.offer = OfferPlacement::Delayed;
     net.invite(call);
@@ -1231,9 +1130,9 @@ fn delayed_offer_is_answered_in_the_ack() {
 #[test]
 fn early_media_in_a_183() {
     let mut net = Net::with_callee(secs(1));
-    net.sides[B].policy.ring_after = None;
-    net.sides[B].policy.early_media = true;
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[B].policy.ring_after = None;
+    net.sim.nodes[B].policy.early_media = true;
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     net.invite(call_to_b());
     net.run_until_idle();
     net.assert_no_errors();
@@ -1263,7 +1162,7 @@ fn early_media_in_a_183() {
 #[test]
 fn a_lost_200_is_retransmitted_until_the_ack() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     net.rule(B, "200/INVITE", 0, 3, Fault::Drop);
     net.invite(call_to_b());
     net.run_until_idle();
@@ -1290,7 +1189,7 @@ fn a_lost_200_is_retransmitted_until_the_ack() {
 #[test]
 fn a_lost_ack_is_resent_for_the_retransmitted_200() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(2));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(2));
     net.rule(A, "ACK", 0, 1, Fault::Drop);
     net.invite(call_to_b());
     net.run_until_idle();
@@ -1300,7 +1199,7 @@ fn a_lost_ack_is_resent_for_the_retransmitted_200() {
     assert_eq!(acks[0].bytes, acks[1].bytes, "the same ACK, byte for byte");
     assert_eq!(acks[1].at - acks[0].at, ms(500));
     assert_eq!(net.ended(A)[0].duplicates_received, 1);
-    assert_eq!(net.sides[A].ep.counters().acks_resent, 1);
+    assert_eq!(net.sim.nodes[A].ep.counters().acks_resent, 1);
     assert_eq!(net.ended(B)[0].responses_retransmitted, 1);
     assert_eq!(net.answered(B).len(), 1);
     assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
@@ -1356,7 +1255,7 @@ fn an_abandoned_ringing_call_is_refused_with_503() {
     net.at(secs(1), B, Action::Abandon(call));
     net.run_until_idle();
     // The answer scheduled at 10 s finds the call gone.
-    assert_eq!(net.sides[B].errors, [CallError::UnknownCall(call)]);
+    assert_eq!(net.sim.nodes[B].errors, [CallError::UnknownCall(call)]);
     assert_eq!(net.sent(B, "503/INVITE").len(), 1);
     assert!(net.sent(B, "200/INVITE").is_empty());
     assert!(matches!(
@@ -1426,7 +1325,7 @@ fn timer_b_when_the_callee_is_silent() {
 #[test]
 fn cancel_without_any_final_response_gives_up_after_64_t1() {
     let mut net = Net::new();
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
     // B's answers to the CANCEL and the 487 never arrive.
     net.rule(B, "200/CANCEL", 0, u32::MAX, Fault::Drop);
     net.rule(B, "487/INVITE", 0, u32::MAX, Fault::Drop);
@@ -1468,8 +1367,8 @@ fn cancel_refuser(code: u16) -> Interceptor {
 #[test]
 fn a_refused_cancel_without_a_487_fails_64_t1_after_the_cancel() {
     let mut net = Net::new();
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
-    net.intercept = Some(cancel_refuser(403));
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept(cancel_refuser(403));
     let call = net.invite(call_to_b());
     net.at(secs(1), A, Action::Cancel(call));
     net.run_until_idle();
@@ -1496,10 +1395,10 @@ fn a_refused_cancel_gives_up_after_64_t1_of_a_short_t1() {
         let mut config = EndpointConfig::new(local(side));
         config.contact_user = ["alice", "bob"][side].to_string();
         config.timers.t1 = ms(50);
-        net.sides[side].ep = Endpoint::new(config, IdGen::new(100 + side as u64));
+        net.sim.nodes[side].ep = Endpoint::new(config, IdGen::new(100 + side as u64));
     }
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
-    net.intercept = Some(cancel_refuser(481));
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept(cancel_refuser(481));
     let call = net.invite(call_to_b());
     net.at(secs(1), A, Action::Cancel(call));
     net.run_until_idle();
@@ -1519,8 +1418,8 @@ fn a_refused_cancel_gives_up_after_64_t1_of_a_short_t1() {
 #[test]
 fn a_487_after_a_refused_cancel_still_fails_the_cancellation() {
     let mut net = Net::new();
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
-    net.intercept = Some(cancel_refuser(403));
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
+    net.intercept(cancel_refuser(403));
     let call = net.invite(call_to_b());
     net.at(secs(1), A, Action::Cancel(call));
     // B gives up on the call itself a second later: its 487 ends A's INVITE.
@@ -1544,7 +1443,7 @@ fn a_487_after_a_refused_cancel_still_fails_the_cancellation() {
 #[test]
 fn an_accepted_cancel_and_its_487_is_a_clean_cancellation() {
     let mut net = Net::new();
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
     let call = net.invite(call_to_b());
     net.at(secs(1), A, Action::Cancel(call));
     net.run_until_idle();
@@ -1563,9 +1462,9 @@ fn an_accepted_cancel_and_its_487_is_a_clean_cancellation() {
 #[test]
 fn a_bye_answered_481_is_a_bye_failure() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     // A proxy turns B's 200 to the BYE into a 481.
-    net.intercept = Some(Box::new(|from, m| {
+    net.intercept(Box::new(|from, m| {
         if from == B && m.status() == Some(200) && *m.cseq_method() == Method::BYE {
             let mut out = Vec::new();
             write_response(m, 481, reason_phrase(481), None, &[], None, &mut out);
@@ -1598,7 +1497,7 @@ fn a_bye_answered_481_is_a_bye_failure() {
 #[test]
 fn a_bye_never_answered_is_a_bye_failure_by_timer_f() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     net.rule(B, "200/BYE", 0, u32::MAX, Fault::Drop);
     net.invite(call_to_b());
     net.run_until_idle();
@@ -1620,7 +1519,7 @@ fn a_bye_never_answered_is_a_bye_failure_by_timer_f() {
 #[test]
 fn a_bye_answered_200_is_no_failure() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     net.invite(call_to_b());
     net.run_until_idle();
     let rec = net.ended(A)[0];
@@ -1655,7 +1554,7 @@ fn crossing_byes_are_no_failure_whatever_ours_gets() {
 #[test]
 fn late_180_after_the_200_is_ignored() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     // Kamailio's workers may forward the 180 after the 200 (PEERS.md).
     net.rule(B, "180/INVITE", 0, 1, Fault::Delay(ms(500)));
     net.invite(call_to_b());
@@ -1672,7 +1571,7 @@ fn late_180_after_the_200_is_ignored() {
 #[test]
 fn a_retransmitted_invite_after_the_200_is_absorbed() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(2));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(2));
     // No provisional reaches A, so it retransmits the INVITE at 500 ms, after B's 200 ended
     // B's server transaction; and that 200 is lost too.
     net.rule(B, "100/INVITE", 0, u32::MAX, Fault::Drop);
@@ -1684,7 +1583,7 @@ fn a_retransmitted_invite_after_the_200_is_absorbed() {
     net.assert_no_errors();
     assert_eq!(net.sent(A, "INVITE").len(), 2);
     assert_eq!(net.incoming().len(), 1, "one call, not two");
-    assert_eq!(net.sides[B].ep.counters().invite_retransmissions, 1);
+    assert_eq!(net.sim.nodes[B].ep.counters().invite_retransmissions, 1);
     assert_eq!(net.answered(A).len(), 1);
     assert_eq!(net.ended(A)[0].requests_retransmitted, 1);
     assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
@@ -1697,16 +1596,16 @@ fn a_2xx_from_a_second_fork_is_acked_and_released() {
     let mut net = Net::with_callee(ms(100));
     let fork: SocketAddr = "192.0.2.9:5060".parse().unwrap();
     // The second branch's address; it stands for B here (which knows no such dialog).
-    net.aliases.insert(fork, Alias::Of(B));
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.alias(fork, Alias::Of(B));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     // A forking proxy: a second branch answers too, with its own To tag and Contact.
-    net.intercept = Some(Box::new(|from, m| {
+    net.intercept(Box::new(|from, m| {
         if from == B && m.status() == Some(200) && m.cseq_method() == &Method::INVITE {
             let tag = m.to_tag().unwrap();
             let raw = String::from_utf8_lossy(m.raw())
                 .replace(&format!("tag={tag}"), "tag=fork2")
                 .replace("sip:bob@192.0.2.2:5060", "sip:bob@192.0.2.9:5060");
-            return Intercept::PassAnd(Bytes::from(raw));
+            return Intercept::PassAnd(Bytes::from(raw), ms(1));
         }
         Intercept::Pass
     }));
@@ -1714,7 +1613,7 @@ fn a_2xx_from_a_second_fork_is_acked_and_released() {
     net.run_until_idle();
     net.assert_no_errors();
     assert_eq!(net.answered(A).len(), 1, "one call, the first 2xx's");
-    assert_eq!(net.sides[A].ep.counters().forks_released, 1);
+    assert_eq!(net.sim.nodes[A].ep.counters().forks_released, 1);
     let acks = net.sent(A, "ACK");
     assert_eq!(acks.len(), 2);
     let fork_ack = acks[1].message();
@@ -1863,14 +1762,14 @@ fn reinvites_crossing_get_491_and_are_sent_again_after_the_rfc_waits() {
 #[test]
 fn a_refused_reinvite_keeps_the_call() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(3));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(3));
     net.invite(call_to_b());
     net.run_for(secs(1));
     let call_b = net.incoming()[0];
     // B offers PCMA only, and a proxy turns it into G.722, which A does not know.
     let mut pcma = media(B);
     pcma.codecs = vec![Codec::Pcma];
-    net.intercept = Some(Box::new(|from, m| {
+    net.intercept(Box::new(|from, m| {
         if from == B && m.method() == Some(&Method::INVITE) {
             let raw = String::from_utf8_lossy(m.raw())
                 .replace("RTP/AVP 8 101", "RTP/AVP 9 101")
@@ -1879,7 +1778,7 @@ fn a_refused_reinvite_keeps_the_call() {
         }
         Intercept::Pass
     }));
-    let now = net.now;
+    let now = net.now();
     net.ep(B).reinvite(now, call_b, pcma).unwrap();
     net.run_until_idle();
     net.assert_no_errors();
@@ -1924,7 +1823,7 @@ fn request_in_a_dialog(
         body: body.map(|b| ("application/sdp", b)),
     }
     .to_vec();
-    let now = net.now;
+    let now = net.now();
     let tx = net
         .ep(A)
         .send_request(now, Bytes::from(bytes), addr(B))
@@ -2086,7 +1985,7 @@ fn an_invite_asking_the_callee_to_refresh_gets_refreshes_every_half_interval() {
 fn a_2xx_naming_the_caller_refresher_makes_it_refresh() {
     let mut net = Net::with_callee(ms(100));
     // The callee's 200 asks the caller to refresh, as a refresh-capable PBX may.
-    net.intercept = Some(Box::new(|from, m| {
+    net.intercept(Box::new(|from, m| {
         if from == B && m.status() == Some(200) && *m.cseq_method() == Method::INVITE {
             let raw = String::from_utf8_lossy(m.raw()).replacen(
                 "\r\nContent-Type",
@@ -2139,8 +2038,8 @@ fn record_router(routes: &'static str) -> Interceptor {
 #[test]
 fn record_route_gives_the_route_headers_of_ack_and_bye() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(record_router(
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.intercept(record_router(
         "Record-Route: <sip:p2.example.test;lr>\r\nRecord-Route: <sip:p1.example.test;lr>\r\n",
     ));
     net.invite(call_to_b());
@@ -2171,8 +2070,8 @@ fn record_route_gives_the_route_headers_of_ack_and_bye() {
 #[test]
 fn record_route_at_the_callee_is_kept_in_order() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[B].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(record_router(
+    net.sim.nodes[B].policy.hangup_after = Some(secs(1));
+    net.intercept(record_router(
         "Record-Route: <sip:p2.example.test;lr>, <sip:p1.example.test;lr>\r\n",
     ));
     net.invite(call_to_b());
@@ -2190,8 +2089,8 @@ fn record_route_at_the_callee_is_kept_in_order() {
 #[test]
 fn a_strict_router_gets_the_request_uri() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(record_router(
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.intercept(record_router(
         "Record-Route: <sip:p2.example.test;lr>\r\nRecord-Route: <sip:strict.example.test>\r\n",
     ));
     net.invite(call_to_b());
@@ -2225,8 +2124,8 @@ fn without_record_route_in_dialog_requests_go_to_the_contact_not_the_proxy() {
     // A proxy that does not record-route (RFC 3261 §16.6 leaves it out of the dialog): the
     // INVITE goes through it, every later request straight to the far end's Contact.
     let mut net = Net::with_callee(ms(100));
-    net.aliases.insert(proxy(), Alias::Proxy);
-    net.sides[A].policy.hangup_after = Some(secs(2));
+    net.alias(proxy(), Alias::Proxy);
+    net.sim.nodes[A].policy.hangup_after = Some(secs(2));
     let mut call = call_to_b();
     call.destination = proxy();
     let id = net.invite(call);
@@ -2246,8 +2145,8 @@ fn without_record_route_in_dialog_requests_go_to_the_contact_not_the_proxy() {
 #[test]
 fn the_callee_s_bye_goes_to_the_caller_s_contact() {
     let mut net = Net::with_callee(ms(100));
-    net.aliases.insert(proxy(), Alias::Proxy);
-    net.sides[B].policy.hangup_after = Some(secs(1));
+    net.alias(proxy(), Alias::Proxy);
+    net.sim.nodes[B].policy.hangup_after = Some(secs(1));
     let mut call = call_to_b();
     call.destination = proxy();
     net.invite(call);
@@ -2267,9 +2166,9 @@ fn a_2xx_contact_elsewhere_gets_the_ack_and_bye_and_the_cancel_and_non_2xx_ack_d
     // instance): ACK and BYE go there.
     let elsewhere: SocketAddr = "192.0.2.22:5070".parse().unwrap();
     let mut net = Net::with_callee(ms(100));
-    net.aliases.insert(elsewhere, Alias::Of(B));
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(Box::new(|from, m| {
+    net.alias(elsewhere, Alias::Of(B));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.intercept(Box::new(|from, m| {
         if from == B && m.status() == Some(200) && *m.cseq_method() == Method::INVITE {
             let text = String::from_utf8(m.raw().to_vec()).unwrap();
             let text = text.replace(
@@ -2290,8 +2189,8 @@ fn a_2xx_contact_elsewhere_gets_the_ack_and_bye_and_the_cancel_and_non_2xx_ack_d
     // A CANCEL goes where its INVITE went (§9.1), and so does the ACK of the 487
     // (§17.1.1.3), whatever the Contact of the 180 says.
     let mut net = Net::new();
-    net.aliases.insert(proxy(), Alias::Proxy);
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.alias(proxy(), Alias::Proxy);
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
     let mut call = call_to_b();
     call.destination = proxy();
     let id = net.invite(call);
@@ -2309,9 +2208,9 @@ fn a_loose_router_in_the_route_set_is_the_next_hop() {
     // The INVITE goes straight to B; a Record-Route naming the proxy (an IP literal) makes
     // it the next hop of every later request, either way.
     let mut net = Net::with_callee(ms(100));
-    net.aliases.insert(proxy(), Alias::Proxy);
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(record_router("Record-Route: <sip:192.0.2.50;lr>\r\n"));
+    net.alias(proxy(), Alias::Proxy);
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.intercept(record_router("Record-Route: <sip:192.0.2.50;lr>\r\n"));
     net.invite(call_to_b());
     net.run_until_idle();
     net.assert_no_errors();
@@ -2325,9 +2224,9 @@ fn a_loose_router_in_the_route_set_is_the_next_hop() {
 
     // The callee's BYE too.
     let mut net = Net::with_callee(ms(100));
-    net.aliases.insert(proxy(), Alias::Proxy);
-    net.sides[B].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(record_router("Record-Route: <sip:192.0.2.50:5060;lr>\r\n"));
+    net.alias(proxy(), Alias::Proxy);
+    net.sim.nodes[B].policy.hangup_after = Some(secs(1));
+    net.intercept(record_router("Record-Route: <sip:192.0.2.50:5060;lr>\r\n"));
     net.invite(call_to_b());
     net.run_until_idle();
     net.assert_no_errors();
@@ -2340,11 +2239,11 @@ fn a_loose_router_in_the_route_set_is_the_next_hop() {
 fn a_strict_router_first_is_the_next_hop_not_the_loose_one_behind_it() {
     let strict: SocketAddr = "192.0.2.51:5070".parse().unwrap();
     let mut net = Net::with_callee(ms(100));
-    net.aliases.insert(strict, Alias::Proxy);
-    net.aliases.insert(proxy(), Alias::Proxy);
-    net.sides[A].policy.hangup_after = Some(secs(1));
+    net.alias(strict, Alias::Proxy);
+    net.alias(proxy(), Alias::Proxy);
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
     // Reversed by A: the strict router first, the loose one (the proxy) second.
-    net.intercept = Some(record_router(
+    net.intercept(record_router(
         "Record-Route: <sip:192.0.2.50;lr>\r\nRecord-Route: <sip:192.0.2.51:5070>\r\n",
     ));
     net.invite(call_to_b());
@@ -2362,9 +2261,9 @@ fn a_route_set_of_names_falls_back_to_the_peer() {
     // The core resolves no name: with a route of host names, requests go to the INVITE's
     // destination, as before.
     let mut net = Net::with_callee(ms(100));
-    net.aliases.insert(proxy(), Alias::Proxy);
-    net.sides[B].policy.hangup_after = Some(secs(1));
-    net.intercept = Some(record_router("Record-Route: <sip:p1.example.test;lr>\r\n"));
+    net.alias(proxy(), Alias::Proxy);
+    net.sim.nodes[B].policy.hangup_after = Some(secs(1));
+    net.intercept(record_router("Record-Route: <sip:p1.example.test;lr>\r\n"));
     let mut call = call_to_b();
     call.destination = proxy();
     net.invite(call);
@@ -2410,7 +2309,7 @@ fn out_of_dialog(method: &str, branch: &str, to_tag: Option<&str>) -> Bytes {
 #[test]
 fn requests_outside_calls_are_answered() {
     let mut net = Net::new();
-    let now = net.now;
+    let now = net.now();
     let cases = [
         ("OPTIONS", None, 200),
         ("BYE", Some("nope"), 481),
@@ -2454,7 +2353,7 @@ fn requests_outside_calls_are_answered() {
             CallEvent::Transaction(TransactionEvent::Terminated { tx: t }) if t == tx
         )));
     }
-    let counters = *net.sides[B].ep.counters();
+    let counters = *net.sim.nodes[B].ep.counters();
     assert_eq!(counters.options_answered, 1);
     assert_eq!(counters.no_dialog, 2);
     assert_eq!(counters.method_refused, 4);
@@ -2470,7 +2369,7 @@ fn in_dialog_info_and_options_get_200() {
     let ack = net.sent(A, "ACK")[0].message();
     let from = ack.header(&Name::FROM).unwrap().to_string();
     let to = ack.header(&Name::TO).unwrap().to_string();
-    let now = net.now;
+    let now = net.now();
     let mut txs = Vec::new();
     for (i, method) in ["INFO", "OPTIONS", "UPDATE"].into_iter().enumerate() {
         let branch = format!("z9hG4bKindialog{i}");
@@ -2532,7 +2431,7 @@ fn in_dialog_info_and_options_get_200() {
 #[test]
 fn memory_is_bounded_after_many_calls() {
     let mut net = Net::with_callee(ms(100));
-    net.sides[A].policy.hangup_after = Some(ms(200));
+    net.sim.nodes[A].policy.hangup_after = Some(ms(200));
     for i in 0..100 {
         net.at(ms(50 * i), A, Action::Invite(Box::new(call_to_b())));
     }
@@ -2547,7 +2446,7 @@ fn memory_is_bounded_after_many_calls() {
     net.assert_empty();
     // Slots are reused: no more than the calls alive at once.
     for side in [A, B] {
-        let slots = net.sides[side].ep.footprint().4;
+        let slots = net.sim.nodes[side].ep.footprint().4;
         assert!(slots <= 10, "{} slots", slots);
     }
 }
@@ -2555,14 +2454,14 @@ fn memory_is_bounded_after_many_calls() {
 #[test]
 fn five_percent_loss_over_200_calls_every_call_completes() {
     let mut net = Net::with_callee(ms(200));
-    net.sides[A].policy.hangup_after = Some(secs(1));
-    net.loss = Some((50_000, IdGen::new(20240611)));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.random_loss(50_000, 20240611);
     for i in 0..200 {
         net.at(ms(100 * i), A, Action::Invite(Box::new(call_to_b())));
     }
     net.run_until_idle();
     net.assert_no_errors();
-    let lost = net.log.iter().filter(|s| s.dropped).count();
+    let lost = net.log().iter().filter(|s| s.dropped).count();
     assert!(lost > 50, "only {lost} datagrams lost");
     assert_eq!(net.answered(A).len(), 200);
     assert_eq!(net.reasons(A).len(), 200);
@@ -2579,6 +2478,152 @@ fn five_percent_loss_over_200_calls_every_call_completes() {
         "{:?}",
         net.reasons(B)
     );
+    net.assert_empty();
+}
+
+/// The callee's rule for [`a_thousand_calls_over_five_percent_loss_end_as_the_callee_s_rule_says`]:
+/// `sip:bob<n>@…` is refused with 486 when `n` is 3 modulo 4.
+fn busy_every_fourth(request_uri: &str) -> Option<u16> {
+    let n: u32 = request_uri
+        .strip_prefix("sip:bob")?
+        .split('@')
+        .next()?
+        .parse()
+        .ok()?;
+    (n % 4 == 3).then_some(486)
+}
+
+#[test]
+fn a_thousand_calls_over_five_percent_loss_end_as_the_callee_s_rule_says() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.sim.nodes[B].policy.reject_when = Some(busy_every_fourth);
+    net.random_loss(50_000, 0x1000_ca11);
+    for i in 0..1000u64 {
+        let mut call = call_to_b();
+        call.request_uri = format!("sip:bob{i}@192.0.2.2:5060");
+        net.at(ms(20 * i), A, Action::Invite(Box::new(call)));
+    }
+    net.run_until_idle();
+    net.assert_no_errors();
+    let log = net.log();
+    let lost = log.iter().filter(|s| s.dropped).count();
+    assert!(
+        (3..=7).contains(&(lost * 100 / log.len())),
+        "{lost} of {} datagrams lost",
+        log.len()
+    );
+
+    // Every call ended once on each side, as the rule says: call n was placed at 20·n ms.
+    let busy = CallEndReason::Rejected {
+        code: 486,
+        reason: "Busy Here".into(),
+    };
+    let mut seen = vec![0u32; 1000];
+    for rec in net.ended(A) {
+        let n = ((rec.invite - net.t0).as_millis() / 20) as usize;
+        seen[n] += 1;
+        let rejected = busy_every_fourth(&format!("sip:bob{n}@192.0.2.2:5060")).is_some();
+        let (reason, code) = if rejected {
+            (busy.clone(), 486)
+        } else {
+            (CallEndReason::LocalBye, 200)
+        };
+        assert_eq!(rec.reason(), Some(&reason), "call {n}");
+        assert_eq!(rec.final_code, Some(code), "call {n}");
+        assert_eq!(rec.answer.is_some(), !rejected, "call {n}");
+    }
+    assert!(seen.iter().all(|&n| n == 1), "each call ends once at A");
+    let reasons_b = net.reasons(B);
+    assert_eq!(reasons_b.len(), 1000);
+    let declined = reasons_b
+        .iter()
+        .filter(|r| **r == CallEndReason::Declined { code: 486 })
+        .count();
+    let remote_bye = reasons_b
+        .iter()
+        .filter(|r| **r == CallEndReason::RemoteBye)
+        .count();
+    assert_eq!((declined, remote_bye), (250, 750));
+    assert_eq!(net.answered(A).len(), 750);
+    // The loss was felt, and recovered from by retransmission.
+    let retransmitted: u32 = net.ended(A).iter().map(|r| r.requests_retransmitted).sum();
+    assert!(retransmitted > 50, "{retransmitted}");
+    net.assert_empty();
+}
+
+#[test]
+fn duplicated_and_reordered_invite_responses_and_ack_make_one_call() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    // The INVITE arrives twice; the 100 is overtaken by the 180 and the 200; the 180 and the
+    // 200 arrive twice; the ACK arrives twice.
+    net.rule(A, "INVITE", 0, 1, Fault::Duplicate(ms(3)));
+    net.rule(B, "100/INVITE", 0, 1, Fault::Delay(ms(200)));
+    net.rule(B, "180/INVITE", 0, 1, Fault::Duplicate(ms(1)));
+    net.rule(B, "200/INVITE", 0, 1, Fault::Duplicate(ms(2)));
+    net.rule(A, "ACK", 0, 1, Fault::Duplicate(ms(1)));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+
+    // One call on each side, answered once, ended once.
+    assert_eq!(net.incoming().len(), 1);
+    assert_eq!((net.answered(A).len(), net.answered(B).len()), (1, 1));
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    // The copy of the INVITE is absorbed by B's transaction, which sends its latest
+    // provisional response again (RFC 3261 §17.2.1); each copy of the 200 is ACKed
+    // (§13.2.2.4); the 100 that arrives last changes nothing.
+    assert_eq!(
+        net.trace(),
+        [
+            "A INVITE",
+            "B 100/INVITE",
+            "B 180/INVITE",
+            "B 180/INVITE",
+            "B 200/INVITE",
+            "A ACK",
+            "A ACK",
+            "A BYE",
+            "B 200/BYE"
+        ]
+    );
+    // Each copy of the 180 is reported (the record keeps the first); the late 100 is not.
+    let progress = net.progress(A);
+    assert!(!progress.is_empty() && progress.iter().all(|&code| code == 180));
+    let rec = net.ended(A)[0];
+    assert_eq!(rec.answer, Some(net.t0 + ms(120)));
+    assert_eq!(rec.first_ringing, Some(net.t0 + ms(20)));
+    net.assert_empty();
+}
+
+#[test]
+fn a_hundred_calls_over_a_duplicating_and_reordering_link_each_make_one_call() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.sim.net.seed(0xd0b1e);
+    // A third of the datagrams arrive twice, a third are held back 15 ms (the 100, 180 and
+    // 200 sent at one instant overtake each other).
+    let link = LinkConfig::new(ms(10))
+        .with_duplication(330_000, ms(2))
+        .with_reordering(330_000, ms(15));
+    net.sim.net.set_default_link(link);
+    for i in 0..100u64 {
+        net.at(ms(50 * i), A, Action::Invite(Box::new(call_to_b())));
+    }
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.incoming().len(), 100);
+    assert_eq!((net.answered(A).len(), net.answered(B).len()), (100, 100));
+    assert_eq!(net.reasons(A), vec![CallEndReason::LocalBye; 100]);
+    assert_eq!(net.reasons(B), vec![CallEndReason::RemoteBye; 100]);
+    // The faults happened: more arrived than was sent, and B saw some ACKs twice.
+    let (sent, delivered) = [addr(A), addr(B)].iter().fold((0, 0), |(s, d), a| {
+        let c = net.sim.net.counts(a);
+        (s + c.sent, d + c.delivered)
+    });
+    assert!(delivered > sent + sent / 5, "{delivered} of {sent}");
     net.assert_empty();
 }
 
@@ -2622,7 +2667,7 @@ fn end_reasons_read_well() {
 fn operations_in_the_wrong_state_are_refused() {
     let mut net = Net::with_callee(ms(100));
     let call = net.invite(call_to_b());
-    let now = net.now;
+    let now = net.now();
     assert!(matches!(
         net.ep(A).ring(now, call),
         Err(CallError::InvalidState {
@@ -2642,7 +2687,7 @@ fn operations_in_the_wrong_state_are_refused() {
     ));
     net.at(secs(2), A, Action::Hangup(call));
     net.run_until_idle();
-    let now = net.now;
+    let now = net.now();
     assert_eq!(
         net.ep(A).hangup(now, call),
         Err(CallError::UnknownCall(call))
@@ -2653,10 +2698,10 @@ fn operations_in_the_wrong_state_are_refused() {
 #[test]
 fn transport_failure_ends_the_calls_of_that_peer() {
     let mut net = Net::new();
-    net.sides[B].policy.ring_after = Some(Duration::ZERO);
+    net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
     net.invite(call_to_b());
     net.run_for(secs(1));
-    let now = net.now;
+    let now = net.now();
     net.ep(A).transport_failed(now, &addr(B));
     net.flush();
     assert_eq!(net.reasons(A), [CallEndReason::TransportError]);
