@@ -50,6 +50,7 @@
 //! The load section compiles to a pure schedule ([`plan`]).
 
 pub mod accounts;
+mod diag;
 mod error;
 mod load;
 pub mod model;

@@ -15,8 +15,8 @@
 //! Any other value is inserted as a quoted string (the scenario checks units itself). A path
 //! that leads nowhere in the schema is reported against the override, with a suggestion.
 
+use super::diag::{serde_diag, syntax_diag};
 use super::error::ScenarioError;
-use super::load::{serde_diag, syntax_diag};
 use super::raw::RawScenario;
 use super::source::{self, Kind, Node};
 
