@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 use sipcheck::exit::Exit;
 use std::path::PathBuf;
 
@@ -15,8 +16,9 @@ use sipcheck::probe::audio::{AudioArgs, ToneSpec};
 use sipcheck::probe::{self, Network, ProbeError, Verdict};
 use sipcheck::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::media::g711::Codec;
-use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::auth::Password;
 use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::transport::Transport;
 
 const OPTIONS_HELP: &str = "\
 Examples:
@@ -167,18 +169,17 @@ struct ValidateCmd {
     set: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum TransportArg {
-    Udp,
-    Tcp,
+/// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP and TCP.
+fn transport_parser() -> impl TypedValueParser<Value = Transport> {
+    PossibleValuesParser::new(["udp", "tcp"]).try_map(|s| s.parse::<Transport>())
 }
 
 /// Network and timer options shared by the probes.
 #[derive(Debug, Args)]
 struct NetArgs {
     /// Transport for SIP.
-    #[arg(long, value_enum, default_value = "udp")]
-    transport: TransportArg,
+    #[arg(long, value_parser = transport_parser(), default_value = "udp")]
+    transport: Transport,
     /// Local address to send from, e.g. 127.0.0.1:5070 (default: the address routed to the
     /// peer, ephemeral port).
     #[arg(long, value_name = "ADDR:PORT")]
@@ -222,7 +223,7 @@ struct RegisterCmd {
     user: String,
     /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
     #[arg(long, env = "SIP_PASSWORD", hide_env_values = true, default_value = "")]
-    password: String,
+    password: Password,
     /// Domain of the address of record (default: the server's host).
     #[arg(long)]
     domain: Option<String>,
@@ -246,10 +247,9 @@ struct RegisterCmd {
     net: NetArgs,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum CodecArg {
-    Pcmu,
-    Pcma,
+/// `--codec`: read by [`Codec`]'s `FromStr`, spelt in lower case on the command line.
+fn codec_parser() -> impl TypedValueParser<Value = Codec> {
+    PossibleValuesParser::new(["pcmu", "pcma"]).try_map(|s| s.parse::<Codec>())
 }
 
 /// Media options shared by `call` and `answer`.
@@ -277,8 +277,8 @@ struct AudioOpts {
     #[arg(long, value_name = "FILE.wav")]
     record: Option<PathBuf>,
     /// Codec to offer/accept (repeat for several, in order of preference).
-    #[arg(long = "codec", value_enum, default_values_t = [CodecArg::Pcmu, CodecArg::Pcma])]
-    codecs: Vec<CodecArg>,
+    #[arg(long = "codec", value_parser = codec_parser(), default_values = ["pcmu", "pcma"])]
+    codecs: Vec<Codec>,
     /// Do not fail a call that received no RTP at all.
     #[arg(long)]
     no_media_ok: bool,
@@ -300,14 +300,7 @@ impl AudioOpts {
             send_dtmf: self.send_dtmf.clone(),
             expect_dtmf: self.expect_dtmf.clone(),
             record: self.record.clone(),
-            codecs: self
-                .codecs
-                .iter()
-                .map(|c| match c {
-                    CodecArg::Pcmu => Codec::Pcmu,
-                    CodecArg::Pcma => Codec::Pcma,
-                })
-                .collect(),
+            codecs: self.codecs.clone(),
             no_media_ok: self.no_media_ok,
             rtp_timeout: self.rtp_timeout,
         }
@@ -401,7 +394,7 @@ struct CallCmd {
     user: Option<String>,
     /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
     #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    password: Option<Password>,
     /// Domain of our address of record (default: the server's host).
     #[arg(long)]
     domain: Option<String>,
@@ -444,7 +437,7 @@ struct AnswerCmd {
     user: Option<String>,
     /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
     #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    password: Option<Password>,
     /// Domain of the address of record (default: the server's host).
     #[arg(long)]
     domain: Option<String>,
@@ -487,10 +480,7 @@ struct AnswerCmd {
 impl NetArgs {
     fn network(&self) -> Network {
         Network {
-            transport: match self.transport {
-                TransportArg::Udp => Kind::Udp,
-                TransportArg::Tcp => Kind::Tcp,
-            },
+            transport: self.transport,
             local: self.local,
             timeout: self.timeout,
         }

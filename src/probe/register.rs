@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::host_literal;
 use sipcheck_core::ua::register::{
@@ -24,7 +24,7 @@ pub struct RegisterArgs {
     /// User name (AOR user part and digest username).
     pub user: String,
     /// The password (never printed).
-    pub password: String,
+    pub password: Password,
     /// AOR domain; the registrar's host when absent.
     pub domain: Option<String>,
     /// Requested binding lifetime.

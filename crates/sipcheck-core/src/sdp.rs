@@ -58,40 +58,9 @@ const DEFAULT_EVENTS: (u8, u8) = (0, 15);
 /// The session and user names we write in `o=` and `s=`.
 const OUR_NAME: &str = "sipcheck";
 
-/// An audio codec this crate negotiates: G.711 μ-law or A-law at 8 kHz, mono.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// G.711 μ-law, `PCMU/8000`, static payload type 0 (RFC 3551 §4.5.14).
-    Pcmu,
-    /// G.711 A-law, `PCMA/8000`, static payload type 8 (RFC 3551 §4.5.14).
-    Pcma,
-}
+use crate::media::g711::Codec;
 
 impl Codec {
-    /// The static RTP payload type (RFC 3551 Table 4): 0 for PCMU, 8 for PCMA.
-    #[must_use]
-    pub const fn static_payload_type(self) -> u8 {
-        match self {
-            Self::Pcmu => 0,
-            Self::Pcma => 8,
-        }
-    }
-
-    /// The encoding name in `a=rtpmap`: `PCMU` or `PCMA`.
-    #[must_use]
-    pub const fn encoding_name(self) -> &'static str {
-        match self {
-            Self::Pcmu => "PCMU",
-            Self::Pcma => "PCMA",
-        }
-    }
-
-    /// The RTP clock rate in hertz: 8000.
-    #[must_use]
-    pub const fn clock_rate(self) -> u32 {
-        8000
-    }
-
     /// The codec an `rtpmap` names, if it is PCMU or PCMA at 8000 Hz, mono (encoding names are
     /// case-insensitive, RFC 4855 §3).
     #[must_use]
@@ -113,12 +82,6 @@ impl Codec {
             clock_rate: self.clock_rate(),
             channels: None,
         }
-    }
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.encoding_name(), self.clock_rate())
     }
 }
 
@@ -1646,24 +1609,6 @@ fn list<T: fmt::Display>(items: &[T]) -> String {
         .join(", ")
 }
 
-impl From<Codec> for crate::media::g711::Codec {
-    fn from(codec: Codec) -> Self {
-        match codec {
-            Codec::Pcmu => Self::Pcmu,
-            Codec::Pcma => Self::Pcma,
-        }
-    }
-}
-
-impl From<crate::media::g711::Codec> for Codec {
-    fn from(codec: crate::media::g711::Codec) -> Self {
-        match codec {
-            crate::media::g711::Codec::Pcmu => Self::Pcmu,
-            crate::media::g711::Codec::Pcma => Self::Pcma,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2410,15 +2355,5 @@ mod tests {
         let (sdp, neg) = answer(&offer, &local()).unwrap();
         assert_eq!(neg.telephone_event_pt, None);
         assert_eq!(sdp.media[0].formats, ["0"]);
-    }
-
-    #[test]
-    fn codec_converts_to_the_g711_codec() {
-        use crate::media::g711;
-        for codec in [Codec::Pcmu, Codec::Pcma] {
-            let g: g711::Codec = codec.into();
-            assert_eq!(g.payload_type(), codec.static_payload_type());
-            assert_eq!(Codec::from(g), codec);
-        }
     }
 }

@@ -8,7 +8,7 @@ use ezk_sip_types::host::Host;
 use ezk_sip_types::parse::Parse;
 use ezk_sip_types::uri::{SipUri, SipUriUserPart};
 
-use super::build::Transport;
+use super::transport::Transport;
 
 /// Why a URI was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
