@@ -26,9 +26,12 @@ impl Reports {
     fn json(&self) -> PathBuf {
         self.dir.join("summary.json")
     }
+    /// The JSON summary, checked against the shipped schema.
     fn summary(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.json()).expect("JSON report written");
-        serde_json::from_str(&text).expect("valid JSON")
+        let v = serde_json::from_str(&text).expect("valid JSON");
+        assert_schema(&v);
+        v
     }
     fn junit_text(&self) -> String {
         std::fs::read_to_string(self.junit()).expect("JUnit report written")
@@ -101,6 +104,26 @@ fn selftest_ports() -> std::sync::MutexGuard<'static, ()> {
     PORTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Fails unless `summary` is valid under `docs/run-summary.schema.json` (every keyword of the
+/// schema enforced, by the `jsonschema` crate).
+fn assert_schema(summary: &serde_json::Value) {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        let path = repo_root().join("docs/run-summary.schema.json");
+        let schema = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        jsonschema::draft202012::new(&schema).expect("the schema compiles")
+    });
+    let errors: Vec<String> = schema
+        .iter_errors(summary)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the run summary breaks docs/run-summary.schema.json:\n{}\n{summary:#}",
+        errors.join("\n")
+    );
 }
 
 #[test]
@@ -532,6 +555,7 @@ fn a_report_on_stdout_has_it_to_itself_and_two_are_refused() {
     assert_eq!(out.status.code(), Some(0), "{shown}");
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_schema(&v);
     assert_eq!(v["verdict"], "passed", "{v}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -844,6 +868,7 @@ fn reports_go_through_fifos_symlinks_and_dev_null_without_replacing_them() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("real/summary.json")).unwrap())
             .unwrap();
+    assert_schema(&v);
     assert_eq!(v["failures"]["sip_486"], 3, "{v}");
 
     // /dev/null stays the device it is.
