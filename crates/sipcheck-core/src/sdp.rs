@@ -20,8 +20,8 @@
 //!   gateways send) and on any malformed attribute it happens to model (`a=ssrc`,
 //!   `a=candidate`, `a=crypto`), even when the call does not need it; its errors carry no line
 //!   number.
-//! * `webrtc-sdp` (Mozilla) targets WebRTC/JSEP and needs Rust 1.88, above this workspace's
-//!   1.85.
+//! * `webrtc-sdp` (Mozilla) targets WebRTC/JSEP (its Rust 1.88, once a second reason, is now
+//!   this workspace's own).
 //! * `sdp-types` is a sound generic tokenizer with line numbers, but it hands back strings:
 //!   every typed value needed here (addresses, `rtpmap`, `fmtp`, `ptime`, direction) would
 //!   still be parsed here, and it rejects SDPs over lines a call can do without (a malformed
