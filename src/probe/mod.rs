@@ -1,5 +1,6 @@
 //! One-off probes: `sipcheck options` and `sipcheck register`.
 
+pub mod args;
 pub mod audio;
 pub mod call;
 pub mod client;
