@@ -10,11 +10,11 @@ use serde::Serialize;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::session::MediaReport;
 use sipcheck_core::sdp::{Direction, Negotiated};
-use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::build::reason_phrase;
-use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::host_literal;
 use sipcheck_core::ua::admission::{media_before_ack, Admission, Admit, Limits};
 use sipcheck_core::ua::call::{
@@ -30,7 +30,7 @@ use crate::probe::call::{host_of, register_step};
 use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
 use crate::registration;
-use crate::transport::{self, Transport, UdpTransport};
+use crate::transport::{self, SipSocket, UdpTransport};
 use crate::ua::sleep_until;
 use crate::ua::UaDriver;
 
@@ -44,7 +44,7 @@ pub struct AnswerArgs {
     /// User to register as (and digest username).
     pub user: Option<String>,
     /// Password (never printed).
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// Domain of the address of record (default: the server's host).
     pub domain: Option<String>,
     /// Registration lifetime.
@@ -182,9 +182,9 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         }
     }
     let udp = UdpTransport::bind(args.listen, 4 << 20).await?;
-    let transport = Transport::Udp(udp);
+    let transport = SipSocket::Udp(udp);
     let local = LocalEnd {
-        transport: Kind::Udp,
+        transport: Transport::Udp,
         addr: transport.local_addr(),
         routes: Vec::new(),
     };

@@ -64,7 +64,7 @@ impl AudioBridge {
 
     /// A bridge for what SIP negotiated (codec, payload types, ptime, remote address).
     pub fn from_negotiated(socket: UdpSocket, negotiated: &Negotiated) -> Self {
-        let mut config = MediaConfig::new(Codec::from(negotiated.codec));
+        let mut config = MediaConfig::new(negotiated.codec);
         config.payload_type = negotiated.payload_type;
         config.telephone_event_pt = negotiated.telephone_event_pt;
         config.ptime =

@@ -7,15 +7,19 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 use sipcheck::exit::Exit;
 use std::path::PathBuf;
 
+use sipcheck::probe::args::{
+    parse_duration, parse_max_transactions, parse_server, parse_t1, NetArgs,
+};
 use sipcheck::probe::audio::{AudioArgs, ToneSpec};
-use sipcheck::probe::{self, Network, ProbeError, Verdict};
+use sipcheck::probe::{self, ProbeError, Verdict};
 use sipcheck::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::media::g711::Codec;
-use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::auth::Password;
 use sipcheck_core::sip::transaction::{TimerConfig, DEFAULT_MAX_SERVER_TRANSACTIONS};
 
 const OPTIONS_HELP: &str = "\
@@ -128,7 +132,7 @@ enum Command {
     Options(OptionsCmd),
     /// Register a user (answering the digest challenge), print the ladder and round-trip time.
     #[command(after_help = REGISTER_HELP)]
-    Register(RegisterCmd),
+    Register(probe::register::RegisterArgs),
     /// Place one call with real audio: play and expect tones or DTMF, then PASS or FAIL.
     #[command(after_help = CALL_HELP)]
     Call(Box<CallCmd>),
@@ -167,39 +171,6 @@ struct ValidateCmd {
     set: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum TransportArg {
-    Udp,
-    Tcp,
-}
-
-/// Network and timer options shared by the probes.
-#[derive(Debug, Args)]
-struct NetArgs {
-    /// Transport for SIP.
-    #[arg(long, value_enum, default_value = "udp")]
-    transport: TransportArg,
-    /// Local address to send from, e.g. 127.0.0.1:5070 (default: the address routed to the
-    /// peer, ephemeral port).
-    #[arg(long, value_name = "ADDR:PORT")]
-    local: Option<SocketAddr>,
-    /// RFC 3261 T1 (round-trip estimate); Timer B/F fire at 64*T1.
-    #[arg(long, default_value = "500ms", value_parser = parse_t1)]
-    t1: Duration,
-    /// RFC 3261 T2 (maximum retransmit interval for non-INVITE requests).
-    #[arg(long, default_value = "4s", value_parser = parse_duration)]
-    t2: Duration,
-    /// RFC 3261 T4 (maximum time a message remains in the network).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    t4: Duration,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
-    /// Give up after this long in all (the probe fails, naming the limit), e.g. 2s.
-    #[arg(long, value_name = "D", value_parser = parse_duration)]
-    timeout: Option<Duration>,
-}
-
 #[derive(Debug, Args)]
 struct OptionsCmd {
     /// The SIP URI to probe, e.g. sip:127.0.0.1:5060 or sip:1001@pbx.example.com.
@@ -212,44 +183,9 @@ struct OptionsCmd {
     net: NetArgs,
 }
 
-#[derive(Debug, Args)]
-struct RegisterCmd {
-    /// Registrar, HOST[:PORT].
-    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
-    server: String,
-    /// User name (address-of-record user part and digest username).
-    #[arg(long, env = "SIP_USER")]
-    user: String,
-    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
-    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true, default_value = "")]
-    password: String,
-    /// Domain of the address of record (default: the server's host).
-    #[arg(long)]
-    domain: Option<String>,
-    /// Requested registration lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
-    expires: u32,
-    /// Remove the binding again (Expires: 0) after registering: the default, unless --keep.
-    #[arg(long, conflicts_with = "keep")]
-    unregister: bool,
-    /// Leave the binding in place at the registrar (default: remove it before exiting).
-    #[arg(long)]
-    keep: bool,
-    /// Remove every binding of the address of record, ours and others' (Contact: * with
-    /// Expires: 0, RFC 3261 §10.2.2), without registering.
-    #[arg(long, conflicts_with_all = ["keep", "unregister"])]
-    unregister_all: bool,
-    /// Send via this outbound proxy (HOST[:PORT]).
-    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
-    proxy: Option<String>,
-    #[command(flatten)]
-    net: NetArgs,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum CodecArg {
-    Pcmu,
-    Pcma,
+/// `--codec`: read by [`Codec`]'s `FromStr`, spelt in lower case on the command line.
+fn codec_parser() -> impl TypedValueParser<Value = Codec> {
+    PossibleValuesParser::new(["pcmu", "pcma"]).try_map(|s| s.parse::<Codec>())
 }
 
 /// Media options shared by `call` and `answer`.
@@ -277,8 +213,8 @@ struct AudioOpts {
     #[arg(long, value_name = "FILE.wav")]
     record: Option<PathBuf>,
     /// Codec to offer/accept (repeat for several, in order of preference).
-    #[arg(long = "codec", value_enum, default_values_t = [CodecArg::Pcmu, CodecArg::Pcma])]
-    codecs: Vec<CodecArg>,
+    #[arg(long = "codec", value_parser = codec_parser(), default_values = ["pcmu", "pcma"])]
+    codecs: Vec<Codec>,
     /// Do not fail a call that received no RTP at all.
     #[arg(long)]
     no_media_ok: bool,
@@ -300,45 +236,11 @@ impl AudioOpts {
             send_dtmf: self.send_dtmf.clone(),
             expect_dtmf: self.expect_dtmf.clone(),
             record: self.record.clone(),
-            codecs: self
-                .codecs
-                .iter()
-                .map(|c| match c {
-                    CodecArg::Pcmu => Codec::Pcmu,
-                    CodecArg::Pcma => Codec::Pcma,
-                })
-                .collect(),
+            codecs: self.codecs.clone(),
             no_media_ok: self.no_media_ok,
             rtp_timeout: self.rtp_timeout,
         }
     }
-}
-
-/// A duration on the command line, read exactly as in a scenario (`500ms`, `2s`, `1m30s`,
-/// `5sec`, `2min`; at most 30 days): one set of units everywhere.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<sipcheck_core::scenario::units::Duration>()
-        .map(Duration::from)
-        .map_err(|e| e.to_string())
-}
-
-/// T1 is the unit of every SIP timer: 0 would retransmit without pause and time out at once.
-fn parse_max_transactions(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("{e}")),
-    }
-}
-
-fn parse_t1(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Err(format!(
-            "'{s}' is no T1: it must be more than 0 (e.g. 500ms)"
-        ));
-    }
-    Ok(d)
 }
 
 /// A tone level in dBFS: a number, at most 0 (full scale).
@@ -351,36 +253,6 @@ fn parse_level(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "'{s}' is not a level in dBFS (a number at most 0, e.g. -12)"
         )),
-    }
-}
-
-/// A server or proxy, HOST[:PORT]: refused here if its port is 0, or if it is a `sips:`
-/// address (RFC 3261 §26.2.2: it needs TLS, which is not there to send it over); the rest is
-/// resolved (and refused, naming why) later.
-fn parse_server(s: &str) -> Result<String, String> {
-    if s.trim()
-        .get(..5)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
-    {
-        return Err(format!(
-            "{s}: sips: needs TLS, which sipcheck does not support yet; give HOST[:PORT]"
-        ));
-    }
-    let port = if let Some(rest) = s.strip_prefix('[') {
-        rest.split_once(']')
-            .and_then(|(_, after)| after.strip_prefix(':'))
-    } else {
-        match s.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => Some(port),
-            _ => None,
-        }
-    };
-    match port.map(str::parse::<u16>) {
-        None => Ok(s.to_string()),
-        Some(Ok(0)) => Err(format!(
-            "'{s}' names port 0; give a port from 1 to 65535 or none"
-        )),
-        Some(_) => Ok(s.to_string()),
     }
 }
 
@@ -418,7 +290,7 @@ struct CallCmd {
     user: Option<String>,
     /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
     #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    password: Option<Password>,
     /// Domain of our address of record (default: the server's host).
     #[arg(long)]
     domain: Option<String>,
@@ -461,7 +333,7 @@ struct AnswerCmd {
     user: Option<String>,
     /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
     #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    password: Option<Password>,
     /// Domain of the address of record (default: the server's host).
     #[arg(long)]
     domain: Option<String>,
@@ -504,27 +376,6 @@ struct AnswerCmd {
     /// uas (no audio is sent, checked or recorded).
     #[arg(long, conflicts_with_all = ["play_tone", "play_wav", "expect_tone", "send_dtmf", "expect_dtmf", "record"])]
     no_rtp: bool,
-}
-
-impl NetArgs {
-    fn network(&self) -> Network {
-        Network {
-            transport: match self.transport {
-                TransportArg::Udp => Kind::Udp,
-                TransportArg::Tcp => Kind::Tcp,
-            },
-            local: self.local,
-            timeout: self.timeout,
-        }
-    }
-
-    fn timers(&self) -> TimerConfig {
-        TimerConfig {
-            t1: self.t1,
-            t2: self.t2,
-            t4: self.t4,
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -684,17 +535,7 @@ async fn run(command: Command) -> Exit {
             }
         },
         Command::Register(cmd) => {
-            let args = probe::register::RegisterArgs {
-                server: cmd.server,
-                proxy: cmd.proxy,
-                user: cmd.user,
-                password: cmd.password.clone(),
-                domain: cmd.domain,
-                expires: cmd.expires,
-                keep: cmd.keep,
-                unregister_all: cmd.unregister_all,
-            };
-            let result = probe::register::run(&args, &cmd.net.network(), cmd.net.timers()).await;
+            let result = probe::register::run(&cmd).await;
             finish(
                 result,
                 cmd.net.json,
@@ -790,5 +631,54 @@ mod tests {
             let err = parse_server(sips).unwrap_err();
             assert!(err.contains("sips: needs TLS"), "{err}");
         }
+    }
+
+    #[test]
+    fn options_are_read_into_the_core_codec_transport_and_password() {
+        use clap::CommandFactory;
+        use sipcheck_core::sip::transport::Transport;
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| Cli::try_parse_from([&["sipcheck"], args].concat());
+
+        let cli = parse(&["call", "sip:a@b", "--codec", "pcma", "--codec", "pcmu"]).unwrap();
+        let Command::Call(cmd) = cli.command else {
+            panic!("not a call")
+        };
+        assert_eq!(cmd.audio.codecs, [Codec::Pcma, Codec::Pcmu]);
+        assert_eq!(cmd.net.transport, Transport::Udp);
+        let cli = parse(&["call", "sip:a@b", "--transport", "tcp"]).unwrap();
+        let Command::Call(cmd) = cli.command else {
+            panic!("not a call")
+        };
+        assert_eq!(cmd.audio.codecs, [Codec::Pcmu, Codec::Pcma]);
+        assert_eq!(cmd.net.transport, Transport::Tcp);
+        // The command line keeps its own spellings: lower case, and no TLS for the probes.
+        for bad in [
+            ["--codec", "PCMU"],
+            ["--codec", "g729"],
+            ["--transport", "tls"],
+        ] {
+            assert!(
+                parse(&[&["call", "sip:a@b"], &bad[..]].concat()).is_err(),
+                "{bad:?}"
+            );
+        }
+
+        let cli = parse(&[
+            "register",
+            "--server",
+            "pbx",
+            "--user",
+            "1001",
+            "--password",
+            "s3cret",
+        ])
+        .unwrap();
+        let Command::Register(args) = cli.command else {
+            panic!("not a register")
+        };
+        assert_eq!(args.password.expose(), "s3cret");
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

@@ -16,9 +16,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sipcheck_core::sip::build::Transport as Kind;
 use sipcheck_core::sip::keepalive::{KeepAlive, KeepAliveAction, PONG_TIMEOUT};
 use sipcheck_core::sip::msg::{Message, ParseError, StreamFramer};
+use sipcheck_core::sip::transport::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
@@ -198,7 +198,7 @@ pub fn local_ip_for(peer: SocketAddr) -> io::Result<IpAddr> {
 
 /// A transport: where requests go out and messages come in.
 #[derive(Debug)]
-pub enum Transport {
+pub enum SipSocket {
     /// One UDP socket shared by every user agent.
     Udp(UdpTransport),
     /// A TCP connection to a server, and one to each other destination a dialog names.
@@ -207,11 +207,11 @@ pub enum Transport {
     TcpPool(TcpPool),
 }
 
-impl Transport {
+impl SipSocket {
     /// Open a transport of `kind` towards `peer`, bound to `local` when given (else to the
     /// address the kernel routes to `peer` from, on an ephemeral port).
     pub async fn open(
-        kind: Kind,
+        kind: Transport,
         peer: SocketAddr,
         local: Option<SocketAddr>,
     ) -> Result<Self, TransportError> {
@@ -220,25 +220,27 @@ impl Transport {
             None => SocketAddr::new(local_ip_for(peer)?, 0),
         };
         match kind {
-            Kind::Udp => Ok(Transport::Udp(UdpTransport::bind(local, 4 << 20).await?)),
-            Kind::Tcp | Kind::Tls => Ok(Transport::Tcp(TcpTransport::connect(local, peer).await?)),
+            Transport::Udp => Ok(SipSocket::Udp(UdpTransport::bind(local, 4 << 20).await?)),
+            Transport::Tcp | Transport::Tls => {
+                Ok(SipSocket::Tcp(TcpTransport::connect(local, peer).await?))
+            }
         }
     }
 
     /// The kind of transport (for Via and `transport=` parameters).
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> Transport {
         match self {
-            Transport::Udp(_) => Kind::Udp,
-            Transport::Tcp(_) | Transport::TcpPool(_) => Kind::Tcp,
+            SipSocket::Udp(_) => Transport::Udp,
+            SipSocket::Tcp(_) | SipSocket::TcpPool(_) => Transport::Tcp,
         }
     }
 
     /// The real local address and port, for Via and Contact.
     pub fn local_addr(&self) -> SocketAddr {
         match self {
-            Transport::Udp(t) => t.local,
-            Transport::Tcp(t) => t.local,
-            Transport::TcpPool(t) => t.local,
+            SipSocket::Udp(t) => t.local,
+            SipSocket::Tcp(t) => t.local,
+            SipSocket::TcpPool(t) => t.local,
         }
     }
 
@@ -246,9 +248,9 @@ impl Transport {
     /// none yet).
     pub async fn send(&mut self, to: SocketAddr, data: &[u8]) -> Result<(), TransportError> {
         match self {
-            Transport::Udp(t) => t.send(to, data).await,
-            Transport::Tcp(t) => t.send_to(to, data).await,
-            Transport::TcpPool(t) => t.send(to, data).await,
+            SipSocket::Udp(t) => t.send(to, data).await,
+            SipSocket::Tcp(t) => t.send_to(to, data).await,
+            SipSocket::TcpPool(t) => t.send(to, data).await,
         }
     }
 
@@ -258,9 +260,9 @@ impl Transport {
     /// connection's: the pool goes on.
     pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
         match self {
-            Transport::Udp(t) => t.recv().await,
-            Transport::Tcp(t) => t.recv().await,
-            Transport::TcpPool(t) => t.recv().await,
+            SipSocket::Udp(t) => t.recv().await,
+            SipSocket::Tcp(t) => t.recv().await,
+            SipSocket::TcpPool(t) => t.recv().await,
         }
     }
 }

@@ -14,12 +14,12 @@ use sipcheck_core::sip::msg::Message;
 use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
 use sipcheck_core::ua::call::{CallEvent, Endpoint};
 
-use crate::transport::{Incoming, Transport, TransportError, Unreachable};
+use crate::transport::{Incoming, SipSocket, TransportError, Unreachable};
 use sipcheck_core::stats::ladder::{Direction, Ladder, RawLadder};
 
 /// An endpoint on a transport, driven by the wall clock.
 pub struct UaDriver {
-    transport: Transport,
+    transport: SipSocket,
     endpoint: Endpoint<SocketAddr>,
     /// Every SIP message sent and received, when recording.
     pub ladder: Option<Ladder>,
@@ -65,7 +65,7 @@ pub enum RequestError {
 impl UaDriver {
     /// Drive `endpoint` over `transport`; record a ladder when `ladder` is true. Within a
     /// tokio runtime (the driver keeps a timer of the runtime's).
-    pub fn new(transport: Transport, endpoint: Endpoint<SocketAddr>, ladder: bool) -> Self {
+    pub fn new(transport: SipSocket, endpoint: Endpoint<SocketAddr>, ladder: bool) -> Self {
         Self {
             transport,
             endpoint,
@@ -130,7 +130,7 @@ impl UaDriver {
     }
 
     /// The transport.
-    pub fn transport(&self) -> &Transport {
+    pub fn transport(&self) -> &SipSocket {
         &self.transport
     }
 
@@ -138,7 +138,7 @@ impl UaDriver {
     /// agent: whose connection it was.
     pub fn take_lost_ua(&mut self) -> Option<std::sync::Arc<str>> {
         match &mut self.transport {
-            Transport::TcpPool(pool) => pool.take_lost_ua(),
+            SipSocket::TcpPool(pool) => pool.take_lost_ua(),
             _ => None,
         }
     }
@@ -185,7 +185,7 @@ impl UaDriver {
             );
             if let Err(e) = sent {
                 tracing::warn!(to = %t.destination, error = %e, "send failed");
-                if matches!(self.transport, Transport::Tcp(_) | Transport::TcpPool(_)) {
+                if matches!(self.transport, SipSocket::Tcp(_) | SipSocket::TcpPool(_)) {
                     // The calls with that peer end; a REGISTER or OPTIONS of our own that
                     // could not go (the registrar restarting) is no reason to end them.
                     let own = [b"REGISTER ".as_slice(), b"OPTIONS "]
@@ -374,9 +374,9 @@ pub async fn sleep_until(deadline: Option<Instant>) {
 mod tests {
     use super::call_id_of;
     use super::UaDriver;
-    use crate::transport::{Transport, UdpTransport};
+    use crate::transport::{SipSocket, UdpTransport};
     use sipcheck_core::ids::IdGen;
-    use sipcheck_core::sip::build::Transport as Kind;
+    use sipcheck_core::sip::transport::Transport;
     use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig};
     use sipcheck_core::ua::register::LocalEnd;
 
@@ -393,12 +393,12 @@ mod tests {
             .await
             .unwrap();
         let local = LocalEnd {
-            transport: Kind::Udp,
+            transport: Transport::Udp,
             addr: udp.local_addr(),
             routes: Vec::new(),
         };
         let endpoint = Endpoint::new(EndpointConfig::new(local.clone()), IdGen::new(1));
-        let mut driver = UaDriver::new(Transport::Udp(udp), endpoint, false);
+        let mut driver = UaDriver::new(SipSocket::Udp(udp), endpoint, false);
         let us = local.addr;
 
         // A registrar that, before answering the REGISTER, sends us an INVITE.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::kamailio::Kamailio;
 use support::process::RunDir;
-use support::reports::{run_scenario as run, Reports};
+use support::reports::{assert_schema, run_scenario as run, Reports};
 use support::{describe_output, free_port, repo_root, run_sipcheck_with_timeout};
 
 #[test]
@@ -486,6 +486,7 @@ fn a_report_on_stdout_has_it_to_itself_and_two_are_refused() {
     assert_eq!(out.status.code(), Some(0), "{shown}");
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_schema(&v);
     assert_eq!(v["verdict"], "passed", "{v}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -798,6 +799,7 @@ fn reports_go_through_fifos_symlinks_and_dev_null_without_replacing_them() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("real/summary.json")).unwrap())
             .unwrap();
+    assert_schema(&v);
     assert_eq!(v["failures"]["sip_486"], 3, "{v}");
 
     // /dev/null stays the device it is.

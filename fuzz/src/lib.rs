@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::dtmf::{DtmfReceiver, EventUpdate, TelephoneEvent, MAX_EVENTS};
+use sipcheck_core::media::g711::Codec;
 use sipcheck_core::rtp::packet::{write_packet, RtpHeader, RtpPacket, FIXED_HEADER_LEN};
 use sipcheck_core::rtp::receiver::{Playout, ReceiverConfig, RtpReceiver};
 use sipcheck_core::scenario::plan::LoadPlan;
 use sipcheck_core::scenario::{load, load_with_overrides, parse_override, report};
 use sipcheck_core::sdp::{
-    answer, answer_update, create_offer, negotiated_from_answer, Codec, Direction, LocalMedia,
+    answer, answer_update, create_offer, negotiated_from_answer, Direction, LocalMedia,
     SessionDescription,
 };
 use sipcheck_core::sip::auth::{Challenge, ChallengeKind, Credentials, DigestClient};

@@ -11,7 +11,7 @@ use sipcheck_core::media::session::{MediaConfig, MediaReport, MediaSession};
 use sipcheck_core::media::tone::{Playlist, PlaylistItem, Tone, ToneQuery};
 use sipcheck_core::media::wav;
 use sipcheck_core::rtp::source::StrayStats;
-use sipcheck_core::sdp::{self, Direction, LocalMedia, Negotiated};
+use sipcheck_core::sdp::{Direction, LocalMedia, Negotiated};
 
 use super::ProbeError;
 
@@ -160,18 +160,13 @@ impl PreparedAudio {
     /// Our media description for an offer or answer on `addr:port`.
     pub fn local_media(&self, addr: std::net::IpAddr, port: u16, session_id: u64) -> LocalMedia {
         let mut local = LocalMedia::new(addr, port, session_id);
-        local.codecs = self
-            .args
-            .codecs
-            .iter()
-            .map(|&c| sdp::Codec::from(c))
-            .collect();
+        local.codecs = self.args.codecs.clone();
         local
     }
 
     /// A media session for what was negotiated, starting now.
     pub fn session(&self, negotiated: &Negotiated, ids: &mut IdGen) -> MediaSession {
-        let mut config = MediaConfig::new(Codec::from(negotiated.codec));
+        let mut config = MediaConfig::new(negotiated.codec);
         config.payload_type = negotiated.payload_type;
         config.telephone_event_pt = negotiated.telephone_event_pt;
         config.ptime = Duration::from_millis(u64::from(negotiated.ptime_ms.clamp(10, 60)));
@@ -570,6 +565,8 @@ pub fn check_recording(path: &std::path::Path) -> Result<(), ProbeError> {
 
 #[cfg(test)]
 mod tests {
+    use sipcheck_core::sdp;
+
     #[test]
     fn a_media_failure_says_when_sipcheck_itself_was_behind() {
         use super::overload_note;

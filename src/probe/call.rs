@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sipcheck_core::sdp::{Direction, LocalMedia};
-use sipcheck_core::sip::auth::Credentials;
+use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::{host_literal, uri_host, SipTarget};
 use sipcheck_core::ua::call::{
@@ -37,7 +37,7 @@ pub struct CallArgs {
     /// User name for From, REGISTER and digest authentication.
     pub user: Option<String>,
     /// Password (never printed).
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// Domain of our address of record (default: the server's host).
     pub domain: Option<String>,
     /// Register before calling (and unregister after).

@@ -11,7 +11,7 @@ use sipcheck_core::sip::transaction::{
     Timer, TimerConfig, TransactionError, TransactionEvent, TransactionLayer, TxId,
 };
 
-use crate::transport::{Incoming, Transport, TransportError, Unreachable};
+use crate::transport::{Incoming, SipSocket, TransportError, Unreachable};
 use crate::ua::sleep_until;
 use sipcheck_core::stats::ladder::{Direction, Ladder};
 
@@ -57,7 +57,7 @@ pub struct Exchange {
 
 /// One transport plus a transaction layer, driven by the wall clock.
 pub struct Client {
-    transport: Transport,
+    transport: SipSocket,
     layer: TransactionLayer<SocketAddr>,
     next_hop: SocketAddr,
     /// The ladder of everything sent and received.
@@ -72,7 +72,7 @@ pub struct Client {
 
 impl Client {
     /// A client sending every request to `next_hop` over `transport`.
-    pub fn new(transport: Transport, next_hop: SocketAddr, timers: TimerConfig) -> Self {
+    pub fn new(transport: SipSocket, next_hop: SocketAddr, timers: TimerConfig) -> Self {
         Self {
             transport,
             layer: TransactionLayer::new(timers),
@@ -99,7 +99,7 @@ impl Client {
     }
 
     /// The transport (for its local address and kind).
-    pub fn transport(&self) -> &Transport {
+    pub fn transport(&self) -> &SipSocket {
         &self.transport
     }
 

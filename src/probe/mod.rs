@@ -1,5 +1,6 @@
 //! One-off probes: `sipcheck options` and `sipcheck register`.
 
+pub mod args;
 pub mod audio;
 pub mod call;
 pub mod client;
@@ -8,10 +9,10 @@ pub mod register;
 
 use std::net::SocketAddr;
 
-use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::UriError;
 
-use crate::transport::{self, Transport, TransportError};
+use crate::transport::{self, SipSocket, TransportError};
 
 /// Errors that stop a probe before its outcome is known: bad input or a local problem.
 /// (A SIP failure is an outcome, not an error.)
@@ -52,7 +53,7 @@ impl ProbeError {
 #[derive(Debug, Clone)]
 pub struct Network {
     /// UDP or TCP.
-    pub transport: Kind,
+    pub transport: Transport,
     /// Local address to bind (port 0 or absent: ephemeral).
     pub local: Option<SocketAddr>,
     /// The overall limit of the probe (`--timeout`): it fails, naming the limit, when
@@ -61,9 +62,9 @@ pub struct Network {
 }
 
 /// Resolve `host` and open the transport towards it.
-pub async fn connect(host: &str, net: &Network) -> Result<(Transport, SocketAddr), ProbeError> {
+pub async fn connect(host: &str, net: &Network) -> Result<(SipSocket, SocketAddr), ProbeError> {
     let peer = transport::resolve(host, 5060).await?;
-    let t = Transport::open(net.transport, peer, net.local).await?;
+    let t = SipSocket::open(net.transport, peer, net.local).await?;
     Ok((t, peer))
 }
 

@@ -3,38 +3,55 @@
 use std::io::Write;
 use std::time::Instant;
 
+use clap::Args;
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
-use sipcheck_core::sip::auth::Credentials;
-use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::uri::host_literal;
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
 use sipcheck_core::ua::registration::{Config, Lifecycle, RegistrationEvent, Response};
 
+use super::args::{parse_server, NetArgs};
 use super::client::{os_seed, Client, TransactError};
-use super::{connect, Network, ProbeError, Verdict};
+use super::{connect, ProbeError, Verdict};
 use crate::registration;
 use sipcheck_core::stats::ladder::{format_rung, millis, Rung};
 
-/// What to register.
-#[derive(Debug, Clone)]
+/// What to register: the options of `sipcheck register`, read by clap (each field's doc is
+/// its help text, as printed: `HOST[:PORT]` is no link).
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(Debug, Clone, Args)]
 pub struct RegisterArgs {
-    /// Registrar `host[:port]`.
+    /// Registrar, HOST[:PORT].
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
     pub server: String,
-    /// Outbound proxy `host[:port]`: every request goes there, with a Route to it.
-    pub proxy: Option<String>,
-    /// User name (AOR user part and digest username).
+    /// User name (address-of-record user part and digest username).
+    #[arg(long, env = "SIP_USER")]
     pub user: String,
-    /// The password (never printed).
-    pub password: String,
-    /// AOR domain; the registrar's host when absent.
+    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
+    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true, default_value = "")]
+    pub password: Password,
+    /// Domain of the address of record (default: the server's host).
+    #[arg(long)]
     pub domain: Option<String>,
-    /// Requested binding lifetime.
+    /// Requested registration lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
     pub expires: u32,
-    /// Leave the binding in place (by default it is removed before the probe ends).
+    /// Remove the binding again (Expires: 0) after registering: the default, unless --keep.
+    #[arg(long, conflicts_with = "keep")]
+    pub unregister: bool,
+    /// Leave the binding in place at the registrar (default: remove it before exiting).
+    #[arg(long)]
     pub keep: bool,
-    /// Remove every binding of the address of record (`Contact: *`), without registering.
+    /// Remove every binding of the address of record, ours and others' (Contact: * with
+    /// Expires: 0, RFC 3261 §10.2.2), without registering.
+    #[arg(long, conflicts_with_all = ["keep", "unregister"])]
     pub unregister_all: bool,
+    /// Send via this outbound proxy (HOST[:PORT]).
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
+    pub proxy: Option<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 /// The result of a registration probe.
@@ -74,11 +91,8 @@ pub struct RegisterReport {
 }
 
 /// Register `args.user` (and unregister when asked).
-pub async fn run(
-    args: &RegisterArgs,
-    net: &Network,
-    timers: TimerConfig,
-) -> Result<RegisterReport, ProbeError> {
+pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
+    let net = &args.net.network();
     if args.user.is_empty() {
         return Err(ProbeError::Invalid("--user must not be empty".into()));
     }
@@ -88,7 +102,7 @@ pub async fn run(
         Some(d) => host_literal(d).into_owned(),
         None => host_of(&args.server),
     };
-    let mut client = Client::new(t, peer, timers);
+    let mut client = Client::new(t, peer, args.net.timers());
     client.set_timeout(net.timeout);
     let local = LocalEnd {
         transport: client.transport().kind(),

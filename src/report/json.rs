@@ -518,94 +518,27 @@ mod tests {
         assert_eq!(v["rtp"]["loss_per_stream_ppm"]["max"], loss.max() as f64);
     }
 
-    /// A validator for the part of JSON Schema that `docs/run-summary.schema.json` uses:
-    /// `type`, `const`, `enum`, `minimum`, `maximum`, `properties`, `required`,
-    /// `additionalProperties`, `items`, `$ref` to `#/$defs/…` (siblings of `$ref` are
-    /// annotations only).
-    fn validate(root: &Value, schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
-        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-            let name = r.strip_prefix("#/$defs/").expect("a local $ref");
-            return validate(root, &root["$defs"][name], v, path, errors);
-        }
-        if let Some(types) = schema.get("type") {
-            let types: Vec<&str> = match types {
-                Value::String(t) => vec![t.as_str()],
-                Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-                _ => panic!("bad type at {path}"),
-            };
-            let ok = types.iter().any(|t| match *t {
-                "null" => v.is_null(),
-                "boolean" => v.is_boolean(),
-                "integer" => v.is_u64() || v.is_i64(),
-                "number" => v.is_number(),
-                "string" => v.is_string(),
-                "array" => v.is_array(),
-                "object" => v.is_object(),
-                other => panic!("unknown type {other}"),
-            });
-            if !ok {
-                errors.push(format!("{path}: {v} is not {types:?}"));
-                return;
-            }
-        }
-        if let Some(c) = schema.get("const") {
-            if c != v {
-                errors.push(format!("{path}: {v} is not {c}"));
-            }
-        }
-        if let Some(x) = v.as_f64() {
-            if schema
-                .get("minimum")
-                .and_then(Value::as_f64)
-                .is_some_and(|m| x < m)
-                || schema
-                    .get("maximum")
-                    .and_then(Value::as_f64)
-                    .is_some_and(|m| x > m)
-            {
-                errors.push(format!("{path}: {v} is out of range"));
-            }
-        }
-        if let Some(Value::Array(options)) = schema.get("enum") {
-            if !options.contains(v) {
-                errors.push(format!("{path}: {v} is not one of {options:?}"));
-            }
-        }
-        if let Value::Object(map) = v {
-            if let Some(Value::Array(required)) = schema.get("required") {
-                for key in required.iter().filter_map(Value::as_str) {
-                    if !map.contains_key(key) {
-                        errors.push(format!("{path}: missing {key}"));
-                    }
-                }
-            }
-            let props = schema.get("properties").and_then(Value::as_object);
-            for (key, item) in map {
-                let sub = format!("{path}.{key}");
-                match props.and_then(|p| p.get(key)) {
-                    Some(s) => validate(root, s, item, &sub, errors),
-                    None => match schema.get("additionalProperties") {
-                        Some(Value::Bool(false)) => {
-                            errors.push(format!("{sub}: not in the schema"))
-                        }
-                        Some(s @ Value::Object(_)) => validate(root, s, item, &sub, errors),
-                        _ => {}
-                    },
-                }
-            }
-        }
-        if let (Value::Array(items), Some(s)) = (v, schema.get("items")) {
-            for (i, item) in items.iter().enumerate() {
-                validate(root, s, item, &format!("{path}[{i}]"), errors);
-            }
-        }
+    /// `docs/run-summary.schema.json`, compiled by the `jsonschema` crate (draft 2020-12):
+    /// every keyword the schema uses is enforced, none is skipped.
+    fn shipped_schema() -> jsonschema::Validator {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/run-summary.schema.json");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(schema["properties"]["schema"]["const"], SCHEMA);
+        jsonschema::meta::validate(&schema).expect("a valid draft 2020-12 schema");
+        jsonschema::draft202012::new(&schema).expect("the schema compiles")
+    }
+
+    /// Where `doc` breaks the schema: one `instance path: message` per error.
+    fn schema_errors(schema: &jsonschema::Validator, doc: &Value) -> Vec<String> {
+        schema
+            .iter_errors(doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect()
     }
 
     #[test]
     fn the_json_schema_file_describes_the_output() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/run-summary.schema.json");
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert_eq!(schema["properties"]["schema"]["const"], SCHEMA);
+        let schema = shipped_schema();
         for doc in [document(), {
             let s = sipcheck_core::stats::metrics::Metrics::new(
                 std::time::SystemTime::UNIX_EPOCH,
@@ -616,16 +549,27 @@ mod tests {
             write_json(&s, &[], &mut out).unwrap();
             serde_json::from_slice(&out).unwrap()
         }] {
-            let mut errors = Vec::new();
-            validate(&schema, &schema, &doc, "$", &mut errors);
+            let errors = schema_errors(&schema, &doc);
             assert!(errors.is_empty(), "{}", errors.join("\n"));
         }
-        // And the validator does catch a change.
+        // And the schema does catch a change: a retyped key, an unknown key, a value out of
+        // its range and one outside its enum.
         let mut doc = document();
         doc["calls"]["started"] = Value::String("100".into());
         doc["extra"] = Value::Bool(true);
-        let mut errors = Vec::new();
-        validate(&schema, &schema, &doc, "$", &mut errors);
-        assert_eq!(errors.len(), 2, "{errors:?}");
+        doc["rtp"]["loss_ratio"] = Value::from(-1.0);
+        doc["verdict"] = Value::String("maybe".into());
+        let errors = schema_errors(&schema, &doc);
+        for path in [
+            "/calls/started",
+            ": Additional properties",
+            "/rtp/loss_ratio",
+            "/verdict",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(path)),
+                "{path} not caught: {errors:#?}"
+            );
+        }
     }
 }

@@ -8,13 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipcheck_core::ids::IdGen;
-use sipcheck_core::scenario::model::{
-    Account, Connections, Load, Role, Route, Scenario, Step, Transport as ScenarioTransport,
-};
+use sipcheck_core::media::g711::Codec;
+use sipcheck_core::scenario::model::{Account, Connections, Load, Role, Route, Scenario, Step};
 use sipcheck_core::scenario::plan::LoadPlan;
-use sipcheck_core::sdp;
 use sipcheck_core::sip::auth::Credentials;
-use sipcheck_core::sip::build::Transport as Kind;
+use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
 use sipcheck_core::ua::registration::{
@@ -29,7 +27,7 @@ use super::script::{self, RoleContext};
 use crate::media::PortRange;
 use crate::probe::client::os_seed;
 use crate::registration;
-use crate::transport::{self, TcpPool, Transport, TransportError, UdpTransport};
+use crate::transport::{self, SipSocket, TcpPool, TransportError, UdpTransport};
 use crate::ua::UaDriver;
 use sipcheck_core::stats::outcome::{CallResult, RegisterResult};
 
@@ -103,28 +101,19 @@ pub async fn execute(
         Route::Direct => (None, None),
     };
     let kind = match scenario.target.transport {
-        ScenarioTransport::Udp => Kind::Udp,
-        ScenarioTransport::Tcp => Kind::Tcp,
         // Refused by validation already.
-        ScenarioTransport::Tls => {
+        Transport::Tls => {
             return Err(RunError::Setup(
                 "transport `tls` is not supported in scenarios yet".into(),
             ))
         }
+        kind @ (Transport::Udp | Transport::Tcp) => kind,
     };
     let ports = Arc::new(PortRange::new(
         scenario.media.rtp_ports.first,
         scenario.media.rtp_ports.last,
     ));
-    let codecs: Vec<sdp::Codec> = scenario
-        .media
-        .codecs
-        .iter()
-        .map(|c| match c {
-            sipcheck_core::scenario::model::Codec::Pcmu => sdp::Codec::Pcmu,
-            sipcheck_core::scenario::model::Codec::Pcma => sdp::Codec::Pcma,
-        })
-        .collect();
+    let codecs: Vec<Codec> = scenario.media.codecs.clone();
     let ptime_ms = u32::try_from(scenario.media.ptime.as_millis()).unwrap_or(20);
     let jitter_frames =
         (scenario.media.jitter_buffer.as_millis() / u128::from(ptime_ms.max(1))).max(1) as usize;
@@ -142,8 +131,8 @@ pub async fn execute(
             SocketAddr::new(ip, 0)
         });
         let transport = match kind {
-            Kind::Udp => Transport::Udp(UdpTransport::bind(bind, 4 << 20).await?),
-            _ => Transport::TcpPool(
+            Transport::Udp => SipSocket::Udp(UdpTransport::bind(bind, 4 << 20).await?),
+            _ => SipSocket::TcpPool(
                 TcpPool::bind(
                     bind,
                     scenario.target.keepalive,
@@ -453,7 +442,7 @@ async fn keep_registered(mut life: Life) {
                 domain: life.account.domain.clone(),
                 credentials: Credentials::new(
                     life.account.user.clone(),
-                    life.account.password.expose().to_string(),
+                    life.account.password.clone(),
                 ),
                 expires: life.expires,
             },

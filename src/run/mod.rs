@@ -195,7 +195,8 @@ const FD_OVERHEAD: u64 = 64;
 /// per calling user agent at once (an estimate; set `max_concurrent` to be exact).
 fn fd_budget(scenario: &sipcheck_core::scenario::Scenario) -> Result<(), String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    use sipcheck_core::scenario::model::{Load, Transport};
+    use sipcheck_core::scenario::model::Load;
+    use sipcheck_core::sip::transport::Transport;
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return Ok(());
     };

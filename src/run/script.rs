@@ -40,7 +40,7 @@ pub(crate) struct RoleContext {
     /// Where outgoing calls go (the server or outbound proxy); `None`: the URI's host.
     pub(crate) next_hop: Option<SocketAddr>,
     pub(crate) domain: String,
-    pub(crate) codecs: Vec<sdp::Codec>,
+    pub(crate) codecs: Vec<g711::Codec>,
     pub(crate) ptime_ms: u32,
     pub(crate) jitter_frames: usize,
     pub(crate) ports: Arc<PortRange>,
@@ -466,7 +466,7 @@ impl Call {
             destination,
             credentials: Some(Credentials::new(
                 account.user.clone(),
-                account.password.expose().to_string(),
+                account.password.clone(),
             )),
             local_media: media,
             local: self.ctx.local.clone(),
@@ -647,7 +647,7 @@ impl Call {
         let Some(handle) = self.rtp.take() else {
             return;
         };
-        let mut config = MediaConfig::new(g711::Codec::from(negotiated.codec));
+        let mut config = MediaConfig::new(negotiated.codec);
         config.payload_type = negotiated.payload_type;
         config.telephone_event_pt = negotiated.telephone_event_pt;
         config.ptime = Duration::from_millis(u64::from(negotiated.ptime_ms.clamp(10, 60)));

@@ -35,10 +35,12 @@ impl Reports {
         self.path("summary.json")
     }
 
-    /// The JSON report, parsed.
+    /// The JSON report, parsed and checked against the shipped schema.
     pub(crate) fn summary(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.json()).expect("JSON report written");
-        serde_json::from_str(&text).expect("valid JSON")
+        let v = serde_json::from_str(&text).expect("valid JSON");
+        assert_schema(&v);
+        v
     }
 
     /// The JUnit report's text.
@@ -68,4 +70,24 @@ pub(crate) fn run_scenario(
     ];
     args.extend_from_slice(extra);
     super::run_sipcheck_with_timeout(args, envs, Duration::from_secs(120))
+}
+
+/// Fails unless `summary` is valid under `docs/run-summary.schema.json` (every keyword of the
+/// schema enforced, by the `jsonschema` crate).
+pub(crate) fn assert_schema(summary: &serde_json::Value) {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        let path = super::repo_root().join("docs/run-summary.schema.json");
+        let schema = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        jsonschema::draft202012::new(&schema).expect("the schema compiles")
+    });
+    let errors: Vec<String> = schema
+        .iter_errors(summary)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the run summary breaks docs/run-summary.schema.json:\n{}\n{summary:#}",
+        errors.join("\n")
+    );
 }

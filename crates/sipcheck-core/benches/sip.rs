@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sipcheck_core::sip::build::{RequestSpec, Transport, ViaSpec};
+use sipcheck_core::sip::build::{RequestSpec, ViaSpec};
 use sipcheck_core::sip::msg::Message;
 use sipcheck_core::sip::transaction::{TimerConfig, TransactionLayer};
+use sipcheck_core::sip::transport::Transport;
 
 const PENDING: usize = 10_000;
 

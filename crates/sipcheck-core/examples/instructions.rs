@@ -19,8 +19,8 @@ use sipcheck_core::media::tone::{
     AudioSource, DetectorConfig, Tone, ToneDetector, ToneGenerator, ToneQuery,
 };
 use sipcheck_core::sdp::{Direction, LocalMedia};
-use sipcheck_core::sip::build::Transport;
 use sipcheck_core::sip::msg::Message;
+use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::LocalEnd;
 

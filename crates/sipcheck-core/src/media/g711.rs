@@ -12,6 +12,9 @@
 //! sample. The unit tests compare both directions with a separate, loop-by-loop
 //! transliteration of the reference over all 65,536 inputs and all 256 codes.
 
+use std::fmt;
+use std::str::FromStr;
+
 use thiserror::Error;
 
 /// An error from the slice helpers.
@@ -182,28 +185,36 @@ pub fn decode_alaw(codes: &[u8], out: &mut [i16]) -> Result<usize, G711Error> {
     Ok(codes.len())
 }
 
-/// A G.711 codec, as negotiated in SDP (RFC 3551 static payload types).
+/// An audio codec sipcheck sends, verifies and negotiates: G.711 μ-law or A-law at 8 kHz,
+/// mono. The one codec type of the crate: the scenario model, SDP negotiation, the media
+/// session and the command line all use it.
+///
+/// `Display` writes the SDP form `NAME/RATE` (`PCMU/8000`); [`FromStr`]
+/// reads an encoding name, case-insensitively (`PCMU`, `pcma`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
-    /// μ-law, static payload type 0, encoding name `PCMU`.
+    /// G.711 μ-law, `PCMU/8000`, static payload type 0 (RFC 3551 §4.5.14).
     Pcmu,
-    /// A-law, static payload type 8, encoding name `PCMA`.
+    /// G.711 A-law, `PCMA/8000`, static payload type 8 (RFC 3551 §4.5.14).
     Pcma,
 }
 
 impl Codec {
-    /// The static RTP payload type (RFC 3551 Table 4).
+    /// Every codec, in the default offer order.
+    pub const ALL: [Self; 2] = [Self::Pcmu, Self::Pcma];
+
+    /// The static RTP payload type (RFC 3551 Table 4): 0 for PCMU, 8 for PCMA.
     #[must_use]
-    pub const fn payload_type(self) -> u8 {
+    pub const fn static_payload_type(self) -> u8 {
         match self {
             Self::Pcmu => 0,
             Self::Pcma => 8,
         }
     }
 
-    /// The encoding name used in SDP `a=rtpmap` (RFC 3551 Table 4).
+    /// The encoding name in SDP `a=rtpmap` (RFC 3551 Table 4): `PCMU` or `PCMA`.
     #[must_use]
-    pub const fn name(self) -> &'static str {
+    pub const fn encoding_name(self) -> &'static str {
         match self {
             Self::Pcmu => "PCMU",
             Self::Pcma => "PCMA",
@@ -229,13 +240,9 @@ impl Codec {
     /// The codec with SDP encoding name `name` (case-insensitive, as SDP requires).
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {
-        if name.eq_ignore_ascii_case("PCMU") {
-            Some(Self::Pcmu)
-        } else if name.eq_ignore_ascii_case("PCMA") {
-            Some(Self::Pcma)
-        } else {
-            None
-        }
+        Self::ALL
+            .into_iter()
+            .find(|c| name.eq_ignore_ascii_case(c.encoding_name()))
     }
 
     /// The code of a zero sample (`0xFF` μ-law, `0xD5` A-law), to fill silent frames.
@@ -286,6 +293,26 @@ impl Codec {
             Self::Pcmu => decode_ulaw(payload, out),
             Self::Pcma => decode_alaw(payload, out),
         }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.encoding_name(), self.clock_rate())
+    }
+}
+
+/// A codec name that is neither PCMU nor PCMA.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown codec `{0}`")]
+pub struct UnknownCodec(pub String);
+
+impl FromStr for Codec {
+    type Err = UnknownCodec;
+
+    /// Reads an encoding name, case-insensitively: `PCMU`, `pcmu`, `PCMA`, `pcma`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_name(s).ok_or_else(|| UnknownCodec(s.to_owned()))
     }
 }
 
@@ -493,10 +520,10 @@ mod tests {
 
     #[test]
     fn codec_metadata() {
-        assert_eq!(Codec::Pcmu.payload_type(), 0);
-        assert_eq!(Codec::Pcma.payload_type(), 8);
-        assert_eq!(Codec::Pcmu.name(), "PCMU");
-        assert_eq!(Codec::Pcma.name(), "PCMA");
+        assert_eq!(Codec::Pcmu.static_payload_type(), 0);
+        assert_eq!(Codec::Pcma.static_payload_type(), 8);
+        assert_eq!(Codec::Pcmu.encoding_name(), "PCMU");
+        assert_eq!(Codec::Pcma.encoding_name(), "PCMA");
         assert_eq!(Codec::Pcma.clock_rate(), 8000);
         assert_eq!(Codec::from_payload_type(0), Some(Codec::Pcmu));
         assert_eq!(Codec::from_payload_type(8), Some(Codec::Pcma));
@@ -506,5 +533,17 @@ mod tests {
         assert_eq!(Codec::from_name("G729"), None);
         assert_eq!(Codec::Pcmu.silence_code(), 0xFF);
         assert_eq!(Codec::Pcma.silence_code(), 0xD5);
+    }
+
+    #[test]
+    fn a_codec_prints_as_its_rtpmap_and_parses_from_its_name_in_any_case() {
+        assert_eq!(Codec::Pcmu.to_string(), "PCMU/8000");
+        assert_eq!(Codec::Pcma.to_string(), "PCMA/8000");
+        assert_eq!("pcmu".parse(), Ok(Codec::Pcmu));
+        assert_eq!("PCMA".parse(), Ok(Codec::Pcma));
+        assert_eq!(
+            "G729".parse::<Codec>().unwrap_err().to_string(),
+            "unknown codec `G729`"
+        );
     }
 }

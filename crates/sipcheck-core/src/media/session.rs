@@ -140,7 +140,7 @@ impl MediaConfig {
     pub fn new(codec: Codec) -> Self {
         Self {
             codec,
-            payload_type: codec.payload_type(),
+            payload_type: codec.static_payload_type(),
             telephone_event_pt: None,
             ptime: Duration::from_millis(20),
             jitter_buffer_frames: 3,

@@ -5,8 +5,10 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
+use crate::sip::auth::Password;
+
 use super::error::ScenarioError;
-use super::model::{Account, Password};
+use super::model::Account;
 use super::text::{Fill, Template};
 
 /// `count` users numbered from `from`; `from` written with leading zeros (`0100`) keeps its

@@ -41,8 +41,9 @@
 //!    ([`ScenarioError`]). The result is a [`Scenario`] ([`model`]).
 //!
 //! Positions come from a YAML node tree built with the same event parser serde-saphyr uses
-//! (`source`): serde-saphyr 0.0.10, the last release that builds with Rust 1.85, has no
-//! `Spanned<T>` and reports no position for an unknown field. Validation names each problem
+//! (`source`): serde-saphyr 0.0.10, the release in use, has no `Spanned<T>` and reports no
+//! position for an unknown field (newer releases do; the README's design notes say why the
+//! tree stays). Validation names each problem
 //! by key path (`roles.caller.steps.2.call.to`) and the tree turns the path into a line and
 //! column. `--set key=value` overrides ([`apply_overrides`]) are spliced into the text at
 //! those positions, so that the rest of the file keeps its lines.

@@ -1,12 +1,14 @@
 //! The validated scenario: typed, complete, with every default filled in and every reference
 //! resolved. An executor reads only this.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::media::dtmf::Digit;
+use crate::media::g711::Codec;
 use crate::media::tone::Tone;
+use crate::sip::auth::Password;
+use crate::sip::transport::Transport;
 
 use super::text::Template;
 use super::threshold::Threshold;
@@ -41,38 +43,6 @@ impl Scenario {
     #[must_use]
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.iter().find(|r| r.name == name)
-    }
-}
-
-/// SIP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP (the default).
-    Udp,
-    /// TCP.
-    Tcp,
-    /// TLS over TCP.
-    Tls,
-}
-
-impl Transport {
-    /// The port a server listens on when none is given: 5060, or 5061 for TLS.
-    #[must_use]
-    pub fn default_port(self) -> u16 {
-        match self {
-            Self::Tls => 5061,
-            _ => 5060,
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-            Self::Tls => "tls",
-        })
     }
 }
 
@@ -124,36 +94,6 @@ pub enum Connections {
 /// The keep-alive interval of TCP connections when the scenario does not set one.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 
-/// A password. Its `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    /// A password.
-    #[must_use]
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The password itself, for digest authentication.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 /// One SIP account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -163,24 +103,6 @@ pub struct Account {
     pub password: Password,
     /// The AOR's domain.
     pub domain: String,
-}
-
-/// A codec sipcheck can send and verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// G.711 µ-law (RTP payload type 0).
-    Pcmu,
-    /// G.711 A-law (RTP payload type 8).
-    Pcma,
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Pcmu => "PCMU",
-            Self::Pcma => "PCMA",
-        })
-    }
 }
 
 /// `media:`.
@@ -545,11 +467,5 @@ mod tests {
         assert_eq!(End::Calls(5).after(), None);
         assert_eq!(End::CallsOrAfter(5, d).after(), Some(d));
         assert_eq!(End::After(d).calls(), None);
-    }
-
-    #[test]
-    fn tls_defaults_to_5061() {
-        assert_eq!(Transport::Tls.default_port(), 5061);
-        assert_eq!(Transport::Udp.default_port(), 5060);
     }
 }

@@ -1,9 +1,10 @@
 //! The scenario text as a tree of YAML nodes that remember where they were written.
 //!
-//! serde-saphyr 0.0.10 (the newest release that builds with Rust 1.85) has no `Spanned<T>`
-//! and reports no position for serde's own errors such as `unknown field`. So positions come
-//! from a second, independent look at the same text: [`parse`] runs `saphyr-parser` (the event
-//! parser under serde-saphyr) and keeps each node's start and end. Validation then asks for the
+//! serde-saphyr 0.0.10, the release in use, has no `Spanned<T>` and reports no position for
+//! serde's own errors such as `unknown field`. (Later releases have `Spanned<T>`, from 0.0.13,
+//! and releases up to 1.1.0 build with this workspace's Rust 1.88; the README's design notes say
+//! why sipcheck stays on 0.0.10.) So positions come from a second, independent look at the same
+//! text: [`parse`] runs `saphyr-parser` (the event parser under serde-saphyr) and keeps each node's start and end. Validation then asks for the
 //! position of a *key path* such as `roles.caller.steps.2.call.to` ([`Node::walk`]), and the
 //! loader finds the key an `unknown field` error is about ([`Node::find_key`]). The overrides
 //! (`--set`) splice replacement text at these positions.

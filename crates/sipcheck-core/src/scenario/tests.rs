@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use super::model::{End, Expectation, HoldMode, Load, PlayItem, Route, Step, Transport, WaitEvent};
+use super::model::{End, Expectation, HoldMode, Load, PlayItem, Route, Step, WaitEvent};
 use super::plan::LoadPlan;
 use super::text::Fill;
 use super::{load, load_with_overrides, Scenario, ScenarioError};
+use crate::sip::transport::Transport;
 
 const USERS_CSV: &str = include_str!("../../../../fixtures/users.csv");
 

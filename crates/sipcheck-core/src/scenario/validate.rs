@@ -12,15 +12,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
+use crate::media::g711::Codec;
 use crate::media::tone::Tone;
+use crate::sip::transport::Transport;
 use crate::sip::uri::host_literal;
 
 use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
 use super::error::ScenarioError;
 use super::model::{
-    Account, CallStep, Codec, Connections, End, Expectation, HoldMode, Load, Located, Media,
-    PlayItem, Reports, Role, Route, Scenario, Step, Target, Transport, WaitEvent,
-    DEFAULT_KEEPALIVE,
+    Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
+    Reports, Role, Route, Scenario, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
 };
 use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
@@ -331,10 +332,8 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
     let outbound_proxy = cx.parse::<HostPort>(&p.key("outbound_proxy"), &t.outbound_proxy);
     let transport = match cx.text(&p.key("transport"), &t.transport) {
         None => Some(Transport::Udp),
-        Some(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "udp" => Some(Transport::Udp),
-            "tcp" => Some(Transport::Tcp),
-            "tls" => {
+        Some(s) => match s.trim().parse::<Transport>() {
+            Ok(Transport::Tls) => {
                 // Refused here, not by `run` only: whatever validates, runs.
                 cx.error(
                     At::Value(p.key("transport")),
@@ -343,7 +342,8 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
                 );
                 None
             }
-            _ => {
+            Ok(transport) => Some(transport),
+            Err(_) => {
                 cx.error(
                     At::Value(p.key("transport")),
                     format!("'{s}' is not a transport: expected udp, tcp or tls"),
@@ -602,11 +602,10 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
             let Some(c) = cx.text(&cp, &Some(c.clone())) else {
                 continue;
             };
-            let codec = match c.trim().to_ascii_uppercase().as_str() {
-                "PCMU" => Codec::Pcmu,
-                "PCMA" => Codec::Pcma,
-                other => {
-                    let hint = match other {
+            let codec = match c.trim().parse::<Codec>() {
+                Ok(codec) => codec,
+                Err(_) => {
+                    let hint = match c.trim().to_ascii_uppercase().as_str() {
                         "G711U" | "ULAW" | "G711" => Some("G.711 µ-law is `PCMU`".to_owned()),
                         "G711A" | "ALAW" => Some("G.711 A-law is `PCMA`".to_owned()),
                         _ => Some("sipcheck sends and verifies G.711: PCMU and PCMA".to_owned()),
@@ -616,7 +615,7 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
                 }
             };
             if codecs.contains(&codec) {
-                cx.at_value(&cp, format!("`{codec}` is listed twice"));
+                cx.at_value(&cp, format!("`{}` is listed twice", codec.encoding_name()));
             } else {
                 codecs.push(codec);
             }

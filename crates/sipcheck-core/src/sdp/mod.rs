@@ -24,8 +24,8 @@
 //!   gateways send) and on any malformed attribute it happens to model (`a=ssrc`,
 //!   `a=candidate`, `a=crypto`), even when the call does not need it; its errors carry no line
 //!   number.
-//! * `webrtc-sdp` (Mozilla) targets WebRTC/JSEP and needs Rust 1.88, above this workspace's
-//!   1.85.
+//! * `webrtc-sdp` (Mozilla) targets WebRTC/JSEP (its Rust 1.88, once a second reason, is now
+//!   this workspace's own).
 //! * `sdp-types` is a sound generic tokenizer with line numbers, but it hands back strings:
 //!   every typed value needed here (addresses, `rtpmap`, `fmtp`, `ptime`, direction) would
 //!   still be parsed here, and it rejects SDPs over lines a call can do without (a malformed
@@ -71,40 +71,9 @@ const DEFAULT_EVENTS: (u8, u8) = (0, 15);
 /// The session and user names we write in `o=` and `s=`.
 const OUR_NAME: &str = "sipcheck";
 
-/// An audio codec this crate negotiates: G.711 μ-law or A-law at 8 kHz, mono.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// G.711 μ-law, `PCMU/8000`, static payload type 0 (RFC 3551 §4.5.14).
-    Pcmu,
-    /// G.711 A-law, `PCMA/8000`, static payload type 8 (RFC 3551 §4.5.14).
-    Pcma,
-}
+pub use crate::media::g711::Codec;
 
 impl Codec {
-    /// The static RTP payload type (RFC 3551 Table 4): 0 for PCMU, 8 for PCMA.
-    #[must_use]
-    pub const fn static_payload_type(self) -> u8 {
-        match self {
-            Self::Pcmu => 0,
-            Self::Pcma => 8,
-        }
-    }
-
-    /// The encoding name in `a=rtpmap`: `PCMU` or `PCMA`.
-    #[must_use]
-    pub const fn encoding_name(self) -> &'static str {
-        match self {
-            Self::Pcmu => "PCMU",
-            Self::Pcma => "PCMA",
-        }
-    }
-
-    /// The RTP clock rate in hertz: 8000.
-    #[must_use]
-    pub const fn clock_rate(self) -> u32 {
-        8000
-    }
-
     /// The codec an `rtpmap` names, if it is PCMU or PCMA at 8000 Hz, mono (encoding names are
     /// case-insensitive, RFC 4855 §3).
     #[must_use]
@@ -126,12 +95,6 @@ impl Codec {
             clock_rate: self.clock_rate(),
             channels: None,
         }
-    }
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.encoding_name(), self.clock_rate())
     }
 }
 
@@ -771,24 +734,6 @@ impl fmt::Display for SessionDescription {
             write!(f, "{media}")?;
         }
         Ok(())
-    }
-}
-
-impl From<Codec> for crate::media::g711::Codec {
-    fn from(codec: Codec) -> Self {
-        match codec {
-            Codec::Pcmu => Self::Pcmu,
-            Codec::Pcma => Self::Pcma,
-        }
-    }
-}
-
-impl From<crate::media::g711::Codec> for Codec {
-    fn from(codec: crate::media::g711::Codec) -> Self {
-        match codec {
-            crate::media::g711::Codec::Pcmu => Self::Pcmu,
-            crate::media::g711::Codec::Pcma => Self::Pcma,
-        }
     }
 }
 

@@ -83,13 +83,3 @@ pub(super) const ASTERISK: &str = "v=0
     a=ptime:20
     a=maxptime:150
     a=sendrecv";
-
-#[test]
-fn codec_converts_to_the_g711_codec() {
-    use crate::media::g711;
-    for codec in [Codec::Pcmu, Codec::Pcma] {
-        let g: g711::Codec = codec.into();
-        assert_eq!(g.payload_type(), codec.static_payload_type());
-        assert_eq!(Codec::from(g), codec);
-    }
-}

@@ -82,8 +82,10 @@ pub enum AuthError {
     },
 }
 
-/// A password. `Debug` and `Display` print `***`, never the secret.
-#[derive(Clone, PartialEq, Eq)]
+/// A password: the one password type of the crate, held by scenario accounts, the command
+/// line and [`Credentials`]. `Debug` and `Display` print `***`, never the secret; only
+/// [`Password::expose`] gives it, for the digest hash.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Password(String);
 
 impl Password {
@@ -92,11 +94,14 @@ impl Password {
         Self(secret.into())
     }
 
-    fn expose(&self) -> &str {
+    /// The secret itself, for digest authentication. Never print it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
         &self.0
     }
 
     /// True for an empty password (none was given).
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -123,6 +128,15 @@ impl From<String> for Password {
 impl From<&str> for Password {
     fn from(secret: &str) -> Self {
         Self(secret.to_owned())
+    }
+}
+
+impl std::str::FromStr for Password {
+    type Err = std::convert::Infallible;
+
+    /// Any text is a password (the empty one stands for none).
+    fn from_str(secret: &str) -> Result<Self, Self::Err> {
+        Ok(Self(secret.to_owned()))
     }
 }
 

@@ -11,42 +11,7 @@ use std::net::SocketAddr;
 use bytes::BufMut;
 
 use super::msg::{tag_param, Message, Name};
-
-/// The transport token used in Via headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP (unreliable: transactions retransmit).
-    Udp,
-    /// TCP (reliable: no retransmission).
-    Tcp,
-    /// TLS over TCP.
-    Tls,
-}
-
-impl Transport {
-    /// The token written in Via (`UDP`, `TCP`, `TLS`).
-    pub fn via_token(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        }
-    }
-
-    /// The `transport=` URI parameter value (`udp`, `tcp`, `tls`).
-    pub fn uri_param(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-
-    /// True when the transport itself guarantees delivery (RFC 3261 §17: no retransmission).
-    pub fn is_reliable(self) -> bool {
-        !matches!(self, Transport::Udp)
-    }
-}
+use super::transport::Transport;
 
 /// The Via header a request is sent with.
 #[derive(Debug, Clone, Copy)]

@@ -5,4 +5,5 @@ pub mod build;
 pub mod keepalive;
 pub mod msg;
 pub mod transaction;
+pub mod transport;
 pub mod uri;

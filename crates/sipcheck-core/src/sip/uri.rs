@@ -8,7 +8,7 @@ use ezk_sip_types::host::Host;
 use ezk_sip_types::parse::Parse;
 use ezk_sip_types::uri::{SipUri, SipUriUserPart};
 
-use super::build::Transport;
+use super::transport::Transport;
 
 /// Why a URI was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,14 +73,15 @@ impl SipTarget {
         if parsed.sips {
             return Err(UriError::NeedsTls(input.to_string()));
         }
-        let transport = match parsed.uri_params.get_val("transport") {
+        let transport = match parsed
+            .uri_params
+            .get_val("transport")
+            .map(|t| (t, t.parse()))
+        {
             None => None,
-            Some(t) if t.eq_ignore_ascii_case("udp") => Some(Transport::Udp),
-            Some(t) if t.eq_ignore_ascii_case("tcp") => Some(Transport::Tcp),
-            Some(t) if t.eq_ignore_ascii_case("tls") => {
-                return Err(UriError::NeedsTls(input.to_string()))
-            }
-            Some(t) => {
+            Some((_, Ok(Transport::Tls))) => return Err(UriError::NeedsTls(input.to_string())),
+            Some((_, Ok(t))) => Some(t),
+            Some((t, Err(_))) => {
                 return Err(UriError::UnsupportedTransport(
                     input.to_string(),
                     t.to_string(),
@@ -232,6 +233,22 @@ mod tests {
         let t = SipTarget::parse("sip:alice@[::1]:5062").unwrap();
         assert_eq!(t.host, "[::1]");
         assert_eq!(t.host_port(5060), "[::1]:5062");
+    }
+
+    #[test]
+    fn the_transport_parameter_is_read_in_any_case_and_tls_or_sctp_refused() {
+        let t = SipTarget::parse("sip:bob@192.0.2.4;transport=TCP").unwrap();
+        assert_eq!(t.transport, Some(Transport::Tcp));
+        let t = SipTarget::parse("sip:bob@192.0.2.4;transport=Udp").unwrap();
+        assert_eq!(t.transport, Some(Transport::Udp));
+        assert!(matches!(
+            SipTarget::parse("sip:bob@192.0.2.4;transport=tls"),
+            Err(UriError::NeedsTls(_))
+        ));
+        assert!(matches!(
+            SipTarget::parse("sip:bob@192.0.2.4;transport=sctp"),
+            Err(UriError::UnsupportedTransport(_, t)) if t == "sctp"
+        ));
     }
 
     #[test]

@@ -77,13 +77,14 @@ use crate::sdp::{
     answer, create_offer, LocalMedia, Negotiated, NegotiationError, SessionDescription,
 };
 use crate::sip::auth::{AuthError, ChallengeKind, Credentials, DigestClient};
-use crate::sip::build::{RequestSpec, Transport, ViaSpec};
+use crate::sip::build::{RequestSpec, ViaSpec};
 use crate::sip::msg::{BytesStr, Message, Method, Name};
 use crate::sip::transaction::{
     Absorbed, ClientState, Dispatch, TimerConfig, TransactionError, TransactionEvent,
     TransactionLayer, Transmit, TxId, Uas2xxEvent, Uas2xxRetransmitter,
     DEFAULT_MAX_SERVER_TRANSACTIONS,
 };
+use crate::sip::transport::Transport;
 use crate::sip::uri::NextHop;
 
 /// The methods we accept, as written in `Allow`.

@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 
 use crate::ids::IdGen;
 use crate::sip::auth::{AuthError, ChallengeKind, Credentials, DigestClient};
-use crate::sip::build::{RequestSpec, Transport, ViaSpec};
+use crate::sip::build::{RequestSpec, ViaSpec};
 use crate::sip::msg::{Message, Name};
+use crate::sip::transport::Transport;
 
 /// Who registers, where, and for how long.
 #[derive(Debug, Clone)]

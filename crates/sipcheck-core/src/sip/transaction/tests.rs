@@ -14,8 +14,9 @@ use bytes::Bytes;
 use super::*;
 use crate::ids::IdGen;
 use crate::sim::{Datagram, Fault, LinkConfig, Network, Node, Rule, Sim};
-use crate::sip::build::{ack_for_non2xx, write_response, RequestSpec, Transport, ViaSpec};
+use crate::sip::build::{ack_for_non2xx, write_response, RequestSpec, ViaSpec};
 use crate::sip::msg::Message;
+use crate::sip::transport::Transport;
 
 /// The one clock read of these tests; everything after it is virtual.
 #[allow(clippy::disallowed_methods)]

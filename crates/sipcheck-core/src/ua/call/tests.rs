@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::sdp::{Codec, Direction};
+use crate::media::g711::Codec;
+use crate::sdp::Direction;
 use crate::sim::{Datagram, Fault, Intercept, LinkConfig, Network, Node, Rule, Sim};
 use crate::sip::build::{reason_phrase, write_response};
 use crate::sip::transaction::Timer;

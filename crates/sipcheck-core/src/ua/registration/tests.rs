@@ -2,8 +2,9 @@
 
 use super::*;
 use crate::sip::auth::Credentials;
-use crate::sip::build::{write_response, Transport};
+use crate::sip::build::write_response;
 use crate::sip::msg::Name;
+use crate::sip::transport::Transport;
 use bytes::Bytes;
 
 const CHALLENGE: &str = r#"Digest realm="example.test", nonce="abc", qop="auth", algorithm=MD5"#;

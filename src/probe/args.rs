@@ -1,0 +1,136 @@
+//! Command-line options of the probes, read by clap straight into the values the probes use:
+//! the options every probe shares ([`NetArgs`]) and the parsers of their values.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
+use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::transport::Transport;
+
+use super::Network;
+
+/// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP and TCP.
+pub fn transport_parser() -> impl TypedValueParser<Value = Transport> {
+    PossibleValuesParser::new(["udp", "tcp"]).try_map(|s| s.parse::<Transport>())
+}
+
+/// Network and timer options shared by the probes.
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
+    /// Transport for SIP.
+    #[arg(long, value_parser = transport_parser(), default_value = "udp")]
+    pub transport: Transport,
+    /// Local address to send from, e.g. 127.0.0.1:5070 (default: the address routed to the
+    /// peer, ephemeral port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub local: Option<SocketAddr>,
+    /// RFC 3261 T1 (round-trip estimate); Timer B/F fire at 64*T1.
+    #[arg(long, default_value = "500ms", value_parser = parse_t1)]
+    pub t1: Duration,
+    /// RFC 3261 T2 (maximum retransmit interval for non-INVITE requests).
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    pub t2: Duration,
+    /// RFC 3261 T4 (maximum time a message remains in the network).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub t4: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up after this long in all (the probe fails, naming the limit), e.g. 2s.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+impl NetArgs {
+    /// Where requests go and how.
+    #[must_use]
+    pub fn network(&self) -> Network {
+        Network {
+            transport: self.transport,
+            local: self.local,
+            timeout: self.timeout,
+        }
+    }
+
+    /// The SIP timers.
+    #[must_use]
+    pub fn timers(&self) -> TimerConfig {
+        TimerConfig {
+            t1: self.t1,
+            t2: self.t2,
+            t4: self.t4,
+        }
+    }
+}
+
+/// A duration on the command line, read exactly as in a scenario (`500ms`, `2s`, `1m30s`,
+/// `5sec`, `2min`; at most 30 days): one set of units everywhere.
+///
+/// # Errors
+/// The scenario's message for a text that is no such duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<sipcheck_core::scenario::units::Duration>()
+        .map(Duration::from)
+        .map_err(|e| e.to_string())
+}
+
+/// T1 is the unit of every SIP timer: 0 would retransmit without pause and time out at once.
+///
+/// # Errors
+/// A text that is no duration, or 0.
+pub fn parse_t1(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "'{s}' is no T1: it must be more than 0 (e.g. 500ms)"
+        ));
+    }
+    Ok(d)
+}
+
+/// The cap on live server transactions: at least 1.
+///
+/// # Errors
+/// A text that is no number, or 0.
+pub fn parse_max_transactions(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
+/// A server or proxy, `HOST[:PORT]`: refused here if its port is 0, or if it is a `sips:`
+/// address (RFC 3261 §26.2.2: it needs TLS, which is not there to send it over); the rest is
+/// resolved (and refused, naming why) later.
+///
+/// # Errors
+/// A port of 0, or a `sips:` address.
+pub fn parse_server(s: &str) -> Result<String, String> {
+    if s.trim()
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
+    {
+        return Err(format!(
+            "{s}: sips: needs TLS, which sipcheck does not support yet; give HOST[:PORT]"
+        ));
+    }
+    let port = if let Some(rest) = s.strip_prefix('[') {
+        rest.split_once(']')
+            .and_then(|(_, after)| after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => Some(port),
+            _ => None,
+        }
+    };
+    match port.map(str::parse::<u16>) {
+        None => Ok(s.to_string()),
+        Some(Ok(0)) => Err(format!(
+            "'{s}' names port 0; give a port from 1 to 65535 or none"
+        )),
+        Some(_) => Ok(s.to_string()),
+    }
+}
