@@ -4,3 +4,4 @@ pub mod admission;
 pub mod call;
 pub mod register;
 pub mod renewal;
+pub mod script;
