@@ -19,6 +19,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeSpec;
 use sipcheck_core::media::dtmf::DtmfConfig;
+use sipcheck_core::media::intent::{MediaEvent, MediaIntent, Watches};
 use sipcheck_core::media::session::{MediaError, MediaReport, MediaSession, MAX_PACKET};
 use slab::Slab;
 use tokio::net::UdpSocket;
@@ -175,6 +176,10 @@ enum Command {
     Sending(bool),
     Expecting(bool),
     Remote(SocketAddr),
+    /// An intent of a call's script, applied to the session (see [`MediaHandle::apply`]).
+    Apply(MediaIntent),
+    /// Where the stream's [`MediaEvent`]s go.
+    Events(tokio::sync::mpsc::UnboundedSender<MediaEvent>),
     /// A listening stream gets its session (see [`MediaHandle::listen_std`]).
     Start(Box<(MediaSession, SocketAddr)>),
     Stop(oneshot::Sender<Finished>),
@@ -341,6 +346,27 @@ impl MediaHandle {
         rx
     }
 
+    /// Send this stream's [`MediaEvent`]s (watches resolved, status asked) to `events`.
+    pub fn set_events(&self, events: tokio::sync::mpsc::UnboundedSender<MediaEvent>) {
+        self.stream.send(Command::Events(events));
+    }
+
+    /// Carry out an intent of a call's script: on the stream (remote address, direction,
+    /// sending) here, on the session on its scheduler thread (playlist, watches, DTMF,
+    /// status), whose events go where [`MediaHandle::set_events`] said.
+    /// [`MediaIntent::Start`] needs a session, given with [`MediaHandle::start`].
+    pub fn apply(&self, intent: MediaIntent) {
+        match intent {
+            MediaIntent::Start(_) => {}
+            MediaIntent::Remote(remote) => self.set_remote(remote),
+            MediaIntent::Follow(negotiated) => self.follow(&negotiated),
+            MediaIntent::SetSending(send) => self.set_sending(send),
+            intent => {
+                self.stream.send(Command::Apply(intent));
+            }
+        }
+    }
+
     /// Start or stop sending (hold).
     pub fn set_sending(&self, send: bool) {
         tracing::trace!(target: "rtp", local = %self.local, send, "rtp sending changed");
@@ -505,6 +531,8 @@ struct Stream {
     id: u64,
     socket: std::net::UdpSocket,
     state: State,
+    /// Where its [`MediaEvent`]s go.
+    events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
     /// The tick whose wheel slot holds this stream.
     due_tick: u64,
 }
@@ -519,6 +547,8 @@ struct Running {
     session: MediaSession,
     remote: SocketAddr,
     watches: Vec<(WatchFn, oneshot::Sender<()>)>,
+    /// The watches of [`MediaIntent`]s.
+    intents: Watches,
 }
 
 /// What `recvmmsg` fills.
@@ -686,6 +716,11 @@ impl Scheduler {
                     if !run.watches.is_empty() {
                         check_watches(run, Instant::now());
                     }
+                    if !run.intents.is_empty() {
+                        let mut out = Vec::new();
+                        run.intents.check(&run.session, Instant::now(), &mut out);
+                        send_events(stream.events.as_ref(), out);
+                    }
                     run.session.poll_timeout()
                 }
             };
@@ -708,7 +743,7 @@ impl Scheduler {
                 // Without kernel timestamps, arrivals are stamped when read (at the stream's
                 // tick).
                 let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
-                self.add(id, socket, session, remote, VecDeque::new());
+                self.add(id, socket, session, remote, VecDeque::new(), None);
             }
             Message::Listen(id, socket) => {
                 let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
@@ -720,6 +755,7 @@ impl Scheduler {
                     id,
                     socket,
                     state: State::Listening(VecDeque::new()),
+                    events: None,
                     due_tick: 0,
                 });
                 self.ids.insert(id, key);
@@ -742,6 +778,7 @@ impl Scheduler {
         mut session: MediaSession,
         remote: SocketAddr,
         early: VecDeque<(Instant, SocketAddr, Box<[u8]>)>,
+        events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
     ) {
         if self.streams.is_empty() {
             self.tick = self.tick_at(Instant::now());
@@ -766,7 +803,9 @@ impl Scheduler {
                 session,
                 remote,
                 watches: Vec::new(),
+                intents: Watches::default(),
             })),
+            events,
             due_tick: 0,
         });
         self.ids.insert(id, key);
@@ -778,6 +817,13 @@ impl Scheduler {
             return;
         };
         let now = Instant::now();
+        let command = match command {
+            Command::Events(events) => {
+                stream.events = Some(events);
+                return;
+            }
+            command => command,
+        };
         let run = match &mut stream.state {
             State::Running(run) => run,
             State::Listening(_) => {
@@ -790,10 +836,21 @@ impl Scheduler {
                         };
                         // Placed anew, counted again on this worker.
                         self.worker.streams.fetch_add(1, Ordering::Relaxed);
-                        self.add(stream.id, stream.socket, session, remote, early);
+                        self.add(
+                            stream.id,
+                            stream.socket,
+                            session,
+                            remote,
+                            early,
+                            stream.events,
+                        );
                     }
                     Command::Forget | Command::Stop(_) => {
                         self.remove(key);
+                    }
+                    // No session yet: its status is that of none.
+                    Command::Apply(MediaIntent::Probe(watch)) => {
+                        send_events(stream.events.as_ref(), vec![MediaEvent::no_session(watch)]);
                     }
                     // Nothing else applies before the session: replies are dropped, so
                     // waiters see an error.
@@ -804,6 +861,12 @@ impl Scheduler {
         };
         match command {
             Command::With(f) => f(&mut run.session, now),
+            Command::Apply(intent) => {
+                let mut out = Vec::new();
+                run.intents.apply(&mut run.session, intent, now, &mut out);
+                send_events(stream.events.as_ref(), out);
+            }
+            Command::Events(_) => {}
             Command::Watch(condition, reply) => {
                 run.watches.push((condition, reply));
                 check_watches(run, now);
@@ -937,6 +1000,18 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
     }
     addr.as_sockaddr_in6()
         .map(|v6| SocketAddr::V6(std::net::SocketAddrV6::from(*v6)))
+}
+
+/// Hand a stream's events to its call (gone calls are not waited for).
+fn send_events(
+    to: Option<&tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
+    events: Vec<MediaEvent>,
+) {
+    if let Some(to) = to {
+        for event in events {
+            let _ = to.send(event);
+        }
+    }
 }
 
 /// Resolve the watches whose condition holds; drop those nobody waits for any more.
