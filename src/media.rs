@@ -1083,6 +1083,66 @@ mod tests {
         assert_eq!(ra.frames_skipped, 0);
     }
 
+    /// The next event of a stream, bounded.
+    async fn next(events: &mut tokio::sync::mpsc::UnboundedReceiver<MediaEvent>) -> MediaEvent {
+        tokio::time::timeout(Duration::from_secs(3), events.recv())
+            .await
+            .expect("an event within 3 s")
+            .expect("the stream is running")
+    }
+
+    #[tokio::test]
+    async fn intents_as_data_watch_a_tone_send_dtmf_and_report_the_status_back() {
+        let ports = PortRange::new(0, 0);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a_sock = ports.bind_std(ip).unwrap();
+        let b_sock = ports.bind(ip).await.unwrap();
+        let (a_addr, b_addr) = (a_sock.local_addr().unwrap(), b_sock.local_addr().unwrap());
+        // `a` listens first, as a call's stream does, and gets its events channel then.
+        let a = MediaHandle::listen_std(a_sock);
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        a.set_events(tx);
+        a.apply(MediaIntent::Probe(1));
+        assert_eq!(next(&mut events).await, MediaEvent::no_session(1));
+        a.start(session(700.0, 1300.0, 5), b_addr);
+        let b = MediaHandle::spawn(b_sock, session(1300.0, 700.0, 6), a_addr);
+        a.apply(MediaIntent::WatchTone {
+            watch: 2,
+            query: ToneQuery::single(1300.0).unwrap(),
+        });
+        a.apply(MediaIntent::WatchDtmf {
+            watch: 3,
+            digits: "4#".into(),
+        });
+        match next(&mut events).await {
+            MediaEvent::ToneHeard { watch: 2, onset } => {
+                assert!(onset < Duration::from_secs(1), "{onset:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        b.send_dtmf("4#").await.unwrap();
+        assert_eq!(
+            next(&mut events).await,
+            MediaEvent::DtmfReceived { watch: 3 }
+        );
+        a.apply(MediaIntent::Probe(4));
+        match next(&mut events).await {
+            MediaEvent::Status {
+                watch: 4,
+                level_dbfs: Some(_),
+                dtmf_received,
+                ..
+            } => assert_eq!(dtmf_received, "4#"),
+            other => panic!("{other:?}"),
+        }
+        a.stop().await.unwrap();
+        b.stop().await.unwrap();
+        assert!(
+            events.recv().await.is_none(),
+            "a stopped stream drops its sender"
+        );
+    }
+
     #[tokio::test]
     async fn a_watch_fires_when_the_tone_is_heard_and_fails_when_the_stream_stops() {
         let ports = PortRange::new(0, 0);
