@@ -134,6 +134,8 @@ struct Driver {
     media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
     /// The call's SIP ladder, with its end.
     ladder: RawLadder,
+    /// Ctrl-C was told to the script.
+    stop_fed: bool,
 }
 
 impl Driver {
@@ -147,13 +149,17 @@ impl Driver {
             rtp: None,
             media_events: None,
             ladder: RawLadder::default(),
+            stop_fed: false,
         }
     }
 
     async fn run(mut self, mut script: CallScript) -> CallResult {
         let mut stop = self.ctx.stop.clone();
         let mut load_done = self.ctx.load_done.clone();
-        let (mut stop_fed, mut load_fed) = (false, false);
+        let mut load_fed = false;
+        // Ctrl-C before the first step: none runs.
+        self.feed_stop(&mut script);
+        script.start(Instant::now());
         // One timer for the whole call, moved to each new deadline (a timer made per event
         // would be registered anew with the runtime for every event of the call).
         let far = || tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -194,8 +200,8 @@ impl Driver {
                     armed = None;
                     script.handle_timeout(Instant::now());
                 }
-                stopped = stop.wait_for(|s| *s), if !stop_fed => {
-                    stop_fed = true;
+                stopped = stop.wait_for(|s| *s), if !self.stop_fed => {
+                    self.stop_fed = true;
                     if stopped.is_ok() {
                         script.stop(Instant::now());
                     }
@@ -210,17 +216,28 @@ impl Driver {
         self.finish(script).await
     }
 
+    /// Tell the script of a Ctrl-C that came meanwhile (while a reply was awaited, the next
+    /// step must not start).
+    fn feed_stop(&mut self, script: &mut CallScript) {
+        if !self.stop_fed && *self.ctx.stop.borrow() {
+            self.stop_fed = true;
+            script.stop(Instant::now());
+        }
+    }
+
     /// Carry out the script's commands, feeding it the replies of those that have one.
     async fn execute(&mut self, script: &mut CallScript) {
         while let Some(command) = script.poll_command() {
             match command {
                 ScriptCommand::Invite { target } => {
                     let placed = self.invite(target).await;
+                    self.feed_stop(script);
                     script.handle_placed(Instant::now(), placed);
                 }
                 ScriptCommand::Ring => self.command(Command::Ring),
                 ScriptCommand::Accept => {
                     let accepted = self.accept().await;
+                    self.feed_stop(script);
                     script.handle_accepted(Instant::now(), accepted);
                 }
                 ScriptCommand::Reject(code) => self.command(|id| Command::Reject(id, code)),
@@ -228,6 +245,7 @@ impl Driver {
                 ScriptCommand::Cancel => self.command(Command::Cancel),
                 ScriptCommand::Reinvite(media) => {
                     let sent = self.reinvite(media).await;
+                    self.feed_stop(script);
                     script.handle_reinvite_sent(Instant::now(), sent);
                 }
                 ScriptCommand::Media(MediaIntent::Start(negotiated)) => {

@@ -433,16 +433,15 @@ pub struct CallScript {
 }
 
 impl CallScript {
-    /// A caller's call, starting at `now`: `steps` from its `call` step on.
+    /// A caller's call, starting at `now`: `steps` from its `call` step on. Nothing runs
+    /// before [`Self::start`].
     #[must_use]
     pub fn caller(now: Instant, cfg: ScriptConfig, steps: Arc<Vec<Located<Step>>>) -> Self {
-        let mut script = Self::new(now, cfg, steps);
-        script.advance(now);
-        script
+        Self::new(now, cfg, steps)
     }
 
     /// A callee's call: an incoming call with this SIP Call-ID, received at `now`, answered
-    /// by `steps` from its first call-level step.
+    /// by `steps` from its first call-level step. Nothing runs before [`Self::start`].
     #[must_use]
     pub fn callee(
         now: Instant,
@@ -453,8 +452,12 @@ impl CallScript {
         let mut script = Self::new(now, cfg, steps);
         script.placed = true;
         script.call_id = call_id;
-        script.advance(now);
         script
+    }
+
+    /// Run the first step (unless [`Self::stop`] came first: then none runs).
+    pub fn start(&mut self, now: Instant) {
+        self.advance(now);
     }
 
     fn new(now: Instant, cfg: ScriptConfig, steps: Arc<Vec<Located<Step>>>) -> Self {

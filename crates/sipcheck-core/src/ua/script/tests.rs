@@ -91,7 +91,8 @@ struct Harness {
 impl Harness {
     fn caller(steps: Vec<Located<Step>>) -> Self {
         let t0 = base();
-        let script = CallScript::caller(t0, config(Side::Caller), Arc::new(steps));
+        let mut script = CallScript::caller(t0, config(Side::Caller), Arc::new(steps));
+        script.start(t0);
         Self {
             script,
             t0,
@@ -101,7 +102,8 @@ impl Harness {
 
     fn callee(steps: Vec<Located<Step>>) -> Self {
         let t0 = base();
-        let script = CallScript::callee(t0, config(Side::Callee), Arc::new(steps), "c1".into());
+        let mut script = CallScript::callee(t0, config(Side::Callee), Arc::new(steps), "c1".into());
+        script.start(t0);
         Self {
             script,
             t0,
@@ -897,4 +899,37 @@ fn an_answer_without_an_rtp_port_refuses_the_call_with_503() {
     h.ended(CallEndReason::Declined { code: 503 }, |_| {});
     let result = h.result();
     assert_eq!(result.failures[0].message, "no RTP socket: range full");
+}
+
+#[test]
+fn ctrl_c_before_the_first_step_places_no_call() {
+    let t0 = base();
+    let mut script = CallScript::caller(
+        t0,
+        config(Side::Caller),
+        Arc::new(vec![at(3, call_step(secs(32)))]),
+    );
+    script.stop(t0);
+    script.start(t0);
+    assert!(script.poll_command().is_none(), "no INVITE");
+    assert!(script.is_done());
+    let result = script.finish(None, &RawLadder::default());
+    assert_eq!(result.failures[0].kind, FailureKind::Interrupted);
+    assert!(result.steps.is_empty());
+}
+
+#[test]
+fn ctrl_c_while_the_invite_is_placed_runs_no_further_step() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Wait(secs(10))),
+    ]);
+    h.script.stop(h.now);
+    h.place();
+    let cmds = h.commands();
+    assert!(matches!(&cmds[..], [ScriptCommand::Hangup]), "{cmds:?}");
+    h.ended(CallEndReason::Cancelled, |_| {});
+    let result = h.result();
+    assert_eq!(result.steps.len(), 1);
+    assert_eq!(result.failures[0].kind, FailureKind::Interrupted);
 }
