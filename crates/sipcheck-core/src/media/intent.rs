@@ -250,3 +250,145 @@ impl Watches {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::IdGen;
+    use crate::media::g711::Codec;
+    use crate::media::session::{MediaConfig, MAX_PACKET};
+    use crate::media::tone::{AudioSource, Tone, ToneGenerator};
+    use crate::rtp::packet::{write_packet, RtpHeader};
+
+    const PEER: ([u8; 4], u16) = ([192, 0, 2, 1], 4000);
+
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    /// Packet `i` of a PCMU stream: a 1 kHz tone when `loud`, else digital silence.
+    fn packet(i: u32, tone: &mut ToneGenerator, loud: bool) -> Vec<u8> {
+        let mut pcm = [0i16; 160];
+        if loud {
+            tone.fill(&mut pcm);
+        }
+        let mut payload = [0u8; 160];
+        Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
+        let header = RtpHeader {
+            marker: i == 0,
+            payload_type: 0,
+            sequence: i as u16,
+            timestamp: 160 * i,
+            ssrc: 0x5151,
+        };
+        let mut buf = [0u8; MAX_PACKET];
+        let len = write_packet(&header, &payload, &mut buf).unwrap();
+        buf[..len].to_vec()
+    }
+
+    /// Runs 20 ms ticks `from..to` of a far end loud while `loud(i)`, checking the watches
+    /// after each; the events with the tick they came at.
+    fn drive(
+        s: &mut MediaSession,
+        w: &mut Watches,
+        t0: Instant,
+        ticks: std::ops::Range<u32>,
+        loud: impl Fn(u32) -> bool,
+    ) -> Vec<(u32, MediaEvent)> {
+        let mut tone = ToneGenerator::new(&Tone::single(1000.0, -10.0).unwrap());
+        let mut out = [0u8; MAX_PACKET];
+        let mut events = Vec::new();
+        for i in ticks {
+            let now = t0 + Duration::from_millis(20) * i;
+            s.handle_packet(now, SocketAddr::from(PEER), &packet(i, &mut tone, loud(i)));
+            while s.poll_transmit(now, &mut out).is_some() {}
+            let mut got = Vec::new();
+            w.check(s, now, &mut got);
+            events.extend(got.into_iter().map(|e| (i, e)));
+        }
+        events
+    }
+
+    fn session(t0: Instant) -> MediaSession {
+        let mut s = MediaSession::new(
+            t0,
+            MediaConfig::new(Codec::Pcmu),
+            Playlist::new(vec![]),
+            &mut IdGen::new(3),
+        )
+        .unwrap();
+        s.set_peer_address(SocketAddr::from(PEER));
+        s
+    }
+
+    #[test]
+    fn a_silence_watch_fires_once_the_silence_has_held_and_restarts_on_sound() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        w.apply(
+            &mut s,
+            MediaIntent::WatchSilence {
+                watch: 9,
+                duration: Duration::from_millis(400),
+            },
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        // Loud for 1 s, silent 100 ms, loud again, then silent for good from tick 60.
+        let events = drive(&mut s, &mut w, t0, 0..120, |i| {
+            i < 50 || (55..60).contains(&i)
+        });
+        assert_eq!(events.len(), 1, "{events:?}");
+        let (tick, event) = &events[0];
+        assert_eq!(*event, MediaEvent::SilenceHeld { watch: 9 });
+        // 400 ms of silence counted from the first silent block played out after tick 60
+        // (plus the jitter buffer's delay), never from the short gap.
+        assert!((80..=95).contains(tick), "fired at tick {tick}");
+        assert!(w.is_empty(), "a fired watch is dropped");
+    }
+
+    #[test]
+    fn a_tone_watch_reports_its_onset_from_when_it_was_set_and_unwatch_forgets_it() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        drive(&mut s, &mut w, t0, 0..25, |_| false);
+        let query = ToneQuery::single(1000.0).unwrap();
+        w.apply(
+            &mut s,
+            MediaIntent::WatchTone { watch: 1, query },
+            t0,
+            &mut out,
+        );
+        w.apply(
+            &mut s,
+            MediaIntent::WatchTone { watch: 2, query },
+            t0,
+            &mut out,
+        );
+        w.apply(&mut s, MediaIntent::Unwatch(2), t0, &mut out);
+        let events = drive(&mut s, &mut w, t0, 25..75, |i| i >= 50);
+        assert_eq!(events.len(), 1, "{events:?}");
+        match &events[0].1 {
+            MediaEvent::ToneHeard { watch: 1, onset } => {
+                // The tone starts 25 ticks (500 ms) after the watch, give or take the
+                // jitter buffer and a block.
+                assert!(
+                    (Duration::from_millis(460)..=Duration::from_millis(600)).contains(onset),
+                    "{onset:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        w.apply(&mut s, MediaIntent::Probe(3), t0, &mut out);
+        assert!(
+            matches!(&out[..], [MediaEvent::Status { watch: 3, level_dbfs: Some(l), .. }] if *l > -20.0),
+            "{out:?}"
+        );
+    }
+}
