@@ -933,3 +933,83 @@ fn ctrl_c_while_the_invite_is_placed_runs_no_further_step() {
     assert_eq!(result.steps.len(), 1);
     assert_eq!(result.failures[0].kind, FailureKind::Interrupted);
 }
+
+#[test]
+fn expected_silence_passes_when_it_holds_and_fails_when_it_does_not_in_time() {
+    let steps = || {
+        vec![
+            at(10, Step::Answer { ring: secs(0) }),
+            at(
+                11,
+                Step::Expect(Expectation::Silence {
+                    duration: Duration::from_millis(500),
+                    within: secs(2),
+                }),
+            ),
+        ]
+    };
+    let mut h = Harness::callee(steps());
+    h.accept();
+    h.answered();
+    let watch = watch_of(&h.commands());
+    h.after(secs(1));
+    h.media(MediaEvent::SilenceHeld { watch });
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!((result.audio_checked, result.audio_verified), (1, 1));
+
+    let mut h = Harness::callee(steps());
+    h.accept();
+    h.answered();
+    h.commands();
+    h.jump();
+    assert_eq!(
+        h.now - h.t0,
+        Duration::from_millis(2500),
+        "within + duration"
+    );
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures[0].kind, FailureKind::NotSilent);
+    assert_eq!(result.failures[0].message, "expected 0.5 s of silence");
+}
+
+#[test]
+fn an_expected_answer_that_ends_refused_fails_with_the_refusals_kind() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Expect(Expectation::Answered { within: secs(10) })),
+    ]);
+    h.place();
+    h.after(secs(2));
+    h.ended(
+        CallEndReason::Rejected {
+            code: 404,
+            reason: "Not Found".into(),
+        },
+        |r| r.final_code = Some(404),
+    );
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    assert_eq!(result.failures[0].kind, FailureKind::SipCode(404));
+    assert!(result.failures[0]
+        .message
+        .starts_with("expected the call to be answered: rejected: 404"));
+}
+
+#[test]
+fn a_call_whose_agent_is_gone_ends_its_waits_and_never_passes_a_media_step() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, tone_expectation(425.0, secs(5))),
+    ]);
+    h.place();
+    h.script.events_closed(h.now);
+    assert!(h.script.is_done(), "no wait outlives the agent");
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    assert_eq!(result.failures[0].line, 4);
+    assert_eq!(result.failures[0].kind, FailureKind::Signalling);
+}
