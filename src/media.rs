@@ -19,6 +19,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeSpec;
 use sipcheck_core::media::dtmf::DtmfConfig;
+use sipcheck_core::media::intent::{MediaEvent, MediaIntent, Watches};
 use sipcheck_core::media::session::{MediaError, MediaReport, MediaSession, MAX_PACKET};
 use slab::Slab;
 use tokio::net::UdpSocket;
@@ -175,6 +176,10 @@ enum Command {
     Sending(bool),
     Expecting(bool),
     Remote(SocketAddr),
+    /// An intent of a call's script, applied to the session (see [`MediaHandle::apply`]).
+    Apply(MediaIntent),
+    /// Where the stream's [`MediaEvent`]s go.
+    Events(tokio::sync::mpsc::UnboundedSender<MediaEvent>),
     /// A listening stream gets its session (see [`MediaHandle::listen_std`]).
     Start(Box<(MediaSession, SocketAddr)>),
     Stop(oneshot::Sender<Finished>),
@@ -341,6 +346,27 @@ impl MediaHandle {
         rx
     }
 
+    /// Send this stream's [`MediaEvent`]s (watches resolved, status asked) to `events`.
+    pub fn set_events(&self, events: tokio::sync::mpsc::UnboundedSender<MediaEvent>) {
+        self.stream.send(Command::Events(events));
+    }
+
+    /// Carry out an intent of a call's script: on the stream (remote address, direction,
+    /// sending) here, on the session on its scheduler thread (playlist, watches, DTMF,
+    /// status), whose events go where [`MediaHandle::set_events`] said.
+    /// [`MediaIntent::Start`] needs a session, given with [`MediaHandle::start`].
+    pub fn apply(&self, intent: MediaIntent) {
+        match intent {
+            MediaIntent::Start(_) => {}
+            MediaIntent::Remote(remote) => self.set_remote(remote),
+            MediaIntent::Follow(negotiated) => self.follow(&negotiated),
+            MediaIntent::SetSending(send) => self.set_sending(send),
+            intent => {
+                self.stream.send(Command::Apply(intent));
+            }
+        }
+    }
+
     /// Start or stop sending (hold).
     pub fn set_sending(&self, send: bool) {
         tracing::trace!(target: "rtp", local = %self.local, send, "rtp sending changed");
@@ -505,6 +531,8 @@ struct Stream {
     id: u64,
     socket: std::net::UdpSocket,
     state: State,
+    /// Where its [`MediaEvent`]s go.
+    events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
     /// The tick whose wheel slot holds this stream.
     due_tick: u64,
 }
@@ -519,6 +547,8 @@ struct Running {
     session: MediaSession,
     remote: SocketAddr,
     watches: Vec<(WatchFn, oneshot::Sender<()>)>,
+    /// The watches of [`MediaIntent`]s.
+    intents: Watches,
 }
 
 /// What `recvmmsg` fills.
@@ -686,6 +716,11 @@ impl Scheduler {
                     if !run.watches.is_empty() {
                         check_watches(run, Instant::now());
                     }
+                    if !run.intents.is_empty() {
+                        let mut out = Vec::new();
+                        run.intents.check(&run.session, Instant::now(), &mut out);
+                        send_events(stream.events.as_ref(), out);
+                    }
                     run.session.poll_timeout()
                 }
             };
@@ -708,7 +743,7 @@ impl Scheduler {
                 // Without kernel timestamps, arrivals are stamped when read (at the stream's
                 // tick).
                 let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
-                self.add(id, socket, session, remote, VecDeque::new());
+                self.add(id, socket, session, remote, VecDeque::new(), None);
             }
             Message::Listen(id, socket) => {
                 let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
@@ -720,6 +755,7 @@ impl Scheduler {
                     id,
                     socket,
                     state: State::Listening(VecDeque::new()),
+                    events: None,
                     due_tick: 0,
                 });
                 self.ids.insert(id, key);
@@ -742,6 +778,7 @@ impl Scheduler {
         mut session: MediaSession,
         remote: SocketAddr,
         early: VecDeque<(Instant, SocketAddr, Box<[u8]>)>,
+        events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
     ) {
         if self.streams.is_empty() {
             self.tick = self.tick_at(Instant::now());
@@ -766,7 +803,9 @@ impl Scheduler {
                 session,
                 remote,
                 watches: Vec::new(),
+                intents: Watches::default(),
             })),
+            events,
             due_tick: 0,
         });
         self.ids.insert(id, key);
@@ -778,6 +817,13 @@ impl Scheduler {
             return;
         };
         let now = Instant::now();
+        let command = match command {
+            Command::Events(events) => {
+                stream.events = Some(events);
+                return;
+            }
+            command => command,
+        };
         let run = match &mut stream.state {
             State::Running(run) => run,
             State::Listening(_) => {
@@ -790,10 +836,21 @@ impl Scheduler {
                         };
                         // Placed anew, counted again on this worker.
                         self.worker.streams.fetch_add(1, Ordering::Relaxed);
-                        self.add(stream.id, stream.socket, session, remote, early);
+                        self.add(
+                            stream.id,
+                            stream.socket,
+                            session,
+                            remote,
+                            early,
+                            stream.events,
+                        );
                     }
                     Command::Forget | Command::Stop(_) => {
                         self.remove(key);
+                    }
+                    // No session yet: its status is that of none.
+                    Command::Apply(MediaIntent::Probe(watch)) => {
+                        send_events(stream.events.as_ref(), vec![MediaEvent::no_session(watch)]);
                     }
                     // Nothing else applies before the session: replies are dropped, so
                     // waiters see an error.
@@ -804,6 +861,12 @@ impl Scheduler {
         };
         match command {
             Command::With(f) => f(&mut run.session, now),
+            Command::Apply(intent) => {
+                let mut out = Vec::new();
+                run.intents.apply(&mut run.session, intent, now, &mut out);
+                send_events(stream.events.as_ref(), out);
+            }
+            Command::Events(_) => {}
             Command::Watch(condition, reply) => {
                 run.watches.push((condition, reply));
                 check_watches(run, now);
@@ -939,6 +1002,18 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::V6(std::net::SocketAddrV6::from(*v6)))
 }
 
+/// Hand a stream's events to its call (gone calls are not waited for).
+fn send_events(
+    to: Option<&tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
+    events: Vec<MediaEvent>,
+) {
+    if let Some(to) = to {
+        for event in events {
+            let _ = to.send(event);
+        }
+    }
+}
+
 /// Resolve the watches whose condition holds; drop those nobody waits for any more.
 fn check_watches(run: &mut Running, now: Instant) {
     let mut i = 0;
@@ -1006,6 +1081,66 @@ mod tests {
         assert!(ra.packets_sent >= 30, "{}", ra.packets_sent);
         assert_eq!(rb.receive.lost(), 0);
         assert_eq!(ra.frames_skipped, 0);
+    }
+
+    /// The next event of a stream, bounded.
+    async fn next(events: &mut tokio::sync::mpsc::UnboundedReceiver<MediaEvent>) -> MediaEvent {
+        tokio::time::timeout(Duration::from_secs(3), events.recv())
+            .await
+            .expect("an event within 3 s")
+            .expect("the stream is running")
+    }
+
+    #[tokio::test]
+    async fn intents_as_data_watch_a_tone_send_dtmf_and_report_the_status_back() {
+        let ports = PortRange::new(0, 0);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a_sock = ports.bind_std(ip).unwrap();
+        let b_sock = ports.bind(ip).await.unwrap();
+        let (a_addr, b_addr) = (a_sock.local_addr().unwrap(), b_sock.local_addr().unwrap());
+        // `a` listens first, as a call's stream does, and gets its events channel then.
+        let a = MediaHandle::listen_std(a_sock);
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        a.set_events(tx);
+        a.apply(MediaIntent::Probe(1));
+        assert_eq!(next(&mut events).await, MediaEvent::no_session(1));
+        a.start(session(700.0, 1300.0, 5), b_addr);
+        let b = MediaHandle::spawn(b_sock, session(1300.0, 700.0, 6), a_addr);
+        a.apply(MediaIntent::WatchTone {
+            watch: 2,
+            query: ToneQuery::single(1300.0).unwrap(),
+        });
+        a.apply(MediaIntent::WatchDtmf {
+            watch: 3,
+            digits: "4#".into(),
+        });
+        match next(&mut events).await {
+            MediaEvent::ToneHeard { watch: 2, onset } => {
+                assert!(onset < Duration::from_secs(1), "{onset:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        b.send_dtmf("4#").await.unwrap();
+        assert_eq!(
+            next(&mut events).await,
+            MediaEvent::DtmfReceived { watch: 3 }
+        );
+        a.apply(MediaIntent::Probe(4));
+        match next(&mut events).await {
+            MediaEvent::Status {
+                watch: 4,
+                level_dbfs: Some(_),
+                dtmf_received,
+                ..
+            } => assert_eq!(dtmf_received, "4#"),
+            other => panic!("{other:?}"),
+        }
+        a.stop().await.unwrap();
+        b.stop().await.unwrap();
+        assert!(
+            events.recv().await.is_none(),
+            "a stopped stream drops its sender"
+        );
     }
 
     #[tokio::test]

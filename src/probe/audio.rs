@@ -10,7 +10,6 @@ use sipcheck_core::media::g711::Codec;
 use sipcheck_core::media::session::{MediaConfig, MediaReport, MediaSession};
 use sipcheck_core::media::tone::{Playlist, PlaylistItem, Tone, ToneQuery};
 use sipcheck_core::media::wav;
-use sipcheck_core::rtp::source::StrayStats;
 use sipcheck_core::sdp::{Direction, LocalMedia, Negotiated};
 
 use super::ProbeError;
@@ -306,55 +305,7 @@ impl PreparedAudio {
     }
 }
 
-/// A remark for a failed media check when RTP that was not the peer's arrived at the call's
-/// port (set aside: never the peer's audio, loss or jitter), naming where it came from.
-pub(crate) fn stray_note(stray: &StrayStats) -> String {
-    if stray.packets() == 0 {
-        return String::new();
-    }
-    let mut parts = Vec::new();
-    if stray.other_address > 0 {
-        parts.push(format!(
-            "{} from {} other source{} (first {})",
-            stray.other_address,
-            stray.sources,
-            if stray.sources == 1 { "" } else { "s" },
-            stray
-                .first_source
-                .map_or_else(|| "unknown".to_string(), |a| a.to_string())
-        ));
-    }
-    if stray.other_ssrc > 0 {
-        parts.push(format!(
-            "{} of a second SSRC {:#010x} interleaved with the peer's",
-            stray.other_ssrc,
-            stray.first_ssrc.unwrap_or_default()
-        ));
-    }
-    format!(
-        "; {} stray RTP packet{} ignored: {}",
-        stray.packets(),
-        if stray.packets() == 1 { "" } else { "s" },
-        parts.join(", ")
-    )
-}
-
-/// Lateness of a media thread beyond which its own timing can explain a failed media check.
-const OVERLOAD_LATE_US: u64 = 20_000;
-
-/// A remark for a failed media check when sipcheck's own media thread was behind on this call
-/// (frames skipped, or frames sent more than 20 ms late): the failure may be the generator's,
-/// not the far end's.
-pub(crate) fn overload_note((skipped, worst_us): (u64, u64)) -> String {
-    if skipped == 0 && worst_us <= OVERLOAD_LATE_US {
-        return String::new();
-    }
-    format!(
-        "; sipcheck itself was behind on this call ({skipped} frames skipped, up to {:.0} ms \
-         late): see the generator figures before blaming the far end",
-        worst_us as f64 / 1000.0
-    )
-}
+pub(crate) use sipcheck_core::ua::script::{overload_note, stray_note};
 
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)

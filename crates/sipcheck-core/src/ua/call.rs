@@ -116,6 +116,17 @@ pub struct CallId {
     generation: u32,
 }
 
+#[cfg(test)]
+impl CallId {
+    /// An id for tests of the layers above the endpoint.
+    pub(crate) const fn for_test(index: u32) -> Self {
+        Self {
+            index,
+            generation: 0,
+        }
+    }
+}
+
 impl fmt::Display for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "call{}.{}", self.index, self.generation)

@@ -5,3 +5,4 @@ pub mod call;
 pub mod register;
 pub mod registration;
 pub mod renewal;
+pub mod script;

@@ -1,0 +1,394 @@
+//! What a call's script asks of its media stream, as data ([`MediaIntent`]), and what the
+//! stream tells back ([`MediaEvent`]).
+//!
+//! The script (`ua::script`) never touches a [`MediaSession`]: it emits intents, the driver of
+//! the stream applies them on the thread that owns the session ([`Watches::apply`]) and runs
+//! [`Watches::check`] after each of the stream's frame ticks, sending back the events.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::dtmf::DtmfConfig;
+use super::session::MediaSession;
+use super::tone::{Playlist, ToneQuery, WatchId};
+use crate::sdp::Negotiated;
+
+/// The level under which received audio counts as silence, in dBFS.
+pub const SILENCE_DBFS: f64 = -50.0;
+
+/// One thing a call's script asks of its media stream.
+#[derive(Debug, Clone)]
+pub enum MediaIntent {
+    /// Start the session on the stream's socket with this negotiated media (the session's
+    /// local parameters — jitter buffer, recording — are the driver's).
+    Start(Box<Negotiated>),
+    /// Send to a new remote address (the answer moved it).
+    Remote(SocketAddr),
+    /// Follow new media of the call (a re-INVITE or UPDATE either way): the remote address,
+    /// whether we send, whether RTP is expected.
+    Follow(Box<Negotiated>),
+    /// Start or stop sending (RFC 3261 §15.1.1: media stops once the BYE is sent).
+    SetSending(bool),
+    /// Replace what is played from the next frame on.
+    Play(Playlist),
+    /// Report [`MediaEvent::ToneHeard`] when a tone matching `query` is heard, from now on.
+    WatchTone {
+        /// The script's name for this watch.
+        watch: u32,
+        /// What to look for.
+        query: ToneQuery,
+    },
+    /// Report [`MediaEvent::SilenceHeld`] once what is received has stayed under
+    /// [`SILENCE_DBFS`] for `duration`.
+    WatchSilence {
+        /// The script's name for this watch.
+        watch: u32,
+        /// How long the silence must hold.
+        duration: Duration,
+    },
+    /// Report [`MediaEvent::DtmfReceived`] once the digits received end with `digits`.
+    WatchDtmf {
+        /// The script's name for this watch.
+        watch: u32,
+        /// The digits expected.
+        digits: String,
+    },
+    /// Forget a watch that has not fired (its wait is over).
+    Unwatch(u32),
+    /// Send DTMF digits as RFC 4733 events.
+    SendDtmf {
+        /// The digits.
+        digits: String,
+        /// Their pacing (the ptime is the session's).
+        config: DtmfConfig,
+    },
+    /// Report [`MediaEvent::Status`] now, named `watch`.
+    Probe(u32),
+}
+
+/// What a media stream tells its call's script.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A watched tone was heard.
+    ToneHeard {
+        /// The watch.
+        watch: u32,
+        /// Its onset, from the moment the watch was set.
+        onset: Duration,
+    },
+    /// A watched silence held for its duration.
+    SilenceHeld {
+        /// The watch.
+        watch: u32,
+    },
+    /// The watched DTMF digits arrived.
+    DtmfReceived {
+        /// The watch.
+        watch: u32,
+    },
+    /// A watch could not be set (the detector refused its query).
+    WatchRefused {
+        /// The watch.
+        watch: u32,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The stream's state, as asked by [`MediaIntent::Probe`].
+    Status {
+        /// The probe's name.
+        watch: u32,
+        /// The level of the last block played out, dBFS (`None` before any).
+        level_dbfs: Option<f64>,
+        /// How far behind its schedule the stream's driver was: frames skipped, the worst
+        /// lateness of a frame in microseconds.
+        behind: (u64, u64),
+        /// The DTMF digits received so far.
+        dtmf_received: String,
+    },
+}
+
+impl MediaEvent {
+    /// The status of a stream that has no session (it never started or has stopped).
+    #[must_use]
+    pub fn no_session(watch: u32) -> Self {
+        MediaEvent::Status {
+            watch,
+            level_dbfs: None,
+            behind: (0, 0),
+            dtmf_received: String::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Watch {
+    Tone {
+        id: WatchId,
+        from_sample: u64,
+    },
+    Silence {
+        duration: Duration,
+        since: Option<Instant>,
+    },
+    Dtmf {
+        digits: String,
+        seen: usize,
+    },
+}
+
+/// The watches set on one stream by [`MediaIntent`]s, resolved against its session.
+#[derive(Debug, Default)]
+pub struct Watches {
+    list: Vec<(u32, Watch)>,
+}
+
+impl Watches {
+    /// Whether no watch is waiting (nothing to check after a tick).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Apply an intent to `session` at `now`; the events it produces at once go to `out`.
+    /// Intents about the stream rather than the session ([`MediaIntent::Start`],
+    /// [`MediaIntent::Remote`], [`MediaIntent::Follow`]) are the driver's and are ignored here.
+    pub fn apply(
+        &mut self,
+        session: &mut MediaSession,
+        intent: MediaIntent,
+        now: Instant,
+        out: &mut Vec<MediaEvent>,
+    ) {
+        match intent {
+            MediaIntent::Start(_) | MediaIntent::Remote(_) | MediaIntent::Follow(_) => {}
+            MediaIntent::SetSending(send) => session.set_sending(send),
+            MediaIntent::Play(playlist) => session.set_source(playlist),
+            MediaIntent::WatchTone { watch, query } => match session.expect_tone(query) {
+                Ok(id) => {
+                    let from_sample = session.samples_played();
+                    self.list.push((watch, Watch::Tone { id, from_sample }));
+                    self.check(session, now, out);
+                }
+                Err(e) => out.push(MediaEvent::WatchRefused {
+                    watch,
+                    reason: e.to_string(),
+                }),
+            },
+            MediaIntent::WatchSilence { watch, duration } => {
+                self.list.push((
+                    watch,
+                    Watch::Silence {
+                        duration,
+                        since: None,
+                    },
+                ));
+                self.check(session, now, out);
+            }
+            MediaIntent::WatchDtmf { watch, digits } => {
+                self.list.push((watch, Watch::Dtmf { digits, seen: 0 }));
+                self.check(session, now, out);
+            }
+            MediaIntent::Unwatch(watch) => self.list.retain(|(w, _)| *w != watch),
+            MediaIntent::SendDtmf { digits, config } => {
+                // The script checked the digits and telephone-event before asking.
+                let _ = session.send_dtmf(&digits, config);
+            }
+            MediaIntent::Probe(watch) => out.push(MediaEvent::Status {
+                watch,
+                level_dbfs: session.last_level_dbfs(),
+                behind: session.generator_behind(),
+                dtmf_received: session.dtmf_received(),
+            }),
+        }
+    }
+
+    /// Resolve the watches that hold at `now` (after a frame tick): their events go to `out`
+    /// and they are dropped.
+    pub fn check(&mut self, session: &MediaSession, now: Instant, out: &mut Vec<MediaEvent>) {
+        self.list.retain_mut(|(watch, kind)| {
+            let event = match kind {
+                Watch::Tone { id, from_sample } => {
+                    session.detection(*id).map(|d| MediaEvent::ToneHeard {
+                        watch: *watch,
+                        onset: Duration::from_micros(
+                            d.onset_sample.saturating_sub(*from_sample) * 125,
+                        ),
+                    })
+                }
+                Watch::Silence { duration, since } => match session.last_level_dbfs() {
+                    Some(l) if l < SILENCE_DBFS => {
+                        let since = *since.get_or_insert(now);
+                        (now.duration_since(since) >= *duration)
+                            .then_some(MediaEvent::SilenceHeld { watch: *watch })
+                    }
+                    _ => {
+                        *since = None;
+                        None
+                    }
+                },
+                Watch::Dtmf { digits, seen } => {
+                    // Rebuild the digit string only when a new event has arrived.
+                    let events = session.dtmf_events();
+                    if events == *seen {
+                        None
+                    } else {
+                        *seen = events;
+                        session
+                            .dtmf_received()
+                            .ends_with(digits.as_str())
+                            .then_some(MediaEvent::DtmfReceived { watch: *watch })
+                    }
+                }
+            };
+            match event {
+                Some(event) => {
+                    out.push(event);
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::IdGen;
+    use crate::media::g711::Codec;
+    use crate::media::session::{MediaConfig, MAX_PACKET};
+    use crate::media::tone::{AudioSource, Tone, ToneGenerator};
+    use crate::rtp::packet::{write_packet, RtpHeader};
+
+    const PEER: ([u8; 4], u16) = ([192, 0, 2, 1], 4000);
+
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    /// Packet `i` of a PCMU stream: a 1 kHz tone when `loud`, else digital silence.
+    fn packet(i: u32, tone: &mut ToneGenerator, loud: bool) -> Vec<u8> {
+        let mut pcm = [0i16; 160];
+        if loud {
+            tone.fill(&mut pcm);
+        }
+        let mut payload = [0u8; 160];
+        Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
+        let header = RtpHeader {
+            marker: i == 0,
+            payload_type: 0,
+            sequence: i as u16,
+            timestamp: 160 * i,
+            ssrc: 0x5151,
+        };
+        let mut buf = [0u8; MAX_PACKET];
+        let len = write_packet(&header, &payload, &mut buf).unwrap();
+        buf[..len].to_vec()
+    }
+
+    /// Runs 20 ms ticks `from..to` of a far end loud while `loud(i)`, checking the watches
+    /// after each; the events with the tick they came at.
+    fn drive(
+        s: &mut MediaSession,
+        w: &mut Watches,
+        t0: Instant,
+        ticks: std::ops::Range<u32>,
+        loud: impl Fn(u32) -> bool,
+    ) -> Vec<(u32, MediaEvent)> {
+        let mut tone = ToneGenerator::new(&Tone::single(1000.0, -10.0).unwrap());
+        let mut out = [0u8; MAX_PACKET];
+        let mut events = Vec::new();
+        for i in ticks {
+            let now = t0 + Duration::from_millis(20) * i;
+            s.handle_packet(now, SocketAddr::from(PEER), &packet(i, &mut tone, loud(i)));
+            while s.poll_transmit(now, &mut out).is_some() {}
+            let mut got = Vec::new();
+            w.check(s, now, &mut got);
+            events.extend(got.into_iter().map(|e| (i, e)));
+        }
+        events
+    }
+
+    fn session(t0: Instant) -> MediaSession {
+        let mut s = MediaSession::new(
+            t0,
+            MediaConfig::new(Codec::Pcmu),
+            Playlist::new(vec![]),
+            &mut IdGen::new(3),
+        )
+        .unwrap();
+        s.set_peer_address(SocketAddr::from(PEER));
+        s
+    }
+
+    #[test]
+    fn a_silence_watch_fires_once_the_silence_has_held_and_restarts_on_sound() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        w.apply(
+            &mut s,
+            MediaIntent::WatchSilence {
+                watch: 9,
+                duration: Duration::from_millis(400),
+            },
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        // Loud for 1 s, silent 100 ms, loud again, then silent for good from tick 60.
+        let events = drive(&mut s, &mut w, t0, 0..120, |i| {
+            i < 50 || (55..60).contains(&i)
+        });
+        assert_eq!(events.len(), 1, "{events:?}");
+        let (tick, event) = &events[0];
+        assert_eq!(*event, MediaEvent::SilenceHeld { watch: 9 });
+        // 400 ms of silence counted from the first silent block played out after tick 60
+        // (plus the jitter buffer's delay), never from the short gap.
+        assert!((80..=95).contains(tick), "fired at tick {tick}");
+        assert!(w.is_empty(), "a fired watch is dropped");
+    }
+
+    #[test]
+    fn a_tone_watch_reports_its_onset_from_when_it_was_set_and_unwatch_forgets_it() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        drive(&mut s, &mut w, t0, 0..25, |_| false);
+        let query = ToneQuery::single(1000.0).unwrap();
+        w.apply(
+            &mut s,
+            MediaIntent::WatchTone { watch: 1, query },
+            t0,
+            &mut out,
+        );
+        w.apply(
+            &mut s,
+            MediaIntent::WatchTone { watch: 2, query },
+            t0,
+            &mut out,
+        );
+        w.apply(&mut s, MediaIntent::Unwatch(2), t0, &mut out);
+        let events = drive(&mut s, &mut w, t0, 25..75, |i| i >= 50);
+        assert_eq!(events.len(), 1, "{events:?}");
+        match &events[0].1 {
+            MediaEvent::ToneHeard { watch: 1, onset } => {
+                // The tone starts 25 ticks (500 ms) after the watch, give or take the
+                // jitter buffer and a block.
+                assert!(
+                    (Duration::from_millis(460)..=Duration::from_millis(600)).contains(onset),
+                    "{onset:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        w.apply(&mut s, MediaIntent::Probe(3), t0, &mut out);
+        assert!(
+            matches!(&out[..], [MediaEvent::Status { watch: 3, level_dbfs: Some(l), .. }] if *l > -20.0),
+            "{out:?}"
+        );
+    }
+}

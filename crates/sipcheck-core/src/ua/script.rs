@@ -1,0 +1,1786 @@
+//! One call of one user agent, running its role's steps in order, as a sans-IO state machine.
+//!
+//! The steps of a role from its first call-level step on (`call`, `answer`, `reject`, `ring`
+//! …) run once per call: a caller's when the load plan starts a call, a callee's for each
+//! call it receives. A step that fails records a [`Failure`] (with its line in the scenario)
+//! and ends the script; the call is then hung up. Every wait is bounded.
+//!
+//! The machine takes the call's events ([`CallScript::handle_call_event`]), what its media
+//! stream reports ([`CallScript::handle_media_event`]), the replies to the commands that
+//! have one ([`CallScript::handle_placed`], [`CallScript::handle_accepted`],
+//! [`CallScript::handle_reinvite_sent`]), time ([`CallScript::handle_timeout`]), Ctrl-C
+//! ([`CallScript::stop`]) and the end of the load ([`CallScript::load_done`]). It hands back
+//! [`ScriptCommand`]s (SIP intents for the call's agent, [`MediaIntent`]s for its media
+//! stream), its next deadline ([`CallScript::poll_timeout`]) and, once
+//! [`CallScript::is_done`], the call's [`CallResult`] ([`CallScript::finish`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::media::dtmf::{DtmfConfig, DtmfSender};
+use crate::media::intent::{MediaEvent, MediaIntent};
+use crate::media::session::{MediaConfig, MediaError, MediaReport};
+use crate::media::tone::{Playlist, PlaylistItem, ToneQuery};
+use crate::rtp::source::StrayStats;
+use crate::scenario::model::{Expectation, HoldMode, Located, PlayItem, Step, WaitEvent};
+use crate::scenario::text::Fill;
+use crate::sdp::{self, LocalMedia, Negotiated};
+use crate::stats::ladder::RawLadder;
+use crate::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
+use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
+
+#[cfg(test)]
+mod tests;
+
+/// How long a step may wait for the call to be answered when it needs media (unless the
+/// `call` step says otherwise).
+pub const ANSWER_WAIT: Duration = Duration::from_secs(32);
+/// How long a hang-up may take to complete.
+pub const END_WAIT: Duration = Duration::from_secs(35);
+/// An answered call whose RTP stops for longer than this fails.
+pub const RTP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a `hold` or `resume` step waits for its re-INVITE's final response (a little
+/// more than Timer B, after which the call ends with BYE).
+pub const REINVITE_WAIT: Duration = Duration::from_secs(33);
+/// How long `wait_for` waits at most, when the load does not end.
+const WAIT_FOR_MAX: Duration = Duration::from_secs(3600);
+/// How long a failing media check waits for its stream's status (levels, digits received).
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+/// The worst lateness of a frame, in microseconds, past which a failed media check says
+/// that sipcheck itself was behind.
+const OVERLOAD_LATE_US: u64 = 20_000;
+
+/// Whether a step belongs to each call (as opposed to the user agent's set-up).
+#[must_use]
+pub fn is_call_step(step: &Step) -> bool {
+    !matches!(step, Step::Register { .. } | Step::Unregister)
+}
+
+/// What a call's script knows of its user agent and run.
+#[derive(Debug, Clone)]
+pub struct ScriptConfig {
+    /// The role of the user agent.
+    pub role: String,
+    /// Caller or callee.
+    pub side: Side,
+    /// The user agent's account name.
+    pub user: String,
+    /// The domain of its account (`{domain}` in a `call` step's `to`).
+    pub account_domain: String,
+    /// The peer's account name (`{peer}`), empty when none.
+    pub peer_user: String,
+    /// The domain a bare user in `to` is completed with.
+    pub domain: String,
+    /// Whether the call carries RTP (`media: { rtp: false }`: signaling only).
+    pub rtp: bool,
+    /// The WAV files of `play` steps, by path, as 8 kHz samples.
+    pub wavs: Arc<HashMap<String, Arc<[i16]>>>,
+    /// When the call was scheduled to start, from the run's start (callers).
+    pub scheduled: Option<Duration>,
+    /// How late the call started against its schedule.
+    pub start_lag: Duration,
+}
+
+/// What the script asks of its call's agent and media stream.
+#[derive(Debug, Clone)]
+pub enum ScriptCommand {
+    /// Place the call to this Request-URI, offering our media from a new RTP socket (read
+    /// from now on, RFC 3264 §5.1); reply with [`CallScript::handle_placed`].
+    Invite {
+        /// The Request-URI (and To).
+        target: String,
+    },
+    /// Send 180 Ringing.
+    Ring,
+    /// Answer with our media from a new RTP socket; reply with [`CallScript::handle_accepted`].
+    Accept,
+    /// Refuse the call with this status.
+    Reject(u16),
+    /// BYE, CANCEL or refusal, as the call's state requires.
+    Hangup,
+    /// CANCEL (or BYE once answered).
+    Cancel,
+    /// A re-INVITE offering this media (hold, resume); reply with
+    /// [`CallScript::handle_reinvite_sent`], its outcome comes as a call event.
+    Reinvite(Box<LocalMedia>),
+    /// Something for the call's media stream.
+    Media(MediaIntent),
+}
+
+/// Why a command with a reply could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// The host of the Request-URI has no address.
+    Unresolved,
+    /// No RTP socket could be opened.
+    NoRtpSocket(String),
+    /// The agent refused the operation.
+    Refused(String),
+    /// The role's transport is gone.
+    TransportGone,
+}
+
+/// A placed call: its SIP Call-ID and our media as offered.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// The SIP Call-ID.
+    pub call_id: String,
+    /// Our offer.
+    pub local: LocalMedia,
+}
+
+/// What a call's media session is configured with, from the negotiated media and the
+/// stream's local settings.
+#[must_use]
+pub fn media_config(negotiated: &Negotiated, jitter_frames: usize, record: bool) -> MediaConfig {
+    let mut config = MediaConfig::new(negotiated.codec);
+    config.payload_type = negotiated.payload_type;
+    config.telephone_event_pt = negotiated.telephone_event_pt;
+    config.ptime = session_ptime(negotiated);
+    config.send = negotiated.direction.sends();
+    config.jitter_buffer_frames = jitter_frames.max(1);
+    config.record = record;
+    config
+}
+
+fn session_ptime(negotiated: &Negotiated) -> Duration {
+    Duration::from_millis(u64::from(negotiated.ptime_ms.clamp(10, 60)))
+}
+
+/// A remark for a failed media check when RTP that was not the peer's arrived at the call's
+/// port (set aside: never the peer's audio, loss or jitter), naming where it came from.
+#[must_use]
+pub fn stray_note(stray: &StrayStats) -> String {
+    if stray.packets() == 0 {
+        return String::new();
+    }
+    let mut parts = Vec::new();
+    if stray.other_address > 0 {
+        parts.push(format!(
+            "{} from {} other source{} (first {})",
+            stray.other_address,
+            stray.sources,
+            if stray.sources == 1 { "" } else { "s" },
+            stray
+                .first_source
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string())
+        ));
+    }
+    if stray.other_ssrc > 0 {
+        parts.push(format!(
+            "{} of a second SSRC {:#010x} interleaved with the peer's",
+            stray.other_ssrc,
+            stray.first_ssrc.unwrap_or_default()
+        ));
+    }
+    format!(
+        "; {} stray RTP packet{} ignored: {}",
+        stray.packets(),
+        if stray.packets() == 1 { "" } else { "s" },
+        parts.join(", ")
+    )
+}
+
+/// A remark for a failed media check when sipcheck's own media thread was behind on this call
+/// (frames skipped, or a frame more than 20 ms late): the far end is then not to blame.
+#[must_use]
+pub fn overload_note((skipped, worst_us): (u64, u64)) -> String {
+    if skipped == 0 && worst_us <= OVERLOAD_LATE_US {
+        return String::new();
+    }
+    format!(
+        "; sipcheck itself was behind on this call ({skipped} frames skipped, up to {:.0} ms \
+         late): see the generator figures before blaming the far end",
+        worst_us as f64 / 1000.0
+    )
+}
+
+/// The failure family of a call's end.
+#[must_use]
+pub fn kind_of(reason: &CallEndReason) -> FailureKind {
+    match reason {
+        CallEndReason::Rejected { code, .. } => FailureKind::SipCode(*code),
+        CallEndReason::Declined { code } => FailureKind::SipCode(*code),
+        CallEndReason::Timeout { timer, .. } => FailureKind::Timer(timer.to_string()),
+        CallEndReason::AuthRejected { .. }
+        | CallEndReason::NoCredentials { .. }
+        | CallEndReason::AuthFailed { .. } => FailureKind::AuthRejected,
+        CallEndReason::CodecRefused | CallEndReason::MediaFailed(_) => FailureKind::CodecRefused,
+        CallEndReason::NoAck { .. } => FailureKind::Timer("Timer H".into()),
+        CallEndReason::TransportError => FailureKind::Transport,
+        CallEndReason::Cancelled | CallEndReason::CancelledByRemote => FailureKind::Signalling,
+        CallEndReason::CancelFailed {
+            cancel_code: Some(code),
+            ..
+        } if !(200..300).contains(code) => FailureKind::CancelFailed(code.to_string()),
+        CallEndReason::CancelFailed { .. } => FailureKind::CancelFailed("no_487".into()),
+        CallEndReason::DialogLost { code } => FailureKind::SipCode(*code),
+        _ => FailureKind::Other,
+    }
+}
+
+/// `2001` → `sip:2001@domain`; `sip:` added when missing.
+#[must_use]
+pub fn normalize_uri(to: &str, domain: &str) -> Option<String> {
+    let to = to.trim();
+    if to.is_empty() {
+        return None;
+    }
+    let with_scheme = if to.starts_with("sip:") || to.starts_with("sips:") {
+        to.to_string()
+    } else {
+        format!("sip:{to}")
+    };
+    let rest = with_scheme
+        .split_once(':')
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    if rest.contains('@') || rest.contains('.') || rest.contains('[') {
+        Some(with_scheme)
+    } else {
+        Some(format!("{with_scheme}@{domain}"))
+    }
+}
+
+/// What ends a wait early (besides the call's end, a fired watch and the deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Only the call's end.
+    Ended,
+    /// Nothing: the wait runs its time (unless the call ends).
+    Time,
+    /// The call is answered.
+    Answered,
+    /// 180/183, or the answer.
+    Ringing,
+    /// The answer, when the final response expected is a success.
+    Final(u16),
+    /// The outcome of our re-INVITE.
+    Reinvite,
+}
+
+/// What to do when a wait (or a reply, or a probe) is over.
+#[derive(Debug, Clone)]
+enum Then {
+    /// `call`: the reply to the INVITE command.
+    Placed { timeout: Duration, target: String },
+    /// `answer`: the ring time is over.
+    AnswerRang,
+    /// `answer`: the reply to the accept command.
+    Accepted,
+    /// A step that needs the call answered: it is (or will never be).
+    Answer(Next),
+    /// `reject`: the ring time is over.
+    RejectRang(u16),
+    /// The step holds once the wait is over (it waited for the call's end).
+    Pass,
+    /// `ring`, `wait`: the time is over, unless the call ended.
+    Elapsed,
+    /// `hangup`: the delay is over.
+    HangupAfter,
+    /// `cancel`: the delay is over.
+    CancelAfter,
+    /// `cancel`: the call ended (or did not).
+    Cancelled,
+    /// `wait_for`.
+    WaitFor(WaitEvent),
+    /// `expect: ringing`.
+    Ringing(Duration),
+    /// `expect: answered`.
+    Answered(Duration),
+    /// `expect: final`.
+    Final(u16),
+    /// `expect: tone`: heard, or not in time.
+    Tone { label: String, within: Duration },
+    /// `expect: tone` not heard: the stream's status names what was received.
+    ToneMissing { label: String, within: Duration },
+    /// `expect: silence`.
+    Silence(Duration),
+    /// `expect: dtmf`.
+    Dtmf(String),
+    /// `expect: dtmf` not received: the stream's status names what was.
+    DtmfMissing(String),
+    /// `hold`, `resume`: the reply to the re-INVITE command.
+    ReinviteSent(&'static str),
+    /// `hold`, `resume`: the re-INVITE's outcome.
+    Reinvited(&'static str),
+    /// The script is over and so is the call.
+    Finished,
+}
+
+/// What a step does once the call is answered.
+#[derive(Debug, Clone)]
+enum Next {
+    /// `answer`: nothing more.
+    Up,
+    Play(Vec<PlayItem>),
+    Tone {
+        frequencies: Vec<f64>,
+        within: Duration,
+        min_snr: f64,
+        min_duration: Duration,
+    },
+    Silence {
+        duration: Duration,
+        within: Duration,
+    },
+    ExpectDtmf {
+        digits: String,
+        within: Duration,
+    },
+    SendDtmf {
+        digits: String,
+        config: DtmfConfig,
+    },
+    Reinvite(Option<HoldMode>),
+}
+
+#[derive(Debug)]
+struct Wait {
+    deadline: Instant,
+    until: Until,
+    /// The media watch whose firing ends the wait.
+    watch: Option<u32>,
+    /// The watch's event, once fired.
+    fired: Option<MediaEvent>,
+    /// `wait_for`: listens for the end of the load.
+    load_bound: bool,
+    /// When a `wait_for` gives up: [`END_WAIT`] after the load is over.
+    give_up: Option<Instant>,
+    /// Ctrl-C came during this wait: it lasts until the call ends, bounded.
+    winding_down: bool,
+    then: Then,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Ready for the next step.
+    Step,
+    /// Waiting for the reply to a command.
+    Reply(Then),
+    /// Waiting for events, a watch or time.
+    Wait(Wait),
+    /// Waiting for the media stream's status.
+    Probe {
+        watch: u32,
+        deadline: Instant,
+        then: Then,
+    },
+    /// The result is ready.
+    Done,
+}
+
+/// How a wait ended.
+struct WaitEnd {
+    fired: Option<MediaEvent>,
+    gave_up: bool,
+}
+
+/// The step under way.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    index: usize,
+    began: Instant,
+    failures: usize,
+}
+
+/// One call's script (see the module documentation).
+#[derive(Debug)]
+pub struct CallScript {
+    cfg: ScriptConfig,
+    steps: Arc<Vec<Located<Step>>>,
+    next: usize,
+    current: Option<Current>,
+    phase: Phase,
+    commands: VecDeque<ScriptCommand>,
+    started: Instant,
+    /// The call exists (placed, or received): commands about it apply, its events come.
+    placed: bool,
+    /// Its events still come (the agent has not gone).
+    events_open: bool,
+    call_id: String,
+    /// The media as last negotiated, once the stream's session started.
+    media: Option<Negotiated>,
+    /// telephone-event and ptime of the session as started (DTMF is sent with them).
+    session_dtmf: Option<(Option<u8>, Duration)>,
+    ringing: bool,
+    answered: bool,
+    record: Option<CallRecord>,
+    failures: Vec<Failure>,
+    tone_onsets: Vec<Duration>,
+    audio_checked: u32,
+    audio_verified: u32,
+    dtmf_checked: u32,
+    dtmf_verified: u32,
+    interrupted: bool,
+    stop_requested: bool,
+    load_done_at: Option<Instant>,
+    steps_run: Vec<StepRun>,
+    /// The end the next step waits for (`wait_for: bye` / `cancel`): a waiting step cut
+    /// short by exactly that end has not failed, the script goes on to that `wait_for`.
+    awaited_end: Option<CallEndReason>,
+    /// How long steps wait for the answer (the `call` step's timeout).
+    answer_wait: Duration,
+    /// Our media as first offered or answered (what `hold` holds and `resume` restores).
+    local: Option<LocalMedia>,
+    reinvite_pending: bool,
+    reinvite_outcome: Option<Result<(), u16>>,
+    /// The step that hung up (its name, line, column), to name when the BYE fails.
+    bye_step: Option<(&'static str, u32, u32)>,
+    next_watch: u32,
+}
+
+impl CallScript {
+    /// A caller's call, starting at `now`: `steps` from its `call` step on. Nothing runs
+    /// before [`Self::start`].
+    #[must_use]
+    pub fn caller(now: Instant, cfg: ScriptConfig, steps: Arc<Vec<Located<Step>>>) -> Self {
+        Self::new(now, cfg, steps)
+    }
+
+    /// A callee's call: an incoming call with this SIP Call-ID, received at `now`, answered
+    /// by `steps` from its first call-level step. Nothing runs before [`Self::start`].
+    #[must_use]
+    pub fn callee(
+        now: Instant,
+        cfg: ScriptConfig,
+        steps: Arc<Vec<Located<Step>>>,
+        call_id: String,
+    ) -> Self {
+        let mut script = Self::new(now, cfg, steps);
+        script.placed = true;
+        script.call_id = call_id;
+        script
+    }
+
+    /// Run the first step (unless [`Self::stop`] came first: then none runs).
+    pub fn start(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    fn new(now: Instant, cfg: ScriptConfig, steps: Arc<Vec<Located<Step>>>) -> Self {
+        Self {
+            cfg,
+            steps,
+            next: 0,
+            current: None,
+            phase: Phase::Step,
+            commands: VecDeque::new(),
+            started: now,
+            placed: false,
+            events_open: true,
+            call_id: String::new(),
+            media: None,
+            session_dtmf: None,
+            ringing: false,
+            answered: false,
+            record: None,
+            failures: Vec::new(),
+            tone_onsets: Vec::new(),
+            audio_checked: 0,
+            audio_verified: 0,
+            dtmf_checked: 0,
+            dtmf_verified: 0,
+            interrupted: false,
+            stop_requested: false,
+            load_done_at: None,
+            steps_run: Vec::new(),
+            awaited_end: None,
+            answer_wait: ANSWER_WAIT,
+            local: None,
+            reinvite_pending: false,
+            reinvite_outcome: None,
+            bye_step: None,
+            next_watch: 0,
+        }
+    }
+
+    // --- inputs -------------------------------------------------------------------------
+
+    /// An event of the call (as its agent forwards them).
+    pub fn handle_call_event<D>(&mut self, now: Instant, event: CallEvent<D>) {
+        match event {
+            CallEvent::Progress { code, .. } if code == 180 || code == 183 => {
+                self.ringing = true;
+            }
+            CallEvent::EarlyMedia { negotiated, .. } => {
+                self.ringing = true;
+                self.start_media(negotiated);
+            }
+            CallEvent::Answered { negotiated, .. } => {
+                self.answered = true;
+                if self.media.is_some() {
+                    self.media_intent(MediaIntent::Remote(negotiated.remote_rtp));
+                    self.media = Some(negotiated);
+                } else {
+                    self.start_media(negotiated);
+                }
+            }
+            CallEvent::MediaUpdated { negotiated, .. } => {
+                if self.media.is_some() {
+                    self.media_intent(MediaIntent::Follow(Box::new(negotiated.clone())));
+                    self.media = Some(negotiated);
+                }
+                if self.reinvite_pending {
+                    self.reinvite_pending = false;
+                    self.reinvite_outcome = Some(Ok(()));
+                }
+            }
+            CallEvent::UpdateFailed { code, .. } if self.reinvite_pending => {
+                self.reinvite_pending = false;
+                self.reinvite_outcome = Some(Err(code));
+            }
+            CallEvent::Ended { record, .. } => self.record = Some(*record),
+            _ => {}
+        }
+        self.advance(now);
+    }
+
+    /// The call's events stopped coming without its end (its agent is gone): waits end.
+    pub fn events_closed(&mut self, now: Instant) {
+        self.events_open = false;
+        self.advance(now);
+    }
+
+    /// What the call's media stream reports.
+    pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
+        match &mut self.phase {
+            Phase::Wait(wait) => {
+                let id = match &event {
+                    MediaEvent::ToneHeard { watch, .. }
+                    | MediaEvent::SilenceHeld { watch }
+                    | MediaEvent::DtmfReceived { watch }
+                    | MediaEvent::WatchRefused { watch, .. } => Some(*watch),
+                    MediaEvent::Status { .. } => None,
+                };
+                if id.is_some() && id == wait.watch && !self.interrupted {
+                    wait.fired = Some(event);
+                }
+            }
+            Phase::Probe { watch, .. } => {
+                if matches!(&event, MediaEvent::Status { watch: w, .. } if w == watch) {
+                    let Phase::Probe { then, .. } = std::mem::replace(&mut self.phase, Phase::Step)
+                    else {
+                        unreachable!("matched as a probe")
+                    };
+                    self.resume_probe(now, then, Some(event));
+                }
+            }
+            _ => {}
+        }
+        self.advance(now);
+    }
+
+    /// The reply to [`ScriptCommand::Invite`].
+    pub fn handle_placed(&mut self, now: Instant, placed: Result<Placed, CommandError>) {
+        if !matches!(self.phase, Phase::Reply(Then::Placed { .. })) {
+            return;
+        }
+        let Phase::Reply(Then::Placed { timeout, target }) =
+            std::mem::replace(&mut self.phase, Phase::Step)
+        else {
+            unreachable!("matched as placing")
+        };
+        let ok = match placed {
+            Ok(placed) => {
+                self.placed = true;
+                self.call_id = placed.call_id;
+                self.local = Some(placed.local);
+                self.answer_wait = timeout;
+                true
+            }
+            Err(CommandError::Unresolved) => {
+                self.fail(
+                    FailureKind::Other,
+                    format!("cannot resolve the host of {target}"),
+                );
+                false
+            }
+            Err(CommandError::NoRtpSocket(e)) => {
+                self.fail(FailureKind::Other, format!("no RTP socket: {e}"));
+                false
+            }
+            Err(CommandError::Refused(e)) => {
+                self.fail(FailureKind::Other, format!("cannot place the call: {e}"));
+                false
+            }
+            Err(CommandError::TransportGone) => {
+                self.fail(FailureKind::Transport, "the role's transport is gone");
+                false
+            }
+        };
+        self.step_done(now, ok);
+        self.advance(now);
+    }
+
+    /// The reply to [`ScriptCommand::Accept`]: our media and the negotiated media (`None`
+    /// for a delayed offer, negotiated with the ACK).
+    pub fn handle_accepted(
+        &mut self,
+        now: Instant,
+        accepted: Result<(LocalMedia, Option<Negotiated>), CommandError>,
+    ) {
+        if !matches!(self.phase, Phase::Reply(Then::Accepted)) {
+            return;
+        }
+        self.phase = Phase::Step;
+        match accepted {
+            Ok((local, negotiated)) => {
+                self.local = Some(local);
+                if let Some(negotiated) = negotiated {
+                    self.start_media(negotiated);
+                }
+                // The call is up when the ACK arrives.
+                self.wait_answer(now, Next::Up);
+            }
+            Err(e) => {
+                match e {
+                    CommandError::NoRtpSocket(e) => {
+                        self.fail(FailureKind::Other, format!("no RTP socket: {e}"));
+                        self.command(ScriptCommand::Reject(503));
+                    }
+                    CommandError::Refused(e) => {
+                        self.fail(FailureKind::CodecRefused, format!("cannot answer: {e}"));
+                    }
+                    CommandError::Unresolved => {
+                        self.fail(FailureKind::CodecRefused, "cannot answer: no address");
+                    }
+                    CommandError::TransportGone => {
+                        self.fail(FailureKind::Transport, "the role's transport is gone");
+                    }
+                }
+                self.step_done(now, false);
+            }
+        }
+        self.advance(now);
+    }
+
+    /// The reply to [`ScriptCommand::Reinvite`]: sent, or why not.
+    pub fn handle_reinvite_sent(&mut self, now: Instant, sent: Result<(), CommandError>) {
+        if !matches!(self.phase, Phase::Reply(Then::ReinviteSent(_))) {
+            return;
+        }
+        let Phase::Reply(Then::ReinviteSent(what)) =
+            std::mem::replace(&mut self.phase, Phase::Step)
+        else {
+            unreachable!("matched as a re-INVITE")
+        };
+        match sent {
+            Ok(()) => {
+                self.wait(
+                    now,
+                    now + REINVITE_WAIT,
+                    Until::Reinvite,
+                    Then::Reinvited(what),
+                );
+            }
+            Err(CommandError::TransportGone) => {
+                self.fail(FailureKind::Transport, "the role's transport is gone");
+                self.step_done(now, false);
+            }
+            Err(e) => {
+                let e = match e {
+                    CommandError::Refused(e) | CommandError::NoRtpSocket(e) => e,
+                    CommandError::Unresolved => "no address".into(),
+                    CommandError::TransportGone => unreachable!("matched above"),
+                };
+                self.reinvite_pending = false;
+                self.fail(
+                    FailureKind::Signalling,
+                    format!("cannot send the {what} re-INVITE: {e}"),
+                );
+                self.step_done(now, false);
+            }
+        }
+        self.advance(now);
+    }
+
+    /// Time has come (at or after [`Self::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// Ctrl-C: the call winds down (hung up or cancelled, its end awaited, bounded); no
+    /// further step runs and the call is counted interrupted, never passed.
+    pub fn stop(&mut self, now: Instant) {
+        self.stop_requested = true;
+        if let Phase::Wait(wait) = &self.phase {
+            if self.interrupts(wait.until) {
+                let Phase::Wait(mut wait) = std::mem::replace(&mut self.phase, Phase::Step) else {
+                    unreachable!("matched as a wait")
+                };
+                self.interrupt(now, &mut wait);
+                self.phase = Phase::Wait(wait);
+            }
+        }
+        self.advance(now);
+    }
+
+    /// The load is over (every caller's call has finished): a `wait_for` still waiting for
+    /// the caller's BYE or CANCEL gives up [`END_WAIT`] later.
+    pub fn load_done(&mut self, now: Instant) {
+        if self.load_done_at.is_none() {
+            self.load_done_at = Some(now);
+        }
+        if let Phase::Wait(wait) = &mut self.phase {
+            if wait.load_bound && wait.give_up.is_none() {
+                wait.give_up = Some(now + END_WAIT);
+            }
+        }
+        self.advance(now);
+    }
+
+    // --- outputs ------------------------------------------------------------------------
+
+    /// The next command to carry out.
+    pub fn poll_command(&mut self) -> Option<ScriptCommand> {
+        self.commands.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Wait(wait) => Some(match wait.give_up {
+                Some(g) => g.min(wait.deadline),
+                None => wait.deadline,
+            }),
+            Phase::Probe { deadline, .. } => Some(*deadline),
+            Phase::Step | Phase::Reply(_) | Phase::Done => None,
+        }
+    }
+
+    /// Whether the script is over and the call ended (or given up on): [`Self::finish`].
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// Whether a media stream was started for the call (its report belongs in
+    /// [`Self::finish`]).
+    #[must_use]
+    pub fn has_media(&self) -> bool {
+        self.media.is_some()
+    }
+
+    /// The failures so far.
+    #[must_use]
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
+    /// The call's result, from what the script saw, the report of its media stream (if one
+    /// ran) and its SIP ladder (kept when the call failed).
+    #[must_use]
+    pub fn finish(mut self, media: Option<&MediaReport>, ladder: &RawLadder) -> CallResult {
+        let mut media_result = None;
+        if let (Some(r), Some(negotiated)) = (media, &self.media) {
+            // An answered call whose far end may send but never did, or whose media
+            // stopped for seconds, fails even when no step listened: a silent call is
+            // not a passing call.
+            let up = self
+                .record
+                .as_ref()
+                .and_then(|rec| rec.duration())
+                .unwrap_or_default();
+            let far_end_sends = negotiated.direction.receives();
+            if self.answered && far_end_sends && up >= Duration::from_secs(1) {
+                let gap = r.max_gap;
+                if r.receive.received == 0 {
+                    self.failures.push(Failure {
+                        step: "call",
+                        line: 0,
+                        col: 0,
+                        kind: FailureKind::NoMedia,
+                        message: format!(
+                            "no RTP received from the far end{}",
+                            stray_note(&r.stray)
+                        ),
+                    });
+                } else if gap > RTP_TIMEOUT {
+                    self.failures.push(Failure {
+                        step: "call",
+                        line: 0,
+                        col: 0,
+                        kind: FailureKind::NoMedia,
+                        message: format!("RTP timeout: no media for {:.1} s", gap.as_secs_f64()),
+                    });
+                }
+            }
+            media_result = Some(CallMedia {
+                packets_sent: r.packets_sent,
+                packets_received: r.receive.received,
+                packets_expected: r.receive.expected,
+                packets_lost: r.receive.lost().max(0) as u64,
+                jitter_ms: r.receive.jitter_ms,
+                pacing_lateness_us: r.lateness_us.clone(),
+                frames_skipped: r.frames_skipped,
+                stray_packets: r.stray.packets(),
+                discontinuities: r.receive.discontinuities(),
+            });
+        }
+        let record = self.record.take();
+        // A call that ended abnormally fails, unless a step expected exactly that.
+        if let Some(reason) = record.as_ref().and_then(|r| r.reason()) {
+            let expected_end = matches!(
+                reason,
+                CallEndReason::LocalBye
+                    | CallEndReason::RemoteBye
+                    | CallEndReason::Declined { .. }
+                    | CallEndReason::Cancelled
+                    | CallEndReason::CancelledByRemote
+                    | CallEndReason::Rejected { .. }
+            );
+            if !expected_end && self.failures.is_empty() {
+                self.failures.push(Failure {
+                    step: "call",
+                    line: 0,
+                    col: 0,
+                    kind: kind_of(reason),
+                    message: reason.to_string(),
+                });
+            }
+        }
+        // A BYE answered with an error or never answered: the call did not end cleanly,
+        // whatever the steps expected (the far end may still hold it).
+        if let Some(failure) = record.as_ref().and_then(CallRecord::bye_failure) {
+            let (step, line, col) = self.bye_step.unwrap_or(("call", 0, 0));
+            self.failures.push(Failure {
+                step,
+                line,
+                col,
+                kind: FailureKind::ByeFailed(failure.short()),
+                message: failure.to_string(),
+            });
+        }
+        if self.interrupted && self.failures.is_empty() {
+            self.failures.push(Failure {
+                step: "run",
+                line: 0,
+                col: 0,
+                kind: FailureKind::Interrupted,
+                message: "interrupted before the call finished".into(),
+            });
+        }
+        // Where latencies count from: the scheduled start for callers (no coordinated
+        // omission), the INVITE's arrival for callees.
+        let origin = match self.cfg.scheduled {
+            Some(_) => self
+                .started
+                .checked_sub(self.cfg.start_lag)
+                .unwrap_or(self.started),
+            None => record.as_ref().map_or(self.started, |r| r.invite),
+        };
+        let from = |at: Option<Instant>| at.map(|t| t.saturating_duration_since(origin));
+        let r = record.as_ref();
+        CallResult {
+            role: std::mem::take(&mut self.cfg.role),
+            side: self.cfg.side,
+            user: std::mem::take(&mut self.cfg.user),
+            call_id: std::mem::take(&mut self.call_id),
+            scheduled: self.cfg.scheduled,
+            start_lag: self.cfg.start_lag,
+            invite_to_first_provisional: r.and_then(|r| from(r.first_provisional)),
+            invite_to_ringing: r.and_then(|r| from(r.first_ringing)),
+            invite_to_200: r.and_then(|r| from(r.answer)),
+            bye_rtt: r.and_then(CallRecord::bye_round_trip),
+            duration: r.and_then(CallRecord::duration),
+            tone_onsets: std::mem::take(&mut self.tone_onsets),
+            audio_checked: self.audio_checked,
+            audio_verified: self.audio_verified,
+            dtmf_checked: self.dtmf_checked,
+            dtmf_verified: self.dtmf_verified,
+            media: media_result,
+            final_code: r.and_then(|r| r.final_code),
+            bye_code: r.and_then(|r| r.bye_code),
+            end_reason: r
+                .and_then(|r| r.reason())
+                .map_or_else(|| "not started".to_string(), ToString::to_string),
+            ladder: if self.failures.is_empty() {
+                Vec::new()
+            } else {
+                ladder.rungs()
+            },
+            failures: std::mem::take(&mut self.failures),
+            steps: std::mem::take(&mut self.steps_run),
+        }
+    }
+
+    // --- the steps ----------------------------------------------------------------------
+
+    fn ended(&self) -> bool {
+        self.record.is_some()
+    }
+
+    fn command(&mut self, command: ScriptCommand) {
+        if self.placed {
+            self.commands.push_back(command);
+        }
+    }
+
+    fn media_intent(&mut self, intent: MediaIntent) {
+        self.commands.push_back(ScriptCommand::Media(intent));
+    }
+
+    fn fail(&mut self, kind: FailureKind, message: impl Into<String>) {
+        let (step, line, col) = match self.current {
+            Some(c) => {
+                let s = &self.steps[c.index];
+                (s.value.name(), s.line, s.col)
+            }
+            None => ("call", 0, 0),
+        };
+        self.failures.push(Failure {
+            step,
+            line,
+            col,
+            kind,
+            message: message.into(),
+        });
+    }
+
+    fn step_here(&self) -> Option<(&'static str, u32, u32)> {
+        self.current.map(|c| {
+            let s = &self.steps[c.index];
+            (s.value.name(), s.line, s.col)
+        })
+    }
+
+    /// Run steps and waits as far as the inputs so far allow.
+    fn advance(&mut self, now: Instant) {
+        loop {
+            match &self.phase {
+                Phase::Step => self.start_step(now),
+                Phase::Wait(wait) => {
+                    let Some(end) = self.wait_over(wait, now) else {
+                        return;
+                    };
+                    let Phase::Wait(wait) = std::mem::replace(&mut self.phase, Phase::Step) else {
+                        unreachable!("matched as a wait")
+                    };
+                    self.resume_wait(now, wait, end);
+                }
+                Phase::Probe { deadline, .. } => {
+                    if now < *deadline {
+                        return;
+                    }
+                    let Phase::Probe { then, .. } = std::mem::replace(&mut self.phase, Phase::Step)
+                    else {
+                        unreachable!("matched as a probe")
+                    };
+                    self.resume_probe(now, then, None);
+                }
+                Phase::Reply(_) | Phase::Done => return,
+            }
+        }
+    }
+
+    fn start_step(&mut self, now: Instant) {
+        while self.next < self.steps.len() && !is_call_step(&self.steps[self.next].value) {
+            self.next += 1;
+        }
+        if self.next >= self.steps.len() {
+            self.wind_up(now);
+            return;
+        }
+        if self.stop_requested {
+            self.interrupted = true;
+            self.wind_up(now);
+            return;
+        }
+        let index = self.next;
+        self.next += 1;
+        let steps = Arc::clone(&self.steps);
+        self.awaited_end = steps[self.next..]
+            .iter()
+            .find(|s| is_call_step(&s.value))
+            .and_then(|s| match &s.value {
+                Step::WaitFor(WaitEvent::Bye) => Some(CallEndReason::RemoteBye),
+                Step::WaitFor(WaitEvent::Cancel) => Some(CallEndReason::CancelledByRemote),
+                _ => None,
+            });
+        self.current = Some(Current {
+            index,
+            began: now,
+            failures: self.failures.len(),
+        });
+        if let Some(ok) = self.begin(now, &steps[index].value) {
+            self.step_done(now, ok);
+        }
+    }
+
+    /// The current step is over: on to the next, or to the end when it failed.
+    fn step_done(&mut self, now: Instant, ok: bool) {
+        if let Some(c) = self.current.take() {
+            let step = &self.steps[c.index];
+            self.steps_run.push(StepRun {
+                line: step.line,
+                col: step.col,
+                elapsed: now.saturating_duration_since(c.began),
+                passed: ok && !self.interrupted && self.failures.len() == c.failures,
+            });
+        }
+        if !ok || self.interrupted {
+            self.next = self.steps.len();
+            self.wind_up(now);
+        } else {
+            self.phase = Phase::Step;
+        }
+    }
+
+    /// The script is over: hang up if the call is still up, and wait for its end.
+    fn wind_up(&mut self, now: Instant) {
+        self.next = self.steps.len();
+        if self.placed && !self.ended() {
+            self.command(ScriptCommand::Hangup);
+            self.wait(now, now + END_WAIT, Until::Ended, Then::Finished);
+        } else {
+            self.phase = Phase::Done;
+        }
+    }
+
+    /// Start step `step`; `Some(passed)` when it is over at once.
+    fn begin(&mut self, now: Instant, step: &Step) -> Option<bool> {
+        match step {
+            Step::Register { .. } | Step::Unregister => Some(true),
+            Step::Call(c) => {
+                let to = c.to.render(Fill {
+                    user: &self.cfg.user,
+                    peer: &self.cfg.peer_user,
+                    domain: &self.cfg.account_domain,
+                });
+                let Some(target) = normalize_uri(&to, &self.cfg.domain) else {
+                    self.fail(FailureKind::Other, format!("'{to}' is not a SIP URI"));
+                    return Some(false);
+                };
+                self.commands.push_back(ScriptCommand::Invite {
+                    target: target.clone(),
+                });
+                self.phase = Phase::Reply(Then::Placed {
+                    timeout: c.timeout,
+                    target,
+                });
+                None
+            }
+            Step::Answer { ring } => {
+                if self.ended() {
+                    return Some(self.unexpected_end());
+                }
+                if ring.is_zero() {
+                    return self.accept();
+                }
+                self.command(ScriptCommand::Ring);
+                self.wait(now, now + *ring, Until::Time, Then::AnswerRang)
+            }
+            Step::Reject { code, ring } => {
+                if self.ended() {
+                    return Some(self.unexpected_end());
+                }
+                if ring.is_zero() {
+                    return self.reject(now, *code);
+                }
+                self.command(ScriptCommand::Ring);
+                self.wait(now, now + *ring, Until::Time, Then::RejectRang(*code))
+            }
+            Step::Ring(d) => {
+                self.command(ScriptCommand::Ring);
+                self.wait(now, now + *d, Until::Time, Then::Elapsed)
+            }
+            Step::Play(items) => self.wait_answer(now, Next::Play(items.clone())),
+            Step::Expect(expectation) => self.expect(now, expectation),
+            Step::Dtmf {
+                digits,
+                duration,
+                gap,
+            } => {
+                let digits = digits.iter().map(|d| d.to_char()).collect();
+                let config = DtmfConfig {
+                    digit_duration: *duration,
+                    gap: *gap,
+                    ..DtmfConfig::default()
+                };
+                self.wait_answer(now, Next::SendDtmf { digits, config })
+            }
+            Step::Wait(d) => self.wait(now, now + *d, Until::Time, Then::Elapsed),
+            Step::Hold(mode) => self.wait_answer(now, Next::Reinvite(Some(*mode))),
+            Step::Resume => self.wait_answer(now, Next::Reinvite(None)),
+            Step::Hangup { after } => {
+                if after.is_zero() {
+                    return self.hangup(now);
+                }
+                self.wait(now, now + *after, Until::Time, Then::HangupAfter)
+            }
+            Step::Cancel { after } => {
+                if after.is_zero() {
+                    return self.cancel(now);
+                }
+                self.wait(now, now + *after, Until::Time, Then::CancelAfter)
+            }
+            Step::WaitFor(event) => {
+                let give_up = self.load_done_at.map(|_| now + END_WAIT);
+                let pending =
+                    self.wait(now, now + WAIT_FOR_MAX, Until::Ended, Then::WaitFor(*event));
+                if let Phase::Wait(wait) = &mut self.phase {
+                    wait.load_bound = true;
+                    wait.give_up = give_up;
+                }
+                pending
+            }
+        }
+    }
+
+    fn expect(&mut self, now: Instant, expectation: &Expectation) -> Option<bool> {
+        match expectation {
+            Expectation::Ringing { within } => {
+                self.wait(now, now + *within, Until::Ringing, Then::Ringing(*within))
+            }
+            Expectation::Answered { within } => {
+                self.wait(now, now + *within, Until::Answered, Then::Answered(*within))
+            }
+            Expectation::Final { code, within } => {
+                self.wait(now, now + *within, Until::Final(*code), Then::Final(*code))
+            }
+            Expectation::Tone {
+                frequencies,
+                within,
+                min_snr,
+                min_duration,
+            } => {
+                self.audio_checked += 1;
+                self.wait_answer(
+                    now,
+                    Next::Tone {
+                        frequencies: frequencies.clone(),
+                        within: *within,
+                        min_snr: min_snr.0,
+                        min_duration: *min_duration,
+                    },
+                )
+            }
+            Expectation::Silence { duration, within } => {
+                self.audio_checked += 1;
+                self.wait_answer(
+                    now,
+                    Next::Silence {
+                        duration: *duration,
+                        within: *within,
+                    },
+                )
+            }
+            Expectation::Dtmf { digits, within } => {
+                self.dtmf_checked += 1;
+                let digits = digits.iter().map(|d| d.to_char()).collect();
+                self.wait_answer(
+                    now,
+                    Next::ExpectDtmf {
+                        digits,
+                        within: *within,
+                    },
+                )
+            }
+        }
+    }
+
+    fn accept(&mut self) -> Option<bool> {
+        if !self.placed {
+            return Some(false);
+        }
+        self.command(ScriptCommand::Accept);
+        self.phase = Phase::Reply(Then::Accepted);
+        None
+    }
+
+    fn reject(&mut self, now: Instant, code: u16) -> Option<bool> {
+        self.command(ScriptCommand::Reject(code));
+        self.wait(now, now + END_WAIT, Until::Ended, Then::Pass)
+    }
+
+    fn hangup(&mut self, now: Instant) -> Option<bool> {
+        // RFC 3261 §15.1.1: media stops once the BYE is sent.
+        if self.media.is_some() {
+            self.media_intent(MediaIntent::SetSending(false));
+        }
+        self.bye_step = self.step_here();
+        self.command(ScriptCommand::Hangup);
+        self.wait(now, now + END_WAIT, Until::Ended, Then::Pass)
+    }
+
+    fn cancel(&mut self, now: Instant) -> Option<bool> {
+        self.bye_step = self.step_here();
+        self.command(ScriptCommand::Cancel);
+        self.wait(now, now + END_WAIT, Until::Ended, Then::Cancelled)
+    }
+
+    /// Wait until the call is answered (media can flow), then go on with `next`; a failure
+    /// if it ended, or was not answered within the `call` step's timeout.
+    fn wait_answer(&mut self, now: Instant, next: Next) -> Option<bool> {
+        let deadline = self.started + self.answer_wait.max(Duration::from_secs(1));
+        self.wait(now, deadline, Until::Answered, Then::Answer(next))
+    }
+
+    /// The call is answered: what the step does with it.
+    fn answered_then(&mut self, now: Instant, next: Next) -> Option<bool> {
+        match next {
+            Next::Up => Some(true),
+            Next::Play(items) => {
+                if self.media.is_some() {
+                    let playlist = self.playlist(&items);
+                    self.media_intent(MediaIntent::Play(playlist));
+                }
+                Some(true)
+            }
+            Next::Tone {
+                frequencies,
+                within,
+                min_snr,
+                min_duration,
+            } => {
+                let query = match frequencies.as_slice() {
+                    [f] => ToneQuery::single(*f),
+                    [a, b, ..] => ToneQuery::dual(*a, *b),
+                    [] => return Some(true),
+                };
+                let Ok(query) = query else { return Some(true) };
+                let query = query.min_snr_db(min_snr).min_duration(min_duration);
+                let label = frequencies
+                    .iter()
+                    .map(|f| format!("{f}"))
+                    .collect::<Vec<_>>()
+                    .join("+");
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchTone { watch, query });
+                self.wait_watch(now, now + within, watch, Then::Tone { label, within })
+            }
+            Next::Silence { duration, within } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchSilence { watch, duration });
+                self.wait_watch(now, now + within + duration, watch, Then::Silence(duration))
+            }
+            Next::ExpectDtmf { digits, within } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchDtmf {
+                    watch,
+                    digits: digits.clone(),
+                });
+                self.wait_watch(now, now + within, watch, Then::Dtmf(digits))
+            }
+            Next::SendDtmf { digits, config } => {
+                let sent = match self.session_dtmf {
+                    None => Err("no media".to_string()),
+                    Some((None, _)) => Err(MediaError::NoTelephoneEvent.to_string()),
+                    Some((Some(_), ptime)) => {
+                        DtmfSender::new(&digits, DtmfConfig { ptime, ..config })
+                            .map(|_| ())
+                            .map_err(|e| MediaError::from(e).to_string())
+                    }
+                };
+                match sent {
+                    Ok(()) => {
+                        self.media_intent(MediaIntent::SendDtmf { digits, config });
+                        Some(true)
+                    }
+                    Err(e) => {
+                        self.fail(FailureKind::DtmfMissing, format!("DTMF not sent: {e}"));
+                        Some(false)
+                    }
+                }
+            }
+            Next::Reinvite(hold) => {
+                let (true, Some(mut media)) = (self.placed, self.local.clone()) else {
+                    return Some(false);
+                };
+                if let Some(mode) = hold {
+                    media.direction = match (mode, media.direction) {
+                        (HoldMode::Inactive, _) | (_, sdp::Direction::Inactive) => {
+                            sdp::Direction::Inactive
+                        }
+                        (HoldMode::SendOnly, _) => sdp::Direction::SendOnly,
+                    };
+                }
+                let what = self.step_here().map_or("hold", |(name, _, _)| name);
+                self.reinvite_pending = true;
+                self.reinvite_outcome = None;
+                self.command(ScriptCommand::Reinvite(Box::new(media)));
+                self.phase = Phase::Reply(Then::ReinviteSent(what));
+                None
+            }
+        }
+    }
+
+    fn new_watch(&mut self) -> u32 {
+        self.next_watch = self.next_watch.wrapping_add(1);
+        self.next_watch
+    }
+
+    /// Whether Ctrl-C interrupts a wait for `until` now (as it would at its start).
+    fn interrupts(&self, until: Until) -> bool {
+        !self.interrupted
+            && self.placed
+            && self.events_open
+            && !self.ended()
+            && !self.until_met(until)
+    }
+
+    fn interrupt(&mut self, now: Instant, wait: &mut Wait) {
+        // Ctrl-C: hang up (or cancel) and wait for the end, bounded.
+        self.interrupted = true;
+        wait.winding_down = true;
+        wait.fired = None;
+        wait.deadline = now + END_WAIT;
+        self.command(ScriptCommand::Hangup);
+    }
+
+    /// Wait for `until`, the call's end, or `deadline`; then `then`. Always `None` (pending).
+    fn wait(&mut self, now: Instant, deadline: Instant, until: Until, then: Then) -> Option<bool> {
+        self.wait_for(now, deadline, until, None, then)
+    }
+
+    /// [`Self::wait`] for time, ended early by the media watch `watch`.
+    fn wait_watch(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+        watch: u32,
+        then: Then,
+    ) -> Option<bool> {
+        self.wait_for(now, deadline, Until::Time, Some(watch), then)
+    }
+
+    fn wait_for(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+        until: Until,
+        watch: Option<u32>,
+        then: Then,
+    ) -> Option<bool> {
+        let mut wait = Wait {
+            deadline,
+            until,
+            watch,
+            fired: None,
+            load_bound: false,
+            give_up: None,
+            winding_down: false,
+            then,
+        };
+        if self.stop_requested && self.interrupts(until) {
+            self.interrupt(now, &mut wait);
+        }
+        self.phase = Phase::Wait(wait);
+        None
+    }
+
+    fn until_met(&self, until: Until) -> bool {
+        match until {
+            Until::Ended => self.ended(),
+            Until::Time => false,
+            Until::Answered => self.answered,
+            Until::Ringing => self.ringing || self.answered,
+            Until::Final(code) => self.answered && code < 300,
+            Until::Reinvite => self.reinvite_outcome.is_some(),
+        }
+    }
+
+    /// Whether `wait` is over at `now`, and how.
+    fn wait_over(&self, wait: &Wait, now: Instant) -> Option<WaitEnd> {
+        if wait.fired.is_some() && !self.interrupted {
+            return Some(WaitEnd {
+                fired: wait.fired.clone(),
+                gave_up: false,
+            });
+        }
+        let over = self.ended()
+            || (!wait.winding_down && self.until_met(wait.until))
+            || !self.placed
+            || !self.events_open
+            || now >= wait.deadline;
+        if over {
+            return Some(WaitEnd {
+                fired: None,
+                gave_up: false,
+            });
+        }
+        if wait.give_up.is_some_and(|g| now >= g) {
+            return Some(WaitEnd {
+                fired: None,
+                gave_up: true,
+            });
+        }
+        None
+    }
+
+    fn resume_wait(&mut self, now: Instant, wait: Wait, end: WaitEnd) {
+        let result = match wait.then {
+            Then::Finished => {
+                self.phase = Phase::Done;
+                return;
+            }
+            Then::Placed { .. } | Then::Accepted | Then::ReinviteSent(_) => {
+                unreachable!("a reply is not waited for in a wait")
+            }
+            Then::ToneMissing { .. } | Then::DtmfMissing(_) => {
+                unreachable!("a status is not waited for in a wait")
+            }
+            Then::AnswerRang => {
+                if self.ended() {
+                    Some(self.unexpected_end())
+                } else {
+                    self.accept()
+                }
+            }
+            Then::Answer(next) => {
+                if self.answered && !self.ended() {
+                    self.answered_then(now, next)
+                } else if self.interrupted {
+                    Some(false)
+                } else if self.ended() {
+                    Some(self.unexpected_end())
+                } else {
+                    let wait = self.answer_wait.as_secs_f64();
+                    self.fail(
+                        FailureKind::Signalling,
+                        format!("not answered within {wait:.1} s"),
+                    );
+                    Some(false)
+                }
+            }
+            Then::RejectRang(code) => {
+                if self.ended() {
+                    Some(self.unexpected_end())
+                } else {
+                    self.reject(now, code)
+                }
+            }
+            Then::Pass => Some(true),
+            Then::Elapsed => {
+                if self.ended() {
+                    Some(self.waiting_cut_short())
+                } else {
+                    Some(true)
+                }
+            }
+            Then::HangupAfter => {
+                if self.ended() {
+                    Some(self.waiting_cut_short())
+                } else {
+                    self.hangup(now)
+                }
+            }
+            Then::CancelAfter => {
+                if self.ended() {
+                    Some(self.unexpected_end())
+                } else {
+                    self.cancel(now)
+                }
+            }
+            Then::Cancelled => match self.record.as_ref().and_then(|r| r.reason()) {
+                Some(reason @ CallEndReason::CancelFailed { .. }) => {
+                    let (kind, message) = (kind_of(reason), reason.to_string());
+                    self.fail(kind, message);
+                    Some(false)
+                }
+                _ => Some(true),
+            },
+            Then::WaitFor(event) => Some(self.waited_for(event, end.gave_up)),
+            Then::Ringing(within) => {
+                if self.ringing {
+                    Some(true)
+                } else {
+                    let why = if self.ended() {
+                        self.end_failure().1
+                    } else {
+                        format!("nothing within {:.1} s", within.as_secs_f64())
+                    };
+                    self.fail(
+                        FailureKind::Signalling,
+                        format!("expected 180/183 ringing: {why}"),
+                    );
+                    Some(false)
+                }
+            }
+            Then::Answered(within) => {
+                if self.answered {
+                    Some(true)
+                } else {
+                    let (kind, why) = if self.ended() {
+                        self.end_failure()
+                    } else {
+                        (
+                            FailureKind::Signalling,
+                            format!("nothing within {:.1} s", within.as_secs_f64()),
+                        )
+                    };
+                    self.fail(kind, format!("expected the call to be answered: {why}"));
+                    Some(false)
+                }
+            }
+            Then::Final(code) => {
+                let got = self
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.final_code)
+                    .or(self.answered.then_some(200));
+                if got == Some(code) {
+                    // An expected rejection is the call's normal end.
+                    Some(true)
+                } else {
+                    let got = got.map_or("no final response".to_string(), |c| c.to_string());
+                    self.fail(
+                        FailureKind::Signalling,
+                        format!("expected final response {code}, got {got}"),
+                    );
+                    Some(false)
+                }
+            }
+            Then::Tone { label, within } => match end.fired {
+                Some(MediaEvent::ToneHeard { onset, .. }) => {
+                    self.audio_verified += 1;
+                    self.tone_onsets.push(onset);
+                    Some(true)
+                }
+                Some(MediaEvent::WatchRefused { reason, .. }) => {
+                    self.fail(
+                        FailureKind::ToneMissing,
+                        format!("expected tone {label} Hz could not be watched: {reason}"),
+                    );
+                    Some(false)
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        self.probe(now, Then::ToneMissing { label, within })
+                    }
+                }
+            },
+            Then::Silence(duration) => {
+                if matches!(end.fired, Some(MediaEvent::SilenceHeld { .. })) {
+                    self.audio_verified += 1;
+                    Some(true)
+                } else {
+                    self.unwatch(wait.watch);
+                    if !self.interrupted {
+                        self.fail(
+                            FailureKind::NotSilent,
+                            format!("expected {:.1} s of silence", duration.as_secs_f64()),
+                        );
+                    }
+                    Some(false)
+                }
+            }
+            Then::Dtmf(expected) => {
+                if matches!(end.fired, Some(MediaEvent::DtmfReceived { .. })) {
+                    self.dtmf_verified += 1;
+                    Some(true)
+                } else {
+                    self.unwatch(wait.watch);
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        self.probe(now, Then::DtmfMissing(expected))
+                    }
+                }
+            }
+            Then::Reinvited(what) => match self.reinvite_outcome.take() {
+                Some(Ok(())) => Some(true),
+                Some(Err(code)) => {
+                    self.fail(
+                        FailureKind::SipCode(code),
+                        format!("the {what} re-INVITE was answered {code}"),
+                    );
+                    Some(false)
+                }
+                None if self.interrupted => Some(false),
+                None if self.ended() => Some(self.unexpected_end()),
+                None => {
+                    self.fail(
+                        FailureKind::Signalling,
+                        format!(
+                            "the {what} re-INVITE had no answer within {:.0} s",
+                            REINVITE_WAIT.as_secs_f64()
+                        ),
+                    );
+                    Some(false)
+                }
+            },
+        };
+        if let Some(ok) = result {
+            self.step_done(now, ok);
+        }
+    }
+
+    fn unwatch(&mut self, watch: Option<u32>) {
+        if let Some(watch) = watch {
+            self.media_intent(MediaIntent::Unwatch(watch));
+        }
+    }
+
+    /// Ask the media stream for its status, then `then`.
+    fn probe(&mut self, now: Instant, then: Then) -> Option<bool> {
+        let watch = self.new_watch();
+        self.media_intent(MediaIntent::Probe(watch));
+        self.phase = Phase::Probe {
+            watch,
+            deadline: now + PROBE_WAIT,
+            then,
+        };
+        None
+    }
+
+    fn resume_probe(&mut self, now: Instant, then: Then, status: Option<MediaEvent>) {
+        let (level, behind, dtmf) = match status {
+            Some(MediaEvent::Status {
+                level_dbfs,
+                behind,
+                dtmf_received,
+                ..
+            }) => (level_dbfs, behind, dtmf_received),
+            _ => (None, (0, 0), String::new()),
+        };
+        match then {
+            Then::ToneMissing { label, within } => {
+                let level = level.map_or("no audio".to_string(), |l| format!("level {l:.1} dBFS"));
+                self.fail(
+                    FailureKind::ToneMissing,
+                    format!(
+                        "expected tone {label} Hz not heard within {:.1} s (received {level}){}",
+                        within.as_secs_f64(),
+                        overload_note(behind)
+                    ),
+                );
+            }
+            Then::DtmfMissing(expected) => {
+                if !self.interrupted {
+                    self.fail(
+                        FailureKind::DtmfMissing,
+                        format!("expected DTMF '{expected}', received '{dtmf}'"),
+                    );
+                }
+            }
+            _ => unreachable!("only media checks probe"),
+        }
+        self.step_done(now, false);
+    }
+
+    fn waited_for(&mut self, event: WaitEvent, gave_up: bool) -> bool {
+        if gave_up && !self.ended() && !self.interrupted {
+            self.fail(
+                FailureKind::Signalling,
+                format!(
+                    "{event:?} did not come: the load was over {:.0} s before",
+                    END_WAIT.as_secs_f64()
+                ),
+            );
+            return false;
+        }
+        let expected = match event {
+            WaitEvent::Bye => CallEndReason::RemoteBye,
+            WaitEvent::Cancel => CallEndReason::CancelledByRemote,
+        };
+        if self.interrupted {
+            return false;
+        }
+        match self.record.as_ref().and_then(|r| r.reason()) {
+            Some(reason) if *reason == expected => true,
+            Some(reason) => {
+                let reason = reason.to_string();
+                self.fail(
+                    FailureKind::Signalling,
+                    format!("waited for {event:?}, but the call ended: {reason}"),
+                );
+                false
+            }
+            None => {
+                self.fail(FailureKind::Signalling, format!("{event:?} did not come"));
+                false
+            }
+        }
+    }
+
+    /// A step that only waits for time to pass (`ring`, `wait`, the delay of `hangup`) saw
+    /// the call end: a failure, unless the next step is a `wait_for` of exactly that end (a
+    /// ring cut short by the caller's CANCEL before `wait_for: cancel`), which then holds at
+    /// once. No step is skipped that way; steps with a purpose of their own (`answer`,
+    /// `reject`, `cancel`, `play`, `expect`, `dtmf`) fail on any end
+    /// ([`Self::unexpected_end`]).
+    fn waiting_cut_short(&mut self) -> bool {
+        if !self.interrupted {
+            let reason = self.record.as_ref().and_then(|r| r.reason());
+            if reason.is_some() && reason == self.awaited_end.as_ref() {
+                return true;
+            }
+        }
+        self.unexpected_end()
+    }
+
+    fn unexpected_end(&mut self) -> bool {
+        if self.interrupted {
+            return false;
+        }
+        let (kind, reason) = self.end_failure();
+        self.fail(kind, format!("the call ended: {reason}"));
+        false
+    }
+
+    fn end_failure(&self) -> (FailureKind, String) {
+        match self.record.as_ref().and_then(|r| r.reason()) {
+            Some(reason) => (kind_of(reason), reason.to_string()),
+            None => (FailureKind::Other, "no answer".into()),
+        }
+    }
+
+    fn start_media(&mut self, negotiated: Negotiated) {
+        if self.media.is_some() || !self.cfg.rtp || self.local.is_none() {
+            return;
+        }
+        self.session_dtmf = Some((negotiated.telephone_event_pt, session_ptime(&negotiated)));
+        self.media_intent(MediaIntent::Start(Box::new(negotiated.clone())));
+        self.media = Some(negotiated);
+    }
+
+    fn playlist(&self, items: &[PlayItem]) -> Playlist {
+        let mut list = Vec::new();
+        let mut looping = false;
+        for item in items {
+            match item {
+                PlayItem::Tone { tone, duration } => match duration {
+                    Some(d) => list.push(PlaylistItem::Tone {
+                        tone: *tone,
+                        duration: *d,
+                    }),
+                    None => {
+                        // Until the call ends: the last item, looped.
+                        list.push(PlaylistItem::Tone {
+                            tone: *tone,
+                            duration: Duration::from_secs(1),
+                        });
+                        looping = true;
+                    }
+                },
+                PlayItem::Wav { path } => {
+                    if let Some(samples) = self.cfg.wavs.get(path) {
+                        list.push(PlaylistItem::Pcm(samples.clone()));
+                    }
+                }
+                PlayItem::Silence(d) => list.push(PlaylistItem::Silence { duration: *d }),
+            }
+        }
+        // A tone without a duration plays until the call ends: the list then repeats.
+        if looping {
+            return Playlist::looping(list);
+        }
+        Playlist::new(list)
+    }
+}

@@ -1,0 +1,1015 @@
+//! The call script in virtual time: events fed in, time jumped to `poll_timeout()`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::media::dtmf::Digit;
+use crate::media::tone::Tone;
+use crate::scenario::model::CallStep;
+use crate::scenario::text::{Placeholder, Template};
+use crate::scenario::units::Decibels;
+use crate::sdp::{Codec, Direction};
+use crate::ua::call::{CallDirection, CallEnd, CallId};
+
+const ID: CallId = CallId::for_test(7);
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn at(line: u32, value: Step) -> Located<Step> {
+    Located {
+        value,
+        line,
+        col: 5,
+    }
+}
+
+fn call_step(timeout: Duration) -> Step {
+    Step::Call(CallStep {
+        to: Template::parse("{peer}", &[Placeholder::Peer, Placeholder::User]).unwrap(),
+        peer: None,
+        timeout,
+    })
+}
+
+fn tone_expectation(hz: f64, within: Duration) -> Step {
+    Step::Expect(Expectation::Tone {
+        frequencies: vec![hz],
+        within,
+        min_snr: Decibels(10.0),
+        min_duration: Duration::from_millis(200),
+    })
+}
+
+fn digits(s: &str) -> Vec<Digit> {
+    s.chars().map(|c| Digit::from_char(c).unwrap()).collect()
+}
+
+fn config(side: Side) -> ScriptConfig {
+    ScriptConfig {
+        role: "r".into(),
+        side,
+        user: "1001".into(),
+        account_domain: "pbx.test".into(),
+        peer_user: "2001".into(),
+        domain: "pbx.test".into(),
+        rtp: true,
+        wavs: Arc::new(HashMap::new()),
+        scheduled: (side == Side::Caller).then_some(Duration::ZERO),
+        start_lag: Duration::ZERO,
+    }
+}
+
+fn negotiated() -> Negotiated {
+    Negotiated {
+        media_index: 0,
+        remote_rtp: SocketAddr::from(([127, 0, 0, 1], 4000)),
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_pt: Some(101),
+        ptime_ms: 20,
+        direction: Direction::SendRecv,
+        remote_hold: false,
+    }
+}
+
+fn local() -> LocalMedia {
+    LocalMedia::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 20_000, 1)
+}
+
+/// One script, its clock and the commands it gave.
+struct Harness {
+    script: CallScript,
+    t0: Instant,
+    now: Instant,
+}
+
+impl Harness {
+    fn caller(steps: Vec<Located<Step>>) -> Self {
+        let t0 = base();
+        let mut script = CallScript::caller(t0, config(Side::Caller), Arc::new(steps));
+        script.start(t0);
+        Self {
+            script,
+            t0,
+            now: t0,
+        }
+    }
+
+    fn callee(steps: Vec<Located<Step>>) -> Self {
+        let t0 = base();
+        let mut script = CallScript::callee(t0, config(Side::Callee), Arc::new(steps), "c1".into());
+        script.start(t0);
+        Self {
+            script,
+            t0,
+            now: t0,
+        }
+    }
+
+    fn commands(&mut self) -> Vec<ScriptCommand> {
+        std::iter::from_fn(|| self.script.poll_command()).collect()
+    }
+
+    /// Place the call: the INVITE command, answered placed.
+    fn place(&mut self) {
+        let cmds = self.commands();
+        assert!(
+            matches!(&cmds[..], [ScriptCommand::Invite { target }] if target == "sip:2001@pbx.test"),
+            "{cmds:?}"
+        );
+        self.script.handle_placed(
+            self.now,
+            Ok(Placed {
+                call_id: "c1".into(),
+                local: local(),
+            }),
+        );
+    }
+
+    /// Accept the call (callee): the accept command, answered with the negotiated media.
+    fn accept(&mut self) {
+        let cmds = self.commands();
+        assert!(matches!(&cmds[..], [ScriptCommand::Accept]), "{cmds:?}");
+        self.script
+            .handle_accepted(self.now, Ok((local(), Some(negotiated()))));
+    }
+
+    fn after(&mut self, d: Duration) {
+        self.now += d;
+        self.script.handle_timeout(self.now);
+    }
+
+    /// Jump to the next deadline.
+    fn jump(&mut self) {
+        let next = self.script.poll_timeout().expect("a deadline");
+        assert!(next >= self.now);
+        self.now = next;
+        self.script.handle_timeout(self.now);
+    }
+
+    fn event(&mut self, event: CallEvent<SocketAddr>) {
+        self.script.handle_call_event(self.now, event);
+    }
+
+    fn media(&mut self, event: MediaEvent) {
+        self.script.handle_media_event(self.now, event);
+    }
+
+    fn answered(&mut self) {
+        self.event(CallEvent::Answered {
+            call: ID,
+            negotiated: negotiated(),
+        });
+    }
+
+    fn ended(&mut self, reason: CallEndReason, edit: impl FnOnce(&mut CallRecord)) {
+        let mut record = record(self.t0, self.now, reason);
+        edit(&mut record);
+        self.event(CallEvent::Ended {
+            call: ID,
+            record: Box::new(record),
+        });
+    }
+
+    fn result(self) -> CallResult {
+        assert!(self.script.is_done(), "not done");
+        self.script.finish(None, &RawLadder::default())
+    }
+}
+
+/// The base instant of a test (time then only moves by the test's jumps).
+#[allow(clippy::disallowed_methods)]
+fn base() -> Instant {
+    Instant::now()
+}
+
+fn record(invite: Instant, now: Instant, reason: CallEndReason) -> CallRecord {
+    CallRecord {
+        call_id: "c1".into(),
+        direction: CallDirection::Outgoing,
+        invite,
+        first_provisional: None,
+        first_ringing: None,
+        answer: None,
+        ack: None,
+        cancel: None,
+        bye_sent: None,
+        bye_response: None,
+        bye_received: None,
+        final_code: None,
+        bye_code: None,
+        bye_timeout: None,
+        cancel_code: None,
+        auth_challenges: 0,
+        requests_retransmitted: 0,
+        responses_retransmitted: 0,
+        duplicates_received: 0,
+        answered_before_cancel: false,
+        end: Some(CallEnd { at: now, reason }),
+    }
+}
+
+fn watch_of(cmds: &[ScriptCommand]) -> u32 {
+    cmds.iter()
+        .find_map(|c| match c {
+            ScriptCommand::Media(
+                MediaIntent::WatchTone { watch, .. }
+                | MediaIntent::WatchSilence { watch, .. }
+                | MediaIntent::WatchDtmf { watch, .. }
+                | MediaIntent::Probe(watch),
+            ) => Some(*watch),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no watch in {cmds:?}"))
+}
+
+fn has(cmds: &[ScriptCommand], f: impl Fn(&ScriptCommand) -> bool) -> bool {
+    cmds.iter().any(f)
+}
+
+#[test]
+fn a_caller_places_plays_hears_the_tone_and_hangs_up_and_passes() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(
+            4,
+            Step::Play(vec![PlayItem::Tone {
+                tone: Tone::single(1000.0, -10.0).unwrap(),
+                duration: None,
+            }]),
+        ),
+        at(5, tone_expectation(425.0, secs(5))),
+        at(6, Step::Hangup { after: secs(2) }),
+    ]);
+    h.place();
+    assert!(h.commands().is_empty());
+    h.after(Duration::from_millis(300));
+    h.answered();
+    let cmds = h.commands();
+    assert!(matches!(
+        &cmds[0],
+        ScriptCommand::Media(MediaIntent::Start(_))
+    ));
+    assert!(matches!(
+        &cmds[1],
+        ScriptCommand::Media(MediaIntent::Play(_))
+    ));
+    let watch = watch_of(&cmds);
+    h.after(Duration::from_millis(700));
+    h.media(MediaEvent::ToneHeard {
+        watch,
+        onset: Duration::from_millis(640),
+    });
+    assert!(h.commands().is_empty(), "the hang-up waits its 2 s");
+    h.jump();
+    let cmds = h.commands();
+    assert!(matches!(
+        &cmds[..],
+        [
+            ScriptCommand::Media(MediaIntent::SetSending(false)),
+            ScriptCommand::Hangup
+        ]
+    ));
+    h.ended(CallEndReason::LocalBye, |r| {
+        r.bye_sent = Some(r.invite);
+        r.bye_code = Some(200);
+    });
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!(result.tone_onsets, vec![Duration::from_millis(640)]);
+    assert_eq!((result.audio_checked, result.audio_verified), (1, 1));
+    assert_eq!(result.steps.len(), 4);
+    assert!(result.steps.iter().all(|s| s.passed));
+    assert_eq!(result.steps[3].elapsed, secs(2));
+    assert_eq!(result.call_id, "c1");
+}
+
+#[test]
+fn a_refused_call_fails_the_step_that_needed_the_answer_naming_the_status() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, tone_expectation(425.0, secs(5))),
+        at(5, Step::Hangup { after: secs(0) }),
+    ]);
+    h.place();
+    h.after(secs(1));
+    h.ended(
+        CallEndReason::Rejected {
+            code: 486,
+            reason: "Busy Here".into(),
+        },
+        |r| r.final_code = Some(486),
+    );
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1, "{:?}", result.failures);
+    let f = &result.failures[0];
+    assert_eq!((f.step, f.line, f.col), ("expect", 4, 5));
+    assert_eq!(f.kind, FailureKind::SipCode(486));
+    assert!(f.message.starts_with("the call ended: "), "{}", f.message);
+    assert!(f.message.contains("486"), "{}", f.message);
+    assert_eq!(result.steps.len(), 2, "the hang-up was never reached");
+    assert!(!result.steps[1].passed);
+}
+
+#[test]
+fn no_answer_within_the_call_timeout_fails_then_the_call_is_hung_up() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(5))),
+        at(4, tone_expectation(425.0, secs(5))),
+    ]);
+    h.place();
+    h.jump();
+    assert_eq!(h.now - h.t0, secs(5));
+    let cmds = h.commands();
+    assert!(matches!(&cmds[..], [ScriptCommand::Hangup]), "{cmds:?}");
+    assert!(!h.script.is_done(), "the end is awaited");
+    h.ended(CallEndReason::Cancelled, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    assert_eq!(result.failures[0].message, "not answered within 5.0 s");
+    assert_eq!(result.failures[0].kind, FailureKind::Signalling);
+    assert_eq!(result.audio_checked, 1);
+    assert_eq!(result.audio_verified, 0);
+}
+
+#[test]
+fn a_tone_not_heard_in_its_window_fails_naming_the_tone_the_level_and_the_line() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, tone_expectation(425.0, secs(2))),
+    ]);
+    h.accept();
+    h.answered();
+    let watch = watch_of(&h.commands());
+    h.jump();
+    assert_eq!(h.now - h.t0, secs(2));
+    let cmds = h.commands();
+    assert!(has(
+        &cmds,
+        |c| matches!(c, ScriptCommand::Media(MediaIntent::Unwatch(w)) if *w == watch)
+    ));
+    let probe = watch_of(&cmds);
+    h.media(MediaEvent::Status {
+        watch: probe,
+        level_dbfs: Some(-71.26),
+        behind: (0, 0),
+        dtmf_received: String::new(),
+    });
+    let cmds = h.commands();
+    assert!(matches!(&cmds[..], [ScriptCommand::Hangup]), "{cmds:?}");
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    let f = &result.failures[0];
+    assert_eq!((f.step, f.line, f.col), ("expect", 11, 5));
+    assert_eq!(f.kind, FailureKind::ToneMissing);
+    assert_eq!(
+        f.message,
+        "expected tone 425 Hz not heard within 2.0 s (received level -71.3 dBFS)"
+    );
+}
+
+#[test]
+fn a_stream_that_never_reports_its_status_still_fails_the_tone_in_bounded_time() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, tone_expectation(425.0, secs(2))),
+    ]);
+    h.accept();
+    h.answered();
+    h.jump();
+    h.jump();
+    assert_eq!(h.now - h.t0, secs(2) + PROBE_WAIT);
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(
+        result.failures[0].message,
+        "expected tone 425 Hz not heard within 2.0 s (received no audio)"
+    );
+}
+
+#[test]
+fn a_tone_heard_after_ctrl_c_is_not_a_pass() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, tone_expectation(425.0, secs(5))),
+    ]);
+    h.accept();
+    h.answered();
+    let watch = watch_of(&h.commands());
+    h.after(secs(1));
+    h.script.stop(h.now);
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    h.media(MediaEvent::ToneHeard {
+        watch,
+        onset: secs(1),
+    });
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.audio_verified, 0);
+    assert_eq!(result.failures.len(), 1);
+    assert_eq!(result.failures[0].kind, FailureKind::Interrupted);
+    assert!(!result.steps.last().unwrap().passed);
+}
+
+#[test]
+fn wrong_dtmf_digits_fail_naming_what_was_received() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(
+            11,
+            Step::Expect(Expectation::Dtmf {
+                digits: digits("123"),
+                within: secs(10),
+            }),
+        ),
+    ]);
+    h.accept();
+    h.answered();
+    let cmds = h.commands();
+    assert!(has(&cmds, |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchDtmf { digits, .. }) if digits == "123"
+    )));
+    h.jump();
+    let probe = watch_of(&h.commands()[1..]);
+    h.media(MediaEvent::Status {
+        watch: probe,
+        level_dbfs: None,
+        behind: (0, 0),
+        dtmf_received: "129".into(),
+    });
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures[0].kind, FailureKind::DtmfMissing);
+    assert_eq!(
+        result.failures[0].message,
+        "expected DTMF '123', received '129'"
+    );
+    assert_eq!((result.dtmf_checked, result.dtmf_verified), (1, 0));
+}
+
+#[test]
+fn dtmf_sent_without_telephone_event_fails_and_with_it_is_sent() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(
+            4,
+            Step::Dtmf {
+                digits: digits("12#"),
+                duration: Duration::from_millis(100),
+                gap: Duration::from_millis(100),
+            },
+        ),
+    ]);
+    h.place();
+    h.event(CallEvent::Answered {
+        call: ID,
+        negotiated: Negotiated {
+            telephone_event_pt: None,
+            ..negotiated()
+        },
+    });
+    let result = {
+        h.ended(CallEndReason::LocalBye, |_| {});
+        h.result()
+    };
+    assert_eq!(result.failures[0].kind, FailureKind::DtmfMissing);
+    assert!(result.failures[0]
+        .message
+        .starts_with("DTMF not sent: the peer did not accept telephone-event"));
+
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(
+            4,
+            Step::Dtmf {
+                digits: digits("12#"),
+                duration: Duration::from_millis(100),
+                gap: Duration::from_millis(100),
+            },
+        ),
+    ]);
+    h.place();
+    h.answered();
+    let cmds = h.commands();
+    assert!(has(&cmds, |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::SendDtmf { digits, .. }) if digits == "12#"
+    )));
+}
+
+#[test]
+fn a_wait_cut_short_by_the_awaited_bye_is_not_a_failure() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, Step::Wait(secs(30))),
+        at(12, Step::WaitFor(WaitEvent::Bye)),
+    ]);
+    h.accept();
+    h.answered();
+    h.after(secs(3));
+    h.ended(CallEndReason::RemoteBye, |r| {
+        r.bye_received = Some(r.invite)
+    });
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!(result.steps.len(), 3);
+}
+
+#[test]
+fn a_wait_cut_short_by_another_end_fails_naming_it() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, Step::Wait(secs(30))),
+        at(12, Step::WaitFor(WaitEvent::Bye)),
+    ]);
+    h.accept();
+    h.answered();
+    h.after(secs(3));
+    h.ended(CallEndReason::DialogLost { code: 481 }, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    let f = &result.failures[0];
+    assert_eq!((f.step, f.line), ("wait", 11));
+    assert_eq!(f.kind, FailureKind::SipCode(481));
+    assert!(f.message.starts_with("the call ended: "));
+}
+
+#[test]
+fn a_ring_cut_short_by_the_callers_cancel_before_wait_for_cancel_passes() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Ring(secs(30))),
+        at(11, Step::WaitFor(WaitEvent::Cancel)),
+    ]);
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Ring]));
+    h.after(secs(2));
+    h.ended(CallEndReason::CancelledByRemote, |_| {});
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+}
+
+#[test]
+fn wait_for_bye_that_never_comes_gives_up_35_s_after_the_load_is_over() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, Step::WaitFor(WaitEvent::Bye)),
+    ]);
+    h.accept();
+    h.answered();
+    h.commands();
+    h.after(secs(10));
+    h.script.load_done(h.now);
+    h.jump();
+    assert_eq!(h.now - h.t0, secs(10) + END_WAIT);
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(
+        result.failures[0].message,
+        "Bye did not come: the load was over 35 s before"
+    );
+}
+
+#[test]
+fn wait_for_bye_ended_by_something_else_fails() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, Step::WaitFor(WaitEvent::Bye)),
+    ]);
+    h.accept();
+    h.answered();
+    h.after(secs(10));
+    h.ended(
+        CallEndReason::NoAck {
+            elapsed: Duration::from_secs(32),
+        },
+        |_| {},
+    );
+    let result = h.result();
+    assert!(result.failures[0]
+        .message
+        .starts_with("waited for Bye, but the call ended: "));
+}
+
+#[test]
+fn a_bye_answered_481_fails_the_hangup_step() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Hangup { after: secs(1) }),
+    ]);
+    h.place();
+    h.answered();
+    h.jump();
+    h.ended(CallEndReason::LocalBye, |r| {
+        r.bye_sent = Some(r.invite);
+        r.bye_code = Some(481);
+    });
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    let f = &result.failures[0];
+    assert_eq!((f.step, f.line), ("hangup", 4));
+    assert_eq!(f.kind, FailureKind::ByeFailed("481".into()));
+}
+
+#[test]
+fn a_bye_never_answered_fails_the_hangup_step() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Hangup { after: secs(0) }),
+    ]);
+    h.place();
+    h.answered();
+    h.ended(CallEndReason::LocalBye, |r| {
+        r.bye_sent = Some(r.invite);
+        r.bye_timeout = Some(secs(32));
+    });
+    let result = h.result();
+    assert_eq!(
+        result.failures[0].kind,
+        FailureKind::ByeFailed("timeout".into())
+    );
+    assert_eq!(result.failures[0].line, 4);
+}
+
+#[test]
+fn a_refused_cancel_fails_the_cancel_step_naming_the_status() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Cancel { after: secs(0) }),
+    ]);
+    h.place();
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Cancel]));
+    h.after(secs(1));
+    h.ended(
+        CallEndReason::CancelFailed {
+            cancel_code: Some(481),
+            waited: None,
+        },
+        |_| {},
+    );
+    let result = h.result();
+    let f = &result.failures[0];
+    assert_eq!((f.step, f.line), ("cancel", 4));
+    assert_eq!(f.kind, FailureKind::CancelFailed("481".into()));
+}
+
+#[test]
+fn ctrl_c_mid_wait_hangs_up_and_the_call_is_interrupted_never_passed() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Wait(secs(60))),
+        at(5, Step::Hangup { after: secs(0) }),
+    ]);
+    h.place();
+    h.answered();
+    h.commands();
+    h.after(secs(5));
+    h.script.stop(h.now);
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    assert_eq!(h.script.poll_timeout(), Some(h.now + END_WAIT));
+    h.after(secs(1));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    assert_eq!(result.failures[0].kind, FailureKind::Interrupted);
+    assert_eq!(result.steps.len(), 2, "no step after the interrupted one");
+    assert!(!result.steps[1].passed);
+}
+
+#[test]
+fn ctrl_c_whose_hangup_is_never_answered_ends_the_script_in_bounded_time() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Wait(secs(60))),
+    ]);
+    h.place();
+    h.answered();
+    h.script.stop(h.now);
+    h.jump();
+    // The script winds up as any script does: one more hang-up, bounded the same.
+    h.jump();
+    assert!(h.script.is_done());
+    assert_eq!(h.now - h.t0, END_WAIT * 2);
+    let result = h.result();
+    assert_eq!(result.failures[0].kind, FailureKind::Interrupted);
+}
+
+#[test]
+fn a_peers_hold_during_play_and_wait_is_followed_and_is_not_a_failure() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Play(vec![PlayItem::Silence(secs(10))])),
+        at(5, Step::Wait(secs(5))),
+        at(6, Step::Hangup { after: secs(0) }),
+    ]);
+    h.place();
+    h.answered();
+    h.commands();
+    h.after(secs(1));
+    h.event(CallEvent::MediaUpdated {
+        call: ID,
+        negotiated: Negotiated {
+            direction: Direction::RecvOnly,
+            remote_hold: true,
+            ..negotiated()
+        },
+    });
+    let cmds = h.commands();
+    assert!(matches!(&cmds[..], [ScriptCommand::Media(MediaIntent::Follow(n))] if n.remote_hold));
+    h.jump();
+    assert!(has(&h.commands(), |c| matches!(c, ScriptCommand::Hangup)));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+}
+
+#[test]
+fn hold_offers_sendonly_and_passes_when_answered() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Hold(HoldMode::SendOnly)),
+        at(5, Step::Resume),
+    ]);
+    h.place();
+    h.answered();
+    let cmds = h.commands();
+    let offer = cmds
+        .iter()
+        .find_map(|c| match c {
+            ScriptCommand::Reinvite(m) => Some(m.direction),
+            _ => None,
+        })
+        .expect("a re-INVITE");
+    assert_eq!(offer, Direction::SendOnly);
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.event(CallEvent::MediaUpdated {
+        call: ID,
+        negotiated: Negotiated {
+            direction: Direction::SendOnly,
+            ..negotiated()
+        },
+    });
+    let cmds = h.commands();
+    let offer = cmds
+        .iter()
+        .find_map(|c| match c {
+            ScriptCommand::Reinvite(m) => Some(m.direction),
+            _ => None,
+        })
+        .expect("the resume re-INVITE");
+    assert_eq!(offer, Direction::SendRecv);
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.event(CallEvent::MediaUpdated {
+        call: ID,
+        negotiated: negotiated(),
+    });
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+}
+
+#[test]
+fn a_hold_refused_fails_naming_the_status_and_one_unanswered_fails_after_its_bound() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Hold(HoldMode::Inactive)),
+    ]);
+    h.place();
+    h.answered();
+    h.commands();
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.event(CallEvent::UpdateFailed {
+        call: ID,
+        code: 488,
+    });
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures[0].kind, FailureKind::SipCode(488));
+    assert_eq!(
+        result.failures[0].message,
+        "the hold re-INVITE was answered 488"
+    );
+
+    let mut h = Harness::caller(vec![at(3, call_step(secs(32))), at(4, Step::Resume)]);
+    h.place();
+    h.answered();
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.jump();
+    assert_eq!(h.now - h.t0, REINVITE_WAIT);
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(
+        result.failures[0].message,
+        "the resume re-INVITE had no answer within 33 s"
+    );
+}
+
+#[test]
+fn a_callee_rejects_after_ringing_and_passes_on_the_end_it_asked_for() {
+    let mut h = Harness::callee(vec![at(
+        10,
+        Step::Reject {
+            code: 486,
+            ring: secs(2),
+        },
+    )]);
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Ring]));
+    h.jump();
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Reject(486)]));
+    h.ended(CallEndReason::Declined { code: 486 }, |r| {
+        r.final_code = Some(486)
+    });
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+}
+
+#[test]
+fn expected_ringing_and_final_hold_or_fail_with_what_came() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Expect(Expectation::Ringing { within: secs(5) })),
+        at(
+            5,
+            Step::Expect(Expectation::Final {
+                code: 486,
+                within: secs(10),
+            }),
+        ),
+    ]);
+    h.place();
+    h.after(secs(1));
+    h.event(CallEvent::Progress {
+        call: ID,
+        code: 180,
+        at: h.now,
+    });
+    h.after(secs(1));
+    h.ended(
+        CallEndReason::Rejected {
+            code: 486,
+            reason: "Busy Here".into(),
+        },
+        |r| r.final_code = Some(486),
+    );
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Expect(Expectation::Ringing { within: secs(5) })),
+    ]);
+    h.place();
+    h.jump();
+    h.ended(CallEndReason::Cancelled, |_| {});
+    let result = h.result();
+    assert_eq!(
+        result.failures[0].message,
+        "expected 180/183 ringing: nothing within 5.0 s"
+    );
+}
+
+#[test]
+fn an_unresolvable_target_fails_the_call_step_without_a_call() {
+    let mut h = Harness::caller(vec![at(3, call_step(secs(32))), at(4, Step::Wait(secs(1)))]);
+    h.commands();
+    h.script.handle_placed(h.now, Err(CommandError::Unresolved));
+    let result = h.result();
+    assert_eq!(
+        result.failures[0].message,
+        "cannot resolve the host of sip:2001@pbx.test"
+    );
+    assert_eq!(result.steps.len(), 1);
+    assert_eq!(result.end_reason, "not started");
+}
+
+#[test]
+fn an_answer_without_an_rtp_port_refuses_the_call_with_503() {
+    let mut h = Harness::callee(vec![at(10, Step::Answer { ring: secs(0) })]);
+    h.commands();
+    h.script
+        .handle_accepted(h.now, Err(CommandError::NoRtpSocket("range full".into())));
+    let cmds = h.commands();
+    assert!(matches!(&cmds[0], ScriptCommand::Reject(503)), "{cmds:?}");
+    h.ended(CallEndReason::Declined { code: 503 }, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures[0].message, "no RTP socket: range full");
+}
+
+#[test]
+fn ctrl_c_before_the_first_step_places_no_call() {
+    let t0 = base();
+    let mut script = CallScript::caller(
+        t0,
+        config(Side::Caller),
+        Arc::new(vec![at(3, call_step(secs(32)))]),
+    );
+    script.stop(t0);
+    script.start(t0);
+    assert!(script.poll_command().is_none(), "no INVITE");
+    assert!(script.is_done());
+    let result = script.finish(None, &RawLadder::default());
+    assert_eq!(result.failures[0].kind, FailureKind::Interrupted);
+    assert!(result.steps.is_empty());
+}
+
+#[test]
+fn ctrl_c_while_the_invite_is_placed_runs_no_further_step() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Wait(secs(10))),
+    ]);
+    h.script.stop(h.now);
+    h.place();
+    let cmds = h.commands();
+    assert!(matches!(&cmds[..], [ScriptCommand::Hangup]), "{cmds:?}");
+    h.ended(CallEndReason::Cancelled, |_| {});
+    let result = h.result();
+    assert_eq!(result.steps.len(), 1);
+    assert_eq!(result.failures[0].kind, FailureKind::Interrupted);
+}
+
+#[test]
+fn expected_silence_passes_when_it_holds_and_fails_when_it_does_not_in_time() {
+    let steps = || {
+        vec![
+            at(10, Step::Answer { ring: secs(0) }),
+            at(
+                11,
+                Step::Expect(Expectation::Silence {
+                    duration: Duration::from_millis(500),
+                    within: secs(2),
+                }),
+            ),
+        ]
+    };
+    let mut h = Harness::callee(steps());
+    h.accept();
+    h.answered();
+    let watch = watch_of(&h.commands());
+    h.after(secs(1));
+    h.media(MediaEvent::SilenceHeld { watch });
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!((result.audio_checked, result.audio_verified), (1, 1));
+
+    let mut h = Harness::callee(steps());
+    h.accept();
+    h.answered();
+    h.commands();
+    h.jump();
+    assert_eq!(
+        h.now - h.t0,
+        Duration::from_millis(2500),
+        "within + duration"
+    );
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures[0].kind, FailureKind::NotSilent);
+    assert_eq!(result.failures[0].message, "expected 0.5 s of silence");
+}
+
+#[test]
+fn an_expected_answer_that_ends_refused_fails_with_the_refusals_kind() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Expect(Expectation::Answered { within: secs(10) })),
+    ]);
+    h.place();
+    h.after(secs(2));
+    h.ended(
+        CallEndReason::Rejected {
+            code: 404,
+            reason: "Not Found".into(),
+        },
+        |r| r.final_code = Some(404),
+    );
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    assert_eq!(result.failures[0].kind, FailureKind::SipCode(404));
+    assert!(result.failures[0]
+        .message
+        .starts_with("expected the call to be answered: rejected: 404"));
+}
+
+#[test]
+fn a_call_whose_agent_is_gone_ends_its_waits_and_never_passes_a_media_step() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, tone_expectation(425.0, secs(5))),
+    ]);
+    h.place();
+    h.script.events_closed(h.now);
+    assert!(h.script.is_done(), "no wait outlives the agent");
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1);
+    assert_eq!(result.failures[0].line, 4);
+    assert_eq!(result.failures[0].kind, FailureKind::Signalling);
+}
