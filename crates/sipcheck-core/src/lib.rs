@@ -15,5 +15,6 @@ pub mod scenario;
 pub mod sdp;
 pub mod sim;
 pub mod sip;
+mod slots;
 pub mod stats;
 pub mod ua;

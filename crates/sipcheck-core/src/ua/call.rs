@@ -86,6 +86,7 @@ use crate::sip::transaction::{
 };
 use crate::sip::transport::Transport;
 use crate::sip::uri::NextHop;
+use crate::slots::{Bucket, SlotId, Slots};
 
 /// The methods we accept, as written in `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
@@ -111,25 +112,19 @@ const REFRESH_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Ids are not reused while the call lives; a stale id (of an ended call) names nothing,
 /// even when its slot was reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId {
-    index: u32,
-    generation: u32,
-}
+pub struct CallId(SlotId);
 
 #[cfg(test)]
 impl CallId {
     /// An id for tests of the layers above the endpoint.
     pub(crate) const fn for_test(index: u32) -> Self {
-        Self {
-            index,
-            generation: 0,
-        }
+        Self(SlotId::first(index))
     }
 }
 
 impl fmt::Display for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "call{}.{}", self.index, self.generation)
+        write!(f, "call{}.{}", self.0.index(), self.0.generation())
     }
 }
 
@@ -555,58 +550,17 @@ impl<D> Call<D> {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Slot<D> {
-    generation: u32,
-    call: Option<Call<D>>,
+fn call_ref<D>(slots: &Slots<Call<D>>, id: CallId) -> Option<&Call<D>> {
+    slots.get(id.0)
 }
 
-/// The calls sharing one Call-ID: usually one; two when both ends of a call live in the same
-/// endpoint; more with forking. `rest` allocates only when there is more than one.
-#[derive(Debug, Clone)]
-struct Bucket {
-    first: CallId,
-    rest: Vec<CallId>,
-}
-
-impl Bucket {
-    fn iter(&self) -> impl Iterator<Item = CallId> + '_ {
-        std::iter::once(self.first).chain(self.rest.iter().copied())
-    }
-
-    /// Remove `id`; true when the bucket is then empty.
-    fn remove(&mut self, id: CallId) -> bool {
-        if self.first == id {
-            match self.rest.pop() {
-                Some(next) => self.first = next,
-                None => return true,
-            }
-        } else {
-            self.rest.retain(|&c| c != id);
-        }
-        false
-    }
-}
-
-fn call_ref<D>(slots: &[Slot<D>], id: CallId) -> Option<&Call<D>> {
-    let slot = slots.get(id.index as usize)?;
-    if slot.generation != id.generation {
-        return None;
-    }
-    slot.call.as_ref()
-}
-
-fn call_mut<D>(slots: &mut [Slot<D>], id: CallId) -> Option<&mut Call<D>> {
-    let slot = slots.get_mut(id.index as usize)?;
-    if slot.generation != id.generation {
-        return None;
-    }
-    slot.call.as_mut()
+fn call_mut<D>(slots: &mut Slots<Call<D>>, id: CallId) -> Option<&mut Call<D>> {
+    slots.get_mut(id.0)
 }
 
 /// The live call `id`, if it is in one of `states`.
 fn expect_state<'a, D>(
-    slots: &'a mut [Slot<D>],
+    slots: &'a mut Slots<Call<D>>,
     call: CallId,
     action: &'static str,
     states: &[CallState],
@@ -647,10 +601,8 @@ pub struct Endpoint<D> {
     incoming_contact: Arc<str>,
     /// The SDP body of the response being written, kept for reuse.
     body: Vec<u8>,
-    slots: Vec<Slot<D>>,
-    free: Vec<u32>,
-    live: usize,
-    dialogs: HashMap<Arc<str>, Bucket>,
+    slots: Slots<Call<D>>,
+    dialogs: HashMap<Arc<str>, Bucket<CallId>>,
     owners: HashMap<TxId, Owner>,
     timers: BTreeSet<(Instant, CallId)>,
     events: VecDeque<CallEvent<D>>,
@@ -674,9 +626,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             config,
             ids,
             tag,
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
+            slots: Slots::default(),
             dialogs: HashMap::new(),
             owners: HashMap::new(),
             timers: BTreeSet::new(),
@@ -708,12 +658,12 @@ impl<D: Clone + NextHop> Endpoint<D> {
 
     /// How many calls are live.
     pub fn len(&self) -> usize {
-        self.live
+        self.slots.len()
     }
 
     /// True when no call is live.
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.slots.len() == 0
     }
 
     /// The state of a live call.
@@ -834,14 +784,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let ids: Vec<CallId> = self
             .slots
             .iter()
-            .enumerate()
-            .filter_map(|(index, slot)| {
-                let call = slot.call.as_ref()?;
-                (call.peer == *destination || call.hop == *destination).then_some(CallId {
-                    index: index as u32,
-                    generation: slot.generation,
-                })
-            })
+            .filter(|(_, call)| call.peer == *destination || call.hop == *destination)
+            .map(|(id, _)| CallId(id))
             .collect();
         for id in ids {
             if let Some(call) = call_ref(&self.slots, id) {
@@ -1576,35 +1520,11 @@ impl<D: Clone + NextHop> Endpoint<D> {
 
     fn insert(&mut self, call: Call<D>) -> CallId {
         let key = Arc::clone(&call.dialog.call_id);
-        self.live += 1;
-        let id = if let Some(index) = self.free.pop() {
-            let slot = &mut self.slots[index as usize];
-            slot.call = Some(call);
-            CallId {
-                index,
-                generation: slot.generation,
-            }
-        } else {
-            let index = u32::try_from(self.slots.len()).expect("fewer than 2^32 calls");
-            self.slots.push(Slot {
-                generation: 0,
-                call: Some(call),
-            });
-            CallId {
-                index,
-                generation: 0,
-            }
-        };
+        let id = CallId(self.slots.insert(call));
         match self.dialogs.get_mut(&*key) {
-            Some(bucket) => bucket.rest.push(id),
+            Some(bucket) => bucket.push(id),
             None => {
-                self.dialogs.insert(
-                    key,
-                    Bucket {
-                        first: id,
-                        rest: Vec::new(),
-                    },
-                );
+                self.dialogs.insert(key, Bucket::new(id));
             }
         }
         id
@@ -1612,14 +1532,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
 
     /// Take a call out of the tables.
     fn remove(&mut self, id: CallId) -> Option<Call<D>> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        let call = slot.call.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(id.index);
-        self.live -= 1;
+        let call = self.slots.remove(id.0)?;
         if let Some(bucket) = self.dialogs.get_mut(&*call.dialog.call_id) {
             if bucket.remove(id) {
                 self.dialogs.remove(&*call.dialog.call_id);
@@ -1678,11 +1591,11 @@ impl<D: Clone + NextHop> Endpoint<D> {
     #[cfg(test)]
     fn footprint(&self) -> (usize, usize, usize, usize, usize) {
         (
-            self.live,
+            self.slots.len(),
             self.dialogs.len(),
             self.owners.len(),
             self.timers.len(),
-            self.slots.len(),
+            self.slots.slot_count(),
         )
     }
 }

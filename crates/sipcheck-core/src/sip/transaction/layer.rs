@@ -18,20 +18,18 @@ use super::timer::{Timer, TimerConfig};
 use super::{Absorbed, Actions, Outgoing, Report, SendKind, TransactionError, TransactionKind};
 use crate::sip::build;
 use crate::sip::msg::{Message, Method};
+use crate::slots::{Bucket, SlotId, Slots};
 
 /// Names one transaction of a [`TransactionLayer`].
 ///
 /// Ids are not reused while the transaction lives; a stale id (of a terminated transaction)
 /// names nothing, even when its slot was reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TxId {
-    index: u32,
-    generation: u32,
-}
+pub struct TxId(SlotId);
 
 impl fmt::Display for TxId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tx{}.{}", self.index, self.generation)
+        write!(f, "tx{}.{}", self.0.index(), self.0.generation())
     }
 }
 
@@ -235,12 +233,6 @@ struct Entry<D> {
     scheduled: Option<Instant>,
 }
 
-#[derive(Debug, Clone)]
-struct Slot<D> {
-    generation: u32,
-    entry: Option<Entry<D>>,
-}
-
 /// A key of the transaction indexes (a branch, or a legacy key): text that shares the buffer
 /// of the message it was read from, so that keeping it allocates nothing. Hashed and
 /// compared as the text, so the indexes are searched with a `&str`.
@@ -256,42 +248,6 @@ impl Hash for Key {
 impl Borrow<str> for Key {
     fn borrow(&self) -> &str {
         self.0.as_str()
-    }
-}
-
-/// The live transaction `id` of `slots`.
-fn slot_entry<D>(slots: &[Slot<D>], id: TxId) -> Option<&Entry<D>> {
-    let slot = slots.get(id.index as usize)?;
-    if slot.generation != id.generation {
-        return None;
-    }
-    slot.entry.as_ref()
-}
-
-/// The transactions sharing one key: usually one, sometimes an INVITE and its CANCEL, rarely
-/// more (peers that reuse branches). `rest` allocates only when there is more than one.
-#[derive(Debug, Clone)]
-struct Bucket {
-    first: TxId,
-    rest: Vec<TxId>,
-}
-
-impl Bucket {
-    fn iter(&self) -> impl Iterator<Item = TxId> + '_ {
-        std::iter::once(self.first).chain(self.rest.iter().copied())
-    }
-
-    /// Remove `id`; true when the bucket is then empty.
-    fn remove(&mut self, id: TxId) -> bool {
-        if self.first == id {
-            match self.rest.pop() {
-                Some(next) => self.first = next,
-                None => return true,
-            }
-        } else {
-            self.rest.retain(|&t| t != id);
-        }
-        false
     }
 }
 
@@ -313,14 +269,12 @@ impl Bucket {
 #[derive(Debug, Clone)]
 pub struct TransactionLayer<D> {
     config: TimerConfig,
-    slots: Vec<Slot<D>>,
-    free: Vec<u32>,
-    live: usize,
+    slots: Slots<Entry<D>>,
     /// Live server transactions, and the cap on them.
     live_servers: usize,
     max_servers: usize,
-    client_index: HashMap<Key, Bucket>,
-    server_index: HashMap<Key, Bucket>,
+    client_index: HashMap<Key, Bucket<TxId>>,
+    server_index: HashMap<Key, Bucket<TxId>>,
     /// Deadlines, with lazy deletion: an entry is live while its transaction exists and
     /// still has that deadline scheduled. Stale entries are popped when they reach the top.
     timers: BinaryHeap<Reverse<(Instant, TxId)>>,
@@ -352,9 +306,7 @@ impl<D: Clone> TransactionLayer<D> {
     pub fn new(config: TimerConfig) -> Self {
         Self {
             config,
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
+            slots: Slots::default(),
             live_servers: 0,
             max_servers: DEFAULT_MAX_SERVER_TRANSACTIONS,
             client_index: HashMap::new(),
@@ -390,12 +342,12 @@ impl<D: Clone> TransactionLayer<D> {
 
     /// How many transactions are live.
     pub fn len(&self) -> usize {
-        self.live
+        self.slots.len()
     }
 
     /// True when no transaction is live.
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.slots.len() == 0
     }
 
     /// The client transaction `tx`, while it lives.
@@ -441,7 +393,7 @@ impl<D: Clone> TransactionLayer<D> {
         if let Some(Entry {
             machine: Machine::Client(c),
             ..
-        }) = &self.slots[id.index as usize].entry
+        }) = self.slots.get(id.0)
         {
             let branch = c.request().branch_shared().cloned().unwrap_or_default();
             index_insert(&mut self.client_index, branch, id);
@@ -695,7 +647,7 @@ impl<D: Clone> TransactionLayer<D> {
         extra: &[(&str, &str)],
         body: Option<(&str, &[u8])>,
     ) -> Result<Bytes, TransactionError> {
-        let Some(Machine::Server(server)) = slot_entry(&self.slots, tx).map(|e| &e.machine) else {
+        let Some(Machine::Server(server)) = self.slots.get(tx.0).map(|e| &e.machine) else {
             return Err(TransactionError::UnknownTransaction(tx));
         };
         let request = server.request();
@@ -804,7 +756,7 @@ impl<D: Clone> TransactionLayer<D> {
             self.timers.len(),
             self.client_index.len(),
             self.server_index.len(),
-            self.slots.len(),
+            self.slots.slot_count(),
         )
     }
 
@@ -886,15 +838,11 @@ impl<D: Clone> TransactionLayer<D> {
             }
             self.timers.pop();
         }
-        if self.timers.len() > 2 * self.live + 1024 {
-            let live = self.slots.iter().enumerate().filter_map(|(index, slot)| {
-                let entry = slot.entry.as_ref()?;
-                let id = TxId {
-                    index: index as u32,
-                    generation: slot.generation,
-                };
-                entry.scheduled.map(|at| Reverse((at, id)))
-            });
+        if self.timers.len() > 2 * self.slots.len() + 1024 {
+            let live = self
+                .slots
+                .iter()
+                .filter_map(|(id, entry)| entry.scheduled.map(|at| Reverse((at, TxId(id)))));
             self.timers = live.collect();
         }
     }
@@ -905,40 +853,13 @@ impl<D: Clone> TransactionLayer<D> {
             peer,
             scheduled: None,
         };
-        self.live += 1;
-        if let Some(index) = self.free.pop() {
-            let slot = &mut self.slots[index as usize];
-            slot.entry = Some(entry);
-            TxId {
-                index,
-                generation: slot.generation,
-            }
-        } else {
-            let index = u32::try_from(self.slots.len()).expect("fewer than 2^32 transactions");
-            self.slots.push(Slot {
-                generation: 0,
-                entry: Some(entry),
-            });
-            TxId {
-                index,
-                generation: 0,
-            }
-        }
+        TxId(self.slots.insert(entry))
     }
 
     fn remove(&mut self, id: TxId) {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+        let Some(entry) = self.slots.remove(id.0) else {
             return;
         };
-        if slot.generation != id.generation {
-            return;
-        }
-        let Some(entry) = slot.entry.take() else {
-            return;
-        };
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(id.index);
-        self.live -= 1;
         match &entry.machine {
             Machine::Client(c) => {
                 index_remove(
@@ -984,15 +905,11 @@ impl<D: Clone> TransactionLayer<D> {
     }
 
     fn entry(&self, id: TxId) -> Option<&Entry<D>> {
-        slot_entry(&self.slots, id)
+        self.slots.get(id.0)
     }
 
     fn entry_mut(&mut self, id: TxId) -> Option<&mut Entry<D>> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.entry.as_mut()
+        self.slots.get_mut(id.0)
     }
 
     fn method_of(&self, id: TxId) -> Option<&Method> {
@@ -1000,19 +917,16 @@ impl<D: Clone> TransactionLayer<D> {
     }
 }
 
-fn index_insert(index: &mut HashMap<Key, Bucket>, key: BytesStr, id: TxId) {
+fn index_insert(index: &mut HashMap<Key, Bucket<TxId>>, key: BytesStr, id: TxId) {
     match index.entry(Key(key)) {
-        MapEntry::Occupied(mut o) => o.get_mut().rest.push(id),
+        MapEntry::Occupied(mut o) => o.get_mut().push(id),
         MapEntry::Vacant(v) => {
-            v.insert(Bucket {
-                first: id,
-                rest: Vec::new(),
-            });
+            v.insert(Bucket::new(id));
         }
     }
 }
 
-fn index_remove(index: &mut HashMap<Key, Bucket>, key: &str, id: TxId) {
+fn index_remove(index: &mut HashMap<Key, Bucket<TxId>>, key: &str, id: TxId) {
     if let Some(bucket) = index.get_mut(key) {
         if bucket.remove(id) {
             index.remove(key);
