@@ -24,6 +24,7 @@ use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
 use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle};
 use tokio::task::JoinSet;
 
+use crate::clock::sleep_until;
 use crate::media::{Finished, MediaHandle, PortRange};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::{host_of, register_step};
@@ -31,7 +32,6 @@ use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
 use crate::registration;
 use crate::transport::{self, SipSocket, UdpTransport};
-use crate::ua::sleep_until;
 use crate::ua::UaDriver;
 
 /// How the responder behaves.

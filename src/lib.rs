@@ -6,6 +6,7 @@
 
 pub mod answer;
 pub mod bridge;
+pub mod clock;
 pub mod exit;
 pub mod media;
 pub mod probe;

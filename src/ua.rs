@@ -361,15 +361,6 @@ fn far_future() -> Instant {
     Instant::now() + std::time::Duration::from_secs(86_400)
 }
 
-/// Sleep until `deadline`, or forever when there is none (a branch of `select!` that never
-/// fires).
-pub async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::call_id_of;

@@ -19,9 +19,9 @@ use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle, R
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
+use crate::clock::sleep_until;
 use crate::media::{MediaHandle, PortRange};
 use crate::registration;
-use crate::ua::sleep_until;
 use crate::ua::UaDriver;
 use sipcheck_core::stats::ladder::{format_rung, Rung};
 

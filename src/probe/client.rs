@@ -11,8 +11,8 @@ use sipcheck_core::sip::transaction::{
     Timer, TimerConfig, TransactionError, TransactionEvent, TransactionLayer, TxId,
 };
 
+use crate::clock::sleep_until;
 use crate::transport::{Incoming, SipSocket, TransportError, Unreachable};
-use crate::ua::sleep_until;
 use sipcheck_core::stats::ladder::{Direction, Ladder};
 
 /// How a transaction ended without a final response.

@@ -465,7 +465,7 @@ async fn keep_registered(mut life: Life) {
     drop(life.first_round.take());
     while !lifecycle.is_closed() {
         tokio::select! {
-            _ = crate::ua::sleep_until(lifecycle.poll_timeout()) => {
+            _ = crate::clock::sleep_until(lifecycle.poll_timeout()) => {
                 lifecycle.handle_timeout(Instant::now());
             }
             lost = recv_lost(&mut life.flow_lost) => match lost {
