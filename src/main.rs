@@ -129,7 +129,7 @@ struct Cli {
 enum Command {
     /// Send OPTIONS to a SIP URI and print the final status and round-trip time.
     #[command(after_help = OPTIONS_HELP)]
-    Options(OptionsCmd),
+    Options(probe::options::OptionsArgs),
     /// Register a user (answering the digest challenge), print the ladder and round-trip time.
     #[command(after_help = REGISTER_HELP)]
     Register(probe::register::RegisterArgs),
@@ -169,18 +169,6 @@ struct ValidateCmd {
     /// Override a value, e.g. --set load.rate=50/s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-struct OptionsCmd {
-    /// The SIP URI to probe, e.g. sip:127.0.0.1:5060 or sip:1001@pbx.example.com.
-    #[arg(env = "SIP_TARGET")]
-    uri: String,
-    /// Send via this proxy (HOST[:PORT]); the Request-URI is unchanged.
-    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
-    proxy: Option<String>,
-    #[command(flatten)]
-    net: NetArgs,
 }
 
 /// `--codec`: read by [`Codec`]'s `FromStr`, spelt in lower case on the command line.
@@ -415,13 +403,7 @@ async fn run(command: Command) -> Exit {
     let mut stdout = std::io::stdout().lock();
     match command {
         Command::Options(cmd) => {
-            let result = probe::options::run(
-                &cmd.uri,
-                cmd.proxy.as_deref(),
-                &cmd.net.network(),
-                cmd.net.timers(),
-            )
-            .await;
+            let result = probe::options::run(&cmd).await;
             finish(
                 result,
                 cmd.net.json,

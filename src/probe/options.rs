@@ -2,14 +2,30 @@
 
 use std::io::Write;
 
+use clap::Args;
 use serde::Serialize;
 use sipcheck_core::sip::build::{RequestSpec, ViaSpec};
-use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::SipTarget;
 
+use super::args::{parse_server, NetArgs};
 use super::client::{Client, TransactError};
 use super::{connect, Network, ProbeError, Verdict};
 use sipcheck_core::stats::ladder::{millis, Rung};
+
+/// What to probe: the options of `sipcheck options`, read by clap (each field's doc is its
+/// help text, as printed: `HOST[:PORT]` is no link).
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(Debug, Clone, Args)]
+pub struct OptionsArgs {
+    /// The SIP URI to probe, e.g. sip:127.0.0.1:5060 or sip:1001@pbx.example.com.
+    #[arg(env = "SIP_TARGET")]
+    pub uri: String,
+    /// Send via this proxy (HOST[:PORT]); the Request-URI is unchanged.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
+    pub proxy: Option<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
 
 /// The result of an OPTIONS probe.
 #[derive(Debug, Serialize)]
@@ -34,14 +50,14 @@ pub struct OptionsReport {
     pub ladder: Vec<Rung>,
 }
 
-/// Send OPTIONS to `target` (via `proxy` when given) and wait for the final response.
-pub async fn run(
-    target: &str,
-    proxy: Option<&str>,
-    net: &Network,
-    timers: TimerConfig,
-) -> Result<OptionsReport, ProbeError> {
-    let target = SipTarget::parse(target)?;
+/// Send OPTIONS to `args.uri` (via `args.proxy` when given) and wait for the final response.
+pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
+    let (net, timers, proxy) = (
+        &args.net.network(),
+        args.net.timers(),
+        args.proxy.as_deref(),
+    );
+    let target = SipTarget::parse(&args.uri)?;
     let transport = net.transport;
     let net = Network {
         transport: target.transport.unwrap_or(transport),
