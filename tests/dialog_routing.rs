@@ -1,12 +1,14 @@
 //! Requests within a dialog go to its next hop (RFC 3261 §12.2.1.1, §8.1.2): the far end's
 //! Contact when nothing record-routed, not where the INVITE went. Against two SIPp instances
-//! (a 200 whose Contact is the other one) and a Kamailio that does not record-route.
+//! (a 200 whose Contact is the other one) and a Kamailio that does not record-route, with
+//! `sipcheck answer` or baresip behind it.
 
 mod support;
 
 use std::process::Output;
 use std::time::Duration;
 
+use support::baresip::{Baresip, BaresipOptions, BaresipRegistrar};
 use support::kamailio::{Kamailio, KamailioOptions};
 use support::responder::Responder;
 use support::sip::first_line;
@@ -196,6 +198,70 @@ fn through_a_proxy_that_does_not_record_route_ack_and_bye_reach_the_callee() {
         answer.stdout().contains("hung up by the far end"),
         "{shown}"
     );
+}
+
+/// The same with baresip as the callee, registered with the proxy: the ACK and the BYE go
+/// straight to baresip's Contact (sipcheck's own ladder says where each went), the BYE is
+/// answered 200 there, baresip's 600 Hz is heard, and baresip saw the call set up and closed.
+#[test]
+fn through_a_proxy_that_does_not_record_route_ack_and_bye_reach_baresip() {
+    let kam = Kamailio::start_with(&KamailioOptions {
+        no_record_route: true,
+        no_proxy_auth: true,
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let user = "2111";
+    let baresip = Baresip::start(BaresipOptions {
+        registrar: Some(BaresipRegistrar {
+            user: user.to_owned(),
+            server: server.clone(),
+            password: Kamailio::password_for(user),
+        }),
+        ..BaresipOptions::default()
+    })
+    .expect("start baresip");
+    let registered =
+        support::process::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            kam.bindings(user).len() == 1
+        });
+    assert!(registered, "baresip did not register\n{}", baresip.log());
+    let contact = baresip.addr.to_string();
+    let out = run_sipcheck(
+        [
+            "call",
+            &format!("sip:{user}@127.0.0.1"),
+            "--server",
+            &server,
+            "--user",
+            "1111",
+            "--duration",
+            "2s",
+            "--expect-tone",
+            "600",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        baresip.log(),
+        kam.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = report(&out);
+    assert_eq!(v["bye_code"], 200, "{shown}");
+    let rungs = ladder(&v);
+    assert_eq!(sent_to(&rungs, "INVITE"), [server.as_str()], "{shown}");
+    assert_eq!(sent_to(&rungs, "ACK"), [contact.as_str()], "{shown}");
+    assert_eq!(sent_to(&rungs, "BYE"), [contact.as_str()], "{shown}");
+    // baresip saw the call established and closed by our BYE.
+    baresip
+        .wait_call_closed(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{shown}"));
+    assert_eq!(baresip.calls_established(), 1, "{shown}");
 }
 
 #[test]

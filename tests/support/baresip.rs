@@ -103,6 +103,20 @@ pub(crate) struct BaresipOptions {
     pub(crate) account_params: String,
     /// More config lines (`name value`), appended to the template.
     pub(crate) extra_config: Vec<String>,
+    /// Register with this registrar instead of taking direct calls only.
+    pub(crate) registrar: Option<BaresipRegistrar>,
+}
+
+/// A registrar baresip registers its account with (`regint` 60 s): the account is then
+/// `sip:USER@SERVER` with digest password `password`; calls still reach it at its own port.
+#[derive(Debug, Clone)]
+pub(crate) struct BaresipRegistrar {
+    /// The user part of the address of record (and digest user name).
+    pub(crate) user: String,
+    /// The registrar, `HOST:PORT`.
+    pub(crate) server: String,
+    /// The digest password.
+    pub(crate) password: String,
 }
 
 impl Default for BaresipOptions {
@@ -115,6 +129,7 @@ impl Default for BaresipOptions {
             quit_after: Duration::from_secs(120),
             account_params: String::new(),
             extra_config: Vec::new(),
+            registrar: None,
         }
     }
 }
@@ -508,15 +523,21 @@ fn write_config(
         config.push_str(line);
         config.push('\n');
     }
-    let accounts = fill_template(
-        "accounts.in",
-        &[
-            ("USER", USER.to_owned()),
-            ("SIP_PORT", sip_port.to_string()),
-            ("ANSWERMODE", opts.answermode.clone()),
-            ("ACCOUNT_PARAMS", opts.account_params.clone()),
-        ],
-    )?;
+    let accounts = match &opts.registrar {
+        None => fill_template(
+            "accounts.in",
+            &[
+                ("USER", USER.to_owned()),
+                ("SIP_PORT", sip_port.to_string()),
+                ("ANSWERMODE", opts.answermode.clone()),
+                ("ACCOUNT_PARAMS", opts.account_params.clone()),
+            ],
+        )?,
+        Some(r) => format!(
+            "<sip:{}@{}>;auth_pass={};regint=60;answermode={};audio_codecs=PCMU,PCMA{}\n",
+            r.user, r.server, r.password, opts.answermode, opts.account_params
+        ),
+    };
     fs::write(rundir.join("config"), config).context("write baresip config")?;
     fs::write(rundir.join("accounts"), accounts).context("write baresip accounts")?;
     fs::write(rundir.join("contacts"), "").context("write baresip contacts")?;
