@@ -15,7 +15,7 @@ use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
 use crate::media::g711::Codec;
 use crate::media::tone::Tone;
 use crate::sip::transport::Transport;
-use crate::sip::uri::host_literal;
+use crate::sip::uri::{complete_uri, host_literal};
 
 use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
 use super::error::ScenarioError;
@@ -1254,7 +1254,7 @@ fn validate_call(
         );
     }
     let to = cx.text(&p.key("to"), &c.to)?;
-    let uri = normalize_uri(to.trim());
+    let uri = complete_uri(&to, "{domain}").unwrap_or_default();
     // The scheme and parameters are literal text (placeholders fill the user and host
     // parts), so a URI that needs TLS is known here, before any account fills it.
     if let Some(what) = needs_tls(&uri) {
@@ -1347,25 +1347,6 @@ fn needs_tls(uri: &str) -> Option<&'static str> {
         Some("transport=tls")
     } else {
         None
-    }
-}
-
-/// `1000` → `sip:1000@{domain}`; `sip:1000` → `sip:1000@{domain}`; a URI with a host is kept.
-fn normalize_uri(to: &str) -> String {
-    let lower = to.to_ascii_lowercase();
-    let has_scheme = ["sip:", "sips:", "tel:"]
-        .iter()
-        .any(|s| lower.starts_with(s));
-    let uri = if has_scheme {
-        to.to_owned()
-    } else {
-        format!("sip:{to}")
-    };
-    let is_sip = !uri.to_ascii_lowercase().starts_with("tel:");
-    if is_sip && !uri.contains('@') {
-        format!("{uri}@{{domain}}")
-    } else {
-        uri
     }
 }
 

@@ -165,6 +165,39 @@ pub fn host_literal(host: &str) -> Cow<'_, str> {
     }
 }
 
+/// A call's `to` as a user writes it, made a URI: `2001` → `sip:2001@DOMAIN`, `sip:2001` →
+/// `sip:2001@DOMAIN`; a URI that names a host (`sip:bob@pbx`, `sip:pbx.example.com`,
+/// `sip:[::1]`, `sip:pbx:5060`) or a `tel:` URI is kept as written; `None` when empty. Used
+/// alike when a scenario is validated (with `{domain}` for DOMAIN, filled per account) and
+/// when its template is filled, so both read a `to` the same way.
+#[must_use]
+pub fn complete_uri(to: &str, domain: &str) -> Option<String> {
+    let to = to.trim();
+    if to.is_empty() {
+        return None;
+    }
+    let lower = to.to_ascii_lowercase();
+    if lower.starts_with("tel:") {
+        return Some(to.to_owned());
+    }
+    let with_scheme = if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        to.to_owned()
+    } else {
+        format!("sip:{to}")
+    };
+    let rest = with_scheme
+        .split_once(':')
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    let names_host =
+        rest.contains('@') || rest.contains('.') || rest.contains('[') || rest.contains(':');
+    if names_host {
+        Some(with_scheme)
+    } else {
+        Some(format!("{with_scheme}@{domain}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +326,31 @@ mod tests {
             assert_eq!(err, UriError::NeedsTls(uri.to_string()), "{uri}");
             assert!(err.to_string().contains("requires TLS"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_call_target_is_completed_with_the_domain_only_when_it_names_no_host() {
+        let c = |to: &str| complete_uri(to, "{domain}");
+        assert_eq!(c("2001").as_deref(), Some("sip:2001@{domain}"));
+        assert_eq!(c("sip:2001").as_deref(), Some("sip:2001@{domain}"));
+        assert_eq!(c("sip:{peer}").as_deref(), Some("sip:{peer}@{domain}"));
+        assert_eq!(
+            c("sip:{peer}@{domain}").as_deref(),
+            Some("sip:{peer}@{domain}")
+        );
+        assert_eq!(c(" sip:bob@pbx ").as_deref(), Some("sip:bob@pbx"));
+        assert_eq!(
+            c("sip:pbx.example.com").as_deref(),
+            Some("sip:pbx.example.com")
+        );
+        assert_eq!(c("sip:[::1]:5062").as_deref(), Some("sip:[::1]:5062"));
+        assert_eq!(c("sip:pbx:5060").as_deref(), Some("sip:pbx:5060"));
+        assert_eq!(c("SIP:2001").as_deref(), Some("SIP:2001@{domain}"));
+        assert_eq!(c("tel:+15551234").as_deref(), Some("tel:+15551234"));
+        assert_eq!(c("sips:2001").as_deref(), Some("sips:2001@{domain}"));
+        assert_eq!(c("  "), None);
+        // Filled in again at run time, a completed URI is unchanged.
+        let done = complete_uri("sip:2001@pbx", "example.com").unwrap();
+        assert_eq!(complete_uri(&done, "other").unwrap(), done);
     }
 }

@@ -26,6 +26,7 @@ use crate::rtp::source::StrayStats;
 use crate::scenario::model::{Expectation, HoldMode, Located, PlayItem, Step, WaitEvent};
 use crate::scenario::text::Fill;
 use crate::sdp::{self, LocalMedia, Negotiated};
+use crate::sip::uri::complete_uri;
 use crate::stats::ladder::RawLadder;
 use crate::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
@@ -217,29 +218,6 @@ pub fn kind_of(reason: &CallEndReason) -> FailureKind {
         CallEndReason::CancelFailed { .. } => FailureKind::CancelFailed("no_487".into()),
         CallEndReason::DialogLost { code } => FailureKind::SipCode(*code),
         _ => FailureKind::Other,
-    }
-}
-
-/// `2001` → `sip:2001@domain`; `sip:` added when missing.
-#[must_use]
-pub fn normalize_uri(to: &str, domain: &str) -> Option<String> {
-    let to = to.trim();
-    if to.is_empty() {
-        return None;
-    }
-    let with_scheme = if to.starts_with("sip:") || to.starts_with("sips:") {
-        to.to_string()
-    } else {
-        format!("sip:{to}")
-    };
-    let rest = with_scheme
-        .split_once(':')
-        .map(|(_, r)| r)
-        .unwrap_or_default();
-    if rest.contains('@') || rest.contains('.') || rest.contains('[') {
-        Some(with_scheme)
-    } else {
-        Some(format!("{with_scheme}@{domain}"))
     }
 }
 
@@ -1050,7 +1028,7 @@ impl CallScript {
                     peer: &self.cfg.peer_user,
                     domain: &self.cfg.account_domain,
                 });
-                let Some(target) = normalize_uri(&to, &self.cfg.domain) else {
+                let Some(target) = complete_uri(&to, &self.cfg.domain) else {
                     self.fail(FailureKind::Other, format!("'{to}' is not a SIP URI"));
                     return Some(false);
                 };
