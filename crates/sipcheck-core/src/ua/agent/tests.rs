@@ -59,6 +59,9 @@ struct RoleNode {
     /// Media commands seen, per kind: open, start, intent, stop.
     media_seen: [u32; 4],
     next_port: u16,
+    /// Whether the stand-in media engine hears every watched tone (300 ms after the
+    /// watch), or none.
+    hears: bool,
 }
 
 impl RoleNode {
@@ -72,7 +75,27 @@ impl RoleNode {
                     self.agent.handle_media_opened(now, key, Ok(self.next_port));
                 }
                 MediaCommand::Start(_) => self.media_seen[1] += 1,
-                MediaCommand::Intent(_) => self.media_seen[2] += 1,
+                MediaCommand::Intent(intent) => {
+                    self.media_seen[2] += 1;
+                    let event = match intent {
+                        MediaIntent::WatchTone { watch, .. } if self.hears => {
+                            Some(MediaEvent::ToneHeard {
+                                watch,
+                                onset: ms(300),
+                            })
+                        }
+                        MediaIntent::Probe(watch) => Some(MediaEvent::Status {
+                            watch,
+                            level_dbfs: None,
+                            behind: (0, 0),
+                            dtmf_received: String::new(),
+                        }),
+                        _ => None,
+                    };
+                    if let Some(event) = event {
+                        self.agent.handle_media_event(now, key, event);
+                    }
+                }
                 MediaCommand::Stop { report } => {
                     self.media_seen[3] += 1;
                     if report {
@@ -189,6 +212,7 @@ impl Run {
                 results: Vec::new(),
                 media_seen: [0; 4],
                 next_port: 40_000,
+                hears: true,
             };
             sim.add_node(node, [addr]);
         }
@@ -511,4 +535,81 @@ fn ctrl_c_mid_call_is_interrupted_never_passed() {
             messages(r)
         );
     }
+}
+
+/// The selftest's shape: each side plays a tone and expects the other's.
+const TONES: &str = r#"
+name: agent-tones
+target:
+  direct: true
+  domain: 127.0.0.1
+accounts:
+  range: { from: 2000, count: 2 }
+media:
+  codecs: [PCMU]
+roles:
+  callee:
+    accounts: "2000"
+    listen: 127.0.0.1:5070
+    steps:
+      - answer: { ring: 200ms }
+      - play: { tone: 1kHz, level: -12dBFS }
+      - expect: { tone: 440Hz, within: 2s, min_snr: 20dB }
+      - wait_for: bye
+  caller:
+    accounts: "2001"
+    listen: 127.0.0.1:5080
+    steps:
+      - call: { to: "sip:{peer}@127.0.0.1:5070", peer: callee, timeout: 5s }
+      - expect: { answered: true, within: 2s }
+      - play: { tone: 440Hz, level: -12dBFS }
+      - expect: { tone: 1kHz, within: 2s, min_snr: 20dB }
+      - hangup: { after: 3s }
+"#;
+
+#[test]
+fn media_steps_open_start_and_stop_each_calls_stream_and_count_what_was_heard() {
+    let mut run = Run::new(TONES, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.run(secs(120));
+    for role in ["caller", "callee"] {
+        let r = only(run.results(role));
+        assert!(r.passed(), "{role}: {}", messages(r));
+        assert_eq!((r.audio_checked, r.audio_verified), (1, 1), "{role}");
+        let [open, start, intents, stop] = run.node(role).media_seen;
+        assert_eq!((open, start, stop), (1, 1, 1), "{role}");
+        assert!(intents >= 2, "{role}: play and watch, {intents}");
+    }
+}
+
+#[test]
+fn a_tone_the_media_engine_never_hears_fails_the_expectation() {
+    let mut run = Run::new(TONES, LinkConfig::new(ms(10)));
+    let callee = run.index("callee");
+    run.sim.nodes[callee].hears = false;
+    run.plan(1, ms(0));
+    run.run(secs(120));
+    let r = only(run.results("callee"));
+    assert!(!r.passed());
+    assert_eq!((r.audio_checked, r.audio_verified), (1, 0));
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.kind == FailureKind::ToneMissing),
+        "{}",
+        messages(r)
+    );
+    // The failed step ended the callee's script, which hung up: the caller, still in its
+    // `hangup: { after: 3s }`, saw the call end under it.
+    let caller = only(run.results("caller"));
+    assert!(!caller.passed());
+    assert_eq!((caller.audio_checked, caller.audio_verified), (1, 1));
+    assert!(
+        caller
+            .failures
+            .iter()
+            .any(|f| f.message.contains("BYE received")),
+        "{}",
+        messages(caller)
+    );
 }
