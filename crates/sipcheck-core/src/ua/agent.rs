@@ -29,7 +29,7 @@ use crate::scenario::model::{Account, Located, Step};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::auth::Credentials;
 use crate::sip::msg::Message;
-use crate::sip::transaction::Transmit;
+use crate::sip::transaction::{TransactionEvent, Transmit};
 use crate::sip::uri::NextHop;
 use crate::stats::ladder::RawLadder;
 use crate::stats::outcome::{CallResult, Side};
@@ -146,6 +146,8 @@ pub struct Agent<D> {
     timers: BTreeSet<(Instant, CallKey)>,
     media: VecDeque<(CallKey, MediaCommand)>,
     results: VecDeque<CallResult>,
+    /// The events of requests of our own.
+    own: VecDeque<TransactionEvent<D>>,
     /// Whether an incoming call finds steps to serve it (`answer`, `reject`, `ring`).
     answers: bool,
     stopped: bool,
@@ -172,6 +174,7 @@ impl<D: Clone + NextHop> Agent<D> {
             timers: BTreeSet::new(),
             media: VecDeque::new(),
             results: VecDeque::new(),
+            own: VecDeque::new(),
             answers,
             stopped: false,
             load_done: false,
@@ -179,7 +182,8 @@ impl<D: Clone + NextHop> Agent<D> {
         }
     }
 
-    /// The role's endpoint (requests of our own, counters).
+    /// The role's endpoint: its counters, and requests of our own (REGISTER, sent with
+    /// [`Endpoint::send_request`]; their events come from [`Self::poll_request_event`]).
     pub fn endpoint(&mut self) -> &mut Endpoint<D> {
         &mut self.endpoint
     }
@@ -365,6 +369,11 @@ impl<D: Clone + NextHop> Agent<D> {
         self.results.pop_front()
     }
 
+    /// The next event of a request of our own (its responses, its timeout, its end).
+    pub fn poll_request_event(&mut self) -> Option<TransactionEvent<D>> {
+        self.own.pop_front()
+    }
+
     /// When [`Self::handle_timeout`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -428,7 +437,7 @@ impl<D: Clone + NextHop> Agent<D> {
 
     fn route(&mut self, now: Instant, event: CallEvent<D>) {
         match event {
-            CallEvent::Transaction(_) => {}
+            CallEvent::Transaction(event) => self.own.push_back(event),
             CallEvent::Incoming {
                 call,
                 request_uri,

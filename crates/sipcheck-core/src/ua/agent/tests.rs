@@ -62,6 +62,8 @@ struct RoleNode {
     /// Whether the stand-in media engine hears every watched tone (300 ms after the
     /// watch), or none.
     hears: bool,
+    /// The events of requests of our own.
+    own: Vec<crate::sip::transaction::TransactionEvent<SocketAddr>>,
 }
 
 impl RoleNode {
@@ -103,6 +105,9 @@ impl RoleNode {
                     }
                 }
             }
+        }
+        while let Some(event) = self.agent.poll_request_event() {
+            self.own.push(event);
         }
         while let Some(result) = self.agent.poll_result() {
             self.results.push(result);
@@ -213,6 +218,7 @@ impl Run {
                 media_seen: [0; 4],
                 next_port: 40_000,
                 hears: true,
+                own: Vec::new(),
             };
             sim.add_node(node, [addr]);
         }
@@ -612,4 +618,52 @@ fn a_tone_the_media_engine_never_hears_fails_the_expectation() {
         "{}",
         messages(caller)
     );
+}
+
+#[test]
+fn a_request_of_our_own_gets_its_final_response_or_its_timeout() {
+    use crate::sip::transaction::TransactionEvent;
+    let options = |n: u32| {
+        Bytes::from(format!(
+            "OPTIONS sip:2000@127.0.0.1:5070 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKown{n};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:2001@127.0.0.1>;tag=own{n}\r\n\
+             To: <sip:2000@127.0.0.1>\r\n\
+             Call-ID: own{n}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+    };
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    let now = run.sim.now();
+    let answered = run.sim.nodes[caller]
+        .agent
+        .endpoint()
+        .send_request(now, options(1), callee_addr())
+        .expect("sent");
+    run.sim.run_for(secs(1));
+    run.sim.net.blackhole(callee_addr());
+    let now = run.sim.now();
+    let lost = run.sim.nodes[caller]
+        .agent
+        .endpoint()
+        .send_request(now, options(2), callee_addr())
+        .expect("sent");
+    run.run(secs(120));
+    let own = &run.node("caller").own;
+    let status = own.iter().find_map(|e| match e {
+        TransactionEvent::Response { tx, message } if *tx == answered => message.status(),
+        _ => None,
+    });
+    assert!(status.is_some_and(|s| s >= 200), "{status:?}");
+    assert!(
+        own.iter().any(|e| matches!(
+            e,
+            TransactionEvent::TimedOut { tx, .. } if *tx == lost
+        )),
+        "{own:?}"
+    );
+    assert!(run.results("caller").is_empty());
 }
