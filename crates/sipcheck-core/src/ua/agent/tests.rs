@@ -344,7 +344,22 @@ roles:
 
 #[test]
 fn a_thousand_calls_over_a_lossy_link_end_with_their_exact_verdicts() {
-    let mut run = Run::new(LOAD, LinkConfig::new(ms(10)).with_loss(50_000));
+    thousand_calls(LinkConfig::new(ms(10)).with_loss(50_000));
+}
+
+#[test]
+fn a_thousand_calls_over_a_link_that_also_duplicates_and_reorders_end_the_same() {
+    thousand_calls(
+        LinkConfig::new(ms(10))
+            .with_loss(50_000)
+            .with_duplication(50_000, ms(5))
+            .with_reordering(50_000, ms(30)),
+    );
+}
+
+/// 1,000 calls of [`LOAD`] over `link`: every call ends as its callee's rule says.
+fn thousand_calls(link: LinkConfig) {
+    let mut run = Run::new(LOAD, link);
     run.plan(1000, ms(50));
     run.run(secs(600));
 
