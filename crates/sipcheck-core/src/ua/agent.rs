@@ -17,6 +17,7 @@
 //! [`Agent::poll_media`], [`Agent::poll_result`], [`Agent::poll_timeout`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ use crate::sip::auth::Credentials;
 use crate::sip::msg::Message;
 use crate::sip::transaction::{TransactionEvent, Transmit};
 use crate::sip::uri::NextHop;
-use crate::stats::ladder::RawLadder;
+use crate::stats::ladder::{Direction, RawLadder};
 use crate::stats::outcome::{CallResult, Side};
 use crate::ua::call::{CallEvent, CallId, Endpoint, OfferPlacement, OutgoingCall};
 use crate::ua::register::LocalEnd;
@@ -132,6 +133,8 @@ struct Live {
     armed: Option<Instant>,
     /// Waiting for the stream's report before the result.
     ending: bool,
+    /// The call's SIP messages, when ladders are recorded.
+    ladder: RawLadder,
 }
 
 /// The agent of one role (see the module documentation).
@@ -153,6 +156,12 @@ pub struct Agent<D> {
     stopped: bool,
     load_done: bool,
     shut: bool,
+    /// Ladders are recorded (the address of a destination, as the ladder shows it).
+    ladder_peer: Option<fn(&D) -> SocketAddr>,
+    /// The live calls by SIP Call-ID, for their ladders.
+    by_sip_id: HashMap<String, CallKey>,
+    /// The instant of the latest input (what is sent goes out then).
+    last_now: Option<Instant>,
 }
 
 impl<D: Clone + NextHop> Agent<D> {
@@ -179,6 +188,9 @@ impl<D: Clone + NextHop> Agent<D> {
             stopped: false,
             load_done: false,
             shut: false,
+            ladder_peer: None,
+            by_sip_id: HashMap::new(),
+            last_now: None,
         }
     }
 
@@ -211,12 +223,50 @@ impl<D: Clone + NextHop> Agent<D> {
 
     /// A message from `from`, over a transport that is `reliable` or not.
     pub fn handle_message(&mut self, now: Instant, message: Message, reliable: bool, from: D) {
+        self.last_now = Some(now);
+        let kept = self.ladder_peer.map(|peer| {
+            (
+                message.call_id().to_owned(),
+                peer(&from),
+                message.raw().clone(),
+            )
+        });
+        // Kept before the endpoint sees it when the call is known (its last response ends
+        // it), after when it makes the call (an incoming INVITE).
+        let known = kept
+            .as_ref()
+            .is_some_and(|(id, _, _)| self.by_sip_id.contains_key(id));
+        if let (true, Some((call_id, peer, raw))) = (known, &kept) {
+            self.record(call_id, now, Direction::Received, *peer, raw.clone(), false);
+        }
         self.endpoint.handle_message(now, message, reliable, from);
         self.drive(now);
+        if let (false, Some((call_id, peer, raw))) = (known, kept) {
+            self.record(&call_id, now, Direction::Received, peer, raw, false);
+        }
+    }
+
+    /// Keep a message in its live call's ladder.
+    fn record(
+        &mut self,
+        call_id: &str,
+        at: Instant,
+        direction: Direction,
+        peer: SocketAddr,
+        raw: Bytes,
+        retransmission: bool,
+    ) {
+        let Some(key) = self.by_sip_id.get(call_id) else {
+            return;
+        };
+        if let Some(live) = self.calls.get_mut(key) {
+            live.ladder.push(at, direction, peer, raw, retransmission);
+        }
     }
 
     /// Time has come (at or after [`Self::poll_timeout`]).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
         if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
         }
@@ -245,6 +295,7 @@ impl<D: Clone + NextHop> Agent<D> {
         peer: Option<Account>,
         scheduled: Schedule,
     ) -> Option<CallKey> {
+        self.last_now = Some(now);
         if self.shut {
             return None;
         }
@@ -268,6 +319,7 @@ impl<D: Clone + NextHop> Agent<D> {
 
     /// What the media stream of `call` reports.
     pub fn handle_media_event(&mut self, now: Instant, call: CallKey, event: MediaEvent) {
+        self.last_now = Some(now);
         if let Some(live) = self.calls.get_mut(&call) {
             live.script.handle_media_event(now, event);
             self.settle(now, call);
@@ -277,6 +329,7 @@ impl<D: Clone + NextHop> Agent<D> {
 
     /// The reply to [`MediaCommand::Open`]: the RTP socket's port, or why none opened.
     pub fn handle_media_opened(&mut self, now: Instant, call: CallKey, port: Result<u16, String>) {
+        self.last_now = Some(now);
         let Some(live) = self.calls.get_mut(&call) else {
             return;
         };
@@ -311,6 +364,7 @@ impl<D: Clone + NextHop> Agent<D> {
         call: CallKey,
         report: Option<MediaReport>,
     ) {
+        self.last_now = Some(now);
         if self.calls.get(&call).is_some_and(|l| l.ending) {
             self.finish(call, report.as_ref());
             self.drive(now);
@@ -320,6 +374,7 @@ impl<D: Clone + NextHop> Agent<D> {
     /// Ctrl-C: every call winds down, none is counted passed; calls started later run no
     /// step.
     pub fn stop(&mut self, now: Instant) {
+        self.last_now = Some(now);
         self.stopped = true;
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
         for key in keys {
@@ -334,6 +389,7 @@ impl<D: Clone + NextHop> Agent<D> {
     /// The load is over (every caller's call has finished): callees still waiting for the
     /// caller's BYE or CANCEL give up a little later.
     pub fn load_done(&mut self, now: Instant) {
+        self.last_now = Some(now);
         self.load_done = true;
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
         for key in keys {
@@ -348,6 +404,7 @@ impl<D: Clone + NextHop> Agent<D> {
     /// No new calls: incoming ones are refused with 480, [`Self::start_call`] starts none;
     /// the calls under way finish.
     pub fn shutdown(&mut self, now: Instant) {
+        self.last_now = Some(now);
         self.shut = true;
         self.drive(now);
     }
@@ -356,7 +413,22 @@ impl<D: Clone + NextHop> Agent<D> {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<D>> {
-        self.endpoint.poll_transmit()
+        let t = self.endpoint.poll_transmit()?;
+        if let (Some(peer), Some(at)) = (self.ladder_peer, self.last_now) {
+            if let Some(call_id) = call_id_of(&t.bytes) {
+                let call_id = call_id.to_owned();
+                let retransmission = t.kind.is_retransmission();
+                self.record(
+                    &call_id,
+                    at,
+                    Direction::Sent,
+                    peer(&t.destination),
+                    t.bytes.clone(),
+                    retransmission,
+                );
+            }
+        }
+        Some(t)
     }
 
     /// The next thing to do to a call's media stream.
@@ -407,6 +479,7 @@ impl<D: Clone + NextHop> Agent<D> {
                 waiting: None,
                 armed: None,
                 ending: false,
+                ladder: RawLadder::default(),
             },
         );
         key
@@ -507,8 +580,12 @@ impl<D: Clone + NextHop> Agent<D> {
             scheduled: None,
             start_lag: Duration::ZERO,
         };
+        let sip_id = self.ladder_peer.is_some().then(|| call_id.clone());
         let script = CallScript::callee(now, cfg, self.cfg.steps.clone(), call_id);
         let key = self.add(script, Some(call), None);
+        if let Some(sip_id) = sip_id {
+            self.by_sip_id.insert(sip_id, key);
+        }
         self.begin(now, key);
     }
 
@@ -566,8 +643,11 @@ impl<D: Clone + NextHop> Agent<D> {
         if let Some(id) = live.call {
             self.by_id.remove(&id);
         }
-        self.results
-            .push_back(live.script.finish(report, &RawLadder::default()));
+        let result = live.script.finish(report, &live.ladder);
+        if self.by_sip_id.get(&result.call_id) == Some(&key) {
+            self.by_sip_id.remove(&result.call_id);
+        }
+        self.results.push_back(result);
     }
 
     fn execute(&mut self, now: Instant, key: CallKey, command: ScriptCommand) {
@@ -677,12 +757,16 @@ impl<D: Clone + NextHop> Agent<D> {
             Ok(id) => {
                 live.call = Some(id);
                 self.by_id.insert(id, key);
+                let call_id = self
+                    .endpoint
+                    .sip_call_id(id)
+                    .unwrap_or_default()
+                    .to_string();
+                if self.ladder_peer.is_some() {
+                    self.by_sip_id.insert(call_id.clone(), key);
+                }
                 Ok(Placed {
-                    call_id: self
-                        .endpoint
-                        .sip_call_id(id)
-                        .unwrap_or_default()
-                        .to_string(),
+                    call_id,
                     local: media,
                 })
             }
@@ -719,6 +803,33 @@ impl<D: Clone + NextHop> Agent<D> {
         }
         media
     }
+}
+
+impl Agent<SocketAddr> {
+    /// Keep each call's SIP messages, for its result's ladder (shown when it failed).
+    pub fn record_ladders(&mut self) {
+        self.ladder_peer = Some(|peer| *peer);
+    }
+}
+
+/// The Call-ID of a raw message, found without a full parse: the first `Call-ID` (or `i`)
+/// header line of its head.
+fn call_id_of(raw: &[u8]) -> Option<&str> {
+    let head = &raw[..raw.len().min(4096)];
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
+        }
+    }
+    None
 }
 
 /// The user part of a SIP URI or name-addr (`"Bob" <sip:2001@pbx>;tag=1` → `2001`).

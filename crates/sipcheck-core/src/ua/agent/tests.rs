@@ -207,10 +207,12 @@ impl Run {
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
             };
+            let mut agent = Agent::new(cfg, endpoint);
+            agent.record_ladders();
             let node = RoleNode {
                 name: role.name.clone(),
                 addr,
-                agent: Agent::new(cfg, endpoint),
+                agent,
                 plan: VecDeque::new(),
                 load_start: t0,
                 stop_at: None,
@@ -369,6 +371,7 @@ fn thousand_calls(link: LinkConfig) {
         assert!(r.passed(), "{}: {}", r.call_id, messages(r));
         assert_eq!(r.final_code, Some(200));
         assert_eq!(r.bye_code, Some(200));
+        assert!(r.ladder.is_empty(), "a passed call keeps no ladder");
     }
     let callee = run.results("callee");
     assert_eq!(callee.len(), 500);
@@ -380,6 +383,12 @@ fn thousand_calls(link: LinkConfig) {
     for r in refused {
         assert!(!r.passed());
         assert_eq!(r.final_code, Some(486));
+        let first = r.ladder.first().expect("a failed call keeps its ladder");
+        assert!(first.line.starts_with("INVITE "), "{}", first.line);
+        assert!(r
+            .ladder
+            .iter()
+            .any(|rung| rung.line.starts_with("SIP/2.0 486")));
         assert!(
             r.failures
                 .iter()
@@ -526,6 +535,18 @@ fn an_invite_never_answered_fails_on_timer_b() {
     let caller = only(run.results("caller"));
     assert!(!caller.passed());
     assert_eq!(caller.final_code, None);
+    // Timer A's schedule within Timer B: sent at 0, 0.5, 1.5, 3.5, 7.5, 15.5 and 31.5 s.
+    let sent: Vec<(f64, bool)> = caller
+        .ladder
+        .iter()
+        .map(|r| (r.at_ms, r.retransmission))
+        .collect();
+    let expected: Vec<(f64, bool)> = [0.0, 500.0, 1500.0, 3500.0, 7500.0, 15500.0, 31500.0]
+        .into_iter()
+        .enumerate()
+        .map(|(i, at)| (at, i > 0))
+        .collect();
+    assert_eq!(sent, expected);
     assert!(
         caller
             .failures
