@@ -30,11 +30,11 @@ use crate::scenario::model::{Account, Located, Step};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::auth::Credentials;
 use crate::sip::msg::Message;
-use crate::sip::transaction::{TransactionEvent, Transmit};
+use crate::sip::transaction::{TransactionEvent, Transmit, TxId};
 use crate::sip::uri::NextHop;
 use crate::stats::ladder::{Direction, RawLadder};
 use crate::stats::outcome::{CallResult, Side};
-use crate::ua::call::{CallEvent, CallId, Endpoint, OfferPlacement, OutgoingCall};
+use crate::ua::call::{CallError, CallEvent, CallId, Endpoint, OfferPlacement, OutgoingCall};
 use crate::ua::register::LocalEnd;
 use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptConfig};
 
@@ -194,10 +194,39 @@ impl<D: Clone + NextHop> Agent<D> {
         }
     }
 
-    /// The role's endpoint: its counters, and requests of our own (REGISTER, sent with
-    /// [`Endpoint::send_request`]; their events come from [`Self::poll_request_event`]).
-    pub fn endpoint(&mut self) -> &mut Endpoint<D> {
-        &mut self.endpoint
+    /// The role's endpoint (its counters, its calls' states).
+    #[must_use]
+    pub fn endpoint(&self) -> &Endpoint<D> {
+        &self.endpoint
+    }
+
+    /// Send a request of our own (REGISTER, OPTIONS) in a client transaction; its events
+    /// come from [`Self::poll_request_event`].
+    ///
+    /// # Errors
+    /// When the transaction layer refuses the request.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        destination: D,
+    ) -> Result<TxId, CallError> {
+        self.last_now = Some(now);
+        let tx = self.endpoint.send_request(now, request, destination)?;
+        self.drive(now);
+        Ok(tx)
+    }
+
+    /// The shell could not reach `destination` (a connection refused or closed, ICMP
+    /// unreachable): every call with that peer or next hop ends with a transport error;
+    /// requests of our own are left to time out.
+    pub fn transport_failed(&mut self, now: Instant, destination: &D)
+    where
+        D: PartialEq,
+    {
+        self.last_now = Some(now);
+        self.endpoint.transport_failed(now, destination);
+        self.drive(now);
     }
 
     /// How many calls are under way (their results not yet out).

@@ -676,7 +676,6 @@ fn a_request_of_our_own_gets_its_final_response_or_its_timeout() {
     let now = run.sim.now();
     let answered = run.sim.nodes[caller]
         .agent
-        .endpoint()
         .send_request(now, options(1), callee_addr())
         .expect("sent");
     run.sim.run_for(secs(1));
@@ -684,7 +683,6 @@ fn a_request_of_our_own_gets_its_final_response_or_its_timeout() {
     let now = run.sim.now();
     let lost = run.sim.nodes[caller]
         .agent
-        .endpoint()
         .send_request(now, options(2), callee_addr())
         .expect("sent");
     run.run(secs(120));
@@ -702,4 +700,24 @@ fn a_request_of_our_own_gets_its_final_response_or_its_timeout() {
         "{own:?}"
     );
     assert!(run.results("caller").is_empty());
+}
+
+#[test]
+fn a_transport_failure_under_a_call_fails_it_as_a_transport_error() {
+    let mut run = one_call();
+    run.sim.run_for(secs(1));
+    let caller = run.index("caller");
+    let now = run.sim.now();
+    run.sim.nodes[caller]
+        .agent
+        .transport_failed(now, &callee_addr());
+    run.sim.nodes[caller].service(now);
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert!(!r.passed());
+    assert!(
+        r.failures.iter().any(|f| f.kind == FailureKind::Transport),
+        "{}",
+        messages(r)
+    );
 }
