@@ -41,6 +41,9 @@ use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptC
 #[cfg(test)]
 mod tests;
 
+/// The most Request-URIs whose address is kept.
+const DESTINATIONS_KEPT: usize = 4096;
+
 /// The port of a description without RTP (RFC 863 discard; nothing is sent to it).
 const DISCARD_PORT: u16 = 9;
 
@@ -110,25 +113,28 @@ pub struct Schedule {
     pub offset: Duration,
 }
 
-/// A reply the script waits for, held while the call's RTP socket is opened.
+/// A reply the script waits for, held while the driver resolves a name or opens the call's
+/// RTP socket.
 #[derive(Debug)]
-enum Waiting {
-    /// Place the call to this Request-URI once the socket is open.
-    Invite(String),
+enum Waiting<D> {
+    /// Place the call to this Request-URI once its host is resolved.
+    Resolve(String),
+    /// Place the call to this Request-URI, at this next hop, once the socket is open.
+    Invite(String, D),
     /// Answer once the socket is open.
     Accept,
 }
 
 /// One live call.
 #[derive(Debug)]
-struct Live {
+struct Live<D> {
     script: CallScript,
     call: Option<CallId>,
     /// The caller's account (its credentials).
     account: Option<Account>,
     /// The stream was asked to open (it must be stopped at the end).
     opened: bool,
-    waiting: Option<Waiting>,
+    waiting: Option<Waiting<D>>,
     /// The script's deadline as armed in the agent's timer set.
     armed: Option<Instant>,
     /// Waiting for the stream's report before the result.
@@ -142,12 +148,16 @@ struct Live {
 pub struct Agent<D> {
     cfg: AgentConfig<D>,
     endpoint: Endpoint<D>,
-    calls: BTreeMap<CallKey, Live>,
+    calls: BTreeMap<CallKey, Live<D>>,
     by_id: HashMap<CallId, CallKey>,
     next_key: u64,
     /// The scripts' deadlines.
     timers: BTreeSet<(Instant, CallKey)>,
     media: VecDeque<(CallKey, MediaCommand)>,
+    /// Request-URIs whose host the driver is to resolve.
+    resolves: VecDeque<(CallKey, String)>,
+    /// Request-URIs resolved so far (without a next hop, one per callee with `{peer}`).
+    destinations: HashMap<String, D>,
     results: VecDeque<CallResult>,
     /// The events of requests of our own.
     own: VecDeque<TransactionEvent<D>>,
@@ -182,6 +192,8 @@ impl<D: Clone + NextHop> Agent<D> {
             next_key: 0,
             timers: BTreeSet::new(),
             media: VecDeque::new(),
+            resolves: VecDeque::new(),
+            destinations: HashMap::new(),
             results: VecDeque::new(),
             own: VecDeque::new(),
             answers,
@@ -369,17 +381,44 @@ impl<D: Clone + NextHop> Agent<D> {
             Ok(port) => {
                 let media = self.local_media(port, false);
                 match waiting {
-                    Waiting::Invite(target) => self.invite(now, call, target, media),
+                    Waiting::Invite(target, to) => self.invite(now, call, target, to, media),
                     Waiting::Accept => self.accept(now, call, media),
+                    Waiting::Resolve(_) => {}
                 }
             }
             Err(e) => {
                 let e = CommandError::NoRtpSocket(e);
                 match waiting {
-                    Waiting::Invite(_) => live.script.handle_placed(now, Err(e)),
+                    Waiting::Invite(..) => live.script.handle_placed(now, Err(e)),
                     Waiting::Accept => live.script.handle_accepted(now, Err(e)),
+                    Waiting::Resolve(_) => {}
                 }
             }
+        }
+        self.settle(now, call);
+        self.drive(now);
+    }
+
+    /// The reply to a name to resolve ([`Self::poll_resolve`]): the address of the
+    /// Request-URI's host, or `None`.
+    pub fn handle_resolved(&mut self, now: Instant, call: CallKey, destination: Option<D>) {
+        self.last_now = Some(now);
+        let Some(live) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(Waiting::Resolve(target)) = live.waiting.take() else {
+            return;
+        };
+        match destination {
+            Some(to) => {
+                if self.destinations.len() < DESTINATIONS_KEPT {
+                    self.destinations.insert(target.clone(), to.clone());
+                }
+                self.place(now, call, target, to);
+            }
+            None => live
+                .script
+                .handle_placed(now, Err(CommandError::Unresolved)),
         }
         self.settle(now, call);
         self.drive(now);
@@ -458,6 +497,12 @@ impl<D: Clone + NextHop> Agent<D> {
             }
         }
         Some(t)
+    }
+
+    /// The next Request-URI whose host the driver is to resolve (a name: the agent resolves
+    /// no name itself); reply with [`Self::handle_resolved`].
+    pub fn poll_resolve(&mut self) -> Option<(CallKey, String)> {
+        self.resolves.pop_front()
     }
 
     /// The next thing to do to a call's media stream.
@@ -687,14 +732,20 @@ impl<D: Clone + NextHop> Agent<D> {
         let id = live.call;
         let opened = live.opened;
         match command {
-            ScriptCommand::Invite { target } if rtp => {
-                live.opened = true;
-                live.waiting = Some(Waiting::Invite(target));
-                self.media.push_back((key, MediaCommand::Open));
-            }
             ScriptCommand::Invite { target } => {
-                let media = self.local_media(DISCARD_PORT, true);
-                self.invite(now, key, target, media);
+                let known = self
+                    .cfg
+                    .next_hop
+                    .clone()
+                    .or_else(|| D::from_uri(&target, self.cfg.local.transport))
+                    .or_else(|| self.destinations.get(&target).cloned());
+                match known {
+                    Some(to) => self.place(now, key, target, to),
+                    None => {
+                        live.waiting = Some(Waiting::Resolve(target.clone()));
+                        self.resolves.push_back((key, target));
+                    }
+                }
             }
             ScriptCommand::Accept if rtp => {
                 live.opened = true;
@@ -748,19 +799,30 @@ impl<D: Clone + NextHop> Agent<D> {
         }
     }
 
+    /// Our media for the call to `target` at `to`: a new RTP socket first, with RTP.
+    fn place(&mut self, now: Instant, key: CallKey, target: String, to: D) {
+        if self.cfg.rtp {
+            if let Some(live) = self.calls.get_mut(&key) {
+                live.opened = true;
+                live.waiting = Some(Waiting::Invite(target, to));
+                self.media.push_back((key, MediaCommand::Open));
+            }
+        } else {
+            let media = self.local_media(DISCARD_PORT, true);
+            self.invite(now, key, target, to, media);
+        }
+    }
+
     /// Place the call and tell its script.
-    fn invite(&mut self, now: Instant, key: CallKey, target: String, media: LocalMedia) {
-        let destination = self
-            .cfg
-            .next_hop
-            .clone()
-            .or_else(|| D::from_uri(&target, self.cfg.local.transport));
+    fn invite(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        target: String,
+        destination: D,
+        media: LocalMedia,
+    ) {
         let Some(live) = self.calls.get_mut(&key) else {
-            return;
-        };
-        let Some(destination) = destination else {
-            live.script
-                .handle_placed(now, Err(CommandError::Unresolved));
             return;
         };
         let Some(account) = live.account.as_ref() else {

@@ -64,6 +64,9 @@ struct RoleNode {
     hears: bool,
     /// The events of requests of our own.
     own: Vec<crate::sip::transaction::TransactionEvent<SocketAddr>>,
+    /// The names the stand-in resolver knows, and the Request-URIs it was asked for.
+    names: Vec<(&'static str, SocketAddr)>,
+    resolved: Vec<String>,
 }
 
 impl RoleNode {
@@ -105,6 +108,15 @@ impl RoleNode {
                     }
                 }
             }
+        }
+        while let Some((key, target)) = self.agent.poll_resolve() {
+            let to = self
+                .names
+                .iter()
+                .find(|(name, _)| target.contains(&format!("@{name}:")))
+                .map(|&(_, addr)| addr);
+            self.resolved.push(target);
+            self.agent.handle_resolved(now, key, to);
         }
         while let Some(event) = self.agent.poll_request_event() {
             self.own.push(event);
@@ -221,6 +233,8 @@ impl Run {
                 next_port: 40_000,
                 hears: true,
                 own: Vec::new(),
+                names: Vec::new(),
+                resolved: Vec::new(),
             };
             sim.add_node(node, [addr]);
         }
@@ -720,4 +734,35 @@ fn a_transport_failure_under_a_call_fails_it_as_a_transport_error() {
         "{}",
         messages(r)
     );
+}
+
+#[test]
+fn a_request_uri_host_by_name_is_resolved_by_the_driver_once_or_fails_the_call() {
+    let text = ONE.replace("sip:{peer}@127.0.0.1:5070", "sip:{peer}@callee.test:5070");
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    run.sim.nodes[caller].names = vec![("callee.test", callee_addr())];
+    run.plan(3, secs(5));
+    run.run(secs(120));
+    assert_eq!(run.results("caller").len(), 3);
+    for r in run.results("caller") {
+        assert!(r.passed(), "{}", messages(r));
+    }
+    assert_eq!(
+        run.node("caller").resolved,
+        vec!["sip:2000@callee.test:5070".to_string()],
+        "asked once, then kept"
+    );
+
+    let text = ONE.replace("sip:{peer}@127.0.0.1:5070", "sip:{peer}@nowhere.test:5070");
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert!(!r.passed());
+    assert_eq!(
+        r.failures[0].message,
+        "cannot resolve the host of sip:2000@nowhere.test:5070"
+    );
+    assert!(run.results("callee").is_empty());
 }
