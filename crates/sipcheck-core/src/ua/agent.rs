@@ -374,6 +374,10 @@ impl<D: Clone + NextHop> Agent<D> {
         let Some(live) = self.calls.get_mut(&call) else {
             return;
         };
+        // Only a call waiting for its socket takes the reply.
+        if !matches!(live.waiting, Some(Waiting::Invite(..) | Waiting::Accept)) {
+            return;
+        }
         let Some(waiting) = live.waiting.take() else {
             return;
         };
@@ -406,6 +410,9 @@ impl<D: Clone + NextHop> Agent<D> {
         let Some(live) = self.calls.get_mut(&call) else {
             return;
         };
+        if !matches!(live.waiting, Some(Waiting::Resolve(_))) {
+            return;
+        }
         let Some(Waiting::Resolve(target)) = live.waiting.take() else {
             return;
         };
