@@ -766,3 +766,53 @@ fn a_request_uri_host_by_name_is_resolved_by_the_driver_once_or_fails_the_call()
     );
     assert!(run.results("callee").is_empty());
 }
+
+#[test]
+fn a_role_without_answering_steps_refuses_404_and_one_shut_down_480() {
+    // The callee role only registers (at a registrar this test leaves out; calls go
+    // straight to the callee's address): no step of its answers a call.
+    let text = ONE
+        .replace(
+            "      - answer\n      - wait_for: bye\n",
+            "      - register\n      - unregister\n",
+        )
+        .replace("  direct: true\n", "  server: 127.0.0.1:5999\n");
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert_eq!(r.final_code, Some(404));
+    assert!(!r.passed());
+    assert!(run.results("callee").is_empty());
+
+    let mut run = one_call();
+    let callee = run.index("callee");
+    let now = run.sim.now();
+    run.sim.nodes[callee].agent.shutdown(now);
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert_eq!(r.final_code, Some(480));
+    assert!(!r.passed());
+    assert!(run.results("callee").is_empty());
+    assert!(run.node("callee").agent.is_finished());
+}
+
+#[test]
+fn a_call_started_after_ctrl_c_runs_no_step_and_is_interrupted() {
+    let mut run = one_call();
+    let caller = run.index("caller");
+    let now = run.sim.now();
+    run.sim.nodes[caller].agent.stop(now);
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert!(!r.passed());
+    assert!(r.steps.is_empty(), "{:?}", r.steps);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.kind == FailureKind::Interrupted),
+        "{}",
+        messages(r)
+    );
+    assert!(run.results("callee").is_empty());
+}
