@@ -1,6 +1,7 @@
 //! User-agent behaviour above the transaction layer, as sans-IO state machines.
 
 pub mod admission;
+pub mod agent;
 pub mod call;
 pub mod register;
 pub mod registration;

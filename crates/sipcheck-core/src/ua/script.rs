@@ -1422,6 +1422,10 @@ impl CallScript {
                     self.answered_then(now, next)
                 } else if self.interrupted {
                     Some(false)
+                } else if matches!(next, Next::Up) && self.bye_before_ack() {
+                    // The caller's BYE shows our 2xx reached it and that it sent its ACK
+                    // first (RFC 3261 §13.2.2.4, §15): the ACK was lost, the call was up.
+                    Some(true)
                 } else if self.ended() {
                     Some(self.unexpected_end())
                 } else {
@@ -1701,6 +1705,14 @@ impl CallScript {
             }
         }
         self.unexpected_end()
+    }
+
+    /// A call we answered that the caller ended with BYE before its ACK arrived.
+    fn bye_before_ack(&self) -> bool {
+        self.cfg.side == Side::Callee
+            && self.record.as_ref().is_some_and(|r| {
+                r.answer.is_some() && r.reason() == Some(&CallEndReason::RemoteBye)
+            })
     }
 
     fn unexpected_end(&mut self) -> bool {

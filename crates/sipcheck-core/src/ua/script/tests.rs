@@ -523,6 +523,36 @@ fn a_wait_cut_short_by_the_awaited_bye_is_not_a_failure() {
 }
 
 #[test]
+fn a_bye_that_overtakes_a_lost_ack_completes_the_answer() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, Step::WaitFor(WaitEvent::Bye)),
+    ]);
+    h.accept();
+    h.after(secs(2));
+    h.ended(CallEndReason::RemoteBye, |r| {
+        r.answer = Some(r.invite);
+        r.bye_received = Some(r.invite + secs(2));
+    });
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!(result.steps.len(), 2);
+}
+
+#[test]
+fn a_bye_before_our_answer_still_fails_the_answer() {
+    let mut h = Harness::callee(vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, Step::WaitFor(WaitEvent::Bye)),
+    ]);
+    h.accept();
+    h.ended(CallEndReason::RemoteBye, |r| r.answer = None);
+    let result = h.result();
+    assert!(!result.passed());
+    assert_eq!(result.failures[0].line, 10);
+}
+
+#[test]
 fn a_wait_cut_short_by_another_end_fails_naming_it() {
     let mut h = Harness::callee(vec![
         at(10, Step::Answer { ring: secs(0) }),

@@ -1,0 +1,942 @@
+//! One role of a scenario as a sans-IO state machine: its call [`Endpoint`] and a
+//! [`CallScript`] per live call.
+//!
+//! The agent routes between the endpoint and the scripts: an incoming INVITE becomes a
+//! callee script (or a refusal), a call the load plan starts becomes a caller script
+//! ([`Agent::start_call`]), each script's SIP intents become endpoint operations and the
+//! endpoint's events reach the call's script. Everything the call's media stream must do
+//! (open its RTP socket, carry out a [`MediaIntent`], stop) comes out as a [`MediaCommand`]
+//! ([`Agent::poll_media`]); what the stream reports goes back in
+//! ([`Agent::handle_media_event`], [`Agent::handle_media_opened`],
+//! [`Agent::handle_media_stopped`]). Each call's [`CallResult`] comes out once, at its end
+//! ([`Agent::poll_result`]).
+//!
+//! Input: [`Agent::handle_datagram`] (or [`Agent::handle_message`] for a stream),
+//! [`Agent::handle_timeout`], [`Agent::start_call`], the media replies, [`Agent::stop`]
+//! (Ctrl-C), [`Agent::load_done`] and [`Agent::shutdown`]. Output: [`Agent::poll_transmit`],
+//! [`Agent::poll_media`], [`Agent::poll_result`], [`Agent::poll_timeout`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::media::g711::Codec;
+use crate::media::intent::{MediaEvent, MediaIntent};
+use crate::media::session::MediaReport;
+use crate::scenario::model::{Account, Located, Step};
+use crate::sdp::{self, LocalMedia, Negotiated};
+use crate::sip::auth::Credentials;
+use crate::sip::msg::Message;
+use crate::sip::transaction::{TransactionEvent, Transmit, TxId};
+use crate::sip::uri::NextHop;
+use crate::stats::ladder::{Direction, RawLadder};
+use crate::stats::outcome::{CallResult, Side};
+use crate::ua::call::{CallError, CallEvent, CallId, Endpoint, OfferPlacement, OutgoingCall};
+use crate::ua::register::LocalEnd;
+use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptConfig};
+
+#[cfg(test)]
+mod tests;
+
+/// The most Request-URIs whose address is kept.
+const DESTINATIONS_KEPT: usize = 4096;
+
+/// The port of a description without RTP (RFC 863 discard; nothing is sent to it).
+const DISCARD_PORT: u16 = 9;
+
+/// One call of an agent, from the moment its script exists (a caller's call has no
+/// [`CallId`] before its INVITE is sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey(u64);
+
+impl std::fmt::Display for CallKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "script{}", self.0)
+    }
+}
+
+/// What the driver must do to a call's media stream.
+#[derive(Debug, Clone)]
+pub enum MediaCommand {
+    /// Open the call's RTP socket and read it from now on (RFC 3264 §5.1: media may come
+    /// as soon as the offer or answer is out); reply with [`Agent::handle_media_opened`].
+    Open,
+    /// Start the call's media session with this negotiated media.
+    Start(Negotiated),
+    /// Carry out an intent of the call's script ([`MediaIntent::Start`] comes as
+    /// [`MediaCommand::Start`]).
+    Intent(MediaIntent),
+    /// Stop the stream and close its socket; reply with [`Agent::handle_media_stopped`]
+    /// when `report` (the session's report belongs in the call's result).
+    Stop {
+        /// Whether a session ran and its report is awaited.
+        report: bool,
+    },
+}
+
+/// What an agent knows of its role and run.
+#[derive(Debug, Clone)]
+pub struct AgentConfig<D> {
+    /// The role's name.
+    pub role: String,
+    /// The local transport and address (our media's address too).
+    pub local: LocalEnd,
+    /// Where outgoing calls go (the server or outbound proxy); `None`: the Request-URI's
+    /// host, which must then be an address ([`NextHop`]).
+    pub next_hop: Option<D>,
+    /// The domain a bare user in a `call` step's `to` is completed with.
+    pub domain: String,
+    /// The codecs offered and accepted, in order of preference.
+    pub codecs: Vec<Codec>,
+    /// The packetisation time offered.
+    pub ptime_ms: u32,
+    /// Whether calls carry RTP (`media: { rtp: false }`: signaling only).
+    pub rtp: bool,
+    /// The WAV files of `play` steps, by path.
+    pub wavs: Arc<HashMap<String, Arc<[i16]>>>,
+    /// The role's accounts: an incoming call is served for the account its Request-URI (or
+    /// To) names, else for the first.
+    pub accounts: Vec<Account>,
+    /// The role's steps for each call (from its first call-level step).
+    pub steps: Arc<Vec<Located<Step>>>,
+}
+
+/// When a call the load plan starts was due.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// When the load started.
+    pub load_start: Instant,
+    /// When, from the load's start, the call was due.
+    pub offset: Duration,
+}
+
+/// A reply the script waits for, held while the driver resolves a name or opens the call's
+/// RTP socket.
+#[derive(Debug)]
+enum Waiting<D> {
+    /// Place the call to this Request-URI once its host is resolved.
+    Resolve(String),
+    /// Place the call to this Request-URI, at this next hop, once the socket is open.
+    Invite(String, D),
+    /// Answer once the socket is open.
+    Accept,
+}
+
+/// One live call.
+#[derive(Debug)]
+struct Live<D> {
+    script: CallScript,
+    call: Option<CallId>,
+    /// The caller's account (its credentials).
+    account: Option<Account>,
+    /// The stream was asked to open (it must be stopped at the end).
+    opened: bool,
+    waiting: Option<Waiting<D>>,
+    /// The script's deadline as armed in the agent's timer set.
+    armed: Option<Instant>,
+    /// Waiting for the stream's report before the result.
+    ending: bool,
+    /// The call's SIP messages, when ladders are recorded.
+    ladder: RawLadder,
+}
+
+/// The agent of one role (see the module documentation).
+#[derive(Debug)]
+pub struct Agent<D> {
+    cfg: AgentConfig<D>,
+    endpoint: Endpoint<D>,
+    calls: BTreeMap<CallKey, Live<D>>,
+    by_id: HashMap<CallId, CallKey>,
+    next_key: u64,
+    /// The scripts' deadlines.
+    timers: BTreeSet<(Instant, CallKey)>,
+    media: VecDeque<(CallKey, MediaCommand)>,
+    /// Request-URIs whose host the driver is to resolve.
+    resolves: VecDeque<(CallKey, String)>,
+    /// Request-URIs resolved so far (without a next hop, one per callee with `{peer}`).
+    destinations: HashMap<String, D>,
+    results: VecDeque<CallResult>,
+    /// The events of requests of our own.
+    own: VecDeque<TransactionEvent<D>>,
+    /// Whether an incoming call finds steps to serve it (`answer`, `reject`, `ring`).
+    answers: bool,
+    stopped: bool,
+    load_done: bool,
+    shut: bool,
+    /// Ladders are recorded (the address of a destination, as the ladder shows it).
+    ladder_peer: Option<fn(&D) -> SocketAddr>,
+    /// The live calls by SIP Call-ID, for their ladders.
+    by_sip_id: HashMap<String, CallKey>,
+    /// The instant of the latest input (what is sent goes out then).
+    last_now: Option<Instant>,
+}
+
+impl<D: Clone + NextHop> Agent<D> {
+    /// The agent of a role, over its `endpoint`.
+    #[must_use]
+    pub fn new(cfg: AgentConfig<D>, endpoint: Endpoint<D>) -> Self {
+        let answers = cfg.steps.iter().any(|s| {
+            matches!(
+                s.value,
+                Step::Answer { .. } | Step::Reject { .. } | Step::Ring(_)
+            )
+        });
+        Self {
+            cfg,
+            endpoint,
+            calls: BTreeMap::new(),
+            by_id: HashMap::new(),
+            next_key: 0,
+            timers: BTreeSet::new(),
+            media: VecDeque::new(),
+            resolves: VecDeque::new(),
+            destinations: HashMap::new(),
+            results: VecDeque::new(),
+            own: VecDeque::new(),
+            answers,
+            stopped: false,
+            load_done: false,
+            shut: false,
+            ladder_peer: None,
+            by_sip_id: HashMap::new(),
+            last_now: None,
+        }
+    }
+
+    /// The role's endpoint (its counters, its calls' states).
+    #[must_use]
+    pub fn endpoint(&self) -> &Endpoint<D> {
+        &self.endpoint
+    }
+
+    /// Send a request of our own (REGISTER, OPTIONS) in a client transaction; its events
+    /// come from [`Self::poll_request_event`].
+    ///
+    /// # Errors
+    /// When the transaction layer refuses the request.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        destination: D,
+    ) -> Result<TxId, CallError> {
+        self.last_now = Some(now);
+        let tx = self.endpoint.send_request(now, request, destination)?;
+        self.drive(now);
+        Ok(tx)
+    }
+
+    /// The shell could not reach `destination` (a connection refused or closed, ICMP
+    /// unreachable): every call with that peer or next hop ends with a transport error;
+    /// requests of our own are left to time out.
+    pub fn transport_failed(&mut self, now: Instant, destination: &D)
+    where
+        D: PartialEq,
+    {
+        self.last_now = Some(now);
+        self.endpoint.transport_failed(now, destination);
+        self.drive(now);
+    }
+
+    /// How many calls are under way (their results not yet out).
+    #[must_use]
+    pub fn live_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Whether the agent was [shut down](Self::shutdown) and every call has ended.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.shut && self.calls.is_empty()
+    }
+
+    // --- inputs -------------------------------------------------------------------------
+
+    /// A datagram from `from`. One that is not SIP is dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: D, bytes: Bytes) {
+        if let Ok(message) = Message::parse_datagram(bytes) {
+            self.handle_message(now, message, false, from);
+        }
+    }
+
+    /// A message from `from`, over a transport that is `reliable` or not.
+    pub fn handle_message(&mut self, now: Instant, message: Message, reliable: bool, from: D) {
+        self.last_now = Some(now);
+        let kept = self.ladder_peer.map(|peer| {
+            (
+                message.call_id().to_owned(),
+                peer(&from),
+                message.raw().clone(),
+            )
+        });
+        // Kept before the endpoint sees it when the call is known (its last response ends
+        // it), after when it makes the call (an incoming INVITE).
+        let known = kept
+            .as_ref()
+            .is_some_and(|(id, _, _)| self.by_sip_id.contains_key(id));
+        if let (true, Some((call_id, peer, raw))) = (known, &kept) {
+            self.record(call_id, now, Direction::Received, *peer, raw.clone(), false);
+        }
+        self.endpoint.handle_message(now, message, reliable, from);
+        self.drive(now);
+        if let (false, Some((call_id, peer, raw))) = (known, kept) {
+            self.record(&call_id, now, Direction::Received, peer, raw, false);
+        }
+    }
+
+    /// Keep a message in its live call's ladder.
+    fn record(
+        &mut self,
+        call_id: &str,
+        at: Instant,
+        direction: Direction,
+        peer: SocketAddr,
+        raw: Bytes,
+        retransmission: bool,
+    ) {
+        let Some(key) = self.by_sip_id.get(call_id) else {
+            return;
+        };
+        if let Some(live) = self.calls.get_mut(key) {
+            live.ladder.push(at, direction, peer, raw, retransmission);
+        }
+    }
+
+    /// Time has come (at or after [`Self::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        self.drive(now);
+        while let Some(&(at, key)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(live) = self.calls.get_mut(&key) {
+                live.armed = None;
+                live.script.handle_timeout(now);
+            }
+            self.settle(now, key);
+        }
+        self.drive(now);
+    }
+
+    /// The load plan starts a call of `account` (to `peer`, its `{peer}`), due as
+    /// `scheduled` says. After [`Self::stop`] its script runs no step; after
+    /// [`Self::shutdown`] it is not started at all.
+    pub fn start_call(
+        &mut self,
+        now: Instant,
+        account: Account,
+        peer: Option<Account>,
+        scheduled: Schedule,
+    ) -> Option<CallKey> {
+        self.last_now = Some(now);
+        if self.shut {
+            return None;
+        }
+        let cfg = ScriptConfig {
+            role: self.cfg.role.clone(),
+            side: Side::Caller,
+            user: account.user.clone(),
+            account_domain: account.domain.clone(),
+            peer_user: peer.map(|p| p.user).unwrap_or_default(),
+            domain: self.cfg.domain.clone(),
+            rtp: self.cfg.rtp,
+            wavs: self.cfg.wavs.clone(),
+            scheduled: Some(scheduled.offset),
+            start_lag: now.saturating_duration_since(scheduled.load_start + scheduled.offset),
+        };
+        let script = CallScript::caller(now, cfg, self.cfg.steps.clone());
+        let key = self.add(script, None, Some(account));
+        self.begin(now, key);
+        Some(key)
+    }
+
+    /// What the media stream of `call` reports.
+    pub fn handle_media_event(&mut self, now: Instant, call: CallKey, event: MediaEvent) {
+        self.last_now = Some(now);
+        if let Some(live) = self.calls.get_mut(&call) {
+            live.script.handle_media_event(now, event);
+            self.settle(now, call);
+            self.drive(now);
+        }
+    }
+
+    /// The reply to [`MediaCommand::Open`]: the RTP socket's port, or why none opened.
+    pub fn handle_media_opened(&mut self, now: Instant, call: CallKey, port: Result<u16, String>) {
+        self.last_now = Some(now);
+        let Some(live) = self.calls.get_mut(&call) else {
+            return;
+        };
+        // Only a call waiting for its socket takes the reply.
+        if !matches!(live.waiting, Some(Waiting::Invite(..) | Waiting::Accept)) {
+            return;
+        }
+        let Some(waiting) = live.waiting.take() else {
+            return;
+        };
+        match port {
+            Ok(port) => {
+                let media = self.local_media(port, false);
+                match waiting {
+                    Waiting::Invite(target, to) => self.invite(now, call, target, to, media),
+                    Waiting::Accept => self.accept(now, call, media),
+                    Waiting::Resolve(_) => {}
+                }
+            }
+            Err(e) => {
+                let e = CommandError::NoRtpSocket(e);
+                match waiting {
+                    Waiting::Invite(..) => live.script.handle_placed(now, Err(e)),
+                    Waiting::Accept => live.script.handle_accepted(now, Err(e)),
+                    Waiting::Resolve(_) => {}
+                }
+            }
+        }
+        self.settle(now, call);
+        self.drive(now);
+    }
+
+    /// The reply to a name to resolve ([`Self::poll_resolve`]): the address of the
+    /// Request-URI's host, or `None`.
+    pub fn handle_resolved(&mut self, now: Instant, call: CallKey, destination: Option<D>) {
+        self.last_now = Some(now);
+        let Some(live) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if !matches!(live.waiting, Some(Waiting::Resolve(_))) {
+            return;
+        }
+        let Some(Waiting::Resolve(target)) = live.waiting.take() else {
+            return;
+        };
+        match destination {
+            Some(to) => {
+                if self.destinations.len() < DESTINATIONS_KEPT {
+                    self.destinations.insert(target.clone(), to.clone());
+                }
+                self.place(now, call, target, to);
+            }
+            None => live
+                .script
+                .handle_placed(now, Err(CommandError::Unresolved)),
+        }
+        self.settle(now, call);
+        self.drive(now);
+    }
+
+    /// The reply to [`MediaCommand::Stop`] with `report`: the session's report, if one
+    /// ran. The call's result follows.
+    pub fn handle_media_stopped(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        report: Option<MediaReport>,
+    ) {
+        self.last_now = Some(now);
+        if self.calls.get(&call).is_some_and(|l| l.ending) {
+            self.finish(call, report.as_ref());
+            self.drive(now);
+        }
+    }
+
+    /// Ctrl-C: every call winds down, none is counted passed; calls started later run no
+    /// step.
+    pub fn stop(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.stopped = true;
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in keys {
+            if let Some(live) = self.calls.get_mut(&key) {
+                live.script.stop(now);
+            }
+            self.settle(now, key);
+        }
+        self.drive(now);
+    }
+
+    /// The load is over (every caller's call has finished): callees still waiting for the
+    /// caller's BYE or CANCEL give up a little later.
+    pub fn load_done(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.load_done = true;
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in keys {
+            if let Some(live) = self.calls.get_mut(&key) {
+                live.script.load_done(now);
+            }
+            self.settle(now, key);
+        }
+        self.drive(now);
+    }
+
+    /// No new calls: incoming ones are refused with 480, [`Self::start_call`] starts none;
+    /// the calls under way finish.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.shut = true;
+        self.drive(now);
+    }
+
+    // --- outputs ------------------------------------------------------------------------
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<D>> {
+        let t = self.endpoint.poll_transmit()?;
+        if let (Some(peer), Some(at)) = (self.ladder_peer, self.last_now) {
+            if let Some(call_id) = call_id_of(&t.bytes) {
+                let call_id = call_id.to_owned();
+                let retransmission = t.kind.is_retransmission();
+                self.record(
+                    &call_id,
+                    at,
+                    Direction::Sent,
+                    peer(&t.destination),
+                    t.bytes.clone(),
+                    retransmission,
+                );
+            }
+        }
+        Some(t)
+    }
+
+    /// The next Request-URI whose host the driver is to resolve (a name: the agent resolves
+    /// no name itself); reply with [`Self::handle_resolved`].
+    pub fn poll_resolve(&mut self) -> Option<(CallKey, String)> {
+        self.resolves.pop_front()
+    }
+
+    /// The next thing to do to a call's media stream.
+    pub fn poll_media(&mut self) -> Option<(CallKey, MediaCommand)> {
+        self.media.pop_front()
+    }
+
+    /// The next call that ended, with its outcome (once per call).
+    pub fn poll_result(&mut self) -> Option<CallResult> {
+        self.results.pop_front()
+    }
+
+    /// The next event of a request of our own (its responses, its timeout, its end).
+    pub fn poll_request_event(&mut self) -> Option<TransactionEvent<D>> {
+        self.own.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let scripts = self.timers.first().map(|&(at, _)| at);
+        match (self.endpoint.poll_timeout(), scripts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // --- routing ------------------------------------------------------------------------
+
+    fn add(
+        &mut self,
+        script: CallScript,
+        call: Option<CallId>,
+        account: Option<Account>,
+    ) -> CallKey {
+        let key = CallKey(self.next_key);
+        self.next_key += 1;
+        if let Some(id) = call {
+            self.by_id.insert(id, key);
+        }
+        self.calls.insert(
+            key,
+            Live {
+                script,
+                call,
+                account,
+                opened: false,
+                waiting: None,
+                armed: None,
+                ending: false,
+                ladder: RawLadder::default(),
+            },
+        );
+        key
+    }
+
+    /// Start a new script, telling it first what already happened (Ctrl-C: no step runs;
+    /// the end of the load).
+    fn begin(&mut self, now: Instant, key: CallKey) {
+        if let Some(live) = self.calls.get_mut(&key) {
+            if self.stopped {
+                live.script.stop(now);
+            }
+            live.script.start(now);
+            if self.load_done {
+                live.script.load_done(now);
+            }
+        }
+        self.settle(now, key);
+        self.drive(now);
+    }
+
+    /// Route the endpoint's events until none is left.
+    fn drive(&mut self, now: Instant) {
+        while let Some(event) = self.endpoint.poll_event() {
+            self.route(now, event);
+        }
+    }
+
+    fn route(&mut self, now: Instant, event: CallEvent<D>) {
+        match event {
+            CallEvent::Transaction(event) => self.own.push_back(event),
+            CallEvent::Incoming {
+                call,
+                request_uri,
+                to,
+                ..
+            } => self.incoming(now, call, &request_uri, &to),
+            event => {
+                let call = match &event {
+                    CallEvent::Progress { call, .. }
+                    | CallEvent::EarlyMedia { call, .. }
+                    | CallEvent::Answered { call, .. }
+                    | CallEvent::MediaUpdated { call, .. }
+                    | CallEvent::UpdateFailed { call, .. }
+                    | CallEvent::Ended { call, .. } => *call,
+                    _ => return,
+                };
+                let ended = matches!(event, CallEvent::Ended { .. });
+                let Some(&key) = self.by_id.get(&call) else {
+                    return;
+                };
+                if ended {
+                    self.by_id.remove(&call);
+                }
+                if let Some(live) = self.calls.get_mut(&key) {
+                    live.script.handle_call_event(now, event);
+                }
+                self.settle(now, key);
+            }
+        }
+    }
+
+    /// An incoming call: a callee script for the account it names, or a refusal (480 once
+    /// shut down, 404 when the role has no account or no step answers calls).
+    fn incoming(&mut self, now: Instant, call: CallId, request_uri: &str, to: &str) {
+        if self.shut {
+            let _ = self.endpoint.reject(now, call, 480);
+            return;
+        }
+        let user = user_part(request_uri)
+            .or_else(|| user_part(to))
+            .unwrap_or_default();
+        let account = self
+            .cfg
+            .accounts
+            .iter()
+            .find(|a| a.user == user)
+            .or_else(|| self.cfg.accounts.first())
+            .cloned();
+        let Some(account) = account.filter(|_| self.answers) else {
+            let _ = self.endpoint.reject(now, call, 404);
+            return;
+        };
+        let call_id = self
+            .endpoint
+            .sip_call_id(call)
+            .unwrap_or_default()
+            .to_string();
+        let cfg = ScriptConfig {
+            role: self.cfg.role.clone(),
+            side: Side::Callee,
+            user: account.user.clone(),
+            account_domain: account.domain.clone(),
+            peer_user: String::new(),
+            domain: self.cfg.domain.clone(),
+            rtp: self.cfg.rtp,
+            wavs: self.cfg.wavs.clone(),
+            scheduled: None,
+            start_lag: Duration::ZERO,
+        };
+        let sip_id = self.ladder_peer.is_some().then(|| call_id.clone());
+        let script = CallScript::callee(now, cfg, self.cfg.steps.clone(), call_id);
+        let key = self.add(script, Some(call), None);
+        if let Some(sip_id) = sip_id {
+            self.by_sip_id.insert(sip_id, key);
+        }
+        self.begin(now, key);
+    }
+
+    /// Carry out the script's commands, re-arm its deadline, and end the call when the
+    /// script is done.
+    fn settle(&mut self, now: Instant, key: CallKey) {
+        loop {
+            let Some(live) = self.calls.get_mut(&key) else {
+                return;
+            };
+            if live.waiting.is_some() {
+                break;
+            }
+            let Some(command) = live.script.poll_command() else {
+                break;
+            };
+            self.execute(now, key, command);
+        }
+        let Some(live) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let deadline = live.script.poll_timeout();
+        if deadline != live.armed {
+            if let Some(old) = live.armed.take() {
+                self.timers.remove(&(old, key));
+            }
+            if let Some(at) = deadline {
+                self.timers.insert((at, key));
+            }
+            live.armed = deadline;
+        }
+        if live.script.is_done() && !live.ending && live.waiting.is_none() {
+            if let Some(old) = live.armed.take() {
+                self.timers.remove(&(old, key));
+            }
+            if live.opened {
+                let report = live.script.has_media();
+                live.ending = report;
+                self.media.push_back((key, MediaCommand::Stop { report }));
+                if report {
+                    return;
+                }
+            }
+            self.finish(key, None);
+        }
+    }
+
+    fn finish(&mut self, key: CallKey, report: Option<&MediaReport>) {
+        let Some(live) = self.calls.remove(&key) else {
+            return;
+        };
+        if let Some(old) = live.armed {
+            self.timers.remove(&(old, key));
+        }
+        if let Some(id) = live.call {
+            self.by_id.remove(&id);
+        }
+        let result = live.script.finish(report, &live.ladder);
+        if self.by_sip_id.get(&result.call_id) == Some(&key) {
+            self.by_sip_id.remove(&result.call_id);
+        }
+        self.results.push_back(result);
+    }
+
+    fn execute(&mut self, now: Instant, key: CallKey, command: ScriptCommand) {
+        let rtp = self.cfg.rtp;
+        let Some(live) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let id = live.call;
+        let opened = live.opened;
+        match command {
+            ScriptCommand::Invite { target } => {
+                let known = self
+                    .cfg
+                    .next_hop
+                    .clone()
+                    .or_else(|| D::from_uri(&target, self.cfg.local.transport))
+                    .or_else(|| self.destinations.get(&target).cloned());
+                match known {
+                    Some(to) => self.place(now, key, target, to),
+                    None => {
+                        live.waiting = Some(Waiting::Resolve(target.clone()));
+                        self.resolves.push_back((key, target));
+                    }
+                }
+            }
+            ScriptCommand::Accept if rtp => {
+                live.opened = true;
+                live.waiting = Some(Waiting::Accept);
+                self.media.push_back((key, MediaCommand::Open));
+            }
+            ScriptCommand::Accept => {
+                let media = self.local_media(DISCARD_PORT, true);
+                self.accept(now, key, media);
+            }
+            ScriptCommand::Reinvite(media) => {
+                let sent = match id {
+                    Some(id) => self
+                        .endpoint
+                        .reinvite(now, id, *media)
+                        .map_err(|e| CommandError::Refused(e.to_string())),
+                    None => Err(CommandError::TransportGone),
+                };
+                live.script.handle_reinvite_sent(now, sent);
+            }
+            // A refused operation (the call's state moved on) changes nothing: the script
+            // learns the call's fate from its events.
+            ScriptCommand::Ring => {
+                if let Some(id) = id {
+                    let _ = self.endpoint.ring(now, id);
+                }
+            }
+            ScriptCommand::Reject(code) => {
+                if let Some(id) = id {
+                    let _ = self.endpoint.reject(now, id, code);
+                }
+            }
+            ScriptCommand::Hangup => {
+                if let Some(id) = id {
+                    let _ = self.endpoint.hangup(now, id);
+                }
+            }
+            ScriptCommand::Cancel => {
+                if let Some(id) = id {
+                    let _ = self.endpoint.cancel(now, id);
+                }
+            }
+            ScriptCommand::Media(MediaIntent::Start(negotiated)) if opened => {
+                self.media
+                    .push_back((key, MediaCommand::Start(*negotiated)));
+            }
+            ScriptCommand::Media(intent) if opened => {
+                self.media.push_back((key, MediaCommand::Intent(intent)));
+            }
+            ScriptCommand::Media(_) => {}
+        }
+    }
+
+    /// Our media for the call to `target` at `to`: a new RTP socket first, with RTP.
+    fn place(&mut self, now: Instant, key: CallKey, target: String, to: D) {
+        if self.cfg.rtp {
+            if let Some(live) = self.calls.get_mut(&key) {
+                live.opened = true;
+                live.waiting = Some(Waiting::Invite(target, to));
+                self.media.push_back((key, MediaCommand::Open));
+            }
+        } else {
+            let media = self.local_media(DISCARD_PORT, true);
+            self.invite(now, key, target, to, media);
+        }
+    }
+
+    /// Place the call and tell its script.
+    fn invite(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        target: String,
+        destination: D,
+        media: LocalMedia,
+    ) {
+        let Some(live) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(account) = live.account.as_ref() else {
+            live.script
+                .handle_placed(now, Err(CommandError::TransportGone));
+            return;
+        };
+        let outgoing = OutgoingCall {
+            request_uri: target.clone(),
+            from_uri: format!("sip:{}@{}", account.user, account.domain),
+            to_uri: target,
+            destination,
+            credentials: Some(Credentials::new(
+                account.user.clone(),
+                account.password.clone(),
+            )),
+            local_media: media.clone(),
+            local: self.cfg.local.clone(),
+            offer: OfferPlacement::InInvite,
+            extra_headers: Vec::new(),
+        };
+        let placed = match self.endpoint.invite(now, outgoing) {
+            Ok(id) => {
+                live.call = Some(id);
+                self.by_id.insert(id, key);
+                let call_id = self
+                    .endpoint
+                    .sip_call_id(id)
+                    .unwrap_or_default()
+                    .to_string();
+                if self.ladder_peer.is_some() {
+                    self.by_sip_id.insert(call_id.clone(), key);
+                }
+                Ok(Placed {
+                    call_id,
+                    local: media,
+                })
+            }
+            Err(e) => Err(CommandError::Refused(e.to_string())),
+        };
+        live.script.handle_placed(now, placed);
+    }
+
+    /// Answer the call and tell its script.
+    fn accept(&mut self, now: Instant, key: CallKey, media: LocalMedia) {
+        let Some(live) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let accepted: Result<(LocalMedia, Option<Negotiated>), CommandError> = match live.call {
+            Some(id) => self
+                .endpoint
+                .accept(now, id, media.clone())
+                .map(|negotiated| (media, negotiated))
+                .map_err(|e| CommandError::Refused(e.to_string())),
+            None => Err(CommandError::TransportGone),
+        };
+        live.script.handle_accepted(now, accepted);
+    }
+
+    /// Our side of the offer or answer on `port`; without RTP, `a=inactive` (RFC 3264
+    /// §5.1, §6.1).
+    fn local_media(&mut self, port: u16, inactive: bool) -> LocalMedia {
+        let session = self.endpoint.ids().next_u64() >> 1;
+        let mut media = LocalMedia::new(self.cfg.local.addr.ip(), port, session);
+        media.codecs = self.cfg.codecs.clone();
+        media.ptime_ms = self.cfg.ptime_ms;
+        if inactive {
+            media.direction = sdp::Direction::Inactive;
+        }
+        media
+    }
+}
+
+impl Agent<SocketAddr> {
+    /// Keep each call's SIP messages, for its result's ladder (shown when it failed).
+    pub fn record_ladders(&mut self) {
+        self.ladder_peer = Some(|peer| *peer);
+    }
+}
+
+/// The Call-ID of a raw message, found without a full parse: the first `Call-ID` (or `i`)
+/// header line of its head.
+fn call_id_of(raw: &[u8]) -> Option<&str> {
+    let head = &raw[..raw.len().min(4096)];
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
+        }
+    }
+    None
+}
+
+/// The user part of a SIP URI or name-addr (`"Bob" <sip:2001@pbx>;tag=1` → `2001`).
+#[must_use]
+pub fn user_part(value: &str) -> Option<&str> {
+    let uri = crate::sip::msg::contact_uri(value);
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user))
+}

@@ -1,0 +1,818 @@
+//! The role agent in virtual time: scenarios loaded from YAML, one [`Agent`] per role, over
+//! the core's simulated network ([`crate::sim`]), with loss, interceptors and blackholes.
+//!
+//! Media here is a test-side stand-in for the media engine, held to the engine's contract
+//! with the agent ([`MediaCommand`] in, replies out): it opens a "socket" by handing back a
+//! port and has no report to give. It checks the agent's bookkeeping, not media interop.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use super::*;
+use crate::ids::IdGen;
+use crate::scenario::model::Scenario;
+use crate::sim::{Datagram, Intercept, LinkConfig, Network, Node, Sim};
+use crate::sip::transport::Transport;
+use crate::stats::outcome::FailureKind;
+use crate::ua::call::EndpointConfig;
+use crate::ua::script::is_call_step;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The one clock read of these tests; everything after it is virtual.
+#[allow(clippy::disallowed_methods)]
+fn base() -> Instant {
+    Instant::now()
+}
+
+fn scenario(text: &str) -> Scenario {
+    let no_env = |_: &str| None;
+    let no_files = |f: &str| Err(format!("no file {f}"));
+    match crate::scenario::load("agent.yaml", text, &no_env, &no_files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", crate::scenario::report(&errors)),
+    }
+}
+
+/// A call the test's load plan starts: when, whose, to whom.
+struct Planned {
+    at: Instant,
+    account: Account,
+    peer: Option<Account>,
+}
+
+/// One role: its agent at its address, the calls it is to start, and what came out.
+struct RoleNode {
+    name: String,
+    addr: SocketAddr,
+    agent: Agent<SocketAddr>,
+    plan: VecDeque<Planned>,
+    load_start: Instant,
+    stop_at: Option<Instant>,
+    results: Vec<CallResult>,
+    /// Media commands seen, per kind: open, start, intent, stop.
+    media_seen: [u32; 4],
+    next_port: u16,
+    /// Whether the stand-in media engine hears every watched tone (300 ms after the
+    /// watch), or none.
+    hears: bool,
+    /// The events of requests of our own.
+    own: Vec<crate::sip::transaction::TransactionEvent<SocketAddr>>,
+    /// The names the stand-in resolver knows, and the Request-URIs it was asked for.
+    names: Vec<(&'static str, SocketAddr)>,
+    resolved: Vec<String>,
+}
+
+impl RoleNode {
+    /// Answer the media commands as the media engine would, and collect the results.
+    fn service(&mut self, now: Instant) {
+        while let Some((key, command)) = self.agent.poll_media() {
+            match command {
+                MediaCommand::Open => {
+                    self.media_seen[0] += 1;
+                    self.next_port += 2;
+                    self.agent.handle_media_opened(now, key, Ok(self.next_port));
+                }
+                MediaCommand::Start(_) => self.media_seen[1] += 1,
+                MediaCommand::Intent(intent) => {
+                    self.media_seen[2] += 1;
+                    let event = match intent {
+                        MediaIntent::WatchTone { watch, .. } if self.hears => {
+                            Some(MediaEvent::ToneHeard {
+                                watch,
+                                onset: ms(300),
+                            })
+                        }
+                        MediaIntent::Probe(watch) => Some(MediaEvent::Status {
+                            watch,
+                            level_dbfs: None,
+                            behind: (0, 0),
+                            dtmf_received: String::new(),
+                        }),
+                        _ => None,
+                    };
+                    if let Some(event) = event {
+                        self.agent.handle_media_event(now, key, event);
+                    }
+                }
+                MediaCommand::Stop { report } => {
+                    self.media_seen[3] += 1;
+                    if report {
+                        self.agent.handle_media_stopped(now, key, None);
+                    }
+                }
+            }
+        }
+        while let Some((key, target)) = self.agent.poll_resolve() {
+            let to = self
+                .names
+                .iter()
+                .find(|(name, _)| target.contains(&format!("@{name}:")))
+                .map(|&(_, addr)| addr);
+            self.resolved.push(target);
+            self.agent.handle_resolved(now, key, to);
+        }
+        while let Some(event) = self.agent.poll_request_event() {
+            self.own.push(event);
+        }
+        while let Some(result) = self.agent.poll_result() {
+            self.results.push(result);
+        }
+    }
+}
+
+impl Node<SocketAddr> for RoleNode {
+    fn handle_datagram(&mut self, now: Instant, datagram: Datagram<SocketAddr>) {
+        self.agent
+            .handle_datagram(now, datagram.from, datagram.bytes);
+        self.service(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.stop_at.is_some_and(|at| at <= now) {
+            self.stop_at = None;
+            self.agent.stop(now);
+        }
+        while self.plan.front().is_some_and(|p| p.at <= now) {
+            let p = self.plan.pop_front().expect("checked");
+            let offset = p.at - self.load_start;
+            let schedule = Schedule {
+                load_start: self.load_start,
+                offset,
+            };
+            self.agent.start_call(now, p.account, p.peer, schedule);
+            self.service(now);
+        }
+        if self.agent.poll_timeout().is_some_and(|at| at <= now) {
+            self.agent.handle_timeout(now);
+        }
+        self.service(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.agent.poll_timeout(),
+            self.plan.front().map(|p| p.at),
+            self.stop_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Datagram<SocketAddr>> {
+        self.service(now);
+        self.agent.poll_transmit().map(|t| Datagram {
+            from: self.addr,
+            to: t.destination,
+            bytes: t.bytes,
+        })
+    }
+}
+
+/// Every role of a scenario as an agent on the simulated network (each at its `listen`
+/// address), over links of 10 ms.
+struct Run {
+    t0: Instant,
+    scenario: Scenario,
+    sim: Sim<SocketAddr, RoleNode>,
+}
+
+impl Run {
+    fn new(text: &str, link: LinkConfig) -> Self {
+        let scenario = scenario(text);
+        let t0 = base();
+        let mut net = Network::new(t0, link);
+        net.seed(7);
+        let mut sim = Sim::new(net);
+        for (i, role) in scenario.roles.iter().enumerate() {
+            let addr = role.listen.expect("every role listens");
+            let local = LocalEnd {
+                transport: Transport::Udp,
+                addr,
+                routes: Vec::new(),
+            };
+            let mut config = EndpointConfig::new(local.clone());
+            config.contact_user = role.accounts[0].user.clone();
+            let endpoint = Endpoint::new(config, IdGen::new(100 + i as u64));
+            let steps: Vec<_> = role
+                .steps
+                .iter()
+                .filter(|s| is_call_step(&s.value))
+                .cloned()
+                .collect();
+            let cfg = AgentConfig {
+                role: role.name.clone(),
+                local,
+                next_hop: None,
+                domain: scenario.target.domain.clone(),
+                codecs: scenario.media.codecs.clone(),
+                ptime_ms: 20,
+                rtp: scenario.media.rtp,
+                wavs: Arc::new(HashMap::new()),
+                accounts: role.accounts.clone(),
+                steps: Arc::new(steps),
+            };
+            let mut agent = Agent::new(cfg, endpoint);
+            agent.record_ladders();
+            let node = RoleNode {
+                name: role.name.clone(),
+                addr,
+                agent,
+                plan: VecDeque::new(),
+                load_start: t0,
+                stop_at: None,
+                results: Vec::new(),
+                media_seen: [0; 4],
+                next_port: 40_000,
+                hears: true,
+                own: Vec::new(),
+                names: Vec::new(),
+                resolved: Vec::new(),
+            };
+            sim.add_node(node, [addr]);
+        }
+        Self { t0, scenario, sim }
+    }
+
+    fn index(&self, role: &str) -> usize {
+        self.sim
+            .nodes
+            .iter()
+            .position(|n| n.name == role)
+            .unwrap_or_else(|| panic!("no role {role}"))
+    }
+
+    fn node(&self, role: &str) -> &RoleNode {
+        &self.sim.nodes[self.index(role)]
+    }
+
+    /// `calls` calls, `every` apart, shared in turn among the caller roles as the
+    /// executor does: the n-th call of a role with its n-th account, to its peer role's
+    /// n-th account.
+    fn plan(&mut self, calls: usize, every: Duration) {
+        let callers: Vec<usize> = (0..self.scenario.roles.len())
+            .filter(|&i| self.scenario.roles[i].calls())
+            .collect();
+        for index in 0..calls {
+            let role = &self.scenario.roles[callers[index % callers.len()]];
+            let n = index / callers.len();
+            let peer = role.steps.iter().find_map(|s| match &s.value {
+                Step::Call(c) => c.peer.clone(),
+                _ => None,
+            });
+            let peer = peer
+                .and_then(|p| self.scenario.role(&p))
+                .map(|r| r.accounts[n % r.accounts.len()].clone());
+            let planned = Planned {
+                at: self.t0 + every * index as u32,
+                account: role.accounts[n % role.accounts.len()].clone(),
+                peer,
+            };
+            let i = self.index(&role.name.clone());
+            self.sim.nodes[i].plan.push_back(planned);
+        }
+    }
+
+    /// Run until every planned call has started and every caller's call ended, tell every
+    /// agent the load is over, and run until the network is idle.
+    fn run(&mut self, bound: Duration) {
+        let limit = self.t0 + bound;
+        loop {
+            let callers_done = self
+                .sim
+                .nodes
+                .iter()
+                .filter(|n| self.scenario.role(&n.name).is_some_and(|r| r.calls()))
+                .all(|n| n.plan.is_empty() && n.agent.live_calls() == 0);
+            if callers_done || !self.sim.step(limit) {
+                break;
+            }
+        }
+        let now = self.sim.now();
+        for node in &mut self.sim.nodes {
+            node.agent.load_done(now);
+            node.service(now);
+        }
+        assert!(self.sim.run_until_idle(bound), "still busy after {bound:?}");
+        for node in &self.sim.nodes {
+            assert_eq!(node.agent.live_calls(), 0, "{} has calls left", node.name);
+        }
+    }
+
+    fn results(&self, role: &str) -> &[CallResult] {
+        &self.node(role).results
+    }
+}
+
+fn messages(result: &CallResult) -> String {
+    result
+        .failures
+        .iter()
+        .map(|f| format!("{:?}: {}", f.kind, f.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Two caller roles and two callee roles: one answers, one is busy. Signaling only.
+const LOAD: &str = r#"
+name: agent-load
+target:
+  direct: true
+  domain: 127.0.0.1
+accounts:
+  range: { from: 2000, count: 40 }
+media:
+  rtp: false
+roles:
+  callee:
+    accounts: 2000..2009
+    listen: 127.0.0.1:5070
+    steps:
+      - answer: { ring: 100ms }
+      - wait_for: bye
+  busy:
+    accounts: 2010..2019
+    listen: 127.0.0.1:5071
+    steps:
+      - reject: { code: 486 }
+  caller:
+    accounts: 2020..2029
+    listen: 127.0.0.1:5080
+    steps:
+      - call: { to: "sip:{peer}@127.0.0.1:5070", peer: callee, timeout: 10s }
+      - expect: { answered: true, within: 10s }
+      - hangup: { after: 2s }
+  caller_busy:
+    accounts: 2030..2039
+    listen: 127.0.0.1:5081
+    steps:
+      - call: { to: "sip:{peer}@127.0.0.1:5071", peer: busy, timeout: 10s }
+      - expect: { answered: true, within: 10s }
+      - hangup: { after: 2s }
+"#;
+
+#[test]
+fn a_thousand_calls_over_a_lossy_link_end_with_their_exact_verdicts() {
+    thousand_calls(LinkConfig::new(ms(10)).with_loss(50_000));
+}
+
+#[test]
+fn a_thousand_calls_over_a_link_that_also_duplicates_and_reorders_end_the_same() {
+    thousand_calls(
+        LinkConfig::new(ms(10))
+            .with_loss(50_000)
+            .with_duplication(50_000, ms(5))
+            .with_reordering(50_000, ms(30)),
+    );
+}
+
+/// 1,000 calls of [`LOAD`] over `link`: every call ends as its callee's rule says.
+fn thousand_calls(link: LinkConfig) {
+    let mut run = Run::new(LOAD, link);
+    run.plan(1000, ms(50));
+    run.run(secs(600));
+
+    let caller = run.results("caller");
+    assert_eq!(caller.len(), 500);
+    for r in caller {
+        assert!(r.passed(), "{}: {}", r.call_id, messages(r));
+        assert_eq!(r.final_code, Some(200));
+        assert_eq!(r.bye_code, Some(200));
+        assert!(r.ladder.is_empty(), "a passed call keeps no ladder");
+    }
+    let callee = run.results("callee");
+    assert_eq!(callee.len(), 500);
+    for r in callee {
+        assert!(r.passed(), "{}: {}", r.call_id, messages(r));
+    }
+    let refused = run.results("caller_busy");
+    assert_eq!(refused.len(), 500);
+    for r in refused {
+        assert!(!r.passed());
+        assert_eq!(r.final_code, Some(486));
+        let first = r.ladder.first().expect("a failed call keeps its ladder");
+        assert!(first.line.starts_with("INVITE "), "{}", first.line);
+        assert!(r
+            .ladder
+            .iter()
+            .any(|rung| rung.line.starts_with("SIP/2.0 486")));
+        assert!(
+            r.failures
+                .iter()
+                .any(|f| f.kind == FailureKind::SipCode(486)),
+            "{}",
+            messages(r)
+        );
+    }
+    let busy = run.results("busy");
+    assert_eq!(busy.len(), 500);
+    for r in busy {
+        assert!(r.passed(), "{}: {}", r.call_id, messages(r));
+        assert_eq!(r.final_code, Some(486));
+    }
+    // Every Call-ID of a side is distinct, and the two sides saw the same calls.
+    let mut ids: Vec<&str> = caller.iter().map(|r| r.call_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 500);
+    let mut other: Vec<&str> = callee.iter().map(|r| r.call_id.as_str()).collect();
+    other.sort_unstable();
+    assert_eq!(ids, other);
+    // The link lost datagrams and the transactions made up for them.
+    let lost: u64 = run
+        .sim
+        .nodes
+        .iter()
+        .map(|n| run.sim.net.counts(&n.addr).dropped)
+        .sum();
+    assert!(lost > 100, "{lost} lost");
+    for node in &run.sim.nodes {
+        assert_eq!(node.media_seen, [0; 4], "{}: no RTP, no media", node.name);
+    }
+}
+
+/// One caller, one callee, one call.
+const ONE: &str = r#"
+name: agent-one
+target:
+  direct: true
+  domain: 127.0.0.1
+accounts:
+  range: { from: 2000, count: 2 }
+media:
+  rtp: false
+roles:
+  callee:
+    accounts: "2000"
+    listen: 127.0.0.1:5070
+    steps:
+      - answer
+      - wait_for: bye
+  caller:
+    accounts: "2001"
+    listen: 127.0.0.1:5080
+    steps:
+      - call: { to: "sip:{peer}@127.0.0.1:5070", peer: callee, timeout: 40s }
+      - expect: { answered: true, within: 40s }
+      - hangup: { after: 2s }
+"#;
+
+fn one_call() -> Run {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run
+}
+
+fn only(results: &[CallResult]) -> &CallResult {
+    assert_eq!(results.len(), 1, "one result");
+    &results[0]
+}
+
+fn callee_addr() -> SocketAddr {
+    "127.0.0.1:5070".parse().expect("literal")
+}
+
+#[test]
+fn one_call_passes_on_both_sides() {
+    let mut run = one_call();
+    run.run(secs(120));
+    let caller = only(run.results("caller"));
+    assert!(caller.passed(), "{}", messages(caller));
+    let callee = only(run.results("callee"));
+    assert!(callee.passed(), "{}", messages(callee));
+}
+
+#[test]
+fn a_bye_answered_481_fails_the_caller() {
+    let mut run = one_call();
+    run.sim.net.set_interceptor(|d| {
+        let text = String::from_utf8_lossy(&d.bytes);
+        if text.starts_with("SIP/2.0 200") && text.contains(" BYE\r\n") {
+            let rewritten = text.replacen(
+                "SIP/2.0 200 OK",
+                "SIP/2.0 481 Call/Transaction Does Not Exist",
+                1,
+            );
+            Intercept::Replace(Bytes::from(rewritten))
+        } else {
+            Intercept::Pass
+        }
+    });
+    run.run(secs(120));
+    let caller = only(run.results("caller"));
+    assert!(!caller.passed());
+    assert_eq!(caller.bye_code, Some(481));
+    assert!(
+        caller
+            .failures
+            .iter()
+            .any(|f| f.kind == FailureKind::ByeFailed("481".into()) && f.message.contains("481")),
+        "{}",
+        messages(caller)
+    );
+}
+
+#[test]
+fn a_bye_never_answered_fails_the_caller_on_timer_f() {
+    let mut run = one_call();
+    // The call is up after a round trip; the callee goes silent before the BYE at 2 s.
+    run.sim.run_for(secs(1));
+    assert_eq!(run.node("callee").agent.live_calls(), 1);
+    run.sim.net.blackhole(callee_addr());
+    run.run(secs(120));
+    let caller = only(run.results("caller"));
+    assert!(!caller.passed());
+    assert_eq!(caller.final_code, Some(200));
+    assert_eq!(caller.bye_code, None);
+    assert!(
+        caller
+            .failures
+            .iter()
+            .any(|f| matches!(f.kind, FailureKind::ByeFailed(_))),
+        "{}",
+        messages(caller)
+    );
+}
+
+#[test]
+fn an_invite_never_answered_fails_on_timer_b() {
+    let mut run = one_call();
+    run.sim.net.blackhole(callee_addr());
+    run.run(secs(120));
+    let caller = only(run.results("caller"));
+    assert!(!caller.passed());
+    assert_eq!(caller.final_code, None);
+    // Timer A's schedule within Timer B: sent at 0, 0.5, 1.5, 3.5, 7.5, 15.5 and 31.5 s.
+    let sent: Vec<(f64, bool)> = caller
+        .ladder
+        .iter()
+        .map(|r| (r.at_ms, r.retransmission))
+        .collect();
+    let expected: Vec<(f64, bool)> = [0.0, 500.0, 1500.0, 3500.0, 7500.0, 15500.0, 31500.0]
+        .into_iter()
+        .enumerate()
+        .map(|(i, at)| (at, i > 0))
+        .collect();
+    assert_eq!(sent, expected);
+    assert!(
+        caller
+            .failures
+            .iter()
+            .any(|f| f.kind == FailureKind::Timer("Timer B".into())),
+        "{}",
+        messages(caller)
+    );
+}
+
+#[test]
+fn ctrl_c_mid_call_is_interrupted_never_passed() {
+    let mut run = one_call();
+    run.sim.run_for(secs(1));
+    let now = run.sim.now();
+    for node in &mut run.sim.nodes {
+        node.stop_at = Some(now);
+    }
+    run.run(secs(120));
+    for role in ["caller", "callee"] {
+        let r = only(run.results(role));
+        assert!(!r.passed(), "{role} passed");
+        assert!(
+            r.failures
+                .iter()
+                .any(|f| f.kind == FailureKind::Interrupted),
+            "{role}: {}",
+            messages(r)
+        );
+    }
+}
+
+/// The selftest's shape: each side plays a tone and expects the other's.
+const TONES: &str = r#"
+name: agent-tones
+target:
+  direct: true
+  domain: 127.0.0.1
+accounts:
+  range: { from: 2000, count: 2 }
+media:
+  codecs: [PCMU]
+roles:
+  callee:
+    accounts: "2000"
+    listen: 127.0.0.1:5070
+    steps:
+      - answer: { ring: 200ms }
+      - play: { tone: 1kHz, level: -12dBFS }
+      - expect: { tone: 440Hz, within: 2s, min_snr: 20dB }
+      - wait_for: bye
+  caller:
+    accounts: "2001"
+    listen: 127.0.0.1:5080
+    steps:
+      - call: { to: "sip:{peer}@127.0.0.1:5070", peer: callee, timeout: 5s }
+      - expect: { answered: true, within: 2s }
+      - play: { tone: 440Hz, level: -12dBFS }
+      - expect: { tone: 1kHz, within: 2s, min_snr: 20dB }
+      - hangup: { after: 3s }
+"#;
+
+#[test]
+fn media_steps_open_start_and_stop_each_calls_stream_and_count_what_was_heard() {
+    let mut run = Run::new(TONES, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.run(secs(120));
+    for role in ["caller", "callee"] {
+        let r = only(run.results(role));
+        assert!(r.passed(), "{role}: {}", messages(r));
+        assert_eq!((r.audio_checked, r.audio_verified), (1, 1), "{role}");
+        let [open, start, intents, stop] = run.node(role).media_seen;
+        assert_eq!((open, start, stop), (1, 1, 1), "{role}");
+        assert!(intents >= 2, "{role}: play and watch, {intents}");
+    }
+}
+
+#[test]
+fn a_tone_the_media_engine_never_hears_fails_the_expectation() {
+    let mut run = Run::new(TONES, LinkConfig::new(ms(10)));
+    let callee = run.index("callee");
+    run.sim.nodes[callee].hears = false;
+    run.plan(1, ms(0));
+    run.run(secs(120));
+    let r = only(run.results("callee"));
+    assert!(!r.passed());
+    assert_eq!((r.audio_checked, r.audio_verified), (1, 0));
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.kind == FailureKind::ToneMissing),
+        "{}",
+        messages(r)
+    );
+    // The failed step ended the callee's script, which hung up: the caller, still in its
+    // `hangup: { after: 3s }`, saw the call end under it.
+    let caller = only(run.results("caller"));
+    assert!(!caller.passed());
+    assert_eq!((caller.audio_checked, caller.audio_verified), (1, 1));
+    assert!(
+        caller
+            .failures
+            .iter()
+            .any(|f| f.message.contains("BYE received")),
+        "{}",
+        messages(caller)
+    );
+}
+
+#[test]
+fn a_request_of_our_own_gets_its_final_response_or_its_timeout() {
+    use crate::sip::transaction::TransactionEvent;
+    let options = |n: u32| {
+        Bytes::from(format!(
+            "OPTIONS sip:2000@127.0.0.1:5070 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKown{n};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:2001@127.0.0.1>;tag=own{n}\r\n\
+             To: <sip:2000@127.0.0.1>\r\n\
+             Call-ID: own{n}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+    };
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    let now = run.sim.now();
+    let answered = run.sim.nodes[caller]
+        .agent
+        .send_request(now, options(1), callee_addr())
+        .expect("sent");
+    run.sim.run_for(secs(1));
+    run.sim.net.blackhole(callee_addr());
+    let now = run.sim.now();
+    let lost = run.sim.nodes[caller]
+        .agent
+        .send_request(now, options(2), callee_addr())
+        .expect("sent");
+    run.run(secs(120));
+    let own = &run.node("caller").own;
+    let status = own.iter().find_map(|e| match e {
+        TransactionEvent::Response { tx, message } if *tx == answered => message.status(),
+        _ => None,
+    });
+    assert!(status.is_some_and(|s| s >= 200), "{status:?}");
+    assert!(
+        own.iter().any(|e| matches!(
+            e,
+            TransactionEvent::TimedOut { tx, .. } if *tx == lost
+        )),
+        "{own:?}"
+    );
+    assert!(run.results("caller").is_empty());
+}
+
+#[test]
+fn a_transport_failure_under_a_call_fails_it_as_a_transport_error() {
+    let mut run = one_call();
+    run.sim.run_for(secs(1));
+    let caller = run.index("caller");
+    let now = run.sim.now();
+    run.sim.nodes[caller]
+        .agent
+        .transport_failed(now, &callee_addr());
+    run.sim.nodes[caller].service(now);
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert!(!r.passed());
+    assert!(
+        r.failures.iter().any(|f| f.kind == FailureKind::Transport),
+        "{}",
+        messages(r)
+    );
+}
+
+#[test]
+fn a_request_uri_host_by_name_is_resolved_by_the_driver_once_or_fails_the_call() {
+    let text = ONE.replace("sip:{peer}@127.0.0.1:5070", "sip:{peer}@callee.test:5070");
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    run.sim.nodes[caller].names = vec![("callee.test", callee_addr())];
+    run.plan(3, secs(5));
+    run.run(secs(120));
+    assert_eq!(run.results("caller").len(), 3);
+    for r in run.results("caller") {
+        assert!(r.passed(), "{}", messages(r));
+    }
+    assert_eq!(
+        run.node("caller").resolved,
+        vec!["sip:2000@callee.test:5070".to_string()],
+        "asked once, then kept"
+    );
+
+    let text = ONE.replace("sip:{peer}@127.0.0.1:5070", "sip:{peer}@nowhere.test:5070");
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert!(!r.passed());
+    assert_eq!(
+        r.failures[0].message,
+        "cannot resolve the host of sip:2000@nowhere.test:5070"
+    );
+    assert!(run.results("callee").is_empty());
+}
+
+#[test]
+fn a_role_without_answering_steps_refuses_404_and_one_shut_down_480() {
+    // The callee role only registers (at a registrar this test leaves out; calls go
+    // straight to the callee's address): no step of its answers a call.
+    let text = ONE
+        .replace(
+            "      - answer\n      - wait_for: bye\n",
+            "      - register\n      - unregister\n",
+        )
+        .replace("  direct: true\n", "  server: 127.0.0.1:5999\n");
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert_eq!(r.final_code, Some(404));
+    assert!(!r.passed());
+    assert!(run.results("callee").is_empty());
+
+    let mut run = one_call();
+    let callee = run.index("callee");
+    let now = run.sim.now();
+    run.sim.nodes[callee].agent.shutdown(now);
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert_eq!(r.final_code, Some(480));
+    assert!(!r.passed());
+    assert!(run.results("callee").is_empty());
+    assert!(run.node("callee").agent.is_finished());
+}
+
+#[test]
+fn a_call_started_after_ctrl_c_runs_no_step_and_is_interrupted() {
+    let mut run = one_call();
+    let caller = run.index("caller");
+    let now = run.sim.now();
+    run.sim.nodes[caller].agent.stop(now);
+    run.run(secs(120));
+    let r = only(run.results("caller"));
+    assert!(!r.passed());
+    assert!(r.steps.is_empty(), "{:?}", r.steps);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.kind == FailureKind::Interrupted),
+        "{}",
+        messages(r)
+    );
+    assert!(run.results("callee").is_empty());
+}
