@@ -72,7 +72,7 @@ impl PortRange {
     }
 
     /// [`PortRange::bind`] without the async runtime: a non-blocking std socket, for
-    /// [`MediaHandle::spawn_std`] (the scheduler threads read it; the runtime never does).
+    /// [`MediaHandle::spawn_std`](super::MediaHandle::spawn_std) (the scheduler threads read it; the runtime never does).
     pub fn bind_std(&self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
         let ports = self.count;
         let attempts = ports.min(PORT_ATTEMPTS);
