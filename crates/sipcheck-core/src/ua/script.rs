@@ -842,6 +842,15 @@ impl CallScript {
         self.media.is_some()
     }
 
+    /// The call's media as last negotiated, once its stream's session started.
+    #[must_use]
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        match &self.probe {
+            Some(p) => p.negotiated(),
+            None => self.media.as_ref(),
+        }
+    }
+
     /// Why the call of [`Self::probe`] could not be placed, if it could not.
     #[must_use]
     pub fn place_error(&self) -> Option<&CommandError> {

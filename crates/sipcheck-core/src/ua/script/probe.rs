@@ -394,6 +394,10 @@ impl Probe {
         self.record.is_some() || self.abandoned || self.place_error.is_some()
     }
 
+    pub(super) fn negotiated(&self) -> Option<&Negotiated> {
+        self.media.as_ref()
+    }
+
     pub(super) fn has_media(&self) -> bool {
         self.media.is_some()
     }
