@@ -56,8 +56,8 @@ pub struct ProbeHold {
     pub held: bool,
     /// The resume re-INVITE was answered 2xx.
     pub resumed: bool,
-    /// The expected tone was heard after the resume (`None` without an expected tone, a
-    /// resume or media).
+    /// The expected tone was heard after the resume (`None` without an expected tone, media,
+    /// or a resume that made the far end's RTP expected again).
     pub tone_after_resume: Option<bool>,
 }
 
@@ -471,8 +471,13 @@ impl Probe {
                 if self.resume_watch.is_some() && !heard && answered {
                     failures.push(format!("expected tone {label} not heard after the resume"));
                 }
+                // Only a tone looked for after the resume says whether it came back: one
+                // heard before the hold says nothing of it.
                 if let Some(hold) = &mut self.hold {
-                    hold.tone_after_resume = hold.resumed.then_some(heard);
+                    hold.tone_after_resume = self
+                        .resume_watch
+                        .filter(|_| hold.resumed)
+                        .map(|(_, heard)| heard);
                 }
             }
         }

@@ -1394,3 +1394,42 @@ fn a_probes_tone_missing_after_the_resume_fails_and_a_peers_hold_is_counted_not_
         vec!["expected tone 425 Hz not heard after the resume"]
     );
 }
+
+#[test]
+fn a_probes_resume_answered_on_hold_claims_nothing_of_the_tone_after_it() {
+    let mut h = Harness::probe(ProbeCall {
+        hold: Some((secs(2), secs(2))),
+        expect_tone: Some(tone_query()),
+        ..plan()
+    });
+    h.place();
+    let answer = h.now;
+    h.answered();
+    h.commands();
+    h.jump();
+    h.commands();
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.reinvited(Direction::SendOnly, false);
+    h.jump();
+    h.commands();
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    // The far end answers the resume holding the call itself: no RTP is expected, no tone
+    // is looked for, and the tone heard before the hold is not taken for one after it.
+    h.reinvited(Direction::SendOnly, true);
+    assert!(!has(&h.commands(), |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchTone { .. })
+    )));
+    h.jump();
+    h.hung_up(answer);
+    let outcome = h.outcome(heard());
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(
+        outcome.hold,
+        Some(ProbeHold {
+            held: true,
+            resumed: true,
+            tone_after_resume: None
+        })
+    );
+}
