@@ -14,9 +14,7 @@ use sipcheck_core::ua::call::{
 };
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
 use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle, RegistrationEvent};
-use sipcheck_core::ua::script::{
-    CallScript, CommandError, Placed, ProbeCall, ProbeMedia, ScriptCommand,
-};
+use sipcheck_core::ua::script::{CallScript, CommandError, Placed, ProbeCall, ScriptCommand};
 
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::client::os_seed;
@@ -280,6 +278,7 @@ pub async fn run(
         hold: args.hold_after.map(|after| (after, args.hold_for)),
         send_dtmf: prepared.send_dtmf().map(str::to_string),
         expect_tone: prepared.expected_tone(),
+        expect: prepared.expect(),
         limit: deadline.map(|(limit, at)| (at, humantime::format_duration(limit).to_string())),
     };
     let (script, call, finished) = drive_call(&mut driver, plan, outgoing, &prepared, rtp).await?;
@@ -297,25 +296,16 @@ pub async fn run(
         _ => r.to_string(),
     };
     let mut media = None;
-    let mut judged = None;
     if let (Some(negotiated), Some(finished)) = (script.negotiated(), &finished) {
-        let (summary, failures) = prepared.summarize(negotiated, &finished.report);
+        let (summary, _) = prepared.summarize(negotiated, &finished.report);
         if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
             write_recording(path, samples)?;
         }
-        judged = Some(ProbeMedia {
-            failures,
-            tone_heard: finished
-                .report
-                .tones
-                .first()
-                .is_some_and(|t| t.detection.is_some()),
-        });
         media = Some(summary);
     }
     let left = driver.endpoint().record(call).cloned();
     let outcome = script
-        .finish_probe(left, judged, &describe)
+        .finish_probe(left, finished.as_ref().map(|f| &f.report), &describe)
         .expect("a probe's script");
     if let (Some(summary), true) = (&mut media, outcome.dtmf_failed) {
         summary.dtmf_sent = None;

@@ -34,7 +34,9 @@ mod probe;
 #[cfg(test)]
 mod tests;
 
-pub use probe::{ProbeCall, ProbeHold, ProbeMedia, ProbeOutcome, DTMF_AFTER_ANSWER, LIMIT_GRACE};
+pub use probe::{
+    judge_media, ProbeCall, ProbeExpect, ProbeHold, ProbeOutcome, DTMF_AFTER_ANSWER, LIMIT_GRACE,
+};
 
 /// How long a step may wait for the call to be answered when it needs media (unless the
 /// `call` step says otherwise).
@@ -857,15 +859,16 @@ impl CallScript {
         self.probe.as_ref().and_then(|p| p.place_error())
     }
 
-    /// The outcome of the call of [`Self::probe`] (`None` for a scenario's script): its
+    /// The outcome of the call of [`Self::probe`] (`None` for a scenario's script), from its
     /// record (the script's, else `record`, the call as left when its end was not awaited
-    /// longer), what its media stream found (`None` when none ran), and how to name a call's
-    /// end in a failure.
+    /// longer), the report of its media stream (`None` when none ran; judged by
+    /// [`judge_media`] once the call was answered), and how to name a call's end in a
+    /// failure.
     #[must_use]
     pub fn finish_probe(
         self,
         record: Option<CallRecord>,
-        media: Option<ProbeMedia>,
+        media: Option<&MediaReport>,
         describe: &dyn Fn(&CallEndReason) -> String,
     ) -> Option<ProbeOutcome> {
         let probe = self.probe?;

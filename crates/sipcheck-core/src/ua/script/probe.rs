@@ -11,10 +11,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{CommandError, Placed, ScriptCommand};
+use super::{overload_note, stray_note, CommandError, Placed, ScriptCommand};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
-use crate::media::session::MediaError;
+use crate::media::session::{MediaError, MediaReport};
 use crate::media::tone::ToneQuery;
 use crate::sdp::{Direction, LocalMedia, Negotiated};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
@@ -44,6 +44,8 @@ pub struct ProbeCall {
     /// The tone expected from the far end, looked for again after each resume
     /// (`--expect-tone`); the whole call's detection is the media stream's own.
     pub expect_tone: Option<(ToneQuery, String)>,
+    /// What is expected of the far end's media over the whole call.
+    pub expect: ProbeExpect,
     /// When the overall limit (`--timeout`) is reached, and the limit as the user wrote it:
     /// the call is then hung up and its end awaited [`LIMIT_GRACE`] more.
     pub limit: Option<(Instant, String)>,
@@ -61,14 +63,73 @@ pub struct ProbeHold {
     pub tone_after_resume: Option<bool>,
 }
 
-/// What the call's media stream found, judged by its options (levels, tones, DTMF, RTP),
-/// for [`CallScript::finish_probe`](super::CallScript::finish_probe).
+/// What `sipcheck call` expects of the far end's media, judged over the whole call by
+/// [`judge_media`].
 #[derive(Debug, Clone, Default)]
-pub struct ProbeMedia {
-    /// The expectations of the media options that failed.
-    pub failures: Vec<String>,
-    /// Whether the expected tone was heard at all during the call.
-    pub tone_heard: bool,
+pub struct ProbeExpect {
+    /// The label of the tone expected (`--expect-tone`, e.g. `425 Hz`): the media stream's
+    /// session looks for it from its start (its first tone result).
+    pub tone: Option<String>,
+    /// Exactly these DTMF digits are expected (`--expect-dtmf`).
+    pub dtmf: Option<String>,
+    /// A call that received no RTP at all does not fail (`--no-media-ok`).
+    pub no_media_ok: bool,
+    /// A call whose RTP stopped for longer than this fails (`--rtp-timeout`).
+    pub rtp_timeout: Duration,
+}
+
+/// What `expect` asks that `report` (the whole call's media, as last `negotiated`) does not
+/// show, each as a failure. A far end whose negotiated direction says it sends nothing is not
+/// failed for its silence, but audio expected from it is; a call that ends on hold keeps
+/// what was verified before.
+#[must_use]
+pub fn judge_media(
+    expect: &ProbeExpect,
+    negotiated: &Negotiated,
+    report: &MediaReport,
+) -> Vec<String> {
+    let r = &report.receive;
+    let mut failures = Vec::new();
+    let stray = stray_note(&report.stray);
+    let tone_heard = tone_heard(report);
+    let dtmf_unmet = expect
+        .dtmf
+        .as_ref()
+        .is_some_and(|d| *d != report.dtmf_received);
+    let far_end_sends = negotiated.direction.receives();
+    if !far_end_sends && ((expect.tone.is_some() && !tone_heard) || dtmf_unmet) {
+        failures.push(format!(
+            "audio expected, but the negotiated direction is {}: the far end sends none",
+            negotiated.direction.as_str()
+        ));
+    }
+    if r.received == 0 && far_end_sends && !expect.no_media_ok {
+        failures.push(format!("no RTP received from the far end{stray}"));
+    }
+    let gap = report.max_gap.max(report.since_last_packet);
+    if r.received > 0 && gap > expect.rtp_timeout {
+        failures.push(format!(
+            "RTP timeout: no media for {:.1} s (limit {:.1} s)",
+            gap.as_secs_f64(),
+            expect.rtp_timeout.as_secs_f64()
+        ));
+    }
+    let behind = overload_note((report.frames_skipped, report.lateness_us.max()));
+    if let (Some(label), false) = (&expect.tone, tone_heard) {
+        failures.push(format!("expected tone {label} not detected{behind}{stray}"));
+    }
+    if let (Some(expected), true) = (&expect.dtmf, dtmf_unmet) {
+        failures.push(format!(
+            "expected DTMF '{expected}', received '{}'{stray}",
+            report.dtmf_received
+        ));
+    }
+    failures
+}
+
+/// Whether the tone the session looked for from its start was heard.
+fn tone_heard(report: &MediaReport) -> bool {
+    report.tones.first().is_some_and(|t| t.detection.is_some())
 }
 
 /// The outcome of `sipcheck call`'s call.
@@ -445,9 +506,16 @@ impl Probe {
     pub(super) fn finish(
         mut self,
         record: Option<CallRecord>,
-        media: Option<ProbeMedia>,
+        media: Option<&MediaReport>,
         describe: &dyn Fn(&CallEndReason) -> String,
     ) -> ProbeOutcome {
+        let media = match (media, &self.media) {
+            (Some(report), Some(negotiated)) => Some((
+                judge_media(&self.plan.expect, negotiated, report),
+                tone_heard(report),
+            )),
+            _ => None,
+        };
         let record = self.record.take().or(record);
         let answered = record.as_ref().is_some_and(|r| r.answer.is_some());
         let reason = record.as_ref().and_then(|r| r.reason()).cloned();
@@ -459,14 +527,14 @@ impl Probe {
                 which_name(which)
             ));
         }
-        if let Some(media) = &media {
+        if let Some((media_failures, tone_heard)) = media {
             if answered {
-                failures.extend(media.failures.iter().cloned());
+                failures.extend(media_failures);
             }
             if let Some((_, label)) = &self.plan.expect_tone {
                 let heard = match self.resume_watch {
                     Some((_, heard)) => heard,
-                    None => media.tone_heard,
+                    None => tone_heard,
                 };
                 if self.resume_watch.is_some() && !heard && answered {
                     failures.push(format!("expected tone {label} not heard after the resume"));

@@ -1018,6 +1018,12 @@ fn a_call_whose_agent_is_gone_ends_its_waits_and_never_passes_a_media_step() {
 
 fn plan() -> ProbeCall {
     ProbeCall {
+        expect: ProbeExpect {
+            tone: None,
+            dtmf: None,
+            no_media_ok: false,
+            rtp_timeout: secs(3),
+        },
         target: "sip:2001@pbx.test".into(),
         answer_timeout: secs(30),
         duration: secs(10),
@@ -1060,10 +1066,10 @@ impl Harness {
         });
     }
 
-    fn outcome(self, media: Option<ProbeMedia>) -> ProbeOutcome {
+    fn outcome(self, media: Option<MediaReport>) -> ProbeOutcome {
         assert!(self.script.is_done(), "not done");
         self.script
-            .finish_probe(None, media, &describe)
+            .finish_probe(None, media.as_ref(), &describe)
             .expect("a probe")
     }
 
@@ -1078,11 +1084,39 @@ impl Harness {
     }
 }
 
-fn heard() -> Option<ProbeMedia> {
-    Some(ProbeMedia {
-        failures: Vec::new(),
-        tone_heard: true,
-    })
+/// The whole call's media report: `packets` received, the expected tone heard or not.
+fn media_report(packets: u64, tone: Option<bool>) -> MediaReport {
+    let t0 = base();
+    let mut session = crate::media::session::MediaSession::new(
+        t0,
+        MediaConfig::new(Codec::Pcmu),
+        crate::media::tone::Playlist::new(Vec::new()),
+        &mut crate::ids::IdGen::new(3),
+    )
+    .unwrap();
+    if tone.is_some() {
+        session
+            .expect_tone(ToneQuery::single(425.0).unwrap())
+            .unwrap();
+    }
+    let mut report = session.report(t0);
+    report.receive.received = packets;
+    report.since_last_packet = Duration::ZERO;
+    report.max_gap = Duration::ZERO;
+    if tone == Some(true) {
+        report.tones[0].detection = Some(crate::media::tone::Detection {
+            onset_sample: 800,
+            duration_samples: 1600,
+            snr_db: 30.0,
+            level_dbfs: -10.0,
+            frequency_offset_hz: None,
+        });
+    }
+    report
+}
+
+fn heard() -> MediaReport {
+    media_report(250, Some(true))
 }
 
 #[test]
@@ -1160,7 +1194,7 @@ fn a_probe_sends_dtmf_holds_resumes_and_hangs_up_on_one_timeline_from_the_answer
         ]
     ));
     h.hung_up(answer);
-    let outcome = h.outcome(heard());
+    let outcome = h.outcome(Some(heard()));
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     assert_eq!(
         outcome.hold,
@@ -1204,7 +1238,7 @@ fn a_probes_refused_hold_fails_but_the_call_still_runs_its_duration() {
     assert_eq!(h.now - answer, secs(10));
     assert!(has(&h.commands(), |c| matches!(c, ScriptCommand::Hangup)));
     h.hung_up(answer);
-    let outcome = h.outcome(heard());
+    let outcome = h.outcome(Some(heard()));
     assert_eq!(
         outcome.failures,
         vec!["the hold re-INVITE was answered 488"]
@@ -1291,7 +1325,7 @@ fn a_probe_at_its_limit_hangs_up_and_gives_up_on_the_end_two_seconds_later() {
     left.end = None;
     let outcome = h
         .script
-        .finish_probe(Some(left), heard(), &describe)
+        .finish_probe(Some(left), Some(&heard()), &describe)
         .unwrap();
     assert_eq!(outcome.failures, vec!["gave up: --timeout 5s reached"]);
 }
@@ -1307,7 +1341,7 @@ fn a_probe_interrupted_hangs_up_and_never_passes() {
     assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
     assert_eq!(h.script.poll_timeout(), None, "no step runs after Ctrl-C");
     h.hung_up(answer);
-    let outcome = h.outcome(heard());
+    let outcome = h.outcome(Some(heard()));
     assert!(outcome.interrupted);
     assert_eq!(outcome.failures, vec!["interrupted"]);
 }
@@ -1335,10 +1369,7 @@ fn a_probes_dtmf_without_telephone_event_fails_and_media_fails_only_once_answere
     );
     h.jump();
     h.hung_up(answer);
-    let outcome = h.outcome(Some(ProbeMedia {
-        failures: vec!["no RTP received from the far end".into()],
-        tone_heard: false,
-    }));
+    let outcome = h.outcome(Some(media_report(0, None)));
     assert!(outcome.dtmf_failed);
     assert_eq!(
         outcome.failures,
@@ -1358,10 +1389,7 @@ fn a_probes_dtmf_without_telephone_event_fails_and_media_fails_only_once_answere
         },
         |r| r.final_code = Some(486),
     );
-    let outcome = h.outcome(Some(ProbeMedia {
-        failures: vec!["no RTP received from the far end".into()],
-        tone_heard: false,
-    }));
+    let outcome = h.outcome(Some(media_report(0, None)));
     assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
     assert!(outcome.failures[0].starts_with("not answered: "));
 }
@@ -1387,7 +1415,7 @@ fn a_probes_tone_missing_after_the_resume_fails_and_a_peers_hold_is_counted_not_
     )));
     h.jump();
     h.hung_up(answer);
-    let outcome = h.outcome(heard());
+    let outcome = h.outcome(Some(heard()));
     assert_eq!(outcome.peer_holds, 1);
     assert_eq!(
         outcome.failures,
@@ -1422,7 +1450,7 @@ fn a_probes_resume_answered_on_hold_claims_nothing_of_the_tone_after_it() {
     )));
     h.jump();
     h.hung_up(answer);
-    let outcome = h.outcome(heard());
+    let outcome = h.outcome(Some(heard()));
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     assert_eq!(
         outcome.hold,
@@ -1432,4 +1460,59 @@ fn a_probes_resume_answered_on_hold_claims_nothing_of_the_tone_after_it() {
             tone_after_resume: None
         })
     );
+}
+
+#[test]
+fn a_probes_media_is_judged_over_the_whole_call_by_what_it_expects() {
+    let expect = ProbeExpect {
+        tone: Some("425 Hz".into()),
+        dtmf: Some("12".into()),
+        no_media_ok: false,
+        rtp_timeout: secs(3),
+    };
+    let mut report = media_report(250, Some(true));
+    report.dtmf_received = "12".into();
+    assert!(judge_media(&expect, &negotiated(), &report).is_empty());
+
+    report.dtmf_received = "1".into();
+    report.tones[0].detection = None;
+    report.max_gap = secs(4);
+    assert_eq!(
+        judge_media(&expect, &negotiated(), &report),
+        vec![
+            "RTP timeout: no media for 4.0 s (limit 3.0 s)".to_string(),
+            "expected tone 425 Hz not detected".to_string(),
+            "expected DTMF '12', received '1'".to_string(),
+        ]
+    );
+
+    // A tone expected but never looked for is not heard.
+    let report = media_report(250, None);
+    assert_eq!(
+        judge_media(&expect, &negotiated(), &report)[0],
+        "expected tone 425 Hz not detected"
+    );
+
+    // A far end that sends nothing by its answer: its silence is no failure, audio expected
+    // from it is.
+    let inactive = Negotiated {
+        direction: Direction::Inactive,
+        ..negotiated()
+    };
+    let silent = media_report(0, Some(false));
+    let failures = judge_media(&ProbeExpect::default(), &inactive, &silent);
+    assert!(failures.is_empty(), "{failures:?}");
+    let failures = judge_media(&expect, &inactive, &silent);
+    assert!(failures[0].starts_with("audio expected, but the negotiated direction is inactive"));
+    let failures = judge_media(&ProbeExpect::default(), &negotiated(), &silent);
+    assert_eq!(failures, vec!["no RTP received from the far end"]);
+    let failures = judge_media(
+        &ProbeExpect {
+            no_media_ok: true,
+            ..ProbeExpect::default()
+        },
+        &negotiated(),
+        &silent,
+    );
+    assert!(failures.is_empty(), "{failures:?}");
 }
