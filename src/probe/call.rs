@@ -282,7 +282,7 @@ pub async fn run(
         limit: deadline.map(|(limit, at)| (at, humantime::format_duration(limit).to_string())),
     };
     let (script, call, finished) = drive_call(&mut driver, plan, outgoing, &prepared, rtp).await?;
-    report.call_id = driver.endpoint().sip_call_id(call).map(str::to_string);
+    report.call_id = Some(script.call_id().to_string()).filter(|id| !id.is_empty());
 
     // A transport failure says what failed (ICMP port unreachable …), not only that one did.
     let unreachable = driver.unreachable.clone();

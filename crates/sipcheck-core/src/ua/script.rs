@@ -844,6 +844,12 @@ impl CallScript {
         self.media.is_some()
     }
 
+    /// The call's SIP Call-ID, once placed or received (empty before).
+    #[must_use]
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
     /// The call's media as last negotiated, once its stream's session started.
     #[must_use]
     pub fn negotiated(&self) -> Option<&Negotiated> {

@@ -1128,6 +1128,7 @@ fn a_probe_sends_dtmf_holds_resumes_and_hangs_up_on_one_timeline_from_the_answer
         ..plan()
     });
     h.place();
+    assert_eq!(h.script.call_id(), "c1");
     h.after(secs(1));
     let answer = h.now;
     h.answered();
