@@ -651,6 +651,60 @@ fn sipp_session_refresh_and_update_hold_mid_call_pass() {
     );
 }
 
+/// `--hold-after`: SIPp answers the hold `a=recvonly`, then the resume `a=sendonly`, holding
+/// the call itself (`tests/peers/uas_resume_answered_on_hold.xml`): the call passes (a peer's
+/// hold is no failure), both re-INVITEs were answered 2xx, and the report claims nothing of
+/// the tone after the resume, none having been looked for (the tone heard before the hold
+/// says nothing of it).
+#[test]
+fn sipp_answering_our_resume_on_hold_claims_no_tone_after_the_resume() {
+    let sipp = support::sipp::Sipp::start_uas(
+        "uas_resume_answered_on_hold.xml",
+        &["-rtp_echo", "-mi", "127.0.0.1", "-m", "1"],
+    )
+    .expect("start sipp");
+    let uri = format!("sip:hold@127.0.0.1:{}", sipp.port);
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "6s",
+            "--hold-after",
+            "1500ms",
+            "--hold-for",
+            "2s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        sipp.log(),
+        sipp.messages()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+    assert_eq!(v["hold"]["held"], true, "{shown}");
+    assert_eq!(v["hold"]["resumed"], true, "{shown}");
+    assert!(v["hold"]["tone_after_resume"].is_null(), "{shown}");
+    assert!(
+        v["call_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{shown}"
+    );
+    assert!(
+        !sipp.errors().contains("Failed") && !sipp.errors().contains("failed"),
+        "{shown}"
+    );
+}
+
 /// SIPp answers making sipcheck the refresher of a (short) session timer
 /// (`tests/peers/uas_session_timer_uac_refresh.xml`): sipcheck refreshes it by re-INVITE at
 /// half the interval, its SDP unchanged, and the call passes.

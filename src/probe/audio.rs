@@ -203,7 +203,18 @@ impl PreparedAudio {
         self.args.record.as_ref()
     }
 
-    /// The media part of the report, and every expectation that failed.
+    /// What is expected of the far end's media over the whole call.
+    pub fn expect(&self) -> ProbeExpect {
+        ProbeExpect {
+            tone: self.args.expect_tone.as_ref().map(ToneSpec::label),
+            dtmf: self.args.expect_dtmf.clone(),
+            no_media_ok: self.args.no_media_ok,
+            rtp_timeout: self.args.rtp_timeout,
+        }
+    }
+
+    /// The media part of the report, and every expectation that failed (the core's
+    /// [`judge_media`]).
     pub fn summarize(
         &self,
         negotiated: &Negotiated,
@@ -254,58 +265,12 @@ impl PreparedAudio {
             dtmf_sent: self.args.send_dtmf.clone(),
             dtmf_received: report.dtmf_received.clone(),
         };
-        let mut failures = Vec::new();
-        let stray = stray_note(&report.stray);
-        // An answer of a=inactive or a=sendonly from us (recvonly from the far end) says no
-        // RTP will come: its absence is no failure, but audio expected from it is.
-        // A call that ends on hold (the far end's or ours) says so too, but audio verified
-        // before the hold is no failure.
-        let far_end_sends = negotiated.direction.receives();
-        let unmet = summary.tones.iter().any(|t| !t.detected)
-            || self
-                .args
-                .expect_dtmf
-                .as_ref()
-                .is_some_and(|d| *d != summary.dtmf_received);
-        if !far_end_sends && unmet {
-            failures.push(format!(
-                "audio expected, but the negotiated direction is {}: the far end sends none",
-                negotiated.direction.as_str()
-            ));
-        }
-        if r.received == 0 && far_end_sends && !self.args.no_media_ok {
-            failures.push(format!("no RTP received from the far end{stray}"));
-        }
-        let gap = report.max_gap.max(report.since_last_packet);
-        if r.received > 0 && gap > self.args.rtp_timeout {
-            failures.push(format!(
-                "RTP timeout: no media for {:.1} s (limit {:.1} s)",
-                gap.as_secs_f64(),
-                self.args.rtp_timeout.as_secs_f64()
-            ));
-        }
-        let behind = overload_note((report.frames_skipped, report.lateness_us.max()));
-        for t in &summary.tones {
-            if !t.detected {
-                failures.push(format!(
-                    "expected tone {} not detected{behind}{stray}",
-                    t.tone
-                ));
-            }
-        }
-        if let Some(expected) = &self.args.expect_dtmf {
-            if &summary.dtmf_received != expected {
-                failures.push(format!(
-                    "expected DTMF '{expected}', received '{}'{stray}",
-                    summary.dtmf_received
-                ));
-            }
-        }
+        let failures = judge_media(&self.expect(), negotiated, report);
         (summary, failures)
     }
 }
 
-pub(crate) use sipcheck_core::ua::script::{overload_note, stray_note};
+use sipcheck_core::ua::script::{judge_media, ProbeExpect};
 
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
@@ -520,7 +485,7 @@ mod tests {
 
     #[test]
     fn a_media_failure_says_when_sipcheck_itself_was_behind() {
-        use super::overload_note;
+        use sipcheck_core::ua::script::overload_note;
         assert_eq!(overload_note((0, 0)), "");
         assert_eq!(overload_note((0, 20_000)), "");
         let note = overload_note((12, 61_000));

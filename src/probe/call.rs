@@ -5,16 +5,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sipcheck_core::sdp::{Direction, LocalMedia};
+use sipcheck_core::media::intent::MediaIntent;
 use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::{host_literal, uri_host, SipTarget};
 use sipcheck_core::ua::call::{
-    CallEndReason, CallEvent, CallId, CallRecord, Endpoint, EndpointConfig, OfferPlacement,
-    OutgoingCall,
+    CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall,
 };
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
 use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle, RegistrationEvent};
+use sipcheck_core::ua::script::{CallScript, CommandError, Placed, ProbeCall, ScriptCommand};
 
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::client::os_seed;
@@ -257,49 +257,36 @@ pub async fn run(
         None => format!("sip:sipcheck@{}", uri_host(local.addr.ip())),
     };
     let media_desc = prepared.local_media(local.addr.ip(), rtp_port, seed >> 1);
-    let call = driver
-        .endpoint()
-        .invite(
-            Instant::now(),
-            OutgoingCall {
-                request_uri: target.uri.clone(),
-                from_uri,
-                to_uri: target.uri.clone(),
-                destination: peer,
-                // A challenge with no password given ends the call naming that, rather
-                // than answering with an empty password.
-                credentials: credentials.filter(Credentials::has_password),
-                local_media: media_desc.clone(),
-                local: local.clone(),
-                offer: OfferPlacement::InInvite,
-                extra_headers: Vec::new(),
-            },
-        )
-        .map_err(|e| ProbeError::Invalid(e.to_string()))?;
-    report.call_id = driver.endpoint().sip_call_id(call).map(str::to_string);
+    let outgoing = OutgoingCall {
+        request_uri: target.uri.clone(),
+        from_uri,
+        to_uri: target.uri.clone(),
+        destination: peer,
+        // A challenge with no password given ends the call naming that, rather than
+        // answering with an empty password.
+        credentials: credentials.filter(Credentials::has_password),
+        local_media: media_desc,
+        local: local.clone(),
+        offer: OfferPlacement::InInvite,
+        extra_headers: Vec::new(),
+    };
+    let plan = ProbeCall {
+        target: target.uri.clone(),
+        answer_timeout: args.answer_timeout,
+        duration: args.duration,
+        cancel_after: args.cancel_after,
+        hold: args.hold_after.map(|after| (after, args.hold_for)),
+        send_dtmf: prepared.send_dtmf().map(str::to_string),
+        expect_tone: prepared.expected_tone(),
+        expect: prepared.expect(),
+        limit: deadline.map(|(limit, at)| (at, humantime::format_duration(limit).to_string())),
+    };
+    let (script, call, finished) = drive_call(&mut driver, plan, outgoing, &prepared, rtp).await?;
+    report.call_id = Some(script.call_id().to_string()).filter(|id| !id.is_empty());
 
-    let mut outcome = drive_call(
-        &mut driver,
-        call,
-        args,
-        &prepared,
-        rtp,
-        &media_desc,
-        deadline,
-    )
-    .await?;
-    report.interrupted = outcome.interrupted;
-    report.failures.extend(outcome.dtmf_error.clone());
-    report
-        .failures
-        .extend(outcome.hold_failures.iter().cloned());
-    let record = outcome.record;
-    let reason = record.reason().cloned();
-    report.final_code = record.final_code;
-    report.bye_code = record.bye_code;
-    report.cancel_code = record.cancel_code;
     // A transport failure says what failed (ICMP port unreachable …), not only that one did.
-    let describe = |r: &CallEndReason| match (r, &driver.unreachable) {
+    let unreachable = driver.unreachable.clone();
+    let describe = move |r: &CallEndReason| match (r, &unreachable) {
         (CallEndReason::TransportError, Some((addr, error))) => {
             format!("{r}: {addr} is unreachable: {error}")
         }
@@ -308,110 +295,46 @@ pub async fn run(
         }
         _ => r.to_string(),
     };
-    report.end_reason = reason.as_ref().map(describe);
-    report.timings = Timings {
-        invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
-        invite_to_ringing_ms: ms(record.invite, record.first_ringing),
-        invite_to_answer_ms: ms(record.invite, record.answer),
-        bye_rtt_ms: record
-            .bye_sent
-            .and_then(|sent| ms(sent, record.bye_response)),
-        duration_ms: record
-            .answer
-            .and_then(|a| ms(a, record.end.as_ref().map(|e| e.at))),
-    };
-
-    if let Some((negotiated, finished)) = &outcome.media {
-        let (summary, failures) = prepared.summarize(negotiated, &finished.report);
+    let mut media = None;
+    if let (Some(negotiated), Some(finished)) = (script.negotiated(), &finished) {
+        let (summary, _) = prepared.summarize(negotiated, &finished.report);
         if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
             write_recording(path, samples)?;
         }
-        let mut summary = summary;
-        if outcome.dtmf_error.is_some() {
-            summary.dtmf_sent = None;
-        }
-        report.media = Some(summary);
-        if record.answer.is_some() {
-            report.failures.extend(failures);
-        }
-        // The tone looked for again from the last resume on (the last watch).
-        if let Some((_, label)) = prepared.expected_tone() {
-            let heard = finished
-                .report
-                .tones
-                .get(outcome.resume_watches)
-                .is_some_and(|t| t.detection.is_some());
-            if outcome.resume_watches > 0 && !heard && record.answer.is_some() {
-                report
-                    .failures
-                    .push(format!("expected tone {label} not heard after the resume"));
-            }
-            if let Some(hold) = &mut outcome.hold {
-                hold.tone_after_resume = hold.resumed.then_some(heard);
-            }
-        }
+        media = Some(summary);
     }
-    report.hold = outcome.hold.clone();
+    let left = driver.endpoint().record(call).cloned();
+    let outcome = script
+        .finish_probe(left, finished.as_ref().map(|f| &f.report), &describe)
+        .expect("a probe's script");
+    if let (Some(summary), true) = (&mut media, outcome.dtmf_failed) {
+        summary.dtmf_sent = None;
+    }
+    report.media = media;
+    report.interrupted = outcome.interrupted;
+    report.failures = outcome.failures;
+    report.hold = outcome.hold.map(|h| HoldReport {
+        held: h.held,
+        resumed: h.resumed,
+        tone_after_resume: h.tone_after_resume,
+    });
     report.peer_holds = outcome.peer_holds;
-
-    match (&args.cancel_after, &reason) {
-        (Some(_), Some(CallEndReason::Cancelled))
-            if !record.answered_before_cancel && record.final_code == Some(487) => {}
-        (Some(_), Some(CallEndReason::Cancelled)) if !record.answered_before_cancel => {
-            // Cancelled before any provisional, then refused (a challenge left unanswered):
-            // the CANCEL itself was never tried.
-            let got = record
-                .final_code
-                .map_or("no final response".to_string(), |c| c.to_string());
-            report.failures.insert(
-                0,
-                format!("expected 487 after the CANCEL, but the INVITE got {got}"),
-            );
-        }
-        (Some(_), Some(r @ CallEndReason::CancelFailed { .. })) => {
-            report.failures.insert(0, format!("cancel failed: {r}"));
-        }
-        (None, Some(r @ CallEndReason::CancelFailed { .. })) if !report.interrupted => {
-            report.failures.insert(
-                0,
-                format!(
-                    "not answered within the answer timeout ({:.1} s), then the CANCEL failed: {r}",
-                    args.answer_timeout.as_secs_f64()
-                ),
-            );
-        }
-        (Some(_), _) => report.failures.insert(
-            0,
-            format!(
-                "expected the call to be cancelled, but it {}",
-                reason.as_ref().map_or("did not end".to_string(), describe)
-            ),
-        ),
-        (None, _) if record.answer.is_none() => report.failures.insert(
-            0,
-            format!(
-                "not answered: {}",
-                reason
-                    .as_ref()
-                    .map_or("no final response".to_string(), describe)
-            ),
-        ),
-        (None, Some(r)) if !r.is_normal_clearing() => report
-            .failures
-            .insert(0, format!("call ended abnormally: {}", describe(r))),
-        _ => {}
-    }
-    if let Some(failure) = record.bye_failure() {
-        report.failures.push(failure.to_string());
-    }
-    if report.interrupted {
-        report.failures.push("interrupted".into());
-    }
-    if let Some(limit) = outcome.timed_out {
-        report.failures.push(format!(
-            "gave up: --timeout {} reached",
-            humantime::format_duration(limit)
-        ));
+    if let Some(record) = &outcome.record {
+        report.final_code = record.final_code;
+        report.bye_code = record.bye_code;
+        report.cancel_code = record.cancel_code;
+        report.end_reason = record.reason().map(&describe);
+        report.timings = Timings {
+            invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
+            invite_to_ringing_ms: ms(record.invite, record.first_ringing),
+            invite_to_answer_ms: ms(record.invite, record.answer),
+            bye_rtt_ms: record
+                .bye_sent
+                .and_then(|sent| ms(sent, record.bye_response)),
+            duration_ms: record
+                .answer
+                .and_then(|a| ms(a, record.end.as_ref().map(|e| e.at))),
+        };
     }
 
     if let Some(mut lifecycle) = registration {
@@ -472,231 +395,130 @@ pub(crate) async fn register_step(
     Ok(())
 }
 
-struct CallOutcome {
-    record: CallRecord,
-    dtmf_error: Option<String>,
-    hold: Option<HoldReport>,
-    hold_failures: Vec<String>,
-    /// Tone watches added at resumes (after the first one of the call).
-    resume_watches: usize,
-    /// Times the far end put the call on hold.
-    peer_holds: u32,
-    media: Option<(sipcheck_core::sdp::Negotiated, crate::media::Finished)>,
-    interrupted: bool,
-    /// The `--timeout` limit, when it ended the call.
-    timed_out: Option<Duration>,
-}
-
-/// Run the call's events and timers until it ends.
+/// Place the call and run its script ([`CallScript::probe`]) until the call ends: the
+/// script decides, this carries out its commands on the endpoint and the media stream.
+/// Returns the script, the call and its media stream's end (when one ran).
 async fn drive_call(
     driver: &mut UaDriver,
-    call: CallId,
-    args: &CallArgs,
+    plan: ProbeCall,
+    outgoing: OutgoingCall<SocketAddr>,
     prepared: &PreparedAudio,
     rtp: tokio::net::UdpSocket,
-    local_media: &LocalMedia,
-    deadline: Option<(Duration, Instant)>,
-) -> Result<CallOutcome, ProbeError> {
-    let invited = Instant::now();
+) -> Result<(CallScript, CallId, Option<crate::media::Finished>), ProbeError> {
     // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
-    let mut rtp = Some(MediaHandle::listen(rtp));
-    let mut media: Option<(sipcheck_core::sdp::Negotiated, MediaHandle)> = None;
-    let mut cancel_at = args.cancel_after.map(|d| invited + d);
-    let mut give_up_at = Some(invited + args.answer_timeout);
-    let mut hangup_at: Option<Instant> = None;
-    let mut dtmf_at: Option<Instant> = None;
-    let mut hold_at: Option<Instant> = None;
-    let mut resume_at: Option<Instant> = None;
-    let mut hold: Option<HoldReport> = None;
-    let mut hold_failures = Vec::new();
-    // Which re-INVITE of ours awaits its answer: the hold (true) or the resume (false).
-    let mut reinvite_pending: Option<bool> = None;
-    // RTP is expected (the call is not on hold either way); tone watches added at resumes.
-    let mut expecting = true;
-    let mut resume_watches = 0;
-    let mut peer_holds = 0;
-    let mut interrupted = false;
-    let mut timed_out = None;
-    // At the limit the call is hung up (CANCEL or BYE); its end is awaited 2 s more at most.
-    let mut limit_at = deadline.map(|(_, at)| at);
-    let mut abandon_at: Option<Instant> = None;
-    let mut dtmf_error = None;
+    let handle = MediaHandle::listen(rtp);
+    let (events_tx, mut media_events) = tokio::sync::mpsc::unbounded_channel();
+    handle.set_events(events_tx);
     let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
+    let mut script = CallScript::probe(Instant::now(), plan);
+    let mut outgoing = Some(outgoing);
+    let mut call = None;
+    let mut interrupted = false;
     let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
-    let record = loop {
-        let next = [
-            cancel_at, give_up_at, hangup_at, dtmf_at, hold_at, resume_at, limit_at, abandon_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+    script.start(Instant::now());
+    loop {
+        while let Some(command) = script.poll_command() {
+            let now = Instant::now();
+            match command {
+                ScriptCommand::Invite { .. } => {
+                    let Some(outgoing) = outgoing.take() else {
+                        continue;
+                    };
+                    let local = outgoing.local_media.clone();
+                    let placed = driver
+                        .endpoint()
+                        .invite(now, outgoing)
+                        .map_err(|e| ProbeError::Invalid(e.to_string()))?;
+                    call = Some(placed);
+                    let call_id = driver
+                        .endpoint()
+                        .sip_call_id(placed)
+                        .unwrap_or_default()
+                        .to_string();
+                    script.handle_placed(Instant::now(), Ok(Placed { call_id, local }));
+                }
+                ScriptCommand::Hangup => {
+                    if let Some(call) = call {
+                        let _ = driver.endpoint().hangup(now, call);
+                    }
+                }
+                ScriptCommand::Cancel => {
+                    if let Some(call) = call {
+                        let _ = driver.endpoint().cancel(now, call);
+                    }
+                }
+                ScriptCommand::Reinvite(media) => {
+                    let sent = match call {
+                        Some(call) => driver
+                            .endpoint()
+                            .reinvite(now, call, *media)
+                            .map_err(|e| CommandError::Refused(e.to_string())),
+                        None => Err(CommandError::TransportGone),
+                    };
+                    script.handle_reinvite_sent(Instant::now(), sent);
+                }
+                ScriptCommand::Media(MediaIntent::Start(negotiated)) => {
+                    let session = prepared.session(&negotiated, &mut ids);
+                    handle.start(session, negotiated.remote_rtp);
+                }
+                ScriptCommand::Media(intent) => handle.apply(intent),
+                ScriptCommand::Ring | ScriptCommand::Accept | ScriptCommand::Reject(_) => {}
+            }
+        }
+        if script.is_done() {
+            break;
+        }
+        let Some(id) = call else {
+            unreachable!("a probe's script places its call first")
+        };
         tokio::select! {
             event = driver.next_event() => {
                 let event = event.map_err(ProbeError::Transport)?;
                 match event {
-                    CallEvent::EarlyMedia { call: id, negotiated } if id == call => {
-                        if let Some(handle) = rtp.take() {
-                            let session = prepared.session(&negotiated, &mut ids);
-                            handle.start(session, negotiated.remote_rtp);
-                            media = Some((negotiated, handle));
-                        }
-                    }
-                    CallEvent::Answered { call: id, negotiated } if id == call => {
-                        give_up_at = None;
-                        cancel_at = None;
-                        if let Some(handle) = rtp.take() {
-                            let session = prepared.session(&negotiated, &mut ids);
-                            handle.start(session, negotiated.remote_rtp);
-                            media = Some((negotiated, handle));
-                        } else if let Some((n, handle)) = &mut media {
-                            handle.set_remote(negotiated.remote_rtp);
-                            *n = negotiated;
-                        }
-                        let now = Instant::now();
-                        hangup_at = Some(now + args.duration);
-                        hold_at = args.hold_after.map(|after| now + after);
-                        if prepared.send_dtmf().is_some() {
-                            dtmf_at = Some(now + Duration::from_millis(500));
-                        }
-                    }
-                    CallEvent::MediaUpdated { call: id, negotiated } if id == call => {
-                        if let Some((n, handle)) = &mut media {
-                            handle.follow(&negotiated);
-                            *n = negotiated;
-                        }
-                        match (reinvite_pending.take(), hold.as_mut()) {
-                            (Some(true), Some(h)) => h.held = true,
-                            (Some(false), Some(h)) => h.resumed = true,
-                            (pending, _) => reinvite_pending = pending,
-                        }
-                        // A resume, ours or the far end's: the expected tone is looked for
-                        // again from now on.
-                        let expects = media.as_ref().is_some_and(|(n, _)| n.expects_rtp());
-                        if expects && !expecting {
-                            if let (Some((_, handle)), Some((query, _))) =
-                                (&media, prepared.expected_tone())
-                            {
-                                if handle.with(move |s, _| s.expect_tone(query)).await.is_some() {
-                                    resume_watches += 1;
-                                }
-                            }
-                        }
-                        if media.as_ref().is_some_and(|(n, _)| n.remote_hold) && expecting {
-                            peer_holds += 1;
-                        }
-                        expecting = expects;
-                    }
-                    CallEvent::UpdateFailed { call: id, code } if id == call => {
-                        if let Some(which) = reinvite_pending.take() {
-                            let which = if which { "hold" } else { "resume" };
-                            hold_failures.push(format!("the {which} re-INVITE was answered {code}"));
-                        }
-                    }
-                    CallEvent::Ended { call: id, record } if id == call => break *record,
                     CallEvent::Incoming { call: other, .. } => {
                         let _ = driver.endpoint().reject(Instant::now(), other, 486);
+                    }
+                    event if event_call(&event) == Some(id) => {
+                        script.handle_call_event(Instant::now(), event);
                     }
                     _ => {}
                 }
             }
-            _ = sleep_until(next) => {
-                let now = Instant::now();
-                if dtmf_at.is_some_and(|t| t <= now) {
-                    dtmf_at = None;
-                    if let (Some((_, handle)), Some(digits)) = (&media, prepared.send_dtmf()) {
-                        if let Err(e) = handle.send_dtmf(digits).await {
-                            dtmf_error = Some(format!("DTMF not sent: {e}"));
-                        }
-                    }
-                }
-                if cancel_at.is_some_and(|t| t <= now) || give_up_at.is_some_and(|t| t <= now) {
-                    cancel_at = None;
-                    give_up_at = None;
-                    let _ = driver.endpoint().cancel(now, call);
-                }
-                if hold_at.is_some_and(|t| t <= now) {
-                    hold_at = None;
-                    let mut held = local_media.clone();
-                    held.direction = Direction::SendOnly;
-                    hold = Some(HoldReport::default());
-                    match driver.endpoint().reinvite(now, call, held) {
-                        Ok(()) => {
-                            reinvite_pending = Some(true);
-                            resume_at = Some(now + args.hold_for);
-                        }
-                        Err(e) => hold_failures.push(format!("cannot put the call on hold: {e}")),
-                    }
-                }
-                if resume_at.is_some_and(|t| t <= now) {
-                    resume_at = None;
-                    match driver.endpoint().reinvite(now, call, local_media.clone()) {
-                        Ok(()) => reinvite_pending = Some(false),
-                        Err(e) => hold_failures.push(format!("cannot resume the call: {e}")),
-                    }
-                }
-                if hangup_at.is_some_and(|t| t <= now) {
-                    hangup_at = None;
-                    if let Some(which) = reinvite_pending.take() {
-                        let which = if which { "hold" } else { "resume" };
-                        hold_failures.push(format!("the {which} re-INVITE had no answer"));
-                    }
-                    // RFC 3261 §15.1.1: media stops once the BYE is sent.
-                    if let Some((_, handle)) = &media {
-                        handle.set_sending(false);
-                    }
-                    let _ = driver.endpoint().hangup(now, call);
-                }
-                if limit_at.is_some_and(|t| t <= now) {
-                    limit_at = None;
-                    cancel_at = None;
-                    give_up_at = None;
-                    hangup_at = None;
-                    timed_out = deadline.map(|(limit, _)| limit);
-                    abandon_at = Some(now + Duration::from_secs(2));
-                    if let Some((_, handle)) = &media {
-                        handle.set_sending(false);
-                    }
-                    let _ = driver.endpoint().hangup(now, call);
-                }
-                if abandon_at.is_some_and(|t| t <= now) {
-                    // The peer did not conclude the hang-up in time: the call is left as is.
-                    if let Some(record) = driver.endpoint().record(call).cloned() {
-                        break record;
-                    }
-                    abandon_at = None;
-                }
+            Some(event) = media_events.recv() => {
+                script.handle_media_event(Instant::now(), event);
             }
+            _ = sleep_until(script.poll_timeout()) => script.handle_timeout(Instant::now()),
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
-                cancel_at = None;
-                give_up_at = None;
-                hangup_at = None;
-                let _ = driver.endpoint().hangup(Instant::now(), call);
+                script.stop(Instant::now());
             }
         }
-    };
-    let media = match media {
-        Some((negotiated, handle)) => handle.stop().await.map(|f| (negotiated, f)),
-        None => None,
-    };
-    if let Some(which) = reinvite_pending {
-        let which = if which { "hold" } else { "resume" };
-        hold_failures.push(format!(
-            "the {which} re-INVITE had no answer before the call ended"
-        ));
     }
-    Ok(CallOutcome {
-        record,
-        dtmf_error,
-        hold,
-        hold_failures,
-        resume_watches,
-        peer_holds,
-        media,
-        interrupted,
-        timed_out,
-    })
+    let call = call.expect("placed: a probe's script is done only once placed");
+    let finished = match script.has_media() {
+        true => handle.stop().await,
+        false => None,
+    };
+    // What the stream reported up to its end (a tone heard just before the call ended).
+    while let Ok(event) = media_events.try_recv() {
+        script.handle_media_event(Instant::now(), event);
+    }
+    Ok((script, call, finished))
+}
+
+/// The call an event is about.
+fn event_call<D>(event: &CallEvent<D>) -> Option<CallId> {
+    match event {
+        CallEvent::Incoming { call, .. }
+        | CallEvent::Progress { call, .. }
+        | CallEvent::EarlyMedia { call, .. }
+        | CallEvent::Answered { call, .. }
+        | CallEvent::MediaUpdated { call, .. }
+        | CallEvent::UpdateFailed { call, .. }
+        | CallEvent::Ended { call, .. } => Some(*call),
+        _ => None,
+    }
 }
 
 impl CallReport {

@@ -31,8 +31,13 @@ use crate::stats::ladder::RawLadder;
 use crate::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
 
+mod probe;
 #[cfg(test)]
 mod tests;
+
+pub use probe::{
+    judge_media, ProbeCall, ProbeExpect, ProbeHold, ProbeOutcome, DTMF_AFTER_ANSWER, LIMIT_GRACE,
+};
 
 /// How long a step may wait for the call to be answered when it needs media (unless the
 /// `call` step says otherwise).
@@ -407,6 +412,8 @@ pub struct CallScript {
     /// The step that hung up (its name, line, column), to name when the BYE fails.
     bye_step: Option<(&'static str, u32, u32)>,
     next_watch: u32,
+    /// `sipcheck call`'s one call ([`Self::probe`]): its timeline replaces the steps.
+    probe: Option<Box<probe::Probe>>,
 }
 
 impl CallScript {
@@ -432,8 +439,37 @@ impl CallScript {
         script
     }
 
+    /// `sipcheck call`'s one call: the steps its options mean (`call` with its answer
+    /// timeout, then from the answer `dtmf` after 500 ms, `hold` and `resume`, and `hangup`
+    /// after the duration; or `cancel` after its delay), run on one timeline, and the
+    /// call's outcome decided from what the peer did ([`Self::finish_probe`]). The call is
+    /// placed by [`Self::start`]; the media stream's session (its playlist and the tone
+    /// judged over the whole call) is the driver's.
+    #[must_use]
+    pub fn probe(now: Instant, plan: ProbeCall) -> Self {
+        let cfg = ScriptConfig {
+            role: "call".into(),
+            side: Side::Caller,
+            user: String::new(),
+            account_domain: String::new(),
+            peer_user: String::new(),
+            domain: String::new(),
+            rtp: true,
+            wavs: Arc::new(HashMap::new()),
+            scheduled: None,
+            start_lag: Duration::ZERO,
+        };
+        let mut script = Self::new(now, cfg, Arc::new(Vec::new()));
+        script.probe = Some(Box::new(probe::Probe::new(plan)));
+        script
+    }
+
     /// Run the first step (unless [`Self::stop`] came first: then none runs).
     pub fn start(&mut self, now: Instant) {
+        if let Some(p) = &mut self.probe {
+            p.start(&mut self.commands);
+            return;
+        }
         self.advance(now);
     }
 
@@ -471,6 +507,7 @@ impl CallScript {
             reinvite_outcome: None,
             bye_step: None,
             next_watch: 0,
+            probe: None,
         }
     }
 
@@ -478,6 +515,10 @@ impl CallScript {
 
     /// An event of the call (as its agent forwards them).
     pub fn handle_call_event<D>(&mut self, now: Instant, event: CallEvent<D>) {
+        if let Some(p) = &mut self.probe {
+            p.handle_call_event(now, event, &mut self.commands);
+            return;
+        }
         match event {
             CallEvent::Progress { code, .. } if code == 180 || code == 183 => {
                 self.ringing = true;
@@ -517,12 +558,19 @@ impl CallScript {
 
     /// The call's events stopped coming without its end (its agent is gone): waits end.
     pub fn events_closed(&mut self, now: Instant) {
+        if self.probe.is_some() {
+            return;
+        }
         self.events_open = false;
         self.advance(now);
     }
 
     /// What the call's media stream reports.
     pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
+        if let Some(p) = &mut self.probe {
+            p.handle_media_event(&event);
+            return;
+        }
         match &mut self.phase {
             Phase::Wait(wait) => {
                 let id = match &event {
@@ -552,6 +600,14 @@ impl CallScript {
 
     /// The reply to [`ScriptCommand::Invite`].
     pub fn handle_placed(&mut self, now: Instant, placed: Result<Placed, CommandError>) {
+        if let Some(p) = &mut self.probe {
+            if let Ok(placed) = &placed {
+                self.placed = true;
+                self.call_id.clone_from(&placed.call_id);
+            }
+            p.handle_placed(now, placed, &mut self.commands);
+            return;
+        }
         if !matches!(self.phase, Phase::Reply(Then::Placed { .. })) {
             return;
         }
@@ -636,6 +692,10 @@ impl CallScript {
 
     /// The reply to [`ScriptCommand::Reinvite`]: sent, or why not.
     pub fn handle_reinvite_sent(&mut self, now: Instant, sent: Result<(), CommandError>) {
+        if let Some(p) = &mut self.probe {
+            p.handle_reinvite_sent(now, sent);
+            return;
+        }
         if !matches!(self.phase, Phase::Reply(Then::ReinviteSent(_))) {
             return;
         }
@@ -676,12 +736,20 @@ impl CallScript {
 
     /// Time has come (at or after [`Self::poll_timeout`]).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(p) = &mut self.probe {
+            p.handle_timeout(now, &mut self.commands);
+            return;
+        }
         self.advance(now);
     }
 
     /// Ctrl-C: the call winds down (hung up or cancelled, its end awaited, bounded); no
     /// further step runs and the call is counted interrupted, never passed.
     pub fn stop(&mut self, now: Instant) {
+        if let Some(p) = &mut self.probe {
+            p.stop(&mut self.commands);
+            return;
+        }
         self.stop_requested = true;
         if let Phase::Wait(wait) = &self.phase {
             if self.interrupts(wait.until) {
@@ -698,6 +766,9 @@ impl CallScript {
     /// The load is over (every caller's call has finished): a `wait_for` still waiting for
     /// the caller's BYE or CANCEL gives up [`END_WAIT`] later.
     pub fn load_done(&mut self, now: Instant) {
+        if self.probe.is_some() {
+            return;
+        }
         if self.load_done_at.is_none() {
             self.load_done_at = Some(now);
         }
@@ -719,6 +790,9 @@ impl CallScript {
     /// When [`Self::handle_timeout`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(p) = &self.probe {
+            return p.poll_timeout();
+        }
         match &self.phase {
             Phase::Wait(wait) => Some(match wait.give_up {
                 Some(g) => g.min(wait.deadline),
@@ -732,6 +806,9 @@ impl CallScript {
     /// Whether the script is over and the call ended (or given up on): [`Self::finish`].
     #[must_use]
     pub fn is_done(&self) -> bool {
+        if let Some(p) = &self.probe {
+            return p.is_done();
+        }
         matches!(self.phase, Phase::Done)
     }
 
@@ -739,7 +816,47 @@ impl CallScript {
     /// [`Self::finish`]).
     #[must_use]
     pub fn has_media(&self) -> bool {
+        if let Some(p) = &self.probe {
+            return p.has_media();
+        }
         self.media.is_some()
+    }
+
+    /// The call's SIP Call-ID, once placed or received (empty before).
+    #[must_use]
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The call's media as last negotiated, once its stream's session started.
+    #[must_use]
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        match &self.probe {
+            Some(p) => p.negotiated(),
+            None => self.media.as_ref(),
+        }
+    }
+
+    /// Why the call of [`Self::probe`] could not be placed, if it could not.
+    #[must_use]
+    pub fn place_error(&self) -> Option<&CommandError> {
+        self.probe.as_ref().and_then(|p| p.place_error())
+    }
+
+    /// The outcome of the call of [`Self::probe`] (`None` for a scenario's script), from its
+    /// record (the script's, else `record`, the call as left when its end was not awaited
+    /// longer), the report of its media stream (`None` when none ran; judged by
+    /// [`judge_media`] once the call was answered), and how to name a call's end in a
+    /// failure.
+    #[must_use]
+    pub fn finish_probe(
+        self,
+        record: Option<CallRecord>,
+        media: Option<&MediaReport>,
+        describe: &dyn Fn(&CallEndReason) -> String,
+    ) -> Option<ProbeOutcome> {
+        let probe = self.probe?;
+        Some(probe.finish(record, media, describe))
     }
 
     /// The failures so far.
@@ -1543,7 +1660,7 @@ impl CallScript {
                     if self.interrupted {
                         Some(false)
                     } else {
-                        self.probe(now, Then::ToneMissing { label, within })
+                        self.probe_status(now, Then::ToneMissing { label, within })
                     }
                 }
             },
@@ -1571,7 +1688,7 @@ impl CallScript {
                     if self.interrupted {
                         Some(false)
                     } else {
-                        self.probe(now, Then::DtmfMissing(expected))
+                        self.probe_status(now, Then::DtmfMissing(expected))
                     }
                 }
             }
@@ -1610,7 +1727,7 @@ impl CallScript {
     }
 
     /// Ask the media stream for its status, then `then`.
-    fn probe(&mut self, now: Instant, then: Then) -> Option<bool> {
+    fn probe_status(&mut self, now: Instant, then: Then) -> Option<bool> {
         let watch = self.new_watch();
         self.media_intent(MediaIntent::Probe(watch));
         self.phase = Phase::Probe {

@@ -1043,3 +1043,507 @@ fn a_call_whose_agent_is_gone_ends_its_waits_and_never_passes_a_media_step() {
     assert_eq!(result.failures[0].line, 4);
     assert_eq!(result.failures[0].kind, FailureKind::Signalling);
 }
+
+// --- `sipcheck call`'s one call (`CallScript::probe`) --------------------------------------
+
+fn plan() -> ProbeCall {
+    ProbeCall {
+        expect: ProbeExpect {
+            tone: None,
+            dtmf: None,
+            no_media_ok: false,
+            rtp_timeout: secs(3),
+        },
+        target: "sip:2001@pbx.test".into(),
+        answer_timeout: secs(30),
+        duration: secs(10),
+        cancel_after: None,
+        hold: None,
+        send_dtmf: None,
+        expect_tone: None,
+        limit: None,
+    }
+}
+
+fn tone_query() -> (ToneQuery, String) {
+    (ToneQuery::single(425.0).unwrap(), "425 Hz".into())
+}
+
+fn describe(reason: &CallEndReason) -> String {
+    reason.to_string()
+}
+
+impl Harness {
+    fn probe(plan: ProbeCall) -> Self {
+        let t0 = base();
+        let mut script = CallScript::probe(t0, plan);
+        script.start(t0);
+        Self {
+            script,
+            t0,
+            now: t0,
+        }
+    }
+
+    fn reinvited(&mut self, direction: Direction, remote_hold: bool) {
+        self.event(CallEvent::MediaUpdated {
+            call: ID,
+            negotiated: Negotiated {
+                direction,
+                remote_hold,
+                ..negotiated()
+            },
+        });
+    }
+
+    fn outcome(self, media: Option<MediaReport>) -> ProbeOutcome {
+        assert!(self.script.is_done(), "not done");
+        self.script
+            .finish_probe(None, media.as_ref(), &describe)
+            .expect("a probe")
+    }
+
+    /// The call hung up by us at `now`, answered at `answer`, its BYE answered 200.
+    fn hung_up(&mut self, answer: Instant) {
+        self.ended(CallEndReason::LocalBye, |r| {
+            r.final_code = Some(200);
+            r.answer = Some(answer);
+            r.bye_sent = Some(answer);
+            r.bye_code = Some(200);
+        });
+    }
+}
+
+/// The whole call's media report: `packets` received, the expected tone heard or not.
+fn media_report(packets: u64, tone: Option<bool>) -> MediaReport {
+    let t0 = base();
+    let mut session = crate::media::session::MediaSession::new(
+        t0,
+        MediaConfig::new(Codec::Pcmu),
+        crate::media::tone::Playlist::new(Vec::new()),
+        &mut crate::ids::IdGen::new(3),
+    )
+    .unwrap();
+    if tone.is_some() {
+        session
+            .expect_tone(ToneQuery::single(425.0).unwrap())
+            .unwrap();
+    }
+    let mut report = session.report(t0);
+    report.receive.received = packets;
+    report.since_last_packet = Duration::ZERO;
+    report.max_gap = Duration::ZERO;
+    if tone == Some(true) {
+        report.tones[0].detection = Some(crate::media::tone::Detection {
+            onset_sample: 800,
+            duration_samples: 1600,
+            snr_db: 30.0,
+            level_dbfs: -10.0,
+            frequency_offset_hz: None,
+        });
+    }
+    report
+}
+
+fn heard() -> MediaReport {
+    media_report(250, Some(true))
+}
+
+#[test]
+fn a_probe_sends_dtmf_holds_resumes_and_hangs_up_on_one_timeline_from_the_answer() {
+    let mut h = Harness::probe(ProbeCall {
+        hold: Some((secs(3), secs(2))),
+        send_dtmf: Some("12".into()),
+        expect_tone: Some(tone_query()),
+        ..plan()
+    });
+    h.place();
+    assert_eq!(h.script.call_id(), "c1");
+    h.after(secs(1));
+    let answer = h.now;
+    h.answered();
+    let cmds = h.commands();
+    assert!(
+        matches!(&cmds[..], [ScriptCommand::Media(MediaIntent::Start(_))]),
+        "{cmds:?}"
+    );
+    h.jump();
+    assert_eq!(h.now - answer, DTMF_AFTER_ANSWER);
+    let cmds = h.commands();
+    assert!(
+        matches!(&cmds[..], [ScriptCommand::Media(MediaIntent::SendDtmf { digits, .. })] if digits == "12"),
+        "{cmds:?}"
+    );
+    h.jump();
+    assert_eq!(h.now - answer, secs(3));
+    let cmds = h.commands();
+    assert!(
+        matches!(&cmds[..], [ScriptCommand::Reinvite(m)] if m.direction == Direction::SendOnly),
+        "{cmds:?}"
+    );
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    // The far end answers the hold a=recvonly: no RTP is expected from it meanwhile.
+    h.after(Duration::from_millis(100));
+    h.reinvited(Direction::SendOnly, false);
+    h.commands();
+    h.jump();
+    assert_eq!(
+        h.now - answer,
+        secs(5),
+        "the resume comes --hold-for after the hold"
+    );
+    let cmds = h.commands();
+    assert!(
+        matches!(&cmds[..], [ScriptCommand::Reinvite(m)] if m.direction == Direction::SendRecv),
+        "{cmds:?}"
+    );
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.reinvited(Direction::SendRecv, false);
+    let cmds = h.commands();
+    let watch = watch_of(&cmds);
+    assert!(has(&cmds, |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchTone { .. })
+    )));
+    h.after(secs(1));
+    h.media(MediaEvent::ToneHeard {
+        watch,
+        onset: Duration::from_millis(300),
+    });
+    h.jump();
+    assert_eq!(
+        h.now - answer,
+        secs(10),
+        "the hang-up comes --duration after the answer"
+    );
+    let cmds = h.commands();
+    assert!(matches!(
+        &cmds[..],
+        [
+            ScriptCommand::Media(MediaIntent::SetSending(false)),
+            ScriptCommand::Hangup
+        ]
+    ));
+    h.hung_up(answer);
+    let outcome = h.outcome(Some(heard()));
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(
+        outcome.hold,
+        Some(ProbeHold {
+            held: true,
+            resumed: true,
+            tone_after_resume: Some(true)
+        })
+    );
+    assert_eq!(outcome.peer_holds, 0);
+}
+
+#[test]
+fn a_probes_refused_hold_fails_but_the_call_still_runs_its_duration() {
+    let mut h = Harness::probe(ProbeCall {
+        hold: Some((secs(2), secs(2))),
+        ..plan()
+    });
+    h.place();
+    let answer = h.now;
+    h.answered();
+    h.commands();
+    h.jump();
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Reinvite(_)]));
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.event(CallEvent::UpdateFailed {
+        call: ID,
+        code: 488,
+    });
+    h.jump();
+    assert_eq!(
+        h.now - answer,
+        secs(4),
+        "the resume still comes, and is judged"
+    );
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Reinvite(_)]));
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.reinvited(Direction::SendRecv, false);
+    h.commands();
+    h.jump();
+    assert_eq!(h.now - answer, secs(10));
+    assert!(has(&h.commands(), |c| matches!(c, ScriptCommand::Hangup)));
+    h.hung_up(answer);
+    let outcome = h.outcome(Some(heard()));
+    assert_eq!(
+        outcome.failures,
+        vec!["the hold re-INVITE was answered 488"]
+    );
+    assert_eq!(
+        outcome.hold,
+        Some(ProbeHold {
+            held: false,
+            resumed: true,
+            tone_after_resume: None
+        })
+    );
+}
+
+#[test]
+fn a_probe_not_answered_in_time_is_cancelled_and_fails_naming_the_end() {
+    let mut h = Harness::probe(ProbeCall {
+        answer_timeout: secs(5),
+        ..plan()
+    });
+    h.place();
+    h.jump();
+    assert_eq!(h.now - h.t0, secs(5));
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Cancel]));
+    h.ended(CallEndReason::Cancelled, |r| r.final_code = Some(487));
+    let outcome = h.outcome(None);
+    assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
+    assert!(
+        outcome.failures[0].starts_with("not answered: "),
+        "{:?}",
+        outcome.failures
+    );
+}
+
+#[test]
+fn a_probes_cancel_passes_on_487_only() {
+    let cancelled = |edit: fn(&mut CallRecord)| {
+        let mut h = Harness::probe(ProbeCall {
+            cancel_after: Some(secs(2)),
+            ..plan()
+        });
+        h.place();
+        h.jump();
+        assert!(matches!(&h.commands()[..], [ScriptCommand::Cancel]));
+        h.ended(CallEndReason::Cancelled, edit);
+        h.outcome(None).failures
+    };
+    assert!(cancelled(|r| r.final_code = Some(487)).is_empty());
+    assert_eq!(
+        cancelled(|r| r.final_code = Some(407)),
+        vec!["expected 487 after the CANCEL, but the INVITE got 407"]
+    );
+    let answered = cancelled(|r| {
+        r.final_code = Some(200);
+        r.answered_before_cancel = true;
+    });
+    assert!(
+        answered[0].starts_with("expected the call to be cancelled, but it "),
+        "{answered:?}"
+    );
+}
+
+#[test]
+fn a_probe_at_its_limit_hangs_up_and_gives_up_on_the_end_two_seconds_later() {
+    let t0 = base();
+    let mut h = Harness::probe(ProbeCall {
+        duration: secs(30),
+        limit: Some((t0 + secs(5), "5s".into())),
+        ..plan()
+    });
+    h.place();
+    let answer = h.now;
+    h.answered();
+    h.commands();
+    h.jump();
+    assert_eq!(h.now - t0, secs(5));
+    assert!(has(&h.commands(), |c| matches!(c, ScriptCommand::Hangup)));
+    assert!(!h.script.is_done());
+    h.jump();
+    assert_eq!(h.now - t0, secs(5) + LIMIT_GRACE);
+    assert!(h.script.is_done(), "the end is not awaited longer");
+    let mut left = record(t0, h.now, CallEndReason::LocalBye);
+    left.answer = Some(answer);
+    left.end = None;
+    let outcome = h
+        .script
+        .finish_probe(Some(left), Some(&heard()), &describe)
+        .unwrap();
+    assert_eq!(outcome.failures, vec!["gave up: --timeout 5s reached"]);
+}
+
+#[test]
+fn a_probe_interrupted_hangs_up_and_never_passes() {
+    let mut h = Harness::probe(plan());
+    h.place();
+    let answer = h.now;
+    h.answered();
+    h.commands();
+    h.script.stop(h.now);
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    assert_eq!(h.script.poll_timeout(), None, "no step runs after Ctrl-C");
+    h.hung_up(answer);
+    let outcome = h.outcome(Some(heard()));
+    assert!(outcome.interrupted);
+    assert_eq!(outcome.failures, vec!["interrupted"]);
+}
+
+#[test]
+fn a_probes_dtmf_without_telephone_event_fails_and_media_fails_only_once_answered() {
+    let mut h = Harness::probe(ProbeCall {
+        send_dtmf: Some("5".into()),
+        ..plan()
+    });
+    h.place();
+    let answer = h.now;
+    h.event(CallEvent::Answered {
+        call: ID,
+        negotiated: Negotiated {
+            telephone_event_pt: None,
+            ..negotiated()
+        },
+    });
+    h.commands();
+    h.jump();
+    assert!(
+        h.commands().is_empty(),
+        "no DTMF is asked of a stream that cannot send it"
+    );
+    h.jump();
+    h.hung_up(answer);
+    let outcome = h.outcome(Some(media_report(0, None)));
+    assert!(outcome.dtmf_failed);
+    assert_eq!(
+        outcome.failures,
+        vec![
+            format!("DTMF not sent: {}", MediaError::NoTelephoneEvent),
+            "no RTP received from the far end".to_string()
+        ]
+    );
+
+    // Refused: the media is not judged.
+    let mut h = Harness::probe(plan());
+    h.place();
+    h.ended(
+        CallEndReason::Rejected {
+            code: 486,
+            reason: "Busy Here".into(),
+        },
+        |r| r.final_code = Some(486),
+    );
+    let outcome = h.outcome(Some(media_report(0, None)));
+    assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
+    assert!(outcome.failures[0].starts_with("not answered: "));
+}
+
+#[test]
+fn a_probes_tone_missing_after_the_resume_fails_and_a_peers_hold_is_counted_not_failed() {
+    let mut h = Harness::probe(ProbeCall {
+        expect_tone: Some(tone_query()),
+        ..plan()
+    });
+    h.place();
+    let answer = h.now;
+    h.answered();
+    h.commands();
+    h.after(secs(2));
+    // The far end holds, then resumes: the tone is looked for again.
+    h.reinvited(Direction::RecvOnly, true);
+    h.after(secs(1));
+    h.reinvited(Direction::SendRecv, false);
+    assert!(has(&h.commands(), |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchTone { .. })
+    )));
+    h.jump();
+    h.hung_up(answer);
+    let outcome = h.outcome(Some(heard()));
+    assert_eq!(outcome.peer_holds, 1);
+    assert_eq!(
+        outcome.failures,
+        vec!["expected tone 425 Hz not heard after the resume"]
+    );
+}
+
+#[test]
+fn a_probes_resume_answered_on_hold_claims_nothing_of_the_tone_after_it() {
+    let mut h = Harness::probe(ProbeCall {
+        hold: Some((secs(2), secs(2))),
+        expect_tone: Some(tone_query()),
+        ..plan()
+    });
+    h.place();
+    let answer = h.now;
+    h.answered();
+    h.commands();
+    h.jump();
+    h.commands();
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    h.reinvited(Direction::SendOnly, false);
+    h.jump();
+    h.commands();
+    h.script.handle_reinvite_sent(h.now, Ok(()));
+    // The far end answers the resume holding the call itself: no RTP is expected, no tone
+    // is looked for, and the tone heard before the hold is not taken for one after it.
+    h.reinvited(Direction::SendOnly, true);
+    assert!(!has(&h.commands(), |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchTone { .. })
+    )));
+    h.jump();
+    h.hung_up(answer);
+    let outcome = h.outcome(Some(heard()));
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(
+        outcome.hold,
+        Some(ProbeHold {
+            held: true,
+            resumed: true,
+            tone_after_resume: None
+        })
+    );
+}
+
+#[test]
+fn a_probes_media_is_judged_over_the_whole_call_by_what_it_expects() {
+    let expect = ProbeExpect {
+        tone: Some("425 Hz".into()),
+        dtmf: Some("12".into()),
+        no_media_ok: false,
+        rtp_timeout: secs(3),
+    };
+    let mut report = media_report(250, Some(true));
+    report.dtmf_received = "12".into();
+    assert!(judge_media(&expect, &negotiated(), &report).is_empty());
+
+    report.dtmf_received = "1".into();
+    report.tones[0].detection = None;
+    report.max_gap = secs(4);
+    assert_eq!(
+        judge_media(&expect, &negotiated(), &report),
+        vec![
+            "RTP timeout: no media for 4.0 s (limit 3.0 s)".to_string(),
+            "expected tone 425 Hz not detected".to_string(),
+            "expected DTMF '12', received '1'".to_string(),
+        ]
+    );
+
+    // A tone expected but never looked for is not heard.
+    let report = media_report(250, None);
+    assert_eq!(
+        judge_media(&expect, &negotiated(), &report)[0],
+        "expected tone 425 Hz not detected"
+    );
+
+    // A far end that sends nothing by its answer: its silence is no failure, audio expected
+    // from it is.
+    let inactive = Negotiated {
+        direction: Direction::Inactive,
+        ..negotiated()
+    };
+    let silent = media_report(0, Some(false));
+    let failures = judge_media(&ProbeExpect::default(), &inactive, &silent);
+    assert!(failures.is_empty(), "{failures:?}");
+    let failures = judge_media(&expect, &inactive, &silent);
+    assert!(failures[0].starts_with("audio expected, but the negotiated direction is inactive"));
+    let failures = judge_media(&ProbeExpect::default(), &negotiated(), &silent);
+    assert_eq!(failures, vec!["no RTP received from the far end"]);
+    let failures = judge_media(
+        &ProbeExpect {
+            no_media_ok: true,
+            ..ProbeExpect::default()
+        },
+        &negotiated(),
+        &silent,
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+}
