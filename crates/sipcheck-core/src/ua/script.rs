@@ -30,6 +30,7 @@ use crate::stats::ladder::RawLadder;
 use crate::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
 
+pub mod responder;
 #[cfg(test)]
 mod tests;
 
