@@ -9,9 +9,10 @@
 //! with the call's end into the call's failures, in the responder's words.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::CallScript;
+use super::{CallScript, ScriptConfig, WAIT_FOR_MAX};
 use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
 use crate::scenario::model::{Located, Step, WaitEvent};
 use crate::stats::outcome::FailureKind;
@@ -143,6 +144,23 @@ pub struct ResponderOutcome {
 }
 
 impl CallScript {
+    /// A responder's call, received at `now`, run by `steps` ([`Responder::steps`] or
+    /// [`Refused::steps`]). Unlike [`CallScript::callee`], its steps wait for the ACK as long
+    /// as the call's own timers let them (Timer H, RFC 3261 §17.2.1, ends a call never
+    /// ACKed), not a fixed time from the INVITE: a long `--ring` is no failure. Nothing runs
+    /// before [`CallScript::start`].
+    #[must_use]
+    pub fn responder(
+        now: Instant,
+        cfg: ScriptConfig,
+        steps: Arc<Vec<Located<Step>>>,
+        call_id: String,
+    ) -> Self {
+        let mut script = Self::callee(now, cfg, steps, call_id);
+        script.answer_wait = WAIT_FOR_MAX;
+        script
+    }
+
     /// The call's outcome as the responder reports it: its end judged against its steps
     /// (a rejection the steps asked for, or a normal clearing of an answered call, is no
     /// failure), `refused` (why the responder refused it, before any step of its own),

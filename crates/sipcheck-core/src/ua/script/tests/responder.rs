@@ -4,7 +4,15 @@ use super::*;
 use crate::ua::script::responder::{Refused, Responder, ResponderOutcome, DTMF_AFTER};
 
 fn responder(r: &Responder) -> Harness {
-    Harness::callee(r.steps())
+    let t0 = base();
+    let mut script =
+        CallScript::responder(t0, config(Side::Callee), Arc::new(r.steps()), "c1".into());
+    script.start(t0);
+    Harness {
+        script,
+        t0,
+        now: t0,
+    }
 }
 
 fn outcome(h: Harness, refused: Option<Refused>, media: Vec<String>) -> ResponderOutcome {
@@ -252,4 +260,31 @@ fn a_refused_offer_fails_naming_what_was_offered() {
         "{:?}",
         o.failures
     );
+}
+
+#[test]
+fn a_responder_ringing_longer_than_the_answer_wait_still_answers() {
+    let mut h = responder(&Responder {
+        ring: secs(40),
+        hangup_after: Some(secs(1)),
+        ..Responder::default()
+    });
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Ring]));
+    h.jump();
+    assert_eq!(h.now, h.t0 + secs(40));
+    h.accept();
+    h.commands();
+    h.after(secs(1));
+    h.answered();
+    h.commands();
+    h.jump();
+    let cmds = h.commands();
+    assert!(
+        has(&cmds, |c| matches!(c, ScriptCommand::Hangup)),
+        "{cmds:?}"
+    );
+    h.ended(CallEndReason::LocalBye, |_| {});
+    assert!(h.script.failures().is_empty(), "{:?}", h.script.failures());
+    let o = outcome(h, None, Vec::new());
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
 }
