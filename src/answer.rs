@@ -1,7 +1,6 @@
 //! `sipcheck answer`: the responder — auto-answers calls, plays and verifies audio.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -163,7 +162,7 @@ struct Active {
     held: bool,
     /// The call's steps and outcome.
     script: CallScript,
-    /// The script's deadline in the timer heap.
+    /// The script's deadline in the timer set.
     armed: Option<Instant>,
     /// The RTP socket of our answer, until the media starts.
     socket: Option<tokio::net::UdpSocket>,
@@ -258,7 +257,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     };
     let mut admission: Admission<CallId, std::net::IpAddr> =
         Admission::new(Limits::for_calls(args.max_calls));
-    let mut timers: BinaryHeap<Reverse<(Instant, CallId)>> = BinaryHeap::new();
+    let mut timers: BTreeSet<(Instant, CallId)> = BTreeSet::new();
     // The calls whose timers are due, kept for reuse from one wake-up to the next.
     let mut due: Vec<CallId> = Vec::new();
 
@@ -344,11 +343,12 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         if draining_since.is_some_and(|t| t.elapsed() >= DRAIN) {
             break;
         }
-        // Timers of the active calls: a heap of (when, call), stale entries (a call ended or
-        // its timer done) skipped when they come up, so a wake-up costs O(log n), not a scan.
+        // Timers of the active calls: each call's next deadline as (when, call), moved when
+        // it moves and removed when the call ends, so a wake-up costs O(log n), not a scan,
+        // and the set holds no more than the active calls.
         let next = timers
-            .peek()
-            .map(|t| t.0 .0)
+            .first()
+            .map(|t| t.0)
             .into_iter()
             .chain(registration.as_ref().and_then(|(r, _)| r.poll_timeout()))
             // Woken at the end of the drain, whatever the calls are waiting for.
@@ -455,6 +455,9 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     CallEvent::Ended { call, record } => {
                         admission.ended(call);
                         let Some(mut a) = active.remove(&call) else { continue };
+                        if let Some(at) = a.armed {
+                            timers.remove(&(at, call));
+                        }
                         ended += 1;
                         // The script's end: nothing more to carry out, the call is gone.
                         a.script.handle_call_event(now, CallEvent::<SocketAddr>::Ended { call, record });
@@ -485,25 +488,20 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             _ = sleep_until(next) => {
                 let now = Instant::now();
                 due.clear();
-                while let Some(&Reverse((at, call))) = timers.peek() {
+                while let Some(&(at, call)) = timers.first() {
                     if at > now {
                         break;
                     }
-                    timers.pop();
+                    timers.pop_first();
                     due.push(call);
                 }
-                due.dedup();
                 for call in due.drain(..) {
                     let Some(a) = active.get_mut(&call) else { continue };
+                    a.armed = None;
                     if driver.endpoint().state(call).is_none() {
                         // Ended (dropped), its Ended event not read yet.
                         continue;
                     }
-                    // A stale entry (the script's deadline moved on) is skipped.
-                    if a.script.poll_timeout().is_none_or(|at| at > now) {
-                        continue;
-                    }
-                    a.armed = None;
                     a.script.handle_timeout(now);
                     execute(&mut driver, call, a, &env, &mut ids, &mut timers).await;
                 }
@@ -644,14 +642,14 @@ struct Env<'a> {
 }
 
 /// Carry out a call's script's commands (feeding it the replies of those that have one),
-/// then keep its next deadline in the timer heap.
+/// then keep its next deadline (and only it) in the timer set.
 async fn execute(
     driver: &mut UaDriver,
     call: CallId,
     a: &mut Active,
     env: &Env<'_>,
     ids: &mut IdGen,
-    timers: &mut BinaryHeap<Reverse<(Instant, CallId)>>,
+    timers: &mut BTreeSet<(Instant, CallId)>,
 ) {
     while let Some(command) = a.script.poll_command() {
         let now = Instant::now();
@@ -700,10 +698,14 @@ async fn execute(
             }
         }
     }
-    if let Some(at) = a.script.poll_timeout() {
-        if a.armed != Some(at) {
+    let deadline = a.script.poll_timeout();
+    if a.armed != deadline {
+        if let Some(old) = a.armed.take() {
+            timers.remove(&(old, call));
+        }
+        if let Some(at) = deadline {
+            timers.insert((at, call));
             a.armed = Some(at);
-            timers.push(Reverse((at, call)));
         }
     }
 }

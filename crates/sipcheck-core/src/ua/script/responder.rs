@@ -21,7 +21,8 @@ use crate::ua::call::{ByeFailure, CallEndReason};
 /// How long after the answer (the ACK) the responder sends its DTMF digits.
 pub const DTMF_AFTER: Duration = Duration::from_millis(500);
 
-/// What the responder does with each call it admits, from its command line.
+/// What the responder does with each call it admits, from its command line. Every wait is
+/// bounded: a call waiting for the caller's BYE is hung up after an hour, and fails.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Responder {
     /// Ring (180) this long before answering or rejecting.
@@ -176,11 +177,16 @@ impl CallScript {
         let record = self.record.take();
         let reason = record.as_ref().and_then(|r| r.reason()).cloned();
         let mut failures = media_failures;
-        // The DTMF the steps sent: the only step failure the end does not already say.
+        // The step failures the end does not already say: the DTMF the steps sent, and a
+        // caller's BYE that never came (the call then hung up by us, its wait over).
+        let no_bye = format!("{:?} did not come", WaitEvent::Bye);
         failures.extend(
             self.failures
                 .iter()
-                .filter(|f| f.kind == FailureKind::DtmfMissing)
+                .filter(|f| {
+                    f.kind == FailureKind::DtmfMissing
+                        || (f.kind == FailureKind::Signalling && f.message == no_bye)
+                })
                 .map(|f| f.message.clone()),
         );
         let expected_reject = refused.is_some()
@@ -203,12 +209,12 @@ impl CallScript {
         if let Some(refused) = refused {
             failures.insert(0, refused.message());
         }
+        let final_code = record.as_ref().and_then(|r| r.final_code);
+        let bye_code = record.as_ref().and_then(|r| r.bye_code);
         ResponderOutcome {
-            call_id: record
-                .as_ref()
-                .map_or_else(|| std::mem::take(&mut self.call_id), |r| r.call_id.clone()),
-            final_code: record.as_ref().and_then(|r| r.final_code),
-            bye_code: record.as_ref().and_then(|r| r.bye_code),
+            call_id: record.map_or_else(|| std::mem::take(&mut self.call_id), |r| r.call_id),
+            final_code,
+            bye_code,
             end_reason: reason
                 .as_ref()
                 .map_or_else(String::new, ToString::to_string),

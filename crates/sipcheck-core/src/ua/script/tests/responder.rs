@@ -288,3 +288,35 @@ fn a_responder_ringing_longer_than_the_answer_wait_still_answers() {
     let o = outcome(h, None, Vec::new());
     assert!(o.failures.is_empty(), "{:?}", o.failures);
 }
+
+#[test]
+fn a_responder_whose_caller_never_hangs_up_hangs_up_after_an_hour_and_fails() {
+    let mut h = responder(&Responder::default());
+    h.accept();
+    h.answered();
+    h.commands();
+    h.jump();
+    assert_eq!(h.now, h.t0 + secs(3600));
+    let cmds = h.commands();
+    assert!(
+        has(&cmds, |c| matches!(c, ScriptCommand::Hangup)),
+        "{cmds:?}"
+    );
+    h.after(Duration::from_millis(10));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let o = outcome(h, None, Vec::new());
+    assert_eq!(o.failures, vec!["Bye did not come".to_string()]);
+}
+
+#[test]
+fn a_responder_call_hung_up_locally_while_waiting_for_the_bye_is_no_step_failure() {
+    // Ctrl-C: the responder hangs up its calls itself; a clean end, as before.
+    let mut h = responder(&Responder::default());
+    h.accept();
+    h.answered();
+    h.commands();
+    h.after(secs(2));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let o = outcome(h, None, Vec::new());
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+}
