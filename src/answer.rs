@@ -1,27 +1,31 @@
 //! `sipcheck answer`: the responder — auto-answers calls, plays and verifies audio.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
+use sipcheck_core::media::dtmf::Digit;
+use sipcheck_core::media::intent::MediaIntent;
 use sipcheck_core::media::session::MediaReport;
-use sipcheck_core::sdp::{Direction, Negotiated};
+use sipcheck_core::scenario::model::{Located, Step};
+use sipcheck_core::sdp::{Direction, LocalMedia, Negotiated};
 use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::build::reason_phrase;
 use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::host_literal;
+use sipcheck_core::stats::outcome::Side;
 use sipcheck_core::ua::admission::{media_before_ack, Admission, Admit, Limits};
-use sipcheck_core::ua::call::{
-    ByeFailure, CallEndReason, CallError, CallEvent, CallId, CallState, Endpoint, EndpointConfig,
-};
+use sipcheck_core::ua::call::{CallError, CallEvent, CallId, CallState, Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
 use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle};
+use sipcheck_core::ua::script::responder::{Refused, Responder};
+use sipcheck_core::ua::script::{CallScript, CommandError, ScriptCommand, ScriptConfig};
 use tokio::task::JoinSet;
 
 use crate::clock::sleep_until;
@@ -151,21 +155,67 @@ struct Active {
     from: BytesStr,
     /// Where the INVITE came from.
     source: SocketAddr,
-    busy: bool,
-    /// Refused: its source held its share of unconfirmed calls.
-    source_limited: bool,
+    /// Refused by admission or shutdown, before any step of its own.
+    refused: Option<Refused>,
     /// RTP is held back until the ACK: the SDP names another address than the INVITE's
     /// source.
     held: bool,
-    /// Arrived after Ctrl-C: refused with 480.
-    shutting_down: bool,
-    accept_at: Option<Instant>,
-    hangup_at: Option<Instant>,
-    dtmf_at: Option<Instant>,
-    dtmf_error: Option<String>,
+    /// The call's steps and outcome.
+    script: CallScript,
+    /// The script's deadline in the timer set.
+    armed: Option<Instant>,
+    /// The RTP socket of our answer, until the media starts.
+    socket: Option<tokio::net::UdpSocket>,
     media: Option<(Negotiated, MediaHandle)>,
     /// Why the offer was refused (488), with what it offered.
     refusal: Option<String>,
+}
+
+/// What every call's script is made from.
+struct Scripts {
+    /// An admitted call's steps, from the flags.
+    admitted: Arc<Vec<Located<Step>>>,
+    /// A call's configuration (no scenario: no role, user or WAV files).
+    config: ScriptConfig,
+}
+
+impl Scripts {
+    fn new(args: &AnswerArgs, prepared: &PreparedAudio) -> Self {
+        // Without RTP no DTMF can be sent: none is tried.
+        let send_dtmf = prepared
+            .send_dtmf()
+            .filter(|_| !args.no_rtp)
+            .map(|d| Digit::parse_str(d).expect("validated in prepare"));
+        let responder = Responder {
+            ring: args.ring,
+            reject: args.reject,
+            send_dtmf,
+            hangup_after: args.duration,
+        };
+        Self {
+            admitted: Arc::new(responder.steps()),
+            config: ScriptConfig {
+                role: String::new(),
+                side: Side::Callee,
+                user: String::new(),
+                account_domain: String::new(),
+                peer_user: String::new(),
+                domain: String::new(),
+                rtp: !args.no_rtp,
+                wavs: Arc::default(),
+                scheduled: None,
+                start_lag: Duration::ZERO,
+            },
+        }
+    }
+
+    fn script(&self, now: Instant, refused: Option<Refused>) -> CallScript {
+        let steps = match refused {
+            Some(r) => Arc::new(r.steps()),
+            None => Arc::clone(&self.admitted),
+        };
+        CallScript::responder(now, self.config.clone(), steps, String::new())
+    }
 }
 
 /// Run the responder until `calls` calls have ended or Ctrl-C.
@@ -207,7 +257,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     };
     let mut admission: Admission<CallId, std::net::IpAddr> =
         Admission::new(Limits::for_calls(args.max_calls));
-    let mut timers: BinaryHeap<Reverse<(Instant, CallId)>> = BinaryHeap::new();
+    let mut timers: BTreeSet<(Instant, CallId)> = BTreeSet::new();
     // The calls whose timers are due, kept for reuse from one wake-up to the next.
     let mut due: Vec<CallId> = Vec::new();
 
@@ -260,6 +310,14 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     }
     let _ = out.flush();
 
+    let scripts = Scripts::new(args, &prepared);
+    let env = Env {
+        args,
+        ports: &ports,
+        prepared: &prepared,
+        local: &local,
+        seed,
+    };
     let mut active: HashMap<CallId, Active> = HashMap::new();
     let mut finishing: JoinSet<(Ending, Option<Finished>)> = JoinSet::new();
     let mut ended: u64 = 0;
@@ -285,11 +343,12 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         if draining_since.is_some_and(|t| t.elapsed() >= DRAIN) {
             break;
         }
-        // Timers of the active calls: a heap of (when, call), stale entries (a call ended or
-        // its timer done) skipped when they come up, so a wake-up costs O(log n), not a scan.
+        // Timers of the active calls: each call's next deadline as (when, call), moved when
+        // it moves and removed when the call ends, so a wake-up costs O(log n), not a scan,
+        // and the set holds no more than the active calls.
         let next = timers
-            .peek()
-            .map(|t| t.0 .0)
+            .first()
+            .map(|t| t.0)
             .into_iter()
             .chain(registration.as_ref().and_then(|(r, _)| r.poll_timeout()))
             // Woken at the end of the drain, whatever the calls are waiting for.
@@ -307,48 +366,46 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                         } else {
                             Some(admission.admit(now, call, source.ip()))
                         };
-                        let busy = admit == Some(Admit::Busy);
-                        let source_limited = admit == Some(Admit::SourceLimit);
                         if let Some(Admit::Accept { drop: Some(old) }) = admit {
                             // The oldest unconfirmed call gives its slot: nothing more is
                             // sent to it (its line says it was dropped).
                             totals.unconfirmed_dropped += 1;
                             let _ = driver.endpoint().abandon(now, old);
                         }
+                        // Refused (and on a line of its own like every INVITE received):
+                        // after Ctrl-C, when busy, or when its source holds its share.
+                        let refused = match admit {
+                            None => Some(Refused::ShuttingDown),
+                            Some(Admit::Busy) => {
+                                totals.busy += 1;
+                                Some(Refused::Busy { max_calls: args.max_calls })
+                            }
+                            Some(Admit::SourceLimit) => {
+                                totals.source_limited += 1;
+                                Some(Refused::SourceLimited {
+                                    source: source.ip(),
+                                    per_source: Limits::for_calls(args.max_calls).per_source,
+                                })
+                            }
+                            Some(Admit::Accept { .. }) => None,
+                        };
+                        if refused.is_none() && args.reject.is_some() {
+                            totals.rejected += 1;
+                        }
+                        let mut script = scripts.script(now, refused);
+                        script.start(now);
                         let mut entry = Active {
                             from,
                             source,
-                            busy,
-                            source_limited,
+                            refused,
                             held: false,
-                            shutting_down,
-                            accept_at: None,
-                            hangup_at: None,
-                            dtmf_at: None,
-                            dtmf_error: None,
+                            script,
+                            armed: None,
+                            socket: None,
                             media: None,
                             refusal: None,
                         };
-                        if shutting_down {
-                            // Refused, and on a line of its own like every INVITE received.
-                            let _ = driver.endpoint().reject(now, call, 480);
-                        } else if busy {
-                            totals.busy += 1;
-                            let _ = driver.endpoint().reject(now, call, 486);
-                        } else if source_limited {
-                            totals.source_limited += 1;
-                            let _ = driver.endpoint().reject(now, call, 486);
-                        } else if let Some(code) = args.reject {
-                            totals.rejected += 1;
-                            let _ = driver.endpoint().reject(now, call, code);
-                        } else if args.ring.is_zero() {
-                            entry.accept_at = Some(now);
-                            timers.push(Reverse((now, call)));
-                        } else {
-                            let _ = driver.endpoint().ring(now, call);
-                            entry.accept_at = Some(now + args.ring);
-                            timers.push(Reverse((now + args.ring, call)));
-                        }
+                        execute(&mut driver, call, &mut entry, &env, &mut ids, &mut timers).await;
                         active.insert(call, entry);
                     }
                     CallEvent::Answered { call, negotiated } => {
@@ -362,23 +419,8 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                                     handle.follow(&negotiated);
                                 }
                             }
-                            if a.media.is_none() && !args.no_rtp {
-                                // Delayed offer: the answer came in the ACK.
-                                if let Ok(socket) = ports.bind(local.addr.ip()).await {
-                                    let session = prepared.session(&negotiated, &mut ids);
-                                    let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
-                                    a.media = Some((negotiated, handle));
-                                }
-                            }
-                            a.hangup_at = args.duration.map(|d| now + d);
-                            if let Some(at) = a.hangup_at {
-                                timers.push(Reverse((at, call)));
-                            }
-                            if prepared.send_dtmf().is_some() {
-                                let at = now + Duration::from_millis(500);
-                                a.dtmf_at = Some(at);
-                                timers.push(Reverse((at, call)));
-                            }
+                            a.script.handle_call_event(now, CallEvent::<SocketAddr>::Answered { call, negotiated });
+                            execute(&mut driver, call, a, &env, &mut ids, &mut timers).await;
                         }
                     }
                     CallEvent::InviteRefused { code, reason, from, call_id } => {
@@ -406,34 +448,25 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                     }
                     CallEvent::MediaUpdated { call, negotiated } => {
                         if let Some(a) = active.get_mut(&call) {
-                            let held = a.held;
-                            if let Some((n, handle)) = a.media.as_mut() {
-                                handle.follow(&negotiated);
-                                if held {
-                                    handle.set_sending(false);
-                                }
-                                *n = negotiated;
-                            }
+                            a.script.handle_call_event(now, CallEvent::<SocketAddr>::MediaUpdated { call, negotiated });
+                            execute(&mut driver, call, a, &env, &mut ids, &mut timers).await;
                         }
                     }
-                    CallEvent::Ended { call, mut record } => {
+                    CallEvent::Ended { call, record } => {
                         admission.ended(call);
-                        let Some(a) = active.remove(&call) else { continue };
+                        let Some(mut a) = active.remove(&call) else { continue };
+                        if let Some(at) = a.armed {
+                            timers.remove(&(at, call));
+                        }
                         ended += 1;
-                        let reason = record.reason().cloned();
+                        // The script's end: nothing more to carry out, the call is gone.
+                        a.script.handle_call_event(now, CallEvent::<SocketAddr>::Ended { call, record });
                         let ending = Ending {
                             index: ended,
-                            call_id: std::mem::take(&mut record.call_id),
                             from: a.from,
-                            final_code: record.final_code,
-                            bye_code: record.bye_code,
-                            bye_failure: record.bye_failure(),
-                            reason,
-                            busy: a.busy,
-                            source_limited: a.source_limited.then(|| a.source.ip()),
-                            shutting_down: a.shutting_down,
-                            dtmf_error: a.dtmf_error,
+                            refused: a.refused,
                             refusal: a.refusal,
+                            script: a.script,
                             negotiated: None,
                         };
                         match a.media {
@@ -455,44 +488,22 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             _ = sleep_until(next) => {
                 let now = Instant::now();
                 due.clear();
-                while let Some(&Reverse((at, call))) = timers.peek() {
+                while let Some(&(at, call)) = timers.first() {
                     if at > now {
                         break;
                     }
-                    timers.pop();
+                    timers.pop_first();
                     due.push(call);
                 }
-                due.dedup();
                 for call in due.drain(..) {
                     let Some(a) = active.get_mut(&call) else { continue };
+                    a.armed = None;
                     if driver.endpoint().state(call).is_none() {
                         // Ended (dropped), its Ended event not read yet.
                         continue;
                     }
-                    if a.accept_at.is_some_and(|t| t <= now) {
-                        a.accept_at = None;
-                        if args.no_rtp {
-                            accept_inactive(&mut driver, call, a, &prepared, &local, seed);
-                        } else {
-                            accept(&mut driver, call, a, &ports, &prepared, &local, &mut ids, seed).await;
-                        }
-                    }
-                    if a.hangup_at.is_some_and(|t| t <= now) {
-                        a.hangup_at = None;
-                        // RFC 3261 §15.1.1: media stops once the BYE is sent.
-                        if let Some((_, handle)) = &a.media {
-                            handle.set_sending(false);
-                        }
-                        let _ = driver.endpoint().hangup(now, call);
-                    }
-                    if a.dtmf_at.is_some_and(|t| t <= now) {
-                        a.dtmf_at = None;
-                        if let (Some((_, handle)), Some(digits)) = (&a.media, prepared.send_dtmf()) {
-                            if let Err(e) = handle.send_dtmf(digits).await {
-                                a.dtmf_error = Some(format!("DTMF not sent: {e}"));
-                            }
-                        }
-                    }
+                    a.script.handle_timeout(now);
+                    execute(&mut driver, call, a, &env, &mut ids, &mut timers).await;
                 }
                 if let Some((lifecycle, registrar)) = &mut registration {
                     lifecycle.handle_timeout(now);
@@ -555,21 +566,16 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
 /// A call that ended, with what its line needs once its media report is in.
 struct Ending {
     index: u64,
-    call_id: String,
     from: BytesStr,
-    final_code: Option<u16>,
-    bye_code: Option<u16>,
-    bye_failure: Option<ByeFailure>,
-    reason: Option<CallEndReason>,
-    busy: bool,
-    source_limited: Option<std::net::IpAddr>,
-    shutting_down: bool,
-    dtmf_error: Option<String>,
+    refused: Option<Refused>,
     refusal: Option<String>,
+    /// The call's script, which judges it.
+    script: CallScript,
     negotiated: Option<Negotiated>,
 }
 
-/// Judge an ended call, count it and print its line.
+/// Judge an ended call (its script, with the media report judged over the whole call),
+/// count it and print its line.
 fn finish_call(
     ending: Ending,
     finished: Option<Finished>,
@@ -578,59 +584,28 @@ fn finish_call(
     totals: &mut Totals,
     out: &mut impl Write,
 ) {
-    let mut failures = Vec::new();
+    let mut media_failures = Vec::new();
     let mut media_summary = None;
     if let (Some(negotiated), Some(finished)) = (&ending.negotiated, &finished) {
-        let (summary, media_failures) = prepared.summarize(negotiated, &finished.report);
+        let (summary, failures) = prepared.summarize(negotiated, &finished.report);
         totals.add_media(&finished.report);
         if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
             let path = numbered(path, ending.index);
             if let Err(e) = write_recording(&path, samples) {
-                failures.push(e.to_string());
+                media_failures.push(e.to_string());
             }
         }
-        failures.extend(media_failures);
+        media_failures.extend(failures);
         media_summary = Some(summary);
     }
-    failures.extend(ending.dtmf_error);
-    let expected_reject = args.reject.is_some()
-        || ending.busy
-        || ending.shutting_down
-        || ending.source_limited.is_some();
-    match &ending.reason {
-        Some(CallEndReason::Declined { .. }) if expected_reject => {}
-        Some(r) if r.is_normal_clearing() && !expected_reject => {}
-        Some(r) => match &ending.refusal {
-            Some(why) => failures.insert(0, format!("{r}: {why}")),
-            None => failures.insert(0, r.to_string()),
-        },
-        None => failures.insert(0, "ended without a reason".into()),
-    }
-    if let Some(failure) = ending.bye_failure {
-        failures.push(failure.to_string());
-    }
-    if matches!(ending.reason, Some(CallEndReason::CodecRefused)) {
+    let outcome =
+        ending
+            .script
+            .finish_responder(ending.refused, ending.refusal.as_deref(), media_failures);
+    if outcome.codec_refused {
         totals.refused += 1;
     }
-    if ending.busy {
-        failures.insert(0, format!("busy: {} calls already active", args.max_calls));
-    }
-    if let Some(ip) = ending.source_limited {
-        failures.insert(
-            0,
-            format!(
-                "refused with 486: {ip} already held {} unconfirmed call(s) (no ACK yet)",
-                Limits::for_calls(args.max_calls).per_source
-            ),
-        );
-    }
-    if ending.shutting_down {
-        failures.insert(
-            0,
-            "refused with 480: sipcheck answer was shutting down".into(),
-        );
-    }
-    let verdict = if failures.is_empty() {
+    let verdict = if outcome.failures.is_empty() {
         Verdict::Passed
     } else {
         Verdict::Failed
@@ -645,60 +620,154 @@ fn finish_call(
     let line = AnsweredCall {
         kind: "call",
         index: ending.index,
-        call_id: ending.call_id,
+        call_id: outcome.call_id,
         from: ending.from.to_string(),
         verdict,
-        final_code: ending.final_code,
-        bye_code: ending.bye_code,
-        end_reason: ending.reason.map_or_else(String::new, |r| r.to_string()),
-        failures,
+        final_code: outcome.final_code,
+        bye_code: outcome.bye_code,
+        end_reason: outcome.end_reason,
+        failures: outcome.failures,
         media: media_summary,
     };
     print_call(&line, args.json, out);
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What carrying out a call's commands needs.
+struct Env<'a> {
+    args: &'a AnswerArgs,
+    ports: &'a PortRange,
+    prepared: &'a PreparedAudio,
+    local: &'a LocalEnd,
+    seed: u64,
+}
+
+/// Carry out a call's script's commands (feeding it the replies of those that have one),
+/// then keep its next deadline (and only it) in the timer set.
+async fn execute(
+    driver: &mut UaDriver,
+    call: CallId,
+    a: &mut Active,
+    env: &Env<'_>,
+    ids: &mut IdGen,
+    timers: &mut BTreeSet<(Instant, CallId)>,
+) {
+    while let Some(command) = a.script.poll_command() {
+        let now = Instant::now();
+        match command {
+            ScriptCommand::Ring => {
+                let _ = driver.endpoint().ring(now, call);
+            }
+            ScriptCommand::Accept => {
+                let accepted = if env.args.no_rtp {
+                    accept_inactive(driver, call, a, env)
+                } else {
+                    accept(driver, call, a, env).await
+                };
+                a.script.handle_accepted(Instant::now(), accepted);
+            }
+            ScriptCommand::Reject(code) => {
+                let _ = driver.endpoint().reject(now, call, code);
+            }
+            ScriptCommand::Hangup | ScriptCommand::Cancel => {
+                let _ = driver.endpoint().hangup(now, call);
+            }
+            // A responder's steps place no call and send no re-INVITE.
+            ScriptCommand::Invite { .. } => {}
+            ScriptCommand::Reinvite(_) => a.script.handle_reinvite_sent(
+                now,
+                Err(CommandError::Refused(
+                    "a responder sends no re-INVITE".into(),
+                )),
+            ),
+            ScriptCommand::Media(MediaIntent::Start(negotiated)) => {
+                start_media(a, *negotiated, env, ids).await;
+            }
+            ScriptCommand::Media(MediaIntent::Follow(negotiated)) => {
+                if let Some((n, handle)) = a.media.as_mut() {
+                    handle.follow(&negotiated);
+                    if a.held {
+                        handle.set_sending(false);
+                    }
+                    *n = *negotiated;
+                }
+            }
+            ScriptCommand::Media(intent) => {
+                if let Some((_, handle)) = &a.media {
+                    handle.apply(intent);
+                }
+            }
+        }
+    }
+    let deadline = a.script.poll_timeout();
+    if a.armed != deadline {
+        if let Some(old) = a.armed.take() {
+            timers.remove(&(old, call));
+        }
+        if let Some(at) = deadline {
+            timers.insert((at, call));
+            a.armed = Some(at);
+        }
+    }
+}
+
+/// Start the call's media: on the socket of our answer (bound again if it is gone), playing
+/// and expecting what the flags say over the whole call.
+async fn start_media(a: &mut Active, negotiated: Negotiated, env: &Env<'_>, ids: &mut IdGen) {
+    let socket = match a.socket.take() {
+        Some(socket) => socket,
+        None => match env.ports.bind(env.local.addr.ip()).await {
+            Ok(socket) => socket,
+            Err(_) => return,
+        },
+    };
+    let mut session = env.prepared.session(&negotiated, ids);
+    if a.held {
+        // Not a byte to an address the INVITE did not come from before its ACK.
+        session.set_sending(false);
+    }
+    let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
+    a.media = Some((negotiated, handle));
+}
+
+/// Answer the call from a new RTP socket (kept for its media).
 async fn accept(
     driver: &mut UaDriver,
     call: CallId,
     a: &mut Active,
-    ports: &PortRange,
-    prepared: &PreparedAudio,
-    local: &LocalEnd,
-    ids: &mut IdGen,
-    seed: u64,
-) {
+    env: &Env<'_>,
+) -> Result<(LocalMedia, Option<Negotiated>), CommandError> {
     let now = Instant::now();
-    let socket = match ports.bind(local.addr.ip()).await {
+    let socket = match env.ports.bind(env.local.addr.ip()).await {
         Ok(socket) => socket,
         Err(e) => {
             tracing::warn!(error = %e, "no RTP port free: refusing the call");
-            let _ = driver.endpoint().reject(now, call, 503);
-            return;
+            // The script refuses it with 503.
+            return Err(CommandError::NoRtpSocket(e.to_string()));
         }
     };
     let Ok(addr) = socket.local_addr() else {
         let _ = driver.endpoint().reject(now, call, 500);
-        return;
+        return Err(CommandError::Refused("no local RTP address".into()));
     };
-    let media = prepared.local_media(addr.ip(), addr.port(), seed >> 1);
-    match driver.endpoint().accept(now, call, media) {
-        Ok(Some(negotiated)) => {
-            let mut session = prepared.session(&negotiated, ids);
-            if !media_before_ack(negotiated.remote_rtp.ip(), a.source.ip()) {
+    let media = env
+        .prepared
+        .local_media(addr.ip(), addr.port(), env.seed >> 1);
+    match driver.endpoint().accept(now, call, media.clone()) {
+        Ok(negotiated) => {
+            if let Some(n) = &negotiated {
                 // Not a byte to an address the INVITE did not come from before its ACK.
-                session.set_sending(false);
-                a.held = true;
+                a.held = !media_before_ack(n.remote_rtp.ip(), a.source.ip());
             }
-            let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
-            a.media = Some((negotiated, handle));
+            // Delayed offer: media starts with the ACK's answer, on this socket too.
+            a.socket = Some(socket);
+            Ok((media, negotiated))
         }
-        // Delayed offer: media starts with the ACK's answer (the socket is bound again then).
-        Ok(None) => {}
         // 488 was sent; the Ended event follows.
         Err(e) => {
             tracing::info!(error = %e, "call refused");
-            a.refusal = Some(refusal_of(&e));
+            let refusal = refusal_of(&e);
+            a.refusal = Some(refusal.clone());
+            Err(CommandError::Refused(refusal))
         }
     }
 }
@@ -717,15 +786,23 @@ fn accept_inactive(
     driver: &mut UaDriver,
     call: CallId,
     a: &mut Active,
-    prepared: &PreparedAudio,
-    local: &LocalEnd,
-    seed: u64,
-) {
-    let mut media = prepared.local_media(local.addr.ip(), DISCARD_PORT, seed >> 1);
+    env: &Env<'_>,
+) -> Result<(LocalMedia, Option<Negotiated>), CommandError> {
+    let mut media = env
+        .prepared
+        .local_media(env.local.addr.ip(), DISCARD_PORT, env.seed >> 1);
     media.direction = Direction::Inactive;
-    if let Err(e) = driver.endpoint().accept(Instant::now(), call, media) {
-        tracing::info!(error = %e, "call refused");
-        a.refusal = Some(refusal_of(&e));
+    match driver
+        .endpoint()
+        .accept(Instant::now(), call, media.clone())
+    {
+        Ok(negotiated) => Ok((media, negotiated)),
+        Err(e) => {
+            tracing::info!(error = %e, "call refused");
+            let refusal = refusal_of(&e);
+            a.refusal = Some(refusal.clone());
+            Err(CommandError::Refused(refusal))
+        }
     }
 }
 

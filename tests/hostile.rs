@@ -1320,6 +1320,70 @@ fn answer_sends_no_rtp_before_the_ack_to_an_address_the_invite_did_not_come_from
 }
 
 #[test]
+fn a_delayed_offer_s_media_flows_on_the_port_answer_offered_in_its_200() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let answer = OwnAnswer::start(&["--listen", &listen]);
+    let sip = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let media = UdpSocket::bind("127.0.0.2:0").unwrap();
+    // No SDP in the INVITE: answer offers in its 200, we answer in the ACK.
+    raw_invite(&sip, answer_addr, "delayed@hostile", None);
+    let ok = final_response(&sip, "delayed@hostile", SCRIPT_WAIT)
+        .unwrap_or_else(|| panic!("no final response\n{}", answer.output()));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text);
+    let offered: u16 = ok
+        .body()
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no m=audio in the 200\n{}", ok.text));
+    let ours = sdp(
+        media.local_addr().unwrap(),
+        "0",
+        &["a=rtpmap:0 PCMU/8000", "a=sendrecv"],
+    );
+    raw_in_dialog(&sip, answer_addr, &ok, "ACK", 1, Some(&ours));
+    // Our RTP goes to the port offered, answer's comes from it.
+    let to = SocketAddr::new(answer_addr.ip(), offered);
+    let mut sources = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    media
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    for seq in 0..50u16 {
+        let packet = rtp_packet(0, seq, u32::from(seq) * 160, 0x1234_5678, 0xff);
+        media.send_to(&packet, to).unwrap();
+        if let Ok((_, from)) = media.recv_from(&mut buf) {
+            sources.push(from);
+        }
+    }
+    assert!(
+        sources.len() >= 10,
+        "{} RTP packets from answer in 1 s\n{}",
+        sources.len(),
+        answer.output()
+    );
+    assert!(
+        sources.iter().all(|from| from.port() == offered),
+        "answer's RTP came from {sources:?}, its 200 offered port {offered}\n{}",
+        answer.output()
+    );
+    raw_in_dialog(&sip, answer_addr, &ok, "BYE", 2, None);
+    let line = process::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        answer.output().contains("[delayed@hostile]")
+    });
+    let shown = answer.output();
+    assert!(line, "no line for the call\n{shown}");
+    let line = shown
+        .lines()
+        .find(|l| l.contains("[delayed@hostile]"))
+        .unwrap_or_default();
+    assert!(line.ends_with("-- PASS"), "{shown}");
+    assert!(!line.contains(" 0 received"), "{shown}");
+}
+
+#[test]
 fn legitimate_calls_get_through_a_flood_of_unacked_invites() {
     let listen = format!("127.0.0.1:{}", free_port());
     let answer_addr: SocketAddr = listen.parse().unwrap();

@@ -32,6 +32,7 @@ use crate::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, S
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
 
 mod probe;
+pub mod responder;
 #[cfg(test)]
 mod tests;
 

@@ -14,6 +14,8 @@ use crate::scenario::units::Decibels;
 use crate::sdp::{Codec, Direction};
 use crate::ua::call::{CallDirection, CallEnd, CallId};
 
+mod responder;
+
 const ID: CallId = CallId::for_test(7);
 
 fn secs(s: u64) -> Duration {
