@@ -19,7 +19,7 @@ use sipcheck_core::media::session::{MediaSession, MAX_PACKET};
 use slab::Slab;
 use tokio::sync::oneshot;
 
-use super::{Command, Finished, Message, NewStream, WatchFn};
+use super::{Command, EventSink, Finished, Message, NewStream, WatchFn};
 
 // ---------------------------------------------------------------------------------------
 // The scheduler threads.
@@ -139,7 +139,7 @@ struct Stream {
     socket: std::net::UdpSocket,
     state: State,
     /// Where its [`MediaEvent`]s go.
-    events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
+    events: Option<EventSink>,
     /// The tick whose wheel slot holds this stream.
     due_tick: u64,
 }
@@ -385,7 +385,7 @@ impl Scheduler {
         mut session: MediaSession,
         remote: SocketAddr,
         early: VecDeque<(Instant, SocketAddr, Box<[u8]>)>,
-        events: Option<tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
+        events: Option<EventSink>,
     ) {
         if self.streams.is_empty() {
             self.tick = self.tick_at(Instant::now());
@@ -610,13 +610,10 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
 }
 
 /// Hand a stream's events to its call (gone calls are not waited for).
-fn send_events(
-    to: Option<&tokio::sync::mpsc::UnboundedSender<MediaEvent>>,
-    events: Vec<MediaEvent>,
-) {
+fn send_events(to: Option<&EventSink>, events: Vec<MediaEvent>) {
     if let Some(to) = to {
         for event in events {
-            let _ = to.send(event);
+            to.send(event);
         }
     }
 }

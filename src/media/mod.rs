@@ -36,7 +36,7 @@ enum Command {
     /// An intent of a call's script, applied to the session (see [`MediaHandle::apply`]).
     Apply(MediaIntent),
     /// Where the stream's [`MediaEvent`]s go.
-    Events(tokio::sync::mpsc::UnboundedSender<MediaEvent>),
+    Events(EventSink),
     /// A listening stream gets its session (see [`MediaHandle::listen_std`]).
     Start(Box<(MediaSession, SocketAddr)>),
     Stop(oneshot::Sender<Finished>),
@@ -54,6 +54,34 @@ struct NewStream {
     socket: std::net::UdpSocket,
     session: MediaSession,
     remote: SocketAddr,
+}
+
+/// Where a stream's [`MediaEvent`]s go: a channel of its own, or one shared by many
+/// streams, each event tagged with its stream's key.
+pub struct EventSink(Box<dyn Fn(MediaEvent) + Send>);
+
+impl EventSink {
+    /// Events to a channel of the stream's own.
+    pub fn channel(to: tokio::sync::mpsc::UnboundedSender<MediaEvent>) -> Self {
+        Self(Box::new(move |event| {
+            let _ = to.send(event);
+        }))
+    }
+
+    /// Events to a channel shared by many streams, tagged with `key`.
+    pub fn tagged<K: Copy + Send + 'static>(
+        to: tokio::sync::mpsc::UnboundedSender<(K, MediaEvent)>,
+        key: K,
+    ) -> Self {
+        Self(Box::new(move |event| {
+            let _ = to.send((key, event));
+        }))
+    }
+
+    /// Hand over one event (a receiver that is gone is not waited for).
+    pub(crate) fn send(&self, event: MediaEvent) {
+        (self.0)(event);
+    }
 }
 
 /// What a media stream hands back when stopped.
@@ -204,7 +232,7 @@ impl MediaHandle {
     }
 
     /// Send this stream's [`MediaEvent`]s (watches resolved, status asked) to `events`.
-    pub fn set_events(&self, events: tokio::sync::mpsc::UnboundedSender<MediaEvent>) {
+    pub fn set_events(&self, events: EventSink) {
         self.stream.send(Command::Events(events));
     }
 
@@ -343,7 +371,7 @@ mod tests {
         // `a` listens first, as a call's stream does, and gets its events channel then.
         let a = MediaHandle::listen_std(a_sock);
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        a.set_events(tx);
+        a.set_events(EventSink::channel(tx));
         a.apply(MediaIntent::Probe(1));
         assert_eq!(next(&mut events).await, MediaEvent::no_session(1));
         a.start(session(700.0, 1300.0, 5), b_addr);

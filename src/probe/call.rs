@@ -408,7 +408,7 @@ async fn drive_call(
     // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
     let handle = MediaHandle::listen(rtp);
     let (events_tx, mut media_events) = tokio::sync::mpsc::unbounded_channel();
-    handle.set_events(events_tx);
+    handle.set_events(crate::media::EventSink::channel(events_tx));
     let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
     let mut script = CallScript::probe(Instant::now(), plan);
     let mut outgoing = Some(outgoing);

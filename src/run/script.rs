@@ -337,7 +337,7 @@ impl Driver {
         let port = rtp.local_addr().map(|a| a.port()).unwrap_or_default();
         let handle = MediaHandle::listen_std(rtp);
         let (tx, rx) = mpsc::unbounded_channel();
-        handle.set_events(tx);
+        handle.set_events(crate::media::EventSink::channel(tx));
         self.rtp = Some(handle);
         self.media_events = Some(rx);
         Ok(self.local_media(port))

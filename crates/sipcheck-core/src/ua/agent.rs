@@ -38,8 +38,11 @@ use crate::ua::call::{CallError, CallEvent, CallId, Endpoint, OfferPlacement, Ou
 use crate::ua::register::LocalEnd;
 use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptConfig};
 
+mod registrations;
 #[cfg(test)]
 mod tests;
+
+pub use registrations::REGISTRATIONS_AT_ONCE;
 
 /// The most Request-URIs whose address is kept.
 const DESTINATIONS_KEPT: usize = 4096;
@@ -172,9 +175,11 @@ pub struct Agent<D> {
     by_sip_id: HashMap<String, CallKey>,
     /// The instant of the latest input (what is sent goes out then).
     last_now: Option<Instant>,
+    /// The role's registrations.
+    regs: registrations::Registrations<D>,
 }
 
-impl<D: Clone + NextHop> Agent<D> {
+impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     /// The agent of a role, over its `endpoint`.
     #[must_use]
     pub fn new(cfg: AgentConfig<D>, endpoint: Endpoint<D>) -> Self {
@@ -203,6 +208,7 @@ impl<D: Clone + NextHop> Agent<D> {
             ladder_peer: None,
             by_sip_id: HashMap::new(),
             last_now: None,
+            regs: registrations::Registrations::default(),
         }
     }
 
@@ -232,10 +238,7 @@ impl<D: Clone + NextHop> Agent<D> {
     /// The shell could not reach `destination` (a connection refused or closed, ICMP
     /// unreachable): every call with that peer or next hop ends with a transport error;
     /// requests of our own are left to time out.
-    pub fn transport_failed(&mut self, now: Instant, destination: &D)
-    where
-        D: PartialEq,
-    {
+    pub fn transport_failed(&mut self, now: Instant, destination: &D) {
         self.last_now = Some(now);
         self.endpoint.transport_failed(now, destination);
         self.drive(now);
@@ -247,10 +250,19 @@ impl<D: Clone + NextHop> Agent<D> {
         self.calls.len()
     }
 
-    /// Whether the agent was [shut down](Self::shutdown) and every call has ended.
+    /// Whether the agent was [shut down](Self::shutdown), every call has ended and every
+    /// registration too.
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        self.shut && self.calls.is_empty()
+        self.shut && self.calls.is_empty() && self.unregistered()
+    }
+
+    /// The user agent and SIP Call-ID of a live call (a caller's Call-ID is empty until
+    /// its INVITE is sent).
+    #[must_use]
+    pub fn call_label(&self, call: CallKey) -> Option<(&str, &str)> {
+        let live = self.calls.get(&call)?;
+        Some((live.script.user(), live.script.call_id()))
     }
 
     // --- inputs -------------------------------------------------------------------------
@@ -311,6 +323,8 @@ impl<D: Clone + NextHop> Agent<D> {
         if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
         }
+        self.drive(now);
+        self.registration_timeouts(now);
         self.drive(now);
         while let Some(&(at, key)) = self.timers.first() {
             if at > now {
@@ -530,11 +544,14 @@ impl<D: Clone + NextHop> Agent<D> {
     /// When [`Self::handle_timeout`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let scripts = self.timers.first().map(|&(at, _)| at);
-        match (self.endpoint.poll_timeout(), scripts) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.endpoint.poll_timeout(),
+            self.timers.first().map(|&(at, _)| at),
+            self.regs.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // --- routing ------------------------------------------------------------------------
@@ -591,7 +608,11 @@ impl<D: Clone + NextHop> Agent<D> {
 
     fn route(&mut self, now: Instant, event: CallEvent<D>) {
         match event {
-            CallEvent::Transaction(event) => self.own.push_back(event),
+            CallEvent::Transaction(event) => {
+                if !self.registration_event(now, &event) {
+                    self.own.push_back(event);
+                }
+            }
             CallEvent::Incoming {
                 call,
                 request_uri,

@@ -823,6 +823,12 @@ impl CallScript {
         self.media.is_some()
     }
 
+    /// The user agent's account name.
+    #[must_use]
+    pub fn user(&self) -> &str {
+        &self.cfg.user
+    }
+
     /// The call's SIP Call-ID, once placed or received (empty before).
     #[must_use]
     pub fn call_id(&self) -> &str {

@@ -15,6 +15,8 @@ use crate::sim::{Datagram, Intercept, LinkConfig, Network, Node, Sim};
 use crate::sip::transport::Transport;
 use crate::stats::outcome::FailureKind;
 use crate::ua::call::EndpointConfig;
+use crate::ua::registration::RegistrationEvent;
+use crate::ua::renewal::Why;
 use crate::ua::script::is_call_step;
 
 fn ms(n: u64) -> Duration {
@@ -67,6 +69,8 @@ struct RoleNode {
     /// The names the stand-in resolver knows, and the Request-URIs it was asked for.
     names: Vec<(&'static str, SocketAddr)>,
     resolved: Vec<String>,
+    /// What happened to the role's registrations, with each one's user.
+    registrations: Vec<(String, RegistrationEvent)>,
 }
 
 impl RoleNode {
@@ -123,6 +127,9 @@ impl RoleNode {
         }
         while let Some(result) = self.agent.poll_result() {
             self.results.push(result);
+        }
+        while let Some(event) = self.agent.poll_registration() {
+            self.registrations.push(event);
         }
     }
 }
@@ -235,6 +242,7 @@ impl Run {
                 own: Vec::new(),
                 names: Vec::new(),
                 resolved: Vec::new(),
+                registrations: Vec::new(),
             };
             sim.add_node(node, [addr]);
         }
@@ -328,6 +336,7 @@ target:
   domain: 127.0.0.1
 accounts:
   range: { from: 2000, count: 40 }
+  password: "pw{user}"
 media:
   rtp: false
 roles:
@@ -446,6 +455,7 @@ target:
   domain: 127.0.0.1
 accounts:
   range: { from: 2000, count: 2 }
+  password: "pw{user}"
 media:
   rtp: false
 roles:
@@ -815,4 +825,262 @@ fn a_call_started_after_ctrl_c_runs_no_step_and_is_interrupted() {
         messages(r)
     );
     assert!(run.results("callee").is_empty());
+}
+
+// --- registrations -------------------------------------------------------------------------
+
+/// Where the test's registrar listens (no node: the interceptor answers for it).
+fn registrar_addr() -> SocketAddr {
+    "127.0.0.1:5060".parse().expect("literal")
+}
+
+/// The value of header `name` in `text`.
+fn header_value<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or_default()
+}
+
+/// A registrar's answer to `register`: 401 with a digest challenge when it carries no
+/// credentials, else 200 with its Contact bound for the Expires asked (none when 0).
+fn registrar_answer(register: &str) -> Bytes {
+    let mut head = format!(
+        "Via: {}\r\nFrom: {}\r\nTo: {};tag=reg\r\nCall-ID: {}\r\nCSeq: {}\r\n",
+        header_value(register, "Via"),
+        header_value(register, "From"),
+        header_value(register, "To"),
+        header_value(register, "Call-ID"),
+        header_value(register, "CSeq"),
+    );
+    let status = if header_value(register, "Authorization").is_empty() {
+        head.push_str("WWW-Authenticate: Digest realm=\"test\", nonce=\"n1\", algorithm=MD5\r\n");
+        "401 Unauthorized"
+    } else {
+        let expires = header_value(register, "Expires");
+        if expires != "0" {
+            let contact = header_value(register, "Contact");
+            head.push_str(&format!("Contact: {contact};expires={expires}\r\n"));
+        }
+        "200 OK"
+    };
+    Bytes::from(format!("SIP/2.0 {status}\r\n{head}Content-Length: 0\r\n\r\n"))
+}
+
+/// Answer every REGISTER sent to the registrar, while `answering` says so.
+fn serve_registrar(run: &mut Run, answering: std::rc::Rc<std::cell::Cell<bool>>) {
+    // The simulator wants an owner for every address; nothing passes the interceptor.
+    let owner = run.index("callee");
+    run.sim.add_address(owner, registrar_addr());
+    run.sim.net.set_interceptor(move |d| {
+        let text = String::from_utf8_lossy(&d.bytes);
+        if d.to != registrar_addr() || !text.starts_with("REGISTER ") {
+            Intercept::Pass
+        } else if answering.get() {
+            Intercept::Reply(registrar_answer(&text))
+        } else {
+            Intercept::Drop
+        }
+    });
+}
+
+fn register_role(run: &mut Run, role: &str, expires: u32, refresh: bool) {
+    let i = run.index(role);
+    let now = run.sim.now();
+    let accounts = run
+        .scenario
+        .role(role)
+        .expect("role")
+        .accounts
+        .clone();
+    for (n, account) in accounts.iter().enumerate() {
+        run.sim.nodes[i].agent.register(
+            now,
+            account,
+            registrar_addr(),
+            expires,
+            refresh,
+            IdGen::new(500 + n as u64),
+        );
+    }
+    run.sim.nodes[i].service(now);
+}
+
+/// REGISTERs put on the network by `from` (first sends, not retransmissions of one).
+fn registers_sent(run: &Run, from: SocketAddr) -> Vec<(Instant, String)> {
+    let mut seen = std::collections::HashSet::new();
+    run.sim
+        .net
+        .log()
+        .iter()
+        .filter(|s| s.from == from)
+        .filter_map(|s| {
+            let text = String::from_utf8_lossy(&s.bytes).into_owned();
+            let branch = header_value(&text, "Via").to_owned();
+            (text.starts_with("REGISTER ") && seen.insert(branch)).then_some((s.at, text))
+        })
+        .collect()
+}
+
+#[test]
+fn registrations_go_fifty_at_a_time_and_every_one_is_registered_then_unregistered() {
+    let mut run = Run::new(LOAD, LinkConfig::new(ms(10)));
+    let answering = std::rc::Rc::new(std::cell::Cell::new(true));
+    serve_registrar(&mut run, answering);
+    // Ten accounts per role: give one role all forty to register.
+    let i = run.index("caller");
+    let now = run.sim.now();
+    let all = run.scenario.accounts.clone();
+    assert_eq!(all.len(), 40);
+    for round in 0..3 {
+        for (n, account) in all.iter().enumerate() {
+            let mut account = account.clone();
+            account.user = format!("{}-{round}", account.user);
+            run.sim.nodes[i].agent.register(
+                now,
+                &account,
+                registrar_addr(),
+                3600,
+                true,
+                IdGen::new(1000 + (round * 40 + n) as u64),
+            );
+        }
+    }
+    run.sim.nodes[i].service(now);
+    assert!(run.node("caller").agent.registering());
+    // The first REGISTERs of the 120: fifty at first, the others as turns free up.
+    let caller_addr = run.node("caller").addr;
+    // Before the first answers come back (the interceptor answers at once: 10 ms).
+    run.sim.run_for(ms(5));
+    assert_eq!(registers_sent(&run, caller_addr).len(), REGISTRATIONS_AT_ONCE);
+    run.sim.run_for(secs(5));
+    let node = run.node("caller");
+    assert!(!node.agent.registering());
+    let registered = node
+        .registrations
+        .iter()
+        .filter(|(_, e)| matches!(e, RegistrationEvent::Registered { .. }))
+        .count();
+    assert_eq!(registered, 120, "{:?}", node.registrations);
+    // Each went through the challenge: 240 REGISTERs.
+    assert_eq!(registers_sent(&run, caller_addr).len(), 240);
+
+    let now = run.sim.now();
+    run.sim.nodes[i].agent.unregister(now);
+    run.sim.nodes[i].service(now);
+    run.sim.run_for(ms(5));
+    let unregistering = |run: &Run| {
+        registers_sent(run, caller_addr)
+            .into_iter()
+            .filter(|(_, text)| header_value(text, "Expires") == "0")
+            .count()
+    };
+    assert_eq!(unregistering(&run), REGISTRATIONS_AT_ONCE);
+    run.sim.run_for(secs(5));
+    let node = run.node("caller");
+    assert!(node.agent.unregistered());
+    let unregistered = node
+        .registrations
+        .iter()
+        .filter(|(_, e)| matches!(e, RegistrationEvent::Unregistered { .. }))
+        .count();
+    assert_eq!(unregistered, 120, "{:?}", node.registrations);
+    // With the registrar's nonce kept: no challenge this time.
+    assert_eq!(unregistering(&run), 120);
+}
+
+#[test]
+fn calls_go_on_while_registrations_are_refreshed_and_renewed_when_their_flow_drops() {
+    let mut run = one_call();
+    let answering = std::rc::Rc::new(std::cell::Cell::new(true));
+    serve_registrar(&mut run, answering);
+    // 60 s bindings refreshed before they lapse, over a call of a few seconds.
+    register_role(&mut run, "callee", 60, true);
+    run.sim.run_for(secs(120));
+    let callee = run.index("callee");
+    let now = run.sim.now();
+    run.sim.nodes[callee]
+        .agent
+        .flow_lost(now, &registrar_addr(), None);
+    run.sim.nodes[callee].service(now);
+    run.sim.run_for(secs(1));
+    let now = run.sim.now();
+    run.sim.nodes[callee].agent.unregister(now);
+    run.sim.nodes[callee].service(now);
+    run.run(secs(120));
+
+    let node = run.node("callee");
+    let events: Vec<&RegistrationEvent> = node.registrations.iter().map(|(_, e)| e).collect();
+    assert!(matches!(events[0], RegistrationEvent::Registered { .. }), "{events:?}");
+    let refreshes = events
+        .iter()
+        .filter(|e| matches!(e, RegistrationEvent::Renewed { why: Why::Refresh, .. }))
+        .count();
+    assert!(refreshes >= 2, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RegistrationEvent::Renewed { why: Why::FlowLost, .. })),
+        "{events:?}"
+    );
+    assert!(matches!(events.last(), Some(RegistrationEvent::Unregistered { .. })), "{events:?}");
+    assert!(node.agent.unregistered());
+    // The call went on beside them.
+    assert!(only(run.results("caller")).passed());
+    assert!(only(run.results("callee")).passed());
+}
+
+#[test]
+fn a_silent_registrar_fails_the_first_registration_on_timer_f_and_an_icmp_error_at_once() {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let answering = std::rc::Rc::new(std::cell::Cell::new(false));
+    serve_registrar(&mut run, answering);
+    register_role(&mut run, "callee", 3600, true);
+    let started = run.sim.now();
+    while run.node("callee").agent.registering() {
+        assert!(run.sim.step(started + secs(60)), "no outcome");
+    }
+    let waited = run.sim.now() - started;
+    assert!(waited >= secs(32) && waited < secs(33), "{waited:?}");
+    let node = run.node("callee");
+    match &node.registrations[..] {
+        [(_, RegistrationEvent::Failed { error })] => {
+            assert!(error.to_string().contains("Timer F"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing bound: unregistering ends at once, sending nothing.
+    let callee_addr = node.addr;
+    let sent = registers_sent(&run, callee_addr).len();
+    let i = run.index("callee");
+    let now = run.sim.now();
+    run.sim.nodes[i].agent.unregister(now);
+    assert!(run.node("callee").agent.unregistered());
+    assert_eq!(registers_sent(&run, callee_addr).len(), sent);
+
+    // An ICMP error for the registrar fails the REGISTER under way now, not at Timer F.
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let answering = std::rc::Rc::new(std::cell::Cell::new(false));
+    serve_registrar(&mut run, answering);
+    register_role(&mut run, "callee", 3600, true);
+    run.sim.run_for(ms(100));
+    let i = run.index("callee");
+    let now = run.sim.now();
+    run.sim.nodes[i].agent.requests_failed(
+        now,
+        &registrar_addr(),
+        None,
+        "destination unreachable (ICMP port unreachable)",
+    );
+    run.sim.nodes[i].service(now);
+    let node = run.node("callee");
+    assert!(!node.agent.registering());
+    match &node.registrations[..] {
+        [(_, RegistrationEvent::Failed { error })] => {
+            assert!(error.to_string().contains("ICMP"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
