@@ -1,9 +1,8 @@
 //! `sipcheck run`: a scenario's user agents, load and reports.
 
-mod agent;
 pub mod executor;
 pub mod load;
-mod script;
+mod role;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -244,6 +244,24 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.drive(now);
     }
 
+    /// The transport is gone for good (a socket error that is no one peer's): every call
+    /// ends failed (its events cannot come any more), no REGISTER can be answered.
+    pub fn transport_gone(&mut self, now: Instant, why: &str) {
+        self.last_now = Some(now);
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in keys {
+            if let Some(live) = self.calls.get_mut(&key) {
+                live.script.events_closed(now);
+            }
+            self.settle(now, key);
+        }
+        let registrars: Vec<D> = self.registrars();
+        for registrar in registrars {
+            self.requests_failed(now, &registrar, None, why);
+        }
+        self.drive(now);
+    }
+
     /// How many calls are under way (their results not yet out).
     #[must_use]
     pub fn live_calls(&self) -> usize {

@@ -199,6 +199,17 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.drive(now);
     }
 
+    /// The registrars of the registrations, each once.
+    pub(super) fn registrars(&self) -> Vec<D> {
+        let mut all: Vec<D> = Vec::new();
+        for life in &self.regs.lives {
+            if !all.contains(&life.registrar) {
+                all.push(life.registrar.clone());
+            }
+        }
+        all
+    }
+
     /// The next thing that happened to a registration, with its user.
     pub fn poll_registration(&mut self) -> Option<(String, RegistrationEvent)> {
         self.regs.events.pop_front()
