@@ -88,13 +88,19 @@ pub(crate) struct MediaSetup {
     pub(crate) record_dir: Option<PathBuf>,
 }
 
+/// Replies about a role's calls, from the tasks that carry out its slow work.
+type Pipe<T> = (
+    mpsc::UnboundedSender<(CallKey, T)>,
+    mpsc::UnboundedReceiver<(CallKey, T)>,
+);
+
 /// What woke a role's task.
 enum Wake {
     Incoming(Result<Incoming, TransportError>),
     Timer,
     Command(Option<RoleCommand>),
     Media(CallKey, MediaEvent),
-    Stopped(CallKey, Option<Finished>),
+    Stopped(CallKey, Option<Box<Finished>>),
     Resolved(CallKey, Option<SocketAddr>),
     Stop(bool),
 }
@@ -115,21 +121,12 @@ pub(crate) struct Role {
     /// Told once every registration is removed.
     unregistered: Option<oneshot::Sender<()>>,
     streams: HashMap<CallKey, MediaHandle>,
-    media_events: (
-        mpsc::UnboundedSender<(CallKey, MediaEvent)>,
-        mpsc::UnboundedReceiver<(CallKey, MediaEvent)>,
-    ),
+    media_events: Pipe<MediaEvent>,
     /// Streams being stopped for their report: the call's user and Call-ID (a recording's
     /// name), and where the report comes back.
     stopping: HashMap<CallKey, (String, String)>,
-    stopped: (
-        mpsc::UnboundedSender<(CallKey, Option<Finished>)>,
-        mpsc::UnboundedReceiver<(CallKey, Option<Finished>)>,
-    ),
-    resolved: (
-        mpsc::UnboundedSender<(CallKey, Option<SocketAddr>)>,
-        mpsc::UnboundedReceiver<(CallKey, Option<SocketAddr>)>,
-    ),
+    stopped: Pipe<Option<Box<Finished>>>,
+    resolved: Pipe<Option<SocketAddr>>,
 }
 
 impl Role {
@@ -437,7 +434,7 @@ impl Role {
                         self.stopping.insert(key, label);
                         let stopped = self.stopped.0.clone();
                         tokio::spawn(async move {
-                            let finished = handle.stop().await;
+                            let finished = handle.stop().await.map(Box::new);
                             let _ = stopped.send((key, finished));
                         });
                     }
@@ -449,7 +446,7 @@ impl Role {
     }
 
     /// A stream stopped for its report: its recording written, the report to its call.
-    fn media_stopped(&mut self, key: CallKey, finished: Option<Finished>) {
+    fn media_stopped(&mut self, key: CallKey, finished: Option<Box<Finished>>) {
         let (user, call_id) = self.stopping.remove(&key).unwrap_or_default();
         let Some(finished) = finished else {
             self.agent.handle_media_stopped(Instant::now(), key, None);
