@@ -28,15 +28,15 @@ use sipcheck_core::ua::script::responder::{Refused, Responder};
 use sipcheck_core::ua::script::{CallScript, CommandError, ScriptCommand, ScriptConfig};
 use tokio::task::JoinSet;
 
-use crate::clock::sleep_until;
-use crate::media::{Finished, MediaHandle, PortRange};
+use crate::drive::clock::sleep_until;
+use crate::drive::media::{Finished, MediaHandle, PortRange};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::{host_of, register_step};
 use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
-use crate::registration;
-use crate::transport::{self, SipSocket, UdpTransport};
-use crate::ua::UaDriver;
+use crate::drive::registration;
+use crate::drive::transport::{self, SipSocket, UdpTransport};
+use crate::drive::sip::UaDriver;
 
 /// How the responder behaves.
 #[derive(Debug, Clone)]

@@ -45,7 +45,7 @@ use sipcheck_core::media::tone::Playlist;
 use sipcheck_core::sdp::Negotiated;
 use tokio::net::UdpSocket;
 
-use crate::media::MediaHandle;
+use crate::drive::media::MediaHandle;
 use crate::probe::client::os_seed;
 
 /// A call's media as PCM in and out; see the module documentation.

@@ -6,17 +6,13 @@
 
 pub mod answer;
 pub mod bridge;
-pub mod clock;
+pub mod drive;
+pub mod exec;
 pub mod exit;
-pub mod media;
 pub mod probe;
-pub mod registration;
 pub mod report;
 pub mod run;
 pub mod signal;
-pub mod sip_trace;
 pub mod terminal;
-pub mod transport;
-pub mod ua;
 
 pub use sipcheck_core as core;

@@ -382,7 +382,7 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    sipcheck::sip_trace::install(cli.verbose >= 1, trace_file);
+    sipcheck::drive::trace::install(cli.verbose >= 1, trace_file);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -394,7 +394,7 @@ fn main() -> ExitCode {
         }
     };
     let exit = runtime.block_on(run(cli.command));
-    sipcheck::sip_trace::flush();
+    sipcheck::drive::trace::flush();
     logging::summarize();
     exit.into()
 }

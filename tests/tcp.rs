@@ -65,7 +65,7 @@ fn callees_register_over_tcp_behind_kamailio_and_callers_reach_them_both_ways_he
         &[
             ("SIP_SERVER", server.as_str()),
             ("KEEPALIVE", "500ms"),
-            ("RUST_LOG", "sipcheck::transport=debug"),
+            ("RUST_LOG", "sipcheck::drive::transport=debug"),
         ],
         &dir,
     );
@@ -125,7 +125,7 @@ fn sipcheck_calls_sipcheck_directly_over_tcp_a_connection_per_ua_or_per_role() {
         let envs = [
             ("CALLEE_LISTEN", callee.as_str()),
             ("CALLER_LISTEN", caller.as_str()),
-            ("RUST_LOG", "sipcheck::transport=debug"),
+            ("RUST_LOG", "sipcheck::drive::transport=debug"),
         ];
         let dir = RunDir::new("tcp-direct").unwrap();
         let connections = format!("target.connections={sharing}");

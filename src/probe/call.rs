@@ -19,10 +19,10 @@ use sipcheck_core::ua::script::{CallScript, CommandError, Placed, ProbeCall, Scr
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
-use crate::clock::sleep_until;
-use crate::media::{MediaHandle, PortRange};
-use crate::registration;
-use crate::ua::UaDriver;
+use crate::drive::clock::sleep_until;
+use crate::drive::media::{MediaHandle, PortRange};
+use crate::drive::registration;
+use crate::drive::sip::UaDriver;
 use sipcheck_core::stats::ladder::{format_rung, Rung};
 
 /// What to call and how.
@@ -404,11 +404,11 @@ async fn drive_call(
     outgoing: OutgoingCall<SocketAddr>,
     prepared: &PreparedAudio,
     rtp: tokio::net::UdpSocket,
-) -> Result<(CallScript, CallId, Option<crate::media::Finished>), ProbeError> {
+) -> Result<(CallScript, CallId, Option<crate::drive::media::Finished>), ProbeError> {
     // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
     let handle = MediaHandle::listen(rtp);
     let (events_tx, mut media_events) = tokio::sync::mpsc::unbounded_channel();
-    handle.set_events(crate::media::EventSink::channel(events_tx));
+    handle.set_events(crate::drive::media::EventSink::channel(events_tx));
     let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
     let mut script = CallScript::probe(Instant::now(), plan);
     let mut outgoing = Some(outgoing);

@@ -11,8 +11,8 @@ use sipcheck_core::sip::transaction::{
     Timer, TimerConfig, TransactionError, TransactionEvent, TransactionLayer, TxId,
 };
 
-use crate::clock::sleep_until;
-use crate::transport::{Incoming, SipSocket, TransportError, Unreachable};
+use crate::drive::clock::sleep_until;
+use crate::drive::transport::{Incoming, SipSocket, TransportError, Unreachable};
 use sipcheck_core::stats::ladder::{Direction, Ladder};
 
 /// How a transaction ended without a final response.
@@ -129,7 +129,7 @@ impl Client {
                     let now = Instant::now();
                     match incoming? {
                         Incoming::Message { message, from } => {
-                            crate::sip_trace::message(
+                            crate::drive::trace::message(
                                 Direction::Received,
                                 self.transport.local_addr(),
                                 from,
@@ -170,7 +170,7 @@ impl Client {
                 &transmit.bytes,
                 transmit.kind.is_retransmission(),
             );
-            crate::sip_trace::message(
+            crate::drive::trace::message(
                 Direction::Sent,
                 self.transport.local_addr(),
                 transmit.destination,

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::UriError;
 
-use crate::transport::{self, SipSocket, TransportError};
+use crate::drive::transport::{self, SipSocket, TransportError};
 
 /// Errors that stop a probe before its outcome is known: bad input or a local problem.
 /// (A SIP failure is an outcome, not an error.)

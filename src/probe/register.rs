@@ -14,7 +14,7 @@ use sipcheck_core::ua::registration::{Config, Lifecycle, RegistrationEvent, Resp
 use super::args::{parse_server, NetArgs};
 use super::client::{os_seed, Client, TransactError};
 use super::{connect, ProbeError, Verdict};
-use crate::registration;
+use crate::drive::registration;
 use sipcheck_core::stats::ladder::{format_rung, millis, Rung};
 
 /// What to register: the options of `sipcheck register`, read by clap (each field's doc is

@@ -9,7 +9,7 @@ use sipcheck_core::media::wav;
 use sipcheck_core::scenario::model::{PlayItem, Step};
 use sipcheck_core::scenario::{self, Scenario, ScenarioError};
 
-use super::executor::Wavs;
+use crate::exec::Wavs;
 
 /// Why a scenario cannot run.
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,6 @@
 //! `sipcheck run`: a scenario's user agents, load and reports.
 
-pub mod executor;
 pub mod load;
-mod role;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -14,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::exit::Exit;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
-use executor::RunEvent;
+use crate::exec::{self as executor, RunEvent};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 
 /// Options of `sipcheck run`.

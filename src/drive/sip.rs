@@ -14,7 +14,7 @@ use sipcheck_core::sip::msg::Message;
 use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
 use sipcheck_core::ua::call::{CallEvent, Endpoint};
 
-use crate::transport::{Incoming, SipSocket, TransportError, Unreachable};
+use crate::drive::transport::{Incoming, SipSocket, TransportError, Unreachable};
 use sipcheck_core::stats::ladder::{Direction, Ladder, RawLadder};
 
 /// An endpoint on a transport, driven by the wall clock.
@@ -157,8 +157,8 @@ impl UaDriver {
             self.pending = Some(t.clone());
             let sent = self.transport.send(t.destination, &t.bytes).await;
             self.pending = None;
-            if crate::sip_trace::enabled() {
-                crate::sip_trace::message(
+            if crate::drive::trace::enabled() {
+                crate::drive::trace::message(
                     Direction::Sent,
                     self.transport.local_addr(),
                     t.destination,
@@ -230,8 +230,8 @@ impl UaDriver {
                 incoming = self.transport.recv() => match incoming? {
                     Incoming::Message { message, from } => {
                         let now = Instant::now();
-                        if crate::sip_trace::enabled() {
-                            crate::sip_trace::message(
+                        if crate::drive::trace::enabled() {
+                            crate::drive::trace::message(
                                 Direction::Received,
                                 self.transport.local_addr(),
                                 from,
@@ -365,7 +365,7 @@ fn far_future() -> Instant {
 mod tests {
     use super::call_id_of;
     use super::UaDriver;
-    use crate::transport::{SipSocket, UdpTransport};
+    use crate::drive::transport::{SipSocket, UdpTransport};
     use sipcheck_core::ids::IdGen;
     use sipcheck_core::sip::transport::Transport;
     use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig};

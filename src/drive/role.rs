@@ -26,9 +26,9 @@ use sipcheck_core::ua::renewal::Why;
 use sipcheck_core::ua::script::media_config;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use super::executor::RunEvent;
-use crate::media::{EventSink, Finished, MediaHandle, PortRange};
-use crate::transport::{Incoming, SipSocket, TransportError};
+use crate::exec::RunEvent;
+use crate::drive::media::{EventSink, Finished, MediaHandle, PortRange};
+use crate::drive::transport::{Incoming, SipSocket, TransportError};
 
 /// What the executor asks of a role.
 pub(crate) enum RoleCommand {
@@ -273,8 +273,8 @@ impl Role {
         let now = Instant::now();
         match incoming {
             Incoming::Message { message, from } => {
-                if crate::sip_trace::enabled() {
-                    crate::sip_trace::message(
+                if crate::drive::trace::enabled() {
+                    crate::drive::trace::message(
                         Direction::Received,
                         self.transport.local_addr(),
                         from,
@@ -338,8 +338,8 @@ impl Role {
             while let Some(t) = self.agent.poll_transmit() {
                 busy = true;
                 let sent = self.transport.send(t.destination, &t.bytes).await;
-                if crate::sip_trace::enabled() {
-                    crate::sip_trace::message(
+                if crate::drive::trace::enabled() {
+                    crate::drive::trace::message(
                         Direction::Sent,
                         self.transport.local_addr(),
                         t.destination,
@@ -490,7 +490,7 @@ impl Role {
 /// The address of a SIP URI's host (port 5060 by default).
 async fn resolve_uri_host(uri: &str) -> Option<SocketAddr> {
     let target = sipcheck_core::sip::uri::SipTarget::parse(uri).ok()?;
-    crate::transport::resolve(&target.host_port(5060), 5060)
+    crate::drive::transport::resolve(&target.host_port(5060), 5060)
         .await
         .ok()
 }

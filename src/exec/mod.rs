@@ -1,5 +1,5 @@
 //! The scenario executor: binds each role's transport, registers its user agents, starts
-//! calls on the load plan's schedule through each role's agent ([`Role`]), and winds
+//! calls on the load plan's schedule through each role's agent ([`crate::drive::role`]), and winds
 //! everything down — on time or on Ctrl-C — with every UA unregistered.
 
 use std::collections::HashMap;
@@ -22,10 +22,10 @@ use sipcheck_core::ua::script::is_call_step;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::role::{Callers, MediaSetup, Role, RoleCommand};
-use crate::media::PortRange;
+use crate::drive::role::{Callers, MediaSetup, Role, RoleCommand};
+use crate::drive::media::PortRange;
 use crate::probe::client::os_seed;
-use crate::transport::{self, SipSocket, TcpPool, TransportError, UdpTransport};
+use crate::drive::transport::{self, SipSocket, TcpPool, TransportError, UdpTransport};
 
 /// What the executor reports while it runs.
 #[derive(Debug)]

@@ -965,7 +965,7 @@ impl TcpPool {
                     // The pool keeps a sender: never.
                     None => return Err(TransportError::Io(io::ErrorKind::BrokenPipe.into())),
                 },
-                () = crate::clock::sleep_until(deadline) => {
+                () = crate::drive::clock::sleep_until(deadline) => {
                     let now = std::time::Instant::now();
                     let mut failed = None;
                     for (key, conn) in &mut self.conns {

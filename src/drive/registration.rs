@@ -10,7 +10,7 @@ use std::time::Instant;
 use sipcheck_core::ua::register::RegisterFailure;
 use sipcheck_core::ua::registration::{Lifecycle, RegisterError, RegistrationEvent, Response};
 
-use crate::ua::UaDriver;
+use crate::drive::sip::UaDriver;
 
 /// Where REGISTERs go: one request at a time, each to its final response (or to why none
 /// came).

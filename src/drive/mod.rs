@@ -1,0 +1,15 @@
+//! The drivers: what runs the core's state machines on real sockets and the wall clock.
+//!
+//! Each driver owns I/O and time and nothing else: it hands its machine what arrives and
+//! what time it is, and carries out what the machine asks. [`role`] drives a scenario role's
+//! agent (calls and registrations), [`sip`] a call endpoint on its own (the probes and
+//! `answer`), [`registration`] a registration lifecycle; [`transport`] is the SIP socket
+//! (UDP, TCP), [`media`] the RTP streams and their scheduler threads.
+
+pub mod clock;
+pub mod media;
+pub mod registration;
+pub mod role;
+pub mod sip;
+pub mod trace;
+pub mod transport;
