@@ -562,6 +562,16 @@ impl CallScript {
         if self.probe.is_some() {
             return;
         }
+        // A call whose end was never seen did not pass, whatever its steps did meanwhile.
+        if self.events_open && self.placed && !self.ended() {
+            self.failures.push(Failure {
+                step: "call",
+                line: 0,
+                col: 0,
+                kind: FailureKind::Transport,
+                message: "the transport is gone: the call's end was never seen".into(),
+            });
+        }
         self.events_open = false;
         self.advance(now);
     }

@@ -1032,6 +1032,21 @@ fn an_expected_answer_that_ends_refused_fails_with_the_refusals_kind() {
 }
 
 #[test]
+fn a_call_whose_agent_is_gone_before_its_last_step_does_not_pass() {
+    // Every step ran (the hang-up was sent), but the call's end never came back.
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(4, Step::Hangup { after: secs(1) }),
+    ]);
+    h.place();
+    h.script.events_closed(h.now);
+    assert!(h.script.is_done());
+    let result = h.result();
+    assert!(!result.passed());
+    assert_eq!(result.failures[0].kind, FailureKind::Transport);
+}
+
+#[test]
 fn a_call_whose_agent_is_gone_ends_its_waits_and_never_passes_a_media_step() {
     let mut h = Harness::caller(vec![
         at(3, call_step(secs(32))),
@@ -1041,9 +1056,10 @@ fn a_call_whose_agent_is_gone_ends_its_waits_and_never_passes_a_media_step() {
     h.script.events_closed(h.now);
     assert!(h.script.is_done(), "no wait outlives the agent");
     let result = h.result();
-    assert_eq!(result.failures.len(), 1);
-    assert_eq!(result.failures[0].line, 4);
-    assert_eq!(result.failures[0].kind, FailureKind::Signalling);
+    assert_eq!(result.failures.len(), 2, "{:?}", result.failures);
+    assert_eq!(result.failures[0].kind, FailureKind::Transport);
+    assert_eq!(result.failures[1].line, 4);
+    assert_eq!(result.failures[1].kind, FailureKind::Signalling);
 }
 
 // --- `sipcheck call`'s one call (`CallScript::probe`) --------------------------------------
