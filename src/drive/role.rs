@@ -271,16 +271,13 @@ impl Role {
         let now = Instant::now();
         match incoming {
             Incoming::Message { message, from } => {
-                if crate::drive::trace::enabled() {
-                    crate::drive::trace::message(
-                        Direction::Received,
-                        self.transport.local_addr(),
-                        from,
-                        self.transport.kind().via_token(),
-                        message.raw(),
-                        false,
-                    );
-                }
+                crate::drive::trace::on_socket(
+                    &self.transport,
+                    Direction::Received,
+                    from,
+                    message.raw(),
+                    false,
+                );
                 let reliable = self.transport.kind().is_reliable();
                 self.agent.handle_message(now, *message, reliable, from);
             }
@@ -336,16 +333,13 @@ impl Role {
             while let Some(t) = self.agent.poll_transmit() {
                 busy = true;
                 let sent = self.transport.send(t.destination, &t.bytes).await;
-                if crate::drive::trace::enabled() {
-                    crate::drive::trace::message(
-                        Direction::Sent,
-                        self.transport.local_addr(),
-                        t.destination,
-                        self.transport.kind().via_token(),
-                        &t.bytes,
-                        t.kind.is_retransmission(),
-                    );
-                }
+                crate::drive::trace::on_socket(
+                    &self.transport,
+                    Direction::Sent,
+                    t.destination,
+                    &t.bytes,
+                    t.kind.is_retransmission(),
+                );
                 if let Err(e) = sent {
                     tracing::warn!(to = %t.destination, error = %e, "send failed");
                     if self.transport.kind().is_reliable() {

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::Bytes;
-use sipcheck_core::sip::msg::Message;
+use sipcheck_core::sip::msg::{call_id_of, Message};
 use sipcheck_core::sip::transaction::{Timer, TransactionEvent, Transmit, TxId};
 use sipcheck_core::ua::call::{CallEvent, Endpoint};
 
@@ -157,16 +157,13 @@ impl UaDriver {
             self.pending = Some(t.clone());
             let sent = self.transport.send(t.destination, &t.bytes).await;
             self.pending = None;
-            if crate::drive::trace::enabled() {
-                crate::drive::trace::message(
-                    Direction::Sent,
-                    self.transport.local_addr(),
-                    t.destination,
-                    self.transport.kind().via_token(),
-                    &t.bytes,
-                    t.kind.is_retransmission(),
-                );
-            }
+            crate::drive::trace::on_socket(
+                &self.transport,
+                Direction::Sent,
+                t.destination,
+                &t.bytes,
+                t.kind.is_retransmission(),
+            );
             if let Some(ladder) = &mut self.ladder {
                 ladder.record(
                     Instant::now(),
@@ -230,16 +227,7 @@ impl UaDriver {
                 incoming = self.transport.recv() => match incoming? {
                     Incoming::Message { message, from } => {
                         let now = Instant::now();
-                        if crate::drive::trace::enabled() {
-                            crate::drive::trace::message(
-                                Direction::Received,
-                                self.transport.local_addr(),
-                                from,
-                                self.transport.kind().via_token(),
-                                message.raw(),
-                                false,
-                            );
-                        }
+                        crate::drive::trace::on_socket(&self.transport, Direction::Received, from, message.raw(), false);
                         if let Some(ladder) = &mut self.ladder {
                             ladder.record(now, Direction::Received, from, message.raw(), false);
                         }
@@ -336,26 +324,6 @@ impl UaDriver {
 /// in one allocation.
 const CALL_RUNGS: usize = 8;
 
-/// The Call-ID of a raw message, found without a full parse: the first `Call-ID` (or `i`)
-/// header line of its head.
-fn call_id_of(raw: &[u8]) -> Option<&str> {
-    let head = &raw[..raw.len().min(4096)];
-    for line in head.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return None; // the end of the head
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
-            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
-        }
-    }
-    None
-}
-
 /// A deadline that never comes in practice (a day from now), for a timer with nothing to do.
 fn far_future() -> Instant {
     Instant::now() + std::time::Duration::from_secs(86_400)
@@ -363,10 +331,10 @@ fn far_future() -> Instant {
 
 #[cfg(test)]
 mod tests {
-    use super::call_id_of;
     use super::UaDriver;
     use crate::drive::transport::{SipSocket, UdpTransport};
     use sipcheck_core::ids::IdGen;
+    use sipcheck_core::sip::msg::call_id_of;
     use sipcheck_core::sip::transport::Transport;
     use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig};
     use sipcheck_core::ua::register::LocalEnd;

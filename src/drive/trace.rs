@@ -44,6 +44,26 @@ pub fn enabled() -> bool {
     TRACE.get().is_some()
 }
 
+/// Report one message that went `direction` over `socket`, to or from `peer`.
+pub fn on_socket(
+    socket: &crate::drive::transport::SipSocket,
+    direction: Direction,
+    peer: SocketAddr,
+    raw: &[u8],
+    retransmission: bool,
+) {
+    if enabled() {
+        message(
+            direction,
+            socket.local_addr(),
+            peer,
+            socket.kind().via_token(),
+            raw,
+            retransmission,
+        );
+    }
+}
+
 /// Report one message: `raw` went `direction` between `local` and `peer`.
 pub fn message(
     direction: Direction,

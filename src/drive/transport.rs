@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use sipcheck_core::sip::keepalive::{KeepAlive, KeepAliveAction, PONG_TIMEOUT};
-use sipcheck_core::sip::msg::{Message, ParseError, StreamFramer};
+use sipcheck_core::sip::msg::{head_header, user_part, Message, ParseError, StreamFramer};
 use sipcheck_core::sip::transport::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -991,37 +991,9 @@ impl TcpPool {
     }
 }
 
-/// The value of the first header of a message's head named `long` or `compact`
-/// (case-insensitive), found without a full parse.
-fn head_header<'a>(raw: &'a [u8], long: &str, compact: &str) -> Option<&'a str> {
-    let head = &raw[..raw.len().min(8192)];
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return None;
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if name.eq_ignore_ascii_case(long.as_bytes())
-            || name.eq_ignore_ascii_case(compact.as_bytes())
-        {
-            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
-        }
-    }
-    None
-}
-
 /// The user part of the `From` URI of a raw message (`"A" <sip:1001@pbx>;tag=x` → `1001`).
 pub fn from_user(raw: &[u8]) -> Option<&str> {
-    let value = head_header(raw, "from", "f")?;
-    let uri = sipcheck_core::sip::msg::contact_uri(value);
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("sips:"))?;
-    let (user, _) = rest.split_once('@')?;
-    Some(user.split(';').next().unwrap_or(user))
+    user_part(head_header(raw, "from", "f")?)
 }
 
 /// The `branch` of the first Via of a raw message.

@@ -129,14 +129,7 @@ impl Client {
                     let now = Instant::now();
                     match incoming? {
                         Incoming::Message { message, from } => {
-                            crate::drive::trace::message(
-                                Direction::Received,
-                                self.transport.local_addr(),
-                                from,
-                                self.transport.kind().via_token(),
-                                message.raw(),
-                                false,
-                            );
+                            crate::drive::trace::on_socket(&self.transport, Direction::Received, from, message.raw(), false);
                             self.ladder.record(now, Direction::Received, from, message.raw(), false);
                             self.layer.handle_message(now, *message, reliable, from);
                         }
@@ -170,11 +163,10 @@ impl Client {
                 &transmit.bytes,
                 transmit.kind.is_retransmission(),
             );
-            crate::drive::trace::message(
+            crate::drive::trace::on_socket(
+                &self.transport,
                 Direction::Sent,
-                self.transport.local_addr(),
                 transmit.destination,
-                self.transport.kind().via_token(),
                 &transmit.bytes,
                 transmit.kind.is_retransmission(),
             );

@@ -462,6 +462,47 @@ fn header_params(value: &str) -> Option<&str> {
     None
 }
 
+/// The value of the first header of a raw message's head named `long` or `compact`
+/// (case-insensitive), found without a full parse (the first 8 KiB; the start line is no
+/// header).
+#[must_use]
+pub fn head_header<'a>(raw: &'a [u8], long: &str, compact: &str) -> Option<&'a str> {
+    let head = &raw[..raw.len().min(8192)];
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None; // the end of the head
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(long.as_bytes())
+            || name.eq_ignore_ascii_case(compact.as_bytes())
+        {
+            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
+        }
+    }
+    None
+}
+
+/// The Call-ID of a raw message, found without a full parse ([`head_header`]).
+#[must_use]
+pub fn call_id_of(raw: &[u8]) -> Option<&str> {
+    head_header(raw, "call-id", "i")
+}
+
+/// The user part of a SIP URI or name-addr (`"Bob" <sip:2001@pbx>;tag=1` → `2001`).
+#[must_use]
+pub fn user_part(value: &str) -> Option<&str> {
+    let uri = contact_uri(value);
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user))
+}
+
 /// The URI inside a Contact/Route value: between `<` and `>` when present, else up to `;`.
 pub fn contact_uri(value: &str) -> &str {
     let value = value.trim();

@@ -29,7 +29,7 @@ use crate::media::session::MediaReport;
 use crate::scenario::model::{Account, Located, Step};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::auth::Credentials;
-use crate::sip::msg::Message;
+use crate::sip::msg::{call_id_of, user_part, Message};
 use crate::sip::transaction::{TransactionEvent, Transmit, TxId};
 use crate::sip::uri::NextHop;
 use crate::stats::ladder::{Direction, RawLadder};
@@ -947,35 +947,4 @@ impl Agent<SocketAddr> {
     pub fn record_ladders(&mut self) {
         self.ladder_peer = Some(|peer| *peer);
     }
-}
-
-/// The Call-ID of a raw message, found without a full parse: the first `Call-ID` (or `i`)
-/// header line of its head.
-fn call_id_of(raw: &[u8]) -> Option<&str> {
-    let head = &raw[..raw.len().min(4096)];
-    for line in head.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return None;
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
-            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
-        }
-    }
-    None
-}
-
-/// The user part of a SIP URI or name-addr (`"Bob" <sip:2001@pbx>;tag=1` → `2001`).
-#[must_use]
-pub fn user_part(value: &str) -> Option<&str> {
-    let uri = crate::sip::msg::contact_uri(value);
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("sips:"))?;
-    let (user, _) = rest.split_once('@')?;
-    Some(user.split(';').next().unwrap_or(user))
 }
