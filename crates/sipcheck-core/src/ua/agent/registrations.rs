@@ -46,6 +46,8 @@ struct Life<D> {
     gated: bool,
     /// Its first registration has an outcome.
     first_done: bool,
+    /// Its life is over (counted once).
+    closed: bool,
 }
 
 /// The registrations of an agent.
@@ -57,6 +59,10 @@ pub(super) struct Registrations<D> {
     /// Lives waiting for a turn, in order.
     queue: VecDeque<(usize, Turn)>,
     turns_taken: usize,
+    /// Lives whose first registration has no outcome yet.
+    registering: usize,
+    /// Lives not over yet.
+    open: usize,
     /// Every life was told to unregister.
     stopping: bool,
     events: VecDeque<(String, RegistrationEvent)>,
@@ -70,6 +76,8 @@ impl<D> Default for Registrations<D> {
             timers: BTreeSet::new(),
             queue: VecDeque::new(),
             turns_taken: 0,
+            registering: 0,
+            open: 0,
             stopping: false,
             events: VecDeque::new(),
         }
@@ -122,7 +130,10 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             armed: None,
             gated: false,
             first_done: false,
+            closed: false,
         });
+        self.regs.registering += 1;
+        self.regs.open += 1;
         self.regs.queue.push_back((index, Turn::Register));
         self.admit(now);
         self.drive(now);
@@ -131,7 +142,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     /// Whether a first registration has no outcome yet (the load waits for them).
     #[must_use]
     pub fn registering(&self) -> bool {
-        self.regs.lives.iter().any(|l| !l.first_done)
+        self.regs.registering > 0
     }
 
     /// Remove every binding (the load is over): each registration unregisters once its
@@ -161,7 +172,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     /// Whether every registration has ended (unregistered, or never registered).
     #[must_use]
     pub fn unregistered(&self) -> bool {
-        self.regs.lives.iter().all(|l| l.lifecycle.is_closed())
+        self.regs.open == 0
     }
 
     /// Requests of our own to `destination` (of user agent `ua` only, when each user agent
@@ -313,8 +324,13 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             );
             self.regs.events.push_back((life.user.clone(), event));
         }
-        if first || life.lifecycle.is_closed() {
+        if (first || life.lifecycle.is_closed()) && !life.first_done {
             life.first_done = true;
+            self.regs.registering -= 1;
+        }
+        if life.lifecycle.is_closed() && !life.closed {
+            life.closed = true;
+            self.regs.open -= 1;
         }
         let deadline = life.lifecycle.poll_timeout();
         if deadline != life.armed {
