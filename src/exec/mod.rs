@@ -1,6 +1,10 @@
 //! The scenario executor: binds each role's transport, registers its user agents, starts
 //! calls on the load plan's schedule through each role's agent ([`crate::drive::role`]), and winds
-//! everything down — on time or on Ctrl-C — with every UA unregistered.
+//! everything down — on time or on Ctrl-C — with every UA unregistered. The load's two shapes
+//! are `open` (calls on a schedule) and `closed` (a number of calls kept up).
+
+mod closed;
+mod open;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::g711::Codec;
 use sipcheck_core::scenario::model::{
-    Account, Connections, Load, Role as Role_, Route, Scenario, Step,
+    Account, Connections, Load, Role as ScenarioRole, Route, Scenario, Step,
 };
 use sipcheck_core::scenario::plan::LoadPlan;
 use sipcheck_core::sip::transport::Transport;
@@ -224,29 +228,8 @@ pub async fn execute(
     }
 
     // The load: callers start calls on the plan's schedule.
-    let callers_roles: Vec<&(&Role_, mpsc::UnboundedSender<RoleCommand>)> =
+    let callers_roles: Vec<&(&ScenarioRole, mpsc::UnboundedSender<RoleCommand>)> =
         roles.iter().filter(|(r, _)| r.calls()).collect();
-    let load_start = Instant::now();
-    let mut index: u64 = 0;
-    let start_call = |index: u64, offset: Duration| {
-        let (role, commands) = callers_roles[(index as usize) % callers_roles.len()];
-        let n = (index / callers_roles.len() as u64) as usize;
-        let account = role.accounts[n % role.accounts.len()].clone();
-        let peer = peer_account(&scenario, role, n);
-        let _ = events.send(RunEvent::CallStarted {
-            role: role.name.clone(),
-        });
-        callers.started();
-        let start = RoleCommand::Start {
-            account,
-            peer,
-            schedule: Schedule { load_start, offset },
-        };
-        if commands.send(start).is_err() {
-            // The role's task is gone (its transport failed): nothing will end the call.
-            callers.ended_one_unstarted();
-        }
-    };
     if callers_roles.is_empty() {
         // No callers: serve incoming calls until stopped or the load's time is up.
         let limit = load_end(&scenario.load).unwrap_or(Duration::from_secs(365 * 24 * 3600));
@@ -255,45 +238,17 @@ pub async fn execute(
             _ = tokio::time::sleep(limit) => {}
         }
     } else if !*stop_load.borrow() {
+        let mut starter = Starter {
+            scenario: &scenario,
+            roles: callers_roles,
+            callers: &callers,
+            events: &events,
+            load_start: Instant::now(),
+            started: 0,
+        };
         match LoadPlan::compile(&scenario.load) {
-            LoadPlan::Open(mut plan) => {
-                let cap = plan.max_concurrent().map(|c| c as usize);
-                while let Some(offset) = plan.next_start() {
-                    // A start already due goes at once: a timer per call would cost a turn
-                    // of the runtime (and an epoll wake-up) per call at high rates.
-                    let at = load_start + offset;
-                    if at > Instant::now() {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(at.into()) => {}
-                            _ = stop_load.wait_for(|s| *s) => break,
-                        }
-                    } else if *stop_load.borrow() {
-                        break;
-                    }
-                    if cap.is_some_and(|c| callers.live() >= c) {
-                        let _ = events.send(RunEvent::NotStarted);
-                        continue;
-                    }
-                    start_call(index, offset);
-                    index += 1;
-                }
-            }
-            LoadPlan::Closed(plan) => loop {
-                let t = load_start.elapsed();
-                if *stop_load.borrow() || !plan.may_start(index, t) {
-                    break;
-                }
-                if callers.live() < plan.target_at(t) as usize {
-                    start_call(index, t);
-                    index += 1;
-                    continue;
-                }
-                tokio::select! {
-                    () = callers.ended() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                    _ = stop_load.wait_for(|s| *s) => break,
-                }
-            },
+            LoadPlan::Open(plan) => open::drive(plan, &mut starter, &mut stop_load).await,
+            LoadPlan::Closed(plan) => closed::drive(&plan, &mut starter, &mut stop_load).await,
         }
     }
     // Every caller's call ends (on Ctrl-C too: each winds down by itself).
@@ -332,8 +287,54 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// What starts the load's calls, shared in turn among the caller roles: the n-th call of a
+/// role with its n-th account, to its peer role's n-th account.
+pub(crate) struct Starter<'a> {
+    scenario: &'a Scenario,
+    roles: Vec<&'a (&'a ScenarioRole, mpsc::UnboundedSender<RoleCommand>)>,
+    callers: &'a Callers,
+    events: &'a mpsc::UnboundedSender<RunEvent>,
+    /// When the load started: the plan's offsets count from here.
+    load_start: Instant,
+    /// Calls started so far.
+    started: u64,
+}
+
+impl Starter<'_> {
+    /// Start the next call, due `offset` after the load's start.
+    fn start(&mut self, offset: Duration) {
+        let index = self.started;
+        self.started += 1;
+        let (role, commands) = self.roles[(index as usize) % self.roles.len()];
+        let n = (index / self.roles.len() as u64) as usize;
+        let account = role.accounts[n % role.accounts.len()].clone();
+        let peer = peer_account(self.scenario, role, n);
+        let _ = self.events.send(RunEvent::CallStarted {
+            role: role.name.clone(),
+        });
+        self.callers.started();
+        let start = RoleCommand::Start {
+            account,
+            peer,
+            schedule: Schedule {
+                load_start: self.load_start,
+                offset,
+            },
+        };
+        if commands.send(start).is_err() {
+            // The role's task is gone (its transport failed): nothing will end the call.
+            self.callers.ended_one_unstarted();
+        }
+    }
+
+    /// A call due by the plan was not started: the concurrency cap was reached.
+    fn not_started(&self) {
+        let _ = self.events.send(RunEvent::NotStarted);
+    }
+}
+
 /// The paired callee for the n-th call of a caller role.
-fn peer_account(scenario: &Scenario, caller: &Role_, n: usize) -> Option<Account> {
+fn peer_account(scenario: &Scenario, caller: &ScenarioRole, n: usize) -> Option<Account> {
     let peer_role = caller.steps.iter().find_map(|s| match &s.value {
         Step::Call(c) => c.peer.clone(),
         _ => None,
