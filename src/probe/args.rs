@@ -1,5 +1,5 @@
-//! Command-line options of the probes, read by clap straight into the values the probes use:
-//! the options every probe shares ([`NetArgs`]) and the parsers of their values.
+//! Command-line options of the probes and of `answer`, read by clap straight into the values
+//! they use: the options every probe shares ([`NetArgs`]) and the parsers of their values.
 
 use std::net::SocketAddr;
 use std::time::Duration;
