@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::dtmf::Digit;
@@ -16,7 +17,7 @@ use sipcheck_core::sdp::{Direction, LocalMedia, Negotiated};
 use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::build::reason_phrase;
 use sipcheck_core::sip::msg::BytesStr;
-use sipcheck_core::sip::transaction::TimerConfig;
+use sipcheck_core::sip::transaction::{TimerConfig, DEFAULT_MAX_SERVER_TRANSACTIONS};
 use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::host_literal;
 use sipcheck_core::stats::outcome::Side;
@@ -33,50 +34,88 @@ use crate::drive::media::{Finished, MediaHandle, PortRange};
 use crate::drive::registration;
 use crate::drive::sip::UaDriver;
 use crate::drive::transport::{self, SipSocket, UdpTransport};
+use crate::probe::args::{parse_duration, parse_max_transactions, parse_server, parse_t1};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::{host_of, register_step};
 use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
 
-/// How the responder behaves.
-#[derive(Debug, Clone)]
+/// How the responder behaves: the options of `sipcheck answer`, read by clap (each field's doc
+/// is its help text, as printed: `HOST[:PORT]` is no link).
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(Debug, Clone, Args)]
 pub struct AnswerArgs {
-    /// Local SIP address to listen on (UDP).
+    /// Local address to listen on for SIP over UDP.
+    #[arg(long, default_value = "127.0.0.1:5060", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
-    /// Register here first (and keep the registration fresh).
+    /// Register at this server first (and keep the registration fresh), HOST[:PORT].
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
     pub server: Option<String>,
-    /// User to register as (and digest username).
+    /// User to register as (digest username).
+    #[arg(long, env = "SIP_USER")]
     pub user: Option<String>,
-    /// Password (never printed).
+    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
+    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
     pub password: Option<Password>,
     /// Domain of the address of record (default: the server's host).
+    #[arg(long)]
     pub domain: Option<String>,
-    /// Registration lifetime.
+    /// Registration lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
     pub expires: u32,
-    /// Ring (180) this long before answering.
+    /// Ring (180 Ringing) this long before answering.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub ring: Duration,
-    /// Reject every call with this code instead of answering.
+    /// Reject every call with this status code instead of answering (e.g. 486, 603).
+    #[arg(long, value_name = "CODE")]
     pub reject: Option<u16>,
-    /// Hang up this long after answering (else wait for the caller's BYE).
+    /// Hang up this long after answering (default: wait for the caller's BYE).
+    #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Calls at once; more are answered 486 Busy Here.
-    pub max_calls: usize,
-    /// Server transactions alive at once; more requests are answered 503 (stateless).
+    #[arg(long = "max-calls", value_name = "MAX_CALLS", default_value_t = 100)]
+    pub max_calls_flag: usize,
+    /// Server transactions alive at once (each held until its Timer J or K ends): beyond it
+    /// a request is answered statelessly 503 Service Unavailable with Retry-After, so a
+    /// flood of stray requests cannot grow memory without bound.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SERVER_TRANSACTIONS, value_parser = parse_max_transactions)]
     pub max_transactions: usize,
-    /// Stop after this many calls have ended.
+    /// Exit after this many calls have ended.
+    #[arg(long, value_name = "N")]
     pub calls: Option<u64>,
-    /// Media options.
+    #[command(flatten)]
     pub audio: AudioArgs,
-    /// Local RTP ports.
-    pub rtp_ports: (u16, u16),
-    /// RFC 3261 timers.
-    pub timers: TimerConfig,
-    /// Print one JSON object per call (and the totals) instead of text.
+    /// RFC 3261 T1; Timer B/F/H fire at 64*T1.
+    #[arg(long, default_value = "500ms", value_parser = parse_t1)]
+    pub t1: Duration,
+    /// Print one JSON object per call and the totals instead of text.
+    #[arg(long)]
     pub json: bool,
-    /// Print only the calls that failed.
+    /// Print only the calls that failed (and the totals): for load, where a line per call
+    /// costs more than the call.
+    #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Answer every offer `a=inactive`, without an RTP socket.
+    /// Answer every offer `a=inactive` and open no RTP socket: signaling-only load, as SIPp's
+    /// uas (no audio is sent, checked or recorded).
+    #[arg(long, conflicts_with_all = ["play_tone", "play_wav", "expect_tone", "send_dtmf", "expect_dtmf", "record"])]
     pub no_rtp: bool,
+}
+
+impl AnswerArgs {
+    /// Calls at once: `--max-calls`, at least 1.
+    #[must_use]
+    pub fn max_calls(&self) -> usize {
+        self.max_calls_flag.max(1)
+    }
+
+    /// The SIP timers: `--t1`, the others at their defaults.
+    #[must_use]
+    pub fn timers(&self) -> TimerConfig {
+        TimerConfig {
+            t1: self.t1,
+            ..TimerConfig::default()
+        }
+    }
 }
 
 /// One finished call.
@@ -239,7 +278,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         routes: Vec::new(),
     };
     let mut config = EndpointConfig::new(local.clone());
-    config.timers = args.timers;
+    config.timers = args.timers();
     // Every incoming INVITE is answered, rung or rejected as soon as it is seen, so the 100
     // Trying is left out (RFC 3261 §17.2.1): one datagram less per call, as SIPp's uas.
     config.trying = false;
@@ -250,13 +289,13 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     let seed = os_seed();
     let mut driver = UaDriver::new(transport, Endpoint::new(config, IdGen::new(seed)), false);
     let mut ids = IdGen::new(seed ^ 0x5eed);
-    let ports = PortRange::new(args.rtp_ports.0, args.rtp_ports.1);
+    let ports = args.audio.port_range();
     let mut totals = Totals {
         kind: "totals",
         ..Totals::default()
     };
     let mut admission: Admission<CallId, std::net::IpAddr> =
-        Admission::new(Limits::for_calls(args.max_calls));
+        Admission::new(Limits::for_calls(args.max_calls()));
     let mut timers: BTreeSet<(Instant, CallId)> = BTreeSet::new();
     // The calls whose timers are due, kept for reuse from one wake-up to the next.
     let mut due: Vec<CallId> = Vec::new();
@@ -328,7 +367,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         if args.calls.is_some_and(|n| ended >= n) && active.is_empty() && finishing.is_empty() {
             // Stay a little to answer retransmissions of the last BYE (its 200 may have been
             // lost): until no transaction is left, at most 4·T1 (two retransmissions).
-            let until = Instant::now() + args.timers.t1 * 4;
+            let until = Instant::now() + args.t1 * 4;
             while !driver.endpoint().transactions().is_empty() && Instant::now() < until {
                 tokio::select! {
                     _ = driver.next_event() => {}
@@ -378,13 +417,13 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                             None => Some(Refused::ShuttingDown),
                             Some(Admit::Busy) => {
                                 totals.busy += 1;
-                                Some(Refused::Busy { max_calls: args.max_calls })
+                                Some(Refused::Busy { max_calls: args.max_calls() })
                             }
                             Some(Admit::SourceLimit) => {
                                 totals.source_limited += 1;
                                 Some(Refused::SourceLimited {
                                     source: source.ip(),
-                                    per_source: Limits::for_calls(args.max_calls).per_source,
+                                    per_source: Limits::for_calls(args.max_calls()).per_source,
                                 })
                             }
                             Some(Admit::Accept { .. }) => None,

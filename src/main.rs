@@ -3,24 +3,14 @@
 mod logging;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use sipcheck::exit::Exit;
 use std::path::PathBuf;
 
-use sipcheck::probe::args::{
-    parse_duration, parse_max_transactions, parse_server, parse_t1, NetArgs,
-};
-use sipcheck::probe::audio::{AudioArgs, ToneSpec};
 use sipcheck::probe::{self, ProbeError, Verdict};
 use sipcheck::terminal::{escape_controls, TerminalWriter};
-use sipcheck_core::media::g711::Codec;
-use sipcheck_core::sip::auth::Password;
-use sipcheck_core::sip::transaction::{TimerConfig, DEFAULT_MAX_SERVER_TRANSACTIONS};
 
 const OPTIONS_HELP: &str = "\
 Examples:
@@ -135,10 +125,10 @@ enum Command {
     Register(probe::register::RegisterArgs),
     /// Place one call with real audio: play and expect tones or DTMF, then PASS or FAIL.
     #[command(after_help = CALL_HELP)]
-    Call(Box<CallCmd>),
+    Call(Box<probe::call::CallArgs>),
     /// Answer calls: ring, answer, play and verify audio, hang up; a line per call.
     #[command(after_help = ANSWER_HELP)]
-    Answer(Box<AnswerCmd>),
+    Answer(Box<sipcheck::answer::AnswerArgs>),
     /// Check a scenario file without running it: every error, as file:line:col.
     #[command(after_help = VALIDATE_HELP)]
     Validate(ValidateCmd),
@@ -169,201 +159,6 @@ struct ValidateCmd {
     /// Override a value, e.g. --set load.rate=50/s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-}
-
-/// `--codec`: read by [`Codec`]'s `FromStr`, spelt in lower case on the command line.
-fn codec_parser() -> impl TypedValueParser<Value = Codec> {
-    PossibleValuesParser::new(["pcmu", "pcma"]).try_map(|s| s.parse::<Codec>())
-}
-
-/// Media options shared by `call` and `answer`.
-#[derive(Debug, Args)]
-struct AudioOpts {
-    /// Play a tone for the whole call: HZ or HZ+HZ (dual tone), e.g. 440 or 350+440.
-    #[arg(long, value_name = "HZ[+HZ]")]
-    play_tone: Option<ToneSpec>,
-    /// Play a WAV file (any rate, mono or stereo, 8/16/24/32-bit or float), then silence.
-    #[arg(long, value_name = "FILE", conflicts_with = "play_tone")]
-    play_wav: Option<PathBuf>,
-    /// Level of the played tone in dBFS (per component).
-    #[arg(long, default_value_t = -12.0, allow_hyphen_values = true, value_parser = parse_level)]
-    level: f64,
-    /// Fail unless this tone is heard: HZ or HZ+HZ.
-    #[arg(long, value_name = "HZ[+HZ]")]
-    expect_tone: Option<ToneSpec>,
-    /// Send these DTMF digits (RFC 4733) 0.5 s after the answer.
-    #[arg(long, value_name = "DIGITS")]
-    send_dtmf: Option<String>,
-    /// Fail unless exactly these DTMF digits (RFC 4733) are received.
-    #[arg(long, value_name = "DIGITS")]
-    expect_dtmf: Option<String>,
-    /// Write the received audio to a WAV file (8 kHz mono).
-    #[arg(long, value_name = "FILE.wav")]
-    record: Option<PathBuf>,
-    /// Codec to offer/accept (repeat for several, in order of preference).
-    #[arg(long = "codec", value_parser = codec_parser(), default_values = ["pcmu", "pcma"])]
-    codecs: Vec<Codec>,
-    /// Do not fail a call that received no RTP at all.
-    #[arg(long)]
-    no_media_ok: bool,
-    /// Fail a call whose incoming RTP stops for longer than this.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
-    rtp_timeout: Duration,
-    /// Local RTP port range.
-    #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
-    rtp_ports: (u16, u16),
-}
-
-impl AudioOpts {
-    fn args(&self) -> AudioArgs {
-        AudioArgs {
-            play_tone: self.play_tone,
-            play_wav: self.play_wav.clone(),
-            level_dbfs: self.level,
-            expect_tone: self.expect_tone,
-            send_dtmf: self.send_dtmf.clone(),
-            expect_dtmf: self.expect_dtmf.clone(),
-            record: self.record.clone(),
-            codecs: self.codecs.clone(),
-            no_media_ok: self.no_media_ok,
-            rtp_timeout: self.rtp_timeout,
-        }
-    }
-}
-
-/// A tone level in dBFS: a number, at most 0 (full scale).
-fn parse_level(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(l) if l.is_finite() && l <= 0.0 => Ok(l),
-        Ok(l) if l.is_finite() => Err(format!(
-            "'{s}' is above full scale: a level is in dBFS, at most 0 (e.g. -12)"
-        )),
-        _ => Err(format!(
-            "'{s}' is not a level in dBFS (a number at most 0, e.g. -12)"
-        )),
-    }
-}
-
-fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or_else(|| format!("'{s}' is not a port range (FIRST-LAST, e.g. 20000-29999)"))?;
-    let a: u16 = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{a}' is not a port"))?;
-    let b: u16 = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{b}' is not a port"))?;
-    if a == 0 || b < a {
-        return Err(format!("'{s}' is not a port range (1 <= FIRST <= LAST)"));
-    }
-    Ok((a, b))
-}
-
-#[derive(Debug, Args)]
-struct CallCmd {
-    /// The SIP URI to call, e.g. sip:1002@pbx.example.com.
-    #[arg(env = "SIP_TARGET")]
-    uri: String,
-    /// Registrar/proxy to send the call through, HOST[:PORT] (default: the URI's host).
-    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
-    server: Option<String>,
-    /// Outbound proxy, HOST[:PORT]: requests go there with a pre-loaded Route.
-    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
-    proxy: Option<String>,
-    /// User name: From, REGISTER and digest username.
-    #[arg(long, env = "SIP_USER")]
-    user: Option<String>,
-    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
-    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
-    password: Option<Password>,
-    /// Domain of our address of record (default: the server's host).
-    #[arg(long)]
-    domain: Option<String>,
-    /// Register before calling (and unregister afterwards).
-    #[arg(long)]
-    register: bool,
-    /// Hang up (BYE) this long after the answer.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    duration: Duration,
-    /// CANCEL this long after the INVITE; the call then passes only if it ends with 487.
-    #[arg(long, value_parser = parse_duration)]
-    cancel_after: Option<Duration>,
-    /// CANCEL (and fail) if not answered within this time.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    answer_timeout: Duration,
-    /// Put the far end on hold (re-INVITE with a=sendonly) this long after the answer; the
-    /// hold and the resume must each be answered 2xx.
-    #[arg(long, value_parser = parse_duration)]
-    hold_after: Option<Duration>,
-    /// Resume (re-INVITE with a=sendrecv) this long after the hold; --expect-tone is then
-    /// checked again after the resume.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, requires = "hold_after")]
-    hold_for: Duration,
-    #[command(flatten)]
-    audio: AudioOpts,
-    #[command(flatten)]
-    net: NetArgs,
-}
-
-#[derive(Debug, Args)]
-struct AnswerCmd {
-    /// Local address to listen on for SIP over UDP.
-    #[arg(long, default_value = "127.0.0.1:5060", value_name = "ADDR:PORT")]
-    listen: SocketAddr,
-    /// Register at this server first (and keep the registration fresh), HOST[:PORT].
-    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
-    server: Option<String>,
-    /// User to register as (digest username).
-    #[arg(long, env = "SIP_USER")]
-    user: Option<String>,
-    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
-    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
-    password: Option<Password>,
-    /// Domain of the address of record (default: the server's host).
-    #[arg(long)]
-    domain: Option<String>,
-    /// Registration lifetime in seconds.
-    #[arg(long, default_value_t = 300)]
-    expires: u32,
-    /// Ring (180 Ringing) this long before answering.
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
-    ring: Duration,
-    /// Reject every call with this status code instead of answering (e.g. 486, 603).
-    #[arg(long, value_name = "CODE")]
-    reject: Option<u16>,
-    /// Hang up this long after answering (default: wait for the caller's BYE).
-    #[arg(long, value_parser = parse_duration)]
-    duration: Option<Duration>,
-    /// Calls at once; more are answered 486 Busy Here.
-    #[arg(long, default_value_t = 100)]
-    max_calls: usize,
-    /// Server transactions alive at once (each held until its Timer J or K ends): beyond it
-    /// a request is answered statelessly 503 Service Unavailable with Retry-After, so a
-    /// flood of stray requests cannot grow memory without bound.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SERVER_TRANSACTIONS, value_parser = parse_max_transactions)]
-    max_transactions: usize,
-    /// Exit after this many calls have ended.
-    #[arg(long, value_name = "N")]
-    calls: Option<u64>,
-    #[command(flatten)]
-    audio: AudioOpts,
-    /// RFC 3261 T1; Timer B/F/H fire at 64*T1.
-    #[arg(long, default_value = "500ms", value_parser = parse_t1)]
-    t1: Duration,
-    /// Print one JSON object per call and the totals instead of text.
-    #[arg(long)]
-    json: bool,
-    /// Print only the calls that failed (and the totals): for load, where a line per call
-    /// costs more than the call.
-    #[arg(long, short = 'q')]
-    quiet: bool,
-    /// Answer every offer `a=inactive` and open no RTP socket: signaling-only load, as SIPp's
-    /// uas (no audio is sent, checked or recorded).
-    #[arg(long, conflicts_with_all = ["play_tone", "play_wav", "expect_tone", "send_dtmf", "expect_dtmf", "record"])]
-    no_rtp: bool,
 }
 
 fn main() -> ExitCode {
@@ -412,58 +207,19 @@ async fn run(command: Command) -> Exit {
                 &mut stdout,
             )
         }
-        Command::Call(cmd) => {
-            let args = probe::call::CallArgs {
-                target: cmd.uri.clone(),
-                server: cmd.server.clone(),
-                proxy: cmd.proxy.clone(),
-                user: cmd.user.clone(),
-                password: cmd.password.clone(),
-                domain: cmd.domain.clone(),
-                register: cmd.register,
-                duration: cmd.duration,
-                cancel_after: cmd.cancel_after,
-                answer_timeout: cmd.answer_timeout,
-                hold_after: cmd.hold_after,
-                hold_for: cmd.hold_for,
-                audio: cmd.audio.args(),
-                rtp_ports: cmd.audio.rtp_ports,
-            };
-            let result = probe::call::run(&args, &cmd.net.network(), cmd.net.timers()).await;
+        Command::Call(args) => {
+            let result = probe::call::run(&args).await;
             finish(
                 result,
-                cmd.net.json,
+                args.net.json,
                 |r| r.verdict,
                 |r, out| r.write_text(out),
                 &mut stdout,
             )
         }
-        Command::Answer(cmd) => {
-            let args = sipcheck::answer::AnswerArgs {
-                listen: cmd.listen,
-                server: cmd.server.clone(),
-                user: cmd.user.clone(),
-                password: cmd.password.clone(),
-                domain: cmd.domain.clone(),
-                expires: cmd.expires,
-                ring: cmd.ring,
-                reject: cmd.reject,
-                duration: cmd.duration,
-                max_calls: cmd.max_calls.max(1),
-                max_transactions: cmd.max_transactions,
-                calls: cmd.calls,
-                audio: cmd.audio.args(),
-                rtp_ports: cmd.audio.rtp_ports,
-                timers: TimerConfig {
-                    t1: cmd.t1,
-                    ..TimerConfig::default()
-                },
-                json: cmd.json,
-                quiet: cmd.quiet,
-                no_rtp: cmd.no_rtp,
-            };
+        Command::Answer(args) => {
             // JSON escapes its own strings; text is escaped for the terminal.
-            let mut out: Box<dyn Write> = if cmd.json {
+            let mut out: Box<dyn Write> = if args.json {
                 Box::new(&mut stdout)
             } else {
                 Box::new(TerminalWriter::new(&mut stdout))
@@ -471,7 +227,7 @@ async fn run(command: Command) -> Exit {
             let result = sipcheck::answer::run(&args, &mut out).await;
             match result {
                 Ok(mut totals) => {
-                    let _ = totals.write(cmd.json, &mut out);
+                    let _ = totals.write(args.json, &mut out);
                     let _ = out.flush();
                     Exit::from(totals.verdict())
                 }
@@ -588,36 +344,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_of_t1_level_and_server_ports() {
-        assert_eq!(parse_t1("1ms"), Ok(Duration::from_millis(1)));
-        assert!(parse_t1("0ms").is_err());
-        assert_eq!(parse_level("0"), Ok(0.0));
-        assert_eq!(parse_level("-12.5"), Ok(-12.5));
-        for bad in ["0.1", "100", "NaN", "-inf", "loud"] {
-            assert!(parse_level(bad).is_err(), "{bad}");
-        }
-        for good in [
-            "pbx",
-            "pbx:5060",
-            "127.0.0.1:1",
-            "[::1]:5060",
-            "::1",
-            "[::1]",
-        ] {
-            assert_eq!(parse_server(good).as_deref(), Ok(good));
-        }
-        for bad in ["pbx:0", "127.0.0.1:0", "[::1]:0"] {
-            assert!(parse_server(bad).is_err(), "{bad}");
-        }
-        for sips in ["sips:pbx", "SIPS:127.0.0.1:5061", " sips:[::1]"] {
-            let err = parse_server(sips).unwrap_err();
-            assert!(err.contains("sips: needs TLS"), "{err}");
-        }
-    }
-
-    #[test]
     fn options_are_read_into_the_core_codec_transport_and_password() {
         use clap::CommandFactory;
+        use sipcheck_core::media::g711::Codec;
         use sipcheck_core::sip::transport::Transport;
         Cli::command().debug_assert();
         let parse = |args: &[&str]| Cli::try_parse_from([&["sipcheck"], args].concat());
@@ -662,5 +391,69 @@ mod tests {
         assert_eq!(args.password.expose(), "s3cret");
         let shown = format!("{args:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    /// What `call` and `answer` derive from their flags: the network and timers of a call,
+    /// at least one call at once, T1 into the timers, and the RTP ports from the media options.
+    #[test]
+    fn call_and_answer_derive_their_settings_from_the_flags() {
+        use sipcheck_core::sip::transaction::TimerConfig;
+        use std::time::Duration;
+        let parse = |args: &[&str]| Cli::try_parse_from([&["sipcheck"], args].concat());
+
+        let cli = parse(&[
+            "call",
+            "sip:a@b",
+            "--t1",
+            "100ms",
+            "--t2",
+            "1s",
+            "--local",
+            "127.0.0.1:5999",
+            "--timeout",
+            "7s",
+            "--rtp-ports",
+            "4000-4010",
+        ])
+        .unwrap();
+        let Command::Call(args) = cli.command else {
+            panic!("not a call")
+        };
+        assert_eq!(args.target, "sip:a@b");
+        let timers = args.net.timers();
+        assert_eq!(
+            (timers.t1, timers.t2, timers.t4),
+            (
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+                Duration::from_secs(5)
+            )
+        );
+        let net = args.net.network();
+        assert_eq!(net.local, Some("127.0.0.1:5999".parse().unwrap()));
+        assert_eq!(net.timeout, Some(Duration::from_secs(7)));
+        assert_eq!(args.audio.rtp_ports, (4000, 4010));
+
+        let cli = parse(&["answer", "--max-calls", "0", "--t1", "250ms"]).unwrap();
+        let Command::Answer(args) = cli.command else {
+            panic!("not an answer")
+        };
+        assert_eq!(args.max_calls(), 1);
+        let timers = args.timers();
+        let default = TimerConfig::default();
+        assert_eq!(
+            (timers.t1, timers.t2, timers.t4),
+            (Duration::from_millis(250), default.t2, default.t4)
+        );
+        assert_eq!(args.audio.rtp_ports, (20000, 29999));
+        assert_eq!(args.audio.level_dbfs, -12.0);
+
+        let cli = parse(&["answer", "--max-calls", "7", "--rtp-ports", "5000-5001"]).unwrap();
+        let Command::Answer(args) = cli.command else {
+            panic!("not an answer")
+        };
+        assert_eq!(args.max_calls(), 7);
+        assert_eq!(args.timers().t1, default.t1);
+        assert_eq!(args.audio.rtp_ports, (5000, 5001));
     }
 }

@@ -1,11 +1,12 @@
-//! Command-line options of the probes, read by clap straight into the values the probes use:
-//! the options every probe shares ([`NetArgs`]) and the parsers of their values.
+//! Command-line options of the probes and of `answer`, read by clap straight into the values
+//! they use: the options every probe shares ([`NetArgs`]) and the parsers of their values.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
+use sipcheck_core::media::g711::Codec;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::transport::Transport;
 
@@ -14,6 +15,11 @@ use super::Network;
 /// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP and TCP.
 pub fn transport_parser() -> impl TypedValueParser<Value = Transport> {
     PossibleValuesParser::new(["udp", "tcp"]).try_map(|s| s.parse::<Transport>())
+}
+
+/// `--codec`: read by [`Codec`]'s `FromStr`, spelt in lower case on the command line.
+pub fn codec_parser() -> impl TypedValueParser<Value = Codec> {
+    PossibleValuesParser::new(["pcmu", "pcma"]).try_map(|s| s.parse::<Codec>())
 }
 
 /// Network and timer options shared by the probes.
@@ -132,5 +138,81 @@ pub fn parse_server(s: &str) -> Result<String, String> {
             "'{s}' names port 0; give a port from 1 to 65535 or none"
         )),
         Some(_) => Ok(s.to_string()),
+    }
+}
+
+/// A tone level in dBFS: a number, at most 0 (full scale).
+///
+/// # Errors
+/// A text that is no finite number, or one above 0.
+pub fn parse_level(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(l) if l.is_finite() && l <= 0.0 => Ok(l),
+        Ok(l) if l.is_finite() => Err(format!(
+            "'{s}' is above full scale: a level is in dBFS, at most 0 (e.g. -12)"
+        )),
+        _ => Err(format!(
+            "'{s}' is not a level in dBFS (a number at most 0, e.g. -12)"
+        )),
+    }
+}
+
+/// A range of local ports, `FIRST-LAST` (both included).
+///
+/// # Errors
+/// A text that is no such range, a port of 0, or a last port below the first.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not a port range (FIRST-LAST, e.g. 20000-29999)"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{a}' is not a port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{b}' is not a port"))?;
+    if a == 0 || b < a {
+        return Err(format!("'{s}' is not a port range (1 <= FIRST <= LAST)"));
+    }
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_of_t1_level_ports_and_servers() {
+        assert_eq!(parse_t1("1ms"), Ok(Duration::from_millis(1)));
+        assert!(parse_t1("0ms").is_err());
+        assert_eq!(parse_level("0"), Ok(0.0));
+        assert_eq!(parse_level("-12.5"), Ok(-12.5));
+        for bad in ["0.1", "100", "NaN", "-inf", "loud"] {
+            assert!(parse_level(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_port_range("20000-29999"), Ok((20000, 29999)));
+        assert_eq!(parse_port_range("5000-5000"), Ok((5000, 5000)));
+        for bad in ["20000", "0-10", "10-9", "1-65536", "a-b"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "pbx",
+            "pbx:5060",
+            "127.0.0.1:1",
+            "[::1]:5060",
+            "::1",
+            "[::1]",
+        ] {
+            assert_eq!(parse_server(good).as_deref(), Ok(good));
+        }
+        for bad in ["pbx:0", "127.0.0.1:0", "[::1]:0"] {
+            assert!(parse_server(bad).is_err(), "{bad}");
+        }
+        for sips in ["sips:pbx", "SIPS:127.0.0.1:5061", " sips:[::1]"] {
+            let err = parse_server(sips).unwrap_err();
+            assert!(err.contains("sips: needs TLS"), "{err}");
+        }
     }
 }

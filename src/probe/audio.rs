@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::g711::Codec;
@@ -12,7 +13,9 @@ use sipcheck_core::media::tone::{Playlist, PlaylistItem, Tone, ToneQuery};
 use sipcheck_core::media::wav;
 use sipcheck_core::sdp::{Direction, LocalMedia, Negotiated};
 
+use super::args::{codec_parser, parse_duration, parse_level, parse_port_range};
 use super::ProbeError;
+use crate::drive::media::PortRange;
 
 /// A tone as typed on the command line: `440` or `350+440` (Hz).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,29 +78,43 @@ impl ToneSpec {
     }
 }
 
-/// The media options of a call.
-#[derive(Debug, Clone)]
+/// The media options of a call, shared by `sipcheck call` and `sipcheck answer`: read by clap
+/// (each field's doc is its help text, as printed).
+#[derive(Debug, Clone, Args)]
 pub struct AudioArgs {
-    /// Play this tone (looping) for the whole call.
+    /// Play a tone for the whole call: HZ or HZ+HZ (dual tone), e.g. 440 or 350+440.
+    #[arg(long, value_name = "HZ[+HZ]")]
     pub play_tone: Option<ToneSpec>,
-    /// Play this WAV file (once, then silence).
+    /// Play a WAV file (any rate, mono or stereo, 8/16/24/32-bit or float), then silence.
+    #[arg(long, value_name = "FILE", conflicts_with = "play_tone")]
     pub play_wav: Option<PathBuf>,
-    /// Level of the played tone, dBFS per component.
+    /// Level of the played tone in dBFS (per component).
+    #[arg(long = "level", value_name = "LEVEL", default_value_t = -12.0, allow_hyphen_values = true, value_parser = parse_level)]
     pub level_dbfs: f64,
-    /// Expect this tone in the received audio.
+    /// Fail unless this tone is heard: HZ or HZ+HZ.
+    #[arg(long, value_name = "HZ[+HZ]")]
     pub expect_tone: Option<ToneSpec>,
-    /// Send these DTMF digits (RFC 4733) once the call is up.
+    /// Send these DTMF digits (RFC 4733) 0.5 s after the answer.
+    #[arg(long, value_name = "DIGITS")]
     pub send_dtmf: Option<String>,
-    /// Expect exactly these DTMF digits (RFC 4733) from the far end.
+    /// Fail unless exactly these DTMF digits (RFC 4733) are received.
+    #[arg(long, value_name = "DIGITS")]
     pub expect_dtmf: Option<String>,
-    /// Write the received audio to this WAV file.
+    /// Write the received audio to a WAV file (8 kHz mono).
+    #[arg(long, value_name = "FILE.wav")]
     pub record: Option<PathBuf>,
-    /// Codecs to offer or accept, in order of preference.
+    /// Codec to offer/accept (repeat for several, in order of preference).
+    #[arg(long = "codec", value_parser = codec_parser(), default_values = ["pcmu", "pcma"])]
     pub codecs: Vec<Codec>,
     /// Do not fail a call that received no RTP at all.
+    #[arg(long)]
     pub no_media_ok: bool,
-    /// Fail a call whose RTP stopped for longer than this.
+    /// Fail a call whose incoming RTP stops for longer than this.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub rtp_timeout: Duration,
+    /// Local RTP port range.
+    #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
+    pub rtp_ports: (u16, u16),
 }
 
 /// The media options, checked and loaded (the WAV read and converted) before any SIP is sent.
@@ -109,6 +126,12 @@ pub struct PreparedAudio {
 }
 
 impl AudioArgs {
+    /// The local ports RTP is bound to.
+    #[must_use]
+    pub fn port_range(&self) -> PortRange {
+        PortRange::new(self.rtp_ports.0, self.rtp_ports.1)
+    }
+
     /// Check the options and load the WAV file; an error here is a usage error.
     pub fn prepare(&self) -> Result<PreparedAudio, ProbeError> {
         if self.play_tone.is_some() && self.play_wav.is_some() {
@@ -532,6 +555,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            rtp_ports: (20000, 29999),
         };
         let prepared = args.prepare().unwrap();
         let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
@@ -584,6 +608,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            rtp_ports: (20000, 29999),
         };
         let prepared = args.prepare().unwrap();
         let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
@@ -648,6 +673,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            rtp_ports: (20000, 29999),
         };
         let bad_dtmf = AudioArgs {
             send_dtmf: Some("12x".into()),

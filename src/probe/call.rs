@@ -4,10 +4,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde::Serialize;
 use sipcheck_core::media::intent::MediaIntent;
 use sipcheck_core::sip::auth::{Credentials, Password};
-use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::uri::{host_literal, uri_host, SipTarget};
 use sipcheck_core::ua::call::{
     CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall,
@@ -16,46 +16,63 @@ use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
 use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle, RegistrationEvent};
 use sipcheck_core::ua::script::{CallScript, CommandError, Placed, ProbeCall, ScriptCommand};
 
+use super::args::{parse_duration, parse_server, NetArgs};
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
 use crate::drive::clock::sleep_until;
-use crate::drive::media::{MediaHandle, PortRange};
+use crate::drive::media::MediaHandle;
 use crate::drive::registration;
 use crate::drive::sip::UaDriver;
 use sipcheck_core::stats::ladder::{format_rung, Rung};
 
-/// What to call and how.
-#[derive(Debug, Clone)]
+/// What to call and how: the options of `sipcheck call`, read by clap (each field's doc is its
+/// help text, as printed: `HOST[:PORT]` is no link).
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(Debug, Clone, Args)]
 pub struct CallArgs {
-    /// The SIP URI to call.
+    /// The SIP URI to call, e.g. sip:1002@pbx.example.com.
+    #[arg(env = "SIP_TARGET", value_name = "URI")]
     pub target: String,
-    /// Registrar/proxy `host[:port]` to send through (default: the target's host).
+    /// Registrar/proxy to send the call through, HOST[:PORT] (default: the URI's host).
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
     pub server: Option<String>,
-    /// Outbound proxy `host[:port]`: requests go there with a pre-loaded Route.
+    /// Outbound proxy, HOST[:PORT]: requests go there with a pre-loaded Route.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_server)]
     pub proxy: Option<String>,
-    /// User name for From, REGISTER and digest authentication.
+    /// User name: From, REGISTER and digest username.
+    #[arg(long, env = "SIP_USER")]
     pub user: Option<String>,
-    /// Password (never printed).
+    /// Password for digest authentication (prefer the SIP_PASSWORD environment variable).
+    #[arg(long, env = "SIP_PASSWORD", hide_env_values = true)]
     pub password: Option<Password>,
     /// Domain of our address of record (default: the server's host).
+    #[arg(long)]
     pub domain: Option<String>,
-    /// Register before calling (and unregister after).
+    /// Register before calling (and unregister afterwards).
+    #[arg(long)]
     pub register: bool,
-    /// Hang up this long after the answer.
+    /// Hang up (BYE) this long after the answer.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Cancel this long after the INVITE (the call is expected to end with 487).
+    /// CANCEL this long after the INVITE; the call then passes only if it ends with 487.
+    #[arg(long, value_parser = parse_duration)]
     pub cancel_after: Option<Duration>,
-    /// Give up (CANCEL) if not answered within this time.
+    /// CANCEL (and fail) if not answered within this time.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub answer_timeout: Duration,
-    /// Put the far end on hold (re-INVITE `a=sendonly`) this long after the answer.
+    /// Put the far end on hold (re-INVITE with a=sendonly) this long after the answer; the
+    /// hold and the resume must each be answered 2xx.
+    #[arg(long, value_parser = parse_duration)]
     pub hold_after: Option<Duration>,
-    /// Resume (re-INVITE `a=sendrecv`) this long after the hold.
+    /// Resume (re-INVITE with a=sendrecv) this long after the hold; --expect-tone is then
+    /// checked again after the resume.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, requires = "hold_after")]
     pub hold_for: Duration,
-    /// Media options.
+    #[command(flatten)]
     pub audio: AudioArgs,
-    /// Local RTP ports.
-    pub rtp_ports: (u16, u16),
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 /// SIP timings of the call, milliseconds.
@@ -130,11 +147,8 @@ pub(crate) fn host_of(server: &str) -> String {
 }
 
 /// Place the call and verify it.
-pub async fn run(
-    args: &CallArgs,
-    net: &Network,
-    timers: TimerConfig,
-) -> Result<CallReport, ProbeError> {
+pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
+    let (net, timers) = (&args.net.network(), args.net.timers());
     let target = SipTarget::parse(&args.target)?;
     let prepared = args.audio.prepare()?;
     if let Some(path) = prepared.record_path() {
@@ -161,7 +175,9 @@ pub async fn run(
             .map(|_| vec![format!("<sip:{peer};lr>")])
             .unwrap_or_default(),
     };
-    let rtp = PortRange::new(args.rtp_ports.0, args.rtp_ports.1)
+    let rtp = args
+        .audio
+        .port_range()
         .bind(local.addr.ip())
         .await
         .map_err(|e| ProbeError::Invalid(format!("cannot bind an RTP port: {e}")))?;
