@@ -1,8 +1,8 @@
 //! The driver of the core's registration [`Lifecycle`]: it carries each REGISTER through a
-//! client transaction (a probe's [`Client`](crate::probe::client::Client), a
-//! [`UaDriver`] or a scenario role's agent) and hands the outcome back with the wall clock's
-//! `now`. Every command that registers (`run`, `answer --server`, `call --register`,
-//! `register`) drives the same machine this way.
+//! client transaction (a probe's [`Client`](crate::probe::client::Client) or a [`UaDriver`])
+//! and hands the outcome back with the wall clock's `now`. `answer --server`,
+//! `call --register` and `register` drive the machine this way; a scenario role's
+//! registrations are kept by its agent in the core (`ua::agent`), the same machine inside.
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -19,7 +19,7 @@ use sipcheck_core::media::session::MediaSession;
 use sipcheck_core::media::tone::Playlist;
 use sipcheck_core::scenario::model::Account;
 use sipcheck_core::stats::ladder::Direction;
-use sipcheck_core::stats::outcome::{RegisterResult, Side};
+use sipcheck_core::stats::outcome::{CallResult, RegisterResult, Side};
 use sipcheck_core::ua::agent::{Agent, CallKey, MediaCommand, Schedule};
 use sipcheck_core::ua::registration::RegistrationEvent;
 use sipcheck_core::ua::renewal::Why;
@@ -28,7 +28,23 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::drive::media::{EventSink, Finished, MediaHandle, PortRange};
 use crate::drive::transport::{Incoming, SipSocket, TransportError};
-use crate::exec::RunEvent;
+
+/// What a run reports while it runs (its roles' calls and registrations, the executor's
+/// starts).
+#[derive(Debug)]
+pub enum RunEvent {
+    /// A caller started a call.
+    CallStarted {
+        /// The role.
+        role: String,
+    },
+    /// A call (one side of it) finished; its figures, once.
+    CallFinished(Box<CallResult>),
+    /// A registration (or unregistration) finished.
+    Registered(RegisterResult),
+    /// A call due by the plan was not started: the concurrency cap was reached.
+    NotStarted,
+}
 
 /// What the executor asks of a role.
 pub(crate) enum RoleCommand {
@@ -445,7 +461,7 @@ impl Role {
         };
         if let (Some(dir), Some(samples)) = (&self.media.record_dir, &finished.recording) {
             let path = dir.join(recording_name(&self.name, &user, &call_id));
-            if let Err(e) = crate::probe::audio::write_recording(&path, samples) {
+            if let Err(e) = crate::drive::media::write_recording(&path, samples) {
                 tracing::warn!(path = %path.display(), error = %e, "recording not written");
             }
         }

@@ -18,7 +18,6 @@ use sipcheck_core::scenario::model::{
 };
 use sipcheck_core::scenario::plan::LoadPlan;
 use sipcheck_core::sip::transport::Transport;
-use sipcheck_core::stats::outcome::{CallResult, RegisterResult};
 use sipcheck_core::ua::agent::{Agent, AgentConfig, Schedule};
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::LocalEnd;
@@ -27,25 +26,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::drive::media::PortRange;
+use crate::drive::os_seed;
 use crate::drive::role::{Callers, MediaSetup, Role, RoleCommand};
 use crate::drive::transport::{self, SipSocket, TcpPool, TransportError, UdpTransport};
-use crate::probe::client::os_seed;
 
-/// What the executor reports while it runs.
-#[derive(Debug)]
-pub enum RunEvent {
-    /// A caller started a call.
-    CallStarted {
-        /// The role.
-        role: String,
-    },
-    /// A call (one side of it) finished; its figures, once.
-    CallFinished(Box<CallResult>),
-    /// A registration (or unregistration) finished.
-    Registered(RegisterResult),
-    /// A call due by the plan was not started: the concurrency cap was reached.
-    NotStarted,
-}
+pub use crate::drive::role::RunEvent;
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]

@@ -477,16 +477,9 @@ impl MediaSummary {
     }
 }
 
-/// Write a recording as a WAV file.
+/// Write a recording as a WAV file ([`crate::drive::media::write_recording`]).
 pub fn write_recording(path: &PathBuf, samples: &[i16]) -> Result<(), ProbeError> {
-    let wav = wav::encode(samples);
-    match path.to_str() {
-        // As a report: atomically, through links, in place for a device or FIFO.
-        Some(name) => crate::report::write_report(name, |w| std::io::Write::write_all(w, &wav))
-            .map_err(|e| ProbeError::Invalid(e.to_string())),
-        None => std::fs::write(path, wav)
-            .map_err(|e| ProbeError::Invalid(format!("cannot write {}: {e}", path.display()))),
-    }
+    crate::drive::media::write_recording(path, samples).map_err(ProbeError::Invalid)
 }
 
 /// Checks before the call that the recording could be written to `path`

@@ -204,16 +204,4 @@ impl Client {
     }
 }
 
-/// A seed for identifiers from the operating system's randomness (via std's hasher keys).
-pub fn os_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
+pub use crate::drive::os_seed;

@@ -299,6 +299,19 @@ impl MediaHandle {
     }
 }
 
+/// Write a recording as a WAV file (8 kHz mono); why not, as printed.
+pub fn write_recording(path: &std::path::Path, samples: &[i16]) -> Result<(), String> {
+    let wav = sipcheck_core::media::wav::encode(samples);
+    match path.to_str() {
+        // As a report: atomically, through links, in place for a device or FIFO.
+        Some(name) => crate::report::write_report(name, |w| std::io::Write::write_all(w, &wav))
+            .map_err(|e| e.to_string()),
+        None => {
+            std::fs::write(path, wav).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+    }
+}
+
 /// Percentile of a lateness histogram, in milliseconds.
 pub fn lateness_ms(report: &MediaReport, quantile: f64) -> f64 {
     report.lateness_us.value_at_quantile(quantile) as f64 / 1000.0

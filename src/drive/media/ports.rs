@@ -28,7 +28,7 @@ pub struct PortRange {
 impl PortRange {
     /// Ports `first..=last`, the round-robin starting at a random even port of them.
     pub fn new(first: u16, last: u16) -> Self {
-        Self::starting_at(first, last, crate::probe::client::os_seed())
+        Self::starting_at(first, last, crate::drive::os_seed())
     }
 
     /// Ports `first..=last`, the round-robin starting at the even port `seed` picks.
