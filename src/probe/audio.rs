@@ -478,7 +478,7 @@ impl MediaSummary {
 }
 
 /// Write a recording as a WAV file ([`crate::drive::media::write_recording`]).
-pub fn write_recording(path: &PathBuf, samples: &[i16]) -> Result<(), ProbeError> {
+pub fn write_recording(path: &std::path::Path, samples: &[i16]) -> Result<(), ProbeError> {
     crate::drive::media::write_recording(path, samples).map_err(ProbeError::Invalid)
 }
 
