@@ -30,13 +30,13 @@ use tokio::task::JoinSet;
 
 use crate::drive::clock::sleep_until;
 use crate::drive::media::{Finished, MediaHandle, PortRange};
+use crate::drive::registration;
+use crate::drive::sip::UaDriver;
+use crate::drive::transport::{self, SipSocket, UdpTransport};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::{host_of, register_step};
 use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
-use crate::drive::registration;
-use crate::drive::transport::{self, SipSocket, UdpTransport};
-use crate::drive::sip::UaDriver;
 
 /// How the responder behaves.
 #[derive(Debug, Clone)]

@@ -26,9 +26,9 @@ use sipcheck_core::ua::renewal::Why;
 use sipcheck_core::ua::script::media_config;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::exec::RunEvent;
 use crate::drive::media::{EventSink, Finished, MediaHandle, PortRange};
 use crate::drive::transport::{Incoming, SipSocket, TransportError};
+use crate::exec::RunEvent;
 
 /// What the executor asks of a role.
 pub(crate) enum RoleCommand {
@@ -192,9 +192,7 @@ impl Role {
             let deadline = self.agent.poll_timeout();
             if deadline != armed {
                 armed = deadline;
-                timer
-                    .as_mut()
-                    .reset(deadline.unwrap_or_else(far).into());
+                timer.as_mut().reset(deadline.unwrap_or_else(far).into());
             }
             let wake = tokio::select! {
                 incoming = self.transport.recv(), if transport_open => Wake::Incoming(incoming),
@@ -410,8 +408,7 @@ impl Role {
                         self.media.jitter_frames,
                         self.media.record_dir.is_some(),
                     );
-                    match MediaSession::new(now, config, Playlist::new(Vec::new()), &mut self.ids)
-                    {
+                    match MediaSession::new(now, config, Playlist::new(Vec::new()), &mut self.ids) {
                         Ok(session) => handle.start(session, negotiated.remote_rtp),
                         Err(e) => tracing::warn!(error = %e, "media session not started"),
                     }

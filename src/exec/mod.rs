@@ -22,10 +22,10 @@ use sipcheck_core::ua::script::is_call_step;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::drive::role::{Callers, MediaSetup, Role, RoleCommand};
 use crate::drive::media::PortRange;
-use crate::probe::client::os_seed;
+use crate::drive::role::{Callers, MediaSetup, Role, RoleCommand};
 use crate::drive::transport::{self, SipSocket, TcpPool, TransportError, UdpTransport};
+use crate::probe::client::os_seed;
 
 /// What the executor reports while it runs.
 #[derive(Debug)]
@@ -178,7 +178,14 @@ pub async fn execute(
             let expires = u32::try_from(expires.as_secs()).unwrap_or(3600);
             let now = Instant::now();
             for account in &role.accounts {
-                agent.register(now, account, registrar, expires, refresh, IdGen::new(os_seed()));
+                agent.register(
+                    now,
+                    account,
+                    registrar,
+                    expires,
+                    refresh,
+                    IdGen::new(os_seed()),
+                );
             }
         }
         let (commands, commands_rx) = mpsc::unbounded_channel();

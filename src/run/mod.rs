@@ -9,10 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 use sipcheck_core::scenario::threshold;
 use tokio::sync::{mpsc, watch};
 
+use crate::exec::{self as executor, RunEvent};
 use crate::exit::Exit;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
-use crate::exec::{self as executor, RunEvent};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 
 /// Options of `sipcheck run`.

@@ -866,7 +866,9 @@ fn registrar_answer(register: &str) -> Bytes {
         }
         "200 OK"
     };
-    Bytes::from(format!("SIP/2.0 {status}\r\n{head}Content-Length: 0\r\n\r\n"))
+    Bytes::from(format!(
+        "SIP/2.0 {status}\r\n{head}Content-Length: 0\r\n\r\n"
+    ))
 }
 
 /// Answer every REGISTER sent to the registrar, while `answering` says so.
@@ -889,12 +891,7 @@ fn serve_registrar(run: &mut Run, answering: std::rc::Rc<std::cell::Cell<bool>>)
 fn register_role(run: &mut Run, role: &str, expires: u32, refresh: bool) {
     let i = run.index(role);
     let now = run.sim.now();
-    let accounts = run
-        .scenario
-        .role(role)
-        .expect("role")
-        .accounts
-        .clone();
+    let accounts = run.scenario.role(role).expect("role").accounts.clone();
     for (n, account) in accounts.iter().enumerate() {
         run.sim.nodes[i].agent.register(
             now,
@@ -954,7 +951,10 @@ fn registrations_go_fifty_at_a_time_and_every_one_is_registered_then_unregistere
     let caller_addr = run.node("caller").addr;
     // Before the first answers come back (the interceptor answers at once: 10 ms).
     run.sim.run_for(ms(5));
-    assert_eq!(registers_sent(&run, caller_addr).len(), REGISTRATIONS_AT_ONCE);
+    assert_eq!(
+        registers_sent(&run, caller_addr).len(),
+        REGISTRATIONS_AT_ONCE
+    );
     run.sim.run_for(secs(5));
     let node = run.node("caller");
     assert!(!node.agent.registering());
@@ -1013,19 +1013,37 @@ fn calls_go_on_while_registrations_are_refreshed_and_renewed_when_their_flow_dro
 
     let node = run.node("callee");
     let events: Vec<&RegistrationEvent> = node.registrations.iter().map(|(_, e)| e).collect();
-    assert!(matches!(events[0], RegistrationEvent::Registered { .. }), "{events:?}");
+    assert!(
+        matches!(events[0], RegistrationEvent::Registered { .. }),
+        "{events:?}"
+    );
     let refreshes = events
         .iter()
-        .filter(|e| matches!(e, RegistrationEvent::Renewed { why: Why::Refresh, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                RegistrationEvent::Renewed {
+                    why: Why::Refresh,
+                    ..
+                }
+            )
+        })
         .count();
     assert!(refreshes >= 2, "{events:?}");
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, RegistrationEvent::Renewed { why: Why::FlowLost, .. })),
+        events.iter().any(|e| matches!(
+            e,
+            RegistrationEvent::Renewed {
+                why: Why::FlowLost,
+                ..
+            }
+        )),
         "{events:?}"
     );
-    assert!(matches!(events.last(), Some(RegistrationEvent::Unregistered { .. })), "{events:?}");
+    assert!(
+        matches!(events.last(), Some(RegistrationEvent::Unregistered { .. })),
+        "{events:?}"
+    );
     assert!(node.agent.unregistered());
     // The call went on beside them.
     assert!(only(run.results("caller")).passed());
