@@ -806,7 +806,8 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         if let Some(id) = live.call {
             self.by_id.remove(&id);
         }
-        let Some((script, report)) = self.responder_finish(live.answering, live.script, report)
+        let Some((script, report)) =
+            self.responder_finish(key, live.answering, live.script, report)
         else {
             return;
         };

@@ -86,6 +86,8 @@ pub enum ResponderResult {
 /// A responder's call that ended, with what its line needs.
 #[derive(Debug)]
 pub struct ResponderCall {
+    /// The call in the agent (the media stream's key).
+    pub key: CallKey,
     /// Its number in the run (in the order the calls ended).
     pub index: u64,
     /// The caller (the INVITE's From).
@@ -461,6 +463,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     /// A responder's call's result, once its media report is in: `None` when handled.
     pub(super) fn responder_finish(
         &mut self,
+        key: CallKey,
         answering: Option<Answering>,
         script: CallScript,
         report: Option<MediaReport>,
@@ -470,6 +473,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         };
         r.results
             .push_back(ResponderResult::Call(Box::new(ResponderCall {
+                key,
                 index: a.index,
                 from: a.from,
                 refused: a.refused,
