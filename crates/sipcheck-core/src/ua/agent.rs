@@ -15,6 +15,10 @@
 //! [`Agent::handle_timeout`], [`Agent::start_call`], the media replies, [`Agent::stop`]
 //! (Ctrl-C), [`Agent::load_done`] and [`Agent::shutdown`]. Output: [`Agent::poll_transmit`],
 //! [`Agent::poll_media`], [`Agent::poll_result`], [`Agent::poll_timeout`].
+//!
+//! As `sipcheck answer`'s responder ([`Agent::respond`], [`responder`]) the agent admits or
+//! refuses every incoming call itself, and its calls' lines come out of
+//! [`Agent::poll_answer`] instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
