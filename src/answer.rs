@@ -293,6 +293,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
 
     let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
+    let mut at_once = false;
     loop {
         drv.service(out).await;
         if drv.agent.responder_done() {
@@ -304,6 +305,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 drv.totals.interrupted = true;
                 if drv.agent.draining() {
                     // A second Ctrl-C: leave at once.
+                    at_once = true;
                     break;
                 }
                 drv.agent.stop(Instant::now());
@@ -311,10 +313,10 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             }
         }
     }
-    // Calls whose media reports are still on their way (a second Ctrl-C, or the drain's
-    // limit).
+    // Calls whose media reports are still on their way (the drain's limit; not after a
+    // second Ctrl-C).
     let until = Instant::now() + Duration::from_millis(500);
-    while drv.stopping > 0 && Instant::now() < until {
+    while !at_once && drv.stopping > 0 && Instant::now() < until {
         drv.service(out).await;
         let Ok(Some((key, finished))) =
             tokio::time::timeout_at(until.into(), drv.stopped.1.recv()).await
@@ -323,7 +325,9 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         };
         drv.media_stopped(key, finished);
     }
-    drv.service(out).await;
+    if !at_once {
+        drv.service(out).await;
+    }
     let counts = drv.agent.responder_counts();
     if registered {
         // Nothing more is printed or counted: the run is over.

@@ -482,3 +482,40 @@ fn media_to_another_address_than_the_invites_source_is_held_back_until_the_ack()
         .collect();
     assert_eq!(starts, vec![false, true]);
 }
+
+#[test]
+fn an_invite_refused_before_a_call_began_is_counted_and_comes_out_numbered() {
+    let mut h = Harness::new(&Responder::default(), 10, Some(2));
+    let unsupported = invite("x1", "127.0.0.2:5070", "127.0.0.2").replacen(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRequire: no-such-extension\r\n",
+        1,
+    );
+    h.receive("127.0.0.2:5070", &unsupported);
+    assert_eq!(h.statuses("x1"), vec![420]);
+    assert_eq!(h.agent.responder_counts().received, 1);
+    match &h.results[..] {
+        [ResponderResult::Refused {
+            index: 1,
+            code: 420,
+            call_id,
+            from,
+            ..
+        }] => {
+            assert_eq!(call_id, "x1");
+            assert!(from.contains("alice"), "{from}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // It counts towards `calls`: one more call ends the run.
+    h.results.clear();
+    confirmed(&mut h, "c2", "127.0.0.3:5070");
+    let tag = h.tag("c2");
+    h.receive(
+        "127.0.0.3:5070",
+        &in_dialog("BYE", "c2", "127.0.0.3:5070", &tag),
+    );
+    assert_eq!(h.call(0).index, 2);
+    h.after(secs(2));
+    assert!(h.agent.responder_done());
+}
