@@ -888,7 +888,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             }
             ScriptCommand::Media(intent) if opened && live.answering.is_some() => {
                 // What a responder's media does is its own (media held back until the ACK).
-                let _ = self.responder_media(key, intent);
+                self.responder_media(key, intent);
             }
             ScriptCommand::Media(MediaIntent::Start(negotiated)) if opened => {
                 self.media

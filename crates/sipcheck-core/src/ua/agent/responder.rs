@@ -430,14 +430,12 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         }
     }
 
-    /// A responder's media command, when the call is a responder's: `None` when handled.
-    pub(super) fn responder_media(
-        &mut self,
-        key: CallKey,
-        intent: MediaIntent,
-    ) -> Option<MediaIntent> {
+    /// A media intent of a responder's call, whose stream is open: held back media starts
+    /// and follows receive-only; nothing but the start reaches a stream whose session has
+    /// not started.
+    pub(super) fn responder_media(&mut self, key: CallKey, intent: MediaIntent) {
         let Some(a) = self.calls.get_mut(&key).and_then(|l| l.answering.as_mut()) else {
-            return Some(intent);
+            return;
         };
         match intent {
             MediaIntent::Start(n) => {
@@ -457,7 +455,6 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             }
             intent => self.media.push_back((key, MediaCommand::Intent(intent))),
         }
-        None
     }
 
     /// A responder's call's result, once its media report is in: `None` when handled.
