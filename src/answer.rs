@@ -207,14 +207,17 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         send_dtmf,
         hangup_after: args.duration,
     };
-    agent.respond(ResponderConfig {
-        steps: Arc::new(responder.steps()),
-        max_calls: args.max_calls,
-        calls: args.calls,
-        drain: DRAIN,
-        // Retransmissions of the last BYE (its 200 may have been lost): two of them.
-        linger: args.timers.t1 * 4,
-    });
+    agent.respond(
+        Instant::now(),
+        ResponderConfig {
+            steps: Arc::new(responder.steps()),
+            max_calls: args.max_calls,
+            calls: args.calls,
+            drain: DRAIN,
+            // Retransmissions of the last BYE (its 200 may have been lost): two of them.
+            linger: args.timers.t1 * 4,
+        },
+    );
     let mut drv = Driver {
         transport,
         agent,

@@ -157,8 +157,8 @@ fn held_back(n: &Negotiated) -> Negotiated {
 
 impl Agent<SocketAddr> {
     /// Answer every incoming call as a responder (`sipcheck answer`): see the module
-    /// [`responder`](self).
-    pub fn respond(&mut self, cfg: ResponderConfig) {
+    /// [`responder`](self). From `now` (`calls: Some(0)` is over at once).
+    pub fn respond(&mut self, now: Instant, cfg: ResponderConfig) {
         let refuses = cfg.steps.iter().find_map(|s| match s.value {
             Step::Reject { code, .. } => Some(code),
             _ => None,
@@ -187,6 +187,7 @@ impl Agent<SocketAddr> {
             results: VecDeque::new(),
             source_ip: |d| d.ip(),
         });
+        self.responder_check(now);
     }
 }
 

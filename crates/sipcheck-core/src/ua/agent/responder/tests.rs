@@ -67,16 +67,20 @@ impl Harness {
             accounts: Vec::new(),
             steps: Arc::new(Vec::new()),
         };
+        let now = base();
         let mut agent = Agent::new(cfg, endpoint);
-        agent.respond(ResponderConfig {
-            steps: Arc::new(responder.steps()),
-            max_calls,
-            calls,
-            drain: secs(1),
-            linger: ms(2000),
-        });
+        agent.respond(
+            now,
+            ResponderConfig {
+                steps: Arc::new(responder.steps()),
+                max_calls,
+                calls,
+                drain: secs(1),
+                linger: ms(2000),
+            },
+        );
         Self {
-            now: base(),
+            now,
             agent,
             sent: Vec::new(),
             results: Vec::new(),
@@ -518,4 +522,12 @@ fn an_invite_refused_before_a_call_began_is_counted_and_comes_out_numbered() {
     assert_eq!(h.call(0).index, 2);
     h.after(secs(2));
     assert!(h.agent.responder_done());
+}
+
+#[test]
+fn no_call_to_wait_for_is_over_at_once() {
+    let h = Harness::new(&Responder::default(), 10, Some(0));
+    assert!(h.agent.responder_done());
+    let h = Harness::new(&Responder::default(), 10, Some(1));
+    assert!(!h.agent.responder_done());
 }
