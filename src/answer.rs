@@ -1,8 +1,9 @@
 //! `sipcheck answer`: the responder — auto-answers calls, plays and verifies audio.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,33 +11,29 @@ use clap::Args;
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::dtmf::Digit;
-use sipcheck_core::media::intent::MediaIntent;
 use sipcheck_core::media::session::MediaReport;
-use sipcheck_core::scenario::model::{Located, Step};
-use sipcheck_core::sdp::{Direction, LocalMedia, Negotiated};
-use sipcheck_core::sip::auth::{Credentials, Password};
+use sipcheck_core::scenario::model::Account;
+use sipcheck_core::sdp::DEFAULT_PTIME_MS;
+use sipcheck_core::sip::auth::Password;
 use sipcheck_core::sip::build::reason_phrase;
-use sipcheck_core::sip::msg::BytesStr;
 use sipcheck_core::sip::transaction::{TimerConfig, DEFAULT_MAX_SERVER_TRANSACTIONS};
 use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::host_literal;
-use sipcheck_core::stats::outcome::Side;
-use sipcheck_core::ua::admission::{media_before_ack, Admission, Admit, Limits};
-use sipcheck_core::ua::call::{CallError, CallEvent, CallId, CallState, Endpoint, EndpointConfig};
-use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
-use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle};
-use sipcheck_core::ua::script::responder::{Refused, Responder};
-use sipcheck_core::ua::script::{CallScript, CommandError, ScriptCommand, ScriptConfig};
-use tokio::task::JoinSet;
+use sipcheck_core::stats::ladder::Direction;
+use sipcheck_core::ua::agent::responder::{ResponderConfig, ResponderResult};
+use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey, MediaCommand};
+use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
+use sipcheck_core::ua::register::LocalEnd;
+use sipcheck_core::ua::registration::RegistrationEvent;
+use sipcheck_core::ua::script::responder::Responder;
+use tokio::sync::mpsc;
 
-use crate::drive::clock::sleep_until;
 use crate::drive::media::{Finished, MediaHandle, PortRange};
 use crate::drive::registration;
-use crate::drive::sip::UaDriver;
-use crate::drive::transport::{self, SipSocket, UdpTransport};
+use crate::drive::transport::{self, Incoming, SipSocket, TransportError, UdpTransport};
 use crate::probe::args::{parse_duration, parse_max_transactions, parse_server, parse_t1};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
-use crate::probe::call::{host_of, register_step};
+use crate::probe::call::host_of;
 use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
 
@@ -189,75 +186,12 @@ pub struct Totals {
     lateness_us: Option<hdrhistogram::Histogram<u32>>,
 }
 
-struct Active {
-    /// The From of the INVITE (shared with its buffer; copied only for a printed line).
-    from: BytesStr,
-    /// Where the INVITE came from.
-    source: SocketAddr,
-    /// Refused by admission or shutdown, before any step of its own.
-    refused: Option<Refused>,
-    /// RTP is held back until the ACK: the SDP names another address than the INVITE's
-    /// source.
-    held: bool,
-    /// The call's steps and outcome.
-    script: CallScript,
-    /// The script's deadline in the timer set.
-    armed: Option<Instant>,
-    /// The RTP socket of our answer, until the media starts.
-    socket: Option<tokio::net::UdpSocket>,
-    media: Option<(Negotiated, MediaHandle)>,
-    /// Why the offer was refused (488), with what it offered.
-    refusal: Option<String>,
-}
-
-/// What every call's script is made from.
-struct Scripts {
-    /// An admitted call's steps, from the flags.
-    admitted: Arc<Vec<Located<Step>>>,
-    /// A call's configuration (no scenario: no role, user or WAV files).
-    config: ScriptConfig,
-}
-
-impl Scripts {
-    fn new(args: &AnswerArgs, prepared: &PreparedAudio) -> Self {
-        // Without RTP no DTMF can be sent: none is tried.
-        let send_dtmf = prepared
-            .send_dtmf()
-            .filter(|_| !args.no_rtp)
-            .map(|d| Digit::parse_str(d).expect("validated in prepare"));
-        let responder = Responder {
-            ring: args.ring,
-            reject: args.reject,
-            send_dtmf,
-            hangup_after: args.duration,
-        };
-        Self {
-            admitted: Arc::new(responder.steps()),
-            config: ScriptConfig {
-                role: String::new(),
-                side: Side::Callee,
-                user: String::new(),
-                account_domain: String::new(),
-                peer_user: String::new(),
-                domain: String::new(),
-                rtp: !args.no_rtp,
-                wavs: Arc::default(),
-                scheduled: None,
-                start_lag: Duration::ZERO,
-            },
-        }
-    }
-
-    fn script(&self, now: Instant, refused: Option<Refused>) -> CallScript {
-        let steps = match refused {
-            Some(r) => Arc::new(r.steps()),
-            None => Arc::clone(&self.admitted),
-        };
-        CallScript::responder(now, self.config.clone(), steps, String::new())
-    }
-}
-
 /// Run the responder until `calls` calls have ended or Ctrl-C.
+///
+/// The core's role [`Agent`], as a responder ([`Agent::respond`]), decides everything:
+/// which call is admitted or refused, each call's steps and timers, where media may go,
+/// the Ctrl-C drain, the end after `calls`, the registration. This drives it: the socket,
+/// the media streams, the wall clock, and each call's line.
 pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, ProbeError> {
     let prepared = args.audio.prepare()?;
     if let Some(path) = prepared.record_path() {
@@ -287,51 +221,101 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         config.contact_user = user.clone();
     }
     let seed = os_seed();
-    let mut driver = UaDriver::new(transport, Endpoint::new(config, IdGen::new(seed)), false);
-    let mut ids = IdGen::new(seed ^ 0x5eed);
-    let ports = args.audio.port_range();
-    let mut totals = Totals {
-        kind: "totals",
-        ..Totals::default()
+    let agent_config = AgentConfig {
+        role: String::new(),
+        local: local.clone(),
+        next_hop: None,
+        domain: String::new(),
+        codecs: args.audio.codecs.clone(),
+        ptime_ms: DEFAULT_PTIME_MS,
+        // Without RTP every offer is answered `a=inactive`, without an RTP socket.
+        rtp: !args.no_rtp,
+        wavs: Arc::default(),
+        accounts: Vec::new(),
+        steps: Arc::default(),
     };
-    let mut admission: Admission<CallId, std::net::IpAddr> =
-        Admission::new(Limits::for_calls(args.max_calls()));
-    let mut timers: BTreeSet<(Instant, CallId)> = BTreeSet::new();
-    // The calls whose timers are due, kept for reuse from one wake-up to the next.
-    let mut due: Vec<CallId> = Vec::new();
+    let mut agent = Agent::new(agent_config, Endpoint::new(config, IdGen::new(seed)));
+    // Without RTP no DTMF can be sent: none is tried.
+    let send_dtmf = prepared
+        .send_dtmf()
+        .filter(|_| !args.no_rtp)
+        .map(|d| Digit::parse_str(d).expect("validated in prepare"));
+    let responder = Responder {
+        ring: args.ring,
+        reject: args.reject,
+        send_dtmf,
+        hangup_after: args.duration,
+    };
+    agent.respond(
+        Instant::now(),
+        ResponderConfig {
+            steps: Arc::new(responder.steps()),
+            max_calls: args.max_calls(),
+            calls: args.calls,
+            drain: DRAIN,
+            // Retransmissions of the last BYE (its 200 may have been lost): two of them.
+            linger: args.t1 * 4,
+        },
+    );
+    let mut drv = Driver {
+        transport,
+        agent,
+        ports: args.audio.port_range(),
+        prepared: &prepared,
+        args,
+        ids: IdGen::new(seed ^ 0x5eed),
+        streams: HashMap::new(),
+        recordings: HashMap::new(),
+        stopping: 0,
+        stopped: mpsc::unbounded_channel(),
+        timer: Box::pin(tokio::time::sleep_until(far().into())),
+        armed: None,
+        malformed: 0,
+        print: true,
+        totals: Totals {
+            kind: "totals",
+            ..Totals::default()
+        },
+    };
 
-    // Registration, refreshed before it expires.
-    let mut registration = None;
-    if let Some(server) = &args.server {
-        let user = args
-            .user
-            .clone()
-            .ok_or_else(|| ProbeError::Invalid("--server needs --user".into()))?;
-        let registrar = transport::resolve(server, 5060).await?;
-        let domain = args
-            .domain
-            .as_deref()
-            .map_or_else(|| host_of(server), |d| host_literal(d).into_owned());
-        let mut lifecycle = Lifecycle::new(
-            RegistrationConfig {
-                params: RegisterParams {
-                    user: user.clone(),
-                    domain,
-                    credentials: Credentials::new(user, args.password.clone().unwrap_or_default()),
-                    expires: args.expires,
-                },
-                local: local.clone(),
-                refresh: true,
-                registrar: registrar.to_string(),
-            },
-            IdGen::new(seed ^ 0x4e6),
-        );
-        lifecycle.register(Instant::now());
-        register_step(&mut driver, &mut lifecycle, registrar)
-            .await
-            .map_err(ProbeError::Registration)?;
-        registration = Some((lifecycle, registrar));
-    }
+    // Registration, refreshed before it expires (by the agent), removed at the end.
+    let registered = match &args.server {
+        Some(server) => {
+            let user = args
+                .user
+                .clone()
+                .ok_or_else(|| ProbeError::Invalid("--server needs --user".into()))?;
+            let registrar = transport::resolve(server, 5060).await?;
+            let domain = args
+                .domain
+                .as_deref()
+                .map_or_else(|| host_of(server), |d| host_literal(d).into_owned());
+            let account = Account {
+                user,
+                password: args.password.clone().unwrap_or_default(),
+                domain,
+            };
+            drv.agent.register(
+                Instant::now(),
+                &account,
+                registrar,
+                args.expires,
+                true,
+                IdGen::new(seed ^ 0x4e6),
+            );
+            while drv.agent.registering() {
+                if let Some(e) = drv.service(out).await {
+                    return Err(ProbeError::Registration(e));
+                }
+                drv.turn().await?;
+            }
+            if let Some(e) = drv.service(out).await {
+                return Err(ProbeError::Registration(e));
+            }
+            true
+        }
+        None => false,
+    };
     if args.json {
         let _ = writeln!(
             out,
@@ -339,518 +323,378 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             serde_json::json!({
                 "kind": "listening",
                 "address": local.addr.to_string(),
-                "registered": registration.is_some(),
+                "registered": registered,
             })
         );
-    } else if registration.is_some() {
+    } else if registered {
         let _ = writeln!(out, "registered; listening on {}", local.addr);
     } else {
         let _ = writeln!(out, "listening on {}", local.addr);
     }
     let _ = out.flush();
 
-    let scripts = Scripts::new(args, &prepared);
-    let env = Env {
-        args,
-        ports: &ports,
-        prepared: &prepared,
-        local: &local,
-        seed,
-    };
-    let mut active: HashMap<CallId, Active> = HashMap::new();
-    let mut finishing: JoinSet<(Ending, Option<Finished>)> = JoinSet::new();
-    let mut ended: u64 = 0;
-    let mut draining_since: Option<Instant> = None;
     let ctrl_c = crate::signal::interrupted();
     tokio::pin!(ctrl_c);
+    let mut at_once = false;
     loop {
-        if args.calls.is_some_and(|n| ended >= n) && active.is_empty() && finishing.is_empty() {
-            // Stay a little to answer retransmissions of the last BYE (its 200 may have been
-            // lost): until no transaction is left, at most 4·T1 (two retransmissions).
-            let until = Instant::now() + args.t1 * 4;
-            while !driver.endpoint().transactions().is_empty() && Instant::now() < until {
-                tokio::select! {
-                    _ = driver.next_event() => {}
-                    _ = tokio::time::sleep_until(until.into()) => {}
-                }
-            }
+        drv.service(out).await;
+        if drv.agent.responder_done() {
             break;
         }
-        if draining_since.is_some() && active.is_empty() && finishing.is_empty() {
-            break;
-        }
-        if draining_since.is_some_and(|t| t.elapsed() >= DRAIN) {
-            break;
-        }
-        // Timers of the active calls: each call's next deadline as (when, call), moved when
-        // it moves and removed when the call ends, so a wake-up costs O(log n), not a scan,
-        // and the set holds no more than the active calls.
-        let next = timers
-            .first()
-            .map(|t| t.0)
-            .into_iter()
-            .chain(registration.as_ref().and_then(|(r, _)| r.poll_timeout()))
-            // Woken at the end of the drain, whatever the calls are waiting for.
-            .chain(draining_since.map(|t| t + DRAIN))
-            .min();
         tokio::select! {
-            event = driver.next_event() => {
-                let now = Instant::now();
-                match event? {
-                    CallEvent::Incoming { call, from, source, .. } => {
-                        totals.received += 1;
-                        let shutting_down = draining_since.is_some();
-                        let admit = if shutting_down {
-                            None
-                        } else {
-                            Some(admission.admit(now, call, source.ip()))
-                        };
-                        if let Some(Admit::Accept { drop: Some(old) }) = admit {
-                            // The oldest unconfirmed call gives its slot: nothing more is
-                            // sent to it (its line says it was dropped).
-                            totals.unconfirmed_dropped += 1;
-                            let _ = driver.endpoint().abandon(now, old);
-                        }
-                        // Refused (and on a line of its own like every INVITE received):
-                        // after Ctrl-C, when busy, or when its source holds its share.
-                        let refused = match admit {
-                            None => Some(Refused::ShuttingDown),
-                            Some(Admit::Busy) => {
-                                totals.busy += 1;
-                                Some(Refused::Busy { max_calls: args.max_calls() })
-                            }
-                            Some(Admit::SourceLimit) => {
-                                totals.source_limited += 1;
-                                Some(Refused::SourceLimited {
-                                    source: source.ip(),
-                                    per_source: Limits::for_calls(args.max_calls()).per_source,
-                                })
-                            }
-                            Some(Admit::Accept { .. }) => None,
-                        };
-                        if refused.is_none() && args.reject.is_some() {
-                            totals.rejected += 1;
-                        }
-                        let mut script = scripts.script(now, refused);
-                        script.start(now);
-                        let mut entry = Active {
-                            from,
-                            source,
-                            refused,
-                            held: false,
-                            script,
-                            armed: None,
-                            socket: None,
-                            media: None,
-                            refusal: None,
-                        };
-                        execute(&mut driver, call, &mut entry, &env, &mut ids, &mut timers).await;
-                        active.insert(call, entry);
-                    }
-                    CallEvent::Answered { call, negotiated } => {
-                        admission.confirmed(call);
-                        if let Some(a) = active.get_mut(&call) {
-                            totals.answered += 1;
-                            if a.held {
-                                // Confirmed: media goes where the SDP says.
-                                a.held = false;
-                                if let Some((_, handle)) = &a.media {
-                                    handle.follow(&negotiated);
-                                }
-                            }
-                            a.script.handle_call_event(now, CallEvent::<SocketAddr>::Answered { call, negotiated });
-                            execute(&mut driver, call, a, &env, &mut ids, &mut timers).await;
-                        }
-                    }
-                    CallEvent::InviteRefused { code, reason, from, call_id } => {
-                        // Never a call, but an INVITE received: it is counted and shown.
-                        totals.received += 1;
-                        totals.refused += 1;
-                        totals.failed += 1;
-                        ended += 1;
-                        let line = AnsweredCall {
-                            kind: "call",
-                            index: ended,
-                            call_id,
-                            from,
-                            verdict: Verdict::Failed,
-                            final_code: Some(code),
-                            bye_code: None,
-                            end_reason: format!("refused: {code} {}", reason_phrase(code)),
-                            failures: vec![format!(
-                                "INVITE refused with {code} {}: {reason}",
-                                reason_phrase(code)
-                            )],
-                            media: None,
-                        };
-                        print_call(&line, args.json, out);
-                    }
-                    CallEvent::MediaUpdated { call, negotiated } => {
-                        if let Some(a) = active.get_mut(&call) {
-                            a.script.handle_call_event(now, CallEvent::<SocketAddr>::MediaUpdated { call, negotiated });
-                            execute(&mut driver, call, a, &env, &mut ids, &mut timers).await;
-                        }
-                    }
-                    CallEvent::Ended { call, record } => {
-                        admission.ended(call);
-                        let Some(mut a) = active.remove(&call) else { continue };
-                        if let Some(at) = a.armed {
-                            timers.remove(&(at, call));
-                        }
-                        ended += 1;
-                        // The script's end: nothing more to carry out, the call is gone.
-                        a.script.handle_call_event(now, CallEvent::<SocketAddr>::Ended { call, record });
-                        let ending = Ending {
-                            index: ended,
-                            from: a.from,
-                            refused: a.refused,
-                            refusal: a.refusal,
-                            script: a.script,
-                            negotiated: None,
-                        };
-                        match a.media {
-                            // The media report comes from a scheduler thread: waited for
-                            // beside the SIP loop, never in it (at hundreds of calls ending a
-                            // second, waiting here held up every other call's signaling).
-                            Some((negotiated, handle)) => {
-                                finishing.spawn(async move {
-                                    let finished = handle.stop().await;
-                                    (Ending { negotiated: Some(negotiated), ..ending }, finished)
-                                });
-                            }
-                            None => finish_call(ending, None, args, &prepared, &mut totals, out),
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            _ = sleep_until(next) => {
-                let now = Instant::now();
-                due.clear();
-                while let Some(&(at, call)) = timers.first() {
-                    if at > now {
-                        break;
-                    }
-                    timers.pop_first();
-                    due.push(call);
-                }
-                for call in due.drain(..) {
-                    let Some(a) = active.get_mut(&call) else { continue };
-                    a.armed = None;
-                    if driver.endpoint().state(call).is_none() {
-                        // Ended (dropped), its Ended event not read yet.
-                        continue;
-                    }
-                    a.script.handle_timeout(now);
-                    execute(&mut driver, call, a, &env, &mut ids, &mut timers).await;
-                }
-                if let Some((lifecycle, registrar)) = &mut registration {
-                    lifecycle.handle_timeout(now);
-                    let mut path = registration::DriverPath { driver: &mut driver, registrar: *registrar };
-                    for event in registration::exchange(lifecycle, &mut path).await {
-                        if let Some(error) = event.error_message() {
-                            totals.registration_error = Some(error);
-                        }
-                    }
-                }
-            }
-            Some(joined) = finishing.join_next(), if !finishing.is_empty() => {
-                if let Ok((ending, finished)) = joined {
-                    finish_call(ending, finished, args, &prepared, &mut totals, out);
-                }
-            }
-            _ = &mut ctrl_c => {
-                if draining_since.is_some() {
+            turned = drv.turn() => turned?,
+            () = &mut ctrl_c => {
+                drv.totals.interrupted = true;
+                if drv.agent.draining() {
                     // A second Ctrl-C: leave at once.
-                    totals.interrupted = true;
-                    finishing.abort_all();
+                    at_once = true;
                     break;
                 }
-                totals.interrupted = true;
-                draining_since = Some(Instant::now());
-                let now = Instant::now();
-                for call in active.keys().copied().collect::<Vec<_>>() {
-                    // A call still waiting for its ACK is dropped (a BYE could only follow
-                    // an ACK that may never come); the others are hung up.
-                    if driver.endpoint().state(call) == Some(CallState::AwaitingAck) {
-                        let _ = driver.endpoint().abandon(now, call);
-                    } else {
-                        let _ = driver.endpoint().hangup(now, call);
-                    }
-                }
+                drv.agent.stop(Instant::now());
                 ctrl_c.set(crate::signal::interrupted());
             }
         }
     }
-    // Calls whose media reports are still on their way (a second Ctrl-C, or the drain's
-    // limit).
+    // Calls whose media reports are still on their way (the drain's limit; not after a
+    // second Ctrl-C).
     let until = Instant::now() + Duration::from_millis(500);
-    while let Ok(Some(joined)) = tokio::time::timeout_at(until.into(), finishing.join_next()).await
-    {
-        if let Ok((ending, finished)) = joined {
-            finish_call(ending, finished, args, &prepared, &mut totals, out);
-        }
+    while !at_once && drv.stopping > 0 && Instant::now() < until {
+        drv.service(out).await;
+        let Ok(Some((key, finished))) =
+            tokio::time::timeout_at(until.into(), drv.stopped.1.recv()).await
+        else {
+            break;
+        };
+        drv.media_stopped(key, finished);
     }
-    if let Some((mut lifecycle, registrar)) = registration {
-        lifecycle.stop(Instant::now());
-        if let Err(e) = register_step(&mut driver, &mut lifecycle, registrar).await {
-            totals.registration_error = Some(format!("unregistration failed: {e}"));
-        }
+    if !at_once {
+        drv.service(out).await;
     }
-    totals.malformed = driver.malformed;
-    totals.overload_503 = driver.endpoint().transactions().counters().overload_503;
+    let counts = drv.agent.responder_counts();
+    if registered {
+        // Nothing more is printed or counted: the run is over.
+        drv.print = false;
+        drv.agent.unregister(Instant::now());
+        while !drv.agent.unregistered() {
+            drv.service(out).await;
+            drv.turn().await?;
+        }
+        drv.service(out).await;
+    }
+    let mut totals = drv.totals;
+    totals.received = counts.received;
+    totals.answered = counts.answered;
+    totals.busy = counts.busy;
+    totals.unconfirmed_dropped = counts.unconfirmed_dropped;
+    totals.source_limited = counts.source_limited;
+    totals.rejected = counts.rejected;
+    totals.malformed = drv.malformed;
+    totals.overload_503 = drv.agent.endpoint().transactions().counters().overload_503;
     Ok(totals)
 }
 
-/// A call that ended, with what its line needs once its media report is in.
-struct Ending {
-    index: u64,
-    from: BytesStr,
-    refused: Option<Refused>,
-    refusal: Option<String>,
-    /// The call's script, which judges it.
-    script: CallScript,
-    negotiated: Option<Negotiated>,
+/// An instant far enough never to come.
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
-/// Judge an ended call (its script, with the media report judged over the whole call),
-/// count it and print its line.
-fn finish_call(
-    ending: Ending,
-    finished: Option<Finished>,
-    args: &AnswerArgs,
-    prepared: &PreparedAudio,
-    totals: &mut Totals,
-    out: &mut impl Write,
-) {
-    let mut media_failures = Vec::new();
-    let mut media_summary = None;
-    if let (Some(negotiated), Some(finished)) = (&ending.negotiated, &finished) {
-        let (summary, failures) = prepared.summarize(negotiated, &finished.report);
-        totals.add_media(&finished.report);
-        if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
-            let path = numbered(path, ending.index);
-            if let Err(e) = write_recording(&path, samples) {
-                media_failures.push(e.to_string());
+/// Replies about the calls, from the tasks that carry out their slow work.
+type Pipe<T> = (
+    mpsc::UnboundedSender<(CallKey, T)>,
+    mpsc::UnboundedReceiver<(CallKey, T)>,
+);
+
+/// The responder's driver: the agent, its socket, its calls' media streams, the clock.
+struct Driver<'a> {
+    transport: SipSocket,
+    agent: Agent<SocketAddr>,
+    ports: PortRange,
+    prepared: &'a PreparedAudio,
+    args: &'a AnswerArgs,
+    ids: IdGen,
+    streams: HashMap<CallKey, MediaHandle>,
+    /// Recordings of calls whose result is on its way.
+    recordings: HashMap<CallKey, Vec<i16>>,
+    /// Streams being stopped for their report.
+    stopping: usize,
+    /// Where the streams' reports come back (one task per stopped stream waits for its
+    /// report beside the SIP loop, never in it: at hundreds of calls ending a second,
+    /// waiting here would hold up every other call's signaling).
+    stopped: Pipe<Option<Finished>>,
+    /// The agent's timer, kept across wake-ups, and the deadline it is set to.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: Option<Instant>,
+    /// Datagrams that were not SIP messages.
+    malformed: u64,
+    /// Whether the calls' lines are printed (not once the run is over).
+    print: bool,
+    totals: Totals,
+}
+
+impl Driver<'_> {
+    /// Wait for one thing to happen (a datagram, the agent's deadline, a media report) and
+    /// hand it to the agent.
+    async fn turn(&mut self) -> Result<(), ProbeError> {
+        let deadline = self.agent.poll_timeout();
+        if deadline != self.armed {
+            self.armed = deadline;
+            self.timer
+                .as_mut()
+                .reset(deadline.unwrap_or_else(far).into());
+        }
+        tokio::select! {
+            incoming = self.transport.recv() => self.incoming(incoming?),
+            () = &mut self.timer, if deadline.is_some() => {
+                self.armed = None;
+                self.agent.handle_timeout(Instant::now());
+            }
+            Some((key, finished)) = self.stopped.1.recv() => self.media_stopped(key, finished),
+        }
+        Ok(())
+    }
+
+    fn incoming(&mut self, incoming: Incoming) {
+        let now = Instant::now();
+        match incoming {
+            Incoming::Message { message, from } => {
+                if crate::drive::trace::enabled() {
+                    crate::drive::trace::message(
+                        Direction::Received,
+                        self.transport.local_addr(),
+                        from,
+                        self.transport.kind().via_token(),
+                        message.raw(),
+                        false,
+                    );
+                }
+                self.agent.handle_message(now, *message, false, from);
+            }
+            Incoming::Malformed { error, from } => {
+                self.malformed += 1;
+                tracing::warn!(%from, %error, "malformed datagram ignored");
+            }
+            Incoming::Unreachable { destination, error } => {
+                tracing::debug!(%destination, %error, "destination unreachable");
+                // The calls with that peer end at once (not after Timer B), and so does a
+                // REGISTER to it (not after Timer F).
+                let why = TransportError::Unreachable {
+                    addr: destination,
+                    error,
+                }
+                .to_string();
+                self.agent.transport_failed(now, &destination);
+                self.agent.requests_failed(now, &destination, None, &why);
             }
         }
-        media_failures.extend(failures);
-        media_summary = Some(summary);
     }
-    let outcome =
-        ending
-            .script
-            .finish_responder(ending.refused, ending.refusal.as_deref(), media_failures);
-    if outcome.codec_refused {
-        totals.refused += 1;
-    }
-    let verdict = if outcome.failures.is_empty() {
-        Verdict::Passed
-    } else {
-        Verdict::Failed
-    };
-    match verdict {
-        Verdict::Passed => totals.passed += 1,
-        Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => totals.failed += 1,
-    }
-    if args.quiet && verdict == Verdict::Passed {
-        return;
-    }
-    let line = AnsweredCall {
-        kind: "call",
-        index: ending.index,
-        call_id: outcome.call_id,
-        from: ending.from.to_string(),
-        verdict,
-        final_code: outcome.final_code,
-        bye_code: outcome.bye_code,
-        end_reason: outcome.end_reason,
-        failures: outcome.failures,
-        media: media_summary,
-    };
-    print_call(&line, args.json, out);
-}
 
-/// What carrying out a call's commands needs.
-struct Env<'a> {
-    args: &'a AnswerArgs,
-    ports: &'a PortRange,
-    prepared: &'a PreparedAudio,
-    local: &'a LocalEnd,
-    seed: u64,
-}
-
-/// Carry out a call's script's commands (feeding it the replies of those that have one),
-/// then keep its next deadline (and only it) in the timer set.
-async fn execute(
-    driver: &mut UaDriver,
-    call: CallId,
-    a: &mut Active,
-    env: &Env<'_>,
-    ids: &mut IdGen,
-    timers: &mut BTreeSet<(Instant, CallId)>,
-) {
-    while let Some(command) = a.script.poll_command() {
-        let now = Instant::now();
-        match command {
-            ScriptCommand::Ring => {
-                let _ = driver.endpoint().ring(now, call);
-            }
-            ScriptCommand::Accept => {
-                let accepted = if env.args.no_rtp {
-                    accept_inactive(driver, call, a, env)
-                } else {
-                    accept(driver, call, a, env).await
-                };
-                a.script.handle_accepted(Instant::now(), accepted);
-            }
-            ScriptCommand::Reject(code) => {
-                let _ = driver.endpoint().reject(now, call, code);
-            }
-            ScriptCommand::Hangup | ScriptCommand::Cancel => {
-                let _ = driver.endpoint().hangup(now, call);
-            }
-            // A responder's steps place no call and send no re-INVITE.
-            ScriptCommand::Invite { .. } => {}
-            ScriptCommand::Reinvite(_) => a.script.handle_reinvite_sent(
-                now,
-                Err(CommandError::Refused(
-                    "a responder sends no re-INVITE".into(),
-                )),
-            ),
-            ScriptCommand::Media(MediaIntent::Start(negotiated)) => {
-                start_media(a, *negotiated, env, ids).await;
-            }
-            ScriptCommand::Media(MediaIntent::Follow(negotiated)) => {
-                if let Some((n, handle)) = a.media.as_mut() {
-                    handle.follow(&negotiated);
-                    if a.held {
-                        handle.set_sending(false);
-                    }
-                    *n = *negotiated;
+    /// Everything the agent has to do now: send, drive media, print the calls that ended,
+    /// note the registration's events. A first registration that failed comes back.
+    async fn service(&mut self, out: &mut impl Write) -> Option<String> {
+        let mut refused = None;
+        loop {
+            let mut busy = false;
+            while let Some(t) = self.agent.poll_transmit() {
+                busy = true;
+                let sent = self.transport.send(t.destination, &t.bytes).await;
+                if crate::drive::trace::enabled() {
+                    crate::drive::trace::message(
+                        Direction::Sent,
+                        self.transport.local_addr(),
+                        t.destination,
+                        self.transport.kind().via_token(),
+                        &t.bytes,
+                        t.kind.is_retransmission(),
+                    );
+                }
+                if let Err(e) = sent {
+                    tracing::warn!(to = %t.destination, error = %e, "send failed");
                 }
             }
-            ScriptCommand::Media(intent) => {
-                if let Some((_, handle)) = &a.media {
+            while let Some((key, command)) = self.agent.poll_media() {
+                busy = true;
+                self.media_command(key, command);
+            }
+            while let Some(result) = self.agent.poll_answer() {
+                if self.print {
+                    self.finish_call(result, out);
+                }
+            }
+            while let Some((_, event)) = self.agent.poll_registration() {
+                match &event {
+                    RegistrationEvent::Failed { error } => {
+                        refused = Some(registration::describe(error));
+                    }
+                    RegistrationEvent::UnregisterFailed { error } => {
+                        self.totals.registration_error = Some(format!(
+                            "unregistration failed: {}",
+                            registration::describe(error)
+                        ));
+                    }
+                    _ => {
+                        if let Some(error) = event.error_message() {
+                            self.totals.registration_error = Some(error);
+                        }
+                    }
+                }
+            }
+            // Requests of our own are all the registration's, whose events the agent took.
+            while self.agent.poll_request_event().is_some() {}
+            if !busy {
+                return refused;
+            }
+        }
+    }
+
+    fn media_command(&mut self, key: CallKey, command: MediaCommand) {
+        let now = Instant::now();
+        match command {
+            MediaCommand::Open => {
+                let opened = self
+                    .ports
+                    .bind_std(self.transport.local_addr().ip())
+                    .and_then(|socket| {
+                        let port = socket.local_addr()?.port();
+                        self.streams.insert(key, MediaHandle::listen_std(socket));
+                        Ok(port)
+                    });
+                if let Err(e) = &opened {
+                    // The script refuses the call with 503.
+                    tracing::warn!(error = %e, "no RTP port free: refusing the call");
+                }
+                self.agent
+                    .handle_media_opened(now, key, opened.map_err(|e| e.to_string()));
+            }
+            MediaCommand::Start(negotiated) => {
+                if let Some(handle) = self.streams.get(&key) {
+                    // What the flags play and expect, over the whole call.
+                    let session = self.prepared.session(&negotiated, &mut self.ids);
+                    handle.start(session, negotiated.remote_rtp);
+                }
+            }
+            MediaCommand::Intent(intent) => {
+                if let Some(handle) = self.streams.get(&key) {
                     handle.apply(intent);
                 }
             }
+            MediaCommand::Stop { report } => match (self.streams.remove(&key), report) {
+                (Some(handle), true) => {
+                    self.stopping += 1;
+                    let stopped = self.stopped.0.clone();
+                    tokio::spawn(async move {
+                        let finished = handle.stop().await;
+                        let _ = stopped.send((key, finished));
+                    });
+                }
+                (None, true) => self.agent.handle_media_stopped(now, key, None),
+                (_, false) => {}
+            },
         }
     }
-    let deadline = a.script.poll_timeout();
-    if a.armed != deadline {
-        if let Some(old) = a.armed.take() {
-            timers.remove(&(old, call));
-        }
-        if let Some(at) = deadline {
-            timers.insert((at, call));
-            a.armed = Some(at);
-        }
-    }
-}
 
-/// Start the call's media: on the socket of our answer (bound again if it is gone), playing
-/// and expecting what the flags say over the whole call.
-async fn start_media(a: &mut Active, negotiated: Negotiated, env: &Env<'_>, ids: &mut IdGen) {
-    let socket = match a.socket.take() {
-        Some(socket) => socket,
-        None => match env.ports.bind(env.local.addr.ip()).await {
-            Ok(socket) => socket,
-            Err(_) => return,
-        },
-    };
-    let mut session = env.prepared.session(&negotiated, ids);
-    if a.held {
-        // Not a byte to an address the INVITE did not come from before its ACK.
-        session.set_sending(false);
-    }
-    let handle = MediaHandle::spawn(socket, session, negotiated.remote_rtp);
-    a.media = Some((negotiated, handle));
-}
-
-/// Answer the call from a new RTP socket (kept for its media).
-async fn accept(
-    driver: &mut UaDriver,
-    call: CallId,
-    a: &mut Active,
-    env: &Env<'_>,
-) -> Result<(LocalMedia, Option<Negotiated>), CommandError> {
-    let now = Instant::now();
-    let socket = match env.ports.bind(env.local.addr.ip()).await {
-        Ok(socket) => socket,
-        Err(e) => {
-            tracing::warn!(error = %e, "no RTP port free: refusing the call");
-            // The script refuses it with 503.
-            return Err(CommandError::NoRtpSocket(e.to_string()));
-        }
-    };
-    let Ok(addr) = socket.local_addr() else {
-        let _ = driver.endpoint().reject(now, call, 500);
-        return Err(CommandError::Refused("no local RTP address".into()));
-    };
-    let media = env
-        .prepared
-        .local_media(addr.ip(), addr.port(), env.seed >> 1);
-    match driver.endpoint().accept(now, call, media.clone()) {
-        Ok(negotiated) => {
-            if let Some(n) = &negotiated {
-                // Not a byte to an address the INVITE did not come from before its ACK.
-                a.held = !media_before_ack(n.remote_rtp.ip(), a.source.ip());
+    /// A stream stopped: its report to its call (whose result follows).
+    fn media_stopped(&mut self, key: CallKey, finished: Option<Finished>) {
+        self.stopping = self.stopping.saturating_sub(1);
+        let report = finished.map(|f| {
+            if let Some(samples) = f.recording {
+                self.recordings.insert(key, samples);
             }
-            // Delayed offer: media starts with the ACK's answer, on this socket too.
-            a.socket = Some(socket);
-            Ok((media, negotiated))
-        }
-        // 488 was sent; the Ended event follows.
-        Err(e) => {
-            tracing::info!(error = %e, "call refused");
-            let refusal = refusal_of(&e);
-            a.refusal = Some(refusal.clone());
-            Err(CommandError::Refused(refusal))
-        }
+            f.report
+        });
+        self.agent.handle_media_stopped(Instant::now(), key, report);
     }
-}
 
-/// Why `accept` refused a call, as its line says it (the negotiation's words: what was
-/// offered, what we accept).
-fn refusal_of(e: &CallError) -> String {
-    match e {
-        CallError::Negotiation(n) => n.to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// Answer `a=inactive` (RFC 3264 §6.1), with the discard port: no socket, no RTP either way.
-fn accept_inactive(
-    driver: &mut UaDriver,
-    call: CallId,
-    a: &mut Active,
-    env: &Env<'_>,
-) -> Result<(LocalMedia, Option<Negotiated>), CommandError> {
-    let mut media = env
-        .prepared
-        .local_media(env.local.addr.ip(), DISCARD_PORT, env.seed >> 1);
-    media.direction = Direction::Inactive;
-    match driver
-        .endpoint()
-        .accept(Instant::now(), call, media.clone())
-    {
-        Ok(negotiated) => Ok((media, negotiated)),
-        Err(e) => {
-            tracing::info!(error = %e, "call refused");
-            let refusal = refusal_of(&e);
-            a.refusal = Some(refusal.clone());
-            Err(CommandError::Refused(refusal))
+    /// Judge an ended call (its script, with the media report judged over the whole call),
+    /// count it and print its line.
+    fn finish_call(&mut self, result: ResponderResult, out: &mut impl Write) {
+        let args = self.args;
+        let totals = &mut self.totals;
+        let call = match result {
+            ResponderResult::Call(call) => call,
+            ResponderResult::Refused {
+                index,
+                code,
+                reason,
+                from,
+                call_id,
+            } => {
+                // Never a call, but an INVITE received: it is counted and shown.
+                totals.refused += 1;
+                totals.failed += 1;
+                let line = AnsweredCall {
+                    kind: "call",
+                    index,
+                    call_id,
+                    from,
+                    verdict: Verdict::Failed,
+                    final_code: Some(code),
+                    bye_code: None,
+                    end_reason: format!("refused: {code} {}", reason_phrase(code)),
+                    failures: vec![format!(
+                        "INVITE refused with {code} {}: {reason}",
+                        reason_phrase(code)
+                    )],
+                    media: None,
+                };
+                print_call(&line, args.json, out);
+                return;
+            }
+        };
+        let call = *call;
+        let recording = self.recordings.remove(&call.key);
+        let mut media_failures = Vec::new();
+        let mut media_summary = None;
+        if let (Some(negotiated), Some(report)) = (&call.negotiated, &call.report) {
+            let (summary, failures) = self.prepared.summarize(negotiated, report);
+            totals.add_media(report);
+            if let (Some(path), Some(samples)) = (self.prepared.record_path(), &recording) {
+                let path = numbered(path, call.index);
+                if let Err(e) = write_recording(&path, samples) {
+                    media_failures.push(e.to_string());
+                }
+            }
+            media_failures.extend(failures);
+            media_summary = Some(summary);
         }
+        let index = call.index;
+        let from = call.from.clone();
+        let outcome = call.finish(media_failures);
+        if outcome.codec_refused {
+            totals.refused += 1;
+        }
+        let verdict = if outcome.failures.is_empty() {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        };
+        match verdict {
+            Verdict::Passed => totals.passed += 1,
+            Verdict::Failed | Verdict::ThresholdsFailed | Verdict::Interrupted => {
+                totals.failed += 1;
+            }
+        }
+        if args.quiet && verdict == Verdict::Passed {
+            return;
+        }
+        let line = AnsweredCall {
+            kind: "call",
+            index,
+            call_id: outcome.call_id,
+            from: from.to_string(),
+            verdict,
+            final_code: outcome.final_code,
+            bye_code: outcome.bye_code,
+            end_reason: outcome.end_reason,
+            failures: outcome.failures,
+            media: media_summary,
+        };
+        print_call(&line, args.json, out);
     }
 }
 
 /// How long the first Ctrl-C waits for the calls to end (their BYEs answered) before
 /// leaving anyway.
 const DRAIN: Duration = Duration::from_secs(1);
-
-/// The port written in an inactive answer (RFC 863 discard; nothing is sent to it).
-const DISCARD_PORT: u16 = 9;
 
 /// `rec.wav` → `rec-3.wav` for the third call.
 fn numbered(path: &std::path::Path, index: u64) -> std::path::PathBuf {

@@ -15,6 +15,10 @@
 //! [`Agent::handle_timeout`], [`Agent::start_call`], the media replies, [`Agent::stop`]
 //! (Ctrl-C), [`Agent::load_done`] and [`Agent::shutdown`]. Output: [`Agent::poll_transmit`],
 //! [`Agent::poll_media`], [`Agent::poll_result`], [`Agent::poll_timeout`].
+//!
+//! As `sipcheck answer`'s responder ([`Agent::respond`], [`responder`]) the agent admits or
+//! refuses every incoming call itself, and its calls' lines come out of
+//! [`Agent::poll_answer`] instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -39,6 +43,7 @@ use crate::ua::register::LocalEnd;
 use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptConfig};
 
 mod registrations;
+pub mod responder;
 #[cfg(test)]
 mod tests;
 
@@ -144,6 +149,8 @@ struct Live<D> {
     ending: bool,
     /// The call's SIP messages, when ladders are recorded.
     ladder: RawLadder,
+    /// A responder's call: what its line needs.
+    answering: Option<responder::Answering>,
 }
 
 /// The agent of one role (see the module documentation).
@@ -177,6 +184,8 @@ pub struct Agent<D> {
     last_now: Option<Instant>,
     /// The role's registrations.
     regs: registrations::Registrations<D>,
+    /// Answering as `sipcheck answer` ([`Agent::respond`]).
+    responder: Option<responder::Responding<D>>,
 }
 
 impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
@@ -209,6 +218,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             by_sip_id: HashMap::new(),
             last_now: None,
             regs: registrations::Registrations::default(),
+            responder: None,
         }
     }
 
@@ -473,15 +483,22 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     ) {
         self.last_now = Some(now);
         if self.calls.get(&call).is_some_and(|l| l.ending) {
-            self.finish(call, report.as_ref());
+            self.finish(call, report);
             self.drive(now);
         }
     }
 
     /// Ctrl-C: every call winds down, none is counted passed; calls started later run no
     /// step.
+    /// A responder ([`Self::respond`]) drains instead: calls waiting for their ACK are
+    /// dropped, the others hung up, new INVITEs refused (480), until every call has ended or
+    /// the drain is over ([`Self::responder_done`]).
     pub fn stop(&mut self, now: Instant) {
         self.last_now = Some(now);
+        if self.responder.is_some() {
+            self.responder_stop(now);
+            return;
+        }
         self.stopped = true;
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
         for key in keys {
@@ -497,6 +514,10 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     /// caller's BYE or CANCEL give up a little later.
     pub fn load_done(&mut self, now: Instant) {
         self.last_now = Some(now);
+        if self.responder.is_some() {
+            // A responder's calls wait for their caller as long as their steps say.
+            return;
+        }
         self.load_done = true;
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
         for key in keys {
@@ -566,6 +587,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             self.endpoint.poll_timeout(),
             self.timers.first().map(|&(at, _)| at),
             self.regs.poll_timeout(),
+            self.responder_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -596,6 +618,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 armed: None,
                 ending: false,
                 ladder: RawLadder::default(),
+                answering: None,
             },
         );
         key
@@ -622,6 +645,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         while let Some(event) = self.endpoint.poll_event() {
             self.route(now, event);
         }
+        if self.responder.is_some() {
+            self.responder_check(now);
+        }
     }
 
     fn route(&mut self, now: Instant, event: CallEvent<D>) {
@@ -632,11 +658,22 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 }
             }
             CallEvent::Incoming {
+                call, from, source, ..
+            } if self.responder.is_some() => {
+                self.responder_incoming(now, call, from, &source);
+            }
+            CallEvent::Incoming {
                 call,
                 request_uri,
                 to,
                 ..
             } => self.incoming(now, call, &request_uri, &to),
+            CallEvent::InviteRefused {
+                code,
+                reason,
+                from,
+                call_id,
+            } => self.responder_refused(code, reason, from, call_id),
             event => {
                 let call = match &event {
                     CallEvent::Progress { call, .. }
@@ -648,6 +685,16 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     _ => return,
                 };
                 let ended = matches!(event, CallEvent::Ended { .. });
+                if self.responder.is_some() {
+                    let key = self.by_id.get(&call).copied();
+                    match &event {
+                        CallEvent::Answered { negotiated, .. } => {
+                            self.responder_answered(call, key, negotiated);
+                        }
+                        CallEvent::Ended { .. } => self.responder_ended(call, key),
+                        _ => {}
+                    }
+                }
                 let Some(&key) = self.by_id.get(&call) else {
                     return;
                 };
@@ -753,7 +800,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         }
     }
 
-    fn finish(&mut self, key: CallKey, report: Option<&MediaReport>) {
+    fn finish(&mut self, key: CallKey, report: Option<MediaReport>) {
         let Some(live) = self.calls.remove(&key) else {
             return;
         };
@@ -763,7 +810,12 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         if let Some(id) = live.call {
             self.by_id.remove(&id);
         }
-        let result = live.script.finish(report, &live.ladder);
+        let Some((script, report)) =
+            self.responder_finish(key, live.answering, live.script, report)
+        else {
+            return;
+        };
+        let result = script.finish(report.as_ref(), &live.ladder);
         if self.by_sip_id.get(&result.call_id) == Some(&key) {
             self.by_sip_id.remove(&result.call_id);
         }
@@ -833,6 +885,10 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 if let Some(id) = id {
                     let _ = self.endpoint.cancel(now, id);
                 }
+            }
+            ScriptCommand::Media(intent) if opened && live.answering.is_some() => {
+                // What a responder's media does is its own (media held back until the ACK).
+                self.responder_media(key, intent);
             }
             ScriptCommand::Media(MediaIntent::Start(negotiated)) if opened => {
                 self.media
@@ -917,13 +973,33 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         let Some(live) = self.calls.get_mut(&key) else {
             return;
         };
+        let responder = live.answering.is_some();
         let accepted: Result<(LocalMedia, Option<Negotiated>), CommandError> = match live.call {
             Some(id) => self
                 .endpoint
                 .accept(now, id, media.clone())
                 .map(|negotiated| (media, negotiated))
-                .map_err(|e| CommandError::Refused(e.to_string())),
+                .map_err(|e| match e {
+                    // A responder's line names what was offered and what it accepts.
+                    CallError::Negotiation(n) if responder => CommandError::Refused(n.to_string()),
+                    e => CommandError::Refused(e.to_string()),
+                }),
             None => Err(CommandError::TransportGone),
+        };
+        if responder {
+            let remote = accepted
+                .as_ref()
+                .ok()
+                .and_then(|(_, n)| n.as_ref())
+                .map(|n| n.remote_rtp.ip());
+            let refusal = match &accepted {
+                Err(CommandError::Refused(why)) => Some(why.clone()),
+                _ => None,
+            };
+            self.responder_accepted(key, remote, refusal);
+        }
+        let Some(live) = self.calls.get_mut(&key) else {
+            return;
         };
         live.script.handle_accepted(now, accepted);
     }
