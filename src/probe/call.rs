@@ -326,6 +326,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
     report.ladder = ladder.rungs().to_vec();
 
     if let Some(failure) = result.registration {
+        report.interrupted = failure == ProbeStepError::Interrupted;
         report
             .failures
             .push(format!("registration failed: {}", step_failure(&failure)));
@@ -401,7 +402,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
 fn step_failure(failure: &ProbeStepError) -> String {
     match failure {
         ProbeStepError::Failed(error) => registration::describe(error),
-        ProbeStepError::Limit(_) => failure.to_string(),
+        ProbeStepError::Limit(_) | ProbeStepError::Interrupted => failure.to_string(),
     }
 }
 

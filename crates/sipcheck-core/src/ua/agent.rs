@@ -508,6 +508,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             self.responder_stop(now);
             return;
         }
+        if self.probe_stop() {
+            return;
+        }
         self.stopped = true;
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
         for key in keys {

@@ -59,6 +59,9 @@ pub enum ProbeStepError {
     /// The overall limit came first; the limit as the user wrote it.
     #[error("no final response within --timeout {0}")]
     Limit(String),
+    /// Ctrl-C came while registering: no call is placed.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// The probe's call at its end: what [`CallScript::finish_probe`] needs.
@@ -272,6 +275,21 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             registration: p.registration.take(),
             unregistration: p.unregistration.take(),
         });
+    }
+
+    /// Ctrl-C for a probe that is still registering: it ends at once, with no call (whose
+    /// placing could only be interrupted). `false` when the probe is past its registration
+    /// (its call is stopped as any other).
+    pub(super) fn probe_stop(&mut self) -> bool {
+        let Some(p) = self.prober.as_mut() else {
+            return false;
+        };
+        if p.phase != Phase::Registering {
+            return false;
+        }
+        p.registration = Some(ProbeStepError::Interrupted);
+        self.probe_end();
+        true
     }
 
     /// An incoming INVITE while probing: refused 486 (the probe takes no call).

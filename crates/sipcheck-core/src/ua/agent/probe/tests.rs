@@ -97,7 +97,7 @@ fn account() -> Account {
 
 /// A registrar's answer to `register`: 401 with a challenge when it carries no credentials,
 /// else 200 with its Contact bound for the Expires asked (none when 0).
-fn registrar_answer(register: &str) -> Bytes {
+fn registrar_answer(register: &str, refuses: bool) -> Bytes {
     let header = |name: &str| {
         register
             .lines()
@@ -116,7 +116,9 @@ fn registrar_answer(register: &str) -> Bytes {
         header("Call-ID"),
         header("CSeq"),
     );
-    let status = if header("Authorization").is_empty() {
+    let status = if refuses {
+        "403 Forbidden"
+    } else if header("Authorization").is_empty() {
         head.push_str("WWW-Authenticate: Digest realm=\"test\", nonce=\"n1\", algorithm=MD5\r\n");
         "401 Unauthorized"
     } else {
@@ -141,6 +143,8 @@ struct Pair {
     peer: Option<Agent<SocketAddr>>,
     /// The registrar answers (else its REGISTERs are lost).
     registrar: bool,
+    /// The registrar refuses every REGISTER (403).
+    refuses: bool,
     /// Every datagram sent: from, to, first line.
     log: Vec<(SocketAddr, SocketAddr, String)>,
     result: Option<ProbeResult>,
@@ -181,6 +185,7 @@ impl Pair {
             us,
             peer,
             registrar: true,
+            refuses: false,
             log: Vec::new(),
             result: None,
             opened: Vec::new(),
@@ -246,7 +251,8 @@ impl Pair {
                 self.log.push((from, to, first));
                 if to == registrar {
                     if self.registrar {
-                        let answer = registrar_answer(&String::from_utf8_lossy(&bytes));
+                        let answer =
+                            registrar_answer(&String::from_utf8_lossy(&bytes), self.refuses);
                         self.us.handle_datagram(now, registrar, answer);
                     }
                 } else if to == peer {
@@ -515,4 +521,41 @@ fn an_incoming_invite_while_probing_is_refused_busy() {
     p.after(secs(3));
     let outcome = p.outcome();
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+}
+
+#[test]
+fn a_registration_refused_fails_the_probe_naming_the_status_and_places_no_call() {
+    let mut p = Pair::new(Some(Responder::default()));
+    p.refuses = true;
+    p.start(Some(secs(10)), true);
+    assert!(p.us.probe_done(), "over at the refusal, not at the limit");
+    let result = p.result.as_ref().expect("over");
+    assert!(result.call.is_none());
+    let failure = result
+        .registration
+        .as_ref()
+        .map(ToString::to_string)
+        .expect("a registration failure");
+    assert!(failure.contains("403"), "{failure}");
+    assert!(!p.log.iter().any(|(_, _, l)| l.starts_with("INVITE ")));
+    // Nothing bound, nothing to remove.
+    assert_eq!(p.sent(US, REGISTRAR).len(), 1);
+}
+
+#[test]
+fn ctrl_c_while_registering_ends_the_probe_with_no_call() {
+    let mut p = Pair::new(Some(Responder::default()));
+    p.registrar = false;
+    p.start(Some(secs(30)), true);
+    p.after(ms(200));
+    assert!(!p.us.probe_done());
+    p.us.stop(p.now);
+    p.service();
+    assert!(p.us.probe_done());
+    let result = p.result.as_ref().expect("over");
+    assert!(result.call.is_none());
+    assert_eq!(result.registration, Some(ProbeStepError::Interrupted));
+    p.registrar = true;
+    p.after(secs(5));
+    assert!(!p.log.iter().any(|(_, _, l)| l.starts_with("INVITE ")));
 }
