@@ -158,12 +158,6 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.prober.as_ref().is_some_and(|p| p.phase == Phase::Done)
     }
 
-    /// The probe's call, once started.
-    #[must_use]
-    pub fn probe_key(&self) -> Option<CallKey> {
-        self.prober.as_ref()?.key
-    }
-
     /// Start the probe's call.
     fn probe_call(&mut self, now: Instant) {
         let Some(p) = self.prober.as_mut() else {
@@ -223,9 +217,10 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                         self.probe_call(now);
                     } else {
                         if p.registration.is_none() {
-                            p.registration = Some(ProbeStepError::Failed(
-                                RegisterError::NoResponse("no registration".into()),
-                            ));
+                            p.registration =
+                                Some(ProbeStepError::Failed(RegisterError::NoResponse(
+                                    "the registration ended without an outcome".into(),
+                                )));
                         }
                         self.probe_end();
                     }
