@@ -755,3 +755,105 @@ fn sipp_making_the_caller_refresher_gets_its_refresh() {
     assert_eq!(origin(&invites[1]), origin(&invites[0]), "{shown}");
     assert!(!sipp.errors().contains("ailed"), "{shown}");
 }
+
+#[test]
+fn ctrl_c_mid_call_hangs_up_and_the_call_fails_as_interrupted() {
+    use std::process::{Command, Stdio};
+    use support::process::{self, RunDir};
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(&["--listen", &listen, "--calls", "1"], &[]);
+    let uri = format!("sip:bob@{listen}");
+    let dir = RunDir::new("call-interrupt").expect("run dir");
+    let trace = dir.join("trace");
+    let stdout_path = dir.join("stdout");
+    let mut call = Command::new(support::sipcheck_bin())
+        .args(["call", &uri, "--duration", "30s", "--json", "--trace-sip"])
+        .arg(&trace)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sipcheck call");
+    // The call is up once our ACK is out.
+    let up = process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        process::read_lossy(&trace).contains("ACK sip:")
+    });
+    let _ = process::signal(call.id(), "INT");
+    let status = process::wait_timeout(&mut call, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = call.kill();
+        let _ = call.wait();
+    }
+    let printed = process::read_lossy(&stdout_path);
+    let shown = format!(
+        "{printed}\n--- trace ---\n{}\n{}",
+        process::read_lossy(&trace),
+        answer.output()
+    );
+    assert!(up, "the call never came up\n{shown}");
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{shown}");
+    let v: serde_json::Value = serde_json::from_str(&printed).expect("JSON");
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    assert_eq!(v["interrupted"], true, "{shown}");
+    assert_eq!(v["final_code"], 200, "{shown}");
+    // Hung up, and the BYE answered: the far end saw the call end.
+    assert_eq!(v["bye_code"], 200, "{shown}");
+    assert!(
+        v["failures"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "interrupted")),
+        "{shown}"
+    );
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+}
+
+#[test]
+fn ctrl_c_while_registering_places_no_call() {
+    use std::process::{Command, Stdio};
+    use support::process::{self, RunDir};
+
+    // A registrar that never answers.
+    let registrar = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let uri = format!("sip:bob@{}", registrar.local_addr().expect("address"));
+    let dir = RunDir::new("call-interrupt-register").expect("run dir");
+    let trace = dir.join("trace");
+    let stdout_path = dir.join("stdout");
+    let mut call = Command::new(support::sipcheck_bin())
+        .args(["call", &uri, "--register", "--user", "alice", "--json"])
+        .arg("--trace-sip")
+        .arg(&trace)
+        .env("SIP_PASSWORD", "secret")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sipcheck call");
+    let registering =
+        process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            process::read_lossy(&trace).contains("REGISTER sip:")
+        });
+    let _ = process::signal(call.id(), "INT");
+    let status = process::wait_timeout(&mut call, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = call.kill();
+        let _ = call.wait();
+    }
+    let printed = process::read_lossy(&stdout_path);
+    let sent = process::read_lossy(&trace);
+    let shown = format!("{printed}\n--- trace ---\n{sent}");
+    assert!(registering, "no REGISTER sent\n{shown}");
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{shown}");
+    let v: serde_json::Value = serde_json::from_str(&printed).expect("JSON");
+    assert_eq!(v["interrupted"], true, "{shown}");
+    assert_eq!(
+        v["failures"][0], "registration failed: interrupted",
+        "{shown}"
+    );
+    assert!(!sent.contains("INVITE sip:"), "{shown}");
+}

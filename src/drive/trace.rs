@@ -7,7 +7,8 @@
 //! a peer put in a message are escaped ([`crate::terminal::escape_controls`]).
 //!
 //! One trace per process, installed by the command line before anything is sent; the drivers
-//! ([`crate::drive::sip::UaDriver`], [`crate::probe::client::Client`]) report every message to it.
+//! ([`crate::drive::role`], `answer`'s and `call`'s loops, [`crate::probe::client::Client`])
+//! report every message to it.
 //! When no trace is installed, reporting a message costs one atomic load.
 
 use std::fs::File;

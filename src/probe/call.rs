@@ -6,25 +6,29 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
-use sipcheck_core::media::intent::MediaIntent;
+use std::sync::Arc;
+
+use sipcheck_core::media::intent::MediaEvent;
+use sipcheck_core::scenario::model::Account;
+use sipcheck_core::sdp::DEFAULT_PTIME_MS;
 use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::uri::{host_literal, uri_host, SipTarget};
+use sipcheck_core::stats::ladder::{format_rung, Direction, Ladder, Rung};
+use sipcheck_core::ua::agent::probe::{ProbeConfig, ProbeRegister, ProbeResult, ProbeStepError};
+use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey, MediaCommand};
 use sipcheck_core::ua::call::{
-    CallEndReason, CallEvent, CallId, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall,
+    CallEndReason, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall,
 };
-use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
-use sipcheck_core::ua::registration::{Config as RegistrationConfig, Lifecycle, RegistrationEvent};
-use sipcheck_core::ua::script::{CallScript, CommandError, Placed, ProbeCall, ScriptCommand};
+use sipcheck_core::ua::register::LocalEnd;
+use sipcheck_core::ua::script::ProbeCall;
 
 use super::args::{parse_duration, parse_server, NetArgs};
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
-use crate::drive::clock::sleep_until;
-use crate::drive::media::MediaHandle;
+use crate::drive::media::{EventSink, MediaHandle};
 use crate::drive::registration;
-use crate::drive::sip::UaDriver;
-use sipcheck_core::stats::ladder::{format_rung, Rung};
+use crate::drive::transport::{Incoming, SipSocket, TransportError, Unreachable};
 
 /// What to call and how: the options of `sipcheck call`, read by clap (each field's doc is its
 /// help text, as printed: `HOST[:PORT]` is no link).
@@ -147,6 +151,11 @@ pub(crate) fn host_of(server: &str) -> String {
 }
 
 /// Place the call and verify it.
+///
+/// The core's role [`Agent`], as a prober ([`Agent::probe`]), decides everything: the
+/// registration first (when asked), the call's steps and timers, the refusal of calls that
+/// come meanwhile, the unregistration, each bounded by `--timeout`. This drives it: the
+/// socket, the call's media stream, the wall clock and Ctrl-C, the ladder, and the report.
 pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
     let (net, timers) = (&args.net.network(), args.net.timers());
     let target = SipTarget::parse(&args.target)?;
@@ -175,22 +184,21 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
             .map(|_| vec![format!("<sip:{peer};lr>")])
             .unwrap_or_default(),
     };
+    // Bound before the INVITE: a range with no port free fails here, not as a call.
     let rtp = args
         .audio
         .port_range()
         .bind(local.addr.ip())
         .await
         .map_err(|e| ProbeError::Invalid(format!("cannot bind an RTP port: {e}")))?;
-    let rtp_port = rtp
-        .local_addr()
-        .map_err(|e| ProbeError::Invalid(e.to_string()))?
-        .port();
+    rtp.local_addr()
+        .map_err(|e| ProbeError::Invalid(e.to_string()))?;
 
     let mut config = EndpointConfig::new(local.clone());
     config.timers = timers;
     let seed = os_seed();
     let endpoint = Endpoint::new(config, sipcheck_core::ids::IdGen::new(seed));
-    let mut driver = UaDriver::new(transport, endpoint, true);
+    let ladder = Ladder::new(Instant::now());
     let domain = args
         .domain
         .as_deref()
@@ -230,49 +238,27 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
             )));
         }
     }
-
-    let mut registration = None;
-    if args.register {
-        let Some(user) = &user else {
-            return Err(ProbeError::Invalid("--register needs --user".into()));
-        };
-        let mut lifecycle = Lifecycle::new(
-            RegistrationConfig {
-                params: RegisterParams {
-                    user: user.clone(),
-                    domain: domain.clone(),
-                    credentials: credentials.clone().expect("user given"),
-                    expires: 300,
-                },
-                local: local.clone(),
-                refresh: false,
-                registrar: peer.to_string(),
+    let register = match (args.register, &user) {
+        (false, _) => None,
+        (true, None) => return Err(ProbeError::Invalid("--register needs --user".into())),
+        (true, Some(user)) => Some(ProbeRegister {
+            account: Account {
+                user: user.clone(),
+                password: args.password.clone().unwrap_or_default(),
+                domain: domain.clone(),
             },
-            sipcheck_core::ids::IdGen::new(seed ^ 0x5eed),
-        );
-        lifecycle.register(Instant::now());
-        let registering = register_step(&mut driver, &mut lifecycle, peer);
-        match within(deadline, Duration::ZERO, registering).await {
-            Ok(()) => registration = Some(lifecycle),
-            Err(failure) => {
-                report
-                    .failures
-                    .push(format!("registration failed: {failure}"));
-                report.ladder = driver
-                    .ladder
-                    .as_ref()
-                    .map(|l| l.rungs().to_vec())
-                    .unwrap_or_default();
-                return Ok(report);
-            }
-        }
-    }
+            registrar: peer,
+            expires: 300,
+            ids: sipcheck_core::ids::IdGen::new(seed ^ 0x5eed),
+        }),
+    };
 
     let from_uri = match &user {
         Some(u) => format!("sip:{u}@{domain}"),
         None => format!("sip:sipcheck@{}", uri_host(local.addr.ip())),
     };
-    let media_desc = prepared.local_media(local.addr.ip(), rtp_port, seed >> 1);
+    // Its port is the RTP socket's, set by the agent once the socket is open.
+    let media_desc = prepared.local_media(local.addr.ip(), 0, seed >> 1);
     let outgoing = OutgoingCall {
         request_uri: target.uri.clone(),
         from_uri,
@@ -297,243 +283,344 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         expect: prepared.expect(),
         limit: deadline.map(|(limit, at)| (at, humantime::format_duration(limit).to_string())),
     };
-    let (script, call, finished) = drive_call(&mut driver, plan, outgoing, &prepared, rtp).await?;
-    report.call_id = Some(script.call_id().to_string()).filter(|id| !id.is_empty());
-
-    // A transport failure says what failed (ICMP port unreachable …), not only that one did.
-    let unreachable = driver.unreachable.clone();
-    let describe = move |r: &CallEndReason| match (r, &unreachable) {
-        (CallEndReason::TransportError, Some((addr, error))) => {
-            format!("{r}: {addr} is unreachable: {error}")
-        }
-        (CallEndReason::NoCredentials { .. }, _) => {
-            format!("{r}: no password given (--password or SIP_PASSWORD)")
-        }
-        _ => r.to_string(),
+    let agent_config = AgentConfig {
+        role: "call".into(),
+        local: local.clone(),
+        next_hop: Some(peer),
+        domain: domain.clone(),
+        codecs: args.audio.codecs.clone(),
+        ptime_ms: DEFAULT_PTIME_MS,
+        rtp: true,
+        wavs: Arc::default(),
+        accounts: Vec::new(),
+        steps: Arc::default(),
     };
-    let mut media = None;
-    if let (Some(negotiated), Some(finished)) = (script.negotiated(), &finished) {
-        let (summary, _) = prepared.summarize(negotiated, &finished.report);
-        if let (Some(path), Some(samples)) = (prepared.record_path(), &finished.recording) {
-            write_recording(path, samples)?;
-        }
-        media = Some(summary);
-    }
-    let left = driver.endpoint().record(call).cloned();
-    let outcome = script
-        .finish_probe(left, finished.as_ref().map(|f| &f.report), &describe)
-        .expect("a probe's script");
-    if let (Some(summary), true) = (&mut media, outcome.dtmf_failed) {
-        summary.dtmf_sent = None;
-    }
-    report.media = media;
-    report.interrupted = outcome.interrupted;
-    report.failures = outcome.failures;
-    report.hold = outcome.hold.map(|h| HoldReport {
-        held: h.held,
-        resumed: h.resumed,
-        tone_after_resume: h.tone_after_resume,
-    });
-    report.peer_holds = outcome.peer_holds;
-    if let Some(record) = &outcome.record {
-        report.final_code = record.final_code;
-        report.bye_code = record.bye_code;
-        report.cancel_code = record.cancel_code;
-        report.end_reason = record.reason().map(&describe);
-        report.timings = Timings {
-            invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
-            invite_to_ringing_ms: ms(record.invite, record.first_ringing),
-            invite_to_answer_ms: ms(record.invite, record.answer),
-            bye_rtt_ms: record
-                .bye_sent
-                .and_then(|sent| ms(sent, record.bye_response)),
-            duration_ms: record
-                .answer
-                .and_then(|a| ms(a, record.end.as_ref().map(|e| e.at))),
-        };
-    }
+    let mut agent = Agent::new(agent_config, endpoint);
+    agent.probe(
+        Instant::now(),
+        ProbeConfig {
+            plan,
+            outgoing,
+            register,
+        },
+    );
+    let mut drv = Driver {
+        transport,
+        agent,
+        ladder,
+        unreachable: None,
+        rtp: Some(rtp),
+        stream: None,
+        media_events: tokio::sync::mpsc::unbounded_channel(),
+        prepared: &prepared,
+        ids: sipcheck_core::ids::IdGen::new(os_seed()),
+        recording: None,
+    };
+    let result = drv.run().await?;
+    let Driver {
+        ladder,
+        unreachable,
+        recording,
+        ..
+    } = drv;
+    report.ladder = ladder.rungs().to_vec();
 
-    if let Some(mut lifecycle) = registration {
-        // The binding's removal gets 2 s of its own past --timeout, when that is nearer.
-        lifecycle.stop(Instant::now());
-        let removing = register_step(&mut driver, &mut lifecycle, peer);
-        if let Err(failure) = within(deadline, Duration::from_secs(2), removing).await {
-            report
-                .failures
-                .push(format!("unregistration failed: {failure}"));
+    if let Some(failure) = result.registration {
+        report.interrupted = failure == ProbeStepError::Interrupted;
+        report
+            .failures
+            .push(format!("registration failed: {}", step_failure(&failure)));
+        return Ok(report);
+    }
+    if let Some(call) = result.call {
+        report.call_id = Some(call.script.call_id().to_string()).filter(|id| !id.is_empty());
+        // A transport failure says what failed (ICMP port unreachable …), not only that one
+        // did.
+        let describe = move |r: &CallEndReason| match (r, &unreachable) {
+            (CallEndReason::TransportError, Some((addr, error))) => {
+                format!("{r}: {addr} is unreachable: {error}")
+            }
+            (CallEndReason::NoCredentials { .. }, _) => {
+                format!("{r}: no password given (--password or SIP_PASSWORD)")
+            }
+            _ => r.to_string(),
+        };
+        let mut media = None;
+        if let (Some(negotiated), Some(media_report)) = (call.script.negotiated(), &call.report) {
+            let (summary, _) = prepared.summarize(negotiated, media_report);
+            if let (Some(path), Some(samples)) = (prepared.record_path(), &recording) {
+                write_recording(path, samples)?;
+            }
+            media = Some(summary);
         }
+        let outcome = call
+            .script
+            .finish_probe(call.record, call.report.as_ref(), &describe)
+            .expect("a probe's script");
+        if let (Some(summary), true) = (&mut media, outcome.dtmf_failed) {
+            summary.dtmf_sent = None;
+        }
+        report.media = media;
+        report.interrupted = outcome.interrupted;
+        report.failures = outcome.failures;
+        report.hold = outcome.hold.map(|h| HoldReport {
+            held: h.held,
+            resumed: h.resumed,
+            tone_after_resume: h.tone_after_resume,
+        });
+        report.peer_holds = outcome.peer_holds;
+        if let Some(record) = &outcome.record {
+            report.final_code = record.final_code;
+            report.bye_code = record.bye_code;
+            report.cancel_code = record.cancel_code;
+            report.end_reason = record.reason().map(&describe);
+            report.timings = Timings {
+                invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
+                invite_to_ringing_ms: ms(record.invite, record.first_ringing),
+                invite_to_answer_ms: ms(record.invite, record.answer),
+                bye_rtt_ms: record
+                    .bye_sent
+                    .and_then(|sent| ms(sent, record.bye_response)),
+                duration_ms: record
+                    .answer
+                    .and_then(|a| ms(a, record.end.as_ref().map(|e| e.at))),
+            };
+        }
+    }
+    if let Some(failure) = result.unregistration {
+        report
+            .failures
+            .push(format!("unregistration failed: {}", step_failure(&failure)));
     }
     if report.failures.is_empty() {
         report.verdict = Verdict::Passed;
     }
-    report.ladder = driver
-        .ladder
-        .as_ref()
-        .map(|l| l.rungs().to_vec())
-        .unwrap_or_default();
     Ok(report)
 }
 
-/// `work`, given up at the `--timeout` deadline (but no sooner than `grace` from now).
-async fn within(
-    deadline: Option<(Duration, Instant)>,
-    grace: Duration,
-    work: impl std::future::Future<Output = Result<(), String>>,
-) -> Result<(), String> {
-    let Some((limit, at)) = deadline else {
-        return work.await;
-    };
-    let at = at.max(Instant::now() + grace);
-    match tokio::time::timeout_at(at.into(), work).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "no final response within --timeout {}",
-            humantime::format_duration(limit)
-        )),
+/// A registration's or unregistration's failure as printed.
+fn step_failure(failure: &ProbeStepError) -> String {
+    match failure {
+        ProbeStepError::Failed(error) => registration::describe(error),
+        ProbeStepError::Limit(_) | ProbeStepError::Interrupted => failure.to_string(),
     }
 }
 
-/// Carry the REGISTERs `lifecycle` has to send through the driver (a registration or an
-/// unregistration, with its challenge round); the failure, as printed, if it failed.
-pub(crate) async fn register_step(
-    driver: &mut UaDriver,
-    lifecycle: &mut Lifecycle,
-    registrar: SocketAddr,
-) -> Result<(), String> {
-    let mut path = registration::DriverPath { driver, registrar };
-    for event in registration::exchange(lifecycle, &mut path).await {
-        if let RegistrationEvent::Failed { error } | RegistrationEvent::UnregisterFailed { error } =
-            &event
-        {
-            return Err(registration::describe(error));
+/// The prober's driver: the agent, its socket, its call's media stream, the clock, the
+/// ladder of every message.
+struct Driver<'a> {
+    transport: SipSocket,
+    agent: Agent<SocketAddr>,
+    /// Every SIP message sent and received.
+    ladder: Ladder,
+    /// The last destination reported unreachable (ICMP), and why.
+    unreachable: Option<(SocketAddr, Unreachable)>,
+    /// The RTP socket, bound before the INVITE, until the agent opens the stream.
+    rtp: Option<tokio::net::UdpSocket>,
+    stream: Option<MediaHandle>,
+    media_events: Pipe<MediaEvent>,
+    prepared: &'a PreparedAudio,
+    ids: sipcheck_core::ids::IdGen,
+    /// The call's recording, once its stream stopped.
+    recording: Option<Vec<i16>>,
+}
+
+/// Events of the call's media stream, tagged with its call.
+type Pipe<T> = (
+    tokio::sync::mpsc::UnboundedSender<(CallKey, T)>,
+    tokio::sync::mpsc::UnboundedReceiver<(CallKey, T)>,
+);
+
+impl Driver<'_> {
+    /// Drive the agent until the probe is over: its result.
+    async fn run(&mut self) -> Result<ProbeResult, ProbeError> {
+        let far = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let timer = tokio::time::sleep_until(far().into());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        let ctrl_c = crate::signal::interrupted();
+        tokio::pin!(ctrl_c);
+        let mut interrupted = false;
+        let mut transport_open = true;
+        loop {
+            self.service().await?;
+            if let Some(result) = self.agent.poll_probe() {
+                return Ok(result);
+            }
+            let deadline = self.agent.poll_timeout();
+            if deadline != armed {
+                armed = deadline;
+                timer.as_mut().reset(deadline.unwrap_or_else(far).into());
+            }
+            tokio::select! {
+                incoming = self.transport.recv(), if transport_open => match incoming {
+                    Ok(incoming) => self.incoming(incoming),
+                    Err(e) => transport_open = self.transport_error(e)?,
+                },
+                () = &mut timer, if deadline.is_some() => {
+                    armed = None;
+                    self.agent.handle_timeout(Instant::now());
+                }
+                Some((key, event)) = self.media_events.1.recv() => {
+                    self.agent.handle_media_event(Instant::now(), key, event);
+                }
+                () = &mut ctrl_c, if !interrupted => {
+                    interrupted = true;
+                    self.agent.stop(Instant::now());
+                }
+            }
         }
     }
-    Ok(())
-}
 
-/// Place the call and run its script ([`CallScript::probe`]) until the call ends: the
-/// script decides, this carries out its commands on the endpoint and the media stream.
-/// Returns the script, the call and its media stream's end (when one ran).
-async fn drive_call(
-    driver: &mut UaDriver,
-    plan: ProbeCall,
-    outgoing: OutgoingCall<SocketAddr>,
-    prepared: &PreparedAudio,
-    rtp: tokio::net::UdpSocket,
-) -> Result<(CallScript, CallId, Option<crate::drive::media::Finished>), ProbeError> {
-    // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
-    let handle = MediaHandle::listen(rtp);
-    let (events_tx, mut media_events) = tokio::sync::mpsc::unbounded_channel();
-    handle.set_events(crate::drive::media::EventSink::channel(events_tx));
-    let mut ids = sipcheck_core::ids::IdGen::new(os_seed());
-    let mut script = CallScript::probe(Instant::now(), plan);
-    let mut outgoing = Some(outgoing);
-    let mut call = None;
-    let mut interrupted = false;
-    let ctrl_c = crate::signal::interrupted();
-    tokio::pin!(ctrl_c);
-    script.start(Instant::now());
-    loop {
-        while let Some(command) = script.poll_command() {
-            let now = Instant::now();
-            match command {
-                ScriptCommand::Invite { .. } => {
-                    let Some(outgoing) = outgoing.take() else {
-                        continue;
-                    };
-                    let local = outgoing.local_media.clone();
-                    let placed = driver
-                        .endpoint()
-                        .invite(now, outgoing)
-                        .map_err(|e| ProbeError::Invalid(e.to_string()))?;
-                    call = Some(placed);
-                    let call_id = driver
-                        .endpoint()
-                        .sip_call_id(placed)
-                        .unwrap_or_default()
-                        .to_string();
-                    script.handle_placed(Instant::now(), Ok(Placed { call_id, local }));
+    fn incoming(&mut self, incoming: Incoming) {
+        let now = Instant::now();
+        match incoming {
+            Incoming::Message { message, from } => {
+                crate::drive::trace::on_socket(
+                    &self.transport,
+                    Direction::Received,
+                    from,
+                    message.raw(),
+                    false,
+                );
+                self.ladder
+                    .record(now, Direction::Received, from, message.raw(), false);
+                let reliable = self.transport.kind().is_reliable();
+                self.agent.handle_message(now, *message, reliable, from);
+            }
+            Incoming::Malformed { error, from } => {
+                tracing::warn!(%from, %error, "malformed datagram ignored");
+            }
+            Incoming::Unreachable { destination, error } => {
+                tracing::debug!(%destination, %error, "destination unreachable");
+                // The call with that peer ends at once (not after Timer B), and so does a
+                // REGISTER to it (not after Timer F).
+                self.unreachable = Some((destination, error.clone()));
+                let why = TransportError::Unreachable {
+                    addr: destination,
+                    error,
                 }
-                ScriptCommand::Hangup => {
-                    if let Some(call) = call {
-                        let _ = driver.endpoint().hangup(now, call);
+                .to_string();
+                self.agent.transport_failed(now, &destination);
+                self.agent.requests_failed(now, &destination, None, &why);
+            }
+        }
+    }
+
+    /// The transport failed: the call fails with it (as an error of the probe); a REGISTER
+    /// under way fails naming it. Whether the transport is still open.
+    fn transport_error(&mut self, e: TransportError) -> Result<bool, ProbeError> {
+        if self.agent.live_calls() > 0 {
+            return Err(ProbeError::Transport(e));
+        }
+        let now = Instant::now();
+        let peer = e.flow();
+        if let Some(peer) = peer {
+            self.agent.requests_failed(now, &peer, None, &e.to_string());
+        } else {
+            self.agent.transport_gone(now, &e.to_string());
+        }
+        Ok(peer.is_some())
+    }
+
+    /// Everything the agent has to do now: send (each message in the ladder), carry out
+    /// its media commands.
+    async fn service(&mut self) -> Result<(), ProbeError> {
+        loop {
+            let mut busy = false;
+            while let Some(t) = self.agent.poll_transmit() {
+                busy = true;
+                let sent = self.transport.send(t.destination, &t.bytes).await;
+                crate::drive::trace::on_socket(
+                    &self.transport,
+                    Direction::Sent,
+                    t.destination,
+                    &t.bytes,
+                    t.kind.is_retransmission(),
+                );
+                self.ladder.record(
+                    Instant::now(),
+                    Direction::Sent,
+                    t.destination,
+                    &t.bytes,
+                    t.kind.is_retransmission(),
+                );
+                if let Err(e) = sent {
+                    tracing::warn!(to = %t.destination, error = %e, "send failed");
+                    if self.transport.kind().is_reliable() {
+                        // A REGISTER that could not go fails the registration, naming why;
+                        // anything else, the call.
+                        if !t.bytes.starts_with(b"REGISTER ") {
+                            self.agent.transport_failed(Instant::now(), &t.destination);
+                            return Err(ProbeError::Transport(e));
+                        }
+                        let why = e.to_string();
+                        self.agent
+                            .requests_failed(Instant::now(), &t.destination, None, &why);
                     }
                 }
-                ScriptCommand::Cancel => {
-                    if let Some(call) = call {
-                        let _ = driver.endpoint().cancel(now, call);
-                    }
-                }
-                ScriptCommand::Reinvite(media) => {
-                    let sent = match call {
-                        Some(call) => driver
-                            .endpoint()
-                            .reinvite(now, call, *media)
-                            .map_err(|e| CommandError::Refused(e.to_string())),
-                        None => Err(CommandError::TransportGone),
-                    };
-                    script.handle_reinvite_sent(Instant::now(), sent);
-                }
-                ScriptCommand::Media(MediaIntent::Start(negotiated)) => {
-                    let session = prepared.session(&negotiated, &mut ids);
+            }
+            while let Some((key, command)) = self.agent.poll_media() {
+                busy = true;
+                self.media_command(key, command).await;
+            }
+            // Requests of our own are all the registration's, whose events the agent took.
+            while self.agent.poll_request_event().is_some() {}
+            if !busy {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn media_command(&mut self, key: CallKey, command: MediaCommand) {
+        let now = Instant::now();
+        match command {
+            MediaCommand::Open => {
+                let opened = match self.rtp.take() {
+                    Some(socket) => socket.local_addr().map(|a| {
+                        // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
+                        let handle = MediaHandle::listen(socket);
+                        handle.set_events(EventSink::tagged(self.media_events.0.clone(), key));
+                        self.stream = Some(handle);
+                        a.port()
+                    }),
+                    None => Err(std::io::Error::other("the RTP socket is taken")),
+                };
+                self.agent
+                    .handle_media_opened(now, key, opened.map_err(|e| e.to_string()));
+            }
+            MediaCommand::Start(negotiated) => {
+                if let Some(handle) = &self.stream {
+                    let session = self.prepared.session(&negotiated, &mut self.ids);
                     handle.start(session, negotiated.remote_rtp);
                 }
-                ScriptCommand::Media(intent) => handle.apply(intent),
-                ScriptCommand::Ring | ScriptCommand::Accept | ScriptCommand::Reject(_) => {}
             }
-        }
-        if script.is_done() {
-            break;
-        }
-        let Some(id) = call else {
-            unreachable!("a probe's script places its call first")
-        };
-        tokio::select! {
-            event = driver.next_event() => {
-                let event = event.map_err(ProbeError::Transport)?;
-                match event {
-                    CallEvent::Incoming { call: other, .. } => {
-                        let _ = driver.endpoint().reject(Instant::now(), other, 486);
-                    }
-                    event if event_call(&event) == Some(id) => {
-                        script.handle_call_event(Instant::now(), event);
-                    }
-                    _ => {}
+            MediaCommand::Intent(intent) => {
+                if let Some(handle) = &self.stream {
+                    handle.apply(intent);
                 }
             }
-            Some(event) = media_events.recv() => {
-                script.handle_media_event(Instant::now(), event);
-            }
-            _ = sleep_until(script.poll_timeout()) => script.handle_timeout(Instant::now()),
-            _ = &mut ctrl_c, if !interrupted => {
-                interrupted = true;
-                script.stop(Instant::now());
+            MediaCommand::Stop { report } => {
+                let handle = self.stream.take();
+                if !report {
+                    return;
+                }
+                let finished = match handle {
+                    Some(handle) => handle.stop().await,
+                    None => None,
+                };
+                // What the stream reported up to its end (a tone heard just before the call
+                // ended).
+                while let Ok((key, event)) = self.media_events.1.try_recv() {
+                    self.agent.handle_media_event(Instant::now(), key, event);
+                }
+                let report = finished.map(|f| {
+                    self.recording = f.recording;
+                    f.report
+                });
+                self.agent.handle_media_stopped(Instant::now(), key, report);
             }
         }
-    }
-    let call = call.expect("placed: a probe's script is done only once placed");
-    let finished = match script.has_media() {
-        true => handle.stop().await,
-        false => None,
-    };
-    // What the stream reported up to its end (a tone heard just before the call ended).
-    while let Ok(event) = media_events.try_recv() {
-        script.handle_media_event(Instant::now(), event);
-    }
-    Ok((script, call, finished))
-}
-
-/// The call an event is about.
-fn event_call<D>(event: &CallEvent<D>) -> Option<CallId> {
-    match event {
-        CallEvent::Incoming { call, .. }
-        | CallEvent::Progress { call, .. }
-        | CallEvent::EarlyMedia { call, .. }
-        | CallEvent::Answered { call, .. }
-        | CallEvent::MediaUpdated { call, .. }
-        | CallEvent::UpdateFailed { call, .. }
-        | CallEvent::Ended { call, .. } => Some(*call),
-        _ => None,
     }
 }
 

@@ -1648,4 +1648,22 @@ From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n
         assert_eq!(contact_uri(v[0]), "sip:j@x;a=1,2");
         assert_eq!(contact_uri(v[2]), "sip:z@w");
     }
+
+    #[test]
+    fn the_call_id_is_found_in_the_head_in_either_form() {
+        let long =
+            b"INVITE sip:a@b:5060 SIP/2.0\r\nVia: SIP/2.0/UDP h:5060\r\nCALL-id :  x1@h \r\n\r\n";
+        assert_eq!(call_id_of(long), Some("x1@h"));
+        let compact = b"SIP/2.0 200 OK\r\ni: y2\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(call_id_of(compact), Some("y2"));
+        // Bare line feeds, as some peers send.
+        assert_eq!(
+            call_id_of(b"BYE sip:a@b SIP/2.0\ncall-id: z3\n\n"),
+            Some("z3")
+        );
+        // Not in the head: a body line is not a header.
+        let body = b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\ni: not-a-header\r\n";
+        assert_eq!(call_id_of(body), None);
+        assert_eq!(call_id_of(b"garbage"), None);
+    }
 }

@@ -42,6 +42,7 @@ use crate::ua::call::{CallError, CallEvent, CallId, Endpoint, OfferPlacement, Ou
 use crate::ua::register::LocalEnd;
 use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptConfig};
 
+pub mod probe;
 mod registrations;
 pub mod responder;
 #[cfg(test)]
@@ -186,6 +187,8 @@ pub struct Agent<D> {
     regs: registrations::Registrations<D>,
     /// Answering as `sipcheck answer` ([`Agent::respond`]).
     responder: Option<responder::Responding<D>>,
+    /// Probing as `sipcheck call` ([`Agent::probe`]).
+    prober: Option<probe::Probing<D>>,
 }
 
 impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
@@ -219,6 +222,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             last_now: None,
             regs: registrations::Registrations::default(),
             responder: None,
+            prober: None,
         }
     }
 
@@ -424,14 +428,19 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             return;
         };
         match port {
-            Ok(port) => {
-                let media = self.local_media(port, false);
-                match waiting {
-                    Waiting::Invite(target, to) => self.invite(now, call, target, to, media),
-                    Waiting::Accept => self.accept(now, call, media),
-                    Waiting::Resolve(_) => {}
+            Ok(port) => match waiting {
+                Waiting::Invite(target, to) => {
+                    if self.probe_invite(now, call, port).is_none() {
+                        let media = self.local_media(port, false);
+                        self.invite(now, call, target, to, media);
+                    }
                 }
-            }
+                Waiting::Accept => {
+                    let media = self.local_media(port, false);
+                    self.accept(now, call, media);
+                }
+                Waiting::Resolve(_) => {}
+            },
             Err(e) => {
                 let e = CommandError::NoRtpSocket(e);
                 match waiting {
@@ -497,6 +506,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.last_now = Some(now);
         if self.responder.is_some() {
             self.responder_stop(now);
+            return;
+        }
+        if self.probe_stop() {
             return;
         }
         self.stopped = true;
@@ -588,6 +600,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             self.timers.first().map(|&(at, _)| at),
             self.regs.poll_timeout(),
             self.responder_timeout(),
+            self.probe_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -648,6 +661,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         if self.responder.is_some() {
             self.responder_check(now);
         }
+        if self.prober.is_some() {
+            self.probe_check(now);
+        }
     }
 
     fn route(&mut self, now: Instant, event: CallEvent<D>) {
@@ -656,6 +672,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 if !self.registration_event(now, &event) {
                     self.own.push_back(event);
                 }
+            }
+            CallEvent::Incoming { call, .. } if self.prober.is_some() => {
+                self.probe_incoming(now, call);
             }
             CallEvent::Incoming {
                 call, from, source, ..
@@ -810,8 +829,10 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         if let Some(id) = live.call {
             self.by_id.remove(&id);
         }
-        let Some((script, report)) =
-            self.responder_finish(key, live.answering, live.script, report)
+        let Some((script, report)) = self.probe_finish(key, live.call, live.script, report) else {
+            return;
+        };
+        let Some((script, report)) = self.responder_finish(key, live.answering, script, report)
         else {
             return;
         };

@@ -247,6 +247,14 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 Some(code) if code >= 200 => (*tx, Response::Final(Box::new(message.clone()))),
                 _ => return self.regs.by_tx.contains_key(tx),
             },
+            // A probe says it as `sipcheck call` always has.
+            TransactionEvent::TimedOut { tx, timer, elapsed } if self.prober.is_some() => (
+                *tx,
+                Response::NoResponse(format!(
+                    "no final response: {timer} expired after {:.1} s (is the peer reachable?)",
+                    elapsed.as_secs_f64()
+                )),
+            ),
             TransactionEvent::TimedOut { tx, timer, elapsed } => (
                 *tx,
                 Response::NoResponse(format!(
