@@ -19,7 +19,6 @@ use sipcheck_core::sip::build::reason_phrase;
 use sipcheck_core::sip::transaction::{TimerConfig, DEFAULT_MAX_SERVER_TRANSACTIONS};
 use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::host_literal;
-use sipcheck_core::stats::ladder::Direction;
 use sipcheck_core::ua::agent::responder::{ResponderConfig, ResponderResult};
 use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey, MediaCommand};
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
@@ -30,7 +29,8 @@ use tokio::sync::mpsc;
 
 use crate::drive::media::{Finished, MediaHandle, PortRange};
 use crate::drive::registration;
-use crate::drive::transport::{self, Incoming, SipSocket, TransportError, UdpTransport};
+use crate::drive::transport::{self, SipSocket, UdpTransport};
+use crate::drive::wire::Wire;
 use crate::probe::args::{parse_duration, parse_max_transactions, parse_server, parse_t1};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::host_of;
@@ -258,7 +258,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         },
     );
     let mut drv = Driver {
-        transport,
+        wire: Wire::new(transport, None),
         agent,
         ports: args.audio.port_range(),
         prepared: &prepared,
@@ -270,7 +270,6 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         stopped: mpsc::unbounded_channel(),
         timer: Box::pin(tokio::time::sleep_until(far().into())),
         armed: None,
-        malformed: 0,
         print: true,
         totals: Totals {
             kind: "totals",
@@ -388,7 +387,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     totals.unconfirmed_dropped = counts.unconfirmed_dropped;
     totals.source_limited = counts.source_limited;
     totals.rejected = counts.rejected;
-    totals.malformed = drv.malformed;
+    totals.malformed = drv.wire.malformed;
     totals.overload_503 = drv.agent.endpoint().transactions().counters().overload_503;
     Ok(totals)
 }
@@ -406,7 +405,7 @@ type Pipe<T> = (
 
 /// The responder's driver: the agent, its socket, its calls' media streams, the clock.
 struct Driver<'a> {
-    transport: SipSocket,
+    wire: Wire,
     agent: Agent<SocketAddr>,
     ports: PortRange,
     prepared: &'a PreparedAudio,
@@ -424,8 +423,6 @@ struct Driver<'a> {
     /// The agent's timer, kept across wake-ups, and the deadline it is set to.
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
-    /// Datagrams that were not SIP messages.
-    malformed: u64,
     /// Whether the calls' lines are printed (not once the run is over).
     print: bool,
     totals: Totals,
@@ -443,7 +440,7 @@ impl Driver<'_> {
                 .reset(deadline.unwrap_or_else(far).into());
         }
         tokio::select! {
-            incoming = self.transport.recv() => self.incoming(incoming?),
+            incoming = self.wire.socket.recv() => self.wire.deliver(&mut self.agent, incoming?),
             () = &mut self.timer, if deadline.is_some() => {
                 self.armed = None;
                 self.agent.handle_timeout(Instant::now());
@@ -453,64 +450,14 @@ impl Driver<'_> {
         Ok(())
     }
 
-    fn incoming(&mut self, incoming: Incoming) {
-        let now = Instant::now();
-        match incoming {
-            Incoming::Message { message, from } => {
-                if crate::drive::trace::enabled() {
-                    crate::drive::trace::message(
-                        Direction::Received,
-                        self.transport.local_addr(),
-                        from,
-                        self.transport.kind().via_token(),
-                        message.raw(),
-                        false,
-                    );
-                }
-                self.agent.handle_message(now, *message, false, from);
-            }
-            Incoming::Malformed { error, from } => {
-                self.malformed += 1;
-                tracing::warn!(%from, %error, "malformed datagram ignored");
-            }
-            Incoming::Unreachable { destination, error } => {
-                tracing::debug!(%destination, %error, "destination unreachable");
-                // The calls with that peer end at once (not after Timer B), and so does a
-                // REGISTER to it (not after Timer F).
-                let why = TransportError::Unreachable {
-                    addr: destination,
-                    error,
-                }
-                .to_string();
-                self.agent.transport_failed(now, &destination);
-                self.agent.requests_failed(now, &destination, None, &why);
-            }
-        }
-    }
-
     /// Everything the agent has to do now: send, drive media, print the calls that ended,
     /// note the registration's events. A first registration that failed comes back.
     async fn service(&mut self, out: &mut impl Write) -> Option<String> {
         let mut refused = None;
         loop {
             let mut busy = false;
-            while let Some(t) = self.agent.poll_transmit() {
-                busy = true;
-                let sent = self.transport.send(t.destination, &t.bytes).await;
-                if crate::drive::trace::enabled() {
-                    crate::drive::trace::message(
-                        Direction::Sent,
-                        self.transport.local_addr(),
-                        t.destination,
-                        self.transport.kind().via_token(),
-                        &t.bytes,
-                        t.kind.is_retransmission(),
-                    );
-                }
-                if let Err(e) = sent {
-                    tracing::warn!(to = %t.destination, error = %e, "send failed");
-                }
-            }
+            // Over UDP a send error is only logged (an ICMP error comes back on its own).
+            busy |= self.wire.send(&mut self.agent).await.unwrap_or(true);
             while let Some((key, command)) = self.agent.poll_media() {
                 busy = true;
                 self.media_command(key, command);
@@ -552,7 +499,7 @@ impl Driver<'_> {
             MediaCommand::Open => {
                 let opened = self
                     .ports
-                    .bind_std(self.transport.local_addr().ip())
+                    .bind_std(self.wire.socket.local_addr().ip())
                     .and_then(|socket| {
                         let port = socket.local_addr()?.port();
                         self.streams.insert(key, MediaHandle::listen_std(socket));

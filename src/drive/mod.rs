@@ -12,6 +12,7 @@ pub mod registration;
 pub mod role;
 pub mod trace;
 pub mod transport;
+pub(crate) mod wire;
 
 /// A seed for identifiers from the operating system's randomness (via std's hasher keys).
 pub fn os_seed() -> u64 {

@@ -18,7 +18,6 @@ use sipcheck_core::media::intent::MediaEvent;
 use sipcheck_core::media::session::MediaSession;
 use sipcheck_core::media::tone::Playlist;
 use sipcheck_core::scenario::model::Account;
-use sipcheck_core::stats::ladder::Direction;
 use sipcheck_core::stats::outcome::{CallResult, RegisterResult, Side};
 use sipcheck_core::ua::agent::{Agent, CallKey, MediaCommand, Schedule};
 use sipcheck_core::ua::registration::RegistrationEvent;
@@ -28,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::drive::media::{EventSink, Finished, MediaHandle, PortRange};
 use crate::drive::transport::{Incoming, SipSocket, TransportError};
+use crate::drive::wire::Wire;
 
 /// What a run reports while it runs (its roles' calls and registrations, the executor's
 /// starts).
@@ -124,7 +124,7 @@ enum Wake {
 /// A role's driver.
 pub(crate) struct Role {
     name: String,
-    transport: SipSocket,
+    wire: Wire,
     agent: Agent<SocketAddr>,
     media: MediaSetup,
     ids: IdGen,
@@ -161,7 +161,7 @@ impl Role {
     ) -> Self {
         Self {
             name,
-            transport,
+            wire: Wire::new(transport, None),
             agent,
             media,
             ids: IdGen::new(seed),
@@ -211,7 +211,7 @@ impl Role {
                 timer.as_mut().reset(deadline.unwrap_or_else(far).into());
             }
             let wake = tokio::select! {
-                incoming = self.transport.recv(), if transport_open => Wake::Incoming(incoming),
+                incoming = self.wire.socket.recv(), if transport_open => Wake::Incoming(incoming),
                 () = &mut timer, if deadline.is_some() => Wake::Timer,
                 command = self.commands.recv(), if commands_open => Wake::Command(command),
                 Some((key, event)) = self.media_events.1.recv() => Wake::Media(key, event),
@@ -221,7 +221,7 @@ impl Role {
             };
             let now = Instant::now();
             match wake {
-                Wake::Incoming(Ok(incoming)) => self.incoming(incoming),
+                Wake::Incoming(Ok(incoming)) => self.wire.deliver(&mut self.agent, incoming),
                 Wake::Incoming(Err(e)) => {
                     if !self.transport_error(&e) {
                         tracing::error!(role = %self.name, error = %e, "transport failed");
@@ -283,44 +283,12 @@ impl Role {
         }
     }
 
-    fn incoming(&mut self, incoming: Incoming) {
-        let now = Instant::now();
-        match incoming {
-            Incoming::Message { message, from } => {
-                crate::drive::trace::on_socket(
-                    &self.transport,
-                    Direction::Received,
-                    from,
-                    message.raw(),
-                    false,
-                );
-                let reliable = self.transport.kind().is_reliable();
-                self.agent.handle_message(now, *message, reliable, from);
-            }
-            Incoming::Malformed { error, from } => {
-                tracing::warn!(%from, %error, "malformed datagram ignored");
-            }
-            Incoming::Unreachable { destination, error } => {
-                tracing::debug!(%destination, %error, "destination unreachable");
-                // The calls with that peer end at once (not after Timer B), and so do the
-                // REGISTERs to it (not after Timer F).
-                let why = TransportError::Unreachable {
-                    addr: destination,
-                    error,
-                }
-                .to_string();
-                self.agent.transport_failed(now, &destination);
-                self.agent.requests_failed(now, &destination, None, &why);
-            }
-        }
-    }
-
     /// An error of one TCP connection (or ICMP): handled, the transport goes on. `false`
     /// for an error of the transport itself.
     fn transport_error(&mut self, e: &TransportError) -> bool {
         let now = Instant::now();
         if let Some(peer) = e.flow() {
-            let ua = match &mut self.transport {
+            let ua = match &mut self.wire.socket {
                 SipSocket::TcpPool(pool) => pool.take_lost_ua(),
                 _ => None,
             };
@@ -346,25 +314,15 @@ impl Role {
     async fn service(&mut self) {
         loop {
             let mut busy = false;
-            while let Some(t) = self.agent.poll_transmit() {
-                busy = true;
-                let sent = self.transport.send(t.destination, &t.bytes).await;
-                crate::drive::trace::on_socket(
-                    &self.transport,
-                    Direction::Sent,
-                    t.destination,
-                    &t.bytes,
-                    t.kind.is_retransmission(),
-                );
-                if let Err(e) = sent {
-                    tracing::warn!(to = %t.destination, error = %e, "send failed");
-                    if self.transport.kind().is_reliable() {
-                        // The calls with that peer end; a REGISTER of our own that could
-                        // not go (the registrar restarting) is no reason to end them.
-                        if !t.bytes.starts_with(b"REGISTER ") {
-                            self.agent.transport_failed(Instant::now(), &t.destination);
-                        }
-                        self.transport_error(&e);
+            loop {
+                match self.wire.send(&mut self.agent).await {
+                    Ok(sent) => {
+                        busy |= sent;
+                        break;
+                    }
+                    Err(failed) => {
+                        busy = true;
+                        self.transport_error(&failed.error);
                     }
                 }
             }
@@ -400,7 +358,7 @@ impl Role {
         let now = Instant::now();
         match command {
             MediaCommand::Open => {
-                let ip = self.transport.local_addr().ip();
+                let ip = self.wire.socket.local_addr().ip();
                 let opened = self.media.ports.bind_std(ip).map(|socket| {
                     let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
                     let handle = MediaHandle::listen_std(socket);

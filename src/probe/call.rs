@@ -13,7 +13,7 @@ use sipcheck_core::scenario::model::Account;
 use sipcheck_core::sdp::DEFAULT_PTIME_MS;
 use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::uri::{host_literal, uri_host, SipTarget};
-use sipcheck_core::stats::ladder::{format_rung, Direction, Ladder, Rung};
+use sipcheck_core::stats::ladder::{format_rung, Ladder, Rung};
 use sipcheck_core::ua::agent::probe::{ProbeConfig, ProbeRegister, ProbeResult, ProbeStepError};
 use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey, MediaCommand};
 use sipcheck_core::ua::call::{
@@ -28,7 +28,8 @@ use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
 use crate::drive::media::{EventSink, MediaHandle};
 use crate::drive::registration;
-use crate::drive::transport::{Incoming, SipSocket, TransportError, Unreachable};
+use crate::drive::transport::TransportError;
+use crate::drive::wire::Wire;
 
 /// What to call and how: the options of `sipcheck call`, read by clap (each field's doc is its
 /// help text, as printed: `HOST[:PORT]` is no link).
@@ -305,10 +306,8 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         },
     );
     let mut drv = Driver {
-        transport,
+        wire: Wire::new(transport, Some(ladder)),
         agent,
-        ladder,
-        unreachable: None,
         rtp: Some(rtp),
         stream: None,
         media_events: tokio::sync::mpsc::unbounded_channel(),
@@ -318,12 +317,13 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
     };
     let result = drv.run().await?;
     let Driver {
-        ladder,
-        unreachable,
-        recording,
-        ..
+        wire, recording, ..
     } = drv;
-    report.ladder = ladder.rungs().to_vec();
+    let unreachable = wire.unreachable;
+    report.ladder = wire
+        .ladder
+        .map(|ladder| ladder.rungs().to_vec())
+        .unwrap_or_default();
 
     if let Some(failure) = result.registration {
         report.interrupted = failure == ProbeStepError::Interrupted;
@@ -409,12 +409,9 @@ fn step_failure(failure: &ProbeStepError) -> String {
 /// The prober's driver: the agent, its socket, its call's media stream, the clock, the
 /// ladder of every message.
 struct Driver<'a> {
-    transport: SipSocket,
+    /// The socket, with the ladder of every SIP message sent and received.
+    wire: Wire,
     agent: Agent<SocketAddr>,
-    /// Every SIP message sent and received.
-    ladder: Ladder,
-    /// The last destination reported unreachable (ICMP), and why.
-    unreachable: Option<(SocketAddr, Unreachable)>,
     /// The RTP socket, bound before the INVITE, until the agent opens the stream.
     rtp: Option<tokio::net::UdpSocket>,
     stream: Option<MediaHandle>,
@@ -453,8 +450,8 @@ impl Driver<'_> {
                 timer.as_mut().reset(deadline.unwrap_or_else(far).into());
             }
             tokio::select! {
-                incoming = self.transport.recv(), if transport_open => match incoming {
-                    Ok(incoming) => self.incoming(incoming),
+                incoming = self.wire.socket.recv(), if transport_open => match incoming {
+                    Ok(incoming) => self.wire.deliver(&mut self.agent, incoming),
                     Err(e) => transport_open = self.transport_error(e)?,
                 },
                 () = &mut timer, if deadline.is_some() => {
@@ -468,41 +465,6 @@ impl Driver<'_> {
                     interrupted = true;
                     self.agent.stop(Instant::now());
                 }
-            }
-        }
-    }
-
-    fn incoming(&mut self, incoming: Incoming) {
-        let now = Instant::now();
-        match incoming {
-            Incoming::Message { message, from } => {
-                crate::drive::trace::on_socket(
-                    &self.transport,
-                    Direction::Received,
-                    from,
-                    message.raw(),
-                    false,
-                );
-                self.ladder
-                    .record(now, Direction::Received, from, message.raw(), false);
-                let reliable = self.transport.kind().is_reliable();
-                self.agent.handle_message(now, *message, reliable, from);
-            }
-            Incoming::Malformed { error, from } => {
-                tracing::warn!(%from, %error, "malformed datagram ignored");
-            }
-            Incoming::Unreachable { destination, error } => {
-                tracing::debug!(%destination, %error, "destination unreachable");
-                // The call with that peer ends at once (not after Timer B), and so does a
-                // REGISTER to it (not after Timer F).
-                self.unreachable = Some((destination, error.clone()));
-                let why = TransportError::Unreachable {
-                    addr: destination,
-                    error,
-                }
-                .to_string();
-                self.agent.transport_failed(now, &destination);
-                self.agent.requests_failed(now, &destination, None, &why);
             }
         }
     }
@@ -528,35 +490,22 @@ impl Driver<'_> {
     async fn service(&mut self) -> Result<(), ProbeError> {
         loop {
             let mut busy = false;
-            while let Some(t) = self.agent.poll_transmit() {
-                busy = true;
-                let sent = self.transport.send(t.destination, &t.bytes).await;
-                crate::drive::trace::on_socket(
-                    &self.transport,
-                    Direction::Sent,
-                    t.destination,
-                    &t.bytes,
-                    t.kind.is_retransmission(),
-                );
-                self.ladder.record(
-                    Instant::now(),
-                    Direction::Sent,
-                    t.destination,
-                    &t.bytes,
-                    t.kind.is_retransmission(),
-                );
-                if let Err(e) = sent {
-                    tracing::warn!(to = %t.destination, error = %e, "send failed");
-                    if self.transport.kind().is_reliable() {
-                        // A REGISTER that could not go fails the registration, naming why;
-                        // anything else, the call.
-                        if !t.bytes.starts_with(b"REGISTER ") {
-                            self.agent.transport_failed(Instant::now(), &t.destination);
-                            return Err(ProbeError::Transport(e));
-                        }
-                        let why = e.to_string();
+            loop {
+                match self.wire.send(&mut self.agent).await {
+                    Ok(sent) => {
+                        busy |= sent;
+                        break;
+                    }
+                    // Over a connection: anything but a REGISTER that could not go fails
+                    // the call (the agent ended it); a REGISTER, the registration, naming why.
+                    Err(failed) if !failed.register => {
+                        return Err(ProbeError::Transport(failed.error));
+                    }
+                    Err(failed) => {
+                        busy = true;
+                        let why = failed.error.to_string();
                         self.agent
-                            .requests_failed(Instant::now(), &t.destination, None, &why);
+                            .requests_failed(Instant::now(), &failed.destination, None, &why);
                     }
                 }
             }
