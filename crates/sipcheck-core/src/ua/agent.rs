@@ -962,31 +962,46 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 account.user.clone(),
                 account.password.clone(),
             )),
-            local_media: media.clone(),
+            local_media: media,
             local: self.cfg.local.clone(),
             offer: OfferPlacement::InInvite,
             extra_headers: Vec::new(),
         };
-        let placed = match self.endpoint.invite(now, outgoing) {
-            Ok(id) => {
-                live.call = Some(id);
-                self.by_id.insert(id, key);
-                let call_id = self
-                    .endpoint
-                    .sip_call_id(id)
-                    .unwrap_or_default()
-                    .to_string();
-                if self.ladder_peer.is_some() {
-                    self.by_sip_id.insert(call_id.clone(), key);
-                }
-                Ok(Placed {
-                    call_id,
-                    local: media,
-                })
-            }
-            Err(e) => Err(CommandError::Refused(e.to_string())),
-        };
-        live.script.handle_placed(now, placed);
+        let placed = self.send_invite(now, key, outgoing);
+        if let Some(live) = self.calls.get_mut(&key) {
+            live.script.handle_placed(now, placed);
+        }
+    }
+
+    /// Send the INVITE of call `key` and note the call it makes (by its id, and by its SIP
+    /// Call-ID for the ladder).
+    fn send_invite(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        outgoing: OutgoingCall<D>,
+    ) -> Result<Placed, CommandError> {
+        let media = outgoing.local_media.clone();
+        let id = self
+            .endpoint
+            .invite(now, outgoing)
+            .map_err(|e| CommandError::Refused(e.to_string()))?;
+        if let Some(live) = self.calls.get_mut(&key) {
+            live.call = Some(id);
+        }
+        self.by_id.insert(id, key);
+        let call_id = self
+            .endpoint
+            .sip_call_id(id)
+            .unwrap_or_default()
+            .to_string();
+        if self.ladder_peer.is_some() {
+            self.by_sip_id.insert(call_id.clone(), key);
+        }
+        Ok(Placed {
+            call_id,
+            local: media,
+        })
     }
 
     /// Answer the call and tell its script.

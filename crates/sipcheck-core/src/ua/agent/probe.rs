@@ -18,7 +18,7 @@ use crate::scenario::model::Account;
 use crate::sip::uri::NextHop;
 use crate::ua::call::{CallId, CallRecord, OutgoingCall};
 use crate::ua::registration::{RegisterError, RegistrationEvent};
-use crate::ua::script::{CallScript, CommandError, Placed, ProbeCall};
+use crate::ua::script::{CallScript, ProbeCall};
 
 use super::{Agent, CallKey};
 
@@ -301,28 +301,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         }
         let mut outgoing = p.outgoing.clone();
         outgoing.local_media.port = port;
-        let media = outgoing.local_media.clone();
-        let placed = match self.endpoint.invite(now, outgoing) {
-            Ok(id) => {
-                self.by_id.insert(id, key);
-                let call_id = self
-                    .endpoint
-                    .sip_call_id(id)
-                    .unwrap_or_default()
-                    .to_string();
-                if self.ladder_peer.is_some() {
-                    self.by_sip_id.insert(call_id.clone(), key);
-                }
-                if let Some(live) = self.calls.get_mut(&key) {
-                    live.call = Some(id);
-                }
-                Ok(Placed {
-                    call_id,
-                    local: media,
-                })
-            }
-            Err(e) => Err(CommandError::Refused(e.to_string())),
-        };
+        let placed = self.send_invite(now, key, outgoing);
         if let Some(live) = self.calls.get_mut(&key) {
             live.script.handle_placed(now, placed);
         }
