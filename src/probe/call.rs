@@ -386,6 +386,10 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
                     .and_then(|a| ms(a, record.end.as_ref().map(|e| e.at))),
             };
         }
+    } else {
+        // The agent ends a probe without its call only when the registration failed (handled
+        // above); should anything else ever do so, no call is no pass.
+        report.failures.push("no call was placed".into());
     }
     if let Some(failure) = result.unregistration {
         report
