@@ -34,7 +34,7 @@ use crate::scenario::model::{Account, Located, Step};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::auth::Credentials;
 use crate::sip::msg::{call_id_of, user_part, Message};
-use crate::sip::transaction::{TransactionEvent, Transmit, TxId};
+use crate::sip::transaction::{Transmit, TxId};
 use crate::sip::uri::NextHop;
 use crate::stats::ladder::{Direction, RawLadder};
 use crate::stats::outcome::{CallResult, Side};
@@ -44,11 +44,13 @@ use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptC
 
 pub mod probe;
 mod registrations;
+mod requests;
 pub mod responder;
 #[cfg(test)]
 mod tests;
 
 pub use registrations::REGISTRATIONS_AT_ONCE;
+pub use requests::{RequestEvent, RequestFailure};
 
 /// The most Request-URIs whose address is kept.
 const DESTINATIONS_KEPT: usize = 4096;
@@ -171,7 +173,9 @@ pub struct Agent<D> {
     destinations: HashMap<String, D>,
     results: VecDeque<CallResult>,
     /// The events of requests of our own.
-    own: VecDeque<TransactionEvent<D>>,
+    own: VecDeque<RequestEvent>,
+    /// Requests of our own under way, and their limit.
+    requests: requests::OwnRequests<D>,
     /// Whether an incoming call finds steps to serve it (`answer`, `reject`, `ring`).
     answers: bool,
     stopped: bool,
@@ -213,6 +217,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             destinations: HashMap::new(),
             results: VecDeque::new(),
             own: VecDeque::new(),
+            requests: requests::OwnRequests::default(),
             answers,
             stopped: false,
             load_done: false,
@@ -244,7 +249,10 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         destination: D,
     ) -> Result<TxId, CallError> {
         self.last_now = Some(now);
-        let tx = self.endpoint.send_request(now, request, destination)?;
+        let tx = self
+            .endpoint
+            .send_request(now, request, destination.clone())?;
+        self.own_sent(tx, destination, now);
         self.drive(now);
         Ok(tx)
     }
@@ -259,7 +267,8 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     }
 
     /// The transport is gone for good (a socket error that is no one peer's): every call
-    /// ends failed (its events cannot come any more), no REGISTER can be answered.
+    /// ends failed (its events cannot come any more), no REGISTER nor any other request of
+    /// our own can be answered.
     pub fn transport_gone(&mut self, now: Instant, why: &str) {
         self.last_now = Some(now);
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
@@ -273,6 +282,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         for registrar in registrars {
             self.requests_failed(now, &registrar, None, why);
         }
+        self.own_failed(None, &RequestFailure::Transport(why.to_owned()));
         self.drive(now);
     }
 
@@ -357,6 +367,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         }
         self.drive(now);
         self.registration_timeouts(now);
+        self.requests_limit(now);
         self.drive(now);
         while let Some(&(at, key)) = self.timers.first() {
             if at > now {
@@ -587,8 +598,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.results.pop_front()
     }
 
-    /// The next event of a request of our own (its responses, its timeout, its end).
-    pub fn poll_request_event(&mut self) -> Option<TransactionEvent<D>> {
+    /// The next event of a request of our own ([`Self::send_request`]): its responses, or
+    /// why no final response will come.
+    pub fn poll_request_event(&mut self) -> Option<RequestEvent> {
         self.own.pop_front()
     }
 
@@ -601,6 +613,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             self.regs.poll_timeout(),
             self.responder_timeout(),
             self.probe_timeout(),
+            self.requests_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -670,7 +683,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         match event {
             CallEvent::Transaction(event) => {
                 if !self.registration_event(now, &event) {
-                    self.own.push_back(event);
+                    self.own_event(now, event);
                 }
             }
             CallEvent::Incoming { call, .. } if self.prober.is_some() => {

@@ -768,6 +768,14 @@ impl<D: Clone + NextHop> Endpoint<D> {
         Ok(tx)
     }
 
+    /// Give up on request `tx` of [`Self::send_request`] now (no response can come, or no
+    /// longer matters): its transaction stops retransmitting and ends.
+    pub fn abandon_request(&mut self, tx: TxId) {
+        if matches!(self.owners.get(&tx), Some(Owner::User)) {
+            let _ = self.layer.abandon(tx);
+        }
+    }
+
     /// Send bytes outside any transaction (a hand-made ACK, a raw test message).
     pub fn send_stateless(&mut self, destination: D, bytes: Bytes) {
         self.layer.send_stateless(destination, bytes);

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::requests::RequestFailure;
 use super::Agent;
 use crate::ids::IdGen;
 use crate::scenario::model::Account;
@@ -30,6 +31,7 @@ pub const REGISTRATIONS_AT_ONCE: usize = 50;
 enum Turn {
     Register,
     Unregister,
+    RemoveAll,
 }
 
 /// One user agent's registration.
@@ -107,6 +109,36 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         ids: IdGen,
     ) {
         self.last_now = Some(now);
+        let index = self.add_life(account, registrar, expires, refresh, ids);
+        self.regs.registering += 1;
+        self.regs.queue.push_back((index, Turn::Register));
+        self.admit(now);
+        self.drive(now);
+    }
+
+    /// Remove every binding of `account`'s address of record at `registrar` (`Contact: *`
+    /// with `Expires: 0`, RFC 3261 §10.2.2), without registering: its outcome comes from
+    /// [`Self::poll_registration`] ([`RegistrationEvent::Unregistered`] with the bindings
+    /// the registrar still lists, or [`RegistrationEvent::UnregisterFailed`]).
+    pub fn remove_all(&mut self, now: Instant, account: &Account, registrar: D, ids: IdGen) {
+        self.last_now = Some(now);
+        let index = self.add_life(account, registrar, 0, false, ids);
+        // There is no first registration to wait for.
+        self.regs.lives[index].first_done = true;
+        self.regs.queue.push_back((index, Turn::RemoveAll));
+        self.admit(now);
+        self.drive(now);
+    }
+
+    /// A new registration life, not started.
+    fn add_life(
+        &mut self,
+        account: &Account,
+        registrar: D,
+        expires: u32,
+        refresh: bool,
+        ids: IdGen,
+    ) -> usize {
         let lifecycle = Lifecycle::new(
             Config {
                 params: RegisterParams {
@@ -132,11 +164,8 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             first_done: false,
             closed: false,
         });
-        self.regs.registering += 1;
         self.regs.open += 1;
-        self.regs.queue.push_back((index, Turn::Register));
-        self.admit(now);
-        self.drive(now);
+        index
     }
 
     /// Whether a first registration has no outcome yet (the load waits for them).
@@ -177,22 +206,60 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
 
     /// Requests of our own to `destination` (of user agent `ua` only, when each user agent
     /// has its own connection) cannot get a response: a connection that dropped or could
-    /// not be opened, an ICMP error. The REGISTERs under way fail now, not at Timer F.
+    /// not be opened, an ICMP error (`why`, the transport's words). The REGISTERs under way
+    /// fail now, not at Timer F, and so do the other requests of our own to `destination`
+    /// (every user agent's).
     pub fn requests_failed(&mut self, now: Instant, destination: &D, ua: Option<&str>, why: &str) {
         self.last_now = Some(now);
+        let failure = RequestFailure::Transport(why.to_owned());
+        if ua.is_none() {
+            self.own_failed(Some(destination), &failure);
+        }
+        let response = Response::NoResponse(self.failure_text(&failure));
+        self.registrations_failed(now, Some(destination), ua, &response);
+        self.drive(now);
+    }
+
+    /// The REGISTERs under way to `destination` (every one when `None`; of user agent `ua`
+    /// only, when given) end with `response`; their transactions are abandoned.
+    pub(super) fn registrations_failed(
+        &mut self,
+        now: Instant,
+        destination: Option<&D>,
+        ua: Option<&str>,
+        response: &Response,
+    ) {
         for index in 0..self.regs.lives.len() {
             let life = &mut self.regs.lives[index];
-            if life.registrar != *destination || ua.is_some_and(|ua| ua != life.user) {
+            if destination.is_some_and(|d| life.registrar != *d)
+                || ua.is_some_and(|ua| ua != life.user)
+            {
                 continue;
             }
             if let Some(tx) = life.tx.take() {
                 self.regs.by_tx.remove(&tx);
-                life.lifecycle
-                    .handle_response(now, Response::NoResponse(why.to_owned()));
+                life.lifecycle.handle_response(now, response.clone());
+                self.endpoint.abandon_request(tx);
                 self.pump(now, index);
             }
         }
-        self.drive(now);
+    }
+
+    /// Whether a REGISTER is under way.
+    pub(super) fn registration_under_way(&self) -> bool {
+        !self.regs.by_tx.is_empty()
+    }
+
+    /// The status code and reason phrase of the last final response to a REGISTER of
+    /// `user`'s (its latest registration's).
+    #[must_use]
+    pub fn registration_status(&self, user: &str) -> Option<(u16, &str)> {
+        self.regs
+            .lives
+            .iter()
+            .rev()
+            .find(|life| life.user == user)
+            .and_then(|life| life.lifecycle.last_status())
     }
 
     /// The connection to `peer` dropped (over TCP; of user agent `ua` only, when each has
@@ -247,24 +314,16 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 Some(code) if code >= 200 => (*tx, Response::Final(Box::new(message.clone()))),
                 _ => return self.regs.by_tx.contains_key(tx),
             },
-            // A probe says it as `sipcheck call` always has.
-            TransactionEvent::TimedOut { tx, timer, elapsed } if self.prober.is_some() => (
-                *tx,
-                Response::NoResponse(format!(
-                    "no final response: {timer} expired after {:.1} s (is the peer reachable?)",
-                    elapsed.as_secs_f64()
-                )),
-            ),
             TransactionEvent::TimedOut { tx, timer, elapsed } => (
                 *tx,
-                Response::NoResponse(format!(
-                    "{timer} expired after {:.1} s",
-                    elapsed.as_secs_f64()
-                )),
+                Response::NoResponse(self.failure_text(&RequestFailure::Timeout {
+                    timer: *timer,
+                    elapsed: *elapsed,
+                })),
             ),
             TransactionEvent::Terminated { tx } => (
                 *tx,
-                Response::NoResponse("the transaction ended without a final response".into()),
+                Response::NoResponse(RequestFailure::Terminated.to_string()),
             ),
             _ => return false,
         };
@@ -288,6 +347,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             let life = &mut self.regs.lives[index];
             match turn {
                 Turn::Register if !stopping => life.lifecycle.register(now),
+                Turn::RemoveAll => life.lifecycle.remove_all(now),
                 // Nothing registered yet: the life ends at once.
                 Turn::Register | Turn::Unregister => life.lifecycle.stop(now),
             }

@@ -12,6 +12,7 @@ use super::*;
 use crate::ids::IdGen;
 use crate::scenario::model::Scenario;
 use crate::sim::{Datagram, Intercept, LinkConfig, Network, Node, Sim};
+use crate::sip::transaction::TxId;
 use crate::sip::transport::Transport;
 use crate::stats::outcome::FailureKind;
 use crate::ua::call::EndpointConfig;
@@ -65,7 +66,7 @@ struct RoleNode {
     /// watch), or none.
     hears: bool,
     /// The events of requests of our own.
-    own: Vec<crate::sip::transaction::TransactionEvent<SocketAddr>>,
+    own: Vec<RequestEvent>,
     /// The names the stand-in resolver knows, and the Request-URIs it was asked for.
     names: Vec<(&'static str, SocketAddr)>,
     resolved: Vec<String>,
@@ -682,7 +683,6 @@ fn a_tone_the_media_engine_never_hears_fails_the_expectation() {
 
 #[test]
 fn a_request_of_our_own_gets_its_final_response_or_its_timeout() {
-    use crate::sip::transaction::TransactionEvent;
     let options = |n: u32| {
         Bytes::from(format!(
             "OPTIONS sip:2000@127.0.0.1:5070 SIP/2.0\r\n\
@@ -711,17 +711,28 @@ fn a_request_of_our_own_gets_its_final_response_or_its_timeout() {
         .expect("sent");
     run.run(secs(120));
     let own = &run.node("caller").own;
-    let status = own.iter().find_map(|e| match e {
-        TransactionEvent::Response { tx, message } if *tx == answered => message.status(),
-        _ => None,
-    });
+    let (status, rtt) = own
+        .iter()
+        .find_map(|e| match e {
+            RequestEvent::Final { tx, message, rtt } if *tx == answered => {
+                Some((message.status(), *rtt))
+            }
+            _ => None,
+        })
+        .expect("a final response");
     assert!(status.is_some_and(|s| s >= 200), "{status:?}");
-    assert!(
-        own.iter().any(|e| matches!(
-            e,
-            TransactionEvent::TimedOut { tx, .. } if *tx == lost
-        )),
-        "{own:?}"
+    // One 10 ms link each way.
+    assert_eq!(rtt, ms(20));
+    let failure = own
+        .iter()
+        .find_map(|e| match e {
+            RequestEvent::Failed { tx, error } if *tx == lost => Some(error.to_string()),
+            _ => None,
+        })
+        .expect("a failure");
+    assert_eq!(
+        failure,
+        "no final response: Timer F expired after 32.0 s (is the peer reachable?)"
     );
     assert!(run.results("caller").is_empty());
 }
@@ -1130,4 +1141,362 @@ fn a_transport_gone_for_good_fails_every_call_and_registration_under_way() {
     let r = only(&node.results);
     assert!(!r.passed(), "a call whose transport is gone never passes");
     assert_eq!(node.agent.live_calls(), 0);
+}
+
+// --- requests of our own as the one-shot probes send them ----------------------------------
+
+/// An OPTIONS of our own from the caller, number `n`.
+fn own_options(n: u32) -> Bytes {
+    Bytes::from(format!(
+        "OPTIONS sip:2000@127.0.0.1:5070 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKprobe{n};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:sipcheck@127.0.0.1>;tag=probe{n}\r\n\
+         To: <sip:2000@127.0.0.1>\r\n\
+         Call-ID: probe{n}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    ))
+}
+
+/// Datagrams `from` put on the network after `since`.
+fn sent_after(run: &Run, from: SocketAddr, since: Instant) -> usize {
+    run.sim
+        .net
+        .log()
+        .iter()
+        .filter(|s| s.from == from && s.at > since)
+        .count()
+}
+
+/// The failure of request `tx`, as told.
+fn failure_of(node: &RoleNode, tx: TxId) -> Option<String> {
+    node.own.iter().find_map(|e| match e {
+        RequestEvent::Failed { tx: t, error } if *t == tx => Some(error.to_string()),
+        _ => None,
+    })
+}
+
+#[test]
+fn an_icmp_error_fails_a_request_of_our_own_at_once_and_stops_its_retransmissions() {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    let caller_addr = run.node("caller").addr;
+    run.sim.net.blackhole(callee_addr());
+    let now = run.sim.now();
+    let tx = run.sim.nodes[caller]
+        .agent
+        .send_request(now, own_options(1), callee_addr())
+        .expect("sent");
+    run.sim.run_for(ms(100));
+    let now = run.sim.now();
+    // The shell's words for the ICMP error, as the wire hands them over.
+    run.sim.nodes[caller].agent.requests_failed(
+        now,
+        &callee_addr(),
+        None,
+        "127.0.0.1:5070 is unreachable: ICMP port unreachable",
+    );
+    run.sim.nodes[caller].service(now);
+    assert_eq!(
+        failure_of(run.node("caller"), tx).as_deref(),
+        Some("no final response: 127.0.0.1:5070 is unreachable: ICMP port unreachable")
+    );
+    // Abandoned: no retransmission follows, no second outcome at Timer F.
+    run.run(secs(60));
+    assert_eq!(sent_after(&run, caller_addr, now), 0);
+    let outcomes = run
+        .node("caller")
+        .own
+        .iter()
+        .filter(|e| matches!(e, RequestEvent::Failed { .. } | RequestEvent::Final { .. }))
+        .count();
+    assert_eq!(outcomes, 1);
+}
+
+#[test]
+fn an_icmp_error_for_another_destination_leaves_a_request_of_our_own_to_its_timer() {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    run.sim.net.blackhole(callee_addr());
+    let now = run.sim.now();
+    let tx = run.sim.nodes[caller]
+        .agent
+        .send_request(now, own_options(1), callee_addr())
+        .expect("sent");
+    let elsewhere: SocketAddr = "127.0.0.1:5999".parse().expect("literal");
+    run.sim.nodes[caller]
+        .agent
+        .requests_failed(now, &elsewhere, None, "elsewhere is unreachable");
+    run.sim.nodes[caller].service(now);
+    assert_eq!(failure_of(run.node("caller"), tx), None);
+    run.run(secs(60));
+    assert_eq!(
+        failure_of(run.node("caller"), tx).as_deref(),
+        Some("no final response: Timer F expired after 32.0 s (is the peer reachable?)")
+    );
+}
+
+#[test]
+fn the_limit_fails_a_request_of_our_own_under_way_at_that_instant_naming_it() {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    run.sim.net.blackhole(callee_addr());
+    let start = run.sim.now();
+    run.sim.nodes[caller]
+        .agent
+        .limit_requests(start, start + secs(1), "1s".into());
+    let tx = run.sim.nodes[caller]
+        .agent
+        .send_request(start, own_options(1), callee_addr())
+        .expect("sent");
+    while failure_of(run.node("caller"), tx).is_none() {
+        assert!(run.sim.step(start + secs(60)), "no outcome");
+    }
+    assert_eq!(run.sim.now(), start + secs(1));
+    assert_eq!(
+        failure_of(run.node("caller"), tx).as_deref(),
+        Some("no final response within --timeout 1s")
+    );
+    // A request sent once the limit has passed fails at once.
+    let now = run.sim.now() + ms(1);
+    run.sim.run_until(now);
+    let late = run.sim.nodes[caller]
+        .agent
+        .send_request(now, own_options(2), callee_addr())
+        .expect("sent");
+    run.sim.run_for(ms(1));
+    assert_eq!(
+        failure_of(run.node("caller"), late).as_deref(),
+        Some("no final response within --timeout 1s")
+    );
+}
+
+#[test]
+fn a_transport_gone_fails_every_request_of_our_own() {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    run.sim.net.blackhole(callee_addr());
+    let now = run.sim.now();
+    let tx = run.sim.nodes[caller]
+        .agent
+        .send_request(now, own_options(1), callee_addr())
+        .expect("sent");
+    run.sim.nodes[caller]
+        .agent
+        .transport_gone(now, "the SIP socket failed: test");
+    run.sim.nodes[caller].service(now);
+    assert_eq!(
+        failure_of(run.node("caller"), tx).as_deref(),
+        Some("no final response: the SIP socket failed: test")
+    );
+}
+
+/// The caller's first account, registering as `sipcheck register` does: the probe's
+/// wording, no refresh.
+fn probe_register(run: &mut Run) -> Account {
+    let i = run.index("caller");
+    let now = run.sim.now();
+    let account = run.scenario.role("caller").expect("role").accounts[0].clone();
+    let agent = &mut run.sim.nodes[i].agent;
+    agent.probe_wording();
+    agent.register(now, &account, registrar_addr(), 3600, false, IdGen::new(9));
+    run.sim.nodes[i].service(now);
+    account
+}
+
+fn registration_events(run: &Run) -> Vec<RegistrationEvent> {
+    run.node("caller")
+        .registrations
+        .iter()
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+#[test]
+fn a_probes_registration_gives_its_status_bindings_and_round_trip_then_removes_the_binding() {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(true)));
+    let account = probe_register(&mut run);
+    run.sim.run_for(secs(1));
+    let events = registration_events(&run);
+    match &events[..] {
+        [RegistrationEvent::Registered {
+            rtt,
+            expires,
+            bindings,
+        }] => {
+            // The challenge round and the 200: two round trips of 10 ms (the registrar
+            // answers on the spot, one link away).
+            assert_eq!(*rtt, ms(20));
+            assert_eq!(*expires, 3600);
+            assert_eq!(bindings.len(), 1, "{bindings:?}");
+            assert!(bindings[0].contains("127.0.0.1:5080"), "{bindings:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let agent = &run.node("caller").agent;
+    assert_eq!(agent.registration_status(&account.user), Some((200, "OK")));
+    assert!(!agent.registering());
+    assert!(
+        !agent.unregistered(),
+        "the binding is in place until removed"
+    );
+
+    let i = run.index("caller");
+    let now = run.sim.now();
+    run.sim.nodes[i].agent.unregister(now);
+    run.sim.nodes[i].service(now);
+    run.sim.run_for(secs(1));
+    assert!(run.node("caller").agent.unregistered());
+    assert!(
+        matches!(
+            registration_events(&run).last(),
+            Some(RegistrationEvent::Unregistered { rtt, remaining }) if *rtt == ms(10) && remaining.is_empty()
+        ),
+        "{:?}",
+        registration_events(&run)
+    );
+}
+
+#[test]
+fn remove_all_sends_contact_star_with_expires_0_and_ends_with_what_the_registrar_still_lists() {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(true)));
+    let i = run.index("caller");
+    let caller_addr = run.node("caller").addr;
+    let account = run.scenario.role("caller").expect("role").accounts[0].clone();
+    let now = run.sim.now();
+    run.sim.nodes[i]
+        .agent
+        .remove_all(now, &account, registrar_addr(), IdGen::new(3));
+    run.sim.nodes[i].service(now);
+    assert!(
+        !run.node("caller").agent.registering(),
+        "no registration to wait for"
+    );
+    assert!(!run.node("caller").agent.unregistered());
+    run.sim.run_for(secs(1));
+    assert!(run.node("caller").agent.unregistered());
+    match &registration_events(&run)[..] {
+        [RegistrationEvent::Unregistered { rtt, remaining }] => {
+            assert_eq!(*rtt, ms(20));
+            assert!(remaining.is_empty(), "{remaining:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let sent = registers_sent(&run, caller_addr);
+    assert_eq!(sent.len(), 2, "the request and its challenge round");
+    for (_, text) in &sent {
+        assert_eq!(header_value(text, "Contact"), "*");
+        assert_eq!(header_value(text, "Expires"), "0");
+    }
+    assert_eq!(
+        run.node("caller").agent.registration_status(&account.user),
+        Some((200, "OK"))
+    );
+}
+
+#[test]
+fn a_probes_registration_fails_on_timer_f_an_icmp_error_or_the_limit_in_the_probes_words() {
+    // A silent registrar: Timer F, after 64·T1.
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(false)));
+    probe_register(&mut run);
+    let started = run.sim.now();
+    while run.node("caller").agent.registering() {
+        assert!(run.sim.step(started + secs(60)), "no outcome");
+    }
+    assert_eq!(run.sim.now() - started, secs(32));
+    match &registration_events(&run)[..] {
+        [RegistrationEvent::Failed { error }] => assert_eq!(
+            error.to_string(),
+            "no final response: Timer F expired after 32.0 s (is the peer reachable?)"
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // An ICMP error: at once.
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(false)));
+    probe_register(&mut run);
+    run.sim.run_for(ms(100));
+    let i = run.index("caller");
+    let now = run.sim.now();
+    run.sim.nodes[i].agent.requests_failed(
+        now,
+        &registrar_addr(),
+        None,
+        "127.0.0.1:5060 is unreachable: ICMP port unreachable",
+    );
+    run.sim.nodes[i].service(now);
+    assert!(!run.node("caller").agent.registering());
+    match &registration_events(&run)[..] {
+        [RegistrationEvent::Failed { error }] => assert_eq!(
+            error.to_string(),
+            "no final response: 127.0.0.1:5060 is unreachable: ICMP port unreachable"
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // The overall limit: at that instant, naming it.
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(false)));
+    let i = run.index("caller");
+    let start = run.sim.now();
+    run.sim.nodes[i]
+        .agent
+        .limit_requests(start, start + secs(1), "1s".into());
+    probe_register(&mut run);
+    while run.node("caller").agent.registering() {
+        assert!(run.sim.step(start + secs(60)), "no outcome");
+    }
+    assert_eq!(run.sim.now(), start + secs(1));
+    match &registration_events(&run)[..] {
+        [RegistrationEvent::Failed { error }] => {
+            assert_eq!(error.to_string(), "no final response within --timeout 1s");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing bound, nothing to remove; the REGISTER is abandoned (no retransmission).
+    let caller_addr = run.node("caller").addr;
+    let now = run.sim.now();
+    run.run(secs(60));
+    assert_eq!(sent_after(&run, caller_addr, now), 0);
+}
+
+#[test]
+fn a_limit_moved_later_gives_the_removal_of_the_binding_its_own_time() {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let answering = std::rc::Rc::new(std::cell::Cell::new(true));
+    serve_registrar(&mut run, answering.clone());
+    let i = run.index("caller");
+    let start = run.sim.now();
+    run.sim.nodes[i]
+        .agent
+        .limit_requests(start, start + secs(1), "1s".into());
+    probe_register(&mut run);
+    run.sim.run_for(ms(500));
+    assert!(matches!(
+        registration_events(&run)[..],
+        [RegistrationEvent::Registered { .. }]
+    ));
+    // The registrar falls silent; the removal gets 2 s from now, past the limit.
+    answering.set(false);
+    let now = run.sim.now();
+    run.sim.nodes[i]
+        .agent
+        .limit_requests(now, now + secs(2), "1s".into());
+    run.sim.nodes[i].agent.unregister(now);
+    run.sim.nodes[i].service(now);
+    while !run.node("caller").agent.unregistered() {
+        assert!(run.sim.step(start + secs(60)), "no outcome");
+    }
+    assert_eq!(run.sim.now(), now + secs(2));
+    match registration_events(&run).last() {
+        Some(RegistrationEvent::UnregisterFailed { error }) => {
+            assert_eq!(error.to_string(), "no final response within --timeout 1s");
+        }
+        other => panic!("{other:?}"),
+    }
 }
