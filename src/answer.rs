@@ -28,13 +28,13 @@ use sipcheck_core::ua::script::responder::Responder;
 use tokio::sync::mpsc;
 
 use crate::drive::media::{Finished, MediaHandle, PortRange};
+use crate::drive::os_seed;
 use crate::drive::registration;
 use crate::drive::transport::{self, SipSocket, UdpTransport};
 use crate::drive::wire::Wire;
 use crate::probe::args::{parse_duration, parse_max_transactions, parse_server, parse_t1};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::host_of;
-use crate::probe::client::os_seed;
 use crate::probe::{ProbeError, Verdict};
 
 /// How the responder behaves: the options of `sipcheck answer`, read by clap (each field's doc

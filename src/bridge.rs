@@ -46,7 +46,7 @@ use sipcheck_core::sdp::Negotiated;
 use tokio::net::UdpSocket;
 
 use crate::drive::media::MediaHandle;
-use crate::probe::client::os_seed;
+use crate::drive::os_seed;
 
 /// A call's media as PCM in and out; see the module documentation.
 #[derive(Debug)]

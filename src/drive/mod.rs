@@ -2,9 +2,10 @@
 //!
 //! Each driver owns I/O and time and nothing else: it hands its machine what arrives and
 //! what time it is, and carries out what the machine asks. [`role`] drives a scenario role's
-//! agent (calls and registrations; `answer` and `call` drive the same agent in a loop of their
-//! own), [`registration`] a registration lifecycle through a probe's client; [`transport`] is
-//! the SIP socket (UDP, TCP), [`media`] the RTP streams and their scheduler threads.
+//! agent (calls and registrations; `answer`, `call`, `register` and `options` drive the same
+//! agent in a loop of their own, each on a `wire`); [`registration`] says how a probe prints
+//! a registration's failure; [`transport`] is the SIP socket (UDP, TCP), [`media`] the RTP
+//! streams and their scheduler threads.
 
 pub mod clock;
 pub mod media;

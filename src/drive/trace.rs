@@ -7,8 +7,8 @@
 //! a peer put in a message are escaped ([`crate::terminal::escape_controls`]).
 //!
 //! One trace per process, installed by the command line before anything is sent; the drivers
-//! ([`crate::drive::role`], `answer`'s and `call`'s loops, [`crate::probe::client::Client`])
-//! report every message to it.
+//! ([`crate::drive::role`], the loops of `answer`, `call`, `register` and `options`, each on
+//! its wire) report every message to it.
 //! When no trace is installed, reporting a message costs one atomic load.
 
 use std::fs::File;

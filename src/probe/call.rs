@@ -24,9 +24,9 @@ use sipcheck_core::ua::script::ProbeCall;
 
 use super::args::{parse_duration, parse_server, NetArgs};
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
-use super::client::os_seed;
 use super::{connect, Network, ProbeError, Verdict};
 use crate::drive::media::{EventSink, MediaHandle};
+use crate::drive::os_seed;
 use crate::drive::registration;
 use crate::drive::transport::TransportError;
 use crate::drive::wire::Wire;

@@ -3,7 +3,7 @@
 pub mod args;
 pub mod audio;
 pub mod call;
-pub mod client;
+pub(crate) mod oneshot;
 pub mod options;
 pub mod register;
 

@@ -2,14 +2,21 @@
 
 use std::io::Write;
 
+use std::time::Instant;
+
+use bytes::Bytes;
 use clap::Args;
 use serde::Serialize;
+use sipcheck_core::ids::IdGen;
 use sipcheck_core::sip::build::{RequestSpec, ViaSpec};
 use sipcheck_core::sip::uri::SipTarget;
+use sipcheck_core::ua::agent::RequestEvent;
+use sipcheck_core::ua::register::LocalEnd;
 
 use super::args::{parse_server, NetArgs};
-use super::client::{Client, TransactError};
+use super::oneshot::Oneshot;
 use super::{connect, Network, ProbeError, Verdict};
+use crate::drive::os_seed;
 use sipcheck_core::stats::ladder::{millis, Rung};
 
 /// What to probe: the options of `sipcheck options`, read by clap (each field's doc is its
@@ -50,7 +57,8 @@ pub struct OptionsReport {
     pub ladder: Vec<Rung>,
 }
 
-/// Send OPTIONS to `args.uri` (via `args.proxy` when given) and wait for the final response.
+/// Send OPTIONS to `args.uri` (via `args.proxy` when given) and wait for the final response:
+/// one request of the core's agent, bounded by `--timeout`.
 pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
     let (net, timers, proxy) = (
         &args.net.network(),
@@ -66,12 +74,17 @@ pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
     };
     let hop = proxy.map_or_else(|| target.host_port(5060), str::to_string);
     let (t, peer) = connect(&hop, &net).await?;
-    let mut client = Client::new(t, peer, timers);
-    client.set_timeout(net.timeout);
-    let local = client.transport().local_addr();
-    let branch = client.ids.branch();
-    let call_id = client.ids.call_id();
-    let from = format!("<sip:sipcheck@{local}>;tag={}", client.ids.tag());
+    let local = LocalEnd {
+        transport: t.kind(),
+        addr: t.local_addr(),
+        routes: Vec::new(),
+    };
+    let mut shot = Oneshot::new(t, local.clone(), peer, timers, net.timeout);
+    let mut ids = IdGen::new(os_seed());
+    let local = local.addr;
+    let branch = ids.branch();
+    let call_id = ids.call_id();
+    let from = format!("<sip:sipcheck@{local}>;tag={}", ids.tag());
     let to = format!("<{}>", target.uri);
     let contact = format!("<sip:sipcheck@{local}>");
     let request = RequestSpec {
@@ -93,7 +106,25 @@ pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
         body: None,
     }
     .to_vec();
-    let result = client.transact(request).await;
+    let tx = shot
+        .agent
+        .send_request(Instant::now(), Bytes::from(request), peer)
+        .map_err(|e| ProbeError::Invalid(format!("cannot send the request: {e}")))?;
+    let mut outcome = None;
+    shot.run_until(|agent| {
+        while let Some(event) = agent.poll_request_event() {
+            match event {
+                RequestEvent::Final { tx: t, .. } | RequestEvent::Failed { tx: t, .. }
+                    if t == tx =>
+                {
+                    outcome = Some(event);
+                }
+                _ => {}
+            }
+        }
+        outcome.is_some()
+    })
+    .await?;
     let mut report = OptionsReport {
         command: "options",
         target: target.uri.clone(),
@@ -103,14 +134,14 @@ pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
         rtt_ms: None,
         verdict: Verdict::Failed,
         error: None,
-        ladder: Vec::new(),
+        ladder: shot.ladder(),
     };
-    match result {
-        Ok(exchange) => {
-            let code = exchange.response.status().unwrap_or(0);
+    match outcome {
+        Some(RequestEvent::Final { message, rtt, .. }) => {
+            let code = message.status().unwrap_or(0);
             report.status = Some(code);
-            report.reason = exchange.response.reason().map(str::to_string);
-            report.rtt_ms = Some(millis(exchange.rtt));
+            report.reason = message.reason().map(str::to_string);
+            report.rtt_ms = Some(millis(rtt));
             if (200..300).contains(&code) {
                 report.verdict = Verdict::Passed;
             } else {
@@ -120,17 +151,11 @@ pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
                 ));
             }
         }
-        Err(
-            e @ (TransactError::Timeout { .. }
-            | TransactError::Unreachable { .. }
-            | TransactError::Deadline(_)),
-        ) => {
-            report.error = Some(e.to_string());
+        Some(RequestEvent::Failed { error, .. }) => report.error = Some(error.to_string()),
+        Some(RequestEvent::Provisional { .. }) | None => {
+            report.error = Some("no final response".into());
         }
-        Err(TransactError::Transport(e)) => return Err(e.into()),
-        Err(e @ TransactError::Request(_)) => return Err(ProbeError::Invalid(e.to_string())),
     }
-    report.ladder = client.ladder.rungs().to_vec();
     Ok(report)
 }
 

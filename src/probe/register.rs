@@ -1,20 +1,24 @@
 //! `sipcheck register`: register (answering the digest challenge), optionally unregister.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
-use sipcheck_core::sip::auth::{Credentials, Password};
+use sipcheck_core::scenario::model::Account;
+use sipcheck_core::sip::auth::Password;
 use sipcheck_core::sip::uri::host_literal;
-use sipcheck_core::ua::register::{LocalEnd, RegisterParams};
-use sipcheck_core::ua::registration::{Config, Lifecycle, RegistrationEvent, Response};
+use sipcheck_core::ua::agent::probe::UNREGISTER_GRACE;
+use sipcheck_core::ua::agent::Agent;
+use sipcheck_core::ua::register::LocalEnd;
+use sipcheck_core::ua::registration::RegistrationEvent;
 
 use super::args::{parse_server, NetArgs};
-use super::client::{os_seed, Client, TransactError};
+use super::oneshot::Oneshot;
 use super::{connect, ProbeError, Verdict};
-use crate::drive::registration;
+use crate::drive::{os_seed, registration};
 use sipcheck_core::stats::ladder::{format_rung, millis, Rung};
 
 /// What to register: the options of `sipcheck register`, read by clap (each field's doc is
@@ -90,7 +94,9 @@ pub struct RegisterReport {
     pub ladder: Vec<Rung>,
 }
 
-/// Register `args.user` (and unregister when asked).
+/// Register `args.user` (and unregister when asked): one registration of the core's agent,
+/// every REGISTER bounded by `--timeout` (the removal of the binding given
+/// [`UNREGISTER_GRACE`] of its own past it, when that is nearer).
 pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
     let net = &args.net.network();
     if args.user.is_empty() {
@@ -102,34 +108,24 @@ pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
         Some(d) => host_literal(d).into_owned(),
         None => host_of(&args.server),
     };
-    let mut client = Client::new(t, peer, args.net.timers());
-    client.set_timeout(net.timeout);
     let local = LocalEnd {
-        transport: client.transport().kind(),
-        addr: client.transport().local_addr(),
+        transport: t.kind(),
+        addr: t.local_addr(),
         routes: args
             .proxy
             .as_ref()
             .map(|_| vec![format!("<sip:{peer};lr>")])
             .unwrap_or_default(),
     };
-    let mut lifecycle = Lifecycle::new(
-        Config {
-            params: RegisterParams {
-                user: args.user.clone(),
-                domain,
-                credentials: Credentials::new(args.user.clone(), args.password.clone()),
-                expires: args.expires,
-            },
-            local,
-            refresh: false,
-            registrar: peer.to_string(),
-        },
-        IdGen::new(os_seed()),
-    );
+    let mut shot = Oneshot::new(t, local, peer, args.net.timers(), net.timeout);
+    let account = Account {
+        user: args.user.clone(),
+        password: args.password.clone(),
+        domain,
+    };
     let mut report = RegisterReport {
         command: "register",
-        aor: lifecycle.aor(),
+        aor: format!("sip:{}@{}", account.user, account.domain),
         server: peer.to_string(),
         status: None,
         reason: None,
@@ -144,17 +140,11 @@ pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
         error: None,
         ladder: Vec::new(),
     };
-    let mut path = ClientPath {
-        client: &mut client,
-        fatal: None,
-    };
+    let ids = IdGen::new(os_seed());
 
     if args.unregister_all {
-        lifecycle.remove_all(Instant::now());
-        let events = registration::exchange(&mut lifecycle, &mut path).await;
-        path.check()?;
-        report.set_status(&lifecycle);
-        for event in events {
+        shot.agent.remove_all(Instant::now(), &account, peer, ids);
+        for event in events_until(&mut shot, Agent::unregistered).await? {
             match event {
                 RegistrationEvent::Unregistered { rtt, remaining } => {
                     report.unregister_rtt_ms = Some(millis(rtt));
@@ -175,18 +165,22 @@ pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
                 _ => {}
             }
         }
-        report.ladder = client.ladder.rungs().to_vec();
+        report.set_status(&shot.agent, &account.user);
+        report.ladder = shot.ladder();
         return Ok(report);
     }
 
-    lifecycle.register(Instant::now());
-    for event in registration::exchange(&mut lifecycle, &mut path).await {
+    shot.agent
+        .register(Instant::now(), &account, peer, args.expires, false, ids);
+    let mut bound = false;
+    for event in events_until(&mut shot, |agent| !agent.registering()).await? {
         match event {
             RegistrationEvent::Registered {
                 rtt,
                 expires,
                 bindings,
             } => {
+                bound = true;
                 report.rtt_ms = Some(millis(rtt));
                 report.expires = Some(expires);
                 report.bindings = bindings;
@@ -198,15 +192,12 @@ pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
             _ => {}
         }
     }
-    path.check()?;
-    report.set_status(&lifecycle);
-    if lifecycle.is_bound() && !args.keep {
-        // Safe by default on a real PBX: our binding does not outlive the probe (the
-        // removal gets 2 s of its own past --timeout, when that is nearer).
-        path.client
-            .extend_timeout(std::time::Duration::from_secs(2));
-        lifecycle.stop(Instant::now());
-        for event in registration::exchange(&mut lifecycle, &mut path).await {
+    report.set_status(&shot.agent, &account.user);
+    if bound && !args.keep {
+        // Safe by default on a real PBX: our binding does not outlive the probe.
+        shot.extend_limit(UNREGISTER_GRACE);
+        shot.agent.unregister(Instant::now());
+        for event in events_until(&mut shot, Agent::unregistered).await? {
             match event {
                 RegistrationEvent::Unregistered { rtt, .. } => {
                     report.unregister_rtt_ms = Some(millis(rtt));
@@ -223,48 +214,23 @@ pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
                 _ => {}
             }
         }
-        path.check()?;
     }
-    report.ladder = client.ladder.rungs().to_vec();
+    report.ladder = shot.ladder();
     Ok(report)
 }
 
-/// REGISTERs through the probe's [`Client`]: a timeout, an unreachable next hop or the
-/// `--timeout` limit is the registrar's failure; a broken transport or a request that cannot
-/// be sent ends the probe with an error.
-struct ClientPath<'a> {
-    client: &'a mut Client,
-    fatal: Option<ProbeError>,
-}
-
-impl ClientPath<'_> {
-    /// The error that ended the exchange, if the transport or the request failed.
-    fn check(&mut self) -> Result<(), ProbeError> {
-        self.fatal.take().map_or(Ok(()), Err)
-    }
-}
-
-impl registration::Path for ClientPath<'_> {
-    async fn transact(&mut self, request: Vec<u8>) -> Response {
-        match self.client.transact(request).await {
-            Ok(done) => Response::Final(Box::new(done.response)),
-            Err(
-                e @ (TransactError::Timeout { .. }
-                | TransactError::Unreachable { .. }
-                | TransactError::Deadline(_)),
-            ) => Response::NoResponse(e.to_string()),
-            Err(TransactError::Transport(e)) => {
-                let text = e.to_string();
-                self.fatal = Some(e.into());
-                Response::NoResponse(text)
-            }
-            Err(e @ TransactError::Request(_)) => {
-                let text = e.to_string();
-                self.fatal = Some(ProbeError::Invalid(text.clone()));
-                Response::NoResponse(text)
-            }
-        }
-    }
+/// Drive the agent until `done`: the registration's events meanwhile.
+async fn events_until(
+    shot: &mut Oneshot,
+    done: impl Fn(&Agent<SocketAddr>) -> bool,
+) -> Result<Vec<RegistrationEvent>, ProbeError> {
+    let mut events = Vec::new();
+    shot.run_until(|agent| {
+        events.extend(std::iter::from_fn(|| agent.poll_registration()).map(|(_, e)| e));
+        done(agent)
+    })
+    .await?;
+    Ok(events)
 }
 
 /// The host part of `host[:port]` (IPv6 literals keep their brackets).
@@ -282,9 +248,9 @@ pub(crate) fn host_of(server: &str) -> String {
 }
 
 impl RegisterReport {
-    /// The status of the last final response, if one came.
-    fn set_status(&mut self, lifecycle: &Lifecycle) {
-        if let Some((code, reason)) = lifecycle.last_status() {
+    /// The status of the last final response to `user`'s REGISTERs, if one came.
+    fn set_status(&mut self, agent: &Agent<SocketAddr>, user: &str) {
+        if let Some((code, reason)) = agent.registration_status(user) {
             self.status = Some(code);
             self.reason = Some(reason.to_string());
         }

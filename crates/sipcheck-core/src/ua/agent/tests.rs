@@ -1177,6 +1177,28 @@ fn failure_of(node: &RoleNode, tx: TxId) -> Option<String> {
     })
 }
 
+/// A run whose caller sent an OPTIONS of its own (bounded by `limit`, when given) to a
+/// callee that receives nothing: the run, the caller's index, the request.
+fn options_to_a_silent_peer(limit: Option<Duration>) -> (Run, usize, TxId) {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    let caller = run.index("caller");
+    run.sim.net.blackhole(callee_addr());
+    let now = run.sim.now();
+    let agent = &mut run.sim.nodes[caller].agent;
+    if let Some(limit) = limit {
+        agent.limit_requests(now, now + limit, humantime_secs(limit));
+    }
+    let tx = agent
+        .send_request(now, own_options(1), callee_addr())
+        .expect("sent");
+    (run, caller, tx)
+}
+
+/// A limit as `--timeout` writes whole seconds.
+fn humantime_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
 #[test]
 fn an_icmp_error_fails_a_request_of_our_own_at_once_and_stops_its_retransmissions() {
     let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
@@ -1216,14 +1238,8 @@ fn an_icmp_error_fails_a_request_of_our_own_at_once_and_stops_its_retransmission
 
 #[test]
 fn an_icmp_error_for_another_destination_leaves_a_request_of_our_own_to_its_timer() {
-    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
-    let caller = run.index("caller");
-    run.sim.net.blackhole(callee_addr());
+    let (mut run, caller, tx) = options_to_a_silent_peer(None);
     let now = run.sim.now();
-    let tx = run.sim.nodes[caller]
-        .agent
-        .send_request(now, own_options(1), callee_addr())
-        .expect("sent");
     let elsewhere: SocketAddr = "127.0.0.1:5999".parse().expect("literal");
     run.sim.nodes[caller]
         .agent
@@ -1239,17 +1255,8 @@ fn an_icmp_error_for_another_destination_leaves_a_request_of_our_own_to_its_time
 
 #[test]
 fn the_limit_fails_a_request_of_our_own_under_way_at_that_instant_naming_it() {
-    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
-    let caller = run.index("caller");
-    run.sim.net.blackhole(callee_addr());
+    let (mut run, caller, tx) = options_to_a_silent_peer(Some(secs(1)));
     let start = run.sim.now();
-    run.sim.nodes[caller]
-        .agent
-        .limit_requests(start, start + secs(1), "1s".into());
-    let tx = run.sim.nodes[caller]
-        .agent
-        .send_request(start, own_options(1), callee_addr())
-        .expect("sent");
     while failure_of(run.node("caller"), tx).is_none() {
         assert!(run.sim.step(start + secs(60)), "no outcome");
     }
@@ -1274,14 +1281,8 @@ fn the_limit_fails_a_request_of_our_own_under_way_at_that_instant_naming_it() {
 
 #[test]
 fn a_transport_gone_fails_every_request_of_our_own() {
-    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
-    let caller = run.index("caller");
-    run.sim.net.blackhole(callee_addr());
+    let (mut run, caller, tx) = options_to_a_silent_peer(None);
     let now = run.sim.now();
-    let tx = run.sim.nodes[caller]
-        .agent
-        .send_request(now, own_options(1), callee_addr())
-        .expect("sent");
     run.sim.nodes[caller]
         .agent
         .transport_gone(now, "the SIP socket failed: test");
@@ -1397,28 +1398,38 @@ fn remove_all_sends_contact_star_with_expires_0_and_ends_with_what_the_registrar
     );
 }
 
+/// A run whose registrar receives every REGISTER and answers none.
+fn with_a_silent_registrar() -> Run {
+    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
+    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(false)));
+    run
+}
+
+/// The one event of the caller's registrations, a failure: its error as told.
+fn only_failure(run: &Run) -> String {
+    match &registration_events(run)[..] {
+        [RegistrationEvent::Failed { error }] => error.to_string(),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_probes_registration_fails_on_timer_f_an_icmp_error_or_the_limit_in_the_probes_words() {
     // A silent registrar: Timer F, after 64·T1.
-    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
-    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(false)));
+    let mut run = with_a_silent_registrar();
     probe_register(&mut run);
     let started = run.sim.now();
     while run.node("caller").agent.registering() {
         assert!(run.sim.step(started + secs(60)), "no outcome");
     }
     assert_eq!(run.sim.now() - started, secs(32));
-    match &registration_events(&run)[..] {
-        [RegistrationEvent::Failed { error }] => assert_eq!(
-            error.to_string(),
-            "no final response: Timer F expired after 32.0 s (is the peer reachable?)"
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        only_failure(&run),
+        "no final response: Timer F expired after 32.0 s (is the peer reachable?)"
+    );
 
     // An ICMP error: at once.
-    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
-    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(false)));
+    let mut run = with_a_silent_registrar();
     probe_register(&mut run);
     run.sim.run_for(ms(100));
     let i = run.index("caller");
@@ -1431,17 +1442,13 @@ fn a_probes_registration_fails_on_timer_f_an_icmp_error_or_the_limit_in_the_prob
     );
     run.sim.nodes[i].service(now);
     assert!(!run.node("caller").agent.registering());
-    match &registration_events(&run)[..] {
-        [RegistrationEvent::Failed { error }] => assert_eq!(
-            error.to_string(),
-            "no final response: 127.0.0.1:5060 is unreachable: ICMP port unreachable"
-        ),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        only_failure(&run),
+        "no final response: 127.0.0.1:5060 is unreachable: ICMP port unreachable"
+    );
 
     // The overall limit: at that instant, naming it.
-    let mut run = Run::new(ONE, LinkConfig::new(ms(10)));
-    serve_registrar(&mut run, std::rc::Rc::new(std::cell::Cell::new(false)));
+    let mut run = with_a_silent_registrar();
     let i = run.index("caller");
     let start = run.sim.now();
     run.sim.nodes[i]
@@ -1452,12 +1459,7 @@ fn a_probes_registration_fails_on_timer_f_an_icmp_error_or_the_limit_in_the_prob
         assert!(run.sim.step(start + secs(60)), "no outcome");
     }
     assert_eq!(run.sim.now(), start + secs(1));
-    match &registration_events(&run)[..] {
-        [RegistrationEvent::Failed { error }] => {
-            assert_eq!(error.to_string(), "no final response within --timeout 1s");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(only_failure(&run), "no final response within --timeout 1s");
     // Nothing bound, nothing to remove; the REGISTER is abandoned (no retransmission).
     let caller_addr = run.node("caller").addr;
     let now = run.sim.now();
