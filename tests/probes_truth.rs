@@ -74,6 +74,62 @@ fn a_dead_udp_port_fails_call_options_and_register_at_once() {
     }
 }
 
+/// The FAIL line of a probe's text output, and the `error` of its JSON.
+fn failure_lines(args: &[&str]) -> (String, String) {
+    let out = run_sipcheck(args, &[]);
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {shown}");
+    let fail = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("FAIL: "))
+        .unwrap_or_else(|| panic!("{args:?}: no FAIL line\n{shown}"))
+        .to_owned();
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = run_sipcheck(&json_args, &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{json_args:?}: {e}\n{}", describe_output(&out)));
+    assert_eq!(v["verdict"], "fail", "{v}");
+    assert_eq!(v["status"], serde_json::Value::Null, "{v}");
+    (fail, v["error"].as_str().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn options_and_register_say_why_no_final_response_came_in_the_same_words() {
+    // A dead port: the ICMP error, at once.
+    let dead = format!("127.0.0.1:{}", dead_port());
+    let uri = format!("sip:x@{dead}");
+    let unreachable = format!("no final response: {dead} is unreachable: ICMP port unreachable");
+    for args in [
+        vec!["options", uri.as_str()],
+        vec!["register", "--server", &dead, "--user", "1001"],
+    ] {
+        let (fail, error) = failure_lines(&args);
+        assert!(
+            fail.starts_with(&format!("FAIL: {unreachable}")),
+            "{args:?}: {fail}"
+        );
+        assert_eq!(fail, format!("FAIL: {error}"), "{args:?}");
+    }
+    // A socket that receives and never answers: Timer F at 64·T1 = 640 ms.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap().to_string();
+    let uri = format!("sip:x@{target}");
+    let timers = ["--t1", "10ms", "--t2", "40ms"];
+    for mut args in [
+        vec!["options", uri.as_str()],
+        vec!["register", "--server", &target, "--user", "1001"],
+    ] {
+        args.extend(timers);
+        let (fail, error) = failure_lines(&args);
+        assert_eq!(
+            fail, "FAIL: no final response: Timer F expired after 0.6 s (is the peer reachable?)",
+            "{args:?}"
+        );
+        assert_eq!(fail, format!("FAIL: {error}"), "{args:?}");
+    }
+}
+
 #[test]
 fn timeout_limits_a_probe_of_a_silent_peer_and_names_the_limit() {
     // A socket that receives and never answers.
