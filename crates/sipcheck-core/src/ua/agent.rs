@@ -19,6 +19,11 @@
 //! As `sipcheck answer`'s responder ([`Agent::respond`], [`responder`]) the agent admits or
 //! refuses every incoming call itself, and its calls' lines come out of
 //! [`Agent::poll_answer`] instead.
+//!
+//! Requests of its own ([`Agent::send_request`]: `sipcheck options`) and its registrations
+//! ([`Agent::register`], [`Agent::remove_all`]: `sipcheck register`) need no call: their
+//! outcomes come out of [`Agent::poll_request_event`] and [`Agent::poll_registration`],
+//! bounded by [`Agent::limit_requests`] ([`requests`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -44,7 +49,7 @@ use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptC
 
 pub mod probe;
 mod registrations;
-mod requests;
+pub mod requests;
 pub mod responder;
 #[cfg(test)]
 mod tests;

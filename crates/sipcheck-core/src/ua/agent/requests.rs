@@ -152,7 +152,8 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.own.push_back(event);
     }
 
-    /// The requests of our own to `destination` (every one when `None`) fail: `why`.
+    /// The requests of our own to `destination` (every one when `None`) fail with `error`;
+    /// their transactions are abandoned (no retransmission follows).
     pub(super) fn own_failed(&mut self, destination: Option<&D>, error: &RequestFailure) {
         let mut failed: Vec<TxId> = self
             .requests
@@ -172,7 +173,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         }
     }
 
-    /// A failure as a registration tells it (scenario reports keep their own words).
+    /// A failure as a registration tells it: in the probes' words with
+    /// [`Self::probe_wording`] (`call`'s prober says a timer's expiry so too); scenario
+    /// reports keep their own.
     pub(super) fn failure_text(&self, failure: &RequestFailure) -> String {
         match failure {
             RequestFailure::Timeout { timer, elapsed }
