@@ -74,6 +74,18 @@ impl LossPattern {
         self.last_lost = Some(lost);
     }
 
+    /// Notes `n` missing frames in a row.
+    pub fn record_lost(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.last_lost == Some(false) {
+            self.to_lost += 1;
+        }
+        self.lost += n;
+        self.last_lost = Some(true);
+    }
+
     /// Frames due in all.
     #[must_use]
     pub fn frames(&self) -> u64 {
