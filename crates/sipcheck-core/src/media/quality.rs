@@ -165,7 +165,7 @@ pub fn mos_from_r(r: f64) -> f64 {
 }
 
 /// The E-model's estimate for one direction of a G.711 call.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct QualityEstimate {
     /// Ppl, percent.
     pub ppl_percent: f64,

@@ -17,6 +17,10 @@ use super::*;
 /// The shortest gap counted: 40 ms (two 20 ms frames).
 pub const MIN_GAP: Duration = Duration::from_millis(40);
 
+/// A gap this long or longer in an expected tone fails the call, unless the scenario sets
+/// its own limit (`max_gap`).
+pub const DEFAULT_MAX_GAP: Duration = Duration::from_millis(100);
+
 /// Gaps kept per watch at most (each is counted beyond that, and the longest is kept).
 const GAPS_KEPT: usize = 64;
 

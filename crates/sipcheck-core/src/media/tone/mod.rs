@@ -63,7 +63,7 @@ mod generate;
 mod playlist;
 
 pub use detect::{Detection, DetectorConfig, ToneDetector, ToneQuery, WatchId, MAX_TWIST_DB};
-pub use gaps::{Gap, MIN_GAP};
+pub use gaps::{Gap, DEFAULT_MAX_GAP, MIN_GAP};
 pub use generate::{Silence, ToneGenerator};
 pub use playlist::{Playlist, PlaylistItem};
 

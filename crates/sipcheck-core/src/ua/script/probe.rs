@@ -15,7 +15,7 @@ use super::{overload_note, stray_note, CommandError, Placed, ScriptCommand};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
 use crate::media::session::{MediaError, MediaReport};
-use crate::media::tone::ToneQuery;
+use crate::media::tone::{ToneQuery, DEFAULT_MAX_GAP};
 use crate::sdp::{Direction, LocalMedia, Negotiated};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
 
@@ -117,6 +117,11 @@ pub fn judge_media(
     let behind = overload_note((report.frames_skipped, report.lateness_us.max()));
     if let (Some(label), false) = (&expect.tone, tone_heard) {
         failures.push(format!("expected tone {label} not detected{behind}{stray}"));
+    }
+    if let (Some(label), true) = (&expect.tone, tone_heard) {
+        if let Some(gap) = super::gap_failure(&report.audio_gaps, DEFAULT_MAX_GAP) {
+            failures.push(format!("tone {label}: {gap}"));
+        }
     }
     if let (Some(expected), true) = (&expect.dtmf, dtmf_unmet) {
         failures.push(format!(
