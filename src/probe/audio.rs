@@ -287,6 +287,21 @@ impl PreparedAudio {
             tones,
             dtmf_sent: self.args.send_dtmf.clone(),
             dtmf_received: report.dtmf_received.clone(),
+            mos_cqe: report.quality().map(|q| round2(q.mos_cqe)),
+            e_model: report.quality().map(|q| EModelSummary {
+                r: round2(q.r),
+                ppl_percent: round2(q.ppl_percent),
+                burst_r: round2(q.burst_r),
+            }),
+            audio_gaps: report
+                .audio_gaps
+                .iter()
+                .map(|g| GapSummary {
+                    at_ms: round2(g.start().as_secs_f64() * 1000.0),
+                    length_ms: round2(g.duration().as_secs_f64() * 1000.0),
+                })
+                .collect(),
+            audio_gap_count: report.audio_gap_count,
         };
         let failures = judge_media(&self.expect(), negotiated, report);
         (summary, failures)
@@ -294,6 +309,10 @@ impl PreparedAudio {
 }
 
 use sipcheck_core::ua::script::{judge_media, ProbeExpect};
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
 
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
@@ -399,6 +418,35 @@ pub struct MediaSummary {
     pub dtmf_sent: Option<String>,
     /// DTMF digits received.
     pub dtmf_received: String,
+    /// The estimated MOS of what was received (ITU-T G.107 E-model, MOS-CQE; G.711 without
+    /// packet loss concealment, one-way delay not counted); absent when nothing was played.
+    pub mos_cqe: Option<f64>,
+    /// The E-model's inputs and rating behind it.
+    pub e_model: Option<EModelSummary>,
+    /// Dropouts of 40 ms or more in the expected tone after its onset, outside holds.
+    pub audio_gaps: Vec<GapSummary>,
+    /// How many there were (more than listed when very many).
+    pub audio_gap_count: u64,
+}
+
+/// The E-model's figures for the received direction.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EModelSummary {
+    /// The rating R.
+    pub r: f64,
+    /// Frames missing at playout (lost or too late), percent: Ppl.
+    pub ppl_percent: f64,
+    /// The burst ratio BurstR (1 for random loss).
+    pub burst_r: f64,
+}
+
+/// One dropout in the expected tone.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GapSummary {
+    /// Where it started, milliseconds into the received audio.
+    pub at_ms: f64,
+    /// How long it lasted, milliseconds.
+    pub length_ms: f64,
 }
 
 impl MediaSummary {
@@ -466,6 +514,20 @@ impl MediaSummary {
                 )?,
                 _ => writeln!(out, "tone {}: NOT detected", t.tone)?,
             }
+        }
+        if let (Some(mos), Some(e)) = (self.mos_cqe, &self.e_model) {
+            writeln!(
+                out,
+                "quality: estimated MOS {mos:.2} (G.107 E-model: R {:.1}, loss {:.2} %, BurstR {:.2}; G.711 without PLC)",
+                e.r, e.ppl_percent, e.burst_r
+            )?;
+        }
+        if !self.tones.is_empty() {
+            write!(out, "audio gaps: {}", self.audio_gap_count)?;
+            for g in &self.audio_gaps {
+                write!(out, ", {:.0} ms at {:.2} s", g.length_ms, g.at_ms / 1000.0)?;
+            }
+            writeln!(out)?;
         }
         if let Some(sent) = &self.dtmf_sent {
             writeln!(out, "dtmf sent: {sent}")?;
