@@ -112,6 +112,9 @@ pub struct AudioArgs {
     /// Fail a call whose incoming RTP stops for longer than this.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub rtp_timeout: Duration,
+    /// Fail a call whose expected tone, once heard, drops out for this long or longer.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub max_gap: Duration,
     /// Local RTP port range.
     #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
     pub rtp_ports: (u16, u16),
@@ -233,6 +236,7 @@ impl PreparedAudio {
             dtmf: self.args.expect_dtmf.clone(),
             no_media_ok: self.args.no_media_ok,
             rtp_timeout: self.args.rtp_timeout,
+            max_gap: self.args.max_gap,
         }
     }
 
@@ -610,6 +614,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
         };
         let prepared = args.prepare().unwrap();
@@ -663,6 +668,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
         };
         let prepared = args.prepare().unwrap();
@@ -728,6 +734,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
         };
         let bad_dtmf = AudioArgs {

@@ -76,6 +76,9 @@ pub struct ProbeExpect {
     pub no_media_ok: bool,
     /// A call whose RTP stopped for longer than this fails (`--rtp-timeout`).
     pub rtp_timeout: Duration,
+    /// A heard tone that drops out for this long or longer fails (`--max-gap`; zero is
+    /// taken as [`DEFAULT_MAX_GAP`]).
+    pub max_gap: Duration,
 }
 
 /// What `expect` asks that `report` (the whole call's media, as last `negotiated`) does not
@@ -119,7 +122,12 @@ pub fn judge_media(
         failures.push(format!("expected tone {label} not detected{behind}{stray}"));
     }
     if let (Some(label), true) = (&expect.tone, tone_heard) {
-        if let Some(gap) = super::gap_failure(&report.audio_gaps, DEFAULT_MAX_GAP) {
+        let limit = if expect.max_gap.is_zero() {
+            DEFAULT_MAX_GAP
+        } else {
+            expect.max_gap
+        };
+        if let Some(gap) = super::gap_failure(&report.audio_gaps, limit) {
             failures.push(format!("tone {label}: {gap}"));
         }
     }

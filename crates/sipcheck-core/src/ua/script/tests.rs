@@ -1142,6 +1142,7 @@ fn plan() -> ProbeCall {
             dtmf: None,
             no_media_ok: false,
             rtp_timeout: secs(3),
+            max_gap: Duration::from_millis(100),
         },
         target: "sip:2001@pbx.test".into(),
         answer_timeout: secs(30),
@@ -1589,6 +1590,7 @@ fn a_probes_media_is_judged_over_the_whole_call_by_what_it_expects() {
         dtmf: Some("12".into()),
         no_media_ok: false,
         rtp_timeout: secs(3),
+        max_gap: Duration::from_millis(100),
     };
     let mut report = media_report(250, Some(true));
     report.dtmf_received = "12".into();
