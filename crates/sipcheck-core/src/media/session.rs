@@ -63,6 +63,19 @@ pub const MAX_PACKET: usize = 12 + 480;
 /// Received audio kept for the bridge at most (10 s at 8 kHz); older samples are dropped.
 const BRIDGE_QUEUE_MAX: usize = 80_000;
 
+/// Playout ticks, beyond the jitter buffer's depth, that gap tracking stays paused after a
+/// telephone event arrived: a sender pauses its audio while it sends DTMF (RFC 4733 §2.5.1.2
+/// lets events replace the audio), and that silence is no dropout.
+const EVENT_QUIET_TICKS: u32 = 5;
+
+/// How many playout ticks gap tracking stays paused after a telephone event, with a jitter
+/// buffer `depth` frames deep.
+fn event_quiet_ticks(depth: usize) -> u32 {
+    u32::try_from(depth)
+        .unwrap_or(u32::MAX)
+        .saturating_add(EVENT_QUIET_TICKS)
+}
+
 /// Frames whose lateness is kept inline before it goes into the histogram.
 const LATENESS_BATCH: usize = 64;
 
@@ -296,6 +309,10 @@ pub struct MediaSession {
     missing_seen: u64,
     /// A frame was played out: buffering ticks from now on are silence heard (an underrun).
     playing_started: bool,
+    /// Playout ticks left during which a telephone event is under way (gaps not tracked).
+    event_ticks: u32,
+    /// Whether the detector's gap tracking is paused (a hold, or a telephone event).
+    gaps_paused: bool,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -366,6 +383,8 @@ impl MediaSession {
             loss: LossPattern::default(),
             missing_seen: 0,
             playing_started: false,
+            event_ticks: 0,
+            gaps_paused: false,
             config,
         })
     }
@@ -577,6 +596,18 @@ impl MediaSession {
         let frame = self.pcm.len();
         let playout = self.receiver.pop_frame();
         let played = matches!(playout, Playout::Frame(_));
+        // (Fields, not methods: `playout` borrows the receiver.)
+        if matches!(playout, Playout::Frame(f) if Some(f.payload_type) == self.config.telephone_event_pt)
+        {
+            self.event_ticks = event_quiet_ticks(self.config.jitter_buffer_frames);
+        }
+        let in_event = self.event_ticks > 0;
+        self.event_ticks = self.event_ticks.saturating_sub(1);
+        let paused = !self.expecting || in_event;
+        if paused != self.gaps_paused {
+            self.detector.pause_gaps(paused);
+            self.gaps_paused = paused;
+        }
         let samples = match playout {
             Playout::Frame(f) if f.payload_type == self.config.payload_type => {
                 let len = f.payload.len().min(self.decoded.len());
@@ -725,7 +756,21 @@ impl MediaSession {
         }
     }
 
+    /// A telephone event arrived: no gap counts until it is over.
+    fn note_event(&mut self) {
+        self.event_ticks = event_quiet_ticks(self.config.jitter_buffer_frames);
+    }
+
+    /// Pauses or restarts the detector's gap tracking, when that changes.
+    fn pause_gaps(&mut self, paused: bool) {
+        if paused != self.gaps_paused {
+            self.detector.pause_gaps(paused);
+            self.gaps_paused = paused;
+        }
+    }
+
     fn take_event(&mut self, arrival: Arrival, packet: &RtpPacket<'_>) {
+        self.note_event();
         if !matches!(arrival, Arrival::Duplicate(_)) {
             let _ = self.dtmf_rx.push(packet.header.timestamp, packet.payload);
         }
@@ -744,9 +789,9 @@ impl MediaSession {
         } else if let Some(from) = self.gap_start() {
             self.max_gap = self.max_gap.max(now.saturating_duration_since(from));
         }
-        // Silence on hold is no dropout of an expected tone.
-        self.detector.pause_gaps(!expecting);
         self.expecting = expecting;
+        // Silence on hold is no dropout of an expected tone.
+        self.pause_gaps(!expecting || self.event_ticks > 0);
     }
 
     /// Whether RTP is expected (see [`Self::set_expecting`]).
@@ -1144,6 +1189,36 @@ mod tests {
         // 5 % and 10 % spread loss, G.711 without concealment (Bpl 4.3): far below 4.41.
         assert!(mos[1] < 2.6 && mos[1] > 1.5, "{mos:?}");
         assert!(mos[2] < 2.0 && mos[2] > 1.0, "{mos:?}");
+    }
+
+    #[test]
+    fn dtmf_replacing_the_tone_for_a_while_is_no_gap() {
+        let t0 = t0();
+        let secs = Duration::from_secs;
+        let mut a = tone_session(t0, 1000.0, 61, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 62, Codec::Pcmu);
+        b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        run(
+            &mut a,
+            &mut b,
+            t0,
+            secs(1),
+            Duration::from_millis(10),
+            |_| false,
+        );
+        // a's audio pauses while it sends three digits (events on its audio stream).
+        a.send_dtmf("123", DtmfConfig::default()).unwrap();
+        run(
+            &mut a,
+            &mut b,
+            t0 + secs(1),
+            secs(3),
+            Duration::from_millis(10),
+            |_| false,
+        );
+        let r = b.report(t0 + secs(4));
+        assert_eq!(r.dtmf_received, "123");
+        assert_eq!(r.audio_gap_count, 0, "{:?}", r.audio_gaps);
     }
 
     #[test]

@@ -1091,6 +1091,14 @@ impl CallScript {
         });
     }
 
+    /// The `max_gap` of the current step, when it is a tone expectation.
+    fn current_max_gap(&self) -> Duration {
+        match self.current.map(|c| &self.steps[c.index].value) {
+            Some(Step::Expect(Expectation::Tone { max_gap, .. })) => *max_gap,
+            _ => DEFAULT_MAX_GAP,
+        }
+    }
+
     fn step_here(&self) -> Option<(&'static str, u32, u32)> {
         self.current.map(|c| {
             let s = &self.steps[c.index];
@@ -1297,6 +1305,7 @@ impl CallScript {
                 within,
                 min_snr,
                 min_duration,
+                ..
             } => {
                 self.audio_checked += 1;
                 self.wait_answer(
@@ -1703,7 +1712,8 @@ impl CallScript {
                     self.audio_verified += 1;
                     self.tone_onsets.push(onset);
                     if self.tone_step.is_none() {
-                        self.tone_step = self.step_here().map(|s| (s, DEFAULT_MAX_GAP));
+                        let limit = self.current_max_gap();
+                        self.tone_step = self.step_here().map(|s| (s, limit));
                     }
                     Some(true)
                 }

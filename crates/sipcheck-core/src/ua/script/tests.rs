@@ -44,6 +44,7 @@ fn tone_expectation(hz: f64, within: Duration) -> Step {
         within,
         min_snr: Decibels(10.0),
         min_duration: Duration::from_millis(200),
+        max_gap: Duration::from_millis(100),
     })
 }
 
@@ -294,9 +295,18 @@ fn a_caller_places_plays_hears_the_tone_and_hangs_up_and_passes() {
 /// A caller whose tone step (line 5) heard its tone, hung up after 2 s; the call's media
 /// report has `gaps` in the tone.
 fn tone_call_with_gaps(gaps: &[(u64, u64)]) -> CallResult {
+    tone_call_with_gaps_allowing(gaps, Duration::from_millis(100))
+}
+
+/// The same, the tone step allowing gaps up to `max_gap`.
+fn tone_call_with_gaps_allowing(gaps: &[(u64, u64)], max_gap: Duration) -> CallResult {
+    let mut tone = tone_expectation(425.0, secs(5));
+    if let Step::Expect(Expectation::Tone { max_gap: m, .. }) = &mut tone {
+        *m = max_gap;
+    }
     let mut h = Harness::caller(vec![
         at(3, call_step(secs(32))),
-        at(5, tone_expectation(425.0, secs(5))),
+        at(5, tone),
         at(6, Step::Hangup { after: secs(2) }),
     ]);
     h.place();
@@ -345,6 +355,16 @@ fn a_200_ms_dropout_in_a_heard_tone_fails_the_tone_step_saying_where_and_how_lon
     assert_eq!(media.audio_gap_count, 2);
     // The tone was heard: verified, and the call failed for its gap all the same.
     assert_eq!((result.audio_checked, result.audio_verified), (1, 1));
+}
+
+#[test]
+fn a_tone_steps_max_gap_is_its_limit() {
+    let ms = Duration::from_millis;
+    let result = tone_call_with_gaps_allowing(&[(3020, 200)], ms(250));
+    assert!(result.passed(), "{:?}", result.failures);
+    let result = tone_call_with_gaps_allowing(&[(3020, 60)], ms(60));
+    assert_eq!(result.failures[0].kind, FailureKind::AudioGap);
+    assert!(result.failures[0].message.ends_with("limit 60 ms)"));
 }
 
 #[test]
