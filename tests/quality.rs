@@ -3,7 +3,8 @@
 //!
 //! - The MOS estimate falls as loss rises: 0 %, 5 % and 20 % of RTP dropped at random, one
 //!   10 s call each (500 packets a direction). G.711 without concealment (Bpl 4.3) rates
-//!   5 % about 2.1 and 20 % about 1.2; a clean loopback 4.41. With 500 packets the measured
+//!   5 % about 2.1 and 20 % about 1.2; a clean loopback 4.41. Both directions are checked:
+//!   the caller's record (what it received) and the responder's. With 500 packets the measured
 //!   loss has σ ≈ 1 pp at 5 % and 1.8 pp at 20 %, so the three are apart by many σ. Each
 //!   estimate is also checked against the E-model of the loss sipcheck itself reported.
 //! - A dropout: every RTP packet to the caller is dropped for 200 ms in the middle of the
@@ -86,6 +87,15 @@ impl Answer {
     fn stderr(&self) -> String {
         process::read_lossy(&self.rundir.join("stderr"))
     }
+
+    /// The `call` objects it printed (one per call, when the call ended).
+    fn calls(&self) -> Vec<Value> {
+        self.stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["kind"] == "call")
+            .collect()
+    }
 }
 
 impl Drop for Answer {
@@ -140,8 +150,9 @@ fn e_model(ppl: f64, burst_r: f64) -> f64 {
     }
 }
 
-/// One 10 s call with RTP (both ways) dropped at random with probability `loss`.
-fn mos_at(loss: f64) -> (f64, f64, String) {
+/// One 10 s call with RTP (both ways) dropped at random with probability `loss`: the MOS
+/// estimates of the caller's received direction and of the responder's.
+fn mos_at(loss: f64) -> ((f64, f64), String) {
     let ns = Netns::create("quality").unwrap_or_else(|e| panic!("{e:#}"));
     if loss > 0.0 {
         let p = format!("{loss}");
@@ -188,12 +199,29 @@ fn mos_at(loss: f64) -> (f64, f64, String) {
         "Ppl {ppl} % for {:.0} % loss\n{shown}",
         loss * 100.0
     );
-    (mos, ppl, shown)
+    // The other direction: the responder's record of the same call.
+    let ended = process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        !answer.calls().is_empty()
+    });
+    assert!(ended, "the responder reported no call\n{shown}");
+    let up = &answer.calls()[0]["media"];
+    let up_mos = f(&up["mos_cqe"]);
+    assert!(
+        (up_mos
+            - e_model(
+                f(&up["e_model"]["ppl_percent"]),
+                f(&up["e_model"]["burst_r"])
+            ))
+        .abs()
+            < 0.02,
+        "{shown}"
+    );
+    ((mos, up_mos), shown)
 }
 
 #[test]
 fn the_mos_estimate_falls_as_rtp_loss_rises() {
-    let results: Vec<(f64, f64, String)> = thread::scope(|s| {
+    let results: Vec<((f64, f64), String)> = thread::scope(|s| {
         let runs: Vec<_> = [0.0, 0.05, 0.20]
             .into_iter()
             .map(|loss| s.spawn(move || mos_at(loss)))
@@ -202,22 +230,28 @@ fn the_mos_estimate_falls_as_rtp_loss_rises() {
             .map(|h| h.join().expect("quality run"))
             .collect()
     });
-    let mos: Vec<f64> = results.iter().map(|r| r.0).collect();
     let all = results
         .iter()
-        .map(|r| r.2.as_str())
+        .map(|r| r.1.as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    eprintln!("MOS at 0 %, 5 %, 20 % RTP loss: {mos:?}");
-    // A clean loopback: G.107's best narrowband rating.
-    assert!((mos[0] - 4.41).abs() < 0.01, "{mos:?}\n{all}");
-    assert!(
-        mos[0] > mos[1] && mos[1] > mos[2],
-        "MOS does not fall with loss: {mos:?}\n{all}"
-    );
-    // 5 % random loss without concealment is nowhere near toll quality.
-    assert!(mos[1] < 3.0, "{mos:?}\n{all}");
-    assert!(mos[2] < 1.8, "{mos:?}\n{all}");
+    // Each direction on its own: the caller's (received from the responder), the responder's.
+    for (direction, pick) in [
+        ("caller", (|r: &(f64, f64)| r.0) as fn(&(f64, f64)) -> f64),
+        ("responder", |r: &(f64, f64)| r.1),
+    ] {
+        let mos: Vec<f64> = results.iter().map(|r| pick(&r.0)).collect();
+        eprintln!("{direction}: MOS at 0 %, 5 %, 20 % RTP loss: {mos:?}");
+        // A clean loopback: G.107's best narrowband rating.
+        assert!((mos[0] - 4.41).abs() < 0.01, "{direction} {mos:?}\n{all}");
+        assert!(
+            mos[0] > mos[1] && mos[1] > mos[2],
+            "{direction}: MOS does not fall with loss: {mos:?}\n{all}"
+        );
+        // 5 % random loss without concealment is nowhere near toll quality.
+        assert!(mos[1] < 3.0, "{direction} {mos:?}\n{all}");
+        assert!(mos[2] < 1.8, "{direction} {mos:?}\n{all}");
+    }
 }
 
 #[test]

@@ -721,6 +721,87 @@ mod tests {
         );
     }
 
+    /// A far end whose 1 kHz tone drops out for 200 ms (10 packets never sent): the summary
+    /// prints the MOS estimate and the gap, its JSON carries them, and the call fails by
+    /// `--max-gap` (100 ms by default; 250 ms lets it pass).
+    #[test]
+    fn a_dropout_is_printed_with_the_mos_estimate_and_fails_by_max_gap() {
+        use sipcheck_core::rtp::packet::{write_packet, RtpHeader};
+        let summary_with = |max_gap_ms: u64| {
+            let args = AudioArgs {
+                play_tone: None,
+                play_wav: None,
+                level_dbfs: -12.0,
+                expect_tone: Some("1000".parse().unwrap()),
+                send_dtmf: None,
+                expect_dtmf: None,
+                record: None,
+                codecs: vec![Codec::Pcmu],
+                no_media_ok: false,
+                rtp_timeout: Duration::from_secs(3),
+                max_gap: Duration::from_millis(max_gap_ms),
+                rtp_ports: (20000, 29999),
+            };
+            let prepared = args.prepare().unwrap();
+            let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
+            let offer = sdp::create_offer(&local);
+            let (_, negotiated) = sdp::answer(&offer, &local).unwrap();
+            let mut session = prepared.session(&negotiated, &mut IdGen::new(1));
+            let t0 = Instant::now();
+            let (mut buf, mut out, mut payload) = ([0u8; 200], [0u8; 1500], [0u8; 160]);
+            for i in 0..250u16 {
+                let now = t0 + Duration::from_millis(20 * u64::from(i));
+                // Packets 100..110 (2.0 s to 2.2 s) never come.
+                if !(100..110).contains(&i) {
+                    let pcm: Vec<i16> = (0..160)
+                        .map(|n| {
+                            let t = f64::from(u32::from(i) * 160 + n) / 8000.0;
+                            ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 8000.0) as i16
+                        })
+                        .collect();
+                    let len = Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
+                    let header = RtpHeader {
+                        marker: i == 0,
+                        payload_type: 0,
+                        sequence: i,
+                        timestamp: u32::from(i) * 160,
+                        ssrc: 7,
+                    };
+                    let len = write_packet(&header, &payload[..len], &mut buf).unwrap();
+                    session.handle_packet(now, negotiated.remote_rtp, &buf[..len]);
+                }
+                while session.poll_transmit(now, &mut out).is_some() {}
+            }
+            prepared.summarize(&negotiated, &session.report(t0 + Duration::from_secs(5)))
+        };
+        let (summary, failures) = summary_with(100);
+        assert_eq!(summary.audio_gap_count, 1);
+        let gap = summary.audio_gaps[0];
+        assert!((gap.length_ms - 200.0).abs() <= 20.0, "{gap:?}");
+        let mos = summary.mos_cqe.unwrap();
+        assert!(mos < 4.41 && mos > 1.0, "{mos}");
+        let mut text = Vec::new();
+        summary.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(&format!("quality: estimated MOS {mos:.2} (G.107 E-model")),
+            "{text}"
+        );
+        assert!(text.contains("audio gaps: 1, 200 ms at "), "{text}");
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["audio_gaps"][0]["length_ms"], gap.length_ms);
+        // 10 of the ~250 frames due: Ppl about 4 %.
+        let ppl = json["e_model"]["ppl_percent"].as_f64().unwrap();
+        assert!((ppl - 4.0).abs() < 0.2, "{ppl}");
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0].starts_with("tone 1000 Hz: the expected audio dropped out (200 ms at "),
+            "{failures:?}"
+        );
+        let (_, failures) = summary_with(250);
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
     #[test]
     fn bad_media_options_are_usage_errors() {
         let base = AudioArgs {
