@@ -1178,12 +1178,15 @@ mod tests {
         for every in [0u64, 20, 10] {
             let mut a = tone_session(t0, 1000.0, 41, Codec::Pcma);
             let mut b = tone_session(t0, 440.0, 42, Codec::Pcma);
+            b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
             // Lose every `every`-th packet of a's (none for 0).
             run(&mut a, &mut b, t0, ms(10_000), ms(10), |n| {
                 every != 0 && n % 2 == 1 && ((n - 1) / 2) % every == every - 1
             });
-            let q = b.report(t0 + ms(10_000)).quality().unwrap();
-            mos.push(q.mos_cqe);
+            let r = b.report(t0 + ms(10_000));
+            // Single lost frames are 20 ms holes: under the 40 ms floor, no gap.
+            assert_eq!(r.audio_gap_count, 0, "{:?}", r.audio_gaps);
+            mos.push(r.quality().unwrap().mos_cqe);
         }
         assert!((mos[0] - 4.41).abs() < 0.01, "{mos:?}");
         // 5 % and 10 % spread loss, G.711 without concealment (Bpl 4.3): far below 4.41.
