@@ -272,6 +272,9 @@ pub struct ToneDetector {
     total_energy: f64,
     max_block_power: f64,
     last_block_power: Option<f64>,
+    /// Gap tracking is paused (see [`ToneDetector::pause_gaps`]); watches added meanwhile
+    /// start paused.
+    gaps_paused: bool,
 }
 
 impl ToneDetector {
@@ -295,6 +298,7 @@ impl ToneDetector {
             total_energy: 0.0,
             max_block_power: 0.0,
             last_block_power: None,
+            gaps_paused: false,
         })
     }
 
@@ -403,7 +407,11 @@ impl ToneDetector {
             found: Vec::new(),
             run: None,
             extending: None,
-            gaps: GapTracker::default(),
+            gaps: {
+                let mut gaps = GapTracker::default();
+                gaps.set_paused(self.gaps_paused);
+                gaps
+            },
         });
         Ok(WatchId(self.watches.len() - 1))
     }
@@ -514,6 +522,7 @@ impl ToneDetector {
     /// Stops tracking gaps (the stream is on hold: what is open is dropped), or restarts it
     /// (from each tone's next matching block).
     pub fn pause_gaps(&mut self, paused: bool) {
+        self.gaps_paused = paused;
         for watch in &mut self.watches {
             watch.gaps.set_paused(paused);
         }

@@ -269,4 +269,21 @@ mod tests {
         assert_within(gaps[0].start(), ms(3000), ms(20));
         assert_within(gaps[0].duration(), ms(200), ms(20));
     }
+
+    #[test]
+    fn a_watch_added_while_paused_starts_paused() {
+        // The tone is heard before the hold, then silent (the hold) until 2 s, then back.
+        let samples = tone_with_holes(ms(3000), &[(ms(1000), ms(1000))]);
+        let mut d = ToneDetector::new(DetectorConfig::default()).unwrap();
+        let at = |t: u64| duration_to_samples(ms(t)) as usize;
+        d.push(&samples[..at(500)]);
+        d.pause_gaps(true);
+        let id = d.watch(ToneQuery::single(440.0).unwrap()).unwrap();
+        d.push(&samples[at(500)..at(900)]);
+        d.push(&samples[at(900)..at(1900)]);
+        d.pause_gaps(false);
+        d.push(&samples[at(1900)..]);
+        assert!(d.is_complete(id));
+        assert_eq!(d.gaps(id).1, 0, "{:?}", d.gaps(id).0);
+    }
 }
