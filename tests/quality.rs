@@ -300,8 +300,9 @@ fn a_200_ms_rtp_dropout_is_reported_as_a_gap_of_its_length_and_fails_the_call() 
         describe_output(&out),
         answer.output()
     );
-    // The window itself: 200 ms plus what the iptables commands took, in 20 ms packets.
-    assert!((9..=14).contains(&dropped), "{shown}");
+    // The window itself: 200 ms plus what the iptables commands took (more on a loaded
+    // machine), in 20 ms packets; what is checked is sipcheck's figure against this count.
+    assert!((9..=25).contains(&dropped), "{shown}");
     let m = &v["media"];
     assert_eq!(m["audio_gap_count"], 1, "{shown}");
     let gap = f(&m["audio_gaps"][0]["length_ms"]);
