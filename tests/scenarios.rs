@@ -488,9 +488,18 @@ fn a_report_on_stdout_has_it_to_itself_and_two_are_refused() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
     assert_schema(&v);
     assert_eq!(v["verdict"], "passed", "{v}");
+    // Every received stream rated, none lost on loopback: G.107's best narrowband 4.409; the
+    // tones heard without a dropout.
+    assert!(v["quality"]["mos"]["count"].as_u64() > Some(0), "{v}");
+    assert_eq!(v["quality"]["mos"]["p5"], 4.409, "{v}");
+    assert_eq!(v["quality"]["audio_gaps"], 0, "{v}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("result: PASSED"),
+        "console on stderr: {shown}"
+    );
+    assert!(
+        stderr.contains("mos (estimate)   p5 4.41, p50 4.41"),
         "console on stderr: {shown}"
     );
 

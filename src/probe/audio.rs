@@ -112,6 +112,9 @@ pub struct AudioArgs {
     /// Fail a call whose incoming RTP stops for longer than this.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub rtp_timeout: Duration,
+    /// Fail a call whose expected tone, once heard, drops out for this long or longer.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub max_gap: Duration,
     /// Local RTP port range.
     #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
     pub rtp_ports: (u16, u16),
@@ -233,6 +236,7 @@ impl PreparedAudio {
             dtmf: self.args.expect_dtmf.clone(),
             no_media_ok: self.args.no_media_ok,
             rtp_timeout: self.args.rtp_timeout,
+            max_gap: self.args.max_gap,
         }
     }
 
@@ -287,6 +291,21 @@ impl PreparedAudio {
             tones,
             dtmf_sent: self.args.send_dtmf.clone(),
             dtmf_received: report.dtmf_received.clone(),
+            mos_cqe: report.quality().map(|q| round2(q.mos_cqe)),
+            e_model: report.quality().map(|q| EModelSummary {
+                r: round2(q.r),
+                ppl_percent: round2(q.ppl_percent),
+                burst_r: round2(q.burst_r),
+            }),
+            audio_gaps: report
+                .audio_gaps
+                .iter()
+                .map(|g| GapSummary {
+                    at_ms: round2(g.start().as_secs_f64() * 1000.0),
+                    length_ms: round2(g.duration().as_secs_f64() * 1000.0),
+                })
+                .collect(),
+            audio_gap_count: report.audio_gap_count,
         };
         let failures = judge_media(&self.expect(), negotiated, report);
         (summary, failures)
@@ -294,6 +313,10 @@ impl PreparedAudio {
 }
 
 use sipcheck_core::ua::script::{judge_media, ProbeExpect};
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
 
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
@@ -399,6 +422,35 @@ pub struct MediaSummary {
     pub dtmf_sent: Option<String>,
     /// DTMF digits received.
     pub dtmf_received: String,
+    /// The estimated MOS of what was received (ITU-T G.107 E-model, MOS-CQE; G.711 without
+    /// packet loss concealment, one-way delay not counted); absent when nothing was played.
+    pub mos_cqe: Option<f64>,
+    /// The E-model's inputs and rating behind it.
+    pub e_model: Option<EModelSummary>,
+    /// Dropouts of 40 ms or more in the expected tone after its onset, outside holds.
+    pub audio_gaps: Vec<GapSummary>,
+    /// How many there were (more than listed when very many).
+    pub audio_gap_count: u64,
+}
+
+/// The E-model's figures for the received direction.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EModelSummary {
+    /// The rating R.
+    pub r: f64,
+    /// Frames missing at playout (lost or too late), percent: Ppl.
+    pub ppl_percent: f64,
+    /// The burst ratio BurstR (1 for random loss).
+    pub burst_r: f64,
+}
+
+/// One dropout in the expected tone.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GapSummary {
+    /// Where it started, milliseconds into the received audio.
+    pub at_ms: f64,
+    /// How long it lasted, milliseconds.
+    pub length_ms: f64,
 }
 
 impl MediaSummary {
@@ -466,6 +518,20 @@ impl MediaSummary {
                 )?,
                 _ => writeln!(out, "tone {}: NOT detected", t.tone)?,
             }
+        }
+        if let (Some(mos), Some(e)) = (self.mos_cqe, &self.e_model) {
+            writeln!(
+                out,
+                "quality: estimated MOS {mos:.2} (G.107 E-model: R {:.1}, loss {:.2} %, BurstR {:.2}; G.711 without PLC)",
+                e.r, e.ppl_percent, e.burst_r
+            )?;
+        }
+        if !self.tones.is_empty() {
+            write!(out, "audio gaps: {}", self.audio_gap_count)?;
+            for g in &self.audio_gaps {
+                write!(out, ", {:.0} ms at {:.2} s", g.length_ms, g.at_ms / 1000.0)?;
+            }
+            writeln!(out)?;
         }
         if let Some(sent) = &self.dtmf_sent {
             writeln!(out, "dtmf sent: {sent}")?;
@@ -548,6 +614,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
         };
         let prepared = args.prepare().unwrap();
@@ -601,6 +668,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
         };
         let prepared = args.prepare().unwrap();
@@ -653,6 +721,87 @@ mod tests {
         );
     }
 
+    /// A far end whose 1 kHz tone drops out for 200 ms (10 packets never sent): the summary
+    /// prints the MOS estimate and the gap, its JSON carries them, and the call fails by
+    /// `--max-gap` (100 ms by default; 250 ms lets it pass).
+    #[test]
+    fn a_dropout_is_printed_with_the_mos_estimate_and_fails_by_max_gap() {
+        use sipcheck_core::rtp::packet::{write_packet, RtpHeader};
+        let summary_with = |max_gap_ms: u64| {
+            let args = AudioArgs {
+                play_tone: None,
+                play_wav: None,
+                level_dbfs: -12.0,
+                expect_tone: Some("1000".parse().unwrap()),
+                send_dtmf: None,
+                expect_dtmf: None,
+                record: None,
+                codecs: vec![Codec::Pcmu],
+                no_media_ok: false,
+                rtp_timeout: Duration::from_secs(3),
+                max_gap: Duration::from_millis(max_gap_ms),
+                rtp_ports: (20000, 29999),
+            };
+            let prepared = args.prepare().unwrap();
+            let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
+            let offer = sdp::create_offer(&local);
+            let (_, negotiated) = sdp::answer(&offer, &local).unwrap();
+            let mut session = prepared.session(&negotiated, &mut IdGen::new(1));
+            let t0 = Instant::now();
+            let (mut buf, mut out, mut payload) = ([0u8; 200], [0u8; 1500], [0u8; 160]);
+            for i in 0..250u16 {
+                let now = t0 + Duration::from_millis(20 * u64::from(i));
+                // Packets 100..110 (2.0 s to 2.2 s) never come.
+                if !(100..110).contains(&i) {
+                    let pcm: Vec<i16> = (0..160)
+                        .map(|n| {
+                            let t = f64::from(u32::from(i) * 160 + n) / 8000.0;
+                            ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 8000.0) as i16
+                        })
+                        .collect();
+                    let len = Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
+                    let header = RtpHeader {
+                        marker: i == 0,
+                        payload_type: 0,
+                        sequence: i,
+                        timestamp: u32::from(i) * 160,
+                        ssrc: 7,
+                    };
+                    let len = write_packet(&header, &payload[..len], &mut buf).unwrap();
+                    session.handle_packet(now, negotiated.remote_rtp, &buf[..len]);
+                }
+                while session.poll_transmit(now, &mut out).is_some() {}
+            }
+            prepared.summarize(&negotiated, &session.report(t0 + Duration::from_secs(5)))
+        };
+        let (summary, failures) = summary_with(100);
+        assert_eq!(summary.audio_gap_count, 1);
+        let gap = summary.audio_gaps[0];
+        assert!((gap.length_ms - 200.0).abs() <= 20.0, "{gap:?}");
+        let mos = summary.mos_cqe.unwrap();
+        assert!(mos < 4.41 && mos > 1.0, "{mos}");
+        let mut text = Vec::new();
+        summary.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(&format!("quality: estimated MOS {mos:.2} (G.107 E-model")),
+            "{text}"
+        );
+        assert!(text.contains("audio gaps: 1, 200 ms at "), "{text}");
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["audio_gaps"][0]["length_ms"], gap.length_ms);
+        // 10 of the ~250 frames due: Ppl about 4 %.
+        let ppl = json["e_model"]["ppl_percent"].as_f64().unwrap();
+        assert!((ppl - 4.0).abs() < 0.2, "{ppl}");
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0].starts_with("tone 1000 Hz: the expected audio dropped out (200 ms at "),
+            "{failures:?}"
+        );
+        let (_, failures) = summary_with(250);
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+
     #[test]
     fn bad_media_options_are_usage_errors() {
         let base = AudioArgs {
@@ -666,6 +815,7 @@ mod tests {
             codecs: vec![Codec::Pcmu],
             no_media_ok: false,
             rtp_timeout: Duration::from_secs(3),
+            max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
         };
         let bad_dtmf = AudioArgs {

@@ -128,7 +128,12 @@ pub fn write_summary(
     // Timings.
     let table: Vec<(Metric, TimingStats)> = TIMING_METRICS
         .iter()
-        .filter(|m| !matches!(m, Metric::RtpJitter | Metric::PacingLateness))
+        .filter(|m| {
+            !matches!(
+                m,
+                Metric::RtpJitter | Metric::PacingLateness | Metric::AudioGap
+            )
+        })
         .filter_map(|&m| Some((m, TimingStats::of(s.timing(m)?)?)))
         .collect();
     if !table.is_empty() {
@@ -214,6 +219,15 @@ pub fn write_summary(
                 t.p50_ms, t.p99_ms, t.p999_ms, t.max_ms, t.count
             )?;
         }
+        let q = &s.quality;
+        if let (Some(p5), Some(p50)) = (q.mos_percentile(5.0), q.mos_percentile(50.0)) {
+            writeln!(
+                out,
+                "  mos (estimate)   p5 {p5:.2}, p50 {p50:.2}, min {:.2} ({} streams; G.107 E-model, G.711 without PLC)",
+                q.mos_milli.min() as f64 / 1000.0,
+                q.mos_milli.len()
+            )?;
+        }
     }
 
     // Generator.
@@ -247,6 +261,17 @@ pub fn write_summary(
                     v.checked,
                     percent(ratio)
                 )?;
+            }
+        }
+        if s.audio.checked > 0 {
+            write!(
+                out,
+                "  {:<16}{} (dropouts of 40 ms or more in heard tones)",
+                "audio gaps", s.quality.audio_gaps
+            )?;
+            match s.timing(Metric::AudioGap).and_then(TimingStats::of) {
+                Some(t) => writeln!(out, ", p50 {:.0} ms, max {:.0} ms", t.p50_ms, t.max_ms)?,
+                None => writeln!(out)?,
             }
         }
     }

@@ -34,7 +34,7 @@
 //!       "count": integer,                     register_rtt, invite_to_first_provisional,
 //!       "min_ms", "p50_ms", "p90_ms",         invite_to_ringing, invite_to_200, bye_rtt,
 //!       "p99_ms", "p999_ms", "max_ms",        call_duration, tone_onset, rtp.jitter,
-//!       "mean_ms": number | null,             pacing.lateness (null when count is 0)
+//!       "mean_ms": number | null,             pacing.lateness, audio.gap (null when count is 0)
 //!       "histogram": string                   base64 of the HdrHistogram V2 encoding
 //!   } },                                      (uncompressed), values in microseconds
 //!   "rtp": {
@@ -50,6 +50,13 @@
 //!   },
 //!   "audio": { "checked": integer, "verified": integer, "verified_ratio": number | null },
 //!   "dtmf":  { "checked": integer, "verified": integer, "verified_ratio": number | null },
+//!   "quality": {
+//!     "mos": { "count": integer,              estimated MOS (G.107 E-model, MOS-CQE) per
+//!       "min", "p5", "p50", "p95", "max",     received stream that played frames
+//!       "mean": number | null,
+//!       "histogram": string },                values in thousandths of a MOS point
+//!     "audio_gaps": integer                   dropouts (≥ 40 ms) in heard tones; their
+//!   },                                        lengths are the audio.gap metric
 //!   "generator": {
 //!     "late_starts": integer,                 INVITEs sent more than late_start_after_ms
 //!     "late_start_after_ms": number,          after their scheduled time
@@ -58,7 +65,7 @@
 //!   },
 //!   "thresholds": [ { "name": string, "condition": string,
 //!     "actual": number | null,                in `unit`; null: no data (fails)
-//!     "unit": "ms" | "fraction" | "count" | "per_second",
+//!     "unit": "ms" | "fraction" | "count" | "per_second" | "score",
 //!     "passed": boolean } ],
 //!   "failed_call_samples": [ {                first 10 failing calls per failure kind
 //!     "kind": string,                         the label they are a sample of
@@ -113,6 +120,7 @@ struct Doc<'a> {
     rtp: Rtp,
     audio: Checks,
     dtmf: Checks,
+    quality: Quality,
     generator: Generator,
     thresholds: Vec<ThresholdJson>,
     failed_call_samples: Vec<Sample<'a>>,
@@ -224,6 +232,43 @@ struct Rtp {
     stray_packets: u64,
     discontinuities: u64,
     loss_per_stream_ppm: HistogramJson,
+}
+
+/// The estimated listening quality of the received streams and the gaps in heard tones.
+#[derive(Serialize)]
+struct Quality {
+    mos: Mos,
+    audio_gaps: u64,
+}
+
+/// The estimated MOS per received stream.
+#[derive(Serialize)]
+struct Mos {
+    count: u64,
+    min: Option<f64>,
+    p5: Option<f64>,
+    p50: Option<f64>,
+    p95: Option<f64>,
+    max: Option<f64>,
+    mean: Option<f64>,
+    histogram: String,
+}
+
+impl Mos {
+    fn of(h: &Histogram<u64>) -> io::Result<Self> {
+        let any = !h.is_empty();
+        let at = |q: f64| any.then(|| round3(h.value_at_quantile(q) as f64 / 1000.0));
+        Ok(Self {
+            count: h.len(),
+            min: any.then(|| round3(h.min() as f64 / 1000.0)),
+            p5: at(0.05),
+            p50: at(0.5),
+            p95: at(0.95),
+            max: any.then(|| round3(h.max() as f64 / 1000.0)),
+            mean: any.then(|| round3(h.mean() / 1000.0)),
+            histogram: encode_histogram(h)?,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -351,6 +396,10 @@ pub fn write_json(
         },
         audio: s.audio.into(),
         dtmf: s.dtmf.into(),
+        quality: Quality {
+            mos: Mos::of(&s.quality.mos_milli)?,
+            audio_gaps: s.quality.audio_gaps,
+        },
         generator: Generator {
             late_starts: s.generator.late_starts,
             late_start_after_ms: LATE_START.as_secs_f64() * 1000.0,
@@ -478,8 +527,12 @@ mod tests {
         write_json(&s, &[], &mut out).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         let metrics = v["metrics"].as_object().unwrap();
-        assert_eq!(metrics.len(), 9);
+        assert_eq!(metrics.len(), 10);
         assert_eq!(metrics["invite_to_200"]["count"], 0);
+        assert_eq!(metrics["audio.gap"]["count"], 0);
+        assert_eq!(v["quality"]["mos"]["count"], 0);
+        assert_eq!(v["quality"]["mos"]["p5"], Value::Null);
+        assert_eq!(v["quality"]["audio_gaps"], 0);
         assert_eq!(metrics["invite_to_200"]["p99_ms"], Value::Null);
         assert_eq!(v["calls"]["failed_ratio"], Value::Null);
         assert_eq!(v["verdict"], "passed");

@@ -22,6 +22,7 @@ pub fn format_value(unit: ValueUnit, v: f64) -> String {
         ValueUnit::Fraction => format!("{}%", trim_float(v * 100.0, 3)),
         ValueUnit::Count => trim_float(v, 3),
         ValueUnit::PerSecond => format!("{v:.1}/s"),
+        ValueUnit::Score => format!("{v:.2}"),
     }
 }
 
@@ -43,6 +44,7 @@ pub fn unit_name(unit: ValueUnit) -> &'static str {
         ValueUnit::Fraction => "fraction",
         ValueUnit::Count => "count",
         ValueUnit::PerSecond => "per_second",
+        ValueUnit::Score => "score",
     }
 }
 

@@ -34,8 +34,9 @@ use hdrhistogram::Histogram;
 
 use super::dtmf::{DtmfConfig, DtmfError, DtmfReceiver, DtmfSender};
 use super::g711::Codec;
+use super::quality::{self, Bpl, LossPattern, QualityEstimate};
 use super::tone::{
-    Detection, DetectorConfig, Playlist, ToneDetector, ToneError, ToneQuery, WatchId,
+    Detection, DetectorConfig, Gap, Playlist, ToneDetector, ToneError, ToneQuery, WatchId,
 };
 use crate::ids::IdGen;
 use crate::rtp::pacer::{Pacer, PacerConfig, PacerError};
@@ -61,6 +62,19 @@ pub const MAX_PACKET: usize = 12 + 480;
 
 /// Received audio kept for the bridge at most (10 s at 8 kHz); older samples are dropped.
 const BRIDGE_QUEUE_MAX: usize = 80_000;
+
+/// Playout ticks, beyond the jitter buffer's depth, that gap tracking stays paused after a
+/// telephone event arrived: a sender pauses its audio while it sends DTMF (RFC 4733 §2.5.1.2
+/// lets events replace the audio), and that silence is no dropout.
+const EVENT_QUIET_TICKS: u32 = 5;
+
+/// How many playout ticks gap tracking stays paused after a telephone event, with a jitter
+/// buffer `depth` frames deep.
+fn event_quiet_ticks(depth: usize) -> u32 {
+    u32::try_from(depth)
+        .unwrap_or(u32::MAX)
+        .saturating_add(EVENT_QUIET_TICKS)
+}
 
 /// Frames whose lateness is kept inline before it goes into the histogram.
 const LATENESS_BATCH: usize = 64;
@@ -222,12 +236,29 @@ pub struct MediaReport {
     /// counting the time RTP was not expected (a hold): the gap of a hold counts from the
     /// resume.
     pub max_gap: Duration,
+    /// Each playout tick of the played stream: a frame, or a frame missing (lost, or too
+    /// late for the jitter buffer). The E-model's Ppl and BurstR come from it.
+    pub loss_pattern: LossPattern,
+    /// Dropouts (at least [`MIN_GAP`](super::tone::MIN_GAP)) in the expected single tones
+    /// after their onset, outside holds, in the order they started (a gap seen by several
+    /// watches of the same tone once).
+    pub audio_gaps: Vec<Gap>,
+    /// How many gaps there were (more than [`Self::audio_gaps`] keeps when very many).
+    pub audio_gap_count: u64,
 }
 
 impl MediaReport {
     /// True when the received audio never rose above `threshold_dbfs`.
     pub fn is_silent(&self, threshold_dbfs: f64) -> bool {
         self.peak_block_dbfs < threshold_dbfs
+    }
+
+    /// The E-model estimate of what was received (G.711, no concealment: `Bpl` 4.3, one-way
+    /// delay not known: `Ta` = 0); `None` when no frame was played.
+    #[must_use]
+    pub fn quality(&self) -> Option<QualityEstimate> {
+        (self.loss_pattern.frames() > 0)
+            .then(|| quality::estimate(&self.loss_pattern, Bpl::G711_NO_PLC, None))
     }
 }
 
@@ -272,6 +303,16 @@ pub struct MediaSession {
     /// Frames of the schedule not sent (while not sending), mod 2¹⁶: taken off the pacer's
     /// sequence numbers.
     unsent: u16,
+    /// The playout ticks of the played stream (see [`MediaReport::loss_pattern`]).
+    loss: LossPattern,
+    /// The jitter buffer's missing count already in `loss`.
+    missing_seen: u64,
+    /// A frame was played out: buffering ticks from now on are silence heard (an underrun).
+    playing_started: bool,
+    /// Playout ticks left during which a telephone event is under way (gaps not tracked).
+    event_ticks: u32,
+    /// Whether the detector's gap tracking is paused (a hold, or a telephone event).
+    gaps_paused: bool,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -339,6 +380,11 @@ impl MediaSession {
             expecting: true,
             resumed: None,
             unsent: 0,
+            loss: LossPattern::default(),
+            missing_seen: 0,
+            playing_started: false,
+            event_ticks: 0,
+            gaps_paused: false,
             config,
         })
     }
@@ -548,7 +594,21 @@ impl MediaSession {
         // The far end's packets may be longer than ours (a 30 ms peer against our 20 ms):
         // decode the whole payload, whatever its length (up to 60 ms).
         let frame = self.pcm.len();
-        let samples = match self.receiver.pop_frame() {
+        let playout = self.receiver.pop_frame();
+        let played = matches!(playout, Playout::Frame(_));
+        // (Fields, not methods: `playout` borrows the receiver.)
+        if matches!(playout, Playout::Frame(f) if Some(f.payload_type) == self.config.telephone_event_pt)
+        {
+            self.event_ticks = event_quiet_ticks(self.config.jitter_buffer_frames);
+        }
+        let in_event = self.event_ticks > 0;
+        self.event_ticks = self.event_ticks.saturating_sub(1);
+        let paused = !self.expecting || in_event;
+        if paused != self.gaps_paused {
+            self.detector.pause_gaps(paused);
+            self.gaps_paused = paused;
+        }
+        let samples = match playout {
             Playout::Frame(f) if f.payload_type == self.config.payload_type => {
                 let len = f.payload.len().min(self.decoded.len());
                 self.config
@@ -560,8 +620,15 @@ impl MediaSession {
                 self.decoded[..frame].fill(0);
                 frame
             }
+            // Before the first frame, nothing is heard yet; after it, an underrun is silence
+            // heard (a dropout), in the stream's time as it happened.
+            Playout::Buffering if self.playing_started => {
+                self.decoded[..frame].fill(0);
+                frame
+            }
             Playout::Buffering => return,
         };
+        self.note_playout(played);
         let audio = &self.decoded[..samples];
         self.detector.push(audio);
         if let Some(rec) = &mut self.recording {
@@ -571,6 +638,19 @@ impl MediaSession {
             self.received_audio.extend(audio.iter().copied());
             let excess = self.received_audio.len().saturating_sub(BRIDGE_QUEUE_MAX);
             self.received_audio.drain(..excess);
+        }
+    }
+
+    /// Adds this tick's frames to the loss pattern: those the jitter buffer counted missing
+    /// since the last tick (concealed now, or skipped after an underrun), then the frame.
+    fn note_playout(&mut self, played: bool) {
+        let missing = self.receiver.jitter_buffer_stats().missing;
+        self.loss
+            .record_lost(missing.saturating_sub(self.missing_seen));
+        self.missing_seen = missing;
+        if played {
+            self.loss.record(false);
+            self.playing_started = true;
         }
     }
 
@@ -676,7 +756,21 @@ impl MediaSession {
         }
     }
 
+    /// A telephone event arrived: no gap counts until it is over.
+    fn note_event(&mut self) {
+        self.event_ticks = event_quiet_ticks(self.config.jitter_buffer_frames);
+    }
+
+    /// Pauses or restarts the detector's gap tracking, when that changes.
+    fn pause_gaps(&mut self, paused: bool) {
+        if paused != self.gaps_paused {
+            self.detector.pause_gaps(paused);
+            self.gaps_paused = paused;
+        }
+    }
+
     fn take_event(&mut self, arrival: Arrival, packet: &RtpPacket<'_>) {
+        self.note_event();
         if !matches!(arrival, Arrival::Duplicate(_)) {
             let _ = self.dtmf_rx.push(packet.header.timestamp, packet.payload);
         }
@@ -696,6 +790,8 @@ impl MediaSession {
             self.max_gap = self.max_gap.max(now.saturating_duration_since(from));
         }
         self.expecting = expecting;
+        // Silence on hold is no dropout of an expected tone.
+        self.pause_gaps(!expecting || self.event_ticks > 0);
     }
 
     /// Whether RTP is expected (see [`Self::set_expecting`]).
@@ -724,6 +820,32 @@ impl MediaSession {
     /// The recording so far (8 kHz mono), if recording was asked for.
     pub fn recording(&self) -> Option<&[i16]> {
         self.recording.as_deref()
+    }
+
+    /// The gaps of every watched single tone, merged (see [`MediaReport::audio_gaps`]), and
+    /// their count.
+    fn audio_gaps(&self) -> (Vec<Gap>, u64) {
+        let mut all: Vec<Gap> = Vec::new();
+        let mut count = 0;
+        for (id, _) in &self.watches {
+            let (gaps, n) = self.detector.gaps(*id);
+            let mut new = 0;
+            for gap in gaps {
+                // The same dropout seen by another watch of the same tone starts within a
+                // block of it.
+                let seen = all
+                    .iter()
+                    .any(|g| g.start_sample.abs_diff(gap.start_sample) < 160);
+                if !seen {
+                    all.push(*gap);
+                    new += 1;
+                }
+            }
+            // Gaps beyond those kept cannot be matched: count them as a watch saw them.
+            count += new + n.saturating_sub(gaps.len() as u64);
+        }
+        all.sort_by_key(|g| g.start_sample);
+        (all, count)
     }
 
     /// What was set aside so far, held packets of an undecided switch included.
@@ -761,6 +883,9 @@ impl MediaSession {
                 .collect(),
             dtmf_received: self.dtmf_rx.digits(),
             max_gap: self.max_gap,
+            loss_pattern: self.loss,
+            audio_gaps: self.audio_gaps().0,
+            audio_gap_count: self.audio_gaps().1,
             since_last_packet: if self.expecting {
                 now.saturating_duration_since(self.gap_start().unwrap_or(self.started))
             } else {
@@ -1011,6 +1136,146 @@ mod tests {
         assert!(r.jitter_buffer.missing >= 19, "{:?}", r.jitter_buffer);
         // Losing one packet leaves a 40 ms gap between arrivals.
         assert_eq!(r.max_gap, Duration::from_millis(40));
+    }
+
+    /// Whether `n`, the n-th packet of [`run`] (a's and b's alternate, a's first), is a's
+    /// and due in `[from, to)` (a's k-th packet is due at (k − 1)·20 ms).
+    fn a_sends_in(n: u64, from: Duration, to: Duration) -> bool {
+        let at = Duration::from_millis(20) * u32::try_from((n - 1) / 2).unwrap();
+        n % 2 == 1 && at >= from && at < to
+    }
+
+    #[test]
+    fn a_200_ms_dropout_in_the_tone_is_a_gap_of_200_ms_and_ten_lost_frames() {
+        let t0 = t0();
+        let ms = Duration::from_millis;
+        let mut a = tone_session(t0, 1000.0, 31, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 32, Codec::Pcmu);
+        let hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        run(&mut a, &mut b, t0, ms(6000), ms(10), |n| {
+            a_sends_in(n, ms(3000), ms(3200))
+        });
+        let r = b.report(t0 + ms(6000));
+        assert!(b.tone_found(hears));
+        assert_eq!(r.audio_gap_count, 1, "{:?}", r.audio_gaps);
+        let gap = r.audio_gaps[0];
+        assert!(gap.duration().abs_diff(ms(200)) <= ms(20), "{gap:?}");
+        // The stream's time starts with the first frame played (after the jitter buffer
+        // filled): the dropout is about 3 s into it.
+        assert!(gap.start().abs_diff(ms(3000)) <= ms(100), "{gap:?}");
+        // The ten frames are missing: Ppl 10/300, in one burst.
+        assert_eq!(r.loss_pattern.lost, 10, "{:?}", r.loss_pattern);
+        let q = r.quality().unwrap();
+        assert!(q.burst_r > 5.0, "{q:?}");
+        assert!(q.mos_cqe < 4.2, "{q:?}");
+    }
+
+    #[test]
+    fn the_mos_estimate_falls_with_loss_and_a_clean_stream_rates_4_41() {
+        let t0 = t0();
+        let ms = Duration::from_millis;
+        let mut mos = Vec::new();
+        for every in [0u64, 20, 10] {
+            let mut a = tone_session(t0, 1000.0, 41, Codec::Pcma);
+            let mut b = tone_session(t0, 440.0, 42, Codec::Pcma);
+            b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+            // Lose every `every`-th packet of a's (none for 0).
+            run(&mut a, &mut b, t0, ms(10_000), ms(10), |n| {
+                every != 0 && n % 2 == 1 && ((n - 1) / 2) % every == every - 1
+            });
+            let r = b.report(t0 + ms(10_000));
+            // Single lost frames are 20 ms holes: under the 40 ms floor, no gap.
+            assert_eq!(r.audio_gap_count, 0, "{:?}", r.audio_gaps);
+            mos.push(r.quality().unwrap().mos_cqe);
+        }
+        assert!((mos[0] - 4.41).abs() < 0.01, "{mos:?}");
+        // 5 % and 10 % spread loss, G.711 without concealment (Bpl 4.3): far below 4.41.
+        assert!(mos[1] < 2.6 && mos[1] > 1.5, "{mos:?}");
+        assert!(mos[2] < 2.0 && mos[2] > 1.0, "{mos:?}");
+    }
+
+    #[test]
+    fn dtmf_replacing_the_tone_for_a_while_is_no_gap() {
+        let t0 = t0();
+        let secs = Duration::from_secs;
+        let mut a = tone_session(t0, 1000.0, 61, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 62, Codec::Pcmu);
+        b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        run(
+            &mut a,
+            &mut b,
+            t0,
+            secs(1),
+            Duration::from_millis(10),
+            |_| false,
+        );
+        // a's audio pauses while it sends three digits (events on its audio stream).
+        a.send_dtmf("123", DtmfConfig::default()).unwrap();
+        run(
+            &mut a,
+            &mut b,
+            t0 + secs(1),
+            secs(3),
+            Duration::from_millis(10),
+            |_| false,
+        );
+        let r = b.report(t0 + secs(4));
+        assert_eq!(r.dtmf_received, "123");
+        assert_eq!(r.audio_gap_count, 0, "{:?}", r.audio_gaps);
+    }
+
+    #[test]
+    fn silence_on_hold_is_no_gap_in_the_tone_but_an_untold_stop_is() {
+        let t0 = t0();
+        let secs = Duration::from_secs;
+        for told in [true, false] {
+            let mut a = tone_session(t0, 1000.0, 51, Codec::Pcmu);
+            let mut b = tone_session(t0, 440.0, 52, Codec::Pcmu);
+            b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+            run(
+                &mut a,
+                &mut b,
+                t0,
+                secs(2),
+                Duration::from_millis(10),
+                |_| false,
+            );
+            a.set_sending(false);
+            if told {
+                b.set_expecting(t0 + secs(2), false);
+            }
+            run(
+                &mut a,
+                &mut b,
+                t0 + secs(2),
+                secs(1),
+                Duration::from_millis(10),
+                |_| false,
+            );
+            a.set_sending(true);
+            if told {
+                b.set_expecting(t0 + secs(3), true);
+            }
+            run(
+                &mut a,
+                &mut b,
+                t0 + secs(3),
+                secs(2),
+                Duration::from_millis(10),
+                |_| false,
+            );
+            let r = b.report(t0 + secs(5));
+            if told {
+                assert_eq!(r.audio_gap_count, 0, "{:?}", r.audio_gaps);
+            } else {
+                assert_eq!(r.audio_gap_count, 1, "{:?}", r.audio_gaps);
+                let gap = r.audio_gaps[0].duration();
+                assert!(
+                    gap.abs_diff(secs(1)) <= Duration::from_millis(20),
+                    "{gap:?}"
+                );
+            }
+        }
     }
 
     /// A far end sending 30 ms packets (240 samples) under a new SSRC halfway, as SIPp's

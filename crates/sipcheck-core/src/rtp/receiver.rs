@@ -377,6 +377,10 @@ pub struct JitterBufferStats {
     pub overflow: u64,
 }
 
+/// The longest run of frames (5 s at 20 ms) skipped after an underrun that is counted as
+/// missing; a longer jump is the sender's discontinuity.
+const MAX_SKIP_COUNTED: u64 = 250;
+
 /// A fixed-depth jitter buffer ordering payloads by extended sequence number.
 ///
 /// It starts playing once it holds a span of `depth` frames, then releases one frame per
@@ -389,6 +393,8 @@ pub struct JitterBuffer {
     next: Option<u64>,
     highest: Option<u64>,
     playing: bool,
+    /// Ran dry while playing, and no packet was stored since.
+    underrun: bool,
     stats: JitterBufferStats,
 }
 
@@ -407,6 +413,7 @@ impl JitterBuffer {
             next: None,
             highest: None,
             playing: false,
+            underrun: false,
             stats: JitterBufferStats::default(),
         })
     }
@@ -438,6 +445,16 @@ impl JitterBuffer {
                 self.stats.late += 1;
                 return Buffered::Late;
             }
+            // After an underrun (the stream stopped while playing), the frames between the
+            // last one played and this one were due during the silence: they are missing,
+            // and playout resumes from here rather than replaying their slots late. A jump
+            // beyond MAX_SKIP_COUNTED is a discontinuity, not loss.
+            Some(next) if self.underrun && sequence > next => {
+                if sequence - next <= MAX_SKIP_COUNTED {
+                    self.stats.missing += sequence - next;
+                }
+                sequence
+            }
             Some(next) => next,
         };
         // Too far ahead: give up the oldest frames so that this one fits.
@@ -454,6 +471,7 @@ impl JitterBuffer {
         } else {
             next
         };
+        self.underrun = false;
         self.next = Some(next);
         self.highest = Some(self.highest.map_or(sequence, |h| h.max(sequence)));
         let slot = self.slot(sequence);
@@ -483,6 +501,7 @@ impl JitterBuffer {
         }
         if next > highest {
             self.playing = false;
+            self.underrun = true;
             self.stats.underruns += 1;
             return Playout::Buffering;
         }
@@ -530,6 +549,7 @@ impl JitterBuffer {
         self.next = None;
         self.highest = None;
         self.playing = false;
+        self.underrun = false;
     }
 
     /// The counters so far.
@@ -1392,5 +1412,46 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn after_an_underrun_playout_resumes_from_the_next_packet_and_the_dropout_is_missing() {
+        let mut jb = JitterBuffer::new(3).unwrap();
+        let store = |jb: &mut JitterBuffer, seq: u64| {
+            let buf = bytes(1, seq as u16, 0);
+            jb.push(seq, &RtpPacket::parse(&buf).unwrap())
+        };
+        let mut seen = Vec::new();
+        let mut pop = |jb: &mut JitterBuffer| {
+            seen.push(match jb.pop() {
+                Playout::Frame(f) => Some(f.sequence),
+                Playout::Missing { sequence } => Some(sequence + 1000),
+                Playout::Buffering => None,
+            })
+        };
+        // 0..=9 arrive one per tick; 10..=19 are lost (a 200 ms dropout); 20.. arrive again.
+        for seq in (0..10).chain(20..26) {
+            store(&mut jb, seq);
+            pop(&mut jb);
+            if seq == 9 {
+                for _ in 0..10 {
+                    pop(&mut jb);
+                }
+            }
+        }
+        // The dropout is heard as silence (buffering) for as long as it lasted, not replayed
+        // as missing frames after it.
+        let played: Vec<_> = seen.iter().flatten().copied().collect();
+        assert_eq!(played, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 22, 23]);
+        let silent = seen.iter().filter(|s| s.is_none()).count();
+        assert_eq!(silent, 2 + 10);
+        assert_eq!(jb.stats().missing, 10);
+        assert_eq!(jb.stats().underruns, 1);
+        // A jump of more than MAX_SKIP_COUNTED frames after an underrun is no loss.
+        for _ in 0..5 {
+            jb.pop();
+        }
+        store(&mut jb, 26 + MAX_SKIP_COUNTED + 1);
+        assert_eq!(jb.stats().missing, 10);
     }
 }

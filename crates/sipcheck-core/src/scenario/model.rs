@@ -334,6 +334,8 @@ pub enum Expectation {
         min_snr: Decibels,
         /// How long it must last (default 200 ms).
         min_duration: Duration,
+        /// Once heard, a dropout (gap) this long or longer fails the call (default 100 ms).
+        max_gap: Duration,
     },
     /// Silence in the received audio, lasting `duration`.
     Silence {

@@ -279,6 +279,8 @@ pub struct RawExpect {
     pub min_snr: Option<String>,
     /// Tone: how long it must last, `500ms`.
     pub min_duration: Option<String>,
+    /// Tone: the longest dropout allowed once it was heard, `100ms` (a longer one fails).
+    pub max_gap: Option<String>,
 }
 
 /// `dtmf:` arguments (shorthand: `dtmf: "123#"`).

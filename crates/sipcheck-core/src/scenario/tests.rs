@@ -1140,3 +1140,39 @@ fn a_call_uri_asking_for_tls_is_refused_whatever_fills_it() {
         load("x.yaml", &text, &no_env, &files).unwrap();
     }
 }
+
+#[test]
+fn a_tones_max_gap_defaults_to_100_ms_is_validated_and_belongs_to_tones_only() {
+    let with = |expect: &str| {
+        BASE.replace(
+            "      - hangup: { after: 1s }",
+            &format!("      - expect: {expect}\n      - hangup: {{ after: 1s }}"),
+        )
+    };
+    let max_gap_of = |scenario: &Scenario| {
+        scenario.roles[1]
+            .steps
+            .iter()
+            .find_map(|s| match &s.value {
+                Step::Expect(Expectation::Tone { max_gap, .. }) => Some(*max_gap),
+                _ => None,
+            })
+            .expect("a tone step")
+    };
+    let load_ok = |text: &str| {
+        load("scenarios/x.yaml", text, &no_env, &files)
+            .unwrap_or_else(|e| panic!("{}", super::report(&e)))
+    };
+    let s = load_ok(&with("{ tone: 1kHz }"));
+    assert_eq!(max_gap_of(&s), Duration::from_millis(100));
+    let s = load_ok(&with("{ tone: 1kHz, max_gap: 250ms }"));
+    assert_eq!(max_gap_of(&s), Duration::from_millis(250));
+    assert_eq!(
+        brief(&errors(&with("{ tone: 1kHz, max_gap: 20ms }"))),
+        ["18:40 `max_gap` must be at least 40 ms: shorter dropouts are not measured"]
+    );
+    assert_eq!(
+        brief(&errors(&with("{ silence: 1s, max_gap: 200ms }"))),
+        ["18:32 `max_gap` applies to `expect: { tone }`, not to `silence`"]
+    );
+}

@@ -31,6 +31,9 @@ pub enum MetricKind {
     Ratio,
     /// A number of events: `count` or `rate`.
     Counter,
+    /// A score per event without a unit (an estimated MOS): percentiles, min, max, mean;
+    /// limits are plain numbers. Low is bad: `mos.p5: ">= 4.0"`.
+    Score,
 }
 
 impl MetricKind {
@@ -39,6 +42,7 @@ impl MetricKind {
             Self::Timing => "a timing",
             Self::Ratio => "a ratio",
             Self::Counter => "a counter",
+            Self::Score => "a score",
         }
     }
 }
@@ -95,6 +99,12 @@ metrics! {
     RtpJitter = "rtp.jitter" [] Timing,
     /// How late RTP packets left against their schedule.
     PacingLateness = "pacing.lateness" [] Timing,
+    /// The length of each gap (dropout of 40 ms or more) in an expected tone after its onset.
+    AudioGap = "audio.gap" ["audio.gap_ms"] Timing,
+    /// The estimated MOS (ITU-T G.107 E-model, MOS-CQE) of each received stream.
+    Mos = "mos" ["mos_cqe"] Score,
+    /// Gaps in expected tones after their onset.
+    AudioGaps = "audio.gaps" [] Counter,
     /// RTP packets lost, of those expected.
     RtpLoss = "rtp.loss" [] Ratio,
     /// Calls that failed, of those started.
@@ -135,6 +145,9 @@ impl Metric {
                 | Self::AudioVerified
                 | Self::DtmfVerified
                 | Self::GeneratorOverrun
+                | Self::AudioGap
+                | Self::Mos
+                | Self::AudioGaps
         )
     }
 
@@ -220,6 +233,8 @@ pub enum ValueUnit {
     Count,
     /// Events per second.
     PerSecond,
+    /// A plain score (an estimated MOS).
+    Score,
 }
 
 /// A metric and, unless it is a ratio or a counter's total, a statistic: `invite_to_200.p99`.
@@ -239,6 +254,7 @@ impl MetricRef {
             (_, Some(Stat::Count)) | (MetricKind::Counter, None) => ValueUnit::Count,
             (_, Some(Stat::Rate)) => ValueUnit::PerSecond,
             (MetricKind::Ratio, _) => ValueUnit::Fraction,
+            (MetricKind::Score, _) => ValueUnit::Score,
             (MetricKind::Timing, _) | (MetricKind::Counter, Some(_)) => ValueUnit::Milliseconds,
         }
     }
@@ -271,12 +287,14 @@ impl FromStr for MetricRef {
             })?),
         };
         let allowed = match (metric.kind(), stat) {
-            (MetricKind::Timing, None) => {
+            (MetricKind::Timing | MetricKind::Score, None) => {
                 return Err(ThresholdError::MissingStat {
                     metric: metric.name().to_owned(),
+                    kind: metric.kind().describe(),
                 })
             }
-            (_, None | Some(Stat::Count | Stat::Rate)) | (MetricKind::Timing, Some(_)) => true,
+            (_, None | Some(Stat::Count | Stat::Rate))
+            | (MetricKind::Timing | MetricKind::Score, Some(_)) => true,
             _ => false,
         };
         if !allowed {
@@ -478,11 +496,13 @@ pub enum ThresholdError {
         /// A close valid statistic.
         suggestion: Option<String>,
     },
-    /// A timing without a statistic.
-    #[error("`{metric}` is a timing: say which statistic, like `{metric}.p99`")]
+    /// A timing or a score without a statistic.
+    #[error("`{metric}` is {kind}: say which statistic, like `{metric}.p99`")]
     MissingStat {
         /// The metric.
         metric: String,
+        /// What kind of metric it is.
+        kind: &'static str,
     },
     /// A statistic the metric does not have.
     #[error("`{metric}` is {kind}: it has no `{stat}` (use `{metric}`, `{metric}.count` or `{metric}.rate`)")]
@@ -575,6 +595,10 @@ impl Threshold {
             ValueUnit::PerSecond => (
                 "a rate, like 5/s",
                 matches!(condition.limit, Limit::Rate(_) | Limit::Number(_)),
+            ),
+            ValueUnit::Score => (
+                "a plain number, like 4.0",
+                matches!(condition.limit, Limit::Number(_)),
             ),
         };
         if !ok {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
 use crate::media::g711::Codec;
-use crate::media::tone::Tone;
+use crate::media::tone::{Tone, DEFAULT_MAX_GAP, MIN_GAP};
 use crate::sip::transport::Transport;
 use crate::sip::uri::{complete_uri, host_literal};
 
@@ -1525,7 +1525,11 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         }
     };
     if kind != "tone" {
-        for (k, v) in [("min_snr", &e.min_snr), ("min_duration", &e.min_duration)] {
+        for (k, v) in [
+            ("min_snr", &e.min_snr),
+            ("min_duration", &e.min_duration),
+            ("max_gap", &e.max_gap),
+        ] {
             if v.is_some() {
                 cx.at_key(
                     &p.key(k),
@@ -1564,11 +1568,22 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
                     "`min_duration` is longer than `within`: it can never pass",
                 );
             }
+            let max_gap = cx.duration_or(&p.key("max_gap"), &e.max_gap, DEFAULT_MAX_GAP);
+            if max_gap < MIN_GAP {
+                cx.at_value(
+                    &p.key("max_gap"),
+                    format!(
+                        "`max_gap` must be at least {} ms: shorter dropouts are not measured",
+                        MIN_GAP.as_millis()
+                    ),
+                );
+            }
             Expectation::Tone {
                 frequencies: frequencies?,
                 within,
                 min_snr,
                 min_duration,
+                max_gap,
             }
         }
         "silence" => {

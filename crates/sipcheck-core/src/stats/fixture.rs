@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
+use crate::media::quality::{self, Bpl, LossPattern};
 use crate::scenario::threshold::Threshold;
 use crate::stats::ladder::{Direction, Rung};
 use crate::stats::metrics::{Metrics, RoleInfo, RunInfo, RunSummary, StepInfo};
@@ -72,6 +73,22 @@ fn media(i: u64, lost: u64) -> CallMedia {
         frames_skipped: u64::from(i == 7),
         stray_packets: 0,
         discontinuities: 0,
+        quality: Some({
+            // `lost` of 250 frames, spread out.
+            let mut pattern = LossPattern::default();
+            for k in 0..250 {
+                pattern.record(
+                    lost > 0 && k % (250 / lost.max(1)) == 1 && k / (250 / lost.max(1)) < lost,
+                );
+            }
+            quality::estimate(&pattern, Bpl::G711_NO_PLC, None)
+        }),
+        audio_gaps: if i % 10 == 3 {
+            vec![ms(60)]
+        } else {
+            Vec::new()
+        },
+        audio_gap_count: u64::from(i % 10 == 3),
     }
 }
 

@@ -58,7 +58,7 @@ pub const SAMPLES_PER_KIND: usize = 10;
 pub const MAX_REASONS: usize = 100;
 
 /// The timing metrics, in report order.
-pub const TIMING_METRICS: [Metric; 9] = [
+pub const TIMING_METRICS: [Metric; 10] = [
     Metric::RegisterRtt,
     Metric::InviteToFirstProvisional,
     Metric::InviteToRinging,
@@ -68,6 +68,7 @@ pub const TIMING_METRICS: [Metric; 9] = [
     Metric::ToneOnset,
     Metric::RtpJitter,
     Metric::PacingLateness,
+    Metric::AudioGap,
 ];
 
 /// One step of a role as written in the scenario.
@@ -246,6 +247,34 @@ impl Verified {
     #[must_use]
     pub fn ratio(&self) -> Option<f64> {
         ratio(self.verified, self.checked)
+    }
+}
+
+/// Listening quality over the run's received streams (see [`crate::media::quality`]).
+#[derive(Debug, Clone)]
+pub struct QualitySummary {
+    /// The estimated MOS (MOS-CQE) of each received stream that played frames, in
+    /// thousandths (4410 is 4.41).
+    pub mos_milli: Histogram<u64>,
+    /// Gaps in expected tones after their onset, every user agent.
+    pub audio_gaps: u64,
+}
+
+impl QualitySummary {
+    fn new() -> Self {
+        Self {
+            // Four significant figures: every thousandth from 1.000 to 4.500 exactly.
+            mos_milli: Histogram::new_with_bounds(1, 5_000, 4)
+                .expect("constant bounds are valid for HdrHistogram"),
+            audio_gaps: 0,
+        }
+    }
+
+    /// The `p`th percentile of the estimated MOS (`None` without a stream).
+    #[must_use]
+    pub fn mos_percentile(&self, p: f64) -> Option<f64> {
+        (!self.mos_milli.is_empty())
+            .then(|| self.mos_milli.value_at_quantile(p / 100.0) as f64 / 1000.0)
     }
 }
 
@@ -645,6 +674,8 @@ pub struct RunSummary {
     pub audio: Verified,
     /// DTMF expectations.
     pub dtmf: Verified,
+    /// Estimated listening quality and gaps.
+    pub quality: QualitySummary,
     /// Whether sipcheck kept up.
     pub generator: GeneratorHealth,
     /// Failing calls kept as examples: the first [`SAMPLES_PER_KIND`] per failure kind label.
@@ -708,6 +739,7 @@ pub struct Metrics {
     rtp: RtpTotals,
     audio: Verified,
     dtmf: Verified,
+    quality: QualitySummary,
     generator: GeneratorHealth,
     samples: BTreeMap<String, Vec<FailedCall>>,
     reasons: BTreeMap<String, ReasonSummary>,
@@ -751,6 +783,7 @@ impl Metrics {
             rtp: RtpTotals::default(),
             audio: Verified::default(),
             dtmf: Verified::default(),
+            quality: QualitySummary::new(),
             generator: GeneratorHealth::default(),
             samples: BTreeMap::new(),
             reasons: BTreeMap::new(),
@@ -823,6 +856,16 @@ impl Metrics {
             if m.packets_received > 0 || m.packets_expected > 0 {
                 let jitter_us = (m.jitter_ms.max(0.0) * 1000.0).round() as u64;
                 record(self.series(Metric::RtpJitter), jitter_us);
+            }
+            if let Some(q) = &m.quality {
+                record(
+                    &mut self.quality.mos_milli,
+                    (q.mos_cqe * 1000.0).round().max(1.0) as u64,
+                );
+            }
+            self.quality.audio_gaps += m.audio_gap_count;
+            for &gap in &m.audio_gaps {
+                record_duration(self.series(Metric::AudioGap), gap);
             }
             if m.packets_expected > 0 {
                 let ppm = u128::from(m.packets_lost.min(m.packets_expected)) * 1_000_000
@@ -1003,6 +1046,7 @@ impl Metrics {
             rtp: self.rtp,
             audio: self.audio,
             dtmf: self.dtmf,
+            quality: self.quality,
             generator: self.generator,
             samples: self.samples,
             reasons: {

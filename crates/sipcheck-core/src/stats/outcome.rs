@@ -6,6 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::ladder::Rung;
+use crate::media::quality::QualityEstimate;
 
 /// Which side of a call a user agent was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -29,6 +30,8 @@ pub enum FailureKind {
     NoMedia,
     /// An expected tone was not heard.
     ToneMissing,
+    /// An expected tone, once heard, dropped out for too long (a gap).
+    AudioGap,
     /// Expected silence was not silent.
     NotSilent,
     /// Expected DTMF digits did not arrive.
@@ -59,6 +62,7 @@ impl FailureKind {
             FailureKind::Timer(t) => t.to_ascii_lowercase().replace(' ', "_"),
             FailureKind::NoMedia => "no_media".into(),
             FailureKind::ToneMissing => "tone_missing".into(),
+            FailureKind::AudioGap => "audio_gap".into(),
             FailureKind::NotSilent => "not_silent".into(),
             FailureKind::DtmfMissing => "dtmf_missing".into(),
             FailureKind::CodecRefused => "codec_refused".into(),
@@ -126,6 +130,14 @@ pub struct CallMedia {
     /// Sequence or timestamp jumps within one of the peer's streams (RFC 3550 A.1 restarts,
     /// timestamp discontinuities): the sender's events, counted neither as loss nor jitter.
     pub discontinuities: u64,
+    /// The E-model estimate of the received direction (G.107; `None` when no frame was
+    /// played out).
+    pub quality: Option<QualityEstimate>,
+    /// The lengths of the gaps (dropouts of at least 40 ms) in the expected tones after
+    /// their onset, outside holds, in order (at most 64 kept).
+    pub audio_gaps: Vec<Duration>,
+    /// How many gaps there were.
+    pub audio_gap_count: u64,
 }
 
 /// One call as seen by one of its user agents (a call between two roles of the same run

@@ -81,6 +81,8 @@ enum Figure<'a> {
     Share { part: u64, whole: u64 },
     /// A counter.
     Count(u64),
+    /// A score's samples, in thousandths.
+    Score(&'a Histogram<u64>),
 }
 
 impl RunSummary {
@@ -96,7 +98,10 @@ impl RunSummary {
             | Metric::CallDuration
             | Metric::ToneOnset
             | Metric::RtpJitter
-            | Metric::PacingLateness => Figure::Timing(self.timing(metric)?),
+            | Metric::PacingLateness
+            | Metric::AudioGap => Figure::Timing(self.timing(metric)?),
+            Metric::Mos => Figure::Score(&self.quality.mos_milli),
+            Metric::AudioGaps => Figure::Count(self.quality.audio_gaps),
             Metric::RtpLoss => Figure::Share {
                 part: self.rtp.packets_lost,
                 whole: self.rtp.packets_expected,
@@ -132,7 +137,19 @@ impl RunSummary {
         let secs = self.elapsed.as_secs_f64();
         let per_second = |n: u64| (secs > 0.0).then(|| n as f64 / secs);
         let ms = |us: u64| us as f64 / 1000.0;
+        let milli = |v: u64| v as f64 / 1000.0;
         match (self.figure(r.metric)?, r.stat) {
+            (Figure::Score(h), Some(Stat::Count)) => Some(h.len() as f64),
+            (Figure::Score(h), Some(Stat::Rate)) => per_second(h.len()),
+            (Figure::Score(h), _) if h.is_empty() => None,
+            (Figure::Score(h), Some(Stat::Percentile(p))) => {
+                Some(milli(h.value_at_quantile(p / 100.0)))
+            }
+            (Figure::Score(h), Some(Stat::Min)) => Some(milli(h.min())),
+            (Figure::Score(h), Some(Stat::Max)) => Some(milli(h.max())),
+            (Figure::Score(h), Some(Stat::Mean)) => Some(h.mean() / 1000.0),
+            // The scenario refuses a score without a statistic.
+            (Figure::Score(_), None) => None,
             (Figure::Timing(h), Some(Stat::Count)) => Some(h.len() as f64),
             (Figure::Timing(h), Some(Stat::Rate)) => per_second(h.len()),
             // The scenario refuses a timing without a statistic.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
 use crate::media::session::{MediaConfig, MediaError, MediaReport};
-use crate::media::tone::{Playlist, PlaylistItem, ToneQuery};
+use crate::media::tone::{Gap, Playlist, PlaylistItem, ToneQuery, DEFAULT_MAX_GAP};
 use crate::rtp::source::StrayStats;
 use crate::scenario::model::{Expectation, HoldMode, Located, PlayItem, Step, WaitEvent};
 use crate::scenario::text::Fill;
@@ -412,9 +412,33 @@ pub struct CallScript {
     reinvite_outcome: Option<Result<(), u16>>,
     /// The step that hung up (its name, line, column), to name when the BYE fails.
     bye_step: Option<(&'static str, u32, u32)>,
+    /// The first tone step verified (name, line, column) and the longest gap it allows:
+    /// gaps in the tone after its onset are judged at the call's end.
+    tone_step: Option<((&'static str, u32, u32), Duration)>,
     next_watch: u32,
     /// `sipcheck call`'s one call ([`Self::probe`]): its timeline replaces the steps.
     probe: Option<Box<probe::Probe>>,
+}
+
+/// The failure of an expected tone that dropped out for `limit` or longer after its onset
+/// (`gaps`: the media report's), naming the longest gap and where it was; `None` when no gap
+/// reached the limit.
+#[must_use]
+pub fn gap_failure(gaps: &[Gap], limit: Duration) -> Option<String> {
+    let over: Vec<&Gap> = gaps.iter().filter(|g| g.duration() >= limit).collect();
+    let longest = over.iter().max_by_key(|g| g.samples)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let more = if over.len() > 1 {
+        format!("{} gaps over the limit, the longest ", over.len())
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "the expected audio dropped out ({more}{:.0} ms at {:.2} s into the received audio; limit {:.0} ms)",
+        ms(longest.duration()),
+        longest.start().as_secs_f64(),
+        ms(limit)
+    ))
 }
 
 impl CallScript {
@@ -507,6 +531,7 @@ impl CallScript {
             reinvite_pending: false,
             reinvite_outcome: None,
             bye_step: None,
+            tone_step: None,
             next_watch: 0,
             probe: None,
         }
@@ -920,6 +945,17 @@ impl CallScript {
                     });
                 }
             }
+            if let Some(((step, line, col), limit)) = self.tone_step {
+                if let Some(message) = gap_failure(&r.audio_gaps, limit) {
+                    self.failures.push(Failure {
+                        step,
+                        line,
+                        col,
+                        kind: FailureKind::AudioGap,
+                        message,
+                    });
+                }
+            }
             media_result = Some(CallMedia {
                 packets_sent: r.packets_sent,
                 packets_received: r.receive.received,
@@ -930,6 +966,9 @@ impl CallScript {
                 frames_skipped: r.frames_skipped,
                 stray_packets: r.stray.packets(),
                 discontinuities: r.receive.discontinuities(),
+                quality: r.quality(),
+                audio_gaps: r.audio_gaps.iter().map(Gap::duration).collect(),
+                audio_gap_count: r.audio_gap_count,
             });
         }
         let record = self.record.take();
@@ -1050,6 +1089,14 @@ impl CallScript {
             kind,
             message: message.into(),
         });
+    }
+
+    /// The `max_gap` of the current step, when it is a tone expectation.
+    fn current_max_gap(&self) -> Duration {
+        match self.current.map(|c| &self.steps[c.index].value) {
+            Some(Step::Expect(Expectation::Tone { max_gap, .. })) => *max_gap,
+            _ => DEFAULT_MAX_GAP,
+        }
     }
 
     fn step_here(&self) -> Option<(&'static str, u32, u32)> {
@@ -1258,6 +1305,7 @@ impl CallScript {
                 within,
                 min_snr,
                 min_duration,
+                ..
             } => {
                 self.audio_checked += 1;
                 self.wait_answer(
@@ -1663,6 +1711,10 @@ impl CallScript {
                 Some(MediaEvent::ToneHeard { onset, .. }) => {
                     self.audio_verified += 1;
                     self.tone_onsets.push(onset);
+                    if self.tone_step.is_none() {
+                        let limit = self.current_max_gap();
+                        self.tone_step = self.step_here().map(|s| (s, limit));
+                    }
                     Some(true)
                 }
                 Some(MediaEvent::WatchRefused { reason, .. }) => {

@@ -1,6 +1,7 @@
 //! Goertzel tone detection: blocks, watched frequencies, queries and sequences (see the
 //! [module documentation](super) for how a block matches).
 
+use super::gaps::GapTracker;
 use super::*;
 
 /// The largest level difference, in dB, allowed between the two components of a dual tone.
@@ -248,6 +249,8 @@ struct Watch {
     run: Option<Run>,
     /// The run that satisfied the last found step, while it goes on.
     extending: Option<Run>,
+    /// Dropouts of a single tone after its onset.
+    gaps: GapTracker,
 }
 
 /// A streaming Goertzel tone detector with level and silence measurement.
@@ -269,6 +272,9 @@ pub struct ToneDetector {
     total_energy: f64,
     max_block_power: f64,
     last_block_power: Option<f64>,
+    /// Gap tracking is paused (see [`ToneDetector::pause_gaps`]); watches added meanwhile
+    /// start paused.
+    gaps_paused: bool,
 }
 
 impl ToneDetector {
@@ -292,6 +298,7 @@ impl ToneDetector {
             total_energy: 0.0,
             max_block_power: 0.0,
             last_block_power: None,
+            gaps_paused: false,
         })
     }
 
@@ -400,6 +407,11 @@ impl ToneDetector {
             found: Vec::new(),
             run: None,
             extending: None,
+            gaps: {
+                let mut gaps = GapTracker::default();
+                gaps.set_paused(self.gaps_paused);
+                gaps
+            },
         });
         Ok(WatchId(self.watches.len() - 1))
     }
@@ -496,6 +508,24 @@ impl ToneDetector {
         self.watches
             .get(id.0)
             .is_some_and(|w| w.found.len() == w.steps.len())
+    }
+
+    /// The gaps (at least [`MIN_GAP`] long) in the tone of `id` after its onset, and how many
+    /// there were (more than kept when very many): single tones only, a sequence has none.
+    #[must_use]
+    pub fn gaps(&self, id: WatchId) -> (&[Gap], u64) {
+        self.watches
+            .get(id.0)
+            .map_or((&[], 0), |w| (w.gaps.gaps(), w.gaps.count()))
+    }
+
+    /// Stops tracking gaps (the stream is on hold: what is open is dropped), or restarts it
+    /// (from each tone's next matching block).
+    pub fn pause_gaps(&mut self, paused: bool) {
+        self.gaps_paused = paused;
+        for watch in &mut self.watches {
+            watch.gaps.set_paused(paused);
+        }
     }
 
     /// The number of complete blocks analysed.
@@ -726,6 +756,15 @@ impl Step {
 
 impl Watch {
     fn on_block(&mut self, block: u64, block_samples: u64, block_power: f64, bins: &[Bin]) {
+        self.on_block_steps(block, block_samples, block_power, bins);
+        if let ([step], [_]) = (self.steps.as_slice(), self.found.as_slice()) {
+            let matched = step.evaluate(block_power, bins).is_some();
+            self.gaps
+                .on_block(block, block_samples, block_power, matched);
+        }
+    }
+
+    fn on_block_steps(&mut self, block: u64, block_samples: u64, block_power: f64, bins: &[Bin]) {
         // First, extend the detection of the last found step while its run goes on.
         if let (Some(extending), Some(index)) =
             (self.extending.as_mut(), self.found.len().checked_sub(1))

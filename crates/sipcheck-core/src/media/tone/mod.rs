@@ -58,10 +58,12 @@ use thiserror::Error;
 use super::{duration_to_samples, power_to_dbfs, samples_to_duration, FULL_SCALE, SAMPLE_RATE};
 
 mod detect;
+mod gaps;
 mod generate;
 mod playlist;
 
 pub use detect::{Detection, DetectorConfig, ToneDetector, ToneQuery, WatchId, MAX_TWIST_DB};
+pub use gaps::{Gap, DEFAULT_MAX_GAP, MIN_GAP};
 pub use generate::{Silence, ToneGenerator};
 pub use playlist::{Playlist, PlaylistItem};
 

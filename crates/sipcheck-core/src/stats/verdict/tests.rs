@@ -144,8 +144,9 @@ fn every_metric_has_a_figure_of_its_kind() {
             (MetricKind::Timing, Some(Figure::Timing(_)))
                 | (MetricKind::Ratio, Some(Figure::Share { .. }))
                 | (MetricKind::Counter, Some(Figure::Count(_)))
+                | (MetricKind::Score, Some(Figure::Score(_)))
         );
-        assert!(fits, "{metric}: {:?} has {figure:?}", metric.kind());
+        assert!(fits, "{metric}: {:?}", metric.kind());
     }
 }
 
@@ -321,4 +322,33 @@ fn an_interrupted_run_is_interrupted_whatever_its_figures() {
     };
     let checked = interrupted.check(&thresholds());
     assert_eq!(interrupted.verdict(&checked), Verdict::Interrupted);
+}
+
+#[test]
+fn mos_thresholds_take_a_low_percentile_and_at_least() {
+    // The fixture's streams: 0 to 3 of 250 frames lost (calls 0..97), G.711 without PLC.
+    let s = run();
+    let p5 = s.value(&"mos.p5".parse().unwrap()).unwrap();
+    let p50 = s.value(&"mos.p50".parse().unwrap()).unwrap();
+    let max = s.value(&"mos.max".parse().unwrap()).unwrap();
+    assert!(p5 <= p50 && p50 <= max, "{p5} {p50} {max}");
+    assert!((max - 4.41).abs() < 0.01, "{max}");
+    assert!(p5 < 4.3, "lossy streams rate lower: {p5}");
+    let checked = s.check(&[
+        Threshold::parse("mos.p5", ">= 4.0").unwrap(),
+        Threshold::parse("mos.p50", ">= 3.0").unwrap(),
+        Threshold::parse("audio.gaps", "<= 0").unwrap(),
+        Threshold::parse("audio.gap.max", "< 100ms").unwrap(),
+    ]);
+    assert_eq!(checked[0].passed, p5 >= 4.0);
+    assert!(checked[1].passed);
+    assert_eq!(checked[0].unit(), ValueUnit::Score);
+    // Calls 3, 13, 23 … had one 60 ms gap each: counted, under 100 ms.
+    assert!(!checked[2].passed);
+    assert!(checked[2].actual.unwrap() >= 1.0);
+    assert!(checked[3].passed, "{:?}", checked[3]);
+    // A score takes plain numbers, and needs a statistic.
+    assert!(Threshold::parse("mos.p5", ">= 4ms").is_err());
+    assert!(Threshold::parse("mos", ">= 4.0").is_err());
+    assert!(Threshold::parse("mos_cqe.p5", ">= 4.0").is_ok());
 }

@@ -15,7 +15,7 @@ use super::{overload_note, stray_note, CommandError, Placed, ScriptCommand};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
 use crate::media::session::{MediaError, MediaReport};
-use crate::media::tone::ToneQuery;
+use crate::media::tone::{ToneQuery, DEFAULT_MAX_GAP};
 use crate::sdp::{Direction, LocalMedia, Negotiated};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
 
@@ -76,6 +76,9 @@ pub struct ProbeExpect {
     pub no_media_ok: bool,
     /// A call whose RTP stopped for longer than this fails (`--rtp-timeout`).
     pub rtp_timeout: Duration,
+    /// A heard tone that drops out for this long or longer fails (`--max-gap`; zero is
+    /// taken as [`DEFAULT_MAX_GAP`]).
+    pub max_gap: Duration,
 }
 
 /// What `expect` asks that `report` (the whole call's media, as last `negotiated`) does not
@@ -117,6 +120,16 @@ pub fn judge_media(
     let behind = overload_note((report.frames_skipped, report.lateness_us.max()));
     if let (Some(label), false) = (&expect.tone, tone_heard) {
         failures.push(format!("expected tone {label} not detected{behind}{stray}"));
+    }
+    if let (Some(label), true) = (&expect.tone, tone_heard) {
+        let limit = if expect.max_gap.is_zero() {
+            DEFAULT_MAX_GAP
+        } else {
+            expect.max_gap
+        };
+        if let Some(gap) = super::gap_failure(&report.audio_gaps, limit) {
+            failures.push(format!("tone {label}: {gap}"));
+        }
     }
     if let (Some(expected), true) = (&expect.dtmf, dtmf_unmet) {
         failures.push(format!(

@@ -44,6 +44,7 @@ fn tone_expectation(hz: f64, within: Duration) -> Step {
         within,
         min_snr: Decibels(10.0),
         min_duration: Duration::from_millis(200),
+        max_gap: Duration::from_millis(100),
     })
 }
 
@@ -289,6 +290,96 @@ fn a_caller_places_plays_hears_the_tone_and_hangs_up_and_passes() {
     assert!(result.steps.iter().all(|s| s.passed));
     assert_eq!(result.steps[3].elapsed, secs(2));
     assert_eq!(result.call_id, "c1");
+}
+
+/// A caller whose tone step (line 5) heard its tone, hung up after 2 s; the call's media
+/// report has `gaps` in the tone.
+fn tone_call_with_gaps(gaps: &[(u64, u64)]) -> CallResult {
+    tone_call_with_gaps_allowing(gaps, Duration::from_millis(100))
+}
+
+/// The same, the tone step allowing gaps up to `max_gap`.
+fn tone_call_with_gaps_allowing(gaps: &[(u64, u64)], max_gap: Duration) -> CallResult {
+    let mut tone = tone_expectation(425.0, secs(5));
+    if let Step::Expect(Expectation::Tone { max_gap: m, .. }) = &mut tone {
+        *m = max_gap;
+    }
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(5, tone),
+        at(6, Step::Hangup { after: secs(2) }),
+    ]);
+    h.place();
+    h.after(Duration::from_millis(300));
+    h.answered();
+    let watch = watch_of(&h.commands());
+    h.after(Duration::from_millis(700));
+    h.media(MediaEvent::ToneHeard {
+        watch,
+        onset: Duration::from_millis(640),
+    });
+    h.jump();
+    h.ended(CallEndReason::LocalBye, |r| {
+        r.bye_sent = Some(r.invite);
+        r.bye_code = Some(200);
+    });
+    let mut report = heard();
+    report.audio_gaps = gaps
+        .iter()
+        .map(|&(start_ms, len_ms)| crate::media::tone::Gap {
+            start_sample: start_ms * 8,
+            samples: len_ms * 8,
+        })
+        .collect();
+    report.audio_gap_count = gaps.len() as u64;
+    assert!(h.script.is_done());
+    h.script.finish(Some(&report), &RawLadder::default())
+}
+
+#[test]
+fn a_200_ms_dropout_in_a_heard_tone_fails_the_tone_step_saying_where_and_how_long() {
+    let result = tone_call_with_gaps(&[(1500, 60), (3020, 200)]);
+    assert_eq!(result.failures.len(), 1, "{:?}", result.failures);
+    let f = &result.failures[0];
+    assert_eq!((f.step, f.line, f.col), ("expect", 5, 5));
+    assert_eq!(f.kind, FailureKind::AudioGap);
+    assert_eq!(
+        f.message,
+        "the expected audio dropped out (200 ms at 3.02 s into the received audio; limit 100 ms)"
+    );
+    let media = result.media.unwrap();
+    assert_eq!(
+        media.audio_gaps,
+        vec![Duration::from_millis(60), Duration::from_millis(200)]
+    );
+    assert_eq!(media.audio_gap_count, 2);
+    // The tone was heard: verified, and the call failed for its gap all the same.
+    assert_eq!((result.audio_checked, result.audio_verified), (1, 1));
+}
+
+#[test]
+fn a_tone_steps_max_gap_is_its_limit() {
+    let ms = Duration::from_millis;
+    let result = tone_call_with_gaps_allowing(&[(3020, 200)], ms(250));
+    assert!(result.passed(), "{:?}", result.failures);
+    let result = tone_call_with_gaps_allowing(&[(3020, 60)], ms(60));
+    assert_eq!(result.failures[0].kind, FailureKind::AudioGap);
+    assert!(result.failures[0].message.ends_with("limit 60 ms)"));
+}
+
+#[test]
+fn gaps_under_the_limit_are_counted_but_do_not_fail() {
+    let result = tone_call_with_gaps(&[(1500, 60), (2000, 99)]);
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!(result.media.unwrap().audio_gap_count, 2);
+    let result = tone_call_with_gaps(&[(1500, 100), (2000, 150)]);
+    assert!(
+        result.failures[0]
+            .message
+            .contains("2 gaps over the limit, the longest 150 ms at 2.00 s"),
+        "{:?}",
+        result.failures
+    );
 }
 
 #[test]
@@ -1071,6 +1162,7 @@ fn plan() -> ProbeCall {
             dtmf: None,
             no_media_ok: false,
             rtp_timeout: secs(3),
+            max_gap: Duration::from_millis(100),
         },
         target: "sip:2001@pbx.test".into(),
         answer_timeout: secs(30),
@@ -1518,10 +1610,23 @@ fn a_probes_media_is_judged_over_the_whole_call_by_what_it_expects() {
         dtmf: Some("12".into()),
         no_media_ok: false,
         rtp_timeout: secs(3),
+        max_gap: Duration::from_millis(100),
     };
     let mut report = media_report(250, Some(true));
     report.dtmf_received = "12".into();
     assert!(judge_media(&expect, &negotiated(), &report).is_empty());
+    // A dropout of 200 ms in the heard tone fails it; one of 60 ms does not.
+    report.audio_gaps = vec![crate::media::tone::Gap {
+        start_sample: 8000,
+        samples: 480,
+    }];
+    assert!(judge_media(&expect, &negotiated(), &report).is_empty());
+    report.audio_gaps[0].samples = 1600;
+    assert_eq!(
+        judge_media(&expect, &negotiated(), &report),
+        vec!["tone 425 Hz: the expected audio dropped out (200 ms at 1.00 s into the received audio; limit 100 ms)".to_string()]
+    );
+    report.audio_gaps.clear();
 
     report.dtmf_received = "1".into();
     report.tones[0].detection = None;

@@ -82,6 +82,7 @@ fn plan(now: Instant, limit: Option<Duration>) -> ProbeCall {
             // No media engine here: the signaling is what is judged.
             no_media_ok: true,
             rtp_timeout: secs(5),
+            max_gap: Duration::from_millis(100),
         },
         limit: limit.map(|l| (now + l, format!("{}s", l.as_secs()))),
     }
