@@ -6,6 +6,7 @@
 //! own), [`registration`] a registration lifecycle through a probe's client; [`transport`] is
 //! the SIP socket (UDP, TCP), [`media`] the RTP streams and their scheduler threads.
 
+pub(crate) mod agent;
 pub mod clock;
 pub mod media;
 pub mod registration;

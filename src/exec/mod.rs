@@ -5,6 +5,7 @@
 
 mod closed;
 mod open;
+pub(crate) mod single;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
