@@ -205,6 +205,25 @@ impl<M: Media> Driver<M> {
         }
     }
 
+    /// Wait until `until` at most for the reports of the streams being stopped, handing
+    /// each to its call (nothing else is read meanwhile).
+    pub(crate) async fn finish_stopping<C: Control<M>>(
+        &mut self,
+        control: &mut C,
+        until: Instant,
+    ) -> Result<(), C::Error> {
+        while self.stopping > 0 && Instant::now() < until {
+            self.service(control).await?;
+            let Ok(Some((key, finished))) =
+                tokio::time::timeout_at(until.into(), self.stopped.1.recv()).await
+            else {
+                break;
+            };
+            self.media_stopped(key, finished);
+        }
+        Ok(())
+    }
+
     /// Everything the agent has to do now: send, open and drive media, resolve, hand on
     /// its results.
     pub(crate) async fn service<C: Control<M>>(&mut self, control: &mut C) -> Result<(), C::Error> {
