@@ -191,8 +191,8 @@ pub struct Totals {
 ///
 /// The core's role [`Agent`], as a responder ([`Agent::respond`]), decides everything:
 /// which call is admitted or refused, each call's steps and timers, where media may go,
-/// the Ctrl-C drain, the end after `calls`, the registration. This drives it: the socket,
-/// the media streams, the wall clock, and each call's line.
+/// the Ctrl-C drain, the end after `calls`, the registration. The driver loop
+/// (`drive::agent`) runs it; this prints each call's line and the totals.
 pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, ProbeError> {
     let prepared = args.audio.prepare()?;
     if let Some(path) = prepared.record_path() {

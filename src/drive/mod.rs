@@ -1,10 +1,11 @@
 //! The drivers: what runs the core's state machines on real sockets and the wall clock.
 //!
 //! Each driver owns I/O and time and nothing else: it hands its machine what arrives and
-//! what time it is, and carries out what the machine asks. [`role`] drives a scenario role's
-//! agent (calls and registrations; `answer` and `call` drive the same agent in a loop of their
-//! own), [`registration`] a registration lifecycle through a probe's client; [`transport`] is
-//! the SIP socket (UDP, TCP), [`media`] the RTP streams and their scheduler threads.
+//! what time it is, and carries out what the machine asks. `agent` is the one loop that drives
+//! the core's agent (calls and registrations) for `run`'s roles, `answer` and `call`; [`role`]
+//! is a scenario role on it, [`registration`] drives a registration lifecycle through a
+//! probe's client; [`transport`] is the SIP socket (UDP, TCP), [`media`] the RTP streams and
+//! their scheduler threads.
 
 pub(crate) mod agent;
 pub mod clock;

@@ -1,10 +1,11 @@
-//! A scenario role on the wire: the driver of its core [`Agent`].
+//! A scenario role on the wire: its core [`Agent`] on the driver loop (`drive::agent`).
 //!
 //! The agent (the role's endpoint, the scripts of its calls, its registrations) decides
-//! everything; this driver owns its transport, its calls' media streams and the wall clock.
-//! It hands the agent what arrives (messages, ICMP errors, lost connections, media events,
-//! resolved names, the executor's commands, Ctrl-C), sends what it asks, carries out its media
-//! commands and passes its results and registration events on to the run's reporters.
+//! everything; the loop owns its transport, its calls' media streams and the wall clock. A
+//! role adds what is its own: its calls' RTP sockets from the scenario's port range and their
+//! recordings in `media.record`; the executor's commands and Ctrl-C handed to the agent; its
+//! results and registration events passed on to the run's reporters; a lost connection or an
+//! ICMP error that fails only what went its way.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

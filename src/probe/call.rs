@@ -155,8 +155,9 @@ pub(crate) fn host_of(server: &str) -> String {
 ///
 /// The core's role [`Agent`], as a prober ([`Agent::probe`]), decides everything: the
 /// registration first (when asked), the call's steps and timers, the refusal of calls that
-/// come meanwhile, the unregistration, each bounded by `--timeout`. This drives it: the
-/// socket, the call's media stream, the wall clock and Ctrl-C, the ladder, and the report.
+/// come meanwhile, the unregistration, each bounded by `--timeout`. The driver loop runs it
+/// (`exec::single`); this sets it up (the RTP socket bound before the INVITE) and
+/// makes the report.
 pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
     let (net, timers) = (&args.net.network(), args.net.timers());
     let target = SipTarget::parse(&args.target)?;
