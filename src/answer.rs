@@ -1,8 +1,9 @@
 //! `sipcheck answer`: the responder — auto-answers calls, plays and verifies audio.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,27 +12,27 @@ use clap::Args;
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::dtmf::Digit;
-use sipcheck_core::media::session::MediaReport;
+use sipcheck_core::media::session::{MediaReport, MediaSession};
 use sipcheck_core::scenario::model::Account;
-use sipcheck_core::sdp::DEFAULT_PTIME_MS;
+use sipcheck_core::sdp::{Negotiated, DEFAULT_PTIME_MS};
 use sipcheck_core::sip::auth::Password;
 use sipcheck_core::sip::build::reason_phrase;
 use sipcheck_core::sip::transaction::{TimerConfig, DEFAULT_MAX_SERVER_TRANSACTIONS};
 use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::host_literal;
 use sipcheck_core::ua::agent::responder::{ResponderConfig, ResponderResult};
-use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey, MediaCommand};
+use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey};
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
 use sipcheck_core::ua::register::LocalEnd;
 use sipcheck_core::ua::registration::RegistrationEvent;
 use sipcheck_core::ua::script::responder::Responder;
-use tokio::sync::mpsc;
 
+use crate::drive::agent::{Control, Driver, Media};
 use crate::drive::media::{Finished, MediaHandle, PortRange};
 use crate::drive::os_seed;
 use crate::drive::registration;
-use crate::drive::transport::{self, SipSocket, UdpTransport};
-use crate::drive::wire::Wire;
+use crate::drive::transport::{self, SipSocket, TransportError, UdpTransport};
+use crate::drive::wire::{SendFailed, Wire};
 use crate::probe::args::{parse_duration, parse_max_transactions, parse_server, parse_t1};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::host_of;
@@ -190,8 +191,8 @@ pub struct Totals {
 ///
 /// The core's role [`Agent`], as a responder ([`Agent::respond`]), decides everything:
 /// which call is admitted or refused, each call's steps and timers, where media may go,
-/// the Ctrl-C drain, the end after `calls`, the registration. This drives it: the socket,
-/// the media streams, the wall clock, and each call's line.
+/// the Ctrl-C drain, the end after `calls`, the registration. The driver loop
+/// (`drive::agent`) runs it; this prints each call's line and the totals.
 pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, ProbeError> {
     let prepared = args.audio.prepare()?;
     if let Some(path) = prepared.record_path() {
@@ -257,19 +258,20 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             linger: args.t1 * 4,
         },
     );
-    let mut drv = Driver {
-        wire: Wire::new(transport, None),
-        agent,
+    let media = AnswerMedia {
         ports: args.audio.port_range(),
         prepared: &prepared,
-        args,
         ids: IdGen::new(seed ^ 0x5eed),
-        streams: HashMap::new(),
         recordings: HashMap::new(),
-        stopping: 0,
-        stopped: mpsc::unbounded_channel(),
-        timer: Box::pin(tokio::time::sleep_until(far().into())),
-        armed: None,
+    };
+    let mut drv = Driver::new(Wire::new(transport, None), agent, media);
+    let mut control = Responding {
+        args,
+        out,
+        phase: Phase::Registering,
+        refused: None,
+        ctrl_c: None,
+        at_once: false,
         print: true,
         totals: Totals {
             kind: "totals",
@@ -302,19 +304,12 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 true,
                 IdGen::new(seed ^ 0x4e6),
             );
-            while drv.agent.registering() {
-                if let Some(e) = drv.service(out).await {
-                    return Err(ProbeError::Registration(e));
-                }
-                drv.turn().await?;
-            }
-            if let Some(e) = drv.service(out).await {
-                return Err(ProbeError::Registration(e));
-            }
+            drv.run(&mut control).await?;
             true
         }
         None => false,
     };
+    let out = &mut *control.out;
     if args.json {
         let _ = writeln!(
             out,
@@ -332,55 +327,25 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     }
     let _ = out.flush();
 
-    let ctrl_c = crate::signal::interrupted();
-    tokio::pin!(ctrl_c);
-    let mut at_once = false;
-    loop {
-        drv.service(out).await;
-        if drv.agent.responder_done() {
-            break;
-        }
-        tokio::select! {
-            turned = drv.turn() => turned?,
-            () = &mut ctrl_c => {
-                drv.totals.interrupted = true;
-                if drv.agent.draining() {
-                    // A second Ctrl-C: leave at once.
-                    at_once = true;
-                    break;
-                }
-                drv.agent.stop(Instant::now());
-                ctrl_c.set(crate::signal::interrupted());
-            }
-        }
-    }
+    control.phase = Phase::Serving;
+    control.ctrl_c = Some(Box::pin(crate::signal::interrupted()));
+    drv.run(&mut control).await?;
     // Calls whose media reports are still on their way (the drain's limit; not after a
     // second Ctrl-C).
-    let until = Instant::now() + Duration::from_millis(500);
-    while !at_once && drv.stopping > 0 && Instant::now() < until {
-        drv.service(out).await;
-        let Ok(Some((key, finished))) =
-            tokio::time::timeout_at(until.into(), drv.stopped.1.recv()).await
-        else {
-            break;
-        };
-        drv.media_stopped(key, finished);
-    }
-    if !at_once {
-        drv.service(out).await;
+    if !control.at_once {
+        let until = Instant::now() + Duration::from_millis(500);
+        drv.finish_stopping(&mut control, until).await?;
+        drv.service(&mut control).await?;
     }
     let counts = drv.agent.responder_counts();
     if registered {
         // Nothing more is printed or counted: the run is over.
-        drv.print = false;
+        control.print = false;
+        control.phase = Phase::Unregistering;
         drv.agent.unregister(Instant::now());
-        while !drv.agent.unregistered() {
-            drv.service(out).await;
-            drv.turn().await?;
-        }
-        drv.service(out).await;
+        drv.run(&mut control).await?;
     }
-    let mut totals = drv.totals;
+    let mut totals = control.totals;
     totals.received = counts.received;
     totals.answered = counts.answered;
     totals.busy = counts.busy;
@@ -392,169 +357,171 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     Ok(totals)
 }
 
-/// An instant far enough never to come.
-fn far() -> Instant {
-    Instant::now() + Duration::from_secs(365 * 24 * 3600)
-}
-
-/// Replies about the calls, from the tasks that carry out their slow work.
-type Pipe<T> = (
-    mpsc::UnboundedSender<(CallKey, T)>,
-    mpsc::UnboundedReceiver<(CallKey, T)>,
-);
-
-/// The responder's driver: the agent, its socket, its calls' media streams, the clock.
-struct Driver<'a> {
-    wire: Wire,
-    agent: Agent<SocketAddr>,
+/// The responder's media: a socket per call from the port range, the session the flags
+/// ask for, each recording kept until its call's line.
+struct AnswerMedia<'a> {
     ports: PortRange,
     prepared: &'a PreparedAudio,
-    args: &'a AnswerArgs,
     ids: IdGen,
-    streams: HashMap<CallKey, MediaHandle>,
     /// Recordings of calls whose result is on its way.
     recordings: HashMap<CallKey, Vec<i16>>,
-    /// Streams being stopped for their report.
-    stopping: usize,
-    /// Where the streams' reports come back (one task per stopped stream waits for its
-    /// report beside the SIP loop, never in it: at hundreds of calls ending a second,
-    /// waiting here would hold up every other call's signaling).
-    stopped: Pipe<Option<Finished>>,
-    /// The agent's timer, kept across wake-ups, and the deadline it is set to.
-    timer: Pin<Box<tokio::time::Sleep>>,
-    armed: Option<Instant>,
+}
+
+impl Media for AnswerMedia<'_> {
+    fn open(&mut self, ip: IpAddr) -> std::io::Result<(MediaHandle, u16)> {
+        let opened = self.ports.bind_std(ip).and_then(|socket| {
+            let port = socket.local_addr()?.port();
+            Ok((MediaHandle::listen_std(socket), port))
+        });
+        if let Err(e) = &opened {
+            // The script refuses the call with 503.
+            tracing::warn!(error = %e, "no RTP port free: refusing the call");
+        }
+        opened
+    }
+
+    /// What is heard is judged over the whole call, from its report: no events.
+    fn events(&self) -> bool {
+        false
+    }
+
+    fn session(&mut self, _now: Instant, negotiated: &Negotiated) -> Option<MediaSession> {
+        // What the flags play and expect, over the whole call.
+        Some(self.prepared.session(negotiated, &mut self.ids))
+    }
+
+    fn stopped(&mut self, key: CallKey, finished: Option<Box<Finished>>) -> Option<MediaReport> {
+        finished.map(|f| {
+            if let Some(samples) = f.recording {
+                self.recordings.insert(key, samples);
+            }
+            f.report
+        })
+    }
+}
+
+/// Where the responder is: registering first (when asked), serving calls, unregistering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Registering,
+    Serving,
+    Unregistering,
+}
+
+/// The responder's part around the loop: Ctrl-C while serving, each call's line, the
+/// registration's events, the totals.
+struct Responding<'a, W> {
+    args: &'a AnswerArgs,
+    out: &'a mut W,
+    phase: Phase,
+    /// Why the first registration failed.
+    refused: Option<String>,
+    /// Ctrl-C, listened to while serving.
+    ctrl_c: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// A second Ctrl-C came: leave at once.
+    at_once: bool,
     /// Whether the calls' lines are printed (not once the run is over).
     print: bool,
     totals: Totals,
 }
 
-impl Driver<'_> {
-    /// Wait for one thing to happen (a datagram, the agent's deadline, a media report) and
-    /// hand it to the agent.
-    async fn turn(&mut self) -> Result<(), ProbeError> {
-        let deadline = self.agent.poll_timeout();
-        if deadline != self.armed {
-            self.armed = deadline;
-            self.timer
-                .as_mut()
-                .reset(deadline.unwrap_or_else(far).into());
+impl<'m, W: Write> Control<AnswerMedia<'m>> for Responding<'_, W> {
+    type Wake = ();
+    type Done = ();
+    type Error = ProbeError;
+
+    async fn wake(&mut self) {
+        match (&mut self.ctrl_c, self.phase) {
+            (Some(ctrl_c), Phase::Serving) => ctrl_c.await,
+            _ => std::future::pending().await,
         }
-        tokio::select! {
-            incoming = self.wire.socket.recv() => self.wire.deliver(&mut self.agent, incoming?),
-            () = &mut self.timer, if deadline.is_some() => {
-                self.armed = None;
-                self.agent.handle_timeout(Instant::now());
+    }
+
+    fn handle(&mut self, agent: &mut Agent<SocketAddr>, (): ()) -> Result<Option<()>, ProbeError> {
+        self.totals.interrupted = true;
+        if agent.draining() {
+            // A second Ctrl-C: leave at once.
+            self.at_once = true;
+            return Ok(Some(()));
+        }
+        agent.stop(Instant::now());
+        self.ctrl_c = Some(Box::pin(crate::signal::interrupted()));
+        Ok(None)
+    }
+
+    /// Print the calls that ended, note the registration's events.
+    fn results(&mut self, agent: &mut Agent<SocketAddr>, media: &mut AnswerMedia<'m>) {
+        while let Some(result) = agent.poll_answer() {
+            if self.print {
+                self.finish_call(result, media);
             }
-            Some((key, finished)) = self.stopped.1.recv() => self.media_stopped(key, finished),
         }
+        while let Some((_, event)) = agent.poll_registration() {
+            match &event {
+                RegistrationEvent::Failed { error } => {
+                    self.refused = Some(registration::describe(error));
+                }
+                RegistrationEvent::UnregisterFailed { error } => {
+                    self.totals.registration_error = Some(format!(
+                        "unregistration failed: {}",
+                        registration::describe(error)
+                    ));
+                }
+                _ => {
+                    if let Some(error) = event.error_message() {
+                        self.totals.registration_error = Some(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registering: until the first registration has its outcome (a failure ends the run);
+    /// serving: until the agent says the run is over; unregistering: until it is done.
+    fn poll_done(
+        &mut self,
+        agent: &mut Agent<SocketAddr>,
+        _stopping: usize,
+    ) -> Result<Option<()>, ProbeError> {
+        let done = match self.phase {
+            Phase::Registering => {
+                if let Some(e) = self.refused.take() {
+                    return Err(ProbeError::Registration(e));
+                }
+                !agent.registering()
+            }
+            Phase::Serving => agent.responder_done(),
+            Phase::Unregistering => agent.unregistered(),
+        };
+        Ok(done.then_some(()))
+    }
+
+    fn transport_failed(
+        &mut self,
+        _wire: &mut Wire,
+        _agent: &mut Agent<SocketAddr>,
+        error: TransportError,
+    ) -> Result<bool, ProbeError> {
+        Err(error.into())
+    }
+
+    /// Over UDP a send error is only logged (an ICMP error comes back on its own).
+    fn send_failed(
+        &mut self,
+        _wire: &mut Wire,
+        _agent: &mut Agent<SocketAddr>,
+        _failed: SendFailed,
+    ) -> Result<(), ProbeError> {
         Ok(())
     }
+}
 
-    /// Everything the agent has to do now: send, drive media, print the calls that ended,
-    /// note the registration's events. A first registration that failed comes back.
-    async fn service(&mut self, out: &mut impl Write) -> Option<String> {
-        let mut refused = None;
-        loop {
-            let mut busy = false;
-            // Over UDP a send error is only logged (an ICMP error comes back on its own).
-            busy |= self.wire.send(&mut self.agent).await.unwrap_or(true);
-            while let Some((key, command)) = self.agent.poll_media() {
-                busy = true;
-                self.media_command(key, command);
-            }
-            while let Some(result) = self.agent.poll_answer() {
-                if self.print {
-                    self.finish_call(result, out);
-                }
-            }
-            while let Some((_, event)) = self.agent.poll_registration() {
-                match &event {
-                    RegistrationEvent::Failed { error } => {
-                        refused = Some(registration::describe(error));
-                    }
-                    RegistrationEvent::UnregisterFailed { error } => {
-                        self.totals.registration_error = Some(format!(
-                            "unregistration failed: {}",
-                            registration::describe(error)
-                        ));
-                    }
-                    _ => {
-                        if let Some(error) = event.error_message() {
-                            self.totals.registration_error = Some(error);
-                        }
-                    }
-                }
-            }
-            // Requests of our own are all the registration's, whose events the agent took.
-            while self.agent.poll_request_event().is_some() {}
-            if !busy {
-                return refused;
-            }
-        }
-    }
-
-    fn media_command(&mut self, key: CallKey, command: MediaCommand) {
-        let now = Instant::now();
-        match command {
-            MediaCommand::Open => {
-                let opened = self
-                    .ports
-                    .bind_std(self.wire.socket.local_addr().ip())
-                    .and_then(|socket| {
-                        let port = socket.local_addr()?.port();
-                        self.streams.insert(key, MediaHandle::listen_std(socket));
-                        Ok(port)
-                    });
-                if let Err(e) = &opened {
-                    // The script refuses the call with 503.
-                    tracing::warn!(error = %e, "no RTP port free: refusing the call");
-                }
-                self.agent
-                    .handle_media_opened(now, key, opened.map_err(|e| e.to_string()));
-            }
-            MediaCommand::Start(negotiated) => {
-                if let Some(handle) = self.streams.get(&key) {
-                    // What the flags play and expect, over the whole call.
-                    let session = self.prepared.session(&negotiated, &mut self.ids);
-                    handle.start(session, negotiated.remote_rtp);
-                }
-            }
-            MediaCommand::Intent(intent) => {
-                if let Some(handle) = self.streams.get(&key) {
-                    handle.apply(intent);
-                }
-            }
-            MediaCommand::Stop { report } => match (self.streams.remove(&key), report) {
-                (Some(handle), true) => {
-                    self.stopping += 1;
-                    let stopped = self.stopped.0.clone();
-                    tokio::spawn(async move {
-                        let finished = handle.stop().await;
-                        let _ = stopped.send((key, finished));
-                    });
-                }
-                (None, true) => self.agent.handle_media_stopped(now, key, None),
-                (_, false) => {}
-            },
-        }
-    }
-
-    /// A stream stopped: its report to its call (whose result follows).
-    fn media_stopped(&mut self, key: CallKey, finished: Option<Finished>) {
-        self.stopping = self.stopping.saturating_sub(1);
-        let report = finished.map(|f| {
-            if let Some(samples) = f.recording {
-                self.recordings.insert(key, samples);
-            }
-            f.report
-        });
-        self.agent.handle_media_stopped(Instant::now(), key, report);
-    }
-
+impl<W: Write> Responding<'_, W> {
     /// Judge an ended call (its script, with the media report judged over the whole call),
     /// count it and print its line.
-    fn finish_call(&mut self, result: ResponderResult, out: &mut impl Write) {
+    fn finish_call(&mut self, result: ResponderResult, media: &mut AnswerMedia<'_>) {
         let args = self.args;
+        let out = &mut *self.out;
         let totals = &mut self.totals;
         let call = match result {
             ResponderResult::Call(call) => call,
@@ -588,13 +555,13 @@ impl Driver<'_> {
             }
         };
         let call = *call;
-        let recording = self.recordings.remove(&call.key);
+        let recording = media.recordings.remove(&call.key);
         let mut media_failures = Vec::new();
         let mut media_summary = None;
         if let (Some(negotiated), Some(report)) = (&call.negotiated, &call.report) {
-            let (summary, failures) = self.prepared.summarize(negotiated, report);
+            let (summary, failures) = media.prepared.summarize(negotiated, report);
             totals.add_media(report);
-            if let (Some(path), Some(samples)) = (self.prepared.record_path(), &recording) {
+            if let (Some(path), Some(samples)) = (media.prepared.record_path(), &recording) {
                 let path = numbered(path, call.index);
                 if let Err(e) = write_recording(&path, samples) {
                     media_failures.push(e.to_string());

@@ -1486,6 +1486,57 @@ fn the_first_sigint_ends_answer_within_2_s_whatever_its_calls_wait_for() {
 }
 
 #[test]
+fn a_second_sigint_ends_answer_at_once_without_waiting_for_the_drain() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer_addr: SocketAddr = listen.parse().unwrap();
+    let mut answer = OwnAnswer::start(&["--listen", &listen]);
+    let sip = UdpSocket::bind("127.0.0.2:0").unwrap();
+    // An offer-less INVITE whose ACK carries no SDP: answer closes it with a BYE that is
+    // never answered, so the first SIGINT's drain runs its whole second.
+    raw_invite(&sip, answer_addr, "offerless2@hostile", None);
+    let ok = final_response(&sip, "offerless2@hostile", SCRIPT_WAIT)
+        .unwrap_or_else(|| panic!("no final response\n{}", answer.output()));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text);
+    raw_in_dialog(&sip, answer_addr, &ok, "ACK", 1, None);
+    // And an INVITE never ACKed: the first SIGINT drops it, and its line says so.
+    let offer = sdp(
+        sip.local_addr().unwrap(),
+        "0",
+        &["a=rtpmap:0 PCMU/8000", "a=sendrecv"],
+    );
+    raw_invite(&sip, answer_addr, "unacked2@hostile", Some(&offer));
+    let ok = final_response(&sip, "unacked2@hostile", SCRIPT_WAIT)
+        .unwrap_or_else(|| panic!("no final response\n{}", answer.output()));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text);
+    let first = Instant::now();
+    process::signal(answer.child.id(), "INT").unwrap();
+    let dropped = process::wait_until(Duration::from_secs(2), Duration::from_millis(5), || {
+        process::read_lossy(&answer.dir.join("stdout")).contains("unacked2@hostile")
+    });
+    assert!(
+        dropped,
+        "the first SIGINT did not end the unacked call\n{}",
+        answer.output()
+    );
+    let second = Instant::now();
+    process::signal(answer.child.id(), "INT").unwrap();
+    let status = process::wait_timeout(&mut answer.child, Duration::from_secs(3));
+    let took = second.elapsed();
+    let shown = answer.output();
+    assert!(
+        status.is_some(),
+        "answer still running 3 s after SIGINT\n{shown}"
+    );
+    assert!(shown.contains("(interrupted)"), "{shown}");
+    // The drain alone would have held it until a second after the first SIGINT.
+    assert!(
+        took < Duration::from_millis(700),
+        "answer left {took:?} after the second SIGINT ({:?} after the first)\n{shown}",
+        first.elapsed()
+    );
+}
+
+#[test]
 fn sipp_calls_get_through_a_flood_of_unacked_invites_with_their_media_after_the_ack() {
     let sipp_bin = process::require_program("sipp", "sip-tester").expect("sipp");
     let listen = format!("127.0.0.1:{}", free_port());

@@ -1,12 +1,14 @@
 //! The drivers: what runs the core's state machines on real sockets and the wall clock.
 //!
 //! Each driver owns I/O and time and nothing else: it hands its machine what arrives and
-//! what time it is, and carries out what the machine asks. [`role`] drives a scenario role's
-//! agent (calls and registrations; `answer`, `call`, `register` and `options` drive the same
-//! agent in a loop of their own, each on a `wire`); [`registration`] says how a probe prints
-//! a registration's failure; [`transport`] is the SIP socket (UDP, TCP), [`media`] the RTP
-//! streams and their scheduler threads.
+//! what time it is, and carries out what the machine asks. `agent` is the one loop that drives
+//! the core's agent (calls and registrations) for `run`'s roles, `answer` and `call`; [`role`]
+//! is a scenario role on it (`register` and `options` drive the same agent with no call in a
+//! smaller loop on a `wire`); [`registration`] says how a probe prints a registration's
+//! failure; [`transport`] is the SIP socket (UDP, TCP), [`media`] the RTP streams and their
+//! scheduler threads.
 
+pub(crate) mod agent;
 pub mod clock;
 pub mod media;
 pub mod registration;

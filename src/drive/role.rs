@@ -1,33 +1,35 @@
-//! A scenario role on the wire: the driver of its core [`Agent`].
+//! A scenario role on the wire: its core [`Agent`] on the driver loop (`drive::agent`).
 //!
 //! The agent (the role's endpoint, the scripts of its calls, its registrations) decides
-//! everything; this driver owns its transport, its calls' media streams and the wall clock.
-//! It hands the agent what arrives (messages, ICMP errors, lost connections, media events,
-//! resolved names, the executor's commands, Ctrl-C), sends what it asks, carries out its media
-//! commands and passes its results and registration events on to the run's reporters.
+//! everything; the loop owns its transport, its calls' media streams and the wall clock. A
+//! role adds what is its own: its calls' RTP sockets from the scenario's port range and their
+//! recordings in `media.record`; the executor's commands and Ctrl-C handed to the agent; its
+//! results and registration events passed on to the run's reporters; a lost connection or an
+//! ICMP error that fails only what went its way.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use sipcheck_core::ids::IdGen;
-use sipcheck_core::media::intent::MediaEvent;
-use sipcheck_core::media::session::MediaSession;
+use sipcheck_core::media::session::{MediaReport, MediaSession};
 use sipcheck_core::media::tone::Playlist;
 use sipcheck_core::scenario::model::Account;
+use sipcheck_core::sdp::Negotiated;
 use sipcheck_core::stats::outcome::{CallResult, RegisterResult, Side};
-use sipcheck_core::ua::agent::{Agent, CallKey, MediaCommand, Schedule};
+use sipcheck_core::ua::agent::{Agent, CallKey, Schedule};
 use sipcheck_core::ua::registration::RegistrationEvent;
 use sipcheck_core::ua::renewal::Why;
 use sipcheck_core::ua::script::media_config;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::drive::media::{EventSink, Finished, MediaHandle, PortRange};
-use crate::drive::transport::{Incoming, SipSocket, TransportError};
-use crate::drive::wire::Wire;
+use crate::drive::agent::{Control, Driver, Media};
+use crate::drive::media::{Finished, MediaHandle, PortRange};
+use crate::drive::transport::{SipSocket, TransportError};
+use crate::drive::wire::{SendFailed, Wire};
 
 /// What a run reports while it runs (its roles' calls and registrations, the executor's
 /// starts).
@@ -104,45 +106,16 @@ pub(crate) struct MediaSetup {
     pub(crate) record_dir: Option<PathBuf>,
 }
 
-/// Replies about a role's calls, from the tasks that carry out its slow work.
-type Pipe<T> = (
-    mpsc::UnboundedSender<(CallKey, T)>,
-    mpsc::UnboundedReceiver<(CallKey, T)>,
-);
-
-/// What woke a role's task.
-enum Wake {
-    Incoming(Result<Incoming, TransportError>),
-    Timer,
+/// What woke a role's task, of its own.
+enum RoleWake {
     Command(Option<RoleCommand>),
-    Media(CallKey, MediaEvent),
-    Stopped(CallKey, Option<Box<Finished>>),
-    Resolved(CallKey, Option<SocketAddr>),
     Stop(bool),
 }
 
 /// A role's driver.
 pub(crate) struct Role {
-    name: String,
-    wire: Wire,
-    agent: Agent<SocketAddr>,
-    media: MediaSetup,
-    ids: IdGen,
-    commands: mpsc::UnboundedReceiver<RoleCommand>,
-    events: mpsc::UnboundedSender<RunEvent>,
-    stop: watch::Receiver<bool>,
-    callers: Arc<Callers>,
-    /// Told once the first registrations have their outcome.
-    registered: Option<oneshot::Sender<()>>,
-    /// Told once every registration is removed.
-    unregistered: Option<oneshot::Sender<()>>,
-    streams: HashMap<CallKey, MediaHandle>,
-    media_events: Pipe<MediaEvent>,
-    /// Streams being stopped for their report: the call's user and Call-ID (a recording's
-    /// name), and where the report comes back.
-    stopping: HashMap<CallKey, (String, String)>,
-    stopped: Pipe<Option<Box<Finished>>>,
-    resolved: Pipe<Option<SocketAddr>>,
+    driver: Driver<RoleMedia>,
+    control: RoleControl,
 }
 
 impl Role {
@@ -159,100 +132,212 @@ impl Role {
         callers: Arc<Callers>,
         registered: oneshot::Sender<()>,
     ) -> Self {
-        Self {
-            name,
-            wire: Wire::new(transport, None),
-            agent,
-            media,
+        let media = RoleMedia {
+            role: name.clone(),
+            setup: media,
             ids: IdGen::new(seed),
-            commands,
-            events,
-            stop,
-            callers,
-            registered: Some(registered),
-            unregistered: None,
-            streams: HashMap::new(),
-            media_events: mpsc::unbounded_channel(),
             stopping: HashMap::new(),
-            stopped: mpsc::unbounded_channel(),
-            resolved: mpsc::unbounded_channel(),
+        };
+        Self {
+            driver: Driver::new(Wire::new(transport, None), agent, media),
+            control: RoleControl {
+                name,
+                commands,
+                events,
+                stop,
+                callers,
+                registered: Some(registered),
+                unregistered: None,
+                stop_fed: false,
+                commands_open: true,
+                shut: false,
+            },
         }
     }
 
     /// Run until shut down with every call and registration ended.
     pub(crate) async fn run(mut self) {
-        let far = || Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
-        let timer = tokio::time::sleep_until(far().into());
-        tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
-        let mut stop_fed = false;
-        let mut commands_open = true;
-        let mut transport_open = true;
-        let mut shut = false;
         // Ctrl-C before the task started.
-        if *self.stop.borrow() {
-            stop_fed = true;
-            self.agent.stop(Instant::now());
+        if *self.control.stop.borrow() {
+            self.control.stop_fed = true;
+            self.driver.agent.stop(Instant::now());
         }
-        loop {
-            self.service().await;
-            if self.registered.is_some() && !self.agent.registering() {
-                let _ = self.registered.take().map(|tx| tx.send(()));
+        match self.driver.run(&mut self.control).await {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// A role's media: a socket per call from the scenario's port range, the session its
+/// script drives, each recording written to `media.record`.
+struct RoleMedia {
+    role: String,
+    setup: MediaSetup,
+    ids: IdGen,
+    /// Streams being stopped for their report: the call's user and Call-ID (a recording's
+    /// name).
+    stopping: HashMap<CallKey, (String, String)>,
+}
+
+impl Media for RoleMedia {
+    fn open(&mut self, ip: IpAddr) -> std::io::Result<(MediaHandle, u16)> {
+        let socket = self.setup.ports.bind_std(ip)?;
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
+        Ok((MediaHandle::listen_std(socket), port))
+    }
+
+    fn session(&mut self, now: Instant, negotiated: &Negotiated) -> Option<MediaSession> {
+        let config = media_config(
+            negotiated,
+            self.setup.jitter_frames,
+            self.setup.record_dir.is_some(),
+        );
+        MediaSession::new(now, config, Playlist::new(Vec::new()), &mut self.ids)
+            .inspect_err(|e| tracing::warn!(error = %e, "media session not started"))
+            .ok()
+    }
+
+    fn stopping(&mut self, agent: &Agent<SocketAddr>, key: CallKey) {
+        let label = agent
+            .call_label(key)
+            .map(|(user, id)| (user.to_owned(), id.to_owned()))
+            .unwrap_or_default();
+        self.stopping.insert(key, label);
+    }
+
+    /// Its recording written, its report to its call.
+    fn stopped(&mut self, key: CallKey, finished: Option<Box<Finished>>) -> Option<MediaReport> {
+        let (user, call_id) = self.stopping.remove(&key).unwrap_or_default();
+        let finished = finished?;
+        if let (Some(dir), Some(samples)) = (&self.setup.record_dir, &finished.recording) {
+            let path = dir.join(recording_name(&self.role, &user, &call_id));
+            if let Err(e) = crate::drive::media::write_recording(&path, samples) {
+                tracing::warn!(path = %path.display(), error = %e, "recording not written");
             }
-            if self.unregistered.is_some() && self.agent.unregistered() {
-                let _ = self.unregistered.take().map(|tx| tx.send(()));
-            }
-            if (shut || !commands_open) && self.agent.is_finished() && self.stopping.is_empty() {
-                return;
-            }
-            let deadline = self.agent.poll_timeout();
-            if deadline != armed {
-                armed = deadline;
-                timer.as_mut().reset(deadline.unwrap_or_else(far).into());
-            }
-            let wake = tokio::select! {
-                incoming = self.wire.socket.recv(), if transport_open => Wake::Incoming(incoming),
-                () = &mut timer, if deadline.is_some() => Wake::Timer,
-                command = self.commands.recv(), if commands_open => Wake::Command(command),
-                Some((key, event)) = self.media_events.1.recv() => Wake::Media(key, event),
-                Some((key, finished)) = self.stopped.1.recv() => Wake::Stopped(key, finished),
-                Some((key, to)) = self.resolved.1.recv() => Wake::Resolved(key, to),
-                stopped = self.stop.wait_for(|s| *s), if !stop_fed => Wake::Stop(stopped.is_ok()),
-            };
-            let now = Instant::now();
-            match wake {
-                Wake::Incoming(Ok(incoming)) => self.wire.deliver(&mut self.agent, incoming),
-                Wake::Incoming(Err(e)) => {
-                    if !self.transport_error(&e) {
-                        tracing::error!(role = %self.name, error = %e, "transport failed");
-                        transport_open = false;
-                        self.agent.transport_gone(now, &e.to_string());
-                    }
-                }
-                Wake::Timer => {
-                    armed = None;
-                    self.agent.handle_timeout(now);
-                }
-                Wake::Command(Some(command)) => shut |= self.command(command),
-                Wake::Command(None) => {
-                    commands_open = false;
-                    self.agent.shutdown(now);
-                }
-                Wake::Media(key, event) => self.agent.handle_media_event(now, key, event),
-                Wake::Stopped(key, finished) => self.media_stopped(key, finished),
-                Wake::Resolved(key, to) => self.agent.handle_resolved(now, key, to),
-                Wake::Stop(stopped) => {
-                    stop_fed = true;
-                    if stopped {
-                        self.agent.stop(now);
-                    }
-                }
-            }
+        }
+        Some(finished.report)
+    }
+}
+
+/// A role's part around the loop: the executor's commands, Ctrl-C, its results to the
+/// run's reporters.
+struct RoleControl {
+    name: String,
+    commands: mpsc::UnboundedReceiver<RoleCommand>,
+    events: mpsc::UnboundedSender<RunEvent>,
+    stop: watch::Receiver<bool>,
+    callers: Arc<Callers>,
+    /// Told once the first registrations have their outcome.
+    registered: Option<oneshot::Sender<()>>,
+    /// Told once every registration is removed.
+    unregistered: Option<oneshot::Sender<()>>,
+    /// Whether the agent was told of Ctrl-C (or it can no longer come).
+    stop_fed: bool,
+    commands_open: bool,
+    /// Shut down by the executor.
+    shut: bool,
+}
+
+impl Control<RoleMedia> for RoleControl {
+    type Wake = RoleWake;
+    type Done = ();
+    type Error = std::convert::Infallible;
+
+    async fn wake(&mut self) -> RoleWake {
+        if !self.commands_open && self.stop_fed {
+            return std::future::pending().await;
+        }
+        tokio::select! {
+            command = self.commands.recv(), if self.commands_open => RoleWake::Command(command),
+            stopped = self.stop.wait_for(|s| *s), if !self.stop_fed => RoleWake::Stop(stopped.is_ok()),
         }
     }
 
+    fn handle(
+        &mut self,
+        agent: &mut Agent<SocketAddr>,
+        wake: RoleWake,
+    ) -> Result<Option<()>, Self::Error> {
+        let now = Instant::now();
+        match wake {
+            RoleWake::Command(Some(command)) => self.shut |= self.command(agent, command),
+            RoleWake::Command(None) => {
+                self.commands_open = false;
+                agent.shutdown(now);
+            }
+            RoleWake::Stop(stopped) => {
+                self.stop_fed = true;
+                if stopped {
+                    agent.stop(now);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Each call's result to the reporters (a caller's end to the executor's count), the
+    /// registration events a run reports.
+    fn results(&mut self, agent: &mut Agent<SocketAddr>, _media: &mut RoleMedia) {
+        while let Some(result) = agent.poll_result() {
+            if result.side == Side::Caller {
+                self.callers.ended_one();
+            }
+            let _ = self.events.send(RunEvent::CallFinished(Box::new(result)));
+        }
+        while let Some((user, event)) = agent.poll_registration() {
+            self.registration(user, &event);
+        }
+    }
+
+    /// Over once shut down with every call, registration and media report done; the
+    /// executor is told when the first registrations have their outcome and when every
+    /// registration is removed.
+    fn poll_done(
+        &mut self,
+        agent: &mut Agent<SocketAddr>,
+        stopping: usize,
+    ) -> Result<Option<()>, Self::Error> {
+        if self.registered.is_some() && !agent.registering() {
+            let _ = self.registered.take().map(|tx| tx.send(()));
+        }
+        if self.unregistered.is_some() && agent.unregistered() {
+            let _ = self.unregistered.take().map(|tx| tx.send(()));
+        }
+        let over = (self.shut || !self.commands_open) && agent.is_finished() && stopping == 0;
+        Ok(over.then_some(()))
+    }
+
+    /// An error of one connection (or ICMP) is handled and the transport goes on; an error
+    /// of the transport itself ends its calls and registrations.
+    fn transport_failed(
+        &mut self,
+        wire: &mut Wire,
+        agent: &mut Agent<SocketAddr>,
+        error: TransportError,
+    ) -> Result<bool, Self::Error> {
+        if transport_error(wire, agent, &error) {
+            return Ok(true);
+        }
+        tracing::error!(role = %self.name, %error, "transport failed");
+        agent.transport_gone(Instant::now(), &error.to_string());
+        Ok(false)
+    }
+
+    fn send_failed(
+        &mut self,
+        wire: &mut Wire,
+        agent: &mut Agent<SocketAddr>,
+        failed: SendFailed,
+    ) -> Result<(), Self::Error> {
+        transport_error(wire, agent, &failed.error);
+        Ok(())
+    }
+}
+
+impl RoleControl {
     /// Carry out a command; whether it shut the role down.
-    fn command(&mut self, command: RoleCommand) -> bool {
+    fn command(&mut self, agent: &mut Agent<SocketAddr>, command: RoleCommand) -> bool {
         let now = Instant::now();
         match command {
             RoleCommand::Start {
@@ -260,171 +345,23 @@ impl Role {
                 peer,
                 schedule,
             } => {
-                if self
-                    .agent
-                    .start_call(now, account, peer, schedule)
-                    .is_none()
-                {
+                if agent.start_call(now, account, peer, schedule).is_none() {
                     // Shut down already: no call, no result.
                     self.callers.ended_one();
                 }
                 false
             }
             RoleCommand::LoadDone(unregistered) => {
-                self.agent.load_done(now);
-                self.agent.unregister(now);
+                agent.load_done(now);
+                agent.unregister(now);
                 self.unregistered = Some(unregistered);
                 false
             }
             RoleCommand::Shutdown => {
-                self.agent.shutdown(now);
+                agent.shutdown(now);
                 true
             }
         }
-    }
-
-    /// An error of one TCP connection (or ICMP): handled, the transport goes on. `false`
-    /// for an error of the transport itself.
-    fn transport_error(&mut self, e: &TransportError) -> bool {
-        let now = Instant::now();
-        if let Some(peer) = e.flow() {
-            let ua = match &mut self.wire.socket {
-                SipSocket::TcpPool(pool) => pool.take_lost_ua(),
-                _ => None,
-            };
-            tracing::info!(%peer, ua = ua.as_deref().unwrap_or("*"), error = %e, "TCP connection lost");
-            self.agent
-                .requests_failed(now, &peer, ua.as_deref(), &e.to_string());
-            // A connection that could not be opened was no flow: nothing to renew
-            // (renewing would only fail the same way, at once, again).
-            if !matches!(e, TransportError::Connect { .. }) {
-                self.agent.flow_lost(now, &peer, ua.as_deref());
-            }
-            return true;
-        }
-        if let TransportError::Unreachable { addr, .. } = e {
-            self.agent.transport_failed(now, addr);
-            self.agent.requests_failed(now, addr, None, &e.to_string());
-            return true;
-        }
-        false
-    }
-
-    /// Everything the agent has to do now: send, open and drive media, resolve, report.
-    async fn service(&mut self) {
-        loop {
-            let mut busy = false;
-            loop {
-                match self.wire.send(&mut self.agent).await {
-                    Ok(sent) => {
-                        busy |= sent;
-                        break;
-                    }
-                    Err(failed) => {
-                        busy = true;
-                        self.transport_error(&failed.error);
-                    }
-                }
-            }
-            while let Some((key, command)) = self.agent.poll_media() {
-                busy = true;
-                self.media_command(key, command);
-            }
-            while let Some((key, target)) = self.agent.poll_resolve() {
-                let resolved = self.resolved.0.clone();
-                tokio::spawn(async move {
-                    let to = resolve_uri_host(&target).await;
-                    let _ = resolved.send((key, to));
-                });
-            }
-            while let Some(result) = self.agent.poll_result() {
-                if result.side == Side::Caller {
-                    self.callers.ended_one();
-                }
-                let _ = self.events.send(RunEvent::CallFinished(Box::new(result)));
-            }
-            while let Some((user, event)) = self.agent.poll_registration() {
-                self.registration(user, &event);
-            }
-            // Requests of our own are all registrations, whose events the agent took.
-            while self.agent.poll_request_event().is_some() {}
-            if !busy {
-                return;
-            }
-        }
-    }
-
-    fn media_command(&mut self, key: CallKey, command: MediaCommand) {
-        let now = Instant::now();
-        match command {
-            MediaCommand::Open => {
-                let ip = self.wire.socket.local_addr().ip();
-                let opened = self.media.ports.bind_std(ip).map(|socket| {
-                    let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
-                    let handle = MediaHandle::listen_std(socket);
-                    handle.set_events(EventSink::tagged(self.media_events.0.clone(), key));
-                    self.streams.insert(key, handle);
-                    port
-                });
-                self.agent
-                    .handle_media_opened(now, key, opened.map_err(|e| e.to_string()));
-            }
-            MediaCommand::Start(negotiated) => {
-                if let Some(handle) = self.streams.get(&key) {
-                    let config = media_config(
-                        &negotiated,
-                        self.media.jitter_frames,
-                        self.media.record_dir.is_some(),
-                    );
-                    match MediaSession::new(now, config, Playlist::new(Vec::new()), &mut self.ids) {
-                        Ok(session) => handle.start(session, negotiated.remote_rtp),
-                        Err(e) => tracing::warn!(error = %e, "media session not started"),
-                    }
-                }
-            }
-            MediaCommand::Intent(intent) => {
-                if let Some(handle) = self.streams.get(&key) {
-                    handle.apply(intent);
-                }
-            }
-            MediaCommand::Stop { report } => {
-                let handle = self.streams.remove(&key);
-                match (handle, report) {
-                    (Some(handle), true) => {
-                        let label = self
-                            .agent
-                            .call_label(key)
-                            .map(|(user, id)| (user.to_owned(), id.to_owned()))
-                            .unwrap_or_default();
-                        self.stopping.insert(key, label);
-                        let stopped = self.stopped.0.clone();
-                        tokio::spawn(async move {
-                            let finished = handle.stop().await.map(Box::new);
-                            let _ = stopped.send((key, finished));
-                        });
-                    }
-                    (None, true) => self.agent.handle_media_stopped(now, key, None),
-                    (_, false) => {}
-                }
-            }
-        }
-    }
-
-    /// A stream stopped for its report: its recording written, the report to its call.
-    fn media_stopped(&mut self, key: CallKey, finished: Option<Box<Finished>>) {
-        let (user, call_id) = self.stopping.remove(&key).unwrap_or_default();
-        let Some(finished) = finished else {
-            self.agent.handle_media_stopped(Instant::now(), key, None);
-            return;
-        };
-        if let (Some(dir), Some(samples)) = (&self.media.record_dir, &finished.recording) {
-            let path = dir.join(recording_name(&self.name, &user, &call_id));
-            if let Err(e) = crate::drive::media::write_recording(&path, samples) {
-                tracing::warn!(path = %path.display(), error = %e, "recording not written");
-            }
-        }
-        self.agent
-            .handle_media_stopped(Instant::now(), key, Some(finished.report));
     }
 
     /// The registration events a run reports: the first registration, one made anew, every
@@ -452,12 +389,30 @@ impl Role {
     }
 }
 
-/// The address of a SIP URI's host (port 5060 by default).
-async fn resolve_uri_host(uri: &str) -> Option<SocketAddr> {
-    let target = sipcheck_core::sip::uri::SipTarget::parse(uri).ok()?;
-    crate::drive::transport::resolve(&target.host_port(5060), 5060)
-        .await
-        .ok()
+/// An error of one TCP connection (or ICMP): handled, the transport goes on. `false` for an
+/// error of the transport itself.
+fn transport_error(wire: &mut Wire, agent: &mut Agent<SocketAddr>, e: &TransportError) -> bool {
+    let now = Instant::now();
+    if let Some(peer) = e.flow() {
+        let ua = match &mut wire.socket {
+            SipSocket::TcpPool(pool) => pool.take_lost_ua(),
+            _ => None,
+        };
+        tracing::info!(%peer, ua = ua.as_deref().unwrap_or("*"), error = %e, "TCP connection lost");
+        agent.requests_failed(now, &peer, ua.as_deref(), &e.to_string());
+        // A connection that could not be opened was no flow: nothing to renew (renewing
+        // would only fail the same way, at once, again).
+        if !matches!(e, TransportError::Connect { .. }) {
+            agent.flow_lost(now, &peer, ua.as_deref());
+        }
+        return true;
+    }
+    if let TransportError::Unreachable { addr, .. } = e {
+        agent.transport_failed(now, addr);
+        agent.requests_failed(now, addr, None, &e.to_string());
+        return true;
+    }
+    false
 }
 
 /// The file a call's received audio is written to in `media.record`: its role, user and

@@ -1,10 +1,12 @@
 //! The scenario executor: binds each role's transport, registers its user agents, starts
 //! calls on the load plan's schedule through each role's agent ([`crate::drive::role`]), and winds
 //! everything down — on time or on Ctrl-C — with every UA unregistered. The load's two shapes
-//! are `open` (calls on a schedule) and `closed` (a number of calls kept up).
+//! are `open` (calls on a schedule) and `closed` (a number of calls kept up); `single` is
+//! `sipcheck call`'s one call on the same driver loop.
 
 mod closed;
 mod open;
+pub(crate) mod single;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,21 +1,21 @@
 //! `sipcheck call`: one real call with real audio, verified.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
 use std::sync::Arc;
 
-use sipcheck_core::media::intent::MediaEvent;
+use sipcheck_core::media::session::{MediaReport, MediaSession};
 use sipcheck_core::scenario::model::Account;
-use sipcheck_core::sdp::DEFAULT_PTIME_MS;
+use sipcheck_core::sdp::{Negotiated, DEFAULT_PTIME_MS};
 use sipcheck_core::sip::auth::{Credentials, Password};
 use sipcheck_core::sip::uri::{host_literal, uri_host, SipTarget};
 use sipcheck_core::stats::ladder::{format_rung, Ladder, Rung};
-use sipcheck_core::ua::agent::probe::{ProbeConfig, ProbeRegister, ProbeResult, ProbeStepError};
-use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey, MediaCommand};
+use sipcheck_core::ua::agent::probe::{ProbeConfig, ProbeRegister, ProbeStepError};
+use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey};
 use sipcheck_core::ua::call::{
     CallEndReason, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall,
 };
@@ -25,10 +25,10 @@ use sipcheck_core::ua::script::ProbeCall;
 use super::args::{parse_duration, parse_server, NetArgs};
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
 use super::{connect, Network, ProbeError, Verdict};
-use crate::drive::media::{EventSink, MediaHandle};
+use crate::drive::agent::{Driver, Media};
+use crate::drive::media::{Finished, MediaHandle};
 use crate::drive::os_seed;
 use crate::drive::registration;
-use crate::drive::transport::TransportError;
 use crate::drive::wire::Wire;
 
 /// What to call and how: the options of `sipcheck call`, read by clap (each field's doc is its
@@ -155,8 +155,9 @@ pub(crate) fn host_of(server: &str) -> String {
 ///
 /// The core's role [`Agent`], as a prober ([`Agent::probe`]), decides everything: the
 /// registration first (when asked), the call's steps and timers, the refusal of calls that
-/// come meanwhile, the unregistration, each bounded by `--timeout`. This drives it: the
-/// socket, the call's media stream, the wall clock and Ctrl-C, the ladder, and the report.
+/// come meanwhile, the unregistration, each bounded by `--timeout`. The driver loop runs it
+/// (`exec::single`); this sets it up (the RTP socket bound before the INVITE) and
+/// makes the report.
 pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
     let (net, timers) = (&args.net.network(), args.net.timers());
     let target = SipTarget::parse(&args.target)?;
@@ -296,29 +297,22 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         accounts: Vec::new(),
         steps: Arc::default(),
     };
-    let mut agent = Agent::new(agent_config, endpoint);
-    agent.probe(
-        Instant::now(),
-        ProbeConfig {
-            plan,
-            outgoing,
-            register,
-        },
-    );
-    let mut drv = Driver {
-        wire: Wire::new(transport, Some(ladder)),
-        agent,
+    let agent = Agent::new(agent_config, endpoint);
+    let media = ProbeMedia {
         rtp: Some(rtp),
-        stream: None,
-        media_events: tokio::sync::mpsc::unbounded_channel(),
         prepared: &prepared,
         ids: sipcheck_core::ids::IdGen::new(os_seed()),
         recording: None,
     };
-    let result = drv.run().await?;
-    let Driver {
-        wire, recording, ..
-    } = drv;
+    let mut driver = Driver::new(Wire::new(transport, Some(ladder)), agent, media);
+    let config = ProbeConfig {
+        plan,
+        outgoing,
+        register,
+    };
+    let result = crate::exec::single::drive(&mut driver, config).await?;
+    let Driver { wire, media, .. } = driver;
+    let recording = media.recording;
     let unreachable = wire.unreachable;
     report.ladder = wire
         .ladder
@@ -410,170 +404,37 @@ fn step_failure(failure: &ProbeStepError) -> String {
     }
 }
 
-/// The prober's driver: the agent, its socket, its call's media stream, the clock, the
-/// ladder of every message.
-struct Driver<'a> {
-    /// The socket, with the ladder of every SIP message sent and received.
-    wire: Wire,
-    agent: Agent<SocketAddr>,
-    /// The RTP socket, bound before the INVITE, until the agent opens the stream.
+/// The call's media: its RTP socket bound before the INVITE, its session from the flags, its
+/// recording kept for the report.
+struct ProbeMedia<'a> {
+    /// The RTP socket, until the agent opens the stream.
     rtp: Option<tokio::net::UdpSocket>,
-    stream: Option<MediaHandle>,
-    media_events: Pipe<MediaEvent>,
     prepared: &'a PreparedAudio,
     ids: sipcheck_core::ids::IdGen,
     /// The call's recording, once its stream stopped.
     recording: Option<Vec<i16>>,
 }
 
-/// Events of the call's media stream, tagged with its call.
-type Pipe<T> = (
-    tokio::sync::mpsc::UnboundedSender<(CallKey, T)>,
-    tokio::sync::mpsc::UnboundedReceiver<(CallKey, T)>,
-);
-
-impl Driver<'_> {
-    /// Drive the agent until the probe is over: its result.
-    async fn run(&mut self) -> Result<ProbeResult, ProbeError> {
-        let far = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let timer = tokio::time::sleep_until(far().into());
-        tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
-        let ctrl_c = crate::signal::interrupted();
-        tokio::pin!(ctrl_c);
-        let mut interrupted = false;
-        let mut transport_open = true;
-        loop {
-            self.service().await?;
-            if let Some(result) = self.agent.poll_probe() {
-                return Ok(result);
-            }
-            let deadline = self.agent.poll_timeout();
-            if deadline != armed {
-                armed = deadline;
-                timer.as_mut().reset(deadline.unwrap_or_else(far).into());
-            }
-            tokio::select! {
-                incoming = self.wire.socket.recv(), if transport_open => match incoming {
-                    Ok(incoming) => self.wire.deliver(&mut self.agent, incoming),
-                    Err(e) => transport_open = self.transport_error(e)?,
-                },
-                () = &mut timer, if deadline.is_some() => {
-                    armed = None;
-                    self.agent.handle_timeout(Instant::now());
-                }
-                Some((key, event)) = self.media_events.1.recv() => {
-                    self.agent.handle_media_event(Instant::now(), key, event);
-                }
-                () = &mut ctrl_c, if !interrupted => {
-                    interrupted = true;
-                    self.agent.stop(Instant::now());
-                }
-            }
-        }
+impl Media for ProbeMedia<'_> {
+    fn open(&mut self, _ip: IpAddr) -> std::io::Result<(MediaHandle, u16)> {
+        let socket = self
+            .rtp
+            .take()
+            .ok_or_else(|| std::io::Error::other("the RTP socket is taken"))?;
+        let port = socket.local_addr()?.port();
+        // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
+        Ok((MediaHandle::listen(socket), port))
     }
 
-    /// The transport failed: the call fails with it (as an error of the probe); a REGISTER
-    /// under way fails naming it. Whether the transport is still open.
-    fn transport_error(&mut self, e: TransportError) -> Result<bool, ProbeError> {
-        if self.agent.live_calls() > 0 {
-            return Err(ProbeError::Transport(e));
-        }
-        let now = Instant::now();
-        let peer = e.flow();
-        if let Some(peer) = peer {
-            self.agent.requests_failed(now, &peer, None, &e.to_string());
-        } else {
-            self.agent.transport_gone(now, &e.to_string());
-        }
-        Ok(peer.is_some())
+    fn session(&mut self, _now: Instant, negotiated: &Negotiated) -> Option<MediaSession> {
+        Some(self.prepared.session(negotiated, &mut self.ids))
     }
 
-    /// Everything the agent has to do now: send (each message in the ladder), carry out
-    /// its media commands.
-    async fn service(&mut self) -> Result<(), ProbeError> {
-        loop {
-            let mut busy = false;
-            loop {
-                match self.wire.send(&mut self.agent).await {
-                    Ok(sent) => {
-                        busy |= sent;
-                        break;
-                    }
-                    // Over a connection: anything but a REGISTER that could not go fails
-                    // the call (the agent ended it); a REGISTER, the registration, naming why.
-                    Err(failed) if !failed.register => {
-                        return Err(ProbeError::Transport(failed.error));
-                    }
-                    Err(failed) => {
-                        busy = true;
-                        let why = failed.error.to_string();
-                        self.agent
-                            .requests_failed(Instant::now(), &failed.destination, None, &why);
-                    }
-                }
-            }
-            while let Some((key, command)) = self.agent.poll_media() {
-                busy = true;
-                self.media_command(key, command).await;
-            }
-            // Requests of our own are all the registration's, whose events the agent took.
-            while self.agent.poll_request_event().is_some() {}
-            if !busy {
-                return Ok(());
-            }
-        }
-    }
-
-    async fn media_command(&mut self, key: CallKey, command: MediaCommand) {
-        let now = Instant::now();
-        match command {
-            MediaCommand::Open => {
-                let opened = match self.rtp.take() {
-                    Some(socket) => socket.local_addr().map(|a| {
-                        // Ready to receive as soon as the offer is out (RFC 3264 §5.1).
-                        let handle = MediaHandle::listen(socket);
-                        handle.set_events(EventSink::tagged(self.media_events.0.clone(), key));
-                        self.stream = Some(handle);
-                        a.port()
-                    }),
-                    None => Err(std::io::Error::other("the RTP socket is taken")),
-                };
-                self.agent
-                    .handle_media_opened(now, key, opened.map_err(|e| e.to_string()));
-            }
-            MediaCommand::Start(negotiated) => {
-                if let Some(handle) = &self.stream {
-                    let session = self.prepared.session(&negotiated, &mut self.ids);
-                    handle.start(session, negotiated.remote_rtp);
-                }
-            }
-            MediaCommand::Intent(intent) => {
-                if let Some(handle) = &self.stream {
-                    handle.apply(intent);
-                }
-            }
-            MediaCommand::Stop { report } => {
-                let handle = self.stream.take();
-                if !report {
-                    return;
-                }
-                let finished = match handle {
-                    Some(handle) => handle.stop().await,
-                    None => None,
-                };
-                // What the stream reported up to its end (a tone heard just before the call
-                // ended).
-                while let Ok((key, event)) = self.media_events.1.try_recv() {
-                    self.agent.handle_media_event(Instant::now(), key, event);
-                }
-                let report = finished.map(|f| {
-                    self.recording = f.recording;
-                    f.report
-                });
-                self.agent.handle_media_stopped(Instant::now(), key, report);
-            }
-        }
+    fn stopped(&mut self, _key: CallKey, finished: Option<Box<Finished>>) -> Option<MediaReport> {
+        finished.map(|f| {
+            self.recording = f.recording;
+            f.report
+        })
     }
 }
 

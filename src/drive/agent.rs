@@ -1,0 +1,330 @@
+//! The one driver loop of the core's [`Agent`], for `run`'s roles, `answer` and `call`.
+//!
+//! The agent decides everything; the [`Driver`] owns its socket (a [`Wire`]), its calls' media
+//! streams and the wall clock. Each turn it sends what the agent asks, carries out its media
+//! commands and name look-ups, hands on its results, then waits for one thing to happen (a
+//! datagram, the agent's deadline, a media event or report, a resolved name, or what the
+//! command itself listens to) and hands it to the agent.
+//!
+//! What differs between the commands is in two small hooks: [`Media`] (where an RTP socket
+//! comes from, what a session plays and expects, what becomes of a recording) and [`Control`]
+//! (what else wakes the loop — the executor's commands, Ctrl-C —, where results go, how a
+//! transport failure is taken, and when the loop is over).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use sipcheck_core::media::intent::MediaEvent;
+use sipcheck_core::media::session::{MediaReport, MediaSession};
+use sipcheck_core::sdp::Negotiated;
+use sipcheck_core::ua::agent::{Agent, CallKey, MediaCommand};
+use tokio::sync::mpsc;
+
+use crate::drive::media::{EventSink, Finished, MediaHandle};
+use crate::drive::transport::{Incoming, TransportError};
+use crate::drive::wire::{SendFailed, Wire};
+
+/// Where a driver's media streams come from and what becomes of them.
+pub(crate) trait Media {
+    /// A new RTP socket on `ip`, read from now on: its stream and its port.
+    fn open(&mut self, ip: IpAddr) -> std::io::Result<(MediaHandle, u16)>;
+
+    /// Whether a stream's events (tones heard, DTMF) go to the agent.
+    fn events(&self) -> bool {
+        true
+    }
+
+    /// The session a call's stream runs with `negotiated` (`None`: none can be made).
+    fn session(&mut self, now: Instant, negotiated: &Negotiated) -> Option<MediaSession>;
+
+    /// Call `key`'s stream is being stopped for its report.
+    fn stopping(&mut self, _agent: &Agent<SocketAddr>, _key: CallKey) {}
+
+    /// Call `key`'s stream stopped: what it finished with (its recording kept or written),
+    /// and the report for its call.
+    fn stopped(&mut self, key: CallKey, finished: Option<Box<Finished>>) -> Option<MediaReport>;
+}
+
+/// What a command does around the loop: what else wakes it, where results go, how a failed
+/// transport is taken, when it is over.
+pub(crate) trait Control<M> {
+    /// Something of the command's own that woke the loop.
+    type Wake;
+    /// What the loop ends with.
+    type Done;
+    /// Why the loop failed.
+    type Error;
+
+    /// Wait for something of the command's own (never resolving when there is nothing).
+    fn wake(&mut self) -> impl Future<Output = Self::Wake>;
+
+    /// Hand it to the agent; `Some` ends the loop at once.
+    fn handle(
+        &mut self,
+        agent: &mut Agent<SocketAddr>,
+        wake: Self::Wake,
+    ) -> Result<Option<Self::Done>, Self::Error>;
+
+    /// Take the agent's results (its calls', its registrations').
+    fn results(&mut self, agent: &mut Agent<SocketAddr>, media: &mut M);
+
+    /// Whether the loop is over, once the agent has done all it had to do now; `stopping`
+    /// streams are still on their way to their reports.
+    fn poll_done(
+        &mut self,
+        agent: &mut Agent<SocketAddr>,
+        stopping: usize,
+    ) -> Result<Option<Self::Done>, Self::Error>;
+
+    /// The transport failed as it was read: whether it is still open.
+    fn transport_failed(
+        &mut self,
+        wire: &mut Wire,
+        agent: &mut Agent<SocketAddr>,
+        error: TransportError,
+    ) -> Result<bool, Self::Error>;
+
+    /// A message the agent asked for could not be sent over a connection.
+    fn send_failed(
+        &mut self,
+        wire: &mut Wire,
+        agent: &mut Agent<SocketAddr>,
+        failed: SendFailed,
+    ) -> Result<(), Self::Error>;
+}
+
+/// Replies about the calls, from the tasks that carry out their slow work.
+type Pipe<T> = (
+    mpsc::UnboundedSender<(CallKey, T)>,
+    mpsc::UnboundedReceiver<(CallKey, T)>,
+);
+
+/// What woke the loop.
+enum Wake<W> {
+    Incoming(Result<Incoming, TransportError>),
+    Timer,
+    Media(CallKey, MediaEvent),
+    Stopped(CallKey, Option<Box<Finished>>),
+    Resolved(CallKey, Option<SocketAddr>),
+    Own(W),
+}
+
+/// An agent on its socket, with its calls' media streams and the wall clock.
+pub(crate) struct Driver<M> {
+    /// The socket.
+    pub(crate) wire: Wire,
+    /// The agent.
+    pub(crate) agent: Agent<SocketAddr>,
+    /// Where the streams come from.
+    pub(crate) media: M,
+    streams: HashMap<CallKey, MediaHandle>,
+    media_events: Pipe<MediaEvent>,
+    /// Streams being stopped for their report (one task per stopped stream waits for it
+    /// beside the loop, never in it: at hundreds of calls ending a second, waiting here
+    /// would hold up every other call's signaling).
+    stopping: usize,
+    stopped: Pipe<Option<Box<Finished>>>,
+    resolved: Pipe<Option<SocketAddr>>,
+    /// The agent's timer, kept across turns, and the deadline it is set to.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: Option<Instant>,
+    transport_open: bool,
+}
+
+/// An instant far enough never to come.
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}
+
+impl<M: Media> Driver<M> {
+    /// `agent` on `wire`, its streams from `media`.
+    pub(crate) fn new(wire: Wire, agent: Agent<SocketAddr>, media: M) -> Self {
+        Self {
+            wire,
+            agent,
+            media,
+            streams: HashMap::new(),
+            media_events: mpsc::unbounded_channel(),
+            stopping: 0,
+            stopped: mpsc::unbounded_channel(),
+            resolved: mpsc::unbounded_channel(),
+            timer: Box::pin(tokio::time::sleep_until(far().into())),
+            armed: None,
+            transport_open: true,
+        }
+    }
+
+    /// Drive the agent until `control` says it is over.
+    pub(crate) async fn run<C: Control<M>>(
+        &mut self,
+        control: &mut C,
+    ) -> Result<C::Done, C::Error> {
+        loop {
+            self.service(control).await?;
+            if let Some(done) = control.poll_done(&mut self.agent, self.stopping)? {
+                return Ok(done);
+            }
+            let deadline = self.agent.poll_timeout();
+            if deadline != self.armed {
+                self.armed = deadline;
+                self.timer
+                    .as_mut()
+                    .reset(deadline.unwrap_or_else(far).into());
+            }
+            let wake = tokio::select! {
+                incoming = self.wire.socket.recv(), if self.transport_open => Wake::Incoming(incoming),
+                () = &mut self.timer, if deadline.is_some() => Wake::Timer,
+                Some((key, event)) = self.media_events.1.recv() => Wake::Media(key, event),
+                Some((key, finished)) = self.stopped.1.recv() => Wake::Stopped(key, finished),
+                Some((key, to)) = self.resolved.1.recv() => Wake::Resolved(key, to),
+                own = control.wake() => Wake::Own(own),
+            };
+            let now = Instant::now();
+            match wake {
+                Wake::Incoming(Ok(incoming)) => self.wire.deliver(&mut self.agent, incoming),
+                Wake::Incoming(Err(e)) => {
+                    self.transport_open =
+                        control.transport_failed(&mut self.wire, &mut self.agent, e)?;
+                }
+                Wake::Timer => {
+                    self.armed = None;
+                    self.agent.handle_timeout(now);
+                }
+                Wake::Media(key, event) => self.agent.handle_media_event(now, key, event),
+                Wake::Stopped(key, finished) => self.media_stopped(key, finished),
+                Wake::Resolved(key, to) => self.agent.handle_resolved(now, key, to),
+                Wake::Own(own) => {
+                    if let Some(done) = control.handle(&mut self.agent, own)? {
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wait until `until` at most for the reports of the streams being stopped, handing
+    /// each to its call (nothing else is read meanwhile).
+    pub(crate) async fn finish_stopping<C: Control<M>>(
+        &mut self,
+        control: &mut C,
+        until: Instant,
+    ) -> Result<(), C::Error> {
+        while self.stopping > 0 && Instant::now() < until {
+            self.service(control).await?;
+            let Ok(Some((key, finished))) =
+                tokio::time::timeout_at(until.into(), self.stopped.1.recv()).await
+            else {
+                break;
+            };
+            self.media_stopped(key, finished);
+        }
+        Ok(())
+    }
+
+    /// Everything the agent has to do now: send, open and drive media, resolve, hand on
+    /// its results.
+    pub(crate) async fn service<C: Control<M>>(&mut self, control: &mut C) -> Result<(), C::Error> {
+        loop {
+            let mut busy = false;
+            loop {
+                match self.wire.send(&mut self.agent).await {
+                    Ok(sent) => {
+                        busy |= sent;
+                        break;
+                    }
+                    Err(failed) => {
+                        busy = true;
+                        control.send_failed(&mut self.wire, &mut self.agent, failed)?;
+                    }
+                }
+            }
+            while let Some((key, command)) = self.agent.poll_media() {
+                busy = true;
+                self.media_command(key, command);
+            }
+            while let Some((key, target)) = self.agent.poll_resolve() {
+                let resolved = self.resolved.0.clone();
+                tokio::spawn(async move {
+                    let to = resolve_uri_host(&target).await;
+                    let _ = resolved.send((key, to));
+                });
+            }
+            control.results(&mut self.agent, &mut self.media);
+            // Requests of our own are all registrations, whose events the agent took.
+            while self.agent.poll_request_event().is_some() {}
+            if !busy {
+                return Ok(());
+            }
+        }
+    }
+
+    fn media_command(&mut self, key: CallKey, command: MediaCommand) {
+        let now = Instant::now();
+        match command {
+            MediaCommand::Open => {
+                let opened =
+                    self.media
+                        .open(self.wire.socket.local_addr().ip())
+                        .map(|(handle, port)| {
+                            if self.media.events() {
+                                handle.set_events(EventSink::tagged(
+                                    self.media_events.0.clone(),
+                                    key,
+                                ));
+                            }
+                            self.streams.insert(key, handle);
+                            port
+                        });
+                self.agent
+                    .handle_media_opened(now, key, opened.map_err(|e| e.to_string()));
+            }
+            MediaCommand::Start(negotiated) => {
+                if let Some(handle) = self.streams.get(&key) {
+                    if let Some(session) = self.media.session(now, &negotiated) {
+                        handle.start(session, negotiated.remote_rtp);
+                    }
+                }
+            }
+            MediaCommand::Intent(intent) => {
+                if let Some(handle) = self.streams.get(&key) {
+                    handle.apply(intent);
+                }
+            }
+            MediaCommand::Stop { report } => match (self.streams.remove(&key), report) {
+                (Some(handle), true) => {
+                    self.media.stopping(&self.agent, key);
+                    self.stopping += 1;
+                    let stopped = self.stopped.0.clone();
+                    tokio::spawn(async move {
+                        let finished = handle.stop().await.map(Box::new);
+                        let _ = stopped.send((key, finished));
+                    });
+                }
+                (None, true) => self.agent.handle_media_stopped(now, key, None),
+                (_, false) => {}
+            },
+        }
+    }
+
+    /// A stream stopped: what it reported up to its end first (a tone heard just before
+    /// the call ended), then its report to its call (whose result follows).
+    fn media_stopped(&mut self, key: CallKey, finished: Option<Box<Finished>>) {
+        self.stopping = self.stopping.saturating_sub(1);
+        while let Ok((key, event)) = self.media_events.1.try_recv() {
+            self.agent.handle_media_event(Instant::now(), key, event);
+        }
+        let report = self.media.stopped(key, finished);
+        self.agent.handle_media_stopped(Instant::now(), key, report);
+    }
+}
+
+/// The address of a SIP URI's host (port 5060 by default).
+async fn resolve_uri_host(uri: &str) -> Option<SocketAddr> {
+    let target = sipcheck_core::sip::uri::SipTarget::parse(uri).ok()?;
+    crate::drive::transport::resolve(&target.host_port(5060), 5060)
+        .await
+        .ok()
+}
