@@ -97,6 +97,21 @@ Exit codes:
   130  interrupted (Ctrl-C or SIGTERM): calls hung up, reports written
   131  interrupted twice: left at once, no report written";
 
+const COMPARE_HELP: &str = "\
+Examples:
+  sipcheck compare baseline.json summary.json
+  sipcheck compare baseline.json summary.json --max-regression invite_to_200.p99=10% \\
+      --max-regression rtp.loss=0.5pt --max-failed-increase 0.1pt
+  sipcheck compare baseline.json summary.json --max-regression p99=20% --json
+
+Exit codes:
+  0  every figure within its tolerance (the failed-call ratio may not rise unless
+     --max-failed-increase allows it)
+  1  a figure regressed beyond its tolerance, or had no data to compare (each named)
+  2  usage error: a file unreadable or not a sipcheck run summary, a malformed tolerance,
+     an unknown metric (the valid names listed)
+  3  internal error in sipcheck";
+
 /// SIP/RTP voice test harness: probes, scenarios, load, verified media.
 #[derive(Debug, Parser)]
 #[command(name = "sipcheck", version, about, max_term_width = 100)]
@@ -135,6 +150,9 @@ enum Command {
     /// Run a scenario: its user agents, load, expectations, thresholds and reports.
     #[command(after_help = RUN_HELP)]
     Run(RunCmd),
+    /// Compare two run summaries (`run --json`): a table of both, exit 1 on a regression.
+    #[command(after_help = COMPARE_HELP)]
+    Compare(sipcheck::compare::CompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +270,7 @@ async fn run(command: Command) -> Exit {
             };
             sipcheck::run::run(&args, &mut stdout).await
         }
+        Command::Compare(args) => sipcheck::compare::run(&args, &mut stdout),
         Command::Validate(cmd) => match sipcheck::run::load::validate(&cmd.file, &cmd.set) {
             Ok(scenario) => {
                 let calls = scenario.roles.iter().filter(|r| r.calls()).count();
