@@ -17,8 +17,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Everything the tests need from Debian: the peers (SIPp is the package sip-tester), tshark
 # and sox for captures and audio files, network tools for the lossy-link tests, procps for
 # kill(1), python3 for the side-by-side benchmark (standard library only) and pip for the
-# Python modules below, g++ for the
-# fuzzers' libFuzzer, and xmllint (libxml2-utils) for the JUnit schema tests.
+# Python modules below, g++ for the fuzzers' libFuzzer, xmllint (libxml2-utils) for the
+# JUnit schema tests, and groff for the man page test.
 PACKAGES=(
     ca-certificates
     sip-tester
@@ -36,6 +36,7 @@ PACKAGES=(
     python3-pip
     g++
     libxml2-utils
+    groff-base
 )
 
 missing_packages() {
