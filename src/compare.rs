@@ -186,10 +186,15 @@ fn change(r: &Row) -> String {
 /// # Errors
 /// Any error of `out`.
 pub fn write_table(c: &Comparison, all: bool, out: &mut impl Write) -> io::Result<()> {
-    let rows: Vec<[String; 5]> = c
-        .rows
-        .iter()
-        .filter(|r| all || r.headline)
+    // The calls first, then the ratios, then the rest (timings), each by name.
+    let mut shown: Vec<&Row> = c.rows.iter().filter(|r| all || r.headline).collect();
+    shown.sort_by_key(|r| match (r.name.starts_with("calls."), r.unit) {
+        (true, _) => 0,
+        (false, Unit::Fraction) => 1,
+        _ => 2,
+    });
+    let rows: Vec<[String; 5]> = shown
+        .into_iter()
         .map(|r| {
             [
                 r.name.clone(),

@@ -550,7 +550,8 @@ pub fn compare(base: &Figures, new: &Figures, gates: &[Gate]) -> Result<Comparis
             change_ratio,
             tolerance: gate.map(|(t, _)| t.to_string()),
             judgement,
-            headline: gate.is_some() || (headline(name, f.unit) && (b.is_some() || n.is_some())),
+            headline: judgement != Judgement::Unchecked
+                || (headline(name, f.unit) && (b.is_some() || n.is_some())),
         });
     }
     let mut warnings = Vec::new();
