@@ -16,8 +16,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Everything the tests need from Debian: the peers (SIPp is the package sip-tester), tshark
 # and sox for captures and audio files, network tools for the lossy-link tests, procps for
-# kill(1), python3 for the side-by-side benchmark (standard library only), g++ for the
-# fuzzers' libFuzzer, and xmllint (libxml2-utils) for the JUnit schema tests.
+# kill(1), python3 for the side-by-side benchmark (standard library only) and pip for the
+# Python modules below, g++ for the fuzzers' libFuzzer, xmllint (libxml2-utils) for the
+# JUnit schema tests, and groff for the man page test.
 PACKAGES=(
     ca-certificates
     sip-tester
@@ -32,8 +33,10 @@ PACKAGES=(
     iptables
     procps
     python3
+    python3-pip
     g++
     libxml2-utils
+    groff-base
 )
 
 missing_packages() {
@@ -82,10 +85,48 @@ install_missing() {
     fi
 }
 
+# Python modules from PyPI (pinned): hdrh decodes the JSON summary's histograms in a test.
+PYTHON_MODULES=("hdrh:hdrhistogram==0.10.8")
+
+missing_python_modules() {
+    local entry
+    for entry in "${PYTHON_MODULES[@]}"; do
+        if ! python3 -c "import ${entry%%:*}" >/dev/null 2>&1; then
+            printf '%s\n' "${entry#*:}"
+        fi
+    done
+}
+
+# Installs the missing Python modules with pip (Debian's own Python needs
+# --break-system-packages: nothing of the system's depends on them).
+install_python_modules() {
+    local missing
+    missing=$(missing_python_modules | tr '\n' ' ')
+    if [ -z "${missing// /}" ]; then
+        return 0
+    fi
+    echo "test.sh: missing Python modules: $missing"
+    # shellcheck disable=SC2086 # one word per requirement
+    python3 -m pip install --quiet $missing ||
+        python3 -m pip install --quiet --break-system-packages $missing
+    missing=$(missing_python_modules | tr '\n' ' ')
+    if [ -n "${missing// /}" ]; then
+        echo "test.sh: still missing after pip install: $missing" >&2
+        return 1
+    fi
+}
+
 case "${1:-}" in
 --check)
+    modules=$(missing_python_modules | tr '\n' ' ')
+    if [ -n "${modules// /}" ]; then
+        echo "missing Python modules: $modules (install with: python3 -m pip install $modules)"
+    fi
     missing=$(missing_packages | tr '\n' ' ')
     if [ -z "${missing// /}" ]; then
+        if [ -n "${modules// /}" ]; then
+            exit 2
+        fi
         echo "all peers present"
         exit 0
     fi
@@ -94,12 +135,14 @@ case "${1:-}" in
     exit 2
     ;;
 --install)
-    install_missing
+    install_missing || exit $?
+    install_python_modules
     exit $?
     ;;
 esac
 
 install_missing || exit $?
+install_python_modules || exit $?
 
 # Kamailio and kamcmd live in /usr/sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"

@@ -6,6 +6,7 @@
 
 pub mod answer;
 pub mod bridge;
+pub mod compare;
 pub mod drive;
 pub mod exec;
 pub mod exit;

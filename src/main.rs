@@ -97,11 +97,25 @@ Exit codes:
   130  interrupted (Ctrl-C or SIGTERM): calls hung up, reports written
   131  interrupted twice: left at once, no report written";
 
+const COMPARE_HELP: &str = "\
+Examples:
+  sipcheck compare baseline.json summary.json
+  sipcheck compare baseline.json summary.json --max-regression invite_to_200.p99=10% \\
+      --max-regression rtp.loss=0.5pt --max-failed-increase 0.1pt
+  sipcheck compare baseline.json summary.json --max-regression p99=20% --json
+
+Exit codes:
+  0  every figure within its tolerance (the failed-call ratio may not rise unless
+     --max-failed-increase allows it)
+  1  a figure regressed beyond its tolerance, or had no data to compare (each named)
+  2  usage error: a file unreadable or not a sipcheck run summary, a malformed tolerance,
+     an unknown metric (the valid names listed)
+  3  internal error in sipcheck";
+
 /// SIP/RTP voice test harness: probes, scenarios, load, verified media.
 #[derive(Debug, Parser)]
 #[command(name = "sipcheck", version, about, max_term_width = 100)]
 struct Cli {
-    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     /// More output on stderr: -v prints every SIP message sent and received (start line,
     /// headers, body) and debug logs, -vv also RTP stream events and trace logs. Credentials
     /// are masked. RUST_LOG overrides the log level.
@@ -135,6 +149,47 @@ enum Command {
     /// Run a scenario: its user agents, load, expectations, thresholds and reports.
     #[command(after_help = RUN_HELP)]
     Run(RunCmd),
+    /// Compare two run summaries (`run --json`): a table of both, exit 1 on a regression.
+    #[command(after_help = COMPARE_HELP)]
+    Compare(sipcheck::compare::CompareArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write every page (one per command) into a directory.
+    #[command(after_help = MAN_HELP)]
+    Man {
+        /// Write sipcheck.1 and a page per command (sipcheck-run.1 …) into DIR.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+const MAN_HELP: &str = "\
+Install:
+  mkdir -p ~/.local/share/man/man1 && sipcheck man --out-dir ~/.local/share/man/man1
+  man sipcheck";
+
+const COMPLETIONS_HELP: &str = "\
+Install:
+  bash: sipcheck completions bash > ~/.local/share/bash-completion/completions/sipcheck
+  zsh:  sipcheck completions zsh > ~/.zfunc/_sipcheck   (with fpath+=~/.zfunc before compinit)
+  fish: sipcheck completions fish > ~/.config/fish/completions/sipcheck.fish";
+
+/// Writes the completion script for `shell`, or the man page, to `out`.
+fn write_generated(command: &Command, out: &mut impl Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cli, "sipcheck", out);
+            Ok(())
+        }
+        Command::Man { out_dir: Some(dir) } => clap_mangen::generate_to(cli, dir),
+        _ => clap_mangen::Man::new(cli).render(out),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +306,26 @@ async fn run(command: Command) -> Exit {
                 json: cmd.json,
             };
             sipcheck::run::run(&args, &mut stdout).await
+        }
+        Command::Compare(args) => sipcheck::compare::run(&args, &mut stdout),
+        command @ (Command::Completions { .. } | Command::Man { .. }) => {
+            match write_generated(&command, &mut stdout) {
+                Ok(()) => Exit::Success,
+                Err(e) => match command {
+                    // A directory that cannot take the pages is the user's to fix.
+                    Command::Man { out_dir: Some(dir) } => {
+                        eprintln!(
+                            "sipcheck: error: cannot write the manual pages into {}: {e}",
+                            escape_controls(&dir.display().to_string())
+                        );
+                        Exit::Usage
+                    }
+                    _ => {
+                        eprintln!("sipcheck: cannot write: {e}");
+                        Exit::Internal
+                    }
+                },
+            }
         }
         Command::Validate(cmd) => match sipcheck::run::load::validate(&cmd.file, &cmd.set) {
             Ok(scenario) => {

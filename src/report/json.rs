@@ -35,8 +35,8 @@
 //!       "min_ms", "p50_ms", "p90_ms",         invite_to_ringing, invite_to_200, bye_rtt,
 //!       "p99_ms", "p999_ms", "max_ms",        call_duration, tone_onset, rtp.jitter,
 //!       "mean_ms": number | null,             pacing.lateness, audio.gap (null when count is 0)
-//!       "histogram": string                   base64 of the HdrHistogram V2 encoding
-//!   } },                                      (uncompressed), values in microseconds
+//!       "histogram": string                   base64 of the HdrHistogram V2 compressed
+//!   } },                                      encoding (`HISTFAAA…`), in microseconds
 //!   "rtp": {
 //!     "packets_sent", "packets_received", "packets_expected", "packets_lost": integer,
 //!     "loss_ratio": number | null,            lost / expected over every stream
@@ -81,8 +81,10 @@
 //! ```
 //!
 //! Percentiles are HdrHistogram's highest equivalent values (at most 0.1 % above the true
-//! value); decode `histogram` (e.g. `hdrhistogram::serialization::Deserializer`, or
-//! `Histogram.decodeFromByteBuffer` in Java) for any other percentile.
+//! value); decode `histogram` for any other percentile: it is HdrHistogram's standard
+//! compressed V2 form (DEFLATE, then base64), which every HdrHistogram library reads
+//! (`hdrhistogram::serialization::Deserializer` in Rust, `Histogram.fromString` in Java,
+//! `HdrHistogram.decode` of Python's `hdrh`, `hdrhistogram.Decode` in Go).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -90,7 +92,7 @@ use std::time::UNIX_EPOCH;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use hdrhistogram::serialization::{Serializer as _, V2Serializer};
+use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -210,13 +212,14 @@ impl HistogramJson {
     }
 }
 
-/// Base64 of the HdrHistogram V2 encoding of `h` (uncompressed).
+/// Base64 of the HdrHistogram V2 compressed (DEFLATE) encoding of `h`: the standard form
+/// that the Java, Python, Go and C libraries decode (`HISTFAAA…`).
 ///
 /// # Errors
 /// The serializer's error, as an I/O error.
 pub fn encode_histogram(h: &Histogram<u64>) -> io::Result<String> {
     let mut bytes = Vec::new();
-    V2Serializer::new()
+    V2DeflateSerializer::new()
         .serialize(h, &mut bytes)
         .map_err(|e| io::Error::other(format!("cannot encode a histogram: {e:?}")))?;
     Ok(BASE64.encode(bytes))
@@ -539,11 +542,13 @@ mod tests {
     }
 
     #[test]
-    fn histograms_round_trip_through_base64_v2() {
+    fn histograms_round_trip_through_base64_v2_compressed() {
         let s = fixture::run();
         let v = document();
         let decode = |b64: &Value| -> Histogram<u64> {
             let bytes = BASE64.decode(b64.as_str().unwrap()).unwrap();
+            // The V2 compressed cookie, 0x1c849314: what other languages' decoders expect.
+            assert_eq!(bytes[..4], [0x1c, 0x84, 0x93, 0x14], "{b64}");
             Deserializer::new().deserialize(&mut &bytes[..]).unwrap()
         };
         for t in &s.timings {

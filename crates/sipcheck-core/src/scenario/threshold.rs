@@ -88,7 +88,7 @@ metrics! {
     /// INVITE sent to 180 Ringing or 183 Session Progress: the post-dial delay.
     InviteToRinging = "invite_to_ringing" ["invite_to_180", "post_dial_delay"] Timing,
     /// INVITE sent to the 200 OK.
-    InviteTo200 = "invite_to_200" [] Timing,
+    InviteTo200 = "invite_to_200" ["setup"] Timing,
     /// BYE sent to its final response.
     ByeRtt = "bye_rtt" [] Timing,
     /// 200 OK to the end of the call.

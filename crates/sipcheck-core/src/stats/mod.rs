@@ -3,6 +3,7 @@
 //! records ([`metrics`]); and the verdict over the scenario's thresholds ([`verdict`]).
 //! Nothing here reads a clock or writes anywhere: the shell's reporters format these figures.
 
+pub mod compare;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixture;
 pub mod ladder;
