@@ -220,7 +220,23 @@ impl Figures {
         let Some(Node::Map(metrics)) = doc.get("metrics") else {
             return Err(CompareError::Malformed("metrics"));
         };
-        for (metric, stats) in metrics {
+        // The score `mos` is kept beside the timings, in `quality`, in its own unit.
+        let quality = match doc.get("quality") {
+            Some(Node::Map(quality)) => quality.iter().filter(|(k, _)| *k == "mos").collect(),
+            _ => Vec::new(),
+        };
+        if let Some(Node::Map(quality)) = doc.get("quality") {
+            if let Some(gaps) = quality.get("audio_gaps").and_then(Node::number) {
+                figures.insert(
+                    "audio.gaps".to_owned(),
+                    Figure {
+                        value: gaps,
+                        unit: Unit::Count,
+                    },
+                );
+            }
+        }
+        for (metric, stats) in metrics.iter().chain(quality) {
             let Node::Map(stats) = stats else {
                 return Err(CompareError::Malformed("metrics"));
             };

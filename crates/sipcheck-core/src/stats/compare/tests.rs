@@ -15,9 +15,10 @@ fn summary(scenario: &str, p99: Option<f64>, failed: Option<f64>, loss: f64) -> 
                              "mean_ms": 2.0, "histogram": "HISTFAAA"}},
           "bye_rtt": {{"count": 0, "min_ms": null, "p50_ms": null, "p90_ms": null,
                        "p99_ms": null, "p999_ms": null, "max_ms": null, "mean_ms": null,
-                       "histogram": "HISTFAAA"}},
-          "mos": {{"count": 10, "min": 4.1, "p50": 4.3, "max": 4.4, "histogram": ""}}
+                       "histogram": "HISTFAAA"}}
         }},
+        "quality": {{"mos": {{"count": 10, "min": 4.1, "p5": 4.1, "p50": 4.3, "max": 4.4,
+                              "histogram": ""}}, "audio_gaps": 2}},
         "rtp": {{"packets_lost": 0, "loss_ratio": {loss}}},
         "audio": {{"checked": 10, "verified": 10, "verified_ratio": 1.0}}
         }}"#
@@ -50,6 +51,9 @@ fn a_summary_reads_into_figures_named_like_thresholds() {
     // A metric in its own unit (no `_ms`) is read as it is.
     assert_eq!(value("mos.p50").value, Some(4.3));
     assert_eq!(value("mos.p50").unit, Unit::Plain);
+    assert_eq!(value("mos.p5").value, Some(4.1));
+    assert_eq!(value("audio.gaps").value, Some(2.0));
+    assert_eq!(value("audio.gaps").unit, Unit::Count);
     assert!(!f.figures.contains_key("invite_to_200.histogram"));
 }
 
