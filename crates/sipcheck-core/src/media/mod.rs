@@ -14,6 +14,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod intent;
 pub mod session;
+pub mod signature;
 pub mod tone;
 pub mod wav;
 
