@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::dtmf::DtmfConfig;
 use super::session::MediaSession;
+use super::signature::{SignatureCode, SignatureVerdict};
 use super::tone::{Playlist, ToneQuery, WatchId};
 use crate::sdp::Negotiated;
 
@@ -53,6 +54,25 @@ pub enum MediaIntent {
         /// The digits expected.
         digits: String,
     },
+    /// Decode audio signatures from now on; report [`MediaEvent::Signature`] as soon as
+    /// `expected` is heard (verified) or another call's code is (crossed).
+    WatchSignature {
+        /// The script's name for this watch.
+        watch: u32,
+        /// The code that should arrive.
+        expected: SignatureCode,
+        /// The code this end plays (heard back, it is an echo).
+        own: Option<SignatureCode>,
+    },
+    /// Report [`MediaEvent::Signature`] now, with the verdict so far, named `watch`.
+    JudgeSignature {
+        /// The script's name for the answer.
+        watch: u32,
+        /// The code that should arrive.
+        expected: SignatureCode,
+        /// The code this end plays.
+        own: Option<SignatureCode>,
+    },
     /// Forget a watch that has not fired (its wait is over).
     Unwatch(u32),
     /// Send DTMF digits as RFC 4733 events.
@@ -85,6 +105,14 @@ pub enum MediaEvent {
     DtmfReceived {
         /// The watch.
         watch: u32,
+    },
+    /// What was heard of an audio signature: at once when decisive (verified, crossed) for
+    /// [`MediaIntent::WatchSignature`], whatever it is for [`MediaIntent::JudgeSignature`].
+    Signature {
+        /// The watch.
+        watch: u32,
+        /// The verdict.
+        verdict: SignatureVerdict,
     },
     /// A watch could not be set (the detector refused its query).
     WatchRefused {
@@ -133,6 +161,10 @@ enum Watch {
     Dtmf {
         digits: String,
         seen: usize,
+    },
+    Signature {
+        expected: SignatureCode,
+        own: Option<SignatureCode>,
     },
 }
 
@@ -188,6 +220,23 @@ impl Watches {
                 self.list.push((watch, Watch::Dtmf { digits, seen: 0 }));
                 self.check(session, now, out);
             }
+            MediaIntent::WatchSignature {
+                watch,
+                expected,
+                own,
+            } => {
+                session.listen_signature();
+                self.list.push((watch, Watch::Signature { expected, own }));
+                self.check(session, now, out);
+            }
+            MediaIntent::JudgeSignature {
+                watch,
+                expected,
+                own,
+            } => out.push(MediaEvent::Signature {
+                watch,
+                verdict: session.signature_verdict(expected, own),
+            }),
             MediaIntent::Unwatch(watch) => self.list.retain(|(w, _)| *w != watch),
             MediaIntent::SendDtmf { digits, config } => {
                 // The script checked the digits and telephone-event before asking.
@@ -238,6 +287,17 @@ impl Watches {
                             .ends_with(digits.as_str())
                             .then_some(MediaEvent::DtmfReceived { watch: *watch })
                     }
+                }
+                Watch::Signature { expected, own } => {
+                    let verdict = session.signature_verdict(*expected, *own);
+                    matches!(
+                        verdict,
+                        SignatureVerdict::Verified | SignatureVerdict::Crossed { .. }
+                    )
+                    .then_some(MediaEvent::Signature {
+                        watch: *watch,
+                        verdict,
+                    })
                 }
             };
             match event {

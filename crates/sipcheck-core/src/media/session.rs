@@ -34,6 +34,7 @@ use hdrhistogram::Histogram;
 
 use super::dtmf::{DtmfConfig, DtmfError, DtmfReceiver, DtmfSender};
 use super::g711::Codec;
+use super::signature::{SignatureCode, SignatureDecoder, SignatureVerdict};
 use super::tone::{
     Detection, DetectorConfig, Playlist, ToneDetector, ToneError, ToneQuery, WatchId,
 };
@@ -272,6 +273,8 @@ pub struct MediaSession {
     /// Frames of the schedule not sent (while not sending), mod 2¹⁶: taken off the pacer's
     /// sequence numbers.
     unsent: u16,
+    /// The audio signature decoder, once a signature is listened for.
+    signature: Option<Box<SignatureDecoder>>,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -339,6 +342,7 @@ impl MediaSession {
             expecting: true,
             resumed: None,
             unsent: 0,
+            signature: None,
             config,
         })
     }
@@ -394,6 +398,26 @@ impl MediaSession {
     /// (generator overrun) and the worst lateness of a frame, microseconds.
     pub fn generator_behind(&self) -> (u64, u64) {
         (self.pacer.stats().overrun, self.lateness_us.max)
+    }
+
+    /// Decode audio signatures in what is played out from now on (once asked, for the rest
+    /// of the session).
+    pub fn listen_signature(&mut self) {
+        self.signature
+            .get_or_insert_with(|| Box::new(SignatureDecoder::new()));
+    }
+
+    /// The verdict on the signature heard for `expected` ([`SignatureVerdict::NoAudio`]
+    /// before [`Self::listen_signature`]).
+    #[must_use]
+    pub fn signature_verdict(
+        &self,
+        expected: SignatureCode,
+        own: Option<SignatureCode>,
+    ) -> SignatureVerdict {
+        self.signature
+            .as_ref()
+            .map_or(SignatureVerdict::NoAudio, |d| d.verdict(expected, own))
     }
 
     /// Audio samples played out so far (received, or concealed).
@@ -564,6 +588,9 @@ impl MediaSession {
         };
         let audio = &self.decoded[..samples];
         self.detector.push(audio);
+        if let Some(signature) = &mut self.signature {
+            signature.push(audio);
+        }
         if let Some(rec) = &mut self.recording {
             rec.extend_from_slice(audio);
         }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use super::model::{End, Expectation, HoldMode, Load, PlayItem, Route, Step, WaitEvent};
+use super::model::{
+    End, Expectation, HoldMode, Load, PlayItem, Route, SignatureFrom, Step, WaitEvent,
+};
 use super::plan::LoadPlan;
 use super::text::Fill;
 use super::{load, load_with_overrides, Scenario, ScenarioError};
@@ -1139,4 +1141,37 @@ fn a_call_uri_asking_for_tls_is_refused_whatever_fills_it() {
         let text = BASE.replace("\"sip:{peer}@{domain}\"", &format!("\"{to}\""));
         load("x.yaml", &text, &no_env, &files).unwrap();
     }
+}
+
+#[test]
+fn signature_steps_load_and_bad_ones_are_reported_at_their_position() {
+    let text = BASE.replace(
+        "      - wait_for: bye\n",
+        "      - play: { signature: true }\n      - expect: { signature: peer, within: 3s }\n      - wait_for: bye\n",
+    );
+    let s = load("scenarios/x.yaml", &text, &no_env, &files).unwrap();
+    let callee = s.role("callee").unwrap();
+    assert_eq!(callee.steps[2].value, Step::Play(vec![PlayItem::Signature]));
+    assert_eq!(
+        callee.steps[3].value,
+        Step::Expect(Expectation::Signature {
+            from: SignatureFrom::Peer,
+            within: Duration::from_secs(3),
+        })
+    );
+    let text = BASE.replace(
+        "      - wait_for: bye\n",
+        "      - play: [ { signature: true }, { silence: 1s } ]\n      - play: { signature: false }\n      - expect: { signature: caller }\n      - expect: { signature: echo, within: 1s }\n      - expect: { signature: peer, min_snr: 10dB }\n      - play: { signature: true, level: -10dBFS }\n      - wait_for: bye\n",
+    );
+    assert_eq!(
+        brief(&errors(&text)),
+        [
+            "12:19 a signature plays until the call ends, alone: it cannot be part of a list",
+            "13:28 `signature: false` plays nothing",
+            "14:30 'caller' is not whose signature to hear",
+            "15:44 a signature needs 1.2 s to be heard twice: `within` must be at least that",
+            "16:36 `min_snr` applies to `expect: { tone }`, not to `signature`",
+            "17:34 `level` applies to a tone, not to `signature`",
+        ]
+    );
 }

@@ -33,6 +33,14 @@ pub enum FailureKind {
     NotSilent,
     /// Expected DTMF digits did not arrive.
     DtmfMissing,
+    /// The expected audio signature was not heard: nothing audible arrived.
+    NoAudio,
+    /// Audio flowed one way only: the direction that carried nothing is named.
+    OneWayAudio,
+    /// Another call's audio signature was heard (or this end's own, echoed): the call is named.
+    CrossedAudio,
+    /// Audio arrived, but no audio signature in it.
+    WrongAudio,
     /// No common codec (488), or unusable SDP.
     CodecRefused,
     /// Credentials were refused.
@@ -61,6 +69,10 @@ impl FailureKind {
             FailureKind::ToneMissing => "tone_missing".into(),
             FailureKind::NotSilent => "not_silent".into(),
             FailureKind::DtmfMissing => "dtmf_missing".into(),
+            FailureKind::NoAudio => "no_audio".into(),
+            FailureKind::OneWayAudio => "one_way_audio".into(),
+            FailureKind::CrossedAudio => "crossed_audio".into(),
+            FailureKind::WrongAudio => "wrong_audio".into(),
             FailureKind::CodecRefused => "codec_refused".into(),
             FailureKind::AuthRejected => "auth_rejected".into(),
             FailureKind::Signalling => "signalling".into(),

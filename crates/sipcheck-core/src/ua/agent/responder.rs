@@ -176,6 +176,7 @@ impl Agent<SocketAddr> {
                 wavs: self.cfg.wavs.clone(),
                 scheduled: None,
                 start_lag: Duration::ZERO,
+                signature_call: None,
             },
             cfg,
             refuses,

@@ -63,6 +63,7 @@ fn config(side: Side) -> ScriptConfig {
         wavs: Arc::new(HashMap::new()),
         scheduled: (side == Side::Caller).then_some(Duration::ZERO),
         start_lag: Duration::ZERO,
+        signature_call: None,
     }
 }
 
