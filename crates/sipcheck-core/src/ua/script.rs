@@ -1863,6 +1863,11 @@ impl CallScript {
             return false;
         };
         let (call, _) = expected.call();
+        let by = if self.ended() {
+            "before the call ended".to_string()
+        } else {
+            format!("within {:.1} s", within.as_secs_f64())
+        };
         let direction = match (self.cfg.side, from) {
             (_, SignatureFrom::Echo) => "echoed",
             (Side::Caller, SignatureFrom::Peer) => "callee → caller",
@@ -1896,16 +1901,14 @@ impl CallScript {
             SignatureVerdict::WrongAudio { loud } => (
                 FailureKind::WrongAudio,
                 format!(
-                    "wrong audio ({direction}): {:.1} s of audio but no signature of call {call} within {:.1} s",
+                    "wrong audio ({direction}): {:.1} s of audio but no signature of call {call} {by}",
                     loud.as_secs_f64(),
-                    within.as_secs_f64()
                 ),
             ),
             SignatureVerdict::NoAudio => (
                 FailureKind::NoAudio,
                 format!(
-                    "no audio ({direction}): call {call}'s signature not heard within {:.1} s",
-                    within.as_secs_f64()
+                    "no audio ({direction}): call {call}'s signature not heard {by}"
                 ),
             ),
         };
