@@ -201,6 +201,39 @@ impl CallResult {
     }
 }
 
+/// Judges one call's two results together for one-way audio: when one end heard no audio
+/// (a `no_audio` failure) while the other end's audio checks all held, that failure becomes
+/// `one_way_audio`, naming the direction that carried nothing. Returns whether it did.
+pub fn name_one_way(caller: &mut CallResult, callee: &mut CallResult) -> bool {
+    let heard_all = |r: &CallResult| {
+        r.audio_checked > 0
+            && r.audio_verified == r.audio_checked
+            && !r.failures.iter().any(|f| {
+                matches!(
+                    f.kind,
+                    FailureKind::NoAudio | FailureKind::WrongAudio | FailureKind::CrossedAudio
+                )
+            })
+    };
+    let (deaf, direction) = if heard_all(caller) {
+        (callee, "caller → callee")
+    } else if heard_all(callee) {
+        (caller, "callee → caller")
+    } else {
+        return false;
+    };
+    let Some(f) = deaf
+        .failures
+        .iter_mut()
+        .find(|f| f.kind == FailureKind::NoAudio)
+    else {
+        return false;
+    };
+    f.kind = FailureKind::OneWayAudio;
+    f.message = format!("one-way audio: {direction} carried nothing ({})", f.message);
+    true
+}
+
 /// One registration (or refresh, or unregistration) of a user agent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RegisterResult {

@@ -380,3 +380,42 @@ fn decoding_does_not_depend_on_how_the_stream_is_chunked() {
     assert_eq!(odd.decoded(), whole.decoded());
     assert!(odd.has_heard(code(4242)));
 }
+
+#[test]
+fn a_call_whose_one_end_heard_nothing_while_the_other_heard_all_is_one_way_audio() {
+    use crate::stats::fixture;
+    use crate::stats::outcome::{name_one_way, Failure, FailureKind};
+    let no_audio = |message: &str| Failure {
+        step: "expect",
+        line: 21,
+        col: 9,
+        kind: FailureKind::NoAudio,
+        message: message.into(),
+    };
+    let mut caller = fixture::caller(0);
+    let mut callee = fixture::callee(0);
+    caller.audio_checked = 1;
+    caller.audio_verified = 1;
+    callee.audio_checked = 1;
+    callee.failures.push(no_audio(
+        "no audio (caller → callee): call 0's signature not heard within 3.0 s",
+    ));
+    assert!(name_one_way(&mut caller, &mut callee));
+    assert!(caller.passed());
+    assert_eq!(callee.failures[0].kind, FailureKind::OneWayAudio);
+    assert_eq!(
+        callee.failures[0].message,
+        "one-way audio: caller → callee carried nothing (no audio (caller → callee): call 0's signature not heard within 3.0 s)"
+    );
+    assert_eq!(FailureKind::OneWayAudio.label(), "one_way_audio");
+    // Nothing heard either way is no audio on both ends, not one-way.
+    let mut caller = fixture::caller(1);
+    let mut callee = fixture::callee(1);
+    for r in [&mut caller, &mut callee] {
+        r.audio_checked = 1;
+        r.failures.push(no_audio("no audio"));
+    }
+    assert!(!name_one_way(&mut caller, &mut callee));
+    assert_eq!(callee.failures[0].kind, FailureKind::NoAudio);
+    assert_eq!(caller.failures[0].kind, FailureKind::NoAudio);
+}
