@@ -99,3 +99,29 @@ fn a_scenario_against_sipp_rtp_echo_hears_its_own_signature_back() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_peer_that_sends_nothing_back_is_no_audio_callee_to_caller() {
+    // SIPp's uas without -rtp_echo answers and sends no RTP: audio flows one way only.
+    let port = support::free_port();
+    let sipp = support::sipp::Sipp::start_builtin_uas(port, &[]).expect("start sipp");
+    let addr = format!("127.0.0.1:{port}");
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-echo-signature.yaml",
+        &["--set", "roles.caller.steps.2.expect.signature=peer"],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 0, "{v}");
+    assert_eq!(v["failures"]["no_audio"], 3, "{v}");
+    assert!(v["failures"]["crossed_audio"].is_null(), "{v}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("no audio (callee → caller): call 0's signature not heard within 3.0 s"),
+        "{shown}"
+    );
+}
