@@ -3,9 +3,14 @@
 
 mod support;
 
+use sipcheck_core::media::g711::Codec;
+use sipcheck_core::media::signature::{SignatureCode, SIGNATURE_LEVEL_DBFS};
+use sipcheck_core::media::tone::AudioSource;
 use support::describe_output;
 use support::kamailio::Kamailio;
+use support::process::RunDir;
 use support::reports::{run_scenario as run, Reports};
+use support::sipp::Sipp;
 
 #[test]
 fn twenty_calls_through_kamailio_each_hear_their_own_peers_signature_both_ways() {
@@ -122,6 +127,99 @@ fn a_peer_that_sends_nothing_back_is_no_audio_callee_to_caller() {
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .contains("no audio (callee → caller): call 0's signature not heard within 3.0 s"),
+        "{shown}"
+    );
+}
+
+/// A pcap (Ethernet, IPv4, UDP) of `seconds` of PCMU RTP carrying `code`'s signature, as
+/// SIPp's `play_pcap_audio` plays it (it rewrites the addresses, keeps the timing).
+fn signature_pcap(code: SignatureCode, seconds: u32) -> Vec<u8> {
+    let mut playlist = code.playlist(SIGNATURE_LEVEL_DBFS).expect("a valid level");
+    let mut out = Vec::new();
+    // Global header: magic, version 2.4, zone, sigfigs, snaplen, Ethernet.
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for n in 0..seconds * 50 {
+        let mut pcm = [0i16; 160];
+        playlist.fill(&mut pcm);
+        let mut payload = [0u8; 160];
+        Codec::Pcmu.encode(&pcm, &mut payload).expect("160 samples");
+        let mut rtp = vec![0x80, if n == 0 { 0x80 } else { 0 }];
+        rtp.extend_from_slice(&(n as u16).to_be_bytes());
+        rtp.extend_from_slice(&(n * 160).to_be_bytes());
+        rtp.extend_from_slice(&0x5157_0001u32.to_be_bytes());
+        rtp.extend_from_slice(&payload);
+        let udp_len = 8 + rtp.len() as u16;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&(20 + udp_len).to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+        ip.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        let sum = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&6000u16.to_be_bytes());
+        frame.extend_from_slice(&6002u16.to_be_bytes());
+        frame.extend_from_slice(&udp_len.to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(&rtp);
+        let at_us = u64::from(n) * 20_000;
+        out.extend_from_slice(&((at_us / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((at_us % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    out
+}
+
+#[test]
+fn a_peer_that_plays_another_calls_signature_is_crossed_audio_naming_that_call() {
+    // SIPp plays, as RTP, the signature call 7's callee plays: what a PBX that crossed call 7's
+    // audio into call 0 would deliver.
+    let dir = RunDir::new("sipp-crossed").expect("a run directory");
+    let pcap = dir.join("call7.pcap");
+    std::fs::write(&pcap, signature_pcap(SignatureCode::for_call(7, true), 6)).expect("pcap");
+    let template =
+        std::fs::read_to_string(Sipp::peer_scenario("uas_play_pcap.xml")).expect("the scenario");
+    let scenario = dir.join("uas_play_call7.xml");
+    std::fs::write(
+        &scenario,
+        template.replace("PCAP_PATH", pcap.to_str().expect("a UTF-8 path")),
+    )
+    .expect("write the scenario");
+    let sipp = Sipp::start_uas(&scenario, &["-mi", "127.0.0.1"]).expect("start sipp");
+    let addr = format!("127.0.0.1:{}", sipp.port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-echo-signature.yaml",
+        &[
+            "--set",
+            "roles.caller.steps.2.expect.signature=peer",
+            "--set",
+            "load.total_calls=1",
+        ],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["failures"]["crossed_audio"], 1, "{v}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "crossed audio (callee → caller): heard call 7's callee signature instead of call 0's"
+        ),
         "{shown}"
     );
 }
