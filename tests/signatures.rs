@@ -223,3 +223,25 @@ fn a_peer_that_plays_another_calls_signature_is_crossed_audio_naming_that_call()
         "{shown}"
     );
 }
+
+#[test]
+fn a_thousand_calls_through_kamailio_at_25_per_second_never_cross() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/kamailio-signatures-1000.yaml",
+        &[],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}", describe_output(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(v["calls"]["started"], 1000, "{v}");
+    assert_eq!(v["calls"]["passed"], 1000, "{v}");
+    assert_eq!(v["audio"]["verified"], 2000, "{v}");
+    for kind in ["crossed_audio", "no_audio", "one_way_audio", "wrong_audio"] {
+        assert!(v["failures"][kind].is_null(), "{kind}: {v}");
+    }
+}
