@@ -183,22 +183,29 @@ fn signature_pcap(code: SignatureCode, seconds: u32) -> Vec<u8> {
     out
 }
 
-#[test]
-fn a_peer_that_plays_another_calls_signature_is_crossed_audio_naming_that_call() {
-    // SIPp plays, as RTP, the signature call 7's callee plays: what a PBX that crossed call 7's
-    // audio into call 0 would deliver.
-    let dir = RunDir::new("sipp-crossed").expect("a run directory");
-    let pcap = dir.join("call7.pcap");
-    std::fs::write(&pcap, signature_pcap(SignatureCode::for_call(7, true), 6)).expect("pcap");
+/// SIPp answering with PCMU and playing, as RTP, `code`'s signature for six seconds (the
+/// run directory holds its pcap and scenario).
+fn sipp_playing(code: SignatureCode) -> (Sipp, RunDir) {
+    let dir = RunDir::new("sipp-signature").expect("a run directory");
+    let pcap = dir.join("signature.pcap");
+    std::fs::write(&pcap, signature_pcap(code, 6)).expect("pcap");
     let template =
         std::fs::read_to_string(Sipp::peer_scenario("uas_play_pcap.xml")).expect("the scenario");
-    let scenario = dir.join("uas_play_call7.xml");
+    let scenario = dir.join("uas_play_signature.xml");
     std::fs::write(
         &scenario,
         template.replace("PCAP_PATH", pcap.to_str().expect("a UTF-8 path")),
     )
     .expect("write the scenario");
     let sipp = Sipp::start_uas(&scenario, &["-mi", "127.0.0.1"]).expect("start sipp");
+    (sipp, dir)
+}
+
+#[test]
+fn a_peer_that_plays_another_calls_signature_is_crossed_audio_naming_that_call() {
+    // SIPp plays, as RTP, the signature call 7's callee plays: what a PBX that crossed call 7's
+    // audio into call 0 would deliver.
+    let (sipp, _dir) = sipp_playing(SignatureCode::for_call(7, true));
     let addr = format!("127.0.0.1:{}", sipp.port);
     let reports = Reports::new();
     let out = run(
@@ -244,4 +251,61 @@ fn a_thousand_calls_through_kamailio_at_25_per_second_never_cross() {
     for kind in ["crossed_audio", "no_audio", "one_way_audio", "wrong_audio"] {
         assert!(v["failures"][kind].is_null(), "{kind}: {v}");
     }
+}
+
+/// `sipcheck call URI --signature --duration 3s`.
+fn call_with_signature(uri: &str) -> std::process::Output {
+    support::run_sipcheck(["call", uri, "--signature", "--duration", "3s"], &[])
+}
+
+#[test]
+fn call_with_signature_hears_the_peers_code_its_own_echoed_and_names_a_crossed_call() {
+    // The callee's code of call 0 (the probe's call): the peer's signature.
+    let (sipp, _dir) = sipp_playing(SignatureCode::for_call(0, true));
+    let out = call_with_signature(&format!("sip:bob@127.0.0.1:{}", sipp.port));
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("signature: heard the peer's signature\nPASS"),
+        "{shown}"
+    );
+    drop(sipp);
+
+    // An echo: its own code back, a pass of its own words.
+    let port = support::free_port();
+    let sipp = Sipp::start_builtin_uas(port, &["-rtp_echo"]).expect("start sipp");
+    let out = call_with_signature(&format!("sip:echo@127.0.0.1:{port}"));
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("signature: heard its own signature back (echo)\nPASS"),
+        "{shown}"
+    );
+    drop(sipp);
+
+    // Another call's code: crossed, named.
+    let (sipp, _dir) = sipp_playing(SignatureCode::for_call(7, true));
+    let out = call_with_signature(&format!("sip:bob@127.0.0.1:{}", sipp.port));
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("FAIL: crossed audio: heard call 7's callee signature instead of the peer's"),
+        "{shown}"
+    );
+    drop(sipp);
+
+    // Nothing back: no audio (and no RTP).
+    let port = support::free_port();
+    let sipp = Sipp::start_builtin_uas(port, &[]).expect("start sipp");
+    let out = call_with_signature(&format!("sip:bob@127.0.0.1:{port}"));
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("no audio: the peer's signature was not heard"),
+        "{shown}"
+    );
 }

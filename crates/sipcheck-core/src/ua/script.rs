@@ -41,6 +41,7 @@ mod tests;
 
 pub use probe::{
     judge_media, ProbeCall, ProbeExpect, ProbeHold, ProbeOutcome, DTMF_AFTER_ANSWER, LIMIT_GRACE,
+    PROBE_SIGNATURE_CALL,
 };
 
 /// How long a step may wait for the call to be answered when it needs media (unless the

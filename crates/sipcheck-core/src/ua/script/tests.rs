@@ -1081,6 +1081,7 @@ fn plan() -> ProbeCall {
         send_dtmf: None,
         expect_tone: None,
         limit: None,
+        signature: false,
     }
 }
 

@@ -84,6 +84,7 @@ fn plan(now: Instant, limit: Option<Duration>) -> ProbeCall {
             rtp_timeout: secs(5),
         },
         limit: limit.map(|l| (now + l, format!("{}s", l.as_secs()))),
+        signature: false,
     }
 }
 
