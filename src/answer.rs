@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Serialize;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::dtmf::Digit;
+use sipcheck_core::media::intent::MediaEvent;
 use sipcheck_core::media::session::MediaReport;
 use sipcheck_core::scenario::model::Account;
 use sipcheck_core::sdp::DEFAULT_PTIME_MS;
@@ -27,7 +28,7 @@ use sipcheck_core::ua::registration::RegistrationEvent;
 use sipcheck_core::ua::script::responder::Responder;
 use tokio::sync::mpsc;
 
-use crate::drive::media::{Finished, MediaHandle, PortRange};
+use crate::drive::media::{EventSink, Finished, MediaHandle, PortRange};
 use crate::drive::registration;
 use crate::drive::transport::{self, SipSocket, UdpTransport};
 use crate::drive::wire::Wire;
@@ -82,6 +83,11 @@ pub struct AnswerArgs {
     pub calls: Option<u64>,
     #[command(flatten)]
     pub audio: AudioArgs,
+    /// Play each call's audio signature (the callee's code of the call the INVITE's
+    /// X-Sipcheck-Signature header names) and fail the call unless the caller's is heard
+    /// within 5 s of the answer (see the README's "Audio signatures").
+    #[arg(long, conflicts_with_all = ["play_tone", "play_wav", "expect_tone", "no_rtp", "reject"])]
+    pub signature: bool,
     /// RFC 3261 T1; Timer B/F/H fire at 64*T1.
     #[arg(long, default_value = "500ms", value_parser = parse_t1)]
     pub t1: Duration,
@@ -245,6 +251,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         reject: args.reject,
         send_dtmf,
         hangup_after: args.duration,
+        signature: args.signature,
     };
     agent.respond(
         Instant::now(),
@@ -268,6 +275,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         recordings: HashMap::new(),
         stopping: 0,
         stopped: mpsc::unbounded_channel(),
+        events: mpsc::unbounded_channel(),
         timer: Box::pin(tokio::time::sleep_until(far().into())),
         armed: None,
         print: true,
@@ -420,6 +428,8 @@ struct Driver<'a> {
     /// report beside the SIP loop, never in it: at hundreds of calls ending a second,
     /// waiting here would hold up every other call's signaling).
     stopped: Pipe<Option<Finished>>,
+    /// The streams' media events (watches resolved: `--signature`), to their calls.
+    events: Pipe<MediaEvent>,
     /// The agent's timer, kept across wake-ups, and the deadline it is set to.
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
@@ -446,6 +456,9 @@ impl Driver<'_> {
                 self.agent.handle_timeout(Instant::now());
             }
             Some((key, finished)) = self.stopped.1.recv() => self.media_stopped(key, finished),
+            Some((key, event)) = self.events.1.recv() => {
+                self.agent.handle_media_event(Instant::now(), key, event);
+            }
         }
         Ok(())
     }
@@ -502,7 +515,9 @@ impl Driver<'_> {
                     .bind_std(self.wire.socket.local_addr().ip())
                     .and_then(|socket| {
                         let port = socket.local_addr()?.port();
-                        self.streams.insert(key, MediaHandle::listen_std(socket));
+                        let handle = MediaHandle::listen_std(socket);
+                        handle.set_events(EventSink::tagged(self.events.0.clone(), key));
+                        self.streams.insert(key, handle);
                         Ok(port)
                     });
                 if let Err(e) = &opened {

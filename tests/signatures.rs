@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use sipcheck_core::media::g711::Codec;
 use sipcheck_core::media::signature::{SignatureCode, SIGNATURE_LEVEL_DBFS};
 use sipcheck_core::media::tone::AudioSource;
@@ -10,6 +12,7 @@ use support::describe_output;
 use support::kamailio::Kamailio;
 use support::process::RunDir;
 use support::reports::{run_scenario as run, Reports};
+use support::responder::Responder;
 use support::sipp::Sipp;
 
 #[test]
@@ -308,4 +311,78 @@ fn call_with_signature_hears_the_peers_code_its_own_echoed_and_names_a_crossed_c
             .contains("no audio: the peer's signature was not heard"),
         "{shown}"
     );
+}
+
+#[test]
+fn sipcheck_answer_with_signature_plays_the_callees_code_and_verifies_the_callers() {
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut answer = Responder::start(
+        &["--listen", &listen, "--signature", "--calls", "3", "--json"],
+        &[],
+    );
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/answer-signature.yaml",
+        &[],
+        &[("ANSWER_ADDR", listen.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 3, "{v}");
+    assert_eq!(v["audio"]["verified"], 3, "{v}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let passed = answer
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"call\"") && l.contains("\"verdict\":\"pass\""))
+        .count();
+    assert_eq!(passed, 3, "{shown}");
+
+    // A caller that sends no signature (a tone instead): the responder has no code to
+    // expect and fails the call, saying why.
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut answer = Responder::start(&["--listen", &listen, "--signature", "--calls", "1"], &[]);
+    let uri = format!("sip:bob@{listen}");
+    let out = support::run_sipcheck(
+        ["call", &uri, "--play-tone", "440", "--duration", "2s"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(1),
+        "{shown}"
+    );
+    assert!(
+        answer
+            .stdout()
+            .contains("no signature to expect: the INVITE carried no X-Sipcheck-Signature header"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn call_with_signature_against_answer_with_signature_verifies_both_directions() {
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut answer = Responder::start(&["--listen", &listen, "--signature", "--calls", "1"], &[]);
+    let out = call_with_signature(&format!("sip:bob@{listen}"));
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("signature: heard the peer's signature\nPASS"),
+        "{shown}"
+    );
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    assert!(answer.stdout().contains("-- PASS"), "{shown}");
 }

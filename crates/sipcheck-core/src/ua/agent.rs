@@ -694,9 +694,13 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 self.probe_incoming(now, call);
             }
             CallEvent::Incoming {
-                call, from, source, ..
+                call,
+                from,
+                source,
+                signature_call,
+                ..
             } if self.responder.is_some() => {
-                self.responder_incoming(now, call, from, &source);
+                self.responder_incoming(now, call, from, &source, signature_call);
             }
             CallEvent::Incoming {
                 call,
