@@ -1175,3 +1175,39 @@ fn signature_steps_load_and_bad_ones_are_reported_at_their_position() {
         ]
     );
 }
+
+#[test]
+fn two_calling_roles_with_signatures_are_refused_at_the_second() {
+    let text = "\
+name: t
+target: { server: 127.0.0.1:5060, domain: pbx.test }
+accounts:
+  range: { from: 1000, count: 4 }
+roles:
+  callee:
+    accounts: 1000..1001
+    steps:
+      - answer
+      - play: { signature: true }
+      - wait_for: bye
+  a:
+    accounts: 1002
+    steps:
+      - call: { to: \"sip:{peer}@{domain}\", peer: callee }
+      - play: { signature: true }
+      - hangup: { after: 2s }
+  b:
+    accounts: 1003
+    steps:
+      - call: { to: \"sip:{peer}@{domain}\", peer: callee }
+      - expect: { signature: peer }
+      - hangup: { after: 2s }
+";
+    assert_eq!(
+        brief(&errors(text)),
+        ["18:3 role `b` is a second calling role with audio signatures: calls are numbered per calling role, so its calls would play the same codes as the other's and audio crossed between them would pass"]
+    );
+    // One calling role with signatures beside one without is fine.
+    let one = text.replace("      - expect: { signature: peer }\n", "");
+    assert!(load("scenarios/x.yaml", &one, &no_env, &files).is_ok());
+}

@@ -261,6 +261,7 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
     let media = validate_media(&mut cx, &root.key("media"), raw.media.as_ref());
 
     let roles = validate_roles(&mut cx, &root, raw, &accounts, direct, media.rtp);
+    one_calling_role_with_signatures(&mut cx, &root, raw);
 
     let callers: u64 = roles
         .iter()
@@ -685,6 +686,32 @@ struct Selection {
     accounts: Vec<Account>,
     /// Whether the selector was valid (so that an empty result is worth reporting).
     ok: bool,
+}
+
+/// Signature call numbers count per calling role: a second calling role with signature steps
+/// would play the same codes as the first, and audio crossed between their calls of the same
+/// number would pass.
+fn one_calling_role_with_signatures(cx: &mut Ctx<'_>, root: &Path, raw: &RawScenario) {
+    let Some(roles) = &raw.roles else { return };
+    let mut signing_callers = roles.0.iter().filter(|(_, role)| {
+        let steps = role.steps.iter().flatten();
+        let calls = steps.clone().any(|s| matches!(s, RawStep::Call(_)));
+        let signs = steps.clone().any(|s| match s {
+            RawStep::Play(items) => items.iter().any(|i| i.signature.is_some()),
+            RawStep::Expect(e) => e.signature.is_some(),
+            _ => false,
+        });
+        calls && signs
+    });
+    if let Some((name, _)) = signing_callers.nth(1) {
+        cx.at_key(
+            &root.key("roles").key(name),
+            format!(
+                "role `{name}` is a second calling role with audio signatures: calls are numbered per calling role, so its calls would play the same codes as the other's and audio crossed between them would pass"
+            ),
+            Some("keep one calling role in a scenario with signatures".into()),
+        );
+    }
 }
 
 fn validate_roles(
