@@ -83,6 +83,11 @@ pub struct AnswerArgs {
     pub calls: Option<u64>,
     #[command(flatten)]
     pub audio: AudioArgs,
+    /// Play each call's audio signature (the callee's code of the call the INVITE's
+    /// X-Sipcheck-Signature header names) and fail the call unless the caller's is heard
+    /// within 5 s of the answer (see the README's "Audio signatures").
+    #[arg(long, conflicts_with_all = ["play_tone", "play_wav", "expect_tone", "no_rtp", "reject"])]
+    pub signature: bool,
     /// RFC 3261 T1; Timer B/F/H fire at 64*T1.
     #[arg(long, default_value = "500ms", value_parser = parse_t1)]
     pub t1: Duration,
@@ -246,6 +251,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         reject: args.reject,
         send_dtmf,
         hangup_after: args.duration,
+        signature: args.signature,
     };
     agent.respond(
         Instant::now(),
@@ -263,6 +269,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         prepared: &prepared,
         ids: IdGen::new(seed ^ 0x5eed),
         recordings: HashMap::new(),
+        signature: args.signature,
     };
     let mut drv = Driver::new(Wire::new(transport, None), agent, media);
     let mut control = Responding {
@@ -365,6 +372,8 @@ struct AnswerMedia<'a> {
     ids: IdGen,
     /// Recordings of calls whose result is on its way.
     recordings: HashMap<CallKey, Vec<i16>>,
+    /// `--signature`: the streams' events go to their calls.
+    signature: bool,
 }
 
 impl Media for AnswerMedia<'_> {
@@ -380,9 +389,10 @@ impl Media for AnswerMedia<'_> {
         opened
     }
 
-    /// What is heard is judged over the whole call, from its report: no events.
+    /// What is heard is judged over the whole call, from its report; only a signature is
+    /// judged as it is heard (its watch resolves as an event).
     fn events(&self) -> bool {
-        false
+        self.signature
     }
 
     fn session(&mut self, _now: Instant, negotiated: &Negotiated) -> Option<MediaSession> {

@@ -17,10 +17,10 @@ use sipcheck_core::stats::ladder::{format_rung, Ladder, Rung};
 use sipcheck_core::ua::agent::probe::{ProbeConfig, ProbeRegister, ProbeStepError};
 use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey};
 use sipcheck_core::ua::call::{
-    CallEndReason, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall,
+    CallEndReason, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall, SIGNATURE_HEADER,
 };
 use sipcheck_core::ua::register::LocalEnd;
-use sipcheck_core::ua::script::ProbeCall;
+use sipcheck_core::ua::script::{ProbeCall, PROBE_SIGNATURE_CALL};
 
 use super::args::{parse_duration, parse_server, NetArgs};
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
@@ -66,6 +66,11 @@ pub struct CallArgs {
     /// CANCEL (and fail) if not answered within this time.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub answer_timeout: Duration,
+    /// Play the call's audio signature and fail unless the peer's (`sipcheck answer` or a
+    /// scenario's callee with signature steps) or our own, echoed, comes back; the INVITE
+    /// carries X-Sipcheck-Signature (see the README's "Audio signatures").
+    #[arg(long, conflicts_with_all = ["play_tone", "play_wav", "expect_tone"])]
+    pub signature: bool,
     /// Put the far end on hold (re-INVITE with a=sendonly) this long after the answer; the
     /// hold and the resume must each be answered 2xx.
     #[arg(long, value_parser = parse_duration)]
@@ -126,6 +131,9 @@ pub struct CallReport {
     pub peer_holds: u32,
     /// Whether the run was interrupted (Ctrl-C).
     pub interrupted: bool,
+    /// What was heard of the audio signature when it held (`--signature`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<&'static str>,
     /// Every SIP message sent and received.
     pub ladder: Vec<Rung>,
 }
@@ -227,6 +235,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         hold: None,
         peer_holds: 0,
         interrupted: false,
+        signature: None,
         ladder: Vec::new(),
     };
     if let Some(after) = args.hold_after {
@@ -272,7 +281,11 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         local_media: media_desc,
         local: local.clone(),
         offer: OfferPlacement::InInvite,
-        extra_headers: Vec::new(),
+        extra_headers: if args.signature {
+            vec![(SIGNATURE_HEADER.into(), PROBE_SIGNATURE_CALL.to_string())]
+        } else {
+            Vec::new()
+        },
     };
     let plan = ProbeCall {
         target: target.uri.clone(),
@@ -284,6 +297,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         expect_tone: prepared.expected_tone(),
         expect: prepared.expect(),
         limit: deadline.map(|(limit, at)| (at, humantime::format_duration(limit).to_string())),
+        signature: args.signature,
     };
     let agent_config = AgentConfig {
         role: "call".into(),
@@ -356,6 +370,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         }
         report.media = media;
         report.interrupted = outcome.interrupted;
+        report.signature = outcome.signature;
         report.failures = outcome.failures;
         report.hold = outcome.hold.map(|h| HoldReport {
             held: h.held,
@@ -483,6 +498,9 @@ impl CallReport {
                 "the far end put the call on hold {} time(s)",
                 self.peer_holds
             )?;
+        }
+        if let Some(heard) = self.signature {
+            writeln!(out, "signature: {heard}")?;
         }
         match self.verdict {
             Verdict::Passed => writeln!(out, "PASS"),

@@ -7,6 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::media::g711::{decode_alaw, decode_ulaw, encode_alaw, encode_ulaw, Codec};
 use sipcheck_core::media::session::{MediaConfig, MediaSession, MAX_PACKET};
+use sipcheck_core::media::signature::{SignatureCode, SignatureDecoder, SIGNATURE_LEVEL_DBFS};
 use sipcheck_core::media::tone::{
     AudioSource, DetectorConfig, Tone, ToneDetector, ToneGenerator, ToneQuery,
 };
@@ -107,6 +108,25 @@ fn tone(c: &mut Criterion) {
             })
         });
     }
+    // The audio-signature decoder: nine Goertzel bins, a block classified per frame.
+    let mut playlist = SignatureCode::for_call(42, true)
+        .playlist(SIGNATURE_LEVEL_DBFS)
+        .unwrap();
+    let signature: Vec<[i16; FRAME]> = (0..100)
+        .map(|_| {
+            let mut frame = [0i16; FRAME];
+            playlist.fill(&mut frame);
+            frame
+        })
+        .collect();
+    let mut decoder = SignatureDecoder::new();
+    let mut i = 0;
+    group.bench_function("signature_decode", |b| {
+        b.iter(|| {
+            decoder.push(black_box(&signature[i % signature.len()]));
+            i += 1;
+        })
+    });
     group.finish();
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::dtmf::DtmfConfig;
 use super::session::MediaSession;
+use super::signature::{SignatureCode, SignatureVerdict};
 use super::tone::{Playlist, ToneQuery, WatchId};
 use crate::sdp::Negotiated;
 
@@ -53,6 +54,25 @@ pub enum MediaIntent {
         /// The digits expected.
         digits: String,
     },
+    /// Decode audio signatures from now on; report [`MediaEvent::Signature`] as soon as
+    /// `expected` is heard (verified) or another call's code is (crossed).
+    WatchSignature {
+        /// The script's name for this watch.
+        watch: u32,
+        /// The code that should arrive.
+        expected: SignatureCode,
+        /// The code this end plays (heard back, it is an echo).
+        own: Option<SignatureCode>,
+    },
+    /// Report [`MediaEvent::Signature`] now, with the verdict so far, named `watch`.
+    JudgeSignature {
+        /// The script's name for the answer.
+        watch: u32,
+        /// The code that should arrive.
+        expected: SignatureCode,
+        /// The code this end plays.
+        own: Option<SignatureCode>,
+    },
     /// Forget a watch that has not fired (its wait is over).
     Unwatch(u32),
     /// Send DTMF digits as RFC 4733 events.
@@ -85,6 +105,14 @@ pub enum MediaEvent {
     DtmfReceived {
         /// The watch.
         watch: u32,
+    },
+    /// What was heard of an audio signature: at once when decisive (verified, crossed) for
+    /// [`MediaIntent::WatchSignature`], whatever it is for [`MediaIntent::JudgeSignature`].
+    Signature {
+        /// The watch.
+        watch: u32,
+        /// The verdict.
+        verdict: SignatureVerdict,
     },
     /// A watch could not be set (the detector refused its query).
     WatchRefused {
@@ -133,6 +161,10 @@ enum Watch {
     Dtmf {
         digits: String,
         seen: usize,
+    },
+    Signature {
+        expected: SignatureCode,
+        own: Option<SignatureCode>,
     },
 }
 
@@ -188,6 +220,23 @@ impl Watches {
                 self.list.push((watch, Watch::Dtmf { digits, seen: 0 }));
                 self.check(session, now, out);
             }
+            MediaIntent::WatchSignature {
+                watch,
+                expected,
+                own,
+            } => {
+                session.listen_signature();
+                self.list.push((watch, Watch::Signature { expected, own }));
+                self.check(session, now, out);
+            }
+            MediaIntent::JudgeSignature {
+                watch,
+                expected,
+                own,
+            } => out.push(MediaEvent::Signature {
+                watch,
+                verdict: session.signature_verdict(expected, own),
+            }),
             MediaIntent::Unwatch(watch) => self.list.retain(|(w, _)| *w != watch),
             MediaIntent::SendDtmf { digits, config } => {
                 // The script checked the digits and telephone-event before asking.
@@ -238,6 +287,17 @@ impl Watches {
                             .ends_with(digits.as_str())
                             .then_some(MediaEvent::DtmfReceived { watch: *watch })
                     }
+                }
+                Watch::Signature { expected, own } => {
+                    let verdict = session.signature_verdict(*expected, *own);
+                    matches!(
+                        verdict,
+                        SignatureVerdict::Verified | SignatureVerdict::Crossed { .. }
+                    )
+                    .then_some(MediaEvent::Signature {
+                        watch: *watch,
+                        verdict,
+                    })
                 }
             };
             match event {
@@ -390,5 +450,115 @@ mod tests {
             matches!(&out[..], [MediaEvent::Status { watch: 3, level_dbfs: Some(l), .. }] if *l > -20.0),
             "{out:?}"
         );
+    }
+
+    /// Ticks `ticks` of a far end playing `code`'s signature (PCMU, every 23rd packet lost),
+    /// checking the watches after each; the events with their tick.
+    fn drive_signature(
+        s: &mut MediaSession,
+        w: &mut Watches,
+        t0: Instant,
+        ticks: std::ops::Range<u32>,
+        code: SignatureCode,
+    ) -> Vec<(u32, MediaEvent)> {
+        use crate::media::signature::SIGNATURE_LEVEL_DBFS;
+        let mut far = code.playlist(SIGNATURE_LEVEL_DBFS).unwrap();
+        let mut out = [0u8; MAX_PACKET];
+        let mut events = Vec::new();
+        for i in ticks {
+            let now = t0 + Duration::from_millis(20) * i;
+            let mut pcm = [0i16; 160];
+            far.fill(&mut pcm);
+            let mut payload = [0u8; 160];
+            Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
+            let header = RtpHeader {
+                marker: i == 0,
+                payload_type: 0,
+                sequence: i as u16,
+                timestamp: 160 * i,
+                ssrc: 0x5152,
+            };
+            let mut buf = [0u8; MAX_PACKET];
+            let len = write_packet(&header, &payload, &mut buf).unwrap();
+            if i % 23 != 22 {
+                s.handle_packet(now, SocketAddr::from(PEER), &buf[..len]);
+            }
+            while s.poll_transmit(now, &mut out).is_some() {}
+            let mut got = Vec::new();
+            w.check(s, now, &mut got);
+            events.extend(got.into_iter().map(|e| (i, e)));
+        }
+        events
+    }
+
+    #[test]
+    fn a_signature_watch_fires_verified_or_crossed_from_the_received_rtp_and_a_judge_answers_at_once(
+    ) {
+        let ours = SignatureCode::for_call(4, true);
+        let theirs = SignatureCode::for_call(9, true);
+        for (played, verdict) in [
+            (ours, SignatureVerdict::Verified),
+            (
+                theirs,
+                SignatureVerdict::Crossed {
+                    heard: theirs,
+                    also_expected: false,
+                },
+            ),
+        ] {
+            let t0 = t0();
+            let mut s = session(t0);
+            let mut w = Watches::default();
+            let mut out = Vec::new();
+            let own = Some(SignatureCode::for_call(4, false));
+            w.apply(
+                &mut s,
+                MediaIntent::JudgeSignature {
+                    watch: 1,
+                    expected: ours,
+                    own,
+                },
+                t0,
+                &mut out,
+            );
+            // Before any watch the session decodes nothing: no audio.
+            assert_eq!(
+                out,
+                [MediaEvent::Signature {
+                    watch: 1,
+                    verdict: SignatureVerdict::NoAudio
+                }]
+            );
+            out.clear();
+            w.apply(
+                &mut s,
+                MediaIntent::WatchSignature {
+                    watch: 2,
+                    expected: ours,
+                    own,
+                },
+                t0,
+                &mut out,
+            );
+            assert!(out.is_empty());
+            let events = drive_signature(&mut s, &mut w, t0, 0..150, played);
+            assert_eq!(events.len(), 1, "{events:?}");
+            let (tick, event) = &events[0];
+            assert_eq!(*event, MediaEvent::Signature { watch: 2, verdict });
+            // Two whole 400 ms frames, after at most one partial one and the jitter buffer.
+            assert!((40..=75).contains(tick), "fired at tick {tick}");
+            assert!(w.is_empty(), "a fired watch is dropped");
+            w.apply(
+                &mut s,
+                MediaIntent::JudgeSignature {
+                    watch: 3,
+                    expected: ours,
+                    own,
+                },
+                t0,
+                &mut out,
+            );
+            assert_eq!(out, [MediaEvent::Signature { watch: 3, verdict }]);
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod g711;
 pub mod intent;
 pub mod quality;
 pub mod session;
+pub mod signature;
 pub mod tone;
 pub mod wav;
 

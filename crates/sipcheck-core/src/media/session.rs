@@ -35,6 +35,7 @@ use hdrhistogram::Histogram;
 use super::dtmf::{DtmfConfig, DtmfError, DtmfReceiver, DtmfSender};
 use super::g711::Codec;
 use super::quality::{self, Bpl, LossPattern, QualityEstimate};
+use super::signature::{SignatureCode, SignatureDecoder, SignatureVerdict};
 use super::tone::{
     Detection, DetectorConfig, Gap, Playlist, ToneDetector, ToneError, ToneQuery, WatchId,
 };
@@ -313,6 +314,8 @@ pub struct MediaSession {
     event_ticks: u32,
     /// Whether the detector's gap tracking is paused (a hold, or a telephone event).
     gaps_paused: bool,
+    /// The audio signature decoder, once a signature is listened for.
+    signature: Option<Box<SignatureDecoder>>,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -385,6 +388,7 @@ impl MediaSession {
             playing_started: false,
             event_ticks: 0,
             gaps_paused: false,
+            signature: None,
             config,
         })
     }
@@ -440,6 +444,26 @@ impl MediaSession {
     /// (generator overrun) and the worst lateness of a frame, microseconds.
     pub fn generator_behind(&self) -> (u64, u64) {
         (self.pacer.stats().overrun, self.lateness_us.max)
+    }
+
+    /// Decode audio signatures in what is played out from now on (once asked, for the rest
+    /// of the session).
+    pub fn listen_signature(&mut self) {
+        self.signature
+            .get_or_insert_with(|| Box::new(SignatureDecoder::new()));
+    }
+
+    /// The verdict on the signature heard for `expected` ([`SignatureVerdict::NoAudio`]
+    /// before [`Self::listen_signature`]).
+    #[must_use]
+    pub fn signature_verdict(
+        &self,
+        expected: SignatureCode,
+        own: Option<SignatureCode>,
+    ) -> SignatureVerdict {
+        self.signature
+            .as_ref()
+            .map_or(SignatureVerdict::NoAudio, |d| d.verdict(expected, own))
     }
 
     /// Audio samples played out so far (received, or concealed).
@@ -631,6 +655,9 @@ impl MediaSession {
         self.note_playout(played);
         let audio = &self.decoded[..samples];
         self.detector.push(audio);
+        if let Some(signature) = &mut self.signature {
+            signature.push(audio);
+        }
         if let Some(rec) = &mut self.recording {
             rec.extend_from_slice(audio);
         }

@@ -319,6 +319,17 @@ pub enum PlayItem {
     },
     /// Silence.
     Silence(Duration),
+    /// This call's audio signature, until the call ends (the only item of its `play`).
+    Signature,
+}
+
+/// Whose audio signature an `expect: { signature }` step waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFrom {
+    /// The far end's (`peer`): the other direction of the same call.
+    Peer,
+    /// Our own, sent back (`echo`): the far end echoes the audio.
+    Echo,
 }
 
 /// What an `expect:` step waits for.
@@ -342,6 +353,13 @@ pub enum Expectation {
         /// How long the silence must last.
         duration: Duration,
         /// How long to wait for it to start (default 5 s).
+        within: Duration,
+    },
+    /// An audio signature in the received audio.
+    Signature {
+        /// Whose.
+        from: SignatureFrom,
+        /// How long to wait for it (default 5 s).
         within: Duration,
     },
     /// DTMF digits received, in order.

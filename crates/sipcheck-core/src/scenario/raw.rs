@@ -251,6 +251,8 @@ pub struct RawPlay {
     pub wav: Option<String>,
     /// Silence for a duration.
     pub silence: Option<String>,
+    /// `true`: this call's audio signature, until the call ends.
+    pub signature: Option<String>,
 }
 
 /// `expect:` arguments: exactly one of `tone`, `silence`, `dtmf`, `ringing`, `final`, `answered`.
@@ -264,6 +266,8 @@ pub struct RawExpect {
     pub tone: Option<OneOrMany<String>>,
     /// Silence lasting this long.
     pub silence: Option<String>,
+    /// Whose audio signature to hear: `peer` (or `echo`: our own, sent back).
+    pub signature: Option<String>,
     /// DTMF digits to receive: `"123#"`.
     pub dtmf: Option<String>,
     /// `true`: a 180/183 must arrive.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use super::model::{End, Expectation, HoldMode, Load, PlayItem, Route, Step, WaitEvent};
+use super::model::{
+    End, Expectation, HoldMode, Load, PlayItem, Route, SignatureFrom, Step, WaitEvent,
+};
 use super::plan::LoadPlan;
 use super::text::Fill;
 use super::{load, load_with_overrides, Scenario, ScenarioError};
@@ -1175,4 +1177,73 @@ fn a_tones_max_gap_defaults_to_100_ms_is_validated_and_belongs_to_tones_only() {
         brief(&errors(&with("{ silence: 1s, max_gap: 200ms }"))),
         ["18:32 `max_gap` applies to `expect: { tone }`, not to `silence`"]
     );
+}
+
+#[test]
+fn signature_steps_load_and_bad_ones_are_reported_at_their_position() {
+    let text = BASE.replace(
+        "      - wait_for: bye\n",
+        "      - play: { signature: true }\n      - expect: { signature: peer, within: 3s }\n      - wait_for: bye\n",
+    );
+    let s = load("scenarios/x.yaml", &text, &no_env, &files).unwrap();
+    let callee = s.role("callee").unwrap();
+    assert_eq!(callee.steps[2].value, Step::Play(vec![PlayItem::Signature]));
+    assert_eq!(
+        callee.steps[3].value,
+        Step::Expect(Expectation::Signature {
+            from: SignatureFrom::Peer,
+            within: Duration::from_secs(3),
+        })
+    );
+    let text = BASE.replace(
+        "      - wait_for: bye\n",
+        "      - play: [ { signature: true }, { silence: 1s } ]\n      - play: { signature: false }\n      - expect: { signature: caller }\n      - expect: { signature: echo, within: 1s }\n      - expect: { signature: peer, min_snr: 10dB }\n      - play: { signature: true, level: -10dBFS }\n      - wait_for: bye\n",
+    );
+    assert_eq!(
+        brief(&errors(&text)),
+        [
+            "12:19 a signature plays until the call ends, alone: it cannot be part of a list",
+            "13:28 `signature: false` plays nothing",
+            "14:30 'caller' is not whose signature to hear",
+            "15:44 a signature needs 1.2 s to be heard twice: `within` must be at least that",
+            "16:36 `min_snr` applies to `expect: { tone }`, not to `signature`",
+            "17:34 `level` applies to a tone, not to `signature`",
+        ]
+    );
+}
+
+#[test]
+fn two_calling_roles_with_signatures_are_refused_at_the_second() {
+    let text = "\
+name: t
+target: { server: 127.0.0.1:5060, domain: pbx.test }
+accounts:
+  range: { from: 1000, count: 4 }
+roles:
+  callee:
+    accounts: 1000..1001
+    steps:
+      - answer
+      - play: { signature: true }
+      - wait_for: bye
+  a:
+    accounts: 1002
+    steps:
+      - call: { to: \"sip:{peer}@{domain}\", peer: callee }
+      - play: { signature: true }
+      - hangup: { after: 2s }
+  b:
+    accounts: 1003
+    steps:
+      - call: { to: \"sip:{peer}@{domain}\", peer: callee }
+      - expect: { signature: peer }
+      - hangup: { after: 2s }
+";
+    assert_eq!(
+        brief(&errors(text)),
+        ["18:3 role `b` is a second calling role with audio signatures: calls are numbered per calling role, so its calls would play the same codes as the other's and audio crossed between them would pass"]
+    );
+    // One calling role with signatures beside one without is fine.
+    let one = text.replace("      - expect: { signature: peer }\n", "");
+    assert!(load("scenarios/x.yaml", &one, &no_env, &files).is_ok());
 }

@@ -21,7 +21,7 @@ use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selec
 use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
-    Reports, Role, Route, Scenario, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
+    Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
 };
 use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
@@ -44,6 +44,9 @@ pub(crate) const MAX_RANGE_ACCOUNTS: u64 = 100_000;
 const DEFAULT_EXPIRES: Duration = Duration::from_secs(3600);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(32);
 const DEFAULT_EXPECT_WITHIN: Duration = Duration::from_secs(5);
+/// The shortest `within` of `expect: { signature }`: two whole 400 ms frames and the one
+/// it may join in the middle of.
+const SIGNATURE_MIN_WITHIN: Duration = Duration::from_millis(1200);
 const DEFAULT_SIGNALLING_WITHIN: Duration = Duration::from_secs(10);
 const DEFAULT_FINAL_WITHIN: Duration = Duration::from_secs(32);
 const DEFAULT_MIN_SNR_DB: f64 = 10.0;
@@ -258,6 +261,7 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
     let media = validate_media(&mut cx, &root.key("media"), raw.media.as_ref());
 
     let roles = validate_roles(&mut cx, &root, raw, &accounts, direct, media.rtp);
+    one_calling_role_with_signatures(&mut cx, &root, raw);
 
     let callers: u64 = roles
         .iter()
@@ -682,6 +686,32 @@ struct Selection {
     accounts: Vec<Account>,
     /// Whether the selector was valid (so that an empty result is worth reporting).
     ok: bool,
+}
+
+/// Signature call numbers count per calling role: a second calling role with signature steps
+/// would play the same codes as the first, and audio crossed between their calls of the same
+/// number would pass.
+fn one_calling_role_with_signatures(cx: &mut Ctx<'_>, root: &Path, raw: &RawScenario) {
+    let Some(roles) = &raw.roles else { return };
+    let mut signing_callers = roles.0.iter().filter(|(_, role)| {
+        let steps = role.steps.iter().flatten();
+        let calls = steps.clone().any(|s| matches!(s, RawStep::Call(_)));
+        let signs = steps.clone().any(|s| match s {
+            RawStep::Play(items) => items.iter().any(|i| i.signature.is_some()),
+            RawStep::Expect(e) => e.signature.is_some(),
+            _ => false,
+        });
+        calls && signs
+    });
+    if let Some((name, _)) = signing_callers.nth(1) {
+        cx.at_key(
+            &root.key("roles").key(name),
+            format!(
+                "role `{name}` is a second calling role with audio signatures: calls are numbered per calling role, so its calls would play the same codes as the other's and audio crossed between them would pass"
+            ),
+            Some("keep one calling role in a scenario with signatures".into()),
+        );
+    }
 }
 
 fn validate_roles(
@@ -1400,6 +1430,14 @@ fn validate_play(cx: &mut Ctx<'_>, p: &Path, items: &[RawPlay]) -> Option<Vec<Pl
     for (i, item) in items.iter().enumerate() {
         let ip = if many { p.index(i) } else { p.clone() };
         match play_item(cx, &ip, item) {
+            Some(PlayItem::Signature) if many => {
+                cx.at_key(
+                    &ip.key("signature"),
+                    "a signature plays until the call ends, alone: it cannot be part of a list",
+                    Some("play: { signature: true }".into()),
+                );
+                ok = false;
+            }
             Some(PlayItem::Tone { duration: None, .. }) if i + 1 < items.len() => {
                 cx.at_key(
                     &ip.key("tone"),
@@ -1420,6 +1458,7 @@ fn play_item(cx: &mut Ctx<'_>, p: &Path, item: &RawPlay) -> Option<PlayItem> {
         ("tone", item.tone.is_some()),
         ("wav", item.wav.is_some()),
         ("silence", item.silence.is_some()),
+        ("signature", item.signature.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)
@@ -1427,7 +1466,11 @@ fn play_item(cx: &mut Ctx<'_>, p: &Path, item: &RawPlay) -> Option<PlayItem> {
     .collect();
     match kinds.as_slice() {
         [] => {
-            cx.at_key(p, "`play` needs one of `tone`, `wav` or `silence`", None);
+            cx.at_key(
+                p,
+                "`play` needs one of `tone`, `wav`, `silence` or `signature`",
+                None,
+            );
             return None;
         }
         [_] => {}
@@ -1487,6 +1530,14 @@ fn play_item(cx: &mut Ctx<'_>, p: &Path, item: &RawPlay) -> Option<PlayItem> {
     } else if item.silence.is_some() {
         cx.duration(&p.key("silence"), &item.silence)
             .map(PlayItem::Silence)
+    } else if item.signature.is_some() {
+        match cx.flag(&p.key("signature"), &item.signature)? {
+            true => Some(PlayItem::Signature),
+            false => {
+                cx.at_value(&p.key("signature"), "`signature: false` plays nothing");
+                None
+            }
+        }
     } else {
         None
     }
@@ -1496,6 +1547,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
     let kinds: Vec<&str> = [
         ("tone", e.tone.is_some()),
         ("silence", e.silence.is_some()),
+        ("signature", e.signature.is_some()),
         ("dtmf", e.dtmf.is_some()),
         ("ringing", e.ringing.is_some()),
         ("final", e.final_code.is_some()),
@@ -1509,7 +1561,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `dtmf`, `ringing`, `final` or `answered`",
+                "`expect` needs one of `tone`, `silence`, `signature`, `dtmf`, `ringing`, `final` or `answered`",
                 None,
             );
             return None;
@@ -1591,6 +1643,37 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             Expectation::Silence {
                 duration: duration?,
                 within: within(cx, DEFAULT_EXPECT_WITHIN),
+            }
+        }
+        "signature" => {
+            let from = match cx.text(&p.key("signature"), &e.signature) {
+                Some(w) => match w.trim() {
+                    "peer" => Some(SignatureFrom::Peer),
+                    "echo" => Some(SignatureFrom::Echo),
+                    other => {
+                        cx.error(
+                            At::Value(p.key("signature")),
+                            format!("'{other}' is not whose signature to hear"),
+                            Some("`signature: peer` (the far end's) or `signature: echo` (our own, sent back)".into()),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            if e.within.is_some() && within < SIGNATURE_MIN_WITHIN {
+                cx.at_value(
+                    &p.key("within"),
+                    format!(
+                        "a signature needs {} s to be heard twice: `within` must be at least that",
+                        SIGNATURE_MIN_WITHIN.as_secs_f64()
+                    ),
+                );
+            }
+            Expectation::Signature {
+                from: from?,
+                within,
             }
         }
         "dtmf" => {

@@ -36,6 +36,14 @@ pub enum FailureKind {
     NotSilent,
     /// Expected DTMF digits did not arrive.
     DtmfMissing,
+    /// The expected audio signature was not heard: nothing audible arrived.
+    NoAudio,
+    /// Audio flowed one way only: the direction that carried nothing is named.
+    OneWayAudio,
+    /// Another call's audio signature was heard (or this end's own, echoed): the call is named.
+    CrossedAudio,
+    /// Audio arrived, but no audio signature in it.
+    WrongAudio,
     /// No common codec (488), or unusable SDP.
     CodecRefused,
     /// Credentials were refused.
@@ -65,6 +73,10 @@ impl FailureKind {
             FailureKind::AudioGap => "audio_gap".into(),
             FailureKind::NotSilent => "not_silent".into(),
             FailureKind::DtmfMissing => "dtmf_missing".into(),
+            FailureKind::NoAudio => "no_audio".into(),
+            FailureKind::OneWayAudio => "one_way_audio".into(),
+            FailureKind::CrossedAudio => "crossed_audio".into(),
+            FailureKind::WrongAudio => "wrong_audio".into(),
             FailureKind::CodecRefused => "codec_refused".into(),
             FailureKind::AuthRejected => "auth_rejected".into(),
             FailureKind::Signalling => "signalling".into(),
@@ -199,6 +211,39 @@ impl CallResult {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
+}
+
+/// Judges one call's two results together for one-way audio: when one end heard no audio
+/// (a `no_audio` failure) while the other end's audio checks all held, that failure becomes
+/// `one_way_audio`, naming the direction that carried nothing. Returns whether it did.
+pub fn name_one_way(caller: &mut CallResult, callee: &mut CallResult) -> bool {
+    let heard_all = |r: &CallResult| {
+        r.audio_checked > 0
+            && r.audio_verified == r.audio_checked
+            && !r.failures.iter().any(|f| {
+                matches!(
+                    f.kind,
+                    FailureKind::NoAudio | FailureKind::WrongAudio | FailureKind::CrossedAudio
+                )
+            })
+    };
+    let (deaf, direction) = if heard_all(caller) {
+        (callee, "caller → callee")
+    } else if heard_all(callee) {
+        (caller, "callee → caller")
+    } else {
+        return false;
+    };
+    let Some(f) = deaf
+        .failures
+        .iter_mut()
+        .find(|f| f.kind == FailureKind::NoAudio)
+    else {
+        return false;
+    };
+    f.kind = FailureKind::OneWayAudio;
+    f.message = format!("one-way audio: {direction} carried nothing ({})", f.message);
+    true
 }
 
 /// One registration (or refresh, or unregistration) of a user agent.

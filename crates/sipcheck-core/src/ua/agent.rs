@@ -35,7 +35,7 @@ use bytes::Bytes;
 use crate::media::g711::Codec;
 use crate::media::intent::{MediaEvent, MediaIntent};
 use crate::media::session::MediaReport;
-use crate::scenario::model::{Account, Located, Step};
+use crate::scenario::model::{Account, Expectation, Located, PlayItem, Step};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::auth::Credentials;
 use crate::sip::msg::{call_id_of, user_part, Message};
@@ -43,6 +43,7 @@ use crate::sip::transaction::{Transmit, TxId};
 use crate::sip::uri::NextHop;
 use crate::stats::ladder::{Direction, RawLadder};
 use crate::stats::outcome::{CallResult, Side};
+use crate::ua::call::SIGNATURE_HEADER;
 use crate::ua::call::{CallError, CallEvent, CallId, Endpoint, OfferPlacement, OutgoingCall};
 use crate::ua::register::LocalEnd;
 use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptConfig};
@@ -198,6 +199,11 @@ pub struct Agent<D> {
     responder: Option<responder::Responding<D>>,
     /// Probing as `sipcheck call` ([`Agent::probe`]).
     prober: Option<probe::Probing<D>>,
+    /// Whether the role's steps play or expect audio signatures (its INVITEs then carry
+    /// [`SIGNATURE_HEADER`]).
+    signatures: bool,
+    /// The audio-signature number of the next call placed.
+    next_signature_call: u64,
 }
 
 impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
@@ -210,7 +216,14 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 Step::Answer { .. } | Step::Reject { .. } | Step::Ring(_)
             )
         });
+        let signatures = cfg.steps.iter().any(|s| match &s.value {
+            Step::Play(items) => items.contains(&PlayItem::Signature),
+            Step::Expect(Expectation::Signature { .. }) => true,
+            _ => false,
+        });
         Self {
+            signatures,
+            next_signature_call: 0,
             cfg,
             endpoint,
             calls: BTreeMap::new(),
@@ -413,7 +426,11 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             wavs: self.cfg.wavs.clone(),
             scheduled: Some(scheduled.offset),
             start_lag: now.saturating_duration_since(scheduled.load_start + scheduled.offset),
+            signature_call: self.signatures.then_some(self.next_signature_call),
         };
+        if self.signatures {
+            self.next_signature_call += 1;
+        }
         let script = CallScript::caller(now, cfg, self.cfg.steps.clone());
         let key = self.add(script, None, Some(account));
         self.begin(now, key);
@@ -695,16 +712,21 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 self.probe_incoming(now, call);
             }
             CallEvent::Incoming {
-                call, from, source, ..
+                call,
+                from,
+                source,
+                signature_call,
+                ..
             } if self.responder.is_some() => {
-                self.responder_incoming(now, call, from, &source);
+                self.responder_incoming(now, call, from, &source, signature_call);
             }
             CallEvent::Incoming {
                 call,
                 request_uri,
                 to,
+                signature_call,
                 ..
-            } => self.incoming(now, call, &request_uri, &to),
+            } => self.incoming(now, call, &request_uri, &to, signature_call),
             CallEvent::InviteRefused {
                 code,
                 reason,
@@ -748,7 +770,14 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
 
     /// An incoming call: a callee script for the account it names, or a refusal (480 once
     /// shut down, 404 when the role has no account or no step answers calls).
-    fn incoming(&mut self, now: Instant, call: CallId, request_uri: &str, to: &str) {
+    fn incoming(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        request_uri: &str,
+        to: &str,
+        signature_call: Option<u64>,
+    ) {
         if self.shut {
             let _ = self.endpoint.reject(now, call, 480);
             return;
@@ -783,6 +812,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             wavs: self.cfg.wavs.clone(),
             scheduled: None,
             start_lag: Duration::ZERO,
+            signature_call,
         };
         let sip_id = self.ladder_peer.is_some().then(|| call_id.clone());
         let script = CallScript::callee(now, cfg, self.cfg.steps.clone(), call_id);
@@ -983,7 +1013,12 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             local_media: media,
             local: self.cfg.local.clone(),
             offer: OfferPlacement::InInvite,
-            extra_headers: Vec::new(),
+            extra_headers: live
+                .script
+                .signature_call()
+                .map(|n| (SIGNATURE_HEADER.to_owned(), n.to_string()))
+                .into_iter()
+                .collect(),
         };
         let placed = self.send_invite(now, key, outgoing);
         if let Some(live) = self.calls.get_mut(&key) {

@@ -239,6 +239,10 @@ impl fmt::Display for CallState {
     }
 }
 
+/// The header an INVITE announces its caller's audio-signature call number in (the callee
+/// plays the code after it and expects the caller's).
+pub const SIGNATURE_HEADER: &str = "X-Sipcheck-Signature";
+
 /// What the endpoint reports.
 #[derive(Debug, Clone)]
 pub enum CallEvent<D> {
@@ -258,6 +262,9 @@ pub enum CallEvent<D> {
         offer: Option<Arc<SessionDescription>>,
         /// Where the INVITE came from (the transport address it was received from).
         source: D,
+        /// The call's number for audio signatures, from the INVITE's
+        /// [`SIGNATURE_HEADER`] (`None` without it, or when it is not a number).
+        signature_call: Option<u64>,
     },
     /// A provisional response (100–199) to our INVITE.
     Progress {

@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
 use crate::media::session::{MediaConfig, MediaError, MediaReport};
+use crate::media::signature::{SignatureCode, SignatureVerdict, SIGNATURE_LEVEL_DBFS};
 use crate::media::tone::{Gap, Playlist, PlaylistItem, ToneQuery, DEFAULT_MAX_GAP};
 use crate::rtp::source::StrayStats;
-use crate::scenario::model::{Expectation, HoldMode, Located, PlayItem, Step, WaitEvent};
+use crate::scenario::model::{
+    Expectation, HoldMode, Located, PlayItem, SignatureFrom, Step, WaitEvent,
+};
 use crate::scenario::text::Fill;
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::uri::complete_uri;
@@ -38,6 +41,7 @@ mod tests;
 
 pub use probe::{
     judge_media, ProbeCall, ProbeExpect, ProbeHold, ProbeOutcome, DTMF_AFTER_ANSWER, LIMIT_GRACE,
+    PROBE_SIGNATURE_CALL,
 };
 
 /// How long a step may wait for the call to be answered when it needs media (unless the
@@ -87,6 +91,10 @@ pub struct ScriptConfig {
     pub scheduled: Option<Duration>,
     /// How late the call started against its schedule.
     pub start_lag: Duration,
+    /// The call's number for audio signatures (`play`/`expect: { signature }`): a caller's
+    /// from its agent's count of calls, a callee's from the INVITE's
+    /// `X-Sipcheck-Signature` header; `None` when not known (no header).
+    pub signature_call: Option<u64>,
 }
 
 /// What the script asks of its call's agent and media stream.
@@ -281,6 +289,10 @@ enum Then {
     ToneMissing { label: String, within: Duration },
     /// `expect: silence`.
     Silence(Duration),
+    /// `expect: signature`: heard, or not in time.
+    Signature(SignatureFrom, Duration),
+    /// `expect: signature` not heard: the stream's verdict names what was.
+    SignatureMissing(SignatureFrom, Duration),
     /// `expect: dtmf`.
     Dtmf(String),
     /// `expect: dtmf` not received: the stream's status names what was.
@@ -311,6 +323,10 @@ enum Next {
     },
     ExpectDtmf {
         digits: String,
+        within: Duration,
+    },
+    Signature {
+        from: SignatureFrom,
         within: Duration,
     },
     SendDtmf {
@@ -483,10 +499,17 @@ impl CallScript {
             wavs: Arc::new(HashMap::new()),
             scheduled: None,
             start_lag: Duration::ZERO,
+            signature_call: None,
         };
         let mut script = Self::new(now, cfg, Arc::new(Vec::new()));
         script.probe = Some(Box::new(probe::Probe::new(plan)));
         script
+    }
+
+    /// The call's number for audio signatures, when known.
+    #[must_use]
+    pub fn signature_call(&self) -> Option<u64> {
+        self.cfg.signature_call
     }
 
     /// Run the first step (unless [`Self::stop`] came first: then none runs).
@@ -613,6 +636,7 @@ impl CallScript {
                     MediaEvent::ToneHeard { watch, .. }
                     | MediaEvent::SilenceHeld { watch }
                     | MediaEvent::DtmfReceived { watch }
+                    | MediaEvent::Signature { watch, .. }
                     | MediaEvent::WatchRefused { watch, .. } => Some(*watch),
                     MediaEvent::Status { .. } => None,
                 };
@@ -621,7 +645,8 @@ impl CallScript {
                 }
             }
             Phase::Probe { watch, .. } => {
-                if matches!(&event, MediaEvent::Status { watch: w, .. } if w == watch) {
+                if matches!(&event, MediaEvent::Status { watch: w, .. } | MediaEvent::Signature { watch: w, .. } if w == watch)
+                {
                     let Phase::Probe { then, .. } = std::mem::replace(&mut self.phase, Phase::Step)
                     else {
                         unreachable!("matched as a probe")
@@ -1328,6 +1353,16 @@ impl CallScript {
                     },
                 )
             }
+            Expectation::Signature { from, within } => {
+                self.audio_checked += 1;
+                self.wait_answer(
+                    now,
+                    Next::Signature {
+                        from: *from,
+                        within: *within,
+                    },
+                )
+            }
             Expectation::Dtmf { digits, within } => {
                 self.dtmf_checked += 1;
                 let digits = digits.iter().map(|d| d.to_char()).collect();
@@ -1422,6 +1457,25 @@ impl CallScript {
                 let watch = self.new_watch();
                 self.media_intent(MediaIntent::WatchSilence { watch, duration });
                 self.wait_watch(now, now + within + duration, watch, Then::Silence(duration))
+            }
+            Next::Signature { from, within } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let Some((expected, own)) = self.signature_codes(from) else {
+                    self.fail(
+                        FailureKind::NoAudio,
+                        "no signature to expect: the INVITE carried no X-Sipcheck-Signature header (the caller plays none, or a server removed it)",
+                    );
+                    return Some(false);
+                };
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchSignature {
+                    watch,
+                    expected,
+                    own: Some(own),
+                });
+                self.wait_watch(now, now + within, watch, Then::Signature(from, within))
             }
             Next::ExpectDtmf { digits, within } => {
                 if self.media.is_none() {
@@ -1589,7 +1643,7 @@ impl CallScript {
             Then::Placed { .. } | Then::Accepted | Then::ReinviteSent(_) => {
                 unreachable!("a reply is not waited for in a wait")
             }
-            Then::ToneMissing { .. } | Then::DtmfMissing(_) => {
+            Then::ToneMissing { .. } | Then::DtmfMissing(_) | Then::SignatureMissing(..) => {
                 unreachable!("a status is not waited for in a wait")
             }
             Then::AnswerRang => {
@@ -1748,6 +1802,19 @@ impl CallScript {
                     Some(false)
                 }
             }
+            Then::Signature(from, within) => match end.fired {
+                Some(MediaEvent::Signature { verdict, .. }) => {
+                    Some(self.judge_signature(from, within, verdict))
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        self.judge_status(now, from, Then::SignatureMissing(from, within))
+                    }
+                }
+            },
             Then::Dtmf(expected) => {
                 if matches!(end.fired, Some(MediaEvent::DtmfReceived { .. })) {
                     self.dtmf_verified += 1;
@@ -1807,7 +1874,111 @@ impl CallScript {
         None
     }
 
+    /// Ask the media stream for its signature verdict, then `then`.
+    fn judge_status(&mut self, now: Instant, from: SignatureFrom, then: Then) -> Option<bool> {
+        let Some((expected, own)) = self.signature_codes(from) else {
+            return Some(false);
+        };
+        let watch = self.new_watch();
+        self.media_intent(MediaIntent::JudgeSignature {
+            watch,
+            expected,
+            own: Some(own),
+        });
+        self.phase = Phase::Probe {
+            watch,
+            deadline: now + PROBE_WAIT,
+            then,
+        };
+        None
+    }
+
+    /// The codes this call expects and plays: `(expected, own)`.
+    fn signature_codes(&self, from: SignatureFrom) -> Option<(SignatureCode, SignatureCode)> {
+        let call = self.cfg.signature_call?;
+        let callee = self.cfg.side == Side::Callee;
+        let own = SignatureCode::for_call(call, callee);
+        let expected = match from {
+            SignatureFrom::Peer => SignatureCode::for_call(call, !callee),
+            SignatureFrom::Echo => own,
+        };
+        Some((expected, own))
+    }
+
+    /// Whether the signature verdict holds; records the failure when it does not.
+    fn judge_signature(
+        &mut self,
+        from: SignatureFrom,
+        within: Duration,
+        verdict: SignatureVerdict,
+    ) -> bool {
+        let Some((expected, _)) = self.signature_codes(from) else {
+            return false;
+        };
+        let (call, _) = expected.call();
+        let by = if self.ended() {
+            "before the call ended".to_string()
+        } else {
+            format!("within {:.1} s", within.as_secs_f64())
+        };
+        let direction = match (self.cfg.side, from) {
+            (_, SignatureFrom::Echo) => "echoed",
+            (Side::Caller, SignatureFrom::Peer) => "callee → caller",
+            (Side::Callee, SignatureFrom::Peer) => "caller → callee",
+        };
+        let (kind, message) = match verdict {
+            SignatureVerdict::Verified => {
+                self.audio_verified += 1;
+                return true;
+            }
+            SignatureVerdict::Crossed {
+                heard,
+                also_expected,
+            } => {
+                let (other, other_callee) = heard.call();
+                let whose = if other_callee { "callee" } else { "caller" };
+                (
+                    FailureKind::CrossedAudio,
+                    format!(
+                        "crossed audio ({direction}): heard call {other}'s {whose} signature {} call {call}'s",
+                        if also_expected { "alongside" } else { "instead of" }
+                    ),
+                )
+            }
+            SignatureVerdict::Echo { .. } => (
+                FailureKind::CrossedAudio,
+                format!(
+                    "crossed audio ({direction}): heard its own signature back (echo) instead of call {call}'s"
+                ),
+            ),
+            SignatureVerdict::WrongAudio { loud } => (
+                FailureKind::WrongAudio,
+                format!(
+                    "wrong audio ({direction}): {:.1} s of audio but no signature of call {call} {by}",
+                    loud.as_secs_f64(),
+                ),
+            ),
+            SignatureVerdict::NoAudio => (
+                FailureKind::NoAudio,
+                format!(
+                    "no audio ({direction}): call {call}'s signature not heard {by}"
+                ),
+            ),
+        };
+        self.fail(kind, message);
+        false
+    }
+
     fn resume_probe(&mut self, now: Instant, then: Then, status: Option<MediaEvent>) {
+        if let Then::SignatureMissing(from, within) = then {
+            let verdict = match status {
+                Some(MediaEvent::Signature { verdict, .. }) => verdict,
+                _ => SignatureVerdict::NoAudio,
+            };
+            let ok = !self.interrupted && self.judge_signature(from, within, verdict);
+            self.step_done(now, ok);
+            return;
+        }
         let (level, behind, dtmf) = match status {
             Some(MediaEvent::Status {
                 level_dbfs,
@@ -1951,6 +2122,15 @@ impl CallScript {
                     }
                 }
                 PlayItem::Silence(d) => list.push(PlaylistItem::Silence { duration: *d }),
+                PlayItem::Signature => {
+                    // Validation keeps a signature alone in its `play`.
+                    let code = self
+                        .signature_codes(SignatureFrom::Echo)
+                        .map(|(_, own)| own);
+                    if let Some(Ok(playlist)) = code.map(|c| c.playlist(SIGNATURE_LEVEL_DBFS)) {
+                        return playlist;
+                    }
+                }
             }
         }
         // A tone without a duration plays until the call ends: the list then repeats.

@@ -176,6 +176,7 @@ impl Agent<SocketAddr> {
                 wavs: self.cfg.wavs.clone(),
                 scheduled: None,
                 start_lag: Duration::ZERO,
+                signature_call: None,
             },
             cfg,
             refuses,
@@ -282,6 +283,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         call: CallId,
         from: BytesStr,
         source: &D,
+        signature_call: Option<u64>,
     ) {
         let Some(r) = self.responder.as_mut() else {
             return;
@@ -328,7 +330,11 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             Some(refused) => Arc::new(refused.steps()),
             None => Arc::clone(&r.cfg.steps),
         };
-        let script = CallScript::responder(now, r.script.clone(), steps, String::new());
+        let config = ScriptConfig {
+            signature_call,
+            ..r.script.clone()
+        };
+        let script = CallScript::responder(now, config, steps, String::new());
         let key = self.add(script, Some(call), None);
         if let Some(live) = self.calls.get_mut(&key) {
             live.answering = Some(Answering {

@@ -20,6 +20,8 @@ use crate::ua::registration::RegistrationEvent;
 use crate::ua::renewal::Why;
 use crate::ua::script::is_call_step;
 
+mod signature;
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -72,6 +74,10 @@ struct RoleNode {
     resolved: Vec<String>,
     /// What happened to the role's registrations, with each one's user.
     registrations: Vec<(String, RegistrationEvent)>,
+    /// The audio every role's calls play, shared by the stand-in engines (signatures).
+    audio: signature::Board,
+    /// Each call's stream: its local RTP address and the remote one.
+    streams: HashMap<CallKey, (SocketAddr, Option<SocketAddr>)>,
 }
 
 impl RoleNode {
@@ -82,12 +88,34 @@ impl RoleNode {
                 MediaCommand::Open => {
                     self.media_seen[0] += 1;
                     self.next_port += 2;
+                    let local = SocketAddr::new(self.addr.ip(), self.next_port);
+                    self.streams.insert(key, (local, None));
                     self.agent.handle_media_opened(now, key, Ok(self.next_port));
                 }
-                MediaCommand::Start(_) => self.media_seen[1] += 1,
+                MediaCommand::Start(negotiated) => {
+                    self.media_seen[1] += 1;
+                    if let Some(stream) = self.streams.get_mut(&key) {
+                        stream.1 = Some(negotiated.remote_rtp);
+                    }
+                }
                 MediaCommand::Intent(intent) => {
                     self.media_seen[2] += 1;
+                    let stream = self.streams.get(&key).copied();
                     let event = match intent {
+                        MediaIntent::Play(playlist) => {
+                            if let Some((local, _)) = stream {
+                                self.audio.play(local, playlist);
+                            }
+                            None
+                        }
+                        MediaIntent::JudgeSignature {
+                            watch,
+                            expected,
+                            own,
+                        } => Some(MediaEvent::Signature {
+                            watch,
+                            verdict: self.audio.judge(stream, expected, own),
+                        }),
                         MediaIntent::WatchTone { watch, .. } if self.hears => {
                             Some(MediaEvent::ToneHeard {
                                 watch,
@@ -199,6 +227,7 @@ impl Run {
         let mut net = Network::new(t0, link);
         net.seed(7);
         let mut sim = Sim::new(net);
+        let audio = signature::Board::default();
         for (i, role) in scenario.roles.iter().enumerate() {
             let addr = role.listen.expect("every role listens");
             let local = LocalEnd {
@@ -238,12 +267,15 @@ impl Run {
                 stop_at: None,
                 results: Vec::new(),
                 media_seen: [0; 4],
-                next_port: 40_000,
+                // Apart per role: the stand-in engines share one board of addresses.
+                next_port: 40_000 + 1_000 * i as u16,
                 hears: true,
                 own: Vec::new(),
                 names: Vec::new(),
                 resolved: Vec::new(),
                 registrations: Vec::new(),
+                audio: audio.clone(),
+                streams: HashMap::new(),
             };
             sim.add_node(node, [addr]);
         }

@@ -556,6 +556,12 @@ impl<D: Clone + NextHop> Endpoint<D> {
             request_uri: message.request_uri_shared().unwrap_or_default(),
             offer,
             source,
+            signature_call: message
+                .header(&Name::custom(
+                    super::SIGNATURE_HEADER,
+                    &[super::SIGNATURE_HEADER],
+                ))
+                .and_then(|v| v.parse().ok()),
         });
     }
 }

@@ -15,6 +15,7 @@ use super::{overload_note, stray_note, CommandError, Placed, ScriptCommand};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
 use crate::media::session::{MediaError, MediaReport};
+use crate::media::signature::{SignatureCode, SignatureVerdict, SIGNATURE_LEVEL_DBFS};
 use crate::media::tone::{ToneQuery, DEFAULT_MAX_GAP};
 use crate::sdp::{Direction, LocalMedia, Negotiated};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
@@ -49,7 +50,14 @@ pub struct ProbeCall {
     /// When the overall limit (`--timeout`) is reached, and the limit as the user wrote it:
     /// the call is then hung up and its end awaited [`LIMIT_GRACE`] more.
     pub limit: Option<(Instant, String)>,
+    /// Play the caller's signature of call [`PROBE_SIGNATURE_CALL`] and expect the callee's,
+    /// or our own back from an echo (`--signature`; the INVITE then carries the call's
+    /// number in `X-Sipcheck-Signature`).
+    pub signature: bool,
 }
+
+/// The signature call number of `sipcheck call --signature`'s one call.
+pub const PROBE_SIGNATURE_CALL: u64 = 0;
 
 /// What became of the hold and resume.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,6 +168,17 @@ pub struct ProbeOutcome {
     pub interrupted: bool,
     /// The DTMF digits could not be sent.
     pub dtmf_failed: bool,
+    /// What was heard of the signature when it held (`--signature`): the peer's, or our own
+    /// back from an echo.
+    pub signature: Option<&'static str>,
+}
+
+/// `sipcheck call --signature`'s codes: ours (the caller's) and the peer's (the callee's).
+fn probe_codes() -> (SignatureCode, SignatureCode) {
+    (
+        SignatureCode::for_call(PROBE_SIGNATURE_CALL, false),
+        SignatureCode::for_call(PROBE_SIGNATURE_CALL, true),
+    )
 }
 
 /// The probe's state (see the module documentation).
@@ -201,6 +220,10 @@ pub(super) struct Probe {
     interrupted: bool,
     timed_out: bool,
     dtmf_error: Option<String>,
+    /// `--signature`: the watch set when the media started, the judge asked at the hang-up,
+    /// and the verdict either gave.
+    signature_watches: Vec<u32>,
+    signature_verdict: Option<SignatureVerdict>,
 }
 
 impl Probe {
@@ -234,6 +257,8 @@ impl Probe {
             interrupted: false,
             timed_out: false,
             dtmf_error: None,
+            signature_watches: Vec::new(),
+            signature_verdict: None,
         }
     }
 
@@ -343,6 +368,11 @@ impl Probe {
     }
 
     pub(super) fn handle_media_event(&mut self, event: &MediaEvent) {
+        if let MediaEvent::Signature { watch, verdict } = event {
+            if self.signature_watches.contains(watch) {
+                self.signature_verdict = Some(*verdict);
+            }
+        }
         if let (MediaEvent::ToneHeard { watch, .. }, Some((id, heard))) =
             (event, self.resume_watch.as_mut())
         {
@@ -485,9 +515,33 @@ impl Probe {
             negotiated.clone(),
         ))));
         self.media = Some(negotiated);
+        if self.plan.signature {
+            let (own, peer) = probe_codes();
+            if let Ok(playlist) = own.playlist(SIGNATURE_LEVEL_DBFS) {
+                commands.push_back(ScriptCommand::Media(MediaIntent::Play(playlist)));
+            }
+            self.next_watch += 1;
+            self.signature_watches.push(self.next_watch);
+            commands.push_back(ScriptCommand::Media(MediaIntent::WatchSignature {
+                watch: self.next_watch,
+                expected: peer,
+                own: Some(own),
+            }));
+        }
     }
 
     fn hang_up(&mut self, commands: &mut VecDeque<ScriptCommand>) {
+        // The signature heard so far, asked before the media stops.
+        if self.media.is_some() && self.plan.signature && self.signature_verdict.is_none() {
+            let (own, peer) = probe_codes();
+            self.next_watch += 1;
+            self.signature_watches.push(self.next_watch);
+            commands.push_back(ScriptCommand::Media(MediaIntent::JudgeSignature {
+                watch: self.next_watch,
+                expected: peer,
+                own: Some(own),
+            }));
+        }
         // RFC 3261 §15.1.1: media stops once the BYE is sent.
         if self.media.is_some() {
             commands.push_back(ScriptCommand::Media(MediaIntent::SetSending(false)));
@@ -562,6 +616,37 @@ impl Probe {
                 }
             }
         }
+        let mut signature = None;
+        if self.plan.signature && answered && self.media.is_some() {
+            match self.signature_verdict {
+                Some(SignatureVerdict::Verified) => signature = Some("heard the peer's signature"),
+                Some(SignatureVerdict::Echo { .. }) => {
+                    signature = Some("heard its own signature back (echo)");
+                }
+                Some(SignatureVerdict::Crossed {
+                    heard,
+                    also_expected,
+                }) => {
+                    let (call, callee) = heard.call();
+                    failures.push(format!(
+                        "crossed audio: heard call {call}'s {} signature {} the peer's",
+                        if callee { "callee" } else { "caller" },
+                        if also_expected {
+                            "alongside"
+                        } else {
+                            "instead of"
+                        }
+                    ));
+                }
+                Some(SignatureVerdict::WrongAudio { loud }) => failures.push(format!(
+                    "wrong audio: {:.1} s of audio but no signature",
+                    loud.as_secs_f64()
+                )),
+                Some(SignatureVerdict::NoAudio) | None => {
+                    failures.push("no audio: the peer's signature was not heard".into());
+                }
+            }
+        }
         if let Some(end) = self.end_failure(record.as_ref(), reason.as_ref(), describe) {
             failures.insert(0, end);
         }
@@ -581,6 +666,7 @@ impl Probe {
             peer_holds: self.peer_holds,
             interrupted: self.interrupted,
             dtmf_failed: self.dtmf_error.is_some(),
+            signature,
         }
     }
 

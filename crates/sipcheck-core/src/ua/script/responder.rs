@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::{CallScript, ScriptConfig, WAIT_FOR_MAX};
 use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
-use crate::scenario::model::{Located, Step, WaitEvent};
+use crate::scenario::model::{Expectation, Located, PlayItem, SignatureFrom, Step, WaitEvent};
 use crate::stats::outcome::FailureKind;
 use crate::ua::call::{ByeFailure, CallEndReason};
 
@@ -33,7 +33,13 @@ pub struct Responder {
     pub send_dtmf: Option<Vec<Digit>>,
     /// Hang up this long after the answer; else wait for the caller's BYE.
     pub hangup_after: Option<Duration>,
+    /// Play the call's audio signature (the callee's code of the call the INVITE's
+    /// `X-Sipcheck-Signature` names) and expect the caller's within [`SIGNATURE_WITHIN`].
+    pub signature: bool,
 }
+
+/// How long `--signature` waits for the caller's signature after the answer.
+pub const SIGNATURE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Why the responder refused a call before answering it (each a failure of the call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +102,13 @@ impl Responder {
             })];
         }
         let mut steps = vec![here(Step::Answer { ring: self.ring })];
+        if self.signature {
+            steps.push(here(Step::Play(vec![PlayItem::Signature])));
+            steps.push(here(Step::Expect(Expectation::Signature {
+                from: SignatureFrom::Peer,
+                within: SIGNATURE_WITHIN,
+            })));
+        }
         let mut hangup_after = self.hangup_after;
         if let Some(digits) = &self.send_dtmf {
             // Sent DTMF_AFTER the answer, unless the call is hung up before.
@@ -184,8 +197,13 @@ impl CallScript {
             self.failures
                 .iter()
                 .filter(|f| {
-                    f.kind == FailureKind::DtmfMissing
-                        || (f.kind == FailureKind::Signalling && f.message == no_bye)
+                    matches!(
+                        f.kind,
+                        FailureKind::DtmfMissing
+                            | FailureKind::NoAudio
+                            | FailureKind::CrossedAudio
+                            | FailureKind::WrongAudio
+                    ) || (f.kind == FailureKind::Signalling && f.message == no_bye)
                 })
                 .map(|f| f.message.clone()),
         );

@@ -64,6 +64,7 @@ fn config(side: Side) -> ScriptConfig {
         wavs: Arc::new(HashMap::new()),
         scheduled: (side == Side::Caller).then_some(Duration::ZERO),
         start_lag: Duration::ZERO,
+        signature_call: None,
     }
 }
 
@@ -1172,6 +1173,7 @@ fn plan() -> ProbeCall {
         send_dtmf: None,
         expect_tone: None,
         limit: None,
+        signature: false,
     }
 }
 

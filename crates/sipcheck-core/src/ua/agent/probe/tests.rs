@@ -85,6 +85,7 @@ fn plan(now: Instant, limit: Option<Duration>) -> ProbeCall {
             max_gap: Duration::from_millis(100),
         },
         limit: limit.map(|l| (now + l, format!("{}s", l.as_secs()))),
+        signature: false,
     }
 }
 

@@ -1,7 +1,10 @@
 //! The responder's calls (`sipcheck answer`) as call scripts, in virtual time.
 
 use super::*;
-use crate::ua::script::responder::{Refused, Responder, ResponderOutcome, DTMF_AFTER};
+use crate::scenario::model::SignatureFrom;
+use crate::ua::script::responder::{
+    Refused, Responder, ResponderOutcome, DTMF_AFTER, SIGNATURE_WITHIN,
+};
 
 fn responder(r: &Responder) -> Harness {
     let t0 = base();
@@ -78,6 +81,26 @@ fn the_responder_s_flags_are_the_steps_they_mean() {
         }
     );
     assert_eq!(reject.steps().len(), 1);
+    // `--signature`: play this call's code, expect the caller's, then the end as asked.
+    let signed = Responder {
+        signature: true,
+        ..Responder::default()
+    };
+    let steps: Vec<Step> = signed.steps().into_iter().map(|s| s.value).collect();
+    assert_eq!(
+        steps,
+        vec![
+            Step::Answer {
+                ring: Duration::ZERO
+            },
+            Step::Play(vec![PlayItem::Signature]),
+            Step::Expect(Expectation::Signature {
+                from: SignatureFrom::Peer,
+                within: SIGNATURE_WITHIN,
+            }),
+            Step::WaitFor(WaitEvent::Bye)
+        ]
+    );
 }
 
 #[test]

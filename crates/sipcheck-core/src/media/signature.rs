@@ -1,0 +1,529 @@
+//! Per-call audio signatures: each call and direction plays its own short code of dual tones,
+//! and the far end decodes which code it heard — proof that *this* call's audio arrived at
+//! *that* end, and a name for the call whose audio arrived instead (crossed audio).
+//!
+//! # The plan
+//! * **Frequencies**: nine, [`SIGNATURE_HZ`], all in 1750–3100 Hz, inside the 300–3400 Hz
+//!   G.711 band and above the whole DTMF range (697–1633 Hz) and its neighbourhood (≥ 3.5 %
+//!   away), ≥ 30 Hz from the DTMF second harmonics; ≥ 40 Hz from the call-progress tones (350,
+//!   400, 425, 440, 450, 480, 620 Hz) and the 1 kHz test tone and ≥ 30 Hz from their second
+//!   and third harmonics; none lies within 25 Hz of a harmonic (2f, 3f) or intermodulation
+//!   product (f₁ ± f₂, 2f₁ ± f₂) of the set itself. All are multiples of 50 Hz, ≥ 100 Hz
+//!   apart: over any 20 ms block (160 samples) they are orthogonal, so each Goertzel bin
+//!   sees its own tone only, whatever the block's alignment.
+//! * **Symbols**: a symbol is two of the nine frequencies played together (a dual tone) for
+//!   [`SYMBOL_MS`] ms: 36 pairs. The pair of the lowest and the highest frequency is the
+//!   **sync** symbol; the other 35 carry data.
+//! * **Codes**: a code is [`CODE_SYMBOLS`] data symbols, no symbol equal to the one before it
+//!   (so each symbol is one unbroken run of blocks): 35 · 34 · 34 = 40,460 codes
+//!   ([`SignatureCode::CAPACITY`]), enough for 20,230 concurrent calls × 2 directions.
+//! * **Frame**: sync, then the code's three symbols: 400 ms, repeated for the whole play, so a
+//!   stream that joins late (or loses its start) still decodes the next repetition, and the
+//!   sync tells the decoder where a code starts.
+//!
+//! # Decoding
+//! [`SignatureDecoder`] runs one Goertzel filter per plan frequency (nine bins) over 20 ms
+//! blocks. A block is a symbol when its two strongest bins are each at −50 dBFS or louder,
+//! within 10 dB of each other, the third strongest bin is ≥ 10 dB under the weaker of the two,
+//! and the pair stands ≥ 10 dB above the rest of the block's power. Runs of 3–6 blocks of one
+//! symbol (one unclassified block inside a run or between two runs is tolerated: a lost packet,
+//! or the block that straddles two symbols) make the symbol stream; a sync followed by three
+//! data symbols is one frame of a code. A code is **heard** once decoded from
+//! [`CONFIRM_FRAMES`] frames: a single decode could be one misread symbol away from another
+//! code, two identical decodes are not.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::tone::{Playlist, PlaylistItem, Tone};
+use super::{power_to_dbfs, FULL_SCALE, SAMPLE_RATE};
+
+/// The plan's frequencies in hertz, lowest first.
+pub const SIGNATURE_HZ: [f64; 9] = [
+    1750.0, 1950.0, 2050.0, 2200.0, 2300.0, 2500.0, 2600.0, 2750.0, 3100.0,
+];
+
+/// The length of one symbol, in milliseconds.
+pub const SYMBOL_MS: u64 = 100;
+
+/// Data symbols per code.
+pub const CODE_SYMBOLS: usize = 3;
+
+/// Identical decodes needed before a code counts as heard.
+pub const CONFIRM_FRAMES: u32 = 2;
+
+/// The level of each component of a signature's dual tones, dBFS.
+pub const SIGNATURE_LEVEL_DBFS: f64 = -16.0;
+
+/// Samples per analysis block (20 ms: one RTP frame).
+const BLOCK: usize = 160;
+
+/// Data symbols (pairs other than the sync pair).
+const DATA_SYMBOLS: u32 = 35;
+
+/// The index of the sync pair among the 36 pairs (lowest with highest frequency).
+const SYNC: u8 = 7;
+
+/// A symbol run shorter than this many blocks is noise (a symbol is 5 blocks).
+const MIN_RUN: u32 = 3;
+
+/// A symbol run longer than this many blocks is a steady tone, not a signature.
+const MAX_RUN: u32 = 6;
+
+/// Blocks with audio above −50 dBFS, with no code heard, that make the audio "wrong" rather
+/// than absent (200 ms).
+pub const WRONG_AUDIO_BLOCKS: u64 = 10;
+
+/// The level under which a block is silence, dBFS.
+const SILENCE_DBFS: f64 = -50.0;
+
+/// At most this many distinct codes are remembered per decoder (memory stays bounded).
+const MAX_CODES: usize = 16;
+
+/// The two frequency indices of pair `p` (0..36), pairs in lexicographic order.
+fn pair(p: u8) -> (usize, usize) {
+    let mut k = 0u8;
+    for a in 0..SIGNATURE_HZ.len() {
+        for b in a + 1..SIGNATURE_HZ.len() {
+            if k == p {
+                return (a, b);
+            }
+            k += 1;
+        }
+    }
+    unreachable!("pair index {p} out of range")
+}
+
+/// The pair index (0..36) of frequencies `a < b`.
+fn pair_index(a: usize, b: usize) -> u8 {
+    let n = SIGNATURE_HZ.len();
+    // Pairs before row a: a·n − a(a+1)/2.
+    let before = a * n - a * (a + 1) / 2;
+    u8::try_from(before + (b - a - 1)).unwrap_or(u8::MAX)
+}
+
+/// Data symbol `d` (0..35) as a pair index (skipping the sync pair).
+fn data_pair(d: u32) -> u8 {
+    let d = u8::try_from(d).unwrap_or(u8::MAX);
+    if d < SYNC {
+        d
+    } else {
+        d + 1
+    }
+}
+
+/// The data symbol (0..35) of a pair index, `None` for the sync pair.
+fn pair_data(p: u8) -> Option<u32> {
+    match p.cmp(&SYNC) {
+        std::cmp::Ordering::Less => Some(u32::from(p)),
+        std::cmp::Ordering::Equal => None,
+        std::cmp::Ordering::Greater => Some(u32::from(p - 1)),
+    }
+}
+
+/// One call's signature in one direction: a number in `0..CAPACITY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SignatureCode(u32);
+
+impl SignatureCode {
+    /// The number of distinct codes: 35 · 34 · 34.
+    pub const CAPACITY: u32 = DATA_SYMBOLS * (DATA_SYMBOLS - 1) * (DATA_SYMBOLS - 1);
+
+    /// Code `n`, if `n < CAPACITY`.
+    #[must_use]
+    pub fn new(n: u32) -> Option<Self> {
+        (n < Self::CAPACITY).then_some(Self(n))
+    }
+
+    /// The code of call number `call` (counted from 0 in a run) in one direction: the caller
+    /// plays `2·call`, the callee `2·call + 1` (modulo the capacity).
+    #[must_use]
+    pub fn for_call(call: u64, callee: bool) -> Self {
+        let pairs = u64::from(Self::CAPACITY / 2);
+        let n = (call % pairs) * 2 + u64::from(callee);
+        Self(u32::try_from(n).unwrap_or(0))
+    }
+
+    /// The call number and direction (`true` for the callee's) a code stands for, as
+    /// [`SignatureCode::for_call`] assigns them (the first 20,230 calls).
+    #[must_use]
+    pub fn call(self) -> (u64, bool) {
+        (u64::from(self.0 / 2), self.0 % 2 == 1)
+    }
+
+    /// The code's number.
+    #[must_use]
+    pub fn number(self) -> u32 {
+        self.0
+    }
+
+    /// The code's data symbols as pair indices.
+    fn symbols(self) -> [u8; CODE_SYMBOLS] {
+        let base = DATA_SYMBOLS - 1;
+        let d1 = self.0 / (base * base);
+        let r = self.0 % (base * base);
+        let skip = |d: u32, before: u32| if d < before { d } else { d + 1 };
+        let d2 = skip(r / base, d1);
+        let d3 = skip(r % base, d2);
+        [data_pair(d1), data_pair(d2), data_pair(d3)]
+    }
+
+    /// The code spelled by three pair indices, if they are data symbols, none equal to the
+    /// one before it.
+    fn from_symbols(symbols: [u8; CODE_SYMBOLS]) -> Option<Self> {
+        let [d1, d2, d3] = symbols.map(pair_data);
+        let (d1, d2, d3) = (d1?, d2?, d3?);
+        if d1 == d2 || d2 == d3 {
+            return None;
+        }
+        let base = DATA_SYMBOLS - 1;
+        let unskip = |d: u32, before: u32| if d < before { d } else { d - 1 };
+        Self::new(d1 * base * base + unskip(d2, d1) * base + unskip(d3, d2))
+    }
+
+    /// The frequencies of each symbol of one frame (sync first), in hertz.
+    #[must_use]
+    pub fn frame(self) -> [(f64, f64); CODE_SYMBOLS + 1] {
+        let hz = |p: u8| {
+            let (a, b) = pair(p);
+            (SIGNATURE_HZ[a], SIGNATURE_HZ[b])
+        };
+        let [s1, s2, s3] = self.symbols();
+        [hz(SYNC), hz(s1), hz(s2), hz(s3)]
+    }
+
+    /// What plays the code: its frame, looping, each component at `level_dbfs`.
+    ///
+    /// # Errors
+    /// A [`super::tone::ToneError`] for a level that is not finite or above 0 dBFS.
+    pub fn playlist(self, level_dbfs: f64) -> Result<Playlist, super::tone::ToneError> {
+        let items = self
+            .frame()
+            .iter()
+            .map(|&(lo, hi)| {
+                Ok(PlaylistItem::Tone {
+                    tone: Tone::dual(lo, hi, level_dbfs)?,
+                    duration: Duration::from_millis(SYMBOL_MS),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Playlist::looping(items))
+    }
+}
+
+impl fmt::Display for SignatureCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One Goertzel filter of the decoder.
+#[derive(Debug, Clone, Copy)]
+struct Bin {
+    coeff: f64,
+    s1: f64,
+    s2: f64,
+}
+
+/// A run of blocks of one symbol.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    symbol: u8,
+    blocks: u32,
+    /// Whether the last block was unclassified (tolerated once).
+    gap: bool,
+}
+
+/// Decodes the signature codes in a received stream (see the module documentation).
+///
+/// Cost: nine Goertzel filters over each sample, a handful of comparisons per 20 ms block;
+/// memory is bounded (at most 16 distinct codes are remembered).
+#[derive(Debug, Clone)]
+pub struct SignatureDecoder {
+    bins: [Bin; 9],
+    filled: usize,
+    energy: f64,
+    run: Option<Run>,
+    /// The data symbols seen since the last sync, while the stream stays contiguous.
+    frame: Option<Vec<u8>>,
+    heard: Vec<(SignatureCode, u32)>,
+    loud_blocks: u64,
+    blocks: u64,
+}
+
+impl Default for SignatureDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SignatureDecoder {
+    /// A decoder that has heard nothing.
+    #[must_use]
+    pub fn new() -> Self {
+        let bins = SIGNATURE_HZ.map(|hz| Bin {
+            coeff: 2.0 * (2.0 * std::f64::consts::PI * hz / f64::from(SAMPLE_RATE)).cos(),
+            s1: 0.0,
+            s2: 0.0,
+        });
+        Self {
+            bins,
+            filled: 0,
+            energy: 0.0,
+            run: None,
+            frame: None,
+            heard: Vec::new(),
+            loud_blocks: 0,
+            blocks: 0,
+        }
+    }
+
+    /// Feeds received audio; chunks may have any length.
+    pub fn push(&mut self, mut samples: &[i16]) {
+        while !samples.is_empty() {
+            let n = (BLOCK - self.filled).min(samples.len());
+            let (chunk, rest) = samples.split_at(n);
+            for &x in chunk {
+                let x = f64::from(x);
+                self.energy += x * x;
+                for bin in &mut self.bins {
+                    let s0 = x + bin.coeff * bin.s1 - bin.s2;
+                    bin.s2 = bin.s1;
+                    bin.s1 = s0;
+                }
+            }
+            self.filled += n;
+            if self.filled == BLOCK {
+                self.finish_block();
+            }
+            samples = rest;
+        }
+    }
+
+    fn finish_block(&mut self) {
+        let n = BLOCK as f64;
+        let block_power = self.energy / n;
+        let mut powers = [0.0f64; 9];
+        for (p, bin) in powers.iter_mut().zip(&mut self.bins) {
+            // |X(ω)|² scaled to the mean square of the component.
+            let mag = bin.s1 * bin.s1 + bin.s2 * bin.s2 - bin.coeff * bin.s1 * bin.s2;
+            *p = 2.0 * mag.max(0.0) / (n * n);
+            bin.s1 = 0.0;
+            bin.s2 = 0.0;
+        }
+        self.energy = 0.0;
+        self.filled = 0;
+        self.blocks += 1;
+        if power_to_dbfs(block_power) >= SILENCE_DBFS {
+            self.loud_blocks += 1;
+        }
+        let symbol = classify(&powers, block_power);
+        self.on_block(symbol);
+    }
+
+    fn on_block(&mut self, symbol: Option<u8>) {
+        match (symbol, self.run) {
+            (Some(s), Some(run)) if run.symbol == s => {
+                self.run = Some(Run {
+                    symbol: s,
+                    blocks: run.blocks + 1 + u32::from(run.gap),
+                    gap: false,
+                });
+            }
+            (Some(s), _) => {
+                if let Some(run) = self.run.take() {
+                    self.close(run);
+                }
+                self.run = Some(Run {
+                    symbol: s,
+                    blocks: 1,
+                    gap: false,
+                });
+            }
+            (None, Some(run)) if !run.gap => self.run = Some(Run { gap: true, ..run }),
+            (None, Some(run)) => {
+                self.run = None;
+                self.close(run);
+                self.frame = None;
+            }
+            (None, None) => self.frame = None,
+        }
+    }
+
+    /// A run is over: a symbol of the stream, or a break in it.
+    fn close(&mut self, run: Run) {
+        if !(MIN_RUN..=MAX_RUN).contains(&run.blocks) {
+            self.frame = None;
+            return;
+        }
+        if run.symbol == SYNC {
+            self.frame = Some(Vec::with_capacity(CODE_SYMBOLS));
+            return;
+        }
+        let Some(frame) = self.frame.as_mut() else {
+            return;
+        };
+        frame.push(run.symbol);
+        if frame.len() == CODE_SYMBOLS {
+            let symbols = [frame[0], frame[1], frame[2]];
+            self.frame = None;
+            if let Some(code) = SignatureCode::from_symbols(symbols) {
+                self.record(code);
+            }
+        }
+    }
+
+    fn record(&mut self, code: SignatureCode) {
+        if let Some(entry) = self.heard.iter_mut().find(|(c, _)| *c == code) {
+            entry.1 += 1;
+        } else if self.heard.len() < MAX_CODES {
+            self.heard.push((code, 1));
+        }
+    }
+
+    /// Every code decoded so far, with the number of frames it was decoded from.
+    #[must_use]
+    pub fn decoded(&self) -> &[(SignatureCode, u32)] {
+        &self.heard
+    }
+
+    /// The codes heard (decoded from at least [`CONFIRM_FRAMES`] frames), in the order first
+    /// decoded.
+    pub fn heard(&self) -> impl Iterator<Item = SignatureCode> + '_ {
+        self.heard
+            .iter()
+            .filter(|(_, n)| *n >= CONFIRM_FRAMES)
+            .map(|(c, _)| *c)
+    }
+
+    /// Whether `code` has been heard.
+    #[must_use]
+    pub fn has_heard(&self, code: SignatureCode) -> bool {
+        self.heard().any(|c| c == code)
+    }
+
+    /// Blocks (20 ms) with audio above −50 dBFS so far.
+    #[must_use]
+    pub fn loud_blocks(&self) -> u64 {
+        self.loud_blocks
+    }
+
+    /// Blocks analysed so far.
+    #[must_use]
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    /// The verdict for one direction: `expected` is the code that should arrive; `own` is the
+    /// code this end plays (heard back, it is an echo).
+    #[must_use]
+    pub fn verdict(&self, expected: SignatureCode, own: Option<SignatureCode>) -> SignatureVerdict {
+        if let Some(other) = self.heard().find(|&c| c != expected && Some(c) != own) {
+            return SignatureVerdict::Crossed {
+                heard: other,
+                also_expected: self.has_heard(expected),
+            };
+        }
+        if self.has_heard(expected) {
+            return SignatureVerdict::Verified;
+        }
+        if let Some(own) = own.filter(|&o| self.has_heard(o)) {
+            return SignatureVerdict::Echo { own };
+        }
+        if self.loud_blocks >= WRONG_AUDIO_BLOCKS {
+            SignatureVerdict::WrongAudio {
+                loud: Duration::from_millis(self.loud_blocks * 20),
+            }
+        } else {
+            SignatureVerdict::NoAudio
+        }
+    }
+}
+
+/// The symbol (pair index) of one block, if it is one (see the module documentation).
+fn classify(powers: &[f64; 9], block_power: f64) -> Option<u8> {
+    let min_component = FULL_SCALE * FULL_SCALE / 2.0 * 10f64.powf(SILENCE_DBFS / 10.0);
+    // The three strongest bins, a ≥ b ≥ c.
+    let mut order: [usize; 9] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+    order.sort_unstable_by(|&x, &y| powers[y].total_cmp(&powers[x]));
+    let [a, b, c, ..] = order;
+    let (pa, pb, pc) = (powers[a], powers[b], powers[c]);
+    let pair_power = pa + pb;
+    let rest = (block_power - pair_power).max(block_power * 1e-6);
+    let clear =
+        pb >= min_component && pb * 10.0 >= pa && pc * 10.0 <= pb && pair_power >= 10.0 * rest;
+    clear.then(|| pair_index(a.min(b), a.max(b)))
+}
+
+/// What one end heard of the signature it expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureVerdict {
+    /// The expected code was heard, and no other call's.
+    Verified,
+    /// Another call's code was heard (`also_expected`: alongside the expected one).
+    Crossed {
+        /// The code heard.
+        heard: SignatureCode,
+        /// Whether the expected code was heard too.
+        also_expected: bool,
+    },
+    /// Only this end's own code came back: the far end echoes (or loops) the audio.
+    Echo {
+        /// The code heard back.
+        own: SignatureCode,
+    },
+    /// Audio arrived, but no code in it.
+    WrongAudio {
+        /// How much of it was above −50 dBFS.
+        loud: Duration,
+    },
+    /// Nothing audible arrived.
+    NoAudio,
+}
+
+impl SignatureVerdict {
+    /// Whether the direction is verified.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        matches!(self, SignatureVerdict::Verified)
+    }
+}
+
+/// A direction of a call's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioDirection {
+    /// From the caller to the callee.
+    CallerToCallee,
+    /// From the callee to the caller.
+    CalleeToCaller,
+}
+
+impl fmt::Display for AudioDirection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AudioDirection::CallerToCallee => "caller → callee",
+            AudioDirection::CalleeToCaller => "callee → caller",
+        })
+    }
+}
+
+/// The one-way direction of a call from what each end heard: `Some(missing)` when one
+/// direction is verified and nothing audible arrived the other way.
+#[must_use]
+pub fn one_way(
+    caller_heard: &SignatureVerdict,
+    callee_heard: &SignatureVerdict,
+) -> Option<AudioDirection> {
+    match (caller_heard, callee_heard) {
+        (SignatureVerdict::Verified, SignatureVerdict::NoAudio) => {
+            Some(AudioDirection::CallerToCallee)
+        }
+        (SignatureVerdict::NoAudio, SignatureVerdict::Verified) => {
+            Some(AudioDirection::CalleeToCaller)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,388 @@
+//! Per-call audio signatures against real peers: both ends through Kamailio, an echo peer
+//! (SIPp `-rtp_echo`), and the verdicts that name what went wrong.
+
+mod support;
+
+use std::time::Duration;
+
+use sipcheck_core::media::g711::Codec;
+use sipcheck_core::media::signature::{SignatureCode, SIGNATURE_LEVEL_DBFS};
+use sipcheck_core::media::tone::AudioSource;
+use support::describe_output;
+use support::kamailio::Kamailio;
+use support::process::RunDir;
+use support::reports::{run_scenario as run, Reports};
+use support::responder::Responder;
+use support::sipp::Sipp;
+
+#[test]
+fn twenty_calls_through_kamailio_each_hear_their_own_peers_signature_both_ways() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/kamailio-signatures.yaml",
+        &[],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["started"], 20, "{v}");
+    assert_eq!(v["calls"]["passed"], 20, "{v}");
+    assert_eq!(v["audio"]["checked"], 40, "{v}");
+    assert_eq!(v["audio"]["verified"], 40, "{v}");
+    for kind in ["crossed_audio", "no_audio", "one_way_audio", "wrong_audio"] {
+        assert!(v["failures"][kind].is_null(), "{kind}: {v}");
+    }
+}
+
+#[test]
+fn a_signature_other_than_the_one_expected_is_crossed_audio_naming_its_call() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    // The callers expect their own code back (an echo), but the callees play theirs: every
+    // caller hears a code other than the one it expects, and names its call.
+    let out = run(
+        "tests/peers/scenarios/kamailio-signatures.yaml",
+        &[
+            "--set",
+            "roles.caller.steps.3.expect.signature=echo",
+            "--set",
+            "load.total_calls=2",
+        ],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["failures"]["crossed_audio"], 2, "{v}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "crossed audio (echoed): heard call 0's callee signature instead of call 0's"
+        ),
+        "{shown}"
+    );
+    // The callers hang up at once; their callees had not heard two whole frames yet.
+    assert_eq!(v["failures"]["wrong_audio"], 2, "{v}");
+    assert!(stdout.contains("before the call ended"), "{shown}");
+}
+
+#[test]
+fn a_scenario_against_sipp_rtp_echo_hears_its_own_signature_back() {
+    let port = support::free_port();
+    let sipp = support::sipp::Sipp::start_builtin_uas(port, &["-rtp_echo"]).expect("start sipp");
+    let addr = format!("127.0.0.1:{port}");
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-echo-signature.yaml",
+        &[],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 3, "{v}");
+    assert_eq!(v["audio"]["verified"], 3, "{v}");
+
+    // Expecting the peer's signature from an echo: only our own comes back.
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-echo-signature.yaml",
+        &["--set", "roles.caller.steps.2.expect.signature=peer"],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["failures"]["crossed_audio"], 3, "{v}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("heard its own signature back (echo)"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_peer_that_sends_nothing_back_is_no_audio_callee_to_caller() {
+    // SIPp's uas without -rtp_echo answers and sends no RTP: audio flows one way only.
+    let port = support::free_port();
+    let sipp = support::sipp::Sipp::start_builtin_uas(port, &[]).expect("start sipp");
+    let addr = format!("127.0.0.1:{port}");
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-echo-signature.yaml",
+        &["--set", "roles.caller.steps.2.expect.signature=peer"],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_ne!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 0, "{v}");
+    assert_eq!(v["failures"]["no_audio"], 3, "{v}");
+    assert!(v["failures"]["crossed_audio"].is_null(), "{v}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("no audio (callee → caller): call 0's signature not heard within 3.0 s"),
+        "{shown}"
+    );
+}
+
+/// A pcap (Ethernet, IPv4, UDP) of `seconds` of PCMU RTP carrying `code`'s signature, as
+/// SIPp's `play_pcap_audio` plays it (it rewrites the addresses, keeps the timing).
+fn signature_pcap(code: SignatureCode, seconds: u32) -> Vec<u8> {
+    let mut playlist = code.playlist(SIGNATURE_LEVEL_DBFS).expect("a valid level");
+    let mut out = Vec::new();
+    // Global header: magic, version 2.4, zone, sigfigs, snaplen, Ethernet.
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for n in 0..seconds * 50 {
+        let mut pcm = [0i16; 160];
+        playlist.fill(&mut pcm);
+        let mut payload = [0u8; 160];
+        Codec::Pcmu.encode(&pcm, &mut payload).expect("160 samples");
+        let mut rtp = vec![0x80, if n == 0 { 0x80 } else { 0 }];
+        rtp.extend_from_slice(&(n as u16).to_be_bytes());
+        rtp.extend_from_slice(&(n * 160).to_be_bytes());
+        rtp.extend_from_slice(&0x5157_0001u32.to_be_bytes());
+        rtp.extend_from_slice(&payload);
+        let udp_len = 8 + rtp.len() as u16;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&(20 + udp_len).to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+        ip.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        let sum = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&6000u16.to_be_bytes());
+        frame.extend_from_slice(&6002u16.to_be_bytes());
+        frame.extend_from_slice(&udp_len.to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(&rtp);
+        let at_us = u64::from(n) * 20_000;
+        out.extend_from_slice(&((at_us / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((at_us % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    out
+}
+
+/// SIPp answering with PCMU and playing, as RTP, `code`'s signature for six seconds (the
+/// run directory holds its pcap and scenario).
+fn sipp_playing(code: SignatureCode) -> (Sipp, RunDir) {
+    let dir = RunDir::new("sipp-signature").expect("a run directory");
+    let pcap = dir.join("signature.pcap");
+    std::fs::write(&pcap, signature_pcap(code, 6)).expect("pcap");
+    let template =
+        std::fs::read_to_string(Sipp::peer_scenario("uas_play_pcap.xml")).expect("the scenario");
+    let scenario = dir.join("uas_play_signature.xml");
+    std::fs::write(
+        &scenario,
+        template.replace("PCAP_PATH", pcap.to_str().expect("a UTF-8 path")),
+    )
+    .expect("write the scenario");
+    let sipp = Sipp::start_uas(&scenario, &["-mi", "127.0.0.1"]).expect("start sipp");
+    (sipp, dir)
+}
+
+#[test]
+fn a_peer_that_plays_another_calls_signature_is_crossed_audio_naming_that_call() {
+    // SIPp plays, as RTP, the signature call 7's callee plays: what a PBX that crossed call 7's
+    // audio into call 0 would deliver.
+    let (sipp, _dir) = sipp_playing(SignatureCode::for_call(7, true));
+    let addr = format!("127.0.0.1:{}", sipp.port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-echo-signature.yaml",
+        &[
+            "--set",
+            "roles.caller.steps.2.expect.signature=peer",
+            "--set",
+            "load.total_calls=1",
+        ],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["failures"]["crossed_audio"], 1, "{v}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "crossed audio (callee → caller): heard call 7's callee signature instead of call 0's"
+        ),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_thousand_calls_through_kamailio_at_25_per_second_never_cross() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/kamailio-signatures-1000.yaml",
+        &[],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}", describe_output(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(v["calls"]["started"], 1000, "{v}");
+    assert_eq!(v["calls"]["passed"], 1000, "{v}");
+    assert_eq!(v["audio"]["verified"], 2000, "{v}");
+    for kind in ["crossed_audio", "no_audio", "one_way_audio", "wrong_audio"] {
+        assert!(v["failures"][kind].is_null(), "{kind}: {v}");
+    }
+}
+
+/// `sipcheck call URI --signature --duration 3s`.
+fn call_with_signature(uri: &str) -> std::process::Output {
+    support::run_sipcheck(["call", uri, "--signature", "--duration", "3s"], &[])
+}
+
+#[test]
+fn call_with_signature_hears_the_peers_code_its_own_echoed_and_names_a_crossed_call() {
+    // The callee's code of call 0 (the probe's call): the peer's signature.
+    let (sipp, _dir) = sipp_playing(SignatureCode::for_call(0, true));
+    let out = call_with_signature(&format!("sip:bob@127.0.0.1:{}", sipp.port));
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("signature: heard the peer's signature\nPASS"),
+        "{shown}"
+    );
+    drop(sipp);
+
+    // An echo: its own code back, a pass of its own words.
+    let port = support::free_port();
+    let sipp = Sipp::start_builtin_uas(port, &["-rtp_echo"]).expect("start sipp");
+    let out = call_with_signature(&format!("sip:echo@127.0.0.1:{port}"));
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("signature: heard its own signature back (echo)\nPASS"),
+        "{shown}"
+    );
+    drop(sipp);
+
+    // Another call's code: crossed, named.
+    let (sipp, _dir) = sipp_playing(SignatureCode::for_call(7, true));
+    let out = call_with_signature(&format!("sip:bob@127.0.0.1:{}", sipp.port));
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("FAIL: crossed audio: heard call 7's callee signature instead of the peer's"),
+        "{shown}"
+    );
+    drop(sipp);
+
+    // Nothing back: no audio (and no RTP).
+    let port = support::free_port();
+    let sipp = Sipp::start_builtin_uas(port, &[]).expect("start sipp");
+    let out = call_with_signature(&format!("sip:bob@127.0.0.1:{port}"));
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("no audio: the peer's signature was not heard"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn sipcheck_answer_with_signature_plays_the_callees_code_and_verifies_the_callers() {
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut answer = Responder::start(
+        &["--listen", &listen, "--signature", "--calls", "3", "--json"],
+        &[],
+    );
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/answer-signature.yaml",
+        &[],
+        &[("ANSWER_ADDR", listen.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 3, "{v}");
+    assert_eq!(v["audio"]["verified"], 3, "{v}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let passed = answer
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"call\"") && l.contains("\"verdict\":\"pass\""))
+        .count();
+    assert_eq!(passed, 3, "{shown}");
+
+    // A caller that sends no signature (a tone instead): the responder has no code to
+    // expect and fails the call, saying why.
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut answer = Responder::start(&["--listen", &listen, "--signature", "--calls", "1"], &[]);
+    let uri = format!("sip:bob@{listen}");
+    let out = support::run_sipcheck(
+        ["call", &uri, "--play-tone", "440", "--duration", "2s"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(1),
+        "{shown}"
+    );
+    assert!(
+        answer
+            .stdout()
+            .contains("no signature to expect: the INVITE carried no X-Sipcheck-Signature header"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn call_with_signature_against_answer_with_signature_verifies_both_directions() {
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut answer = Responder::start(&["--listen", &listen, "--signature", "--calls", "1"], &[]);
+    let out = call_with_signature(&format!("sip:bob@{listen}"));
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("signature: heard the peer's signature\nPASS"),
+        "{shown}"
+    );
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    assert!(answer.stdout().contains("-- PASS"), "{shown}");
+}
