@@ -111,6 +111,10 @@ struct Cli {
     /// addresses and full text (credentials masked).
     #[arg(long, value_name = "FILE", global = true)]
     trace_sip: Option<PathBuf>,
+    /// Write every SIP message and RTP packet sent and received to FILE as a packet capture
+    /// (pcap, raw IPv4/IPv6 with UDP or TCP headers) that Wireshark and tshark open.
+    #[arg(long, value_name = "FILE", global = true)]
+    pcap: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -178,6 +182,17 @@ fn main() -> ExitCode {
         None => None,
     };
     sipcheck::drive::trace::install(cli.verbose >= 1, trace_file);
+    if let Some(path) = &cli.pcap {
+        let installed = std::fs::File::create(path)
+            .and_then(|file| sipcheck::drive::capture::install(path.clone(), file));
+        if let Err(e) = installed {
+            eprintln!(
+                "sipcheck: error: cannot create the capture {}: {e}",
+                path.display()
+            );
+            return Exit::Usage.into();
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -190,6 +205,9 @@ fn main() -> ExitCode {
     };
     let exit = runtime.block_on(run(cli.command));
     sipcheck::drive::trace::flush();
+    if let Some(summary) = sipcheck::drive::capture::finish() {
+        eprintln!("sipcheck: {summary}");
+    }
     logging::summarize();
     exit.into()
 }

@@ -5,8 +5,10 @@
 //! agent (calls and registrations; `answer`, `call`, `register` and `options` drive the same
 //! agent in a loop of their own, each on a `wire`); [`registration`] says how a probe prints
 //! a registration's failure; [`transport`] is the SIP socket (UDP, TCP), [`media`] the RTP
-//! streams and their scheduler threads.
+//! streams and their scheduler threads; [`capture`] writes what they send and receive to
+//! `--pcap`.
 
+pub mod capture;
 pub mod clock;
 pub mod media;
 pub mod registration;
