@@ -58,6 +58,16 @@ fn assert_clean(file: &Path) -> usize {
         ],
     );
     assert!(bad.trim().is_empty(), "bad packets:\n{bad}");
+    // Every checksum positively verified (computed over IPv4 too, where UDP allows none).
+    let unverified = tshark(
+        file,
+        &[
+            "-Y",
+            "(ip && ip.checksum.status != 1) || (udp && udp.checksum.status != 1) \
+             || (tcp && tcp.checksum.status != 1)",
+        ],
+    );
+    assert!(unverified.trim().is_empty(), "unverified:\n{unverified}");
     count
 }
 
@@ -195,6 +205,60 @@ fn a_call_with_rtp_both_ways_is_one_call_and_two_streams_in_tshark() {
         assert!((90..=130).contains(&pkts), "{row}\n{streams}");
     }
     assert!(packets >= 200, "{packets} packets");
+}
+
+#[test]
+fn an_ipv6_capture_has_its_mandatory_udp_checksums() {
+    let dir = RunDir::new("pcap-v6").unwrap();
+    let file = dir.join("v6.pcap");
+    let listen = format!("[::1]:{}", free_port());
+    let mut answer = Responder::start(
+        &["--listen", &listen, "--play-tone", "1000", "--calls", "1"],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "440",
+            "--duration",
+            "1s",
+            "--pcap",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    assert_clean(&file);
+    let v6 = tshark(
+        &file,
+        &[
+            "-Y",
+            "ipv6.src == ::1 && udp",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ],
+    );
+    let all = tshark(&file, &["-T", "fields", "-e", "frame.number"]);
+    assert_eq!(
+        v6.lines().count(),
+        all.lines().count(),
+        "not all IPv6 over UDP"
+    );
+    let (complete, _) = completed_calls(&file);
+    assert_eq!(complete.len(), 1, "{complete:?}");
+    let streams = tshark(&file, &["-q", "-z", "rtp,streams"]);
+    assert_eq!(table_rows(&streams).len(), 2, "{streams}");
 }
 
 #[test]
