@@ -208,6 +208,55 @@ fn a_call_with_rtp_both_ways_is_one_call_and_two_streams_in_tshark() {
 }
 
 #[test]
+fn answer_and_options_write_their_captures_too() {
+    let dir = RunDir::new("pcap-answer").unwrap();
+    let (answered, probed) = (dir.join("answer.pcap"), dir.join("options.pcap"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--play-tone",
+            "1000",
+            "--calls",
+            "1",
+            "--pcap",
+            answered.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(["options", &uri, "--pcap", probed.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pcap: 2 packets written"),
+        "{}",
+        describe_output(&out)
+    );
+    assert_clean(&probed);
+    let options = tshark(&probed, &["-Y", "sip", "-T", "fields", "-e", "sip.CSeq"]);
+    assert_eq!(options.lines().count(), 2, "{options}");
+    assert!(options.lines().all(|l| l.ends_with("OPTIONS")), "{options}");
+    let out = run_sipcheck(
+        ["call", &uri, "--play-tone", "440", "--duration", "1s"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    assert!(answer.stderr().contains("pcap: "), "{shown}");
+    assert_clean(&answered);
+    let (complete, _) = completed_calls(&answered);
+    assert_eq!(complete.len(), 1, "{complete:?}");
+    let streams = tshark(&answered, &["-q", "-z", "rtp,streams"]);
+    assert_eq!(table_rows(&streams).len(), 2, "{streams}");
+}
+
+#[test]
 fn an_ipv6_capture_has_its_mandatory_udp_checksums() {
     let dir = RunDir::new("pcap-v6").unwrap();
     let file = dir.join("v6.pcap");

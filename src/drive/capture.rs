@@ -219,9 +219,10 @@ pub struct Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.written == 1 { "" } else { "s" };
         write!(
             f,
-            "pcap: {} packets written to {}",
+            "pcap: {} packet{plural} written to {}",
             self.written,
             self.path.display()
         )?;
