@@ -90,11 +90,10 @@ impl Encoder {
     ) {
         let (src_ip, dst_ip) = ips(src, dst);
         let payload = &payload[..payload.len().min(max_payload(src_ip, 8))];
-        let mut l4 = Vec::with_capacity(8);
-        l4.extend_from_slice(&src.port().to_be_bytes());
-        l4.extend_from_slice(&dst.port().to_be_bytes());
-        l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-        l4.extend_from_slice(&[0, 0]);
+        let mut l4 = [0u8; 8];
+        l4[0..2].copy_from_slice(&src.port().to_be_bytes());
+        l4[2..4].copy_from_slice(&dst.port().to_be_bytes());
+        l4[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
         let sum = l4_checksum(src_ip, dst_ip, PROTO_UDP, &l4, payload);
         // A computed 0 is sent as all ones (RFC 768): 0 means "no checksum".
         let sum = if sum == 0 { 0xffff } else { sum };
@@ -228,15 +227,15 @@ fn segment(
     payload: &[u8],
 ) {
     let (src_ip, dst_ip) = ips(src, dst);
-    let mut l4 = Vec::with_capacity(20);
-    l4.extend_from_slice(&src.port().to_be_bytes());
-    l4.extend_from_slice(&dst.port().to_be_bytes());
-    l4.extend_from_slice(&seq.to_be_bytes());
-    l4.extend_from_slice(&ack.to_be_bytes());
-    l4.push(5 << 4); // data offset: 5 words, no options
-    l4.push(flags);
-    l4.extend_from_slice(&65_535u16.to_be_bytes()); // window
-    l4.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    let mut l4 = [0u8; 20];
+    l4[0..2].copy_from_slice(&src.port().to_be_bytes());
+    l4[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    l4[4..8].copy_from_slice(&seq.to_be_bytes());
+    l4[8..12].copy_from_slice(&ack.to_be_bytes());
+    l4[12] = 5 << 4; // data offset: 5 words, no options
+    l4[13] = flags;
+    l4[14..16].copy_from_slice(&65_535u16.to_be_bytes()); // window
+                                                          // 16..20: checksum, urgent pointer
     let sum = l4_checksum(src_ip, dst_ip, PROTO_TCP, &l4, payload);
     l4[16..18].copy_from_slice(&sum.to_be_bytes());
     record(out, wall, src_ip, dst_ip, PROTO_TCP, &l4, payload);
