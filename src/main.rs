@@ -49,6 +49,7 @@ Examples:
   sipcheck call sip:ivr@192.0.2.20 --play-wav prompt.wav --record heard.wav
   sipcheck call sip:2001@pbx.example.com --user 1001 --cancel-after 2s
   sipcheck call sip:test@127.0.0.1:5070 -v --trace-sip call.trace
+  sipcheck call sip:test@127.0.0.1:5070 --play-tone 440 --pcap call.pcap   # for Wireshark
 
 Exit codes:
   0  answered, every expectation held (or cancelled with 487 when --cancel-after)
@@ -87,6 +88,7 @@ Examples:
   sipcheck run scenarios/selftest.yaml
   sipcheck run load.yaml --set load.rate=50/s --junit report.xml --json report.json
   sipcheck run scenarios/selftest.yaml -v --trace-sip run.trace
+  sipcheck run scenarios/selftest.yaml --pcap run.pcap    # every packet, for Wireshark
 
 Exit codes:
   0    every call passed its expectations (or, with thresholds, every threshold held)

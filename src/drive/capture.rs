@@ -305,3 +305,22 @@ pub fn finish() -> Option<Summary> {
         error: tap.error.lock().ok().and_then(|mut e| e.take()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Payload;
+
+    #[test]
+    fn an_rtp_sized_payload_is_inline_and_a_longer_one_boxed_both_intact() {
+        for len in [0, 172, super::INLINE, super::INLINE + 1, 1500] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let payload = Payload::new(&data);
+            assert_eq!(payload.bytes(), &data[..], "{len}");
+            assert_eq!(
+                matches!(payload, Payload::Inline(..)),
+                len <= super::INLINE,
+                "{len}"
+            );
+        }
+    }
+}
