@@ -49,6 +49,7 @@ Examples:
   sipcheck call sip:ivr@192.0.2.20 --play-wav prompt.wav --record heard.wav
   sipcheck call sip:2001@pbx.example.com --user 1001 --cancel-after 2s
   sipcheck call sip:test@127.0.0.1:5070 -v --trace-sip call.trace
+  sipcheck call sip:test@127.0.0.1:5070 --play-tone 440 --pcap call.pcap   # for Wireshark
 
 Exit codes:
   0  answered, every expectation held (or cancelled with 487 when --cancel-after)
@@ -87,6 +88,7 @@ Examples:
   sipcheck run scenarios/selftest.yaml
   sipcheck run load.yaml --set load.rate=50/s --junit report.xml --json report.json
   sipcheck run scenarios/selftest.yaml -v --trace-sip run.trace
+  sipcheck run scenarios/selftest.yaml --pcap run.pcap    # every packet, for Wireshark
 
 Exit codes:
   0    every call passed its expectations (or, with thresholds, every threshold held)
@@ -125,6 +127,10 @@ struct Cli {
     /// addresses and full text (credentials masked).
     #[arg(long, value_name = "FILE", global = true)]
     trace_sip: Option<PathBuf>,
+    /// Write every SIP message and RTP packet sent and received to FILE as a packet capture
+    /// (pcap, raw IPv4/IPv6 with UDP or TCP headers) that Wireshark and tshark open.
+    #[arg(long, value_name = "FILE", global = true)]
+    pcap: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -233,6 +239,17 @@ fn main() -> ExitCode {
         None => None,
     };
     sipcheck::drive::trace::install(cli.verbose >= 1, trace_file);
+    if let Some(path) = &cli.pcap {
+        let installed = std::fs::File::create(path)
+            .and_then(|file| sipcheck::drive::capture::install(path.clone(), file));
+        if let Err(e) = installed {
+            eprintln!(
+                "sipcheck: error: cannot create the capture {}: {e}",
+                path.display()
+            );
+            return Exit::Usage.into();
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -245,6 +262,9 @@ fn main() -> ExitCode {
     };
     let exit = runtime.block_on(run(cli.command));
     sipcheck::drive::trace::flush();
+    if let Some(summary) = sipcheck::drive::capture::finish() {
+        eprintln!("sipcheck: {summary}");
+    }
     logging::summarize();
     exit.into()
 }

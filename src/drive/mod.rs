@@ -6,9 +6,10 @@
 //! is a scenario role on it (`register` and `options` drive the same agent with no call in a
 //! smaller loop on a `wire`); [`registration`] says how a probe prints a registration's
 //! failure; [`transport`] is the SIP socket (UDP, TCP), [`media`] the RTP streams and their
-//! scheduler threads.
+//! scheduler threads; [`capture`] writes what they send and receive to `--pcap`.
 
 pub(crate) mod agent;
+pub mod capture;
 pub mod clock;
 pub mod media;
 pub mod registration;

@@ -64,6 +64,12 @@ impl Wire {
                     message.raw(),
                     false,
                 );
+                crate::drive::capture::on_socket(
+                    &self.socket,
+                    Direction::Received,
+                    from,
+                    message.raw(),
+                );
                 if let Some(ladder) = &mut self.ladder {
                     ladder.record(now, Direction::Received, from, message.raw(), false);
                 }
@@ -125,6 +131,14 @@ impl Wire {
             &t.bytes,
             retransmission,
         );
+        if sent.is_ok() {
+            crate::drive::capture::on_socket(
+                &self.socket,
+                Direction::Sent,
+                t.destination,
+                &t.bytes,
+            );
+        }
         if let Some(ladder) = &mut self.ladder {
             ladder.record(
                 Instant::now(),

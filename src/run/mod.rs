@@ -120,6 +120,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                     tokio::spawn(async move {
                         again.next().await;
                         eprintln!("sipcheck: interrupted again: leaving at once, no reports written");
+                        crate::drive::capture::finish();
                         std::process::exit(i32::from(Exit::Abandoned.code()));
                     });
                 }

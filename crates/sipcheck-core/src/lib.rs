@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod ids;
 pub mod media;
 pub mod rtp;

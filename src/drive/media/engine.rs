@@ -20,6 +20,7 @@ use slab::Slab;
 use tokio::sync::oneshot;
 
 use super::{Command, EventSink, Finished, Message, NewStream, WatchFn};
+use crate::drive::capture::{self, Proto};
 
 // ---------------------------------------------------------------------------------------
 // The scheduler threads.
@@ -137,6 +138,8 @@ impl Engine {
 struct Stream {
     id: u64,
     socket: std::net::UdpSocket,
+    /// The socket's address, for `--pcap`.
+    local: SocketAddr,
     state: State,
     /// Where its [`MediaEvent`]s go.
     events: Option<EventSink>,
@@ -296,7 +299,9 @@ impl Scheduler {
                     };
                     // A send error (ICMP unreachable) is the far end's problem: the
                     // receiver's statistics and the detector tell the story.
-                    let _ = stream.socket.send_to(&self.out[..len], run.remote);
+                    if stream.socket.send_to(&self.out[..len], run.remote).is_ok() {
+                        capture::packet(Proto::Udp, stream.local, run.remote, &self.out[..len]);
+                    }
                 }
             }
         }
@@ -307,18 +312,28 @@ impl Scheduler {
             }
             let due = match &mut stream.state {
                 State::Listening(early) => {
-                    drain(&mut self.receiving, &stream.socket, |at, from, data| {
-                        if early.len() == EARLY_PACKETS {
-                            early.pop_front();
-                        }
-                        early.push_back((at, from, data.into()));
-                    });
+                    drain(
+                        &mut self.receiving,
+                        &stream.socket,
+                        stream.local,
+                        |at, from, data| {
+                            if early.len() == EARLY_PACKETS {
+                                early.pop_front();
+                            }
+                            early.push_back((at, from, data.into()));
+                        },
+                    );
                     self.tick_time(tick) + LISTEN_EVERY
                 }
                 State::Running(run) => {
-                    drain(&mut self.receiving, &stream.socket, |at, from, data| {
-                        run.session.handle_packet(at, from, data);
-                    });
+                    drain(
+                        &mut self.receiving,
+                        &stream.socket,
+                        stream.local,
+                        |at, from, data| {
+                            run.session.handle_packet(at, from, data);
+                        },
+                    );
                     run.session.play_out();
                     if !run.watches.is_empty() {
                         check_watches(run, Instant::now());
@@ -360,6 +375,7 @@ impl Scheduler {
                 let due = Instant::now() + LISTEN_EVERY;
                 let key = self.streams.insert(Stream {
                     id,
+                    local: local_addr(&socket),
                     socket,
                     state: State::Listening(VecDeque::new()),
                     events: None,
@@ -405,6 +421,7 @@ impl Scheduler {
         let due = session.poll_timeout();
         let key = self.streams.insert(Stream {
             id,
+            local: local_addr(&socket),
             socket,
             state: State::Running(Box::new(Running {
                 session,
@@ -500,9 +517,14 @@ impl Scheduler {
                     unreachable!("matched as running")
                 };
                 // What arrived since the stream's last tick counts too.
-                drain(&mut self.receiving, &stream.socket, |at, from, data| {
-                    run.session.handle_packet(at, from, data);
-                });
+                drain(
+                    &mut self.receiving,
+                    &stream.socket,
+                    stream.local,
+                    |at, from, data| {
+                        run.session.handle_packet(at, from, data);
+                    },
+                );
                 run.session.play_out();
                 let _ = reply.send(Finished {
                     report: run.session.report(now),
@@ -525,11 +547,12 @@ impl Scheduler {
     }
 }
 
-/// Read every datagram queued on `socket` into `sink`, each with the time the kernel
-/// received it and its source address.
+/// Read every datagram queued on `socket` (bound to `local`) into `sink`, each with the time
+/// the kernel received it and its source address (and into the `--pcap` capture).
 fn drain(
     receiving: &mut Receiving,
     socket: &std::net::UdpSocket,
+    local: SocketAddr,
     mut sink: impl FnMut(Instant, SocketAddr, &[u8]),
 ) {
     let fd = socket.as_raw_fd();
@@ -592,12 +615,21 @@ fn drain(
                 age
             };
             let arrival = now.checked_sub(age).unwrap_or(now);
-            sink(arrival, from, &receiving.buffers[i][..len]);
+            let data = &receiving.buffers[i][..len];
+            capture::packet_at(wall.saturating_sub(age), Proto::Udp, from, local, data);
+            sink(arrival, from, data);
         }
         if count < RX_BATCH {
             return;
         }
     }
+}
+
+/// Where `socket` is bound (the unspecified address when the system cannot say).
+fn local_addr(socket: &std::net::UdpSocket) -> SocketAddr {
+    socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// A datagram's source as a std address (IPv4 or IPv6).

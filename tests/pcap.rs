@@ -1,0 +1,432 @@
+//! `--pcap FILE`, read back by the real reader: `tshark` opens the capture, finds no
+//! malformed packet and no bad checksum, finds every call (each Call-ID's INVITE, its 200, ACK,
+//! BYE and its 200: what Wireshark's VoIP Calls shows as completed; `-z voip,calls` is not in
+//! Debian 12's tshark 4.0) and lists the RTP streams that were made (`-z rtp,streams`); after
+//! Ctrl-C the file is still whole.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::kamailio::Kamailio;
+use support::process::{self, require_program, RunDir};
+use support::responder::Responder;
+use support::{describe_output, free_port, repo_root, run_sipcheck};
+
+/// `tshark -r FILE ARGS` with checksums verified: its stdout; panics when it fails or
+/// complains on stderr (a cut-short file, an unreadable record).
+fn tshark(file: &Path, args: &[&str]) -> String {
+    let bin = require_program("tshark", "tshark").expect("tshark");
+    let out = Command::new(bin)
+        .arg("-n")
+        .args(["-o", "ip.check_checksum:TRUE"])
+        .args(["-o", "udp.check_checksum:TRUE"])
+        .args(["-o", "tcp.check_checksum:TRUE"])
+        .arg("-r")
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("run tshark");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("Running as user \"root\"") && !l.trim().is_empty())
+        .collect();
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "tshark {args:?} on {}: {}\n{stderr}",
+        file.display(),
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The file reads cleanly: no malformed packet, no bad IP, UDP or TCP checksum, no expert
+/// error; and it holds packets.
+fn assert_clean(file: &Path) -> usize {
+    let all = tshark(file, &[]);
+    let count = all.lines().count();
+    assert!(count > 0, "an empty capture");
+    let bad = tshark(
+        file,
+        &[
+            "-Y",
+            "_ws.malformed || ip.checksum.status == 0 || udp.checksum.status == 0 \
+             || tcp.checksum.status == 0 || _ws.expert.severity == error",
+        ],
+    );
+    assert!(bad.trim().is_empty(), "bad packets:\n{bad}");
+    // Every checksum positively verified (computed over IPv4 too, where UDP allows none).
+    let unverified = tshark(
+        file,
+        &[
+            "-Y",
+            "(ip && ip.checksum.status != 1) || (udp && udp.checksum.status != 1) \
+             || (tcp && tcp.checksum.status != 1)",
+        ],
+    );
+    assert!(unverified.trim().is_empty(), "unverified:\n{unverified}");
+    count
+}
+
+/// The completed calls in `file`: the Call-IDs with an INVITE, a 200 to it, an ACK, a BYE
+/// and a 200 to the BYE (whichever side sent them), and every Call-ID seen.
+fn completed_calls(file: &Path) -> (Vec<String>, usize) {
+    let text = tshark(
+        file,
+        &[
+            "-Y",
+            "sip",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "sip.Call-ID",
+            "-e",
+            "sip.CSeq.method",
+            "-e",
+            "sip.Status-Code",
+        ],
+    );
+    let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in text.lines() {
+        let mut f = line.split('|');
+        let (id, method, status) = (
+            f.next().unwrap_or_default(),
+            f.next().unwrap_or_default(),
+            f.next().unwrap_or_default(),
+        );
+        let what = if status.is_empty() {
+            method.to_owned()
+        } else {
+            format!("{status} {method}")
+        };
+        seen.entry(id.to_owned()).or_default().insert(what);
+    }
+    let complete: Vec<String> = seen
+        .iter()
+        .filter(|(_, got)| {
+            ["INVITE", "200 INVITE", "ACK", "BYE", "200 BYE"]
+                .iter()
+                .all(|m| got.contains(*m))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    (complete, seen.len())
+}
+
+/// The rows of a `-z` table: lines that start with a timestamp-like number after spaces.
+fn table_rows(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_call_with_rtp_both_ways_is_one_call_and_two_streams_in_tshark() {
+    let dir = RunDir::new("pcap-call").unwrap();
+    let file = dir.join("call.pcap");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "2s",
+            "--pcap",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pcap: ") && !stderr.contains("dropped"),
+        "{shown}"
+    );
+
+    let packets = assert_clean(&file);
+    let sip = tshark(&file, &["-Y", "sip", "-T", "fields", "-e", "sip.CSeq"]);
+    let cseqs: Vec<&str> = sip.lines().collect();
+    for method in ["INVITE", "ACK", "BYE"] {
+        assert!(
+            cseqs.iter().any(|c| c.ends_with(method)),
+            "no {method}: {cseqs:?}"
+        );
+    }
+    let (complete, ids) = completed_calls(&file);
+    assert_eq!((complete.len(), ids), (1, 1), "{complete:?}");
+    let streams = tshark(&file, &["-q", "-z", "rtp,streams"]);
+    let rows = table_rows(&streams);
+    assert_eq!(rows.len(), 2, "{streams}");
+    for row in &rows {
+        // About 2 s at 50 packets a second, none lost.
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        let pkts: u64 = fields
+            .iter()
+            .position(|f| *f == "g711U" || *f == "g711A")
+            .and_then(|i| fields.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no packet count in {row}\n{streams}"));
+        assert!((90..=130).contains(&pkts), "{row}\n{streams}");
+    }
+    assert!(packets >= 200, "{packets} packets");
+}
+
+#[test]
+fn answer_and_options_write_their_captures_too() {
+    let dir = RunDir::new("pcap-answer").unwrap();
+    let (answered, probed) = (dir.join("answer.pcap"), dir.join("options.pcap"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--play-tone",
+            "1000",
+            "--calls",
+            "1",
+            "--pcap",
+            answered.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(["options", &uri, "--pcap", probed.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pcap: 2 packets written"),
+        "{}",
+        describe_output(&out)
+    );
+    assert_clean(&probed);
+    let options = tshark(&probed, &["-Y", "sip", "-T", "fields", "-e", "sip.CSeq"]);
+    assert_eq!(options.lines().count(), 2, "{options}");
+    assert!(options.lines().all(|l| l.ends_with("OPTIONS")), "{options}");
+    let out = run_sipcheck(
+        ["call", &uri, "--play-tone", "440", "--duration", "1s"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    assert!(answer.stderr().contains("pcap: "), "{shown}");
+    assert_clean(&answered);
+    let (complete, _) = completed_calls(&answered);
+    assert_eq!(complete.len(), 1, "{complete:?}");
+    let streams = tshark(&answered, &["-q", "-z", "rtp,streams"]);
+    assert_eq!(table_rows(&streams).len(), 2, "{streams}");
+}
+
+#[test]
+fn an_ipv6_capture_has_its_mandatory_udp_checksums() {
+    let dir = RunDir::new("pcap-v6").unwrap();
+    let file = dir.join("v6.pcap");
+    let listen = format!("[::1]:{}", free_port());
+    let mut answer = Responder::start(
+        &["--listen", &listen, "--play-tone", "1000", "--calls", "1"],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--play-tone",
+            "440",
+            "--duration",
+            "1s",
+            "--pcap",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    assert_clean(&file);
+    let v6 = tshark(
+        &file,
+        &[
+            "-Y",
+            "ipv6.src == ::1 && udp",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ],
+    );
+    let all = tshark(&file, &["-T", "fields", "-e", "frame.number"]);
+    assert_eq!(
+        v6.lines().count(),
+        all.lines().count(),
+        "not all IPv6 over UDP"
+    );
+    let (complete, _) = completed_calls(&file);
+    assert_eq!(complete.len(), 1, "{complete:?}");
+    let streams = tshark(&file, &["-q", "-z", "rtp,streams"]);
+    assert_eq!(table_rows(&streams).len(), 2, "{streams}");
+}
+
+#[test]
+fn a_run_through_kamailio_captures_every_call() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let dir = RunDir::new("pcap-run").unwrap();
+    let file = dir.join("run.pcap");
+    let scenario = repo_root().join("tests/peers/scenarios/kamailio-pcap.yaml");
+    let out = run_sipcheck(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--pcap",
+            file.to_str().unwrap(),
+        ],
+        &[("SIP_SERVER", server.as_str())],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_clean(&file);
+    // The 3 calls, complete; the other Call-IDs are the 6 accounts' registrations.
+    let (complete, ids) = completed_calls(&file);
+    assert_eq!(complete.len(), 3, "{complete:?}");
+    assert!(ids >= 3 + 6, "{ids} Call-IDs");
+    // Each call's RTP both ways (each packet twice: sent by one end, received by the other,
+    // both ends being this process): 6 streams.
+    let streams = tshark(&file, &["-q", "-z", "rtp,streams"]);
+    assert_eq!(table_rows(&streams).len(), 6, "{streams}");
+}
+
+#[test]
+fn a_run_over_tcp_is_reassembled_by_tshark() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let dir = RunDir::new("pcap-tcp").unwrap();
+    let file = dir.join("tcp.pcap");
+    let scenario = repo_root().join("tests/peers/scenarios/kamailio-tcp.yaml");
+    let out = run_sipcheck(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--pcap",
+            file.to_str().unwrap(),
+        ],
+        &[("SIP_SERVER", server.as_str())],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_clean(&file);
+    let sip = tshark(
+        &file,
+        &["-Y", "sip && tcp", "-T", "fields", "-e", "sip.CSeq.method"],
+    );
+    let methods: Vec<&str> = sip.lines().flat_map(|l| l.split(',')).collect();
+    for method in ["REGISTER", "INVITE", "ACK", "BYE"] {
+        assert!(
+            methods.contains(&method),
+            "no {method} over TCP: {methods:?}"
+        );
+    }
+    // The segments follow each other: no gap, retransmission or out-of-order segment.
+    let analysis = tshark(
+        &file,
+        &["-Y", "tcp.analysis.flags && !tcp.analysis.window_update"],
+    );
+    assert!(analysis.trim().is_empty(), "{analysis}");
+    let (complete, _) = completed_calls(&file);
+    assert_eq!(complete.len(), 4, "{complete:?}");
+}
+
+#[test]
+fn ctrl_c_during_a_call_leaves_a_whole_capture() {
+    let dir = RunDir::new("pcap-int").unwrap();
+    let file = dir.join("int.pcap");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let answer = Responder::start(&["--listen", &listen, "--play-tone", "1000", "-v"], &[]);
+    let uri = format!("sip:bob@{listen}");
+    let stdout = std::fs::File::create(dir.join("stdout")).unwrap();
+    let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
+    let mut child = Command::new(support::sipcheck_bin())
+        .args(["call", &uri, "--play-tone", "440", "--duration", "30s"])
+        .arg("--pcap")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // The call is up (the responder's trace shows the ACK; the capture's own file is not
+    // looked at: its writer buffers until the end).
+    let up = process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        answer.stderr().contains("\nACK sip:")
+    });
+    let output = || {
+        format!(
+            "{}\n{}",
+            process::read_lossy(&dir.join("stdout")),
+            process::read_lossy(&dir.join("stderr"))
+        )
+    };
+    assert!(up, "no call reached the responder\n{}", answer.output());
+    // One second of RTP at least.
+    std::thread::sleep(Duration::from_secs(1));
+    process::signal(child.id(), "INT").unwrap();
+    let status = process::wait_timeout(&mut child, Duration::from_secs(15));
+    let Some(_status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck call did not stop after SIGINT\n{}", output());
+    };
+    assert!(output().contains("pcap: "), "{}", output());
+    assert_clean(&file);
+    let sip = tshark(
+        &file,
+        &["-Y", "sip", "-T", "fields", "-e", "sip.CSeq.method"],
+    );
+    assert!(sip.lines().any(|m| m == "INVITE"), "{sip}");
+    // The hang-up after Ctrl-C is in the file: nothing lost on the way out.
+    assert!(sip.lines().any(|m| m == "BYE"), "{sip}\n{}", output());
+    let rtp = tshark(&file, &["-q", "-z", "rtp,streams"]);
+    assert!(!table_rows(&rtp).is_empty(), "{rtp}");
+}
