@@ -565,6 +565,45 @@ pub fn check_recording(path: &std::path::Path) -> Result<(), ProbeError> {
 mod tests {
     use sipcheck_core::sdp;
 
+    /// `call`'s audio flags expecting a 1 kHz tone, with `--max-gap` in ms.
+    fn expecting_1khz(max_gap_ms: u64) -> super::AudioArgs {
+        super::AudioArgs {
+            play_tone: None,
+            play_wav: None,
+            level_dbfs: -12.0,
+            expect_tone: Some("1000".parse().unwrap()),
+            send_dtmf: None,
+            expect_dtmf: None,
+            record: None,
+            codecs: vec![super::Codec::Pcmu],
+            no_media_ok: false,
+            rtp_timeout: std::time::Duration::from_secs(3),
+            max_gap: std::time::Duration::from_millis(max_gap_ms),
+            rtp_ports: (20000, 29999),
+        }
+    }
+
+    /// Packet `i` of a PCMU stream of a 1 kHz tone (SSRC 7), written to `buf`: its length.
+    fn tone_packet(i: u16, buf: &mut [u8]) -> usize {
+        use sipcheck_core::rtp::packet::{write_packet, RtpHeader};
+        let pcm: Vec<i16> = (0..160)
+            .map(|n| {
+                let t = f64::from(u32::from(i) * 160 + n) / 8000.0;
+                ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 8000.0) as i16
+            })
+            .collect();
+        let mut payload = [0u8; 160];
+        let len = super::Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
+        let header = RtpHeader {
+            marker: i == 0,
+            payload_type: 0,
+            sequence: i,
+            timestamp: u32::from(i) * 160,
+            ssrc: 7,
+        };
+        write_packet(&header, &payload[..len], buf).unwrap()
+    }
+
     #[test]
     fn a_media_failure_says_when_sipcheck_itself_was_behind() {
         use sipcheck_core::ua::script::overload_note;
@@ -656,21 +695,7 @@ mod tests {
     /// failure of the held direction.
     #[test]
     fn a_call_ending_on_hold_keeps_what_was_verified_before() {
-        use sipcheck_core::rtp::packet::{write_packet, RtpHeader};
-        let args = AudioArgs {
-            play_tone: None,
-            play_wav: None,
-            level_dbfs: -12.0,
-            expect_tone: Some("1000".parse().unwrap()),
-            send_dtmf: None,
-            expect_dtmf: None,
-            record: None,
-            codecs: vec![Codec::Pcmu],
-            no_media_ok: false,
-            rtp_timeout: Duration::from_secs(3),
-            max_gap: Duration::from_millis(100),
-            rtp_ports: (20000, 29999),
-        };
+        let args = expecting_1khz(100);
         let prepared = args.prepare().unwrap();
         let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
         let offer = sdp::create_offer(&local);
@@ -679,23 +704,8 @@ mod tests {
         let t0 = Instant::now();
         let mut buf = [0u8; 200];
         let mut out = [0u8; 1500];
-        let mut payload = [0u8; 160];
         for i in 0..100u16 {
-            let pcm: Vec<i16> = (0..160)
-                .map(|n| {
-                    let t = f64::from(u32::from(i) * 160 + n) / 8000.0;
-                    ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 8000.0) as i16
-                })
-                .collect();
-            let len = Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
-            let header = RtpHeader {
-                marker: i == 0,
-                payload_type: 0,
-                sequence: i,
-                timestamp: u32::from(i) * 160,
-                ssrc: 7,
-            };
-            let len = write_packet(&header, &payload[..len], &mut buf).unwrap();
+            let len = tone_packet(i, &mut buf);
             let now = t0 + Duration::from_millis(20 * u64::from(i));
             session.handle_packet(now, negotiated.remote_rtp, &buf[..len]);
             while session.poll_transmit(now, &mut out).is_some() {}
@@ -726,48 +736,20 @@ mod tests {
     /// `--max-gap` (100 ms by default; 250 ms lets it pass).
     #[test]
     fn a_dropout_is_printed_with_the_mos_estimate_and_fails_by_max_gap() {
-        use sipcheck_core::rtp::packet::{write_packet, RtpHeader};
         let summary_with = |max_gap_ms: u64| {
-            let args = AudioArgs {
-                play_tone: None,
-                play_wav: None,
-                level_dbfs: -12.0,
-                expect_tone: Some("1000".parse().unwrap()),
-                send_dtmf: None,
-                expect_dtmf: None,
-                record: None,
-                codecs: vec![Codec::Pcmu],
-                no_media_ok: false,
-                rtp_timeout: Duration::from_secs(3),
-                max_gap: Duration::from_millis(max_gap_ms),
-                rtp_ports: (20000, 29999),
-            };
+            let args = expecting_1khz(max_gap_ms);
             let prepared = args.prepare().unwrap();
             let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
             let offer = sdp::create_offer(&local);
             let (_, negotiated) = sdp::answer(&offer, &local).unwrap();
             let mut session = prepared.session(&negotiated, &mut IdGen::new(1));
             let t0 = Instant::now();
-            let (mut buf, mut out, mut payload) = ([0u8; 200], [0u8; 1500], [0u8; 160]);
+            let (mut buf, mut out) = ([0u8; 200], [0u8; 1500]);
             for i in 0..250u16 {
                 let now = t0 + Duration::from_millis(20 * u64::from(i));
                 // Packets 100..110 (2.0 s to 2.2 s) never come.
                 if !(100..110).contains(&i) {
-                    let pcm: Vec<i16> = (0..160)
-                        .map(|n| {
-                            let t = f64::from(u32::from(i) * 160 + n) / 8000.0;
-                            ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 8000.0) as i16
-                        })
-                        .collect();
-                    let len = Codec::Pcmu.encode(&pcm, &mut payload).unwrap();
-                    let header = RtpHeader {
-                        marker: i == 0,
-                        payload_type: 0,
-                        sequence: i,
-                        timestamp: u32::from(i) * 160,
-                        ssrc: 7,
-                    };
-                    let len = write_packet(&header, &payload[..len], &mut buf).unwrap();
+                    let len = tone_packet(i, &mut buf);
                     session.handle_packet(now, negotiated.remote_rtp, &buf[..len]);
                 }
                 while session.poll_transmit(now, &mut out).is_some() {}
