@@ -39,6 +39,35 @@ fn twenty_calls_through_kamailio_each_hear_their_own_peers_signature_both_ways()
 }
 
 #[test]
+fn a_callee_that_plays_nothing_through_kamailio_is_one_way_audio_counted_once_per_call() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/kamailio-one-way.yaml",
+        &[],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    let v = reports.summary();
+    // Each caller heard nothing; each callee heard its caller: three calls, each failed once,
+    // as one-way audio naming the silent direction. The callers' `no_audio` is folded into it.
+    assert_eq!(v["calls"]["started"], 3, "{v}");
+    assert_eq!(v["calls"]["failed"], 3, "{v}");
+    assert_eq!(v["failures"]["one_way_audio"], 3, "{v}");
+    for kind in ["no_audio", "crossed_audio", "wrong_audio"] {
+        assert!(v["failures"][kind].is_null(), "{kind}: {v}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("one-way audio: callee → caller carried nothing"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn a_signature_other_than_the_one_expected_is_crossed_audio_naming_its_call() {
     let kam = Kamailio::start().expect("start kamailio");
     let server = format!("127.0.0.1:{}", kam.sip_port);
