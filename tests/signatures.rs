@@ -11,7 +11,7 @@ use sipcheck_core::media::tone::AudioSource;
 use support::describe_output;
 use support::kamailio::Kamailio;
 use support::process::RunDir;
-use support::reports::{run_scenario as run, Reports};
+use support::reports::{assert_schema, run_scenario as run, Reports};
 use support::responder::Responder;
 use support::sipp::Sipp;
 
@@ -63,6 +63,27 @@ fn a_callee_that_plays_nothing_through_kamailio_is_one_way_audio_counted_once_pe
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("one-way audio: callee → caller carried nothing"),
+        "{shown}"
+    );
+    // The failed calls' samples carry what their end received: the signature's verdict.
+    assert_schema(&v);
+    let samples = v["failed_call_samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 3, "{v}");
+    for sample in samples {
+        assert_eq!(sample["side"], "caller", "{v}");
+        assert_eq!(sample["quality"]["signature"], "one_way_audio", "{v}");
+    }
+    // The callees heard their callers over loopback: rated, nothing lost.
+    let worst = v["quality"]["worst_calls"].as_array().expect("worst calls");
+    assert!(!worst.is_empty(), "{v}");
+    assert!(
+        worst.iter().any(|w| w["side"] == "callee"
+            && w["verdict"] == "passed"
+            && w["quality"]["packets_lost"] == 0),
+        "{v}"
+    );
+    assert!(
+        stdout.contains("worst calls (lowest MOS estimate"),
         "{shown}"
     );
 }
