@@ -436,3 +436,59 @@ fn call_with_signature_against_answer_with_signature_verifies_both_directions() 
     );
     assert!(answer.stdout().contains("-- PASS"), "{shown}");
 }
+
+#[test]
+fn call_and_answer_json_carry_the_signature_verdict_and_the_received_quality() {
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut answer = Responder::start(
+        &["--listen", &listen, "--signature", "--calls", "1", "--json"],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let out = support::run_sipcheck(
+        ["call", &uri, "--signature", "--duration", "3s", "--json"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("call's JSON");
+    assert_eq!(v["signature_verdict"], "verified", "{v}");
+    // Loopback: nothing lost, rated the E-model's best for G.711 without concealment.
+    assert_eq!(v["media"]["lost"], 0, "{v}");
+    assert!(
+        v["media"]["mos_cqe"].as_f64().is_some_and(|m| m > 4.3),
+        "{v}"
+    );
+    assert!(v["media"]["jitter_ms"].is_number(), "{v}");
+    assert_eq!(v["media"]["audio_gap_count"], 0, "{v}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let line = answer
+        .stdout()
+        .lines()
+        .find(|l| l.contains("\"kind\":\"call\""))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("answer's JSON line"))
+        .unwrap_or_else(|| panic!("no call line: {shown}"));
+    assert_eq!(line["signature"], "verified", "{line}");
+    assert_eq!(line["media"]["lost"], 0, "{line}");
+    assert!(
+        line["media"]["mos_cqe"].as_f64().is_some_and(|m| m > 4.3),
+        "{line}"
+    );
+
+    // A peer that sends nothing back: the call's verdict says so.
+    let port = support::free_port();
+    let sipp = Sipp::start_builtin_uas(port, &[]).expect("start sipp");
+    let uri = format!("sip:bob@127.0.0.1:{port}");
+    let out = support::run_sipcheck(
+        ["call", &uri, "--signature", "--duration", "2s", "--json"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("call's JSON");
+    assert_eq!(v["signature_verdict"], "no_audio", "{v}");
+}
