@@ -302,7 +302,11 @@ pub fn write_summary(
                 q.jitter_ms,
                 q.audio_gaps,
                 one_line(&w.verdict),
-                one_line(&format!("{} ({})", w.role, side_name(w.side))),
+                one_line(&if w.role == side_name(w.side) {
+                    w.role.clone()
+                } else {
+                    format!("{} ({})", w.role, side_name(w.side))
+                }),
                 one_line(&w.call_id)
             )?;
         }
