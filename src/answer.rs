@@ -144,6 +144,10 @@ pub struct AnsweredCall {
     pub failures: Vec<String>,
     /// Media figures.
     pub media: Option<MediaSummary>,
+    /// The audio signature's verdict (`--signature`), when one was judged: `verified`,
+    /// `no_audio`, `crossed_audio`, `wrong_audio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<&'static str>,
 }
 
 /// The totals printed at the end.
@@ -559,6 +563,7 @@ impl<W: Write> Responding<'_, W> {
                         reason_phrase(code)
                     )],
                     media: None,
+                    signature: None,
                 };
                 print_call(&line, args.json, out);
                 return;
@@ -611,6 +616,7 @@ impl<W: Write> Responding<'_, W> {
             end_reason: outcome.end_reason,
             failures: outcome.failures,
             media: media_summary,
+            signature: outcome.signature,
         };
         print_call(&line, args.json, out);
     }

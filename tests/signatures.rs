@@ -11,7 +11,7 @@ use sipcheck_core::media::tone::AudioSource;
 use support::describe_output;
 use support::kamailio::Kamailio;
 use support::process::RunDir;
-use support::reports::{run_scenario as run, Reports};
+use support::reports::{assert_schema, run_scenario as run, Reports};
 use support::responder::Responder;
 use support::sipp::Sipp;
 
@@ -36,6 +36,56 @@ fn twenty_calls_through_kamailio_each_hear_their_own_peers_signature_both_ways()
     for kind in ["crossed_audio", "no_audio", "one_way_audio", "wrong_audio"] {
         assert!(v["failures"][kind].is_null(), "{kind}: {v}");
     }
+}
+
+#[test]
+fn a_callee_that_plays_nothing_through_kamailio_is_one_way_audio_counted_once_per_call() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/kamailio-one-way.yaml",
+        &[],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    let v = reports.summary();
+    // Each caller heard nothing; each callee heard its caller: three calls, each failed once,
+    // as one-way audio naming the silent direction. The callers' `no_audio` is folded into it.
+    assert_eq!(v["calls"]["started"], 3, "{v}");
+    assert_eq!(v["calls"]["failed"], 3, "{v}");
+    assert_eq!(v["failures"]["one_way_audio"], 3, "{v}");
+    for kind in ["no_audio", "crossed_audio", "wrong_audio"] {
+        assert!(v["failures"][kind].is_null(), "{kind}: {v}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("one-way audio: callee → caller carried nothing"),
+        "{shown}"
+    );
+    // The failed calls' samples carry what their end received: the signature's verdict.
+    assert_schema(&v);
+    let samples = v["failed_call_samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 3, "{v}");
+    for sample in samples {
+        assert_eq!(sample["side"], "caller", "{v}");
+        assert_eq!(sample["quality"]["signature"], "one_way_audio", "{v}");
+    }
+    // The callees heard their callers over loopback: rated, nothing lost.
+    let worst = v["quality"]["worst_calls"].as_array().expect("worst calls");
+    assert!(!worst.is_empty(), "{v}");
+    assert!(
+        worst.iter().any(|w| w["side"] == "callee"
+            && w["verdict"] == "passed"
+            && w["quality"]["packets_lost"] == 0),
+        "{v}"
+    );
+    assert!(
+        stdout.contains("worst calls (lowest MOS estimate"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -385,4 +435,60 @@ fn call_with_signature_against_answer_with_signature_verifies_both_directions() 
         "{shown}"
     );
     assert!(answer.stdout().contains("-- PASS"), "{shown}");
+}
+
+#[test]
+fn call_and_answer_json_carry_the_signature_verdict_and_the_received_quality() {
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut answer = Responder::start(
+        &["--listen", &listen, "--signature", "--calls", "1", "--json"],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let out = support::run_sipcheck(
+        ["call", &uri, "--signature", "--duration", "3s", "--json"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("call's JSON");
+    assert_eq!(v["signature_verdict"], "verified", "{v}");
+    // Loopback: nothing lost, rated the E-model's best for G.711 without concealment.
+    assert_eq!(v["media"]["lost"], 0, "{v}");
+    assert!(
+        v["media"]["mos_cqe"].as_f64().is_some_and(|m| m > 4.3),
+        "{v}"
+    );
+    assert!(v["media"]["jitter_ms"].is_number(), "{v}");
+    assert_eq!(v["media"]["audio_gap_count"], 0, "{v}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    let line = answer
+        .stdout()
+        .lines()
+        .find(|l| l.contains("\"kind\":\"call\""))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("answer's JSON line"))
+        .unwrap_or_else(|| panic!("no call line: {shown}"));
+    assert_eq!(line["signature"], "verified", "{line}");
+    assert_eq!(line["media"]["lost"], 0, "{line}");
+    assert!(
+        line["media"]["mos_cqe"].as_f64().is_some_and(|m| m > 4.3),
+        "{line}"
+    );
+
+    // A peer that sends nothing back: the call's verdict says so.
+    let port = support::free_port();
+    let sipp = Sipp::start_builtin_uas(port, &[]).expect("start sipp");
+    let uri = format!("sip:bob@127.0.0.1:{port}");
+    let out = support::run_sipcheck(
+        ["call", &uri, "--signature", "--duration", "2s", "--json"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("call's JSON");
+    assert_eq!(v["signature_verdict"], "no_audio", "{v}");
 }

@@ -134,6 +134,10 @@ pub struct CallReport {
     /// What was heard of the audio signature when it held (`--signature`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<&'static str>,
+    /// The signature's verdict (`--signature`, the call answered with media): `verified`,
+    /// `echo`, `crossed_audio`, `wrong_audio`, `no_audio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_verdict: Option<&'static str>,
     /// Every SIP message sent and received.
     pub ladder: Vec<Rung>,
 }
@@ -236,6 +240,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         peer_holds: 0,
         interrupted: false,
         signature: None,
+        signature_verdict: None,
         ladder: Vec::new(),
     };
     if let Some(after) = args.hold_after {
@@ -371,6 +376,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         report.media = media;
         report.interrupted = outcome.interrupted;
         report.signature = outcome.signature;
+        report.signature_verdict = outcome.signature_verdict;
         report.failures = outcome.failures;
         report.hold = outcome.hold.map(|h| HoldReport {
             held: h.held,

@@ -14,7 +14,7 @@ use sipcheck_core::scenario::threshold::Metric;
 use super::values::actual_text;
 use sipcheck_core::stats::ladder::format_rung;
 use sipcheck_core::stats::metrics::{
-    CallCounts, FailedCall, RunSummary, TimingStats, LATE_START, TIMING_METRICS,
+    CallCounts, FailedCall, RunSummary, TimingStats, LATE_START, TIMING_METRICS, WORST_CALLS,
 };
 use sipcheck_core::stats::outcome::Side;
 use sipcheck_core::stats::verdict::{ThresholdResult, Verdict};
@@ -276,6 +276,42 @@ pub fn write_summary(
         }
     }
 
+    // The calls with the lowest MOS estimate.
+    if !s.worst_calls.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "worst calls (lowest MOS estimate, {} at most)",
+            WORST_CALLS
+        )?;
+        writeln!(
+            out,
+            "  {:<5} {:>7} {:>9} {:>5}  {:<20} {:<16} call-id",
+            "mos", "loss", "jitter", "gaps", "verdict", "role"
+        )?;
+        for w in &s.worst_calls {
+            let q = &w.quality;
+            let loss = q
+                .loss_percent
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%"));
+            writeln!(
+                out,
+                "  {:<5.2} {:>7} {:>6.1} ms {:>5}  {:<20} {:<16} {}",
+                w.mos,
+                loss,
+                q.jitter_ms,
+                q.audio_gaps,
+                one_line(&w.verdict),
+                one_line(&if w.role == side_name(w.side) {
+                    w.role.clone()
+                } else {
+                    format!("{} ({})", w.role, side_name(w.side))
+                }),
+                one_line(&w.call_id)
+            )?;
+        }
+    }
+
     // Thresholds.
     if !thresholds.is_empty() {
         writeln!(out)?;
@@ -409,6 +445,13 @@ fn percent(fraction: f64) -> String {
 }
 
 /// Newlines and other control characters as spaces, for a one-line field.
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Caller => "caller",
+        Side::Callee => "callee",
+    }
+}
+
 fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })

@@ -55,8 +55,13 @@
 //!       "min", "p5", "p50", "p95", "max",     received stream that played frames
 //!       "mean": number | null,
 //!       "histogram": string },                values in thousandths of a MOS point
-//!     "audio_gaps": integer                   dropouts (≥ 40 ms) in heard tones; their
-//!   },                                        lengths are the audio.gap metric
+//!     "audio_gaps": integer,                  dropouts (≥ 40 ms) in heard tones; their
+//!                                             lengths are the audio.gap metric
+//!     "worst_calls": [ {                      the 5 call ends with the lowest MOS estimate,
+//!       "role": string, "side": string,       lowest first
+//!       "call_id": string, "verdict": string, `passed` or the failure labels
+//!       "mos": number, "quality": call_quality } ]
+//!   },
 //!   "generator": {
 //!     "late_starts": integer,                 INVITEs sent more than late_start_after_ms
 //!     "late_start_after_ms": number,          after their scheduled time
@@ -75,10 +80,16 @@
 //!     "failures": [ { "step": string, "line": integer, "col": integer,
 //!                     "kind": string, "message": string } ],
 //!     "ladder": [ { "at_ms": number, "direction": "sent" | "received", "peer": string,
-//!                   "line": string, "cseq": string, "retransmission": boolean } ]
+//!                   "line": string, "cseq": string, "retransmission": boolean } ],
+//!     "quality": call_quality | null          what this end received (null: no media)
 //!   } ]
 //! }
 //! ```
+//!
+//! `call_quality` is `{ "mos": number | null, "packets_expected": integer, "packets_lost":
+//! integer, "loss_percent": number | null, "jitter_ms": number, "audio_gaps": integer,
+//! "longest_gap_ms": integer | null, "signature": "no_audio" | "one_way_audio" |
+//! "crossed_audio" | "wrong_audio" | null }`: what one end received.
 //!
 //! Percentiles are HdrHistogram's highest equivalent values (at most 0.1 % above the true
 //! value); decode `histogram` for any other percentile: it is HdrHistogram's standard
@@ -98,7 +109,7 @@ use serde::Serialize;
 
 use super::values::unit_name;
 use sipcheck_core::stats::metrics::{
-    FailedCall, RegistrationCounts, RunSummary, TimingStats, Verified, LATE_START,
+    FailedCall, RegistrationCounts, RunSummary, TimingStats, Verified, WorstCall, LATE_START,
 };
 use sipcheck_core::stats::outcome::Side;
 use sipcheck_core::stats::verdict::{ThresholdResult, Verdict};
@@ -122,7 +133,7 @@ struct Doc<'a> {
     rtp: Rtp,
     audio: Checks,
     dtmf: Checks,
-    quality: Quality,
+    quality: Quality<'a>,
     generator: Generator,
     thresholds: Vec<ThresholdJson>,
     failed_call_samples: Vec<Sample<'a>>,
@@ -239,9 +250,10 @@ struct Rtp {
 
 /// The estimated listening quality of the received streams and the gaps in heard tones.
 #[derive(Serialize)]
-struct Quality {
+struct Quality<'a> {
     mos: Mos,
     audio_gaps: u64,
+    worst_calls: &'a [WorstCall],
 }
 
 /// The estimated MOS per received stream.
@@ -402,6 +414,7 @@ pub fn write_json(
         quality: Quality {
             mos: Mos::of(&s.quality.mos_milli)?,
             audio_gaps: s.quality.audio_gaps,
+            worst_calls: &s.worst_calls,
         },
         generator: Generator {
             late_starts: s.generator.late_starts,

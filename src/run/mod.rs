@@ -14,6 +14,16 @@ use crate::exit::Exit;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
+use sipcheck_core::stats::outcome::CallResult;
+use sipcheck_core::stats::pairing::{self, Pairing};
+
+/// Counts call results released by the pairing.
+fn count(results: Vec<CallResult>, metrics: &mut Metrics, progress: &mut Progress) {
+    for result in results {
+        progress.on_call_finished(&result);
+        metrics.record_call(&result);
+    }
+}
 
 /// Options of `sipcheck run`.
 #[derive(Debug, Clone)]
@@ -85,6 +95,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     };
     let mut progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
 
+    // Both ends of a call between two roles of the run are judged together (one-way audio).
+    let mut pairing = Pairing::new(
+        scenario.roles.iter().any(|r| r.calls()) && scenario.roles.iter().any(|r| !r.calls()),
+        pairing::DEFAULT_HOLD,
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let executor = tokio::spawn(executor::execute(
@@ -103,14 +118,17 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 event = events_rx.recv() => match event {
                     Some(RunEvent::CallStarted { .. }) => progress.on_call_started(),
                     Some(RunEvent::CallFinished(result)) => {
-                        progress.on_call_finished(&result);
-                        metrics.record_call(&result);
+                        count(pairing.push(Instant::now(), *result), &mut metrics, &mut progress);
                     }
                     Some(RunEvent::Registered(r)) => metrics.record_register(&r),
                     Some(RunEvent::NotStarted) => metrics.record_not_started(),
                     None => break,
                 },
-                _ = ticker.tick() => progress.tick(Instant::now()),
+                _ = ticker.tick() => {
+                    let now = Instant::now();
+                    count(pairing.handle_timeout(now), &mut metrics, &mut progress);
+                    progress.tick(now);
+                }
                 _ = async { interrupts.as_mut().expect("guarded").next().await }, if interrupts.is_some() && !interrupted => {
                     interrupted = true;
                     let _ = stop_tx.send(true);
@@ -126,6 +144,8 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 }
             }
         }
+        // The run is over (on Ctrl-C too): every result still waiting for its other end.
+        count(pairing.flush(), &mut metrics, &mut progress);
         (metrics, progress, interrupted)
     });
     let (metrics, mut progress, interrupted) = match collector.await {

@@ -487,6 +487,19 @@ impl SignatureVerdict {
     pub fn passed(&self) -> bool {
         matches!(self, SignatureVerdict::Verified)
     }
+
+    /// A short stable label for the reports: `verified`, `echo`, `crossed_audio`,
+    /// `wrong_audio`, `no_audio`.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            SignatureVerdict::Verified => "verified",
+            SignatureVerdict::Echo { .. } => "echo",
+            SignatureVerdict::Crossed { .. } => "crossed_audio",
+            SignatureVerdict::WrongAudio { .. } => "wrong_audio",
+            SignatureVerdict::NoAudio => "no_audio",
+        }
+    }
 }
 
 /// A direction of a call's audio.

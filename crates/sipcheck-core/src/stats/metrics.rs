@@ -352,6 +352,127 @@ pub struct FailedCall {
     pub failures: Vec<FailureNote>,
     /// The SIP ladder.
     pub ladder: Vec<Rung>,
+    /// What this end received (`None`: no media flowed).
+    pub quality: Option<CallQuality>,
+}
+
+/// The quality figures of one call as one of its ends received it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallQuality {
+    /// The E-model MOS estimate of the received direction (`None`: no frame played out).
+    pub mos: Option<f64>,
+    /// Packets the far end's sequence numbers say were sent.
+    pub packets_expected: u64,
+    /// Of those, lost.
+    pub packets_lost: u64,
+    /// Lost of expected, percent (`None`: nothing expected).
+    pub loss_percent: Option<f64>,
+    /// RFC 3550 interarrival jitter at the call's end, milliseconds.
+    pub jitter_ms: f64,
+    /// Gaps (dropouts of 40 ms or more) in the heard tones.
+    pub audio_gaps: u64,
+    /// The longest of them, milliseconds.
+    pub longest_gap_ms: Option<u64>,
+    /// The audio signature's verdict when it failed (`no_audio`, `one_way_audio`,
+    /// `crossed_audio`, `wrong_audio`); `None` otherwise.
+    pub signature: Option<String>,
+}
+
+impl CallQuality {
+    /// The figures of `r`; `None` when no media flowed.
+    #[must_use]
+    pub fn of(r: &CallResult) -> Option<Self> {
+        let m = r.media.as_ref()?;
+        let round = |v: f64| (v * 1000.0).round() / 1000.0;
+        Some(Self {
+            mos: m.quality.as_ref().map(|q| round(q.mos_cqe)),
+            packets_expected: m.packets_expected,
+            packets_lost: m.packets_lost,
+            loss_percent: (m.packets_expected > 0).then(|| {
+                round(
+                    m.packets_lost.min(m.packets_expected) as f64 * 100.0
+                        / m.packets_expected as f64,
+                )
+            }),
+            jitter_ms: round(m.jitter_ms.max(0.0)),
+            audio_gaps: m.audio_gap_count,
+            longest_gap_ms: m
+                .audio_gaps
+                .iter()
+                .max()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            signature: signature_verdict(r).map(str::to_owned),
+        })
+    }
+}
+
+/// The label of the call's audio-signature failure, if any.
+fn signature_verdict(r: &CallResult) -> Option<&'static str> {
+    r.failures.iter().find_map(|f| match f.kind {
+        FailureKind::NoAudio => Some("no_audio"),
+        FailureKind::OneWayAudio => Some("one_way_audio"),
+        FailureKind::CrossedAudio => Some("crossed_audio"),
+        FailureKind::WrongAudio => Some("wrong_audio"),
+        _ => None,
+    })
+}
+
+/// How many calls the "worst calls" table keeps.
+pub const WORST_CALLS: usize = 5;
+
+/// One of the calls with the lowest MOS estimate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorstCall {
+    /// The role.
+    pub role: String,
+    /// The side.
+    pub side: Side,
+    /// The SIP Call-ID.
+    pub call_id: String,
+    /// `passed`, or the labels of its failures, comma-separated.
+    pub verdict: String,
+    /// Its MOS estimate.
+    pub mos: f64,
+    /// Its figures.
+    pub quality: CallQuality,
+}
+
+/// Keeps the [`WORST_CALLS`] calls with the lowest MOS estimate, as results stream in.
+fn keep_worst(worst: &mut Vec<WorstCall>, r: &CallResult) {
+    let Some(quality) = CallQuality::of(r) else {
+        return;
+    };
+    let Some(mos) = quality.mos else {
+        return;
+    };
+    if worst.len() == WORST_CALLS && worst.last().is_some_and(|w| w.mos <= mos) {
+        return;
+    }
+    let verdict = if r.passed() {
+        "passed".to_owned()
+    } else {
+        let mut labels: Vec<String> = Vec::new();
+        for f in &r.failures {
+            let label = f.kind.label();
+            if !labels.contains(&label) {
+                labels.push(label);
+            }
+        }
+        labels.join(",")
+    };
+    let at = worst.partition_point(|w| w.mos <= mos);
+    worst.insert(
+        at,
+        WorstCall {
+            role: r.role.clone(),
+            side: r.side,
+            call_id: r.call_id.clone(),
+            verdict,
+            mos,
+            quality,
+        },
+    );
+    worst.truncate(WORST_CALLS);
 }
 
 impl FailedCall {
@@ -376,6 +497,7 @@ impl FailedCall {
                 })
                 .collect(),
             ladder: r.ladder.clone(),
+            quality: CallQuality::of(r),
         }
     }
 }
@@ -684,6 +806,8 @@ pub struct RunSummary {
     pub reasons: Vec<ReasonSummary>,
     /// Calls of the counted side whose only failure is that the run was interrupted.
     pub calls_cut_short: u64,
+    /// The [`WORST_CALLS`] calls (ends) with the lowest MOS estimate, lowest first.
+    pub worst_calls: Vec<WorstCall>,
 }
 
 impl RunSummary {
@@ -747,6 +871,8 @@ pub struct Metrics {
     /// The Call-IDs of the failed calls of each side: a call fails when either of its user
     /// agents failed, and the side not counted is folded in at the end.
     failed_call_ids: [HashSet<String>; 2],
+    /// The calls with the lowest MOS estimate, lowest first.
+    worst: Vec<WorstCall>,
 }
 
 fn side_index(side: Side) -> usize {
@@ -789,6 +915,7 @@ impl Metrics {
             reasons: BTreeMap::new(),
             cut_short: [0; 2],
             failed_call_ids: [HashSet::new(), HashSet::new()],
+            worst: Vec::new(),
         }
     }
 
@@ -901,6 +1028,8 @@ impl Metrics {
                 self.generator.late_starts += 1;
             }
         }
+
+        keep_worst(&mut self.worst, r);
 
         // Per role, per step, samples.
         let role = self.role_mut(&r.role, r.side == Side::Caller);
@@ -1055,6 +1184,7 @@ impl Metrics {
                 reasons
             },
             calls_cut_short: self.cut_short[side_index(counted_side)],
+            worst_calls: self.worst,
         }
     }
 }
@@ -1062,6 +1192,68 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_mos(i: u64, mos: f64) -> CallResult {
+        let mut r = caller(i);
+        let m = r.media.as_mut().unwrap();
+        m.quality = Some(crate::media::quality::QualityEstimate {
+            ppl_percent: 0.0,
+            burst_r: 1.0,
+            r: 0.0,
+            mos_cqe: mos,
+        });
+        r
+    }
+
+    #[test]
+    fn worst_calls_keep_the_lowest_mos_lowest_first_and_only_a_few() {
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &RunInfo::default());
+        // 1000 calls, their MOS falling then rising; the worst are calls 500..505.
+        for i in 0..1000u64 {
+            let mos = 1.0 + (i as f64 - 502.0).abs() / 250.0;
+            let mut r = with_mos(i, mos);
+            if i == 502 {
+                r.failures.push(Failure {
+                    step: "expect",
+                    line: 20,
+                    col: 9,
+                    kind: FailureKind::NoAudio,
+                    message: "no audio signature heard".into(),
+                });
+            }
+            m.record_call(&r);
+            assert!(m.worst.len() <= WORST_CALLS);
+        }
+        // Without a MOS estimate, a call is not ranked.
+        let mut unrated = caller(2000);
+        unrated.media.as_mut().unwrap().quality = None;
+        m.record_call(&unrated);
+        let s = m.finish(Duration::from_secs(1), false);
+        let ids: Vec<&str> = s.worst_calls.iter().map(|w| w.call_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "call-502@sipcheck",
+                "call-501@sipcheck",
+                "call-503@sipcheck",
+                "call-500@sipcheck",
+                "call-504@sipcheck"
+            ]
+        );
+        assert_eq!(s.worst_calls[0].verdict, "no_audio");
+        assert_eq!(
+            s.worst_calls[0].quality.signature.as_deref(),
+            Some("no_audio")
+        );
+        assert_eq!(s.worst_calls[1].verdict, "passed");
+        assert!(s.worst_calls.windows(2).all(|w| w[0].mos <= w[1].mos));
+        // The failed call's sample carries its figures.
+        let sample = &s.samples["no_audio"][0];
+        let q = sample.quality.as_ref().unwrap();
+        assert_eq!(q.mos, Some(1.0));
+        assert_eq!(q.packets_expected, 250);
+        assert_eq!(q.signature.as_deref(), Some("no_audio"));
+    }
     use crate::scenario::threshold::{MetricKind, MetricRef};
     use crate::stats::fixture::*;
     use crate::stats::outcome::{CallMedia, Failure, FailureKind};

@@ -411,6 +411,8 @@ pub struct CallScript {
     tone_onsets: Vec<Duration>,
     audio_checked: u32,
     audio_verified: u32,
+    /// The label of the last audio-signature verdict judged (`verified`, `crossed_audio` …).
+    signature_verdict: Option<&'static str>,
     dtmf_checked: u32,
     dtmf_verified: u32,
     interrupted: bool,
@@ -542,6 +544,7 @@ impl CallScript {
             tone_onsets: Vec::new(),
             audio_checked: 0,
             audio_verified: 0,
+            signature_verdict: None,
             dtmf_checked: 0,
             dtmf_verified: 0,
             interrupted: false,
@@ -1926,6 +1929,11 @@ impl CallScript {
             (Side::Caller, SignatureFrom::Peer) => "callee → caller",
             (Side::Callee, SignatureFrom::Peer) => "caller → callee",
         };
+        // Its own signature back where another was expected is crossed audio.
+        self.signature_verdict = Some(match verdict {
+            SignatureVerdict::Echo { .. } => "crossed_audio",
+            _ => verdict.label(),
+        });
         let (kind, message) = match verdict {
             SignatureVerdict::Verified => {
                 self.audio_verified += 1;

@@ -171,6 +171,9 @@ pub struct ProbeOutcome {
     /// What was heard of the signature when it held (`--signature`): the peer's, or our own
     /// back from an echo.
     pub signature: Option<&'static str>,
+    /// The signature's verdict (`--signature`, the call answered with media): `verified`,
+    /// `echo`, `crossed_audio`, `wrong_audio`, `no_audio`.
+    pub signature_verdict: Option<&'static str>,
 }
 
 /// `sipcheck call --signature`'s codes: ours (the caller's) and the peer's (the callee's).
@@ -617,7 +620,9 @@ impl Probe {
             }
         }
         let mut signature = None;
+        let mut signature_verdict = None;
         if self.plan.signature && answered && self.media.is_some() {
+            signature_verdict = Some(self.signature_verdict.map_or("no_audio", |v| v.label()));
             match self.signature_verdict {
                 Some(SignatureVerdict::Verified) => signature = Some("heard the peer's signature"),
                 Some(SignatureVerdict::Echo { .. }) => {
@@ -667,6 +672,7 @@ impl Probe {
             interrupted: self.interrupted,
             dtmf_failed: self.dtmf_error.is_some(),
             signature,
+            signature_verdict,
         }
     }
 

@@ -155,6 +155,9 @@ pub struct ResponderOutcome {
     /// Everything that failed, in order: why it was refused, how it ended, the media, the
     /// DTMF sent, the BYE.
     pub failures: Vec<String>,
+    /// The audio signature's verdict, when one was judged: `verified`, `no_audio`,
+    /// `crossed_audio` (an echo included), `wrong_audio`.
+    pub signature: Option<&'static str>,
 }
 
 impl CallScript {
@@ -238,6 +241,7 @@ impl CallScript {
                 .map_or_else(String::new, ToString::to_string),
             codec_refused: matches!(reason, Some(CallEndReason::CodecRefused)),
             failures,
+            signature: self.signature_verdict,
         }
     }
 }

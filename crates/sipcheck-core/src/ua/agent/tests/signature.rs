@@ -185,3 +185,51 @@ fn audio_lost_from_one_caller_is_no_audio_caller_to_callee_and_only_there() {
         assert_eq!(r.audio_verified, 1, "{}", messages(r));
     }
 }
+
+#[test]
+fn audio_lost_from_one_caller_paired_with_its_callee_is_one_way_audio_once() {
+    use crate::stats::pairing::{Pairing, DEFAULT_HOLD};
+    let run = twenty_calls(|run| {
+        board(run).0.borrow_mut().dropped.push(caller_stream(0));
+    });
+    // Both roles' results, interleaved as they would reach the run's reporters.
+    let now = run.sim.now();
+    let mut pairing = Pairing::new(true, DEFAULT_HOLD);
+    let mut counted = Vec::new();
+    for (caller, callee) in run.results("caller").iter().zip(run.results("callee")) {
+        counted.extend(pairing.push(now, callee.clone()));
+        counted.extend(pairing.push(now, caller.clone()));
+    }
+    counted.extend(pairing.flush());
+    assert_eq!(counted.len(), 40);
+    // The deaf end names the direction; its caller was hung up on (the callee's script
+    // ends the call when its expectation fails): one call, failed once.
+    let deaf: Vec<_> = counted
+        .iter()
+        .filter(|r| {
+            r.failures
+                .iter()
+                .any(|f| f.kind == FailureKind::OneWayAudio)
+        })
+        .collect();
+    assert_eq!(deaf.len(), 1);
+    assert_eq!(deaf[0].side, crate::stats::outcome::Side::Callee);
+    assert!(
+        deaf[0].failures[0]
+            .message
+            .starts_with("one-way audio: caller → callee carried nothing"),
+        "{}",
+        deaf[0].failures[0].message
+    );
+    let mut metrics = crate::stats::metrics::Metrics::new(
+        std::time::SystemTime::UNIX_EPOCH,
+        &crate::stats::metrics::RunInfo::default(),
+    );
+    for r in &counted {
+        metrics.record_call(r);
+    }
+    let summary = metrics.finish(secs(1), false);
+    assert_eq!(summary.calls.failed, 1);
+    assert_eq!(summary.failures.get("one_way_audio"), Some(&1));
+    assert_eq!(summary.failures.get("no_audio"), None);
+}
