@@ -9,4 +9,5 @@ pub mod fixture;
 pub mod ladder;
 pub mod metrics;
 pub mod outcome;
+pub mod series;
 pub mod verdict;
