@@ -14,6 +14,7 @@ use crate::exit::Exit;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
+use sipcheck_core::stats::series::Series;
 
 /// Options of `sipcheck run`.
 #[derive(Debug, Clone)]
@@ -26,6 +27,12 @@ pub struct RunArgs {
     pub junit: Option<String>,
     /// JSON report path (overrides the scenario's).
     pub json: Option<String>,
+    /// Time series path (CSV, or JSON Lines for `.jsonl`; overrides the scenario's).
+    pub series: Option<String>,
+    /// The time series' interval.
+    pub series_interval: Duration,
+    /// OpenMetrics report path (overrides the scenario's).
+    pub metrics: Option<String>,
 }
 
 /// Load, run and report a scenario; the exit code.
@@ -43,6 +50,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .clone()
         .or_else(|| scenario.reports.junit.clone());
     let json_path = args.json.clone().or_else(|| scenario.reports.json.clone());
+    let series_path = args
+        .series
+        .clone()
+        .or_else(|| scenario.reports.series.clone());
+    let metrics_path = args
+        .metrics
+        .clone()
+        .or_else(|| scenario.reports.metrics.clone());
+    if [&series_path, &metrics_path]
+        .iter()
+        .any(|p| p.as_deref() == Some("-"))
+    {
+        eprintln!("sipcheck: the time series and the metrics report go to files, not to standard output (-)");
+        return Exit::Usage;
+    }
     // A report on standard output has it to itself: the console summary goes to stderr.
     let to_stdout = |p: &Option<String>| p.as_deref() == Some("-");
     if to_stdout(&junit_path) && to_stdout(&json_path) {
@@ -53,7 +75,12 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     }
     let console_to_stderr = to_stdout(&junit_path) || to_stdout(&json_path);
     // Every report must be writable before the first call is placed, not found out after.
-    for path in junit_path.iter().chain(&json_path) {
+    for path in junit_path
+        .iter()
+        .chain(&json_path)
+        .chain(&series_path)
+        .chain(&metrics_path)
+    {
         if let Err(e) = report::check_writable(path) {
             eprintln!("sipcheck: {e}; nothing was sent");
             return Exit::Usage;
@@ -84,6 +111,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         sipcheck_core::stats::outcome::Side::Callee
     };
     let mut progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
+    let mut series = match &series_path {
+        Some(path) => match report::series::SeriesFile::create(path) {
+            Ok(file) => Some((Series::new(args.series_interval, counted), file)),
+            Err(e) => {
+                eprintln!("sipcheck: {e}; nothing was sent");
+                return Exit::Usage;
+            }
+        },
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
@@ -96,21 +133,41 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     // The events are read by a task of the runtime, beside the executor's tasks.
     let collector = tokio::spawn(async move {
         let mut interrupted = false;
+        let mut series_failed = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         let mut interrupts = crate::signal::Interrupts::new().ok();
         loop {
             tokio::select! {
                 event = events_rx.recv() => match event {
-                    Some(RunEvent::CallStarted { .. }) => progress.on_call_started(),
+                    Some(RunEvent::CallStarted { .. }) => {
+                        progress.on_call_started();
+                        if let Some((s, _)) = &mut series {
+                            s.handle_started(started_at.elapsed());
+                        }
+                    }
                     Some(RunEvent::CallFinished(result)) => {
                         progress.on_call_finished(&result);
                         metrics.record_call(&result);
+                        if let Some((s, _)) = &mut series {
+                            s.handle_result(started_at.elapsed(), &result);
+                        }
                     }
                     Some(RunEvent::Registered(r)) => metrics.record_register(&r),
                     Some(RunEvent::NotStarted) => metrics.record_not_started(),
                     None => break,
                 },
-                _ = ticker.tick() => progress.tick(Instant::now()),
+                _ = ticker.tick() => {
+                    let now = Instant::now();
+                    progress.tick(now);
+                    if let Some((s, file)) = &mut series {
+                        while let Some(row) = s.poll_row(now - started_at) {
+                            if let Err(e) = file.append(&row) {
+                                eprintln!("sipcheck: {e}");
+                                series_failed = true;
+                            }
+                        }
+                    }
+                }
                 _ = async { interrupts.as_mut().expect("guarded").next().await }, if interrupts.is_some() && !interrupted => {
                     interrupted = true;
                     let _ = stop_tx.send(true);
@@ -126,9 +183,18 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 }
             }
         }
-        (metrics, progress, interrupted)
+        // The run (or its wind-down after Ctrl-C) is over: the last rows.
+        if let Some((mut s, mut file)) = series {
+            for row in s.finish(started_at.elapsed()) {
+                if let Err(e) = file.append(&row) {
+                    eprintln!("sipcheck: {e}");
+                    series_failed = true;
+                }
+            }
+        }
+        (metrics, progress, interrupted, series_failed)
     });
-    let (metrics, mut progress, interrupted) = match collector.await {
+    let (metrics, mut progress, interrupted, series_failed) = match collector.await {
         Ok(collected) => collected,
         Err(e) => {
             eprintln!("sipcheck: internal error: {e}");
@@ -163,6 +229,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     if interrupted {
         exit = Exit::Interrupted;
     }
+    if series_failed {
+        exit = Exit::Internal;
+    }
     if let Some(path) = &junit_path {
         if let Err(e) = report::write_report(path, |mut w| {
             report::junit::write_junit(&summary, &thresholds, &mut w)
@@ -174,6 +243,14 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     if let Some(path) = &json_path {
         if let Err(e) = report::write_report(path, |mut w| {
             report::json::write_json(&summary, &thresholds, &mut w)
+        }) {
+            eprintln!("sipcheck: {e}");
+            exit = Exit::Internal;
+        }
+    }
+    if let Some(path) = &metrics_path {
+        if let Err(e) = report::write_report(path, |mut w| {
+            report::openmetrics::write_metrics(&summary, &thresholds, &mut w)
         }) {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
