@@ -91,15 +91,14 @@ pub fn write_row(format: Format, row: &SeriesRow, w: &mut impl Write) -> io::Res
             writeln!(w, "{}", fields.join(","))
         }
         Format::JsonLines => {
-            let mut object = serde_json::Map::new();
-            for (name, value) in COLUMNS.iter().zip(values) {
-                // Every value is a number as formatted; nothing measured is null.
-                let json = value
-                    .and_then(|v| v.parse::<serde_json::Number>().ok())
-                    .map_or(serde_json::Value::Null, serde_json::Value::Number);
-                object.insert((*name).to_owned(), json);
-            }
-            writeln!(w, "{}", serde_json::Value::Object(object))
+            // Every value is a number as formatted (valid JSON as it is); nothing measured
+            // is null. The keys in column order.
+            let fields: Vec<String> = COLUMNS
+                .iter()
+                .zip(&values)
+                .map(|(name, value)| format!("\"{name}\":{}", value.as_deref().unwrap_or("null")))
+                .collect();
+            writeln!(w, "{{{}}}", fields.join(","))
         }
     }
 }
@@ -221,11 +220,23 @@ mod tests {
         let mut out = Vec::new();
         write_header(Format::JsonLines, &mut out).unwrap();
         write_row(Format::JsonLines, &row(false), &mut out).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        write_row(Format::JsonLines, &row(true), &mut out).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let full: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(full["invite_to_200_p99_ms"].as_f64(), Some(31.0));
+        assert_eq!(full["rtp_loss_ratio"].as_f64(), Some(0.0125));
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(v["started"], 20);
         assert_eq!(v["t_s"].as_f64(), Some(2.0));
         assert_eq!(v["invite_to_200_p99_ms"], serde_json::Value::Null);
         assert_eq!(v.as_object().unwrap().len(), COLUMNS.len());
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("{\"t_s\":2.000,\"end_s\":3.000,"),
+            "{text}"
+        );
         assert_eq!(Format::of("a/b.JSONL"), Format::JsonLines);
         assert_eq!(Format::of("a/b.csv"), Format::Csv);
     }
