@@ -258,3 +258,88 @@ fn rows_are_on_disk_while_the_run_goes_and_the_last_ones_written_on_ctrl_c() {
     );
     assert_eq!(after.last().unwrap()["active"], 0, "{after:?}");
 }
+
+/// Reads the series with Python's `csv` module and the metrics with `prometheus_client`'s
+/// OpenMetrics parser (PyPI `prometheus-client`, installed by `scripts/test.sh --install`);
+/// prints `started SUM`, `rows N`, then `NAME VALUE` per sample.
+const READ: &str = r#"
+import csv, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+with open(sys.argv[1], newline="") as f:
+    rows = list(csv.DictReader(f))
+print("started", sum(int(r["started"]) for r in rows))
+print("rows", len(rows))
+with open(sys.argv[2]) as f:
+    for family in text_string_to_metric_families(f.read()):
+        assert family.type == "gauge", family
+        for sample in family.samples:
+            assert sample.labels == {}, sample
+            print(sample.name, sample.value)
+"#;
+
+#[test]
+fn python_reads_the_series_with_csv_and_the_metrics_with_an_openmetrics_parser() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .output()
+        .expect("python3 runs (Debian package python3)");
+    assert!(
+        probe.status.success(),
+        "Python's prometheus_client module is missing: install it with \
+         `python3 -m pip install prometheus-client==0.26.0` (scripts/test.sh --install does): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let (callee, caller) = envs();
+    let envs = [
+        ("CALLEE_LISTEN", callee.as_str()),
+        ("CALLER_LISTEN", caller.as_str()),
+        ("TOTAL_CALLS", "4"),
+    ];
+    let reports = Reports::new();
+    let series = reports.path("series.csv");
+    let metrics = reports.path("metrics.txt");
+    let out = run(
+        SCENARIO,
+        &[
+            "--series",
+            series.to_str().unwrap(),
+            "--metrics",
+            metrics.to_str().unwrap(),
+        ],
+        &envs,
+        &reports,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    let v = reports.summary();
+    let read = std::process::Command::new("python3")
+        .args(["-c", READ])
+        .arg(&series)
+        .arg(&metrics)
+        .output()
+        .expect("python3 runs");
+    let shown = describe_output(&read);
+    assert!(read.status.success(), "{shown}");
+    let printed: BTreeMap<String, f64> = String::from_utf8_lossy(&read.stdout)
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap_or_else(|| panic!("{l}"));
+            (
+                k.to_owned(),
+                v.parse().unwrap_or_else(|e| panic!("{l}: {e}")),
+            )
+        })
+        .collect();
+    let started = v["calls"]["started"].as_f64().unwrap();
+    assert_eq!(started, 4.0, "{v}");
+    assert_eq!(printed["started"], started, "{shown}");
+    assert!(printed["rows"] >= 2.0, "{shown}");
+    assert_eq!(printed["sipcheck_calls_started"], started, "{shown}");
+    assert_eq!(printed["sipcheck_calls_failed"], 0.0, "{shown}");
+    assert_eq!(printed["sipcheck_verdict"], 1.0, "{shown}");
+    assert!(
+        printed["sipcheck_setup_latency_p99_seconds"] >= 0.1,
+        "{shown}"
+    );
+    assert!(printed["sipcheck_mos_p5"] > 1.0, "{shown}");
+}
