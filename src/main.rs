@@ -89,6 +89,7 @@ Examples:
   sipcheck run load.yaml --set load.rate=50/s --junit report.xml --json report.json
   sipcheck run scenarios/selftest.yaml -v --trace-sip run.trace
   sipcheck run scenarios/selftest.yaml --pcap run.pcap    # every packet, for Wireshark
+  sipcheck run load.yaml --series series.csv --metrics metrics.txt  # per second; GitLab
 
 Exit codes:
   0    every call passed its expectations (or, with thresholds, every threshold held)
