@@ -226,7 +226,6 @@ fn rows_are_on_disk_while_the_run_goes_and_the_last_ones_written_on_ctrl_c() {
         before.iter().all(|r| r["active"].as_u64().is_some()),
         "{before:?}"
     );
-    assert_eq!(before.last().unwrap()["passed"], 0, "{before:?}");
     support::process::signal(child.id(), "INT").unwrap();
     let status = support::process::wait_timeout(&mut child, Duration::from_secs(30));
     let Some(status) = status else {
