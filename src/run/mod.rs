@@ -161,9 +161,12 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                     progress.tick(now);
                     if let Some((s, file)) = &mut series {
                         while let Some(row) = s.poll_row(now - started_at) {
-                            if let Err(e) = file.append(&row) {
-                                eprintln!("sipcheck: {e}");
-                                series_failed = true;
+                            // The first error is told once; the rows after it are not tried.
+                            if !series_failed {
+                                if let Err(e) = file.append(&row) {
+                                    eprintln!("sipcheck: {e}");
+                                    series_failed = true;
+                                }
                             }
                         }
                     }
@@ -186,9 +189,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         // The run (or its wind-down after Ctrl-C) is over: the last rows.
         if let Some((mut s, mut file)) = series {
             for row in s.finish(started_at.elapsed()) {
-                if let Err(e) = file.append(&row) {
-                    eprintln!("sipcheck: {e}");
-                    series_failed = true;
+                if !series_failed {
+                    if let Err(e) = file.append(&row) {
+                        eprintln!("sipcheck: {e}");
+                        series_failed = true;
+                    }
                 }
             }
         }
