@@ -417,6 +417,22 @@ mod tests {
     }
 
     #[test]
+    fn an_event_on_a_boundary_belongs_to_the_interval_it_opens() {
+        let mut s = Series::new(Duration::from_millis(200), Side::Caller);
+        s.handle_started(secs(0.199_999));
+        s.handle_started(secs(0.2));
+        s.handle_started(secs(0.4));
+        let rows = s.finish(secs(0.4));
+        let started: Vec<u64> = rows.iter().map(|r| r.started).collect();
+        assert_eq!(started, [1, 1, 1], "{rows:?}");
+        assert_eq!(rows[2].start, rows[2].end, "the run ended on the boundary");
+        assert_eq!(rows[2].call_rate(), 0.0);
+        // A run that ends on a boundary with nothing after it has no empty last row.
+        let mut s = Series::new(Duration::from_millis(200), Side::Caller);
+        assert_eq!(s.finish(secs(0.4)).len(), 2);
+    }
+
+    #[test]
     fn a_run_without_callers_counts_the_callee_results_as_started_at_their_end() {
         let mut s = Series::new(Duration::from_secs(1), Side::Callee);
         s.handle_result(secs(0.3), &fixture::callee(0));
