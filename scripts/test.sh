@@ -85,8 +85,9 @@ install_missing() {
     fi
 }
 
-# Python modules from PyPI (pinned): hdrh decodes the JSON summary's histograms in a test.
-PYTHON_MODULES=("hdrh:hdrhistogram==0.10.8")
+# Python modules from PyPI (pinned): hdrh decodes the JSON summary's histograms in a test;
+# prometheus_client parses the --metrics report (OpenMetrics) in another.
+PYTHON_MODULES=("hdrh:hdrhistogram==0.10.8" "prometheus_client:prometheus-client==0.26.0")
 
 missing_python_modules() {
     local entry

@@ -89,6 +89,7 @@ Examples:
   sipcheck run load.yaml --set load.rate=50/s --junit report.xml --json report.json
   sipcheck run scenarios/selftest.yaml -v --trace-sip run.trace
   sipcheck run scenarios/selftest.yaml --pcap run.pcap    # every packet, for Wireshark
+  sipcheck run load.yaml --series series.csv --metrics metrics.txt  # per second; GitLab
 
 Exit codes:
   0    every call passed its expectations (or, with thresholds, every threshold held)
@@ -185,6 +186,15 @@ Install:
   fish: sipcheck completions fish > ~/.config/fish/completions/sipcheck.fish";
 
 /// Writes the completion script for `shell`, or the man page, to `out`.
+/// `--series-interval`: a duration of at least 1 ms.
+fn parse_series_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = probe::args::parse_duration(s)?;
+    if d < std::time::Duration::from_millis(1) {
+        return Err("the interval must be at least 1ms".into());
+    }
+    Ok(d)
+}
+
 fn write_generated(command: &Command, out: &mut impl Write) -> std::io::Result<()> {
     use clap::CommandFactory;
     let mut cli = Cli::command();
@@ -208,6 +218,17 @@ struct RunCmd {
     /// Write a JSON summary here (overrides the scenario's `reports.json`).
     #[arg(long, value_name = "PATH")]
     json: Option<String>,
+    /// Write the run's time series here as it goes, one row per interval: CSV, or JSON
+    /// Lines when PATH ends in .jsonl (overrides the scenario's `reports.series`).
+    #[arg(long, value_name = "PATH")]
+    series: Option<String>,
+    /// The time series' interval.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_series_interval)]
+    series_interval: std::time::Duration,
+    /// Write the headline figures here in the OpenMetrics text format, for GitLab's metrics
+    /// report (overrides the scenario's `reports.metrics`).
+    #[arg(long, value_name = "PATH")]
+    metrics: Option<String>,
     /// Override a value, e.g. --set load.rate=50/s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -324,6 +345,9 @@ async fn run(command: Command) -> Exit {
                 overrides: cmd.set,
                 junit: cmd.junit,
                 json: cmd.json,
+                series: cmd.series,
+                series_interval: cmd.series_interval,
+                metrics: cmd.metrics,
             };
             sipcheck::run::run(&args, &mut stdout).await
         }

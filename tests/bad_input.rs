@@ -43,6 +43,10 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
         (vec!["call", &tls], "requires TLS"),
         (vec!["options", &tls], "requires TLS"),
         (vec!["options", &uri, "--t1", "fast"], "t1"),
+        (
+            vec!["run", "scenarios/selftest.yaml", "--series-interval", "0s"],
+            "at least 1ms",
+        ),
         (vec!["options", &uri, "--transport", "sctp"], "sctp"),
         (
             vec![
@@ -189,6 +193,9 @@ fn unwritable_output_paths_are_refused_before_anything_is_sent() {
         ],
         vec!["run", &scenario, "--junit", "/proc/version/x.xml"],
         vec!["run", &scenario, "--json", "/proc/version/x.json"],
+        vec!["run", &scenario, "--series", "/proc/version/x.csv"],
+        vec!["run", &scenario, "--metrics", "/proc/version/x.txt"],
+        vec!["run", &scenario, "--series", "-"],
         vec!["run", &recording],
     ];
     for args in cases {

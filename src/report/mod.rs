@@ -9,6 +9,8 @@
 //! - [`junit`]: JUnit XML for GitLab's test report.
 //! - [`json`]: the versioned JSON summary (`sipcheck.run/1`), HdrHistograms included.
 //! - [`progress`]: the live progress line on stderr while the run goes.
+//! - [`series`]: the run's time series, one CSV or JSON Lines row per interval, as it goes.
+//! - [`openmetrics`]: the headline figures in the OpenMetrics text format (GitLab metrics).
 //! - [`values`]: threshold values and units as the reports spell them.
 //!
 //! Reporters are pure functions writing to `impl Write`. Report files are written with
@@ -40,7 +42,9 @@
 pub mod console;
 pub mod json;
 pub mod junit;
+pub mod openmetrics;
 pub mod progress;
+pub mod series;
 #[cfg(test)]
 mod snapshot;
 pub mod values;

@@ -16,12 +16,23 @@ use crate::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 use sipcheck_core::stats::outcome::CallResult;
 use sipcheck_core::stats::pairing::{self, Pairing};
+use sipcheck_core::stats::series::Series;
 
-/// Counts call results released by the pairing.
-fn count(results: Vec<CallResult>, metrics: &mut Metrics, progress: &mut Progress) {
+/// Counts call results released by the pairing (and adds them to the time series).
+fn count(
+    results: Vec<CallResult>,
+    metrics: &mut Metrics,
+    progress: &mut Progress,
+    series: Option<&mut Series>,
+    at: Duration,
+) {
+    let mut series = series;
     for result in results {
         progress.on_call_finished(&result);
         metrics.record_call(&result);
+        if let Some(s) = series.as_deref_mut() {
+            s.handle_result(at, &result);
+        }
     }
 }
 
@@ -36,6 +47,12 @@ pub struct RunArgs {
     pub junit: Option<String>,
     /// JSON report path (overrides the scenario's).
     pub json: Option<String>,
+    /// Time series path (CSV, or JSON Lines for `.jsonl`; overrides the scenario's).
+    pub series: Option<String>,
+    /// The time series' interval.
+    pub series_interval: Duration,
+    /// OpenMetrics report path (overrides the scenario's).
+    pub metrics: Option<String>,
 }
 
 /// Load, run and report a scenario; the exit code.
@@ -53,6 +70,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .clone()
         .or_else(|| scenario.reports.junit.clone());
     let json_path = args.json.clone().or_else(|| scenario.reports.json.clone());
+    let series_path = args
+        .series
+        .clone()
+        .or_else(|| scenario.reports.series.clone());
+    let metrics_path = args
+        .metrics
+        .clone()
+        .or_else(|| scenario.reports.metrics.clone());
+    if [&series_path, &metrics_path]
+        .iter()
+        .any(|p| p.as_deref() == Some("-"))
+    {
+        eprintln!("sipcheck: the time series and the metrics report go to files, not to standard output (-)");
+        return Exit::Usage;
+    }
     // A report on standard output has it to itself: the console summary goes to stderr.
     let to_stdout = |p: &Option<String>| p.as_deref() == Some("-");
     if to_stdout(&junit_path) && to_stdout(&json_path) {
@@ -63,7 +95,12 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     }
     let console_to_stderr = to_stdout(&junit_path) || to_stdout(&json_path);
     // Every report must be writable before the first call is placed, not found out after.
-    for path in junit_path.iter().chain(&json_path) {
+    for path in junit_path
+        .iter()
+        .chain(&json_path)
+        .chain(&series_path)
+        .chain(&metrics_path)
+    {
         if let Err(e) = report::check_writable(path) {
             eprintln!("sipcheck: {e}; nothing was sent");
             return Exit::Usage;
@@ -94,6 +131,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         sipcheck_core::stats::outcome::Side::Callee
     };
     let mut progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
+    let mut series = match &series_path {
+        Some(path) => match report::series::SeriesFile::create(path) {
+            Ok(file) => Some((Series::new(args.series_interval, counted), file)),
+            Err(e) => {
+                eprintln!("sipcheck: {e}; nothing was sent");
+                return Exit::Usage;
+            }
+        },
+        None => None,
+    };
 
     // Both ends of a call between two roles of the run are judged together (one-way audio).
     let mut pairing = Pairing::new(
@@ -111,14 +158,26 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     // The events are read by a task of the runtime, beside the executor's tasks.
     let collector = tokio::spawn(async move {
         let mut interrupted = false;
+        let mut series_failed = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         let mut interrupts = crate::signal::Interrupts::new().ok();
         loop {
             tokio::select! {
                 event = events_rx.recv() => match event {
-                    Some(RunEvent::CallStarted { .. }) => progress.on_call_started(),
+                    Some(RunEvent::CallStarted { .. }) => {
+                        progress.on_call_started();
+                        if let Some((s, _)) = &mut series {
+                            s.handle_started(started_at.elapsed());
+                        }
+                    }
                     Some(RunEvent::CallFinished(result)) => {
-                        count(pairing.push(Instant::now(), *result), &mut metrics, &mut progress);
+                        count(
+                            pairing.push(Instant::now(), *result),
+                            &mut metrics,
+                            &mut progress,
+                            series.as_mut().map(|(s, _)| s),
+                            started_at.elapsed(),
+                        );
                     }
                     Some(RunEvent::Registered(r)) => metrics.record_register(&r),
                     Some(RunEvent::NotStarted) => metrics.record_not_started(),
@@ -126,8 +185,25 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 },
                 _ = ticker.tick() => {
                     let now = Instant::now();
-                    count(pairing.handle_timeout(now), &mut metrics, &mut progress);
+                    count(
+                        pairing.handle_timeout(now),
+                        &mut metrics,
+                        &mut progress,
+                        series.as_mut().map(|(s, _)| s),
+                        now - started_at,
+                    );
                     progress.tick(now);
+                    if let Some((s, file)) = &mut series {
+                        while let Some(row) = s.poll_row(now - started_at) {
+                            // The first error is told once; the rows after it are not tried.
+                            if !series_failed {
+                                if let Err(e) = file.append(&row) {
+                                    eprintln!("sipcheck: {e}");
+                                    series_failed = true;
+                                }
+                            }
+                        }
+                    }
                 }
                 _ = async { interrupts.as_mut().expect("guarded").next().await }, if interrupts.is_some() && !interrupted => {
                     interrupted = true;
@@ -145,10 +221,27 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             }
         }
         // The run is over (on Ctrl-C too): every result still waiting for its other end.
-        count(pairing.flush(), &mut metrics, &mut progress);
-        (metrics, progress, interrupted)
+        count(
+            pairing.flush(),
+            &mut metrics,
+            &mut progress,
+            series.as_mut().map(|(s, _)| s),
+            started_at.elapsed(),
+        );
+        // The run (or its wind-down after Ctrl-C) is over: the last rows.
+        if let Some((mut s, mut file)) = series {
+            for row in s.finish(started_at.elapsed()) {
+                if !series_failed {
+                    if let Err(e) = file.append(&row) {
+                        eprintln!("sipcheck: {e}");
+                        series_failed = true;
+                    }
+                }
+            }
+        }
+        (metrics, progress, interrupted, series_failed)
     });
-    let (metrics, mut progress, interrupted) = match collector.await {
+    let (metrics, mut progress, interrupted, series_failed) = match collector.await {
         Ok(collected) => collected,
         Err(e) => {
             eprintln!("sipcheck: internal error: {e}");
@@ -183,6 +276,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     if interrupted {
         exit = Exit::Interrupted;
     }
+    if series_failed {
+        exit = Exit::Internal;
+    }
     if let Some(path) = &junit_path {
         if let Err(e) = report::write_report(path, |mut w| {
             report::junit::write_junit(&summary, &thresholds, &mut w)
@@ -194,6 +290,14 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     if let Some(path) = &json_path {
         if let Err(e) = report::write_report(path, |mut w| {
             report::json::write_json(&summary, &thresholds, &mut w)
+        }) {
+            eprintln!("sipcheck: {e}");
+            exit = Exit::Internal;
+        }
+    }
+    if let Some(path) = &metrics_path {
+        if let Err(e) = report::write_report(path, |mut w| {
+            report::openmetrics::write_metrics(&summary, &thresholds, &mut w)
         }) {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;

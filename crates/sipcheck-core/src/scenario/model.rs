@@ -461,6 +461,10 @@ pub struct Reports {
     pub junit: Option<String>,
     /// A JSON summary file.
     pub json: Option<String>,
+    /// A time series file (CSV, or JSON Lines for `.jsonl`).
+    pub series: Option<String>,
+    /// An OpenMetrics file of the headline figures (GitLab's metrics report).
+    pub metrics: Option<String>,
 }
 
 #[cfg(test)]

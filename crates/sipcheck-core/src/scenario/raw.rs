@@ -180,6 +180,10 @@ pub struct RawReports {
     pub junit: Option<String>,
     /// A JSON summary file.
     pub json: Option<String>,
+    /// A time series file (CSV, or JSON Lines for `.jsonl`).
+    pub series: Option<String>,
+    /// An OpenMetrics file of the headline figures (GitLab's metrics report).
+    pub metrics: Option<String>,
 }
 
 /// `register:` arguments.

@@ -1247,3 +1247,16 @@ roles:
     let one = text.replace("      - expect: { signature: peer }\n", "");
     assert!(load("scenarios/x.yaml", &one, &no_env, &files).is_ok());
 }
+
+#[test]
+fn reports_name_the_time_series_and_the_metrics_files() {
+    let text = format!(
+        "{BASE}reports: {{ json: r/s.json, series: r/series.csv, metrics: r/metrics.txt }}\n"
+    );
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(s.reports.series.as_deref(), Some("r/series.csv"));
+    assert_eq!(s.reports.metrics.as_deref(), Some("r/metrics.txt"));
+    assert_eq!(s.reports.json.as_deref(), Some("r/s.json"));
+    let s = load("x.yaml", BASE, &no_env, &files).unwrap();
+    assert_eq!((s.reports.series, s.reports.metrics), (None, None));
+}

@@ -303,6 +303,8 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
         Reports {
             junit: cx.text(&p.key("junit"), &r.junit),
             json: cx.text(&p.key("json"), &r.json),
+            series: cx.text(&p.key("series"), &r.series),
+            metrics: cx.text(&p.key("metrics"), &r.metrics),
         }
     });
 
