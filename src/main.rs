@@ -208,6 +208,13 @@ struct RunCmd {
     /// Write a JSON summary here (overrides the scenario's `reports.json`).
     #[arg(long, value_name = "PATH")]
     json: Option<String>,
+    /// Write one JSON line per call end here, as the calls end (overrides the scenario's
+    /// `reports.calls`; `-` for standard output).
+    #[arg(long, value_name = "FILE.jsonl")]
+    calls: Option<String>,
+    /// Add one JUnit test case per call (at most 1000) to the JUnit report.
+    #[arg(long)]
+    junit_per_call: bool,
     /// Override a value, e.g. --set load.rate=50/s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -324,6 +331,8 @@ async fn run(command: Command) -> Exit {
                 overrides: cmd.set,
                 junit: cmd.junit,
                 json: cmd.json,
+                calls: cmd.calls,
+                junit_per_call: cmd.junit_per_call,
             };
             sipcheck::run::run(&args, &mut stdout).await
         }

@@ -33,9 +33,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::console;
 use super::values::actual_text;
 use sipcheck_core::stats::metrics::{FailedCall, RoleSummary, RunSummary, StepSummary};
+use sipcheck_core::stats::record::CallRecord;
 use sipcheck_core::stats::verdict::ThresholdResult;
 
 /// One `<testcase>`.
+#[derive(Clone)]
 struct Case {
     name: String,
     outcome: Outcome,
@@ -44,6 +46,7 @@ struct Case {
     time: Option<Duration>,
 }
 
+#[derive(Clone)]
 enum Outcome {
     Passed,
     Failed {
@@ -52,6 +55,140 @@ enum Outcome {
         text: String,
     },
     Skipped(String),
+}
+
+/// The most test cases `--junit-per-call` writes in its `calls` suite: a JUnit report of
+/// thousands of test cases is unreadable in GitLab or Jenkins. The calls beyond it are
+/// counted in one skipped test case (never a pass); every call is in `--calls`.
+pub const PER_CALL_CAP: usize = 1000;
+
+/// The `calls` suite of `--junit-per-call`: one test case per call end, in the order they
+/// were counted, then one per call not started, up to [`PER_CALL_CAP`].
+#[derive(Default)]
+pub struct PerCall {
+    cases: Vec<Case>,
+    beyond_cap: u64,
+    failed_beyond_cap: u64,
+    not_started: u64,
+}
+
+impl PerCall {
+    /// Adds a call end; false when the cap is reached and it is only counted.
+    pub fn push(&mut self, r: &CallRecord) -> bool {
+        if self.cases.len() >= PER_CALL_CAP {
+            self.beyond_cap += 1;
+            self.failed_beyond_cap += u64::from(!r.failures.is_empty());
+            return false;
+        }
+        self.cases.push(call_case(r));
+        true
+    }
+
+    /// Adds a call due by the load plan but not started; false when the cap is reached.
+    pub fn push_not_started(&mut self) -> bool {
+        self.not_started += 1;
+        if self.cases.len() >= PER_CALL_CAP {
+            self.beyond_cap += 1;
+            return false;
+        }
+        self.cases.push(Case {
+            name: format!("not started #{}", self.not_started),
+            outcome: Outcome::Skipped(
+                "due by the load plan but not started: the calls kept up at once were at \
+                 their cap (load.max_concurrent)"
+                    .into(),
+            ),
+            system_out: None,
+            time: None,
+        });
+        true
+    }
+
+    /// The suite's test cases.
+    fn cases(&self) -> Vec<Case> {
+        let mut cases = self.cases.clone();
+        if self.beyond_cap > 0 {
+            cases.push(Case {
+                name: "calls beyond the per-call cap".into(),
+                outcome: Outcome::Skipped(format!(
+                    "{} more calls ({} of them failed) are not listed: --junit-per-call lists \
+                     at most {PER_CALL_CAP}; every call end is in the --calls records, and \
+                     the steps' test cases count them all",
+                    self.beyond_cap, self.failed_beyond_cap
+                )),
+                system_out: None,
+                time: None,
+            });
+        }
+        cases
+    }
+}
+
+/// The test case of one call end: `caller #3 <Call-ID>`.
+fn call_case(r: &CallRecord) -> Case {
+    let name = format!("{} #{} {}", r.role, r.call, r.call_id);
+    let time = r
+        .timings
+        .duration_ms
+        .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    let mut out = format!("{} {}, user {}", side_name(r.side), r.role, r.user);
+    if let Some(code) = r.final_code {
+        let _ = write!(out, ", final response {code}");
+    }
+    let _ = writeln!(out, ", ended: {}", r.end_reason);
+    let _ = writeln!(
+        out,
+        "started {}, ended {}",
+        r.start.as_ref().map_or("-", |s| s.at.as_str()),
+        r.end.at
+    );
+    if r.failures.is_empty() {
+        return Case {
+            name,
+            outcome: Outcome::Passed,
+            system_out: Some(out),
+            time,
+        };
+    }
+    let message = r
+        .failures
+        .iter()
+        .map(|f| format!("{}: {}", f.kind, f.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut text = String::new();
+    console::sample_text(
+        &mut text,
+        &FailedCall {
+            role: r.role.clone(),
+            side: r.side,
+            user: r.user.clone(),
+            call_id: r.call_id.clone(),
+            final_code: r.final_code,
+            bye_code: r.bye_code,
+            end_reason: r.end_reason.clone(),
+            failures: r.failures.clone(),
+            ladder: r.ladder.clone(),
+            quality: r.quality.clone(),
+        },
+    );
+    Case {
+        name,
+        outcome: Outcome::Failed {
+            kind: r.failures[0].kind.clone(),
+            message,
+            text,
+        },
+        system_out: Some(out),
+        time,
+    }
+}
+
+fn side_name(side: sipcheck_core::stats::outcome::Side) -> &'static str {
+    match side {
+        sipcheck_core::stats::outcome::Side::Caller => "caller",
+        sipcheck_core::stats::outcome::Side::Callee => "callee",
+    }
 }
 
 /// Writes the JUnit report of a run.
@@ -63,11 +200,28 @@ pub fn write_junit(
     thresholds: &[ThresholdResult],
     out: &mut impl Write,
 ) -> io::Result<()> {
+    write_junit_per_call(s, thresholds, None, out)
+}
+
+/// Writes the JUnit report of a run, with a `calls` suite of one test case per call when
+/// `calls` is given (`--junit-per-call`).
+///
+/// # Errors
+/// Any error of `out`.
+pub fn write_junit_per_call(
+    s: &RunSummary,
+    thresholds: &[ThresholdResult],
+    calls: Option<&PerCall>,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let mut suites: Vec<(String, Vec<Case>, Option<String>)> = s
         .roles
         .iter()
         .map(|role| (role.name.clone(), role_cases(s, role), None))
         .collect();
+    if let Some(calls) = calls {
+        suites.push(("calls".into(), calls.cases(), None));
+    }
     let mut summary = Vec::new();
     console::write_summary(s, thresholds, &mut summary)?;
     suites.push((

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::exec::{self as executor, RunEvent};
 use crate::exit::Exit;
+use crate::report::calls::CallLog;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
@@ -18,10 +19,17 @@ use sipcheck_core::stats::outcome::CallResult;
 use sipcheck_core::stats::pairing::{self, Pairing};
 
 /// Counts call results released by the pairing.
-fn count(results: Vec<CallResult>, metrics: &mut Metrics, progress: &mut Progress) {
+fn count(
+    results: Vec<CallResult>,
+    metrics: &mut Metrics,
+    progress: &mut Progress,
+    log: &mut CallLog,
+) {
+    let now = Instant::now();
     for result in results {
         progress.on_call_finished(&result);
         metrics.record_call(&result);
+        log.record(now, &result);
     }
 }
 
@@ -36,6 +44,10 @@ pub struct RunArgs {
     pub junit: Option<String>,
     /// JSON report path (overrides the scenario's).
     pub json: Option<String>,
+    /// Per-call records path, JSON Lines (overrides the scenario's).
+    pub calls: Option<String>,
+    /// One JUnit test case per call (or the scenario's `reports.junit_per_call`).
+    pub junit_per_call: bool,
 }
 
 /// Load, run and report a scenario; the exit code.
@@ -53,17 +65,32 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .clone()
         .or_else(|| scenario.reports.junit.clone());
     let json_path = args.json.clone().or_else(|| scenario.reports.json.clone());
-    // A report on standard output has it to itself: the console summary goes to stderr.
-    let to_stdout = |p: &Option<String>| p.as_deref() == Some("-");
-    if to_stdout(&junit_path) && to_stdout(&json_path) {
+    let calls_path = args
+        .calls
+        .clone()
+        .or_else(|| scenario.reports.calls.clone());
+    let junit_per_call = args.junit_per_call || scenario.reports.junit_per_call;
+    if junit_per_call && junit_path.is_none() {
         eprintln!(
-            "sipcheck: the JUnit and JSON reports cannot both go to standard output (-): give one a file"
+            "sipcheck: --junit-per-call (reports.junit_per_call) needs a JUnit report: give --junit FILE or reports.junit"
         );
         return Exit::Usage;
     }
-    let console_to_stderr = to_stdout(&junit_path) || to_stdout(&json_path);
+    // A report on standard output has it to itself: the console summary goes to stderr.
+    let to_stdout = |p: &Option<String>| p.as_deref() == Some("-");
+    let on_stdout = [&junit_path, &json_path, &calls_path]
+        .into_iter()
+        .filter(|p| to_stdout(p))
+        .count();
+    if on_stdout > 1 {
+        eprintln!(
+            "sipcheck: only one of the JUnit, JSON and call reports can go to standard output (-): give the others a file"
+        );
+        return Exit::Usage;
+    }
+    let console_to_stderr = on_stdout == 1;
     // Every report must be writable before the first call is placed, not found out after.
-    for path in junit_path.iter().chain(&json_path) {
+    for path in junit_path.iter().chain(&json_path).chain(&calls_path) {
         if let Err(e) = report::check_writable(path) {
             eprintln!("sipcheck: {e}; nothing was sent");
             return Exit::Usage;
@@ -87,7 +114,25 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     }
     let info = RunInfo::from_scenario(&scenario).with_file(&args.file);
     let started_at = Instant::now();
-    let mut metrics = Metrics::new(SystemTime::now(), &info);
+    let started_wall = SystemTime::now();
+    let run_id = format!("{:016x}", rand::random::<u64>());
+    let mut log = match CallLog::new(
+        calls_path.as_deref(),
+        junit_per_call,
+        &run_id,
+        started_wall,
+        started_at,
+    ) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!(
+                "sipcheck: cannot create {}: {e}; nothing was sent",
+                calls_path.as_deref().unwrap_or_default()
+            );
+            return Exit::Usage;
+        }
+    };
+    let mut metrics = Metrics::new(started_wall, &info);
     let counted = if scenario.roles.iter().any(|r| r.calls()) {
         sipcheck_core::stats::outcome::Side::Caller
     } else {
@@ -118,15 +163,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 event = events_rx.recv() => match event {
                     Some(RunEvent::CallStarted { .. }) => progress.on_call_started(),
                     Some(RunEvent::CallFinished(result)) => {
-                        count(pairing.push(Instant::now(), *result), &mut metrics, &mut progress);
+                        let now = Instant::now();
+                        log.ended(now, &result);
+                        count(pairing.push(now, *result), &mut metrics, &mut progress, &mut log);
                     }
                     Some(RunEvent::Registered(r)) => metrics.record_register(&r),
-                    Some(RunEvent::NotStarted) => metrics.record_not_started(),
+                    Some(RunEvent::NotStarted) => {
+                        metrics.record_not_started();
+                        log.not_started();
+                    }
                     None => break,
                 },
                 _ = ticker.tick() => {
                     let now = Instant::now();
-                    count(pairing.handle_timeout(now), &mut metrics, &mut progress);
+                    count(pairing.handle_timeout(now), &mut metrics, &mut progress, &mut log);
+                    log.flush();
                     progress.tick(now);
                 }
                 _ = async { interrupts.as_mut().expect("guarded").next().await }, if interrupts.is_some() && !interrupted => {
@@ -145,10 +196,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             }
         }
         // The run is over (on Ctrl-C too): every result still waiting for its other end.
-        count(pairing.flush(), &mut metrics, &mut progress);
-        (metrics, progress, interrupted)
+        count(pairing.flush(), &mut metrics, &mut progress, &mut log);
+        (metrics, progress, interrupted, log.finish())
     });
-    let (metrics, mut progress, interrupted) = match collector.await {
+    let (metrics, mut progress, interrupted, (per_call, logged)) = match collector.await {
         Ok(collected) => collected,
         Err(e) => {
             eprintln!("sipcheck: internal error: {e}");
@@ -168,7 +219,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     };
     let mut summary = metrics.finish(elapsed, interrupted);
-    summary.run_id = format!("{:016x}", rand::random::<u64>());
+    summary.run_id = run_id;
     // The scenario's thresholds, and the built-in ones it does not override
     // (`calls.not_started <= 0`).
     let thresholds = summary.check(&threshold::with_builtins(&scenario.thresholds));
@@ -185,7 +236,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     }
     if let Some(path) = &junit_path {
         if let Err(e) = report::write_report(path, |mut w| {
-            report::junit::write_junit(&summary, &thresholds, &mut w)
+            report::junit::write_junit_per_call(&summary, &thresholds, per_call.as_ref(), &mut w)
         }) {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
@@ -198,6 +249,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
         }
+    }
+    if let Err(e) = logged {
+        eprintln!("sipcheck: {e}");
+        exit = Exit::Internal;
     }
     exit
 }

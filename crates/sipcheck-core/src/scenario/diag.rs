@@ -176,7 +176,7 @@ fn special_hint(name: &str, expected: &[String]) -> Option<String> {
                 .into(),
         ),
         "html" | "pcap" if has("junit") => {
-            Some("sipcheck writes `junit` and `json` reports".into())
+            Some("sipcheck writes `junit`, `json` and `calls` reports".into())
         }
         "users" | "user" if has("accounts") => {
             Some("a role picks its users with `accounts: 1000..1049`".into())

@@ -461,6 +461,10 @@ pub struct Reports {
     pub junit: Option<String>,
     /// A JSON summary file.
     pub json: Option<String>,
+    /// A JSON Lines file: one record per call end.
+    pub calls: Option<String>,
+    /// One JUnit test case per call (up to a cap) besides the thresholds'.
+    pub junit_per_call: bool,
 }
 
 #[cfg(test)]

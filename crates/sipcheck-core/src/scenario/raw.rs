@@ -180,6 +180,10 @@ pub struct RawReports {
     pub junit: Option<String>,
     /// A JSON summary file.
     pub json: Option<String>,
+    /// A JSON Lines file: one record per call end.
+    pub calls: Option<String>,
+    /// One JUnit test case per call.
+    pub junit_per_call: Option<bool>,
 }
 
 /// `register:` arguments.

@@ -303,6 +303,8 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
         Reports {
             junit: cx.text(&p.key("junit"), &r.junit),
             json: cx.text(&p.key("json"), &r.json),
+            calls: cx.text(&p.key("calls"), &r.calls),
+            junit_per_call: r.junit_per_call.unwrap_or(false),
         }
     });
 

@@ -10,4 +10,5 @@ pub mod ladder;
 pub mod metrics;
 pub mod outcome;
 pub mod pairing;
+pub mod record;
 pub mod verdict;
