@@ -8,6 +8,10 @@
 //!   that no call completed (no call reached it, or the calls that did were cut short by an
 //!   interruption) is `<skipped>` with the reason as its text, never passed. Failures not
 //!   tied to a step (an interrupted call, `run`) get a testcase of their own.
+//! - With `--junit-per-call`, a `calls` suite with one testcase per call end (`caller #3
+//!   <Call-ID>`, in the order they were counted; a failed call's `<failure>` carries its
+//!   reasons and SIP ladder) and one `<skipped>` per call not started, at most
+//!   [`PER_CALL_CAP`]; the calls beyond the cap share one skipped testcase.
 //! - A `thresholds` suite with one testcase per threshold (a failure carries the actual value
 //!   and the limit), whose `<system-out>` is the console summary.
 //! - `time` holds real durations only: a step's is the time the role's calls spent in it,
@@ -615,6 +619,71 @@ fn text_node(s: &str) -> String {
 mod tests {
     use super::*;
     use sipcheck_core::stats::fixture;
+
+    /// The record of fixture call `i`, failed with 486 when `failed`.
+    fn record(i: u64, failed: bool) -> CallRecord {
+        use sipcheck_core::stats::outcome::{Failure, FailureKind};
+        use sipcheck_core::stats::record::RecordContext;
+        let mut r = fixture::caller(i);
+        if failed {
+            r.failures.push(Failure {
+                step: "expect",
+                line: 16,
+                col: 9,
+                kind: FailureKind::SipCode(486),
+                message: "rejected: 486 Busy Here".into(),
+            });
+        }
+        CallRecord::of(
+            &r,
+            &RecordContext {
+                run_id: "r",
+                run_start: Duration::ZERO,
+                number: i + 1,
+                ended: Duration::from_secs(10),
+            },
+        )
+    }
+
+    #[test]
+    fn per_call_cases_stop_at_the_cap_and_count_the_rest_as_skipped() {
+        let s = fixture::run();
+        let mut calls = PerCall::default();
+        for i in 0..PER_CALL_CAP as u64 {
+            assert!(calls.push(&record(i, i == 1)));
+        }
+        assert!(!calls.push(&record(5000, true)));
+        assert!(!calls.push_not_started());
+        let mut out = Vec::new();
+        write_junit_per_call(&s, &[], Some(&calls), &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let suite = doc
+            .descendants()
+            .find(|n| n.attribute("name") == Some("calls"))
+            .unwrap();
+        assert_eq!(suite.attribute("tests"), Some("1001"));
+        assert_eq!(suite.attribute("failures"), Some("1"));
+        assert_eq!(suite.attribute("skipped"), Some("1"));
+        let failed = suite
+            .children()
+            .find(|n| n.children().any(|c| c.has_tag_name("failure")))
+            .unwrap();
+        assert_eq!(failed.attribute("name"), Some("caller #2 call-1@sipcheck"));
+        let last = suite
+            .children()
+            .rfind(|n| n.has_tag_name("testcase"))
+            .unwrap();
+        let text = last
+            .children()
+            .find(|c| c.has_tag_name("skipped"))
+            .and_then(|c| c.text())
+            .unwrap();
+        assert!(
+            text.starts_with("2 more calls (1 of them failed)"),
+            "{text}"
+        );
+    }
 
     fn render() -> String {
         let s = fixture::run();
