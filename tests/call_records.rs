@@ -252,3 +252,80 @@ fn junit_per_call_without_a_junit_report_is_refused_before_anything_is_sent() {
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("needs a JUnit report"), "{shown}");
 }
+
+#[test]
+fn records_are_written_as_calls_end_and_ctrl_c_flushes_the_calls_it_cuts_short() {
+    let callee = format!("127.0.0.1:{}", free_port());
+    let busy = format!("127.0.0.1:{}", free_port());
+    let reports = Reports::new();
+    let calls = reports.path("calls.jsonl");
+    let path = repo_root().join("tests/peers/scenarios/calls-mixed.yaml");
+    let stderr = std::fs::File::create(reports.dir.join("stderr")).unwrap();
+    let mut child = std::process::Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .arg(reports.json())
+        .arg("--calls")
+        .arg(&calls)
+        // The answered calls stay up until the interruption.
+        .args(["--set", "roles.caller.steps.2.hangup.after=60s"])
+        .env("CALLEE_LISTEN", &callee)
+        .env("BUSY_LISTEN", &busy)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // The refused call ends at once: both its records are in the file while the run goes on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let early = loop {
+        let text = std::fs::read_to_string(&calls).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record of the refused call while the run goes on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run is still going"
+    );
+    assert_eq!(early.lines().count(), 2, "{early}");
+    assert!(
+        early
+            .lines()
+            .all(|l| l.contains("\"hopeful\"") || l.contains("\"busy\"")),
+        "{early}"
+    );
+    support::process::signal(child.id(), "INT").unwrap();
+    let status = support::process::wait_timeout(&mut child, std::time::Duration::from_secs(30));
+    let output = support::process::read_lossy(&reports.dir.join("stderr"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("sipcheck did not stop after SIGINT\n{output}");
+    };
+    assert_eq!(status.code(), Some(130), "{output}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["started"], 3, "{v}");
+    // Every call end is in the file, the cut-short ones with the interruption as their reason.
+    let lines = records(&calls);
+    assert_eq!(lines.len(), 6, "{output}\n{lines:#?}");
+    let cut: Vec<&Value> = lines
+        .iter()
+        .filter(|r| r["role"] == "caller" || r["role"] == "callee")
+        .collect();
+    assert_eq!(cut.len(), 4, "{lines:#?}");
+    for r in cut {
+        assert_eq!(r["verdict"], "failed", "{r}");
+        assert!(
+            r["failures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["kind"] == "interrupted"),
+            "{r}"
+        );
+    }
+}
