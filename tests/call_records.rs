@@ -329,3 +329,41 @@ fn records_are_written_as_calls_end_and_ctrl_c_flushes_the_calls_it_cuts_short()
         );
     }
 }
+
+#[test]
+fn records_on_standard_output_have_it_to_themselves_and_share_it_with_no_other_report() {
+    let callee = format!("127.0.0.1:{}", free_port());
+    let busy = format!("127.0.0.1:{}", free_port());
+    let envs = [
+        ("CALLEE_LISTEN", callee.as_str()),
+        ("BUSY_LISTEN", busy.as_str()),
+    ];
+    let path = repo_root().join("tests/peers/scenarios/calls-mixed.yaml");
+    let path = path.to_str().unwrap();
+    let out = support::run_sipcheck_with_timeout(
+        ["run", path, "--calls", "-"],
+        &envs,
+        std::time::Duration::from_secs(60),
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 6, "{shown}");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.starts_with("{\"schema\":\"sipcheck.call/1\"")),
+        "only records on stdout: {shown}"
+    );
+    let out = support::run_sipcheck_with_timeout(
+        ["run", path, "--calls", "-", "--json", "-"],
+        &envs,
+        std::time::Duration::from_secs(30),
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("the JSON and call records reports cannot both go to standard output"),
+        "{shown}"
+    );
+}

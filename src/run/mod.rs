@@ -78,17 +78,22 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     }
     // A report on standard output has it to itself: the console summary goes to stderr.
     let to_stdout = |p: &Option<String>| p.as_deref() == Some("-");
-    let on_stdout = [&junit_path, &json_path, &calls_path]
-        .into_iter()
-        .filter(|p| to_stdout(p))
-        .count();
-    if on_stdout > 1 {
+    let on_stdout: Vec<&str> = [
+        ("JUnit", &junit_path),
+        ("JSON", &json_path),
+        ("call records", &calls_path),
+    ]
+    .into_iter()
+    .filter(|(_, p)| to_stdout(p))
+    .map(|(name, _)| name)
+    .collect();
+    if let [a, b, ..] = on_stdout[..] {
         eprintln!(
-            "sipcheck: only one of the JUnit, JSON and call reports can go to standard output (-): give the others a file"
+            "sipcheck: the {a} and {b} reports cannot both go to standard output (-): give one a file"
         );
         return Exit::Usage;
     }
-    let console_to_stderr = on_stdout == 1;
+    let console_to_stderr = !on_stdout.is_empty();
     // Every report must be writable before the first call is placed, not found out after.
     for path in junit_path.iter().chain(&json_path).chain(&calls_path) {
         if let Err(e) = report::check_writable(path) {
