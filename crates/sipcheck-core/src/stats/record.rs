@@ -31,14 +31,14 @@ pub struct RecordContext<'a> {
 
 /// One instant of a call: wall clock and offset from the run's start.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Instant {
+pub struct Moment {
     /// RFC 3339, UTC, millisecond precision (`2026-12-07T09:21:13.123Z`).
     pub at: String,
     /// Milliseconds from the run's start.
     pub offset_ms: f64,
 }
 
-impl Instant {
+impl Moment {
     fn of(run_start: Duration, offset: Duration) -> Self {
         Self {
             at: rfc3339(run_start + offset),
@@ -93,11 +93,11 @@ pub struct CallRecord {
     /// The SIP Call-ID.
     pub call_id: String,
     /// The INVITE sent (callers) or received (callees); `None` when not known.
-    pub start: Option<Instant>,
+    pub start: Option<Moment>,
     /// The 200 OK; `None` when the call was not answered.
-    pub answer: Option<Instant>,
+    pub answer: Option<Moment>,
     /// The call's end.
-    pub end: Instant,
+    pub end: Moment,
     /// The timings.
     pub timings: Timings,
     /// The final status of the INVITE (sent or received).
@@ -143,9 +143,9 @@ impl CallRecord {
             side: r.side,
             user: r.user.clone(),
             call_id: r.call_id.clone(),
-            start: start.map(|s| Instant::of(cx.run_start, s)),
-            answer: answer.map(|a| Instant::of(cx.run_start, a)),
-            end: Instant::of(cx.run_start, cx.ended),
+            start: start.map(|s| Moment::of(cx.run_start, s)),
+            answer: answer.map(|a| Moment::of(cx.run_start, a)),
+            end: Moment::of(cx.run_start, cx.ended),
             timings: Timings {
                 invite_to_first_provisional_ms: ms(r.invite_to_first_provisional),
                 invite_to_ringing_ms: ms(r.invite_to_ringing),
