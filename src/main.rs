@@ -229,6 +229,13 @@ struct RunCmd {
     /// report (overrides the scenario's `reports.metrics`).
     #[arg(long, value_name = "PATH")]
     metrics: Option<String>,
+    /// Write one JSON line per call end here, as the calls end (overrides the scenario's
+    /// `reports.calls`; `-` for standard output).
+    #[arg(long, value_name = "FILE.jsonl")]
+    calls: Option<String>,
+    /// Add one JUnit test case per call (at most 1000) to the JUnit report.
+    #[arg(long)]
+    junit_per_call: bool,
     /// Override a value, e.g. --set load.rate=50/s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -348,6 +355,8 @@ async fn run(command: Command) -> Exit {
                 series: cmd.series,
                 series_interval: cmd.series_interval,
                 metrics: cmd.metrics,
+                calls: cmd.calls,
+                junit_per_call: cmd.junit_per_call,
             };
             sipcheck::run::run(&args, &mut stdout).await
         }

@@ -273,10 +273,12 @@ fn read(path: &Path) -> String {
     support::process::read_lossy(path)
 }
 
-/// Runs a scenario with `--junit` and `--json` and checks every output.
+/// Runs a scenario with `--junit` (per call) and `--json` and `--calls` and checks every
+/// output.
 fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)]) -> Output {
     let junit = dir.join(&format!("{what}.xml"));
     let json = dir.join(&format!("{what}.json"));
+    let calls = dir.join(&format!("{what}.jsonl"));
     let trace = dir.join(&format!("{what}.trace"));
     let out = run(
         &[
@@ -286,6 +288,9 @@ fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)
             junit.to_str().unwrap(),
             "--json",
             json.to_str().unwrap(),
+            "--calls",
+            calls.to_str().unwrap(),
+            "--junit-per-call",
             "-vv",
             "--trace-sip",
             trace.to_str().unwrap(),
@@ -316,6 +321,7 @@ fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)
     );
     assert_clean(&format!("{what} JUnit report"), &junit_text);
     assert_clean(&format!("{what} JSON report"), &json_text);
+    assert_clean(&format!("{what} call records"), &read(&calls));
     out
 }
 
@@ -397,6 +403,10 @@ fn run_reports_never_contain_the_password() {
     );
     let out = run_scenario_clean("good", &good, &dir, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    // The call records were written (both ends of the call), and hold no password.
+    let records = read(&dir.join("good.jsonl"));
+    assert_eq!(records.lines().count(), 2, "{records}");
+    assert!(records.contains(USER_A), "{records}");
 }
 
 #[test]

@@ -8,6 +8,10 @@
 //!   that no call completed (no call reached it, or the calls that did were cut short by an
 //!   interruption) is `<skipped>` with the reason as its text, never passed. Failures not
 //!   tied to a step (an interrupted call, `run`) get a testcase of their own.
+//! - With `--junit-per-call`, a `calls` suite with one testcase per call end (`caller #3
+//!   <Call-ID>`, in the order they were counted; a failed call's `<failure>` carries its
+//!   reasons and SIP ladder) and one `<skipped>` per call not started, at most
+//!   [`PER_CALL_CAP`]; the calls beyond the cap share one skipped testcase.
 //! - A `thresholds` suite with one testcase per threshold (a failure carries the actual value
 //!   and the limit), whose `<system-out>` is the console summary.
 //! - `time` holds real durations only: a step's is the time the role's calls spent in it,
@@ -33,9 +37,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::console;
 use super::values::actual_text;
 use sipcheck_core::stats::metrics::{FailedCall, RoleSummary, RunSummary, StepSummary};
+use sipcheck_core::stats::record::CallRecord;
 use sipcheck_core::stats::verdict::ThresholdResult;
 
 /// One `<testcase>`.
+#[derive(Clone)]
 struct Case {
     name: String,
     outcome: Outcome,
@@ -44,6 +50,7 @@ struct Case {
     time: Option<Duration>,
 }
 
+#[derive(Clone)]
 enum Outcome {
     Passed,
     Failed {
@@ -52,6 +59,140 @@ enum Outcome {
         text: String,
     },
     Skipped(String),
+}
+
+/// The most test cases `--junit-per-call` writes in its `calls` suite: a JUnit report of
+/// thousands of test cases is unreadable in GitLab or Jenkins. The calls beyond it are
+/// counted in one skipped test case (never a pass); every call is in `--calls`.
+pub const PER_CALL_CAP: usize = 1000;
+
+/// The `calls` suite of `--junit-per-call`: one test case per call end, in the order they
+/// were counted, then one per call not started, up to [`PER_CALL_CAP`].
+#[derive(Default)]
+pub struct PerCall {
+    cases: Vec<Case>,
+    beyond_cap: u64,
+    failed_beyond_cap: u64,
+    not_started: u64,
+}
+
+impl PerCall {
+    /// Adds a call end; false when the cap is reached and it is only counted.
+    pub fn push(&mut self, r: &CallRecord) -> bool {
+        if self.cases.len() >= PER_CALL_CAP {
+            self.beyond_cap += 1;
+            self.failed_beyond_cap += u64::from(!r.failures.is_empty());
+            return false;
+        }
+        self.cases.push(call_case(r));
+        true
+    }
+
+    /// Adds a call due by the load plan but not started; false when the cap is reached.
+    pub fn push_not_started(&mut self) -> bool {
+        self.not_started += 1;
+        if self.cases.len() >= PER_CALL_CAP {
+            self.beyond_cap += 1;
+            return false;
+        }
+        self.cases.push(Case {
+            name: format!("not started #{}", self.not_started),
+            outcome: Outcome::Skipped(
+                "due by the load plan but not started: the calls kept up at once were at \
+                 their cap (load.max_concurrent)"
+                    .into(),
+            ),
+            system_out: None,
+            time: None,
+        });
+        true
+    }
+
+    /// The suite's test cases.
+    fn cases(&self) -> Vec<Case> {
+        let mut cases = self.cases.clone();
+        if self.beyond_cap > 0 {
+            cases.push(Case {
+                name: "calls beyond the per-call cap".into(),
+                outcome: Outcome::Skipped(format!(
+                    "{} more calls ({} of them failed) are not listed: --junit-per-call lists \
+                     at most {PER_CALL_CAP}; every call end is in the --calls records, and \
+                     the steps' test cases count them all",
+                    self.beyond_cap, self.failed_beyond_cap
+                )),
+                system_out: None,
+                time: None,
+            });
+        }
+        cases
+    }
+}
+
+/// The test case of one call end: `caller #3 <Call-ID>`.
+fn call_case(r: &CallRecord) -> Case {
+    let name = format!("{} #{} {}", r.role, r.call, r.call_id);
+    let time = r
+        .timings
+        .duration_ms
+        .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    let mut out = format!("{} {}, user {}", side_name(r.side), r.role, r.user);
+    if let Some(code) = r.final_code {
+        let _ = write!(out, ", final response {code}");
+    }
+    let _ = writeln!(out, ", ended: {}", r.end_reason);
+    let _ = writeln!(
+        out,
+        "started {}, ended {}",
+        r.start.as_ref().map_or("-", |s| s.at.as_str()),
+        r.end.at
+    );
+    if r.failures.is_empty() {
+        return Case {
+            name,
+            outcome: Outcome::Passed,
+            system_out: Some(out),
+            time,
+        };
+    }
+    let message = r
+        .failures
+        .iter()
+        .map(|f| format!("{}: {}", f.kind, f.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut text = String::new();
+    console::sample_text(
+        &mut text,
+        &FailedCall {
+            role: r.role.clone(),
+            side: r.side,
+            user: r.user.clone(),
+            call_id: r.call_id.clone(),
+            final_code: r.final_code,
+            bye_code: r.bye_code,
+            end_reason: r.end_reason.clone(),
+            failures: r.failures.clone(),
+            ladder: r.ladder.clone(),
+            quality: r.quality.clone(),
+        },
+    );
+    Case {
+        name,
+        outcome: Outcome::Failed {
+            kind: r.failures[0].kind.clone(),
+            message,
+            text,
+        },
+        system_out: Some(out),
+        time,
+    }
+}
+
+fn side_name(side: sipcheck_core::stats::outcome::Side) -> &'static str {
+    match side {
+        sipcheck_core::stats::outcome::Side::Caller => "caller",
+        sipcheck_core::stats::outcome::Side::Callee => "callee",
+    }
 }
 
 /// Writes the JUnit report of a run.
@@ -63,11 +204,28 @@ pub fn write_junit(
     thresholds: &[ThresholdResult],
     out: &mut impl Write,
 ) -> io::Result<()> {
+    write_junit_per_call(s, thresholds, None, out)
+}
+
+/// Writes the JUnit report of a run, with a `calls` suite of one test case per call when
+/// `calls` is given (`--junit-per-call`).
+///
+/// # Errors
+/// Any error of `out`.
+pub fn write_junit_per_call(
+    s: &RunSummary,
+    thresholds: &[ThresholdResult],
+    calls: Option<&PerCall>,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let mut suites: Vec<(String, Vec<Case>, Option<String>)> = s
         .roles
         .iter()
         .map(|role| (role.name.clone(), role_cases(s, role), None))
         .collect();
+    if let Some(calls) = calls {
+        suites.push(("calls".into(), calls.cases(), None));
+    }
     let mut summary = Vec::new();
     console::write_summary(s, thresholds, &mut summary)?;
     suites.push((
@@ -461,6 +619,71 @@ fn text_node(s: &str) -> String {
 mod tests {
     use super::*;
     use sipcheck_core::stats::fixture;
+
+    /// The record of fixture call `i`, failed with 486 when `failed`.
+    fn record(i: u64, failed: bool) -> CallRecord {
+        use sipcheck_core::stats::outcome::{Failure, FailureKind};
+        use sipcheck_core::stats::record::RecordContext;
+        let mut r = fixture::caller(i);
+        if failed {
+            r.failures.push(Failure {
+                step: "expect",
+                line: 16,
+                col: 9,
+                kind: FailureKind::SipCode(486),
+                message: "rejected: 486 Busy Here".into(),
+            });
+        }
+        CallRecord::of(
+            &r,
+            &RecordContext {
+                run_id: "r",
+                run_start: Duration::ZERO,
+                number: i + 1,
+                ended: Duration::from_secs(10),
+            },
+        )
+    }
+
+    #[test]
+    fn per_call_cases_stop_at_the_cap_and_count_the_rest_as_skipped() {
+        let s = fixture::run();
+        let mut calls = PerCall::default();
+        for i in 0..PER_CALL_CAP as u64 {
+            assert!(calls.push(&record(i, i == 1)));
+        }
+        assert!(!calls.push(&record(5000, true)));
+        assert!(!calls.push_not_started());
+        let mut out = Vec::new();
+        write_junit_per_call(&s, &[], Some(&calls), &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let suite = doc
+            .descendants()
+            .find(|n| n.attribute("name") == Some("calls"))
+            .unwrap();
+        assert_eq!(suite.attribute("tests"), Some("1001"));
+        assert_eq!(suite.attribute("failures"), Some("1"));
+        assert_eq!(suite.attribute("skipped"), Some("1"));
+        let failed = suite
+            .children()
+            .find(|n| n.children().any(|c| c.has_tag_name("failure")))
+            .unwrap();
+        assert_eq!(failed.attribute("name"), Some("caller #2 call-1@sipcheck"));
+        let last = suite
+            .children()
+            .rfind(|n| n.has_tag_name("testcase"))
+            .unwrap();
+        let text = last
+            .children()
+            .find(|c| c.has_tag_name("skipped"))
+            .and_then(|c| c.text())
+            .unwrap();
+        assert!(
+            text.starts_with("2 more calls (1 of them failed)"),
+            "{text}"
+        );
+    }
 
     fn render() -> String {
         let s = fixture::run();

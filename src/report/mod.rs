@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod calls;
 pub mod console;
 pub mod json;
 pub mod junit;

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::exec::{self as executor, RunEvent};
 use crate::exit::Exit;
+use crate::report::calls::CallLog;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
@@ -18,14 +19,17 @@ use sipcheck_core::stats::outcome::CallResult;
 use sipcheck_core::stats::pairing::{self, Pairing};
 use sipcheck_core::stats::series::Series;
 
-/// Counts call results released by the pairing (and adds them to the time series).
+/// Counts call results released by the pairing: the metrics, the progress line, the time
+/// series and the per-call records.
 fn count(
     results: Vec<CallResult>,
     metrics: &mut Metrics,
     progress: &mut Progress,
     series: Option<&mut Series>,
     at: Duration,
+    log: &mut CallLog,
 ) {
+    let now = Instant::now();
     let mut series = series;
     for result in results {
         progress.on_call_finished(&result);
@@ -33,6 +37,7 @@ fn count(
         if let Some(s) = series.as_deref_mut() {
             s.handle_result(at, &result);
         }
+        log.record(now, &result);
     }
 }
 
@@ -53,6 +58,10 @@ pub struct RunArgs {
     pub series_interval: Duration,
     /// OpenMetrics report path (overrides the scenario's).
     pub metrics: Option<String>,
+    /// Per-call records path, JSON Lines (overrides the scenario's).
+    pub calls: Option<String>,
+    /// One JUnit test case per call (or the scenario's `reports.junit_per_call`).
+    pub junit_per_call: bool,
 }
 
 /// Load, run and report a scenario; the exit code.
@@ -85,19 +94,40 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         eprintln!("sipcheck: the time series and the metrics report go to files, not to standard output (-)");
         return Exit::Usage;
     }
-    // A report on standard output has it to itself: the console summary goes to stderr.
-    let to_stdout = |p: &Option<String>| p.as_deref() == Some("-");
-    if to_stdout(&junit_path) && to_stdout(&json_path) {
+    let calls_path = args
+        .calls
+        .clone()
+        .or_else(|| scenario.reports.calls.clone());
+    let junit_per_call = args.junit_per_call || scenario.reports.junit_per_call;
+    if junit_per_call && junit_path.is_none() {
         eprintln!(
-            "sipcheck: the JUnit and JSON reports cannot both go to standard output (-): give one a file"
+            "sipcheck: --junit-per-call (reports.junit_per_call) needs a JUnit report: give --junit FILE or reports.junit"
         );
         return Exit::Usage;
     }
-    let console_to_stderr = to_stdout(&junit_path) || to_stdout(&json_path);
+    // A report on standard output has it to itself: the console summary goes to stderr.
+    let to_stdout = |p: &Option<String>| p.as_deref() == Some("-");
+    let on_stdout: Vec<&str> = [
+        ("JUnit", &junit_path),
+        ("JSON", &json_path),
+        ("call records", &calls_path),
+    ]
+    .into_iter()
+    .filter(|(_, p)| to_stdout(p))
+    .map(|(name, _)| name)
+    .collect();
+    if let [a, b, ..] = on_stdout[..] {
+        eprintln!(
+            "sipcheck: the {a} and {b} reports cannot both go to standard output (-): give one a file"
+        );
+        return Exit::Usage;
+    }
+    let console_to_stderr = !on_stdout.is_empty();
     // Every report must be writable before the first call is placed, not found out after.
     for path in junit_path
         .iter()
         .chain(&json_path)
+        .chain(&calls_path)
         .chain(&series_path)
         .chain(&metrics_path)
     {
@@ -124,7 +154,25 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     }
     let info = RunInfo::from_scenario(&scenario).with_file(&args.file);
     let started_at = Instant::now();
-    let mut metrics = Metrics::new(SystemTime::now(), &info);
+    let started_wall = SystemTime::now();
+    let run_id = format!("{:016x}", rand::random::<u64>());
+    let mut log = match CallLog::new(
+        calls_path.as_deref(),
+        junit_per_call,
+        &run_id,
+        started_wall,
+        started_at,
+    ) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!(
+                "sipcheck: cannot create {}: {e}; nothing was sent",
+                calls_path.as_deref().unwrap_or_default()
+            );
+            return Exit::Usage;
+        }
+    };
+    let mut metrics = Metrics::new(started_wall, &info);
     let counted = if scenario.roles.iter().any(|r| r.calls()) {
         sipcheck_core::stats::outcome::Side::Caller
     } else {
@@ -171,16 +219,22 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                         }
                     }
                     Some(RunEvent::CallFinished(result)) => {
+                        let now = Instant::now();
+                        log.ended(now, &result);
                         count(
-                            pairing.push(Instant::now(), *result),
+                            pairing.push(now, *result),
                             &mut metrics,
                             &mut progress,
                             series.as_mut().map(|(s, _)| s),
                             started_at.elapsed(),
+                            &mut log,
                         );
                     }
                     Some(RunEvent::Registered(r)) => metrics.record_register(&r),
-                    Some(RunEvent::NotStarted) => metrics.record_not_started(),
+                    Some(RunEvent::NotStarted) => {
+                        metrics.record_not_started();
+                        log.not_started();
+                    }
                     None => break,
                 },
                 _ = ticker.tick() => {
@@ -191,7 +245,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                         &mut progress,
                         series.as_mut().map(|(s, _)| s),
                         now - started_at,
+                        &mut log,
                     );
+                    log.flush();
                     progress.tick(now);
                     if let Some((s, file)) = &mut series {
                         while let Some(row) = s.poll_row(now - started_at) {
@@ -227,6 +283,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             &mut progress,
             series.as_mut().map(|(s, _)| s),
             started_at.elapsed(),
+            &mut log,
         );
         // The run (or its wind-down after Ctrl-C) is over: the last rows.
         if let Some((mut s, mut file)) = series {
@@ -239,15 +296,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 }
             }
         }
-        (metrics, progress, interrupted, series_failed)
+        (metrics, progress, interrupted, series_failed, log.finish())
     });
-    let (metrics, mut progress, interrupted, series_failed) = match collector.await {
-        Ok(collected) => collected,
-        Err(e) => {
-            eprintln!("sipcheck: internal error: {e}");
-            return Exit::Internal;
-        }
-    };
+    let (metrics, mut progress, interrupted, series_failed, (per_call, logged)) =
+        match collector.await {
+            Ok(collected) => collected,
+            Err(e) => {
+                eprintln!("sipcheck: internal error: {e}");
+                return Exit::Internal;
+            }
+        };
     progress.finish(Instant::now());
     let elapsed = match executor.await {
         Ok(Ok(elapsed)) => elapsed,
@@ -261,7 +319,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     };
     let mut summary = metrics.finish(elapsed, interrupted);
-    summary.run_id = format!("{:016x}", rand::random::<u64>());
+    summary.run_id = run_id;
     // The scenario's thresholds, and the built-in ones it does not override
     // (`calls.not_started <= 0`).
     let thresholds = summary.check(&threshold::with_builtins(&scenario.thresholds));
@@ -281,7 +339,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     }
     if let Some(path) = &junit_path {
         if let Err(e) = report::write_report(path, |mut w| {
-            report::junit::write_junit(&summary, &thresholds, &mut w)
+            report::junit::write_junit_per_call(&summary, &thresholds, per_call.as_ref(), &mut w)
         }) {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
@@ -302,6 +360,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
         }
+    }
+    if let Err(e) = logged {
+        eprintln!("sipcheck: {e}");
+        exit = Exit::Internal;
     }
     exit
 }

@@ -176,7 +176,7 @@ fn special_hint(name: &str, expected: &[String]) -> Option<String> {
                 .into(),
         ),
         "html" | "pcap" if has("junit") => {
-            Some("sipcheck writes `junit`, `json`, `series` and `metrics` reports".into())
+            Some("sipcheck writes `junit`, `json`, `calls`, `series` and `metrics` reports".into())
         }
         "users" | "user" if has("accounts") => {
             Some("a role picks its users with `accounts: 1000..1049`".into())

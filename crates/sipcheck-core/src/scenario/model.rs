@@ -465,6 +465,10 @@ pub struct Reports {
     pub series: Option<String>,
     /// An OpenMetrics file of the headline figures (GitLab's metrics report).
     pub metrics: Option<String>,
+    /// A JSON Lines file: one record per call end.
+    pub calls: Option<String>,
+    /// One JUnit test case per call (up to a cap) besides the thresholds'.
+    pub junit_per_call: bool,
 }
 
 #[cfg(test)]

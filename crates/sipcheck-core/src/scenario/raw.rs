@@ -184,6 +184,10 @@ pub struct RawReports {
     pub series: Option<String>,
     /// An OpenMetrics file of the headline figures (GitLab's metrics report).
     pub metrics: Option<String>,
+    /// A JSON Lines file: one record per call end.
+    pub calls: Option<String>,
+    /// One JUnit test case per call.
+    pub junit_per_call: Option<bool>,
 }
 
 /// `register:` arguments.

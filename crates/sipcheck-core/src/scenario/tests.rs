@@ -120,6 +120,19 @@ fn the_base_scenario_loads() {
 }
 
 #[test]
+fn reports_name_the_call_records_and_junit_per_call() {
+    let s = load("x.yaml", BASE, &no_env, &files).unwrap();
+    assert_eq!(s.reports.calls, None);
+    assert!(!s.reports.junit_per_call);
+    let text = format!(
+        "{BASE}reports: {{ junit: j.xml, calls: out/calls.jsonl, junit_per_call: true }}\n"
+    );
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(s.reports.calls.as_deref(), Some("out/calls.jsonl"));
+    assert!(s.reports.junit_per_call);
+}
+
+#[test]
 fn an_ipv6_domain_is_bracketed_for_uris() {
     // From the server's address, and as written in `domain` (target's or accounts').
     let text = BASE.replace(

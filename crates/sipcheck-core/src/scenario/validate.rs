@@ -305,6 +305,8 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
             json: cx.text(&p.key("json"), &r.json),
             series: cx.text(&p.key("series"), &r.series),
             metrics: cx.text(&p.key("metrics"), &r.metrics),
+            calls: cx.text(&p.key("calls"), &r.calls),
+            junit_per_call: r.junit_per_call.unwrap_or(false),
         }
     });
 

@@ -10,5 +10,6 @@ pub mod ladder;
 pub mod metrics;
 pub mod outcome;
 pub mod pairing;
+pub mod record;
 pub mod series;
 pub mod verdict;
