@@ -418,6 +418,46 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_keeps_the_received_audio_and_reports_it_once_full() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        w.apply(
+            &mut s,
+            MediaIntent::Capture {
+                watch: 5,
+                samples: 1000,
+            },
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        let events = drive(&mut s, &mut w, t0, 0..20, |_| true);
+        let [(_, MediaEvent::Captured { watch: 5, audio })] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(audio.len(), 1000);
+        assert!(crate::media::rms_dbfs(audio) > -20.0, "the tone was kept");
+        assert!(w.is_empty());
+
+        // Unwatched before it is full: the capture is dropped, nothing is reported.
+        w.apply(
+            &mut s,
+            MediaIntent::Capture {
+                watch: 6,
+                samples: 100_000,
+            },
+            t0,
+            &mut out,
+        );
+        drive(&mut s, &mut w, t0, 20..25, |_| true);
+        w.apply(&mut s, MediaIntent::Unwatch(6), t0, &mut out);
+        assert!(out.is_empty() && w.is_empty());
+        assert!(s.take_capture().is_none());
+    }
+
+    #[test]
     fn a_silence_watch_fires_once_the_silence_has_held_and_restarts_on_sound() {
         let t0 = t0();
         let mut s = session(t0);
