@@ -114,6 +114,7 @@ fn pesq_at(loss: f64) -> (f64, String) {
     let shown = format!("{:.0} % loss:\n{shown}\n{junit}", loss * 100.0);
     assert_eq!(code, Some(1), "{shown}");
     let v = reports.summary();
+    support::reports::assert_schema(&v);
     assert_eq!(v["failures"]["pesq_low"], 1, "{v}\n{shown}");
     let found = scores(&junit);
     assert!(!found.is_empty(), "no score in the report\n{shown}");
