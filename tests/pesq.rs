@@ -6,6 +6,7 @@
 //!   `tests/support/netns.rs`), the score falls as the loss rises. The minimum is set to 4.5
 //!   (the top of the scale) so that each call fails `pesq_low` with its score in the message,
 //!   which the JUnit report carries.
+//! - A reference under 1 s is refused by `validate` and `run` at the step's line.
 
 mod support;
 
@@ -145,4 +146,66 @@ fn the_pesq_score_falls_as_rtp_loss_rises() {
         five - twenty >= 0.3,
         "20 % loss scored {twenty}, 5 % {five}\n{all}"
     );
+}
+
+#[test]
+fn a_reference_shorter_than_a_second_is_refused_where_the_step_is_written() {
+    let dir = std::env::temp_dir().join(format!("sipcheck-pesq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Half a second of 8 kHz mono 16-bit silence.
+    let mut wav = Vec::new();
+    let data = 4000u32 * 2;
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data.to_le_bytes());
+    wav.resize(wav.len() + data as usize, 0);
+    std::fs::write(dir.join("short.wav"), wav).unwrap();
+    let scenario = dir.join("short.yaml");
+    std::fs::write(
+        &scenario,
+        "name: short
+target: { direct: true, domain: 127.0.0.1 }
+accounts:
+  range: { from: 2200, count: 2 }
+roles:
+  callee:
+    accounts: 2200
+    listen: 127.0.0.1:5999
+    steps:
+      - answer
+      - wait_for: bye
+  caller:
+    accounts: 2201
+    steps:
+      - call: { to: \"sip:{peer}@127.0.0.1:5999\", peer: callee }
+      - expect: { pesq: { reference: short.wav, min: 3.5 } }
+      - hangup
+load: { rate: 1/s, total_calls: 1 }
+",
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let out = support::run_sipcheck_with_timeout(
+            [command, scenario.to_str().unwrap()],
+            &[],
+            Duration::from_secs(60),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+        assert!(
+            stderr.contains("short.yaml:16:9: cannot score against short.wav: a PESQ reference lasts 1 s to 30 s; this one lasts 0.5 s"),
+            "{command}: {}",
+            describe_output(&out)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
