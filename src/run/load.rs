@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sipcheck_core::media::pesq;
 use sipcheck_core::media::wav;
-use sipcheck_core::scenario::model::{PlayItem, Step};
+use sipcheck_core::scenario::model::{Expectation, PlayItem, Step};
 use sipcheck_core::scenario::{self, Scenario, ScenarioError};
 
 use crate::exec::Wavs;
@@ -137,21 +138,48 @@ fn load_with(
     let mut errors = Vec::new();
     for role in &scenario.roles {
         for step in &role.steps {
-            let Step::Play(items) = &step.value else {
-                continue;
+            // The files a step plays, and the reference an `expect: pesq` scores against.
+            let (files, reference): (Vec<&String>, bool) = match &step.value {
+                Step::Play(items) => (
+                    items
+                        .iter()
+                        .filter_map(|item| match item {
+                            PlayItem::Wav { path } => Some(path),
+                            _ => None,
+                        })
+                        .collect(),
+                    false,
+                ),
+                Step::Expect(Expectation::Pesq { reference, .. }) => (vec![reference], true),
+                _ => continue,
             };
-            for item in items {
-                let PlayItem::Wav { path: written } = item else {
-                    continue;
-                };
-                if wavs.contains_key(written) {
+            for written in files {
+                if wavs.contains_key(written) && !reference {
                     continue;
                 }
                 let p = resolve(&base, written);
                 let checked = match use_wavs {
-                    WavUse::Decode => decode_wav(&p).map(Some),
-                    WavUse::Inspect => inspect_wav(&p).map(|_| None),
+                    WavUse::Decode => decode_wav(&p).map(|s| (s.len(), Some(s))),
+                    WavUse::Inspect => inspect_wav(&p).map(|i| {
+                        let frames = u64::from(i.frames) * 8000 / u64::from(i.sample_rate.max(1));
+                        (usize::try_from(frames).unwrap_or(usize::MAX), None)
+                    }),
                 };
+                let checked = checked.and_then(|(len, samples)| {
+                    if reference
+                        && !(pesq::MIN_REFERENCE_SAMPLES..=pesq::MAX_REFERENCE_SAMPLES)
+                            .contains(&len)
+                    {
+                        return Err(format!(
+                            "a PESQ reference lasts {} s to {} s; this one lasts {:.1} s",
+                            pesq::MIN_REFERENCE_SAMPLES / 8000,
+                            pesq::MAX_REFERENCE_SAMPLES / 8000,
+                            len as f64 / 8000.0
+                        ));
+                    }
+                    Ok(samples)
+                });
+                let verb = if reference { "score against" } else { "play" };
                 match checked {
                     Ok(Some(samples)) => {
                         wavs.insert(written.clone(), samples);
@@ -161,7 +189,7 @@ fn load_with(
                         file: path.to_string(),
                         line: step.line,
                         col: step.col,
-                        message: format!("cannot play {written}: {reason}"),
+                        message: format!("cannot {verb} {written}: {reason}"),
                         source_line: text
                             .lines()
                             .nth(step.line.saturating_sub(1) as usize)

@@ -73,6 +73,14 @@ pub enum MediaIntent {
         /// The code this end plays.
         own: Option<SignatureCode>,
     },
+    /// Keep the received audio played out from now on; report [`MediaEvent::Captured`] once
+    /// `samples` are kept (underruns after the first frame count, as silence heard).
+    Capture {
+        /// The script's name for this watch.
+        watch: u32,
+        /// How many samples to keep.
+        samples: usize,
+    },
     /// Forget a watch that has not fired (its wait is over).
     Unwatch(u32),
     /// Send DTMF digits as RFC 4733 events.
@@ -113,6 +121,13 @@ pub enum MediaEvent {
         watch: u32,
         /// The verdict.
         verdict: SignatureVerdict,
+    },
+    /// The received audio kept by [`MediaIntent::Capture`] (8 kHz mono).
+    Captured {
+        /// The watch.
+        watch: u32,
+        /// The samples.
+        audio: std::sync::Arc<[i16]>,
     },
     /// A watch could not be set (the detector refused its query).
     WatchRefused {
@@ -166,6 +181,7 @@ enum Watch {
         expected: SignatureCode,
         own: Option<SignatureCode>,
     },
+    Capture,
 }
 
 /// The watches set on one stream by [`MediaIntent`]s, resolved against its session.
@@ -237,7 +253,22 @@ impl Watches {
                 watch,
                 verdict: session.signature_verdict(expected, own),
             }),
-            MediaIntent::Unwatch(watch) => self.list.retain(|(w, _)| *w != watch),
+            MediaIntent::Capture { watch, samples } => {
+                session.start_capture(samples);
+                self.list.retain(|(_, w)| !matches!(w, Watch::Capture));
+                self.list.push((watch, Watch::Capture));
+                self.check(session, now, out);
+            }
+            MediaIntent::Unwatch(watch) => {
+                if self
+                    .list
+                    .iter()
+                    .any(|(w, k)| *w == watch && matches!(k, Watch::Capture))
+                {
+                    session.take_capture();
+                }
+                self.list.retain(|(w, _)| *w != watch);
+            }
             MediaIntent::SendDtmf { digits, config } => {
                 // The script checked the digits and telephone-event before asking.
                 let _ = session.send_dtmf(&digits, config);
@@ -288,6 +319,10 @@ impl Watches {
                             .then_some(MediaEvent::DtmfReceived { watch: *watch })
                     }
                 }
+                Watch::Capture => session.capture_full().map(|audio| MediaEvent::Captured {
+                    watch: *watch,
+                    audio: audio.into(),
+                }),
                 Watch::Signature { expected, own } => {
                     let verdict = session.signature_verdict(*expected, *own);
                     matches!(
@@ -380,6 +415,46 @@ mod tests {
         .unwrap();
         s.set_peer_address(SocketAddr::from(PEER));
         s
+    }
+
+    #[test]
+    fn a_capture_keeps_the_received_audio_and_reports_it_once_full() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        w.apply(
+            &mut s,
+            MediaIntent::Capture {
+                watch: 5,
+                samples: 1000,
+            },
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        let events = drive(&mut s, &mut w, t0, 0..20, |_| true);
+        let [(_, MediaEvent::Captured { watch: 5, audio })] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(audio.len(), 1000);
+        assert!(crate::media::rms_dbfs(audio) > -20.0, "the tone was kept");
+        assert!(w.is_empty());
+
+        // Unwatched before it is full: the capture is dropped, nothing is reported.
+        w.apply(
+            &mut s,
+            MediaIntent::Capture {
+                watch: 6,
+                samples: 100_000,
+            },
+            t0,
+            &mut out,
+        );
+        drive(&mut s, &mut w, t0, 20..25, |_| true);
+        w.apply(&mut s, MediaIntent::Unwatch(6), t0, &mut out);
+        assert!(out.is_empty() && w.is_empty());
+        assert!(s.take_capture().is_none());
     }
 
     #[test]

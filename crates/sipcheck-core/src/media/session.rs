@@ -276,6 +276,8 @@ pub struct MediaSession {
     watches: Vec<(WatchId, Vec<f64>)>,
     dtmf_rx: DtmfReceiver,
     recording: Option<Vec<i16>>,
+    /// The received audio kept for a speech-quality score: the samples and how many at most.
+    capture: Option<(Vec<i16>, usize)>,
     received_audio: VecDeque<i16>,
     pcm: Vec<i16>,
     payload: Vec<u8>,
@@ -357,6 +359,7 @@ impl MediaSession {
         Ok(Self {
             detector: ToneDetector::new(config.detector)?,
             recording: config.record.then(Vec::new),
+            capture: None,
             started: t0,
             pacer,
             source,
@@ -661,6 +664,10 @@ impl MediaSession {
         if let Some(rec) = &mut self.recording {
             rec.extend_from_slice(audio);
         }
+        if let Some((kept, max)) = &mut self.capture {
+            let room = max.saturating_sub(kept.len()).min(audio.len());
+            kept.extend_from_slice(&audio[..room]);
+        }
         if self.config.bridge {
             self.received_audio.extend(audio.iter().copied());
             let excess = self.received_audio.len().saturating_sub(BRIDGE_QUEUE_MAX);
@@ -842,6 +849,25 @@ impl MediaSession {
     /// The time since the session started.
     pub fn elapsed(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.started)
+    }
+
+    /// Keep the received audio played out from now on, up to `max` samples (replacing any
+    /// capture under way), for [`MediaSession::take_capture`].
+    pub fn start_capture(&mut self, max: usize) {
+        self.capture = Some((Vec::with_capacity(max), max));
+    }
+
+    /// The capture under way, once it holds all it may.
+    pub fn capture_full(&self) -> Option<&[i16]> {
+        self.capture
+            .as_ref()
+            .filter(|(kept, max)| kept.len() >= *max)
+            .map(|(kept, _)| kept.as_slice())
+    }
+
+    /// The captured audio, ending the capture.
+    pub fn take_capture(&mut self) -> Option<Vec<i16>> {
+        self.capture.take().map(|(kept, _)| kept)
     }
 
     /// The recording so far (8 kHz mono), if recording was asked for.

@@ -362,6 +362,16 @@ pub enum Expectation {
         /// How long to wait for it (default 5 s).
         within: Duration,
     },
+    /// Speech received, scored with ITU-T P.862 against the reference the far end plays.
+    Pesq {
+        /// The reference WAV file, as written (decoded by the shell into the scenario's WAVs).
+        reference: String,
+        /// The lowest acceptable raw P.862 score (1.0–4.5).
+        min: f64,
+        /// How long to wait for the audio to start (default 5 s); the step then records the
+        /// reference's length and one second more.
+        within: Duration,
+    },
     /// DTMF digits received, in order.
     Dtmf {
         /// The digits.

@@ -276,6 +276,8 @@ pub struct RawExpect {
     pub silence: Option<String>,
     /// Whose audio signature to hear: `peer` (or `echo`: our own, sent back).
     pub signature: Option<String>,
+    /// Speech to score with ITU-T P.862 against a reference WAV file.
+    pub pesq: Option<Box<RawPesq>>,
     /// DTMF digits to receive: `"123#"`.
     pub dtmf: Option<String>,
     /// `true`: a 180/183 must arrive.
@@ -293,6 +295,19 @@ pub struct RawExpect {
     pub min_duration: Option<String>,
     /// Tone: the longest dropout allowed once it was heard, `100ms` (a longer one fails).
     pub max_gap: Option<String>,
+}
+
+/// `expect: { pesq: ... }` arguments.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a PESQ expectation, like { reference: speech.wav, min: 3.5 }"
+)]
+pub struct RawPesq {
+    /// The WAV file the far end plays.
+    pub reference: Option<String>,
+    /// The lowest acceptable raw P.862 score, 1.0–4.5.
+    pub min: Option<String>,
 }
 
 /// `dtmf:` arguments (shorthand: `dtmf: "123#"`).
@@ -355,7 +370,7 @@ pub enum RawStep {
     /// `play`.
     Play(Vec<RawPlay>),
     /// `expect`.
-    Expect(RawExpect),
+    Expect(Box<RawExpect>),
     /// `dtmf`.
     Dtmf(RawDtmf),
     /// `wait: 2s`.
@@ -562,7 +577,7 @@ impl<'de> Deserialize<'de> for RawStep {
                     "reject" => RawStep::Reject(map.next_value::<Args<_>>()?.0),
                     "ring" => RawStep::Ring(map.next_value()?),
                     "play" => RawStep::Play(map.next_value::<OneOrMany<RawPlay>>()?.into_vec()),
-                    "expect" => RawStep::Expect(map.next_value::<Args<_>>()?.0),
+                    "expect" => RawStep::Expect(Box::new(map.next_value::<Args<_>>()?.0)),
                     "dtmf" => RawStep::Dtmf(map.next_value::<Args<_>>()?.0),
                     "wait" => RawStep::Wait(map.next_value()?),
                     "hangup" => RawStep::Hangup(map.next_value::<Args<_>>()?.0),

@@ -1273,3 +1273,44 @@ fn reports_name_the_time_series_and_the_metrics_files() {
     let s = load("x.yaml", BASE, &no_env, &files).unwrap();
     assert_eq!((s.reports.series, s.reports.metrics), (None, None));
 }
+
+#[test]
+fn a_pesq_expectation_loads_and_its_file_and_minimum_are_checked() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { pesq: { reference: fixtures/prompt-8k.wav, min: 3.5 } }\n      - hangup\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    assert_eq!(
+        caller.steps[2].value,
+        Step::Expect(Expectation::Pesq {
+            reference: "fixtures/prompt-8k.wav".into(),
+            min: 3.5,
+            within: Duration::from_secs(5),
+        })
+    );
+
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { pesq: { reference: fixtures/missing.wav, min: 4.8 } }\n",
+    ));
+    assert_eq!(
+        brief(&e),
+        [
+            "18:38 cannot read the WAV file `fixtures/missing.wav`: no such file",
+            "18:65 a PESQ `min` of 4.8 is outside 1–4.5 (raw P.862 scale)",
+        ]
+    );
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { pesq: { reference: fixtures/prompt-8k.wav } }\n",
+    ));
+    assert_eq!(
+        brief(&e),
+        ["18:19 `pesq` needs a `min` score, like `min: 3.5`"]
+    );
+}

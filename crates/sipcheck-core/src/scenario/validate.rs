@@ -1552,6 +1552,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("tone", e.tone.is_some()),
         ("silence", e.silence.is_some()),
         ("signature", e.signature.is_some()),
+        ("pesq", e.pesq.is_some()),
         ("dtmf", e.dtmf.is_some()),
         ("ringing", e.ringing.is_some()),
         ("final", e.final_code.is_some()),
@@ -1565,7 +1566,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `signature`, `dtmf`, `ringing`, `final` or `answered`",
+                "`expect` needs one of `tone`, `silence`, `signature`, `pesq`, `dtmf`, `ringing`, `final` or `answered`",
                 None,
             );
             return None;
@@ -1677,6 +1678,49 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             }
             Expectation::Signature {
                 from: from?,
+                within,
+            }
+        }
+        "pesq" => {
+            let raw = e.pesq.as_ref()?;
+            let q = p.key("pesq");
+            let reference = match cx.text(&q.key("reference"), &raw.reference) {
+                Some(path) => match (cx.inputs.files)(&path) {
+                    Ok(_) => Some(path),
+                    Err(reason) => {
+                        cx.at_value(
+                            &q.key("reference"),
+                            format!("cannot read the WAV file `{path}`: {reason}"),
+                        );
+                        None
+                    }
+                },
+                None => {
+                    cx.at_key(&q, "`pesq` needs a `reference` WAV file", None);
+                    None
+                }
+            };
+            let (lo, hi) = crate::media::pesq::MIN_RANGE;
+            let min = match cx.parse::<f64>(&q.key("min"), &raw.min) {
+                Some(m) if (lo..=hi).contains(&m) => Some(m),
+                Some(m) => {
+                    cx.at_value(
+                        &q.key("min"),
+                        format!("a PESQ `min` of {m} is outside {lo}–{hi} (raw P.862 scale)"),
+                    );
+                    None
+                }
+                None => {
+                    if raw.min.is_none() {
+                        cx.at_key(&q, "`pesq` needs a `min` score, like `min: 3.5`", None);
+                    }
+                    None
+                }
+            };
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            Expectation::Pesq {
+                reference: reference?,
+                min: min?,
                 within,
             }
         }

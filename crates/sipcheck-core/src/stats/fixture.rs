@@ -140,6 +140,7 @@ pub fn caller(i: u64) -> CallResult {
         tone_onsets: vec![ms(60 + i % 20)],
         audio_checked: 1,
         audio_verified: 1,
+        pesq: Vec::new(),
         dtmf_checked: 1,
         dtmf_verified: 1,
         media: Some(media(i, if i.rem_euclid(10) == 0 { 2 } else { 0 })),

@@ -44,6 +44,9 @@ pub enum FailureKind {
     CrossedAudio,
     /// Audio arrived, but no audio signature in it.
     WrongAudio,
+    /// The received speech scored under the `expect: pesq` minimum (ITU-T P.862), or could
+    /// not be scored against its reference.
+    PesqLow,
     /// No common codec (488), or unusable SDP.
     CodecRefused,
     /// Credentials were refused.
@@ -77,6 +80,7 @@ impl FailureKind {
             FailureKind::OneWayAudio => "one_way_audio".into(),
             FailureKind::CrossedAudio => "crossed_audio".into(),
             FailureKind::WrongAudio => "wrong_audio".into(),
+            FailureKind::PesqLow => "pesq_low".into(),
             FailureKind::CodecRefused => "codec_refused".into(),
             FailureKind::AuthRejected => "auth_rejected".into(),
             FailureKind::Signalling => "signalling".into(),
@@ -185,6 +189,8 @@ pub struct CallResult {
     pub audio_checked: u32,
     /// Those that held.
     pub audio_verified: u32,
+    /// The raw ITU-T P.862 scores of the `expect: pesq` steps that were scored, in order.
+    pub pesq: Vec<f64>,
     /// DTMF expectations checked.
     pub dtmf_checked: u32,
     /// Those that held.

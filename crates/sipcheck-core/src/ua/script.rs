@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
+use crate::media::pesq;
+use crate::media::samples_to_duration;
 use crate::media::session::{MediaConfig, MediaError, MediaReport};
 use crate::media::signature::{SignatureCode, SignatureVerdict, SIGNATURE_LEVEL_DBFS};
 use crate::media::tone::{Gap, Playlist, PlaylistItem, ToneQuery, DEFAULT_MAX_GAP};
@@ -289,6 +291,12 @@ enum Then {
     ToneMissing { label: String, within: Duration },
     /// `expect: silence`.
     Silence(Duration),
+    /// `expect: pesq`: the received audio, once recorded, scored against the reference.
+    Pesq {
+        reference: String,
+        min: f64,
+        within: Duration,
+    },
     /// `expect: signature`: heard, or not in time.
     Signature(SignatureFrom, Duration),
     /// `expect: signature` not heard: the stream's verdict names what was.
@@ -327,6 +335,11 @@ enum Next {
     },
     Signature {
         from: SignatureFrom,
+        within: Duration,
+    },
+    Pesq {
+        reference: String,
+        min: f64,
         within: Duration,
     },
     SendDtmf {
@@ -392,6 +405,8 @@ pub struct CallScript {
     steps: Arc<Vec<Located<Step>>>,
     next: usize,
     current: Option<Current>,
+    /// The raw P.862 scores of the `expect: pesq` steps, in order.
+    pesq_scores: Vec<f64>,
     phase: Phase,
     commands: VecDeque<ScriptCommand>,
     started: Instant,
@@ -529,6 +544,7 @@ impl CallScript {
             steps,
             next: 0,
             current: None,
+            pesq_scores: Vec::new(),
             phase: Phase::Step,
             commands: VecDeque::new(),
             started: now,
@@ -640,6 +656,7 @@ impl CallScript {
                     | MediaEvent::SilenceHeld { watch }
                     | MediaEvent::DtmfReceived { watch }
                     | MediaEvent::Signature { watch, .. }
+                    | MediaEvent::Captured { watch, .. }
                     | MediaEvent::WatchRefused { watch, .. } => Some(*watch),
                     MediaEvent::Status { .. } => None,
                 };
@@ -1068,6 +1085,7 @@ impl CallScript {
             tone_onsets: std::mem::take(&mut self.tone_onsets),
             audio_checked: self.audio_checked,
             audio_verified: self.audio_verified,
+            pesq: std::mem::take(&mut self.pesq_scores),
             dtmf_checked: self.dtmf_checked,
             dtmf_verified: self.dtmf_verified,
             media: media_result,
@@ -1366,6 +1384,21 @@ impl CallScript {
                     },
                 )
             }
+            Expectation::Pesq {
+                reference,
+                min,
+                within,
+            } => {
+                self.audio_checked += 1;
+                self.wait_answer(
+                    now,
+                    Next::Pesq {
+                        reference: reference.clone(),
+                        min: *min,
+                        within: *within,
+                    },
+                )
+            }
             Expectation::Dtmf { digits, within } => {
                 self.dtmf_checked += 1;
                 let digits = digits.iter().map(|d| d.to_char()).collect();
@@ -1460,6 +1493,36 @@ impl CallScript {
                 let watch = self.new_watch();
                 self.media_intent(MediaIntent::WatchSilence { watch, duration });
                 self.wait_watch(now, now + within + duration, watch, Then::Silence(duration))
+            }
+            Next::Pesq {
+                reference,
+                min,
+                within,
+            } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let Some(samples) = self.cfg.wavs.get(&reference).map(|r| r.len()) else {
+                    self.fail(
+                        FailureKind::Other,
+                        format!("the PESQ reference `{reference}` was not loaded"),
+                    );
+                    return Some(false);
+                };
+                let samples = samples + pesq::RECORD_SLACK_SAMPLES;
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::Capture { watch, samples });
+                let length = samples_to_duration(samples as u64);
+                self.wait_watch(
+                    now,
+                    now + within + length,
+                    watch,
+                    Then::Pesq {
+                        reference,
+                        min,
+                        within,
+                    },
+                )
             }
             Next::Signature { from, within } => {
                 if self.media.is_none() {
@@ -1790,6 +1853,28 @@ impl CallScript {
                     }
                 }
             },
+            Then::Pesq {
+                reference,
+                min,
+                within,
+            } => match end.fired {
+                Some(MediaEvent::Captured { audio, .. }) => {
+                    Some(self.judge_pesq(&reference, min, &audio))
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if !self.interrupted {
+                        self.fail(
+                            FailureKind::NoAudio,
+                            format!(
+                                "no speech to score for PESQ: no audio received within {:.1} s",
+                                within.as_secs_f64()
+                            ),
+                        );
+                    }
+                    Some(false)
+                }
+            },
             Then::Silence(duration) => {
                 if matches!(end.fired, Some(MediaEvent::SilenceHeld { .. })) {
                     self.audio_verified += 1;
@@ -1856,6 +1941,36 @@ impl CallScript {
         };
         if let Some(ok) = result {
             self.step_done(now, ok);
+        }
+    }
+
+    /// Scores the recorded audio of an `expect: pesq` step against its reference.
+    fn judge_pesq(&mut self, reference: &str, min: f64, audio: &[i16]) -> bool {
+        let Some(samples) = self.cfg.wavs.get(reference).cloned() else {
+            return false;
+        };
+        match pesq::score(&samples, audio) {
+            Ok(score) => {
+                self.pesq_scores.push(score.raw);
+                if score.raw >= min {
+                    self.audio_verified += 1;
+                    true
+                } else {
+                    self.fail(
+                        FailureKind::PesqLow,
+                        format!("{score} against `{reference}`, below the minimum {min}"),
+                    );
+                    false
+                }
+            }
+            Err(e) => {
+                let kind = match e {
+                    pesq::PesqError::Silent(_) => FailureKind::NoAudio,
+                    _ => FailureKind::PesqLow,
+                };
+                self.fail(kind, format!("PESQ against `{reference}` not scored: {e}"));
+                false
+            }
         }
     }
 

@@ -1,0 +1,156 @@
+//! `expect: pesq` in virtual time: the capture asked of the stream, the score of what it
+//! captured, and the failures when it is low, silent or never arrives.
+
+use super::*;
+use crate::media::g711::Codec as G711;
+use crate::media::pesq::RECORD_SLACK_SAMPLES;
+
+const REFERENCE: &str = "speech.wav";
+
+fn speech() -> Arc<[i16]> {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/speech-8k.wav"
+    ))
+    .unwrap();
+    crate::media::wav::decode(&bytes).unwrap()
+}
+
+/// A callee that answers and expects the reference's speech, scored with `min`.
+fn harness(reference: &Arc<[i16]>, min: f64) -> Harness {
+    let steps = vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(
+            11,
+            Step::Expect(Expectation::Pesq {
+                reference: REFERENCE.into(),
+                min,
+                within: secs(2),
+            }),
+        ),
+    ];
+    let mut cfg = config(Side::Callee);
+    cfg.wavs = Arc::new(HashMap::from([(REFERENCE.to_string(), reference.clone())]));
+    let t0 = base();
+    let mut script = CallScript::callee(t0, cfg, Arc::new(steps), "c1".into());
+    script.start(t0);
+    let mut h = Harness {
+        script,
+        t0,
+        now: t0,
+    };
+    h.accept();
+    h.answered();
+    h
+}
+
+/// The capture the step asked for: its watch and length.
+fn capture(h: &mut Harness) -> (u32, usize) {
+    h.commands()
+        .iter()
+        .find_map(|c| match c {
+            ScriptCommand::Media(MediaIntent::Capture { watch, samples }) => {
+                Some((*watch, *samples))
+            }
+            _ => None,
+        })
+        .expect("a capture")
+}
+
+fn through_pcmu(samples: &[i16]) -> Vec<i16> {
+    samples
+        .iter()
+        .map(|&s| G711::Pcmu.decode_sample(G711::Pcmu.encode_sample(s)))
+        .collect()
+}
+
+/// Feeds the captured `audio` after the reference's length and ends the call.
+fn captured(mut h: Harness, watch: u32, audio: Vec<i16>) -> CallResult {
+    h.after(Duration::from_secs(11));
+    h.media(MediaEvent::Captured {
+        watch,
+        audio: audio.into(),
+    });
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    h.result()
+}
+
+#[test]
+fn speech_received_through_g711_is_scored_and_passes_its_minimum() {
+    let reference = speech();
+    let mut h = harness(&reference, 3.5);
+    let (watch, samples) = capture(&mut h);
+    assert_eq!(samples, reference.len() + RECORD_SLACK_SAMPLES);
+    // Late by four packets, and silence after it ends.
+    let mut audio = vec![0i16; 640];
+    audio.extend(through_pcmu(&reference));
+    audio.resize(samples, 0);
+    let result = captured(h, watch, audio);
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!((result.audio_checked, result.audio_verified), (1, 1));
+    assert_eq!(result.pesq.len(), 1);
+    assert!(result.pesq[0] > 3.5, "{:?}", result.pesq);
+}
+
+#[test]
+fn damaged_speech_fails_pesq_low_naming_its_score_and_the_minimum() {
+    let reference = speech();
+    let mut h = harness(&reference, 3.5);
+    let (watch, _) = capture(&mut h);
+    let mut audio = through_pcmu(&reference);
+    for (i, frame) in audio.chunks_mut(160).enumerate() {
+        if (i * 37) % 100 < 20 {
+            frame.fill(0);
+        }
+    }
+    let result = captured(h, watch, audio);
+    assert_eq!(result.failures.len(), 1, "{:?}", result.failures);
+    let f = &result.failures[0];
+    assert_eq!((f.kind.clone(), f.line), (FailureKind::PesqLow, 11));
+    assert!(
+        f.message.starts_with("PESQ ") && f.message.ends_with("below the minimum 3.5"),
+        "{}",
+        f.message
+    );
+    assert_eq!(result.audio_verified, 0);
+    assert!(result.pesq[0] < 3.0, "{:?}", result.pesq);
+}
+
+#[test]
+fn silence_is_never_scored_and_no_audio_in_time_fails() {
+    let reference = speech();
+    let mut h = harness(&reference, 1.0);
+    let (watch, samples) = capture(&mut h);
+    let result = captured(h, watch, vec![0; samples]);
+    assert_eq!(result.failures[0].kind, FailureKind::NoAudio);
+    assert!(result.pesq.is_empty());
+
+    // Nothing captured: the step gives up after `within` plus the recording's length.
+    let mut h = harness(&reference, 1.0);
+    let (_, samples) = capture(&mut h);
+    h.jump();
+    assert_eq!(
+        h.now - h.t0,
+        secs(2) + Duration::from_micros(samples as u64 * 125)
+    );
+    let cmds = h.commands();
+    // The capture is dropped (its memory freed), then the call hung up.
+    assert!(
+        matches!(
+            &cmds[..],
+            [
+                ScriptCommand::Media(MediaIntent::Unwatch(_)),
+                ScriptCommand::Hangup
+            ]
+        ),
+        "{cmds:?}"
+    );
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures[0].kind, FailureKind::NoAudio);
+    assert_eq!(
+        result.failures[0].message,
+        "no speech to score for PESQ: no audio received within 2.0 s"
+    );
+}
