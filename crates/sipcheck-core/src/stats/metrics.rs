@@ -58,7 +58,7 @@ pub const SAMPLES_PER_KIND: usize = 10;
 pub const MAX_REASONS: usize = 100;
 
 /// The timing metrics, in report order.
-pub const TIMING_METRICS: [Metric; 10] = [
+pub const TIMING_METRICS: [Metric; 11] = [
     Metric::RegisterRtt,
     Metric::InviteToFirstProvisional,
     Metric::InviteToRinging,
@@ -69,6 +69,7 @@ pub const TIMING_METRICS: [Metric; 10] = [
     Metric::RtpJitter,
     Metric::PacingLateness,
     Metric::AudioGap,
+    Metric::AudioDelay,
 ];
 
 /// One step of a role as written in the scenario.
@@ -993,6 +994,9 @@ impl Metrics {
             self.quality.audio_gaps += m.audio_gap_count;
             for &gap in &m.audio_gaps {
                 record_duration(self.series(Metric::AudioGap), gap);
+            }
+            if let Some(delay) = m.delay {
+                record_duration(self.series(Metric::AudioDelay), delay);
             }
             if m.packets_expected > 0 {
                 let ppm = u128::from(m.packets_lost.min(m.packets_expected)) * 1_000_000
