@@ -306,6 +306,52 @@ fn a_thousand_calls_through_kamailio_at_25_per_second_never_cross() {
     }
 }
 
+/// `sipcheck call URI --signature --duration 3s --json`: the round trip it measured, ms.
+fn round_trip_ms(uri: &str, shown: impl Fn() -> String) -> f64 {
+    let out = support::run_sipcheck(
+        ["call", uri, "--signature", "--duration", "3s", "--json"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), shown());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&shown);
+    assert_eq!(v["signature_verdict"], "echo", "{shown}");
+    v["round_trip_ms"].as_f64().expect(&shown)
+}
+
+#[test]
+fn call_with_signature_against_an_echo_measures_the_round_trip_and_a_known_added_delay() {
+    // SIPp's echo sends each packet straight back: the round trip is our own jitter buffer
+    // (3 frames, 60 ms) and the loopback, within one 20 ms block.
+    let port = support::free_port();
+    let sipp = Sipp::start_builtin_uas(port, &["-rtp_echo"]).expect("start sipp");
+    let sipp_rt = round_trip_ms(&format!("sip:echo@127.0.0.1:{port}"), || sipp.log());
+    drop(sipp);
+    assert!(
+        (40.0..=100.0).contains(&sipp_rt),
+        "SIPp echo round trip {sipp_rt} ms"
+    );
+
+    // A relay echoing after exactly 0 and then 100 ms: the difference is the added delay.
+    let rt = |delay_ms: u64| {
+        let peer = support::impair::ImpairPeer::start(support::impair::Impairment::fixed(
+            Duration::from_millis(delay_ms),
+        ));
+        let uri = peer.uri();
+        let rt = round_trip_ms(&uri, String::new);
+        let relay = peer.finish();
+        assert!(relay.relayed() > 100, "{}", relay.summary());
+        rt
+    };
+    let base = rt(0);
+    let delayed = rt(100);
+    assert!((40.0..=100.0).contains(&base), "relay round trip {base} ms");
+    assert!(
+        (delayed - base - 100.0).abs() <= 20.0,
+        "100 ms added: round trip {delayed} ms against {base} ms without"
+    );
+}
+
 /// `sipcheck call URI --signature --duration 3s`.
 fn call_with_signature(uri: &str) -> std::process::Output {
     support::run_sipcheck(["call", uri, "--signature", "--duration", "3s"], &[])

@@ -263,12 +263,20 @@ impl MediaReport {
         self.peak_block_dbfs < threshold_dbfs
     }
 
-    /// The E-model estimate of what was received (G.711, no concealment: `Bpl` 4.3, one-way
-    /// delay not known: `Ta` = 0); `None` when no frame was played.
+    /// The E-model estimate of what was received (G.711, no concealment: `Bpl` 4.3; `Ta` half
+    /// the round trip of this end's signature when an echo returned it, else 0 until the
+    /// one-way delay is known); `None` when no frame was played.
     #[must_use]
     pub fn quality(&self) -> Option<QualityEstimate> {
+        let ta = self.round_trip().map(|rt| rt / 2);
         (self.loss_pattern.frames() > 0)
-            .then(|| quality::estimate(&self.loss_pattern, Bpl::G711_NO_PLC, None))
+            .then(|| quality::estimate(&self.loss_pattern, Bpl::G711_NO_PLC, ta))
+    }
+
+    /// The round trip of this end's own signature heard back (an echo), within one block.
+    #[must_use]
+    pub fn round_trip(&self) -> Option<Duration> {
+        super::signature::mouth_to_ear(&self.signature_sent, &self.own_onsets)
     }
 }
 
