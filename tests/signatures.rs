@@ -36,6 +36,19 @@ fn twenty_calls_through_kamailio_each_hear_their_own_peers_signature_both_ways()
     for kind in ["crossed_audio", "no_audio", "one_way_audio", "wrong_audio"] {
         assert!(v["failures"][kind].is_null(), "{kind}: {v}");
     }
+    // Both ends in this run: each direction's mouth-to-ear delay, over loopback the receiving
+    // jitter buffer: 3 frames, less the phase (0–20 ms) of the receiver's playout ticks
+    // against the sender's, within one 20 ms block, plus scheduling.
+    let delay = &v["metrics"]["audio.delay"];
+    assert_eq!(delay["count"], 40, "{v}");
+    let (min, max) = (
+        delay["min_ms"].as_f64().unwrap(),
+        delay["max_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        min >= 20.0 && max <= 110.0,
+        "audio.delay {min}..{max} ms: {v}"
+    );
 }
 
 #[test]
