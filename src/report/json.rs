@@ -89,7 +89,8 @@
 //!
 //! `call_quality` is `{ "mos": number | null, "packets_expected": integer, "packets_lost":
 //! integer, "loss_percent": number | null, "jitter_ms": number, "audio_gaps": integer,
-//! "longest_gap_ms": integer | null, "signature": "no_audio" | "one_way_audio" |
+//! "longest_gap_ms": integer | null, "delay_ms": number | null, "signature": "no_audio" |
+//! "one_way_audio" |
 //! "crossed_audio" | "wrong_audio" | null }`: what one end received.
 //!
 //! Percentiles are HdrHistogram's highest equivalent values (at most 0.1 % above the true

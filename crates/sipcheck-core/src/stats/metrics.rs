@@ -374,6 +374,9 @@ pub struct CallQuality {
     pub audio_gaps: u64,
     /// The longest of them, milliseconds.
     pub longest_gap_ms: Option<u64>,
+    /// The mouth-to-ear delay of the received direction, milliseconds (both ends in the run,
+    /// the signature heard); `None` when not measured.
+    pub delay_ms: Option<f64>,
     /// The audio signature's verdict when it failed (`no_audio`, `one_way_audio`,
     /// `crossed_audio`, `wrong_audio`); `None` otherwise.
     pub signature: Option<String>,
@@ -402,6 +405,7 @@ impl CallQuality {
                 .iter()
                 .max()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            delay_ms: m.delay.map(|d| round(d.as_secs_f64() * 1000.0)),
             signature: signature_verdict(r).map(str::to_owned),
         })
     }
