@@ -390,9 +390,10 @@ fn call_with_signature_hears_the_peers_code_its_own_echoed_and_names_a_crossed_c
     let out = call_with_signature(&format!("sip:echo@127.0.0.1:{port}"));
     let shown = format!("{}\n{}", describe_output(&out), sipp.log());
     assert_eq!(out.status.code(), Some(0), "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("signature: heard its own signature back (echo)\nPASS"),
+        stdout.contains("signature: heard its own signature back (echo)\nround trip: ")
+            && stdout.contains(" ms (own signature echoed, ±20 ms)\nPASS"),
         "{shown}"
     );
     drop(sipp);
