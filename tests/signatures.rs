@@ -36,6 +36,19 @@ fn twenty_calls_through_kamailio_each_hear_their_own_peers_signature_both_ways()
     for kind in ["crossed_audio", "no_audio", "one_way_audio", "wrong_audio"] {
         assert!(v["failures"][kind].is_null(), "{kind}: {v}");
     }
+    // Both ends in this run: each direction's mouth-to-ear delay, over loopback the receiving
+    // jitter buffer: 3 frames, less the phase (0–20 ms) of the receiver's playout ticks
+    // against the sender's, within one 20 ms block, plus scheduling.
+    let delay = &v["metrics"]["audio.delay"];
+    assert_eq!(delay["count"], 40, "{v}");
+    let (min, max) = (
+        delay["min_ms"].as_f64().unwrap(),
+        delay["max_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        min >= 20.0 && max <= 110.0,
+        "audio.delay {min}..{max} ms: {v}"
+    );
 }
 
 #[test]
@@ -306,6 +319,52 @@ fn a_thousand_calls_through_kamailio_at_25_per_second_never_cross() {
     }
 }
 
+/// `sipcheck call URI --signature --duration 3s --json`: the round trip it measured, ms.
+fn round_trip_ms(uri: &str, shown: impl Fn() -> String) -> f64 {
+    let out = support::run_sipcheck(
+        ["call", uri, "--signature", "--duration", "3s", "--json"],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), shown());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&shown);
+    assert_eq!(v["signature_verdict"], "echo", "{shown}");
+    v["round_trip_ms"].as_f64().expect(&shown)
+}
+
+#[test]
+fn call_with_signature_against_an_echo_measures_the_round_trip_and_a_known_added_delay() {
+    // SIPp's echo sends each packet straight back: the round trip is our own jitter buffer
+    // (3 frames, 60 ms) and the loopback, within one 20 ms block.
+    let port = support::free_port();
+    let sipp = Sipp::start_builtin_uas(port, &["-rtp_echo"]).expect("start sipp");
+    let sipp_rt = round_trip_ms(&format!("sip:echo@127.0.0.1:{port}"), || sipp.log());
+    drop(sipp);
+    assert!(
+        (40.0..=100.0).contains(&sipp_rt),
+        "SIPp echo round trip {sipp_rt} ms"
+    );
+
+    // A relay echoing after exactly 0 and then 100 ms: the difference is the added delay.
+    let rt = |delay_ms: u64| {
+        let peer = support::impair::ImpairPeer::start(support::impair::Impairment::fixed(
+            Duration::from_millis(delay_ms),
+        ));
+        let uri = peer.uri();
+        let rt = round_trip_ms(&uri, String::new);
+        let relay = peer.finish();
+        assert!(relay.relayed() > 100, "{}", relay.summary());
+        rt
+    };
+    let base = rt(0);
+    let delayed = rt(100);
+    assert!((40.0..=100.0).contains(&base), "relay round trip {base} ms");
+    assert!(
+        (delayed - base - 100.0).abs() <= 20.0,
+        "100 ms added: round trip {delayed} ms against {base} ms without"
+    );
+}
+
 /// `sipcheck call URI --signature --duration 3s`.
 fn call_with_signature(uri: &str) -> std::process::Output {
     support::run_sipcheck(["call", uri, "--signature", "--duration", "3s"], &[])
@@ -331,9 +390,10 @@ fn call_with_signature_hears_the_peers_code_its_own_echoed_and_names_a_crossed_c
     let out = call_with_signature(&format!("sip:echo@127.0.0.1:{port}"));
     let shown = format!("{}\n{}", describe_output(&out), sipp.log());
     assert_eq!(out.status.code(), Some(0), "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("signature: heard its own signature back (echo)\nPASS"),
+        stdout.contains("signature: heard its own signature back (echo)\nround trip: ")
+            && stdout.contains(" ms (own signature echoed, ±20 ms)\nPASS"),
         "{shown}"
     );
     drop(sipp);

@@ -138,6 +138,10 @@ pub struct CallReport {
     /// `echo`, `crossed_audio`, `wrong_audio`, `no_audio`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature_verdict: Option<&'static str>,
+    /// The round trip of our own signature heard back from an echo (`--signature`),
+    /// milliseconds, within one 20 ms block (see the README's "Mouth-to-ear delay").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_trip_ms: Option<f64>,
     /// Every SIP message sent and received.
     pub ladder: Vec<Rung>,
 }
@@ -241,6 +245,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         interrupted: false,
         signature: None,
         signature_verdict: None,
+        round_trip_ms: None,
         ladder: Vec::new(),
     };
     if let Some(after) = args.hold_after {
@@ -377,6 +382,11 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         report.interrupted = outcome.interrupted;
         report.signature = outcome.signature;
         report.signature_verdict = outcome.signature_verdict;
+        report.round_trip_ms = call
+            .report
+            .as_ref()
+            .and_then(MediaReport::round_trip)
+            .map(|d| d.as_secs_f64() * 1000.0);
         report.failures = outcome.failures;
         report.hold = outcome.hold.map(|h| HoldReport {
             held: h.held,
@@ -507,6 +517,9 @@ impl CallReport {
         }
         if let Some(heard) = self.signature {
             writeln!(out, "signature: {heard}")?;
+        }
+        if let Some(rt) = self.round_trip_ms {
+            writeln!(out, "round trip: {rt:.0} ms (own signature echoed, ±20 ms)")?;
         }
         match self.verdict {
             Verdict::Passed => writeln!(out, "PASS"),

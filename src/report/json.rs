@@ -34,7 +34,8 @@
 //!       "count": integer,                     register_rtt, invite_to_first_provisional,
 //!       "min_ms", "p50_ms", "p90_ms",         invite_to_ringing, invite_to_200, bye_rtt,
 //!       "p99_ms", "p999_ms", "max_ms",        call_duration, tone_onset, rtp.jitter,
-//!       "mean_ms": number | null,             pacing.lateness, audio.gap (null when count is 0)
+//!       "mean_ms": number | null,             pacing.lateness, audio.gap, audio.delay
+//!                                             (null when count is 0)
 //!       "histogram": string                   base64 of the HdrHistogram V2 compressed
 //!   } },                                      encoding (`HISTFAAA…`), in microseconds
 //!   "rtp": {
@@ -88,7 +89,8 @@
 //!
 //! `call_quality` is `{ "mos": number | null, "packets_expected": integer, "packets_lost":
 //! integer, "loss_percent": number | null, "jitter_ms": number, "audio_gaps": integer,
-//! "longest_gap_ms": integer | null, "signature": "no_audio" | "one_way_audio" |
+//! "longest_gap_ms": integer | null, "delay_ms": number | null, "signature": "no_audio" |
+//! "one_way_audio" |
 //! "crossed_audio" | "wrong_audio" | null }`: what one end received.
 //!
 //! Percentiles are HdrHistogram's highest equivalent values (at most 0.1 % above the true
@@ -543,9 +545,10 @@ mod tests {
         write_json(&s, &[], &mut out).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         let metrics = v["metrics"].as_object().unwrap();
-        assert_eq!(metrics.len(), 10);
+        assert_eq!(metrics.len(), 11);
         assert_eq!(metrics["invite_to_200"]["count"], 0);
         assert_eq!(metrics["audio.gap"]["count"], 0);
+        assert_eq!(metrics["audio.delay"]["count"], 0);
         assert_eq!(v["quality"]["mos"]["count"], 0);
         assert_eq!(v["quality"]["mos"]["p5"], Value::Null);
         assert_eq!(v["quality"]["audio_gaps"], 0);

@@ -82,6 +82,8 @@ pub(crate) struct Impairment {
     pub(crate) swap_every: Option<u64>,
     /// The PRNG seed of the delays.
     pub(crate) seed: u64,
+    /// A constant delay added to every packet (a long path), on top of the drawn one.
+    pub(crate) base_delay: Duration,
 }
 
 impl Impairment {
@@ -91,6 +93,15 @@ impl Impairment {
             max_delay: Duration::ZERO,
             swap_every: None,
             seed: 0,
+            base_delay: Duration::ZERO,
+        }
+    }
+
+    /// Every packet held exactly `delay` (a known path delay; the order is kept).
+    pub(crate) fn fixed(delay: Duration) -> Self {
+        Self {
+            base_delay: delay,
+            ..Self::none()
         }
     }
 
@@ -100,6 +111,7 @@ impl Impairment {
             max_delay,
             swap_every: None,
             seed,
+            base_delay: Duration::ZERO,
         }
     }
 
@@ -109,6 +121,7 @@ impl Impairment {
             max_delay: Duration::ZERO,
             swap_every: Some(n),
             seed: 0,
+            base_delay: Duration::ZERO,
         }
     }
 }
@@ -517,7 +530,7 @@ fn receive_loop(socket: &UdpSocket, imp: &Impairment, shared: &Shared, tx: &mpsc
             seq: u16::from_be_bytes([data[2], data[3]]),
             timestamp: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
             arrived,
-            planned: arrived + drawn,
+            planned: arrived + imp.base_delay + drawn,
             drawn,
         };
         if let Some(mut previous) = held.take() {

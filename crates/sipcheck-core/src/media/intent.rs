@@ -242,6 +242,7 @@ impl Watches {
                 own,
             } => {
                 session.listen_signature();
+                session.set_signature_codes(expected, own);
                 self.list.push((watch, Watch::Signature { expected, own }));
                 self.check(session, now, out);
             }

@@ -177,6 +177,19 @@ pub struct QualityEstimate {
     pub mos_cqe: f64,
 }
 
+impl QualityEstimate {
+    /// The same estimate made with a one-way delay `ta` (for an estimate made without one).
+    #[must_use]
+    pub fn with_delay(self, ta: Duration) -> Self {
+        let r = self.r - idd(ta);
+        Self {
+            r,
+            mos_cqe: mos_from_r(r),
+            ..self
+        }
+    }
+}
+
 /// Rates `pattern` for G.711 (Ie = 0) with `bpl`, and a one-way delay `ta` when known.
 #[must_use]
 pub fn estimate(pattern: &LossPattern, bpl: Bpl, ta: Option<Duration>) -> QualityEstimate {

@@ -237,6 +237,15 @@ pub struct MediaReport {
     /// counting the time RTP was not expected (a hold): the gap of a hold counts from the
     /// resume.
     pub max_gap: Duration,
+    /// When the packet carrying the first sample of each recent pass of a looping source was
+    /// sent (a signature's frames: the sender's reference of the mouth-to-ear delay), oldest
+    /// first, at most the last 40.
+    pub signature_sent: Vec<Instant>,
+    /// When the playout began each recent frame decoded of the signature expected from the
+    /// far end (see [`MediaSession::set_signature_codes`]), oldest first.
+    pub signature_onsets: Vec<Instant>,
+    /// The same for this end's own signature heard back (an echo: the round trip).
+    pub own_onsets: Vec<Instant>,
     /// Each playout tick of the played stream: a frame, or a frame missing (lost, or too
     /// late for the jitter buffer). The E-model's Ppl and BurstR come from it.
     pub loss_pattern: LossPattern,
@@ -254,12 +263,20 @@ impl MediaReport {
         self.peak_block_dbfs < threshold_dbfs
     }
 
-    /// The E-model estimate of what was received (G.711, no concealment: `Bpl` 4.3, one-way
-    /// delay not known: `Ta` = 0); `None` when no frame was played.
+    /// The E-model estimate of what was received (G.711, no concealment: `Bpl` 4.3; `Ta` half
+    /// the round trip of this end's signature when an echo returned it, else 0 until the
+    /// one-way delay is known); `None` when no frame was played.
     #[must_use]
     pub fn quality(&self) -> Option<QualityEstimate> {
+        let ta = self.round_trip().map(|rt| rt / 2);
         (self.loss_pattern.frames() > 0)
-            .then(|| quality::estimate(&self.loss_pattern, Bpl::G711_NO_PLC, None))
+            .then(|| quality::estimate(&self.loss_pattern, Bpl::G711_NO_PLC, ta))
+    }
+
+    /// The round trip of this end's own signature heard back (an echo), within one block.
+    #[must_use]
+    pub fn round_trip(&self) -> Option<Duration> {
+        super::signature::mouth_to_ear(&self.signature_sent, &self.own_onsets)
     }
 }
 
@@ -318,7 +335,17 @@ pub struct MediaSession {
     gaps_paused: bool,
     /// The audio signature decoder, once a signature is listened for.
     signature: Option<Box<SignatureDecoder>>,
+    /// The signature expected from the far end, and this end's own (heard back: an echo).
+    signature_codes: Option<(SignatureCode, Option<SignatureCode>)>,
+    /// When the current playout tick runs (the `now` of the frame that owes it).
+    tick_at: Option<Instant>,
+    /// When the packet carrying the first sample of each recent pass of a looping source (a
+    /// signature's frame) was sent, oldest first.
+    loop_starts: VecDeque<Instant>,
 }
+
+/// At most this many loop starts of the source are remembered (a signature's last 16 s).
+const MAX_LOOP_STARTS: usize = 40;
 
 impl std::fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -392,6 +419,9 @@ impl MediaSession {
             event_ticks: 0,
             gaps_paused: false,
             signature: None,
+            signature_codes: None,
+            tick_at: None,
+            loop_starts: VecDeque::new(),
             config,
         })
     }
@@ -423,6 +453,7 @@ impl MediaSession {
     /// Replace what is played (a `play` step), from the next frame on.
     pub fn set_source(&mut self, source: Playlist) {
         self.source = source;
+        self.loop_starts.clear();
         self.pacer.start_talkspurt();
     }
 
@@ -454,6 +485,12 @@ impl MediaSession {
     pub fn listen_signature(&mut self) {
         self.signature
             .get_or_insert_with(|| Box::new(SignatureDecoder::new()));
+    }
+
+    /// The signature expected from the far end and this end's own: the report's
+    /// [`MediaReport::signature_onsets`] and [`MediaReport::own_onsets`] are theirs.
+    pub fn set_signature_codes(&mut self, expected: SignatureCode, own: Option<SignatureCode>) {
+        self.signature_codes = Some((expected, own));
     }
 
     /// The verdict on the signature heard for `expected` ([`SignatureVerdict::NoAudio`]
@@ -560,6 +597,7 @@ impl MediaSession {
             let slot = self.pacer.poll_frame(now)?;
             let micros = u64::try_from(slot.lateness.as_micros()).unwrap_or(u64::MAX);
             self.lateness_us.record(micros.max(1));
+            self.tick_at = Some(now);
             if self.deferred_playout {
                 self.owed_playouts += 1;
             } else {
@@ -596,7 +634,19 @@ impl MediaSession {
                 *dst = src;
             }
             if from_live < n {
+                let position = self.source.position();
+                let period = self.source.total_samples();
                 self.source.fill_counted(&mut self.pcm[from_live..]);
+                let end = self.source.position();
+                if self.source.is_looping()
+                    && period > 0
+                    && position.div_ceil(period) * period < end
+                {
+                    if self.loop_starts.len() == MAX_LOOP_STARTS {
+                        self.loop_starts.pop_front();
+                    }
+                    self.loop_starts.push_back(now);
+                }
             }
             let encoded = self
                 .config
@@ -659,7 +709,7 @@ impl MediaSession {
         let audio = &self.decoded[..samples];
         self.detector.push(audio);
         if let Some(signature) = &mut self.signature {
-            signature.push(audio);
+            signature.push_at(audio, self.tick_at);
         }
         if let Some(rec) = &mut self.recording {
             rec.extend_from_slice(audio);
@@ -912,6 +962,18 @@ impl MediaSession {
         stray
     }
 
+    /// When the playout began each recent frame of `code` decoded.
+    fn onsets_of(&self, code: Option<SignatureCode>) -> Vec<Instant> {
+        match (code, &self.signature) {
+            (Some(code), Some(decoder)) => decoder
+                .onsets()
+                .filter(|(c, _)| *c == code)
+                .map(|(_, at)| at)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The summary of the session at `now`.
     pub fn report(&self, now: Instant) -> MediaReport {
         MediaReport {
@@ -935,6 +997,9 @@ impl MediaSession {
                 })
                 .collect(),
             dtmf_received: self.dtmf_rx.digits(),
+            signature_sent: self.loop_starts.iter().copied().collect(),
+            signature_onsets: self.onsets_of(self.signature_codes.map(|(e, _)| e)),
+            own_onsets: self.onsets_of(self.signature_codes.and_then(|(_, o)| o)),
             max_gap: self.max_gap,
             loss_pattern: self.loss,
             audio_gaps: self.audio_gaps().0,
@@ -1031,6 +1096,64 @@ mod tests {
                 }
             }
             now = next_tick;
+        }
+    }
+
+    /// The mouth-to-ear delay each way between two sessions playing their signatures over a
+    /// link of one-way `delay`, and the round trip of a's signature echoed by nobody (none).
+    fn signature_delays(delay: Duration) -> (Option<Duration>, Option<Duration>) {
+        use crate::media::signature::{mouth_to_ear, SignatureCode, SIGNATURE_LEVEL_DBFS};
+        let t0 = t0();
+        let (code_a, code_b) = (
+            SignatureCode::for_call(3, false),
+            SignatureCode::for_call(3, true),
+        );
+        let session = |code: SignatureCode, expected: SignatureCode, seed: u64| {
+            let playlist = code.playlist(SIGNATURE_LEVEL_DBFS).unwrap();
+            let mut s = MediaSession::new(
+                t0,
+                MediaConfig::new(Codec::Pcmu),
+                playlist,
+                &mut IdGen::new(seed),
+            )
+            .unwrap();
+            s.listen_signature();
+            s.set_signature_codes(expected, Some(code));
+            s
+        };
+        let mut a = session(code_a, code_b, 1);
+        let mut b = session(code_b, code_a, 2);
+        run(&mut a, &mut b, t0, Duration::from_secs(4), delay, |_| false);
+        let (ra, rb) = (a.report(t0), b.report(t0));
+        assert!(ra.own_onsets.is_empty(), "no echo: {:?}", ra.own_onsets);
+        assert!(rb.signature_onsets.len() >= 5, "{:?}", rb.signature_onsets);
+        (
+            mouth_to_ear(&ra.signature_sent, &rb.signature_onsets),
+            mouth_to_ear(&rb.signature_sent, &ra.signature_onsets),
+        )
+    }
+
+    #[test]
+    fn mouth_to_ear_delay_is_the_link_delay_plus_the_jitter_buffer_within_one_block() {
+        let (base_ab, base_ba) = signature_delays(Duration::ZERO);
+        let (base_ab, base_ba) = (base_ab.unwrap(), base_ba.unwrap());
+        // With no link delay: the jitter buffer's depth (3 frames of 20 ms), within a block.
+        let depth = Duration::from_millis(60);
+        for base in [base_ab, base_ba] {
+            assert!(
+                base.abs_diff(depth) <= Duration::from_millis(20),
+                "{base:?}"
+            );
+        }
+        for ms in [60, 200] {
+            let link = Duration::from_millis(ms);
+            let (ab, ba) = signature_delays(link);
+            for (measured, base) in [(ab.unwrap(), base_ab), (ba.unwrap(), base_ba)] {
+                assert!(
+                    measured.abs_diff(base + link) <= Duration::from_millis(20),
+                    "{ms} ms link: measured {measured:?}, baseline {base:?}"
+                );
+            }
         }
     }
 

@@ -32,8 +32,9 @@
 //! [`CONFIRM_FRAMES`] frames: a single decode could be one misread symbol away from another
 //! code, two identical decodes are not.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::tone::{Playlist, PlaylistItem, Tone};
 use super::{power_to_dbfs, FULL_SCALE, SAMPLE_RATE};
@@ -232,6 +233,8 @@ struct Run {
     blocks: u32,
     /// Whether the last block was unclassified (tolerated once).
     gap: bool,
+    /// When the run's first block began to play, when known.
+    start: Option<Instant>,
 }
 
 /// Decodes the signature codes in a received stream (see the module documentation).
@@ -249,7 +252,22 @@ pub struct SignatureDecoder {
     heard: Vec<(SignatureCode, u32)>,
     loud_blocks: u64,
     blocks: u64,
+    /// When the current frame's sync began to play, when known.
+    frame_start: Option<Instant>,
+    /// When the current block's first sample played, when known.
+    block_start: Option<Instant>,
+    /// The last [`MAX_ONSETS`] frames decoded with the time their sync began to play.
+    onsets: VecDeque<(SignatureCode, Instant)>,
 }
+
+/// At most this many frame onsets are remembered per decoder (the last 12.8 s of a stream).
+pub const MAX_ONSETS: usize = 32;
+
+/// The length of one frame (sync and the code's symbols), the signature's period.
+pub const FRAME: Duration = Duration::from_millis(SYMBOL_MS * (CODE_SYMBOLS as u64 + 1));
+
+/// The decoder's resolution: one analysis block.
+pub const BLOCK_DURATION: Duration = Duration::from_millis(20);
 
 impl Default for SignatureDecoder {
     fn default() -> Self {
@@ -275,13 +293,28 @@ impl SignatureDecoder {
             heard: Vec::new(),
             loud_blocks: 0,
             blocks: 0,
+            frame_start: None,
+            block_start: None,
+            onsets: VecDeque::new(),
         }
     }
 
     /// Feeds received audio; chunks may have any length.
-    pub fn push(&mut self, mut samples: &[i16]) {
+    pub fn push(&mut self, samples: &[i16]) {
+        self.push_at(samples, None);
+    }
+
+    /// Feeds received audio whose first sample played out at `at` (the rest follow at the
+    /// sample rate): the frames decoded then carry the time their sync began to play (see
+    /// [`Self::onsets`]).
+    pub fn push_at(&mut self, mut samples: &[i16], at: Option<Instant>) {
+        let mut pushed = 0u64;
         while !samples.is_empty() {
+            if self.filled == 0 {
+                self.block_start = at.map(|t| t + samples_duration(pushed));
+            }
             let n = (BLOCK - self.filled).min(samples.len());
+            pushed += n as u64;
             let (chunk, rest) = samples.split_at(n);
             for &x in chunk {
                 let x = f64::from(x);
@@ -328,6 +361,7 @@ impl SignatureDecoder {
                     symbol: s,
                     blocks: run.blocks + 1 + u32::from(run.gap),
                     gap: false,
+                    start: run.start,
                 });
             }
             (Some(s), _) => {
@@ -338,6 +372,7 @@ impl SignatureDecoder {
                     symbol: s,
                     blocks: 1,
                     gap: false,
+                    start: self.block_start,
                 });
             }
             (None, Some(run)) if !run.gap => self.run = Some(Run { gap: true, ..run }),
@@ -358,6 +393,7 @@ impl SignatureDecoder {
         }
         if run.symbol == SYNC {
             self.frame = Some(Vec::with_capacity(CODE_SYMBOLS));
+            self.frame_start = run.start;
             return;
         }
         let Some(frame) = self.frame.as_mut() else {
@@ -369,6 +405,12 @@ impl SignatureDecoder {
             self.frame = None;
             if let Some(code) = SignatureCode::from_symbols(symbols) {
                 self.record(code);
+                if let Some(at) = self.frame_start.take() {
+                    if self.onsets.len() == MAX_ONSETS {
+                        self.onsets.pop_front();
+                    }
+                    self.onsets.push_back((code, at));
+                }
             }
         }
     }
@@ -400,6 +442,14 @@ impl SignatureDecoder {
     #[must_use]
     pub fn has_heard(&self, code: SignatureCode) -> bool {
         self.heard().any(|c| c == code)
+    }
+
+    /// The last [`MAX_ONSETS`] frames decoded from audio fed with [`Self::push_at`], oldest
+    /// first: the code, and when the first block of the frame's sync began to play (the
+    /// block where the decoder first classified the sync: up to one block after the sync's
+    /// first sample when the block straddles the symbol boundary).
+    pub fn onsets(&self) -> impl Iterator<Item = (SignatureCode, Instant)> + '_ {
+        self.onsets.iter().copied()
     }
 
     /// Blocks (20 ms) with audio above −50 dBFS so far.
@@ -438,6 +488,41 @@ impl SignatureDecoder {
             SignatureVerdict::NoAudio
         }
     }
+}
+
+/// The duration of `n` samples at the G.711 rate.
+fn samples_duration(n: u64) -> Duration {
+    Duration::from_micros(n * 1_000_000 / u64::from(SAMPLE_RATE))
+}
+
+/// The mouth-to-ear delay of one direction: `sent` are the times the sender played the
+/// first sample of each of its recent signature frames (one every [`FRAME`]), `onsets` the
+/// times the receiver's playout began each frame of that signature it decoded (both on one
+/// clock). Each onset pairs with the frame sent at most [`FRAME`] − [`BLOCK_DURATION`]
+/// before it (and at most one block after it: the decoder's block alignment); the delay is
+/// the median of the pairs, `None` when none pairs. A delay of [`FRAME`] −
+/// [`BLOCK_DURATION`] or more (380 ms) pairs with the wrong frame: it is beyond the
+/// measure's range.
+#[must_use]
+pub fn mouth_to_ear(sent: &[Instant], onsets: &[Instant]) -> Option<Duration> {
+    let mut delays: Vec<Duration> = onsets
+        .iter()
+        .filter_map(|&onset| {
+            sent.iter().find_map(|&s| {
+                if onset >= s {
+                    let d = onset - s;
+                    (d < FRAME - BLOCK_DURATION).then_some(d)
+                } else {
+                    (s - onset <= BLOCK_DURATION).then_some(Duration::ZERO)
+                }
+            })
+        })
+        .collect();
+    if delays.is_empty() {
+        return None;
+    }
+    delays.sort_unstable();
+    Some(delays[delays.len() / 2])
 }
 
 /// The symbol (pair index) of one block, if it is one (see the module documentation).

@@ -101,6 +101,9 @@ metrics! {
     PacingLateness = "pacing.lateness" [] Timing,
     /// The length of each gap (dropout of 40 ms or more) in an expected tone after its onset.
     AudioGap = "audio.gap" ["audio.gap_ms"] Timing,
+    /// The mouth-to-ear delay of each direction whose two ends both ran in the run (from
+    /// the audio signatures).
+    AudioDelay = "audio.delay" ["audio.delay_ms"] Timing,
     /// The estimated MOS (ITU-T G.107 E-model, MOS-CQE) of each received stream.
     Mos = "mos" ["mos_cqe"] Score,
     /// Gaps in expected tones after their onset.
@@ -146,6 +149,7 @@ impl Metric {
                 | Self::DtmfVerified
                 | Self::GeneratorOverrun
                 | Self::AudioGap
+                | Self::AudioDelay
                 | Self::Mos
                 | Self::AudioGaps
         )

@@ -89,6 +89,10 @@ fn media(i: u64, lost: u64) -> CallMedia {
             Vec::new()
         },
         audio_gap_count: u64::from(i % 10 == 3),
+        signature_sent: Vec::new(),
+        signature_onsets: Vec::new(),
+        delay: Some(ms(60 + (i % 10) * 4)),
+        round_trip: None,
     }
 }
 

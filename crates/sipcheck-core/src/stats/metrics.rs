@@ -58,7 +58,7 @@ pub const SAMPLES_PER_KIND: usize = 10;
 pub const MAX_REASONS: usize = 100;
 
 /// The timing metrics, in report order.
-pub const TIMING_METRICS: [Metric; 10] = [
+pub const TIMING_METRICS: [Metric; 11] = [
     Metric::RegisterRtt,
     Metric::InviteToFirstProvisional,
     Metric::InviteToRinging,
@@ -69,6 +69,7 @@ pub const TIMING_METRICS: [Metric; 10] = [
     Metric::RtpJitter,
     Metric::PacingLateness,
     Metric::AudioGap,
+    Metric::AudioDelay,
 ];
 
 /// One step of a role as written in the scenario.
@@ -373,6 +374,9 @@ pub struct CallQuality {
     pub audio_gaps: u64,
     /// The longest of them, milliseconds.
     pub longest_gap_ms: Option<u64>,
+    /// The mouth-to-ear delay of the received direction, milliseconds (both ends in the run,
+    /// the signature heard); `None` when not measured.
+    pub delay_ms: Option<f64>,
     /// The audio signature's verdict when it failed (`no_audio`, `one_way_audio`,
     /// `crossed_audio`, `wrong_audio`); `None` otherwise.
     pub signature: Option<String>,
@@ -401,6 +405,7 @@ impl CallQuality {
                 .iter()
                 .max()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            delay_ms: m.delay.map(|d| round(d.as_secs_f64() * 1000.0)),
             signature: signature_verdict(r).map(str::to_owned),
         })
     }
@@ -993,6 +998,9 @@ impl Metrics {
             self.quality.audio_gaps += m.audio_gap_count;
             for &gap in &m.audio_gaps {
                 record_duration(self.series(Metric::AudioGap), gap);
+            }
+            if let Some(delay) = m.delay {
+                record_duration(self.series(Metric::AudioDelay), delay);
             }
             if m.packets_expected > 0 {
                 let ppm = u128::from(m.packets_lost.min(m.packets_expected)) * 1_000_000

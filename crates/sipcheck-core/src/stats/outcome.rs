@@ -1,7 +1,7 @@
 //! What a scenario run produces, call by call: the contract between the executor (which fills
 //! these once, at each call's end) and the metrics and reporters (which only read them).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -154,6 +154,31 @@ pub struct CallMedia {
     pub audio_gaps: Vec<Duration>,
     /// How many gaps there were.
     pub audio_gap_count: u64,
+    /// When this end sent the first sample of each of its recent signature frames (see
+    /// [`crate::media::signature::mouth_to_ear`]).
+    pub signature_sent: Vec<Instant>,
+    /// When this end's playout began each recent frame it decoded of the far end's signature.
+    pub signature_onsets: Vec<Instant>,
+    /// The mouth-to-ear delay of the direction this end received, when both ends ran in this
+    /// process and the signature went through (set when the two ends are paired).
+    pub delay: Option<Duration>,
+    /// The round trip of this end's own signature heard back (an echo).
+    pub round_trip: Option<Duration>,
+}
+
+/// Sets each end's [`CallMedia::delay`] from the other end's frames sent and its own
+/// frames decoded, and rates its quality with that delay as the E-model's Ta.
+pub fn pair_delays(caller: &mut CallResult, callee: &mut CallResult) {
+    let (Some(a), Some(b)) = (caller.media.as_mut(), callee.media.as_mut()) else {
+        return;
+    };
+    let (a_sent, b_sent) = (a.signature_sent.clone(), b.signature_sent.clone());
+    for (to, from_sent) in [(a, b_sent), (b, a_sent)] {
+        to.delay = crate::media::signature::mouth_to_ear(&from_sent, &to.signature_onsets);
+        if let (Some(delay), Some(q)) = (to.delay, to.quality) {
+            to.quality = Some(q.with_delay(delay));
+        }
+    }
 }
 
 /// One call as seen by one of its user agents (a call between two roles of the same run

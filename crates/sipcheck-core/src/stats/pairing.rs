@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::outcome::{name_one_way, CallResult, Side};
+use super::outcome::{name_one_way, pair_delays, CallResult, Side};
 
 /// At most this many results wait for their other end at once.
 pub const MAX_HELD: usize = 4096;
@@ -79,6 +79,7 @@ impl Pairing {
                 Side::Callee => (partner, result),
             };
             name_one_way(&mut caller, &mut callee);
+            pair_delays(&mut caller, &mut callee);
             return vec![caller, callee];
         }
         let mut released = Vec::new();

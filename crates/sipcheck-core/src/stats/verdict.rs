@@ -99,7 +99,8 @@ impl RunSummary {
             | Metric::ToneOnset
             | Metric::RtpJitter
             | Metric::PacingLateness
-            | Metric::AudioGap => Figure::Timing(self.timing(metric)?),
+            | Metric::AudioGap
+            | Metric::AudioDelay => Figure::Timing(self.timing(metric)?),
             Metric::Mos => Figure::Score(&self.quality.mos_milli),
             Metric::AudioGaps => Figure::Count(self.quality.audio_gaps),
             Metric::RtpLoss => Figure::Share {

@@ -1014,6 +1014,10 @@ impl CallScript {
                 quality: r.quality(),
                 audio_gaps: r.audio_gaps.iter().map(Gap::duration).collect(),
                 audio_gap_count: r.audio_gap_count,
+                round_trip: crate::media::signature::mouth_to_ear(&r.signature_sent, &r.own_onsets),
+                signature_sent: r.signature_sent.clone(),
+                signature_onsets: r.signature_onsets.clone(),
+                delay: None,
             });
         }
         let record = self.record.take();

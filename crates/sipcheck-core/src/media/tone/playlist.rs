@@ -81,6 +81,12 @@ impl Playlist {
         self.lengths.iter().sum()
     }
 
+    /// Whether the items play over and over.
+    #[must_use]
+    pub fn is_looping(&self) -> bool {
+        self.looping
+    }
+
     /// How many samples have been produced so far (including trailing silence).
     #[must_use]
     pub fn position(&self) -> u64 {

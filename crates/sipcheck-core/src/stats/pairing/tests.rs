@@ -169,3 +169,56 @@ fn many_paired_calls_leave_nothing_behind() {
     assert!(p.order.len() <= 64 + 1);
     assert_eq!(p.poll_timeout(), None);
 }
+
+#[test]
+fn paired_ends_measure_each_direction_s_delay_and_rate_it_in_the_mos() {
+    use crate::scenario::threshold::Metric;
+    use std::time::SystemTime;
+    let t0 = base();
+    let ms = Duration::from_millis;
+    // The caller's frames go out every 400 ms and are heard 80 ms later; the callee's are
+    // heard 240 ms later.
+    let mut a = caller(4);
+    let mut b = callee(4);
+    let (ma, mb) = (a.media.as_mut().unwrap(), b.media.as_mut().unwrap());
+    ma.signature_sent = (0..8).map(|k| t0 + ms(400 * k)).collect();
+    mb.signature_sent = (0..8).map(|k| t0 + ms(10 + 400 * k)).collect();
+    mb.signature_onsets = (1..7).map(|k| t0 + ms(80 + 400 * k)).collect();
+    ma.signature_onsets = (1..7).map(|k| t0 + ms(10 + 240 + 400 * k)).collect();
+    let mos_before = ma.quality.unwrap().mos_cqe;
+    let mut p = Pairing::new(true, Duration::from_secs(5));
+    assert!(p.push(t0, a).is_empty());
+    let out = p.push(t0, b);
+    let (a, b) = (&out[0], &out[1]);
+    let (ma, mb) = (a.media.as_ref().unwrap(), b.media.as_ref().unwrap());
+    assert_eq!(mb.delay, Some(ms(80)));
+    assert_eq!(ma.delay, Some(ms(240)));
+    // 240 ms one way impairs (G.107 Idd above 100 ms); 80 ms does not.
+    assert!(ma.quality.unwrap().mos_cqe < mos_before - 0.05);
+    assert!((mb.quality.unwrap().mos_cqe - mos_before).abs() < 1e-9);
+    let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &RunInfo::default());
+    for r in &out {
+        m.record_call(r);
+    }
+    let s = m.finish(Duration::from_secs(1), false);
+    let delay = s.timing(Metric::AudioDelay).unwrap();
+    assert_eq!(delay.len(), 2);
+    assert!(
+        (delay.max() as f64 / 1000.0 - 240.0).abs() < 1.0,
+        "{}",
+        delay.max()
+    );
+}
+
+#[test]
+fn an_end_without_the_far_end_s_frames_has_no_delay() {
+    let t0 = base();
+    let mut a = caller(5);
+    a.media.as_mut().unwrap().signature_onsets = vec![t0 + Duration::from_millis(80)];
+    let mut p = Pairing::new(true, Duration::from_secs(5));
+    assert!(p.push(t0, a).is_empty());
+    let out = p.push(t0, callee(5));
+    assert!(out
+        .iter()
+        .all(|r| r.media.as_ref().unwrap().delay.is_none()));
+}
