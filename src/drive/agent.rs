@@ -11,7 +11,7 @@
 //! (what else wakes the loop — the executor's commands, Ctrl-C —, where results go, how a
 //! transport failure is taken, and when the loop is over).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -21,6 +21,7 @@ use sipcheck_core::media::intent::MediaEvent;
 use sipcheck_core::media::session::{MediaReport, MediaSession};
 use sipcheck_core::sdp::Negotiated;
 use sipcheck_core::ua::agent::{Agent, CallKey, MediaCommand};
+use sipcheck_core::ua::work::{Work, WorkResult};
 use tokio::sync::mpsc;
 
 use crate::drive::media::{EventSink, Finished, MediaHandle};
@@ -96,6 +97,10 @@ pub(crate) trait Control<M> {
     ) -> Result<(), Self::Error>;
 }
 
+/// The most computations (PESQ scores) run at once, each on a blocking worker thread; the
+/// others wait in order.
+const WORKERS: usize = 2;
+
 /// Replies about the calls, from the tasks that carry out their slow work.
 type Pipe<T> = (
     mpsc::UnboundedSender<(CallKey, T)>,
@@ -109,6 +114,7 @@ enum Wake<W> {
     Media(CallKey, MediaEvent),
     Stopped(CallKey, Option<Box<Finished>>),
     Resolved(CallKey, Option<SocketAddr>),
+    Worked(CallKey, WorkResult),
     Own(W),
 }
 
@@ -128,6 +134,12 @@ pub(crate) struct Driver<M> {
     stopping: usize,
     stopped: Pipe<Option<Box<Finished>>>,
     resolved: Pipe<Option<SocketAddr>>,
+    /// The calls' computations, run on blocking workers ([`WORKERS`] at most; never in the
+    /// loop: a PESQ score would hold up every other call's signalling), those waiting
+    /// their turn, and the results.
+    working: usize,
+    work_queue: VecDeque<(CallKey, Work)>,
+    worked: Pipe<WorkResult>,
     /// The agent's timer, kept across turns, and the deadline it is set to.
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
@@ -151,6 +163,9 @@ impl<M: Media> Driver<M> {
             stopping: 0,
             stopped: mpsc::unbounded_channel(),
             resolved: mpsc::unbounded_channel(),
+            working: 0,
+            work_queue: VecDeque::new(),
+            worked: mpsc::unbounded_channel(),
             timer: Box::pin(tokio::time::sleep_until(far().into())),
             armed: None,
             transport_open: true,
@@ -180,6 +195,7 @@ impl<M: Media> Driver<M> {
                 Some((key, event)) = self.media_events.1.recv() => Wake::Media(key, event),
                 Some((key, finished)) = self.stopped.1.recv() => Wake::Stopped(key, finished),
                 Some((key, to)) = self.resolved.1.recv() => Wake::Resolved(key, to),
+                Some((key, result)) = self.worked.1.recv() => Wake::Worked(key, result),
                 own = control.wake() => Wake::Own(own),
             };
             let now = Instant::now();
@@ -196,6 +212,10 @@ impl<M: Media> Driver<M> {
                 Wake::Media(key, event) => self.agent.handle_media_event(now, key, event),
                 Wake::Stopped(key, finished) => self.media_stopped(key, finished),
                 Wake::Resolved(key, to) => self.agent.handle_resolved(now, key, to),
+                Wake::Worked(key, result) => {
+                    self.working = self.working.saturating_sub(1);
+                    self.agent.handle_work_done(now, key, result);
+                }
                 Wake::Own(own) => {
                     if let Some(done) = control.handle(&mut self.agent, own)? {
                         return Ok(done);
@@ -252,12 +272,34 @@ impl<M: Media> Driver<M> {
                     let _ = resolved.send((key, to));
                 });
             }
+            while let Some(work) = self.agent.poll_work() {
+                self.work_queue.push_back(work);
+            }
+            self.start_work();
             control.results(&mut self.agent, &mut self.media);
             // Requests of our own are all registrations, whose events the agent took.
             while self.agent.poll_request_event().is_some() {}
             if !busy {
                 return Ok(());
             }
+        }
+    }
+
+    /// Start the queued computations, [`WORKERS`] at once at most, skipping those of calls
+    /// gone meanwhile.
+    fn start_work(&mut self) {
+        while self.working < WORKERS {
+            let Some((key, work)) = self.work_queue.pop_front() else {
+                return;
+            };
+            if !self.agent.has_call(key) {
+                continue;
+            }
+            self.working += 1;
+            let worked = self.worked.0.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = worked.send((key, work.run()));
+            });
         }
     }
 
