@@ -114,7 +114,7 @@ enum Wake<W> {
     Media(CallKey, MediaEvent),
     Stopped(CallKey, Option<Box<Finished>>),
     Resolved(CallKey, Option<SocketAddr>),
-    Worked(CallKey, WorkResult),
+    Worked(CallKey, Option<WorkResult>),
     Own(W),
 }
 
@@ -139,7 +139,7 @@ pub(crate) struct Driver<M> {
     /// their turn, and the results.
     working: usize,
     work_queue: VecDeque<(CallKey, Work)>,
-    worked: Pipe<WorkResult>,
+    worked: Pipe<Option<WorkResult>>,
     /// The agent's timer, kept across turns, and the deadline it is set to.
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
@@ -214,7 +214,10 @@ impl<M: Media> Driver<M> {
                 Wake::Resolved(key, to) => self.agent.handle_resolved(now, key, to),
                 Wake::Worked(key, result) => {
                     self.working = self.working.saturating_sub(1);
-                    self.agent.handle_work_done(now, key, result);
+                    // No result (the computation panicked): the step gives up at its bound.
+                    if let Some(result) = result {
+                        self.agent.handle_work_done(now, key, result);
+                    }
                 }
                 Wake::Own(own) => {
                     if let Some(done) = control.handle(&mut self.agent, own)? {
@@ -297,8 +300,9 @@ impl<M: Media> Driver<M> {
             }
             self.working += 1;
             let worked = self.worked.0.clone();
-            tokio::task::spawn_blocking(move || {
-                let _ = worked.send((key, work.run()));
+            let running = tokio::task::spawn_blocking(move || work.run());
+            tokio::spawn(async move {
+                let _ = worked.send((key, running.await.ok()));
             });
         }
     }
