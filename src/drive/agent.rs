@@ -137,8 +137,7 @@ pub(crate) struct Driver<M> {
     /// The calls' computations, run on blocking workers ([`WORKERS`] at most; never in the
     /// loop: a PESQ score would hold up every other call's signalling), those waiting
     /// their turn, and the results.
-    working: usize,
-    work_queue: VecDeque<(CallKey, Work)>,
+    work_queue: WorkQueue<CallKey, Work>,
     worked: Pipe<Option<WorkResult>>,
     /// The agent's timer, kept across turns, and the deadline it is set to.
     timer: Pin<Box<tokio::time::Sleep>>,
@@ -163,8 +162,7 @@ impl<M: Media> Driver<M> {
             stopping: 0,
             stopped: mpsc::unbounded_channel(),
             resolved: mpsc::unbounded_channel(),
-            working: 0,
-            work_queue: VecDeque::new(),
+            work_queue: WorkQueue::default(),
             worked: mpsc::unbounded_channel(),
             timer: Box::pin(tokio::time::sleep_until(far().into())),
             armed: None,
@@ -213,7 +211,7 @@ impl<M: Media> Driver<M> {
                 Wake::Stopped(key, finished) => self.media_stopped(key, finished),
                 Wake::Resolved(key, to) => self.agent.handle_resolved(now, key, to),
                 Wake::Worked(key, result) => {
-                    self.working = self.working.saturating_sub(1);
+                    self.work_queue.done();
                     // No result (the computation panicked): the step gives up at its bound.
                     if let Some(result) = result {
                         self.agent.handle_work_done(now, key, result);
@@ -276,7 +274,7 @@ impl<M: Media> Driver<M> {
                 });
             }
             while let Some(work) = self.agent.poll_work() {
-                self.work_queue.push_back(work);
+                self.work_queue.push(work);
             }
             self.start_work();
             control.results(&mut self.agent, &mut self.media);
@@ -291,14 +289,8 @@ impl<M: Media> Driver<M> {
     /// Start the queued computations, [`WORKERS`] at once at most, skipping those of calls
     /// gone meanwhile.
     fn start_work(&mut self) {
-        while self.working < WORKERS {
-            let Some((key, work)) = self.work_queue.pop_front() else {
-                return;
-            };
-            if !self.agent.has_call(key) {
-                continue;
-            }
-            self.working += 1;
+        let agent = &self.agent;
+        while let Some((key, work)) = self.work_queue.next(|key| agent.has_call(*key)) {
             let worked = self.worked.0.clone();
             let running = tokio::task::spawn_blocking(move || work.run());
             tokio::spawn(async move {
@@ -367,10 +359,75 @@ impl<M: Media> Driver<M> {
     }
 }
 
+/// Computations waiting for a worker, and how many run ([`WORKERS`] at most).
+struct WorkQueue<K, W> {
+    running: usize,
+    queue: VecDeque<(K, W)>,
+}
+
+impl<K, W> Default for WorkQueue<K, W> {
+    fn default() -> Self {
+        Self {
+            running: 0,
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+impl<K, W> WorkQueue<K, W> {
+    fn push(&mut self, item: (K, W)) {
+        self.queue.push_back(item);
+    }
+
+    /// The next computation to start, in order, when a worker is free (counted running from
+    /// now), skipping those whose call is no longer `live`.
+    fn next(&mut self, live: impl Fn(&K) -> bool) -> Option<(K, W)> {
+        while self.running < WORKERS {
+            let (key, work) = self.queue.pop_front()?;
+            if live(&key) {
+                self.running += 1;
+                return Some((key, work));
+            }
+        }
+        None
+    }
+
+    /// A computation finished (or failed): its worker is free.
+    fn done(&mut self) {
+        self.running = self.running.saturating_sub(1);
+    }
+}
+
 /// The address of a SIP URI's host (port 5060 by default).
 async fn resolve_uri_host(uri: &str) -> Option<SocketAddr> {
     let target = sipcheck_core::sip::uri::SipTarget::parse(uri).ok()?;
     crate::drive::transport::resolve(&target.host_port(5060), 5060)
         .await
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WorkQueue, WORKERS};
+
+    #[test]
+    fn computations_run_two_at_once_in_order_skipping_calls_gone() {
+        assert_eq!(WORKERS, 2);
+        let mut q = WorkQueue::default();
+        for key in 1..=5 {
+            q.push((key, format!("work {key}")));
+        }
+        let live = |key: &i32| *key != 3;
+        assert_eq!(q.next(live), Some((1, "work 1".to_string())));
+        assert_eq!(q.next(live), Some((2, "work 2".to_string())));
+        assert_eq!(q.next(live), None, "two run, the others wait");
+        q.done();
+        // The call of 3 is gone: 4 is next.
+        assert_eq!(q.next(live), Some((4, "work 4".to_string())));
+        assert_eq!(q.next(live), None);
+        q.done();
+        q.done();
+        assert_eq!(q.next(live), Some((5, "work 5".to_string())));
+        assert_eq!(q.next(live), None, "nothing left");
+    }
 }
