@@ -84,6 +84,11 @@ fn speech_over_a_clean_loopback_passes_a_pesq_minimum_of_3_5() {
     assert_eq!(v["calls"]["by_role"]["callee"]["passed"], 1, "{v}");
     assert_eq!(v["audio"]["checked"], 1, "{v}\n{shown}");
     assert_eq!(v["audio"]["verified"], 1, "{v}\n{shown}");
+    // The score runs off the role's loop: the BYE after it goes out (and is timed) when
+    // it is sent, answered at once by the callee, not held up by the scoring.
+    assert_eq!(v["metrics"]["bye_rtt"]["count"], 1, "{v}");
+    let bye = v["metrics"]["bye_rtt"]["max_ms"].as_f64().unwrap();
+    assert!(bye < 500.0, "BYE answered in {bye} ms\n{shown}");
 }
 
 /// One call with RTP dropped at random with probability `loss`: the caller's PESQ.

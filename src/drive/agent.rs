@@ -11,7 +11,7 @@
 //! (what else wakes the loop — the executor's commands, Ctrl-C —, where results go, how a
 //! transport failure is taken, and when the loop is over).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -21,6 +21,7 @@ use sipcheck_core::media::intent::MediaEvent;
 use sipcheck_core::media::session::{MediaReport, MediaSession};
 use sipcheck_core::sdp::Negotiated;
 use sipcheck_core::ua::agent::{Agent, CallKey, MediaCommand};
+use sipcheck_core::ua::work::{Work, WorkResult};
 use tokio::sync::mpsc;
 
 use crate::drive::media::{EventSink, Finished, MediaHandle};
@@ -96,6 +97,10 @@ pub(crate) trait Control<M> {
     ) -> Result<(), Self::Error>;
 }
 
+/// The most computations (PESQ scores) run at once, each on a blocking worker thread; the
+/// others wait in order.
+const WORKERS: usize = 2;
+
 /// Replies about the calls, from the tasks that carry out their slow work.
 type Pipe<T> = (
     mpsc::UnboundedSender<(CallKey, T)>,
@@ -109,6 +114,7 @@ enum Wake<W> {
     Media(CallKey, MediaEvent),
     Stopped(CallKey, Option<Box<Finished>>),
     Resolved(CallKey, Option<SocketAddr>),
+    Worked(CallKey, Option<WorkResult>),
     Own(W),
 }
 
@@ -128,6 +134,11 @@ pub(crate) struct Driver<M> {
     stopping: usize,
     stopped: Pipe<Option<Box<Finished>>>,
     resolved: Pipe<Option<SocketAddr>>,
+    /// The calls' computations, run on blocking workers ([`WORKERS`] at most; never in the
+    /// loop: a PESQ score would hold up every other call's signalling), those waiting
+    /// their turn, and the results.
+    work_queue: WorkQueue<CallKey, Work>,
+    worked: Pipe<Option<WorkResult>>,
     /// The agent's timer, kept across turns, and the deadline it is set to.
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
@@ -151,6 +162,8 @@ impl<M: Media> Driver<M> {
             stopping: 0,
             stopped: mpsc::unbounded_channel(),
             resolved: mpsc::unbounded_channel(),
+            work_queue: WorkQueue::default(),
+            worked: mpsc::unbounded_channel(),
             timer: Box::pin(tokio::time::sleep_until(far().into())),
             armed: None,
             transport_open: true,
@@ -180,6 +193,7 @@ impl<M: Media> Driver<M> {
                 Some((key, event)) = self.media_events.1.recv() => Wake::Media(key, event),
                 Some((key, finished)) = self.stopped.1.recv() => Wake::Stopped(key, finished),
                 Some((key, to)) = self.resolved.1.recv() => Wake::Resolved(key, to),
+                Some((key, result)) = self.worked.1.recv() => Wake::Worked(key, result),
                 own = control.wake() => Wake::Own(own),
             };
             let now = Instant::now();
@@ -196,6 +210,13 @@ impl<M: Media> Driver<M> {
                 Wake::Media(key, event) => self.agent.handle_media_event(now, key, event),
                 Wake::Stopped(key, finished) => self.media_stopped(key, finished),
                 Wake::Resolved(key, to) => self.agent.handle_resolved(now, key, to),
+                Wake::Worked(key, result) => {
+                    self.work_queue.done();
+                    // No result (the computation panicked): the step gives up at its bound.
+                    if let Some(result) = result {
+                        self.agent.handle_work_done(now, key, result);
+                    }
+                }
                 Wake::Own(own) => {
                     if let Some(done) = control.handle(&mut self.agent, own)? {
                         return Ok(done);
@@ -252,12 +273,29 @@ impl<M: Media> Driver<M> {
                     let _ = resolved.send((key, to));
                 });
             }
+            while let Some(work) = self.agent.poll_work() {
+                self.work_queue.push(work);
+            }
+            self.start_work();
             control.results(&mut self.agent, &mut self.media);
             // Requests of our own are all registrations, whose events the agent took.
             while self.agent.poll_request_event().is_some() {}
             if !busy {
                 return Ok(());
             }
+        }
+    }
+
+    /// Start the queued computations, [`WORKERS`] at once at most, skipping those of calls
+    /// gone meanwhile.
+    fn start_work(&mut self) {
+        let agent = &self.agent;
+        while let Some((key, work)) = self.work_queue.next(|key| agent.has_call(*key)) {
+            let worked = self.worked.0.clone();
+            let running = tokio::task::spawn_blocking(move || work.run());
+            tokio::spawn(async move {
+                let _ = worked.send((key, running.await.ok()));
+            });
         }
     }
 
@@ -321,10 +359,75 @@ impl<M: Media> Driver<M> {
     }
 }
 
+/// Computations waiting for a worker, and how many run ([`WORKERS`] at most).
+struct WorkQueue<K, W> {
+    running: usize,
+    queue: VecDeque<(K, W)>,
+}
+
+impl<K, W> Default for WorkQueue<K, W> {
+    fn default() -> Self {
+        Self {
+            running: 0,
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+impl<K, W> WorkQueue<K, W> {
+    fn push(&mut self, item: (K, W)) {
+        self.queue.push_back(item);
+    }
+
+    /// The next computation to start, in order, when a worker is free (counted running from
+    /// now), skipping those whose call is no longer `live`.
+    fn next(&mut self, live: impl Fn(&K) -> bool) -> Option<(K, W)> {
+        while self.running < WORKERS {
+            let (key, work) = self.queue.pop_front()?;
+            if live(&key) {
+                self.running += 1;
+                return Some((key, work));
+            }
+        }
+        None
+    }
+
+    /// A computation finished (or failed): its worker is free.
+    fn done(&mut self) {
+        self.running = self.running.saturating_sub(1);
+    }
+}
+
 /// The address of a SIP URI's host (port 5060 by default).
 async fn resolve_uri_host(uri: &str) -> Option<SocketAddr> {
     let target = sipcheck_core::sip::uri::SipTarget::parse(uri).ok()?;
     crate::drive::transport::resolve(&target.host_port(5060), 5060)
         .await
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WorkQueue, WORKERS};
+
+    #[test]
+    fn computations_run_two_at_once_in_order_skipping_calls_gone() {
+        assert_eq!(WORKERS, 2);
+        let mut q = WorkQueue::default();
+        for key in 1..=5 {
+            q.push((key, format!("work {key}")));
+        }
+        let live = |key: &i32| *key != 3;
+        assert_eq!(q.next(live), Some((1, "work 1".to_string())));
+        assert_eq!(q.next(live), Some((2, "work 2".to_string())));
+        assert_eq!(q.next(live), None, "two run, the others wait");
+        q.done();
+        // The call of 3 is gone: 4 is next.
+        assert_eq!(q.next(live), Some((4, "work 4".to_string())));
+        assert_eq!(q.next(live), None);
+        q.done();
+        q.done();
+        assert_eq!(q.next(live), Some((5, "work 5".to_string())));
+        assert_eq!(q.next(live), None, "nothing left");
+    }
 }

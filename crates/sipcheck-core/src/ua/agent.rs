@@ -47,6 +47,7 @@ use crate::ua::call::SIGNATURE_HEADER;
 use crate::ua::call::{CallError, CallEvent, CallId, Endpoint, OfferPlacement, OutgoingCall};
 use crate::ua::register::LocalEnd;
 use crate::ua::script::{CallScript, CommandError, Placed, ScriptCommand, ScriptConfig};
+use crate::ua::work::{Work, WorkResult};
 
 pub mod probe;
 mod registrations;
@@ -173,6 +174,8 @@ pub struct Agent<D> {
     /// The scripts' deadlines.
     timers: BTreeSet<(Instant, CallKey)>,
     media: VecDeque<(CallKey, MediaCommand)>,
+    /// The calls' slow computations for the driver to run off its loop.
+    work: VecDeque<(CallKey, Work)>,
     /// Request-URIs whose host the driver is to resolve.
     resolves: VecDeque<(CallKey, String)>,
     /// Request-URIs resolved so far (without a next hop, one per callee with `{peer}`).
@@ -231,6 +234,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             next_key: 0,
             timers: BTreeSet::new(),
             media: VecDeque::new(),
+            work: VecDeque::new(),
             resolves: VecDeque::new(),
             destinations: HashMap::new(),
             results: VecDeque::new(),
@@ -447,6 +451,17 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         }
     }
 
+    /// The result of a computation of `call` ([`Self::poll_work`]); that of a call already
+    /// gone is dropped.
+    pub fn handle_work_done(&mut self, now: Instant, call: CallKey, result: WorkResult) {
+        self.last_now = Some(now);
+        if let Some(live) = self.calls.get_mut(&call) {
+            live.script.handle_work_done(now, result);
+            self.settle(now, call);
+            self.drive(now);
+        }
+    }
+
     /// The reply to [`MediaCommand::Open`]: the RTP socket's port, or why none opened.
     pub fn handle_media_opened(&mut self, now: Instant, call: CallKey, port: Result<u16, String>) {
         self.last_now = Some(now);
@@ -613,6 +628,19 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     /// The next thing to do to a call's media stream.
     pub fn poll_media(&mut self) -> Option<(CallKey, MediaCommand)> {
         self.media.pop_front()
+    }
+
+    /// The next slow computation of a call (a PESQ score), to run off the driver's loop
+    /// ([`Work::run`]); reply with [`Self::handle_work_done`]. Calls wait for their
+    /// results, bounded, while the agent goes on with every other call.
+    pub fn poll_work(&mut self) -> Option<(CallKey, Work)> {
+        self.work.pop_front()
+    }
+
+    /// Whether `call` is still under way (a computation for a call gone need not run).
+    #[must_use]
+    pub fn has_call(&self, call: CallKey) -> bool {
+        self.calls.contains_key(&call)
     }
 
     /// The next call that ended, with its outcome (once per call).
@@ -877,6 +905,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         if let Some(id) = live.call {
             self.by_id.remove(&id);
         }
+        self.work.retain(|(k, _)| *k != key);
         let Some((script, report)) = self.probe_finish(key, live.call, live.script, report) else {
             return;
         };
@@ -967,6 +996,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 self.media.push_back((key, MediaCommand::Intent(intent)));
             }
             ScriptCommand::Media(_) => {}
+            ScriptCommand::Work(work) => self.work.push_back((key, work)),
         }
     }
 

@@ -7,3 +7,4 @@ pub mod register;
 pub mod registration;
 pub mod renewal;
 pub mod script;
+pub mod work;

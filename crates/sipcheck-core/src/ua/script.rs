@@ -35,6 +35,7 @@ use crate::sip::uri::complete_uri;
 use crate::stats::ladder::RawLadder;
 use crate::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
+use crate::ua::work::{Work, WorkResult};
 
 mod probe;
 pub mod responder;
@@ -60,6 +61,9 @@ pub const REINVITE_WAIT: Duration = Duration::from_secs(33);
 const WAIT_FOR_MAX: Duration = Duration::from_secs(3600);
 /// How long a failing media check waits for its stream's status (levels, digits received).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a step waits for the result of its [`Work`] (a PESQ score) before it fails.
+pub const WORK_WAIT: Duration = Duration::from_secs(30);
 /// The worst lateness of a frame, in microseconds, past which a failed media check says
 /// that sipcheck itself was behind.
 const OVERLOAD_LATE_US: u64 = 20_000;
@@ -123,6 +127,9 @@ pub enum ScriptCommand {
     Reinvite(Box<LocalMedia>),
     /// Something for the call's media stream.
     Media(MediaIntent),
+    /// A slow computation (a PESQ score) to run off the driver's loop; reply with
+    /// [`CallScript::handle_work_done`]. The step waits for it, [`WORK_WAIT`] at most.
+    Work(Work),
 }
 
 /// Why a command with a reply could not be carried out.
@@ -379,6 +386,13 @@ enum Phase {
         watch: u32,
         deadline: Instant,
         then: Then,
+    },
+    /// Waiting for the score of an `expect: pesq` step's recording ([`Work::Pesq`]).
+    Scoring {
+        id: u32,
+        deadline: Instant,
+        reference: String,
+        min: f64,
     },
     /// The result is ready.
     Done,
@@ -679,6 +693,22 @@ impl CallScript {
         self.advance(now);
     }
 
+    /// The reply to [`ScriptCommand::Work`]: the step waiting for it is judged. A result
+    /// no step waits for any more (given up on, interrupted) is dropped.
+    pub fn handle_work_done(&mut self, now: Instant, result: WorkResult) {
+        let WorkResult::Pesq { id, score } = result;
+        if matches!(self.phase, Phase::Scoring { id: i, .. } if i == id) {
+            let Phase::Scoring { reference, min, .. } =
+                std::mem::replace(&mut self.phase, Phase::Step)
+            else {
+                unreachable!("matched as scoring")
+            };
+            let ok = self.judge_pesq(&reference, min, score);
+            self.step_done(now, ok);
+        }
+        self.advance(now);
+    }
+
     /// The reply to [`ScriptCommand::Invite`].
     pub fn handle_placed(&mut self, now: Instant, placed: Result<Placed, CommandError>) {
         if let Some(p) = &mut self.probe {
@@ -879,7 +909,7 @@ impl CallScript {
                 Some(g) => g.min(wait.deadline),
                 None => wait.deadline,
             }),
-            Phase::Probe { deadline, .. } => Some(*deadline),
+            Phase::Probe { deadline, .. } | Phase::Scoring { deadline, .. } => Some(*deadline),
             Phase::Step | Phase::Reply(_) | Phase::Done => None,
         }
     }
@@ -1179,6 +1209,26 @@ impl CallScript {
                         unreachable!("matched as a probe")
                     };
                     self.resume_probe(now, then, None);
+                }
+                Phase::Scoring {
+                    deadline,
+                    reference,
+                    ..
+                } => {
+                    if self.stop_requested {
+                        // Ctrl-C: the score is not waited for (its result is dropped).
+                        self.interrupted = true;
+                    } else if now >= *deadline {
+                        let message = format!(
+                            "PESQ against `{reference}` not scored: no result within {:.0} s",
+                            WORK_WAIT.as_secs_f64()
+                        );
+                        self.fail(FailureKind::PesqLow, message);
+                    } else {
+                        return;
+                    }
+                    self.phase = Phase::Step;
+                    self.step_done(now, false);
                 }
                 Phase::Reply(_) | Phase::Done => return,
             }
@@ -1863,7 +1913,7 @@ impl CallScript {
                 within,
             } => match end.fired {
                 Some(MediaEvent::Captured { audio, .. }) => {
-                    Some(self.judge_pesq(&reference, min, &audio))
+                    self.score_pesq(now, reference, min, audio)
                 }
                 _ => {
                     self.unwatch(wait.watch);
@@ -1948,12 +1998,41 @@ impl CallScript {
         }
     }
 
-    /// Scores the recorded audio of an `expect: pesq` step against its reference.
-    fn judge_pesq(&mut self, reference: &str, min: f64, audio: &[i16]) -> bool {
-        let Some(samples) = self.cfg.wavs.get(reference).cloned() else {
-            return false;
+    /// Asks for the recorded audio of an `expect: pesq` step to be scored against its
+    /// reference, and waits for the score ([`WORK_WAIT`] at most).
+    fn score_pesq(
+        &mut self,
+        now: Instant,
+        reference: String,
+        min: f64,
+        received: Arc<[i16]>,
+    ) -> Option<bool> {
+        let Some(samples) = self.cfg.wavs.get(&reference).cloned() else {
+            return Some(false);
         };
-        match pesq::score(&samples, audio) {
+        let id = self.new_watch();
+        self.commands.push_back(ScriptCommand::Work(Work::Pesq {
+            id,
+            reference: samples,
+            received,
+        }));
+        self.phase = Phase::Scoring {
+            id,
+            deadline: now + WORK_WAIT,
+            reference,
+            min,
+        };
+        None
+    }
+
+    /// Judges the score of an `expect: pesq` step's recording against its minimum.
+    fn judge_pesq(
+        &mut self,
+        reference: &str,
+        min: f64,
+        score: Result<pesq::PesqScore, pesq::PesqError>,
+    ) -> bool {
+        match score {
             Ok(score) => {
                 self.pesq_scores.push(score.raw);
                 if score.raw >= min {

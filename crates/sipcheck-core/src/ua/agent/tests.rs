@@ -38,7 +38,14 @@ fn base() -> Instant {
 
 fn scenario(text: &str) -> Scenario {
     let no_env = |_: &str| None;
-    let no_files = |f: &str| Err(format!("no file {f}"));
+    // The PESQ reference is known (its samples are in [`pesq_wavs`]); nothing else is.
+    let no_files = |f: &str| {
+        if f == PESQ_REFERENCE {
+            Ok(String::new())
+        } else {
+            Err(format!("no file {f}"))
+        }
+    };
     match crate::scenario::load("agent.yaml", text, &no_env, &no_files) {
         Ok(s) => s,
         Err(errors) => panic!("{}", crate::scenario::report(&errors)),
@@ -78,6 +85,8 @@ struct RoleNode {
     audio: signature::Board,
     /// Each call's stream: its local RTP address and the remote one.
     streams: HashMap<CallKey, (SocketAddr, Option<SocketAddr>)>,
+    /// The computations asked for, kept for the test to answer (never run inline).
+    work: Vec<(CallKey, Work)>,
 }
 
 impl RoleNode {
@@ -122,6 +131,10 @@ impl RoleNode {
                                 onset: ms(300),
                             })
                         }
+                        MediaIntent::Capture { watch, samples } => Some(MediaEvent::Captured {
+                            watch,
+                            audio: vec![0; samples].into(),
+                        }),
                         MediaIntent::Probe(watch) => Some(MediaEvent::Status {
                             watch,
                             level_dbfs: None,
@@ -141,6 +154,9 @@ impl RoleNode {
                     }
                 }
             }
+        }
+        while let Some(work) = self.agent.poll_work() {
+            self.work.push(work);
         }
         while let Some((key, target)) = self.agent.poll_resolve() {
             let to = self
@@ -252,7 +268,7 @@ impl Run {
                 codecs: scenario.media.codecs.clone(),
                 ptime_ms: 20,
                 rtp: scenario.media.rtp,
-                wavs: Arc::new(HashMap::new()),
+                wavs: pesq_wavs(),
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
             };
@@ -276,6 +292,7 @@ impl Run {
                 registrations: Vec::new(),
                 audio: audio.clone(),
                 streams: HashMap::new(),
+                work: Vec::new(),
             };
             sim.add_node(node, [addr]);
         }
@@ -1533,4 +1550,124 @@ fn a_limit_moved_later_gives_the_removal_of_the_binding_its_own_time() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+const PESQ_REFERENCE: &str = "speech.wav";
+
+/// The PESQ reference of [`PESQ`] (its content does not matter: the test scores it).
+fn pesq_wavs() -> Arc<HashMap<String, Arc<[i16]>>> {
+    Arc::new(HashMap::from([(
+        PESQ_REFERENCE.to_string(),
+        Arc::from(vec![0i16; 16_000]),
+    )]))
+}
+
+const PESQ: &str = r#"
+name: agent-pesq
+target:
+  direct: true
+  domain: 127.0.0.1
+accounts:
+  range: { from: 2000, count: 4 }
+media:
+  codecs: [PCMU]
+roles:
+  callee:
+    accounts: 2000..2001
+    listen: 127.0.0.1:5070
+    steps:
+      - answer
+      - wait_for: bye
+  caller:
+    accounts: 2002..2003
+    listen: 127.0.0.1:5080
+    steps:
+      - call: { to: "sip:{peer}@127.0.0.1:5070", peer: callee, timeout: 5s }
+      - expect: { pesq: { reference: speech.wav, min: 3.5 } }
+      - hangup
+"#;
+
+/// Two calls 1 s apart, run until both callers' scores are asked for (none answered).
+fn pesq_calls() -> Run {
+    let mut run = Run::new(PESQ, LinkConfig::new(ms(10)));
+    run.plan(2, secs(1));
+    let until = run.t0 + secs(3);
+    while run.sim.step(until) {}
+    run
+}
+
+fn pesq_result(work: &Work, raw: f64) -> WorkResult {
+    let Work::Pesq { id, .. } = work;
+    WorkResult::Pesq {
+        id: *id,
+        score: Ok(crate::media::pesq::PesqScore { raw, mos_lqo: raw }),
+    }
+}
+
+#[test]
+fn calls_go_on_while_a_score_is_outstanding_and_its_result_judges_the_step() {
+    let mut run = pesq_calls();
+    let caller = run.index("caller");
+    // The first call's score was asked for at its answer and never given: the agent went
+    // on regardless, the second call was placed and answered meanwhile.
+    let now = run.sim.now();
+    let node = &mut run.sim.nodes[caller];
+    assert_eq!(
+        node.work.len(),
+        2,
+        "both calls answered, both scores asked for"
+    );
+    assert_eq!(node.agent.live_calls(), 2);
+    assert!(node.results.is_empty());
+    // The scores come back in the other order, later: each judges its own call's step.
+    let work = std::mem::take(&mut node.work);
+    node.agent
+        .handle_work_done(now, work[1].0, pesq_result(&work[1].1, 2.1));
+    node.agent
+        .handle_work_done(now, work[0].0, pesq_result(&work[0].1, 4.2));
+    node.service(now);
+    run.run(secs(60));
+    let results = run.results("caller");
+    assert_eq!(results.len(), 2);
+    let passed: Vec<bool> = results.iter().map(CallResult::passed).collect();
+    assert_eq!(passed.iter().filter(|p| **p).count(), 1, "{passed:?}");
+    let failed = results.iter().find(|r| !r.passed()).expect("one failed");
+    assert_eq!(failed.failures.len(), 1, "{}", messages(failed));
+    assert_eq!(failed.failures[0].kind, FailureKind::PesqLow);
+    assert_eq!(failed.pesq, vec![2.1]);
+    for r in run.results("callee") {
+        assert!(r.passed(), "{}", messages(r));
+    }
+}
+
+#[test]
+fn calls_whose_scores_are_outstanding_end_cleanly_on_ctrl_c_and_their_results_are_dropped() {
+    let mut run = pesq_calls();
+    let caller = run.index("caller");
+    assert_eq!(run.sim.nodes[caller].work.len(), 2, "both calls scoring");
+    let stop = run.sim.now() + ms(100);
+    run.sim.nodes[caller].stop_at = Some(stop);
+    run.run(secs(60));
+    let now = run.sim.now();
+    let node = &mut run.sim.nodes[caller];
+    assert_eq!(node.results.len(), 2);
+    for r in &node.results {
+        assert!(!r.passed());
+        assert!(
+            r.failures
+                .iter()
+                .all(|f| f.kind == FailureKind::Interrupted),
+            "{}",
+            messages(r)
+        );
+    }
+    // The scores of calls gone are dropped.
+    for (key, work) in std::mem::take(&mut node.work) {
+        assert!(!node.agent.has_call(key));
+        node.agent
+            .handle_work_done(now, key, pesq_result(&work, 4.2));
+    }
+    node.service(now);
+    assert_eq!(node.results.len(), 2);
+    assert_eq!(node.agent.live_calls(), 0);
 }

@@ -4,6 +4,8 @@
 use super::*;
 use crate::media::g711::Codec as G711;
 use crate::media::pesq::RECORD_SLACK_SAMPLES;
+use crate::ua::script::WORK_WAIT;
+use crate::ua::work::Work;
 
 const REFERENCE: &str = "speech.wav";
 
@@ -64,16 +66,96 @@ fn through_pcmu(samples: &[i16]) -> Vec<i16> {
         .collect()
 }
 
-/// Feeds the captured `audio` after the reference's length and ends the call.
-fn captured(mut h: Harness, watch: u32, audio: Vec<i16>) -> CallResult {
+/// Feeds the captured `audio` after the reference's length: the score asked for.
+fn score_asked(h: &mut Harness, watch: u32, audio: Vec<i16>) -> Work {
     h.after(Duration::from_secs(11));
     h.media(MediaEvent::Captured {
         watch,
         audio: audio.into(),
     });
+    let mut cmds = h.commands();
+    let Some(ScriptCommand::Work(work)) = cmds.pop() else {
+        panic!("a score asked for: {cmds:?}")
+    };
+    assert!(cmds.is_empty(), "{cmds:?}");
+    work
+}
+
+/// Feeds the captured `audio`, scores it (the step waits meanwhile, the work is not
+/// done inline), hands the score back a little later and ends the call.
+fn captured(mut h: Harness, watch: u32, audio: Vec<i16>) -> CallResult {
+    let work = score_asked(&mut h, watch, audio);
+    // The step waits for the score, bounded.
+    assert_eq!(h.script.poll_timeout(), Some(h.now + WORK_WAIT));
+    h.after(Duration::from_millis(120));
+    assert!(h.commands().is_empty());
+    assert!(!h.script.is_done());
+    h.script.handle_work_done(h.now, work.run());
     assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
     h.ended(CallEndReason::LocalBye, |_| {});
     h.result()
+}
+
+#[test]
+fn a_score_that_never_comes_fails_the_step_after_its_bound_naming_it() {
+    let reference = speech();
+    let mut h = harness(&reference, 3.5);
+    let (watch, _) = capture(&mut h);
+    let work = score_asked(&mut h, watch, through_pcmu(&reference));
+    let asked = h.now;
+    h.jump();
+    assert_eq!(h.now - asked, WORK_WAIT);
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    // A result coming after that is dropped.
+    h.script.handle_work_done(h.now, work.run());
+    assert!(h.commands().is_empty());
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert_eq!(result.failures.len(), 1, "{:?}", result.failures);
+    let f = &result.failures[0];
+    assert_eq!((f.kind.clone(), f.line), (FailureKind::PesqLow, 11));
+    assert_eq!(
+        f.message,
+        "PESQ against `speech.wav` not scored: no result within 30 s"
+    );
+    assert!(result.pesq.is_empty());
+}
+
+#[test]
+fn a_bye_while_scoring_waits_for_the_score_and_ctrl_c_does_not() {
+    let reference = speech();
+    // The caller hangs up while the score is outstanding: the audio was recorded, the
+    // score still judges the step.
+    let mut h = harness(&reference, 3.5);
+    let (watch, _) = capture(&mut h);
+    let work = score_asked(&mut h, watch, through_pcmu(&reference));
+    h.ended(CallEndReason::RemoteBye, |_| {});
+    assert!(!h.script.is_done());
+    h.after(Duration::from_millis(500));
+    h.script.handle_work_done(h.now, work.run());
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!(result.pesq.len(), 1);
+
+    // Ctrl-C while scoring: the score is not waited for, the call is hung up.
+    let mut h = harness(&reference, 3.5);
+    let (watch, _) = capture(&mut h);
+    let work = score_asked(&mut h, watch, through_pcmu(&reference));
+    h.script.stop(h.now);
+    assert!(matches!(&h.commands()[..], [ScriptCommand::Hangup]));
+    h.script.handle_work_done(h.now, work.run());
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(!result.passed());
+    assert!(result.pesq.is_empty());
+    assert!(
+        result
+            .failures
+            .iter()
+            .all(|f| f.kind == FailureKind::Interrupted),
+        "{:?}",
+        result.failures
+    );
 }
 
 #[test]
