@@ -395,6 +395,11 @@ pub struct JitterBuffer {
     playing: bool,
     /// Ran dry while playing, and no packet was stored since.
     underrun: bool,
+    /// Playout ticks heard as silence since the underrun (the frames due meanwhile).
+    silent_ticks: u64,
+    /// Frames skipped at the resume after an underrun not yet matched by a silent tick: the
+    /// ticks of re-buffering that follow are those frames' slots, counted missing one by one.
+    owed: u64,
     stats: JitterBufferStats,
 }
 
@@ -414,6 +419,8 @@ impl JitterBuffer {
             highest: None,
             playing: false,
             underrun: false,
+            silent_ticks: 0,
+            owed: 0,
             stats: JitterBufferStats::default(),
         })
     }
@@ -446,12 +453,17 @@ impl JitterBuffer {
                 return Buffered::Late;
             }
             // After an underrun (the stream stopped while playing), the frames between the
-            // last one played and this one were due during the silence: they are missing,
-            // and playout resumes from here rather than replaying their slots late. A jump
-            // beyond MAX_SKIP_COUNTED is a discontinuity, not loss.
+            // last one played and this one were due during the silence: they are missing, and
+            // playout resumes from here rather than replaying their slots late. Each is
+            // counted against a tick of silence (those of the underrun now, those of the
+            // re-buffering that follows as they come), so no more frames are missing than
+            // ticks were silent. A jump beyond MAX_SKIP_COUNTED is a discontinuity, not loss.
             Some(next) if self.underrun && sequence > next => {
-                if sequence - next <= MAX_SKIP_COUNTED {
-                    self.stats.missing += sequence - next;
+                let skipped = sequence - next;
+                if skipped <= MAX_SKIP_COUNTED {
+                    let now = skipped.min(self.silent_ticks);
+                    self.stats.missing += now;
+                    self.owed = skipped - now;
                 }
                 sequence
             }
@@ -472,6 +484,7 @@ impl JitterBuffer {
             next
         };
         self.underrun = false;
+        self.silent_ticks = 0;
         self.next = Some(next);
         self.highest = Some(self.highest.map_or(sequence, |h| h.max(sequence)));
         let slot = self.slot(sequence);
@@ -495,13 +508,22 @@ impl JitterBuffer {
         if !self.playing {
             if highest.saturating_add(1) >= next.saturating_add(self.depth) {
                 self.playing = true;
+                self.owed = 0;
             } else {
+                if self.underrun {
+                    self.silent_ticks += 1;
+                } else if self.owed > 0 {
+                    self.owed -= 1;
+                    self.stats.missing += 1;
+                }
                 return Playout::Buffering;
             }
         }
         if next > highest {
             self.playing = false;
             self.underrun = true;
+            self.silent_ticks = 1;
+            self.owed = 0;
             self.stats.underruns += 1;
             return Playout::Buffering;
         }
@@ -550,6 +572,8 @@ impl JitterBuffer {
         self.highest = None;
         self.playing = false;
         self.underrun = false;
+        self.silent_ticks = 0;
+        self.owed = 0;
     }
 
     /// The counters so far.
@@ -1412,6 +1436,40 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_sequence_jump_wider_than_the_silence_counts_only_the_ticks_that_were_silent() {
+        let mut jb = JitterBuffer::new(3).unwrap();
+        let store = |jb: &mut JitterBuffer, seq: u64| {
+            let buf = bytes(1, seq as u16, 0);
+            jb.push(seq, &RtpPacket::parse(&buf).unwrap())
+        };
+        let mut pops = 0u64;
+        for seq in 0..10 {
+            store(&mut jb, seq);
+            jb.pop();
+            pops += 1;
+        }
+        // Ran dry for three ticks, then the sender jumps 100 frames ahead.
+        for _ in 0..5 {
+            jb.pop();
+            pops += 1;
+        }
+        store(&mut jb, 110);
+        for _ in 0..4 {
+            jb.pop();
+            pops += 1;
+        }
+        let stats = jb.stats();
+        assert!(
+            stats.played + stats.missing <= pops,
+            "{stats:?} after {pops} ticks"
+        );
+        // Three ticks of the underrun and the four of re-buffering after it were silent: seven
+        // of the hundred skipped frames are missing, not a hundred.
+        assert_eq!(stats.missing, 7);
+        assert_eq!(stats.played, 10);
     }
 
     #[test]
