@@ -4,6 +4,7 @@
 //! Nothing here reads a clock or writes anywhere: the shell's reporters format these figures.
 
 pub mod compare;
+pub mod distribution;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixture;
 pub mod ladder;
