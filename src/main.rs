@@ -236,6 +236,10 @@ struct RunCmd {
     /// Add one JUnit test case per call (at most 1000) to the JUnit report.
     #[arg(long)]
     junit_per_call: bool,
+    /// Write the run as one self-contained HTML page with charts here, at its end (the
+    /// time series at --series-interval, whether or not --series is given).
+    #[arg(long, value_name = "FILE.html")]
+    html: Option<String>,
     /// Override a value, e.g. --set load.rate=50/s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -357,6 +361,7 @@ async fn run(command: Command) -> Exit {
                 metrics: cmd.metrics,
                 calls: cmd.calls,
                 junit_per_call: cmd.junit_per_call,
+                html: cmd.html,
             };
             sipcheck::run::run(&args, &mut stdout).await
         }

@@ -330,7 +330,12 @@ pub fn write_summary(
 
     // Verdict.
     writeln!(out)?;
-    let verdict = match s.verdict(thresholds) {
+    writeln!(out, "result: {}", verdict_text(s, thresholds))
+}
+
+/// The verdict in words: `PASSED`, `FAILED: 1 of 4 thresholds failed`, ….
+pub(crate) fn verdict_text(s: &RunSummary, thresholds: &[ThresholdResult]) -> String {
+    match s.verdict(thresholds) {
         Verdict::Passed => "PASSED".to_owned(),
         Verdict::ThresholdsFailed => {
             let failed = thresholds.iter().filter(|t| !t.passed).count();
@@ -344,8 +349,7 @@ pub fn write_summary(
             s.calls.failed, s.calls.started, s.registrations.failed
         ),
         Verdict::Interrupted => interrupted_verdict(s, thresholds),
-    };
-    writeln!(out, "result: {verdict}")
+    }
 }
 
 /// A threshold as the reports name it: `invite_to_200.p99 < 500ms`.

@@ -11,6 +11,7 @@
 //! - [`progress`]: the live progress line on stderr while the run goes.
 //! - [`series`]: the run's time series, one CSV or JSON Lines row per interval, as it goes.
 //! - [`openmetrics`]: the headline figures in the OpenMetrics text format (GitLab metrics).
+//! - [`html`]: the run as one self-contained HTML page with charts, for people.
 //! - [`values`]: threshold values and units as the reports spell them.
 //!
 //! Reporters are pure functions writing to `impl Write`. Report files are written with
@@ -41,6 +42,7 @@
 
 pub mod calls;
 pub mod console;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod openmetrics;

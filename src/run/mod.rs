@@ -14,10 +14,11 @@ use crate::exit::Exit;
 use crate::report::calls::CallLog;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
+use sipcheck_core::stats::distribution::Scores;
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 use sipcheck_core::stats::outcome::CallResult;
 use sipcheck_core::stats::pairing::{self, Pairing};
-use sipcheck_core::stats::series::Series;
+use sipcheck_core::stats::series::{Series, SeriesRow};
 
 /// Counts call results released by the pairing: the metrics, the progress line, the time
 /// series and the per-call records.
@@ -28,14 +29,19 @@ fn count(
     series: Option<&mut Series>,
     at: Duration,
     log: &mut CallLog,
+    pesq: Option<&mut Scores>,
 ) {
     let now = Instant::now();
     let mut series = series;
+    let mut pesq = pesq;
     for result in results {
         progress.on_call_finished(&result);
         metrics.record_call(&result);
         if let Some(s) = series.as_deref_mut() {
             s.handle_result(at, &result);
+        }
+        if let Some(p) = pesq.as_deref_mut() {
+            p.record_call(&result);
         }
         log.record(now, &result);
     }
@@ -62,6 +68,8 @@ pub struct RunArgs {
     pub calls: Option<String>,
     /// One JUnit test case per call (or the scenario's `reports.junit_per_call`).
     pub junit_per_call: bool,
+    /// The HTML report's path.
+    pub html: Option<String>,
 }
 
 /// Load, run and report a scenario; the exit code.
@@ -111,6 +119,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         ("JUnit", &junit_path),
         ("JSON", &json_path),
         ("call records", &calls_path),
+        ("HTML", &args.html),
     ]
     .into_iter()
     .filter(|(_, p)| to_stdout(p))
@@ -130,6 +139,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .chain(&calls_path)
         .chain(&series_path)
         .chain(&metrics_path)
+        .chain(&args.html)
     {
         if let Err(e) = report::check_writable(path) {
             eprintln!("sipcheck: {e}; nothing was sent");
@@ -179,9 +189,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         sipcheck_core::stats::outcome::Side::Callee
     };
     let mut progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
-    let mut series = match &series_path {
+    // The series is kept when it is written as the run goes (--series), or for the HTML
+    // report at the end (its rows kept: one per interval).
+    let series_file = match &series_path {
         Some(path) => match report::series::SeriesFile::create(path) {
-            Ok(file) => Some((Series::new(args.series_interval, counted), file)),
+            Ok(file) => Some(file),
             Err(e) => {
                 eprintln!("sipcheck: {e}; nothing was sent");
                 return Exit::Usage;
@@ -189,6 +201,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         },
         None => None,
     };
+    let html = args.html.is_some();
+    let mut series = (series_file.is_some() || html)
+        .then(|| (Series::new(args.series_interval, counted), series_file));
+    let mut rows: Vec<SeriesRow> = Vec::new();
+    let mut pesq = html.then(Scores::new);
 
     // Both ends of a call between two roles of the run are judged together (one-way audio).
     let mut pairing = Pairing::new(
@@ -228,6 +245,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                             series.as_mut().map(|(s, _)| s),
                             started_at.elapsed(),
                             &mut log,
+                            pesq.as_mut(),
                         );
                     }
                     Some(RunEvent::Registered(r)) => metrics.record_register(&r),
@@ -246,17 +264,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                         series.as_mut().map(|(s, _)| s),
                         now - started_at,
                         &mut log,
+                        pesq.as_mut(),
                     );
                     log.flush();
                     progress.tick(now);
                     if let Some((s, file)) = &mut series {
                         while let Some(row) = s.poll_row(now - started_at) {
                             // The first error is told once; the rows after it are not tried.
-                            if !series_failed {
+                            if let Some(file) = file.as_mut().filter(|_| !series_failed) {
                                 if let Err(e) = file.append(&row) {
                                     eprintln!("sipcheck: {e}");
                                     series_failed = true;
                                 }
+                            }
+                            if html {
+                                rows.push(row);
                             }
                         }
                     }
@@ -284,21 +306,28 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             series.as_mut().map(|(s, _)| s),
             started_at.elapsed(),
             &mut log,
+            pesq.as_mut(),
         );
         // The run (or its wind-down after Ctrl-C) is over: the last rows.
         if let Some((mut s, mut file)) = series {
             for row in s.finish(started_at.elapsed()) {
-                if !series_failed {
+                if let Some(file) = file.as_mut().filter(|_| !series_failed) {
                     if let Err(e) = file.append(&row) {
                         eprintln!("sipcheck: {e}");
                         series_failed = true;
                     }
                 }
+                if html {
+                    rows.push(row);
+                }
             }
         }
-        (metrics, progress, interrupted, series_failed, log.finish())
+        (
+            (metrics, progress, interrupted, series_failed, log.finish()),
+            (rows, pesq),
+        )
     });
-    let (metrics, mut progress, interrupted, series_failed, (per_call, logged)) =
+    let ((metrics, mut progress, interrupted, series_failed, (per_call, logged)), (rows, pesq)) =
         match collector.await {
             Ok(collected) => collected,
             Err(e) => {
@@ -357,6 +386,20 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         if let Err(e) = report::write_report(path, |mut w| {
             report::openmetrics::write_metrics(&summary, &thresholds, &mut w)
         }) {
+            eprintln!("sipcheck: {e}");
+            exit = Exit::Internal;
+        }
+    }
+    if let (Some(path), Some(pesq)) = (&args.html, &pesq) {
+        let input = report::html::HtmlInput {
+            summary: &summary,
+            thresholds: &thresholds,
+            series: &rows,
+            interval: args.series_interval,
+            pesq,
+        };
+        if let Err(e) = report::write_report(path, |mut w| report::html::write_html(&input, &mut w))
+        {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
         }

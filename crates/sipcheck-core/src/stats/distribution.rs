@@ -82,9 +82,10 @@ const CURVE: [f64; 14] = [
     0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999,
 ];
 
-/// The percentile curve of `h`, values multiplied by `scale`: the percentiles of [`CURVE`]
-/// that the sample count resolves (p99.9 needs 1000 samples), then the maximum, drawn at
-/// the next nine. Empty for an empty histogram.
+/// The percentile curve of `h`, values multiplied by `scale`: p0, p10, p25, p50, p75, p90,
+/// p95, p97.5, p99, p99.5, p99.9, p99.95, p99.99 and p99.999 as far as the sample count
+/// resolves them (p99.9 needs 1000 samples), then the maximum, drawn at the next nine.
+/// Empty for an empty histogram.
 #[must_use]
 pub fn percentile_curve(h: &Histogram<u64>, scale: f64) -> Vec<PercentilePoint> {
     if h.is_empty() {
