@@ -18,7 +18,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # and sox for captures and audio files, network tools for the lossy-link tests, procps for
 # kill(1), python3 for the side-by-side benchmark (standard library only) and pip for the
 # Python modules below, g++ for the fuzzers' libFuzzer, xmllint (libxml2-utils) for the
-# JUnit schema tests, and groff for the man page test.
+# JUnit schema tests, groff for the man page test, and chromium (headless) for the HTML
+# report's tests, which render the page offline and take its screenshot.
 PACKAGES=(
     ca-certificates
     sip-tester
@@ -37,6 +38,7 @@ PACKAGES=(
     g++
     libxml2-utils
     groff-base
+    chromium
 )
 
 missing_packages() {
