@@ -398,11 +398,13 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             interval: args.series_interval,
             pesq,
         };
+        let began = Instant::now();
         if let Err(e) = report::write_report(path, |mut w| report::html::write_html(&input, &mut w))
         {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
         }
+        tracing::debug!(took = ?began.elapsed(), rows = rows.len(), "HTML report written");
     }
     if let Err(e) = logged {
         eprintln!("sipcheck: {e}");
