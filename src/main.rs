@@ -237,7 +237,8 @@ struct RunCmd {
     #[arg(long)]
     junit_per_call: bool,
     /// Write the run as one self-contained HTML page with charts here, at its end (the
-    /// time series at --series-interval, whether or not --series is given).
+    /// time series at --series-interval, whether or not --series is given; overrides the
+    /// scenario's `reports.html`).
     #[arg(long, value_name = "FILE.html")]
     html: Option<String>,
     /// Override a value, e.g. --set load.rate=50/s (repeatable).

@@ -68,7 +68,7 @@ pub struct RunArgs {
     pub calls: Option<String>,
     /// One JUnit test case per call (or the scenario's `reports.junit_per_call`).
     pub junit_per_call: bool,
-    /// The HTML report's path.
+    /// The HTML report's path (overrides the scenario's).
     pub html: Option<String>,
 }
 
@@ -102,6 +102,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         eprintln!("sipcheck: the time series and the metrics report go to files, not to standard output (-)");
         return Exit::Usage;
     }
+    let html_path = args.html.clone().or_else(|| scenario.reports.html.clone());
     let calls_path = args
         .calls
         .clone()
@@ -119,7 +120,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         ("JUnit", &junit_path),
         ("JSON", &json_path),
         ("call records", &calls_path),
-        ("HTML", &args.html),
+        ("HTML", &html_path),
     ]
     .into_iter()
     .filter(|(_, p)| to_stdout(p))
@@ -139,7 +140,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .chain(&calls_path)
         .chain(&series_path)
         .chain(&metrics_path)
-        .chain(&args.html)
+        .chain(&html_path)
     {
         if let Err(e) = report::check_writable(path) {
             eprintln!("sipcheck: {e}; nothing was sent");
@@ -201,7 +202,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         },
         None => None,
     };
-    let html = args.html.is_some();
+    let html = html_path.is_some();
     let mut series = (series_file.is_some() || html)
         .then(|| (Series::new(args.series_interval, counted), series_file));
     let mut rows: Vec<SeriesRow> = Vec::new();
@@ -390,7 +391,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             exit = Exit::Internal;
         }
     }
-    if let (Some(path), Some(pesq)) = (&args.html, &pesq) {
+    if let (Some(path), Some(pesq)) = (&html_path, &pesq) {
         let input = report::html::HtmlInput {
             summary: &summary,
             thresholds: &thresholds,

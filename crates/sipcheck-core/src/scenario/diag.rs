@@ -175,9 +175,10 @@ fn special_hint(name: &str, expected: &[String]) -> Option<String> {
             "the registrar / proxy is `server: host:port`; an outbound proxy is `outbound_proxy`"
                 .into(),
         ),
-        "html" | "pcap" if has("junit") => {
-            Some("sipcheck writes `junit`, `json`, `calls`, `series` and `metrics` reports".into())
-        }
+        "pcap" if has("junit") => Some(
+            "sipcheck writes `junit`, `json`, `calls`, `series`, `metrics` and `html` reports"
+                .into(),
+        ),
         "users" | "user" if has("accounts") => {
             Some("a role picks its users with `accounts: 1000..1049`".into())
         }

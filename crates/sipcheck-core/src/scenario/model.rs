@@ -477,6 +477,8 @@ pub struct Reports {
     pub metrics: Option<String>,
     /// A JSON Lines file: one record per call end.
     pub calls: Option<String>,
+    /// A self-contained HTML page of the run, with charts.
+    pub html: Option<String>,
     /// One JUnit test case per call (up to a cap) besides the thresholds'.
     pub junit_per_call: bool,
 }

@@ -186,6 +186,8 @@ pub struct RawReports {
     pub metrics: Option<String>,
     /// A JSON Lines file: one record per call end.
     pub calls: Option<String>,
+    /// A self-contained HTML page of the run, with charts.
+    pub html: Option<String>,
     /// One JUnit test case per call.
     pub junit_per_call: Option<bool>,
 }

@@ -1264,9 +1264,10 @@ roles:
 #[test]
 fn reports_name_the_time_series_and_the_metrics_files() {
     let text = format!(
-        "{BASE}reports: {{ json: r/s.json, series: r/series.csv, metrics: r/metrics.txt }}\n"
+        "{BASE}reports: {{ json: r/s.json, series: r/series.csv, metrics: r/metrics.txt, html: r/run.html }}\n"
     );
     let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(s.reports.html.as_deref(), Some("r/run.html"));
     assert_eq!(s.reports.series.as_deref(), Some("r/series.csv"));
     assert_eq!(s.reports.metrics.as_deref(), Some("r/metrics.txt"));
     assert_eq!(s.reports.json.as_deref(), Some("r/s.json"));

@@ -306,6 +306,7 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
             series: cx.text(&p.key("series"), &r.series),
             metrics: cx.text(&p.key("metrics"), &r.metrics),
             calls: cx.text(&p.key("calls"), &r.calls),
+            html: cx.text(&p.key("html"), &r.html),
             junit_per_call: r.junit_per_call.unwrap_or(false),
         }
     });
