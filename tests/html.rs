@@ -134,22 +134,25 @@ fn html_of(reports: &Reports) -> PathBuf {
     reports.path("report.html")
 }
 
-/// scenarios/selftest.yaml listens on fixed ports (5070, 5080): one run at a time here.
-fn selftest_ports() -> std::sync::MutexGuard<'static, ()> {
-    static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    PORTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[test]
 fn the_selftest_writes_a_page_chromium_renders_offline() {
-    let _ports = selftest_ports();
+    // scenarios/selftest.yaml as shipped, on free ports instead of its fixed 5070 and 5080.
+    let callee = format!("127.0.0.1:{}", free_port());
+    let caller = format!("127.0.0.1:{}", free_port());
     let reports = Reports::new();
     let html = html_of(&reports);
     let out = run(
         "scenarios/selftest.yaml",
-        &["--html", html.to_str().unwrap()],
+        &[
+            "--html",
+            html.to_str().unwrap(),
+            "--set",
+            &format!("roles.callee.listen={callee}"),
+            "--set",
+            &format!("roles.caller.listen={caller}"),
+            "--set",
+            &format!("roles.caller.steps.0.call.to=sip:{{peer}}@{callee}"),
+        ],
         &[],
         &reports,
     );
@@ -272,9 +275,10 @@ fn failed_calls_show_their_reason_and_ladder_escaped() {
     let listen = format!("127.0.0.1:{}", free_port());
     let reports = Reports::new();
     let html = html_of(&reports);
+    // The page named by the scenario's `reports.html` this time.
     let out = run(
         "tests/peers/scenarios/busy.yaml",
-        &["--html", html.to_str().unwrap()],
+        &["--set", &format!("reports.html={}", html.display())],
         &[("CALLEE_LISTEN", listen.as_str())],
         &reports,
     );
