@@ -273,12 +273,13 @@ fn read(path: &Path) -> String {
     support::process::read_lossy(path)
 }
 
-/// Runs a scenario with `--junit` (per call) and `--json` and `--calls` and checks every
-/// output.
+/// Runs a scenario with `--junit` (per call), `--json`, `--calls` and `--html` and checks
+/// every output.
 fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)]) -> Output {
     let junit = dir.join(&format!("{what}.xml"));
     let json = dir.join(&format!("{what}.json"));
     let calls = dir.join(&format!("{what}.jsonl"));
+    let html = dir.join(&format!("{what}.html"));
     let trace = dir.join(&format!("{what}.trace"));
     let out = run(
         &[
@@ -291,6 +292,8 @@ fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)
             "--calls",
             calls.to_str().unwrap(),
             "--junit-per-call",
+            "--html",
+            html.to_str().unwrap(),
             "-vv",
             "--trace-sip",
             trace.to_str().unwrap(),
@@ -322,6 +325,13 @@ fn run_scenario_clean(what: &str, path: &str, dir: &RunDir, envs: &[(&str, &str)
     assert_clean(&format!("{what} JUnit report"), &junit_text);
     assert_clean(&format!("{what} JSON report"), &json_text);
     assert_clean(&format!("{what} call records"), &read(&calls));
+    let html_text = read(&html);
+    assert!(
+        html_text.contains("id=\"verdict\""),
+        "{what}: no HTML report\n{}",
+        describe_output(&out)
+    );
+    assert_clean(&format!("{what} HTML report"), &html_text);
     out
 }
 
