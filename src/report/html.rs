@@ -41,6 +41,9 @@ pub struct HtmlInput<'a> {
     pub series: &'a [SeriesRow],
     /// The series' interval.
     pub interval: Duration,
+    /// How many intervals each row stands for (1 unless a long run's rows were merged, see
+    /// [`sipcheck_core::stats::kept_rows`]).
+    pub merged: u32,
     /// The PESQ scores of its calls (empty without `expect: pesq`).
     pub pesq: &'a Scores,
 }
@@ -204,11 +207,20 @@ fn ms(d: Duration) -> f64 {
 
 fn over_time(page: &mut String, input: &HtmlInput<'_>) -> io::Result<()> {
     let rows = input.series;
-    let _ = writeln!(
+    let merged = input.merged.max(1);
+    let _ = write!(
         page,
-        "<h2>Over time</h2>\n<p class=\"meta\">one point per {} interval, at its end</p>\n<div class=\"charts\">",
-        esc(&humantime::format_duration(input.interval).to_string())
+        "<h2>Over time</h2>\n<p class=\"meta\">one point per {} interval, at its end",
+        esc(&humantime::format_duration(input.interval * merged).to_string())
     );
+    if merged > 1 {
+        let _ = write!(
+            page,
+            " ({merged} intervals of {} merged into each: counts added, figures the worst of them)",
+            esc(&humantime::format_duration(input.interval).to_string())
+        );
+    }
+    page.push_str("</p>\n<div class=\"charts\">\n");
     let count = |f: fn(&SeriesRow) -> u64| points(rows, move |r| Some(f(r) as f64));
     let lines = [
         Line::new("started", BLUE, count(|r| r.started)),
@@ -771,6 +783,7 @@ mod tests {
                 thresholds: &t,
                 series,
                 interval: Duration::from_secs(1),
+                merged: 1,
                 pesq,
             },
             &mut out,
@@ -855,6 +868,32 @@ mod tests {
         assert!(page.len() < 2_000_000, "{} bytes", page.len());
         // Generous: a debug build on a shared machine.
         assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+
+    #[test]
+    fn merged_rows_are_said_to_be_so() {
+        let s = fixture::run();
+        let mut out = Vec::new();
+        write_html(
+            &HtmlInput {
+                summary: &s,
+                thresholds: &[],
+                series: &rows(5),
+                interval: Duration::from_millis(500),
+                merged: 4,
+                pesq: &Scores::new(),
+            },
+            &mut out,
+        )
+        .unwrap();
+        let page = String::from_utf8(out).unwrap();
+        assert!(
+            page.contains(
+                "one point per 2s interval, at its end (4 intervals of 500ms merged into each: \
+                 counts added, figures the worst of them)"
+            ),
+            "{page}"
+        );
     }
 
     #[test]

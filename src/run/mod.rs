@@ -15,10 +15,11 @@ use crate::report::calls::CallLog;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::stats::distribution::Scores;
+use sipcheck_core::stats::kept_rows::{self, KeptRows};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 use sipcheck_core::stats::outcome::CallResult;
 use sipcheck_core::stats::pairing::{self, Pairing};
-use sipcheck_core::stats::series::{Series, SeriesRow};
+use sipcheck_core::stats::series::Series;
 
 /// Counts call results released by the pairing: the metrics, the progress line, the time
 /// series and the per-call records.
@@ -191,7 +192,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     };
     let mut progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
     // The series is kept when it is written as the run goes (--series), or for the HTML
-    // report at the end (its rows kept: one per interval).
+    // report at the end (its rows kept, at most an hour of 1 s rows: merged past that).
     let series_file = match &series_path {
         Some(path) => match report::series::SeriesFile::create(path) {
             Ok(file) => Some(file),
@@ -205,7 +206,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let html = html_path.is_some();
     let mut series = (series_file.is_some() || html)
         .then(|| (Series::new(args.series_interval, counted), series_file));
-    let mut rows: Vec<SeriesRow> = Vec::new();
+    let mut rows = KeptRows::new(kept_rows::DEFAULT_CAP);
     let mut pesq = html.then(Scores::new);
 
     // Both ends of a call between two roles of the run are judged together (one-way audio).
@@ -325,17 +326,19 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
         (
             (metrics, progress, interrupted, series_failed, log.finish()),
-            (rows, pesq),
+            (rows.factor(), rows.into_rows(), pesq),
         )
     });
-    let ((metrics, mut progress, interrupted, series_failed, (per_call, logged)), (rows, pesq)) =
-        match collector.await {
-            Ok(collected) => collected,
-            Err(e) => {
-                eprintln!("sipcheck: internal error: {e}");
-                return Exit::Internal;
-            }
-        };
+    let (
+        (metrics, mut progress, interrupted, series_failed, (per_call, logged)),
+        (merged, rows, pesq),
+    ) = match collector.await {
+        Ok(collected) => collected,
+        Err(e) => {
+            eprintln!("sipcheck: internal error: {e}");
+            return Exit::Internal;
+        }
+    };
     progress.finish(Instant::now());
     let elapsed = match executor.await {
         Ok(Ok(elapsed)) => elapsed,
@@ -397,6 +400,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             thresholds: &thresholds,
             series: &rows,
             interval: args.series_interval,
+            merged,
             pesq,
         };
         let began = Instant::now();
