@@ -138,7 +138,8 @@ impl Scores {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            milli: Histogram::new_with_bounds(1, 10_000, 3)
+            // Exact to the thousandth over the whole range (values under 2^15 at 4 figures).
+            milli: Histogram::new_with_bounds(1, 10_000, 4)
                 .expect("constant bounds are valid for HdrHistogram"),
         }
     }
@@ -283,6 +284,11 @@ mod tests {
         assert!((s.min().unwrap() + 0.3).abs() < 0.01, "{:?}", s.min());
         assert!((s.percentile(50.0).unwrap() - 3.9).abs() < 0.01);
         assert!((s.percentile(100.0).unwrap() - 4.2).abs() < 0.01);
+        // One score: every percentile is it, to the thousandth.
+        let mut one = Scores::new();
+        one.record(3.887);
+        assert_eq!(one.min(), one.percentile(50.0));
+        assert!((one.min().unwrap() - 3.887).abs() < 1e-9, "{:?}", one.min());
         let b = s.buckets(5);
         assert_eq!(b.iter().map(|b| b.count).sum::<u64>(), 3);
         assert!((b[0].lo + 0.3).abs() < 0.01, "{b:?}");
