@@ -3,6 +3,9 @@
 //! with no network at all (in an empty network namespace) and renders: the DOM it built holds
 //! the verdict, the thresholds and a drawing per chart, and its screenshot is a real picture.
 //!
+//! Measured media quality gets its charts: the mouth-to-ear delay of calls through Kamailio,
+//! the PESQ score of speech.
+//!
 //! `SIPCHECK_UPDATE_DOCS=1 cargo test --test html kamailio` also writes the Kamailio run's
 //! screenshot to `docs/html-report.png` (the README's picture).
 
@@ -192,6 +195,7 @@ fn the_selftest_writes_a_page_chromium_renders_offline() {
             "chart-rtp-loss",
             "chart-rtp-jitter",
             "chart-pacing",
+            "chart-mos",
         ],
     );
     assert!(
@@ -308,4 +312,61 @@ fn failed_calls_show_their_reason_and_ladder_escaped() {
     assert!(figure(&dom, "chart-setup-histogram").contains("no data"));
     assert_charts(&dom, &["chart-calls"]);
     screenshot(&html, &reports.path("report.png"));
+}
+
+#[test]
+fn measured_delay_and_pesq_get_their_charts() {
+    // Mouth-to-ear delay: 20 calls through Kamailio, both ends in the run.
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let html = html_of(&reports);
+    let out = run(
+        "tests/peers/scenarios/kamailio-signatures.yaml",
+        &["--html", html.to_str().unwrap()],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    let page = dom(&html);
+    assert_charts(&page, &["chart-delay", "chart-mos"]);
+    let count = v["metrics"]["audio.delay"]["count"].as_u64().unwrap();
+    assert!(
+        page.contains(&format!("({count} directions)</li>")),
+        "the delay's figures: {page}"
+    );
+    assert!(!page.contains("chart-pesq"), "no PESQ measured: {page}");
+
+    // PESQ: one call scoring the speech it receives.
+    let reports = Reports::new();
+    let html = html_of(&reports);
+    let callee = format!("127.0.0.1:{}", free_port());
+    let caller = format!("127.0.0.1:{}", free_port());
+    let out = run(
+        "tests/peers/scenarios/pesq-direct.yaml",
+        &["--html", html.to_str().unwrap()],
+        &[
+            ("CALLEE_LISTEN", callee.as_str()),
+            ("CALLER_LISTEN", caller.as_str()),
+            ("RTP_PORTS", "43000-43999"),
+            ("PESQ_MIN", "3.5"),
+        ],
+        &reports,
+    );
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let page = dom(&html);
+    assert_charts(&page, &["chart-pesq"]);
+    let line = page
+        .split("<li>PESQ (ITU-T P.862 raw): p50 ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the PESQ figures: {page}"));
+    let p50: f64 = line.split(',').next().unwrap().parse().unwrap();
+    assert!((3.5..=4.6).contains(&p50), "{line}");
+    assert!(
+        line.starts_with(&format!("{p50:.2}, min {p50:.2} (1 scores)")),
+        "{line}"
+    );
 }
