@@ -871,6 +871,35 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_run_is_never_shown_as_passed() {
+        use sipcheck_core::stats::metrics::Metrics;
+        let mut m = Metrics::new(std::time::SystemTime::UNIX_EPOCH, &fixture::info());
+        m.record_call(&fixture::caller(1));
+        let s = m.finish(Duration::from_secs(2), true);
+        let mut out = Vec::new();
+        write_html(
+            &HtmlInput {
+                summary: &s,
+                thresholds: &[],
+                series: &rows(2),
+                interval: Duration::from_secs(1),
+                merged: 1,
+                pesq: &Scores::new(),
+            },
+            &mut out,
+        )
+        .unwrap();
+        let page = String::from_utf8(out).unwrap();
+        assert!(
+            page.contains(
+                "<div id=\"verdict\" class=\"verdict interrupted\">INTERRUPTED: nothing failed, but the run did not finish</div>"
+            ),
+            "{page}"
+        );
+        assert!(!page.contains("PASSED"), "{page}");
+    }
+
+    #[test]
     fn merged_rows_are_said_to_be_so() {
         let s = fixture::run();
         let mut out = Vec::new();
