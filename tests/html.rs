@@ -370,3 +370,69 @@ fn measured_delay_and_pesq_get_their_charts() {
         "{line}"
     );
 }
+
+#[test]
+fn ctrl_c_still_writes_the_page_and_its_verdict_says_interrupted() {
+    let reports = Reports::new();
+    let html = html_of(&reports);
+    let series = reports.path("series.csv");
+    let path = support::repo_root().join("tests/peers/scenarios/series-direct.yaml");
+    let out_path = reports.path("stdout");
+    let err_path = reports.path("stderr");
+    // Calls that would last 60 s: only Ctrl-C ends this run in time.
+    let mut child = Command::new(support::sipcheck_bin())
+        .args(["run", path.to_str().unwrap(), "--html"])
+        .arg(&html)
+        .arg("--series")
+        .arg(&series)
+        .args(["--series-interval", "250ms"])
+        .env("CALLEE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("CALLER_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("HANGUP_AFTER", "60s")
+        .env("TOTAL_CALLS", "4")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("start sipcheck");
+    let output = || {
+        format!(
+            "{}\n{}",
+            support::process::read_lossy(&out_path),
+            support::process::read_lossy(&err_path)
+        )
+    };
+    // Every call started (the series' `started` column, the third, adds up to 4).
+    let started = || {
+        std::fs::read_to_string(&series)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').nth(2)?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let up =
+        support::process::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+            started() == 4
+        });
+    if !up {
+        stop_child(&mut child, "KILL", Duration::from_secs(5));
+        panic!("the calls did not start\n{}", output());
+    }
+    support::process::signal(child.id(), "INT").unwrap();
+    let Some(status) = wait_timeout(&mut child, Duration::from_secs(30)) else {
+        stop_child(&mut child, "KILL", Duration::from_secs(5));
+        panic!("sipcheck did not stop after SIGINT\n{}", output());
+    };
+    assert_eq!(status.code(), Some(130), "{}", output());
+    let dom = dom(&html);
+    assert!(
+        dom.contains(
+            "<div id=\"verdict\" class=\"verdict interrupted\">INTERRUPTED: the run did not finish"
+        ),
+        "{dom}\n{}",
+        output()
+    );
+    assert!(!dom.contains("PASSED"), "{dom}");
+    assert_charts(&dom, &["chart-calls"]);
+}
