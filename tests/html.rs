@@ -4,7 +4,7 @@
 //! the verdict, the thresholds and a drawing per chart, and its screenshot is a real picture.
 //!
 //! Measured media quality gets its charts: the mouth-to-ear delay of calls through Kamailio,
-//! the PESQ score of speech.
+//! the PESQ score of speech. A run stopped by Ctrl-C still writes its page, interrupted.
 //!
 //! `SIPCHECK_UPDATE_DOCS=1 cargo test --test html kamailio` also writes the Kamailio run's
 //! screenshot to `docs/html-report.png` (the README's picture).
