@@ -58,6 +58,7 @@ pub mod model;
 mod overrides;
 pub mod plan;
 pub mod raw;
+pub mod shard;
 pub(crate) mod source;
 pub mod text;
 pub mod threshold;
@@ -69,6 +70,7 @@ pub use load::{load, load_with_overrides, MAX_SCENARIO_BYTES};
 pub use model::Scenario;
 pub use overrides::{apply_overrides, parse_override, parse_overrides};
 pub use plan::LoadPlan;
+pub use shard::{Shard, ShardError};
 pub use validate::{MAX_TONE_HZ, MIN_TONE_HZ};
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
     RawStep, RawTarget,
 };
+use super::shard::Shard;
 use super::source::Path;
 use super::text::{
     closest, did_you_mean, expand_env, EnvError, Placeholder, Template, TemplateError,
@@ -1808,6 +1809,7 @@ fn validate_load(cx: &mut Ctx<'_>, p: &Path, l: &RawLoad) -> Option<Load> {
                 ramp_up,
                 end: end?,
                 max_concurrent,
+                shard: Shard::WHOLE,
             })
         }
         (None, Some(_)) => {
