@@ -813,6 +813,8 @@ pub struct RunSummary {
     pub calls_cut_short: u64,
     /// The [`WORST_CALLS`] calls (ends) with the lowest MOS estimate, lowest first.
     pub worst_calls: Vec<WorstCall>,
+    /// What produced it: the version, the scenario's fingerprint, the shard.
+    pub provenance: super::merge::Provenance,
 }
 
 impl RunSummary {
@@ -1193,6 +1195,7 @@ impl Metrics {
             },
             calls_cut_short: self.cut_short[side_index(counted_side)],
             worst_calls: self.worst,
+            provenance: super::merge::Provenance::default(),
         }
     }
 }

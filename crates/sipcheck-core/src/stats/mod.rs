@@ -7,6 +7,7 @@ pub mod compare;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixture;
 pub mod ladder;
+pub mod merge;
 pub mod metrics;
 pub mod outcome;
 pub mod pairing;
