@@ -11,6 +11,13 @@
 //!   "run_id": string,                         this run's random id (also in the console
 //!                                             and the JUnit report)
 //!   "scenario": string,                       scenario name
+//!   "sipcheck_version": string,               the version that wrote it
+//!   "scenario_fingerprint": string,           16 hex digits naming the whole scenario as
+//!                                             validated (the same in all its shards)
+//!   "shard": { "index", "count": integer }    the shard this run was (--shard I/N, from 0),
+//!            | null,                          null for a whole run
+//!   "merged": { "shards": integer,            a summary merged by `sipcheck merge`: the
+//!     "missing": [integer] } | null,          shard count and the shards not given
 //!   "started_at_unix_ms": integer,            wall clock at the run's start
 //!   "duration_s": number,                     how long the run lasted
 //!   "interrupted": boolean,                   stopped (Ctrl-C) before its planned end
@@ -124,6 +131,10 @@ struct Doc<'a> {
     schema: &'static str,
     run_id: &'a str,
     scenario: &'a str,
+    sipcheck_version: &'a str,
+    scenario_fingerprint: &'a str,
+    shard: Option<ShardJson>,
+    merged: Option<MergedJson<'a>>,
     started_at_unix_ms: u64,
     duration_s: f64,
     interrupted: bool,
@@ -139,6 +150,20 @@ struct Doc<'a> {
     generator: Generator,
     thresholds: Vec<ThresholdJson>,
     failed_call_samples: Vec<Sample<'a>>,
+}
+
+/// The shard a run was (`--shard I/N`).
+#[derive(Serialize)]
+struct ShardJson {
+    index: u32,
+    count: u32,
+}
+
+/// A summary merged from shards' (`sipcheck merge`).
+#[derive(Serialize)]
+struct MergedJson<'a> {
+    shards: u32,
+    missing: &'a [u32],
 }
 
 #[derive(Serialize)]
@@ -367,6 +392,16 @@ pub fn write_json(
         schema: SCHEMA,
         run_id: &s.run_id,
         scenario: &s.scenario,
+        sipcheck_version: &s.provenance.version,
+        scenario_fingerprint: &s.provenance.fingerprint,
+        shard: s.provenance.shard.map(|sh| ShardJson {
+            index: sh.index(),
+            count: sh.count(),
+        }),
+        merged: s.provenance.merged_shards.map(|shards| MergedJson {
+            shards,
+            missing: &s.provenance.missing_shards,
+        }),
         started_at_unix_ms: s
             .started_at
             .duration_since(UNIX_EPOCH)

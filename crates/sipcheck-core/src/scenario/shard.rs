@@ -24,6 +24,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -95,6 +96,12 @@ pub enum ShardError {
         ports: u32,
         /// The shard count.
         shards: u32,
+    },
+    /// A `--start-at` instant already well past.
+    #[error("the start instant passed {late_ms} ms ago (more than the {} s allowed): give a time in the future", START_AT_GRACE.as_secs())]
+    StartPassed {
+        /// How long ago.
+        late_ms: u64,
     },
     /// A listen port moved beyond 65535.
     #[error("the listen port {port} of shard {index} would be beyond 65535")]
@@ -235,6 +242,25 @@ impl FromStr for Shard {
         }
         let index = u32::try_from(i).map_err(|_| ShardError::OutOfRange { index: i, count: n })?;
         Self::new(index, n)
+    }
+}
+
+/// How late a `--start-at` instant may already be when the run is ready to start its load:
+/// within this, the load starts at once (its schedule still counts from the instant, so the
+/// first calls are late and counted so); beyond it, the run is refused.
+pub const START_AT_GRACE: Duration = Duration::from_secs(5);
+
+/// How long to wait for the common start instant `at`, both as time since the Unix epoch.
+///
+/// # Errors
+/// [`ShardError::StartPassed`] when `at` passed more than [`START_AT_GRACE`] ago.
+pub fn start_delay(at: Duration, now: Duration) -> Result<Duration, ShardError> {
+    match now.checked_sub(at) {
+        Some(late) if late > START_AT_GRACE => Err(ShardError::StartPassed {
+            late_ms: u64::try_from(late.as_millis()).unwrap_or(u64::MAX),
+        }),
+        Some(_) => Ok(Duration::ZERO),
+        None => Ok(at - now),
     }
 }
 

@@ -318,7 +318,7 @@ pub struct GeneratorHealth {
 }
 
 /// One failure of a sampled call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FailureNote {
     /// The step (`call`, `expect` …).
     pub step: String,
@@ -333,7 +333,7 @@ pub struct FailureNote {
 }
 
 /// A failing call kept as an example, with its SIP ladder.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FailedCall {
     /// The role.
     pub role: String,
@@ -358,7 +358,7 @@ pub struct FailedCall {
 }
 
 /// The quality figures of one call as one of its ends received it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CallQuality {
     /// The E-model MOS estimate of the received direction (`None`: no frame played out).
     pub mos: Option<f64>,
@@ -426,7 +426,7 @@ fn signature_verdict(r: &CallResult) -> Option<&'static str> {
 pub const WORST_CALLS: usize = 5;
 
 /// One of the calls with the lowest MOS estimate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct WorstCall {
     /// The role.
     pub role: String,

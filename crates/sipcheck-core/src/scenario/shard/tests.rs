@@ -311,3 +311,16 @@ fn a_scenario_too_small_for_its_shards_is_refused() {
     ));
     assert_eq!(split(&whole, Shard::WHOLE).unwrap().roles, whole.roles);
 }
+
+#[test]
+fn a_common_start_is_waited_for_and_one_long_past_is_refused() {
+    let s = Duration::from_secs;
+    assert_eq!(start_delay(s(1000), s(990)), Ok(s(10)));
+    // A few seconds late: at once.
+    assert_eq!(start_delay(s(1000), s(1003)), Ok(Duration::ZERO));
+    assert_eq!(start_delay(s(1000), s(1005)), Ok(Duration::ZERO));
+    assert!(matches!(
+        start_delay(s(1000), s(1006)),
+        Err(ShardError::StartPassed { late_ms: 6000 })
+    ));
+}
