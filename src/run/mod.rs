@@ -70,7 +70,7 @@ pub struct RunArgs {
 
 /// `--shard I/N`, `--shards N`, `--start-at TIME`: one shard of a scenario split over several
 /// processes ([`sipcheck_core::scenario::shard`]).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ShardArgs {
     /// Run shard I of N (counting from 0: 0/3, 1/3, 2/3). Without it, --shards N with
     /// JOB_COMPLETION_INDEX (Kubernetes Indexed Job, from 0), or GitLab's CI_NODE_INDEX (from
@@ -85,6 +85,11 @@ pub struct ShardArgs {
     /// happen before it; an instant more than 5 s past is refused.
     #[arg(long, value_name = "TIME")]
     pub start_at: Option<String>,
+    /// slice (default): the shards may share a host, so each takes a slice of the RTP port
+    /// range and listen ports moved up by its index; whole: each shard has an address of its
+    /// own and keeps every port.
+    #[arg(long, value_name = "slice|whole", default_value = "slice")]
+    pub shard_ports: shard::Ports,
 }
 
 /// The shard a run is and its scenario's part, the whole scenario's fingerprint, and the
@@ -101,7 +106,9 @@ fn sharding(args: &ShardArgs, scenario: Scenario) -> Result<(Scenario, Sharding)
     let which =
         Shard::from_sources(args.shard.as_deref(), args.shards, &env).map_err(|e| e.to_string())?;
     let scenario = match which {
-        Some(s) => shard::split(&scenario, s).map_err(|e| format!("shard {s}: {e}"))?,
+        Some(s) => {
+            shard::split(&scenario, s, args.shard_ports).map_err(|e| format!("shard {s}: {e}"))?
+        }
         None => scenario,
     };
     let start_at = args.start_at.as_deref().map(parse_start_at).transpose()?;

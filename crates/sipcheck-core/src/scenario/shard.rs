@@ -13,10 +13,11 @@
 //!   i < T mod N. `max_concurrent` is split the same way.
 //! * **Closed load** (`concurrent`): the calls kept up and `total_calls` are split the same
 //!   way; the ramp keeps its duration.
-//! * **Ports**: the RTP port range is cut into N contiguous slices (the last takes the
-//!   remainder), and every explicit `listen` port (and `target.local`'s) moves up by
-//!   i × the span of the scenario's listen ports, so that shards can share a host; a `call`
-//!   whose `to` names a role's listen address follows it.
+//! * **Ports** ([`Ports::Slice`], the default): the RTP port range is cut into N contiguous
+//!   slices (the last takes the remainder), and every explicit `listen` port (and
+//!   `target.local`'s) moves up by i × the span of the scenario's listen ports, so that
+//!   shards can share a host; a `call` whose `to` names a role's listen address follows it.
+//!   With [`Ports::Whole`] (each shard on an address of its own) every shard keeps them all.
 //!
 //! The [`fingerprint`] of the whole scenario (before the split) names it in every shard's
 //! summary, so that shards of different scenarios are never merged.
@@ -278,12 +279,37 @@ pub fn fingerprint(scenario: &Scenario) -> String {
     format!("{h:016x}")
 }
 
-/// The part of `scenario` that `shard` runs (see the module documentation).
+/// Whether the shards share the scenario's ports or each has them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ports {
+    /// The shards may share a host (an IP address): the RTP port range is sliced and the
+    /// listen ports moved, so that no two shards bind the same port.
+    #[default]
+    Slice,
+    /// Each shard has an address of its own (its own host or pod IP): every shard keeps the
+    /// scenario's RTP port range and listen ports whole.
+    Whole,
+}
+
+impl FromStr for Ports {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "slice" => Ok(Self::Slice),
+            "whole" => Ok(Self::Whole),
+            _ => Err(format!("'{s}' is not slice or whole")),
+        }
+    }
+}
+
+/// The part of `scenario` that `shard` runs (see the module documentation); `ports` says
+/// whether its ports are sliced among the shards.
 ///
 /// # Errors
 /// A role with fewer accounts than shards, a load too small to share, an RTP port range too
 /// small to slice, or a listen port pushed past 65535.
-pub fn split(scenario: &Scenario, shard: Shard) -> Result<Scenario, ShardError> {
+pub fn split(scenario: &Scenario, shard: Shard, ports: Ports) -> Result<Scenario, ShardError> {
     if shard.is_whole() {
         return Ok(scenario.clone());
     }
@@ -305,8 +331,10 @@ pub fn split(scenario: &Scenario, shard: Shard) -> Result<Scenario, ShardError> 
             .collect();
     }
     out.load = split_load(&scenario.load, shard)?;
-    out.media.rtp_ports = split_ports(scenario.media.rtp_ports, shard)?;
-    move_listen_ports(&mut out, shard)?;
+    if ports == Ports::Slice {
+        out.media.rtp_ports = split_ports(scenario.media.rtp_ports, shard)?;
+        move_listen_ports(&mut out, shard)?;
+    }
     Ok(out)
 }
 

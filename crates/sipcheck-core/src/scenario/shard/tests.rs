@@ -172,7 +172,7 @@ fn accounts_are_dealt_round_robin_and_their_union_is_the_whole() {
     for n in [1u32, 2, 3, 5] {
         let parts: Vec<Scenario> = shards(n)
             .iter()
-            .map(|&s| split(&whole, s).unwrap())
+            .map(|&s| split(&whole, s, Ports::Slice).unwrap())
             .collect();
         for (r, role) in whole.roles.iter().enumerate() {
             let mut union: Vec<String> = parts
@@ -211,8 +211,8 @@ fn accounts_are_dealt_round_robin_and_their_union_is_the_whole() {
 fn the_split_is_deterministic_and_the_fingerprint_is_the_wholes() {
     let whole = scenario(LOAD_200);
     let s = Shard::new(1, 3).unwrap();
-    let a = split(&whole, s).unwrap();
-    let b = split(&scenario(LOAD_200), s).unwrap();
+    let a = split(&whole, s, Ports::Slice).unwrap();
+    let b = split(&scenario(LOAD_200), s, Ports::Slice).unwrap();
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
     assert_eq!(fingerprint(&whole), fingerprint(&scenario(LOAD_200)));
     assert_ne!(fingerprint(&whole), fingerprint(&scenario(SELFTEST)));
@@ -225,7 +225,7 @@ fn the_open_load_keeps_the_whole_schedule_and_splits_its_cap() {
     let mut total = 0;
     let mut caps = 0;
     for s in shards(3) {
-        let part = split(&whole, s).unwrap();
+        let part = split(&whole, s, Ports::Slice).unwrap();
         let Load::Open {
             max_concurrent,
             shard,
@@ -252,7 +252,7 @@ fn the_closed_load_splits_its_calls_and_concurrency_exactly() {
     let mut concurrent = 0;
     let mut calls = 0;
     for s in shards(3) {
-        let part = split(&whole, s).unwrap();
+        let part = split(&whole, s, Ports::Slice).unwrap();
         let Load::Closed {
             concurrent: c, end, ..
         } = part.load
@@ -277,7 +277,7 @@ fn rtp_ports_are_sliced_apart_and_listen_ports_move_with_the_calls_that_name_the
     let whole = scenario(SELFTEST);
     let parts: Vec<Scenario> = shards(3)
         .iter()
-        .map(|&s| split(&whole, s).unwrap())
+        .map(|&s| split(&whole, s, Ports::Slice).unwrap())
         .collect();
     let ranges: Vec<(u16, u16)> = parts
         .iter()
@@ -306,10 +306,13 @@ fn a_scenario_too_small_for_its_shards_is_refused() {
     let whole = scenario(SELFTEST);
     let s = Shard::new(0, 11).unwrap();
     assert!(matches!(
-        split(&whole, s),
+        split(&whole, s, Ports::Slice),
         Err(ShardError::TooFewAccounts { .. })
     ));
-    assert_eq!(split(&whole, Shard::WHOLE).unwrap().roles, whole.roles);
+    assert_eq!(
+        split(&whole, Shard::WHOLE, Ports::Slice).unwrap().roles,
+        whole.roles
+    );
 }
 
 #[test]
@@ -323,4 +326,18 @@ fn a_common_start_is_waited_for_and_one_long_past_is_refused() {
         start_delay(s(1000), s(1006)),
         Err(ShardError::StartPassed { late_ms: 6000 })
     ));
+}
+
+#[test]
+fn shards_on_addresses_of_their_own_keep_every_port() {
+    let whole = scenario(SELFTEST);
+    for s in shards(3) {
+        let part = split(&whole, s, Ports::Whole).unwrap();
+        assert_eq!(part.media.rtp_ports, whole.media.rtp_ports);
+        assert_eq!(part.roles[0].listen, whole.roles[0].listen);
+        assert_eq!(part.roles[1].steps, whole.roles[1].steps);
+        assert_eq!(part.roles[0].accounts.len(), 4 - usize::from(s.index() > 0));
+    }
+    assert_eq!("whole".parse::<Ports>(), Ok(Ports::Whole));
+    assert!("all".parse::<Ports>().is_err());
 }
