@@ -19,7 +19,7 @@ use sipcheck_core::scenario::threshold::Threshold;
 use sipcheck_core::stats::merge::{self, Provenance};
 use sipcheck_core::stats::metrics::{
     CallCounts, FailedCall, GeneratorHealth, QualitySummary, RegistrationCounts, RoleSummary,
-    RtpTotals, RunSummary, TimingSeries, Verified, WorstCall, TIMING_METRICS,
+    RtpTotals, RunSummary, StepSummary, TimingSeries, Verified, WorstCall, TIMING_METRICS,
 };
 use sipcheck_core::stats::outcome::Side;
 
@@ -232,6 +232,36 @@ struct RoleDoc {
     failed: u64,
     failures: BTreeMap<String, u64>,
     registrations: RegistrationsDoc,
+    #[serde(default)]
+    steps: Vec<StepDoc>,
+}
+
+#[derive(Deserialize)]
+struct StepDoc {
+    step: String,
+    line: u32,
+    col: u32,
+    reached: u64,
+    passed: u64,
+    failed: u64,
+    time_ms: f64,
+    failures: BTreeMap<String, u64>,
+}
+
+impl From<StepDoc> for StepSummary {
+    fn from(s: StepDoc) -> Self {
+        Self {
+            kind: s.step,
+            line: s.line,
+            col: s.col,
+            reached: s.reached,
+            passed: s.passed,
+            time: Duration::from_secs_f64((s.time_ms / 1000.0).max(0.0)),
+            failed: s.failed,
+            failures: s.failures,
+            sample: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -371,7 +401,7 @@ impl Doc {
                     },
                     failures: r.failures,
                     registrations: r.registrations.into(),
-                    steps: Vec::new(),
+                    steps: r.steps.into_iter().map(StepSummary::from).collect(),
                 })
                 .collect(),
             timings,

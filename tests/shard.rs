@@ -248,6 +248,24 @@ fn three_shards_of_a_direct_run_merge_into_the_whole_runs_figures() {
     );
     assert_exact_union(&merged, &shards);
     assert_valid_junit(&junit);
+    // The roles' steps, added up: one passed test case per step, as a single run writes.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    for case in [
+        "caller/call",
+        "caller/hangup",
+        "callee/answer",
+        "callee/wait_for",
+    ] {
+        assert!(
+            xml.contains(&format!(r#"<testcase name="{case}""#)),
+            "{case}: {xml}"
+        );
+    }
+    assert!(!xml.contains("<failure"), "{xml}");
+    assert!(
+        xml.contains("16 calls of role caller: 16 reached this step, 16 completed it"),
+        "{xml}"
+    );
 
     // A shard missing: reported, and never a pass (here its calls are missing from
     // `calls.started` too; a missing shard fails the verdict even when every threshold

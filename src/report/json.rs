@@ -31,7 +31,12 @@
 //!     "by_role": { role: {
 //!       "started": integer, "passed": integer, "failed": integer,
 //!       "failures": { label: integer },
-//!       "registrations": { "ok", "failed", "unregister_ok", "unregister_failed": integer }
+//!       "registrations": { "ok", "failed", "unregister_ok", "unregister_failed": integer },
+//!       "steps": [ { "step": string,          each step of the role, in order (line 0: not
+//!         "line", "col": integer,             tied to a step); calls that reached it,
+//!         "reached", "passed", "failed": integer, completed it, failed at it; time spent
+//!         "time_ms": number,                  in it, added up; failures per kind label
+//!         "failures": { label: integer } } ]
 //!     } }
 //!   },
 //!   "failures": { label: integer },           per FailureKind label (sip_486, timer_b …),
@@ -184,6 +189,21 @@ struct RoleCalls<'a> {
     failed: u64,
     failures: &'a BTreeMap<String, u64>,
     registrations: Registrations,
+    steps: Vec<StepJson<'a>>,
+}
+
+/// One step of a role: what its calls did there (what `sipcheck merge` needs for the JUnit
+/// report's test case of the step).
+#[derive(Serialize)]
+struct StepJson<'a> {
+    step: &'a str,
+    line: u32,
+    col: u32,
+    reached: u64,
+    passed: u64,
+    failed: u64,
+    time_ms: f64,
+    failures: &'a BTreeMap<String, u64>,
 }
 
 #[derive(Serialize)]
@@ -428,6 +448,20 @@ pub fn write_json(
                             failed: r.calls.failed,
                             failures: &r.failures,
                             registrations: (&r.registrations).into(),
+                            steps: r
+                                .steps
+                                .iter()
+                                .map(|st| StepJson {
+                                    step: &st.kind,
+                                    line: st.line,
+                                    col: st.col,
+                                    reached: st.reached,
+                                    passed: st.passed,
+                                    failed: st.failed,
+                                    time_ms: round3(st.time.as_secs_f64() * 1000.0),
+                                    failures: &st.failures,
+                                })
+                                .collect(),
                         },
                     )
                 })

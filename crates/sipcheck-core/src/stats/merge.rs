@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::metrics::{RoleSummary, RunSummary, SAMPLES_PER_KIND, WORST_CALLS};
+use super::metrics::{ReasonSummary, RoleSummary, RunSummary, SAMPLES_PER_KIND, WORST_CALLS};
 use crate::scenario::shard::Shard;
 
 /// What produced a summary.
@@ -145,6 +145,9 @@ pub fn merge(parts: Vec<(String, RunSummary)>) -> Result<RunSummary, MergeError>
     whole.elapsed = end
         .duration_since(whole.started_at)
         .unwrap_or(Duration::ZERO);
+    if whole.reasons.is_empty() {
+        whole.reasons = reasons_by_kind(&whole);
+    }
     let present: BTreeSet<u32> = seen.iter().map(|(s, _)| s.index()).collect();
     whole.provenance.shard = None;
     whole.provenance.merged_shards = Some(count);
@@ -227,6 +230,26 @@ fn add(whole: &mut RunSummary, part: RunSummary, name: &str) -> Result<(), Merge
     whole.worst_calls.sort_by(|a, b| a.mos.total_cmp(&b.mos));
     whole.worst_calls.truncate(WORST_CALLS);
     Ok(())
+}
+
+/// Summaries read back from JSON carry failures per kind and samples per kind, not the exact
+/// reasons: the failures grouped by kind, each with its first sample, most frequent first.
+fn reasons_by_kind(s: &RunSummary) -> Vec<ReasonSummary> {
+    let mut reasons: Vec<ReasonSummary> = s
+        .failures
+        .iter()
+        .filter_map(|(kind, &count)| {
+            let first = s.samples.get(kind)?.first()?.clone();
+            Some(ReasonSummary {
+                reason: kind.clone(),
+                kind: kind.clone(),
+                count,
+                first,
+            })
+        })
+        .collect();
+    reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+    reasons
 }
 
 fn add_registrations(

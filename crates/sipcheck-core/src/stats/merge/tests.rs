@@ -112,3 +112,23 @@ fn shards_of_other_scenarios_versions_or_counts_are_refused() {
     assert!(matches!(merge(vec![whole]), Err(MergeError::NotAShard(_))));
     assert_eq!(merge(Vec::new()).unwrap_err(), MergeError::Empty);
 }
+
+#[test]
+fn summaries_without_reasons_get_their_failures_grouped_by_kind() {
+    let parts: Vec<_> = (0..2)
+        .map(|i| {
+            let (name, mut s) = shard_run(i, 2);
+            // As read back from JSON: per-kind counts and samples, no exact reasons.
+            s.reasons.clear();
+            (name, s)
+        })
+        .collect();
+    let one = fixture::run();
+    let merged = merge(parts).unwrap();
+    assert!(!merged.reasons.is_empty());
+    for r in &merged.reasons {
+        assert_eq!(r.count, 2 * one.failures[&r.kind], "{}", r.kind);
+        assert_eq!(merged.samples[&r.kind][0].call_id, r.first.call_id);
+    }
+    assert!(merged.reasons.windows(2).all(|w| w[0].count >= w[1].count));
+}
