@@ -355,3 +355,46 @@ fn three_shards_through_kamailio_merge_into_the_whole_runs_figures() {
         assert!(kam.bindings(user).is_empty(), "{user} still registered");
     }
 }
+
+#[test]
+fn shards_that_cannot_be_run_are_refused_before_anything_is_sent() {
+    let dir = RunDir::new("shard-refused").unwrap();
+    let json = dir.join("s.json");
+    let envs = [("CALLEE_LISTEN", "127.0.0.1:5")];
+    let scenario = "tests/peers/scenarios/shard-direct.yaml";
+    let refused = |extra: &[&str], envs: &[(&str, &str)], says: &str| {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let out = run(scenario, &json, &extra, envs);
+        let shown = describe_output(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {shown}");
+        assert!(shown.contains(says), "{extra:?}: {shown}");
+        assert!(!json.exists(), "{extra:?}: a report was written");
+    };
+    refused(&["--shard", "3/3"], &envs, "shard 3 of 3 does not exist");
+    refused(&["--shard", "1of3"], &envs, "is not a shard");
+    // --shards N names no shard without the Indexed Job's index.
+    refused(&["--shards", "3"], &envs, "JOB_COMPLETION_INDEX");
+    let k8s = [envs[0], ("JOB_COMPLETION_INDEX", "7")];
+    refused(&["--shards", "3"], &k8s, "shard 7 of 3 does not exist");
+    // GitLab counts from 1.
+    let gitlab = [envs[0], ("CI_NODE_INDEX", "0"), ("CI_NODE_TOTAL", "3")];
+    refused(&[], &gitlab, "CI_NODE_INDEX=0");
+    // 12 callers cannot be 13 shards.
+    refused(&["--shard", "0/13"], &envs, "fewer than the 13 shards");
+    // A start a minute past.
+    let past = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    refused(
+        &["--shard", "0/3", "--start-at", &past.to_string()],
+        &envs,
+        "the start instant passed",
+    );
+    refused(
+        &["--shard", "0/3", "--start-at", "tomorrow"],
+        &envs,
+        "is not a time",
+    );
+}
