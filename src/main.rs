@@ -90,6 +90,7 @@ Examples:
   sipcheck run scenarios/selftest.yaml -v --trace-sip run.trace
   sipcheck run scenarios/selftest.yaml --pcap run.pcap    # every packet, for Wireshark
   sipcheck run load.yaml --series series.csv --metrics metrics.txt  # per second; GitLab
+  sipcheck run load.yaml --shard 1/3 --start-at 2026-12-07T12:00:00Z --json shard-1.json
 
 Exit codes:
   0    every call passed its expectations (or, with thresholds, every threshold held)
