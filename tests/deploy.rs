@@ -240,8 +240,13 @@ fn the_gitlab_pipeline_runs_parallel_shards_and_a_merge_publishing_junit() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for (code, shown) in &codes {
+    for (i, (code, shown)) in codes.iter().enumerate() {
         assert_eq!(*code, Some(0), "{shown}");
+        // CI_NODE_INDEX i + 1 is shard i, and says so.
+        assert!(
+            shown.contains(&format!("running shard {i}/{n} of the scenario")),
+            "{shown}"
+        );
     }
     let (code, shown) = sh(
         &format!("set -e\n{}", script(merge)),

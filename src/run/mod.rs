@@ -105,6 +105,14 @@ fn sharding(args: &ShardArgs, scenario: Scenario) -> Result<(Scenario, Sharding)
     let env = |name: &str| std::env::var(name).ok();
     let which =
         Shard::from_sources(args.shard.as_deref(), args.shards, &env).map_err(|e| e.to_string())?;
+    if let (Some(s), None) = (which, &args.shard) {
+        let from = if args.shards.is_some() {
+            "JOB_COMPLETION_INDEX, from 0"
+        } else {
+            "GitLab's CI_NODE_INDEX, from 1, and CI_NODE_TOTAL"
+        };
+        eprintln!("sipcheck: running shard {s} of the scenario (counting from 0; {from})");
+    }
     let scenario = match which {
         Some(s) => {
             shard::split(&scenario, s, args.shard_ports).map_err(|e| format!("shard {s}: {e}"))?
