@@ -16,10 +16,11 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use sipcheck_core::scenario::shard::Shard;
 use sipcheck_core::scenario::threshold::Threshold;
-use sipcheck_core::stats::merge::{self, Provenance};
+use sipcheck_core::stats::merge;
 use sipcheck_core::stats::metrics::{
-    CallCounts, FailedCall, GeneratorHealth, QualitySummary, RegistrationCounts, RoleSummary,
-    RtpTotals, RunSummary, StepSummary, TimingSeries, Verified, WorstCall, TIMING_METRICS,
+    CallCounts, FailedCall, GeneratorHealth, Provenance, QualitySummary, RegistrationCounts,
+    RoleSummary, RtpTotals, RunSummary, StepSummary, TimingSeries, Verified, WorstCall,
+    TIMING_METRICS,
 };
 use sipcheck_core::stats::outcome::Side;
 

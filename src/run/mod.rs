@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sipcheck_core::scenario::shard::{self, Shard};
 use sipcheck_core::scenario::{threshold, Scenario};
-use sipcheck_core::stats::merge::Provenance;
+use sipcheck_core::stats::metrics::Provenance;
 use tokio::sync::{mpsc, watch};
 
 use crate::exec::{self as executor, RunEvent};

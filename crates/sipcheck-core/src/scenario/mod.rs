@@ -56,6 +56,7 @@ mod error;
 mod load;
 pub mod model;
 mod overrides;
+mod part;
 pub mod plan;
 pub mod raw;
 pub mod shard;

@@ -10,7 +10,7 @@ use crate::media::tone::Tone;
 use crate::sip::auth::Password;
 use crate::sip::transport::Transport;
 
-use super::shard::Shard;
+use super::part::Shard;
 use super::text::Template;
 use super::threshold::Threshold;
 use super::units::{Decibels, HostPort, PortRange, Rate};

@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use super::model::{End, Load};
-use super::shard::Shard;
+use super::part::Shard;
 use super::units::Rate;
 
 /// A compiled load: one of the two models.

@@ -23,11 +23,11 @@ use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
     Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
 };
+use super::part::Shard;
 use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
     RawStep, RawTarget,
 };
-use super::shard::Shard;
 use super::source::Path;
 use super::text::{
     closest, did_you_mean, expand_env, EnvError, Placeholder, Template, TemplateError,

@@ -12,23 +12,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+#[cfg(test)]
+use super::metrics::Provenance;
 use super::metrics::{ReasonSummary, RoleSummary, RunSummary, SAMPLES_PER_KIND, WORST_CALLS};
 use crate::scenario::shard::Shard;
-
-/// What produced a summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Provenance {
-    /// The sipcheck version (empty when unknown).
-    pub version: String,
-    /// The whole scenario's [`crate::scenario::shard::fingerprint`] (empty when unknown).
-    pub fingerprint: String,
-    /// The shard this run was (`None`: the whole scenario in one process).
-    pub shard: Option<Shard>,
-    /// A merged summary: how many shards the run had.
-    pub merged_shards: Option<u32>,
-    /// A merged summary: the shards whose summaries were not given.
-    pub missing_shards: Vec<u32>,
-}
 
 /// Why summaries cannot be merged.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]

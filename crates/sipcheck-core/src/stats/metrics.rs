@@ -765,6 +765,21 @@ impl TimingStats {
     }
 }
 
+/// What produced a summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The sipcheck version (empty when unknown).
+    pub version: String,
+    /// The whole scenario's [`crate::scenario::shard::fingerprint`] (empty when unknown).
+    pub fingerprint: String,
+    /// The shard this run was (`None`: the whole scenario in one process).
+    pub shard: Option<crate::scenario::shard::Shard>,
+    /// A merged summary: how many shards the run had.
+    pub merged_shards: Option<u32>,
+    /// A merged summary: the shards whose summaries were not given.
+    pub missing_shards: Vec<u32>,
+}
+
 /// Everything a run measured, as the reporters read it.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -814,7 +829,7 @@ pub struct RunSummary {
     /// The [`WORST_CALLS`] calls (ends) with the lowest MOS estimate, lowest first.
     pub worst_calls: Vec<WorstCall>,
     /// What produced it: the version, the scenario's fingerprint, the shard.
-    pub provenance: super::merge::Provenance,
+    pub provenance: Provenance,
 }
 
 impl RunSummary {
@@ -1195,7 +1210,7 @@ impl Metrics {
             },
             calls_cut_short: self.cut_short[side_index(counted_side)],
             worst_calls: self.worst,
-            provenance: super::merge::Provenance::default(),
+            provenance: Provenance::default(),
         }
     }
 }
