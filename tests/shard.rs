@@ -351,6 +351,29 @@ fn three_shards_through_kamailio_merge_into_the_whole_runs_figures() {
     assert_eq!(merged["audio"]["verified"], whole["audio"]["verified"]);
     assert_exact_union(&merged, &shards);
     assert_valid_junit(&junit);
+
+    // Two of the three: every threshold holds on their 10 calls, and the run still fails
+    // (exit 1): a plan not fully run is never a pass.
+    let (out, partial_json, junit) = merge(&files[..2], &dir, "partial");
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("MISSING shard(s) 2"), "{shown}");
+    let partial = read(&partial_json);
+    assert!(
+        partial["thresholds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["passed"] == true),
+        "{partial}"
+    );
+    assert_eq!(partial["verdict"], "shards_missing", "{partial}");
+    assert!(
+        shown.contains("result: FAILED: 1 of 3 shards missing (the plan was not fully run)"),
+        "{shown}"
+    );
+    assert_eq!(partial["merged"]["missing"], serde_json::json!([2]));
+    assert_valid_junit(&junit);
     for user in ["3000", "3014", "3015", "3029"] {
         assert!(kam.bindings(user).is_empty(), "{user} still registered");
     }

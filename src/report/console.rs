@@ -356,6 +356,11 @@ pub fn write_summary(
                 thresholds.len()
             )
         }
+        Verdict::Failed if !s.provenance.missing_shards.is_empty() => format!(
+            "FAILED: {} of {} shards missing (the plan was not fully run)",
+            s.provenance.missing_shards.len(),
+            s.provenance.merged_shards.unwrap_or_default()
+        ),
         Verdict::Failed => format!(
             "FAILED: {} of {} calls and {} registrations failed (no calls.failed threshold allows any)",
             s.calls.failed, s.calls.started, s.registrations.failed

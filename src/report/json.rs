@@ -21,7 +21,8 @@
 //!   "started_at_unix_ms": integer,            wall clock at the run's start
 //!   "duration_s": number,                     how long the run lasted
 //!   "interrupted": boolean,                   stopped (Ctrl-C) before its planned end
-//!   "verdict": "passed" | "calls_failed" | "thresholds_failed" | "interrupted",
+//!   "verdict": "passed" | "calls_failed" | "thresholds_failed" | "interrupted"
+//!            | "shards_missing",               (a merge without every shard's summary)
 //!   "calls": {
 //!     "counted_side": "caller" | "callee",    whose results the totals count
 //!     "started": integer, "passed": integer, "failed": integer,
@@ -428,7 +429,11 @@ pub fn write_json(
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         duration_s: round3(s.elapsed.as_secs_f64()),
         interrupted: s.interrupted,
-        verdict: verdict_name(s.verdict(thresholds)),
+        verdict: match s.verdict(thresholds) {
+            // A merge missing a shard fails for that, whatever its calls did.
+            Verdict::Failed if !s.provenance.missing_shards.is_empty() => "shards_missing",
+            v => verdict_name(v),
+        },
         calls: Calls {
             counted_side: s.counted_side,
             started: s.calls.started,
