@@ -10,6 +10,7 @@ pub mod compare;
 pub mod drive;
 pub mod exec;
 pub mod exit;
+pub mod merge;
 pub mod probe;
 pub mod report;
 pub mod run;

@@ -90,6 +90,7 @@ Examples:
   sipcheck run scenarios/selftest.yaml -v --trace-sip run.trace
   sipcheck run scenarios/selftest.yaml --pcap run.pcap    # every packet, for Wireshark
   sipcheck run load.yaml --series series.csv --metrics metrics.txt  # per second; GitLab
+  sipcheck run load.yaml --shard 1/3 --start-at 2026-12-07T12:00:00Z --json shard-1.json
 
 Exit codes:
   0    every call passed its expectations (or, with thresholds, every threshold held)
@@ -159,6 +160,10 @@ enum Command {
     /// Compare two run summaries (`run --json`): a table of both, exit 1 on a regression.
     #[command(after_help = COMPARE_HELP)]
     Compare(sipcheck::compare::CompareArgs),
+    /// Merge the JSON summaries of a sharded run's shards (`run --shard I/N --json`) into
+    /// the whole run's reports; the exit code is the merged verdict.
+    #[command(after_help = MERGE_HELP)]
+    Merge(sipcheck::merge::MergeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -173,6 +178,17 @@ enum Command {
         out_dir: Option<PathBuf>,
     },
 }
+
+const MERGE_HELP: &str = "\
+Examples:
+  sipcheck run load.yaml --shard 0/3 --json shard-0.json   (and 1/3, 2/3, elsewhere)
+  sipcheck merge shard-*.json --json summary.json --junit junit.xml
+
+Histograms are added exactly and the scenario's thresholds judged again on the merged
+figures. Shards of another scenario or sipcheck version are refused (exit 2); a shard
+missing fails the verdict (exit 1).
+
+Exit codes: as run's: 0 passed, 1 failed (or a shard missing), 2 bad input, 99 thresholds.";
 
 const MAN_HELP: &str = "\
 Install:
@@ -244,6 +260,8 @@ struct RunCmd {
     /// Override a value, e.g. --set load.rate=50/s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    shard: sipcheck::run::ShardArgs,
 }
 
 #[derive(Debug, Args)]
@@ -363,10 +381,12 @@ async fn run(command: Command) -> Exit {
                 calls: cmd.calls,
                 junit_per_call: cmd.junit_per_call,
                 html: cmd.html,
+                shard: cmd.shard,
             };
             sipcheck::run::run(&args, &mut stdout).await
         }
         Command::Compare(args) => sipcheck::compare::run(&args, &mut stdout),
+        Command::Merge(args) => sipcheck::merge::run(&args, &mut stdout),
         command @ (Command::Completions { .. } | Command::Man { .. }) => {
             match write_generated(&command, &mut stdout) {
                 Ok(()) => Exit::Success,

@@ -49,12 +49,15 @@ pub enum RunError {
 pub type Wavs = HashMap<String, Arc<[i16]>>;
 
 /// Run `scenario` until its load ends or `stop` turns true; every result goes to `events`.
+/// The load's schedule starts once every user agent has registered, or at `load_start` when
+/// given (a start common to the shards of a run; waited for after the registrations).
 /// Returns when every call has ended and every UA is unregistered.
 pub async fn execute(
     scenario: Arc<Scenario>,
     wavs: Arc<Wavs>,
     events: mpsc::UnboundedSender<RunEvent>,
     stop: watch::Receiver<bool>,
+    load_start: Option<Instant>,
 ) -> Result<Duration, RunError> {
     let run_start = Instant::now();
     let seed = os_seed();
@@ -214,6 +217,13 @@ pub async fn execute(
         }
     }
 
+    // A common start: wait for it (a late one counts from the instant all the same).
+    if let Some(at) = load_start {
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => {}
+            _ = stop_load.wait_for(|s| *s) => {}
+        }
+    }
     // The load: callers start calls on the plan's schedule.
     let callers_roles: Vec<&(&ScenarioRole, mpsc::UnboundedSender<RoleCommand>)> =
         roles.iter().filter(|(r, _)| r.calls()).collect();
@@ -230,7 +240,7 @@ pub async fn execute(
             roles: callers_roles,
             callers: &callers,
             events: &events,
-            load_start: Instant::now(),
+            load_start: load_start.unwrap_or_else(Instant::now),
             started: 0,
         };
         match LoadPlan::compile(&scenario.load) {

@@ -45,6 +45,23 @@ pub fn write_summary(
             s.run_id
         )?;
     }
+    if let Some(shard) = s.provenance.shard {
+        writeln!(out, "shard {shard} (counting from 0) of the scenario")?;
+    }
+    if let Some(n) = s.provenance.merged_shards {
+        let missing = &s.provenance.missing_shards;
+        if missing.is_empty() {
+            writeln!(out, "merged from all {n} shards")?;
+        } else {
+            let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+            writeln!(
+                out,
+                "merged from {} of {n} shards: MISSING shard(s) {} (the plan was not fully run: FAIL)",
+                n as usize - missing.len(),
+                list.join(", ")
+            )?;
+        }
+    }
 
     // Calls.
     writeln!(out)?;
@@ -344,6 +361,11 @@ pub(crate) fn verdict_text(s: &RunSummary, thresholds: &[ThresholdResult]) -> St
                 thresholds.len()
             )
         }
+        Verdict::Failed if !s.provenance.missing_shards.is_empty() => format!(
+            "FAILED: {} of {} shards missing (the plan was not fully run)",
+            s.provenance.missing_shards.len(),
+            s.provenance.merged_shards.unwrap_or_default()
+        ),
         Verdict::Failed => format!(
             "FAILED: {} of {} calls and {} registrations failed (no calls.failed threshold allows any)",
             s.calls.failed, s.calls.started, s.registrations.failed

@@ -11,10 +11,18 @@
 //!   "run_id": string,                         this run's random id (also in the console
 //!                                             and the JUnit report)
 //!   "scenario": string,                       scenario name
+//!   "sipcheck_version": string,               the version that wrote it
+//!   "scenario_fingerprint": string,           16 hex digits naming the whole scenario as
+//!                                             validated (the same in all its shards)
+//!   "shard": { "index", "count": integer }    the shard this run was (--shard I/N, from 0),
+//!            | null,                          null for a whole run
+//!   "merged": { "shards": integer,            a summary merged by `sipcheck merge`: the
+//!     "missing": [integer] } | null,          shard count and the shards not given
 //!   "started_at_unix_ms": integer,            wall clock at the run's start
 //!   "duration_s": number,                     how long the run lasted
 //!   "interrupted": boolean,                   stopped (Ctrl-C) before its planned end
-//!   "verdict": "passed" | "calls_failed" | "thresholds_failed" | "interrupted",
+//!   "verdict": "passed" | "calls_failed" | "thresholds_failed" | "interrupted"
+//!            | "shards_missing",               (a merge without every shard's summary)
 //!   "calls": {
 //!     "counted_side": "caller" | "callee",    whose results the totals count
 //!     "started": integer, "passed": integer, "failed": integer,
@@ -24,7 +32,12 @@
 //!     "by_role": { role: {
 //!       "started": integer, "passed": integer, "failed": integer,
 //!       "failures": { label: integer },
-//!       "registrations": { "ok", "failed", "unregister_ok", "unregister_failed": integer }
+//!       "registrations": { "ok", "failed", "unregister_ok", "unregister_failed": integer },
+//!       "steps": [ { "step": string,          each step of the role, in order (line 0: not
+//!         "line", "col": integer,             tied to a step); calls that reached it,
+//!         "reached", "passed", "failed": integer, completed it, failed at it; time spent
+//!         "time_ms": number,                  in it, added up; failures per kind label
+//!         "failures": { label: integer } } ]
 //!     } }
 //!   },
 //!   "failures": { label: integer },           per FailureKind label (sip_486, timer_b …),
@@ -124,6 +137,10 @@ struct Doc<'a> {
     schema: &'static str,
     run_id: &'a str,
     scenario: &'a str,
+    sipcheck_version: &'a str,
+    scenario_fingerprint: &'a str,
+    shard: Option<ShardJson>,
+    merged: Option<MergedJson<'a>>,
     started_at_unix_ms: u64,
     duration_s: f64,
     interrupted: bool,
@@ -139,6 +156,20 @@ struct Doc<'a> {
     generator: Generator,
     thresholds: Vec<ThresholdJson>,
     failed_call_samples: Vec<Sample<'a>>,
+}
+
+/// The shard a run was (`--shard I/N`).
+#[derive(Serialize)]
+struct ShardJson {
+    index: u32,
+    count: u32,
+}
+
+/// A summary merged from shards' (`sipcheck merge`).
+#[derive(Serialize)]
+struct MergedJson<'a> {
+    shards: u32,
+    missing: &'a [u32],
 }
 
 #[derive(Serialize)]
@@ -159,6 +190,21 @@ struct RoleCalls<'a> {
     failed: u64,
     failures: &'a BTreeMap<String, u64>,
     registrations: Registrations,
+    steps: Vec<StepJson<'a>>,
+}
+
+/// One step of a role: what its calls did there (what `sipcheck merge` needs for the JUnit
+/// report's test case of the step).
+#[derive(Serialize)]
+struct StepJson<'a> {
+    step: &'a str,
+    line: u32,
+    col: u32,
+    reached: u64,
+    passed: u64,
+    failed: u64,
+    time_ms: f64,
+    failures: &'a BTreeMap<String, u64>,
 }
 
 #[derive(Serialize)]
@@ -367,13 +413,27 @@ pub fn write_json(
         schema: SCHEMA,
         run_id: &s.run_id,
         scenario: &s.scenario,
+        sipcheck_version: &s.provenance.version,
+        scenario_fingerprint: &s.provenance.fingerprint,
+        shard: s.provenance.shard.map(|sh| ShardJson {
+            index: sh.index(),
+            count: sh.count(),
+        }),
+        merged: s.provenance.merged_shards.map(|shards| MergedJson {
+            shards,
+            missing: &s.provenance.missing_shards,
+        }),
         started_at_unix_ms: s
             .started_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         duration_s: round3(s.elapsed.as_secs_f64()),
         interrupted: s.interrupted,
-        verdict: verdict_name(s.verdict(thresholds)),
+        verdict: match s.verdict(thresholds) {
+            // A merge missing a shard fails for that, whatever its calls did.
+            Verdict::Failed if !s.provenance.missing_shards.is_empty() => "shards_missing",
+            v => verdict_name(v),
+        },
         calls: Calls {
             counted_side: s.counted_side,
             started: s.calls.started,
@@ -393,6 +453,20 @@ pub fn write_json(
                             failed: r.calls.failed,
                             failures: &r.failures,
                             registrations: (&r.registrations).into(),
+                            steps: r
+                                .steps
+                                .iter()
+                                .map(|st| StepJson {
+                                    step: &st.kind,
+                                    line: st.line,
+                                    col: st.col,
+                                    reached: st.reached,
+                                    passed: st.passed,
+                                    failed: st.failed,
+                                    time_ms: round3(st.time.as_secs_f64() * 1000.0),
+                                    failures: &st.failures,
+                                })
+                                .collect(),
                         },
                     )
                 })

@@ -226,6 +226,13 @@ pub fn write_junit_per_call(
     if let Some(calls) = calls {
         suites.push(("calls".into(), calls.cases(), None));
     }
+    if let Some(n) = s.provenance.merged_shards {
+        suites.push((
+            "shards".into(),
+            shard_cases(n, &s.provenance.missing_shards),
+            None,
+        ));
+    }
     let mut summary = Vec::new();
     console::write_summary(s, thresholds, &mut summary)?;
     suites.push((
@@ -547,6 +554,32 @@ fn registration_case(name: String, role: &RoleSummary, unregister: bool, at: &st
         system_out: (!at.is_empty()).then_some(at),
         time: None,
     }
+}
+
+/// A merged run's shards: one test case each, failed when its summary was not merged.
+fn shard_cases(count: u32, missing: &[u32]) -> Vec<Case> {
+    (0..count)
+        .map(|i| {
+            let name = format!("shard {i}/{count}");
+            let outcome = if missing.contains(&i) {
+                Outcome::Failed {
+                    kind: "shard_missing".into(),
+                    message: "its summary was not merged: the plan was not fully run".into(),
+                    text: format!(
+                        "{name}: its summary was not merged: the plan was not fully run\n"
+                    ),
+                }
+            } else {
+                Outcome::Passed
+            };
+            Case {
+                name,
+                outcome,
+                system_out: None,
+                time: None,
+            }
+        })
+        .collect()
 }
 
 fn threshold_case(t: &ThresholdResult) -> Case {

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sipcheck_core::scenario::threshold;
+use sipcheck_core::scenario::shard::{self, Shard};
+use sipcheck_core::scenario::{threshold, Scenario};
+use sipcheck_core::stats::metrics::Provenance;
 use tokio::sync::{mpsc, watch};
 
 use crate::exec::{self as executor, RunEvent};
@@ -71,6 +73,86 @@ pub struct RunArgs {
     pub junit_per_call: bool,
     /// The HTML report's path (overrides the scenario's).
     pub html: Option<String>,
+    /// Which shard of the scenario to run, and when its load starts.
+    pub shard: ShardArgs,
+}
+
+/// `--shard I/N`, `--shards N`, `--start-at TIME`: one shard of a scenario split over several
+/// processes ([`sipcheck_core::scenario::shard`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShardArgs {
+    /// Run shard I of N (counting from 0: 0/3, 1/3, 2/3). Without it, --shards N with
+    /// JOB_COMPLETION_INDEX (Kubernetes Indexed Job, from 0), or GitLab's CI_NODE_INDEX (from
+    /// 1) and CI_NODE_TOTAL, name the shard.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Split into N shards, this one's index from JOB_COMPLETION_INDEX (from 0).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
+    /// Start the load's schedule at this instant (RFC 3339 in UTC, 2026-12-07T12:00:00Z, or
+    /// Unix seconds): every shard given the same instant runs one schedule. Registrations
+    /// happen before it; an instant more than 5 s past is refused.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+    /// slice (default): the shards may share a host, so each takes a slice of the RTP port
+    /// range and listen ports moved up by its index; whole: each shard has an address of its
+    /// own and keeps every port.
+    #[arg(long, value_name = "slice|whole", default_value = "slice")]
+    pub shard_ports: shard::Ports,
+}
+
+/// The shard a run is and its scenario's part, the whole scenario's fingerprint, and the
+/// common start instant (as time since the Unix epoch).
+struct Sharding {
+    shard: Option<Shard>,
+    fingerprint: String,
+    start_at: Option<Duration>,
+}
+
+fn sharding(args: &ShardArgs, scenario: Scenario) -> Result<(Scenario, Sharding), String> {
+    let fingerprint = shard::fingerprint(&scenario);
+    let env = |name: &str| std::env::var(name).ok();
+    let which =
+        Shard::from_sources(args.shard.as_deref(), args.shards, &env).map_err(|e| e.to_string())?;
+    if let (Some(s), None) = (which, &args.shard) {
+        let from = if args.shards.is_some() {
+            "JOB_COMPLETION_INDEX, from 0"
+        } else {
+            "GitLab's CI_NODE_INDEX, from 1, and CI_NODE_TOTAL"
+        };
+        eprintln!("sipcheck: running shard {s} of the scenario (counting from 0; {from})");
+    }
+    let scenario = match which {
+        Some(s) => {
+            shard::split(&scenario, s, args.shard_ports).map_err(|e| format!("shard {s}: {e}"))?
+        }
+        None => scenario,
+    };
+    let start_at = args.start_at.as_deref().map(parse_start_at).transpose()?;
+    Ok((
+        scenario,
+        Sharding {
+            shard: which,
+            fingerprint,
+            start_at,
+        },
+    ))
+}
+
+/// `--start-at`: Unix seconds (fractions allowed) or RFC 3339 in UTC.
+fn parse_start_at(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!("--start-at '{s}' is not a time: give RFC 3339 in UTC (2026-12-07T12:00:00Z) or Unix seconds")
+    };
+    if let Ok(secs) = s.trim().parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs))
+            .ok_or_else(bad);
+    }
+    humantime::parse_rfc3339(s.trim())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .ok_or_else(bad)
 }
 
 /// Load, run and report a scenario; the exit code.
@@ -79,6 +161,13 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         Ok(loaded) => loaded,
         Err(e) => {
             eprint!("{}", escape_controls(&e.to_string()));
+            return Exit::Usage;
+        }
+    };
+    let (scenario, sharding) = match sharding(&args.shard, scenario) {
+        Ok(split) => split,
+        Err(e) => {
+            eprintln!("sipcheck: {}", escape_controls(&e));
             return Exit::Usage;
         }
     };
@@ -216,11 +305,28 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    // The common start: an instant of the wall clock, on this process's monotonic clock.
+    let load_start = match sharding.start_at {
+        Some(at) => {
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            match shard::start_delay(at, now) {
+                Ok(wait) => Some(Instant::now() + wait),
+                Err(e) => {
+                    eprintln!("sipcheck: --start-at: {e}; nothing was sent");
+                    return Exit::Usage;
+                }
+            }
+        }
+        None => None,
+    };
     let executor = tokio::spawn(executor::execute(
         scenario.clone(),
         Arc::new(wavs),
         events_tx,
         stop_rx,
+        load_start,
     ));
     // The events are read by a task of the runtime, beside the executor's tasks.
     let collector = tokio::spawn(async move {
@@ -353,6 +459,12 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     };
     let mut summary = metrics.finish(elapsed, interrupted);
     summary.run_id = run_id;
+    summary.provenance = Provenance {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        fingerprint: sharding.fingerprint,
+        shard: sharding.shard,
+        ..Provenance::default()
+    };
     // The scenario's thresholds, and the built-in ones it does not override
     // (`calls.not_started <= 0`).
     let thresholds = summary.check(&threshold::with_builtins(&scenario.thresholds));

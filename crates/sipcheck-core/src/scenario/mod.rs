@@ -56,8 +56,10 @@ mod error;
 mod load;
 pub mod model;
 mod overrides;
+mod part;
 pub mod plan;
 pub mod raw;
+pub mod shard;
 pub(crate) mod source;
 pub mod text;
 pub mod threshold;
@@ -69,6 +71,7 @@ pub use load::{load, load_with_overrides, MAX_SCENARIO_BYTES};
 pub use model::Scenario;
 pub use overrides::{apply_overrides, parse_override, parse_overrides};
 pub use plan::LoadPlan;
+pub use shard::{Shard, ShardError};
 pub use validate::{MAX_TONE_HZ, MIN_TONE_HZ};
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::media::tone::Tone;
 use crate::sip::auth::Password;
 use crate::sip::transport::Transport;
 
+use super::part::Shard;
 use super::text::Template;
 use super::threshold::Threshold;
 use super::units::{Decibels, HostPort, PortRange, Rate};
@@ -452,6 +453,10 @@ pub enum Load {
         /// Never more calls up at once than this (a call due while the cap is reached is
         /// counted as not started, not delayed).
         max_concurrent: Option<u32>,
+        /// Which of the schedule's calls this process starts: every one ([`Shard::WHOLE`]),
+        /// or, for shard i of N, calls i, i + N, i + 2N … of the whole schedule, at their
+        /// instants in it ([`super::shard`]).
+        shard: Shard,
     },
     /// Closed model: keep `concurrent` calls up; a new call starts when one ends.
     Closed {

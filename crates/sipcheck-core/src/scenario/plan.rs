@@ -23,6 +23,7 @@
 use std::time::Duration;
 
 use super::model::{End, Load};
+use super::part::Shard;
 use super::units::Rate;
 
 /// A compiled load: one of the two models.
@@ -44,7 +45,12 @@ impl LoadPlan {
                 ramp_up,
                 end,
                 max_concurrent,
-            } => Self::Open(OpenPlan::new(rate, ramp_up, end).with_max_concurrent(max_concurrent)),
+                shard,
+            } => Self::Open(
+                OpenPlan::new(rate, ramp_up, end)
+                    .with_max_concurrent(max_concurrent)
+                    .with_shard(shard),
+            ),
             Load::Closed {
                 concurrent,
                 ramp_up,
@@ -107,6 +113,7 @@ pub struct OpenPlan {
     limit_ns: Option<u128>,
     next: u64,
     max_concurrent: Option<u32>,
+    shard: Shard,
 }
 
 impl OpenPlan {
@@ -121,7 +128,23 @@ impl OpenPlan {
             limit_ns: end.after().map(|d| d.as_nanos()),
             next: 0,
             max_concurrent: None,
+            shard: Shard::WHOLE,
         }
+    }
+
+    /// The same plan, keeping only the calls of `shard`: calls i, i + N, i + 2N … of the
+    /// whole schedule (shard i of N), each at its instant in the whole schedule, so that N
+    /// shards started at the same instant start exactly the calls of the whole, when it would.
+    #[must_use]
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// The global number (in the whole schedule) of this shard's `n`-th call.
+    fn global(&self, n: u64) -> Option<u64> {
+        n.checked_mul(u64::from(self.shard.count()))?
+            .checked_add(u64::from(self.shard.index()))
     }
 
     /// The same plan with a cap on calls up at once.
@@ -176,10 +199,11 @@ impl OpenPlan {
 
     /// The start of the next call, or `None` when the plan has ended.
     pub fn next_start(&mut self) -> Option<Duration> {
-        if self.limit_calls.is_some_and(|limit| self.next >= limit) {
+        let g = self.global(self.next)?;
+        if self.limit_calls.is_some_and(|limit| g >= limit) {
             return None;
         }
-        let t = self.start_of(self.next);
+        let t = self.start_of(g);
         if self.limit_ns.is_some_and(|limit| t.as_nanos() >= limit) {
             return None;
         }
@@ -187,9 +211,16 @@ impl OpenPlan {
         Some(t)
     }
 
-    /// How many calls the whole plan starts (from the beginning, whatever has been consumed).
+    /// How many calls the plan starts (from the beginning, whatever has been consumed): this
+    /// shard's share of the whole schedule's calls.
     #[must_use]
     pub fn total_calls(&self) -> u64 {
+        self.shard.share(self.whole_calls())
+    }
+
+    /// How many calls the whole schedule (every shard) starts.
+    #[must_use]
+    pub fn whole_calls(&self) -> u64 {
         let Some(limit) = self.limit_ns else {
             return self.limit_calls.unwrap_or(u64::MAX);
         };
@@ -429,6 +460,7 @@ mod tests {
             ramp_up: Duration::ZERO,
             end: End::Calls(10),
             max_concurrent: Some(200),
+            shard: Shard::WHOLE,
         };
         let LoadPlan::Open(plan) = LoadPlan::compile(&load) else {
             panic!("open")

@@ -23,6 +23,7 @@ use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
     Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
 };
+use super::part::Shard;
 use super::raw::{
     OneOrMany, RawAccounts, RawCall, RawExpect, RawLoad, RawMedia, RawPlay, RawRole, RawScenario,
     RawStep, RawTarget,
@@ -1809,6 +1810,7 @@ fn validate_load(cx: &mut Ctx<'_>, p: &Path, l: &RawLoad) -> Option<Load> {
                 ramp_up,
                 end: end?,
                 max_concurrent,
+                shard: Shard::WHOLE,
             })
         }
         (None, Some(_)) => {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 /// Which way a message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Sent by sipcheck.
@@ -17,7 +17,7 @@ pub enum Direction {
 }
 
 /// One rung of the ladder.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Rung {
     /// Time since the ladder started, in milliseconds.
     pub at_ms: f64,

@@ -318,7 +318,7 @@ pub struct GeneratorHealth {
 }
 
 /// One failure of a sampled call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FailureNote {
     /// The step (`call`, `expect` …).
     pub step: String,
@@ -333,7 +333,7 @@ pub struct FailureNote {
 }
 
 /// A failing call kept as an example, with its SIP ladder.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FailedCall {
     /// The role.
     pub role: String,
@@ -358,7 +358,7 @@ pub struct FailedCall {
 }
 
 /// The quality figures of one call as one of its ends received it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CallQuality {
     /// The E-model MOS estimate of the received direction (`None`: no frame played out).
     pub mos: Option<f64>,
@@ -426,7 +426,7 @@ fn signature_verdict(r: &CallResult) -> Option<&'static str> {
 pub const WORST_CALLS: usize = 5;
 
 /// One of the calls with the lowest MOS estimate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct WorstCall {
     /// The role.
     pub role: String,
@@ -765,6 +765,21 @@ impl TimingStats {
     }
 }
 
+/// What produced a summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The sipcheck version (empty when unknown).
+    pub version: String,
+    /// The whole scenario's [`crate::scenario::shard::fingerprint`] (empty when unknown).
+    pub fingerprint: String,
+    /// The shard this run was (`None`: the whole scenario in one process).
+    pub shard: Option<crate::scenario::shard::Shard>,
+    /// A merged summary: how many shards the run had.
+    pub merged_shards: Option<u32>,
+    /// A merged summary: the shards whose summaries were not given.
+    pub missing_shards: Vec<u32>,
+}
+
 /// Everything a run measured, as the reporters read it.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -813,6 +828,8 @@ pub struct RunSummary {
     pub calls_cut_short: u64,
     /// The [`WORST_CALLS`] calls (ends) with the lowest MOS estimate, lowest first.
     pub worst_calls: Vec<WorstCall>,
+    /// What produced it: the version, the scenario's fingerprint, the shard.
+    pub provenance: Provenance,
 }
 
 impl RunSummary {
@@ -1193,6 +1210,7 @@ impl Metrics {
             },
             calls_cut_short: self.cut_short[side_index(counted_side)],
             worst_calls: self.worst,
+            provenance: Provenance::default(),
         }
     }
 }

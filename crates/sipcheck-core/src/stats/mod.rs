@@ -9,6 +9,7 @@ pub mod distribution;
 pub mod fixture;
 pub mod kept_rows;
 pub mod ladder;
+pub mod merge;
 pub mod metrics;
 pub mod outcome;
 pub mod pairing;

@@ -9,7 +9,7 @@ use super::ladder::Rung;
 use crate::media::quality::QualityEstimate;
 
 /// Which side of a call a user agent was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     /// It placed the call.

@@ -209,6 +209,10 @@ impl RunSummary {
                 Metric::CallsFailed | Metric::CallsPassed
             )
         });
+        // A plan not fully run (a shard's summary missing from a merge) is never a pass.
+        if !self.provenance.missing_shards.is_empty() {
+            return Verdict::Failed;
+        }
         let failed = self.calls.failed > 0 || self.registrations.failed > 0;
         if failed && !governed {
             Verdict::Failed
