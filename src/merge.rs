@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use sipcheck_core::scenario::shard::Shard;
 use sipcheck_core::scenario::threshold::Threshold;
+use sipcheck_core::stats::distribution::Scores;
 use sipcheck_core::stats::merge;
 use sipcheck_core::stats::metrics::{
     CallCounts, FailedCall, GeneratorHealth, Provenance, QualitySummary, RegistrationCounts,
@@ -40,6 +41,10 @@ pub struct MergeArgs {
     /// Write the merged JUnit XML report here (`-` for standard output).
     #[arg(long, value_name = "PATH")]
     pub junit: Option<String>,
+    /// Write the merged run as one self-contained HTML page here (its figures and
+    /// distributions; no charts over time: the shards' summaries hold no time series).
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<String>,
 }
 
 /// Why summaries could not be merged.
@@ -86,15 +91,15 @@ pub fn run(args: &MergeArgs, out: &mut impl Write) -> Exit {
             return Exit::Usage;
         }
     };
-    let on_stdout = [&args.json, &args.junit]
+    let on_stdout = [&args.json, &args.junit, &args.html]
         .iter()
         .filter(|p| p.as_deref() == Some("-"))
         .count();
     if on_stdout > 1 {
-        eprintln!("sipcheck: the JSON and JUnit reports cannot both go to standard output (-): give one a file");
+        eprintln!("sipcheck: only one of the JSON, JUnit and HTML reports can go to standard output (-): give the others a file");
         return Exit::Usage;
     }
-    for path in args.json.iter().chain(&args.junit) {
+    for path in args.json.iter().chain(&args.junit).chain(&args.html) {
         if let Err(e) = report::check_writable(path) {
             eprintln!("sipcheck: {e}");
             return Exit::Usage;
@@ -121,6 +126,22 @@ pub fn run(args: &MergeArgs, out: &mut impl Write) -> Exit {
         if let Err(e) = report::write_report(path, |mut w| {
             report::json::write_json(&summary, &results, &mut w)
         }) {
+            eprintln!("sipcheck: {e}");
+            exit = Exit::Internal;
+        }
+    }
+    if let Some(path) = &args.html {
+        let pesq = Scores::new();
+        let input = report::html::HtmlInput {
+            summary: &summary,
+            thresholds: &results,
+            series: &[],
+            interval: Duration::ZERO,
+            merged: 1,
+            pesq: &pesq,
+        };
+        if let Err(e) = report::write_report(path, |mut w| report::html::write_html(&input, &mut w))
+        {
             eprintln!("sipcheck: {e}");
             exit = Exit::Internal;
         }

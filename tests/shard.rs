@@ -111,6 +111,8 @@ fn merge(files: &[PathBuf], dir: &RunDir, name: &str) -> (Output, PathBuf, PathB
         json.display().to_string(),
         "--junit".to_owned(),
         junit.display().to_string(),
+        "--html".to_owned(),
+        dir.join(&format!("{name}.html")).display().to_string(),
     ]);
     let out = run_sipcheck_with_timeout(args, &[], Duration::from_secs(30));
     (out, json, junit)
@@ -247,6 +249,15 @@ fn three_shards_of_a_direct_run_merge_into_the_whole_runs_figures() {
         whole["metrics"]["invite_to_200"]["count"]
     );
     assert_exact_union(&merged, &shards);
+    // The merged page: the verdict, the thresholds, the distribution drawn from the merged
+    // histogram; no charts over time (the shards' summaries hold no series).
+    let page = std::fs::read_to_string(dir.join("merged.html")).expect("the merged HTML page");
+    assert!(
+        page.contains("PASSED") && page.contains("calls.started"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"no-series\""), "{page}");
+    assert!(page.contains("<svg"), "{page}");
     assert_valid_junit(&junit);
     // The roles' steps, added up: one passed test case per step, as a single run writes.
     let xml = std::fs::read_to_string(&junit).unwrap();

@@ -39,7 +39,7 @@ pub struct HtmlInput<'a> {
     pub thresholds: &'a [ThresholdResult],
     /// The rows of its time series, in order.
     pub series: &'a [SeriesRow],
-    /// The series' interval.
+    /// The series' interval; zero when the run kept no series (a merge of shards' summaries).
     pub interval: Duration,
     /// How many intervals each row stands for (1 unless a long run's rows were merged, see
     /// [`sipcheck_core::stats::kept_rows`]).
@@ -207,6 +207,13 @@ fn ms(d: Duration) -> f64 {
 
 fn over_time(page: &mut String, input: &HtmlInput<'_>) -> io::Result<()> {
     let rows = input.series;
+    if input.interval.is_zero() {
+        page.push_str(
+            "<h2>Over time</h2>\n<p id=\"no-series\" class=\"no-data\">no time series: \
+             the figures were merged from shards' summaries, which hold none</p>\n",
+        );
+        return Ok(());
+    }
     let merged = input.merged.max(1);
     let _ = write!(
         page,
