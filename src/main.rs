@@ -132,6 +132,11 @@ struct Cli {
     /// (pcap, raw IPv4/IPv6 with UDP or TCP headers) that Wireshark and tshark open.
     #[arg(long, value_name = "FILE", global = true)]
     pcap: Option<PathBuf>,
+    /// With --pcap, for `run`: which calls' packets the capture keeps: `all`, `failed` (the
+    /// failed calls' SIP and RTP, each call's last 4 MiB), or N (the first N calls to fail).
+    /// Packets of no call (REGISTER, OPTIONS) are always kept.
+    #[arg(long, value_name = "failed|all|N", global = true, requires = "pcap")]
+    pcap_calls: Option<sipcheck_core::capture::select::Keep>,
     #[command(subcommand)]
     command: Command,
 }
@@ -267,9 +272,16 @@ fn main() -> ExitCode {
         None => None,
     };
     sipcheck::drive::trace::install(cli.verbose >= 1, trace_file);
+    if cli.pcap_calls.is_some() && !matches!(cli.command, Command::Run(_)) {
+        eprintln!("sipcheck: error: --pcap-calls applies to `run` only");
+        return Exit::Usage.into();
+    }
     if let Some(path) = &cli.pcap {
+        let keep = cli
+            .pcap_calls
+            .unwrap_or(sipcheck_core::capture::select::Keep::All);
         let installed = std::fs::File::create(path)
-            .and_then(|file| sipcheck::drive::capture::install(path.clone(), file));
+            .and_then(|file| sipcheck::drive::capture::install(path.clone(), file, keep));
         if let Err(e) = installed {
             eprintln!(
                 "sipcheck: error: cannot create the capture {}: {e}",
