@@ -6,6 +6,7 @@
 pub mod compare;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixture;
+pub mod hdrlog;
 pub mod ladder;
 pub mod metrics;
 pub mod outcome;
