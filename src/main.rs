@@ -227,9 +227,14 @@ struct RunCmd {
     /// Lines when PATH ends in .jsonl (overrides the scenario's `reports.series`).
     #[arg(long, value_name = "PATH")]
     series: Option<String>,
-    /// The time series' interval.
+    /// The time series' interval, and the HdrHistogram interval log's.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_series_interval)]
     series_interval: std::time::Duration,
+    /// Write the latency histograms here as the run goes, one line per interval and timing
+    /// metric, in the HdrHistogram interval log format (V2 compressed histograms, tagged with
+    /// the metric's name), for HdrHistogram's own tools.
+    #[arg(long, value_name = "FILE")]
+    hdr_log: Option<String>,
     /// Write the headline figures here in the OpenMetrics text format, for GitLab's metrics
     /// report (overrides the scenario's `reports.metrics`).
     #[arg(long, value_name = "PATH")]
@@ -366,6 +371,7 @@ async fn run(command: Command) -> Exit {
                 json: cmd.json,
                 series: cmd.series,
                 series_interval: cmd.series_interval,
+                hdr_log: cmd.hdr_log,
                 metrics: cmd.metrics,
                 calls: cmd.calls,
                 junit_per_call: cmd.junit_per_call,

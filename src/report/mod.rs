@@ -41,6 +41,7 @@
 
 pub mod calls;
 pub mod console;
+pub mod hdrlog;
 pub mod json;
 pub mod junit;
 pub mod openmetrics;

@@ -14,6 +14,7 @@ use crate::exit::Exit;
 use crate::report::calls::CallLog;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
+use sipcheck_core::stats::hdrlog::IntervalLog;
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 use sipcheck_core::stats::outcome::CallResult;
 use sipcheck_core::stats::pairing::{self, Pairing};
@@ -26,16 +27,20 @@ fn count(
     metrics: &mut Metrics,
     progress: &mut Progress,
     series: Option<&mut Series>,
+    hdr: Option<&mut IntervalLog>,
     at: Duration,
     log: &mut CallLog,
 ) {
     let now = Instant::now();
-    let mut series = series;
+    let (mut series, mut hdr) = (series, hdr);
     for result in results {
         progress.on_call_finished(&result);
         metrics.record_call(&result);
         if let Some(s) = series.as_deref_mut() {
             s.handle_result(at, &result);
+        }
+        if let Some(h) = hdr.as_deref_mut() {
+            h.handle_result(at, &result);
         }
         log.record(now, &result);
     }
@@ -54,8 +59,10 @@ pub struct RunArgs {
     pub json: Option<String>,
     /// Time series path (CSV, or JSON Lines for `.jsonl`; overrides the scenario's).
     pub series: Option<String>,
-    /// The time series' interval.
+    /// The time series' interval (and the HdrHistogram interval log's).
     pub series_interval: Duration,
+    /// HdrHistogram interval log path.
+    pub hdr_log: Option<String>,
     /// OpenMetrics report path (overrides the scenario's).
     pub metrics: Option<String>,
     /// Per-call records path, JSON Lines (overrides the scenario's).
@@ -87,11 +94,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .metrics
         .clone()
         .or_else(|| scenario.reports.metrics.clone());
-    if [&series_path, &metrics_path]
+    if [&series_path, &metrics_path, &args.hdr_log]
         .iter()
         .any(|p| p.as_deref() == Some("-"))
     {
-        eprintln!("sipcheck: the time series and the metrics report go to files, not to standard output (-)");
+        eprintln!("sipcheck: the time series, the metrics report and the HdrHistogram log go to files, not to standard output (-)");
         return Exit::Usage;
     }
     let calls_path = args
@@ -130,6 +137,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .chain(&calls_path)
         .chain(&series_path)
         .chain(&metrics_path)
+        .chain(&args.hdr_log)
     {
         if let Err(e) = report::check_writable(path) {
             eprintln!("sipcheck: {e}; nothing was sent");
@@ -189,6 +197,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         },
         None => None,
     };
+    let mut hdr = match &args.hdr_log {
+        Some(path) => {
+            let since_epoch = started_wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            match report::hdrlog::HdrLogFile::create(path, since_epoch) {
+                Ok(file) => Some((IntervalLog::new(args.series_interval, counted), file)),
+                Err(e) => {
+                    eprintln!("sipcheck: {e}; nothing was sent");
+                    return Exit::Usage;
+                }
+            }
+        }
+        None => None,
+    };
 
     // Both ends of a call between two roles of the run are judged together (one-way audio).
     let mut pairing = Pairing::new(
@@ -207,6 +230,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let collector = tokio::spawn(async move {
         let mut interrupted = false;
         let mut series_failed = false;
+        let mut hdr_failed = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         let mut interrupts = crate::signal::Interrupts::new().ok();
         loop {
@@ -226,11 +250,17 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                             &mut metrics,
                             &mut progress,
                             series.as_mut().map(|(s, _)| s),
+                            hdr.as_mut().map(|(h, _)| h),
                             started_at.elapsed(),
                             &mut log,
                         );
                     }
-                    Some(RunEvent::Registered(r)) => metrics.record_register(&r),
+                    Some(RunEvent::Registered(r)) => {
+                        metrics.record_register(&r);
+                        if let Some((h, _)) = &mut hdr {
+                            h.handle_register(started_at.elapsed(), &r);
+                        }
+                    }
                     Some(RunEvent::NotStarted) => {
                         metrics.record_not_started();
                         log.not_started();
@@ -244,6 +274,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                         &mut metrics,
                         &mut progress,
                         series.as_mut().map(|(s, _)| s),
+                        hdr.as_mut().map(|(h, _)| h),
                         now - started_at,
                         &mut log,
                     );
@@ -256,6 +287,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                                 if let Err(e) = file.append(&row) {
                                     eprintln!("sipcheck: {e}");
                                     series_failed = true;
+                                }
+                            }
+                        }
+                    }
+                    if let Some((h, file)) = &mut hdr {
+                        while let Some(interval) = h.poll_interval(now - started_at) {
+                            if !hdr_failed {
+                                if let Err(e) = file.append(&interval) {
+                                    eprintln!("sipcheck: {e}");
+                                    hdr_failed = true;
                                 }
                             }
                         }
@@ -282,6 +323,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             &mut metrics,
             &mut progress,
             series.as_mut().map(|(s, _)| s),
+            hdr.as_mut().map(|(h, _)| h),
             started_at.elapsed(),
             &mut log,
         );
@@ -296,7 +338,23 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 }
             }
         }
-        (metrics, progress, interrupted, series_failed, log.finish())
+        if let Some((mut h, mut file)) = hdr {
+            for interval in h.finish(started_at.elapsed()) {
+                if !hdr_failed {
+                    if let Err(e) = file.append(&interval) {
+                        eprintln!("sipcheck: {e}");
+                        hdr_failed = true;
+                    }
+                }
+            }
+        }
+        (
+            metrics,
+            progress,
+            interrupted,
+            series_failed || hdr_failed,
+            log.finish(),
+        )
     });
     let (metrics, mut progress, interrupted, series_failed, (per_call, logged)) =
         match collector.await {
