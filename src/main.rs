@@ -137,6 +137,11 @@ struct Cli {
     /// Packets of no call (REGISTER, OPTIONS) are always kept.
     #[arg(long, value_name = "failed|all|N", global = true, requires = "pcap")]
     pcap_calls: Option<sipcheck_core::capture::select::Keep>,
+    /// With --pcap-calls failed|N: the most bytes of packets kept per call (its last ones),
+    /// e.g. 16MiB (1KiB to 512MiB).
+    #[arg(long, value_name = "SIZE", global = true, requires = "pcap_calls",
+          value_parser = sipcheck_core::capture::select::parse_size)]
+    pcap_call_limit: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -285,8 +290,12 @@ fn main() -> ExitCode {
         let keep = cli
             .pcap_calls
             .unwrap_or(sipcheck_core::capture::select::Keep::All);
+        let mut limits = sipcheck_core::capture::select::Limits::default();
+        if let Some(per_call) = cli.pcap_call_limit {
+            limits.per_call = per_call;
+        }
         let installed = std::fs::File::create(path)
-            .and_then(|file| sipcheck::drive::capture::install(path.clone(), file, keep));
+            .and_then(|file| sipcheck::drive::capture::install(path.clone(), file, keep, limits));
         if let Err(e) = installed {
             eprintln!(
                 "sipcheck: error: cannot create the capture {}: {e}",

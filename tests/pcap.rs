@@ -464,6 +464,11 @@ struct Failing {
 /// The run of `kamailio-pcap-failed.yaml` through `kam` with `--pcap FILE --pcap-calls
 /// keep`.
 fn run_failing(kam: &Kamailio, dir: &RunDir, name: &str, keep: &str) -> Failing {
+    run_failing_with(kam, dir, name, &["--pcap-calls", keep])
+}
+
+/// [`run_failing`] with the capture's options `pcap`.
+fn run_failing_with(kam: &Kamailio, dir: &RunDir, name: &str, pcap: &[&str]) -> Failing {
     let server = format!("127.0.0.1:{}", kam.sip_port);
     let file = dir.join(&format!("{name}.pcap"));
     let calls = dir.join(&format!("{name}.jsonl"));
@@ -476,9 +481,9 @@ fn run_failing(kam: &Kamailio, dir: &RunDir, name: &str, keep: &str) -> Failing 
             calls.to_str().unwrap(),
             "--pcap",
             file.to_str().unwrap(),
-            "--pcap-calls",
-            keep,
-        ],
+        ]
+        .into_iter()
+        .chain(pcap.iter().copied()),
         &[("SIP_SERVER", server.as_str())],
     );
     let shown = format!("{}\n{}", describe_output(&out), kam.log());
@@ -597,6 +602,62 @@ fn pcap_calls_n_keeps_the_first_n_failed_calls() {
     let (calls, _) = invited_calls(&file);
     assert_eq!(calls.len(), 1, "{shown}");
     assert!(calls.is_subset(failed), "{calls:?} {failed:?}");
+}
+
+#[test]
+fn a_failed_call_over_its_limit_keeps_its_last_packets_and_is_said_truncated() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let dir = RunDir::new("pcap-limit").unwrap();
+    // The deaf caller's call: 1.5 s of RTP both ways, each packet seen by both ends (some
+    // 60 KB); the refused call's few messages fit.
+    let run = run_failing_with(
+        &kam,
+        &dir,
+        "limit",
+        &["--pcap-calls", "failed", "--pcap-call-limit", "16KiB"],
+    );
+    let shown = &run.shown;
+    assert!(
+        shown.contains(&format!(
+            "{} {} truncated to 16 KiB: their oldest packets are missing",
+            run.failed_rtp,
+            if run.failed_rtp == 1 { "call" } else { "calls" }
+        )),
+        "{shown}"
+    );
+    let file = dir.join("limit.pcap");
+    assert_clean(&file);
+    // Its last packets: the BYE and its 200, not the INVITE.
+    let byes = tshark(
+        &file,
+        &[
+            "-Y",
+            "sip.CSeq.method == \"BYE\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Call-ID",
+        ],
+    );
+    let with_bye: std::collections::BTreeSet<String> = byes.lines().map(str::to_owned).collect();
+    let (with_invite, _) = invited_calls(&file);
+    // Without the SDP that announced them, tshark does not know the RTP as such.
+    let rtp = tshark(
+        &file,
+        &["-Y", "udp && !sip", "-T", "fields", "-e", "frame.number"],
+    )
+    .lines()
+    .count();
+    assert_eq!(with_bye.len(), run.failed_rtp, "{byes}");
+    assert!(with_bye.is_subset(&run.failed), "{with_bye:?}");
+    assert!(with_bye.is_disjoint(&with_invite), "{with_invite:?}");
+    assert_eq!(
+        with_invite.len(),
+        run.failed.len() - run.failed_rtp,
+        "{shown}"
+    );
+    // 16 KiB of 216-byte RTP records at most per call.
+    assert!(rtp > 0 && rtp <= 76 * run.failed_rtp, "{rtp} RTP packets");
 }
 
 #[test]

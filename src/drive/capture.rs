@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sipcheck_core::capture::select::{Keep, Limits, Selected, Selector};
+use sipcheck_core::capture::select::{show_size, Keep, Limits, Selected, Selector};
 use sipcheck_core::capture::{file_header, Encoder};
 use sipcheck_core::stats::ladder::Direction;
 
@@ -110,6 +110,8 @@ struct Tap {
     queue: mpsc::SyncSender<Job>,
     /// Which calls are written.
     keep: Keep,
+    /// The bytes held per call at most.
+    per_call: usize,
     /// What the selection did, once the writer finished.
     selected: Arc<Mutex<Option<Selected>>>,
     /// Set by [`finish`]: later packets are not reported.
@@ -123,9 +125,9 @@ struct Tap {
 static TAP: OnceLock<Tap> = OnceLock::new();
 
 /// Install the process's capture, written to `file` (created at `path`): the file header is
-/// written at once, then the packets reported of the calls `keep` selects. A second call is
-/// ignored.
-pub fn install(path: PathBuf, file: File, keep: Keep) -> std::io::Result<()> {
+/// written at once, then the packets reported of the calls `keep` selects, each call's held
+/// within `limits`. A second call is ignored.
+pub fn install(path: PathBuf, file: File, keep: Keep, limits: Limits) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(FILE_BUFFER, file);
     out.write_all(&file_header())?;
     out.flush()?;
@@ -137,6 +139,7 @@ pub fn install(path: PathBuf, file: File, keep: Keep) -> std::io::Result<()> {
         path,
         queue,
         keep,
+        per_call: limits.per_call,
         selected: selected.clone(),
         closed: AtomicBool::new(false),
         dropped: AtomicU64::new(0),
@@ -149,7 +152,7 @@ pub fn install(path: PathBuf, file: File, keep: Keep) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sipcheck-pcap".into())
         .spawn(move || {
-            let selector = Selector::new(keep, Limits::default());
+            let selector = Selector::new(keep, limits);
             write_loop(&jobs, out, selector, &written, &error, &selected);
         })?;
     Ok(())
@@ -395,6 +398,8 @@ pub struct Summary {
     pub error: Option<std::io::Error>,
     /// What the selection of calls did (`--pcap-calls failed|N`).
     pub selected: Option<Selected>,
+    /// The bytes held per call at most.
+    pub per_call: usize,
 }
 
 impl std::fmt::Display for Summary {
@@ -442,10 +447,10 @@ impl std::fmt::Display for Summary {
             if s.truncated > 0 {
                 write!(
                     f,
-                    ", {} {} truncated to {} MiB: their oldest packets are missing",
+                    ", {} {} truncated to {}: their oldest packets are missing",
                     s.truncated,
                     calls(s.truncated),
-                    Limits::default().per_call >> 20
+                    show_size(self.per_call)
                 )?;
             }
             write!(f, ")")?;
@@ -479,6 +484,7 @@ pub fn finish() -> Option<Summary> {
         } else {
             tap.selected.lock().ok().and_then(|s| *s)
         },
+        per_call: tap.per_call,
     })
 }
 

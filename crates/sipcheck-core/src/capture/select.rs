@@ -69,6 +69,49 @@ impl Default for Limits {
     }
 }
 
+/// The largest per-call bound [`parse_size`] takes: the total bound.
+pub const MAX_PER_CALL: usize = 512 << 20;
+
+/// A per-call bound: bytes, or a number of `KiB`, `MiB` or `GiB`; 1 KiB to [`MAX_PER_CALL`].
+///
+/// # Errors
+/// What is wrong with it, as a sentence.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a size (bytes, or a number of KiB, MiB or GiB)"
+            ))
+        }
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (bytes, or a number of KiB, MiB or GiB)"))?;
+    match n.checked_mul(scale) {
+        Some(bytes) if (1 << 10..=MAX_PER_CALL).contains(&bytes) => Ok(bytes),
+        _ => Err(format!("`{s}` is not between 1KiB and 512MiB")),
+    }
+}
+
+/// A size as `parse_size` reads it back: `4 MiB`, `16 KiB`, `1500 bytes`.
+#[must_use]
+pub fn show_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
 /// What a [`Selector`] did with the calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Selected {
@@ -323,6 +366,21 @@ mod tests {
             total: 25,
             linger: ms(100),
         }
+    }
+
+    #[test]
+    fn sizes_parse_in_bytes_kib_mib_gib_within_bounds_and_show_back() {
+        use super::{parse_size, show_size};
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("16KiB"), Ok(16 << 10));
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert!(parse_size("512").is_err(), "under 1 KiB");
+        assert!(parse_size("1GiB").is_err(), "over the total");
+        assert!(parse_size("4MB").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(show_size(4 << 20), "4 MiB");
+        assert_eq!(show_size(16 << 10), "16 KiB");
+        assert_eq!(show_size(1500), "1500 bytes");
     }
 
     #[test]
