@@ -90,6 +90,8 @@ Examples:
   sipcheck run scenarios/selftest.yaml -v --trace-sip run.trace
   sipcheck run scenarios/selftest.yaml --pcap run.pcap    # every packet, for Wireshark
   sipcheck run load.yaml --series series.csv --metrics metrics.txt  # per second; GitLab
+  sipcheck run load.yaml --pcap failed.pcap --pcap-calls failed     # the failed calls only
+  sipcheck run load.yaml --hdr-log latency.hlog     # HdrHistogram interval log, per second
 
 Exit codes:
   0    every call passed its expectations (or, with thresholds, every threshold held)
