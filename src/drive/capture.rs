@@ -91,23 +91,6 @@ struct Packet {
     call: Option<Arc<str>>,
 }
 
-impl Packet {
-    /// The bytes of its record in the file (the 16-byte record header, the IP and UDP or TCP
-    /// headers, the payload; a TCP handshake not counted).
-    fn record_size(&self) -> usize {
-        let ip = if self.src.is_ipv4() && self.dst.is_ipv4() {
-            20
-        } else {
-            40
-        };
-        let l4 = match self.proto {
-            Proto::Udp => 8,
-            Proto::Tcp => 20,
-        };
-        16 + ip + l4 + self.payload.bytes().len()
-    }
-}
-
 // The packet inline on purpose: a slot of the queue is its storage (see `INLINE`).
 #[allow(clippy::large_enum_variant)]
 enum Job {
@@ -175,19 +158,18 @@ pub fn install(path: PathBuf, file: File, keep: Keep, limits: Limits) -> std::io
     Ok(())
 }
 
-/// The writer thread: each packet selected (held as it came when its call is not decided:
-/// no copy, no encoding), encoded and written, until every sender is gone.
+/// The writer thread: each packet encoded and written, until every sender is gone.
 fn write_loop(
     jobs: &mpsc::Receiver<Job>,
     mut out: BufWriter<File>,
-    mut selector: Selector<Packet>,
+    mut selector: Selector,
     written: &AtomicU64,
     error: &Mutex<Option<std::io::Error>>,
     selected: &Mutex<Option<Selected>>,
 ) {
     let mut encoder = Encoder::new();
     let mut record = Vec::with_capacity(2048);
-    let mut chosen: Vec<Packet> = Vec::new();
+    let mut chosen = Vec::with_capacity(1 << 16);
     let mut failed = false;
     let fail = |e: std::io::Error, failed: &mut bool| {
         if !*failed {
@@ -208,30 +190,18 @@ fn write_loop(
             }
             Err(mpsc::TryRecvError::Disconnected) => break,
         };
-        let flush = matches!(job, Job::Flush(_));
-        if flush && !failed {
-            selector.finish(&mut chosen);
-        }
-        // Written before a flush answers.
-        if flush && !chosen.is_empty() {
-            write_chosen(
-                &mut out,
-                &mut encoder,
-                &mut record,
-                &mut chosen,
-                written,
-                &mut failed,
-                &fail,
-            );
-        }
         match job {
-            Job::Packet(mut p) => {
+            Job::Packet(p) => {
                 if failed {
                     continue;
                 }
-                let call = p.call.take();
-                let size = p.record_size();
-                selector.record(p.wall, call.as_ref(), p, size, &mut chosen);
+                record.clear();
+                match p.proto {
+                    Proto::Udp => encoder.udp(&mut record, p.wall, p.src, p.dst, p.payload.bytes()),
+                    Proto::Tcp => encoder.tcp(&mut record, p.wall, p.src, p.dst, p.payload.bytes()),
+                }
+                selector.record(p.wall, p.call.as_ref(), &record, &mut chosen);
+                write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
             }
             Job::Ended {
                 wall,
@@ -242,8 +212,13 @@ fn write_loop(
                     continue;
                 }
                 selector.ended(wall, &call, call_failed, &mut chosen);
+                write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
             }
             Job::Flush(done) => {
+                if !failed {
+                    selector.finish(&mut chosen);
+                    write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
+                }
                 if let Ok(mut slot) = selected.lock() {
                     *slot = Some(selector.selected());
                 }
@@ -253,47 +228,28 @@ fn write_loop(
                 let _ = done.send(());
             }
         }
-        if !chosen.is_empty() {
-            write_chosen(
-                &mut out,
-                &mut encoder,
-                &mut record,
-                &mut chosen,
-                written,
-                &mut failed,
-                &fail,
-            );
-        }
     }
     let _ = out.flush();
 }
 
-/// Encode and write the packets `chosen` holds (and empty it), counting the records.
+/// Write the records `chosen` holds (and empty it), counting the packets in them.
 fn write_chosen(
     out: &mut BufWriter<File>,
-    encoder: &mut Encoder,
-    record: &mut Vec<u8>,
-    chosen: &mut Vec<Packet>,
+    chosen: &mut Vec<u8>,
     written: &AtomicU64,
     failed: &mut bool,
     fail: &impl Fn(std::io::Error, &mut bool),
 ) {
-    for p in chosen.drain(..) {
-        if *failed {
-            continue;
-        }
-        record.clear();
-        match p.proto {
-            Proto::Udp => encoder.udp(record, p.wall, p.src, p.dst, p.payload.bytes()),
-            Proto::Tcp => encoder.tcp(record, p.wall, p.src, p.dst, p.payload.bytes()),
-        }
-        match out.write_all(record) {
-            Ok(()) => {
-                written.fetch_add(count_records(record), Ordering::Relaxed);
-            }
-            Err(e) => fail(e, failed),
-        }
+    if chosen.is_empty() {
+        return;
     }
+    match out.write_all(chosen) {
+        Ok(()) => {
+            written.fetch_add(count_records(chosen), Ordering::Relaxed);
+        }
+        Err(e) => fail(e, failed),
+    }
+    chosen.clear();
 }
 
 /// The pcap records in `records` (each a 16-byte header, its length at 8..12, the packet).

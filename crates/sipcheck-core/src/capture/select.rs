@@ -127,10 +127,10 @@ pub struct Selected {
     pub unfinished: u64,
 }
 
-/// The records of one call not decided yet: each with its time and size.
-#[derive(Debug)]
-struct Held<T> {
-    records: VecDeque<(Duration, usize, T)>,
+/// The records of one call not decided yet.
+#[derive(Debug, Default)]
+struct Held {
+    records: VecDeque<(Duration, Box<[u8]>)>,
     bytes: usize,
     truncated: bool,
     /// Ended passed: dropped at this time unless the call fails meanwhile.
@@ -140,24 +140,12 @@ struct Held<T> {
 /// The calls decided that a selector remembers (their late records follow the decision).
 const REMEMBERED: usize = 1 << 16;
 
-impl<T> Default for Held<T> {
-    fn default() -> Self {
-        Self {
-            records: VecDeque::new(),
-            bytes: 0,
-            truncated: false,
-            drop_at: None,
-        }
-    }
-}
-
-/// Selects the calls' records (of any type `T`: bytes, or packets to encode once chosen):
-/// see the [module](self).
+/// Selects the calls' records: see the [module](self).
 #[derive(Debug)]
-pub struct Selector<T> {
+pub struct Selector {
     keep: Keep,
     limits: Limits,
-    held: HashMap<Arc<str>, Held<T>>,
+    held: HashMap<Arc<str>, Held>,
     held_bytes: usize,
     /// The passed calls in the order of their drop time.
     lingering: VecDeque<(Duration, Arc<str>)>,
@@ -167,7 +155,7 @@ pub struct Selector<T> {
     stats: Selected,
 }
 
-impl<T> Selector<T> {
+impl Selector {
     /// A selector keeping `keep` within `limits`.
     #[must_use]
     pub fn new(keep: Keep, limits: Limits) -> Self {
@@ -195,43 +183,39 @@ impl<T> Selector<T> {
         self.held_bytes
     }
 
-    /// One `record` of `call` at `wall`, `size` bytes in the file: pushed on `out` when it is
-    /// to be written now, else held or dropped.
+    /// One `record` (one or more pcap records) of `call` at `wall`: appended to `out` when it
+    /// is to be written now, else held or dropped.
     pub fn record(
         &mut self,
         wall: Duration,
         call: Option<&Arc<str>>,
-        record: T,
-        size: usize,
-        out: &mut Vec<T>,
+        record: &[u8],
+        out: &mut Vec<u8>,
     ) {
         self.expire(wall);
         let (Keep::Failed(_), Some(call)) = (self.keep, call) else {
-            out.push(record);
+            out.extend_from_slice(record);
             return;
         };
         match self.decided.get(call) {
             Some(true) => {
-                out.push(record);
+                out.extend_from_slice(record);
                 return;
             }
             Some(false) => return,
             None => {}
         }
         let per_call = self.limits.per_call;
-        let held = match self.held.get_mut(call) {
-            Some(held) => held,
-            None => self.held.entry(call.clone()).or_default(),
-        };
-        held.records.push_back((wall, size, record));
-        held.bytes += size;
-        self.held_bytes += size;
+        let held = self.held.entry(call.clone()).or_default();
+        held.records.push_back((wall, record.into()));
+        held.bytes += record.len();
+        self.held_bytes += record.len();
         while held.bytes > per_call {
-            let Some((_, old, _)) = held.records.pop_front() else {
+            let Some((_, old)) = held.records.pop_front() else {
                 break;
             };
-            held.bytes -= old;
-            self.held_bytes -= old;
+            held.bytes -= old.len();
+            self.held_bytes -= old.len();
             held.truncated = true;
         }
         if self.held_bytes > self.limits.total {
@@ -250,11 +234,11 @@ impl<T> Selector<T> {
         }
         if let Some(held) = self.held.get_mut(call) {
             while self.held_bytes > self.limits.total {
-                let Some((_, old, _)) = held.records.pop_front() else {
+                let Some((_, old)) = held.records.pop_front() else {
                     break;
                 };
-                held.bytes -= old;
-                self.held_bytes -= old;
+                held.bytes -= old.len();
+                self.held_bytes -= old.len();
                 held.truncated = true;
             }
         }
@@ -300,7 +284,7 @@ impl<T> Selector<T> {
 
     /// One end of `call` ended at `wall`, failed or passed: a failed call's records are
     /// appended to `out`, sorted by time.
-    pub fn ended(&mut self, wall: Duration, call: &Arc<str>, failed: bool, out: &mut Vec<T>) {
+    pub fn ended(&mut self, wall: Duration, call: &Arc<str>, failed: bool, out: &mut Vec<u8>) {
         self.expire(wall);
         let Keep::Failed(most) = self.keep else {
             return;
@@ -335,8 +319,8 @@ impl<T> Selector<T> {
 
     /// The capture closes: the calls that never ended are written (their verdict unknown);
     /// the passed ones still held are dropped.
-    pub fn finish(&mut self, out: &mut Vec<T>) {
-        let mut unfinished: Vec<(Arc<str>, Held<T>)> = self
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let mut unfinished: Vec<(Arc<str>, Held)> = self
             .held
             .drain()
             .filter(|(_, held)| held.drop_at.is_none())
@@ -356,12 +340,14 @@ impl<T> Selector<T> {
     }
 }
 
-/// A call's records pushed on `out` in the order of their times (stable: those of one time
-/// stay in the order they came).
-fn write_sorted<T>(held: Held<T>, out: &mut Vec<T>) {
-    let mut records: Vec<(Duration, usize, T)> = held.records.into();
+/// A call's records appended to `out` in the order of their times (stable: those of one
+/// time stay in the order they came, a TCP handshake before its data).
+fn write_sorted(held: Held, out: &mut Vec<u8>) {
+    let mut records: Vec<(Duration, Box<[u8]>)> = held.records.into();
     records.sort_by_key(|r| r.0);
-    out.extend(records.into_iter().map(|(_, _, record)| record));
+    for (_, record) in records {
+        out.extend_from_slice(&record);
+    }
 }
 
 #[cfg(test)]
@@ -408,37 +394,33 @@ mod tests {
 
     #[test]
     fn all_writes_every_record_at_once() {
-        let mut s: Selector<&[u8]> = Selector::new(Keep::All, limits());
+        let mut s = Selector::new(Keep::All, limits());
         let a: Arc<str> = "a".into();
-        let mut out: Vec<&[u8]> = Vec::new();
-        s.record(ms(1), Some(&a), b"12", b"12".len(), &mut out);
-        s.record(ms(2), None, b"3", b"3".len(), &mut out);
+        let mut out = Vec::new();
+        s.record(ms(1), Some(&a), b"12", &mut out);
+        s.record(ms(2), None, b"3", &mut out);
         s.ended(ms(3), &a, false, &mut out);
-        assert_eq!(out.concat(), b"123");
+        assert_eq!(out, b"123");
     }
 
     #[test]
     fn a_failed_call_is_written_sorted_a_passed_one_dropped_other_traffic_at_once() {
-        let mut s: Selector<&[u8]> = Selector::new(Keep::Failed(None), limits());
+        let mut s = Selector::new(Keep::Failed(None), limits());
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
-        let mut out: Vec<&[u8]> = Vec::new();
-        s.record(ms(2), Some(&a), b"a2", b"a2".len(), &mut out);
-        s.record(ms(1), Some(&a), b"a1", b"a1".len(), &mut out);
-        s.record(ms(1), Some(&b), b"b1", b"b1".len(), &mut out);
-        s.record(ms(3), None, b"R", b"R".len(), &mut out);
-        assert_eq!(
-            out.concat(),
-            b"R",
-            "non-call traffic at once, the calls held"
-        );
+        let mut out = Vec::new();
+        s.record(ms(2), Some(&a), b"a2", &mut out);
+        s.record(ms(1), Some(&a), b"a1", &mut out);
+        s.record(ms(1), Some(&b), b"b1", &mut out);
+        s.record(ms(3), None, b"R", &mut out);
+        assert_eq!(out, b"R", "non-call traffic at once, the calls held");
         s.ended(ms(4), &b, false, &mut out);
         s.ended(ms(5), &a, true, &mut out);
-        assert_eq!(out.concat(), b"Ra1a2");
+        assert_eq!(out, b"Ra1a2");
         // A late record of the failed call is written, of the passed one (its linger over)
         // dropped.
-        s.record(ms(200), Some(&a), b"a9", b"a9".len(), &mut out);
-        s.record(ms(201), Some(&b), b"b9", b"b9".len(), &mut out);
-        assert_eq!(out.concat(), b"Ra1a2a9");
+        s.record(ms(200), Some(&a), b"a9", &mut out);
+        s.record(ms(201), Some(&b), b"b9", &mut out);
+        assert_eq!(out, b"Ra1a2a9");
         assert_eq!(s.held_bytes(), 0);
         assert_eq!(
             s.selected(),
@@ -452,74 +434,70 @@ mod tests {
 
     #[test]
     fn the_other_end_failing_within_the_linger_writes_the_call() {
-        let mut s: Selector<&[u8]> = Selector::new(Keep::Failed(None), limits());
+        let mut s = Selector::new(Keep::Failed(None), limits());
         let a: Arc<str> = "a".into();
-        let mut out: Vec<&[u8]> = Vec::new();
-        s.record(ms(1), Some(&a), b"x", b"x".len(), &mut out);
+        let mut out = Vec::new();
+        s.record(ms(1), Some(&a), b"x", &mut out);
         s.ended(ms(2), &a, false, &mut out);
-        s.record(ms(3), Some(&a), b"y", b"y".len(), &mut out);
+        s.record(ms(3), Some(&a), b"y", &mut out);
         s.ended(ms(50), &a, true, &mut out);
-        assert_eq!(out.concat(), b"xy");
+        assert_eq!(out, b"xy");
     }
 
     #[test]
     fn a_call_over_its_bound_keeps_its_last_records_and_is_counted_truncated() {
-        let mut s: Selector<&[u8]> = Selector::new(Keep::Failed(None), limits());
+        let mut s = Selector::new(Keep::Failed(None), limits());
         let a: Arc<str> = "a".into();
-        let mut out: Vec<&[u8]> = Vec::new();
+        let mut out = Vec::new();
         for (i, r) in [b"0123", b"4567", b"89ab", b"cdef"].iter().enumerate() {
-            s.record(ms(i as u64), Some(&a), *r, r.len(), &mut out);
+            s.record(ms(i as u64), Some(&a), *r, &mut out);
         }
         assert!(s.held_bytes() <= 10);
         s.ended(ms(10), &a, true, &mut out);
-        assert_eq!(
-            out.concat(),
-            b"89abcdef",
-            "the last records that fit 10 bytes"
-        );
+        assert_eq!(out, b"89abcdef", "the last records that fit 10 bytes");
         assert_eq!(s.selected().truncated, 1);
     }
 
     #[test]
     fn over_the_total_bound_lingering_passed_calls_go_first() {
-        let mut s: Selector<&[u8]> = Selector::new(Keep::Failed(None), limits());
+        let mut s = Selector::new(Keep::Failed(None), limits());
         let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
-        let mut out: Vec<&[u8]> = Vec::new();
-        s.record(ms(1), Some(&a), b"aaaaaaaa", b"aaaaaaaa".len(), &mut out);
+        let mut out = Vec::new();
+        s.record(ms(1), Some(&a), b"aaaaaaaa", &mut out);
         s.ended(ms(2), &a, false, &mut out);
-        s.record(ms(3), Some(&b), b"bbbbbbbb", b"bbbbbbbb".len(), &mut out);
-        s.record(ms(4), Some(&c), b"cccccccc", b"cccccccc".len(), &mut out);
-        s.record(ms(5), Some(&c), b"CC", b"CC".len(), &mut out);
+        s.record(ms(3), Some(&b), b"bbbbbbbb", &mut out);
+        s.record(ms(4), Some(&c), b"cccccccc", &mut out);
+        s.record(ms(5), Some(&c), b"CC", &mut out);
         assert_eq!(s.held_bytes(), 18, "the passed call dropped for room");
         s.ended(ms(6), &c, true, &mut out);
         s.ended(ms(7), &b, true, &mut out);
-        assert_eq!(out.concat(), b"ccccccccCCbbbbbbbb");
+        assert_eq!(out, b"ccccccccCCbbbbbbbb");
         assert_eq!(s.selected().truncated, 0);
     }
 
     #[test]
     fn a_count_writes_the_first_failed_calls_only() {
-        let mut s: Selector<&[u8]> = Selector::new(Keep::Failed(Some(1)), limits());
+        let mut s = Selector::new(Keep::Failed(Some(1)), limits());
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
-        let mut out: Vec<&[u8]> = Vec::new();
-        s.record(ms(1), Some(&a), b"a", b"a".len(), &mut out);
-        s.record(ms(1), Some(&b), b"b", b"b".len(), &mut out);
+        let mut out = Vec::new();
+        s.record(ms(1), Some(&a), b"a", &mut out);
+        s.record(ms(1), Some(&b), b"b", &mut out);
         s.ended(ms(2), &b, true, &mut out);
         s.ended(ms(3), &a, true, &mut out);
-        s.record(ms(4), Some(&a), b"A", b"A".len(), &mut out);
-        assert_eq!(out.concat(), b"b");
+        s.record(ms(4), Some(&a), b"A", &mut out);
+        assert_eq!(out, b"b");
         assert_eq!(s.selected().over_count, 1);
     }
 
     #[test]
     fn calls_with_no_end_are_written_at_the_finish() {
-        let mut s: Selector<&[u8]> = Selector::new(Keep::Failed(None), limits());
+        let mut s = Selector::new(Keep::Failed(None), limits());
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
-        let mut out: Vec<&[u8]> = Vec::new();
-        s.record(ms(2), Some(&b), b"b", b"b".len(), &mut out);
-        s.record(ms(1), Some(&a), b"a", b"a".len(), &mut out);
+        let mut out = Vec::new();
+        s.record(ms(2), Some(&b), b"b", &mut out);
+        s.record(ms(1), Some(&a), b"a", &mut out);
         s.finish(&mut out);
-        assert_eq!(out.concat(), b"ab");
+        assert_eq!(out, b"ab");
         assert_eq!(s.selected().unfinished, 2);
     }
 }
