@@ -91,6 +91,8 @@ Examples:
   sipcheck run scenarios/selftest.yaml --pcap run.pcap    # every packet, for Wireshark
   sipcheck run load.yaml --series series.csv --metrics metrics.txt  # per second; GitLab
   sipcheck run load.yaml --shard 1/3 --start-at 2026-12-07T12:00:00Z --json shard-1.json
+  sipcheck run load.yaml --pcap failed.pcap --pcap-calls failed     # the failed calls only
+  sipcheck run load.yaml --hdr-log latency.hlog     # HdrHistogram interval log, per second
 
 Exit codes:
   0    every call passed its expectations (or, with thresholds, every threshold held)
@@ -133,6 +135,16 @@ struct Cli {
     /// (pcap, raw IPv4/IPv6 with UDP or TCP headers) that Wireshark and tshark open.
     #[arg(long, value_name = "FILE", global = true)]
     pcap: Option<PathBuf>,
+    /// With --pcap, for `run`: which calls' packets the capture keeps: `all`, `failed` (the
+    /// failed calls' SIP and RTP, each call's last 4 MiB), or N (the first N calls to fail).
+    /// Packets of no call (REGISTER, OPTIONS) are always kept.
+    #[arg(long, value_name = "failed|all|N", global = true, requires = "pcap")]
+    pcap_calls: Option<sipcheck_core::capture::select::Keep>,
+    /// With --pcap-calls failed|N: the most bytes of packets kept per call (its last ones),
+    /// e.g. 16MiB (1KiB to 512MiB).
+    #[arg(long, value_name = "SIZE", global = true, requires = "pcap_calls",
+          value_parser = sipcheck_core::capture::select::parse_size)]
+    pcap_call_limit: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -238,9 +250,14 @@ struct RunCmd {
     /// Lines when PATH ends in .jsonl (overrides the scenario's `reports.series`).
     #[arg(long, value_name = "PATH")]
     series: Option<String>,
-    /// The time series' interval.
+    /// The time series' interval, and the HdrHistogram interval log's.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_series_interval)]
     series_interval: std::time::Duration,
+    /// Write the latency histograms here as the run goes, one line per interval and timing
+    /// metric, in the HdrHistogram interval log format (V2 compressed histograms, tagged with
+    /// the metric's name), for HdrHistogram's own tools.
+    #[arg(long, value_name = "FILE")]
+    hdr_log: Option<String>,
     /// Write the headline figures here in the OpenMetrics text format, for GitLab's metrics
     /// report (overrides the scenario's `reports.metrics`).
     #[arg(long, value_name = "PATH")]
@@ -290,9 +307,20 @@ fn main() -> ExitCode {
         None => None,
     };
     sipcheck::drive::trace::install(cli.verbose >= 1, trace_file);
+    if cli.pcap_calls.is_some() && !matches!(cli.command, Command::Run(_)) {
+        eprintln!("sipcheck: error: --pcap-calls applies to `run` only");
+        return Exit::Usage.into();
+    }
     if let Some(path) = &cli.pcap {
+        let keep = cli
+            .pcap_calls
+            .unwrap_or(sipcheck_core::capture::select::Keep::All);
+        let mut limits = sipcheck_core::capture::select::Limits::default();
+        if let Some(per_call) = cli.pcap_call_limit {
+            limits.per_call = per_call;
+        }
         let installed = std::fs::File::create(path)
-            .and_then(|file| sipcheck::drive::capture::install(path.clone(), file));
+            .and_then(|file| sipcheck::drive::capture::install(path.clone(), file, keep, limits));
         if let Err(e) = installed {
             eprintln!(
                 "sipcheck: error: cannot create the capture {}: {e}",
@@ -377,6 +405,7 @@ async fn run(command: Command) -> Exit {
                 json: cmd.json,
                 series: cmd.series,
                 series_interval: cmd.series_interval,
+                hdr_log: cmd.hdr_log,
                 metrics: cmd.metrics,
                 calls: cmd.calls,
                 junit_per_call: cmd.junit_per_call,

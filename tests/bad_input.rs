@@ -196,6 +196,8 @@ fn unwritable_output_paths_are_refused_before_anything_is_sent() {
         vec!["run", &scenario, "--series", "/proc/version/x.csv"],
         vec!["run", &scenario, "--metrics", "/proc/version/x.txt"],
         vec!["run", &scenario, "--series", "-"],
+        vec!["run", &scenario, "--hdr-log", "/proc/version/x.hlog"],
+        vec!["run", &scenario, "--hdr-log", "-"],
         vec!["run", &recording],
     ];
     for args in cases {

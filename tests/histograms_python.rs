@@ -117,3 +117,102 @@ fn python_hdrh_decodes_every_histogram_of_a_summary_to_sipchecks_count_and_perce
     );
     assert!(nonempty >= 5, "{shown}");
 }
+
+/// Reads the interval log named by argv[1] with `hdrh`'s own log reader; prints `tag
+/// intervals count` per tag.
+const READ_LOG: &str = r#"
+import sys
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+
+reader = HistogramLogReader(sys.argv[1], HdrHistogram(1, 3600000000, 3))
+tags = {}
+while True:
+    h = reader.get_next_interval_histogram()
+    if h is None:
+        break
+    n, total = tags.get(h.get_tag(), (0, 0))
+    tags[h.get_tag()] = (n + 1, total + h.get_total_count())
+print("start", reader.get_start_time_sec())
+for tag, (n, total) in sorted(tags.items()):
+    print(tag, n, total)
+"#;
+
+#[test]
+fn python_hdrh_reads_every_interval_of_the_hdr_log_and_they_add_up_to_the_totals() {
+    let callee = format!("127.0.0.1:{}", free_port());
+    let caller = format!("127.0.0.1:{}", free_port());
+    let envs = [
+        ("CALLEE_LISTEN", callee.as_str()),
+        ("CALLER_LISTEN", caller.as_str()),
+    ];
+    let reports = Reports::new();
+    let log = reports.path("latency.hlog");
+    let out = run(
+        "tests/peers/scenarios/series-direct.yaml",
+        &[
+            "--hdr-log",
+            log.to_str().unwrap(),
+            "--series-interval",
+            "500ms",
+        ],
+        &envs,
+        &reports,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    let v = reports.summary();
+    let text = std::fs::read_to_string(&log).expect("the log");
+    assert!(
+        text.starts_with("#[Histogram log format version 1.3]\n#[StartTime: "),
+        "{text}"
+    );
+
+    let read = Command::new("python3")
+        .args(["-c", READ_LOG])
+        .arg(&log)
+        .output()
+        .expect("python3 runs");
+    let shown = format!("{}\n{text}", describe_output(&read));
+    assert!(read.status.success(), "{shown}");
+    let lines = String::from_utf8_lossy(&read.stdout).into_owned();
+    let mut lines = lines.lines();
+    // The log's start is the run's.
+    let start: f64 = lines
+        .next()
+        .and_then(|l| l.strip_prefix("start "))
+        .and_then(|s| s.parse().ok())
+        .expect("a start time");
+    let started_ms = v["started_at_unix_ms"].as_f64().unwrap();
+    assert!(
+        (start * 1000.0 - started_ms).abs() < 2.0,
+        "{start} {started_ms}"
+    );
+    let mut logged = std::collections::BTreeMap::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (intervals, count): (u64, u64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        logged.insert(f[0].to_owned(), (intervals, count));
+    }
+    // Every metric's intervals add up to the run's total; those without samples have no line.
+    for (name, m) in v["metrics"].as_object().expect("metrics") {
+        let total = m["count"].as_u64().unwrap();
+        let (_, count) = logged.get(name).copied().unwrap_or((0, 0));
+        assert_eq!(count, total, "{name}\n{shown}");
+    }
+    assert!(
+        logged.keys().all(|k| v["metrics"].get(k).is_some()),
+        "{logged:?}"
+    );
+    // 8 calls over 2 s and more at 4 a second: their setups end in several intervals.
+    let (setup_intervals, setups) = logged["invite_to_200"];
+    assert_eq!(setups, 8, "{shown}");
+    assert!(setup_intervals >= 3, "{shown}");
+    for tag in [
+        "call_duration",
+        "tone_onset",
+        "rtp.jitter",
+        "pacing.lateness",
+    ] {
+        assert!(logged.contains_key(tag), "no {tag}\n{shown}");
+    }
+}

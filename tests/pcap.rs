@@ -430,3 +430,274 @@ fn ctrl_c_during_a_call_leaves_a_whole_capture() {
     let rtp = tshark(&file, &["-q", "-z", "rtp,streams"]);
     assert!(!table_rows(&rtp).is_empty(), "{rtp}");
 }
+
+/// The Call-IDs of `file` that have an INVITE (the calls, not the registrations), and how
+/// many RTP packets it holds.
+fn invited_calls(file: &Path) -> (std::collections::BTreeSet<String>, usize) {
+    let text = tshark(
+        file,
+        &[
+            "-Y",
+            "sip.CSeq.method == \"INVITE\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Call-ID",
+        ],
+    );
+    let ids = text.lines().map(str::to_owned).collect();
+    let rtp = tshark(file, &["-Y", "rtp", "-T", "fields", "-e", "frame.number"]);
+    (ids, rtp.lines().count())
+}
+
+/// What a run of `kamailio-pcap-failed.yaml` did, from its output and call records.
+struct Failing {
+    shown: String,
+    /// The Call-IDs of the failed calls, of the others.
+    failed: std::collections::BTreeSet<String>,
+    passed: std::collections::BTreeSet<String>,
+    /// The failed calls with RTP (the deaf caller's), and all the calls with RTP.
+    failed_rtp: usize,
+    all_rtp: usize,
+}
+
+/// The run of `kamailio-pcap-failed.yaml` through `kam` with `--pcap FILE --pcap-calls
+/// keep`.
+fn run_failing(kam: &Kamailio, dir: &RunDir, name: &str, keep: &str) -> Failing {
+    run_failing_with(kam, dir, name, &["--pcap-calls", keep])
+}
+
+/// [`run_failing`] with the capture's options `pcap`.
+fn run_failing_with(kam: &Kamailio, dir: &RunDir, name: &str, pcap: &[&str]) -> Failing {
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let file = dir.join(&format!("{name}.pcap"));
+    let calls = dir.join(&format!("{name}.jsonl"));
+    let scenario = repo_root().join("tests/peers/scenarios/kamailio-pcap-failed.yaml");
+    let out = run_sipcheck(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--calls",
+            calls.to_str().unwrap(),
+            "--pcap",
+            file.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(pcap.iter().copied()),
+        &[("SIP_SERVER", server.as_str())],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    // Two calls fail on purpose.
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let (mut failed, mut passed) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    let (mut failed_rtp, mut all_rtp, mut refused) = (0, 0, 0);
+    for line in std::fs::read_to_string(&calls).unwrap().lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = r["call_id"].as_str().unwrap().to_owned();
+        if r["verdict"] == "failed" {
+            failed.insert(id);
+        } else {
+            passed.insert(id);
+        }
+        match (r["role"].as_str().unwrap(), r["verdict"] == "failed") {
+            ("deaf", true) => (failed_rtp, all_rtp) = (failed_rtp + 1, all_rtp + 1),
+            ("caller", false) => all_rtp += 1,
+            ("hopeful", true) => refused += 1,
+            _ => {}
+        }
+    }
+    // A call whose other end passed is a failed call all the same.
+    let passed = &passed - &failed;
+    assert!(
+        failed_rtp > 0 && refused > 0 && failed.len() == failed_rtp + refused && !passed.is_empty(),
+        "{shown}"
+    );
+    Failing {
+        shown,
+        failed,
+        passed,
+        failed_rtp,
+        all_rtp,
+    }
+}
+
+#[test]
+fn pcap_calls_failed_keeps_exactly_the_failed_calls_with_their_streams() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let dir = RunDir::new("pcap-failed").unwrap();
+    let run = run_failing(&kam, &dir, "failed", "failed");
+    let shown = &run.shown;
+    assert!(
+        shown.contains(&format!("({} failed calls kept, ", run.failed.len()))
+            && !shown.contains("truncated")
+            && !shown.contains("without an end"),
+        "{shown}"
+    );
+    let file = dir.join("failed.pcap");
+    assert_clean(&file);
+    let (calls, rtp) = invited_calls(&file);
+    assert_eq!(calls, run.failed, "{shown}");
+    // The deaf caller's calls, with RTP both ways (the refused one has none): 2 streams each.
+    let streams = tshark(&file, &["-q", "-z", "rtp,streams"]);
+    assert_eq!(table_rows(&streams).len(), 2 * run.failed_rtp, "{streams}");
+    assert!(rtp > 100, "{rtp} RTP packets");
+    // The registrations are no call's: kept.
+    let registers = tshark(
+        &file,
+        &[
+            "-Y",
+            "sip.CSeq.method == \"REGISTER\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Call-ID",
+        ],
+    );
+    assert!(registers.lines().count() >= 10, "{registers}");
+
+    // `all`: every call and stream; the selection's file is a fraction of it.
+    let all = run_failing(&kam, &dir, "all", "all");
+    let everything = dir.join("all.pcap");
+    assert_clean(&everything);
+    let (calls, all_rtp) = invited_calls(&everything);
+    assert_eq!(calls, &all.failed | &all.passed, "{}", all.shown);
+    let streams = tshark(&everything, &["-q", "-z", "rtp,streams"]);
+    assert_eq!(table_rows(&streams).len(), 2 * all.all_rtp, "{streams}");
+    // A failed call's RTP is about that of a passed one (the deaf caller's 1.5 s, the
+    // others' 1 s after the tone was heard): the file holds the failed calls' share of it.
+    let per_call = (rtp as f64 / run.failed_rtp as f64) / (all_rtp as f64 / all.all_rtp as f64);
+    assert!(
+        (0.5..2.5).contains(&per_call),
+        "{rtp} RTP packets for {} calls, {all_rtp} for {}",
+        run.failed_rtp,
+        all.all_rtp
+    );
+    let size = |f: &Path| std::fs::metadata(f).unwrap().len() as f64;
+    let share = run.failed_rtp as f64 / all.all_rtp as f64;
+    assert!(
+        size(&file) / size(&everything) < 2.5 * share,
+        "{} of {} bytes, {} of {} calls with RTP",
+        size(&file),
+        size(&everything),
+        run.failed_rtp,
+        all.all_rtp
+    );
+}
+
+#[test]
+fn pcap_calls_n_keeps_the_first_n_failed_calls() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let dir = RunDir::new("pcap-first").unwrap();
+    let run = run_failing(&kam, &dir, "first", "1");
+    let (shown, failed) = (&run.shown, &run.failed);
+    assert!(
+        shown.contains("(1 failed call kept, ")
+            && shown.contains(&format!("{} more failed call", run.failed.len() - 1)),
+        "{shown}"
+    );
+    let file = dir.join("first.pcap");
+    assert_clean(&file);
+    let (calls, _) = invited_calls(&file);
+    assert_eq!(calls.len(), 1, "{shown}");
+    assert!(calls.is_subset(failed), "{calls:?} {failed:?}");
+}
+
+#[test]
+fn a_failed_call_over_its_limit_keeps_its_last_packets_and_is_said_truncated() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let dir = RunDir::new("pcap-limit").unwrap();
+    // The deaf caller's call: 1.5 s of RTP both ways, each packet seen by both ends (some
+    // 60 KB); the refused call's few messages fit.
+    let run = run_failing_with(
+        &kam,
+        &dir,
+        "limit",
+        &["--pcap-calls", "failed", "--pcap-call-limit", "16KiB"],
+    );
+    let shown = &run.shown;
+    assert!(
+        shown.contains(&format!(
+            "{} {} truncated to 16 KiB: their oldest packets are missing",
+            run.failed_rtp,
+            if run.failed_rtp == 1 { "call" } else { "calls" }
+        )),
+        "{shown}"
+    );
+    let file = dir.join("limit.pcap");
+    assert_clean(&file);
+    // Its last packets: the BYE and its 200, not the INVITE.
+    let byes = tshark(
+        &file,
+        &[
+            "-Y",
+            "sip.CSeq.method == \"BYE\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Call-ID",
+        ],
+    );
+    let with_bye: std::collections::BTreeSet<String> = byes.lines().map(str::to_owned).collect();
+    let (with_invite, _) = invited_calls(&file);
+    // Without the SDP that announced them, tshark does not know the RTP as such.
+    let rtp = tshark(
+        &file,
+        &["-Y", "udp && !sip", "-T", "fields", "-e", "frame.number"],
+    )
+    .lines()
+    .count();
+    assert_eq!(with_bye.len(), run.failed_rtp, "{byes}");
+    assert!(with_bye.is_subset(&run.failed), "{with_bye:?}");
+    assert!(with_bye.is_disjoint(&with_invite), "{with_invite:?}");
+    assert_eq!(
+        with_invite.len(),
+        run.failed.len() - run.failed_rtp,
+        "{shown}"
+    );
+    // 16 KiB of 216-byte RTP records at most per call.
+    assert!(rtp > 0 && rtp <= 76 * run.failed_rtp, "{rtp} RTP packets");
+}
+
+#[test]
+fn pcap_calls_needs_pcap_and_run() {
+    let out = run_sipcheck(
+        ["options", "sip:127.0.0.1:9", "--pcap-calls", "failed"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+    let dir = RunDir::new("pcap-calls-usage").unwrap();
+    let file = dir.join("x.pcap");
+    let out = run_sipcheck(
+        [
+            "options",
+            "sip:127.0.0.1:9",
+            "--pcap",
+            file.to_str().unwrap(),
+            "--pcap-calls",
+            "failed",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--pcap-calls applies to `run` only"),
+        "{}",
+        describe_output(&out)
+    );
+    let scenario = repo_root().join("tests/peers/scenarios/busy.yaml");
+    let out = run_sipcheck(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--pcap",
+            file.to_str().unwrap(),
+            "--pcap-calls",
+            "some",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe_output(&out));
+}

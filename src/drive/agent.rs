@@ -127,6 +127,9 @@ pub(crate) struct Driver<M> {
     /// Where the streams come from.
     pub(crate) media: M,
     streams: HashMap<CallKey, MediaHandle>,
+    /// The streams not yet told their call's Call-ID (`--pcap-calls`): a caller's is made
+    /// as its INVITE is sent, after its stream opened for the offer.
+    untagged: Vec<CallKey>,
     media_events: Pipe<MediaEvent>,
     /// Streams being stopped for their report (one task per stopped stream waits for it
     /// beside the loop, never in it: at hundreds of calls ending a second, waiting here
@@ -158,6 +161,7 @@ impl<M: Media> Driver<M> {
             agent,
             media,
             streams: HashMap::new(),
+            untagged: Vec::new(),
             media_events: mpsc::unbounded_channel(),
             stopping: 0,
             stopped: mpsc::unbounded_channel(),
@@ -266,6 +270,7 @@ impl<M: Media> Driver<M> {
                 busy = true;
                 self.media_command(key, command);
             }
+            self.tag_streams();
             while let Some((key, target)) = self.agent.poll_resolve() {
                 let resolved = self.resolved.0.clone();
                 tokio::spawn(async move {
@@ -299,6 +304,28 @@ impl<M: Media> Driver<M> {
         }
     }
 
+    /// Tell the streams not tagged yet their call's Call-ID once it has one (it has, at the
+    /// latest, once its INVITE was sent: before any RTP can come from the far end).
+    fn tag_streams(&mut self) {
+        if self.untagged.is_empty() {
+            return;
+        }
+        let (agent, streams) = (&self.agent, &self.streams);
+        self.untagged.retain(|key| {
+            let Some(stream) = streams.get(key) else {
+                return false;
+            };
+            match agent.call_label(*key) {
+                Some((_, call_id)) if !call_id.is_empty() => {
+                    stream.set_call(call_id);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        });
+    }
+
     fn media_command(&mut self, key: CallKey, command: MediaCommand) {
         let now = Instant::now();
         match command {
@@ -312,6 +339,9 @@ impl<M: Media> Driver<M> {
                                     self.media_events.0.clone(),
                                     key,
                                 ));
+                            }
+                            if crate::drive::capture::selective() {
+                                self.untagged.push(key);
                             }
                             self.streams.insert(key, handle);
                             port

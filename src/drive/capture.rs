@@ -14,15 +14,22 @@
 //!
 //! [`finish`] writes out everything reported before it and closes the file: the command line
 //! calls it on every way out (a normal end, after Ctrl-C's wind-down, a second Ctrl-C).
+//!
+//! `--pcap-calls failed|N` ([`Keep::Failed`]): each packet is reported with its call's SIP
+//! Call-ID when it belongs to one (the SIP wire reads it from the message it already has in
+//! hand, a media stream is told its call's when its call has one); the writer thread holds
+//! each call's packets until [`call_ended`] says how the call ended
+//! ([`sipcheck_core::capture::select`] decides what is written).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sipcheck_core::capture::select::{show_size, Keep, Limits, Selected, Selector};
 use sipcheck_core::capture::{file_header, Encoder};
 use sipcheck_core::stats::ladder::Direction;
 
@@ -80,12 +87,20 @@ struct Packet {
     src: SocketAddr,
     dst: SocketAddr,
     payload: Payload,
+    /// The call's SIP Call-ID, when it belongs to one and calls are selected.
+    call: Option<Arc<str>>,
 }
 
 // The packet inline on purpose: a slot of the queue is its storage (see `INLINE`).
 #[allow(clippy::large_enum_variant)]
 enum Job {
     Packet(Packet),
+    /// One end of a call ended at `wall`, failed or passed.
+    Ended {
+        wall: Duration,
+        call: Arc<str>,
+        failed: bool,
+    },
     /// Write out everything and answer.
     Flush(mpsc::Sender<()>),
 }
@@ -93,6 +108,12 @@ enum Job {
 struct Tap {
     path: PathBuf,
     queue: mpsc::SyncSender<Job>,
+    /// Which calls are written.
+    keep: Keep,
+    /// The bytes held per call at most.
+    per_call: usize,
+    /// What the selection did, once the writer finished.
+    selected: Arc<Mutex<Option<Selected>>>,
     /// Set by [`finish`]: later packets are not reported.
     closed: AtomicBool,
     dropped: AtomicU64,
@@ -104,17 +125,22 @@ struct Tap {
 static TAP: OnceLock<Tap> = OnceLock::new();
 
 /// Install the process's capture, written to `file` (created at `path`): the file header is
-/// written at once, then every packet reported. A second call is ignored.
-pub fn install(path: PathBuf, file: File) -> std::io::Result<()> {
+/// written at once, then the packets reported of the calls `keep` selects, each call's held
+/// within `limits`. A second call is ignored.
+pub fn install(path: PathBuf, file: File, keep: Keep, limits: Limits) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(FILE_BUFFER, file);
     out.write_all(&file_header())?;
     out.flush()?;
     let (queue, jobs) = mpsc::sync_channel(QUEUE);
     let written = std::sync::Arc::new(AtomicU64::new(0));
     let error = std::sync::Arc::new(Mutex::new(None));
+    let selected = Arc::new(Mutex::new(None));
     let tap = Tap {
         path,
         queue,
+        keep,
+        per_call: limits.per_call,
+        selected: selected.clone(),
         closed: AtomicBool::new(false),
         dropped: AtomicU64::new(0),
         written: written.clone(),
@@ -125,7 +151,10 @@ pub fn install(path: PathBuf, file: File) -> std::io::Result<()> {
     }
     std::thread::Builder::new()
         .name("sipcheck-pcap".into())
-        .spawn(move || write_loop(&jobs, out, &written, &error))?;
+        .spawn(move || {
+            let selector = Selector::new(keep, limits);
+            write_loop(&jobs, out, selector, &written, &error, &selected);
+        })?;
     Ok(())
 }
 
@@ -133,11 +162,14 @@ pub fn install(path: PathBuf, file: File) -> std::io::Result<()> {
 fn write_loop(
     jobs: &mpsc::Receiver<Job>,
     mut out: BufWriter<File>,
+    mut selector: Selector,
     written: &AtomicU64,
     error: &Mutex<Option<std::io::Error>>,
+    selected: &Mutex<Option<Selected>>,
 ) {
     let mut encoder = Encoder::new();
     let mut record = Vec::with_capacity(2048);
+    let mut chosen = Vec::with_capacity(1 << 16);
     let mut failed = false;
     let fail = |e: std::io::Error, failed: &mut bool| {
         if !*failed {
@@ -168,14 +200,28 @@ fn write_loop(
                     Proto::Udp => encoder.udp(&mut record, p.wall, p.src, p.dst, p.payload.bytes()),
                     Proto::Tcp => encoder.tcp(&mut record, p.wall, p.src, p.dst, p.payload.bytes()),
                 }
-                match out.write_all(&record) {
-                    Ok(()) => {
-                        written.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => fail(e, &mut failed),
+                selector.record(p.wall, p.call.as_ref(), &record, &mut chosen);
+                write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
+            }
+            Job::Ended {
+                wall,
+                call,
+                failed: call_failed,
+            } => {
+                if failed {
+                    continue;
                 }
+                selector.ended(wall, &call, call_failed, &mut chosen);
+                write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
             }
             Job::Flush(done) => {
+                if !failed {
+                    selector.finish(&mut chosen);
+                    write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
+                }
+                if let Ok(mut slot) = selected.lock() {
+                    *slot = Some(selector.selected());
+                }
                 if let Err(e) = out.flush() {
                     fail(e, &mut failed);
                 }
@@ -186,32 +232,107 @@ fn write_loop(
     let _ = out.flush();
 }
 
+/// Write the records `chosen` holds (and empty it), counting the packets in them.
+fn write_chosen(
+    out: &mut BufWriter<File>,
+    chosen: &mut Vec<u8>,
+    written: &AtomicU64,
+    failed: &mut bool,
+    fail: &impl Fn(std::io::Error, &mut bool),
+) {
+    if chosen.is_empty() {
+        return;
+    }
+    match out.write_all(chosen) {
+        Ok(()) => {
+            written.fetch_add(count_records(chosen), Ordering::Relaxed);
+        }
+        Err(e) => fail(e, failed),
+    }
+    chosen.clear();
+}
+
+/// The pcap records in `records` (each a 16-byte header, its length at 8..12, the packet).
+fn count_records(records: &[u8]) -> u64 {
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(header) = records.get(at..at + 16) {
+        let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        at += 16 + len;
+        count += 1;
+    }
+    count
+}
+
 /// True when a capture is installed.
 pub fn enabled() -> bool {
     TAP.get().is_some()
 }
 
-/// Report one payload that went from `src` to `dst` now.
-pub fn packet(proto: Proto, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+/// True when a capture is installed that keeps only some calls: packets are to be reported
+/// with their call's Call-ID, and call ends with [`call_ended`].
+pub fn selective() -> bool {
+    TAP.get().is_some_and(|tap| tap.keep != Keep::All)
+}
+
+/// The Call-ID to tag a call's packets with, when calls are selected (`None` otherwise: no
+/// allocation).
+pub fn tag(call_id: &str) -> Option<Arc<str>> {
+    (selective() && !call_id.is_empty()).then(|| Arc::from(call_id))
+}
+
+/// One end of call `call_id` ended, failed or passed (when calls are selected). Waits when
+/// the writer's queue is full: a call end is never dropped, its packets would stay held.
+pub fn call_ended(call_id: &str, failed: bool) {
+    let Some(tap) = TAP.get() else {
+        return;
+    };
+    if tap.keep == Keep::All || call_id.is_empty() || tap.closed.load(Ordering::Relaxed) {
+        return;
+    }
+    let _ = tap.queue.send(Job::Ended {
+        wall: wall_now(),
+        call: Arc::from(call_id),
+        failed,
+    });
+}
+
+/// Report one payload of `call` (see [`tag`]) that went from `src` to `dst` now.
+pub fn packet(
+    proto: Proto,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: &[u8],
+    call: Option<&Arc<str>>,
+) {
     if let Some(tap) = TAP.get() {
-        report(tap, wall_now(), proto, src, dst, payload);
+        report(tap, wall_now(), proto, src, dst, payload, call);
     }
 }
 
 /// Report one payload that went from `src` to `dst` at `wall` (the time since the Unix epoch,
 /// e.g. the kernel's receive time).
-pub fn packet_at(wall: Duration, proto: Proto, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+pub fn packet_at(
+    wall: Duration,
+    proto: Proto,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: &[u8],
+    call: Option<&Arc<str>>,
+) {
     if let Some(tap) = TAP.get() {
-        report(tap, wall, proto, src, dst, payload);
+        report(tap, wall, proto, src, dst, payload, call);
     }
 }
 
-/// Report one SIP message that went `direction` over `socket`, to or from `peer`.
+/// Report one SIP message that went `direction` over `socket`, to or from `peer`, of the
+/// call `call_id` (asked for only when calls are selected).
 pub fn on_socket(
     socket: &crate::drive::transport::SipSocket,
     direction: Direction,
     peer: SocketAddr,
     raw: &[u8],
+    call_id: impl FnOnce() -> Option<String>,
 ) {
     if let Some(tap) = TAP.get() {
         let proto = if socket.kind().is_reliable() {
@@ -224,7 +345,12 @@ pub fn on_socket(
             Direction::Sent => (local, peer),
             Direction::Received => (peer, local),
         };
-        report(tap, wall_now(), proto, src, dst, raw);
+        let call = if tap.keep == Keep::All {
+            None
+        } else {
+            call_id().map(Arc::from)
+        };
+        report(tap, wall_now(), proto, src, dst, raw, call.as_ref());
     }
 }
 
@@ -234,7 +360,15 @@ fn wall_now() -> Duration {
         .unwrap_or_default()
 }
 
-fn report(tap: &Tap, wall: Duration, proto: Proto, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
+fn report(
+    tap: &Tap,
+    wall: Duration,
+    proto: Proto,
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: &[u8],
+    call: Option<&Arc<str>>,
+) {
     if tap.closed.load(Ordering::Relaxed) {
         return;
     }
@@ -244,6 +378,7 @@ fn report(tap: &Tap, wall: Duration, proto: Proto, src: SocketAddr, dst: SocketA
         src,
         dst,
         payload: Payload::new(data),
+        call: call.cloned(),
     });
     if tap.queue.try_send(job).is_err() {
         tap.dropped.fetch_add(1, Ordering::Relaxed);
@@ -261,6 +396,10 @@ pub struct Summary {
     pub dropped: u64,
     /// Why the file is incomplete, when writing failed.
     pub error: Option<std::io::Error>,
+    /// What the selection of calls did (`--pcap-calls failed|N`).
+    pub selected: Option<Selected>,
+    /// The bytes held per call at most.
+    pub per_call: usize,
 }
 
 impl std::fmt::Display for Summary {
@@ -278,6 +417,43 @@ impl std::fmt::Display for Summary {
                 ", {} dropped (the writer fell behind: the capture is incomplete)",
                 self.dropped
             )?;
+        }
+        if let Some(s) = &self.selected {
+            let calls = |n: u64| if n == 1 { "call" } else { "calls" };
+            write!(
+                f,
+                " ({} failed {} kept, {} passed call {} left out",
+                s.written,
+                calls(s.written),
+                s.passed,
+                if s.passed == 1 { "end" } else { "ends" }
+            )?;
+            if s.over_count > 0 {
+                write!(
+                    f,
+                    ", {} more failed {} left out over the count",
+                    s.over_count,
+                    calls(s.over_count)
+                )?;
+            }
+            if s.unfinished > 0 {
+                write!(
+                    f,
+                    ", {} {} without an end kept",
+                    s.unfinished,
+                    calls(s.unfinished)
+                )?;
+            }
+            if s.truncated > 0 {
+                write!(
+                    f,
+                    ", {} {} truncated to {}: their oldest packets are missing",
+                    s.truncated,
+                    calls(s.truncated),
+                    show_size(self.per_call)
+                )?;
+            }
+            write!(f, ")")?;
         }
         if let Some(e) = &self.error {
             write!(f, "; writing failed, the capture is incomplete: {e}")?;
@@ -303,6 +479,12 @@ pub fn finish() -> Option<Summary> {
         written: tap.written.load(Ordering::Relaxed),
         dropped: tap.dropped.load(Ordering::Relaxed),
         error: tap.error.lock().ok().and_then(|mut e| e.take()),
+        selected: if tap.keep == Keep::All {
+            None
+        } else {
+            tap.selected.lock().ok().and_then(|s| *s)
+        },
+        per_call: tap.per_call,
     })
 }
 

@@ -280,6 +280,7 @@ impl Control<RoleMedia> for RoleControl {
     /// registration events a run reports.
     fn results(&mut self, agent: &mut Agent<SocketAddr>, _media: &mut RoleMedia) {
         while let Some(result) = agent.poll_result() {
+            crate::drive::capture::call_ended(&result.call_id, !result.passed());
             if result.side == Side::Caller {
                 self.callers.ended_one();
             }

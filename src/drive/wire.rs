@@ -69,6 +69,7 @@ impl Wire {
                     Direction::Received,
                     from,
                     message.raw(),
+                    || sipcheck_core::sip::msg::call_message_id(message.raw()).map(str::to_owned),
                 );
                 if let Some(ladder) = &mut self.ladder {
                     ladder.record(now, Direction::Received, from, message.raw(), false);
@@ -137,6 +138,7 @@ impl Wire {
                 Direction::Sent,
                 t.destination,
                 &t.bytes,
+                || sipcheck_core::sip::msg::call_message_id(&t.bytes).map(str::to_owned),
             );
         }
         if let Some(ladder) = &mut self.ladder {

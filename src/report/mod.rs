@@ -42,6 +42,7 @@
 
 pub mod calls;
 pub mod console;
+pub mod hdrlog;
 pub mod html;
 pub mod json;
 pub mod junit;

@@ -17,33 +17,42 @@ use crate::report::calls::CallLog;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
 use sipcheck_core::stats::distribution::Scores;
+use sipcheck_core::stats::hdrlog::IntervalLog;
 use sipcheck_core::stats::kept_rows::{self, KeptRows};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 use sipcheck_core::stats::outcome::CallResult;
 use sipcheck_core::stats::pairing::{self, Pairing};
 use sipcheck_core::stats::series::Series;
 
+/// What call results are counted into besides the metrics and the progress line: the time
+/// series, the HdrHistogram interval log and the PESQ scores, each when asked.
+struct Tallies<'a> {
+    series: Option<&'a mut Series>,
+    hdr: Option<&'a mut IntervalLog>,
+    pesq: Option<&'a mut Scores>,
+}
+
 /// Counts call results released by the pairing: the metrics, the progress line, the time
-/// series and the per-call records.
+/// series, the interval log, the PESQ scores and the per-call records.
 fn count(
     results: Vec<CallResult>,
     metrics: &mut Metrics,
     progress: &mut Progress,
-    series: Option<&mut Series>,
+    mut tallies: Tallies<'_>,
     at: Duration,
     log: &mut CallLog,
-    pesq: Option<&mut Scores>,
 ) {
     let now = Instant::now();
-    let mut series = series;
-    let mut pesq = pesq;
     for result in results {
         progress.on_call_finished(&result);
         metrics.record_call(&result);
-        if let Some(s) = series.as_deref_mut() {
+        if let Some(s) = tallies.series.as_deref_mut() {
             s.handle_result(at, &result);
         }
-        if let Some(p) = pesq.as_deref_mut() {
+        if let Some(h) = tallies.hdr.as_deref_mut() {
+            h.handle_result(at, &result);
+        }
+        if let Some(p) = tallies.pesq.as_deref_mut() {
             p.record_call(&result);
         }
         log.record(now, &result);
@@ -63,8 +72,10 @@ pub struct RunArgs {
     pub json: Option<String>,
     /// Time series path (CSV, or JSON Lines for `.jsonl`; overrides the scenario's).
     pub series: Option<String>,
-    /// The time series' interval.
+    /// The time series' interval (and the HdrHistogram interval log's).
     pub series_interval: Duration,
+    /// HdrHistogram interval log path.
+    pub hdr_log: Option<String>,
     /// OpenMetrics report path (overrides the scenario's).
     pub metrics: Option<String>,
     /// Per-call records path, JSON Lines (overrides the scenario's).
@@ -185,11 +196,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .metrics
         .clone()
         .or_else(|| scenario.reports.metrics.clone());
-    if [&series_path, &metrics_path]
+    if [&series_path, &metrics_path, &args.hdr_log]
         .iter()
         .any(|p| p.as_deref() == Some("-"))
     {
-        eprintln!("sipcheck: the time series and the metrics report go to files, not to standard output (-)");
+        eprintln!("sipcheck: the time series, the metrics report and the HdrHistogram log go to files, not to standard output (-)");
         return Exit::Usage;
     }
     let html_path = args.html.clone().or_else(|| scenario.reports.html.clone());
@@ -231,6 +242,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .chain(&series_path)
         .chain(&metrics_path)
         .chain(&html_path)
+        .chain(&args.hdr_log)
     {
         if let Err(e) = report::check_writable(path) {
             eprintln!("sipcheck: {e}; nothing was sent");
@@ -297,6 +309,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         .then(|| (Series::new(args.series_interval, counted), series_file));
     let mut rows = KeptRows::new(kept_rows::DEFAULT_CAP);
     let mut pesq = html.then(Scores::new);
+    let mut hdr = match &args.hdr_log {
+        Some(path) => {
+            let since_epoch = started_wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            match report::hdrlog::HdrLogFile::create(path, since_epoch) {
+                Ok(file) => Some((IntervalLog::new(args.series_interval, counted), file)),
+                Err(e) => {
+                    eprintln!("sipcheck: {e}; nothing was sent");
+                    return Exit::Usage;
+                }
+            }
+        }
+        None => None,
+    };
 
     // Both ends of a call between two roles of the run are judged together (one-way audio).
     let mut pairing = Pairing::new(
@@ -332,6 +359,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let collector = tokio::spawn(async move {
         let mut interrupted = false;
         let mut series_failed = false;
+        let mut hdr_failed = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         let mut interrupts = crate::signal::Interrupts::new().ok();
         loop {
@@ -350,13 +378,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                             pairing.push(now, *result),
                             &mut metrics,
                             &mut progress,
-                            series.as_mut().map(|(s, _)| s),
+                            Tallies {
+                                series: series.as_mut().map(|(s, _)| s),
+                                hdr: hdr.as_mut().map(|(h, _)| h),
+                                pesq: pesq.as_mut(),
+                            },
                             started_at.elapsed(),
                             &mut log,
-                            pesq.as_mut(),
                         );
                     }
-                    Some(RunEvent::Registered(r)) => metrics.record_register(&r),
+                    Some(RunEvent::Registered(r)) => {
+                        metrics.record_register(&r);
+                        if let Some((h, _)) = &mut hdr {
+                            h.handle_register(started_at.elapsed(), &r);
+                        }
+                    }
                     Some(RunEvent::NotStarted) => {
                         metrics.record_not_started();
                         log.not_started();
@@ -369,10 +405,13 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                         pairing.handle_timeout(now),
                         &mut metrics,
                         &mut progress,
-                        series.as_mut().map(|(s, _)| s),
+                        Tallies {
+                            series: series.as_mut().map(|(s, _)| s),
+                            hdr: hdr.as_mut().map(|(h, _)| h),
+                            pesq: pesq.as_mut(),
+                        },
                         now - started_at,
                         &mut log,
-                        pesq.as_mut(),
                     );
                     log.flush();
                     progress.tick(now);
@@ -387,6 +426,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                             }
                             if html {
                                 rows.push(row);
+                            }
+                        }
+                    }
+                    if let Some((h, file)) = &mut hdr {
+                        while let Some(interval) = h.poll_interval(now - started_at) {
+                            if !hdr_failed {
+                                if let Err(e) = file.append(&interval) {
+                                    eprintln!("sipcheck: {e}");
+                                    hdr_failed = true;
+                                }
                             }
                         }
                     }
@@ -411,10 +460,13 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             pairing.flush(),
             &mut metrics,
             &mut progress,
-            series.as_mut().map(|(s, _)| s),
+            Tallies {
+                series: series.as_mut().map(|(s, _)| s),
+                hdr: hdr.as_mut().map(|(h, _)| h),
+                pesq: pesq.as_mut(),
+            },
             started_at.elapsed(),
             &mut log,
-            pesq.as_mut(),
         );
         // The run (or its wind-down after Ctrl-C) is over: the last rows.
         if let Some((mut s, mut file)) = series {
@@ -430,8 +482,24 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 }
             }
         }
+        if let Some((mut h, mut file)) = hdr {
+            for interval in h.finish(started_at.elapsed()) {
+                if !hdr_failed {
+                    if let Err(e) = file.append(&interval) {
+                        eprintln!("sipcheck: {e}");
+                        hdr_failed = true;
+                    }
+                }
+            }
+        }
         (
-            (metrics, progress, interrupted, series_failed, log.finish()),
+            (
+                metrics,
+                progress,
+                interrupted,
+                series_failed || hdr_failed,
+                log.finish(),
+            ),
             (rows.factor(), rows.into_rows(), pesq),
         )
     });

@@ -13,6 +13,8 @@
 //! SYN-ACK, ACK) when the connection is first seen, so that Wireshark reassembles messages
 //! split over several segments.
 
+pub mod select;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

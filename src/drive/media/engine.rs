@@ -5,7 +5,7 @@ use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -140,6 +140,8 @@ struct Stream {
     socket: std::net::UdpSocket,
     /// The socket's address, for `--pcap`.
     local: SocketAddr,
+    /// Its call's SIP Call-ID, for `--pcap-calls` (see [`capture::tag`]).
+    call: Option<Arc<str>>,
     state: State,
     /// Where its [`MediaEvent`]s go.
     events: Option<EventSink>,
@@ -300,7 +302,13 @@ impl Scheduler {
                     // A send error (ICMP unreachable) is the far end's problem: the
                     // receiver's statistics and the detector tell the story.
                     if stream.socket.send_to(&self.out[..len], run.remote).is_ok() {
-                        capture::packet(Proto::Udp, stream.local, run.remote, &self.out[..len]);
+                        capture::packet(
+                            Proto::Udp,
+                            stream.local,
+                            run.remote,
+                            &self.out[..len],
+                            stream.call.as_ref(),
+                        );
                     }
                 }
             }
@@ -316,6 +324,7 @@ impl Scheduler {
                         &mut self.receiving,
                         &stream.socket,
                         stream.local,
+                        stream.call.as_ref(),
                         |at, from, data| {
                             if early.len() == EARLY_PACKETS {
                                 early.pop_front();
@@ -330,6 +339,7 @@ impl Scheduler {
                         &mut self.receiving,
                         &stream.socket,
                         stream.local,
+                        stream.call.as_ref(),
                         |at, from, data| {
                             run.session.handle_packet(at, from, data);
                         },
@@ -379,6 +389,7 @@ impl Scheduler {
                     socket,
                     state: State::Listening(VecDeque::new()),
                     events: None,
+                    call: None,
                     due_tick: 0,
                 });
                 self.ids.insert(id, key);
@@ -393,7 +404,7 @@ impl Scheduler {
         }
     }
 
-    /// Run `session` on `socket`, after feeding it what arrived before (`early`).
+    /// Run `session` on `socket`, after feeding it what arrived before (`early`): its key.
     fn add(
         &mut self,
         id: u64,
@@ -402,7 +413,7 @@ impl Scheduler {
         remote: SocketAddr,
         early: VecDeque<(Instant, SocketAddr, Box<[u8]>)>,
         events: Option<EventSink>,
-    ) {
+    ) -> usize {
         if self.streams.is_empty() {
             self.tick = self.tick_at(Instant::now());
         }
@@ -430,10 +441,12 @@ impl Scheduler {
                 intents: Watches::default(),
             })),
             events,
+            call: None,
             due_tick: 0,
         });
         self.ids.insert(id, key);
         self.schedule(key, due);
+        key
     }
 
     fn command(&mut self, key: usize, command: Command) {
@@ -444,6 +457,10 @@ impl Scheduler {
         let command = match command {
             Command::Events(events) => {
                 stream.events = Some(events);
+                return;
+            }
+            Command::Call(call) => {
+                stream.call = Some(call);
                 return;
             }
             command => command,
@@ -460,7 +477,7 @@ impl Scheduler {
                         };
                         // Placed anew, counted again on this worker.
                         self.worker.streams.fetch_add(1, Ordering::Relaxed);
-                        self.add(
+                        let key = self.add(
                             stream.id,
                             stream.socket,
                             session,
@@ -468,6 +485,7 @@ impl Scheduler {
                             early,
                             stream.events,
                         );
+                        self.streams[key].call = stream.call;
                     }
                     Command::Forget | Command::Stop(_) => {
                         self.remove(key);
@@ -490,7 +508,7 @@ impl Scheduler {
                 run.intents.apply(&mut run.session, intent, now, &mut out);
                 send_events(stream.events.as_ref(), out);
             }
-            Command::Events(_) => {}
+            Command::Events(_) | Command::Call(_) => {}
             Command::Watch(condition, reply) => {
                 run.watches.push((condition, reply));
                 check_watches(run, now);
@@ -521,6 +539,7 @@ impl Scheduler {
                     &mut self.receiving,
                     &stream.socket,
                     stream.local,
+                    stream.call.as_ref(),
                     |at, from, data| {
                         run.session.handle_packet(at, from, data);
                     },
@@ -553,6 +572,7 @@ fn drain(
     receiving: &mut Receiving,
     socket: &std::net::UdpSocket,
     local: SocketAddr,
+    call: Option<&Arc<str>>,
     mut sink: impl FnMut(Instant, SocketAddr, &[u8]),
 ) {
     let fd = socket.as_raw_fd();
@@ -616,7 +636,14 @@ fn drain(
             };
             let arrival = now.checked_sub(age).unwrap_or(now);
             let data = &receiving.buffers[i][..len];
-            capture::packet_at(wall.saturating_sub(age), Proto::Udp, from, local, data);
+            capture::packet_at(
+                wall.saturating_sub(age),
+                Proto::Udp,
+                from,
+                local,
+                data,
+                call,
+            );
             sink(arrival, from, data);
         }
         if count < RX_BATCH {

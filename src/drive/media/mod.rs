@@ -37,6 +37,8 @@ enum Command {
     Apply(MediaIntent),
     /// Where the stream's [`MediaEvent`]s go.
     Events(EventSink),
+    /// The SIP Call-ID its packets are captured with (`--pcap-calls`).
+    Call(Arc<str>),
     /// A listening stream gets its session (see [`MediaHandle::listen_std`]).
     Start(Box<(MediaSession, SocketAddr)>),
     Stop(oneshot::Sender<Finished>),
@@ -249,6 +251,14 @@ impl MediaHandle {
             intent => {
                 self.stream.send(Command::Apply(intent));
             }
+        }
+    }
+
+    /// Capture the stream's packets as call `call_id`'s (`--pcap-calls`; no effect when
+    /// calls are not selected).
+    pub fn set_call(&self, call_id: &str) {
+        if let Some(call) = crate::drive::capture::tag(call_id) {
+            self.stream.send(Command::Call(call));
         }
     }
 

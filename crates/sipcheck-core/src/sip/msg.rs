@@ -492,6 +492,21 @@ pub fn call_id_of(raw: &[u8]) -> Option<&str> {
     head_header(raw, "call-id", "i")
 }
 
+/// The Call-ID of a raw message that belongs to a call, found without a full parse: any
+/// message but those of the requests that stand on their own (its CSeq method REGISTER,
+/// OPTIONS, SUBSCRIBE, PUBLISH or MESSAGE).
+#[must_use]
+pub fn call_message_id(raw: &[u8]) -> Option<&str> {
+    let method = head_header(raw, "cseq", "")?
+        .split_ascii_whitespace()
+        .nth(1)?;
+    let own = ["REGISTER", "OPTIONS", "SUBSCRIBE", "PUBLISH", "MESSAGE"];
+    if own.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+        return None;
+    }
+    call_id_of(raw)
+}
+
 /// The user part of a SIP URI or name-addr (`"Bob" <sip:2001@pbx>;tag=1` → `2001`).
 #[must_use]
 pub fn user_part(value: &str) -> Option<&str> {
@@ -1665,5 +1680,27 @@ From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n
         let body = b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\ni: not-a-header\r\n";
         assert_eq!(call_id_of(body), None);
         assert_eq!(call_id_of(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_call_s_messages_have_their_call_id_registrations_and_probes_none() {
+        let msg = |cseq: &str| format!("SIP/2.0 200 OK\r\ni: c1\r\nCSeq: {cseq}\r\n\r\n");
+        for method in ["INVITE", "ACK", "BYE", "CANCEL", "PRACK", "UPDATE", "INFO"] {
+            let m = msg(&format!("7 {method}"));
+            assert_eq!(call_message_id(m.as_bytes()), Some("c1"), "{method}");
+        }
+        for method in [
+            "REGISTER",
+            "OPTIONS",
+            "SUBSCRIBE",
+            "PUBLISH",
+            "MESSAGE",
+            "register",
+        ] {
+            let m = msg(&format!("7 {method}"));
+            assert_eq!(call_message_id(m.as_bytes()), None, "{method}");
+        }
+        // No CSeq: no call known.
+        assert_eq!(call_message_id(b"BYE sip:a@b SIP/2.0\ni: c2\n\n"), None);
     }
 }

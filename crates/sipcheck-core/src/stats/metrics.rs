@@ -863,8 +863,77 @@ fn record(h: &mut Histogram<u64>, value: u64) {
     }
 }
 
-fn record_duration(h: &mut Histogram<u64>, d: Duration) {
-    record(h, u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+fn record_n(h: &mut Histogram<u64>, value: u64, n: u64) {
+    if h.record_n(value, n).is_err() {
+        h.saturating_record_n(value, n);
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Each timing sample of one call result, as `(metric, value, count)` (microseconds): the
+/// caller's setup latencies, the call's duration (of either side: the run's totals keep the
+/// counted side's), its BYE's round trip, its tones' onsets, and of its media the jitter,
+/// the gaps, the delay and the pacing lateness of its frames.
+pub fn timing_samples(r: &CallResult, mut sample: impl FnMut(Metric, u64, u64)) {
+    if r.side == Side::Caller {
+        for (metric, value) in [
+            (
+                Metric::InviteToFirstProvisional,
+                r.invite_to_first_provisional,
+            ),
+            (Metric::InviteToRinging, r.invite_to_ringing),
+            (Metric::InviteTo200, r.invite_to_200),
+        ] {
+            if let Some(d) = value {
+                sample(metric, micros(d), 1);
+            }
+        }
+    }
+    if let Some(d) = r.duration {
+        sample(Metric::CallDuration, micros(d), 1);
+    }
+    if let Some(d) = r.bye_rtt {
+        sample(Metric::ByeRtt, micros(d), 1);
+    }
+    for &d in &r.tone_onsets {
+        sample(Metric::ToneOnset, micros(d), 1);
+    }
+    let Some(m) = &r.media else {
+        return;
+    };
+    if m.packets_received > 0 || m.packets_expected > 0 {
+        let jitter_us = (m.jitter_ms.max(0.0) * 1000.0).round() as u64;
+        sample(Metric::RtpJitter, jitter_us, 1);
+    }
+    for &gap in &m.audio_gaps {
+        sample(Metric::AudioGap, micros(gap), 1);
+    }
+    if let Some(delay) = m.delay {
+        sample(Metric::AudioDelay, micros(delay), 1);
+    }
+    // Only when the call sent frames: iterating an empty histogram still walks every bucket.
+    if !m.pacing_lateness_us.is_empty() {
+        for v in m.pacing_lateness_us.iter_recorded() {
+            sample(
+                Metric::PacingLateness,
+                v.value_iterated_to(),
+                u64::from(v.count_at_value()),
+            );
+        }
+    }
+}
+
+/// The round trip of a registration, microseconds: that of a successful REGISTER (not an
+/// unregistration).
+#[must_use]
+pub fn register_rtt(r: &RegisterResult) -> Option<u64> {
+    if r.unregister || r.error.is_some() {
+        return None;
+    }
+    r.rtt.map(micros)
 }
 
 /// Aggregates call and registration results into a [`RunSummary`].
@@ -969,29 +1038,15 @@ impl Metrics {
         }
 
         // Timings.
-        if r.side == Side::Caller {
-            for (metric, value) in [
-                (
-                    Metric::InviteToFirstProvisional,
-                    r.invite_to_first_provisional,
-                ),
-                (Metric::InviteToRinging, r.invite_to_ringing),
-                (Metric::InviteTo200, r.invite_to_200),
-            ] {
-                if let Some(d) = value {
-                    record_duration(self.series(metric), d);
-                }
-            }
-        }
-        if let Some(d) = r.duration {
-            record_duration(&mut self.duration_by_side[side_index(r.side)], d);
-        }
-        if let Some(d) = r.bye_rtt {
-            record_duration(self.series(Metric::ByeRtt), d);
-        }
-        for &d in &r.tone_onsets {
-            record_duration(self.series(Metric::ToneOnset), d);
-        }
+        let side = side_index(r.side);
+        timing_samples(r, |metric, value, n| {
+            let h = if metric == Metric::CallDuration {
+                &mut self.duration_by_side[side]
+            } else {
+                self.series(metric)
+            };
+            record_n(h, value, n);
+        });
 
         // Media.
         if let Some(m) = &r.media {
@@ -1002,10 +1057,6 @@ impl Metrics {
             self.rtp.stray_packets += m.stray_packets;
             self.rtp.discontinuities += m.discontinuities;
             self.generator.frames_skipped += m.frames_skipped;
-            if m.packets_received > 0 || m.packets_expected > 0 {
-                let jitter_us = (m.jitter_ms.max(0.0) * 1000.0).round() as u64;
-                record(self.series(Metric::RtpJitter), jitter_us);
-            }
             if let Some(q) = &m.quality {
                 record(
                     &mut self.quality.mos_milli,
@@ -1013,32 +1064,10 @@ impl Metrics {
                 );
             }
             self.quality.audio_gaps += m.audio_gap_count;
-            for &gap in &m.audio_gaps {
-                record_duration(self.series(Metric::AudioGap), gap);
-            }
-            if let Some(delay) = m.delay {
-                record_duration(self.series(Metric::AudioDelay), delay);
-            }
             if m.packets_expected > 0 {
                 let ppm = u128::from(m.packets_lost.min(m.packets_expected)) * 1_000_000
                     / u128::from(m.packets_expected);
                 record(&mut self.call_loss_ppm, ppm as u64);
-            }
-            // Merged only when the call sent frames: iterating an empty histogram still walks
-            // every bucket.
-            if !m.pacing_lateness_us.is_empty() {
-                let pacing = self.series(Metric::PacingLateness);
-                for v in m.pacing_lateness_us.iter_recorded() {
-                    if pacing
-                        .record_n(v.value_iterated_to(), u64::from(v.count_at_value()))
-                        .is_err()
-                    {
-                        pacing.saturating_record_n(
-                            v.value_iterated_to(),
-                            u64::from(v.count_at_value()),
-                        );
-                    }
-                }
             }
         }
         self.audio.checked += u64::from(r.audio_checked);
@@ -1124,10 +1153,8 @@ impl Metrics {
 
     /// Records one registration, refresh or unregistration.
     pub fn record_register(&mut self, r: &RegisterResult) {
-        if !r.unregister && r.error.is_none() {
-            if let Some(rtt) = r.rtt {
-                record_duration(self.series(Metric::RegisterRtt), rtt);
-            }
+        if let Some(rtt) = register_rtt(r) {
+            record(self.series(Metric::RegisterRtt), rtt);
         }
         self.role_mut(&r.role, false).registrations.add(r);
     }

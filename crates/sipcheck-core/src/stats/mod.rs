@@ -7,6 +7,7 @@ pub mod compare;
 pub mod distribution;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixture;
+pub mod hdrlog;
 pub mod kept_rows;
 pub mod ladder;
 pub mod merge;

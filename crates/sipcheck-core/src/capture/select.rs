@@ -1,0 +1,503 @@
+//! `--pcap-calls`: which calls' packets a capture keeps.
+//!
+//! Each record comes tagged with its call (its SIP Call-ID) or with none (a REGISTER, an
+//! OPTIONS: written as they come). Under [`Keep::All`] every record is written at once. Under
+//! [`Keep::Failed`] a call's records are held in a buffer of their own, bounded
+//! ([`Limits::per_call`]: the oldest records go first and the call is marked truncated; all
+//! buffers together [`Limits::total`]), until the call ends:
+//!
+//! - ended failed, its records are written sorted by time, and its later ones (the other
+//!   end's, a late RTP packet) as they come;
+//! - ended passed, they are held for [`Limits::linger`] more (by the records' own time): both
+//!   ends of a call may be in this process under one Call-ID, and the other end may still
+//!   fail; then they are dropped, and so are the call's later records.
+//!
+//! [`Selector::finish`] writes the buffers of the calls that never ended (an interrupted run).
+//! The selector never reads a clock: the records' times drive it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which calls a capture keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Every packet (no selection).
+    All,
+    /// The packets of the calls that failed, at most this many calls (the first ones to end
+    /// failed); `None`: all of them.
+    Failed(Option<u64>),
+}
+
+impl std::str::FromStr for Keep {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Keep::All),
+            "failed" => Ok(Keep::Failed(None)),
+            n => match n.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Keep::Failed(Some(n))),
+                _ => Err(format!(
+                    "`{s}` is neither `failed`, `all` nor a number of failed calls (at least 1)"
+                )),
+            },
+        }
+    }
+}
+
+/// How much a [`Selector`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most bytes of records held per call (its last ones are kept).
+    pub per_call: usize,
+    /// The most bytes of records held for all calls together.
+    pub total: usize,
+    /// How long a passed call's records are held for the other end of the same Call-ID.
+    pub linger: Duration,
+}
+
+impl Default for Limits {
+    /// 4 MiB per call (a minute of G.711 both ways, each packet seen by both ends in this
+    /// process, is about 2.6 MB), 512 MiB in all, 5 s of linger.
+    fn default() -> Self {
+        Self {
+            per_call: 4 << 20,
+            total: 512 << 20,
+            linger: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The largest per-call bound [`parse_size`] takes: the total bound.
+pub const MAX_PER_CALL: usize = 512 << 20;
+
+/// A per-call bound: bytes, or a number of `KiB`, `MiB` or `GiB`; 1 KiB to [`MAX_PER_CALL`].
+///
+/// # Errors
+/// What is wrong with it, as a sentence.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a size (bytes, or a number of KiB, MiB or GiB)"
+            ))
+        }
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (bytes, or a number of KiB, MiB or GiB)"))?;
+    match n.checked_mul(scale) {
+        Some(bytes) if (1 << 10..=MAX_PER_CALL).contains(&bytes) => Ok(bytes),
+        _ => Err(format!("`{s}` is not between 1KiB and 512MiB")),
+    }
+}
+
+/// A size as `parse_size` reads it back: `4 MiB`, `16 KiB`, `1500 bytes`.
+#[must_use]
+pub fn show_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// What a [`Selector`] did with the calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Selected {
+    /// Failed calls whose records were written.
+    pub written: u64,
+    /// Of those, the calls whose oldest records were dropped for the bounds.
+    pub truncated: u64,
+    /// Failed calls left out, the number asked for having been written.
+    pub over_count: u64,
+    /// Call ends that passed (both ends of a call in this process count twice).
+    pub passed: u64,
+    /// Calls with no end when the capture closed, written.
+    pub unfinished: u64,
+}
+
+/// The records of one call not decided yet.
+#[derive(Debug, Default)]
+struct Held {
+    records: VecDeque<(Duration, Box<[u8]>)>,
+    bytes: usize,
+    truncated: bool,
+    /// Ended passed: dropped at this time unless the call fails meanwhile.
+    drop_at: Option<Duration>,
+}
+
+/// The calls decided that a selector remembers (their late records follow the decision).
+const REMEMBERED: usize = 1 << 16;
+
+/// Selects the calls' records: see the [module](self).
+#[derive(Debug)]
+pub struct Selector {
+    keep: Keep,
+    limits: Limits,
+    held: HashMap<Arc<str>, Held>,
+    held_bytes: usize,
+    /// The passed calls in the order of their drop time.
+    lingering: VecDeque<(Duration, Arc<str>)>,
+    /// Decided calls: `true` written, `false` dropped; and their order, to forget the oldest.
+    decided: HashMap<Arc<str>, bool>,
+    decided_order: VecDeque<Arc<str>>,
+    stats: Selected,
+}
+
+impl Selector {
+    /// A selector keeping `keep` within `limits`.
+    #[must_use]
+    pub fn new(keep: Keep, limits: Limits) -> Self {
+        Self {
+            keep,
+            limits,
+            held: HashMap::new(),
+            held_bytes: 0,
+            lingering: VecDeque::new(),
+            decided: HashMap::new(),
+            decided_order: VecDeque::new(),
+            stats: Selected::default(),
+        }
+    }
+
+    /// What was done so far.
+    #[must_use]
+    pub fn selected(&self) -> Selected {
+        self.stats
+    }
+
+    /// The bytes held now.
+    #[must_use]
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// One `record` (one or more pcap records) of `call` at `wall`: appended to `out` when it
+    /// is to be written now, else held or dropped.
+    pub fn record(
+        &mut self,
+        wall: Duration,
+        call: Option<&Arc<str>>,
+        record: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        self.expire(wall);
+        let (Keep::Failed(_), Some(call)) = (self.keep, call) else {
+            out.extend_from_slice(record);
+            return;
+        };
+        match self.decided.get(call) {
+            Some(true) => {
+                out.extend_from_slice(record);
+                return;
+            }
+            Some(false) => return,
+            None => {}
+        }
+        let per_call = self.limits.per_call;
+        let held = self.held.entry(call.clone()).or_default();
+        held.records.push_back((wall, record.into()));
+        held.bytes += record.len();
+        self.held_bytes += record.len();
+        while held.bytes > per_call {
+            let Some((_, old)) = held.records.pop_front() else {
+                break;
+            };
+            held.bytes -= old.len();
+            self.held_bytes -= old.len();
+            held.truncated = true;
+        }
+        if self.held_bytes > self.limits.total {
+            self.make_room(call);
+        }
+    }
+
+    /// Over the total bound: the lingering passed calls go first (the oldest first), then
+    /// the oldest records of `call`.
+    fn make_room(&mut self, call: &Arc<str>) {
+        while self.held_bytes > self.limits.total {
+            let Some((_, passed)) = self.lingering.pop_front() else {
+                break;
+            };
+            self.drop_passed(&passed);
+        }
+        if let Some(held) = self.held.get_mut(call) {
+            while self.held_bytes > self.limits.total {
+                let Some((_, old)) = held.records.pop_front() else {
+                    break;
+                };
+                held.bytes -= old.len();
+                self.held_bytes -= old.len();
+                held.truncated = true;
+            }
+        }
+    }
+
+    /// Drop the passed calls whose linger is over at `wall`.
+    fn expire(&mut self, wall: Duration) {
+        while let Some((at, _)) = self.lingering.front() {
+            if *at > wall {
+                break;
+            }
+            let (at, call) = self.lingering.pop_front().expect("a front");
+            // Ended passed again since (the other end): its later drop time holds.
+            if self.held.get(&call).is_some_and(|h| h.drop_at == Some(at)) {
+                self.drop_passed(&call);
+            }
+        }
+    }
+
+    /// `call`, passed, is dropped now (unless it ended again since: a later drop time).
+    fn drop_passed(&mut self, call: &Arc<str>) {
+        let Some(held) = self.held.get(call) else {
+            return;
+        };
+        if held.drop_at.is_none() {
+            return;
+        }
+        let held = self.held.remove(call).expect("held");
+        self.held_bytes -= held.bytes;
+        self.decide(call.clone(), false);
+    }
+
+    fn decide(&mut self, call: Arc<str>, written: bool) {
+        if self.decided.insert(call.clone(), written).is_none() {
+            self.decided_order.push_back(call);
+            if self.decided_order.len() > REMEMBERED {
+                if let Some(old) = self.decided_order.pop_front() {
+                    self.decided.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// One end of `call` ended at `wall`, failed or passed: a failed call's records are
+    /// appended to `out`, sorted by time.
+    pub fn ended(&mut self, wall: Duration, call: &Arc<str>, failed: bool, out: &mut Vec<u8>) {
+        self.expire(wall);
+        let Keep::Failed(most) = self.keep else {
+            return;
+        };
+        if self.decided.contains_key(call) {
+            if !failed {
+                self.stats.passed += 1;
+            }
+            return;
+        }
+        if !failed {
+            self.stats.passed += 1;
+            let drop_at = wall + self.limits.linger;
+            self.held.entry(call.clone()).or_default().drop_at = Some(drop_at);
+            self.lingering.push_back((drop_at, call.clone()));
+            return;
+        }
+        let held = self.held.remove(call).unwrap_or_default();
+        self.held_bytes -= held.bytes;
+        if most.is_some_and(|most| self.stats.written >= most) {
+            self.stats.over_count += 1;
+            self.decide(call.clone(), false);
+            return;
+        }
+        self.stats.written += 1;
+        if held.truncated {
+            self.stats.truncated += 1;
+        }
+        write_sorted(held, out);
+        self.decide(call.clone(), true);
+    }
+
+    /// The capture closes: the calls that never ended are written (their verdict unknown);
+    /// the passed ones still held are dropped.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let mut unfinished: Vec<(Arc<str>, Held)> = self
+            .held
+            .drain()
+            .filter(|(_, held)| held.drop_at.is_none())
+            .collect();
+        self.held_bytes = 0;
+        self.lingering.clear();
+        // In the order of their first record.
+        unfinished.sort_by_key(|(_, held)| held.records.iter().map(|r| r.0).min());
+        for (call, held) in unfinished {
+            self.stats.unfinished += 1;
+            if held.truncated {
+                self.stats.truncated += 1;
+            }
+            write_sorted(held, out);
+            self.decide(call, true);
+        }
+    }
+}
+
+/// A call's records appended to `out` in the order of their times (stable: those of one
+/// time stay in the order they came, a TCP handshake before its data).
+fn write_sorted(held: Held, out: &mut Vec<u8>) {
+    let mut records: Vec<(Duration, Box<[u8]>)> = held.records.into();
+    records.sort_by_key(|r| r.0);
+    for (_, record) in records {
+        out.extend_from_slice(&record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Keep, Limits, Selected, Selector};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            per_call: 10,
+            total: 25,
+            linger: ms(100),
+        }
+    }
+
+    #[test]
+    fn sizes_parse_in_bytes_kib_mib_gib_within_bounds_and_show_back() {
+        use super::{parse_size, show_size};
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("16KiB"), Ok(16 << 10));
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert!(parse_size("512").is_err(), "under 1 KiB");
+        assert!(parse_size("1GiB").is_err(), "over the total");
+        assert!(parse_size("4MB").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(show_size(4 << 20), "4 MiB");
+        assert_eq!(show_size(16 << 10), "16 KiB");
+        assert_eq!(show_size(1500), "1500 bytes");
+    }
+
+    #[test]
+    fn keep_parses_failed_all_and_a_count() {
+        assert_eq!("all".parse(), Ok(Keep::All));
+        assert_eq!("failed".parse(), Ok(Keep::Failed(None)));
+        assert_eq!("3".parse(), Ok(Keep::Failed(Some(3))));
+        assert!("0".parse::<Keep>().is_err());
+        assert!("some".parse::<Keep>().is_err());
+    }
+
+    #[test]
+    fn all_writes_every_record_at_once() {
+        let mut s = Selector::new(Keep::All, limits());
+        let a: Arc<str> = "a".into();
+        let mut out = Vec::new();
+        s.record(ms(1), Some(&a), b"12", &mut out);
+        s.record(ms(2), None, b"3", &mut out);
+        s.ended(ms(3), &a, false, &mut out);
+        assert_eq!(out, b"123");
+    }
+
+    #[test]
+    fn a_failed_call_is_written_sorted_a_passed_one_dropped_other_traffic_at_once() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut out = Vec::new();
+        s.record(ms(2), Some(&a), b"a2", &mut out);
+        s.record(ms(1), Some(&a), b"a1", &mut out);
+        s.record(ms(1), Some(&b), b"b1", &mut out);
+        s.record(ms(3), None, b"R", &mut out);
+        assert_eq!(out, b"R", "non-call traffic at once, the calls held");
+        s.ended(ms(4), &b, false, &mut out);
+        s.ended(ms(5), &a, true, &mut out);
+        assert_eq!(out, b"Ra1a2");
+        // A late record of the failed call is written, of the passed one (its linger over)
+        // dropped.
+        s.record(ms(200), Some(&a), b"a9", &mut out);
+        s.record(ms(201), Some(&b), b"b9", &mut out);
+        assert_eq!(out, b"Ra1a2a9");
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(
+            s.selected(),
+            Selected {
+                written: 1,
+                passed: 1,
+                ..Selected::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_other_end_failing_within_the_linger_writes_the_call() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let a: Arc<str> = "a".into();
+        let mut out = Vec::new();
+        s.record(ms(1), Some(&a), b"x", &mut out);
+        s.ended(ms(2), &a, false, &mut out);
+        s.record(ms(3), Some(&a), b"y", &mut out);
+        s.ended(ms(50), &a, true, &mut out);
+        assert_eq!(out, b"xy");
+    }
+
+    #[test]
+    fn a_call_over_its_bound_keeps_its_last_records_and_is_counted_truncated() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let a: Arc<str> = "a".into();
+        let mut out = Vec::new();
+        for (i, r) in [b"0123", b"4567", b"89ab", b"cdef"].iter().enumerate() {
+            s.record(ms(i as u64), Some(&a), *r, &mut out);
+        }
+        assert!(s.held_bytes() <= 10);
+        s.ended(ms(10), &a, true, &mut out);
+        assert_eq!(out, b"89abcdef", "the last records that fit 10 bytes");
+        assert_eq!(s.selected().truncated, 1);
+    }
+
+    #[test]
+    fn over_the_total_bound_lingering_passed_calls_go_first() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        let mut out = Vec::new();
+        s.record(ms(1), Some(&a), b"aaaaaaaa", &mut out);
+        s.ended(ms(2), &a, false, &mut out);
+        s.record(ms(3), Some(&b), b"bbbbbbbb", &mut out);
+        s.record(ms(4), Some(&c), b"cccccccc", &mut out);
+        s.record(ms(5), Some(&c), b"CC", &mut out);
+        assert_eq!(s.held_bytes(), 18, "the passed call dropped for room");
+        s.ended(ms(6), &c, true, &mut out);
+        s.ended(ms(7), &b, true, &mut out);
+        assert_eq!(out, b"ccccccccCCbbbbbbbb");
+        assert_eq!(s.selected().truncated, 0);
+    }
+
+    #[test]
+    fn a_count_writes_the_first_failed_calls_only() {
+        let mut s = Selector::new(Keep::Failed(Some(1)), limits());
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut out = Vec::new();
+        s.record(ms(1), Some(&a), b"a", &mut out);
+        s.record(ms(1), Some(&b), b"b", &mut out);
+        s.ended(ms(2), &b, true, &mut out);
+        s.ended(ms(3), &a, true, &mut out);
+        s.record(ms(4), Some(&a), b"A", &mut out);
+        assert_eq!(out, b"b");
+        assert_eq!(s.selected().over_count, 1);
+    }
+
+    #[test]
+    fn calls_with_no_end_are_written_at_the_finish() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut out = Vec::new();
+        s.record(ms(2), Some(&b), b"b", &mut out);
+        s.record(ms(1), Some(&a), b"a", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"ab");
+        assert_eq!(s.selected().unfinished, 2);
+    }
+}
