@@ -18,7 +18,7 @@ use sipcheck_core::media::g711::Codec;
 use sipcheck_core::scenario::model::{
     Account, Connections, Load, Role as ScenarioRole, Route, Scenario, Step,
 };
-use sipcheck_core::scenario::plan::LoadPlan;
+use sipcheck_core::scenario::plan::{CallerTurns, LoadPlan};
 use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::ua::agent::{Agent, AgentConfig, Schedule};
 use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
@@ -237,6 +237,12 @@ pub async fn execute(
     } else if !*stop_load.borrow() {
         let mut starter = Starter {
             scenario: &scenario,
+            turns: CallerTurns::new(
+                &callers_roles
+                    .iter()
+                    .map(|(r, _)| r.accounts.len())
+                    .collect::<Vec<_>>(),
+            ),
             roles: callers_roles,
             callers: &callers,
             events: &events,
@@ -295,6 +301,8 @@ pub(crate) struct Starter<'a> {
     load_start: Instant,
     /// Calls started so far.
     started: u64,
+    /// Which calling UA places each call.
+    turns: CallerTurns,
 }
 
 impl Starter<'_> {
@@ -302,8 +310,12 @@ impl Starter<'_> {
     fn start(&mut self, offset: Duration) {
         let index = self.started;
         self.started += 1;
-        let (role, commands) = self.roles[(index as usize) % self.roles.len()];
-        let n = (index / self.roles.len() as u64) as usize;
+        let Some((which, n)) = self.turns.turn(index) else {
+            // No calling role has an account (refused by validation): nothing can place it.
+            self.not_started();
+            return;
+        };
+        let (role, commands) = self.roles[which];
         let account = role.accounts[n % role.accounts.len()].clone();
         let peer = peer_account(self.scenario, role, n);
         let _ = self.events.send(RunEvent::CallStarted {

@@ -326,6 +326,54 @@ impl ClosedPlan {
     }
 }
 
+/// Who places each call of the load: the calling user agents in turn, account k of every
+/// calling role before account k + 1 of any, so that each UA places one call per turn and a
+/// role places calls in proportion to its accounts (three callers and one other calling UA:
+/// three calls and one per turn). With equal roles this is the roles in turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerTurns {
+    /// One turn: (role, account) pairs in order.
+    order: Vec<(usize, usize)>,
+    /// The accounts of each role.
+    sizes: Vec<usize>,
+}
+
+impl CallerTurns {
+    /// The turns of calling roles with `sizes` accounts each (in the roles' order; a role of no
+    /// account places no call).
+    #[must_use]
+    pub fn new(sizes: &[usize]) -> Self {
+        let longest = sizes.iter().copied().max().unwrap_or(0);
+        let order = (0..longest)
+            .flat_map(|k| {
+                sizes
+                    .iter()
+                    .enumerate()
+                    .filter(move |&(_, &size)| k < size)
+                    .map(move |(role, _)| (role, k))
+            })
+            .collect();
+        Self {
+            order,
+            sizes: sizes.to_vec(),
+        }
+    }
+
+    /// The load's call `index` (from 0): its role, and which of that role's calls it is
+    /// (`n`: the role's account `n % size` places it, paired with its peer role's `n`-th).
+    /// `None` when no role has an account.
+    #[must_use]
+    pub fn turn(&self, index: u64) -> Option<(usize, usize)> {
+        let len = self.order.len() as u64;
+        if len == 0 {
+            return None;
+        }
+        let (role, k) = self.order[(index % len) as usize];
+        let cycle = (index / len) as usize;
+        Some((role, cycle * self.sizes[role] + k))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,5 +627,34 @@ mod tests {
         assert_eq!(ceil_sqrt_ratio(17, 1), 5);
         assert_eq!(ceil_sqrt_ratio(16, 1), 4);
         assert_eq!(ceil_sqrt_ratio(9, 4), 2);
+    }
+
+    #[test]
+    fn every_calling_ua_places_one_call_per_turn_whatever_the_roles_sizes() {
+        // Three callers, one deaf caller, one hopeful caller: five calls, one per UA.
+        let turns = CallerTurns::new(&[3, 1, 1]);
+        let first: Vec<_> = (0..5).map(|i| turns.turn(i).unwrap()).collect();
+        assert_eq!(first, [(0, 0), (1, 0), (2, 0), (0, 1), (0, 2)]);
+        // The next turn: the same UAs again, each role's call count going on.
+        let second: Vec<_> = (5..10).map(|i| turns.turn(i).unwrap()).collect();
+        assert_eq!(second, [(0, 3), (1, 1), (2, 1), (0, 4), (0, 5)]);
+        // Over many turns each role's share is its share of the accounts, every account alike.
+        let mut per_account = std::collections::BTreeMap::new();
+        for i in 0..500 {
+            let (role, n) = turns.turn(i).unwrap();
+            let size = [3, 1, 1][role];
+            *per_account.entry((role, n % size)).or_insert(0) += 1;
+        }
+        assert_eq!(per_account.len(), 5);
+        assert!(per_account.values().all(|&c| c == 100), "{per_account:?}");
+    }
+
+    #[test]
+    fn equal_roles_take_turns_as_the_roles_in_turn() {
+        let turns = CallerTurns::new(&[2, 2]);
+        let got: Vec<_> = (0..6).map(|i| turns.turn(i).unwrap()).collect();
+        assert_eq!(got, [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]);
+        assert_eq!(CallerTurns::new(&[]).turn(0), None);
+        assert_eq!(CallerTurns::new(&[0, 1]).turn(3), Some((1, 3)));
     }
 }
