@@ -494,9 +494,16 @@ fn run_failing_with(kam: &Kamailio, dir: &RunDir, name: &str, pcap: &[&str]) -> 
         std::collections::BTreeSet::new(),
     );
     let (mut failed_rtp, mut all_rtp, mut refused) = (0, 0, 0);
+    let mut placed = std::collections::BTreeMap::new();
     for line in std::fs::read_to_string(&calls).unwrap().lines() {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
         let id = r["call_id"].as_str().unwrap().to_owned();
+        let role = r["role"].as_str().unwrap().to_owned();
+        if ["caller", "deaf", "hopeful"].contains(&role.as_str()) {
+            *placed
+                .entry(format!("{role} {}", r["user"].as_str().unwrap()))
+                .or_insert(0) += 1;
+        }
         if r["verdict"] == "failed" {
             failed.insert(id);
         } else {
@@ -509,6 +516,18 @@ fn run_failing_with(kam: &Kamailio, dir: &RunDir, name: &str, pcap: &[&str]) -> 
             _ => {}
         }
     }
+    // Without `load:` each calling UA places one call, whatever its role's size.
+    let each_once: std::collections::BTreeMap<String, i32> = [
+        "caller 3605",
+        "caller 3606",
+        "caller 3607",
+        "deaf 3608",
+        "hopeful 3609",
+    ]
+    .into_iter()
+    .map(|ua| (ua.to_owned(), 1))
+    .collect();
+    assert_eq!(placed, each_once, "{shown}");
     // A call whose other end passed is a failed call all the same.
     let passed = &passed - &failed;
     assert!(
