@@ -277,3 +277,58 @@ load: { rate: 1/s, total_calls: 1 }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn call_expect_pesq_scores_the_speech_answer_plays_and_never_passes_under_its_minimum() {
+    let fixture = repo_root().join("fixtures/speech-8k.wav");
+    let fixture = fixture.to_str().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut answer = support::responder::Responder::start(
+        &["--listen", &listen, "--play-wav", fixture, "--calls", "2"],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let call = |min: &str, duration: &str| {
+        support::run_sipcheck(
+            [
+                "call",
+                uri.as_str(),
+                "--expect-pesq",
+                &format!("{fixture}{min}"),
+                "--duration",
+                duration,
+                "--json",
+            ],
+            &[],
+        )
+    };
+    // 11 s of speech: recorded for 12 s, so a 5 s call is refused before any SIP.
+    let short = call(":3.5", "5s");
+    assert_eq!(short.status.code(), Some(2), "{}", describe_output(&short));
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("--duration 5s is too short"),
+        "{}",
+        describe_output(&short)
+    );
+    let out = call(":3.5", "13s");
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let score = v["pesq"]["score"].as_f64().expect("a score");
+    assert!((3.5..=4.5).contains(&score), "{v}");
+    assert_eq!(v["pesq"]["min"], 3.5, "{v}");
+    assert!(v["pesq"]["mos_lqo"].as_f64().is_some(), "{v}");
+    // The same speech against a minimum no G.711 call reaches: a failure naming the score.
+    let out = call(":4.5", "13s");
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let failures = v["failures"].to_string();
+    assert!(failures.contains("below the minimum 4.5"), "{shown}");
+    assert!(v["pesq"]["score"].as_f64().is_some(), "{v}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+}
