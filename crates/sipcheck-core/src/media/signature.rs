@@ -268,12 +268,15 @@ impl fmt::Display for SignatureCode {
     }
 }
 
-/// One Goertzel filter of the decoder.
+/// The decoder's nine Goertzel filters, one array per term (so that one sample updates
+/// all nine in a few vector instructions), in single precision: over one 160-sample block
+/// of 16-bit audio the rounding stays some 140 dB under the signal, far below the 10 dB
+/// margins the classification asks for.
 #[derive(Debug, Clone, Copy)]
-struct Bin {
-    coeff: f64,
-    s1: f64,
-    s2: f64,
+struct Bins {
+    coeff: [f32; 9],
+    s1: [f32; 9],
+    s2: [f32; 9],
 }
 
 /// A run of blocks of one symbol.
@@ -293,7 +296,7 @@ struct Run {
 /// memory is bounded (at most 16 distinct codes are remembered).
 #[derive(Debug, Clone)]
 pub struct SignatureDecoder {
-    bins: [Bin; 9],
+    bins: Bins,
     filled: usize,
     energy: f64,
     run: Option<Run>,
@@ -342,11 +345,13 @@ impl SignatureDecoder {
     /// A decoder that has heard nothing.
     #[must_use]
     pub fn new() -> Self {
-        let bins = SIGNATURE_HZ.map(|hz| Bin {
-            coeff: 2.0 * (2.0 * std::f64::consts::PI * hz / f64::from(SAMPLE_RATE)).cos(),
-            s1: 0.0,
-            s2: 0.0,
-        });
+        let bins = Bins {
+            coeff: SIGNATURE_HZ.map(|hz| {
+                (2.0 * (2.0 * std::f64::consts::PI * hz / f64::from(SAMPLE_RATE)).cos()) as f32
+            }),
+            s1: [0.0; 9],
+            s2: [0.0; 9],
+        };
         Self {
             bins,
             filled: 0,
@@ -381,12 +386,16 @@ impl SignatureDecoder {
             pushed += n as u64;
             let (chunk, rest) = samples.split_at(n);
             for &x in chunk {
-                let x = f64::from(x);
-                self.energy += x * x;
-                for bin in &mut self.bins {
-                    let s0 = x + bin.coeff * bin.s1 - bin.s2;
-                    bin.s2 = bin.s1;
-                    bin.s1 = s0;
+                let wide = f64::from(x);
+                self.energy += wide * wide;
+                let x = f32::from(x);
+                let b = &mut self.bins;
+                for k in 0..9 {
+                    // x − s₂ first: it does not wait for s₁, so each sample's update is one
+                    // multiply and one add long on the filter's critical path.
+                    let s0 = b.coeff[k] * b.s1[k] + (x - b.s2[k]);
+                    b.s2[k] = b.s1[k];
+                    b.s1[k] = s0;
                 }
             }
             self.filled += n;
@@ -401,13 +410,15 @@ impl SignatureDecoder {
         let n = BLOCK as f64;
         let block_power = self.energy / n;
         let mut powers = [0.0f64; 9];
-        for (p, bin) in powers.iter_mut().zip(&mut self.bins) {
+        let b = &mut self.bins;
+        for (k, p) in powers.iter_mut().enumerate() {
             // |X(ω)|² scaled to the mean square of the component.
-            let mag = bin.s1 * bin.s1 + bin.s2 * bin.s2 - bin.coeff * bin.s1 * bin.s2;
+            let (s1, s2) = (f64::from(b.s1[k]), f64::from(b.s2[k]));
+            let mag = s1 * s1 + s2 * s2 - f64::from(b.coeff[k]) * s1 * s2;
             *p = 2.0 * mag.max(0.0) / (n * n);
-            bin.s1 = 0.0;
-            bin.s2 = 0.0;
         }
+        b.s1 = [0.0; 9];
+        b.s2 = [0.0; 9];
         self.energy = 0.0;
         self.filled = 0;
         self.blocks += 1;
