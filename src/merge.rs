@@ -332,6 +332,7 @@ struct ChecksDoc {
 #[derive(Deserialize)]
 struct QualityDoc {
     mos: HistogramDoc,
+    pesq: HistogramDoc,
     audio_gaps: u64,
     worst_calls: Vec<WorstCall>,
 }
@@ -449,6 +450,7 @@ impl Doc {
             },
             quality: QualitySummary {
                 mos_milli: decode("mos", &self.quality.mos.histogram)?,
+                pesq_milli: decode("pesq", &self.quality.pesq.histogram)?,
                 audio_gaps: self.quality.audio_gaps,
             },
             generator: GeneratorHealth {

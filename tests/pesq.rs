@@ -23,9 +23,20 @@ const SCENARIO: &str = "tests/peers/scenarios/pesq-direct.yaml";
 /// `sipcheck run` of the scenario with `min`, in `ns` when given; its exit code, reports and
 /// output.
 fn run(ns: Option<&Netns>, min: &str, reports: &Reports) -> (Option<i32>, String) {
-    let path = repo_root().join(SCENARIO);
+    run_file(&repo_root().join(SCENARIO), ns, min, reports)
+}
+
+/// [`run`] of the scenario at `path`; each call end's record goes to `calls.jsonl` of the
+/// reports' directory.
+fn run_file(
+    path: &std::path::Path,
+    ns: Option<&Netns>,
+    min: &str,
+    reports: &Reports,
+) -> (Option<i32>, String) {
     let junit = reports.junit();
     let json = reports.json();
+    let calls = reports.path("calls.jsonl");
     let args = [
         "run",
         path.to_str().unwrap(),
@@ -33,6 +44,8 @@ fn run(ns: Option<&Netns>, min: &str, reports: &Reports) -> (Option<i32>, String
         junit.to_str().unwrap(),
         "--json",
         json.to_str().unwrap(),
+        "--calls",
+        calls.to_str().unwrap(),
     ];
     let (callee, caller, rtp) = match ns {
         // Alone in its namespace: fixed ports.
@@ -89,6 +102,56 @@ fn speech_over_a_clean_loopback_passes_a_pesq_minimum_of_3_5() {
     assert_eq!(v["metrics"]["bye_rtt"]["count"], 1, "{v}");
     let bye = v["metrics"]["bye_rtt"]["max_ms"].as_f64().unwrap();
     assert!(bye < 500.0, "BYE answered in {bye} ms\n{shown}");
+}
+
+#[test]
+fn pesq_scores_are_a_run_wide_metric_with_thresholds_in_the_summary_and_each_call_record() {
+    // The shipped scenario with thresholds on the run's PESQ: one that holds, one that
+    // cannot (no score of speech through G.711 reaches 4.4).
+    let dir = std::env::temp_dir().join(format!("sipcheck-pesq-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = repo_root().join("fixtures/speech-8k.wav");
+    let text = std::fs::read_to_string(repo_root().join(SCENARIO))
+        .unwrap()
+        .replace("../../../fixtures/speech-8k.wav", fixture.to_str().unwrap())
+        + "thresholds:\n  pesq.p5: \">= 3.0\"\n  pesq.max: \">= 4.4\"\n";
+    let scenario = dir.join("pesq-thresholds.yaml");
+    std::fs::write(&scenario, text).unwrap();
+    let reports = Reports::new();
+    let (code, shown) = run_file(&scenario, None, "3.5", &reports);
+    let _ = std::fs::remove_dir_all(&dir);
+    // The call passed; a threshold did not.
+    assert_eq!(code, Some(99), "{shown}");
+    let v = reports.summary();
+    assert_eq!(v["calls"]["passed"], 1, "{v}\n{shown}");
+    let pesq = &v["quality"]["pesq"];
+    assert_eq!(pesq["count"], 1, "{v}");
+    let score = pesq["min"].as_f64().unwrap();
+    assert!((3.5..4.4).contains(&score), "{v}");
+    assert_eq!(pesq["p5"].as_f64(), Some(score), "{v}");
+    let thresholds = v["thresholds"].as_array().unwrap();
+    let by_name = |n: &str| {
+        thresholds
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap_or_else(|| panic!("no {n} threshold: {v}"))
+    };
+    assert_eq!(by_name("pesq.p5")["passed"], true, "{v}");
+    assert_eq!(by_name("pesq.p5")["unit"], "score", "{v}");
+    assert_eq!(by_name("pesq.p5")["actual"].as_f64(), Some(score), "{v}");
+    assert_eq!(by_name("pesq.max")["passed"], false, "{v}");
+    assert!(shown.contains("pesq             p5"), "{shown}");
+    // The caller's record carries its score; the callee scored nothing.
+    let records = std::fs::read_to_string(reports.path("calls.jsonl")).unwrap();
+    for line in records.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let expected = if r["side"] == "caller" {
+            serde_json::json!(score)
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(r["quality"]["pesq"], expected, "{r}");
+    }
 }
 
 /// One call with RTP dropped at random with probability `loss`: the caller's PESQ.
@@ -213,4 +276,59 @@ load: { rate: 1/s, total_calls: 1 }
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn call_expect_pesq_scores_the_speech_answer_plays_and_never_passes_under_its_minimum() {
+    let fixture = repo_root().join("fixtures/speech-8k.wav");
+    let fixture = fixture.to_str().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut answer = support::responder::Responder::start(
+        &["--listen", &listen, "--play-wav", fixture, "--calls", "2"],
+        &[],
+    );
+    let uri = format!("sip:bob@{listen}");
+    let call = |min: &str, duration: &str| {
+        support::run_sipcheck(
+            [
+                "call",
+                uri.as_str(),
+                "--expect-pesq",
+                &format!("{fixture}{min}"),
+                "--duration",
+                duration,
+                "--json",
+            ],
+            &[],
+        )
+    };
+    // 11 s of speech: recorded for 12 s, so a 5 s call is refused before any SIP.
+    let short = call(":3.5", "5s");
+    assert_eq!(short.status.code(), Some(2), "{}", describe_output(&short));
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("--duration 5s is too short"),
+        "{}",
+        describe_output(&short)
+    );
+    let out = call(":3.5", "13s");
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let score = v["pesq"]["score"].as_f64().expect("a score");
+    assert!((3.5..=4.5).contains(&score), "{v}");
+    assert_eq!(v["pesq"]["min"], 3.5, "{v}");
+    assert!(v["pesq"]["mos_lqo"].as_f64().is_some(), "{v}");
+    // The same speech against a minimum no G.711 call reaches: a failure naming the score.
+    let out = call(":4.5", "13s");
+    let shown = format!("{}\n{}", describe_output(&out), answer.output());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let failures = v["failures"].to_string();
+    assert!(failures.contains("below the minimum 4.5"), "{shown}");
+    assert!(v["pesq"]["score"].as_f64().is_some(), "{v}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
 }

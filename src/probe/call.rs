@@ -8,6 +8,9 @@ use clap::Args;
 use serde::Serialize;
 use std::sync::Arc;
 
+use sipcheck_core::media::pesq::{
+    MAX_REFERENCE_SAMPLES, MIN_RANGE, MIN_REFERENCE_SAMPLES, RECORD_SLACK_SAMPLES,
+};
 use sipcheck_core::media::session::{MediaReport, MediaSession};
 use sipcheck_core::scenario::model::Account;
 use sipcheck_core::sdp::{Negotiated, DEFAULT_PTIME_MS};
@@ -20,7 +23,7 @@ use sipcheck_core::ua::call::{
     CallEndReason, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall, SIGNATURE_HEADER,
 };
 use sipcheck_core::ua::register::LocalEnd;
-use sipcheck_core::ua::script::{ProbeCall, PROBE_SIGNATURE_CALL};
+use sipcheck_core::ua::script::{ProbeCall, ProbePesq, PROBE_SIGNATURE_CALL};
 
 use super::args::{parse_duration, parse_server, NetArgs};
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
@@ -79,10 +82,96 @@ pub struct CallArgs {
     /// checked again after the resume.
     #[arg(long, default_value = "2s", value_parser = parse_duration, requires = "hold_after")]
     pub hold_for: Duration,
+    /// Record the speech received from the answer for the reference's length plus 1 s and
+    /// fail unless its PESQ score (ITU-T P.862, raw, −0.5 to 4.5) against REF.wav reaches MIN
+    /// (default 3.0); the far end plays the same speech (e.g. `sipcheck answer --play-wav
+    /// REF.wav`). --duration must cover the recording.
+    #[arg(long, value_name = "REF.wav[:MIN]", value_parser = parse_pesq_spec, conflicts_with = "signature")]
+    pub expect_pesq: Option<PesqSpec>,
     #[command(flatten)]
     pub audio: AudioArgs,
     #[command(flatten)]
     pub net: NetArgs,
+}
+
+/// `--expect-pesq REF.wav[:MIN]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PesqSpec {
+    /// The reference speech.
+    pub path: std::path::PathBuf,
+    /// The lowest raw score that passes.
+    pub min: f64,
+}
+
+/// The minimum of `--expect-pesq` when none is given.
+pub const DEFAULT_PESQ_MIN: f64 = 3.0;
+
+/// `REF.wav[:MIN]`: a path, then optionally `:` and a minimum in 1.0–4.5.
+pub fn parse_pesq_spec(s: &str) -> Result<PesqSpec, String> {
+    let (path, min) = match s.rsplit_once(':') {
+        Some((path, min)) if !path.is_empty() && min.parse::<f64>().is_ok() => {
+            let min: f64 = min.parse().unwrap_or(DEFAULT_PESQ_MIN);
+            if !(MIN_RANGE.0..=MIN_RANGE.1).contains(&min) {
+                return Err(format!(
+                    "the PESQ minimum {min} is outside {}–{}",
+                    MIN_RANGE.0, MIN_RANGE.1
+                ));
+            }
+            (path, min)
+        }
+        _ => (s, DEFAULT_PESQ_MIN),
+    };
+    if path.is_empty() {
+        return Err("a reference WAV file is needed".into());
+    }
+    Ok(PesqSpec {
+        path: path.into(),
+        min,
+    })
+}
+
+/// The PESQ score of `--expect-pesq`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PesqReport {
+    /// The reference as given.
+    pub reference: String,
+    /// The raw ITU-T P.862 score.
+    pub score: f64,
+    /// The same mapped to MOS-LQO (ITU-T P.862.1).
+    pub mos_lqo: f64,
+    /// The minimum asked.
+    pub min: f64,
+}
+
+/// The reference of `--expect-pesq`, read and checked: 1 s to 30 s, and `--duration` long
+/// enough to record it and 1 s more.
+fn load_pesq(spec: &PesqSpec, duration: Duration) -> Result<ProbePesq, ProbeError> {
+    let name = spec.path.display().to_string();
+    let bytes = std::fs::read(&spec.path)
+        .map_err(|e| ProbeError::Invalid(format!("cannot read {name}: {e}")))?;
+    let reference = sipcheck_core::media::wav::decode(&bytes)
+        .map_err(|e| ProbeError::Invalid(format!("{name}: {e}")))?;
+    if !(MIN_REFERENCE_SAMPLES..=MAX_REFERENCE_SAMPLES).contains(&reference.len()) {
+        return Err(ProbeError::Invalid(format!(
+            "{name}: a PESQ reference plays 1 s to 30 s, this one {:.1} s",
+            reference.len() as f64 / 8000.0
+        )));
+    }
+    let needed = Duration::from_millis(
+        ((reference.len() + RECORD_SLACK_SAMPLES) as u64 * 1000).div_ceil(8000),
+    );
+    if duration < needed {
+        return Err(ProbeError::Invalid(format!(
+            "--expect-pesq {name} records {:.1} s of audio (the reference and 1 s more):              --duration {} is too short",
+            needed.as_secs_f64(),
+            humantime::format_duration(duration)
+        )));
+    }
+    Ok(ProbePesq {
+        reference,
+        name,
+        min: spec.min,
+    })
 }
 
 /// SIP timings of the call, milliseconds.
@@ -142,6 +231,9 @@ pub struct CallReport {
     /// milliseconds, within one 20 ms block (see the README's "Mouth-to-ear delay").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub round_trip_ms: Option<f64>,
+    /// The PESQ score of the received speech (`--expect-pesq`), when it was scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pesq: Option<PesqReport>,
     /// Every SIP message sent and received.
     pub ladder: Vec<Rung>,
 }
@@ -246,8 +338,14 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         signature: None,
         signature_verdict: None,
         round_trip_ms: None,
+        pesq: None,
         ladder: Vec::new(),
     };
+    let pesq = args
+        .expect_pesq
+        .as_ref()
+        .map(|spec| load_pesq(spec, args.duration))
+        .transpose()?;
     if let Some(after) = args.hold_after {
         if after + args.hold_for >= args.duration {
             return Err(ProbeError::Invalid(format!(
@@ -308,6 +406,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         expect: prepared.expect(),
         limit: deadline.map(|(limit, at)| (at, humantime::format_duration(limit).to_string())),
         signature: args.signature,
+        pesq: pesq.clone(),
     };
     let agent_config = AgentConfig {
         role: "call".into(),
@@ -382,6 +481,15 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         report.interrupted = outcome.interrupted;
         report.signature = outcome.signature;
         report.signature_verdict = outcome.signature_verdict;
+        report.pesq = match (outcome.pesq, &pesq) {
+            (Some(score), Some(p)) => Some(PesqReport {
+                reference: p.name.clone(),
+                score: (score.raw * 1000.0).round() / 1000.0,
+                mos_lqo: (score.mos_lqo * 1000.0).round() / 1000.0,
+                min: p.min,
+            }),
+            _ => None,
+        };
         report.round_trip_ms = call
             .report
             .as_ref()
@@ -520,6 +628,13 @@ impl CallReport {
         }
         if let Some(rt) = self.round_trip_ms {
             writeln!(out, "round trip: {rt:.0} ms (own signature echoed, ±20 ms)")?;
+        }
+        if let Some(p) = &self.pesq {
+            writeln!(
+                out,
+                "pesq: {:.2} (MOS-LQO {:.2}) against {}, minimum {}",
+                p.score, p.mos_lqo, p.reference, p.min
+            )?;
         }
         match self.verdict {
             Verdict::Passed => writeln!(out, "PASS"),

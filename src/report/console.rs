@@ -245,6 +245,17 @@ pub fn write_summary(
                 q.mos_milli.len()
             )?;
         }
+        if let (Some(p5), Some(p50), Some(min)) = (
+            q.pesq_percentile(5.0),
+            q.pesq_percentile(50.0),
+            q.pesq_min(),
+        ) {
+            writeln!(
+                out,
+                "  pesq             p5 {p5:.2}, p50 {p50:.2}, min {min:.2} ({} scores; ITU-T P.862)",
+                q.pesq_milli.len()
+            )?;
+        }
     }
 
     // Generator.

@@ -69,6 +69,9 @@
 //!       "min", "p5", "p50", "p95", "max",     received stream that played frames
 //!       "mean": number | null,
 //!       "histogram": string },                values in thousandths of a MOS point
+//!     "pesq": { same fields },                the raw ITU-T P.862 score of each
+//!                                             `expect: pesq` step scored; histogram values
+//!                                             are thousandths of the score plus 1
 //!     "audio_gaps": integer,                  dropouts (≥ 40 ms) in heard tones; their
 //!                                             lengths are the audio.gap metric
 //!     "worst_calls": [ {                      the 5 call ends with the lowest MOS estimate,
@@ -102,7 +105,8 @@
 //!
 //! `call_quality` is `{ "mos": number | null, "packets_expected": integer, "packets_lost":
 //! integer, "loss_percent": number | null, "jitter_ms": number, "audio_gaps": integer,
-//! "longest_gap_ms": integer | null, "delay_ms": number | null, "signature": "no_audio" |
+//! "longest_gap_ms": integer | null, "delay_ms": number | null, "pesq": number | null
+//! (the lowest PESQ score of the end's `expect: pesq` steps), "signature": "no_audio" |
 //! "one_way_audio" |
 //! "crossed_audio" | "wrong_audio" | null }`: what one end received.
 //!
@@ -300,6 +304,7 @@ struct Rtp {
 #[derive(Serialize)]
 struct Quality<'a> {
     mos: Mos,
+    pesq: Mos,
     audio_gaps: u64,
     worst_calls: &'a [WorstCall],
 }
@@ -319,16 +324,22 @@ struct Mos {
 
 impl Mos {
     fn of(h: &Histogram<u64>) -> io::Result<Self> {
+        Self::offset(h, 0)
+    }
+
+    /// A score histogram whose values carry `offset` thousandths on top of the score.
+    fn offset(h: &Histogram<u64>, offset: u64) -> io::Result<Self> {
         let any = !h.is_empty();
-        let at = |q: f64| any.then(|| round3(h.value_at_quantile(q) as f64 / 1000.0));
+        let score = |v: f64| round3((v - offset as f64) / 1000.0);
+        let at = |q: f64| any.then(|| score(h.value_at_quantile(q) as f64));
         Ok(Self {
             count: h.len(),
-            min: any.then(|| round3(h.min() as f64 / 1000.0)),
+            min: any.then(|| score(h.min() as f64)),
             p5: at(0.05),
             p50: at(0.5),
             p95: at(0.95),
-            max: any.then(|| round3(h.max() as f64 / 1000.0)),
-            mean: any.then(|| round3(h.mean() / 1000.0)),
+            max: any.then(|| score(h.max() as f64)),
+            mean: any.then(|| score(h.mean())),
             histogram: encode_histogram(h)?,
         })
     }
@@ -489,6 +500,10 @@ pub fn write_json(
         dtmf: s.dtmf.into(),
         quality: Quality {
             mos: Mos::of(&s.quality.mos_milli)?,
+            pesq: Mos::offset(
+                &s.quality.pesq_milli,
+                sipcheck_core::stats::metrics::PESQ_OFFSET_MILLI,
+            )?,
             audio_gaps: s.quality.audio_gaps,
             worst_calls: &s.worst_calls,
         },

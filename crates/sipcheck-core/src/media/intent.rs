@@ -621,7 +621,7 @@ mod tests {
             assert_eq!(events.len(), 1, "{events:?}");
             let (tick, event) = &events[0];
             assert_eq!(*event, MediaEvent::Signature { watch: 2, verdict });
-            // Two whole 400 ms frames, after at most one partial one and the jitter buffer.
+            // Two 500 ms frames' codes, after at most one partial frame and the jitter buffer.
             assert!((40..=75).contains(tick), "fired at tick {tick}");
             assert!(w.is_empty(), "a fired watch is dropped");
             w.apply(

@@ -340,11 +340,11 @@ pub struct MediaSession {
     /// When the current playout tick runs (the `now` of the frame that owes it).
     tick_at: Option<Instant>,
     /// When the packet carrying the first sample of each recent pass of a looping source (a
-    /// signature's frame) was sent, oldest first.
+    /// signature's 34 frames) was sent, oldest first.
     loop_starts: VecDeque<Instant>,
 }
 
-/// At most this many loop starts of the source are remembered (a signature's last 16 s).
+/// At most this many loop starts of the source are remembered (a signature's last 11 min).
 const MAX_LOOP_STARTS: usize = 40;
 
 impl std::fmt::Debug for MediaSession {
@@ -1123,7 +1123,14 @@ mod tests {
         };
         let mut a = session(code_a, code_b, 1);
         let mut b = session(code_b, code_a, 2);
-        run(&mut a, &mut b, t0, Duration::from_secs(4), delay, |_| false);
+        run(
+            &mut a,
+            &mut b,
+            t0,
+            Duration::from_secs(4) + delay,
+            delay,
+            |_| false,
+        );
         let (ra, rb) = (a.report(t0), b.report(t0));
         assert!(ra.own_onsets.is_empty(), "no echo: {:?}", ra.own_onsets);
         assert!(rb.signature_onsets.len() >= 5, "{:?}", rb.signature_onsets);
@@ -1146,6 +1153,24 @@ mod tests {
             );
         }
         for ms in [60, 200] {
+            let link = Duration::from_millis(ms);
+            let (ab, ba) = signature_delays(link);
+            for (measured, base) in [(ab.unwrap(), base_ab), (ba.unwrap(), base_ba)] {
+                assert!(
+                    measured.abs_diff(base + link) <= Duration::from_millis(20),
+                    "{ms} ms link: measured {measured:?}, baseline {base:?}"
+                );
+            }
+        }
+    }
+
+    /// A delay longer than a frame (the code's period) pairs with the frame it was sent as,
+    /// not the one after it: the frame index names it.
+    #[test]
+    fn mouth_to_ear_delay_beyond_a_frame_is_measured_not_aliased() {
+        let (base_ab, base_ba) = signature_delays(Duration::ZERO);
+        let (base_ab, base_ba) = (base_ab.unwrap(), base_ba.unwrap());
+        for ms in [500, 1200] {
             let link = Duration::from_millis(ms);
             let (ab, ba) = signature_delays(link);
             for (measured, base) in [(ab.unwrap(), base_ab), (ba.unwrap(), base_ba)] {

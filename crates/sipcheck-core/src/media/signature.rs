@@ -17,9 +17,13 @@
 //! * **Codes**: a code is [`CODE_SYMBOLS`] data symbols, no symbol equal to the one before it
 //!   (so each symbol is one unbroken run of blocks): 35 · 34 · 34 = 40,460 codes
 //!   ([`SignatureCode::CAPACITY`]), enough for 20,230 concurrent calls × 2 directions.
-//! * **Frame**: sync, then the code's three symbols: 400 ms, repeated for the whole play, so a
-//!   stream that joins late (or loses its start) still decodes the next repetition, and the
-//!   sync tells the decoder where a code starts.
+//! * **Frame**: sync, the code's three symbols, then the frame's **index** symbol: 500 ms,
+//!   repeated for the whole play, so a stream that joins late (or loses its start) still
+//!   decodes the next repetition, and the sync tells the decoder where a code starts. The
+//!   index is a data symbol other than the code's last one (34 values): frame *k* of the play
+//!   carries index *k* mod 34, so a pass of the loop is [`LOOP_FRAMES`] frames (17 s) and a
+//!   decoded frame names its place in it — what makes the mouth-to-ear delay unambiguous up
+//!   to a pass (see [`mouth_to_ear`]).
 //!
 //! # Decoding
 //! [`SignatureDecoder`] runs one Goertzel filter per plan frequency (nine bins) over 20 ms
@@ -113,6 +117,24 @@ fn data_pair(d: u32) -> u8 {
     }
 }
 
+/// `d` counted among the data symbols other than `before` (0..34 → 0..35, skipping it).
+fn skip(d: u32, before: u32) -> u32 {
+    if d < before {
+        d
+    } else {
+        d + 1
+    }
+}
+
+/// `d` (0..35, not `before`) counted among the data symbols other than `before` (0..34).
+fn unskip(d: u32, before: u32) -> u32 {
+    if d < before {
+        d
+    } else {
+        d - 1
+    }
+}
+
 /// The data symbol (0..35) of a pair index, `None` for the sync pair.
 fn pair_data(p: u8) -> Option<u32> {
     match p.cmp(&SYNC) {
@@ -158,15 +180,37 @@ impl SignatureCode {
         self.0
     }
 
-    /// The code's data symbols as pair indices.
-    fn symbols(self) -> [u8; CODE_SYMBOLS] {
+    /// The code's data symbols (0..35).
+    fn data(self) -> [u32; CODE_SYMBOLS] {
         let base = DATA_SYMBOLS - 1;
         let d1 = self.0 / (base * base);
         let r = self.0 % (base * base);
-        let skip = |d: u32, before: u32| if d < before { d } else { d + 1 };
         let d2 = skip(r / base, d1);
         let d3 = skip(r % base, d2);
-        [data_pair(d1), data_pair(d2), data_pair(d3)]
+        [d1, d2, d3]
+    }
+
+    /// The code's data symbols as pair indices.
+    fn symbols(self) -> [u8; CODE_SYMBOLS] {
+        self.data().map(data_pair)
+    }
+
+    /// The index symbol (a pair index) of frame `index` (mod [`LOOP_FRAMES`]) of this code:
+    /// a data symbol other than the code's last.
+    fn index_symbol(self, index: u32) -> u8 {
+        let [.., d3] = self.data();
+        data_pair(skip(index % LOOP_FRAMES, d3))
+    }
+
+    /// The frame index an index symbol of this code stands for, if it is one.
+    fn frame_index(self, symbol: u8) -> Option<u32> {
+        let [.., d3] = self.data();
+        let d = pair_data(symbol)?;
+        match d.cmp(&d3) {
+            std::cmp::Ordering::Less => Some(d),
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Greater => Some(d - 1),
+        }
     }
 
     /// The code spelled by three pair indices, if they are data symbols, none equal to the
@@ -178,30 +222,36 @@ impl SignatureCode {
             return None;
         }
         let base = DATA_SYMBOLS - 1;
-        let unskip = |d: u32, before: u32| if d < before { d } else { d - 1 };
         Self::new(d1 * base * base + unskip(d2, d1) * base + unskip(d3, d2))
     }
 
-    /// The frequencies of each symbol of one frame (sync first), in hertz.
+    /// The frequencies of each symbol of frame `index` of a pass (sync first, the index
+    /// symbol last), in hertz.
     #[must_use]
-    pub fn frame(self) -> [(f64, f64); CODE_SYMBOLS + 1] {
+    pub fn frame(self, index: u32) -> [(f64, f64); FRAME_SYMBOLS] {
         let hz = |p: u8| {
             let (a, b) = pair(p);
             (SIGNATURE_HZ[a], SIGNATURE_HZ[b])
         };
         let [s1, s2, s3] = self.symbols();
-        [hz(SYNC), hz(s1), hz(s2), hz(s3)]
+        [
+            hz(SYNC),
+            hz(s1),
+            hz(s2),
+            hz(s3),
+            hz(self.index_symbol(index)),
+        ]
     }
 
-    /// What plays the code: its frame, looping, each component at `level_dbfs`.
+    /// What plays the code: the [`LOOP_FRAMES`] frames of a pass, looping, each component at
+    /// `level_dbfs`.
     ///
     /// # Errors
     /// A [`super::tone::ToneError`] for a level that is not finite or above 0 dBFS.
     pub fn playlist(self, level_dbfs: f64) -> Result<Playlist, super::tone::ToneError> {
-        let items = self
-            .frame()
-            .iter()
-            .map(|&(lo, hi)| {
+        let items = (0..LOOP_FRAMES)
+            .flat_map(|index| self.frame(index))
+            .map(|(lo, hi)| {
                 Ok(PlaylistItem::Tone {
                     tone: Tone::dual(lo, hi, level_dbfs)?,
                     duration: Duration::from_millis(SYMBOL_MS),
@@ -218,12 +268,15 @@ impl fmt::Display for SignatureCode {
     }
 }
 
-/// One Goertzel filter of the decoder.
+/// The decoder's nine Goertzel filters, one array per term (so that one sample updates
+/// all nine in a few vector instructions), in single precision: over one 160-sample block
+/// of 16-bit audio the rounding stays some 140 dB under the signal, far below the 10 dB
+/// margins the classification asks for.
 #[derive(Debug, Clone, Copy)]
-struct Bin {
-    coeff: f64,
-    s1: f64,
-    s2: f64,
+struct Bins {
+    coeff: [f32; 9],
+    s1: [f32; 9],
+    s2: [f32; 9],
 }
 
 /// A run of blocks of one symbol.
@@ -243,7 +296,7 @@ struct Run {
 /// memory is bounded (at most 16 distinct codes are remembered).
 #[derive(Debug, Clone)]
 pub struct SignatureDecoder {
-    bins: [Bin; 9],
+    bins: Bins,
     filled: usize,
     energy: f64,
     run: Option<Run>,
@@ -254,17 +307,30 @@ pub struct SignatureDecoder {
     blocks: u64,
     /// When the current frame's sync began to play, when known.
     frame_start: Option<Instant>,
+    /// The code of the current frame, once its three symbols are decoded.
+    frame_code: Option<SignatureCode>,
     /// When the current block's first sample played, when known.
     block_start: Option<Instant>,
     /// The last [`MAX_ONSETS`] frames decoded with the time their sync began to play.
     onsets: VecDeque<(SignatureCode, Instant)>,
 }
 
-/// At most this many frame onsets are remembered per decoder (the last 12.8 s of a stream).
+/// At most this many frame onsets are remembered per decoder (the last 16 s of a stream).
 pub const MAX_ONSETS: usize = 32;
 
-/// The length of one frame (sync and the code's symbols), the signature's period.
-pub const FRAME: Duration = Duration::from_millis(SYMBOL_MS * (CODE_SYMBOLS as u64 + 1));
+/// Symbols per frame: the sync, the code's, the frame's index.
+pub const FRAME_SYMBOLS: usize = CODE_SYMBOLS + 2;
+
+/// Frames in one pass of a signature's loop (the index symbol's values).
+pub const LOOP_FRAMES: u32 = DATA_SYMBOLS - 1;
+
+/// The length of one frame (sync, the code's symbols, the index): the code's period.
+pub const FRAME: Duration = Duration::from_millis(SYMBOL_MS * FRAME_SYMBOLS as u64);
+
+/// The length of one pass of the loop ([`LOOP_FRAMES`] frames, 17 s): the period of the
+/// whole signal, and the range of [`mouth_to_ear`].
+pub const LOOP: Duration =
+    Duration::from_millis(SYMBOL_MS * FRAME_SYMBOLS as u64 * LOOP_FRAMES as u64);
 
 /// The decoder's resolution: one analysis block.
 pub const BLOCK_DURATION: Duration = Duration::from_millis(20);
@@ -279,11 +345,13 @@ impl SignatureDecoder {
     /// A decoder that has heard nothing.
     #[must_use]
     pub fn new() -> Self {
-        let bins = SIGNATURE_HZ.map(|hz| Bin {
-            coeff: 2.0 * (2.0 * std::f64::consts::PI * hz / f64::from(SAMPLE_RATE)).cos(),
-            s1: 0.0,
-            s2: 0.0,
-        });
+        let bins = Bins {
+            coeff: SIGNATURE_HZ.map(|hz| {
+                (2.0 * (2.0 * std::f64::consts::PI * hz / f64::from(SAMPLE_RATE)).cos()) as f32
+            }),
+            s1: [0.0; 9],
+            s2: [0.0; 9],
+        };
         Self {
             bins,
             filled: 0,
@@ -294,6 +362,7 @@ impl SignatureDecoder {
             loud_blocks: 0,
             blocks: 0,
             frame_start: None,
+            frame_code: None,
             block_start: None,
             onsets: VecDeque::new(),
         }
@@ -317,12 +386,16 @@ impl SignatureDecoder {
             pushed += n as u64;
             let (chunk, rest) = samples.split_at(n);
             for &x in chunk {
-                let x = f64::from(x);
-                self.energy += x * x;
-                for bin in &mut self.bins {
-                    let s0 = x + bin.coeff * bin.s1 - bin.s2;
-                    bin.s2 = bin.s1;
-                    bin.s1 = s0;
+                let wide = f64::from(x);
+                self.energy += wide * wide;
+                let x = f32::from(x);
+                let b = &mut self.bins;
+                for k in 0..9 {
+                    // x − s₂ first: it does not wait for s₁, so each sample's update is one
+                    // multiply and one add long on the filter's critical path.
+                    let s0 = b.coeff[k] * b.s1[k] + (x - b.s2[k]);
+                    b.s2[k] = b.s1[k];
+                    b.s1[k] = s0;
                 }
             }
             self.filled += n;
@@ -337,13 +410,15 @@ impl SignatureDecoder {
         let n = BLOCK as f64;
         let block_power = self.energy / n;
         let mut powers = [0.0f64; 9];
-        for (p, bin) in powers.iter_mut().zip(&mut self.bins) {
+        let b = &mut self.bins;
+        for (k, p) in powers.iter_mut().enumerate() {
             // |X(ω)|² scaled to the mean square of the component.
-            let mag = bin.s1 * bin.s1 + bin.s2 * bin.s2 - bin.coeff * bin.s1 * bin.s2;
+            let (s1, s2) = (f64::from(b.s1[k]), f64::from(b.s2[k]));
+            let mag = s1 * s1 + s2 * s2 - f64::from(b.coeff[k]) * s1 * s2;
             *p = 2.0 * mag.max(0.0) / (n * n);
-            bin.s1 = 0.0;
-            bin.s2 = 0.0;
         }
+        b.s1 = [0.0; 9];
+        b.s2 = [0.0; 9];
         self.energy = 0.0;
         self.filled = 0;
         self.blocks += 1;
@@ -394,23 +469,36 @@ impl SignatureDecoder {
         if run.symbol == SYNC {
             self.frame = Some(Vec::with_capacity(CODE_SYMBOLS));
             self.frame_start = run.start;
+            self.frame_code = None;
             return;
         }
         let Some(frame) = self.frame.as_mut() else {
             return;
         };
+        if let Some(code) = self.frame_code.take() {
+            // The frame's index: the time its pass of the loop began to play.
+            self.frame = None;
+            let pass_start = code.frame_index(run.symbol).and_then(|index| {
+                let at = self.frame_start.take()?;
+                at.checked_sub(FRAME * index)
+            });
+            if let Some(at) = pass_start {
+                if self.onsets.len() == MAX_ONSETS {
+                    self.onsets.pop_front();
+                }
+                self.onsets.push_back((code, at));
+            }
+            return;
+        }
         frame.push(run.symbol);
         if frame.len() == CODE_SYMBOLS {
             let symbols = [frame[0], frame[1], frame[2]];
-            self.frame = None;
-            if let Some(code) = SignatureCode::from_symbols(symbols) {
-                self.record(code);
-                if let Some(at) = self.frame_start.take() {
-                    if self.onsets.len() == MAX_ONSETS {
-                        self.onsets.pop_front();
-                    }
-                    self.onsets.push_back((code, at));
+            match SignatureCode::from_symbols(symbols) {
+                Some(code) => {
+                    self.record(code);
+                    self.frame_code = Some(code);
                 }
+                None => self.frame = None,
             }
         }
     }
@@ -444,10 +532,12 @@ impl SignatureDecoder {
         self.heard().any(|c| c == code)
     }
 
-    /// The last [`MAX_ONSETS`] frames decoded from audio fed with [`Self::push_at`], oldest
-    /// first: the code, and when the first block of the frame's sync began to play (the
-    /// block where the decoder first classified the sync: up to one block after the sync's
-    /// first sample when the block straddles the symbol boundary).
+    /// The last [`MAX_ONSETS`] frames decoded whole (their index too) from audio fed with
+    /// [`Self::push_at`], oldest first: the code, and when the pass of the loop the frame
+    /// belongs to began to play — when the first block of the frame's sync began to play
+    /// (the block where the decoder first classified the sync: up to one block after the
+    /// sync's first sample when the block straddles the symbol boundary), less the frame's
+    /// index × [`FRAME`].
     pub fn onsets(&self) -> impl Iterator<Item = (SignatureCode, Instant)> + '_ {
         self.onsets.iter().copied()
     }
@@ -496,22 +586,24 @@ fn samples_duration(n: u64) -> Duration {
 }
 
 /// The mouth-to-ear delay of one direction: `sent` are the times the sender played the
-/// first sample of each of its recent signature frames (one every [`FRAME`]), `onsets` the
-/// times the receiver's playout began each frame of that signature it decoded (both on one
-/// clock). Each onset pairs with the frame sent at most [`FRAME`] − [`BLOCK_DURATION`]
-/// before it (and at most one block after it: the decoder's block alignment); the delay is
-/// the median of the pairs, `None` when none pairs. A delay of [`FRAME`] −
-/// [`BLOCK_DURATION`] or more (380 ms) pairs with the wrong frame: it is beyond the
-/// measure's range.
+/// first sample of each of its recent passes of the signature's loop (one every [`LOOP`]),
+/// oldest first; `onsets` the times the receiver's playout began each pass, as
+/// [`SignatureDecoder::onsets`] infers them from the frames of that signature it decoded
+/// (both on one clock). Each onset pairs with the latest pass sent at most [`LOOP`] −
+/// [`BLOCK_DURATION`] before it (or at most one block after it: the decoder's block
+/// alignment); the delay is the median of the pairs, `None` when none pairs. The frame
+/// index makes the pairing unambiguous up to a pass: a delay of [`LOOP`] −
+/// [`BLOCK_DURATION`] or more (16.98 s) is beyond the measure's range (it pairs with a
+/// later pass, or none).
 #[must_use]
 pub fn mouth_to_ear(sent: &[Instant], onsets: &[Instant]) -> Option<Duration> {
     let mut delays: Vec<Duration> = onsets
         .iter()
         .filter_map(|&onset| {
-            sent.iter().find_map(|&s| {
+            sent.iter().rev().find_map(|&s| {
                 if onset >= s {
                     let d = onset - s;
-                    (d < FRAME - BLOCK_DURATION).then_some(d)
+                    (d < LOOP - BLOCK_DURATION).then_some(d)
                 } else {
                     (s - onset <= BLOCK_DURATION).then_some(Duration::ZERO)
                 }

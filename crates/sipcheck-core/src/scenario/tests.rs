@@ -1218,7 +1218,7 @@ fn signature_steps_load_and_bad_ones_are_reported_at_their_position() {
             "12:19 a signature plays until the call ends, alone: it cannot be part of a list",
             "13:28 `signature: false` plays nothing",
             "14:30 'caller' is not whose signature to hear",
-            "15:44 a signature needs 1.2 s to be heard twice: `within` must be at least that",
+            "15:44 a signature needs 1.5 s to be heard twice: `within` must be at least that",
             "16:36 `min_snr` applies to `expect: { tone }`, not to `signature`",
             "17:34 `level` applies to a tone, not to `signature`",
         ]

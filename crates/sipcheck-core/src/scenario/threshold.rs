@@ -106,6 +106,8 @@ metrics! {
     AudioDelay = "audio.delay" ["audio.delay_ms"] Timing,
     /// The estimated MOS (ITU-T G.107 E-model, MOS-CQE) of each received stream.
     Mos = "mos" ["mos_cqe"] Score,
+    /// The raw ITU-T P.862 (PESQ) score of each `expect: pesq` step scored.
+    Pesq = "pesq" [] Score,
     /// Gaps in expected tones after their onset.
     AudioGaps = "audio.gaps" [] Counter,
     /// RTP packets lost, of those expected.
@@ -151,6 +153,7 @@ impl Metric {
                 | Self::AudioGap
                 | Self::AudioDelay
                 | Self::Mos
+                | Self::Pesq
                 | Self::AudioGaps
         )
     }

@@ -45,9 +45,9 @@ pub(crate) const MAX_RANGE_ACCOUNTS: u64 = 100_000;
 const DEFAULT_EXPIRES: Duration = Duration::from_secs(3600);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(32);
 const DEFAULT_EXPECT_WITHIN: Duration = Duration::from_secs(5);
-/// The shortest `within` of `expect: { signature }`: two whole 400 ms frames and the one
+/// The shortest `within` of `expect: { signature }`: two whole 500 ms frames and the one
 /// it may join in the middle of.
-const SIGNATURE_MIN_WITHIN: Duration = Duration::from_millis(1200);
+const SIGNATURE_MIN_WITHIN: Duration = Duration::from_millis(1500);
 const DEFAULT_SIGNALLING_WITHIN: Duration = Duration::from_secs(10);
 const DEFAULT_FINAL_WITHIN: Duration = Duration::from_secs(32);
 const DEFAULT_MIN_SNR_DB: f64 = 10.0;

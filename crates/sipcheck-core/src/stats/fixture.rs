@@ -297,6 +297,10 @@ pub fn run() -> RunSummary {
             }
             _ => {}
         }
+        // Every fourth callee scored its speech: PESQ 3.50 to 4.10.
+        if i % 4 == 3 {
+            e.pesq = vec![3.5 + 0.1 * (i % 7) as f64];
+        }
         m.record_call(&c);
         if i != 2 {
             m.record_call(&e);

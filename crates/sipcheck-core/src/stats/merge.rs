@@ -192,6 +192,11 @@ fn add(whole: &mut RunSummary, part: RunSummary, name: &str) -> Result<(), Merge
         .mos_milli
         .add(&part.quality.mos_milli)
         .map_err(|e| histogram("mos", format!("{e:?}")))?;
+    whole
+        .quality
+        .pesq_milli
+        .add(&part.quality.pesq_milli)
+        .map_err(|e| histogram("pesq", format!("{e:?}")))?;
     whole.quality.audio_gaps += part.quality.audio_gaps;
     let (g, p) = (&mut whole.generator, part.generator);
     g.late_starts += p.late_starts;

@@ -257,15 +257,26 @@ pub struct QualitySummary {
     /// The estimated MOS (MOS-CQE) of each received stream that played frames, in
     /// thousandths (4410 is 4.41).
     pub mos_milli: Histogram<u64>,
+    /// The raw ITU-T P.862 score of each `expect: pesq` step scored, encoded as thousandths
+    /// of the score plus one ([`PESQ_OFFSET_MILLI`]: the scale's −0.5 to 4.5 are 500 to
+    /// 5500), so that no score, however low, is clamped.
+    pub pesq_milli: Histogram<u64>,
     /// Gaps in expected tones after their onset, every user agent.
     pub audio_gaps: u64,
 }
+
+/// What [`QualitySummary::pesq_milli`] adds to each score, in thousandths: a score `s` is
+/// recorded as `round((s + 1) · 1000)`.
+pub const PESQ_OFFSET_MILLI: u64 = 1000;
 
 impl QualitySummary {
     fn new() -> Self {
         Self {
             // Four significant figures: every thousandth from 1.000 to 4.500 exactly.
             mos_milli: Histogram::new_with_bounds(1, 5_000, 4)
+                .expect("constant bounds are valid for HdrHistogram"),
+            // Every thousandth of the P.862 scale, offset: 500 to 5500 exactly.
+            pesq_milli: Histogram::new_with_bounds(1, 6_000, 4)
                 .expect("constant bounds are valid for HdrHistogram"),
             audio_gaps: 0,
         }
@@ -277,6 +288,31 @@ impl QualitySummary {
         (!self.mos_milli.is_empty())
             .then(|| self.mos_milli.value_at_quantile(p / 100.0) as f64 / 1000.0)
     }
+
+    /// The `p`th percentile of the PESQ scores (`None` without a score).
+    #[must_use]
+    pub fn pesq_percentile(&self, p: f64) -> Option<f64> {
+        (!self.pesq_milli.is_empty())
+            .then(|| pesq_of_milli(self.pesq_milli.value_at_quantile(p / 100.0)))
+    }
+
+    /// The lowest PESQ score (`None` without a score).
+    #[must_use]
+    pub fn pesq_min(&self) -> Option<f64> {
+        (!self.pesq_milli.is_empty()).then(|| pesq_of_milli(self.pesq_milli.min()))
+    }
+}
+
+/// A PESQ score as [`QualitySummary::pesq_milli`] records it.
+#[must_use]
+pub fn pesq_milli(score: f64) -> u64 {
+    ((score * 1000.0).round() + PESQ_OFFSET_MILLI as f64).clamp(1.0, 6_000.0) as u64
+}
+
+/// The PESQ score of a value of [`QualitySummary::pesq_milli`].
+#[must_use]
+pub fn pesq_of_milli(v: u64) -> f64 {
+    (v as f64 - PESQ_OFFSET_MILLI as f64) / 1000.0
 }
 
 /// RTP packet totals over every stream of the run.
@@ -377,6 +413,9 @@ pub struct CallQuality {
     /// The mouth-to-ear delay of the received direction, milliseconds (both ends in the run,
     /// the signature heard); `None` when not measured.
     pub delay_ms: Option<f64>,
+    /// The lowest raw ITU-T P.862 score of the call's `expect: pesq` steps at this end;
+    /// `None` when none was scored.
+    pub pesq: Option<f64>,
     /// The audio signature's verdict when it failed (`no_audio`, `one_way_audio`,
     /// `crossed_audio`, `wrong_audio`); `None` otherwise.
     pub signature: Option<String>,
@@ -406,6 +445,7 @@ impl CallQuality {
                 .max()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             delay_ms: m.delay.map(|d| round(d.as_secs_f64() * 1000.0)),
+            pesq: r.pesq.iter().copied().reduce(f64::min).map(round),
             signature: signature_verdict(r).map(str::to_owned),
         })
     }
@@ -1047,6 +1087,9 @@ impl Metrics {
             };
             record_n(h, value, n);
         });
+        for &score in &r.pesq {
+            record(&mut self.quality.pesq_milli, pesq_milli(score));
+        }
 
         // Media.
         if let Some(m) = &r.media {

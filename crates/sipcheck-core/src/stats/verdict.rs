@@ -81,8 +81,8 @@ enum Figure<'a> {
     Share { part: u64, whole: u64 },
     /// A counter.
     Count(u64),
-    /// A score's samples, in thousandths.
-    Score(&'a Histogram<u64>),
+    /// A score's samples, in thousandths, each with `offset` thousandths added.
+    Score(&'a Histogram<u64>, u64),
 }
 
 impl RunSummary {
@@ -101,7 +101,11 @@ impl RunSummary {
             | Metric::PacingLateness
             | Metric::AudioGap
             | Metric::AudioDelay => Figure::Timing(self.timing(metric)?),
-            Metric::Mos => Figure::Score(&self.quality.mos_milli),
+            Metric::Mos => Figure::Score(&self.quality.mos_milli, 0),
+            Metric::Pesq => Figure::Score(
+                &self.quality.pesq_milli,
+                crate::stats::metrics::PESQ_OFFSET_MILLI,
+            ),
             Metric::AudioGaps => Figure::Count(self.quality.audio_gaps),
             Metric::RtpLoss => Figure::Share {
                 part: self.rtp.packets_lost,
@@ -138,19 +142,20 @@ impl RunSummary {
         let secs = self.elapsed.as_secs_f64();
         let per_second = |n: u64| (secs > 0.0).then(|| n as f64 / secs);
         let ms = |us: u64| us as f64 / 1000.0;
-        let milli = |v: u64| v as f64 / 1000.0;
+        // One division of whole thousandths: exact to the printed digit.
+        let milli = |v: u64, offset: u64| (v as f64 - offset as f64) / 1000.0;
         match (self.figure(r.metric)?, r.stat) {
-            (Figure::Score(h), Some(Stat::Count)) => Some(h.len() as f64),
-            (Figure::Score(h), Some(Stat::Rate)) => per_second(h.len()),
-            (Figure::Score(h), _) if h.is_empty() => None,
-            (Figure::Score(h), Some(Stat::Percentile(p))) => {
-                Some(milli(h.value_at_quantile(p / 100.0)))
+            (Figure::Score(h, _), Some(Stat::Count)) => Some(h.len() as f64),
+            (Figure::Score(h, _), Some(Stat::Rate)) => per_second(h.len()),
+            (Figure::Score(h, _), _) if h.is_empty() => None,
+            (Figure::Score(h, off), Some(Stat::Percentile(p))) => {
+                Some(milli(h.value_at_quantile(p / 100.0), off))
             }
-            (Figure::Score(h), Some(Stat::Min)) => Some(milli(h.min())),
-            (Figure::Score(h), Some(Stat::Max)) => Some(milli(h.max())),
-            (Figure::Score(h), Some(Stat::Mean)) => Some(h.mean() / 1000.0),
+            (Figure::Score(h, off), Some(Stat::Min)) => Some(milli(h.min(), off)),
+            (Figure::Score(h, off), Some(Stat::Max)) => Some(milli(h.max(), off)),
+            (Figure::Score(h, off), Some(Stat::Mean)) => Some((h.mean() - off as f64) / 1000.0),
             // The scenario refuses a score without a statistic.
-            (Figure::Score(_), None) => None,
+            (Figure::Score(..), None) => None,
             (Figure::Timing(h), Some(Stat::Count)) => Some(h.len() as f64),
             (Figure::Timing(h), Some(Stat::Rate)) => per_second(h.len()),
             // The scenario refuses a timing without a statistic.

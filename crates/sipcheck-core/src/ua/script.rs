@@ -43,8 +43,8 @@ pub mod responder;
 mod tests;
 
 pub use probe::{
-    judge_media, ProbeCall, ProbeExpect, ProbeHold, ProbeOutcome, DTMF_AFTER_ANSWER, LIMIT_GRACE,
-    PROBE_SIGNATURE_CALL,
+    judge_media, ProbeCall, ProbeExpect, ProbeHold, ProbeOutcome, ProbePesq, DTMF_AFTER_ANSWER,
+    LIMIT_GRACE, PROBE_SIGNATURE_CALL,
 };
 
 /// How long a step may wait for the call to be answered when it needs media (unless the
@@ -660,7 +660,7 @@ impl CallScript {
     /// What the call's media stream reports.
     pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
         if let Some(p) = &mut self.probe {
-            p.handle_media_event(&event);
+            p.handle_media_event(now, &event, &mut self.commands);
             return;
         }
         match &mut self.phase {
@@ -696,6 +696,10 @@ impl CallScript {
     /// The reply to [`ScriptCommand::Work`]: the step waiting for it is judged. A result
     /// no step waits for any more (given up on, interrupted) is dropped.
     pub fn handle_work_done(&mut self, now: Instant, result: WorkResult) {
+        if let Some(p) = &mut self.probe {
+            p.handle_work_done(result);
+            return;
+        }
         let WorkResult::Pesq { id, score } = result;
         if matches!(self.phase, Phase::Scoring { id: i, .. } if i == id) {
             let Phase::Scoring { reference, min, .. } =

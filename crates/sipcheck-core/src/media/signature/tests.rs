@@ -1,6 +1,7 @@
 use super::*;
 use crate::media::g711::Codec;
 use crate::media::tone::{AudioSource, ToneGenerator};
+use std::time::Instant;
 
 const DTMF_HZ: [f64; 8] = [697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0];
 const PROGRESS_HZ: [f64; 8] = [350.0, 400.0, 425.0, 440.0, 450.0, 480.0, 620.0, 1000.0];
@@ -147,12 +148,12 @@ fn plan_frequencies_keep_clear_of_dtmf_call_progress_and_their_own_products() {
 
 #[test]
 fn every_code_decodes_through_g711() {
-    // One frame plays 400 ms; 1.2 s holds three repetitions.
+    // One frame plays 500 ms; 1.5 s holds three repetitions.
     for n in (0..SignatureCode::CAPACITY)
         .step_by(97)
         .chain([SignatureCode::CAPACITY - 1])
     {
-        let decoder = decode(&signature(code(n), 0, 60), |_| false);
+        let decoder = decode(&signature(code(n), 0, 75), |_| false);
         let heard: Vec<_> = decoder.heard().collect();
         assert_eq!(heard, vec![code(n)], "code {n}: {:?}", decoder.decoded());
         assert_eq!(decoder.verdict(code(n), None), SignatureVerdict::Verified);
@@ -165,7 +166,7 @@ fn every_data_symbol_decodes_at_every_offset_within_a_frame() {
     for d in 0..35u32 {
         let n = d * 34 * 34 + (d % 34) * 34 + (d * 7) % 34;
         for skip in [0, 37, 80, 159, 555, 1601] {
-            let decoder = decode(&signature(code(n), skip, 60), |_| false);
+            let decoder = decode(&signature(code(n), skip, 75), |_| false);
             assert!(
                 decoder.has_heard(code(n)),
                 "{n} at +{skip}: {:?}",
@@ -418,4 +419,66 @@ fn a_call_whose_one_end_heard_nothing_while_the_other_heard_all_is_one_way_audio
     assert!(!name_one_way(&mut caller, &mut callee));
     assert_eq!(callee.failures[0].kind, FailureKind::NoAudio);
     assert_eq!(caller.failures[0].kind, FailureKind::NoAudio);
+}
+
+/// The decoder's pass onsets for `code` played from `t0`, heard `delay` later, for `secs`.
+fn onsets_heard(code: SignatureCode, t0: Instant, delay: Duration, secs: u64) -> Vec<Instant> {
+    let frames = signature(code, 0, usize::try_from(secs * 50).unwrap());
+    let mut decoder = SignatureDecoder::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let at = t0 + delay + Duration::from_millis(20 * i as u64);
+        decoder.push_at(frame, Some(at));
+    }
+    decoder.onsets().map(|(_, at)| at).collect()
+}
+
+#[allow(clippy::disallowed_methods)]
+fn t0() -> Instant {
+    Instant::now()
+}
+
+#[test]
+fn a_frame_names_its_place_in_the_loop_so_a_delay_beyond_a_frame_is_not_aliased() {
+    let t0 = t0();
+    let sent = [t0];
+    for ms in [0, 100, 380, 500, 1200, 4321] {
+        let delay = Duration::from_millis(ms);
+        let onsets = onsets_heard(code(9_876), t0, delay, 6);
+        assert!(onsets.len() >= 8, "{ms} ms: {onsets:?}");
+        for at in &onsets {
+            let off = at.saturating_duration_since(t0 + delay)
+                + (t0 + delay).saturating_duration_since(*at);
+            assert!(off <= BLOCK_DURATION, "{ms} ms: {at:?}");
+        }
+        let measured = mouth_to_ear(&sent, &onsets).unwrap();
+        assert!(
+            measured.abs_diff(delay) <= BLOCK_DURATION,
+            "{ms} ms measured as {measured:?}"
+        );
+    }
+}
+
+#[test]
+fn a_frame_index_never_spells_the_code_last_symbol_and_reads_back() {
+    for n in [0, 1, 777, SignatureCode::CAPACITY - 1] {
+        let c = code(n);
+        let last = c.symbols()[CODE_SYMBOLS - 1];
+        for index in 0..LOOP_FRAMES {
+            let symbol = c.index_symbol(index);
+            assert_ne!(symbol, last);
+            assert_ne!(symbol, SYNC);
+            assert_eq!(c.frame_index(symbol), Some(index));
+        }
+        assert_eq!(c.frame_index(last), None);
+    }
+}
+
+#[test]
+fn a_delay_beyond_the_loop_pairs_with_nothing_rather_than_the_wrong_pass() {
+    let t0 = t0();
+    // The pass sent at t0 heard 17 s later: no pass of the last 17 s matches it.
+    assert_eq!(mouth_to_ear(&[t0], &[t0 + LOOP]), None);
+    // Two passes sent: the onset pairs with the later one it follows.
+    let d = Duration::from_millis(700);
+    assert_eq!(mouth_to_ear(&[t0, t0 + LOOP], &[t0 + LOOP + d]), Some(d));
 }

@@ -45,6 +45,15 @@ fn three_shards_add_up_exactly() {
             assert_eq!(m.micros.value_at_quantile(q), o.micros.value_at_quantile(q));
         }
     }
+    // The quality histograms too: MOS per stream and the PESQ scores.
+    for (m, o) in [
+        (&merged.quality.mos_milli, &one.quality.mos_milli),
+        (&merged.quality.pesq_milli, &one.quality.pesq_milli),
+    ] {
+        assert!(!o.is_empty());
+        assert_eq!(m.len(), 3 * o.len());
+        assert_eq!(m.value_at_quantile(0.05), o.value_at_quantile(0.05));
+    }
     assert_eq!(merged.provenance.merged_shards, Some(3));
     assert_eq!(merged.provenance.shard, None);
     assert!(merged.provenance.missing_shards.is_empty());

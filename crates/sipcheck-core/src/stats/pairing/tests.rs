@@ -176,15 +176,16 @@ fn paired_ends_measure_each_direction_s_delay_and_rate_it_in_the_mos() {
     use std::time::SystemTime;
     let t0 = base();
     let ms = Duration::from_millis;
-    // The caller's frames go out every 400 ms and are heard 80 ms later; the callee's are
-    // heard 240 ms later.
+    // The caller's passes of its signature's loop go out every 17 s and are heard 80 ms
+    // later; the callee's are heard 240 ms later (each decoded frame names its pass).
+    let pass = crate::media::signature::LOOP;
     let mut a = caller(4);
     let mut b = callee(4);
     let (ma, mb) = (a.media.as_mut().unwrap(), b.media.as_mut().unwrap());
-    ma.signature_sent = (0..8).map(|k| t0 + ms(400 * k)).collect();
-    mb.signature_sent = (0..8).map(|k| t0 + ms(10 + 400 * k)).collect();
-    mb.signature_onsets = (1..7).map(|k| t0 + ms(80 + 400 * k)).collect();
-    ma.signature_onsets = (1..7).map(|k| t0 + ms(10 + 240 + 400 * k)).collect();
+    ma.signature_sent = (0..3).map(|k| t0 + pass * k).collect();
+    mb.signature_sent = (0..3).map(|k| t0 + ms(10) + pass * k).collect();
+    mb.signature_onsets = (0..6).map(|k| t0 + ms(80) + pass * (k / 2)).collect();
+    ma.signature_onsets = (0..6).map(|k| t0 + ms(10 + 240) + pass * (k / 2)).collect();
     let mos_before = ma.quality.unwrap().mos_cqe;
     let mut p = Pairing::new(true, Duration::from_secs(5));
     assert!(p.push(t0, a).is_empty());

@@ -144,7 +144,7 @@ fn every_metric_has_a_figure_of_its_kind() {
             (MetricKind::Timing, Some(Figure::Timing(_)))
                 | (MetricKind::Ratio, Some(Figure::Share { .. }))
                 | (MetricKind::Counter, Some(Figure::Count(_)))
-                | (MetricKind::Score, Some(Figure::Score(_)))
+                | (MetricKind::Score, Some(Figure::Score(..)))
         );
         assert!(fits, "{metric}: {:?}", metric.kind());
     }
@@ -351,4 +351,60 @@ fn mos_thresholds_take_a_low_percentile_and_at_least() {
     assert!(Threshold::parse("mos.p5", ">= 4ms").is_err());
     assert!(Threshold::parse("mos", ">= 4.0").is_err());
     assert!(Threshold::parse("mos_cqe.p5", ">= 4.0").is_ok());
+}
+
+#[test]
+fn pesq_scores_make_a_run_wide_histogram_whose_thresholds_read_the_raw_scale() {
+    // Ten calls scored 4.20, 4.10 … 3.30; one more scored −0.30 (garbled): not clamped.
+    let mut calls: Vec<CallResult> = (0..10u64)
+        .map(|i| {
+            let mut r = caller(i);
+            r.pesq = vec![4.2 - 0.1 * i as f64];
+            r
+        })
+        .collect();
+    let mut garbled = caller(10);
+    garbled.pesq = vec![-0.3];
+    calls.push(garbled);
+    // A call without an `expect: pesq` adds no sample.
+    calls.push(caller(11));
+    let s = small_run(&calls, 0, Duration::from_secs(10));
+    assert_eq!(s.quality.pesq_milli.len(), 11);
+    let value = |m: &str| s.value(&m.parse().unwrap()).unwrap();
+    assert!(
+        (value("pesq.min") + 0.3).abs() < 1e-9,
+        "{}",
+        value("pesq.min")
+    );
+    assert!(
+        (value("pesq.max") - 4.2).abs() < 1e-9,
+        "{}",
+        value("pesq.max")
+    );
+    assert!(
+        (value("pesq.p50") - 3.7).abs() < 1e-9,
+        "{}",
+        value("pesq.p50")
+    );
+    assert_eq!(value("pesq.count"), 11.0);
+    assert_eq!(s.quality.pesq_min(), Some(-0.3));
+    let checked = s.check(&[
+        Threshold::parse("pesq.p5", ">= 3.0").unwrap(),
+        Threshold::parse("pesq.p50", ">= 3.5").unwrap(),
+        Threshold::parse("pesq.min", ">= 0").unwrap(),
+    ]);
+    // The garbled call is the lowest twelfth: p5 is its −0.3.
+    assert!(!checked[0].passed, "{:?}", checked[0]);
+    assert!(checked[1].passed, "{:?}", checked[1]);
+    assert!(
+        !checked[2].passed,
+        "a negative score is never read as 0: {:?}",
+        checked[2]
+    );
+    assert_eq!(checked[0].unit(), ValueUnit::Score);
+    // No score at all: the threshold has no value and fails.
+    let none = small_run(&[caller(0)], 0, Duration::from_secs(1));
+    let checked = none.check(&[Threshold::parse("pesq.p5", ">= 3.0").unwrap()]);
+    assert_eq!(checked[0].actual, None);
+    assert!(!checked[0].passed);
 }

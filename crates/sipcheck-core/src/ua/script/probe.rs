@@ -9,16 +9,19 @@
 //! call).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{overload_note, stray_note, CommandError, Placed, ScriptCommand};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
+use crate::media::pesq::{PesqError, PesqScore, RECORD_SLACK_SAMPLES};
 use crate::media::session::{MediaError, MediaReport};
 use crate::media::signature::{SignatureCode, SignatureVerdict, SIGNATURE_LEVEL_DBFS};
 use crate::media::tone::{ToneQuery, DEFAULT_MAX_GAP};
 use crate::sdp::{Direction, LocalMedia, Negotiated};
 use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
+use crate::ua::work::{Work, WorkResult};
 
 /// How long after the answer `--send-dtmf` digits are sent.
 pub const DTMF_AFTER_ANSWER: Duration = Duration::from_millis(500);
@@ -54,6 +57,21 @@ pub struct ProbeCall {
     /// or our own back from an echo (`--signature`; the INVITE then carries the call's
     /// number in `X-Sipcheck-Signature`).
     pub signature: bool,
+    /// Record the received audio from the answer for the reference's length plus
+    /// [`RECORD_SLACK_SAMPLES`], score it against the reference (ITU-T P.862) and fail
+    /// under the minimum (`--expect-pesq`).
+    pub pesq: Option<ProbePesq>,
+}
+
+/// `sipcheck call --expect-pesq REF.wav[:MIN]`: the reference speech and the minimum score.
+#[derive(Debug, Clone)]
+pub struct ProbePesq {
+    /// The reference, 8 kHz mono.
+    pub reference: Arc<[i16]>,
+    /// Its name in messages (the file as given).
+    pub name: String,
+    /// The lowest raw P.862 score that passes.
+    pub min: f64,
 }
 
 /// The signature call number of `sipcheck call --signature`'s one call.
@@ -174,6 +192,8 @@ pub struct ProbeOutcome {
     /// The signature's verdict (`--signature`, the call answered with media): `verified`,
     /// `echo`, `crossed_audio`, `wrong_audio`, `no_audio`.
     pub signature_verdict: Option<&'static str>,
+    /// The PESQ score of the received speech (`--expect-pesq`), when it was scored.
+    pub pesq: Option<PesqScore>,
 }
 
 /// `sipcheck call --signature`'s codes: ours (the caller's) and the peer's (the callee's).
@@ -227,6 +247,12 @@ pub(super) struct Probe {
     /// and the verdict either gave.
     signature_watches: Vec<u32>,
     signature_verdict: Option<SignatureVerdict>,
+    /// `--expect-pesq`: the capture's watch, the score asked (its id and deadline), and the
+    /// result, or that none came in time.
+    pesq_watch: Option<u32>,
+    pesq_work: Option<(u32, Instant)>,
+    pesq_result: Option<Result<PesqScore, PesqError>>,
+    pesq_timed_out: bool,
 }
 
 impl Probe {
@@ -262,6 +288,10 @@ impl Probe {
             dtmf_error: None,
             signature_watches: Vec::new(),
             signature_verdict: None,
+            pesq_watch: None,
+            pesq_work: None,
+            pesq_result: None,
+            pesq_timed_out: false,
         }
     }
 
@@ -370,7 +400,24 @@ impl Probe {
         }
     }
 
-    pub(super) fn handle_media_event(&mut self, event: &MediaEvent) {
+    pub(super) fn handle_media_event(
+        &mut self,
+        now: Instant,
+        event: &MediaEvent,
+        commands: &mut VecDeque<ScriptCommand>,
+    ) {
+        if let (MediaEvent::Captured { watch, audio }, Some(pesq)) = (event, &self.plan.pesq) {
+            if self.pesq_watch == Some(*watch) {
+                self.pesq_watch = None;
+                self.next_watch += 1;
+                self.pesq_work = Some((self.next_watch, now + super::WORK_WAIT));
+                commands.push_back(ScriptCommand::Work(Work::Pesq {
+                    id: self.next_watch,
+                    reference: pesq.reference.clone(),
+                    received: audio.clone(),
+                }));
+            }
+        }
         if let MediaEvent::Signature { watch, verdict } = event {
             if self.signature_watches.contains(watch) {
                 self.signature_verdict = Some(*verdict);
@@ -382,6 +429,15 @@ impl Probe {
             if watch == id {
                 *heard = true;
             }
+        }
+    }
+
+    /// The score of the recording (`--expect-pesq`).
+    pub(super) fn handle_work_done(&mut self, result: WorkResult) {
+        let WorkResult::Pesq { id, score } = result;
+        if self.pesq_work.is_some_and(|(i, _)| i == id) {
+            self.pesq_work = None;
+            self.pesq_result = Some(score);
         }
     }
 
@@ -452,6 +508,10 @@ impl Probe {
             self.abandon_at = Some(now + LIMIT_GRACE);
             self.hang_up(commands);
         }
+        if self.pesq_work.is_some_and(|(_, deadline)| deadline <= now) {
+            self.pesq_work = None;
+            self.pesq_timed_out = true;
+        }
         if due(&mut self.abandon_at) && self.placed {
             // The peer did not conclude the hang-up in time: the call is left as is.
             self.abandoned = true;
@@ -491,14 +551,19 @@ impl Probe {
             self.resume_at,
             self.limit_at,
             self.abandon_at,
+            self.pesq_work.map(|(_, deadline)| deadline),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
+    /// Done once the call ended (and the score of its recording, asked, came or timed out),
+    /// was abandoned, or could not be placed.
     pub(super) fn is_done(&self) -> bool {
-        self.record.is_some() || self.abandoned || self.place_error.is_some()
+        (self.record.is_some() && self.pesq_work.is_none())
+            || self.abandoned
+            || self.place_error.is_some()
     }
 
     pub(super) fn negotiated(&self) -> Option<&Negotiated> {
@@ -518,6 +583,14 @@ impl Probe {
             negotiated.clone(),
         ))));
         self.media = Some(negotiated);
+        if let Some(pesq) = &self.plan.pesq {
+            self.next_watch += 1;
+            self.pesq_watch = Some(self.next_watch);
+            commands.push_back(ScriptCommand::Media(MediaIntent::Capture {
+                watch: self.next_watch,
+                samples: pesq.reference.len() + RECORD_SLACK_SAMPLES,
+            }));
+        }
         if self.plan.signature {
             let (own, peer) = probe_codes();
             if let Ok(playlist) = own.playlist(SIGNATURE_LEVEL_DBFS) {
@@ -652,6 +725,32 @@ impl Probe {
                 }
             }
         }
+        let mut pesq = None;
+        if let (Some(p), true, true) = (&self.plan.pesq, answered, self.media.is_some()) {
+            match &self.pesq_result {
+                Some(Ok(score)) => {
+                    pesq = Some(*score);
+                    if score.raw < p.min {
+                        failures.push(format!(
+                            "{score} against {}, below the minimum {}",
+                            p.name, p.min
+                        ));
+                    }
+                }
+                Some(Err(e)) => failures.push(format!("PESQ against {} not scored: {e}", p.name)),
+                None if self.pesq_timed_out => failures.push(format!(
+                    "PESQ against {} not scored: no result within {} s",
+                    p.name,
+                    super::WORK_WAIT.as_secs()
+                )),
+                None => failures.push(format!(
+                    "PESQ against {} not scored: the call ended before {:.1} s of audio \
+                     (the reference and 1 s more) was received",
+                    p.name,
+                    (p.reference.len() + RECORD_SLACK_SAMPLES) as f64 / 8000.0
+                )),
+            }
+        }
         if let Some(end) = self.end_failure(record.as_ref(), reason.as_ref(), describe) {
             failures.insert(0, end);
         }
@@ -673,6 +772,7 @@ impl Probe {
             dtmf_failed: self.dtmf_error.is_some(),
             signature,
             signature_verdict,
+            pesq,
         }
     }
 

@@ -1175,6 +1175,7 @@ fn plan() -> ProbeCall {
         expect_tone: None,
         limit: None,
         signature: false,
+        pesq: None,
     }
 }
 

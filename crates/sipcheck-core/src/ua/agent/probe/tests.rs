@@ -86,6 +86,7 @@ fn plan(now: Instant, limit: Option<Duration>) -> ProbeCall {
         },
         limit: limit.map(|l| (now + l, format!("{}s", l.as_secs()))),
         signature: false,
+        pesq: None,
     }
 }
 

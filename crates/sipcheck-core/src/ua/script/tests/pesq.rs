@@ -236,3 +236,132 @@ fn silence_is_never_scored_and_no_audio_in_time_fails() {
         "no speech to score for PESQ: no audio received within 2.0 s"
     );
 }
+
+// --- `sipcheck call --expect-pesq` (`CallScript::probe`) ----------------------------------
+
+/// A probe expecting `reference` with `min`, answered: the capture it asked for.
+fn probe_answered(reference: &Arc<[i16]>, min: f64) -> (Harness, u32, Instant) {
+    let mut h = Harness::probe(ProbeCall {
+        pesq: Some(crate::ua::script::ProbePesq {
+            reference: reference.clone(),
+            name: REFERENCE.into(),
+            min,
+        }),
+        duration: secs(12),
+        ..super::plan()
+    });
+    h.place();
+    h.after(secs(1));
+    let answer = h.now;
+    h.answered();
+    let (watch, samples) = capture(&mut h);
+    assert_eq!(samples, reference.len() + RECORD_SLACK_SAMPLES);
+    (h, watch, answer)
+}
+
+/// The probe's call hung up at its duration and ended; its outcome.
+fn probe_outcome(mut h: Harness, answer: Instant) -> crate::ua::script::ProbeOutcome {
+    while h
+        .script
+        .poll_timeout()
+        .is_some_and(|t| t <= answer + secs(12))
+    {
+        h.jump();
+    }
+    h.commands();
+    h.hung_up(answer);
+    let media = crate::media::session::MediaSession::new(
+        h.t0,
+        crate::media::session::MediaConfig::new(G711::Pcmu),
+        crate::media::tone::Playlist::new(Vec::new()),
+        &mut crate::ids::IdGen::new(3),
+    )
+    .unwrap()
+    .report(h.now);
+    let mut media = media;
+    media.receive.received = 500;
+    media.since_last_packet = Duration::ZERO;
+    h.outcome(Some(media))
+}
+
+#[test]
+fn a_probe_expecting_pesq_scores_its_recording_and_fails_under_the_minimum() {
+    let reference = speech();
+    for (min, raw, passes) in [(3.0, 3.9, true), (4.2, 3.9, false)] {
+        let (mut h, watch, answer) = probe_answered(&reference, min);
+        h.after(secs(10));
+        h.media(MediaEvent::Captured {
+            watch,
+            audio: through_pcmu(&reference).into(),
+        });
+        let cmds = h.commands();
+        let [ScriptCommand::Work(Work::Pesq { id, received, .. })] = &cmds[..] else {
+            panic!("a score asked for: {cmds:?}")
+        };
+        assert_eq!(received.len(), reference.len());
+        h.script.handle_work_done(
+            h.now,
+            WorkResult::Pesq {
+                id: *id,
+                score: Ok(crate::media::pesq::PesqScore { raw, mos_lqo: 4.0 }),
+            },
+        );
+        let outcome = probe_outcome(h, answer);
+        assert_eq!(outcome.pesq.map(|s| s.raw), Some(raw));
+        if passes {
+            assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+        } else {
+            assert_eq!(
+                outcome.failures,
+                ["PESQ 3.90 (MOS-LQO 4.00) against speech.wav, below the minimum 4.2"]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_probe_whose_call_ends_before_its_recording_is_full_fails_never_passes() {
+    let reference = speech();
+    let (h, _, answer) = probe_answered(&reference, 3.0);
+    let outcome = probe_outcome(h, answer);
+    assert_eq!(outcome.pesq, None);
+    assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
+    assert!(
+        outcome.failures[0].starts_with("PESQ against speech.wav not scored: the call ended"),
+        "{:?}",
+        outcome.failures
+    );
+}
+
+#[test]
+fn a_probe_waits_for_its_score_after_the_call_ended_but_not_forever() {
+    let reference = speech();
+    let (mut h, watch, answer) = probe_answered(&reference, 3.0);
+    h.after(secs(10));
+    h.media(MediaEvent::Captured {
+        watch,
+        audio: through_pcmu(&reference).into(),
+    });
+    h.commands();
+    // The call ends; the score is still outstanding: not done until it comes or times out.
+    h.after(secs(2));
+    h.commands();
+    h.hung_up(answer);
+    assert!(!h.script.is_done(), "done before its score");
+    let asked = h.now - secs(2);
+    h.jump();
+    assert_eq!(h.now, asked + WORK_WAIT);
+    assert!(h.script.is_done());
+    let outcome = h
+        .script
+        .finish_probe(None, None, &|r: &CallEndReason| r.to_string())
+        .unwrap();
+    assert!(
+        outcome
+            .failures
+            .iter()
+            .any(|f| f == "PESQ against speech.wav not scored: no result within 30 s"),
+        "{:?}",
+        outcome.failures
+    );
+}
