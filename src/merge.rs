@@ -16,7 +16,6 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use sipcheck_core::scenario::shard::Shard;
 use sipcheck_core::scenario::threshold::Threshold;
-use sipcheck_core::stats::distribution::Scores;
 use sipcheck_core::stats::merge;
 use sipcheck_core::stats::metrics::{
     CallCounts, FailedCall, GeneratorHealth, Provenance, QualitySummary, RegistrationCounts,
@@ -131,14 +130,12 @@ pub fn run(args: &MergeArgs, out: &mut impl Write) -> Exit {
         }
     }
     if let Some(path) = &args.html {
-        let pesq = Scores::new();
         let input = report::html::HtmlInput {
             summary: &summary,
             thresholds: &results,
             series: &[],
             interval: Duration::ZERO,
             merged: 1,
-            pesq: &pesq,
         };
         if let Err(e) = report::write_report(path, |mut w| report::html::write_html(&input, &mut w))
         {

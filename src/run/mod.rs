@@ -16,7 +16,6 @@ use crate::exit::Exit;
 use crate::report::calls::CallLog;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
-use sipcheck_core::stats::distribution::Scores;
 use sipcheck_core::stats::hdrlog::IntervalLog;
 use sipcheck_core::stats::kept_rows::{self, KeptRows};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
@@ -29,7 +28,6 @@ use sipcheck_core::stats::series::Series;
 struct Tallies<'a> {
     series: Option<&'a mut Series>,
     hdr: Option<&'a mut IntervalLog>,
-    pesq: Option<&'a mut Scores>,
 }
 
 /// Counts call results released by the pairing: the metrics, the progress line, the time
@@ -51,9 +49,6 @@ fn count(
         }
         if let Some(h) = tallies.hdr.as_deref_mut() {
             h.handle_result(at, &result);
-        }
-        if let Some(p) = tallies.pesq.as_deref_mut() {
-            p.record_call(&result);
         }
         log.record(now, &result);
     }
@@ -308,7 +303,6 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let mut series = (series_file.is_some() || html)
         .then(|| (Series::new(args.series_interval, counted), series_file));
     let mut rows = KeptRows::new(kept_rows::DEFAULT_CAP);
-    let mut pesq = html.then(Scores::new);
     let mut hdr = match &args.hdr_log {
         Some(path) => {
             let since_epoch = started_wall
@@ -381,7 +375,6 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                             Tallies {
                                 series: series.as_mut().map(|(s, _)| s),
                                 hdr: hdr.as_mut().map(|(h, _)| h),
-                                pesq: pesq.as_mut(),
                             },
                             started_at.elapsed(),
                             &mut log,
@@ -408,7 +401,6 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                         Tallies {
                             series: series.as_mut().map(|(s, _)| s),
                             hdr: hdr.as_mut().map(|(h, _)| h),
-                            pesq: pesq.as_mut(),
                         },
                         now - started_at,
                         &mut log,
@@ -463,7 +455,6 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             Tallies {
                 series: series.as_mut().map(|(s, _)| s),
                 hdr: hdr.as_mut().map(|(h, _)| h),
-                pesq: pesq.as_mut(),
             },
             started_at.elapsed(),
             &mut log,
@@ -500,19 +491,17 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 series_failed || hdr_failed,
                 log.finish(),
             ),
-            (rows.factor(), rows.into_rows(), pesq),
+            (rows.factor(), rows.into_rows()),
         )
     });
-    let (
-        (metrics, mut progress, interrupted, series_failed, (per_call, logged)),
-        (merged, rows, pesq),
-    ) = match collector.await {
-        Ok(collected) => collected,
-        Err(e) => {
-            eprintln!("sipcheck: internal error: {e}");
-            return Exit::Internal;
-        }
-    };
+    let ((metrics, mut progress, interrupted, series_failed, (per_call, logged)), (merged, rows)) =
+        match collector.await {
+            Ok(collected) => collected,
+            Err(e) => {
+                eprintln!("sipcheck: internal error: {e}");
+                return Exit::Internal;
+            }
+        };
     progress.finish(Instant::now());
     let elapsed = match executor.await {
         Ok(Ok(elapsed)) => elapsed,
@@ -574,14 +563,13 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             exit = Exit::Internal;
         }
     }
-    if let (Some(path), Some(pesq)) = (&html_path, &pesq) {
+    if let Some(path) = &html_path {
         let input = report::html::HtmlInput {
             summary: &summary,
             thresholds: &thresholds,
             series: &rows,
             interval: args.series_interval,
             merged,
-            pesq,
         };
         let began = Instant::now();
         if let Err(e) = report::write_report(path, |mut w| report::html::write_html(&input, &mut w))

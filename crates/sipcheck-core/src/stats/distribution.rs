@@ -8,7 +8,7 @@
 
 use hdrhistogram::Histogram;
 
-use crate::stats::outcome::CallResult;
+use crate::stats::metrics::{pesq_of_milli, PESQ_OFFSET_MILLI};
 
 /// One bar of a histogram chart: the samples from `lo` to `hi`, in the caller's unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,48 +116,20 @@ pub fn percentile_curve(h: &Histogram<u64>, scale: f64) -> Vec<PercentilePoint> 
     out
 }
 
-/// The offset of a stored PESQ score: P.862 raw scores run from −0.5 to 4.5, a histogram
-/// holds non-negative integers.
-const PESQ_OFFSET: f64 = 1.0;
-
-/// The PESQ scores (ITU-T P.862 raw) of a run's calls, in thousandths, for their
-/// distribution. One histogram, whatever the number of calls.
+/// The PESQ scores (ITU-T P.862 raw) of a run's calls, for their distribution: the run's
+/// [`QualitySummary::pesq_milli`](super::metrics::QualitySummary::pesq_milli) histogram, read
+/// in score units.
 #[derive(Debug, Clone)]
 pub struct Scores {
     milli: Histogram<u64>,
 }
 
-impl Default for Scores {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Scores {
-    /// No score yet.
+    /// The scores of a histogram in the encoding of
+    /// [`QualitySummary::pesq_milli`](super::metrics::QualitySummary::pesq_milli).
     #[must_use]
-    pub fn new() -> Self {
-        Self {
-            // Exact to the thousandth over the whole range (values under 2^15 at 4 figures).
-            milli: Histogram::new_with_bounds(1, 10_000, 4)
-                .expect("constant bounds are valid for HdrHistogram"),
-        }
-    }
-
-    /// The PESQ scores of one call result (none for a call without `expect: pesq`).
-    pub fn record_call(&mut self, r: &CallResult) {
-        for &score in &r.pesq {
-            self.record(score);
-        }
-    }
-
-    /// One score.
-    pub fn record(&mut self, score: f64) {
-        if !score.is_finite() {
-            return;
-        }
-        let stored = ((score + PESQ_OFFSET).max(0.0) * 1000.0).round() as u64;
-        self.milli.saturating_record(stored.max(1));
+    pub fn from_milli(milli: Histogram<u64>) -> Self {
+        Self { milli }
     }
 
     /// How many scores.
@@ -175,24 +147,24 @@ impl Scores {
     /// The score at percentile `p` (0 to 100); `None` without scores.
     #[must_use]
     pub fn percentile(&self, p: f64) -> Option<f64> {
-        (!self.is_empty())
-            .then(|| self.milli.value_at_quantile(p / 100.0) as f64 / 1000.0 - PESQ_OFFSET)
+        (!self.is_empty()).then(|| pesq_of_milli(self.milli.value_at_quantile(p / 100.0)))
     }
 
     /// The lowest score.
     #[must_use]
     pub fn min(&self) -> Option<f64> {
-        (!self.is_empty()).then(|| self.milli.min() as f64 / 1000.0 - PESQ_OFFSET)
+        (!self.is_empty()).then(|| pesq_of_milli(self.milli.min()))
     }
 
     /// The scores in at most `n` equal-width buckets ([`buckets`]), in score units.
     #[must_use]
     pub fn buckets(&self, n: usize) -> Vec<Bucket> {
+        let offset = PESQ_OFFSET_MILLI as f64 / 1000.0;
         buckets(&self.milli, 0.001, n)
             .into_iter()
             .map(|b| Bucket {
-                lo: b.lo - PESQ_OFFSET,
-                hi: b.hi - PESQ_OFFSET,
+                lo: b.lo - offset,
+                hi: b.hi - offset,
                 ..b
             })
             .collect()
@@ -272,31 +244,38 @@ mod tests {
         assert!(percentile_curve(&histogram([]), 1.0).is_empty());
     }
 
+    /// The scores as a run's metrics keep them.
+    fn scores(values: &[f64]) -> Scores {
+        let mut m = crate::stats::metrics::Metrics::new(
+            std::time::SystemTime::UNIX_EPOCH,
+            &crate::stats::metrics::RunInfo::default(),
+        );
+        let mut c = crate::stats::fixture::caller(1);
+        c.pesq = values.to_vec();
+        m.record_call(&c);
+        Scores::from_milli(
+            m.finish(std::time::Duration::from_secs(1), false)
+                .quality
+                .pesq_milli,
+        )
+    }
+
     #[test]
     fn pesq_scores_keep_their_sign_and_distribution() {
-        let mut s = Scores::new();
+        let s = scores(&[]);
         assert!(s.is_empty());
         assert_eq!(s.percentile(50.0), None);
-        for score in [4.2, 3.9, -0.3, f64::NAN] {
-            s.record(score);
-        }
-        assert_eq!(s.len(), 3, "NaN is not a score");
+        let s = scores(&[4.2, 3.9, -0.3]);
+        assert_eq!(s.len(), 3);
         assert!((s.min().unwrap() + 0.3).abs() < 0.01, "{:?}", s.min());
         assert!((s.percentile(50.0).unwrap() - 3.9).abs() < 0.01);
         assert!((s.percentile(100.0).unwrap() - 4.2).abs() < 0.01);
         // One score: every percentile is it, to the thousandth.
-        let mut one = Scores::new();
-        one.record(3.887);
+        let one = scores(&[3.887]);
         assert_eq!(one.min(), one.percentile(50.0));
         assert!((one.min().unwrap() - 3.887).abs() < 1e-9, "{:?}", one.min());
         let b = s.buckets(5);
         assert_eq!(b.iter().map(|b| b.count).sum::<u64>(), 3);
         assert!((b[0].lo + 0.3).abs() < 0.01, "{b:?}");
-
-        let mut c = crate::stats::fixture::caller(1);
-        c.pesq = vec![3.5, 3.6];
-        let mut s = Scores::default();
-        s.record_call(&c);
-        assert_eq!(s.len(), 2);
     }
 }
