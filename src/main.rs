@@ -213,7 +213,6 @@ Install:
   zsh:  sipcheck completions zsh > ~/.zfunc/_sipcheck   (with fpath+=~/.zfunc before compinit)
   fish: sipcheck completions fish > ~/.config/fish/completions/sipcheck.fish";
 
-/// Writes the completion script for `shell`, or the man page, to `out`.
 /// `--series-interval`: a duration of at least 1 ms.
 fn parse_series_interval(s: &str) -> Result<std::time::Duration, String> {
     let d = probe::args::parse_duration(s)?;
@@ -223,6 +222,8 @@ fn parse_series_interval(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// Writes the completion script for `shell`, or the man page, to `out` (or the man pages of
+/// every command to a directory).
 fn write_generated(command: &Command, out: &mut impl Write) -> std::io::Result<()> {
     use clap::CommandFactory;
     let mut cli = Cli::command();
@@ -231,9 +232,41 @@ fn write_generated(command: &Command, out: &mut impl Write) -> std::io::Result<(
             clap_complete::generate(*shell, &mut cli, "sipcheck", out);
             Ok(())
         }
-        Command::Man { out_dir: Some(dir) } => clap_mangen::generate_to(cli, dir),
-        _ => clap_mangen::Man::new(cli).render(out),
+        Command::Man { out_dir: Some(dir) } => {
+            clap_mangen::generate_to(cli, dir)?;
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                let ours = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("sipcheck") && n.ends_with(".1"));
+                if ours {
+                    let page = std::fs::read_to_string(&path)?;
+                    std::fs::write(&path, roff_ascii(&page))?;
+                }
+            }
+            Ok(())
+        }
+        _ => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cli).render(&mut page)?;
+            out.write_all(roff_ascii(&String::from_utf8_lossy(&page)).as_bytes())
+        }
     }
+}
+
+/// A roff page in ASCII: every other character as its groff glyph escape (`\[u2212]` for
+/// U+2212), which groff reads whatever the input encoding it assumes (Latin-1 by default).
+fn roff_ascii(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    for c in page.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", u32::from(c)));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Args)]
