@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::Value;
-use support::reports::{run_scenario as run, Reports};
+use support::reports::{assert_valid_junit, run_scenario as run, Reports};
 use support::{describe_output, free_port, repo_root};
 
 fn schema() -> jsonschema::Validator {
@@ -41,27 +41,6 @@ fn records(path: &Path) -> Vec<Value> {
             v
         })
         .collect()
-}
-
-/// Validates a JUnit report with xmllint against both Jenkins schemas in tests/schemas.
-fn assert_valid_junit(path: &Path) {
-    for schema in ["junit-10.xsd", "jenkins-junit.xsd"] {
-        let schema = repo_root().join("tests/schemas").join(schema);
-        let out = std::process::Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&schema)
-            .arg(path)
-            .output()
-            .expect("xmllint (Debian package libxml2-utils) runs");
-        assert!(
-            out.status.success(),
-            "{} rejects {}:\n{}",
-            schema.display(),
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 /// A test case: name, outcome element (or "passed"), its text.

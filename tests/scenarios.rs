@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::kamailio::Kamailio;
 use support::process::RunDir;
-use support::reports::{assert_schema, run_scenario as run, Reports};
+use support::reports::{assert_schema, assert_valid_junit, run_scenario as run, Reports};
 use support::{describe_output, free_port, repo_root, run_sipcheck_with_timeout};
 
 #[test]
@@ -587,29 +587,6 @@ fn an_interrupted_run_with_failures_lists_them_and_never_says_nothing_failed() {
         let case = cases.iter().find(|c| c.0 == name).unwrap();
         assert_eq!(case.1, "skipped", "{case:?}");
         assert!(case.2.ends_with("(the run was interrupted)"), "{case:?}");
-    }
-}
-
-/// Validates a JUnit report with xmllint (Debian's libxml2-utils) against the Jenkins xUnit
-/// plugin's junit-10.xsd and JUnit 5's jenkins-junit.xsd, kept in tests/schemas.
-fn assert_valid_junit(path: &std::path::Path) {
-    for schema in ["junit-10.xsd", "jenkins-junit.xsd"] {
-        let schema = repo_root().join("tests/schemas").join(schema);
-        let out = std::process::Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&schema)
-            .arg(path)
-            .output()
-            .expect("xmllint (Debian package libxml2-utils) runs");
-        assert!(
-            out.status.success(),
-            "{} rejects {}:\n{}\n{}",
-            schema.display(),
-            path.display(),
-            String::from_utf8_lossy(&out.stderr),
-            support::process::read_lossy(path)
-        );
     }
 }
 

@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 use support::kamailio::Kamailio;
 use support::process::RunDir;
-use support::reports::assert_schema;
+use support::reports::{assert_schema, assert_valid_junit};
 use support::{describe_output, repo_root, run_sipcheck_with_timeout};
 
 const SHARDS: u32 = 3;
@@ -116,27 +116,6 @@ fn merge(files: &[PathBuf], dir: &RunDir, name: &str) -> (Output, PathBuf, PathB
     ]);
     let out = run_sipcheck_with_timeout(args, &[], Duration::from_secs(30));
     (out, json, junit)
-}
-
-/// Validates a JUnit report with xmllint against both schemas in tests/schemas.
-fn assert_valid_junit(path: &Path) {
-    for schema in ["junit-10.xsd", "jenkins-junit.xsd"] {
-        let schema = repo_root().join("tests/schemas").join(schema);
-        let out = std::process::Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&schema)
-            .arg(path)
-            .output()
-            .expect("xmllint (Debian package libxml2-utils) runs");
-        assert!(
-            out.status.success(),
-            "{} rejects {}:\n{}",
-            schema.display(),
-            path.display(),
-            String::from_utf8_lossy(&out.stderr),
-        );
-    }
 }
 
 /// Every timing's merged count and percentiles are those of the union of the shards'

@@ -91,3 +91,27 @@ pub(crate) fn assert_schema(summary: &serde_json::Value) {
         errors.join("\n")
     );
 }
+
+/// Validates a JUnit report with xmllint (Debian's libxml2-utils) against the Jenkins xUnit
+/// plugin's junit-10.xsd and JUnit 5's jenkins-junit.xsd, kept in tests/schemas; the report is
+/// shown when one rejects it.
+pub(crate) fn assert_valid_junit(path: &Path) {
+    for schema in ["junit-10.xsd", "jenkins-junit.xsd"] {
+        let schema = super::repo_root().join("tests/schemas").join(schema);
+        let out = std::process::Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(path)
+            .output()
+            .expect("xmllint (Debian package libxml2-utils) runs");
+        assert!(
+            out.status.success(),
+            "{} rejects {}:\n{}\n{}",
+            schema.display(),
+            path.display(),
+            String::from_utf8_lossy(&out.stderr),
+            super::process::read_lossy(path)
+        );
+    }
+}
