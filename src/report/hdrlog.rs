@@ -18,16 +18,14 @@
 //! summary), values in microseconds; `Interval_Max` in milliseconds. Each line is flushed as
 //! its interval closes, so a killed run leaves the intervals it had.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{self, Write};
 use std::time::Duration;
 
 use sipcheck_core::stats::hdrlog::Interval;
 use sipcheck_core::stats::record::rfc3339;
 
 use super::json::encode_histogram;
-use super::ReportError;
+use super::{AppendFile, ReportError};
 
 /// Writes the header: format version, start and base time (`started`: the run's start, from
 /// the Unix epoch), the divisor of `Interval_Max`, the legend.
@@ -72,8 +70,7 @@ pub fn write_interval(interval: &Interval, w: &mut impl Write) -> io::Result<()>
 /// The interval log of a run, written interval by interval.
 #[derive(Debug)]
 pub struct HdrLogFile {
-    path: PathBuf,
-    out: BufWriter<File>,
+    file: AppendFile,
 }
 
 impl HdrLogFile {
@@ -83,22 +80,10 @@ impl HdrLogFile {
     /// # Errors
     /// [`ReportError`] naming the file.
     pub fn create(path: &str, started: Duration) -> Result<Self, ReportError> {
-        let path = PathBuf::from(path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let file = File::create(&path).map_err(|source| ReportError::Create {
-            path: path.clone(),
-            source,
-        })?;
         let mut log = Self {
-            path,
-            out: BufWriter::new(file),
+            file: AppendFile::create(path)?,
         };
-        log.write(|w| write_header(started, w))?;
+        log.file.write(|w| write_header(started, w))?;
         Ok(log)
     }
 
@@ -107,19 +92,7 @@ impl HdrLogFile {
     /// # Errors
     /// [`ReportError::Write`] naming the file.
     pub fn append(&mut self, interval: &Interval) -> Result<(), ReportError> {
-        self.write(|w| write_interval(interval, w))
-    }
-
-    fn write(
-        &mut self,
-        f: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
-    ) -> Result<(), ReportError> {
-        f(&mut self.out)
-            .and_then(|()| self.out.flush())
-            .map_err(|source| ReportError::Write {
-                path: self.path.clone(),
-                source,
-            })
+        self.file.write(|w| write_interval(interval, w))
     }
 }
 

@@ -376,6 +376,54 @@ where
     }
 }
 
+/// A report file written as the run goes (the time series, the interval log): each piece
+/// flushed at once, so that what a crash or a kill leaves is whole up to its last piece.
+#[derive(Debug)]
+pub struct AppendFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl AppendFile {
+    /// Creates (or truncates) the file at `path`, and its directory.
+    ///
+    /// # Errors
+    /// [`ReportError`] naming the directory or the file.
+    pub fn create(path: &str) -> Result<Self, ReportError> {
+        let path = PathBuf::from(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let file = File::create(&path).map_err(|source| ReportError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Writes a piece with `f` and flushes it.
+    ///
+    /// # Errors
+    /// [`ReportError::Write`] naming the file.
+    pub fn write(
+        &mut self,
+        f: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+    ) -> Result<(), ReportError> {
+        f(&mut self.out)
+            .and_then(|()| self.out.flush())
+            .map_err(|source| ReportError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

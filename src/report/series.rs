@@ -4,13 +4,12 @@
 //! `.jsonl`. An empty field (CSV) or `null` (JSON) is a figure with nothing to measure in that
 //! interval.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::Path;
 
 use sipcheck_core::stats::series::SeriesRow;
 
-use super::ReportError;
+use super::{AppendFile, ReportError};
 
 /// The columns, in order (CSV header; JSON keys).
 pub const COLUMNS: [&str; 15] = [
@@ -117,9 +116,8 @@ pub fn write_header(format: Format, w: &mut impl Write) -> io::Result<()> {
 /// The series file of a run, written row by row.
 #[derive(Debug)]
 pub struct SeriesFile {
-    path: PathBuf,
     format: Format,
-    out: BufWriter<File>,
+    file: AppendFile,
 }
 
 impl SeriesFile {
@@ -128,24 +126,12 @@ impl SeriesFile {
     /// # Errors
     /// [`ReportError`] naming the file.
     pub fn create(path: &str) -> Result<Self, ReportError> {
-        let path = PathBuf::from(path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let file = File::create(&path).map_err(|source| ReportError::Create {
-            path: path.clone(),
-            source,
-        })?;
         let mut series = Self {
-            format: Format::of(&path.to_string_lossy()),
-            path,
-            out: BufWriter::new(file),
+            format: Format::of(path),
+            file: AppendFile::create(path)?,
         };
         let format = series.format;
-        series.write(|w| write_header(format, w))?;
+        series.file.write(|w| write_header(format, w))?;
         Ok(series)
     }
 
@@ -155,19 +141,7 @@ impl SeriesFile {
     /// [`ReportError::Write`] naming the file.
     pub fn append(&mut self, row: &SeriesRow) -> Result<(), ReportError> {
         let format = self.format;
-        self.write(|w| write_row(format, row, w))
-    }
-
-    fn write(
-        &mut self,
-        f: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
-    ) -> Result<(), ReportError> {
-        f(&mut self.out)
-            .and_then(|()| self.out.flush())
-            .map_err(|source| ReportError::Write {
-                path: self.path.clone(),
-                source,
-            })
+        self.file.write(|w| write_row(format, row, w))
     }
 }
 
