@@ -289,6 +289,9 @@ impl Step {
     }
 }
 
+/// The redirections a call follows with `follow_redirects: true` (`call --follow-redirects`).
+pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
+
 /// `call:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallStep {
@@ -300,6 +303,9 @@ pub struct CallStep {
     pub peer: Option<String>,
     /// Give up (CANCEL) when no final answer came within this long (default 32 s, Timer B).
     pub timeout: Duration,
+    /// Follow at most this many redirections (3xx) of the INVITE; 0 (the default): a 3xx
+    /// fails the call (`follow_redirects`).
+    pub max_redirects: u32,
 }
 
 /// One item of a playlist.

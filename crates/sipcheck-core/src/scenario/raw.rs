@@ -218,6 +218,8 @@ pub struct RawCall {
     pub peer: Option<String>,
     /// Give up (CANCEL) when no final answer came within this long.
     pub timeout: Option<String>,
+    /// Follow redirections (3xx): `true` (at most 5), `false`, or at most this many.
+    pub follow_redirects: Option<String>,
 }
 
 /// `answer:` arguments.

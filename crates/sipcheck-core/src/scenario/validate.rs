@@ -22,6 +22,7 @@ use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
     Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
+    DEFAULT_MAX_REDIRECTS,
 };
 use super::part::Shard;
 use super::raw::{
@@ -1255,6 +1256,32 @@ fn digits(cx: &mut Ctx<'_>, p: &Path, v: &Option<String>) -> Option<Vec<Digit>> 
     }
 }
 
+/// `follow_redirects:` `true` (at most [`DEFAULT_MAX_REDIRECTS`]), `false` (0), or a whole
+/// number: the redirections a call follows.
+fn follow_redirects(cx: &mut Ctx<'_>, path: &Path, v: &Option<String>) -> u32 {
+    let Some(s) = cx.text(path, v) else {
+        return 0;
+    };
+    let t = s.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "true" | "yes" | "on" => DEFAULT_MAX_REDIRECTS,
+        "false" | "no" | "off" => 0,
+        _ => match t.parse::<u32>() {
+            Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => {
+                cx.error(
+                    At::Value(path.clone()),
+                    format!("'{s}' is neither true, false nor a number of redirections"),
+                    Some(format!(
+                        "write `follow_redirects: true` (at most {DEFAULT_MAX_REDIRECTS}), or the most to follow, like `follow_redirects: 3`"
+                    )),
+                );
+                0
+            }
+        },
+    }
+}
+
 fn validate_call(
     cx: &mut Ctx<'_>,
     p: &Path,
@@ -1264,6 +1291,7 @@ fn validate_call(
     selections: &[Selection],
 ) -> Option<CallStep> {
     let timeout = cx.duration_or(&p.key("timeout"), &c.timeout, DEFAULT_CALL_TIMEOUT);
+    let max_redirects = follow_redirects(cx, &p.key("follow_redirects"), &c.follow_redirects);
     let peer = cx.text(&p.key("peer"), &c.peer);
     let names = roles.iter().map(|(n, _)| n.as_str());
     let mut peer_ok = true;
@@ -1370,7 +1398,12 @@ fn validate_call(
             }
         }
     }
-    peer_ok.then_some(CallStep { to, peer, timeout })
+    peer_ok.then_some(CallStep {
+        to,
+        peer,
+        timeout,
+        max_redirects,
+    })
 }
 
 /// A URI that asks for TLS (RFC 3261 §19.1, §26.2.2): a `sips:` scheme or

@@ -240,6 +240,9 @@ pub fn kind_of(reason: &CallEndReason) -> FailureKind {
         } if !(200..300).contains(code) => FailureKind::CancelFailed(code.to_string()),
         CallEndReason::CancelFailed { .. } => FailureKind::CancelFailed("no_487".into()),
         CallEndReason::DialogLost { code } => FailureKind::SipCode(*code),
+        CallEndReason::Redirected { code, .. } => FailureKind::SipCode(*code),
+        CallEndReason::RedirectLoop { .. } => FailureKind::RedirectLoop,
+        CallEndReason::TooManyRedirects { .. } => FailureKind::TooManyRedirects,
         _ => FailureKind::Other,
     }
 }
@@ -465,6 +468,8 @@ pub struct CallScript {
     next_watch: u32,
     /// `sipcheck call`'s one call ([`Self::probe`]): its timeline replaces the steps.
     probe: Option<Box<probe::Probe>>,
+    /// The redirections the call step being placed follows.
+    max_redirects: u32,
 }
 
 /// The failure of an expected tone that dropped out for `limit` or longer after its onset
@@ -537,6 +542,13 @@ impl CallScript {
         script
     }
 
+    /// The redirections (3xx) the call being placed may follow (its `call` step's
+    /// `follow_redirects`).
+    #[must_use]
+    pub fn max_redirects(&self) -> u32 {
+        self.max_redirects
+    }
+
     /// The call's number for audio signatures, when known.
     #[must_use]
     pub fn signature_call(&self) -> Option<u64> {
@@ -590,6 +602,7 @@ impl CallScript {
             tone_step: None,
             next_watch: 0,
             probe: None,
+            max_redirects: 0,
         }
     }
 
@@ -1065,6 +1078,7 @@ impl CallScript {
                     | CallEndReason::Cancelled
                     | CallEndReason::CancelledByRemote
                     | CallEndReason::Rejected { .. }
+                    | CallEndReason::Redirected { .. }
             );
             if !expected_end && self.failures.is_empty() {
                 self.failures.push(Failure {
@@ -1317,6 +1331,7 @@ impl CallScript {
                     self.fail(FailureKind::Other, format!("'{to}' is not a SIP URI"));
                     return Some(false);
                 };
+                self.max_redirects = c.max_redirects;
                 self.commands.push_back(ScriptCommand::Invite {
                     target: target.clone(),
                 });
