@@ -403,6 +403,13 @@ pub enum Expectation {
         /// How long to wait (default 32 s).
         within: Duration,
     },
+    /// The outgoing call answered after a redirection (3xx), by this target.
+    RedirectedTo {
+        /// The Request-URI expected last, a template as `call.to`'s.
+        target: Template,
+        /// How long to wait for the answer (default 32 s).
+        within: Duration,
+    },
 }
 
 /// What `wait_for:` waits for.

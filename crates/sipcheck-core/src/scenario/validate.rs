@@ -1592,6 +1592,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("ringing", e.ringing.is_some()),
         ("final", e.final_code.is_some()),
         ("answered", e.answered.is_some()),
+        ("redirected_to", e.redirected_to.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)
@@ -1601,7 +1602,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `signature`, `pesq`, `dtmf`, `ringing`, `final` or `answered`",
+                "`expect` needs one of `tone`, `silence`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
                 None,
             );
             return None;
@@ -1777,6 +1778,19 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             Expectation::Final {
                 code: code?,
                 within: within(cx, DEFAULT_FINAL_WITHIN),
+            }
+        }
+        "redirected_to" => {
+            let within = within(cx, DEFAULT_FINAL_WITHIN);
+            let text = cx.text(&p.key("redirected_to"), &e.redirected_to)?;
+            let uri = complete_uri(&text, "{domain}").unwrap_or_default();
+            let places = [Placeholder::Peer, Placeholder::User, Placeholder::Domain];
+            match Template::parse(&uri, &places) {
+                Ok(target) => Expectation::RedirectedTo { target, within },
+                Err(e) => {
+                    template_error(cx, &p.key("redirected_to"), &e);
+                    return None;
+                }
             }
         }
         _ => {

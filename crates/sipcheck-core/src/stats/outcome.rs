@@ -234,6 +234,9 @@ pub struct CallResult {
     pub bye_code: Option<u16>,
     /// Why the call ended ("hung up by the far end (BYE received)").
     pub end_reason: String,
+    /// The Request-URIs our INVITE was redirected to (3xx), in order; the last is the target
+    /// of the final INVITE. Empty when it was not redirected.
+    pub redirects: Vec<String>,
     /// Everything that failed; empty when the call passed.
     pub failures: Vec<Failure>,
     /// The steps of its script it reached, in order (set-up steps such as `register` are the

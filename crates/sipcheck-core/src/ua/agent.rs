@@ -768,6 +768,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     | CallEvent::Answered { call, .. }
                     | CallEvent::MediaUpdated { call, .. }
                     | CallEvent::UpdateFailed { call, .. }
+                    | CallEvent::Redirected { call, .. }
                     | CallEvent::Ended { call, .. } => *call,
                     _ => return,
                 };

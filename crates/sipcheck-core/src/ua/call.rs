@@ -308,6 +308,15 @@ pub enum CallEvent<D> {
         /// The final status of the re-INVITE.
         code: u16,
     },
+    /// Our INVITE got a 3xx and was sent again to one of its Contacts (RFC 3261 §8.1.3.4).
+    Redirected {
+        /// The call.
+        call: CallId,
+        /// The 3xx, or the failure of the previous target when it is the 3xx's next Contact.
+        code: u16,
+        /// The new Request-URI.
+        target: String,
+    },
     /// The call ended and was removed; `record.end` is set.
     Ended {
         /// The call (now stale).

@@ -47,7 +47,7 @@ pub(super) fn contacts_by_q(message: &Message) -> Vec<String> {
         .map(|value| (q_of(value), contact_uri(value).to_string()))
         .filter(|(_, uri)| !uri.is_empty())
         .collect();
-    contacts.sort_by(|a, b| b.0.cmp(&a.0));
+    contacts.sort_by_key(|c| std::cmp::Reverse(c.0));
     contacts.into_iter().map(|(_, uri)| uri).collect()
 }
 

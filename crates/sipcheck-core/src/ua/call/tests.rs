@@ -2793,9 +2793,11 @@ fn an_invite_refused_before_it_is_a_call_is_reported() {
 /// A redirect server on the path: an INVITE from A for which `rule` (told the Request-URI
 /// and whether the INVITE carries credentials) gives a status and headers is answered so
 /// (its ACK stopped); anything else passes.
-fn redirector(
-    rule: fn(&str, bool) -> Option<(u16, Vec<(&'static str, &'static str)>)>,
-) -> Interceptor {
+/// A redirect server's rule: given the Request-URI and whether the INVITE carries
+/// credentials, the status and headers to answer with, or `None` to let it pass.
+type RedirectRule = fn(&str, bool) -> Option<(u16, Vec<(&'static str, &'static str)>)>;
+
+fn redirector(rule: RedirectRule) -> Interceptor {
     Box::new(move |from, m| {
         if from != A {
             return Intercept::Pass;
@@ -2922,8 +2924,7 @@ fn a_302_not_followed_fails_naming_its_status_and_contacts() {
 fn a_3xx_without_contact_a_305_and_a_380_fail_naming_why() {
     for (rule, expected) in [
         (
-            (|_: &str, _| Some((302, Vec::new())))
-                as fn(&str, bool) -> Option<(u16, Vec<(&'static str, &'static str)>)>,
+            (|_: &str, _| Some((302, Vec::new()))) as RedirectRule,
             "rejected: 302 Moved Temporarily (no Contact to follow)",
         ),
         (

@@ -210,7 +210,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             let targets = contacts_by_q(message);
             let reason = match c.redirects.on_3xx(code, targets.clone(), c.transport) {
                 Next::Follow(target) => {
-                    self.redirect_to(now, id, target);
+                    self.redirect_to(now, id, code, target);
                     return;
                 }
                 Next::Stop(why) => CallEndReason::Redirected {
@@ -261,7 +261,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         if c.cancel == CancelState::None {
             // A redirected target refused: the next Contact of the 3xx, if any is left.
             if let Some(target) = c.redirects.next_pending() {
-                self.redirect_to(now, id, target);
+                self.redirect_to(now, id, code, target);
                 return;
             }
         }
@@ -286,10 +286,15 @@ impl<D: Clone + NextHop> Endpoint<D> {
     /// transaction with the same Call-ID, From and To, the next CSeq, `target` as
     /// Request-URI, sent to the outbound proxy when there is one (a preloaded route), else to
     /// the target's own address when it names one.
-    fn redirect_to(&mut self, now: Instant, id: CallId, target: String) {
+    fn redirect_to(&mut self, now: Instant, id: CallId, code: u16, target: String) {
         let Some(c) = call_mut(&mut self.slots, id) else {
             return;
         };
+        self.events.push_back(CallEvent::Redirected {
+            call: id,
+            code,
+            target: target.clone(),
+        });
         c.record.redirects.push(target.clone());
         // The 3xx is no final response of the call: the new INVITE's is.
         c.record.final_code = None;

@@ -15,6 +15,7 @@ use crate::sdp::{Codec, Direction};
 use crate::ua::call::{CallDirection, CallEnd, CallId};
 
 mod pesq;
+mod redirect;
 mod responder;
 
 const ID: CallId = CallId::for_test(7);
