@@ -1,0 +1,205 @@
+//! Redirections (3xx) from a real Kamailio redirect server (`tests/peers/kamailio.cfg` with
+//! `REDIRECTS`): followed to a real `sipcheck answer` whose audio signature the caller hears,
+//! refused without `--follow-redirects`, and a loop named as such.
+
+#[allow(dead_code)]
+mod support;
+
+use std::time::Duration;
+
+use support::describe_output;
+use support::kamailio::{Kamailio, KamailioOptions};
+use support::responder::Responder;
+
+fn redirector() -> Kamailio {
+    Kamailio::start_with(&KamailioOptions {
+        no_proxy_auth: true,
+        defines: vec!["REDIRECTS".into()],
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio")
+}
+
+fn json(out: &std::process::Output, shown: &str) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {shown}"))
+}
+
+#[test]
+fn a_302_from_kamailio_is_followed_and_the_caller_hears_the_callee_it_points_to() {
+    let kam = redirector();
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(&["--listen", &listen, "--signature", "--calls", "1"], &[]);
+    let uri = format!("sip:fwd{port}@127.0.0.1:{}", kam.sip_port);
+    let out = support::run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--follow-redirects",
+            "--signature",
+            "--duration",
+            "3s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        answer.output(),
+        kam.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(v["final_code"], 200, "{shown}");
+    assert_eq!(
+        v["redirects"],
+        serde_json::json!([format!("sip:callee@127.0.0.1:{port}")]),
+        "{shown}"
+    );
+    assert_eq!(v["signature_verdict"], "verified", "{shown}");
+    // The first INVITE went to Kamailio, the second to the callee it pointed to.
+    let invites: Vec<(String, String)> = v["ladder"]
+        .as_array()
+        .expect("a ladder")
+        .iter()
+        .filter(|r| r["line"].as_str().is_some_and(|l| l.starts_with("INVITE ")))
+        .map(|r| {
+            (
+                r["line"].as_str().unwrap().to_string(),
+                r["peer"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        invites,
+        [
+            (
+                format!("{uri} SIP/2.0").replace("sip:", "INVITE sip:"),
+                kam.addr.to_string()
+            ),
+            (
+                format!("INVITE sip:callee@{listen} SIP/2.0"),
+                listen.clone()
+            ),
+        ],
+        "{shown}"
+    );
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+}
+
+#[test]
+fn without_follow_redirects_a_302_fails_naming_the_status_and_its_contact() {
+    let kam = redirector();
+    let port = support::free_port();
+    let uri = format!("sip:fwd{port}@127.0.0.1:{}", kam.sip_port);
+    let out = support::run_sipcheck(["call", &uri, "--duration", "1s", "--json"], &[]);
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["final_code"], 302, "{shown}");
+    assert_eq!(
+        v["end_reason"],
+        format!(
+            "rejected: 302 Moved Temporarily (redirected to sip:callee@127.0.0.1:{port}; \
+             not followed: follow_redirects is off)"
+        ),
+        "{shown}"
+    );
+    assert!(v.get("redirects").is_none(), "{shown}");
+}
+
+#[test]
+fn a_redirect_loop_in_kamailio_fails_as_redirect_loop_listing_the_chain() {
+    let kam = redirector();
+    let p = kam.sip_port;
+    let uri = format!("sip:loopa@127.0.0.1:{p}");
+    let out = support::run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--follow-redirects",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(
+        v["end_reason"],
+        format!(
+            "redirect_loop: sip:loopa@127.0.0.1:{p} -> sip:loopb@127.0.0.1:{p} -> \
+             sip:loopa@127.0.0.1:{p}"
+        ),
+        "{shown}"
+    );
+    assert_eq!(v["final_code"], 302, "{shown}");
+
+    // A 302 without a Contact: nothing to follow, named so.
+    let uri = format!("sip:nocontact@127.0.0.1:{p}");
+    let out = support::run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--follow-redirects",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(
+        v["end_reason"], "rejected: 302 Moved Temporarily (no Contact to follow)",
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_chain_longer_than_follow_redirects_allows_fails_as_too_many_redirects() {
+    let kam = redirector();
+    let p = kam.sip_port;
+    // hop5 -> hop4 -> hop3 -> hop2 …: the third redirection is one too many.
+    let uri = format!("sip:hop5@127.0.0.1:{p}");
+    let out = support::run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--follow-redirects=2",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out, &shown);
+    let hop = |n: u32| format!("sip:hop{n}@127.0.0.1:{p}");
+    assert_eq!(
+        v["end_reason"],
+        format!(
+            "too_many_redirects: more than 2: {} -> {} -> {} -> {}",
+            hop(5),
+            hop(4),
+            hop(3),
+            hop(2)
+        ),
+        "{shown}"
+    );
+    assert_eq!(
+        v["redirects"],
+        serde_json::json!([hop(4), hop(3)]),
+        "{shown}"
+    );
+}
