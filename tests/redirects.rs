@@ -2,7 +2,6 @@
 //! `REDIRECTS`): followed to a real `sipcheck answer` whose audio signature the caller hears,
 //! refused without `--follow-redirects`, and a loop named as such.
 
-#[allow(dead_code)]
 mod support;
 
 use std::time::Duration;
