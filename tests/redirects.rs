@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use support::describe_output;
 use support::kamailio::{Kamailio, KamailioOptions};
+use support::reports::{run_scenario, Reports};
 use support::responder::Responder;
 
 fn redirector() -> Kamailio {
@@ -200,5 +201,98 @@ fn a_chain_longer_than_follow_redirects_allows_fails_as_too_many_redirects() {
         v["redirects"],
         serde_json::json!([hop(4), hop(3)]),
         "{shown}"
+    );
+}
+
+/// The `kamailio-redirect` scenario through `sipcheck run`, redirected to `sipcheck answer`
+/// on `answer_port` and expecting `expect_port`: its exit code, run summary and call record.
+fn run_redirect_scenario(
+    kam: &Kamailio,
+    answer_port: u16,
+    expect_port: u16,
+) -> (
+    std::process::Output,
+    serde_json::Value,
+    serde_json::Value,
+    String,
+) {
+    let listen = format!("127.0.0.1:{answer_port}");
+    let answer = Responder::start(&["--listen", &listen, "--signature", "--calls", "1"], &[]);
+    let reports = Reports::new();
+    let calls = reports.path("calls.jsonl");
+    let port = answer_port.to_string();
+    let expected = expect_port.to_string();
+    let kam_addr = kam.addr.to_string();
+    let out = run_scenario(
+        "tests/peers/scenarios/kamailio-redirect.yaml",
+        &["--calls", calls.to_str().unwrap()],
+        &[
+            ("ANSWER_PORT", port.as_str()),
+            ("EXPECT_PORT", expected.as_str()),
+            ("KAM_ADDR", kam_addr.as_str()),
+        ],
+        &reports,
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        answer.output(),
+        kam.log()
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&calls)
+            .unwrap_or_else(|e| panic!("{e}: {shown}"))
+            .lines()
+            .next()
+            .expect("one call record"),
+    )
+    .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(support::repo_root().join("docs/call-record.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&record)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{record:#}");
+    (out, reports.summary(), record, shown)
+}
+
+#[test]
+fn a_scenario_caller_follows_the_302_checks_where_it_went_and_hears_the_callee() {
+    let kam = redirector();
+    let port = support::free_port();
+    let (out, summary, record, shown) = run_redirect_scenario(&kam, port, port);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(summary["calls"]["passed"], 1, "{summary}\n{shown}");
+    assert_eq!(summary["audio"]["verified"], 1, "{summary}\n{shown}");
+    assert_eq!(
+        record["redirects"],
+        serde_json::json!([format!("sip:callee@127.0.0.1:{port}")]),
+        "{record:#}"
+    );
+}
+
+#[test]
+fn a_scenario_caller_redirected_elsewhere_than_expected_fails_naming_where_it_went() {
+    let kam = redirector();
+    // The callee answers on `port`, where Kamailio sends the call, but the scenario
+    // expects the redirection to name `other`.
+    let port = support::free_port();
+    let other = support::free_port();
+    let (out, summary, record, shown) = run_redirect_scenario(&kam, port, other);
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    assert_eq!(summary["calls"]["failed"], 1, "{summary}\n{shown}");
+    assert_eq!(record["failures"][0]["line"], 13, "{record:#}");
+    assert_eq!(
+        record["failures"][0]["message"],
+        format!(
+            "expected the call redirected to sip:callee@127.0.0.1:{other}: \
+             redirected to sip:callee@127.0.0.1:{port}"
+        ),
+        "{record:#}"
     );
 }
