@@ -76,7 +76,7 @@ pub struct CallArgs {
     pub signature: bool,
     /// Follow redirections (3xx): send the INVITE again to the Contacts, highest q first,
     /// at most MAX times (default 5); without it a 3xx fails the call naming its Contacts.
-    #[arg(long, value_name = "MAX", num_args = 0..=1, default_missing_value = "5")]
+    #[arg(long, value_name = "MAX", num_args = 0..=1, require_equals = true, default_missing_value = "5")]
     pub follow_redirects: Option<u32>,
     /// Put the far end on hold (re-INVITE with a=sendonly) this long after the answer; the
     /// hold and the resume must each be answered 2xx.
