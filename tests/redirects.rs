@@ -94,6 +94,36 @@ fn a_302_from_kamailio_is_followed_and_the_caller_hears_the_callee_it_points_to(
 }
 
 #[test]
+fn the_console_report_of_call_names_the_redirect_chain() {
+    let kam = redirector();
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(&["--listen", &listen, "--calls", "1"], &[]);
+    let uri = format!("sip:fwd{port}@127.0.0.1:{}", kam.sip_port);
+    let out = support::run_sipcheck(
+        ["call", &uri, "--follow-redirects=1", "--duration", "1s"],
+        &[],
+    );
+    let shown = format!(
+        "{}\n{}\n{}",
+        describe_output(&out),
+        answer.output(),
+        kam.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("redirected: {uri} -> sip:callee@{listen}\n")),
+        "{shown}"
+    );
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+}
+
+#[test]
 fn without_follow_redirects_a_302_fails_naming_the_status_and_its_contact() {
     let kam = redirector();
     let port = support::free_port();

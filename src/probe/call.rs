@@ -608,6 +608,14 @@ impl CallReport {
             show(t.bye_rtt_ms),
             show(t.duration_ms)
         )?;
+        if !self.redirects.is_empty() {
+            writeln!(
+                out,
+                "redirected: {} -> {}",
+                self.target,
+                self.redirects.join(" -> ")
+            )?;
+        }
         if let Some(reason) = &self.end_reason {
             writeln!(out, "ended: {reason}")?;
         }
