@@ -326,3 +326,79 @@ fn a_scenario_caller_redirected_elsewhere_than_expected_fails_naming_where_it_we
         "{record:#}"
     );
 }
+
+/// Kamailio forwarding on no answer (`HUNT`): `hunt-A-B` rings A, then after 2 s B.
+fn hunt_group() -> Kamailio {
+    Kamailio::start_with(&KamailioOptions {
+        no_proxy_auth: true,
+        defines: vec!["HUNT".into()],
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio")
+}
+
+#[test]
+fn a_call_forwarded_on_no_answer_is_answered_by_the_second_ua_whose_signature_is_heard() {
+    let kam = hunt_group();
+    let (first_port, second_port) = (support::free_port(), support::free_port());
+    let first_listen = format!("127.0.0.1:{first_port}");
+    let second_listen = format!("127.0.0.1:{second_port}");
+    // The first UA rings and would answer only after 30 s; the second answers at once.
+    let mut first = Responder::start(
+        &["--listen", &first_listen, "--ring", "30s", "--calls", "1"],
+        &[],
+    );
+    let mut second = Responder::start(
+        &["--listen", &second_listen, "--signature", "--calls", "1"],
+        &[],
+    );
+    let uri = format!(
+        "sip:hunt-{first_port}-{second_port}@127.0.0.1:{}",
+        kam.sip_port
+    );
+    let out = support::run_sipcheck(
+        ["call", &uri, "--signature", "--duration", "3s", "--json"],
+        &[],
+    );
+    let shown = format!(
+        "{}\n--- first ---\n{}\n--- second ---\n{}\n{}",
+        describe_output(&out),
+        first.output(),
+        second.output(),
+        kam.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["signature_verdict"], "verified", "{shown}");
+    // Not redirected: the proxy forwarded it.
+    assert!(v.get("redirects").is_none(), "{shown}");
+    // Answered after the first UA's 2 s of ringing.
+    let answer_ms = v["timings"]["invite_to_answer_ms"].as_f64().expect(&shown);
+    // (Kamailio's timers tick in 100 ms steps: its 2 s may fire a little early.)
+    assert!(
+        (1800.0..5000.0).contains(&answer_ms),
+        "{answer_ms} ms: {shown}"
+    );
+    // The dialog is with the second UA: its Contact is where the ACK goes.
+    let ack = v["ladder"]
+        .as_array()
+        .expect("a ladder")
+        .iter()
+        .find_map(|r| r["line"].as_str().filter(|l| l.starts_with("ACK ")))
+        .expect(&shown)
+        .to_string();
+    assert!(
+        ack.contains(&format!("@{second_listen} ")),
+        "{ack}: {shown}"
+    );
+    assert_eq!(
+        second.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{shown}"
+    );
+    assert!(second.stdout().contains("-- PASS"), "{shown}");
+    // The first UA rang and was cancelled by the proxy: it never answered.
+    first.wait_exit(Duration::from_secs(10));
+    let first_out = first.stdout();
+    assert!(first_out.contains("cancelled by the caller"), "{shown}");
+}
