@@ -327,7 +327,8 @@ fn a_scenario_caller_redirected_elsewhere_than_expected_fails_naming_where_it_we
     );
 }
 
-/// Kamailio forwarding on no answer (`HUNT`): `hunt-A-B` rings A, then after 2 s B.
+/// Kamailio forwarding on no answer (`HUNT`): `hunt-U1-P1-U2-P2` rings U1 at port P1, then
+/// after 2 s U2 at port P2.
 fn hunt_group() -> Kamailio {
     Kamailio::start_with(&KamailioOptions {
         no_proxy_auth: true,
@@ -353,7 +354,7 @@ fn a_call_forwarded_on_no_answer_is_answered_by_the_second_ua_whose_signature_is
         &[],
     );
     let uri = format!(
-        "sip:hunt-{first_port}-{second_port}@127.0.0.1:{}",
+        "sip:hunt-first-{first_port}-second-{second_port}@127.0.0.1:{}",
         kam.sip_port
     );
     let out = support::run_sipcheck(
@@ -401,4 +402,50 @@ fn a_call_forwarded_on_no_answer_is_answered_by_the_second_ua_whose_signature_is
     first.wait_exit(Duration::from_secs(10));
     let first_out = first.stdout();
     assert!(first_out.contains("cancelled by the caller"), "{shown}");
+}
+
+#[test]
+fn a_scenario_hunt_group_rings_the_first_role_forever_and_the_second_answers() {
+    let kam = hunt_group();
+    let (first, second) = (support::free_port(), support::free_port());
+    let reports = Reports::new();
+    let calls = reports.path("calls.jsonl");
+    let (first, second, kam_addr) = (first.to_string(), second.to_string(), kam.addr.to_string());
+    let out = run_scenario(
+        "tests/peers/scenarios/kamailio-hunt.yaml",
+        &["--calls", calls.to_str().unwrap()],
+        &[
+            ("FIRST_PORT", first.as_str()),
+            ("SECOND_PORT", second.as_str()),
+            ("KAM_ADDR", kam_addr.as_str()),
+        ],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    // Every side passed: the caller's call, the second's answered one and the first's
+    // cancelled one (its `wait_for: cancel` held).
+    assert_eq!(v["calls"]["passed"], 1, "{v}\n{shown}");
+    assert_eq!(v["calls"]["failed"], 0, "{v}\n{shown}");
+    assert_eq!(v["audio"]["verified"], 2, "{v}\n{shown}");
+    let records = std::fs::read_to_string(&calls).expect(&shown);
+    let by_role = |role: &str| -> serde_json::Value {
+        records
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["role"] == role)
+            .unwrap_or_else(|| panic!("no record of {role}: {records}"))
+    };
+    assert_eq!(
+        by_role("first")["answer"],
+        serde_json::Value::Null,
+        "{records}"
+    );
+    assert_eq!(by_role("first")["verdict"], "passed", "{records}");
+    assert_eq!(by_role("second")["final_code"], 200, "{records}");
+    let setup = by_role("caller")["timings"]["invite_to_200_ms"]
+        .as_f64()
+        .expect(&records);
+    assert!((1800.0..5000.0).contains(&setup), "{setup} ms: {records}");
 }

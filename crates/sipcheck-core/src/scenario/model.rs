@@ -289,6 +289,10 @@ impl Step {
     }
 }
 
+/// `ring: forever`: ring until the call ends (the caller, or a proxy forwarding on no answer,
+/// cancels it), never answering; bounded like any duration, at 30 days.
+pub const RING_FOREVER: Duration = super::units::MAX_DURATION;
+
 /// The redirections a call follows with `follow_redirects: true` (`call --follow-redirects`).
 pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
 

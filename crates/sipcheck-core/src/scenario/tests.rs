@@ -1367,3 +1367,23 @@ fn expect_redirected_to_is_a_template_completed_like_call_to() {
     assert_eq!(target.to_string(), "sip:{peer}@{domain}");
     assert_eq!(*within, Duration::from_secs(32));
 }
+
+#[test]
+fn ring_forever_rings_until_the_call_ends_and_answer_refuses_it() {
+    let text = BASE.replace(
+        "      - answer: { ring: 500ms }\n",
+        "      - ring: forever\n",
+    );
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(
+        s.role("callee").unwrap().steps[1].value,
+        Step::Ring(crate::scenario::model::RING_FOREVER)
+    );
+    let text = BASE.replace("answer: { ring: 500ms }", "answer: { ring: forever }");
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        ["11:25 `answer` with `ring: forever` would never answer"]
+    );
+    assert!(e[0].hint.as_deref().unwrap().contains("wait_for: cancel"));
+}

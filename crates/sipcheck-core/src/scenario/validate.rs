@@ -22,7 +22,7 @@ use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
     Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
-    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_MAX_REDIRECTS, RING_FOREVER,
 };
 use super::part::Shard;
 use super::raw::{
@@ -1162,6 +1162,17 @@ fn validate_step(
         }
         RawStep::Unregister => Step::Unregister,
         RawStep::Call(c) => Step::Call(validate_call(cx, p, role, c, roles, selections)?),
+        RawStep::Answer(a) if a.ring.as_deref().is_some_and(|r| r.trim() == "forever") => {
+            cx.error(
+                At::Value(p.key("ring")),
+                "`answer` with `ring: forever` would never answer",
+                Some(
+                    "a callee that never answers: `- ring: forever` then `- wait_for: cancel`"
+                        .into(),
+                ),
+            );
+            return None;
+        }
         RawStep::Answer(a) => Step::Answer {
             ring: cx.duration_or(&p.key("ring"), &a.ring, Duration::ZERO),
         },
@@ -1173,6 +1184,7 @@ fn validate_step(
             let ring = cx.duration_or(&p.key("ring"), &r.ring, Duration::ZERO);
             Step::Reject { code: code?, ring }
         }
+        RawStep::Ring(d) if d.trim().eq_ignore_ascii_case("forever") => Step::Ring(RING_FOREVER),
         RawStep::Ring(d) => Step::Ring(cx.duration(p, &Some(d.clone()))?),
         RawStep::Play(items) => Step::Play(validate_play(cx, p, items)?),
         RawStep::Expect(e) => Step::Expect(validate_expect(cx, p, e)?),
