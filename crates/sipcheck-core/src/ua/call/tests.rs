@@ -3062,3 +3062,28 @@ fn a_redirected_target_that_challenges_is_answered_with_credentials() {
     assert_eq!(rec.auth_challenges, 1);
     net.assert_empty();
 }
+
+#[test]
+fn with_an_outbound_proxy_the_redirected_invite_goes_through_it_with_the_contact_as_request_uri() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.intercept(redirector(|uri, _| {
+        uri.starts_with("sip:bob@")
+            .then(|| (302, vec![("Contact", "<sip:carol@198.51.100.7:5070>")]))
+    }));
+    let mut call = call_to_b();
+    call.max_redirects = 5;
+    // B stands in for the outbound proxy: a preloaded Route names it.
+    call.local.routes = vec!["<sip:192.0.2.2:5060;lr>".into()];
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    let invites = net.sent(A, "INVITE");
+    assert_eq!(invites.len(), 2);
+    assert_eq!(invites[1].to, addr(B), "not to the Contact's own address");
+    let m = invites[1].message();
+    assert_eq!(m.request_uri(), Some("sip:carol@198.51.100.7:5070"));
+    assert_eq!(m.header(&Name::ROUTE), Some("<sip:192.0.2.2:5060;lr>"));
+    net.assert_empty();
+}
