@@ -74,6 +74,10 @@ pub struct CallArgs {
     /// carries X-Sipcheck-Signature (see the README's "Audio signatures").
     #[arg(long, conflicts_with_all = ["play_tone", "play_wav", "expect_tone"])]
     pub signature: bool,
+    /// Follow redirections (3xx): send the INVITE again to the Contacts, highest q first,
+    /// at most MAX times (default 5); without it a 3xx fails the call naming its Contacts.
+    #[arg(long, value_name = "MAX", num_args = 0..=1, require_equals = true, default_missing_value = "5")]
+    pub follow_redirects: Option<u32>,
     /// Put the far end on hold (re-INVITE with a=sendonly) this long after the answer; the
     /// hold and the resume must each be answered 2xx.
     #[arg(long, value_parser = parse_duration)]
@@ -208,6 +212,10 @@ pub struct CallReport {
     pub cancel_code: Option<u16>,
     /// Why the call ended.
     pub end_reason: Option<String>,
+    /// The Request-URIs the INVITE was redirected to, in order (`--follow-redirects`); the
+    /// last is the one that answered, when the call was answered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<String>,
     /// Everything that failed (empty on pass).
     pub failures: Vec<String>,
     /// SIP timings.
@@ -329,6 +337,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         bye_code: None,
         cancel_code: None,
         end_reason: None,
+        redirects: Vec::new(),
         failures: Vec::new(),
         timings: Timings::default(),
         media: None,
@@ -394,6 +403,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         } else {
             Vec::new()
         },
+        max_redirects: args.follow_redirects.unwrap_or(0),
     };
     let plan = ProbeCall {
         target: target.uri.clone(),
@@ -507,6 +517,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
             report.bye_code = record.bye_code;
             report.cancel_code = record.cancel_code;
             report.end_reason = record.reason().map(&describe);
+            report.redirects.clone_from(&record.redirects);
             report.timings = Timings {
                 invite_to_first_provisional_ms: ms(record.invite, record.first_provisional),
                 invite_to_ringing_ms: ms(record.invite, record.first_ringing),
@@ -597,6 +608,14 @@ impl CallReport {
             show(t.bye_rtt_ms),
             show(t.duration_ms)
         )?;
+        if !self.redirects.is_empty() {
+            writeln!(
+                out,
+                "redirected: {} -> {}",
+                self.target,
+                self.redirects.join(" -> ")
+            )?;
+        }
         if let Some(reason) = &self.end_reason {
             writeln!(out, "ended: {reason}")?;
         }

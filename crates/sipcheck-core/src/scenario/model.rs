@@ -289,6 +289,13 @@ impl Step {
     }
 }
 
+/// `ring: forever`: ring until the call ends (the caller, or a proxy forwarding on no answer,
+/// cancels it), never answering; bounded like any duration, at 30 days.
+pub const RING_FOREVER: Duration = super::units::MAX_DURATION;
+
+/// The redirections a call follows with `follow_redirects: true` (`call --follow-redirects`).
+pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
+
 /// `call:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallStep {
@@ -300,6 +307,9 @@ pub struct CallStep {
     pub peer: Option<String>,
     /// Give up (CANCEL) when no final answer came within this long (default 32 s, Timer B).
     pub timeout: Duration,
+    /// Follow at most this many redirections (3xx) of the INVITE; 0 (the default): a 3xx
+    /// fails the call (`follow_redirects`).
+    pub max_redirects: u32,
 }
 
 /// One item of a playlist.
@@ -395,6 +405,13 @@ pub enum Expectation {
     /// The outgoing call answered (2xx).
     Answered {
         /// How long to wait (default 32 s).
+        within: Duration,
+    },
+    /// The outgoing call answered after a redirection (3xx), by this target.
+    RedirectedTo {
+        /// The Request-URI expected last, a template as `call.to`'s.
+        target: Template,
+        /// How long to wait for the answer (default 32 s).
         within: Duration,
     },
 }

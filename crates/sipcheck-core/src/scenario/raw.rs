@@ -218,6 +218,8 @@ pub struct RawCall {
     pub peer: Option<String>,
     /// Give up (CANCEL) when no final answer came within this long.
     pub timeout: Option<String>,
+    /// Follow redirections (3xx): `true` (at most 5), `false`, or at most this many.
+    pub follow_redirects: Option<String>,
 }
 
 /// `answer:` arguments.
@@ -289,6 +291,8 @@ pub struct RawExpect {
     pub final_code: Option<String>,
     /// `true`: the call must be answered (2xx).
     pub answered: Option<String>,
+    /// The call must be answered by this target after a redirection (3xx).
+    pub redirected_to: Option<String>,
     /// How long to wait for it.
     pub within: Option<String>,
     /// Tone: the lowest acceptable signal-to-noise ratio, `15dB`.

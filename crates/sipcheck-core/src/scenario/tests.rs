@@ -362,7 +362,7 @@ load: { rate: 2/s, total_calls: 4, max_concurent: 2 }
             "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`, `keepalive`, `connections`",
             "12:19 unknown field `rign`, expected `ring`",
             "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`",
-            "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`",
+            "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`, `follow_redirects`",
             "20:26 '1x' is not a duration: expected a number followed by ms, s, m or h",
             "21:36 unknown field `max_concurent`, expected one of `rate`, `concurrent`, `ramp_up`, `total_calls`, `duration`, `max_concurrent`",
         ]
@@ -1314,4 +1314,76 @@ fn a_pesq_expectation_loads_and_its_file_and_minimum_are_checked() {
         brief(&e),
         ["18:19 `pesq` needs a `min` score, like `min: 3.5`"]
     );
+}
+
+fn call_of(s: &Scenario) -> &crate::scenario::model::CallStep {
+    let Step::Call(call) = &s.role("caller").unwrap().steps[1].value else {
+        panic!("a call")
+    };
+    call
+}
+
+#[test]
+fn follow_redirects_is_off_by_default_true_for_five_or_a_number() {
+    let s = load("x.yaml", BASE, &no_env, &files).unwrap();
+    assert_eq!(call_of(&s).max_redirects, 0);
+    for (value, max) in [("true", 5), ("false", 0), ("3", 3), ("0", 0)] {
+        let text = BASE.replace(
+            "peer: callee }",
+            &format!("peer: callee, follow_redirects: {value} }}"),
+        );
+        let s = load("x.yaml", &text, &no_env, &files).unwrap();
+        assert_eq!(call_of(&s).max_redirects, max, "{value}");
+    }
+}
+
+#[test]
+fn a_follow_redirects_that_is_no_flag_nor_number_is_an_error_at_its_value() {
+    let text = BASE.replace("peer: callee }", "peer: callee, follow_redirects: many }");
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        ["17:76 'many' is neither true, false nor a number of redirections"]
+    );
+    assert!(e[0]
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("follow_redirects: 3"));
+}
+
+#[test]
+fn expect_redirected_to_is_a_template_completed_like_call_to() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { redirected_to: \"{peer}\" }\n      - hangup: { after: 1s }\n",
+    );
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    let Step::Expect(Expectation::RedirectedTo { target, within }) =
+        &s.role("caller").unwrap().steps[2].value
+    else {
+        panic!("redirected_to")
+    };
+    assert_eq!(target.to_string(), "sip:{peer}@{domain}");
+    assert_eq!(*within, Duration::from_secs(32));
+}
+
+#[test]
+fn ring_forever_rings_until_the_call_ends_and_answer_refuses_it() {
+    let text = BASE.replace(
+        "      - answer: { ring: 500ms }\n",
+        "      - ring: forever\n",
+    );
+    let s = load("x.yaml", &text, &no_env, &files).unwrap();
+    assert_eq!(
+        s.role("callee").unwrap().steps[1].value,
+        Step::Ring(crate::scenario::model::RING_FOREVER)
+    );
+    let text = BASE.replace("answer: { ring: 500ms }", "answer: { ring: forever }");
+    let e = errors(&text);
+    assert_eq!(
+        brief(&e),
+        ["11:25 `answer` with `ring: forever` would never answer"]
+    );
+    assert!(e[0].hint.as_deref().unwrap().contains("wait_for: cancel"));
 }

@@ -22,6 +22,7 @@ use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
     Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
+    DEFAULT_MAX_REDIRECTS, RING_FOREVER,
 };
 use super::part::Shard;
 use super::raw::{
@@ -1161,6 +1162,17 @@ fn validate_step(
         }
         RawStep::Unregister => Step::Unregister,
         RawStep::Call(c) => Step::Call(validate_call(cx, p, role, c, roles, selections)?),
+        RawStep::Answer(a) if a.ring.as_deref().is_some_and(|r| r.trim() == "forever") => {
+            cx.error(
+                At::Value(p.key("ring")),
+                "`answer` with `ring: forever` would never answer",
+                Some(
+                    "a callee that never answers: `- ring: forever` then `- wait_for: cancel`"
+                        .into(),
+                ),
+            );
+            return None;
+        }
         RawStep::Answer(a) => Step::Answer {
             ring: cx.duration_or(&p.key("ring"), &a.ring, Duration::ZERO),
         },
@@ -1172,6 +1184,7 @@ fn validate_step(
             let ring = cx.duration_or(&p.key("ring"), &r.ring, Duration::ZERO);
             Step::Reject { code: code?, ring }
         }
+        RawStep::Ring(d) if d.trim().eq_ignore_ascii_case("forever") => Step::Ring(RING_FOREVER),
         RawStep::Ring(d) => Step::Ring(cx.duration(p, &Some(d.clone()))?),
         RawStep::Play(items) => Step::Play(validate_play(cx, p, items)?),
         RawStep::Expect(e) => Step::Expect(validate_expect(cx, p, e)?),
@@ -1255,6 +1268,32 @@ fn digits(cx: &mut Ctx<'_>, p: &Path, v: &Option<String>) -> Option<Vec<Digit>> 
     }
 }
 
+/// `follow_redirects:` `true` (at most [`DEFAULT_MAX_REDIRECTS`]), `false` (0), or a whole
+/// number: the redirections a call follows.
+fn follow_redirects(cx: &mut Ctx<'_>, path: &Path, v: &Option<String>) -> u32 {
+    let Some(s) = cx.text(path, v) else {
+        return 0;
+    };
+    let t = s.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "true" | "yes" | "on" => DEFAULT_MAX_REDIRECTS,
+        "false" | "no" | "off" => 0,
+        _ => match t.parse::<u32>() {
+            Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => {
+                cx.error(
+                    At::Value(path.clone()),
+                    format!("'{s}' is neither true, false nor a number of redirections"),
+                    Some(format!(
+                        "write `follow_redirects: true` (at most {DEFAULT_MAX_REDIRECTS}), or the most to follow, like `follow_redirects: 3`"
+                    )),
+                );
+                0
+            }
+        },
+    }
+}
+
 fn validate_call(
     cx: &mut Ctx<'_>,
     p: &Path,
@@ -1264,6 +1303,7 @@ fn validate_call(
     selections: &[Selection],
 ) -> Option<CallStep> {
     let timeout = cx.duration_or(&p.key("timeout"), &c.timeout, DEFAULT_CALL_TIMEOUT);
+    let max_redirects = follow_redirects(cx, &p.key("follow_redirects"), &c.follow_redirects);
     let peer = cx.text(&p.key("peer"), &c.peer);
     let names = roles.iter().map(|(n, _)| n.as_str());
     let mut peer_ok = true;
@@ -1370,7 +1410,12 @@ fn validate_call(
             }
         }
     }
-    peer_ok.then_some(CallStep { to, peer, timeout })
+    peer_ok.then_some(CallStep {
+        to,
+        peer,
+        timeout,
+        max_redirects,
+    })
 }
 
 /// A URI that asks for TLS (RFC 3261 §19.1, §26.2.2): a `sips:` scheme or
@@ -1559,6 +1604,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("ringing", e.ringing.is_some()),
         ("final", e.final_code.is_some()),
         ("answered", e.answered.is_some()),
+        ("redirected_to", e.redirected_to.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)
@@ -1568,7 +1614,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `signature`, `pesq`, `dtmf`, `ringing`, `final` or `answered`",
+                "`expect` needs one of `tone`, `silence`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
                 None,
             );
             return None;
@@ -1744,6 +1790,19 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             Expectation::Final {
                 code: code?,
                 within: within(cx, DEFAULT_FINAL_WITHIN),
+            }
+        }
+        "redirected_to" => {
+            let within = within(cx, DEFAULT_FINAL_WITHIN);
+            let text = cx.text(&p.key("redirected_to"), &e.redirected_to)?;
+            let uri = complete_uri(&text, "{domain}").unwrap_or_default();
+            let places = [Placeholder::Peer, Placeholder::User, Placeholder::Domain];
+            match Template::parse(&uri, &places) {
+                Ok(target) => Expectation::RedirectedTo { target, within },
+                Err(e) => {
+                    template_error(cx, &p.key("redirected_to"), &e);
+                    return None;
+                }
             }
         }
         _ => {

@@ -189,6 +189,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         301 => "Moved Permanently",
         302 => "Moved Temporarily",
         305 => "Use Proxy",
+        380 => "Alternative Service",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

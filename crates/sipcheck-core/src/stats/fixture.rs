@@ -150,6 +150,7 @@ pub fn caller(i: u64) -> CallResult {
         media: Some(media(i, if i.rem_euclid(10) == 0 { 2 } else { 0 })),
         final_code: Some(200),
         bye_code: Some(200),
+        redirects: Vec::new(),
         end_reason: "hung up (BYE sent)".into(),
         failures: Vec::new(),
         ladder: Vec::new(),
@@ -178,6 +179,7 @@ pub fn callee(i: u64) -> CallResult {
         end_reason: "hung up by the far end (BYE received)".into(),
         steps: steps(&[(9, 500), (10, 0), (11, 80), (12, 4_500)], false),
         bye_code: None,
+        redirects: Vec::new(),
         ..caller(i)
     }
 }

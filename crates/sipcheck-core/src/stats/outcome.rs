@@ -51,6 +51,10 @@ pub enum FailureKind {
     CodecRefused,
     /// Credentials were refused.
     AuthRejected,
+    /// A redirection (3xx) pointed back at a target already tried.
+    RedirectLoop,
+    /// More redirections (3xx) than the call may follow.
+    TooManyRedirects,
     /// An expectation about signalling failed (no ringing, a different final code …).
     Signalling,
     /// Our BYE was answered ≥ 300 (the status) or never answered (`timeout`, Timer F).
@@ -83,6 +87,8 @@ impl FailureKind {
             FailureKind::PesqLow => "pesq_low".into(),
             FailureKind::CodecRefused => "codec_refused".into(),
             FailureKind::AuthRejected => "auth_rejected".into(),
+            FailureKind::RedirectLoop => "redirect_loop".into(),
+            FailureKind::TooManyRedirects => "too_many_redirects".into(),
             FailureKind::Signalling => "signalling".into(),
             FailureKind::ByeFailed(detail) => format!("bye_failed_{detail}"),
             FailureKind::CancelFailed(detail) => format!("cancel_failed_{detail}"),
@@ -228,6 +234,9 @@ pub struct CallResult {
     pub bye_code: Option<u16>,
     /// Why the call ended ("hung up by the far end (BYE received)").
     pub end_reason: String,
+    /// The Request-URIs our INVITE was redirected to (3xx), in order; the last is the target
+    /// of the final INVITE. Empty when it was not redirected.
+    pub redirects: Vec<String>,
     /// Everything that failed; empty when the call passed.
     pub failures: Vec<Failure>,
     /// The steps of its script it reached, in order (set-up steps such as `register` are the

@@ -106,6 +106,10 @@ pub struct CallRecord {
     pub bye_code: Option<u16>,
     /// Why the call ended.
     pub end_reason: String,
+    /// Callers: the Request-URIs the INVITE was redirected to (3xx), in order, the last the
+    /// one that answered when the call was answered; left out when it was not redirected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<String>,
     /// Audio expectations (tones, silence, signature).
     pub audio: Checked,
     /// DTMF expectations.
@@ -158,6 +162,7 @@ impl CallRecord {
             final_code: r.final_code,
             bye_code: r.bye_code,
             end_reason: r.end_reason.clone(),
+            redirects: r.redirects.clone(),
             audio: Checked {
                 checked: r.audio_checked,
                 verified: r.audio_verified,

@@ -768,6 +768,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     | CallEvent::Answered { call, .. }
                     | CallEvent::MediaUpdated { call, .. }
                     | CallEvent::UpdateFailed { call, .. }
+                    | CallEvent::Redirected { call, .. }
                     | CallEvent::Ended { call, .. } => *call,
                     _ => return,
                 };
@@ -1049,6 +1050,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 .map(|n| (SIGNATURE_HEADER.to_owned(), n.to_string()))
                 .into_iter()
                 .collect(),
+            max_redirects: live.script.max_redirects(),
         };
         let placed = self.send_invite(now, key, outgoing);
         if let Some(live) = self.calls.get_mut(&key) {

@@ -53,6 +53,7 @@
 
 mod dialog;
 mod record;
+mod redirect;
 mod session_timer;
 #[cfg(test)]
 mod tests;
@@ -68,6 +69,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use record::{ByeFailure, CallDirection, CallEnd, CallEndReason, CallRecord};
+pub use redirect::NotFollowed;
 
 use self::dialog::{header_tag, record_route, user_of, Dialog, Routing};
 use self::session_timer::SessionTimer;
@@ -198,6 +200,9 @@ pub struct OutgoingCall<D> {
     pub offer: OfferPlacement,
     /// Further headers for the INVITE, in order.
     pub extra_headers: Vec<(String, String)>,
+    /// Follow at most this many redirections (3xx, RFC 3261 §8.1.3.4); 0: a 3xx ends the
+    /// call, [`CallEndReason::Redirected`].
+    pub max_redirects: u32,
 }
 
 /// Where a call stands.
@@ -302,6 +307,15 @@ pub enum CallEvent<D> {
         call: CallId,
         /// The final status of the re-INVITE.
         code: u16,
+    },
+    /// Our INVITE got a 3xx and was sent again to one of its Contacts (RFC 3261 §8.1.3.4).
+    Redirected {
+        /// The call.
+        call: CallId,
+        /// The 3xx, or the failure of the previous target when it is the 3xx's next Contact.
+        code: u16,
+        /// The new Request-URI.
+        target: String,
     },
     /// The call ended and was removed; `record.end` is set.
     Ended {
@@ -483,6 +497,8 @@ struct Call<D> {
     /// The credentials of the latest INVITE, repeated in its ACK.
     auth_headers: Vec<(&'static str, String)>,
     invite_challenges: u32,
+    /// Where the INVITE was redirected to, and may go next.
+    redirects: redirect::Redirects,
     cancel: CancelState,
     /// §9.1: give up on the INVITE `64·T1` after the CANCEL.
     cancel_deadline: Option<Instant>,
@@ -843,6 +859,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             remote_target: call.request_uri.clone(),
             route_set: Vec::new(),
         };
+        let redirects = redirect::Redirects::new(&call.request_uri, call.max_redirects);
         let entry = Call {
             state: CallState::Calling,
             direction: CallDirection::Outgoing,
@@ -861,6 +878,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             auth: call.credentials.map(DigestClient::new),
             auth_headers: Vec::new(),
             invite_challenges: 0,
+            redirects,
             cancel: CancelState::None,
             cancel_deadline: None,
             ack: None,

@@ -220,6 +220,27 @@ pub fn overload_note((skipped, worst_us): (u64, u64)) -> String {
     )
 }
 
+/// Whether the target a call was redirected to is the one expected (`expect:
+/// redirected_to`): the same user, the same host (any case), the same port when the
+/// expected URI names one; parameters and headers are not compared.
+#[must_use]
+pub fn same_target(expected: &str, actual: &str) -> bool {
+    fn parts(uri: &str) -> (String, String, Option<String>) {
+        let uri = crate::sip::msg::contact_uri(uri);
+        let uri = uri.split_once(':').map_or(uri, |(_, rest)| rest);
+        let uri = uri.split([';', '?']).next().unwrap_or(uri);
+        let (user, hostport) = uri.rsplit_once('@').unwrap_or(("", uri));
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => (h, Some(p.to_string())),
+            _ => (hostport, None),
+        };
+        (user.to_string(), host.to_ascii_lowercase(), port)
+    }
+    let (eu, eh, ep) = parts(expected);
+    let (au, ah, ap) = parts(actual);
+    eu == au && eh == ah && (ep.is_none() || ep == ap)
+}
+
 /// The failure family of a call's end.
 #[must_use]
 pub fn kind_of(reason: &CallEndReason) -> FailureKind {
@@ -240,6 +261,9 @@ pub fn kind_of(reason: &CallEndReason) -> FailureKind {
         } if !(200..300).contains(code) => FailureKind::CancelFailed(code.to_string()),
         CallEndReason::CancelFailed { .. } => FailureKind::CancelFailed("no_487".into()),
         CallEndReason::DialogLost { code } => FailureKind::SipCode(*code),
+        CallEndReason::Redirected { code, .. } => FailureKind::SipCode(*code),
+        CallEndReason::RedirectLoop { .. } => FailureKind::RedirectLoop,
+        CallEndReason::TooManyRedirects { .. } => FailureKind::TooManyRedirects,
         _ => FailureKind::Other,
     }
 }
@@ -290,6 +314,8 @@ enum Then {
     Ringing(Duration),
     /// `expect: answered`.
     Answered(Duration),
+    /// `expect: redirected_to`: the target expected, and how long the answer was awaited.
+    RedirectedTo(String, Duration),
     /// `expect: final`.
     Final(u16),
     /// `expect: tone`: heard, or not in time.
@@ -465,6 +491,10 @@ pub struct CallScript {
     next_watch: u32,
     /// `sipcheck call`'s one call ([`Self::probe`]): its timeline replaces the steps.
     probe: Option<Box<probe::Probe>>,
+    /// The redirections the call step being placed follows.
+    max_redirects: u32,
+    /// The Request-URIs the call was redirected to, in order.
+    redirects: Vec<String>,
 }
 
 /// The failure of an expected tone that dropped out for `limit` or longer after its onset
@@ -537,6 +567,13 @@ impl CallScript {
         script
     }
 
+    /// The redirections (3xx) the call being placed may follow (its `call` step's
+    /// `follow_redirects`).
+    #[must_use]
+    pub fn max_redirects(&self) -> u32 {
+        self.max_redirects
+    }
+
     /// The call's number for audio signatures, when known.
     #[must_use]
     pub fn signature_call(&self) -> Option<u64> {
@@ -590,6 +627,8 @@ impl CallScript {
             tone_step: None,
             next_watch: 0,
             probe: None,
+            max_redirects: 0,
+            redirects: Vec::new(),
         }
     }
 
@@ -633,6 +672,7 @@ impl CallScript {
                 self.reinvite_outcome = Some(Err(code));
             }
             CallEvent::Ended { record, .. } => self.record = Some(*record),
+            CallEvent::Redirected { target, .. } => self.redirects.push(target),
             _ => {}
         }
         self.advance(now);
@@ -1065,6 +1105,7 @@ impl CallScript {
                     | CallEndReason::Cancelled
                     | CallEndReason::CancelledByRemote
                     | CallEndReason::Rejected { .. }
+                    | CallEndReason::Redirected { .. }
             );
             if !expected_end && self.failures.is_empty() {
                 self.failures.push(Failure {
@@ -1132,6 +1173,7 @@ impl CallScript {
             end_reason: r
                 .and_then(|r| r.reason())
                 .map_or_else(|| "not started".to_string(), ToString::to_string),
+            redirects: r.map(|r| r.redirects.clone()).unwrap_or_default(),
             ladder: if self.failures.is_empty() {
                 Vec::new()
             } else {
@@ -1317,6 +1359,7 @@ impl CallScript {
                     self.fail(FailureKind::Other, format!("'{to}' is not a SIP URI"));
                     return Some(false);
                 };
+                self.max_redirects = c.max_redirects;
                 self.commands.push_back(ScriptCommand::Invite {
                     target: target.clone(),
                 });
@@ -1400,6 +1443,15 @@ impl CallScript {
             }
             Expectation::Answered { within } => {
                 self.wait(now, now + *within, Until::Answered, Then::Answered(*within))
+            }
+            Expectation::RedirectedTo { target, within } => {
+                let expected = target.render(Fill {
+                    user: &self.cfg.user,
+                    peer: &self.cfg.peer_user,
+                    domain: &self.cfg.account_domain,
+                });
+                let then = Then::RedirectedTo(expected, *within);
+                self.wait(now, now + *within, Until::Answered, then)
             }
             Expectation::Final { code, within } => {
                 self.wait(now, now + *within, Until::Final(*code), Then::Final(*code))
@@ -1867,6 +1919,7 @@ impl CallScript {
                     Some(false)
                 }
             }
+            Then::RedirectedTo(expected, within) => self.judge_redirected(&expected, within),
             Then::Final(code) => {
                 let got = self
                     .record
@@ -2058,6 +2111,48 @@ impl CallScript {
                 self.fail(kind, format!("PESQ against `{reference}` not scored: {e}"));
                 false
             }
+        }
+    }
+
+    /// `expect: redirected_to`, once the answer came or the wait is over.
+    fn judge_redirected(&mut self, expected: &str, within: Duration) -> Option<bool> {
+        let Some(got) = self.redirects.last() else {
+            let why = if self.answered {
+                "answered without a redirection".to_string()
+            } else if self.ended() {
+                self.end_failure().1
+            } else {
+                format!("not answered within {:.1} s", within.as_secs_f64())
+            };
+            self.fail(
+                FailureKind::Signalling,
+                format!("expected the call redirected to {expected}: not redirected, {why}"),
+            );
+            return Some(false);
+        };
+        if !same_target(expected, got) {
+            let chain = self.redirects.join(" -> ");
+            self.fail(
+                FailureKind::Signalling,
+                format!("expected the call redirected to {expected}: redirected to {chain}"),
+            );
+            Some(false)
+        } else if self.answered {
+            Some(true)
+        } else {
+            let (kind, why) = if self.ended() {
+                self.end_failure()
+            } else {
+                (
+                    FailureKind::Signalling,
+                    format!("nothing within {:.1} s", within.as_secs_f64()),
+                )
+            };
+            self.fail(
+                kind,
+                format!("expected the call answered by {expected} after its redirection: {why}"),
+            );
+            Some(false)
         }
     }
 

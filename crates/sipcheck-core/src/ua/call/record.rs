@@ -8,6 +8,8 @@ use crate::sip::auth::AuthError;
 use crate::sip::build::reason_phrase;
 use crate::sip::transaction::Timer;
 
+use super::redirect::NotFollowed;
+
 /// Which side started the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallDirection {
@@ -41,6 +43,31 @@ pub enum CallEndReason {
         code: u16,
         /// The reason phrase as received.
         reason: String,
+    },
+    /// Our INVITE got a 3xx that was not followed (see [`NotFollowed`]): the status, the
+    /// targets it named, and why.
+    Redirected {
+        /// The status code (300–399).
+        code: u16,
+        /// The reason phrase as received.
+        reason: String,
+        /// The URIs of its Contacts, highest `q` first.
+        targets: Vec<String>,
+        /// Why the call did not go there.
+        why: NotFollowed,
+    },
+    /// A redirection pointed back at a target the call had already tried (RFC 3261
+    /// §8.1.3.4): the Request-URIs in order, the repeated one last.
+    RedirectLoop {
+        /// The chain of Request-URIs.
+        chain: Vec<String>,
+    },
+    /// One more redirection than the call may follow.
+    TooManyRedirects {
+        /// The chain of Request-URIs, the one not followed last.
+        chain: Vec<String>,
+        /// The redirections allowed.
+        max: u32,
     },
     /// We refused an incoming call ([`Endpoint::reject`](super::Endpoint::reject), or a
     /// hang-up before answering).
@@ -179,6 +206,36 @@ impl fmt::Display for CallEndReason {
                 };
                 write!(f, "rejected: {code} {reason}")
             }
+            CallEndReason::Redirected {
+                code,
+                reason,
+                targets,
+                why,
+            } => {
+                let reason = if reason.is_empty() {
+                    reason_phrase(*code)
+                } else {
+                    reason
+                };
+                if targets.is_empty() {
+                    write!(f, "rejected: {code} {reason} ({})", why.as_str())
+                } else {
+                    write!(
+                        f,
+                        "rejected: {code} {reason} (redirected to {}; {})",
+                        targets.join(", "),
+                        why.as_str()
+                    )
+                }
+            }
+            CallEndReason::RedirectLoop { chain } => {
+                write!(f, "redirect_loop: {}", chain.join(" -> "))
+            }
+            CallEndReason::TooManyRedirects { chain, max } => write!(
+                f,
+                "too_many_redirects: more than {max}: {}",
+                chain.join(" -> ")
+            ),
             CallEndReason::Declined { code } => {
                 write!(f, "declined locally: {code} {}", reason_phrase(*code))
             }
@@ -316,6 +373,9 @@ pub struct CallRecord {
     pub duplicates_received: u32,
     /// A 2xx crossed our CANCEL: the call was answered, ACKed and closed with BYE.
     pub answered_before_cancel: bool,
+    /// Outgoing: the Request-URIs our INVITE was redirected to (RFC 3261 §8.1.3.4), in order;
+    /// empty when it was not. The last is the target of the latest INVITE.
+    pub redirects: Vec<String>,
     /// When and why the call ended; always `Some` in [`CallEvent::Ended`](super::CallEvent).
     pub end: Option<CallEnd>,
 }
@@ -343,6 +403,7 @@ impl CallRecord {
             responses_retransmitted: 0,
             duplicates_received: 0,
             answered_before_cancel: false,
+            redirects: Vec::new(),
             end: None,
         }
     }

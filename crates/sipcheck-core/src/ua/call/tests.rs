@@ -71,6 +71,7 @@ fn call_to_b() -> OutgoingCall<SocketAddr> {
         local: local(A),
         offer: OfferPlacement::InInvite,
         extra_headers: Vec::new(),
+        max_redirects: 0,
     }
 }
 
@@ -2785,4 +2786,304 @@ fn an_invite_refused_before_it_is_a_call_is_reported() {
         }
     }
     assert!(b.is_empty());
+}
+
+// ---- Redirection (RFC 3261 §8.1.3.4) ----
+
+/// A redirect server on the path: an INVITE from A for which `rule` (told the Request-URI
+/// and whether the INVITE carries credentials) gives a status and headers is answered so
+/// (its ACK stopped); anything else passes.
+/// A redirect server's rule: given the Request-URI and whether the INVITE carries
+/// credentials, the status and headers to answer with, or `None` to let it pass.
+type RedirectRule = fn(&str, bool) -> Option<(u16, Vec<(&'static str, &'static str)>)>;
+
+fn redirector(rule: RedirectRule) -> Interceptor {
+    Box::new(move |from, m| {
+        if from != A {
+            return Intercept::Pass;
+        }
+        match m.method() {
+            Some(&Method::INVITE) => {}
+            Some(&Method::ACK) if m.to_tag().as_deref() == Some("redirect") => {
+                return Intercept::Drop
+            }
+            _ => return Intercept::Pass,
+        }
+        let authorized = m.header(&Name::AUTHORIZATION).is_some();
+        let Some((code, headers)) = rule(m.request_uri().unwrap_or_default(), authorized) else {
+            return Intercept::Pass;
+        };
+        let mut out = Vec::new();
+        write_response(
+            m,
+            code,
+            reason_phrase(code),
+            Some("redirect"),
+            &headers,
+            None,
+            &mut out,
+        );
+        Intercept::Reply(Bytes::from(out))
+    })
+}
+
+fn at_b(port: u16) -> SocketAddr {
+    SocketAddr::new(ip(B), port)
+}
+
+fn redirected_to(rec: &CallRecord) -> Vec<&str> {
+    rec.redirects.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn a_302_is_followed_to_its_contacts_highest_q_first_the_next_when_one_refuses() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.alias(at_b(5070), Alias::Of(B));
+    net.alias(at_b(5080), Alias::Of(B));
+    net.intercept(redirector(|uri, _| {
+        uri.starts_with("sip:bob@").then(|| {
+            (
+                302,
+                vec![(
+                    "Contact",
+                    "<sip:low@192.0.2.2:5070>;q=0.2, <sip:high@192.0.2.2:5080>;q=0.8",
+                )],
+            )
+        })
+    }));
+    // The best target refuses: the next one of the 302 is tried.
+    net.sim.nodes[B].policy.reject_when = Some(|uri| uri.contains("high").then_some(480));
+    let mut call = call_to_b();
+    call.max_redirects = 5;
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.answered(A).len(), 1);
+    let invites = net.sent(A, "INVITE");
+    let uris: Vec<String> = invites
+        .iter()
+        .map(|s| s.message().request_uri().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        uris,
+        [
+            "sip:bob@192.0.2.2:5060",
+            "sip:high@192.0.2.2:5080",
+            "sip:low@192.0.2.2:5070"
+        ]
+    );
+    assert_eq!(
+        invites.iter().map(|s| s.to).collect::<Vec<_>>(),
+        [addr(B), at_b(5080), at_b(5070)],
+        "each redirected INVITE goes to its target"
+    );
+    let first = invites[0].message();
+    for (n, sent) in invites.iter().enumerate().skip(1) {
+        let m = sent.message();
+        assert_eq!(m.call_id(), first.call_id());
+        assert_eq!(m.from_tag(), first.from_tag());
+        assert_eq!(m.header(&Name::TO), first.header(&Name::TO));
+        assert_eq!(m.cseq(), first.cseq() + n as u32);
+        assert_ne!(m.branch(), first.branch());
+    }
+    let rec = net.ended(A)[0];
+    assert_eq!(
+        redirected_to(rec),
+        ["sip:high@192.0.2.2:5080", "sip:low@192.0.2.2:5070"]
+    );
+    assert_eq!(rec.final_code, Some(200));
+    assert_eq!(rec.invite, net.t0, "the call started with the first INVITE");
+    net.assert_empty();
+}
+
+#[test]
+fn a_302_not_followed_fails_naming_its_status_and_contacts() {
+    let mut net = Net::with_callee(ms(100));
+    net.intercept(redirector(|uri, _| {
+        uri.starts_with("sip:bob@")
+            .then(|| (302, vec![("Contact", "<sip:carol@192.0.2.2:5070>")]))
+    }));
+    net.invite(call_to_b());
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.sent(A, "INVITE").len(), 1);
+    let reason = &net.reasons(A)[0];
+    assert_eq!(
+        reason.to_string(),
+        "rejected: 302 Moved Temporarily (redirected to sip:carol@192.0.2.2:5070; \
+         not followed: follow_redirects is off)"
+    );
+    assert_eq!(net.ended(A)[0].final_code, Some(302));
+    assert!(net.ended(A)[0].redirects.is_empty());
+    net.assert_empty();
+}
+
+#[test]
+fn a_3xx_without_contact_a_305_and_a_380_fail_naming_why() {
+    for (rule, expected) in [
+        (
+            (|_: &str, _| Some((302, Vec::new()))) as RedirectRule,
+            "rejected: 302 Moved Temporarily (no Contact to follow)",
+        ),
+        (
+            |_, _| Some((305, vec![("Contact", "<sip:proxy@192.0.2.2:5070>")])),
+            "rejected: 305 Use Proxy (redirected to sip:proxy@192.0.2.2:5070; \
+             not followed: 305 Use Proxy is refused (RFC 3261 §21.3.6))",
+        ),
+        (
+            |_, _| Some((380, Vec::new())),
+            "rejected: 380 Alternative Service (not followed: 380 Alternative Service names \
+             no target to call)",
+        ),
+    ] {
+        let mut net = Net::with_callee(ms(100));
+        net.intercept(redirector(rule));
+        let mut call = call_to_b();
+        call.max_redirects = 5;
+        net.invite(call);
+        net.run_until_idle();
+        net.assert_no_errors();
+        assert_eq!(net.sent(A, "INVITE").len(), 1, "{expected}");
+        assert_eq!(net.reasons(A)[0].to_string(), expected);
+        net.assert_empty();
+    }
+}
+
+#[test]
+fn a_redirect_back_to_a_target_already_tried_is_a_loop() {
+    let mut net = Net::with_callee(ms(100));
+    net.alias(at_b(5070), Alias::Of(B));
+    net.intercept(redirector(|uri, _| {
+        if uri.starts_with("sip:bob@") {
+            Some((302, vec![("Contact", "<sip:carol@192.0.2.2:5070>")]))
+        } else if uri.starts_with("sip:carol@") {
+            Some((301, vec![("Contact", "<sip:bob@192.0.2.2:5060>")]))
+        } else {
+            None
+        }
+    }));
+    let mut call = call_to_b();
+    call.max_redirects = 5;
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(
+        net.sent(A, "INVITE").len(),
+        2,
+        "the loop is not entered again"
+    );
+    let chain: Vec<String> = [
+        "sip:bob@192.0.2.2:5060",
+        "sip:carol@192.0.2.2:5070",
+        "sip:bob@192.0.2.2:5060",
+    ]
+    .map(String::from)
+    .into();
+    let reason = net.reasons(A)[0].clone();
+    assert_eq!(reason, CallEndReason::RedirectLoop { chain });
+    assert_eq!(
+        reason.to_string(),
+        "redirect_loop: sip:bob@192.0.2.2:5060 -> sip:carol@192.0.2.2:5070 -> \
+         sip:bob@192.0.2.2:5060"
+    );
+    assert!(net.incoming().is_empty());
+    net.assert_empty();
+}
+
+#[test]
+fn more_redirects_than_allowed_fail_as_too_many() {
+    let mut net = Net::with_callee(ms(100));
+    net.alias(at_b(5070), Alias::Of(B));
+    net.alias(at_b(5080), Alias::Of(B));
+    net.intercept(redirector(|uri, _| {
+        if uri.starts_with("sip:bob@") {
+            Some((302, vec![("Contact", "<sip:b1@192.0.2.2:5070>")]))
+        } else if uri.starts_with("sip:b1@") {
+            Some((302, vec![("Contact", "<sip:b2@192.0.2.2:5080>")]))
+        } else if uri.starts_with("sip:b2@") {
+            Some((302, vec![("Contact", "<sip:b3@192.0.2.2:5070>")]))
+        } else {
+            None
+        }
+    }));
+    let mut call = call_to_b();
+    call.max_redirects = 2;
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.sent(A, "INVITE").len(), 3);
+    let reason = net.reasons(A)[0].clone();
+    assert!(
+        matches!(&reason, CallEndReason::TooManyRedirects { chain, max: 2 } if chain.len() == 4),
+        "{reason:?}"
+    );
+    assert!(reason
+        .to_string()
+        .starts_with("too_many_redirects: more than 2: "));
+    assert!(reason.to_string().ends_with("-> sip:b3@192.0.2.2:5070"));
+    assert!(net.incoming().is_empty());
+    net.assert_empty();
+}
+
+#[test]
+fn a_redirected_target_that_challenges_is_answered_with_credentials() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.alias(at_b(5070), Alias::Of(B));
+    net.intercept(redirector(|uri, authorized| {
+        if uri.starts_with("sip:bob@") {
+            Some((302, vec![("Contact", "<sip:carol@192.0.2.2:5070>")]))
+        } else if uri.starts_with("sip:carol@") && !authorized {
+            Some((401, vec![("WWW-Authenticate", CHALLENGE)]))
+        } else {
+            None
+        }
+    }));
+    let mut call = call_to_b();
+    call.max_redirects = 5;
+    call.credentials = Some(Credentials::new("alice", "secret"));
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    let invites = net.sent(A, "INVITE");
+    assert_eq!(invites.len(), 3);
+    let last = invites[2].message();
+    assert_eq!(last.request_uri(), Some("sip:carol@192.0.2.2:5070"));
+    let authorization = last.header(&Name::AUTHORIZATION).unwrap();
+    assert!(
+        authorization.contains(r#"uri="sip:carol@192.0.2.2:5070""#),
+        "{authorization}"
+    );
+    let rec = net.ended(A)[0];
+    assert_eq!(redirected_to(rec), ["sip:carol@192.0.2.2:5070"]);
+    assert_eq!(rec.auth_challenges, 1);
+    net.assert_empty();
+}
+
+#[test]
+fn with_an_outbound_proxy_the_redirected_invite_goes_through_it_with_the_contact_as_request_uri() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.intercept(redirector(|uri, _| {
+        uri.starts_with("sip:bob@")
+            .then(|| (302, vec![("Contact", "<sip:carol@198.51.100.7:5070>")]))
+    }));
+    let mut call = call_to_b();
+    call.max_redirects = 5;
+    // B stands in for the outbound proxy: a preloaded Route names it.
+    call.local.routes = vec!["<sip:192.0.2.2:5060;lr>".into()];
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    let invites = net.sent(A, "INVITE");
+    assert_eq!(invites.len(), 2);
+    assert_eq!(invites[1].to, addr(B), "not to the Contact's own address");
+    let m = invites[1].message();
+    assert_eq!(m.request_uri(), Some("sip:carol@198.51.100.7:5070"));
+    assert_eq!(m.header(&Name::ROUTE), Some("<sip:192.0.2.2:5060;lr>"));
+    net.assert_empty();
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::dialog::{header_tag, record_route, Dialog};
+use super::redirect::{contacts_by_q, Next};
 use super::session_timer::{Refresher, SessionExpires};
 use super::{
     ack_from_2xx, answer_challenge, call_mut, call_ref, sdp_body, CallDirection, CallEndReason,
@@ -204,6 +205,29 @@ impl<D: Clone + NextHop> Endpoint<D> {
         c.invite_tx = None;
         c.cancel_deadline = None;
         c.record.final_code = Some(code);
+        if (300..400).contains(&code) && c.cancel == CancelState::None {
+            // RFC 3261 §8.1.3.4: recurse on the Contacts, or end the call naming them.
+            let targets = contacts_by_q(message);
+            let reason = match c.redirects.on_3xx(code, targets.clone(), c.transport) {
+                Next::Follow(target) => {
+                    self.redirect_to(now, id, code, target);
+                    return;
+                }
+                Next::Stop(why) => CallEndReason::Redirected {
+                    code,
+                    reason: message.reason().unwrap_or_default().to_string(),
+                    targets,
+                    why,
+                },
+                Next::Loop(chain) => CallEndReason::RedirectLoop { chain },
+                Next::TooMany(chain) => CallEndReason::TooManyRedirects {
+                    chain,
+                    max: c.redirects.max(),
+                },
+            };
+            self.end_call(now, id, reason);
+            return;
+        }
         if let Some(kind) = ChallengeKind::from_status(code) {
             c.record.auth_challenges += 1;
             if c.cancel != CancelState::None {
@@ -234,6 +258,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
             }
             return;
         }
+        if c.cancel == CancelState::None {
+            // A redirected target refused: the next Contact of the 3xx, if any is left.
+            if let Some(target) = c.redirects.next_pending() {
+                self.redirect_to(now, id, code, target);
+                return;
+            }
+        }
         let reason = if c.cancel != CancelState::None && code == 487 {
             match c.record.cancel_code {
                 Some(refused) if !(200..300).contains(&refused) => CallEndReason::CancelFailed {
@@ -249,6 +280,40 @@ impl<D: Clone + NextHop> Endpoint<D> {
             }
         };
         self.end_call(now, id, reason);
+    }
+
+    /// Send the INVITE again to `target`, a Contact of a 3xx (RFC 3261 §8.1.3.4): a new
+    /// transaction with the same Call-ID, From and To, the next CSeq, `target` as
+    /// Request-URI, sent to the outbound proxy when there is one (a preloaded route), else to
+    /// the target's own address when it names one.
+    fn redirect_to(&mut self, now: Instant, id: CallId, code: u16, target: String) {
+        let Some(c) = call_mut(&mut self.slots, id) else {
+            return;
+        };
+        self.events.push_back(CallEvent::Redirected {
+            call: id,
+            code,
+            target: target.clone(),
+        });
+        c.record.redirects.push(target.clone());
+        // The 3xx is no final response of the call: the new INVITE's is.
+        c.record.final_code = None;
+        if c.initial_routes.is_empty() {
+            if let Some(destination) = D::from_uri(&target, c.transport) {
+                c.peer = destination;
+            }
+        }
+        c.hop = c.peer.clone();
+        c.request_uri.clone_from(&target);
+        c.dialog.remote_target = target;
+        c.invite_challenges = 0;
+        c.invite_cseq += 1;
+        c.early = None;
+        c.state = CallState::Calling;
+        if let Err(error) = self.send_invite(now, id) {
+            let detail = format!("cannot send the redirected INVITE: {error}");
+            self.end_call(now, id, CallEndReason::ProtocolError { detail });
+        }
     }
 
     fn on_bye_response(&mut self, now: Instant, id: CallId, tx: TxId, message: &Message) {

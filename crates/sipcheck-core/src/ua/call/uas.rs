@@ -518,6 +518,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             auth: None,
             auth_headers: Vec::new(),
             invite_challenges: 0,
+            redirects: super::redirect::Redirects::new("", 0),
             cancel: CancelState::None,
             cancel_deadline: None,
             ack: None,

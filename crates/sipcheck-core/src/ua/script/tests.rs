@@ -15,6 +15,7 @@ use crate::sdp::{Codec, Direction};
 use crate::ua::call::{CallDirection, CallEnd, CallId};
 
 mod pesq;
+mod redirect;
 mod responder;
 
 const ID: CallId = CallId::for_test(7);
@@ -36,6 +37,7 @@ fn call_step(timeout: Duration) -> Step {
         to: Template::parse("{peer}", &[Placeholder::Peer, Placeholder::User]).unwrap(),
         peer: None,
         timeout,
+        max_redirects: 0,
     })
 }
 
@@ -215,6 +217,7 @@ fn record(invite: Instant, now: Instant, reason: CallEndReason) -> CallRecord {
         responses_retransmitted: 0,
         duplicates_received: 0,
         answered_before_cancel: false,
+        redirects: Vec::new(),
         end: Some(CallEnd { at: now, reason }),
     }
 }

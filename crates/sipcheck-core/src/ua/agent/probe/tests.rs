@@ -209,6 +209,7 @@ impl Pair {
             local: local(US),
             offer: OfferPlacement::InInvite,
             extra_headers: Vec::new(),
+            max_redirects: 0,
         }
     }
 
