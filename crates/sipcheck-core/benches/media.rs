@@ -12,6 +12,7 @@ use sipcheck_core::media::tone::{
     AudioSource, DetectorConfig, Tone, ToneDetector, ToneGenerator, ToneQuery,
 };
 use sipcheck_core::media::tone::{Playlist, PlaylistItem};
+use sipcheck_core::media::vad::Vad;
 use sipcheck_core::rtp::pacer::{Pacer, PacerConfig};
 use sipcheck_core::rtp::packet::{write_packet, RtpHeader, RtpPacket};
 use sipcheck_core::rtp::receiver::{Playout, ReceiverConfig, RtpReceiver};
@@ -124,6 +125,22 @@ fn tone(c: &mut Criterion) {
     group.bench_function("signature_decode", |b| {
         b.iter(|| {
             decoder.push(black_box(&signature[i % signature.len()]));
+            i += 1;
+        })
+    });
+    // Voice activity: a frame's level and 4th-order prediction gain, over the speech fixture.
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/speech-8k.wav"
+    ))
+    .unwrap();
+    let speech = sipcheck_core::media::wav::decode(&bytes).unwrap();
+    let speech: Vec<&[i16]> = speech.chunks_exact(FRAME).collect();
+    let mut vad = Vad::new();
+    let mut i = 0;
+    group.bench_function("vad_speech", |b| {
+        b.iter(|| {
+            vad.push(black_box(speech[i % speech.len()]));
             i += 1;
         })
     });

@@ -12,6 +12,8 @@ use super::dtmf::DtmfConfig;
 use super::session::MediaSession;
 use super::signature::{SignatureCode, SignatureVerdict};
 use super::tone::{Playlist, ToneQuery, WatchId};
+use super::vad::Vad;
+use super::{duration_to_samples, samples_to_duration};
 use crate::sdp::Negotiated;
 
 /// The level under which received audio counts as silence, in dBFS.
@@ -39,13 +41,24 @@ pub enum MediaIntent {
         /// What to look for.
         query: ToneQuery,
     },
-    /// Report [`MediaEvent::SilenceHeld`] once what is received has stayed under
-    /// [`SILENCE_DBFS`] for `duration`.
+    /// Report [`MediaEvent::SilenceHeld`] once what is received has held no speech and no
+    /// tone (voice activity, [`super::vad`]) for `duration` without a break, counted from now.
     WatchSilence {
         /// The script's name for this watch.
         watch: u32,
         /// How long the silence must hold.
         duration: Duration,
+    },
+    /// Report [`MediaEvent::SpeechHeard`] once speech is heard (at once if it is under way).
+    WatchSpeech {
+        /// The script's name for this watch.
+        watch: u32,
+    },
+    /// Report [`MediaEvent::SpeechHeard`] once speech is heard, then
+    /// [`MediaEvent::PromptEnded`] once it is over ([`super::vad::HANGOVER`] without speech).
+    WatchPromptEnd {
+        /// The script's name for this watch.
+        watch: u32,
     },
     /// Report [`MediaEvent::DtmfReceived`] once the digits received end with `digits`.
     WatchDtmf {
@@ -109,6 +122,20 @@ pub enum MediaEvent {
         /// The watch.
         watch: u32,
     },
+    /// Speech was heard.
+    SpeechHeard {
+        /// The watch.
+        watch: u32,
+        /// When it began, from the moment the watch was set (zero if it was under way).
+        onset: Duration,
+    },
+    /// Speech heard since the watch was set is over.
+    PromptEnded {
+        /// The watch.
+        watch: u32,
+        /// How long the speech lasted, from its first speech frame to its last.
+        lasted: Duration,
+    },
     /// The watched DTMF digits arrived.
     DtmfReceived {
         /// The watch.
@@ -170,8 +197,15 @@ enum Watch {
         from_sample: u64,
     },
     Silence {
-        duration: Duration,
-        since: Option<Instant>,
+        samples: u64,
+        from: u64,
+    },
+    Speech {
+        from: u64,
+    },
+    PromptEnd {
+        from: u64,
+        heard: bool,
     },
     Dtmf {
         digits: String,
@@ -223,13 +257,23 @@ impl Watches {
                 }),
             },
             MediaIntent::WatchSilence { watch, duration } => {
-                self.list.push((
-                    watch,
-                    Watch::Silence {
-                        duration,
-                        since: None,
-                    },
-                ));
+                session.listen_speech();
+                let from = session.vad().map_or(0, Vad::samples);
+                let samples = duration_to_samples(duration);
+                self.list.push((watch, Watch::Silence { samples, from }));
+                self.check(session, now, out);
+            }
+            MediaIntent::WatchSpeech { watch } => {
+                session.listen_speech();
+                let from = session.vad().map_or(0, Vad::samples);
+                self.list.push((watch, Watch::Speech { from }));
+                self.check(session, now, out);
+            }
+            MediaIntent::WatchPromptEnd { watch } => {
+                session.listen_speech();
+                let from = session.vad().map_or(0, Vad::samples);
+                self.list
+                    .push((watch, Watch::PromptEnd { from, heard: false }));
                 self.check(session, now, out);
             }
             MediaIntent::WatchDtmf { watch, digits } => {
@@ -285,7 +329,7 @@ impl Watches {
 
     /// Resolve the watches that hold at `now` (after a frame tick): their events go to `out`
     /// and they are dropped.
-    pub fn check(&mut self, session: &MediaSession, now: Instant, out: &mut Vec<MediaEvent>) {
+    pub fn check(&mut self, session: &MediaSession, _now: Instant, out: &mut Vec<MediaEvent>) {
         self.list.retain_mut(|(watch, kind)| {
             let event = match kind {
                 Watch::Tone { id, from_sample } => {
@@ -296,17 +340,47 @@ impl Watches {
                         ),
                     })
                 }
-                Watch::Silence { duration, since } => match session.last_level_dbfs() {
-                    Some(l) if l < SILENCE_DBFS => {
-                        let since = *since.get_or_insert(now);
-                        (now.duration_since(since) >= *duration)
-                            .then_some(MediaEvent::SilenceHeld { watch: *watch })
-                    }
-                    _ => {
-                        *since = None;
+                Watch::Silence { samples, from } => session.vad().and_then(|vad| {
+                    // Only what was heard since the watch was set counts, and something must
+                    // have been: nothing received is no silence heard.
+                    let held = vad.quiet_run().min(vad.samples().saturating_sub(*from));
+                    (held >= *samples && held > 0)
+                        .then_some(MediaEvent::SilenceHeld { watch: *watch })
+                }),
+                Watch::Speech { from } => session.vad().and_then(|vad| {
+                    vad.is_speaking().then(|| MediaEvent::SpeechHeard {
+                        watch: *watch,
+                        onset: samples_to_duration(
+                            vad.onset().unwrap_or(*from).saturating_sub(*from),
+                        ),
+                    })
+                }),
+                Watch::PromptEnd { from, heard } => session.vad().and_then(|vad| {
+                    if vad.is_speaking() {
+                        if !*heard {
+                            *heard = true;
+                            // Told, and the watch stays for the end.
+                            out.push(MediaEvent::SpeechHeard {
+                                watch: *watch,
+                                onset: samples_to_duration(
+                                    vad.onset().unwrap_or(*from).saturating_sub(*from),
+                                ),
+                            });
+                        }
+                        None
+                    } else if *heard {
+                        let lasted = match (vad.onset(), vad.ended()) {
+                            (Some(a), Some(b)) => samples_to_duration(b.saturating_sub(a)),
+                            _ => Duration::ZERO,
+                        };
+                        Some(MediaEvent::PromptEnded {
+                            watch: *watch,
+                            lasted,
+                        })
+                    } else {
                         None
                     }
-                },
+                }),
                 Watch::Dtmf { digits, seen } => {
                     // Rebuild the digit string only when a new event has arrived.
                     let events = session.dtmf_events();
@@ -636,5 +710,141 @@ mod tests {
             );
             assert_eq!(out, [MediaEvent::Signature { watch: 3, verdict }]);
         }
+    }
+
+    /// Runs 20 ms ticks of a far end sending `audio` (PCMU) from tick `from`, checking the
+    /// watches after each; the events with the tick they came at.
+    fn drive_audio(
+        s: &mut MediaSession,
+        w: &mut Watches,
+        t0: Instant,
+        from: u32,
+        audio: &[i16],
+    ) -> Vec<(u32, MediaEvent)> {
+        let mut out = [0u8; MAX_PACKET];
+        let mut events = Vec::new();
+        for (k, chunk) in audio.chunks(160).enumerate() {
+            let i = from + k as u32;
+            let now = t0 + Duration::from_millis(20) * i;
+            let mut payload = [0u8; 160];
+            let n = Codec::Pcmu.encode(chunk, &mut payload).unwrap();
+            let header = RtpHeader {
+                marker: i == 0,
+                payload_type: 0,
+                sequence: i as u16,
+                timestamp: 160 * i,
+                ssrc: 0x5151,
+            };
+            let mut buf = [0u8; MAX_PACKET];
+            let len = write_packet(&header, &payload[..n], &mut buf).unwrap();
+            s.handle_packet(now, SocketAddr::from(PEER), &buf[..len]);
+            while s.poll_transmit(now, &mut out).is_some() {}
+            let mut got = Vec::new();
+            w.check(s, now, &mut got);
+            events.extend(got.into_iter().map(|e| (i, e)));
+        }
+        events
+    }
+
+    fn speech() -> Vec<i16> {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/speech-8k.wav"
+        ))
+        .unwrap();
+        crate::media::wav::decode(&bytes).unwrap().to_vec()
+    }
+
+    #[test]
+    fn a_prompt_is_heard_from_its_first_word_and_ends_after_its_last_then_silence_holds() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        w.apply(&mut s, MediaIntent::WatchSpeech { watch: 1 }, t0, &mut out);
+        w.apply(
+            &mut s,
+            MediaIntent::WatchPromptEnd { watch: 2 },
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty(), "nothing heard yet: {out:?}");
+        let mut audio = speech();
+        audio.extend(std::iter::repeat_n(0i16, 8000 * 3));
+        let events = drive_audio(&mut s, &mut w, t0, 0, &audio[..11 * 8000]);
+        let speech_at: Vec<_> = events
+            .iter()
+            .filter_map(|(i, e)| match e {
+                MediaEvent::SpeechHeard { watch, onset } => Some((*watch, *i, *onset)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(speech_at.len(), 2, "{events:?}");
+        for (_, tick, onset) in &speech_at {
+            // The first word is at 0.40 s; the jitter buffer delays playout a few ticks.
+            assert!((0.38..0.7).contains(&onset.as_secs_f64()), "{onset:?}");
+            assert!(*tick < 40, "heard at tick {tick}");
+        }
+        let ended: Vec<_> = events
+            .iter()
+            .filter_map(|(i, e)| match e {
+                MediaEvent::PromptEnded { lasted, .. } => Some((*i, *lasted)),
+                _ => None,
+            })
+            .collect();
+        // The last word ends at 10.18 s; 600 ms later (and the jitter buffer's delay) the
+        // prompt is over: not at the pauses between sentences.
+        let [(tick, lasted)] = ended[..] else {
+            panic!("{events:?}")
+        };
+        assert!((535..550).contains(&tick), "ended at tick {tick}");
+        assert!((9.5..10.0).contains(&lasted.as_secs_f64()), "{lasted:?}");
+        assert!(w.is_empty());
+
+        // Silence after it: 2 s of it, counted from the watch.
+        w.apply(
+            &mut s,
+            MediaIntent::WatchSilence {
+                watch: 3,
+                duration: Duration::from_secs(2),
+            },
+            t0,
+            &mut out,
+        );
+        let events = drive_audio(&mut s, &mut w, t0, 550, &audio[11 * 8000..]);
+        let [(tick, MediaEvent::SilenceHeld { watch: 3 })] = events[..] else {
+            panic!("{events:?}")
+        };
+        assert!((645..=652).contains(&tick), "silence held at tick {tick}");
+    }
+
+    #[test]
+    fn a_tone_is_neither_speech_nor_silence_and_nothing_received_is_neither_either() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        w.apply(&mut s, MediaIntent::WatchSpeech { watch: 1 }, t0, &mut out);
+        w.apply(
+            &mut s,
+            MediaIntent::WatchSilence {
+                watch: 2,
+                duration: Duration::from_secs(1),
+            },
+            t0,
+            &mut out,
+        );
+        // Nothing received for 3 s: no speech, and no silence heard either.
+        for i in 0..150 {
+            let now = t0 + Duration::from_millis(20) * i;
+            let mut got = Vec::new();
+            let mut buf = [0u8; MAX_PACKET];
+            while s.poll_transmit(now, &mut buf).is_some() {}
+            w.check(&s, now, &mut got);
+            assert!(got.is_empty(), "{got:?}");
+        }
+        let events = drive(&mut s, &mut w, t0, 150..400, |_| true);
+        assert!(events.is_empty(), "a tone is heard: {events:?}");
+        assert!(!w.is_empty());
     }
 }

@@ -18,6 +18,7 @@ pub mod quality;
 pub mod session;
 pub mod signature;
 pub mod tone;
+pub mod vad;
 pub mod wav;
 
 /// The sampling rate of all audio in this module, in hertz (G.711, RFC 3551 §4.5.14).

@@ -39,6 +39,7 @@ use super::signature::{SignatureCode, SignatureDecoder, SignatureVerdict};
 use super::tone::{
     Detection, DetectorConfig, Gap, Playlist, ToneDetector, ToneError, ToneQuery, WatchId,
 };
+use super::vad::Vad;
 use crate::ids::IdGen;
 use crate::rtp::pacer::{Pacer, PacerConfig, PacerError};
 use crate::rtp::packet::{write_packet, RtpHeader, RtpPacket};
@@ -335,6 +336,8 @@ pub struct MediaSession {
     gaps_paused: bool,
     /// The audio signature decoder, once a signature is listened for.
     signature: Option<Box<SignatureDecoder>>,
+    /// Voice activity in what is played out, once a speech or silence watch asked for it.
+    vad: Option<Box<Vad>>,
     /// The signature expected from the far end, and this end's own (heard back: an echo).
     signature_codes: Option<(SignatureCode, Option<SignatureCode>)>,
     /// When the current playout tick runs (the `now` of the frame that owes it).
@@ -419,6 +422,7 @@ impl MediaSession {
             event_ticks: 0,
             gaps_paused: false,
             signature: None,
+            vad: None,
             signature_codes: None,
             tick_at: None,
             loop_starts: VecDeque::new(),
@@ -478,6 +482,18 @@ impl MediaSession {
     /// (generator overrun) and the worst lateness of a frame, microseconds.
     pub fn generator_behind(&self) -> (u64, u64) {
         (self.pacer.stats().overrun, self.lateness_us.max)
+    }
+
+    /// Detect voice activity in what is played out from now on (once asked, for the rest of
+    /// the session).
+    pub fn listen_speech(&mut self) {
+        self.vad.get_or_insert_with(|| Box::new(Vad::new()));
+    }
+
+    /// The voice-activity detector, once [`MediaSession::listen_speech`] started it.
+    #[must_use]
+    pub fn vad(&self) -> Option<&Vad> {
+        self.vad.as_deref()
     }
 
     /// Decode audio signatures in what is played out from now on (once asked, for the rest
@@ -710,6 +726,9 @@ impl MediaSession {
         self.detector.push(audio);
         if let Some(signature) = &mut self.signature {
             signature.push_at(audio, self.tick_at);
+        }
+        if let Some(vad) = &mut self.vad {
+            vad.push(audio);
         }
         if let Some(rec) = &mut self.recording {
             rec.extend_from_slice(audio);

@@ -359,11 +359,21 @@ pub enum Expectation {
         /// Once heard, a dropout (gap) this long or longer fails the call (default 100 ms).
         max_gap: Duration,
     },
-    /// Silence in the received audio, lasting `duration`.
+    /// Silence in the received audio (no speech, no tone), lasting `duration`.
     Silence {
         /// How long the silence must last.
         duration: Duration,
         /// How long to wait for it to start (default 5 s).
+        within: Duration,
+    },
+    /// Speech in the received audio (voice activity), beginning within `within`.
+    Speech {
+        /// How long to wait for it (default 5 s).
+        within: Duration,
+    },
+    /// Speech in the received audio that then ends (a prompt played out), within `within`.
+    PromptEnds {
+        /// How long to wait for its end (default 10 s).
         within: Duration,
     },
     /// An audio signature in the received audio.

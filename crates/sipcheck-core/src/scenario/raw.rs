@@ -278,6 +278,10 @@ pub struct RawExpect {
     pub tone: Option<OneOrMany<String>>,
     /// Silence lasting this long.
     pub silence: Option<String>,
+    /// `true`: speech must begin.
+    pub speech: Option<String>,
+    /// `true`: speech must begin and then end (a prompt).
+    pub prompt_ends: Option<String>,
     /// Whose audio signature to hear: `peer` (or `echo`: our own, sent back).
     pub signature: Option<String>,
     /// Speech to score with ITU-T P.862 against a reference WAV file.

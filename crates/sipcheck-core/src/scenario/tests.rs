@@ -1387,3 +1387,49 @@ fn ring_forever_rings_until_the_call_ends_and_answer_refuses_it() {
     );
     assert!(e[0].hint.as_deref().unwrap().contains("wait_for: cancel"));
 }
+
+#[test]
+fn speech_prompt_and_silence_expectations_load_with_their_defaults_and_lines() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { speech: true }\n      - expect: { prompt_ends: true, within: 20s }\n      - expect: { silence: 2s, within: 10s }\n      - hangup\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    assert_eq!(
+        caller.steps[2].value,
+        Step::Expect(Expectation::Speech {
+            within: Duration::from_secs(5),
+        })
+    );
+    assert_eq!(caller.steps[2].line, 18);
+    assert_eq!(
+        caller.steps[3].value,
+        Step::Expect(Expectation::PromptEnds {
+            within: Duration::from_secs(20),
+        })
+    );
+    assert_eq!(
+        caller.steps[4].value,
+        Step::Expect(Expectation::Silence {
+            duration: Duration::from_secs(2),
+            within: Duration::from_secs(10),
+        })
+    );
+
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { speech: false }\n      - expect: { prompt_ends: true, speech: true }\n      - expect: { prompt_ends: yes please }\n",
+    ));
+    assert_eq!(
+        brief(&e),
+        [
+            "18:27 `speech: false` expects nothing",
+            "19:19 `speech` and `prompt_ends` in one `expect`: write one step for each",
+            "20:32 'yes please' is not true or false",
+        ]
+    );
+}

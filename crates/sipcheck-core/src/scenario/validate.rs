@@ -1598,6 +1598,8 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
     let kinds: Vec<&str> = [
         ("tone", e.tone.is_some()),
         ("silence", e.silence.is_some()),
+        ("speech", e.speech.is_some()),
+        ("prompt_ends", e.prompt_ends.is_some()),
         ("signature", e.signature.is_some()),
         ("pesq", e.pesq.is_some()),
         ("dtmf", e.dtmf.is_some()),
@@ -1614,7 +1616,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
                 None,
             );
             return None;
@@ -1697,6 +1699,18 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
                 duration: duration?,
                 within: within(cx, DEFAULT_EXPECT_WITHIN),
             }
+        }
+        "speech" => {
+            let t = must_be_true(cx, "speech", &e.speech);
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            t?;
+            Expectation::Speech { within }
+        }
+        "prompt_ends" => {
+            let t = must_be_true(cx, "prompt_ends", &e.prompt_ends);
+            let within = within(cx, DEFAULT_SIGNALLING_WITHIN);
+            t?;
+            Expectation::PromptEnds { within }
         }
         "signature" => {
             let from = match cx.text(&p.key("signature"), &e.signature) {

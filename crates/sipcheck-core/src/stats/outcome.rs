@@ -32,8 +32,12 @@ pub enum FailureKind {
     ToneMissing,
     /// An expected tone, once heard, dropped out for too long (a gap).
     AudioGap,
-    /// Expected silence was not silent.
-    NotSilent,
+    /// Expected silence (no speech, no tone) was not heard for its duration.
+    NoSilence,
+    /// Expected speech was not heard (voice activity).
+    NoSpeech,
+    /// Speech was heard but did not end (`expect: prompt_ends`).
+    PromptNeverEnded,
     /// Expected DTMF digits did not arrive.
     DtmfMissing,
     /// The expected audio signature was not heard: nothing audible arrived.
@@ -78,7 +82,9 @@ impl FailureKind {
             FailureKind::NoMedia => "no_media".into(),
             FailureKind::ToneMissing => "tone_missing".into(),
             FailureKind::AudioGap => "audio_gap".into(),
-            FailureKind::NotSilent => "not_silent".into(),
+            FailureKind::NoSilence => "no_silence".into(),
+            FailureKind::NoSpeech => "no_speech".into(),
+            FailureKind::PromptNeverEnded => "prompt_never_ended".into(),
             FailureKind::DtmfMissing => "dtmf_missing".into(),
             FailureKind::NoAudio => "no_audio".into(),
             FailureKind::OneWayAudio => "one_way_audio".into(),

@@ -324,6 +324,12 @@ enum Then {
     ToneMissing { label: String, within: Duration },
     /// `expect: silence`.
     Silence(Duration),
+    /// `expect: speech`: heard, or not in time.
+    Speech(Duration),
+    /// `expect: prompt_ends`: speech heard then over, or not in time.
+    PromptEnds(Duration),
+    /// A voice-activity expectation failed: the stream's status names what was received.
+    AudioMissing { kind: FailureKind, what: String },
     /// `expect: pesq`: the received audio, once recorded, scored against the reference.
     Pesq {
         reference: String,
@@ -360,6 +366,12 @@ enum Next {
     },
     Silence {
         duration: Duration,
+        within: Duration,
+    },
+    Speech {
+        within: Duration,
+    },
+    PromptEnds {
         within: Duration,
     },
     ExpectDtmf {
@@ -466,6 +478,8 @@ pub struct CallScript {
     tone_onsets: Vec<Duration>,
     audio_checked: u32,
     audio_verified: u32,
+    /// `expect: prompt_ends`: speech was heard during the step.
+    prompt_heard: bool,
     /// The label of the last audio-signature verdict judged (`verified`, `crossed_audio` …).
     signature_verdict: Option<&'static str>,
     dtmf_checked: u32,
@@ -611,6 +625,7 @@ impl CallScript {
             tone_onsets: Vec::new(),
             audio_checked: 0,
             audio_verified: 0,
+            prompt_heard: false,
             signature_verdict: None,
             dtmf_checked: 0,
             dtmf_verified: 0,
@@ -711,11 +726,20 @@ impl CallScript {
                     | MediaEvent::DtmfReceived { watch }
                     | MediaEvent::Signature { watch, .. }
                     | MediaEvent::Captured { watch, .. }
+                    | MediaEvent::SpeechHeard { watch, .. }
+                    | MediaEvent::PromptEnded { watch, .. }
                     | MediaEvent::WatchRefused { watch, .. } => Some(*watch),
                     MediaEvent::Status { .. } => None,
                 };
                 if id.is_some() && id == wait.watch && !self.interrupted {
-                    wait.fired = Some(event);
+                    if matches!(event, MediaEvent::SpeechHeard { .. })
+                        && matches!(wait.then, Then::PromptEnds(_))
+                    {
+                        // The prompt began: the wait goes on until it ends.
+                        self.prompt_heard = true;
+                    } else {
+                        wait.fired = Some(event);
+                    }
                 }
             }
             Phase::Probe { watch, .. } => {
@@ -1484,6 +1508,15 @@ impl CallScript {
                     },
                 )
             }
+            Expectation::Speech { within } => {
+                self.audio_checked += 1;
+                self.wait_answer(now, Next::Speech { within: *within })
+            }
+            Expectation::PromptEnds { within } => {
+                self.audio_checked += 1;
+                self.prompt_heard = false;
+                self.wait_answer(now, Next::PromptEnds { within: *within })
+            }
             Expectation::Signature { from, within } => {
                 self.audio_checked += 1;
                 self.wait_answer(
@@ -1603,6 +1636,22 @@ impl CallScript {
                 let watch = self.new_watch();
                 self.media_intent(MediaIntent::WatchSilence { watch, duration });
                 self.wait_watch(now, now + within + duration, watch, Then::Silence(duration))
+            }
+            Next::Speech { within } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchSpeech { watch });
+                self.wait_watch(now, now + within, watch, Then::Speech(within))
+            }
+            Next::PromptEnds { within } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchPromptEnd { watch });
+                self.wait_watch(now, now + within, watch, Then::PromptEnds(within))
             }
             Next::Pesq {
                 reference,
@@ -1819,7 +1868,10 @@ impl CallScript {
             Then::Placed { .. } | Then::Accepted | Then::ReinviteSent(_) => {
                 unreachable!("a reply is not waited for in a wait")
             }
-            Then::ToneMissing { .. } | Then::DtmfMissing(_) | Then::SignatureMissing(..) => {
+            Then::ToneMissing { .. }
+            | Then::DtmfMissing(_)
+            | Then::SignatureMissing(..)
+            | Then::AudioMissing { .. } => {
                 unreachable!("a status is not waited for in a wait")
             }
             Then::AnswerRang => {
@@ -1992,15 +2044,79 @@ impl CallScript {
                     Some(true)
                 } else {
                     self.unwatch(wait.watch);
-                    if !self.interrupted {
-                        self.fail(
-                            FailureKind::NotSilent,
-                            format!("expected {:.1} s of silence", duration.as_secs_f64()),
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        let what = format!(
+                            "expected {:.1} s of silence (no speech, no tone), not heard",
+                            duration.as_secs_f64()
                         );
+                        self.probe_status(
+                            now,
+                            Then::AudioMissing {
+                                kind: FailureKind::NoSilence,
+                                what,
+                            },
+                        )
                     }
-                    Some(false)
                 }
             }
+            Then::Speech(within) => match end.fired {
+                Some(MediaEvent::SpeechHeard { .. }) => {
+                    self.audio_verified += 1;
+                    Some(true)
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        let what = format!(
+                            "expected speech, none heard within {:.1} s",
+                            within.as_secs_f64()
+                        );
+                        self.probe_status(
+                            now,
+                            Then::AudioMissing {
+                                kind: FailureKind::NoSpeech,
+                                what,
+                            },
+                        )
+                    }
+                }
+            },
+            Then::PromptEnds(within) => match end.fired {
+                Some(MediaEvent::PromptEnded { .. }) => {
+                    self.audio_verified += 1;
+                    Some(true)
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        let (kind, what) = if self.prompt_heard {
+                            (
+                                FailureKind::PromptNeverEnded,
+                                format!(
+                                    "the prompt began but did not end within {:.1} s (no pause of {:.1} s)",
+                                    within.as_secs_f64(),
+                                    crate::media::vad::HANGOVER.as_secs_f64()
+                                ),
+                            )
+                        } else {
+                            (
+                                FailureKind::NoSpeech,
+                                format!(
+                                    "expected a prompt to end, no speech heard within {:.1} s",
+                                    within.as_secs_f64()
+                                ),
+                            )
+                        };
+                        self.probe_status(now, Then::AudioMissing { kind, what })
+                    }
+                }
+            },
             Then::Signature(from, within) => match end.fired {
                 Some(MediaEvent::Signature { verdict, .. }) => {
                     Some(self.judge_signature(from, within, verdict))
@@ -2303,6 +2419,13 @@ impl CallScript {
                         within.as_secs_f64(),
                         overload_note(behind)
                     ),
+                );
+            }
+            Then::AudioMissing { kind, what } => {
+                let level = level.map_or("no audio".to_string(), |l| format!("level {l:.1} dBFS"));
+                self.fail(
+                    kind,
+                    format!("{what} (received {level}){}", overload_note(behind)),
                 );
             }
             Then::DtmfMissing(expected) => {

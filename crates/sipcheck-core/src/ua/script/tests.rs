@@ -236,6 +236,18 @@ fn watch_of(cmds: &[ScriptCommand]) -> u32 {
         .unwrap_or_else(|| panic!("no watch in {cmds:?}"))
 }
 
+/// The watch of a speech or prompt intent.
+fn watch_id(cmds: &[ScriptCommand]) -> u32 {
+    cmds.iter()
+        .find_map(|c| match c {
+            ScriptCommand::Media(
+                MediaIntent::WatchSpeech { watch } | MediaIntent::WatchPromptEnd { watch },
+            ) => Some(*watch),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no speech watch in {cmds:?}"))
+}
+
 fn has(cmds: &[ScriptCommand], f: impl Fn(&ScriptCommand) -> bool) -> bool {
     cmds.iter().any(f)
 }
@@ -1098,10 +1110,147 @@ fn expected_silence_passes_when_it_holds_and_fails_when_it_does_not_in_time() {
         Duration::from_millis(2500),
         "within + duration"
     );
+    let probe = watch_of(&h.commands());
+    h.media(MediaEvent::Status {
+        watch: probe,
+        level_dbfs: Some(-20.0),
+        behind: (0, 0),
+        dtmf_received: String::new(),
+    });
     h.ended(CallEndReason::LocalBye, |_| {});
     let result = h.result();
-    assert_eq!(result.failures[0].kind, FailureKind::NotSilent);
-    assert_eq!(result.failures[0].message, "expected 0.5 s of silence");
+    assert_eq!(result.failures[0].kind, FailureKind::NoSilence);
+    assert_eq!(
+        result.failures[0].message,
+        "expected 0.5 s of silence (no speech, no tone), not heard (received level -20.0 dBFS)"
+    );
+}
+
+/// A callee answering, then expecting `expectation` at line 11.
+fn speech_steps(expectation: Expectation) -> Vec<Located<Step>> {
+    vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(11, Step::Expect(expectation)),
+        at(12, Step::Wait(secs(1))),
+    ]
+}
+
+#[test]
+fn expected_speech_passes_when_heard_and_the_next_step_follows() {
+    let mut h = Harness::callee(speech_steps(Expectation::Speech { within: secs(5) }));
+    h.accept();
+    h.answered();
+    let cmds = h.commands();
+    let watch = watch_id(&cmds);
+    assert!(has(&cmds, |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchSpeech { .. })
+    )));
+    h.after(Duration::from_millis(1200));
+    h.media(MediaEvent::SpeechHeard {
+        watch,
+        onset: Duration::from_millis(1100),
+    });
+    h.jump();
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!((result.audio_checked, result.audio_verified), (1, 1));
+    assert_eq!(result.steps[1].elapsed, Duration::from_millis(1200));
+}
+
+#[test]
+fn no_speech_in_time_fails_as_no_speech_naming_the_line_and_what_was_received() {
+    let mut h = Harness::callee(speech_steps(Expectation::Speech { within: secs(5) }));
+    h.accept();
+    h.answered();
+    h.commands();
+    h.jump();
+    assert_eq!(h.now - h.t0, secs(5));
+    let probe = watch_of(&h.commands());
+    h.media(MediaEvent::Status {
+        watch: probe,
+        level_dbfs: None,
+        behind: (0, 0),
+        dtmf_received: String::new(),
+    });
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(!result.passed());
+    let f = &result.failures[0];
+    assert_eq!(
+        (f.step, f.line, f.kind.clone()),
+        ("expect", 11, FailureKind::NoSpeech)
+    );
+    assert_eq!(
+        f.message,
+        "expected speech, none heard within 5.0 s (received no audio)"
+    );
+}
+
+#[test]
+fn a_prompt_passes_once_it_ends_and_only_then() {
+    let mut h = Harness::callee(speech_steps(Expectation::PromptEnds { within: secs(10) }));
+    h.accept();
+    h.answered();
+    let cmds = h.commands();
+    let watch = watch_id(&cmds);
+    h.after(Duration::from_millis(500));
+    h.media(MediaEvent::SpeechHeard {
+        watch,
+        onset: Duration::from_millis(400),
+    });
+    // Speech heard does not end the step: its end does.
+    assert!(h.commands().is_empty());
+    h.after(secs(4));
+    h.media(MediaEvent::PromptEnded {
+        watch,
+        lasted: secs(3),
+    });
+    h.jump();
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!(result.steps[1].elapsed, Duration::from_millis(4500));
+}
+
+#[test]
+fn a_prompt_that_never_ends_fails_as_such_and_one_never_heard_as_no_speech() {
+    for heard in [true, false] {
+        let mut h = Harness::callee(speech_steps(Expectation::PromptEnds { within: secs(10) }));
+        h.accept();
+        h.answered();
+        let watch = watch_id(&h.commands());
+        if heard {
+            h.after(secs(1));
+            h.media(MediaEvent::SpeechHeard {
+                watch,
+                onset: Duration::ZERO,
+            });
+        }
+        h.jump();
+        assert_eq!(h.now - h.t0, secs(10));
+        let probe = watch_of(&h.commands());
+        h.media(MediaEvent::Status {
+            watch: probe,
+            level_dbfs: Some(-18.04),
+            behind: (0, 0),
+            dtmf_received: String::new(),
+        });
+        h.ended(CallEndReason::LocalBye, |_| {});
+        let result = h.result();
+        let f = &result.failures[0];
+        assert_eq!(f.line, 11);
+        if heard {
+            assert_eq!(f.kind, FailureKind::PromptNeverEnded);
+            assert_eq!(
+                f.message,
+                "the prompt began but did not end within 10.0 s (no pause of 0.6 s) (received level -18.0 dBFS)"
+            );
+        } else {
+            assert_eq!(f.kind, FailureKind::NoSpeech);
+        }
+    }
 }
 
 #[test]
