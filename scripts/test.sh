@@ -25,6 +25,8 @@ PACKAGES=(
     kamailio
     kamailio-extra-modules
     kamailio-utils-modules
+    # Kamailio's tls module: the SIP over TLS peer of tests/tls.rs.
+    kamailio-tls-modules
     baresip-core
     rtpengine-daemon
     tshark

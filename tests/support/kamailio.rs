@@ -48,6 +48,9 @@ pub(crate) struct KamailioOptions {
     pub(crate) ipv6: bool,
     /// More `-A` pre-processor defines, e.g. `DBG_LEVEL=3`.
     pub(crate) defines: Vec<String>,
+    /// Listen on TLS too (port [`Kamailio::tls_port`]), with this certificate and key
+    /// (PEM files).
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for KamailioOptions {
@@ -61,6 +64,7 @@ impl Default for KamailioOptions {
             no_record_route: false,
             ipv6: false,
             defines: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -73,6 +77,8 @@ pub(crate) struct Kamailio {
     pub(crate) sip_port: u16,
     /// `127.0.0.1:sip_port` (or `[::1]:sip_port`).
     pub(crate) addr: SocketAddr,
+    /// Its SIP over TLS port, with [`KamailioOptions::tls`].
+    pub(crate) tls_port: Option<u16>,
     rundir: RunDir,
     child: Child,
     kamcmd: PathBuf,
@@ -125,6 +131,7 @@ impl Kamailio {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         };
         let listen = SocketAddr::new(ip, port);
+        let tls_port = opts.tls.as_ref().map(|_| super::free_port());
 
         let mut cmd = Command::new(kamailio);
         cmd.arg("-DD")
@@ -159,6 +166,28 @@ impl Kamailio {
         for d in &opts.defines {
             cmd.arg("-A").arg(d);
         }
+        if let (Some((cert, key)), Some(tls_port)) = (&opts.tls, tls_port) {
+            // Peers' certificates are not asked for nor verified: the tests verify
+            // sipcheck's side of the handshake.
+            let tls_cfg = rundir.join("tls.cfg");
+            std::fs::write(
+                &tls_cfg,
+                format!(
+                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                     require_certificate = no\nprivate_key = {}\ncertificate = {}\n\n\
+                     [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                     require_certificate = no\n",
+                    key.display(),
+                    cert.display()
+                ),
+            )
+            .with_context(|| format!("write {}", tls_cfg.display()))?;
+            cmd.arg("-l")
+                .arg(format!("tls:{}", SocketAddr::new(ip, tls_port)));
+            cmd.arg("-A").arg("WITH_TLS");
+            cmd.arg("-A")
+                .arg(format!("TLS_CONFIG=\"{}\"", tls_cfg.display()));
+        }
         cmd.current_dir(rundir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicate the log file handle")?)
@@ -171,6 +200,7 @@ impl Kamailio {
         let mut kam = Self {
             sip_port: port,
             addr: listen,
+            tls_port,
             rundir,
             child,
             kamcmd: kamcmd.to_owned(),

@@ -1,0 +1,234 @@
+//! SIP over TLS against a real Kamailio (its `tls` module) on loopback, with certificates made
+//! at test time: `options` and `register` (digest auth) verified against `--ca`; an untrusted,
+//! a mismatched and an expired certificate refused, naming the problem; `--insecure` passing
+//! with its warning; a peer misbehaving after the handshake; bad TLS flags.
+
+mod support;
+
+use std::process::Output;
+
+use support::kamailio::{Kamailio, KamailioOptions};
+use support::run_sipcheck;
+use support::tls::{CertFiles, MisbehavingServer, Misbehaviour, Pki};
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn kamailio_tls(certs: &CertFiles) -> Kamailio {
+    Kamailio::start_with(&KamailioOptions {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio with tls")
+}
+
+fn tls_port(kam: &Kamailio) -> u16 {
+    kam.tls_port.expect("a TLS port")
+}
+
+fn options(uri: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["options", uri, "--transport", "tls", "--timeout", "5s"];
+    args.extend_from_slice(extra);
+    run_sipcheck(args, &[])
+}
+
+#[test]
+fn options_and_register_with_digest_auth_over_tls_to_kamailio_verified_by_the_ca() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1", "DNS:localhost"], 2)
+        .expect("server certificate");
+    let kam = kamailio_tls(&certs);
+    let port = tls_port(&kam);
+    let ca = pki.ca.to_str().unwrap();
+
+    let out = options(&format!("sip:127.0.0.1:{port}"), &["--ca", ca]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(shown.contains("200"), "{shown}");
+    assert!(!shown.contains("warning"), "{shown}");
+
+    // `sips:` selects TLS and its port.
+    let out = run_sipcheck(
+        [
+            "options",
+            &format!("sips:127.0.0.1:{port}"),
+            "--ca",
+            ca,
+            "--timeout",
+            "5s",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let server = format!("127.0.0.1:{port}");
+    let user = "1001";
+    let out = run_sipcheck(
+        [
+            "register",
+            "--server",
+            &server,
+            "--user",
+            user,
+            "--transport",
+            "tls",
+            "--ca",
+            ca,
+            "--keep",
+            "--timeout",
+            "5s",
+        ],
+        &[("SIP_PASSWORD", &Kamailio::password_for(user))],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(
+        shown.contains("401"),
+        "the digest challenge is in the ladder\n{shown}"
+    );
+    let bindings = kam.bindings(user);
+    assert_eq!(bindings.len(), 1, "{bindings:?}\n{shown}");
+    assert!(
+        bindings[0].contains("transport=tls"),
+        "the Contact names TLS: {bindings:?}"
+    );
+
+    // A wrong password is still a failure over TLS.
+    let out = run_sipcheck(
+        [
+            "register",
+            "--server",
+            &server,
+            "--user",
+            "1002",
+            "--transport",
+            "tls",
+            "--ca",
+            ca,
+            "--timeout",
+            "5s",
+        ],
+        &[("SIP_PASSWORD", "wrong")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+#[test]
+fn an_untrusted_certificate_fails_naming_the_problem_and_insecure_passes_with_a_warning() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .self_signed("selfsigned", "IP:127.0.0.1")
+        .expect("self-signed certificate");
+    let kam = kamailio_tls(&certs);
+    let uri = format!("sip:127.0.0.1:{}", tls_port(&kam));
+
+    // Neither the system's roots nor the test CA trust a self-signed certificate.
+    for extra in [&[][..], &["--ca", pki.ca.to_str().unwrap()][..]] {
+        let out = options(&uri, extra);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        assert!(
+            shown.contains("TLS handshake with 127.0.0.1:")
+                && shown.contains("certificate is not trusted")
+                && shown.contains("self-signed"),
+            "{shown}"
+        );
+        assert!(!shown.contains("panicked"), "{shown}");
+    }
+
+    // A certificate of a CA the system does not know.
+    let issued = pki.issue("issued", &["IP:127.0.0.1"], 2).unwrap();
+    let server = MisbehavingServer::start(&issued, Misbehaviour::Garbage).unwrap();
+    let out = options(&format!("sip:{}", server.addr), &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("certificate is not trusted") && shown.contains("unknown authority"),
+        "{shown}"
+    );
+
+    let out = options(&uri, &["--insecure"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: --insecure"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_certificate_for_another_host_or_expired_fails_naming_the_problem() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("elsewhere", &["DNS:elsewhere.test"], 2)
+        .expect("certificate for another name");
+    let kam = kamailio_tls(&certs);
+    let ca = pki.ca.to_str().unwrap();
+    let out = options(&format!("sip:127.0.0.1:{}", tls_port(&kam)), &["--ca", ca]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("certificate is not valid for") && shown.contains("elsewhere.test"),
+        "{shown}"
+    );
+    drop(kam);
+
+    let expired = pki
+        .issue("expired", &["IP:127.0.0.1"], -1)
+        .expect("expired certificate");
+    let kam = kamailio_tls(&expired);
+    let out = options(&format!("sip:127.0.0.1:{}", tls_port(&kam)), &["--ca", ca]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("certificate has expired"), "{shown}");
+}
+
+#[test]
+fn a_peer_sending_garbage_or_closing_mid_message_after_the_handshake_fails_without_panic() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("hostile", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    for what in [Misbehaviour::Garbage, Misbehaviour::CloseMidMessage] {
+        let server = MisbehavingServer::start(&certs, what).expect("tiny TLS server");
+        let out = options(
+            &format!("sip:{}", server.addr),
+            &["--ca", pki.ca.to_str().unwrap()],
+        );
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{what:?}: {shown}");
+        assert!(!shown.contains("panicked"), "{what:?}: {shown}");
+    }
+}
+
+#[test]
+fn unusable_tls_files_and_flags_are_bad_input_naming_the_file() {
+    let pki = Pki::new().expect("test CA");
+    let missing = pki.join("missing.pem");
+    let out = options("sip:127.0.0.1:5061", &["--ca", missing.to_str().unwrap()]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("missing.pem"), "{shown}");
+
+    // A key given as the CA: no certificate in it.
+    let certs = pki.issue("client", &["DNS:client.test"], 2).unwrap();
+    let out = options("sip:127.0.0.1:5061", &["--ca", certs.key.to_str().unwrap()]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("client.key"), "{shown}");
+
+    let out = options(
+        "sip:127.0.0.1:5061",
+        &["--client-cert", certs.cert.to_str().unwrap()],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("--client-key"), "{shown}");
+}
