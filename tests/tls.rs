@@ -6,10 +6,12 @@
 mod support;
 
 use std::process::Output;
+use std::time::Duration;
 
 use support::kamailio::{Kamailio, KamailioOptions};
-use support::run_sipcheck;
+use support::responder::Responder;
 use support::tls::{CertFiles, MisbehavingServer, Misbehaviour, Pki};
+use support::{free_port, run_sipcheck};
 
 fn text(out: &Output) -> String {
     format!(
@@ -231,4 +233,98 @@ fn unusable_tls_files_and_flags_are_bad_input_naming_the_file() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("--client-key"), "{shown}");
+}
+
+#[test]
+fn a_call_through_kamailio_over_tls_to_a_tls_responder_hears_tones_both_ways() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    let callee_certs = pki
+        .issue("callee", &["IP:127.0.0.1"], 2)
+        .expect("responder certificate");
+    let kam = kamailio_tls(&certs);
+    let server = format!("127.0.0.1:{}", tls_port(&kam));
+    let ca = pki.ca.to_str().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let callee_pw = Kamailio::password_for("2001");
+    let mut answer = Responder::start(
+        &[
+            "--transport",
+            "tls",
+            "--listen",
+            &listen,
+            "--cert",
+            callee_certs.cert.to_str().unwrap(),
+            "--key",
+            callee_certs.key.to_str().unwrap(),
+            "--ca",
+            ca,
+            "--server",
+            &server,
+            "--user",
+            "2001",
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ],
+        &[("SIP_PASSWORD", callee_pw.as_str())],
+    );
+    let bindings = kam.bindings("2001");
+    assert_eq!(bindings.len(), 1, "{}", answer.output());
+    assert!(bindings[0].contains("transport=tls"), "{bindings:?}");
+
+    let caller_pw = Kamailio::password_for("1001");
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--transport",
+            "tls",
+            "--ca",
+            ca,
+            "--server",
+            &server,
+            "--user",
+            "1001",
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "2s",
+            "--json",
+        ],
+        &[("SIP_PASSWORD", caller_pw.as_str())],
+    );
+    let shown = format!("{}\n{}\n{}", text(&out), answer.output(), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+    let lines: Vec<&str> = v["ladder"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_str().unwrap())
+        .collect();
+    assert!(lines.iter().any(|l| l.contains("407")), "{lines:?}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{shown}"
+    );
+    let answered = answer.stdout();
+    assert!(answered.contains("tone 440 Hz at"), "{shown}");
+    assert!(answered.contains("-- PASS"), "{shown}");
+    // The caller's INVITE came over TLS; the responder listens on TLS only.
+    assert!(
+        kam.log()
+            .lines()
+            .any(|l| l.contains("REQ INVITE") && l.contains("from tls:127.0.0.1:")),
+        "{shown}"
+    );
 }
