@@ -239,6 +239,15 @@ struct RunCmd {
     /// Override a value, e.g. --set load.rate=50/s (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    tls: sipcheck::probe::args::TlsArgs,
+    /// With `transport: tls`: our certificate chain (PEM), for the connections peers open
+    /// to the roles.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// With `transport: tls`: the private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +366,11 @@ async fn run(command: Command) -> Exit {
                 metrics: cmd.metrics,
                 calls: cmd.calls,
                 junit_per_call: cmd.junit_per_call,
+                tls: {
+                    let mut tls = cmd.tls.options();
+                    tls.server_cert = cmd.cert.zip(cmd.key);
+                    tls
+                },
             };
             sipcheck::run::run(&args, &mut stdout).await
         }

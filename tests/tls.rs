@@ -9,9 +9,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use support::kamailio::{Kamailio, KamailioOptions};
+use support::process::RunDir;
 use support::responder::Responder;
 use support::tls::{CertFiles, MisbehavingServer, Misbehaviour, Pki};
-use support::{free_port, run_sipcheck};
+use support::{free_port, run_sipcheck, run_sipcheck_with_timeout};
 
 fn text(out: &Output) -> String {
     format!(
@@ -327,4 +328,72 @@ fn a_call_through_kamailio_over_tls_to_a_tls_responder_hears_tones_both_ways() {
             .any(|l| l.contains("REQ INVITE") && l.contains("from tls:127.0.0.1:")),
         "{shown}"
     );
+}
+
+#[test]
+fn a_scenario_over_tls_registers_and_calls_through_kamailio_both_ways_heard() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    let roles = pki
+        .issue("roles", &["IP:127.0.0.1"], 2)
+        .expect("roles' certificate");
+    let kam = kamailio_tls(&certs);
+    let server = format!("127.0.0.1:{}", tls_port(&kam));
+    let dir = RunDir::new("tls-run").unwrap();
+    let json = dir.join("summary.json");
+    let scenario = support::repo_root().join("tests/peers/scenarios/kamailio-tls.yaml");
+    let out = run_sipcheck_with_timeout(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--ca",
+            pki.ca.to_str().unwrap(),
+            "--cert",
+            roles.cert.to_str().unwrap(),
+            "--key",
+            roles.key.to_str().unwrap(),
+        ],
+        &[("SIP_SERVER", server.as_str())],
+        Duration::from_secs(120),
+    );
+    let log = kam.log();
+    let shown = format!("{}\n{log}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["calls"]["passed"], 4, "{v}");
+    assert_eq!(v["audio"]["verified"], 8, "{v}");
+    assert_eq!(v["registrations"]["ok"], 4, "{v}");
+    assert!(
+        log.contains("REQ REGISTER sip:sipcheck.test from tls:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("REQ INVITE sip:3700@sipcheck.test from tls:")
+            || log.contains("REQ INVITE sip:3701@sipcheck.test from tls:"),
+        "{log}"
+    );
+    let not_tls: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("REQ ") && !l.contains("from tls:") && !l.contains("REQ OPTIONS"))
+        .collect();
+    assert!(not_tls.is_empty(), "{not_tls:#?}");
+    let handshakes = &v["metrics"]["tls_handshake"];
+    assert!(handshakes["count"].as_u64().unwrap_or(0) >= 4, "{v}");
+
+    // Without the CA, the roles' registrations and calls fail naming the certificate
+    // problem: the thresholds fail.
+    let out = run_sipcheck_with_timeout(
+        ["run", scenario.to_str().unwrap()],
+        &[("SIP_SERVER", server.as_str())],
+        Duration::from_secs(120),
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    assert!(shown.contains("registrations: ok 0, failed 4"), "{shown}");
+    assert!(shown.contains("certificate is not trusted"), "{shown}");
 }

@@ -62,6 +62,8 @@ pub struct RunArgs {
     pub calls: Option<String>,
     /// One JUnit test case per call (or the scenario's `reports.junit_per_call`).
     pub junit_per_call: bool,
+    /// Over TLS: what to trust, what to show.
+    pub tls: crate::drive::tls::TlsOptions,
 }
 
 /// Load, run and report a scenario; the exit code.
@@ -74,6 +76,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     };
     let scenario = Arc::new(scenario);
+    let tls = match scenario.target.transport {
+        sipcheck_core::sip::transport::Transport::Tls => {
+            match crate::probe::tls_context(&args.tls) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    eprintln!(
+                        "sipcheck: error: {}; nothing was sent",
+                        escape_controls(&e.to_string())
+                    );
+                    return Exit::Usage;
+                }
+            }
+        }
+        _ => None,
+    };
     let junit_path = args
         .junit
         .clone()
@@ -199,6 +216,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let executor = tokio::spawn(executor::execute(
         scenario.clone(),
+        tls,
         Arc::new(wavs),
         events_tx,
         stop_rx,
@@ -239,6 +257,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 },
                 _ = ticker.tick() => {
                     let now = Instant::now();
+                    for took in crate::drive::tls::take_handshakes() {
+                        metrics.record_tls_handshake(took);
+                    }
                     count(
                         pairing.handle_timeout(now),
                         &mut metrics,
@@ -298,7 +319,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
         (metrics, progress, interrupted, series_failed, log.finish())
     });
-    let (metrics, mut progress, interrupted, series_failed, (per_call, logged)) =
+    let (mut metrics, mut progress, interrupted, series_failed, (per_call, logged)) =
         match collector.await {
             Ok(collected) => collected,
             Err(e) => {
@@ -318,6 +339,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Internal;
         }
     };
+    // Every connection is closed: every handshake is in.
+    for took in crate::drive::tls::take_handshakes() {
+        metrics.record_tls_handshake(took);
+    }
     let mut summary = metrics.finish(elapsed, interrupted);
     summary.run_id = run_id;
     // The scenario's thresholds, and the built-in ones it does not override

@@ -1048,14 +1048,10 @@ fn an_unknown_yaml_tag_is_refused_not_ignored() {
 }
 
 #[test]
-fn tls_is_refused_at_validation_and_tcp_is_accepted() {
-    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: tls }");
-    let e = errors(&tls);
-    assert_eq!(
-        brief(&e),
-        ["2:64 transport `tls` is not supported in scenarios yet"]
-    );
-    assert_eq!(e[0].hint.as_deref(), Some("use `udp` or `tcp`"));
+fn tls_and_tcp_are_accepted() {
+    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TLS }");
+    let s = load("scenarios/x.yaml", &tls, &no_env, &files).expect("tls loads");
+    assert_eq!(s.target.transport, Transport::Tls);
     let tcp = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TCP }");
     let s = load("scenarios/x.yaml", &tcp, &no_env, &files).expect("tcp loads");
     assert_eq!(s.target.transport, Transport::Tcp);

@@ -341,15 +341,6 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
     let transport = match cx.text(&p.key("transport"), &t.transport) {
         None => Some(Transport::Udp),
         Some(s) => match s.trim().parse::<Transport>() {
-            Ok(Transport::Tls) => {
-                // Refused here, not by `run` only: whatever validates, runs.
-                cx.error(
-                    At::Value(p.key("transport")),
-                    "transport `tls` is not supported in scenarios yet",
-                    Some("use `udp` or `tcp`".into()),
-                );
-                None
-            }
             Ok(transport) => Some(transport),
             Err(_) => {
                 cx.error(
