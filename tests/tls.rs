@@ -199,7 +199,11 @@ fn a_peer_sending_garbage_or_closing_mid_message_after_the_handshake_fails_witho
     let certs = pki
         .issue("hostile", &["IP:127.0.0.1"], 2)
         .expect("server certificate");
-    for what in [Misbehaviour::Garbage, Misbehaviour::CloseMidMessage] {
+    for what in [
+        Misbehaviour::Garbage,
+        Misbehaviour::CloseMidMessage,
+        Misbehaviour::AbortMidMessage,
+    ] {
         let server = MisbehavingServer::start(&certs, what).expect("tiny TLS server");
         let out = options(
             &format!("sip:{}", server.addr),
@@ -208,6 +212,15 @@ fn a_peer_sending_garbage_or_closing_mid_message_after_the_handshake_fails_witho
         let shown = text(&out);
         assert_eq!(out.status.code(), Some(1), "{what:?}: {shown}");
         assert!(!shown.contains("panicked"), "{what:?}: {shown}");
+        // Past the handshake: the stream's fault is named, not the certificate's.
+        let named = match what {
+            Misbehaviour::Garbage => "is corrupt",
+            Misbehaviour::CloseMidMessage | Misbehaviour::AbortMidMessage => {
+                "was closed by the peer"
+            }
+        };
+        assert!(shown.contains(named), "{what:?}: {shown}");
+        assert!(!shown.contains("TLS handshake"), "{what:?}: {shown}");
     }
 }
 

@@ -590,7 +590,7 @@ impl TcpTransport {
             }
             tokio::select! {
                 read = self.stream.read(&mut self.buf) => {
-                    let n = read?;
+                    let n = read.map_err(|e| read_error(self.peer, e))?;
                     if n == 0 {
                         return Err(TransportError::Closed(self.peer));
                     }
@@ -639,10 +639,25 @@ async fn read_framed(
             }
             Ok(n) => framer.push(&buf[..n]),
             Err(e) => {
-                let _ = out.send(Err(e.into()));
+                let _ = out.send(Err(read_error(peer, e)));
                 return;
             }
         }
+    }
+}
+
+/// A read error of the connection to `peer`: closed by the peer (reset, or TLS ended without
+/// its close_notify) or another socket error.
+fn read_error(peer: SocketAddr, e: io::Error) -> TransportError {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => {
+            tracing::debug!(%peer, error = %e, "connection closed");
+            TransportError::Closed(peer)
+        }
+        _ => e.into(),
     }
 }
 

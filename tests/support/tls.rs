@@ -155,6 +155,8 @@ pub(crate) enum Misbehaviour {
     Garbage,
     /// Starts a response whose body never comes whole, and closes.
     CloseMidMessage,
+    /// As [`Misbehaviour::CloseMidMessage`], closing TCP without TLS's close_notify.
+    AbortMidMessage,
 }
 
 /// A rustls server on a loopback port that accepts one connection, reads what comes, does
@@ -196,12 +198,16 @@ impl MisbehavingServer {
             }
             let reply: &[u8] = match what {
                 Misbehaviour::Garbage => b"\x16\x03\x01\x00\xff\xfe garbage \x00\x01\r\n\r\n\x7f\x80",
-                Misbehaviour::CloseMidMessage => {
+                Misbehaviour::CloseMidMessage | Misbehaviour::AbortMidMessage => {
                     b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1\r\nContent-Length: 500\r\n\r\nv=0\r\n"
                 }
             };
             let _ = tls.write_all(reply);
             let _ = tls.flush();
+            if matches!(what, Misbehaviour::AbortMidMessage) {
+                let _ = tcp.shutdown(std::net::Shutdown::Both);
+                return;
+            }
             tls.conn.send_close_notify();
             let _ = tls.flush();
         });
