@@ -178,7 +178,8 @@ fn a_certificate_for_another_host_or_expired_fails_naming_the_problem() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(
-        shown.contains("certificate is not valid for") && shown.contains("elsewhere.test"),
+        shown.contains("certificate is not valid for 127.0.0.1: it names")
+            && shown.contains("elsewhere.test"),
         "{shown}"
     );
     drop(kam);
@@ -409,4 +410,78 @@ fn a_scenario_over_tls_registers_and_calls_through_kamailio_both_ways_heard() {
     assert_eq!(out.status.code(), Some(99), "{shown}");
     assert!(shown.contains("registrations: ok 0, failed 4"), "{shown}");
     assert!(shown.contains("certificate is not trusted"), "{shown}");
+}
+
+#[test]
+fn a_call_straight_to_answer_over_tcp_and_over_tls_is_heard_both_ways() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("answer", &["IP:127.0.0.1"], 2)
+        .expect("responder certificate");
+    let (cert, key, ca) = (
+        certs.cert.to_str().unwrap(),
+        certs.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    for transport in ["tcp", "tls"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--transport",
+            transport,
+            "--listen",
+            &listen,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ];
+        if transport == "tls" {
+            args.extend(["--cert", cert, "--key", key]);
+        }
+        let mut answer = Responder::start(&args, &[]);
+        let out = run_sipcheck(
+            [
+                "call",
+                &format!("sip:2001@{listen}"),
+                "--transport",
+                transport,
+                "--ca",
+                ca,
+                "--play-tone",
+                "440",
+                "--expect-tone",
+                "1000",
+                "--duration",
+                "1s",
+                "--json",
+            ],
+            &[],
+        );
+        let shown = format!("{transport}: {}\n{}", text(&out), answer.output());
+        assert_eq!(out.status.code(), Some(0), "{shown}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+        let invite = v["ladder"][0]["line"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(invite.starts_with("INVITE sip:2001@"), "{shown}");
+        assert_eq!(
+            answer.wait_exit(Duration::from_secs(15)),
+            Some(0),
+            "{shown}"
+        );
+        assert!(answer.stdout().contains("-- PASS"), "{shown}");
+    }
+
+    // Over TLS without --cert, `answer` refuses to start (exit 2).
+    let out = run_sipcheck(
+        ["answer", "--transport", "tls", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("--cert"), "{shown}");
 }

@@ -285,7 +285,7 @@ static HANDSHAKES: std::sync::Mutex<Vec<Duration>> = std::sync::Mutex::new(Vec::
 /// At most this many handshake durations are kept between two [`take_handshakes`].
 const HANDSHAKES_MAX: usize = 1 << 20;
 
-fn record_handshake(took: Duration) {
+pub(crate) fn record_handshake(took: Duration) {
     if let Ok(mut all) = HANDSHAKES.lock() {
         if all.len() < HANDSHAKES_MAX {
             all.push(took);
@@ -338,7 +338,8 @@ fn describe_tls(e: &rustls::Error) -> String {
                 expected,
                 presented,
             } => format!(
-                "certificate is not valid for {expected:?}: it names {} ({HINT})",
+                "certificate is not valid for {}: it names {} ({HINT})",
+                expected.to_str(),
                 if presented.is_empty() {
                     "no host".to_string()
                 } else {

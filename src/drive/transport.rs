@@ -689,7 +689,7 @@ pub struct TcpPool {
     /// cancelled while it waits leaves the connection to be used next time.
     connecting: std::collections::HashMap<
         FlowKey,
-        tokio::task::JoinHandle<Result<SipStream, TransportError>>,
+        tokio::task::JoinHandle<Result<(TcpStream, std::time::Instant), TransportError>>,
     >,
     /// The connection each recent request came in on, by its Via branch: its responses go
     /// back over it.
@@ -700,6 +700,21 @@ pub struct TcpPool {
     tls: Option<TlsContext>,
     /// The name a peer's certificate is verified for, by address (else its IP address).
     names: HashMap<SocketAddr, String>,
+}
+
+/// A connection given to [`TcpPool::register`]: ready, or TCP whose TLS handshake (as the
+/// client) is still to be done — by the connection's writer task, so that opening many
+/// connections at once is not one handshake after the other.
+enum Opening {
+    Ready(SipStream),
+    Handshake {
+        tcp: TcpStream,
+        tls: TlsContext,
+        /// The name the peer's certificate is verified for.
+        name: Option<String>,
+        /// When its TCP connect started.
+        started: std::time::Instant,
+    },
 }
 
 /// A connection's peer, and its user agent when each has its own (`None`: shared, or
@@ -872,22 +887,18 @@ impl TcpPool {
 
     async fn connect(&mut self, key: FlowKey) -> Result<(), TransportError> {
         let (local, to) = (self.local, key.0);
-        let tls = self.tls.clone();
-        let name = self.names.get(&to).cloned();
         let task = self.connecting.entry(key.clone()).or_insert_with(|| {
             tokio::spawn(async move {
-                let tls = tls.as_ref().map(|ctx| (ctx, name.as_deref()));
-                Ok(open_stream(open(local, to), to, tls).await?.0)
+                let started = std::time::Instant::now();
+                Ok((open(local, to).await?, started))
             })
         });
         let opened = task.await;
         self.connecting.remove(&key);
         // Whatever failed (no socket to be had, a panicked task), it is this connection's.
-        let stream = match opened {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e @ (TransportError::Connect { .. } | TransportError::Tls { .. }))) => {
-                return Err(e)
-            }
+        let (tcp, started) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e @ TransportError::Connect { .. })) => return Err(e),
             Ok(Err(e)) => {
                 return Err(TransportError::Connect {
                     addr: to,
@@ -902,20 +913,58 @@ impl TcpPool {
             }
         };
         tracing::debug!(peer = %to, ua = key.1.as_deref().unwrap_or("*"), "TCP connection opened");
-        self.register(stream, key, true);
+        let _ = tcp.set_nodelay(true);
+        let opening = match &self.tls {
+            None => Opening::Ready(Box::new(tcp)),
+            Some(tls) => Opening::Handshake {
+                tcp,
+                tls: tls.clone(),
+                name: self.names.get(&to).cloned(),
+                started,
+            },
+        };
+        self.register(opening, key, true);
         Ok(())
     }
 
     /// Start the tasks of a connection and keep it (replacing one with the same peer).
-    fn register(&mut self, stream: SipStream, key: FlowKey, outgoing: bool) {
+    fn register(&mut self, opening: Opening, key: FlowKey, outgoing: bool) {
         let peer = key.0;
         let id = self.next_id;
         self.next_id += 1;
-        let (mut rd, mut wr) = tokio::io::split(stream);
         let (writer, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let (read_half, reader) = tokio::sync::oneshot::channel::<ReadHalf<SipStream>>();
         let events = self.events_tx.clone();
         let task_key = key.clone();
+        // The writer task does the TLS handshake, if any, then hands the read half over;
+        // what is sent meanwhile waits in its queue.
         let write_task = tokio::spawn(async move {
+            let stream = match opening {
+                Opening::Ready(stream) => stream,
+                Opening::Handshake {
+                    tcp,
+                    tls,
+                    name,
+                    started,
+                } => match tls.connect(tcp, peer, name.as_deref()).await {
+                    Ok(stream) => {
+                        crate::drive::tls::record_handshake(started.elapsed());
+                        stream
+                    }
+                    Err(error) => {
+                        let _ = events.send(ConnEvent::Closed {
+                            id,
+                            key: task_key,
+                            error,
+                        });
+                        return;
+                    }
+                },
+            };
+            let (rd, mut wr) = tokio::io::split(stream);
+            if read_half.send(rd).is_err() {
+                return;
+            }
             while let Some(bytes) = to_write.recv().await {
                 if let Err(e) = wr.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "TCP write failed");
@@ -932,6 +981,10 @@ impl TcpPool {
         let task_key = key.clone();
         let read_task = tokio::spawn(async move {
             let key = task_key;
+            // No read half: the handshake failed, and the writer said so.
+            let Ok(mut rd) = reader.await else {
+                return;
+            };
             let mut framer = StreamFramer::new();
             let mut buf = vec![0; 65_536];
             loop {
@@ -1016,7 +1069,9 @@ impl TcpPool {
                         tracing::debug!(%peer, local = %self.local, "TCP connection accepted");
                         let _ = stream.set_nodelay(true);
                         match &self.tls {
-                            None => self.register(Box::new(stream), (peer, None), false),
+                            None => {
+                                self.register(Opening::Ready(Box::new(stream)), (peer, None), false)
+                            }
                             Some(tls) => {
                                 // The handshake in a task of its own: a slow peer holds up
                                 // no other.
@@ -1038,7 +1093,7 @@ impl TcpPool {
                 event = self.events_rx.recv() => match event {
                     Some(ConnEvent::Accepted { stream, peer }) => {
                         tracing::debug!(%peer, "TLS connection accepted");
-                        self.register(stream, (peer, None), false);
+                        self.register(Opening::Ready(stream), (peer, None), false);
                     }
                     Some(ConnEvent::Message { key, message }) => {
                         let from = key.0;

@@ -1115,9 +1115,9 @@ fn sips_servers_proxies_and_call_uris_are_refused_at_their_position() {
     assert_eq!(
         brief(&e),
         [
-            "2:19 'sips:127.0.0.1:5061': sips: needs TLS, which sipcheck does not support yet; give host or host:port",
-            "2:58 'SIPS:proxy.test': sips: needs TLS, which sipcheck does not support yet; give host or host:port",
-            "17:21 `sips:{peer}@{domain}`: sips: needs TLS, which sipcheck does not support yet",
+            "2:19 'sips:127.0.0.1:5061': sips: needs TLS; give host or host:port, and `transport: tls`",
+            "2:58 'SIPS:proxy.test': sips: needs TLS; give host or host:port, and `transport: tls`",
+            "17:21 `sips:{peer}@{domain}`: sips: needs TLS on every hop, which a scenario's calls do not ensure",
         ]
     );
     assert!(

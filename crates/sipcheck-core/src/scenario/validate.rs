@@ -1286,10 +1286,11 @@ fn validate_call(
         cx.error(
             At::Value(p.key("to")),
             format!(
-                "`{}`: {what} needs TLS, which sipcheck does not support yet",
+                "`{}`: {what} needs TLS on every hop, which a scenario's calls do not \
+                 ensure",
                 to.trim()
             ),
-            Some("use a sip: URI; sending it over UDP or TCP would not honour it".into()),
+            Some("use a sip: URI; with `target.transport: tls` every request goes over TLS".into()),
         );
         return None;
     }

@@ -2786,3 +2786,37 @@ fn an_invite_refused_before_it_is_a_call_is_reported() {
     }
     assert!(b.is_empty());
 }
+
+#[test]
+fn a_sips_request_uri_gets_a_sips_contact_and_a_sip_one_the_transport_parameter() {
+    let now = base();
+    let tls = LocalEnd {
+        transport: Transport::Tls,
+        ..local(A)
+    };
+    let mut a = Endpoint::new(EndpointConfig::new(tls.clone()), IdGen::new(7));
+    let contact_of = |a: &mut Endpoint<SocketAddr>, request_uri: &str| {
+        let call = OutgoingCall {
+            request_uri: request_uri.into(),
+            local: tls.clone(),
+            ..call_to_b()
+        };
+        a.invite(now, call).unwrap();
+        let sent = a.poll_transmit().expect("the INVITE");
+        let invite = Message::parse_datagram(sent.bytes).unwrap();
+        invite.header(&Name::CONTACT).unwrap().to_string()
+    };
+    // RFC 3261 §8.1.1.8.
+    assert_eq!(
+        contact_of(&mut a, "sips:bob@192.0.2.2"),
+        "<sips:alice@192.0.2.1:5060>"
+    );
+    assert_eq!(
+        contact_of(&mut a, "SIPS:bob@192.0.2.2"),
+        "<sips:alice@192.0.2.1:5060>"
+    );
+    assert_eq!(
+        contact_of(&mut a, "sip:bob@192.0.2.2;transport=tls"),
+        "<sip:alice@192.0.2.1:5060;transport=tls>"
+    );
+}
