@@ -41,6 +41,18 @@ deadline=$(( $(date +%s) + 120 ))
 while [ "$(count)" -lt "$UAS" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
 end=$(date +%s.%N)
 n=$(count)
+# CPU seconds so far: Kamailio (all its processes) and sipcheck.
+cpu() {
+    local hz pid total=0
+    hz=$(getconf CLK_TCK)
+    for pid in "$@"; do
+        total=$(( total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+    done
+    awk -v t="$total" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }'
+}
+kam_cpu=$(cpu "$kam" $(pgrep -P "$kam" || true))
+run_cpu=$(cpu "$run")
+echo "CPU: kamailio ${kam_cpu} s, sipcheck ${run_cpu} s"
 kill -INT "$run"; wait "$run" || true
 python3 - "$start" "$end" "$n" "$dir/summary.json" <<'PY'
 import json, sys

@@ -687,10 +687,7 @@ pub struct TcpPool {
     per_ua: bool,
     /// Connections being opened: a task each, so that a caller of [`TcpPool::send`]
     /// cancelled while it waits leaves the connection to be used next time.
-    connecting: std::collections::HashMap<
-        FlowKey,
-        tokio::task::JoinHandle<Result<(TcpStream, std::time::Instant), TransportError>>,
-    >,
+    connecting: std::collections::HashMap<FlowKey, Connecting>,
     /// The connection each recent request came in on, by its Via branch: its responses go
     /// back over it.
     came_in_on: std::collections::HashMap<Box<str>, FlowKey>,
@@ -701,6 +698,9 @@ pub struct TcpPool {
     /// The name a peer's certificate is verified for, by address (else its IP address).
     names: HashMap<SocketAddr, String>,
 }
+
+/// A TCP connection being opened, and when its connect started.
+type Connecting = tokio::task::JoinHandle<Result<(TcpStream, std::time::Instant), TransportError>>;
 
 /// A connection given to [`TcpPool::register`]: ready, or TCP whose TLS handshake (as the
 /// client) is still to be done — by the connection's writer task, so that opening many
