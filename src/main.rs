@@ -505,11 +505,17 @@ mod tests {
         };
         assert_eq!(cmd.audio.codecs, [Codec::Pcmu, Codec::Pcma]);
         assert_eq!(cmd.net.transport, Transport::Tcp);
-        // The command line keeps its own spellings: lower case, and no TLS for the probes.
+        let cli = parse(&["call", "sip:a@b", "--transport", "tls", "--insecure"]).unwrap();
+        let Command::Call(cmd) = cli.command else {
+            panic!("not a call")
+        };
+        assert_eq!(cmd.net.transport, Transport::Tls);
+        assert!(cmd.net.tls.insecure);
+        // The command line keeps its own spellings: lower case.
         for bad in [
             ["--codec", "PCMU"],
             ["--codec", "g729"],
-            ["--transport", "tls"],
+            ["--transport", "TLS"],
         ] {
             assert!(
                 parse(&[&["call", "sip:a@b"], &bad[..]].concat()).is_err(),
