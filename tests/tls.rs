@@ -485,3 +485,45 @@ fn a_call_straight_to_answer_over_tcp_and_over_tls_is_heard_both_ways() {
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("--cert"), "{shown}");
 }
+
+#[test]
+fn a_server_requiring_a_client_certificate_takes_ours_and_refuses_none_naming_why() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    let client = pki
+        .issue("client", &["DNS:client.sipcheck.test"], 2)
+        .expect("client certificate");
+    let kam = Kamailio::start_with(&KamailioOptions {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        tls_client_ca: Some(pki.ca.clone()),
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio with tls");
+    let uri = format!("sip:127.0.0.1:{}", tls_port(&kam));
+    let ca = pki.ca.to_str().unwrap();
+
+    let out = options(
+        &uri,
+        &[
+            "--ca",
+            ca,
+            "--client-cert",
+            client.cert.to_str().unwrap(),
+            "--client-key",
+            client.key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out), kam.log());
+
+    let out = options(&uri, &["--ca", ca]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("TLS handshake with 127.0.0.1:")
+            && shown.contains("the peer requires a client certificate"),
+        "{shown}"
+    );
+    assert!(!shown.contains("panicked"), "{shown}");
+}

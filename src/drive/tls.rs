@@ -363,6 +363,10 @@ fn describe_tls(e: &rustls::Error) -> String {
             }
             other => format!("certificate refused: {other:?}"),
         },
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            "the peer requires a client certificate (give --client-cert FILE --client-key FILE)"
+                .into()
+        }
         rustls::Error::AlertReceived(alert) => {
             format!("the peer refused the handshake (TLS alert {alert:?})")
         }

@@ -649,6 +649,14 @@ async fn read_framed(
 /// A read error of the connection to `peer`: closed by the peer (reset, or TLS ended without
 /// its close_notify) or another socket error.
 fn read_error(peer: SocketAddr, e: io::Error) -> TransportError {
+    // TLS refused after the handshake (TLS 1.3: a client certificate the server does not
+    // take is refused by an alert once the client is done).
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        return TransportError::Tls {
+            addr: peer,
+            reason: crate::drive::tls::describe(&e),
+        };
+    }
     match e.kind() {
         io::ErrorKind::UnexpectedEof
         | io::ErrorKind::ConnectionReset

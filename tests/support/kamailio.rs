@@ -51,6 +51,8 @@ pub(crate) struct KamailioOptions {
     /// Listen on TLS too (port [`Kamailio::tls_port`]), with this certificate and key
     /// (PEM files).
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// Over TLS, require a client certificate issued by the CA of this PEM file.
+    pub(crate) tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for KamailioOptions {
@@ -65,6 +67,7 @@ impl Default for KamailioOptions {
             ipv6: false,
             defines: Vec::new(),
             tls: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -170,11 +173,18 @@ impl Kamailio {
             // Peers' certificates are not asked for nor verified: the tests verify
             // sipcheck's side of the handshake.
             let tls_cfg = rundir.join("tls.cfg");
+            let clients = match &opts.tls_client_ca {
+                Some(ca) => format!(
+                    "verify_certificate = yes\nrequire_certificate = yes\nca_list = {}\n",
+                    ca.display()
+                ),
+                None => "verify_certificate = no\nrequire_certificate = no\n".into(),
+            };
             std::fs::write(
                 &tls_cfg,
                 format!(
-                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
-                     require_certificate = no\nprivate_key = {}\ncertificate = {}\n\n\
+                    "[server:default]\nmethod = TLSv1.2+\n{clients}\
+                     private_key = {}\ncertificate = {}\n\n\
                      [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
                      require_certificate = no\n",
                     key.display(),
