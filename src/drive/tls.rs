@@ -343,7 +343,11 @@ fn describe_tls(e: &rustls::Error) -> String {
                 if presented.is_empty() {
                     "no host".to_string()
                 } else {
-                    presented.join(", ")
+                    presented
+                        .iter()
+                        .map(|name| plain_name(name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ),
             CertificateError::Revoked => "certificate has been revoked".into(),
@@ -377,6 +381,17 @@ fn describe_tls(e: &rustls::Error) -> String {
         rustls::Error::PeerIncompatible(p) => format!("no TLS version or cipher in common ({p:?})"),
         other => other.to_string(),
     }
+}
+
+/// A name as rustls presents it (`DnsName("pbx.test")`, `IpAddress(192.0.2.1)`), plain.
+fn plain_name(name: &str) -> &str {
+    name.strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            name.strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(name)
 }
 
 /// `--insecure`: every certificate is taken, its handshake signatures still checked.
