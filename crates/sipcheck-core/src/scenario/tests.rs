@@ -1048,14 +1048,10 @@ fn an_unknown_yaml_tag_is_refused_not_ignored() {
 }
 
 #[test]
-fn tls_is_refused_at_validation_and_tcp_is_accepted() {
-    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: tls }");
-    let e = errors(&tls);
-    assert_eq!(
-        brief(&e),
-        ["2:64 transport `tls` is not supported in scenarios yet"]
-    );
-    assert_eq!(e[0].hint.as_deref(), Some("use `udp` or `tcp`"));
+fn tls_and_tcp_are_accepted() {
+    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TLS }");
+    let s = load("scenarios/x.yaml", &tls, &no_env, &files).expect("tls loads");
+    assert_eq!(s.target.transport, Transport::Tls);
     let tcp = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TCP }");
     let s = load("scenarios/x.yaml", &tcp, &no_env, &files).expect("tcp loads");
     assert_eq!(s.target.transport, Transport::Tcp);
@@ -1119,9 +1115,9 @@ fn sips_servers_proxies_and_call_uris_are_refused_at_their_position() {
     assert_eq!(
         brief(&e),
         [
-            "2:19 'sips:127.0.0.1:5061': sips: needs TLS, which sipcheck does not support yet; give host or host:port",
-            "2:58 'SIPS:proxy.test': sips: needs TLS, which sipcheck does not support yet; give host or host:port",
-            "17:21 `sips:{peer}@{domain}`: sips: needs TLS, which sipcheck does not support yet",
+            "2:19 'sips:127.0.0.1:5061': sips: needs TLS; give host or host:port, and `transport: tls`",
+            "2:58 'SIPS:proxy.test': sips: needs TLS; give host or host:port, and `transport: tls`",
+            "17:21 `sips:{peer}@{domain}`: sips: needs TLS on every hop, which a scenario's calls do not ensure",
         ]
     );
     assert!(

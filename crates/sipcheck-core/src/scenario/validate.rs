@@ -344,15 +344,6 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
     let transport = match cx.text(&p.key("transport"), &t.transport) {
         None => Some(Transport::Udp),
         Some(s) => match s.trim().parse::<Transport>() {
-            Ok(Transport::Tls) => {
-                // Refused here, not by `run` only: whatever validates, runs.
-                cx.error(
-                    At::Value(p.key("transport")),
-                    "transport `tls` is not supported in scenarios yet",
-                    Some("use `udp` or `tcp`".into()),
-                );
-                None
-            }
             Ok(transport) => Some(transport),
             Err(_) => {
                 cx.error(
@@ -1337,10 +1328,11 @@ fn validate_call(
         cx.error(
             At::Value(p.key("to")),
             format!(
-                "`{}`: {what} needs TLS, which sipcheck does not support yet",
+                "`{}`: {what} needs TLS on every hop, which a scenario's calls do not \
+                 ensure",
                 to.trim()
             ),
-            Some("use a sip: URI; sending it over UDP or TCP would not honour it".into()),
+            Some("use a sip: URI; with `target.transport: tls` every request goes over TLS".into()),
         );
         return None;
     }

@@ -843,7 +843,12 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let call_id = format!("{}@{}", self.ids.call_id(), call.local.addr.ip());
         let local_tag = self.ids.tag();
         let user = user_of(&call.from_uri).unwrap_or(&self.config.contact_user);
-        let contact = contact_value(user, call.local.transport, call.local.addr).into();
+        // RFC 3261 §8.1.1.8: a sips: Request-URI asks for a sips: Contact.
+        let contact = if is_sips(&call.request_uri) {
+            format!("<sips:{user}@{}>", call.local.addr).into()
+        } else {
+            contact_value(user, call.local.transport, call.local.addr).into()
+        };
         let offer_sent = match call.offer {
             OfferPlacement::InInvite => Some(create_offer(&call.local_media)),
             OfferPlacement::Delayed => None,
@@ -1680,6 +1685,13 @@ fn sdp_body(message: &Message) -> Result<Option<SessionDescription>, u16> {
         }
     }
     SessionDescription::parse(body).map(Some).map_err(|_| 400)
+}
+
+/// Whether `uri` is a `sips:` URI.
+fn is_sips(uri: &str) -> bool {
+    uri.trim_start()
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
 }
 
 /// Our Contact header value.

@@ -3087,3 +3087,37 @@ fn with_an_outbound_proxy_the_redirected_invite_goes_through_it_with_the_contact
     assert_eq!(m.header(&Name::ROUTE), Some("<sip:192.0.2.2:5060;lr>"));
     net.assert_empty();
 }
+
+#[test]
+fn a_sips_request_uri_gets_a_sips_contact_and_a_sip_one_the_transport_parameter() {
+    let now = base();
+    let tls = LocalEnd {
+        transport: Transport::Tls,
+        ..local(A)
+    };
+    let mut a = Endpoint::new(EndpointConfig::new(tls.clone()), IdGen::new(7));
+    let contact_of = |a: &mut Endpoint<SocketAddr>, request_uri: &str| {
+        let call = OutgoingCall {
+            request_uri: request_uri.into(),
+            local: tls.clone(),
+            ..call_to_b()
+        };
+        a.invite(now, call).unwrap();
+        let sent = a.poll_transmit().expect("the INVITE");
+        let invite = Message::parse_datagram(sent.bytes).unwrap();
+        invite.header(&Name::CONTACT).unwrap().to_string()
+    };
+    // RFC 3261 §8.1.1.8.
+    assert_eq!(
+        contact_of(&mut a, "sips:bob@192.0.2.2"),
+        "<sips:alice@192.0.2.1:5060>"
+    );
+    assert_eq!(
+        contact_of(&mut a, "SIPS:bob@192.0.2.2"),
+        "<sips:alice@192.0.2.1:5060>"
+    );
+    assert_eq!(
+        contact_of(&mut a, "sip:bob@192.0.2.2;transport=tls"),
+        "<sip:alice@192.0.2.1:5060;transport=tls>"
+    );
+}
