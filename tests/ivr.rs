@@ -234,3 +234,55 @@ fn an_ivr_behind_kamailio_gets_its_dtmf_only_after_its_prompt() {
         speech + prompt
     );
 }
+
+#[test]
+fn a_party_held_behind_kamailio_is_held_and_hears_the_music_on_hold_and_fails_without_it() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let scenario = "tests/peers/scenarios/kamailio-moh.yaml";
+    let envs = [("SIP_SERVER", server.as_str())];
+    let reports = Reports::new();
+    let out = run(scenario, &[], &envs, &reports);
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(v["calls"]["by_role"]["held"]["passed"], 1, "{shown}");
+    assert_eq!(v["calls"]["by_role"]["holder"]["passed"], 1, "{shown}");
+    // Audio on hold, and its 425 Hz.
+    assert_eq!(v["audio"]["verified"], 2, "{shown}");
+
+    // The holder plays nothing while holding: the held party fails naming it.
+    let reports = Reports::new();
+    let out = run(
+        scenario,
+        &["--set", "roles.holder.steps.5={play: {silence: 5s}}"],
+        &envs,
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert_eq!(v["calls"]["by_role"]["held"]["failed"], 1, "{shown}");
+    assert_eq!(v["failures"]["no_audio"], 1, "{shown}");
+    assert!(
+        shown.contains("expected audio while on hold, none heard within 3.0 s"),
+        "{shown}"
+    );
+
+    // The holder never holds: not_held, naming that no re-INVITE came.
+    let reports = Reports::new();
+    let out = run(
+        scenario,
+        &["--set", "roles.holder.steps.4={wait: 1s}"],
+        &envs,
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert_eq!(v["failures"]["not_held"], 1, "{shown}");
+    assert!(
+        shown.contains("expected the peer to put the call on hold: within 5.0 s it sent no re-INVITE or UPDATE"),
+        "{shown}"
+    );
+}

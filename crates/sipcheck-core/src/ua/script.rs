@@ -342,8 +342,8 @@ enum Then {
     Speech(Duration),
     /// `expect: prompt_ends`: speech heard then over, or not in time.
     PromptEnds(Duration),
-    /// `expect: audio`: heard, or not in time.
-    Audio(Duration),
+    /// `expect: audio`: heard, or not in time; whether the peer held the call when it began.
+    Audio(Duration, bool),
     /// `expect: held`: the peer held the call, or not in time.
     Held(Duration),
     /// A voice-activity expectation failed: the stream's status names what was received.
@@ -1692,7 +1692,8 @@ impl CallScript {
                 }
                 let watch = self.new_watch();
                 self.media_intent(MediaIntent::WatchAudio { watch });
-                self.wait_watch(now, now + within, watch, Then::Audio(within))
+                let on_hold = self.peer_held;
+                self.wait_watch(now, now + within, watch, Then::Audio(within, on_hold))
             }
             Next::PromptEnds { within } => {
                 if self.media.is_none() {
@@ -2135,7 +2136,7 @@ impl CallScript {
                     }
                 }
             },
-            Then::Audio(within) => match end.fired {
+            Then::Audio(within, on_hold) => match end.fired {
                 Some(MediaEvent::AudioHeard { .. }) => {
                     self.audio_verified += 1;
                     Some(true)
@@ -2145,7 +2146,7 @@ impl CallScript {
                     if self.interrupted {
                         Some(false)
                     } else {
-                        let held = if self.peer_held { " while on hold" } else { "" };
+                        let held = if on_hold { " while on hold" } else { "" };
                         let what = format!(
                             "expected audio{held}, none heard within {:.1} s (no {} ms of speech, music or tone)",
                             within.as_secs_f64(),
