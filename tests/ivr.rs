@@ -1,7 +1,8 @@
 //! IVR prompts heard by voice activity, against real peers: SIPp answering and playing a
 //! prompt (a pcap of RTP written from the speech fixture, or a tone, or nothing, or a prompt
 //! that never pauses), and a callee behind Kamailio that plays the fixture and expects the
-//! caller's DTMF, which the caller keys only once the prompt has ended.
+//! caller's DTMF, which the caller keys only once the prompt has ended; music on hold heard by a
+//! party held behind Kamailio; the shipped `pbx-features.yaml` through Kamailio.
 
 mod support;
 
@@ -285,4 +286,43 @@ fn a_party_held_behind_kamailio_is_held_and_hears_the_music_on_hold_and_fails_wi
         shown.contains("expected the peer to put the call on hold: within 5.0 s it sent no re-INVITE or UPDATE"),
         "{shown}"
     );
+}
+
+#[test]
+fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_cannot_serve() {
+    // Kamailio is a proxy: it has no music on hold (the holder plays 425 Hz itself here), no
+    // IVR and no redirecting number. Basic call, hold and DTMF pass; the IVR and redirect
+    // roles fail, each alone.
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let envs = [
+        ("SIP_SERVER", server.as_str()),
+        ("SIP_DOMAIN", "sipcheck.test"),
+    ];
+    let reports = Reports::new();
+    let out = run(
+        "scenarios/pbx-features.yaml",
+        &["--set", "roles.holder.steps.5={play: {tone: 425Hz}}"],
+        &envs,
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let roles = &v["calls"]["by_role"];
+    for role in [
+        "basic_caller",
+        "basic_callee",
+        "holder",
+        "held",
+        "dtmf_caller",
+        "dtmf_callee",
+    ] {
+        assert_eq!(roles[role]["passed"], 1, "{role}: {shown}");
+        assert_eq!(roles[role]["failed"], 0, "{role}: {shown}");
+    }
+    for role in ["ivr_caller", "redirect_caller"] {
+        assert_eq!(roles[role]["failed"], 1, "{role}: {shown}");
+    }
+    assert_eq!(v["dtmf"]["verified"], 1, "{shown}");
 }
