@@ -376,6 +376,18 @@ pub enum Expectation {
         /// How long to wait for its end (default 10 s).
         within: Duration,
     },
+    /// Some audio in the received audio (speech, music or a tone: not silence, not a noise
+    /// bed), [`crate::media::intent::AUDIO_MIN`] of it, within `within`.
+    Audio {
+        /// How long to wait for it (default 5 s).
+        within: Duration,
+    },
+    /// The peer puts the call on hold (its offer `sendonly`, `inactive` or `c=0.0.0.0`),
+    /// within `within` (at once if it already has).
+    Held {
+        /// How long to wait for it (default 10 s).
+        within: Duration,
+    },
     /// An audio signature in the received audio.
     Signature {
         /// Whose.

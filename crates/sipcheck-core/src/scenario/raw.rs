@@ -282,6 +282,10 @@ pub struct RawExpect {
     pub speech: Option<String>,
     /// `true`: speech must begin and then end (a prompt).
     pub prompt_ends: Option<String>,
+    /// `true`: some audio (speech, music or a tone) must be heard.
+    pub audio: Option<String>,
+    /// `true`: the peer must put us on hold.
+    pub held: Option<String>,
     /// Whose audio signature to hear: `peer` (or `echo`: our own, sent back).
     pub signature: Option<String>,
     /// Speech to score with ITU-T P.862 against a reference WAV file.

@@ -1429,3 +1429,39 @@ fn speech_prompt_and_silence_expectations_load_with_their_defaults_and_lines() {
         ]
     );
 }
+
+#[test]
+fn held_and_audio_expectations_load_with_their_defaults_and_refuse_false() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { held: true }\n      - expect: { audio: true, within: 3s }\n      - hangup\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    assert_eq!(
+        caller.steps[2].value,
+        Step::Expect(Expectation::Held {
+            within: Duration::from_secs(10),
+        })
+    );
+    assert_eq!(
+        caller.steps[3].value,
+        Step::Expect(Expectation::Audio {
+            within: Duration::from_secs(3),
+        })
+    );
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { held: false }\n      - expect: { audio: true, held: true }\n",
+    ));
+    assert_eq!(
+        brief(&e),
+        [
+            "18:25 `held: false` expects nothing",
+            "19:32 `audio` and `held` in one `expect`: write one step for each",
+        ]
+    );
+}

@@ -1592,6 +1592,8 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("silence", e.silence.is_some()),
         ("speech", e.speech.is_some()),
         ("prompt_ends", e.prompt_ends.is_some()),
+        ("audio", e.audio.is_some()),
+        ("held", e.held.is_some()),
         ("signature", e.signature.is_some()),
         ("pesq", e.pesq.is_some()),
         ("dtmf", e.dtmf.is_some()),
@@ -1608,7 +1610,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
                 None,
             );
             return None;
@@ -1703,6 +1705,18 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             let within = within(cx, DEFAULT_SIGNALLING_WITHIN);
             t?;
             Expectation::PromptEnds { within }
+        }
+        "audio" => {
+            let t = must_be_true(cx, "audio", &e.audio);
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            t?;
+            Expectation::Audio { within }
+        }
+        "held" => {
+            let t = must_be_true(cx, "held", &e.held);
+            let within = within(cx, DEFAULT_SIGNALLING_WITHIN);
+            t?;
+            Expectation::Held { within }
         }
         "signature" => {
             let from = match cx.text(&p.key("signature"), &e.signature) {

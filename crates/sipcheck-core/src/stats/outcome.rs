@@ -40,8 +40,11 @@ pub enum FailureKind {
     PromptNeverEnded,
     /// Expected DTMF digits did not arrive.
     DtmfMissing,
-    /// The expected audio signature was not heard: nothing audible arrived.
+    /// Expected audio was not heard: nothing audible arrived (`expect: audio`, or no audio
+    /// signature at all).
     NoAudio,
+    /// The peer did not put the call on hold (`expect: held`): what it did is named.
+    NotHeld,
     /// Audio flowed one way only: the direction that carried nothing is named.
     OneWayAudio,
     /// Another call's audio signature was heard (or this end's own, echoed): the call is named.
@@ -87,6 +90,7 @@ impl FailureKind {
             FailureKind::PromptNeverEnded => "prompt_never_ended".into(),
             FailureKind::DtmfMissing => "dtmf_missing".into(),
             FailureKind::NoAudio => "no_audio".into(),
+            FailureKind::NotHeld => "not_held".into(),
             FailureKind::OneWayAudio => "one_way_audio".into(),
             FailureKind::CrossedAudio => "crossed_audio".into(),
             FailureKind::WrongAudio => "wrong_audio".into(),

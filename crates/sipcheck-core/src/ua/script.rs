@@ -268,6 +268,18 @@ pub fn kind_of(reason: &CallEndReason) -> FailureKind {
     }
 }
 
+/// What the peer's offer that produced `negotiated` asked of us, in SDP words.
+fn peer_offer(negotiated: &Negotiated) -> &'static str {
+    use crate::sdp::Direction;
+    match negotiated.direction {
+        _ if negotiated.remote_rtp.ip().is_unspecified() => "c=0.0.0.0 (hold)",
+        Direction::RecvOnly => "sendonly (hold)",
+        Direction::Inactive => "inactive",
+        Direction::SendOnly => "recvonly",
+        Direction::SendRecv => "sendrecv (not a hold)",
+    }
+}
+
 /// What ends a wait early (besides the call's end, a fired watch and the deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Until {
@@ -283,6 +295,8 @@ enum Until {
     Final(u16),
     /// The outcome of our re-INVITE.
     Reinvite,
+    /// The peer holds the call.
+    Held,
 }
 
 /// What to do when a wait (or a reply, or a probe) is over.
@@ -328,6 +342,10 @@ enum Then {
     Speech(Duration),
     /// `expect: prompt_ends`: speech heard then over, or not in time.
     PromptEnds(Duration),
+    /// `expect: audio`: heard, or not in time; whether the peer held the call when it began.
+    Audio(Duration, bool),
+    /// `expect: held`: the peer held the call, or not in time.
+    Held(Duration),
     /// A voice-activity expectation failed: the stream's status names what was received.
     AudioMissing { kind: FailureKind, what: String },
     /// `expect: pesq`: the received audio, once recorded, scored against the reference.
@@ -372,6 +390,9 @@ enum Next {
         within: Duration,
     },
     PromptEnds {
+        within: Duration,
+    },
+    Audio {
         within: Duration,
     },
     ExpectDtmf {
@@ -480,6 +501,11 @@ pub struct CallScript {
     audio_verified: u32,
     /// `expect: prompt_ends`: speech was heard during the step.
     prompt_heard: bool,
+    /// Whether the peer holds the call (its last offer was `sendonly`, `inactive` or
+    /// `c=0.0.0.0`).
+    peer_held: bool,
+    /// What the peer's last re-INVITE or UPDATE offered (`None`: it sent none).
+    peer_offer: Option<&'static str>,
     /// The label of the last audio-signature verdict judged (`verified`, `crossed_audio` …).
     signature_verdict: Option<&'static str>,
     dtmf_checked: u32,
@@ -626,6 +652,8 @@ impl CallScript {
             audio_checked: 0,
             audio_verified: 0,
             prompt_heard: false,
+            peer_held: false,
+            peer_offer: None,
             signature_verdict: None,
             dtmf_checked: 0,
             dtmf_verified: 0,
@@ -673,6 +701,7 @@ impl CallScript {
                 }
             }
             CallEvent::MediaUpdated { negotiated, .. } => {
+                let offer = (negotiated.remote_hold, peer_offer(&negotiated));
                 if self.media.is_some() {
                     self.media_intent(MediaIntent::Follow(Box::new(negotiated.clone())));
                     self.media = Some(negotiated);
@@ -680,6 +709,10 @@ impl CallScript {
                 if self.reinvite_pending {
                     self.reinvite_pending = false;
                     self.reinvite_outcome = Some(Ok(()));
+                } else {
+                    // The peer's offer: whether it holds us, and what it offered.
+                    self.peer_held = offer.0;
+                    self.peer_offer = Some(offer.1);
                 }
             }
             CallEvent::UpdateFailed { code, .. } if self.reinvite_pending => {
@@ -728,6 +761,7 @@ impl CallScript {
                     | MediaEvent::Captured { watch, .. }
                     | MediaEvent::SpeechHeard { watch, .. }
                     | MediaEvent::PromptEnded { watch, .. }
+                    | MediaEvent::AudioHeard { watch }
                     | MediaEvent::WatchRefused { watch, .. } => Some(*watch),
                     MediaEvent::Status { .. } => None,
                 };
@@ -1512,6 +1546,13 @@ impl CallScript {
                 self.audio_checked += 1;
                 self.wait_answer(now, Next::Speech { within: *within })
             }
+            Expectation::Audio { within } => {
+                self.audio_checked += 1;
+                self.wait_answer(now, Next::Audio { within: *within })
+            }
+            Expectation::Held { within } => {
+                self.wait(now, now + *within, Until::Held, Then::Held(*within))
+            }
             Expectation::PromptEnds { within } => {
                 self.audio_checked += 1;
                 self.prompt_heard = false;
@@ -1644,6 +1685,15 @@ impl CallScript {
                 let watch = self.new_watch();
                 self.media_intent(MediaIntent::WatchSpeech { watch });
                 self.wait_watch(now, now + within, watch, Then::Speech(within))
+            }
+            Next::Audio { within } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchAudio { watch });
+                let on_hold = self.peer_held;
+                self.wait_watch(now, now + within, watch, Then::Audio(within, on_hold))
             }
             Next::PromptEnds { within } => {
                 if self.media.is_none() {
@@ -1828,6 +1878,7 @@ impl CallScript {
             Until::Ringing => self.ringing || self.answered,
             Until::Final(code) => self.answered && code < 300,
             Until::Reinvite => self.reinvite_outcome.is_some(),
+            Until::Held => self.peer_held,
         }
     }
 
@@ -2085,6 +2136,55 @@ impl CallScript {
                     }
                 }
             },
+            Then::Audio(within, on_hold) => match end.fired {
+                Some(MediaEvent::AudioHeard { .. }) => {
+                    self.audio_verified += 1;
+                    Some(true)
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        let held = if on_hold { " while on hold" } else { "" };
+                        let what = format!(
+                            "expected audio{held}, none heard within {:.1} s (no {} ms of speech, music or tone)",
+                            within.as_secs_f64(),
+                            crate::media::intent::AUDIO_MIN.as_millis()
+                        );
+                        self.probe_status(
+                            now,
+                            Then::AudioMissing {
+                                kind: FailureKind::NoAudio,
+                                what,
+                            },
+                        )
+                    }
+                }
+            },
+            Then::Held(within) => {
+                if self.peer_held {
+                    Some(true)
+                } else {
+                    let (kind, why) = if self.ended() {
+                        self.end_failure()
+                    } else {
+                        let did = match self.peer_offer {
+                            None => "it sent no re-INVITE or UPDATE".to_string(),
+                            Some(offer) => format!("its last re-INVITE or UPDATE offered {offer}"),
+                        };
+                        (
+                            FailureKind::NotHeld,
+                            format!("within {:.1} s {did}", within.as_secs_f64()),
+                        )
+                    };
+                    self.fail(
+                        kind,
+                        format!("expected the peer to put the call on hold: {why}"),
+                    );
+                    Some(false)
+                }
+            }
             Then::PromptEnds(within) => match end.fired {
                 Some(MediaEvent::PromptEnded { .. }) => {
                     self.audio_verified += 1;
