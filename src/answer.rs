@@ -399,6 +399,8 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         drv.agent.unregister(Instant::now());
         drv.run(&mut control).await?;
     }
+    // The last responses (the 200 OK to the last BYE) may still be queued on a connection.
+    drv.wire.socket.close(Duration::from_secs(1)).await;
     let mut totals = control.totals;
     totals.received = counts.received;
     totals.answered = counts.answered;

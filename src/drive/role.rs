@@ -166,6 +166,12 @@ impl Role {
             Ok(()) => {}
             Err(never) => match never {},
         }
+        // The last responses may still be queued on a connection.
+        self.driver
+            .wire
+            .socket
+            .close(std::time::Duration::from_secs(1))
+            .await;
     }
 }
 

@@ -217,6 +217,14 @@ pub enum SipSocket {
 }
 
 impl SipSocket {
+    /// Write out what is queued and close the connections cleanly, `within` at most (only a
+    /// [`TcpPool`] queues; the other sockets write as they send).
+    pub async fn close(&mut self, within: std::time::Duration) {
+        if let SipSocket::TcpPool(pool) = self {
+            pool.close(within).await;
+        }
+    }
+
     /// Open a transport of `kind` towards `peer`, bound to `local` when given (else to the
     /// address the kernel routes to `peer` from, on an ephemeral port).
     ///
@@ -548,6 +556,8 @@ impl TcpTransport {
     /// Write one message to the server.
     pub async fn send(&mut self, data: &[u8]) -> Result<(), TransportError> {
         self.stream.write_all(data).await?;
+        // A TLS stream holds written records until flushed.
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -566,7 +576,11 @@ impl TcpTransport {
             self.others.insert(to, write);
         }
         let write = self.others.get_mut(&to).expect("inserted above");
-        if let Err(e) = write.write_all(data).await {
+        let written = match write.write_all(data).await {
+            Ok(()) => write.flush().await,
+            failed => failed,
+        };
+        if let Err(e) = written {
             self.others.remove(&to);
             return Err(e.into());
         }
@@ -765,12 +779,15 @@ struct Conn {
     /// Opened by the pool (not accepted).
     outgoing: bool,
     keepalive: Option<KeepAlive>,
-    tasks: [tokio::task::AbortHandle; 2],
+    /// The writer: it ends once its queue is closed and written ([`TcpPool::close`]).
+    write_task: Option<tokio::task::JoinHandle<()>>,
+    read_task: tokio::task::AbortHandle,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        self.read_task.abort();
+        if let Some(task) = &self.write_task {
             task.abort();
         }
     }
@@ -780,6 +797,25 @@ const PING: &[u8] = b"\r\n\r\n";
 const PONG: &[u8] = b"\r\n";
 
 impl TcpPool {
+    /// Write out what is queued on every connection and close them cleanly, waiting `within`
+    /// at most (a peer that reads nothing cannot hold the exit up): a response queued just
+    /// before the end (the 200 OK to the last BYE) is sent, not dropped with its task.
+    pub async fn close(&mut self, within: std::time::Duration) {
+        let mut writers = Vec::new();
+        for (_, mut conn) in self.conns.drain() {
+            if let Some(task) = conn.write_task.take() {
+                writers.push(task);
+            }
+            // Dropping the connection closes its queue (its reader is stopped).
+        }
+        let _ = tokio::time::timeout(within, async {
+            for task in writers {
+                let _ = task.await;
+            }
+        })
+        .await;
+    }
+
     /// Listen on `local` (port 0: ephemeral); ping the connections opened every
     /// `keepalive` when given; open connections per user agent (the user of a request's
     /// `From`) when `per_ua`, else one per destination. Within a tokio runtime.
@@ -974,7 +1010,13 @@ impl TcpPool {
                 return;
             }
             while let Some(bytes) = to_write.recv().await {
-                if let Err(e) = wr.write_all(&bytes).await {
+                // A TLS stream holds written records until flushed: flushed once the queue
+                // is empty, so that a burst goes out in as few segments as it may.
+                let written = match wr.write_all(&bytes).await {
+                    Ok(()) if to_write.is_empty() => wr.flush().await,
+                    done => done,
+                };
+                if let Err(e) = written {
                     tracing::debug!(%peer, error = %e, "TCP write failed");
                     let _ = events.send(ConnEvent::Closed {
                         id,
@@ -984,6 +1026,9 @@ impl TcpPool {
                     return;
                 }
             }
+            // The pool closed the connection: what was queued is written; close it cleanly
+            // (FIN, after TLS's close_notify).
+            let _ = wr.shutdown().await;
         });
         let events = self.events_tx.clone();
         let task_key = key.clone();
@@ -1048,7 +1093,8 @@ impl TcpPool {
                 writer,
                 outgoing,
                 keepalive,
-                tasks: [write_task.abort_handle(), read_task.abort_handle()],
+                write_task: Some(write_task),
+                read_task: read_task.abort_handle(),
             },
         );
     }
