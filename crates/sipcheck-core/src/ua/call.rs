@@ -54,6 +54,7 @@
 mod dialog;
 mod record;
 mod redirect;
+mod refer;
 mod session_timer;
 #[cfg(test)]
 mod tests;
@@ -70,6 +71,7 @@ use bytes::Bytes;
 
 pub use record::{ByeFailure, CallDirection, CallEnd, CallEndReason, CallRecord};
 pub use redirect::NotFollowed;
+pub use refer::{parse_sipfrag, REFER_EXPIRES};
 
 use self::dialog::{header_tag, record_route, user_of, Dialog, Routing};
 use self::session_timer::SessionTimer;
@@ -91,7 +93,7 @@ use crate::sip::uri::NextHop;
 use crate::slots::{Bucket, SlotId, Slots};
 
 /// The methods we accept, as written in `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY";
 
 /// The body type we accept, as written in `Accept`.
 pub const ACCEPT: &str = "application/sdp";
@@ -338,6 +340,35 @@ pub enum CallEvent<D> {
         /// The Call-ID.
         call_id: String,
     },
+    /// The far end asked us to call `refer_to` (a blind transfer, RFC 3515): the REFER was
+    /// answered 202 and `SIP/2.0 100 Trying` notified; the user places the new call and
+    /// reports its outcome with [`Endpoint::notify_transfer`].
+    Referred {
+        /// The call the REFER came in.
+        call: CallId,
+        /// The `sip:`/`sips:` URI to call.
+        refer_to: String,
+        /// The Referred-By value, to copy into the new INVITE.
+        referred_by: Option<String>,
+    },
+    /// The final response to our REFER ([`Endpoint::refer`]); 408 when it timed out.
+    ReferAnswered {
+        /// The call.
+        call: CallId,
+        /// The status code.
+        code: u16,
+    },
+    /// A NOTIFY of the transfer we asked for: the status line of the transferee's new call.
+    TransferNotified {
+        /// The call.
+        call: CallId,
+        /// The status code of the sipfrag.
+        code: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// The subscription is terminated (the last NOTIFY).
+        terminated: bool,
+    },
     /// An event of a transaction started with [`Endpoint::send_request`].
     Transaction(TransactionEvent<D>),
 }
@@ -415,6 +446,10 @@ enum Role {
     Bye,
     Reinvite,
     IncomingInvite,
+    /// Our REFER (a transfer).
+    Refer,
+    /// Our NOTIFY of a transfer's progress.
+    Notify,
 }
 
 /// Who owns a transaction: the user ([`Endpoint::send_request`]) or a call. Transactions in
