@@ -93,7 +93,7 @@ use crate::sip::uri::NextHop;
 use crate::slots::{Bucket, SlotId, Slots};
 
 /// The methods we accept, as written in `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 
 /// The body type we accept, as written in `Accept`.
 pub const ACCEPT: &str = "application/sdp";
@@ -152,6 +152,9 @@ pub struct EndpointConfig {
     /// statelessly with 503 and `Retry-After` (RFC 3261 §21.5.4). Default
     /// [`DEFAULT_MAX_SERVER_TRANSACTIONS`].
     pub max_server_transactions: usize,
+    /// Accept a REFER within a confirmed call (202 and [`CallEvent::Referred`]); the user
+    /// then owes the far end the transfer's NOTIFYs. Off, REFER is refused 405.
+    pub accept_refer: bool,
 }
 
 impl EndpointConfig {
@@ -163,6 +166,7 @@ impl EndpointConfig {
             contact_user: "sipcheck".to_string(),
             trying: true,
             max_server_transactions: DEFAULT_MAX_SERVER_TRANSACTIONS,
+            accept_refer: false,
         }
     }
 }

@@ -315,6 +315,7 @@ impl Net {
         for i in [A, B] {
             let mut config = EndpointConfig::new(local(i));
             config.contact_user = ["alice", "bob"][i].to_string();
+            config.accept_refer = true;
             let side = Side {
                 index: i,
                 t0,
@@ -3229,4 +3230,18 @@ fn a_refer_outside_a_call_is_refused() {
         net.sim.nodes[A].errors[..],
         [CallError::UnknownCall(_)]
     ));
+}
+
+#[test]
+fn a_refer_is_refused_405_unless_transfers_are_accepted() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[B].ep.config.accept_refer = false;
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Refer(call, "sip:carol@192.0.2.3"));
+    net.at(secs(2), A, Action::Hangup(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(transfer_events(&net, B), Vec::<String>::new());
+    assert_eq!(transfer_events(&net, A), ["refer 405"]);
+    net.assert_empty();
 }

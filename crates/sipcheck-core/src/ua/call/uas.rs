@@ -179,7 +179,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             let _ = respond(&mut self.layer, now, tx, 200, None, &extra, None);
         } else if *method == Method::INFO {
             let _ = respond(&mut self.layer, now, tx, 200, None, &[], None);
-        } else if *method == Method::REFER {
+        } else if *method == Method::REFER && self.config.accept_refer {
             self.on_refer_request(now, id, tx, message);
         } else if *method == Method::NOTIFY {
             self.on_notify_request(now, id, tx, message);
