@@ -1433,3 +1433,40 @@ fn speech_prompt_and_silence_expectations_load_with_their_defaults_and_lines() {
         ]
     );
 }
+
+#[test]
+fn transfer_steps_load_and_are_checked() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - transfer: \"sip:3001@{domain}\"\n      - transfer: { to: carol, within: 4s }\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    let steps: Vec<&Step> = caller.steps.iter().map(|s| &s.value).collect();
+    let Step::Transfer { to, within } = steps[2] else {
+        panic!("{:?}", steps[2]);
+    };
+    assert_eq!(*within, crate::scenario::model::DEFAULT_TRANSFER_WITHIN);
+    assert!(to.uses(crate::scenario::text::Placeholder::Domain));
+    let Step::Transfer { within, .. } = steps[3] else {
+        panic!("{:?}", steps[3]);
+    };
+    assert_eq!(*within, Duration::from_secs(4));
+    assert_eq!(steps[3].name(), "transfer");
+
+    // `{peer}` is not a placeholder of `transfer`; `to` is needed.
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - transfer: \"sip:{peer}@{domain}\"\n      - transfer: { within: 2s }\n",
+    ));
+    assert_eq!(e.len(), 2, "{}", super::report(&e));
+    assert_eq!((e[0].line, e[1].line), (18, 19));
+    assert!(
+        e[1].message.starts_with("`transfer` needs `to`"),
+        "{}",
+        e[1].message
+    );
+}
