@@ -2256,7 +2256,7 @@ impl CallScript {
                     self.fail(
                         FailureKind::TransferFailed(code),
                         format!(
-                            "transfer_failed: {code} {reason} (the final status of the transferee's new call, as its NOTIFY said)"
+                            "{code} {reason}: the final status of the transferee's new call, as its NOTIFY said"
                         ),
                     );
                     Some(false)
@@ -2279,7 +2279,7 @@ impl CallScript {
                     self.fail(
                         FailureKind::TransferTimeout,
                         format!(
-                            "transfer_timeout: {refer}, and no NOTIFY of the transfer's outcome within {:.0} s",
+                            "{refer}, and no NOTIFY of the transfer's outcome within {:.0} s",
                             within.as_secs_f64()
                         ),
                     );

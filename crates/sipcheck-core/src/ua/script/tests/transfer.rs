@@ -100,9 +100,7 @@ fn a_transfer_notified_486_fails_as_transfer_failed() {
     let result = h.result();
     assert_eq!(result.failures[0].kind, FailureKind::TransferFailed(486));
     assert!(
-        result.failures[0]
-            .message
-            .starts_with("transfer_failed: 486 Busy Here"),
+        result.failures[0].message.starts_with("486 Busy Here: "),
         "{}",
         result.failures[0].message
     );
@@ -123,7 +121,7 @@ fn no_final_notify_within_the_step_fails_as_transfer_timeout() {
     assert_eq!(result.failures[0].kind, FailureKind::TransferTimeout);
     assert_eq!(
         result.failures[0].message,
-        "transfer_timeout: the REFER was answered 202, and no NOTIFY of the transfer's outcome within 5 s"
+        "the REFER was answered 202, and no NOTIFY of the transfer's outcome within 5 s"
     );
 }
 

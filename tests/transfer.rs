@@ -1,0 +1,71 @@
+//! Blind transfer (RFC 5589) against a real peer: SIPp as the transferee
+//! (`tests/peers/uas_transferee.xml`), sipcheck the transferor (`transfer` step).
+
+mod support;
+
+use support::describe_output;
+use support::process::RunDir;
+use support::reports::{assert_schema, run_scenario as run, Reports};
+use support::sipp::Sipp;
+
+/// SIPp answering, taking the REFER and notifying `final_status` as the new call's status.
+fn transferee(final_status: &str) -> (Sipp, RunDir) {
+    let dir = RunDir::new("sipp-transfer").expect("a run directory");
+    let text = std::fs::read_to_string(Sipp::peer_scenario("uas_transferee.xml"))
+        .expect("the scenario")
+        .replace("FINAL_STATUS", final_status);
+    let scenario = dir.join("uas_transferee.xml");
+    std::fs::write(&scenario, text).expect("write the scenario");
+    let sipp = Sipp::start_uas(&scenario, &["-mi", "127.0.0.1", "-m", "1"]).expect("start sipp");
+    (sipp, dir)
+}
+
+fn run_against(sipp: &Sipp) -> (Option<i32>, serde_json::Value, String) {
+    let addr = format!("127.0.0.1:{}", sipp.port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-transfer.yaml",
+        &[],
+        &[("SIPP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let v = reports.summary();
+    assert_schema(&v);
+    let shown = format!(
+        "{}\n{v}\n{}\n{}",
+        describe_output(&out),
+        sipp.log(),
+        sipp.messages()
+    );
+    (out.status.code(), v, shown)
+}
+
+/// The REFER is answered 202 and the NOTIFYs are answered 200; the final one says
+/// `SIP/2.0 200 OK`: the transfer step passes, and the transferor then sends BYE (SIPp's
+/// scenario, which checks Refer-To and Referred-By, ends only with it).
+#[test]
+fn a_transfer_notified_200_by_sipp_passes_and_the_transferor_hangs_up() {
+    let (sipp, _dir) = transferee("200 OK");
+    let (code, v, shown) = run_against(&sipp);
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(v["calls"]["passed"], 1, "{shown}");
+    assert_eq!(v["failures"], serde_json::json!({}), "{shown}");
+    assert!(
+        !sipp.errors().contains("Failed") && !sipp.errors().contains("failed"),
+        "{shown}"
+    );
+}
+
+/// The final NOTIFY says `SIP/2.0 503 Service Unavailable`: the step fails as
+/// `transfer_failed_503`, naming the status.
+#[test]
+fn a_transfer_notified_503_by_sipp_fails_naming_the_status() {
+    let (sipp, _dir) = transferee("503 Service Unavailable");
+    let (code, v, shown) = run_against(&sipp);
+    assert_eq!(code, Some(1), "{shown}");
+    assert_eq!(v["failures"]["transfer_failed_503"], 1, "{shown}");
+    assert!(
+        shown.contains("transfer_failed_503: 503 Service Unavailable: the final status"),
+        "{shown}"
+    );
+}
