@@ -69,3 +69,37 @@ fn a_transfer_notified_503_by_sipp_fails_naming_the_status() {
         "{shown}"
     );
 }
+
+/// Three parties, a real transferee: sipcheck calls baresip and transfers it to a second
+/// sipcheck role; baresip takes the REFER, calls the target, and notifies the outcome. The
+/// transfer step passes on baresip's NOTIFY of the 200, the transferor then hangs up, and the
+/// target hears baresip's sine on the new call.
+#[test]
+fn baresip_transferred_calls_the_target_which_hears_it() {
+    let baresip = support::baresip::Baresip::start(support::baresip::BaresipOptions::default())
+        .expect("start baresip");
+    let addr = format!("127.0.0.1:{}", baresip.sip_port);
+    let target = format!("127.0.0.1:{}", support::free_port());
+    let transferor = format!("127.0.0.1:{}", support::free_port());
+    // The scenario expects baresip's default sine.
+    assert_eq!(support::baresip::DEFAULT_TONE_HZ, 600);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/baresip-transfer.yaml",
+        &[],
+        &[
+            ("BARESIP_ADDR", addr.as_str()),
+            ("TARGET_LISTEN", target.as_str()),
+            ("TRANSFEROR_LISTEN", transferor.as_str()),
+        ],
+        &reports,
+    );
+    let shown = format!("{}\n{}", describe_output(&out), baresip.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = reports.summary();
+    let shown = format!("{shown}\n{v}");
+    assert_eq!(v["calls"]["by_role"]["transferor"]["passed"], 1, "{shown}");
+    assert_eq!(v["calls"]["by_role"]["target"]["passed"], 1, "{shown}");
+    assert_eq!(v["audio"]["verified"], 2, "{shown}");
+    assert!(baresip.log().contains("REFER"), "{shown}");
+}
