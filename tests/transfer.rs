@@ -8,6 +8,8 @@ use support::process::RunDir;
 use support::reports::{assert_schema, run_scenario as run, Reports};
 use support::sipp::Sipp;
 
+use std::time::Duration;
+
 /// SIPp answering, taking the REFER and notifying `final_status` as the new call's status.
 fn transferee(final_status: &str) -> (Sipp, RunDir) {
     let dir = RunDir::new("sipp-transfer").expect("a run directory");
@@ -70,15 +72,9 @@ fn a_transfer_notified_503_by_sipp_fails_naming_the_status() {
     );
 }
 
-/// Three parties, a real transferee: sipcheck calls baresip and transfers it to a second
-/// sipcheck role; baresip takes the REFER, calls the target, and notifies the outcome. The
-/// transfer step passes on baresip's NOTIFY of the 200, the transferor then hangs up, and the
-/// target hears baresip's sine on the new call.
-#[test]
-fn baresip_transferred_calls_the_target_which_hears_it() {
-    let baresip = support::baresip::Baresip::start(support::baresip::BaresipOptions::default())
-        .expect("start baresip");
-    let addr = format!("127.0.0.1:{}", baresip.sip_port);
+/// The `baresip-transfer` scenario calling baresip at `baresip_uri`: the run's output and
+/// summary (null when the scenario did not load).
+fn run_transfer(baresip_uri: &str) -> (std::process::Output, serde_json::Value) {
     let target = format!("127.0.0.1:{}", support::free_port());
     let transferor = format!("127.0.0.1:{}", support::free_port());
     // The scenario expects baresip's default sine.
@@ -88,18 +84,81 @@ fn baresip_transferred_calls_the_target_which_hears_it() {
         "tests/peers/scenarios/baresip-transfer.yaml",
         &[],
         &[
-            ("BARESIP_ADDR", addr.as_str()),
+            ("BARESIP_URI", baresip_uri),
             ("TARGET_LISTEN", target.as_str()),
             ("TRANSFEROR_LISTEN", transferor.as_str()),
         ],
         &reports,
     );
-    let shown = format!("{}\n{}", describe_output(&out), baresip.log());
+    let v = if out.status.code() == Some(2) {
+        serde_json::Value::Null
+    } else {
+        reports.summary()
+    };
+    (out, v)
+}
+
+fn assert_transferred(out: &std::process::Output, v: &serde_json::Value, shown: &str) {
     assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v = reports.summary();
-    let shown = format!("{shown}\n{v}");
     assert_eq!(v["calls"]["by_role"]["transferor"]["passed"], 1, "{shown}");
     assert_eq!(v["calls"]["by_role"]["target"]["passed"], 1, "{shown}");
     assert_eq!(v["audio"]["verified"], 2, "{shown}");
-    assert!(baresip.log().contains("REFER"), "{shown}");
+}
+
+/// Three parties, a real transferee: sipcheck calls baresip and transfers it to a second
+/// sipcheck role; baresip takes the REFER, calls the target, and notifies the outcome. The
+/// transfer step passes on baresip's NOTIFY of the 200, the transferor then hangs up, and the
+/// target hears baresip's sine on the new call.
+#[test]
+fn baresip_transferred_calls_the_target_which_hears_it() {
+    let baresip = support::baresip::Baresip::start(support::baresip::BaresipOptions::default())
+        .expect("start baresip");
+    let uri = format!("sip:baresip@127.0.0.1:{}", baresip.sip_port);
+    let (out, v) = run_transfer(&uri);
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), baresip.log());
+    assert_transferred(&out, &v, &shown);
+    assert!(baresip.log().contains("REFER sip:"), "{shown}");
+}
+
+/// The same through Kamailio: baresip registered there and called through it; the REFER,
+/// the NOTIFYs and the BYEs follow Kamailio's Record-Route (the REFER baresip receives has
+/// Kamailio's Via).
+#[test]
+fn baresip_transferred_through_kamailio_calls_the_target_which_hears_it() {
+    use support::baresip::{Baresip, BaresipOptions, BaresipRegistrar};
+    use support::kamailio::{Kamailio, KamailioOptions};
+    let kam = Kamailio::start_with(&KamailioOptions {
+        no_proxy_auth: true,
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let user = "2131";
+    let baresip = Baresip::start(BaresipOptions {
+        registrar: Some(BaresipRegistrar {
+            user: user.to_owned(),
+            server: server.clone(),
+            password: Kamailio::password_for(user),
+        }),
+        ..BaresipOptions::default()
+    })
+    .expect("start baresip");
+    let registered =
+        support::process::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            kam.bindings(user).len() == 1
+        });
+    assert!(registered, "baresip did not register\n{}", baresip.log());
+    let (out, v) = run_transfer(&format!("sip:{user}@{server}"));
+    let log = baresip.log();
+    let shown = format!("{}\n{v}\n{log}\n{}", describe_output(&out), kam.log());
+    assert_transferred(&out, &v, &shown);
+    let refer = log
+        .split("REFER sip:")
+        .nth(1)
+        .expect("baresip received a REFER");
+    let refer = refer.split("\n\n").next().unwrap_or_default();
+    assert!(
+        refer.contains(&format!("Via: SIP/2.0/UDP {server}")),
+        "the REFER came through Kamailio: {refer}\n{shown}"
+    );
 }
