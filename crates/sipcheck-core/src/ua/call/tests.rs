@@ -3245,3 +3245,57 @@ fn a_refer_is_refused_405_unless_transfers_are_accepted() {
     assert_eq!(transfer_events(&net, A), ["refer 405"]);
     net.assert_empty();
 }
+
+#[test]
+fn refer_and_notify_that_cannot_be_served_are_refused_per_rfc_3515() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(5));
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    // No Refer-To: 400 (RFC 3515 §2.4.2).
+    let tx = request_in_a_dialog(&mut net, "REFER", 10, &[], None);
+    net.run_for(ms(100));
+    assert_eq!(final_response(&net, tx).status(), Some(400));
+    // Two Refer-To values: 400.
+    let two = [("Refer-To", "<sip:a@h>"), ("Refer-To", "<sip:b@h>")];
+    let tx = request_in_a_dialog(&mut net, "REFER", 11, &two, None);
+    net.run_for(ms(100));
+    assert_eq!(final_response(&net, tx).status(), Some(400));
+    // A NOTIFY of another event package: 489 Bad Event.
+    let presence = [("Event", "presence"), ("Subscription-State", "active")];
+    let tx = request_in_a_dialog(&mut net, "NOTIFY", 12, &presence, None);
+    net.run_for(ms(100));
+    assert_eq!(final_response(&net, tx).status(), Some(489));
+    assert_eq!(transfer_events(&net, B), Vec::<String>::new());
+
+    // Outside any dialog (no To tag): 403, transfers are served within calls only.
+    let branch = "z9hG4bKoutside";
+    let bytes = RequestSpec {
+        method: "REFER",
+        uri: "sip:bob@192.0.2.2:5060",
+        via: ViaSpec {
+            transport: Transport::Udp,
+            sent_by: addr(A),
+            branch,
+            rport: true,
+        },
+        routes: &[],
+        from: "<sip:alice@192.0.2.1>;tag=out1",
+        to: "<sip:bob@192.0.2.2>",
+        call_id: "outside-refer",
+        cseq: 1,
+        contact: Some("<sip:alice@192.0.2.1:5060>"),
+        extra: &[("Refer-To", "<sip:carol@192.0.2.3>")],
+        body: None,
+    }
+    .to_vec();
+    let now = net.now();
+    let tx = net
+        .ep(A)
+        .send_request(now, Bytes::from(bytes), addr(B))
+        .unwrap();
+    net.run_for(ms(100));
+    assert_eq!(final_response(&net, tx).status(), Some(403));
+    net.run_until_idle();
+    net.assert_no_errors();
+}
