@@ -361,7 +361,7 @@ load: { rate: 2/s, total_calls: 4, max_concurent: 2 }
             "2:1 unknown field `colour`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`",
             "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`, `keepalive`, `connections`",
             "12:19 unknown field `rign`, expected `ring`",
-            "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`",
+            "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`, `transfer`",
             "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`, `follow_redirects`",
             "20:26 '1x' is not a duration: expected a number followed by ms, s, m or h",
             "21:36 unknown field `max_concurent`, expected one of `rate`, `concurrent`, `ramp_up`, `total_calls`, `duration`, `max_concurrent`",
@@ -1463,5 +1463,42 @@ fn held_and_audio_expectations_load_with_their_defaults_and_refuse_false() {
             "18:25 `held: false` expects nothing",
             "19:32 `audio` and `held` in one `expect`: write one step for each",
         ]
+    );
+}
+
+#[test]
+fn transfer_steps_load_and_are_checked() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - transfer: \"sip:3001@{domain}\"\n      - transfer: { to: carol, within: 4s }\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    let steps: Vec<&Step> = caller.steps.iter().map(|s| &s.value).collect();
+    let Step::Transfer { to, within } = steps[2] else {
+        panic!("{:?}", steps[2]);
+    };
+    assert_eq!(*within, crate::scenario::model::DEFAULT_TRANSFER_WITHIN);
+    assert!(to.uses(crate::scenario::text::Placeholder::Domain));
+    let Step::Transfer { within, .. } = steps[3] else {
+        panic!("{:?}", steps[3]);
+    };
+    assert_eq!(*within, Duration::from_secs(4));
+    assert_eq!(steps[3].name(), "transfer");
+
+    // `{peer}` is not a placeholder of `transfer`; `to` is needed.
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - transfer: \"sip:{peer}@{domain}\"\n      - transfer: { within: 2s }\n",
+    ));
+    assert_eq!(e.len(), 2, "{}", super::report(&e));
+    assert_eq!((e[0].line, e[1].line), (18, 19));
+    assert!(
+        e[1].message.starts_with("`transfer` needs `to`"),
+        "{}",
+        e[1].message
     );
 }

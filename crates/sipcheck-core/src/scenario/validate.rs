@@ -22,7 +22,7 @@ use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
     Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
-    DEFAULT_MAX_REDIRECTS, RING_FOREVER,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
 };
 use super::part::Shard;
 use super::raw::{
@@ -1034,7 +1034,12 @@ fn validate_steps(
                 }
             }
         }
-        if matches!(raw, RawStep::Hold(_) | RawStep::Resume) && !has_call && !has_answer {
+        if matches!(
+            raw,
+            RawStep::Hold(_) | RawStep::Resume | RawStep::Transfer(_)
+        ) && !has_call
+            && !has_answer
+        {
             cx.at_key(
                 &ap,
                 format!(
@@ -1219,6 +1224,26 @@ fn validate_step(
             },
         },
         RawStep::Resume => Step::Resume,
+        RawStep::Transfer(t) => {
+            if t.to.is_none() {
+                cx.at_key(
+                    p,
+                    "`transfer` needs `to`, the URI the call is transferred to, like `to: \"sip:carol@{domain}\"`",
+                    None,
+                );
+            }
+            let to = cx.text(&p.key("to"), &t.to)?;
+            let uri = complete_uri(&to, "{domain}").unwrap_or_default();
+            let to = match Template::parse(&uri, &[Placeholder::User, Placeholder::Domain]) {
+                Ok(t) => t,
+                Err(e) => {
+                    template_error(cx, &p.key("to"), &e);
+                    return None;
+                }
+            };
+            let within = cx.duration_or(&p.key("within"), &t.within, DEFAULT_TRANSFER_WITHIN);
+            Step::Transfer { to, within }
+        }
         RawStep::WaitFor(w) => {
             let s = cx.text(p, &Some(w.clone()))?;
             match s.trim() {

@@ -68,6 +68,11 @@ pub enum FailureKind {
     ByeFailed(String),
     /// Our CANCEL was refused (the status), or no 487 followed it (`no_487`).
     CancelFailed(String),
+    /// A transfer (`transfer` step) ended with a non-2xx of the transferee's new call, as
+    /// its NOTIFY reported it (the status).
+    TransferFailed(u16),
+    /// A transfer's final NOTIFY did not come within the step's `within`.
+    TransferTimeout,
     /// The transport failed.
     Transport,
     /// The run was interrupted before the call could finish.
@@ -102,6 +107,8 @@ impl FailureKind {
             FailureKind::Signalling => "signalling".into(),
             FailureKind::ByeFailed(detail) => format!("bye_failed_{detail}"),
             FailureKind::CancelFailed(detail) => format!("cancel_failed_{detail}"),
+            FailureKind::TransferFailed(code) => format!("transfer_failed_{code}"),
+            FailureKind::TransferTimeout => "transfer_timeout".into(),
             FailureKind::Transport => "transport".into(),
             FailureKind::Interrupted => "interrupted".into(),
             FailureKind::Other => "other".into(),

@@ -125,6 +125,14 @@ pub enum ScriptCommand {
     /// A re-INVITE offering this media (hold, resume); reply with
     /// [`CallScript::handle_reinvite_sent`], its outcome comes as a call event.
     Reinvite(Box<LocalMedia>),
+    /// REFER the far end to `target` (a blind transfer); reply with
+    /// [`CallScript::handle_transfer_sent`], its outcome comes as call events.
+    Transfer {
+        /// The Refer-To URI.
+        target: String,
+        /// Our address of record, for Referred-By.
+        referred_by: String,
+    },
     /// Something for the call's media stream.
     Media(MediaIntent),
     /// A slow computation (a PESQ score) to run off the driver's loop; reply with
@@ -297,6 +305,8 @@ enum Until {
     Reinvite,
     /// The peer holds the call.
     Held,
+    /// The outcome of our transfer.
+    Transfer,
 }
 
 /// What to do when a wait (or a reply, or a probe) is over.
@@ -366,8 +376,23 @@ enum Then {
     ReinviteSent(&'static str),
     /// `hold`, `resume`: the re-INVITE's outcome.
     Reinvited(&'static str),
+    /// `transfer`: its outcome, or none within the step's time.
+    Transferred(Duration),
     /// The script is over and so is the call.
     Finished,
+}
+
+/// How a transfer of ours ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TransferOutcome {
+    /// A NOTIFY reported a 2xx of the new call.
+    Done,
+    /// The REFER was refused with this status.
+    Refused(u16),
+    /// A NOTIFY reported this failure of the new call.
+    Failed(u16, String),
+    /// The REFER could not be sent.
+    NotSent(String),
 }
 
 /// What a step does once the call is answered.
@@ -375,6 +400,8 @@ enum Then {
 enum Next {
     /// `answer`: nothing more.
     Up,
+    /// `transfer`: REFER to this URI, wait this long for the outcome.
+    Transfer(String, Duration),
     Play(Vec<PlayItem>),
     Tone {
         frequencies: Vec<f64>,
@@ -523,6 +550,12 @@ pub struct CallScript {
     local: Option<LocalMedia>,
     reinvite_pending: bool,
     reinvite_outcome: Option<Result<(), u16>>,
+    /// A transfer of ours is under way.
+    transfer_pending: bool,
+    /// Its outcome, once known.
+    transfer_outcome: Option<TransferOutcome>,
+    /// The final status of our REFER.
+    refer_code: Option<u16>,
     /// The step that hung up (its name, line, column), to name when the BYE fails.
     bye_step: Option<(&'static str, u32, u32)>,
     /// The first tone step verified (name, line, column) and the longest gap it allows:
@@ -666,6 +699,9 @@ impl CallScript {
             local: None,
             reinvite_pending: false,
             reinvite_outcome: None,
+            transfer_pending: false,
+            transfer_outcome: None,
+            refer_code: None,
             bye_step: None,
             tone_step: None,
             next_watch: 0,
@@ -721,6 +757,23 @@ impl CallScript {
             }
             CallEvent::Ended { record, .. } => self.record = Some(*record),
             CallEvent::Redirected { target, .. } => self.redirects.push(target),
+            CallEvent::ReferAnswered { code, .. } if self.transfer_pending => {
+                self.refer_code = Some(code);
+                if code >= 300 {
+                    self.transfer_pending = false;
+                    self.transfer_outcome = Some(TransferOutcome::Refused(code));
+                }
+            }
+            CallEvent::TransferNotified { code, reason, .. }
+                if self.transfer_pending && code >= 200 =>
+            {
+                self.transfer_pending = false;
+                self.transfer_outcome = Some(if code < 300 {
+                    TransferOutcome::Done
+                } else {
+                    TransferOutcome::Failed(code, reason)
+                });
+            }
             _ => {}
         }
         self.advance(now);
@@ -942,6 +995,22 @@ impl CallScript {
                     format!("cannot send the {what} re-INVITE: {e}"),
                 );
                 self.step_done(now, false);
+            }
+        }
+        self.advance(now);
+    }
+
+    /// The reply to [`ScriptCommand::Transfer`]: the REFER was sent, or why not.
+    pub fn handle_transfer_sent(&mut self, now: Instant, sent: Result<(), CommandError>) {
+        if let Err(e) = sent {
+            if self.transfer_pending {
+                self.transfer_pending = false;
+                let e = match e {
+                    CommandError::Refused(e) | CommandError::NoRtpSocket(e) => e,
+                    CommandError::Unresolved => "no address".into(),
+                    CommandError::TransportGone => "the role's transport is gone".into(),
+                };
+                self.transfer_outcome = Some(TransferOutcome::NotSent(e));
             }
         }
         self.advance(now);
@@ -1469,6 +1538,19 @@ impl CallScript {
             Step::Wait(d) => self.wait(now, now + *d, Until::Time, Then::Elapsed),
             Step::Hold(mode) => self.wait_answer(now, Next::Reinvite(Some(*mode))),
             Step::Resume => self.wait_answer(now, Next::Reinvite(None)),
+            Step::Transfer { to, within } => {
+                let fill = Fill {
+                    user: &self.cfg.user,
+                    peer: "",
+                    domain: &self.cfg.account_domain,
+                };
+                let to = to.render(fill);
+                let Some(target) = complete_uri(&to, &self.cfg.domain) else {
+                    self.fail(FailureKind::Other, format!("'{to}' is not a SIP URI"));
+                    return Some(false);
+                };
+                self.wait_answer(now, Next::Transfer(target, *within))
+            }
             Step::Hangup { after } => {
                 if after.is_zero() {
                     return self.hangup(now);
@@ -1638,6 +1720,22 @@ impl CallScript {
     fn answered_then(&mut self, now: Instant, next: Next) -> Option<bool> {
         match next {
             Next::Up => Some(true),
+            Next::Transfer(target, within) => {
+                self.transfer_pending = true;
+                self.transfer_outcome = None;
+                self.refer_code = None;
+                let referred_by = format!("sip:{}@{}", self.cfg.user, self.cfg.account_domain);
+                self.command(ScriptCommand::Transfer {
+                    target,
+                    referred_by,
+                });
+                self.wait(
+                    now,
+                    now + within,
+                    Until::Transfer,
+                    Then::Transferred(within),
+                )
+            }
             Next::Play(items) => {
                 if self.media.is_some() {
                     let playlist = self.playlist(&items);
@@ -1879,6 +1977,7 @@ impl CallScript {
             Until::Final(code) => self.answered && code < 300,
             Until::Reinvite => self.reinvite_outcome.is_some(),
             Until::Held => self.peer_held,
+            Until::Transfer => self.transfer_outcome.is_some(),
         }
     }
 
@@ -2243,6 +2342,50 @@ impl CallScript {
                     }
                 }
             }
+            Then::Transferred(within) => match self.transfer_outcome.take() {
+                // RFC 5589 §6: the transferor ends its own leg once the transfer succeeded.
+                Some(TransferOutcome::Done) => self.hangup(now),
+                Some(TransferOutcome::Refused(code)) => {
+                    self.fail(
+                        FailureKind::SipCode(code),
+                        format!("the REFER was answered {code}: the transfer was refused"),
+                    );
+                    Some(false)
+                }
+                Some(TransferOutcome::Failed(code, reason)) => {
+                    self.fail(
+                        FailureKind::TransferFailed(code),
+                        format!(
+                            "{code} {reason}: the final status of the transferee's new call, as its NOTIFY said"
+                        ),
+                    );
+                    Some(false)
+                }
+                Some(TransferOutcome::NotSent(e)) => {
+                    self.fail(
+                        FailureKind::Signalling,
+                        format!("cannot send the REFER: {e}"),
+                    );
+                    Some(false)
+                }
+                None if self.interrupted => Some(false),
+                None if self.ended() => Some(self.unexpected_end()),
+                None => {
+                    self.transfer_pending = false;
+                    let refer = match self.refer_code {
+                        Some(code) => format!("the REFER was answered {code}"),
+                        None => "the REFER had no final response".to_string(),
+                    };
+                    self.fail(
+                        FailureKind::TransferTimeout,
+                        format!(
+                            "{refer}, and no NOTIFY of the transfer's outcome within {:.0} s",
+                            within.as_secs_f64()
+                        ),
+                    );
+                    Some(false)
+                }
+            },
             Then::Reinvited(what) => match self.reinvite_outcome.take() {
                 Some(Ok(())) => Some(true),
                 Some(Err(code)) => {

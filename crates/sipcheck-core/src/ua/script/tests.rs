@@ -17,6 +17,7 @@ use crate::ua::call::{CallDirection, CallEnd, CallId};
 mod pesq;
 mod redirect;
 mod responder;
+mod transfer;
 
 const ID: CallId = CallId::for_test(7);
 
