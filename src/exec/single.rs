@@ -77,11 +77,21 @@ impl<M> Control<M> for Single {
         agent: &mut Agent<SocketAddr>,
         error: TransportError,
     ) -> Result<bool, TransportError> {
+        let peer = error.flow();
         if agent.live_calls() > 0 {
-            return Err(error);
+            // A peer closing its connection once the calls' dialogs with it are over (the
+            // far end closing after its 200 OK to our BYE) is no failure: those calls' results
+            // stand; nothing more can come on that connection. One still carrying a call
+            // fails the probe, naming it.
+            match peer {
+                Some(peer) if agent.calls_with(&peer) == 0 => {
+                    agent.requests_failed(Instant::now(), &peer, None, &error.to_string());
+                    return Ok(false);
+                }
+                _ => return Err(error),
+            }
         }
         let now = Instant::now();
-        let peer = error.flow();
         if let Some(peer) = peer {
             agent.requests_failed(now, &peer, None, &error.to_string());
         } else {

@@ -308,6 +308,14 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.drive(now);
     }
 
+    /// How many calls still have a dialog (or an INVITE under way) with `destination`: a
+    /// call whose dialog is over (its BYE answered) and whose result waits only for its media
+    /// to stop is not counted.
+    #[must_use]
+    pub fn calls_with(&self, destination: &D) -> usize {
+        self.endpoint.calls_with(destination)
+    }
+
     /// How many calls are under way (their results not yet out).
     #[must_use]
     pub fn live_calls(&self) -> usize {

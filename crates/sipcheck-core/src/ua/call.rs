@@ -843,6 +843,19 @@ impl<D: Clone + NextHop> Endpoint<D> {
         self.layer.send_stateless(destination, bytes);
     }
 
+    /// How many calls (their dialogs or INVITEs not yet over) have `destination` as their
+    /// peer or in-dialog next hop: a connection to it that closes would end them.
+    #[must_use]
+    pub fn calls_with(&self, destination: &D) -> usize
+    where
+        D: PartialEq,
+    {
+        self.slots
+            .iter()
+            .filter(|(_, call)| call.peer == *destination || call.hop == *destination)
+            .count()
+    }
+
     /// The shell could not reach `destination` (connection refused or closed, ICMP
     /// unreachable): every call whose peer or in-dialog next hop it is ends with
     /// [`CallEndReason::TransportError`], its transactions dropped. Transactions started with

@@ -3332,3 +3332,26 @@ fn refer_and_notify_that_cannot_be_served_are_refused_per_rfc_3515() {
     net.run_until_idle();
     net.assert_no_errors();
 }
+
+#[test]
+fn a_call_counts_with_its_peer_until_its_bye_is_answered_not_until_its_timers_end() {
+    let mut net = Net::with_callee(secs(1));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(2));
+    assert_eq!(net.sim.nodes[A].ep.calls_with(&addr(B)), 0);
+    net.invite(call_to_b());
+    net.run_for(ms(10));
+    // The INVITE under way counts.
+    assert_eq!(net.sim.nodes[A].ep.calls_with(&addr(B)), 1);
+    assert_eq!(net.sim.nodes[A].ep.calls_with(&addr(A)), 0);
+    net.run_for(secs(2));
+    assert_eq!(net.sim.nodes[A].ep.calls_with(&addr(B)), 1);
+    assert_eq!(net.sim.nodes[B].ep.calls_with(&addr(A)), 1);
+    // The BYE is sent at 3.02 s and answered one round trip later; its transaction lingers
+    // (Timer K, 5 s over UDP), the call does not.
+    net.run_for(ms(1500));
+    assert_eq!(net.trace().last().map(String::as_str), Some("B 200/BYE"));
+    assert_eq!(net.sim.nodes[A].ep.calls_with(&addr(B)), 0);
+    assert_eq!(net.sim.nodes[B].ep.calls_with(&addr(A)), 0);
+    net.run_until_idle();
+    net.assert_no_errors();
+}
