@@ -181,18 +181,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     };
     let scenario = Arc::new(scenario);
     let tls = match scenario.target.transport {
-        sipcheck_core::sip::transport::Transport::Tls => {
-            match crate::probe::tls_context(&args.tls) {
-                Ok(tls) => Some(tls),
-                Err(e) => {
-                    eprintln!(
-                        "sipcheck: error: {}; nothing was sent",
-                        escape_controls(&e.to_string())
-                    );
-                    return Exit::Usage;
-                }
+        t if t.is_secure() => match crate::probe::tls_context(&args.tls) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!(
+                    "sipcheck: error: {}; nothing was sent",
+                    escape_controls(&e.to_string())
+                );
+                return Exit::Usage;
             }
-        }
+        },
         _ => None,
     };
     let junit_path = args

@@ -1058,6 +1058,51 @@ fn tls_and_tcp_are_accepted() {
 }
 
 #[test]
+fn ws_and_wss_are_accepted_with_a_resource_path_that_other_transports_refuse() {
+    let with =
+        |extra: &str| BASE.replace("domain: pbx.test }", &format!("domain: pbx.test{extra} }}"));
+    let s = load(
+        "scenarios/x.yaml",
+        &with(", transport: ws"),
+        &no_env,
+        &files,
+    )
+    .expect("ws");
+    assert_eq!(s.target.transport, Transport::Ws);
+    assert_eq!(s.target.ws_path, "/");
+    let s = load(
+        "scenarios/x.yaml",
+        &with(", transport: WSS, ws_path: /sip"),
+        &no_env,
+        &files,
+    )
+    .expect("wss");
+    assert_eq!(s.target.transport, Transport::Wss);
+    assert_eq!(s.target.ws_path, "/sip");
+    let e = errors(&with(", transport: tcp, ws_path: /sip"));
+    assert!(
+        brief(&e)
+            .iter()
+            .any(|m| m.contains("`ws_path` applies to `transport: ws` and `wss` only")),
+        "{e:?}"
+    );
+    let e = errors(&with(", transport: ws, ws_path: sip"));
+    assert!(
+        brief(&e)
+            .iter()
+            .any(|m| m.contains("'sip' is not a resource path")),
+        "{e:?}"
+    );
+    let e = errors(&with(", transport: wx"));
+    assert!(
+        brief(&e)
+            .iter()
+            .any(|m| m.contains("expected udp, tcp, tls, ws or wss")),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn tcp_keepalive_defaults_can_be_set_or_turned_off_and_udp_refuses_it() {
     let with =
         |extra: &str| BASE.replace("domain: pbx.test }", &format!("domain: pbx.test{extra} }}"));
