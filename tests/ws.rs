@@ -364,3 +364,39 @@ fn a_server_without_the_sip_subprotocol_or_without_websocket_fails_naming_the_pr
     assert!(!shown.contains("panicked"), "{shown}");
     peer.join().unwrap();
 }
+
+#[test]
+fn a_scenario_over_ws_registers_and_calls_through_kamailio_both_ways_heard() {
+    let kam = kamailio_ws("/sip");
+    let server = format!("127.0.0.1:{}", ws_port(&kam));
+    let dir = support::process::RunDir::new("ws-run").unwrap();
+    let json = dir.join("summary.json");
+    let scenario = support::repo_root().join("tests/peers/scenarios/kamailio-ws.yaml");
+    let out = support::run_sipcheck_with_timeout(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[("SIP_SERVER", server.as_str())],
+        Duration::from_secs(120),
+    );
+    let log = kam.log();
+    let shown = format!("{}\n{log}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["calls"]["passed"], 4, "{v}");
+    assert_eq!(v["audio"]["verified"], 8, "{v}");
+    assert_eq!(v["registrations"]["ok"], 4, "{v}");
+    assert!(
+        log.contains("REQ REGISTER sip:sipcheck.test from ws:"),
+        "{log}"
+    );
+    let not_ws: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("REQ ") && !l.contains("from ws:") && !l.contains("REQ OPTIONS"))
+        .collect();
+    assert!(not_ws.is_empty(), "{not_ws:#?}");
+}
