@@ -399,4 +399,9 @@ fn a_scenario_over_ws_registers_and_calls_through_kamailio_both_ways_heard() {
         .filter(|l| l.contains("REQ ") && !l.contains("from ws:") && !l.contains("REQ OPTIONS"))
         .collect();
     assert!(not_ws.is_empty(), "{not_ws:#?}");
+    // Each connection's WebSocket handshake is timed; no TLS was shaken.
+    let handshakes = &v["metrics"]["ws_handshake"];
+    assert!(handshakes["count"].as_u64().unwrap_or(0) >= 4, "{v}");
+    assert!(handshakes["p50_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{v}");
+    assert_eq!(v["metrics"]["tls_handshake"]["count"], 0, "{v}");
 }

@@ -413,6 +413,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                     for took in crate::drive::tls::take_handshakes() {
                         metrics.record_tls_handshake(took);
                     }
+                    for took in crate::drive::ws::take_handshakes() {
+                        metrics.record_ws_handshake(took);
+                    }
                     count(
                         pairing.handle_timeout(now),
                         &mut metrics,
@@ -538,6 +541,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     // Every connection is closed: every handshake is in.
     for took in crate::drive::tls::take_handshakes() {
         metrics.record_tls_handshake(took);
+    }
+    for took in crate::drive::ws::take_handshakes() {
+        metrics.record_ws_handshake(took);
     }
     let mut summary = metrics.finish(elapsed, interrupted);
     summary.run_id = run_id;

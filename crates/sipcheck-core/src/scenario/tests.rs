@@ -359,7 +359,7 @@ load: { rate: 2/s, total_calls: 4, max_concurent: 2 }
         brief(&e),
         [
             "2:1 unknown field `colour`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`",
-            "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`, `keepalive`, `connections`",
+            "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `ws_path`, `domain`, `outbound_proxy`, `local`, `keepalive`, `connections`",
             "12:19 unknown field `rign`, expected `ring`",
             "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`, `transfer`",
             "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`, `follow_redirects`",
