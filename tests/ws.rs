@@ -405,3 +405,73 @@ fn a_scenario_over_ws_registers_and_calls_through_kamailio_both_ways_heard() {
     assert!(handshakes["p50_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{v}");
     assert_eq!(v["metrics"]["tls_handshake"]["count"], 0, "{v}");
 }
+
+#[test]
+fn a_call_straight_to_answer_over_ws_and_over_wss_is_heard_both_ways() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("answer", &["IP:127.0.0.1"], 2)
+        .expect("responder certificate");
+    let (cert, key, ca) = (
+        certs.cert.to_str().unwrap(),
+        certs.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    for transport in ["ws", "wss"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--transport",
+            transport,
+            "--listen",
+            &listen,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ];
+        if transport == "wss" {
+            args.extend(["--cert", cert, "--key", key]);
+        }
+        let mut answer = Responder::start(&args, &[]);
+        let out = run_sipcheck(
+            [
+                "call",
+                &format!("sip:2001@{listen};transport={transport}"),
+                "--ca",
+                ca,
+                "--play-tone",
+                "440",
+                "--expect-tone",
+                "1000",
+                "--duration",
+                "1s",
+                "--json",
+                "-v",
+            ],
+            &[],
+        );
+        let shown = format!("{transport}: {}\n{}", text(&out), answer.output());
+        assert_eq!(out.status.code(), Some(0), "{shown}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+        assert_eq!(
+            answer.wait_exit(Duration::from_secs(15)),
+            Some(0),
+            "{shown}"
+        );
+        assert!(answer.stdout().contains("-- PASS"), "{shown}");
+        let via = format!("SIP/2.0/{} ", transport.to_uppercase());
+        assert!(shown.contains(&via), "{via}\n{shown}");
+    }
+
+    // Over WSS with neither a registrar nor a certificate, `answer` refuses to start.
+    let out = run_sipcheck(
+        ["answer", "--transport", "wss", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("--cert"), "{shown}");
+}

@@ -525,6 +525,8 @@ pub struct TcpTransport {
     handshake: Option<std::time::Duration>,
     /// WebSocket over each connection: the resource (and, for the server's, the host).
     ws: Option<WsTarget>,
+    /// The server's connection has ended (reported once by [`TcpTransport::recv`]).
+    closed: bool,
 }
 
 impl TcpTransport {
@@ -576,6 +578,7 @@ impl TcpTransport {
             tls,
             handshake,
             ws,
+            closed: false,
         })
     }
 
@@ -635,11 +638,18 @@ impl TcpTransport {
                 };
             }
             tokio::select! {
-                read = self.stream.read(&mut self.buf) => {
-                    let n = read.map_err(|e| read_error(self.peer, e))?;
-                    if n == 0 {
-                        return Err(TransportError::Closed(self.peer));
-                    }
+                read = self.stream.read(&mut self.buf), if !self.closed => {
+                    let n = match read {
+                        Ok(0) => {
+                            self.closed = true;
+                            return Err(TransportError::Closed(self.peer));
+                        }
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.closed = true;
+                            return Err(read_error(self.peer, e));
+                        }
+                    };
                     self.framer.push(&self.buf[..n]);
                 }
                 Some(other) = self.from_others.recv() => {

@@ -77,7 +77,9 @@ impl<M> Control<M> for Single {
         agent: &mut Agent<SocketAddr>,
         error: TransportError,
     ) -> Result<bool, TransportError> {
-        if agent.live_calls() > 0 {
+        // A call still in its dialog cannot go on without the connection; one whose dialog
+        // has ended (its BYE answered, the peer then closing) only has its report to finish.
+        if agent.live_calls() > 0 && !agent.endpoint().is_empty() {
             return Err(error);
         }
         let now = Instant::now();
