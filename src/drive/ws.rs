@@ -395,6 +395,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pool_over_ws_pings_with_websocket_pings_and_lives_on_their_pongs() {
+        use crate::drive::transport::{Incoming, TcpPool, TransportError};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut pool = TcpPool::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Some(Duration::from_millis(300)),
+            false,
+        )
+        .await
+        .unwrap()
+        .with_ws("/sip");
+        pool.send(addr, OPTIONS.as_bytes()).await.unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let mut server = accept(Box::new(tcp), peer).await.unwrap();
+        let mut got = vec![0; OPTIONS.len()];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, OPTIONS.as_bytes());
+        // The server reads (tungstenite answers each ping with a pong) and answers the
+        // OPTIONS after several keep-alive intervals: the connection is still there.
+        let serving = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            let _ = tokio::time::timeout(Duration::from_millis(1300), server.read(&mut byte)).await;
+            let answer = OPTIONS.replace("OPTIONS sip:a@127.0.0.1 SIP/2.0", "SIP/2.0 200 OK");
+            server.write_all(answer.as_bytes()).await.unwrap();
+            server.flush().await.unwrap();
+            // Then it reads no more: pings go unanswered.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            drop(server);
+        });
+        match tokio::time::timeout(Duration::from_secs(5), pool.recv()).await {
+            Ok(Ok(Incoming::Message { message, from })) => {
+                assert_eq!(message.status(), Some(200));
+                assert_eq!(from, addr);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = tokio::time::timeout(Duration::from_secs(5), pool.recv())
+            .await
+            .expect("in time")
+            .unwrap_err();
+        assert!(
+            matches!(err, TransportError::NoPong(a) if a == addr),
+            "{err}"
+        );
+        serving.abort();
+    }
+
+    #[tokio::test]
     async fn a_server_without_the_sip_subprotocol_is_refused_by_name() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
