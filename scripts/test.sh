@@ -30,6 +30,9 @@ PACKAGES=(
     # openssl command line makes at test time.
     kamailio-tls-modules
     openssl
+    # Kamailio's websocket module: the SIP over WebSocket (RFC 7118) peer of tests/ws.rs
+    # (its xhttp module, which takes the HTTP handshake, ships with kamailio itself).
+    kamailio-websocket-modules
     baresip-core
     rtpengine-daemon
     tshark

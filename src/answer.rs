@@ -50,7 +50,8 @@ pub struct AnswerArgs {
     #[arg(long, default_value = "127.0.0.1:5060", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
     /// Transport to listen on and register over: udp, tcp (connections peers open, and
-    /// ours to the registrar) or tls (as tcp, with --cert and --key).
+    /// ours to the registrar), tls (as tcp, with --cert and --key), ws or wss (WebSocket,
+    /// RFC 7118: as tcp and tls; over wss, --cert and --key only for connections peers open).
     #[arg(long, value_parser = transport_parser(), default_value = "udp")]
     pub transport: Transport,
     /// Over TLS: our certificate chain (PEM), for the connections peers open to us.
@@ -61,6 +62,9 @@ pub struct AnswerArgs {
     pub key: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Over WS/WSS: the resource path of the WebSocket handshake with the registrar, e.g. /ws.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub ws_path: String,
     /// Register at this server first (and keep the registration fresh), HOST[:PORT].
     #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
     pub server: Option<String>,
@@ -256,6 +260,32 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 TcpPool::bind(args.listen, None, false)
                     .await?
                     .with_tls(tls, names),
+            )
+        }
+        Transport::Ws => SipSocket::TcpPool(
+            TcpPool::bind(args.listen, None, false)
+                .await?
+                .with_ws(&args.ws_path),
+        ),
+        Transport::Wss => {
+            if args.cert.is_none() && args.server.is_none() {
+                return Err(ProbeError::Invalid(
+                    "--transport wss needs --server (a registrar to connect to) or --cert                      FILE and --key FILE (for peers connecting to the listening address)"
+                        .into(),
+                ));
+            }
+            let mut opts = args.tls.options();
+            opts.server_cert = args.cert.clone().zip(args.key.clone());
+            let tls = crate::probe::tls_context(&opts)?;
+            let names = registrar
+                .zip(args.server.as_deref().map(host_of))
+                .into_iter()
+                .collect();
+            SipSocket::TcpPool(
+                TcpPool::bind(args.listen, None, false)
+                    .await?
+                    .with_tls(tls, names)
+                    .with_ws(&args.ws_path),
             )
         }
     };

@@ -599,6 +599,19 @@ mod tests {
         };
         assert_eq!(cmd.net.transport, Transport::Tls);
         assert!(cmd.net.tls.insecure);
+        assert_eq!(cmd.net.ws_path, "/");
+        let cli = parse(&["call", "sip:a@b", "--transport", "wss", "--ws-path", "/ws"]).unwrap();
+        let Command::Call(cmd) = cli.command else {
+            panic!("not a call")
+        };
+        assert_eq!(cmd.net.transport, Transport::Wss);
+        assert_eq!(cmd.net.network().ws_path, "/ws");
+        let cli = parse(&["answer", "--transport", "ws", "--ws-path", "/sip"]).unwrap();
+        let Command::Answer(cmd) = cli.command else {
+            panic!("not answer")
+        };
+        assert_eq!(cmd.transport, Transport::Ws);
+        assert_eq!(cmd.ws_path, "/sip");
         // The command line keeps its own spellings: lower case.
         for bad in [
             ["--codec", "PCMU"],

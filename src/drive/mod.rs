@@ -18,6 +18,7 @@ pub mod tls;
 pub mod trace;
 pub mod transport;
 pub(crate) mod wire;
+pub mod ws;
 
 /// A seed for identifiers from the operating system's randomness (via std's hasher keys).
 pub fn os_seed() -> u64 {

@@ -258,23 +258,33 @@ impl TlsContext {
     }
 }
 
-/// Connect TCP to `peer` (from `local`'s address when given) and, with `tls`, shake hands:
-/// the stream, and how long it took from the TCP connect's start to the handshake's end.
+/// Connect TCP to `peer` (from `local`'s address when given), with `tls` shake hands, and with
+/// `ws` upgrade the connection to WebSocket (over TLS: WSS): the stream, and how long the TLS
+/// handshake took from the TCP connect's start.
 pub async fn open_stream(
     tcp: impl std::future::Future<Output = Result<TcpStream, TransportError>>,
     peer: SocketAddr,
     tls: Option<(&TlsContext, Option<&str>)>,
+    ws: Option<&crate::drive::ws::WsTarget>,
 ) -> Result<(SipStream, Option<Duration>), TransportError> {
     let start = Instant::now();
     let tcp = tcp.await?;
     let _ = tcp.set_nodelay(true);
-    match tls {
-        None => Ok((Box::new(tcp), None)),
+    let (stream, took): (SipStream, _) = match tls {
+        None => (Box::new(tcp), None),
         Some((ctx, name)) => {
             let stream = ctx.connect(tcp, peer, name).await?;
             let took = start.elapsed();
             record_handshake(took);
-            Ok((stream, Some(took)))
+            (stream, Some(took))
+        }
+    };
+    match ws {
+        None => Ok((stream, took)),
+        Some(target) => {
+            let stream = crate::drive::ws::connect(stream, peer, target, tls.is_some()).await?;
+            crate::drive::ws::record_handshake(start.elapsed());
+            Ok((stream, took))
         }
     }
 }

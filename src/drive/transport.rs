@@ -24,6 +24,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::drive::tls::{open_stream, SipStream, TlsContext};
+use crate::drive::ws::WsTarget;
 
 /// Errors of the transport layer.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,14 @@ pub enum TransportError {
     /// A TLS handshake failed (the certificate refused, or the peer's TLS).
     #[error("TLS handshake with {addr} failed: {reason}")]
     Tls {
+        /// The peer.
+        addr: SocketAddr,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// A WebSocket handshake failed (no HTTP upgrade, the `sip` subprotocol not granted).
+    #[error("WebSocket handshake with {addr} failed: {reason}")]
+    WebSocket {
         /// The peer.
         addr: SocketAddr,
         /// What went wrong, in words.
@@ -94,7 +103,9 @@ impl TransportError {
     /// a new connection to this one).
     pub fn flow(&self) -> Option<SocketAddr> {
         match self {
-            TransportError::Connect { addr, .. } | TransportError::Tls { addr, .. } => Some(*addr),
+            TransportError::Connect { addr, .. }
+            | TransportError::Tls { addr, .. }
+            | TransportError::WebSocket { addr, .. } => Some(*addr),
             TransportError::Closed(addr) | TransportError::NoPong(addr) => Some(*addr),
             TransportError::Stream { peer, .. } => Some(*peer),
             _ => None,
@@ -164,6 +175,11 @@ impl std::fmt::Display for Unreachable {
     }
 }
 
+/// The WebSocket target given, else `/` on the peer's address.
+fn ws_or_root(ws: Option<WsTarget>) -> WsTarget {
+    ws.unwrap_or_else(|| WsTarget::new("/", None))
+}
+
 /// Resolve `host[:port]` (port 5060 by default; IPv6 literals in brackets) to a socket address.
 pub async fn resolve(host: &str, default_port: u16) -> Result<SocketAddr, TransportError> {
     if let Ok(addr) = host.parse::<SocketAddr>() {
@@ -228,13 +244,15 @@ impl SipSocket {
     /// Open a transport of `kind` towards `peer`, bound to `local` when given (else to the
     /// address the kernel routes to `peer` from, on an ephemeral port).
     ///
-    /// Over TLS, `tls` holds the context and the name the server's certificate is verified
-    /// for (`None`: its IP address).
+    /// Over TLS (and WSS), `tls` holds the context and the name the server's certificate is
+    /// verified for (`None`: its IP address); over WebSocket, `ws` the resource and host the
+    /// handshake names (default: `/` and the peer's address).
     pub async fn open(
         kind: Transport,
         peer: SocketAddr,
         local: Option<SocketAddr>,
         tls: Option<(TlsContext, Option<String>)>,
+        ws: Option<WsTarget>,
     ) -> Result<Self, TransportError> {
         let local = match local {
             Some(local) => local,
@@ -243,15 +261,19 @@ impl SipSocket {
         match kind {
             Transport::Udp => Ok(SipSocket::Udp(UdpTransport::bind(local, 4 << 20).await?)),
             Transport::Tcp => Ok(SipSocket::Tcp(
-                TcpTransport::connect(local, peer, None).await?,
+                TcpTransport::connect(local, peer, None, None).await?,
             )),
-            Transport::Tls => {
+            Transport::Ws => Ok(SipSocket::Tcp(
+                TcpTransport::connect(local, peer, None, Some(ws_or_root(ws))).await?,
+            )),
+            Transport::Tls | Transport::Wss => {
                 let tls = tls.ok_or_else(|| TransportError::Tls {
                     addr: peer,
                     reason: "no TLS configuration".into(),
                 })?;
+                let ws = (kind == Transport::Wss).then(|| ws_or_root(ws));
                 Ok(SipSocket::Tcp(
-                    TcpTransport::connect(local, peer, Some(tls)).await?,
+                    TcpTransport::connect(local, peer, Some(tls), ws).await?,
                 ))
             }
         }
@@ -261,6 +283,10 @@ impl SipSocket {
     pub fn kind(&self) -> Transport {
         match self {
             SipSocket::Udp(_) => Transport::Udp,
+            SipSocket::Tcp(t) if t.ws.is_some() && t.tls.is_some() => Transport::Wss,
+            SipSocket::Tcp(t) if t.ws.is_some() => Transport::Ws,
+            SipSocket::TcpPool(t) if t.ws.is_some() && t.tls.is_some() => Transport::Wss,
+            SipSocket::TcpPool(t) if t.ws.is_some() => Transport::Ws,
             SipSocket::Tcp(t) if t.tls.is_some() => Transport::Tls,
             SipSocket::TcpPool(t) if t.tls.is_some() => Transport::Tls,
             SipSocket::Tcp(_) | SipSocket::TcpPool(_) => Transport::Tcp,
@@ -497,6 +523,10 @@ pub struct TcpTransport {
     tls: Option<(TlsContext, Option<String>)>,
     /// How long the server's TLS handshake took (from the TCP connect's start).
     handshake: Option<std::time::Duration>,
+    /// WebSocket over each connection: the resource (and, for the server's, the host).
+    ws: Option<WsTarget>,
+    /// The server's connection has ended (reported once by [`TcpTransport::recv`]).
+    closed: bool,
 }
 
 impl TcpTransport {
@@ -507,6 +537,7 @@ impl TcpTransport {
         local: SocketAddr,
         peer: SocketAddr,
         tls: Option<(TlsContext, Option<String>)>,
+        ws: Option<WsTarget>,
     ) -> Result<Self, TransportError> {
         let mut bound = None;
         let tcp = async {
@@ -530,6 +561,7 @@ impl TcpTransport {
             tcp,
             peer,
             tls.as_ref().map(|(ctx, name)| (ctx, name.as_deref())),
+            ws.as_ref(),
         )
         .await?;
         let local = bound.unwrap_or(local);
@@ -545,6 +577,8 @@ impl TcpTransport {
             to_recv,
             tls,
             handshake,
+            ws,
+            closed: false,
         })
     }
 
@@ -570,7 +604,8 @@ impl TcpTransport {
         if !self.others.contains_key(&to) {
             let local = SocketAddr::new(self.local.ip(), 0);
             let tls = self.tls.as_ref().map(|(ctx, _)| (ctx.clone(), None));
-            let other = Self::connect(local, to, tls).await?;
+            let ws = self.ws.as_ref().map(|ws| WsTarget::new(&ws.path, None));
+            let other = Self::connect(local, to, tls, ws).await?;
             let (read, write) = tokio::io::split(other.stream);
             tokio::spawn(read_framed(read, to, self.to_recv.clone()));
             self.others.insert(to, write);
@@ -603,11 +638,18 @@ impl TcpTransport {
                 };
             }
             tokio::select! {
-                read = self.stream.read(&mut self.buf) => {
-                    let n = read.map_err(|e| read_error(self.peer, e))?;
-                    if n == 0 {
-                        return Err(TransportError::Closed(self.peer));
-                    }
+                read = self.stream.read(&mut self.buf), if !self.closed => {
+                    let n = match read {
+                        Ok(0) => {
+                            self.closed = true;
+                            return Err(TransportError::Closed(self.peer));
+                        }
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.closed = true;
+                            return Err(read_error(self.peer, e));
+                        }
+                    };
                     self.framer.push(&self.buf[..n]);
                 }
                 Some(other) = self.from_others.recv() => {
@@ -719,6 +761,8 @@ pub struct TcpPool {
     tls: Option<TlsContext>,
     /// The name a peer's certificate is verified for, by address (else its IP address).
     names: HashMap<SocketAddr, String>,
+    /// WebSocket over every connection (RFC 7118), opened on this resource path.
+    ws: Option<String>,
 }
 
 /// A TCP connection being opened, and when its connect started.
@@ -731,9 +775,11 @@ enum Opening {
     Ready(SipStream),
     Handshake {
         tcp: TcpStream,
-        tls: TlsContext,
-        /// The name the peer's certificate is verified for.
+        tls: Option<TlsContext>,
+        /// The name the peer's certificate is verified for (and the WebSocket host).
         name: Option<String>,
+        /// WebSocket over the connection (after TLS, if any).
+        ws: Option<WsTarget>,
         /// When its TCP connect started.
         started: std::time::Instant,
     },
@@ -796,6 +842,54 @@ impl Drop for Conn {
 const PING: &[u8] = b"\r\n\r\n";
 const PONG: &[u8] = b"\r\n";
 
+/// The handshakes of a connection the pool opened: TLS (verifying the peer's certificate for
+/// `name`), then WebSocket; recorded for the run's histograms from `started`, the TCP
+/// connect's start.
+async fn handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsContext>,
+    name: Option<String>,
+    ws: Option<WsTarget>,
+    started: std::time::Instant,
+) -> Result<SipStream, TransportError> {
+    let secure = tls.is_some();
+    let stream = match tls {
+        Some(tls) => {
+            let stream = tls.connect(tcp, peer, name.as_deref()).await?;
+            crate::drive::tls::record_handshake(started.elapsed());
+            stream
+        }
+        None => Box::new(tcp),
+    };
+    match ws {
+        Some(target) => {
+            let stream = crate::drive::ws::connect(stream, peer, &target, secure).await?;
+            crate::drive::ws::record_handshake(started.elapsed());
+            Ok(stream)
+        }
+        None => Ok(stream),
+    }
+}
+
+/// The handshakes of a connection accepted: TLS as the server, then WebSocket.
+async fn accept_handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsContext>,
+    ws: bool,
+) -> Result<SipStream, TransportError> {
+    let stream = match tls {
+        Some(tls) => tls.accept(tcp, peer).await?,
+        None => Box::new(tcp),
+    };
+    if ws {
+        crate::drive::ws::accept(stream, peer).await
+    } else {
+        Ok(stream)
+    }
+}
+
 impl TcpPool {
     /// Write out what is queued on every connection and close them cleanly, waiting `within`
     /// at most (a peer that reads nothing cannot hold the exit up): a response queued just
@@ -846,7 +940,16 @@ impl TcpPool {
             lost_ua: None,
             tls: None,
             names: HashMap::new(),
+            ws: None,
         })
+    }
+
+    /// Speak WebSocket (RFC 7118) on every connection: those opened ask for the `sip`
+    /// subprotocol on the resource `path`, those accepted must ask for it.
+    #[must_use]
+    pub fn with_ws(mut self, path: &str) -> Self {
+        self.ws = Some(WsTarget::new(path, None).path);
+        self
     }
 
     /// Speak TLS on every connection: those opened verify the peer's certificate for the
@@ -958,14 +1061,18 @@ impl TcpPool {
         };
         tracing::debug!(peer = %to, ua = key.1.as_deref().unwrap_or("*"), "TCP connection opened");
         let _ = tcp.set_nodelay(true);
-        let opening = match &self.tls {
-            None => Opening::Ready(Box::new(tcp)),
-            Some(tls) => Opening::Handshake {
-                tcp,
-                tls: tls.clone(),
-                name: self.names.get(&to).cloned(),
-                started,
-            },
+        let opening = match (&self.tls, &self.ws) {
+            (None, None) => Opening::Ready(Box::new(tcp)),
+            (tls, ws) => {
+                let name = self.names.get(&to).cloned();
+                Opening::Handshake {
+                    tcp,
+                    tls: tls.clone(),
+                    ws: ws.as_deref().map(|path| WsTarget::new(path, name.clone())),
+                    name,
+                    started,
+                }
+            }
         };
         self.register(opening, key, true);
         Ok(())
@@ -989,12 +1096,10 @@ impl TcpPool {
                     tcp,
                     tls,
                     name,
+                    ws,
                     started,
-                } => match tls.connect(tcp, peer, name.as_deref()).await {
-                    Ok(stream) => {
-                        crate::drive::tls::record_handshake(started.elapsed());
-                        stream
-                    }
+                } => match handshake(tcp, peer, tls, name, ws, started).await {
+                    Ok(stream) => stream,
                     Err(error) => {
                         let _ = events.send(ConnEvent::Closed {
                             id,
@@ -1122,20 +1227,20 @@ impl TcpPool {
                     Ok((stream, peer)) => {
                         tracing::debug!(%peer, local = %self.local, "TCP connection accepted");
                         let _ = stream.set_nodelay(true);
-                        match &self.tls {
-                            None => {
+                        match (&self.tls, self.ws.is_some()) {
+                            (None, false) => {
                                 self.register(Opening::Ready(Box::new(stream)), (peer, None), false)
                             }
-                            Some(tls) => {
-                                // The handshake in a task of its own: a slow peer holds up
+                            (tls, ws) => {
+                                // The handshakes in a task of their own: a slow peer holds up
                                 // no other.
                                 let (tls, events) = (tls.clone(), self.events_tx.clone());
                                 tokio::spawn(async move {
-                                    match tls.accept(stream, peer).await {
+                                    match accept_handshake(stream, peer, tls, ws).await {
                                         Ok(stream) => {
                                             let _ = events.send(ConnEvent::Accepted { stream, peer });
                                         }
-                                        Err(e) => tracing::warn!(error = %e, "TLS connection refused"),
+                                        Err(e) => tracing::warn!(error = %e, "connection refused"),
                                     }
                                 });
                             }

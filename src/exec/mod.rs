@@ -92,10 +92,10 @@ pub async fn execute(
         Route::Direct => (None, None),
     };
     let kind = scenario.target.transport;
-    if kind == Transport::Tls && tls.is_none() {
-        return Err(RunError::Setup(
-            "transport `tls` without a TLS configuration".into(),
-        ));
+    if kind.is_secure() && tls.is_none() {
+        return Err(RunError::Setup(format!(
+            "transport `{kind}` without a TLS configuration"
+        )));
     }
     let ports = Arc::new(PortRange::new(
         scenario.media.rtp_ports.first,
@@ -127,9 +127,14 @@ pub async fn execute(
                     scenario.target.connections == Connections::PerUa,
                 )
                 .await?;
-                SipSocket::TcpPool(match (&tls, kind) {
-                    (Some(tls), Transport::Tls) => pool.with_tls(tls.clone(), names.clone()),
+                let pool = match &tls {
+                    Some(tls) if kind.is_secure() => pool.with_tls(tls.clone(), names.clone()),
                     _ => pool,
+                };
+                SipSocket::TcpPool(if kind.is_websocket() {
+                    pool.with_ws(&scenario.target.ws_path)
+                } else {
+                    pool
                 })
             }
         };

@@ -14,9 +14,11 @@ use sipcheck_core::sip::transport::Transport;
 use super::Network;
 use crate::drive::tls::TlsOptions;
 
-/// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP, TCP and TLS.
+/// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP, TCP, TLS, WS and
+/// WSS.
 pub fn transport_parser() -> impl TypedValueParser<Value = Transport> {
-    PossibleValuesParser::new(["udp", "tcp", "tls"]).try_map(|s| s.parse::<Transport>())
+    PossibleValuesParser::new(["udp", "tcp", "tls", "ws", "wss"])
+        .try_map(|s| s.parse::<Transport>())
 }
 
 /// The TLS options of the commands that open TLS connections.
@@ -81,6 +83,9 @@ pub struct NetArgs {
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Over WS/WSS: the resource path of the WebSocket handshake (RFC 7118), e.g. /ws.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub ws_path: String,
 }
 
 impl NetArgs {
@@ -92,6 +97,7 @@ impl NetArgs {
             local: self.local,
             timeout: self.timeout,
             tls: self.tls.options(),
+            ws_path: self.ws_path.clone(),
         }
     }
 

@@ -286,6 +286,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         local: net.local,
         timeout: net.timeout,
         tls: net.tls.clone(),
+        ws_path: net.ws_path.clone(),
     };
     let deadline = net.timeout.map(|limit| (limit, Instant::now() + limit));
     let hop = args

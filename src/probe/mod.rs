@@ -14,6 +14,7 @@ use sipcheck_core::sip::uri::UriError;
 
 use crate::drive::tls::{TlsContext, TlsOptions, TlsSetupError};
 use crate::drive::transport::{self, SipSocket, TransportError};
+use crate::drive::ws::WsTarget;
 
 /// Errors that stop a probe before its outcome is known: bad input or a local problem.
 /// (A SIP failure is an outcome, not an error.)
@@ -48,6 +49,7 @@ impl ProbeError {
                     | TransportError::Closed(_)
                     | TransportError::Connect { .. }
                     | TransportError::Tls { .. }
+                    | TransportError::WebSocket { .. }
                     | TransportError::Unreachable { .. }
             ) | ProbeError::Registration(_)
         )
@@ -64,19 +66,28 @@ pub struct Network {
     /// The overall limit of the probe (`--timeout`): it fails, naming the limit, when
     /// nothing has concluded by then.
     pub timeout: Option<std::time::Duration>,
-    /// Over TLS: what to trust, what to show.
+    /// Over TLS (and WSS): what to trust, what to show.
     pub tls: TlsOptions,
+    /// Over WebSocket: the resource path of the handshake (`/` by default).
+    pub ws_path: String,
 }
 
-/// Resolve `host` (port 5060 by default, 5061 over TLS) and open the transport towards it;
-/// over TLS, the server's certificate is verified for `host`'s name (or IP address).
+/// Resolve `host` (port 5060 by default, 5061 over TLS, 80 over WS, 443 over WSS) and open
+/// the transport towards it; over TLS and WSS, the server's certificate is verified for
+/// `host`'s name (or IP address); over WS and WSS, the handshake names `host` and
+/// [`Network::ws_path`].
 pub async fn connect(host: &str, net: &Network) -> Result<(SipSocket, SocketAddr), ProbeError> {
     let peer = transport::resolve(host, net.transport.default_port()).await?;
-    let tls = match net.transport {
-        Transport::Tls => Some((tls_context(&net.tls)?, Some(register::host_of(host)))),
-        Transport::Udp | Transport::Tcp => None,
+    let tls = if net.transport.is_secure() {
+        Some((tls_context(&net.tls)?, Some(register::host_of(host))))
+    } else {
+        None
     };
-    let t = SipSocket::open(net.transport, peer, net.local, tls).await?;
+    let ws = net
+        .transport
+        .is_websocket()
+        .then(|| WsTarget::new(&net.ws_path, Some(register::host_of(host))));
+    let t = SipSocket::open(net.transport, peer, net.local, tls, ws).await?;
     Ok((t, peer))
 }
 

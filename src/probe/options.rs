@@ -72,6 +72,7 @@ pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
         local: net.local,
         timeout: net.timeout,
         tls: net.tls.clone(),
+        ws_path: net.ws_path.clone(),
     };
     let hop = proxy.map_or_else(
         || target.host_port(net.transport.default_port()),

@@ -181,18 +181,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     };
     let scenario = Arc::new(scenario);
     let tls = match scenario.target.transport {
-        sipcheck_core::sip::transport::Transport::Tls => {
-            match crate::probe::tls_context(&args.tls) {
-                Ok(tls) => Some(tls),
-                Err(e) => {
-                    eprintln!(
-                        "sipcheck: error: {}; nothing was sent",
-                        escape_controls(&e.to_string())
-                    );
-                    return Exit::Usage;
-                }
+        t if t.is_secure() => match crate::probe::tls_context(&args.tls) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!(
+                    "sipcheck: error: {}; nothing was sent",
+                    escape_controls(&e.to_string())
+                );
+                return Exit::Usage;
             }
-        }
+        },
         _ => None,
     };
     let junit_path = args
@@ -415,6 +413,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                     for took in crate::drive::tls::take_handshakes() {
                         metrics.record_tls_handshake(took);
                     }
+                    for took in crate::drive::ws::take_handshakes() {
+                        metrics.record_ws_handshake(took);
+                    }
                     count(
                         pairing.handle_timeout(now),
                         &mut metrics,
@@ -540,6 +541,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     // Every connection is closed: every handshake is in.
     for took in crate::drive::tls::take_handshakes() {
         metrics.record_tls_handshake(took);
+    }
+    for took in crate::drive::ws::take_handshakes() {
+        metrics.record_ws_handshake(took);
     }
     let mut summary = metrics.finish(elapsed, interrupted);
     summary.run_id = run_id;

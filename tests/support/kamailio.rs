@@ -53,6 +53,9 @@ pub(crate) struct KamailioOptions {
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
     /// Over TLS, require a client certificate issued by the CA of this PEM file.
     pub(crate) tls_client_ca: Option<PathBuf>,
+    /// Take SIP over WebSocket (RFC 7118) on a TCP port of its own ([`Kamailio::ws_port`])
+    /// and, with [`KamailioOptions::tls`], on the TLS port (WSS), for this resource path.
+    pub(crate) ws_path: Option<String>,
 }
 
 impl Default for KamailioOptions {
@@ -68,6 +71,7 @@ impl Default for KamailioOptions {
             defines: Vec::new(),
             tls: None,
             tls_client_ca: None,
+            ws_path: None,
         }
     }
 }
@@ -82,6 +86,8 @@ pub(crate) struct Kamailio {
     pub(crate) addr: SocketAddr,
     /// Its SIP over TLS port, with [`KamailioOptions::tls`].
     pub(crate) tls_port: Option<u16>,
+    /// Its SIP over WebSocket port, with [`KamailioOptions::ws_path`].
+    pub(crate) ws_port: Option<u16>,
     rundir: RunDir,
     child: Child,
     kamcmd: PathBuf,
@@ -135,6 +141,7 @@ impl Kamailio {
         };
         let listen = SocketAddr::new(ip, port);
         let tls_port = opts.tls.as_ref().map(|_| super::free_port());
+        let ws_port = opts.ws_path.as_ref().map(|_| super::free_port());
 
         let mut cmd = Command::new(kamailio);
         cmd.arg("-DD")
@@ -198,6 +205,16 @@ impl Kamailio {
             cmd.arg("-A")
                 .arg(format!("TLS_CONFIG=\"{}\"", tls_cfg.display()));
         }
+        if let (Some(path), Some(ws_port)) = (&opts.ws_path, ws_port) {
+            cmd.arg("-l")
+                .arg(format!("tcp:{}", SocketAddr::new(ip, ws_port)));
+            cmd.arg("-A").arg("WITH_WS");
+            cmd.arg("-A").arg(format!("WS_PORT={ws_port}"));
+            cmd.arg("-A").arg(format!("WS_PATH=\"{path}\""));
+            if let Some(tls_port) = tls_port {
+                cmd.arg("-A").arg(format!("WSS_PORT={tls_port}"));
+            }
+        }
         cmd.current_dir(rundir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicate the log file handle")?)
@@ -211,6 +228,7 @@ impl Kamailio {
             sip_port: port,
             addr: listen,
             tls_port,
+            ws_port,
             rundir,
             child,
             kamcmd: kamcmd.to_owned(),

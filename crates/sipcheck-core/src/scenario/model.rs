@@ -80,6 +80,8 @@ pub struct Target {
     pub keepalive: Option<Duration>,
     /// TCP: whether each UA has its own connections or a role's UAs share them.
     pub connections: Connections,
+    /// WS/WSS: the resource path of the WebSocket handshake (RFC 7118; `/` by default).
+    pub ws_path: String,
 }
 
 /// Who shares a TCP connection to a destination.

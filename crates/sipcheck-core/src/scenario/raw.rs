@@ -65,8 +65,10 @@ pub struct RawTarget {
     pub server: Option<String>,
     /// `true`: no server; requests go to the host in the Request-URI.
     pub direct: Option<String>,
-    /// `udp`, `tcp` or `tls`.
+    /// `udp`, `tcp`, `tls`, `ws` or `wss`.
     pub transport: Option<String>,
+    /// WS/WSS: the resource path of the WebSocket handshake (`/` by default).
+    pub ws_path: Option<String>,
     /// The SIP domain of the accounts (AOR host).
     pub domain: Option<String>,
     /// An outbound proxy, `host[:port]`: requests carry a pre-loaded Route to it.

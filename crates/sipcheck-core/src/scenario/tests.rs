@@ -359,7 +359,7 @@ load: { rate: 2/s, total_calls: 4, max_concurent: 2 }
         brief(&e),
         [
             "2:1 unknown field `colour`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`",
-            "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`, `keepalive`, `connections`",
+            "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `ws_path`, `domain`, `outbound_proxy`, `local`, `keepalive`, `connections`",
             "12:19 unknown field `rign`, expected `ring`",
             "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`, `transfer`",
             "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`, `follow_redirects`",
@@ -1055,6 +1055,51 @@ fn tls_and_tcp_are_accepted() {
     let tcp = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TCP }");
     let s = load("scenarios/x.yaml", &tcp, &no_env, &files).expect("tcp loads");
     assert_eq!(s.target.transport, Transport::Tcp);
+}
+
+#[test]
+fn ws_and_wss_are_accepted_with_a_resource_path_that_other_transports_refuse() {
+    let with =
+        |extra: &str| BASE.replace("domain: pbx.test }", &format!("domain: pbx.test{extra} }}"));
+    let s = load(
+        "scenarios/x.yaml",
+        &with(", transport: ws"),
+        &no_env,
+        &files,
+    )
+    .expect("ws");
+    assert_eq!(s.target.transport, Transport::Ws);
+    assert_eq!(s.target.ws_path, "/");
+    let s = load(
+        "scenarios/x.yaml",
+        &with(", transport: WSS, ws_path: /sip"),
+        &no_env,
+        &files,
+    )
+    .expect("wss");
+    assert_eq!(s.target.transport, Transport::Wss);
+    assert_eq!(s.target.ws_path, "/sip");
+    let e = errors(&with(", transport: tcp, ws_path: /sip"));
+    assert!(
+        brief(&e)
+            .iter()
+            .any(|m| m.contains("`ws_path` applies to `transport: ws` and `wss` only")),
+        "{e:?}"
+    );
+    let e = errors(&with(", transport: ws, ws_path: sip"));
+    assert!(
+        brief(&e)
+            .iter()
+            .any(|m| m.contains("'sip' is not a resource path")),
+        "{e:?}"
+    );
+    let e = errors(&with(", transport: wx"));
+    assert!(
+        brief(&e)
+            .iter()
+            .any(|m| m.contains("expected udp, tcp, tls, ws or wss")),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -106,6 +106,9 @@ metrics! {
     AudioDelay = "audio.delay" ["audio.delay_ms"] Timing,
     /// TCP connect's start to the TLS handshake's end, per connection opened over TLS.
     TlsHandshake = "tls_handshake" [] Timing,
+    /// TCP connect's start to the WebSocket handshake's end (TLS included over WSS), per
+    /// connection opened over WebSocket (RFC 7118).
+    WsHandshake = "ws_handshake" [] Timing,
     /// The estimated MOS (ITU-T G.107 E-model, MOS-CQE) of each received stream.
     Mos = "mos" ["mos_cqe"] Score,
     /// The raw ITU-T P.862 (PESQ) score of each `expect: pesq` step scored.

@@ -348,8 +348,8 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
             Err(_) => {
                 cx.error(
                     At::Value(p.key("transport")),
-                    format!("'{s}' is not a transport: expected udp, tcp or tls"),
-                    did_you_mean(&s, ["udp", "tcp", "tls"]),
+                    format!("'{s}' is not a transport: expected udp, tcp, tls, ws or wss"),
+                    did_you_mean(&s, ["udp", "tcp", "tls", "ws", "wss"]),
                 );
                 None
             }
@@ -397,6 +397,27 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         },
     };
 
+    let ws_path = match cx.text(&p.key("ws_path"), &t.ws_path) {
+        None => "/".to_owned(),
+        Some(_) if !transport.is_some_and(Transport::is_websocket) => {
+            cx.at_key(
+                &p.key("ws_path"),
+                "`ws_path` applies to `transport: ws` and `wss` only",
+                None,
+            );
+            "/".to_owned()
+        }
+        Some(path) if !path.starts_with('/') || path.contains(char::is_whitespace) => {
+            cx.error(
+                At::Value(p.key("ws_path")),
+                format!("'{path}' is not a resource path: expected one like /ws"),
+                None,
+            );
+            "/".to_owned()
+        }
+        Some(path) => path,
+    };
+
     let route = if direct {
         if t.server.is_some() {
             cx.at_key(
@@ -440,6 +461,7 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         local,
         keepalive,
         connections,
+        ws_path,
     })
 }
 

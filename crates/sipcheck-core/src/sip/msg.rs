@@ -954,6 +954,36 @@ fn skip_leading_crlf(mut data: Bytes) -> Bytes {
     data
 }
 
+/// One SIP message as a WebSocket message carries it (RFC 7118 §5.1: the WebSocket message
+/// bounds it; `Content-Length` is not needed) made ready for a [`StreamFramer`], so that a
+/// WebSocket connection is parsed as TCP is: a message without `Content-Length` gets one
+/// counting the rest of the WebSocket message (as a datagram's body is the rest of the
+/// datagram, [`Message::parse_datagram`]), written after its start line. A message with one,
+/// or without a head, is left as it is (the framer judges it).
+#[must_use]
+pub fn frame_for_stream(frame: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let start = frame
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    let message = &frame[start..];
+    let Ok(head_end) = find_head_end(message) else {
+        return frame.into();
+    };
+    if !matches!(scan_content_length(message, head_end), Ok(None)) {
+        return frame.into();
+    }
+    let Some(line_end) = memchr_nl(message).map(|p| p + 1) else {
+        return frame.into();
+    };
+    let body = message.len() - head_end;
+    let mut out = Vec::with_capacity(message.len() + 24);
+    out.extend_from_slice(&message[..line_end]);
+    out.extend_from_slice(format!("Content-Length: {body}\r\n").as_bytes());
+    out.extend_from_slice(&message[line_end..]);
+    out.into()
+}
+
 /// Find the end of the head (the index just past the blank line).
 fn find_head_end(data: &[u8]) -> Result<usize, ParseError> {
     find_head_end_from(data, 0)
@@ -1129,6 +1159,33 @@ impl StreamFramer {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_websocket_message_without_content_length_is_framed_by_its_end() {
+        let frame = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/WS x.invalid;branch=z9hG4bK1\r\nCall-ID: w\r\nCSeq: 1 OPTIONS\r\n\r\nhello";
+        let framed = frame_for_stream(frame);
+        assert!(framed.windows(17).any(|w| w == b"Content-Length: 5"));
+        let mut framer = StreamFramer::new();
+        framer.push(&framed);
+        framer.push(&framed);
+        for _ in 0..2 {
+            let m = framer.next_message().expect("framed").expect("parsed");
+            assert_eq!(m.call_id(), "w");
+            assert_eq!(&m.body()[..], b"hello");
+        }
+        assert!(framer.next_message().is_none());
+    }
+
+    #[test]
+    fn a_websocket_message_with_content_length_or_no_head_is_kept() {
+        let with = b"SIP/2.0 200 OK\r\nl: 0\r\n\r\n";
+        assert!(matches!(
+            frame_for_stream(with),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let headless = b"garbage";
+        assert_eq!(&frame_for_stream(headless)[..], headless);
+    }
     use super::*;
 
     #[test]

@@ -73,11 +73,11 @@ impl SipTarget {
         let transport = match parsed
             .uri_params
             .get_val("transport")
-            .map(|t| (t, t.parse()))
+            .map(|t| (t, t.parse::<Transport>()))
         {
             None if parsed.sips || sips => Some(Transport::Tls),
             None => None,
-            Some((_, Ok(Transport::Tls))) => Some(Transport::Tls),
+            Some((_, Ok(t))) if t.is_secure() => Some(t),
             Some((_, Ok(t))) if parsed.sips || sips => {
                 return Err(UriError::NeedsTls(input.to_string(), t))
             }
@@ -118,7 +118,7 @@ pub trait NextHop: Sized {
 
 /// RFC 3263 §4.2 for a numeric host: the `maddr` parameter when present (RFC 3261 §19.1.1),
 /// else the host; the port of the URI, else 5060 (5061 for `sips:`, `transport=tls`, or when
-/// we speak TLS). An unspecified address (`0.0.0.0`, `::`, written by a peer bound to every
+/// we speak TLS; 80 and 443 for `transport=ws` and `wss`, or when we speak them). An unspecified address (`0.0.0.0`, `::`, written by a peer bound to every
 /// interface) or port 0 names no destination.
 impl NextHop for SocketAddr {
     fn from_uri(uri: &str, transport: Transport) -> Option<Self> {
@@ -129,13 +129,17 @@ impl NextHop for SocketAddr {
             uri.trim()
         };
         let parsed = SipUri::parse_str(uri).ok()?;
-        let tls = parsed.sips
-            || transport == Transport::Tls
-            || parsed
-                .uri_params
-                .get_val("transport")
-                .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
-        let default_port = if tls { 5061 } else { 5060 };
+        let param = parsed
+            .uri_params
+            .get_val("transport")
+            .and_then(|t| t.parse::<Transport>().ok());
+        let tls = parsed.sips || transport == Transport::Tls || param == Some(Transport::Tls);
+        let default_port = match param.unwrap_or(transport) {
+            // RFC 7118 §5: a WebSocket URI without a port names HTTP's.
+            t @ (Transport::Ws | Transport::Wss) => t.default_port(),
+            _ if tls => 5061,
+            _ => 5060,
+        };
         let port = parsed.host_port.port.unwrap_or(default_port);
         let ip = match parsed.uri_params.get_val("maddr") {
             Some(maddr) => maddr.trim_matches(['[', ']']).parse::<IpAddr>().ok()?,
@@ -218,6 +222,16 @@ mod tests {
         assert_eq!(hop("sip:[2001:db8::7];lr"), at("[2001:db8::7]:5060"));
         assert_eq!(hop("sips:bob@192.0.2.4"), at("192.0.2.4:5061"));
         assert_eq!(hop("sip:bob@192.0.2.4;transport=TLS"), at("192.0.2.4:5061"));
+        assert_eq!(hop("sip:bob@192.0.2.4;transport=ws"), at("192.0.2.4:80"));
+        assert_eq!(hop("sip:bob@192.0.2.4;transport=WSS"), at("192.0.2.4:443"));
+        assert_eq!(
+            SocketAddr::from_uri("sip:bob@192.0.2.4:8080;transport=ws", Transport::Udp),
+            at("192.0.2.4:8080")
+        );
+        assert_eq!(
+            SocketAddr::from_uri("sip:192.0.2.4;lr", Transport::Wss),
+            at("192.0.2.4:443")
+        );
         assert_eq!(
             SocketAddr::from_uri("sip:bob@192.0.2.4", Transport::Tls),
             at("192.0.2.4:5061")
@@ -277,6 +291,14 @@ mod tests {
         assert_eq!(t.transport, Some(Transport::Udp));
         let t = SipTarget::parse("sip:bob@192.0.2.4;transport=tls").unwrap();
         assert_eq!(t.transport, Some(Transport::Tls));
+        let t = SipTarget::parse("sip:bob@192.0.2.4;transport=WS").unwrap();
+        assert_eq!(t.transport, Some(Transport::Ws));
+        let t = SipTarget::parse("sips:bob@192.0.2.4;transport=wss").unwrap();
+        assert_eq!(t.transport, Some(Transport::Wss));
+        assert_eq!(
+            SipTarget::parse("sips:bob@192.0.2.4;transport=ws").unwrap_err(),
+            UriError::NeedsTls("sips:bob@192.0.2.4;transport=ws".into(), Transport::Ws)
+        );
         assert!(matches!(
             SipTarget::parse("sip:bob@192.0.2.4;transport=sctp"),
             Err(UriError::UnsupportedTransport(_, t)) if t == "sctp"

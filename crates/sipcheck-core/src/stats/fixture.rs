@@ -325,9 +325,11 @@ pub fn run() -> RunSummary {
             }
         }
     }
-    // The connections' TLS handshakes (one per registering UA of the caller role).
+    // The connections' TLS handshakes (one per registering UA of the caller role), and
+    // their WebSocket upgrades after them (WSS).
     for u in 0..50u64 {
         m.record_tls_handshake(Duration::from_micros(2_000 + 41 * u));
+        m.record_ws_handshake(Duration::from_micros(2_500 + 43 * u));
     }
     m.record_not_started();
     let mut s = m.finish(Duration::from_secs(10), false);

@@ -58,7 +58,7 @@ pub const SAMPLES_PER_KIND: usize = 10;
 pub const MAX_REASONS: usize = 100;
 
 /// The timing metrics, in report order.
-pub const TIMING_METRICS: [Metric; 12] = [
+pub const TIMING_METRICS: [Metric; 13] = [
     Metric::RegisterRtt,
     Metric::InviteToFirstProvisional,
     Metric::InviteToRinging,
@@ -71,6 +71,7 @@ pub const TIMING_METRICS: [Metric; 12] = [
     Metric::AudioGap,
     Metric::AudioDelay,
     Metric::TlsHandshake,
+    Metric::WsHandshake,
 ];
 
 /// One step of a role as written in the scenario.
@@ -1208,6 +1209,12 @@ impl Metrics {
         record(self.series(Metric::TlsHandshake), micros(took));
     }
 
+    /// Records one WebSocket handshake: from the TCP connect's start to the upgrade's end
+    /// (the TLS handshake included over WSS).
+    pub fn record_ws_handshake(&mut self, took: Duration) {
+        record(self.series(Metric::WsHandshake), micros(took));
+    }
+
     /// Records a call the load plan had due but that did not start because the concurrency
     /// cap was reached.
     pub fn record_not_started(&mut self) {
@@ -1305,6 +1312,22 @@ mod tests {
             mos_cqe: mos,
         });
         r
+    }
+
+    #[test]
+    fn ws_handshakes_are_a_timing_of_their_own_a_threshold_judges() {
+        use crate::scenario::threshold::Threshold;
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &RunInfo::default());
+        m.record_tls_handshake(Duration::from_millis(2));
+        for ms in [5, 6, 30] {
+            m.record_ws_handshake(Duration::from_millis(ms));
+        }
+        let s = m.finish(Duration::from_secs(1), false);
+        assert_eq!(s.timing(Metric::WsHandshake).expect("a timing").len(), 3);
+        assert_eq!(s.timing(Metric::TlsHandshake).expect("a timing").len(), 1);
+        let slow = Threshold::parse("ws_handshake.max", "< 20ms").unwrap();
+        let results = s.check(&[slow]);
+        assert!(!results[0].passed, "{results:?}");
     }
 
     #[test]

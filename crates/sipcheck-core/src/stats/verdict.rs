@@ -101,7 +101,8 @@ impl RunSummary {
             | Metric::PacingLateness
             | Metric::AudioGap
             | Metric::AudioDelay
-            | Metric::TlsHandshake => Figure::Timing(self.timing(metric)?),
+            | Metric::TlsHandshake
+            | Metric::WsHandshake => Figure::Timing(self.timing(metric)?),
             Metric::Mos => Figure::Score(&self.quality.mos_milli, 0),
             Metric::Pesq => Figure::Score(
                 &self.quality.pesq_milli,

@@ -1748,10 +1748,10 @@ fn is_sips(uri: &str) -> bool {
 
 /// Our Contact header value.
 fn contact_value(user: &str, transport: Transport, addr: SocketAddr) -> String {
+    // RFC 7118 §5: `transport=ws` / `transport=wss` over WebSocket.
     let param = match transport {
-        Transport::Udp => "",
-        Transport::Tcp => ";transport=tcp",
-        Transport::Tls => ";transport=tls",
+        Transport::Udp => String::new(),
+        other => format!(";transport={}", other.uri_param()),
     };
     format!("<sip:{user}@{addr}{param}>")
 }

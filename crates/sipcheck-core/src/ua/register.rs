@@ -145,9 +145,8 @@ impl Registration {
             self.params.user,
             local.addr,
             match local.transport {
-                Transport::Udp => "",
-                Transport::Tcp => ";transport=tcp",
-                Transport::Tls => ";transport=tls",
+                Transport::Udp => String::new(),
+                other => format!(";transport={}", other.uri_param()),
             }
         );
         self.build(expires, local, ids)

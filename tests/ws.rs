@@ -1,0 +1,477 @@
+//! SIP over WebSocket (RFC 7118) against a real Kamailio (its `websocket` and `xhttp`
+//! modules) on loopback: `options` over WS and WSS (certificates made at test time, verified
+//! by `--ca`), `register` with digest auth over WS, a call over WS through Kamailio to a
+//! responder registered over WS (tones heard both ways); a server that grants no `sip`
+//! subprotocol, a resource that is not a WebSocket endpoint and a peer that speaks no HTTP
+//! each fail naming the problem.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Output;
+use std::time::Duration;
+
+use support::kamailio::{Kamailio, KamailioOptions};
+use support::responder::Responder;
+use support::tls::Pki;
+use support::{free_port, run_sipcheck};
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn kamailio_ws(path: &str) -> Kamailio {
+    Kamailio::start_with(&KamailioOptions {
+        ws_path: Some(path.into()),
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio with websocket")
+}
+
+fn ws_port(kam: &Kamailio) -> u16 {
+    kam.ws_port.expect("a WebSocket port")
+}
+
+/// The lines of a probe's JSON ladder.
+fn ladder(out: &Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["ladder"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|r| r["line"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn options_and_register_with_digest_auth_over_ws_to_kamailio() {
+    let kam = kamailio_ws("/sip");
+    let port = ws_port(&kam);
+
+    // `transport=ws` in the URI selects WebSocket; the resource is --ws-path.
+    let out = run_sipcheck(
+        [
+            "options",
+            &format!("sip:127.0.0.1:{port};transport=ws"),
+            "--ws-path",
+            "/sip",
+            "--timeout",
+            "5s",
+            "-v",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(shown.contains("200"), "{shown}");
+    // RFC 7118 §5: the Via names WS.
+    assert!(shown.contains("SIP/2.0/WS "), "{shown}");
+    assert!(
+        kam.log().contains("REQ OPTIONS") && kam.log().contains("from ws:127.0.0.1:"),
+        "Kamailio took it over WebSocket\n{}",
+        kam.log()
+    );
+
+    // Another resource is no WebSocket endpoint: Kamailio answers 404, named.
+    let out = run_sipcheck(
+        [
+            "options",
+            &format!("sip:127.0.0.1:{port}"),
+            "--transport",
+            "ws",
+            "--timeout",
+            "5s",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("WebSocket handshake with 127.0.0.1:")
+            && shown.contains("answered the WebSocket handshake with HTTP 404"),
+        "{shown}"
+    );
+    assert!(!shown.contains("panicked"), "{shown}");
+
+    let server = format!("127.0.0.1:{port}");
+    let user = "1001";
+    let out = run_sipcheck(
+        [
+            "register",
+            "--server",
+            &server,
+            "--user",
+            user,
+            "--transport",
+            "ws",
+            "--ws-path",
+            "/sip",
+            "--keep",
+            "--timeout",
+            "5s",
+            "--json",
+        ],
+        &[("SIP_PASSWORD", &Kamailio::password_for(user))],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    let lines = ladder(&out);
+    assert!(
+        lines.iter().any(|l| l.contains("401")),
+        "the digest challenge is in the ladder\n{shown}"
+    );
+    let bindings = kam.bindings(user);
+    assert_eq!(bindings.len(), 1, "{bindings:?}\n{shown}");
+    assert!(
+        bindings[0].contains("transport=ws"),
+        "the Contact names WS: {bindings:?}"
+    );
+
+    // A wrong password is still a failure over WebSocket.
+    let out = run_sipcheck(
+        [
+            "register",
+            "--server",
+            &server,
+            "--user",
+            "1002",
+            "--transport",
+            "ws",
+            "--ws-path",
+            "/sip",
+            "--timeout",
+            "5s",
+        ],
+        &[("SIP_PASSWORD", "wrong")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+#[test]
+fn options_over_wss_to_kamailio_verified_by_the_ca() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1", "DNS:localhost"], 2)
+        .expect("server certificate");
+    let kam = Kamailio::start_with(&KamailioOptions {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ws_path: Some("/".into()),
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio with tls and websocket");
+    let port = kam.tls_port.expect("a TLS port");
+    let ca = pki.ca.to_str().unwrap();
+
+    let out = run_sipcheck(
+        [
+            "options",
+            &format!("sip:127.0.0.1:{port};transport=wss"),
+            "--ca",
+            ca,
+            "--timeout",
+            "5s",
+            "-v",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(shown.contains("SIP/2.0/WSS "), "{shown}");
+    assert!(!shown.contains("warning"), "{shown}");
+    assert!(
+        kam.log().contains("from wss:127.0.0.1:"),
+        "Kamailio took it over secure WebSocket\n{}",
+        kam.log()
+    );
+
+    // Without the CA the certificate is refused, as over TLS.
+    let out = run_sipcheck(
+        [
+            "options",
+            &format!("sip:127.0.0.1:{port};transport=wss"),
+            "--timeout",
+            "5s",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("TLS handshake") && shown.contains("not trusted"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_call_over_ws_through_kamailio_to_a_responder_registered_over_ws_is_heard_both_ways() {
+    let kam = kamailio_ws("/");
+    let server = format!("127.0.0.1:{}", ws_port(&kam));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let callee_pw = Kamailio::password_for("2001");
+    let mut answer = Responder::start(
+        &[
+            "--transport",
+            "ws",
+            "--listen",
+            &listen,
+            "--server",
+            &server,
+            "--user",
+            "2001",
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ],
+        &[("SIP_PASSWORD", callee_pw.as_str())],
+    );
+    assert!(
+        answer.stdout().contains("registered"),
+        "{}\n{}",
+        answer.output(),
+        kam.log()
+    );
+    let bindings = kam.bindings("2001");
+    assert_eq!(bindings.len(), 1, "{}", answer.output());
+    assert!(bindings[0].contains("transport=ws"), "{bindings:?}");
+
+    let caller_pw = Kamailio::password_for("1001");
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--transport",
+            "ws",
+            "--user",
+            "1001",
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        &[("SIP_PASSWORD", caller_pw.as_str())],
+    );
+    let shown = format!("{}\n{}\n{}", text(&out), answer.output(), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let lines = ladder(&out);
+    assert!(lines.iter().any(|l| l.contains("407")), "{lines:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{shown}"
+    );
+    assert!(answer.stdout().contains("-- PASS"), "{shown}");
+    // Both legs went over WebSocket connections (the INVITE to the responder over the
+    // one its REGISTER opened: RFC 7118 §5.2).
+    let log = kam.log();
+    assert!(
+        log.contains("REQ INVITE") && log.contains("from ws:"),
+        "{log}"
+    );
+}
+
+/// A WebSocket server that grants no subprotocol, for one connection.
+fn websocket_server_without_sip() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let Ok(Ok((tcp, _))) =
+                tokio::time::timeout(Duration::from_secs(10), listener.accept()).await
+            else {
+                return;
+            };
+            let _ws = tokio_tungstenite::accept_async(tcp).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        });
+    });
+    (port, thread)
+}
+
+#[test]
+fn a_server_without_the_sip_subprotocol_or_without_websocket_fails_naming_the_problem() {
+    let (port, server) = websocket_server_without_sip();
+    let out = run_sipcheck(
+        [
+            "options",
+            &format!("sip:127.0.0.1:{port};transport=ws"),
+            "--timeout",
+            "5s",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("did not accept the sip subprotocol"),
+        "{shown}"
+    );
+    assert!(!shown.contains("panicked"), "{shown}");
+    server.join().unwrap();
+
+    // A peer that answers the handshake with a SIP response: no HTTP.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 2048];
+        let _ = tcp.read(&mut buf);
+        let _ = tcp.write_all(b"SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    });
+    let out = run_sipcheck(
+        [
+            "register",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--user",
+            "1001",
+            "--transport",
+            "ws",
+            "--timeout",
+            "5s",
+        ],
+        &[("SIP_PASSWORD", "x")],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("WebSocket handshake") && shown.contains("answered no HTTP"),
+        "{shown}"
+    );
+    assert!(!shown.contains("panicked"), "{shown}");
+    peer.join().unwrap();
+}
+
+#[test]
+fn a_scenario_over_ws_registers_and_calls_through_kamailio_both_ways_heard() {
+    let kam = kamailio_ws("/sip");
+    let server = format!("127.0.0.1:{}", ws_port(&kam));
+    let dir = support::process::RunDir::new("ws-run").unwrap();
+    let json = dir.join("summary.json");
+    let scenario = support::repo_root().join("tests/peers/scenarios/kamailio-ws.yaml");
+    let out = support::run_sipcheck_with_timeout(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[("SIP_SERVER", server.as_str())],
+        Duration::from_secs(120),
+    );
+    let log = kam.log();
+    let shown = format!("{}\n{log}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["calls"]["passed"], 4, "{v}");
+    assert_eq!(v["audio"]["verified"], 8, "{v}");
+    assert_eq!(v["registrations"]["ok"], 4, "{v}");
+    assert!(
+        log.contains("REQ REGISTER sip:sipcheck.test from ws:"),
+        "{log}"
+    );
+    let not_ws: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("REQ ") && !l.contains("from ws:") && !l.contains("REQ OPTIONS"))
+        .collect();
+    assert!(not_ws.is_empty(), "{not_ws:#?}");
+    // Each connection's WebSocket handshake is timed; no TLS was shaken.
+    let handshakes = &v["metrics"]["ws_handshake"];
+    assert!(handshakes["count"].as_u64().unwrap_or(0) >= 4, "{v}");
+    assert!(handshakes["p50_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{v}");
+    assert_eq!(v["metrics"]["tls_handshake"]["count"], 0, "{v}");
+}
+
+#[test]
+fn a_call_straight_to_answer_over_ws_and_over_wss_is_heard_both_ways() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("answer", &["IP:127.0.0.1"], 2)
+        .expect("responder certificate");
+    let (cert, key, ca) = (
+        certs.cert.to_str().unwrap(),
+        certs.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    for transport in ["ws", "wss"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--transport",
+            transport,
+            "--listen",
+            &listen,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ];
+        if transport == "wss" {
+            args.extend(["--cert", cert, "--key", key]);
+        }
+        let mut answer = Responder::start(&args, &[]);
+        let out = run_sipcheck(
+            [
+                "call",
+                &format!("sip:2001@{listen};transport={transport}"),
+                "--ca",
+                ca,
+                "--play-tone",
+                "440",
+                "--expect-tone",
+                "1000",
+                "--duration",
+                "1s",
+                "--json",
+                "-v",
+            ],
+            &[],
+        );
+        let shown = format!("{transport}: {}\n{}", text(&out), answer.output());
+        assert_eq!(out.status.code(), Some(0), "{shown}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+        assert_eq!(
+            answer.wait_exit(Duration::from_secs(15)),
+            Some(0),
+            "{shown}"
+        );
+        assert!(answer.stdout().contains("-- PASS"), "{shown}");
+        let via = format!("SIP/2.0/{} ", transport.to_uppercase());
+        assert!(shown.contains(&via), "{via}\n{shown}");
+    }
+
+    // Over WSS with neither a registrar nor a certificate, `answer` refuses to start.
+    let out = run_sipcheck(
+        ["answer", "--transport", "wss", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("--cert"), "{shown}");
+}
