@@ -811,6 +811,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 }
                 if let Some(live) = self.calls.get_mut(&key) {
                     if live.pending == Some(call) {
+                        let original = live.call.and_then(|id| self.endpoint.record(id));
                         // The transfer's new call: once answered, the script's call.
                         if matches!(event, CallEvent::Answered { .. }) {
                             live.original = live.call;
@@ -819,7 +820,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                         } else if ended {
                             live.pending = None;
                         }
-                        live.script.handle_transfer_event(now, event);
+                        live.script.handle_transfer_event(now, event, original);
                     } else if live.original == Some(call) {
                         if ended {
                             live.original = None;

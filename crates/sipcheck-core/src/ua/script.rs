@@ -1331,15 +1331,26 @@ impl CallScript {
         }
         // Where latencies count from: the scheduled start for callers (no coordinated
         // omission), the INVITE's arrival for callees.
+        // After a transfer (`expect: transferred`) the set-up times are the original call's,
+        // the talk time runs from its answer to the new call's end, and the end is the new
+        // call's.
+        let first_leg = self.transferee.first_leg.take();
+        let setup = first_leg.as_ref().or(record.as_ref());
         let origin = match self.cfg.scheduled {
             Some(_) => self
                 .started
                 .checked_sub(self.cfg.start_lag)
                 .unwrap_or(self.started),
-            None => record.as_ref().map_or(self.started, |r| r.invite),
+            None => setup.map_or(self.started, |r| r.invite),
         };
         let from = |at: Option<Instant>| at.map(|t| t.saturating_duration_since(origin));
         let r = record.as_ref();
+        let duration = match &first_leg {
+            Some(first) => r.and_then(|r| {
+                Some(r.duration()? + r.answer?.saturating_duration_since(first.answer?))
+            }),
+            None => r.and_then(CallRecord::duration),
+        };
         CallResult {
             role: std::mem::take(&mut self.cfg.role),
             side: self.cfg.side,
@@ -1347,11 +1358,11 @@ impl CallScript {
             call_id: std::mem::take(&mut self.call_id),
             scheduled: self.cfg.scheduled,
             start_lag: self.cfg.start_lag,
-            invite_to_first_provisional: r.and_then(|r| from(r.first_provisional)),
-            invite_to_ringing: r.and_then(|r| from(r.first_ringing)),
-            invite_to_200: r.and_then(|r| from(r.answer)),
+            invite_to_first_provisional: setup.and_then(|r| from(r.first_provisional)),
+            invite_to_ringing: setup.and_then(|r| from(r.first_ringing)),
+            invite_to_200: setup.and_then(|r| from(r.answer)),
             bye_rtt: r.and_then(CallRecord::bye_round_trip),
-            duration: r.and_then(CallRecord::duration),
+            duration,
             tone_onsets: std::mem::take(&mut self.tone_onsets),
             audio_checked: self.audio_checked,
             audio_verified: self.audio_verified,
@@ -1359,7 +1370,7 @@ impl CallScript {
             dtmf_checked: self.dtmf_checked,
             dtmf_verified: self.dtmf_verified,
             media: media_result,
-            final_code: r.and_then(|r| r.final_code),
+            final_code: setup.and_then(|r| r.final_code),
             bye_code: r.and_then(|r| r.bye_code),
             end_reason: r
                 .and_then(|r| r.reason())

@@ -54,6 +54,8 @@ pub(super) struct Transferee {
     pub(super) original_record: Option<CallRecord>,
     /// A transfer's new call was answered: the script's call is one we placed.
     pub(super) moved: bool,
+    /// The original call as it was when the new one was answered (its set-up times).
+    pub(super) first_leg: Option<CallRecord>,
 }
 
 /// The status to notify for a new call that ended unanswered, and how to name it.
@@ -207,9 +209,15 @@ impl CallScript {
         self.advance(now);
     }
 
-    /// An event of the transfer's new call before its answer (its agent forwards them);
-    /// its answer or end is notified to the transferor.
-    pub fn handle_transfer_event<D>(&mut self, now: Instant, event: CallEvent<D>) {
+    /// An event of the transfer's new call before its answer (its agent forwards them, with
+    /// the original call's record as it stands); its answer or end is notified to the
+    /// transferor.
+    pub fn handle_transfer_event<D>(
+        &mut self,
+        now: Instant,
+        event: CallEvent<D>,
+        original: Option<&CallRecord>,
+    ) {
         let pending = self
             .transferee
             .following
@@ -221,6 +229,11 @@ impl CallScript {
                 CallEvent::Answered { negotiated, .. } => {
                     self.notify(referrer, 200, "OK");
                     self.transferee.moved = true;
+                    self.transferee.first_leg = self
+                        .transferee
+                        .original_record
+                        .clone()
+                        .or_else(|| original.cloned());
                     if let Some(f) = &mut self.transferee.following {
                         f.outcome = Some(Ok(()));
                     }

@@ -112,6 +112,19 @@ fn the_transferee_calls_the_target_notifies_100_then_200_and_its_steps_go_on_the
     );
     let target = only(run.results("target"));
     assert_eq!((target.audio_checked, target.audio_verified), (1, 1));
+    // The transferee's record: the original call's Call-ID and set-up, talk time from its
+    // answer to the new call's end (which the transferee's hangup ended).
+    let transferor = only(run.results("transferor"));
+    assert_eq!(transferee.call_id, transferor.call_id);
+    assert_eq!(transferee.final_code, Some(200));
+    let talk = transferee.duration.expect("answered");
+    let new_call = target.duration.expect("answered");
+    assert!(talk > new_call + secs(1), "{talk:?} vs {new_call:?}");
+    assert!(
+        transferee.end_reason.contains("BYE sent") || transferee.end_reason.contains("hung up"),
+        "{}",
+        transferee.end_reason
+    );
     assert_eq!(
         *bodies.borrow(),
         vec!["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
@@ -300,4 +313,44 @@ fn a_role_without_the_step_refuses_the_refer_405() {
     let transferor = only(run.results("transferor"));
     assert_eq!(transferor.failures[0].kind, FailureKind::SipCode(405));
     assert!(run.results("target").is_empty());
+}
+
+#[test]
+fn a_second_refer_while_the_first_is_followed_is_notified_603() {
+    let bodies: Rc<RefCell<Vec<String>>> = Rc::default();
+    let kept = bodies.clone();
+    let mut run = Run::new(TRANSFER, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.sim.net.set_interceptor(move |d| {
+        let text = String::from_utf8_lossy(&d.bytes).into_owned();
+        if text.starts_with("NOTIFY ") {
+            kept.borrow_mut().push(sipfrags(&text).unwrap_or_default());
+        }
+        if !text.starts_with("REFER ") {
+            return Intercept::Pass;
+        }
+        // The same REFER again, as a new transaction 5 ms later.
+        let cseq = header_value(&text, "CSeq");
+        let n: u32 = cseq.split(' ').next().unwrap().parse().unwrap();
+        let again = text
+            .replacen("branch=z9hG4bK", "branch=z9hG4bKagain", 1)
+            .replacen(
+                &format!("CSeq: {cseq}"),
+                &format!("CSeq: {} REFER", n + 1),
+                1,
+            );
+        Intercept::PassAnd(Bytes::from(again), ms(5))
+    });
+    run.run(secs(200));
+    let bodies = bodies.borrow();
+    assert_eq!(bodies[..2], ["SIP/2.0 100 Trying", "SIP/2.0 100 Trying"]);
+    assert!(
+        bodies.contains(&"SIP/2.0 603 Declined".to_owned()),
+        "{bodies:?}"
+    );
+    assert!(bodies.contains(&"SIP/2.0 200 OK".to_owned()), "{bodies:?}");
+    // The first REFER was followed: the transferee is on the target's call.
+    let transferee = only(run.results("transferee"));
+    assert!(transferee.passed(), "{}", messages(transferee));
+    assert!(only(run.results("target")).passed());
 }
