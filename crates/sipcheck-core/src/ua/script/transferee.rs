@@ -56,6 +56,8 @@ pub(super) struct Transferee {
     pub(super) moved: bool,
     /// The original call as it was when the new one was answered (its set-up times).
     pub(super) first_leg: Option<CallRecord>,
+    /// The new call negotiated another codec than the call's stream runs: what to say.
+    codec_changed: Option<String>,
 }
 
 /// The status to notify for a new call that ended unanswered, and how to name it.
@@ -238,6 +240,17 @@ impl CallScript {
                         f.outcome = Some(Ok(()));
                     }
                     // The new call is the script's from now on: its media, on our socket.
+                    // The stream is moved, not restarted: it keeps its codec.
+                    if let Some(m) = &self.media {
+                        if (m.codec, m.payload_type) != (negotiated.codec, negotiated.payload_type)
+                        {
+                            self.transferee.codec_changed = Some(format!(
+                                "the transfer target answered with {} (payload type {}), the \
+                                 call's media is {} (payload type {}): the stream keeps its codec",
+                                negotiated.codec, negotiated.payload_type, m.codec, m.payload_type
+                            ));
+                        }
+                    }
                     if self.media.is_some() {
                         self.media_intent(MediaIntent::Follow(Box::new(negotiated.clone())));
                         self.media = Some(negotiated);
@@ -285,7 +298,13 @@ impl CallScript {
     pub(super) fn followed(&mut self) -> Option<bool> {
         let f = self.transferee.following.take()?;
         match f.outcome {
-            Some(Ok(())) => Some(true),
+            Some(Ok(())) => match self.transferee.codec_changed.take() {
+                None => Some(true),
+                Some(why) => {
+                    self.fail(FailureKind::CodecRefused, why);
+                    Some(false)
+                }
+            },
             Some(Err((code, why))) => {
                 self.fail(
                     FailureKind::TransferTargetFailed(code),

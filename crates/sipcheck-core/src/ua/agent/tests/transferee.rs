@@ -354,3 +354,35 @@ fn a_second_refer_while_the_first_is_followed_is_notified_603() {
     assert!(transferee.passed(), "{}", messages(transferee));
     assert!(only(run.results("target")).passed());
 }
+
+#[test]
+fn a_target_answering_another_codec_fails_the_step_as_codec_refused() {
+    let text = TRANSFER.replace("codecs: [PCMU]", "codecs: [PCMU, PCMA]");
+    let (run, _) = run_with(&text, |text| {
+        // The target's answer: PCMA instead of the call's PCMU (same length).
+        (text.starts_with("SIP/2.0 200")
+            && text.contains("CSeq: 1 INVITE")
+            && text.contains("From: <sip:2000@"))
+        .then(|| {
+            text.replacen(" RTP/AVP 0", " RTP/AVP 8", 1).replacen(
+                "a=rtpmap:0 PCMU/8000",
+                "a=rtpmap:8 PCMA/8000",
+                1,
+            )
+        })
+    });
+    let transferee = only(run.results("transferee"));
+    let f = &transferee.failures[0];
+    assert_eq!(
+        f.kind,
+        FailureKind::CodecRefused,
+        "{}",
+        messages(transferee)
+    );
+    assert_eq!((f.step, f.line), ("expect", 17));
+    assert!(
+        f.message.contains("answered with PCMA") && f.message.contains("media is PCMU"),
+        "{}",
+        f.message
+    );
+}
