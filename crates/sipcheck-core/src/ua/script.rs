@@ -2003,6 +2003,7 @@ impl CallScript {
         wait.winding_down = true;
         wait.fired = None;
         wait.deadline = now + END_WAIT;
+        self.abandon_transfer();
         self.command(ScriptCommand::Hangup);
     }
 

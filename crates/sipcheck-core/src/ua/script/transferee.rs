@@ -294,9 +294,35 @@ impl CallScript {
         self.advance(now);
     }
 
+    /// Ctrl-C while the transfer's new call is not yet answered: it is cancelled and the
+    /// transferor told (`487 Request Terminated`) before the original call is hung up.
+    pub(super) fn abandon_transfer(&mut self) {
+        let Some(f) = self.transferee.following.as_mut() else {
+            return;
+        };
+        if f.outcome.is_some() {
+            return;
+        }
+        f.outcome = Some(Err((487, "interrupted".into())));
+        let referrer = f.referrer;
+        self.commands.push_back(ScriptCommand::CancelFollow);
+        self.notify(referrer, 487, "Request Terminated");
+    }
+
     /// The wait for the new call's answer is over.
     pub(super) fn followed(&mut self) -> Option<bool> {
         let f = self.transferee.following.take()?;
+        if self.interrupted {
+            // Ctrl-C: the call is counted interrupted, whatever became of the transfer.
+            if f.outcome.is_none() {
+                self.commands.push_back(ScriptCommand::CancelFollow);
+                self.notify(f.referrer, 487, "Request Terminated");
+            }
+            if let Some(r) = self.transferee.original_record.take() {
+                self.record = Some(r);
+            }
+            return Some(false);
+        }
         match f.outcome {
             Some(Ok(())) => match self.transferee.codec_changed.take() {
                 None => Some(true),
@@ -320,10 +346,6 @@ impl CallScript {
                 self.commands.push_back(ScriptCommand::CancelFollow);
                 if let Some(r) = self.transferee.original_record.take() {
                     self.record = Some(r);
-                }
-                if self.interrupted {
-                    self.notify(f.referrer, 487, "Request Terminated");
-                    return Some(false);
                 }
                 self.notify(f.referrer, 408, "Request Timeout");
                 self.fail(

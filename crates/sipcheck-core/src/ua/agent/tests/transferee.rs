@@ -386,3 +386,99 @@ fn a_target_answering_another_codec_fails_the_step_as_codec_refused() {
         f.message
     );
 }
+
+#[test]
+fn ctrl_c_while_the_target_rings_cancels_it_notifies_487_and_ends_both_calls() {
+    let text = TRANSFER.replacen(
+        "      - answer\n      - play: { signature: true }",
+        "      - answer: { ring: 10s }\n      - play: { signature: true }",
+        1,
+    );
+    let bodies: Rc<RefCell<Vec<String>>> = Rc::default();
+    let kept = bodies.clone();
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.sim.net.set_interceptor(move |d| {
+        let text = String::from_utf8_lossy(&d.bytes).into_owned();
+        if text.starts_with("NOTIFY ") {
+            kept.borrow_mut().push(sipfrags(&text).unwrap_or_default());
+        }
+        Intercept::Pass
+    });
+    // The REFER comes at about 1 s; the target rings from then on.
+    let i = run.index("transferee");
+    run.sim.nodes[i].stop_at = Some(run.t0 + secs(3));
+    run.run(secs(200));
+    assert_eq!(
+        *bodies.borrow(),
+        ["SIP/2.0 100 Trying", "SIP/2.0 487 Request Terminated"]
+    );
+    let transferee = only(run.results("transferee"));
+    assert!(!transferee.passed());
+    assert!(
+        transferee
+            .failures
+            .iter()
+            .all(|f| f.kind == FailureKind::Interrupted),
+        "{}",
+        messages(transferee)
+    );
+    // The target's INVITE was cancelled; the transferor learnt the transfer failed.
+    let target = only(run.results("target"));
+    assert!(
+        target.end_reason.contains("cancel"),
+        "{}",
+        target.end_reason
+    );
+    let transferor = only(run.results("transferor"));
+    assert_eq!(
+        transferor.failures[0].kind,
+        FailureKind::TransferFailed(487),
+        "{}",
+        messages(transferor)
+    );
+}
+
+#[test]
+fn a_target_that_never_answers_is_cancelled_after_32_s_and_notified_408() {
+    let text = TRANSFER
+        .replace(
+            "      - answer\n      - play: { signature: true }\n      - expect: { signature: peer, within: 2s }\n      - wait_for: bye\n",
+            "      - ring: forever\n      - wait_for: cancel\n",
+        )
+        .replace(
+            "transfer: \"sip:2001@127.0.0.1:5071\"",
+            "transfer: { to: \"sip:2001@127.0.0.1:5071\", within: 60s }",
+        );
+    let (run, _, bodies) = run_keeping_notifies(&text, |_| None);
+    assert_eq!(
+        *bodies.borrow(),
+        ["SIP/2.0 100 Trying", "SIP/2.0 408 Request Timeout"]
+    );
+    let transferee = only(run.results("transferee"));
+    let f = &transferee.failures[0];
+    assert_eq!(
+        f.kind,
+        FailureKind::TransferTargetFailed(408),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message.contains("did not answer within 32 s"),
+        "{}",
+        f.message
+    );
+    assert_eq!((f.step, f.line), ("expect", 17));
+    // The target's `wait_for: cancel` saw the CANCEL.
+    let target = only(run.results("target"));
+    assert!(
+        target.end_reason.contains("cancel"),
+        "{}",
+        target.end_reason
+    );
+    let transferor = only(run.results("transferor"));
+    assert_eq!(
+        transferor.failures[0].kind,
+        FailureKind::TransferFailed(408)
+    );
+}
