@@ -148,7 +148,8 @@ enum Waiting<D> {
 struct Live<D> {
     script: CallScript,
     call: Option<CallId>,
-    /// The caller's account (its credentials).
+    /// The account that places the call's INVITEs (its credentials): a caller's, or a
+    /// callee's whose role follows transfers.
     account: Option<Account>,
     /// The stream was asked to open (it must be stopped at the end).
     opened: bool,
@@ -884,7 +885,8 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         let sip_id = self.ladder_peer.is_some().then(|| call_id.clone());
         let script = CallScript::callee(now, cfg, self.cfg.steps.clone(), call_id);
         // Its account places the new call of a transfer (`expect: transferred`).
-        let key = self.add(script, Some(call), Some(account));
+        let account = self.endpoint.config().accept_refer.then_some(account);
+        let key = self.add(script, Some(call), account);
         if let Some(sip_id) = sip_id {
             self.by_sip_id.insert(sip_id, key);
         }
