@@ -162,3 +162,138 @@ fn baresip_transferred_through_kamailio_calls_the_target_which_hears_it() {
         "the REFER came through Kamailio: {refer}\n{shown}"
     );
 }
+
+/// Every party in sipcheck, registered behind Kamailio: the transferor REFERs the transferee
+/// to the target; the transferee (`expect: transferred`) calls the target through Kamailio
+/// with the REFER's Referred-By, notifies `100 Trying` then `200 OK`, and hears the target's
+/// tone on the new call while the target hears its own. The transferor then hangs up.
+#[test]
+fn a_sipcheck_transferee_through_kamailio_follows_the_refer_and_hears_the_target() {
+    use support::kamailio::{Kamailio, KamailioOptions};
+    let kam = Kamailio::start_with(&KamailioOptions {
+        no_proxy_auth: true,
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/kamailio-transfer.yaml",
+        &["-v"],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let v = if out.status.code() == Some(2) {
+        serde_json::Value::Null
+    } else {
+        reports.summary()
+    };
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_schema(&v);
+    for role in ["transferor", "transferee", "target"] {
+        assert_eq!(v["calls"]["by_role"][role]["passed"], 1, "{role}: {shown}");
+    }
+    // The transferee's tone and the target's, each heard by the other on the new call.
+    assert_eq!(v["audio"]["checked"], 2, "{shown}");
+    assert_eq!(v["audio"]["verified"], 2, "{shown}");
+    // The `-v` trace: the messages sipcheck sent (the transferee's NOTIFYs are the only
+    // NOTIFYs sent; the transferor receives them).
+    let trace = String::from_utf8_lossy(&out.stderr).into_owned();
+    let sent: Vec<&str> = trace
+        .split("----- ")
+        .filter(|m| m.lines().next().is_some_and(|l| l.contains(" sent ")))
+        .filter_map(|m| m.split_once('\n').map(|(_, message)| message))
+        .collect();
+    let notified: Vec<&str> = sent
+        .iter()
+        .filter(|m| m.starts_with("NOTIFY "))
+        .filter_map(|m| m.lines().rev().find(|l| !l.trim().is_empty()))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        notified,
+        ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"],
+        "{shown}"
+    );
+    let invite = sent
+        .iter()
+        .find(|m| m.starts_with("INVITE sip:3501@sipcheck.test"))
+        .unwrap_or_else(|| panic!("no INVITE to the target: {shown}"));
+    assert!(
+        invite.contains("Referred-By: <sip:3502@sipcheck.test>"),
+        "{invite}\n{shown}"
+    );
+    assert!(!invite.contains("Replaces"), "{invite}");
+}
+
+/// A real transferor: sipcheck calls baresip and hears its sine; baresip is then told to
+/// transfer the call (`/transfer`) to a second sipcheck role. The transferee follows the
+/// REFER, calls the target, notifies baresip of the 200, and the transferee and the target
+/// hear each other's tones on the new call; baresip's original call ends.
+#[test]
+fn a_sipcheck_transferee_follows_baresips_transfer_and_hears_the_target() {
+    let baresip = support::baresip::Baresip::start(support::baresip::BaresipOptions::default())
+        .expect("start baresip");
+    let uri = format!("sip:baresip@127.0.0.1:{}", baresip.sip_port);
+    let target = format!("127.0.0.1:{}", support::free_port());
+    let transferee = format!("127.0.0.1:{}", support::free_port());
+    let reports = Reports::new();
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            run(
+                "tests/peers/scenarios/baresip-transferor.yaml",
+                &[],
+                &[
+                    ("BARESIP_URI", uri.as_str()),
+                    ("TARGET_LISTEN", target.as_str()),
+                    ("TRANSFEREE_LISTEN", transferee.as_str()),
+                ],
+                &reports,
+            )
+        });
+        // Once the call is up baresip transfers it: the transferee keeps the REFER until
+        // its `expect: transferred` step, hearing baresip's sine meanwhile (baresip sends it
+        // until it ends the call, on the final NOTIFY).
+        let up = support::process::wait_until(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || baresip.calls_established() == 1,
+        );
+        assert!(up, "no call reached baresip\n{}", baresip.log());
+        let reply = baresip
+            .command(&format!("/transfer sip:7300@{target}"))
+            .expect("cons /transfer");
+        let out = run.join().expect("the run");
+        (out, reply)
+    });
+    let (out, reply) = out;
+    let v = if out.status.code() == Some(2) {
+        serde_json::Value::Null
+    } else {
+        reports.summary()
+    };
+    let log = baresip.log();
+    let shown = format!("{}\n{v}\n{reply}\n{log}", describe_output(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_schema(&v);
+    assert_eq!(v["calls"]["by_role"]["transferee"]["passed"], 1, "{shown}");
+    assert_eq!(v["calls"]["by_role"]["target"]["passed"], 1, "{shown}");
+    // baresip's sine before the transfer, then each side's tone on the new call.
+    assert_eq!(v["audio"]["checked"], 3, "{shown}");
+    assert_eq!(v["audio"]["verified"], 3, "{shown}");
+    // baresip's trace: the REFER it sent, then our final NOTIFY (terminated, a sipfrag of
+    // 200), then its BYE of the original call (RFC 5589 §6).
+    let refer = log.find("REFER sip:7301@").expect("baresip sent a REFER");
+    let last = log[refer..]
+        .find("Subscription-State: terminated")
+        .map(|at| refer + at)
+        .unwrap_or_else(|| panic!("no final NOTIFY reached baresip: {shown}"));
+    let sipfrag = log[last..]
+        .lines()
+        .skip(1)
+        .find(|l| l.starts_with("SIP/2.0 "))
+        .unwrap_or_default();
+    assert_eq!(sipfrag.trim(), "SIP/2.0 200 OK", "{shown}");
+    assert!(log[last..].contains("BYE sip:7301@"), "{shown}");
+}

@@ -444,6 +444,13 @@ pub enum Expectation {
         /// How long to wait (default 32 s).
         within: Duration,
     },
+    /// The far end transfers the call (blind transfer, RFC 3515 / RFC 5589): a REFER within
+    /// `within`, followed with a new call to its Refer-To target, which must answer (2xx);
+    /// the steps after it apply to the new call.
+    Transferred {
+        /// How long to wait for the REFER (default [`DEFAULT_TRANSFER_WITHIN`]).
+        within: Duration,
+    },
     /// The outgoing call answered after a redirection (3xx), by this target.
     RedirectedTo {
         /// The Request-URI expected last, a template as `call.to`'s.

@@ -303,6 +303,8 @@ pub struct RawExpect {
     pub answered: Option<String>,
     /// The call must be answered by this target after a redirection (3xx).
     pub redirected_to: Option<String>,
+    /// `true`: the far end must transfer the call (REFER), and its target answer.
+    pub transferred: Option<String>,
     /// How long to wait for it.
     pub within: Option<String>,
     /// Tone: the lowest acceptable signal-to-noise ratio, `15dB`.

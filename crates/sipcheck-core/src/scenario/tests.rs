@@ -1547,3 +1547,49 @@ fn transfer_steps_load_and_are_checked() {
         e[1].message
     );
 }
+
+#[test]
+fn transferred_expectations_load_with_their_default_and_are_checked() {
+    let text = BASE.replace(
+        "      - wait_for: bye\n",
+        "      - expect: { transferred: true }\n      - expect: { transferred: true, within: 3s }\n      - wait_for: bye\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let callee = scenario.roles.iter().find(|r| r.name == "callee").unwrap();
+    let steps: Vec<&Step> = callee.steps.iter().map(|s| &s.value).collect();
+    assert_eq!(
+        steps[2],
+        &Step::Expect(Expectation::Transferred {
+            within: crate::scenario::model::DEFAULT_TRANSFER_WITHIN
+        })
+    );
+    assert_eq!(
+        steps[3],
+        &Step::Expect(Expectation::Transferred {
+            within: Duration::from_secs(3)
+        })
+    );
+
+    // `false` expects nothing; before any call there is nothing to transfer; one kind a step.
+    let e = errors(&BASE.replace(
+        "      - register\n      - answer: { ring: 500ms }\n",
+        "      - expect: { transferred: true }\n      - answer: { ring: 500ms }\n      - expect: { transferred: false }\n      - expect: { transferred: true, held: true }\n",
+    ));
+    assert_eq!(e.len(), 3, "{}", super::report(&e));
+    assert_eq!((e[0].line, e[1].line, e[2].line), (10, 12, 13));
+    assert!(e[0].message.contains("no call yet"), "{}", e[0].message);
+    assert!(
+        e[1].message
+            .contains("`transferred: false` expects nothing"),
+        "{}",
+        e[1].message
+    );
+    assert!(
+        e[2].message.contains("write one step for each"),
+        "{}",
+        e[2].message
+    );
+}

@@ -1014,7 +1014,10 @@ fn validate_steps(
         let media_step = match raw {
             RawStep::Play(_) | RawStep::Dtmf(_) => true,
             RawStep::Expect(e) => {
-                e.ringing.is_none() && e.final_code.is_none() && e.answered.is_none()
+                e.ringing.is_none()
+                    && e.final_code.is_none()
+                    && e.answered.is_none()
+                    && e.transferred.is_none()
             }
             _ => false,
         };
@@ -1056,10 +1059,13 @@ fn validate_steps(
                 }
             }
         }
-        if matches!(
-            raw,
-            RawStep::Hold(_) | RawStep::Resume | RawStep::Transfer(_)
-        ) && !has_call
+        let transferred = matches!(raw, RawStep::Expect(e) if e.transferred.is_some());
+        if (transferred
+            || matches!(
+                raw,
+                RawStep::Hold(_) | RawStep::Resume | RawStep::Transfer(_)
+            ))
+            && !has_call
             && !has_answer
         {
             cx.at_key(
@@ -1648,6 +1654,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("final", e.final_code.is_some()),
         ("answered", e.answered.is_some()),
         ("redirected_to", e.redirected_to.is_some()),
+        ("transferred", e.transferred.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)
@@ -1657,7 +1664,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to` or `transferred`",
                 None,
             );
             return None;
@@ -1858,6 +1865,12 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
                 code: code?,
                 within: within(cx, DEFAULT_FINAL_WITHIN),
             }
+        }
+        "transferred" => {
+            let t = must_be_true(cx, "transferred", &e.transferred);
+            let within = within(cx, DEFAULT_TRANSFER_WITHIN);
+            t?;
+            Expectation::Transferred { within }
         }
         "redirected_to" => {
             let within = within(cx, DEFAULT_FINAL_WITHIN);

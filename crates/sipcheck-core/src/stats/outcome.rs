@@ -73,6 +73,11 @@ pub enum FailureKind {
     TransferFailed(u16),
     /// A transfer's final NOTIFY did not come within the step's `within`.
     TransferTimeout,
+    /// As the transferee (`expect: transferred`): the new call to the Refer-To target
+    /// ended without an answer, with this status (408 when it was not answered in time).
+    TransferTargetFailed(u16),
+    /// As the transferee: no REFER came within the step's `within`.
+    NotTransferred,
     /// The transport failed.
     Transport,
     /// The run was interrupted before the call could finish.
@@ -109,6 +114,8 @@ impl FailureKind {
             FailureKind::CancelFailed(detail) => format!("cancel_failed_{detail}"),
             FailureKind::TransferFailed(code) => format!("transfer_failed_{code}"),
             FailureKind::TransferTimeout => "transfer_timeout".into(),
+            FailureKind::TransferTargetFailed(code) => format!("transfer_target_failed_{code}"),
+            FailureKind::NotTransferred => "not_transferred".into(),
             FailureKind::Transport => "transport".into(),
             FailureKind::Interrupted => "interrupted".into(),
             FailureKind::Other => "other".into(),

@@ -148,7 +148,8 @@ enum Waiting<D> {
 struct Live<D> {
     script: CallScript,
     call: Option<CallId>,
-    /// The caller's account (its credentials).
+    /// The account that places the call's INVITEs (its credentials): a caller's, or a
+    /// callee's whose role follows transfers.
     account: Option<Account>,
     /// The stream was asked to open (it must be stopped at the end).
     opened: bool,
@@ -161,6 +162,12 @@ struct Live<D> {
     ladder: RawLadder,
     /// A responder's call: what its line needs.
     answering: Option<responder::Answering>,
+    /// A transfer's new call, placed and not yet answered (`expect: transferred`).
+    pending: Option<CallId>,
+    /// The original call of a transfer once the new one is `call`, until it ends.
+    original: Option<CallId>,
+    /// The SIP Call-IDs of the transfer's calls, for the ladder.
+    more_sip_ids: Vec<String>,
 }
 
 /// The agent of one role (see the module documentation).
@@ -212,7 +219,15 @@ pub struct Agent<D> {
 impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     /// The agent of a role, over its `endpoint`.
     #[must_use]
-    pub fn new(cfg: AgentConfig<D>, endpoint: Endpoint<D>) -> Self {
+    pub fn new(cfg: AgentConfig<D>, mut endpoint: Endpoint<D>) -> Self {
+        // A role that expects to be transferred accepts REFER (else refused 405).
+        if cfg
+            .steps
+            .iter()
+            .any(|s| matches!(s.value, Step::Expect(Expectation::Transferred { .. })))
+        {
+            endpoint.set_accept_refer(true);
+        }
         let answers = cfg.steps.iter().any(|s| {
             matches!(
                 s.value,
@@ -703,6 +718,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 ending: false,
                 ladder: RawLadder::default(),
                 answering: None,
+                pending: None,
+                original: None,
+                more_sip_ids: Vec::new(),
             },
         );
         key
@@ -779,6 +797,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     | CallEvent::Redirected { call, .. }
                     | CallEvent::ReferAnswered { call, .. }
                     | CallEvent::TransferNotified { call, .. }
+                    | CallEvent::Referred { call, .. }
                     | CallEvent::Ended { call, .. } => *call,
                     _ => return,
                 };
@@ -800,7 +819,25 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     self.by_id.remove(&call);
                 }
                 if let Some(live) = self.calls.get_mut(&key) {
-                    live.script.handle_call_event(now, event);
+                    if live.pending == Some(call) {
+                        let original = live.call.and_then(|id| self.endpoint.record(id));
+                        // The transfer's new call: once answered, the script's call.
+                        if matches!(event, CallEvent::Answered { .. }) {
+                            live.original = live.call;
+                            live.call = Some(call);
+                            live.pending = None;
+                        } else if ended {
+                            live.pending = None;
+                        }
+                        live.script.handle_transfer_event(now, event, original);
+                    } else if live.original == Some(call) {
+                        if ended {
+                            live.original = None;
+                        }
+                        live.script.handle_original_event(now, event);
+                    } else {
+                        live.script.handle_call_event(now, event);
+                    }
                 }
                 self.settle(now, key);
             }
@@ -855,7 +892,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         };
         let sip_id = self.ladder_peer.is_some().then(|| call_id.clone());
         let script = CallScript::callee(now, cfg, self.cfg.steps.clone(), call_id);
-        let key = self.add(script, Some(call), None);
+        // Its account places the new call of a transfer (`expect: transferred`).
+        let account = self.endpoint.config().accept_refer.then_some(account);
+        let key = self.add(script, Some(call), account);
         if let Some(sip_id) = sip_id {
             self.by_sip_id.insert(sip_id, key);
         }
@@ -894,6 +933,15 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             if let Some(old) = live.armed.take() {
                 self.timers.remove(&(old, key));
             }
+            // A transfer's call still up when the script is over: ended (BYE or CANCEL),
+            // its events no longer followed.
+            for id in [live.pending.take(), live.original.take()]
+                .into_iter()
+                .flatten()
+            {
+                let _ = self.endpoint.hangup(now, id);
+                self.by_id.remove(&id);
+            }
             if live.opened {
                 let report = live.script.has_media();
                 live.ending = report;
@@ -927,6 +975,11 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         let result = script.finish(report.as_ref(), &live.ladder);
         if self.by_sip_id.get(&result.call_id) == Some(&key) {
             self.by_sip_id.remove(&result.call_id);
+        }
+        for sip_id in &live.more_sip_ids {
+            if self.by_sip_id.get(sip_id) == Some(&key) {
+                self.by_sip_id.remove(sip_id);
+            }
         }
         self.results.push_back(result);
     }
@@ -1006,6 +1059,32 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             ScriptCommand::Cancel => {
                 if let Some(id) = id {
                     let _ = self.endpoint.cancel(now, id);
+                }
+            }
+            ScriptCommand::Follow {
+                target,
+                referred_by,
+                local,
+            } => {
+                let placed = self.follow(now, key, target, referred_by, *local);
+                if let Some(live) = self.calls.get_mut(&key) {
+                    live.script.handle_followed(now, placed);
+                }
+            }
+            ScriptCommand::NotifyTransfer { call, code, reason } => {
+                // Only a call of this script's (its REFER's dialog).
+                if self.by_id.get(&call) == Some(&key) {
+                    let _ = self.endpoint.notify_transfer(now, call, code, &reason);
+                }
+            }
+            ScriptCommand::CancelFollow => {
+                if let Some(pending) = live.pending {
+                    let _ = self.endpoint.hangup(now, pending);
+                }
+            }
+            ScriptCommand::HangupOriginal(call) => {
+                if live.original == Some(call) {
+                    let _ = self.endpoint.hangup(now, call);
                 }
             }
             ScriptCommand::Media(intent) if opened && live.answering.is_some() => {
@@ -1110,6 +1189,66 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             call_id,
             local: media,
         })
+    }
+
+    /// Place the new call of a transfer (`expect: transferred`): to `target`, with the
+    /// REFER's Referred-By, offering the call's own media (the same RTP socket). Its next
+    /// hop is the role's server or outbound proxy, else the URI's address, else one
+    /// resolved before for a call step (no name is resolved for it).
+    fn follow(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        target: String,
+        referred_by: Option<String>,
+        local: LocalMedia,
+    ) -> Result<(), CommandError> {
+        let destination = self
+            .cfg
+            .next_hop
+            .clone()
+            .or_else(|| D::from_uri(&target, self.cfg.local.transport))
+            .or_else(|| self.destinations.get(&target).cloned())
+            .ok_or(CommandError::Unresolved)?;
+        let live = self.calls.get(&key).ok_or(CommandError::TransportGone)?;
+        let account = live.account.as_ref().ok_or(CommandError::TransportGone)?;
+        let mut extra_headers: Vec<(String, String)> = referred_by
+            .map(|by| ("Referred-By".to_owned(), by))
+            .into_iter()
+            .collect();
+        if let Some(n) = live.script.signature_call() {
+            extra_headers.push((SIGNATURE_HEADER.to_owned(), n.to_string()));
+        }
+        let outgoing = OutgoingCall {
+            request_uri: target.clone(),
+            from_uri: format!("sip:{}@{}", account.user, account.domain),
+            to_uri: target,
+            destination,
+            credentials: Some(Credentials::new(
+                account.user.clone(),
+                account.password.clone(),
+            )),
+            local_media: local,
+            local: self.cfg.local.clone(),
+            offer: OfferPlacement::InInvite,
+            extra_headers,
+            max_redirects: 0,
+        };
+        let id = self
+            .endpoint
+            .invite(now, outgoing)
+            .map_err(|e| CommandError::Refused(e.to_string()))?;
+        self.by_id.insert(id, key);
+        let sip_id = self.endpoint.sip_call_id(id).map(str::to_owned);
+        let ladders = self.ladder_peer.is_some();
+        if let Some(live) = self.calls.get_mut(&key) {
+            live.pending = Some(id);
+            if let (true, Some(sip_id)) = (ladders, sip_id) {
+                self.by_sip_id.insert(sip_id.clone(), key);
+                live.more_sip_ids.push(sip_id);
+            }
+        }
+        Ok(())
     }
 
     /// Answer the call and tell its script.

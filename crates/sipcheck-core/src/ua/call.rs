@@ -703,6 +703,12 @@ impl<D: Clone + NextHop> Endpoint<D> {
         &self.config
     }
 
+    /// Accept REFER within confirmed calls from now on (or refuse it 405 again):
+    /// [`EndpointConfig::accept_refer`].
+    pub fn set_accept_refer(&mut self, accept: bool) {
+        self.config.accept_refer = accept;
+    }
+
     /// The transaction layer, for its counters and size.
     pub fn transactions(&self) -> &TransactionLayer<D> {
         &self.layer

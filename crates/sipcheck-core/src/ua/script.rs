@@ -34,18 +34,20 @@ use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::uri::complete_uri;
 use crate::stats::ladder::RawLadder;
 use crate::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, StepRun};
-use crate::ua::call::{CallEndReason, CallEvent, CallRecord};
+use crate::ua::call::{CallEndReason, CallEvent, CallId, CallRecord};
 use crate::ua::work::{Work, WorkResult};
 
 mod probe;
 pub mod responder;
 #[cfg(test)]
 mod tests;
+mod transferee;
 
 pub use probe::{
     judge_media, ProbeCall, ProbeExpect, ProbeHold, ProbeOutcome, ProbePesq, DTMF_AFTER_ANSWER,
     LIMIT_GRACE, PROBE_SIGNATURE_CALL,
 };
+pub use transferee::ORIGINAL_BYE_WAIT;
 
 /// How long a step may wait for the call to be answered when it needs media (unless the
 /// `call` step says otherwise).
@@ -133,6 +135,34 @@ pub enum ScriptCommand {
         /// Our address of record, for Referred-By.
         referred_by: String,
     },
+    /// Follow a transfer (`expect: transferred`): place a new call to `target`, with
+    /// `Referred-By` when given, offering `local` (the call's own media, from the same RTP
+    /// socket); reply with [`CallScript::handle_followed`]. Until it is answered the new
+    /// call's events go to [`CallScript::handle_transfer_event`]; once answered it is the
+    /// script's call, and the original call's events go to
+    /// [`CallScript::handle_original_event`].
+    Follow {
+        /// The Refer-To URI (its headers, such as Replaces, left out).
+        target: String,
+        /// The REFER's Referred-By value, to copy (RFC 3892).
+        referred_by: Option<String>,
+        /// Our media, as the original call has it.
+        local: Box<LocalMedia>,
+    },
+    /// NOTIFY the far end of `call`, which REFERred us, of the transfer's progress: a
+    /// `message/sipfrag` of `SIP/2.0 {code} {reason}`, final (terminating) from 200.
+    NotifyTransfer {
+        /// The call the REFER came in.
+        call: CallId,
+        /// The status of the new call.
+        code: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// Give up the transfer's new call before its answer (CANCEL).
+    CancelFollow,
+    /// BYE on `call`, the original call of a transfer, which its transferor did not end.
+    HangupOriginal(CallId),
     /// Something for the call's media stream.
     Media(MediaIntent),
     /// A slow computation (a PESQ score) to run off the driver's loop; reply with
@@ -307,6 +337,10 @@ enum Until {
     Held,
     /// The outcome of our transfer.
     Transfer,
+    /// A REFER received (`expect: transferred`).
+    Referred,
+    /// The outcome of the call to the transfer's target.
+    Followed,
 }
 
 /// What to do when a wait (or a reply, or a probe) is over.
@@ -378,6 +412,12 @@ enum Then {
     Reinvited(&'static str),
     /// `transfer`: its outcome, or none within the step's time.
     Transferred(Duration),
+    /// `expect: transferred`: a REFER came, or none within the time.
+    Referred(Duration),
+    /// `expect: transferred`: the reply to the command placing the new call.
+    Following,
+    /// `expect: transferred`: the new call answered, refused, or not in time.
+    Followed,
     /// The script is over and so is the call.
     Finished,
 }
@@ -402,6 +442,8 @@ enum Next {
     Up,
     /// `transfer`: REFER to this URI, wait this long for the outcome.
     Transfer(String, Duration),
+    /// `expect: transferred`: wait this long for a REFER.
+    Transferred(Duration),
     Play(Vec<PlayItem>),
     Tone {
         frequencies: Vec<f64>,
@@ -556,6 +598,8 @@ pub struct CallScript {
     transfer_outcome: Option<TransferOutcome>,
     /// The final status of our REFER.
     refer_code: Option<u16>,
+    /// Transfers of the far end's (`expect: transferred`).
+    transferee: transferee::Transferee,
     /// The step that hung up (its name, line, column), to name when the BYE fails.
     bye_step: Option<(&'static str, u32, u32)>,
     /// The first tone step verified (name, line, column) and the longest gap it allows:
@@ -702,6 +746,7 @@ impl CallScript {
             transfer_pending: false,
             transfer_outcome: None,
             refer_code: None,
+            transferee: transferee::Transferee::default(),
             bye_step: None,
             tone_step: None,
             next_watch: 0,
@@ -755,7 +800,20 @@ impl CallScript {
                 self.reinvite_pending = false;
                 self.reinvite_outcome = Some(Err(code));
             }
-            CallEvent::Ended { record, .. } => self.record = Some(*record),
+            CallEvent::Ended { record, .. } => {
+                if self.transferee.following.is_some() && !self.interrupted {
+                    // The transferor may end the original call before the new one is
+                    // answered (RFC 5589 §6): the script goes on with the new call.
+                    self.transferee.original_record = Some(*record);
+                } else {
+                    self.record = Some(*record);
+                }
+            }
+            CallEvent::Referred {
+                call,
+                refer_to,
+                referred_by,
+            } => self.on_referred(call, refer_to, referred_by),
             CallEvent::Redirected { target, .. } => self.redirects.push(target),
             CallEvent::ReferAnswered { code, .. } if self.transfer_pending => {
                 self.refer_code = Some(code);
@@ -1022,6 +1080,7 @@ impl CallScript {
             p.handle_timeout(now, &mut self.commands);
             return;
         }
+        self.original_bye_due(now);
         self.advance(now);
     }
 
@@ -1075,14 +1134,16 @@ impl CallScript {
         if let Some(p) = &self.probe {
             return p.poll_timeout();
         }
-        match &self.phase {
+        let phase = match &self.phase {
             Phase::Wait(wait) => Some(match wait.give_up {
                 Some(g) => g.min(wait.deadline),
                 None => wait.deadline,
             }),
             Phase::Probe { deadline, .. } | Phase::Scoring { deadline, .. } => Some(*deadline),
             Phase::Step | Phase::Reply(_) | Phase::Done => None,
-        }
+        };
+        let bye = self.transferee.original.and_then(|(_, at)| at);
+        [phase, bye].into_iter().flatten().min()
     }
 
     /// Whether the script is over and the call ended (or given up on): [`Self::finish`].
@@ -1256,6 +1317,9 @@ impl CallScript {
                 message: failure.to_string(),
             });
         }
+        if let Some(failure) = self.original_bye_failure() {
+            self.failures.push(failure);
+        }
         if self.interrupted && self.failures.is_empty() {
             self.failures.push(Failure {
                 step: "run",
@@ -1267,15 +1331,26 @@ impl CallScript {
         }
         // Where latencies count from: the scheduled start for callers (no coordinated
         // omission), the INVITE's arrival for callees.
+        // After a transfer (`expect: transferred`) the set-up times are the original call's,
+        // the talk time runs from its answer to the new call's end, and the end is the new
+        // call's.
+        let first_leg = self.transferee.first_leg.take();
+        let setup = first_leg.as_ref().or(record.as_ref());
         let origin = match self.cfg.scheduled {
             Some(_) => self
                 .started
                 .checked_sub(self.cfg.start_lag)
                 .unwrap_or(self.started),
-            None => record.as_ref().map_or(self.started, |r| r.invite),
+            None => setup.map_or(self.started, |r| r.invite),
         };
         let from = |at: Option<Instant>| at.map(|t| t.saturating_duration_since(origin));
         let r = record.as_ref();
+        let duration = match &first_leg {
+            Some(first) => r.and_then(|r| {
+                Some(r.duration()? + r.answer?.saturating_duration_since(first.answer?))
+            }),
+            None => r.and_then(CallRecord::duration),
+        };
         CallResult {
             role: std::mem::take(&mut self.cfg.role),
             side: self.cfg.side,
@@ -1283,11 +1358,11 @@ impl CallScript {
             call_id: std::mem::take(&mut self.call_id),
             scheduled: self.cfg.scheduled,
             start_lag: self.cfg.start_lag,
-            invite_to_first_provisional: r.and_then(|r| from(r.first_provisional)),
-            invite_to_ringing: r.and_then(|r| from(r.first_ringing)),
-            invite_to_200: r.and_then(|r| from(r.answer)),
+            invite_to_first_provisional: setup.and_then(|r| from(r.first_provisional)),
+            invite_to_ringing: setup.and_then(|r| from(r.first_ringing)),
+            invite_to_200: setup.and_then(|r| from(r.answer)),
             bye_rtt: r.and_then(CallRecord::bye_round_trip),
-            duration: r.and_then(CallRecord::duration),
+            duration,
             tone_onsets: std::mem::take(&mut self.tone_onsets),
             audio_checked: self.audio_checked,
             audio_verified: self.audio_verified,
@@ -1295,7 +1370,7 @@ impl CallScript {
             dtmf_checked: self.dtmf_checked,
             dtmf_verified: self.dtmf_verified,
             media: media_result,
-            final_code: r.and_then(|r| r.final_code),
+            final_code: setup.and_then(|r| r.final_code),
             bye_code: r.and_then(|r| r.bye_code),
             end_reason: r
                 .and_then(|r| r.reason())
@@ -1635,6 +1710,9 @@ impl CallScript {
             Expectation::Held { within } => {
                 self.wait(now, now + *within, Until::Held, Then::Held(*within))
             }
+            Expectation::Transferred { within } => {
+                self.wait_answer(now, Next::Transferred(*within))
+            }
             Expectation::PromptEnds { within } => {
                 self.audio_checked += 1;
                 self.prompt_heard = false;
@@ -1720,6 +1798,7 @@ impl CallScript {
     fn answered_then(&mut self, now: Instant, next: Next) -> Option<bool> {
         match next {
             Next::Up => Some(true),
+            Next::Transferred(within) => self.await_referral(now, within),
             Next::Transfer(target, within) => {
                 self.transfer_pending = true;
                 self.transfer_outcome = None;
@@ -1924,6 +2003,7 @@ impl CallScript {
         wait.winding_down = true;
         wait.fired = None;
         wait.deadline = now + END_WAIT;
+        self.abandon_transfer();
         self.command(ScriptCommand::Hangup);
     }
 
@@ -1978,6 +2058,12 @@ impl CallScript {
             Until::Reinvite => self.reinvite_outcome.is_some(),
             Until::Held => self.peer_held,
             Until::Transfer => self.transfer_outcome.is_some(),
+            Until::Referred => self.transferee.referral.is_some(),
+            Until::Followed => self
+                .transferee
+                .following
+                .as_ref()
+                .is_some_and(|f| f.outcome.is_some()),
         }
     }
 
@@ -2015,7 +2101,7 @@ impl CallScript {
                 self.phase = Phase::Done;
                 return;
             }
-            Then::Placed { .. } | Then::Accepted | Then::ReinviteSent(_) => {
+            Then::Placed { .. } | Then::Accepted | Then::ReinviteSent(_) | Then::Following => {
                 unreachable!("a reply is not waited for in a wait")
             }
             Then::ToneMissing { .. }
@@ -2342,6 +2428,8 @@ impl CallScript {
                     }
                 }
             }
+            Then::Referred(within) => self.referral_over(within),
+            Then::Followed => self.followed(),
             Then::Transferred(within) => match self.transfer_outcome.take() {
                 // RFC 5589 §6: the transferor ends its own leg once the transfer succeeded.
                 Some(TransferOutcome::Done) => self.hangup(now),
@@ -2555,7 +2643,8 @@ impl CallScript {
     /// The codes this call expects and plays: `(expected, own)`.
     fn signature_codes(&self, from: SignatureFrom) -> Option<(SignatureCode, SignatureCode)> {
         let call = self.cfg.signature_call?;
-        let callee = self.cfg.side == Side::Callee;
+        // After a transfer we placed the call we are in (our INVITE carried its number).
+        let callee = self.cfg.side == Side::Callee && !self.transferee.moved;
         let own = SignatureCode::for_call(call, callee);
         let expected = match from {
             SignatureFrom::Peer => SignatureCode::for_call(call, !callee),

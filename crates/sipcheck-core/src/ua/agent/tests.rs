@@ -21,6 +21,7 @@ use crate::ua::renewal::Why;
 use crate::ua::script::is_call_step;
 
 mod signature;
+mod transferee;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -111,6 +112,12 @@ impl RoleNode {
                     self.media_seen[2] += 1;
                     let stream = self.streams.get(&key).copied();
                     let event = match intent {
+                        MediaIntent::Follow(negotiated) => {
+                            if let Some(stream) = self.streams.get_mut(&key) {
+                                stream.1 = Some(negotiated.remote_rtp);
+                            }
+                            None
+                        }
                         MediaIntent::Play(playlist) => {
                             if let Some((local, _)) = stream {
                                 self.audio.play(local, playlist);
