@@ -44,6 +44,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+pub mod crypto;
 mod negotiate;
 mod parse;
 

@@ -1,0 +1,228 @@
+use super::*;
+
+/// The key of RFC 4568 §9.1's example.
+const RFC_KEY: &str = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+
+fn key(byte: u8) -> MasterKey {
+    MasterKey::from_bytes([byte; MASTER_KEY_LEN])
+}
+
+#[test]
+fn the_rfc_example_parses_with_its_lifetime_ignored() {
+    let crypto =
+        Crypto::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20")).unwrap();
+    assert_eq!(crypto.tag, 1);
+    assert_eq!(crypto.suite, CryptoSuite::AesCm128HmacSha1_80);
+    assert_eq!(crypto.key.key().len(), 16);
+    assert_eq!(crypto.key.salt().len(), 14);
+    let decimal = Crypto::parse(&format!(
+        "7 AES_CM_128_HMAC_SHA1_32 inline:{RFC_KEY}|1048576 WSH=64"
+    ));
+    assert_eq!(decimal.unwrap().suite, CryptoSuite::AesCm128HmacSha1_32);
+}
+
+#[test]
+fn written_attributes_parse_back_to_the_same_key() {
+    let crypto = Crypto {
+        tag: 2,
+        suite: CryptoSuite::AesCm128HmacSha1_32,
+        key: MasterKey::from_bytes(core::array::from_fn(|i| i as u8)),
+    };
+    let value = crypto.value();
+    assert!(
+        value.starts_with("2 AES_CM_128_HMAC_SHA1_32 inline:"),
+        "{value}"
+    );
+    assert_eq!(value.len(), "2 AES_CM_128_HMAC_SHA1_32 inline:".len() + 40);
+    assert_eq!(Crypto::parse(&value).unwrap(), crypto);
+}
+
+#[test]
+fn mki_several_keys_and_unknown_session_parameters_are_refused() {
+    for (value, want) in [
+        (
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20|1:32"),
+            "MKI 1:32",
+        ),
+        (
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|1:4"),
+            "MKI 1:4",
+        ),
+        (
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY};inline:{RFC_KEY}"),
+            "several keys",
+        ),
+        (
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY} UNENCRYPTED_SRTP"),
+            "UNENCRYPTED_SRTP",
+        ),
+        (
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY} KDR=24"),
+            "KDR=24",
+        ),
+    ] {
+        let err = Crypto::parse(&value).unwrap_err();
+        assert!(
+            matches!(err, CryptoError::UnsupportedParameter(_)),
+            "{value}: {err}"
+        );
+        assert!(err.to_string().contains(want), "{value}: {err}");
+    }
+    assert!(Crypto::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY} KDR=0")).is_ok());
+}
+
+#[test]
+fn malformed_attributes_are_errors_never_panics() {
+    for value in [
+        "",
+        "1",
+        "x AES_CM_128_HMAC_SHA1_80 inline:abc",
+        "1234567890 AES_CM_128_HMAC_SHA1_80 inline:abc",
+        "1 AES_CM_128_HMAC_SHA1_80",
+        "1 AES_CM_128_HMAC_SHA1_80 uri:x",
+        "1 AES_CM_128_HMAC_SHA1_80 inline:not*base64",
+        "1 AES_CM_128_HMAC_SHA1_80 inline:AAAA",
+        "1 AES_CM_128_HMAC_SHA1_80 inline:é",
+    ] {
+        assert!(
+            matches!(Crypto::parse(value), Err(CryptoError::Malformed(_))),
+            "{value:?}"
+        );
+    }
+    let err = Crypto::parse(&format!("1 AEAD_AES_256_GCM inline:{RFC_KEY}")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a=crypto suite AEAD_AES_256_GCM is not supported"
+    );
+}
+
+#[test]
+fn keys_are_never_shown_by_debug() {
+    let crypto = Crypto::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}")).unwrap();
+    let shown = format!(
+        "{crypto:?} {:?}",
+        SdesAnswer::Srtp {
+            local: crypto.clone(),
+            remote: crypto.clone()
+        }
+    );
+    assert!(!shown.contains(RFC_KEY), "{shown}");
+    assert!(shown.contains("<hidden>"), "{shown}");
+}
+
+#[test]
+fn the_offer_has_both_suites_with_distinct_tags_and_keys() {
+    let offer = offer_crypto([key(1), key(2)]);
+    assert_eq!(offer.len(), 2);
+    assert_eq!(
+        (offer[0].tag, offer[0].suite),
+        (1, CryptoSuite::AesCm128HmacSha1_80)
+    );
+    assert_eq!(
+        (offer[1].tag, offer[1].suite),
+        (2, CryptoSuite::AesCm128HmacSha1_32)
+    );
+    assert_ne!(offer[0].key, offer[1].key);
+}
+
+#[test]
+fn the_answer_echoes_the_first_usable_tag_and_suite_with_our_key() {
+    let unusable = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|2^20|1:32");
+    let usable = format!("5 AES_CM_128_HMAC_SHA1_32 inline:{RFC_KEY}");
+    let answer = answer_crypto(SrtpPolicy::Required, true, &[&unusable, &usable], key(9)).unwrap();
+    let SdesAnswer::Srtp { local, remote } = answer else {
+        panic!("plain")
+    };
+    assert_eq!(
+        (local.tag, local.suite),
+        (5, CryptoSuite::AesCm128HmacSha1_32)
+    );
+    assert_eq!(local.key, key(9));
+    assert_eq!(remote, Crypto::parse(&usable).unwrap());
+}
+
+#[test]
+fn the_policy_decides_what_an_offer_is_answered_with() {
+    let usable = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}");
+    let unusable = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}|1:4");
+    let srtp = |r: Result<SdesAnswer, SdesError>| matches!(r, Ok(SdesAnswer::Srtp { .. }));
+    // RTP/SAVP: never answered RTP/AVP.
+    assert_eq!(
+        answer_crypto(SrtpPolicy::Off, true, &[&usable], key(0)),
+        Err(SdesError::SrtpOffered)
+    );
+    assert!(srtp(answer_crypto(
+        SrtpPolicy::Optional,
+        true,
+        &[&usable],
+        key(0)
+    )));
+    assert!(matches!(
+        answer_crypto(SrtpPolicy::Required, true, &[&unusable], key(0)),
+        Err(SdesError::NoUsableCrypto(reason)) if reason.contains("MKI")
+    ));
+    assert!(matches!(
+        answer_crypto(SrtpPolicy::Optional, true, &[], key(0)),
+        Err(SdesError::NoUsableCrypto(reason)) if reason == "none offered"
+    ));
+    // RTP/AVP, with or without best-effort keys.
+    assert_eq!(
+        answer_crypto(SrtpPolicy::Off, false, &[&usable], key(0)),
+        Ok(SdesAnswer::Plain)
+    );
+    assert!(srtp(answer_crypto(
+        SrtpPolicy::Optional,
+        false,
+        &[&usable],
+        key(0)
+    )));
+    assert_eq!(
+        answer_crypto(SrtpPolicy::Optional, false, &[&unusable], key(0)),
+        Ok(SdesAnswer::Plain)
+    );
+    assert_eq!(
+        answer_crypto(SrtpPolicy::Optional, false, &[], key(0)),
+        Ok(SdesAnswer::Plain)
+    );
+    assert_eq!(
+        answer_crypto(SrtpPolicy::Required, false, &[&usable], key(0)),
+        Err(SdesError::PlainOffered)
+    );
+}
+
+#[test]
+fn the_offerer_matches_the_answer_to_its_offer() {
+    let ours = offer_crypto([key(1), key(2)]);
+    let answered = Crypto {
+        tag: 2,
+        suite: CryptoSuite::AesCm128HmacSha1_32,
+        key: key(7),
+    }
+    .value();
+    let (local, remote) = accept_answer(SrtpPolicy::Required, &ours, &[&answered])
+        .unwrap()
+        .unwrap();
+    assert_eq!(local, ours[1]);
+    assert_eq!(remote.key, key(7));
+    // A tag we offered with another suite, or a tag we never offered.
+    for (tag, suite) in [
+        (1, CryptoSuite::AesCm128HmacSha1_32),
+        (3, CryptoSuite::AesCm128HmacSha1_80),
+    ] {
+        let value = Crypto {
+            tag,
+            suite,
+            key: key(7),
+        }
+        .value();
+        assert!(matches!(
+            accept_answer(SrtpPolicy::Optional, &ours, &[&value]),
+            Err(SdesError::AnswerMismatch(_))
+        ));
+    }
+    assert_eq!(accept_answer(SrtpPolicy::Optional, &ours, &[]), Ok(None));
+    assert_eq!(
+        accept_answer(SrtpPolicy::Required, &ours, &[]),
+        Err(SdesError::AnswerWithoutCrypto)
+    );
+}
