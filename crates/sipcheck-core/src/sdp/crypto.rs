@@ -347,5 +347,41 @@ pub fn accept_answer(
     Ok(Some((local.clone(), remote)))
 }
 
+/// The transport protocol of an SRTP stream (RFC 3711 §12).
+pub const SAVP: &str = "RTP/SAVP";
+
+/// Whether `media` is an `RTP/SAVP` stream.
+#[must_use]
+pub fn is_savp(media: &super::MediaDescription) -> bool {
+    media.protocol.as_str().eq_ignore_ascii_case(SAVP)
+}
+
+/// The values of `media`'s `a=crypto` attributes, in order.
+#[must_use]
+pub fn crypto_values(media: &super::MediaDescription) -> Vec<&str> {
+    media
+        .attributes
+        .iter()
+        .filter(|a| a.name.eq_ignore_ascii_case("crypto"))
+        .filter_map(|a| a.value.as_deref())
+        .collect()
+}
+
+/// Writes `crypto` into `media` (our offer's or answer's audio stream) as `a=crypto`
+/// attributes, and makes the stream `RTP/SAVP` when `savp`: under [`SrtpPolicy::Required`]
+/// and in the answer to an `RTP/SAVP` offer. [`SrtpPolicy::Optional`] offers keep `RTP/AVP`
+/// (best-effort SRTP).
+pub fn write_crypto(media: &mut super::MediaDescription, savp: bool, crypto: &[Crypto]) {
+    if savp {
+        media.protocol = super::TransportProtocol::Other(SAVP.to_owned());
+    }
+    media
+        .attributes
+        .extend(crypto.iter().map(|c| super::Attribute {
+            name: "crypto".to_owned(),
+            value: Some(c.value()),
+        }));
+}
+
 #[cfg(test)]
 mod tests;

@@ -226,3 +226,74 @@ fn the_offerer_matches_the_answer_to_its_offer() {
         Err(SdesError::AnswerWithoutCrypto)
     );
 }
+
+#[test]
+fn an_offer_written_with_keys_reads_back_from_the_sdp_text() {
+    use crate::sdp::tests::local;
+    use crate::sdp::{create_offer, SessionDescription};
+    let ours = offer_crypto([key(1), key(2)]);
+    for (policy, savp) in [(SrtpPolicy::Required, true), (SrtpPolicy::Optional, false)] {
+        let mut offer = create_offer(&local());
+        write_crypto(&mut offer.media[0], policy == SrtpPolicy::Required, &ours);
+        let text = offer.to_string();
+        let protocol = if savp { "RTP/SAVP" } else { "RTP/AVP" };
+        assert!(
+            text.contains(&format!("m=audio 40000 {protocol} 0 8 101\r\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"),
+            "{text}"
+        );
+        let parsed = SessionDescription::parse(text.as_bytes()).unwrap();
+        let m = &parsed.media[0];
+        assert_eq!(is_savp(m), savp);
+        // The answerer reads our keys back and echoes the first suite.
+        let answer = answer_crypto(policy, savp, &crypto_values(m), key(9));
+        let SdesAnswer::Srtp { local, remote } = answer.unwrap() else {
+            panic!("plain")
+        };
+        assert_eq!(remote, ours[0]);
+        let (mine, theirs) = accept_answer(policy, &ours, &[&local.value()])
+            .unwrap()
+            .unwrap();
+        assert_eq!((mine, theirs.key), (ours[0].clone(), key(9)));
+    }
+}
+
+#[test]
+fn a_savp_offer_is_read_and_answered_with_its_first_suite() {
+    use crate::sdp::tests::parse;
+    // An RTP/SAVP offer with both suites, the 32-bit tag preferred.
+    let sdp = parse(&format!(
+        "v=0
+        o=- 1 2 IN IP4 127.0.0.1
+        s=-
+        c=IN IP4 127.0.0.1
+        t=0 0
+        m=audio 10000 RTP/SAVP 0 8
+        a=rtpmap:0 PCMU/8000
+        a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{RFC_KEY}
+        a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}
+        a=sendrecv"
+    ));
+    let m = &sdp.media[0];
+    assert!(is_savp(m));
+    assert!(
+        !m.is_rtp_audio(),
+        "plain offer/answer never takes an RTP/SAVP stream"
+    );
+    assert_eq!(crypto_values(m).len(), 2);
+    let answer = answer_crypto(SrtpPolicy::Optional, true, &crypto_values(m), key(3)).unwrap();
+    let SdesAnswer::Srtp { local, .. } = answer else {
+        panic!("plain")
+    };
+    assert_eq!(
+        (local.tag, local.suite),
+        (1, CryptoSuite::AesCm128HmacSha1_32)
+    );
+}
