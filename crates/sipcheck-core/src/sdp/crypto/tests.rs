@@ -297,3 +297,33 @@ fn a_savp_offer_is_read_and_answered_with_its_first_suite() {
         (1, CryptoSuite::AesCm128HmacSha1_32)
     );
 }
+
+#[test]
+fn plain_offer_answer_refuses_an_savp_only_offer_never_answering_it_rtp_avp() {
+    use crate::sdp::tests::{local, parse};
+    use crate::sdp::{answer, NegotiationError};
+    // srtp: off, the only behaviour calls have today: RFC 3264 §6 lets the answer not change
+    // the transport, so an RTP/SAVP-only offer is refused (488), never answered RTP/AVP.
+    let offer = parse(&format!(
+        "v=0
+        o=- 1 2 IN IP4 127.0.0.1
+        s=-
+        c=IN IP4 127.0.0.1
+        t=0 0
+        m=audio 10000 RTP/SAVP 0
+        a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{RFC_KEY}"
+    ));
+    assert_eq!(
+        answer(&offer, &local()),
+        Err(NegotiationError::NoAudioStream)
+    );
+    assert_eq!(
+        answer_crypto(
+            SrtpPolicy::Off,
+            true,
+            &crypto_values(&offer.media[0]),
+            key(1)
+        ),
+        Err(SdesError::SrtpOffered)
+    );
+}
