@@ -383,5 +383,134 @@ pub fn write_crypto(media: &mut super::MediaDescription, savp: bool, crypto: &[C
         }));
 }
 
+/// Why an offer or answer failed offer/answer with SDES: the codec/stream negotiation or the
+/// keys. A UAS answers either with `488 Not Acceptable Here`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdesNegotiationError {
+    /// The streams or codecs did not match.
+    #[error(transparent)]
+    Media(#[from] super::NegotiationError),
+    /// The keys or the transport did not match the policy.
+    #[error(transparent)]
+    Keys(#[from] SdesError),
+}
+
+/// The keys agreed for the call: `local` is what we send with, `remote` what the peer sends
+/// with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// Our attribute (we protect with its key).
+    pub local: Crypto,
+    /// The peer's attribute (we unprotect with its key).
+    pub remote: Crypto,
+}
+
+/// A copy of `sdp` whose `RTP/SAVP` streams read as `RTP/AVP`, for the plain offer/answer.
+fn as_avp(sdp: &super::SessionDescription) -> super::SessionDescription {
+    let mut sdp = sdp.clone();
+    for m in &mut sdp.media {
+        if is_savp(m) {
+            m.protocol = super::TransportProtocol::RtpAvp;
+        }
+    }
+    sdp
+}
+
+/// [`super::create_offer`] under `policy`: `off` is the plain offer; `optional` adds our two
+/// `a=crypto` lines to the `RTP/AVP` stream; `required` makes it `RTP/SAVP` with them.
+/// Returns the offer and the attributes offered (for [`negotiated_from_answer_sdes`]).
+#[must_use]
+pub fn create_offer_sdes(
+    local: &super::LocalMedia,
+    policy: SrtpPolicy,
+    keys: [MasterKey; 2],
+) -> (super::SessionDescription, Vec<Crypto>) {
+    let mut offer = super::create_offer(local);
+    if policy == SrtpPolicy::Off {
+        return (offer, Vec::new());
+    }
+    let ours = offer_crypto(keys);
+    if let Some(m) = offer.media.first_mut() {
+        write_crypto(m, policy == SrtpPolicy::Required, &ours);
+    }
+    (offer, ours)
+}
+
+/// [`super::answer`] under `policy`, answering with `key`: the stream the plain answer
+/// accepts keeps the offer's transport (`RTP/SAVP` is answered `RTP/SAVP`, RFC 3264 §6) and
+/// gets our `a=crypto` for the chosen offered one ([`answer_crypto`]).
+///
+/// # Errors
+/// [`SdesNegotiationError`]: answered 488.
+pub fn answer_sdes(
+    offer: &super::SessionDescription,
+    local: &super::LocalMedia,
+    policy: SrtpPolicy,
+    key: MasterKey,
+) -> Result<
+    (
+        super::SessionDescription,
+        super::Negotiated,
+        Option<SrtpKeys>,
+    ),
+    SdesNegotiationError,
+> {
+    if policy == SrtpPolicy::Off {
+        return match super::answer(offer, local) {
+            Ok((sdp, negotiated)) => Ok((sdp, negotiated, None)),
+            // Name the reason: the audio is there, but only as SRTP.
+            Err(super::NegotiationError::NoAudioStream)
+                if offer.media.iter().any(|m| {
+                    is_savp(m) && m.media == super::MediaType::Audio && !m.is_rejected()
+                }) =>
+            {
+                Err(SdesError::SrtpOffered.into())
+            }
+            Err(err) => Err(err.into()),
+        };
+    }
+    let (mut sdp, negotiated) = super::answer(&as_avp(offer), local)?;
+    let offered = &offer.media[negotiated.media_index];
+    let savp = is_savp(offered);
+    let keys = match answer_crypto(policy, savp, &crypto_values(offered), key)? {
+        SdesAnswer::Plain => None,
+        SdesAnswer::Srtp { local, remote } => {
+            write_crypto(
+                &mut sdp.media[negotiated.media_index],
+                savp,
+                std::slice::from_ref(&local),
+            );
+            Some(SrtpKeys { local, remote })
+        }
+    };
+    Ok((sdp, negotiated, keys))
+}
+
+/// [`super::negotiated_from_answer`] for an offer made by [`create_offer_sdes`] with `ours`:
+/// the accepted stream's `a=crypto` must match one we offered ([`accept_answer`]), and the
+/// answer must keep our transport.
+///
+/// # Errors
+/// [`SdesNegotiationError`].
+pub fn negotiated_from_answer_sdes(
+    offer: &super::SessionDescription,
+    answer: &super::SessionDescription,
+    policy: SrtpPolicy,
+    ours: &[Crypto],
+) -> Result<(super::Negotiated, Option<SrtpKeys>), SdesNegotiationError> {
+    let negotiated = super::negotiated_from_answer(&as_avp(offer), &as_avp(answer))?;
+    let index = negotiated.media_index;
+    if is_savp(&offer.media[index]) != is_savp(&answer.media[index]) {
+        return Err(SdesError::AnswerMismatch(format!(
+            "the answer's transport is {}, the offer's {}",
+            answer.media[index].protocol, offer.media[index].protocol
+        ))
+        .into());
+    }
+    let keys = accept_answer(policy, ours, &crypto_values(&answer.media[index]))?
+        .map(|(local, remote)| SrtpKeys { local, remote });
+    Ok((negotiated, keys))
+}
+
 #[cfg(test)]
 mod tests;

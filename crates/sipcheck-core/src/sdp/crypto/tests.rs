@@ -327,3 +327,78 @@ fn plain_offer_answer_refuses_an_savp_only_offer_never_answering_it_rtp_avp() {
         Err(SdesError::SrtpOffered)
     );
 }
+
+/// Both ends of offer/answer under each pair of policies: SRTP keys agreed crosswise, plain
+/// RTP, or the named refusal.
+#[test]
+fn offer_and_answer_under_each_pair_of_policies() {
+    use crate::sdp::tests::local;
+    use SrtpPolicy::{Off, Optional, Required};
+    for (caller, callee, want) in [
+        (Required, Required, Ok(true)),
+        (Required, Optional, Ok(true)),
+        (
+            Optional,
+            Required,
+            Err("srtp is required but the offer is plain rtp/avp"),
+        ),
+        (Optional, Optional, Ok(true)),
+        (Optional, Off, Ok(false)),
+        (Off, Optional, Ok(false)),
+        (Off, Off, Ok(false)),
+        (Required, Off, Err("the offer is rtp/savp but srtp is off")),
+        (
+            Off,
+            Required,
+            Err("srtp is required but the offer is plain rtp/avp"),
+        ),
+    ] {
+        let case = format!("{caller:?} -> {callee:?}");
+        let (offer, ours) = create_offer_sdes(&local(), caller, [key(1), key(2)]);
+        let offer = crate::sdp::SessionDescription::parse(offer.to_string().as_bytes()).unwrap();
+        let answered = answer_sdes(&offer, &local(), callee, key(3));
+        let (answer, _, callee_keys) = match (answered, want) {
+            (Err(err), Err(want)) => {
+                assert_eq!(err.to_string(), want, "{case}");
+                continue;
+            }
+            (Ok(answered), Ok(_)) => answered,
+            (got, want) => panic!("{case}: {got:?}, want {want:?}"),
+        };
+        let text = answer.to_string();
+        assert_eq!(
+            text.contains("RTP/SAVP"),
+            caller == Required,
+            "{case}: {text}"
+        );
+        let answer = crate::sdp::SessionDescription::parse(text.as_bytes()).unwrap();
+        let (_, caller_keys) = negotiated_from_answer_sdes(&offer, &answer, caller, &ours).unwrap();
+        assert_eq!(caller_keys.is_some(), want == Ok(true), "{case}");
+        assert_eq!(callee_keys.is_some(), want == Ok(true), "{case}");
+        if let (Some(caller_keys), Some(callee_keys)) = (caller_keys, callee_keys) {
+            assert_eq!(caller_keys.local, callee_keys.remote, "{case}");
+            assert_eq!(caller_keys.remote, callee_keys.local, "{case}");
+            assert_eq!(
+                caller_keys.local.suite,
+                CryptoSuite::AesCm128HmacSha1_80,
+                "{case}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_answer_changing_the_transport_or_dropping_required_keys_is_refused() {
+    use crate::sdp::tests::local;
+    let (offer, ours) = create_offer_sdes(&local(), SrtpPolicy::Required, [key(1), key(2)]);
+    let (good, _, _) = answer_sdes(&offer, &local(), SrtpPolicy::Required, key(3)).unwrap();
+    let mut avp = good.clone();
+    avp.media[0].protocol = crate::sdp::TransportProtocol::RtpAvp;
+    let err = negotiated_from_answer_sdes(&offer, &avp, SrtpPolicy::Required, &ours).unwrap_err();
+    assert!(err.to_string().contains("transport is RTP/AVP"), "{err}");
+    let mut keyless = good;
+    keyless.media[0].attributes.retain(|a| a.name != "crypto");
+    let err =
+        negotiated_from_answer_sdes(&offer, &keyless, SrtpPolicy::Required, &ours).unwrap_err();
+    assert_eq!(err, SdesError::AnswerWithoutCrypto.into());
+}
