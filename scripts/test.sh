@@ -26,6 +26,10 @@ PACKAGES=(
     kamailio
     kamailio-extra-modules
     kamailio-utils-modules
+    # Kamailio's tls module: the SIP over TLS peer of tests/tls.rs, whose certificates the
+    # openssl command line makes at test time.
+    kamailio-tls-modules
+    openssl
     baresip-core
     rtpengine-daemon
     tshark

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +32,11 @@ use crate::drive::agent::{Control, Driver, Media};
 use crate::drive::media::{Finished, MediaHandle, PortRange};
 use crate::drive::os_seed;
 use crate::drive::registration;
-use crate::drive::transport::{self, SipSocket, TransportError, UdpTransport};
+use crate::drive::transport::{self, SipSocket, TcpPool, TransportError, UdpTransport};
 use crate::drive::wire::{SendFailed, Wire};
-use crate::probe::args::{parse_duration, parse_max_transactions, parse_server, parse_t1};
+use crate::probe::args::{
+    parse_duration, parse_max_transactions, parse_server, parse_t1, transport_parser, TlsArgs,
+};
 use crate::probe::audio::{write_recording, AudioArgs, Lateness, MediaSummary, PreparedAudio};
 use crate::probe::call::host_of;
 use crate::probe::{ProbeError, Verdict};
@@ -43,9 +46,21 @@ use crate::probe::{ProbeError, Verdict};
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Args)]
 pub struct AnswerArgs {
-    /// Local address to listen on for SIP over UDP.
+    /// Local address to listen on for SIP (over --transport).
     #[arg(long, default_value = "127.0.0.1:5060", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
+    /// Transport to listen on and register over: udp, tcp (connections peers open, and
+    /// ours to the registrar) or tls (as tcp, with --cert and --key).
+    #[arg(long, value_parser = transport_parser(), default_value = "udp")]
+    pub transport: Transport,
+    /// Over TLS: our certificate chain (PEM), for the connections peers open to us.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Over TLS: the private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Register at this server first (and keep the registration fresh), HOST[:PORT].
     #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
     pub server: Option<String>,
@@ -214,10 +229,38 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
             )));
         }
     }
-    let udp = UdpTransport::bind(args.listen, 4 << 20).await?;
-    let transport = SipSocket::Udp(udp);
+    let registrar = match &args.server {
+        Some(server) => Some(transport::resolve(server, args.transport.default_port()).await?),
+        None => None,
+    };
+    let transport = match args.transport {
+        Transport::Udp => SipSocket::Udp(UdpTransport::bind(args.listen, 4 << 20).await?),
+        Transport::Tcp => SipSocket::TcpPool(TcpPool::bind(args.listen, None, false).await?),
+        Transport::Tls => {
+            let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+                return Err(ProbeError::Invalid(
+                    "--transport tls needs --cert FILE and --key FILE: peers connect to \
+                     the listening address over TLS"
+                        .into(),
+                ));
+            };
+            let mut opts = args.tls.options();
+            opts.server_cert = Some((cert.clone(), key.clone()));
+            let tls = crate::probe::tls_context(&opts)?;
+            // The registrar's certificate is verified for the name of --server.
+            let names = registrar
+                .zip(args.server.as_deref().map(host_of))
+                .into_iter()
+                .collect();
+            SipSocket::TcpPool(
+                TcpPool::bind(args.listen, None, false)
+                    .await?
+                    .with_tls(tls, names),
+            )
+        }
+    };
     let local = LocalEnd {
-        transport: Transport::Udp,
+        transport: args.transport,
         addr: transport.local_addr(),
         routes: Vec::new(),
     };
@@ -297,7 +340,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
                 .user
                 .clone()
                 .ok_or_else(|| ProbeError::Invalid("--server needs --user".into()))?;
-            let registrar = transport::resolve(server, 5060).await?;
+            let registrar = registrar.expect("resolved above");
             let domain = args
                 .domain
                 .as_deref()
@@ -356,6 +399,8 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         drv.agent.unregister(Instant::now());
         drv.run(&mut control).await?;
     }
+    // The last responses (the 200 OK to the last BYE) may still be queued on a connection.
+    drv.wire.socket.close(Duration::from_secs(1)).await;
     let mut totals = control.totals;
     totals.received = counts.received;
     totals.answered = counts.answered;

@@ -312,6 +312,15 @@ struct RunCmd {
     set: Vec<String>,
     #[command(flatten)]
     shard: sipcheck::run::ShardArgs,
+    #[command(flatten)]
+    tls: sipcheck::probe::args::TlsArgs,
+    /// With `transport: tls`: our certificate chain (PEM), for the connections peers open
+    /// to the roles.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// With `transport: tls`: the private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -444,6 +453,11 @@ async fn run(command: Command) -> Exit {
                 junit_per_call: cmd.junit_per_call,
                 html: cmd.html,
                 shard: cmd.shard,
+                tls: {
+                    let mut tls = cmd.tls.options();
+                    tls.server_cert = cmd.cert.zip(cmd.key);
+                    tls
+                },
             };
             sipcheck::run::run(&args, &mut stdout).await
         }
@@ -579,11 +593,17 @@ mod tests {
         };
         assert_eq!(cmd.audio.codecs, [Codec::Pcmu, Codec::Pcma]);
         assert_eq!(cmd.net.transport, Transport::Tcp);
-        // The command line keeps its own spellings: lower case, and no TLS for the probes.
+        let cli = parse(&["call", "sip:a@b", "--transport", "tls", "--insecure"]).unwrap();
+        let Command::Call(cmd) = cli.command else {
+            panic!("not a call")
+        };
+        assert_eq!(cmd.net.transport, Transport::Tls);
+        assert!(cmd.net.tls.insecure);
+        // The command line keeps its own spellings: lower case.
         for bad in [
             ["--codec", "PCMU"],
             ["--codec", "g729"],
-            ["--transport", "tls"],
+            ["--transport", "TLS"],
         ] {
             assert!(
                 parse(&[&["call", "sip:a@b"], &bad[..]].concat()).is_err(),

@@ -14,9 +14,9 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
     target.set_nonblocking(true).unwrap();
     let uri = format!("sip:x@{}", target.local_addr().unwrap());
     let server = target.local_addr().unwrap().to_string();
-    // No TLS: a URI that needs it is refused, never sent in clear.
-    let sips = format!("sips:x@{}", target.local_addr().unwrap());
-    let tls = format!("{uri};transport=tls");
+    // A sips: URI over anything but TLS is refused, never sent in clear.
+    let sips = format!("sips:x@{};transport=udp", target.local_addr().unwrap());
+    let tls = format!("sips:x@{};transport=tcp", target.local_addr().unwrap());
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["call", &uri, "--rtp-ports", "30000-20000"],
@@ -38,10 +38,10 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
             "announces 115200000 bytes of samples, the file has 44 bytes",
         ),
         (vec!["call", "sip:a b@c"], "SIP URI"),
-        (vec!["call", &sips], "requires TLS"),
-        (vec!["options", &sips], "requires TLS"),
-        (vec!["call", &tls], "requires TLS"),
-        (vec!["options", &tls], "requires TLS"),
+        (vec!["call", &sips], "needs TLS"),
+        (vec!["options", &sips], "needs TLS"),
+        (vec!["call", &tls], "needs TLS"),
+        (vec!["options", &tls], "needs TLS"),
         (vec!["options", &uri, "--t1", "fast"], "t1"),
         (
             vec!["run", "scenarios/selftest.yaml", "--series-interval", "0s"],
@@ -281,9 +281,9 @@ fn zero_timers_levels_above_full_scale_and_port_zero_are_refused_at_parse_time()
     assert!(target.recv(&mut buf).is_err(), "something was sent");
 }
 
-/// No TLS yet (RFC 3261 §26.2.2): a `sips:` server or proxy, on any command, in the
-/// environment or in a scenario, is refused naming where it was given; nothing is sent in
-/// clear instead.
+/// A `sips:` server or proxy (RFC 3261 §26.2.2), on any command, in the environment or in a
+/// scenario, is refused naming where it was given (a server is `HOST[:PORT]`, TLS is
+/// `--transport tls`); nothing is sent in clear instead.
 #[test]
 fn sips_servers_and_proxies_are_refused_everywhere_and_nothing_is_sent() {
     let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -336,9 +336,7 @@ fn sips_servers_and_proxies_are_refused_everywhere_and_nothing_is_sent() {
             "the error does not name {flag}: {shown}"
         );
         assert!(
-            stderr.contains(&format!(
-                "{sips}: sips: needs TLS, which sipcheck does not support yet"
-            )),
+            stderr.contains(&format!("{sips}: give HOST[:PORT] and --transport tls")),
             "{shown}"
         );
     }

@@ -387,3 +387,54 @@ fn call_with_hold_after_holds_baresip_and_resumes() {
     assert!(log.contains("a=sendonly"), "{shown}");
     assert!(log.contains("a=recvonly"), "{shown}");
 }
+
+/// baresip's `/hold` (a re-INVITE with `a=sendonly`, then no RTP) holds a scenario's caller:
+/// `expect: { held: true }` passes, and `expect: { audio: true }` fails `no_audio` saying it
+/// was on hold, since baresip plays no music on hold.
+#[test]
+fn baresip_holding_a_scenario_caller_passes_held_and_fails_audio_for_lack_of_music() {
+    use support::reports::{run_scenario, Reports};
+    let peer = start(BaresipOptions::default());
+    let addr = format!("127.0.0.1:{}", peer.sip_port);
+    let reports = Reports::new();
+    let out = thread::scope(|s| {
+        let run = s.spawn(|| {
+            run_scenario(
+                "tests/peers/scenarios/baresip-holds-us.yaml",
+                &[],
+                &[("BARESIP_ADDR", addr.as_str())],
+                &reports,
+            )
+        });
+        peer.wait_for_log(": Call established: ", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        // The caller's 600 Hz step takes a few hundred milliseconds; the hold comes after (a
+        // hold before the `held` step starts passes it at once all the same).
+        thread::sleep(Duration::from_secs(1));
+        let held = peer.command("/hold").expect("cons /hold");
+        (run.join().expect("the sipcheck thread"), held)
+    });
+    let (out, held) = out;
+    let v = reports.summary();
+    let shown = format!(
+        "/hold: {held}\n{}\n{v}\n{}",
+        describe_output(&out),
+        peer.log()
+    );
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(peer.stdout().contains("a=sendonly"), "{shown}");
+    let steps = v["calls"]["by_role"]["held"]["steps"].as_array().unwrap();
+    let step = |line: u64| {
+        steps
+            .iter()
+            .find(|s| s["line"] == line)
+            .unwrap_or_else(|| panic!("no step at line {line}: {shown}"))
+    };
+    assert_eq!(step(15)["passed"], 1, "the tone: {shown}");
+    assert_eq!(step(16)["passed"], 1, "held: {shown}");
+    assert_eq!(step(17)["failures"]["no_audio"], 1, "audio: {shown}");
+    assert!(
+        shown.contains("expected audio while on hold, none heard within 2.0 s"),
+        "{shown}"
+    );
+}

@@ -1,7 +1,8 @@
 //! IVR prompts heard by voice activity, against real peers: SIPp answering and playing a
 //! prompt (a pcap of RTP written from the speech fixture, or a tone, or nothing, or a prompt
 //! that never pauses), and a callee behind Kamailio that plays the fixture and expects the
-//! caller's DTMF, which the caller keys only once the prompt has ended.
+//! caller's DTMF, which the caller keys only once the prompt has ended; music on hold heard by a
+//! party held behind Kamailio; the shipped `pbx-features.yaml` through Kamailio.
 
 mod support;
 
@@ -233,4 +234,95 @@ fn an_ivr_behind_kamailio_gets_its_dtmf_only_after_its_prompt() {
         "prompt over after {} ms\n{shown}",
         speech + prompt
     );
+}
+
+#[test]
+fn a_party_held_behind_kamailio_is_held_and_hears_the_music_on_hold_and_fails_without_it() {
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let scenario = "tests/peers/scenarios/kamailio-moh.yaml";
+    let envs = [("SIP_SERVER", server.as_str())];
+    let reports = Reports::new();
+    let out = run(scenario, &[], &envs, &reports);
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(v["calls"]["by_role"]["held"]["passed"], 1, "{shown}");
+    assert_eq!(v["calls"]["by_role"]["holder"]["passed"], 1, "{shown}");
+    // Audio on hold, and its 425 Hz.
+    assert_eq!(v["audio"]["verified"], 2, "{shown}");
+
+    // The holder plays nothing while holding: the held party fails naming it.
+    let reports = Reports::new();
+    let out = run(
+        scenario,
+        &["--set", "roles.holder.steps.5={play: {silence: 5s}}"],
+        &envs,
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert_eq!(v["calls"]["by_role"]["held"]["failed"], 1, "{shown}");
+    assert_eq!(v["failures"]["no_audio"], 1, "{shown}");
+    assert!(
+        shown.contains("expected audio while on hold, none heard within 3.0 s"),
+        "{shown}"
+    );
+
+    // The holder never holds: not_held, naming that no re-INVITE came.
+    let reports = Reports::new();
+    let out = run(
+        scenario,
+        &["--set", "roles.holder.steps.4={wait: 1s}"],
+        &envs,
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert_eq!(v["failures"]["not_held"], 1, "{shown}");
+    assert!(
+        shown.contains("expected the peer to put the call on hold: within 5.0 s it sent no re-INVITE or UPDATE"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_cannot_serve() {
+    // Kamailio is a proxy: it has no music on hold (the holder plays 425 Hz itself here), no
+    // IVR and no redirecting number. Basic call, hold and DTMF pass; the IVR and redirect
+    // roles fail, each alone.
+    let kam = Kamailio::start().expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let envs = [
+        ("SIP_SERVER", server.as_str()),
+        ("SIP_DOMAIN", "sipcheck.test"),
+    ];
+    let reports = Reports::new();
+    let out = run(
+        "scenarios/pbx-features.yaml",
+        &["--set", "roles.holder.steps.5={play: {tone: 425Hz}}"],
+        &envs,
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let roles = &v["calls"]["by_role"];
+    for role in [
+        "basic_caller",
+        "basic_callee",
+        "holder",
+        "held",
+        "dtmf_caller",
+        "dtmf_callee",
+    ] {
+        assert_eq!(roles[role]["passed"], 1, "{role}: {shown}");
+        assert_eq!(roles[role]["failed"], 0, "{role}: {shown}");
+    }
+    for role in ["ivr_caller", "redirect_caller"] {
+        assert_eq!(roles[role]["failed"], 1, "{role}: {shown}");
+    }
+    assert_eq!(v["dtmf"]["verified"], 1, "{shown}");
 }

@@ -1,6 +1,5 @@
 //! `sipcheck run` over TCP: through a real Kamailio (registrations, calls both ways,
-//! keep-alive pongs, a restart of Kamailio mid-run), sipcheck to sipcheck without a server,
-//! and `validate` and `run` agreeing on what they refuse.
+//! keep-alive pongs, a restart of Kamailio mid-run), and sipcheck to sipcheck without a server.
 
 mod support;
 
@@ -229,31 +228,6 @@ fn when_kamailio_restarts_mid_call_the_uas_reconnect_register_again_and_every_ca
     assert_eq!(kam.log().matches("REQ INVITE").count(), 2, "{shown}");
     for user in ["3400", "3401"] {
         assert!(kam.bindings(user).is_empty(), "{user} still registered");
-    }
-}
-
-#[test]
-fn validate_and_run_both_refuse_tls_at_its_line_and_column() {
-    let dir = RunDir::new("tls").unwrap();
-    let file = dir.join("tls.yaml");
-    std::fs::write(
-        &file,
-        "name: tls\ntarget: { server: 127.0.0.1:5061, transport: tls }\naccounts:\n  range: { from: 1000, count: 1 }\nroles:\n  callee:\n    accounts: 1000..1000\n    steps:\n      - register\n      - answer\n",
-    )
-    .unwrap();
-    let path = file.to_str().unwrap();
-    for command in ["validate", "run"] {
-        let out = run_sipcheck_with_timeout([command, path], &[], Duration::from_secs(30));
-        let shown = describe_output(&out);
-        assert_eq!(out.status.code(), Some(2), "{command}: {shown}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains(&format!(
-                "{path}:2:46: transport `tls` is not supported in scenarios yet"
-            )),
-            "{command}: {shown}"
-        );
-        assert!(stderr.contains("use `udp` or `tcp`"), "{shown}");
     }
 }
 

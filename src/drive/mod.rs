@@ -14,6 +14,7 @@ pub mod clock;
 pub mod media;
 pub mod registration;
 pub mod role;
+pub mod tls;
 pub mod trace;
 pub mod transport;
 pub(crate) mod wire;

@@ -166,6 +166,12 @@ impl Role {
             Ok(()) => {}
             Err(never) => match never {},
         }
+        // The last responses may still be queued on a connection.
+        self.driver
+            .wire
+            .socket
+            .close(std::time::Duration::from_secs(1))
+            .await;
     }
 }
 
@@ -403,7 +409,10 @@ fn transport_error(wire: &mut Wire, agent: &mut Agent<SocketAddr>, e: &Transport
         agent.requests_failed(now, &peer, ua.as_deref(), &e.to_string());
         // A connection that could not be opened was no flow: nothing to renew (renewing
         // would only fail the same way, at once, again).
-        if !matches!(e, TransportError::Connect { .. }) {
+        if !matches!(
+            e,
+            TransportError::Connect { .. } | TransportError::Tls { .. }
+        ) {
             agent.flow_lost(now, &peer, ua.as_deref());
         }
         return true;

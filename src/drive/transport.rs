@@ -19,10 +19,11 @@ use bytes::Bytes;
 use sipcheck_core::sip::keepalive::{KeepAlive, KeepAliveAction, PONG_TIMEOUT};
 use sipcheck_core::sip::msg::{head_header, user_part, Message, ParseError, StreamFramer};
 use sipcheck_core::sip::transport::Transport;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+
+use crate::drive::tls::{open_stream, SipStream, TlsContext};
 
 /// Errors of the transport layer.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,14 @@ pub enum TransportError {
         addr: SocketAddr,
         /// The operating system's reason.
         source: io::Error,
+    },
+    /// A TLS handshake failed (the certificate refused, or the peer's TLS).
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// The peer.
+        addr: SocketAddr,
+        /// What went wrong, in words.
+        reason: String,
     },
     /// The TCP peer closed the connection.
     #[error("the TCP connection to {0} was closed by the peer")]
@@ -85,7 +94,7 @@ impl TransportError {
     /// a new connection to this one).
     pub fn flow(&self) -> Option<SocketAddr> {
         match self {
-            TransportError::Connect { addr, .. } => Some(*addr),
+            TransportError::Connect { addr, .. } | TransportError::Tls { addr, .. } => Some(*addr),
             TransportError::Closed(addr) | TransportError::NoPong(addr) => Some(*addr),
             TransportError::Stream { peer, .. } => Some(*peer),
             _ => None,
@@ -208,12 +217,24 @@ pub enum SipSocket {
 }
 
 impl SipSocket {
+    /// Write out what is queued and close the connections cleanly, `within` at most (only a
+    /// [`TcpPool`] queues; the other sockets write as they send).
+    pub async fn close(&mut self, within: std::time::Duration) {
+        if let SipSocket::TcpPool(pool) = self {
+            pool.close(within).await;
+        }
+    }
+
     /// Open a transport of `kind` towards `peer`, bound to `local` when given (else to the
     /// address the kernel routes to `peer` from, on an ephemeral port).
+    ///
+    /// Over TLS, `tls` holds the context and the name the server's certificate is verified
+    /// for (`None`: its IP address).
     pub async fn open(
         kind: Transport,
         peer: SocketAddr,
         local: Option<SocketAddr>,
+        tls: Option<(TlsContext, Option<String>)>,
     ) -> Result<Self, TransportError> {
         let local = match local {
             Some(local) => local,
@@ -221,8 +242,17 @@ impl SipSocket {
         };
         match kind {
             Transport::Udp => Ok(SipSocket::Udp(UdpTransport::bind(local, 4 << 20).await?)),
-            Transport::Tcp | Transport::Tls => {
-                Ok(SipSocket::Tcp(TcpTransport::connect(local, peer).await?))
+            Transport::Tcp => Ok(SipSocket::Tcp(
+                TcpTransport::connect(local, peer, None).await?,
+            )),
+            Transport::Tls => {
+                let tls = tls.ok_or_else(|| TransportError::Tls {
+                    addr: peer,
+                    reason: "no TLS configuration".into(),
+                })?;
+                Ok(SipSocket::Tcp(
+                    TcpTransport::connect(local, peer, Some(tls)).await?,
+                ))
             }
         }
     }
@@ -231,6 +261,8 @@ impl SipSocket {
     pub fn kind(&self) -> Transport {
         match self {
             SipSocket::Udp(_) => Transport::Udp,
+            SipSocket::Tcp(t) if t.tls.is_some() => Transport::Tls,
+            SipSocket::TcpPool(t) if t.tls.is_some() => Transport::Tls,
             SipSocket::Tcp(_) | SipSocket::TcpPool(_) => Transport::Tcp,
         }
     }
@@ -451,36 +483,56 @@ fn is_icmp_error(e: &io::Error) -> bool {
 /// read by a task of its own that hands what it frames to [`TcpTransport::recv`].
 #[derive(Debug)]
 pub struct TcpTransport {
-    stream: TcpStream,
+    stream: SipStream,
     local: SocketAddr,
     peer: SocketAddr,
     framer: StreamFramer,
     buf: Vec<u8>,
     /// The write halves of the other connections, by peer.
-    others: HashMap<SocketAddr, OwnedWriteHalf>,
+    others: HashMap<SocketAddr, WriteHalf<SipStream>>,
     /// What their readers framed (errors included), and the sender they clone.
     from_others: mpsc::UnboundedReceiver<Result<Incoming, TransportError>>,
     to_recv: mpsc::UnboundedSender<Result<Incoming, TransportError>>,
+    /// TLS over each connection, and the name the server's certificate is verified for.
+    tls: Option<(TlsContext, Option<String>)>,
+    /// How long the server's TLS handshake took (from the TCP connect's start).
+    handshake: Option<std::time::Duration>,
 }
 
 impl TcpTransport {
-    /// Connect from `local` (port 0: ephemeral) to `peer`.
-    pub async fn connect(local: SocketAddr, peer: SocketAddr) -> Result<Self, TransportError> {
-        let socket = if peer.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }?;
-        socket.bind(local).map_err(|source| TransportError::Bind {
-            addr: local,
-            source,
-        })?;
-        let stream = socket
-            .connect(peer)
-            .await
-            .map_err(|source| TransportError::Connect { addr: peer, source })?;
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
+    /// Connect from `local` (port 0: ephemeral) to `peer`; over TLS with `tls` (its context
+    /// and the name the certificate is verified for; the other destinations' are verified
+    /// for their IP address).
+    pub async fn connect(
+        local: SocketAddr,
+        peer: SocketAddr,
+        tls: Option<(TlsContext, Option<String>)>,
+    ) -> Result<Self, TransportError> {
+        let mut bound = None;
+        let tcp = async {
+            let socket = if peer.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }?;
+            socket.bind(local).map_err(|source| TransportError::Bind {
+                addr: local,
+                source,
+            })?;
+            let stream = socket
+                .connect(peer)
+                .await
+                .map_err(|source| TransportError::Connect { addr: peer, source })?;
+            bound = Some(stream.local_addr()?);
+            Ok(stream)
+        };
+        let (stream, handshake) = open_stream(
+            tcp,
+            peer,
+            tls.as_ref().map(|(ctx, name)| (ctx, name.as_deref())),
+        )
+        .await?;
+        let local = bound.unwrap_or(local);
         let (to_recv, from_others) = mpsc::unbounded_channel();
         Ok(Self {
             stream,
@@ -491,12 +543,21 @@ impl TcpTransport {
             others: HashMap::new(),
             from_others,
             to_recv,
+            tls,
+            handshake,
         })
+    }
+
+    /// How long the TLS handshake with the server took, from the TCP connect's start.
+    pub fn handshake(&self) -> Option<std::time::Duration> {
+        self.handshake
     }
 
     /// Write one message to the server.
     pub async fn send(&mut self, data: &[u8]) -> Result<(), TransportError> {
         self.stream.write_all(data).await?;
+        // A TLS stream holds written records until flushed.
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -508,13 +569,18 @@ impl TcpTransport {
         }
         if !self.others.contains_key(&to) {
             let local = SocketAddr::new(self.local.ip(), 0);
-            let other = Self::connect(local, to).await?;
-            let (read, write) = other.stream.into_split();
+            let tls = self.tls.as_ref().map(|(ctx, _)| (ctx.clone(), None));
+            let other = Self::connect(local, to, tls).await?;
+            let (read, write) = tokio::io::split(other.stream);
             tokio::spawn(read_framed(read, to, self.to_recv.clone()));
             self.others.insert(to, write);
         }
         let write = self.others.get_mut(&to).expect("inserted above");
-        if let Err(e) = write.write_all(data).await {
+        let written = match write.write_all(data).await {
+            Ok(()) => write.flush().await,
+            failed => failed,
+        };
+        if let Err(e) = written {
             self.others.remove(&to);
             return Err(e.into());
         }
@@ -538,7 +604,7 @@ impl TcpTransport {
             }
             tokio::select! {
                 read = self.stream.read(&mut self.buf) => {
-                    let n = read?;
+                    let n = read.map_err(|e| read_error(self.peer, e))?;
                     if n == 0 {
                         return Err(TransportError::Closed(self.peer));
                     }
@@ -560,7 +626,7 @@ impl TcpTransport {
 /// Read the connection to `peer` until it closes, handing each framed message (or the error
 /// that ends it) to `out`.
 async fn read_framed(
-    mut read: OwnedReadHalf,
+    mut read: ReadHalf<SipStream>,
     peer: SocketAddr,
     out: mpsc::UnboundedSender<Result<Incoming, TransportError>>,
 ) {
@@ -587,10 +653,33 @@ async fn read_framed(
             }
             Ok(n) => framer.push(&buf[..n]),
             Err(e) => {
-                let _ = out.send(Err(e.into()));
+                let _ = out.send(Err(read_error(peer, e)));
                 return;
             }
         }
+    }
+}
+
+/// A read error of the connection to `peer`: closed by the peer (reset, or TLS ended without
+/// its close_notify) or another socket error.
+fn read_error(peer: SocketAddr, e: io::Error) -> TransportError {
+    // TLS refused after the handshake (TLS 1.3: a client certificate the server does not
+    // take is refused by an alert once the client is done).
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        return TransportError::Tls {
+            addr: peer,
+            reason: crate::drive::tls::describe(&e),
+        };
+    }
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => {
+            tracing::debug!(%peer, error = %e, "connection closed");
+            TransportError::Closed(peer)
+        }
+        _ => e.into(),
     }
 }
 
@@ -620,15 +709,34 @@ pub struct TcpPool {
     per_ua: bool,
     /// Connections being opened: a task each, so that a caller of [`TcpPool::send`]
     /// cancelled while it waits leaves the connection to be used next time.
-    connecting: std::collections::HashMap<
-        FlowKey,
-        tokio::task::JoinHandle<Result<TcpStream, TransportError>>,
-    >,
+    connecting: std::collections::HashMap<FlowKey, Connecting>,
     /// The connection each recent request came in on, by its Via branch: its responses go
     /// back over it.
     came_in_on: std::collections::HashMap<Box<str>, FlowKey>,
     /// The user agent of the connection of the last error returned, when per UA.
     lost_ua: Option<Arc<str>>,
+    /// TLS over every connection (opened and accepted).
+    tls: Option<TlsContext>,
+    /// The name a peer's certificate is verified for, by address (else its IP address).
+    names: HashMap<SocketAddr, String>,
+}
+
+/// A TCP connection being opened, and when its connect started.
+type Connecting = tokio::task::JoinHandle<Result<(TcpStream, std::time::Instant), TransportError>>;
+
+/// A connection given to [`TcpPool::register`]: ready, or TCP whose TLS handshake (as the
+/// client) is still to be done — by the connection's writer task, so that opening many
+/// connections at once is not one handshake after the other.
+enum Opening {
+    Ready(SipStream),
+    Handshake {
+        tcp: TcpStream,
+        tls: TlsContext,
+        /// The name the peer's certificate is verified for.
+        name: Option<String>,
+        /// When its TCP connect started.
+        started: std::time::Instant,
+    },
 }
 
 /// A connection's peer, and its user agent when each has its own (`None`: shared, or
@@ -641,6 +749,11 @@ const CAME_IN_ON_MAX: usize = 4096;
 /// What a connection's tasks report.
 #[derive(Debug)]
 enum ConnEvent {
+    /// An accepted connection whose TLS handshake is done.
+    Accepted {
+        stream: SipStream,
+        peer: SocketAddr,
+    },
     Message {
         key: FlowKey,
         message: Box<Message>,
@@ -666,12 +779,15 @@ struct Conn {
     /// Opened by the pool (not accepted).
     outgoing: bool,
     keepalive: Option<KeepAlive>,
-    tasks: [tokio::task::AbortHandle; 2],
+    /// The writer: it ends once its queue is closed and written ([`TcpPool::close`]).
+    write_task: Option<tokio::task::JoinHandle<()>>,
+    read_task: tokio::task::AbortHandle,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        self.read_task.abort();
+        if let Some(task) = &self.write_task {
             task.abort();
         }
     }
@@ -681,6 +797,25 @@ const PING: &[u8] = b"\r\n\r\n";
 const PONG: &[u8] = b"\r\n";
 
 impl TcpPool {
+    /// Write out what is queued on every connection and close them cleanly, waiting `within`
+    /// at most (a peer that reads nothing cannot hold the exit up): a response queued just
+    /// before the end (the 200 OK to the last BYE) is sent, not dropped with its task.
+    pub async fn close(&mut self, within: std::time::Duration) {
+        let mut writers = Vec::new();
+        for (_, mut conn) in self.conns.drain() {
+            if let Some(task) = conn.write_task.take() {
+                writers.push(task);
+            }
+            // Dropping the connection closes its queue (its reader is stopped).
+        }
+        let _ = tokio::time::timeout(within, async {
+            for task in writers {
+                let _ = task.await;
+            }
+        })
+        .await;
+    }
+
     /// Listen on `local` (port 0: ephemeral); ping the connections opened every
     /// `keepalive` when given; open connections per user agent (the user of a request's
     /// `From`) when `per_ua`, else one per destination. Within a tokio runtime.
@@ -709,7 +844,19 @@ impl TcpPool {
             connecting: std::collections::HashMap::new(),
             came_in_on: std::collections::HashMap::new(),
             lost_ua: None,
+            tls: None,
+            names: HashMap::new(),
         })
+    }
+
+    /// Speak TLS on every connection: those opened verify the peer's certificate for the
+    /// name `names` gives its address (else for its IP address); those accepted need the
+    /// context's server certificate (without one they are closed).
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsContext, names: HashMap<SocketAddr, String>) -> Self {
+        self.tls = Some(tls);
+        self.names = names;
+        self
     }
 
     /// The listening address.
@@ -784,15 +931,17 @@ impl TcpPool {
 
     async fn connect(&mut self, key: FlowKey) -> Result<(), TransportError> {
         let (local, to) = (self.local, key.0);
-        let task = self
-            .connecting
-            .entry(key.clone())
-            .or_insert_with(|| tokio::spawn(open(local, to)));
+        let task = self.connecting.entry(key.clone()).or_insert_with(|| {
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                Ok((open(local, to).await?, started))
+            })
+        });
         let opened = task.await;
         self.connecting.remove(&key);
         // Whatever failed (no socket to be had, a panicked task), it is this connection's.
-        let stream = match opened {
-            Ok(Ok(stream)) => stream,
+        let (tcp, started) = match opened {
+            Ok(Ok(opened)) => opened,
             Ok(Err(e @ TransportError::Connect { .. })) => return Err(e),
             Ok(Err(e)) => {
                 return Err(TransportError::Connect {
@@ -808,23 +957,66 @@ impl TcpPool {
             }
         };
         tracing::debug!(peer = %to, ua = key.1.as_deref().unwrap_or("*"), "TCP connection opened");
-        self.register(stream, key, true);
+        let _ = tcp.set_nodelay(true);
+        let opening = match &self.tls {
+            None => Opening::Ready(Box::new(tcp)),
+            Some(tls) => Opening::Handshake {
+                tcp,
+                tls: tls.clone(),
+                name: self.names.get(&to).cloned(),
+                started,
+            },
+        };
+        self.register(opening, key, true);
         Ok(())
     }
 
     /// Start the tasks of a connection and keep it (replacing one with the same peer).
-    fn register(&mut self, stream: TcpStream, key: FlowKey, outgoing: bool) {
+    fn register(&mut self, opening: Opening, key: FlowKey, outgoing: bool) {
         let peer = key.0;
-        let _ = stream.set_nodelay(true);
         let id = self.next_id;
         self.next_id += 1;
-        let (mut rd, mut wr) = stream.into_split();
         let (writer, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let (read_half, reader) = tokio::sync::oneshot::channel::<ReadHalf<SipStream>>();
         let events = self.events_tx.clone();
         let task_key = key.clone();
+        // The writer task does the TLS handshake, if any, then hands the read half over;
+        // what is sent meanwhile waits in its queue.
         let write_task = tokio::spawn(async move {
+            let stream = match opening {
+                Opening::Ready(stream) => stream,
+                Opening::Handshake {
+                    tcp,
+                    tls,
+                    name,
+                    started,
+                } => match tls.connect(tcp, peer, name.as_deref()).await {
+                    Ok(stream) => {
+                        crate::drive::tls::record_handshake(started.elapsed());
+                        stream
+                    }
+                    Err(error) => {
+                        let _ = events.send(ConnEvent::Closed {
+                            id,
+                            key: task_key,
+                            error,
+                        });
+                        return;
+                    }
+                },
+            };
+            let (rd, mut wr) = tokio::io::split(stream);
+            if read_half.send(rd).is_err() {
+                return;
+            }
             while let Some(bytes) = to_write.recv().await {
-                if let Err(e) = wr.write_all(&bytes).await {
+                // A TLS stream holds written records until flushed: flushed once the queue
+                // is empty, so that a burst goes out in as few segments as it may.
+                let written = match wr.write_all(&bytes).await {
+                    Ok(()) if to_write.is_empty() => wr.flush().await,
+                    done => done,
+                };
+                if let Err(e) = written {
                     tracing::debug!(%peer, error = %e, "TCP write failed");
                     let _ = events.send(ConnEvent::Closed {
                         id,
@@ -834,11 +1026,18 @@ impl TcpPool {
                     return;
                 }
             }
+            // The pool closed the connection: what was queued is written; close it cleanly
+            // (FIN, after TLS's close_notify).
+            let _ = wr.shutdown().await;
         });
         let events = self.events_tx.clone();
         let task_key = key.clone();
         let read_task = tokio::spawn(async move {
             let key = task_key;
+            // No read half: the handshake failed, and the writer said so.
+            let Ok(mut rd) = reader.await else {
+                return;
+            };
             let mut framer = StreamFramer::new();
             let mut buf = vec![0; 65_536];
             loop {
@@ -894,7 +1093,8 @@ impl TcpPool {
                 writer,
                 outgoing,
                 keepalive,
-                tasks: [write_task.abort_handle(), read_task.abort_handle()],
+                write_task: Some(write_task),
+                read_task: read_task.abort_handle(),
             },
         );
     }
@@ -921,12 +1121,34 @@ impl TcpPool {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         tracing::debug!(%peer, local = %self.local, "TCP connection accepted");
-                        self.register(stream, (peer, None), false);
+                        let _ = stream.set_nodelay(true);
+                        match &self.tls {
+                            None => {
+                                self.register(Opening::Ready(Box::new(stream)), (peer, None), false)
+                            }
+                            Some(tls) => {
+                                // The handshake in a task of its own: a slow peer holds up
+                                // no other.
+                                let (tls, events) = (tls.clone(), self.events_tx.clone());
+                                tokio::spawn(async move {
+                                    match tls.accept(stream, peer).await {
+                                        Ok(stream) => {
+                                            let _ = events.send(ConnEvent::Accepted { stream, peer });
+                                        }
+                                        Err(e) => tracing::warn!(error = %e, "TLS connection refused"),
+                                    }
+                                });
+                            }
+                        }
                     }
                     // Out of file descriptors and the like: the next accept may work.
                     Err(e) => tracing::warn!(error = %e, "cannot accept a TCP connection"),
                 },
                 event = self.events_rx.recv() => match event {
+                    Some(ConnEvent::Accepted { stream, peer }) => {
+                        tracing::debug!(%peer, "TLS connection accepted");
+                        self.register(Opening::Ready(stream), (peer, None), false);
+                    }
                     Some(ConnEvent::Message { key, message }) => {
                         let from = key.0;
                         if let (true, Some(branch)) = (message.is_request(), message.branch()) {

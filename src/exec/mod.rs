@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use crate::drive::media::PortRange;
 use crate::drive::os_seed;
 use crate::drive::role::{Callers, MediaSetup, Role, RoleCommand};
+use crate::drive::tls::TlsContext;
 use crate::drive::transport::{self, SipSocket, TcpPool, TransportError, UdpTransport};
 
 pub use crate::drive::role::RunEvent;
@@ -52,8 +53,11 @@ pub type Wavs = HashMap<String, Arc<[i16]>>;
 /// The load's schedule starts once every user agent has registered, or at `load_start` when
 /// given (a start common to the shards of a run; waited for after the registrations).
 /// Returns when every call has ended and every UA is unregistered.
+///
+/// Over TLS (`target.transport: tls`), `tls` is what to trust and show.
 pub async fn execute(
     scenario: Arc<Scenario>,
+    tls: Option<TlsContext>,
     wavs: Arc<Wavs>,
     events: mpsc::UnboundedSender<RunEvent>,
     stop: watch::Receiver<bool>,
@@ -61,6 +65,8 @@ pub async fn execute(
 ) -> Result<Duration, RunError> {
     let run_start = Instant::now();
     let seed = os_seed();
+    // The name each server's certificate is verified for.
+    let mut names = HashMap::new();
     let (server, proxy) = match &scenario.target.route {
         Route::Server {
             server,
@@ -70,25 +76,27 @@ pub async fn execute(
             let server_addr =
                 transport::resolve(&host_port(&server.host, server.port.unwrap_or(port)), port)
                     .await?;
+            names.insert(server_addr, server.host.clone());
             let proxy_addr = match outbound_proxy {
-                Some(p) => Some(
-                    transport::resolve(&host_port(&p.host, p.port.unwrap_or(port)), port).await?,
-                ),
+                Some(p) => {
+                    let addr =
+                        transport::resolve(&host_port(&p.host, p.port.unwrap_or(port)), port)
+                            .await?;
+                    names.insert(addr, p.host.clone());
+                    Some(addr)
+                }
                 None => None,
             };
             (Some(server_addr), proxy_addr)
         }
         Route::Direct => (None, None),
     };
-    let kind = match scenario.target.transport {
-        // Refused by validation already.
-        Transport::Tls => {
-            return Err(RunError::Setup(
-                "transport `tls` is not supported in scenarios yet".into(),
-            ))
-        }
-        kind @ (Transport::Udp | Transport::Tcp) => kind,
-    };
+    let kind = scenario.target.transport;
+    if kind == Transport::Tls && tls.is_none() {
+        return Err(RunError::Setup(
+            "transport `tls` without a TLS configuration".into(),
+        ));
+    }
     let ports = Arc::new(PortRange::new(
         scenario.media.rtp_ports.first,
         scenario.media.rtp_ports.last,
@@ -112,14 +120,18 @@ pub async fn execute(
         });
         let transport = match kind {
             Transport::Udp => SipSocket::Udp(UdpTransport::bind(bind, 4 << 20).await?),
-            _ => SipSocket::TcpPool(
-                TcpPool::bind(
+            _ => {
+                let pool = TcpPool::bind(
                     bind,
                     scenario.target.keepalive,
                     scenario.target.connections == Connections::PerUa,
                 )
-                .await?,
-            ),
+                .await?;
+                SipSocket::TcpPool(match (&tls, kind) {
+                    (Some(tls), Transport::Tls) => pool.with_tls(tls.clone(), names.clone()),
+                    _ => pool,
+                })
+            }
         };
         let local = LocalEnd {
             transport: kind,

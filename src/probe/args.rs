@@ -2,6 +2,7 @@
 //! they use: the options every probe shares ([`NetArgs`]) and the parsers of their values.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -11,10 +12,41 @@ use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::transport::Transport;
 
 use super::Network;
+use crate::drive::tls::TlsOptions;
 
-/// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP and TCP.
+/// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP, TCP and TLS.
 pub fn transport_parser() -> impl TypedValueParser<Value = Transport> {
-    PossibleValuesParser::new(["udp", "tcp"]).try_map(|s| s.parse::<Transport>())
+    PossibleValuesParser::new(["udp", "tcp", "tls"]).try_map(|s| s.parse::<Transport>())
+}
+
+/// The TLS options of the commands that open TLS connections.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Over TLS: trust the CA certificates of this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Over TLS: do not verify the server's certificate (a warning says so).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Over TLS: our certificate (PEM), shown to a server that asks for one.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Over TLS: the private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The options, without a server certificate.
+    #[must_use]
+    pub fn options(&self) -> TlsOptions {
+        TlsOptions {
+            ca: self.ca.clone(),
+            insecure: self.insecure,
+            client_cert: self.client_cert.clone().zip(self.client_key.clone()),
+            server_cert: None,
+        }
+    }
 }
 
 /// `--codec`: read by [`Codec`]'s `FromStr`, spelt in lower case on the command line.
@@ -47,6 +79,8 @@ pub struct NetArgs {
     /// Give up after this long in all (the probe fails, naming the limit), e.g. 2s.
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl NetArgs {
@@ -57,6 +91,7 @@ impl NetArgs {
             transport: self.transport,
             local: self.local,
             timeout: self.timeout,
+            tls: self.tls.options(),
         }
     }
 
@@ -109,8 +144,8 @@ pub fn parse_max_transactions(s: &str) -> Result<usize, String> {
 }
 
 /// A server or proxy, `HOST[:PORT]`: refused here if its port is 0, or if it is a `sips:`
-/// address (RFC 3261 §26.2.2: it needs TLS, which is not there to send it over); the rest is
-/// resolved (and refused, naming why) later.
+/// address (the transport is `--transport`'s: `tls` for TLS); the rest is resolved (and
+/// refused, naming why) later.
 ///
 /// # Errors
 /// A port of 0, or a `sips:` address.
@@ -120,7 +155,7 @@ pub fn parse_server(s: &str) -> Result<String, String> {
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
     {
         return Err(format!(
-            "{s}: sips: needs TLS, which sipcheck does not support yet; give HOST[:PORT]"
+            "{s}: give HOST[:PORT] and --transport tls (TLS, port 5061 by default)"
         ));
     }
     let port = if let Some(rest) = s.strip_prefix('[') {
@@ -210,9 +245,9 @@ mod tests {
         for bad in ["pbx:0", "127.0.0.1:0", "[::1]:0"] {
             assert!(parse_server(bad).is_err(), "{bad}");
         }
-        for sips in ["sips:pbx", "SIPS:127.0.0.1:5061", " sips:[::1]"] {
-            let err = parse_server(sips).unwrap_err();
-            assert!(err.contains("sips: needs TLS"), "{err}");
+        for uri in ["sips:pbx", "SIPS:127.0.0.1:5061", " sips:[::1]"] {
+            let err = parse_server(uri).unwrap_err();
+            assert!(err.contains("--transport tls"), "{err}");
         }
     }
 }

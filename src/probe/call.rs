@@ -285,13 +285,14 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         transport: target.transport.unwrap_or(net.transport),
         local: net.local,
         timeout: net.timeout,
+        tls: net.tls.clone(),
     };
     let deadline = net.timeout.map(|limit| (limit, Instant::now() + limit));
     let hop = args
         .proxy
         .clone()
         .or_else(|| args.server.clone())
-        .unwrap_or_else(|| target.host_port(5060));
+        .unwrap_or_else(|| target.host_port(net.transport.default_port()));
     let (transport, peer) = connect(&hop, &net).await?;
     let local = LocalEnd {
         transport: transport.kind(),

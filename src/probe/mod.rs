@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use sipcheck_core::sip::transport::Transport;
 use sipcheck_core::sip::uri::UriError;
 
+use crate::drive::tls::{TlsContext, TlsOptions, TlsSetupError};
 use crate::drive::transport::{self, SipSocket, TransportError};
 
 /// Errors that stop a probe before its outcome is known: bad input or a local problem.
@@ -24,6 +25,9 @@ pub enum ProbeError {
     /// A transport could not be set up (resolution, bind, connect).
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// A TLS option cannot be used (a file missing or bad).
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
     /// A flag value is invalid.
     #[error("{0}")]
     Invalid(String),
@@ -43,6 +47,7 @@ impl ProbeError {
                 TransportError::Stream { .. }
                     | TransportError::Closed(_)
                     | TransportError::Connect { .. }
+                    | TransportError::Tls { .. }
                     | TransportError::Unreachable { .. }
             ) | ProbeError::Registration(_)
         )
@@ -59,13 +64,35 @@ pub struct Network {
     /// The overall limit of the probe (`--timeout`): it fails, naming the limit, when
     /// nothing has concluded by then.
     pub timeout: Option<std::time::Duration>,
+    /// Over TLS: what to trust, what to show.
+    pub tls: TlsOptions,
 }
 
-/// Resolve `host` and open the transport towards it.
+/// Resolve `host` (port 5060 by default, 5061 over TLS) and open the transport towards it;
+/// over TLS, the server's certificate is verified for `host`'s name (or IP address).
 pub async fn connect(host: &str, net: &Network) -> Result<(SipSocket, SocketAddr), ProbeError> {
-    let peer = transport::resolve(host, 5060).await?;
-    let t = SipSocket::open(net.transport, peer, net.local).await?;
+    let peer = transport::resolve(host, net.transport.default_port()).await?;
+    let tls = match net.transport {
+        Transport::Tls => Some((tls_context(&net.tls)?, Some(register::host_of(host)))),
+        Transport::Udp | Transport::Tcp => None,
+    };
+    let t = SipSocket::open(net.transport, peer, net.local, tls).await?;
     Ok((t, peer))
+}
+
+/// The TLS context of `opts`, warning on stderr when certificates go unverified.
+///
+/// # Errors
+/// A file of the options missing or unusable.
+pub fn tls_context(opts: &TlsOptions) -> Result<TlsContext, ProbeError> {
+    let ctx = TlsContext::new(opts)?;
+    if ctx.insecure() {
+        eprintln!(
+            "sipcheck: warning: --insecure: TLS certificates are not verified; the peer may \
+             not be who it claims to be"
+        );
+    }
+    Ok(ctx)
 }
 
 /// Pass or fail, as printed and as JSON (`pass`, `fail`): the one verdict type of every

@@ -71,8 +71,12 @@ pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
         transport: target.transport.unwrap_or(transport),
         local: net.local,
         timeout: net.timeout,
+        tls: net.tls.clone(),
     };
-    let hop = proxy.map_or_else(|| target.host_port(5060), str::to_string);
+    let hop = proxy.map_or_else(
+        || target.host_port(net.transport.default_port()),
+        str::to_string,
+    );
     let (t, peer) = connect(&hop, &net).await?;
     let local = LocalEnd {
         transport: t.kind(),

@@ -47,7 +47,8 @@
 //!       "count": integer,                     register_rtt, invite_to_first_provisional,
 //!       "min_ms", "p50_ms", "p90_ms",         invite_to_ringing, invite_to_200, bye_rtt,
 //!       "p99_ms", "p999_ms", "max_ms",        call_duration, tone_onset, rtp.jitter,
-//!       "mean_ms": number | null,             pacing.lateness, audio.gap, audio.delay
+//!       "mean_ms": number | null,             pacing.lateness, audio.gap, audio.delay,
+//!                                             tls_handshake
 //!                                             (null when count is 0)
 //!       "histogram": string                   base64 of the HdrHistogram V2 compressed
 //!   } },                                      encoding (`HISTFAAA…`), in microseconds
@@ -634,7 +635,8 @@ mod tests {
         write_json(&s, &[], &mut out).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         let metrics = v["metrics"].as_object().unwrap();
-        assert_eq!(metrics.len(), 11);
+        assert_eq!(metrics.len(), 12);
+        assert_eq!(metrics["tls_handshake"]["count"], 0);
         assert_eq!(metrics["invite_to_200"]["count"], 0);
         assert_eq!(metrics["audio.gap"]["count"], 0);
         assert_eq!(metrics["audio.delay"]["count"], 0);

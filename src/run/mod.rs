@@ -81,6 +81,8 @@ pub struct RunArgs {
     pub html: Option<String>,
     /// Which shard of the scenario to run, and when its load starts.
     pub shard: ShardArgs,
+    /// Over TLS: what to trust, what to show.
+    pub tls: crate::drive::tls::TlsOptions,
 }
 
 /// `--shard I/N`, `--shards N`, `--start-at TIME`: one shard of a scenario split over several
@@ -178,6 +180,21 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     };
     let scenario = Arc::new(scenario);
+    let tls = match scenario.target.transport {
+        sipcheck_core::sip::transport::Transport::Tls => {
+            match crate::probe::tls_context(&args.tls) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    eprintln!(
+                        "sipcheck: error: {}; nothing was sent",
+                        escape_controls(&e.to_string())
+                    );
+                    return Exit::Usage;
+                }
+            }
+        }
+        _ => None,
+    };
     let junit_path = args
         .junit
         .clone()
@@ -344,6 +361,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     };
     let executor = tokio::spawn(executor::execute(
         scenario.clone(),
+        tls,
         Arc::new(wavs),
         events_tx,
         stop_rx,
@@ -394,6 +412,9 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 },
                 _ = ticker.tick() => {
                     let now = Instant::now();
+                    for took in crate::drive::tls::take_handshakes() {
+                        metrics.record_tls_handshake(took);
+                    }
                     count(
                         pairing.handle_timeout(now),
                         &mut metrics,
@@ -494,14 +515,16 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             (rows.factor(), rows.into_rows()),
         )
     });
-    let ((metrics, mut progress, interrupted, series_failed, (per_call, logged)), (merged, rows)) =
-        match collector.await {
-            Ok(collected) => collected,
-            Err(e) => {
-                eprintln!("sipcheck: internal error: {e}");
-                return Exit::Internal;
-            }
-        };
+    let (
+        (mut metrics, mut progress, interrupted, series_failed, (per_call, logged)),
+        (merged, rows),
+    ) = match collector.await {
+        Ok(collected) => collected,
+        Err(e) => {
+            eprintln!("sipcheck: internal error: {e}");
+            return Exit::Internal;
+        }
+    };
     progress.finish(Instant::now());
     let elapsed = match executor.await {
         Ok(Ok(elapsed)) => elapsed,
@@ -514,6 +537,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Internal;
         }
     };
+    // Every connection is closed: every handshake is in.
+    for took in crate::drive::tls::take_handshakes() {
+        metrics.record_tls_handshake(took);
+    }
     let mut summary = metrics.finish(elapsed, interrupted);
     summary.run_id = run_id;
     summary.provenance = Provenance {

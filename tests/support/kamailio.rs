@@ -48,6 +48,11 @@ pub(crate) struct KamailioOptions {
     pub(crate) ipv6: bool,
     /// More `-A` pre-processor defines, e.g. `DBG_LEVEL=3`.
     pub(crate) defines: Vec<String>,
+    /// Listen on TLS too (port [`Kamailio::tls_port`]), with this certificate and key
+    /// (PEM files).
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// Over TLS, require a client certificate issued by the CA of this PEM file.
+    pub(crate) tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for KamailioOptions {
@@ -61,6 +66,8 @@ impl Default for KamailioOptions {
             no_record_route: false,
             ipv6: false,
             defines: Vec::new(),
+            tls: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -73,6 +80,8 @@ pub(crate) struct Kamailio {
     pub(crate) sip_port: u16,
     /// `127.0.0.1:sip_port` (or `[::1]:sip_port`).
     pub(crate) addr: SocketAddr,
+    /// Its SIP over TLS port, with [`KamailioOptions::tls`].
+    pub(crate) tls_port: Option<u16>,
     rundir: RunDir,
     child: Child,
     kamcmd: PathBuf,
@@ -125,6 +134,7 @@ impl Kamailio {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         };
         let listen = SocketAddr::new(ip, port);
+        let tls_port = opts.tls.as_ref().map(|_| super::free_port());
 
         let mut cmd = Command::new(kamailio);
         cmd.arg("-DD")
@@ -159,6 +169,35 @@ impl Kamailio {
         for d in &opts.defines {
             cmd.arg("-A").arg(d);
         }
+        if let (Some((cert, key)), Some(tls_port)) = (&opts.tls, tls_port) {
+            // Peers' certificates are not asked for nor verified: the tests verify
+            // sipcheck's side of the handshake.
+            let tls_cfg = rundir.join("tls.cfg");
+            let clients = match &opts.tls_client_ca {
+                Some(ca) => format!(
+                    "verify_certificate = yes\nrequire_certificate = yes\nca_list = {}\n",
+                    ca.display()
+                ),
+                None => "verify_certificate = no\nrequire_certificate = no\n".into(),
+            };
+            std::fs::write(
+                &tls_cfg,
+                format!(
+                    "[server:default]\nmethod = TLSv1.2+\n{clients}\
+                     private_key = {}\ncertificate = {}\n\n\
+                     [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                     require_certificate = no\n",
+                    key.display(),
+                    cert.display()
+                ),
+            )
+            .with_context(|| format!("write {}", tls_cfg.display()))?;
+            cmd.arg("-l")
+                .arg(format!("tls:{}", SocketAddr::new(ip, tls_port)));
+            cmd.arg("-A").arg("WITH_TLS");
+            cmd.arg("-A")
+                .arg(format!("TLS_CONFIG=\"{}\"", tls_cfg.display()));
+        }
         cmd.current_dir(rundir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicate the log file handle")?)
@@ -171,6 +210,7 @@ impl Kamailio {
         let mut kam = Self {
             sip_port: port,
             addr: listen,
+            tls_port,
             rundir,
             child,
             kamcmd: kamcmd.to_owned(),

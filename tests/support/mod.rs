@@ -23,6 +23,7 @@ pub(crate) mod reports;
 pub(crate) mod responder;
 pub(crate) mod sip;
 pub(crate) mod sipp;
+pub(crate) mod tls;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;

@@ -19,6 +19,10 @@ use crate::sdp::Negotiated;
 /// The level under which received audio counts as silence, in dBFS.
 pub const SILENCE_DBFS: f64 = -50.0;
 
+/// How much audio (frames of speech or a tone, [`Vad::audible`]) [`MediaIntent::WatchAudio`]
+/// needs: ten 20 ms frames.
+pub const AUDIO_MIN: Duration = Duration::from_millis(200);
+
 /// One thing a call's script asks of its media stream.
 #[derive(Debug, Clone)]
 pub enum MediaIntent {
@@ -51,6 +55,12 @@ pub enum MediaIntent {
     },
     /// Report [`MediaEvent::SpeechHeard`] once speech is heard (at once if it is under way).
     WatchSpeech {
+        /// The script's name for this watch.
+        watch: u32,
+    },
+    /// Report [`MediaEvent::AudioHeard`] once [`AUDIO_MIN`] of audio (speech, music or a tone,
+    /// [`Vad::audible`]) is heard from now on.
+    WatchAudio {
         /// The script's name for this watch.
         watch: u32,
     },
@@ -129,6 +139,11 @@ pub enum MediaEvent {
         /// When it began, from the moment the watch was set (zero if it was under way).
         onset: Duration,
     },
+    /// [`AUDIO_MIN`] of audio was heard.
+    AudioHeard {
+        /// The watch.
+        watch: u32,
+    },
     /// Speech heard since the watch was set is over.
     PromptEnded {
         /// The watch.
@@ -203,6 +218,9 @@ enum Watch {
     Speech {
         from: u64,
     },
+    Audio {
+        from: u64,
+    },
     PromptEnd {
         from: u64,
         heard: bool,
@@ -267,6 +285,12 @@ impl Watches {
                 session.listen_speech();
                 let from = session.vad().map_or(0, Vad::samples);
                 self.list.push((watch, Watch::Speech { from }));
+                self.check(session, now, out);
+            }
+            MediaIntent::WatchAudio { watch } => {
+                session.listen_speech();
+                let from = session.vad().map_or(0, Vad::audible);
+                self.list.push((watch, Watch::Audio { from }));
                 self.check(session, now, out);
             }
             MediaIntent::WatchPromptEnd { watch } => {
@@ -354,6 +378,10 @@ impl Watches {
                             vad.onset().unwrap_or(*from).saturating_sub(*from),
                         ),
                     })
+                }),
+                Watch::Audio { from } => session.vad().and_then(|vad| {
+                    (vad.audible().saturating_sub(*from) >= duration_to_samples(AUDIO_MIN))
+                        .then_some(MediaEvent::AudioHeard { watch: *watch })
                 }),
                 Watch::PromptEnd { from, heard } => session.vad().and_then(|vad| {
                     if vad.is_speaking() {
@@ -846,5 +874,48 @@ mod tests {
         let events = drive(&mut s, &mut w, t0, 150..400, |_| true);
         assert!(events.is_empty(), "a tone is heard: {events:?}");
         assert!(!w.is_empty());
+    }
+
+    #[test]
+    fn audio_is_a_tone_or_speech_heard_for_its_minimum_and_never_silence_or_white_noise() {
+        let t0 = t0();
+        // A tone (music on hold, say): heard once 200 ms of it played out.
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        w.apply(&mut s, MediaIntent::WatchAudio { watch: 1 }, t0, &mut out);
+        assert!(out.is_empty());
+        let events = drive(&mut s, &mut w, t0, 0..100, |i| i >= 50);
+        let [(tick, MediaEvent::AudioHeard { watch: 1 })] = events[..] else {
+            panic!("{events:?}")
+        };
+        assert!((59..70).contains(&tick), "heard at tick {tick}");
+
+        // Speech: heard too.
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        w.apply(&mut s, MediaIntent::WatchAudio { watch: 2 }, t0, &mut out);
+        let events = drive_audio(&mut s, &mut w, t0, 0, &speech()[..3 * 8000]);
+        assert!(
+            matches!(events[..], [(_, MediaEvent::AudioHeard { watch: 2 })]),
+            "{events:?}"
+        );
+
+        // Digital silence, then white noise at -30 dBFS (a noise bed, comfort noise): never.
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        w.apply(&mut s, MediaIntent::WatchAudio { watch: 3 }, t0, &mut out);
+        let mut seed = 0x1234_5678u32;
+        let mut audio = vec![0i16; 8000];
+        audio.extend((0..3 * 8000).map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            ((seed >> 16) as i16) / 32
+        }));
+        let events = drive_audio(&mut s, &mut w, t0, 0, &audio);
+        assert!(events.is_empty(), "{events:?}");
+        assert!(!w.is_empty(), "the watch still waits");
+        assert!(out.is_empty(), "{out:?}");
     }
 }

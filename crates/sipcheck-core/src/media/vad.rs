@@ -218,6 +218,7 @@ pub struct Vad {
     last_speech_end: u64,
     ended: Option<u64>,
     quiet_run: u64,
+    audible: u64,
     hangover: u64,
     last_class: Option<FrameClass>,
     last_measure: Option<FrameMeasure>,
@@ -243,6 +244,7 @@ impl Vad {
             last_speech_end: 0,
             ended: None,
             quiet_run: 0,
+            audible: 0,
             hangover: duration_to_samples(HANGOVER),
             last_class: None,
             last_measure: None,
@@ -278,6 +280,9 @@ impl Vad {
             self.quiet_run = 0;
         } else {
             self.quiet_run += frame.len() as u64;
+        }
+        if matches!(class, FrameClass::Speech | FrameClass::Tone) {
+            self.audible += frame.len() as u64;
         }
         self.last_class = Some(class);
         class
@@ -338,6 +343,13 @@ impl Vad {
     #[must_use]
     pub fn quiet_run(&self) -> u64 {
         self.quiet_run
+    }
+
+    /// How many samples so far were in frames of speech or a tone (audio: silence and noise
+    /// beds are not), in a row or not.
+    #[must_use]
+    pub fn audible(&self) -> u64 {
+        self.audible
     }
 
     /// The class of the last frame.

@@ -253,7 +253,19 @@ pub enum Step {
     /// Take the call off hold: a re-INVITE offering the call's first direction
     /// (`a=sendrecv`), which must be answered 2xx.
     Resume,
+    /// Blind transfer (RFC 5589): REFER the far end of the confirmed call to `to`; passes when
+    /// a NOTIFY reports a 2xx of the far end's new call, then sends BYE on this call.
+    Transfer {
+        /// The Refer-To URI, a template over `{user}`, `{domain}`.
+        to: Template,
+        /// How long the transfer's final NOTIFY is awaited (default
+        /// [`DEFAULT_TRANSFER_WITHIN`]).
+        within: Duration,
+    },
 }
+
+/// How long a `transfer` step waits for the final NOTIFY of the transfer by default.
+pub const DEFAULT_TRANSFER_WITHIN: Duration = Duration::from_secs(10);
 
 /// How a `hold` step holds the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -285,6 +297,7 @@ impl Step {
             Self::WaitFor(_) => "wait_for",
             Self::Hold(_) => "hold",
             Self::Resume => "resume",
+            Self::Transfer { .. } => "transfer",
         }
     }
 }
@@ -374,6 +387,18 @@ pub enum Expectation {
     /// Speech in the received audio that then ends (a prompt played out), within `within`.
     PromptEnds {
         /// How long to wait for its end (default 10 s).
+        within: Duration,
+    },
+    /// Some audio in the received audio (speech, music or a tone: not silence, not a noise
+    /// bed), [`crate::media::intent::AUDIO_MIN`] of it, within `within`.
+    Audio {
+        /// How long to wait for it (default 5 s).
+        within: Duration,
+    },
+    /// The peer puts the call on hold (its offer `sendonly`, `inactive` or `c=0.0.0.0`),
+    /// within `within` (at once if it already has).
+    Held {
+        /// How long to wait for it (default 10 s).
         within: Duration,
     },
     /// An audio signature in the received audio.

@@ -282,6 +282,10 @@ pub struct RawExpect {
     pub speech: Option<String>,
     /// `true`: speech must begin and then end (a prompt).
     pub prompt_ends: Option<String>,
+    /// `true`: some audio (speech, music or a tone) must be heard.
+    pub audio: Option<String>,
+    /// `true`: the peer must put us on hold.
+    pub held: Option<String>,
     /// Whose audio signature to hear: `peer` (or `echo`: our own, sent back).
     pub signature: Option<String>,
     /// Speech to score with ITU-T P.862 against a reference WAV file.
@@ -354,6 +358,19 @@ pub struct RawHold {
     pub mode: Option<String>,
 }
 
+/// `transfer:` arguments (shorthand: `transfer: "sip:carol@{domain}"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "transfer arguments, like { to: \"sip:carol@{domain}\", within: 10s }"
+)]
+pub struct RawTransfer {
+    /// The Refer-To URI, with `{user}`, `{domain}`.
+    pub to: Option<String>,
+    /// How long the final NOTIFY is awaited.
+    pub within: Option<String>,
+}
+
 /// `unregister: {}` takes no arguments.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(
@@ -395,6 +412,8 @@ pub enum RawStep {
     Hold(RawHold),
     /// `resume`.
     Resume,
+    /// `transfer`.
+    Transfer(RawTransfer),
 }
 
 /// The step names, in the order they are listed in messages.
@@ -414,6 +433,7 @@ pub const STEP_NAMES: &[&str] = &[
     "wait_for",
     "hold",
     "resume",
+    "transfer",
 ];
 
 impl RawStep {
@@ -436,6 +456,7 @@ impl RawStep {
             Self::WaitFor(_) => "wait_for",
             Self::Hold(_) => "hold",
             Self::Resume => "resume",
+            Self::Transfer(_) => "transfer",
         }
     }
 }
@@ -463,6 +484,14 @@ impl Shorthand for RawAnswer {
 impl Shorthand for RawExpect {
     fn from_scalar(_: String) -> Option<Self> {
         None
+    }
+}
+impl Shorthand for RawTransfer {
+    fn from_scalar(s: String) -> Option<Self> {
+        Some(Self {
+            to: Some(s),
+            ..Self::default()
+        })
     }
 }
 impl Shorthand for RawCall {
@@ -598,6 +627,7 @@ impl<'de> Deserialize<'de> for RawStep {
                         let _: Args<RawNothing> = map.next_value()?;
                         RawStep::Resume
                     }
+                    "transfer" => RawStep::Transfer(map.next_value::<Args<_>>()?.0),
                     other => return Err(de::Error::unknown_variant(other, STEP_NAMES)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {
@@ -623,6 +653,7 @@ fn example(name: &str) -> &'static str {
         "dtmf" => "dtmf: \"123#\"",
         "wait" => "wait: 2s",
         "wait_for" => "wait_for: bye",
+        "transfer" => "transfer: { to: \"sip:carol@{domain}\" }",
         _ => "wait: 2s",
     }
 }

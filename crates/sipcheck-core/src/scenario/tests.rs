@@ -361,7 +361,7 @@ load: { rate: 2/s, total_calls: 4, max_concurent: 2 }
             "2:1 unknown field `colour`, expected one of `name`, `description`, `target`, `accounts`, `media`, `roles`, `load`, `thresholds`, `reports`",
             "3:35 unknown field `domian`, expected one of `server`, `direct`, `transport`, `domain`, `outbound_proxy`, `local`, `keepalive`, `connections`",
             "12:19 unknown field `rign`, expected `ring`",
-            "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`",
+            "13:9 unknown variant `registr`, expected one of `register`, `unregister`, `call`, `answer`, `reject`, `ring`, `play`, `expect`, `dtmf`, `wait`, `hangup`, `cancel`, `wait_for`, `hold`, `resume`, `transfer`",
             "19:58 unknown field `timout`, expected one of `to`, `peer`, `timeout`, `follow_redirects`",
             "20:26 '1x' is not a duration: expected a number followed by ms, s, m or h",
             "21:36 unknown field `max_concurent`, expected one of `rate`, `concurrent`, `ramp_up`, `total_calls`, `duration`, `max_concurrent`",
@@ -1048,14 +1048,10 @@ fn an_unknown_yaml_tag_is_refused_not_ignored() {
 }
 
 #[test]
-fn tls_is_refused_at_validation_and_tcp_is_accepted() {
-    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: tls }");
-    let e = errors(&tls);
-    assert_eq!(
-        brief(&e),
-        ["2:64 transport `tls` is not supported in scenarios yet"]
-    );
-    assert_eq!(e[0].hint.as_deref(), Some("use `udp` or `tcp`"));
+fn tls_and_tcp_are_accepted() {
+    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TLS }");
+    let s = load("scenarios/x.yaml", &tls, &no_env, &files).expect("tls loads");
+    assert_eq!(s.target.transport, Transport::Tls);
     let tcp = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: TCP }");
     let s = load("scenarios/x.yaml", &tcp, &no_env, &files).expect("tcp loads");
     assert_eq!(s.target.transport, Transport::Tcp);
@@ -1119,9 +1115,9 @@ fn sips_servers_proxies_and_call_uris_are_refused_at_their_position() {
     assert_eq!(
         brief(&e),
         [
-            "2:19 'sips:127.0.0.1:5061': sips: needs TLS, which sipcheck does not support yet; give host or host:port",
-            "2:58 'SIPS:proxy.test': sips: needs TLS, which sipcheck does not support yet; give host or host:port",
-            "17:21 `sips:{peer}@{domain}`: sips: needs TLS, which sipcheck does not support yet",
+            "2:19 'sips:127.0.0.1:5061': sips: needs TLS; give host or host:port, and `transport: tls`",
+            "2:58 'SIPS:proxy.test': sips: needs TLS; give host or host:port, and `transport: tls`",
+            "17:21 `sips:{peer}@{domain}`: sips: needs TLS on every hop, which a scenario's calls do not ensure",
         ]
     );
     assert!(
@@ -1431,5 +1427,78 @@ fn speech_prompt_and_silence_expectations_load_with_their_defaults_and_lines() {
             "19:19 `speech` and `prompt_ends` in one `expect`: write one step for each",
             "20:32 'yes please' is not true or false",
         ]
+    );
+}
+
+#[test]
+fn held_and_audio_expectations_load_with_their_defaults_and_refuse_false() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { held: true }\n      - expect: { audio: true, within: 3s }\n      - hangup\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    assert_eq!(
+        caller.steps[2].value,
+        Step::Expect(Expectation::Held {
+            within: Duration::from_secs(10),
+        })
+    );
+    assert_eq!(
+        caller.steps[3].value,
+        Step::Expect(Expectation::Audio {
+            within: Duration::from_secs(3),
+        })
+    );
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { held: false }\n      - expect: { audio: true, held: true }\n",
+    ));
+    assert_eq!(
+        brief(&e),
+        [
+            "18:25 `held: false` expects nothing",
+            "19:32 `audio` and `held` in one `expect`: write one step for each",
+        ]
+    );
+}
+
+#[test]
+fn transfer_steps_load_and_are_checked() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - transfer: \"sip:3001@{domain}\"\n      - transfer: { to: carol, within: 4s }\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    let steps: Vec<&Step> = caller.steps.iter().map(|s| &s.value).collect();
+    let Step::Transfer { to, within } = steps[2] else {
+        panic!("{:?}", steps[2]);
+    };
+    assert_eq!(*within, crate::scenario::model::DEFAULT_TRANSFER_WITHIN);
+    assert!(to.uses(crate::scenario::text::Placeholder::Domain));
+    let Step::Transfer { within, .. } = steps[3] else {
+        panic!("{:?}", steps[3]);
+    };
+    assert_eq!(*within, Duration::from_secs(4));
+    assert_eq!(steps[3].name(), "transfer");
+
+    // `{peer}` is not a placeholder of `transfer`; `to` is needed.
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - transfer: \"sip:{peer}@{domain}\"\n      - transfer: { within: 2s }\n",
+    ));
+    assert_eq!(e.len(), 2, "{}", super::report(&e));
+    assert_eq!((e[0].line, e[1].line), (18, 19));
+    assert!(
+        e[1].message.starts_with("`transfer` needs `to`"),
+        "{}",
+        e[1].message
     );
 }

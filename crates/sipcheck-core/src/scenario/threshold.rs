@@ -104,6 +104,8 @@ metrics! {
     /// The mouth-to-ear delay of each direction whose two ends both ran in the run (from
     /// the audio signatures).
     AudioDelay = "audio.delay" ["audio.delay_ms"] Timing,
+    /// TCP connect's start to the TLS handshake's end, per connection opened over TLS.
+    TlsHandshake = "tls_handshake" [] Timing,
     /// The estimated MOS (ITU-T G.107 E-model, MOS-CQE) of each received stream.
     Mos = "mos" ["mos_cqe"] Score,
     /// The raw ITU-T P.862 (PESQ) score of each `expect: pesq` step scored.

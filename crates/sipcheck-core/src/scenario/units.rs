@@ -66,9 +66,9 @@ pub enum UnitError {
         "'{0}' is not an address: expected host or host:port, like pbx.test:5060 or [::1]:5060"
     )]
     HostPort(String),
-    /// A `sips:` address: it needs TLS (RFC 3261 §26.2.2), which sipcheck does not speak, and
-    /// sending to it over UDP or TCP would not honour it.
-    #[error("'{0}': sips: needs TLS, which sipcheck does not support yet; give host or host:port")]
+    /// A `sips:` address: an address is `host[:port]`, TLS is `transport: tls` (a `sips:`
+    /// address given over UDP or TCP would not be honoured).
+    #[error("'{0}': sips: needs TLS; give host or host:port, and `transport: tls`")]
     NeedsTls(String),
     /// Not `ip[:port]`.
     #[error("'{0}' is not a local address: expected an IP address with an optional port, like 127.0.0.1:5070")]

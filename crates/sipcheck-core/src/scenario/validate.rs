@@ -22,7 +22,7 @@ use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
     Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
-    DEFAULT_MAX_REDIRECTS, RING_FOREVER,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
 };
 use super::part::Shard;
 use super::raw::{
@@ -344,15 +344,6 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
     let transport = match cx.text(&p.key("transport"), &t.transport) {
         None => Some(Transport::Udp),
         Some(s) => match s.trim().parse::<Transport>() {
-            Ok(Transport::Tls) => {
-                // Refused here, not by `run` only: whatever validates, runs.
-                cx.error(
-                    At::Value(p.key("transport")),
-                    "transport `tls` is not supported in scenarios yet",
-                    Some("use `udp` or `tcp`".into()),
-                );
-                None
-            }
             Ok(transport) => Some(transport),
             Err(_) => {
                 cx.error(
@@ -1043,7 +1034,12 @@ fn validate_steps(
                 }
             }
         }
-        if matches!(raw, RawStep::Hold(_) | RawStep::Resume) && !has_call && !has_answer {
+        if matches!(
+            raw,
+            RawStep::Hold(_) | RawStep::Resume | RawStep::Transfer(_)
+        ) && !has_call
+            && !has_answer
+        {
             cx.at_key(
                 &ap,
                 format!(
@@ -1228,6 +1224,26 @@ fn validate_step(
             },
         },
         RawStep::Resume => Step::Resume,
+        RawStep::Transfer(t) => {
+            if t.to.is_none() {
+                cx.at_key(
+                    p,
+                    "`transfer` needs `to`, the URI the call is transferred to, like `to: \"sip:carol@{domain}\"`",
+                    None,
+                );
+            }
+            let to = cx.text(&p.key("to"), &t.to)?;
+            let uri = complete_uri(&to, "{domain}").unwrap_or_default();
+            let to = match Template::parse(&uri, &[Placeholder::User, Placeholder::Domain]) {
+                Ok(t) => t,
+                Err(e) => {
+                    template_error(cx, &p.key("to"), &e);
+                    return None;
+                }
+            };
+            let within = cx.duration_or(&p.key("within"), &t.within, DEFAULT_TRANSFER_WITHIN);
+            Step::Transfer { to, within }
+        }
         RawStep::WaitFor(w) => {
             let s = cx.text(p, &Some(w.clone()))?;
             match s.trim() {
@@ -1337,10 +1353,11 @@ fn validate_call(
         cx.error(
             At::Value(p.key("to")),
             format!(
-                "`{}`: {what} needs TLS, which sipcheck does not support yet",
+                "`{}`: {what} needs TLS on every hop, which a scenario's calls do not \
+                 ensure",
                 to.trim()
             ),
-            Some("use a sip: URI; sending it over UDP or TCP would not honour it".into()),
+            Some("use a sip: URI; with `target.transport: tls` every request goes over TLS".into()),
         );
         return None;
     }
@@ -1600,6 +1617,8 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("silence", e.silence.is_some()),
         ("speech", e.speech.is_some()),
         ("prompt_ends", e.prompt_ends.is_some()),
+        ("audio", e.audio.is_some()),
+        ("held", e.held.is_some()),
         ("signature", e.signature.is_some()),
         ("pesq", e.pesq.is_some()),
         ("dtmf", e.dtmf.is_some()),
@@ -1616,7 +1635,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered` or `redirected_to`",
                 None,
             );
             return None;
@@ -1711,6 +1730,18 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             let within = within(cx, DEFAULT_SIGNALLING_WITHIN);
             t?;
             Expectation::PromptEnds { within }
+        }
+        "audio" => {
+            let t = must_be_true(cx, "audio", &e.audio);
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            t?;
+            Expectation::Audio { within }
+        }
+        "held" => {
+            let t = must_be_true(cx, "held", &e.held);
+            let within = within(cx, DEFAULT_SIGNALLING_WITHIN);
+            t?;
+            Expectation::Held { within }
         }
         "signature" => {
             let from = match cx.text(&p.key("signature"), &e.signature) {

@@ -22,10 +22,10 @@ pub enum UriError {
     /// A `transport=` parameter names a transport sipcheck does not speak.
     #[error("'{0}' names an unsupported transport '{1}'")]
     UnsupportedTransport(String, String),
-    /// A `sips:` URI or `transport=tls`: it needs TLS, which sipcheck does not speak, and
-    /// sending it over plain UDP or TCP would not honour it.
-    #[error("'{0}' requires TLS (a sips: URI or transport=tls), which sipcheck does not support yet; use a sip: URI")]
-    NeedsTls(String),
+    /// A `sips:` URI with a `transport=` other than TLS: a sips: URI needs TLS on every hop
+    /// (RFC 3261 §26.2.2), plain UDP or TCP would not honour it.
+    #[error("'{0}' is a sips: URI, which needs TLS: it cannot go over transport={1}")]
+    NeedsTls(String, Transport),
 }
 
 /// A parsed SIP URI: what a probe needs to address a request.
@@ -44,17 +44,17 @@ pub struct SipTarget {
 }
 
 impl SipTarget {
-    /// Parse `input`; a missing `sip:` scheme is added. A `sips:` URI or `transport=tls` is
-    /// refused ([`UriError::NeedsTls`]): there is no TLS to send it over.
+    /// Parse `input`; a missing `sip:` scheme is added. A `sips:` URI or `transport=tls`
+    /// selects TLS; a `sips:` URI with another `transport=` is refused
+    /// ([`UriError::NeedsTls`]).
     pub fn parse(input: &str) -> Result<Self, UriError> {
         let input = input.trim();
-        if input
+        let sips = input
             .get(..5)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
-        {
-            return Err(UriError::NeedsTls(input.to_string()));
-        }
-        let uri = if input.starts_with("sip:") || input.starts_with("sips:") {
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"));
+        let uri = if sips {
+            format!("sips:{}", &input[5..])
+        } else if input.starts_with("sip:") {
             input.to_string()
         } else {
             format!("sip:{input}")
@@ -70,16 +70,17 @@ impl SipTarget {
             Host::IP4(ip) => ip.to_string(),
             Host::Name(n) => n.to_string(),
         };
-        if parsed.sips {
-            return Err(UriError::NeedsTls(input.to_string()));
-        }
         let transport = match parsed
             .uri_params
             .get_val("transport")
             .map(|t| (t, t.parse()))
         {
+            None if parsed.sips || sips => Some(Transport::Tls),
             None => None,
-            Some((_, Ok(Transport::Tls))) => return Err(UriError::NeedsTls(input.to_string())),
+            Some((_, Ok(Transport::Tls))) => Some(Transport::Tls),
+            Some((_, Ok(t))) if parsed.sips || sips => {
+                return Err(UriError::NeedsTls(input.to_string(), t))
+            }
             Some((_, Ok(t))) => Some(t),
             Some((t, Err(_))) => {
                 return Err(UriError::UnsupportedTransport(
@@ -269,15 +270,13 @@ mod tests {
     }
 
     #[test]
-    fn the_transport_parameter_is_read_in_any_case_and_tls_or_sctp_refused() {
+    fn the_transport_parameter_is_read_in_any_case_and_sctp_refused() {
         let t = SipTarget::parse("sip:bob@192.0.2.4;transport=TCP").unwrap();
         assert_eq!(t.transport, Some(Transport::Tcp));
         let t = SipTarget::parse("sip:bob@192.0.2.4;transport=Udp").unwrap();
         assert_eq!(t.transport, Some(Transport::Udp));
-        assert!(matches!(
-            SipTarget::parse("sip:bob@192.0.2.4;transport=tls"),
-            Err(UriError::NeedsTls(_))
-        ));
+        let t = SipTarget::parse("sip:bob@192.0.2.4;transport=tls").unwrap();
+        assert_eq!(t.transport, Some(Transport::Tls));
         assert!(matches!(
             SipTarget::parse("sip:bob@192.0.2.4;transport=sctp"),
             Err(UriError::UnsupportedTransport(_, t)) if t == "sctp"
@@ -314,17 +313,26 @@ mod tests {
     }
 
     #[test]
-    fn uris_that_need_tls_are_refused() {
-        for uri in [
-            "sips:bob@127.0.0.1:5061",
-            "SIPS:bob@127.0.0.1",
-            "sips:pbx.example.com",
-            "sip:bob@127.0.0.1;transport=tls",
-            "sip:bob@127.0.0.1;transport=TLS",
+    fn sips_uris_and_transport_tls_select_tls_and_sips_over_anything_else_is_refused() {
+        for (uri, port) in [
+            ("sips:bob@127.0.0.1:5062", 5062),
+            ("SIPS:bob@127.0.0.1", 5061),
+            ("sips:pbx.example.com", 5061),
+            ("sip:bob@127.0.0.1;transport=tls", 5061),
+            ("sip:bob@127.0.0.1;transport=TLS", 5061),
+        ] {
+            let t = SipTarget::parse(uri).unwrap();
+            assert_eq!(t.transport, Some(Transport::Tls), "{uri}");
+            let default = t.transport.unwrap().default_port();
+            assert!(t.host_port(default).ends_with(&format!(":{port}")), "{uri}");
+        }
+        for (uri, t) in [
+            ("sips:bob@127.0.0.1;transport=udp", Transport::Udp),
+            ("sips:bob@127.0.0.1;transport=tcp", Transport::Tcp),
         ] {
             let err = SipTarget::parse(uri).unwrap_err();
-            assert_eq!(err, UriError::NeedsTls(uri.to_string()), "{uri}");
-            assert!(err.to_string().contains("requires TLS"), "{err}");
+            assert_eq!(err, UriError::NeedsTls(uri.to_string(), t), "{uri}");
+            assert!(err.to_string().contains("needs TLS"), "{err}");
         }
     }
 

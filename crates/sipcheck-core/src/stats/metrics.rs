@@ -58,7 +58,7 @@ pub const SAMPLES_PER_KIND: usize = 10;
 pub const MAX_REASONS: usize = 100;
 
 /// The timing metrics, in report order.
-pub const TIMING_METRICS: [Metric; 11] = [
+pub const TIMING_METRICS: [Metric; 12] = [
     Metric::RegisterRtt,
     Metric::InviteToFirstProvisional,
     Metric::InviteToRinging,
@@ -70,6 +70,7 @@ pub const TIMING_METRICS: [Metric; 11] = [
     Metric::PacingLateness,
     Metric::AudioGap,
     Metric::AudioDelay,
+    Metric::TlsHandshake,
 ];
 
 /// One step of a role as written in the scenario.
@@ -1202,6 +1203,11 @@ impl Metrics {
         self.role_mut(&r.role, false).registrations.add(r);
     }
 
+    /// Records one TLS handshake: from the TCP connect's start to the handshake's end.
+    pub fn record_tls_handshake(&mut self, took: Duration) {
+        record(self.series(Metric::TlsHandshake), micros(took));
+    }
+
     /// Records a call the load plan had due but that did not start because the concurrency
     /// cap was reached.
     pub fn record_not_started(&mut self) {
@@ -1299,6 +1305,25 @@ mod tests {
             mos_cqe: mos,
         });
         r
+    }
+
+    #[test]
+    fn tls_handshakes_are_a_timing_a_threshold_judges() {
+        use crate::scenario::threshold::Threshold;
+        let mut m = Metrics::new(SystemTime::UNIX_EPOCH, &RunInfo::default());
+        for ms in [3, 4, 40] {
+            m.record_tls_handshake(Duration::from_millis(ms));
+        }
+        let s = m.finish(Duration::from_secs(1), false);
+        let h = s.timing(Metric::TlsHandshake).expect("a timing");
+        assert_eq!(h.len(), 3);
+        let stats = TimingStats::of(h).unwrap();
+        assert!((stats.p50_ms - 4.0).abs() < 0.01, "{stats:?}");
+        let fast = Threshold::parse("tls_handshake.p99", "< 50ms").unwrap();
+        let faster = Threshold::parse("tls_handshake.max", "< 10ms").unwrap();
+        let results = s.check(&[fast, faster]);
+        assert!(results[0].passed, "{results:?}");
+        assert!(!results[1].passed, "{results:?}");
     }
 
     #[test]

@@ -40,8 +40,11 @@ pub enum FailureKind {
     PromptNeverEnded,
     /// Expected DTMF digits did not arrive.
     DtmfMissing,
-    /// The expected audio signature was not heard: nothing audible arrived.
+    /// Expected audio was not heard: nothing audible arrived (`expect: audio`, or no audio
+    /// signature at all).
     NoAudio,
+    /// The peer did not put the call on hold (`expect: held`): what it did is named.
+    NotHeld,
     /// Audio flowed one way only: the direction that carried nothing is named.
     OneWayAudio,
     /// Another call's audio signature was heard (or this end's own, echoed): the call is named.
@@ -65,6 +68,11 @@ pub enum FailureKind {
     ByeFailed(String),
     /// Our CANCEL was refused (the status), or no 487 followed it (`no_487`).
     CancelFailed(String),
+    /// A transfer (`transfer` step) ended with a non-2xx of the transferee's new call, as
+    /// its NOTIFY reported it (the status).
+    TransferFailed(u16),
+    /// A transfer's final NOTIFY did not come within the step's `within`.
+    TransferTimeout,
     /// The transport failed.
     Transport,
     /// The run was interrupted before the call could finish.
@@ -87,6 +95,7 @@ impl FailureKind {
             FailureKind::PromptNeverEnded => "prompt_never_ended".into(),
             FailureKind::DtmfMissing => "dtmf_missing".into(),
             FailureKind::NoAudio => "no_audio".into(),
+            FailureKind::NotHeld => "not_held".into(),
             FailureKind::OneWayAudio => "one_way_audio".into(),
             FailureKind::CrossedAudio => "crossed_audio".into(),
             FailureKind::WrongAudio => "wrong_audio".into(),
@@ -98,6 +107,8 @@ impl FailureKind {
             FailureKind::Signalling => "signalling".into(),
             FailureKind::ByeFailed(detail) => format!("bye_failed_{detail}"),
             FailureKind::CancelFailed(detail) => format!("cancel_failed_{detail}"),
+            FailureKind::TransferFailed(code) => format!("transfer_failed_{code}"),
+            FailureKind::TransferTimeout => "transfer_timeout".into(),
             FailureKind::Transport => "transport".into(),
             FailureKind::Interrupted => "interrupted".into(),
             FailureKind::Other => "other".into(),

@@ -100,7 +100,8 @@ impl RunSummary {
             | Metric::RtpJitter
             | Metric::PacingLateness
             | Metric::AudioGap
-            | Metric::AudioDelay => Figure::Timing(self.timing(metric)?),
+            | Metric::AudioDelay
+            | Metric::TlsHandshake => Figure::Timing(self.timing(metric)?),
             Metric::Mos => Figure::Score(&self.quality.mos_milli, 0),
             Metric::Pesq => Figure::Score(
                 &self.quality.pesq_milli,

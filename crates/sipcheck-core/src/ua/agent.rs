@@ -769,6 +769,8 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     | CallEvent::MediaUpdated { call, .. }
                     | CallEvent::UpdateFailed { call, .. }
                     | CallEvent::Redirected { call, .. }
+                    | CallEvent::ReferAnswered { call, .. }
+                    | CallEvent::TransferNotified { call, .. }
                     | CallEvent::Ended { call, .. } => *call,
                     _ => return,
                 };
@@ -962,6 +964,19 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     None => Err(CommandError::TransportGone),
                 };
                 live.script.handle_reinvite_sent(now, sent);
+            }
+            ScriptCommand::Transfer {
+                target,
+                referred_by,
+            } => {
+                let sent = match id {
+                    Some(id) => self
+                        .endpoint
+                        .refer(now, id, &target, Some(&referred_by))
+                        .map_err(|e| CommandError::Refused(e.to_string())),
+                    None => Err(CommandError::TransportGone),
+                };
+                live.script.handle_transfer_sent(now, sent);
             }
             // A refused operation (the call's state moved on) changes nothing: the script
             // learns the call's fate from its events.

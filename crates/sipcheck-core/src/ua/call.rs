@@ -54,6 +54,7 @@
 mod dialog;
 mod record;
 mod redirect;
+mod refer;
 mod session_timer;
 #[cfg(test)]
 mod tests;
@@ -70,6 +71,7 @@ use bytes::Bytes;
 
 pub use record::{ByeFailure, CallDirection, CallEnd, CallEndReason, CallRecord};
 pub use redirect::NotFollowed;
+pub use refer::{parse_sipfrag, REFER_EXPIRES};
 
 use self::dialog::{header_tag, record_route, user_of, Dialog, Routing};
 use self::session_timer::SessionTimer;
@@ -150,6 +152,9 @@ pub struct EndpointConfig {
     /// statelessly with 503 and `Retry-After` (RFC 3261 §21.5.4). Default
     /// [`DEFAULT_MAX_SERVER_TRANSACTIONS`].
     pub max_server_transactions: usize,
+    /// Accept a REFER within a confirmed call (202 and [`CallEvent::Referred`]); the user
+    /// then owes the far end the transfer's NOTIFYs. Off, REFER is refused 405.
+    pub accept_refer: bool,
 }
 
 impl EndpointConfig {
@@ -161,6 +166,7 @@ impl EndpointConfig {
             contact_user: "sipcheck".to_string(),
             trying: true,
             max_server_transactions: DEFAULT_MAX_SERVER_TRANSACTIONS,
+            accept_refer: false,
         }
     }
 }
@@ -338,6 +344,35 @@ pub enum CallEvent<D> {
         /// The Call-ID.
         call_id: String,
     },
+    /// The far end asked us to call `refer_to` (a blind transfer, RFC 3515): the REFER was
+    /// answered 202 and `SIP/2.0 100 Trying` notified; the user places the new call and
+    /// reports its outcome with [`Endpoint::notify_transfer`].
+    Referred {
+        /// The call the REFER came in.
+        call: CallId,
+        /// The `sip:`/`sips:` URI to call.
+        refer_to: String,
+        /// The Referred-By value, to copy into the new INVITE.
+        referred_by: Option<String>,
+    },
+    /// The final response to our REFER ([`Endpoint::refer`]); 408 when it timed out.
+    ReferAnswered {
+        /// The call.
+        call: CallId,
+        /// The status code.
+        code: u16,
+    },
+    /// A NOTIFY of the transfer we asked for: the status line of the transferee's new call.
+    TransferNotified {
+        /// The call.
+        call: CallId,
+        /// The status code of the sipfrag.
+        code: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// The subscription is terminated (the last NOTIFY).
+        terminated: bool,
+    },
     /// An event of a transaction started with [`Endpoint::send_request`].
     Transaction(TransactionEvent<D>),
 }
@@ -415,6 +450,10 @@ enum Role {
     Bye,
     Reinvite,
     IncomingInvite,
+    /// Our REFER (a transfer).
+    Refer,
+    /// Our NOTIFY of a transfer's progress.
+    Notify,
 }
 
 /// Who owns a transaction: the user ([`Endpoint::send_request`]) or a call. Transactions in
@@ -843,7 +882,12 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let call_id = format!("{}@{}", self.ids.call_id(), call.local.addr.ip());
         let local_tag = self.ids.tag();
         let user = user_of(&call.from_uri).unwrap_or(&self.config.contact_user);
-        let contact = contact_value(user, call.local.transport, call.local.addr).into();
+        // RFC 3261 §8.1.1.8: a sips: Request-URI asks for a sips: Contact.
+        let contact = if is_sips(&call.request_uri) {
+            format!("<sips:{user}@{}>", call.local.addr).into()
+        } else {
+            contact_value(user, call.local.transport, call.local.addr).into()
+        };
         let offer_sent = match call.offer {
             OfferPlacement::InInvite => Some(create_offer(&call.local_media)),
             OfferPlacement::Delayed => None,
@@ -1680,6 +1724,13 @@ fn sdp_body(message: &Message) -> Result<Option<SessionDescription>, u16> {
         }
     }
     SessionDescription::parse(body).map(Some).map_err(|_| 400)
+}
+
+/// Whether `uri` is a `sips:` URI.
+fn is_sips(uri: &str) -> bool {
+    uri.trim_start()
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
 }
 
 /// Our Contact header value.

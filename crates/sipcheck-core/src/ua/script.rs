@@ -125,6 +125,14 @@ pub enum ScriptCommand {
     /// A re-INVITE offering this media (hold, resume); reply with
     /// [`CallScript::handle_reinvite_sent`], its outcome comes as a call event.
     Reinvite(Box<LocalMedia>),
+    /// REFER the far end to `target` (a blind transfer); reply with
+    /// [`CallScript::handle_transfer_sent`], its outcome comes as call events.
+    Transfer {
+        /// The Refer-To URI.
+        target: String,
+        /// Our address of record, for Referred-By.
+        referred_by: String,
+    },
     /// Something for the call's media stream.
     Media(MediaIntent),
     /// A slow computation (a PESQ score) to run off the driver's loop; reply with
@@ -268,6 +276,18 @@ pub fn kind_of(reason: &CallEndReason) -> FailureKind {
     }
 }
 
+/// What the peer's offer that produced `negotiated` asked of us, in SDP words.
+fn peer_offer(negotiated: &Negotiated) -> &'static str {
+    use crate::sdp::Direction;
+    match negotiated.direction {
+        _ if negotiated.remote_rtp.ip().is_unspecified() => "c=0.0.0.0 (hold)",
+        Direction::RecvOnly => "sendonly (hold)",
+        Direction::Inactive => "inactive",
+        Direction::SendOnly => "recvonly",
+        Direction::SendRecv => "sendrecv (not a hold)",
+    }
+}
+
 /// What ends a wait early (besides the call's end, a fired watch and the deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Until {
@@ -283,6 +303,10 @@ enum Until {
     Final(u16),
     /// The outcome of our re-INVITE.
     Reinvite,
+    /// The peer holds the call.
+    Held,
+    /// The outcome of our transfer.
+    Transfer,
 }
 
 /// What to do when a wait (or a reply, or a probe) is over.
@@ -328,6 +352,10 @@ enum Then {
     Speech(Duration),
     /// `expect: prompt_ends`: speech heard then over, or not in time.
     PromptEnds(Duration),
+    /// `expect: audio`: heard, or not in time; whether the peer held the call when it began.
+    Audio(Duration, bool),
+    /// `expect: held`: the peer held the call, or not in time.
+    Held(Duration),
     /// A voice-activity expectation failed: the stream's status names what was received.
     AudioMissing { kind: FailureKind, what: String },
     /// `expect: pesq`: the received audio, once recorded, scored against the reference.
@@ -348,8 +376,23 @@ enum Then {
     ReinviteSent(&'static str),
     /// `hold`, `resume`: the re-INVITE's outcome.
     Reinvited(&'static str),
+    /// `transfer`: its outcome, or none within the step's time.
+    Transferred(Duration),
     /// The script is over and so is the call.
     Finished,
+}
+
+/// How a transfer of ours ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TransferOutcome {
+    /// A NOTIFY reported a 2xx of the new call.
+    Done,
+    /// The REFER was refused with this status.
+    Refused(u16),
+    /// A NOTIFY reported this failure of the new call.
+    Failed(u16, String),
+    /// The REFER could not be sent.
+    NotSent(String),
 }
 
 /// What a step does once the call is answered.
@@ -357,6 +400,8 @@ enum Then {
 enum Next {
     /// `answer`: nothing more.
     Up,
+    /// `transfer`: REFER to this URI, wait this long for the outcome.
+    Transfer(String, Duration),
     Play(Vec<PlayItem>),
     Tone {
         frequencies: Vec<f64>,
@@ -372,6 +417,9 @@ enum Next {
         within: Duration,
     },
     PromptEnds {
+        within: Duration,
+    },
+    Audio {
         within: Duration,
     },
     ExpectDtmf {
@@ -480,6 +528,11 @@ pub struct CallScript {
     audio_verified: u32,
     /// `expect: prompt_ends`: speech was heard during the step.
     prompt_heard: bool,
+    /// Whether the peer holds the call (its last offer was `sendonly`, `inactive` or
+    /// `c=0.0.0.0`).
+    peer_held: bool,
+    /// What the peer's last re-INVITE or UPDATE offered (`None`: it sent none).
+    peer_offer: Option<&'static str>,
     /// The label of the last audio-signature verdict judged (`verified`, `crossed_audio` …).
     signature_verdict: Option<&'static str>,
     dtmf_checked: u32,
@@ -497,6 +550,12 @@ pub struct CallScript {
     local: Option<LocalMedia>,
     reinvite_pending: bool,
     reinvite_outcome: Option<Result<(), u16>>,
+    /// A transfer of ours is under way.
+    transfer_pending: bool,
+    /// Its outcome, once known.
+    transfer_outcome: Option<TransferOutcome>,
+    /// The final status of our REFER.
+    refer_code: Option<u16>,
     /// The step that hung up (its name, line, column), to name when the BYE fails.
     bye_step: Option<(&'static str, u32, u32)>,
     /// The first tone step verified (name, line, column) and the longest gap it allows:
@@ -626,6 +685,8 @@ impl CallScript {
             audio_checked: 0,
             audio_verified: 0,
             prompt_heard: false,
+            peer_held: false,
+            peer_offer: None,
             signature_verdict: None,
             dtmf_checked: 0,
             dtmf_verified: 0,
@@ -638,6 +699,9 @@ impl CallScript {
             local: None,
             reinvite_pending: false,
             reinvite_outcome: None,
+            transfer_pending: false,
+            transfer_outcome: None,
+            refer_code: None,
             bye_step: None,
             tone_step: None,
             next_watch: 0,
@@ -673,6 +737,7 @@ impl CallScript {
                 }
             }
             CallEvent::MediaUpdated { negotiated, .. } => {
+                let offer = (negotiated.remote_hold, peer_offer(&negotiated));
                 if self.media.is_some() {
                     self.media_intent(MediaIntent::Follow(Box::new(negotiated.clone())));
                     self.media = Some(negotiated);
@@ -680,6 +745,10 @@ impl CallScript {
                 if self.reinvite_pending {
                     self.reinvite_pending = false;
                     self.reinvite_outcome = Some(Ok(()));
+                } else {
+                    // The peer's offer: whether it holds us, and what it offered.
+                    self.peer_held = offer.0;
+                    self.peer_offer = Some(offer.1);
                 }
             }
             CallEvent::UpdateFailed { code, .. } if self.reinvite_pending => {
@@ -688,6 +757,23 @@ impl CallScript {
             }
             CallEvent::Ended { record, .. } => self.record = Some(*record),
             CallEvent::Redirected { target, .. } => self.redirects.push(target),
+            CallEvent::ReferAnswered { code, .. } if self.transfer_pending => {
+                self.refer_code = Some(code);
+                if code >= 300 {
+                    self.transfer_pending = false;
+                    self.transfer_outcome = Some(TransferOutcome::Refused(code));
+                }
+            }
+            CallEvent::TransferNotified { code, reason, .. }
+                if self.transfer_pending && code >= 200 =>
+            {
+                self.transfer_pending = false;
+                self.transfer_outcome = Some(if code < 300 {
+                    TransferOutcome::Done
+                } else {
+                    TransferOutcome::Failed(code, reason)
+                });
+            }
             _ => {}
         }
         self.advance(now);
@@ -728,6 +814,7 @@ impl CallScript {
                     | MediaEvent::Captured { watch, .. }
                     | MediaEvent::SpeechHeard { watch, .. }
                     | MediaEvent::PromptEnded { watch, .. }
+                    | MediaEvent::AudioHeard { watch }
                     | MediaEvent::WatchRefused { watch, .. } => Some(*watch),
                     MediaEvent::Status { .. } => None,
                 };
@@ -908,6 +995,22 @@ impl CallScript {
                     format!("cannot send the {what} re-INVITE: {e}"),
                 );
                 self.step_done(now, false);
+            }
+        }
+        self.advance(now);
+    }
+
+    /// The reply to [`ScriptCommand::Transfer`]: the REFER was sent, or why not.
+    pub fn handle_transfer_sent(&mut self, now: Instant, sent: Result<(), CommandError>) {
+        if let Err(e) = sent {
+            if self.transfer_pending {
+                self.transfer_pending = false;
+                let e = match e {
+                    CommandError::Refused(e) | CommandError::NoRtpSocket(e) => e,
+                    CommandError::Unresolved => "no address".into(),
+                    CommandError::TransportGone => "the role's transport is gone".into(),
+                };
+                self.transfer_outcome = Some(TransferOutcome::NotSent(e));
             }
         }
         self.advance(now);
@@ -1435,6 +1538,19 @@ impl CallScript {
             Step::Wait(d) => self.wait(now, now + *d, Until::Time, Then::Elapsed),
             Step::Hold(mode) => self.wait_answer(now, Next::Reinvite(Some(*mode))),
             Step::Resume => self.wait_answer(now, Next::Reinvite(None)),
+            Step::Transfer { to, within } => {
+                let fill = Fill {
+                    user: &self.cfg.user,
+                    peer: "",
+                    domain: &self.cfg.account_domain,
+                };
+                let to = to.render(fill);
+                let Some(target) = complete_uri(&to, &self.cfg.domain) else {
+                    self.fail(FailureKind::Other, format!("'{to}' is not a SIP URI"));
+                    return Some(false);
+                };
+                self.wait_answer(now, Next::Transfer(target, *within))
+            }
             Step::Hangup { after } => {
                 if after.is_zero() {
                     return self.hangup(now);
@@ -1511,6 +1627,13 @@ impl CallScript {
             Expectation::Speech { within } => {
                 self.audio_checked += 1;
                 self.wait_answer(now, Next::Speech { within: *within })
+            }
+            Expectation::Audio { within } => {
+                self.audio_checked += 1;
+                self.wait_answer(now, Next::Audio { within: *within })
+            }
+            Expectation::Held { within } => {
+                self.wait(now, now + *within, Until::Held, Then::Held(*within))
             }
             Expectation::PromptEnds { within } => {
                 self.audio_checked += 1;
@@ -1597,6 +1720,22 @@ impl CallScript {
     fn answered_then(&mut self, now: Instant, next: Next) -> Option<bool> {
         match next {
             Next::Up => Some(true),
+            Next::Transfer(target, within) => {
+                self.transfer_pending = true;
+                self.transfer_outcome = None;
+                self.refer_code = None;
+                let referred_by = format!("sip:{}@{}", self.cfg.user, self.cfg.account_domain);
+                self.command(ScriptCommand::Transfer {
+                    target,
+                    referred_by,
+                });
+                self.wait(
+                    now,
+                    now + within,
+                    Until::Transfer,
+                    Then::Transferred(within),
+                )
+            }
             Next::Play(items) => {
                 if self.media.is_some() {
                     let playlist = self.playlist(&items);
@@ -1644,6 +1783,15 @@ impl CallScript {
                 let watch = self.new_watch();
                 self.media_intent(MediaIntent::WatchSpeech { watch });
                 self.wait_watch(now, now + within, watch, Then::Speech(within))
+            }
+            Next::Audio { within } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchAudio { watch });
+                let on_hold = self.peer_held;
+                self.wait_watch(now, now + within, watch, Then::Audio(within, on_hold))
             }
             Next::PromptEnds { within } => {
                 if self.media.is_none() {
@@ -1828,6 +1976,8 @@ impl CallScript {
             Until::Ringing => self.ringing || self.answered,
             Until::Final(code) => self.answered && code < 300,
             Until::Reinvite => self.reinvite_outcome.is_some(),
+            Until::Held => self.peer_held,
+            Until::Transfer => self.transfer_outcome.is_some(),
         }
     }
 
@@ -2085,6 +2235,55 @@ impl CallScript {
                     }
                 }
             },
+            Then::Audio(within, on_hold) => match end.fired {
+                Some(MediaEvent::AudioHeard { .. }) => {
+                    self.audio_verified += 1;
+                    Some(true)
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        let held = if on_hold { " while on hold" } else { "" };
+                        let what = format!(
+                            "expected audio{held}, none heard within {:.1} s (no {} ms of speech, music or tone)",
+                            within.as_secs_f64(),
+                            crate::media::intent::AUDIO_MIN.as_millis()
+                        );
+                        self.probe_status(
+                            now,
+                            Then::AudioMissing {
+                                kind: FailureKind::NoAudio,
+                                what,
+                            },
+                        )
+                    }
+                }
+            },
+            Then::Held(within) => {
+                if self.peer_held {
+                    Some(true)
+                } else {
+                    let (kind, why) = if self.ended() {
+                        self.end_failure()
+                    } else {
+                        let did = match self.peer_offer {
+                            None => "it sent no re-INVITE or UPDATE".to_string(),
+                            Some(offer) => format!("its last re-INVITE or UPDATE offered {offer}"),
+                        };
+                        (
+                            FailureKind::NotHeld,
+                            format!("within {:.1} s {did}", within.as_secs_f64()),
+                        )
+                    };
+                    self.fail(
+                        kind,
+                        format!("expected the peer to put the call on hold: {why}"),
+                    );
+                    Some(false)
+                }
+            }
             Then::PromptEnds(within) => match end.fired {
                 Some(MediaEvent::PromptEnded { .. }) => {
                     self.audio_verified += 1;
@@ -2143,6 +2342,50 @@ impl CallScript {
                     }
                 }
             }
+            Then::Transferred(within) => match self.transfer_outcome.take() {
+                // RFC 5589 §6: the transferor ends its own leg once the transfer succeeded.
+                Some(TransferOutcome::Done) => self.hangup(now),
+                Some(TransferOutcome::Refused(code)) => {
+                    self.fail(
+                        FailureKind::SipCode(code),
+                        format!("the REFER was answered {code}: the transfer was refused"),
+                    );
+                    Some(false)
+                }
+                Some(TransferOutcome::Failed(code, reason)) => {
+                    self.fail(
+                        FailureKind::TransferFailed(code),
+                        format!(
+                            "{code} {reason}: the final status of the transferee's new call, as its NOTIFY said"
+                        ),
+                    );
+                    Some(false)
+                }
+                Some(TransferOutcome::NotSent(e)) => {
+                    self.fail(
+                        FailureKind::Signalling,
+                        format!("cannot send the REFER: {e}"),
+                    );
+                    Some(false)
+                }
+                None if self.interrupted => Some(false),
+                None if self.ended() => Some(self.unexpected_end()),
+                None => {
+                    self.transfer_pending = false;
+                    let refer = match self.refer_code {
+                        Some(code) => format!("the REFER was answered {code}"),
+                        None => "the REFER had no final response".to_string(),
+                    };
+                    self.fail(
+                        FailureKind::TransferTimeout,
+                        format!(
+                            "{refer}, and no NOTIFY of the transfer's outcome within {:.0} s",
+                            within.as_secs_f64()
+                        ),
+                    );
+                    Some(false)
+                }
+            },
             Then::Reinvited(what) => match self.reinvite_outcome.take() {
                 Some(Ok(())) => Some(true),
                 Some(Err(code)) => {

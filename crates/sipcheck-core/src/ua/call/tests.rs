@@ -118,6 +118,8 @@ enum Action {
     Cancel(CallId),
     Reinvite(CallId, LocalMedia),
     Invite(Box<OutgoingCall<SocketAddr>>),
+    Refer(CallId, &'static str),
+    NotifyTransfer(CallId, u16, &'static str),
 }
 
 /// What a proxy on the path does with a datagram, told which side sent it.
@@ -246,6 +248,10 @@ impl Side {
             Action::Cancel(call) => ep.cancel(now, call),
             Action::Reinvite(call, media) => ep.reinvite(now, call, media),
             Action::Invite(call) => ep.invite(now, *call).map(drop),
+            Action::Refer(call, to) => ep.refer(now, call, to, Some("<sip:alice@192.0.2.1>")),
+            Action::NotifyTransfer(call, code, reason) => {
+                ep.notify_transfer(now, call, code, reason)
+            }
         };
         if let Err(error) = result {
             self.errors.push(error);
@@ -309,6 +315,7 @@ impl Net {
         for i in [A, B] {
             let mut config = EndpointConfig::new(local(i));
             config.contact_user = ["alice", "bob"][i].to_string();
+            config.accept_refer = true;
             let side = Side {
                 index: i,
                 t0,
@@ -3086,4 +3093,242 @@ fn with_an_outbound_proxy_the_redirected_invite_goes_through_it_with_the_contact
     assert_eq!(m.request_uri(), Some("sip:carol@198.51.100.7:5070"));
     assert_eq!(m.header(&Name::ROUTE), Some("<sip:192.0.2.2:5060;lr>"));
     net.assert_empty();
+}
+
+#[test]
+fn a_sips_request_uri_gets_a_sips_contact_and_a_sip_one_the_transport_parameter() {
+    let now = base();
+    let tls = LocalEnd {
+        transport: Transport::Tls,
+        ..local(A)
+    };
+    let mut a = Endpoint::new(EndpointConfig::new(tls.clone()), IdGen::new(7));
+    let contact_of = |a: &mut Endpoint<SocketAddr>, request_uri: &str| {
+        let call = OutgoingCall {
+            request_uri: request_uri.into(),
+            local: tls.clone(),
+            ..call_to_b()
+        };
+        a.invite(now, call).unwrap();
+        let sent = a.poll_transmit().expect("the INVITE");
+        let invite = Message::parse_datagram(sent.bytes).unwrap();
+        invite.header(&Name::CONTACT).unwrap().to_string()
+    };
+    // RFC 3261 §8.1.1.8.
+    assert_eq!(
+        contact_of(&mut a, "sips:bob@192.0.2.2"),
+        "<sips:alice@192.0.2.1:5060>"
+    );
+    assert_eq!(
+        contact_of(&mut a, "SIPS:bob@192.0.2.2"),
+        "<sips:alice@192.0.2.1:5060>"
+    );
+    assert_eq!(
+        contact_of(&mut a, "sip:bob@192.0.2.2;transport=tls"),
+        "<sip:alice@192.0.2.1:5060;transport=tls>"
+    );
+}
+/// A calls B; at 1 s A REFERs B to `refer_to`; B notifies `code` at 2 s; A hangs up at 3 s.
+fn transfer(refer_to: &'static str, code: u16, reason: &'static str) -> Net {
+    let mut net = Net::with_callee(ms(100));
+    let call = net.invite(call_to_b());
+    net.run_for(ms(500));
+    let incoming = net.incoming()[0];
+    net.at(secs(1), A, Action::Refer(call, refer_to));
+    net.at(secs(2), B, Action::NotifyTransfer(incoming, code, reason));
+    net.at(secs(3), A, Action::Hangup(call));
+    net.run_until_idle();
+    net
+}
+
+fn transfer_events(net: &Net, side: usize) -> Vec<String> {
+    net.events(side)
+        .filter_map(|(_, e)| match e {
+            CallEvent::Referred {
+                refer_to,
+                referred_by,
+                ..
+            } => Some(format!("referred {refer_to} by {referred_by:?}")),
+            CallEvent::ReferAnswered { code, .. } => Some(format!("refer {code}")),
+            CallEvent::TransferNotified {
+                code,
+                reason,
+                terminated,
+                ..
+            } => Some(format!("notified {code} {reason} terminated={terminated}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn blind_transfer_202_then_notify_100_and_200() {
+    let net = transfer("sip:carol@192.0.2.3", 200, "OK");
+    net.assert_no_errors();
+    assert_eq!(
+        net.trace(),
+        [
+            "A INVITE",
+            "B 100/INVITE",
+            "B 180/INVITE",
+            "B 200/INVITE",
+            "A ACK",
+            "A REFER",
+            "B 202/REFER",
+            "B NOTIFY",
+            "A 200/NOTIFY",
+            "B NOTIFY",
+            "A 200/NOTIFY",
+            "A BYE",
+            "B 200/BYE"
+        ]
+    );
+    assert_eq!(
+        transfer_events(&net, B),
+        ["referred sip:carol@192.0.2.3 by Some(\"<sip:alice@192.0.2.1>\")"]
+    );
+    assert_eq!(
+        transfer_events(&net, A),
+        [
+            "refer 202",
+            "notified 100 Trying terminated=false",
+            "notified 200 OK terminated=true"
+        ]
+    );
+    let refer = net.sent(A, "REFER")[0].message();
+    assert_eq!(refer.header(&Name::REFER_TO), Some("<sip:carol@192.0.2.3>"));
+    assert_eq!(refer.cseq(), net.sent(A, "INVITE")[0].message().cseq() + 1);
+    let notifies = net.sent(B, "NOTIFY");
+    let first = notifies[0].message();
+    assert_eq!(first.header(&Name::EVENT), Some("refer"));
+    assert_eq!(
+        first.header(&Name::SUBSCRIPTION_STATE),
+        Some("active;expires=60")
+    );
+    assert_eq!(
+        first.header(&Name::CONTENT_TYPE),
+        Some("message/sipfrag;version=2.0")
+    );
+    assert_eq!(&first.body()[..], b"SIP/2.0 100 Trying\r\n");
+    let last = notifies[1].message();
+    assert_eq!(
+        last.header(&Name::SUBSCRIPTION_STATE),
+        Some("terminated;reason=noresource")
+    );
+    assert_eq!(&last.body()[..], b"SIP/2.0 200 OK\r\n");
+    assert_eq!(last.cseq(), first.cseq() + 1);
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    assert_eq!(net.reasons(B), [CallEndReason::RemoteBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn a_transfer_target_busy_is_notified_486() {
+    let net = transfer("sip:carol@192.0.2.3", 486, "Busy Here");
+    net.assert_no_errors();
+    assert_eq!(
+        transfer_events(&net, A),
+        [
+            "refer 202",
+            "notified 100 Trying terminated=false",
+            "notified 486 Busy Here terminated=true"
+        ]
+    );
+}
+
+#[test]
+fn a_refer_to_that_is_not_sip_is_refused_416() {
+    let mut net = Net::with_callee(ms(100));
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Refer(call, "tel:+15551234"));
+    net.at(secs(2), A, Action::Hangup(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(transfer_events(&net, B), Vec::<String>::new());
+    assert_eq!(transfer_events(&net, A), ["refer 416"]);
+    assert!(net.sent(B, "NOTIFY").is_empty());
+    net.assert_empty();
+}
+
+#[test]
+fn a_refer_outside_a_call_is_refused() {
+    let mut net = Net::with_callee(ms(100));
+    net.at(
+        secs(1),
+        A,
+        Action::Refer(CallId::for_test(7), "sip:carol@192.0.2.3"),
+    );
+    net.run_until_idle();
+    assert!(matches!(
+        net.sim.nodes[A].errors[..],
+        [CallError::UnknownCall(_)]
+    ));
+}
+
+#[test]
+fn a_refer_is_refused_405_unless_transfers_are_accepted() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[B].ep.config.accept_refer = false;
+    let call = net.invite(call_to_b());
+    net.at(secs(1), A, Action::Refer(call, "sip:carol@192.0.2.3"));
+    net.at(secs(2), A, Action::Hangup(call));
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(transfer_events(&net, B), Vec::<String>::new());
+    assert_eq!(transfer_events(&net, A), ["refer 405"]);
+    net.assert_empty();
+}
+
+#[test]
+fn refer_and_notify_that_cannot_be_served_are_refused_per_rfc_3515() {
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(5));
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    // No Refer-To: 400 (RFC 3515 §2.4.2).
+    let tx = request_in_a_dialog(&mut net, "REFER", 10, &[], None);
+    net.run_for(ms(100));
+    assert_eq!(final_response(&net, tx).status(), Some(400));
+    // Two Refer-To values: 400.
+    let two = [("Refer-To", "<sip:a@h>"), ("Refer-To", "<sip:b@h>")];
+    let tx = request_in_a_dialog(&mut net, "REFER", 11, &two, None);
+    net.run_for(ms(100));
+    assert_eq!(final_response(&net, tx).status(), Some(400));
+    // A NOTIFY of another event package: 489 Bad Event.
+    let presence = [("Event", "presence"), ("Subscription-State", "active")];
+    let tx = request_in_a_dialog(&mut net, "NOTIFY", 12, &presence, None);
+    net.run_for(ms(100));
+    assert_eq!(final_response(&net, tx).status(), Some(489));
+    assert_eq!(transfer_events(&net, B), Vec::<String>::new());
+
+    // Outside any dialog (no To tag): 403, transfers are served within calls only.
+    let branch = "z9hG4bKoutside";
+    let bytes = RequestSpec {
+        method: "REFER",
+        uri: "sip:bob@192.0.2.2:5060",
+        via: ViaSpec {
+            transport: Transport::Udp,
+            sent_by: addr(A),
+            branch,
+            rport: true,
+        },
+        routes: &[],
+        from: "<sip:alice@192.0.2.1>;tag=out1",
+        to: "<sip:bob@192.0.2.2>",
+        call_id: "outside-refer",
+        cseq: 1,
+        contact: Some("<sip:alice@192.0.2.1:5060>"),
+        extra: &[("Refer-To", "<sip:carol@192.0.2.3>")],
+        body: None,
+    }
+    .to_vec();
+    let now = net.now();
+    let tx = net
+        .ep(A)
+        .send_request(now, Bytes::from(bytes), addr(B))
+        .unwrap();
+    net.run_for(ms(100));
+    assert_eq!(final_response(&net, tx).status(), Some(403));
+    net.run_until_idle();
+    net.assert_no_errors();
 }

@@ -33,7 +33,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
             Role::Bye => self.on_bye_response(now, id, tx, &message),
             Role::Reinvite => self.on_reinvite_response(now, id, tx, &message),
             Role::Cancel => self.on_cancel_response(id, &message),
-            Role::IncomingInvite => {}
+            Role::Refer => self.on_refer_response(id, tx, &message),
+            Role::IncomingInvite | Role::Notify => {}
         }
     }
 
@@ -513,6 +514,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
                 c.reinvite = None;
                 c.pending_reason = Some(CallEndReason::Timeout { timer, elapsed });
                 self.send_bye(now, id);
+            }
+            Role::Refer => {
+                self.owners.remove(&tx);
+                self.events.push_back(CallEvent::ReferAnswered {
+                    call: id,
+                    code: 408,
+                });
             }
             // Timer H of a non-2xx we sent (the call ended with it), a CANCEL's Timer F
             // (the guard of §9.1 handles the INVITE), or a stale transaction.

@@ -119,6 +119,10 @@ impl<D: Clone + NextHop> Endpoint<D> {
         } else if method == Method::BYE {
             self.counters.no_dialog += 1;
             let _ = respond(&mut self.layer, now, tx, 481, tag, &[], None);
+        } else if method == Method::REFER {
+            // Transfers are served within a call only (RFC 3515 allows REFER outside one).
+            self.counters.requests_refused += 1;
+            let _ = respond(&mut self.layer, now, tx, 403, tag, &[], None);
         } else {
             self.refuse_method(now, tx, &method, false);
         }
@@ -175,6 +179,10 @@ impl<D: Clone + NextHop> Endpoint<D> {
             let _ = respond(&mut self.layer, now, tx, 200, None, &extra, None);
         } else if *method == Method::INFO {
             let _ = respond(&mut self.layer, now, tx, 200, None, &[], None);
+        } else if *method == Method::REFER && self.config.accept_refer {
+            self.on_refer_request(now, id, tx, message);
+        } else if *method == Method::NOTIFY {
+            self.on_notify_request(now, id, tx, message);
         } else {
             self.refuse_method(now, tx, method, true);
         }

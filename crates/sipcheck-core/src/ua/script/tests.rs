@@ -17,6 +17,7 @@ use crate::ua::call::{CallDirection, CallEnd, CallId};
 mod pesq;
 mod redirect;
 mod responder;
+mod transfer;
 
 const ID: CallId = CallId::for_test(7);
 
@@ -236,12 +237,14 @@ fn watch_of(cmds: &[ScriptCommand]) -> u32 {
         .unwrap_or_else(|| panic!("no watch in {cmds:?}"))
 }
 
-/// The watch of a speech or prompt intent.
+/// The watch of a speech, prompt or audio intent.
 fn watch_id(cmds: &[ScriptCommand]) -> u32 {
     cmds.iter()
         .find_map(|c| match c {
             ScriptCommand::Media(
-                MediaIntent::WatchSpeech { watch } | MediaIntent::WatchPromptEnd { watch },
+                MediaIntent::WatchSpeech { watch }
+                | MediaIntent::WatchPromptEnd { watch }
+                | MediaIntent::WatchAudio { watch },
             ) => Some(*watch),
             _ => None,
         })
@@ -1825,4 +1828,126 @@ fn a_probes_media_is_judged_over_the_whole_call_by_what_it_expects() {
         &silent,
     );
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+fn held_steps() -> Vec<Located<Step>> {
+    vec![
+        at(20, Step::Answer { ring: secs(0) }),
+        at(21, Step::Expect(Expectation::Held { within: secs(10) })),
+        at(22, Step::Expect(Expectation::Audio { within: secs(5) })),
+        at(23, Step::Wait(secs(1))),
+    ]
+}
+
+fn peer_offers(h: &mut Harness, direction: Direction, remote_hold: bool) {
+    h.event(CallEvent::MediaUpdated {
+        call: ID,
+        negotiated: Negotiated {
+            direction,
+            remote_hold,
+            ..negotiated()
+        },
+    });
+}
+
+#[test]
+fn held_passes_once_the_peer_holds_and_audio_on_hold_passes_once_heard() {
+    let mut h = Harness::callee(held_steps());
+    h.accept();
+    h.answered();
+    h.commands();
+    h.after(secs(2));
+    // A re-INVITE that does not hold is not a hold: the step still waits.
+    peer_offers(&mut h, Direction::SendRecv, false);
+    h.after(secs(1));
+    assert!(!has(&h.commands(), |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchAudio { .. })
+    )));
+    peer_offers(&mut h, Direction::RecvOnly, true);
+    let cmds = h.commands();
+    assert!(has(&cmds, |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchAudio { .. })
+    )));
+    let watch = watch_id(&cmds);
+    h.after(Duration::from_millis(700));
+    h.media(MediaEvent::AudioHeard { watch });
+    h.jump();
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(result.passed(), "{:?}", result.failures);
+    assert_eq!((result.audio_checked, result.audio_verified), (1, 1));
+    assert_eq!(result.steps[1].elapsed, secs(3));
+}
+
+#[test]
+fn not_held_names_what_the_peer_offered_and_no_audio_on_hold_fails_as_no_audio() {
+    // The peer re-INVITEs sendrecv only: not held, named.
+    let mut h = Harness::callee(held_steps());
+    h.accept();
+    h.answered();
+    h.commands();
+    h.after(secs(1));
+    peer_offers(&mut h, Direction::SendRecv, false);
+    h.jump();
+    assert_eq!(h.now - h.t0, secs(10));
+    let result_so_far = h.commands();
+    assert!(!has(&result_so_far, |c| matches!(
+        c,
+        ScriptCommand::Media(MediaIntent::WatchAudio { .. })
+    )));
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    let f = &result.failures[0];
+    assert_eq!(
+        (f.step, f.line, f.kind.clone()),
+        ("expect", 21, FailureKind::NotHeld)
+    );
+    assert_eq!(
+        f.message,
+        "expected the peer to put the call on hold: within 10.0 s its last re-INVITE or UPDATE offered sendrecv (not a hold)"
+    );
+
+    // No re-INVITE at all: named too.
+    let mut h = Harness::callee(held_steps());
+    h.accept();
+    h.answered();
+    h.commands();
+    h.jump();
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let f = &h.result().failures[0];
+    assert!(
+        f.message.ends_with("it sent no re-INVITE or UPDATE"),
+        "{}",
+        f.message
+    );
+
+    // Held, but nothing audible: no_audio, saying it was on hold.
+    let mut h = Harness::callee(held_steps());
+    h.accept();
+    h.answered();
+    h.commands();
+    peer_offers(&mut h, Direction::Inactive, true);
+    h.commands();
+    h.jump();
+    let probe = watch_of(&h.commands());
+    h.media(MediaEvent::Status {
+        watch: probe,
+        level_dbfs: Some(-72.0),
+        behind: (0, 0),
+        dtmf_received: String::new(),
+    });
+    h.ended(CallEndReason::LocalBye, |_| {});
+    let result = h.result();
+    assert!(!result.passed());
+    let f = &result.failures[0];
+    assert_eq!(
+        (f.step, f.line, f.kind.clone()),
+        ("expect", 22, FailureKind::NoAudio)
+    );
+    assert_eq!(
+        f.message,
+        "expected audio while on hold, none heard within 5.0 s (no 200 ms of speech, music or tone) (received level -72.0 dBFS)"
+    );
 }

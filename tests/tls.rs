@@ -1,0 +1,528 @@
+//! SIP over TLS against a real Kamailio (its `tls` module) on loopback, with certificates made
+//! at test time: `options` and `register` (digest auth) verified against `--ca`; an untrusted,
+//! a mismatched and an expired certificate refused, naming the problem; `--insecure` passing
+//! with its warning; a peer misbehaving after the handshake; bad TLS flags.
+
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use support::kamailio::{Kamailio, KamailioOptions};
+use support::process::RunDir;
+use support::responder::Responder;
+use support::tls::{CertFiles, MisbehavingServer, Misbehaviour, Pki};
+use support::{free_port, run_sipcheck, run_sipcheck_with_timeout};
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn kamailio_tls(certs: &CertFiles) -> Kamailio {
+    Kamailio::start_with(&KamailioOptions {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio with tls")
+}
+
+fn tls_port(kam: &Kamailio) -> u16 {
+    kam.tls_port.expect("a TLS port")
+}
+
+fn options(uri: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["options", uri, "--transport", "tls", "--timeout", "5s"];
+    args.extend_from_slice(extra);
+    run_sipcheck(args, &[])
+}
+
+#[test]
+fn options_and_register_with_digest_auth_over_tls_to_kamailio_verified_by_the_ca() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1", "DNS:localhost"], 2)
+        .expect("server certificate");
+    let kam = kamailio_tls(&certs);
+    let port = tls_port(&kam);
+    let ca = pki.ca.to_str().unwrap();
+
+    let out = options(&format!("sip:127.0.0.1:{port}"), &["--ca", ca]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(shown.contains("200"), "{shown}");
+    assert!(!shown.contains("warning"), "{shown}");
+
+    // `sips:` selects TLS and its port.
+    let out = run_sipcheck(
+        [
+            "options",
+            &format!("sips:127.0.0.1:{port}"),
+            "--ca",
+            ca,
+            "--timeout",
+            "5s",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let server = format!("127.0.0.1:{port}");
+    let user = "1001";
+    let out = run_sipcheck(
+        [
+            "register",
+            "--server",
+            &server,
+            "--user",
+            user,
+            "--transport",
+            "tls",
+            "--ca",
+            ca,
+            "--keep",
+            "--timeout",
+            "5s",
+        ],
+        &[("SIP_PASSWORD", &Kamailio::password_for(user))],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(
+        shown.contains("401"),
+        "the digest challenge is in the ladder\n{shown}"
+    );
+    let bindings = kam.bindings(user);
+    assert_eq!(bindings.len(), 1, "{bindings:?}\n{shown}");
+    assert!(
+        bindings[0].contains("transport=tls"),
+        "the Contact names TLS: {bindings:?}"
+    );
+
+    // A wrong password is still a failure over TLS.
+    let out = run_sipcheck(
+        [
+            "register",
+            "--server",
+            &server,
+            "--user",
+            "1002",
+            "--transport",
+            "tls",
+            "--ca",
+            ca,
+            "--timeout",
+            "5s",
+        ],
+        &[("SIP_PASSWORD", "wrong")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+#[test]
+fn an_untrusted_certificate_fails_naming_the_problem_and_insecure_passes_with_a_warning() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .self_signed("selfsigned", "IP:127.0.0.1")
+        .expect("self-signed certificate");
+    let kam = kamailio_tls(&certs);
+    let uri = format!("sip:127.0.0.1:{}", tls_port(&kam));
+
+    // Neither the system's roots nor the test CA trust a self-signed certificate.
+    for extra in [&[][..], &["--ca", pki.ca.to_str().unwrap()][..]] {
+        let out = options(&uri, extra);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        assert!(
+            shown.contains("TLS handshake with 127.0.0.1:")
+                && shown.contains("certificate is not trusted")
+                && shown.contains("self-signed"),
+            "{shown}"
+        );
+        assert!(!shown.contains("panicked"), "{shown}");
+    }
+
+    // A certificate of a CA the system does not know.
+    let issued = pki.issue("issued", &["IP:127.0.0.1"], 2).unwrap();
+    let server = MisbehavingServer::start(&issued, Misbehaviour::Garbage).unwrap();
+    let out = options(&format!("sip:{}", server.addr), &[]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("certificate is not trusted") && shown.contains("unknown authority"),
+        "{shown}"
+    );
+
+    let out = options(&uri, &["--insecure"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: --insecure"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_certificate_for_another_host_or_expired_fails_naming_the_problem() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("elsewhere", &["DNS:elsewhere.test"], 2)
+        .expect("certificate for another name");
+    let kam = kamailio_tls(&certs);
+    let ca = pki.ca.to_str().unwrap();
+    let out = options(&format!("sip:127.0.0.1:{}", tls_port(&kam)), &["--ca", ca]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("certificate is not valid for 127.0.0.1: it names elsewhere.test ("),
+        "{shown}"
+    );
+    drop(kam);
+
+    let expired = pki
+        .issue("expired", &["IP:127.0.0.1"], -1)
+        .expect("expired certificate");
+    let kam = kamailio_tls(&expired);
+    let out = options(&format!("sip:127.0.0.1:{}", tls_port(&kam)), &["--ca", ca]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("certificate has expired"), "{shown}");
+}
+
+#[test]
+fn a_peer_sending_garbage_or_closing_mid_message_after_the_handshake_fails_without_panic() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("hostile", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    for what in [
+        Misbehaviour::Garbage,
+        Misbehaviour::CloseMidMessage,
+        Misbehaviour::AbortMidMessage,
+    ] {
+        let server = MisbehavingServer::start(&certs, what).expect("tiny TLS server");
+        let out = options(
+            &format!("sip:{}", server.addr),
+            &["--ca", pki.ca.to_str().unwrap()],
+        );
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{what:?}: {shown}");
+        assert!(!shown.contains("panicked"), "{what:?}: {shown}");
+        // Past the handshake: the stream's fault is named, not the certificate's.
+        let named = match what {
+            Misbehaviour::Garbage => "is corrupt",
+            Misbehaviour::CloseMidMessage | Misbehaviour::AbortMidMessage => {
+                "was closed by the peer"
+            }
+        };
+        assert!(shown.contains(named), "{what:?}: {shown}");
+        assert!(!shown.contains("TLS handshake"), "{what:?}: {shown}");
+    }
+}
+
+#[test]
+fn unusable_tls_files_and_flags_are_bad_input_naming_the_file() {
+    let pki = Pki::new().expect("test CA");
+    let missing = pki.join("missing.pem");
+    let out = options("sip:127.0.0.1:5061", &["--ca", missing.to_str().unwrap()]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("missing.pem"), "{shown}");
+
+    // A key given as the CA: no certificate in it.
+    let certs = pki.issue("client", &["DNS:client.test"], 2).unwrap();
+    let out = options("sip:127.0.0.1:5061", &["--ca", certs.key.to_str().unwrap()]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("client.key"), "{shown}");
+
+    let out = options(
+        "sip:127.0.0.1:5061",
+        &["--client-cert", certs.cert.to_str().unwrap()],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("--client-key"), "{shown}");
+}
+
+#[test]
+fn a_call_through_kamailio_over_tls_to_a_tls_responder_hears_tones_both_ways() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    let callee_certs = pki
+        .issue("callee", &["IP:127.0.0.1"], 2)
+        .expect("responder certificate");
+    let kam = kamailio_tls(&certs);
+    let server = format!("127.0.0.1:{}", tls_port(&kam));
+    let ca = pki.ca.to_str().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let callee_pw = Kamailio::password_for("2001");
+    let mut answer = Responder::start(
+        &[
+            "--transport",
+            "tls",
+            "--listen",
+            &listen,
+            "--cert",
+            callee_certs.cert.to_str().unwrap(),
+            "--key",
+            callee_certs.key.to_str().unwrap(),
+            "--ca",
+            ca,
+            "--server",
+            &server,
+            "--user",
+            "2001",
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ],
+        &[("SIP_PASSWORD", callee_pw.as_str())],
+    );
+    let bindings = kam.bindings("2001");
+    assert_eq!(bindings.len(), 1, "{}", answer.output());
+    assert!(bindings[0].contains("transport=tls"), "{bindings:?}");
+
+    let caller_pw = Kamailio::password_for("1001");
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--transport",
+            "tls",
+            "--ca",
+            ca,
+            "--server",
+            &server,
+            "--user",
+            "1001",
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "2s",
+            "--json",
+        ],
+        &[("SIP_PASSWORD", caller_pw.as_str())],
+    );
+    let shown = format!("{}\n{}\n{}", text(&out), answer.output(), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+    let lines: Vec<&str> = v["ladder"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_str().unwrap())
+        .collect();
+    assert!(lines.iter().any(|l| l.contains("407")), "{lines:?}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{shown}"
+    );
+    let answered = answer.stdout();
+    assert!(answered.contains("tone 440 Hz at"), "{shown}");
+    assert!(answered.contains("-- PASS"), "{shown}");
+    // The caller's INVITE came over TLS; the responder listens on TLS only.
+    assert!(
+        kam.log()
+            .lines()
+            .any(|l| l.contains("REQ INVITE") && l.contains("from tls:127.0.0.1:")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_scenario_over_tls_registers_and_calls_through_kamailio_both_ways_heard() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    let roles = pki
+        .issue("roles", &["IP:127.0.0.1"], 2)
+        .expect("roles' certificate");
+    let kam = kamailio_tls(&certs);
+    let server = format!("127.0.0.1:{}", tls_port(&kam));
+    let dir = RunDir::new("tls-run").unwrap();
+    let json = dir.join("summary.json");
+    let scenario = support::repo_root().join("tests/peers/scenarios/kamailio-tls.yaml");
+    let out = run_sipcheck_with_timeout(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--ca",
+            pki.ca.to_str().unwrap(),
+            "--cert",
+            roles.cert.to_str().unwrap(),
+            "--key",
+            roles.key.to_str().unwrap(),
+        ],
+        &[("SIP_SERVER", server.as_str())],
+        Duration::from_secs(120),
+    );
+    let log = kam.log();
+    let shown = format!("{}\n{log}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["calls"]["passed"], 4, "{v}");
+    assert_eq!(v["audio"]["verified"], 8, "{v}");
+    assert_eq!(v["registrations"]["ok"], 4, "{v}");
+    assert!(
+        log.contains("REQ REGISTER sip:sipcheck.test from tls:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("REQ INVITE sip:3700@sipcheck.test from tls:")
+            || log.contains("REQ INVITE sip:3701@sipcheck.test from tls:"),
+        "{log}"
+    );
+    let not_tls: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("REQ ") && !l.contains("from tls:") && !l.contains("REQ OPTIONS"))
+        .collect();
+    assert!(not_tls.is_empty(), "{not_tls:#?}");
+    let handshakes = &v["metrics"]["tls_handshake"];
+    assert!(handshakes["count"].as_u64().unwrap_or(0) >= 4, "{v}");
+
+    // Without the CA, the roles' registrations and calls fail naming the certificate
+    // problem: the thresholds fail.
+    let out = run_sipcheck_with_timeout(
+        ["run", scenario.to_str().unwrap()],
+        &[("SIP_SERVER", server.as_str())],
+        Duration::from_secs(120),
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(99), "{shown}");
+    assert!(shown.contains("registrations: ok 0, failed 4"), "{shown}");
+    assert!(shown.contains("certificate is not trusted"), "{shown}");
+}
+
+#[test]
+fn a_call_straight_to_answer_over_tcp_and_over_tls_is_heard_both_ways() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("answer", &["IP:127.0.0.1"], 2)
+        .expect("responder certificate");
+    let (cert, key, ca) = (
+        certs.cert.to_str().unwrap(),
+        certs.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    for transport in ["tcp", "tls"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--transport",
+            transport,
+            "--listen",
+            &listen,
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ];
+        if transport == "tls" {
+            args.extend(["--cert", cert, "--key", key]);
+        }
+        let mut answer = Responder::start(&args, &[]);
+        let out = run_sipcheck(
+            [
+                "call",
+                &format!("sip:2001@{listen}"),
+                "--transport",
+                transport,
+                "--ca",
+                ca,
+                "--play-tone",
+                "440",
+                "--expect-tone",
+                "1000",
+                "--duration",
+                "1s",
+                "--json",
+            ],
+            &[],
+        );
+        let shown = format!("{transport}: {}\n{}", text(&out), answer.output());
+        assert_eq!(out.status.code(), Some(0), "{shown}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+        let invite = v["ladder"][0]["line"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(invite.starts_with("INVITE sip:2001@"), "{shown}");
+        assert_eq!(
+            answer.wait_exit(Duration::from_secs(15)),
+            Some(0),
+            "{shown}"
+        );
+        assert!(answer.stdout().contains("-- PASS"), "{shown}");
+    }
+
+    // Over TLS without --cert, `answer` refuses to start (exit 2).
+    let out = run_sipcheck(
+        ["answer", "--transport", "tls", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("--cert"), "{shown}");
+}
+
+#[test]
+fn a_server_requiring_a_client_certificate_takes_ours_and_refuses_none_naming_why() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    let client = pki
+        .issue("client", &["DNS:client.sipcheck.test"], 2)
+        .expect("client certificate");
+    let kam = Kamailio::start_with(&KamailioOptions {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        tls_client_ca: Some(pki.ca.clone()),
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio with tls");
+    let uri = format!("sip:127.0.0.1:{}", tls_port(&kam));
+    let ca = pki.ca.to_str().unwrap();
+
+    let out = options(
+        &uri,
+        &[
+            "--ca",
+            ca,
+            "--client-cert",
+            client.cert.to_str().unwrap(),
+            "--client-key",
+            client.key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out), kam.log());
+
+    let out = options(&uri, &["--ca", ca]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("TLS handshake with 127.0.0.1:")
+            && shown.contains("the peer requires a client certificate"),
+        "{shown}"
+    );
+    assert!(!shown.contains("panicked"), "{shown}");
+}
