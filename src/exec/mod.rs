@@ -164,6 +164,7 @@ pub async fn execute(
                 wavs: wavs.clone(),
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
+                srtp: None,
             },
             endpoint,
         );

@@ -258,6 +258,8 @@ pub struct MediaReport {
     pub audio_gaps: Vec<Gap>,
     /// How many gaps there were (more than [`Self::audio_gaps`] keeps when very many).
     pub audio_gap_count: u64,
+    /// SRTP's counters, when the call used SRTP.
+    pub srtp: Option<SrtpStats>,
 }
 
 impl MediaReport {
@@ -627,6 +629,27 @@ impl MediaSession {
     /// failing authentication or replayed are dropped and counted in [`Self::srtp_stats`]).
     pub fn set_srtp(&mut self, srtp: SrtpSession) {
         self.srtp = Some(srtp);
+    }
+
+    /// Follows the keys of a new offer/answer (a re-INVITE or UPDATE): the same keys keep the
+    /// context (its rollover counter and replay window), new ones start a new context whose
+    /// counters go on from the old one's; `None` keeps what there is (a re-offer cannot turn
+    /// SRTP off: a plain answer to an SRTP call fails negotiation first).
+    pub fn follow_srtp(&mut self, keys: Option<&crate::sdp::crypto::SrtpKeys>) {
+        let Some(keys) = keys else { return };
+        if let Some(current) = &self.srtp {
+            if current.keys() == (&keys.local, &keys.remote) {
+                return;
+            }
+        }
+        // The contexts cannot fail for the two suites once the first was made (the same
+        // provider); should they, the old keys stay and the peer's new packets fail, counted.
+        if let Ok(mut next) = SrtpSession::new(&keys.local, &keys.remote) {
+            if let Some(current) = &self.srtp {
+                next.carry_stats(current.stats());
+            }
+            self.srtp = Some(next);
+        }
     }
 
     /// The SRTP counters, when SRTP is in use.
@@ -1061,6 +1084,7 @@ impl MediaSession {
             loss_pattern: self.loss,
             audio_gaps: self.audio_gaps().0,
             audio_gap_count: self.audio_gaps().1,
+            srtp: self.srtp_stats(),
             since_last_packet: if self.expecting {
                 now.saturating_duration_since(self.gap_start().unwrap_or(self.started))
             } else {

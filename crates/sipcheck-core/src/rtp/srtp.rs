@@ -42,6 +42,8 @@ pub struct SrtpError(String);
 pub struct SrtpSession {
     tx: Context,
     rx: Context,
+    local: Crypto,
+    remote: Crypto,
     tag_len: usize,
     stats: SrtpStats,
 }
@@ -92,6 +94,8 @@ impl SrtpSession {
         Ok(Self {
             tx,
             rx,
+            local: local.clone(),
+            remote: remote.clone(),
             tag_len: local.suite.tag_len(),
             stats: SrtpStats::default(),
         })
@@ -101,6 +105,17 @@ impl SrtpSession {
     #[must_use]
     pub const fn overhead(&self) -> usize {
         self.tag_len
+    }
+
+    /// The attributes it sends and receives with.
+    #[must_use]
+    pub const fn keys(&self) -> (&Crypto, &Crypto) {
+        (&self.local, &self.remote)
+    }
+
+    /// Goes on counting from `before` (a context replaced by new keys).
+    pub fn carry_stats(&mut self, before: SrtpStats) {
+        self.stats = before;
     }
 
     /// The counters so far.

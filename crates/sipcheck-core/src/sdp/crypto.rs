@@ -219,8 +219,29 @@ pub enum SrtpPolicy {
     /// peer answering without `a=crypto` gets plain RTP. Answer an offer with keys with SRTP,
     /// one without with plain RTP.
     Optional,
-    /// SRTP or no call: offer `RTP/SAVP`; refuse (488) an offer without usable keys.
+    /// SRTP or no call: offer `RTP/SAVP`; refuse (488) an offer without usable keys (an
+    /// `RTP/AVP` offer with usable `a=crypto` is answered with SRTP).
     Required,
+}
+
+impl SrtpPolicy {
+    /// The policy's name: `off`, `optional`, `required`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+
+    /// The policy named `name` (as [`Self::as_str`] writes it).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Off, Self::Optional, Self::Required]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
 }
 
 /// What the answerer does with the offer's keys.
@@ -286,7 +307,9 @@ pub fn answer_crypto(
     match (policy, savp) {
         (SrtpPolicy::Off, true) => return Err(SdesError::SrtpOffered),
         (SrtpPolicy::Off, false) => return Ok(SdesAnswer::Plain),
-        (SrtpPolicy::Required, false) => return Err(SdesError::PlainOffered),
+        // `required` takes an RTP/AVP offer with usable keys (best-effort SRTP, answered
+        // RTP/AVP with ours: the media is SRTP all the same), never one without.
+        (SrtpPolicy::Required, false) if offered.is_empty() => return Err(SdesError::PlainOffered),
         _ => {}
     }
     let mut reasons = Vec::new();
@@ -395,6 +418,33 @@ pub enum SdesNegotiationError {
     Keys(#[from] SdesError),
 }
 
+/// Our side of SDES: the policy and the keys our offers and answers carry (fresh random bytes
+/// drawn by the shell for each call). `srtp: off` is no `LocalSrtp` at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSrtp {
+    /// `optional` or `required`.
+    pub policy: SrtpPolicy,
+    /// One key per offered suite; an answer uses the first.
+    pub keys: [MasterKey; 2],
+}
+
+impl LocalSrtp {
+    /// `None` for [`SrtpPolicy::Off`].
+    #[must_use]
+    pub fn new(policy: SrtpPolicy, keys: [MasterKey; 2]) -> Option<Self> {
+        (policy != SrtpPolicy::Off).then_some(Self { policy, keys })
+    }
+}
+
+impl From<SdesNegotiationError> for super::NegotiationError {
+    fn from(error: SdesNegotiationError) -> Self {
+        match error {
+            SdesNegotiationError::Media(error) => error,
+            SdesNegotiationError::Keys(error) => Self::Srtp(error),
+        }
+    }
+}
+
 /// The keys agreed for the call: `local` is what we send with, `remote` what the peer sends
 /// with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,7 +475,7 @@ pub fn create_offer_sdes(
     policy: SrtpPolicy,
     keys: [MasterKey; 2],
 ) -> (super::SessionDescription, Vec<Crypto>) {
-    let mut offer = super::create_offer(local);
+    let mut offer = super::negotiate::create_offer_plain(local);
     if policy == SrtpPolicy::Off {
         return (offer, Vec::new());
     }
@@ -456,7 +506,7 @@ pub fn answer_sdes(
     SdesNegotiationError,
 > {
     if policy == SrtpPolicy::Off {
-        return match super::answer(offer, local) {
+        return match super::negotiate::answer_plain(offer, local) {
             Ok((sdp, negotiated)) => Ok((sdp, negotiated, None)),
             // Name the reason: the audio is there, but only as SRTP.
             Err(super::NegotiationError::NoAudioStream)
@@ -469,7 +519,7 @@ pub fn answer_sdes(
             Err(err) => Err(err.into()),
         };
     }
-    let (mut sdp, negotiated) = super::answer(&as_avp(offer), local)?;
+    let (mut sdp, negotiated) = super::negotiate::answer_plain(&as_avp(offer), local)?;
     let offered = &offer.media[negotiated.media_index];
     let savp = is_savp(offered);
     let keys = match answer_crypto(policy, savp, &crypto_values(offered), key)? {
@@ -498,7 +548,8 @@ pub fn negotiated_from_answer_sdes(
     policy: SrtpPolicy,
     ours: &[Crypto],
 ) -> Result<(super::Negotiated, Option<SrtpKeys>), SdesNegotiationError> {
-    let negotiated = super::negotiated_from_answer(&as_avp(offer), &as_avp(answer))?;
+    let negotiated =
+        super::negotiate::negotiated_from_answer_plain(&as_avp(offer), &as_avp(answer))?;
     let index = negotiated.media_index;
     if is_savp(&offer.media[index]) != is_savp(&answer.media[index]) {
         return Err(SdesError::AnswerMismatch(format!(

@@ -184,10 +184,22 @@ fn the_policy_decides_what_an_offer_is_answered_with() {
         answer_crypto(SrtpPolicy::Optional, false, &[], key(0)),
         Ok(SdesAnswer::Plain)
     );
+    // `required` takes best-effort SRTP (RTP/AVP with keys), never RTP/AVP without, nor
+    // RTP/AVP whose keys are all unusable.
+    assert!(srtp(answer_crypto(
+        SrtpPolicy::Required,
+        false,
+        &[&usable],
+        key(0)
+    )));
     assert_eq!(
-        answer_crypto(SrtpPolicy::Required, false, &[&usable], key(0)),
+        answer_crypto(SrtpPolicy::Required, false, &[], key(0)),
         Err(SdesError::PlainOffered)
     );
+    assert!(matches!(
+        answer_crypto(SrtpPolicy::Required, false, &[&unusable], key(0)),
+        Err(SdesError::NoUsableCrypto(_))
+    ));
 }
 
 #[test]
@@ -302,8 +314,9 @@ fn a_savp_offer_is_read_and_answered_with_its_first_suite() {
 fn plain_offer_answer_refuses_an_savp_only_offer_never_answering_it_rtp_avp() {
     use crate::sdp::tests::{local, parse};
     use crate::sdp::{answer, NegotiationError};
-    // srtp: off, the only behaviour calls have today: RFC 3264 §6 lets the answer not change
-    // the transport, so an RTP/SAVP-only offer is refused (488), never answered RTP/AVP.
+    // srtp: off (a LocalMedia without SRTP): RFC 3264 §6 lets the answer not change the
+    // transport, so an RTP/SAVP-only offer is refused (488) naming SRTP, never answered
+    // RTP/AVP.
     let offer = parse(&format!(
         "v=0
         o=- 1 2 IN IP4 127.0.0.1
@@ -315,7 +328,7 @@ fn plain_offer_answer_refuses_an_savp_only_offer_never_answering_it_rtp_avp() {
     ));
     assert_eq!(
         answer(&offer, &local()),
-        Err(NegotiationError::NoAudioStream)
+        Err(NegotiationError::Srtp(SdesError::SrtpOffered))
     );
     assert_eq!(
         answer_crypto(
@@ -337,11 +350,8 @@ fn offer_and_answer_under_each_pair_of_policies() {
     for (caller, callee, want) in [
         (Required, Required, Ok(true)),
         (Required, Optional, Ok(true)),
-        (
-            Optional,
-            Required,
-            Err("srtp is required but the offer is plain rtp/avp"),
-        ),
+        // Best-effort SRTP (RTP/AVP with keys) is SRTP enough for `required`.
+        (Optional, Required, Ok(true)),
         (Optional, Optional, Ok(true)),
         (Optional, Off, Ok(false)),
         (Off, Optional, Ok(false)),
@@ -371,6 +381,18 @@ fn offer_and_answer_under_each_pair_of_policies() {
             caller == Required,
             "{case}: {text}"
         );
+        // The public offer/answer of a LocalMedia with the same policies agrees.
+        let mut ours_local = local();
+        ours_local.srtp = LocalSrtp::new(caller, [key(1), key(2)]);
+        let mut theirs_local = local();
+        theirs_local.srtp = LocalSrtp::new(callee, [key(3), key(4)]);
+        let public_offer = crate::sdp::create_offer(&ours_local);
+        let (public_answer, callee_negotiated) =
+            crate::sdp::answer(&public_offer, &theirs_local).unwrap();
+        let caller_negotiated =
+            crate::sdp::negotiated_from_answer(&public_offer, &public_answer).unwrap();
+        assert_eq!(caller_negotiated.srtp.is_some(), want == Ok(true), "{case}");
+        assert_eq!(callee_negotiated.srtp.is_some(), want == Ok(true), "{case}");
         let answer = crate::sdp::SessionDescription::parse(text.as_bytes()).unwrap();
         let (_, caller_keys) = negotiated_from_answer_sdes(&offer, &answer, caller, &ours).unwrap();
         assert_eq!(caller_keys.is_some(), want == Ok(true), "{case}");

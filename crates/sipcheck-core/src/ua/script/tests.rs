@@ -82,6 +82,7 @@ fn negotiated() -> Negotiated {
         ptime_ms: 20,
         direction: Direction::SendRecv,
         remote_hold: false,
+        srtp: None,
     }
 }
 
