@@ -1337,6 +1337,40 @@ mod tests {
         assert!(tone_session(t0, 1.0, 3, Codec::Pcmu).srtp_stats().is_none());
     }
 
+    #[test]
+    fn new_srtp_keys_of_a_re_offer_replace_the_context_and_its_counters_go_on() {
+        use crate::sdp::crypto::SrtpKeys;
+        let t0 = t0();
+        let (ka, kb, kc) = (srtp_crypto(1), srtp_crypto(2), srtp_crypto(3));
+        let keys =
+            |local: &crate::sdp::crypto::Crypto, remote: &crate::sdp::crypto::Crypto| SrtpKeys {
+                local: local.clone(),
+                remote: remote.clone(),
+            };
+        let mut a = tone_session(t0, 1000.0, 1, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 2, Codec::Pcmu);
+        a.follow_srtp(Some(&keys(&ka, &kb)));
+        b.follow_srtp(Some(&keys(&kb, &ka)));
+        let ms30 = Duration::from_millis(30);
+        run(&mut a, &mut b, t0, Duration::from_secs(1), ms30, |_| false);
+        let before = b.srtp_stats().unwrap();
+        assert!(before.unprotected > 40, "{before:?}");
+        // The same keys again (a re-INVITE that keeps them) and none: nothing changes.
+        b.follow_srtp(Some(&keys(&kb, &ka)));
+        b.follow_srtp(None);
+        assert_eq!(b.srtp_stats(), Some(before));
+        // a re-keys: b follows, the counters go on, no packet fails.
+        let t1 = t0 + Duration::from_secs(1);
+        a.follow_srtp(Some(&keys(&kc, &kb)));
+        b.follow_srtp(Some(&keys(&kb, &kc)));
+        let b_hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        run(&mut a, &mut b, t1, Duration::from_secs(1), ms30, |_| false);
+        let after = b.srtp_stats().unwrap();
+        assert!(after.unprotected > before.unprotected + 40, "{after:?}");
+        assert_eq!(after.auth_failures, 0);
+        assert!(b.tone_found(b_hears));
+    }
+
     /// A driver that sends first and reads after (`defer_playout`, `play_out` after each
     /// read) plays the same frames, and finds the tone as soon, as one that reads first.
     #[test]
