@@ -248,3 +248,39 @@ fn a_key_that_does_not_match_fails_the_call_with_auth_failures_counted() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_scenario_with_media_srtp_required_calls_baresip_over_srtp() {
+    use support::reports::{assert_schema, run_scenario, Reports};
+    let peer = start("srtp-mand");
+    let addr = format!("127.0.0.1:{}", peer.sip_port);
+    let reports = Reports::new();
+    let calls = reports.path("calls.jsonl");
+    let out = run_scenario(
+        "tests/peers/scenarios/baresip-srtp.yaml",
+        &["--calls", calls.to_str().unwrap()],
+        &[("BARESIP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_schema(&v);
+    assert_eq!(v["rtp"]["srtp"]["streams"], 1, "{shown}");
+    assert_eq!(v["rtp"]["srtp"]["auth_failures"], 0, "{shown}");
+    assert_eq!(v["rtp"]["srtp"]["replays"], 0, "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("srtp             1 call ends, auth failures 0, replays 0"),
+        "{shown}"
+    );
+    let records = std::fs::read_to_string(&calls).unwrap();
+    let record: serde_json::Value = serde_json::from_str(records.lines().next().unwrap()).unwrap();
+    let srtp = &record["quality"]["srtp"];
+    assert!(
+        srtp["unprotected"].as_u64().unwrap() > 50,
+        "{records}\n{shown}"
+    );
+    assert_eq!(srtp["auth_failures"], 0, "{records}\n{shown}");
+    assert_sdp_is_savp(&peer, &shown);
+}

@@ -164,7 +164,7 @@ pub async fn execute(
                 wavs: wavs.clone(),
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
-                srtp: None,
+                srtp: crate::drive::srtp_config(scenario.media.srtp),
             },
             endpoint,
         );

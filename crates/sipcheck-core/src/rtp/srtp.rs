@@ -19,7 +19,7 @@ use crate::sdp::crypto::{Crypto, CryptoSuite};
 pub const REPLAY_WINDOW: usize = 64;
 
 /// What the SRTP context did, for the call's record and the run's summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SrtpStats {
     /// Packets protected and sent.
     pub protected: u64,

@@ -195,6 +195,8 @@ pub struct CallMedia {
     pub delay: Option<Duration>,
     /// The round trip of this end's own signature heard back (an echo).
     pub round_trip: Option<Duration>,
+    /// SRTP's counters (`None`: plain RTP).
+    pub srtp: Option<crate::rtp::srtp::SrtpStats>,
 }
 
 /// Sets each end's [`CallMedia::delay`] from the other end's frames sent and its own

@@ -1241,6 +1241,7 @@ impl CallScript {
                 signature_sent: r.signature_sent.clone(),
                 signature_onsets: r.signature_onsets.clone(),
                 delay: None,
+                srtp: r.srtp,
             });
         }
         let record = self.record.take();
