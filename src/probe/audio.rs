@@ -653,6 +653,7 @@ mod tests {
             rtp_timeout: std::time::Duration::from_secs(3),
             max_gap: std::time::Duration::from_millis(max_gap_ms),
             rtp_ports: (20000, 29999),
+            srtp: SrtpPolicy::Off,
         }
     }
 
@@ -728,6 +729,7 @@ mod tests {
             rtp_timeout: Duration::from_secs(3),
             max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
+            srtp: SrtpPolicy::Off,
         };
         let prepared = args.prepare().unwrap();
         let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
@@ -872,6 +874,7 @@ mod tests {
             rtp_timeout: Duration::from_secs(3),
             max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
+            srtp: SrtpPolicy::Off,
         };
         let bad_dtmf = AudioArgs {
             send_dtmf: Some("12x".into()),
