@@ -284,3 +284,41 @@ fn a_scenario_with_media_srtp_required_calls_baresip_over_srtp() {
     assert_eq!(srtp["auth_failures"], 0, "{records}\n{shown}");
     assert_sdp_is_savp(&peer, &shown);
 }
+
+#[test]
+fn an_srtp_call_held_and_resumed_hears_baresip_again_after_the_resume() {
+    // The hold and resume re-INVITEs carry keys too; the stream follows whatever the answers
+    // agree, and the tone must be heard again after the resume with no packet failing.
+    let peer = start("srtp-mand");
+    let uri = peer.uri();
+    let expect = DEFAULT_TONE_HZ.to_string();
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--srtp",
+            "required",
+            "--expect-tone",
+            &expect,
+            "--play-tone",
+            "1000",
+            "--hold-after",
+            "1s",
+            "--hold-for",
+            "1s",
+            "--duration",
+            "4s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(v["hold"]["tone_after_resume"], true, "{shown}");
+    let srtp = &v["media"]["srtp"];
+    assert_eq!(srtp["auth_failures"], 0, "{shown}");
+    assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
+    assert!(peer.stdout().matches("RTP/SAVP").count() >= 6, "{shown}");
+}
