@@ -322,3 +322,25 @@ fn an_srtp_call_held_and_resumed_hears_baresip_again_after_the_resume() {
     assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
     assert!(peer.stdout().matches("RTP/SAVP").count() >= 6, "{shown}");
 }
+
+#[test]
+fn an_answer_without_keys_to_an_srtp_required_call_fails_as_srtp_refused() {
+    // SIPp answers our RTP/SAVP offer RTP/SAVP but with no a=crypto: no keys, no SRTP.
+    let sipp = Sipp::start_uas("uas_srtp_no_crypto.xml", &["-mi", "127.0.0.1", "-m", "1"])
+        .unwrap_or_else(|e| panic!("start sipp: {e:#}"));
+    let uri = format!("sip:plain@{}", sipp.addr);
+    let out = call(&uri, "required", OUR_TONE_HZ);
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    assert_eq!(v["final_code"], 200, "{shown}");
+    assert!(
+        v["failures"]
+            .to_string()
+            .contains("srtp refused: srtp is required but the answer has no a=crypto"),
+        "{shown}"
+    );
+    // The call was closed: ACK, then BYE.
+    assert!(v["bye_code"] == 200, "{shown}");
+}
