@@ -1,7 +1,8 @@
 //! SRTP keyed by SDES (RFC 3711, RFC 4568) against real peers on loopback: baresip 1.0's
 //! `srtp` module (package baresip-core) calling and called by sipcheck, tones verified both
 //! ways over SRTP; a plain peer refused under `--srtp required`; SIPp answering with a key
-//! that is not the one it echoes our packets under, so every packet fails authentication.
+//! that is not the one it echoes our packets under, so every packet fails authentication, or
+//! with none; rtpengine, driven by Kamailio, bridging an SRTP caller to a plain RTP callee.
 //!
 //! That the media is SRTP, not plain RTP, is shown three ways: the SDP baresip traced
 //! (`RTP/SAVP` and `a=crypto` both ways), sipcheck's SRTP counters (every packet received
@@ -343,4 +344,76 @@ fn an_answer_without_keys_to_an_srtp_required_call_fails_as_srtp_refused() {
     );
     // The call was closed: ACK, then BYE.
     assert!(v["bye_code"] == 200, "{shown}");
+}
+
+#[test]
+fn rtpengine_bridges_an_srtp_caller_to_a_plain_rtp_callee_through_kamailio() {
+    use support::kamailio::{Kamailio, KamailioOptions};
+    use support::rtpengine::Rtpengine;
+    let engine = Rtpengine::start().unwrap_or_else(|e| panic!("start rtpengine: {e:#}"));
+    let kam = Kamailio::start_with(&KamailioOptions {
+        defines: vec!["WITH_RTPENGINE".to_owned(), engine.kamailio_define()],
+        ..KamailioOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("start kamailio: {e:#}\n{}", engine.log()));
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let listen = format!("127.0.0.1:{}", free_port());
+    // The callee: plain RTP only.
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--server",
+            &server,
+            "--user",
+            "2001",
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--calls",
+            "1",
+        ],
+        &[("SIP_PASSWORD", Kamailio::password_for("2001").as_str())],
+    );
+    // The caller: SRTP required, towards rtpengine.
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--user",
+            "1002",
+            "--srtp",
+            "required",
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--duration",
+            "3s",
+            "--json",
+        ],
+        &[("SIP_PASSWORD", Kamailio::password_for("1002").as_str())],
+    );
+    answer.wait_exit(Duration::from_secs(15));
+    let shown = format!(
+        "{}\n--- answer ---\n{}\n{}\n{}",
+        describe_output(&out),
+        answer.output(),
+        kam.log(),
+        engine.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    let srtp = &v["media"]["srtp"];
+    assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
+    assert_eq!(srtp["auth_failures"], 0, "{shown}");
+    // The callee had plain RTP (no SRTP counters on its line) and heard our tone.
+    let printed = answer.stdout();
+    assert!(printed.contains("tone 1000 Hz at"), "{shown}");
+    assert!(printed.contains("-- PASS"), "{shown}");
+    assert!(!printed.contains("srtp:"), "{shown}");
 }
