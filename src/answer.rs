@@ -316,6 +316,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         wavs: Arc::default(),
         accounts: Vec::new(),
         steps: Arc::default(),
+        srtp: prepared.srtp(),
     };
     let mut agent = Agent::new(agent_config, Endpoint::new(config, IdGen::new(seed)));
     // Without RTP no DTMF can be sent: none is tried.
@@ -724,6 +725,9 @@ fn print_call(call: &AnsweredCall, json: bool, out: &mut impl Write) {
                 "; {}, rtp {} sent, {} received, loss {:.2} %, jitter {:.2} ms",
                 m.codec, m.packets_sent, m.packets_received, m.loss_percent, m.jitter_ms
             );
+            if let Some(srtp) = &m.srtp {
+                let _ = write!(out, "; {}", srtp.line());
+            }
             if m.stray_packets > 0 {
                 let _ = write!(
                     out,

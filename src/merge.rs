@@ -318,6 +318,16 @@ struct RtpDoc {
     stray_packets: u64,
     discontinuities: u64,
     loss_per_stream_ppm: HistogramDoc,
+    /// Absent when no call used SRTP.
+    #[serde(default)]
+    srtp: SrtpDoc,
+}
+
+#[derive(Deserialize, Default)]
+struct SrtpDoc {
+    streams: u64,
+    auth_failures: u64,
+    replays: u64,
 }
 
 #[derive(Deserialize)]
@@ -436,6 +446,9 @@ impl Doc {
                 packets_lost: self.rtp.packets_lost,
                 stray_packets: self.rtp.stray_packets,
                 discontinuities: self.rtp.discontinuities,
+                srtp_streams: self.rtp.srtp.streams,
+                srtp_auth_failures: self.rtp.srtp.auth_failures,
+                srtp_replays: self.rtp.srtp.replays,
             },
             audio: Verified {
                 checked: self.audio.checked,

@@ -61,6 +61,14 @@ fn every_bad_flag_is_a_one_line_error_with_exit_2_and_nothing_is_sent() {
         ),
         (vec!["answer", "--listen", "not-an-address"], "listen"),
         (
+            vec!["call", &uri, "--srtp", "mandatory"],
+            "required, optional or off",
+        ),
+        (
+            vec!["answer", "--listen", "127.0.0.1:0", "--srtp", "yes"],
+            "required, optional or off",
+        ),
+        (
             vec!["answer", "--listen", "127.0.0.1:0", "--reject", "200"],
             "300 to 699",
         ),

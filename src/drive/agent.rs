@@ -351,7 +351,9 @@ impl<M: Media> Driver<M> {
             }
             MediaCommand::Start(negotiated) => {
                 if let Some(handle) = self.streams.get(&key) {
-                    if let Some(session) = self.media.session(now, &negotiated) {
+                    if let Some(mut session) = self.media.session(now, &negotiated) {
+                        // SRTP when negotiated: sent protected, received unprotected.
+                        session.follow_srtp(negotiated.srtp.as_ref());
                         handle.start(session, negotiated.remote_rtp);
                     }
                 }

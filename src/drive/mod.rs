@@ -21,6 +21,22 @@ pub(crate) mod wire;
 pub mod ws;
 
 /// A seed for identifiers from the operating system's randomness (via std's hasher keys).
+/// SRTP for a role or probe under `policy`: each call's SDES keys drawn fresh from rand's
+/// thread RNG (a CSPRNG seeded from the OS). `None` for `off`.
+pub fn srtp_config(
+    policy: sipcheck_core::sdp::crypto::SrtpPolicy,
+) -> Option<sipcheck_core::ua::agent::SrtpConfig> {
+    use sipcheck_core::sdp::crypto::{MasterKey, SrtpPolicy, MASTER_KEY_LEN};
+    (policy != SrtpPolicy::Off).then(|| sipcheck_core::ua::agent::SrtpConfig {
+        policy,
+        keys: std::sync::Arc::new(|| {
+            let mut bytes = [0u8; MASTER_KEY_LEN];
+            rand::fill(&mut bytes);
+            MasterKey::from_bytes(bytes)
+        }),
+    })
+}
+
 pub fn os_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

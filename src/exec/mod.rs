@@ -169,6 +169,7 @@ pub async fn execute(
                 wavs: wavs.clone(),
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
+                srtp: crate::drive::srtp_config(scenario.media.srtp),
             },
             endpoint,
         );

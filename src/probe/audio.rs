@@ -11,6 +11,7 @@ use sipcheck_core::media::g711::Codec;
 use sipcheck_core::media::session::{MediaConfig, MediaReport, MediaSession};
 use sipcheck_core::media::tone::{Playlist, PlaylistItem, Tone, ToneQuery};
 use sipcheck_core::media::wav;
+use sipcheck_core::sdp::crypto::SrtpPolicy;
 use sipcheck_core::sdp::{Direction, LocalMedia, Negotiated};
 
 use super::args::{codec_parser, parse_duration, parse_level, parse_port_range};
@@ -118,6 +119,16 @@ pub struct AudioArgs {
     /// Local RTP port range.
     #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
     pub rtp_ports: (u16, u16),
+    /// SRTP keyed by SDES (RFC 4568): `required` offers RTP/SAVP with a=crypto and refuses
+    /// plain RTP (488 to a plain offer); `optional` offers RTP/AVP with a=crypto and takes
+    /// either; `off` is plain RTP only.
+    #[arg(long, value_name = "POLICY", default_value = "off", value_parser = parse_srtp)]
+    pub srtp: SrtpPolicy,
+}
+
+fn parse_srtp(s: &str) -> Result<SrtpPolicy, String> {
+    SrtpPolicy::from_name(s)
+        .ok_or_else(|| format!("unknown SRTP policy {s:?}: expected required, optional or off"))
 }
 
 /// The media options, checked and loaded (the WAV read and converted) before any SIP is sent.
@@ -186,7 +197,14 @@ impl PreparedAudio {
     pub fn local_media(&self, addr: std::net::IpAddr, port: u16, session_id: u64) -> LocalMedia {
         let mut local = LocalMedia::new(addr, port, session_id);
         local.codecs = self.args.codecs.clone();
+        local.srtp = self.srtp().and_then(|s| s.local());
         local
+    }
+
+    /// The SRTP policy and key source of `--srtp` (`None`: off).
+    #[must_use]
+    pub fn srtp(&self) -> Option<sipcheck_core::ua::agent::SrtpConfig> {
+        crate::drive::srtp_config(self.args.srtp)
     }
 
     /// A media session for what was negotiated, starting now.
@@ -306,6 +324,18 @@ impl PreparedAudio {
                 })
                 .collect(),
             audio_gap_count: report.audio_gap_count,
+            srtp: report.srtp.map(|s| SrtpSummary {
+                suite: negotiated
+                    .srtp
+                    .as_ref()
+                    .map(|k| k.local.suite.as_str())
+                    .unwrap_or_default(),
+                protected: s.protected,
+                unprotected: s.unprotected,
+                auth_failures: s.auth_failures,
+                replays: s.replays,
+                malformed: s.malformed,
+            }),
         };
         let failures = judge_media(&self.expect(), negotiated, report);
         (summary, failures)
@@ -431,6 +461,46 @@ pub struct MediaSummary {
     pub audio_gaps: Vec<GapSummary>,
     /// How many there were (more than listed when very many).
     pub audio_gap_count: u64,
+    /// SRTP's counters (absent for plain RTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<SrtpSummary>,
+}
+
+/// What SRTP did in one call.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SrtpSummary {
+    /// The suite agreed (`AES_CM_128_HMAC_SHA1_80` or `_32`).
+    pub suite: &'static str,
+    /// Packets protected and sent.
+    pub protected: u64,
+    /// Packets received that authenticated.
+    pub unprotected: u64,
+    /// Packets received whose authentication tag did not verify (dropped).
+    pub auth_failures: u64,
+    /// Packets received again (replays, dropped).
+    pub replays: u64,
+    /// Packets received too short or malformed to be SRTP (dropped).
+    pub malformed: u64,
+}
+
+impl SrtpSummary {
+    /// One line: `srtp: AES_CM_128_HMAC_SHA1_80, protected 250, unprotected 249, auth
+    /// failures 0, replays 0`.
+    pub fn line(&self) -> String {
+        format!(
+            "srtp: {}, protected {}, unprotected {}, auth failures {}, replays {}{}",
+            self.suite,
+            self.protected,
+            self.unprotected,
+            self.auth_failures,
+            self.replays,
+            if self.malformed > 0 {
+                format!(", malformed {}", self.malformed)
+            } else {
+                String::new()
+            }
+        )
+    }
 }
 
 /// The E-model's figures for the received direction.
@@ -480,6 +550,9 @@ impl MediaSummary {
             self.pacing_lateness_ms.max,
             self.frames_skipped
         )?;
+        if let Some(srtp) = &self.srtp {
+            writeln!(out, "{}", srtp.line())?;
+        }
         if self.discontinuities > 0 {
             writeln!(
                 out,
@@ -580,6 +653,7 @@ mod tests {
             rtp_timeout: std::time::Duration::from_secs(3),
             max_gap: std::time::Duration::from_millis(max_gap_ms),
             rtp_ports: (20000, 29999),
+            srtp: SrtpPolicy::Off,
         }
     }
 
@@ -655,6 +729,7 @@ mod tests {
             rtp_timeout: Duration::from_secs(3),
             max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
+            srtp: SrtpPolicy::Off,
         };
         let prepared = args.prepare().unwrap();
         let local = prepared.local_media("127.0.0.1".parse().unwrap(), 4000, 1);
@@ -799,6 +874,7 @@ mod tests {
             rtp_timeout: Duration::from_secs(3),
             max_gap: Duration::from_millis(100),
             rtp_ports: (20000, 29999),
+            srtp: SrtpPolicy::Off,
         };
         let bad_dtmf = AudioArgs {
             send_dtmf: Some("12x".into()),

@@ -431,6 +431,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         wavs: Arc::default(),
         accounts: Vec::new(),
         steps: Arc::default(),
+        srtp: prepared.srtp(),
     };
     let agent = Agent::new(agent_config, endpoint);
     let media = ProbeMedia {

@@ -55,6 +55,7 @@ impl Oneshot {
                 wavs: Default::default(),
                 accounts: Vec::new(),
                 steps: Default::default(),
+                srtp: None,
             },
             endpoint,
         );

@@ -209,6 +209,13 @@ pub fn write_summary(
                 rtp.discontinuities
             )?;
         }
+        if rtp.srtp_streams > 0 {
+            writeln!(
+                out,
+                "  srtp             {} call ends, auth failures {}, replays {}",
+                rtp.srtp_streams, rtp.srtp_auth_failures, rtp.srtp_replays
+            )?;
+        }
         if let Some(t) = TimingStats::of(&s.call_loss_ppm) {
             // Parts per million, shown as percent of the stream's expected packets.
             let pct = |ppm: f64| percent(ppm / 1_000_000.0);

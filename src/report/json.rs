@@ -59,6 +59,8 @@
 //!                                             not their peers' media (set aside)
 //!     "discontinuities": integer,             sequence or timestamp jumps within the peers'
 //!                                             streams (neither loss nor jitter)
+//!     "srtp": { "streams", "auth_failures",   SRTP call ends, packets that failed
+//!       "replays": integer },                 authentication, replays (absent: no SRTP)
 //!     "loss_per_stream_ppm": { "count": integer,
 //!       "min", "p50", "p90", "p99", "p999", "max", "mean": number | null,
 //!       "histogram": string }                 per stream, parts per million of expected
@@ -299,6 +301,16 @@ struct Rtp {
     stray_packets: u64,
     discontinuities: u64,
     loss_per_stream_ppm: HistogramJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    srtp: Option<SrtpJson>,
+}
+
+/// SRTP over the run's call ends (absent when none used SRTP).
+#[derive(Serialize)]
+struct SrtpJson {
+    streams: u64,
+    auth_failures: u64,
+    replays: u64,
 }
 
 /// The estimated listening quality of the received streams and the gaps in heard tones.
@@ -496,6 +508,11 @@ pub fn write_json(
             stray_packets: s.rtp.stray_packets,
             discontinuities: s.rtp.discontinuities,
             loss_per_stream_ppm: HistogramJson::of(&s.call_loss_ppm, 1.0, "")?,
+            srtp: (s.rtp.srtp_streams > 0).then_some(SrtpJson {
+                streams: s.rtp.srtp_streams,
+                auth_failures: s.rtp.srtp_auth_failures,
+                replays: s.rtp.srtp_replays,
+            }),
         },
         audio: s.audio.into(),
         dtmf: s.dtmf.into(),

@@ -21,6 +21,7 @@ pub(crate) mod netns;
 pub(crate) mod process;
 pub(crate) mod reports;
 pub(crate) mod responder;
+pub(crate) mod rtpengine;
 pub(crate) mod sip;
 pub(crate) mod sipp;
 pub(crate) mod tls;

@@ -16,6 +16,8 @@ use sipcheck_core::media::vad::Vad;
 use sipcheck_core::rtp::pacer::{Pacer, PacerConfig};
 use sipcheck_core::rtp::packet::{write_packet, RtpHeader, RtpPacket};
 use sipcheck_core::rtp::receiver::{Playout, ReceiverConfig, RtpReceiver};
+use sipcheck_core::rtp::srtp::SrtpSession;
+use sipcheck_core::sdp::crypto::{Crypto, CryptoSuite, MasterKey};
 
 const FRAME: usize = 160;
 
@@ -281,5 +283,40 @@ fn pacer_tick(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, g711, tone, receive_path, pacer_tick);
+/// SRTP (AES_CM_128_HMAC_SHA1_80 and _32): one 20 ms G.711 packet protected by the sender and
+/// unprotected by the receiver (authentication and replay check included).
+fn srtp(c: &mut Criterion) {
+    let mut group = c.benchmark_group("srtp");
+    group.throughput(Throughput::Elements(1));
+    for suite in CryptoSuite::ALL {
+        let crypto = |byte: u8| Crypto {
+            tag: 1,
+            suite,
+            key: MasterKey::from_bytes([byte; 30]),
+        };
+        let mut alice = SrtpSession::new(&crypto(1), &crypto(2)).unwrap();
+        let mut bob = SrtpSession::new(&crypto(2), &crypto(1)).unwrap();
+        let mut packet = vec![0u8; 12 + FRAME];
+        let mut n: u32 = 0;
+        let name = format!("protect_unprotect_20ms_pcmu_{}", suite.tag_len() * 8);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let header = RtpHeader {
+                    marker: false,
+                    payload_type: 0,
+                    sequence: n as u16,
+                    timestamp: 160 * n,
+                    ssrc: 0x1234_5678,
+                };
+                write_packet(&header, &[0xD5; FRAME], &mut packet).unwrap();
+                let wire = alice.protect(black_box(&packet)).unwrap();
+                black_box(bob.unprotect(&wire).unwrap());
+                n = n.wrapping_add(1);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, g711, tone, receive_path, pacer_tick, srtp);
 criterion_main!(benches);

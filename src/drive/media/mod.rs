@@ -280,6 +280,13 @@ impl MediaHandle {
         self.set_remote(negotiated.remote_rtp);
         self.set_sending(negotiated.direction.sends());
         self.set_expecting(negotiated.expects_rtp());
+        if negotiated.srtp.is_some() {
+            // New keys (a re-offer may re-key) replace the context; the same ones keep it.
+            let keys = negotiated.srtp.clone();
+            self.stream.send(Command::With(Box::new(move |session, _| {
+                session.follow_srtp(keys.as_ref());
+            })));
+        }
     }
 
     /// Send to a new remote address (re-INVITE).

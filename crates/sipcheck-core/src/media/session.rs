@@ -47,6 +47,7 @@ use crate::rtp::receiver::{
     Arrival, JitterBufferStats, Playout, ReceiveStats, ReceiverConfig, ReceiverError, RtpReceiver,
 };
 use crate::rtp::source::{PeerAddress, StrayStats};
+use crate::rtp::srtp::{SrtpSession, SrtpStats};
 
 /// How long the played SSRC must have been quiet for another SSRC of the peer to take over
 /// (a clean switch; see the module documentation).
@@ -59,8 +60,9 @@ type HeldPacket = (Instant, Vec<u8>);
 /// counted as stray beyond that).
 const PENDING_MAX: usize = 32;
 
-/// The largest RTP packet a session writes (12-byte header and 60 ms of G.711).
-pub const MAX_PACKET: usize = 12 + 480;
+/// The largest RTP packet a session writes (12-byte header, 60 ms of G.711 and, under SRTP, a
+/// 10-byte authentication tag).
+pub const MAX_PACKET: usize = 12 + 480 + 10;
 
 /// Received audio kept for the bridge at most (10 s at 8 kHz); older samples are dropped.
 const BRIDGE_QUEUE_MAX: usize = 80_000;
@@ -256,6 +258,8 @@ pub struct MediaReport {
     pub audio_gaps: Vec<Gap>,
     /// How many gaps there were (more than [`Self::audio_gaps`] keeps when very many).
     pub audio_gap_count: u64,
+    /// SRTP's counters, when the call used SRTP.
+    pub srtp: Option<SrtpStats>,
 }
 
 impl MediaReport {
@@ -345,6 +349,8 @@ pub struct MediaSession {
     /// When the packet carrying the first sample of each recent pass of a looping source (a
     /// signature's 34 frames) was sent, oldest first.
     loop_starts: VecDeque<Instant>,
+    /// SRTP, when negotiated: every packet sent protected, every one received unprotected.
+    srtp: Option<SrtpSession>,
 }
 
 /// At most this many loop starts of the source are remembered (a signature's last 11 min).
@@ -426,6 +432,7 @@ impl MediaSession {
             signature_codes: None,
             tick_at: None,
             loop_starts: VecDeque::new(),
+            srtp: None,
             config,
         })
     }
@@ -609,6 +616,49 @@ impl MediaSession {
     /// `None` when no frame is due. Call until it returns `None`. Each due frame is also a
     /// playout tick of the receive side (owed until [`Self::play_out`] when deferred).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        let len = self.poll_transmit_plain(now, out)?;
+        let Some(srtp) = &mut self.srtp else {
+            return Some(len);
+        };
+        let wire = srtp.protect(&out[..len]).ok()?;
+        out.get_mut(..wire.len())?.copy_from_slice(&wire);
+        Some(wire.len())
+    }
+
+    /// Uses SRTP from now on: packets sent are protected, packets received unprotected (those
+    /// failing authentication or replayed are dropped and counted in [`Self::srtp_stats`]).
+    pub fn set_srtp(&mut self, srtp: SrtpSession) {
+        self.srtp = Some(srtp);
+    }
+
+    /// Follows the keys of a new offer/answer (a re-INVITE or UPDATE): the same keys keep the
+    /// context (its rollover counter and replay window), new ones start a new context whose
+    /// counters go on from the old one's; `None` keeps what there is (a re-offer cannot turn
+    /// SRTP off: a plain answer to an SRTP call fails negotiation first).
+    pub fn follow_srtp(&mut self, keys: Option<&crate::sdp::crypto::SrtpKeys>) {
+        let Some(keys) = keys else { return };
+        if let Some(current) = &self.srtp {
+            if current.keys() == (&keys.local, &keys.remote) {
+                return;
+            }
+        }
+        // The contexts cannot fail for the two suites once the first was made (the same
+        // provider); should they, the old keys stay and the peer's new packets fail, counted.
+        if let Ok(mut next) = SrtpSession::new(&keys.local, &keys.remote) {
+            if let Some(current) = &self.srtp {
+                next.carry_stats(current.stats());
+            }
+            self.srtp = Some(next);
+        }
+    }
+
+    /// The SRTP counters, when SRTP is in use.
+    #[must_use]
+    pub fn srtp_stats(&self) -> Option<SrtpStats> {
+        self.srtp.as_ref().map(SrtpSession::stats)
+    }
+
+    fn poll_transmit_plain(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         loop {
             let slot = self.pacer.poll_frame(now)?;
             let micros = u64::try_from(slot.lateness.as_micros()).unwrap_or(u64::MAX);
@@ -777,6 +827,17 @@ impl MediaSession {
         if crate::rtp::packet::is_rtcp(data) {
             return;
         }
+        let unprotected;
+        let data = match &mut self.srtp {
+            None => data,
+            Some(srtp) => match srtp.unprotect(data) {
+                Some(plain) => {
+                    unprotected = plain;
+                    &unprotected[..]
+                }
+                None => return,
+            },
+        };
         let Ok(packet) = RtpPacket::parse(data) else {
             self.malformed += 1;
             return;
@@ -1023,6 +1084,7 @@ impl MediaSession {
             loss_pattern: self.loss,
             audio_gaps: self.audio_gaps().0,
             audio_gap_count: self.audio_gaps().1,
+            srtp: self.srtp_stats(),
             since_last_packet: if self.expecting {
                 now.saturating_duration_since(self.gap_start().unwrap_or(self.started))
             } else {
@@ -1231,6 +1293,82 @@ mod tests {
         let onset = r.tones[0].detection.as_ref().unwrap().onset();
         assert!(onset <= Duration::from_millis(150), "{onset:?}");
         assert!(r.rms_dbfs > -20.0, "{}", r.rms_dbfs);
+    }
+
+    fn srtp_crypto(byte: u8) -> crate::sdp::crypto::Crypto {
+        use crate::sdp::crypto::{Crypto, CryptoSuite, MasterKey};
+        Crypto {
+            tag: 1,
+            suite: CryptoSuite::AesCm128HmacSha1_80,
+            key: MasterKey::from_bytes([byte; 30]),
+        }
+    }
+
+    #[test]
+    fn over_srtp_each_side_hears_the_others_tone_and_a_wrong_key_hears_nothing() {
+        let t0 = t0();
+        let (ka, kb) = (srtp_crypto(1), srtp_crypto(2));
+        let mut a = tone_session(t0, 1000.0, 1, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 2, Codec::Pcmu);
+        a.set_srtp(SrtpSession::new(&ka, &kb).unwrap());
+        b.set_srtp(SrtpSession::new(&kb, &ka).unwrap());
+        let a_hears = a.expect_tone(ToneQuery::single(440.0).unwrap()).unwrap();
+        let b_hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        let ms30 = Duration::from_millis(30);
+        run(&mut a, &mut b, t0, Duration::from_secs(2), ms30, |_| false);
+        assert!(a.tone_found(a_hears));
+        assert!(b.tone_found(b_hears));
+        let stats = a.srtp_stats().unwrap();
+        assert_eq!((stats.protected, stats.unprotected), (100, 99));
+        assert_eq!((stats.auth_failures, stats.replays), (0, 0));
+
+        // b receives with a key that is not a's: every packet fails, no audio at all.
+        let mut a = tone_session(t0, 1000.0, 1, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 2, Codec::Pcmu);
+        a.set_srtp(SrtpSession::new(&ka, &kb).unwrap());
+        b.set_srtp(SrtpSession::new(&kb, &srtp_crypto(3)).unwrap());
+        let b_hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        run(&mut a, &mut b, t0, Duration::from_secs(2), ms30, |_| false);
+        assert!(!b.tone_found(b_hears));
+        let stats = b.srtp_stats().unwrap();
+        assert_eq!((stats.unprotected, stats.auth_failures), (0, 99));
+        assert_eq!(b.report(t0 + Duration::from_secs(2)).receive.received, 0);
+        // A session without SRTP has no SRTP counters.
+        assert!(tone_session(t0, 1.0, 3, Codec::Pcmu).srtp_stats().is_none());
+    }
+
+    #[test]
+    fn new_srtp_keys_of_a_re_offer_replace_the_context_and_its_counters_go_on() {
+        use crate::sdp::crypto::SrtpKeys;
+        let t0 = t0();
+        let (ka, kb, kc) = (srtp_crypto(1), srtp_crypto(2), srtp_crypto(3));
+        let keys =
+            |local: &crate::sdp::crypto::Crypto, remote: &crate::sdp::crypto::Crypto| SrtpKeys {
+                local: local.clone(),
+                remote: remote.clone(),
+            };
+        let mut a = tone_session(t0, 1000.0, 1, Codec::Pcmu);
+        let mut b = tone_session(t0, 440.0, 2, Codec::Pcmu);
+        a.follow_srtp(Some(&keys(&ka, &kb)));
+        b.follow_srtp(Some(&keys(&kb, &ka)));
+        let ms30 = Duration::from_millis(30);
+        run(&mut a, &mut b, t0, Duration::from_secs(1), ms30, |_| false);
+        let before = b.srtp_stats().unwrap();
+        assert!(before.unprotected > 40, "{before:?}");
+        // The same keys again (a re-INVITE that keeps them) and none: nothing changes.
+        b.follow_srtp(Some(&keys(&kb, &ka)));
+        b.follow_srtp(None);
+        assert_eq!(b.srtp_stats(), Some(before));
+        // a re-keys: b follows, the counters go on, no packet fails.
+        let t1 = t0 + Duration::from_secs(1);
+        a.follow_srtp(Some(&keys(&kc, &kb)));
+        b.follow_srtp(Some(&keys(&kb, &kc)));
+        let b_hears = b.expect_tone(ToneQuery::single(1000.0).unwrap()).unwrap();
+        run(&mut a, &mut b, t1, Duration::from_secs(1), ms30, |_| false);
+        let after = b.srtp_stats().unwrap();
+        assert!(after.unprotected > before.unprotected + 40, "{after:?}");
+        assert_eq!(after.auth_failures, 0);
+        assert!(b.tone_found(b_hears));
     }
 
     /// A driver that sends first and reads after (`defer_playout`, `play_out` after each

@@ -7,8 +7,11 @@
 //!   timeouts, and a jitter buffer feeding the decoder.
 //! * [`source`]: which source addresses are the peer's (the SDP's, or latched behind NAT),
 //!   and what was set aside as stray.
+//! * [`srtp`]: SRTP (RFC 3711) protect/unprotect with SDES keys, auth failures and replays
+//!   counted.
 
 pub mod pacer;
 pub mod packet;
 pub mod receiver;
 pub mod source;
+pub mod srtp;

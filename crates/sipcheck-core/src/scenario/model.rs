@@ -125,6 +125,10 @@ pub struct Media {
     /// answer is `a=inactive` on the discard port, no RTP socket is opened, and steps or
     /// thresholds that need audio are refused.
     pub rtp: bool,
+    /// SRTP keyed by SDES (RFC 4568) for every role's calls (default `off`): `required`
+    /// offers `RTP/SAVP` with `a=crypto` and refuses plain RTP, `optional` offers `RTP/AVP`
+    /// with `a=crypto` and takes either.
+    pub srtp: crate::sdp::crypto::SrtpPolicy,
 }
 
 /// A role: a group of user agents doing the same steps.

@@ -131,6 +131,8 @@ pub struct RawMedia {
     pub record: Option<String>,
     /// `false`: signaling only, no RTP.
     pub rtp: Option<String>,
+    /// SRTP keyed by SDES: `required`, `optional` or `off`.
+    pub srtp: Option<String>,
 }
 
 /// One role: `accounts` (or `count`), an optional `listen` address, and `steps`.

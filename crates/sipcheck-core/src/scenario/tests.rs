@@ -997,6 +997,36 @@ thresholds:
 }
 
 #[test]
+fn media_srtp_is_required_optional_or_off_and_needs_rtp() {
+    use crate::sdp::crypto::SrtpPolicy;
+    assert_eq!(
+        load("x.yaml", BASE, &no_env, &files).unwrap().media.srtp,
+        SrtpPolicy::Off
+    );
+    for (name, policy) in [
+        ("required", SrtpPolicy::Required),
+        ("optional", SrtpPolicy::Optional),
+        ("off", SrtpPolicy::Off),
+    ] {
+        let text = BASE.replace("roles:", &format!("media: {{ srtp: {name} }}\nroles:"));
+        assert_eq!(
+            load("x.yaml", &text, &no_env, &files).unwrap().media.srtp,
+            policy
+        );
+    }
+    let text = BASE.replace("roles:", "media: { srtp: mandatory }\nroles:");
+    let got = brief(&errors(&text));
+    assert_eq!(got, ["6:16 unknown `srtp` policy `mandatory`"], "{got:#?}");
+    let text = BASE.replace("roles:", "media: { rtp: false, srtp: required }\nroles:");
+    let got = brief(&errors(&text));
+    assert_eq!(
+        got,
+        ["6:22 `srtp` protects RTP, but `rtp: false` opens no RTP"],
+        "{got:#?}"
+    );
+}
+
+#[test]
 fn rtp_must_be_true_or_false() {
     let text = BASE.replace("roles:", "media: { rtp: sometimes }\nroles:");
     let got = brief(&errors(&text));

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
 use crate::media::g711::Codec;
 use crate::media::tone::{Tone, DEFAULT_MAX_GAP, MIN_GAP};
+use crate::sdp::crypto::SrtpPolicy;
 use crate::sip::transport::Transport;
 use crate::sip::uri::{complete_uri, host_literal};
 
@@ -613,6 +614,7 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
         jitter_buffer: DEFAULT_JITTER_BUFFER,
         record: None,
         rtp: true,
+        srtp: SrtpPolicy::Off,
     };
     let Some(m) = m else { return default };
     let mut codecs = Vec::new();
@@ -687,6 +689,27 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
             None,
         );
     }
+    let srtp = match cx.text(&p.key("srtp"), &m.srtp) {
+        None => SrtpPolicy::Off,
+        Some(name) => match SrtpPolicy::from_name(name.trim()) {
+            Some(policy) => policy,
+            None => {
+                cx.error(
+                    At::Value(p.key("srtp")),
+                    format!("unknown `srtp` policy `{name}`"),
+                    Some("`srtp` is `required`, `optional` or `off`".to_owned()),
+                );
+                SrtpPolicy::Off
+            }
+        },
+    };
+    if !rtp && srtp != SrtpPolicy::Off {
+        cx.at_key(
+            &p.key("srtp"),
+            "`srtp` protects RTP, but `rtp: false` opens no RTP",
+            None,
+        );
+    }
     Media {
         codecs: if m.codecs.is_some() {
             codecs
@@ -698,6 +721,7 @@ fn validate_media(cx: &mut Ctx<'_>, p: &Path, m: Option<&RawMedia>) -> Media {
         jitter_buffer,
         record: cx.text(&p.key("record"), &m.record),
         rtp,
+        srtp,
     }
 }
 

@@ -13,6 +13,11 @@
 //!   `a=sendonly`/`a=inactive` or by the RFC 2543 `c=IN IP4 0.0.0.0` is answered `recvonly`
 //!   (or `inactive`) and reported as [`Negotiated::remote_hold`].
 //!
+//! * SRTP keyed by SDES (RFC 4568): [`crypto`] writes and reads `a=crypto`, and
+//!   [`crypto::create_offer_sdes`], [`crypto::answer_sdes`] and
+//!   [`crypto::negotiated_from_answer_sdes`] run the offer/answer above under a
+//!   [`crypto::SrtpPolicy`].
+//!
 //! The model is defined here; the parser is in `sdp/parse.rs` and offer/answer in
 //! `sdp/negotiate.rs`, each with its tests beside it (real peers' bodies, shared, in
 //! `sdp/tests.rs`).
@@ -44,6 +49,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+pub mod crypto;
 mod negotiate;
 mod parse;
 

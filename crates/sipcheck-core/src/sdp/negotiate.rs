@@ -91,6 +91,10 @@ pub enum NegotiationError {
         /// The host name.
         host: String,
     },
+    /// SRTP (SDES keys) could not be agreed under our policy: no usable `a=crypto`, plain
+    /// RTP where SRTP is required, `RTP/SAVP` where it is off, an answer's key not offered.
+    #[error("srtp refused: {0}")]
+    Srtp(#[from] super::crypto::SdesError),
 }
 
 /// What we put in our offers and answers.
@@ -112,6 +116,9 @@ pub struct LocalMedia {
     pub session_id: u64,
     /// The `o=` version; for later descriptions see [`SessionDescription::versioned_after`].
     pub version: u64,
+    /// SRTP keyed by SDES (`None`: plain RTP only, `srtp: off`): the policy and our keys,
+    /// written into every offer and answer made from this description.
+    pub srtp: Option<super::crypto::LocalSrtp>,
 }
 
 impl LocalMedia {
@@ -127,6 +134,7 @@ impl LocalMedia {
             direction: Direction::SendRecv,
             session_id,
             version: 0,
+            srtp: None,
         }
     }
 
@@ -170,6 +178,8 @@ pub struct Negotiated {
     /// Whether the peer holds the call: its side is `sendonly` or `inactive`, or its address
     /// is `0.0.0.0`.
     pub remote_hold: bool,
+    /// The SRTP keys agreed (SDES), `None` for plain RTP.
+    pub srtp: Option<super::crypto::SrtpKeys>,
 }
 
 impl Negotiated {
@@ -186,6 +196,14 @@ impl Negotiated {
 /// `a=ptime` and the direction. `local.codecs` should not be empty.
 #[must_use]
 pub fn create_offer(local: &LocalMedia) -> SessionDescription {
+    match &local.srtp {
+        None => create_offer_plain(local),
+        Some(srtp) => super::crypto::create_offer_sdes(local, srtp.policy, srtp.keys.clone()).0,
+    }
+}
+
+/// [`create_offer`] without SRTP.
+pub(super) fn create_offer_plain(local: &LocalMedia) -> SessionDescription {
     let mut codecs: Vec<(u8, Codec)> = Vec::new();
     for &codec in &local.codecs {
         if !codecs.iter().any(|&(_, c)| c == codec) {
@@ -218,7 +236,27 @@ pub fn create_offer(local: &LocalMedia) -> SessionDescription {
 /// [`NegotiationError::NoCommonCodec`] if an audio stream is offered but no codec is common,
 /// [`NegotiationError::NoAudioStream`] if none is, and a connection error if the chosen stream
 /// has no usable `c=` address.
+///
+/// With [`LocalMedia::srtp`] (or without: `srtp: off`) the offer's SDES keys are answered
+/// under its policy ([`super::crypto::answer_sdes`]); [`NegotiationError::Srtp`] when they
+/// cannot be.
 pub fn answer(
+    offer: &SessionDescription,
+    local: &LocalMedia,
+) -> Result<(SessionDescription, Negotiated), NegotiationError> {
+    use super::crypto::{answer_sdes, MasterKey, SrtpPolicy, MASTER_KEY_LEN};
+    let (policy, key) = match &local.srtp {
+        Some(srtp) => (srtp.policy, srtp.keys[0].clone()),
+        // Never used: `off` answers no key.
+        None => (SrtpPolicy::Off, MasterKey::from_bytes([0; MASTER_KEY_LEN])),
+    };
+    let (sdp, mut negotiated, keys) = answer_sdes(offer, local, policy, key)?;
+    negotiated.srtp = keys;
+    Ok((sdp, negotiated))
+}
+
+/// [`answer`] without SRTP: `RTP/SAVP` streams are not audio streams we can take.
+pub(super) fn answer_plain(
     offer: &SessionDescription,
     local: &LocalMedia,
 ) -> Result<(SessionDescription, Negotiated), NegotiationError> {
@@ -264,6 +302,7 @@ pub fn answer(
             ptime_ms: send_ptime(m, local.ptime_ms),
             direction,
             remote_hold: offer.holds(m),
+            srtp: None,
         });
         media.push(local_audio(
             local,
@@ -311,7 +350,36 @@ pub fn answer_update(
 /// [`NegotiationError::NoCommonCodec`] if the answer names no codec we offered,
 /// [`NegotiationError::NoAudioStream`] if we offered no audio, and a connection error if the
 /// answer has no usable `c=` address.
+///
+/// An offer of ours with `a=crypto` (made by [`create_offer`] from a [`LocalMedia`] with SRTP)
+/// is read under the policy it was made with: `RTP/SAVP` is `required`, `RTP/AVP` with keys
+/// `optional` ([`super::crypto::negotiated_from_answer_sdes`]).
 pub fn negotiated_from_answer(
+    offer: &SessionDescription,
+    answer: &SessionDescription,
+) -> Result<Negotiated, NegotiationError> {
+    use super::crypto::{crypto_values, is_savp, negotiated_from_answer_sdes, Crypto, SrtpPolicy};
+    let Some(first) = offer.media.first() else {
+        return negotiated_from_answer_plain(offer, answer);
+    };
+    let ours: Vec<Crypto> = crypto_values(first)
+        .into_iter()
+        .filter_map(|v| Crypto::parse(v).ok())
+        .collect();
+    let policy = if is_savp(first) {
+        SrtpPolicy::Required
+    } else if !ours.is_empty() {
+        SrtpPolicy::Optional
+    } else {
+        return negotiated_from_answer_plain(offer, answer);
+    };
+    let (mut negotiated, keys) = negotiated_from_answer_sdes(offer, answer, policy, &ours)?;
+    negotiated.srtp = keys;
+    Ok(negotiated)
+}
+
+/// [`negotiated_from_answer`] without SRTP.
+pub(super) fn negotiated_from_answer_plain(
     offer: &SessionDescription,
     answer: &SessionDescription,
 ) -> Result<Negotiated, NegotiationError> {
@@ -364,6 +432,7 @@ pub fn negotiated_from_answer(
                 mine.receives() && peer.sends(),
             ),
             remote_hold: answer.holds(theirs),
+            srtp: None,
         });
     }
     Err(match no_codec {

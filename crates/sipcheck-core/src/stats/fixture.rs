@@ -93,6 +93,7 @@ fn media(i: u64, lost: u64) -> CallMedia {
         signature_onsets: Vec::new(),
         delay: Some(ms(60 + (i % 10) * 4)),
         round_trip: None,
+        srtp: None,
     }
 }
 

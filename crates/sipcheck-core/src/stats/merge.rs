@@ -183,6 +183,9 @@ fn add(whole: &mut RunSummary, part: RunSummary, name: &str) -> Result<(), Merge
     w.packets_lost += p.packets_lost;
     w.stray_packets += p.stray_packets;
     w.discontinuities += p.discontinuities;
+    w.srtp_streams += p.srtp_streams;
+    w.srtp_auth_failures += p.srtp_auth_failures;
+    w.srtp_replays += p.srtp_replays;
     whole.audio.checked += part.audio.checked;
     whole.audio.verified += part.audio.verified;
     whole.dtmf.checked += part.dtmf.checked;

@@ -332,6 +332,12 @@ pub struct RtpTotals {
     pub stray_packets: u64,
     /// Sequence or timestamp jumps within the peers' streams (neither loss nor jitter).
     pub discontinuities: u64,
+    /// Call ends whose media was SRTP.
+    pub srtp_streams: u64,
+    /// SRTP packets received whose authentication failed (dropped), every call.
+    pub srtp_auth_failures: u64,
+    /// SRTP packets received again (replays, dropped), every call.
+    pub srtp_replays: u64,
 }
 
 impl RtpTotals {
@@ -421,6 +427,10 @@ pub struct CallQuality {
     /// The audio signature's verdict when it failed (`no_audio`, `one_way_audio`,
     /// `crossed_audio`, `wrong_audio`); `None` otherwise.
     pub signature: Option<String>,
+    /// SRTP's counters at this end (`protected`, `unprotected`, `auth_failures`, `replays`,
+    /// `malformed`); absent for plain RTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<crate::rtp::srtp::SrtpStats>,
 }
 
 impl CallQuality {
@@ -449,6 +459,7 @@ impl CallQuality {
             delay_ms: m.delay.map(|d| round(d.as_secs_f64() * 1000.0)),
             pesq: r.pesq.iter().copied().reduce(f64::min).map(round),
             signature: signature_verdict(r).map(str::to_owned),
+            srtp: m.srtp,
         })
     }
 }
@@ -1101,6 +1112,11 @@ impl Metrics {
             self.rtp.packets_lost += m.packets_lost;
             self.rtp.stray_packets += m.stray_packets;
             self.rtp.discontinuities += m.discontinuities;
+            if let Some(srtp) = &m.srtp {
+                self.rtp.srtp_streams += 1;
+                self.rtp.srtp_auth_failures += srtp.auth_failures;
+                self.rtp.srtp_replays += srtp.replays;
+            }
             self.generator.frames_skipped += m.frames_skipped;
             if let Some(q) = &m.quality {
                 record(

@@ -56,6 +56,12 @@ pub enum FailureKind {
     PesqLow,
     /// No common codec (488), or unusable SDP.
     CodecRefused,
+    /// SRTP could not be agreed under the call's `srtp` policy: a plain answer or offer where
+    /// SRTP is required (an offer refused with 488), `RTP/SAVP` where it is off, no usable or
+    /// a mismatched `a=crypto`.
+    SrtpRefused,
+    /// Every SRTP packet received failed authentication (wrong keys): no audio.
+    SrtpAuthFailed,
     /// Credentials were refused.
     AuthRejected,
     /// A redirection (3xx) pointed back at a target already tried.
@@ -106,6 +112,8 @@ impl FailureKind {
             FailureKind::WrongAudio => "wrong_audio".into(),
             FailureKind::PesqLow => "pesq_low".into(),
             FailureKind::CodecRefused => "codec_refused".into(),
+            FailureKind::SrtpRefused => "srtp_refused".into(),
+            FailureKind::SrtpAuthFailed => "srtp_auth_failed".into(),
             FailureKind::AuthRejected => "auth_rejected".into(),
             FailureKind::RedirectLoop => "redirect_loop".into(),
             FailureKind::TooManyRedirects => "too_many_redirects".into(),
@@ -194,6 +202,8 @@ pub struct CallMedia {
     pub delay: Option<Duration>,
     /// The round trip of this end's own signature heard back (an echo).
     pub round_trip: Option<Duration>,
+    /// SRTP's counters (`None`: plain RTP).
+    pub srtp: Option<crate::rtp::srtp::SrtpStats>,
 }
 
 /// Sets each end's [`CallMedia::delay`] from the other end's frames sent and its own

@@ -120,6 +120,34 @@ pub struct AgentConfig<D> {
     pub accounts: Vec<Account>,
     /// The role's steps for each call (from its first call-level step).
     pub steps: Arc<Vec<Located<Step>>>,
+    /// SRTP (`srtp: optional|required`): `None` is plain RTP only (`off`).
+    pub srtp: Option<SrtpConfig>,
+}
+
+/// How a role's calls use SRTP: the policy, and where each call's fresh SDES keys come from
+/// (the shell draws them from the OS RNG; the core reads no entropy).
+#[derive(Clone)]
+pub struct SrtpConfig {
+    /// `optional` or `required` (an `off` role has no `SrtpConfig`).
+    pub policy: crate::sdp::crypto::SrtpPolicy,
+    /// A new random master key and salt at each call.
+    pub keys: Arc<dyn Fn() -> crate::sdp::crypto::MasterKey + Send + Sync>,
+}
+
+impl SrtpConfig {
+    /// Our SDES side of one call: two fresh keys (one per offered suite).
+    #[must_use]
+    pub fn local(&self) -> Option<crate::sdp::crypto::LocalSrtp> {
+        crate::sdp::crypto::LocalSrtp::new(self.policy, [(self.keys)(), (self.keys)()])
+    }
+}
+
+impl std::fmt::Debug for SrtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtpConfig")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// When a call the load plan starts was due.
@@ -1264,6 +1292,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 .map(|negotiated| (media, negotiated))
                 .map_err(|e| match e {
                     // A responder's line names what was offered and what it accepts.
+                    CallError::Negotiation(n @ crate::sdp::NegotiationError::Srtp(_)) => {
+                        CommandError::SrtpRefused(n.to_string())
+                    }
                     CallError::Negotiation(n) if responder => CommandError::Refused(n.to_string()),
                     e => CommandError::Refused(e.to_string()),
                 }),
@@ -1276,7 +1307,9 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 .and_then(|(_, n)| n.as_ref())
                 .map(|n| n.remote_rtp.ip());
             let refusal = match &accepted {
-                Err(CommandError::Refused(why)) => Some(why.clone()),
+                Err(CommandError::Refused(why) | CommandError::SrtpRefused(why)) => {
+                    Some(why.clone())
+                }
                 _ => None,
             };
             self.responder_accepted(key, remote, refusal);
@@ -1294,6 +1327,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         let mut media = LocalMedia::new(self.cfg.local.addr.ip(), port, session);
         media.codecs = self.cfg.codecs.clone();
         media.ptime_ms = self.cfg.ptime_ms;
+        media.srtp = self.cfg.srtp.as_ref().and_then(SrtpConfig::local);
         if inactive {
             media.direction = sdp::Direction::Inactive;
         }

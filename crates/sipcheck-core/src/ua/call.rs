@@ -1053,7 +1053,11 @@ impl<D: Clone + NextHop> Endpoint<D> {
                     let tag = c.dialog.local_tag.clone();
                     c.record.final_code = Some(488);
                     respond(&mut self.layer, now, tx, 488, Some(&tag), &[], None)?;
-                    self.end_call(now, call, CallEndReason::CodecRefused);
+                    let reason = match &error {
+                        NegotiationError::Srtp(srtp) => CallEndReason::SrtpRefused(srtp.clone()),
+                        _ => CallEndReason::CodecRefused,
+                    };
+                    self.end_call(now, call, reason);
                     return Err(CallError::Negotiation(error));
                 }
             }

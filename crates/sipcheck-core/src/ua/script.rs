@@ -179,6 +179,8 @@ pub enum CommandError {
     NoRtpSocket(String),
     /// The agent refused the operation.
     Refused(String),
+    /// The offer could not be answered under the role's SRTP policy (488 sent).
+    SrtpRefused(String),
     /// The role's transport is gone.
     TransportGone,
 }
@@ -289,6 +291,10 @@ pub fn kind_of(reason: &CallEndReason) -> FailureKind {
         CallEndReason::AuthRejected { .. }
         | CallEndReason::NoCredentials { .. }
         | CallEndReason::AuthFailed { .. } => FailureKind::AuthRejected,
+        CallEndReason::SrtpRefused(_)
+        | CallEndReason::MediaFailed(crate::sdp::NegotiationError::Srtp(_)) => {
+            FailureKind::SrtpRefused
+        }
         CallEndReason::CodecRefused | CallEndReason::MediaFailed(_) => FailureKind::CodecRefused,
         CallEndReason::NoAck { .. } => FailureKind::Timer("Timer H".into()),
         CallEndReason::TransportError => FailureKind::Transport,
@@ -959,7 +965,7 @@ impl CallScript {
                 self.fail(FailureKind::Other, format!("no RTP socket: {e}"));
                 false
             }
-            Err(CommandError::Refused(e)) => {
+            Err(CommandError::Refused(e) | CommandError::SrtpRefused(e)) => {
                 self.fail(FailureKind::Other, format!("cannot place the call: {e}"));
                 false
             }
@@ -1000,6 +1006,9 @@ impl CallScript {
                     }
                     CommandError::Refused(e) => {
                         self.fail(FailureKind::CodecRefused, format!("cannot answer: {e}"));
+                    }
+                    CommandError::SrtpRefused(e) => {
+                        self.fail(FailureKind::SrtpRefused, format!("cannot answer: {e}"));
                     }
                     CommandError::Unresolved => {
                         self.fail(FailureKind::CodecRefused, "cannot answer: no address");
@@ -1043,7 +1052,9 @@ impl CallScript {
             }
             Err(e) => {
                 let e = match e {
-                    CommandError::Refused(e) | CommandError::NoRtpSocket(e) => e,
+                    CommandError::Refused(e)
+                    | CommandError::SrtpRefused(e)
+                    | CommandError::NoRtpSocket(e) => e,
                     CommandError::Unresolved => "no address".into(),
                     CommandError::TransportGone => unreachable!("matched above"),
                 };
@@ -1064,7 +1075,9 @@ impl CallScript {
             if self.transfer_pending {
                 self.transfer_pending = false;
                 let e = match e {
-                    CommandError::Refused(e) | CommandError::NoRtpSocket(e) => e,
+                    CommandError::Refused(e)
+                    | CommandError::SrtpRefused(e)
+                    | CommandError::NoRtpSocket(e) => e,
                     CommandError::Unresolved => "no address".into(),
                     CommandError::TransportGone => "the role's transport is gone".into(),
                 };
@@ -1231,7 +1244,16 @@ impl CallScript {
             let far_end_sends = negotiated.direction.receives();
             if self.answered && far_end_sends && up >= Duration::from_secs(1) {
                 let gap = r.max_gap;
-                if r.receive.received == 0 {
+                let srtp_failed = r.srtp.filter(|s| s.unprotected == 0 && s.auth_failures > 0);
+                if let Some(srtp) = srtp_failed {
+                    self.failures.push(Failure {
+                        step: "call",
+                        line: 0,
+                        col: 0,
+                        kind: FailureKind::SrtpAuthFailed,
+                        message: probe::srtp_auth_message(srtp.auth_failures),
+                    });
+                } else if r.receive.received == 0 {
                     self.failures.push(Failure {
                         step: "call",
                         line: 0,
@@ -1280,6 +1302,7 @@ impl CallScript {
                 signature_sent: r.signature_sent.clone(),
                 signature_onsets: r.signature_onsets.clone(),
                 delay: None,
+                srtp: r.srtp,
             });
         }
         let record = self.record.take();

@@ -409,6 +409,7 @@ fn offerer_reads_the_answer() {
             ptime_ms: 30,
             direction: Direction::SendRecv,
             remote_hold: false,
+            srtp: None,
         }
     );
 }

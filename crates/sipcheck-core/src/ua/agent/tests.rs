@@ -278,6 +278,7 @@ impl Run {
                 wavs: pesq_wavs(),
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
+                srtp: None,
             };
             let mut agent = Agent::new(cfg, endpoint);
             agent.record_ladders();

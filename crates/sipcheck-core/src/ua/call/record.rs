@@ -120,6 +120,9 @@ pub enum CallEndReason {
     /// We could not answer the far end's offer (no common codec, no audio stream): we sent
     /// 488 Not Acceptable Here.
     CodecRefused,
+    /// We could not answer the far end's offer under our SRTP policy (plain RTP where SRTP is
+    /// required, `RTP/SAVP` where it is off, no usable `a=crypto`): we sent 488.
+    SrtpRefused(crate::sdp::crypto::SdesError),
     /// The far end's SDP could not be used (an answer naming no codec we offered, a delayed
     /// offer answered without SDP …): the call was closed with BYE.
     MediaFailed(NegotiationError),
@@ -287,6 +290,9 @@ impl fmt::Display for CallEndReason {
             }
             CallEndReason::CodecRefused => {
                 f.write_str("no acceptable media in the offer: 488 Not Acceptable Here sent")
+            }
+            CallEndReason::SrtpRefused(error) => {
+                write!(f, "srtp refused: {error}: 488 Not Acceptable Here sent")
             }
             CallEndReason::MediaFailed(error) => write!(f, "media negotiation failed: {error}"),
             CallEndReason::NoAck { elapsed } => write!(

@@ -1112,6 +1112,80 @@ fn no_common_codec_is_refused_with_488() {
     net.assert_empty();
 }
 
+fn srtp(policy: crate::sdp::crypto::SrtpPolicy, byte: u8) -> Option<crate::sdp::crypto::LocalSrtp> {
+    use crate::sdp::crypto::{LocalSrtp, MasterKey};
+    LocalSrtp::new(
+        policy,
+        [
+            MasterKey::from_bytes([byte; 30]),
+            MasterKey::from_bytes([byte + 1; 30]),
+        ],
+    )
+}
+
+#[test]
+fn srtp_required_both_ways_agrees_the_keys_crosswise() {
+    use crate::sdp::crypto::SrtpPolicy::Required;
+    let mut net = Net::with_callee(ms(100));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    let mut b_media = media(B);
+    b_media.srtp = srtp(Required, 3);
+    net.sim.nodes[B].policy.media = Some(b_media);
+    let mut call = call_to_b();
+    call.local_media.srtp = srtp(Required, 1);
+    net.invite(call);
+    net.run_until_idle();
+    net.assert_no_errors();
+    let offer = String::from_utf8_lossy(net.sent(A, "INVITE")[0].message().body()).into_owned();
+    assert!(offer.contains("RTP/SAVP"), "{offer}");
+    assert_eq!(offer.matches("a=crypto:").count(), 2, "{offer}");
+    let answer =
+        String::from_utf8_lossy(net.sent(B, "200/INVITE")[0].message().body()).into_owned();
+    assert!(answer.contains("RTP/SAVP"), "{answer}");
+    assert_eq!(answer.matches("a=crypto:1 ").count(), 1, "{answer}");
+    let (a, b) = (net.answered(A)[0].clone(), net.answered(B)[0].clone());
+    let (a, b) = (a.srtp.unwrap(), b.srtp.unwrap());
+    assert_eq!(a.local, b.remote);
+    assert_eq!(a.remote, b.local);
+    assert_ne!(a.local.key, a.remote.key);
+    assert_eq!(net.reasons(A), [CallEndReason::LocalBye]);
+    net.assert_empty();
+}
+
+#[test]
+fn srtp_required_refuses_a_plain_offer_and_srtp_off_an_savp_one_with_488() {
+    use crate::sdp::crypto::{SdesError, SrtpPolicy::Required};
+    for (caller, callee, why) in [
+        (None, srtp(Required, 3), SdesError::PlainOffered),
+        (srtp(Required, 1), None, SdesError::SrtpOffered),
+    ] {
+        let mut net = Net::with_callee(ms(100));
+        let mut b_media = media(B);
+        b_media.srtp = callee;
+        net.sim.nodes[B].policy.media = Some(b_media);
+        let mut call = call_to_b();
+        call.local_media.srtp = caller;
+        net.invite(call);
+        net.run_until_idle();
+        assert_eq!(net.reasons(B), [CallEndReason::SrtpRefused(why.clone())]);
+        assert_eq!(
+            crate::ua::script::kind_of(&net.reasons(B)[0]),
+            crate::stats::outcome::FailureKind::SrtpRefused
+        );
+        assert!(matches!(
+            net.reasons(A)[..],
+            [CallEndReason::Rejected { code: 488, .. }]
+        ));
+        net.assert_empty();
+    }
+    // The offerer's side of a refused key: an answer it cannot use ends the call as SRTP's.
+    let reason = CallEndReason::MediaFailed(NegotiationError::Srtp(SdesError::AnswerWithoutCrypto));
+    assert_eq!(
+        crate::ua::script::kind_of(&reason),
+        crate::stats::outcome::FailureKind::SrtpRefused
+    );
+}
+
 #[test]
 fn delayed_offer_is_answered_in_the_ack() {
     let mut net = Net::with_callee(ms(100));

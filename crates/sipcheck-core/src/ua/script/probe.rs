@@ -132,7 +132,14 @@ pub fn judge_media(
             negotiated.direction.as_str()
         ));
     }
-    if r.received == 0 && far_end_sends && !expect.no_media_ok {
+    // SRTP whose every packet failed authentication: media came, none of it usable. Never a
+    // pass, whatever else is expected (`--no-media-ok` included).
+    if let Some(srtp) = report
+        .srtp
+        .filter(|s| s.unprotected == 0 && s.auth_failures > 0)
+    {
+        failures.push(srtp_auth_message(srtp.auth_failures));
+    } else if r.received == 0 && far_end_sends && !expect.no_media_ok {
         failures.push(format!("no RTP received from the far end{stray}"));
     }
     let gap = report.max_gap.max(report.since_last_packet);
@@ -834,9 +841,20 @@ fn which_name(hold: bool) -> &'static str {
     }
 }
 
+/// The failure of a call whose every SRTP packet failed authentication.
+#[must_use]
+pub(super) fn srtp_auth_message(failures: u64) -> String {
+    format!(
+        "no audio: all {failures} SRTP packets received failed \
+         authentication (the keys do not match)"
+    )
+}
+
 fn command_error(e: &CommandError) -> String {
     match e {
-        CommandError::Refused(e) | CommandError::NoRtpSocket(e) => e.clone(),
+        CommandError::Refused(e) | CommandError::SrtpRefused(e) | CommandError::NoRtpSocket(e) => {
+            e.clone()
+        }
         CommandError::Unresolved => "no address".into(),
         CommandError::TransportGone => "the transport is gone".into(),
     }

@@ -239,7 +239,10 @@ impl CallScript {
             end_reason: reason
                 .as_ref()
                 .map_or_else(String::new, ToString::to_string),
-            codec_refused: matches!(reason, Some(CallEndReason::CodecRefused)),
+            codec_refused: matches!(
+                reason,
+                Some(CallEndReason::CodecRefused | CallEndReason::SrtpRefused(_))
+            ),
             failures,
             signature: self.signature_verdict,
         }

@@ -82,6 +82,7 @@ fn negotiated() -> Negotiated {
         ptime_ms: 20,
         direction: Direction::SendRecv,
         remote_hold: false,
+        srtp: None,
     }
 }
 
@@ -1828,6 +1829,73 @@ fn a_probes_media_is_judged_over_the_whole_call_by_what_it_expects() {
         &silent,
     );
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+#[test]
+fn srtp_whose_every_packet_failed_authentication_never_passes() {
+    use crate::rtp::srtp::SrtpStats;
+    let all_failed = SrtpStats {
+        protected: 150,
+        auth_failures: 149,
+        ..SrtpStats::default()
+    };
+    let mut report = media_report(0, None);
+    report.srtp = Some(all_failed);
+    let want = vec![
+        "no audio: all 149 SRTP packets received failed authentication (the keys do not match)"
+            .to_string(),
+    ];
+    assert_eq!(
+        judge_media(&ProbeExpect::default(), &negotiated(), &report),
+        want
+    );
+    // Not even when no media is acceptable: packets came, none was usable.
+    let no_media_ok = ProbeExpect {
+        no_media_ok: true,
+        ..ProbeExpect::default()
+    };
+    assert_eq!(judge_media(&no_media_ok, &negotiated(), &report), want);
+    // Some failures among packets that authenticated: counted, not failed.
+    let mut report = media_report(250, None);
+    report.srtp = Some(SrtpStats {
+        unprotected: 250,
+        auth_failures: 3,
+        ..all_failed
+    });
+    assert!(judge_media(&ProbeExpect::default(), &negotiated(), &report).is_empty());
+}
+
+#[test]
+fn a_scenario_call_whose_srtp_all_failed_authentication_fails_as_srtp_auth_failed() {
+    let mut h = Harness::caller(vec![
+        at(3, call_step(secs(32))),
+        at(6, Step::Hangup { after: secs(2) }),
+    ]);
+    h.place();
+    h.after(Duration::from_millis(300));
+    h.answered();
+    h.jump();
+    h.ended(CallEndReason::LocalBye, |r| {
+        r.answer = Some(r.invite + Duration::from_millis(300));
+        r.bye_sent = Some(r.invite);
+        r.bye_code = Some(200);
+    });
+    let mut report = media_report(0, None);
+    report.srtp = Some(crate::rtp::srtp::SrtpStats {
+        protected: 100,
+        auth_failures: 99,
+        ..Default::default()
+    });
+    let result = h.script.finish(Some(&report), &RawLadder::default());
+    let kinds: Vec<_> = result.failures.iter().map(|f| f.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        [FailureKind::SrtpAuthFailed],
+        "{:?}",
+        result.failures
+    );
+    assert_eq!(FailureKind::SrtpAuthFailed.label(), "srtp_auth_failed");
+    assert_eq!(FailureKind::SrtpRefused.label(), "srtp_refused");
 }
 
 fn held_steps() -> Vec<Located<Step>> {

@@ -200,6 +200,7 @@ impl CallScript {
                     CommandError::Refused(e) | CommandError::NoRtpSocket(e) => {
                         (FailureKind::Other, e)
                     }
+                    CommandError::SrtpRefused(e) => (FailureKind::SrtpRefused, e),
                 };
                 self.fail(
                     kind,

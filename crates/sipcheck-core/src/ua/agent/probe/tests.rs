@@ -63,6 +63,7 @@ fn agent_config(at: &str, next_hop: Option<SocketAddr>) -> AgentConfig<SocketAdd
         wavs: Arc::new(HashMap::new()),
         accounts: Vec::new(),
         steps: Arc::new(Vec::new()),
+        srtp: None,
     }
 }
 

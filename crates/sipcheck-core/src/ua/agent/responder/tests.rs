@@ -66,6 +66,7 @@ impl Harness {
             wavs: Arc::new(HashMap::new()),
             accounts: Vec::new(),
             steps: Arc::new(Vec::new()),
+            srtp: None,
         };
         let now = base();
         let mut agent = Agent::new(cfg, endpoint);

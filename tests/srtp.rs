@@ -1,0 +1,419 @@
+//! SRTP keyed by SDES (RFC 3711, RFC 4568) against real peers on loopback: baresip 1.0's
+//! `srtp` module (package baresip-core) calling and called by sipcheck, tones verified both
+//! ways over SRTP; a plain peer refused under `--srtp required`; SIPp answering with a key
+//! that is not the one it echoes our packets under, so every packet fails authentication, or
+//! with none; rtpengine, driven by Kamailio, bridging an SRTP caller to a plain RTP callee.
+//!
+//! That the media is SRTP, not plain RTP, is shown three ways: the SDP baresip traced
+//! (`RTP/SAVP` and `a=crypto` both ways), sipcheck's SRTP counters (every packet received
+//! authenticated under the peer's key: plain RTP would fail), and baresip's recording of our
+//! tone (baresip decrypted our packets with the key we offered).
+//!
+//! Run under the shared lock: `flock /tmp/sipcheck-peers.lock cargo test --test srtp`.
+
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use support::baresip::{Baresip, BaresipOptions, DEFAULT_TONE_HZ};
+use support::responder::Responder;
+use support::sipp::Sipp;
+use support::{describe_output, free_port, run_sipcheck};
+
+/// The tone sipcheck plays to baresip.
+const OUR_TONE_HZ: u32 = 1000;
+
+fn start(mediaenc: &str) -> Baresip {
+    let opts = BaresipOptions {
+        account_params: format!(";mediaenc={mediaenc}"),
+        extra_config: vec!["module\t\t\tsrtp.so".to_owned()],
+        ..BaresipOptions::default()
+    };
+    Baresip::start(opts).unwrap_or_else(|e| panic!("start baresip: {e:#}"))
+}
+
+fn json(out: &Output, shown: &str) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("sipcheck --json printed no JSON object ({e})\n{shown}"))
+}
+
+fn call(uri: &str, srtp: &str, expect_hz: u32) -> Output {
+    let expect = expect_hz.to_string();
+    let play = OUR_TONE_HZ.to_string();
+    run_sipcheck(
+        [
+            "call",
+            uri,
+            "--srtp",
+            srtp,
+            "--expect-tone",
+            &expect,
+            "--play-tone",
+            &play,
+            "--level=-12",
+            "--duration",
+            "3s",
+            "--json",
+        ],
+        &[],
+    )
+}
+
+/// baresip's recording of what it decoded holds our tone (it decrypted our SRTP).
+fn assert_baresip_heard_us(peer: &Baresip, shown: &str) {
+    peer.wait_call_closed(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}\n{shown}"));
+    let heard = peer
+        .received_audio()
+        .unwrap_or_else(|e| panic!("{e:#}\n{shown}"));
+    let share = heard.tone_share(f64::from(OUR_TONE_HZ));
+    assert!(
+        share > 0.9 && heard.seconds() > 2.0,
+        "baresip heard {:.2} s, share at {OUR_TONE_HZ} Hz {share:.3}\n{shown}",
+        heard.seconds()
+    );
+}
+
+/// The SDP baresip traced: both offer and answer are `RTP/SAVP` with `a=crypto`.
+fn assert_sdp_is_savp(peer: &Baresip, shown: &str) {
+    let trace = peer.stdout();
+    assert!(
+        trace.matches("RTP/SAVP").count() >= 2,
+        "RTP/SAVP offered and answered\n{shown}"
+    );
+    assert!(
+        trace.matches("a=crypto:").count() >= 2,
+        "a=crypto offered and answered\n{shown}"
+    );
+}
+
+#[test]
+fn srtp_required_call_to_baresip_hears_its_tone_and_it_hears_ours() {
+    let peer = start("srtp-mand");
+    let out = call(&peer.uri(), "required", DEFAULT_TONE_HZ);
+    let shown = format!("{}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    let media = &v["media"];
+    assert_eq!(media["tones"][0]["detected"], true, "{shown}");
+    let srtp = &media["srtp"];
+    let suite = srtp["suite"].as_str().unwrap_or_default();
+    assert!(suite.starts_with("AES_CM_128_HMAC_SHA1_"), "{shown}");
+    assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
+    assert!(srtp["protected"].as_u64().unwrap() > 100, "{shown}");
+    assert_eq!(srtp["auth_failures"], 0, "{shown}");
+    assert_eq!(srtp["replays"], 0, "{shown}");
+    // Every packet received was SRTP that authenticated.
+    assert_eq!(srtp["unprotected"], media["packets_received"], "{shown}");
+    assert_sdp_is_savp(&peer, &shown);
+    assert_baresip_heard_us(&peer, &shown);
+}
+
+#[test]
+fn srtp_optional_call_to_best_effort_baresip_uses_srtp() {
+    // baresip's `srtp` is best-effort SRTP: RTP/AVP with a=crypto, as our `optional` offers.
+    let peer = start("srtp");
+    let out = call(&peer.uri(), "optional", DEFAULT_TONE_HZ);
+    let shown = format!("{}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    let srtp = &v["media"]["srtp"];
+    assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
+    assert_eq!(srtp["auth_failures"], 0, "{shown}");
+    assert!(peer.stdout().matches("a=crypto:").count() >= 2, "{shown}");
+    assert_baresip_heard_us(&peer, &shown);
+}
+
+#[test]
+fn srtp_required_call_to_plain_baresip_fails_and_optional_falls_back_to_rtp() {
+    let peer = Baresip::start(BaresipOptions::default())
+        .unwrap_or_else(|e| panic!("start baresip: {e:#}"));
+    let out = call(&peer.uri(), "required", DEFAULT_TONE_HZ);
+    let shown = format!("{}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    // baresip without SRTP refuses the RTP/SAVP offer itself.
+    assert_eq!(
+        v["failures"][0], "not answered: rejected: 488 Not Acceptable Here",
+        "{shown}"
+    );
+    assert!(v["media"]["srtp"].is_null(), "{shown}");
+
+    // `optional` takes the plain answer: plain RTP, no SRTP counters, tones both ways.
+    peer.wait_call_closed(Duration::from_secs(5)).ok();
+    let out = call(&peer.uri(), "optional", DEFAULT_TONE_HZ);
+    let shown = format!("{}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert!(v["media"]["srtp"].is_null(), "plain RTP: {shown}");
+}
+
+/// baresip dials `sipcheck answer --srtp POLICY`; what the responder printed.
+fn baresip_calls_answer(mediaenc: &str, srtp: &str) -> (Baresip, Responder, String, Option<i32>) {
+    let peer = start(mediaenc);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--srtp",
+            srtp,
+            "--play-tone",
+            &OUR_TONE_HZ.to_string(),
+            "--expect-tone",
+            &DEFAULT_TONE_HZ.to_string(),
+            "--duration",
+            "3s",
+            "--calls",
+            "1",
+        ],
+        &[],
+    );
+    let reply = peer
+        .command(&format!("/dial sip:sipcheck@{listen}"))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", peer.log()));
+    let code = answer.wait_exit(Duration::from_secs(15));
+    let shown = format!(
+        "dial: {reply}\n--- answer ---\n{}\n{}",
+        answer.output(),
+        peer.log()
+    );
+    (peer, answer, shown, code)
+}
+
+#[test]
+fn baresip_calls_srtp_required_answer_tones_both_ways() {
+    let (peer, answer, shown, code) = baresip_calls_answer("srtp-mand", "required");
+    assert_eq!(code, Some(0), "{shown}");
+    let printed = answer.stdout();
+    assert!(printed.contains("srtp: AES_CM_128_HMAC_SHA1_"), "{shown}");
+    assert!(printed.contains("auth failures 0, replays 0"), "{shown}");
+    assert!(printed.contains("tone 600 Hz at"), "{shown}");
+    assert!(printed.contains("-- PASS"), "{shown}");
+    assert_sdp_is_savp(&peer, &shown);
+    assert_baresip_heard_us(&peer, &shown);
+}
+
+#[test]
+fn plain_baresip_calling_srtp_required_answer_gets_488() {
+    let peer = Baresip::start(BaresipOptions::default())
+        .unwrap_or_else(|e| panic!("start baresip: {e:#}"));
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(
+        &["--listen", &listen, "--srtp", "required", "--calls", "1"],
+        &[],
+    );
+    peer.command(&format!("/dial sip:sipcheck@{listen}"))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", peer.log()));
+    let code = answer.wait_exit(Duration::from_secs(15));
+    let shown = format!("--- answer ---\n{}\n{}", answer.output(), peer.log());
+    assert_eq!(code, Some(1), "{shown}");
+    let printed = answer.stdout();
+    assert!(
+        printed.contains("srtp is required but the offer is plain rtp/avp"),
+        "{shown}"
+    );
+    assert!(peer.stdout().contains("488 Not Acceptable Here"), "{shown}");
+}
+
+#[test]
+fn a_key_that_does_not_match_fails_the_call_with_auth_failures_counted() {
+    // SIPp answers RTP/SAVP with a key of its own but echoes our packets as they came,
+    // protected with OUR key: none authenticates under the key it announced.
+    let sipp = Sipp::start_uas(
+        "uas_srtp_wrong_key.xml",
+        &["-rtp_echo", "-mi", "127.0.0.1", "-m", "1"],
+    )
+    .unwrap_or_else(|e| panic!("start sipp: {e:#}"));
+    let uri = format!("sip:echo@{}", sipp.addr);
+    let out = call(&uri, "required", OUR_TONE_HZ);
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    let srtp = &v["media"]["srtp"];
+    assert!(srtp["auth_failures"].as_u64().unwrap() > 100, "{shown}");
+    assert_eq!(srtp["unprotected"], 0, "{shown}");
+    assert_eq!(v["media"]["tones"][0]["detected"], false, "{shown}");
+    assert!(
+        v["failures"]
+            .to_string()
+            .contains("SRTP packets received failed authentication"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_scenario_with_media_srtp_required_calls_baresip_over_srtp() {
+    use support::reports::{assert_schema, run_scenario, Reports};
+    let peer = start("srtp-mand");
+    let addr = format!("127.0.0.1:{}", peer.sip_port);
+    let reports = Reports::new();
+    let calls = reports.path("calls.jsonl");
+    let out = run_scenario(
+        "tests/peers/scenarios/baresip-srtp.yaml",
+        &["--calls", calls.to_str().unwrap()],
+        &[("BARESIP_ADDR", addr.as_str())],
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_schema(&v);
+    assert_eq!(v["rtp"]["srtp"]["streams"], 1, "{shown}");
+    assert_eq!(v["rtp"]["srtp"]["auth_failures"], 0, "{shown}");
+    assert_eq!(v["rtp"]["srtp"]["replays"], 0, "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("srtp             1 call ends, auth failures 0, replays 0"),
+        "{shown}"
+    );
+    let records = std::fs::read_to_string(&calls).unwrap();
+    let record: serde_json::Value = serde_json::from_str(records.lines().next().unwrap()).unwrap();
+    let srtp = &record["quality"]["srtp"];
+    assert!(
+        srtp["unprotected"].as_u64().unwrap() > 50,
+        "{records}\n{shown}"
+    );
+    assert_eq!(srtp["auth_failures"], 0, "{records}\n{shown}");
+    assert_sdp_is_savp(&peer, &shown);
+}
+
+#[test]
+fn an_srtp_call_held_and_resumed_hears_baresip_again_after_the_resume() {
+    // The hold and resume re-INVITEs carry keys too; the stream follows whatever the answers
+    // agree, and the tone must be heard again after the resume with no packet failing.
+    let peer = start("srtp-mand");
+    let uri = peer.uri();
+    let expect = DEFAULT_TONE_HZ.to_string();
+    let out = run_sipcheck(
+        [
+            "call",
+            &uri,
+            "--srtp",
+            "required",
+            "--expect-tone",
+            &expect,
+            "--play-tone",
+            "1000",
+            "--hold-after",
+            "1s",
+            "--hold-for",
+            "1s",
+            "--duration",
+            "4s",
+            "--json",
+        ],
+        &[],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(v["hold"]["tone_after_resume"], true, "{shown}");
+    let srtp = &v["media"]["srtp"];
+    assert_eq!(srtp["auth_failures"], 0, "{shown}");
+    assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
+    assert!(peer.stdout().matches("RTP/SAVP").count() >= 6, "{shown}");
+}
+
+#[test]
+fn an_answer_without_keys_to_an_srtp_required_call_fails_as_srtp_refused() {
+    // SIPp answers our RTP/SAVP offer RTP/SAVP but with no a=crypto: no keys, no SRTP.
+    let sipp = Sipp::start_uas("uas_srtp_no_crypto.xml", &["-mi", "127.0.0.1", "-m", "1"])
+        .unwrap_or_else(|e| panic!("start sipp: {e:#}"));
+    let uri = format!("sip:plain@{}", sipp.addr);
+    let out = call(&uri, "required", OUR_TONE_HZ);
+    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    assert_eq!(v["final_code"], 200, "{shown}");
+    assert!(
+        v["failures"]
+            .to_string()
+            .contains("srtp refused: srtp is required but the answer has no a=crypto"),
+        "{shown}"
+    );
+    // The call was closed: ACK, then BYE.
+    assert!(v["bye_code"] == 200, "{shown}");
+}
+
+#[test]
+fn rtpengine_bridges_an_srtp_caller_to_a_plain_rtp_callee_through_kamailio() {
+    use support::kamailio::{Kamailio, KamailioOptions};
+    use support::rtpengine::Rtpengine;
+    let engine = Rtpengine::start().unwrap_or_else(|e| panic!("start rtpengine: {e:#}"));
+    let kam = Kamailio::start_with(&KamailioOptions {
+        defines: vec!["WITH_RTPENGINE".to_owned(), engine.kamailio_define()],
+        ..KamailioOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("start kamailio: {e:#}\n{}", engine.log()));
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let listen = format!("127.0.0.1:{}", free_port());
+    // The callee: plain RTP only.
+    let mut answer = Responder::start(
+        &[
+            "--listen",
+            &listen,
+            "--server",
+            &server,
+            "--user",
+            "2001",
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--calls",
+            "1",
+        ],
+        &[("SIP_PASSWORD", Kamailio::password_for("2001").as_str())],
+    );
+    // The caller: SRTP required, towards rtpengine.
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--user",
+            "1002",
+            "--srtp",
+            "required",
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--duration",
+            "3s",
+            "--json",
+        ],
+        &[("SIP_PASSWORD", Kamailio::password_for("1002").as_str())],
+    );
+    answer.wait_exit(Duration::from_secs(15));
+    let shown = format!(
+        "{}\n--- answer ---\n{}\n{}\n{}",
+        describe_output(&out),
+        answer.output(),
+        kam.log(),
+        engine.log()
+    );
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    let srtp = &v["media"]["srtp"];
+    assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
+    assert_eq!(srtp["auth_failures"], 0, "{shown}");
+    // The callee had plain RTP (no SRTP counters on its line) and heard our tone.
+    let printed = answer.stdout();
+    assert!(printed.contains("tone 1000 Hz at"), "{shown}");
+    assert!(printed.contains("-- PASS"), "{shown}");
+    assert!(!printed.contains("srtp:"), "{shown}");
+}
