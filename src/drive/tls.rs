@@ -275,7 +275,7 @@ pub async fn open_stream(
         Some((ctx, name)) => {
             let stream = ctx.connect(tcp, peer, name).await?;
             let took = start.elapsed();
-            record_handshake(took);
+            HANDSHAKES.record(took);
             (stream, Some(took))
         }
     };
@@ -283,33 +283,15 @@ pub async fn open_stream(
         None => Ok((stream, took)),
         Some(target) => {
             let stream = crate::drive::ws::connect(stream, peer, target, tls.is_some()).await?;
-            crate::drive::ws::record_handshake(start.elapsed());
+            crate::drive::ws::HANDSHAKES.record(start.elapsed());
             Ok((stream, took))
         }
     }
 }
 
-/// Handshake durations of the process, for the run's `tls_handshake` histogram.
-static HANDSHAKES: std::sync::Mutex<Vec<Duration>> = std::sync::Mutex::new(Vec::new());
-
-/// At most this many handshake durations are kept between two [`take_handshakes`].
-const HANDSHAKES_MAX: usize = 1 << 20;
-
-pub(crate) fn record_handshake(took: Duration) {
-    if let Ok(mut all) = HANDSHAKES.lock() {
-        if all.len() < HANDSHAKES_MAX {
-            all.push(took);
-        }
-    }
-}
-
-/// The handshake durations recorded since the last call.
-pub fn take_handshakes() -> Vec<Duration> {
-    HANDSHAKES
-        .lock()
-        .map(|mut all| std::mem::take(&mut *all))
-        .unwrap_or_default()
-}
+/// TLS handshake durations of the process, for the run's `tls_handshake` histogram.
+pub static HANDSHAKES: crate::drive::transport::HandshakeTimes =
+    crate::drive::transport::HandshakeTimes::new();
 
 /// What went wrong in a handshake, in words a user understands.
 pub fn describe(e: &io::Error) -> String {

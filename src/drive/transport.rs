@@ -97,6 +97,43 @@ pub enum TransportError {
     Io(#[from] io::Error),
 }
 
+/// The handshake durations of the process (TLS's, WebSocket's) for the run's histograms, kept
+/// until taken: at most [`HandshakeTimes::MAX`] between two [`HandshakeTimes::take`]s.
+pub struct HandshakeTimes(std::sync::Mutex<Vec<std::time::Duration>>);
+
+impl HandshakeTimes {
+    /// At most this many durations are kept between two [`take`](Self::take)s.
+    pub const MAX: usize = 1 << 20;
+
+    /// None yet.
+    pub const fn new() -> Self {
+        HandshakeTimes(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// One handshake took `took`.
+    pub fn record(&self, took: std::time::Duration) {
+        if let Ok(mut all) = self.0.lock() {
+            if all.len() < Self::MAX {
+                all.push(took);
+            }
+        }
+    }
+
+    /// The durations recorded since the last call.
+    pub fn take(&self) -> Vec<std::time::Duration> {
+        self.0
+            .lock()
+            .map(|mut all| std::mem::take(&mut *all))
+            .unwrap_or_default()
+    }
+}
+
+impl Default for HandshakeTimes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TransportError {
     /// The peer of a connection that failed or could not be opened, when the error is
     /// that one connection's (the transport itself still works, for other peers and for
@@ -857,7 +894,7 @@ async fn handshake(
     let stream = match tls {
         Some(tls) => {
             let stream = tls.connect(tcp, peer, name.as_deref()).await?;
-            crate::drive::tls::record_handshake(started.elapsed());
+            crate::drive::tls::HANDSHAKES.record(started.elapsed());
             stream
         }
         None => Box::new(tcp),
@@ -865,7 +902,7 @@ async fn handshake(
     match ws {
         Some(target) => {
             let stream = crate::drive::ws::connect(stream, peer, &target, secure).await?;
-            crate::drive::ws::record_handshake(started.elapsed());
+            crate::drive::ws::HANDSHAKES.record(started.elapsed());
             Ok(stream)
         }
         None => Ok(stream),

@@ -145,26 +145,8 @@ pub async fn accept(stream: SipStream, peer: SocketAddr) -> Result<SipStream, Tr
 
 /// WebSocket handshake durations of the process (from the TCP connect's start to the
 /// upgrade's end, TLS included), for the run's `ws_handshake` histogram.
-static HANDSHAKES: std::sync::Mutex<Vec<Duration>> = std::sync::Mutex::new(Vec::new());
-
-/// At most this many handshake durations are kept between two [`take_handshakes`].
-const HANDSHAKES_MAX: usize = 1 << 20;
-
-pub(crate) fn record_handshake(took: Duration) {
-    if let Ok(mut all) = HANDSHAKES.lock() {
-        if all.len() < HANDSHAKES_MAX {
-            all.push(took);
-        }
-    }
-}
-
-/// The WebSocket handshake durations recorded since the last call.
-pub fn take_handshakes() -> Vec<Duration> {
-    HANDSHAKES
-        .lock()
-        .map(|mut all| std::mem::take(&mut *all))
-        .unwrap_or_default()
-}
+pub static HANDSHAKES: crate::drive::transport::HandshakeTimes =
+    crate::drive::transport::HandshakeTimes::new();
 
 fn config() -> WebSocketConfig {
     // A SIP message is at most what the framer takes; no larger WebSocket message is read.

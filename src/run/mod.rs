@@ -410,10 +410,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 },
                 _ = ticker.tick() => {
                     let now = Instant::now();
-                    for took in crate::drive::tls::take_handshakes() {
+                    for took in crate::drive::tls::HANDSHAKES.take() {
                         metrics.record_tls_handshake(took);
                     }
-                    for took in crate::drive::ws::take_handshakes() {
+                    for took in crate::drive::ws::HANDSHAKES.take() {
                         metrics.record_ws_handshake(took);
                     }
                     count(
@@ -539,10 +539,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         }
     };
     // Every connection is closed: every handshake is in.
-    for took in crate::drive::tls::take_handshakes() {
+    for took in crate::drive::tls::HANDSHAKES.take() {
         metrics.record_tls_handshake(took);
     }
-    for took in crate::drive::ws::take_handshakes() {
+    for took in crate::drive::ws::HANDSHAKES.take() {
         metrics.record_ws_handshake(took);
     }
     let mut summary = metrics.finish(elapsed, interrupted);

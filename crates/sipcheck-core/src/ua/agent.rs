@@ -53,6 +53,34 @@ pub mod probe;
 mod registrations;
 pub mod requests;
 pub mod responder;
+
+/// A call from `account` to `target` (its Request-URI and To) through `destination`, offering
+/// `media` from `local`, the account's credentials ready for a challenge; no redirect followed.
+fn outgoing_call<D>(
+    account: &Account,
+    target: String,
+    destination: D,
+    media: LocalMedia,
+    local: LocalEnd,
+    extra_headers: Vec<(String, String)>,
+) -> OutgoingCall<D> {
+    OutgoingCall {
+        request_uri: target.clone(),
+        from_uri: format!("sip:{}@{}", account.user, account.domain),
+        to_uri: target,
+        destination,
+        credentials: Some(Credentials::new(
+            account.user.clone(),
+            account.password.clone(),
+        )),
+        local_media: media,
+        local,
+        offer: OfferPlacement::InInvite,
+        extra_headers,
+        max_redirects: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -1162,26 +1190,21 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 .handle_placed(now, Err(CommandError::TransportGone));
             return;
         };
-        let outgoing = OutgoingCall {
-            request_uri: target.clone(),
-            from_uri: format!("sip:{}@{}", account.user, account.domain),
-            to_uri: target,
+        let extra_headers = live
+            .script
+            .signature_call()
+            .map(|n| (SIGNATURE_HEADER.to_owned(), n.to_string()))
+            .into_iter()
+            .collect();
+        let mut outgoing = outgoing_call(
+            account,
+            target,
             destination,
-            credentials: Some(Credentials::new(
-                account.user.clone(),
-                account.password.clone(),
-            )),
-            local_media: media,
-            local: self.cfg.local.clone(),
-            offer: OfferPlacement::InInvite,
-            extra_headers: live
-                .script
-                .signature_call()
-                .map(|n| (SIGNATURE_HEADER.to_owned(), n.to_string()))
-                .into_iter()
-                .collect(),
-            max_redirects: live.script.max_redirects(),
-        };
+            media,
+            self.cfg.local.clone(),
+            extra_headers,
+        );
+        outgoing.max_redirects = live.script.max_redirects();
         let placed = self.send_invite(now, key, outgoing);
         if let Some(live) = self.calls.get_mut(&key) {
             live.script.handle_placed(now, placed);
@@ -1247,21 +1270,14 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         if let Some(n) = live.script.signature_call() {
             extra_headers.push((SIGNATURE_HEADER.to_owned(), n.to_string()));
         }
-        let outgoing = OutgoingCall {
-            request_uri: target.clone(),
-            from_uri: format!("sip:{}@{}", account.user, account.domain),
-            to_uri: target,
+        let outgoing = outgoing_call(
+            account,
+            target,
             destination,
-            credentials: Some(Credentials::new(
-                account.user.clone(),
-                account.password.clone(),
-            )),
-            local_media: local,
-            local: self.cfg.local.clone(),
-            offer: OfferPlacement::InInvite,
+            local,
+            self.cfg.local.clone(),
             extra_headers,
-            max_redirects: 0,
-        };
+        );
         let id = self
             .endpoint
             .invite(now, outgoing)
