@@ -1,11 +1,9 @@
 //! `sipcheck answer`: the responder — auto-answers calls, plays and verifies audio.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -355,7 +353,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         out,
         phase: Phase::Registering,
         refused: None,
-        ctrl_c: None,
+        interrupts: None,
         at_once: false,
         print: true,
         totals: Totals {
@@ -394,6 +392,8 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         }
         None => false,
     };
+    // Listening before "listening on" is printed: a Ctrl-C right after it is not lost.
+    control.interrupts = crate::signal::Interrupts::new().ok();
     let out = &mut *control.out;
     if args.json {
         let _ = writeln!(
@@ -413,7 +413,6 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
     let _ = out.flush();
 
     control.phase = Phase::Serving;
-    control.ctrl_c = Some(Box::pin(crate::signal::interrupted()));
     drv.run(&mut control).await?;
     // Calls whose media reports are still on their way (the drain's limit; not after a
     // second Ctrl-C).
@@ -506,8 +505,9 @@ struct Responding<'a, W> {
     phase: Phase,
     /// Why the first registration failed.
     refused: Option<String>,
-    /// Ctrl-C, listened to while serving.
-    ctrl_c: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Ctrl-C (and SIGTERM), listened to while serving (from before "listening on" is
+    /// printed); when the handlers could not be installed then, from each wait.
+    interrupts: Option<crate::signal::Interrupts>,
     /// A second Ctrl-C came: leave at once.
     at_once: bool,
     /// Whether the calls' lines are printed (not once the run is over).
@@ -521,8 +521,8 @@ impl<'m, W: Write> Control<AnswerMedia<'m>> for Responding<'_, W> {
     type Error = ProbeError;
 
     async fn wake(&mut self) {
-        match (&mut self.ctrl_c, self.phase) {
-            (Some(ctrl_c), Phase::Serving) => ctrl_c.await,
+        match self.phase {
+            Phase::Serving => crate::signal::next(self.interrupts.as_mut()).await,
             _ => std::future::pending().await,
         }
     }
@@ -535,7 +535,6 @@ impl<'m, W: Write> Control<AnswerMedia<'m>> for Responding<'_, W> {
             return Ok(Some(()));
         }
         agent.stop(Instant::now());
-        self.ctrl_c = Some(Box::pin(crate::signal::interrupted()));
         Ok(None)
     }
 

@@ -50,3 +50,13 @@ impl Interrupts {
         }
     }
 }
+
+/// Waits for the next SIGINT or SIGTERM on `interrupts` when given (listening since they were
+/// made), else from this call's first poll ([`interrupted`]; when the handlers could not be
+/// installed up front).
+pub async fn next(interrupts: Option<&mut Interrupts>) {
+    match interrupts {
+        Some(interrupts) => interrupts.next().await,
+        None => interrupted().await,
+    }
+}

@@ -2,9 +2,7 @@
 //! the agent's driver loop ([`crate::drive::agent`]), with the registration before it and the
 //! unregistration after it when asked for.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Instant;
 
 use sipcheck_core::ua::agent::probe::{ProbeConfig, ProbeResult};
@@ -22,18 +20,19 @@ pub(crate) async fn drive<M: Media>(
     driver: &mut Driver<M>,
     config: ProbeConfig<SocketAddr>,
 ) -> Result<ProbeResult, TransportError> {
-    driver.agent.probe(Instant::now(), config);
+    // Listening before anything is sent: a Ctrl-C right after the first request is not lost.
     let mut single = Single {
-        ctrl_c: Box::pin(crate::signal::interrupted()),
+        interrupts: crate::signal::Interrupts::new().ok(),
         interrupted: false,
     };
+    driver.agent.probe(Instant::now(), config);
     driver.run(&mut single).await
 }
 
 /// The single call's part around the loop.
 struct Single {
-    /// Ctrl-C, listened to from the start.
-    ctrl_c: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Ctrl-C (and SIGTERM), listened to from the start.
+    interrupts: Option<crate::signal::Interrupts>,
     interrupted: bool,
 }
 
@@ -46,7 +45,7 @@ impl<M> Control<M> for Single {
         if self.interrupted {
             std::future::pending::<()>().await;
         }
-        (&mut self.ctrl_c).await;
+        crate::signal::next(self.interrupts.as_mut()).await;
     }
 
     fn handle(
