@@ -130,9 +130,21 @@ fn a_signature_other_than_the_one_expected_is_crossed_audio_naming_its_call() {
         ),
         "{shown}"
     );
-    // The callers hang up at once; their callees had not heard two whole frames yet.
-    assert_eq!(v["failures"]["wrong_audio"], 2, "{v}");
-    assert!(stdout.contains("before the call ended"), "{shown}");
+    // The callers hang up as soon as they have decoded the callee's code. A callee that has
+    // decoded its caller's code by then passes (it heard the right audio); one that has not
+    // fails `wrong_audio` "before the call ended": both ends decode at about the same time,
+    // so which way each call goes is a race, and either is right.
+    let callee = &v["calls"]["by_role"]["callee"];
+    let callee_wrong = callee["failures"]["wrong_audio"].as_u64().unwrap_or(0);
+    assert_eq!(
+        callee["passed"].as_u64().unwrap_or(0) + callee_wrong,
+        2,
+        "{v}"
+    );
+    assert_eq!(callee["failed"].as_u64(), Some(callee_wrong), "{v}");
+    if callee_wrong > 0 {
+        assert!(stdout.contains("before the call ended"), "{shown}");
+    }
 }
 
 #[test]
