@@ -1,6 +1,7 @@
 //! SRTP keyed by SDES (RFC 3711, RFC 4568) against real peers on loopback: baresip 1.0's
 //! `srtp` module (package baresip-core) calling and called by sipcheck, tones verified both
-//! ways over SRTP; a plain peer refused under `--srtp required`; SIPp answering with a key
+//! ways over SRTP, also with the signalling over TLS both ways (baresip's libre/OpenSSL TLS
+//! listener with a certificate from a test CA); a plain peer refused under `--srtp required`; SIPp answering with a key
 //! that is not the one it echoes our packets under, so every packet fails authentication, or
 //! with none; rtpengine, driven by Kamailio, bridging an SRTP caller to a plain RTP callee.
 //!
@@ -479,7 +480,10 @@ fn srtp_required_call_over_tls_to_baresip_hears_its_tone_and_it_hears_ours() {
     assert!(srtp["protected"].as_u64().unwrap() > 100, "{shown}");
     assert_eq!(srtp["auth_failures"], 0, "{shown}");
     assert_eq!(srtp["unprotected"], media["packets_received"], "{shown}");
-    assert!(!shown.contains("warning"), "verified, not --insecure: {shown}");
+    assert!(
+        !shown.contains("warning"),
+        "verified, not --insecure: {shown}"
+    );
     assert_sip_over_tls(&peer, &shown);
     assert_sdp_is_savp(&peer, &shown);
     assert_baresip_heard_us(&peer, &shown);

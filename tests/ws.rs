@@ -1,7 +1,8 @@
 //! SIP over WebSocket (RFC 7118) against a real Kamailio (its `websocket` and `xhttp`
 //! modules) on loopback: `options` over WS and WSS (certificates made at test time, verified
-//! by `--ca`), `register` with digest auth over WS, a call over WS through Kamailio to a
-//! responder registered over WS (tones heard both ways); a server that grants no `sip`
+//! by `--ca`), `register` with digest auth over WS and over WSS, a call over WS and one over
+//! WSS through Kamailio to a responder registered over the same transport (tones heard both
+//! ways); a server that grants no `sip`
 //! subprotocol, a resource that is not a WebSocket endpoint and a peer that speaks no HTTP
 //! each fail naming the problem.
 
@@ -533,10 +534,15 @@ fn register_with_digest_auth_over_wss_to_kamailio_and_a_wrong_password_fails() {
         "the Contact names WSS: {bindings:?}"
     );
     assert!(
-        kam.log().lines().any(|l| l.contains("REQ REGISTER") && l.contains("from wss:127.0.0.1:")),
+        kam.log()
+            .lines()
+            .any(|l| l.contains("REQ REGISTER") && l.contains("from wss:127.0.0.1:")),
         "Kamailio took it over secure WebSocket\n{shown}"
     );
-    assert!(!shown.contains("warning"), "verified, not --insecure: {shown}");
+    assert!(
+        !shown.contains("warning"),
+        "verified, not --insecure: {shown}"
+    );
 
     // A wrong password: challenged again, the registration fails, nothing is bound.
     let out = register("1002", "wrong");
