@@ -425,8 +425,9 @@ fn rtpengine_bridges_an_srtp_caller_to_a_plain_rtp_callee_through_kamailio() {
 
 /// baresip with SRTP (`mediaenc`) whose TLS listener (its SIP port + 1) presents a
 /// certificate for 127.0.0.1 issued by `pki` (`sip_certificate`: one PEM file holding the
-/// certificate and its key) and which trusts `pki`'s CA for the connections it opens
-/// (`sip_cafile`).
+/// certificate and its key), given `pki`'s CA for the connections it opens (`sip_cafile`).
+/// baresip 1.0 does not verify the certificate of a server it connects to: one issued by
+/// another CA is taken as well.
 fn start_tls(mediaenc: &str, pki: &Pki) -> Baresip {
     let certs = pki
         .issue("baresip", &["IP:127.0.0.1"], 2)
