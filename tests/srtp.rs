@@ -1,6 +1,7 @@
 //! SRTP keyed by SDES (RFC 3711, RFC 4568) against real peers on loopback: baresip 1.0's
 //! `srtp` module (package baresip-core) calling and called by sipcheck, tones verified both
-//! ways over SRTP; a plain peer refused under `--srtp required`; SIPp answering with a key
+//! ways over SRTP, also with the signalling over TLS both ways (baresip's libre/OpenSSL TLS
+//! listener with a certificate from a test CA); a plain peer refused under `--srtp required`; SIPp answering with a key
 //! that is not the one it echoes our packets under, so every packet fails authentication, or
 //! with none; rtpengine, driven by Kamailio, bridging an SRTP caller to a plain RTP callee.
 //!
@@ -19,6 +20,7 @@ use std::time::Duration;
 use support::baresip::{Baresip, BaresipOptions, DEFAULT_TONE_HZ};
 use support::responder::Responder;
 use support::sipp::Sipp;
+use support::tls::Pki;
 use support::{describe_output, free_port, run_sipcheck};
 
 /// The tone sipcheck plays to baresip.
@@ -39,25 +41,28 @@ fn json(out: &Output, shown: &str) -> serde_json::Value {
 }
 
 fn call(uri: &str, srtp: &str, expect_hz: u32) -> Output {
+    call_with(uri, srtp, expect_hz, &[])
+}
+
+fn call_with(uri: &str, srtp: &str, expect_hz: u32, extra: &[&str]) -> Output {
     let expect = expect_hz.to_string();
     let play = OUR_TONE_HZ.to_string();
-    run_sipcheck(
-        [
-            "call",
-            uri,
-            "--srtp",
-            srtp,
-            "--expect-tone",
-            &expect,
-            "--play-tone",
-            &play,
-            "--level=-12",
-            "--duration",
-            "3s",
-            "--json",
-        ],
-        &[],
-    )
+    let mut args = vec![
+        "call",
+        uri,
+        "--srtp",
+        srtp,
+        "--expect-tone",
+        &expect,
+        "--play-tone",
+        &play,
+        "--level=-12",
+        "--duration",
+        "3s",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    run_sipcheck(args, &[])
 }
 
 /// baresip's recording of what it decoded holds our tone (it decrypted our SRTP).
@@ -416,4 +421,124 @@ fn rtpengine_bridges_an_srtp_caller_to_a_plain_rtp_callee_through_kamailio() {
     assert!(printed.contains("tone 1000 Hz at"), "{shown}");
     assert!(printed.contains("-- PASS"), "{shown}");
     assert!(!printed.contains("srtp:"), "{shown}");
+}
+
+/// baresip with SRTP (`mediaenc`) whose TLS listener (its SIP port + 1) presents a
+/// certificate for 127.0.0.1 issued by `pki` (`sip_certificate`: one PEM file holding the
+/// certificate and its key), given `pki`'s CA for the connections it opens (`sip_cafile`).
+/// baresip 1.0 does not verify the certificate of a server it connects to: one issued by
+/// another CA is taken as well.
+fn start_tls(mediaenc: &str, pki: &Pki) -> Baresip {
+    let certs = pki
+        .issue("baresip", &["IP:127.0.0.1"], 2)
+        .expect("baresip's certificate");
+    let bundle = pki.join("baresip-bundle.pem");
+    let mut pem = std::fs::read(&certs.cert).expect("read the certificate");
+    pem.extend(std::fs::read(&certs.key).expect("read the key"));
+    std::fs::write(&bundle, pem).expect("write the bundle");
+    let opts = BaresipOptions {
+        account_params: format!(";mediaenc={mediaenc}"),
+        extra_config: vec![
+            "module\t\t\tsrtp.so".to_owned(),
+            format!("sip_certificate\t\t{}", bundle.display()),
+            format!("sip_cafile\t\t{}", pki.ca.display()),
+        ],
+        ..BaresipOptions::default()
+    };
+    Baresip::start(opts).unwrap_or_else(|e| panic!("start baresip: {e:#}"))
+}
+
+/// The SIP baresip traced came over TLS: the INVITE's Via says `SIP/2.0/TLS` and no
+/// request or response of the call went over UDP or TCP.
+fn assert_sip_over_tls(peer: &Baresip, shown: &str) {
+    let trace = peer.stdout();
+    assert!(trace.contains("INVITE sip:"), "{shown}");
+    assert!(trace.contains("Via: SIP/2.0/TLS "), "{shown}");
+    assert!(!trace.contains("Via: SIP/2.0/UDP "), "{shown}");
+    assert!(!trace.contains("Via: SIP/2.0/TCP "), "{shown}");
+}
+
+#[test]
+fn srtp_required_call_over_tls_to_baresip_hears_its_tone_and_it_hears_ours() {
+    let pki = Pki::new().expect("test CA");
+    let peer = start_tls("srtp-mand", &pki);
+    let uri = format!("sip:baresip@127.0.0.1:{};transport=tls", peer.sip_port + 1);
+    let ca = pki.ca.to_str().unwrap();
+    let out = call_with(
+        &uri,
+        "required",
+        DEFAULT_TONE_HZ,
+        &["--transport", "tls", "--ca", ca],
+    );
+    let shown = format!("{}\n{}", describe_output(&out), peer.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v = json(&out, &shown);
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    let media = &v["media"];
+    assert_eq!(media["tones"][0]["detected"], true, "{shown}");
+    let srtp = &media["srtp"];
+    assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
+    assert!(srtp["protected"].as_u64().unwrap() > 100, "{shown}");
+    assert_eq!(srtp["auth_failures"], 0, "{shown}");
+    assert_eq!(srtp["unprotected"], media["packets_received"], "{shown}");
+    assert!(
+        !shown.contains("warning"),
+        "verified, not --insecure: {shown}"
+    );
+    assert_sip_over_tls(&peer, &shown);
+    assert_sdp_is_savp(&peer, &shown);
+    assert_baresip_heard_us(&peer, &shown);
+}
+
+#[test]
+fn baresip_calls_srtp_required_answer_over_tls_tones_both_ways() {
+    let pki = Pki::new().expect("test CA");
+    let ours = pki
+        .issue("answer", &["IP:127.0.0.1"], 2)
+        .expect("answer's certificate");
+    let peer = start_tls("srtp-mand", &pki);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut answer = Responder::start(
+        &[
+            "--transport",
+            "tls",
+            "--listen",
+            &listen,
+            "--cert",
+            ours.cert.to_str().unwrap(),
+            "--key",
+            ours.key.to_str().unwrap(),
+            "--ca",
+            pki.ca.to_str().unwrap(),
+            "--srtp",
+            "required",
+            "--play-tone",
+            &OUR_TONE_HZ.to_string(),
+            "--expect-tone",
+            &DEFAULT_TONE_HZ.to_string(),
+            "--duration",
+            "3s",
+            "--calls",
+            "1",
+        ],
+        &[],
+    );
+    let reply = peer
+        .command(&format!("/dial sip:sipcheck@{listen};transport=tls"))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", peer.log()));
+    let code = answer.wait_exit(Duration::from_secs(15));
+    let shown = format!(
+        "dial: {reply}\n--- answer ---\n{}\n{}",
+        answer.output(),
+        peer.log()
+    );
+    assert_eq!(code, Some(0), "{shown}");
+    let printed = answer.stdout();
+    assert!(printed.contains("srtp: AES_CM_128_HMAC_SHA1_"), "{shown}");
+    assert!(printed.contains("auth failures 0, replays 0"), "{shown}");
+    assert!(printed.contains("tone 600 Hz at"), "{shown}");
+    assert!(printed.contains("-- PASS"), "{shown}");
+    assert_sip_over_tls(&peer, &shown);
+    assert_sdp_is_savp(&peer, &shown);
+    assert_baresip_heard_us(&peer, &shown);
 }

@@ -1,7 +1,8 @@
 //! SIP over WebSocket (RFC 7118) against a real Kamailio (its `websocket` and `xhttp`
 //! modules) on loopback: `options` over WS and WSS (certificates made at test time, verified
-//! by `--ca`), `register` with digest auth over WS, a call over WS through Kamailio to a
-//! responder registered over WS (tones heard both ways); a server that grants no `sip`
+//! by `--ca`), `register` with digest auth over WS and over WSS, a call over WS and one over
+//! WSS through Kamailio to a responder registered over the same transport (tones heard both
+//! ways); a server that grants no `sip`
 //! subprotocol, a resource that is not a WebSocket endpoint and a peer that speaks no HTTP
 //! each fail naming the problem.
 
@@ -474,4 +475,173 @@ fn a_call_straight_to_answer_over_ws_and_over_wss_is_heard_both_ways() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("--cert"), "{shown}");
+}
+
+/// Kamailio taking SIP over TLS and over WSS on its TLS port, with a certificate for
+/// 127.0.0.1 issued by a test CA (returned, to give `--ca`).
+fn kamailio_wss() -> (Kamailio, Pki) {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1", "DNS:localhost"], 2)
+        .expect("server certificate");
+    let kam = Kamailio::start_with(&KamailioOptions {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ws_path: Some("/".into()),
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio with tls and websocket");
+    (kam, pki)
+}
+
+#[test]
+fn register_with_digest_auth_over_wss_to_kamailio_and_a_wrong_password_fails() {
+    let (kam, pki) = kamailio_wss();
+    let server = format!("127.0.0.1:{}", kam.tls_port.expect("a TLS port"));
+    let ca = pki.ca.to_str().unwrap();
+    let register = |user: &str, password: &str| {
+        run_sipcheck(
+            [
+                "register",
+                "--server",
+                &server,
+                "--user",
+                user,
+                "--transport",
+                "wss",
+                "--ca",
+                ca,
+                "--keep",
+                "--timeout",
+                "5s",
+                "--json",
+            ],
+            &[("SIP_PASSWORD", password)],
+        )
+    };
+    let out = register("1001", &Kamailio::password_for("1001"));
+    let shown = format!("{}\n{}", text(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        ladder(&out).iter().any(|l| l.contains("401")),
+        "the digest challenge is in the ladder\n{shown}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    let bindings = kam.bindings("1001");
+    assert_eq!(bindings.len(), 1, "{bindings:?}\n{shown}");
+    assert!(
+        bindings[0].contains("transport=wss"),
+        "the Contact names WSS: {bindings:?}"
+    );
+    assert!(
+        kam.log()
+            .lines()
+            .any(|l| l.contains("REQ REGISTER") && l.contains("from wss:127.0.0.1:")),
+        "Kamailio took it over secure WebSocket\n{shown}"
+    );
+    assert!(
+        !shown.contains("warning"),
+        "verified, not --insecure: {shown}"
+    );
+
+    // A wrong password: challenged again, the registration fails, nothing is bound.
+    let out = register("1002", "wrong");
+    let shown = format!("{}\n{}", text(&out), kam.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "fail", "{shown}");
+    assert_eq!(v["status"], 401, "{shown}");
+    assert!(kam.bindings("1002").is_empty(), "{shown}");
+}
+
+#[test]
+fn a_call_over_wss_through_kamailio_to_a_responder_registered_over_wss_is_heard_both_ways() {
+    let (kam, pki) = kamailio_wss();
+    let server = format!("127.0.0.1:{}", kam.tls_port.expect("a TLS port"));
+    let ca = pki.ca.to_str().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let callee_pw = Kamailio::password_for("2001");
+    let mut answer = Responder::start(
+        &[
+            "--transport",
+            "wss",
+            "--listen",
+            &listen,
+            "--server",
+            &server,
+            "--ca",
+            ca,
+            "--user",
+            "2001",
+            "--play-tone",
+            "1000",
+            "--expect-tone",
+            "440",
+            "--calls",
+            "1",
+        ],
+        &[("SIP_PASSWORD", callee_pw.as_str())],
+    );
+    assert!(
+        answer.stdout().contains("registered"),
+        "{}\n{}",
+        answer.output(),
+        kam.log()
+    );
+    let bindings = kam.bindings("2001");
+    assert_eq!(bindings.len(), 1, "{}", answer.output());
+    assert!(bindings[0].contains("transport=wss"), "{bindings:?}");
+
+    let caller_pw = Kamailio::password_for("1001");
+    let out = run_sipcheck(
+        [
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--transport",
+            "wss",
+            "--ca",
+            ca,
+            "--user",
+            "1001",
+            "--play-tone",
+            "440",
+            "--expect-tone",
+            "1000",
+            "--duration",
+            "1s",
+            "--json",
+            "-v",
+        ],
+        &[("SIP_PASSWORD", caller_pw.as_str())],
+    );
+    let shown = format!("{}\n{}\n{}", text(&out), answer.output(), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(ladder(&out).iter().any(|l| l.contains("407")), "{shown}");
+    assert!(shown.contains("SIP/2.0/WSS "), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{shown}"
+    );
+    assert!(answer.stdout().contains("-- PASS"), "{shown}");
+    // Both legs over secure WebSocket: the INVITE came in over wss, and went to the
+    // responder over the connection its REGISTER opened (RFC 7118 §5.2).
+    let log = kam.log();
+    let requests: Vec<&str> = log.lines().filter(|l| l.contains("REQ ")).collect();
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("REQ INVITE") && l.contains("from wss:")),
+        "{log}"
+    );
+    let not_wss: Vec<&&str> = requests
+        .iter()
+        .filter(|l| !l.contains("from wss:") && !l.contains("REQ OPTIONS"))
+        .collect();
+    assert!(not_wss.is_empty(), "{not_wss:#?}\n{log}");
 }
