@@ -456,7 +456,7 @@ pub struct SrtpKeys {
 }
 
 /// A copy of `sdp` whose `RTP/SAVP` streams read as `RTP/AVP`, for the plain offer/answer.
-fn as_avp(sdp: &super::SessionDescription) -> super::SessionDescription {
+pub(super) fn as_avp(sdp: &super::SessionDescription) -> super::SessionDescription {
     let mut sdp = sdp.clone();
     for m in &mut sdp.media {
         if is_savp(m) {

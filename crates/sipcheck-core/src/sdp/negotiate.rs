@@ -358,15 +358,18 @@ pub fn negotiated_from_answer(
     offer: &SessionDescription,
     answer: &SessionDescription,
 ) -> Result<Negotiated, NegotiationError> {
-    use super::crypto::{crypto_values, is_savp, negotiated_from_answer_sdes, Crypto, SrtpPolicy};
-    let Some(first) = offer.media.first() else {
-        return negotiated_from_answer_plain(offer, answer);
+    use super::crypto::{
+        as_avp, crypto_values, is_savp, negotiated_from_answer_sdes, Crypto, SrtpPolicy,
     };
-    let ours: Vec<Crypto> = crypto_values(first)
+    // The stream the answer takes decides (an offer may hold several, RTP/SAVP and RTP/AVP
+    // alike): RTP/SAVP requires SRTP, RTP/AVP with keys offers it, RTP/AVP without is plain.
+    let chosen = negotiated_from_answer_plain(&as_avp(offer), &as_avp(answer))?.media_index;
+    let chosen = &offer.media[chosen];
+    let ours: Vec<Crypto> = crypto_values(chosen)
         .into_iter()
         .filter_map(|v| Crypto::parse(v).ok())
         .collect();
-    let policy = if is_savp(first) {
+    let policy = if is_savp(chosen) {
         SrtpPolicy::Required
     } else if !ours.is_empty() {
         SrtpPolicy::Optional

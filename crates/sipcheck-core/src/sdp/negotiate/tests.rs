@@ -478,3 +478,28 @@ fn telephone_event_lists_are_intersected() {
     assert_eq!(neg.telephone_event_pt, None);
     assert_eq!(sdp.media[0].formats, ["0"]);
 }
+
+#[test]
+fn the_stream_the_answer_takes_decides_srtp_not_the_first_offered() {
+    // An RTP/SAVP stream first, a plain RTP/AVP one second: answered without SRTP, the SAVP
+    // stream is refused (port 0) and the plain one taken. The offerer reading that answer
+    // takes it as plain RTP (it once required SRTP because the first stream was SAVP).
+    let offer = parse(&crlf(
+        "v=0
+        o=- 7 7 IN IP4 192.0.2.1
+        s=-
+        c=IN IP4 192.0.2.1
+        t=0 0
+        m=audio 8000 RTP/SAVP 0
+        a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz
+        m=audio 30012 RTP/AVP 8 0
+        ",
+    ));
+    let (ours, negotiated) = answer(&offer, &local()).unwrap();
+    assert_eq!(negotiated.media_index, 1);
+    assert_eq!(ours.media[0].port, 0);
+    let theirs = negotiated_from_answer(&offer, &ours).unwrap();
+    assert_eq!(theirs.media_index, 1);
+    assert_eq!(theirs.codec, negotiated.codec);
+    assert!(theirs.srtp.is_none());
+}
