@@ -267,6 +267,9 @@ pub enum Step {
         /// How long the transfer's final NOTIFY is awaited (default
         /// [`DEFAULT_TRANSFER_WITHIN`]).
         within: Duration,
+        /// Attended transfer (RFC 5589 §7): the role answering the consultation call to
+        /// `to`; once it answers, the REFER's Refer-To names that call in a Replaces.
+        consult: Option<String>,
     },
 }
 
@@ -453,6 +456,12 @@ pub enum Expectation {
     /// the steps after it apply to the new call.
     Transferred {
         /// How long to wait for the REFER (default [`DEFAULT_TRANSFER_WITHIN`]).
+        within: Duration,
+    },
+    /// An INVITE with Replaces takes over the call (the target of an attended transfer,
+    /// RFC 3891) within `within`; the steps after it apply to the new call.
+    Replaced {
+        /// How long to wait (default [`DEFAULT_TRANSFER_WITHIN`]).
         within: Duration,
     },
     /// The outgoing call answered after a redirection (3xx), by this target.

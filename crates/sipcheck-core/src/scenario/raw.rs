@@ -307,6 +307,8 @@ pub struct RawExpect {
     pub redirected_to: Option<String>,
     /// `true`: the far end must transfer the call (REFER), and its target answer.
     pub transferred: Option<String>,
+    /// `true`: an INVITE with Replaces must take over the call (attended transfer).
+    pub replaced: Option<String>,
     /// How long to wait for it.
     pub within: Option<String>,
     /// Tone: the lowest acceptable signal-to-noise ratio, `15dB`.
@@ -375,6 +377,10 @@ pub struct RawTransfer {
     pub to: Option<String>,
     /// How long the final NOTIFY is awaited.
     pub within: Option<String>,
+    /// `true`: an attended transfer (a consultation call first, then REFER with Replaces).
+    pub attended: Option<String>,
+    /// Attended: the role that answers the consultation call.
+    pub consult: Option<String>,
 }
 
 /// `unregister: {}` takes no arguments.

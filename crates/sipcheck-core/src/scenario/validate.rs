@@ -1042,6 +1042,7 @@ fn validate_steps(
                     && e.final_code.is_none()
                     && e.answered.is_none()
                     && e.transferred.is_none()
+                    && e.replaced.is_none()
             }
             _ => false,
         };
@@ -1083,7 +1084,8 @@ fn validate_steps(
                 }
             }
         }
-        let transferred = matches!(raw, RawStep::Expect(e) if e.transferred.is_some());
+        let transferred =
+            matches!(raw, RawStep::Expect(e) if e.transferred.is_some() || e.replaced.is_some());
         if (transferred
             || matches!(
                 raw,
@@ -1294,7 +1296,47 @@ fn validate_step(
                 }
             };
             let within = cx.duration_or(&p.key("within"), &t.within, DEFAULT_TRANSFER_WITHIN);
-            Step::Transfer { to, within }
+            let attended = match &t.attended {
+                None => false,
+                v => cx.flag(&p.key("attended"), v)?,
+            };
+            let consult = cx.text(&p.key("consult"), &t.consult);
+            let consult = match (attended, consult) {
+                (true, None) => {
+                    cx.at_key(
+                        p,
+                        "`attended: true` needs `consult`, the role that answers the consultation call",
+                        None,
+                    );
+                    return None;
+                }
+                (false, Some(_)) => {
+                    cx.error(
+                        At::Value(p.key("consult")),
+                        "`consult` is for an attended transfer",
+                        Some("add `attended: true`, or remove `consult`".into()),
+                    );
+                    return None;
+                }
+                (_, None) => None,
+                (true, Some(c)) => {
+                    if !roles.iter().any(|(n, _)| *n == c) {
+                        let names = roles.iter().map(|(n, _)| n.as_str());
+                        cx.error(
+                            At::Value(p.key("consult")),
+                            format!("there is no role `{c}`"),
+                            did_you_mean(&c, names),
+                        );
+                        return None;
+                    }
+                    Some(c)
+                }
+            };
+            Step::Transfer {
+                to,
+                within,
+                consult,
+            }
         }
         RawStep::WaitFor(w) => {
             let s = cx.text(p, &Some(w.clone()))?;
@@ -1679,6 +1721,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("answered", e.answered.is_some()),
         ("redirected_to", e.redirected_to.is_some()),
         ("transferred", e.transferred.is_some()),
+        ("replaced", e.replaced.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)
@@ -1688,7 +1731,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to` or `transferred`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to`, `transferred` or `replaced`",
                 None,
             );
             return None;
@@ -1895,6 +1938,12 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             let within = within(cx, DEFAULT_TRANSFER_WITHIN);
             t?;
             Expectation::Transferred { within }
+        }
+        "replaced" => {
+            let t = must_be_true(cx, "replaced", &e.replaced);
+            let within = within(cx, DEFAULT_TRANSFER_WITHIN);
+            t?;
+            Expectation::Replaced { within }
         }
         "redirected_to" => {
             let within = within(cx, DEFAULT_FINAL_WITHIN);

@@ -84,6 +84,12 @@ pub enum FailureKind {
     TransferTargetFailed(u16),
     /// As the transferee: no REFER came within the step's `within`.
     NotTransferred,
+    /// An attended transfer's consultation call ended without an answer, with this status
+    /// (408 when it was not answered in time).
+    ConsultFailed(u16),
+    /// As an attended transfer's target (`expect: replaced`): no INVITE with Replaces took
+    /// over the call within the step's `within`.
+    NotReplaced,
     /// The transport failed.
     Transport,
     /// The run was interrupted before the call could finish.
@@ -124,6 +130,8 @@ impl FailureKind {
             FailureKind::TransferTimeout => "transfer_timeout".into(),
             FailureKind::TransferTargetFailed(code) => format!("transfer_target_failed_{code}"),
             FailureKind::NotTransferred => "not_transferred".into(),
+            FailureKind::ConsultFailed(code) => format!("consult_failed_{code}"),
+            FailureKind::NotReplaced => "not_replaced".into(),
             FailureKind::Transport => "transport".into(),
             FailureKind::Interrupted => "interrupted".into(),
             FailureKind::Other => "other".into(),

@@ -222,6 +222,8 @@ struct Live<D> {
     pending: Option<CallId>,
     /// The original call of a transfer once the new one is `call`, until it ends.
     original: Option<CallId>,
+    /// An attended transfer's consultation call (`transfer: { attended }`), while it is up.
+    consult: Option<CallId>,
     /// The SIP Call-IDs of the transfer's calls, for the ladder.
     more_sip_ids: Vec<String>,
 }
@@ -776,6 +778,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 answering: None,
                 pending: None,
                 original: None,
+                consult: None,
                 more_sip_ids: Vec::new(),
             },
         );
@@ -832,6 +835,12 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             }
             CallEvent::Incoming {
                 call,
+                signature_call,
+                replaces: Some(replaced),
+                ..
+            } => self.replace(now, call, replaced, signature_call),
+            CallEvent::Incoming {
+                call,
                 request_uri,
                 to,
                 signature_call,
@@ -875,7 +884,15 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     self.by_id.remove(&call);
                 }
                 if let Some(live) = self.calls.get_mut(&key) {
-                    if live.pending == Some(call) {
+                    if live.consult == Some(call) {
+                        let replaces = matches!(event, CallEvent::Answered { .. })
+                            .then(|| self.endpoint.replaces_for(call))
+                            .flatten();
+                        if ended {
+                            live.consult = None;
+                        }
+                        live.script.handle_consult_event(now, event, replaces);
+                    } else if live.pending == Some(call) {
                         let original = live.call.and_then(|id| self.endpoint.record(id));
                         // The transfer's new call: once answered, the script's call.
                         if matches!(event, CallEvent::Answered { .. }) {
@@ -928,6 +945,8 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             let _ = self.endpoint.reject(now, call, 404);
             return;
         };
+        // Our responses' Contact names the account called, not the role's first.
+        self.endpoint.set_contact_user(call, &account.user);
         let call_id = self
             .endpoint
             .sip_call_id(call)
@@ -991,9 +1010,13 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             }
             // A transfer's call still up when the script is over: ended (BYE or CANCEL),
             // its events no longer followed.
-            for id in [live.pending.take(), live.original.take()]
-                .into_iter()
-                .flatten()
+            for id in [
+                live.pending.take(),
+                live.original.take(),
+                live.consult.take(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 let _ = self.endpoint.hangup(now, id);
                 self.by_id.remove(&id);
@@ -1120,9 +1143,21 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             ScriptCommand::Follow {
                 target,
                 referred_by,
+                replaces,
                 local,
             } => {
-                let placed = self.follow(now, key, target, referred_by, *local);
+                let mut extra: Vec<(String, String)> = referred_by
+                    .map(|by| ("Referred-By".to_owned(), by))
+                    .into_iter()
+                    .collect();
+                if let Some(replaces) = replaces {
+                    extra.push(("Replaces".to_owned(), replaces));
+                }
+                let placed = self.new_call(now, key, target, extra, *local).map(|id| {
+                    if let Some(live) = self.calls.get_mut(&key) {
+                        live.pending = Some(id);
+                    }
+                });
                 if let Some(live) = self.calls.get_mut(&key) {
                     live.script.handle_followed(now, placed);
                 }
@@ -1131,6 +1166,28 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                 // Only a call of this script's (its REFER's dialog).
                 if self.by_id.get(&call) == Some(&key) {
                     let _ = self.endpoint.notify_transfer(now, call, code, &reason);
+                }
+            }
+            ScriptCommand::Consult { target, local } => {
+                // The consultation is a call of its own: its own signature number.
+                let signature = self.signatures.then_some(self.next_signature_call);
+                let placed = self.new_call(now, key, target, Vec::new(), *local);
+                let placed = placed.map(|id| {
+                    if let Some(live) = self.calls.get_mut(&key) {
+                        live.consult = Some(id);
+                    }
+                    if signature.is_some() {
+                        self.next_signature_call += 1;
+                    }
+                    signature
+                });
+                if let Some(live) = self.calls.get_mut(&key) {
+                    live.script.handle_consult_placed(now, placed);
+                }
+            }
+            ScriptCommand::HangupConsult => {
+                if let Some(consult) = live.consult {
+                    let _ = self.endpoint.hangup(now, consult);
                 }
             }
             ScriptCommand::CancelFollow => {
@@ -1242,18 +1299,20 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         })
     }
 
-    /// Place the new call of a transfer (`expect: transferred`): to `target`, with the
-    /// REFER's Referred-By, offering the call's own media (the same RTP socket). Its next
-    /// hop is the role's server or outbound proxy, else the URI's address, else one
-    /// resolved before for a call step (no name is resolved for it).
-    fn follow(
+    /// Place a second call of call `key`'s script: a transfer's new call (`expect:
+    /// transferred`) or an attended transfer's consultation call, to `target` with the
+    /// `extra` headers, offering the call's own media (the same RTP socket). Its next hop is
+    /// the role's server or outbound proxy, else the URI's address, else one resolved
+    /// before for a call step (no name is resolved for it). The script's signature number
+    /// is the one announced (the agent bumps it for a consultation).
+    fn new_call(
         &mut self,
         now: Instant,
         key: CallKey,
         target: String,
-        referred_by: Option<String>,
+        mut extra_headers: Vec<(String, String)>,
         local: LocalMedia,
-    ) -> Result<(), CommandError> {
+    ) -> Result<CallId, CommandError> {
         let destination = self
             .cfg
             .next_hop
@@ -1263,10 +1322,6 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             .ok_or(CommandError::Unresolved)?;
         let live = self.calls.get(&key).ok_or(CommandError::TransportGone)?;
         let account = live.account.as_ref().ok_or(CommandError::TransportGone)?;
-        let mut extra_headers: Vec<(String, String)> = referred_by
-            .map(|by| ("Referred-By".to_owned(), by))
-            .into_iter()
-            .collect();
         if let Some(n) = live.script.signature_call() {
             extra_headers.push((SIGNATURE_HEADER.to_owned(), n.to_string()));
         }
@@ -1286,13 +1341,66 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         let sip_id = self.endpoint.sip_call_id(id).map(str::to_owned);
         let ladders = self.ladder_peer.is_some();
         if let Some(live) = self.calls.get_mut(&key) {
-            live.pending = Some(id);
             if let (true, Some(sip_id)) = (ladders, sip_id) {
                 self.by_sip_id.insert(sip_id.clone(), key);
                 live.more_sip_ids.push(sip_id);
             }
         }
-        Ok(())
+        Ok(id)
+    }
+
+    /// An INVITE whose Replaces names our call `replaced` (RFC 3891, attended transfer):
+    /// answered with that call's media, it takes the call's place in its script, and the
+    /// replaced call is ended (BYE; CANCEL for an early one of ours). A call no live script
+    /// holds is refused 481; a script without media of its own to answer with 488.
+    fn replace(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        replaced: CallId,
+        signature_call: Option<u64>,
+    ) {
+        let Some(key) = self
+            .by_id
+            .get(&replaced)
+            .copied()
+            .filter(|k| self.calls.get(k).is_some_and(|l| l.call == Some(replaced)))
+        else {
+            let _ = self.endpoint.reject(now, call, 481);
+            return;
+        };
+        if self.shut {
+            let _ = self.endpoint.reject(now, call, 480);
+            return;
+        }
+        let Some(live) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(local) = live.script.local_media() else {
+            let _ = self.endpoint.reject(now, call, 488);
+            return;
+        };
+        let user = live.script.user().to_owned();
+        self.endpoint.set_contact_user(call, &user);
+        if self.endpoint.accept(now, call, local).is_err() {
+            // Refused (488) and ended by the endpoint: the replaced call goes on.
+            return;
+        }
+        let record = self.endpoint.record(replaced).cloned();
+        let _ = self.endpoint.hangup(now, replaced);
+        self.by_id.remove(&replaced);
+        self.by_id.insert(call, key);
+        let sip_id = self.endpoint.sip_call_id(call).map(str::to_owned);
+        let ladders = self.ladder_peer.is_some();
+        if let Some(live) = self.calls.get_mut(&key) {
+            live.call = Some(call);
+            if let (true, Some(sip_id)) = (ladders, sip_id) {
+                self.by_sip_id.insert(sip_id.clone(), key);
+                live.more_sip_ids.push(sip_id);
+            }
+            live.script.handle_replacing(now, signature_call, record);
+        }
+        self.settle(now, key);
     }
 
     /// Answer the call and tell its script.

@@ -55,6 +55,7 @@ mod dialog;
 mod record;
 mod redirect;
 mod refer;
+mod replaces;
 mod session_timer;
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,7 @@ use bytes::Bytes;
 pub use record::{ByeFailure, CallDirection, CallEnd, CallEndReason, CallRecord};
 pub use redirect::NotFollowed;
 pub use refer::{parse_sipfrag, REFER_EXPIRES};
+pub use replaces::{refer_to_replacing, split_refer_to, Replaces};
 
 use self::dialog::{header_tag, record_route, user_of, Dialog, Routing};
 use self::session_timer::SessionTimer;
@@ -276,6 +278,9 @@ pub enum CallEvent<D> {
         /// The call's number for audio signatures, from the INVITE's
         /// [`SIGNATURE_HEADER`] (`None` without it, or when it is not a number).
         signature_call: Option<u64>,
+        /// The call of ours its Replaces header names (RFC 3891, attended transfer): once
+        /// answered, the new call takes that one's place, which its user ends.
+        replaces: Option<CallId>,
     },
     /// A provisional response (100–199) to our INVITE.
     Progress {
@@ -752,6 +757,16 @@ impl<D: Clone + NextHop> Endpoint<D> {
     /// The SIP Call-ID of a live call.
     pub fn sip_call_id(&self, call: CallId) -> Option<&str> {
         call_ref(&self.slots, call).map(|c| &*c.dialog.call_id)
+    }
+
+    /// Name `user` in the Contact of an incoming call (its responses and requests): the
+    /// account that was called, when the endpoint serves several.
+    pub fn set_contact_user(&mut self, call: CallId, user: &str) {
+        if let Some(c) = call_mut(&mut self.slots, call) {
+            if c.direction == CallDirection::Incoming {
+                c.contact = contact_value(user, c.transport, c.local_addr).into();
+            }
+        }
     }
 
     // ----------------------------------------------------------------------------------

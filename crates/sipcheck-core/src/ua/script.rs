@@ -37,6 +37,7 @@ use crate::stats::outcome::{CallMedia, CallResult, Failure, FailureKind, Side, S
 use crate::ua::call::{CallEndReason, CallEvent, CallId, CallRecord};
 use crate::ua::work::{Work, WorkResult};
 
+mod attended;
 mod probe;
 pub mod responder;
 #[cfg(test)]
@@ -142,10 +143,13 @@ pub enum ScriptCommand {
     /// script's call, and the original call's events go to
     /// [`CallScript::handle_original_event`].
     Follow {
-        /// The Refer-To URI (its headers, such as Replaces, left out).
+        /// The Refer-To URI (its headers left out).
         target: String,
         /// The REFER's Referred-By value, to copy (RFC 3892).
         referred_by: Option<String>,
+        /// The Replaces header the Refer-To URI carried, unescaped, to copy (RFC 3891 §6,
+        /// attended transfer).
+        replaces: Option<String>,
         /// Our media, as the original call has it.
         local: Box<LocalMedia>,
     },
@@ -163,6 +167,18 @@ pub enum ScriptCommand {
     CancelFollow,
     /// BYE on `call`, the original call of a transfer, which its transferor did not end.
     HangupOriginal(CallId),
+    /// An attended transfer's consultation call: place it to `target`, offering `local`
+    /// (the call's own media, from the same RTP socket); reply with
+    /// [`CallScript::handle_consult_placed`]. Its events go to
+    /// [`CallScript::handle_consult_event`].
+    Consult {
+        /// The Request-URI.
+        target: String,
+        /// Our media, as the call has it.
+        local: Box<LocalMedia>,
+    },
+    /// End the consultation call (BYE, or CANCEL before its answer), if it is still up.
+    HangupConsult,
     /// Something for the call's media stream.
     Media(MediaIntent),
     /// A slow computation (a PESQ score) to run off the driver's loop; reply with
@@ -347,6 +363,10 @@ enum Until {
     Referred,
     /// The outcome of the call to the transfer's target.
     Followed,
+    /// The outcome of an attended transfer's consultation call.
+    Consulted,
+    /// An INVITE with Replaces took over the call (`expect: replaced`).
+    Replaced,
 }
 
 /// What to do when a wait (or a reply, or a probe) is over.
@@ -424,6 +444,12 @@ enum Then {
     Following,
     /// `expect: transferred`: the new call answered, refused, or not in time.
     Followed,
+    /// `transfer: { attended }`: the reply to the command placing the consultation call.
+    Consulting,
+    /// `transfer: { attended }`: the consultation call answered, refused, or not in time.
+    Consulted,
+    /// `expect: replaced`: the call taken over, or not in time.
+    Replaced(Duration),
     /// The script is over and so is the call.
     Finished,
 }
@@ -446,8 +472,11 @@ enum TransferOutcome {
 enum Next {
     /// `answer`: nothing more.
     Up,
-    /// `transfer`: REFER to this URI, wait this long for the outcome.
-    Transfer(String, Duration),
+    /// `transfer`: REFER to this URI, wait this long for the outcome; attended: a
+    /// consultation call to it first.
+    Transfer(String, Duration, bool),
+    /// `expect: replaced`: wait this long for an INVITE with Replaces.
+    Replaced(Duration),
     /// `expect: transferred`: wait this long for a REFER.
     Transferred(Duration),
     Play(Vec<PlayItem>),
@@ -606,6 +635,8 @@ pub struct CallScript {
     refer_code: Option<u16>,
     /// Transfers of the far end's (`expect: transferred`).
     transferee: transferee::Transferee,
+    /// Attended transfers: our consultation call, or our call being replaced.
+    attended: attended::Attended,
     /// The step that hung up (its name, line, column), to name when the BYE fails.
     bye_step: Option<(&'static str, u32, u32)>,
     /// The first tone step verified (name, line, column) and the longest gap it allows:
@@ -753,6 +784,7 @@ impl CallScript {
             transfer_outcome: None,
             refer_code: None,
             transferee: transferee::Transferee::default(),
+            attended: attended::Attended::default(),
             bye_step: None,
             tone_step: None,
             next_watch: 0,
@@ -777,6 +809,9 @@ impl CallScript {
             CallEvent::EarlyMedia { negotiated, .. } => {
                 self.ringing = true;
                 self.start_media(negotiated);
+            }
+            CallEvent::Answered { negotiated, .. } if self.attended.replacing => {
+                self.replaced_answered(negotiated);
             }
             CallEvent::Answered { negotiated, .. } => {
                 self.answered = true;
@@ -1166,6 +1201,13 @@ impl CallScript {
             return p.is_done();
         }
         matches!(self.phase, Phase::Done)
+    }
+
+    /// Our media as the call first offered or answered it (an attended transfer's target
+    /// answers the replacing INVITE with it).
+    #[must_use]
+    pub fn local_media(&self) -> Option<LocalMedia> {
+        self.local.clone()
     }
 
     /// Whether a media stream was started for the call (its report belongs in
@@ -1636,7 +1678,11 @@ impl CallScript {
             Step::Wait(d) => self.wait(now, now + *d, Until::Time, Then::Elapsed),
             Step::Hold(mode) => self.wait_answer(now, Next::Reinvite(Some(*mode))),
             Step::Resume => self.wait_answer(now, Next::Reinvite(None)),
-            Step::Transfer { to, within } => {
+            Step::Transfer {
+                to,
+                within,
+                consult,
+            } => {
                 let fill = Fill {
                     user: &self.cfg.user,
                     peer: "",
@@ -1647,7 +1693,7 @@ impl CallScript {
                     self.fail(FailureKind::Other, format!("'{to}' is not a SIP URI"));
                     return Some(false);
                 };
-                self.wait_answer(now, Next::Transfer(target, *within))
+                self.wait_answer(now, Next::Transfer(target, *within, consult.is_some()))
             }
             Step::Hangup { after } => {
                 if after.is_zero() {
@@ -1736,6 +1782,7 @@ impl CallScript {
             Expectation::Transferred { within } => {
                 self.wait_answer(now, Next::Transferred(*within))
             }
+            Expectation::Replaced { within } => self.wait_answer(now, Next::Replaced(*within)),
             Expectation::PromptEnds { within } => {
                 self.audio_checked += 1;
                 self.prompt_heard = false;
@@ -1810,6 +1857,24 @@ impl CallScript {
         self.wait(now, now + END_WAIT, Until::Ended, Then::Cancelled)
     }
 
+    /// REFER the far end to `target` (its Refer-To) and wait `within` for the outcome.
+    fn refer(&mut self, now: Instant, target: String, within: Duration) -> Option<bool> {
+        self.transfer_pending = true;
+        self.transfer_outcome = None;
+        self.refer_code = None;
+        let referred_by = format!("sip:{}@{}", self.cfg.user, self.cfg.account_domain);
+        self.command(ScriptCommand::Transfer {
+            target,
+            referred_by,
+        });
+        self.wait(
+            now,
+            now + within,
+            Until::Transfer,
+            Then::Transferred(within),
+        )
+    }
+
     /// Wait until the call is answered (media can flow), then go on with `next`; a failure
     /// if it ended, or was not answered within the `call` step's timeout.
     fn wait_answer(&mut self, now: Instant, next: Next) -> Option<bool> {
@@ -1822,22 +1887,9 @@ impl CallScript {
         match next {
             Next::Up => Some(true),
             Next::Transferred(within) => self.await_referral(now, within),
-            Next::Transfer(target, within) => {
-                self.transfer_pending = true;
-                self.transfer_outcome = None;
-                self.refer_code = None;
-                let referred_by = format!("sip:{}@{}", self.cfg.user, self.cfg.account_domain);
-                self.command(ScriptCommand::Transfer {
-                    target,
-                    referred_by,
-                });
-                self.wait(
-                    now,
-                    now + within,
-                    Until::Transfer,
-                    Then::Transferred(within),
-                )
-            }
+            Next::Replaced(within) => self.await_replaced(now, within),
+            Next::Transfer(target, within, true) => self.consult(target, within),
+            Next::Transfer(target, within, false) => self.refer(now, target, within),
             Next::Play(items) => {
                 if self.media.is_some() {
                     let playlist = self.playlist(&items);
@@ -2082,6 +2134,12 @@ impl CallScript {
             Until::Held => self.peer_held,
             Until::Transfer => self.transfer_outcome.is_some(),
             Until::Referred => self.transferee.referral.is_some(),
+            Until::Consulted => self
+                .attended
+                .consult
+                .as_ref()
+                .is_some_and(|c| c.outcome.is_some()),
+            Until::Replaced => self.attended.replaced,
             Until::Followed => self
                 .transferee
                 .following
@@ -2124,7 +2182,11 @@ impl CallScript {
                 self.phase = Phase::Done;
                 return;
             }
-            Then::Placed { .. } | Then::Accepted | Then::ReinviteSent(_) | Then::Following => {
+            Then::Placed { .. }
+            | Then::Accepted
+            | Then::ReinviteSent(_)
+            | Then::Following
+            | Then::Consulting => {
                 unreachable!("a reply is not waited for in a wait")
             }
             Then::ToneMissing { .. }
@@ -2453,9 +2515,15 @@ impl CallScript {
             }
             Then::Referred(within) => self.referral_over(within),
             Then::Followed => self.followed(),
+            Then::Consulted => self.consulted(now),
+            Then::Replaced(within) => self.replaced_over(within),
             Then::Transferred(within) => match self.transfer_outcome.take() {
-                // RFC 5589 §6: the transferor ends its own leg once the transfer succeeded.
-                Some(TransferOutcome::Done) => self.hangup(now),
+                // RFC 5589 §6: the transferor ends its own leg once the transfer succeeded;
+                // §7: attended, its consultation call too.
+                Some(TransferOutcome::Done) => {
+                    self.end_consultation();
+                    self.hangup(now)
+                }
                 Some(TransferOutcome::Refused(code)) => {
                     self.fail(
                         FailureKind::SipCode(code),

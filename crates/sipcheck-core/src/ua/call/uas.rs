@@ -449,10 +449,14 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let unsupported: Vec<&str> = message
             .header_values(&Name::REQUIRE)
             .map(str::trim)
-            .filter(|tag| !tag.is_empty() && !tag.eq_ignore_ascii_case(TIMER))
+            .filter(|tag| {
+                !tag.is_empty()
+                    && !tag.eq_ignore_ascii_case(TIMER)
+                    && !tag.eq_ignore_ascii_case(super::replaces::REPLACES)
+            })
             .collect();
         if !unsupported.is_empty() {
-            // We support no extension but session timers (RFC 3261 §8.2.2.3).
+            // We support no extension but session timers and Replaces (RFC 3261 §8.2.2.3).
             self.counters.requests_refused += 1;
             let require = unsupported.join(", ");
             let extra = [("Unsupported", require.as_str())];
@@ -460,6 +464,16 @@ impl<D: Clone + NextHop> Endpoint<D> {
             self.invite_refused(&message, 420, format!("requires {require}, not supported"));
             return;
         }
+        // RFC 3891 §3: an INVITE with Replaces must name a dialog we may replace.
+        let replaces = match self.replaced_call(&message) {
+            Ok(replaces) => replaces,
+            Err(refusal) => {
+                self.counters.requests_refused += 1;
+                let _ = respond(&mut self.layer, now, tx, refusal.code, tag, &[], None);
+                self.invite_refused(&message, refusal.code, refusal.why);
+                return;
+            }
+        };
         let offer = match sdp_body(&message) {
             Ok(offer) => offer.map(Arc::new),
             Err(status) => {
@@ -571,6 +585,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
                     &[super::SIGNATURE_HEADER],
                 ))
                 .and_then(|v| v.parse().ok()),
+            replaces,
         });
     }
 }

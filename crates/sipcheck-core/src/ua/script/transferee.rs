@@ -5,7 +5,7 @@
 //! script keeps the referral until an `expect: transferred` step takes it (a REFER that no
 //! step is waiting for, or that comes while a transfer is under way, is notified
 //! `SIP/2.0 603 Declined` at once). The step places a new call to the Refer-To URI, with the
-//! REFER's Referred-By (RFC 3892) and without Refer-To headers such as Replaces, offering the
+//! REFER's Referred-By (RFC 3892) and the Refer-To's Replaces (RFC 3891), offering the
 //! call's own media (the same RTP socket). The final status of that call is notified to the
 //! transferor, terminating the subscription. Once the new call is answered it is the
 //! script's call: the steps after the expectation play and listen on it, and the original
@@ -17,7 +17,7 @@ use super::{CallScript, CommandError, Phase, ScriptCommand, Then, Until, ANSWER_
 use crate::media::intent::MediaIntent;
 use crate::scenario::model::{Expectation, Step};
 use crate::stats::outcome::{Failure, FailureKind};
-use crate::ua::call::{CallEndReason, CallEvent, CallId, CallRecord};
+use crate::ua::call::{split_refer_to, CallEndReason, CallEvent, CallId, CallRecord};
 
 /// How long the transferor has to end the original call once the new call is answered
 /// and notified (RFC 5589 §6: it sends BYE on the final NOTIFY); after that the transferee
@@ -61,7 +61,7 @@ pub(super) struct Transferee {
 }
 
 /// The status to notify for a new call that ended unanswered, and how to name it.
-fn refusal(record: &CallRecord) -> (u16, String, String) {
+pub(super) fn refusal(record: &CallRecord) -> (u16, String, String) {
     let Some(reason) = record.reason() else {
         return (500, "Server Internal Error".into(), "it ended".into());
     };
@@ -138,14 +138,9 @@ impl CallScript {
             );
             return Some(false);
         };
-        // RFC 5589 §6 (blind transfer): the URI without its headers (a Replaces is
-        // attended transfer's, not followed here).
-        let target = referral
-            .refer_to
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        // The URI without its headers; a Replaces among them (attended transfer, RFC 5589
+        // §7) is copied into the new INVITE, unescaped (RFC 3891 §6).
+        let (target, replaces) = split_refer_to(&referral.refer_to);
         let Some(local) = self.local.clone() else {
             self.notify(referral.call, 500, "Server Internal Error");
             self.fail(
@@ -157,6 +152,7 @@ impl CallScript {
         self.commands.push_back(ScriptCommand::Follow {
             target: target.clone(),
             referred_by: referral.referred_by,
+            replaces,
             local: Box::new(local),
         });
         self.transferee.following = Some(Following {
