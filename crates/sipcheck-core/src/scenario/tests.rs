@@ -1553,7 +1553,12 @@ fn transfer_steps_load_and_are_checked() {
     };
     let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
     let steps: Vec<&Step> = caller.steps.iter().map(|s| &s.value).collect();
-    let Step::Transfer { to, within } = steps[2] else {
+    let Step::Transfer {
+        to,
+        within,
+        consult: None,
+    } = steps[2]
+    else {
         panic!("{:?}", steps[2]);
     };
     assert_eq!(*within, crate::scenario::model::DEFAULT_TRANSFER_WITHIN);
@@ -1576,6 +1581,59 @@ fn transfer_steps_load_and_are_checked() {
         "{}",
         e[1].message
     );
+}
+
+#[test]
+fn attended_transfers_and_replaced_expectations_load_and_are_checked() {
+    let text = BASE
+        .replace(
+            "      - hangup: { after: 1s }\n",
+            "      - transfer: { to: \"sip:3001@{domain}\", attended: true, consult: callee }\n",
+        )
+        .replace(
+            "      - wait_for: bye\n",
+            "      - expect: { replaced: true, within: 3s }\n      - wait_for: bye\n",
+        );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    let Step::Transfer { consult, .. } = &caller.steps[2].value else {
+        panic!("{:?}", caller.steps[2].value);
+    };
+    assert_eq!(consult.as_deref(), Some("callee"));
+    let callee = scenario.roles.iter().find(|r| r.name == "callee").unwrap();
+    assert!(callee.steps.iter().any(|s| s.value
+        == Step::Expect(Expectation::Replaced {
+            within: Duration::from_secs(3)
+        })));
+
+    // `attended` needs `consult`, `consult` needs `attended` and a role of that name.
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - transfer: { to: x, attended: true }\n      - transfer: { to: x, consult: callee }\n      - transfer: { to: x, attended: true, consult: calee }\n",
+    ));
+    let brief = brief(&e);
+    assert_eq!(brief.len(), 3, "{brief:?}");
+    assert!(
+        brief[0].contains("`attended: true` needs `consult`"),
+        "{brief:?}"
+    );
+    assert!(
+        brief[1].contains("`consult` is for an attended transfer"),
+        "{brief:?}"
+    );
+    assert!(brief[2].contains("there is no role `calee`"), "{brief:?}");
+    let e = errors(&BASE.replace(
+        "      - wait_for: bye\n",
+        "      - expect: { replaced: false }\n      - wait_for: bye\n",
+    ));
+    assert!(brief_has(&e, "`replaced: false` expects nothing"));
+}
+
+fn brief_has(e: &[ScenarioError], what: &str) -> bool {
+    e.iter().any(|e| e.message.contains(what))
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::ua::registration::RegistrationEvent;
 use crate::ua::renewal::Why;
 use crate::ua::script::is_call_step;
 
+mod attended;
 mod signature;
 mod transferee;
 
@@ -1678,4 +1679,52 @@ fn calls_whose_scores_are_outstanding_end_cleanly_on_ctrl_c_and_their_results_ar
     node.service(now);
     assert_eq!(node.results.len(), 2);
     assert_eq!(node.agent.live_calls(), 0);
+}
+
+#[test]
+fn a_callees_responses_name_the_account_called_in_their_contact_not_the_roles_first() {
+    const TWO_USERS: &str = r#"
+name: agent-contact
+target:
+  direct: true
+  domain: 127.0.0.1
+accounts:
+  range: { from: 3400, count: 3 }
+media:
+  codecs: [PCMU]
+roles:
+  callee:
+    accounts: 3400..3401
+    listen: 127.0.0.1:5070
+    steps:
+      - answer: { ring: 100ms }
+      - wait_for: bye
+  caller:
+    accounts: "3402"
+    listen: 127.0.0.1:5080
+    steps:
+      - call: { to: "sip:3401@127.0.0.1:5070", timeout: 5s }
+      - hangup: { after: 1s }
+"#;
+    let responses: std::rc::Rc<std::cell::RefCell<Vec<String>>> = std::rc::Rc::default();
+    let kept = responses.clone();
+    let mut run = Run::new(TWO_USERS, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    run.sim.net.set_interceptor(move |d| {
+        let text = String::from_utf8_lossy(&d.bytes).into_owned();
+        if text.starts_with("SIP/2.0 180") || text.starts_with("SIP/2.0 200") {
+            if text.contains(" INVITE\r\n") {
+                kept.borrow_mut()
+                    .push(header_value(&text, "Contact").to_owned());
+            }
+        }
+        Intercept::Pass
+    });
+    run.run(secs(60));
+    assert!(only(run.results("caller")).passed());
+    let responses = responses.borrow();
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    for contact in responses.iter() {
+        assert_eq!(contact, "<sip:3401@127.0.0.1:5070>");
+    }
 }

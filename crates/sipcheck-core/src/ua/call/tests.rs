@@ -22,6 +22,8 @@ use crate::sim::{Datagram, Fault, Intercept, LinkConfig, Network, Node, Rule, Si
 use crate::sip::build::{reason_phrase, write_response};
 use crate::sip::transaction::Timer;
 
+mod replaces;
+
 /// The one clock read of these tests; everything after it is virtual.
 #[allow(clippy::disallowed_methods)]
 fn base() -> Instant {

@@ -40,6 +40,11 @@ impl Board {
         state.playing.insert(local, playlist);
     }
 
+    /// The audio of the stream at `local` never arrives anywhere.
+    pub(super) fn drop_audio_of(&self, local: SocketAddr) {
+        self.0.borrow_mut().dropped.push(local);
+    }
+
     /// The verdict of the stream whose remote is `stream.1`: two seconds of what is played
     /// there (after routing), decoded.
     pub(super) fn judge(

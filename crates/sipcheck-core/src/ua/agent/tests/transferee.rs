@@ -155,15 +155,16 @@ fn the_transferee_calls_the_target_notifies_100_then_200_and_its_steps_go_on_the
 }
 
 #[test]
-fn the_new_invite_carries_the_refers_referred_by_and_no_replaces() {
+fn the_new_invite_copies_the_refer_tos_replaces_and_a_target_without_that_dialog_answers_481() {
     let invites: Rc<RefCell<Vec<String>>> = Rc::default();
     let kept = invites.clone();
-    let (run, _) = run_with(TRANSFER, move |text| {
+    let (run, seen) = run_with(TRANSFER, move |text| {
         if text.starts_with("REFER ") {
-            // A Refer-To with a Replaces header: the transferee calls the URI alone.
+            // A Refer-To with a Replaces header (RFC 3891 §6 escaping) naming no dialog of
+            // the target's.
             return Some(text.replacen(
                 "Refer-To: <sip:2001@127.0.0.1:5071>",
-                "Refer-To: <sip:2001@127.0.0.1:5071?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>",
+                "Refer-To: <sip:2001@127.0.0.1:5071?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>",
                 1,
             ));
         }
@@ -172,7 +173,6 @@ fn the_new_invite_carries_the_refers_referred_by_and_no_replaces() {
         }
         None
     });
-    assert!(only(run.results("transferee")).passed());
     let invites = invites.borrow();
     let invite = invites.first().expect("the INVITE to the target");
     assert!(
@@ -180,7 +180,28 @@ fn the_new_invite_carries_the_refers_referred_by_and_no_replaces() {
         "{invite}"
     );
     assert_eq!(header_value(invite, "Referred-By"), "<sip:2002@127.0.0.1>");
-    assert!(!invite.contains("Replaces"), "{invite}");
+    assert_eq!(
+        header_value(invite, "Replaces"),
+        "abc@h;to-tag=1;from-tag=2"
+    );
+    // RFC 3891 §3: no such dialog at the target, 481; notified to the transferor.
+    assert!(seen
+        .borrow()
+        .iter()
+        .any(|(from, l, _)| *from == addr(5071) && l.starts_with("SIP/2.0 481")));
+    let transferee = only(run.results("transferee"));
+    assert_eq!(
+        transferee.failures[0].kind,
+        FailureKind::TransferTargetFailed(481),
+        "{}",
+        messages(transferee)
+    );
+    let transferor = only(run.results("transferor"));
+    assert_eq!(
+        transferor.failures[0].kind,
+        FailureKind::TransferFailed(481)
+    );
+    assert!(run.results("target").is_empty());
 }
 
 #[test]

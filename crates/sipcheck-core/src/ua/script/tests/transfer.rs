@@ -10,6 +10,7 @@ fn transfer_step(within: Duration) -> Step {
         )
         .unwrap(),
         within,
+        consult: None,
     }
 }
 
