@@ -1712,11 +1712,11 @@ roles:
     run.plan(1, ms(0));
     run.sim.net.set_interceptor(move |d| {
         let text = String::from_utf8_lossy(&d.bytes).into_owned();
-        if text.starts_with("SIP/2.0 180") || text.starts_with("SIP/2.0 200") {
-            if text.contains(" INVITE\r\n") {
-                kept.borrow_mut()
-                    .push(header_value(&text, "Contact").to_owned());
-            }
+        if (text.starts_with("SIP/2.0 180") || text.starts_with("SIP/2.0 200"))
+            && text.contains(" INVITE\r\n")
+        {
+            kept.borrow_mut()
+                .push(header_value(&text, "Contact").to_owned());
         }
         Intercept::Pass
     });

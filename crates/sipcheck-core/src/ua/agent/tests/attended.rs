@@ -51,8 +51,11 @@ roles:
       - transfer: { to: "sip:2001@127.0.0.1:5071", attended: true, consult: target }
 "#;
 
-/// Every datagram: who sent it, its first line, its Call-ID, and its text.
-type Seen = Rc<RefCell<Vec<(SocketAddr, String, String, String)>>>;
+/// One datagram: who sent it, its first line, its Call-ID, and its text.
+type Sent = (SocketAddr, String, String, String);
+
+/// Every datagram, in order.
+type Seen = Rc<RefCell<Vec<Sent>>>;
 
 fn run_with(text: &str, edit: impl Fn(&str) -> Option<String> + 'static) -> (Run, Seen) {
     let mut run = Run::new(text, LinkConfig::new(ms(10)));
@@ -79,11 +82,7 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::new("127.0.0.1".parse().expect("literal"), port)
 }
 
-fn find<'a>(
-    seen: &'a [(SocketAddr, String, String, String)],
-    from: u16,
-    starts: &str,
-) -> Option<(usize, &'a (SocketAddr, String, String, String))> {
+fn find<'a>(seen: &'a [Sent], from: u16, starts: &str) -> Option<(usize, &'a Sent)> {
     seen.iter()
         .enumerate()
         .find(|(_, (f, l, _, _))| *f == addr(from) && l.starts_with(starts))
