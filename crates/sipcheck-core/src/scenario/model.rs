@@ -270,6 +270,9 @@ pub enum Step {
         /// Attended transfer (RFC 5589 §7): the role answering the consultation call to
         /// `to`; once it answers, the REFER's Refer-To names that call in a Replaces.
         consult: Option<String>,
+        /// Attended: a tone (Hz) that must be heard on the consultation call before the
+        /// REFER is sent (within `within`).
+        hear: Option<f64>,
     },
 }
 

@@ -381,6 +381,8 @@ pub struct RawTransfer {
     pub attended: Option<String>,
     /// Attended: the role that answers the consultation call.
     pub consult: Option<String>,
+    /// Attended: a tone that must be heard on the consultation call before the REFER.
+    pub hear: Option<String>,
 }
 
 /// `unregister: {}` takes no arguments.

@@ -1557,6 +1557,7 @@ fn transfer_steps_load_and_are_checked() {
         to,
         within,
         consult: None,
+        hear: None,
     } = steps[2]
     else {
         panic!("{:?}", steps[2]);
@@ -1588,7 +1589,7 @@ fn attended_transfers_and_replaced_expectations_load_and_are_checked() {
     let text = BASE
         .replace(
             "      - hangup: { after: 1s }\n",
-            "      - transfer: { to: \"sip:3001@{domain}\", attended: true, consult: callee }\n",
+            "      - transfer: { to: \"sip:3001@{domain}\", attended: true, consult: callee, hear: 1kHz }\n",
         )
         .replace(
             "      - wait_for: bye\n",
@@ -1599,10 +1600,11 @@ fn attended_transfers_and_replaced_expectations_load_and_are_checked() {
         Err(errors) => panic!("{}", super::report(&errors)),
     };
     let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
-    let Step::Transfer { consult, .. } = &caller.steps[2].value else {
+    let Step::Transfer { consult, hear, .. } = &caller.steps[2].value else {
         panic!("{:?}", caller.steps[2].value);
     };
     assert_eq!(consult.as_deref(), Some("callee"));
+    assert_eq!(*hear, Some(1000.0));
     let callee = scenario.roles.iter().find(|r| r.name == "callee").unwrap();
     assert!(callee.steps.iter().any(|s| s.value
         == Step::Expect(Expectation::Replaced {
@@ -1612,10 +1614,14 @@ fn attended_transfers_and_replaced_expectations_load_and_are_checked() {
     // `attended` needs `consult`, `consult` needs `attended` and a role of that name.
     let e = errors(&BASE.replace(
         "      - hangup: { after: 1s }\n",
-        "      - transfer: { to: x, attended: true }\n      - transfer: { to: x, consult: callee }\n      - transfer: { to: x, attended: true, consult: calee }\n",
+        "      - transfer: { to: x, attended: true }\n      - transfer: { to: x, consult: callee }\n      - transfer: { to: x, attended: true, consult: calee }\n      - transfer: { to: x, hear: 1kHz }\n",
     ));
     let brief = brief(&e);
-    assert_eq!(brief.len(), 3, "{brief:?}");
+    assert_eq!(brief.len(), 4, "{brief:?}");
+    assert!(
+        brief[3].contains("`hear` is for an attended transfer"),
+        "{brief:?}"
+    );
     assert!(
         brief[0].contains("`attended: true` needs `consult`"),
         "{brief:?}"

@@ -1332,10 +1332,26 @@ fn validate_step(
                     Some(c)
                 }
             };
+            let hear = match &t.hear {
+                None => None,
+                Some(h) => {
+                    let f = frequencies(cx, &p.key("hear"), &OneOrMany::One(h.clone()))?;
+                    if consult.is_none() {
+                        cx.error(
+                            At::Value(p.key("hear")),
+                            "`hear` is for an attended transfer's consultation call",
+                            Some("add `attended: true` and `consult`, or remove `hear`".into()),
+                        );
+                        return None;
+                    }
+                    f.first().copied()
+                }
+            };
             Step::Transfer {
                 to,
                 within,
                 consult,
+                hear,
             }
         }
         RawStep::WaitFor(w) => {

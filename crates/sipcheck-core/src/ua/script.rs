@@ -448,6 +448,9 @@ enum Then {
     Consulting,
     /// `transfer: { attended }`: the consultation call answered, refused, or not in time.
     Consulted,
+    /// `transfer: { attended, hear }`: the tone (its label) heard on the consultation call,
+    /// or not in time.
+    ConsultHeard(String),
     /// `expect: replaced`: the call taken over, or not in time.
     Replaced(Duration),
     /// The script is over and so is the call.
@@ -472,9 +475,11 @@ enum TransferOutcome {
 enum Next {
     /// `answer`: nothing more.
     Up,
-    /// `transfer`: REFER to this URI, wait this long for the outcome; attended: a
-    /// consultation call to it first.
-    Transfer(String, Duration, bool),
+    /// `transfer`: REFER to this URI, wait this long for the outcome.
+    Transfer(String, Duration),
+    /// `transfer: { attended }`: a consultation call to this URI first (hearing this tone
+    /// on it, when given).
+    Consult(String, Duration, Option<f64>),
     /// `expect: replaced`: wait this long for an INVITE with Replaces.
     Replaced(Duration),
     /// `expect: transferred`: wait this long for a REFER.
@@ -1682,6 +1687,7 @@ impl CallScript {
                 to,
                 within,
                 consult,
+                hear,
             } => {
                 let fill = Fill {
                     user: &self.cfg.user,
@@ -1693,7 +1699,11 @@ impl CallScript {
                     self.fail(FailureKind::Other, format!("'{to}' is not a SIP URI"));
                     return Some(false);
                 };
-                self.wait_answer(now, Next::Transfer(target, *within, consult.is_some()))
+                let next = match consult {
+                    Some(_) => Next::Consult(target, *within, *hear),
+                    None => Next::Transfer(target, *within),
+                };
+                self.wait_answer(now, next)
             }
             Step::Hangup { after } => {
                 if after.is_zero() {
@@ -1888,8 +1898,8 @@ impl CallScript {
             Next::Up => Some(true),
             Next::Transferred(within) => self.await_referral(now, within),
             Next::Replaced(within) => self.await_replaced(now, within),
-            Next::Transfer(target, within, true) => self.consult(target, within),
-            Next::Transfer(target, within, false) => self.refer(now, target, within),
+            Next::Consult(target, within, hear) => self.consult(target, within, hear),
+            Next::Transfer(target, within) => self.refer(now, target, within),
             Next::Play(items) => {
                 if self.media.is_some() {
                     let playlist = self.playlist(&items);
@@ -2516,6 +2526,7 @@ impl CallScript {
             Then::Referred(within) => self.referral_over(within),
             Then::Followed => self.followed(),
             Then::Consulted => self.consulted(now),
+            Then::ConsultHeard(label) => self.consult_heard(now, wait.watch, &end, &label),
             Then::Replaced(within) => self.replaced_over(within),
             Then::Transferred(within) => match self.transfer_outcome.take() {
                 // RFC 5589 §6: the transferor ends its own leg once the transfer succeeded;

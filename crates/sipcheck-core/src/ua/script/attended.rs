@@ -16,10 +16,18 @@
 use std::time::{Duration, Instant};
 
 use super::transferee::refusal;
-use super::{CallScript, CommandError, Phase, ScriptCommand, Then, Until, ANSWER_WAIT};
-use crate::media::intent::MediaIntent;
+use super::{CallScript, CommandError, Phase, ScriptCommand, Then, Until, WaitEnd, ANSWER_WAIT};
+use crate::media::intent::{MediaEvent, MediaIntent};
+use crate::media::tone::ToneQuery;
 use crate::stats::outcome::FailureKind;
 use crate::ua::call::{refer_to_replacing, CallEvent, CallRecord, Replaces};
+
+/// The lowest signal-to-noise ratio of a consultation's tone (`hear`), as `expect: tone`'s
+/// default.
+const HEAR_MIN_SNR_DB: f64 = 10.0;
+
+/// How long a consultation's tone must last, as `expect: tone`'s default.
+const HEAR_MIN_DURATION: Duration = Duration::from_millis(200);
 
 /// The consultation call of an attended transfer.
 #[derive(Debug, Clone)]
@@ -28,6 +36,8 @@ pub(super) struct Consultation {
     target: String,
     /// The transfer step's `within`.
     within: Duration,
+    /// A tone (Hz) to hear on the consultation before the REFER.
+    hear: Option<f64>,
     /// Answered (the dialog to name in Replaces), or refused with this status and what to
     /// say of it.
     pub(super) outcome: Option<Result<Replaces, (u16, String)>>,
@@ -46,7 +56,12 @@ pub(super) struct Attended {
 
 impl CallScript {
     /// `transfer: { attended: true }`, the call answered: place the consultation call.
-    pub(super) fn consult(&mut self, target: String, within: Duration) -> Option<bool> {
+    pub(super) fn consult(
+        &mut self,
+        target: String,
+        within: Duration,
+        hear: Option<f64>,
+    ) -> Option<bool> {
         let Some(local) = self.local.clone() else {
             self.fail(
                 FailureKind::Other,
@@ -57,6 +72,7 @@ impl CallScript {
         self.attended.consult = Some(Consultation {
             target: target.clone(),
             within,
+            hear,
             outcome: None,
         });
         self.commands.push_back(ScriptCommand::Consult {
@@ -162,10 +178,30 @@ impl CallScript {
         let c = self.attended.consult.as_ref()?;
         let (target, within) = (c.target.clone(), c.within);
         match c.outcome.clone() {
-            Some(Ok(replaces)) => {
-                let refer_to = refer_to_replacing(&target, &replaces);
-                self.refer(now, refer_to, within)
-            }
+            Some(Ok(replaces)) => match c.hear {
+                None => {
+                    let refer_to = refer_to_replacing(&target, &replaces);
+                    self.refer(now, refer_to, within)
+                }
+                Some(hz) => {
+                    // The consultation's audio first, as `expect: tone` would hear it.
+                    let Ok(query) = ToneQuery::single(hz) else {
+                        return Some(true);
+                    };
+                    let query = query
+                        .min_snr_db(HEAR_MIN_SNR_DB)
+                        .min_duration(HEAR_MIN_DURATION);
+                    self.audio_checked += 1;
+                    let watch = self.new_watch();
+                    self.media_intent(MediaIntent::WatchTone { watch, query });
+                    self.wait_watch(
+                        now,
+                        now + within,
+                        watch,
+                        Then::ConsultHeard(format!("{hz}")),
+                    )
+                }
+            },
             Some(Err((code, why))) => {
                 self.fail(
                     FailureKind::ConsultFailed(code),
@@ -191,6 +227,47 @@ impl CallScript {
                 Some(false)
             }
         }
+    }
+
+    /// The wait for the consultation's tone is over: REFER with Replaces, or fail.
+    pub(super) fn consult_heard(
+        &mut self,
+        now: Instant,
+        watch: Option<u32>,
+        end: &WaitEnd,
+        label: &str,
+    ) -> Option<bool> {
+        let (target, within, replaces) = match &self.attended.consult {
+            Some(Consultation {
+                target,
+                within,
+                outcome: Some(Ok(replaces)),
+                ..
+            }) => (target.clone(), *within, replaces.clone()),
+            _ => return Some(false),
+        };
+        if let Some(MediaEvent::ToneHeard { onset, .. }) = end.fired {
+            self.audio_verified += 1;
+            self.tone_onsets.push(onset);
+            let refer_to = refer_to_replacing(&target, &replaces);
+            return self.refer(now, refer_to, within);
+        }
+        self.unwatch(watch);
+        if self.interrupted {
+            return Some(false);
+        }
+        if self.ended() {
+            return Some(self.unexpected_end());
+        }
+        self.fail(
+            FailureKind::ToneMissing,
+            format!(
+                "the consultation call to {target}: expected tone {label} Hz not heard within \
+                 {:.1} s (no REFER sent)",
+                within.as_secs_f64()
+            ),
+        );
+        Some(false)
     }
 
     /// The transfer succeeded: the consultation call is ended too (the target usually ended

@@ -396,3 +396,51 @@ fn a_consultation_never_replaced_fails_as_not_replaced() {
     let transferor = only(run.results("transferor"));
     assert_eq!(transferor.failures[0].kind, FailureKind::TransferTimeout);
 }
+
+#[test]
+fn a_consultation_tone_heard_comes_before_the_refer() {
+    let text = ATTENDED.replace("consult: target }", "consult: target, hear: 1kHz }");
+    let (run, seen) = run_with(&text, |_| None);
+    let transferor = only(run.results("transferor"));
+    assert!(transferor.passed(), "{}", messages(transferor));
+    assert_eq!(
+        (transferor.audio_checked, transferor.audio_verified),
+        (1, 1)
+    );
+    assert!(find(&seen.borrow(), 5080, "REFER ").is_some());
+}
+
+#[test]
+fn a_consultation_tone_not_heard_fails_the_step_and_sends_no_refer() {
+    // Within 2 s: before the transferee gives up waiting for a REFER.
+    let text = ATTENDED.replace(
+        "consult: target }",
+        "consult: target, hear: 1kHz, within: 2s }",
+    );
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    run.plan(1, ms(0));
+    let i = run.index("transferor");
+    run.sim.nodes[i].hears = false;
+    let refers = Rc::new(RefCell::new(0));
+    let kept = refers.clone();
+    run.sim.net.set_interceptor(move |d| {
+        if d.bytes.starts_with(b"REFER ") {
+            *kept.borrow_mut() += 1;
+        }
+        Intercept::Pass
+    });
+    run.run(secs(200));
+    let transferor = only(run.results("transferor"));
+    let f = &transferor.failures[0];
+    assert_eq!(f.kind, FailureKind::ToneMissing, "{}", messages(transferor));
+    assert_eq!((f.step, f.line), ("transfer", 39));
+    assert!(
+        f.message
+            .contains("the consultation call to sip:2001@127.0.0.1:5071")
+            && f.message
+                .contains("1000 Hz not heard within 2.0 s (no REFER sent)"),
+        "{}",
+        f.message
+    );
+    assert_eq!(*refers.borrow(), 0);
+}

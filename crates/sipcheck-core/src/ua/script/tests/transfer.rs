@@ -11,6 +11,7 @@ fn transfer_step(within: Duration) -> Step {
         .unwrap(),
         within,
         consult: None,
+        hear: None,
     }
 }
 
