@@ -297,3 +297,106 @@ fn a_sipcheck_transferee_follows_baresips_transfer_and_hears_the_target() {
     assert_eq!(sipfrag.trim(), "SIP/2.0 200 OK", "{shown}");
     assert!(log[last..].contains("BYE sip:7301@"), "{shown}");
 }
+
+/// Attended transfer (RFC 5589 §7) with every party in sipcheck, registered behind
+/// Kamailio: the transferor holds the transferee, consults the target (hearing its tone),
+/// and REFERs the transferee with `Refer-To: <sip:3601@sipcheck.test?Replaces=...>` naming
+/// the consultation; the transferee's INVITE carries the Replaces unescaped, the target
+/// answers it in place of the consultation (ending that with BYE) and hears the
+/// transferee's tone. The transferor ends the original call once notified 200.
+#[test]
+fn an_attended_transfer_through_kamailio_replaces_the_consultation_and_the_target_hears_the_transferee(
+) {
+    use support::kamailio::{Kamailio, KamailioOptions};
+    let kam = Kamailio::start_with(&KamailioOptions {
+        no_proxy_auth: true,
+        ..KamailioOptions::default()
+    })
+    .expect("start kamailio");
+    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/kamailio-attended-transfer.yaml",
+        &["-v"],
+        &[("SIP_SERVER", server.as_str())],
+        &reports,
+    );
+    let v = if out.status.code() == Some(2) {
+        serde_json::Value::Null
+    } else {
+        reports.summary()
+    };
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_schema(&v);
+    for role in ["transferor", "transferee", "target"] {
+        assert_eq!(v["calls"]["by_role"][role]["passed"], 1, "{role}: {shown}");
+    }
+    // The target's tone heard by the transferor on the consultation and by the transferee
+    // on the new call; the transferee's heard by the target.
+    assert_eq!(v["audio"]["checked"], 3, "{shown}");
+    assert_eq!(v["audio"]["verified"], 3, "{shown}");
+    let trace = String::from_utf8_lossy(&out.stderr).into_owned();
+    let sent: Vec<&str> = trace
+        .split("----- ")
+        .filter(|m| m.lines().next().is_some_and(|l| l.contains(" sent ")))
+        .filter_map(|m| m.split_once('\n').map(|(_, message)| message))
+        .collect();
+    let header = |m: &str, name: &str| -> String {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    // The consultation: the transferor's INVITE to the target; the target's 200 names its tag.
+    let invites: Vec<&&str> = sent
+        .iter()
+        .filter(|m| m.starts_with("INVITE sip:3601@sipcheck.test"))
+        .collect();
+    assert_eq!(invites.len(), 2, "the consultation and the transferee's: {shown}");
+    let consult = invites[0];
+    let consult_id = header(consult, "Call-ID");
+    let from_tag = header(consult, "From")
+        .split(";tag=")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let answer = sent
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200") && header(m, "Call-ID") == consult_id)
+        .unwrap_or_else(|| panic!("no 200 to the consultation: {shown}"));
+    let to_tag = header(answer, "To")
+        .split(";tag=")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let refer = sent
+        .iter()
+        .find(|m| m.starts_with("REFER "))
+        .unwrap_or_else(|| panic!("no REFER: {shown}"));
+    assert_eq!(
+        header(refer, "Refer-To"),
+        format!(
+            "<sip:3601@sipcheck.test?Replaces={}%3Bto-tag%3D{to_tag}%3Bfrom-tag%3D{from_tag}>",
+            consult_id.replace('@', "%40")
+        ),
+        "{shown}"
+    );
+    let replacing = invites[1];
+    assert_eq!(
+        header(replacing, "Replaces"),
+        format!("{consult_id};to-tag={to_tag};from-tag={from_tag}"),
+        "{shown}"
+    );
+    assert!(
+        replacing.contains("Referred-By: <sip:3602@sipcheck.test>"),
+        "{replacing}"
+    );
+    // The consultation was ended by a BYE (the target's, replacing it).
+    assert!(
+        sent.iter()
+            .any(|m| m.starts_with("BYE ") && header(m, "Call-ID") == consult_id),
+        "{shown}"
+    );
+}
