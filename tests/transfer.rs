@@ -354,7 +354,11 @@ fn an_attended_transfer_through_kamailio_replaces_the_consultation_and_the_targe
         .iter()
         .filter(|m| m.starts_with("INVITE sip:3601@sipcheck.test"))
         .collect();
-    assert_eq!(invites.len(), 2, "the consultation and the transferee's: {shown}");
+    assert_eq!(
+        invites.len(),
+        2,
+        "the consultation and the transferee's: {shown}"
+    );
     let consult = invites[0];
     let consult_id = header(consult, "Call-ID");
     let from_tag = header(consult, "From")
@@ -398,5 +402,55 @@ fn an_attended_transfer_through_kamailio_replaces_the_consultation_and_the_targe
         sent.iter()
             .any(|m| m.starts_with("BYE ") && header(m, "Call-ID") == consult_id),
         "{shown}"
+    );
+}
+
+/// Attended transfer with baresip 1.0 as the transferee, as it is: it accepts the REFER
+/// whose Refer-To carries `?Replaces=` (202, NOTIFY `100 Trying`), but calls the Refer-To URI
+/// with its headers left in the Request-URI and To (RFC 3261 §19.1.1 allows none there) and
+/// sends no Replaces header (RFC 3891 §6). sipcheck's target drops that INVITE as malformed,
+/// its consultation is never replaced and its `expect: replaced` fails as `not_replaced`;
+/// the transferor gets no final NOTIFY in time and fails as `transfer_timeout`. Never a pass.
+#[test]
+fn baresip_as_an_attended_transferee_calls_the_uri_with_its_headers_and_no_replaces() {
+    let baresip = support::baresip::Baresip::start(support::baresip::BaresipOptions::default())
+        .expect("start baresip");
+    let uri = format!("sip:baresip@127.0.0.1:{}", baresip.sip_port);
+    let target = format!("127.0.0.1:{}", support::free_port());
+    let transferor = format!("127.0.0.1:{}", support::free_port());
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/baresip-attended-transfer.yaml",
+        &[],
+        &[
+            ("BARESIP_URI", uri.as_str()),
+            ("TARGET_LISTEN", target.as_str()),
+            ("TRANSFEROR_LISTEN", transferor.as_str()),
+        ],
+        &reports,
+    );
+    let v = reports.summary();
+    assert_schema(&v);
+    let log = baresip.log();
+    let shown = format!("{}\n{v}\n{log}", describe_output(&out));
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert_eq!(v["failures"]["not_replaced"], 1, "{shown}");
+    assert_eq!(v["failures"]["transfer_timeout"], 1, "{shown}");
+    // What baresip sent the target: the URI's headers in the Request-URI, no Replaces.
+    let invite = log
+        .split(&format!("INVITE sip:7300@{target}"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("baresip did not call the target: {shown}"));
+    let (request_uri, rest) = invite.split_once('\n').unwrap_or_default();
+    assert!(
+        request_uri.starts_with("?Replaces="),
+        "{request_uri}\n{shown}"
+    );
+    let headers = rest.split("\n\n").next().unwrap_or_default();
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("replaces:")),
+        "{headers}"
     );
 }
