@@ -454,3 +454,158 @@ fn baresip_as_an_attended_transferee_calls_the_uri_with_its_headers_and_no_repla
         "{headers}"
     );
 }
+
+/// SIPp as an attended transfer's transferee or target, sipcheck the other parties.
+struct Attended {
+    code: Option<i32>,
+    summary: serde_json::Value,
+    shown: String,
+}
+
+fn run_attended(sipp: &Sipp, sipp_is_target: bool) -> Attended {
+    let sipp_addr = format!("127.0.0.1:{}", sipp.port);
+    let target_listen = format!("127.0.0.1:{}", support::free_port());
+    let transferee_listen = format!("127.0.0.1:{}", support::free_port());
+    let (called, target) = if sipp_is_target {
+        (transferee_listen.clone(), sipp_addr)
+    } else {
+        (sipp_addr, target_listen.clone())
+    };
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-attended-transfer.yaml",
+        &[],
+        &[
+            ("SIPP_ADDR", called.as_str()),
+            ("TARGET_ADDR", target.as_str()),
+            ("TARGET_LISTEN", target_listen.as_str()),
+            ("TRANSFEREE_LISTEN", transferee_listen.as_str()),
+        ],
+        &reports,
+    );
+    let summary = reports.summary();
+    assert_schema(&summary);
+    let shown = format!(
+        "{}\n{summary}\n{}\n{}",
+        describe_output(&out),
+        sipp.log(),
+        sipp.messages()
+    );
+    Attended {
+        code: out.status.code(),
+        summary,
+        shown,
+    }
+}
+
+/// SIPp the transferee of `scenario` (FINAL_STATUS its final NOTIFY), its Refer-To check
+/// made an attended transfer's: the target's URI with an escaped Replaces.
+fn attended_transferee(scenario: &str, final_status: &str) -> (Sipp, RunDir) {
+    let dir = RunDir::new("sipp-attended").expect("a run directory");
+    let text = std::fs::read_to_string(Sipp::peer_scenario(scenario))
+        .expect("the scenario")
+        .replace("FINAL_STATUS", final_status)
+        .replace(
+            r#"regexp="sip:3001@127.0.0.1""#,
+            r#"regexp="sip:3001@127\.0\.0\.1:[0-9]+\?Replaces=[^;>]+%3Bto-tag%3D[^;>%]+%3Bfrom-tag%3D[^;>%]+>""#,
+        );
+    let path = dir.join(scenario);
+    std::fs::write(&path, text).expect("write the scenario");
+    let sipp = Sipp::start_uas(&path, &["-mi", "127.0.0.1", "-m", "1"]).expect("start sipp");
+    (sipp, dir)
+}
+
+fn assert_sipp_content(sipp: &Sipp, shown: &str) {
+    // SIPp's checks (the Refer-To's Replaces among them) held.
+    assert!(
+        !sipp.errors().contains("Failed") && !sipp.errors().contains("failed"),
+        "{shown}"
+    );
+}
+
+/// SIPp the transferee notifying `SIP/2.0 200 OK`: the transferor, having consulted
+/// sipcheck's target, passes and ends both legs; the target's consultation ends with its BYE.
+#[test]
+fn an_attended_transfer_to_a_sipp_transferee_notified_200_passes() {
+    let (sipp, _dir) = attended_transferee("uas_transferee.xml", "200 OK");
+    let r = run_attended(&sipp, false);
+    assert_eq!(r.code, Some(0), "{}", r.shown);
+    assert_eq!(
+        r.summary["calls"]["by_role"]["caller"]["passed"], 1,
+        "{}",
+        r.shown
+    );
+    assert_eq!(
+        r.summary["calls"]["by_role"]["target"]["passed"], 1,
+        "{}",
+        r.shown
+    );
+    assert_sipp_content(&sipp, &r.shown);
+}
+
+/// SIPp the transferee notifying `SIP/2.0 503 Service Unavailable`: `transfer_failed_503`.
+#[test]
+fn an_attended_transfer_notified_503_by_sipp_fails_as_transfer_failed_503() {
+    let (sipp, _dir) = attended_transferee("uas_transferee.xml", "503 Service Unavailable");
+    let r = run_attended(&sipp, false);
+    assert_eq!(r.code, Some(1), "{}", r.shown);
+    assert_eq!(
+        r.summary["failures"]["transfer_failed_503"], 1,
+        "{}",
+        r.shown
+    );
+    assert_sipp_content(&sipp, &r.shown);
+}
+
+/// SIPp the transferee refusing the REFER 603: `sip_603`, the consultation ended.
+#[test]
+fn an_attended_transfer_whose_refer_sipp_declines_603_fails_as_sip_603() {
+    let (sipp, _dir) = attended_transferee("uas_refer_declined.xml", "");
+    let r = run_attended(&sipp, false);
+    assert_eq!(r.code, Some(1), "{}", r.shown);
+    assert_eq!(r.summary["failures"]["sip_603"], 1, "{}", r.shown);
+    assert!(
+        r.shown.contains("the REFER was answered 603"),
+        "{}",
+        r.shown
+    );
+    // The target's consultation was ended by the transferor (its `wait_for: bye` passes).
+    assert_eq!(
+        r.summary["calls"]["by_role"]["target"]["passed"], 1,
+        "{}",
+        r.shown
+    );
+    assert_sipp_content(&sipp, &r.shown);
+}
+
+/// SIPp the target: it answers the consultation and refuses the transferee's INVITE with
+/// Replaces 481. The sipcheck transferee notifies 481 and fails as
+/// `transfer_target_failed_481`; the transferor as `transfer_failed_481`.
+#[test]
+fn a_sipp_target_answering_the_invite_with_replaces_481_fails_both_sides_naming_it() {
+    let sipp = Sipp::start_uas(
+        &Sipp::peer_scenario("uas_replaces_481.xml"),
+        &["-mi", "127.0.0.1", "-m", "2"],
+    )
+    .expect("start sipp");
+    let r = run_attended(&sipp, true);
+    assert_eq!(r.code, Some(1), "{}", r.shown);
+    assert_eq!(
+        r.summary["failures"]["transfer_failed_481"], 1,
+        "{}",
+        r.shown
+    );
+    assert_eq!(
+        r.summary["failures"]["transfer_target_failed_481"], 1,
+        "{}",
+        r.shown
+    );
+    // SIPp saw the Replaces (its 481 branch ran).
+    assert!(
+        sipp.received()
+            .iter()
+            .any(|m| m.starts_with("INVITE ") && m.contains("\nReplaces: ")),
+        "{}",
+        r.shown
+    );
+}
