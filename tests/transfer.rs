@@ -584,7 +584,7 @@ fn an_attended_transfer_whose_refer_sipp_declines_603_fails_as_sip_603() {
 #[test]
 fn a_sipp_target_answering_the_invite_with_replaces_481_fails_both_sides_naming_it() {
     let sipp = Sipp::start_uas(
-        &Sipp::peer_scenario("uas_replaces_481.xml"),
+        Sipp::peer_scenario("uas_replaces_481.xml"),
         &["-mi", "127.0.0.1", "-m", "2"],
     )
     .expect("start sipp");
