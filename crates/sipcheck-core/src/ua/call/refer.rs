@@ -67,7 +67,11 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let c = expect_state(&mut self.slots, call, "transfer", &[CallState::Confirmed])?;
         c.dialog.local_cseq += 1;
         let routing = c.dialog.routing();
-        let target = format!("<{}>", refer_uri(refer_to));
+        // A URI of ours, parameters and headers (an attended transfer's `?Replaces=`) kept.
+        let target = match refer_to.contains('<') {
+            true => refer_to.trim().to_owned(),
+            false => format!("<{}>", refer_to.trim()),
+        };
         let by = referred_by.map(|by| format!("<{}>", refer_uri(by)));
         let mut extra: Vec<(&str, &str)> = vec![("Refer-To", &target)];
         if let Some(by) = &by {

@@ -261,5 +261,10 @@ mod tests {
         let (_, replaces) = split_refer_to("sip:a@h?X=1&replaces=c%3bto-tag%3d1%3bfrom-tag%3d2");
         assert_eq!(replaces.as_deref(), Some("c;to-tag=1;from-tag=2"));
         assert_eq!(split_refer_to("sip:a@h"), ("sip:a@h".into(), None));
+        // URI parameters stay before the headers.
+        assert_eq!(
+            refer_to_replacing("sip:3001@pbx;transport=tcp", &r),
+            "sip:3001@pbx;transport=tcp?Replaces=x7%4010.0.0.1%3Bto-tag%3Dt1%3Bfrom-tag%3Df2"
+        );
     }
 }
