@@ -214,6 +214,12 @@ impl PartyListener {
         self.tracks[party.index()].heard
     }
 
+    /// Whether `party`'s tone is present now (a run under way, not yet or already heard).
+    #[must_use]
+    pub fn is_present(&self, party: Party) -> bool {
+        self.tracks[party.index()].run > 0
+    }
+
     /// The loudest level `party`'s tone was present at, dBFS, if ever.
     #[must_use]
     pub fn loudest_dbfs(&self, party: Party) -> Option<f64> {
@@ -265,11 +271,18 @@ pub enum PartiesVerdict {
     },
 }
 
-impl PartiesVerdict {
-    /// Whether it is decisive before the time is up: verified, or an echo.
+impl PartyListener {
+    /// The verdict, when it is decisive before the time is up: an echo, or every party heard
+    /// while our own tone is not under way (a run of it that may yet become an echo defers
+    /// the pass).
     #[must_use]
-    pub fn decisive(&self) -> bool {
-        !matches!(self, Self::NotHeard { .. })
+    pub fn decisive(&self, expected: &[Party], own: Option<Party>) -> Option<PartiesVerdict> {
+        let verdict = self.verdict(expected, own);
+        match verdict {
+            PartiesVerdict::Echo { .. } => Some(verdict),
+            PartiesVerdict::Verified if !own.is_some_and(|o| self.is_present(o)) => Some(verdict),
+            _ => None,
+        }
     }
 }
 

@@ -268,3 +268,35 @@ fn signatures_summed_in_a_mix_do_not_all_decode_which_is_why_parties_play_tones(
         );
     }
 }
+
+#[test]
+fn a_pass_waits_while_our_own_tone_is_under_way_and_an_echo_is_decisive() {
+    let own = Party::new(0).unwrap();
+    let other = Party::new(1).unwrap();
+    let tone = |p: Party| ToneGenerator::new(&p.tone(-20.0).unwrap());
+    let (mut a, mut b) = (tone(own), tone(other));
+    let mut listener = PartyListener::new();
+    let mut frame_a = [0i16; 160];
+    let mut frame_b = [0i16; 160];
+    let mut mix = [0i16; 160];
+    // The other party for 400 ms, then our own joins it.
+    for n in 0..40 {
+        a.fill(&mut frame_a);
+        b.fill(&mut frame_b);
+        for ((m, &x), &y) in mix.iter_mut().zip(&frame_a).zip(&frame_b) {
+            *m = y + if n >= 20 { x } else { 0 };
+        }
+        listener.push(&mix);
+        let decisive = listener.decisive(&[other], Some(own));
+        match n {
+            0..=13 => assert_eq!(decisive, None, "block {n}"),
+            14..=19 => assert_eq!(decisive, Some(PartiesVerdict::Verified), "block {n}"),
+            // Our own under way: no pass, and no echo until it is heard.
+            20..=33 => assert_eq!(decisive, None, "block {n}"),
+            _ => assert!(
+                matches!(decisive, Some(PartiesVerdict::Echo { .. })),
+                "block {n}: {decisive:?}"
+            ),
+        }
+    }
+}
