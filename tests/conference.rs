@@ -14,9 +14,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::describe_output;
 use support::linphone::Linphone;
 use support::reports::Reports;
-use support::describe_output;
 
 /// The lines of alice's `expect: { hears }` and `hangup` in [`scenario`]; each role after
 /// her is 7 lines further down.
@@ -161,7 +161,11 @@ fn a_party_left_out_of_linphones_conference_is_named_by_the_others() {
                 .unwrap();
             format!("conference: not_heard: [{left_out}] within 8.0 s (heard: [{heard}])")
         };
-        assert_eq!(f["message"].as_str().unwrap(), expected, "{role}: {r:#}\n{shown}");
+        assert_eq!(
+            f["message"].as_str().unwrap(),
+            expected,
+            "{role}: {r:#}\n{shown}"
+        );
     }
 }
 
@@ -190,7 +194,10 @@ fn a_paused_call_that_starts_linphones_conference_is_not_heard_by_the_others() {
         let role = r["role"].as_str().unwrap();
         let failures = failures_at(r, EXPECT_LINE + 7 * role_index(role));
         if role == first {
-            assert!(failures.is_empty(), "{role} hears the others: {r:#}\n{shown}");
+            assert!(
+                failures.is_empty(),
+                "{role} hears the others: {r:#}\n{shown}"
+            );
             assert_eq!(r["audio"]["verified"], 1, "{role}: {r:#}\n{shown}");
             continue;
         }

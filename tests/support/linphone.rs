@@ -144,10 +144,7 @@ impl Linphone {
         let mut answered = 0;
         while answered < calls {
             let next = answered + 1;
-            if self
-                .stdout()
-                .contains(&format!(", assigned id {next}\n"))
-            {
+            if self.stdout().contains(&format!(", assigned id {next}\n")) {
                 self.command(&format!("answer {next}"))?;
                 answered = next;
                 continue;
@@ -155,10 +152,7 @@ impl Linphone {
             self.check(deadline, "the incoming calls")?;
         }
         for id in 1..=calls {
-            while !self
-                .stdout()
-                .contains(&format!(" for call {id} (audio)."))
-            {
+            while !self.stdout().contains(&format!(" for call {id} (audio).")) {
                 self.check(deadline, "the answered calls' media")?;
             }
         }
@@ -171,7 +165,10 @@ impl Linphone {
 
     fn check(&mut self, deadline: Instant, what: &str) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
-            bail!("linphonec exited ({status}) waiting for {what}\n{}", self.stdout());
+            bail!(
+                "linphonec exited ({status}) waiting for {what}\n{}",
+                self.stdout()
+            );
         }
         if Instant::now() > deadline {
             bail!("linphonec: timed out waiting for {what}\n{}", self.stdout());

@@ -63,7 +63,10 @@ impl Party {
     /// Party `index`, if below [`MAX_PARTIES`].
     #[must_use]
     pub fn new(index: usize) -> Option<Self> {
-        (index < MAX_PARTIES).then(|| Self(index as u8))
+        u8::try_from(index)
+            .ok()
+            .filter(|_| index < MAX_PARTIES)
+            .map(Self)
     }
 
     /// Its index in [`PARTY_HZ`].
@@ -189,7 +192,8 @@ impl PartyListener {
             let below = below.take_dbfs();
             let above = above.take_dbfs();
             // The neighbours' mean power, in dB (−∞ when both are digital silence).
-            let floor = 10.0 * ((10f64.powf(below / 10.0) + 10f64.powf(above / 10.0)) / 2.0).log10();
+            let floor =
+                10.0 * ((10f64.powf(below / 10.0) + 10f64.powf(above / 10.0)) / 2.0).log10();
             let present = level >= MIN_PARTY_DBFS && level - floor >= MIN_CONTRAST_DB;
             if present {
                 track.run += 1;

@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::conference::{PartiesVerdict, Party, PartyListener};
 use super::dtmf::{DtmfConfig, DtmfError, DtmfReceiver, DtmfSender};
 use super::g711::Codec;
 use super::quality::{self, Bpl, LossPattern, QualityEstimate};
-use super::conference::{Party, PartiesVerdict, PartyListener};
 use super::signature::{SignatureCode, SignatureDecoder, SignatureVerdict};
 use super::tone::{
     Detection, DetectorConfig, Gap, Playlist, ToneDetector, ToneError, ToneQuery, WatchId,
@@ -534,7 +534,11 @@ impl MediaSession {
 
     /// The parties' verdict if it is decisive already ([`PartyListener::decisive`]).
     #[must_use]
-    pub fn parties_decisive(&self, expected: &[Party], own: Option<Party>) -> Option<PartiesVerdict> {
+    pub fn parties_decisive(
+        &self,
+        expected: &[Party],
+        own: Option<Party>,
+    ) -> Option<PartiesVerdict> {
         self.parties.as_ref()?.decisive(expected, own)
     }
 

@@ -22,9 +22,9 @@ use crate::sip::uri::{complete_uri, host_literal};
 use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
 use super::error::ScenarioError;
 use super::model::{
-    Account, CallStep, ConferenceParty, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
-    Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
-    DEFAULT_MAX_REDIRECTS, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
+    Account, CallStep, ConferenceParty, Connections, End, Expectation, HoldMode, Load, Located,
+    Media, PlayItem, Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent,
+    DEFAULT_KEEPALIVE, DEFAULT_MAX_REDIRECTS, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
 };
 use super::part::Shard;
 use super::raw::{
@@ -1521,7 +1521,11 @@ fn hears(
     }
     let players = party_roles(roles);
     for (i, name) in names.as_slice().iter().enumerate() {
-        let ip = if names.is_list() { p.index(i) } else { p.clone() };
+        let ip = if names.is_list() {
+            p.index(i)
+        } else {
+            p.clone()
+        };
         let Some(name) = cx.text(&ip, &Some(name.clone())) else {
             ok = false;
             continue;
@@ -1537,7 +1541,10 @@ fn hears(
         } else if !roles.iter().any(|(n, _)| *n == name) {
             Some((
                 format!("there is no role `{name}`"),
-                Some(format!("the roles playing a party tone: {}", players.join(", "))),
+                Some(format!(
+                    "the roles playing a party tone: {}",
+                    players.join(", ")
+                )),
             ))
         } else {
             match conference_party(&name, roles) {

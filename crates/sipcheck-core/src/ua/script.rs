@@ -18,12 +18,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::media::conference::{PartiesVerdict, Party, PARTY_LEVEL_DBFS};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
 use crate::media::pesq;
 use crate::media::samples_to_duration;
 use crate::media::session::{MediaConfig, MediaError, MediaReport};
-use crate::media::conference::{PartiesVerdict, Party, PARTY_LEVEL_DBFS};
 use crate::media::signature::{SignatureCode, SignatureVerdict, SIGNATURE_LEVEL_DBFS};
 use crate::media::tone::{Gap, Playlist, PlaylistItem, ToneQuery, DEFAULT_MAX_GAP};
 use crate::rtp::source::StrayStats;
@@ -2827,7 +2827,10 @@ impl CallScript {
     /// when not.
     fn judge_parties(&mut self, check: &HearsCheck, verdict: PartiesVerdict) -> bool {
         let names = |parties: &mut dyn Iterator<Item = &ConferenceParty>| {
-            parties.map(|c| c.role.as_str()).collect::<Vec<_>>().join(", ")
+            parties
+                .map(|c| c.role.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let message = match verdict {
             PartiesVerdict::Verified => {
@@ -2850,8 +2853,10 @@ impl CallScript {
                 } else {
                     format!("within {:.1} s", check.within.as_secs_f64())
                 };
-                let not_heard = names(&mut check.parties.iter().filter(|c| missing.contains(&c.party)));
-                let heard = names(&mut check.parties.iter().filter(|c| !missing.contains(&c.party)));
+                let not_heard =
+                    names(&mut check.parties.iter().filter(|c| missing.contains(&c.party)));
+                let heard =
+                    names(&mut check.parties.iter().filter(|c| !missing.contains(&c.party)));
                 (
                     FailureKind::NoAudio,
                     format!("conference: not_heard: [{not_heard}] {by} (heard: [{heard}])"),

@@ -71,7 +71,7 @@ impl Mixer {
                     .map(|&m| m.clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16)
                     .collect();
                 self.codec.encode(&pcm, &mut codes).unwrap();
-                if self.lose_every > 0 && (n + l as u32) % self.lose_every == 0 {
+                if self.lose_every > 0 && (n + l as u32).is_multiple_of(self.lose_every) {
                     listener.push(&[0; 160]);
                     continue;
                 }

@@ -196,13 +196,20 @@ fn a_party_left_out_of_the_mix_is_named_by_each_of_the_others_and_it_still_hears
     );
     for (i, result) in results.iter().enumerate() {
         if i == 2 {
-            assert!(result.passed(), "carol hears the others: {:?}", result.failures);
+            assert!(
+                result.passed(),
+                "carol hears the others: {:?}",
+                result.failures
+            );
             continue;
         }
         let [f] = &result.failures[..] else {
             panic!("{:?}", result.failures)
         };
-        assert_eq!((f.step, f.line, f.kind.clone()), ("expect", 12, FailureKind::NoAudio));
+        assert_eq!(
+            (f.step, f.line, f.kind.clone()),
+            ("expect", 12, FailureKind::NoAudio)
+        );
         let heard: Vec<&str> = (0..4)
             .filter(|&p| p != i && p != 2)
             .map(|p| NAMES[p])
