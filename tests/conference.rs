@@ -1,6 +1,7 @@
 //! Conference verification against a real mixer: linphonec (package `linphone-cli`) as the
 //! conference focus, three sipcheck roles calling it, each playing its party tone and
-//! expecting to hear the other two (`expect: { hears }`) and not itself.
+//! expecting to hear the other two (`expect: { hears }`) and not itself; and SIPp `-rtp_echo`
+//! as a room that sends each party its own audio back (an echo).
 //!
 //! linphonec 5.1 crashes as soon as a participant leaves its conference (see
 //! `support/linphone.rs`), so the calls are judged by their steps: the `expect: { hears }`
@@ -222,5 +223,58 @@ fn role_index(role: &str) -> u64 {
         "bob" => 1,
         "carol" => 2,
         other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn a_room_that_sends_each_party_its_own_audio_fails_every_party_as_an_echo() {
+    // SIPp's `-rtp_echo` as the room: each party gets back what it sent, its own tone only.
+    let port = support::free_port();
+    let sipp = support::sipp::Sipp::start_builtin_uas(port, &["-rtp_echo"]).expect("start sipp");
+    let reports = Reports::new();
+    let file = reports.path("echo-room.yaml");
+    let text = format!(
+        "name: echo-room\n\
+         target: {{ direct: true, domain: 127.0.0.1 }}\n\
+         accounts:\n  range: {{ from: 1000, count: 2 }}\n\
+         media: {{ codecs: [PCMU] }}\n\
+         roles:\n\
+         \x20 alice:\n    accounts: 1000\n    steps:\n      - call: {{ to: \"sip:room@127.0.0.1:{port}\" }}\n      - play: {{ party: true }}\n      - expect: {{ hears: bob, within: 5s }}\n      - hangup: {{ after: 1s }}\n\
+         \x20 bob:\n    accounts: 1001\n    steps:\n      - call: {{ to: \"sip:room@127.0.0.1:{port}\" }}\n      - play: {{ party: true }}\n      - expect: {{ hears: alice, within: 5s }}\n      - hangup: {{ after: 1s }}\n"
+    );
+    std::fs::write(&file, &text).unwrap();
+    let calls = reports.path("calls.jsonl");
+    let out = support::run_sipcheck_with_timeout(
+        [
+            "run",
+            file.to_str().unwrap(),
+            "--calls",
+            calls.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    let shown = format!("{}\n{}\n{text}", describe_output(&out), sipp.log());
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let records = records(&calls);
+    assert_eq!(records.len(), 2, "{shown}");
+    for r in &records {
+        let role = r["role"].as_str().unwrap();
+        let (own, hz) = match role {
+            "alice" => ("alice", 1750),
+            _ => ("bob", 1950),
+        };
+        let [f] = &r["failures"].as_array().unwrap()[..] else {
+            panic!("{role}: one failure expected: {r:#}\n{shown}")
+        };
+        assert_eq!(f["kind"], "crossed_audio", "{r:#}");
+        assert_eq!(f["step"], "expect", "{r:#}");
+        let message = f["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "conference: echo: {own} heard its own party tone ({hz} Hz) back, at -"
+            )),
+            "{message}\n{shown}"
+        );
     }
 }

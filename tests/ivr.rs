@@ -322,7 +322,13 @@ fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_ca
         assert_eq!(roles[role]["failed"], 0, "{role}: {shown}");
     }
     // Nor a conference room: the three parties' calls to it fail (404).
-    for role in ["ivr_caller", "redirect_caller", "conf_a", "conf_b", "conf_c"] {
+    for role in [
+        "ivr_caller",
+        "redirect_caller",
+        "conf_a",
+        "conf_b",
+        "conf_c",
+    ] {
         assert_eq!(roles[role]["failed"], 1, "{role}: {shown}");
     }
     assert_eq!(v["dtmf"]["verified"], 1, "{shown}");
