@@ -18,12 +18,15 @@
 //!   address is initiated"): each party needs its own user.
 //! - Answering a call pauses the calls up before it (re-INVITE `a=sendonly`); `conference add
 //!   N` resumes call N into the conference.
-//! - Auto-answer (`-a`) is not used: `answer` without a call to answer crashes it (SIGSEGV in
-//!   `linphone_call_accept`), and its auto-answer goes through the same command.
-//! - It crashes the same way (SIGSEGV in libbellesip under `linphone_call_accept`) as soon as a
-//!   participant leaves its conference — a BYE from the participant, `terminate N` or
-//!   `conference rm N` alike: the other participants' calls then end in ICMP port
-//!   unreachable. The tests judge the conference before anyone leaves.
+//! - Each call is answered by number once it has arrived: `answer N` for a call that is not
+//!   there crashes it (SIGSEGV in libbellesip, under `linphone_call_accept`). Auto-answer
+//!   (`-a`) is not used.
+//! - It crashes (SIGSEGV) as soon as a participant leaves its conference — a BYE from the
+//!   participant, `terminate N` or `conference rm N` alike, with or without `-a`: the other
+//!   participants' calls then end in ICMP port unreachable. The tests judge the conference
+//!   before anyone leaves.
+//! - Merging a paused call first makes the conference with it, and that call's audio is then
+//!   never mixed to the others (it hears them): the call up (answered last) is merged first.
 //! - Its database and certificates go under `$HOME`: HOME is the run directory (without a
 //!   writable `~/.local/share/linphone` it does not open its SIP port).
 //! - Stopped with SIGTERM, then SIGKILL, by its PID.
