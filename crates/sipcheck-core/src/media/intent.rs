@@ -405,96 +405,96 @@ impl Watches {
     /// and they are dropped.
     pub fn check(&mut self, session: &MediaSession, _now: Instant, out: &mut Vec<MediaEvent>) {
         self.list.retain_mut(|(watch, kind)| {
-            let event =
-                match kind {
-                    Watch::Tone { id, from_sample } => {
-                        session.detection(*id).map(|d| MediaEvent::ToneHeard {
-                            watch: *watch,
-                            onset: Duration::from_micros(
-                                d.onset_sample.saturating_sub(*from_sample) * 125,
-                            ),
-                        })
-                    }
-                    Watch::Silence { samples, from } => session.vad().and_then(|vad| {
-                        // Only what was heard since the watch was set counts, and something must
-                        // have been: nothing received is no silence heard.
-                        let held = vad.quiet_run().min(vad.samples().saturating_sub(*from));
-                        (held >= *samples && held > 0)
-                            .then_some(MediaEvent::SilenceHeld { watch: *watch })
-                    }),
-                    Watch::Speech { from } => session.vad().and_then(|vad| {
-                        vad.is_speaking().then(|| MediaEvent::SpeechHeard {
-                            watch: *watch,
-                            onset: samples_to_duration(
-                                vad.onset().unwrap_or(*from).saturating_sub(*from),
-                            ),
-                        })
-                    }),
-                    Watch::Audio { from } => session.vad().and_then(|vad| {
-                        (vad.audible().saturating_sub(*from) >= duration_to_samples(AUDIO_MIN))
-                            .then_some(MediaEvent::AudioHeard { watch: *watch })
-                    }),
-                    Watch::PromptEnd { from, heard } => session.vad().and_then(|vad| {
-                        if vad.is_speaking() {
-                            if !*heard {
-                                *heard = true;
-                                // Told, and the watch stays for the end.
-                                out.push(MediaEvent::SpeechHeard {
-                                    watch: *watch,
-                                    onset: samples_to_duration(
-                                        vad.onset().unwrap_or(*from).saturating_sub(*from),
-                                    ),
-                                });
-                            }
-                            None
-                        } else if *heard {
-                            let lasted = match (vad.onset(), vad.ended()) {
-                                (Some(a), Some(b)) => samples_to_duration(b.saturating_sub(a)),
-                                _ => Duration::ZERO,
-                            };
-                            Some(MediaEvent::PromptEnded {
-                                watch: *watch,
-                                lasted,
-                            })
-                        } else {
-                            None
-                        }
-                    }),
-                    Watch::Dtmf { digits, seen } => {
-                        // Rebuild the digit string only when a new event has arrived.
-                        let events = session.dtmf_events();
-                        if events == *seen {
-                            None
-                        } else {
-                            *seen = events;
-                            session
-                                .dtmf_received()
-                                .ends_with(digits.as_str())
-                                .then_some(MediaEvent::DtmfReceived { watch: *watch })
-                        }
-                    }
-                    Watch::Capture => session.capture_full().map(|audio| MediaEvent::Captured {
+            let event = match kind {
+                Watch::Tone { id, from_sample } => {
+                    session.detection(*id).map(|d| MediaEvent::ToneHeard {
                         watch: *watch,
-                        audio: audio.into(),
-                    }),
-                    Watch::Parties { expected, own } => session
-                        .parties_decisive(expected, *own)
-                        .map(|verdict| MediaEvent::Parties {
+                        onset: Duration::from_micros(
+                            d.onset_sample.saturating_sub(*from_sample) * 125,
+                        ),
+                    })
+                }
+                Watch::Silence { samples, from } => session.vad().and_then(|vad| {
+                    // Only what was heard since the watch was set counts, and something must
+                    // have been: nothing received is no silence heard.
+                    let held = vad.quiet_run().min(vad.samples().saturating_sub(*from));
+                    (held >= *samples && held > 0)
+                        .then_some(MediaEvent::SilenceHeld { watch: *watch })
+                }),
+                Watch::Speech { from } => session.vad().and_then(|vad| {
+                    vad.is_speaking().then(|| MediaEvent::SpeechHeard {
+                        watch: *watch,
+                        onset: samples_to_duration(
+                            vad.onset().unwrap_or(*from).saturating_sub(*from),
+                        ),
+                    })
+                }),
+                Watch::Audio { from } => session.vad().and_then(|vad| {
+                    (vad.audible().saturating_sub(*from) >= duration_to_samples(AUDIO_MIN))
+                        .then_some(MediaEvent::AudioHeard { watch: *watch })
+                }),
+                Watch::PromptEnd { from, heard } => session.vad().and_then(|vad| {
+                    if vad.is_speaking() {
+                        if !*heard {
+                            *heard = true;
+                            // Told, and the watch stays for the end.
+                            out.push(MediaEvent::SpeechHeard {
+                                watch: *watch,
+                                onset: samples_to_duration(
+                                    vad.onset().unwrap_or(*from).saturating_sub(*from),
+                                ),
+                            });
+                        }
+                        None
+                    } else if *heard {
+                        let lasted = match (vad.onset(), vad.ended()) {
+                            (Some(a), Some(b)) => samples_to_duration(b.saturating_sub(a)),
+                            _ => Duration::ZERO,
+                        };
+                        Some(MediaEvent::PromptEnded {
                             watch: *watch,
-                            verdict,
-                        }),
-                    Watch::Signature { expected, own } => {
-                        let verdict = session.signature_verdict(*expected, *own);
-                        matches!(
-                            verdict,
-                            SignatureVerdict::Verified | SignatureVerdict::Crossed { .. }
-                        )
-                        .then_some(MediaEvent::Signature {
-                            watch: *watch,
-                            verdict,
+                            lasted,
                         })
+                    } else {
+                        None
                     }
-                };
+                }),
+                Watch::Dtmf { digits, seen } => {
+                    // Rebuild the digit string only when a new event has arrived.
+                    let events = session.dtmf_events();
+                    if events == *seen {
+                        None
+                    } else {
+                        *seen = events;
+                        session
+                            .dtmf_received()
+                            .ends_with(digits.as_str())
+                            .then_some(MediaEvent::DtmfReceived { watch: *watch })
+                    }
+                }
+                Watch::Capture => session.capture_full().map(|audio| MediaEvent::Captured {
+                    watch: *watch,
+                    audio: audio.into(),
+                }),
+                Watch::Parties { expected, own } => {
+                    let decisive = session.parties_decisive(expected, *own);
+                    decisive.map(|verdict| MediaEvent::Parties {
+                        watch: *watch,
+                        verdict,
+                    })
+                }
+                Watch::Signature { expected, own } => {
+                    let verdict = session.signature_verdict(*expected, *own);
+                    matches!(
+                        verdict,
+                        SignatureVerdict::Verified | SignatureVerdict::Crossed { .. }
+                    )
+                    .then_some(MediaEvent::Signature {
+                        watch: *watch,
+                        verdict,
+                    })
+                }
+            };
             match event {
                 Some(event) => {
                     out.push(event);
