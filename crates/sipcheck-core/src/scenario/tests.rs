@@ -1701,7 +1701,7 @@ fn bad_conference_steps_are_reported_at_their_position() {
     let text = CONFERENCE
         .replace(
             "      - expect: { hears: [bob, carol] }\n",
-            "      - expect: { hears: [bob, alice, listener, bob, dave] }\n      - expect: { hears: [] }\n      - play: [ { party: true }, { silence: 1s } ]\n      - play: { party: false }\n      - play: { party: true, level: -10dBFS }\n      - expect: { hears: bob, min_snr: 10dB }\n",
+            "      - expect: { hears: [bob, alice, listener, bob, dave] }\n      - expect: { hears: [], within: 200ms }\n      - play: [ { party: true }, { silence: 1s } ]\n      - play: { party: false }\n      - play: { party: true, level: -10dBFS }\n      - expect: { hears: bob, min_snr: 10dB }\n",
         );
     assert_eq!(
         brief(&errors(&text)),
@@ -1711,6 +1711,7 @@ fn bad_conference_steps_are_reported_at_their_position() {
             "11:49 `bob` is named twice",
             "11:54 there is no role `dave`",
             "12:26 `hears` names nobody",
+            "12:38 a party is heard after 0.3 s of its tone: `within` must be at least that",
             "13:19 a party tone plays until the call ends, alone: it cannot be part of a list",
             "14:24 `party: false` plays nothing",
             "15:30 `level` applies to a tone, not to `party`",

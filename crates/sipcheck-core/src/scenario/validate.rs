@@ -56,6 +56,11 @@ const DEFAULT_SIGNALLING_WITHIN: Duration = Duration::from_secs(10);
 /// The default `within` of `expect: { hears }`: a conference focus may take a while to join
 /// each call into its mix.
 const DEFAULT_HEARS_WITHIN: Duration = Duration::from_secs(10);
+
+/// The shortest `within` of `expect: { hears }`: a party is heard after
+/// [`HEARD_BLOCKS`](crate::media::conference::HEARD_BLOCKS) 20 ms blocks of its tone.
+const HEARS_MIN_WITHIN: Duration =
+    Duration::from_millis(20 * crate::media::conference::HEARD_BLOCKS as u64);
 const DEFAULT_FINAL_WITHIN: Duration = Duration::from_secs(32);
 const DEFAULT_MIN_SNR_DB: f64 = 10.0;
 const DEFAULT_MIN_TONE: Duration = Duration::from_millis(200);
@@ -1541,10 +1546,11 @@ fn hears(
         } else if !roles.iter().any(|(n, _)| *n == name) {
             Some((
                 format!("there is no role `{name}`"),
-                Some(format!(
-                    "the roles playing a party tone: {}",
-                    players.join(", ")
-                )),
+                Some(if players.is_empty() {
+                    "no role plays a party tone (`play: { party: true }`)".to_owned()
+                } else {
+                    format!("the roles playing a party tone: {}", players.join(", "))
+                }),
             ))
         } else {
             match conference_party(&name, roles) {
@@ -1971,6 +1977,15 @@ fn validate_expect(
         }
         "hears" => {
             let within = within(cx, DEFAULT_HEARS_WITHIN);
+            if within < HEARS_MIN_WITHIN {
+                cx.at_value(
+                    &p.key("within"),
+                    format!(
+                        "a party is heard after {} s of its tone: `within` must be at least that",
+                        HEARS_MIN_WITHIN.as_secs_f64()
+                    ),
+                );
+            }
             let parties = hears(cx, &p.key("hears"), e.hears.as_ref()?, role, roles)?;
             Expectation::Hears {
                 parties,
