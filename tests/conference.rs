@@ -110,9 +110,7 @@ fn failures_at(record: &Value, line: u64) -> Vec<&Value> {
 
 #[test]
 fn three_parties_in_linphones_conference_each_hear_the_other_two_and_not_themselves() {
-    // The call answered last (the one up, not paused) first: see the next test for the
-    // other order.
-    let (records, shown) = conference(&[3, 1, 2], "15s");
+    let (records, shown) = conference(&[1, 2, 3], "15s");
     assert_eq!(records.len(), 3, "{shown}");
 
     for r in &records {
@@ -181,40 +179,6 @@ fn role_of_call(shown: &str, id: u32) -> &'static str {
             })
         })
         .unwrap_or_else(|| panic!("no call {id} in linphonec's output\n{shown}"))
-}
-
-#[test]
-fn a_paused_call_that_starts_linphones_conference_is_not_heard_by_the_others() {
-    // Answering each call pauses the one before; merging call 1 (paused) first makes the
-    // conference with it, and linphonec 5.1 then mixes the others' audio to it but never its
-    // audio to them. sipcheck names it: a mixer fault found, never a pass.
-    let (records, shown) = conference(&[1, 2, 3], "8s");
-    assert_eq!(records.len(), 3, "{shown}");
-    let first = role_of_call(&shown, 1);
-    for r in &records {
-        let role = r["role"].as_str().unwrap();
-        let failures = failures_at(r, EXPECT_LINE + 7 * role_index(role));
-        if role == first {
-            assert!(
-                failures.is_empty(),
-                "{role} hears the others: {r:#}\n{shown}"
-            );
-            assert_eq!(r["audio"]["verified"], 1, "{role}: {r:#}\n{shown}");
-            continue;
-        }
-        let [f] = &failures[..] else {
-            panic!("{role}: one failure of the hears step expected: {r:#}\n{shown}")
-        };
-        let heard = ["alice", "bob", "carol"]
-            .into_iter()
-            .find(|n| *n != role && *n != first)
-            .unwrap();
-        assert_eq!(
-            f["message"].as_str().unwrap(),
-            format!("conference: not_heard: [{first}] within 8.0 s (heard: [{heard}])"),
-            "{role}: {r:#}\n{shown}"
-        );
-    }
 }
 
 fn role_index(role: &str) -> u64 {

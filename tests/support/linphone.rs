@@ -17,7 +17,9 @@
 //! - It refuses a second call from the same From address (486, "a call with the same
 //!   address is initiated"): each party needs its own user.
 //! - Answering a call pauses the calls up before it (re-INVITE `a=sendonly`); `conference add
-//!   N` resumes call N into the conference.
+//!   N` resumes call N into the conference. Merging before the earlier calls' pauses were
+//!   over (`Call N with URI is now paused.` not yet printed for each) left the first call
+//!   merged out of the others' mix (it still heard them), so the pauses are awaited first.
 //! - Each call is answered by number once it has arrived: `answer N` for a call that is not
 //!   there crashes it (SIGSEGV in libbellesip, under `linphone_call_accept`). Auto-answer
 //!   (`-a`) is not used.
@@ -25,8 +27,6 @@
 //!   participant, `terminate N` or `conference rm N` alike, with or without `-a`: the other
 //!   participants' calls then end in ICMP port unreachable. The tests judge the conference
 //!   before anyone leaves.
-//! - Merging a paused call first makes the conference with it, and that call's audio is then
-//!   never mixed to the others (it hears them): the call up (answered last) is merged first.
 //! - Its database and certificates go under `$HOME`: HOME is the run directory (without a
 //!   writable `~/.local/share/linphone` it does not open its SIP port).
 //! - Stopped with SIGTERM, then SIGKILL, by its PID.
@@ -136,7 +136,8 @@ impl Linphone {
     }
 
     /// Answers the first `calls` incoming calls as each arrives, then, once every one has its
-    /// media up, merges the calls `merge` (linphonec's ids, from 1) into its conference.
+    /// media up and every call but the last is paused (by the answer to the next), merges the
+    /// calls `merge` (linphonec's ids, from 1) into its conference.
     pub(crate) fn answer_and_merge(
         &mut self,
         calls: u32,
@@ -157,6 +158,19 @@ impl Linphone {
         for id in 1..=calls {
             while !self.stdout().contains(&format!(" for call {id} (audio).")) {
                 self.check(deadline, "the answered calls' media")?;
+            }
+        }
+        // Answering a call paused the one before it: merging before those pauses are over
+        // leaves the first call merged out of the mix, so wait for each ("Call N with URI is
+        // now paused.").
+        for id in 1..calls {
+            let paused = format!("Call {id} with ");
+            while !self
+                .stdout()
+                .lines()
+                .any(|l| l.contains(&paused) && l.contains("is now paused."))
+            {
+                self.check(deadline, "the earlier calls' pause")?;
             }
         }
         for id in merge {
