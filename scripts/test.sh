@@ -34,6 +34,8 @@ PACKAGES=(
     # (its xhttp module, which takes the HTTP handshake, ships with kamailio itself).
     kamailio-websocket-modules
     baresip-core
+    # linphonec: the conference focus (its local conference's mixer) of tests/conference.rs.
+    linphone-cli
     rtpengine-daemon
     tshark
     sox

@@ -16,6 +16,7 @@ pub(crate) mod digest;
 pub(crate) mod hostile;
 pub(crate) mod impair;
 pub(crate) mod kamailio;
+pub(crate) mod linphone;
 pub(crate) mod media_relay;
 pub(crate) mod netns;
 pub(crate) mod process;

@@ -23,7 +23,7 @@ pub(crate) const KEEP_RUNDIR_ENV: &str = "SIPCHECK_KEEP_RUNDIR";
 pub(crate) const INSTALL_HINT: &str =
     "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
      --no-install-recommends sip-tester kamailio kamailio-extra-modules kamailio-utils-modules \
-     baresip-core rtpengine-daemon tshark sox iproute2 iptables procps (as CI's .ci/run does)";
+     baresip-core linphone-cli rtpengine-daemon tshark sox iproute2 iptables procps (as CI's .ci/run does)";
 
 /// The full path of the program `name`, searched in `PATH` and then in the
 /// sbin directories (`kamailio` lives in /usr/sbin, which a non-root `PATH`

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::conference::{PartiesVerdict, Party};
 use super::dtmf::DtmfConfig;
 use super::session::MediaSession;
 use super::signature::{SignatureCode, SignatureVerdict};
@@ -96,6 +97,26 @@ pub enum MediaIntent {
         /// The code this end plays.
         own: Option<SignatureCode>,
     },
+    /// Listen for conference party tones from now on (forgetting what was heard before);
+    /// report [`MediaEvent::Parties`] as soon as every `expected` party is heard (verified)
+    /// or `own` is (an echo).
+    WatchParties {
+        /// The script's name for this watch.
+        watch: u32,
+        /// The parties that should be heard.
+        expected: Vec<Party>,
+        /// The party this end plays (heard back, it is an echo).
+        own: Option<Party>,
+    },
+    /// Report [`MediaEvent::Parties`] now, with the verdict so far, named `watch`.
+    JudgeParties {
+        /// The script's name for the answer.
+        watch: u32,
+        /// The parties that should be heard.
+        expected: Vec<Party>,
+        /// The party this end plays.
+        own: Option<Party>,
+    },
     /// Keep the received audio played out from now on; report [`MediaEvent::Captured`] once
     /// `samples` are kept (underruns after the first frame count, as silence heard).
     Capture {
@@ -163,6 +184,14 @@ pub enum MediaEvent {
         watch: u32,
         /// The verdict.
         verdict: SignatureVerdict,
+    },
+    /// Which conference parties were heard: at once when decisive (verified, echo) for
+    /// [`MediaIntent::WatchParties`], whatever it is for [`MediaIntent::JudgeParties`].
+    Parties {
+        /// The watch.
+        watch: u32,
+        /// The verdict.
+        verdict: PartiesVerdict,
     },
     /// The received audio kept by [`MediaIntent::Capture`] (8 kHz mono).
     Captured {
@@ -232,6 +261,10 @@ enum Watch {
     Signature {
         expected: SignatureCode,
         own: Option<SignatureCode>,
+    },
+    Parties {
+        expected: Vec<Party>,
+        own: Option<Party>,
     },
     Capture,
 }
@@ -321,6 +354,23 @@ impl Watches {
             } => out.push(MediaEvent::Signature {
                 watch,
                 verdict: session.signature_verdict(expected, own),
+            }),
+            MediaIntent::WatchParties {
+                watch,
+                expected,
+                own,
+            } => {
+                session.listen_parties();
+                self.list.push((watch, Watch::Parties { expected, own }));
+                self.check(session, now, out);
+            }
+            MediaIntent::JudgeParties {
+                watch,
+                expected,
+                own,
+            } => out.push(MediaEvent::Parties {
+                watch,
+                verdict: session.parties_verdict(&expected, own),
             }),
             MediaIntent::Capture { watch, samples } => {
                 session.start_capture(samples);
@@ -426,6 +476,13 @@ impl Watches {
                     watch: *watch,
                     audio: audio.into(),
                 }),
+                Watch::Parties { expected, own } => {
+                    let decisive = session.parties_decisive(expected, *own);
+                    decisive.map(|verdict| MediaEvent::Parties {
+                        watch: *watch,
+                        verdict,
+                    })
+                }
                 Watch::Signature { expected, own } => {
                     let verdict = session.signature_verdict(*expected, *own);
                     matches!(

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+pub mod conference;
 pub mod dtmf;
 pub mod g711;
 pub mod intent;

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::conference::{PartiesVerdict, Party, PartyListener};
 use super::dtmf::{DtmfConfig, DtmfError, DtmfReceiver, DtmfSender};
 use super::g711::Codec;
 use super::quality::{self, Bpl, LossPattern, QualityEstimate};
@@ -340,6 +341,8 @@ pub struct MediaSession {
     gaps_paused: bool,
     /// The audio signature decoder, once a signature is listened for.
     signature: Option<Box<SignatureDecoder>>,
+    /// The conference party listener, once parties are listened for.
+    parties: Option<Box<PartyListener>>,
     /// Voice activity in what is played out, once a speech or silence watch asked for it.
     vad: Option<Box<Vad>>,
     /// The signature expected from the far end, and this end's own (heard back: an echo).
@@ -428,6 +431,7 @@ impl MediaSession {
             event_ticks: 0,
             gaps_paused: false,
             signature: None,
+            parties: None,
             vad: None,
             signature_codes: None,
             tick_at: None,
@@ -508,6 +512,34 @@ impl MediaSession {
     pub fn listen_signature(&mut self) {
         self.signature
             .get_or_insert_with(|| Box::new(SignatureDecoder::new()));
+    }
+
+    /// Listen for conference party tones in what is played out from now on, forgetting what
+    /// was heard before (each `expect: { hears }` judges the audio from its own start).
+    pub fn listen_parties(&mut self) {
+        self.parties = Some(Box::new(PartyListener::new()));
+    }
+
+    /// The verdict on the parties heard since [`Self::listen_parties`] (everyone expected
+    /// missing before it).
+    #[must_use]
+    pub fn parties_verdict(&self, expected: &[Party], own: Option<Party>) -> PartiesVerdict {
+        self.parties.as_ref().map_or_else(
+            || PartiesVerdict::NotHeard {
+                missing: expected.to_vec(),
+            },
+            |l| l.verdict(expected, own),
+        )
+    }
+
+    /// The parties' verdict if it is decisive already ([`PartyListener::decisive`]).
+    #[must_use]
+    pub fn parties_decisive(
+        &self,
+        expected: &[Party],
+        own: Option<Party>,
+    ) -> Option<PartiesVerdict> {
+        self.parties.as_ref()?.decisive(expected, own)
     }
 
     /// The signature expected from the far end and this end's own: the report's
@@ -776,6 +808,9 @@ impl MediaSession {
         self.detector.push(audio);
         if let Some(signature) = &mut self.signature {
             signature.push_at(audio, self.tick_at);
+        }
+        if let Some(parties) = &mut self.parties {
+            parties.push(audio);
         }
         if let Some(vad) = &mut self.vad {
             vad.push(audio);

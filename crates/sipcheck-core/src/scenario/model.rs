@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::media::conference::Party;
 use crate::media::dtmf::Digit;
 use crate::media::g711::Codec;
 use crate::media::tone::Tone;
@@ -357,6 +358,17 @@ pub enum PlayItem {
     Silence(Duration),
     /// This call's audio signature, until the call ends (the only item of its `play`).
     Signature,
+    /// This role's conference party tone, until the call ends (the only item of its `play`).
+    Party(Party),
+}
+
+/// A conference party: a role that plays its party tone (`play: { party: true }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceParty {
+    /// The role.
+    pub role: String,
+    /// Its tone: roles playing one are numbered in the order the scenario lists them.
+    pub party: Party,
 }
 
 /// Whose audio signature an `expect: { signature }` step waits for.
@@ -418,6 +430,16 @@ pub enum Expectation {
         /// Whose.
         from: SignatureFrom,
         /// How long to wait for it (default 5 s).
+        within: Duration,
+    },
+    /// Conference: every party of `parties` heard in the received audio, and not `own`
+    /// (our own party tone sent back: an echo).
+    Hears {
+        /// Who must be heard.
+        parties: Vec<ConferenceParty>,
+        /// This role's party, when it plays a party tone.
+        own: Option<ConferenceParty>,
+        /// How long to wait for them (default 10 s).
         within: Duration,
     },
     /// Speech received, scored with ITU-T P.862 against the reference the far end plays.

@@ -269,6 +269,8 @@ pub struct RawPlay {
     pub silence: Option<String>,
     /// `true`: this call's audio signature, until the call ends.
     pub signature: Option<String>,
+    /// `true`: this role's conference party tone, until the call ends.
+    pub party: Option<String>,
 }
 
 /// `expect:` arguments: exactly one of `tone`, `silence`, `dtmf`, `ringing`, `final`, `answered`.
@@ -292,6 +294,8 @@ pub struct RawExpect {
     pub held: Option<String>,
     /// Whose audio signature to hear: `peer` (or `echo`: our own, sent back).
     pub signature: Option<String>,
+    /// Conference: the roles whose party tones must be heard (our own must not be).
+    pub hears: Option<OneOrMany<String>>,
     /// Speech to score with ITU-T P.862 against a reference WAV file.
     pub pesq: Option<Box<RawPesq>>,
     /// DTMF digits to receive: `"123#"`.

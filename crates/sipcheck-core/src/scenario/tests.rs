@@ -1687,3 +1687,116 @@ fn transferred_expectations_load_with_their_default_and_are_checked() {
         e[2].message
     );
 }
+
+/// Three conference parties calling one room, and a listener that plays nothing.
+const CONFERENCE: &str = "\
+name: t
+target: { direct: true, domain: 127.0.0.1 }
+accounts:
+  range: { from: 1000, count: 4 }
+roles:
+  alice:
+    accounts: 1000
+    steps:
+      - call: { to: \"sip:room@127.0.0.1:5070\" }
+      - play: { party: true }
+      - expect: { hears: [bob, carol] }
+      - hangup: { after: 1s }
+  listener:
+    accounts: 1001
+    steps:
+      - call: { to: \"sip:room@127.0.0.1:5070\" }
+      - expect: { hears: [alice, bob, carol], within: 4s }
+      - hangup: { after: 1s }
+  bob:
+    accounts: 1002
+    steps:
+      - call: { to: \"sip:room@127.0.0.1:5070\" }
+      - play: { party: true }
+      - expect: { hears: alice }
+      - hangup: { after: 1s }
+  carol:
+    accounts: 1003
+    steps:
+      - call: { to: \"sip:room@127.0.0.1:5070\" }
+      - play: { party: true }
+      - hangup: { after: 1s }
+";
+
+#[test]
+fn conference_parties_are_numbered_in_role_order_and_hears_names_them() {
+    use crate::media::conference::Party;
+    use crate::scenario::model::ConferenceParty;
+    let s = load("scenarios/x.yaml", CONFERENCE, &no_env, &files).unwrap();
+    let party = |role: &str, i: usize| ConferenceParty {
+        role: role.into(),
+        party: Party::new(i).unwrap(),
+    };
+    // The listener plays no tone: it takes no number, and carol is the third party.
+    assert_eq!(
+        s.role("carol").unwrap().steps[1].value,
+        Step::Play(vec![PlayItem::Party(Party::new(2).unwrap())])
+    );
+    assert_eq!(
+        s.role("alice").unwrap().steps[2].value,
+        Step::Expect(Expectation::Hears {
+            parties: vec![party("bob", 1), party("carol", 2)],
+            own: Some(party("alice", 0)),
+            within: Duration::from_secs(10),
+        })
+    );
+    assert_eq!(
+        s.role("listener").unwrap().steps[1].value,
+        Step::Expect(Expectation::Hears {
+            parties: vec![party("alice", 0), party("bob", 1), party("carol", 2)],
+            own: None,
+            within: Duration::from_secs(4),
+        })
+    );
+    let Step::Expect(Expectation::Hears { parties, .. }) = &s.role("bob").unwrap().steps[2].value
+    else {
+        panic!("not hears")
+    };
+    assert_eq!(parties, &[party("alice", 0)]);
+}
+
+#[test]
+fn bad_conference_steps_are_reported_at_their_position() {
+    let text = CONFERENCE
+        .replace(
+            "      - expect: { hears: [bob, carol] }\n",
+            "      - expect: { hears: [bob, alice, listener, bob, dave] }\n      - expect: { hears: [], within: 200ms }\n      - play: [ { party: true }, { silence: 1s } ]\n      - play: { party: false }\n      - play: { party: true, level: -10dBFS }\n      - expect: { hears: bob, min_snr: 10dB }\n",
+        );
+    assert_eq!(
+        brief(&errors(&text)),
+        [
+            "11:32 role `alice` cannot expect to hear itself: its own party tone heard back fails the step as an echo",
+            "11:39 role `listener` plays no party tone, so it cannot be heard",
+            "11:49 `bob` is named twice",
+            "11:54 there is no role `dave`",
+            "12:26 `hears` names nobody",
+            "12:38 a party is heard after 0.3 s of its tone: `within` must be at least that",
+            "13:19 a party tone plays until the call ends, alone: it cannot be part of a list",
+            "14:24 `party: false` plays nothing",
+            "15:30 `level` applies to a tone, not to `party`",
+            "16:31 `min_snr` applies to `expect: { tone }`, not to `hears`",
+        ]
+    );
+    // A tenth party has no tone left.
+    let mut text = String::from(
+        "name: t\ntarget: { direct: true, domain: 127.0.0.1 }\naccounts:\n  range: { from: 1000, count: 11 }\nroles:\n",
+    );
+    for i in 0..10 {
+        text.push_str(&format!(
+            "  p{i}:\n    count: 1\n    steps:\n      - call: {{ to: \"sip:room@127.0.0.1:5070\" }}\n      - play: {{ party: true }}\n      - hangup: {{ after: 1s }}\n"
+        ));
+    }
+    text.push_str("  l:\n    count: 1\n    steps:\n      - call: { to: \"sip:room@127.0.0.1:5070\" }\n      - expect: { hears: [p0, p9] }\n      - hangup: { after: 1s }\n");
+    assert_eq!(
+        brief(&errors(&text)),
+        [
+            "64:17 role `p9` would be conference party 10: the party tones tell at most 9 apart",
+            "70:31 role `p9` has no party tone left: the party tones tell at most 9 apart",
+        ]
+    );
+}

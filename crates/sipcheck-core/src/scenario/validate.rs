@@ -11,6 +11,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::media::conference::{Party, MAX_PARTIES};
 use crate::media::dtmf::{Digit, DEFAULT_DIGIT_DURATION, DEFAULT_GAP};
 use crate::media::g711::Codec;
 use crate::media::tone::{Tone, DEFAULT_MAX_GAP, MIN_GAP};
@@ -21,9 +22,9 @@ use crate::sip::uri::{complete_uri, host_literal};
 use super::accounts::{numbered_users, parse_csv, range_accounts, Selector, Selectors};
 use super::error::ScenarioError;
 use super::model::{
-    Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
-    Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
-    DEFAULT_MAX_REDIRECTS, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
+    Account, CallStep, ConferenceParty, Connections, End, Expectation, HoldMode, Load, Located,
+    Media, PlayItem, Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent,
+    DEFAULT_KEEPALIVE, DEFAULT_MAX_REDIRECTS, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
 };
 use super::part::Shard;
 use super::raw::{
@@ -51,6 +52,15 @@ const DEFAULT_EXPECT_WITHIN: Duration = Duration::from_secs(5);
 /// it may join in the middle of.
 const SIGNATURE_MIN_WITHIN: Duration = Duration::from_millis(1500);
 const DEFAULT_SIGNALLING_WITHIN: Duration = Duration::from_secs(10);
+
+/// The default `within` of `expect: { hears }`: a conference focus may take a while to join
+/// each call into its mix.
+const DEFAULT_HEARS_WITHIN: Duration = Duration::from_secs(10);
+
+/// The shortest `within` of `expect: { hears }`: a party is heard after
+/// [`HEARD_BLOCKS`](crate::media::conference::HEARD_BLOCKS) 20 ms blocks of its tone.
+const HEARS_MIN_WITHIN: Duration =
+    Duration::from_millis(20 * crate::media::conference::HEARD_BLOCKS as u64);
 const DEFAULT_FINAL_WITHIN: Duration = Duration::from_secs(32);
 const DEFAULT_MIN_SNR_DB: f64 = 10.0;
 const DEFAULT_MIN_TONE: Duration = Duration::from_millis(200);
@@ -1236,8 +1246,8 @@ fn validate_step(
         }
         RawStep::Ring(d) if d.trim().eq_ignore_ascii_case("forever") => Step::Ring(RING_FOREVER),
         RawStep::Ring(d) => Step::Ring(cx.duration(p, &Some(d.clone()))?),
-        RawStep::Play(items) => Step::Play(validate_play(cx, p, items)?),
-        RawStep::Expect(e) => Step::Expect(validate_expect(cx, p, e)?),
+        RawStep::Play(items) => Step::Play(validate_play(cx, p, items, role, roles)?),
+        RawStep::Expect(e) => Step::Expect(validate_expect(cx, p, e, role, roles)?),
         RawStep::Dtmf(d) => {
             if d.send.is_none() {
                 cx.at_key(
@@ -1558,6 +1568,72 @@ fn needs_tls(uri: &str) -> Option<&'static str> {
     }
 }
 
+/// `expect: { hears: [...] }`: roles that play a party tone, not `role` itself, each once.
+fn hears(
+    cx: &mut Ctx<'_>,
+    p: &Path,
+    names: &OneOrMany<String>,
+    role: &str,
+    roles: &[(String, RawRole)],
+) -> Option<Vec<ConferenceParty>> {
+    let mut out: Vec<ConferenceParty> = Vec::new();
+    let mut ok = true;
+    if names.as_slice().is_empty() {
+        cx.at_value(p, "`hears` names nobody");
+        return None;
+    }
+    let players = party_roles(roles);
+    for (i, name) in names.as_slice().iter().enumerate() {
+        let ip = if names.is_list() {
+            p.index(i)
+        } else {
+            p.clone()
+        };
+        let Some(name) = cx.text(&ip, &Some(name.clone())) else {
+            ok = false;
+            continue;
+        };
+        let name = name.trim().to_owned();
+        let error = if name == role {
+            Some((
+                format!("role `{role}` cannot expect to hear itself: its own party tone heard back fails the step as an echo"),
+                Some("name the other parties only".into()),
+            ))
+        } else if out.iter().any(|c| c.role == name) {
+            Some((format!("`{name}` is named twice"), None))
+        } else if !roles.iter().any(|(n, _)| *n == name) {
+            Some((
+                format!("there is no role `{name}`"),
+                Some(if players.is_empty() {
+                    "no role plays a party tone (`play: { party: true }`)".to_owned()
+                } else {
+                    format!("the roles playing a party tone: {}", players.join(", "))
+                }),
+            ))
+        } else {
+            match conference_party(&name, roles) {
+                Some(c) => {
+                    out.push(c);
+                    None
+                }
+                None if players.contains(&name.as_str()) => Some((
+                    format!("role `{name}` has no party tone left: the party tones tell at most {MAX_PARTIES} apart"),
+                    None,
+                )),
+                None => Some((
+                    format!("role `{name}` plays no party tone, so it cannot be heard"),
+                    Some(format!("give `{name}` a step `play: {{ party: true }}`")),
+                )),
+            }
+        };
+        if let Some((message, hint)) = error {
+            cx.error(At::Value(ip), message, hint);
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
 fn frequencies(cx: &mut Ctx<'_>, p: &Path, tone: &OneOrMany<String>) -> Option<Vec<f64>> {
     let mut out = Vec::new();
     let mut ok = true;
@@ -1597,7 +1673,38 @@ fn frequencies(cx: &mut Ctx<'_>, p: &Path, tone: &OneOrMany<String>) -> Option<V
     ok.then_some(out)
 }
 
-fn validate_play(cx: &mut Ctx<'_>, p: &Path, items: &[RawPlay]) -> Option<Vec<PlayItem>> {
+/// The roles that play a conference party tone (`play: { party: true }`), in the order the
+/// scenario lists them: the i-th plays
+/// [`PARTY_HZ`](crate::media::conference::PARTY_HZ)`[i]`.
+fn party_roles(roles: &[(String, RawRole)]) -> Vec<&str> {
+    roles
+        .iter()
+        .filter(|(_, role)| {
+            role.steps.iter().flatten().any(|s| match s {
+                RawStep::Play(items) => items.iter().any(|i| i.party.is_some()),
+                _ => false,
+            })
+        })
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// `role`'s conference party, if it plays a party tone (and the plan has one left for it).
+fn conference_party(role: &str, roles: &[(String, RawRole)]) -> Option<ConferenceParty> {
+    let index = party_roles(roles).iter().position(|r| *r == role)?;
+    Some(ConferenceParty {
+        role: role.to_owned(),
+        party: Party::new(index)?,
+    })
+}
+
+fn validate_play(
+    cx: &mut Ctx<'_>,
+    p: &Path,
+    items: &[RawPlay],
+    role: &str,
+    roles: &[(String, RawRole)],
+) -> Option<Vec<PlayItem>> {
     let mut out = Vec::new();
     let mut ok = true;
     if items.is_empty() {
@@ -1607,7 +1714,15 @@ fn validate_play(cx: &mut Ctx<'_>, p: &Path, items: &[RawPlay]) -> Option<Vec<Pl
     let many = items.len() > 1;
     for (i, item) in items.iter().enumerate() {
         let ip = if many { p.index(i) } else { p.clone() };
-        match play_item(cx, &ip, item) {
+        match play_item(cx, &ip, item, role, roles) {
+            Some(PlayItem::Party(_)) if many => {
+                cx.at_key(
+                    &ip.key("party"),
+                    "a party tone plays until the call ends, alone: it cannot be part of a list",
+                    Some("play: { party: true }".into()),
+                );
+                ok = false;
+            }
             Some(PlayItem::Signature) if many => {
                 cx.at_key(
                     &ip.key("signature"),
@@ -1631,12 +1746,19 @@ fn validate_play(cx: &mut Ctx<'_>, p: &Path, items: &[RawPlay]) -> Option<Vec<Pl
     ok.then_some(out)
 }
 
-fn play_item(cx: &mut Ctx<'_>, p: &Path, item: &RawPlay) -> Option<PlayItem> {
+fn play_item(
+    cx: &mut Ctx<'_>,
+    p: &Path,
+    item: &RawPlay,
+    role: &str,
+    roles: &[(String, RawRole)],
+) -> Option<PlayItem> {
     let kinds: Vec<&str> = [
         ("tone", item.tone.is_some()),
         ("wav", item.wav.is_some()),
         ("silence", item.silence.is_some()),
         ("signature", item.signature.is_some()),
+        ("party", item.party.is_some()),
     ]
     .into_iter()
     .filter(|(_, set)| *set)
@@ -1708,6 +1830,25 @@ fn play_item(cx: &mut Ctx<'_>, p: &Path, item: &RawPlay) -> Option<PlayItem> {
     } else if item.silence.is_some() {
         cx.duration(&p.key("silence"), &item.silence)
             .map(PlayItem::Silence)
+    } else if item.party.is_some() {
+        if !cx.flag(&p.key("party"), &item.party)? {
+            cx.at_value(&p.key("party"), "`party: false` plays nothing");
+            return None;
+        }
+        match conference_party(role, roles) {
+            Some(c) => Some(PlayItem::Party(c.party)),
+            None => {
+                cx.at_key(
+                    &p.key("party"),
+                    format!(
+                        "role `{role}` would be conference party {}: the party tones tell at most {MAX_PARTIES} apart",
+                        party_roles(roles).len()
+                    ),
+                    Some(format!("keep {MAX_PARTIES} roles or fewer with `play: {{ party: true }}`")),
+                );
+                None
+            }
+        }
     } else if item.signature.is_some() {
         match cx.flag(&p.key("signature"), &item.signature)? {
             true => Some(PlayItem::Signature),
@@ -1721,7 +1862,13 @@ fn play_item(cx: &mut Ctx<'_>, p: &Path, item: &RawPlay) -> Option<PlayItem> {
     }
 }
 
-fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectation> {
+fn validate_expect(
+    cx: &mut Ctx<'_>,
+    p: &Path,
+    e: &RawExpect,
+    role: &str,
+    roles: &[(String, RawRole)],
+) -> Option<Expectation> {
     let kinds: Vec<&str> = [
         ("tone", e.tone.is_some()),
         ("silence", e.silence.is_some()),
@@ -1730,6 +1877,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("audio", e.audio.is_some()),
         ("held", e.held.is_some()),
         ("signature", e.signature.is_some()),
+        ("hears", e.hears.is_some()),
         ("pesq", e.pesq.is_some()),
         ("dtmf", e.dtmf.is_some()),
         ("ringing", e.ringing.is_some()),
@@ -1747,7 +1895,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to`, `transferred` or `replaced`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `hears`, `pesq`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to`, `transferred` or `replaced`",
                 None,
             );
             return None;
@@ -1883,6 +2031,24 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             }
             Expectation::Signature {
                 from: from?,
+                within,
+            }
+        }
+        "hears" => {
+            let within = within(cx, DEFAULT_HEARS_WITHIN);
+            if within < HEARS_MIN_WITHIN {
+                cx.at_value(
+                    &p.key("within"),
+                    format!(
+                        "a party is heard after {} s of its tone: `within` must be at least that",
+                        HEARS_MIN_WITHIN.as_secs_f64()
+                    ),
+                );
+            }
+            let parties = hears(cx, &p.key("hears"), e.hears.as_ref()?, role, roles)?;
+            Expectation::Hears {
+                parties,
+                own: conference_party(role, roles),
                 within,
             }
         }

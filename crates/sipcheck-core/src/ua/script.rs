@@ -18,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::media::conference::{PartiesVerdict, Party, PARTY_LEVEL_DBFS};
 use crate::media::dtmf::{DtmfConfig, DtmfSender};
 use crate::media::intent::{MediaEvent, MediaIntent};
 use crate::media::pesq;
@@ -27,7 +28,7 @@ use crate::media::signature::{SignatureCode, SignatureVerdict, SIGNATURE_LEVEL_D
 use crate::media::tone::{Gap, Playlist, PlaylistItem, ToneQuery, DEFAULT_MAX_GAP};
 use crate::rtp::source::StrayStats;
 use crate::scenario::model::{
-    Expectation, HoldMode, Located, PlayItem, SignatureFrom, Step, WaitEvent,
+    ConferenceParty, Expectation, HoldMode, Located, PlayItem, SignatureFrom, Step, WaitEvent,
 };
 use crate::scenario::text::Fill;
 use crate::sdp::{self, LocalMedia, Negotiated};
@@ -369,6 +370,24 @@ enum Until {
     Replaced,
 }
 
+/// An `expect: { hears }` step under way.
+#[derive(Debug, Clone)]
+struct HearsCheck {
+    parties: Vec<ConferenceParty>,
+    own: Option<ConferenceParty>,
+    within: Duration,
+}
+
+impl HearsCheck {
+    fn expected(&self) -> Vec<Party> {
+        self.parties.iter().map(|c| c.party).collect()
+    }
+
+    fn own(&self) -> Option<Party> {
+        self.own.as_ref().map(|c| c.party)
+    }
+}
+
 /// What to do when a wait (or a reply, or a probe) is over.
 #[derive(Debug, Clone)]
 enum Then {
@@ -428,6 +447,10 @@ enum Then {
     Signature(SignatureFrom, Duration),
     /// `expect: signature` not heard: the stream's verdict names what was.
     SignatureMissing(SignatureFrom, Duration),
+    /// `expect: hears`: every party heard, an echo, or not in time.
+    Hears(Box<HearsCheck>),
+    /// `expect: hears` not all heard: the stream's verdict names who was missing.
+    HearsMissing(Box<HearsCheck>),
     /// `expect: dtmf`.
     Dtmf(String),
     /// `expect: dtmf` not received: the stream's status names what was.
@@ -512,6 +535,7 @@ enum Next {
         from: SignatureFrom,
         within: Duration,
     },
+    Hears(Box<HearsCheck>),
     Pesq {
         reference: String,
         min: f64,
@@ -915,6 +939,7 @@ impl CallScript {
                     | MediaEvent::SilenceHeld { watch }
                     | MediaEvent::DtmfReceived { watch }
                     | MediaEvent::Signature { watch, .. }
+                    | MediaEvent::Parties { watch, .. }
                     | MediaEvent::Captured { watch, .. }
                     | MediaEvent::SpeechHeard { watch, .. }
                     | MediaEvent::PromptEnded { watch, .. }
@@ -934,7 +959,7 @@ impl CallScript {
                 }
             }
             Phase::Probe { watch, .. } => {
-                if matches!(&event, MediaEvent::Status { watch: w, .. } | MediaEvent::Signature { watch: w, .. } if w == watch)
+                if matches!(&event, MediaEvent::Status { watch: w, .. } | MediaEvent::Signature { watch: w, .. } | MediaEvent::Parties { watch: w, .. } if w == watch)
                 {
                     let Phase::Probe { then, .. } = std::mem::replace(&mut self.phase, Phase::Step)
                     else {
@@ -1798,6 +1823,21 @@ impl CallScript {
                 self.prompt_heard = false;
                 self.wait_answer(now, Next::PromptEnds { within: *within })
             }
+            Expectation::Hears {
+                parties,
+                own,
+                within,
+            } => {
+                self.audio_checked += 1;
+                self.wait_answer(
+                    now,
+                    Next::Hears(Box::new(HearsCheck {
+                        parties: parties.clone(),
+                        own: own.clone(),
+                        within: *within,
+                    })),
+                )
+            }
             Expectation::Signature { from, within } => {
                 self.audio_checked += 1;
                 self.wait_answer(
@@ -2014,6 +2054,19 @@ impl CallScript {
                 });
                 self.wait_watch(now, now + within, watch, Then::Signature(from, within))
             }
+            Next::Hears(check) => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::WatchParties {
+                    watch,
+                    expected: check.expected(),
+                    own: check.own(),
+                });
+                let deadline = now + check.within;
+                self.wait_watch(now, deadline, watch, Then::Hears(check))
+            }
             Next::ExpectDtmf { digits, within } => {
                 if self.media.is_none() {
                     return Some(false);
@@ -2202,6 +2255,7 @@ impl CallScript {
             Then::ToneMissing { .. }
             | Then::DtmfMissing(_)
             | Then::SignatureMissing(..)
+            | Then::HearsMissing(_)
             | Then::AudioMissing { .. } => {
                 unreachable!("a status is not waited for in a wait")
             }
@@ -2494,6 +2548,30 @@ impl CallScript {
                             )
                         };
                         self.probe_status(now, Then::AudioMissing { kind, what })
+                    }
+                }
+            },
+            Then::Hears(check) => match end.fired {
+                Some(MediaEvent::Parties { verdict, .. }) => {
+                    Some(self.judge_parties(&check, verdict))
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if self.interrupted {
+                        Some(false)
+                    } else {
+                        let watch = self.new_watch();
+                        self.media_intent(MediaIntent::JudgeParties {
+                            watch,
+                            expected: check.expected(),
+                            own: check.own(),
+                        });
+                        self.phase = Phase::Probe {
+                            watch,
+                            deadline: now + PROBE_WAIT,
+                            then: Then::HearsMissing(check),
+                        };
+                        None
                     }
                 }
             },
@@ -2824,7 +2902,62 @@ impl CallScript {
         false
     }
 
+    /// Whether every party was heard and our own party tone was not; records the failure
+    /// when not.
+    fn judge_parties(&mut self, check: &HearsCheck, verdict: PartiesVerdict) -> bool {
+        let names = |parties: &mut dyn Iterator<Item = &ConferenceParty>| {
+            parties
+                .map(|c| c.role.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let message = match verdict {
+            PartiesVerdict::Verified => {
+                self.audio_verified += 1;
+                return true;
+            }
+            PartiesVerdict::Echo { level_dbfs } => {
+                let own = check.own.as_ref().map_or("", |c| c.role.as_str());
+                (
+                    FailureKind::CrossedAudio,
+                    format!(
+                        "conference: echo: {own} heard its own party tone ({} Hz) back, at {level_dbfs:.1} dBFS",
+                        check.own().map_or(0.0, Party::hz)
+                    ),
+                )
+            }
+            PartiesVerdict::NotHeard { missing } => {
+                let by = if self.ended() {
+                    "before the call ended".to_string()
+                } else {
+                    format!("within {:.1} s", check.within.as_secs_f64())
+                };
+                let not_heard =
+                    names(&mut check.parties.iter().filter(|c| missing.contains(&c.party)));
+                let heard =
+                    names(&mut check.parties.iter().filter(|c| !missing.contains(&c.party)));
+                (
+                    FailureKind::NoAudio,
+                    format!("conference: not_heard: [{not_heard}] {by} (heard: [{heard}])"),
+                )
+            }
+        };
+        self.fail(message.0, message.1);
+        false
+    }
+
     fn resume_probe(&mut self, now: Instant, then: Then, status: Option<MediaEvent>) {
+        if let Then::HearsMissing(check) = then {
+            let verdict = match status {
+                Some(MediaEvent::Parties { verdict, .. }) => verdict,
+                _ => PartiesVerdict::NotHeard {
+                    missing: check.expected(),
+                },
+            };
+            let ok = !self.interrupted && self.judge_parties(&check, verdict);
+            self.step_done(now, ok);
+            return;
+        }
         if let Then::SignatureMissing(from, within) = then {
             let verdict = match status {
                 Some(MediaEvent::Signature { verdict, .. }) => verdict,
@@ -2984,6 +3117,17 @@ impl CallScript {
                     }
                 }
                 PlayItem::Silence(d) => list.push(PlaylistItem::Silence { duration: *d }),
+                PlayItem::Party(party) => {
+                    // Until the call ends; a whole second of a party tone (a multiple of
+                    // 50 Hz) is whole periods, so the loop joins without a click.
+                    if let Ok(tone) = party.tone(PARTY_LEVEL_DBFS) {
+                        list.push(PlaylistItem::Tone {
+                            tone,
+                            duration: Duration::from_secs(1),
+                        });
+                        looping = true;
+                    }
+                }
                 PlayItem::Signature => {
                     // Validation keeps a signature alone in its `play`.
                     let code = self
