@@ -258,15 +258,25 @@ impl TlsContext {
     }
 }
 
+/// How long a connection's handshakes took, each from the TCP connect's start: to the end of
+/// the TLS handshake, and to the end of the WebSocket upgrade (over TLS, after it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandshakeTook {
+    /// TLS (and WSS): the TCP connect and the TLS handshake.
+    pub tls: Option<Duration>,
+    /// WS and WSS: up to the WebSocket upgrade's 101.
+    pub ws: Option<Duration>,
+}
+
 /// Connect TCP to `peer` (from `local`'s address when given), with `tls` shake hands, and with
-/// `ws` upgrade the connection to WebSocket (over TLS: WSS): the stream, and how long the TLS
-/// handshake took from the TCP connect's start.
+/// `ws` upgrade the connection to WebSocket (over TLS: WSS): the stream, and how long the
+/// handshakes took from the TCP connect's start.
 pub async fn open_stream(
     tcp: impl std::future::Future<Output = Result<TcpStream, TransportError>>,
     peer: SocketAddr,
     tls: Option<(&TlsContext, Option<&str>)>,
     ws: Option<&crate::drive::ws::WsTarget>,
-) -> Result<(SipStream, Option<Duration>), TransportError> {
+) -> Result<(SipStream, HandshakeTook), TransportError> {
     let start = Instant::now();
     let tcp = tcp.await?;
     let _ = tcp.set_nodelay(true);
@@ -280,11 +290,18 @@ pub async fn open_stream(
         }
     };
     match ws {
-        None => Ok((stream, took)),
+        None => Ok((stream, HandshakeTook { tls: took, ws: None })),
         Some(target) => {
             let stream = crate::drive::ws::connect(stream, peer, target, tls.is_some()).await?;
-            crate::drive::ws::HANDSHAKES.record(start.elapsed());
-            Ok((stream, took))
+            let ws_took = start.elapsed();
+            crate::drive::ws::HANDSHAKES.record(ws_took);
+            Ok((
+                stream,
+                HandshakeTook {
+                    tls: took,
+                    ws: Some(ws_took),
+                },
+            ))
         }
     }
 }
