@@ -197,8 +197,9 @@ measure_one() {
     if [ "$tool" = sipp ]; then
         local t=ln
         [ "$mode" = calls ] && t=l1
+        # Bounded from outside too: its -timeout does not end a uac stalled over TLS.
         (cd "$dir/$tag" && exec /usr/bin/time -f '%e %U %S' -o time.txt \
-            taskset -c 0 "$SIPP" -sn uac -t "$t" "127.0.0.1:$port" -i 127.0.0.1 \
+            timeout -s INT -k 10 "$((n / rate + 40))" taskset -c 0 "$SIPP" -sn uac -t "$t" "127.0.0.1:$port" -i 127.0.0.1 \
             -p "$(free_port)" -r "$rate" -rp 1000 -m "$n" -l "$n" -d 0 \
             -tls_cert "$dir/cert.pem" -tls_key "$dir/key.pem" -tls_ca "$dir/ca.pem" \
             -nostdin -buff_size 4194304 -max_socket "$maxsock" -timeout "$((n / rate + 30))s" \
@@ -228,7 +229,8 @@ PY
     fi
     local hz
     hz=$(getconf CLK_TCK)
-    read -r wall cu cs <"$dir/$tag/time.txt"
+    # The last line: /usr/bin/time writes "Command exited with non-zero status N" before it.
+    read -r wall cu cs < <(tail -1 "$dir/$tag/time.txt")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$mode" "$run" "$n" "$ok" \
         "$failed" "$wall" "$cu" "$cs" \
         "$(awk -v a="$ru0" -v b="$ru1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')" \

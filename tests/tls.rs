@@ -564,9 +564,15 @@ fn sips_uris_go_over_tls_with_sips_contacts_through_kamailio_and_never_over_udp(
         "{shown}"
     );
     let traced = std::fs::read_to_string(&trace).unwrap();
-    assert!(traced.contains(&format!("OPTIONS {uri} SIP/2.0")), "{traced}");
+    assert!(
+        traced.contains(&format!("OPTIONS {uri} SIP/2.0")),
+        "{traced}"
+    );
     assert!(traced.contains("Via: SIP/2.0/TLS "), "{traced}");
-    assert!(traced.contains("Contact: <sips:sipcheck@127.0.0.1:"), "{traced}");
+    assert!(
+        traced.contains("Contact: <sips:sipcheck@127.0.0.1:"),
+        "{traced}"
+    );
     let out = run_sipcheck(["options", &uri, "--ca", ca, "--json"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -586,7 +592,14 @@ fn sips_uris_go_over_tls_with_sips_contacts_through_kamailio_and_never_over_udp(
         );
     }
     let out = run_sipcheck(
-        ["call", "sips:2001@127.0.0.1", "--server", &server, "--transport", "udp"],
+        [
+            "call",
+            "sips:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--transport",
+            "udp",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -612,14 +625,23 @@ fn sips_uris_go_over_tls_with_sips_contacts_through_kamailio_and_never_over_udp(
     );
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
-    assert!(shown.contains("registered sips:1001@127.0.0.1 at"), "{shown}");
+    assert!(
+        shown.contains("registered sips:1001@127.0.0.1 at"),
+        "{shown}"
+    );
     assert!(shown.contains("TLS handshake with"), "{shown}");
     let traced = std::fs::read_to_string(&trace).unwrap();
-    assert!(traced.contains("REGISTER sips:127.0.0.1 SIP/2.0"), "{traced}");
+    assert!(
+        traced.contains("REGISTER sips:127.0.0.1 SIP/2.0"),
+        "{traced}"
+    );
     assert!(traced.contains("To: <sips:1001@127.0.0.1>"), "{traced}");
     let bindings = kam.bindings("1001");
     assert_eq!(bindings.len(), 1, "{bindings:?}");
-    assert!(bindings[0].starts_with("sips:1001@127.0.0.1:"), "{bindings:?}");
+    assert!(
+        bindings[0].starts_with("sips:1001@127.0.0.1:"),
+        "{bindings:?}"
+    );
     assert!(
         kam.log()
             .lines()

@@ -12,8 +12,8 @@ use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::transport::Transport;
 
 use super::{Network, ProbeError};
-use sipcheck_core::sip::uri::SipTarget;
 use crate::drive::tls::TlsOptions;
+use sipcheck_core::sip::uri::SipTarget;
 
 /// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP, TCP, TLS, WS and
 /// WSS.

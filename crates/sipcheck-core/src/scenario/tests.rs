@@ -1213,7 +1213,10 @@ fn sips_servers_and_call_uris_are_refused_at_their_position_unless_over_tls() {
         let Route::Server { server, .. } = &scenario.target.route else {
             panic!("a server route")
         };
-        assert_eq!((server.host.as_str(), server.port), ("127.0.0.1", Some(5061)));
+        assert_eq!(
+            (server.host.as_str(), server.port),
+            ("127.0.0.1", Some(5061))
+        );
         let to = scenario.roles[1]
             .steps
             .iter()
@@ -1225,10 +1228,7 @@ fn sips_servers_and_call_uris_are_refused_at_their_position_unless_over_tls() {
         assert!(to.contains("sips:"), "{to}");
     }
     // A sip: server over TLS is no sips: registration.
-    let tls = BASE.replace(
-        "domain: pbx.test }",
-        "domain: pbx.test, transport: tls }",
-    );
+    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: tls }");
     assert!(!load("x.yaml", &tls, &no_env, &files).unwrap().target.sips);
 }
 

@@ -137,7 +137,12 @@ impl Registration {
 
     /// The address of record, `sip:user@domain` (`sips:` for a sips: registration).
     pub fn aor(&self) -> String {
-        format!("{}:{}@{}", self.scheme(), self.params.user, self.params.domain)
+        format!(
+            "{}:{}@{}",
+            self.scheme(),
+            self.params.user,
+            self.params.domain
+        )
     }
 
     fn scheme(&self) -> &'static str {

@@ -7,9 +7,9 @@ use std::time::Instant;
 use super::dialog::{header_tag, record_route, Dialog};
 use super::session_timer::{SessionTimer, TimerAnswer, TIMER};
 use super::{
-    call_mut, call_ref, is_known_method, is_sips, respond, sips_contact, sdp_body, Awaiting2xx, Call, CallDirection,
-    CallEndReason, CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint, Owner, Role,
-    ACCEPT, ALLOW, SDP,
+    call_mut, call_ref, is_known_method, is_sips, respond, sdp_body, sips_contact, Awaiting2xx,
+    Call, CallDirection, CallEndReason, CallEvent, CallId, CallRecord, CallState, CancelState,
+    Endpoint, Owner, Role, ACCEPT, ALLOW, SDP,
 };
 use crate::sdp::{answer_update, negotiated_from_answer, Negotiated, SessionDescription};
 use crate::sip::msg::{contact_uri, Message, Method, Name};
