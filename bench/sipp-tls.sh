@@ -14,7 +14,10 @@
 # SIPP_GIT=DIR-or-URL takes the source from a git repository of SIPp instead: the tree of
 # the v3.6.1 release commit, checked by its hash, with the version.h the release tarball
 # carries. Build dependencies are installed with apt-get (as root, else with sudo).
-# bench/sipp/*.patch are applied to the source before building.
+# bench/sipp/*.patch are applied to the source before building (tls-ca-without-crl.patch:
+# 3.6.1 refuses -tls_ca without -tls_crl); 3.6.1 builds against OpenSSL 3.0 otherwise
+# unchanged. SIPp's uac over one TLS connection (`-t l1`) stalls after its first calls on
+# this build; it is bounded by `timeout` and its row shows the calls that passed.
 #
 # What is measured (each process pinned: the caller on core 0, the responder on core 1, with
 # `taskset`; user and system CPU apart, from the kernel's accounting of each process; RUNS
