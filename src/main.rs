@@ -586,25 +586,26 @@ mod tests {
             panic!("not a call")
         };
         assert_eq!(cmd.audio.codecs, [Codec::Pcma, Codec::Pcmu]);
-        assert_eq!(cmd.net.transport, Transport::Udp);
+        assert_eq!(cmd.net.transport, None);
+        assert_eq!(cmd.net.network().transport, Transport::Udp);
         let cli = parse(&["call", "sip:a@b", "--transport", "tcp"]).unwrap();
         let Command::Call(cmd) = cli.command else {
             panic!("not a call")
         };
         assert_eq!(cmd.audio.codecs, [Codec::Pcmu, Codec::Pcma]);
-        assert_eq!(cmd.net.transport, Transport::Tcp);
+        assert_eq!(cmd.net.transport, Some(Transport::Tcp));
         let cli = parse(&["call", "sip:a@b", "--transport", "tls", "--insecure"]).unwrap();
         let Command::Call(cmd) = cli.command else {
             panic!("not a call")
         };
-        assert_eq!(cmd.net.transport, Transport::Tls);
+        assert_eq!(cmd.net.transport, Some(Transport::Tls));
         assert!(cmd.net.tls.insecure);
         assert_eq!(cmd.net.ws_path, "/");
         let cli = parse(&["call", "sip:a@b", "--transport", "wss", "--ws-path", "/ws"]).unwrap();
         let Command::Call(cmd) = cli.command else {
             panic!("not a call")
         };
-        assert_eq!(cmd.net.transport, Transport::Wss);
+        assert_eq!(cmd.net.transport, Some(Transport::Wss));
         assert_eq!(cmd.net.network().ws_path, "/ws");
         let cli = parse(&["answer", "--transport", "ws", "--ws-path", "/sip"]).unwrap();
         let Command::Answer(cmd) = cli.command else {

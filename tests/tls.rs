@@ -526,3 +526,201 @@ fn a_server_requiring_a_client_certificate_takes_ours_and_refuses_none_naming_wh
     );
     assert!(!shown.contains("panicked"), "{shown}");
 }
+
+#[test]
+fn sips_uris_go_over_tls_with_sips_contacts_through_kamailio_and_never_over_udp() {
+    // RFC 3261 §19.1, §8.1.1.8; RFC 5630: a sips: URI means TLS, and the Contact sent with
+    // it is sips: as well.
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    let kam = kamailio_tls(&certs);
+    let port = tls_port(&kam);
+    let server = format!("127.0.0.1:{port}");
+    let ca = pki.ca.to_str().unwrap();
+    let dir = RunDir::new("tls-sips").unwrap();
+
+    // options: TLS without --transport, a sips: Contact, the handshake's time shown.
+    let trace = dir.join("options.trace");
+    let uri = format!("sips:{server}");
+    let out = run_sipcheck(
+        [
+            "options",
+            &uri,
+            "--ca",
+            ca,
+            "--timeout",
+            "5s",
+            "--trace-sip",
+            trace.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(
+        shown.contains(&format!("TLS handshake with {server} in ")),
+        "{shown}"
+    );
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        traced.contains(&format!("OPTIONS {uri} SIP/2.0")),
+        "{traced}"
+    );
+    assert!(traced.contains("Via: SIP/2.0/TLS "), "{traced}");
+    assert!(
+        traced.contains("Contact: <sips:sipcheck@127.0.0.1:"),
+        "{traced}"
+    );
+    let out = run_sipcheck(["options", &uri, "--ca", ca, "--json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["tls_handshake_ms"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["ws_handshake_ms"], serde_json::Value::Null, "{v}");
+
+    // A sips: URI over a transport that is no TLS is bad input, sent nowhere.
+    for transport in ["udp", "tcp"] {
+        let out = run_sipcheck(["options", &uri, "--transport", transport], &[]);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{shown}");
+        assert!(
+            shown.contains(&format!(
+                "{uri} is a sips: URI, which needs TLS: it cannot go over --transport {transport}"
+            )),
+            "{shown}"
+        );
+    }
+    let out = run_sipcheck(
+        [
+            "call",
+            "sips:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--transport",
+            "udp",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // register: a sips: address of record, its Contact sips:, the handshake shown.
+    let trace = dir.join("register.trace");
+    let out = run_sipcheck(
+        [
+            "register",
+            "--server",
+            &format!("sips:{server}"),
+            "--user",
+            "1001",
+            "--keep",
+            "--ca",
+            ca,
+            "--timeout",
+            "5s",
+            "--trace-sip",
+            trace.to_str().unwrap(),
+        ],
+        &[("SIP_PASSWORD", &Kamailio::password_for("1001"))],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    assert!(
+        shown.contains("registered sips:1001@127.0.0.1 at"),
+        "{shown}"
+    );
+    assert!(shown.contains("TLS handshake with"), "{shown}");
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        traced.contains("REGISTER sips:127.0.0.1 SIP/2.0"),
+        "{traced}"
+    );
+    assert!(traced.contains("To: <sips:1001@127.0.0.1>"), "{traced}");
+    let bindings = kam.bindings("1001");
+    assert_eq!(bindings.len(), 1, "{bindings:?}");
+    assert!(
+        bindings[0].starts_with("sips:1001@127.0.0.1:"),
+        "{bindings:?}"
+    );
+    assert!(
+        kam.log()
+            .lines()
+            .any(|l| l.contains("REQ REGISTER sips:127.0.0.1 from tls:")),
+        "{}",
+        kam.log()
+    );
+}
+
+#[test]
+fn a_scenario_of_sips_addresses_registers_and_calls_through_kamailio_over_tls() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("kamailio", &["IP:127.0.0.1"], 2)
+        .expect("server certificate");
+    let roles = pki
+        .issue("roles", &["IP:127.0.0.1"], 2)
+        .expect("roles' certificate");
+    let kam = kamailio_tls(&certs);
+    let server = format!("127.0.0.1:{}", tls_port(&kam));
+    let dir = RunDir::new("tls-sips-run").unwrap();
+    let json = dir.join("summary.json");
+    let trace = dir.join("run.trace");
+    let scenario = support::repo_root().join("tests/peers/scenarios/kamailio-sips.yaml");
+    let out = run_sipcheck_with_timeout(
+        [
+            "run",
+            scenario.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--ca",
+            pki.ca.to_str().unwrap(),
+            "--cert",
+            roles.cert.to_str().unwrap(),
+            "--key",
+            roles.key.to_str().unwrap(),
+            "--trace-sip",
+            trace.to_str().unwrap(),
+        ],
+        &[("SIP_SERVER", server.as_str())],
+        Duration::from_secs(120),
+    );
+    let log = kam.log();
+    let shown = format!("{}\n{log}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["calls"]["passed"], 4, "{v}");
+    assert_eq!(v["audio"]["verified"], 8, "{v}");
+    assert_eq!(v["registrations"]["ok"], 4, "{v}");
+    assert!(
+        log.contains("REQ REGISTER sips:sipcheck.test from tls:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("REQ INVITE sips:3700@sipcheck.test from tls:")
+            || log.contains("REQ INVITE sips:3701@sipcheck.test from tls:"),
+        "{log}"
+    );
+    let not_tls: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("REQ ") && !l.contains("from tls:") && !l.contains("REQ OPTIONS"))
+        .collect();
+    assert!(not_tls.is_empty(), "{not_tls:#?}");
+    // Every Contact the roles sent is sips: — the REGISTERs', the callers' INVITEs' and the
+    // callees' answers' (the INVITE Kamailio delivered named their sips: Contact).
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    let sent_contacts: Vec<&str> = traced
+        .split("\n----- ")
+        .filter(|m| m.contains(" sent "))
+        .flat_map(|m| m.lines().filter(|l| l.starts_with("Contact:")))
+        .collect();
+    // 4 REGISTERs, 4 INVITEs, 4 answers (180 and 200) at least.
+    assert!(sent_contacts.len() >= 12, "{sent_contacts:#?}");
+    for c in &sent_contacts {
+        assert!(c.starts_with("Contact: <sips:"), "{c}\n{sent_contacts:#?}");
+    }
+    assert!(
+        traced.contains("SIP/2.0 200 OK") && traced.contains("From: <sips:370"),
+        "{traced}"
+    );
+}

@@ -75,6 +75,12 @@ fn options_and_register_with_digest_auth_over_ws_to_kamailio() {
     assert!(shown.contains("200"), "{shown}");
     // RFC 7118 §5: the Via names WS.
     assert!(shown.contains("SIP/2.0/WS "), "{shown}");
+    // The upgrade's time is shown; there is no TLS handshake.
+    assert!(
+        shown.contains(&format!("WebSocket handshake with 127.0.0.1:{port} in ")),
+        "{shown}"
+    );
+    assert!(!shown.contains("TLS handshake"), "{shown}");
     assert!(
         kam.log().contains("REQ OPTIONS") && kam.log().contains("from ws:127.0.0.1:"),
         "Kamailio took it over WebSocket\n{}",
@@ -187,6 +193,24 @@ fn options_over_wss_to_kamailio_verified_by_the_ca() {
     assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
     assert!(shown.contains("SIP/2.0/WSS "), "{shown}");
     assert!(!shown.contains("warning"), "{shown}");
+    let out = run_sipcheck(
+        [
+            "options",
+            &format!("sip:127.0.0.1:{port};transport=wss"),
+            "--ca",
+            ca,
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (tls, ws) = (
+        v["tls_handshake_ms"].as_f64().unwrap(),
+        v["ws_handshake_ms"].as_f64().unwrap(),
+    );
+    // Both from the TCP connect: the upgrade ends after the TLS handshake.
+    assert!(tls > 0.0 && ws >= tls, "{v}");
     assert!(
         kam.log().contains("from wss:127.0.0.1:"),
         "Kamailio took it over secure WebSocket\n{}",

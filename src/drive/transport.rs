@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::drive::tls::{open_stream, SipStream, TlsContext};
+use crate::drive::tls::{open_stream, HandshakeTook, SipStream, TlsContext};
 use crate::drive::ws::WsTarget;
 
 /// Errors of the transport layer.
@@ -316,6 +316,15 @@ impl SipSocket {
         }
     }
 
+    /// How long the handshakes of the connection [`SipSocket::open`] opened took (none over
+    /// UDP, or for a pool, which opens connections as it needs them).
+    pub fn handshake(&self) -> HandshakeTook {
+        match self {
+            SipSocket::Tcp(t) => t.handshake(),
+            SipSocket::Udp(_) | SipSocket::TcpPool(_) => HandshakeTook::default(),
+        }
+    }
+
     /// The kind of transport (for Via and `transport=` parameters).
     pub fn kind(&self) -> Transport {
         match self {
@@ -558,8 +567,8 @@ pub struct TcpTransport {
     to_recv: mpsc::UnboundedSender<Result<Incoming, TransportError>>,
     /// TLS over each connection, and the name the server's certificate is verified for.
     tls: Option<(TlsContext, Option<String>)>,
-    /// How long the server's TLS handshake took (from the TCP connect's start).
-    handshake: Option<std::time::Duration>,
+    /// How long the server's connection's handshakes took (from the TCP connect's start).
+    handshake: HandshakeTook,
     /// WebSocket over each connection: the resource (and, for the server's, the host).
     ws: Option<WsTarget>,
     /// The server's connection has ended (reported once by [`TcpTransport::recv`]).
@@ -619,8 +628,9 @@ impl TcpTransport {
         })
     }
 
-    /// How long the TLS handshake with the server took, from the TCP connect's start.
-    pub fn handshake(&self) -> Option<std::time::Duration> {
+    /// How long the handshakes of the server's connection took, from the TCP connect's
+    /// start.
+    pub fn handshake(&self) -> HandshakeTook {
         self.handshake
     }
 

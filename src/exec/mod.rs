@@ -170,6 +170,7 @@ pub async fn execute(
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
                 srtp: crate::drive::srtp_config(scenario.media.srtp),
+                sips: scenario.target.sips,
             },
             endpoint,
         );

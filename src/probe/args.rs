@@ -11,8 +11,9 @@ use sipcheck_core::media::g711::Codec;
 use sipcheck_core::sip::transaction::TimerConfig;
 use sipcheck_core::sip::transport::Transport;
 
-use super::Network;
+use super::{Network, ProbeError};
 use crate::drive::tls::TlsOptions;
+use sipcheck_core::sip::uri::SipTarget;
 
 /// `--transport`: read by [`Transport`]'s `FromStr`; the probes offer UDP, TCP, TLS, WS and
 /// WSS.
@@ -59,9 +60,9 @@ pub fn codec_parser() -> impl TypedValueParser<Value = Codec> {
 /// Network and timer options shared by the probes.
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
-    /// Transport for SIP.
-    #[arg(long, value_parser = transport_parser(), default_value = "udp")]
-    pub transport: Transport,
+    /// Transport for SIP [default: udp; tls for a sips: URI or ;transport=tls].
+    #[arg(long, value_parser = transport_parser())]
+    pub transport: Option<Transport>,
     /// Local address to send from, e.g. 127.0.0.1:5070 (default: the address routed to the
     /// peer, ephemeral port).
     #[arg(long, value_name = "ADDR:PORT")]
@@ -89,16 +90,42 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
-    /// Where requests go and how.
+    /// Where requests go and how: over `--transport` (UDP when not given).
     #[must_use]
     pub fn network(&self) -> Network {
         Network {
-            transport: self.transport,
+            transport: self.transport.unwrap_or(Transport::Udp),
             local: self.local,
             timeout: self.timeout,
             tls: self.tls.options(),
             ws_path: self.ws_path.clone(),
         }
+    }
+
+    /// Where a request to `target` goes and how: a `sips:` URI or `;transport=` chooses the
+    /// transport when `--transport` does not (RFC 3261 §19.1.2: `sips:` means TLS, port 5061
+    /// by default); `--transport tls` or `wss` carries a `sips:` URI as given.
+    ///
+    /// # Errors
+    /// A `sips:` URI with a `--transport` that is no TLS (RFC 3261 §26.2.2: never sent
+    /// over UDP, TCP or WS).
+    pub fn network_for(&self, target: &SipTarget) -> Result<Network, ProbeError> {
+        let mut net = self.network();
+        net.transport = match (self.transport, target.transport) {
+            (Some(given), _) if target.is_sips() && !given.is_secure() => {
+                return Err(ProbeError::Invalid(format!(
+                    "{} is a sips: URI, which needs TLS: it cannot go over --transport {} \
+                     (give --transport tls, or none)",
+                    target.uri,
+                    given.uri_param()
+                )))
+            }
+            (Some(given), _) if target.is_sips() => given,
+            (_, Some(from_uri)) => from_uri,
+            (Some(given), None) => given,
+            (None, None) => Transport::Udp,
+        };
+        Ok(net)
     }
 
     /// The SIP timers.
@@ -182,6 +209,20 @@ pub fn parse_server(s: &str) -> Result<String, String> {
     }
 }
 
+/// A registrar, `HOST[:PORT]` as [`parse_server`] reads it, or `sips:HOST[:PORT]`: a
+/// `sips:` address of record registered over TLS (RFC 5630 §3.1.2).
+///
+/// # Errors
+/// A port of 0.
+pub fn parse_registrar(s: &str) -> Result<String, String> {
+    match s.trim().get(..5) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("sips:") => {
+            parse_server(&s.trim()[5..]).map(|_| s.trim().to_string())
+        }
+        _ => parse_server(s),
+    }
+}
+
 /// A tone level in dBFS: a number, at most 0 (full scale).
 ///
 /// # Errors
@@ -254,6 +295,10 @@ mod tests {
         for uri in ["sips:pbx", "SIPS:127.0.0.1:5061", " sips:[::1]"] {
             let err = parse_server(uri).unwrap_err();
             assert!(err.contains("--transport tls"), "{err}");
+            // A registrar may be sips: (a sips: address of record).
+            assert_eq!(parse_registrar(uri).as_deref(), Ok(uri.trim()));
         }
+        assert_eq!(parse_registrar("pbx:5060").as_deref(), Ok("pbx:5060"));
+        assert!(parse_registrar("sips:pbx:0").is_err());
     }
 }

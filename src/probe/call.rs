@@ -27,7 +27,7 @@ use sipcheck_core::ua::script::{ProbeCall, ProbePesq, PROBE_SIGNATURE_CALL};
 
 use super::args::{parse_duration, parse_server, NetArgs};
 use super::audio::{write_recording, AudioArgs, MediaSummary, PreparedAudio};
-use super::{connect, Network, ProbeError, Verdict};
+use super::{connect, Handshakes, ProbeError, Verdict};
 use crate::drive::agent::{Driver, Media};
 use crate::drive::media::{Finished, MediaHandle};
 use crate::drive::os_seed;
@@ -242,6 +242,11 @@ pub struct CallReport {
     /// The PESQ score of the received speech (`--expect-pesq`), when it was scored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pesq: Option<PesqReport>,
+    /// Where the INVITE was sent.
+    pub server: String,
+    /// The handshakes of the connection (TLS, WS, WSS).
+    #[serde(flatten)]
+    pub handshake: Handshakes,
     /// Every SIP message sent and received.
     pub ladder: Vec<Rung>,
 }
@@ -275,19 +280,13 @@ pub(crate) fn host_of(server: &str) -> String {
 /// (`exec::single`); this sets it up (the RTP socket bound before the INVITE) and
 /// makes the report.
 pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
-    let (net, timers) = (&args.net.network(), args.net.timers());
+    let timers = args.net.timers();
     let target = SipTarget::parse(&args.target)?;
+    let net = args.net.network_for(&target)?;
     let prepared = args.audio.prepare()?;
     if let Some(path) = prepared.record_path() {
         super::audio::check_recording(path)?;
     }
-    let net = Network {
-        transport: target.transport.unwrap_or(net.transport),
-        local: net.local,
-        timeout: net.timeout,
-        tls: net.tls.clone(),
-        ws_path: net.ws_path.clone(),
-    };
     let deadline = net.timeout.map(|limit| (limit, Instant::now() + limit));
     let hop = args
         .proxy
@@ -295,6 +294,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         .or_else(|| args.server.clone())
         .unwrap_or_else(|| target.host_port(net.transport.default_port()));
     let (transport, peer) = connect(&hop, &net).await?;
+    let handshake = Handshakes::of(&transport);
     let local = LocalEnd {
         transport: transport.kind(),
         addr: transport.local_addr(),
@@ -350,6 +350,8 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         signature_verdict: None,
         round_trip_ms: None,
         pesq: None,
+        server: peer.to_string(),
+        handshake,
         ladder: Vec::new(),
     };
     let pesq = args
@@ -432,6 +434,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         accounts: Vec::new(),
         steps: Arc::default(),
         srtp: prepared.srtp(),
+        sips: false,
     };
     let agent = Agent::new(agent_config, endpoint);
     let media = ProbeMedia {
@@ -600,6 +603,7 @@ impl CallReport {
         if let Some(call_id) = &self.call_id {
             writeln!(out, "call-id: {call_id}")?;
         }
+        self.handshake.write_text(out, &self.server)?;
         let t = &self.timings;
         let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
         writeln!(

@@ -106,13 +106,84 @@ pub fn tls_context(opts: &TlsOptions) -> Result<TlsContext, ProbeError> {
     Ok(ctx)
 }
 
+/// How long the handshakes of the connection a probe opened took, in milliseconds from the
+/// TCP connect's start (the same span as a run's `tls_handshake` and `ws_handshake`): to the
+/// end of the TLS handshake, and to the WebSocket upgrade's 101 (over WSS, after TLS). `None`
+/// for a transport without the handshake. Flattened into each probe's JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Handshakes {
+    /// TLS and WSS: TCP connect and TLS handshake.
+    pub tls_handshake_ms: Option<f64>,
+    /// WS and WSS: up to the WebSocket upgrade.
+    pub ws_handshake_ms: Option<f64>,
+}
+
+impl Handshakes {
+    /// The handshakes of the connection `socket` opened.
+    #[must_use]
+    pub fn of(socket: &SipSocket) -> Self {
+        let took = socket.handshake();
+        Self {
+            tls_handshake_ms: took.tls.map(sipcheck_core::stats::ladder::millis),
+            ws_handshake_ms: took.ws.map(sipcheck_core::stats::ladder::millis),
+        }
+    }
+
+    /// One line per handshake, naming `server`.
+    pub fn write_text(&self, out: &mut impl std::io::Write, server: &str) -> std::io::Result<()> {
+        if let Some(ms) = self.tls_handshake_ms {
+            writeln!(
+                out,
+                "TLS handshake with {server} in {ms:.3} ms (from the TCP connect)"
+            )?;
+        }
+        if let Some(ms) = self.ws_handshake_ms {
+            writeln!(
+                out,
+                "WebSocket handshake with {server} in {ms:.3} ms (from the TCP connect)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Pass or fail, as printed and as JSON (`pass`, `fail`): the one verdict type of every
 /// command, from the core.
 pub use sipcheck_core::stats::verdict::Verdict;
 
 #[cfg(test)]
 mod tests {
-    use super::Verdict;
+    use super::{Handshakes, Verdict};
+
+    #[test]
+    fn the_handshake_times_are_printed_and_flattened_into_the_json() {
+        let tls = Handshakes {
+            tls_handshake_ms: Some(3.25),
+            ws_handshake_ms: None,
+        };
+        let mut text = Vec::new();
+        tls.write_text(&mut text, "127.0.0.1:5061").unwrap();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "TLS handshake with 127.0.0.1:5061 in 3.250 ms (from the TCP connect)\n"
+        );
+        let wss = Handshakes {
+            tls_handshake_ms: Some(2.0),
+            ws_handshake_ms: Some(2.5),
+        };
+        let mut text = Vec::new();
+        wss.write_text(&mut text, "h:443").unwrap();
+        assert!(String::from_utf8(text)
+            .unwrap()
+            .ends_with("WebSocket handshake with h:443 in 2.500 ms (from the TCP connect)\n"));
+        let mut none = Vec::new();
+        Handshakes::default().write_text(&mut none, "x").unwrap();
+        assert!(none.is_empty());
+        assert_eq!(
+            serde_json::to_value(tls).unwrap(),
+            serde_json::json!({ "tls_handshake_ms": 3.25, "ws_handshake_ms": null })
+        );
+    }
 
     #[test]
     fn the_probes_json_spells_the_verdict_pass_or_fail() {

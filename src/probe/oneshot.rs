@@ -30,14 +30,16 @@ pub(crate) struct Oneshot {
 
 impl Oneshot {
     /// An agent sending from `local` over `socket` to `peer`, its transactions on `timers`,
-    /// every request bounded by `limit` from now. Its failures read as the probes' always
-    /// have ("no final response: …").
+    /// every request bounded by `limit` from now; with `sips`, its registrations are of a
+    /// `sips:` address of record. Its failures read as the probes' always have ("no final
+    /// response: …").
     pub(crate) fn new(
         socket: SipSocket,
         local: LocalEnd,
         peer: SocketAddr,
         timers: TimerConfig,
         limit: Option<Duration>,
+        sips: bool,
     ) -> Self {
         let now = Instant::now();
         let mut config = EndpointConfig::new(local.clone());
@@ -56,6 +58,7 @@ impl Oneshot {
                 accounts: Vec::new(),
                 steps: Default::default(),
                 srtp: None,
+                sips,
             },
             endpoint,
         );

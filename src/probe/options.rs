@@ -15,7 +15,7 @@ use sipcheck_core::ua::register::LocalEnd;
 
 use super::args::{parse_server, NetArgs};
 use super::oneshot::Oneshot;
-use super::{connect, Network, ProbeError, Verdict};
+use super::{connect, Handshakes, ProbeError, Verdict};
 use crate::drive::os_seed;
 use sipcheck_core::stats::ladder::{millis, Rung};
 
@@ -53,6 +53,9 @@ pub struct OptionsReport {
     pub verdict: Verdict,
     /// Why it failed.
     pub error: Option<String>,
+    /// The handshakes of the connection (TLS, WS, WSS).
+    #[serde(flatten)]
+    pub handshake: Handshakes,
     /// Every message sent and received.
     pub ladder: Vec<Rung>,
 }
@@ -60,38 +63,33 @@ pub struct OptionsReport {
 /// Send OPTIONS to `args.uri` (via `args.proxy` when given) and wait for the final response:
 /// one request of the core's agent, bounded by `--timeout`.
 pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
-    let (net, timers, proxy) = (
-        &args.net.network(),
-        args.net.timers(),
-        args.proxy.as_deref(),
-    );
+    let (timers, proxy) = (args.net.timers(), args.proxy.as_deref());
     let target = SipTarget::parse(&args.uri)?;
-    let transport = net.transport;
-    let net = Network {
-        transport: target.transport.unwrap_or(transport),
-        local: net.local,
-        timeout: net.timeout,
-        tls: net.tls.clone(),
-        ws_path: net.ws_path.clone(),
-    };
+    let net = args.net.network_for(&target)?;
     let hop = proxy.map_or_else(
         || target.host_port(net.transport.default_port()),
         str::to_string,
     );
     let (t, peer) = connect(&hop, &net).await?;
+    let handshake = Handshakes::of(&t);
     let local = LocalEnd {
         transport: t.kind(),
         addr: t.local_addr(),
         routes: Vec::new(),
     };
-    let mut shot = Oneshot::new(t, local.clone(), peer, timers, net.timeout);
+    let mut shot = Oneshot::new(t, local.clone(), peer, timers, net.timeout, false);
     let mut ids = IdGen::new(os_seed());
     let local = local.addr;
     let branch = ids.branch();
     let call_id = ids.call_id();
     let from = format!("<sip:sipcheck@{local}>;tag={}", ids.tag());
     let to = format!("<{}>", target.uri);
-    let contact = format!("<sip:sipcheck@{local}>");
+    // RFC 3261 §8.1.1.8: a sips: Request-URI asks for a sips: Contact.
+    let contact = if target.is_sips() {
+        format!("<sips:sipcheck@{local}>")
+    } else {
+        format!("<sip:sipcheck@{local}>")
+    };
     let request = RequestSpec {
         method: "OPTIONS",
         uri: &target.uri,
@@ -139,6 +137,7 @@ pub async fn run(args: &OptionsArgs) -> Result<OptionsReport, ProbeError> {
         rtt_ms: None,
         verdict: Verdict::Failed,
         error: None,
+        handshake,
         ladder: shot.ladder(),
     };
     match outcome {
@@ -170,6 +169,7 @@ impl OptionsReport {
         for r in &self.ladder {
             writeln!(out, "{}", sipcheck_core::stats::ladder::format_rung(r))?;
         }
+        self.handshake.write_text(out, &self.server)?;
         if let (Some(code), Some(rtt)) = (self.status, self.rtt_ms) {
             writeln!(
                 out,

@@ -9,15 +9,15 @@ use serde::Serialize;
 use sipcheck_core::ids::IdGen;
 use sipcheck_core::scenario::model::Account;
 use sipcheck_core::sip::auth::Password;
-use sipcheck_core::sip::uri::host_literal;
+use sipcheck_core::sip::uri::{host_literal, SipTarget};
 use sipcheck_core::ua::agent::probe::UNREGISTER_GRACE;
 use sipcheck_core::ua::agent::Agent;
 use sipcheck_core::ua::register::LocalEnd;
 use sipcheck_core::ua::registration::RegistrationEvent;
 
-use super::args::{parse_server, NetArgs};
+use super::args::{parse_registrar, parse_server, NetArgs};
 use super::oneshot::Oneshot;
-use super::{connect, ProbeError, Verdict};
+use super::{connect, Handshakes, ProbeError, Verdict};
 use crate::drive::{os_seed, registration};
 use sipcheck_core::stats::ladder::{format_rung, millis, Rung};
 
@@ -26,8 +26,9 @@ use sipcheck_core::stats::ladder::{format_rung, millis, Rung};
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Args)]
 pub struct RegisterArgs {
-    /// Registrar, HOST[:PORT].
-    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_server)]
+    /// Registrar, HOST[:PORT]; sips:HOST[:PORT] registers a sips: address of record over
+    /// TLS (RFC 5630).
+    #[arg(long, env = "SIP_SERVER", value_name = "HOST[:PORT]", value_parser = parse_registrar)]
     pub server: String,
     /// User name (address-of-record user part and digest username).
     #[arg(long, env = "SIP_USER")]
@@ -90,6 +91,9 @@ pub struct RegisterReport {
     pub verdict: Verdict,
     /// Why it failed.
     pub error: Option<String>,
+    /// The handshakes of the connection (TLS, WS, WSS).
+    #[serde(flatten)]
+    pub handshake: Handshakes,
     /// Every message sent and received.
     pub ladder: Vec<Rung>,
 }
@@ -98,15 +102,25 @@ pub struct RegisterReport {
 /// every REGISTER bounded by `--timeout` (the removal of the binding given
 /// [`UNREGISTER_GRACE`] of its own past it, when that is nearer).
 pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
-    let net = &args.net.network();
     if args.user.is_empty() {
         return Err(ProbeError::Invalid("--user must not be empty".into()));
     }
-    let hop = args.proxy.as_deref().unwrap_or(&args.server);
+    // `sips:HOST[:PORT]`: a sips: address of record, over TLS (RFC 5630 §3.1.2).
+    let (server, sips) = match args.server.trim().get(..5) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("sips:") => (&args.server.trim()[5..], true),
+        _ => (args.server.as_str(), false),
+    };
+    let net = &if sips {
+        args.net.network_for(&SipTarget::parse(&args.server)?)?
+    } else {
+        args.net.network()
+    };
+    let hop = args.proxy.as_deref().unwrap_or(server);
     let (t, peer) = connect(hop, net).await?;
+    let handshake = Handshakes::of(&t);
     let domain = match &args.domain {
         Some(d) => host_literal(d).into_owned(),
-        None => host_of(&args.server),
+        None => host_of(server),
     };
     let local = LocalEnd {
         transport: t.kind(),
@@ -117,7 +131,7 @@ pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
             .map(|_| vec![format!("<sip:{peer};lr>")])
             .unwrap_or_default(),
     };
-    let mut shot = Oneshot::new(t, local, peer, args.net.timers(), net.timeout);
+    let mut shot = Oneshot::new(t, local, peer, args.net.timers(), net.timeout, sips);
     let account = Account {
         user: args.user.clone(),
         password: args.password.clone(),
@@ -125,7 +139,12 @@ pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
     };
     let mut report = RegisterReport {
         command: "register",
-        aor: format!("sip:{}@{}", account.user, account.domain),
+        aor: format!(
+            "{}:{}@{}",
+            if sips { "sips" } else { "sip" },
+            account.user,
+            account.domain
+        ),
         server: peer.to_string(),
         status: None,
         reason: None,
@@ -138,6 +157,7 @@ pub async fn run(args: &RegisterArgs) -> Result<RegisterReport, ProbeError> {
         unregister_rtt_ms: None,
         verdict: Verdict::Failed,
         error: None,
+        handshake,
         ladder: Vec::new(),
     };
     let ids = IdGen::new(os_seed());
@@ -263,6 +283,7 @@ impl RegisterReport {
         for r in &self.ladder {
             writeln!(out, "{}", format_rung(r))?;
         }
+        self.handshake.write_text(out, &self.server)?;
         if self.unregister_all {
             if self.unregistered == Some(true) {
                 writeln!(

@@ -83,6 +83,9 @@ pub struct Target {
     pub connections: Connections,
     /// WS/WSS: the resource path of the WebSocket handshake (RFC 7118; `/` by default).
     pub ws_path: String,
+    /// `server: "sips:…"` (over TLS or WSS only): the UAs' addresses of record are `sips:`
+    /// (RFC 5630), and so are their registrations' Request-URI, To, From and Contact.
+    pub sips: bool,
 }
 
 /// Who shares a TCP connection to a destination.

@@ -1175,9 +1175,9 @@ fn tcp_connections_are_per_ua_unless_shared_per_role() {
 }
 
 #[test]
-fn sips_servers_proxies_and_call_uris_are_refused_at_their_position() {
-    // RFC 3261 §26.2.2: a sips: URI needs TLS end to end; none is sent over UDP or TCP.
-    let text = BASE
+fn sips_servers_and_call_uris_are_refused_at_their_position_unless_over_tls() {
+    // RFC 3261 §26.2.2: a sips: URI needs TLS; none is sent over UDP or TCP.
+    let sips = BASE
         .replace(
             "target: { server: 127.0.0.1:5060, domain: pbx.test }",
             "target: { server: \"sips:127.0.0.1:5061\", outbound_proxy: \"SIPS:proxy.test\", domain: pbx.test }",
@@ -1186,13 +1186,13 @@ fn sips_servers_proxies_and_call_uris_are_refused_at_their_position() {
             "call: { to: \"sip:{peer}@{domain}\", peer: callee }",
             "call: { to: \"sips:{peer}@{domain}\", peer: callee }",
         );
-    let e = errors(&text);
+    let e = errors(&sips);
     assert_eq!(
         brief(&e),
         [
-            "2:19 'sips:127.0.0.1:5061': sips: needs TLS; give host or host:port, and `transport: tls`",
+            "2:19 'sips:127.0.0.1:5061': a sips: server needs TLS (RFC 3261 §26.2.2)",
             "2:58 'SIPS:proxy.test': sips: needs TLS; give host or host:port, and `transport: tls`",
-            "17:21 `sips:{peer}@{domain}`: sips: needs TLS on every hop, which a scenario's calls do not ensure",
+            "17:21 `sips:{peer}@{domain}`: sips: needs TLS, and `target.transport` is not tls or wss",
         ]
     );
     assert!(
@@ -1200,6 +1200,36 @@ fn sips_servers_proxies_and_call_uris_are_refused_at_their_position() {
         "{}",
         e[2]
     );
+    // Over TLS (or WSS) a sips: server and sips: call URIs load: the UAs' addresses of
+    // record are sips: (RFC 5630), the call's Request-URI as written. An outbound proxy is
+    // an address, never a URI.
+    for transport in ["tls", "wss"] {
+        let over = sips.replace(
+            "outbound_proxy: \"SIPS:proxy.test\", domain: pbx.test",
+            &format!("transport: {transport}, domain: pbx.test"),
+        );
+        let scenario = load("x.yaml", &over, &no_env, &files).unwrap();
+        assert!(scenario.target.sips, "{transport}");
+        let Route::Server { server, .. } = &scenario.target.route else {
+            panic!("a server route")
+        };
+        assert_eq!(
+            (server.host.as_str(), server.port),
+            ("127.0.0.1", Some(5061))
+        );
+        let to = scenario.roles[1]
+            .steps
+            .iter()
+            .find_map(|s| match &s.value {
+                Step::Call(c) => Some(format!("{:?}", c.to)),
+                _ => None,
+            })
+            .unwrap();
+        assert!(to.contains("sips:"), "{to}");
+    }
+    // A sip: server over TLS is no sips: registration.
+    let tls = BASE.replace("domain: pbx.test }", "domain: pbx.test, transport: tls }");
+    assert!(!load("x.yaml", &tls, &no_env, &files).unwrap().target.sips);
 }
 
 #[test]

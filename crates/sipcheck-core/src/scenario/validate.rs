@@ -102,6 +102,8 @@ pub(crate) struct Inputs<'a> {
 struct Ctx<'a> {
     inputs: &'a Inputs<'a>,
     issues: Vec<Issue>,
+    /// `target.transport` is TLS or WSS: `sips:` call URIs can be sent.
+    secure_target: bool,
 }
 
 impl Ctx<'_> {
@@ -224,6 +226,7 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
     let mut cx = Ctx {
         inputs,
         issues: Vec::new(),
+        secure_target: false,
     };
     let root = Path::root();
 
@@ -251,6 +254,7 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
             None
         }
     };
+    cx.secure_target = target.as_ref().is_some_and(|t| t.transport.is_secure());
     let direct = target.as_ref().is_some_and(|t| t.route == Route::Direct);
     let domain = target
         .as_ref()
@@ -350,7 +354,17 @@ pub(crate) fn validate(raw: &RawScenario, inputs: &Inputs<'_>) -> Result<Scenari
 
 fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> {
     let direct = cx.flag(&p.key("direct"), &t.direct).unwrap_or(false);
-    let server = cx.parse::<HostPort>(&p.key("server"), &t.server);
+    // `sips:host[:port]`: a sips: registrar, its UAs' addresses of record sips: (RFC 5630).
+    let sips_server = t.server.as_deref().and_then(|s| {
+        s.trim()
+            .get(..5)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("sips:"))
+            .map(|_| s.trim()[5..].to_string())
+    });
+    let server = match &sips_server {
+        Some(rest) => cx.parse::<HostPort>(&p.key("server"), &Some(rest.clone())),
+        None => cx.parse::<HostPort>(&p.key("server"), &t.server),
+    };
     let outbound_proxy = cx.parse::<HostPort>(&p.key("outbound_proxy"), &t.outbound_proxy);
     let transport = match cx.text(&p.key("transport"), &t.transport) {
         None => Some(Transport::Udp),
@@ -458,6 +472,16 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
             outbound_proxy,
         })
     };
+    if sips_server.is_some() && !transport.is_some_and(Transport::is_secure) {
+        cx.error(
+            At::Value(p.key("server")),
+            format!(
+                "'{}': a sips: server needs TLS (RFC 3261 §26.2.2)",
+                t.server.as_deref().unwrap_or_default().trim()
+            ),
+            Some("add `transport: tls` (or wss), or give host:port".into()),
+        );
+    }
     let route = route?;
     let domain = domain.unwrap_or_else(|| match &route {
         Route::Server { server, .. } => server.host.clone(),
@@ -473,6 +497,7 @@ fn validate_target(cx: &mut Ctx<'_>, p: &Path, t: &RawTarget) -> Option<Target> 
         keepalive,
         connections,
         ws_path,
+        sips: sips_server.is_some(),
     })
 }
 
@@ -1469,15 +1494,16 @@ fn validate_call(
     let uri = complete_uri(&to, "{domain}").unwrap_or_default();
     // The scheme and parameters are literal text (placeholders fill the user and host
     // parts), so a URI that needs TLS is known here, before any account fills it.
-    if let Some(what) = needs_tls(&uri) {
+    // A sips: URI is sent only over TLS (RFC 3261 §26.2.2): with `target.transport: tls`
+    // or `wss`; `transport=tls` in a sip: URI asks for TLS the same way.
+    if let Some(what) = needs_tls(&uri).filter(|_| !cx.secure_target) {
         cx.error(
             At::Value(p.key("to")),
             format!(
-                "`{}`: {what} needs TLS on every hop, which a scenario's calls do not \
-                 ensure",
+                "`{}`: {what} needs TLS, and `target.transport` is not tls or wss",
                 to.trim()
             ),
-            Some("use a sip: URI; with `target.transport: tls` every request goes over TLS".into()),
+            Some("add `transport: tls` to `target`, or use a sip: URI".into()),
         );
         return None;
     }

@@ -101,6 +101,11 @@ impl SipTarget {
         })
     }
 
+    /// Whether the URI is a `sips:` URI (RFC 3261 §19.1: TLS on every hop).
+    pub fn is_sips(&self) -> bool {
+        self.uri.starts_with("sips:")
+    }
+
     /// `host:port`, with `default_port` when the URI has none.
     pub fn host_port(&self, default_port: u16) -> String {
         format!("{}:{}", self.host, self.port.unwrap_or(default_port))

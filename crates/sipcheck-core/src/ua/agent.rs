@@ -63,10 +63,12 @@ fn outgoing_call<D>(
     media: LocalMedia,
     local: LocalEnd,
     extra_headers: Vec<(String, String)>,
+    sips: bool,
 ) -> OutgoingCall<D> {
+    let scheme = if sips { "sips" } else { "sip" };
     OutgoingCall {
         request_uri: target.clone(),
-        from_uri: format!("sip:{}@{}", account.user, account.domain),
+        from_uri: format!("{scheme}:{}@{}", account.user, account.domain),
         to_uri: target,
         destination,
         credentials: Some(Credentials::new(
@@ -150,6 +152,9 @@ pub struct AgentConfig<D> {
     pub steps: Arc<Vec<Located<Step>>>,
     /// SRTP (`srtp: optional|required`): `None` is plain RTP only (`off`).
     pub srtp: Option<SrtpConfig>,
+    /// The role's addresses of record are `sips:` (RFC 5630): its registrations use a
+    /// `sips:` Request-URI, To, From and Contact (over TLS).
+    pub sips: bool,
 }
 
 /// How a role's calls use SRTP: the policy, and where each call's fresh SDES keys come from
@@ -1260,6 +1265,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             media,
             self.cfg.local.clone(),
             extra_headers,
+            self.cfg.sips,
         );
         outgoing.max_redirects = live.script.max_redirects();
         let placed = self.send_invite(now, key, outgoing);
@@ -1332,6 +1338,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             local,
             self.cfg.local.clone(),
             extra_headers,
+            self.cfg.sips,
         );
         let id = self
             .endpoint

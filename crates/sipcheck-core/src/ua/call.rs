@@ -918,7 +918,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let user = user_of(&call.from_uri).unwrap_or(&self.config.contact_user);
         // RFC 3261 §8.1.1.8: a sips: Request-URI asks for a sips: Contact.
         let contact = if is_sips(&call.request_uri) {
-            format!("<sips:{user}@{}>", call.local.addr).into()
+            sips_contact(user, call.local.transport, call.local.addr).into()
         } else {
             contact_value(user, call.local.transport, call.local.addr).into()
         };
@@ -1779,6 +1779,15 @@ fn contact_value(user: &str, transport: Transport, addr: SocketAddr) -> String {
         other => format!(";transport={}", other.uri_param()),
     };
     format!("<sip:{user}@{addr}{param}>")
+}
+
+/// Our Contact header value for a dialog that must be secure (RFC 3261 §8.1.1.8, §12.1.1):
+/// a `sips:` URI, which means TLS; over WSS it names the WebSocket transport as well.
+fn sips_contact(user: &str, transport: Transport, addr: SocketAddr) -> String {
+    match transport {
+        Transport::Wss => format!("<sips:{user}@{addr};transport=wss>"),
+        _ => format!("<sips:{user}@{addr}>"),
+    }
 }
 
 /// A URI as a name-addr (`<uri>`), unless it is one already.

@@ -24,6 +24,9 @@ pub struct RegisterParams {
     pub credentials: Credentials,
     /// Requested binding lifetime in seconds.
     pub expires: u32,
+    /// A `sips:` address of record (RFC 5630 §3.1.2): the registrar's Request-URI, To and
+    /// From are `sips:`, and so is the Contact (RFC 3261 §8.1.1.8), over TLS.
+    pub sips: bool,
 }
 
 /// Where the requests leave from.
@@ -132,20 +135,36 @@ impl Registration {
         &self.call_id
     }
 
-    /// The address of record, `sip:user@domain`.
+    /// The address of record, `sip:user@domain` (`sips:` for a sips: registration).
     pub fn aor(&self) -> String {
-        format!("sip:{}@{}", self.params.user, self.params.domain)
+        format!(
+            "{}:{}@{}",
+            self.scheme(),
+            self.params.user,
+            self.params.domain
+        )
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.params.sips {
+            "sips"
+        } else {
+            "sip"
+        }
     }
 
     /// The next REGISTER, asking for `expires` seconds (0 removes the binding), with a new
     /// branch from `ids` and credentials when a challenge is known.
     pub fn request(&mut self, expires: u32, local: &LocalEnd, ids: &mut IdGen) -> Vec<u8> {
         self.contact_uri = format!(
-            "sip:{}@{}{}",
+            "{}:{}@{}{}",
+            self.scheme(),
             self.params.user,
             local.addr,
             match local.transport {
                 Transport::Udp => String::new(),
+                // A sips: URI means TLS (RFC 3261 §19.1.2); over WSS it names WebSocket.
+                Transport::Tls if self.params.sips => String::new(),
                 other => format!(";transport={}", other.uri_param()),
             }
         );
@@ -163,7 +182,7 @@ impl Registration {
     fn build(&mut self, expires: u32, local: &LocalEnd, ids: &mut IdGen) -> Vec<u8> {
         self.cseq += 1;
         self.last_expires = expires;
-        let request_uri = format!("sip:{}", self.params.domain);
+        let request_uri = format!("{}:{}", self.scheme(), self.params.domain);
         let aor = self.aor();
         let from = format!("<{aor}>;tag={}", self.from_tag);
         let to = format!("<{aor}>");
@@ -288,6 +307,7 @@ mod tests {
                 domain: "example.test".into(),
                 credentials: Credentials::new("1001", "pw1001"),
                 expires: 300,
+                sips: false,
             },
             &mut ids,
         );
@@ -311,6 +331,34 @@ mod tests {
 
     const CHALLENGE: &str =
         r#"Digest realm="example.test", nonce="abc", qop="auth", algorithm=MD5"#;
+
+    #[test]
+    fn a_sips_registration_sends_sips_uris_and_a_sips_contact_over_tls() {
+        // RFC 5630 §3.1.2, RFC 3261 §8.1.1.8 and §10.2.
+        let (reg, _, mut ids) = setup();
+        let mut reg = Registration::new(
+            RegisterParams {
+                sips: true,
+                ..reg.params
+            },
+            &mut ids,
+        );
+        let tls = LocalEnd {
+            transport: Transport::Tls,
+            addr: "127.0.0.1:40000".parse().unwrap(),
+            routes: vec![],
+        };
+        let req = parse(reg.request(300, &tls, &mut ids));
+        assert_eq!(req.request_uri(), Some("sips:example.test"));
+        assert_eq!(req.header(&Name::TO), Some("<sips:1001@example.test>"));
+        assert!(req
+            .header(&Name::FROM)
+            .unwrap()
+            .starts_with("<sips:1001@example.test>;tag="));
+        assert_eq!(req.contact_uris(), vec!["sips:1001@127.0.0.1:40000"]);
+        assert!(req.header(&Name::VIA).unwrap().starts_with("SIP/2.0/TLS "));
+        assert_eq!(reg.aor(), "sips:1001@example.test");
+    }
 
     #[test]
     fn challenge_then_success() {
@@ -414,6 +462,7 @@ mod tests {
                 domain: "example.test".into(),
                 credentials: Credentials::new("1001", String::new()),
                 expires: 300,
+                sips: false,
             },
             &mut ids,
         );

@@ -146,6 +146,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
                     domain: account.domain.clone(),
                     credentials: Credentials::new(account.user.clone(), account.password.clone()),
                     expires,
+                    sips: self.cfg.sips,
                 },
                 local: self.cfg.local.clone(),
                 refresh,

@@ -280,6 +280,7 @@ impl Run {
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
                 srtp: None,
+                sips: false,
             };
             let mut agent = Agent::new(cfg, endpoint);
             agent.record_ladders();

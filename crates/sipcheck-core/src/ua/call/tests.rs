@@ -3204,6 +3204,56 @@ fn a_sips_request_uri_gets_a_sips_contact_and_a_sip_one_the_transport_parameter(
         "<sip:alice@192.0.2.1:5060;transport=tls>"
     );
 }
+#[test]
+fn a_dialog_begun_by_a_sips_uri_is_answered_with_a_sips_contact() {
+    // RFC 3261 §12.1.1: a sips: Request-URI, or a sips: top Record-Route (without one, the
+    // caller's Contact), makes the UAS's Contact sips:.
+    let contact_in_200 = |request_uri: &'static str, record_route: Option<&'static str>| {
+        let mut net = Net::with_callee(ms(100));
+        net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+        if let Some(rr) = record_route {
+            net.intercept(record_router(rr));
+        }
+        net.invite(OutgoingCall {
+            request_uri: request_uri.into(),
+            ..call_to_b()
+        });
+        net.run_until_idle();
+        net.assert_no_errors();
+        let ok = net.sent(B, "200/INVITE")[0].message();
+        let ringing = net.sent(B, "180/INVITE")[0].message();
+        assert_eq!(ok.header(&Name::CONTACT), ringing.header(&Name::CONTACT));
+        ok.header(&Name::CONTACT).unwrap().to_string()
+    };
+    assert_eq!(
+        contact_in_200("sips:bob@192.0.2.2:5060", None),
+        "<sips:bob@192.0.2.2:5060>"
+    );
+    assert_eq!(
+        contact_in_200("SIPS:bob@192.0.2.2:5060", None),
+        "<sips:bob@192.0.2.2:5060>"
+    );
+    assert_eq!(
+        contact_in_200(
+            "sip:bob@192.0.2.2:5060",
+            Some("Record-Route: <sips:p1.example.test;lr>\r\n")
+        ),
+        "<sips:bob@192.0.2.2:5060>"
+    );
+    // A sip: top Record-Route decides, whatever the caller's Contact; none: a sip: Contact.
+    assert_eq!(
+        contact_in_200(
+            "sip:bob@192.0.2.2:5060",
+            Some("Record-Route: <sip:p2.example.test;lr>, <sips:p1.example.test;lr>\r\n")
+        ),
+        "<sip:bob@192.0.2.2:5060>"
+    );
+    assert_eq!(
+        contact_in_200("sip:bob@192.0.2.2:5060", None),
+        "<sip:bob@192.0.2.2:5060>"
+    );
+}
+
 /// A calls B; at 1 s A REFERs B to `refer_to`; B notifies `code` at 2 s; A hangs up at 3 s.
 fn transfer(refer_to: &'static str, code: u16, reason: &'static str) -> Net {
     let mut net = Net::with_callee(ms(100));

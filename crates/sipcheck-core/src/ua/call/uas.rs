@@ -7,12 +7,12 @@ use std::time::Instant;
 use super::dialog::{header_tag, record_route, Dialog};
 use super::session_timer::{SessionTimer, TimerAnswer, TIMER};
 use super::{
-    call_mut, call_ref, is_known_method, respond, sdp_body, Awaiting2xx, Call, CallDirection,
-    CallEndReason, CallEvent, CallId, CallRecord, CallState, CancelState, Endpoint, Owner, Role,
-    ACCEPT, ALLOW, SDP,
+    call_mut, call_ref, is_known_method, is_sips, respond, sdp_body, sips_contact, Awaiting2xx,
+    Call, CallDirection, CallEndReason, CallEvent, CallId, CallRecord, CallState, CancelState,
+    Endpoint, Owner, Role, ACCEPT, ALLOW, SDP,
 };
 use crate::sdp::{answer_update, negotiated_from_answer, Negotiated, SessionDescription};
-use crate::sip::msg::{Message, Method, Name};
+use crate::sip::msg::{contact_uri, Message, Method, Name};
 use crate::sip::transaction::{TxId, Uas2xxRetransmitter};
 use crate::sip::uri::NextHop;
 
@@ -517,6 +517,20 @@ impl<D: Clone + NextHop> Endpoint<D> {
             route_set: record_route(&message, false),
         };
         let local = &self.config.local;
+        // RFC 3261 §12.1.1: a dialog begun by a sips: Request-URI, or a sips: top
+        // Record-Route (without one, Contact), answers with a sips: Contact.
+        let sips = message.request_uri().is_some_and(is_sips)
+            || message
+                .header_values(&Name::RECORD_ROUTE)
+                .next()
+                .map_or(is_sips(&dialog.remote_target), |top| {
+                    is_sips(contact_uri(top))
+                });
+        let contact = if sips {
+            sips_contact(&self.config.contact_user, local.transport, local.addr).into()
+        } else {
+            Arc::clone(&self.incoming_contact)
+        };
         let mut record = CallRecord::new(message.call_id(), CallDirection::Incoming, now);
         if self.config.trying {
             record.first_provisional = Some(now);
@@ -529,7 +543,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             reliable,
             transport: local.transport,
             local_addr: local.addr,
-            contact: Arc::clone(&self.incoming_contact),
+            contact,
             dialog,
             invite_tx: Some(tx),
             invite_cseq: message.cseq(),

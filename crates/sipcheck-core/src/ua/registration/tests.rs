@@ -27,6 +27,7 @@ fn lifecycle(refresh: bool, transport: Transport) -> Lifecycle {
                 domain: "example.test".into(),
                 credentials: Credentials::new("1001", "pw1001"),
                 expires: 300,
+                sips: false,
             },
             local: LocalEnd {
                 transport,
@@ -404,6 +405,7 @@ fn a_2xx_that_keeps_no_binding_is_not_a_registration() {
                 domain: "example.test".into(),
                 credentials: Credentials::new("1001", "pw"),
                 expires: 0,
+                sips: false,
             },
             local: LocalEnd {
                 transport: Transport::Udp,
