@@ -13,6 +13,7 @@ use std::time::Duration;
 pub mod dtmf;
 pub mod g711;
 pub mod intent;
+pub mod matching;
 pub mod pesq;
 pub mod quality;
 pub mod session;
