@@ -33,6 +33,10 @@ pub const MIN_REFERENCE_SAMPLES: usize = 4000;
 /// The longest reference compared (60 s at 8 kHz), which bounds the step's recording.
 pub const MAX_REFERENCE_SAMPLES: usize = 60 * 8000;
 
+/// The longest `within` of `expect: { matches }` (60 s): the step records this long plus the
+/// reference, 16 bits a sample, so this bounds each call's recording at 2 MB.
+pub const MAX_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The best match of a reference in received audio.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Match {

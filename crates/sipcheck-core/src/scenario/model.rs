@@ -312,6 +312,9 @@ impl Step {
 /// cancels it), never answering; bounded like any duration, at 30 days.
 pub const RING_FOREVER: Duration = super::units::MAX_DURATION;
 
+/// The similarity `expect: { matches }` needs when it names no `min_similarity`.
+pub const DEFAULT_MIN_SIMILARITY: f64 = 0.8;
+
 /// The redirections a call follows with `follow_redirects: true` (`call --follow-redirects`).
 pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
 
@@ -422,6 +425,17 @@ pub enum Expectation {
         min: f64,
         /// How long to wait for the audio to start (default 5 s); the step then records the
         /// reference's length and one second more.
+        within: Duration,
+    },
+    /// A known recording (a prompt) in the received audio, compared by normalised
+    /// cross-correlation ([`crate::media::matching`]).
+    Matches {
+        /// The reference WAV file, as written (decoded by the shell into the scenario's WAVs).
+        reference: String,
+        /// The lowest acceptable similarity, 0–1 (default [`DEFAULT_MIN_SIMILARITY`]).
+        min_similarity: f64,
+        /// How long the prompt may take to begin, from the first audio received (default
+        /// 5 s); the step records this long plus the reference's length, then compares.
         within: Duration,
     },
     /// DTMF digits received, in order.

@@ -294,6 +294,10 @@ pub struct RawExpect {
     pub signature: Option<String>,
     /// Speech to score with ITU-T P.862 against a reference WAV file.
     pub pesq: Option<Box<RawPesq>>,
+    /// A reference WAV file (a prompt) the received audio must hold.
+    pub matches: Option<String>,
+    /// Matches: the lowest acceptable similarity, 0–1 (`0.8`).
+    pub min_similarity: Option<String>,
     /// DTMF digits to receive: `"123#"`.
     pub dtmf: Option<String>,
     /// `true`: a 180/183 must arrive.

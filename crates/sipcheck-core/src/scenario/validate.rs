@@ -23,7 +23,7 @@ use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, Connections, End, Expectation, HoldMode, Load, Located, Media, PlayItem,
     Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent, DEFAULT_KEEPALIVE,
-    DEFAULT_MAX_REDIRECTS, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_MIN_SIMILARITY, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
 };
 use super::part::Shard;
 use super::raw::{
@@ -1673,6 +1673,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("held", e.held.is_some()),
         ("signature", e.signature.is_some()),
         ("pesq", e.pesq.is_some()),
+        ("matches", e.matches.is_some()),
         ("dtmf", e.dtmf.is_some()),
         ("ringing", e.ringing.is_some()),
         ("final", e.final_code.is_some()),
@@ -1688,7 +1689,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to` or `transferred`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `matches`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to` or `transferred`",
                 None,
             );
             return None;
@@ -1717,6 +1718,13 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
                 );
             }
         }
+    }
+    if kind != "matches" && e.min_similarity.is_some() {
+        cx.at_key(
+            &p.key("min_similarity"),
+            format!("`min_similarity` applies to `expect: {{ matches }}`, not to `{kind}`"),
+            None,
+        );
     }
     let within = |cx: &mut Ctx<'_>, default| cx.duration_or(&p.key("within"), &e.within, default);
     let must_be_true = |cx: &mut Ctx<'_>, key: &str, v: &Option<String>| -> Option<()> {
@@ -1867,6 +1875,46 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             Expectation::Pesq {
                 reference: reference?,
                 min: min?,
+                within,
+            }
+        }
+        "matches" => {
+            let q = p.key("matches");
+            let reference = cx.text(&q, &e.matches).and_then(|path| {
+                match (cx.inputs.files)(&path) {
+                    Ok(_) => Some(path),
+                    Err(reason) => {
+                        cx.at_value(&q, format!("cannot read the WAV file `{path}`: {reason}"));
+                        None
+                    }
+                }
+            });
+            let min_similarity = match cx.parse::<f64>(&p.key("min_similarity"), &e.min_similarity)
+            {
+                Some(m) if m > 0.0 && m <= 1.0 => Some(m),
+                Some(m) => {
+                    cx.at_value(
+                        &p.key("min_similarity"),
+                        format!("a `min_similarity` of {m} is outside 0–1 (1 is the same waveform)"),
+                    );
+                    None
+                }
+                None if e.min_similarity.is_none() => Some(DEFAULT_MIN_SIMILARITY),
+                None => None,
+            };
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            if within > crate::media::matching::MAX_WITHIN {
+                cx.at_value(
+                    &p.key("within"),
+                    format!(
+                        "`within` of `matches` is at most {} s: the step records that long plus the reference",
+                        crate::media::matching::MAX_WITHIN.as_secs()
+                    ),
+                );
+            }
+            Expectation::Matches {
+                reference: reference?,
+                min_similarity: min_similarity?,
                 within,
             }
         }

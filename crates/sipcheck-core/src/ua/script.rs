@@ -404,6 +404,12 @@ enum Then {
         min: f64,
         within: Duration,
     },
+    /// `expect: matches`: the received audio, once recorded, compared with the reference.
+    Matches {
+        reference: String,
+        min: f64,
+        within: Duration,
+    },
     /// `expect: signature`: heard, or not in time.
     Signature(SignatureFrom, Duration),
     /// `expect: signature` not heard: the stream's verdict names what was.
@@ -483,6 +489,11 @@ enum Next {
         min: f64,
         within: Duration,
     },
+    Matches {
+        reference: String,
+        min: f64,
+        within: Duration,
+    },
     SendDtmf {
         digits: String,
         config: DtmfConfig,
@@ -521,12 +532,15 @@ enum Phase {
         deadline: Instant,
         then: Then,
     },
-    /// Waiting for the score of an `expect: pesq` step's recording ([`Work::Pesq`]).
+    /// Waiting for the score of an `expect: pesq` step's recording ([`Work::Pesq`]), or the
+    /// comparison of an `expect: matches` step's ([`Work::Match`]).
     Scoring {
         id: u32,
         deadline: Instant,
         reference: String,
         min: f64,
+        /// `expect: matches` (else `pesq`).
+        matching: bool,
     },
     /// The result is ready.
     Done,
@@ -915,14 +929,17 @@ impl CallScript {
             p.handle_work_done(result);
             return;
         }
-        let WorkResult::Pesq { id, score } = result;
+        let id = result.id();
         if matches!(self.phase, Phase::Scoring { id: i, .. } if i == id) {
             let Phase::Scoring { reference, min, .. } =
                 std::mem::replace(&mut self.phase, Phase::Step)
             else {
                 unreachable!("matched as scoring")
             };
-            let ok = self.judge_pesq(&reference, min, score);
+            let ok = match result {
+                WorkResult::Pesq { score, .. } => self.judge_pesq(&reference, min, score),
+                WorkResult::Match { found, .. } => self.judge_match(&reference, min, found),
+            };
             self.step_done(now, ok);
         }
         self.advance(now);
@@ -1484,17 +1501,30 @@ impl CallScript {
                 Phase::Scoring {
                     deadline,
                     reference,
+                    matching,
                     ..
                 } => {
                     if self.stop_requested {
                         // Ctrl-C: the score is not waited for (its result is dropped).
                         self.interrupted = true;
                     } else if now >= *deadline {
-                        let message = format!(
-                            "PESQ against `{reference}` not scored: no result within {:.0} s",
-                            WORK_WAIT.as_secs_f64()
-                        );
-                        self.fail(FailureKind::PesqLow, message);
+                        let (what, kind) = if *matching {
+                            ("not compared with", FailureKind::PromptMismatch)
+                        } else {
+                            ("PESQ against", FailureKind::PesqLow)
+                        };
+                        let message = if *matching {
+                            format!(
+                                "the received audio {what} `{reference}`: no result within {:.0} s",
+                                WORK_WAIT.as_secs_f64()
+                            )
+                        } else {
+                            format!(
+                                "{what} `{reference}` not scored: no result within {:.0} s",
+                                WORK_WAIT.as_secs_f64()
+                            )
+                        };
+                        self.fail(kind, message);
                     } else {
                         return;
                     }
@@ -1766,6 +1796,21 @@ impl CallScript {
                     },
                 )
             }
+            Expectation::Matches {
+                reference,
+                min_similarity,
+                within,
+            } => {
+                self.audio_checked += 1;
+                self.wait_answer(
+                    now,
+                    Next::Matches {
+                        reference: reference.clone(),
+                        min: *min_similarity,
+                        within: *within,
+                    },
+                )
+            }
             Expectation::Dtmf { digits, within } => {
                 self.dtmf_checked += 1;
                 let digits = digits.iter().map(|d| d.to_char()).collect();
@@ -1927,6 +1972,38 @@ impl CallScript {
                     now + within + length,
                     watch,
                     Then::Pesq {
+                        reference,
+                        min,
+                        within,
+                    },
+                )
+            }
+            Next::Matches {
+                reference,
+                min,
+                within,
+            } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let Some(length) = self.cfg.wavs.get(&reference).map(|r| r.len()) else {
+                    self.fail(
+                        FailureKind::Other,
+                        format!("the reference `{reference}` was not loaded"),
+                    );
+                    return Some(false);
+                };
+                let samples = usize::try_from(crate::media::duration_to_samples(within))
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(length);
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::Capture { watch, samples });
+                let length = samples_to_duration(samples as u64);
+                self.wait_watch(
+                    now,
+                    now + within + length,
+                    watch,
+                    Then::Matches {
                         reference,
                         min,
                         within,
@@ -2297,6 +2374,32 @@ impl CallScript {
                     Some(false)
                 }
             },
+            Then::Matches {
+                reference,
+                min,
+                within,
+            } => match end.fired {
+                Some(MediaEvent::Captured { audio, .. }) => {
+                    self.compare_prompt(now, reference, min, audio)
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if !self.interrupted {
+                        self.fail(
+                            FailureKind::NoAudio,
+                            format!(
+                                "no audio to compare with `{reference}`: none received within {:.1} s, or the call ended before {:.1} s more were recorded",
+                                within.as_secs_f64(),
+                                self.cfg
+                                    .wavs
+                                    .get(&reference)
+                                    .map_or(0.0, |r| r.len() as f64 / 8000.0)
+                            ),
+                        );
+                    }
+                    Some(false)
+                }
+            },
             Then::Silence(duration) => {
                 if matches!(end.fired, Some(MediaEvent::SilenceHeld { .. })) {
                     self.audio_verified += 1;
@@ -2548,8 +2651,70 @@ impl CallScript {
             deadline: now + WORK_WAIT,
             reference,
             min,
+            matching: false,
         };
         None
+    }
+
+    /// Asks for the recorded audio of an `expect: matches` step to be compared with its
+    /// reference, and waits for the result ([`WORK_WAIT`] at most).
+    fn compare_prompt(
+        &mut self,
+        now: Instant,
+        reference: String,
+        min: f64,
+        received: Arc<[i16]>,
+    ) -> Option<bool> {
+        let Some(samples) = self.cfg.wavs.get(&reference).cloned() else {
+            return Some(false);
+        };
+        let id = self.new_watch();
+        self.commands.push_back(ScriptCommand::Work(Work::Match {
+            id,
+            reference: samples,
+            received,
+        }));
+        self.phase = Phase::Scoring {
+            id,
+            deadline: now + WORK_WAIT,
+            reference,
+            min,
+            matching: true,
+        };
+        None
+    }
+
+    /// Judges the best similarity of an `expect: matches` step's recording against its
+    /// minimum.
+    fn judge_match(
+        &mut self,
+        reference: &str,
+        min: f64,
+        found: Result<crate::media::matching::Match, crate::media::matching::MatchError>,
+    ) -> bool {
+        match found {
+            Ok(found) => {
+                if found.similarity >= min {
+                    self.audio_verified += 1;
+                    true
+                } else {
+                    self.fail(
+                        FailureKind::PromptMismatch,
+                        format!(
+                            "prompt mismatch: `{reference}` not heard: {found} < {min}",
+                        ),
+                    );
+                    false
+                }
+            }
+            Err(e) => {
+                self.fail(
+                    FailureKind::PromptMismatch,
+                    format!("prompt mismatch: `{reference}` not compared: {e}"),
+                );
+                false
+            }
+        }
     }
 
     /// Judges the score of an `expect: pesq` step's recording against its minimum.

@@ -1605,7 +1605,9 @@ fn pesq_calls() -> Run {
 }
 
 fn pesq_result(work: &Work, raw: f64) -> WorkResult {
-    let Work::Pesq { id, .. } = work;
+    let Work::Pesq { id, .. } = work else {
+        panic!("a PESQ score asked for: {work:?}")
+    };
     WorkResult::Pesq {
         id: *id,
         score: Ok(crate::media::pesq::PesqScore { raw, mos_lqo: raw }),

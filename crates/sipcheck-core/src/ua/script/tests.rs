@@ -14,6 +14,7 @@ use crate::scenario::units::Decibels;
 use crate::sdp::{Codec, Direction};
 use crate::ua::call::{CallDirection, CallEnd, CallId};
 
+mod matches;
 mod pesq;
 mod redirect;
 mod responder;
