@@ -326,3 +326,65 @@ fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_ca
     }
     assert_eq!(v["dtmf"]["verified"], 1, "{shown}");
 }
+
+/// The first sentence of the speech fixture (0.3–3.3 s): the prompt of `sipp-prompt.yaml`.
+fn prompt() -> Vec<i16> {
+    speech()[2_400..26_400].to_vec()
+}
+
+/// `sipcheck run` of `sipp-prompt.yaml` against SIPp playing `audio` after a second of
+/// silence; the reference is [`prompt`], written as a WAV file.
+fn run_prompt_against(audio: &[i16]) -> (Option<i32>, serde_json::Value, String) {
+    let mut played = vec![0i16; 8000];
+    played.extend_from_slice(audio);
+    played.extend(std::iter::repeat_n(0, 3 * 8000));
+    let (sipp, dir) = sipp_playing(Some(&played));
+    let wav = dir.join("prompt.wav");
+    std::fs::write(&wav, sipcheck_core::media::wav::encode(&prompt())).expect("write the WAV");
+    let addr = format!("127.0.0.1:{}", sipp.port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-prompt.yaml",
+        &[],
+        &[
+            ("SIPP_ADDR", addr.as_str()),
+            ("PROMPT_WAV", wav.to_str().expect("a UTF-8 path")),
+        ],
+        &reports,
+    );
+    let v = reports.summary();
+    assert_schema(&v);
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), sipp.log());
+    (out.status.code(), v, shown)
+}
+
+#[test]
+fn the_prompt_played_by_sipp_matches_its_recording() {
+    let (code, v, shown) = run_prompt_against(&prompt());
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(v["calls"]["passed"], 1, "{shown}");
+    assert_eq!(v["audio"]["verified"], 1, "{shown}");
+    assert_eq!(step(&v, 14)["passed"], 1, "{shown}");
+}
+
+#[test]
+fn another_prompt_played_by_sipp_fails_prompt_mismatch_with_its_similarity() {
+    // Another sentence of the same voice.
+    let other = speech()[40_000..64_000].to_vec();
+    let (code, v, shown) = run_prompt_against(&other);
+    assert_eq!(code, Some(1), "{shown}");
+    assert_eq!(v["failures"]["prompt_mismatch"], 1, "{shown}");
+    assert_eq!(step(&v, 14)["failures"]["prompt_mismatch"], 1, "{shown}");
+    // The similarity found, in the JSON summary's failure sample.
+    let message = v["failed_call_samples"][0]["failures"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a failure message\n{shown}"));
+    let similarity: f64 = message
+        .split("similarity ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{message}\n{shown}"));
+    assert!(similarity < 0.8, "{message}");
+    assert!(message.ends_with(" < 0.8"), "{message}");
+}
