@@ -194,6 +194,9 @@ pub struct Located<T> {
     pub line: u32,
     /// Column in the scenario file.
     pub col: u32,
+    /// `record: true`: keep the audio received while this step runs (an `expect` on audio),
+    /// at most [`crate::media::session::STEP_RECORDING_MAX`], as WAV evidence.
+    pub record: bool,
 }
 
 /// One step of a role.

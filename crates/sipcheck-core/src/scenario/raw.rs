@@ -298,6 +298,8 @@ pub struct RawExpect {
     pub matches: Option<String>,
     /// Matches: the lowest acceptable similarity, 0–1 (`0.8`).
     pub min_similarity: Option<String>,
+    /// `true`: keep the audio received during this step as a WAV file.
+    pub record: Option<String>,
     /// DTMF digits to receive: `"123#"`.
     pub dtmf: Option<String>,
     /// `true`: a 180/183 must arrive.

@@ -1146,11 +1146,39 @@ fn validate_steps(
         has_call |= matches!(raw, RawStep::Call(_));
         has_answer |= matches!(raw, RawStep::Answer(_));
 
+        let record = match raw {
+            RawStep::Expect(e) if e.record.is_some() => {
+                let rp = ap.key("record");
+                let on = cx.flag(&rp, &e.record).unwrap_or(false);
+                let on_audio = [
+                    e.tone.is_some(),
+                    e.silence.is_some(),
+                    e.speech.is_some(),
+                    e.prompt_ends.is_some(),
+                    e.audio.is_some(),
+                    e.signature.is_some(),
+                    e.pesq.is_some(),
+                    e.matches.is_some(),
+                    e.dtmf.is_some(),
+                ]
+                .contains(&true);
+                if on && !on_audio {
+                    cx.at_key(
+                        &rp,
+                        "`record` keeps the audio received during an `expect` on audio (tone, silence, speech, prompt_ends, audio, signature, pesq, matches, dtmf), not this one",
+                        None,
+                    );
+                }
+                on
+            }
+            _ => false,
+        };
         if let Some(step) = validate_step(cx, &ap, name, raw, roles, selections) {
             out.push(Located {
                 value: step,
                 line,
                 col,
+                record,
             });
         }
     }

@@ -569,6 +569,8 @@ pub struct CallScript {
     current: Option<Current>,
     /// The raw P.862 scores of the `expect: pesq` steps, in order.
     pesq_scores: Vec<f64>,
+    /// The step under way is being recorded (`record: true`).
+    recording_step: bool,
     phase: Phase,
     commands: VecDeque<ScriptCommand>,
     started: Instant,
@@ -733,6 +735,7 @@ impl CallScript {
             next: 0,
             current: None,
             pesq_scores: Vec::new(),
+            recording_step: false,
             phase: Phase::Step,
             commands: VecDeque::new(),
             started: now,
@@ -1572,6 +1575,9 @@ impl CallScript {
 
     /// The current step is over: on to the next, or to the end when it failed.
     fn step_done(&mut self, now: Instant, ok: bool) {
+        if std::mem::take(&mut self.recording_step) {
+            self.media_intent(MediaIntent::EndRecord);
+        }
         if let Some(c) = self.current.take() {
             let step = &self.steps[c.index];
             self.steps_run.push(StepRun {
@@ -1864,6 +1870,14 @@ impl CallScript {
 
     /// The call is answered: what the step does with it.
     fn answered_then(&mut self, now: Instant, next: Next) -> Option<bool> {
+        if let Some(c) = self.current {
+            let step = &self.steps[c.index];
+            if step.record && self.media.is_some() && !self.recording_step {
+                self.recording_step = true;
+                let line = step.line;
+                self.media_intent(MediaIntent::Record { line });
+            }
+        }
         match next {
             Next::Up => Some(true),
             Next::Transferred(within) => self.await_referral(now, within),

@@ -31,6 +31,7 @@ fn at(line: u32, value: Step) -> Located<Step> {
         value,
         line,
         col: 5,
+        record: false,
     }
 }
 

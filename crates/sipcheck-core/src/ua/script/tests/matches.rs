@@ -190,3 +190,78 @@ fn a_stricter_minimum_fails_audio_that_a_looser_one_passes() {
     let result = judged(h, watch, damaged);
     assert_eq!(result.failures[0].kind, FailureKind::PromptMismatch);
 }
+
+#[test]
+fn a_recorded_step_records_from_when_it_listens_until_it_is_judged() {
+    let prompt = prompt();
+    let mut steps = vec![
+        at(10, Step::Answer { ring: secs(0) }),
+        at(
+            12,
+            Step::Expect(Expectation::Matches {
+                reference: REFERENCE.into(),
+                min_similarity: 0.8,
+                within: secs(2),
+            }),
+        ),
+    ];
+    steps[1].record = true;
+    let mut cfg = config(Side::Callee);
+    cfg.wavs = Arc::new(HashMap::from([(REFERENCE.to_string(), prompt.clone())]));
+    let t0 = base();
+    let mut script = CallScript::callee(t0, cfg, Arc::new(steps), "c1".into());
+    script.start(t0);
+    let mut h = Harness {
+        script,
+        t0,
+        now: t0,
+    };
+    h.accept();
+    h.answered();
+    let cmds = h.commands();
+    let record = cmds
+        .iter()
+        .position(|c| matches!(c, ScriptCommand::Media(MediaIntent::Record { line: 12 })))
+        .unwrap_or_else(|| panic!("{cmds:?}"));
+    let capture = cmds
+        .iter()
+        .position(|c| matches!(c, ScriptCommand::Media(MediaIntent::Capture { .. })))
+        .unwrap_or_else(|| panic!("{cmds:?}"));
+    assert!(record < capture, "{cmds:?}");
+    let ScriptCommand::Media(MediaIntent::Capture { watch, samples }) = &cmds[capture] else {
+        unreachable!()
+    };
+    let (watch, samples) = (*watch, *samples);
+    h.after(Duration::from_secs(5));
+    h.media(MediaEvent::Captured {
+        watch,
+        audio: received(&prompt, 0, 0.0, G711::Pcmu, samples).into(),
+    });
+    let Some(ScriptCommand::Work(work)) = h.commands().pop() else {
+        panic!("a comparison")
+    };
+    h.script.handle_work_done(h.now, work.run());
+    // The step is over: its recording ends before the call is hung up.
+    let cmds = h.commands();
+    assert!(
+        matches!(
+            &cmds[..],
+            [ScriptCommand::Media(MediaIntent::EndRecord), ScriptCommand::Hangup]
+        ),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn a_step_that_is_not_recorded_asks_for_no_recording() {
+    let prompt = prompt();
+    let mut h = harness(&prompt, 0.8);
+    let cmds = h.commands();
+    assert!(
+        !cmds.iter().any(|c| matches!(
+            c,
+            ScriptCommand::Media(MediaIntent::Record { .. } | MediaIntent::EndRecord)
+        )),
+        "{cmds:?}"
+    );
+}
