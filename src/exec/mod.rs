@@ -62,6 +62,7 @@ pub async fn execute(
     events: mpsc::UnboundedSender<RunEvent>,
     stop: watch::Receiver<bool>,
     load_start: Option<Instant>,
+    step_records: Option<crate::drive::role::StepRecords>,
 ) -> Result<Duration, RunError> {
     let run_start = Instant::now();
     let seed = os_seed();
@@ -207,6 +208,7 @@ pub async fn execute(
             ports: ports.clone(),
             jitter_frames,
             record_dir: scenario.media.record.as_ref().map(std::path::PathBuf::from),
+            step_records: step_records.clone(),
         };
         tasks.spawn(
             Role::new(
