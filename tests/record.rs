@@ -44,10 +44,19 @@ def power(f):
 print(ch, width, rate, n / rate, 10 * math.log10(power(1000) / power(440)))
 "#;
     let out = Command::new("python3")
-        .args(["-c", script, path.to_str().expect("UTF-8"), &tone_s.to_string()])
+        .args([
+            "-c",
+            script,
+            path.to_str().expect("UTF-8"),
+            &tone_s.to_string(),
+        ])
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("UTF-8");
     let f: Vec<f64> = text
         .split_whitespace()

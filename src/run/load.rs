@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sipcheck_core::media::{matching, pesq};
 use sipcheck_core::media::wav;
+use sipcheck_core::media::{matching, pesq};
 use sipcheck_core::scenario::model::{Expectation, PlayItem, Step};
 use sipcheck_core::scenario::{self, Scenario, ScenarioError};
 

@@ -286,7 +286,11 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                         .into_iter()
                         .flatten()
                         .find(|p| *p != "-")
-                        .and_then(|p| std::path::Path::new(p).parent().map(std::path::Path::to_path_buf))
+                        .and_then(|p| {
+                            std::path::Path::new(p)
+                                .parent()
+                                .map(std::path::Path::to_path_buf)
+                        })
                         .unwrap_or_default();
                     beside.join("recordings")
                 },

@@ -344,5 +344,13 @@ fn prompt_match(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, g711, tone, receive_path, pacer_tick, srtp, prompt_match);
+criterion_group!(
+    benches,
+    g711,
+    tone,
+    receive_path,
+    pacer_tick,
+    srtp,
+    prompt_match
+);
 criterion_main!(benches);

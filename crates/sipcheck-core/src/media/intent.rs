@@ -605,8 +605,8 @@ mod tests {
         let mut s = session(t0);
         s.start_step_recording(3);
         let mut w = Watches::default();
-        let ticks = u32::try_from(crate::media::session::STEP_RECORDING_MAX.as_millis() / 20)
-            .unwrap();
+        let ticks =
+            u32::try_from(crate::media::session::STEP_RECORDING_MAX.as_millis() / 20).unwrap();
         drive(&mut s, &mut w, t0, 0..ticks + 100, |_| true);
         let recs = s.take_step_recordings();
         assert_eq!(recs[0].samples.len(), 60 * 8000);

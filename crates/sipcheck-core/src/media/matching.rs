@@ -234,7 +234,10 @@ mod tests {
     fn a_tone_noise_and_silence_do_not_match() {
         let prompt = prompt();
         let tone: Vec<i16> = (0..60_000)
-            .map(|i| (8000.0 * (f64::from(i) * 2.0 * std::f64::consts::PI * 1000.0 / 8000.0).sin()) as i16)
+            .map(|i| {
+                (8000.0 * (f64::from(i) * 2.0 * std::f64::consts::PI * 1000.0 / 8000.0).sin())
+                    as i16
+            })
             .collect();
         assert!(similarity(&prompt, &tone).unwrap().similarity < 0.3);
         let mut seed = 7u64;

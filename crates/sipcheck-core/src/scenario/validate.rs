@@ -1908,22 +1908,24 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         }
         "matches" => {
             let q = p.key("matches");
-            let reference = cx.text(&q, &e.matches).and_then(|path| {
-                match (cx.inputs.files)(&path) {
-                    Ok(_) => Some(path),
-                    Err(reason) => {
-                        cx.at_value(&q, format!("cannot read the WAV file `{path}`: {reason}"));
-                        None
-                    }
-                }
-            });
+            let reference =
+                cx.text(&q, &e.matches)
+                    .and_then(|path| match (cx.inputs.files)(&path) {
+                        Ok(_) => Some(path),
+                        Err(reason) => {
+                            cx.at_value(&q, format!("cannot read the WAV file `{path}`: {reason}"));
+                            None
+                        }
+                    });
             let min_similarity = match cx.parse::<f64>(&p.key("min_similarity"), &e.min_similarity)
             {
                 Some(m) if m > 0.0 && m <= 1.0 => Some(m),
                 Some(m) => {
                     cx.at_value(
                         &p.key("min_similarity"),
-                        format!("a `min_similarity` of {m} is outside 0–1 (1 is the same waveform)"),
+                        format!(
+                            "a `min_similarity` of {m} is outside 0–1 (1 is the same waveform)"
+                        ),
                     );
                     None
                 }

@@ -2714,9 +2714,7 @@ impl CallScript {
                 } else {
                     self.fail(
                         FailureKind::PromptMismatch,
-                        format!(
-                            "prompt mismatch: `{reference}` not heard: {found} < {min}",
-                        ),
+                        format!("prompt mismatch: `{reference}` not heard: {found} < {min}",),
                     );
                     false
                 }

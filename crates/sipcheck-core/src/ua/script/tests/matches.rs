@@ -133,7 +133,8 @@ fn another_prompt_fails_prompt_mismatch_naming_its_similarity_and_the_minimum() 
         .unwrap_or_else(|| panic!("{}", f.message));
     assert!(similarity < 0.5, "{}", f.message);
     assert!(
-        f.message.starts_with("prompt mismatch: `prompt.wav` not heard: similarity ")
+        f.message
+            .starts_with("prompt mismatch: `prompt.wav` not heard: similarity ")
             && f.message.ends_with(" < 0.8"),
         "{}",
         f.message
@@ -246,7 +247,10 @@ fn a_recorded_step_records_from_when_it_listens_until_it_is_judged() {
     assert!(
         matches!(
             &cmds[..],
-            [ScriptCommand::Media(MediaIntent::EndRecord), ScriptCommand::Hangup]
+            [
+                ScriptCommand::Media(MediaIntent::EndRecord),
+                ScriptCommand::Hangup
+            ]
         ),
         "{cmds:?}"
     );
