@@ -200,8 +200,11 @@ struct RoleMedia {
     /// `--record-calls failed`: the steps' recordings of calls whose verdict is not known
     /// yet, by user and Call-ID, written if the call fails (its result follows its media's
     /// end, see [`RoleControl::results`]).
-    pending: HashMap<(String, String), Vec<(PathBuf, Vec<i16>)>>,
+    pending: HashMap<(String, String), Vec<StepFile>>,
 }
+
+/// A step's recording and the file it goes to.
+type StepFile = (PathBuf, Vec<i16>);
 
 /// Writes a recording, logging why not.
 fn write_step_recording(path: &std::path::Path, samples: &[i16]) {
@@ -247,7 +250,7 @@ impl Media for RoleMedia {
             }
         }
         if let Some(records) = &self.setup.step_records {
-            let files: Vec<(PathBuf, Vec<i16>)> = finished
+            let files: Vec<StepFile> = finished
                 .steps
                 .into_iter()
                 .map(|rec| {
