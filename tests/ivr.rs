@@ -333,14 +333,28 @@ fn prompt() -> Vec<i16> {
 }
 
 /// `sipcheck run` of `sipp-prompt.yaml` against SIPp playing `audio` after a second of
-/// silence; the reference is [`prompt`], written as a WAV file.
-fn run_prompt_against(audio: &[i16]) -> (Option<i32>, serde_json::Value, String) {
+/// silence; the reference is [`prompt`], written as a WAV file (converted by `sox` to 16 kHz
+/// stereo when `wide`).
+fn run_prompt_against(audio: &[i16], wide: bool) -> (Option<i32>, serde_json::Value, String) {
     let mut played = vec![0i16; 8000];
     played.extend_from_slice(audio);
     played.extend(std::iter::repeat_n(0, 3 * 8000));
     let (sipp, dir) = sipp_playing(Some(&played));
-    let wav = dir.join("prompt.wav");
-    std::fs::write(&wav, sipcheck_core::media::wav::encode(&prompt())).expect("write the WAV");
+    let narrow = dir.join("prompt-8k.wav");
+    std::fs::write(&narrow, sipcheck_core::media::wav::encode(&prompt())).expect("write the WAV");
+    let wav = if wide {
+        let wide = dir.join("prompt-16k-stereo.wav");
+        let status = std::process::Command::new("sox")
+            .arg(&narrow)
+            .args(["-r", "16000", "-c", "2"])
+            .arg(&wide)
+            .status()
+            .expect("sox runs");
+        assert!(status.success());
+        wide
+    } else {
+        narrow
+    };
     let addr = format!("127.0.0.1:{}", sipp.port);
     let reports = Reports::new();
     let out = run(
@@ -360,18 +374,22 @@ fn run_prompt_against(audio: &[i16]) -> (Option<i32>, serde_json::Value, String)
 
 #[test]
 fn the_prompt_played_by_sipp_matches_its_recording() {
-    let (code, v, shown) = run_prompt_against(&prompt());
-    assert_eq!(code, Some(0), "{shown}");
-    assert_eq!(v["calls"]["passed"], 1, "{shown}");
-    assert_eq!(v["audio"]["verified"], 1, "{shown}");
-    assert_eq!(step(&v, 14)["passed"], 1, "{shown}");
+    // The reference as recorded (8 kHz mono), and as a studio would hand it over (16 kHz
+    // stereo), which sipcheck resamples.
+    for wide in [false, true] {
+        let (code, v, shown) = run_prompt_against(&prompt(), wide);
+        assert_eq!(code, Some(0), "wide {wide}: {shown}");
+        assert_eq!(v["calls"]["passed"], 1, "{shown}");
+        assert_eq!(v["audio"]["verified"], 1, "{shown}");
+        assert_eq!(step(&v, 14)["passed"], 1, "{shown}");
+    }
 }
 
 #[test]
 fn another_prompt_played_by_sipp_fails_prompt_mismatch_with_its_similarity() {
     // Another sentence of the same voice.
     let other = speech()[40_000..64_000].to_vec();
-    let (code, v, shown) = run_prompt_against(&other);
+    let (code, v, shown) = run_prompt_against(&other, false);
     assert_eq!(code, Some(1), "{shown}");
     assert_eq!(v["failures"]["prompt_mismatch"], 1, "{shown}");
     assert_eq!(step(&v, 14)["failures"]["prompt_mismatch"], 1, "{shown}");
