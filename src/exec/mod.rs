@@ -171,6 +171,7 @@ pub async fn execute(
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
                 srtp: crate::drive::srtp_config(scenario.media.srtp),
+                signature_parties: scenario.signature_parties().into(),
             },
             endpoint,
         );

@@ -432,6 +432,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         accounts: Vec::new(),
         steps: Arc::default(),
         srtp: prepared.srtp(),
+        signature_parties: Vec::new().into(),
     };
     let agent = Agent::new(agent_config, endpoint);
     let media = ProbeMedia {

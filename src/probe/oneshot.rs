@@ -56,6 +56,7 @@ impl Oneshot {
                 accounts: Vec::new(),
                 steps: Default::default(),
                 srtp: None,
+                signature_parties: Vec::new().into(),
             },
             endpoint,
         );

@@ -144,6 +144,38 @@ pub struct Role {
     pub steps: Vec<Located<Step>>,
 }
 
+impl Scenario {
+    /// The roles that can be named by `expect: { answered_by }`, in scenario order: those that
+    /// place no calls and play a signature. Empty unless a step names one, so that scenarios
+    /// without `answered_by` keep one code per call and direction.
+    #[must_use]
+    pub fn signature_parties(&self) -> Vec<String> {
+        let named = self.roles.iter().flat_map(|r| &r.steps).any(|s| {
+            matches!(
+                s.value,
+                Step::Expect(Expectation::Signature {
+                    from: SignatureFrom::Party(_),
+                    ..
+                })
+            )
+        });
+        if !named {
+            return Vec::new();
+        }
+        self.roles
+            .iter()
+            .filter(|r| {
+                !r.calls()
+                    && r.steps.iter().any(|s| match &s.value {
+                        Step::Play(items) => items.contains(&PlayItem::Signature),
+                        _ => false,
+                    })
+            })
+            .map(|r| r.name.clone())
+            .collect()
+    }
+}
+
 impl Role {
     /// Whether the role places calls.
     #[must_use]
@@ -366,6 +398,9 @@ pub enum SignatureFrom {
     Peer,
     /// Our own, sent back (`echo`): the far end echoes the audio.
     Echo,
+    /// The answering party of this slot (`answered_by: ROLE`): the slot is the role's place
+    /// among [`Scenario::signature_parties`], whose callees' codes are set apart by it.
+    Party(u32),
 }
 
 /// What an `expect:` step waits for.

@@ -292,6 +292,8 @@ pub struct RawExpect {
     pub held: Option<String>,
     /// Whose audio signature to hear: `peer` (or `echo`: our own, sent back).
     pub signature: Option<String>,
+    /// The role whose user agent must have answered, by its audio signature.
+    pub answered_by: Option<String>,
     /// Speech to score with ITU-T P.862 against a reference WAV file.
     pub pesq: Option<Box<RawPesq>>,
     /// A reference WAV file (a prompt) the received audio must hold.

@@ -742,7 +742,7 @@ fn one_calling_role_with_signatures(cx: &mut Ctx<'_>, root: &Path, raw: &RawScen
         let calls = steps.clone().any(|s| matches!(s, RawStep::Call(_)));
         let signs = steps.clone().any(|s| match s {
             RawStep::Play(items) => items.iter().any(|i| i.signature.is_some()),
-            RawStep::Expect(e) => e.signature.is_some(),
+            RawStep::Expect(e) => e.signature.is_some() || e.answered_by.is_some(),
             _ => false,
         });
         calls && signs
@@ -1263,7 +1263,46 @@ fn validate_step(
         RawStep::Ring(d) if d.trim().eq_ignore_ascii_case("forever") => Step::Ring(RING_FOREVER),
         RawStep::Ring(d) => Step::Ring(cx.duration(p, &Some(d.clone()))?),
         RawStep::Play(items) => Step::Play(validate_play(cx, p, items)?),
-        RawStep::Expect(e) => Step::Expect(validate_expect(cx, p, e)?),
+        RawStep::Expect(e) => {
+            let mut expectation = validate_expect(cx, p, e)?;
+            if let (
+                Some(name),
+                Expectation::Signature {
+                    from: from @ SignatureFrom::Party(_),
+                    ..
+                },
+            ) = (&e.answered_by, &mut expectation)
+            {
+                // The parties: roles that place no calls and play a signature, in order (as
+                // `Scenario::signature_parties`).
+                let parties: Vec<&str> = roles
+                    .iter()
+                    .filter(|(_, r)| {
+                        let steps = r.steps.iter().flatten();
+                        !steps.clone().any(|s| matches!(s, RawStep::Call(_)))
+                            && steps.clone().any(|s| match s {
+                                RawStep::Play(items) => items.iter().any(|i| i.signature.is_some()),
+                                _ => false,
+                            })
+                    })
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                let name = name.trim();
+                match parties.iter().position(|p| *p == name) {
+                    Some(slot) => *from = SignatureFrom::Party(u32::try_from(slot).unwrap_or(0)),
+                    None => {
+                        let why = if roles.iter().any(|(n, _)| n == name) {
+                            format!("role `{name}` plays no signature (or places calls): its answer cannot be recognised")
+                        } else {
+                            format!("there is no role `{name}`")
+                        };
+                        cx.at_value(&p.key("answered_by"), why);
+                        return None;
+                    }
+                }
+            }
+            Step::Expect(expectation)
+        }
         RawStep::Dtmf(d) => {
             if d.send.is_none() {
                 cx.at_key(
@@ -1700,6 +1739,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         ("audio", e.audio.is_some()),
         ("held", e.held.is_some()),
         ("signature", e.signature.is_some()),
+        ("answered_by", e.answered_by.is_some()),
         ("pesq", e.pesq.is_some()),
         ("matches", e.matches.is_some()),
         ("dtmf", e.dtmf.is_some()),
@@ -1717,7 +1757,7 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `pesq`, `matches`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to` or `transferred`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `answered_by`, `pesq`, `matches`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to` or `transferred`",
                 None,
             );
             return None;
@@ -1831,6 +1871,24 @@ fn validate_expect(cx: &mut Ctx<'_>, p: &Path, e: &RawExpect) -> Option<Expectat
             let within = within(cx, DEFAULT_SIGNALLING_WITHIN);
             t?;
             Expectation::Held { within }
+        }
+        "answered_by" => {
+            // The slot is set by `validate_step`, which sees every role.
+            cx.text(&p.key("answered_by"), &e.answered_by)?;
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            if e.within.is_some() && within < SIGNATURE_MIN_WITHIN {
+                cx.at_value(
+                    &p.key("within"),
+                    format!(
+                        "a signature needs {} s to be heard twice: `within` must be at least that",
+                        SIGNATURE_MIN_WITHIN.as_secs_f64()
+                    ),
+                );
+            }
+            Expectation::Signature {
+                from: SignatureFrom::Party(0),
+                within,
+            }
         }
         "signature" => {
             let from = match cx.text(&p.key("signature"), &e.signature) {

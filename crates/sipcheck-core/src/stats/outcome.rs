@@ -51,6 +51,9 @@ pub enum FailureKind {
     CrossedAudio,
     /// Audio arrived, but no audio signature in it.
     WrongAudio,
+    /// Another party answered (`expect: answered_by`): the role whose signature was heard is
+    /// named.
+    WrongParty,
     /// The received speech scored under the `expect: pesq` minimum (ITU-T P.862), or could
     /// not be scored against its reference.
     PesqLow,
@@ -113,6 +116,7 @@ impl FailureKind {
             FailureKind::OneWayAudio => "one_way_audio".into(),
             FailureKind::CrossedAudio => "crossed_audio".into(),
             FailureKind::WrongAudio => "wrong_audio".into(),
+            FailureKind::WrongParty => "wrong_party".into(),
             FailureKind::PesqLow => "pesq_low".into(),
             FailureKind::PromptMismatch => "prompt_mismatch".into(),
             FailureKind::CodecRefused => "codec_refused".into(),

@@ -103,6 +103,9 @@ pub struct ScriptConfig {
     /// from its agent's count of calls, a callee's from the INVITE's
     /// `X-Sipcheck-Signature` header; `None` when not known (no header).
     pub signature_call: Option<u64>,
+    /// The roles `expect: { answered_by }` can name, in slot order
+    /// ([`crate::scenario::model::Scenario::signature_parties`]); empty without it.
+    pub signature_parties: Arc<[String]>,
 }
 
 /// What the script asks of its call's agent and media stream.
@@ -700,6 +703,7 @@ impl CallScript {
             scheduled: None,
             start_lag: Duration::ZERO,
             signature_call: None,
+            signature_parties: Vec::new().into(),
         };
         let mut script = Self::new(now, cfg, Arc::new(Vec::new()));
         script.probe = Some(Box::new(probe::Probe::new(plan)));
@@ -2845,12 +2849,36 @@ impl CallScript {
         let call = self.cfg.signature_call?;
         // After a transfer we placed the call we are in (our INVITE carried its number).
         let callee = self.cfg.side == Side::Callee && !self.transferee.moved;
-        let own = SignatureCode::for_call(call, callee);
+        // A party's callees play their call's code shifted by their slot (`answered_by`).
+        let own_slot = if callee {
+            self.party_slot(&self.cfg.role).unwrap_or(0)
+        } else {
+            0
+        };
+        let own = SignatureCode::for_call(call + own_slot * self.party_stride(), callee);
         let expected = match from {
             SignatureFrom::Peer => SignatureCode::for_call(call, !callee),
             SignatureFrom::Echo => own,
+            SignatureFrom::Party(slot) => {
+                SignatureCode::for_call(call + u64::from(slot) * self.party_stride(), true)
+            }
         };
         Some((expected, own))
+    }
+
+    /// The slot of role `role` among the parties `answered_by` can name.
+    fn party_slot(&self, role: &str) -> Option<u64> {
+        self.cfg
+            .signature_parties
+            .iter()
+            .position(|p| p == role)
+            .map(|i| i as u64)
+    }
+
+    /// How far apart the parties' codes are, in calls: the code space shared among them.
+    fn party_stride(&self) -> u64 {
+        let pairs = u64::from(SignatureCode::CAPACITY / 2);
+        pairs / (self.cfg.signature_parties.len().max(1) as u64)
     }
 
     /// Whether the signature verdict holds; records the failure when it does not.
@@ -2863,7 +2891,12 @@ impl CallScript {
         let Some((expected, _)) = self.signature_codes(from) else {
             return false;
         };
-        let (call, _) = expected.call();
+        let call = match from {
+            SignatureFrom::Party(_) => {
+                self.cfg.signature_call.unwrap_or_default() % u64::from(SignatureCode::CAPACITY / 2)
+            }
+            _ => expected.call().0,
+        };
         let by = if self.ended() {
             "before the call ended".to_string()
         } else {
@@ -2873,6 +2906,7 @@ impl CallScript {
             (_, SignatureFrom::Echo) => "echoed",
             (Side::Caller, SignatureFrom::Peer) => "callee → caller",
             (Side::Callee, SignatureFrom::Peer) => "caller → callee",
+            (_, SignatureFrom::Party(_)) => "callee → caller",
         };
         // Its own signature back where another was expected is crossed audio.
         self.signature_verdict = Some(match verdict {
@@ -2890,6 +2924,29 @@ impl CallScript {
             } => {
                 let (other, other_callee) = heard.call();
                 let whose = if other_callee { "callee" } else { "caller" };
+                if let (SignatureFrom::Party(slot), true) = (from, other_callee) {
+                    // Another party of the same call: its slot is how far its code is shifted.
+                    let pairs = u64::from(SignatureCode::CAPACITY / 2);
+                    let stride = self.party_stride();
+                    let shift = (other + pairs - call % pairs) % pairs;
+                    let parties = &self.cfg.signature_parties;
+                    let name = |i: u64| {
+                        usize::try_from(i)
+                            .ok()
+                            .and_then(|i| parties.get(i))
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    if shift % stride == 0 && shift / stride < parties.len() as u64 {
+                        let heard_role = name(shift / stride);
+                        let message = format!(
+                            "wrong party: call {call} was answered by {heard_role} (its signature heard), not by {}",
+                            name(u64::from(slot))
+                        );
+                        self.fail(FailureKind::WrongParty, message);
+                        return false;
+                    }
+                }
                 (
                     FailureKind::CrossedAudio,
                     format!(

@@ -279,6 +279,7 @@ impl Run {
                 accounts: role.accounts.clone(),
                 steps: Arc::new(steps),
                 srtp: None,
+                signature_parties: scenario.signature_parties().into(),
             };
             let mut agent = Agent::new(cfg, endpoint);
             agent.record_ladders();

@@ -71,6 +71,7 @@ fn config(side: Side) -> ScriptConfig {
         scheduled: (side == Side::Caller).then_some(Duration::ZERO),
         start_lag: Duration::ZERO,
         signature_call: None,
+        signature_parties: Vec::new().into(),
     }
 }
 

@@ -64,6 +64,7 @@ fn agent_config(at: &str, next_hop: Option<SocketAddr>) -> AgentConfig<SocketAdd
         accounts: Vec::new(),
         steps: Arc::new(Vec::new()),
         srtp: None,
+        signature_parties: Vec::new().into(),
     }
 }
 

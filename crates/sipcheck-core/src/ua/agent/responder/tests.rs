@@ -67,6 +67,7 @@ impl Harness {
             accounts: Vec::new(),
             steps: Arc::new(Vec::new()),
             srtp: None,
+            signature_parties: Vec::new().into(),
         };
         let now = base();
         let mut agent = Agent::new(cfg, endpoint);
