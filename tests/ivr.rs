@@ -291,8 +291,8 @@ fn a_party_held_behind_kamailio_is_held_and_hears_the_music_on_hold_and_fails_wi
 #[test]
 fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_cannot_serve() {
     // Kamailio is a proxy: it has no music on hold (the holder plays 425 Hz itself here), no
-    // IVR and no redirecting number. Basic call, hold and DTMF pass; the IVR (both roles) and
-    // redirect roles fail, each alone.
+    // IVR, no redirecting number and no hunt group. Basic call, hold and DTMF pass; the IVR
+    // (both roles), redirect and hunt roles fail, each alone.
     let kam = Kamailio::start().expect("start kamailio");
     let server = format!("127.0.0.1:{}", kam.sip_port);
     let envs = [
@@ -321,7 +321,7 @@ fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_ca
         assert_eq!(roles[role]["passed"], 1, "{role}: {shown}");
         assert_eq!(roles[role]["failed"], 0, "{role}: {shown}");
     }
-    for role in ["ivr_caller", "ivr_prompt", "redirect_caller"] {
+    for role in ["ivr_caller", "ivr_prompt", "redirect_caller", "hunt_caller"] {
         assert_eq!(roles[role]["failed"], 1, "{role}: {shown}");
     }
     assert_eq!(v["dtmf"]["verified"], 1, "{shown}");
