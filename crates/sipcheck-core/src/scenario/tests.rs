@@ -1425,6 +1425,42 @@ fn a_matches_expectation_loads_recorded_and_its_file_minimum_and_window_are_chec
     );
 }
 
+#[test]
+fn answered_by_names_a_party_role_and_gets_its_slot() {
+    let signing = BASE
+        .replace(
+            "      - answer: { ring: 500ms }\n",
+            "      - answer: { ring: 500ms }\n      - play: { signature: true }\n",
+        )
+        .replace(
+            "      - hangup: { after: 1s }\n",
+            "      - play: { signature: true }\n      - expect: { answered_by: callee }\n      - hangup: { after: 1s }\n",
+        );
+    let scenario = match load("scenarios/x.yaml", &signing, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    assert_eq!(scenario.signature_parties(), ["callee"]);
+    assert_eq!(
+        scenario.role("caller").unwrap().steps[3].value,
+        Step::Expect(Expectation::Signature {
+            from: SignatureFrom::Party(0),
+            within: Duration::from_secs(5),
+        })
+    );
+    let e = errors(&signing.replace("answered_by: callee", "answered_by: nobody"));
+    assert_eq!(brief(&e), ["20:32 there is no role `nobody`"]);
+    // A role that plays no signature cannot be recognised.
+    let e = errors(&signing.replace(
+        "      - play: { signature: true }\n      - wait_for",
+        "      - wait_for",
+    ));
+    assert_eq!(
+        brief(&e),
+        ["19:32 role `callee` plays no signature (or places calls): its answer cannot be recognised"]
+    );
+}
+
 fn call_of(s: &Scenario) -> &crate::scenario::model::CallStep {
     let Step::Call(call) = &s.role("caller").unwrap().steps[1].value else {
         panic!("a call")
