@@ -316,6 +316,7 @@ pub async fn run(args: &AnswerArgs, out: &mut impl Write) -> Result<Totals, Prob
         steps: Arc::default(),
         srtp: prepared.srtp(),
         sips: false,
+        signature_parties: Vec::new().into(),
     };
     let mut agent = Agent::new(agent_config, Endpoint::new(config, IdGen::new(seed)));
     // Without RTP no DTMF can be sent: none is tried.

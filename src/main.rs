@@ -302,6 +302,16 @@ struct RunCmd {
     /// Add one JUnit test case per call (at most 1000) to the JUnit report.
     #[arg(long)]
     junit_per_call: bool,
+    /// Write the audio received during `record: true` steps here, as WAV files
+    /// (ROLE-USER-CALLID-lineN.wav; default: `recordings/` beside the JSON report, else the
+    /// JUnit report, else in the current directory).
+    #[arg(long, value_name = "DIR")]
+    record_dir: Option<String>,
+    /// Whose `record: true` recordings are written: `failed` (the default: the failed calls')
+    /// or `all`.
+    #[arg(long, value_name = "failed|all", default_value = "failed",
+          value_parser = ["failed", "all"])]
+    record_calls: String,
     /// Write the run as one self-contained HTML page with charts here, at its end (the
     /// time series at --series-interval, whether or not --series is given; overrides the
     /// scenario's `reports.html`).
@@ -451,6 +461,8 @@ async fn run(command: Command) -> Exit {
                 metrics: cmd.metrics,
                 calls: cmd.calls,
                 junit_per_call: cmd.junit_per_call,
+                record_dir: cmd.record_dir,
+                record_all: cmd.record_calls == "all",
                 html: cmd.html,
                 shard: cmd.shard,
                 tls: {

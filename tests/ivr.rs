@@ -291,9 +291,9 @@ fn a_party_held_behind_kamailio_is_held_and_hears_the_music_on_hold_and_fails_wi
 #[test]
 fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_cannot_serve() {
     // Kamailio is a proxy: it has no music on hold (the holder plays 425 Hz itself here), no
-    // IVR, no redirecting number and no conference room. Basic call, hold, DTMF and the attended
-    // transfer (REFER, NOTIFY and Replaces passed end to end) pass; the IVR, redirect and
-    // conference roles fail, each alone.
+    // IVR, no redirecting number, no hunt group and no conference room. Basic call, hold, DTMF
+    // and the attended transfer (REFER, NOTIFY and Replaces passed end to end) pass; the IVR
+    // (both roles), redirect, hunt and conference roles fail, each alone.
     let kam = Kamailio::start().expect("start kamailio");
     let server = format!("127.0.0.1:{}", kam.sip_port);
     let envs = [
@@ -325,10 +325,11 @@ fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_ca
         assert_eq!(roles[role]["passed"], 1, "{role}: {shown}");
         assert_eq!(roles[role]["failed"], 0, "{role}: {shown}");
     }
-    // Nor a conference room: the three parties' calls to it fail (404).
     for role in [
         "ivr_caller",
+        "ivr_prompt",
         "redirect_caller",
+        "hunt_caller",
         "conf_a",
         "conf_b",
         "conf_c",
@@ -336,4 +337,84 @@ fn the_shipped_pbx_features_scenario_through_kamailio_fails_only_the_roles_it_ca
         assert_eq!(roles[role]["failed"], 1, "{role}: {shown}");
     }
     assert_eq!(v["dtmf"]["verified"], 1, "{shown}");
+}
+
+/// The first sentence of the speech fixture (0.3–3.3 s): the prompt of `sipp-prompt.yaml`.
+fn prompt() -> Vec<i16> {
+    speech()[2_400..26_400].to_vec()
+}
+
+/// `sipcheck run` of `sipp-prompt.yaml` against SIPp playing `audio` after a second of
+/// silence; the reference is [`prompt`], written as a WAV file (converted by `sox` to 16 kHz
+/// stereo when `wide`).
+fn run_prompt_against(audio: &[i16], wide: bool) -> (Option<i32>, serde_json::Value, String) {
+    let mut played = vec![0i16; 8000];
+    played.extend_from_slice(audio);
+    played.extend(std::iter::repeat_n(0, 3 * 8000));
+    let (sipp, dir) = sipp_playing(Some(&played));
+    let narrow = dir.join("prompt-8k.wav");
+    std::fs::write(&narrow, sipcheck_core::media::wav::encode(&prompt())).expect("write the WAV");
+    let wav = if wide {
+        let wide = dir.join("prompt-16k-stereo.wav");
+        let status = std::process::Command::new("sox")
+            .arg(&narrow)
+            .args(["-r", "16000", "-c", "2"])
+            .arg(&wide)
+            .status()
+            .expect("sox runs");
+        assert!(status.success());
+        wide
+    } else {
+        narrow
+    };
+    let addr = format!("127.0.0.1:{}", sipp.port);
+    let reports = Reports::new();
+    let out = run(
+        "tests/peers/scenarios/sipp-prompt.yaml",
+        &[],
+        &[
+            ("SIPP_ADDR", addr.as_str()),
+            ("PROMPT_WAV", wav.to_str().expect("a UTF-8 path")),
+        ],
+        &reports,
+    );
+    let v = reports.summary();
+    assert_schema(&v);
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), sipp.log());
+    (out.status.code(), v, shown)
+}
+
+#[test]
+fn the_prompt_played_by_sipp_matches_its_recording() {
+    // The reference as recorded (8 kHz mono), and as a studio would hand it over (16 kHz
+    // stereo), which sipcheck resamples.
+    for wide in [false, true] {
+        let (code, v, shown) = run_prompt_against(&prompt(), wide);
+        assert_eq!(code, Some(0), "wide {wide}: {shown}");
+        assert_eq!(v["calls"]["passed"], 1, "{shown}");
+        assert_eq!(v["audio"]["verified"], 1, "{shown}");
+        assert_eq!(step(&v, 14)["passed"], 1, "{shown}");
+    }
+}
+
+#[test]
+fn another_prompt_played_by_sipp_fails_prompt_mismatch_with_its_similarity() {
+    // Another sentence of the same voice.
+    let other = speech()[40_000..64_000].to_vec();
+    let (code, v, shown) = run_prompt_against(&other, false);
+    assert_eq!(code, Some(1), "{shown}");
+    assert_eq!(v["failures"]["prompt_mismatch"], 1, "{shown}");
+    assert_eq!(step(&v, 14)["failures"]["prompt_mismatch"], 1, "{shown}");
+    // The similarity found, in the JSON summary's failure sample.
+    let message = v["failed_call_samples"][0]["failures"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a failure message\n{shown}"));
+    let similarity: f64 = message
+        .split("similarity ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{message}\n{shown}"));
+    assert!(similarity < 0.8, "{message}");
+    assert!(message.ends_with(" < 0.8"), "{message}");
 }

@@ -449,3 +449,53 @@ fn a_scenario_hunt_group_rings_the_first_role_forever_and_the_second_answers() {
         .expect(&records);
     assert!((1800.0..5000.0).contains(&setup), "{setup} ms: {records}");
 }
+
+/// `kamailio-hunt-answered-by.yaml` through the hunt group, with `extra` arguments.
+fn hunt_answered_by(extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let kam = hunt_group();
+    let (first, second, third) = (
+        support::free_port().to_string(),
+        support::free_port().to_string(),
+        support::free_port().to_string(),
+    );
+    let reports = Reports::new();
+    let kam_addr = kam.addr.to_string();
+    let out = run_scenario(
+        "tests/peers/scenarios/kamailio-hunt-answered-by.yaml",
+        extra,
+        &[
+            ("FIRST_PORT", first.as_str()),
+            ("SECOND_PORT", second.as_str()),
+            ("THIRD_PORT", third.as_str()),
+            ("KAM_ADDR", kam_addr.as_str()),
+        ],
+        &reports,
+    );
+    let v = reports.summary();
+    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
+    (out.status.code(), v, shown)
+}
+
+#[test]
+fn the_caller_of_a_hunt_group_names_the_member_that_answered_by_its_signature() {
+    let (code, v, shown) = hunt_answered_by(&[]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(v["calls"]["passed"], 1, "{shown}");
+    assert_eq!(v["audio"]["verified"], 1, "{shown}");
+}
+
+#[test]
+fn a_hunt_group_answered_by_another_member_than_expected_fails_wrong_party() {
+    let (code, v, shown) = hunt_answered_by(&[
+        "--set",
+        "roles.caller.steps.2={expect: {answered_by: third, within: 3s}}",
+    ]);
+    assert_eq!(code, Some(1), "{shown}");
+    assert_eq!(v["failures"]["wrong_party"], 1, "{shown}");
+    assert!(
+        shown.contains(
+            "wrong party: call 0 was answered by second (its signature heard), not by third"
+        ),
+        "{shown}"
+    );
+}

@@ -104,6 +104,18 @@ pub(crate) struct MediaSetup {
     pub(crate) jitter_frames: usize,
     /// `media.record`: where each call's received audio is written, as WAV.
     pub(crate) record_dir: Option<PathBuf>,
+    /// Where the recordings of `record: true` steps go, and whose.
+    pub(crate) step_records: Option<StepRecords>,
+}
+
+/// Where the recordings of `record: true` steps go (`--record-dir`), and whose
+/// (`--record-calls`).
+#[derive(Debug, Clone)]
+pub struct StepRecords {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Every call's (`all`), or only the failed calls' (`failed`).
+    pub all: bool,
 }
 
 /// What woke a role's task, of its own.
@@ -137,6 +149,7 @@ impl Role {
             setup: media,
             ids: IdGen::new(seed),
             stopping: HashMap::new(),
+            pending: HashMap::new(),
         };
         Self {
             driver: Driver::new(Wire::new(transport, None), agent, media),
@@ -184,6 +197,20 @@ struct RoleMedia {
     /// Streams being stopped for their report: the call's user and Call-ID (a recording's
     /// name).
     stopping: HashMap<CallKey, (String, String)>,
+    /// `--record-calls failed`: the steps' recordings of calls whose verdict is not known
+    /// yet, by user and Call-ID, written if the call fails (its result follows its media's
+    /// end, see [`RoleControl::results`]).
+    pending: HashMap<(String, String), Vec<StepFile>>,
+}
+
+/// A step's recording and the file it goes to.
+type StepFile = (PathBuf, Vec<i16>);
+
+/// Writes a recording, logging why not.
+fn write_step_recording(path: &std::path::Path, samples: &[i16]) {
+    if let Err(e) = crate::drive::media::write_recording(path, samples) {
+        tracing::warn!(path = %path.display(), error = %e, "recording not written");
+    }
 }
 
 impl Media for RoleMedia {
@@ -220,6 +247,23 @@ impl Media for RoleMedia {
             let path = dir.join(recording_name(&self.role, &user, &call_id));
             if let Err(e) = crate::drive::media::write_recording(&path, samples) {
                 tracing::warn!(path = %path.display(), error = %e, "recording not written");
+            }
+        }
+        if let Some(records) = &self.setup.step_records {
+            let files: Vec<StepFile> = finished
+                .steps
+                .into_iter()
+                .map(|rec| {
+                    let name = step_recording_name(&self.role, &user, &call_id, rec.line);
+                    (records.dir.join(name), rec.samples)
+                })
+                .collect();
+            if records.all {
+                for (path, samples) in &files {
+                    write_step_recording(path, samples);
+                }
+            } else if !files.is_empty() {
+                self.pending.insert((user, call_id), files);
             }
         }
         Some(finished.report)
@@ -284,8 +328,18 @@ impl Control<RoleMedia> for RoleControl {
 
     /// Each call's result to the reporters (a caller's end to the executor's count), the
     /// registration events a run reports.
-    fn results(&mut self, agent: &mut Agent<SocketAddr>, _media: &mut RoleMedia) {
+    fn results(&mut self, agent: &mut Agent<SocketAddr>, media: &mut RoleMedia) {
         while let Some(result) = agent.poll_result() {
+            if let Some(files) = media
+                .pending
+                .remove(&(result.user.clone(), result.call_id.clone()))
+            {
+                if !result.passed() {
+                    for (path, samples) in &files {
+                        write_step_recording(path, samples);
+                    }
+                }
+            }
             crate::drive::capture::call_ended(&result.call_id, !result.passed());
             if result.side == Side::Caller {
                 self.callers.ended_one();
@@ -442,6 +496,13 @@ fn recording_name(role: &str, user: &str, call_id: &str) -> String {
             .collect()
     };
     format!("{}-{}-{}.wav", clean(role), clean(user), clean(call_id))
+}
+
+/// The file a `record: true` step's received audio is written to: as [`recording_name`],
+/// with the step's line in the scenario (`caller-6400-CALLID-line14.wav`).
+fn step_recording_name(role: &str, user: &str, call_id: &str, line: u32) -> String {
+    let whole = recording_name(role, user, call_id);
+    format!("{}-line{line}.wav", whole.trim_end_matches(".wav"))
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ pub async fn execute(
     events: mpsc::UnboundedSender<RunEvent>,
     stop: watch::Receiver<bool>,
     load_start: Option<Instant>,
+    step_records: Option<crate::drive::role::StepRecords>,
 ) -> Result<Duration, RunError> {
     let run_start = Instant::now();
     let seed = os_seed();
@@ -171,6 +172,7 @@ pub async fn execute(
                 steps: Arc::new(steps),
                 srtp: crate::drive::srtp_config(scenario.media.srtp),
                 sips: scenario.target.sips,
+                signature_parties: scenario.signature_parties().into(),
             },
             endpoint,
         );
@@ -208,6 +210,7 @@ pub async fn execute(
             ports: ports.clone(),
             jitter_frames,
             record_dir: scenario.media.record.as_ref().map(std::path::PathBuf::from),
+            step_records: step_records.clone(),
         };
         tasks.spawn(
             Role::new(

@@ -435,6 +435,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         steps: Arc::default(),
         srtp: prepared.srtp(),
         sips: false,
+        signature_parties: Vec::new().into(),
     };
     let agent = Agent::new(agent_config, endpoint);
     let media = ProbeMedia {

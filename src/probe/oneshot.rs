@@ -59,6 +59,7 @@ impl Oneshot {
                 steps: Default::default(),
                 srtp: None,
                 sips,
+                signature_parties: Vec::new().into(),
             },
             endpoint,
         );

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sipcheck_core::media::pesq;
 use sipcheck_core::media::wav;
+use sipcheck_core::media::{matching, pesq};
 use sipcheck_core::scenario::model::{Expectation, PlayItem, Step};
 use sipcheck_core::scenario::{self, Scenario, ScenarioError};
 
@@ -151,6 +151,7 @@ fn load_with(
                     false,
                 ),
                 Step::Expect(Expectation::Pesq { reference, .. }) => (vec![reference], true),
+                Step::Expect(Expectation::Matches { reference, .. }) => (vec![reference], true),
                 _ => continue,
             };
             for written in files {
@@ -166,7 +167,20 @@ fn load_with(
                     }),
                 };
                 let checked = checked.and_then(|(len, samples)| {
+                    let matching = matches!(step.value, Step::Expect(Expectation::Matches { .. }));
+                    if matching
+                        && !(matching::MIN_REFERENCE_SAMPLES..=matching::MAX_REFERENCE_SAMPLES)
+                            .contains(&len)
+                    {
+                        return Err(format!(
+                            "a reference to match lasts {} s to {} s; this one lasts {:.1} s",
+                            matching::MIN_REFERENCE_SAMPLES as f64 / 8000.0,
+                            matching::MAX_REFERENCE_SAMPLES / 8000,
+                            len as f64 / 8000.0
+                        ));
+                    }
                     if reference
+                        && !matching
                         && !(pesq::MIN_REFERENCE_SAMPLES..=pesq::MAX_REFERENCE_SAMPLES)
                             .contains(&len)
                     {
@@ -179,7 +193,11 @@ fn load_with(
                     }
                     Ok(samples)
                 });
-                let verb = if reference { "score against" } else { "play" };
+                let verb = match step.value {
+                    Step::Expect(Expectation::Matches { .. }) => "match against",
+                    _ if reference => "score against",
+                    _ => "play",
+                };
                 match checked {
                     Ok(Some(samples)) => {
                         wavs.insert(written.clone(), samples);

@@ -77,6 +77,11 @@ pub struct RunArgs {
     pub calls: Option<String>,
     /// One JUnit test case per call (or the scenario's `reports.junit_per_call`).
     pub junit_per_call: bool,
+    /// Where the recordings of `record: true` steps go (default: `recordings/` beside the
+    /// JSON report, else the JUnit report, else the current directory).
+    pub record_dir: Option<String>,
+    /// Every call's `record: true` recordings, not only the failed calls'.
+    pub record_all: bool,
     /// The HTML report's path (overrides the scenario's).
     pub html: Option<String>,
     /// Which shard of the scenario to run, and when its load starts.
@@ -269,6 +274,43 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Usage;
         }
     }
+    // The directory of the steps' recordings, when a step records.
+    let step_records = scenario
+        .roles
+        .iter()
+        .any(|r| r.steps.iter().any(|s| s.record))
+        .then(|| {
+            let dir = args.record_dir.as_ref().map_or_else(
+                || {
+                    let beside = [&json_path, &junit_path]
+                        .into_iter()
+                        .flatten()
+                        .find(|p| *p != "-")
+                        .and_then(|p| {
+                            std::path::Path::new(p)
+                                .parent()
+                                .map(std::path::Path::to_path_buf)
+                        })
+                        .unwrap_or_default();
+                    beside.join("recordings")
+                },
+                std::path::PathBuf::from,
+            );
+            crate::drive::role::StepRecords {
+                dir,
+                all: args.record_all,
+            }
+        });
+    if let Some(records) = &step_records {
+        let file = records.dir.join("step.wav");
+        if let Err(e) = report::check_writable(&file.to_string_lossy()) {
+            eprintln!(
+                "sipcheck: --record-dir: {} cannot take recordings ({e}); nothing was sent",
+                records.dir.display()
+            );
+            return Exit::Usage;
+        }
+    }
     // Enough file descriptors for the calls the plan keeps up at once, or a refusal that
     // names the numbers, before anything is sent.
     if let Err(e) = fd_budget(&scenario) {
@@ -364,6 +406,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         events_tx,
         stop_rx,
         load_start,
+        step_records,
     ));
     // The events are read by a task of the runtime, beside the executor's tasks.
     let collector = tokio::spawn(async move {

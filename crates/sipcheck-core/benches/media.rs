@@ -318,5 +318,39 @@ fn srtp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, g711, tone, receive_path, pacer_tick, srtp);
+/// `expect: matches`: a 3 s prompt looked for in 13.3 s received (a `within` of 10 s plus the
+/// prompt), once per step.
+fn prompt_match(c: &mut Criterion) {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/speech-8k.wav"
+    ))
+    .unwrap();
+    let speech = sipcheck_core::media::wav::decode(&bytes).unwrap();
+    let prompt = speech[2400..26400].to_vec();
+    let mut received = vec![0i16; 16_000];
+    received.extend(speech.iter().map(|&s| s / 2));
+    received.resize(10 * 8000 + prompt.len(), 0);
+    let mut group = c.benchmark_group("media");
+    group.sample_size(20);
+    group.bench_function("prompt_match", |b| {
+        b.iter(|| {
+            black_box(sipcheck_core::media::matching::similarity(
+                black_box(&prompt),
+                black_box(&received),
+            ))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    g711,
+    tone,
+    receive_path,
+    pacer_tick,
+    srtp,
+    prompt_match
+);
 criterion_main!(benches);

@@ -548,6 +548,7 @@ impl Scheduler {
                 let _ = reply.send(Finished {
                     report: run.session.report(now),
                     recording: run.session.recording().map(<[i16]>::to_vec),
+                    steps: run.session.take_step_recordings(),
                 });
             }
             Command::Forget => {

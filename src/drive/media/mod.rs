@@ -93,6 +93,8 @@ pub struct Finished {
     pub report: MediaReport,
     /// The recording, if asked for.
     pub recording: Option<Vec<i16>>,
+    /// The recordings of its `record: true` steps.
+    pub steps: Vec<sipcheck_core::media::session::StepRecording>,
 }
 
 /// A media stream driven by one of the scheduler threads; clones share the stream, which is

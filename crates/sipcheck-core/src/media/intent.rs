@@ -125,6 +125,14 @@ pub enum MediaIntent {
         /// How many samples to keep.
         samples: usize,
     },
+    /// Keep the audio played out from now on as the recording of the step at `line`
+    /// (`record: true`), until [`MediaIntent::EndRecord`] or the stream's end.
+    Record {
+        /// The step's line in the scenario.
+        line: u32,
+    },
+    /// The recorded step is over.
+    EndRecord,
     /// Forget a watch that has not fired (its wait is over).
     Unwatch(u32),
     /// Send DTMF digits as RFC 4733 events.
@@ -378,6 +386,8 @@ impl Watches {
                 self.list.push((watch, Watch::Capture));
                 self.check(session, now, out);
             }
+            MediaIntent::Record { line } => session.start_step_recording(line),
+            MediaIntent::EndRecord => session.end_step_recording(),
             MediaIntent::Unwatch(watch) => {
                 if self
                     .list
@@ -615,6 +625,48 @@ mod tests {
         w.apply(&mut s, MediaIntent::Unwatch(6), t0, &mut out);
         assert!(out.is_empty() && w.is_empty());
         assert!(s.take_capture().is_none());
+    }
+
+    #[test]
+    fn a_recorded_step_keeps_what_was_played_out_between_its_start_and_end() {
+        let t0 = t0();
+        let mut s = session(t0);
+        let mut w = Watches::default();
+        let mut out = Vec::new();
+        // The jitter buffer's first ticks, then a second of silence before the step.
+        drive(&mut s, &mut w, t0, 0..50, |_| false);
+        w.apply(&mut s, MediaIntent::Record { line: 12 }, t0, &mut out);
+        // The step: half a second of tone, then half a second of silence.
+        drive(&mut s, &mut w, t0, 50..100, |i| i < 75);
+        w.apply(&mut s, MediaIntent::EndRecord, t0, &mut out);
+        drive(&mut s, &mut w, t0, 100..150, |_| true);
+        // A second recorded step, cut at the stream's end.
+        w.apply(&mut s, MediaIntent::Record { line: 14 }, t0, &mut out);
+        drive(&mut s, &mut w, t0, 150..160, |_| true);
+        assert!(out.is_empty());
+        let recs = s.take_step_recordings();
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].line, recs[0].samples.len()), (12, 50 * 160));
+        // What the jitter buffer played out during those ticks: the tone came through, then
+        // silence (the buffer shifts it by its depth, never by more than 60 ms).
+        let (tone, rest) = recs[0].samples.split_at(20 * 160);
+        assert!(crate::media::rms_dbfs(tone) > -15.0);
+        assert!(crate::media::rms_dbfs(&rest[10 * 160..]) < -60.0);
+        assert_eq!((recs[1].line, recs[1].samples.len()), (14, 10 * 160));
+        assert!(s.take_step_recordings().is_empty());
+    }
+
+    #[test]
+    fn a_step_recording_stops_at_its_bound() {
+        let t0 = t0();
+        let mut s = session(t0);
+        s.start_step_recording(3);
+        let mut w = Watches::default();
+        let ticks =
+            u32::try_from(crate::media::session::STEP_RECORDING_MAX.as_millis() / 20).unwrap();
+        drive(&mut s, &mut w, t0, 0..ticks + 100, |_| true);
+        let recs = s.take_step_recordings();
+        assert_eq!(recs[0].samples.len(), 60 * 8000);
     }
 
     #[test]

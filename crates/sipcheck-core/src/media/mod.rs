@@ -14,6 +14,7 @@ pub mod conference;
 pub mod dtmf;
 pub mod g711;
 pub mod intent;
+pub mod matching;
 pub mod pesq;
 pub mod quality;
 pub mod session;

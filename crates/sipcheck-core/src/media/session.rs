@@ -84,6 +84,22 @@ fn event_quiet_ticks(depth: usize) -> u32 {
 /// Frames whose lateness is kept inline before it goes into the histogram.
 const LATENESS_BATCH: usize = 64;
 
+/// The longest recording of a `record: true` step: 60 s (960 kB at 8 kHz, 16 bits); what
+/// comes after it is not kept.
+pub const STEP_RECORDING_MAX: Duration = Duration::from_secs(60);
+
+/// [`STEP_RECORDING_MAX`] in samples.
+const STEP_RECORDING_MAX_SAMPLES: usize = 60 * 8000;
+
+/// The audio received during one `record: true` step (8 kHz mono).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecording {
+    /// The step's line in the scenario.
+    pub line: u32,
+    /// What was played out while it ran, from its first frame after the step began.
+    pub samples: Vec<i16>,
+}
+
 /// The send lateness of every frame, microseconds: an HdrHistogram fed in batches.
 ///
 /// The histogram's counts (about 10 KiB) are far from the rest of the session in memory;
@@ -299,6 +315,10 @@ pub struct MediaSession {
     watches: Vec<(WatchId, Vec<f64>)>,
     dtmf_rx: DtmfReceiver,
     recording: Option<Vec<i16>>,
+    /// The audio received during `record: true` steps, the last one still growing while
+    /// `step_recording_open`.
+    step_recordings: Vec<StepRecording>,
+    step_recording_open: bool,
     /// The received audio kept for a speech-quality score: the samples and how many at most.
     capture: Option<(Vec<i16>, usize)>,
     received_audio: VecDeque<i16>,
@@ -398,6 +418,8 @@ impl MediaSession {
         Ok(Self {
             detector: ToneDetector::new(config.detector)?,
             recording: config.record.then(Vec::new),
+            step_recordings: Vec::new(),
+            step_recording_open: false,
             capture: None,
             started: t0,
             pacer,
@@ -818,6 +840,14 @@ impl MediaSession {
         if let Some(rec) = &mut self.recording {
             rec.extend_from_slice(audio);
         }
+        if self.step_recording_open {
+            if let Some(rec) = self.step_recordings.last_mut() {
+                let room = STEP_RECORDING_MAX_SAMPLES
+                    .saturating_sub(rec.samples.len())
+                    .min(audio.len());
+                rec.samples.extend_from_slice(&audio[..room]);
+            }
+        }
         if let Some((kept, max)) = &mut self.capture {
             let room = max.saturating_sub(kept.len()).min(audio.len());
             kept.extend_from_slice(&audio[..room]);
@@ -1033,6 +1063,27 @@ impl MediaSession {
     /// The captured audio, ending the capture.
     pub fn take_capture(&mut self) -> Option<Vec<i16>> {
         self.capture.take().map(|(kept, _)| kept)
+    }
+
+    /// Keep the audio played out from now on for the step at `line` (`record: true`), until
+    /// [`Self::end_step_recording`], at most [`STEP_RECORDING_MAX`]; ends any under way.
+    pub fn start_step_recording(&mut self, line: u32) {
+        self.step_recordings.push(StepRecording {
+            line,
+            samples: Vec::new(),
+        });
+        self.step_recording_open = true;
+    }
+
+    /// The step being recorded is over.
+    pub fn end_step_recording(&mut self) {
+        self.step_recording_open = false;
+    }
+
+    /// The steps' recordings, in the order they were started (handed out once).
+    pub fn take_step_recordings(&mut self) -> Vec<StepRecording> {
+        self.step_recording_open = false;
+        std::mem::take(&mut self.step_recordings)
     }
 
     /// The recording so far (8 kHz mono), if recording was asked for.

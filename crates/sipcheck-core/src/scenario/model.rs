@@ -148,6 +148,38 @@ pub struct Role {
     pub steps: Vec<Located<Step>>,
 }
 
+impl Scenario {
+    /// The roles that can be named by `expect: { answered_by }`, in scenario order: those that
+    /// place no calls and play a signature. Empty unless a step names one, so that scenarios
+    /// without `answered_by` keep one code per call and direction.
+    #[must_use]
+    pub fn signature_parties(&self) -> Vec<String> {
+        let named = self.roles.iter().flat_map(|r| &r.steps).any(|s| {
+            matches!(
+                s.value,
+                Step::Expect(Expectation::Signature {
+                    from: SignatureFrom::Party(_),
+                    ..
+                })
+            )
+        });
+        if !named {
+            return Vec::new();
+        }
+        self.roles
+            .iter()
+            .filter(|r| {
+                !r.calls()
+                    && r.steps.iter().any(|s| match &s.value {
+                        Step::Play(items) => items.contains(&PlayItem::Signature),
+                        _ => false,
+                    })
+            })
+            .map(|r| r.name.clone())
+            .collect()
+    }
+}
+
 impl Role {
     /// Whether the role places calls.
     #[must_use]
@@ -198,6 +230,9 @@ pub struct Located<T> {
     pub line: u32,
     /// Column in the scenario file.
     pub col: u32,
+    /// `record: true`: keep the audio received while this step runs (an `expect` on audio),
+    /// at most [`crate::media::session::STEP_RECORDING_MAX`], as WAV evidence.
+    pub record: bool,
 }
 
 /// One step of a role.
@@ -322,6 +357,9 @@ impl Step {
 /// cancels it), never answering; bounded like any duration, at 30 days.
 pub const RING_FOREVER: Duration = super::units::MAX_DURATION;
 
+/// The similarity `expect: { matches }` needs when it names no `min_similarity`.
+pub const DEFAULT_MIN_SIMILARITY: f64 = 0.8;
+
 /// The redirections a call follows with `follow_redirects: true` (`call --follow-redirects`).
 pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
 
@@ -381,6 +419,9 @@ pub enum SignatureFrom {
     Peer,
     /// Our own, sent back (`echo`): the far end echoes the audio.
     Echo,
+    /// The answering party of this slot (`answered_by: ROLE`): the slot is the role's place
+    /// among [`Scenario::signature_parties`], whose callees' codes are set apart by it.
+    Party(u32),
 }
 
 /// What an `expect:` step waits for.
@@ -453,6 +494,17 @@ pub enum Expectation {
         min: f64,
         /// How long to wait for the audio to start (default 5 s); the step then records the
         /// reference's length and one second more.
+        within: Duration,
+    },
+    /// A known recording (a prompt) in the received audio, compared by normalised
+    /// cross-correlation ([`crate::media::matching`]).
+    Matches {
+        /// The reference WAV file, as written (decoded by the shell into the scenario's WAVs).
+        reference: String,
+        /// The lowest acceptable similarity, 0–1 (default [`DEFAULT_MIN_SIMILARITY`]).
+        min_similarity: f64,
+        /// How long the prompt may take to begin, from the first audio received (default
+        /// 5 s); the step records this long plus the reference's length, then compares.
         within: Duration,
     },
     /// DTMF digits received, in order.

@@ -296,8 +296,16 @@ pub struct RawExpect {
     pub signature: Option<String>,
     /// Conference: the roles whose party tones must be heard (our own must not be).
     pub hears: Option<OneOrMany<String>>,
+    /// The role whose user agent must have answered, by its audio signature.
+    pub answered_by: Option<String>,
     /// Speech to score with ITU-T P.862 against a reference WAV file.
     pub pesq: Option<Box<RawPesq>>,
+    /// A reference WAV file (a prompt) the received audio must hold.
+    pub matches: Option<String>,
+    /// Matches: the lowest acceptable similarity, 0–1 (`0.8`).
+    pub min_similarity: Option<String>,
+    /// `true`: keep the audio received during this step as a WAV file.
+    pub record: Option<String>,
     /// DTMF digits to receive: `"123#"`.
     pub dtmf: Option<String>,
     /// `true`: a 180/183 must arrive.

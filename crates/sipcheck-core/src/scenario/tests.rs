@@ -1417,6 +1417,80 @@ fn a_pesq_expectation_loads_and_its_file_and_minimum_are_checked() {
     );
 }
 
+#[test]
+fn a_matches_expectation_loads_recorded_and_its_file_minimum_and_window_are_checked() {
+    let text = BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { matches: fixtures/prompt-8k.wav, within: 10s, record: true }\n      - hangup\n",
+    );
+    let scenario = match load("scenarios/x.yaml", &text, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    let caller = scenario.roles.iter().find(|r| r.name == "caller").unwrap();
+    assert_eq!(
+        caller.steps[2].value,
+        Step::Expect(Expectation::Matches {
+            reference: "fixtures/prompt-8k.wav".into(),
+            min_similarity: 0.8,
+            within: Duration::from_secs(10),
+        })
+    );
+    assert!(caller.steps[2].record);
+    assert!(!caller.steps[1].record);
+
+    let e = errors(&BASE.replace(
+        "      - hangup: { after: 1s }\n",
+        "      - expect: { matches: fixtures/missing.wav, min_similarity: 1.5, within: 2m }\n      - expect: { tone: 1kHz, min_similarity: 0.5 }\n      - expect: { answered: true, record: true }\n",
+    ));
+    assert_eq!(
+        brief(&e),
+        [
+            "18:28 cannot read the WAV file `fixtures/missing.wav`: no such file",
+            "18:66 a `min_similarity` of 1.5 is outside 0–1 (1 is the same waveform)",
+            "18:79 `within` of `matches` is at most 60 s: the step records that long plus the reference",
+            "19:31 `min_similarity` applies to `expect: { matches }`, not to `tone`",
+            "20:35 `record` keeps the audio received during an `expect` on audio (tone, silence, speech, prompt_ends, audio, signature, pesq, matches, dtmf), not this one",
+        ]
+    );
+}
+
+#[test]
+fn answered_by_names_a_party_role_and_gets_its_slot() {
+    let signing = BASE
+        .replace(
+            "      - answer: { ring: 500ms }\n",
+            "      - answer: { ring: 500ms }\n      - play: { signature: true }\n",
+        )
+        .replace(
+            "      - hangup: { after: 1s }\n",
+            "      - play: { signature: true }\n      - expect: { answered_by: callee }\n      - hangup: { after: 1s }\n",
+        );
+    let scenario = match load("scenarios/x.yaml", &signing, &no_env, &files) {
+        Ok(s) => s,
+        Err(errors) => panic!("{}", super::report(&errors)),
+    };
+    assert_eq!(scenario.signature_parties(), ["callee"]);
+    assert_eq!(
+        scenario.role("caller").unwrap().steps[3].value,
+        Step::Expect(Expectation::Signature {
+            from: SignatureFrom::Party(0),
+            within: Duration::from_secs(5),
+        })
+    );
+    let e = errors(&signing.replace("answered_by: callee", "answered_by: nobody"));
+    assert_eq!(brief(&e), ["20:32 there is no role `nobody`"]);
+    // A role that plays no signature cannot be recognised.
+    let e = errors(&signing.replace(
+        "      - play: { signature: true }\n      - wait_for",
+        "      - wait_for",
+    ));
+    assert_eq!(
+        brief(&e),
+        ["19:32 role `callee` plays no signature (or places calls): its answer cannot be recognised"]
+    );
+}
+
 fn call_of(s: &Scenario) -> &crate::scenario::model::CallStep {
     let Step::Call(call) = &s.role("caller").unwrap().steps[1].value else {
         panic!("a call")

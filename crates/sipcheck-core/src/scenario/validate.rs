@@ -24,7 +24,8 @@ use super::error::ScenarioError;
 use super::model::{
     Account, CallStep, ConferenceParty, Connections, End, Expectation, HoldMode, Load, Located,
     Media, PlayItem, Reports, Role, Route, Scenario, SignatureFrom, Step, Target, WaitEvent,
-    DEFAULT_KEEPALIVE, DEFAULT_MAX_REDIRECTS, DEFAULT_TRANSFER_WITHIN, RING_FOREVER,
+    DEFAULT_KEEPALIVE, DEFAULT_MAX_REDIRECTS, DEFAULT_MIN_SIMILARITY, DEFAULT_TRANSFER_WITHIN,
+    RING_FOREVER,
 };
 use super::part::Shard;
 use super::raw::{
@@ -777,7 +778,7 @@ fn one_calling_role_with_signatures(cx: &mut Ctx<'_>, root: &Path, raw: &RawScen
         let calls = steps.clone().any(|s| matches!(s, RawStep::Call(_)));
         let signs = steps.clone().any(|s| match s {
             RawStep::Play(items) => items.iter().any(|i| i.signature.is_some()),
-            RawStep::Expect(e) => e.signature.is_some(),
+            RawStep::Expect(e) => e.signature.is_some() || e.answered_by.is_some(),
             _ => false,
         });
         calls && signs
@@ -1183,11 +1184,39 @@ fn validate_steps(
         has_call |= matches!(raw, RawStep::Call(_));
         has_answer |= matches!(raw, RawStep::Answer(_));
 
+        let record = match raw {
+            RawStep::Expect(e) if e.record.is_some() => {
+                let rp = ap.key("record");
+                let on = cx.flag(&rp, &e.record).unwrap_or(false);
+                let on_audio = [
+                    e.tone.is_some(),
+                    e.silence.is_some(),
+                    e.speech.is_some(),
+                    e.prompt_ends.is_some(),
+                    e.audio.is_some(),
+                    e.signature.is_some(),
+                    e.pesq.is_some(),
+                    e.matches.is_some(),
+                    e.dtmf.is_some(),
+                ]
+                .contains(&true);
+                if on && !on_audio {
+                    cx.at_key(
+                        &rp,
+                        "`record` keeps the audio received during an `expect` on audio (tone, silence, speech, prompt_ends, audio, signature, pesq, matches, dtmf), not this one",
+                        None,
+                    );
+                }
+                on
+            }
+            _ => false,
+        };
         if let Some(step) = validate_step(cx, &ap, name, raw, roles, selections) {
             out.push(Located {
                 value: step,
                 line,
                 col,
+                record,
             });
         }
     }
@@ -1272,7 +1301,46 @@ fn validate_step(
         RawStep::Ring(d) if d.trim().eq_ignore_ascii_case("forever") => Step::Ring(RING_FOREVER),
         RawStep::Ring(d) => Step::Ring(cx.duration(p, &Some(d.clone()))?),
         RawStep::Play(items) => Step::Play(validate_play(cx, p, items, role, roles)?),
-        RawStep::Expect(e) => Step::Expect(validate_expect(cx, p, e, role, roles)?),
+        RawStep::Expect(e) => {
+            let mut expectation = validate_expect(cx, p, e, role, roles)?;
+            if let (
+                Some(name),
+                Expectation::Signature {
+                    from: from @ SignatureFrom::Party(_),
+                    ..
+                },
+            ) = (&e.answered_by, &mut expectation)
+            {
+                // The parties: roles that place no calls and play a signature, in order (as
+                // `Scenario::signature_parties`).
+                let parties: Vec<&str> = roles
+                    .iter()
+                    .filter(|(_, r)| {
+                        let steps = r.steps.iter().flatten();
+                        !steps.clone().any(|s| matches!(s, RawStep::Call(_)))
+                            && steps.clone().any(|s| match s {
+                                RawStep::Play(items) => items.iter().any(|i| i.signature.is_some()),
+                                _ => false,
+                            })
+                    })
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                let name = name.trim();
+                match parties.iter().position(|p| *p == name) {
+                    Some(slot) => *from = SignatureFrom::Party(u32::try_from(slot).unwrap_or(0)),
+                    None => {
+                        let why = if roles.iter().any(|(n, _)| n == name) {
+                            format!("role `{name}` plays no signature (or places calls): its answer cannot be recognised")
+                        } else {
+                            format!("there is no role `{name}`")
+                        };
+                        cx.at_value(&p.key("answered_by"), why);
+                        return None;
+                    }
+                }
+            }
+            Step::Expect(expectation)
+        }
         RawStep::Dtmf(d) => {
             if d.send.is_none() {
                 cx.at_key(
@@ -1904,7 +1972,9 @@ fn validate_expect(
         ("held", e.held.is_some()),
         ("signature", e.signature.is_some()),
         ("hears", e.hears.is_some()),
+        ("answered_by", e.answered_by.is_some()),
         ("pesq", e.pesq.is_some()),
+        ("matches", e.matches.is_some()),
         ("dtmf", e.dtmf.is_some()),
         ("ringing", e.ringing.is_some()),
         ("final", e.final_code.is_some()),
@@ -1921,7 +1991,7 @@ fn validate_expect(
         [] => {
             cx.at_key(
                 p,
-                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `hears`, `pesq`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to`, `transferred` or `replaced`",
+                "`expect` needs one of `tone`, `silence`, `speech`, `prompt_ends`, `audio`, `held`, `signature`, `answered_by`, `hears`, `pesq`, `matches`, `dtmf`, `ringing`, `final`, `answered`, `redirected_to`, `transferred` or `replaced`",
                 None,
             );
             return None;
@@ -1950,6 +2020,13 @@ fn validate_expect(
                 );
             }
         }
+    }
+    if kind != "matches" && e.min_similarity.is_some() {
+        cx.at_key(
+            &p.key("min_similarity"),
+            format!("`min_similarity` applies to `expect: {{ matches }}`, not to `{kind}`"),
+            None,
+        );
     }
     let within = |cx: &mut Ctx<'_>, default| cx.duration_or(&p.key("within"), &e.within, default);
     let must_be_true = |cx: &mut Ctx<'_>, key: &str, v: &Option<String>| -> Option<()> {
@@ -2028,6 +2105,24 @@ fn validate_expect(
             let within = within(cx, DEFAULT_SIGNALLING_WITHIN);
             t?;
             Expectation::Held { within }
+        }
+        "answered_by" => {
+            // The slot is set by `validate_step`, which sees every role.
+            cx.text(&p.key("answered_by"), &e.answered_by)?;
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            if e.within.is_some() && within < SIGNATURE_MIN_WITHIN {
+                cx.at_value(
+                    &p.key("within"),
+                    format!(
+                        "a signature needs {} s to be heard twice: `within` must be at least that",
+                        SIGNATURE_MIN_WITHIN.as_secs_f64()
+                    ),
+                );
+            }
+            Expectation::Signature {
+                from: SignatureFrom::Party(0),
+                within,
+            }
         }
         "signature" => {
             let from = match cx.text(&p.key("signature"), &e.signature) {
@@ -2118,6 +2213,48 @@ fn validate_expect(
             Expectation::Pesq {
                 reference: reference?,
                 min: min?,
+                within,
+            }
+        }
+        "matches" => {
+            let q = p.key("matches");
+            let reference =
+                cx.text(&q, &e.matches)
+                    .and_then(|path| match (cx.inputs.files)(&path) {
+                        Ok(_) => Some(path),
+                        Err(reason) => {
+                            cx.at_value(&q, format!("cannot read the WAV file `{path}`: {reason}"));
+                            None
+                        }
+                    });
+            let min_similarity = match cx.parse::<f64>(&p.key("min_similarity"), &e.min_similarity)
+            {
+                Some(m) if m > 0.0 && m <= 1.0 => Some(m),
+                Some(m) => {
+                    cx.at_value(
+                        &p.key("min_similarity"),
+                        format!(
+                            "a `min_similarity` of {m} is outside 0–1 (1 is the same waveform)"
+                        ),
+                    );
+                    None
+                }
+                None if e.min_similarity.is_none() => Some(DEFAULT_MIN_SIMILARITY),
+                None => None,
+            };
+            let within = within(cx, DEFAULT_EXPECT_WITHIN);
+            if within > crate::media::matching::MAX_WITHIN {
+                cx.at_value(
+                    &p.key("within"),
+                    format!(
+                        "`within` of `matches` is at most {} s: the step records that long plus the reference",
+                        crate::media::matching::MAX_WITHIN.as_secs()
+                    ),
+                );
+            }
+            Expectation::Matches {
+                reference: reference?,
+                min_similarity: min_similarity?,
                 within,
             }
         }

@@ -51,9 +51,15 @@ pub enum FailureKind {
     CrossedAudio,
     /// Audio arrived, but no audio signature in it.
     WrongAudio,
+    /// Another party answered (`expect: answered_by`): the role whose signature was heard is
+    /// named.
+    WrongParty,
     /// The received speech scored under the `expect: pesq` minimum (ITU-T P.862), or could
     /// not be scored against its reference.
     PesqLow,
+    /// The received audio did not hold the reference recording (`expect: matches`): its
+    /// best similarity, under the minimum, is named.
+    PromptMismatch,
     /// No common codec (488), or unusable SDP.
     CodecRefused,
     /// SRTP could not be agreed under the call's `srtp` policy: a plain answer or offer where
@@ -116,7 +122,9 @@ impl FailureKind {
             FailureKind::OneWayAudio => "one_way_audio".into(),
             FailureKind::CrossedAudio => "crossed_audio".into(),
             FailureKind::WrongAudio => "wrong_audio".into(),
+            FailureKind::WrongParty => "wrong_party".into(),
             FailureKind::PesqLow => "pesq_low".into(),
+            FailureKind::PromptMismatch => "prompt_mismatch".into(),
             FailureKind::CodecRefused => "codec_refused".into(),
             FailureKind::SrtpRefused => "srtp_refused".into(),
             FailureKind::SrtpAuthFailed => "srtp_auth_failed".into(),

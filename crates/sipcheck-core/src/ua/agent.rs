@@ -155,6 +155,9 @@ pub struct AgentConfig<D> {
     /// The role's addresses of record are `sips:` (RFC 5630): its registrations use a
     /// `sips:` Request-URI, To, From and Contact (over TLS).
     pub sips: bool,
+    /// The roles `expect: { answered_by }` can name, in slot order
+    /// ([`crate::scenario::model::Scenario::signature_parties`]); empty without it.
+    pub signature_parties: Arc<[String]>,
 }
 
 /// How a role's calls use SRTP: the policy, and where each call's fresh SDES keys come from
@@ -517,6 +520,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             scheduled: Some(scheduled.offset),
             start_lag: now.saturating_duration_since(scheduled.load_start + scheduled.offset),
             signature_call: self.signatures.then_some(self.next_signature_call),
+            signature_parties: self.cfg.signature_parties.clone(),
         };
         if self.signatures {
             self.next_signature_call += 1;
@@ -969,6 +973,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             scheduled: None,
             start_lag: Duration::ZERO,
             signature_call,
+            signature_parties: self.cfg.signature_parties.clone(),
         };
         let sip_id = self.ladder_peer.is_some().then(|| call_id.clone());
         let script = CallScript::callee(now, cfg, self.cfg.steps.clone(), call_id);

@@ -105,6 +105,9 @@ pub struct ScriptConfig {
     /// from its agent's count of calls, a callee's from the INVITE's
     /// `X-Sipcheck-Signature` header; `None` when not known (no header).
     pub signature_call: Option<u64>,
+    /// The roles `expect: { answered_by }` can name, in slot order
+    /// ([`crate::scenario::model::Scenario::signature_parties`]); empty without it.
+    pub signature_parties: Arc<[String]>,
 }
 
 /// What the script asks of its call's agent and media stream.
@@ -443,6 +446,12 @@ enum Then {
         min: f64,
         within: Duration,
     },
+    /// `expect: matches`: the received audio, once recorded, compared with the reference.
+    Matches {
+        reference: String,
+        min: f64,
+        within: Duration,
+    },
     /// `expect: signature`: heard, or not in time.
     Signature(SignatureFrom, Duration),
     /// `expect: signature` not heard: the stream's verdict names what was.
@@ -541,6 +550,11 @@ enum Next {
         min: f64,
         within: Duration,
     },
+    Matches {
+        reference: String,
+        min: f64,
+        within: Duration,
+    },
     SendDtmf {
         digits: String,
         config: DtmfConfig,
@@ -579,12 +593,15 @@ enum Phase {
         deadline: Instant,
         then: Then,
     },
-    /// Waiting for the score of an `expect: pesq` step's recording ([`Work::Pesq`]).
+    /// Waiting for the score of an `expect: pesq` step's recording ([`Work::Pesq`]), or the
+    /// comparison of an `expect: matches` step's ([`Work::Match`]).
     Scoring {
         id: u32,
         deadline: Instant,
         reference: String,
         min: f64,
+        /// `expect: matches` (else `pesq`).
+        matching: bool,
     },
     /// The result is ready.
     Done,
@@ -613,6 +630,8 @@ pub struct CallScript {
     current: Option<Current>,
     /// The raw P.862 scores of the `expect: pesq` steps, in order.
     pesq_scores: Vec<f64>,
+    /// The step under way is being recorded (`record: true`).
+    recording_step: bool,
     phase: Phase,
     commands: VecDeque<ScriptCommand>,
     started: Instant,
@@ -744,6 +763,7 @@ impl CallScript {
             scheduled: None,
             start_lag: Duration::ZERO,
             signature_call: None,
+            signature_parties: Vec::new().into(),
         };
         let mut script = Self::new(now, cfg, Arc::new(Vec::new()));
         script.probe = Some(Box::new(probe::Probe::new(plan)));
@@ -779,6 +799,7 @@ impl CallScript {
             next: 0,
             current: None,
             pesq_scores: Vec::new(),
+            recording_step: false,
             phase: Phase::Step,
             commands: VecDeque::new(),
             started: now,
@@ -980,14 +1001,17 @@ impl CallScript {
             p.handle_work_done(result);
             return;
         }
-        let WorkResult::Pesq { id, score } = result;
+        let id = result.id();
         if matches!(self.phase, Phase::Scoring { id: i, .. } if i == id) {
             let Phase::Scoring { reference, min, .. } =
                 std::mem::replace(&mut self.phase, Phase::Step)
             else {
                 unreachable!("matched as scoring")
             };
-            let ok = self.judge_pesq(&reference, min, score);
+            let ok = match result {
+                WorkResult::Pesq { score, .. } => self.judge_pesq(&reference, min, score),
+                WorkResult::Match { found, .. } => self.judge_match(&reference, min, found),
+            };
             self.step_done(now, ok);
         }
         self.advance(now);
@@ -1556,17 +1580,30 @@ impl CallScript {
                 Phase::Scoring {
                     deadline,
                     reference,
+                    matching,
                     ..
                 } => {
                     if self.stop_requested {
                         // Ctrl-C: the score is not waited for (its result is dropped).
                         self.interrupted = true;
                     } else if now >= *deadline {
-                        let message = format!(
-                            "PESQ against `{reference}` not scored: no result within {:.0} s",
-                            WORK_WAIT.as_secs_f64()
-                        );
-                        self.fail(FailureKind::PesqLow, message);
+                        let (what, kind) = if *matching {
+                            ("not compared with", FailureKind::PromptMismatch)
+                        } else {
+                            ("PESQ against", FailureKind::PesqLow)
+                        };
+                        let message = if *matching {
+                            format!(
+                                "the received audio {what} `{reference}`: no result within {:.0} s",
+                                WORK_WAIT.as_secs_f64()
+                            )
+                        } else {
+                            format!(
+                                "{what} `{reference}` not scored: no result within {:.0} s",
+                                WORK_WAIT.as_secs_f64()
+                            )
+                        };
+                        self.fail(kind, message);
                     } else {
                         return;
                     }
@@ -1614,6 +1651,9 @@ impl CallScript {
 
     /// The current step is over: on to the next, or to the end when it failed.
     fn step_done(&mut self, now: Instant, ok: bool) {
+        if std::mem::take(&mut self.recording_step) {
+            self.media_intent(MediaIntent::EndRecord);
+        }
         if let Some(c) = self.current.take() {
             let step = &self.steps[c.index];
             self.steps_run.push(StepRun {
@@ -1863,6 +1903,21 @@ impl CallScript {
                     },
                 )
             }
+            Expectation::Matches {
+                reference,
+                min_similarity,
+                within,
+            } => {
+                self.audio_checked += 1;
+                self.wait_answer(
+                    now,
+                    Next::Matches {
+                        reference: reference.clone(),
+                        min: *min_similarity,
+                        within: *within,
+                    },
+                )
+            }
             Expectation::Dtmf { digits, within } => {
                 self.dtmf_checked += 1;
                 let digits = digits.iter().map(|d| d.to_char()).collect();
@@ -1934,6 +1989,14 @@ impl CallScript {
 
     /// The call is answered: what the step does with it.
     fn answered_then(&mut self, now: Instant, next: Next) -> Option<bool> {
+        if let Some(c) = self.current {
+            let step = &self.steps[c.index];
+            if step.record && self.media.is_some() && !self.recording_step {
+                self.recording_step = true;
+                let line = step.line;
+                self.media_intent(MediaIntent::Record { line });
+            }
+        }
         match next {
             Next::Up => Some(true),
             Next::Transferred(within) => self.await_referral(now, within),
@@ -2029,6 +2092,38 @@ impl CallScript {
                     now + within + length,
                     watch,
                     Then::Pesq {
+                        reference,
+                        min,
+                        within,
+                    },
+                )
+            }
+            Next::Matches {
+                reference,
+                min,
+                within,
+            } => {
+                if self.media.is_none() {
+                    return Some(false);
+                }
+                let Some(length) = self.cfg.wavs.get(&reference).map(|r| r.len()) else {
+                    self.fail(
+                        FailureKind::Other,
+                        format!("the reference `{reference}` was not loaded"),
+                    );
+                    return Some(false);
+                };
+                let samples = usize::try_from(crate::media::duration_to_samples(within))
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(length);
+                let watch = self.new_watch();
+                self.media_intent(MediaIntent::Capture { watch, samples });
+                let length = samples_to_duration(samples as u64);
+                self.wait_watch(
+                    now,
+                    now + within + length,
+                    watch,
+                    Then::Matches {
                         reference,
                         min,
                         within,
@@ -2423,6 +2518,32 @@ impl CallScript {
                     Some(false)
                 }
             },
+            Then::Matches {
+                reference,
+                min,
+                within,
+            } => match end.fired {
+                Some(MediaEvent::Captured { audio, .. }) => {
+                    self.compare_prompt(now, reference, min, audio)
+                }
+                _ => {
+                    self.unwatch(wait.watch);
+                    if !self.interrupted {
+                        self.fail(
+                            FailureKind::NoAudio,
+                            format!(
+                                "no audio to compare with `{reference}`: none received within {:.1} s, or the call ended before {:.1} s more were recorded",
+                                within.as_secs_f64(),
+                                self.cfg
+                                    .wavs
+                                    .get(&reference)
+                                    .map_or(0.0, |r| r.len() as f64 / 8000.0)
+                            ),
+                        );
+                    }
+                    Some(false)
+                }
+            },
             Then::Silence(duration) => {
                 if matches!(end.fired, Some(MediaEvent::SilenceHeld { .. })) {
                     self.audio_verified += 1;
@@ -2705,8 +2826,68 @@ impl CallScript {
             deadline: now + WORK_WAIT,
             reference,
             min,
+            matching: false,
         };
         None
+    }
+
+    /// Asks for the recorded audio of an `expect: matches` step to be compared with its
+    /// reference, and waits for the result ([`WORK_WAIT`] at most).
+    fn compare_prompt(
+        &mut self,
+        now: Instant,
+        reference: String,
+        min: f64,
+        received: Arc<[i16]>,
+    ) -> Option<bool> {
+        let Some(samples) = self.cfg.wavs.get(&reference).cloned() else {
+            return Some(false);
+        };
+        let id = self.new_watch();
+        self.commands.push_back(ScriptCommand::Work(Work::Match {
+            id,
+            reference: samples,
+            received,
+        }));
+        self.phase = Phase::Scoring {
+            id,
+            deadline: now + WORK_WAIT,
+            reference,
+            min,
+            matching: true,
+        };
+        None
+    }
+
+    /// Judges the best similarity of an `expect: matches` step's recording against its
+    /// minimum.
+    fn judge_match(
+        &mut self,
+        reference: &str,
+        min: f64,
+        found: Result<crate::media::matching::Match, crate::media::matching::MatchError>,
+    ) -> bool {
+        match found {
+            Ok(found) => {
+                if found.similarity >= min {
+                    self.audio_verified += 1;
+                    true
+                } else {
+                    self.fail(
+                        FailureKind::PromptMismatch,
+                        format!("prompt mismatch: `{reference}` not heard: {found} < {min}",),
+                    );
+                    false
+                }
+            }
+            Err(e) => {
+                self.fail(
+                    FailureKind::PromptMismatch,
+                    format!("prompt mismatch: `{reference}` not compared: {e}"),
+                );
+                false
+            }
+        }
     }
 
     /// Judges the score of an `expect: pesq` step's recording against its minimum.
@@ -2825,12 +3006,36 @@ impl CallScript {
         let call = self.cfg.signature_call?;
         // After a transfer we placed the call we are in (our INVITE carried its number).
         let callee = self.cfg.side == Side::Callee && !self.transferee.moved;
-        let own = SignatureCode::for_call(call, callee);
+        // A party's callees play their call's code shifted by their slot (`answered_by`).
+        let own_slot = if callee {
+            self.party_slot(&self.cfg.role).unwrap_or(0)
+        } else {
+            0
+        };
+        let own = SignatureCode::for_call(call + own_slot * self.party_stride(), callee);
         let expected = match from {
             SignatureFrom::Peer => SignatureCode::for_call(call, !callee),
             SignatureFrom::Echo => own,
+            SignatureFrom::Party(slot) => {
+                SignatureCode::for_call(call + u64::from(slot) * self.party_stride(), true)
+            }
         };
         Some((expected, own))
+    }
+
+    /// The slot of role `role` among the parties `answered_by` can name.
+    fn party_slot(&self, role: &str) -> Option<u64> {
+        self.cfg
+            .signature_parties
+            .iter()
+            .position(|p| p == role)
+            .map(|i| i as u64)
+    }
+
+    /// How far apart the parties' codes are, in calls: the code space shared among them.
+    fn party_stride(&self) -> u64 {
+        let pairs = u64::from(SignatureCode::CAPACITY / 2);
+        pairs / (self.cfg.signature_parties.len().max(1) as u64)
     }
 
     /// Whether the signature verdict holds; records the failure when it does not.
@@ -2843,7 +3048,12 @@ impl CallScript {
         let Some((expected, _)) = self.signature_codes(from) else {
             return false;
         };
-        let (call, _) = expected.call();
+        let call = match from {
+            SignatureFrom::Party(_) => {
+                self.cfg.signature_call.unwrap_or_default() % u64::from(SignatureCode::CAPACITY / 2)
+            }
+            _ => expected.call().0,
+        };
         let by = if self.ended() {
             "before the call ended".to_string()
         } else {
@@ -2853,6 +3063,7 @@ impl CallScript {
             (_, SignatureFrom::Echo) => "echoed",
             (Side::Caller, SignatureFrom::Peer) => "callee → caller",
             (Side::Callee, SignatureFrom::Peer) => "caller → callee",
+            (_, SignatureFrom::Party(_)) => "callee → caller",
         };
         // Its own signature back where another was expected is crossed audio.
         self.signature_verdict = Some(match verdict {
@@ -2870,6 +3081,29 @@ impl CallScript {
             } => {
                 let (other, other_callee) = heard.call();
                 let whose = if other_callee { "callee" } else { "caller" };
+                if let (SignatureFrom::Party(slot), true) = (from, other_callee) {
+                    // Another party of the same call: its slot is how far its code is shifted.
+                    let pairs = u64::from(SignatureCode::CAPACITY / 2);
+                    let stride = self.party_stride();
+                    let shift = (other + pairs - call % pairs) % pairs;
+                    let parties = &self.cfg.signature_parties;
+                    let name = |i: u64| {
+                        usize::try_from(i)
+                            .ok()
+                            .and_then(|i| parties.get(i))
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    if shift % stride == 0 && shift / stride < parties.len() as u64 {
+                        let heard_role = name(shift / stride);
+                        let message = format!(
+                            "wrong party: call {call} was answered by {heard_role} (its signature heard), not by {}",
+                            name(u64::from(slot))
+                        );
+                        self.fail(FailureKind::WrongParty, message);
+                        return false;
+                    }
+                }
                 (
                     FailureKind::CrossedAudio,
                     format!(

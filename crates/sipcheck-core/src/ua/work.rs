@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::media::matching::{self, Match, MatchError};
 use crate::media::pesq::{self, PesqError, PesqScore};
 
 /// A computation asked by a call's script.
@@ -16,6 +17,15 @@ use crate::media::pesq::{self, PesqError, PesqScore};
 pub enum Work {
     /// Score received speech against its reference (ITU-T P.862).
     Pesq {
+        /// The script's number for this computation.
+        id: u32,
+        /// The reference (8 kHz mono).
+        reference: Arc<[i16]>,
+        /// What was received (8 kHz mono).
+        received: Arc<[i16]>,
+    },
+    /// Look for a reference recording in received audio (normalised cross-correlation).
+    Match {
         /// The script's number for this computation.
         id: u32,
         /// The reference (8 kHz mono).
@@ -35,6 +45,23 @@ pub enum WorkResult {
         /// The score, or why none.
         score: Result<PesqScore, PesqError>,
     },
+    /// The result of [`Work::Match`].
+    Match {
+        /// The script's number for the computation.
+        id: u32,
+        /// The best match, or why none.
+        found: Result<Match, MatchError>,
+    },
+}
+
+impl WorkResult {
+    /// The script's number for the computation.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        match self {
+            WorkResult::Pesq { id, .. } | WorkResult::Match { id, .. } => *id,
+        }
+    }
 }
 
 impl Work {
@@ -49,6 +76,14 @@ impl Work {
             } => WorkResult::Pesq {
                 id: *id,
                 score: pesq::score(reference, received),
+            },
+            Work::Match {
+                id,
+                reference,
+                received,
+            } => WorkResult::Match {
+                id: *id,
+                found: matching::similarity(reference, received),
             },
         }
     }

@@ -177,6 +177,7 @@ impl Agent<SocketAddr> {
                 scheduled: None,
                 start_lag: Duration::ZERO,
                 signature_call: None,
+                signature_parties: Vec::new().into(),
             },
             cfg,
             refuses,
@@ -332,6 +333,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         };
         let config = ScriptConfig {
             signature_call,
+            signature_parties: Vec::new().into(),
             ..r.script.clone()
         };
         let script = CallScript::responder(now, config, steps, String::new());

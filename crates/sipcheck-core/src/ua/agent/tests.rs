@@ -281,6 +281,7 @@ impl Run {
                 steps: Arc::new(steps),
                 srtp: None,
                 sips: false,
+                signature_parties: scenario.signature_parties().into(),
             };
             let mut agent = Agent::new(cfg, endpoint);
             agent.record_ladders();
@@ -1607,7 +1608,9 @@ fn pesq_calls() -> Run {
 }
 
 fn pesq_result(work: &Work, raw: f64) -> WorkResult {
-    let Work::Pesq { id, .. } = work;
+    let Work::Pesq { id, .. } = work else {
+        panic!("a PESQ score asked for: {work:?}")
+    };
     WorkResult::Pesq {
         id: *id,
         score: Ok(crate::media::pesq::PesqScore { raw, mos_lqo: raw }),

@@ -441,7 +441,9 @@ impl Probe {
 
     /// The score of the recording (`--expect-pesq`).
     pub(super) fn handle_work_done(&mut self, result: WorkResult) {
-        let WorkResult::Pesq { id, score } = result;
+        let WorkResult::Pesq { id, score } = result else {
+            return;
+        };
         if self.pesq_work.is_some_and(|(i, _)| i == id) {
             self.pesq_work = None;
             self.pesq_result = Some(score);

@@ -136,6 +136,7 @@ fn here(value: Step) -> Located<Step> {
         value,
         line: 0,
         col: 0,
+        record: false,
     }
 }
 

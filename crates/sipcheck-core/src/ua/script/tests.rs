@@ -15,6 +15,7 @@ use crate::sdp::{Codec, Direction};
 use crate::ua::call::{CallDirection, CallEnd, CallId};
 
 mod conference;
+mod matches;
 mod pesq;
 mod redirect;
 mod responder;
@@ -31,6 +32,7 @@ fn at(line: u32, value: Step) -> Located<Step> {
         value,
         line,
         col: 5,
+        record: false,
     }
 }
 
@@ -70,6 +72,7 @@ fn config(side: Side) -> ScriptConfig {
         scheduled: (side == Side::Caller).then_some(Duration::ZERO),
         start_lag: Duration::ZERO,
         signature_call: None,
+        signature_parties: Vec::new().into(),
     }
 }
 

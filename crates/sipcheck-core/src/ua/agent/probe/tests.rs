@@ -65,6 +65,7 @@ fn agent_config(at: &str, next_hop: Option<SocketAddr>) -> AgentConfig<SocketAdd
         steps: Arc::new(Vec::new()),
         srtp: None,
         sips: false,
+        signature_parties: Vec::new().into(),
     }
 }
 

@@ -68,6 +68,7 @@ impl Harness {
             steps: Arc::new(Vec::new()),
             srtp: None,
             sips: false,
+            signature_parties: Vec::new().into(),
         };
         let now = base();
         let mut agent = Agent::new(cfg, endpoint);

@@ -238,3 +238,79 @@ fn audio_lost_from_one_caller_paired_with_its_callee_is_one_way_audio_once() {
     assert_eq!(summary.failures.get("one_way_audio"), Some(&1));
     assert_eq!(summary.failures.get("no_audio"), None);
 }
+
+/// Two roles that answer with signatures; the caller calls the first (`second`) and says who
+/// must have answered.
+const PARTIES: &str = r#"
+name: agent-answered-by
+target:
+  direct: true
+  domain: 127.0.0.1
+accounts:
+  range: { from: 2000, count: 6 }
+media:
+  codecs: [PCMU]
+roles:
+  second:
+    accounts: 2000..2001
+    listen: 127.0.0.1:5070
+    steps:
+      - answer
+      - play: { signature: true }
+      - wait_for: bye
+  third:
+    accounts: 2002..2003
+    listen: 127.0.0.1:5090
+    steps:
+      - answer
+      - play: { signature: true }
+      - wait_for: bye
+  caller:
+    accounts: 2004..2005
+    listen: 127.0.0.1:5080
+    steps:
+      - call: { to: "sip:{peer}@127.0.0.1:5070", peer: second, timeout: 5s }
+      - play: { signature: true }
+      - expect: { answered_by: PARTY, within: 2s }
+      - hangup: { after: 1s }
+"#;
+
+fn parties(party: &str) -> Run {
+    let mut run = Run::new(&PARTIES.replace("PARTY", party), LinkConfig::new(ms(10)));
+    assert_eq!(run.scenario.signature_parties(), ["second", "third"]);
+    run.plan(2, ms(50));
+    run.run(secs(300));
+    assert_eq!(run.results("caller").len(), 2);
+    run
+}
+
+#[test]
+fn the_caller_names_the_role_that_answered_from_its_signature() {
+    let run = parties("second");
+    for r in run.results("caller") {
+        assert!(r.passed(), "{}", messages(r));
+        assert_eq!((r.audio_checked, r.audio_verified), (1, 1));
+    }
+    // Two calls, both answered by `second`: its streams and the callers' played.
+    let b = board(&run);
+    let playing = b.0.borrow().playing.len();
+    assert_eq!(playing, 4);
+    assert!(run.results("third").is_empty());
+}
+
+#[test]
+fn another_role_answering_fails_wrong_party_naming_who_was_heard() {
+    let run = parties("third");
+    for (n, r) in run.results("caller").iter().enumerate() {
+        assert_eq!(r.failures.len(), 1, "{}", messages(r));
+        let f = &r.failures[0];
+        assert_eq!(f.kind, FailureKind::WrongParty, "{}", messages(r));
+        assert_eq!(f.kind.label(), "wrong_party");
+        assert_eq!(
+            f.message,
+            format!(
+                "wrong party: call {n} was answered by second (its signature heard), not by third"
+            )
+        );
+    }
+}
