@@ -648,4 +648,3 @@ pub fn finish() -> Option<Summary> {
         per_call: tap.per_call,
     })
 }
-

@@ -251,7 +251,10 @@ mod tests {
             let dropped = ring.push(ms(i as u64), r, 10);
             assert!(dropped == 0 || dropped == 3, "{dropped}");
             assert!(ring.bytes() <= 10);
-            assert!(ring.len() >= 2.min(i + 1), "after {i} at least the last two fit");
+            assert!(
+                ring.len() >= 2.min(i + 1),
+                "after {i} at least the last two fit"
+            );
         }
         let out = drain(&mut ring);
         let n = out.len() / 3;

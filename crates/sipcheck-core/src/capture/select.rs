@@ -547,4 +547,72 @@ mod tests {
         assert_eq!(out, b"ab");
         assert_eq!(s.selected().unfinished, 2);
     }
+
+    /// 20 ms packets of 216 bytes both ways, in virtual time, for `secs` seconds from `from`.
+    fn rtp(s: &mut Selector, call: u64, from: u64, secs: u64, out: &mut Vec<u8>) -> u64 {
+        let mut n = 0;
+        for i in 0..secs * 100 {
+            let mut record = [0u8; 216];
+            record[..8].copy_from_slice(&(from * 100 + i).to_be_bytes());
+            s.record(ms(from * 1000 + i * 10), Some(call), &record, out);
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_call_that_fails_after_its_ring_wrapped_keeps_its_newest_packets_in_order() {
+        let limits = Limits {
+            per_call: 16 << 10,
+            total: 1 << 20,
+            linger: ms(100),
+        };
+        let mut s = Selector::new(Keep::Failed(None), limits);
+        let mut out = Vec::new();
+        let sent = rtp(&mut s, 7, 0, 10, &mut out);
+        assert!(out.is_empty());
+        assert!(s.held_bytes() <= 16 << 10);
+        assert!(
+            s.memory().0 <= 16 << 10,
+            "the call's buffer stays within its bound"
+        );
+        s.ended(ms(10_000), 7, true, &mut out);
+        // The newest records that fit 16 KiB: 75 of 216 bytes, whole, oldest first.
+        assert_eq!(out.len() % 216, 0);
+        let kept = out.len() as u64 / 216;
+        assert!((70..=75).contains(&kept), "{kept}");
+        let numbers: Vec<u64> = out
+            .chunks(216)
+            .map(|r| u64::from_be_bytes(r[..8].try_into().unwrap()))
+            .collect();
+        let expected: Vec<u64> = (sent - kept..sent).collect();
+        assert_eq!(numbers, expected);
+        assert_eq!(s.selected().truncated, 1);
+        assert_eq!(s.held_bytes(), 0);
+    }
+
+    #[test]
+    fn passed_calls_drop_their_packets_and_their_buffers_serve_the_next_calls() {
+        let limits = Limits {
+            per_call: 64 << 10,
+            total: 1 << 20,
+            linger: ms(100),
+        };
+        let mut s = Selector::new(Keep::Failed(None), limits);
+        let mut out = Vec::new();
+        for call in 0..50 {
+            rtp(&mut s, call, call, 1, &mut out);
+            s.ended(ms(call * 1000 + 1000), call, false, &mut out);
+        }
+        rtp(&mut s, 99, 60, 1, &mut out);
+        assert!(out.is_empty(), "no passed call written");
+        assert_eq!(s.selected().passed, 50);
+        // Only the last call is held; the others' buffers went back to the spare ones (a
+        // few of them: each new call took one).
+        let (held, spare) = s.memory();
+        assert!(held <= 64 << 10, "{held}");
+        assert!(spare <= 2 * (64 << 10), "{spare}");
+        s.ended(ms(61_000), 99, true, &mut out);
+        assert_eq!(out.len(), 100 * 216);
+    }
 }
