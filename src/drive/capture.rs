@@ -4,20 +4,22 @@
 //!
 //! One capture per process, installed by the command line before anything is sent. The SIP
 //! wire (`drive::wire`) and the RTP scheduler threads ([`crate::drive::media`])
-//! report each packet here with the wall-clock time; a packet is copied into a bounded
-//! channel and written by a thread of its own, which polls the channel every few
-//! milliseconds: a report never waits for the disk nor wakes a thread (a clock read, a copy
-//! and a lock-free push), so the 20 ms pacing of the media threads is not delayed by the
-//! file. When the writer falls
-//! behind and the channel is full, the packet is dropped and counted ([`finish`] says how
+//! report each packet here with the wall-clock time. A media thread adds its packets to a
+//! batch of its own (their payloads one after the other in one buffer) and hands the batch to
+//! the writer thread once per tick ([`flush_thread`]); a SIP message goes as a batch of one.
+//! The writer polls the bounded queue every few milliseconds: a report never waits for the
+//! disk nor wakes a thread (a clock read, a copy, and a push per batch), so the 20 ms pacing
+//! of the media threads is not delayed by the file. When the writer falls
+//! behind and the queue is full, the batch is dropped and its packets counted ([`finish`] says how
 //! many). When no capture is installed, reporting a packet costs one atomic load.
 //!
 //! [`finish`] writes out everything reported before it and closes the file: the command line
 //! calls it on every way out (a normal end, after Ctrl-C's wind-down, a second Ctrl-C).
 //!
-//! `--pcap-calls failed|N` ([`Keep::Failed`]): each packet is reported with its call's SIP
-//! Call-ID when it belongs to one (the SIP wire reads it from the message it already has in
-//! hand, a media stream is told its call's when its call has one); the writer thread holds
+//! `--pcap-calls failed|N` ([`Keep::Failed`]): each packet is reported with its call's number
+//! ([`tag`]: one per SIP Call-ID) when it belongs to one (the SIP wire reads the Call-ID from
+//! the message it already has in hand, a media stream is told its call's number when its call
+//! has one); the writer thread holds
 //! each call's packets until [`call_ended`] says how the call ended
 //! ([`sipcheck_core::capture::select`] decides what is written).
 

@@ -1,8 +1,8 @@
 //! `--pcap-calls`: which calls' packets a capture keeps.
 //!
-//! Each record comes tagged with its call (its SIP Call-ID) or with none (a REGISTER, an
-//! OPTIONS: written as they come). Under [`Keep::All`] every record is written at once. Under
-//! [`Keep::Failed`] a call's records are held in a buffer of their own, bounded
+//! Each record comes tagged with its call (a [`CallTag`], one per SIP Call-ID) or with none (a
+//! REGISTER, an OPTIONS: written as they come). Under [`Keep::All`] every record is written at
+//! once. Under [`Keep::Failed`] a call's records are held in a [`Ring`] of their own, bounded
 //! ([`Limits::per_call`]: the oldest records go first and the call is marked truncated; all
 //! buffers together [`Limits::total`]), until the call ends:
 //!
