@@ -4,23 +4,27 @@
 //!
 //! One capture per process, installed by the command line before anything is sent. The SIP
 //! wire (`drive::wire`) and the RTP scheduler threads ([`crate::drive::media`])
-//! report each packet here with the wall-clock time; a packet is copied into a bounded
-//! channel and written by a thread of its own, which polls the channel every few
-//! milliseconds: a report never waits for the disk nor wakes a thread (a clock read, a copy
-//! and a lock-free push), so the 20 ms pacing of the media threads is not delayed by the
-//! file. When the writer falls
-//! behind and the channel is full, the packet is dropped and counted ([`finish`] says how
+//! report each packet here with the wall-clock time. A media thread adds its packets to a
+//! batch of its own (their payloads one after the other in one buffer) and hands the batch to
+//! the writer thread once per tick ([`flush_thread`]); a SIP message goes as a batch of one.
+//! The writer polls the bounded queue every few milliseconds: a report never waits for the
+//! disk nor wakes a thread (a clock read, a copy, and a push per batch), so the 20 ms pacing
+//! of the media threads is not delayed by the file. When the writer falls
+//! behind and the queue is full, the batch is dropped and its packets counted ([`finish`] says how
 //! many). When no capture is installed, reporting a packet costs one atomic load.
 //!
 //! [`finish`] writes out everything reported before it and closes the file: the command line
 //! calls it on every way out (a normal end, after Ctrl-C's wind-down, a second Ctrl-C).
 //!
-//! `--pcap-calls failed|N` ([`Keep::Failed`]): each packet is reported with its call's SIP
-//! Call-ID when it belongs to one (the SIP wire reads it from the message it already has in
-//! hand, a media stream is told its call's when its call has one); the writer thread holds
+//! `--pcap-calls failed|N` ([`Keep::Failed`]): each packet is reported with its call's number
+//! ([`tag`]: one per SIP Call-ID) when it belongs to one (the SIP wire reads the Call-ID from
+//! the message it already has in hand, a media stream is told its call's number when its call
+//! has one); the writer thread holds
 //! each call's packets until [`call_ended`] says how the call ended
 //! ([`sipcheck_core::capture::select`] decides what is written).
 
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
@@ -29,13 +33,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sipcheck_core::capture::select::{show_size, Keep, Limits, Selected, Selector};
+use sipcheck_core::capture::select::{show_size, CallTag, Keep, Limits, Selected, Selector};
 use sipcheck_core::capture::{file_header, Encoder};
 use sipcheck_core::stats::ladder::Direction;
 
-/// How many packets wait for the writer at most (about 40 ms at 2,000 calls with RTP both
-/// ways, 400,000 packets a second, 8 times the writer's polling period; about 4 MB).
-const QUEUE: usize = 1 << 14;
+/// How many batches wait for the writer at most. The media threads send one batch a tick
+/// (1 ms) each, of up to [`BATCH`] packets: some 250 ms of 400,000 packets a second (2,000
+/// calls with RTP both ways) fit, 50 times the writer's polling period.
+const QUEUE: usize = 1 << 10;
+
+/// The most packets in one batch (a media thread sends its batch when it is full, else at
+/// the end of each tick).
+const BATCH: usize = 256;
+
+/// The empty batches kept for reuse at most.
+const SPARE_BATCHES: usize = 64;
 
 /// How long the writer sleeps when the queue is empty (at 400,000 packets a second, 2,000
 /// packets queue meanwhile).
@@ -43,6 +55,9 @@ const POLL: Duration = Duration::from_millis(5);
 
 /// What the file buffers before writing.
 const FILE_BUFFER: usize = 1 << 20;
+
+/// The Call-IDs a capture remembers the numbers of: the oldest are forgotten beyond.
+const CALLS_REMEMBERED: usize = 1 << 16;
 
 /// Over which transport a payload went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,56 +68,97 @@ pub enum Proto {
     Tcp,
 }
 
-/// A payload this long or shorter (an RTP packet of 20 ms of G.711: 172 bytes) travels in
-/// the queue's slot itself: no allocation on the sending thread, no free on the writer's.
-const INLINE: usize = 192;
-
-enum Payload {
-    Inline(u8, [u8; INLINE]),
-    Boxed(Box<[u8]>),
-}
-
-impl Payload {
-    fn new(data: &[u8]) -> Self {
-        if data.len() <= INLINE {
-            let mut buf = [0; INLINE];
-            buf[..data.len()].copy_from_slice(data);
-            Payload::Inline(data.len() as u8, buf)
-        } else {
-            Payload::Boxed(data.into())
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Payload::Inline(len, buf) => &buf[..usize::from(*len)],
-            Payload::Boxed(data) => data,
-        }
-    }
-}
-
-struct Packet {
+/// One packet of a [`Batch`]: its payload is `len` bytes from `start` in the batch's bytes.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
     wall: Duration,
     proto: Proto,
     src: SocketAddr,
     dst: SocketAddr,
-    payload: Payload,
-    /// The call's SIP Call-ID, when it belongs to one and calls are selected.
-    call: Option<Arc<str>>,
+    /// Its call, when it belongs to one and calls are selected.
+    call: Option<CallTag>,
+    start: usize,
+    len: usize,
 }
 
-// The packet inline on purpose: a slot of the queue is its storage (see `INLINE`).
-#[allow(clippy::large_enum_variant)]
+/// Packets on their way to the writer, their payloads one after the other in one buffer:
+/// one queue push and no allocation per packet (a batch's buffers are reused).
+#[derive(Debug, Default)]
+struct Batch {
+    packets: Vec<Meta>,
+    bytes: Vec<u8>,
+}
+
+impl Batch {
+    fn push(
+        &mut self,
+        wall: Duration,
+        proto: Proto,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        call: Option<CallTag>,
+    ) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        self.packets.push(Meta {
+            wall,
+            proto,
+            src,
+            dst,
+            call,
+            start,
+            len: payload.len(),
+        });
+    }
+
+    fn payload(&self, meta: &Meta) -> &[u8] {
+        &self.bytes[meta.start..meta.start + meta.len]
+    }
+
+    fn clear(&mut self) {
+        self.packets.clear();
+        self.bytes.clear();
+    }
+}
+
 enum Job {
-    Packet(Packet),
+    Batch(Batch),
     /// One end of a call ended at `wall`, failed or passed.
     Ended {
         wall: Duration,
-        call: Arc<str>,
+        call: CallTag,
         failed: bool,
     },
     /// Write out everything and answer.
     Flush(mpsc::Sender<()>),
+}
+
+/// The numbers given to Call-IDs: a packet is tagged with its call's number, looked up here
+/// once per SIP message and once per media stream, never per RTP packet.
+#[derive(Default)]
+struct Calls {
+    numbers: HashMap<Arc<str>, CallTag>,
+    order: VecDeque<Arc<str>>,
+    next: CallTag,
+}
+
+impl Calls {
+    fn number(&mut self, call_id: &str) -> CallTag {
+        if let Some(&n) = self.numbers.get(call_id) {
+            return n;
+        }
+        self.next += 1;
+        let id: Arc<str> = Arc::from(call_id);
+        self.numbers.insert(id.clone(), self.next);
+        self.order.push_back(id);
+        if self.order.len() > CALLS_REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.numbers.remove(&old);
+            }
+        }
+        self.next
+    }
 }
 
 struct Tap {
@@ -112,17 +168,69 @@ struct Tap {
     keep: Keep,
     /// The bytes held per call at most.
     per_call: usize,
+    /// The Call-IDs' numbers.
+    calls: Mutex<Calls>,
+    /// Emptied batches, for the senders to fill again.
+    spare: Arc<Mutex<Vec<Batch>>>,
     /// What the selection did, once the writer finished.
     selected: Arc<Mutex<Option<Selected>>>,
     /// Set by [`finish`]: later packets are not reported.
     closed: AtomicBool,
     dropped: AtomicU64,
-    written: std::sync::Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
     /// The first write error, when one happened.
-    error: std::sync::Arc<Mutex<Option<std::io::Error>>>,
+    error: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl Tap {
+    fn batch(&self) -> Batch {
+        self.spare
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_default()
+    }
+
+    fn send(&self, batch: Batch) {
+        if batch.packets.is_empty() {
+            return;
+        }
+        let count = batch.packets.len() as u64;
+        if let Err(mpsc::TrySendError::Full(Job::Batch(mut batch))) =
+            self.queue.try_send(Job::Batch(batch))
+        {
+            self.dropped.fetch_add(count, Ordering::Relaxed);
+            batch.clear();
+            give_back(&self.spare, batch);
+        }
+    }
+}
+
+/// An emptied batch back to the spare ones (when they are few).
+fn give_back(spare: &Mutex<Vec<Batch>>, batch: Batch) {
+    if let Ok(mut spare) = spare.lock() {
+        if spare.len() < SPARE_BATCHES {
+            spare.push(batch);
+        }
+    }
 }
 
 static TAP: OnceLock<Tap> = OnceLock::new();
+
+/// A thread's batch not sent yet (sent when the thread ends, too).
+struct Local(Option<Batch>);
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let (Some(tap), Some(batch)) = (TAP.get(), self.0.take()) {
+            tap.send(batch);
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = const { RefCell::new(Local(None)) };
+}
 
 /// Install the process's capture, written to `file` (created at `path`): the file header is
 /// written at once, then the packets reported of the calls `keep` selects, each call's held
@@ -132,14 +240,17 @@ pub fn install(path: PathBuf, file: File, keep: Keep, limits: Limits) -> std::io
     out.write_all(&file_header())?;
     out.flush()?;
     let (queue, jobs) = mpsc::sync_channel(QUEUE);
-    let written = std::sync::Arc::new(AtomicU64::new(0));
-    let error = std::sync::Arc::new(Mutex::new(None));
+    let written = Arc::new(AtomicU64::new(0));
+    let error = Arc::new(Mutex::new(None));
     let selected = Arc::new(Mutex::new(None));
+    let spare = Arc::new(Mutex::new(Vec::new()));
     let tap = Tap {
         path,
         queue,
         keep,
         per_call: limits.per_call,
+        calls: Mutex::new(Calls::default()),
+        spare: spare.clone(),
         selected: selected.clone(),
         closed: AtomicBool::new(false),
         dropped: AtomicU64::new(0),
@@ -152,104 +263,119 @@ pub fn install(path: PathBuf, file: File, keep: Keep, limits: Limits) -> std::io
     std::thread::Builder::new()
         .name("sipcheck-pcap".into())
         .spawn(move || {
-            let selector = Selector::new(keep, limits);
-            write_loop(&jobs, out, selector, &written, &error, &selected);
+            let writer = Writer {
+                out,
+                selector: Selector::new(keep, limits),
+                written,
+                error,
+                failed: false,
+            };
+            writer.run(&jobs, &spare, &selected);
         })?;
     Ok(())
 }
 
-/// The writer thread: each packet encoded and written, until every sender is gone.
-fn write_loop(
-    jobs: &mpsc::Receiver<Job>,
-    mut out: BufWriter<File>,
-    mut selector: Selector,
-    written: &AtomicU64,
-    error: &Mutex<Option<std::io::Error>>,
-    selected: &Mutex<Option<Selected>>,
-) {
-    let mut encoder = Encoder::new();
-    let mut record = Vec::with_capacity(2048);
-    let mut chosen = Vec::with_capacity(1 << 16);
-    let mut failed = false;
-    let fail = |e: std::io::Error, failed: &mut bool| {
-        if !*failed {
-            *failed = true;
-            if let Ok(mut slot) = error.lock() {
+/// The writer thread's state.
+struct Writer {
+    out: BufWriter<File>,
+    selector: Selector,
+    written: Arc<AtomicU64>,
+    error: Arc<Mutex<Option<std::io::Error>>>,
+    /// Writing failed: the rest is not written.
+    failed: bool,
+}
+
+impl Writer {
+    /// Each packet encoded and written (or held), until every sender is gone.
+    fn run(
+        mut self,
+        jobs: &mpsc::Receiver<Job>,
+        spare: &Mutex<Vec<Batch>>,
+        selected: &Mutex<Option<Selected>>,
+    ) {
+        let mut encoder = Encoder::new();
+        let mut record = Vec::with_capacity(2048);
+        let mut chosen = Vec::with_capacity(1 << 16);
+        loop {
+            // Polled, never waited on: a sender never has a sleeping writer to wake (no
+            // system call on the RTP threads' path); what queues meanwhile is written in one
+            // go.
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::TryRecvError::Empty) => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            };
+            match job {
+                Job::Batch(mut batch) => {
+                    if !self.failed {
+                        for p in &batch.packets {
+                            record.clear();
+                            let payload = batch.payload(p);
+                            match p.proto {
+                                Proto::Udp => {
+                                    encoder.udp(&mut record, p.wall, p.src, p.dst, payload);
+                                }
+                                Proto::Tcp => {
+                                    encoder.tcp(&mut record, p.wall, p.src, p.dst, payload);
+                                }
+                            }
+                            self.selector.record(p.wall, p.call, &record, &mut chosen);
+                        }
+                        self.write(&mut chosen);
+                    }
+                    batch.clear();
+                    give_back(spare, batch);
+                }
+                Job::Ended { wall, call, failed } => {
+                    if !self.failed {
+                        self.selector.ended(wall, call, failed, &mut chosen);
+                        self.write(&mut chosen);
+                    }
+                }
+                Job::Flush(done) => {
+                    if !self.failed {
+                        self.selector.finish(&mut chosen);
+                        self.write(&mut chosen);
+                    }
+                    if let Ok(mut slot) = selected.lock() {
+                        *slot = Some(self.selector.selected());
+                    }
+                    if let Err(e) = self.out.flush() {
+                        self.fail(e);
+                    }
+                    let _ = done.send(());
+                }
+            }
+        }
+        let _ = self.out.flush();
+    }
+
+    fn fail(&mut self, e: std::io::Error) {
+        if !self.failed {
+            self.failed = true;
+            if let Ok(mut slot) = self.error.lock() {
                 *slot = Some(e);
             }
         }
-    };
-    loop {
-        // Polled, never waited on: a sender never has a sleeping writer to wake (no system
-        // call on the RTP threads' path); what queues meanwhile is written in one go.
-        let job = match jobs.try_recv() {
-            Ok(job) => job,
-            Err(mpsc::TryRecvError::Empty) => {
-                std::thread::sleep(POLL);
-                continue;
-            }
-            Err(mpsc::TryRecvError::Disconnected) => break,
-        };
-        match job {
-            Job::Packet(p) => {
-                if failed {
-                    continue;
-                }
-                record.clear();
-                match p.proto {
-                    Proto::Udp => encoder.udp(&mut record, p.wall, p.src, p.dst, p.payload.bytes()),
-                    Proto::Tcp => encoder.tcp(&mut record, p.wall, p.src, p.dst, p.payload.bytes()),
-                }
-                selector.record(p.wall, p.call.as_ref(), &record, &mut chosen);
-                write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
-            }
-            Job::Ended {
-                wall,
-                call,
-                failed: call_failed,
-            } => {
-                if failed {
-                    continue;
-                }
-                selector.ended(wall, &call, call_failed, &mut chosen);
-                write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
-            }
-            Job::Flush(done) => {
-                if !failed {
-                    selector.finish(&mut chosen);
-                    write_chosen(&mut out, &mut chosen, written, &mut failed, &fail);
-                }
-                if let Ok(mut slot) = selected.lock() {
-                    *slot = Some(selector.selected());
-                }
-                if let Err(e) = out.flush() {
-                    fail(e, &mut failed);
-                }
-                let _ = done.send(());
-            }
-        }
     }
-    let _ = out.flush();
-}
 
-/// Write the records `chosen` holds (and empty it), counting the packets in them.
-fn write_chosen(
-    out: &mut BufWriter<File>,
-    chosen: &mut Vec<u8>,
-    written: &AtomicU64,
-    failed: &mut bool,
-    fail: &impl Fn(std::io::Error, &mut bool),
-) {
-    if chosen.is_empty() {
-        return;
-    }
-    match out.write_all(chosen) {
-        Ok(()) => {
-            written.fetch_add(count_records(chosen), Ordering::Relaxed);
+    /// Write the records `chosen` holds (and empty it), counting the packets in them.
+    fn write(&mut self, chosen: &mut Vec<u8>) {
+        if chosen.is_empty() {
+            return;
         }
-        Err(e) => fail(e, failed),
+        match self.out.write_all(chosen) {
+            Ok(()) => {
+                self.written
+                    .fetch_add(count_records(chosen), Ordering::Relaxed);
+            }
+            Err(e) => self.fail(e),
+        }
+        chosen.clear();
     }
-    chosen.clear();
 }
 
 /// The pcap records in `records` (each a 16-byte header, its length at 8..12, the packet).
@@ -270,15 +396,24 @@ pub fn enabled() -> bool {
 }
 
 /// True when a capture is installed that keeps only some calls: packets are to be reported
-/// with their call's Call-ID, and call ends with [`call_ended`].
+/// with their call's number ([`tag`]), and call ends with [`call_ended`].
 pub fn selective() -> bool {
     TAP.get().is_some_and(|tap| tap.keep != Keep::All)
 }
 
-/// The Call-ID to tag a call's packets with, when calls are selected (`None` otherwise: no
-/// allocation).
-pub fn tag(call_id: &str) -> Option<Arc<str>> {
-    (selective() && !call_id.is_empty()).then(|| Arc::from(call_id))
+/// The number of call `call_id`, to tag its packets with, when calls are selected (`None`
+/// otherwise). The same Call-ID gets the same number (both ends of a call in this process
+/// share it).
+pub fn tag(call_id: &str) -> Option<CallTag> {
+    let tap = TAP.get()?;
+    number(tap, call_id)
+}
+
+fn number(tap: &Tap, call_id: &str) -> Option<CallTag> {
+    if tap.keep == Keep::All || call_id.is_empty() {
+        return None;
+    }
+    tap.calls.lock().ok().map(|mut calls| calls.number(call_id))
 }
 
 /// One end of call `call_id` ended, failed or passed (when calls are selected). Waits when
@@ -287,46 +422,94 @@ pub fn call_ended(call_id: &str, failed: bool) {
     let Some(tap) = TAP.get() else {
         return;
     };
-    if tap.keep == Keep::All || call_id.is_empty() || tap.closed.load(Ordering::Relaxed) {
+    if tap.closed.load(Ordering::Relaxed) {
         return;
     }
+    let Some(call) = number(tap, call_id) else {
+        return;
+    };
+    // This thread's packets first (those of a media thread follow within a tick: a late
+    // packet follows its call's verdict).
+    flush_thread();
     let _ = tap.queue.send(Job::Ended {
         wall: wall_now(),
-        call: Arc::from(call_id),
+        call,
         failed,
     });
 }
 
-/// Report one payload of `call` (see [`tag`]) that went from `src` to `dst` now.
+/// Report one payload of `call` (see [`tag`]) that went from `src` to `dst` now, from a
+/// thread that calls [`flush_thread`] regularly (the media threads, each tick): it waits in
+/// the thread's batch until then.
 pub fn packet(
     proto: Proto,
     src: SocketAddr,
     dst: SocketAddr,
     payload: &[u8],
-    call: Option<&Arc<str>>,
+    call: Option<CallTag>,
 ) {
-    if let Some(tap) = TAP.get() {
-        report(tap, wall_now(), proto, src, dst, payload, call);
+    if TAP.get().is_some() {
+        batched(wall_now(), proto, src, dst, payload, call);
     }
 }
 
 /// Report one payload that went from `src` to `dst` at `wall` (the time since the Unix epoch,
-/// e.g. the kernel's receive time).
+/// e.g. the kernel's receive time), batched as [`packet`].
 pub fn packet_at(
     wall: Duration,
     proto: Proto,
     src: SocketAddr,
     dst: SocketAddr,
     payload: &[u8],
-    call: Option<&Arc<str>>,
+    call: Option<CallTag>,
 ) {
-    if let Some(tap) = TAP.get() {
-        report(tap, wall, proto, src, dst, payload, call);
+    if TAP.get().is_some() {
+        batched(wall, proto, src, dst, payload, call);
+    }
+}
+
+fn batched(
+    wall: Duration,
+    proto: Proto,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: &[u8],
+    call: Option<CallTag>,
+) {
+    let Some(tap) = TAP.get() else {
+        return;
+    };
+    if tap.closed.load(Ordering::Relaxed) {
+        return;
+    }
+    LOCAL.with(|local| {
+        let Ok(mut local) = local.try_borrow_mut() else {
+            return;
+        };
+        let batch = local.0.get_or_insert_with(|| tap.batch());
+        batch.push(wall, proto, src, dst, payload, call);
+        if batch.packets.len() >= BATCH {
+            if let Some(full) = local.0.take() {
+                tap.send(full);
+            }
+        }
+    });
+}
+
+/// Send this thread's batched packets to the writer (the media threads call it after each
+/// tick's work); nothing when it has none.
+pub fn flush_thread() {
+    let Some(tap) = TAP.get() else {
+        return;
+    };
+    let batch = LOCAL.with(|local| local.try_borrow_mut().ok().and_then(|mut l| l.0.take()));
+    if let Some(batch) = batch {
+        tap.send(batch);
     }
 }
 
 /// Report one SIP message that went `direction` over `socket`, to or from `peer`, of the
-/// call `call_id` (asked for only when calls are selected).
+/// call `call_id` (asked for only when calls are selected). Sent to the writer at once.
 pub fn on_socket(
     socket: &crate::drive::transport::SipSocket,
     direction: Direction,
@@ -335,6 +518,9 @@ pub fn on_socket(
     call_id: impl FnOnce() -> Option<String>,
 ) {
     if let Some(tap) = TAP.get() {
+        if tap.closed.load(Ordering::Relaxed) {
+            return;
+        }
         let proto = if socket.kind().is_reliable() {
             Proto::Tcp
         } else {
@@ -348,9 +534,11 @@ pub fn on_socket(
         let call = if tap.keep == Keep::All {
             None
         } else {
-            call_id().map(Arc::from)
+            call_id().and_then(|id| number(tap, &id))
         };
-        report(tap, wall_now(), proto, src, dst, raw, call.as_ref());
+        let mut batch = tap.batch();
+        batch.push(wall_now(), proto, src, dst, raw, call);
+        tap.send(batch);
     }
 }
 
@@ -358,31 +546,6 @@ fn wall_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-}
-
-fn report(
-    tap: &Tap,
-    wall: Duration,
-    proto: Proto,
-    src: SocketAddr,
-    dst: SocketAddr,
-    data: &[u8],
-    call: Option<&Arc<str>>,
-) {
-    if tap.closed.load(Ordering::Relaxed) {
-        return;
-    }
-    let job = Job::Packet(Packet {
-        wall,
-        proto,
-        src,
-        dst,
-        payload: Payload::new(data),
-        call: call.cloned(),
-    });
-    if tap.queue.try_send(job).is_err() {
-        tap.dropped.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// What a capture wrote.
@@ -486,23 +649,4 @@ pub fn finish() -> Option<Summary> {
         },
         per_call: tap.per_call,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Payload;
-
-    #[test]
-    fn an_rtp_sized_payload_is_inline_and_a_longer_one_boxed_both_intact() {
-        for len in [0, 172, super::INLINE, super::INLINE + 1, 1500] {
-            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let payload = Payload::new(&data);
-            assert_eq!(payload.bytes(), &data[..], "{len}");
-            assert_eq!(
-                matches!(payload, Payload::Inline(..)),
-                len <= super::INLINE,
-                "{len}"
-            );
-        }
-    }
 }

@@ -13,6 +13,7 @@
 //! SYN-ACK, ACK) when the connection is first seen, so that Wireshark reassembles messages
 //! split over several segments.
 
+pub mod ring;
 pub mod select;
 
 use std::collections::HashMap;

@@ -5,7 +5,7 @@ use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::{Command, EventSink, Finished, Message, NewStream, WatchFn};
 use crate::drive::capture::{self, Proto};
+use sipcheck_core::capture::select::CallTag;
 
 // ---------------------------------------------------------------------------------------
 // The scheduler threads.
@@ -141,7 +142,7 @@ struct Stream {
     /// The socket's address, for `--pcap`.
     local: SocketAddr,
     /// Its call's SIP Call-ID, for `--pcap-calls` (see [`capture::tag`]).
-    call: Option<Arc<str>>,
+    call: Option<CallTag>,
     state: State,
     /// Where its [`MediaEvent`]s go.
     events: Option<EventSink>,
@@ -226,8 +227,14 @@ impl Scheduler {
                 self.worker.idle.store(true, Ordering::SeqCst);
                 match self.inbox.try_recv() {
                     Ok(message) => self.on_message(message),
-                    Err(mpsc::TryRecvError::Empty) => std::thread::park(),
-                    Err(mpsc::TryRecvError::Disconnected) => return,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        capture::flush_thread();
+                        std::thread::park();
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        capture::flush_thread();
+                        return;
+                    }
                 }
                 self.worker.idle.store(false, Ordering::SeqCst);
                 continue;
@@ -236,6 +243,8 @@ impl Scheduler {
                 self.run_tick(self.tick);
                 self.tick += 1;
             }
+            // The tick's packets to the capture in one batch (nothing when none is made).
+            capture::flush_thread();
             // Sleep to the next tick with work, at most MAX_NAP ticks: with few streams (or
             // only listening ones) the thread does not wake every millisecond. Commands wait
             // in the mailbox meanwhile (a few milliseconds at most), without waking it.
@@ -307,7 +316,7 @@ impl Scheduler {
                             stream.local,
                             run.remote,
                             &self.out[..len],
-                            stream.call.as_ref(),
+                            stream.call,
                         );
                     }
                 }
@@ -324,7 +333,7 @@ impl Scheduler {
                         &mut self.receiving,
                         &stream.socket,
                         stream.local,
-                        stream.call.as_ref(),
+                        stream.call,
                         |at, from, data| {
                             if early.len() == EARLY_PACKETS {
                                 early.pop_front();
@@ -339,7 +348,7 @@ impl Scheduler {
                         &mut self.receiving,
                         &stream.socket,
                         stream.local,
-                        stream.call.as_ref(),
+                        stream.call,
                         |at, from, data| {
                             run.session.handle_packet(at, from, data);
                         },
@@ -539,7 +548,7 @@ impl Scheduler {
                     &mut self.receiving,
                     &stream.socket,
                     stream.local,
-                    stream.call.as_ref(),
+                    stream.call,
                     |at, from, data| {
                         run.session.handle_packet(at, from, data);
                     },
@@ -573,7 +582,7 @@ fn drain(
     receiving: &mut Receiving,
     socket: &std::net::UdpSocket,
     local: SocketAddr,
-    call: Option<&Arc<str>>,
+    call: Option<CallTag>,
     mut sink: impl FnMut(Instant, SocketAddr, &[u8]),
 ) {
     let fd = socket.as_raw_fd();

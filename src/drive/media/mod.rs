@@ -37,8 +37,8 @@ enum Command {
     Apply(MediaIntent),
     /// Where the stream's [`MediaEvent`]s go.
     Events(EventSink),
-    /// The SIP Call-ID its packets are captured with (`--pcap-calls`).
-    Call(Arc<str>),
+    /// The number of the call its packets are captured with (`--pcap-calls`).
+    Call(sipcheck_core::capture::select::CallTag),
     /// A listening stream gets its session (see [`MediaHandle::listen_std`]).
     Start(Box<(MediaSession, SocketAddr)>),
     Stop(oneshot::Sender<Finished>),

@@ -1,8 +1,8 @@
 //! `--pcap-calls`: which calls' packets a capture keeps.
 //!
-//! Each record comes tagged with its call (its SIP Call-ID) or with none (a REGISTER, an
-//! OPTIONS: written as they come). Under [`Keep::All`] every record is written at once. Under
-//! [`Keep::Failed`] a call's records are held in a buffer of their own, bounded
+//! Each record comes tagged with its call (a [`CallTag`], one per SIP Call-ID) or with none (a
+//! REGISTER, an OPTIONS: written as they come). Under [`Keep::All`] every record is written at
+//! once. Under [`Keep::Failed`] a call's records are held in a [`Ring`] of their own, bounded
 //! ([`Limits::per_call`]: the oldest records go first and the call is marked truncated; all
 //! buffers together [`Limits::total`]), until the call ends:
 //!
@@ -15,9 +15,12 @@
 //! [`Selector::finish`] writes the buffers of the calls that never ended (an interrupted run).
 //! The selector never reads a clock: the records' times drive it.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
+
+use super::ring::Ring;
 
 /// Which calls a capture keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,31 +130,62 @@ pub struct Selected {
     pub unfinished: u64,
 }
 
+/// A call's number, given by whoever reports its records (the same number for each of
+/// its records and for its ends, e.g. one per SIP Call-ID): calls are told apart by it, never
+/// by hashing a string per record.
+pub type CallTag = u64;
+
 /// The records of one call not decided yet.
 #[derive(Debug, Default)]
 struct Held {
-    records: VecDeque<(Duration, Box<[u8]>)>,
-    bytes: usize,
-    truncated: bool,
+    ring: Ring,
     /// Ended passed: dropped at this time unless the call fails meanwhile.
     drop_at: Option<Duration>,
 }
 
+/// A hasher for [`CallTag`]s: one multiplication (the tags are small distinct numbers).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type TagMap<V> = HashMap<CallTag, V, BuildHasherDefault<TagHasher>>;
+
 /// The calls decided that a selector remembers (their late records follow the decision).
 const REMEMBERED: usize = 1 << 16;
+
+/// The buffers of ended calls kept for the next calls: at most this many bytes of them.
+const SPARE: usize = 16 << 20;
 
 /// Selects the calls' records: see the [module](self).
 #[derive(Debug)]
 pub struct Selector {
     keep: Keep,
     limits: Limits,
-    held: HashMap<Arc<str>, Held>,
+    held: TagMap<Held>,
     held_bytes: usize,
     /// The passed calls in the order of their drop time.
-    lingering: VecDeque<(Duration, Arc<str>)>,
+    lingering: VecDeque<(Duration, CallTag)>,
     /// Decided calls: `true` written, `false` dropped; and their order, to forget the oldest.
-    decided: HashMap<Arc<str>, bool>,
-    decided_order: VecDeque<Arc<str>>,
+    decided: TagMap<bool>,
+    decided_order: VecDeque<CallTag>,
+    /// Buffers of ended calls, for the next ones, and their bytes.
+    spare: Vec<Vec<u8>>,
+    spare_bytes: usize,
     stats: Selected,
 }
 
@@ -162,11 +196,13 @@ impl Selector {
         Self {
             keep,
             limits,
-            held: HashMap::new(),
+            held: TagMap::default(),
             held_bytes: 0,
             lingering: VecDeque::new(),
-            decided: HashMap::new(),
+            decided: TagMap::default(),
             decided_order: VecDeque::new(),
+            spare: Vec::new(),
+            spare_bytes: 0,
             stats: Selected::default(),
         }
     }
@@ -177,10 +213,17 @@ impl Selector {
         self.stats
     }
 
-    /// The bytes held now.
+    /// The bytes of records held now.
     #[must_use]
     pub fn held_bytes(&self) -> usize {
         self.held_bytes
+    }
+
+    /// The bytes the held calls' buffers take now, and the spare buffers kept for reuse.
+    #[must_use]
+    pub fn memory(&self) -> (usize, usize) {
+        let held = self.held.values().map(|h| h.ring.size()).sum();
+        (held, self.spare_bytes)
     }
 
     /// One `record` (one or more pcap records) of `call` at `wall`: appended to `out` when it
@@ -188,7 +231,7 @@ impl Selector {
     pub fn record(
         &mut self,
         wall: Duration,
-        call: Option<&Arc<str>>,
+        call: Option<CallTag>,
         record: &[u8],
         out: &mut Vec<u8>,
     ) {
@@ -197,7 +240,7 @@ impl Selector {
             out.extend_from_slice(record);
             return;
         };
-        match self.decided.get(call) {
+        match self.decided.get(&call) {
             Some(true) => {
                 out.extend_from_slice(record);
                 return;
@@ -206,18 +249,24 @@ impl Selector {
             None => {}
         }
         let per_call = self.limits.per_call;
-        let held = self.held.entry(call.clone()).or_default();
-        held.records.push_back((wall, record.into()));
-        held.bytes += record.len();
-        self.held_bytes += record.len();
-        while held.bytes > per_call {
-            let Some((_, old)) = held.records.pop_front() else {
-                break;
-            };
-            held.bytes -= old.len();
-            self.held_bytes -= old.len();
-            held.truncated = true;
-        }
+        let held = match self.held.entry(call) {
+            Entry::Occupied(held) => held.into_mut(),
+            Entry::Vacant(slot) => {
+                let ring = match self.spare.pop() {
+                    Some(buffer) => {
+                        self.spare_bytes -= buffer.capacity();
+                        Ring::with_buffer(buffer)
+                    }
+                    None => Ring::default(),
+                };
+                slot.insert(Held {
+                    ring,
+                    drop_at: None,
+                })
+            }
+        };
+        let dropped = held.ring.push(wall, record, per_call);
+        self.held_bytes = self.held_bytes + record.len() - dropped;
         if self.held_bytes > self.limits.total {
             self.make_room(call);
         }
@@ -225,21 +274,16 @@ impl Selector {
 
     /// Over the total bound: the lingering passed calls go first (the oldest first), then
     /// the oldest records of `call`.
-    fn make_room(&mut self, call: &Arc<str>) {
+    fn make_room(&mut self, call: CallTag) {
         while self.held_bytes > self.limits.total {
             let Some((_, passed)) = self.lingering.pop_front() else {
                 break;
             };
-            self.drop_passed(&passed);
+            self.drop_passed(passed);
         }
-        if let Some(held) = self.held.get_mut(call) {
-            while self.held_bytes > self.limits.total {
-                let Some((_, old)) = held.records.pop_front() else {
-                    break;
-                };
-                held.bytes -= old.len();
-                self.held_bytes -= old.len();
-                held.truncated = true;
+        if let Some(held) = self.held.get_mut(&call) {
+            while self.held_bytes > self.limits.total && !held.ring.is_empty() {
+                self.held_bytes -= held.ring.pop_oldest();
             }
         }
     }
@@ -253,26 +297,36 @@ impl Selector {
             let (at, call) = self.lingering.pop_front().expect("a front");
             // Ended passed again since (the other end): its later drop time holds.
             if self.held.get(&call).is_some_and(|h| h.drop_at == Some(at)) {
-                self.drop_passed(&call);
+                self.drop_passed(call);
             }
         }
     }
 
     /// `call`, passed, is dropped now (unless it ended again since: a later drop time).
-    fn drop_passed(&mut self, call: &Arc<str>) {
-        let Some(held) = self.held.get(call) else {
+    fn drop_passed(&mut self, call: CallTag) {
+        let Some(held) = self.held.get(&call) else {
             return;
         };
         if held.drop_at.is_none() {
             return;
         }
-        let held = self.held.remove(call).expect("held");
-        self.held_bytes -= held.bytes;
-        self.decide(call.clone(), false);
+        let held = self.held.remove(&call).expect("held");
+        self.release(held);
+        self.decide(call, false);
     }
 
-    fn decide(&mut self, call: Arc<str>, written: bool) {
-        if self.decided.insert(call.clone(), written).is_none() {
+    /// A call's buffer is given up: kept for a next call while the spare ones are few.
+    fn release(&mut self, held: Held) {
+        self.held_bytes -= held.ring.bytes();
+        let buffer = held.ring.into_buffer();
+        if self.spare_bytes + buffer.capacity() <= SPARE && buffer.capacity() > 0 {
+            self.spare_bytes += buffer.capacity();
+            self.spare.push(buffer);
+        }
+    }
+
+    fn decide(&mut self, call: CallTag, written: bool) {
+        if self.decided.insert(call, written).is_none() {
             self.decided_order.push_back(call);
             if self.decided_order.len() > REMEMBERED {
                 if let Some(old) = self.decided_order.pop_front() {
@@ -284,12 +338,12 @@ impl Selector {
 
     /// One end of `call` ended at `wall`, failed or passed: a failed call's records are
     /// appended to `out`, sorted by time.
-    pub fn ended(&mut self, wall: Duration, call: &Arc<str>, failed: bool, out: &mut Vec<u8>) {
+    pub fn ended(&mut self, wall: Duration, call: CallTag, failed: bool, out: &mut Vec<u8>) {
         self.expire(wall);
         let Keep::Failed(most) = self.keep else {
             return;
         };
-        if self.decided.contains_key(call) {
+        if self.decided.contains_key(&call) {
             if !failed {
                 self.stats.passed += 1;
             }
@@ -298,29 +352,31 @@ impl Selector {
         if !failed {
             self.stats.passed += 1;
             let drop_at = wall + self.limits.linger;
-            self.held.entry(call.clone()).or_default().drop_at = Some(drop_at);
-            self.lingering.push_back((drop_at, call.clone()));
+            self.held.entry(call).or_default().drop_at = Some(drop_at);
+            self.lingering.push_back((drop_at, call));
             return;
         }
-        let held = self.held.remove(call).unwrap_or_default();
-        self.held_bytes -= held.bytes;
+        let mut held = self.held.remove(&call).unwrap_or_default();
         if most.is_some_and(|most| self.stats.written >= most) {
             self.stats.over_count += 1;
-            self.decide(call.clone(), false);
+            self.release(held);
+            self.decide(call, false);
             return;
         }
         self.stats.written += 1;
-        if held.truncated {
+        if held.ring.truncated() {
             self.stats.truncated += 1;
         }
-        write_sorted(held, out);
-        self.decide(call.clone(), true);
+        self.held_bytes -= held.ring.bytes();
+        held.ring.write_sorted(out);
+        self.release(held);
+        self.decide(call, true);
     }
 
     /// The capture closes: the calls that never ended are written (their verdict unknown);
     /// the passed ones still held are dropped.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        let mut unfinished: Vec<(Arc<str>, Held)> = self
+        let mut unfinished: Vec<(CallTag, Held)> = self
             .held
             .drain()
             .filter(|(_, held)| held.drop_at.is_none())
@@ -328,32 +384,23 @@ impl Selector {
         self.held_bytes = 0;
         self.lingering.clear();
         // In the order of their first record.
-        unfinished.sort_by_key(|(_, held)| held.records.iter().map(|r| r.0).min());
-        for (call, held) in unfinished {
+        unfinished.sort_by_key(|(_, held)| held.ring.first_time());
+        for (call, mut held) in unfinished {
             self.stats.unfinished += 1;
-            if held.truncated {
+            if held.ring.truncated() {
                 self.stats.truncated += 1;
             }
-            write_sorted(held, out);
+            held.ring.write_sorted(out);
             self.decide(call, true);
         }
-    }
-}
-
-/// A call's records appended to `out` in the order of their times (stable: those of one
-/// time stay in the order they came, a TCP handshake before its data).
-fn write_sorted(held: Held, out: &mut Vec<u8>) {
-    let mut records: Vec<(Duration, Box<[u8]>)> = held.records.into();
-    records.sort_by_key(|r| r.0);
-    for (_, record) in records {
-        out.extend_from_slice(&record);
+        self.spare.clear();
+        self.spare_bytes = 0;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::{Keep, Limits, Selected, Selector};
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn ms(n: u64) -> Duration {
@@ -395,31 +442,31 @@ mod tests {
     #[test]
     fn all_writes_every_record_at_once() {
         let mut s = Selector::new(Keep::All, limits());
-        let a: Arc<str> = "a".into();
+        let a = 1;
         let mut out = Vec::new();
-        s.record(ms(1), Some(&a), b"12", &mut out);
+        s.record(ms(1), Some(a), b"12", &mut out);
         s.record(ms(2), None, b"3", &mut out);
-        s.ended(ms(3), &a, false, &mut out);
+        s.ended(ms(3), a, false, &mut out);
         assert_eq!(out, b"123");
     }
 
     #[test]
     fn a_failed_call_is_written_sorted_a_passed_one_dropped_other_traffic_at_once() {
         let mut s = Selector::new(Keep::Failed(None), limits());
-        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let (a, b) = (1, 2);
         let mut out = Vec::new();
-        s.record(ms(2), Some(&a), b"a2", &mut out);
-        s.record(ms(1), Some(&a), b"a1", &mut out);
-        s.record(ms(1), Some(&b), b"b1", &mut out);
+        s.record(ms(2), Some(a), b"a2", &mut out);
+        s.record(ms(1), Some(a), b"a1", &mut out);
+        s.record(ms(1), Some(b), b"b1", &mut out);
         s.record(ms(3), None, b"R", &mut out);
         assert_eq!(out, b"R", "non-call traffic at once, the calls held");
-        s.ended(ms(4), &b, false, &mut out);
-        s.ended(ms(5), &a, true, &mut out);
+        s.ended(ms(4), b, false, &mut out);
+        s.ended(ms(5), a, true, &mut out);
         assert_eq!(out, b"Ra1a2");
         // A late record of the failed call is written, of the passed one (its linger over)
         // dropped.
-        s.record(ms(200), Some(&a), b"a9", &mut out);
-        s.record(ms(201), Some(&b), b"b9", &mut out);
+        s.record(ms(200), Some(a), b"a9", &mut out);
+        s.record(ms(201), Some(b), b"b9", &mut out);
         assert_eq!(out, b"Ra1a2a9");
         assert_eq!(s.held_bytes(), 0);
         assert_eq!(
@@ -435,25 +482,25 @@ mod tests {
     #[test]
     fn the_other_end_failing_within_the_linger_writes_the_call() {
         let mut s = Selector::new(Keep::Failed(None), limits());
-        let a: Arc<str> = "a".into();
+        let a = 1;
         let mut out = Vec::new();
-        s.record(ms(1), Some(&a), b"x", &mut out);
-        s.ended(ms(2), &a, false, &mut out);
-        s.record(ms(3), Some(&a), b"y", &mut out);
-        s.ended(ms(50), &a, true, &mut out);
+        s.record(ms(1), Some(a), b"x", &mut out);
+        s.ended(ms(2), a, false, &mut out);
+        s.record(ms(3), Some(a), b"y", &mut out);
+        s.ended(ms(50), a, true, &mut out);
         assert_eq!(out, b"xy");
     }
 
     #[test]
     fn a_call_over_its_bound_keeps_its_last_records_and_is_counted_truncated() {
         let mut s = Selector::new(Keep::Failed(None), limits());
-        let a: Arc<str> = "a".into();
+        let a = 1;
         let mut out = Vec::new();
         for (i, r) in [b"0123", b"4567", b"89ab", b"cdef"].iter().enumerate() {
-            s.record(ms(i as u64), Some(&a), *r, &mut out);
+            s.record(ms(i as u64), Some(a), *r, &mut out);
         }
         assert!(s.held_bytes() <= 10);
-        s.ended(ms(10), &a, true, &mut out);
+        s.ended(ms(10), a, true, &mut out);
         assert_eq!(out, b"89abcdef", "the last records that fit 10 bytes");
         assert_eq!(s.selected().truncated, 1);
     }
@@ -461,16 +508,16 @@ mod tests {
     #[test]
     fn over_the_total_bound_lingering_passed_calls_go_first() {
         let mut s = Selector::new(Keep::Failed(None), limits());
-        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        let (a, b, c) = (1, 2, 3);
         let mut out = Vec::new();
-        s.record(ms(1), Some(&a), b"aaaaaaaa", &mut out);
-        s.ended(ms(2), &a, false, &mut out);
-        s.record(ms(3), Some(&b), b"bbbbbbbb", &mut out);
-        s.record(ms(4), Some(&c), b"cccccccc", &mut out);
-        s.record(ms(5), Some(&c), b"CC", &mut out);
+        s.record(ms(1), Some(a), b"aaaaaaaa", &mut out);
+        s.ended(ms(2), a, false, &mut out);
+        s.record(ms(3), Some(b), b"bbbbbbbb", &mut out);
+        s.record(ms(4), Some(c), b"cccccccc", &mut out);
+        s.record(ms(5), Some(c), b"CC", &mut out);
         assert_eq!(s.held_bytes(), 18, "the passed call dropped for room");
-        s.ended(ms(6), &c, true, &mut out);
-        s.ended(ms(7), &b, true, &mut out);
+        s.ended(ms(6), c, true, &mut out);
+        s.ended(ms(7), b, true, &mut out);
         assert_eq!(out, b"ccccccccCCbbbbbbbb");
         assert_eq!(s.selected().truncated, 0);
     }
@@ -478,13 +525,13 @@ mod tests {
     #[test]
     fn a_count_writes_the_first_failed_calls_only() {
         let mut s = Selector::new(Keep::Failed(Some(1)), limits());
-        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let (a, b) = (1, 2);
         let mut out = Vec::new();
-        s.record(ms(1), Some(&a), b"a", &mut out);
-        s.record(ms(1), Some(&b), b"b", &mut out);
-        s.ended(ms(2), &b, true, &mut out);
-        s.ended(ms(3), &a, true, &mut out);
-        s.record(ms(4), Some(&a), b"A", &mut out);
+        s.record(ms(1), Some(a), b"a", &mut out);
+        s.record(ms(1), Some(b), b"b", &mut out);
+        s.ended(ms(2), b, true, &mut out);
+        s.ended(ms(3), a, true, &mut out);
+        s.record(ms(4), Some(a), b"A", &mut out);
         assert_eq!(out, b"b");
         assert_eq!(s.selected().over_count, 1);
     }
@@ -492,12 +539,80 @@ mod tests {
     #[test]
     fn calls_with_no_end_are_written_at_the_finish() {
         let mut s = Selector::new(Keep::Failed(None), limits());
-        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let (a, b) = (1, 2);
         let mut out = Vec::new();
-        s.record(ms(2), Some(&b), b"b", &mut out);
-        s.record(ms(1), Some(&a), b"a", &mut out);
+        s.record(ms(2), Some(b), b"b", &mut out);
+        s.record(ms(1), Some(a), b"a", &mut out);
         s.finish(&mut out);
         assert_eq!(out, b"ab");
         assert_eq!(s.selected().unfinished, 2);
+    }
+
+    /// 20 ms packets of 216 bytes both ways, in virtual time, for `secs` seconds from `from`.
+    fn rtp(s: &mut Selector, call: u64, from: u64, secs: u64, out: &mut Vec<u8>) -> u64 {
+        let mut n = 0;
+        for i in 0..secs * 100 {
+            let mut record = [0u8; 216];
+            record[..8].copy_from_slice(&(from * 100 + i).to_be_bytes());
+            s.record(ms(from * 1000 + i * 10), Some(call), &record, out);
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_call_that_fails_after_its_ring_wrapped_keeps_its_newest_packets_in_order() {
+        let limits = Limits {
+            per_call: 16 << 10,
+            total: 1 << 20,
+            linger: ms(100),
+        };
+        let mut s = Selector::new(Keep::Failed(None), limits);
+        let mut out = Vec::new();
+        let sent = rtp(&mut s, 7, 0, 10, &mut out);
+        assert!(out.is_empty());
+        assert!(s.held_bytes() <= 16 << 10);
+        assert!(
+            s.memory().0 <= 16 << 10,
+            "the call's buffer stays within its bound"
+        );
+        s.ended(ms(10_000), 7, true, &mut out);
+        // The newest records that fit 16 KiB: 75 of 216 bytes, whole, oldest first.
+        assert_eq!(out.len() % 216, 0);
+        let kept = out.len() as u64 / 216;
+        assert!((70..=75).contains(&kept), "{kept}");
+        let numbers: Vec<u64> = out
+            .chunks(216)
+            .map(|r| u64::from_be_bytes(r[..8].try_into().unwrap()))
+            .collect();
+        let expected: Vec<u64> = (sent - kept..sent).collect();
+        assert_eq!(numbers, expected);
+        assert_eq!(s.selected().truncated, 1);
+        assert_eq!(s.held_bytes(), 0);
+    }
+
+    #[test]
+    fn passed_calls_drop_their_packets_and_their_buffers_serve_the_next_calls() {
+        let limits = Limits {
+            per_call: 64 << 10,
+            total: 1 << 20,
+            linger: ms(100),
+        };
+        let mut s = Selector::new(Keep::Failed(None), limits);
+        let mut out = Vec::new();
+        for call in 0..50 {
+            rtp(&mut s, call, call, 1, &mut out);
+            s.ended(ms(call * 1000 + 1000), call, false, &mut out);
+        }
+        rtp(&mut s, 99, 60, 1, &mut out);
+        assert!(out.is_empty(), "no passed call written");
+        assert_eq!(s.selected().passed, 50);
+        // Only the last call is held; the others' buffers went back to the spare ones (a
+        // few of them: each new call took one).
+        let (held, spare) = s.memory();
+        assert!(held <= 64 << 10, "{held}");
+        assert!(spare <= 2 * (64 << 10), "{spare}");
+        s.ended(ms(61_000), 99, true, &mut out);
+        assert_eq!(out.len(), 100 * 216);
     }
 }

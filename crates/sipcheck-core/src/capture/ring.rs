@@ -1,0 +1,321 @@
+//! One call's held records: a ring of bytes, bounded, with a small index.
+//!
+//! The records sit one after the other in a single buffer that grows (doubling, from
+//! [`FIRST`] bytes) up to the bound and then wraps around: a record that does not fit before
+//! the buffer's end goes to its start (the few bytes left at the end stay unused until the
+//! ring wraps again), and the oldest records make room for it. A record is never split, so
+//! each is one slice. The index holds each record's time, offset and length, oldest first.
+//! No allocation per record: the buffer is allocated when it grows, and handed back whole
+//! ([`Ring::into_buffer`]) to be reused by another call.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// The bytes a ring starts with (a call's SIP messages fit; RTP makes it grow).
+pub const FIRST: usize = 4 << 10;
+
+/// One record in the ring.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    wall: Duration,
+    start: u32,
+    len: u32,
+}
+
+/// A bounded ring of records: see the [module](self).
+#[derive(Debug, Default)]
+pub struct Ring {
+    /// The storage; its length is the ring's size (at most the bound).
+    buf: Vec<u8>,
+    index: VecDeque<Entry>,
+    /// Where the next record goes.
+    tail: usize,
+    /// The records run from the oldest's start on, then from 0 to `tail`.
+    wrapped: bool,
+    /// The records' bytes.
+    bytes: usize,
+    /// Records were dropped for the bound.
+    truncated: bool,
+}
+
+impl Ring {
+    /// An empty ring that will use `buffer`'s allocation (its contents do not matter).
+    #[must_use]
+    pub fn with_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        Self {
+            buf: buffer,
+            ..Self::default()
+        }
+    }
+
+    /// The records' bytes held.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The records held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when no record is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The bytes the ring's buffer takes now (at most the bound it was given).
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when records were dropped to stay within the bound.
+    #[must_use]
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The time of the oldest record held.
+    #[must_use]
+    pub fn first_time(&self) -> Option<Duration> {
+        self.index.iter().map(|e| e.wall).min()
+    }
+
+    /// Add `record` of time `wall`, the buffer at most `bound` bytes: the oldest records go
+    /// when there is no room (the ring is then truncated); a record longer than `bound` is
+    /// not kept, and drops every other (nothing older than it may stay when it cannot).
+    /// Returns the bytes of records dropped.
+    pub fn push(&mut self, wall: Duration, record: &[u8], bound: usize) -> usize {
+        let len = record.len();
+        if len > bound || len > u32::MAX as usize {
+            let dropped = self.bytes;
+            self.clear();
+            self.truncated = true;
+            return dropped + len;
+        }
+        let mut dropped = 0;
+        let start = loop {
+            if self.index.is_empty() {
+                self.tail = 0;
+                self.wrapped = false;
+            }
+            if self.wrapped {
+                let head = self.index.front().map_or(0, |e| e.start as usize);
+                if self.tail + len <= head {
+                    break self.tail;
+                }
+            } else {
+                if self.tail + len <= self.buf.len() {
+                    break self.tail;
+                }
+                if self.buf.len() < bound {
+                    let size = (self.buf.len() * 2)
+                        .max(FIRST)
+                        .max(self.tail + len)
+                        .min(bound);
+                    self.buf.resize(size, 0);
+                    if self.tail + len <= self.buf.len() {
+                        break self.tail;
+                    }
+                }
+                // At the bound: from the start of the buffer, when the oldest left room.
+                let head = self.index.front().map_or(0, |e| e.start as usize);
+                if len <= head {
+                    self.wrapped = true;
+                    self.tail = 0;
+                    break 0;
+                }
+            }
+            dropped += self.pop_oldest();
+        };
+        self.buf[start..start + len].copy_from_slice(record);
+        self.index.push_back(Entry {
+            wall,
+            start: start as u32,
+            len: len as u32,
+        });
+        self.tail = start + len;
+        self.bytes += len;
+        dropped
+    }
+
+    /// Drop the oldest record (the ring is then truncated); its bytes.
+    pub fn pop_oldest(&mut self) -> usize {
+        let Some(old) = self.index.pop_front() else {
+            return 0;
+        };
+        self.bytes -= old.len as usize;
+        self.truncated = true;
+        match self.index.front() {
+            None => {
+                self.tail = 0;
+                self.wrapped = false;
+            }
+            // The records before the wrap are all gone: the ring is one run again.
+            Some(next) if self.wrapped && next.start < old.start => self.wrapped = false,
+            Some(_) => {}
+        }
+        old.len as usize
+    }
+
+    /// Append the records held to `out` in the order of their times (stable: records of
+    /// one time stay in the order they came), and empty the ring.
+    pub fn write_sorted(&mut self, out: &mut Vec<u8>) {
+        let sorted = self
+            .index
+            .iter()
+            .zip(self.index.iter().skip(1))
+            .all(|(a, b)| a.wall <= b.wall);
+        if !sorted {
+            self.index.make_contiguous().sort_by_key(|e| e.wall);
+        }
+        out.reserve(self.bytes);
+        for e in &self.index {
+            let start = e.start as usize;
+            out.extend_from_slice(&self.buf[start..start + e.len as usize]);
+        }
+        self.clear();
+    }
+
+    /// Forget the records (not counted as truncated); the buffer is kept.
+    pub fn clear(&mut self) {
+        self.index.clear();
+        self.tail = 0;
+        self.wrapped = false;
+        self.bytes = 0;
+    }
+
+    /// The ring's buffer, to be reused.
+    #[must_use]
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ring;
+    use std::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn drain(ring: &mut Ring) -> Vec<u8> {
+        let mut out = Vec::new();
+        ring.write_sorted(&mut out);
+        out
+    }
+
+    #[test]
+    fn records_come_back_in_time_order_and_the_ring_is_emptied() {
+        let mut ring = Ring::default();
+        assert_eq!(ring.push(ms(2), b"bb", 64), 0);
+        assert_eq!(ring.push(ms(1), b"a", 64), 0);
+        assert_eq!(ring.push(ms(2), b"cc", 64), 0);
+        assert_eq!((ring.len(), ring.bytes()), (3, 5));
+        assert_eq!(ring.first_time(), Some(ms(1)));
+        assert_eq!(drain(&mut ring), b"abbcc", "sorted, stable within a time");
+        assert!(ring.is_empty() && !ring.truncated());
+        assert_eq!(ring.bytes(), 0);
+    }
+
+    #[test]
+    fn the_buffer_grows_by_doubling_up_to_the_bound_and_no_further() {
+        let mut ring = Ring::default();
+        let bound = 10_000;
+        let record = [7u8; 100];
+        ring.push(ms(0), &record, bound);
+        assert_eq!(ring.size(), super::FIRST);
+        for i in 1..1_000 {
+            ring.push(ms(i), &record, bound);
+            assert!(ring.size() <= bound);
+            assert!(ring.bytes() <= bound);
+        }
+        assert_eq!(ring.size(), bound);
+        // 100 records of 100 bytes fill 10,000 exactly: the newest 100 are kept.
+        assert_eq!(ring.len(), 100);
+        assert!(ring.truncated());
+    }
+
+    #[test]
+    fn wrapping_around_keeps_the_newest_records_whole_and_in_order() {
+        let mut ring = Ring::default();
+        // Records of 3 bytes in a 10-byte ring: 3 fit, the 4th wraps to the start.
+        let records: Vec<[u8; 3]> = (0u8..20).map(|i| [i, i, i]).collect();
+        for (i, r) in records.iter().enumerate() {
+            let dropped = ring.push(ms(i as u64), r, 10);
+            assert!(dropped == 0 || dropped == 3, "{dropped}");
+            assert!(ring.bytes() <= 10);
+            assert!(
+                ring.len() >= 2.min(i + 1),
+                "after {i} at least the last two fit"
+            );
+        }
+        let out = drain(&mut ring);
+        let n = out.len() / 3;
+        let expected: Vec<u8> = records[20 - n..].iter().flatten().copied().collect();
+        assert_eq!(out, expected, "the newest {n} records, oldest first");
+        assert!(n >= 2);
+    }
+
+    #[test]
+    fn records_of_different_sizes_wrap_without_overlapping() {
+        // Each record's bytes say its number: a record overwritten by a later one would come
+        // back changed.
+        let mut ring = Ring::default();
+        let bound = 1_000;
+        let mut pushed = Vec::new();
+        for i in 0u32..2_000 {
+            let len = 1 + (i as usize * 37) % 150;
+            let record = vec![(i % 251) as u8; len];
+            ring.push(ms(u64::from(i)), &record, bound);
+            pushed.push(record);
+        }
+        let out = drain(&mut ring);
+        // The output is the concatenation of a suffix of what was pushed.
+        let mut suffix = Vec::new();
+        let mut found = false;
+        for record in pushed.iter().rev() {
+            suffix.splice(0..0, record.iter().copied());
+            if suffix == out {
+                found = true;
+                break;
+            }
+            if suffix.len() > out.len() {
+                break;
+            }
+        }
+        assert!(found, "{} bytes out are not the newest records", out.len());
+        assert!(out.len() <= bound && out.len() > bound / 2);
+    }
+
+    #[test]
+    fn a_record_over_the_bound_is_dropped_with_every_older_one() {
+        let mut ring = Ring::default();
+        ring.push(ms(1), b"abc", 10);
+        assert_eq!(ring.push(ms(2), &[0; 11], 10), 3 + 11);
+        assert!(ring.is_empty() && ring.truncated());
+        ring.push(ms(3), b"d", 10);
+        assert_eq!(drain(&mut ring), b"d");
+    }
+
+    #[test]
+    fn a_reused_buffer_keeps_its_allocation_not_its_records() {
+        let mut ring = Ring::default();
+        for i in 0..100 {
+            ring.push(ms(i), &[1; 100], 1 << 20);
+        }
+        let buffer = ring.into_buffer();
+        let capacity = buffer.capacity();
+        let mut ring = Ring::with_buffer(buffer);
+        assert!(ring.is_empty());
+        ring.push(ms(0), b"x", 1 << 20);
+        assert_eq!(drain(&mut ring), b"x");
+        assert_eq!(ring.into_buffer().capacity(), capacity);
+    }
+}
