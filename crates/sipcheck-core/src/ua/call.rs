@@ -764,7 +764,12 @@ impl<D: Clone + NextHop> Endpoint<D> {
     pub fn set_contact_user(&mut self, call: CallId, user: &str) {
         if let Some(c) = call_mut(&mut self.slots, call) {
             if c.direction == CallDirection::Incoming {
-                c.contact = contact_value(user, c.transport, c.local_addr).into();
+                // A dialog begun by a sips: URI keeps its sips: Contact (RFC 3261 §12.1.1).
+                c.contact = if c.contact.starts_with("<sips:") {
+                    sips_contact(user, c.transport, c.local_addr).into()
+                } else {
+                    contact_value(user, c.transport, c.local_addr).into()
+                };
             }
         }
     }
