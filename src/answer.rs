@@ -587,12 +587,22 @@ impl<'m, W: Write> Control<AnswerMedia<'m>> for Responding<'_, W> {
         Ok(done.then_some(()))
     }
 
+    /// One connection's error (one we opened to a caller to send its BYE, refused or failing
+    /// its TLS handshake) or an ICMP error fails the calls with that peer, not the responder;
+    /// only an error of the listening transport itself ends it.
     fn transport_failed(
         &mut self,
-        _wire: &mut Wire,
-        _agent: &mut Agent<SocketAddr>,
+        wire: &mut Wire,
+        agent: &mut Agent<SocketAddr>,
         error: TransportError,
     ) -> Result<bool, ProbeError> {
+        if let Some(peer) = error.flow() {
+            // The calls whose requests had to go over it end now (not at Timer F).
+            agent.transport_failed(std::time::Instant::now(), &peer);
+        }
+        if crate::drive::role::transport_error(wire, agent, &error) {
+            return Ok(true);
+        }
         Err(error.into())
     }
 

@@ -724,3 +724,121 @@ fn a_scenario_of_sips_addresses_registers_and_calls_through_kamailio_over_tls() 
         "{traced}"
     );
 }
+
+/// A TLS caller that sends an INVITE whose Contact names a port of its own where it accepts
+/// TCP but speaks no TLS, ACKs the 200 OK and closes its connection: the callee's BYE must
+/// open a new connection to that Contact, whose TLS handshake fails.
+const GONE_CALLER: &str = r#"
+import re, socket, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+plain = socket.socket()
+plain.bind(("127.0.0.1", 0))
+plain.listen(1)
+contact_port = plain.getsockname()[1]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((host, port)))
+here = "%s:%d" % s.getsockname()[:2]
+sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+def request(method, uri, cseq, extra, body=""):
+    return ("%s %s SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bK-gone-%s\r\nMax-Forwards: 70\r\n"
+            "From: <sip:gone@127.0.0.1>;tag=gone1\r\n%s\r\nCall-ID: gone-caller-1\r\n"
+            "CSeq: %d %s\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (method, uri, here, method, extra["to"], cseq, method, extra.get("more", ""),
+               len(body), body)).encode()
+uri = "sip:2001@%s:%d;transport=tls" % (host, port)
+s.sendall(request("INVITE", uri, 1, {
+    "to": "To: <sip:2001@%s:%d>" % (host, port),
+    "more": "Contact: <sip:gone@127.0.0.1:%d;transport=tls>\r\n"
+            "Content-Type: application/sdp\r\n" % contact_port}, sdp))
+buf = b""
+while True:
+    at = buf.find(b"SIP/2.0 200")
+    if at >= 0 and b"\r\n\r\n" in buf[at:]:
+        break
+    data = s.recv(65536)
+    if not data:
+        sys.exit("closed before the 200 OK: %r" % buf)
+    buf += data
+ok = buf[at:].decode()
+to = re.search(r"^To:[^\r\n]*", ok, re.M | re.I).group(0)
+target = re.search(r"^Contact:\s*<([^>]+)>", ok, re.M | re.I).group(1)
+s.sendall(request("ACK", target, 1, {"to": to}))
+s.close()
+plain.settimeout(10)
+conn, _ = plain.accept()
+conn.recv(1024)
+conn.close()
+print("handshake refused")
+"#;
+
+#[test]
+fn a_bye_that_cannot_reach_a_tls_caller_fails_that_call_and_answer_goes_on() {
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("answer", &["IP:127.0.0.1"], 2)
+        .expect("responder certificate");
+    let (cert, key, ca) = (
+        certs.cert.to_str().unwrap(),
+        certs.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut answer = Responder::start(
+        &[
+            "--transport",
+            "tls",
+            "--listen",
+            &listen,
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "--duration",
+            "500ms",
+            "--calls",
+            "2",
+        ],
+        &[],
+    );
+    // The first caller's Contact takes the BYE's connection but not its TLS handshake.
+    let gone = std::process::Command::new("python3")
+        .args(["-c", GONE_CALLER, "127.0.0.1", &port.to_string()])
+        .output()
+        .expect("python3");
+    let shown = format!("{}\n{}", text(&gone), answer.output());
+    assert!(gone.status.success(), "{shown}");
+    assert!(text(&gone).contains("handshake refused"), "{shown}");
+    // `answer` is still there: a second call over TLS is answered.
+    let out = run_sipcheck(
+        [
+            "call",
+            &format!("sip:2001@{listen}"),
+            "--transport",
+            "tls",
+            "--ca",
+            ca,
+            "--duration",
+            "3s",
+        ],
+        &[],
+    );
+    let code = answer.wait_exit(Duration::from_secs(20));
+    let shown = format!("{}\n{}", text(&out), answer.output());
+    // One call failed (its BYE could not go): exit 1, after both calls, not at the first.
+    assert_eq!(code, Some(1), "{shown}");
+    let stdout = answer.stdout();
+    assert!(
+        stdout.contains("gone-caller-1") || stdout.contains("FAIL"),
+        "{shown}"
+    );
+    assert_eq!(
+        stdout.matches("-- PASS").count() + stdout.matches("-- FAIL").count(),
+        2,
+        "{shown}"
+    );
+    assert!(!shown.contains("error: "), "{shown}");
+}

@@ -452,7 +452,11 @@ impl RoleControl {
 
 /// An error of one TCP connection (or ICMP): handled, the transport goes on. `false` for an
 /// error of the transport itself.
-fn transport_error(wire: &mut Wire, agent: &mut Agent<SocketAddr>, e: &TransportError) -> bool {
+pub(crate) fn transport_error(
+    wire: &mut Wire,
+    agent: &mut Agent<SocketAddr>,
+    e: &TransportError,
+) -> bool {
     let now = Instant::now();
     if let Some(peer) = e.flow() {
         let ua = match &mut wire.socket {
