@@ -289,9 +289,9 @@ fn zero_timers_levels_above_full_scale_and_port_zero_are_refused_at_parse_time()
     assert!(target.recv(&mut buf).is_err(), "something was sent");
 }
 
-/// A `sips:` server or proxy (RFC 3261 §26.2.2), on any command, in the environment or in a
-/// scenario, is refused naming where it was given (a server is `HOST[:PORT]`, TLS is
-/// `--transport tls`); nothing is sent in clear instead.
+/// A `sips:` server or proxy (RFC 3261 §26.2.2) where a `HOST[:PORT]` is expected, or a
+/// `sips:` registrar over a transport other than TLS, on any command, in the environment or
+/// in a scenario, is refused naming where it was given; nothing is sent in clear instead.
 #[test]
 fn sips_servers_and_proxies_are_refused_everywhere_and_nothing_is_sent() {
     let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -303,13 +303,36 @@ fn sips_servers_and_proxies_are_refused_everywhere_and_nothing_is_sent() {
     let sips_env = [("SIP_SERVER", sips.as_str())];
     // (arguments, environment, the flag the error names)
     type Case<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)], &'a str);
-    let cases: Vec<Case> = vec![
+    // `register` takes a sips: registrar (it registers a sips: address over TLS), but not
+    // over a transport other than TLS.
+    for (args, envs) in [
         (
-            vec!["register", "--server", &sips, "--user", "u"],
-            &[],
-            "--server",
+            vec![
+                "register",
+                "--server",
+                &sips,
+                "--user",
+                "u",
+                "--transport",
+                "udp",
+            ],
+            &[][..],
         ),
-        (vec!["register", "--user", "u"], &sips_env, "--server"),
+        (
+            vec!["register", "--user", "u", "--transport", "udp"],
+            &sips_env[..],
+        ),
+    ] {
+        let out = run_sipcheck_with_timeout(args.iter().copied(), envs, Duration::from_secs(20));
+        let shown = format!("{args:?} {envs:?}\n{}", describe_output(&out));
+        assert_eq!(out.status.code(), Some(2), "{shown}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{sips} is a sips: URI, which needs TLS")),
+            "{shown}"
+        );
+    }
+    let cases: Vec<Case> = vec![
         (
             vec![
                 "register", "--server", &server, "--proxy", &sips, "--user", "u",
@@ -349,7 +372,8 @@ fn sips_servers_and_proxies_are_refused_everywhere_and_nothing_is_sent() {
         );
     }
 
-    // A scenario's server, outbound proxy or call URI: refused at load, at its line and column.
+    // A scenario's sips: server, outbound proxy or call URI without `transport: tls`: refused
+    // at load, at its line and column.
     let dir = std::env::temp_dir().join(format!("sipcheck-sips-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (target_line, to, at) in [
@@ -389,7 +413,7 @@ fn sips_servers_and_proxies_are_refused_everywhere_and_nothing_is_sent() {
             assert_eq!(out.status.code(), Some(2), "{shown}");
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(stderr.contains(&format!("sips.yaml:{at}")), "{shown}");
-            assert!(stderr.contains("sips: needs TLS"), "{shown}");
+            assert!(stderr.contains("needs TLS"), "{shown}");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
