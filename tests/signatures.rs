@@ -374,8 +374,10 @@ fn call_with_signature_against_an_echo_measures_the_round_trip_and_a_known_added
     let base = rt(0);
     let delayed = rt(100);
     assert!(expected.contains(&base), "relay round trip {base} ms");
+    // Each reading is the true round trip or up to one 20 ms block under it, so their
+    // difference is 100 ms ± one block (and a few ms of timer jitter under load).
     assert!(
-        (delayed - base - 100.0).abs() <= 20.0,
+        (delayed - base - 100.0).abs() <= 25.0,
         "100 ms added: round trip {delayed} ms against {base} ms without"
     );
 }
