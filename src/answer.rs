@@ -596,11 +596,7 @@ impl<'m, W: Write> Control<AnswerMedia<'m>> for Responding<'_, W> {
         agent: &mut Agent<SocketAddr>,
         error: TransportError,
     ) -> Result<bool, ProbeError> {
-        if let Some(peer) = error.flow() {
-            // The calls whose requests had to go over it end now (not at Timer F).
-            agent.transport_failed(std::time::Instant::now(), &peer);
-        }
-        if crate::drive::role::transport_error(wire, agent, &error) {
+        if crate::drive::role::transport_error(wire, agent, &error, true) {
             return Ok(true);
         }
         Err(error.into())

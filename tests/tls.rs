@@ -840,5 +840,62 @@ fn a_bye_that_cannot_reach_a_tls_caller_fails_that_call_and_answer_goes_on() {
         2,
         "{shown}"
     );
-    assert!(!shown.contains("error: "), "{shown}");
+    // The failed call names what failed; `answer` itself did not stop on an error.
+    assert!(
+        stdout.contains("transport error: TLS handshake with 127.0.0.1:"),
+        "{shown}"
+    );
+    assert!(!shown.contains("sipcheck: error: "), "{shown}");
+}
+
+/// A scenario's INVITE whose TLS connection cannot be opened (its TCP connect works, the
+/// handshake fails: a certificate no one trusts) fails its call at once, naming the
+/// certificate, not after Timer B's 32 s.
+#[test]
+fn a_scenario_call_whose_tls_handshake_fails_ends_at_once_naming_the_certificate() {
+    let pki = Pki::new().expect("test CA");
+    let issued = pki.issue("issued", &["IP:127.0.0.1"], 2).unwrap();
+    let server = MisbehavingServer::start(&issued, Misbehaviour::Garbage).unwrap();
+    let dir = RunDir::new("tls-handshake-fails").unwrap();
+    let scenario = dir.join("scenario.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name: tls-handshake-fails
+target:
+  direct: true
+  domain: 127.0.0.1
+  transport: tls
+accounts:
+  range: {{ from: 3900, count: 1 }}
+media:
+  rtp: false
+roles:
+  caller:
+    accounts: "3900"
+    steps:
+      - call: {{ to: "sip:echo@{addr}", timeout: 40s }}
+      - hangup: {{ after: 1s }}
+load: {{ rate: 1/s, total_calls: 1 }}
+"#,
+            addr = server.addr
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = run_sipcheck_with_timeout(
+        ["run", scenario.to_str().unwrap()],
+        &[],
+        Duration::from_secs(60),
+    );
+    let took = started.elapsed();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("transport error: TLS handshake with 127.0.0.1:")
+            && shown.contains("certificate is not trusted"),
+        "{shown}"
+    );
+    assert!(!shown.contains("Timer B"), "{shown}");
+    assert!(took < Duration::from_secs(20), "took {took:?}\n{shown}");
 }

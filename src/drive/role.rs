@@ -377,7 +377,7 @@ impl Control<RoleMedia> for RoleControl {
         agent: &mut Agent<SocketAddr>,
         error: TransportError,
     ) -> Result<bool, Self::Error> {
-        if transport_error(wire, agent, &error) {
+        if transport_error(wire, agent, &error, true) {
             return Ok(true);
         }
         tracing::error!(role = %self.name, %error, "transport failed");
@@ -391,7 +391,9 @@ impl Control<RoleMedia> for RoleControl {
         agent: &mut Agent<SocketAddr>,
         failed: SendFailed,
     ) -> Result<(), Self::Error> {
-        transport_error(wire, agent, &failed.error);
+        // The calls with that destination were failed where the send failed (unless it was a
+        // REGISTER's, which is no reason to end them).
+        transport_error(wire, agent, &failed.error, false);
         Ok(())
     }
 }
@@ -451,11 +453,14 @@ impl RoleControl {
 }
 
 /// An error of one TCP connection (or ICMP): handled, the transport goes on. `false` for an
-/// error of the transport itself.
+/// error of the transport itself. `opening`: the error came from the connection itself, not
+/// from a send: a connection whose handshake (TLS, WebSocket) failed after its TCP connect,
+/// with the messages queued for it meanwhile lost — its calls end now, not at Timer F.
 pub(crate) fn transport_error(
     wire: &mut Wire,
     agent: &mut Agent<SocketAddr>,
     e: &TransportError,
+    opening: bool,
 ) -> bool {
     let now = Instant::now();
     if let Some(peer) = e.flow() {
@@ -464,13 +469,16 @@ pub(crate) fn transport_error(
             _ => None,
         };
         tracing::info!(%peer, ua = ua.as_deref().unwrap_or("*"), error = %e, "TCP connection lost");
+        if opening && e.never_opened() {
+            // What was to go over it never went: its calls end now, not at Timer F. (A
+            // connection that dropped leaves its calls alone: their next messages open a
+            // new one, and the peer may do the same, RFC 3261 §18.)
+            agent.flow_failed(now, &peer, ua.as_deref(), &e.to_string());
+        }
         agent.requests_failed(now, &peer, ua.as_deref(), &e.to_string());
         // A connection that could not be opened was no flow: nothing to renew (renewing
         // would only fail the same way, at once, again).
-        if !matches!(
-            e,
-            TransportError::Connect { .. } | TransportError::Tls { .. }
-        ) {
+        if !e.never_opened() {
             agent.flow_lost(now, &peer, ua.as_deref());
         }
         return true;

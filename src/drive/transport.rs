@@ -135,6 +135,17 @@ impl Default for HandshakeTimes {
 }
 
 impl TransportError {
+    /// Whether this is a connection that could not be opened (refused, or its TLS or
+    /// WebSocket handshake failed): nothing went over it.
+    pub fn never_opened(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Connect { .. }
+                | TransportError::Tls { .. }
+                | TransportError::WebSocket { .. }
+        )
+    }
+
     /// The peer of a connection that failed or could not be opened, when the error is
     /// that one connection's (the transport itself still works, for other peers and for
     /// a new connection to this one).

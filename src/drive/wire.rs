@@ -109,7 +109,8 @@ impl Wire {
                 if self.socket.kind().is_reliable() {
                     let register = t.bytes.starts_with(b"REGISTER ");
                     if !register {
-                        agent.transport_failed(Instant::now(), &t.destination);
+                        let why = error.to_string();
+                        agent.flow_failed(Instant::now(), &t.destination, None, &why);
                     }
                     return Err(SendFailed {
                         destination: t.destination,

@@ -471,7 +471,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
         // A transport failure says what failed (ICMP port unreachable …), not only that one
         // did.
         let describe = move |r: &CallEndReason| match (r, &unreachable) {
-            (CallEndReason::TransportError, Some((addr, error))) => {
+            (CallEndReason::TransportError { .. }, Some((addr, error))) => {
                 format!("{r}: {addr} is unreachable: {error}")
             }
             (CallEndReason::NoCredentials { .. }, _) => {

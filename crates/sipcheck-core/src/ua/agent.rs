@@ -369,6 +369,15 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.drive(now);
     }
 
+    /// A connection to `destination` could not be opened (of user agent `ua` only, when
+    /// each has its own): the calls whose messages were to go over it end now with a
+    /// transport error, not at Timer F ([`Endpoint::flow_failed`]).
+    pub fn flow_failed(&mut self, now: Instant, destination: &D, ua: Option<&str>, why: &str) {
+        self.last_now = Some(now);
+        self.endpoint.flow_failed(now, destination, ua, why);
+        self.drive(now);
+    }
+
     /// The transport is gone for good (a socket error that is no one peer's): every call
     /// ends failed (its events cannot come any more), no REGISTER nor any other request of
     /// our own can be answered.

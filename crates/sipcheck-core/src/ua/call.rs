@@ -890,10 +890,24 @@ impl<D: Clone + NextHop> Endpoint<D> {
     where
         D: PartialEq,
     {
+        self.flow_failed(now, destination, None, "");
+    }
+
+    /// A connection to `destination` could not be opened (refused, its TLS or WebSocket
+    /// handshake failed), so what was to go over it never went: like
+    /// [`transport_failed`](Self::transport_failed), but when each user agent has a
+    /// connection of its own (`ua`, the user part of our `From`), only that user agent's
+    /// calls end; the others' connections to the same peer are not this one. `why`: the
+    /// transport's words, kept in the calls' end reason.
+    pub fn flow_failed(&mut self, now: Instant, destination: &D, ua: Option<&str>, why: &str)
+    where
+        D: PartialEq,
+    {
         let ids: Vec<CallId> = self
             .slots
             .iter()
             .filter(|(_, call)| call.peer == *destination || call.hop == *destination)
+            .filter(|(_, call)| ua.is_none_or(|ua| user_of(&call.dialog.local_header) == Some(ua)))
             .map(|(id, _)| CallId(id))
             .collect();
         for id in ids {
@@ -907,7 +921,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
                     let _ = self.layer.abandon(tx);
                 }
             }
-            self.end_call(now, id, CallEndReason::TransportError);
+            let detail = why.to_owned();
+            self.end_call(now, id, CallEndReason::TransportError { detail });
         }
         self.drain(now);
     }

@@ -317,7 +317,7 @@ pub fn kind_of(reason: &CallEndReason) -> FailureKind {
         }
         CallEndReason::CodecRefused | CallEndReason::MediaFailed(_) => FailureKind::CodecRefused,
         CallEndReason::NoAck { .. } => FailureKind::Timer("Timer H".into()),
-        CallEndReason::TransportError => FailureKind::Transport,
+        CallEndReason::TransportError { .. } => FailureKind::Transport,
         CallEndReason::Cancelled | CallEndReason::CancelledByRemote => FailureKind::Signalling,
         CallEndReason::CancelFailed {
             cancel_code: Some(code),

@@ -817,6 +817,50 @@ fn a_transport_failure_under_a_call_fails_it_as_a_transport_error() {
     );
 }
 
+/// A connection of one user agent that could not be opened (each user agent with its own
+/// connection to the same peer) ends that user agent's call at once, not at Timer F, and
+/// leaves the other user agent's call to the same peer alone.
+#[test]
+fn a_connection_that_cannot_be_opened_fails_only_its_user_agents_calls_at_once() {
+    let text = ONE
+        .replace(
+            "range: { from: 2000, count: 2 }",
+            "range: { from: 2000, count: 3 }",
+        )
+        .replace("accounts: \"2001\"", "accounts: 2001..2002");
+    let mut run = Run::new(&text, LinkConfig::new(ms(10)));
+    run.plan(2, ms(0));
+    run.sim.run_for(secs(1));
+    let caller = run.index("caller");
+    let now = run.sim.now();
+    run.sim.nodes[caller]
+        .agent
+        .flow_failed(now, &callee_addr(), Some("2001"), "refused");
+    run.sim.nodes[caller].service(now);
+    // 2001's call is over now, long before the 32 s of Timer F.
+    run.sim.run_for(ms(10));
+    let ended: Vec<&str> = run
+        .results("caller")
+        .iter()
+        .map(|r| r.user.as_str())
+        .collect();
+    assert_eq!(ended, ["2001"]);
+    run.run(secs(120));
+    let results = run.results("caller");
+    assert_eq!(results.len(), 2);
+    for r in results {
+        if r.user == "2001" {
+            assert!(
+                r.failures.iter().any(|f| f.kind == FailureKind::Transport),
+                "{}",
+                messages(r)
+            );
+        } else {
+            assert!(r.passed(), "{}", messages(r));
+        }
+    }
+}
+
 #[test]
 fn a_request_uri_host_by_name_is_resolved_by_the_driver_once_or_fails_the_call() {
     let text = ONE.replace("sip:{peer}@127.0.0.1:5070", "sip:{peer}@callee.test:5070");

@@ -150,8 +150,12 @@ pub enum CallEndReason {
         detail: String,
     },
     /// The shell reported that the transport to the peer failed
-    /// ([`Endpoint::transport_failed`](super::Endpoint::transport_failed)).
-    TransportError,
+    /// ([`Endpoint::transport_failed`](super::Endpoint::transport_failed),
+    /// [`Endpoint::flow_failed`](super::Endpoint::flow_failed)).
+    TransportError {
+        /// The transport's words, when it gave any (`TLS handshake with … failed: …`).
+        detail: String,
+    },
 }
 
 impl CallEndReason {
@@ -309,7 +313,10 @@ impl fmt::Display for CallEndReason {
                 write!(f, "dialog lost: {code} {}", reason_phrase(*code))
             }
             CallEndReason::ProtocolError { detail } => write!(f, "protocol error: {detail}"),
-            CallEndReason::TransportError => f.write_str("transport error"),
+            CallEndReason::TransportError { detail } if detail.is_empty() => {
+                f.write_str("transport error")
+            }
+            CallEndReason::TransportError { detail } => write!(f, "transport error: {detail}"),
         }
     }
 }

@@ -2789,7 +2789,12 @@ fn transport_failure_ends_the_calls_of_that_peer() {
     let now = net.now();
     net.ep(A).transport_failed(now, &addr(B));
     net.flush();
-    assert_eq!(net.reasons(A), [CallEndReason::TransportError]);
+    assert_eq!(
+        net.reasons(A),
+        [CallEndReason::TransportError {
+            detail: String::new()
+        }]
+    );
     assert!(net.ep(A).is_empty());
     assert!(net.ep(A).transactions().is_empty());
 }

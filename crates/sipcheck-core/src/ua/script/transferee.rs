@@ -71,7 +71,7 @@ pub(super) fn refusal(record: &CallRecord) -> (u16, String, String) {
         CallEndReason::AuthRejected { code } => (*code, "Unauthorized".into()),
         // RFC 3261 §8.1.3.1: a transaction timeout is treated as 408.
         CallEndReason::Timeout { .. } => (408, "Request Timeout".into()),
-        CallEndReason::TransportError => (503, "Service Unavailable".into()),
+        CallEndReason::TransportError { .. } => (503, "Service Unavailable".into()),
         _ => (500, "Server Internal Error".into()),
     };
     (code, phrase, reason.to_string())
