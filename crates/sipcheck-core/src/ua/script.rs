@@ -2502,7 +2502,7 @@ impl CallScript {
                 within,
             } => match end.fired {
                 Some(MediaEvent::Captured { audio, .. }) => {
-                    self.score_pesq(now, reference, min, audio)
+                    self.request_scoring(now, reference, min, audio, false)
                 }
                 _ => {
                     self.unwatch(wait.watch);
@@ -2524,7 +2524,7 @@ impl CallScript {
                 within,
             } => match end.fired {
                 Some(MediaEvent::Captured { audio, .. }) => {
-                    self.compare_prompt(now, reference, min, audio)
+                    self.request_scoring(now, reference, min, audio, true)
                 }
                 _ => {
                     self.unwatch(wait.watch);
@@ -2804,57 +2804,40 @@ impl CallScript {
     }
 
     /// Asks for the recorded audio of an `expect: pesq` step to be scored against its
-    /// reference, and waits for the score ([`WORK_WAIT`] at most).
-    fn score_pesq(
+    /// reference (`matching` false), or of an `expect: matches` step to be compared with it
+    /// (`matching` true), and waits for the result ([`WORK_WAIT`] at most).
+    fn request_scoring(
         &mut self,
         now: Instant,
         reference: String,
         min: f64,
         received: Arc<[i16]>,
+        matching: bool,
     ) -> Option<bool> {
         let Some(samples) = self.cfg.wavs.get(&reference).cloned() else {
             return Some(false);
         };
         let id = self.new_watch();
-        self.commands.push_back(ScriptCommand::Work(Work::Pesq {
-            id,
-            reference: samples,
-            received,
-        }));
+        let work = if matching {
+            Work::Match {
+                id,
+                reference: samples,
+                received,
+            }
+        } else {
+            Work::Pesq {
+                id,
+                reference: samples,
+                received,
+            }
+        };
+        self.commands.push_back(ScriptCommand::Work(work));
         self.phase = Phase::Scoring {
             id,
             deadline: now + WORK_WAIT,
             reference,
             min,
-            matching: false,
-        };
-        None
-    }
-
-    /// Asks for the recorded audio of an `expect: matches` step to be compared with its
-    /// reference, and waits for the result ([`WORK_WAIT`] at most).
-    fn compare_prompt(
-        &mut self,
-        now: Instant,
-        reference: String,
-        min: f64,
-        received: Arc<[i16]>,
-    ) -> Option<bool> {
-        let Some(samples) = self.cfg.wavs.get(&reference).cloned() else {
-            return Some(false);
-        };
-        let id = self.new_watch();
-        self.commands.push_back(ScriptCommand::Work(Work::Match {
-            id,
-            reference: samples,
-            received,
-        }));
-        self.phase = Phase::Scoring {
-            id,
-            deadline: now + WORK_WAIT,
-            reference,
-            min,
-            matching: true,
+            matching,
         };
         None
     }
