@@ -1215,7 +1215,8 @@ class Bench:
                  (">=", 2))
         self.row(m, "  the same, sipcheck's calls per core", best_sc, None, (">=", 1500),
                  on="sipcheck", unit="calls")
-        self.row(m, f"  first concurrency not passed (- = none up to {s['msearch_max']:,})",
+        self.row(m, f"  first concurrency not passed (-: every step tried passed; cap "
+                 f"{s['msearch_max']:,})",
                  [r["first_failed"] for r in out["sipcheck"]],
                  [r["first_failed"] for r in out["sipp"]])
 
