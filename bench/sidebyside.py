@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""sipcheck and SIPp side by side on 127.0.0.1: CPU per call, maximum call rate, media
-quality under load, memory per call and per registered user agent.
+"""sipcheck and SIPp side by side on 127.0.0.1: CPU per call (user and kernel time apart),
+maximum call rate, media concurrency and quality under load, pacing at low load, memory per
+call and per registered user agent, and how the cost per call grows with the calls.
 
 Python 3 standard library only. It installs nothing: it needs `sipp` (Debian package
-sip-tester, with its pcap files) and a built `sipcheck` binary. Every process it measures
-is started here, on loopback ports, with every load bounded in calls and in time, and stopped
-by its PID (SIGINT, then SIGKILL). See bench/README.md.
+sip-tester, with its pcap files), `taskset` (util-linux) and a built `sipcheck` binary. Every
+process it measures is started here, pinned to its own core (callers on one, responders on
+the other), on loopback ports, with every load bounded in calls and in time, and stopped by
+its PID (SIGINT, then SIGKILL). Every figure is measured in several runs (3), sipcheck and
+SIPp alternated, and shown as median [min-max]. See bench/README.md.
 
-    python3 bench/sidebyside.py --smoke            # every step at tiny sizes (CI, < 3 min)
-    python3 bench/sidebyside.py                    # the full comparison (< 25 min)
+    python3 bench/sidebyside.py --estimate         # the plan's time, without running it
+    python3 bench/sidebyside.py --smoke            # every step at tiny sizes, 2 runs (CI, ~3 min)
+    python3 bench/sidebyside.py                    # the full comparison, 3 runs (< 25 min)
+    python3 bench/sidebyside.py --only caller --runs 3 --cores 0,1 --sipcheck BINARY
     python3 bench/sidebyside.py --only media --json out.json --markdown out.md
 """
 
