@@ -1490,7 +1490,9 @@ class Bench:
             ps = [p for p in self.procs if getattr(p, "role", None) == role]
             allowed = sorted({p.allowed for p in ps if p.allowed is not None})
             ran = sorted(set().union(*(p.ran_on for p in ps))) if ps else []
-            out[role] = dict(core=core, processes=len(ps), cpus_allowed=allowed, ran_on=ran)
+            out[role] = dict(core=core, processes=len(ps), cpus_allowed=allowed, ran_on=ran,
+                             each=[dict(name=p.name, pid=p.pid, cpus_allowed=p.allowed,
+                                        ran_on=sorted(p.ran_on)) for p in ps])
             if ps and allowed != [str(core)]:
                 self.note(f"{role} processes were to run on core {core} only; the kernel "
                           f"reported Cpus_allowed_list {allowed}")
