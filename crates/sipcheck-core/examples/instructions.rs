@@ -21,7 +21,7 @@ use sipcheck_core::media::tone::{
 use sipcheck_core::sdp::{Direction, LocalMedia};
 use sipcheck_core::sip::msg::Message;
 use sipcheck_core::sip::transport::Transport;
-use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig};
+use sipcheck_core::ua::call::{CallEvent, Endpoint, EndpointConfig, OfferPlacement, OutgoingCall};
 use sipcheck_core::ua::register::LocalEnd;
 
 const OK: &str = "SIP/2.0 200 OK\r\n\
@@ -44,7 +44,7 @@ fn main() {
         args.next().and_then(|n| n.parse::<usize>().ok()),
     ) else {
         eprintln!(
-            "usage: instructions parse|generate-1000|generate-dtmf|detect-1|detect-2|uas-call N"
+            "usage: instructions parse|generate-1000|generate-dtmf|detect-1|detect-2|uas-call|uac-call N"
         );
         std::process::exit(2);
     };
@@ -98,6 +98,7 @@ fn main() {
         }
         // One call answered as `sipcheck answer --no-rtp` does.
         "uas-call" => uas_calls(n),
+        "uac-call" => uac_calls(n),
         other => {
             eprintln!("unknown operation {other}");
             std::process::exit(2);
@@ -206,6 +207,117 @@ Content-Length: 0\r\n\r\n"
         endpoint.handle_timeout(now + Duration::from_secs(33));
         sent += drain(&mut endpoint, &mut to_tag);
         assert!(endpoint.is_empty() && endpoint.transactions().is_empty());
+    }
+    sent
+}
+
+/// `n` 0-length calls placed by an [`Endpoint`] as `sipcheck run` places them against a SIPp
+/// `uas`: the INVITE with an SDP offer, a 180 and a 200 with SIPp's SDP answer received, the
+/// ACK sent, the BYE sent at once and its 200 received, and the transaction timers run out so
+/// that every call leaves nothing behind. The responses are written here from the request's
+/// lines (Via, From, Call-ID, CSeq), each into its own buffer, and parsed, as the UDP
+/// transport does. Returns the bytes sent, as a sink.
+fn uac_calls(n: usize) -> usize {
+    let local: SocketAddr = "127.0.0.1:5061".parse().expect("address");
+    let peer: SocketAddr = "127.0.0.1:5060".parse().expect("address");
+    let end = LocalEnd {
+        transport: Transport::Udp,
+        addr: local,
+        routes: Vec::new(),
+    };
+    let mut endpoint = Endpoint::new(EndpointConfig::new(end.clone()), IdGen::new(7));
+    let mut media = LocalMedia::new(local.ip(), 9, 7 >> 1);
+    media.direction = Direction::Inactive;
+    // The origin of the virtual clock; every later instant is computed from it.
+    #[allow(clippy::disallowed_methods)]
+    let start = Instant::now();
+    let mut buf = Vec::with_capacity(2048);
+    let mut sent = 0;
+    for i in 0..n {
+        let now = start + Duration::from_secs(40 * i as u64);
+        let call = endpoint
+            .invite(
+                now,
+                OutgoingCall {
+                    request_uri: "sip:service@127.0.0.1:5060".into(),
+                    from_uri: "sip:200000@127.0.0.1".into(),
+                    to_uri: "sip:service@127.0.0.1:5060".into(),
+                    destination: peer,
+                    credentials: None,
+                    local_media: media.clone(),
+                    local: end.clone(),
+                    offer: OfferPlacement::InInvite,
+                    extra_headers: Vec::new(),
+                    max_redirects: 0,
+                },
+            )
+            .expect("the INVITE");
+        let invite = endpoint.poll_transmit().expect("the INVITE sent");
+        sent += invite.bytes.len();
+        let to_tag = format!("{i}SIPpTag01");
+        for (status, body) in [("180 Ringing", ""), ("200 OK", SIPP_SDP)] {
+            respond(&mut buf, &invite.bytes, status, &to_tag, body);
+            let message = Message::parse_datagram(Bytes::copy_from_slice(&buf)).expect("valid");
+            buf.clear();
+            endpoint.handle_message(now, message, false, peer);
+        }
+        sent += drain_count(&mut endpoint); // the ACK
+        let mut answered = false;
+        while let Some(event) = endpoint.poll_event() {
+            answered |= matches!(event, CallEvent::Answered { .. });
+        }
+        assert!(answered, "call {i} not answered");
+        endpoint.hangup(now, call).expect("the BYE");
+        let bye = endpoint.poll_transmit().expect("the BYE sent");
+        sent += bye.bytes.len();
+        respond(&mut buf, &bye.bytes, "200 OK", &to_tag, "");
+        let message = Message::parse_datagram(Bytes::copy_from_slice(&buf)).expect("valid");
+        buf.clear();
+        endpoint.handle_message(now, message, false, peer);
+        let mut ended = false;
+        while let Some(event) = endpoint.poll_event() {
+            ended |= matches!(event, CallEvent::Ended { .. });
+        }
+        assert!(ended, "call {i} did not end");
+        endpoint.handle_timeout(now + Duration::from_secs(33));
+        sent += drain_count(&mut endpoint);
+        assert!(endpoint.is_empty() && endpoint.transactions().is_empty());
+    }
+    sent
+}
+
+/// A response as SIPp's `uas` writes it: the request's Via, From, Call-ID and CSeq, its To
+/// with `to_tag`, a Contact, and `body` (an SDP or nothing).
+fn respond(buf: &mut Vec<u8>, request: &[u8], status: &str, to_tag: &str, body: &str) {
+    let text = std::str::from_utf8(request).expect("text");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .expect("a header of the request")
+    };
+    let _ = write!(
+        buf,
+        "SIP/2.0 {status}\r\n{}\r\n{}\r\n{};tag={to_tag}\r\n{}\r\n{}\r\n\
+Contact: <sip:127.0.0.1:5060;transport=UDP>\r\n{}Content-Length: {}\r\n\r\n{body}",
+        line("Via:"),
+        line("From:"),
+        line("To:"),
+        line("Call-ID:"),
+        line("CSeq:"),
+        if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        },
+        body.len()
+    );
+}
+
+/// Send everything queued (here: count its bytes).
+fn drain_count(endpoint: &mut Endpoint<SocketAddr>) -> usize {
+    let mut sent = 0;
+    while let Some(t) = endpoint.poll_transmit() {
+        sent += black_box(&t.bytes).len();
     }
     sent
 }
