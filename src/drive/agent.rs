@@ -634,7 +634,10 @@ mod turn_tests {
         for n in 0..MESSAGES {
             peer.send_to(&options(n, addr, from), addr).unwrap();
         }
-        // Over loopback each datagram is in the driver's socket once `send_to` returns.
+        // Over loopback each datagram is in the driver's socket once `send_to` returns; a
+        // pause lets the runtime's reactor see it (the loop's own work, always ready, never
+        // parks the runtime).
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let mut driver = Driver::new(Wire::new(SipSocket::Udp(udp), None), agent, NoMedia);
         let mut control = Busy { turns: TURNS };
         driver.run(&mut control).await.unwrap();
