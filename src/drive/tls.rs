@@ -508,4 +508,21 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn the_groups_of_the_benchmarks_are_read_in_order_and_an_unknown_one_keeps_the_default() {
+        let names = |list: &str| {
+            super::kx_groups(list).map(|groups| groups.iter().map(|g| g.name()).collect::<Vec<_>>())
+        };
+        assert_eq!(names("p384"), Some(vec![rustls::NamedGroup::secp384r1]));
+        assert_eq!(
+            names("p256, x25519"),
+            Some(vec![
+                rustls::NamedGroup::secp256r1,
+                rustls::NamedGroup::X25519
+            ])
+        );
+        assert_eq!(names("p384,x448"), None);
+        assert_eq!(names(""), None);
+    }
 }
