@@ -35,7 +35,8 @@
 # (-tls_ca; SIPp checks no name).
 #
 # Environment: SIPCHECK (default target/release/sipcheck), RUNS, CONN_CALLS, CONN_RATE,
-# CALLS, RATE, MODES (default "conn calls"), KEEP=1 keeps the logs.
+# CALLS, RATE, MODES (default "conn calls"), KEEP=1 keeps the logs. SIPCHECK_TLS_GROUPS (e.g.
+# p384) is passed on to sipcheck: the key exchange groups it offers and takes, in order.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD

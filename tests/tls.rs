@@ -1,7 +1,8 @@
 //! SIP over TLS against a real Kamailio (its `tls` module) on loopback, with certificates made
 //! at test time: `options` and `register` (digest auth) verified against `--ca`; an untrusted,
 //! a mismatched and an expired certificate refused, naming the problem; `--insecure` passing
-//! with its warning; a peer misbehaving after the handshake; bad TLS flags.
+//! with its warning; a peer misbehaving after the handshake; bad TLS flags; requests sent in
+//! the same write as the handshake's end answered.
 
 mod support;
 
@@ -898,4 +899,108 @@ load: {{ rate: 1/s, total_calls: 1 }}
     );
     assert!(!shown.contains("Timer B"), "{shown}");
     assert!(took < Duration::from_secs(20), "took {took:?}\n{shown}");
+}
+
+/// An OPTIONS written in the same write as the client's Finished (the handshake's last
+/// flight and the first application record in one TCP segment), on connection `n`.
+fn options_with_the_finished(
+    to: std::net::SocketAddr,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    n: usize,
+) -> (std::net::TcpStream, rustls::ClientConnection) {
+    use std::io::Write as _;
+    let mut tcp = std::net::TcpStream::connect(to).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let from = tcp.local_addr().unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(to.ip().into());
+    let mut conn = rustls::ClientConnection::new(config.clone(), name).expect("client");
+    // The handshake, up to what would complete it: the Finished is left unwritten.
+    while conn.is_handshaking() {
+        if conn.wants_write() {
+            conn.write_tls(&mut tcp).expect("write the handshake");
+        } else {
+            assert!(
+                conn.read_tls(&mut tcp).expect("read the handshake") > 0,
+                "closed"
+            );
+            conn.process_new_packets().expect("handshake");
+        }
+    }
+    let options = format!(
+        "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/TLS {from};branch=z9hG4bKfin{n};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{from}>;tag=f{n}\r\nTo: <sip:{to}>\r\n\
+         Call-ID: finished-{n}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.writer().write_all(options.as_bytes()).unwrap();
+    // Finished and OPTIONS, one vectored write.
+    while conn.wants_write() {
+        conn.write_tls(&mut tcp)
+            .expect("write Finished and OPTIONS");
+    }
+    (tcp, conn)
+}
+
+/// A TLS server's reading of the first application data when it came in the same segment as
+/// the handshake's end (whatever rustls holds decrypted once the handshake is done must be
+/// read without waiting for more bytes from the socket): twenty connections opened at once
+/// to `answer`, each sending its Finished and an OPTIONS in one write, each answered 200.
+#[test]
+fn requests_sent_with_the_clients_finished_are_answered_over_many_tls_connections() {
+    use rustls::pki_types::pem::PemObject as _;
+    use std::io::Read as _;
+    const CONNECTIONS: usize = 20;
+    let pki = Pki::new().expect("test CA");
+    let certs = pki
+        .issue("answer", &["IP:127.0.0.1"], 2)
+        .expect("responder certificate");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let answer = Responder::start(
+        &[
+            "--transport",
+            "tls",
+            "--listen",
+            &listen,
+            "--cert",
+            certs.cert.to_str().unwrap(),
+            "--key",
+            certs.key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&pki.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let to: std::net::SocketAddr = listen.parse().unwrap();
+    let mut open: Vec<_> = (0..CONNECTIONS)
+        .map(|n| options_with_the_finished(to, &config, n))
+        .collect();
+    for (n, (tcp, conn)) in open.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read_tls(tcp) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => panic!("connection {n}: no response ({e})\n{}", answer.output()),
+            }
+            conn.process_new_packets().expect("records");
+            let _ = conn.reader().read_to_end(&mut got);
+        }
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.starts_with("SIP/2.0 200") && got.contains(&format!("finished-{n}@test")),
+            "connection {n}: {got}\n{}",
+            answer.output()
+        );
+    }
 }

@@ -91,15 +91,38 @@ impl fmt::Debug for TlsContext {
 // first, whose key exchange ring computes in portable code: measured with perf, more than
 // half of a caller's CPU per new connection. X25519 first (as OpenSSL and browsers do), then
 // P-256 and P-384 for peers that want them.
+//
+// `SIPCHECK_TLS_GROUPS` (undocumented but for the benchmarks: `x25519`, `p256`, `p384`,
+// comma-separated, in order) replaces that list, to measure (or reproduce a problem with)
+// slower handshakes.
 #[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     let mut provider = ring::default_provider();
-    provider.kx_groups = vec![
-        ring::kx_group::X25519,
-        ring::kx_group::SECP256R1,
-        ring::kx_group::SECP384R1,
-    ];
+    provider.kx_groups = std::env::var("SIPCHECK_TLS_GROUPS")
+        .ok()
+        .and_then(|groups| kx_groups(&groups))
+        .unwrap_or_else(|| {
+            vec![
+                ring::kx_group::X25519,
+                ring::kx_group::SECP256R1,
+                ring::kx_group::SECP384R1,
+            ]
+        });
     Arc::new(provider)
+}
+
+/// Key exchange groups by name (`x25519,p256,p384`); `None` when one is unknown or none given.
+fn kx_groups(names: &str) -> Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>> {
+    names
+        .split(',')
+        .map(|name| match name.trim() {
+            "x25519" => Some(ring::kx_group::X25519),
+            "p256" => Some(ring::kx_group::SECP256R1),
+            "p384" => Some(ring::kx_group::SECP384R1),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .filter(|groups| !groups.is_empty())
 }
 
 fn file_error(path: &Path, reason: impl fmt::Display) -> TlsSetupError {
@@ -484,5 +507,22 @@ mod tests {
                 rustls::NamedGroup::secp384r1
             ]
         );
+    }
+
+    #[test]
+    fn the_groups_of_the_benchmarks_are_read_in_order_and_an_unknown_one_keeps_the_default() {
+        let names = |list: &str| {
+            super::kx_groups(list).map(|groups| groups.iter().map(|g| g.name()).collect::<Vec<_>>())
+        };
+        assert_eq!(names("p384"), Some(vec![rustls::NamedGroup::secp384r1]));
+        assert_eq!(
+            names("p256, x25519"),
+            Some(vec![
+                rustls::NamedGroup::secp256r1,
+                rustls::NamedGroup::X25519
+            ])
+        );
+        assert_eq!(names("p384,x448"), None);
+        assert_eq!(names(""), None);
     }
 }
