@@ -8,14 +8,19 @@
 //!
 //! - ended failed, its records are written sorted by time, and its later ones (the other
 //!   end's, a late RTP packet) as they come;
-//! - ended passed, they are held for [`Limits::linger`] more (by the records' own time): both
-//!   ends of a call may be in this process under one Call-ID, and the other end may still
-//!   fail; then they are dropped, and so are the call's later records.
+//! - ended passed, they are dropped, and so are the call's later records, as soon as every
+//!   end of the call in this process has passed: both ends of a call may be in this process
+//!   under one Call-ID, and the other end may still fail. The caller tells each end as it
+//!   begins ([`Selector::opened`]): when every end told of has its verdict, the call is
+//!   decided at once. When a passed end finds an end told of still without a verdict, or no
+//!   end was told of at all (the caller does not count them), the records are held for
+//!   [`Limits::linger`] more (by the records' own time) for the other end's verdict, and
+//!   dropped then. Late records after the verdict are not what the linger is for: they
+//!   follow the call's decision, remembered after its buffer is gone.
 //!
 //! [`Selector::finish`] writes the buffers of the calls that never ended (an interrupted run).
 //! The selector never reads a clock: the records' times drive it.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
@@ -56,7 +61,9 @@ pub struct Limits {
     pub per_call: usize,
     /// The most bytes of records held for all calls together.
     pub total: usize,
-    /// How long a passed call's records are held for the other end of the same Call-ID.
+    /// How long a passed end's records are held for the verdict of another end of the same
+    /// Call-ID in this process, when one was told of ([`Selector::opened`]) and has none
+    /// yet, or when no end was told of.
     pub linger: Duration,
 }
 
@@ -141,6 +148,10 @@ struct Held {
     ring: Ring,
     /// Ended passed: dropped at this time unless the call fails meanwhile.
     drop_at: Option<Duration>,
+    /// The ends of the call in this process told of ([`Selector::opened`]), and how many of
+    /// them passed.
+    ends: u32,
+    passed: u32,
 }
 
 /// A hasher for [`CallTag`]s: one multiplication (the tags are small distinct numbers).
@@ -168,8 +179,6 @@ type TagMap<V> = HashMap<CallTag, V, BuildHasherDefault<TagHasher>>;
 /// The calls decided that a selector remembers (their late records follow the decision).
 const REMEMBERED: usize = 1 << 16;
 
-/// The buffers of ended calls kept for the next calls: at most this many bytes of them.
-const SPARE: usize = 16 << 20;
 
 /// Selects the calls' records: see the [module](self).
 #[derive(Debug)]
@@ -183,9 +192,6 @@ pub struct Selector {
     /// Decided calls: `true` written, `false` dropped; and their order, to forget the oldest.
     decided: TagMap<bool>,
     decided_order: VecDeque<CallTag>,
-    /// Buffers of ended calls, for the next ones, and their bytes.
-    spare: Vec<Vec<u8>>,
-    spare_bytes: usize,
     stats: Selected,
 }
 
@@ -201,8 +207,6 @@ impl Selector {
             lingering: VecDeque::new(),
             decided: TagMap::default(),
             decided_order: VecDeque::new(),
-            spare: Vec::new(),
-            spare_bytes: 0,
             stats: Selected::default(),
         }
     }
@@ -219,11 +223,15 @@ impl Selector {
         self.held_bytes
     }
 
-    /// The bytes the held calls' buffers take now, and the spare buffers kept for reuse.
+    /// The bytes the held calls' buffers have allocated now.
+    ///
+    /// An ended call's buffer is freed, not kept for the next call: a kept buffer has its
+    /// full size from the next call's first record on (every call under way would take a
+    /// whole call's buffer, twice what growing takes), and the allocator reuses the freed
+    /// memory anyway.
     #[must_use]
-    pub fn memory(&self) -> (usize, usize) {
-        let held = self.held.values().map(|h| h.ring.size()).sum();
-        (held, self.spare_bytes)
+    pub fn memory(&self) -> usize {
+        self.held.values().map(|h| h.ring.capacity()).sum()
     }
 
     /// One `record` (one or more pcap records) of `call` at `wall`: appended to `out` when it
@@ -249,22 +257,7 @@ impl Selector {
             None => {}
         }
         let per_call = self.limits.per_call;
-        let held = match self.held.entry(call) {
-            Entry::Occupied(held) => held.into_mut(),
-            Entry::Vacant(slot) => {
-                let ring = match self.spare.pop() {
-                    Some(buffer) => {
-                        self.spare_bytes -= buffer.capacity();
-                        Ring::with_buffer(buffer)
-                    }
-                    None => Ring::default(),
-                };
-                slot.insert(Held {
-                    ring,
-                    drop_at: None,
-                })
-            }
-        };
+        let held = self.held.entry(call).or_default();
         let dropped = held.ring.push(wall, record, per_call);
         self.held_bytes = self.held_bytes + record.len() - dropped;
         if self.held_bytes > self.limits.total {
@@ -315,14 +308,9 @@ impl Selector {
         self.decide(call, false);
     }
 
-    /// A call's buffer is given up: kept for a next call while the spare ones are few.
+    /// A call's buffer is given up (freed).
     fn release(&mut self, held: Held) {
         self.held_bytes -= held.ring.bytes();
-        let buffer = held.ring.into_buffer();
-        if self.spare_bytes + buffer.capacity() <= SPARE && buffer.capacity() > 0 {
-            self.spare_bytes += buffer.capacity();
-            self.spare.push(buffer);
-        }
     }
 
     fn decide(&mut self, call: CallTag, written: bool) {
@@ -336,8 +324,28 @@ impl Selector {
         }
     }
 
+    /// One end of `call` began in this process (a caller's once its Call-ID is known, a
+    /// callee's as its INVITE comes): the call is not decided before this end's verdict
+    /// ([`Self::ended`]), for [`Limits::linger`] at most once another end passed. A call
+    /// dropped already (every end told of before passed) is held again from now on.
+    pub fn opened(&mut self, call: CallTag) {
+        if self.keep == Keep::All {
+            return;
+        }
+        match self.decided.get(&call) {
+            Some(true) => return,
+            Some(false) => {
+                self.decided.remove(&call);
+            }
+            None => {}
+        }
+        self.held.entry(call).or_default().ends += 1;
+    }
+
     /// One end of `call` ended at `wall`, failed or passed: a failed call's records are
-    /// appended to `out`, sorted by time.
+    /// appended to `out`, sorted by time. A passed end's records are dropped at once when
+    /// every end told of ([`Self::opened`]) has passed, else held for [`Limits::linger`] at
+    /// most for the others' verdicts.
     pub fn ended(&mut self, wall: Duration, call: CallTag, failed: bool, out: &mut Vec<u8>) {
         self.expire(wall);
         let Keep::Failed(most) = self.keep else {
@@ -351,8 +359,17 @@ impl Selector {
         }
         if !failed {
             self.stats.passed += 1;
+            let held = self.held.entry(call).or_default();
+            held.passed += 1;
+            if held.ends > 0 && held.passed >= held.ends {
+                // Every end of the call here has passed: nothing is waited for.
+                let held = self.held.remove(&call).expect("held");
+                self.release(held);
+                self.decide(call, false);
+                return;
+            }
             let drop_at = wall + self.limits.linger;
-            self.held.entry(call).or_default().drop_at = Some(drop_at);
+            held.drop_at = Some(drop_at);
             self.lingering.push_back((drop_at, call));
             return;
         }
@@ -379,7 +396,7 @@ impl Selector {
         let mut unfinished: Vec<(CallTag, Held)> = self
             .held
             .drain()
-            .filter(|(_, held)| held.drop_at.is_none())
+            .filter(|(_, held)| held.drop_at.is_none() && !held.ring.is_empty())
             .collect();
         self.held_bytes = 0;
         self.lingering.clear();
@@ -393,8 +410,6 @@ impl Selector {
             held.ring.write_sorted(out);
             self.decide(call, true);
         }
-        self.spare.clear();
-        self.spare_bytes = 0;
     }
 }
 
@@ -492,6 +507,100 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_call_is_dropped_once_every_end_told_of_has_passed_not_a_linger_later() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let a = 1;
+        let mut out = Vec::new();
+        // Both ends of the call in this process.
+        s.opened(a);
+        s.opened(a);
+        s.record(ms(1), Some(a), b"x", &mut out);
+        s.ended(ms(2), a, false, &mut out);
+        assert_eq!(s.held_bytes(), 1, "the other end's verdict is waited for");
+        s.record(ms(3), Some(a), b"y", &mut out);
+        s.ended(ms(4), a, false, &mut out);
+        assert_eq!(s.held_bytes(), 0, "dropped at the second verdict, not 100 ms later");
+        assert_eq!(s.memory(), 0, "its buffer is freed");
+        // Its late records follow the decision.
+        s.record(ms(5), Some(a), b"z", &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(s.selected().passed, 2);
+    }
+
+    #[test]
+    fn one_end_told_of_decides_alone() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let (a, b) = (1, 2);
+        let mut out = Vec::new();
+        s.opened(a);
+        s.opened(b);
+        s.record(ms(1), Some(a), b"aa", &mut out);
+        s.record(ms(1), Some(b), b"bb", &mut out);
+        s.ended(ms(2), a, false, &mut out);
+        assert_eq!(s.held_bytes(), 2, "a dropped at once, b held");
+        s.ended(ms(3), b, true, &mut out);
+        assert_eq!(out, b"bb");
+    }
+
+    #[test]
+    fn the_other_end_told_of_failing_after_one_passed_writes_the_whole_call() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let a = 1;
+        let mut out = Vec::new();
+        s.opened(a);
+        s.record(ms(1), Some(a), b"x", &mut out);
+        s.opened(a);
+        s.ended(ms(2), a, false, &mut out);
+        s.record(ms(3), Some(a), b"y", &mut out);
+        s.ended(ms(50), a, true, &mut out);
+        assert_eq!(out, b"xy");
+        assert_eq!(s.selected().written, 1);
+    }
+
+    #[test]
+    fn an_end_told_of_that_never_ends_keeps_the_passed_call_for_the_linger_only() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let (a, b) = (1, 2);
+        let mut out = Vec::new();
+        s.opened(a);
+        s.opened(a);
+        s.record(ms(1), Some(a), b"aaaa", &mut out);
+        s.ended(ms(2), a, false, &mut out);
+        s.record(ms(101), Some(b), b"b", &mut out);
+        assert_eq!(s.held_bytes(), 5, "within the linger");
+        s.record(ms(103), Some(b), b"b", &mut out);
+        assert_eq!(s.held_bytes(), 2, "the linger over: dropped");
+        s.ended(ms(104), a, true, &mut out);
+        assert!(out.is_empty(), "decided dropped");
+    }
+
+    #[test]
+    fn an_end_that_begins_after_its_call_was_dropped_is_held_again() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let a = 1;
+        let mut out = Vec::new();
+        s.opened(a);
+        s.record(ms(1), Some(a), b"old", &mut out);
+        s.ended(ms(2), a, false, &mut out);
+        assert_eq!(s.held_bytes(), 0);
+        s.opened(a);
+        s.record(ms(3), Some(a), b"new", &mut out);
+        s.ended(ms(4), a, true, &mut out);
+        assert_eq!(out, b"new");
+    }
+
+    #[test]
+    fn an_end_told_of_with_no_record_is_not_written_at_the_finish() {
+        let mut s = Selector::new(Keep::Failed(None), limits());
+        let mut out = Vec::new();
+        s.opened(1);
+        s.finish(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.selected().unfinished, 0);
+    }
+
+    #[test]
     fn a_call_over_its_bound_keeps_its_last_records_and_is_counted_truncated() {
         let mut s = Selector::new(Keep::Failed(None), limits());
         let a = 1;
@@ -573,7 +682,7 @@ mod tests {
         assert!(out.is_empty());
         assert!(s.held_bytes() <= 16 << 10);
         assert!(
-            s.memory().0 <= 16 << 10,
+            s.memory() <= 16 << 10,
             "the call's buffer stays within its bound"
         );
         s.ended(ms(10_000), 7, true, &mut out);
@@ -591,8 +700,53 @@ mod tests {
         assert_eq!(s.held_bytes(), 0);
     }
 
+    /// The self-test at load, in virtual time: a call starts every 10 ms and lasts 4 s, both
+    /// of its ends in this process (each RTP packet seen twice, both ways: 4 records of 216
+    /// bytes per 20 ms), and both pass.
     #[test]
-    fn passed_calls_drop_their_packets_and_their_buffers_serve_the_next_calls() {
+    fn at_load_only_the_calls_under_way_are_held_and_their_buffers_have_little_slack() {
+        let mut s = Selector::new(Keep::Failed(None), Limits::default());
+        let mut out = Vec::new();
+        let calls: u64 = 600;
+        let record = [0u8; 216];
+        let (mut most_held, mut most_memory) = (0, 0);
+        // Every 10 ms: a call begins, the calls under way send their packets (every other
+        // tick each), the call begun 4 s ago ends.
+        for tick in 0..calls + 400 {
+            let now = ms(tick * 10);
+            if tick < calls {
+                s.opened(tick);
+                s.opened(tick);
+            }
+            for call in tick.saturating_sub(399)..=tick.min(calls - 1) {
+                if (tick + call) % 2 == 0 {
+                    for _ in 0..4 {
+                        s.record(now, Some(call), &record, &mut out);
+                    }
+                }
+            }
+            if let Some(done) = tick.checked_sub(399).filter(|c| *c < calls) {
+                s.ended(now, done, false, &mut out);
+                s.ended(now, done, false, &mut out);
+            }
+            most_held = most_held.max(s.held_bytes());
+            most_memory = most_memory.max(s.memory());
+        }
+        assert!(out.is_empty());
+        assert_eq!(s.selected().passed, 2 * calls);
+        // 400 calls under way, 172,800 bytes each at their end: no passed call waits.
+        let one_call = 200 * 4 * 216;
+        assert!(most_held <= 400 * one_call, "{most_held}");
+        // The buffers: the records and at most a third more.
+        assert!(
+            most_memory <= most_held + most_held / 3,
+            "{most_memory} for {most_held}"
+        );
+        assert_eq!(s.memory(), 0, "all passed: nothing held");
+    }
+
+    #[test]
+    fn passed_calls_drop_their_packets_and_free_their_buffers() {
         let limits = Limits {
             per_call: 64 << 10,
             total: 1 << 20,
@@ -607,11 +761,9 @@ mod tests {
         rtp(&mut s, 99, 60, 1, &mut out);
         assert!(out.is_empty(), "no passed call written");
         assert_eq!(s.selected().passed, 50);
-        // Only the last call is held; the others' buffers went back to the spare ones (a
-        // few of them: each new call took one).
-        let (held, spare) = s.memory();
+        // Only the last call is held (its linger over, each passed call's buffer is freed).
+        let held = s.memory();
         assert!(held <= 64 << 10, "{held}");
-        assert!(spare <= 2 * (64 << 10), "{spare}");
         s.ended(ms(61_000), 99, true, &mut out);
         assert_eq!(out.len(), 100 * 216);
     }
