@@ -130,6 +130,11 @@ pub(crate) struct Driver<M> {
     /// The streams not yet told their call's Call-ID (`--pcap-calls`): a caller's is made
     /// as its INVITE is sent, after its stream opened for the offer.
     untagged: Vec<CallKey>,
+    /// The last call told to the capture as begun (`--pcap-calls`), and the calls after it
+    /// that are to be told once they have their Call-ID (a caller's, once its INVITE is
+    /// sent).
+    told: Option<CallKey>,
+    untold: Vec<CallKey>,
     media_events: Pipe<MediaEvent>,
     /// Streams being stopped for their report (one task per stopped stream waits for it
     /// beside the loop, never in it: at hundreds of calls ending a second, waiting here
@@ -162,6 +167,8 @@ impl<M: Media> Driver<M> {
             media,
             streams: HashMap::new(),
             untagged: Vec::new(),
+            told: None,
+            untold: Vec::new(),
             media_events: mpsc::unbounded_channel(),
             stopping: 0,
             stopped: mpsc::unbounded_channel(),
@@ -271,6 +278,7 @@ impl<M: Media> Driver<M> {
                 self.media_command(key, command);
             }
             self.tag_streams();
+            self.tell_ends();
             while let Some((key, target)) = self.agent.poll_resolve() {
                 let resolved = self.resolved.0.clone();
                 tokio::spawn(async move {
@@ -324,6 +332,32 @@ impl<M: Media> Driver<M> {
                 None => false,
             }
         });
+    }
+
+    /// Tell the capture of each call begun (an end of its Call-ID in this process), once it
+    /// has its Call-ID: a passed call's packets are dropped once every end told of has its
+    /// verdict.
+    fn tell_ends(&mut self) {
+        if !crate::drive::capture::selective() {
+            return;
+        }
+        let agent = &self.agent;
+        self.untold.retain(|key| match agent.call_label(*key) {
+            Some((_, call_id)) if !call_id.is_empty() => {
+                crate::drive::capture::call_begun(call_id);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        for (key, call_id) in agent.calls_after(self.told) {
+            self.told = Some(key);
+            if call_id.is_empty() {
+                self.untold.push(key);
+            } else {
+                crate::drive::capture::call_begun(call_id);
+            }
+        }
     }
 
     fn media_command(&mut self, key: CallKey, command: MediaCommand) {

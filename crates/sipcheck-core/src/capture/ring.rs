@@ -268,11 +268,23 @@ mod tests {
     fn the_buffer_grows_by_half_again_then_by_steps_within_the_bound() {
         use super::{grown, FIRST, STEP};
         assert_eq!(grown(0, 1, 1 << 20), FIRST);
-        assert_eq!(grown(FIRST, 1, 1 << 20), 2 * FIRST, "6 KiB rounded to a page");
+        assert_eq!(
+            grown(FIRST, 1, 1 << 20),
+            2 * FIRST,
+            "6 KiB rounded to a page"
+        );
         assert_eq!(grown(100 << 10, 1, 1 << 20), 152 << 10, "half again");
         assert_eq!(grown(200 << 10, 1, 1 << 20), 264 << 10, "64 KiB at most");
-        assert_eq!(grown(1 << 20, 1, 4 << 20), (1 << 20) + (128 << 10), "an eighth");
-        assert_eq!(grown(8 << 10, 100 << 10, 1 << 20), 100 << 10, "what is needed");
+        assert_eq!(
+            grown(1 << 20, 1, 4 << 20),
+            (1 << 20) + (128 << 10),
+            "an eighth"
+        );
+        assert_eq!(
+            grown(8 << 10, 100 << 10, 1 << 20),
+            100 << 10,
+            "what is needed"
+        );
         assert_eq!(grown(900 << 10, 1, 1000 << 10), 1000 << 10, "the bound");
         // A 4 s call seen by both ends (800 RTP records of 216 bytes): far less slack than
         // doubling's 256 KiB, and never more than a third.
@@ -283,7 +295,10 @@ mod tests {
             let size = ring.size();
             assert!(size % STEP == 0 && size >= ring.bytes());
             if size != last {
-                assert!(last == 0 || size <= last + last / 2 + STEP, "{last} to {size}");
+                assert!(
+                    last == 0 || size <= last + last / 2 + STEP,
+                    "{last} to {size}"
+                );
                 assert!(size <= FIRST.max(ring.bytes() * 3 / 2 + STEP), "{size}");
                 last = size;
             }

@@ -179,7 +179,6 @@ type TagMap<V> = HashMap<CallTag, V, BuildHasherDefault<TagHasher>>;
 /// The calls decided that a selector remembers (their late records follow the decision).
 const REMEMBERED: usize = 1 << 16;
 
-
 /// Selects the calls' records: see the [module](self).
 #[derive(Debug)]
 pub struct Selector {
@@ -519,7 +518,11 @@ mod tests {
         assert_eq!(s.held_bytes(), 1, "the other end's verdict is waited for");
         s.record(ms(3), Some(a), b"y", &mut out);
         s.ended(ms(4), a, false, &mut out);
-        assert_eq!(s.held_bytes(), 0, "dropped at the second verdict, not 100 ms later");
+        assert_eq!(
+            s.held_bytes(),
+            0,
+            "dropped at the second verdict, not 100 ms later"
+        );
         assert_eq!(s.memory(), 0, "its buffer is freed");
         // Its late records follow the decision.
         s.record(ms(5), Some(a), b"z", &mut out);

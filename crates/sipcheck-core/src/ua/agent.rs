@@ -418,6 +418,19 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         Some((live.script.user(), live.script.call_id()))
     }
 
+    /// The live calls begun after `after` (all of them for `None`), oldest first, with their
+    /// SIP Call-IDs (a caller's is empty until its INVITE is sent): how a driver learns of
+    /// each call as it begins.
+    pub fn calls_after(&self, after: Option<CallKey>) -> impl Iterator<Item = (CallKey, &str)> {
+        let from = match after {
+            Some(key) => std::ops::Bound::Excluded(key),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.calls
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(key, live)| (*key, live.script.call_id()))
+    }
+
     // --- inputs -------------------------------------------------------------------------
 
     /// A datagram from `from`. One that is not SIP is dropped.

@@ -1732,3 +1732,30 @@ roles:
         assert_eq!(contact, "<sip:3401@127.0.0.1:5070>");
     }
 }
+
+#[test]
+fn each_end_of_a_call_is_listed_once_begun_with_its_call_id() {
+    let mut run = one_call();
+    run.sim.run_for(secs(1));
+    let caller: Vec<(CallKey, String)> = run
+        .node("caller")
+        .agent
+        .calls_after(None)
+        .map(|(k, id)| (k, id.to_owned()))
+        .collect();
+    let callee: Vec<(CallKey, String)> = run
+        .node("callee")
+        .agent
+        .calls_after(None)
+        .map(|(k, id)| (k, id.to_owned()))
+        .collect();
+    assert_eq!(caller.len(), 1);
+    assert_eq!(callee.len(), 1);
+    assert!(!caller[0].1.is_empty(), "the INVITE is sent: its Call-ID");
+    assert_eq!(caller[0].1, callee[0].1, "both ends under one Call-ID");
+    // Nothing begun after the last one listed.
+    let last = caller[0].0;
+    assert_eq!(run.node("caller").agent.calls_after(Some(last)).count(), 0);
+    run.run(secs(120));
+    assert_eq!(run.node("caller").agent.calls_after(None).count(), 0);
+}
