@@ -130,10 +130,8 @@ pub(crate) struct Driver<M> {
     /// The streams not yet told their call's Call-ID (`--pcap-calls`): a caller's is made
     /// as its INVITE is sent, after its stream opened for the offer.
     untagged: Vec<CallKey>,
-    /// The last call told to the capture as begun (`--pcap-calls`), and the calls after it
-    /// that are to be told once they have their Call-ID (a caller's, once its INVITE is
-    /// sent).
-    told: Option<CallKey>,
+    /// The calls begun that are to be told to the capture (`--pcap-calls`) once they have
+    /// their Call-ID (a caller's, once its INVITE is sent).
     untold: Vec<CallKey>,
     media_events: Pipe<MediaEvent>,
     /// Streams being stopped for their report (one task per stopped stream waits for it
@@ -167,7 +165,6 @@ impl<M: Media> Driver<M> {
             media,
             streams: HashMap::new(),
             untagged: Vec::new(),
-            told: None,
             untold: Vec::new(),
             media_events: mpsc::unbounded_channel(),
             stopping: 0,
@@ -336,9 +333,21 @@ impl<M: Media> Driver<M> {
 
     /// Tell the capture of each call begun (an end of its Call-ID in this process), once it
     /// has its Call-ID: a passed call's packets are dropped once every end told of has its
-    /// verdict.
+    /// verdict. Before the results are handed on: a call refused as its INVITE came is told
+    /// before its end.
     fn tell_ends(&mut self) {
-        if !crate::drive::capture::selective() {
+        let selective = crate::drive::capture::selective();
+        while let Some((key, call_id)) = self.agent.poll_begun() {
+            if !selective {
+                continue;
+            }
+            if call_id.is_empty() {
+                self.untold.push(key);
+            } else {
+                crate::drive::capture::call_begun(&call_id);
+            }
+        }
+        if self.untold.is_empty() {
             return;
         }
         let agent = &self.agent;
@@ -350,14 +359,6 @@ impl<M: Media> Driver<M> {
             Some(_) => true,
             None => false,
         });
-        for (key, call_id) in agent.calls_after(self.told) {
-            self.told = Some(key);
-            if call_id.is_empty() {
-                self.untold.push(key);
-            } else {
-                crate::drive::capture::call_begun(call_id);
-            }
-        }
     }
 
     fn media_command(&mut self, key: CallKey, command: MediaCommand) {
