@@ -340,17 +340,24 @@ impl Writer {
                 Job::Batch(mut batch) => {
                     if !self.failed {
                         for p in &batch.packets {
-                            record.clear();
                             let payload = batch.payload(p);
                             match p.proto {
-                                Proto::Udp => {
-                                    encoder.udp(&mut record, p.wall, p.src, p.dst, payload);
-                                }
+                                // Encoded only if written (held as it came, else).
+                                Proto::Udp => self.selector.record_udp(
+                                    p.wall,
+                                    p.call,
+                                    p.src,
+                                    p.dst,
+                                    payload,
+                                    &mut chosen,
+                                ),
+                                // The TCP numbering follows every segment, written or not.
                                 Proto::Tcp => {
+                                    record.clear();
                                     encoder.tcp(&mut record, p.wall, p.src, p.dst, payload);
+                                    self.selector.record(p.wall, p.call, &record, &mut chosen);
                                 }
                             }
-                            self.selector.record(p.wall, p.call, &record, &mut chosen);
                         }
                         self.write(&mut chosen);
                     }

@@ -44,7 +44,17 @@ pub fn grown(size: usize, need: usize, bound: usize) -> usize {
 struct Entry {
     wall: Duration,
     start: u32,
+    /// Its length, and [`MARK`] when it was pushed marked.
     len: u32,
+}
+
+/// The bit of [`Entry::len`] that marks a record.
+const MARK: u32 = 1 << 31;
+
+impl Entry {
+    fn len(&self) -> usize {
+        (self.len & !MARK) as usize
+    }
 }
 
 /// A bounded ring of records: see the [module](self).
@@ -124,8 +134,20 @@ impl Ring {
     /// not kept, and drops every other (nothing older than it may stay when it cannot).
     /// Returns the bytes of records dropped.
     pub fn push(&mut self, wall: Duration, record: &[u8], bound: usize) -> usize {
+        self.push_marked(wall, record, bound, false)
+    }
+
+    /// [`Self::push`], the record marked or not (the mark comes back with it from
+    /// [`Self::drain_sorted`]: what kind of record it is).
+    pub fn push_marked(
+        &mut self,
+        wall: Duration,
+        record: &[u8],
+        bound: usize,
+        mark: bool,
+    ) -> usize {
         let len = record.len();
-        if len > bound || len > u32::MAX as usize {
+        if len > bound || len >= MARK as usize {
             let dropped = self.bytes;
             self.clear();
             self.truncated = true;
@@ -176,7 +198,7 @@ impl Ring {
         self.index.push_back(Entry {
             wall,
             start: start as u32,
-            len: len as u32,
+            len: len as u32 | if mark { MARK } else { 0 },
         });
         self.tail = start + len;
         self.bytes += len;
@@ -188,7 +210,7 @@ impl Ring {
         let Some(old) = self.index.pop_front() else {
             return 0;
         };
-        self.bytes -= old.len as usize;
+        self.bytes -= old.len();
         self.truncated = true;
         match self.index.front() {
             None => {
@@ -199,12 +221,19 @@ impl Ring {
             Some(next) if self.wrapped && next.start < old.start => self.wrapped = false,
             Some(_) => {}
         }
-        old.len as usize
+        old.len()
     }
 
     /// Append the records held to `out` in the order of their times (stable: records of
     /// one time stay in the order they came), and empty the ring.
     pub fn write_sorted(&mut self, out: &mut Vec<u8>) {
+        out.reserve(self.bytes);
+        self.drain_sorted(|_, record, _| out.extend_from_slice(record));
+    }
+
+    /// Each record held, with its time and whether it was marked, in the order of their
+    /// times (stable), and empty the ring.
+    pub fn drain_sorted(&mut self, mut each: impl FnMut(Duration, &[u8], bool)) {
         let sorted = self
             .index
             .iter()
@@ -213,10 +242,9 @@ impl Ring {
         if !sorted {
             self.index.make_contiguous().sort_by_key(|e| e.wall);
         }
-        out.reserve(self.bytes);
         for e in &self.index {
             let start = e.start as usize;
-            out.extend_from_slice(&self.buf[start..start + e.len as usize]);
+            each(e.wall, &self.buf[start..start + e.len()], e.len & MARK != 0);
         }
         self.clear();
     }

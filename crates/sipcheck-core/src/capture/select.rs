@@ -23,9 +23,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::ring::Ring;
+use super::Encoder;
 
 /// Which calls a capture keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +194,10 @@ pub struct Selector {
     decided: TagMap<bool>,
     decided_order: VecDeque<CallTag>,
     stats: Selected,
+    /// Encodes the UDP datagrams held as they are written.
+    udp: Encoder,
+    /// A held UDP datagram being made.
+    raw: Vec<u8>,
 }
 
 impl Selector {
@@ -207,6 +213,8 @@ impl Selector {
             decided: TagMap::default(),
             decided_order: VecDeque::new(),
             stats: Selected::default(),
+            udp: Encoder::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -242,22 +250,56 @@ impl Selector {
         record: &[u8],
         out: &mut Vec<u8>,
     ) {
+        match self.fate(wall, call) {
+            Fate::Write => out.extend_from_slice(record),
+            Fate::Hold(call) => self.hold(wall, call, record, false),
+            Fate::Drop => {}
+        }
+    }
+
+    /// One UDP datagram `payload` of `call` from `src` to `dst` at `wall`: its record
+    /// (see [`Encoder::udp`]) appended to `out` when it is to be written now, else held or
+    /// dropped. A held datagram is kept as its addresses and payload, and encoded only if
+    /// its call is written: most calls pass, their datagrams never encoded.
+    pub fn record_udp(
+        &mut self,
+        wall: Duration,
+        call: Option<CallTag>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        match self.fate(wall, call) {
+            Fate::Write => self.udp.udp(out, wall, src, dst, payload),
+            Fate::Hold(call) => {
+                let mut raw = std::mem::take(&mut self.raw);
+                raw.clear();
+                put_udp(&mut raw, src, dst, payload);
+                self.hold(wall, call, &raw, true);
+                self.raw = raw;
+            }
+            Fate::Drop => {}
+        }
+    }
+
+    /// What becomes of a record of `call` at `wall`.
+    fn fate(&mut self, wall: Duration, call: Option<CallTag>) -> Fate {
         self.expire(wall);
         let (Keep::Failed(_), Some(call)) = (self.keep, call) else {
-            out.extend_from_slice(record);
-            return;
+            return Fate::Write;
         };
         match self.decided.get(&call) {
-            Some(true) => {
-                out.extend_from_slice(record);
-                return;
-            }
-            Some(false) => return,
-            None => {}
+            Some(true) => Fate::Write,
+            Some(false) => Fate::Drop,
+            None => Fate::Hold(call),
         }
+    }
+
+    fn hold(&mut self, wall: Duration, call: CallTag, record: &[u8], udp: bool) {
         let per_call = self.limits.per_call;
         let held = self.held.entry(call).or_default();
-        let dropped = held.ring.push(wall, record, per_call);
+        let dropped = held.ring.push_marked(wall, record, per_call, udp);
         self.held_bytes = self.held_bytes + record.len() - dropped;
         if self.held_bytes > self.limits.total {
             self.make_room(call);
@@ -384,7 +426,7 @@ impl Selector {
             self.stats.truncated += 1;
         }
         self.held_bytes -= held.ring.bytes();
-        held.ring.write_sorted(out);
+        write_ring(&mut self.udp, &mut held.ring, out);
         self.release(held);
         self.decide(call, true);
     }
@@ -406,10 +448,89 @@ impl Selector {
             if held.ring.truncated() {
                 self.stats.truncated += 1;
             }
-            held.ring.write_sorted(out);
+            write_ring(&mut self.udp, &mut held.ring, out);
             self.decide(call, true);
         }
     }
+}
+
+/// What becomes of a record.
+enum Fate {
+    Write,
+    Hold(CallTag),
+    Drop,
+}
+
+/// Append `ring`'s records to `out` in time order, the UDP datagrams held as addresses and
+/// payload encoded by `udp`, and empty it.
+fn write_ring(udp: &mut Encoder, ring: &mut Ring, out: &mut Vec<u8>) {
+    out.reserve(ring.bytes() + ring.len() * 48);
+    ring.drain_sorted(|wall, record, raw| {
+        if !raw {
+            out.extend_from_slice(record);
+        } else if let Some((src, dst, payload)) = take_udp(record) {
+            udp.udp(out, wall, src, dst, payload);
+        }
+    });
+}
+
+/// A held UDP datagram: the family (4 or 6), the source and destination addresses and
+/// ports, the payload.
+fn put_udp(raw: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            raw.push(4);
+            raw.extend_from_slice(&s.octets());
+            raw.extend_from_slice(&d.octets());
+        }
+        (s, d) => {
+            raw.push(6);
+            raw.extend_from_slice(&v6(s).octets());
+            raw.extend_from_slice(&v6(d).octets());
+        }
+    }
+    raw.extend_from_slice(&src.port().to_be_bytes());
+    raw.extend_from_slice(&dst.port().to_be_bytes());
+    raw.extend_from_slice(payload);
+}
+
+fn v6(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// What [`put_udp`] held.
+fn take_udp(raw: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
+    let (family, rest) = raw.split_first()?;
+    let (src, dst, rest) = match family {
+        4 => {
+            let s: [u8; 4] = rest.get(0..4)?.try_into().ok()?;
+            let d: [u8; 4] = rest.get(4..8)?.try_into().ok()?;
+            (
+                IpAddr::from(Ipv4Addr::from(s)),
+                IpAddr::from(Ipv4Addr::from(d)),
+                &rest[8..],
+            )
+        }
+        _ => {
+            let s: [u8; 16] = rest.get(0..16)?.try_into().ok()?;
+            let d: [u8; 16] = rest.get(16..32)?.try_into().ok()?;
+            (
+                IpAddr::from(Ipv6Addr::from(s)),
+                IpAddr::from(Ipv6Addr::from(d)),
+                &rest[32..],
+            )
+        }
+    };
+    let sport = u16::from_be_bytes(rest.get(0..2)?.try_into().ok()?);
+    let dport = u16::from_be_bytes(rest.get(2..4)?.try_into().ok()?);
+    Some((
+        SocketAddr::new(src, sport),
+        SocketAddr::new(dst, dport),
+        &rest[4..],
+    ))
 }
 
 #[cfg(test)]
@@ -601,6 +722,50 @@ mod tests {
         s.finish(&mut out);
         assert!(out.is_empty());
         assert_eq!(s.selected().unfinished, 0);
+    }
+
+    #[test]
+    fn held_udp_datagrams_are_written_as_the_encoder_writes_them_at_once() {
+        use super::super::Encoder;
+        use std::net::SocketAddr;
+        let pairs: [(&str, &str); 3] = [
+            ("127.0.0.1:20000", "127.0.0.1:20002"),
+            ("[2001:db8::1]:5060", "[2001:db8::2]:5070"),
+            ("192.0.2.1:5060", "[2001:db8::2]:5070"),
+        ];
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut expected = Vec::new();
+        let mut out = Vec::new();
+        for (i, (src, dst)) in pairs.iter().enumerate() {
+            let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let payload = vec![i as u8; 172];
+            Encoder::new().udp(&mut expected, ms(i as u64), src, dst, &payload);
+            s.record_udp(ms(i as u64), Some(1), src, dst, &payload, &mut out);
+        }
+        assert!(out.is_empty(), "held");
+        // Held as addresses and payload: 13 bytes over the payload for IPv4, not the 44 of
+        // a record's headers.
+        assert_eq!(s.held_bytes(), (13 + 172) + 2 * (37 + 172));
+        s.ended(ms(9), 1, true, &mut out);
+        assert_eq!(out, expected);
+        // Written at once when not held (no call).
+        let mut at_once = Vec::new();
+        let (src, dst): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        s.record_udp(ms(10), None, src, dst, b"x", &mut at_once);
+        let mut expected = Vec::new();
+        Encoder::new().udp(&mut expected, ms(10), src, dst, b"x");
+        assert_eq!(at_once, expected);
+    }
+
+    fn limits_large() -> Limits {
+        Limits {
+            per_call: 1 << 20,
+            total: 1 << 20,
+            linger: ms(100),
+        }
     }
 
     #[test]
