@@ -71,7 +71,7 @@ pub struct Limits {
 
 impl Default for Limits {
     /// 4 MiB per call (a minute of G.711 both ways, each packet seen by both ends in this
-    /// process, is about 2.6 MB), 512 MiB in all, 5 s of linger.
+    /// process, is about 2.2 MB as held), 512 MiB in all, 5 s of linger.
     fn default() -> Self {
         Self {
             per_call: 4 << 20,
