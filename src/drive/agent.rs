@@ -134,6 +134,9 @@ pub(crate) struct Driver<M> {
     /// The streams not yet told their call's Call-ID (`--pcap-calls`): a caller's is made
     /// as its INVITE is sent, after its stream opened for the offer.
     untagged: Vec<CallKey>,
+    /// The calls begun that are to be told to the capture (`--pcap-calls`) once they have
+    /// their Call-ID (a caller's, once its INVITE is sent).
+    untold: Vec<CallKey>,
     media_events: Pipe<MediaEvent>,
     /// Streams being stopped for their report (one task per stopped stream waits for it
     /// beside the loop, never in it: at hundreds of calls ending a second, waiting here
@@ -166,6 +169,7 @@ impl<M: Media> Driver<M> {
             media,
             streams: HashMap::new(),
             untagged: Vec::new(),
+            untold: Vec::new(),
             media_events: mpsc::unbounded_channel(),
             stopping: 0,
             stopped: mpsc::unbounded_channel(),
@@ -300,6 +304,7 @@ impl<M: Media> Driver<M> {
                 self.media_command(key, command);
             }
             self.tag_streams();
+            self.tell_ends();
             while let Some((key, target)) = self.agent.poll_resolve() {
                 let resolved = self.resolved.0.clone();
                 tokio::spawn(async move {
@@ -352,6 +357,36 @@ impl<M: Media> Driver<M> {
                 Some(_) => true,
                 None => false,
             }
+        });
+    }
+
+    /// Tell the capture of each call begun (an end of its Call-ID in this process), once it
+    /// has its Call-ID: a passed call's packets are dropped once every end told of has its
+    /// verdict. Before the results are handed on: a call refused as its INVITE came is told
+    /// before its end.
+    fn tell_ends(&mut self) {
+        let selective = crate::drive::capture::selective();
+        while let Some((key, call_id)) = self.agent.poll_begun() {
+            if !selective {
+                continue;
+            }
+            if call_id.is_empty() {
+                self.untold.push(key);
+            } else {
+                crate::drive::capture::call_begun(&call_id);
+            }
+        }
+        if self.untold.is_empty() {
+            return;
+        }
+        let agent = &self.agent;
+        self.untold.retain(|key| match agent.call_label(*key) {
+            Some((_, call_id)) if !call_id.is_empty() => {
+                crate::drive::capture::call_begun(call_id);
+                false
+            }
+            Some(_) => true,
+            None => false,
         });
     }
 

@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +52,10 @@ const SPARE_BATCHES: usize = 64;
 /// How long the writer sleeps when the queue is empty (at 400,000 packets a second, 2,000
 /// packets queue meanwhile).
 const POLL: Duration = Duration::from_millis(5);
+
+/// How long [`finish`] waits at most for the threads' batches (a media thread sends its
+/// batch at the end of each 1 ms tick).
+const CLOSE_WAIT: Duration = Duration::from_millis(200);
 
 /// What the file buffers before writing.
 const FILE_BUFFER: usize = 1 << 20;
@@ -124,6 +128,8 @@ impl Batch {
 
 enum Job {
     Batch(Batch),
+    /// One end of a call began in this process.
+    Begun(CallTag),
     /// One end of a call ended at `wall`, failed or passed.
     Ended {
         wall: Duration,
@@ -176,6 +182,8 @@ struct Tap {
     selected: Arc<Mutex<Option<Selected>>>,
     /// Set by [`finish`]: later packets are not reported.
     closed: AtomicBool,
+    /// The threads' batches begun and not sent yet ([`finish`] waits for them).
+    unsent: AtomicUsize,
     dropped: AtomicU64,
     written: Arc<AtomicU64>,
     /// The first write error, when one happened.
@@ -217,12 +225,22 @@ fn give_back(spare: &Mutex<Vec<Batch>>, batch: Batch) {
 
 static TAP: OnceLock<Tap> = OnceLock::new();
 
-/// A thread's batch not sent yet (sent when the thread ends, too).
-struct Local(Option<Batch>);
+/// A thread's batch not sent yet, and the capture it is for (sent when the thread ends,
+/// too).
+struct Local(Option<(Batch, &'static Tap)>);
+
+impl Local {
+    /// The batch, to be sent: no longer counted as unsent.
+    fn take(&mut self) -> Option<(Batch, &'static Tap)> {
+        let (batch, tap) = self.0.take()?;
+        tap.unsent.fetch_sub(1, Ordering::SeqCst);
+        Some((batch, tap))
+    }
+}
 
 impl Drop for Local {
     fn drop(&mut self) {
-        if let (Some(tap), Some(batch)) = (TAP.get(), self.0.take()) {
+        if let Some((batch, tap)) = self.take() {
             tap.send(batch);
         }
     }
@@ -236,43 +254,53 @@ thread_local! {
 /// written at once, then the packets reported of the calls `keep` selects, each call's held
 /// within `limits`. A second call is ignored.
 pub fn install(path: PathBuf, file: File, keep: Keep, limits: Limits) -> std::io::Result<()> {
-    let mut out = BufWriter::with_capacity(FILE_BUFFER, file);
-    out.write_all(&file_header())?;
-    out.flush()?;
-    let (queue, jobs) = mpsc::sync_channel(QUEUE);
-    let written = Arc::new(AtomicU64::new(0));
-    let error = Arc::new(Mutex::new(None));
-    let selected = Arc::new(Mutex::new(None));
-    let spare = Arc::new(Mutex::new(Vec::new()));
-    let tap = Tap {
-        path,
-        queue,
-        keep,
-        per_call: limits.per_call,
-        calls: Mutex::new(Calls::default()),
-        spare: spare.clone(),
-        selected: selected.clone(),
-        closed: AtomicBool::new(false),
-        dropped: AtomicU64::new(0),
-        written: written.clone(),
-        error: error.clone(),
-    };
-    if TAP.set(tap).is_err() {
+    if TAP.get().is_some() {
         return Ok(());
     }
-    std::thread::Builder::new()
-        .name("sipcheck-pcap".into())
-        .spawn(move || {
-            let writer = Writer {
-                out,
-                selector: Selector::new(keep, limits),
-                written,
-                error,
-                failed: false,
-            };
-            writer.run(&jobs, &spare, &selected);
-        })?;
+    let tap = Tap::start(path, file, keep, limits)?;
+    let _ = TAP.set(tap);
     Ok(())
+}
+
+impl Tap {
+    /// A capture written to `file` by a thread of its own (see [`install`]).
+    fn start(path: PathBuf, file: File, keep: Keep, limits: Limits) -> std::io::Result<Tap> {
+        let mut out = BufWriter::with_capacity(FILE_BUFFER, file);
+        out.write_all(&file_header())?;
+        out.flush()?;
+        let (queue, jobs) = mpsc::sync_channel(QUEUE);
+        let written = Arc::new(AtomicU64::new(0));
+        let error = Arc::new(Mutex::new(None));
+        let selected = Arc::new(Mutex::new(None));
+        let spare = Arc::new(Mutex::new(Vec::new()));
+        let tap = Tap {
+            path,
+            queue,
+            keep,
+            per_call: limits.per_call,
+            calls: Mutex::new(Calls::default()),
+            spare: spare.clone(),
+            selected: selected.clone(),
+            closed: AtomicBool::new(false),
+            unsent: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            written: written.clone(),
+            error: error.clone(),
+        };
+        std::thread::Builder::new()
+            .name("sipcheck-pcap".into())
+            .spawn(move || {
+                let writer = Writer {
+                    out,
+                    selector: Selector::new(keep, limits),
+                    written,
+                    error,
+                    failed: false,
+                };
+                writer.run(&jobs, &spare, &selected);
+            })?;
+        Ok(tap)
+    }
 }
 
 /// The writer thread's state.
@@ -312,23 +340,31 @@ impl Writer {
                 Job::Batch(mut batch) => {
                     if !self.failed {
                         for p in &batch.packets {
-                            record.clear();
                             let payload = batch.payload(p);
                             match p.proto {
-                                Proto::Udp => {
-                                    encoder.udp(&mut record, p.wall, p.src, p.dst, payload);
-                                }
+                                // Encoded only if written (held as it came, else).
+                                Proto::Udp => self.selector.record_udp(
+                                    p.wall,
+                                    p.call,
+                                    p.src,
+                                    p.dst,
+                                    payload,
+                                    &mut chosen,
+                                ),
+                                // The TCP numbering follows every segment, written or not.
                                 Proto::Tcp => {
+                                    record.clear();
                                     encoder.tcp(&mut record, p.wall, p.src, p.dst, payload);
+                                    self.selector.record(p.wall, p.call, &record, &mut chosen);
                                 }
                             }
-                            self.selector.record(p.wall, p.call, &record, &mut chosen);
                         }
                         self.write(&mut chosen);
                     }
                     batch.clear();
                     give_back(spare, batch);
                 }
+                Job::Begun(call) => self.selector.opened(call),
                 Job::Ended { wall, call, failed } => {
                     if !self.failed {
                         self.selector.ended(wall, call, failed, &mut chosen);
@@ -416,6 +452,21 @@ fn number(tap: &Tap, call_id: &str) -> Option<CallTag> {
     tap.calls.lock().ok().map(|mut calls| calls.number(call_id))
 }
 
+/// One end of call `call_id` began in this process (when calls are selected): its packets
+/// are held until its verdict too. Waits when the writer's queue is full: a call's end told
+/// of is never dropped, else the call could be decided before this end fails.
+pub fn call_begun(call_id: &str) {
+    let Some(tap) = TAP.get() else {
+        return;
+    };
+    if tap.closed.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(call) = number(tap, call_id) {
+        let _ = tap.queue.send(Job::Begun(call));
+    }
+}
+
 /// One end of call `call_id` ended, failed or passed (when calls are selected). Waits when
 /// the writer's queue is full: a call end is never dropped, its packets would stay held.
 pub fn call_ended(call_id: &str, failed: bool) {
@@ -448,8 +499,8 @@ pub fn packet(
     payload: &[u8],
     call: Option<CallTag>,
 ) {
-    if TAP.get().is_some() {
-        batched(wall_now(), proto, src, dst, payload, call);
+    if let Some(tap) = TAP.get() {
+        tap.batched(wall_now(), proto, src, dst, payload, call);
     }
 }
 
@@ -463,48 +514,66 @@ pub fn packet_at(
     payload: &[u8],
     call: Option<CallTag>,
 ) {
-    if TAP.get().is_some() {
-        batched(wall, proto, src, dst, payload, call);
+    if let Some(tap) = TAP.get() {
+        tap.batched(wall, proto, src, dst, payload, call);
     }
 }
 
-fn batched(
-    wall: Duration,
-    proto: Proto,
-    src: SocketAddr,
-    dst: SocketAddr,
-    payload: &[u8],
-    call: Option<CallTag>,
-) {
-    let Some(tap) = TAP.get() else {
-        return;
-    };
-    if tap.closed.load(Ordering::Relaxed) {
-        return;
-    }
-    LOCAL.with(|local| {
-        let Ok(mut local) = local.try_borrow_mut() else {
+impl Tap {
+    /// Add a packet to this thread's batch (see [`packet`]).
+    fn batched(
+        &'static self,
+        wall: Duration,
+        proto: Proto,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        call: Option<CallTag>,
+    ) {
+        // Closed: not reported. Checked again after a new batch is counted (below), so that
+        // [`Tap::finish`], which closes and then waits for the batches counted, never misses
+        // one begun before it closed.
+        if self.closed.load(Ordering::SeqCst) {
             return;
-        };
-        let batch = local.0.get_or_insert_with(|| tap.batch());
-        batch.push(wall, proto, src, dst, payload, call);
-        if batch.packets.len() >= BATCH {
-            if let Some(full) = local.0.take() {
-                tap.send(full);
-            }
         }
-    });
+        LOCAL.with(|local| {
+            let Ok(mut local) = local.try_borrow_mut() else {
+                return;
+            };
+            if local.0.is_none() {
+                self.unsent.fetch_add(1, Ordering::SeqCst);
+                local.0 = Some((self.batch(), self));
+                if self.closed.load(Ordering::SeqCst) {
+                    local.take();
+                    return;
+                }
+            }
+            let Some((batch, _)) = local.0.as_mut() else {
+                return;
+            };
+            batch.push(wall, proto, src, dst, payload, call);
+            if batch.packets.len() >= BATCH {
+                if let Some((full, tap)) = local.take() {
+                    tap.send(full);
+                }
+            }
+        });
+    }
+
+    /// Send this thread's batch (see [`flush_thread`]).
+    fn flush_thread(&self) {
+        let batch = LOCAL.with(|local| local.try_borrow_mut().ok().and_then(|mut l| l.take()));
+        if let Some((batch, tap)) = batch {
+            tap.send(batch);
+        }
+    }
 }
 
 /// Send this thread's batched packets to the writer (the media threads call it after each
 /// tick's work); nothing when it has none.
 pub fn flush_thread() {
-    let Some(tap) = TAP.get() else {
-        return;
-    };
-    let batch = LOCAL.with(|local| local.try_borrow_mut().ok().and_then(|mut l| l.0.take()));
-    if let Some(batch) = batch {
-        tap.send(batch);
+    if let Some(tap) = TAP.get() {
+        tap.flush_thread();
     }
 }
 
@@ -628,25 +697,119 @@ impl std::fmt::Display for Summary {
 /// Write out every packet reported so far, close the capture to later ones and say what it
 /// holds; `None` when no capture is installed or it was finished already.
 pub fn finish() -> Option<Summary> {
-    let tap = TAP.get()?;
-    if tap.closed.swap(true, Ordering::SeqCst) {
-        return None;
+    TAP.get()?.finish()
+}
+
+impl Tap {
+    /// See [`finish`]: closed to new packets, the threads' batches begun before are waited
+    /// for (a media thread sends its own at the end of its tick, within a millisecond; a
+    /// thread that does not within [`CLOSE_WAIT`] is not waited for further), then
+    /// everything is written.
+    fn finish(&self) -> Option<Summary> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let tap = self;
+        let waited = std::time::Instant::now();
+        while tap.unsent.load(Ordering::SeqCst) > 0 && waited.elapsed() < CLOSE_WAIT {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let (done, flushed) = mpsc::channel();
+        // Waits when the queue is full: everything reported before is written first.
+        if tap.queue.send(Job::Flush(done)).is_ok() {
+            let _ = flushed.recv();
+        }
+        Some(Summary {
+            path: tap.path.clone(),
+            written: tap.written.load(Ordering::Relaxed),
+            dropped: tap.dropped.load(Ordering::Relaxed),
+            error: tap.error.lock().ok().and_then(|mut e| e.take()),
+            selected: if tap.keep == Keep::All {
+                None
+            } else {
+                tap.selected.lock().ok().and_then(|s| *s)
+            },
+            per_call: tap.per_call,
+        })
     }
-    let (done, flushed) = mpsc::channel();
-    // Waits when the queue is full: everything reported before is written first.
-    if tap.queue.send(Job::Flush(done)).is_ok() {
-        let _ = flushed.recv();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capture of every packet to a new file in the temporary directory.
+    fn tap(name: &str) -> (&'static Tap, PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("sipcheck-{}-{name}.pcap", std::process::id()));
+        let file = File::create(&path).expect("a capture file");
+        let tap = Tap::start(path.clone(), file, Keep::All, Limits::default()).expect("started");
+        (Box::leak(Box::new(tap)), path)
     }
-    Some(Summary {
-        path: tap.path.clone(),
-        written: tap.written.load(Ordering::Relaxed),
-        dropped: tap.dropped.load(Ordering::Relaxed),
-        error: tap.error.lock().ok().and_then(|mut e| e.take()),
-        selected: if tap.keep == Keep::All {
-            None
-        } else {
-            tap.selected.lock().ok().and_then(|s| *s)
-        },
-        per_call: tap.per_call,
-    })
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("an address")
+    }
+
+    fn report(tap: &'static Tap, payload: &[u8]) {
+        tap.batched(
+            wall_now(),
+            Proto::Udp,
+            addr("127.0.0.1:20000"),
+            addr("127.0.0.1:20002"),
+            payload,
+            None,
+        );
+    }
+
+    #[test]
+    fn packets_a_thread_batched_before_the_capture_closed_are_written_and_counted() {
+        let (tap, path) = tap("close");
+        let (reported, reported_rx) = mpsc::channel();
+        // A media thread in the middle of its tick: three packets batched, not sent yet;
+        // it sends its batch at the end of the tick, which comes after the capture began
+        // closing (Ctrl-C at the end of a run).
+        let media = std::thread::spawn(move || {
+            for _ in 0..3 {
+                report(tap, b"rtp");
+            }
+            reported.send(()).expect("told");
+            while !tap.closed.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            tap.flush_thread();
+            // Reported after the capture closed: not reported at all.
+            report(tap, b"late");
+            tap.flush_thread();
+        });
+        reported_rx.recv().expect("reported");
+        let summary = tap.finish().expect("the first finish");
+        media.join().expect("the media thread");
+        assert_eq!(summary.written, 3, "{summary}");
+        assert_eq!(summary.dropped, 0);
+        // The file header and three records of 16 + 20 + 8 + 3 bytes.
+        let len = std::fs::metadata(&path).expect("the file").len();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(len, 24 + 3 * (16 + 20 + 8 + 3));
+        assert!(tap.finish().is_none(), "finished once");
+    }
+
+    #[test]
+    fn a_batch_is_sent_whole_when_full_and_at_the_tick_end() {
+        let (tap, path) = tap("batch");
+        for _ in 0..BATCH + 1 {
+            report(tap, b"x");
+        }
+        assert_eq!(
+            tap.unsent.load(Ordering::SeqCst),
+            1,
+            "one batch sent, one begun"
+        );
+        tap.flush_thread();
+        assert_eq!(tap.unsent.load(Ordering::SeqCst), 0);
+        let summary = tap.finish().expect("finished");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(summary.written, BATCH as u64 + 1);
+    }
 }

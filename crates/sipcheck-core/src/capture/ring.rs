@@ -1,12 +1,14 @@
 //! One call's held records: a ring of bytes, bounded, with a small index.
 //!
-//! The records sit one after the other in a single buffer that grows (doubling, from
-//! [`FIRST`] bytes) up to the bound and then wraps around: a record that does not fit before
+//! The records sit one after the other in a single buffer that grows (by half its size each
+//! time, in whole [`STEP`]s, from [`FIRST`] bytes) up to the bound and then wraps around: a record that does not fit before
 //! the buffer's end goes to its start (the few bytes left at the end stay unused until the
 //! ring wraps again), and the oldest records make room for it. A record is never split, so
 //! each is one slice. The index holds each record's time, offset and length, oldest first.
 //! No allocation per record: the buffer is allocated when it grows, and handed back whole
-//! ([`Ring::into_buffer`]) to be reused by another call.
+//! ([`Ring::into_buffer`]) to be reused by another call. The bytes past the newest record are
+//! reserved, never written before a record needs them (no zeroing: the pages of a buffer's
+//! slack are not touched).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -14,19 +16,55 @@ use std::time::Duration;
 /// The bytes a ring starts with (a call's SIP messages fit; RTP makes it grow).
 pub const FIRST: usize = 4 << 10;
 
+/// A grown buffer's size is a multiple of this (a page).
+pub const STEP: usize = 4 << 10;
+
+/// The most a buffer of up to 512 KiB grows by at once.
+pub const MOST_GROWTH: usize = 64 << 10;
+
+/// The size a buffer of `size` bytes grows to (at least `need`, at most `bound`), in whole
+/// [`STEP`]s: half as much again up to 128 KiB, then by [`MOST_GROWTH`] up to 512 KiB, then
+/// by an eighth (so that a long call's buffer is copied a bounded number of times over per
+/// byte). The slack is at most a third of the records' bytes, 64 KiB from 128 KiB on, an
+/// eighth from 512 KiB on: a 4 s call's 180 KB of records sits in 228 KiB (doubling: 256
+/// KiB), a minute's 2.6 MB in at most 2.9 MiB (doubling: 4 MiB).
+#[must_use]
+pub fn grown(size: usize, need: usize, bound: usize) -> usize {
+    let more = (size / 2).min(MOST_GROWTH.max(size / 8));
+    (size + more)
+        .div_ceil(STEP)
+        .saturating_mul(STEP)
+        .max(FIRST)
+        .max(need)
+        .min(bound)
+}
+
 /// One record in the ring.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     wall: Duration,
     start: u32,
+    /// Its length, and [`MARK`] when it was pushed marked.
     len: u32,
+}
+
+/// The bit of [`Entry::len`] that marks a record.
+const MARK: u32 = 1 << 31;
+
+impl Entry {
+    fn len(&self) -> usize {
+        (self.len & !MARK) as usize
+    }
 }
 
 /// A bounded ring of records: see the [module](self).
 #[derive(Debug, Default)]
 pub struct Ring {
-    /// The storage; its length is the ring's size (at most the bound).
+    /// The storage: its length is how far records were ever written, its capacity at least
+    /// `size`.
     buf: Vec<u8>,
+    /// The ring's size (at most the bound): records go within it.
+    size: usize,
     index: VecDeque<Entry>,
     /// Where the next record goes.
     tail: usize,
@@ -67,10 +105,16 @@ impl Ring {
         self.index.is_empty()
     }
 
-    /// The bytes the ring's buffer takes now (at most the bound it was given).
+    /// The ring's size now (at most the bound it was given).
     #[must_use]
     pub fn size(&self) -> usize {
-        self.buf.len()
+        self.size
+    }
+
+    /// The bytes the ring's buffer has allocated (its size, or more for a reused buffer).
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// True when records were dropped to stay within the bound.
@@ -90,8 +134,20 @@ impl Ring {
     /// not kept, and drops every other (nothing older than it may stay when it cannot).
     /// Returns the bytes of records dropped.
     pub fn push(&mut self, wall: Duration, record: &[u8], bound: usize) -> usize {
+        self.push_marked(wall, record, bound, false)
+    }
+
+    /// [`Self::push`], the record marked or not (the mark comes back with it from
+    /// [`Self::drain_sorted`]: what kind of record it is).
+    pub fn push_marked(
+        &mut self,
+        wall: Duration,
+        record: &[u8],
+        bound: usize,
+        mark: bool,
+    ) -> usize {
         let len = record.len();
-        if len > bound || len > u32::MAX as usize {
+        if len > bound || len >= MARK as usize {
             let dropped = self.bytes;
             self.clear();
             self.truncated = true;
@@ -109,16 +165,16 @@ impl Ring {
                     break self.tail;
                 }
             } else {
-                if self.tail + len <= self.buf.len() {
+                if self.tail + len <= self.size {
                     break self.tail;
                 }
-                if self.buf.len() < bound {
-                    let size = (self.buf.len() * 2)
-                        .max(FIRST)
-                        .max(self.tail + len)
-                        .min(bound);
-                    self.buf.resize(size, 0);
-                    if self.tail + len <= self.buf.len() {
+                if self.size < bound {
+                    // A reused buffer's allocation is taken whole (within the bound).
+                    self.size = grown(self.size, self.tail + len, bound)
+                        .max(self.buf.capacity().min(bound));
+                    self.buf
+                        .reserve_exact(self.size.saturating_sub(self.buf.len()));
+                    if self.tail + len <= self.size {
                         break self.tail;
                     }
                 }
@@ -132,11 +188,17 @@ impl Ring {
             }
             dropped += self.pop_oldest();
         };
-        self.buf[start..start + len].copy_from_slice(record);
+        if start + len <= self.buf.len() {
+            self.buf[start..start + len].copy_from_slice(record);
+        } else {
+            // Past the newest record: nothing held there (the ring is not wrapped).
+            self.buf.truncate(start);
+            self.buf.extend_from_slice(record);
+        }
         self.index.push_back(Entry {
             wall,
             start: start as u32,
-            len: len as u32,
+            len: len as u32 | if mark { MARK } else { 0 },
         });
         self.tail = start + len;
         self.bytes += len;
@@ -148,7 +210,7 @@ impl Ring {
         let Some(old) = self.index.pop_front() else {
             return 0;
         };
-        self.bytes -= old.len as usize;
+        self.bytes -= old.len();
         self.truncated = true;
         match self.index.front() {
             None => {
@@ -159,12 +221,19 @@ impl Ring {
             Some(next) if self.wrapped && next.start < old.start => self.wrapped = false,
             Some(_) => {}
         }
-        old.len as usize
+        old.len()
     }
 
     /// Append the records held to `out` in the order of their times (stable: records of
     /// one time stay in the order they came), and empty the ring.
     pub fn write_sorted(&mut self, out: &mut Vec<u8>) {
+        out.reserve(self.bytes);
+        self.drain_sorted(|_, record, _| out.extend_from_slice(record));
+    }
+
+    /// Each record held, with its time and whether it was marked, in the order of their
+    /// times (stable), and empty the ring.
+    pub fn drain_sorted(&mut self, mut each: impl FnMut(Duration, &[u8], bool)) {
         let sorted = self
             .index
             .iter()
@@ -173,10 +242,9 @@ impl Ring {
         if !sorted {
             self.index.make_contiguous().sort_by_key(|e| e.wall);
         }
-        out.reserve(self.bytes);
         for e in &self.index {
             let start = e.start as usize;
-            out.extend_from_slice(&self.buf[start..start + e.len as usize]);
+            each(e.wall, &self.buf[start..start + e.len()], e.len & MARK != 0);
         }
         self.clear();
     }
@@ -225,7 +293,67 @@ mod tests {
     }
 
     #[test]
-    fn the_buffer_grows_by_doubling_up_to_the_bound_and_no_further() {
+    fn the_buffer_grows_by_half_again_then_by_steps_within_the_bound() {
+        use super::{grown, FIRST, STEP};
+        assert_eq!(grown(0, 1, 1 << 20), FIRST);
+        assert_eq!(
+            grown(FIRST, 1, 1 << 20),
+            2 * FIRST,
+            "6 KiB rounded to a page"
+        );
+        assert_eq!(grown(100 << 10, 1, 1 << 20), 152 << 10, "half again");
+        assert_eq!(grown(200 << 10, 1, 1 << 20), 264 << 10, "64 KiB at most");
+        assert_eq!(
+            grown(1 << 20, 1, 4 << 20),
+            (1 << 20) + (128 << 10),
+            "an eighth"
+        );
+        assert_eq!(
+            grown(8 << 10, 100 << 10, 1 << 20),
+            100 << 10,
+            "what is needed"
+        );
+        assert_eq!(grown(900 << 10, 1, 1000 << 10), 1000 << 10, "the bound");
+        // A 4 s call seen by both ends (800 RTP records of 216 bytes): far less slack than
+        // doubling's 256 KiB, and never more than a third.
+        let mut ring = Ring::default();
+        let mut last = 0;
+        for i in 0..800 {
+            ring.push(ms(i), &[1; 216], 4 << 20);
+            let size = ring.size();
+            assert!(size % STEP == 0 && size >= ring.bytes());
+            if size != last {
+                assert!(
+                    last == 0 || size <= last + last / 2 + STEP,
+                    "{last} to {size}"
+                );
+                assert!(size <= FIRST.max(ring.bytes() * 3 / 2 + STEP), "{size}");
+                last = size;
+            }
+        }
+        assert_eq!(ring.bytes(), 172_800);
+        assert_eq!(ring.size(), 228 << 10);
+    }
+
+    #[test]
+    fn the_slack_past_the_newest_record_is_reserved_not_written() {
+        let mut ring = Ring::default();
+        ring.push(ms(0), &[1; 100], 1 << 20);
+        assert_eq!(ring.size(), super::FIRST);
+        assert_eq!(ring.buf.len(), 100, "nothing written past the record");
+        assert!(ring.capacity() >= super::FIRST);
+        // Reused, a buffer's allocation is the ring's size at once (within the bound).
+        let buffer = vec![0u8; 64 << 10];
+        let mut ring = Ring::with_buffer(buffer);
+        ring.push(ms(0), &[1; 10], 32 << 10);
+        assert_eq!(ring.size(), 32 << 10);
+        let mut ring = Ring::with_buffer(ring.into_buffer());
+        ring.push(ms(0), &[1; 10], 1 << 20);
+        assert_eq!(ring.size(), 64 << 10);
+    }
+
+    #[test]
+    fn the_buffer_grows_up_to_the_bound_and_no_further() {
         let mut ring = Ring::default();
         let bound = 10_000;
         let record = [7u8; 100];

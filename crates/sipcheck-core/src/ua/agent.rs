@@ -254,6 +254,9 @@ pub struct Agent<D> {
     /// Request-URIs resolved so far (without a next hop, one per callee with `{peer}`).
     destinations: HashMap<String, D>,
     results: VecDeque<CallResult>,
+    /// The calls begun, with their SIP Call-IDs then (empty for a caller's, until its
+    /// INVITE is sent), not yet polled.
+    begun: VecDeque<(CallKey, String)>,
     /// The events of requests of our own.
     own: VecDeque<RequestEvent>,
     /// Requests of our own under way, and their limit.
@@ -319,6 +322,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
             resolves: VecDeque::new(),
             destinations: HashMap::new(),
             results: VecDeque::new(),
+            begun: VecDeque::new(),
             own: VecDeque::new(),
             requests: requests::OwnRequests::default(),
             answers,
@@ -742,6 +746,15 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         self.calls.contains_key(&call)
     }
 
+    /// The next call begun (an end of a call in this agent: a caller's script started, an
+    /// INVITE taken), once per call, with its SIP Call-ID as it began: empty for a caller's
+    /// until its INVITE is sent (then [`Self::call_label`] has it while the call lasts). A
+    /// call may have begun and ended within one input (an INVITE refused at once): it is
+    /// listed all the same, before its result.
+    pub fn poll_begun(&mut self) -> Option<(CallKey, String)> {
+        self.begun.pop_front()
+    }
+
     /// The next call that ended, with its outcome (once per call).
     pub fn poll_result(&mut self) -> Option<CallResult> {
         self.results.pop_front()
@@ -779,6 +792,7 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     ) -> CallKey {
         let key = CallKey(self.next_key);
         self.next_key += 1;
+        self.begun.push_back((key, script.call_id().to_owned()));
         if let Some(id) = call {
             self.by_id.insert(id, key);
         }

@@ -1776,3 +1776,49 @@ roles:
         assert_eq!(contact, "<sip:3401@127.0.0.1:5070>");
     }
 }
+
+#[test]
+fn each_end_of_a_call_is_listed_once_begun_with_its_call_id() {
+    let mut run = one_call();
+    run.sim.run_for(secs(1));
+    let (caller, callee) = (run.index("caller"), run.index("callee"));
+    let begun = |run: &mut Run, node: usize| -> Vec<(CallKey, String)> {
+        std::iter::from_fn(|| run.sim.nodes[node].agent.poll_begun()).collect()
+    };
+    let (of_caller, of_callee) = (begun(&mut run, caller), begun(&mut run, callee));
+    assert_eq!(of_caller.len(), 1);
+    assert_eq!(of_callee.len(), 1);
+    // The caller's began before its INVITE was sent; it has it now.
+    assert!(of_caller[0].1.is_empty());
+    let (_, caller_id) = run
+        .node("caller")
+        .agent
+        .call_label(of_caller[0].0)
+        .expect("live");
+    assert!(!caller_id.is_empty());
+    assert_eq!(caller_id, of_callee[0].1, "both ends under one Call-ID");
+    run.run(secs(120));
+    assert!(begun(&mut run, caller).is_empty(), "once");
+}
+
+#[test]
+fn a_call_refused_at_once_is_listed_as_begun_all_the_same() {
+    let mut run = Run::new(LOAD, LinkConfig::new(ms(10)));
+    run.plan(8, ms(50));
+    run.run(secs(60));
+    let refused: std::collections::BTreeSet<String> = run
+        .results("busy")
+        .iter()
+        .map(|r| r.call_id.clone())
+        .collect();
+    assert!(!refused.is_empty());
+    let busy = run.index("busy");
+    let begun: std::collections::BTreeSet<String> =
+        std::iter::from_fn(|| run.sim.nodes[busy].agent.poll_begun())
+            .map(|(_, id)| id)
+            .collect();
+    assert_eq!(
+        begun, refused,
+        "each refused INVITE's call, with its Call-ID"
+    );
+}
