@@ -242,6 +242,12 @@ impl Scheduler {
             while self.tick_time(self.tick) <= Instant::now() {
                 self.run_tick(self.tick);
                 self.tick += 1;
+                // Behind (a tick's work took longer than a tick): the commands are read
+                // between ticks, not only once caught up — which, overloaded, may be never,
+                // and the streams to stop would then never stop.
+                if self.tick_time(self.tick) <= Instant::now() {
+                    self.read_inbox();
+                }
             }
             // The tick's packets to the capture in one batch (nothing when none is made).
             capture::flush_thread();
