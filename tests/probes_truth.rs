@@ -74,6 +74,33 @@ fn a_dead_udp_port_fails_call_options_and_register_at_once() {
     }
 }
 
+/// The call's end reason names the ICMP error once: the line the probe prints, in full.
+#[test]
+fn a_call_to_a_dead_udp_port_names_the_icmp_error_once() {
+    let target = format!("127.0.0.1:{}", dead_port());
+    let uri = format!("sip:x@{target}");
+    let out = run_sipcheck(["call", &uri, "--rtp-ports", "30000-39999"], &[]);
+    let shown = describe_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let cause = format!(
+        "transport error: {target} is unreachable: ICMP port unreachable: connection refused \
+         (reported by 127.0.0.1)"
+    );
+    let text = stdout(&out);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ended: ") || l.starts_with("FAIL: "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("ended: {cause}"),
+            format!("FAIL: not answered: {cause}")
+        ],
+        "{shown}"
+    );
+}
+
 /// The FAIL line of a probe's text output, and the `error` of its JSON.
 fn failure_lines(args: &[&str]) -> (String, String) {
     let out = run_sipcheck(args, &[]);

@@ -1,7 +1,7 @@
 //! `sipcheck call`: one real call with real audio, verified.
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -32,6 +32,7 @@ use crate::drive::agent::{Driver, Media};
 use crate::drive::media::{Finished, MediaHandle};
 use crate::drive::os_seed;
 use crate::drive::registration;
+use crate::drive::transport::Unreachable;
 use crate::drive::wire::Wire;
 
 /// What to call and how: the options of `sipcheck call`, read by clap (each field's doc is its
@@ -468,17 +469,7 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
     }
     if let Some(call) = result.call {
         report.call_id = Some(call.script.call_id().to_string()).filter(|id| !id.is_empty());
-        // A transport failure says what failed (ICMP port unreachable …), not only that one
-        // did.
-        let describe = move |r: &CallEndReason| match (r, &unreachable) {
-            (CallEndReason::TransportError { .. }, Some((addr, error))) => {
-                format!("{r}: {addr} is unreachable: {error}")
-            }
-            (CallEndReason::NoCredentials { .. }, _) => {
-                format!("{r}: no password given (--password or SIP_PASSWORD)")
-            }
-            _ => r.to_string(),
-        };
+        let describe = move |r: &CallEndReason| end_reason_text(r, unreachable.as_ref());
         let mut media = None;
         if let (Some(negotiated), Some(media_report)) = (call.script.negotiated(), &call.report) {
             let (summary, _) = prepared.summarize(negotiated, media_report);
@@ -554,6 +545,39 @@ pub async fn run(args: &CallArgs) -> Result<CallReport, ProbeError> {
 }
 
 /// A registration's or unregistration's failure as printed.
+/// A call's end reason as the probe prints it. A transport failure says what failed: the
+/// words of the ICMP error seen (`unreachable`: ICMP port unreachable …), not only that one
+/// did, and its cause once. The transport's own words (a failed send's) may already hold the
+/// ICMP error's (they are shown alone), say less than they do (the ICMP error's are shown
+/// instead), or say something else (both are shown).
+fn end_reason_text(r: &CallEndReason, unreachable: Option<&(SocketAddr, Unreachable)>) -> String {
+    match (r, unreachable) {
+        (CallEndReason::TransportError { detail }, Some((addr, error))) => {
+            let icmp = format!("{addr} is unreachable: {error}");
+            // A socket error's words as the ICMP error's are written: no prefix, no errno.
+            let said = detail.trim();
+            let said = said.strip_prefix("socket error: ").unwrap_or(said);
+            let said = said
+                .split(" (os error")
+                .next()
+                .unwrap_or(said)
+                .to_lowercase();
+            let seen = icmp.to_lowercase();
+            if said.contains(&seen) {
+                r.to_string()
+            } else if seen.contains(&said) {
+                CallEndReason::TransportError { detail: icmp }.to_string()
+            } else {
+                format!("{r}; {icmp}")
+            }
+        }
+        (CallEndReason::NoCredentials { .. }, _) => {
+            format!("{r}: no password given (--password or SIP_PASSWORD)")
+        }
+        _ => r.to_string(),
+    }
+}
+
 fn step_failure(failure: &ProbeStepError) -> String {
     match failure {
         ProbeStepError::Failed(error) => registration::describe(error),
@@ -669,5 +693,83 @@ impl CallReport {
                 writeln!(out, "FAIL: {}", self.failures.join("; "))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drive::transport::TransportError;
+
+    fn refused() -> (SocketAddr, Unreachable) {
+        let addr: SocketAddr = "127.0.0.1:5090".parse().unwrap();
+        let error = Unreachable {
+            errno: 111,
+            icmp: Some((3, 3)),
+            offender: Some("127.0.0.1".parse().unwrap()),
+        };
+        (addr, error)
+    }
+
+    fn transport_error(detail: &str) -> CallEndReason {
+        CallEndReason::TransportError {
+            detail: detail.to_owned(),
+        }
+    }
+
+    const ICMP: &str = "127.0.0.1:5090 is unreachable: ICMP port unreachable: connection \
+                        refused (reported by 127.0.0.1)";
+
+    #[test]
+    fn an_icmp_error_is_named_once_whether_or_not_the_transport_said_it_already() {
+        let seen = refused();
+        let once = format!("transport error: {ICMP}");
+        // The calls ended by the ICMP error itself: the transport said nothing more.
+        assert_eq!(end_reason_text(&transport_error(""), Some(&seen)), once);
+        // A send that failed on it: its words are the ICMP error's.
+        let sent = TransportError::Unreachable {
+            addr: seen.0,
+            error: seen.1.clone(),
+        }
+        .to_string();
+        assert_eq!(sent, ICMP);
+        assert_eq!(end_reason_text(&transport_error(&sent), Some(&seen)), once);
+        // The socket's error for it says less: the ICMP error's words are kept.
+        let io = TransportError::Io(std::io::Error::from_raw_os_error(111)).to_string();
+        assert_eq!(io, "socket error: Connection refused (os error 111)");
+        assert_eq!(end_reason_text(&transport_error(&io), Some(&seen)), once);
+        // More than the ICMP error's words: those, as they came.
+        let more = format!("{ICMP}, retried");
+        assert_eq!(
+            end_reason_text(&transport_error(&more), Some(&seen)),
+            format!("transport error: {more}")
+        );
+    }
+
+    #[test]
+    fn another_cause_than_the_icmp_errors_is_shown_beside_it_and_none_alone() {
+        let seen = refused();
+        let closed = "the TCP connection to 127.0.0.1:5090 was closed by the peer";
+        assert_eq!(
+            end_reason_text(&transport_error(closed), Some(&seen)),
+            format!("transport error: {closed}; {ICMP}")
+        );
+        assert_eq!(
+            end_reason_text(&transport_error(closed), None),
+            format!("transport error: {closed}")
+        );
+        assert_eq!(
+            end_reason_text(&transport_error(""), None),
+            "transport error"
+        );
+        // Other reasons are not touched by an ICMP error.
+        let rejected = CallEndReason::Rejected {
+            code: 486,
+            reason: "Busy Here".into(),
+        };
+        assert_eq!(
+            end_reason_text(&rejected, Some(&seen)),
+            rejected.to_string()
+        );
     }
 }
