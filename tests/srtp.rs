@@ -14,14 +14,13 @@
 
 mod support;
 
-use std::process::Output;
 use std::time::Duration;
 
 use support::baresip::{Baresip, BaresipOptions, DEFAULT_TONE_HZ};
 use support::responder::Responder;
 use support::sipp::Sipp;
 use support::tls::Pki;
-use support::{describe_output, free_port, run_sipcheck};
+use support::{free_port, run_against, run_sipcheck, PeerLog, Ran};
 
 /// The tone sipcheck plays to baresip.
 const OUR_TONE_HZ: u32 = 1000;
@@ -35,16 +34,12 @@ fn start(mediaenc: &str) -> Baresip {
     Baresip::start(opts).unwrap_or_else(|e| panic!("start baresip: {e:#}"))
 }
 
-fn json(out: &Output, shown: &str) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("sipcheck --json printed no JSON object ({e})\n{shown}"))
+/// `sipcheck call URI --srtp SRTP`, playing our tone and expecting `expect_hz`, against `peer`.
+fn call(uri: &str, srtp: &str, expect_hz: u32, peer: &dyn PeerLog) -> Ran {
+    call_with(uri, srtp, expect_hz, &[], peer)
 }
 
-fn call(uri: &str, srtp: &str, expect_hz: u32) -> Output {
-    call_with(uri, srtp, expect_hz, &[])
-}
-
-fn call_with(uri: &str, srtp: &str, expect_hz: u32, extra: &[&str]) -> Output {
+fn call_with(uri: &str, srtp: &str, expect_hz: u32, extra: &[&str], peer: &dyn PeerLog) -> Ran {
     let expect = expect_hz.to_string();
     let play = OUR_TONE_HZ.to_string();
     let mut args = vec![
@@ -62,7 +57,7 @@ fn call_with(uri: &str, srtp: &str, expect_hz: u32, extra: &[&str]) -> Output {
         "--json",
     ];
     args.extend_from_slice(extra);
-    run_sipcheck(args, &[])
+    run_against(args, &[], &[peer])
 }
 
 /// baresip's recording of what it decoded holds our tone (it decrypted our SRTP).
@@ -96,10 +91,10 @@ fn assert_sdp_is_savp(peer: &Baresip, shown: &str) {
 #[test]
 fn srtp_required_call_to_baresip_hears_its_tone_and_it_hears_ours() {
     let peer = start("srtp-mand");
-    let out = call(&peer.uri(), "required", DEFAULT_TONE_HZ);
-    let shown = format!("{}\n{}", describe_output(&out), peer.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v = json(&out, &shown);
+    let ran = call(&peer.uri(), "required", DEFAULT_TONE_HZ, &peer);
+    let shown = &ran.shown;
+    ran.assert_exit(0);
+    let v = ran.json();
     assert_eq!(v["verdict"], "pass", "{shown}");
     let media = &v["media"];
     assert_eq!(media["tones"][0]["detected"], true, "{shown}");
@@ -112,34 +107,34 @@ fn srtp_required_call_to_baresip_hears_its_tone_and_it_hears_ours() {
     assert_eq!(srtp["replays"], 0, "{shown}");
     // Every packet received was SRTP that authenticated.
     assert_eq!(srtp["unprotected"], media["packets_received"], "{shown}");
-    assert_sdp_is_savp(&peer, &shown);
-    assert_baresip_heard_us(&peer, &shown);
+    assert_sdp_is_savp(&peer, shown);
+    assert_baresip_heard_us(&peer, shown);
 }
 
 #[test]
 fn srtp_optional_call_to_best_effort_baresip_uses_srtp() {
     // baresip's `srtp` is best-effort SRTP: RTP/AVP with a=crypto, as our `optional` offers.
     let peer = start("srtp");
-    let out = call(&peer.uri(), "optional", DEFAULT_TONE_HZ);
-    let shown = format!("{}\n{}", describe_output(&out), peer.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v = json(&out, &shown);
+    let ran = call(&peer.uri(), "optional", DEFAULT_TONE_HZ, &peer);
+    let shown = &ran.shown;
+    ran.assert_exit(0);
+    let v = ran.json();
     assert_eq!(v["verdict"], "pass", "{shown}");
     let srtp = &v["media"]["srtp"];
     assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
     assert_eq!(srtp["auth_failures"], 0, "{shown}");
     assert!(peer.stdout().matches("a=crypto:").count() >= 2, "{shown}");
-    assert_baresip_heard_us(&peer, &shown);
+    assert_baresip_heard_us(&peer, shown);
 }
 
 #[test]
 fn srtp_required_call_to_plain_baresip_fails_and_optional_falls_back_to_rtp() {
     let peer = Baresip::start(BaresipOptions::default())
         .unwrap_or_else(|e| panic!("start baresip: {e:#}"));
-    let out = call(&peer.uri(), "required", DEFAULT_TONE_HZ);
-    let shown = format!("{}\n{}", describe_output(&out), peer.log());
-    assert_eq!(out.status.code(), Some(1), "{shown}");
-    let v = json(&out, &shown);
+    let ran = call(&peer.uri(), "required", DEFAULT_TONE_HZ, &peer);
+    let shown = &ran.shown;
+    ran.assert_exit(1);
+    let v = ran.json();
     assert_eq!(v["verdict"], "fail", "{shown}");
     // baresip without SRTP refuses the RTP/SAVP offer itself.
     assert_eq!(
@@ -150,38 +145,42 @@ fn srtp_required_call_to_plain_baresip_fails_and_optional_falls_back_to_rtp() {
 
     // `optional` takes the plain answer: plain RTP, no SRTP counters, tones both ways.
     peer.wait_call_closed(Duration::from_secs(5)).ok();
-    let out = call(&peer.uri(), "optional", DEFAULT_TONE_HZ);
-    let shown = format!("{}\n{}", describe_output(&out), peer.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v = json(&out, &shown);
+    let ran = call(&peer.uri(), "optional", DEFAULT_TONE_HZ, &peer);
+    let shown = &ran.shown;
+    ran.assert_exit(0);
+    let v = ran.json();
     assert_eq!(v["verdict"], "pass", "{shown}");
     assert!(v["media"]["srtp"].is_null(), "plain RTP: {shown}");
 }
 
-/// baresip dials `sipcheck answer --srtp POLICY`; what the responder printed.
-fn baresip_calls_answer(mediaenc: &str, srtp: &str) -> (Baresip, Responder, String, Option<i32>) {
-    let peer = start(mediaenc);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut answer = Responder::start(
-        &[
-            "--listen",
-            &listen,
-            "--srtp",
-            srtp,
-            "--play-tone",
-            &OUR_TONE_HZ.to_string(),
-            "--expect-tone",
-            &DEFAULT_TONE_HZ.to_string(),
-            "--duration",
-            "3s",
-            "--calls",
-            "1",
-        ],
-        &[],
-    );
+/// `peer` dials `sipcheck answer --srtp POLICY EXTRA` (`EXTRA`: its transport and
+/// certificates), at `sip:sipcheck@LISTEN` with `uri_params`; what the responder printed.
+fn baresip_calls_answer(
+    peer: Baresip,
+    srtp: &str,
+    extra: &[&str],
+    uri_params: &str,
+) -> (Baresip, Responder, String, Option<i32>) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (ours, theirs) = (OUR_TONE_HZ.to_string(), DEFAULT_TONE_HZ.to_string());
+    let mut args = vec![
+        "--listen",
+        &listen,
+        "--srtp",
+        srtp,
+        "--play-tone",
+        &ours,
+        "--expect-tone",
+        &theirs,
+        "--duration",
+        "3s",
+        "--calls",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let mut answer = Responder::start(&args, &[]);
     let reply = peer
-        .command(&format!("/dial sip:sipcheck@{listen}"))
+        .command(&format!("/dial sip:sipcheck@{listen}{uri_params}"))
         .unwrap_or_else(|e| panic!("{e:#}\n{}", peer.log()));
     let code = answer.wait_exit(Duration::from_secs(15));
     let shown = format!(
@@ -192,15 +191,20 @@ fn baresip_calls_answer(mediaenc: &str, srtp: &str) -> (Baresip, Responder, Stri
     (peer, answer, shown, code)
 }
 
-#[test]
-fn baresip_calls_srtp_required_answer_tones_both_ways() {
-    let (peer, answer, shown, code) = baresip_calls_answer("srtp-mand", "required");
+/// `answer` passed (`code`), its call over SRTP with no packet failing, baresip's tone heard.
+fn assert_answer_passed_over_srtp(answer: &Responder, code: Option<i32>, shown: &str) {
     assert_eq!(code, Some(0), "{shown}");
     let printed = answer.stdout();
     assert!(printed.contains("srtp: AES_CM_128_HMAC_SHA1_"), "{shown}");
     assert!(printed.contains("auth failures 0, replays 0"), "{shown}");
     assert!(printed.contains("tone 600 Hz at"), "{shown}");
     assert!(printed.contains("-- PASS"), "{shown}");
+}
+
+#[test]
+fn baresip_calls_srtp_required_answer_tones_both_ways() {
+    let (peer, answer, shown, code) = baresip_calls_answer(start("srtp-mand"), "required", &[], "");
+    assert_answer_passed_over_srtp(&answer, code, &shown);
     assert_sdp_is_savp(&peer, &shown);
     assert_baresip_heard_us(&peer, &shown);
 }
@@ -238,10 +242,10 @@ fn a_key_that_does_not_match_fails_the_call_with_auth_failures_counted() {
     )
     .unwrap_or_else(|e| panic!("start sipp: {e:#}"));
     let uri = format!("sip:echo@{}", sipp.addr);
-    let out = call(&uri, "required", OUR_TONE_HZ);
-    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
-    assert_eq!(out.status.code(), Some(1), "{shown}");
-    let v = json(&out, &shown);
+    let ran = call(&uri, "required", OUR_TONE_HZ, &sipp);
+    let shown = &ran.shown;
+    ran.assert_exit(1);
+    let v = ran.json();
     assert_eq!(v["verdict"], "fail", "{shown}");
     let srtp = &v["media"]["srtp"];
     assert!(srtp["auth_failures"].as_u64().unwrap() > 100, "{shown}");
@@ -257,25 +261,24 @@ fn a_key_that_does_not_match_fails_the_call_with_auth_failures_counted() {
 
 #[test]
 fn a_scenario_with_media_srtp_required_calls_baresip_over_srtp() {
-    use support::reports::{assert_schema, run_scenario, Reports};
+    use support::reports::{run_scenario_against, Reports};
     let peer = start("srtp-mand");
     let addr = format!("127.0.0.1:{}", peer.sip_port);
     let reports = Reports::new();
     let calls = reports.path("calls.jsonl");
-    let out = run_scenario(
+    let ran = run_scenario_against(
         "tests/peers/scenarios/baresip-srtp.yaml",
         &["--calls", calls.to_str().unwrap()],
         &[("BARESIP_ADDR", addr.as_str())],
         &reports,
+        &[&peer],
     );
-    let v = reports.summary();
-    let shown = format!("{}\n{v}\n{}", describe_output(&out), peer.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    assert_schema(&v);
+    let (v, shown) = (&ran.summary, &ran.shown);
+    ran.assert_exit(0);
     assert_eq!(v["rtp"]["srtp"]["streams"], 1, "{shown}");
     assert_eq!(v["rtp"]["srtp"]["auth_failures"], 0, "{shown}");
     assert_eq!(v["rtp"]["srtp"]["replays"], 0, "{shown}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = ran.stdout();
     assert!(
         stdout.contains("srtp             1 call ends, auth failures 0, replays 0"),
         "{shown}"
@@ -288,7 +291,7 @@ fn a_scenario_with_media_srtp_required_calls_baresip_over_srtp() {
         "{records}\n{shown}"
     );
     assert_eq!(srtp["auth_failures"], 0, "{records}\n{shown}");
-    assert_sdp_is_savp(&peer, &shown);
+    assert_sdp_is_savp(&peer, shown);
 }
 
 #[test]
@@ -298,7 +301,7 @@ fn an_srtp_call_held_and_resumed_hears_baresip_again_after_the_resume() {
     let peer = start("srtp-mand");
     let uri = peer.uri();
     let expect = DEFAULT_TONE_HZ.to_string();
-    let out = run_sipcheck(
+    let ran = run_against(
         [
             "call",
             &uri,
@@ -317,10 +320,11 @@ fn an_srtp_call_held_and_resumed_hears_baresip_again_after_the_resume() {
             "--json",
         ],
         &[],
+        &[&peer],
     );
-    let shown = format!("{}\n{}", describe_output(&out), peer.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v = json(&out, &shown);
+    let shown = &ran.shown;
+    ran.assert_exit(0);
+    let v = ran.json();
     assert_eq!(v["verdict"], "pass", "{shown}");
     assert_eq!(v["hold"]["tone_after_resume"], true, "{shown}");
     let srtp = &v["media"]["srtp"];
@@ -335,10 +339,10 @@ fn an_answer_without_keys_to_an_srtp_required_call_fails_as_srtp_refused() {
     let sipp = Sipp::start_uas("uas_srtp_no_crypto.xml", &["-mi", "127.0.0.1", "-m", "1"])
         .unwrap_or_else(|e| panic!("start sipp: {e:#}"));
     let uri = format!("sip:plain@{}", sipp.addr);
-    let out = call(&uri, "required", OUR_TONE_HZ);
-    let shown = format!("{}\n{}", describe_output(&out), sipp.log());
-    assert_eq!(out.status.code(), Some(1), "{shown}");
-    let v = json(&out, &shown);
+    let ran = call(&uri, "required", OUR_TONE_HZ, &sipp);
+    let shown = &ran.shown;
+    ran.assert_exit(1);
+    let v = ran.json();
     assert_eq!(v["verdict"], "fail", "{shown}");
     assert_eq!(v["final_code"], 200, "{shown}");
     assert!(
@@ -403,15 +407,10 @@ fn rtpengine_bridges_an_srtp_caller_to_a_plain_rtp_callee_through_kamailio() {
         &[("SIP_PASSWORD", Kamailio::password_for("1002").as_str())],
     );
     answer.wait_exit(Duration::from_secs(15));
-    let shown = format!(
-        "{}\n--- answer ---\n{}\n{}\n{}",
-        describe_output(&out),
-        answer.output(),
-        kam.log(),
-        engine.log()
-    );
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v = json(&out, &shown);
+    let ran = Ran::new(out, serde_json::Value::Null, &[&answer, &kam, &engine]);
+    let shown = &ran.shown;
+    ran.assert_exit(0);
+    let v = ran.json();
     assert_eq!(v["verdict"], "pass", "{shown}");
     let srtp = &v["media"]["srtp"];
     assert!(srtp["unprotected"].as_u64().unwrap() > 100, "{shown}");
@@ -464,15 +463,16 @@ fn srtp_required_call_over_tls_to_baresip_hears_its_tone_and_it_hears_ours() {
     let peer = start_tls("srtp-mand", &pki);
     let uri = format!("sip:baresip@127.0.0.1:{};transport=tls", peer.sip_port + 1);
     let ca = pki.ca.to_str().unwrap();
-    let out = call_with(
+    let ran = call_with(
         &uri,
         "required",
         DEFAULT_TONE_HZ,
         &["--transport", "tls", "--ca", ca],
+        &peer,
     );
-    let shown = format!("{}\n{}", describe_output(&out), peer.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v = json(&out, &shown);
+    let shown = &ran.shown;
+    ran.assert_exit(0);
+    let v = ran.json();
     assert_eq!(v["verdict"], "pass", "{shown}");
     let media = &v["media"];
     assert_eq!(media["tones"][0]["detected"], true, "{shown}");
@@ -485,9 +485,9 @@ fn srtp_required_call_over_tls_to_baresip_hears_its_tone_and_it_hears_ours() {
         !shown.contains("warning"),
         "verified, not --insecure: {shown}"
     );
-    assert_sip_over_tls(&peer, &shown);
-    assert_sdp_is_savp(&peer, &shown);
-    assert_baresip_heard_us(&peer, &shown);
+    assert_sip_over_tls(&peer, shown);
+    assert_sdp_is_savp(&peer, shown);
+    assert_baresip_heard_us(&peer, shown);
 }
 
 #[test]
@@ -496,48 +496,22 @@ fn baresip_calls_srtp_required_answer_over_tls_tones_both_ways() {
     let ours = pki
         .issue("answer", &["IP:127.0.0.1"], 2)
         .expect("answer's certificate");
-    let peer = start_tls("srtp-mand", &pki);
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut answer = Responder::start(
+    let (peer, answer, shown, code) = baresip_calls_answer(
+        start_tls("srtp-mand", &pki),
+        "required",
         &[
             "--transport",
             "tls",
-            "--listen",
-            &listen,
             "--cert",
             ours.cert.to_str().unwrap(),
             "--key",
             ours.key.to_str().unwrap(),
             "--ca",
             pki.ca.to_str().unwrap(),
-            "--srtp",
-            "required",
-            "--play-tone",
-            &OUR_TONE_HZ.to_string(),
-            "--expect-tone",
-            &DEFAULT_TONE_HZ.to_string(),
-            "--duration",
-            "3s",
-            "--calls",
-            "1",
         ],
-        &[],
+        ";transport=tls",
     );
-    let reply = peer
-        .command(&format!("/dial sip:sipcheck@{listen};transport=tls"))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", peer.log()));
-    let code = answer.wait_exit(Duration::from_secs(15));
-    let shown = format!(
-        "dial: {reply}\n--- answer ---\n{}\n{}",
-        answer.output(),
-        peer.log()
-    );
-    assert_eq!(code, Some(0), "{shown}");
-    let printed = answer.stdout();
-    assert!(printed.contains("srtp: AES_CM_128_HMAC_SHA1_"), "{shown}");
-    assert!(printed.contains("auth failures 0, replays 0"), "{shown}");
-    assert!(printed.contains("tone 600 Hz at"), "{shown}");
-    assert!(printed.contains("-- PASS"), "{shown}");
+    assert_answer_passed_over_srtp(&answer, code, &shown);
     assert_sip_over_tls(&peer, &shown);
     assert_sdp_is_savp(&peer, &shown);
     assert_baresip_heard_us(&peer, &shown);

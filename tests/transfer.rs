@@ -3,10 +3,10 @@
 
 mod support;
 
-use support::describe_output;
 use support::process::RunDir;
-use support::reports::{assert_schema, run_scenario as run, Reports};
+use support::reports::{run_scenario as run, run_scenario_against, Reports};
 use support::sipp::Sipp;
+use support::{PeerLog, Ran};
 
 use std::time::Duration;
 
@@ -22,24 +22,15 @@ fn transferee(final_status: &str) -> (Sipp, RunDir) {
     (sipp, dir)
 }
 
-fn run_against(sipp: &Sipp) -> (Option<i32>, serde_json::Value, String) {
+fn run_against(sipp: &Sipp) -> Ran {
     let addr = format!("127.0.0.1:{}", sipp.port);
-    let reports = Reports::new();
-    let out = run(
+    run_scenario_against(
         "tests/peers/scenarios/sipp-transfer.yaml",
         &[],
         &[("SIPP_ADDR", addr.as_str())],
-        &reports,
-    );
-    let v = reports.summary();
-    assert_schema(&v);
-    let shown = format!(
-        "{}\n{v}\n{}\n{}",
-        describe_output(&out),
-        sipp.log(),
-        sipp.messages()
-    );
-    (out.status.code(), v, shown)
+        &Reports::new(),
+        &[sipp],
+    )
 }
 
 /// The REFER is answered 202 and the NOTIFYs are answered 200; the final one says
@@ -48,8 +39,9 @@ fn run_against(sipp: &Sipp) -> (Option<i32>, serde_json::Value, String) {
 #[test]
 fn a_transfer_notified_200_by_sipp_passes_and_the_transferor_hangs_up() {
     let (sipp, _dir) = transferee("200 OK");
-    let (code, v, shown) = run_against(&sipp);
-    assert_eq!(code, Some(0), "{shown}");
+    let ran = run_against(&sipp);
+    let (v, shown) = (&ran.summary, &ran.shown);
+    ran.assert_exit(0);
     assert_eq!(v["calls"]["passed"], 1, "{shown}");
     assert_eq!(v["failures"], serde_json::json!({}), "{shown}");
     assert!(
@@ -63,8 +55,9 @@ fn a_transfer_notified_200_by_sipp_passes_and_the_transferor_hangs_up() {
 #[test]
 fn a_transfer_notified_503_by_sipp_fails_naming_the_status() {
     let (sipp, _dir) = transferee("503 Service Unavailable");
-    let (code, v, shown) = run_against(&sipp);
-    assert_eq!(code, Some(1), "{shown}");
+    let ran = run_against(&sipp);
+    let (v, shown) = (&ran.summary, &ran.shown);
+    ran.assert_exit(1);
     assert_eq!(v["failures"]["transfer_failed_503"], 1, "{shown}");
     assert!(
         shown.contains("transfer_failed_503: 503 Service Unavailable: the final status"),
@@ -72,15 +65,13 @@ fn a_transfer_notified_503_by_sipp_fails_naming_the_status() {
     );
 }
 
-/// The `baresip-transfer` scenario calling baresip at `baresip_uri`: the run's output and
-/// summary (null when the scenario did not load).
-fn run_transfer(baresip_uri: &str) -> (std::process::Output, serde_json::Value) {
+/// The `baresip-transfer` scenario calling baresip at `baresip_uri`, against `peers`.
+fn run_transfer(baresip_uri: &str, peers: &[&dyn PeerLog]) -> Ran {
     let target = format!("127.0.0.1:{}", support::free_port());
     let transferor = format!("127.0.0.1:{}", support::free_port());
     // The scenario expects baresip's default sine.
     assert_eq!(support::baresip::DEFAULT_TONE_HZ, 600);
-    let reports = Reports::new();
-    let out = run(
+    run_scenario_against(
         "tests/peers/scenarios/baresip-transfer.yaml",
         &[],
         &[
@@ -88,18 +79,14 @@ fn run_transfer(baresip_uri: &str) -> (std::process::Output, serde_json::Value) 
             ("TARGET_LISTEN", target.as_str()),
             ("TRANSFEROR_LISTEN", transferor.as_str()),
         ],
-        &reports,
-    );
-    let v = if out.status.code() == Some(2) {
-        serde_json::Value::Null
-    } else {
-        reports.summary()
-    };
-    (out, v)
+        &Reports::new(),
+        peers,
+    )
 }
 
-fn assert_transferred(out: &std::process::Output, v: &serde_json::Value, shown: &str) {
-    assert_eq!(out.status.code(), Some(0), "{shown}");
+fn assert_transferred(ran: &Ran) {
+    let (v, shown) = (&ran.summary, &ran.shown);
+    ran.assert_exit(0);
     assert_eq!(v["calls"]["by_role"]["transferor"]["passed"], 1, "{shown}");
     assert_eq!(v["calls"]["by_role"]["target"]["passed"], 1, "{shown}");
     assert_eq!(v["audio"]["verified"], 2, "{shown}");
@@ -114,10 +101,9 @@ fn baresip_transferred_calls_the_target_which_hears_it() {
     let baresip = support::baresip::Baresip::start(support::baresip::BaresipOptions::default())
         .expect("start baresip");
     let uri = format!("sip:baresip@127.0.0.1:{}", baresip.sip_port);
-    let (out, v) = run_transfer(&uri);
-    let shown = format!("{}\n{v}\n{}", describe_output(&out), baresip.log());
-    assert_transferred(&out, &v, &shown);
-    assert!(baresip.log().contains("REFER sip:"), "{shown}");
+    let ran = run_transfer(&uri, &[&baresip]);
+    assert_transferred(&ran);
+    assert!(baresip.log().contains("REFER sip:"), "{}", ran.shown);
 }
 
 /// The same through Kamailio: baresip registered there and called through it; the REFER,
@@ -148,10 +134,9 @@ fn baresip_transferred_through_kamailio_calls_the_target_which_hears_it() {
             kam.bindings(user).len() == 1
         });
     assert!(registered, "baresip did not register\n{}", baresip.log());
-    let (out, v) = run_transfer(&format!("sip:{user}@{server}"));
-    let log = baresip.log();
-    let shown = format!("{}\n{v}\n{log}\n{}", describe_output(&out), kam.log());
-    assert_transferred(&out, &v, &shown);
+    let ran = run_transfer(&format!("sip:{user}@{server}"), &[&baresip, &kam]);
+    assert_transferred(&ran);
+    let (log, shown) = (baresip.log(), &ran.shown);
     let refer = log
         .split("REFER sip:")
         .nth(1)
@@ -163,12 +148,10 @@ fn baresip_transferred_through_kamailio_calls_the_target_which_hears_it() {
     );
 }
 
-/// Every party in sipcheck, registered behind Kamailio: the transferor REFERs the transferee
-/// to the target; the transferee (`expect: transferred`) calls the target through Kamailio
-/// with the REFER's Referred-By, notifies `100 Trying` then `200 OK`, and hears the target's
-/// tone on the new call while the target hears its own. The transferor then hangs up.
-#[test]
-fn a_sipcheck_transferee_through_kamailio_follows_the_refer_and_hears_the_target() {
+/// Every party in sipcheck, registered behind Kamailio: `sipcheck run SCENARIO -v` (in
+/// `tests/peers/scenarios/`), which must pass with its transferor, transferee and target each
+/// passing and `audio` tones checked, each heard. The run, and its `-v` trace.
+fn transfer_through_kamailio(scenario: &str, audio: u64) -> (Ran, String) {
     use support::kamailio::{Kamailio, KamailioOptions};
     let kam = Kamailio::start_with(&KamailioOptions {
         no_proxy_auth: true,
@@ -176,35 +159,45 @@ fn a_sipcheck_transferee_through_kamailio_follows_the_refer_and_hears_the_target
     })
     .expect("start kamailio");
     let server = format!("127.0.0.1:{}", kam.sip_port);
-    let reports = Reports::new();
-    let out = run(
-        "tests/peers/scenarios/kamailio-transfer.yaml",
+    let ran = run_scenario_against(
+        format!("tests/peers/scenarios/{scenario}"),
         &["-v"],
         &[("SIP_SERVER", server.as_str())],
-        &reports,
+        &Reports::new(),
+        &[&kam],
     );
-    let v = if out.status.code() == Some(2) {
-        serde_json::Value::Null
-    } else {
-        reports.summary()
-    };
-    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    assert_schema(&v);
+    let (v, shown) = (&ran.summary, &ran.shown);
+    ran.assert_exit(0);
     for role in ["transferor", "transferee", "target"] {
         assert_eq!(v["calls"]["by_role"][role]["passed"], 1, "{role}: {shown}");
     }
-    // The transferee's tone and the target's, each heard by the other on the new call.
-    assert_eq!(v["audio"]["checked"], 2, "{shown}");
-    assert_eq!(v["audio"]["verified"], 2, "{shown}");
-    // The `-v` trace: the messages sipcheck sent (the transferee's NOTIFYs are the only
-    // NOTIFYs sent; the transferor receives them).
-    let trace = String::from_utf8_lossy(&out.stderr).into_owned();
-    let sent: Vec<&str> = trace
+    assert_eq!(v["audio"]["checked"], audio, "{shown}");
+    assert_eq!(v["audio"]["verified"], audio, "{shown}");
+    let trace = String::from_utf8_lossy(&ran.out.stderr).into_owned();
+    (ran, trace)
+}
+
+/// The messages a `-v` trace shows sent, each from its first line.
+fn sent_messages(trace: &str) -> Vec<&str> {
+    trace
         .split("----- ")
         .filter(|m| m.lines().next().is_some_and(|l| l.contains(" sent ")))
         .filter_map(|m| m.split_once('\n').map(|(_, message)| message))
-        .collect();
+        .collect()
+}
+
+/// Every party in sipcheck, registered behind Kamailio: the transferor REFERs the transferee
+/// to the target; the transferee (`expect: transferred`) calls the target through Kamailio
+/// with the REFER's Referred-By, notifies `100 Trying` then `200 OK`, and hears the target's
+/// tone on the new call while the target hears its own. The transferor then hangs up.
+#[test]
+fn a_sipcheck_transferee_through_kamailio_follows_the_refer_and_hears_the_target() {
+    // The transferee's tone and the target's, each heard by the other on the new call.
+    let (ran, trace) = transfer_through_kamailio("kamailio-transfer.yaml", 2);
+    let shown = &ran.shown;
+    // The messages sipcheck sent (the transferee's NOTIFYs are the only NOTIFYs sent; the
+    // transferor receives them).
+    let sent = sent_messages(&trace);
     let notified: Vec<&str> = sent
         .iter()
         .filter(|m| m.starts_with("NOTIFY "))
@@ -268,15 +261,10 @@ fn a_sipcheck_transferee_follows_baresips_transfer_and_hears_the_target() {
         (out, reply)
     });
     let (out, reply) = out;
-    let v = if out.status.code() == Some(2) {
-        serde_json::Value::Null
-    } else {
-        reports.summary()
-    };
-    let log = baresip.log();
-    let shown = format!("{}\n{v}\n{reply}\n{log}", describe_output(&out));
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    assert_schema(&v);
+    let ran = Ran::new(out, reports.summary_if_written(), &[&baresip]);
+    let (v, log) = (&ran.summary, baresip.log());
+    let shown = format!("{}\n{reply}", ran.shown);
+    ran.assert_exit(0);
     assert_eq!(v["calls"]["by_role"]["transferee"]["passed"], 1, "{shown}");
     assert_eq!(v["calls"]["by_role"]["target"]["passed"], 1, "{shown}");
     // baresip's sine before the transfer, then each side's tone on the new call.
@@ -307,41 +295,11 @@ fn a_sipcheck_transferee_follows_baresips_transfer_and_hears_the_target() {
 #[test]
 fn an_attended_transfer_through_kamailio_replaces_the_consultation_and_the_target_hears_the_transferee(
 ) {
-    use support::kamailio::{Kamailio, KamailioOptions};
-    let kam = Kamailio::start_with(&KamailioOptions {
-        no_proxy_auth: true,
-        ..KamailioOptions::default()
-    })
-    .expect("start kamailio");
-    let server = format!("127.0.0.1:{}", kam.sip_port);
-    let reports = Reports::new();
-    let out = run(
-        "tests/peers/scenarios/kamailio-attended-transfer.yaml",
-        &["-v"],
-        &[("SIP_SERVER", server.as_str())],
-        &reports,
-    );
-    let v = if out.status.code() == Some(2) {
-        serde_json::Value::Null
-    } else {
-        reports.summary()
-    };
-    let shown = format!("{}\n{v}\n{}", describe_output(&out), kam.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    assert_schema(&v);
-    for role in ["transferor", "transferee", "target"] {
-        assert_eq!(v["calls"]["by_role"][role]["passed"], 1, "{role}: {shown}");
-    }
     // The target's tone heard by the transferor on the consultation and by the transferee
     // on the new call; the transferee's heard by the target.
-    assert_eq!(v["audio"]["checked"], 3, "{shown}");
-    assert_eq!(v["audio"]["verified"], 3, "{shown}");
-    let trace = String::from_utf8_lossy(&out.stderr).into_owned();
-    let sent: Vec<&str> = trace
-        .split("----- ")
-        .filter(|m| m.lines().next().is_some_and(|l| l.contains(" sent ")))
-        .filter_map(|m| m.split_once('\n').map(|(_, message)| message))
-        .collect();
+    let (ran, trace) = transfer_through_kamailio("kamailio-attended-transfer.yaml", 3);
+    let shown = &ran.shown;
+    let sent = sent_messages(&trace);
     let header = |m: &str, name: &str| -> String {
         m.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
@@ -418,8 +376,7 @@ fn baresip_as_an_attended_transferee_calls_the_uri_with_its_headers_and_no_repla
     let uri = format!("sip:baresip@127.0.0.1:{}", baresip.sip_port);
     let target = format!("127.0.0.1:{}", support::free_port());
     let transferor = format!("127.0.0.1:{}", support::free_port());
-    let reports = Reports::new();
-    let out = run(
+    let ran = run_scenario_against(
         "tests/peers/scenarios/baresip-attended-transfer.yaml",
         &[],
         &[
@@ -427,13 +384,11 @@ fn baresip_as_an_attended_transferee_calls_the_uri_with_its_headers_and_no_repla
             ("TARGET_LISTEN", target.as_str()),
             ("TRANSFEROR_LISTEN", transferor.as_str()),
         ],
-        &reports,
+        &Reports::new(),
+        &[&baresip],
     );
-    let v = reports.summary();
-    assert_schema(&v);
-    let log = baresip.log();
-    let shown = format!("{}\n{v}\n{log}", describe_output(&out));
-    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let (v, shown, log) = (&ran.summary, &ran.shown, baresip.log());
+    ran.assert_exit(1);
     assert_eq!(v["failures"]["not_replaced"], 1, "{shown}");
     assert_eq!(v["failures"]["transfer_timeout"], 1, "{shown}");
     // What baresip sent the target: the URI's headers in the Request-URI, no Replaces.
@@ -455,14 +410,9 @@ fn baresip_as_an_attended_transferee_calls_the_uri_with_its_headers_and_no_repla
     );
 }
 
-/// SIPp as an attended transfer's transferee or target, sipcheck the other parties.
-struct Attended {
-    code: Option<i32>,
-    summary: serde_json::Value,
-    shown: String,
-}
-
-fn run_attended(sipp: &Sipp, sipp_is_target: bool) -> Attended {
+/// The attended transfer scenario with SIPp as its transferee or target, sipcheck the other
+/// parties.
+fn run_attended(sipp: &Sipp, sipp_is_target: bool) -> Ran {
     let sipp_addr = format!("127.0.0.1:{}", sipp.port);
     let target_listen = format!("127.0.0.1:{}", support::free_port());
     let transferee_listen = format!("127.0.0.1:{}", support::free_port());
@@ -471,8 +421,7 @@ fn run_attended(sipp: &Sipp, sipp_is_target: bool) -> Attended {
     } else {
         (sipp_addr, target_listen.clone())
     };
-    let reports = Reports::new();
-    let out = run(
+    run_scenario_against(
         "tests/peers/scenarios/sipp-attended-transfer.yaml",
         &[],
         &[
@@ -481,21 +430,9 @@ fn run_attended(sipp: &Sipp, sipp_is_target: bool) -> Attended {
             ("TARGET_LISTEN", target_listen.as_str()),
             ("TRANSFEREE_LISTEN", transferee_listen.as_str()),
         ],
-        &reports,
-    );
-    let summary = reports.summary();
-    assert_schema(&summary);
-    let shown = format!(
-        "{}\n{summary}\n{}\n{}",
-        describe_output(&out),
-        sipp.log(),
-        sipp.messages()
-    );
-    Attended {
-        code: out.status.code(),
-        summary,
-        shown,
-    }
+        &Reports::new(),
+        &[sipp],
+    )
 }
 
 /// SIPp the transferee of `scenario` (FINAL_STATUS its final NOTIFY), its Refer-To check
@@ -529,7 +466,7 @@ fn assert_sipp_content(sipp: &Sipp, shown: &str) {
 fn an_attended_transfer_to_a_sipp_transferee_notified_200_passes() {
     let (sipp, _dir) = attended_transferee("uas_transferee.xml", "200 OK");
     let r = run_attended(&sipp, false);
-    assert_eq!(r.code, Some(0), "{}", r.shown);
+    assert_eq!(r.code(), Some(0), "{}", r.shown);
     assert_eq!(
         r.summary["calls"]["by_role"]["caller"]["passed"], 1,
         "{}",
@@ -548,7 +485,7 @@ fn an_attended_transfer_to_a_sipp_transferee_notified_200_passes() {
 fn an_attended_transfer_notified_503_by_sipp_fails_as_transfer_failed_503() {
     let (sipp, _dir) = attended_transferee("uas_transferee.xml", "503 Service Unavailable");
     let r = run_attended(&sipp, false);
-    assert_eq!(r.code, Some(1), "{}", r.shown);
+    assert_eq!(r.code(), Some(1), "{}", r.shown);
     assert_eq!(
         r.summary["failures"]["transfer_failed_503"], 1,
         "{}",
@@ -562,7 +499,7 @@ fn an_attended_transfer_notified_503_by_sipp_fails_as_transfer_failed_503() {
 fn an_attended_transfer_whose_refer_sipp_declines_603_fails_as_sip_603() {
     let (sipp, _dir) = attended_transferee("uas_refer_declined.xml", "");
     let r = run_attended(&sipp, false);
-    assert_eq!(r.code, Some(1), "{}", r.shown);
+    assert_eq!(r.code(), Some(1), "{}", r.shown);
     assert_eq!(r.summary["failures"]["sip_603"], 1, "{}", r.shown);
     assert!(
         r.shown.contains("the REFER was answered 603"),
@@ -589,7 +526,7 @@ fn a_sipp_target_answering_the_invite_with_replaces_481_fails_both_sides_naming_
     )
     .expect("start sipp");
     let r = run_attended(&sipp, true);
-    assert_eq!(r.code, Some(1), "{}", r.shown);
+    assert_eq!(r.code(), Some(1), "{}", r.shown);
     assert_eq!(
         r.summary["failures"]["transfer_failed_481"], 1,
         "{}",

@@ -14,18 +14,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use support::kamailio::{Kamailio, KamailioOptions};
-use support::responder::Responder;
+use support::responder::call_straight_over;
 use support::tls::Pki;
-use support::{free_port, run_sipcheck};
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::{describe_output as text, run_against, run_sipcheck};
 
 fn kamailio_ws(path: &str) -> Kamailio {
     Kamailio::start_with(&KamailioOptions {
@@ -58,7 +49,7 @@ fn options_and_register_with_digest_auth_over_ws_to_kamailio() {
     let port = ws_port(&kam);
 
     // `transport=ws` in the URI selects WebSocket; the resource is --ws-path.
-    let out = run_sipcheck(
+    let ran = run_against(
         [
             "options",
             &format!("sip:127.0.0.1:{port};transport=ws"),
@@ -69,9 +60,10 @@ fn options_and_register_with_digest_auth_over_ws_to_kamailio() {
             "-v",
         ],
         &[],
+        &[&kam],
     );
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    ran.assert_exit(0);
+    let shown = &ran.printed;
     assert!(shown.contains("200"), "{shown}");
     // RFC 7118 §5: the Via names WS.
     assert!(shown.contains("SIP/2.0/WS "), "{shown}");
@@ -110,7 +102,7 @@ fn options_and_register_with_digest_auth_over_ws_to_kamailio() {
 
     let server = format!("127.0.0.1:{port}");
     let user = "1001";
-    let out = run_sipcheck(
+    let ran = run_against(
         [
             "register",
             "--server",
@@ -127,16 +119,17 @@ fn options_and_register_with_digest_auth_over_ws_to_kamailio() {
             "--json",
         ],
         &[("SIP_PASSWORD", &Kamailio::password_for(user))],
+        &[&kam],
     );
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
-    let lines = ladder(&out);
+    ran.assert_exit(0);
+    let lines = ladder(&ran.out);
     assert!(
         lines.iter().any(|l| l.contains("401")),
-        "the digest challenge is in the ladder\n{shown}"
+        "the digest challenge is in the ladder\n{}",
+        ran.shown
     );
     let bindings = kam.bindings(user);
-    assert_eq!(bindings.len(), 1, "{bindings:?}\n{shown}");
+    assert_eq!(bindings.len(), 1, "{bindings:?}\n{}", ran.shown);
     assert!(
         bindings[0].contains("transport=ws"),
         "the Contact names WS: {bindings:?}"
@@ -177,7 +170,7 @@ fn options_over_wss_to_kamailio_verified_by_the_ca() {
     let port = kam.tls_port.expect("a TLS port");
     let ca = pki.ca.to_str().unwrap();
 
-    let out = run_sipcheck(
+    let ran = run_against(
         [
             "options",
             &format!("sip:127.0.0.1:{port};transport=wss"),
@@ -188,9 +181,10 @@ fn options_over_wss_to_kamailio_verified_by_the_ca() {
             "-v",
         ],
         &[],
+        &[&kam],
     );
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", kam.log());
+    ran.assert_exit(0);
+    let shown = &ran.printed;
     assert!(shown.contains("SIP/2.0/WSS "), "{shown}");
     assert!(!shown.contains("warning"), "{shown}");
     let out = run_sipcheck(
@@ -238,71 +232,7 @@ fn options_over_wss_to_kamailio_verified_by_the_ca() {
 #[test]
 fn a_call_over_ws_through_kamailio_to_a_responder_registered_over_ws_is_heard_both_ways() {
     let kam = kamailio_ws("/");
-    let server = format!("127.0.0.1:{}", ws_port(&kam));
-    let listen = format!("127.0.0.1:{}", free_port());
-    let callee_pw = Kamailio::password_for("2001");
-    let mut answer = Responder::start(
-        &[
-            "--transport",
-            "ws",
-            "--listen",
-            &listen,
-            "--server",
-            &server,
-            "--user",
-            "2001",
-            "--play-tone",
-            "1000",
-            "--expect-tone",
-            "440",
-            "--calls",
-            "1",
-        ],
-        &[("SIP_PASSWORD", callee_pw.as_str())],
-    );
-    assert!(
-        answer.stdout().contains("registered"),
-        "{}\n{}",
-        answer.output(),
-        kam.log()
-    );
-    let bindings = kam.bindings("2001");
-    assert_eq!(bindings.len(), 1, "{}", answer.output());
-    assert!(bindings[0].contains("transport=ws"), "{bindings:?}");
-
-    let caller_pw = Kamailio::password_for("1001");
-    let out = run_sipcheck(
-        [
-            "call",
-            "sip:2001@127.0.0.1",
-            "--server",
-            &server,
-            "--transport",
-            "ws",
-            "--user",
-            "1001",
-            "--play-tone",
-            "440",
-            "--expect-tone",
-            "1000",
-            "--duration",
-            "1s",
-            "--json",
-        ],
-        &[("SIP_PASSWORD", caller_pw.as_str())],
-    );
-    let shown = format!("{}\n{}\n{}", text(&out), answer.output(), kam.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let lines = ladder(&out);
-    assert!(lines.iter().any(|l| l.contains("407")), "{lines:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
-    assert_eq!(
-        answer.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{shown}"
-    );
-    assert!(answer.stdout().contains("-- PASS"), "{shown}");
+    kam.call_over("ws", &[], &["--duration", "1s"]);
     // Both legs went over WebSocket connections (the INVITE to the responder over the
     // one its REGISTER opened: RFC 7118 §5.2).
     let log = kam.log();
@@ -393,37 +323,13 @@ fn a_server_without_the_sip_subprotocol_or_without_websocket_fails_naming_the_pr
 #[test]
 fn a_scenario_over_ws_registers_and_calls_through_kamailio_both_ways_heard() {
     let kam = kamailio_ws("/sip");
-    let server = format!("127.0.0.1:{}", ws_port(&kam));
-    let dir = support::process::RunDir::new("ws-run").unwrap();
-    let json = dir.join("summary.json");
-    let scenario = support::repo_root().join("tests/peers/scenarios/kamailio-ws.yaml");
-    let out = support::run_sipcheck_with_timeout(
-        [
-            "run",
-            scenario.to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        &[("SIP_SERVER", server.as_str())],
-        Duration::from_secs(120),
-    );
+    let ran = kam.run_over("ws", "tests/peers/scenarios/kamailio-ws.yaml", &[]);
     let log = kam.log();
-    let shown = format!("{}\n{log}", text(&out));
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(v["calls"]["passed"], 4, "{v}");
-    assert_eq!(v["audio"]["verified"], 8, "{v}");
-    assert_eq!(v["registrations"]["ok"], 4, "{v}");
     assert!(
         log.contains("REQ REGISTER sip:sipcheck.test from ws:"),
         "{log}"
     );
-    let not_ws: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("REQ ") && !l.contains("from ws:") && !l.contains("REQ OPTIONS"))
-        .collect();
-    assert!(not_ws.is_empty(), "{not_ws:#?}");
+    let v = &ran.summary;
     // Each connection's WebSocket handshake is timed; no TLS was shaken.
     let handshakes = &v["metrics"]["ws_handshake"];
     assert!(handshakes["count"].as_u64().unwrap_or(0) >= 4, "{v}");
@@ -443,52 +349,21 @@ fn a_call_straight_to_answer_over_ws_and_over_wss_is_heard_both_ways() {
         pki.ca.to_str().unwrap(),
     );
     for transport in ["ws", "wss"] {
-        let listen = format!("127.0.0.1:{}", free_port());
-        let mut args = vec![
-            "--transport",
-            transport,
-            "--listen",
-            &listen,
-            "--play-tone",
-            "1000",
-            "--expect-tone",
-            "440",
-            "--calls",
-            "1",
-        ];
-        if transport == "wss" {
-            args.extend(["--cert", cert, "--key", key]);
-        }
-        let mut answer = Responder::start(&args, &[]);
-        let out = run_sipcheck(
+        let cert = (transport == "wss").then_some((cert, key));
+        let ran = call_straight_over(transport, cert, |listen| {
             [
-                "call",
                 &format!("sip:2001@{listen};transport={transport}"),
                 "--ca",
                 ca,
-                "--play-tone",
-                "440",
-                "--expect-tone",
-                "1000",
                 "--duration",
                 "1s",
-                "--json",
                 "-v",
-            ],
-            &[],
-        );
-        let shown = format!("{transport}: {}\n{}", text(&out), answer.output());
-        assert_eq!(out.status.code(), Some(0), "{shown}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
-        assert_eq!(
-            answer.wait_exit(Duration::from_secs(15)),
-            Some(0),
-            "{shown}"
-        );
-        assert!(answer.stdout().contains("-- PASS"), "{shown}");
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        });
         let via = format!("SIP/2.0/{} ", transport.to_uppercase());
-        assert!(shown.contains(&via), "{via}\n{shown}");
+        assert!(ran.printed.contains(&via), "{via}\n{}", ran.shown);
     }
 
     // Over WSS with neither a registrar nor a certificate, `answer` refuses to start.
@@ -523,7 +398,7 @@ fn register_with_digest_auth_over_wss_to_kamailio_and_a_wrong_password_fails() {
     let server = format!("127.0.0.1:{}", kam.tls_port.expect("a TLS port"));
     let ca = pki.ca.to_str().unwrap();
     let register = |user: &str, password: &str| {
-        run_sipcheck(
+        run_against(
             [
                 "register",
                 "--server",
@@ -540,17 +415,17 @@ fn register_with_digest_auth_over_wss_to_kamailio_and_a_wrong_password_fails() {
                 "--json",
             ],
             &[("SIP_PASSWORD", password)],
+            &[&kam],
         )
     };
-    let out = register("1001", &Kamailio::password_for("1001"));
-    let shown = format!("{}\n{}", text(&out), kam.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let ran = register("1001", &Kamailio::password_for("1001"));
+    let shown = &ran.shown;
+    ran.assert_exit(0);
     assert!(
-        ladder(&out).iter().any(|l| l.contains("401")),
+        ladder(&ran.out).iter().any(|l| l.contains("401")),
         "the digest challenge is in the ladder\n{shown}"
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["verdict"], "pass", "{shown}");
+    assert_eq!(ran.json()["verdict"], "pass", "{shown}");
     let bindings = kam.bindings("1001");
     assert_eq!(bindings.len(), 1, "{bindings:?}\n{shown}");
     assert!(
@@ -564,15 +439,15 @@ fn register_with_digest_auth_over_wss_to_kamailio_and_a_wrong_password_fails() {
         "Kamailio took it over secure WebSocket\n{shown}"
     );
     assert!(
-        !shown.contains("warning"),
+        !ran.printed.contains("warning"),
         "verified, not --insecure: {shown}"
     );
 
     // A wrong password: challenged again, the registration fails, nothing is bound.
-    let out = register("1002", "wrong");
-    let shown = format!("{}\n{}", text(&out), kam.log());
-    assert_eq!(out.status.code(), Some(1), "{shown}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ran = register("1002", "wrong");
+    let shown = &ran.shown;
+    ran.assert_exit(1);
+    let v = ran.json();
     assert_eq!(v["verdict"], "fail", "{shown}");
     assert_eq!(v["status"], 401, "{shown}");
     assert!(kam.bindings("1002").is_empty(), "{shown}");
@@ -581,91 +456,22 @@ fn register_with_digest_auth_over_wss_to_kamailio_and_a_wrong_password_fails() {
 #[test]
 fn a_call_over_wss_through_kamailio_to_a_responder_registered_over_wss_is_heard_both_ways() {
     let (kam, pki) = kamailio_wss();
-    let server = format!("127.0.0.1:{}", kam.tls_port.expect("a TLS port"));
     let ca = pki.ca.to_str().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let callee_pw = Kamailio::password_for("2001");
-    let mut answer = Responder::start(
-        &[
-            "--transport",
-            "wss",
-            "--listen",
-            &listen,
-            "--server",
-            &server,
-            "--ca",
-            ca,
-            "--user",
-            "2001",
-            "--play-tone",
-            "1000",
-            "--expect-tone",
-            "440",
-            "--calls",
-            "1",
-        ],
-        &[("SIP_PASSWORD", callee_pw.as_str())],
+    let ran = kam.call_over(
+        "wss",
+        &["--ca", ca],
+        &["--ca", ca, "--duration", "1s", "-v"],
     );
-    assert!(
-        answer.stdout().contains("registered"),
-        "{}\n{}",
-        answer.output(),
-        kam.log()
-    );
-    let bindings = kam.bindings("2001");
-    assert_eq!(bindings.len(), 1, "{}", answer.output());
-    assert!(bindings[0].contains("transport=wss"), "{bindings:?}");
-
-    let caller_pw = Kamailio::password_for("1001");
-    let out = run_sipcheck(
-        [
-            "call",
-            "sip:2001@127.0.0.1",
-            "--server",
-            &server,
-            "--transport",
-            "wss",
-            "--ca",
-            ca,
-            "--user",
-            "1001",
-            "--play-tone",
-            "440",
-            "--expect-tone",
-            "1000",
-            "--duration",
-            "1s",
-            "--json",
-            "-v",
-        ],
-        &[("SIP_PASSWORD", caller_pw.as_str())],
-    );
-    let shown = format!("{}\n{}\n{}", text(&out), answer.output(), kam.log());
-    assert_eq!(out.status.code(), Some(0), "{shown}");
-    assert!(ladder(&out).iter().any(|l| l.contains("407")), "{shown}");
-    assert!(shown.contains("SIP/2.0/WSS "), "{shown}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["verdict"], "pass", "{shown}");
-    assert_eq!(v["media"]["tones"][0]["detected"], true, "{shown}");
-    assert_eq!(
-        answer.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{shown}"
-    );
-    assert!(answer.stdout().contains("-- PASS"), "{shown}");
+    assert!(ran.printed.contains("SIP/2.0/WSS "), "{}", ran.shown);
+    assert_eq!(ran.json()["verdict"], "pass", "{}", ran.shown);
     // Both legs over secure WebSocket: the INVITE came in over wss, and went to the
     // responder over the connection its REGISTER opened (RFC 7118 §5.2).
     let log = kam.log();
-    let requests: Vec<&str> = log.lines().filter(|l| l.contains("REQ ")).collect();
     assert!(
-        requests
-            .iter()
+        log.lines()
             .any(|l| l.contains("REQ INVITE") && l.contains("from wss:")),
         "{log}"
     );
-    let not_wss: Vec<&&str> = requests
-        .iter()
-        .filter(|l| !l.contains("from wss:") && !l.contains("REQ OPTIONS"))
-        .collect();
+    let not_wss = kam.requests_not_over("wss");
     assert!(not_wss.is_empty(), "{not_wss:#?}\n{log}");
 }

@@ -315,6 +315,135 @@ impl Kamailio {
         process::read_lossy(&self.rundir.join("kamailio.log"))
     }
 
+    /// Where it takes SIP over `transport` (`udp`, `tcp`, `tls`, `ws`, `wss`): `127.0.0.1:PORT`.
+    pub(crate) fn server_for(&self, transport: &str) -> String {
+        let port = match transport {
+            "tls" | "wss" => self.tls_port.expect("Kamailio started with TLS"),
+            "ws" => self.ws_port.expect("Kamailio started with WebSocket"),
+            _ => self.sip_port,
+        };
+        format!("127.0.0.1:{port}")
+    }
+
+    /// The requests it logged (`REQ …` lines) that came over another transport than
+    /// `transport` (`tls`, `ws`, …), OPTIONS left out.
+    pub(crate) fn requests_not_over(&self, transport: &str) -> Vec<String> {
+        let over = format!("from {transport}:");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("REQ ") && !l.contains(&over) && !l.contains("REQ OPTIONS"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `sipcheck run SCENARIO EXTRA` (its path relative to the repository) with this Kamailio
+    /// as `SIP_SERVER` where it takes `transport`, the scenario's two callers and two callees
+    /// registering and calling over it. Asserts what every such scenario must give: exit 0,
+    /// 4 calls passed, 8 audio checks verified, 4 registrations, and no request (but OPTIONS)
+    /// over another transport.
+    pub(crate) fn run_over(&self, transport: &str, scenario: &str, extra: &[&str]) -> super::Ran {
+        let server = self.server_for(transport);
+        let reports = super::reports::Reports::new();
+        let ran = super::reports::run_scenario_against(
+            scenario,
+            extra,
+            &[("SIP_SERVER", server.as_str())],
+            &reports,
+            &[self],
+        );
+        ran.assert_exit(0);
+        let v = &ran.summary;
+        assert_eq!(v["calls"]["passed"], 4, "{}", ran.shown);
+        assert_eq!(v["audio"]["verified"], 8, "{}", ran.shown);
+        assert_eq!(v["registrations"]["ok"], 4, "{}", ran.shown);
+        let elsewhere = self.requests_not_over(transport);
+        assert!(elsewhere.is_empty(), "{elsewhere:#?}\n{}", ran.shown);
+        ran
+    }
+
+    /// A call through this Kamailio over `transport` from 1001 to 2001, a `sipcheck answer`
+    /// registered there as 2001 over the same transport (`answer_extra`: its further
+    /// options, certificates), playing 1000 Hz and expecting 440 Hz; the caller (`call_extra`:
+    /// its further options, `--duration` among them) the other way round. Asserts the binding
+    /// names the transport, the call passed after a 407 challenge with the tone heard, and
+    /// `answer` passed hearing ours.
+    pub(crate) fn call_over(
+        &self,
+        transport: &str,
+        answer_extra: &[&str],
+        call_extra: &[&str],
+    ) -> super::Ran {
+        let server = self.server_for(transport);
+        let listen = format!("127.0.0.1:{}", super::free_port());
+        let mut args = vec![
+            "--transport",
+            transport,
+            "--listen",
+            &listen,
+            "--server",
+            &server,
+            "--user",
+            "2001",
+        ];
+        args.extend(super::responder::ANSWER_TONES);
+        args.extend_from_slice(answer_extra);
+        let callee_pw = Self::password_for("2001");
+        let mut answer =
+            super::responder::Responder::start(&args, &[("SIP_PASSWORD", callee_pw.as_str())]);
+        assert!(
+            answer.stdout().contains("registered"),
+            "{}\n{}",
+            answer.output(),
+            self.log()
+        );
+        let bindings = self.bindings("2001");
+        assert_eq!(bindings.len(), 1, "{}", answer.output());
+        assert!(
+            bindings[0].contains(&format!("transport={transport}")),
+            "{bindings:?}"
+        );
+
+        let mut args = vec![
+            "call",
+            "sip:2001@127.0.0.1",
+            "--server",
+            &server,
+            "--transport",
+            transport,
+            "--user",
+            "1001",
+            "--json",
+        ];
+        args.extend(super::responder::CALLER_TONES);
+        args.extend_from_slice(call_extra);
+        let caller_pw = Self::password_for("1001");
+        let ran = super::run_against(
+            args,
+            &[("SIP_PASSWORD", caller_pw.as_str())],
+            &[&answer, self],
+        );
+        ran.assert_exit(0);
+        let v = ran.json();
+        assert_eq!(v["media"]["tones"][0]["detected"], true, "{}", ran.shown);
+        let challenged = v["ladder"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["line"].as_str().unwrap_or_default().contains("407"));
+        assert!(challenged, "no 407 in the ladder\n{}", ran.shown);
+        let code = answer.wait_exit(Duration::from_secs(15));
+        let answered = answer.output();
+        assert_eq!(code, Some(0), "{}\n{answered}", ran.shown);
+        let answered = answer.stdout();
+        assert!(
+            answered.contains("tone 440 Hz at"),
+            "{answered}\n{}",
+            ran.shown
+        );
+        assert!(answered.contains("-- PASS"), "{answered}\n{}", ran.shown);
+        ran
+    }
+
     /// Runs `kamcmd -s unix:RUNDIR/ctl ARGS` and returns its stdout; errors
     /// if kamcmd fails or reports an RPC error (`error: ...`).
     pub(crate) fn kamcmd(&self, args: &[&str]) -> anyhow::Result<String> {

@@ -133,3 +133,110 @@ pub(crate) fn describe_output(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A peer whose log is shown beside sipcheck's output when an assertion about a run against
+/// it fails: Kamailio, SIPp, baresip, rtpengine, `sipcheck answer`.
+pub(crate) trait PeerLog {
+    /// What it has logged so far.
+    fn peer_log(&self) -> String;
+}
+
+impl PeerLog for kamailio::Kamailio {
+    fn peer_log(&self) -> String {
+        self.log()
+    }
+}
+
+impl PeerLog for sipp::Sipp {
+    fn peer_log(&self) -> String {
+        format!("{}\n{}", self.log(), self.messages())
+    }
+}
+
+impl PeerLog for baresip::Baresip {
+    fn peer_log(&self) -> String {
+        self.log()
+    }
+}
+
+impl PeerLog for rtpengine::Rtpengine {
+    fn peer_log(&self) -> String {
+        self.log()
+    }
+}
+
+impl PeerLog for responder::Responder {
+    fn peer_log(&self) -> String {
+        self.output()
+    }
+}
+
+/// A finished `sipcheck` run against peers.
+pub(crate) struct Ran {
+    /// Its exit status and output.
+    pub(crate) out: Output,
+    /// Its exit status, stdout and stderr as text: what assertions about its output read.
+    pub(crate) printed: String,
+    /// A `run`'s JSON report, checked against the schema (`Null` for the other commands, and
+    /// when no report was written: the scenario did not load).
+    pub(crate) summary: serde_json::Value,
+    /// `printed`, the report and each peer's log as it was once sipcheck had ended: what a
+    /// failed assertion shows.
+    pub(crate) shown: String,
+}
+
+impl Ran {
+    /// `out` and `summary` with the logs of `peers` read now.
+    pub(crate) fn new(out: Output, summary: serde_json::Value, peers: &[&dyn PeerLog]) -> Self {
+        let printed = describe_output(&out);
+        let mut shown = printed.clone();
+        if !summary.is_null() {
+            shown.push_str(&format!("\n--- summary ---\n{summary}"));
+        }
+        for peer in peers {
+            shown.push('\n');
+            shown.push_str(&peer.peer_log());
+        }
+        Self {
+            out,
+            printed,
+            summary,
+            shown,
+        }
+    }
+
+    /// Its exit code.
+    pub(crate) fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+
+    /// Fails, showing everything, unless it exited with `code`.
+    pub(crate) fn assert_exit(&self, code: i32) {
+        assert_eq!(self.code(), Some(code), "{}", self.shown);
+    }
+
+    /// Its stdout as text.
+    pub(crate) fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    /// Its stdout as JSON (`--json`), failing with everything shown if it is none.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "sipcheck --json printed no JSON object ({e})\n{}",
+                self.shown
+            )
+        })
+    }
+}
+
+/// `sipcheck ARGS` with `envs` against `peers`: its output with, for assertion messages,
+/// the peers' logs read once it has ended.
+pub(crate) fn run_against<I, S>(args: I, envs: &[(&str, &str)], peers: &[&dyn PeerLog]) -> Ran
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Ran::new(run_sipcheck(args, envs), serde_json::Value::Null, peers)
+}

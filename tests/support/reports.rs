@@ -43,6 +43,16 @@ impl Reports {
         v
     }
 
+    /// [`summary`](Self::summary) when the report was written, else `Null` (the scenario did
+    /// not load).
+    pub(crate) fn summary_if_written(&self) -> serde_json::Value {
+        if self.json().exists() {
+            self.summary()
+        } else {
+            serde_json::Value::Null
+        }
+    }
+
     /// The JUnit report's text.
     pub(crate) fn junit_text(&self) -> String {
         std::fs::read_to_string(self.junit()).expect("JUnit report written")
@@ -70,6 +80,20 @@ pub(crate) fn run_scenario(
     ];
     args.extend_from_slice(extra);
     super::run_sipcheck_with_timeout(args, envs, Duration::from_secs(120))
+}
+
+/// [`run_scenario`] against `peers`: its output, its JSON report (`Null` when none was
+/// written: the scenario did not load) and, for assertion messages, both with the peers' logs
+/// read once it has ended.
+pub(crate) fn run_scenario_against(
+    scenario: impl AsRef<Path>,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+    reports: &Reports,
+    peers: &[&dyn super::PeerLog],
+) -> super::Ran {
+    let out = run_scenario(scenario, extra, envs, reports);
+    super::Ran::new(out, reports.summary_if_written(), peers)
 }
 
 /// Fails unless `summary` is valid under `docs/run-summary.schema.json` (every keyword of the

@@ -117,3 +117,55 @@ impl Drop for Responder {
         }
     }
 }
+
+/// The options of an `answer` in a call heard both ways: it plays 1000 Hz, expects 440 Hz and
+/// takes one call.
+pub(crate) const ANSWER_TONES: [&str; 6] = [
+    "--play-tone",
+    "1000",
+    "--expect-tone",
+    "440",
+    "--calls",
+    "1",
+];
+
+/// The options of its caller: it plays 440 Hz and expects 1000 Hz.
+pub(crate) const CALLER_TONES: [&str; 4] = ["--play-tone", "440", "--expect-tone", "1000"];
+
+/// A call from `sipcheck call` straight to a `sipcheck answer` listening over `transport` on a
+/// free loopback port (presenting `cert`, a certificate and its key, when given), playing
+/// 1000 Hz and expecting 440 Hz; the caller the other way round, `call(listen)` giving its
+/// URI and further options. Asserts the call passed with the tone heard and `answer` passed.
+pub(crate) fn call_straight_over(
+    transport: &str,
+    cert: Option<(&str, &str)>,
+    call: impl Fn(&str) -> Vec<String>,
+) -> super::Ran {
+    let listen = format!("127.0.0.1:{}", super::free_port());
+    let mut args = vec!["--transport", transport, "--listen", &listen];
+    args.extend(ANSWER_TONES);
+    if let Some((cert, key)) = cert {
+        args.extend(["--cert", cert, "--key", key]);
+    }
+    let mut answer = Responder::start(&args, &[]);
+    let mut args = vec!["call".to_owned()];
+    args.extend(call(&listen));
+    args.extend(CALLER_TONES.map(str::to_owned));
+    args.push("--json".to_owned());
+    let ran = super::run_against(args, &[], &[&answer]);
+    assert_eq!(ran.code(), Some(0), "{transport}: {}", ran.shown);
+    let v = ran.json();
+    assert_eq!(
+        v["media"]["tones"][0]["detected"], true,
+        "{transport}: {}",
+        ran.shown
+    );
+    let code = answer.wait_exit(Duration::from_secs(15));
+    let answered = answer.output();
+    assert_eq!(code, Some(0), "{transport}: {}\n{answered}", ran.shown);
+    assert!(
+        answer.stdout().contains("-- PASS"),
+        "{transport}: {answered}"
+    );
+    ran
+}
