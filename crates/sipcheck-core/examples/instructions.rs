@@ -113,34 +113,23 @@ fn main() {
 /// that every call leaves nothing behind. Each datagram is copied into its own buffer and
 /// parsed, as the UDP transport does. Returns the bytes sent, as a sink.
 fn uas_calls(n: usize) -> usize {
-    let local: SocketAddr = "127.0.0.1:5060".parse().expect("address");
-    let peer: SocketAddr = "127.0.0.1:5061".parse().expect("address");
-    let mut config = EndpointConfig::new(LocalEnd {
-        transport: Transport::Udp,
-        addr: local,
-        routes: Vec::new(),
+    let Calls {
+        mut endpoint,
+        media,
+        peer,
+        start,
+        mut buf,
+        ..
+    } = Calls::new("127.0.0.1:5060", "127.0.0.1:5061", |config| {
+        config.trying = false;
     });
-    config.trying = false;
-    let mut endpoint = Endpoint::new(config, IdGen::new(7));
-    let mut media = LocalMedia::new(local.ip(), 9, 7 >> 1);
-    media.direction = Direction::Inactive;
-    // The origin of the virtual clock; every later instant is computed from it.
-    #[allow(clippy::disallowed_methods)]
-    let start = Instant::now();
-    let mut buf = Vec::with_capacity(2048);
     let mut sent = 0;
     let mut to_tag = String::new();
     for i in 0..n {
-        // Far enough apart that the previous call's timers (Timer J: 64·T1) have run out.
-        let now = start + Duration::from_secs(40 * i as u64);
+        let now = call_start(start, i);
         let call_id = format!("{i}-4242@127.0.0.1");
         let from = format!("sipp <sip:sipp@127.0.0.1:5061>;tag=4242SIPpTag00{i}");
         let to = "service <sip:service@127.0.0.1:5060>";
-        let datagram = |buf: &mut Vec<u8>| {
-            let message = Message::parse_datagram(Bytes::copy_from_slice(buf)).expect("valid");
-            buf.clear();
-            message
-        };
 
         let _ = write!(
             buf,
@@ -199,14 +188,7 @@ Content-Length: 0\r\n\r\n"
         );
         endpoint.handle_message(now, datagram(&mut buf), false, peer);
         sent += drain(&mut endpoint, &mut to_tag);
-        let mut ended = false;
-        while let Some(event) = endpoint.poll_event() {
-            ended |= matches!(event, CallEvent::Ended { .. });
-        }
-        assert!(ended, "call {i} did not end");
-        endpoint.handle_timeout(now + Duration::from_secs(33));
-        sent += drain(&mut endpoint, &mut to_tag);
-        assert!(endpoint.is_empty() && endpoint.transactions().is_empty());
+        sent += end_call(&mut endpoint, i, now);
     }
     sent
 }
@@ -218,23 +200,17 @@ Content-Length: 0\r\n\r\n"
 /// lines (Via, From, Call-ID, CSeq), each into its own buffer, and parsed, as the UDP
 /// transport does. Returns the bytes sent, as a sink.
 fn uac_calls(n: usize) -> usize {
-    let local: SocketAddr = "127.0.0.1:5061".parse().expect("address");
-    let peer: SocketAddr = "127.0.0.1:5060".parse().expect("address");
-    let end = LocalEnd {
-        transport: Transport::Udp,
-        addr: local,
-        routes: Vec::new(),
-    };
-    let mut endpoint = Endpoint::new(EndpointConfig::new(end.clone()), IdGen::new(7));
-    let mut media = LocalMedia::new(local.ip(), 9, 7 >> 1);
-    media.direction = Direction::Inactive;
-    // The origin of the virtual clock; every later instant is computed from it.
-    #[allow(clippy::disallowed_methods)]
-    let start = Instant::now();
-    let mut buf = Vec::with_capacity(2048);
+    let Calls {
+        mut endpoint,
+        end,
+        media,
+        peer,
+        start,
+        mut buf,
+    } = Calls::new("127.0.0.1:5061", "127.0.0.1:5060", |_| {});
     let mut sent = 0;
     for i in 0..n {
-        let now = start + Duration::from_secs(40 * i as u64);
+        let now = call_start(start, i);
         let call = endpoint
             .invite(
                 now,
@@ -257,9 +233,7 @@ fn uac_calls(n: usize) -> usize {
         let to_tag = format!("{i}SIPpTag01");
         for (status, body) in [("180 Ringing", ""), ("200 OK", SIPP_SDP)] {
             respond(&mut buf, &invite.bytes, status, &to_tag, body);
-            let message = Message::parse_datagram(Bytes::copy_from_slice(&buf)).expect("valid");
-            buf.clear();
-            endpoint.handle_message(now, message, false, peer);
+            endpoint.handle_message(now, datagram(&mut buf), false, peer);
         }
         sent += drain_count(&mut endpoint); // the ACK
         let mut answered = false;
@@ -271,18 +245,74 @@ fn uac_calls(n: usize) -> usize {
         let bye = endpoint.poll_transmit().expect("the BYE sent");
         sent += bye.bytes.len();
         respond(&mut buf, &bye.bytes, "200 OK", &to_tag, "");
-        let message = Message::parse_datagram(Bytes::copy_from_slice(&buf)).expect("valid");
-        buf.clear();
-        endpoint.handle_message(now, message, false, peer);
-        let mut ended = false;
-        while let Some(event) = endpoint.poll_event() {
-            ended |= matches!(event, CallEvent::Ended { .. });
-        }
-        assert!(ended, "call {i} did not end");
-        endpoint.handle_timeout(now + Duration::from_secs(33));
-        sent += drain_count(&mut endpoint);
-        assert!(endpoint.is_empty() && endpoint.transactions().is_empty());
+        endpoint.handle_message(now, datagram(&mut buf), false, peer);
+        sent += end_call(&mut endpoint, i, now);
     }
+    sent
+}
+
+/// What both call loops start from: an [`Endpoint`] of a UDP user agent at `local`
+/// (`configure` adjusting its configuration), the peer's address, `a=inactive` media on port
+/// 9, the origin of the virtual clock and a buffer for the datagrams written.
+struct Calls {
+    endpoint: Endpoint<SocketAddr>,
+    end: LocalEnd,
+    media: LocalMedia,
+    peer: SocketAddr,
+    start: Instant,
+    buf: Vec<u8>,
+}
+
+impl Calls {
+    fn new(local: &str, peer: &str, configure: impl FnOnce(&mut EndpointConfig)) -> Self {
+        let local: SocketAddr = local.parse().expect("address");
+        let end = LocalEnd {
+            transport: Transport::Udp,
+            addr: local,
+            routes: Vec::new(),
+        };
+        let mut config = EndpointConfig::new(end.clone());
+        configure(&mut config);
+        let mut media = LocalMedia::new(local.ip(), 9, 7 >> 1);
+        media.direction = Direction::Inactive;
+        Calls {
+            endpoint: Endpoint::new(config, IdGen::new(7)),
+            end,
+            media,
+            peer: peer.parse().expect("address"),
+            // The origin of the virtual clock; every later instant is computed from it.
+            #[allow(clippy::disallowed_methods)]
+            start: Instant::now(),
+            buf: Vec::with_capacity(2048),
+        }
+    }
+}
+
+/// When call `i` starts: far enough after the previous one that its timers (Timer J: 64·T1)
+/// have run out.
+fn call_start(start: Instant, i: usize) -> Instant {
+    start + Duration::from_secs(40 * i as u64)
+}
+
+/// The datagram written in `buf`, copied into its own buffer and parsed as the UDP transport
+/// does; `buf` is left empty.
+fn datagram(buf: &mut Vec<u8>) -> Message {
+    let message = Message::parse_datagram(Bytes::copy_from_slice(buf)).expect("valid");
+    buf.clear();
+    message
+}
+
+/// Call `i` has ended (its events polled); the transaction timers then run out, 33 s after
+/// `now`, leaving nothing behind. The bytes sent meanwhile.
+fn end_call(endpoint: &mut Endpoint<SocketAddr>, i: usize, now: Instant) -> usize {
+    let mut ended = false;
+    while let Some(event) = endpoint.poll_event() {
+        ended |= matches!(event, CallEvent::Ended { .. });
+    }
+    assert!(ended, "call {i} did not end");
+    endpoint.handle_timeout(now + Duration::from_secs(33));
+    let sent = drain_count(endpoint);
+    assert!(endpoint.is_empty() && endpoint.transactions().is_empty());
     sent
 }
 
