@@ -27,16 +27,17 @@ use sipcheck_core::capture::select::CallTag;
 // The scheduler threads.
 //
 // Each thread owns a slab of streams and a timing wheel of 1 ms slots. A new stream is put on
-// the least crowded phase of the next 20 ms (its schedule re-anchored on the thread's 1 ms
-// grid), so the thread wakes on the 1 ms ticks that have streams due (at least every
-// MAX_NAP ms while it has any) and serves only the streams due on that tick: it drains the
-// stream's socket (one `recvmmsg`, arrival times from the kernel's `SO_TIMESTAMPNS` stamps, so
-// jitter is measured at arrival, not at the tick), then sends what the session's schedule
-// makes due. RTP timestamps and sequence numbers come from the schedule, never from the
-// wake-up time. No per-packet wake-ups, no epoll, and commands wait in a mailbox for the next
-// wake-up instead of waking the thread. Per-call sockets are kept (symmetric
-// RTP: a stream sends from the port its SDP advertises, which SBCs and NATs latch on), so
-// each packet is its own `sendto`.
+// the least crowded of the 20 phases of the grid (its schedule re-anchored on the thread's
+// 1 ms grid), so the thread wakes on the 1 ms ticks that have streams due (at least every
+// MAX_NAP ms while it has any; with few streams a little early, spinning to the tick) and
+// serves only the streams due on that tick: it sends what the session's schedule makes due,
+// then drains the stream's socket (one `recvmmsg`, arrival times from the kernel's
+// `SO_TIMESTAMPNS` stamps, so jitter is measured at arrival, not at the tick). RTP
+// timestamps and sequence numbers come from the schedule, never from the wake-up time. No
+// per-packet wake-ups, no epoll, and commands wait in a mailbox for the next wake-up instead
+// of waking the thread. Per-call sockets are kept (symmetric RTP: a stream sends from the
+// port its SDP advertises, which SBCs and NATs latch on), so each packet is its own
+// `sendto`.
 
 /// 1 ms slots; a ptime is at most 60 ms, so every due time fits in the wheel.
 const WHEEL: usize = 128;
