@@ -861,7 +861,8 @@ mod tests {
     /// Streams added one by one while the thread runs its ticks are spread evenly over the
     /// 20 phases of a 20 ms ptime: 100 streams, 5 on each 1 ms tick. The phases of the ticks
     /// due but not yet run when a stream is added (read just after a wake-up) count too;
-    /// counted from now on, they looked empty and took most streams.
+    /// counted from now on, they looked empty and took more than their share (2 to 7 a
+    /// phase).
     #[test]
     fn streams_are_spread_evenly_over_the_phases() {
         let (tx, placed) = mpsc::channel();
