@@ -27,16 +27,17 @@ use sipcheck_core::capture::select::CallTag;
 // The scheduler threads.
 //
 // Each thread owns a slab of streams and a timing wheel of 1 ms slots. A new stream is put on
-// the least crowded phase of the next 20 ms (its schedule re-anchored on the thread's 1 ms
-// grid), so the thread wakes on the 1 ms ticks that have streams due (at least every
-// MAX_NAP ms while it has any) and serves only the streams due on that tick: it drains the
-// stream's socket (one `recvmmsg`, arrival times from the kernel's `SO_TIMESTAMPNS` stamps, so
-// jitter is measured at arrival, not at the tick), then sends what the session's schedule
-// makes due. RTP timestamps and sequence numbers come from the schedule, never from the
-// wake-up time. No per-packet wake-ups, no epoll, and commands wait in a mailbox for the next
-// wake-up instead of waking the thread. Per-call sockets are kept (symmetric
-// RTP: a stream sends from the port its SDP advertises, which SBCs and NATs latch on), so
-// each packet is its own `sendto`.
+// the least crowded of the 20 phases of the grid (its schedule re-anchored on the thread's
+// 1 ms grid), so the thread wakes on the 1 ms ticks that have streams due (at least every
+// MAX_NAP ms while it has any; with few streams a little early, spinning to the tick) and
+// serves only the streams due on that tick: it sends what the session's schedule makes due,
+// then drains the stream's socket (one `recvmmsg`, arrival times from the kernel's
+// `SO_TIMESTAMPNS` stamps, so jitter is measured at arrival, not at the tick). RTP
+// timestamps and sequence numbers come from the schedule, never from the wake-up time. No
+// per-packet wake-ups, no epoll, and commands wait in a mailbox for the next wake-up instead
+// of waking the thread. Per-call sockets are kept (symmetric RTP: a stream sends from the
+// port its SDP advertises, which SBCs and NATs latch on), so each packet is its own
+// `sendto`.
 
 /// 1 ms slots; a ptime is at most 60 ms, so every due time fits in the wheel.
 const WHEEL: usize = 128;
@@ -54,6 +55,17 @@ const MAX_NAP: u64 = 5;
 /// The media threads' timer slack (Linux), in nanoseconds.
 #[cfg(target_os = "linux")]
 const TIMER_SLACK_NS: std::ffi::c_ulong = 1_000;
+/// How long before its next busy tick a thread with few streams wakes, to spin the rest of
+/// the way: a sleeping thread runs some tens of microseconds after its timer fires (the
+/// futex timeout's hrtimer, then the scheduler), and the tick's first frame would leave that
+/// late.
+const SPIN_AHEAD: Duration = Duration::from_micros(100);
+/// The most streams a thread spins for. Spinning costs up to [`SPIN_AHEAD`] of CPU per busy
+/// tick (a tenth of a core when every tick is busy); a thread with more streams sleeps to
+/// the tick.
+const SPIN_STREAMS: usize = 100;
+/// The phases of the grid streams are spread over: one 20 ms ptime of 1 ms ticks.
+const PHASES: u64 = 20;
 /// How often a listening stream's socket is read.
 const LISTEN_EVERY: Duration = Duration::from_millis(20);
 
@@ -99,26 +111,33 @@ pub(super) fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
         let workers = (0..threads)
-            .map(|i| {
-                let (tx, rx) = mpsc::channel();
-                let worker: &'static Worker = Box::leak(Box::new(Worker {
-                    inbox: tx,
-                    idle: AtomicBool::new(false),
-                    thread: OnceLock::new(),
-                    streams: AtomicUsize::new(0),
-                }));
-                std::thread::Builder::new()
-                    .name(format!("rtp-{i}"))
-                    .spawn(move || Scheduler::new(worker, rx).run())
-                    .expect("spawn a media thread");
-                worker
-            })
+            .map(|i| spawn_worker(format!("rtp-{i}"), |scheduler| scheduler))
             .collect();
         Engine {
             workers,
             next_id: AtomicU64::new(1),
         }
     })
+}
+
+/// A scheduler thread named `name` and its mailbox (`setup` may change the scheduler first:
+/// the tests' hooks).
+fn spawn_worker(
+    name: String,
+    setup: impl FnOnce(Scheduler) -> Scheduler + Send + 'static,
+) -> &'static Worker {
+    let (tx, rx) = mpsc::channel();
+    let worker: &'static Worker = Box::leak(Box::new(Worker {
+        inbox: tx,
+        idle: AtomicBool::new(false),
+        thread: OnceLock::new(),
+        streams: AtomicUsize::new(0),
+    }));
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || setup(Scheduler::new(worker, rx)).run())
+        .expect("spawn a media thread");
+    worker
 }
 
 impl Engine {
@@ -183,6 +202,13 @@ struct Scheduler {
     tick: u64,
     out: [u8; MAX_PACKET],
     receiving: Receiving,
+    /// Test hook: the time every tick with a running stream takes at least (an overloaded
+    /// thread).
+    #[cfg(test)]
+    slow_tick: Duration,
+    /// Test hook: where the first tick of each new stream is told.
+    #[cfg(test)]
+    placed: Option<mpsc::Sender<u64>>,
 }
 
 impl Scheduler {
@@ -200,6 +226,10 @@ impl Scheduler {
                 headers: MultiHeaders::preallocate(RX_BATCH, Some(nix::cmsg_space!(TimeSpec))),
                 buffers: vec![[0; RX_BUF]; RX_BATCH],
             },
+            #[cfg(test)]
+            slow_tick: Duration::ZERO,
+            #[cfg(test)]
+            placed: None,
         }
     }
 
@@ -239,6 +269,7 @@ impl Scheduler {
                 self.worker.idle.store(false, Ordering::SeqCst);
                 continue;
             }
+            let mut behind = false;
             while self.tick_time(self.tick) <= Instant::now() {
                 self.run_tick(self.tick);
                 self.tick += 1;
@@ -246,6 +277,7 @@ impl Scheduler {
                 // between ticks, not only once caught up — which, overloaded, may be never,
                 // and the streams to stop would then never stop.
                 if self.tick_time(self.tick) <= Instant::now() {
+                    behind = true;
                     self.read_inbox();
                 }
             }
@@ -255,11 +287,26 @@ impl Scheduler {
             // only listening ones) the thread does not wake every millisecond. Commands wait
             // in the mailbox meanwhile (a few milliseconds at most), without waking it.
             let next = self.next_busy_tick();
-            let left = self
-                .tick_time(next)
-                .saturating_duration_since(Instant::now());
+            let at = self.tick_time(next);
+            // With few streams, and not behind, it wakes a little early for a tick with a
+            // frame to send and spins to the tick, so that the tick's first frame leaves on
+            // it, not a wake-up latency late.
+            let ahead = if behind || self.streams.len() > SPIN_STREAMS || !self.sends_on(next) {
+                Duration::ZERO
+            } else {
+                SPIN_AHEAD
+            };
+            let wake = at.checked_sub(ahead).unwrap_or(at);
+            let left = wake.saturating_duration_since(Instant::now());
             if !left.is_zero() {
                 std::thread::park_timeout(left);
+            }
+            // Only after a wake-up on time (`park_timeout` may return early: it then sleeps
+            // again), so a spin lasts at most SPIN_AHEAD.
+            if !ahead.is_zero() && Instant::now() >= wake {
+                while Instant::now() < at {
+                    std::hint::spin_loop();
+                }
             }
             // Nothing was due on the ticks slept over.
             self.tick = self.tick.max(next.min(self.tick_at(Instant::now())));
@@ -272,6 +319,17 @@ impl Scheduler {
         (self.tick..self.tick + MAX_NAP)
             .find(|t| !self.wheel[(t % WHEEL as u64) as usize].is_empty())
             .unwrap_or(self.tick + MAX_NAP)
+    }
+
+    /// Whether a running stream is due on `tick` (its first frame leaves then).
+    fn sends_on(&self, tick: u64) -> bool {
+        self.wheel[(tick % WHEEL as u64) as usize]
+            .iter()
+            .any(|&key| {
+                self.streams.get(key).is_some_and(|stream| {
+                    stream.due_tick == tick && matches!(stream.state, State::Running(_))
+                })
+            })
     }
 
     fn read_inbox(&mut self) {
@@ -306,6 +364,8 @@ impl Scheduler {
                 .get(key)
                 .is_some_and(|stream| stream.due_tick == tick)
         });
+        #[cfg(test)]
+        self.test_slow_tick();
         for &key in &keys {
             let stream = &mut self.streams[key];
             if let State::Running(run) = &mut stream.state {
@@ -432,11 +492,11 @@ impl Scheduler {
         if self.streams.is_empty() {
             self.tick = self.tick_at(Instant::now());
         }
-        // The least crowded 1 ms phase of the next 20 ms.
-        let now_tick = self.tick_at(Instant::now()).max(self.tick);
-        let start = (now_tick + 1..=now_tick + 20)
-            .min_by_key(|t| self.wheel[(t % WHEEL as u64) as usize].len())
-            .unwrap_or(now_tick + 1);
+        let start = self.least_crowded_start();
+        #[cfg(test)]
+        if let Some(placed) = &self.placed {
+            let _ = placed.send(start);
+        }
         session.restart_at(self.tick_time(start));
         session.defer_playout();
         // Only the peer's packets are its media: those from elsewhere count as stray.
@@ -462,6 +522,32 @@ impl Scheduler {
         self.ids.insert(id, key);
         self.schedule(key, due);
         key
+    }
+
+    /// The first tick of a new stream: on the least crowded of the [`PHASES`] phases of the
+    /// grid (the fewest running streams due on it), within the next [`PHASES`] ticks.
+    ///
+    /// Every running stream of a 20 ms ptime is due once in the [`PHASES`] ticks from the
+    /// first tick not yet run (`self.tick`): the streams due on that tick itself are still
+    /// in its slot, not yet in the slot 20 ticks on. So the phases are counted there, not in
+    /// the next 20 ticks from now, which would miss the phases of the ticks due but not yet
+    /// run (the current one, read between ticks or just after a wake-up) and see them empty.
+    fn least_crowded_start(&self) -> u64 {
+        let now_tick = self.tick_at(Instant::now()).max(self.tick);
+        let crowd = |t: u64| {
+            let t = self.tick + (t - self.tick) % PHASES;
+            self.wheel[(t % WHEEL as u64) as usize]
+                .iter()
+                .filter(|&&key| {
+                    self.streams.get(key).is_some_and(|stream| {
+                        stream.due_tick == t && matches!(stream.state, State::Running(_))
+                    })
+                })
+                .count()
+        };
+        (now_tick + 1..=now_tick + PHASES)
+            .min_by_key(|&t| crowd(t))
+            .unwrap_or(now_tick + 1)
     }
 
     fn command(&mut self, key: usize, command: Command) {
@@ -568,6 +654,22 @@ impl Scheduler {
             }
             Command::Forget => {
                 self.remove(key);
+            }
+        }
+    }
+
+    /// Test hook: every tick spins [`Self::slow_tick`] while the thread has a running
+    /// stream.
+    #[cfg(test)]
+    fn test_slow_tick(&self) {
+        let running = self
+            .streams
+            .iter()
+            .any(|(_, stream)| matches!(stream.state, State::Running(_)));
+        if running && !self.slow_tick.is_zero() {
+            let until = Instant::now() + self.slow_tick;
+            while Instant::now() < until {
+                std::hint::spin_loop();
             }
         }
     }
@@ -706,5 +808,84 @@ fn check_watches(run: &mut Running, now: Instant) {
         } else {
             i += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drive::media::tests::session;
+    use std::net::{IpAddr, UdpSocket};
+
+    fn loopback() -> UdpSocket {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let socket = UdpSocket::bind((ip, 0)).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        socket
+    }
+
+    fn add(worker: &Worker, id: u64, remote: SocketAddr) {
+        let new = NewStream {
+            socket: loopback(),
+            session: session(700.0, 1300.0, id),
+            remote,
+        };
+        assert!(worker.send(Message::Add(id, Box::new(new))));
+    }
+
+    /// A thread whose every tick takes longer than a tick (overloaded) runs its ticks back to
+    /// back; a stop sent meanwhile is still carried out, within a few ticks. Before the
+    /// commands were read between the ticks of a thread behind, it never was: the stream
+    /// sent on and its call never ended.
+    #[tokio::test]
+    async fn a_thread_behind_its_ticks_still_stops_its_streams() {
+        let worker = spawn_worker("rtp-test-behind".into(), |mut scheduler| {
+            scheduler.slow_tick = Duration::from_millis(3);
+            scheduler
+        });
+        let far = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        far.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        add(worker, 1, far.local_addr().unwrap());
+        // Its first frame: the thread runs its (slow) ticks, behind from the first one on.
+        let mut buf = [0u8; 2048];
+        far.recv(&mut buf).expect("a first frame within 2 s");
+        let (tx, rx) = oneshot::channel();
+        assert!(worker.send(Message::To(1, Command::Stop(tx))));
+        let finished = tokio::time::timeout(Duration::from_millis(200), rx)
+            .await
+            .expect("stopped within 200 ms while behind")
+            .expect("a report");
+        assert!(finished.report.packets_sent >= 1);
+    }
+
+    /// Streams added one by one while the thread runs its ticks are spread evenly over the
+    /// 20 phases of a 20 ms ptime: 100 streams, 5 on each 1 ms tick. The phases of the ticks
+    /// due but not yet run when a stream is added (read just after a wake-up) count too;
+    /// counted from now on, they looked empty and took more than their share (2 to 7 a
+    /// phase).
+    #[test]
+    fn streams_are_spread_evenly_over_the_phases() {
+        let (tx, placed) = mpsc::channel();
+        let worker = spawn_worker("rtp-test-phases".into(), move |mut scheduler| {
+            scheduler.placed = Some(tx);
+            scheduler
+        });
+        let far = loopback();
+        let remote = far.local_addr().unwrap();
+        let streams = 100;
+        let mut phases = [0u32; PHASES as usize];
+        for id in 1..=streams {
+            add(worker, id, remote);
+            let start = placed
+                .recv_timeout(Duration::from_secs(2))
+                .expect("placed within 2 s");
+            phases[(start % PHASES) as usize] += 1;
+            // Added at different points of the thread's ticks, as calls start.
+            std::thread::sleep(Duration::from_micros(700));
+        }
+        for id in 1..=streams {
+            assert!(worker.send(Message::To(id, Command::Forget)));
+        }
+        assert_eq!(phases, [5; PHASES as usize]);
     }
 }

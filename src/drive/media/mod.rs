@@ -350,7 +350,7 @@ mod tests {
     use sipcheck_core::media::tone::{Playlist, PlaylistItem, Tone, ToneQuery};
     use std::net::IpAddr;
 
-    fn session(hz: f64, expect: f64, seed: u64) -> MediaSession {
+    pub(super) fn session(hz: f64, expect: f64, seed: u64) -> MediaSession {
         let mut config = MediaConfig::new(Codec::Pcma);
         config.telephone_event_pt = Some(101);
         let playlist = Playlist::looping(vec![PlaylistItem::Tone {
