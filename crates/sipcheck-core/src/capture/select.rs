@@ -960,7 +960,10 @@ mod tests {
     }
 
     fn ends() -> (std::net::SocketAddr, std::net::SocketAddr) {
-        ("127.0.0.1:20000".parse().unwrap(), "127.0.0.1:30000".parse().unwrap())
+        (
+            "127.0.0.1:20000".parse().unwrap(),
+            "127.0.0.1:30000".parse().unwrap(),
+        )
     }
 
     /// The records `dgrams` make, in their order.
@@ -969,7 +972,11 @@ mod tests {
         let mut out = Vec::new();
         let mut encoder = super::super::Encoder::new();
         for d in dgrams {
-            let (src, dst) = if d.sent { (local, remote) } else { (remote, local) };
+            let (src, dst) = if d.sent {
+                (local, remote)
+            } else {
+                (remote, local)
+            };
             encoder.udp(&mut out, ms(d.ms), src, dst, &[d.n; 20]);
         }
         out
@@ -980,7 +987,11 @@ mod tests {
         let (local, remote) = ends();
         let mut ring = super::StreamRing::default();
         for d in dgrams {
-            let (src, dst) = if d.sent { (local, remote) } else { (remote, local) };
+            let (src, dst) = if d.sent {
+                (local, remote)
+            } else {
+                (remote, local)
+            };
             ring.push_udp(ms(d.ms), src, dst, &[d.n; 20], bound);
         }
         ring
@@ -989,7 +1000,11 @@ mod tests {
     /// A SIP-like datagram of `call` through [`Selector::record_udp`].
     fn sip(s: &mut Selector, call: u64, d: &Dgram, out: &mut Vec<u8>) {
         let (local, remote) = ends();
-        let (src, dst) = if d.sent { (local, remote) } else { (remote, local) };
+        let (src, dst) = if d.sent {
+            (local, remote)
+        } else {
+            (remote, local)
+        };
         s.record_udp(ms(d.ms), Some(call), src, dst, &[d.n; 20], out);
     }
 
@@ -1009,7 +1024,12 @@ mod tests {
         sip(&mut s, 1, &d(1, b'I', true), &mut out);
         sip(&mut s, 1, &d(5, b'O', false), &mut out);
         let ring = stream_ring(
-            &[d(10, 1, true), d(12, 2, false), d(30, 3, true), d(31, 4, false)],
+            &[
+                d(10, 1, true),
+                d(12, 2, false),
+                d(30, 3, true),
+                d(31, 4, false),
+            ],
             1 << 20,
         );
         sip(&mut s, 1, &d(20, b'B', true), &mut out);
@@ -1044,7 +1064,11 @@ mod tests {
         // Handed over first: held, then dropped with the call.
         s.opened(1);
         sip(&mut s, 1, &d(1, b'I', true), &mut out);
-        s.stream(1, stream_ring(&[d(2, 1, true), d(3, 2, false)], 1 << 20), &mut out);
+        s.stream(
+            1,
+            stream_ring(&[d(2, 1, true), d(3, 2, false)], 1 << 20),
+            &mut out,
+        );
         assert_eq!(s.held_bytes(), 3 * HELD);
         s.ended(ms(4), 1, false, &mut out);
         assert_eq!(s.held_bytes(), 0);
@@ -1075,7 +1099,12 @@ mod tests {
         );
         assert_eq!(
             out,
-            encoded(&[d(1, b'I', true), d(3, 2, false), d(4, 1, true), d(5, 3, true)])
+            encoded(&[
+                d(1, b'I', true),
+                d(3, 2, false),
+                d(4, 1, true),
+                d(5, 3, true)
+            ])
         );
         assert_eq!(s.held_bytes(), 0);
         assert_eq!(s.selected().truncated, 0);
@@ -1111,8 +1140,16 @@ mod tests {
         let mut out = Vec::new();
         sip(&mut s, 1, &d(1, b'I', true), &mut out);
         // Two streams of the call (both of its ends in this process), each within the bound.
-        s.stream(1, stream_ring(&[d(2, 1, true), d(4, 2, true)], 4 * HELD), &mut out);
-        s.stream(1, stream_ring(&[d(3, 3, false), d(5, 4, false)], 4 * HELD), &mut out);
+        s.stream(
+            1,
+            stream_ring(&[d(2, 1, true), d(4, 2, true)], 4 * HELD),
+            &mut out,
+        );
+        s.stream(
+            1,
+            stream_ring(&[d(3, 3, false), d(5, 4, false)], 4 * HELD),
+            &mut out,
+        );
         sip(&mut s, 1, &d(6, b'B', true), &mut out);
         s.ended(ms(7), 1, true, &mut out);
         // Six records held, four fit: the newest four, in time order.
@@ -1138,7 +1175,11 @@ mod tests {
         let mut s = Selector::new(Keep::Failed(None), limits);
         let mut out = Vec::new();
         // Call 1 passed, lingering for another end (none told of).
-        s.stream(1, stream_ring(&[d(1, 1, true), d(2, 2, true)], 1 << 20), &mut out);
+        s.stream(
+            1,
+            stream_ring(&[d(1, 1, true), d(2, 2, true)], 1 << 20),
+            &mut out,
+        );
         s.ended(ms(3), 1, false, &mut out);
         assert_eq!(s.held_bytes(), 2 * HELD);
         // The media threads hold 7 datagrams' worth: 3 are left for the selector.
@@ -1158,11 +1199,20 @@ mod tests {
         let mut out = Vec::new();
         s.stream(2, stream_ring(&[d(5, 5, true)], 1 << 20), &mut out);
         sip(&mut s, 1, &d(1, b'I', true), &mut out);
-        s.stream(1, stream_ring(&[d(3, 3, true), d(2, 2, false)], 1 << 20), &mut out);
+        s.stream(
+            1,
+            stream_ring(&[d(3, 3, true), d(2, 2, false)], 1 << 20),
+            &mut out,
+        );
         s.finish(&mut out);
         assert_eq!(
             out,
-            encoded(&[d(1, b'I', true), d(2, 2, false), d(3, 3, true), d(5, 5, true)])
+            encoded(&[
+                d(1, b'I', true),
+                d(2, 2, false),
+                d(3, 3, true),
+                d(5, 5, true)
+            ])
         );
         assert_eq!(s.selected().unfinished, 2);
     }
