@@ -4,11 +4,14 @@
 //!
 //! One capture per process, installed by the command line before anything is sent. The SIP
 //! wire (`drive::wire`) and the RTP scheduler threads ([`crate::drive::media`])
-//! report each packet here with the wall-clock time. A media thread adds its packets to a
+//! report each packet here with its wall-clock time (a SIP message's read when it is
+//! reported; an RTP packet's from the kernel's receive stamp, or for a sent one from the
+//! media thread's one clock read per wake-up plus the monotonic time its send read anyway).
+//! A media thread adds its packets to a
 //! batch of its own (their payloads one after the other in one buffer) and hands the batch to
 //! the writer thread once per tick ([`flush_thread`]); a SIP message goes as a batch of one.
 //! The writer polls the bounded queue every few milliseconds: a report never waits for the
-//! disk nor wakes a thread (a clock read, a copy, and a push per batch), so the 20 ms pacing
+//! disk nor wakes a thread (a copy, and a push per batch), so the 20 ms pacing
 //! of the media threads is not delayed by the file. When the writer falls
 //! behind and the queue is full, the batch is dropped and its packets counted ([`finish`] says how
 //! many). When no capture is installed, reporting a packet costs one atomic load.
@@ -16,13 +19,18 @@
 //! [`finish`] writes out everything reported before it and closes the file: the command line
 //! calls it on every way out (a normal end, after Ctrl-C's wind-down, a second Ctrl-C).
 //!
-//! `--pcap-calls failed|N` ([`Keep::Failed`]): each packet is reported with its call's number
-//! ([`tag`]: one per SIP Call-ID) when it belongs to one (the SIP wire reads the Call-ID from
-//! the message it already has in hand, a media stream is told its call's number when its call
-//! has one); the writer thread holds
-//! each call's packets until [`call_ended`] says how the call ended
-//! ([`sipcheck_core::capture::select`] decides what is written).
-
+//! `--pcap-calls failed|N` ([`Keep::Failed`]): each SIP message is reported with its call's
+//! number ([`tag`]: one per SIP Call-ID, read from the message the wire already has in hand)
+//! and the writer thread holds each call's messages until [`call_ended`] says how the call
+//! ended ([`sipcheck_core::capture::select`] decides what is written). A media stream told
+//! its call's number ([`StreamTap::set_call`]) keeps its packets itself, in a ring its media
+//! thread owns: one copy per packet, nothing handed to the writer per packet. When the
+//! stream stops, its ring goes to the writer in one job, before the stream's end is reported
+//! to its call (so before the call's verdict, in the usual order), and the writer holds it
+//! with the call's messages, writes it (the call failed) or drops it (the call passed). As
+//! the capture closes, each media thread hands every running stream's ring over at its next
+//! wake-up, and [`finish`] waits for them.
+//!
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
