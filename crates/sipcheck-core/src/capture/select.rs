@@ -6,8 +6,11 @@
 //! ([`Limits::per_call`]: the oldest records go first and the call is marked truncated; all
 //! buffers together [`Limits::total`]), until the call ends:
 //!
-//! - ended failed, its records are written sorted by time, and its later ones (the other
-//!   end's, a late RTP packet) as they come;
+//! - ended failed, its records are written sorted by time once every end of the call told
+//!   of ([`Selector::opened`]) has its verdict (both ends of a call may be in this process:
+//!   the other end's media stream, handed over before its verdict, is then written with
+//!   the call in time order), [`Limits::linger`] after the failure at most; its later
+//!   records (a late RTP packet) as they come;
 //! - ended passed, they are dropped, and so are the call's later records, as soon as every
 //!   end of the call in this process has passed: both ends of a call may be in this process
 //!   under one Call-ID, and the other end may still fail. The caller tells each end as it
@@ -18,7 +21,12 @@
 //!   dropped then. Late records after the verdict are not what the linger is for: they
 //!   follow the call's decision, remembered after its buffer is gone.
 //!
-//! [`Selector::finish`] writes the buffers of the calls that never ended (an interrupted run).
+//! A media stream's datagrams come whole ([`StreamRing`], held by the stream's own thread
+//! until it stops: [`Selector::stream`]) and wait with the call's other records; a written
+//! call's rings are merged by time and keep the newest [`Limits::per_call`] bytes of them.
+//!
+//! [`Selector::finish`] writes the buffers of the calls that never ended (an interrupted run)
+//! and of the failed calls still waiting for another end's verdict.
 //! The selector never reads a clock: the records' times drive it.
 
 use std::collections::{HashMap, VecDeque};
@@ -151,12 +159,18 @@ struct Held {
     ring: Ring,
     /// Its media streams' datagrams, handed over whole ([`Selector::stream`]).
     streams: Vec<Ring>,
-    /// Ended passed: dropped at this time unless the call fails meanwhile.
+    /// An end's verdict came and another end told of has none yet: the call is settled at
+    /// this time (dropped if every verdict so far passed, else written) unless the last
+    /// verdict comes first.
     drop_at: Option<Duration>,
-    /// The ends of the call in this process told of ([`Selector::opened`]), and how many of
-    /// them passed.
+    /// An end of the call failed: it is written (counted already) once every end told of
+    /// has its verdict, or at `drop_at`.
+    failed: bool,
+    /// The ends of the call in this process told of ([`Selector::opened`]), how many of
+    /// them passed, and how many have a verdict.
     ends: u32,
     passed: u32,
+    verdicts: u32,
 }
 
 impl Held {
@@ -369,9 +383,9 @@ impl Selector {
         record: &[u8],
         out: &mut Vec<u8>,
     ) {
-        match self.fate(wall, call) {
+        match self.fate(wall, call, out) {
             Fate::Write => out.extend_from_slice(record),
-            Fate::Hold(call) => self.hold(wall, call, record, false),
+            Fate::Hold(call) => self.hold(wall, call, record, false, out),
             Fate::Drop => {}
         }
     }
@@ -389,13 +403,13 @@ impl Selector {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) {
-        match self.fate(wall, call) {
+        match self.fate(wall, call, out) {
             Fate::Write => self.udp.udp(out, wall, src, dst, payload),
             Fate::Hold(call) => {
                 let mut raw = std::mem::take(&mut self.raw);
                 raw.clear();
                 put_udp(&mut raw, src, dst, payload);
-                self.hold(wall, call, &raw, true);
+                self.hold(wall, call, &raw, true, out);
                 self.raw = raw;
             }
             Fate::Drop => {}
@@ -403,8 +417,8 @@ impl Selector {
     }
 
     /// What becomes of a record of `call` at `wall`.
-    fn fate(&mut self, wall: Duration, call: Option<CallTag>) -> Fate {
-        self.expire(wall);
+    fn fate(&mut self, wall: Duration, call: Option<CallTag>, out: &mut Vec<u8>) -> Fate {
+        self.expire(wall, out);
         let (Keep::Failed(_), Some(call)) = (self.keep, call) else {
             return Fate::Write;
         };
@@ -415,13 +429,13 @@ impl Selector {
         }
     }
 
-    fn hold(&mut self, wall: Duration, call: CallTag, record: &[u8], udp: bool) {
+    fn hold(&mut self, wall: Duration, call: CallTag, record: &[u8], udp: bool, out: &mut Vec<u8>) {
         let per_call = self.limits.per_call;
         let held = self.held.entry(call).or_default();
         let dropped = held.ring.push_marked(wall, record, per_call, udp);
         self.held_bytes = self.held_bytes + record.len() - dropped;
         if self.over() {
-            self.make_room(call);
+            self.make_room(call, out);
         }
     }
 
@@ -460,20 +474,28 @@ impl Selector {
                 self.held_bytes += ring.bytes();
                 self.held.entry(call).or_default().streams.push(ring);
                 if self.over() {
-                    self.make_room(call);
+                    self.make_room(call, out);
                 }
             }
         }
     }
 
-    /// Over the total bound: the lingering passed calls go first (the oldest first), then
-    /// the oldest records of `call`.
-    fn make_room(&mut self, call: CallTag) {
+    /// Over the total bound: the lingering calls go first (the oldest first: a passed one
+    /// dropped, a failed one written), then the oldest records of `call`.
+    fn make_room(&mut self, call: CallTag, out: &mut Vec<u8>) {
+        let mut own = None;
         while self.over() {
-            let Some((_, passed)) = self.lingering.pop_front() else {
+            let Some((at, lingering)) = self.lingering.pop_front() else {
                 break;
             };
-            self.drop_passed(passed);
+            if lingering == call {
+                own = Some((at, lingering));
+            } else {
+                self.settle(lingering, out);
+            }
+        }
+        if let Some(own) = own {
+            self.lingering.push_front(own);
         }
         let total = self.limits.total.saturating_sub(self.outside);
         if let Some(held) = self.held.get_mut(&call) {
@@ -483,8 +505,8 @@ impl Selector {
         }
     }
 
-    /// Drop the passed calls whose linger is over at `wall`.
-    fn expire(&mut self, wall: Duration) {
+    /// Settle the calls whose linger is over at `wall`.
+    fn expire(&mut self, wall: Duration, out: &mut Vec<u8>) {
         while let Some((at, _)) = self.lingering.front() {
             if *at > wall {
                 break;
@@ -492,22 +514,38 @@ impl Selector {
             let (at, call) = self.lingering.pop_front().expect("a front");
             // Ended passed again since (the other end): its later drop time holds.
             if self.held.get(&call).is_some_and(|h| h.drop_at == Some(at)) {
-                self.drop_passed(call);
+                self.settle(call, out);
             }
         }
     }
 
-    /// `call`, passed, is dropped now (unless it ended again since: a later drop time).
-    fn drop_passed(&mut self, call: CallTag) {
+    /// `call`, lingering, is settled now without the verdicts still missing: written when an
+    /// end failed, else dropped.
+    fn settle(&mut self, call: CallTag, out: &mut Vec<u8>) {
         let Some(held) = self.held.get(&call) else {
             return;
         };
         if held.drop_at.is_none() {
             return;
         }
+        if held.failed {
+            self.write_call(call, out);
+            return;
+        }
         let held = self.held.remove(&call).expect("held");
         self.release(&held);
         self.decide(call, false, false);
+    }
+
+    /// Write `call`, failed (and counted written already), sorted by time.
+    fn write_call(&mut self, call: CallTag, out: &mut Vec<u8>) {
+        let mut held = self.held.remove(&call).unwrap_or_default();
+        self.release(&held);
+        let truncated = write_held(&mut self.udp, &mut held, self.limits.per_call, out);
+        if truncated {
+            self.stats.truncated += 1;
+        }
+        self.decide(call, true, truncated);
     }
 
     /// A call's records are no longer held (its buffers are freed after).
@@ -548,56 +586,75 @@ impl Selector {
         self.held.entry(call).or_default().ends += 1;
     }
 
-    /// One end of `call` ended at `wall`, failed or passed: a failed call's records are
-    /// appended to `out`, sorted by time. A passed end's records are dropped at once when
-    /// every end told of ([`Self::opened`]) has passed, else held for [`Limits::linger`] at
-    /// most for the others' verdicts.
+    /// One end of `call` ended at `wall`, failed or passed. A call one of whose ends failed
+    /// is written (its records appended to `out`, sorted by time) once every end told of
+    /// ([`Self::opened`]) has its verdict — their streams' rings ([`Self::stream`]) come
+    /// before their verdicts and are written with it — or [`Limits::linger`] after the
+    /// failure at most. A passed end's records are dropped at once when every end told of
+    /// has passed, else held for [`Limits::linger`] at most for the others' verdicts.
     pub fn ended(&mut self, wall: Duration, call: CallTag, failed: bool, out: &mut Vec<u8>) {
-        self.expire(wall);
+        self.expire(wall, out);
         let Keep::Failed(most) = self.keep else {
             return;
         };
-        if self.decided.contains_key(&call) {
-            if !failed {
-                self.stats.passed += 1;
-            }
-            return;
-        }
         if !failed {
             self.stats.passed += 1;
-            let held = self.held.entry(call).or_default();
+        }
+        if self.decided.contains_key(&call) {
+            return;
+        }
+        let held = self.held.entry(call).or_default();
+        if failed {
+            if !held.failed {
+                // The first failure: counted now (the first N calls to fail are written).
+                if most.is_some_and(|most| self.stats.written >= most) {
+                    self.stats.over_count += 1;
+                    let held = self.held.remove(&call).expect("held");
+                    self.release(&held);
+                    self.decide(call, false, false);
+                    return;
+                }
+                self.stats.written += 1;
+                held.failed = true;
+            }
+            held.verdicts += 1;
+        } else {
             held.passed += 1;
-            if held.ends > 0 && held.passed >= held.ends {
-                // Every end of the call here has passed: nothing is waited for.
+            held.verdicts += 1;
+        }
+        if held.verdicts >= held.ends {
+            // Every end of the call here has its verdict (or none was told of): nothing is
+            // waited for.
+            if held.failed {
+                self.write_call(call, out);
+                return;
+            }
+            if held.ends > 0 {
                 let held = self.held.remove(&call).expect("held");
                 self.release(&held);
                 self.decide(call, false, false);
                 return;
             }
-            let drop_at = wall + self.limits.linger;
-            held.drop_at = Some(drop_at);
-            self.lingering.push_back((drop_at, call));
-            return;
         }
-        let mut held = self.held.remove(&call).unwrap_or_default();
-        if most.is_some_and(|most| self.stats.written >= most) {
-            self.stats.over_count += 1;
-            self.release(&held);
-            self.decide(call, false, false);
-            return;
-        }
-        self.stats.written += 1;
-        self.release(&held);
-        let truncated = write_held(&mut self.udp, &mut held, self.limits.per_call, out);
-        if truncated {
-            self.stats.truncated += 1;
-        }
-        self.decide(call, true, truncated);
+        let drop_at = wall + self.limits.linger;
+        held.drop_at = Some(drop_at);
+        self.lingering.push_back((drop_at, call));
     }
 
     /// The capture closes: the calls that never ended are written (their verdict unknown);
     /// the passed ones still held are dropped.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        // The failed calls waiting for another end's verdict: written, in the order they
+        // were to be.
+        while let Some((at, call)) = self.lingering.pop_front() {
+            if self
+                .held
+                .get(&call)
+                .is_some_and(|h| h.failed && h.drop_at == Some(at))
+            {
+                self.write_call(call, out);
+            }
+        }
         let mut unfinished: Vec<(CallTag, Held)> = self
             .held
             .drain()
@@ -1215,6 +1272,114 @@ mod tests {
             ])
         );
         assert_eq!(s.selected().unfinished, 2);
+    }
+
+    #[test]
+    fn a_failed_end_waits_for_the_other_ends_verdict_and_stream_then_the_call_is_written_once_in_order(
+    ) {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        // Both ends of the call in this process: each stream stops before its end's verdict.
+        s.opened(1);
+        s.opened(1);
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        s.stream(
+            1,
+            stream_ring(&[d(10, 1, true), d(30, 3, true)], 1 << 20),
+            &mut out,
+        );
+        s.ended(ms(40), 1, true, &mut out);
+        assert!(out.is_empty(), "the other end's stream is waited for");
+        assert_eq!(s.selected().written, 1, "counted at its first failure");
+        s.stream(
+            1,
+            stream_ring(&[d(11, 2, false), d(31, 4, false)], 1 << 20),
+            &mut out,
+        );
+        sip(&mut s, 1, &d(41, b'B', false), &mut out);
+        s.ended(ms(42), 1, false, &mut out);
+        assert_eq!(
+            out,
+            encoded(&[
+                d(1, b'I', true),
+                d(10, 1, true),
+                d(11, 2, false),
+                d(30, 3, true),
+                d(31, 4, false),
+                d(41, b'B', false),
+            ])
+        );
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(
+            s.selected(),
+            Selected {
+                written: 1,
+                passed: 1,
+                ..Selected::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_call_waits_for_its_other_end_the_linger_at_most_and_is_written_at_the_finish() {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        s.opened(1);
+        s.opened(1);
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        s.ended(ms(2), 1, true, &mut out);
+        s.record(ms(101), Some(9), b"x", &mut out);
+        assert!(out.is_empty(), "within the linger");
+        s.record(ms(103), Some(9), b"x", &mut out);
+        assert_eq!(
+            out,
+            encoded(&[d(1, b'I', true)]),
+            "the linger over: written"
+        );
+        // The other end's late stream follows the decision.
+        s.stream(1, stream_ring(&[d(104, 1, false)], 1 << 20), &mut out);
+        assert_eq!(out, encoded(&[d(1, b'I', true), d(104, 1, false)]));
+
+        // Closed while waiting: written as failed, not as unfinished.
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        s.opened(2);
+        s.opened(2);
+        s.stream(2, stream_ring(&[d(5, 5, true)], 1 << 20), &mut out);
+        s.ended(ms(6), 2, true, &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, encoded(&[d(5, 5, true)]));
+        assert_eq!(
+            s.selected(),
+            Selected {
+                written: 1,
+                ..Selected::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_first_n_calls_to_fail_are_written_even_when_one_waits_for_its_other_end() {
+        let mut s = Selector::new(Keep::Failed(Some(1)), limits_large());
+        let mut out = Vec::new();
+        s.opened(1);
+        s.opened(1);
+        sip(&mut s, 1, &d(1, b'a', true), &mut out);
+        sip(&mut s, 2, &d(2, b'b', true), &mut out);
+        s.ended(ms(3), 1, true, &mut out);
+        s.ended(ms(4), 2, true, &mut out);
+        assert!(out.is_empty());
+        s.ended(ms(5), 1, false, &mut out);
+        assert_eq!(out, encoded(&[d(1, b'a', true)]));
+        assert_eq!(
+            s.selected(),
+            Selected {
+                written: 1,
+                over_count: 1,
+                passed: 1,
+                ..Selected::default()
+            }
+        );
     }
 
     fn limits_large() -> Limits {
