@@ -4,11 +4,14 @@
 //!
 //! One capture per process, installed by the command line before anything is sent. The SIP
 //! wire (`drive::wire`) and the RTP scheduler threads ([`crate::drive::media`])
-//! report each packet here with the wall-clock time. A media thread adds its packets to a
+//! report each packet here with its wall-clock time (a SIP message's read when it is
+//! reported; an RTP packet's from the kernel's receive stamp, or for a sent one from the
+//! media thread's one clock read per wake-up plus the monotonic time its send read anyway).
+//! A media thread adds its packets to a
 //! batch of its own (their payloads one after the other in one buffer) and hands the batch to
 //! the writer thread once per tick ([`flush_thread`]); a SIP message goes as a batch of one.
 //! The writer polls the bounded queue every few milliseconds: a report never waits for the
-//! disk nor wakes a thread (a clock read, a copy, and a push per batch), so the 20 ms pacing
+//! disk nor wakes a thread (a copy, and a push per batch), so the 20 ms pacing
 //! of the media threads is not delayed by the file. When the writer falls
 //! behind and the queue is full, the batch is dropped and its packets counted ([`finish`] says how
 //! many). When no capture is installed, reporting a packet costs one atomic load.
@@ -16,13 +19,18 @@
 //! [`finish`] writes out everything reported before it and closes the file: the command line
 //! calls it on every way out (a normal end, after Ctrl-C's wind-down, a second Ctrl-C).
 //!
-//! `--pcap-calls failed|N` ([`Keep::Failed`]): each packet is reported with its call's number
-//! ([`tag`]: one per SIP Call-ID) when it belongs to one (the SIP wire reads the Call-ID from
-//! the message it already has in hand, a media stream is told its call's number when its call
-//! has one); the writer thread holds
-//! each call's packets until [`call_ended`] says how the call ended
-//! ([`sipcheck_core::capture::select`] decides what is written).
-
+//! `--pcap-calls failed|N` ([`Keep::Failed`]): each SIP message is reported with its call's
+//! number ([`tag`]: one per SIP Call-ID, read from the message the wire already has in hand)
+//! and the writer thread holds each call's messages until [`call_ended`] says how the call
+//! ended ([`sipcheck_core::capture::select`] decides what is written). A media stream told
+//! its call's number ([`StreamTap::set_call`]) keeps its packets itself, in a ring its media
+//! thread owns: one copy per packet, nothing handed to the writer per packet. When the
+//! stream stops, its ring goes to the writer in one job, before the stream's end is reported
+//! to its call (so before the call's verdict, in the usual order), and the writer holds it
+//! with the call's messages, writes it (the call failed) or drops it (the call passed). As
+//! the capture closes, each media thread hands every running stream's ring over at its next
+//! wake-up, and [`finish`] waits for them.
+//!
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -33,7 +41,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sipcheck_core::capture::select::{show_size, CallTag, Keep, Limits, Selected, Selector};
+use sipcheck_core::capture::ring::grown;
+use sipcheck_core::capture::select::{
+    show_size, CallTag, Keep, Limits, Selected, Selector, StreamRing,
+};
 use sipcheck_core::capture::{file_header, Encoder};
 use sipcheck_core::stats::ladder::Direction;
 
@@ -72,6 +83,19 @@ pub enum Proto {
     Tcp,
 }
 
+/// One packet reported.
+#[derive(Debug, Clone, Copy)]
+struct Packet<'a> {
+    /// When it went (the time since the Unix epoch).
+    wall: Duration,
+    proto: Proto,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: &'a [u8],
+    /// Its call, when it belongs to one and calls are selected.
+    call: Option<CallTag>,
+}
+
 /// One packet of a [`Batch`]: its payload is `len` bytes from `start` in the batch's bytes.
 #[derive(Debug, Clone, Copy)]
 struct Meta {
@@ -94,25 +118,17 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(
-        &mut self,
-        wall: Duration,
-        proto: Proto,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-        call: Option<CallTag>,
-    ) {
+    fn push(&mut self, p: &Packet<'_>) {
         let start = self.bytes.len();
-        self.bytes.extend_from_slice(payload);
+        self.bytes.extend_from_slice(p.payload);
         self.packets.push(Meta {
-            wall,
-            proto,
-            src,
-            dst,
-            call,
+            wall: p.wall,
+            proto: p.proto,
+            src: p.src,
+            dst: p.dst,
+            call: p.call,
             start,
-            len: payload.len(),
+            len: p.payload.len(),
         });
     }
 
@@ -128,6 +144,13 @@ impl Batch {
 
 enum Job {
     Batch(Batch),
+    /// A media stream of `call` stopped (or the capture closes): the datagrams it held, and
+    /// the bytes it had reserved of the total bound ([`Tap::streams_held`]).
+    Stream {
+        call: CallTag,
+        ring: StreamRing,
+        reserved: usize,
+    },
     /// One end of a call began in this process.
     Begun(CallTag),
     /// One end of a call ended at `wall`, failed or passed.
@@ -174,6 +197,14 @@ struct Tap {
     keep: Keep,
     /// The bytes held per call at most.
     per_call: usize,
+    /// The bytes held for all calls together at most.
+    total: usize,
+    /// The bytes the media streams' rings reserved and have not handed over yet.
+    streams_held: Arc<AtomicUsize>,
+    /// The bytes the writer's selector holds (as of its last job).
+    selector_held: Arc<AtomicUsize>,
+    /// The media streams' rings not handed over yet ([`finish`] waits for them).
+    rings: AtomicUsize,
     /// The Call-IDs' numbers.
     calls: Mutex<Calls>,
     /// Emptied batches, for the senders to fill again.
@@ -273,11 +304,17 @@ impl Tap {
         let error = Arc::new(Mutex::new(None));
         let selected = Arc::new(Mutex::new(None));
         let spare = Arc::new(Mutex::new(Vec::new()));
+        let streams_held = Arc::new(AtomicUsize::new(0));
+        let selector_held = Arc::new(AtomicUsize::new(0));
         let tap = Tap {
             path,
             queue,
             keep,
             per_call: limits.per_call,
+            total: limits.total,
+            streams_held: streams_held.clone(),
+            selector_held: selector_held.clone(),
+            rings: AtomicUsize::new(0),
             calls: Mutex::new(Calls::default()),
             spare: spare.clone(),
             selected: selected.clone(),
@@ -293,6 +330,8 @@ impl Tap {
                 let writer = Writer {
                     out,
                     selector: Selector::new(keep, limits),
+                    streams_held,
+                    selector_held,
                     written,
                     error,
                     failed: false,
@@ -307,6 +346,10 @@ impl Tap {
 struct Writer {
     out: BufWriter<File>,
     selector: Selector,
+    /// See [`Tap::streams_held`]: they count in the selector's total bound.
+    streams_held: Arc<AtomicUsize>,
+    /// See [`Tap::selector_held`].
+    selector_held: Arc<AtomicUsize>,
     written: Arc<AtomicU64>,
     error: Arc<Mutex<Option<std::io::Error>>>,
     /// Writing failed: the rest is not written.
@@ -336,6 +379,11 @@ impl Writer {
                 }
                 Err(mpsc::TryRecvError::Disconnected) => break,
             };
+            if let Job::Stream { reserved, .. } = &job {
+                self.streams_held.fetch_sub(*reserved, Ordering::Relaxed);
+            }
+            self.selector
+                .set_outside(self.streams_held.load(Ordering::Relaxed));
             match job {
                 Job::Batch(mut batch) => {
                     if !self.failed {
@@ -364,6 +412,12 @@ impl Writer {
                     batch.clear();
                     give_back(spare, batch);
                 }
+                Job::Stream { call, ring, .. } => {
+                    if !self.failed {
+                        self.selector.stream(call, ring, &mut chosen);
+                        self.write(&mut chosen);
+                    }
+                }
                 Job::Begun(call) => self.selector.opened(call),
                 Job::Ended { wall, call, failed } => {
                     if !self.failed {
@@ -385,6 +439,8 @@ impl Writer {
                     let _ = done.send(());
                 }
             }
+            self.selector_held
+                .store(self.selector.held_bytes(), Ordering::Relaxed);
         }
         let _ = self.out.flush();
     }
@@ -489,23 +545,11 @@ pub fn call_ended(call_id: &str, failed: bool) {
     });
 }
 
-/// Report one payload of `call` (see [`tag`]) that went from `src` to `dst` now, from a
-/// thread that calls [`flush_thread`] regularly (the media threads, each tick): it waits in
-/// the thread's batch until then.
-pub fn packet(
-    proto: Proto,
-    src: SocketAddr,
-    dst: SocketAddr,
-    payload: &[u8],
-    call: Option<CallTag>,
-) {
-    if let Some(tap) = TAP.get() {
-        tap.batched(wall_now(), proto, src, dst, payload, call);
-    }
-}
-
-/// Report one payload that went from `src` to `dst` at `wall` (the time since the Unix epoch,
-/// e.g. the kernel's receive time), batched as [`packet`].
+/// Report one payload of `call` (see [`tag`]) that went from `src` to `dst` at `wall` (the
+/// time since the Unix epoch: the kernel's receive time, or the send time derived from the
+/// thread's one clock read per tick), from a thread that calls [`flush_thread`] regularly
+/// (the media threads, each tick): it waits in the thread's batch until then. A media stream
+/// of a selected call holds its packets itself instead ([`StreamTap`]).
 pub fn packet_at(
     wall: Duration,
     proto: Proto,
@@ -515,21 +559,20 @@ pub fn packet_at(
     call: Option<CallTag>,
 ) {
     if let Some(tap) = TAP.get() {
-        tap.batched(wall, proto, src, dst, payload, call);
+        tap.batched(&Packet {
+            wall,
+            proto,
+            src,
+            dst,
+            payload,
+            call,
+        });
     }
 }
 
 impl Tap {
-    /// Add a packet to this thread's batch (see [`packet`]).
-    fn batched(
-        &'static self,
-        wall: Duration,
-        proto: Proto,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-        call: Option<CallTag>,
-    ) {
+    /// Add a packet to this thread's batch (see [`packet_at`]).
+    fn batched(&'static self, packet: &Packet<'_>) {
         // Closed: not reported. Checked again after a new batch is counted (below), so that
         // [`Tap::finish`], which closes and then waits for the batches counted, never misses
         // one begun before it closed.
@@ -551,7 +594,7 @@ impl Tap {
             let Some((batch, _)) = local.0.as_mut() else {
                 return;
             };
-            batch.push(wall, proto, src, dst, payload, call);
+            batch.push(packet);
             if batch.packets.len() >= BATCH {
                 if let Some((full, tap)) = local.take() {
                     tap.send(full);
@@ -606,9 +649,159 @@ pub fn on_socket(
             call_id().and_then(|id| number(tap, &id))
         };
         let mut batch = tap.batch();
-        batch.push(wall_now(), proto, src, dst, raw, call);
+        batch.push(&Packet {
+            wall: wall_now(),
+            proto,
+            src,
+            dst,
+            payload: raw,
+            call,
+        });
         tap.send(batch);
     }
+}
+
+/// A media stream's packets for the capture. Under `--pcap-calls failed|N`, once the stream
+/// knows its call ([`StreamTap::set_call`]), its UDP datagrams are held in a ring of its
+/// own ([`StreamRing`]: one copy each, no clock read, nothing sent to the writer), bounded by
+/// the per-call bound and, together with every other ring and the writer's selector, by the
+/// total one; the ring goes to the writer in one job when the stream stops
+/// ([`StreamTap::hand_over`], also on drop) or when the capture closes ([`closing`]), and
+/// the writer's selector writes it, holds it until its call's verdict or drops it. Else its
+/// packets go the way of every other ([`packet_at`]).
+#[derive(Default)]
+pub struct StreamTap {
+    call: Option<CallTag>,
+    held: Option<HeldStream>,
+}
+
+/// A selected call's stream's ring, and the bytes of the total bound it reserved.
+struct HeldStream {
+    call: CallTag,
+    ring: StreamRing,
+    /// The ring grows up to this (at most the per-call bound), reserved of the total one
+    /// ([`Tap::streams_held`]).
+    reserved: usize,
+    tap: &'static Tap,
+}
+
+impl StreamTap {
+    /// The stream's packets are `call`'s from now on (see [`tag`]).
+    pub fn set_call(&mut self, call: CallTag) {
+        self.set_call_on(TAP.get(), call);
+    }
+
+    fn set_call_on(&mut self, tap: Option<&'static Tap>, call: CallTag) {
+        self.hand_over();
+        self.call = Some(call);
+        self.held = tap.and_then(|tap| tap.stream_ring(call));
+    }
+
+    /// One UDP datagram `payload` from `src` to `dst` at `wall` (the time since the Unix
+    /// epoch).
+    pub fn packet(&mut self, wall: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        match &mut self.held {
+            Some(held) => held.push(wall, src, dst, payload),
+            None => packet_at(wall, Proto::Udp, src, dst, payload, self.call),
+        }
+    }
+
+    /// True when the stream holds its packets (a selected call's).
+    pub fn holds(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The stream stopped (or the capture closes): what it held goes to the writer, in one
+    /// job; its later packets, if any, are reported one by one.
+    pub fn hand_over(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.tap.hand_over(held);
+        }
+    }
+}
+
+impl Drop for StreamTap {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+impl HeldStream {
+    fn push(&mut self, wall: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        // At the size reserved: more is reserved (once per growth of the ring), within the
+        // per-call and total bounds; else the ring wraps within what it has.
+        if self.ring.size() >= self.reserved && self.reserved < self.tap.per_call {
+            let more = grown(self.reserved, self.reserved + 1, self.tap.per_call) - self.reserved;
+            if self.tap.reserve(more) {
+                self.reserved += more;
+            }
+        }
+        self.ring.push_udp(wall, src, dst, payload, self.reserved);
+    }
+}
+
+impl Tap {
+    /// A ring for a stream of `call`, when calls are selected and the capture is open.
+    fn stream_ring(&'static self, call: CallTag) -> Option<HeldStream> {
+        if self.keep == Keep::All {
+            return None;
+        }
+        // Counted, then checked: [`Tap::finish`] closes, then waits for the rings counted.
+        self.rings.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.rings.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(HeldStream {
+            call,
+            ring: StreamRing::default(),
+            reserved: 0,
+            tap: self,
+        })
+    }
+
+    /// Reserve `more` bytes for a stream's ring when the rings and the selector leave room
+    /// within the total bound.
+    fn reserve(&self, more: usize) -> bool {
+        let selector = self.selector_held.load(Ordering::Relaxed);
+        self.streams_held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held + selector + more <= self.total).then_some(held + more)
+            })
+            .is_ok()
+    }
+
+    /// A stream's ring to the writer (see [`StreamTap::hand_over`]). When the writer's
+    /// queue is full, its datagrams are dropped and counted as such.
+    fn hand_over(&self, held: HeldStream) {
+        let HeldStream {
+            call,
+            ring,
+            reserved,
+            ..
+        } = held;
+        let count = ring.len() as u64;
+        if ring.is_empty() && !ring.truncated() {
+            self.streams_held.fetch_sub(reserved, Ordering::Relaxed);
+        } else if let Err(mpsc::TrySendError::Full(_) | mpsc::TrySendError::Disconnected(_)) =
+            self.queue.try_send(Job::Stream {
+                call,
+                ring,
+                reserved,
+            })
+        {
+            self.streams_held.fetch_sub(reserved, Ordering::Relaxed);
+            self.dropped.fetch_add(count, Ordering::Relaxed);
+        }
+        self.rings.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// True once the capture began closing ([`finish`]): the media threads then hand their
+/// streams' rings over ([`StreamTap::hand_over`]), which [`finish`] waits for.
+pub fn closing() -> bool {
+    TAP.get()
+        .is_some_and(|tap| tap.closed.load(Ordering::Relaxed))
 }
 
 fn wall_now() -> Duration {
@@ -711,7 +904,9 @@ impl Tap {
         }
         let tap = self;
         let waited = std::time::Instant::now();
-        while tap.unsent.load(Ordering::SeqCst) > 0 && waited.elapsed() < CLOSE_WAIT {
+        while (tap.unsent.load(Ordering::SeqCst) > 0 || tap.rings.load(Ordering::SeqCst) > 0)
+            && waited.elapsed() < CLOSE_WAIT
+        {
             std::thread::sleep(Duration::from_micros(200));
         }
         let (done, flushed) = mpsc::channel();
@@ -740,11 +935,151 @@ mod tests {
 
     /// A capture of every packet to a new file in the temporary directory.
     fn tap(name: &str) -> (&'static Tap, PathBuf) {
+        tap_with(name, Keep::All, Limits::default())
+    }
+
+    /// A capture keeping `keep` within `limits` to a new file in the temporary directory.
+    fn tap_with(name: &str, keep: Keep, limits: Limits) -> (&'static Tap, PathBuf) {
         let path =
             std::env::temp_dir().join(format!("sipcheck-{}-{name}.pcap", std::process::id()));
         let file = File::create(&path).expect("a capture file");
-        let tap = Tap::start(path.clone(), file, Keep::All, Limits::default()).expect("started");
+        let tap = Tap::start(path.clone(), file, keep, limits).expect("started");
         (Box::leak(Box::new(tap)), path)
+    }
+
+    /// A media stream of `call` on `tap`, holding its packets.
+    fn stream(tap: &'static Tap, call: CallTag) -> StreamTap {
+        let mut stream = StreamTap::default();
+        stream.set_call_on(Some(tap), call);
+        assert!(stream.holds());
+        stream
+    }
+
+    /// `n` RTP-sized datagrams (172 bytes) of `stream`, one every 20 ms, half each way.
+    fn rtp(stream: &mut StreamTap, n: u64) {
+        let (local, remote) = (addr("127.0.0.1:20000"), addr("127.0.0.1:30000"));
+        let start = wall_now();
+        for i in 0..n {
+            let wall = start + Duration::from_millis(20 * i);
+            let (src, dst) = if i % 2 == 0 {
+                (local, remote)
+            } else {
+                (remote, local)
+            };
+            stream.packet(wall, src, dst, &[i as u8; 172]);
+        }
+    }
+
+    /// The bytes of a file of `n` records of RTP datagrams as [`rtp`] makes them.
+    fn rtp_file(n: u64) -> u64 {
+        24 + n * (16 + 20 + 8 + 172)
+    }
+
+    #[test]
+    fn a_stream_ring_handed_over_as_the_capture_closes_is_written_and_counted() {
+        let (tap, path) = tap_with("ring-close", Keep::Failed(None), Limits::default());
+        let (held, held_rx) = mpsc::channel();
+        // A media thread whose stream of a call is still running when the run is
+        // interrupted: it hands its ring over on its next tick once the capture closes.
+        let media = std::thread::spawn(move || {
+            let mut s = stream(tap, 1);
+            rtp(&mut s, 3);
+            held.send(()).expect("told");
+            while !tap.closed.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            s.hand_over();
+            // Later packets are not reported.
+            rtp(&mut s, 1);
+        });
+        held_rx.recv().expect("held");
+        let summary = tap.finish().expect("the first finish");
+        media.join().expect("the media thread");
+        assert_eq!(summary.written, 3, "{summary}");
+        assert_eq!(summary.dropped, 0);
+        let selected = summary.selected.expect("selected");
+        assert_eq!(selected.unfinished, 1, "{summary}");
+        let len = std::fs::metadata(&path).expect("the file").len();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(len, rtp_file(3));
+        assert_eq!(tap.rings.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            tap.streams_held.load(Ordering::SeqCst),
+            0,
+            "reservation released"
+        );
+    }
+
+    #[test]
+    fn a_stopped_stream_of_a_failed_call_is_written_of_a_passed_one_dropped() {
+        let (tap, path) = tap_with("ring-verdict", Keep::Failed(None), Limits::default());
+        for call in [1, 2, 3] {
+            tap.queue.send(Job::Begun(call)).expect("queued");
+        }
+        let (mut failed, mut passed, mut late) = (stream(tap, 1), stream(tap, 2), stream(tap, 3));
+        rtp(&mut failed, 5);
+        rtp(&mut passed, 7);
+        rtp(&mut late, 2);
+        // Stopped before their verdicts (as a call's media stops before its end is judged).
+        failed.hand_over();
+        passed.hand_over();
+        assert!(!failed.holds() && !passed.holds());
+        for (call, failed) in [(1, true), (2, false), (3, true)] {
+            tap.queue
+                .send(Job::Ended {
+                    wall: wall_now(),
+                    call,
+                    failed,
+                })
+                .expect("queued");
+        }
+        // Stopped after its verdict: written then.
+        drop(late);
+        let summary = tap.finish().expect("finished");
+        let len = std::fs::metadata(&path).expect("the file").len();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(summary.written, 5 + 2, "{summary}");
+        assert_eq!(len, rtp_file(5 + 2));
+        let selected = summary.selected.expect("selected");
+        assert_eq!((selected.written, selected.passed), (2, 1), "{summary}");
+        assert_eq!(tap.streams_held.load(Ordering::SeqCst), 0);
+        assert_eq!(tap.selector_held.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn the_streams_rings_stay_within_the_per_call_and_total_bounds_and_say_so() {
+        // One ring's 8 KiB take the whole total: a second stream keeps nothing.
+        let limits = Limits {
+            per_call: 8 << 10,
+            total: 8 << 10,
+            linger: Duration::from_secs(5),
+        };
+        let (tap, path) = tap_with("ring-bounds", Keep::Failed(None), limits);
+        let (mut first, mut second) = (stream(tap, 1), stream(tap, 2));
+        rtp(&mut first, 100);
+        assert_eq!(tap.streams_held.load(Ordering::SeqCst), 8 << 10);
+        rtp(&mut second, 10);
+        assert_eq!(tap.streams_held.load(Ordering::SeqCst), 8 << 10);
+        first.hand_over();
+        second.hand_over();
+        for call in [1, 2] {
+            tap.queue
+                .send(Job::Ended {
+                    wall: wall_now(),
+                    call,
+                    failed: true,
+                })
+                .expect("queued");
+        }
+        let summary = tap.finish().expect("finished");
+        let _ = std::fs::remove_file(&path);
+        // The newest datagrams that fit 8 KiB as held (13 bytes of addresses each).
+        let fit = (8 << 10) / (13 + 172);
+        assert!(summary.written > 0 && summary.written <= fit, "{summary}");
+        let selected = summary.selected.expect("selected");
+        assert_eq!((selected.written, selected.truncated), (2, 2), "{summary}");
+        assert_eq!(tap.streams_held.load(Ordering::SeqCst), 0);
     }
 
     fn addr(s: &str) -> SocketAddr {
@@ -752,14 +1087,14 @@ mod tests {
     }
 
     fn report(tap: &'static Tap, payload: &[u8]) {
-        tap.batched(
-            wall_now(),
-            Proto::Udp,
-            addr("127.0.0.1:20000"),
-            addr("127.0.0.1:20002"),
+        tap.batched(&Packet {
+            wall: wall_now(),
+            proto: Proto::Udp,
+            src: addr("127.0.0.1:20000"),
+            dst: addr("127.0.0.1:20002"),
             payload,
-            None,
-        );
+            call: None,
+        });
     }
 
     #[test]

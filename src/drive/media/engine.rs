@@ -20,8 +20,7 @@ use slab::Slab;
 use tokio::sync::oneshot;
 
 use super::{Command, EventSink, Finished, Message, NewStream, WatchFn};
-use crate::drive::capture::{self, Proto};
-use sipcheck_core::capture::select::CallTag;
+use crate::drive::capture::{self, StreamTap};
 
 // ---------------------------------------------------------------------------------------
 // The scheduler threads.
@@ -160,8 +159,8 @@ struct Stream {
     socket: std::net::UdpSocket,
     /// The socket's address, for `--pcap`.
     local: SocketAddr,
-    /// Its call's SIP Call-ID, for `--pcap-calls` (see [`capture::tag`]).
-    call: Option<CallTag>,
+    /// Its packets for `--pcap` (and its call, for `--pcap-calls`: see [`capture::tag`]).
+    tap: StreamTap,
     state: State,
     /// Where its [`MediaEvent`]s go.
     events: Option<EventSink>,
@@ -209,6 +208,11 @@ struct Scheduler {
     /// Test hook: where the first tick of each new stream is told.
     #[cfg(test)]
     placed: Option<mpsc::Sender<u64>>,
+    /// The wall-clock time and the monotonic one, read together once per wake-up when a
+    /// capture is on: a packet's send time for `--pcap` is the former plus the monotonic
+    /// time elapsed since, from the `Instant` its send read anyway (no clock read per
+    /// packet).
+    wall_anchor: (Duration, Instant),
 }
 
 impl Scheduler {
@@ -230,6 +234,7 @@ impl Scheduler {
             slow_tick: Duration::ZERO,
             #[cfg(test)]
             placed: None,
+            wall_anchor: (Duration::ZERO, Instant::now()),
         }
     }
 
@@ -270,6 +275,17 @@ impl Scheduler {
                 continue;
             }
             let mut behind = false;
+            if capture::enabled() {
+                let now = Instant::now();
+                self.wall_anchor = (wall_now(), now);
+                // Closing: every stream's held packets to the writer now (the capture waits
+                // for them), its later ones no longer reported.
+                if capture::closing() {
+                    for (_, stream) in &mut self.streams {
+                        stream.tap.hand_over();
+                    }
+                }
+            }
             while self.tick_time(self.tick) <= Instant::now() {
                 self.run_tick(self.tick);
                 self.tick += 1;
@@ -377,13 +393,11 @@ impl Scheduler {
                     // A send error (ICMP unreachable) is the far end's problem: the
                     // receiver's statistics and the detector tell the story.
                     if stream.socket.send_to(&self.out[..len], run.remote).is_ok() {
-                        capture::packet(
-                            Proto::Udp,
-                            stream.local,
-                            run.remote,
-                            &self.out[..len],
-                            stream.call,
-                        );
+                        let (wall, anchor) = self.wall_anchor;
+                        let wall = wall + now.saturating_duration_since(anchor);
+                        stream
+                            .tap
+                            .packet(wall, stream.local, run.remote, &self.out[..len]);
                     }
                 }
             }
@@ -399,7 +413,7 @@ impl Scheduler {
                         &mut self.receiving,
                         &stream.socket,
                         stream.local,
-                        stream.call,
+                        &mut stream.tap,
                         |at, from, data| {
                             if early.len() == EARLY_PACKETS {
                                 early.pop_front();
@@ -414,7 +428,7 @@ impl Scheduler {
                         &mut self.receiving,
                         &stream.socket,
                         stream.local,
-                        stream.call,
+                        &mut stream.tap,
                         |at, from, data| {
                             run.session.handle_packet(at, from, data);
                         },
@@ -464,7 +478,7 @@ impl Scheduler {
                     socket,
                     state: State::Listening(VecDeque::new()),
                     events: None,
-                    call: None,
+                    tap: StreamTap::default(),
                     due_tick: 0,
                 });
                 self.ids.insert(id, key);
@@ -516,7 +530,7 @@ impl Scheduler {
                 intents: Watches::default(),
             })),
             events,
-            call: None,
+            tap: StreamTap::default(),
             due_tick: 0,
         });
         self.ids.insert(id, key);
@@ -561,7 +575,7 @@ impl Scheduler {
                 return;
             }
             Command::Call(call) => {
-                stream.call = Some(call);
+                stream.tap.set_call(call);
                 return;
             }
             command => command,
@@ -572,7 +586,8 @@ impl Scheduler {
                 match command {
                     Command::Start(start) => {
                         let (session, remote) = *start;
-                        let stream = self.remove(key);
+                        let mut stream = self.remove(key);
+                        let tap = std::mem::take(&mut stream.tap);
                         let State::Listening(early) = stream.state else {
                             unreachable!("matched as listening")
                         };
@@ -586,7 +601,7 @@ impl Scheduler {
                             early,
                             stream.events,
                         );
-                        self.streams[key].call = stream.call;
+                        self.streams[key].tap = tap;
                     }
                     Command::Forget | Command::Stop(_) => {
                         self.remove(key);
@@ -631,7 +646,7 @@ impl Scheduler {
             }
             Command::Start(_) => {}
             Command::Stop(reply) => {
-                let stream = self.remove(key);
+                let mut stream = self.remove(key);
                 let State::Running(mut run) = stream.state else {
                     unreachable!("matched as running")
                 };
@@ -640,12 +655,15 @@ impl Scheduler {
                     &mut self.receiving,
                     &stream.socket,
                     stream.local,
-                    stream.call,
+                    &mut stream.tap,
                     |at, from, data| {
                         run.session.handle_packet(at, from, data);
                     },
                 );
                 run.session.play_out();
+                // Its packets to the capture before its end is reported (the call's verdict
+                // follows this reply): a failed call's are then written with it.
+                stream.tap.hand_over();
                 let _ = reply.send(Finished {
                     report: run.session.report(now),
                     recording: run.session.recording().map(<[i16]>::to_vec),
@@ -690,7 +708,7 @@ fn drain(
     receiving: &mut Receiving,
     socket: &std::net::UdpSocket,
     local: SocketAddr,
-    call: Option<CallTag>,
+    tap: &mut StreamTap,
     mut sink: impl FnMut(Instant, SocketAddr, &[u8]),
 ) {
     let fd = socket.as_raw_fd();
@@ -754,20 +772,19 @@ fn drain(
             };
             let arrival = now.checked_sub(age).unwrap_or(now);
             let data = &receiving.buffers[i][..len];
-            capture::packet_at(
-                wall.saturating_sub(age),
-                Proto::Udp,
-                from,
-                local,
-                data,
-                call,
-            );
+            tap.packet(wall.saturating_sub(age), from, local, data);
             sink(arrival, from, data);
         }
         if count < RX_BATCH {
             return;
         }
     }
+}
+
+fn wall_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// Where `socket` is bound (the unspecified address when the system cannot say).

@@ -146,7 +146,20 @@ impl Ring {
         bound: usize,
         mark: bool,
     ) -> usize {
-        let len = record.len();
+        self.push_parts(wall, record, &[], bound, mark)
+    }
+
+    /// [`Self::push_marked`] of the record `head` then `tail` (one record, copied once:
+    /// e.g. a datagram's addresses and its payload).
+    pub fn push_parts(
+        &mut self,
+        wall: Duration,
+        head: &[u8],
+        tail: &[u8],
+        bound: usize,
+        mark: bool,
+    ) -> usize {
+        let len = head.len() + tail.len();
         if len > bound || len >= MARK as usize {
             let dropped = self.bytes;
             self.clear();
@@ -189,11 +202,14 @@ impl Ring {
             dropped += self.pop_oldest();
         };
         if start + len <= self.buf.len() {
-            self.buf[start..start + len].copy_from_slice(record);
+            let (h, t) = self.buf[start..start + len].split_at_mut(head.len());
+            h.copy_from_slice(head);
+            t.copy_from_slice(tail);
         } else {
             // Past the newest record: nothing held there (the ring is not wrapped).
             self.buf.truncate(start);
-            self.buf.extend_from_slice(record);
+            self.buf.extend_from_slice(head);
+            self.buf.extend_from_slice(tail);
         }
         self.index.push_back(Entry {
             wall,
@@ -222,6 +238,26 @@ impl Ring {
             Some(_) => {}
         }
         old.len()
+    }
+
+    /// The time of the oldest record pushed still held (the first to go for room).
+    #[must_use]
+    pub fn front_time(&self) -> Option<Duration> {
+        self.index.front().map(|e| e.wall)
+    }
+
+    /// Each record held, with its time and whether it was marked, in the order they were
+    /// pushed (the ring is left as it is).
+    pub fn records(&self) -> impl Iterator<Item = (Duration, &[u8], bool)> + '_ {
+        self.index.iter().map(|e| {
+            let start = e.start as usize;
+            (e.wall, &self.buf[start..start + e.len()], e.len & MARK != 0)
+        })
+    }
+
+    /// Mark the ring truncated (records it should hold were not kept).
+    pub fn set_truncated(&mut self) {
+        self.truncated = true;
     }
 
     /// Append the records held to `out` in the order of their times (stable: records of

@@ -6,8 +6,11 @@
 //! ([`Limits::per_call`]: the oldest records go first and the call is marked truncated; all
 //! buffers together [`Limits::total`]), until the call ends:
 //!
-//! - ended failed, its records are written sorted by time, and its later ones (the other
-//!   end's, a late RTP packet) as they come;
+//! - ended failed, its records are written sorted by time once every end of the call told
+//!   of ([`Selector::opened`]) has its verdict (both ends of a call may be in this process:
+//!   the other end's media stream, handed over before its verdict, is then written with
+//!   the call in time order), [`Limits::linger`] after the failure at most; its later
+//!   records (a late RTP packet) as they come;
 //! - ended passed, they are dropped, and so are the call's later records, as soon as every
 //!   end of the call in this process has passed: both ends of a call may be in this process
 //!   under one Call-ID, and the other end may still fail. The caller tells each end as it
@@ -18,7 +21,12 @@
 //!   dropped then. Late records after the verdict are not what the linger is for: they
 //!   follow the call's decision, remembered after its buffer is gone.
 //!
-//! [`Selector::finish`] writes the buffers of the calls that never ended (an interrupted run).
+//! A media stream's datagrams come whole ([`StreamRing`], held by the stream's own thread
+//! until it stops: [`Selector::stream`]) and wait with the call's other records; a written
+//! call's rings are merged by time and keep the newest [`Limits::per_call`] bytes of them.
+//!
+//! [`Selector::finish`] writes the buffers of the calls that never ended (an interrupted run)
+//! and of the failed calls still waiting for another end's verdict.
 //! The selector never reads a clock: the records' times drive it.
 
 use std::collections::{HashMap, VecDeque};
@@ -147,13 +155,123 @@ pub type CallTag = u64;
 /// The records of one call not decided yet.
 #[derive(Debug, Default)]
 struct Held {
+    /// Its records as they came ([`Selector::record`], [`Selector::record_udp`]).
     ring: Ring,
-    /// Ended passed: dropped at this time unless the call fails meanwhile.
+    /// Its media streams' datagrams, handed over whole ([`Selector::stream`]).
+    streams: Vec<Ring>,
+    /// An end's verdict came and another end told of has none yet: the call is settled at
+    /// this time (dropped if every verdict so far passed, else written) unless the last
+    /// verdict comes first.
     drop_at: Option<Duration>,
-    /// The ends of the call in this process told of ([`Selector::opened`]), and how many of
-    /// them passed.
+    /// An end of the call failed: it is written (counted already) once every end told of
+    /// has its verdict, or at `drop_at`.
+    failed: bool,
+    /// The ends of the call in this process told of ([`Selector::opened`]), how many of
+    /// them passed, and how many have a verdict.
     ends: u32,
     passed: u32,
+    verdicts: u32,
+}
+
+impl Held {
+    /// The records' bytes held.
+    fn bytes(&self) -> usize {
+        self.ring.bytes() + self.streams.iter().map(Ring::bytes).sum::<usize>()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ring.is_empty() && self.streams.iter().all(Ring::is_empty)
+    }
+
+    /// The time of its oldest record.
+    fn first_time(&self) -> Option<Duration> {
+        std::iter::once(&self.ring)
+            .chain(&self.streams)
+            .filter_map(Ring::first_time)
+            .min()
+    }
+
+    /// Drop its oldest record (of the ring whose oldest is the oldest): its bytes.
+    fn pop_oldest(&mut self) -> usize {
+        std::iter::once(&mut self.ring)
+            .chain(&mut self.streams)
+            .filter(|r| !r.is_empty())
+            .min_by_key(|r| r.front_time())
+            .map_or(0, Ring::pop_oldest)
+    }
+
+    fn capacity(&self) -> usize {
+        self.ring.capacity() + self.streams.iter().map(Ring::capacity).sum::<usize>()
+    }
+}
+
+/// One media stream's UDP datagrams of one call, held by whoever sends and receives them
+/// (its media thread) and handed to the [`Selector`] whole when the stream stops
+/// ([`Selector::stream`]): a datagram of a call that passes costs one copy into the ring,
+/// and nothing in the selector. Bounded like a call's records (the oldest go, the ring is
+/// then truncated): its owner says how big it may grow ([`Self::push_udp`]'s bound).
+#[derive(Debug, Default)]
+pub struct StreamRing {
+    ring: Ring,
+}
+
+impl StreamRing {
+    /// Hold the datagram `payload` from `src` to `dst` at `wall` (see
+    /// [`Selector::record_udp`]), the ring at most `bound` bytes.
+    pub fn push_udp(
+        &mut self,
+        wall: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        bound: usize,
+    ) {
+        let (head, n) = udp_head(src, dst);
+        self.ring.push_parts(wall, &head[..n], payload, bound, true);
+    }
+
+    /// The bytes its buffer grew to (at most the bounds it was given).
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.ring.size()
+    }
+
+    /// The bytes of the datagrams held (each with its addresses).
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.ring.bytes()
+    }
+
+    /// The datagrams held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// True when it holds none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// True when datagrams were dropped for the bound.
+    #[must_use]
+    pub fn truncated(&self) -> bool {
+        self.ring.truncated()
+    }
+
+    /// A datagram was not kept (its owner found no room for it).
+    pub fn set_truncated(&mut self) {
+        self.ring.set_truncated();
+    }
+}
+
+/// What became of a decided call.
+#[derive(Debug, Clone, Copy)]
+struct Decided {
+    written: bool,
+    /// Written and counted truncated.
+    truncated: bool,
 }
 
 /// A hasher for [`CallTag`]s: one multiplication (the tags are small distinct numbers).
@@ -188,10 +306,12 @@ pub struct Selector {
     limits: Limits,
     held: TagMap<Held>,
     held_bytes: usize,
+    /// Bytes held elsewhere that count in [`Limits::total`] too ([`Self::set_outside`]).
+    outside: usize,
     /// The passed calls in the order of their drop time.
     lingering: VecDeque<(Duration, CallTag)>,
     /// Decided calls: `true` written, `false` dropped; and their order, to forget the oldest.
-    decided: TagMap<bool>,
+    decided: TagMap<Decided>,
     decided_order: VecDeque<CallTag>,
     stats: Selected,
     /// Encodes the UDP datagrams held as they are written.
@@ -209,6 +329,7 @@ impl Selector {
             limits,
             held: TagMap::default(),
             held_bytes: 0,
+            outside: 0,
             lingering: VecDeque::new(),
             decided: TagMap::default(),
             decided_order: VecDeque::new(),
@@ -230,6 +351,18 @@ impl Selector {
         self.held_bytes
     }
 
+    /// The bytes held outside the selector that count in [`Limits::total`] (the streams'
+    /// rings not handed over yet): the selector makes room for its records within what they
+    /// leave.
+    pub fn set_outside(&mut self, bytes: usize) {
+        self.outside = bytes;
+    }
+
+    /// True when the records held (with those held outside) are over [`Limits::total`].
+    fn over(&self) -> bool {
+        self.held_bytes + self.outside > self.limits.total
+    }
+
     /// The bytes the held calls' buffers have allocated now.
     ///
     /// An ended call's buffer is freed, not kept for the next call: a kept buffer has its
@@ -238,7 +371,7 @@ impl Selector {
     /// memory anyway.
     #[must_use]
     pub fn memory(&self) -> usize {
-        self.held.values().map(|h| h.ring.capacity()).sum()
+        self.held.values().map(Held::capacity).sum()
     }
 
     /// One `record` (one or more pcap records) of `call` at `wall`: appended to `out` when it
@@ -250,9 +383,9 @@ impl Selector {
         record: &[u8],
         out: &mut Vec<u8>,
     ) {
-        match self.fate(wall, call) {
+        match self.fate(wall, call, out) {
             Fate::Write => out.extend_from_slice(record),
-            Fate::Hold(call) => self.hold(wall, call, record, false),
+            Fate::Hold(call) => self.hold(wall, call, record, false, out),
             Fate::Drop => {}
         }
     }
@@ -270,13 +403,13 @@ impl Selector {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) {
-        match self.fate(wall, call) {
+        match self.fate(wall, call, out) {
             Fate::Write => self.udp.udp(out, wall, src, dst, payload),
             Fate::Hold(call) => {
                 let mut raw = std::mem::take(&mut self.raw);
                 raw.clear();
                 put_udp(&mut raw, src, dst, payload);
-                self.hold(wall, call, &raw, true);
+                self.hold(wall, call, &raw, true, out);
                 self.raw = raw;
             }
             Fate::Drop => {}
@@ -284,46 +417,96 @@ impl Selector {
     }
 
     /// What becomes of a record of `call` at `wall`.
-    fn fate(&mut self, wall: Duration, call: Option<CallTag>) -> Fate {
-        self.expire(wall);
+    fn fate(&mut self, wall: Duration, call: Option<CallTag>, out: &mut Vec<u8>) -> Fate {
+        self.expire(wall, out);
         let (Keep::Failed(_), Some(call)) = (self.keep, call) else {
             return Fate::Write;
         };
         match self.decided.get(&call) {
-            Some(true) => Fate::Write,
-            Some(false) => Fate::Drop,
+            Some(d) if d.written => Fate::Write,
+            Some(_) => Fate::Drop,
             None => Fate::Hold(call),
         }
     }
 
-    fn hold(&mut self, wall: Duration, call: CallTag, record: &[u8], udp: bool) {
+    fn hold(&mut self, wall: Duration, call: CallTag, record: &[u8], udp: bool, out: &mut Vec<u8>) {
         let per_call = self.limits.per_call;
         let held = self.held.entry(call).or_default();
         let dropped = held.ring.push_marked(wall, record, per_call, udp);
         self.held_bytes = self.held_bytes + record.len() - dropped;
-        if self.held_bytes > self.limits.total {
-            self.make_room(call);
+        if self.over() {
+            self.make_room(call, out);
         }
     }
 
-    /// Over the total bound: the lingering passed calls go first (the oldest first), then
-    /// the oldest records of `call`.
-    fn make_room(&mut self, call: CallTag) {
-        while self.held_bytes > self.limits.total {
-            let Some((_, passed)) = self.lingering.pop_front() else {
-                break;
-            };
-            self.drop_passed(passed);
+    /// A media stream of `call` stopped: its datagrams ([`StreamRing`]) are written now
+    /// (sorted by time) when the call was written already, dropped when it was dropped,
+    /// else held with the call's other records until its verdict, and then written with
+    /// them in time order.
+    pub fn stream(&mut self, call: CallTag, ring: StreamRing, out: &mut Vec<u8>) {
+        let ring = ring.ring;
+        if ring.is_empty() && !ring.truncated() {
+            return;
         }
-        if let Some(held) = self.held.get_mut(&call) {
-            while self.held_bytes > self.limits.total && !held.ring.is_empty() {
-                self.held_bytes -= held.ring.pop_oldest();
+        if self.keep == Keep::All {
+            let mut held = Held {
+                streams: vec![ring],
+                ..Held::default()
+            };
+            write_held(&mut self.udp, &mut held, usize::MAX, out);
+            return;
+        }
+        match self.decided.get_mut(&call) {
+            Some(d) if d.written => {
+                // Late (the call's verdict came first): after its other records.
+                let mut held = Held {
+                    streams: vec![ring],
+                    ..Held::default()
+                };
+                let truncated = write_held(&mut self.udp, &mut held, self.limits.per_call, out);
+                if truncated && !d.truncated {
+                    d.truncated = true;
+                    self.stats.truncated += 1;
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.held_bytes += ring.bytes();
+                self.held.entry(call).or_default().streams.push(ring);
+                if self.over() {
+                    self.make_room(call, out);
+                }
             }
         }
     }
 
-    /// Drop the passed calls whose linger is over at `wall`.
-    fn expire(&mut self, wall: Duration) {
+    /// Over the total bound: the lingering calls go first (the oldest first: a passed one
+    /// dropped, a failed one written), then the oldest records of `call`.
+    fn make_room(&mut self, call: CallTag, out: &mut Vec<u8>) {
+        let mut own = None;
+        while self.over() {
+            let Some((at, lingering)) = self.lingering.pop_front() else {
+                break;
+            };
+            if lingering == call {
+                own = Some((at, lingering));
+            } else {
+                self.settle(lingering, out);
+            }
+        }
+        if let Some(own) = own {
+            self.lingering.push_front(own);
+        }
+        let total = self.limits.total.saturating_sub(self.outside);
+        if let Some(held) = self.held.get_mut(&call) {
+            while self.held_bytes > total && !held.is_empty() {
+                self.held_bytes -= held.pop_oldest();
+            }
+        }
+    }
+
+    /// Settle the calls whose linger is over at `wall`.
+    fn expire(&mut self, wall: Duration, out: &mut Vec<u8>) {
         while let Some((at, _)) = self.lingering.front() {
             if *at > wall {
                 break;
@@ -331,31 +514,51 @@ impl Selector {
             let (at, call) = self.lingering.pop_front().expect("a front");
             // Ended passed again since (the other end): its later drop time holds.
             if self.held.get(&call).is_some_and(|h| h.drop_at == Some(at)) {
-                self.drop_passed(call);
+                self.settle(call, out);
             }
         }
     }
 
-    /// `call`, passed, is dropped now (unless it ended again since: a later drop time).
-    fn drop_passed(&mut self, call: CallTag) {
+    /// `call`, lingering, is settled now without the verdicts still missing: written when an
+    /// end failed, else dropped.
+    fn settle(&mut self, call: CallTag, out: &mut Vec<u8>) {
         let Some(held) = self.held.get(&call) else {
             return;
         };
         if held.drop_at.is_none() {
             return;
         }
+        if held.failed {
+            self.write_call(call, out);
+            return;
+        }
         let held = self.held.remove(&call).expect("held");
-        self.release(held);
-        self.decide(call, false);
+        self.release(&held);
+        self.decide(call, false, false);
     }
 
-    /// A call's buffer is given up (freed).
-    fn release(&mut self, held: Held) {
-        self.held_bytes -= held.ring.bytes();
+    /// Write `call`, failed (and counted written already), sorted by time.
+    fn write_call(&mut self, call: CallTag, out: &mut Vec<u8>) {
+        let mut held = self.held.remove(&call).unwrap_or_default();
+        self.release(&held);
+        let truncated = write_held(&mut self.udp, &mut held, self.limits.per_call, out);
+        if truncated {
+            self.stats.truncated += 1;
+        }
+        self.decide(call, true, truncated);
     }
 
-    fn decide(&mut self, call: CallTag, written: bool) {
-        if self.decided.insert(call, written).is_none() {
+    /// A call's records are no longer held (its buffers are freed after).
+    fn release(&mut self, held: &Held) {
+        self.held_bytes -= held.bytes();
+    }
+
+    fn decide(&mut self, call: CallTag, written: bool, truncated: bool) {
+        if self
+            .decided
+            .insert(call, Decided { written, truncated })
+            .is_none()
+        {
             self.decided_order.push_back(call);
             if self.decided_order.len() > REMEMBERED {
                 if let Some(old) = self.decided_order.pop_front() {
@@ -374,8 +577,8 @@ impl Selector {
             return;
         }
         match self.decided.get(&call) {
-            Some(true) => return,
-            Some(false) => {
+            Some(d) if d.written => return,
+            Some(_) => {
                 self.decided.remove(&call);
             }
             None => {}
@@ -383,73 +586,91 @@ impl Selector {
         self.held.entry(call).or_default().ends += 1;
     }
 
-    /// One end of `call` ended at `wall`, failed or passed: a failed call's records are
-    /// appended to `out`, sorted by time. A passed end's records are dropped at once when
-    /// every end told of ([`Self::opened`]) has passed, else held for [`Limits::linger`] at
-    /// most for the others' verdicts.
+    /// One end of `call` ended at `wall`, failed or passed. A call one of whose ends failed
+    /// is written (its records appended to `out`, sorted by time) once every end told of
+    /// ([`Self::opened`]) has its verdict — their streams' rings ([`Self::stream`]) come
+    /// before their verdicts and are written with it — or [`Limits::linger`] after the
+    /// failure at most. A passed end's records are dropped at once when every end told of
+    /// has passed, else held for [`Limits::linger`] at most for the others' verdicts.
     pub fn ended(&mut self, wall: Duration, call: CallTag, failed: bool, out: &mut Vec<u8>) {
-        self.expire(wall);
+        self.expire(wall, out);
         let Keep::Failed(most) = self.keep else {
             return;
         };
-        if self.decided.contains_key(&call) {
-            if !failed {
-                self.stats.passed += 1;
-            }
-            return;
-        }
         if !failed {
             self.stats.passed += 1;
-            let held = self.held.entry(call).or_default();
+        }
+        if self.decided.contains_key(&call) {
+            return;
+        }
+        let held = self.held.entry(call).or_default();
+        if failed {
+            if !held.failed {
+                // The first failure: counted now (the first N calls to fail are written).
+                if most.is_some_and(|most| self.stats.written >= most) {
+                    self.stats.over_count += 1;
+                    let held = self.held.remove(&call).expect("held");
+                    self.release(&held);
+                    self.decide(call, false, false);
+                    return;
+                }
+                self.stats.written += 1;
+                held.failed = true;
+            }
+            held.verdicts += 1;
+        } else {
             held.passed += 1;
-            if held.ends > 0 && held.passed >= held.ends {
-                // Every end of the call here has passed: nothing is waited for.
-                let held = self.held.remove(&call).expect("held");
-                self.release(held);
-                self.decide(call, false);
+            held.verdicts += 1;
+        }
+        if held.verdicts >= held.ends {
+            // Every end of the call here has its verdict (or none was told of): nothing is
+            // waited for.
+            if held.failed {
+                self.write_call(call, out);
                 return;
             }
-            let drop_at = wall + self.limits.linger;
-            held.drop_at = Some(drop_at);
-            self.lingering.push_back((drop_at, call));
-            return;
+            if held.ends > 0 {
+                let held = self.held.remove(&call).expect("held");
+                self.release(&held);
+                self.decide(call, false, false);
+                return;
+            }
         }
-        let mut held = self.held.remove(&call).unwrap_or_default();
-        if most.is_some_and(|most| self.stats.written >= most) {
-            self.stats.over_count += 1;
-            self.release(held);
-            self.decide(call, false);
-            return;
-        }
-        self.stats.written += 1;
-        if held.ring.truncated() {
-            self.stats.truncated += 1;
-        }
-        self.held_bytes -= held.ring.bytes();
-        write_ring(&mut self.udp, &mut held.ring, out);
-        self.release(held);
-        self.decide(call, true);
+        let drop_at = wall + self.limits.linger;
+        held.drop_at = Some(drop_at);
+        self.lingering.push_back((drop_at, call));
     }
 
     /// The capture closes: the calls that never ended are written (their verdict unknown);
     /// the passed ones still held are dropped.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        // The failed calls waiting for another end's verdict: written, in the order they
+        // were to be.
+        while let Some((at, call)) = self.lingering.pop_front() {
+            if self
+                .held
+                .get(&call)
+                .is_some_and(|h| h.failed && h.drop_at == Some(at))
+            {
+                self.write_call(call, out);
+            }
+        }
         let mut unfinished: Vec<(CallTag, Held)> = self
             .held
             .drain()
-            .filter(|(_, held)| held.drop_at.is_none() && !held.ring.is_empty())
+            .filter(|(_, held)| held.drop_at.is_none() && !held.is_empty())
             .collect();
         self.held_bytes = 0;
         self.lingering.clear();
         // In the order of their first record.
-        unfinished.sort_by_key(|(_, held)| held.ring.first_time());
+        unfinished.sort_by_key(|(_, held)| held.first_time());
         for (call, mut held) in unfinished {
             self.stats.unfinished += 1;
-            if held.ring.truncated() {
+            let truncated = write_held(&mut self.udp, &mut held, self.limits.per_call, out);
+            if truncated {
                 self.stats.truncated += 1;
             }
-            write_ring(&mut self.udp, &mut held.ring, out);
-            self.decide(call, true);
+            self.decide(call, true, truncated);
         }
     }
 }
@@ -461,36 +682,64 @@ enum Fate {
     Drop,
 }
 
-/// Append `ring`'s records to `out` in time order, the UDP datagrams held as addresses and
-/// payload encoded by `udp`, and empty it.
-fn write_ring(udp: &mut Encoder, ring: &mut Ring, out: &mut Vec<u8>) {
-    out.reserve(ring.bytes() + ring.len() * 48);
-    ring.drain_sorted(|wall, record, raw| {
+/// Append a call's records (its own ring's and its streams') to `out` merged in time order
+/// (stable: records of one time in the order of the rings, then of their pushing), the
+/// newest `per_call` bytes of them (as held), the UDP datagrams held as addresses and payload
+/// encoded by `udp`; and empty the rings. True when records are missing: dropped from a ring
+/// for its bound, or here for `per_call`.
+fn write_held(udp: &mut Encoder, held: &mut Held, per_call: usize, out: &mut Vec<u8>) -> bool {
+    let mut truncated = held.ring.truncated() || held.streams.iter().any(Ring::truncated);
+    let rings = std::iter::once(&held.ring).chain(&held.streams);
+    let mut records: Vec<(Duration, &[u8], bool)> = rings.flat_map(Ring::records).collect();
+    records.sort_by_key(|(wall, _, _)| *wall);
+    // The newest records within the bound.
+    let mut bytes = 0;
+    let mut first = records.len();
+    while first > 0 && bytes + records[first - 1].1.len() <= per_call {
+        first -= 1;
+        bytes += records[first].1.len();
+    }
+    truncated |= first > 0;
+    out.reserve(bytes + (records.len() - first) * 48);
+    for &(wall, record, raw) in &records[first..] {
         if !raw {
             out.extend_from_slice(record);
         } else if let Some((src, dst, payload)) = take_udp(record) {
             udp.udp(out, wall, src, dst, payload);
         }
-    });
+    }
+    held.ring.clear();
+    held.streams.clear();
+    truncated
+}
+
+/// The head of a held UDP datagram ([`put_udp`]) and its length.
+fn udp_head(src: SocketAddr, dst: SocketAddr) -> ([u8; 37], usize) {
+    let mut head = [0u8; 37];
+    let n = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            head[0] = 4;
+            head[1..5].copy_from_slice(&s.octets());
+            head[5..9].copy_from_slice(&d.octets());
+            9
+        }
+        (s, d) => {
+            head[0] = 6;
+            head[1..17].copy_from_slice(&v6(s).octets());
+            head[17..33].copy_from_slice(&v6(d).octets());
+            33
+        }
+    };
+    head[n..n + 2].copy_from_slice(&src.port().to_be_bytes());
+    head[n + 2..n + 4].copy_from_slice(&dst.port().to_be_bytes());
+    (head, n + 4)
 }
 
 /// A held UDP datagram: the family (4 or 6), the source and destination addresses and
 /// ports, the payload.
 fn put_udp(raw: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            raw.push(4);
-            raw.extend_from_slice(&s.octets());
-            raw.extend_from_slice(&d.octets());
-        }
-        (s, d) => {
-            raw.push(6);
-            raw.extend_from_slice(&v6(s).octets());
-            raw.extend_from_slice(&v6(d).octets());
-        }
-    }
-    raw.extend_from_slice(&src.port().to_be_bytes());
-    raw.extend_from_slice(&dst.port().to_be_bytes());
+    let (head, n) = udp_head(src, dst);
+    raw.extend_from_slice(&head[..n]);
     raw.extend_from_slice(payload);
 }
 
@@ -758,6 +1007,379 @@ mod tests {
         let mut expected = Vec::new();
         Encoder::new().udp(&mut expected, ms(10), src, dst, b"x");
         assert_eq!(at_once, expected);
+    }
+
+    /// A datagram of call tests: `n` says which (its payload's byte), and the time.
+    struct Dgram {
+        ms: u64,
+        n: u8,
+        sent: bool,
+    }
+
+    fn ends() -> (std::net::SocketAddr, std::net::SocketAddr) {
+        (
+            "127.0.0.1:20000".parse().unwrap(),
+            "127.0.0.1:30000".parse().unwrap(),
+        )
+    }
+
+    /// The records `dgrams` make, in their order.
+    fn encoded(dgrams: &[Dgram]) -> Vec<u8> {
+        let (local, remote) = ends();
+        let mut out = Vec::new();
+        let mut encoder = super::super::Encoder::new();
+        for d in dgrams {
+            let (src, dst) = if d.sent {
+                (local, remote)
+            } else {
+                (remote, local)
+            };
+            encoder.udp(&mut out, ms(d.ms), src, dst, &[d.n; 20]);
+        }
+        out
+    }
+
+    /// A stream's ring holding `dgrams`, at most `bound` bytes.
+    fn stream_ring(dgrams: &[Dgram], bound: usize) -> super::StreamRing {
+        let (local, remote) = ends();
+        let mut ring = super::StreamRing::default();
+        for d in dgrams {
+            let (src, dst) = if d.sent {
+                (local, remote)
+            } else {
+                (remote, local)
+            };
+            ring.push_udp(ms(d.ms), src, dst, &[d.n; 20], bound);
+        }
+        ring
+    }
+
+    /// A SIP-like datagram of `call` through [`Selector::record_udp`].
+    fn sip(s: &mut Selector, call: u64, d: &Dgram, out: &mut Vec<u8>) {
+        let (local, remote) = ends();
+        let (src, dst) = if d.sent {
+            (local, remote)
+        } else {
+            (remote, local)
+        };
+        s.record_udp(ms(d.ms), Some(call), src, dst, &[d.n; 20], out);
+    }
+
+    fn d(ms: u64, n: u8, sent: bool) -> Dgram {
+        Dgram { ms, n, sent }
+    }
+
+    /// Held size of one test datagram: 13 bytes of addresses and 20 of payload.
+    const HELD: usize = 33;
+
+    #[test]
+    fn a_stream_handed_over_before_the_verdict_is_written_with_the_call_in_time_order() {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        s.opened(1);
+        // The INVITE and its 200, then the stream's packets both ways, then the BYE.
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        sip(&mut s, 1, &d(5, b'O', false), &mut out);
+        let ring = stream_ring(
+            &[
+                d(10, 1, true),
+                d(12, 2, false),
+                d(30, 3, true),
+                d(31, 4, false),
+            ],
+            1 << 20,
+        );
+        sip(&mut s, 1, &d(20, b'B', true), &mut out);
+        s.stream(1, ring, &mut out);
+        assert!(out.is_empty(), "held until the verdict");
+        assert_eq!(s.held_bytes(), 7 * HELD);
+        s.ended(ms(40), 1, true, &mut out);
+        let expected = encoded(&[
+            d(1, b'I', true),
+            d(5, b'O', false),
+            d(10, 1, true),
+            d(12, 2, false),
+            d(20, b'B', true),
+            d(30, 3, true),
+            d(31, 4, false),
+        ]);
+        assert_eq!(out, expected, "merged by time");
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(
+            s.selected(),
+            Selected {
+                written: 1,
+                ..Selected::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_stream_of_a_call_that_passed_is_dropped_before_or_after_its_verdict() {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        // Handed over first: held, then dropped with the call.
+        s.opened(1);
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        s.stream(
+            1,
+            stream_ring(&[d(2, 1, true), d(3, 2, false)], 1 << 20),
+            &mut out,
+        );
+        assert_eq!(s.held_bytes(), 3 * HELD);
+        s.ended(ms(4), 1, false, &mut out);
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(s.memory(), 0);
+        // Handed over after the verdict: dropped at once.
+        s.opened(2);
+        sip(&mut s, 2, &d(5, b'I', true), &mut out);
+        s.ended(ms(6), 2, false, &mut out);
+        s.stream(2, stream_ring(&[d(5, 1, true)], 1 << 20), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(s.selected().passed, 2);
+    }
+
+    #[test]
+    fn a_stream_handed_over_after_its_call_failed_is_written_at_once_sorted() {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        s.opened(1);
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        s.ended(ms(2), 1, true, &mut out);
+        assert_eq!(out, encoded(&[d(1, b'I', true)]));
+        // Received stamped by the kernel a little before what was sent on the same tick.
+        s.stream(
+            1,
+            stream_ring(&[d(4, 1, true), d(3, 2, false), d(5, 3, true)], 1 << 20),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            encoded(&[
+                d(1, b'I', true),
+                d(3, 2, false),
+                d(4, 1, true),
+                d(5, 3, true)
+            ])
+        );
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(s.selected().truncated, 0);
+    }
+
+    #[test]
+    fn a_wrapped_stream_ring_keeps_its_newest_datagrams_and_its_call_is_counted_truncated() {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        // Room for 3 datagrams of 33 bytes: the first two of five go.
+        let dgrams: Vec<Dgram> = (0..5).map(|i| d(10 + i, i as u8, true)).collect();
+        let ring = stream_ring(&dgrams, 3 * HELD);
+        assert!(ring.truncated());
+        assert_eq!(ring.len(), 3);
+        s.stream(1, ring, &mut out);
+        s.ended(ms(20), 1, true, &mut out);
+        assert_eq!(out, encoded(&dgrams[2..]));
+        assert_eq!(s.selected().truncated, 1);
+        // Late, after the verdict: the truncation counted once per call.
+        let mut late = stream_ring(&[d(21, 9, true)], 1 << 20);
+        late.set_truncated();
+        s.stream(1, late, &mut out);
+        assert_eq!(s.selected().truncated, 1);
+    }
+
+    #[test]
+    fn a_call_with_streams_over_its_bound_keeps_its_newest_records_across_rings() {
+        let limits = Limits {
+            per_call: 4 * HELD,
+            ..limits_large()
+        };
+        let mut s = Selector::new(Keep::Failed(None), limits);
+        let mut out = Vec::new();
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        // Two streams of the call (both of its ends in this process), each within the bound.
+        s.stream(
+            1,
+            stream_ring(&[d(2, 1, true), d(4, 2, true)], 4 * HELD),
+            &mut out,
+        );
+        s.stream(
+            1,
+            stream_ring(&[d(3, 3, false), d(5, 4, false)], 4 * HELD),
+            &mut out,
+        );
+        sip(&mut s, 1, &d(6, b'B', true), &mut out);
+        s.ended(ms(7), 1, true, &mut out);
+        // Six records held, four fit: the newest four, in time order.
+        assert_eq!(
+            out,
+            encoded(&[
+                d(3, 3, false),
+                d(4, 2, true),
+                d(5, 4, false),
+                d(6, b'B', true)
+            ])
+        );
+        assert_eq!(s.selected().truncated, 1);
+    }
+
+    #[test]
+    fn streams_held_elsewhere_count_in_the_total_and_passed_calls_make_room_first() {
+        let limits = Limits {
+            per_call: 1 << 20,
+            total: 10 * HELD,
+            linger: ms(100),
+        };
+        let mut s = Selector::new(Keep::Failed(None), limits);
+        let mut out = Vec::new();
+        // Call 1 passed, lingering for another end (none told of).
+        s.stream(
+            1,
+            stream_ring(&[d(1, 1, true), d(2, 2, true)], 1 << 20),
+            &mut out,
+        );
+        s.ended(ms(3), 1, false, &mut out);
+        assert_eq!(s.held_bytes(), 2 * HELD);
+        // The media threads hold 7 datagrams' worth: 3 are left for the selector.
+        s.set_outside(7 * HELD);
+        let dgrams: Vec<Dgram> = (0..4).map(|i| d(10 + i, 10 + i as u8, true)).collect();
+        s.stream(2, stream_ring(&dgrams, 1 << 20), &mut out);
+        // The passed call went first, then call 2's oldest.
+        assert_eq!(s.held_bytes(), 3 * HELD);
+        s.ended(ms(20), 2, true, &mut out);
+        assert_eq!(out, encoded(&dgrams[1..]));
+        assert_eq!(s.selected().truncated, 1);
+    }
+
+    #[test]
+    fn a_stream_of_a_call_with_no_end_is_written_at_the_finish() {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        s.stream(2, stream_ring(&[d(5, 5, true)], 1 << 20), &mut out);
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        s.stream(
+            1,
+            stream_ring(&[d(3, 3, true), d(2, 2, false)], 1 << 20),
+            &mut out,
+        );
+        s.finish(&mut out);
+        assert_eq!(
+            out,
+            encoded(&[
+                d(1, b'I', true),
+                d(2, 2, false),
+                d(3, 3, true),
+                d(5, 5, true)
+            ])
+        );
+        assert_eq!(s.selected().unfinished, 2);
+    }
+
+    #[test]
+    fn a_failed_end_waits_for_the_other_ends_verdict_and_stream_then_the_call_is_written_once_in_order(
+    ) {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        // Both ends of the call in this process: each stream stops before its end's verdict.
+        s.opened(1);
+        s.opened(1);
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        s.stream(
+            1,
+            stream_ring(&[d(10, 1, true), d(30, 3, true)], 1 << 20),
+            &mut out,
+        );
+        s.ended(ms(40), 1, true, &mut out);
+        assert!(out.is_empty(), "the other end's stream is waited for");
+        assert_eq!(s.selected().written, 1, "counted at its first failure");
+        s.stream(
+            1,
+            stream_ring(&[d(11, 2, false), d(31, 4, false)], 1 << 20),
+            &mut out,
+        );
+        sip(&mut s, 1, &d(41, b'B', false), &mut out);
+        s.ended(ms(42), 1, false, &mut out);
+        assert_eq!(
+            out,
+            encoded(&[
+                d(1, b'I', true),
+                d(10, 1, true),
+                d(11, 2, false),
+                d(30, 3, true),
+                d(31, 4, false),
+                d(41, b'B', false),
+            ])
+        );
+        assert_eq!(s.held_bytes(), 0);
+        assert_eq!(
+            s.selected(),
+            Selected {
+                written: 1,
+                passed: 1,
+                ..Selected::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_call_waits_for_its_other_end_the_linger_at_most_and_is_written_at_the_finish() {
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        s.opened(1);
+        s.opened(1);
+        sip(&mut s, 1, &d(1, b'I', true), &mut out);
+        s.ended(ms(2), 1, true, &mut out);
+        s.record(ms(101), Some(9), b"x", &mut out);
+        assert!(out.is_empty(), "within the linger");
+        s.record(ms(103), Some(9), b"x", &mut out);
+        assert_eq!(
+            out,
+            encoded(&[d(1, b'I', true)]),
+            "the linger over: written"
+        );
+        // The other end's late stream follows the decision.
+        s.stream(1, stream_ring(&[d(104, 1, false)], 1 << 20), &mut out);
+        assert_eq!(out, encoded(&[d(1, b'I', true), d(104, 1, false)]));
+
+        // Closed while waiting: written as failed, not as unfinished.
+        let mut s = Selector::new(Keep::Failed(None), limits_large());
+        let mut out = Vec::new();
+        s.opened(2);
+        s.opened(2);
+        s.stream(2, stream_ring(&[d(5, 5, true)], 1 << 20), &mut out);
+        s.ended(ms(6), 2, true, &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, encoded(&[d(5, 5, true)]));
+        assert_eq!(
+            s.selected(),
+            Selected {
+                written: 1,
+                ..Selected::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_first_n_calls_to_fail_are_written_even_when_one_waits_for_its_other_end() {
+        let mut s = Selector::new(Keep::Failed(Some(1)), limits_large());
+        let mut out = Vec::new();
+        s.opened(1);
+        s.opened(1);
+        sip(&mut s, 1, &d(1, b'a', true), &mut out);
+        sip(&mut s, 2, &d(2, b'b', true), &mut out);
+        s.ended(ms(3), 1, true, &mut out);
+        s.ended(ms(4), 2, true, &mut out);
+        assert!(out.is_empty());
+        s.ended(ms(5), 1, false, &mut out);
+        assert_eq!(out, encoded(&[d(1, b'a', true)]));
+        assert_eq!(
+            s.selected(),
+            Selected {
+                written: 1,
+                over_count: 1,
+                passed: 1,
+                ..Selected::default()
+            }
+        );
     }
 
     fn limits_large() -> Limits {
