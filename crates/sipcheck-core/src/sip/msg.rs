@@ -426,6 +426,149 @@ impl Message {
     }
 }
 
+/// What a client transaction keeps of a request it sends: the bytes, framed as
+/// [`Message::parse_datagram`] frames them, and the fields it matches responses on and
+/// builds from — the method, the top Via branch and the CSeq number.
+///
+/// [`SentRequest::scan`] reads them without a full parse from a request written the plain
+/// way (as every request sipcheck builds is); [`SentRequest::parse`] gives the whole message
+/// when something needs more of it (the ACK of a non-2xx final response, a CANCEL).
+#[derive(Debug, Clone)]
+pub struct SentRequest {
+    raw: Bytes,
+    method: Method,
+    branch: Option<BytesStr>,
+    cseq: u32,
+}
+
+impl SentRequest {
+    /// The fields of a request already parsed; `None` for a response.
+    #[must_use]
+    pub fn from_message(message: &Message) -> Option<Self> {
+        Some(Self {
+            raw: message.raw().clone(),
+            method: message.method()?.clone(),
+            branch: message.branch_shared().cloned(),
+            cseq: message.cseq(),
+        })
+    }
+
+    /// Read the fields of a request without parsing it: the start line, the top Via's branch,
+    /// Call-ID and CSeq are found by a scan of the head. `Some` only for a request written the
+    /// plain way — CRLF line ends, no folded line, every header line `name: value`, a request
+    /// line and a top Via value of the plain forms the parser itself reads by scanning
+    /// (`plain_request_line`, `plain_via_branch`), a Via branch, a Call-ID and a well-formed
+    /// CSeq — on which [`Message::parse_datagram`] succeeds and agrees: the same bytes,
+    /// method, branch and CSeq number. `None` for anything else, a malformed request
+    /// included, which is left to the parser.
+    #[must_use]
+    pub fn scan(data: &Bytes) -> Option<Self> {
+        let start = data
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        let message = &data[start..];
+        let head_end = find_head_end(message).ok()?;
+        let available = message.len() - head_end;
+        let body_len = match scan_content_length(message, head_end).ok()? {
+            Some(len) if len > available => return None,
+            Some(len) => len,
+            None => available,
+        };
+        let raw = data.slice(start..start + head_end + body_len);
+        let (method, branch, cseq) = scan_plain_request(&raw[..head_end])?;
+        let branch = BytesStr::from_parse(&raw, branch);
+        Some(Self {
+            raw,
+            method,
+            branch: Some(branch),
+            cseq,
+        })
+    }
+
+    /// Parse the whole request (for what needs more than the fields kept).
+    pub fn parse(&self) -> Result<Message, ParseError> {
+        Message::parse_datagram(self.raw.clone())
+    }
+
+    /// The request as sent.
+    #[must_use]
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The method of the request line.
+    #[must_use]
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The `branch` parameter of the topmost Via, if any.
+    #[must_use]
+    pub fn branch(&self) -> Option<&str> {
+        self.branch.as_ref().map(BytesStr::as_str)
+    }
+
+    /// [`SentRequest::branch`], sharing the request's buffer.
+    #[must_use]
+    pub fn branch_shared(&self) -> Option<&BytesStr> {
+        self.branch.as_ref()
+    }
+
+    /// The CSeq sequence number.
+    #[must_use]
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+}
+
+/// The method, top Via branch and CSeq number of a request head written the plain way (see
+/// [`SentRequest::scan`]); `None` for anything else.
+fn scan_plain_request(head: &[u8]) -> Option<(Method, &str, u32)> {
+    let head = std::str::from_utf8(head).ok()?;
+    // The start line and the header lines, each ending in CRLF (the blank line left off).
+    let lines = head.strip_suffix("\r\n")?;
+    let mut lines = lines.split_terminator('\n');
+    let first = lines.next()?.strip_suffix('\r')?;
+    if first.contains('\r') {
+        return None;
+    }
+    let (method, _uri) = plain_request_line(first)?;
+    let (mut via, mut call_id, mut cseq) = (None, None, None);
+    for line in lines {
+        let line = line.strip_suffix('\r')?;
+        // A folded line, or a CR alone: the parser's reading of those is its own.
+        if line.starts_with([' ', '\t']) || line.contains('\r') {
+            return None;
+        }
+        let (name, value) = split_header_line(line)?;
+        let slot = if name.eq_ignore_ascii_case("via") || name.eq_ignore_ascii_case("v") {
+            &mut via
+        } else if name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i") {
+            &mut call_id
+        } else if name.eq_ignore_ascii_case("cseq") {
+            &mut cseq
+        } else {
+            continue;
+        };
+        if slot.is_none() {
+            *slot = Some(value.trim_end());
+        }
+    }
+    if call_id?.trim().is_empty() {
+        return None;
+    }
+    let mut parts = cseq?.split_whitespace();
+    let number = parts.next()?.parse::<u32>().ok()?;
+    parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let top = via?.split(',').next().unwrap_or_default().trim();
+    let branch = plain_via_branch(top)??;
+    Some((method, branch, number))
+}
+
 /// The `tag` parameter of a From or To value, without allocating: header parameters follow
 /// the `>` of a name-addr, or the first `;` of a bare URI (RFC 3261 §20.10).
 pub fn tag_param(value: &str) -> Option<&str> {
@@ -1759,5 +1902,124 @@ From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n
         }
         // No CSeq: no call known.
         assert_eq!(call_message_id(b"BYE sip:a@b SIP/2.0\ni: c2\n\n"), None);
+    }
+
+    /// What a client transaction keeps of `data` by a scan must be what it would keep of the
+    /// parsed message: the same bytes, method, branch and CSeq number.
+    fn scan_agrees(data: &[u8]) -> SentRequest {
+        let data = Bytes::copy_from_slice(data);
+        let scanned = SentRequest::scan(&data).expect("a plain request is scanned");
+        let parsed = Message::parse_datagram(data).expect("what is scanned parses");
+        let from_parse = SentRequest::from_message(&parsed).expect("a request");
+        assert_eq!(scanned.raw(), from_parse.raw());
+        assert_eq!(scanned.method(), from_parse.method());
+        assert_eq!(scanned.branch(), from_parse.branch());
+        assert_eq!(scanned.cseq(), from_parse.cseq());
+        assert_eq!(scanned.parse().unwrap().raw(), parsed.raw());
+        scanned
+    }
+
+    #[test]
+    fn a_request_written_the_plain_way_is_scanned_as_the_parser_reads_it() {
+        use crate::sip::build::{RequestSpec, ViaSpec};
+        use crate::sip::transport::Transport;
+        let routes = ["<sip:proxy.example.com;lr>".to_string()];
+        let sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n";
+        for (method, sent_by, routes, body) in [
+            (
+                "INVITE",
+                "192.0.2.1:5060",
+                &routes[..],
+                Some(("application/sdp", &sdp[..])),
+            ),
+            ("BYE", "192.0.2.1:5060", &[][..], None),
+            ("REGISTER", "[2001:db8::1]:5062", &routes[..], None),
+            ("OPTIONS", "127.0.0.1:40000", &[][..], None),
+            ("CANCEL", "10.0.0.1:5060", &[][..], None),
+        ] {
+            let bytes = RequestSpec {
+                method,
+                uri: "sip:bob@192.0.2.2:5060",
+                via: ViaSpec {
+                    transport: Transport::Udp,
+                    sent_by: sent_by.parse().unwrap(),
+                    branch: "z9hG4bK-74a.1",
+                    rport: true,
+                },
+                routes,
+                from: "\"Alice\" <sip:alice@192.0.2.1>;tag=a1",
+                to: "<sip:bob@192.0.2.2>",
+                call_id: "c1@192.0.2.1",
+                cseq: 7,
+                contact: Some("<sip:alice@192.0.2.1:5060>"),
+                extra: &[("Allow", "INVITE, ACK, BYE")],
+                body,
+            }
+            .to_vec();
+            let sent = scan_agrees(&bytes);
+            assert_eq!(sent.method().as_str(), method);
+            assert_eq!(sent.branch(), Some("z9hG4bK-74a.1"));
+            assert_eq!(sent.cseq(), 7);
+        }
+        // Compact names, leading CRLFs, a second Via and Call-ID, and a body longer than
+        // Content-Length (trimmed, as the parser trims it).
+        let sent = scan_agrees(
+            b"\r\nMESSAGE sip:b@example.com SIP/2.0\r\nv: SIP/2.0/TCP a.example.com;branch=z9hG4bKx;rport, SIP/2.0/UDP c.example.com;branch=z9hG4bKy\r\nVia: SIP/2.0/UDP d.example.com;branch=z9hG4bKz\r\ni: first\r\nCall-ID: second\r\nCSeq:  12   MESSAGE \r\nl: 2\r\n\r\nhi there",
+        );
+        assert_eq!(sent.branch(), Some("z9hG4bKx"));
+        assert_eq!(sent.cseq(), 12);
+        assert!(sent.raw().ends_with(b"\r\n\r\nhi"));
+        // A branch-less Via is read as one (the transaction refuses it).
+        let plain = b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        assert_eq!(scan_agrees(plain).branch(), Some(""));
+    }
+
+    #[test]
+    fn a_request_not_written_the_plain_way_is_left_to_the_parser() {
+        let head = |via: &str, rest: &str| {
+            format!("OPTIONS sip:b@example.com SIP/2.0\r\nVia: {via}\r\n{rest}\r\n")
+        };
+        let plain_via = "SIP/2.0/UDP a.example.com;branch=z9hG4bK1";
+        let ok = "Call-ID: x\r\nCSeq: 1 OPTIONS\r\n";
+        // The control: the plain form is scanned.
+        assert!(SentRequest::scan(&Bytes::from(head(plain_via, ok))).is_some());
+        let cases = [
+            // LF-only line ends, a folded line, a CR alone.
+            head(plain_via, ok).replace("\r\n", "\n"),
+            head(plain_via, "Call-ID: x\r\n  y\r\nCSeq: 1 OPTIONS\r\n"),
+            head(plain_via, "Call-ID: x\ry\r\nCSeq: 1 OPTIONS\r\n"),
+            // No branch; a Via of a form only the general parser reads.
+            head("SIP/2.0/UDP a.example.com", ok),
+            head("SIP/2.0/UDP a.example.com;branch=\"z9hG4bK1\"", ok),
+            head("SIP/2.0/UDP a.example.com ; branch=z9hG4bK1", ok),
+            format!("OPTIONS sip:b@example.com SIP/2.0\r\n{ok}\r\n"),
+            // No Call-ID, an empty one; CSeq missing, malformed, with three parts.
+            head(plain_via, "CSeq: 1 OPTIONS\r\n"),
+            head(plain_via, "Call-ID: \r\nCSeq: 1 OPTIONS\r\n"),
+            head(plain_via, "Call-ID: x\r\n"),
+            head(plain_via, "Call-ID: x\r\nCSeq: one OPTIONS\r\n"),
+            head(plain_via, "Call-ID: x\r\nCSeq: 1 OPTIONS x\r\n"),
+            // A header line without a name; a request line not of the plain form; a response.
+            head(plain_via, "Call-ID: x\r\n: nameless\r\nCSeq: 1 OPTIONS\r\n"),
+            format!("options sip:b@example.com SIP/2.0\r\nVia: {plain_via}\r\n{ok}\r\n"),
+            format!("SIP/2.0 200 OK\r\nVia: {plain_via}\r\n{ok}\r\n"),
+            // Not framed: no end of head, a body shorter than Content-Length, not UTF-8.
+            format!("OPTIONS sip:b@example.com SIP/2.0\r\nVia: {plain_via}\r\n{ok}"),
+            head(
+                plain_via,
+                "Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 9\r\n",
+            ),
+            "nonsense\r\n\r\n".to_string(),
+        ];
+        for case in &cases {
+            assert!(
+                SentRequest::scan(&Bytes::from(case.clone())).is_none(),
+                "scanned: {case:?}"
+            );
+        }
+        let mut latin1 = head(plain_via, ok).into_bytes();
+        let at = latin1.len() - 6;
+        latin1[at] = 0xe9;
+        assert!(SentRequest::scan(&Bytes::from(latin1)).is_none());
     }
 }

@@ -1520,8 +1520,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let txs = [c.invite_tx, c.bye_tx, c.reinvite.as_ref().map(|r| r.tx)];
         for tx in txs.into_iter().flatten() {
             if let Some(client) = self.layer.client(tx) {
-                if client.final_status().is_none() && client.request().branch() == response.branch()
-                {
+                if client.final_status().is_none() && Some(client.branch()) == response.branch() {
                     c.record.requests_retransmitted += client.retransmissions();
                 }
             }
