@@ -468,21 +468,14 @@ impl SentRequest {
             .take_while(|b| matches!(b, b'\r' | b'\n'))
             .count();
         let message = &data[start..];
-        let head_end = find_head_end(message).ok()?;
-        let available = message.len() - head_end;
-        let body_len = match scan_content_length(message, head_end).ok()? {
-            Some(len) if len > available => return None,
-            Some(len) => len,
-            None => available,
-        };
-        let raw = data.slice(start..start + head_end + body_len);
-        let (method, branch, cseq) = scan_plain_request(&raw[..head_end])?;
-        let branch = BytesStr::from_parse(&raw, branch);
+        let plain = scan_plain_request(message)?;
+        let raw = data.slice(start..start + plain.len);
+        let branch = BytesStr::from_parse(&raw, plain.branch);
         Some(Self {
             raw,
-            method,
+            method: plain.method,
             branch: Some(branch),
-            cseq,
+            cseq: plain.cseq,
         })
     }
 
@@ -522,51 +515,137 @@ impl SentRequest {
     }
 }
 
-/// The method, top Via branch and CSeq number of a request head written the plain way (see
-/// [`SentRequest::scan`]); `None` for anything else.
-fn scan_plain_request(head: &[u8]) -> Option<(Method, &str, u32)> {
-    let head = std::str::from_utf8(head).ok()?;
-    // The start line and the header lines, each ending in CRLF (the blank line left off).
-    let lines = head.strip_suffix("\r\n")?;
-    let mut lines = lines.split_terminator('\n');
-    let first = lines.next()?.strip_suffix('\r')?;
-    if first.contains('\r') {
-        return None;
+/// What [`scan_plain_request`] reads of a request.
+struct PlainRequest<'a> {
+    method: Method,
+    branch: &'a str,
+    cseq: u32,
+    /// The length of the message as framed: head and body.
+    len: usize,
+}
+
+/// The line of `data` starting at `from`: where it ends (its CR) and where the next begins.
+/// `None` unless it ends in CRLF with no CR or LF alone before.
+fn crlf_line(data: &[u8], from: usize) -> Option<(usize, usize)> {
+    let at = from + memchr::memchr2(b'\r', b'\n', &data[from..])?;
+    (data[at] == b'\r' && data.get(at + 1) == Some(&b'\n')).then_some((at, at + 2))
+}
+
+/// `token` characters of RFC 3261 §25.1 (ASCII only).
+fn is_ascii_token_byte(b: u8) -> bool {
+    TOKEN_BYTES[usize::from(b)]
+}
+
+/// [`is_ascii_token_byte`], by table: it runs for every byte of every header name scanned.
+static TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'`' | b'\'' | b'~' | b'+'
+            );
+        b += 1;
     }
-    let (method, _uri) = plain_request_line(first)?;
-    let (mut via, mut call_id, mut cseq) = (None, None, None);
-    for line in lines {
-        let line = line.strip_suffix('\r')?;
-        // A folded line, or a CR alone: the parser's reading of those is its own.
-        if line.starts_with([' ', '\t']) || line.contains('\r') {
+    table
+};
+
+/// The unreserved characters of a plain URI or Via parameter: letters, digits and
+/// `-_.!~*'` (RFC 3261 §25.1 `unreserved`, without `(` and `)`).
+fn is_unreserved_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'')
+}
+
+/// The method, top Via branch, CSeq number and framed length of a request written the plain
+/// way (see [`SentRequest::scan`]), in one pass over its head; `None` for anything else.
+///
+/// Each step accepts only what the parser accepts and reads the same way: lines as its line
+/// reader splits them (no folding, no CR or LF alone), header names of ASCII token
+/// characters followed at once by `:` (what `split_header_line` reads), the first Via,
+/// Call-ID and CSeq and the last Content-Length (as `scan_content_length` frames), and the
+/// plain request line and Via value by the parser's own scanners.
+fn scan_plain_request(message: &[u8]) -> Option<PlainRequest<'_>> {
+    let (first_end, mut next) = crlf_line(message, 0)?;
+    let (mut via, mut call_id, mut cseq, mut length) = (None, None, None, None);
+    let head_end = loop {
+        if next > MAX_HEAD_LEN {
             return None;
         }
-        let (name, value) = split_header_line(line)?;
-        let slot = if name.eq_ignore_ascii_case("via") || name.eq_ignore_ascii_case("v") {
-            &mut via
-        } else if name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i") {
-            &mut call_id
-        } else if name.eq_ignore_ascii_case("cseq") {
-            &mut cseq
-        } else {
-            continue;
-        };
-        if slot.is_none() {
-            *slot = Some(value.trim_end());
+        let (end, after) = crlf_line(message, next)?;
+        let line = &message[next..end];
+        if line.is_empty() {
+            break after;
         }
+        let colon = line.iter().position(|&b| !is_ascii_token_byte(b))?;
+        if colon == 0 || line[colon] != b':' {
+            return None;
+        }
+        let value = (next + colon + 1, end);
+        match &line[..colon] {
+            [b'v' | b'V'] => {
+                via.get_or_insert(value);
+            }
+            name if name.eq_ignore_ascii_case(b"via") => {
+                via.get_or_insert(value);
+            }
+            [b'i' | b'I'] => {
+                call_id.get_or_insert(value);
+            }
+            name if name.eq_ignore_ascii_case(b"call-id") => {
+                call_id.get_or_insert(value);
+            }
+            name if name.eq_ignore_ascii_case(b"cseq") => {
+                cseq.get_or_insert(value);
+            }
+            [b'l' | b'L'] => length = Some(value),
+            name if name.eq_ignore_ascii_case(b"content-length") => length = Some(value),
+            _ => {}
+        }
+        next = after;
+    };
+    let head = &message[..head_end];
+    if !head.is_ascii() {
+        std::str::from_utf8(head).ok()?;
     }
-    if call_id?.trim().is_empty() {
+    let text = |(from, to): (usize, usize)| std::str::from_utf8(&message[from..to]).ok();
+    let trimmed = |range| {
+        text(range).map(|v| {
+            v.trim_start_matches(|c: char| c.is_ascii_whitespace())
+                .trim_end()
+        })
+    };
+    // Framing, as `Message::parse_datagram` frames.
+    let available = message.len() - head_end;
+    let body_len = match length {
+        Some(range) => {
+            let len = text(range)?.trim_ascii().parse::<usize>().ok()?;
+            if len > MAX_BODY_LEN || len > available {
+                return None;
+            }
+            len
+        }
+        None => available,
+    };
+    let (method, _uri) = plain_request_line(text((0, first_end))?)?;
+    if trimmed(call_id?)?.trim().is_empty() {
         return None;
     }
-    let mut parts = cseq?.split_whitespace();
+    let mut parts = trimmed(cseq?)?.split_whitespace();
     let number = parts.next()?.parse::<u32>().ok()?;
     parts.next()?;
     if parts.next().is_some() {
         return None;
     }
-    let top = via?.split(',').next().unwrap_or_default().trim();
+    let top = trimmed(via?)?.split(',').next().unwrap_or_default().trim();
     let branch = plain_via_branch(top)??;
-    Some((method, branch, number))
+    Some(PlainRequest {
+        method,
+        branch,
+        cseq: number,
+        len: head_end + body_len,
+    })
 }
 
 /// The `tag` parameter of a From or To value, without allocating: header parameters follow
@@ -919,17 +998,13 @@ fn is_plain_sip_uri(uri: &str) -> bool {
     else {
         return false;
     };
-    let unreserved = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'".contains(&b))
-    };
+    let unreserved = |s: &str| !s.is_empty() && s.bytes().all(|b| is_unreserved_byte(b));
     let host_port = match rest.split_once('@') {
         Some((user, host_port)) => {
             let user_ok = !user.is_empty()
                 && user
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b));
+                    .all(|b| is_unreserved_byte(b) || matches!(b, b'(' | b')' | b'+'));
             if !user_ok {
                 return false;
             }
@@ -1031,10 +1106,7 @@ fn plain_via_branch(value: &str) -> Option<Option<&str>> {
             Some((name, v)) => (name, Some(v)),
             None => (param, None),
         };
-        let plain = |s: &str| {
-            s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'".contains(&b))
-        };
+        let plain = |s: &str| s.bytes().all(|b| is_unreserved_byte(b));
         if name.is_empty() || !plain(name) || !param_value.is_none_or(plain) {
             return None;
         }
