@@ -998,7 +998,7 @@ fn is_plain_sip_uri(uri: &str) -> bool {
     else {
         return false;
     };
-    let unreserved = |s: &str| !s.is_empty() && s.bytes().all(|b| is_unreserved_byte(b));
+    let unreserved = |s: &str| !s.is_empty() && s.bytes().all(is_unreserved_byte);
     let host_port = match rest.split_once('@') {
         Some((user, host_port)) => {
             let user_ok = !user.is_empty()
@@ -1106,7 +1106,7 @@ fn plain_via_branch(value: &str) -> Option<Option<&str>> {
             Some((name, v)) => (name, Some(v)),
             None => (param, None),
         };
-        let plain = |s: &str| s.bytes().all(|b| is_unreserved_byte(b));
+        let plain = |s: &str| s.bytes().all(is_unreserved_byte);
         if name.is_empty() || !plain(name) || !param_value.is_none_or(plain) {
             return None;
         }
