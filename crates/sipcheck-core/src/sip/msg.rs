@@ -479,6 +479,28 @@ impl SentRequest {
         })
     }
 
+    /// The fields of a request sipcheck wrote itself (`RequestSpec::write`), given by its
+    /// writer: the top Via, written right after the request line, is `;branch=` `branch`.
+    /// Nothing is read back but where the branch lies in `data` (so that it shares the
+    /// buffer). `None` when `data` does not hold `branch` there.
+    #[must_use]
+    pub fn built(data: &Bytes, method: Method, branch: &str, cseq: u32) -> Option<Self> {
+        let line_end = memchr::memchr(b'\n', data)?;
+        let at = line_end + memchr::memmem::find(&data[line_end..], b";branch=")? + 8;
+        let value = data.get(at..at + branch.len())?;
+        if value != branch.as_bytes() || !matches!(data.get(at + branch.len()), Some(b';' | b'\r'))
+        {
+            return None;
+        }
+        let branch = BytesStr::from_utf8_bytes(data.slice(at..at + branch.len())).ok()?;
+        Some(Self {
+            raw: data.clone(),
+            method,
+            branch: Some(branch),
+            cseq,
+        })
+    }
+
     /// Parse the whole request (for what needs more than the fields kept).
     pub fn parse(&self) -> Result<Message, ParseError> {
         Message::parse_datagram(self.raw.clone())
@@ -2044,6 +2066,27 @@ From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n
         // A branch-less Via is read as one (the transaction refuses it).
         let plain = b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
         assert_eq!(scan_agrees(plain).branch(), Some(""));
+    }
+
+    #[test]
+    fn a_request_built_by_sipcheck_takes_the_fields_its_writer_gives() {
+        let bytes = Bytes::from_static(
+            b"BYE sip:b@example.com;branch=z9hG4bKuri SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com:5060;branch=z9hG4bKb1;rport\r\nCall-ID: x\r\nCSeq: 4 BYE\r\nContent-Length: 0\r\n\r\n",
+        );
+        let sent = SentRequest::built(&bytes, Method::BYE, "z9hG4bKb1", 4).expect("built");
+        let parsed =
+            SentRequest::from_message(&Message::parse_datagram(bytes.clone()).unwrap()).unwrap();
+        assert_eq!(sent.raw(), parsed.raw());
+        assert_eq!(sent.branch(), parsed.branch());
+        assert_eq!(sent.method(), parsed.method());
+        assert_eq!(sent.cseq(), parsed.cseq());
+        // The branch shares the request's buffer.
+        let branch = sent.branch_shared().unwrap();
+        assert_eq!(branch.as_str().as_ptr(), bytes[92..].as_ptr());
+        // A branch the Via does not carry (or only as a prefix) is not taken.
+        assert!(SentRequest::built(&bytes, Method::BYE, "z9hG4bKuri", 4).is_none());
+        assert!(SentRequest::built(&bytes, Method::BYE, "z9hG4bKb", 4).is_none());
+        assert!(SentRequest::built(&bytes, Method::BYE, "z9hG4bKother", 4).is_none());
     }
 
     #[test]

@@ -402,6 +402,36 @@ impl<D: Clone> TransactionLayer<D> {
         self.start_client(now, request, reliable, destination)
     }
 
+    /// [`send_request_bytes`](Self::send_request_bytes) for a request the UA core wrote
+    /// itself, with the method, top Via branch and CSeq number it wrote: they are taken as
+    /// given, not read back (in tests they are checked against what the parser reads). Bytes
+    /// that do not hold `branch` where the writer puts it are scanned as any others.
+    pub fn send_built_request(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        (method, branch, cseq): (Method, &str, u32),
+        reliable: bool,
+        destination: D,
+    ) -> Result<TxId, TransactionError> {
+        let Some(sent) = SentRequest::built(&request, method, branch, cseq) else {
+            return self.send_request_bytes(now, request, reliable, destination);
+        };
+        #[cfg(test)]
+        {
+            // What the parser reads of the request (a check, not the layer's work: not
+            // counted in `request_parses`).
+            let parsed =
+                Message::parse_datagram(request.clone()).expect("the writer's requests parse");
+            let parsed = SentRequest::from_message(&parsed).expect("a request");
+            assert_eq!(parsed.raw(), sent.raw());
+            assert_eq!(parsed.method(), sent.method());
+            assert_eq!(parsed.branch(), sent.branch());
+            assert_eq!(parsed.cseq(), sent.cseq());
+        }
+        self.start_client(now, sent, reliable, destination)
+    }
+
     fn start_client(
         &mut self,
         now: Instant,
