@@ -426,6 +426,250 @@ impl Message {
     }
 }
 
+/// What a client transaction keeps of a request it sends: the bytes, framed as
+/// [`Message::parse_datagram`] frames them, and the fields it matches responses on and
+/// builds from — the method, the top Via branch and the CSeq number.
+///
+/// [`SentRequest::scan`] reads them without a full parse from a request written the plain
+/// way (as every request sipcheck builds is); [`SentRequest::parse`] gives the whole message
+/// when something needs more of it (the ACK of a non-2xx final response, a CANCEL).
+#[derive(Debug, Clone)]
+pub struct SentRequest {
+    raw: Bytes,
+    method: Method,
+    branch: Option<BytesStr>,
+    cseq: u32,
+}
+
+impl SentRequest {
+    /// The fields of a request already parsed; `None` for a response.
+    #[must_use]
+    pub fn from_message(message: &Message) -> Option<Self> {
+        Some(Self {
+            raw: message.raw().clone(),
+            method: message.method()?.clone(),
+            branch: message.branch_shared().cloned(),
+            cseq: message.cseq(),
+        })
+    }
+
+    /// Read the fields of a request without parsing it: the start line, the top Via's branch,
+    /// Call-ID and CSeq are found by a scan of the head. `Some` only for a request written the
+    /// plain way — CRLF line ends, no folded line, every header line `name: value`, a request
+    /// line and a top Via value of the plain forms the parser itself reads by scanning
+    /// (`plain_request_line`, `plain_via_branch`), a Via branch, a Call-ID and a well-formed
+    /// CSeq — on which [`Message::parse_datagram`] succeeds and agrees: the same bytes,
+    /// method, branch and CSeq number. `None` for anything else, a malformed request
+    /// included, which is left to the parser.
+    #[must_use]
+    pub fn scan(data: &Bytes) -> Option<Self> {
+        let start = data
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        let message = &data[start..];
+        let plain = scan_plain_request(message)?;
+        let raw = data.slice(start..start + plain.len);
+        let branch = BytesStr::from_parse(&raw, plain.branch);
+        Some(Self {
+            raw,
+            method: plain.method,
+            branch: Some(branch),
+            cseq: plain.cseq,
+        })
+    }
+
+    /// The fields of a request sipcheck wrote itself (`RequestSpec::write`), given by its
+    /// writer: the top Via, written right after the request line, is `;branch=` `branch`.
+    /// Nothing is read back but where the branch lies in `data` (so that it shares the
+    /// buffer). `None` when `data` does not hold `branch` there.
+    #[must_use]
+    pub fn built(data: &Bytes, method: Method, branch: &str, cseq: u32) -> Option<Self> {
+        let line_end = memchr::memchr(b'\n', data)?;
+        let at = line_end + memchr::memmem::find(&data[line_end..], b";branch=")? + 8;
+        let value = data.get(at..at + branch.len())?;
+        if value != branch.as_bytes() || !matches!(data.get(at + branch.len()), Some(b';' | b'\r'))
+        {
+            return None;
+        }
+        let branch = BytesStr::from_utf8_bytes(data.slice(at..at + branch.len())).ok()?;
+        Some(Self {
+            raw: data.clone(),
+            method,
+            branch: Some(branch),
+            cseq,
+        })
+    }
+
+    /// Parse the whole request (for what needs more than the fields kept).
+    pub fn parse(&self) -> Result<Message, ParseError> {
+        Message::parse_datagram(self.raw.clone())
+    }
+
+    /// The request as sent.
+    #[must_use]
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The method of the request line.
+    #[must_use]
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The `branch` parameter of the topmost Via, if any.
+    #[must_use]
+    pub fn branch(&self) -> Option<&str> {
+        self.branch.as_ref().map(BytesStr::as_str)
+    }
+
+    /// [`SentRequest::branch`], sharing the request's buffer.
+    #[must_use]
+    pub fn branch_shared(&self) -> Option<&BytesStr> {
+        self.branch.as_ref()
+    }
+
+    /// The CSeq sequence number.
+    #[must_use]
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+}
+
+/// What [`scan_plain_request`] reads of a request.
+struct PlainRequest<'a> {
+    method: Method,
+    branch: &'a str,
+    cseq: u32,
+    /// The length of the message as framed: head and body.
+    len: usize,
+}
+
+/// The line of `data` starting at `from`: where it ends (its CR) and where the next begins.
+/// `None` unless it ends in CRLF with no CR or LF alone before.
+fn crlf_line(data: &[u8], from: usize) -> Option<(usize, usize)> {
+    let at = from + memchr::memchr2(b'\r', b'\n', &data[from..])?;
+    (data[at] == b'\r' && data.get(at + 1) == Some(&b'\n')).then_some((at, at + 2))
+}
+
+/// `token` characters of RFC 3261 §25.1 (ASCII only).
+fn is_ascii_token_byte(b: u8) -> bool {
+    TOKEN_BYTES[usize::from(b)]
+}
+
+/// [`is_ascii_token_byte`], by table: it runs for every byte of every header name scanned.
+static TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'`' | b'\'' | b'~' | b'+'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// The unreserved characters of a plain URI or Via parameter: letters, digits and
+/// `-_.!~*'` (RFC 3261 §25.1 `unreserved`, without `(` and `)`).
+fn is_unreserved_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'')
+}
+
+/// The method, top Via branch, CSeq number and framed length of a request written the plain
+/// way (see [`SentRequest::scan`]), in one pass over its head; `None` for anything else.
+///
+/// Each step accepts only what the parser accepts and reads the same way: lines as its line
+/// reader splits them (no folding, no CR or LF alone), header names of ASCII token
+/// characters followed at once by `:` (what `split_header_line` reads), the first Via,
+/// Call-ID and CSeq and the last Content-Length (as `scan_content_length` frames), and the
+/// plain request line and Via value by the parser's own scanners.
+fn scan_plain_request(message: &[u8]) -> Option<PlainRequest<'_>> {
+    let (first_end, mut next) = crlf_line(message, 0)?;
+    let (mut via, mut call_id, mut cseq, mut length) = (None, None, None, None);
+    let head_end = loop {
+        if next > MAX_HEAD_LEN {
+            return None;
+        }
+        let (end, after) = crlf_line(message, next)?;
+        let line = &message[next..end];
+        if line.is_empty() {
+            break after;
+        }
+        let colon = line.iter().position(|&b| !is_ascii_token_byte(b))?;
+        if colon == 0 || line[colon] != b':' {
+            return None;
+        }
+        let value = (next + colon + 1, end);
+        match &line[..colon] {
+            [b'v' | b'V'] => {
+                via.get_or_insert(value);
+            }
+            name if name.eq_ignore_ascii_case(b"via") => {
+                via.get_or_insert(value);
+            }
+            [b'i' | b'I'] => {
+                call_id.get_or_insert(value);
+            }
+            name if name.eq_ignore_ascii_case(b"call-id") => {
+                call_id.get_or_insert(value);
+            }
+            name if name.eq_ignore_ascii_case(b"cseq") => {
+                cseq.get_or_insert(value);
+            }
+            [b'l' | b'L'] => length = Some(value),
+            name if name.eq_ignore_ascii_case(b"content-length") => length = Some(value),
+            _ => {}
+        }
+        next = after;
+    };
+    let head = &message[..head_end];
+    if !head.is_ascii() {
+        std::str::from_utf8(head).ok()?;
+    }
+    let text = |(from, to): (usize, usize)| std::str::from_utf8(&message[from..to]).ok();
+    let trimmed = |range| {
+        text(range).map(|v| {
+            v.trim_start_matches(|c: char| c.is_ascii_whitespace())
+                .trim_end()
+        })
+    };
+    // Framing, as `Message::parse_datagram` frames.
+    let available = message.len() - head_end;
+    let body_len = match length {
+        Some(range) => {
+            let len = text(range)?.trim_ascii().parse::<usize>().ok()?;
+            if len > MAX_BODY_LEN || len > available {
+                return None;
+            }
+            len
+        }
+        None => available,
+    };
+    let (method, _uri) = plain_request_line(text((0, first_end))?)?;
+    if trimmed(call_id?)?.trim().is_empty() {
+        return None;
+    }
+    let mut parts = trimmed(cseq?)?.split_whitespace();
+    let number = parts.next()?.parse::<u32>().ok()?;
+    parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let top = trimmed(via?)?.split(',').next().unwrap_or_default().trim();
+    let branch = plain_via_branch(top)??;
+    Some(PlainRequest {
+        method,
+        branch,
+        cseq: number,
+        len: head_end + body_len,
+    })
+}
+
 /// The `tag` parameter of a From or To value, without allocating: header parameters follow
 /// the `>` of a name-addr, or the first `;` of a bare URI (RFC 3261 §20.10).
 pub fn tag_param(value: &str) -> Option<&str> {
@@ -776,17 +1020,13 @@ fn is_plain_sip_uri(uri: &str) -> bool {
     else {
         return false;
     };
-    let unreserved = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'".contains(&b))
-    };
+    let unreserved = |s: &str| !s.is_empty() && s.bytes().all(is_unreserved_byte);
     let host_port = match rest.split_once('@') {
         Some((user, host_port)) => {
             let user_ok = !user.is_empty()
                 && user
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b));
+                    .all(|b| is_unreserved_byte(b) || matches!(b, b'(' | b')' | b'+'));
             if !user_ok {
                 return false;
             }
@@ -888,10 +1128,7 @@ fn plain_via_branch(value: &str) -> Option<Option<&str>> {
             Some((name, v)) => (name, Some(v)),
             None => (param, None),
         };
-        let plain = |s: &str| {
-            s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'".contains(&b))
-        };
+        let plain = |s: &str| s.bytes().all(is_unreserved_byte);
         if name.is_empty() || !plain(name) || !param_value.is_none_or(plain) {
             return None;
         }
@@ -1759,5 +1996,145 @@ From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n
         }
         // No CSeq: no call known.
         assert_eq!(call_message_id(b"BYE sip:a@b SIP/2.0\ni: c2\n\n"), None);
+    }
+
+    /// What a client transaction keeps of `data` by a scan must be what it would keep of the
+    /// parsed message: the same bytes, method, branch and CSeq number.
+    fn scan_agrees(data: &[u8]) -> SentRequest {
+        let data = Bytes::copy_from_slice(data);
+        let scanned = SentRequest::scan(&data).expect("a plain request is scanned");
+        let parsed = Message::parse_datagram(data).expect("what is scanned parses");
+        let from_parse = SentRequest::from_message(&parsed).expect("a request");
+        assert_eq!(scanned.raw(), from_parse.raw());
+        assert_eq!(scanned.method(), from_parse.method());
+        assert_eq!(scanned.branch(), from_parse.branch());
+        assert_eq!(scanned.cseq(), from_parse.cseq());
+        assert_eq!(scanned.parse().unwrap().raw(), parsed.raw());
+        scanned
+    }
+
+    #[test]
+    fn a_request_written_the_plain_way_is_scanned_as_the_parser_reads_it() {
+        use crate::sip::build::{RequestSpec, ViaSpec};
+        use crate::sip::transport::Transport;
+        let routes = ["<sip:proxy.example.com;lr>".to_string()];
+        let sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n";
+        for (method, sent_by, routes, body) in [
+            (
+                "INVITE",
+                "192.0.2.1:5060",
+                &routes[..],
+                Some(("application/sdp", &sdp[..])),
+            ),
+            ("BYE", "192.0.2.1:5060", &[][..], None),
+            ("REGISTER", "[2001:db8::1]:5062", &routes[..], None),
+            ("OPTIONS", "127.0.0.1:40000", &[][..], None),
+            ("CANCEL", "10.0.0.1:5060", &[][..], None),
+        ] {
+            let bytes = RequestSpec {
+                method,
+                uri: "sip:bob@192.0.2.2:5060",
+                via: ViaSpec {
+                    transport: Transport::Udp,
+                    sent_by: sent_by.parse().unwrap(),
+                    branch: "z9hG4bK-74a.1",
+                    rport: true,
+                },
+                routes,
+                from: "\"Alice\" <sip:alice@192.0.2.1>;tag=a1",
+                to: "<sip:bob@192.0.2.2>",
+                call_id: "c1@192.0.2.1",
+                cseq: 7,
+                contact: Some("<sip:alice@192.0.2.1:5060>"),
+                extra: &[("Allow", "INVITE, ACK, BYE")],
+                body,
+            }
+            .to_vec();
+            let sent = scan_agrees(&bytes);
+            assert_eq!(sent.method().as_str(), method);
+            assert_eq!(sent.branch(), Some("z9hG4bK-74a.1"));
+            assert_eq!(sent.cseq(), 7);
+        }
+        // Compact names, leading CRLFs, a second Via and Call-ID, and a body longer than
+        // Content-Length (trimmed, as the parser trims it).
+        let sent = scan_agrees(
+            b"\r\nMESSAGE sip:b@example.com SIP/2.0\r\nv: SIP/2.0/TCP a.example.com;branch=z9hG4bKx;rport, SIP/2.0/UDP c.example.com;branch=z9hG4bKy\r\nVia: SIP/2.0/UDP d.example.com;branch=z9hG4bKz\r\ni: first\r\nCall-ID: second\r\nCSeq:  12   MESSAGE \r\nl: 2\r\n\r\nhi there",
+        );
+        assert_eq!(sent.branch(), Some("z9hG4bKx"));
+        assert_eq!(sent.cseq(), 12);
+        assert!(sent.raw().ends_with(b"\r\n\r\nhi"));
+        // A branch-less Via is read as one (the transaction refuses it).
+        let plain = b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        assert_eq!(scan_agrees(plain).branch(), Some(""));
+    }
+
+    #[test]
+    fn a_request_built_by_sipcheck_takes_the_fields_its_writer_gives() {
+        let bytes = Bytes::from_static(
+            b"BYE sip:b@example.com;branch=z9hG4bKuri SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com:5060;branch=z9hG4bKb1;rport\r\nCall-ID: x\r\nCSeq: 4 BYE\r\nContent-Length: 0\r\n\r\n",
+        );
+        let sent = SentRequest::built(&bytes, Method::BYE, "z9hG4bKb1", 4).expect("built");
+        let parsed =
+            SentRequest::from_message(&Message::parse_datagram(bytes.clone()).unwrap()).unwrap();
+        assert_eq!(sent.raw(), parsed.raw());
+        assert_eq!(sent.branch(), parsed.branch());
+        assert_eq!(sent.method(), parsed.method());
+        assert_eq!(sent.cseq(), parsed.cseq());
+        // The branch shares the request's buffer.
+        let branch = sent.branch_shared().unwrap();
+        assert_eq!(branch.as_str().as_ptr(), bytes[92..].as_ptr());
+        // A branch the Via does not carry (or only as a prefix) is not taken.
+        assert!(SentRequest::built(&bytes, Method::BYE, "z9hG4bKuri", 4).is_none());
+        assert!(SentRequest::built(&bytes, Method::BYE, "z9hG4bKb", 4).is_none());
+        assert!(SentRequest::built(&bytes, Method::BYE, "z9hG4bKother", 4).is_none());
+    }
+
+    #[test]
+    fn a_request_not_written_the_plain_way_is_left_to_the_parser() {
+        let head = |via: &str, rest: &str| {
+            format!("OPTIONS sip:b@example.com SIP/2.0\r\nVia: {via}\r\n{rest}\r\n")
+        };
+        let plain_via = "SIP/2.0/UDP a.example.com;branch=z9hG4bK1";
+        let ok = "Call-ID: x\r\nCSeq: 1 OPTIONS\r\n";
+        // The control: the plain form is scanned.
+        assert!(SentRequest::scan(&Bytes::from(head(plain_via, ok))).is_some());
+        let cases = [
+            // LF-only line ends, a folded line, a CR alone.
+            head(plain_via, ok).replace("\r\n", "\n"),
+            head(plain_via, "Call-ID: x\r\n  y\r\nCSeq: 1 OPTIONS\r\n"),
+            head(plain_via, "Call-ID: x\ry\r\nCSeq: 1 OPTIONS\r\n"),
+            // No branch; a Via of a form only the general parser reads.
+            head("SIP/2.0/UDP a.example.com", ok),
+            head("SIP/2.0/UDP a.example.com;branch=\"z9hG4bK1\"", ok),
+            head("SIP/2.0/UDP a.example.com ; branch=z9hG4bK1", ok),
+            format!("OPTIONS sip:b@example.com SIP/2.0\r\n{ok}\r\n"),
+            // No Call-ID, an empty one; CSeq missing, malformed, with three parts.
+            head(plain_via, "CSeq: 1 OPTIONS\r\n"),
+            head(plain_via, "Call-ID: \r\nCSeq: 1 OPTIONS\r\n"),
+            head(plain_via, "Call-ID: x\r\n"),
+            head(plain_via, "Call-ID: x\r\nCSeq: one OPTIONS\r\n"),
+            head(plain_via, "Call-ID: x\r\nCSeq: 1 OPTIONS x\r\n"),
+            // A header line without a name; a request line not of the plain form; a response.
+            head(plain_via, "Call-ID: x\r\n: nameless\r\nCSeq: 1 OPTIONS\r\n"),
+            format!("options sip:b@example.com SIP/2.0\r\nVia: {plain_via}\r\n{ok}\r\n"),
+            format!("SIP/2.0 200 OK\r\nVia: {plain_via}\r\n{ok}\r\n"),
+            // Not framed: no end of head, a body shorter than Content-Length, not UTF-8.
+            format!("OPTIONS sip:b@example.com SIP/2.0\r\nVia: {plain_via}\r\n{ok}"),
+            head(
+                plain_via,
+                "Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 9\r\n",
+            ),
+            "nonsense\r\n\r\n".to_string(),
+        ];
+        for case in &cases {
+            assert!(
+                SentRequest::scan(&Bytes::from(case.clone())).is_none(),
+                "scanned: {case:?}"
+            );
+        }
+        let mut latin1 = head(plain_via, ok).into_bytes();
+        let at = latin1.len() - 6;
+        latin1[at] = 0xe9;
+        assert!(SentRequest::scan(&Bytes::from(latin1)).is_none());
     }
 }

@@ -1308,9 +1308,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
             body: body.as_deref().map(|b| (SDP, b)),
         }
         .to_vec();
-        let tx =
-            self.layer
-                .send_request_bytes(now, Bytes::from(bytes), c.reliable, c.peer.clone())?;
+        let tx = self.layer.send_built_request(
+            now,
+            Bytes::from(bytes),
+            (Method::INVITE, &branch, c.invite_cseq),
+            c.reliable,
+            c.peer.clone(),
+        )?;
         c.invite_tx = Some(tx);
         c.dialog.local_cseq = c.invite_cseq;
         self.owners.insert(tx, Owner::Call(id, Role::Invite));
@@ -1361,10 +1365,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
         c.awaiting = None;
         c.cancel_deadline = None;
         c.hangup_after_ack = false;
-        match self
-            .layer
-            .send_request_bytes(now, Bytes::from(bytes), c.reliable, c.hop.clone())
-        {
+        match self.layer.send_built_request(
+            now,
+            Bytes::from(bytes),
+            (Method::BYE, &branch, c.dialog.local_cseq),
+            c.reliable,
+            c.hop.clone(),
+        ) {
             Ok(tx) => {
                 c.bye_tx = Some(tx);
                 CallRecord::set_once(&mut c.record.bye_sent, now);
@@ -1520,8 +1527,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let txs = [c.invite_tx, c.bye_tx, c.reinvite.as_ref().map(|r| r.tx)];
         for tx in txs.into_iter().flatten() {
             if let Some(client) = self.layer.client(tx) {
-                if client.final_status().is_none() && client.request().branch() == response.branch()
-                {
+                if client.final_status().is_none() && Some(client.branch()) == response.branch() {
                     c.record.requests_retransmitted += client.retransmissions();
                 }
             }

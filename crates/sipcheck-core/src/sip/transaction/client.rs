@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::timer::{Timer, TimerConfig, TimerTable};
 use super::{Absorbed, Actions, Outgoing, Report, SendKind, TransactionError, TransactionKind};
 use crate::sip::build;
-use crate::sip::msg::{Message, Method};
+use crate::sip::msg::{Message, Method, ParseError, SentRequest};
 
 /// The states of a client transaction (RFC 3261 Figures 5 and 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,12 +30,16 @@ pub enum ClientState {
 ///
 /// Sans-IO: every input takes `now`; the returned [`Actions`] say what to send and what to
 /// report. The request itself is not returned by [`ClientTransaction::new`]: the owner sends
-/// [`ClientTransaction::request`]`.raw()` once, right after creating the transaction.
+/// [`ClientTransaction::raw`] once, right after creating the transaction.
+///
+/// The transaction keeps the request's bytes and the fields it matches on (method, top Via
+/// branch, CSeq number: a [`SentRequest`]), not a parsed message: the request is parsed only
+/// when the ACK of a non-2xx final response or a CANCEL is built from it.
 #[derive(Debug, Clone)]
 pub struct ClientTransaction {
     kind: TransactionKind,
     state: ClientState,
-    request: Message,
+    request: SentRequest,
     /// The ACK of the non-2xx final response (INVITE only), re-sent for each retransmission.
     ack: Option<Bytes>,
     final_status: Option<u16>,
@@ -56,11 +60,11 @@ impl ClientTransaction {
     /// §17.1.1.3) and its top Via must carry a branch.
     pub fn new(
         now: Instant,
-        request: Message,
+        request: SentRequest,
         reliable: bool,
         config: TimerConfig,
     ) -> Result<Self, TransactionError> {
-        let method = request.method().ok_or(TransactionError::NotARequest)?;
+        let method = request.method();
         if *method == Method::ACK {
             return Err(TransactionError::AckIsNotATransaction);
         }
@@ -112,14 +116,37 @@ impl ClientTransaction {
         self.reliable
     }
 
-    /// The request this transaction sends.
-    pub fn request(&self) -> &Message {
+    /// What the transaction keeps of the request it sends.
+    pub fn request(&self) -> &SentRequest {
         &self.request
+    }
+
+    /// The request as sent (and retransmitted).
+    pub fn raw(&self) -> &Bytes {
+        self.request.raw()
     }
 
     /// The request's method.
     pub fn method(&self) -> &Method {
-        self.request.method().unwrap_or(&Method::ACK)
+        self.request.method()
+    }
+
+    /// The branch of the request's top Via (never empty: [`ClientTransaction::new`] refuses a
+    /// request without one).
+    pub fn branch(&self) -> &str {
+        self.request.branch().unwrap_or_default()
+    }
+
+    /// The request's CSeq number.
+    pub fn cseq(&self) -> u32 {
+        self.request.cseq()
+    }
+
+    /// The request, parsed in full: for what needs more than the fields kept (a CANCEL,
+    /// RFC 3261 §9.1). Each call parses the bytes again.
+    pub fn parse_request(&self) -> Result<Message, ParseError> {
+        super::note_request_parse();
+        self.request.parse()
     }
 
     /// The status code of the final response, once one arrived.
@@ -179,14 +206,20 @@ impl ClientTransaction {
                 }
                 _ => {
                     self.final_status = Some(code);
-                    let ack = Bytes::from(build::ack_for_non2xx(&self.request, response));
-                    self.ack = Some(ack.clone());
+                    // §17.1.1.3: the ACK is built from the original request, parsed here (a
+                    // request that started a transaction parses: `SentRequest::scan` accepts
+                    // only such requests, and the other ones were parsed to start it).
+                    let ack = self
+                        .parse_request()
+                        .ok()
+                        .map(|invite| Bytes::from(build::ack_for_non2xx(&invite, response)));
+                    self.ack.clone_from(&ack);
                     self.timers.stop_all();
                     self.state = ClientState::Completed;
                     self.arm_or_terminate(now, Timer::D);
                     Actions {
-                        transmit: Some(Outgoing {
-                            bytes: ack,
+                        transmit: ack.map(|bytes| Outgoing {
+                            bytes,
                             kind: SendKind::Ack,
                         }),
                         report: Some(Report::PassUp),

@@ -17,7 +17,7 @@ use super::server::ServerTransaction;
 use super::timer::{Timer, TimerConfig};
 use super::{Absorbed, Actions, Outgoing, Report, SendKind, TransactionError, TransactionKind};
 use crate::sip::build;
-use crate::sip::msg::{Message, Method};
+use crate::sip::msg::{Message, Method, SentRequest};
 use crate::slots::{Bucket, SlotId, Slots};
 
 /// Names one transaction of a [`TransactionLayer`].
@@ -375,8 +375,72 @@ impl<D: Clone> TransactionLayer<D> {
         reliable: bool,
         destination: D,
     ) -> Result<TxId, TransactionError> {
+        let request = SentRequest::from_message(&request).ok_or(TransactionError::NotARequest)?;
+        self.start_client(now, request, reliable, destination)
+    }
+
+    /// [`send_request`](Self::send_request) for a request still in bytes. A request written
+    /// the plain way (as sipcheck writes them) is not parsed: its method, top Via branch and
+    /// CSeq number are read by a scan ([`SentRequest::scan`]), and it is parsed later only if
+    /// a CANCEL or the ACK of a non-2xx final response is built from it. Any other request is
+    /// parsed, and refused when it does not parse.
+    pub fn send_request_bytes(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        reliable: bool,
+        destination: D,
+    ) -> Result<TxId, TransactionError> {
+        let request = match SentRequest::scan(&request) {
+            Some(request) => request,
+            None => {
+                super::note_request_parse();
+                let message = Message::parse_datagram(request)?;
+                SentRequest::from_message(&message).ok_or(TransactionError::NotARequest)?
+            }
+        };
+        self.start_client(now, request, reliable, destination)
+    }
+
+    /// [`send_request_bytes`](Self::send_request_bytes) for a request the UA core wrote
+    /// itself, with the method, top Via branch and CSeq number it wrote: they are taken as
+    /// given, not read back (in tests they are checked against what the parser reads). Bytes
+    /// that do not hold `branch` where the writer puts it are scanned as any others.
+    pub fn send_built_request(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        (method, branch, cseq): (Method, &str, u32),
+        reliable: bool,
+        destination: D,
+    ) -> Result<TxId, TransactionError> {
+        let Some(sent) = SentRequest::built(&request, method, branch, cseq) else {
+            return self.send_request_bytes(now, request, reliable, destination);
+        };
+        #[cfg(test)]
+        {
+            // What the parser reads of the request (a check, not the layer's work: not
+            // counted in `request_parses`).
+            let parsed =
+                Message::parse_datagram(request.clone()).expect("the writer's requests parse");
+            let parsed = SentRequest::from_message(&parsed).expect("a request");
+            assert_eq!(parsed.raw(), sent.raw());
+            assert_eq!(parsed.method(), sent.method());
+            assert_eq!(parsed.branch(), sent.branch());
+            assert_eq!(parsed.cseq(), sent.cseq());
+        }
+        self.start_client(now, sent, reliable, destination)
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        request: SentRequest,
+        reliable: bool,
+        destination: D,
+    ) -> Result<TxId, TransactionError> {
         let tx = ClientTransaction::new(now, request, reliable, self.config)?;
-        let branch = tx.request().branch().unwrap_or_default();
+        let branch = tx.branch();
         if let Some(bucket) = self.client_index.get(branch) {
             if bucket
                 .iter()
@@ -388,7 +452,7 @@ impl<D: Clone> TransactionLayer<D> {
                 });
             }
         }
-        let bytes = tx.request().raw().clone();
+        let bytes = tx.raw().clone();
         let id = self.insert(Machine::Client(tx), destination.clone());
         if let Some(Entry {
             machine: Machine::Client(c),
@@ -408,18 +472,6 @@ impl<D: Clone> TransactionLayer<D> {
         self.reschedule(id);
         self.prune_timers();
         Ok(id)
-    }
-
-    /// [`send_request`](Self::send_request) for a request still in bytes.
-    pub fn send_request_bytes(
-        &mut self,
-        now: Instant,
-        request: Bytes,
-        reliable: bool,
-        destination: D,
-    ) -> Result<TxId, TransactionError> {
-        let request = Message::parse_datagram(request)?;
-        self.send_request(now, request, reliable, destination)
     }
 
     /// CANCEL the INVITE client transaction `tx` (RFC 3261 §9.1): a new non-INVITE client
@@ -442,7 +494,7 @@ impl<D: Clone> TransactionLayer<D> {
         if let Some(reason) = reason {
             return Err(TransactionError::CannotCancel { tx, reason });
         }
-        let cancel = Bytes::from(build::cancel_for(invite.request()));
+        let cancel = Bytes::from(build::cancel_for(&invite.parse_request()?));
         let reliable = invite.is_reliable();
         let destination = entry.peer.clone();
         self.send_request_bytes(now, cancel, reliable, destination)
@@ -862,11 +914,7 @@ impl<D: Clone> TransactionLayer<D> {
         };
         match &entry.machine {
             Machine::Client(c) => {
-                index_remove(
-                    &mut self.client_index,
-                    c.request().branch().unwrap_or_default(),
-                    id,
-                );
+                index_remove(&mut self.client_index, c.branch(), id);
             }
             Machine::Server(s) => {
                 let key = server_key(s.request());

@@ -39,6 +39,27 @@ pub use uas2xx::{Uas2xxEvent, Uas2xxRetransmitter, Uas2xxState};
 use crate::sip::build;
 use crate::sip::msg::{Message, Method, ParseError};
 
+#[cfg(test)]
+thread_local! {
+    /// Full parses of requests the transaction layer sends, on this thread.
+    static REQUEST_PARSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Note a full parse of a request sent (counted in tests, which check that the common path
+/// makes none: [`request_parses`]).
+#[inline]
+fn note_request_parse() {
+    #[cfg(test)]
+    REQUEST_PARSES.with(|n| n.set(n.get() + 1));
+}
+
+/// How many requests to send the transaction layer parsed in full on this thread: started from
+/// bytes not written the plain way, or parsed for a CANCEL or the ACK of a non-2xx.
+#[cfg(test)]
+pub(crate) fn request_parses() -> u64 {
+    REQUEST_PARSES.with(std::cell::Cell::get)
+}
+
 /// INVITE or non-INVITE: the two kinds of transaction machine (RFC 3261 §17).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransactionKind {

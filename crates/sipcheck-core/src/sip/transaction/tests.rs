@@ -14,8 +14,8 @@ use bytes::Bytes;
 use super::*;
 use crate::ids::IdGen;
 use crate::sim::{Datagram, Fault, LinkConfig, Network, Node, Rule, Sim};
-use crate::sip::build::{ack_for_non2xx, write_response, RequestSpec, ViaSpec};
-use crate::sip::msg::Message;
+use crate::sip::build::{ack_for_non2xx, cancel_for, write_response, RequestSpec, ViaSpec};
+use crate::sip::msg::{Message, Name};
 use crate::sip::transport::Transport;
 
 /// The one clock read of these tests; everything after it is virtual.
@@ -268,13 +268,14 @@ impl Pair {
         request_with(method, &branch, self.transport, &call_id, 1)
     }
 
-    /// Start a client transaction on the UAC now.
+    /// Start a client transaction on the UAC now, from the request's bytes (as the UA core
+    /// does: the request is not parsed).
     fn send(&mut self, method: &str) -> TxId {
         let request = self.request(method);
         let reliable = self.transport.is_reliable();
         let now = self.now();
         self.uac_mut()
-            .send_request(now, request, reliable, Side::Uas)
+            .send_request_bytes(now, request.raw().clone(), reliable, Side::Uas)
             .unwrap()
     }
 
@@ -1140,7 +1141,7 @@ fn invite_and_its_cancel_share_a_branch_but_are_different_transactions() {
     };
     assert_eq!(
         cancel_msg.branch(),
-        pair.uac().client(invite).unwrap().request().branch()
+        Some(pair.uac().client(invite).unwrap().branch())
     );
     assert_eq!(pair.uas().cancel_target(&cancel_msg), Some(server_invite));
     let now = pair.now();
@@ -1550,5 +1551,221 @@ fn tables_shrink_after_a_storm() {
     assert!(
         after.0 < 2048,
         "deadline heap shrank: {storm:?} -> {after:?}"
+    );
+}
+
+/// An INVITE as the UA core writes it, with a route set (the ACK of a non-2xx and the CANCEL
+/// must carry it, RFC 3261 §17.1.1.3, §9.1).
+fn routed_invite(branch: &str) -> Bytes {
+    let routes = [
+        "<sip:p1.example.com;lr>".to_string(),
+        "<sip:p2.example.com;lr>".to_string(),
+    ];
+    let sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    Bytes::from(
+        RequestSpec {
+            method: "INVITE",
+            uri: "sip:bob@192.0.2.2:5060",
+            via: ViaSpec {
+                transport: Transport::Udp,
+                sent_by: "192.0.2.1:5060".parse().unwrap(),
+                branch,
+                rport: true,
+            },
+            routes: &routes,
+            from: "\"Alice\" <sip:alice@192.0.2.1>;tag=a1",
+            to: "<sip:bob@192.0.2.2>",
+            call_id: "routed-1@192.0.2.1",
+            cseq: 41,
+            contact: Some("<sip:alice@192.0.2.1:5060>"),
+            extra: &[("Allow", "INVITE, ACK, CANCEL, BYE")],
+            body: Some(("application/sdp", &sdp[..])),
+        }
+        .to_vec(),
+    )
+}
+
+fn parsed(bytes: &Bytes) -> Message {
+    Message::parse_datagram(bytes.clone()).unwrap()
+}
+
+/// The fields RFC 3261 §17.1.1.3 and §9.1 ask of an ACK or a CANCEL built from `invite`.
+fn assert_derived_from(derived: &Message, invite: &Message, method: &str) {
+    assert_eq!(derived.method().map(Method::as_str), Some(method));
+    assert_eq!(derived.request_uri(), invite.request_uri());
+    assert_eq!(derived.call_id(), invite.call_id());
+    assert_eq!(derived.header(&Name::FROM), invite.header(&Name::FROM));
+    assert_eq!(derived.cseq(), invite.cseq());
+    assert_eq!(derived.cseq_method().as_str(), method);
+    assert_eq!(
+        derived.header_values(&Name::VIA).collect::<Vec<_>>(),
+        invite.header_values(&Name::VIA).take(1).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        derived.header_values(&Name::ROUTE).collect::<Vec<_>>(),
+        invite.header_values(&Name::ROUTE).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_common_path_never_parses_a_request_it_sends() {
+    fn ringing_then_ok(m: &Message) -> Vec<u16> {
+        if m.method() == Some(&Method::INVITE) {
+            vec![180, 200]
+        } else {
+            vec![200]
+        }
+    }
+    let mut pair = Pair::new(Transport::Udp, ringing_then_ok);
+    // The first INVITE is lost: Timer A sends the bytes again.
+    pair.drop_nth(Side::Uac, 0);
+    let before = request_parses();
+    let invite = pair.send("INVITE");
+    let invite_bytes = pair.uac().client(invite).unwrap().raw().clone();
+    pair.run_until(ms(1000));
+    for method in ["BYE", "REGISTER", "OPTIONS"] {
+        pair.send(method);
+    }
+    pair.run_until_idle();
+    let times = pair.uac_times(REQUESTS);
+    assert_eq!(times.len(), 5, "{times:?}");
+    assert_eq!(times[..2], [0, 500]);
+    let finals = pair
+        .uac_events()
+        .iter()
+        .filter(|(_, e)| matches!(e, TransactionEvent::Response { message, .. } if message.status() == Some(200)))
+        .count();
+    assert_eq!(finals, 4, "the INVITE, BYE, REGISTER and OPTIONS answered");
+    assert_eq!(
+        pair.uac().counters().retransmissions_sent,
+        1,
+        "the INVITE sent again"
+    );
+    assert_eq!(request_parses(), before, "no request sent was parsed");
+    // What was sent is what was given.
+    let uas_invite = pair.uas_events().iter().find_map(|(_, e)| match e {
+        TransactionEvent::NewRequest { message, .. }
+            if message.method() == Some(&Method::INVITE) =>
+        {
+            Some(message.raw().clone())
+        }
+        _ => None,
+    });
+    assert_eq!(uas_invite, Some(invite_bytes));
+}
+
+#[test]
+fn the_ack_of_a_non_2xx_to_a_request_sent_as_bytes_is_built_from_the_original() {
+    let mut solo = Solo::new();
+    let bytes = routed_invite("z9hG4bKack1");
+    let before = request_parses();
+    let tx = solo
+        .layer
+        .send_request_bytes(solo.now, bytes.clone(), false, Side::Uas)
+        .unwrap();
+    assert_eq!(solo.layer.poll_transmit().unwrap().bytes, bytes);
+    let invite = parsed(&bytes);
+    let ringing = response_to(&invite, 180);
+    solo.layer
+        .handle_message(solo.now, ringing, false, Side::Uas);
+    assert_eq!(
+        request_parses(),
+        before,
+        "nothing parsed before the final response"
+    );
+
+    let busy = response_to(&invite, 486);
+    solo.layer
+        .handle_message(solo.now, busy.clone(), false, Side::Uas);
+    let ack = solo.layer.poll_transmit().unwrap();
+    assert_eq!(ack.kind, SendKind::Ack);
+    // Byte for byte what it was when the transaction kept the parsed INVITE.
+    assert_eq!(ack.bytes, Bytes::from(ack_for_non2xx(&invite, &busy)));
+    let ack_msg = parsed(&ack.bytes);
+    assert_derived_from(&ack_msg, &invite, "ACK");
+    assert_eq!(ack_msg.header(&Name::TO), busy.header(&Name::TO));
+    assert_eq!(
+        request_parses(),
+        before + 1,
+        "the INVITE parsed once, for its ACK"
+    );
+
+    // The 486 again: the same ACK again, not built (nor parsed) again.
+    solo.layer.handle_message(solo.now, busy, false, Side::Uas);
+    let again = solo.layer.poll_transmit().unwrap();
+    assert_eq!(again.kind, SendKind::AckRetransmission);
+    assert_eq!(again.bytes, ack.bytes);
+    assert_eq!(request_parses(), before + 1);
+    assert_eq!(solo.layer.client(tx).unwrap().final_status(), Some(486));
+}
+
+#[test]
+fn the_cancel_of_an_invite_sent_as_bytes_is_built_from_the_original() {
+    let mut solo = Solo::new();
+    let bytes = routed_invite("z9hG4bKcancel1");
+    let before = request_parses();
+    let tx = solo
+        .layer
+        .send_request_bytes(solo.now, bytes.clone(), false, Side::Uas)
+        .unwrap();
+    solo.layer.poll_transmit().unwrap();
+    let invite = parsed(&bytes);
+    solo.layer
+        .handle_message(solo.now, response_to(&invite, 180), false, Side::Uas);
+    let cancel_tx = solo.layer.send_cancel(solo.now, tx).unwrap();
+    let cancel = solo.layer.poll_transmit().unwrap();
+    assert_eq!(cancel.kind, SendKind::Request);
+    assert_eq!(cancel.bytes, Bytes::from(cancel_for(&invite)));
+    let cancel_msg = parsed(&cancel.bytes);
+    assert_derived_from(&cancel_msg, &invite, "CANCEL");
+    assert_eq!(cancel_msg.header(&Name::TO), invite.header(&Name::TO));
+    // The INVITE parsed once, to build the CANCEL; the CANCEL itself, written the plain way,
+    // is not.
+    assert_eq!(request_parses(), before + 1);
+    let client = solo.layer.client(cancel_tx).unwrap();
+    assert_eq!(*client.method(), Method::CANCEL);
+    assert_eq!(client.branch(), "z9hG4bKcancel1");
+    assert_eq!(client.cseq(), 41);
+}
+
+#[test]
+fn a_request_not_written_the_plain_way_is_parsed_and_still_refused_when_it_does_not_parse() {
+    let mut solo = Solo::new();
+    let before = request_parses();
+    // Folded, LF-only: parsed (and sent as it was framed).
+    let folded = Bytes::from_static(
+        b"OPTIONS sip:b@example.com SIP/2.0\nVia: SIP/2.0/UDP\n a.example.com;branch=z9hG4bKf1\nCall-ID: f\nCSeq: 3 OPTIONS\n\n",
+    );
+    let tx = solo
+        .layer
+        .send_request_bytes(solo.now, folded.clone(), false, Side::Uas)
+        .unwrap();
+    assert_eq!(request_parses(), before + 1);
+    assert_eq!(solo.layer.client(tx).unwrap().branch(), "z9hG4bKf1");
+    assert_eq!(solo.layer.poll_transmit().unwrap().bytes, folded);
+    // No Call-ID: refused as before.
+    assert!(matches!(
+        solo.layer.send_request_bytes(
+            solo.now,
+            Bytes::from_static(
+                b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bKf2\r\nCSeq: 1 OPTIONS\r\n\r\n"
+            ),
+            false,
+            Side::Uas
+        ),
+        Err(TransactionError::Parse(_))
+    ));
+    // Plain, but an ACK or without a branch: refused as before.
+    let ack = request_with("ACK", "z9hG4bKf3", Transport::Udp, "f", 1);
+    assert_eq!(
+        solo.layer
+            .send_request_bytes(solo.now, ack.raw().clone(), false, Side::Uas),
+        Err(TransactionError::AckIsNotATransaction)
+    );
+    let no_branch = request_with("OPTIONS", "", Transport::Udp, "f", 1);
+    assert_eq!(
+        solo.layer
+            .send_request_bytes(solo.now, no_branch.raw().clone(), false, Side::Uas),
+        Err(TransactionError::MissingBranch)
     );
 }

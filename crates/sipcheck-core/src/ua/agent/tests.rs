@@ -1038,6 +1038,7 @@ fn registers_sent(run: &Run, from: SocketAddr) -> Vec<(Instant, String)> {
 
 #[test]
 fn registrations_go_fifty_at_a_time_and_every_one_is_registered_then_unregistered() {
+    let parses = crate::sip::transaction::request_parses();
     let mut run = Run::new(LOAD, LinkConfig::new(ms(10)));
     let answering = std::rc::Rc::new(std::cell::Cell::new(true));
     serve_registrar(&mut run, answering);
@@ -1104,6 +1105,8 @@ fn registrations_go_fifty_at_a_time_and_every_one_is_registered_then_unregistere
     assert_eq!(unregistered, 120, "{:?}", node.registrations);
     // With the registrar's nonce kept: no challenge this time.
     assert_eq!(unregistering(&run), 120);
+    // 480 REGISTERs sent, none parsed by the transaction layer.
+    assert_eq!(crate::sip::transaction::request_parses(), parses);
 }
 
 #[test]

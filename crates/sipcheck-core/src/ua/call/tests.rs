@@ -722,6 +722,62 @@ fn basic_call_a_to_b() {
 }
 
 #[test]
+fn a_call_and_a_request_of_the_callers_own_parse_none_of_the_requests_sent() {
+    use crate::sip::transaction::request_parses;
+    let before = request_parses();
+    let mut net = Net::with_callee(ms(500));
+    net.sim.nodes[A].policy.hangup_after = Some(secs(1));
+    net.invite(call_to_b());
+    net.run_for(secs(1));
+    // An OPTIONS of A's own, outside the call, while the call is up.
+    let bytes = RequestSpec {
+        method: "OPTIONS",
+        uri: "sip:bob@192.0.2.2:5060",
+        via: ViaSpec {
+            transport: Transport::Udp,
+            sent_by: addr(A),
+            branch: "z9hG4bKownoptions",
+            rport: true,
+        },
+        routes: &[],
+        from: "<sip:alice@192.0.2.1>;tag=own1",
+        to: "<sip:bob@192.0.2.2>",
+        call_id: "own-options-1",
+        cseq: 1,
+        contact: None,
+        extra: &[],
+        body: None,
+    }
+    .to_vec();
+    let now = net.now();
+    let options = net
+        .ep(A)
+        .send_request(now, Bytes::from(bytes), addr(B))
+        .unwrap();
+    net.flush();
+    net.run_until_idle();
+    net.assert_no_errors();
+    assert_eq!(
+        net.trace(),
+        [
+            "A INVITE",
+            "B 100/INVITE",
+            "B 180/INVITE",
+            "B 200/INVITE",
+            "A ACK",
+            "A OPTIONS",
+            "B 200/OPTIONS",
+            "A BYE",
+            "B 200/BYE"
+        ]
+    );
+    assert_eq!(final_response(&net, options).status(), Some(200));
+    // The INVITE, the BYE and the OPTIONS went out as written, none parsed by the
+    // transaction layer (the endpoints parse what they receive, not what they send).
+    assert_eq!(request_parses(), before);
+}
+
+#[test]
 fn callee_hangs_up() {
     let mut net = Net::with_callee(ms(500));
     net.sim.nodes[B].policy.hangup_after = Some(secs(1));
@@ -744,6 +800,7 @@ fn callee_hangs_up() {
 
 #[test]
 fn reject_486() {
+    let parses = crate::sip::transaction::request_parses();
     let mut net = Net::new();
     net.sim.nodes[B].policy.reject = Some(486);
     net.invite(call_to_b());
@@ -761,6 +818,8 @@ fn reject_486() {
         net.trace(),
         ["A INVITE", "B 100/INVITE", "B 486/INVITE", "A ACK"]
     );
+    // The INVITE was parsed once: to build that ACK.
+    assert_eq!(crate::sip::transaction::request_parses() - parses, 1);
     // The ACK of a non-2xx is the transaction's: same branch as the INVITE.
     assert_eq!(
         net.sent(A, "ACK")[0].message().branch(),
@@ -813,6 +872,7 @@ fn hangup_while_awaiting_the_ack_waits_for_it() {
 
 #[test]
 fn caller_cancels_while_ringing() {
+    let parses = crate::sip::transaction::request_parses();
     let mut net = Net::new();
     net.sim.nodes[B].policy.ring_after = Some(Duration::ZERO);
     let call = net.invite(call_to_b());
@@ -833,6 +893,19 @@ fn caller_cancels_while_ringing() {
             "A ACK"
         ]
     );
+    // The INVITE was parsed twice: for its CANCEL, and for the ACK of its 487.
+    assert_eq!(crate::sip::transaction::request_parses() - parses, 2);
+    // The CANCEL and the ACK carry the INVITE's Request-URI, Call-ID, From, CSeq number and
+    // top Via (RFC 3261 §9.1, §17.1.1.3).
+    let invite = net.sent(A, "INVITE")[0].message();
+    for method in ["CANCEL", "ACK"] {
+        let derived = net.sent(A, method)[0].message();
+        assert_eq!(derived.request_uri(), invite.request_uri());
+        assert_eq!(derived.call_id(), invite.call_id());
+        assert_eq!(derived.header(&Name::FROM), invite.header(&Name::FROM));
+        assert_eq!(derived.cseq(), invite.cseq());
+        assert_eq!(derived.branch(), invite.branch());
+    }
     let rec = net.ended(A)[0];
     assert_eq!(rec.final_code, Some(487));
     assert_eq!(rec.cancel, Some(net.t0 + secs(1)));
