@@ -54,11 +54,14 @@ const MAX_NAP: u64 = 5;
 /// The media threads' timer slack (Linux), in nanoseconds.
 #[cfg(target_os = "linux")]
 const TIMER_SLACK_NS: std::ffi::c_ulong = 1_000;
-/// How long before its next busy tick a thread with few streams wakes, to spin the rest of
-/// the way: a sleeping thread runs some tens of microseconds after its timer fires (the
-/// futex timeout's hrtimer, then the scheduler), and the tick's first frame would leave that
-/// late.
+/// How long before its next busy tick a thread with few streams wakes at most, to spin the
+/// rest of the way: a sleeping thread runs some tens of microseconds after its timer fires
+/// (the futex timeout's hrtimer, then the scheduler), and the tick's first frame would leave
+/// that late. The margin used is the thread's own wake-up lateness ([`WakeLateness`]), within
+/// [`SPIN_MIN`] and this.
 const SPIN_AHEAD: Duration = Duration::from_micros(100);
+/// The least margin a spinning thread wakes ahead by.
+const SPIN_MIN: Duration = Duration::from_micros(10);
 /// The most streams a thread spins for. Spinning costs up to [`SPIN_AHEAD`] of CPU per busy
 /// tick (a tenth of a core when every tick is busy); a thread with more streams sleeps to
 /// the tick.
@@ -201,6 +204,8 @@ struct Scheduler {
     tick: u64,
     out: [u8; MAX_PACKET],
     receiving: Receiving,
+    /// How late this thread's timed sleeps end: the margin it wakes ahead by to spin.
+    lateness: WakeLateness,
     /// Test hook: the time every tick with a running stream takes at least (an overloaded
     /// thread).
     #[cfg(test)]
@@ -230,6 +235,7 @@ impl Scheduler {
                 headers: MultiHeaders::preallocate(RX_BATCH, Some(nix::cmsg_space!(TimeSpec))),
                 buffers: vec![[0; RX_BUF]; RX_BATCH],
             },
+            lateness: WakeLateness::default(),
             #[cfg(test)]
             slow_tick: Duration::ZERO,
             #[cfg(test)]
@@ -310,7 +316,7 @@ impl Scheduler {
             let ahead = if behind || self.streams.len() > SPIN_STREAMS || !self.sends_on(next) {
                 Duration::ZERO
             } else {
-                SPIN_AHEAD
+                self.lateness.margin()
             };
             let wake = at.checked_sub(ahead).unwrap_or(at);
             let left = wake.saturating_duration_since(Instant::now());
@@ -319,9 +325,15 @@ impl Scheduler {
             }
             // Only after a wake-up on time (`park_timeout` may return early: it then sleeps
             // again), so a spin lasts at most SPIN_AHEAD.
-            if !ahead.is_zero() && Instant::now() >= wake {
-                while Instant::now() < at {
-                    std::hint::spin_loop();
+            if !ahead.is_zero() {
+                let woke = Instant::now();
+                if woke >= wake {
+                    if !left.is_zero() {
+                        self.lateness.observe(woke - wake);
+                    }
+                    while Instant::now() < at {
+                        std::hint::spin_loop();
+                    }
                 }
             }
             // Nothing was due on the ticks slept over.
@@ -702,6 +714,38 @@ impl Scheduler {
     }
 }
 
+/// How late a thread's timed sleeps end, as a maximum that decays by 1/256 a sleep: it
+/// follows the worst of the last few hundred wake-ups (about the p99.5 of a steady
+/// lateness), rises at once with a late one, and falls back slowly when the machine quietens.
+#[derive(Debug, Clone, Copy)]
+struct WakeLateness {
+    /// In nanoseconds.
+    worst: u64,
+}
+
+impl Default for WakeLateness {
+    /// Until it knows better, a thread wakes the whole [`SPIN_AHEAD`] early.
+    fn default() -> Self {
+        Self {
+            worst: SPIN_AHEAD.as_nanos() as u64,
+        }
+    }
+}
+
+impl WakeLateness {
+    /// A sleep ended `late` after its deadline.
+    fn observe(&mut self, late: Duration) {
+        let late = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
+        self.worst = late.max(self.worst - self.worst / 256);
+    }
+
+    /// How early to wake to spin to a tick: the worst lateness seen lately and a quarter
+    /// more, within [`SPIN_MIN`] and [`SPIN_AHEAD`].
+    fn margin(&self) -> Duration {
+        Duration::from_nanos(self.worst.saturating_add(self.worst / 4)).clamp(SPIN_MIN, SPIN_AHEAD)
+    }
+}
+
 /// Read every datagram queued on `socket` (bound to `local`) into `sink`, each with the time
 /// the kernel received it and its source address (and into the `--pcap` capture).
 fn drain(
@@ -839,6 +883,38 @@ mod tests {
         let socket = UdpSocket::bind((ip, 0)).unwrap();
         socket.set_nonblocking(true).unwrap();
         socket
+    }
+
+    #[test]
+    fn the_spin_margin_follows_the_worst_recent_wake_up_within_its_bounds() {
+        let us = Duration::from_micros;
+        let mut lateness = WakeLateness::default();
+        assert_eq!(
+            lateness.margin(),
+            SPIN_AHEAD,
+            "the whole margin until measured"
+        );
+        // A quiet machine: sleeps end 8 µs late; the margin decays towards 8 µs and a
+        // quarter, never below SPIN_MIN.
+        for _ in 0..5_000 {
+            lateness.observe(us(8));
+        }
+        assert_eq!(lateness.margin(), us(10));
+        // One late wake-up raises it at once, and it stays up for the next sleeps...
+        lateness.observe(us(40));
+        assert_eq!(lateness.margin(), us(50));
+        for _ in 0..50 {
+            lateness.observe(us(8));
+        }
+        assert!(lateness.margin() > us(40), "{:?}", lateness.margin());
+        // ...then falls back once the machine stays quiet.
+        for _ in 0..2_000 {
+            lateness.observe(us(8));
+        }
+        assert_eq!(lateness.margin(), us(10));
+        // Never more than SPIN_AHEAD: a wake-up later than that is not worth spinning for.
+        lateness.observe(Duration::from_millis(3));
+        assert_eq!(lateness.margin(), SPIN_AHEAD);
     }
 
     fn add(worker: &Worker, id: u64, remote: SocketAddr) {
