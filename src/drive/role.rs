@@ -118,9 +118,16 @@ pub struct StepRecords {
     pub all: bool,
 }
 
+/// The most of the executor's commands already sent that one turn of the loop carries out.
+/// The executor sends every call start already due at once (several each time it wakes at
+/// high rates): a turn each would cost a select over every source of the loop and a pass over
+/// the agent's output per call.
+const COMMANDS_PER_TURN: usize = 32;
+
 /// What woke a role's task, of its own.
 enum RoleWake {
-    Command(Option<RoleCommand>),
+    /// Commands arrived (in [`RoleControl::ready`]), or none (0): the executor is gone.
+    Commands(usize),
     Stop(bool),
 }
 
@@ -159,6 +166,7 @@ impl Role {
                 events,
                 stop,
                 callers,
+                ready: Vec::new(),
                 registered: Some(registered),
                 unregistered: None,
                 stop_fed: false,
@@ -275,6 +283,8 @@ impl Media for RoleMedia {
 struct RoleControl {
     name: String,
     commands: mpsc::UnboundedReceiver<RoleCommand>,
+    /// The commands received in one wake, carried out in order in the same turn.
+    ready: Vec<RoleCommand>,
     events: mpsc::UnboundedSender<RunEvent>,
     stop: watch::Receiver<bool>,
     callers: Arc<Callers>,
@@ -299,7 +309,7 @@ impl Control<RoleMedia> for RoleControl {
             return std::future::pending().await;
         }
         tokio::select! {
-            command = self.commands.recv(), if self.commands_open => RoleWake::Command(command),
+            n = self.commands.recv_many(&mut self.ready, COMMANDS_PER_TURN), if self.commands_open => RoleWake::Commands(n),
             stopped = self.stop.wait_for(|s| *s), if !self.stop_fed => RoleWake::Stop(stopped.is_ok()),
         }
     }
@@ -311,10 +321,17 @@ impl Control<RoleMedia> for RoleControl {
     ) -> Result<Option<()>, Self::Error> {
         let now = Instant::now();
         match wake {
-            RoleWake::Command(Some(command)) => self.shut |= self.command(agent, command),
-            RoleWake::Command(None) => {
+            RoleWake::Commands(0) => {
                 self.commands_open = false;
                 agent.shutdown(now);
+            }
+            RoleWake::Commands(_) => {
+                let mut ready = std::mem::take(&mut self.ready);
+                for command in ready.drain(..) {
+                    self.shut |= self.command(agent, command);
+                }
+                // The buffer is kept for the next wake.
+                self.ready = ready;
             }
             RoleWake::Stop(stopped) => {
                 self.stop_fed = true;
@@ -519,7 +536,106 @@ fn step_recording_name(role: &str, user: &str, call_id: &str, line: u32) -> Stri
 
 #[cfg(test)]
 mod tests {
-    use super::recording_name;
+    use std::sync::Arc;
+
+    use sipcheck_core::ids::IdGen;
+    use sipcheck_core::sip::transport::Transport;
+    use sipcheck_core::ua::agent::{Agent, AgentConfig};
+    use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
+    use sipcheck_core::ua::register::LocalEnd;
+    use tokio::sync::{mpsc, oneshot, watch};
+
+    use super::{recording_name, Callers, RoleCommand, RoleControl, RoleWake};
+    use crate::drive::agent::Control;
+
+    fn agent() -> Agent<std::net::SocketAddr> {
+        let local = LocalEnd {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5060".parse().unwrap(),
+            routes: Vec::new(),
+        };
+        let config = AgentConfig {
+            role: "caller".into(),
+            local: local.clone(),
+            next_hop: None,
+            domain: String::new(),
+            codecs: Vec::new(),
+            ptime_ms: 20,
+            rtp: false,
+            wavs: Arc::default(),
+            accounts: Vec::new(),
+            steps: Arc::default(),
+            srtp: None,
+            sips: false,
+            signature_parties: Vec::new().into(),
+        };
+        Agent::new(
+            config,
+            Endpoint::new(EndpointConfig::new(local), IdGen::new(7)),
+        )
+    }
+
+    /// The commands the executor already sent are all carried out in the turn the first of
+    /// them wakes (not one per turn of the loop), in order, and the channel's end is still
+    /// seen once they are done.
+    #[tokio::test]
+    async fn commands_already_sent_are_all_carried_out_in_one_turn() {
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let (_stop_tx, stop) = watch::channel(false);
+        let (registered, _registered_rx) = oneshot::channel();
+        let mut control = RoleControl {
+            name: "caller".into(),
+            commands: commands_rx,
+            ready: Vec::new(),
+            events,
+            stop,
+            callers: Arc::new(Callers::default()),
+            registered: Some(registered),
+            unregistered: None,
+            stop_fed: false,
+            commands_open: true,
+            shut: false,
+        };
+        let mut agent = agent();
+        let mut told = Vec::new();
+        for _ in 0..3 {
+            let (tx, rx) = oneshot::channel();
+            commands.send(RoleCommand::LoadDone(tx)).unwrap();
+            told.push(rx);
+        }
+        commands.send(RoleCommand::Shutdown).unwrap();
+        drop(commands);
+
+        let wake = control.wake().await;
+        assert!(
+            matches!(wake, RoleWake::Commands(4)),
+            "all four in one wake"
+        );
+        control.handle(&mut agent, wake).unwrap();
+        assert!(control.shut, "the Shutdown, last, was carried out");
+        // The first two LoadDone were carried out and replaced by the next: their senders
+        // are dropped; the last one's waits for the registrations' end (none: at once).
+        let mut last = told.pop().unwrap();
+        for mut rx in told {
+            assert!(matches!(
+                rx.try_recv(),
+                Err(oneshot::error::TryRecvError::Closed)
+            ));
+        }
+        assert!(matches!(
+            last.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        control.poll_done(&mut agent, 0).unwrap();
+        assert!(last.try_recv().is_ok(), "told once no registration is left");
+
+        // The executor is gone: the next wake says so.
+        let wake = control.wake().await;
+        assert!(matches!(wake, RoleWake::Commands(0)));
+        control.handle(&mut agent, wake).unwrap();
+        assert!(!control.commands_open);
+    }
 
     #[test]
     fn a_recordings_name_keeps_no_path_separator_or_control_character() {

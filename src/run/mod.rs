@@ -54,6 +54,9 @@ fn count(
     }
 }
 
+/// The most events the collector takes from the run's roles in one wake.
+const EVENTS_PER_WAKE: usize = 64;
+
 /// Options of `sipcheck run`.
 #[derive(Debug, Clone)]
 pub struct RunArgs {
@@ -414,43 +417,52 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         let mut series_failed = false;
         let mut hdr_failed = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
+        let mut ready = Vec::with_capacity(EVENTS_PER_WAKE);
         let mut interrupts = crate::signal::Interrupts::new().ok();
         loop {
             tokio::select! {
-                event = events_rx.recv() => match event {
-                    Some(RunEvent::CallStarted { .. }) => {
-                        progress.on_call_started();
-                        if let Some((s, _)) = &mut series {
-                            s.handle_started(started_at.elapsed());
+                // Every event already sent, in order, in one wake (up to EVENTS_PER_WAKE): at
+                // high rates several calls start and end between two turns of this task.
+                n = events_rx.recv_many(&mut ready, EVENTS_PER_WAKE) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for event in ready.drain(..) {
+                        match event {
+                            RunEvent::CallStarted { .. } => {
+                                progress.on_call_started();
+                                if let Some((s, _)) = &mut series {
+                                    s.handle_started(started_at.elapsed());
+                                }
+                            }
+                            RunEvent::CallFinished(result) => {
+                                let now = Instant::now();
+                                log.ended(now, &result);
+                                count(
+                                    pairing.push(now, *result),
+                                    &mut metrics,
+                                    &mut progress,
+                                    Tallies {
+                                        series: series.as_mut().map(|(s, _)| s),
+                                        hdr: hdr.as_mut().map(|(h, _)| h),
+                                    },
+                                    started_at.elapsed(),
+                                    &mut log,
+                                );
+                            }
+                            RunEvent::Registered(r) => {
+                                metrics.record_register(&r);
+                                if let Some((h, _)) = &mut hdr {
+                                    h.handle_register(started_at.elapsed(), &r);
+                                }
+                            }
+                            RunEvent::NotStarted => {
+                                metrics.record_not_started();
+                                log.not_started();
+                            }
                         }
                     }
-                    Some(RunEvent::CallFinished(result)) => {
-                        let now = Instant::now();
-                        log.ended(now, &result);
-                        count(
-                            pairing.push(now, *result),
-                            &mut metrics,
-                            &mut progress,
-                            Tallies {
-                                series: series.as_mut().map(|(s, _)| s),
-                                hdr: hdr.as_mut().map(|(h, _)| h),
-                            },
-                            started_at.elapsed(),
-                            &mut log,
-                        );
-                    }
-                    Some(RunEvent::Registered(r)) => {
-                        metrics.record_register(&r);
-                        if let Some((h, _)) = &mut hdr {
-                            h.handle_register(started_at.elapsed(), &r);
-                        }
-                    }
-                    Some(RunEvent::NotStarted) => {
-                        metrics.record_not_started();
-                        log.not_started();
-                    }
-                    None => break,
-                },
+                }
                 _ = ticker.tick() => {
                     let now = Instant::now();
                     for took in crate::drive::tls::HANDSHAKES.take() {
