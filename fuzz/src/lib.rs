@@ -28,7 +28,7 @@ use sipcheck_core::sdp::{
 };
 use sipcheck_core::sip::auth::{Challenge, ChallengeKind, Credentials, DigestClient};
 use sipcheck_core::sip::build::{cancel_for, reason_phrase, write_response};
-use sipcheck_core::sip::msg::{Message, Method, Name, StreamFramer};
+use sipcheck_core::sip::msg::{Message, Method, Name, SentRequest, StreamFramer};
 
 /// The body of a fuzz target.
 pub type Target = fn(&[u8]);
@@ -49,10 +49,33 @@ pub const TARGETS: &[(&str, Target)] = &[
 // SIP messages
 // ---------------------------------------------------------------------------------------------
 
+/// `SentRequest::scan`, the transaction layer's one-pass reading of a request it sends: it
+/// accepts only what the parser reads the same way, so when it accepts, the parser must
+/// have accepted the same request, with the same method, top Via branch, CSeq number and
+/// framed length.
+fn sent_request_scan(data: &[u8], parsed: Option<&Message>) {
+    let Some(sent) = SentRequest::scan(&Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    let msg = parsed.unwrap_or_else(|| {
+        panic!(
+            "scan accepted a request the parser refuses: {:?}",
+            String::from_utf8_lossy(data)
+        )
+    });
+    assert!(msg.is_request(), "scan accepted a response");
+    assert_eq!(msg.method(), Some(sent.method()), "method");
+    assert_eq!(msg.branch(), sent.branch(), "top Via branch");
+    assert_eq!(msg.cseq(), sent.cseq(), "CSeq number");
+    assert_eq!(msg.raw().len(), sent.raw().len(), "framed length");
+}
+
 /// `Message::parse_datagram`, every accessor, and for requests `write_response` and
 /// `cancel_for`, whose output must parse back with the same Call-ID and CSeq.
 pub fn sip_message(data: &[u8]) {
-    let Ok(msg) = Message::parse_datagram(Bytes::copy_from_slice(data)) else {
+    let parsed = Message::parse_datagram(Bytes::copy_from_slice(data));
+    sent_request_scan(data, parsed.as_ref().ok());
+    let Ok(msg) = parsed else {
         return;
     };
     exercise_message(&msg);
