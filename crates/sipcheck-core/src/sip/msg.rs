@@ -605,8 +605,9 @@ fn scan_plain_request(message: &[u8]) -> Option<PlainRequest<'_>> {
             return None;
         }
         let value = (next + colon + 1, end);
-        // A second Call-ID, CSeq or Content-Length: the parser decides (a request
-        // sipcheck writes has one of each).
+        // A second Content-Length: the parser decides (it refuses some the scan would
+        // read; a request sipcheck writes has one). A second Call-ID or CSeq is read as
+        // the parser reads it: the first.
         let once = |slot: &mut Option<(usize, usize)>| match slot {
             Some(_) => None,
             None => {
@@ -621,9 +622,15 @@ fn scan_plain_request(message: &[u8]) -> Option<PlainRequest<'_>> {
             name if name.eq_ignore_ascii_case(b"via") => {
                 via.get_or_insert(value);
             }
-            [b'i' | b'I'] => once(&mut call_id)?,
-            name if name.eq_ignore_ascii_case(b"call-id") => once(&mut call_id)?,
-            name if name.eq_ignore_ascii_case(b"cseq") => once(&mut cseq)?,
+            [b'i' | b'I'] => {
+                call_id.get_or_insert(value);
+            }
+            name if name.eq_ignore_ascii_case(b"call-id") => {
+                call_id.get_or_insert(value);
+            }
+            name if name.eq_ignore_ascii_case(b"cseq") => {
+                cseq.get_or_insert(value);
+            }
             [b'l' | b'L'] => once(&mut length)?,
             name if name.eq_ignore_ascii_case(b"content-length") => once(&mut length)?,
             _ => {}
@@ -2128,14 +2135,8 @@ From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n
                 "Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 9\r\n",
             ),
             "nonsense\r\n\r\n".to_string(),
-            // A second Call-ID, CSeq or Content-Length (found by the sip_message fuzz
-            // target: a malformed first Content-Length the parser refuses, a good second).
-            head(plain_via, "Call-ID: x\r\nCall-ID: y\r\nCSeq: 1 OPTIONS\r\n"),
-            head(plain_via, "Call-ID: x\r\nCSeq: 1 OPTIONS\r\ni: y\r\n"),
-            head(
-                plain_via,
-                "Call-ID: x\r\nCSeq: 1 OPTIONS\r\nCSeq: 2 OPTIONS\r\n",
-            ),
+            // A second Content-Length (found by the sip_message fuzz target: a malformed
+            // first one the parser refuses, a good second).
             head(
                 plain_via,
                 "Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: x\r\nl: 0\r\n",
