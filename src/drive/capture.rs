@@ -41,7 +41,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sipcheck_core::capture::ring::grown;
 use sipcheck_core::capture::select::{
     show_size, CallTag, Keep, Limits, Selected, Selector, StreamRing,
 };
@@ -728,10 +727,12 @@ impl Drop for StreamTap {
 
 impl HeldStream {
     fn push(&mut self, wall: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
-        // At the size reserved: more is reserved (once per growth of the ring), within the
-        // per-call and total bounds; else the ring wraps within what it has.
-        if self.ring.size() >= self.reserved && self.reserved < self.tap.per_call {
-            let more = grown(self.reserved, self.reserved + 1, self.tap.per_call) - self.reserved;
+        // Its next chunk would pass the size reserved: a chunk more is reserved (once per
+        // chunk), within the per-call and total bounds; else the ring wraps within what it
+        // has.
+        if self.ring.size() + self.ring.chunk() > self.reserved && self.reserved < self.tap.per_call
+        {
+            let more = self.ring.chunk().min(self.tap.per_call - self.reserved);
             if self.tap.reserve(more) {
                 self.reserved += more;
             }
@@ -754,7 +755,7 @@ impl Tap {
         }
         Some(HeldStream {
             call,
-            ring: StreamRing::default(),
+            ring: StreamRing::with_limit(self.per_call),
             reserved: 0,
             tap: self,
         })

@@ -15,6 +15,7 @@
 
 pub mod ring;
 pub mod select;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -35,6 +35,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::ring::Ring;
+pub use super::stream::StreamRing;
 use super::Encoder;
 
 /// Which calls a capture keeps.
@@ -158,7 +159,7 @@ struct Held {
     /// Its records as they came ([`Selector::record`], [`Selector::record_udp`]).
     ring: Ring,
     /// Its media streams' datagrams, handed over whole ([`Selector::stream`]).
-    streams: Vec<Ring>,
+    streams: Vec<StreamRing>,
     /// An end's verdict came and another end told of has none yet: the call is settled at
     /// this time (dropped if every verdict so far passed, else written) unless the last
     /// verdict comes first.
@@ -176,93 +177,36 @@ struct Held {
 impl Held {
     /// The records' bytes held.
     fn bytes(&self) -> usize {
-        self.ring.bytes() + self.streams.iter().map(Ring::bytes).sum::<usize>()
+        self.ring.bytes() + self.streams.iter().map(StreamRing::bytes).sum::<usize>()
     }
 
     fn is_empty(&self) -> bool {
-        self.ring.is_empty() && self.streams.iter().all(Ring::is_empty)
+        self.ring.is_empty() && self.streams.iter().all(StreamRing::is_empty)
     }
 
     /// The time of its oldest record.
     fn first_time(&self) -> Option<Duration> {
-        std::iter::once(&self.ring)
-            .chain(&self.streams)
-            .filter_map(Ring::first_time)
-            .min()
+        let streams = self.streams.iter().filter_map(StreamRing::first_time);
+        self.ring.first_time().into_iter().chain(streams).min()
     }
 
     /// Drop its oldest record (of the ring whose oldest is the oldest): its bytes.
     fn pop_oldest(&mut self) -> usize {
-        std::iter::once(&mut self.ring)
-            .chain(&mut self.streams)
+        let stream = self
+            .streams
+            .iter_mut()
             .filter(|r| !r.is_empty())
-            .min_by_key(|r| r.front_time())
-            .map_or(0, Ring::pop_oldest)
+            .min_by_key(|r| r.front_time());
+        match (stream, self.ring.front_time()) {
+            (Some(stream), Some(own)) if stream.front_time() < Some(own) => stream.pop_oldest(),
+            (_, Some(_)) => self.ring.pop_oldest(),
+            (Some(stream), None) => stream.pop_oldest(),
+            (None, None) => 0,
+        }
     }
 
     fn capacity(&self) -> usize {
-        self.ring.capacity() + self.streams.iter().map(Ring::capacity).sum::<usize>()
-    }
-}
-
-/// One media stream's UDP datagrams of one call, held by whoever sends and receives them
-/// (its media thread) and handed to the [`Selector`] whole when the stream stops
-/// ([`Selector::stream`]): a datagram of a call that passes costs one copy into the ring,
-/// and nothing in the selector. Bounded like a call's records (the oldest go, the ring is
-/// then truncated): its owner says how big it may grow ([`Self::push_udp`]'s bound).
-#[derive(Debug, Default)]
-pub struct StreamRing {
-    ring: Ring,
-}
-
-impl StreamRing {
-    /// Hold the datagram `payload` from `src` to `dst` at `wall` (see
-    /// [`Selector::record_udp`]), the ring at most `bound` bytes.
-    pub fn push_udp(
-        &mut self,
-        wall: Duration,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-        bound: usize,
-    ) {
-        let (head, n) = udp_head(src, dst);
-        self.ring.push_parts(wall, &head[..n], payload, bound, true);
-    }
-
-    /// The bytes its buffer grew to (at most the bounds it was given).
-    #[must_use]
-    pub fn size(&self) -> usize {
-        self.ring.size()
-    }
-
-    /// The bytes of the datagrams held (each with its addresses).
-    #[must_use]
-    pub fn bytes(&self) -> usize {
-        self.ring.bytes()
-    }
-
-    /// The datagrams held.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// True when it holds none.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
-    }
-
-    /// True when datagrams were dropped for the bound.
-    #[must_use]
-    pub fn truncated(&self) -> bool {
-        self.ring.truncated()
-    }
-
-    /// A datagram was not kept (its owner found no room for it).
-    pub fn set_truncated(&mut self) {
-        self.ring.set_truncated();
+        self.ring.capacity() + self.streams.iter().map(StreamRing::size).sum::<usize>()
     }
 }
 
@@ -444,7 +388,6 @@ impl Selector {
     /// else held with the call's other records until its verdict, and then written with
     /// them in time order.
     pub fn stream(&mut self, call: CallTag, ring: StreamRing, out: &mut Vec<u8>) {
-        let ring = ring.ring;
         if ring.is_empty() && !ring.truncated() {
             return;
         }
@@ -688,9 +631,13 @@ enum Fate {
 /// encoded by `udp`; and empty the rings. True when records are missing: dropped from a ring
 /// for its bound, or here for `per_call`.
 fn write_held(udp: &mut Encoder, held: &mut Held, per_call: usize, out: &mut Vec<u8>) -> bool {
-    let mut truncated = held.ring.truncated() || held.streams.iter().any(Ring::truncated);
-    let rings = std::iter::once(&held.ring).chain(&held.streams);
-    let mut records: Vec<(Duration, &[u8], bool)> = rings.flat_map(Ring::records).collect();
+    let mut truncated = held.ring.truncated() || held.streams.iter().any(StreamRing::truncated);
+    let streams = held.streams.iter().flat_map(StreamRing::records);
+    let mut records: Vec<(Duration, &[u8], bool)> = held
+        .ring
+        .records()
+        .chain(streams.map(|(wall, record)| (wall, record, true)))
+        .collect();
     records.sort_by_key(|(wall, _, _)| *wall);
     // The newest records within the bound.
     let mut bytes = 0;
@@ -714,7 +661,7 @@ fn write_held(udp: &mut Encoder, held: &mut Held, per_call: usize, out: &mut Vec
 }
 
 /// The head of a held UDP datagram ([`put_udp`]) and its length.
-fn udp_head(src: SocketAddr, dst: SocketAddr) -> ([u8; 37], usize) {
+pub(super) fn udp_head(src: SocketAddr, dst: SocketAddr) -> ([u8; 37], usize) {
     let mut head = [0u8; 37];
     let n = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -1042,7 +989,7 @@ mod tests {
     /// A stream's ring holding `dgrams`, at most `bound` bytes.
     fn stream_ring(dgrams: &[Dgram], bound: usize) -> super::StreamRing {
         let (local, remote) = ends();
-        let mut ring = super::StreamRing::default();
+        let mut ring = super::StreamRing::with_limit(bound);
         for d in dgrams {
             let (src, dst) = if d.sent {
                 (local, remote)
@@ -1171,9 +1118,10 @@ mod tests {
     fn a_wrapped_stream_ring_keeps_its_newest_datagrams_and_its_call_is_counted_truncated() {
         let mut s = Selector::new(Keep::Failed(None), limits_large());
         let mut out = Vec::new();
-        // Room for 3 datagrams of 33 bytes: the first two of five go.
+        // Room for 3 datagrams of 33 bytes (each with its record's header): the first two
+        // of five go.
         let dgrams: Vec<Dgram> = (0..5).map(|i| d(10 + i, i as u8, true)).collect();
-        let ring = stream_ring(&dgrams, 3 * HELD);
+        let ring = stream_ring(&dgrams, 3 * (HELD + super::super::stream::HEADER));
         assert!(ring.truncated());
         assert_eq!(ring.len(), 3);
         s.stream(1, ring, &mut out);
