@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use support::kamailio::Kamailio;
-use support::responder::Responder;
+use support::responder::{Responder, ANSWER_TONES, CALLER_TONES};
 use support::{describe_output, free_port, run_sipcheck};
 
 fn stdout(out: &Output) -> String {
@@ -20,40 +20,37 @@ fn direct_call_tones_and_dtmf_both_ways() {
     let listen = format!("127.0.0.1:{port}");
     let mut answer = Responder::start(
         &[
-            "--listen",
-            &listen,
-            "--ring",
-            "200ms",
-            "--play-tone",
-            "1000",
-            "--expect-tone",
-            "440",
-            "--send-dtmf",
-            "456",
-            "--expect-dtmf",
-            "123",
-            "--calls",
-            "1",
-        ],
+            &[
+                "--listen",
+                &listen,
+                "--ring",
+                "200ms",
+                "--send-dtmf",
+                "456",
+                "--expect-dtmf",
+                "123",
+            ],
+            &ANSWER_TONES[..],
+        ]
+        .concat(),
         &[],
     );
     let uri = format!("sip:bob@{listen}");
     let out = run_sipcheck(
         [
-            "call",
-            &uri,
-            "--play-tone",
-            "440",
-            "--expect-tone",
-            "1000",
-            "--send-dtmf",
-            "123",
-            "--expect-dtmf",
-            "456",
-            "--duration",
-            "2s",
-            "--json",
-        ],
+            &["call", &uri][..],
+            &CALLER_TONES,
+            &[
+                "--send-dtmf",
+                "123",
+                "--expect-dtmf",
+                "456",
+                "--duration",
+                "2s",
+                "--json",
+            ],
+        ]
+        .concat(),
         &[],
     );
     let shown = format!("{}\n{}", describe_output(&out), answer.output());
@@ -93,16 +90,7 @@ fn silent_far_end_fails_the_expected_tone() {
     let _answer = Responder::start(&["--listen", &listen], &[]);
     let uri = format!("sip:bob@{listen}");
     let out = run_sipcheck(
-        [
-            "call",
-            &uri,
-            "--play-tone",
-            "440",
-            "--expect-tone",
-            "1000",
-            "--duration",
-            "1s",
-        ],
+        [&["call", &uri][..], &CALLER_TONES, &["--duration", "1s"]].concat(),
         &[],
     );
     let shown = describe_output(&out);
@@ -248,60 +236,42 @@ fn cancel_while_ringing_ends_with_487() {
 #[test]
 fn kamailio_routes_an_authenticated_call_to_a_registered_responder() {
     let kam = Kamailio::start().expect("start kamailio");
-    let server = format!("127.0.0.1:{}", kam.sip_port);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let server = kam.server_for("udp");
     let callee_pw = Kamailio::password_for("2001");
-    let mut answer = Responder::start(
+    let mut answer = kam.answer_as(
+        &server,
+        "2001",
         &[
-            "--listen",
-            &listen,
-            "--server",
-            &server,
-            "--user",
-            "2001",
-            "--ring",
-            "300ms",
-            "--play-tone",
-            "1000",
-            "--expect-tone",
-            "440",
-            "--send-dtmf",
-            "789",
-            "--expect-dtmf",
-            "123",
-            "--calls",
-            "1",
-        ],
-        &[("SIP_PASSWORD", callee_pw.as_str())],
-    );
-    assert!(
-        answer.stdout().contains("registered"),
-        "{}",
-        answer.output()
+            &[
+                "--ring",
+                "300ms",
+                "--send-dtmf",
+                "789",
+                "--expect-dtmf",
+                "123",
+            ],
+            &ANSWER_TONES[..],
+        ]
+        .concat(),
     );
     assert_eq!(kam.bindings("2001").len(), 1, "{}", answer.output());
 
     let caller_pw = Kamailio::password_for("1001");
     let out = run_sipcheck(
         [
-            "call",
-            "sip:2001@127.0.0.1",
-            "--server",
-            &server,
-            "--user",
-            "1001",
-            "--play-tone",
-            "440",
-            "--expect-tone",
-            "1000",
-            "--send-dtmf",
-            "123",
-            "--expect-dtmf",
-            "789",
-            "--duration",
-            "2s",
-            "--json",
-        ],
+            &Kamailio::call_from(&server, "1001", "sip:2001@127.0.0.1")[..],
+            &CALLER_TONES,
+            &[
+                "--send-dtmf",
+                "123",
+                "--expect-dtmf",
+                "789",
+                "--duration",
+                "2s",
+                "--json",
+            ],
+        ]
+        .concat(),
         &[("SIP_PASSWORD", caller_pw.as_str())],
     );
     let shown = format!(
@@ -345,27 +315,14 @@ fn kamailio_routes_an_authenticated_call_to_a_registered_responder() {
 #[test]
 fn cancel_through_kamailio_reaches_the_ringing_responder() {
     let kam = Kamailio::start().expect("start kamailio");
-    let server = format!("127.0.0.1:{}", kam.sip_port);
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut answer = Responder::start(
-        &[
-            "--listen", &listen, "--server", &server, "--user", "2002", "--ring", "10s", "--calls",
-            "1",
-        ],
-        &[("SIP_PASSWORD", Kamailio::password_for("2002").as_str())],
-    );
+    let server = kam.server_for("udp");
+    let mut answer = kam.answer_as(&server, "2002", &["--ring", "10s", "--calls", "1"]);
     let out = run_sipcheck(
         [
-            "call",
-            "sip:2002@127.0.0.1",
-            "--server",
-            &server,
-            "--user",
-            "1002",
-            "--cancel-after",
-            "1s",
-            "--json",
-        ],
+            &Kamailio::call_from(&server, "1002", "sip:2002@127.0.0.1")[..],
+            &["--cancel-after", "1s", "--json"],
+        ]
+        .concat(),
         &[("SIP_PASSWORD", Kamailio::password_for("1002").as_str())],
     );
     let shown = format!(

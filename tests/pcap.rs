@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::kamailio::Kamailio;
 use support::process::{self, require_program, RunDir};
-use support::responder::Responder;
+use support::responder::{Responder, ANSWER_TONES, CALLER_TONES};
 use support::{describe_output, free_port, repo_root, run_sipcheck};
 
 /// `tshark -r FILE ARGS` with checksums verified: its stdout; panics when it fails or
@@ -137,33 +137,15 @@ fn a_call_with_rtp_both_ways_is_one_call_and_two_streams_in_tshark() {
     let dir = RunDir::new("pcap-call").unwrap();
     let file = dir.join("call.pcap");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut answer = Responder::start(
-        &[
-            "--listen",
-            &listen,
-            "--play-tone",
-            "1000",
-            "--expect-tone",
-            "440",
-            "--calls",
-            "1",
-        ],
-        &[],
-    );
+    let mut answer = Responder::start(&[&["--listen", &listen][..], &ANSWER_TONES].concat(), &[]);
     let uri = format!("sip:bob@{listen}");
     let out = run_sipcheck(
         [
-            "call",
-            &uri,
-            "--play-tone",
-            "440",
-            "--expect-tone",
-            "1000",
-            "--duration",
-            "2s",
-            "--pcap",
-            file.to_str().unwrap(),
-        ],
+            &["call", &uri][..],
+            &CALLER_TONES,
+            &["--duration", "2s", "--pcap", file.to_str().unwrap()],
+        ]
+        .concat(),
         &[],
     );
     let shown = format!("{}\n{}", describe_output(&out), answer.output());
@@ -313,7 +295,7 @@ fn an_ipv6_capture_has_its_mandatory_udp_checksums() {
 #[test]
 fn a_run_through_kamailio_captures_every_call() {
     let kam = Kamailio::start().expect("start kamailio");
-    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let server = kam.server_for("udp");
     let dir = RunDir::new("pcap-run").unwrap();
     let file = dir.join("run.pcap");
     let scenario = repo_root().join("tests/peers/scenarios/kamailio-pcap.yaml");
@@ -342,7 +324,7 @@ fn a_run_through_kamailio_captures_every_call() {
 #[test]
 fn a_run_over_tcp_is_reassembled_by_tshark() {
     let kam = Kamailio::start().expect("start kamailio");
-    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let server = kam.server_for("tcp");
     let dir = RunDir::new("pcap-tcp").unwrap();
     let file = dir.join("tcp.pcap");
     let scenario = repo_root().join("tests/peers/scenarios/kamailio-tcp.yaml");
@@ -469,7 +451,7 @@ fn run_failing(kam: &Kamailio, dir: &RunDir, name: &str, keep: &str) -> Failing 
 
 /// [`run_failing`] with the capture's options `pcap`.
 fn run_failing_with(kam: &Kamailio, dir: &RunDir, name: &str, pcap: &[&str]) -> Failing {
-    let server = format!("127.0.0.1:{}", kam.sip_port);
+    let server = kam.server_for("udp");
     let file = dir.join(&format!("{name}.pcap"));
     let calls = dir.join(&format!("{name}.jsonl"));
     let scenario = repo_root().join("tests/peers/scenarios/kamailio-pcap-failed.yaml");

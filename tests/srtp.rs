@@ -365,17 +365,12 @@ fn rtpengine_bridges_an_srtp_caller_to_a_plain_rtp_callee_through_kamailio() {
         ..KamailioOptions::default()
     })
     .unwrap_or_else(|e| panic!("start kamailio: {e:#}\n{}", engine.log()));
-    let server = format!("127.0.0.1:{}", kam.sip_port);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let server = kam.server_for("udp");
     // The callee: plain RTP only.
-    let mut answer = Responder::start(
+    let mut answer = kam.answer_as(
+        &server,
+        "2001",
         &[
-            "--listen",
-            &listen,
-            "--server",
-            &server,
-            "--user",
-            "2001",
             "--play-tone",
             "440",
             "--expect-tone",
@@ -383,27 +378,24 @@ fn rtpengine_bridges_an_srtp_caller_to_a_plain_rtp_callee_through_kamailio() {
             "--calls",
             "1",
         ],
-        &[("SIP_PASSWORD", Kamailio::password_for("2001").as_str())],
     );
     // The caller: SRTP required, towards rtpengine.
     let out = run_sipcheck(
         [
-            "call",
-            "sip:2001@127.0.0.1",
-            "--server",
-            &server,
-            "--user",
-            "1002",
-            "--srtp",
-            "required",
-            "--play-tone",
-            "1000",
-            "--expect-tone",
-            "440",
-            "--duration",
-            "3s",
-            "--json",
-        ],
+            &Kamailio::call_from(&server, "1002", "sip:2001@127.0.0.1")[..],
+            &[
+                "--srtp",
+                "required",
+                "--play-tone",
+                "1000",
+                "--expect-tone",
+                "440",
+                "--duration",
+                "3s",
+                "--json",
+            ],
+        ]
+        .concat(),
         &[("SIP_PASSWORD", Kamailio::password_for("1002").as_str())],
     );
     answer.wait_exit(Duration::from_secs(15));

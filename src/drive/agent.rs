@@ -530,17 +530,13 @@ mod tests {
 
 #[cfg(test)]
 mod turn_tests {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use sipcheck_core::ids::IdGen;
     use sipcheck_core::sdp::Negotiated;
-    use sipcheck_core::sip::transport::Transport;
-    use sipcheck_core::ua::agent::{Agent, AgentConfig, CallKey};
-    use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
-    use sipcheck_core::ua::register::LocalEnd;
+    use sipcheck_core::ua::agent::{Agent, CallKey};
 
     use super::{Control, Driver, Media};
+    use crate::drive::fixture;
     use crate::drive::media::{Finished, MediaHandle};
     use crate::drive::transport::{SipSocket, TransportError, UdpTransport};
     use crate::drive::wire::{SendFailed, Wire};
@@ -640,30 +636,7 @@ mod turn_tests {
             .await
             .unwrap();
         let addr = udp.local_addr();
-        let local = LocalEnd {
-            transport: Transport::Udp,
-            addr,
-            routes: Vec::new(),
-        };
-        let config = AgentConfig {
-            role: String::new(),
-            local: local.clone(),
-            next_hop: None,
-            domain: String::new(),
-            codecs: Vec::new(),
-            ptime_ms: 20,
-            rtp: false,
-            wavs: Arc::default(),
-            accounts: Vec::new(),
-            steps: Arc::default(),
-            srtp: None,
-            sips: false,
-            signature_parties: Vec::new().into(),
-        };
-        let agent = Agent::new(
-            config,
-            Endpoint::new(EndpointConfig::new(local), IdGen::new(7)),
-        );
+        let agent = fixture::agent("", addr);
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let from = peer.local_addr().unwrap();
         for n in 0..MESSAGES {

@@ -11,6 +11,8 @@
 pub(crate) mod agent;
 pub mod capture;
 pub mod clock;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod media;
 pub mod registration;
 pub mod role;

@@ -538,42 +538,11 @@ fn step_recording_name(role: &str, user: &str, call_id: &str, line: u32) -> Stri
 mod tests {
     use std::sync::Arc;
 
-    use sipcheck_core::ids::IdGen;
-    use sipcheck_core::sip::transport::Transport;
-    use sipcheck_core::ua::agent::{Agent, AgentConfig};
-    use sipcheck_core::ua::call::{Endpoint, EndpointConfig};
-    use sipcheck_core::ua::register::LocalEnd;
     use tokio::sync::{mpsc, oneshot, watch};
 
     use super::{recording_name, Callers, RoleCommand, RoleControl, RoleWake};
     use crate::drive::agent::Control;
-
-    fn agent() -> Agent<std::net::SocketAddr> {
-        let local = LocalEnd {
-            transport: Transport::Udp,
-            addr: "127.0.0.1:5060".parse().unwrap(),
-            routes: Vec::new(),
-        };
-        let config = AgentConfig {
-            role: "caller".into(),
-            local: local.clone(),
-            next_hop: None,
-            domain: String::new(),
-            codecs: Vec::new(),
-            ptime_ms: 20,
-            rtp: false,
-            wavs: Arc::default(),
-            accounts: Vec::new(),
-            steps: Arc::default(),
-            srtp: None,
-            sips: false,
-            signature_parties: Vec::new().into(),
-        };
-        Agent::new(
-            config,
-            Endpoint::new(EndpointConfig::new(local), IdGen::new(7)),
-        )
-    }
+    use crate::drive::fixture;
 
     /// The commands the executor already sent are all carried out in the turn the first of
     /// them wakes (not one per turn of the loop), in order, and the channel's end is still
@@ -597,7 +566,7 @@ mod tests {
             commands_open: true,
             shut: false,
         };
-        let mut agent = agent();
+        let mut agent = fixture::agent("caller", "127.0.0.1:5060".parse().unwrap());
         let mut told = Vec::new();
         for _ in 0..3 {
             let (tx, rx) = oneshot::channel();

@@ -14,43 +14,153 @@ use tokio::sync::{mpsc, watch};
 use crate::exec::{self as executor, RunEvent};
 use crate::exit::Exit;
 use crate::report::calls::CallLog;
+use crate::report::hdrlog::HdrLogFile;
+use crate::report::series::SeriesFile;
 use crate::report::{self, Progress};
 use crate::terminal::{escape_controls, TerminalWriter};
-use sipcheck_core::stats::hdrlog::IntervalLog;
+use sipcheck_core::stats::hdrlog::{Interval, IntervalLog};
 use sipcheck_core::stats::kept_rows::{self, KeptRows};
 use sipcheck_core::stats::metrics::{Metrics, RunInfo};
 use sipcheck_core::stats::outcome::CallResult;
 use sipcheck_core::stats::pairing::{self, Pairing};
-use sipcheck_core::stats::series::Series;
+use sipcheck_core::stats::series::{Series, SeriesRow};
 
-/// What call results are counted into besides the metrics and the progress line: the time
-/// series, the HdrHistogram interval log and the PESQ scores, each when asked.
-struct Tallies<'a> {
-    series: Option<&'a mut Series>,
-    hdr: Option<&'a mut IntervalLog>,
+/// What the run's events are counted into, by the collector task: the metrics, the progress
+/// line, the per-call records and, when asked, the time series (appended to its file as the
+/// run goes, its rows kept for the HTML report) and the HdrHistogram interval log.
+struct Collector {
+    started_at: Instant,
+    /// Both ends of a call between two roles of the run, judged together.
+    pairing: Pairing,
+    metrics: Metrics,
+    progress: Progress,
+    log: CallLog,
+    series: Option<(Series, Option<SeriesFile>)>,
+    /// The series' rows kept for the HTML report (`html`).
+    rows: KeptRows,
+    html: bool,
+    hdr: Option<(IntervalLog, HdrLogFile)>,
+    /// Whether appending to the series file, the interval log failed (told once).
+    series_failed: bool,
+    hdr_failed: bool,
 }
 
-/// Counts call results released by the pairing: the metrics, the progress line, the time
-/// series, the interval log, the PESQ scores and the per-call records.
-fn count(
-    results: Vec<CallResult>,
-    metrics: &mut Metrics,
-    progress: &mut Progress,
-    mut tallies: Tallies<'_>,
-    at: Duration,
-    log: &mut CallLog,
-) {
-    let now = Instant::now();
-    for result in results {
-        progress.on_call_finished(&result);
-        metrics.record_call(&result);
-        if let Some(s) = tallies.series.as_deref_mut() {
-            s.handle_result(at, &result);
+impl Collector {
+    /// One event sent by the run's roles.
+    fn on_event(&mut self, event: RunEvent) {
+        match event {
+            RunEvent::CallStarted { .. } => {
+                self.progress.on_call_started();
+                if let Some((s, _)) = &mut self.series {
+                    s.handle_started(self.started_at.elapsed());
+                }
+            }
+            RunEvent::CallFinished(result) => {
+                let now = Instant::now();
+                self.log.ended(now, &result);
+                let released = self.pairing.push(now, *result);
+                self.count(released, self.started_at.elapsed());
+            }
+            RunEvent::Registered(r) => {
+                self.metrics.record_register(&r);
+                if let Some((h, _)) = &mut self.hdr {
+                    h.handle_register(self.started_at.elapsed(), &r);
+                }
+            }
+            RunEvent::NotStarted => {
+                self.metrics.record_not_started();
+                self.log.not_started();
+            }
         }
-        if let Some(h) = tallies.hdr.as_deref_mut() {
-            h.handle_result(at, &result);
+    }
+
+    /// The collector's tick at `now`: the handshakes timed since the last, the results whose
+    /// other end did not come in time, the progress line, and the series' rows and the
+    /// interval log's intervals that are due.
+    fn tick(&mut self, now: Instant) {
+        for took in crate::drive::tls::HANDSHAKES.take() {
+            self.metrics.record_tls_handshake(took);
         }
-        log.record(now, &result);
+        for took in crate::drive::ws::HANDSHAKES.take() {
+            self.metrics.record_ws_handshake(took);
+        }
+        let released = self.pairing.handle_timeout(now);
+        self.count(released, now - self.started_at);
+        self.log.flush();
+        self.progress.tick(now);
+        let at = now - self.started_at;
+        while let Some(row) = self.series.as_mut().and_then(|(s, _)| s.poll_row(at)) {
+            self.series_row(row);
+        }
+        while let Some(interval) = self.hdr.as_mut().and_then(|(h, _)| h.poll_interval(at)) {
+            self.hdr_interval(&interval);
+        }
+    }
+
+    /// Counts call results released by the pairing, at `at` into the run: the metrics, the
+    /// progress line, the time series, the interval log and the per-call records.
+    fn count(&mut self, results: Vec<CallResult>, at: Duration) {
+        let now = Instant::now();
+        for result in results {
+            self.progress.on_call_finished(&result);
+            self.metrics.record_call(&result);
+            if let Some((s, _)) = &mut self.series {
+                s.handle_result(at, &result);
+            }
+            if let Some((h, _)) = &mut self.hdr {
+                h.handle_result(at, &result);
+            }
+            self.log.record(now, &result);
+        }
+    }
+
+    /// A row of the time series: appended to its file (the first error is told once; the
+    /// rows after it are not tried) and kept for the HTML report.
+    fn series_row(&mut self, row: SeriesRow) {
+        if let Some((_, Some(file))) = &mut self.series {
+            if !self.series_failed {
+                if let Err(e) = file.append(&row) {
+                    eprintln!("sipcheck: {e}");
+                    self.series_failed = true;
+                }
+            }
+        }
+        if self.html {
+            self.rows.push(row);
+        }
+    }
+
+    /// An interval of the HdrHistogram log, appended to its file as [`Collector::series_row`].
+    fn hdr_interval(&mut self, interval: &Interval) {
+        if let Some((_, file)) = &mut self.hdr {
+            if !self.hdr_failed {
+                if let Err(e) = file.append(interval) {
+                    eprintln!("sipcheck: {e}");
+                    self.hdr_failed = true;
+                }
+            }
+        }
+    }
+
+    /// The run (or its wind-down after Ctrl-C) is over: every result still waiting for its
+    /// other end is counted, and the last rows and intervals written.
+    fn finish(&mut self) {
+        let released = self.pairing.flush();
+        self.count(released, self.started_at.elapsed());
+        let last = match &mut self.series {
+            Some((s, _)) => s.finish(self.started_at.elapsed()),
+            None => Vec::new(),
+        };
+        for row in last {
+            self.series_row(row);
+        }
+        let last = match &mut self.hdr {
+            Some((h, _)) => h.finish(self.started_at.elapsed()),
+            None => Vec::new(),
+        };
+        for interval in &last {
+            self.hdr_interval(interval);
+        }
     }
 }
 
@@ -324,7 +434,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     let started_at = Instant::now();
     let started_wall = SystemTime::now();
     let run_id = format!("{:016x}", rand::random::<u64>());
-    let mut log = match CallLog::new(
+    let log = match CallLog::new(
         calls_path.as_deref(),
         junit_per_call,
         &run_id,
@@ -340,17 +450,17 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
             return Exit::Usage;
         }
     };
-    let mut metrics = Metrics::new(started_wall, &info);
+    let metrics = Metrics::new(started_wall, &info);
     let counted = if scenario.roles.iter().any(|r| r.calls()) {
         sipcheck_core::stats::outcome::Side::Caller
     } else {
         sipcheck_core::stats::outcome::Side::Callee
     };
-    let mut progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
+    let progress = Progress::stderr(started_at, counted, Duration::from_secs(5));
     // The series is kept when it is written as the run goes (--series), or for the HTML
     // report at the end (its rows kept, at most an hour of 1 s rows: merged past that).
     let series_file = match &series_path {
-        Some(path) => match report::series::SeriesFile::create(path) {
+        Some(path) => match SeriesFile::create(path) {
             Ok(file) => Some(file),
             Err(e) => {
                 eprintln!("sipcheck: {e}; nothing was sent");
@@ -360,15 +470,14 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         None => None,
     };
     let html = html_path.is_some();
-    let mut series = (series_file.is_some() || html)
+    let series = (series_file.is_some() || html)
         .then(|| (Series::new(args.series_interval, counted), series_file));
-    let mut rows = KeptRows::new(kept_rows::DEFAULT_CAP);
-    let mut hdr = match &args.hdr_log {
+    let hdr = match &args.hdr_log {
         Some(path) => {
             let since_epoch = started_wall
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
-            match report::hdrlog::HdrLogFile::create(path, since_epoch) {
+            match HdrLogFile::create(path, since_epoch) {
                 Ok(file) => Some((IntervalLog::new(args.series_interval, counted), file)),
                 Err(e) => {
                     eprintln!("sipcheck: {e}; nothing was sent");
@@ -380,7 +489,7 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
     };
 
     // Both ends of a call between two roles of the run are judged together (one-way audio).
-    let mut pairing = Pairing::new(
+    let pairing = Pairing::new(
         scenario.roles.iter().any(|r| r.calls()) && scenario.roles.iter().any(|r| !r.calls()),
         pairing::DEFAULT_HOLD,
     );
@@ -411,11 +520,22 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
         load_start,
         step_records,
     ));
+    let mut tally = Collector {
+        started_at,
+        pairing,
+        metrics,
+        progress,
+        log,
+        series,
+        rows: KeptRows::new(kept_rows::DEFAULT_CAP),
+        html,
+        hdr,
+        series_failed: false,
+        hdr_failed: false,
+    };
     // The events are read by a task of the runtime, beside the executor's tasks.
     let collector = tokio::spawn(async move {
         let mut interrupted = false;
-        let mut series_failed = false;
-        let mut hdr_failed = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         let mut ready = Vec::with_capacity(EVENTS_PER_WAKE);
         let mut interrupts = crate::signal::Interrupts::new().ok();
@@ -428,87 +548,10 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                         break;
                     }
                     for event in ready.drain(..) {
-                        match event {
-                            RunEvent::CallStarted { .. } => {
-                                progress.on_call_started();
-                                if let Some((s, _)) = &mut series {
-                                    s.handle_started(started_at.elapsed());
-                                }
-                            }
-                            RunEvent::CallFinished(result) => {
-                                let now = Instant::now();
-                                log.ended(now, &result);
-                                count(
-                                    pairing.push(now, *result),
-                                    &mut metrics,
-                                    &mut progress,
-                                    Tallies {
-                                        series: series.as_mut().map(|(s, _)| s),
-                                        hdr: hdr.as_mut().map(|(h, _)| h),
-                                    },
-                                    started_at.elapsed(),
-                                    &mut log,
-                                );
-                            }
-                            RunEvent::Registered(r) => {
-                                metrics.record_register(&r);
-                                if let Some((h, _)) = &mut hdr {
-                                    h.handle_register(started_at.elapsed(), &r);
-                                }
-                            }
-                            RunEvent::NotStarted => {
-                                metrics.record_not_started();
-                                log.not_started();
-                            }
-                        }
+                        tally.on_event(event);
                     }
                 }
-                _ = ticker.tick() => {
-                    let now = Instant::now();
-                    for took in crate::drive::tls::HANDSHAKES.take() {
-                        metrics.record_tls_handshake(took);
-                    }
-                    for took in crate::drive::ws::HANDSHAKES.take() {
-                        metrics.record_ws_handshake(took);
-                    }
-                    count(
-                        pairing.handle_timeout(now),
-                        &mut metrics,
-                        &mut progress,
-                        Tallies {
-                            series: series.as_mut().map(|(s, _)| s),
-                            hdr: hdr.as_mut().map(|(h, _)| h),
-                        },
-                        now - started_at,
-                        &mut log,
-                    );
-                    log.flush();
-                    progress.tick(now);
-                    if let Some((s, file)) = &mut series {
-                        while let Some(row) = s.poll_row(now - started_at) {
-                            // The first error is told once; the rows after it are not tried.
-                            if let Some(file) = file.as_mut().filter(|_| !series_failed) {
-                                if let Err(e) = file.append(&row) {
-                                    eprintln!("sipcheck: {e}");
-                                    series_failed = true;
-                                }
-                            }
-                            if html {
-                                rows.push(row);
-                            }
-                        }
-                    }
-                    if let Some((h, file)) = &mut hdr {
-                        while let Some(interval) = h.poll_interval(now - started_at) {
-                            if !hdr_failed {
-                                if let Err(e) = file.append(&interval) {
-                                    eprintln!("sipcheck: {e}");
-                                    hdr_failed = true;
-                                }
-                            }
-                        }
-                    }
-                }
+                _ = ticker.tick() => tally.tick(Instant::now()),
                 _ = async { interrupts.as_mut().expect("guarded").next().await }, if interrupts.is_some() && !interrupted => {
                     interrupted = true;
                     let _ = stop_tx.send(true);
@@ -524,42 +567,17 @@ pub async fn run(args: &RunArgs, out: &mut impl Write) -> Exit {
                 }
             }
         }
-        // The run is over (on Ctrl-C too): every result still waiting for its other end.
-        count(
-            pairing.flush(),
-            &mut metrics,
-            &mut progress,
-            Tallies {
-                series: series.as_mut().map(|(s, _)| s),
-                hdr: hdr.as_mut().map(|(h, _)| h),
-            },
-            started_at.elapsed(),
-            &mut log,
-        );
-        // The run (or its wind-down after Ctrl-C) is over: the last rows.
-        if let Some((mut s, mut file)) = series {
-            for row in s.finish(started_at.elapsed()) {
-                if let Some(file) = file.as_mut().filter(|_| !series_failed) {
-                    if let Err(e) = file.append(&row) {
-                        eprintln!("sipcheck: {e}");
-                        series_failed = true;
-                    }
-                }
-                if html {
-                    rows.push(row);
-                }
-            }
-        }
-        if let Some((mut h, mut file)) = hdr {
-            for interval in h.finish(started_at.elapsed()) {
-                if !hdr_failed {
-                    if let Err(e) = file.append(&interval) {
-                        eprintln!("sipcheck: {e}");
-                        hdr_failed = true;
-                    }
-                }
-            }
-        }
+        // The run is over (on Ctrl-C too).
+        tally.finish();
+        let Collector {
+            metrics,
+            progress,
+            log,
+            rows,
+            series_failed,
+            hdr_failed,
+            ..
+        } = tally;
         (
             (
                 metrics,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use super::process::{self, RunDir};
+use super::responder::Responder;
 use super::sip::{self, RequestSpec, UdpEndpoint};
 
 /// How long [`Kamailio::start`] waits for the first OPTIONS answer.
@@ -361,6 +362,31 @@ impl Kamailio {
         ran
     }
 
+    /// A `sipcheck answer` listening on a free loopback port, registered through `server` (one
+    /// of this Kamailio's addresses, [`Kamailio::server_for`]) as `user` with the password
+    /// Kamailio takes for it; `extra`: its further options. Asserts it registered.
+    pub(crate) fn answer_as(&self, server: &str, user: &str, extra: &[&str]) -> Responder {
+        let listen = format!("127.0.0.1:{}", super::free_port());
+        let mut args = vec!["--listen", &listen, "--server", server, "--user", user];
+        args.extend_from_slice(extra);
+        let password = Self::password_for(user);
+        let answer = Responder::start(&args, &[("SIP_PASSWORD", password.as_str())]);
+        assert!(
+            answer.stdout().contains("registered"),
+            "{}\n{}",
+            answer.output(),
+            self.log()
+        );
+        answer
+    }
+
+    /// The first arguments of `sipcheck call` calling `to` through `server` (one of this
+    /// Kamailio's addresses, [`Kamailio::server_for`]) as `user`; its password goes in
+    /// `SIP_PASSWORD`.
+    pub(crate) fn call_from<'a>(server: &'a str, user: &'a str, to: &'a str) -> [&'a str; 6] {
+        ["call", to, "--server", server, "--user", user]
+    }
+
     /// A call through this Kamailio over `transport` from 1001 to 2001, a `sipcheck answer`
     /// registered there as 2001 over the same transport (`answer_extra`: its further
     /// options, certificates), playing 1000 Hz and expecting 440 Hz; the caller (`call_extra`:
@@ -374,28 +400,10 @@ impl Kamailio {
         call_extra: &[&str],
     ) -> super::Ran {
         let server = self.server_for(transport);
-        let listen = format!("127.0.0.1:{}", super::free_port());
-        let mut args = vec![
-            "--transport",
-            transport,
-            "--listen",
-            &listen,
-            "--server",
-            &server,
-            "--user",
-            "2001",
-        ];
+        let mut args = vec!["--transport", transport];
         args.extend(super::responder::ANSWER_TONES);
         args.extend_from_slice(answer_extra);
-        let callee_pw = Self::password_for("2001");
-        let mut answer =
-            super::responder::Responder::start(&args, &[("SIP_PASSWORD", callee_pw.as_str())]);
-        assert!(
-            answer.stdout().contains("registered"),
-            "{}\n{}",
-            answer.output(),
-            self.log()
-        );
+        let mut answer = self.answer_as(&server, "2001", &args);
         let bindings = self.bindings("2001");
         assert_eq!(bindings.len(), 1, "{}", answer.output());
         assert!(
@@ -403,17 +411,8 @@ impl Kamailio {
             "{bindings:?}"
         );
 
-        let mut args = vec![
-            "call",
-            "sip:2001@127.0.0.1",
-            "--server",
-            &server,
-            "--transport",
-            transport,
-            "--user",
-            "1001",
-            "--json",
-        ];
+        let mut args = Self::call_from(&server, "1001", "sip:2001@127.0.0.1").to_vec();
+        args.extend(["--transport", transport, "--json"]);
         args.extend(super::responder::CALLER_TONES);
         args.extend_from_slice(call_extra);
         let caller_pw = Self::password_for("1001");
