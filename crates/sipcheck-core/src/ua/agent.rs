@@ -38,7 +38,7 @@ use crate::media::session::MediaReport;
 use crate::scenario::model::{Account, Expectation, Located, PlayItem, Step};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::auth::Credentials;
-use crate::sip::msg::{call_id_of, user_part, Message};
+use crate::sip::msg::{user_part, Message};
 use crate::sip::transaction::{Transmit, TxId};
 use crate::sip::uri::NextHop;
 use crate::stats::ladder::{Direction, RawLadder};
@@ -706,11 +706,11 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     pub fn poll_transmit(&mut self) -> Option<Transmit<D>> {
         let t = self.endpoint.poll_transmit()?;
         if let (Some(peer), Some(at)) = (self.ladder_peer, self.last_now) {
-            if let Some(call_id) = call_id_of(&t.bytes) {
-                let call_id = call_id.to_owned();
+            // Carried by the transmit when its transaction or writer holds it: not read back.
+            if let Some(call_id) = t.call_id() {
                 let retransmission = t.kind.is_retransmission();
                 self.record(
-                    &call_id,
+                    call_id,
                     at,
                     Direction::Sent,
                     peer(&t.destination),

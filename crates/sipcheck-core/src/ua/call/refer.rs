@@ -88,7 +88,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
         );
         let tx = self
             .layer
-            .send_request_bytes(now, bytes.into(), c.reliable, c.hop.clone())?;
+            .send_request_bytes_of(
+                now,
+                bytes.into(),
+                Some(c.dialog.call_id.clone()),
+                c.reliable,
+                c.hop.clone(),
+            )?;
         self.owners.insert(tx, Owner::Call(call, Role::Refer));
         Ok(())
     }
@@ -130,7 +136,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
         );
         let tx = self
             .layer
-            .send_request_bytes(now, bytes.into(), c.reliable, c.hop.clone())?;
+            .send_request_bytes_of(
+                now,
+                bytes.into(),
+                Some(c.dialog.call_id.clone()),
+                c.reliable,
+                c.hop.clone(),
+            )?;
         self.owners.insert(tx, Owner::Call(call, Role::Notify));
         Ok(())
     }

@@ -561,7 +561,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
             if let Some(ack) = ack {
                 c.record.duplicates_received += 1;
                 self.counters.acks_resent += 1;
-                self.layer.send_stateless(c.hop.clone(), ack);
+                let call_id = Some(c.dialog.call_id.clone());
+                self.layer.send_stateless_of(c.hop.clone(), ack, call_id);
             }
             return;
         }
@@ -591,12 +592,14 @@ impl<D: Clone + NextHop> Endpoint<D> {
             .map(|(n, v)| (*n, v.as_str()))
             .collect();
         let ack = fork.request(&routing, "ACK", cseq, c.via(&branch), None, &auth, None);
-        self.layer.send_stateless(hop.clone(), Bytes::from(ack));
+        let call_id = Some(fork.call_id.clone());
+        self.layer
+            .send_stateless_of(hop.clone(), Bytes::from(ack), call_id.clone());
         let branch = self.ids.branch();
         let bye = fork.request(&routing, "BYE", cseq + 1, c.via(&branch), None, &[], None);
-        let _ = self
-            .layer
-            .send_request_bytes(now, Bytes::from(bye), c.reliable, hop);
+        let _ =
+            self.layer
+                .send_request_bytes_of(now, Bytes::from(bye), call_id, c.reliable, hop);
         self.counters.forks_released += 1;
     }
 }

@@ -436,7 +436,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
                 if let Some(awaiting) = c.awaiting.as_ref().filter(|a| a.initial) {
                     let bytes = awaiting.retransmitter.response().clone();
                     c.record.responses_retransmitted += 1;
-                    self.layer.send_stateless(c.peer.clone(), bytes);
+                    let call_id = Some(c.dialog.call_id.clone());
+                    self.layer.send_stateless_of(c.peer.clone(), bytes, call_id);
                 }
                 let _ = self.layer.abandon(tx);
             } else {
