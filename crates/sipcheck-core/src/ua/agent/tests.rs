@@ -1879,9 +1879,24 @@ fn a_failed_calls_ladder_holds_every_message_its_agent_sent_retransmissions_flag
     let mut callee_sent = sent_as_rungs(&run, callee_addr());
     let bye = callee_sent.iter().position(|s| s.1 == "1 BYE");
     callee_sent.truncate(bye.expect("the callee ends its failed call with a BYE"));
-    assert!(caller_sent.iter().any(|s| s.2), "BYE retransmitted: {caller_sent:?}");
-    assert!(caller_sent.iter().filter(|s| s.0.starts_with("ACK ")).count() > 1);
-    assert!(callee_sent.iter().filter(|s| s.0 == "SIP/2.0 200 OK").count() > 1);
+    assert!(
+        caller_sent.iter().any(|s| s.2),
+        "BYE retransmitted: {caller_sent:?}"
+    );
+    assert!(
+        caller_sent
+            .iter()
+            .filter(|s| s.0.starts_with("ACK "))
+            .count()
+            > 1
+    );
+    assert!(
+        callee_sent
+            .iter()
+            .filter(|s| s.0 == "SIP/2.0 200 OK")
+            .count()
+            > 1
+    );
     assert_eq!(sent_rungs(caller), caller_sent);
     assert_eq!(sent_rungs(callee), callee_sent);
 }

@@ -597,9 +597,9 @@ impl<D: Clone + NextHop> Endpoint<D> {
             .send_stateless_of(hop.clone(), Bytes::from(ack), call_id.clone());
         let branch = self.ids.branch();
         let bye = fork.request(&routing, "BYE", cseq + 1, c.via(&branch), None, &[], None);
-        let _ =
-            self.layer
-                .send_request_bytes_of(now, Bytes::from(bye), call_id, c.reliable, hop);
+        let _ = self
+            .layer
+            .send_request_bytes_of(now, Bytes::from(bye), call_id, c.reliable, hop);
         self.counters.forks_released += 1;
     }
 }
