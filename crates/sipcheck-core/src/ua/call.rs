@@ -599,11 +599,12 @@ impl<D> Call<D> {
     }
 
     /// Follow the dialog's route set and remote target after they were set or refreshed.
-    fn update_hop(&mut self)
+    fn update_hop(&mut self, hops: &mut HopMemo<D>)
     where
         D: NextHop + Clone,
     {
-        self.hop = D::from_uri(self.dialog.next_hop_uri(), self.transport)
+        self.hop = hops
+            .from_uri(self.dialog.next_hop_uri(), self.transport)
             .unwrap_or_else(|| self.peer.clone());
     }
 
@@ -677,6 +678,37 @@ pub struct Endpoint<D> {
     /// Where the message being handled came from, and over which kind of transport (for the
     /// `NewRequest` events it produces).
     source: Option<(D, bool)>,
+    /// The next hop of the far end's Contact last read ([`HopMemo`]).
+    hops: HopMemo<D>,
+}
+
+/// The destination [`NextHop::from_uri`] gave for the URI and transport it was last asked
+/// about: the calls of a load mostly reach the same far end, whose Contact is then read
+/// once, not once per call. `from_uri` depends on its two arguments alone, so the answer is
+/// the same.
+#[derive(Debug, Clone)]
+struct HopMemo<D> {
+    last: Option<(Box<str>, Transport, Option<D>)>,
+}
+
+impl<D> Default for HopMemo<D> {
+    fn default() -> Self {
+        Self { last: None }
+    }
+}
+
+impl<D: NextHop + Clone> HopMemo<D> {
+    /// [`NextHop::from_uri`] of `uri` over `transport`.
+    fn from_uri(&mut self, uri: &str, transport: Transport) -> Option<D> {
+        if let Some((last, t, hop)) = &self.last {
+            if *t == transport && **last == *uri {
+                return hop.clone();
+            }
+        }
+        let hop = D::from_uri(uri, transport);
+        self.last = Some((uri.into(), transport, hop.clone()));
+        hop
+    }
 }
 
 impl<D: Clone + NextHop> Endpoint<D> {
@@ -700,6 +732,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             events: VecDeque::new(),
             counters: EndpointCounters::default(),
             source: None,
+            hops: HopMemo::default(),
         }
     }
 

@@ -115,7 +115,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             c.dialog.remote_target = target.to_string();
         }
         c.dialog.route_set = record_route(message, true);
-        c.update_hop();
+        c.update_hop(&mut self.hops);
         // RFC 4028 §7.2: the 2xx says whether there is a session timer and who refreshes.
         if let Some(timer) = SessionExpires::of(message) {
             c.session
@@ -366,7 +366,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             // Target refresh (RFC 3261 §12.2.1.2).
             if let Some(target) = message.first_contact_uri() {
                 c.dialog.remote_target = target.to_string();
-                c.update_hop();
+                c.update_hop(&mut self.hops);
             }
             // Any 2xx to a re-INVITE refreshes the session (RFC 4028 §7.4).
             match SessionExpires::of(message) {

@@ -268,7 +268,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         };
         if let Some(target) = message.first_contact_uri() {
             c.dialog.remote_target = target.to_string();
-            c.update_hop();
+            c.update_hop(&mut self.hops);
         }
         let body = sdp.to_bytes();
         let timer = TimerAnswer::of(message);
@@ -581,7 +581,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             record,
             scheduled: None,
         };
-        entry.update_hop();
+        entry.update_hop(&mut self.hops);
         let id = self.insert(entry);
         self.owners
             .insert(tx, Owner::Call(id, Role::IncomingInvite));
