@@ -604,7 +604,7 @@ impl<D> Call<D> {
         D: NextHop + Clone,
     {
         self.hop = hops
-            .from_uri(self.dialog.next_hop_uri(), self.transport)
+            .hop_of(self.dialog.next_hop_uri(), self.transport)
             .unwrap_or_else(|| self.peer.clone());
     }
 
@@ -699,7 +699,7 @@ impl<D> Default for HopMemo<D> {
 
 impl<D: NextHop + Clone> HopMemo<D> {
     /// [`NextHop::from_uri`] of `uri` over `transport`.
-    fn from_uri(&mut self, uri: &str, transport: Transport) -> Option<D> {
+    fn hop_of(&mut self, uri: &str, transport: Transport) -> Option<D> {
         if let Some((last, t, hop)) = &self.last {
             if *t == transport && **last == *uri {
                 return hop.clone();

@@ -3576,10 +3576,6 @@ fn the_hop_memo_gives_what_the_uri_gives_as_uris_and_transports_change() {
     ];
     for (uri, transport) in asks {
         let expected = SocketAddr::from_uri(uri, transport);
-        assert_eq!(
-            memo.from_uri(uri, transport),
-            expected,
-            "{uri} {transport:?}"
-        );
+        assert_eq!(memo.hop_of(uri, transport), expected, "{uri} {transport:?}");
     }
 }
