@@ -455,15 +455,21 @@ pub struct SrtpKeys {
     pub remote: Crypto,
 }
 
-/// A copy of `sdp` whose `RTP/SAVP` streams read as `RTP/AVP`, for the plain offer/answer.
-pub(super) fn as_avp(sdp: &super::SessionDescription) -> super::SessionDescription {
+/// `sdp` with its `RTP/SAVP` streams read as `RTP/AVP`, for the plain offer/answer: a copy
+/// when it has one, else `sdp` itself (borrowed, not copied).
+pub(super) fn as_avp(
+    sdp: &super::SessionDescription,
+) -> std::borrow::Cow<'_, super::SessionDescription> {
+    if !sdp.media.iter().any(is_savp) {
+        return std::borrow::Cow::Borrowed(sdp);
+    }
     let mut sdp = sdp.clone();
     for m in &mut sdp.media {
         if is_savp(m) {
             m.protocol = super::TransportProtocol::RtpAvp;
         }
     }
-    sdp
+    std::borrow::Cow::Owned(sdp)
 }
 
 /// [`super::create_offer`] under `policy`: `off` is the plain offer; `optional` adds our two

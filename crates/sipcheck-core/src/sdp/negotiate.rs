@@ -1,6 +1,7 @@
 //! RFC 3264 offer/answer for the audio stream: our offers and answers, and what both sides
 //! agreed on.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use super::*;
@@ -363,8 +364,14 @@ pub fn negotiated_from_answer(
     };
     // The stream the answer takes decides (an offer may hold several, RTP/SAVP and RTP/AVP
     // alike): RTP/SAVP requires SRTP, RTP/AVP with keys offers it, RTP/AVP without is plain.
-    let chosen = negotiated_from_answer_plain(&as_avp(offer), &as_avp(answer))?.media_index;
-    let chosen = &offer.media[chosen];
+    let (offer_avp, answer_avp) = (as_avp(offer), as_avp(answer));
+    let plain = negotiated_from_answer_plain(&offer_avp, &answer_avp)?;
+    // Neither has an RTP/SAVP stream: `plain` was negotiated on the two themselves.
+    let unchanged = matches!(
+        (&offer_avp, &answer_avp),
+        (Cow::Borrowed(_), Cow::Borrowed(_))
+    );
+    let chosen = &offer.media[plain.media_index];
     let ours: Vec<Crypto> = crypto_values(chosen)
         .into_iter()
         .filter_map(|v| Crypto::parse(v).ok())
@@ -373,6 +380,8 @@ pub fn negotiated_from_answer(
         SrtpPolicy::Required
     } else if !ours.is_empty() {
         SrtpPolicy::Optional
+    } else if unchanged {
+        return Ok(plain);
     } else {
         return negotiated_from_answer_plain(offer, answer);
     };

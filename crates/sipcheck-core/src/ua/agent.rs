@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use bytesstr::BytesStr;
 
 use crate::media::g711::Codec;
 use crate::media::intent::{MediaEvent, MediaIntent};
@@ -38,7 +39,7 @@ use crate::media::session::MediaReport;
 use crate::scenario::model::{Account, Expectation, Located, PlayItem, Step};
 use crate::sdp::{self, LocalMedia, Negotiated};
 use crate::sip::auth::Credentials;
-use crate::sip::msg::{call_id_of, user_part, Message};
+use crate::sip::msg::{user_part, Message};
 use crate::sip::transaction::{Transmit, TxId};
 use crate::sip::uri::NextHop;
 use crate::stats::ladder::{Direction, RawLadder};
@@ -443,9 +444,10 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     /// A message from `from`, over a transport that is `reliable` or not.
     pub fn handle_message(&mut self, now: Instant, message: Message, reliable: bool, from: D) {
         self.last_now = Some(now);
+        // The Call-ID shares the message's buffer (kept past the endpoint, not copied).
         let kept = self.ladder_peer.map(|peer| {
             (
-                message.call_id().to_owned(),
+                BytesStr::from_parse(message.raw(), message.call_id()),
                 peer(&from),
                 message.raw().clone(),
             )
@@ -454,13 +456,16 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
         // it), after when it makes the call (an incoming INVITE).
         let known = kept
             .as_ref()
-            .is_some_and(|(id, _, _)| self.by_sip_id.contains_key(id));
-        if let (true, Some((call_id, peer, raw))) = (known, &kept) {
-            self.record(call_id, now, Direction::Received, *peer, raw.clone(), false);
+            .and_then(|(id, _, _)| self.by_sip_id.get(id.as_str()).copied());
+        if let (Some(key), Some((_, peer, raw))) = (known, &kept) {
+            if let Some(live) = self.calls.get_mut(&key) {
+                live.ladder
+                    .push(now, Direction::Received, *peer, raw.clone(), false);
+            }
         }
         self.endpoint.handle_message(now, message, reliable, from);
         self.drive(now);
-        if let (false, Some((call_id, peer, raw))) = (known, kept) {
+        if let (None, Some((call_id, peer, raw))) = (known, kept) {
             self.record(&call_id, now, Direction::Received, peer, raw, false);
         }
     }
@@ -706,11 +711,11 @@ impl<D: Clone + NextHop + PartialEq + std::fmt::Display> Agent<D> {
     pub fn poll_transmit(&mut self) -> Option<Transmit<D>> {
         let t = self.endpoint.poll_transmit()?;
         if let (Some(peer), Some(at)) = (self.ladder_peer, self.last_now) {
-            if let Some(call_id) = call_id_of(&t.bytes) {
-                let call_id = call_id.to_owned();
+            // Carried by the transmit when its transaction or writer holds it: not read back.
+            if let Some(call_id) = t.call_id() {
                 let retransmission = t.kind.is_retransmission();
                 self.record(
-                    &call_id,
+                    call_id,
                     at,
                     Direction::Sent,
                     peer(&t.destination),

@@ -75,7 +75,7 @@ pub use redirect::NotFollowed;
 pub use refer::{parse_sipfrag, REFER_EXPIRES};
 pub use replaces::{refer_to_replacing, split_refer_to, Replaces};
 
-use self::dialog::{header_tag, record_route, user_of, Dialog, Routing};
+use self::dialog::{header_tag, record_route, user_of, CallIdKey, Dialog, Routing};
 use self::session_timer::SessionTimer;
 use super::register::LocalEnd;
 use crate::ids::IdGen;
@@ -599,11 +599,12 @@ impl<D> Call<D> {
     }
 
     /// Follow the dialog's route set and remote target after they were set or refreshed.
-    fn update_hop(&mut self)
+    fn update_hop(&mut self, hops: &mut HopMemo<D>)
     where
         D: NextHop + Clone,
     {
-        self.hop = D::from_uri(self.dialog.next_hop_uri(), self.transport)
+        self.hop = hops
+            .hop_of(self.dialog.next_hop_uri(), self.transport)
             .unwrap_or_else(|| self.peer.clone());
     }
 
@@ -669,7 +670,7 @@ pub struct Endpoint<D> {
     /// The SDP body of the response being written, kept for reuse.
     body: Vec<u8>,
     slots: Slots<Call<D>>,
-    dialogs: HashMap<Arc<str>, Bucket<CallId>>,
+    dialogs: HashMap<CallIdKey, Bucket<CallId>>,
     owners: HashMap<TxId, Owner>,
     timers: BTreeSet<(Instant, CallId)>,
     events: VecDeque<CallEvent<D>>,
@@ -677,6 +678,37 @@ pub struct Endpoint<D> {
     /// Where the message being handled came from, and over which kind of transport (for the
     /// `NewRequest` events it produces).
     source: Option<(D, bool)>,
+    /// The next hop of the far end's Contact last read ([`HopMemo`]).
+    hops: HopMemo<D>,
+}
+
+/// The destination [`NextHop::from_uri`] gave for the URI and transport it was last asked
+/// about: the calls of a load mostly reach the same far end, whose Contact is then read
+/// once, not once per call. `from_uri` depends on its two arguments alone, so the answer is
+/// the same.
+#[derive(Debug, Clone)]
+struct HopMemo<D> {
+    last: Option<(Box<str>, Transport, Option<D>)>,
+}
+
+impl<D> Default for HopMemo<D> {
+    fn default() -> Self {
+        Self { last: None }
+    }
+}
+
+impl<D: NextHop + Clone> HopMemo<D> {
+    /// [`NextHop::from_uri`] of `uri` over `transport`.
+    fn hop_of(&mut self, uri: &str, transport: Transport) -> Option<D> {
+        if let Some((last, t, hop)) = &self.last {
+            if *t == transport && **last == *uri {
+                return hop.clone();
+            }
+        }
+        let hop = D::from_uri(uri, transport);
+        self.last = Some((uri.into(), transport, hop.clone()));
+        hop
+    }
 }
 
 impl<D: Clone + NextHop> Endpoint<D> {
@@ -700,6 +732,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             events: VecDeque::new(),
             counters: EndpointCounters::default(),
             source: None,
+            hops: HopMemo::default(),
         }
     }
 
@@ -756,7 +789,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
 
     /// The SIP Call-ID of a live call.
     pub fn sip_call_id(&self, call: CallId) -> Option<&str> {
-        call_ref(&self.slots, call).map(|c| &*c.dialog.call_id)
+        call_ref(&self.slots, call).map(|c| c.dialog.call_id.as_str())
     }
 
     /// Name `user` in the Contact of an incoming call (its responses and requests): the
@@ -1311,7 +1344,12 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let tx = self.layer.send_built_request(
             now,
             Bytes::from(bytes),
-            (Method::INVITE, &branch, c.invite_cseq),
+            (
+                Method::INVITE,
+                &branch,
+                c.invite_cseq,
+                c.dialog.call_id.clone(),
+            ),
             c.reliable,
             c.peer.clone(),
         )?;
@@ -1368,7 +1406,12 @@ impl<D: Clone + NextHop> Endpoint<D> {
         match self.layer.send_built_request(
             now,
             Bytes::from(bytes),
-            (Method::BYE, &branch, c.dialog.local_cseq),
+            (
+                Method::BYE,
+                &branch,
+                c.dialog.local_cseq,
+                c.dialog.call_id.clone(),
+            ),
             c.reliable,
             c.hop.clone(),
         ) {
@@ -1422,9 +1465,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
             &extra,
             Some((SDP, &body)),
         );
-        let tx =
-            self.layer
-                .send_request_bytes(now, Bytes::from(bytes), c.reliable, c.hop.clone())?;
+        let tx = self.layer.send_request_bytes_of(
+            now,
+            Bytes::from(bytes),
+            Some(c.dialog.call_id.clone()),
+            c.reliable,
+            c.hop.clone(),
+        )?;
         self.owners.insert(tx, Owner::Call(id, Role::Reinvite));
         c.reinvite = Some(OutgoingReinvite {
             tx,
@@ -1464,7 +1511,9 @@ impl<D: Clone + NextHop> Endpoint<D> {
             &extra,
             body.map(|b| (SDP, b)),
         ));
-        self.layer.send_stateless(c.hop.clone(), bytes.clone());
+        let call_id = Some(c.dialog.call_id.clone());
+        self.layer
+            .send_stateless_of(c.hop.clone(), bytes.clone(), call_id);
         bytes
     }
 
@@ -1547,7 +1596,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
             awaiting.retransmitter.handle_timeout(now);
             while let Some(bytes) = awaiting.retransmitter.poll_transmit() {
                 c.record.responses_retransmitted += 1;
-                self.layer.send_stateless(c.peer.clone(), bytes);
+                let call_id = Some(c.dialog.call_id.clone());
+                self.layer.send_stateless_of(c.peer.clone(), bytes, call_id);
             }
             if let Some(Uas2xxEvent::NoAck { elapsed }) = awaiting.retransmitter.poll_event() {
                 no_ack = Some(elapsed);
@@ -1660,9 +1710,9 @@ impl<D: Clone + NextHop> Endpoint<D> {
     }
 
     fn insert(&mut self, call: Call<D>) -> CallId {
-        let key = Arc::clone(&call.dialog.call_id);
+        let key = CallIdKey(call.dialog.call_id.clone());
         let id = CallId(self.slots.insert(call));
-        match self.dialogs.get_mut(&*key) {
+        match self.dialogs.get_mut(key.0.as_str()) {
             Some(bucket) => bucket.push(id),
             None => {
                 self.dialogs.insert(key, Bucket::new(id));
@@ -1674,9 +1724,9 @@ impl<D: Clone + NextHop> Endpoint<D> {
     /// Take a call out of the tables.
     fn remove(&mut self, id: CallId) -> Option<Call<D>> {
         let call = self.slots.remove(id.0)?;
-        if let Some(bucket) = self.dialogs.get_mut(&*call.dialog.call_id) {
+        if let Some(bucket) = self.dialogs.get_mut(call.dialog.call_id.as_str()) {
             if bucket.remove(id) {
-                self.dialogs.remove(&*call.dialog.call_id);
+                self.dialogs.remove(call.dialog.call_id.as_str());
             }
         }
         if let Some(at) = call.scheduled {

@@ -17,7 +17,7 @@ use super::server::ServerTransaction;
 use super::timer::{Timer, TimerConfig};
 use super::{Absorbed, Actions, Outgoing, Report, SendKind, TransactionError, TransactionKind};
 use crate::sip::build;
-use crate::sip::msg::{Message, Method, SentRequest};
+use crate::sip::msg::{call_id_of, Message, Method, SentRequest};
 use crate::slots::{Bucket, SlotId, Slots};
 
 /// Names one transaction of a [`TransactionLayer`].
@@ -43,6 +43,26 @@ pub struct Transmit<D> {
     pub bytes: Bytes,
     /// Why it is sent (first copy, retransmission, ACK, …).
     pub kind: SendKind,
+    /// The message's Call-ID when the layer holds it already (its transaction's, or the one
+    /// given with bytes sent outside a transaction), sharing the buffer it was read or
+    /// written into; `None` when it was not given. [`Transmit::call_id`] reads it.
+    pub call_id: Option<BytesStr>,
+}
+
+impl<D> Transmit<D> {
+    /// The message's Call-ID: the one carried, else found in the bytes ([`call_id_of`]).
+    #[must_use]
+    pub fn call_id(&self) -> Option<&str> {
+        match &self.call_id {
+            Some(id) => Some(id.as_str()),
+            None => call_id_of(&self.bytes),
+        }
+    }
+}
+
+/// The Call-ID of a message as the parser reads it, sharing the message's buffer.
+fn call_id_shared(message: &Message) -> BytesStr {
+    BytesStr::from_parse(message.raw(), message.call_id())
 }
 
 /// What the layer reports to its user (the UA core).
@@ -231,6 +251,9 @@ struct Entry<D> {
     peer: D,
     /// The deadline last pushed to the heap for this transaction.
     scheduled: Option<Instant>,
+    /// The Call-ID of the transaction's request, when known without reading it
+    /// ([`Transmit::call_id`]).
+    call_id: Option<BytesStr>,
 }
 
 /// A key of the transaction indexes (a branch, or a legacy key): text that shares the buffer
@@ -375,8 +398,9 @@ impl<D: Clone> TransactionLayer<D> {
         reliable: bool,
         destination: D,
     ) -> Result<TxId, TransactionError> {
+        let call_id = Some(call_id_shared(&request));
         let request = SentRequest::from_message(&request).ok_or(TransactionError::NotARequest)?;
-        self.start_client(now, request, reliable, destination)
+        self.start_client(now, request, call_id, reliable, destination)
     }
 
     /// [`send_request`](Self::send_request) for a request still in bytes. A request written
@@ -391,31 +415,46 @@ impl<D: Clone> TransactionLayer<D> {
         reliable: bool,
         destination: D,
     ) -> Result<TxId, TransactionError> {
+        self.send_request_bytes_of(now, request, None, reliable, destination)
+    }
+
+    /// [`send_request_bytes`](Self::send_request_bytes) for a request whose Call-ID its
+    /// writer gives (`call_id`, carried by its [`Transmit`]s); `None`: not given.
+    pub fn send_request_bytes_of(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        mut call_id: Option<BytesStr>,
+        reliable: bool,
+        destination: D,
+    ) -> Result<TxId, TransactionError> {
         let request = match SentRequest::scan(&request) {
             Some(request) => request,
             None => {
                 super::note_request_parse();
                 let message = Message::parse_datagram(request)?;
+                call_id = call_id.or_else(|| Some(call_id_shared(&message)));
                 SentRequest::from_message(&message).ok_or(TransactionError::NotARequest)?
             }
         };
-        self.start_client(now, request, reliable, destination)
+        self.start_client(now, request, call_id, reliable, destination)
     }
 
     /// [`send_request_bytes`](Self::send_request_bytes) for a request the UA core wrote
     /// itself, with the method, top Via branch and CSeq number it wrote: they are taken as
     /// given, not read back (in tests they are checked against what the parser reads). Bytes
-    /// that do not hold `branch` where the writer puts it are scanned as any others.
+    /// that do not hold `branch` where the writer puts it are scanned as any others. The
+    /// Call-ID the writer wrote, `call_id`, is carried by the request's [`Transmit`]s.
     pub fn send_built_request(
         &mut self,
         now: Instant,
         request: Bytes,
-        (method, branch, cseq): (Method, &str, u32),
+        (method, branch, cseq, call_id): (Method, &str, u32, BytesStr),
         reliable: bool,
         destination: D,
     ) -> Result<TxId, TransactionError> {
         let Some(sent) = SentRequest::built(&request, method, branch, cseq) else {
-            return self.send_request_bytes(now, request, reliable, destination);
+            return self.send_request_bytes_of(now, request, Some(call_id), reliable, destination);
         };
         #[cfg(test)]
         {
@@ -424,18 +463,20 @@ impl<D: Clone> TransactionLayer<D> {
             let parsed =
                 Message::parse_datagram(request.clone()).expect("the writer's requests parse");
             let parsed = SentRequest::from_message(&parsed).expect("a request");
+            assert_eq!(call_id_of(&request), Some(call_id.as_str()));
             assert_eq!(parsed.raw(), sent.raw());
             assert_eq!(parsed.method(), sent.method());
             assert_eq!(parsed.branch(), sent.branch());
             assert_eq!(parsed.cseq(), sent.cseq());
         }
-        self.start_client(now, sent, reliable, destination)
+        self.start_client(now, sent, Some(call_id), reliable, destination)
     }
 
     fn start_client(
         &mut self,
         now: Instant,
         request: SentRequest,
+        call_id: Option<BytesStr>,
         reliable: bool,
         destination: D,
     ) -> Result<TxId, TransactionError> {
@@ -453,7 +494,7 @@ impl<D: Clone> TransactionLayer<D> {
             }
         }
         let bytes = tx.raw().clone();
-        let id = self.insert(Machine::Client(tx), destination.clone());
+        let id = self.insert(Machine::Client(tx), destination.clone(), call_id.clone());
         if let Some(Entry {
             machine: Machine::Client(c),
             ..
@@ -468,6 +509,7 @@ impl<D: Clone> TransactionLayer<D> {
             destination,
             bytes,
             kind: SendKind::Request,
+            call_id,
         });
         self.reschedule(id);
         self.prune_timers();
@@ -497,7 +539,8 @@ impl<D: Clone> TransactionLayer<D> {
         let cancel = Bytes::from(build::cancel_for(&invite.parse_request()?));
         let reliable = invite.is_reliable();
         let destination = entry.peer.clone();
-        self.send_request_bytes(now, cancel, reliable, destination)
+        let call_id = entry.call_id.clone();
+        self.send_request_bytes_of(now, cancel, call_id, reliable, destination)
     }
 
     /// Feed a message received from `source` over a transport that is `reliable` or not.
@@ -613,7 +656,8 @@ impl<D: Clone> TransactionLayer<D> {
             // Only an ACK or a response is refused, and neither reaches here.
             Err(_) => return Dispatch::Stray,
         };
-        let id = self.insert(Machine::Server(tx), source);
+        let call_id = Some(call_id_shared(&message));
+        let id = self.insert(Machine::Server(tx), source, call_id);
         index_insert(&mut self.server_index, server_key_shared(&message), id);
         self.live_servers += 1;
         self.counters.server_transactions += 1;
@@ -728,11 +772,18 @@ impl<D: Clone> TransactionLayer<D> {
     /// Queue bytes outside any transaction: the ACK of a 2xx, or a 2xx retransmission from a
     /// [`Uas2xxRetransmitter`](super::Uas2xxRetransmitter).
     pub fn send_stateless(&mut self, destination: D, bytes: Bytes) {
+        self.send_stateless_of(destination, bytes, None);
+    }
+
+    /// [`send_stateless`](Self::send_stateless) with the message's Call-ID as its writer
+    /// gives it (`call_id`, carried by the [`Transmit`]); `None`: not given.
+    pub fn send_stateless_of(&mut self, destination: D, bytes: Bytes, call_id: Option<BytesStr>) {
         self.counters.stateless_sent += 1;
         self.transmits.push_back(Transmit {
             destination,
             bytes,
             kind: SendKind::Stateless,
+            call_id,
         });
     }
 
@@ -780,7 +831,13 @@ impl<D: Clone> TransactionLayer<D> {
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<D>> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front()?;
+        // Every test that sends checks that a Call-ID carried is the one in the bytes.
+        #[cfg(test)]
+        if let Some(id) = &t.call_id {
+            assert_eq!(Some(id.as_str()), call_id_of(&t.bytes), "{:?}", t.bytes);
+        }
+        Some(t)
     }
 
     /// The next event for the transaction user.
@@ -829,6 +886,7 @@ impl<D: Clone> TransactionLayer<D> {
                     destination: entry.peer.clone(),
                     bytes,
                     kind,
+                    call_id: entry.call_id.clone(),
                 });
             }
         }
@@ -899,11 +957,12 @@ impl<D: Clone> TransactionLayer<D> {
         }
     }
 
-    fn insert(&mut self, machine: Machine, peer: D) -> TxId {
+    fn insert(&mut self, machine: Machine, peer: D, call_id: Option<BytesStr>) -> TxId {
         let entry = Entry {
             machine,
             peer,
             scheduled: None,
+            call_id,
         };
         TxId(self.slots.insert(entry))
     }

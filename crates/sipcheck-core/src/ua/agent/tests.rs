@@ -1825,3 +1825,78 @@ fn a_call_refused_at_once_is_listed_as_begun_all_the_same() {
         "each refused INVITE's call, with its Call-ID"
     );
 }
+
+/// What a role's agent put on the network (`from`), as its ladder shows it: each datagram's
+/// start line and CSeq, and whether it repeats a request of a transaction (not an ACK) sent
+/// before, which is what a transaction timer's retransmission is.
+fn sent_as_rungs(run: &Run, from: SocketAddr) -> Vec<(String, String, bool)> {
+    let mut seen = std::collections::HashSet::new();
+    run.sim
+        .net
+        .log()
+        .iter()
+        .filter(|s| s.from == from)
+        .map(|s| {
+            let text = String::from_utf8_lossy(&s.bytes).into_owned();
+            let line = text.lines().next().unwrap_or_default().to_owned();
+            let cseq = header_value(&text, "CSeq").to_owned();
+            let again = !seen.insert(s.bytes.clone());
+            let transaction_request = !line.starts_with("SIP/2.0") && !line.starts_with("ACK ");
+            (line, cseq, again && transaction_request)
+        })
+        .collect()
+}
+
+/// The rungs of a ladder sent by its agent: start line, CSeq, retransmission.
+fn sent_rungs(result: &CallResult) -> Vec<(String, String, bool)> {
+    result
+        .ladder
+        .iter()
+        .filter(|r| r.direction == crate::stats::ladder::Direction::Sent)
+        .map(|r| (r.line.clone(), r.cseq.clone(), r.retransmission))
+        .collect()
+}
+
+#[test]
+fn a_failed_calls_ladder_holds_every_message_its_agent_sent_retransmissions_flagged() {
+    // The caller's ACKs and BYEs are lost: the callee retransmits its 200 (each answered by
+    // an ACK again) and fails for want of an ACK; the caller retransmits its BYE until Timer
+    // F fails it. Both ladders are kept, and each must hold every datagram its side sent
+    // until its result (the callee's BYE, sent as its failed call ends, comes after it).
+    let mut run = one_call();
+    run.sim.net.set_interceptor(|d| {
+        if d.bytes.starts_with(b"ACK ") || d.bytes.starts_with(b"BYE ") {
+            Intercept::Drop
+        } else {
+            Intercept::Pass
+        }
+    });
+    run.run(secs(120));
+    let caller = only(run.results("caller"));
+    let callee = only(run.results("callee"));
+    assert!(!caller.passed() && !callee.passed(), "both ends fail");
+    let caller_sent = sent_as_rungs(&run, "127.0.0.1:5080".parse().expect("literal"));
+    let mut callee_sent = sent_as_rungs(&run, callee_addr());
+    let bye = callee_sent.iter().position(|s| s.1 == "1 BYE");
+    callee_sent.truncate(bye.expect("the callee ends its failed call with a BYE"));
+    assert!(
+        caller_sent.iter().any(|s| s.2),
+        "BYE retransmitted: {caller_sent:?}"
+    );
+    assert!(
+        caller_sent
+            .iter()
+            .filter(|s| s.0.starts_with("ACK "))
+            .count()
+            > 1
+    );
+    assert!(
+        callee_sent
+            .iter()
+            .filter(|s| s.0 == "SIP/2.0 200 OK")
+            .count()
+            > 1
+    );
+    assert_eq!(sent_rungs(caller), caller_sent);
+    assert_eq!(sent_rungs(callee), callee_sent);
+}

@@ -1,16 +1,37 @@
 //! Dialog state (RFC 3261 §12): identifiers, CSeq, remote target and route set, and the
 //! requests sent within a dialog (§12.2.1.1, loose and strict routing).
 
-use std::sync::Arc;
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
+
+use bytesstr::BytesStr;
 
 use crate::sip::build::{RequestSpec, ViaSpec};
 use crate::sip::msg::{contact_uri, Message, Name};
 
+/// A key of the endpoint's dialog index: a Call-ID, hashed and compared as text, so that
+/// the index is searched with a `&str`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CallIdKey(pub(super) BytesStr);
+
+impl Hash for CallIdKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
+}
+
+impl Borrow<str> for CallIdKey {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
 /// One dialog, from our side.
 #[derive(Debug, Clone)]
 pub(super) struct Dialog {
-    /// The Call-ID (shared with the endpoint's dialog index).
-    pub(super) call_id: Arc<str>,
+    /// The Call-ID (shared with the endpoint's dialog index and the transmits of the
+    /// dialog's requests).
+    pub(super) call_id: BytesStr,
     /// Our tag (From tag of an outgoing call, To tag of an incoming one).
     pub(super) local_tag: Box<str>,
     /// The far end's tag, once known (To tag of the 2xx for an outgoing call).

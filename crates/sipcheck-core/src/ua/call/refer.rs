@@ -86,9 +86,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
             &extra,
             None,
         );
-        let tx = self
-            .layer
-            .send_request_bytes(now, bytes.into(), c.reliable, c.hop.clone())?;
+        let tx = self.layer.send_request_bytes_of(
+            now,
+            bytes.into(),
+            Some(c.dialog.call_id.clone()),
+            c.reliable,
+            c.hop.clone(),
+        )?;
         self.owners.insert(tx, Owner::Call(call, Role::Refer));
         Ok(())
     }
@@ -128,9 +132,13 @@ impl<D: Clone + NextHop> Endpoint<D> {
             &extra,
             Some((SIPFRAG, body.as_bytes())),
         );
-        let tx = self
-            .layer
-            .send_request_bytes(now, bytes.into(), c.reliable, c.hop.clone())?;
+        let tx = self.layer.send_request_bytes_of(
+            now,
+            bytes.into(),
+            Some(c.dialog.call_id.clone()),
+            c.reliable,
+            c.hop.clone(),
+        )?;
         self.owners.insert(tx, Owner::Call(call, Role::Notify));
         Ok(())
     }

@@ -3559,3 +3559,23 @@ fn a_call_counts_with_its_peer_until_its_bye_is_answered_not_until_its_timers_en
     net.run_until_idle();
     net.assert_no_errors();
 }
+
+#[test]
+fn the_hop_memo_gives_what_the_uri_gives_as_uris_and_transports_change() {
+    let mut memo = HopMemo::<SocketAddr>::default();
+    let asks = [
+        ("sip:a@10.0.0.1:5070", Transport::Udp),
+        ("sip:a@10.0.0.1:5070", Transport::Udp),
+        ("sip:a@10.0.0.1:5070", Transport::Tls),
+        ("sip:a@10.0.0.1", Transport::Tls),
+        ("sip:a@10.0.0.1", Transport::Udp),
+        ("<sip:b@10.0.0.2;transport=tcp>", Transport::Udp),
+        ("sip:b@pbx.example.com", Transport::Udp),
+        ("sip:b@pbx.example.com", Transport::Udp),
+        ("sip:a@10.0.0.1:5070", Transport::Udp),
+    ];
+    for (uri, transport) in asks {
+        let expected = SocketAddr::from_uri(uri, transport);
+        assert_eq!(memo.hop_of(uri, transport), expected, "{uri} {transport:?}");
+    }
+}

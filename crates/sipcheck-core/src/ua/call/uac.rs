@@ -115,7 +115,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             c.dialog.remote_target = target.to_string();
         }
         c.dialog.route_set = record_route(message, true);
-        c.update_hop();
+        c.update_hop(&mut self.hops);
         // RFC 4028 §7.2: the 2xx says whether there is a session timer and who refreshes.
         if let Some(timer) = SessionExpires::of(message) {
             c.session
@@ -366,7 +366,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             // Target refresh (RFC 3261 §12.2.1.2).
             if let Some(target) = message.first_contact_uri() {
                 c.dialog.remote_target = target.to_string();
-                c.update_hop();
+                c.update_hop(&mut self.hops);
             }
             // Any 2xx to a re-INVITE refreshes the session (RFC 4028 §7.4).
             match SessionExpires::of(message) {
@@ -561,7 +561,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
             if let Some(ack) = ack {
                 c.record.duplicates_received += 1;
                 self.counters.acks_resent += 1;
-                self.layer.send_stateless(c.hop.clone(), ack);
+                let call_id = Some(c.dialog.call_id.clone());
+                self.layer.send_stateless_of(c.hop.clone(), ack, call_id);
             }
             return;
         }
@@ -591,12 +592,14 @@ impl<D: Clone + NextHop> Endpoint<D> {
             .map(|(n, v)| (*n, v.as_str()))
             .collect();
         let ack = fork.request(&routing, "ACK", cseq, c.via(&branch), None, &auth, None);
-        self.layer.send_stateless(hop.clone(), Bytes::from(ack));
+        let call_id = Some(fork.call_id.clone());
+        self.layer
+            .send_stateless_of(hop.clone(), Bytes::from(ack), call_id.clone());
         let branch = self.ids.branch();
         let bye = fork.request(&routing, "BYE", cseq + 1, c.via(&branch), None, &[], None);
         let _ = self
             .layer
-            .send_request_bytes(now, Bytes::from(bye), c.reliable, hop);
+            .send_request_bytes_of(now, Bytes::from(bye), call_id, c.reliable, hop);
         self.counters.forks_released += 1;
     }
 }

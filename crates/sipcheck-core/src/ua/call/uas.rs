@@ -268,7 +268,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         };
         if let Some(target) = message.first_contact_uri() {
             c.dialog.remote_target = target.to_string();
-            c.update_hop();
+            c.update_hop(&mut self.hops);
         }
         let body = sdp.to_bytes();
         let timer = TimerAnswer::of(message);
@@ -436,7 +436,8 @@ impl<D: Clone + NextHop> Endpoint<D> {
                 if let Some(awaiting) = c.awaiting.as_ref().filter(|a| a.initial) {
                     let bytes = awaiting.retransmitter.response().clone();
                     c.record.responses_retransmitted += 1;
-                    self.layer.send_stateless(c.peer.clone(), bytes);
+                    let call_id = Some(c.dialog.call_id.clone());
+                    self.layer.send_stateless_of(c.peer.clone(), bytes, call_id);
                 }
                 let _ = self.layer.abandon(tx);
             } else {
@@ -580,7 +581,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             record,
             scheduled: None,
         };
-        entry.update_hop();
+        entry.update_hop(&mut self.hops);
         let id = self.insert(entry);
         self.owners
             .insert(tx, Owner::Call(id, Role::IncomingInvite));
