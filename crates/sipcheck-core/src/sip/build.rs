@@ -107,11 +107,11 @@ pub fn write_response(
     w.put(reason.as_bytes());
     w.put(b"\r\n");
     for via in req.headers().get_raw(&Name::VIA) {
-        w.header("Via", via.as_str());
+        w.header("Via", via);
     }
     if (101..300).contains(&code) {
         for rr in req.headers().get_raw(&Name::RECORD_ROUTE) {
-            w.header("Record-Route", rr.as_str());
+            w.header("Record-Route", rr);
         }
     }
     w.header("From", req.header(&Name::FROM).unwrap_or_default());
@@ -160,7 +160,7 @@ fn derived_request(req: &Message, method: &str, to: Option<&str>) -> Vec<u8> {
         w.header("Via", top);
     }
     for route in req.headers().get_raw(&Name::ROUTE) {
-        w.header("Route", route.as_str());
+        w.header("Route", route);
     }
     w.header("Max-Forwards", "70");
     w.header("From", req.header(&Name::FROM).unwrap_or_default());

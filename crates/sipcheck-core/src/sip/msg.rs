@@ -18,7 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 pub use bytesstr::BytesStr;
 use ezk_sip_types::header::typed::{FromTo, Via};
 use ezk_sip_types::header::HeaderParse;
-use ezk_sip_types::msg::{MessageLine, PullParser};
+use ezk_sip_types::msg::MessageLine;
 use ezk_sip_types::parse::Parse;
 pub use ezk_sip_types::Name;
 
@@ -177,17 +177,17 @@ pub struct Message {
     start: StartLine,
     headers: HeaderMap,
     body: Bytes,
-    call_id: BytesStr,
+    call_id: Span,
     cseq: u32,
     cseq_method: Method,
-    branch: Option<BytesStr>,
+    branch: Option<Span>,
 }
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Message")
             .field("start", &self.start)
-            .field("call_id", &self.call_id.as_str())
+            .field("call_id", &self.call_id())
             .field("cseq", &self.cseq)
             .field("cseq_method", &self.cseq_method)
             .finish_non_exhaustive()
@@ -201,8 +201,7 @@ impl Message {
     /// trimmed to that length, and a shorter body is an error.
     pub fn parse_datagram(data: Bytes) -> Result<Self, ParseError> {
         let data = skip_leading_crlf(data);
-        let head_end = find_head_end(&data)?;
-        let content_length = scan_content_length(&data, head_end)?;
+        let (head_end, content_length) = frame_head(&data)?;
         let available = data.len() - head_end;
         let body_len = match content_length {
             Some(len) if len > available => {
@@ -217,52 +216,69 @@ impl Message {
             Some(len) => len,
             None => available,
         };
-        Self::parse_framed(data.slice(..head_end + body_len), head_end)
+        let mut data = data;
+        data.truncate(head_end + body_len);
+        Self::parse_framed(data, head_end)
     }
 
     /// Parse one complete message whose head ends at `head_end` and whose body is the rest.
     fn parse_framed(raw: Bytes, head_end: usize) -> Result<Self, ParseError> {
         let head = std::str::from_utf8(&raw[..head_end])
             .map_err(|e| ParseError::at(e.valid_up_to(), ParseErrorKind::NotUtf8))?;
-        let mut lines = PullParser::new(head.as_bytes(), 0);
-        let first = match lines.next() {
-            Some(Ok(line)) => line,
-            _ => return Err(ParseError::at(0, ParseErrorKind::StartLine)),
+        let mut lines = HeadLines::new(head.as_bytes());
+        let Some(Ok(first)) = lines.next() else {
+            return Err(ParseError::at(0, ParseErrorKind::StartLine));
         };
-        // Every line is a subslice of `head`, which lies within `raw` from offset 0.
-        let first = sub_str(head, first);
-        let start = parse_start_line(&raw, first)?;
+        let start = parse_start_line(&raw, &head[first.start..first.end])?;
 
-        let mut headers = HeaderMap::with_capacity(12);
-        let mut offset = lines.progress();
-        for line in lines.by_ref() {
-            let line = match line {
-                Ok(line) => line,
-                Err(_) => return Err(ParseError::at(offset, ParseErrorKind::IncompleteHead)),
+        let mut headers = HeaderMap {
+            head: BytesStr::from_parse(&raw, head),
+            entries: Vec::with_capacity(12),
+            extra: Vec::new(),
+        };
+        // The first Via, Call-ID and CSeq lines, noted as they are read (what `get_raw`
+        // would find first).
+        let (mut via, mut call_id, mut cseq) = (None, None, None);
+        let mut offset = lines.progress;
+        for line in lines {
+            let Ok(line) = line else {
+                return Err(ParseError::at(offset, ParseErrorKind::IncompleteHead));
             };
-            let line_str = sub_str(head, line);
-            let line_offset = line.as_ptr() as usize - head.as_ptr() as usize;
-            match split_header_line(line_str) {
-                Some((name, value)) => {
-                    let value = unfold(&BytesStr::from_parse(&raw, value));
-                    headers.push(canonical_name(&raw, name), value);
-                }
-                None => return Err(ParseError::at(line_offset, ParseErrorKind::HeaderLine)),
-            }
-            offset = line_offset + line.len();
+            let Some((name, value)) = split_header_line(head, line.start, line.end) else {
+                return Err(ParseError::at(line.start, ParseErrorKind::HeaderLine));
+            };
+            let value = if line.folded {
+                headers.unfolded(&head[value..line.end])
+            } else {
+                let text = &head[value..line.end];
+                let end = if text.as_bytes().last().is_some_and(u8::is_ascii_graphic) {
+                    line.end
+                } else {
+                    value + text.trim_end().len()
+                };
+                Span::head(value, end)
+            };
+            let (name, known) = canonical_name(head, name);
+            let first = match known {
+                Known::Via => &mut via,
+                Known::CallId => &mut call_id,
+                Known::CSeq => &mut cseq,
+                Known::Other => &mut None,
+            };
+            first.get_or_insert(value);
+            headers.entries.push(Entry { name, value });
+            offset = line.end;
         }
 
-        let call_id = headers
-            .get_raw(&Name::CALL_ID)
-            .next()
-            .map(|v| v.slice_ref(v.as_str().trim()))
+        let call_id = call_id
+            .map(|v| headers.trimmed(v))
             .filter(|v| !v.is_empty())
             .ok_or(ParseError::at(
                 head_end,
                 ParseErrorKind::MissingHeader("Call-ID"),
             ))?;
-        let (cseq, cseq_method) = parse_cseq(&headers, head_end)?;
-        let branch = top_branch(&headers);
+        let (cseq, cseq_method) = parse_cseq(&headers, cseq, head_end)?;
+        let branch = top_branch(&mut headers, via);
 
         let body = raw.slice(head_end..);
         Ok(Self {
@@ -331,14 +347,14 @@ impl Message {
 
     /// The first value of a header, by any of its names (long or compact, any case).
     pub fn header(&self, name: &Name) -> Option<&str> {
-        self.headers.get_raw(name).next().map(|v| v.as_str().trim())
+        self.headers.get_raw(name).next().map(str::trim)
     }
 
     /// The first value of a header, as [`Message::header`] gives it, sharing the message's
     /// buffer instead of copying it.
     pub fn header_shared(&self, name: &Name) -> Option<BytesStr> {
-        let value = self.headers.get_raw(name).next()?;
-        Some(value.slice_ref(value.as_str().trim()))
+        let value = self.headers.values(name).next()?;
+        Some(self.headers.shared(self.headers.trimmed(value)))
     }
 
     /// The Request-URI of a request, sharing the message's buffer.
@@ -355,9 +371,7 @@ impl Message {
         &'a self,
         name: &'n Name,
     ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-        self.headers
-            .get_raw(name)
-            .flat_map(|v| split_list(v.as_str()))
+        self.headers.get_raw(name).flat_map(split_list)
     }
 
     /// The body (empty when there is none).
@@ -367,7 +381,7 @@ impl Message {
 
     /// The Call-ID.
     pub fn call_id(&self) -> &str {
-        self.call_id.as_str()
+        self.headers.text(self.call_id)
     }
 
     /// The CSeq sequence number.
@@ -382,12 +396,12 @@ impl Message {
 
     /// The `branch` parameter of the topmost Via, if any.
     pub fn branch(&self) -> Option<&str> {
-        self.branch.as_ref().map(|b| b.as_str())
+        self.branch.map(|b| self.headers.text(b))
     }
 
     /// [`Message::branch`], sharing the message's buffer.
-    pub fn branch_shared(&self) -> Option<&BytesStr> {
-        self.branch.as_ref()
+    pub fn branch_shared(&self) -> Option<BytesStr> {
+        self.branch.map(|b| self.headers.shared(b))
     }
 
     /// The topmost Via, parsed.
@@ -407,8 +421,8 @@ impl Message {
 
     /// The From or To header, parsed.
     pub fn from_to(&self, name: &Name) -> Option<FromTo> {
-        let value = self.headers.get_raw(name).next()?;
-        FromTo::parse(value.as_ref(), value.as_str().trim())
+        let value = self.headers.values(name).next()?;
+        FromTo::parse(self.headers.source(value), self.headers.text(value).trim())
             .ok()
             .map(|(_, h)| h)
     }
@@ -448,7 +462,7 @@ impl SentRequest {
         Some(Self {
             raw: message.raw().clone(),
             method: message.method()?.clone(),
-            branch: message.branch_shared().cloned(),
+            branch: message.branch_shared(),
             cseq: message.cseq(),
         })
     }
@@ -577,8 +591,21 @@ static TOKEN_BYTES: [bool; 256] = {
 /// The unreserved characters of a plain URI or Via parameter: letters, digits and
 /// `-_.!~*'` (RFC 3261 §25.1 `unreserved`, without `(` and `)`).
 fn is_unreserved_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'')
+    UNRESERVED_BYTES[usize::from(b)]
 }
+
+/// [`is_unreserved_byte`], by table: it runs for every byte of every plain Via and URI.
+static UNRESERVED_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'');
+        b += 1;
+    }
+    table
+};
 
 /// The method, top Via branch, CSeq number and framed length of a request written the plain
 /// way (see [`SentRequest::scan`]), in one pass over its head; `None` for anything else.
@@ -827,78 +854,288 @@ impl<'a> Iterator for SplitList<'a> {
 /// `v` or `i` expanded, RFC 3261 §7.3.3), values unfolded.
 ///
 /// A lookup compares names case-insensitively with a [`Name`]'s long form; no value is parsed
-/// until asked for. (The `ezk-sip-types` header map compared every entry through each name's
-/// list of spellings, and looked each name up in a table of ~70, on every insertion: that was
-/// most of the parse time.)
+/// until asked for. Names and values are kept as positions in the message's head (a folded
+/// value, unfolded, in a string of its own), so that reading a message does not take a share
+/// of its buffer per header line; [`Message::header_shared`] takes one when asked. (The
+/// `ezk-sip-types` header map compared every entry through each name's list of spellings, and
+/// looked each name up in a table of ~70, on every insertion: that was most of the parse
+/// time.)
 #[derive(Clone, Default)]
 pub struct HeaderMap {
-    entries: Vec<(BytesStr, BytesStr)>,
+    /// The message's head: what a [`Span`] of `buf` 0 points into.
+    head: BytesStr,
+    entries: Vec<Entry>,
+    /// Text that is not in the head as written (unfolded values, a branch the general Via
+    /// parser gave): what a [`Span`] of `buf` `n` > 0 points into, at `n - 1`.
+    extra: Vec<BytesStr>,
 }
 
-impl HeaderMap {
-    fn with_capacity(n: usize) -> Self {
+/// A header line: its name and value.
+#[derive(Clone, Copy)]
+struct Entry {
+    name: EntryName,
+    value: Span,
+}
+
+/// A header name: the long form of a compact one, or the name as written in the head.
+#[derive(Clone, Copy)]
+enum EntryName {
+    Long(&'static str),
+    Written(u32, u32),
+}
+
+/// A piece of text of a [`HeaderMap`]: bytes `start..end` of its head (`buf` 0) or of one of
+/// its extra strings (`buf` `n` > 0: `extra[n - 1]`).
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    buf: u32,
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// Bytes `start..end` of the head (which is at most [`MAX_HEAD_LEN`] + 4 bytes long).
+    fn head(start: usize, end: usize) -> Self {
         Self {
-            entries: Vec::with_capacity(n),
+            buf: 0,
+            start: start as u32,
+            end: end as u32,
         }
     }
 
-    fn push(&mut self, name: BytesStr, value: BytesStr) {
-        self.entries.push((name, value));
+    fn is_empty(self) -> bool {
+        self.start == self.end
     }
+}
 
+/// The headers the parser reads itself, noted as their lines are read.
+enum Known {
+    Via,
+    CallId,
+    CSeq,
+    Other,
+}
+
+impl HeaderMap {
     /// Every value of the header `name`, in order, as written (one per header line).
     pub fn get_raw<'a, 'n>(
         &'a self,
         name: &'n Name,
-    ) -> impl Iterator<Item = &'a BytesStr> + use<'a, 'n> {
-        let wanted = name.as_print_str();
-        self.entries
-            .iter()
-            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(wanted))
-            .map(|(_, v)| v)
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.values(name).map(|v| self.text(v))
     }
 
     /// Every header line, in order: the name (in its long form) and the value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.entries
+            .iter()
+            .map(|e| (self.name(e.name), self.text(e.value)))
+    }
+
+    /// [`HeaderMap::get_raw`], as spans.
+    fn values<'a, 'n>(&'a self, name: &'n Name) -> impl Iterator<Item = Span> + use<'a, 'n> {
+        let wanted = name.as_print_str();
+        self.entries
+            .iter()
+            .filter(move |e| self.name(e.name).eq_ignore_ascii_case(wanted))
+            .map(|e| e.value)
+    }
+
+    fn name(&self, name: EntryName) -> &str {
+        match name {
+            EntryName::Long(long) => long,
+            EntryName::Written(start, end) => &self.head.as_str()[start as usize..end as usize],
+        }
+    }
+
+    /// The string `span` points into.
+    fn buffer(&self, span: Span) -> &BytesStr {
+        match span.buf {
+            0 => &self.head,
+            n => &self.extra[n as usize - 1],
+        }
+    }
+
+    fn text(&self, span: Span) -> &str {
+        &self.buffer(span).as_str()[span.start as usize..span.end as usize]
+    }
+
+    /// The buffer `span`'s text lies in, for the parsers of `ezk-sip-types`.
+    fn source(&self, span: Span) -> &Bytes {
+        self.buffer(span).as_ref()
+    }
+
+    /// `span`'s text as a string of its own, sharing the buffer.
+    fn shared(&self, span: Span) -> BytesStr {
+        self.buffer(span).slice_ref(self.text(span))
+    }
+
+    /// The span of `part`, a subslice of `span`'s text.
+    fn sub(&self, span: Span, part: &str) -> Span {
+        let start = part.as_ptr() as usize - self.buffer(span).as_str().as_ptr() as usize;
+        Span {
+            buf: span.buf,
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+
+    /// `span` without white space at either end.
+    fn trimmed(&self, span: Span) -> Span {
+        let text = self.text(span);
+        let trimmed = text.trim();
+        if trimmed.len() == text.len() {
+            span
+        } else {
+            self.sub(span, trimmed)
+        }
+    }
+
+    /// Keep `text` (not in the head as written); its span.
+    fn add(&mut self, text: BytesStr) -> Span {
+        let len = text.len();
+        self.extra.push(text);
+        Span {
+            buf: self.extra.len() as u32,
+            start: 0,
+            end: len as u32,
+        }
+    }
+
+    /// A folded value (after its leading white space) unfolded, kept: line folding (CRLF or
+    /// LF followed by white space) replaced by a single space, the end trimmed.
+    fn unfolded(&mut self, value: &str) -> Span {
+        let text = if value.contains(['\r', '\n']) {
+            let mut out = String::with_capacity(value.len());
+            for (i, piece) in value.split('\n').enumerate() {
+                let piece = piece.trim_end_matches('\r');
+                if i == 0 {
+                    out.push_str(piece.trim_end());
+                } else {
+                    out.push(' ');
+                    out.push_str(piece.trim());
+                }
+            }
+            BytesStr::from(out)
+        } else {
+            BytesStr::from(value.trim_end())
+        };
+        self.add(text)
     }
 }
 
-/// A header line's name and value: `token *WSP ":" *WSP value` (RFC 3261 §7.3.1); `None`
-/// for a line that is not one.
-fn split_header_line(line: &str) -> Option<(&str, &str)> {
-    let line = line.trim_start_matches(|c: char| c.is_ascii_whitespace());
-    let end = line.find(|c: char| !is_token_char(c)).unwrap_or(line.len());
-    if end == 0 {
+/// One line of a message head, as [`HeadLines`] splits it: bytes `start..end`; `folded` when
+/// it spans several physical lines (it then holds their CR and LF bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadLine {
+    start: usize,
+    end: usize,
+    folded: bool,
+}
+
+/// The lines of a message head, split exactly as `ezk_sip_types::msg::PullParser` splits
+/// them (a line ends at LF or CRLF not followed by a space or tab; a CR alone, or an end
+/// without a blank line, is an error, `Err(())`; the blank line ends the iteration), and
+/// telling which lines are folded.
+struct HeadLines<'a> {
+    input: &'a [u8],
+    /// Where the next line starts.
+    progress: usize,
+}
+
+impl<'a> HeadLines<'a> {
+    fn new(input: &'a [u8]) -> Self {
+        Self { input, progress: 0 }
+    }
+}
+
+impl Iterator for HeadLines<'_> {
+    type Item = Result<HeadLine, ()>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let begin = self.progress;
+        let mut from = begin;
+        loop {
+            let Some(found) = memchr::memchr2(b'\n', b'\r', &self.input[from..]) else {
+                return Some(Err(()));
+            };
+            let at = from + found;
+            let next = match self.input[at..] {
+                [b'\n', b' ' | b'\t', ..] | [b'\r', b'\n', b' ' | b'\t', ..] => {
+                    from = at + 1;
+                    continue;
+                }
+                // The blank line that ends the head is not taken: the next call finds it.
+                [b'\n', b, ..] => at + usize::from(b != b'\n'),
+                [b'\r', b'\n', b1, b2, ..] => at + 2 * usize::from(!(b1 == b'\r' && b2 == b'\n')),
+                _ => return Some(Err(())),
+            };
+            if at == begin {
+                return None;
+            }
+            self.progress = next;
+            return Some(Ok(HeadLine {
+                start: begin,
+                end: at,
+                folded: from != begin,
+            }));
+        }
+    }
+}
+
+/// A header line's name and value (bytes `start..end` of `head`): `token *WSP ":" *WSP value`
+/// (RFC 3261 §7.3.1) — the name's bytes and where the value starts; `None` for a line that is
+/// not one. (White space here is ASCII white space, CR and LF of a folded line included.)
+fn split_header_line(head: &str, start: usize, end: usize) -> Option<((usize, usize), usize)> {
+    let bytes = &head.as_bytes()[..end];
+    let mut at = start;
+    while at < end && bytes[at].is_ascii_whitespace() {
+        at += 1;
+    }
+    let name_start = at;
+    while at < end {
+        let b = bytes[at];
+        if b.is_ascii() {
+            if !is_ascii_token_byte(b) {
+                break;
+            }
+            at += 1;
+        } else {
+            // Letters of any script are token characters too, as `ezk-sip-types` reads them.
+            let c = head[at..].chars().next()?;
+            if !c.is_alphanumeric() {
+                break;
+            }
+            at += c.len_utf8();
+        }
+    }
+    if at == name_start {
         return None;
     }
-    let rest = line[end..].trim_start_matches(|c: char| c.is_ascii_whitespace());
-    let value = rest.strip_prefix(':')?;
-    Some((
-        &line[..end],
-        value.trim_start_matches(|c: char| c.is_ascii_whitespace()),
-    ))
+    let name_end = at;
+    while at < end && bytes[at].is_ascii_whitespace() {
+        at += 1;
+    }
+    if bytes.get(at) != Some(&b':') {
+        return None;
+    }
+    at += 1;
+    while at < end && bytes[at].is_ascii_whitespace() {
+        at += 1;
+    }
+    Some(((name_start, name_end), at))
 }
 
-/// `token` characters (RFC 3261 §25.1, and letters of any script, as `ezk-sip-types` takes
-/// them).
-fn is_token_char(c: char) -> bool {
-    c.is_alphanumeric()
-        || matches!(
-            c,
-            '-' | '.' | '!' | '%' | '*' | '_' | '`' | '\'' | '~' | '+'
-        )
-}
-
-/// The long form of a header name (RFC 3261 §7.3.3 and the extensions' compact forms), or
-/// the name as written.
-fn canonical_name(raw: &Bytes, name: &str) -> BytesStr {
-    let long = match name.as_bytes() {
+/// The long form of a header name (bytes `start..end` of `head`; RFC 3261 §7.3.3 and the
+/// extensions' compact forms), or the name as written; and whether it is one the parser reads.
+fn canonical_name(head: &str, (start, end): (usize, usize)) -> (EntryName, Known) {
+    let name = &head.as_bytes()[start..end];
+    let long = match name {
         [c] => match c.to_ascii_lowercase() {
-            b'v' => "Via",
+            b'v' => return (EntryName::Long("Via"), Known::Via),
+            b'i' => return (EntryName::Long("Call-ID"), Known::CallId),
             b'f' => "From",
             b't' => "To",
-            b'i' => "Call-ID",
             b'm' => "Contact",
             b'l' => "Content-Length",
             b'c' => "Content-Type",
@@ -910,43 +1147,28 @@ fn canonical_name(raw: &Bytes, name: &str) -> BytesStr {
             b'r' => "Refer-To",
             b'x' => "Session-Expires",
             b'b' => "Referred-By",
-            _ => return BytesStr::from_parse(raw, name),
+            _ => return (EntryName::Written(start as u32, end as u32), Known::Other),
         },
-        _ => return BytesStr::from_parse(raw, name),
-    };
-    BytesStr::from_static(long)
-}
-
-fn sub_str<'a>(head: &'a str, line: &[u8]) -> &'a str {
-    let start = line.as_ptr() as usize - head.as_ptr() as usize;
-    &head[start..start + line.len()]
-}
-
-/// Replace line folding (CRLF or LF followed by white space) by a single space.
-fn unfold(value: &BytesStr) -> BytesStr {
-    let s = value.as_str();
-    if !s.contains(['\r', '\n']) {
-        let trimmed = s.trim_end();
-        return if trimmed.len() == s.len() {
-            value.clone()
-        } else {
-            value.slice_ref(trimmed)
-        };
-    }
-    let mut out = String::with_capacity(s.len());
-    for (i, piece) in s.split('\n').enumerate() {
-        let piece = piece.trim_end_matches('\r');
-        if i == 0 {
-            out.push_str(piece.trim_end());
-        } else {
-            out.push(' ');
-            out.push_str(piece.trim());
+        _ => {
+            let known = match name.len() {
+                3 if name.eq_ignore_ascii_case(b"via") => Known::Via,
+                4 if name.eq_ignore_ascii_case(b"cseq") => Known::CSeq,
+                7 if name.eq_ignore_ascii_case(b"call-id") => Known::CallId,
+                _ => Known::Other,
+            };
+            return (EntryName::Written(start as u32, end as u32), known);
         }
-    }
-    BytesStr::from(out)
+    };
+    (EntryName::Long(long), Known::Other)
 }
 
 fn parse_start_line(raw: &Bytes, line: &str) -> Result<StartLine, ParseError> {
+    if let Some((code, reason)) = plain_status_line(line) {
+        return Ok(StartLine::Response {
+            code,
+            reason: BytesStr::from_parse(raw, reason),
+        });
+    }
     if let Some((method, uri)) = plain_request_line(line) {
         return Ok(StartLine::Request {
             method,
@@ -987,13 +1209,23 @@ fn parse_start_line(raw: &Bytes, line: &str) -> Result<StartLine, ParseError> {
     }
 }
 
-fn parse_cseq(headers: &HeaderMap, head_end: usize) -> Result<(u32, Method), ParseError> {
-    let value = headers.get_raw(&Name::CSEQ).next().ok_or(ParseError::at(
+/// The CSeq number and method of the first CSeq value, `value` (`None`: there is none).
+fn parse_cseq(
+    headers: &HeaderMap,
+    value: Option<Span>,
+    head_end: usize,
+) -> Result<(u32, Method), ParseError> {
+    let value = value.ok_or(ParseError::at(
         head_end,
         ParseErrorKind::MissingHeader("CSeq"),
     ))?;
+    let text = headers.text(value);
+    let source = headers.source(value);
+    if let Some((num, method)) = plain_cseq(text) {
+        return Ok((num, Method::from_token(source, method)));
+    }
     let bad = || ParseError::at(head_end, ParseErrorKind::BadHeader("CSeq"));
-    let mut parts = value.as_str().split_whitespace();
+    let mut parts = text.split_whitespace();
     let num = parts
         .next()
         .and_then(|n| n.parse::<u32>().ok())
@@ -1002,7 +1234,46 @@ fn parse_cseq(headers: &HeaderMap, head_end: usize) -> Result<(u32, Method), Par
     if parts.next().is_some() {
         return Err(bad());
     }
-    Ok((num, Method::from_token(value.as_ref(), method)))
+    Ok((num, Method::from_token(source, method)))
+}
+
+/// A CSeq value written the plain way — decimal digits that fit a `u32`, one space, and a
+/// method of printable ASCII characters — found by scanning: the number and the method.
+/// `None` for anything else, which is left to the general reading (of which this is the
+/// common case: the same number and method).
+fn plain_cseq(value: &str) -> Option<(u32, &str)> {
+    let bytes = value.as_bytes();
+    let mut num: u32 = 0;
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
+        num = num.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
+        at += 1;
+    }
+    if at == 0 || bytes.get(at) != Some(&b' ') {
+        return None;
+    }
+    let method = &value[at + 1..];
+    (!method.is_empty() && method.bytes().all(|b| b.is_ascii_graphic())).then_some((num, method))
+}
+
+/// A status line written the plain way — `SIP/2.0 SP 3DIGIT SP Reason-Phrase` (RFC 3261
+/// §7.2), the version exactly so, a code of 100 to 699 and a reason of any text but CR and
+/// LF — found by scanning: the code and the reason, trimmed. `None` for anything else, which
+/// is left to the general parser: this accepts only lines it accepts too, with the same code
+/// and reason (nearly every response a peer sends, without its nom combinators).
+fn plain_status_line(line: &str) -> Option<(u16, &str)> {
+    let rest = line.strip_prefix("SIP/2.0 ")?;
+    let (code, reason) = match rest.as_bytes() {
+        [c @ b'1'..=b'6', d @ b'0'..=b'9', u @ b'0'..=b'9', b' ', ..] => (
+            u16::from(c - b'0') * 100 + u16::from(d - b'0') * 10 + u16::from(u - b'0'),
+            &rest[4..],
+        ),
+        _ => return None,
+    };
+    if reason.bytes().any(|b| matches!(b, b'\r' | b'\n')) {
+        return None;
+    }
+    Some((code, reason.trim()))
 }
 
 /// A request line written the plain way — `METHOD SP sip-uri SP SIP/2.0`, single spaces, an
@@ -1013,8 +1284,8 @@ fn parse_cseq(headers: &HeaderMap, head_end: usize) -> Result<(u32, Method), Par
 /// accepts only lines it accepts too, with the same method (nearly every request a peer
 /// sends, without the allocations of its failed alternatives).
 fn plain_request_line(line: &str) -> Option<(Method, &str)> {
-    let (method, rest) = line.split_once(' ')?;
-    let (uri, version) = rest.split_once(' ')?;
+    let (method, rest) = split_once_byte(line, b' ')?;
+    let (uri, version) = split_once_byte(rest, b' ')?;
     if version != "SIP/2.0" {
         return None;
     }
@@ -1030,8 +1301,8 @@ fn is_plain_sip_uri(uri: &str) -> bool {
     else {
         return false;
     };
-    let unreserved = |s: &str| !s.is_empty() && s.bytes().all(is_unreserved_byte);
-    let host_port = match rest.split_once('@') {
+    let unreserved = |s: &[u8]| !s.is_empty() && s.iter().all(|&b| is_unreserved_byte(b));
+    let host_port = match split_once_byte(rest, b'@') {
         Some((user, host_port)) => {
             let user_ok = !user.is_empty()
                 && user
@@ -1044,8 +1315,9 @@ fn is_plain_sip_uri(uri: &str) -> bool {
         }
         None => rest,
     };
-    let (host_port, params) = host_port.split_at(host_port.find(';').unwrap_or(host_port.len()));
-    let (host, port) = match host_port.split_once(':') {
+    let (host_port, params) =
+        host_port.split_at(find_byte(host_port, b';').unwrap_or(host_port.len()));
+    let (host, port) = match split_once_byte(host_port, b':') {
         Some((host, port)) => (host, Some(port)),
         None => (host_port, None),
     };
@@ -1055,7 +1327,10 @@ fn is_plain_sip_uri(uri: &str) -> bool {
     if let Some(digits) = port {
         if !(1..=5).contains(&digits.len())
             || !digits.bytes().all(|b| b.is_ascii_digit())
-            || digits.parse::<u16>().is_err()
+            || digits
+                .bytes()
+                .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
+                > u32::from(u16::MAX)
         {
             return false;
         }
@@ -1063,36 +1338,52 @@ fn is_plain_sip_uri(uri: &str) -> bool {
     if params.is_empty() {
         return true;
     }
-    params[1..]
-        .split(';')
-        .all(|param| match param.split_once('=') {
-            Some((name, value)) => unreserved(name) && unreserved(value),
+    params.as_bytes()[1..].split(|&b| b == b';').all(|param| {
+        match param.iter().position(|&b| b == b'=') {
+            Some(eq) => unreserved(&param[..eq]) && unreserved(&param[eq + 1..]),
             None => unreserved(param),
-        })
+        }
+    })
+}
+
+/// The position of the first `byte` (ASCII) in `s`: a scan, cheaper than `str::find` for
+/// the short pieces of a line.
+fn find_byte(s: &str, byte: u8) -> Option<usize> {
+    s.bytes().position(|b| b == byte)
+}
+
+/// `s.split_once(byte)`, by [`find_byte`].
+fn split_once_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = find_byte(s, byte)?;
+    Some((&s[..at], &s[at + 1..]))
 }
 
 /// The first Via value (empty values and lines are skipped, as [`Message::header_values`]
 /// does, so that the top Via of a message and of what is built from it agree).
 fn top_via(headers: &HeaderMap) -> Option<Via> {
-    for raw in headers.get_raw(&Name::VIA) {
-        if let Some(value) = split_list(raw.as_str()).next() {
-            return Via::parse(raw.as_ref(), value).ok().map(|(_, via)| via);
+    for raw in headers.values(&Name::VIA) {
+        if let Some(value) = split_list(headers.text(raw)).next() {
+            return Via::parse(headers.source(raw), value)
+                .ok()
+                .map(|(_, via)| via);
         }
     }
     None
 }
 
-/// The `branch` parameter of the first Via value: what `top_via(headers)?.params
-/// .get_val("branch")` gives, without the general parser for the plain Via values nearly every
-/// message has (see [`plain_via_branch`]).
-fn top_branch(headers: &HeaderMap) -> Option<BytesStr> {
-    if let Some(raw) = headers.get_raw(&Name::VIA).next() {
-        let first = raw.as_str().split(',').next().unwrap_or_default().trim();
-        if let Some(branch) = plain_via_branch(first) {
-            return branch.map(|b| BytesStr::from_parse(raw.as_ref(), b));
+/// The `branch` parameter of the first Via value, `first` being the first Via line's value:
+/// what `top_via(headers)?.params.get_val("branch")` gives, without the general parser for
+/// the plain Via values nearly every message has (see [`plain_via_branch`]).
+fn top_branch(headers: &mut HeaderMap, first: Option<Span>) -> Option<Span> {
+    if let Some(raw) = first {
+        let text = headers.text(raw);
+        let top = text[..text.bytes().position(|b| b == b',').unwrap_or(text.len())].trim();
+        if let Some(branch) = plain_via_branch(top) {
+            return branch.map(|b| headers.sub(raw, b));
         }
     }
-    top_via(headers).and_then(|via| via.params.get_val("branch").cloned())
+    let branch = top_via(headers).and_then(|via| via.params.get_val("branch").cloned())?;
+    Some(headers.add(branch))
 }
 
 /// The branch of a Via value written the plain way — `SIP/2.0/<letters> <host>[:<port>]`,
@@ -1102,47 +1393,76 @@ fn top_branch(headers: &HeaderMap) -> Option<BytesStr> {
 /// values on which both agree (a host is a dotted quad, a bracketed IPv6 address or a name
 /// starting with a letter, since a name starting with digits may begin with an IPv4 address).
 fn plain_via_branch(value: &str) -> Option<Option<&str>> {
+    // Bytes, not chars: every delimiter is ASCII, and no byte of a multi-byte character is
+    // (nor is one a letter, digit or unreserved byte: such a value is left to the parser).
     let rest = value.strip_prefix("SIP/2.0/")?;
-    let (transport, rest) = rest.split_once(' ')?;
-    if transport.is_empty() || !transport.bytes().all(|b| b.is_ascii_alphabetic()) {
+    let bytes = rest.as_bytes();
+    // The transport: letters, then one space.
+    let space = bytes.iter().position(|b| !b.is_ascii_alphabetic())?;
+    if space == 0 || bytes[space] != b' ' {
         return None;
     }
-    let (sent_by, params) = rest.split_at(rest.find(';').unwrap_or(rest.len()));
+    let from = space + 1;
+    let semi = bytes[from..]
+        .iter()
+        .position(|&b| b == b';')
+        .map_or(bytes.len(), |p| from + p);
+    let sent_by = &rest[from..semi];
     let port = if let Some(v6) = sent_by.strip_prefix('[') {
-        let (address, port) = v6.split_once(']')?;
-        address.parse::<std::net::Ipv6Addr>().ok()?;
-        port
+        let close = v6.bytes().position(|b| b == b']')?;
+        v6[..close].parse::<std::net::Ipv6Addr>().ok()?;
+        &v6[close + 1..]
     } else {
-        let (host, port) = sent_by.split_at(sent_by.find(':').unwrap_or(sent_by.len()));
+        let colon = sent_by
+            .bytes()
+            .position(|b| b == b':')
+            .unwrap_or(sent_by.len());
+        let host = &sent_by[..colon];
         if !(is_dotted_quad(host) || is_plain_host_name(host)) {
             return None;
         }
-        port
+        &sent_by[colon..]
     };
     if let Some(digits) = port.strip_prefix(':') {
         if !(1..=5).contains(&digits.len())
             || !digits.bytes().all(|b| b.is_ascii_digit())
-            || digits.parse::<u16>().is_err()
+            || digits
+                .bytes()
+                .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
+                > u32::from(u16::MAX)
         {
             return None;
         }
     } else if !port.is_empty() {
         return None;
     }
-    if params.is_empty() {
-        return Some(None);
-    }
+    // `;name[=value]` parameters, each of unreserved bytes, the name not empty.
+    let unreserved = |from: usize| {
+        bytes[from..]
+            .iter()
+            .position(|&b| !is_unreserved_byte(b))
+            .map_or(bytes.len(), |p| from + p)
+    };
     let mut branch = None;
-    for param in params[1..].split(';') {
-        let (name, param_value) = match param.split_once('=') {
-            Some((name, v)) => (name, Some(v)),
-            None => (param, None),
-        };
-        let plain = |s: &str| s.bytes().all(is_unreserved_byte);
-        if name.is_empty() || !plain(name) || !param_value.is_none_or(plain) {
+    let mut at = semi;
+    while at < bytes.len() {
+        // `bytes[at]` is a `;`.
+        let name = at + 1;
+        at = unreserved(name);
+        if at == name {
             return None;
         }
-        if name == "branch" && branch.is_none() {
+        let is_branch = &bytes[name..at] == b"branch";
+        let mut param_value = None;
+        if bytes.get(at) == Some(&b'=') {
+            let start = at + 1;
+            at = unreserved(start);
+            param_value = Some(&rest[start..at]);
+        }
+        if at < bytes.len() && bytes[at] != b';' {
+            return None;
+        }
+        if is_branch && branch.is_none() {
             branch = Some(param_value);
         }
     }
@@ -1180,16 +1500,24 @@ fn is_dotted_quad(host: &str) -> bool {
 /// A host name starting with a letter: labels of letters, digits and inner hyphens, separated
 /// by dots, with an optional final dot.
 fn is_plain_host_name(host: &str) -> bool {
-    let name = host.strip_suffix('.').unwrap_or(host);
-    name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    let name = host.strip_suffix('.').unwrap_or(host).as_bytes();
+    if !name.first().is_some_and(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    // One pass over the bytes; `previous` starts as a dot: the start of a label.
+    let mut previous = b'.';
+    for &b in name {
+        let ok = match b {
+            b'.' => !matches!(previous, b'.' | b'-'),
+            b'-' => previous != b'.',
+            _ => b.is_ascii_alphanumeric(),
+        };
+        if !ok {
+            return false;
+        }
+        previous = b;
+    }
+    !matches!(previous, b'.' | b'-')
 }
 
 fn skip_leading_crlf(mut data: Bytes) -> Bytes {
@@ -1273,35 +1601,85 @@ fn scan_content_length(data: &[u8], head_end: usize) -> Result<Option<usize>, Pa
     let mut found = None;
     while line_start < head.len() {
         let line_end = memchr_nl(&head[line_start..]).map_or(head.len(), |p| line_start + p);
-        let line = &head[line_start..line_end];
-        // Only a name starting with `c` or `l` can be Content-Length: the other lines are
-        // not searched for their colon.
-        let candidate = line
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| matches!(b, b'c' | b'C' | b'l' | b'L'));
-        if !candidate {
-            line_start = line_end + 1;
-            continue;
-        }
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            let name = line[..colon].trim_ascii();
-            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-                let value = line[colon + 1..].trim_ascii();
-                let len = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .filter(|&len| len <= MAX_BODY_LEN)
-                    .ok_or(ParseError::at(
-                        line_start + colon + 1,
-                        ParseErrorKind::BadContentLength,
-                    ))?;
-                found = Some(len);
-            }
+        if let Some(len) = content_length_line(&head[line_start..line_end], line_start)? {
+            found = Some(len);
         }
         line_start = line_end + 1;
     }
     Ok(found)
+}
+
+/// The length a head's line (without its LF; at `line_start`) gives, if it is a
+/// `Content-Length` (or `l`) line; an error if it is one that gives no valid length.
+#[inline]
+fn content_length_line(line: &[u8], line_start: usize) -> Result<Option<usize>, ParseError> {
+    // The name, trimmed, is all that precedes the first colon: `content-length` or `l` (of
+    // any case) with white space around; the other lines are not searched for their colon.
+    let Some(first) = line.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return Ok(None);
+    };
+    let name_end = match line[first] {
+        b'l' | b'L' => first + 1,
+        // `Content-L…` first (nearly every other line is refused at its ninth byte).
+        b'c' | b'C'
+            if line
+                .get(first + 8)
+                .is_some_and(|b| b.eq_ignore_ascii_case(&b'l'))
+                && line
+                    .get(first..first + 14)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"content-length")) =>
+        {
+            first + 14
+        }
+        _ => return Ok(None),
+    };
+    let Some(colon) = line[name_end..]
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|p| name_end + p)
+        .filter(|&p| line[p] == b':')
+    else {
+        return Ok(None);
+    };
+    let value = line[colon + 1..].trim_ascii();
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&len| len <= MAX_BODY_LEN)
+        .map(Some)
+        .ok_or(ParseError::at(
+            line_start + colon + 1,
+            ParseErrorKind::BadContentLength,
+        ))
+}
+
+/// [`find_head_end`] and then [`scan_content_length`] over the head found, in one pass over
+/// its lines (as a datagram is framed): the end of the head and the length, or the error the
+/// two would give, in that order.
+fn frame_head(data: &[u8]) -> Result<(usize, Option<usize>), ParseError> {
+    let limit = data.len().min(MAX_HEAD_LEN + 4);
+    let mut line_start = 0;
+    let mut length = Ok(None);
+    while let Some(pos) = memchr_nl(&data[line_start..limit]) {
+        let nl = line_start + pos;
+        // The first bad Content-Length is the error, once the head is known to end.
+        if length.is_ok() {
+            match content_length_line(&data[line_start..nl], line_start) {
+                Ok(None) => {}
+                found => length = found,
+            }
+        }
+        let next = nl + 1;
+        if data.get(next) == Some(&b'\n') {
+            return length.map(|len| (next + 1, len));
+        }
+        if data.get(next) == Some(&b'\r') && data.get(next + 1) == Some(&b'\n') {
+            return length.map(|len| (next + 2, len));
+        }
+        line_start = next;
+    }
+    // As `find_head_end` finds no end.
+    find_head_end(data).map(|_| unreachable!("no end of head was found"))
 }
 
 /// Splits a byte stream (TCP, later TLS) into messages by `Content-Length`.
@@ -1515,6 +1893,13 @@ mod tests {
                 _ => None,
             };
             let scanned = plain_request_line(line);
+            assert_eq!(
+                scanned.as_ref().map(|(m, u)| (m.as_str(), *u)),
+                reference::plain_request_line(line)
+                    .as_ref()
+                    .map(|(m, u)| (m.as_str(), *u)),
+                "{line}"
+            );
             if let Some((method, uri)) = &scanned {
                 assert_eq!(general.as_deref(), Some(method.as_str()), "{line}");
                 assert_eq!(Some(*uri), line.split(' ').nth(1), "{line}");
@@ -1701,6 +2086,11 @@ mod tests {
                             assert_eq!(m.branch(), general.as_deref(), "Via: {via}");
                             let first = via.split(',').next().unwrap().trim();
                             plain += usize::from(plain_via_branch(first).is_some());
+                            assert_eq!(
+                                plain_via_branch(first),
+                                reference::plain_via_branch(first),
+                                "{first}"
+                            );
                         }
                     }
                 }
@@ -1785,11 +2175,7 @@ X-Custom: one\r\nx-custom: two\r\nk: timer\r\nl: 0\r\n\r\n",
         assert_eq!(m.header_values(&Name::VIA).count(), 2);
         assert_eq!(m.header(&Name::SUPPORTED), Some("timer"));
         assert_eq!(m.header(&Name::CONTENT_LENGTH), Some("0"));
-        let custom: Vec<&str> = m
-            .headers()
-            .get_raw(&Name::from("X-CUSTOM"))
-            .map(|v| v.as_str())
-            .collect();
+        let custom: Vec<&str> = m.headers().get_raw(&Name::from("X-CUSTOM")).collect();
         assert_eq!(custom, ["one", "two"]);
         let names: Vec<&str> = m.headers().iter().map(|(n, _)| n).collect();
         assert_eq!(
@@ -2152,5 +2538,650 @@ From: <sip:a@b>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n
         let at = latin1.len() - 6;
         latin1[at] = 0xe9;
         assert!(SentRequest::scan(&Bytes::from(latin1)).is_none());
+    }
+
+    /// The implementations the scanners replaced, kept as the references they must agree
+    /// with.
+    mod reference {
+        use super::*;
+        use ezk_sip_types::msg::PullParser;
+
+        fn split_header_line(line: &str) -> Option<(&str, &str)> {
+            let line = line.trim_start_matches(|c: char| c.is_ascii_whitespace());
+            let end = line.find(|c: char| !is_token_char(c)).unwrap_or(line.len());
+            if end == 0 {
+                return None;
+            }
+            let rest = line[end..].trim_start_matches(|c: char| c.is_ascii_whitespace());
+            let value = rest.strip_prefix(':')?;
+            Some((
+                &line[..end],
+                value.trim_start_matches(|c: char| c.is_ascii_whitespace()),
+            ))
+        }
+
+        fn is_token_char(c: char) -> bool {
+            c.is_alphanumeric()
+                || matches!(
+                    c,
+                    '-' | '.' | '!' | '%' | '*' | '_' | '`' | '\'' | '~' | '+'
+                )
+        }
+
+        fn canonical_name(name: &str) -> &str {
+            match name.as_bytes() {
+                [c] => match c.to_ascii_lowercase() {
+                    b'v' => "Via",
+                    b'f' => "From",
+                    b't' => "To",
+                    b'i' => "Call-ID",
+                    b'm' => "Contact",
+                    b'l' => "Content-Length",
+                    b'c' => "Content-Type",
+                    b'e' => "Content-Encoding",
+                    b'k' => "Supported",
+                    b's' => "Subject",
+                    b'o' => "Event",
+                    b'u' => "Allow-Events",
+                    b'r' => "Refer-To",
+                    b'x' => "Session-Expires",
+                    b'b' => "Referred-By",
+                    _ => name,
+                },
+                _ => name,
+            }
+        }
+
+        fn unfold(s: &str) -> String {
+            if !s.contains(['\r', '\n']) {
+                return s.trim_end().to_string();
+            }
+            let mut out = String::with_capacity(s.len());
+            for (i, piece) in s.split('\n').enumerate() {
+                let piece = piece.trim_end_matches('\r');
+                if i == 0 {
+                    out.push_str(piece.trim_end());
+                } else {
+                    out.push(' ');
+                    out.push_str(piece.trim());
+                }
+            }
+            out
+        }
+
+        /// The header lines of `head` as the parser read them (by `PullParser`, one
+        /// `BytesStr` per name and value): names (long form) and values, or the error.
+        pub(super) fn headers(head: &str) -> Result<Vec<(String, String)>, ParseError> {
+            let mut lines = PullParser::new(head.as_bytes(), 0);
+            if !matches!(lines.next(), Some(Ok(_))) {
+                return Err(ParseError::at(0, ParseErrorKind::StartLine));
+            }
+            let mut out = Vec::new();
+            let mut offset = lines.progress();
+            for line in lines.by_ref() {
+                let Ok(line) = line else {
+                    return Err(ParseError::at(offset, ParseErrorKind::IncompleteHead));
+                };
+                let at = line.as_ptr() as usize - head.as_ptr() as usize;
+                let text = &head[at..at + line.len()];
+                let Some((name, value)) = split_header_line(text) else {
+                    return Err(ParseError::at(at, ParseErrorKind::HeaderLine));
+                };
+                out.push((canonical_name(name).to_string(), unfold(value)));
+                offset = at + line.len();
+            }
+            Ok(out)
+        }
+
+        /// `PullParser`'s lines of `input`: start, end, and whether each is folded (holds
+        /// a CR or LF); `Err` where it finds the head incomplete.
+        pub(super) fn lines(input: &[u8]) -> Vec<Result<(usize, usize, bool), ()>> {
+            let mut parser = PullParser::new(input, 0);
+            let mut out = Vec::new();
+            for line in parser.by_ref() {
+                let done = line.is_err();
+                out.push(
+                    line.map(|l| {
+                        let at = l.as_ptr() as usize - input.as_ptr() as usize;
+                        (
+                            at,
+                            at + l.len(),
+                            l.iter().any(|b| matches!(b, b'\r' | b'\n')),
+                        )
+                    })
+                    .map_err(|_| ()),
+                );
+                if done {
+                    break;
+                }
+            }
+            out
+        }
+
+        pub(super) fn scan_content_length(
+            data: &[u8],
+            head_end: usize,
+        ) -> Result<Option<usize>, ParseError> {
+            let head = &data[..head_end];
+            let mut line_start = 0;
+            let mut found = None;
+            while line_start < head.len() {
+                let line_end =
+                    memchr_nl(&head[line_start..]).map_or(head.len(), |p| line_start + p);
+                let line = &head[line_start..line_end];
+                let candidate = line
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|b| matches!(b, b'c' | b'C' | b'l' | b'L'));
+                if candidate {
+                    if let Some(colon) = line.iter().position(|&b| b == b':') {
+                        let name = line[..colon].trim_ascii();
+                        if name.eq_ignore_ascii_case(b"content-length")
+                            || name.eq_ignore_ascii_case(b"l")
+                        {
+                            let value = line[colon + 1..].trim_ascii();
+                            let len = std::str::from_utf8(value)
+                                .ok()
+                                .and_then(|v| v.parse::<usize>().ok())
+                                .filter(|&len| len <= MAX_BODY_LEN)
+                                .ok_or(ParseError::at(
+                                    line_start + colon + 1,
+                                    ParseErrorKind::BadContentLength,
+                                ))?;
+                            found = Some(len);
+                        }
+                    }
+                }
+                line_start = line_end + 1;
+            }
+            Ok(found)
+        }
+
+        pub(super) fn cseq(value: &str) -> Option<(u32, &str)> {
+            let mut parts = value.split_whitespace();
+            let num = parts.next()?.parse::<u32>().ok()?;
+            let method = parts.next()?;
+            parts.next().is_none().then_some((num, method))
+        }
+
+        pub(super) fn is_plain_host_name(host: &str) -> bool {
+            let name = host.strip_suffix('.').unwrap_or(host);
+            name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        }
+
+        pub(super) fn plain_request_line(line: &str) -> Option<(Method, &str)> {
+            let (method, rest) = line.split_once(' ')?;
+            let (uri, version) = rest.split_once(' ')?;
+            if version != "SIP/2.0" {
+                return None;
+            }
+            let method = Method::rfc(method)?;
+            is_plain_sip_uri(uri).then_some((method, uri))
+        }
+
+        /// See [`plain_request_line`].
+        fn is_plain_sip_uri(uri: &str) -> bool {
+            let Some(rest) = uri
+                .strip_prefix("sip:")
+                .or_else(|| uri.strip_prefix("sips:"))
+            else {
+                return false;
+            };
+            let unreserved = |s: &str| !s.is_empty() && s.bytes().all(is_unreserved_byte);
+            let host_port = match rest.split_once('@') {
+                Some((user, host_port)) => {
+                    let user_ok = !user.is_empty()
+                        && user
+                            .bytes()
+                            .all(|b| is_unreserved_byte(b) || matches!(b, b'(' | b')' | b'+'));
+                    if !user_ok {
+                        return false;
+                    }
+                    host_port
+                }
+                None => rest,
+            };
+            let (host_port, params) =
+                host_port.split_at(host_port.find(';').unwrap_or(host_port.len()));
+            let (host, port) = match host_port.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            };
+            if !(is_dotted_quad(host) || is_plain_host_name(host)) {
+                return false;
+            }
+            if let Some(digits) = port {
+                if !(1..=5).contains(&digits.len())
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                    || digits.parse::<u16>().is_err()
+                {
+                    return false;
+                }
+            }
+            if params.is_empty() {
+                return true;
+            }
+            params[1..]
+                .split(';')
+                .all(|param| match param.split_once('=') {
+                    Some((name, value)) => unreserved(name) && unreserved(value),
+                    None => unreserved(param),
+                })
+        }
+
+        pub(super) fn plain_via_branch(value: &str) -> Option<Option<&str>> {
+            let rest = value.strip_prefix("SIP/2.0/")?;
+            let (transport, rest) = rest.split_once(' ')?;
+            if transport.is_empty() || !transport.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return None;
+            }
+            let (sent_by, params) = rest.split_at(rest.find(';').unwrap_or(rest.len()));
+            let port = if let Some(v6) = sent_by.strip_prefix('[') {
+                let (address, port) = v6.split_once(']')?;
+                address.parse::<std::net::Ipv6Addr>().ok()?;
+                port
+            } else {
+                let (host, port) = sent_by.split_at(sent_by.find(':').unwrap_or(sent_by.len()));
+                if !(is_dotted_quad(host) || is_plain_host_name(host)) {
+                    return None;
+                }
+                port
+            };
+            if let Some(digits) = port.strip_prefix(':') {
+                if !(1..=5).contains(&digits.len())
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                    || digits.parse::<u16>().is_err()
+                {
+                    return None;
+                }
+            } else if !port.is_empty() {
+                return None;
+            }
+            if params.is_empty() {
+                return Some(None);
+            }
+            let mut branch = None;
+            for param in params[1..].split(';') {
+                let (name, param_value) = match param.split_once('=') {
+                    Some((name, v)) => (name, Some(v)),
+                    None => (param, None),
+                };
+                let plain = |s: &str| s.bytes().all(is_unreserved_byte);
+                if name.is_empty() || !plain(name) || !param_value.is_none_or(plain) {
+                    return None;
+                }
+                if name == "branch" && branch.is_none() {
+                    branch = Some(param_value);
+                }
+            }
+            Some(branch.flatten())
+        }
+    }
+
+    /// The head's lines are split as `PullParser` splits them, folded ones told apart: every
+    /// string of up to 7 bytes over an alphabet of line ends, blanks and text.
+    #[test]
+    fn head_lines_are_split_as_the_pull_parser_splits_them() {
+        let alphabet = [b'a', b' ', b'\t', b'\r', b'\n', b':'];
+        let mut input = Vec::new();
+        let mut cases = 0;
+        for len in 0..=7u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                input.clear();
+                for _ in 0..len {
+                    input.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let mut ours = Vec::new();
+                for line in HeadLines::new(&input) {
+                    let done = line.is_err();
+                    ours.push(line.map(|l| (l.start, l.end, l.folded)));
+                    if done {
+                        break;
+                    }
+                }
+                assert_eq!(
+                    ours,
+                    reference::lines(&input),
+                    "{:?}",
+                    String::from_utf8_lossy(&input)
+                );
+                cases += 1;
+            }
+        }
+        assert!(cases > 300_000, "{cases}");
+    }
+
+    /// Header lines are read as they were read before positions were kept: the same names
+    /// (long forms) and values (unfolded, trimmed), Call-ID and CSeq, or the same error at the
+    /// same offset, for names and values of odd forms (letters of other scripts, white space
+    /// of either kind, folding, a CR alone, no colon, no name).
+    #[test]
+    fn header_lines_are_read_as_before() {
+        let names = [
+            "Via",
+            "v",
+            "X-\u{dc}",
+            "\u{fc}",
+            "\u{65e5}\u{672c}",
+            "a b",
+            "",
+            " Via",
+            "\x0cVia",
+            "Na\u{1}me",
+            "Via ",
+            "Call-ID",
+            "i",
+            "CALL-id",
+            "CSeq",
+            "cseq",
+            "Subject",
+            "s",
+            "Q",
+            "x.y!%*_`'~+",
+            "\u{20ac}",
+            "Cseq\u{fc}",
+        ];
+        let seps = [
+            ":", " :", ": ", ":\t", "", " : ", ":\r\n ", "\r\n :", "\u{a0}:",
+        ];
+        let values = [
+            "x",
+            "",
+            " x ",
+            "x\u{a0}",
+            "a\r\n b",
+            "a\n\tb",
+            "\u{e9}",
+            "x\u{b}",
+            "a\rb",
+            "a\r\n\tb \r\n c ",
+            "\u{a0}",
+            "x\u{85}",
+            "a, b",
+            "7 OPTIONS",
+            "7  OPTIONS\u{b}",
+        ];
+        let mut read = 0;
+        for name in names {
+            for sep in seps {
+                for value in values {
+                    let line = format!("{name}{sep}{value}");
+                    let text = format!(
+                        "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n{line}\r\n\
+                         Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n"
+                    );
+                    let head_end = find_head_end(text.as_bytes()).unwrap();
+                    let expected = reference::headers(&text[..head_end]);
+                    let got = Message::parse_datagram(Bytes::from(text.clone()));
+                    let headers = match (&got, expected) {
+                        (Err(e), Err(r)) => {
+                            assert_eq!(*e, r, "{line:?}");
+                            continue;
+                        }
+                        (_, Ok(headers)) => headers,
+                        (got, Err(r)) => panic!("{line:?}: {got:?} against {r:?}"),
+                    };
+                    let first = |n: &str| {
+                        headers
+                            .iter()
+                            .find(|(name, _)| name.eq_ignore_ascii_case(n))
+                            .map(|(_, v)| v.as_str())
+                    };
+                    let call_id = first("Call-ID").map(str::trim).filter(|c| !c.is_empty());
+                    let Some(call_id) = call_id else {
+                        assert_eq!(
+                            got.unwrap_err().kind,
+                            ParseErrorKind::MissingHeader("Call-ID"),
+                            "{line:?}"
+                        );
+                        continue;
+                    };
+                    let Some(cseq) = first("CSeq").and_then(reference::cseq) else {
+                        assert_eq!(
+                            got.unwrap_err().kind,
+                            ParseErrorKind::BadHeader("CSeq"),
+                            "{line:?}"
+                        );
+                        continue;
+                    };
+                    let m = got.unwrap_or_else(|e| panic!("{line:?}: {e}"));
+                    let ours: Vec<(String, String)> = m
+                        .headers()
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect();
+                    assert_eq!(ours, headers, "{line:?}");
+                    assert_eq!(m.call_id(), call_id, "{line:?}");
+                    assert_eq!((m.cseq(), m.cseq_method().as_str()), cseq, "{line:?}");
+                    if let Some(value) = first("Subject") {
+                        assert_eq!(m.header(&Name::SUBJECT), Some(value.trim()));
+                        let shared = m.header_shared(&Name::SUBJECT).unwrap();
+                        assert_eq!(shared.as_str(), value.trim());
+                    }
+                    read += 1;
+                }
+            }
+        }
+        assert!(read > 500, "{read}");
+        // The names the parser notes as it reads are those it looks up.
+        assert!(Name::VIA.as_print_str().eq_ignore_ascii_case("via"));
+        assert!(Name::CALL_ID.as_print_str().eq_ignore_ascii_case("call-id"));
+        assert!(Name::CSEQ.as_print_str().eq_ignore_ascii_case("cseq"));
+    }
+
+    /// The scanned status line agrees with the general parser on every combination of plain
+    /// and odd pieces, and takes the plain ones without it.
+    #[test]
+    fn the_scanned_status_line_agrees_with_the_general_parser() {
+        let versions = [
+            "SIP/2.0 ",
+            "SIP/2.0  ",
+            "SIP/2.0\t",
+            "sip/2.0 ",
+            "SIP/2.00 ",
+            "SIP/2.0",
+            "SIP/3.0 ",
+            " SIP/2.0 ",
+        ];
+        let codes = [
+            "200",
+            "100",
+            "180",
+            "699",
+            "700",
+            "099",
+            "000",
+            "1000",
+            "20",
+            "2x0",
+            "+20",
+            "\u{662}\u{660}\u{660}",
+            "２００",
+        ];
+        let seps = [" ", "  ", "\t", "", " \t"];
+        let reasons = [
+            "OK",
+            "",
+            " ",
+            "Ringing ",
+            "Bad\rthing",
+            "a\r\n b",
+            "D\u{e9}clin\u{e9}",
+            "\u{a0}x\u{a0}",
+            "\u{b}",
+            "OK OK",
+            "Session Progress",
+            "\n",
+            "\u{2028}",
+        ];
+        let (mut plain, mut cases) = (0, 0);
+        for version in versions {
+            for code in codes {
+                for sep in seps {
+                    for reason in reasons {
+                        cases += 1;
+                        let raw = Bytes::from(format!("{version}{code}{sep}{reason}"));
+                        let line = std::str::from_utf8(&raw).unwrap();
+                        let Some((code, reason)) = plain_status_line(line) else {
+                            continue;
+                        };
+                        plain += 1;
+                        assert!((100..=699).contains(&code), "{line:?}");
+                        let general = match MessageLine::parse(&raw)(line) {
+                            Ok((_, MessageLine::Response(status))) => Some((
+                                status.code.into_u16(),
+                                status.reason.unwrap_or_default().to_string(),
+                            )),
+                            _ => None,
+                        };
+                        assert_eq!(general, Some((code, reason.to_string())), "{line:?}");
+                    }
+                }
+            }
+        }
+        assert!(plain >= 30, "{plain} of {cases}");
+        for line in [
+            "SIP/2.0 200 OK",
+            "SIP/2.0 180 Ringing",
+            "SIP/2.0 100 Trying",
+            "SIP/2.0 486 Busy Here",
+            "SIP/2.0 603 D\u{e9}clin\u{e9}",
+            "SIP/2.0 200 ",
+        ] {
+            assert!(plain_status_line(line).is_some(), "{line}");
+        }
+        // Odd forms are left to the general parser, which reads them as before.
+        let m = parse("SIP/2.0  200   Fine  \r\nCall-ID: c\r\nCSeq: 1 BYE\r\n\r\n").unwrap();
+        assert_eq!((m.status(), m.reason()), (Some(200), Some("Fine")));
+        let err = parse("SIP/2.0 700 Odd\r\nCall-ID: c\r\nCSeq: 1 BYE\r\n\r\n").unwrap_err();
+        assert_eq!(err, ParseError::at(8, ParseErrorKind::StartLine));
+    }
+
+    /// The scanned CSeq agrees with the general reading of its value.
+    #[test]
+    fn the_scanned_cseq_agrees_with_the_general_reading() {
+        let values = [
+            "1 INVITE",
+            "01 INVITE",
+            "0 ACK",
+            "4294967295 BYE",
+            "4294967296 BYE",
+            "99999999999 BYE",
+            "+1 INVITE",
+            "-1 INVITE",
+            "1  INVITE",
+            "1\tINVITE",
+            "1 INVITE x",
+            "1 invite",
+            "1 INV\u{ce}TE",
+            "1",
+            "1 ",
+            " 1 INVITE",
+            "1 INVITE\u{b}",
+            "1 I\u{b}X",
+            "x INVITE",
+            "",
+            "1 I\u{a0}",
+            "1 \u{a0}I",
+            "1 X-Y.z",
+            "\u{661} BYE",
+        ];
+        for value in values {
+            if let Some(got) = plain_cseq(value) {
+                assert_eq!(Some(got), reference::cseq(value), "{value:?}");
+            }
+        }
+        for value in ["1 INVITE", "2 BYE", "4294967295 ACK", "7 X-Y.z"] {
+            assert!(plain_cseq(value).is_some(), "{value}");
+        }
+    }
+
+    /// The one-pass host name check agrees with the label by label one.
+    #[test]
+    fn plain_host_names() {
+        let parts = [
+            "a", "A1", "a-b", "-a", "a-", "1a", "", "a_b", "\u{e9}", "xn--d", "a--b", "-",
+        ];
+        for a in parts {
+            for b in parts {
+                for tail in ["", ".", "..", ".c", ".-"] {
+                    for host in [
+                        format!("{a}.{b}{tail}"),
+                        format!("{a}{tail}"),
+                        format!("{a}{b}"),
+                    ] {
+                        assert_eq!(
+                            is_plain_host_name(&host),
+                            reference::is_plain_host_name(&host),
+                            "{host}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A datagram's head is framed in one pass as it was in two: the same end of head and
+    /// Content-Length, or the same error (the end of the head's first).
+    #[test]
+    fn a_datagram_s_head_is_framed_as_in_two_passes() {
+        let lines = [
+            "Content-Length: 5",
+            "l: 0",
+            "l : 3",
+            " content-length:2",
+            "CONTENT-LENGTH :\t7 ",
+            "Content-Length: x",
+            "l: -1",
+            "Content-Length: 99999999",
+            "Content-Lengthy: 3",
+            "Contact: <sip:a>",
+            "lx: 4",
+            "Content-Length",
+            "l:",
+            "c: 4",
+            "Content-Length: 1: 2",
+            "L: \u{663}",
+            "\u{b}l: 1",
+            "Content-Length\r: 1",
+        ];
+        let ends = ["\r\n\r\n", "\n\n", "\n\r\n", "\r\n", "", "\r\n \r\n\r\n"];
+        for a in lines {
+            for b in lines {
+                for end in ends {
+                    for text in [
+                        format!("SIP/2.0 200 OK\r\n{a}\r\n{b}{end}hello"),
+                        format!("{a}\n{b}{end}"),
+                    ] {
+                        let data = text.as_bytes();
+                        let expected = find_head_end(data).and_then(|end| {
+                            reference::scan_content_length(data, end).map(|len| (end, len))
+                        });
+                        assert_eq!(frame_head(data), expected, "{text:?}");
+                        if let Ok((end, _)) = expected {
+                            assert_eq!(
+                                scan_content_length(data, end),
+                                reference::scan_content_length(data, end)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let mut big = String::from("SIP/2.0 200 OK\r\nl: x\r\nX: ");
+        big.push_str(&"a".repeat(MAX_HEAD_LEN));
+        assert_eq!(
+            frame_head(big.as_bytes()),
+            Err(ParseError::at(MAX_HEAD_LEN, ParseErrorKind::HeadTooLarge))
+        );
     }
 }

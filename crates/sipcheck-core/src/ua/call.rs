@@ -1816,7 +1816,7 @@ fn answer_challenge(
         ChallengeKind::Www => Name::WWW_AUTHENTICATE,
         ChallengeKind::Proxy => Name::PROXY_AUTHENTICATE,
     };
-    let challenges = message.headers().get_raw(&name).map(|v| (kind, v.as_str()));
+    let challenges = message.headers().get_raw(&name).map(|v| (kind, v));
     match auth.on_challenges(challenges) {
         Ok(()) => Ok(()),
         Err(AuthError::Rejected { .. }) => Err(CallEndReason::AuthRejected { code }),

@@ -231,10 +231,7 @@ impl Registration {
                 ChallengeKind::Www => Name::WWW_AUTHENTICATE,
                 ChallengeKind::Proxy => Name::PROXY_AUTHENTICATE,
             };
-            let challenges = response
-                .headers()
-                .get_raw(&name)
-                .map(|v| (kind, v.as_str()));
+            let challenges = response.headers().get_raw(&name).map(|v| (kind, v));
             return match self.auth.on_challenges(challenges) {
                 Ok(()) => Next::Retry,
                 Err(AuthError::Rejected { .. }) => {

@@ -51,7 +51,6 @@ pub(crate) fn server_key_shared(request: &Message) -> BytesStr {
     match server_key(request) {
         ServerKey::Branch(branch) => request
             .branch_shared()
-            .cloned()
             .unwrap_or_else(|| BytesStr::from(branch)),
         ServerKey::Legacy(key) => BytesStr::from(key),
     }

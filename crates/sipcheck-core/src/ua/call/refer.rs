@@ -164,7 +164,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let values: Vec<&str> = message
             .headers()
             .get_raw(&Name::REFER_TO)
-            .map(|v| v.as_str().trim())
+            .map(str::trim)
             .collect();
         let [value] = values.as_slice() else {
             self.counters.requests_refused += 1;

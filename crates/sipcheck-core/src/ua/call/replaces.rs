@@ -155,7 +155,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
         let values: Vec<&str> = message
             .headers()
             .get_raw(&crate::sip::msg::Name::from("Replaces"))
-            .map(|v| v.as_str().trim())
+            .map(str::trim)
             .collect();
         let value = match values.as_slice() {
             [] => return Ok(None),
