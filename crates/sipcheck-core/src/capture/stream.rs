@@ -12,7 +12,7 @@
 //!
 //! A record: the time (nanoseconds since the Unix epoch, 8 bytes, little-endian), the
 //! length of what follows (4 bytes), then the datagram's family, addresses and ports as
-//! [`udp_head`] writes them, and its payload.
+//! the selector writes them for a held datagram, and its payload.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
