@@ -1020,16 +1020,24 @@ fn register_role(run: &mut Run, role: &str, expires: u32, refresh: bool) {
     run.sim.nodes[i].service(now);
 }
 
-/// REGISTERs put on the network by `from` (first sends, not retransmissions of one).
-fn registers_sent(run: &Run, from: SocketAddr) -> Vec<(Instant, String)> {
-    let mut seen = std::collections::HashSet::new();
+/// Each datagram `from` put on the network, with its text.
+fn sent_by(
+    run: &Run,
+    from: SocketAddr,
+) -> impl Iterator<Item = (&crate::sim::Sent<SocketAddr>, String)> + '_ {
     run.sim
         .net
         .log()
         .iter()
-        .filter(|s| s.from == from)
-        .filter_map(|s| {
-            let text = String::from_utf8_lossy(&s.bytes).into_owned();
+        .filter(move |s| s.from == from)
+        .map(|s| (s, String::from_utf8_lossy(&s.bytes).into_owned()))
+}
+
+/// REGISTERs put on the network by `from` (first sends, not retransmissions of one).
+fn registers_sent(run: &Run, from: SocketAddr) -> Vec<(Instant, String)> {
+    let mut seen = std::collections::HashSet::new();
+    sent_by(run, from)
+        .filter_map(|(s, text)| {
             let branch = header_value(&text, "Via").to_owned();
             (text.starts_with("REGISTER ") && seen.insert(branch)).then_some((s.at, text))
         })
@@ -1831,13 +1839,8 @@ fn a_call_refused_at_once_is_listed_as_begun_all_the_same() {
 /// before, which is what a transaction timer's retransmission is.
 fn sent_as_rungs(run: &Run, from: SocketAddr) -> Vec<(String, String, bool)> {
     let mut seen = std::collections::HashSet::new();
-    run.sim
-        .net
-        .log()
-        .iter()
-        .filter(|s| s.from == from)
-        .map(|s| {
-            let text = String::from_utf8_lossy(&s.bytes).into_owned();
+    sent_by(run, from)
+        .map(|(s, text)| {
             let line = text.lines().next().unwrap_or_default().to_owned();
             let cseq = header_value(&text, "CSeq").to_owned();
             let again = !seen.insert(s.bytes.clone());

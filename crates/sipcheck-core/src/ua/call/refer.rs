@@ -86,15 +86,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             &extra,
             None,
         );
-        let tx = self.layer.send_request_bytes_of(
-            now,
-            bytes.into(),
-            Some(c.dialog.call_id.clone()),
-            c.reliable,
-            c.hop.clone(),
-        )?;
-        self.owners.insert(tx, Owner::Call(call, Role::Refer));
-        Ok(())
+        self.send_in_dialog(now, call, Role::Refer, bytes)
     }
 
     /// Tell the far end of a call that REFERred us how its transfer goes: a NOTIFY whose
@@ -132,6 +124,19 @@ impl<D: Clone + NextHop> Endpoint<D> {
             &extra,
             Some((SIPFRAG, body.as_bytes())),
         );
+        self.send_in_dialog(now, call, Role::Notify, bytes)
+    }
+
+    /// Send `bytes`, a request within `call`'s dialog, as a client transaction of the call's
+    /// in `role`.
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        role: Role,
+        bytes: Vec<u8>,
+    ) -> Result<(), CallError> {
+        let c = call_mut(&mut self.slots, call).ok_or(CallError::UnknownCall(call))?;
         let tx = self.layer.send_request_bytes_of(
             now,
             bytes.into(),
@@ -139,7 +144,7 @@ impl<D: Clone + NextHop> Endpoint<D> {
             c.reliable,
             c.hop.clone(),
         )?;
-        self.owners.insert(tx, Owner::Call(call, Role::Notify));
+        self.owners.insert(tx, Owner::Call(call, role));
         Ok(())
     }
 
